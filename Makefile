@@ -1,0 +1,39 @@
+# The two set-up commands of README.md: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+
+.PHONY: demo test install install-test bench clean
+
+# ibm-schematics and python-terraform ship only as old sdists whose setup.py needs
+# setuptools<70 and wheel: build them without isolation before the rest.
+$(VENV)/.sdists:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	$(PIP) install "setuptools<70" wheel
+	$(PIP) install --no-build-isolation "ibm-schematics==1.1.0" "python-terraform==0.10.1"
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.sdists pyproject.toml
+	$(PIP) install -e ".[aws,ibm,cli,workloads]"
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
+	$(PIP) install -e ".[aws,ibm,cli,workloads,test]"
+	touch $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/ephemera demo
+
+test: $(VENV)/.installed-test
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed-test
+	$(PY) bench/bridge.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,1 @@
+"""Deployable actions, each a thin ``main(params) -> dict`` over the core."""

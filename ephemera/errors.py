@@ -1,0 +1,127 @@
+"""The exception hierarchy: every error names what is wrong and how to fix it.
+
+Actions turn these into ``{"error": {"code", "message"}}`` results; nothing else in
+Ephemera raises a bare ``Exception``. ``retryable`` says whether the same call may
+succeed later (a busy workspace, a throttled API); only those are retried.
+"""
+
+from __future__ import annotations
+
+
+class EphemeraError(Exception):
+    """Base class. ``code`` is the stable machine-readable name used in results."""
+
+    code = "EPHEMERA_ERROR"
+    retryable = False
+
+    def __init__(self, message: str, *, retryable: bool | None = None):
+        super().__init__(message)
+        self.message = message
+        if retryable is not None:
+            self.retryable = retryable
+
+    def to_dict(self) -> dict:
+        return {"code": self.code, "message": self.message, "retryable": self.retryable}
+
+
+class ConfigError(EphemeraError):
+    """A config value is missing, unknown or malformed. ``field`` is its dotted path."""
+
+    code = "CONFIG_INVALID"
+
+    def __init__(self, field: str, problem: str, fix: str = ""):
+        self.field = field
+        msg = f"config key '{field}': {problem}"
+        if fix:
+            msg += f"; {fix}"
+        super().__init__(msg)
+
+
+class ParamError(EphemeraError):
+    """An action parameter is missing or malformed."""
+
+    code = "PARAM_INVALID"
+
+    def __init__(self, field: str, problem: str, fix: str = ""):
+        self.field = field
+        msg = f"parameter '{field}': {problem}"
+        if fix:
+            msg += f"; {fix}"
+        super().__init__(msg)
+
+
+class EventError(EphemeraError):
+    """An event payload matches no known delivery format, or a field of it is malformed."""
+
+    code = "EVENT_INVALID"
+
+    def __init__(self, field: str, problem: str, fix: str = ""):
+        self.field = field
+        msg = f"event field '{field}': {problem}"
+        if fix:
+            msg += f"; {fix}"
+        super().__init__(msg)
+
+
+class StorageError(EphemeraError):
+    """A storage call failed."""
+
+    code = "STORAGE_ERROR"
+
+
+class InvalidKeyError(StorageError):
+    """A bucket name or object key is not acceptable."""
+
+    code = "STORAGE_KEY_INVALID"
+
+
+class NoSuchKeyError(StorageError):
+    """The object does not exist."""
+
+    code = "STORAGE_NO_SUCH_KEY"
+
+    def __init__(self, bucket: str, key: str):
+        self.bucket = bucket
+        self.key = key
+        super().__init__(f"no object '{key}' in bucket '{bucket}'")
+
+
+class NoSuchBucketError(StorageError):
+    """The bucket does not exist."""
+
+    code = "STORAGE_NO_SUCH_BUCKET"
+
+    def __init__(self, bucket: str):
+        self.bucket = bucket
+        super().__init__(f"bucket '{bucket}' does not exist; create it first or fix 'storage.bucket'")
+
+
+class EngineError(EphemeraError):
+    """A workspace engine call failed. ``log_tail`` carries the engine's last log lines."""
+
+    code = "ENGINE_ERROR"
+
+    def __init__(self, message: str, *, retryable: bool | None = None, log_tail: str = ""):
+        super().__init__(message, retryable=retryable)
+        self.log_tail = log_tail
+
+
+class WorkspaceBusyError(EngineError):
+    """The workspace is locked by another activity: try later, this is not a failure."""
+
+    code = "WORKSPACE_BUSY"
+    retryable = True
+
+
+class RunNotFoundError(EphemeraError):
+    code = "RUN_NOT_FOUND"
+
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+        super().__init__(f"no run '{run_id}' in the ledger; `ephemera runs` lists the known runs")
+
+
+class StateConflictError(EphemeraError):
+    """A run record changed underneath us, or a transition is not allowed from its state."""
+
+    code = "STATE_CONFLICT"

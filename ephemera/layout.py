@@ -1,0 +1,67 @@
+"""Where things live in object storage. Every module asks here for a key.
+
+State bucket (``storage.bucket``)::
+
+    ephemera/runs/<run_id>.json              the run record (the ledger)
+    ephemera/jobs/<run_id>.json              the job spec the VMs read
+    ephemera/heartbeats/<run_id>/<worker>    last heartbeat of each VM's agent
+    ephemera/locks/<name>                    lock objects
+    ephemera/activations/<id>.json           activation records of the local runtime
+
+Output bucket (``workload.output_bucket``, default the state bucket)::
+
+    <output_prefix>/<run_id>/...             the workload's outputs
+    <output_prefix>/<run_id>/_SUCCESS.json   completion marker (or _FAILURE.json)
+"""
+
+from __future__ import annotations
+
+ROOT = "ephemera"
+RUNS = f"{ROOT}/runs/"
+JOBS = f"{ROOT}/jobs/"
+HEARTBEATS = f"{ROOT}/heartbeats/"
+LOCKS = f"{ROOT}/locks/"
+ACTIVATIONS = f"{ROOT}/activations/"
+
+SUCCESS_MARKER = "_SUCCESS.json"
+FAILURE_MARKER = "_FAILURE.json"
+MARKERS = (SUCCESS_MARKER, FAILURE_MARKER)
+
+
+def run_key(run_id: str) -> str:
+    return f"{RUNS}{run_id}.json"
+
+
+def job_key(run_id: str) -> str:
+    return f"{JOBS}{run_id}.json"
+
+
+def heartbeat_key(run_id: str, worker: int | str) -> str:
+    return f"{HEARTBEATS}{run_id}/{worker}.json"
+
+
+def lock_key(name: str) -> str:
+    return f"{LOCKS}{name}"
+
+
+def activation_key(activation_id: str) -> str:
+    return f"{ACTIVATIONS}{activation_id}.json"
+
+
+def output_prefix(prefix: str, run_id: str) -> str:
+    return f"{prefix.strip('/')}/{run_id}/" if prefix.strip("/") else f"{run_id}/"
+
+
+def marker_key(prefix: str, run_id: str, success: bool) -> str:
+    return output_prefix(prefix, run_id) + (SUCCESS_MARKER if success else FAILURE_MARKER)
+
+
+def parse_marker_key(key: str) -> tuple[str, str, bool] | None:
+    """``(output_prefix, run_id, success)`` for a completion-marker key, else None."""
+    head, _, name = key.rpartition("/")
+    if name not in MARKERS or not head:
+        return None
+    prefix, _, run_id = head.rpartition("/")
+    if not run_id:
+        return None
+    return prefix, run_id, name == SUCCESS_MARKER

@@ -1,0 +1,56 @@
+"""The storage interface every backend implements, and its records.
+
+Backends: ``localhost`` (a directory), ``aws_s3`` (boto3, any S3 endpoint) and
+``ibm_cos`` (ibm-cos-sdk). Missing objects raise :class:`NoSuchKeyError`; a missing
+bucket :class:`NoSuchBucketError`; a malformed key :class:`InvalidKeyError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Iterator, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a head or list returns for one object."""
+
+    key: str  # full key inside the bucket
+    size: int  # bytes
+    etag: str  # content hash as the store reports it, without quotes
+    last_modified: datetime  # timezone-aware, as the store reports it
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """Object storage. ``bucket`` arguments are bucket names; keys use '/' separators."""
+
+    backend: str  # the registry name: localhost | aws_s3 | ibm_cos
+
+    def put(self, bucket: str, key: str, data: bytes) -> ObjectInfo:
+        """Create or replace an object."""
+
+    def put_if_absent(self, bucket: str, key: str, data: bytes) -> bool:
+        """Create the object only if no object has that key; True if this call created it.
+
+        Must be correct under concurrent callers. Backends whose store has no
+        conditional PUT implement it another way (see ibm_cos)."""
+
+    def get(self, bucket: str, key: str, byte_range: tuple[int, int] | None = None) -> bytes:
+        """The object's bytes, or bytes ``start..end`` inclusive of ``byte_range``."""
+
+    def head(self, bucket: str, key: str) -> ObjectInfo:
+        """Metadata of one object."""
+
+    def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object whose key starts with ``prefix``, in key order."""
+
+    def delete(self, bucket: str, key: str) -> None:
+        """Delete an object; deleting a missing object is not an error."""
+
+    def create_bucket(self, bucket: str) -> None:
+        """Create the bucket if it does not exist."""
+
+    def bucket_exists(self, bucket: str) -> bool:
+        """Whether the bucket exists and is reachable with these credentials."""

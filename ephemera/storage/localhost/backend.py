@@ -1,0 +1,167 @@
+"""Localhost storage: ``<root>/<bucket>/<key>`` files.
+
+Writes go to a temporary file under ``<root>/.tmp`` and are moved into place, so a
+reader or a filesystem watcher never sees a half-written object. A bucket is a
+folder, created on first write. ``put_if_absent`` uses ``link()``, which fails
+atomically when the target exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+from ephemera.errors import NoSuchBucketError, NoSuchKeyError, StorageError
+from ephemera.storage.base import ObjectInfo
+from ephemera.storage.keys import validate_bucket, validate_key, validate_prefix
+
+
+class LocalhostStorage:
+    backend = "localhost"
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).resolve()
+        self._tmp = self.root / ".tmp"
+        self._tmp.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def from_config(cls, config) -> "LocalhostStorage":
+        from ephemera.storage.localhost.config import storage_root
+
+        return cls(storage_root(config))
+
+    def __repr__(self) -> str:
+        return f"LocalhostStorage(root='{self.root}')"
+
+    # paths -----------------------------------------------------------------
+    def bucket_path(self, bucket: str) -> Path:
+        return self.root / validate_bucket(bucket)
+
+    def _path(self, bucket: str, key: str) -> Path:
+        return self.bucket_path(bucket) / validate_key(key)
+
+    def _write_tmp(self, data: bytes) -> str:
+        fd, tmp = tempfile.mkstemp(dir=self._tmp)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        return tmp
+
+    # interface ---------------------------------------------------------------
+    def put(self, bucket: str, key: str, data: bytes) -> ObjectInfo:
+        path = self._path(bucket, key)
+        tmp = self._write_tmp(bytes(data))
+        for attempt in range(3):  # a concurrent delete may prune the parent folder
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(tmp, path)
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+            except IsADirectoryError:
+                os.unlink(tmp)
+                raise StorageError(f"cannot write '{key}' in bucket '{bucket}': a folder of that name holds other objects") from None
+        return self._info(key, path, data)
+
+    def put_if_absent(self, bucket: str, key: str, data: bytes) -> bool:
+        path = self._path(bucket, key)
+        tmp = self._write_tmp(bytes(data))
+        try:
+            for attempt in range(3):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(tmp, path)
+                    return True
+                except FileExistsError:
+                    return False
+                except FileNotFoundError:
+                    if attempt == 2:
+                        raise
+            return False
+        finally:
+            os.unlink(tmp)
+
+    def get(self, bucket: str, key: str, byte_range: tuple[int, int] | None = None) -> bytes:
+        path = self._existing(bucket, key)
+        with open(path, "rb") as fh:
+            if byte_range is None:
+                return fh.read()
+            start, end = byte_range
+            fh.seek(start)
+            return fh.read(max(0, end - start + 1))
+
+    def head(self, bucket: str, key: str) -> ObjectInfo:
+        return self._info(key, self._existing(bucket, key))
+
+    def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
+        base = self.bucket_path(bucket)
+        validate_prefix(prefix)
+        if not base.is_dir():
+            raise NoSuchBucketError(bucket)
+        # walk only the folder the prefix points into
+        folder = base / prefix.rpartition("/")[0] if "/" in prefix else base
+        keys = []
+        for dirpath, _dirs, files in os.walk(folder):
+            for name in files:
+                key = os.path.relpath(os.path.join(dirpath, name), base).replace(os.sep, "/")
+                if key.startswith(prefix):
+                    keys.append(key)
+        for key in sorted(keys):
+            try:
+                yield self._info(key, base / key)
+            except FileNotFoundError:  # deleted while listing
+                continue
+
+    def delete(self, bucket: str, key: str) -> None:
+        path = self._path(bucket, key)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return
+        except IsADirectoryError:
+            raise StorageError(f"'{key}' in bucket '{bucket}' is a folder, not an object") from None
+        self._prune(path.parent, self.bucket_path(bucket))
+
+    def create_bucket(self, bucket: str) -> None:
+        self.bucket_path(bucket).mkdir(parents=True, exist_ok=True)
+
+    def bucket_exists(self, bucket: str) -> bool:
+        return self.bucket_path(bucket).is_dir()
+
+    def delete_bucket(self, bucket: str) -> None:
+        shutil.rmtree(self.bucket_path(bucket), ignore_errors=True)
+
+    # helpers -------------------------------------------------------------------
+    def _existing(self, bucket: str, key: str) -> Path:
+        path = self._path(bucket, key)
+        if not path.is_file():
+            if not self.bucket_path(bucket).is_dir():
+                raise NoSuchBucketError(bucket)
+            raise NoSuchKeyError(bucket, key)
+        return path
+
+    @staticmethod
+    def _info(key: str, path: Path, data: bytes | None = None) -> ObjectInfo:
+        st = path.stat()
+        if data is None:
+            digest = hashlib.md5(usedforsecurity=False)
+            with open(path, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+        else:
+            digest = hashlib.md5(data, usedforsecurity=False)
+        return ObjectInfo(key, st.st_size, digest.hexdigest(), datetime.fromtimestamp(st.st_mtime, timezone.utc))
+
+    @staticmethod
+    def _prune(folder: Path, stop: Path) -> None:
+        while folder != stop and stop in folder.parents:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty, or already gone
+                return
+            folder = folder.parent

@@ -1,0 +1,1 @@
+"""Triggers: event parsing for every delivery format, and the local event runtime."""

@@ -1,0 +1,177 @@
+"""Every event delivery format, parsed into one :class:`Event`.
+
+Formats (see DESIGN.md, "Events"):
+
+- OpenWhisk alarm feed: the trigger payload merged into params; Ephemera's
+  ``functions-create.sh`` puts ``ephemera_kind: alarm`` and ``ephemera_trigger`` in
+  it. No fire time is added by the feed; the local runtime adds ``ephemera_time``.
+- OpenWhisk COS feed ``/whisk.system/cos/changes``: ``{bucket, endpoint, key,
+  notification: {bucket_name, object_name, event_type, object_length, ...}}``.
+- Manual invoke: anything else; ``ephemera_kind: manual`` may be explicit.
+
+Reserved parameter names start with ``ephemera_``; ``config`` carries the bound
+config. Everything else a caller passes lands in ``Event.payload``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from ephemera.errors import EventError
+
+KINDS = ("alarm", "object_write", "manual")
+# params that are not part of any event: bound config and action plumbing
+NON_EVENT_PARAMS = frozenset({"config", "config_file"})
+MAX_PAYLOAD_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str  # alarm | object_write | manual
+    source: str  # the delivery format it came in, e.g. "openwhisk_cos"
+    time: datetime | None = None  # fire time (alarm) or request time (write), if the format says
+    bucket: str | None = None  # object_write: the bucket written
+    key: str | None = None  # object_write: the key written (decoded)
+    etag: str | None = None  # object_write: the object's etag, if the format says
+    size: int | None = None  # object_write: the object's size, if the format says
+    trigger: str | None = None  # the trigger's name, if known
+    payload: dict = field(default_factory=dict)  # every other parameter
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["time"] = self.time.isoformat() if self.time else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Event":
+        data = dict(data)
+        if data.get("time"):
+            data["time"] = datetime.fromisoformat(data["time"])
+        return cls(**data)
+
+
+def _parse_time(field_name: str, value: Any) -> datetime | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        # epoch seconds or milliseconds
+        return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, timezone.utc)
+    if not isinstance(value, str):
+        raise EventError(field_name, f"expected an ISO 8601 time, got {type(value).__name__}", "e.g. '2026-11-21T10:00:00Z'")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise EventError(field_name, f"'{value}' is not an ISO 8601 time", "e.g. '2026-11-21T10:00:00Z'") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _require_str(params: dict, path: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise EventError(path, "missing or not a non-empty string", "the notification must name it")
+    return value
+
+
+def _payload(params: dict, event_keys: set[str]) -> dict:
+    return {k: v for k, v in params.items() if k not in event_keys and k not in NON_EVENT_PARAMS and not k.startswith("ephemera_")}
+
+
+def _int_or_none(path: str, value: Any) -> int | None:
+    if value in (None, ""):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise EventError(path, f"'{value}' is not an integer", "object sizes are byte counts") from None
+
+
+def parse_openwhisk_cos(params: dict) -> Event:
+    note = params.get("notification")
+    if not isinstance(note, dict):
+        raise EventError("notification", "missing or not an object", "a COS changes event carries a notification object")
+    bucket = _require_str(params, "notification.bucket_name", note.get("bucket_name") or params.get("bucket"))
+    key = _require_str(params, "notification.object_name", note.get("object_name") or params.get("key"))
+    event_type = note.get("event_type", "Object:Write")
+    if event_type != "Object:Write":
+        raise EventError("notification.event_type", f"'{event_type}' is not an object write", "bind only Object:Write events to this action")
+    return Event(
+        kind="object_write",
+        source="openwhisk_cos",
+        time=_parse_time("notification.request_time", note.get("request_time")),
+        bucket=bucket,
+        key=key,
+        etag=(note.get("object_etag") or None),
+        size=_int_or_none("notification.object_length", note.get("object_length")),
+        trigger=params.get("ephemera_trigger"),
+        payload=_payload(params, {"bucket", "endpoint", "key", "notification"}),
+    )
+
+
+def parse_local_write(params: dict) -> Event:
+    """The local runtime's bucket-watcher event (also used by tests and `ephemera invoke`)."""
+    return Event(
+        kind="object_write",
+        source="local_watch",
+        time=_parse_time("ephemera_time", params.get("ephemera_time")),
+        bucket=_require_str(params, "bucket", params.get("bucket")),
+        key=_require_str(params, "key", params.get("key")),
+        etag=params.get("etag"),
+        size=_int_or_none("size", params.get("size")),
+        trigger=params.get("ephemera_trigger"),
+        payload=_payload(params, {"bucket", "key", "etag", "size"}),
+    )
+
+
+def parse_alarm(params: dict) -> Event:
+    return Event(
+        kind="alarm",
+        source="openwhisk_alarm" if "ephemera_time" not in params else "local_alarm",
+        time=_parse_time("ephemera_time", params.get("ephemera_time")),
+        trigger=params.get("ephemera_trigger"),
+        payload=_payload(params, set()),
+    )
+
+
+def parse_manual(params: dict) -> Event:
+    return Event(
+        kind="manual",
+        source="manual",
+        time=_parse_time("ephemera_time", params.get("ephemera_time")),
+        trigger=params.get("ephemera_trigger"),
+        payload=_payload(params, set()),
+    )
+
+
+# (detector, parser), tried in order; more formats are registered by later modules
+FORMATS: list[tuple[Callable[[dict], bool], Callable[[dict], Event]]] = [
+    (lambda p: isinstance(p.get("notification"), dict) or ("notification" in p and "key" in p), parse_openwhisk_cos),
+    (lambda p: p.get("ephemera_kind") == "object_write", parse_local_write),
+    (lambda p: p.get("ephemera_kind") == "alarm", parse_alarm),
+    (lambda p: p.get("ephemera_kind") in (None, "manual"), parse_manual),
+]
+
+
+def parse_event(params: Any) -> Event:
+    """The :class:`Event` in an action's params; raises EventError naming the bad field."""
+    if not isinstance(params, dict):
+        raise EventError("<params>", f"expected a JSON object, got {type(params).__name__}", "invoke the action with a JSON object")
+    kind = params.get("ephemera_kind")
+    if kind is not None and kind not in KINDS:
+        raise EventError("ephemera_kind", f"'{kind}' is not one of {', '.join(KINDS)}", "fix the trigger payload")
+    _check_size(params)
+    for detect, parse in FORMATS:
+        if detect(params):
+            return parse(params)
+    raise EventError("<params>", "matches no known event format", "see DESIGN.md, 'Events'")
+
+
+def _check_size(params: dict) -> None:
+    import json
+
+    try:
+        size = len(json.dumps({k: v for k, v in params.items() if k not in NON_EVENT_PARAMS}, default=str))
+    except (TypeError, ValueError):
+        raise EventError("<params>", "is not JSON-serialisable", "send plain JSON") from None
+    if size > MAX_PAYLOAD_BYTES:
+        raise EventError("<params>", f"is {size} bytes, over the {MAX_PAYLOAD_BYTES}-byte limit", "put large inputs in object storage and pass their key")
