@@ -1,0 +1,160 @@
+"""The job a run executes: its spec (written by apply, read by the VMs) and the
+context a workload function receives.
+
+A workload is ``def main(ctx: WorkloadContext) -> dict``. It reads ``ctx.params``,
+writes outputs with ``ctx.put_output``, and returns a JSON-able summary. ``run_job``
+calls it and then writes the completion marker: ``_SUCCESS.json`` with the summary,
+or ``_FAILURE.json`` with the error, traceback and log tail. The marker is always the
+last object written, because its write fires the teardown.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import logging
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from ephemera import layout
+from ephemera.errors import ParamError
+from ephemera.secrets import Scrubber
+from ephemera.storage.base import Storage
+
+LOG_TAIL_LINES = 50
+
+
+@dataclass
+class JobSpec:
+    run_id: str  # the run this job belongs to
+    workspace: str  # workspace name
+    entry: str  # "package.module:function" of the workload
+    params: dict  # the workload's parameters
+    state_bucket: str  # bucket with run records and job specs
+    output_bucket: str  # bucket the outputs and marker go to
+    output_prefix: str  # the run's own prefix, "<workload.output_prefix>/<run_id>/"
+    worker_count: int = 1  # VMs in the run
+    hard_deadline: str = ""  # ISO time after which the run is killed
+    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), indent=1, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> "JobSpec":
+        raw = json.loads(data)
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+    def marker_key(self, success: bool) -> str:
+        return self.output_prefix + (layout.SUCCESS_MARKER if success else layout.FAILURE_MARKER)
+
+
+def load_job(storage: Storage, bucket: str, run_id: str) -> JobSpec:
+    return JobSpec.from_json(storage.get(bucket, layout.job_key(run_id)))
+
+
+@dataclass
+class WorkloadContext:
+    job: JobSpec  # the spec being run
+    storage: Storage  # where outputs go
+    worker: int = 0  # index of this VM in the run
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("ephemera.workload"))
+    outputs: list[str] = field(default_factory=list)  # keys written so far
+
+    @property
+    def params(self) -> dict:
+        return self.job.params
+
+    @property
+    def run_id(self) -> str:
+        return self.job.run_id
+
+    def output_key(self, name: str) -> str:
+        if name in layout.MARKERS:
+            raise ParamError("name", f"'{name}' is reserved for the completion marker", "choose another output name")
+        return self.job.output_prefix + name.lstrip("/")
+
+    def put_output(self, name: str, data: bytes | str) -> str:
+        """Write ``<output_prefix>/<name>`` and return its key."""
+        key = self.output_key(name)
+        self.storage.put(self.job.output_bucket, key, data.encode() if isinstance(data, str) else data)
+        self.outputs.append(key)
+        return key
+
+    def put_json(self, name: str, obj: Any) -> str:
+        return self.put_output(name, json.dumps(obj, indent=1, sort_keys=True, default=str))
+
+
+def resolve_entry(entry: str):
+    module_name, _, func_name = entry.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ParamError("workload.entry", f"cannot import '{module_name}' ({exc})", "install the module on the VM or fix the entry") from None
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        raise ParamError("workload.entry", f"'{module_name}' has no function '{func_name}'", "fix the entry")
+    return func
+
+
+class _TailHandler(logging.Handler):
+    """Keeps the last lines logged, for the failure marker."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.buffer = io.StringIO()
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.buffer.write(self.format(record) + "\n")
+
+    def tail(self, n: int = LOG_TAIL_LINES) -> str:
+        return "\n".join(self.buffer.getvalue().splitlines()[-n:])
+
+
+def run_job(job: JobSpec, storage: Storage, worker: int = 0, scrubber: Scrubber | None = None) -> dict:
+    """Run the workload and write its completion marker. Returns the marker's content.
+
+    ``scrubber`` masks secret values in the marker (an exception message may quote one)."""
+    tail = _TailHandler()
+    root = logging.getLogger()
+    root.addHandler(tail)
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+    ctx = WorkloadContext(job=job, storage=storage, worker=worker)
+    started = time.time()
+    marker: dict[str, Any] = {"run_id": job.run_id, "entry": job.entry, "started_at": _iso(started)}
+    try:
+        ctx.log.info("run %s: starting workload %s", job.run_id, job.entry)
+        result = resolve_entry(job.entry)(ctx)
+        json.dumps(result, default=str)  # fail here, not in the marker write, if not JSON-able
+        marker.update(status="succeeded", result=result)
+        success = True
+        ctx.log.info("run %s: workload finished", job.run_id)
+    except BaseException as exc:  # noqa: BLE001 - every failure must end in a marker
+        ctx.log.error("run %s: workload failed: %s: %s", job.run_id, type(exc).__name__, exc)
+        marker.update(
+            status="failed",
+            error={"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()},
+        )
+        success = False
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+    finally:
+        root.removeHandler(tail)
+    marker.update(finished_at=_iso(time.time()), duration_s=round(time.time() - started, 3), outputs=ctx.outputs)
+    if not success:
+        marker["log_tail"] = tail.tail()
+    if scrubber is not None:
+        marker = scrubber.scrub_obj(json.loads(json.dumps(marker, default=str)))
+    storage.put(job.output_bucket, job.marker_key(success), json.dumps(marker, indent=1, default=str).encode())
+    return marker
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")

@@ -1,0 +1,1 @@
+"""Lithops-compatible FunctionExecutor and Storage (placeholder until the bridge lands)."""

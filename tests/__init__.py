@@ -1,0 +1,1 @@
+"""Ephemera test suite."""
