@@ -33,7 +33,11 @@ class LocalhostStorage:
     def from_config(cls, config) -> "LocalhostStorage":
         from ephemera.storage.localhost.config import storage_root
 
-        return cls(storage_root(config))
+        storage = cls(storage_root(config))
+        # On this machine the configured buckets simply exist: they are folders.
+        for bucket in {config.state_bucket, config.output_bucket}:
+            storage.create_bucket(bucket)
+        return storage
 
     def __repr__(self) -> str:
         return f"LocalhostStorage(root='{self.root}')"

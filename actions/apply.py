@@ -1,0 +1,32 @@
+"""Action ``apply``: an alarm, object write or manual invoke creates a run and applies
+its workspace.
+
+Result: ``{"ok": true, "run_id", "state", ...}``; a redelivered event returns the
+existing run with ``"duplicate": true``; a busy workspace returns ``"skipped": true``
+with the reason. Nothing is created for an event that fails to parse.
+"""
+
+from __future__ import annotations
+
+from ephemera.actionkit import run_action
+from ephemera.context import Context
+from ephemera.lifecycle import apply_run, request_run
+from triggers.events import parse_event
+
+
+def handle(ctx: Context, params: dict) -> dict:
+    event = parse_event(params)
+    outcome = request_run(ctx, event)
+    if not outcome.created:
+        if outcome.run is not None:
+            return {"run_id": outcome.run.run_id, "state": str(outcome.run.state), "duplicate": True, "reason": outcome.reason}
+        return {"skipped": True, "reason": outcome.reason}
+    run = apply_run(ctx, outcome.run)
+    result = {"run_id": run.run_id, "state": str(run.state), "workspace": run.workspace, "outputs": run.outputs}
+    if run.error:
+        result["run_error"] = run.error
+    return result
+
+
+def main(params: dict) -> dict:
+    return run_action("apply", params, handle)

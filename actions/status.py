@@ -1,0 +1,28 @@
+"""Action ``status``: advance in-flight engine activities and report runs.
+
+With ``run_id``: that run's record after polling its activity. Without: every open
+run, each advanced one step (APPLYING -> RUNNING once an async apply completes,
+DESTROYING -> DESTROYED once an async destroy completes).
+"""
+
+from __future__ import annotations
+
+from ephemera.actionkit import run_action
+from ephemera.context import Context
+from ephemera.lifecycle import advance_run
+from ephemera.runids import validate_run_id
+
+
+def _summary(run) -> dict:
+    return {"run_id": run.run_id, "workspace": run.workspace, "state": str(run.state), "outputs": run.outputs, "error": run.error}
+
+
+def handle(ctx: Context, params: dict) -> dict:
+    if params.get("run_id") is not None:
+        run = advance_run(ctx, ctx.ledger.get(validate_run_id(params["run_id"])))
+        return {"run": {**_summary(run), "transitions": [vars(t) for t in run.transitions]}}
+    return {"runs": [_summary(advance_run(ctx, run)) for run in ctx.ledger.open_runs()]}
+
+
+def main(params: dict) -> dict:
+    return run_action("status", params, handle)

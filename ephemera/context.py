@@ -1,0 +1,40 @@
+"""What every action and CLI command works with: the config, and the storage,
+ledger and engine it names, built lazily (an action that never touches the engine
+never imports a cloud SDK)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from ephemera.config import Config, load_config
+from ephemera.runs import Ledger
+from ephemera.secrets import Scrubber
+
+
+class Context:
+    def __init__(self, config: Config | dict | str | None = None, *, storage=None, engine=None):
+        self.config = load_config(config)
+        if storage is not None:
+            self.__dict__["storage"] = storage
+        if engine is not None:
+            self.__dict__["engine"] = engine
+
+    @cached_property
+    def storage(self):
+        from ephemera.storage import get_storage
+
+        return get_storage(self.config)
+
+    @cached_property
+    def engine(self):
+        from ephemera.engines import get_engine
+
+        return get_engine(self.config)
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        return Ledger(self.storage, self.config.state_bucket)
+
+    @cached_property
+    def scrubber(self) -> Scrubber:
+        return Scrubber(self.config.secret_values())

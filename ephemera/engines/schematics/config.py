@@ -1,0 +1,62 @@
+"""Settings of the Schematics engine, read from a validated :class:`~ephemera.config.Config`.
+
+Keys (named as Lithops names its IBM keys): ``ibm.iam_api_key``, ``ibm.iam_url``,
+``schematics.workspace_id``, and ``schematics.url`` or ``schematics.region``. The
+service URL is always set explicitly: the 1.1.0 SDK defaults to a development URL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+from ephemera.config import Config
+from ephemera.errors import ConfigError
+
+# Locations where Schematics runs workspaces (cloud.ibm.com/docs/schematics?topic=schematics-locations).
+# Each has its own API endpoint; the geographies "us" and "eu" have one too.
+REGIONS = ("us-south", "us-east", "eu-de", "eu-gb", "ca-tor", "us", "eu")
+# IAM issues a refresh token only to these client credentials (as the ibmcloud CLI does).
+REFRESH_TOKEN_CLIENT = ("bx", "bx")
+
+
+def service_url_for_region(region: str) -> str:
+    """The public Schematics API endpoint of a location, e.g. ``https://us-south.schematics.cloud.ibm.com``."""
+    if region not in REGIONS:
+        raise ConfigError("schematics.region", f"'{region}' is not a Schematics location", f"use one of {', '.join(REGIONS)}, or set schematics.url")
+    return f"https://{region}.schematics.cloud.ibm.com"
+
+
+@dataclass(frozen=True)
+class SchematicsSettings:
+    """What the engine needs to reach one Schematics workspace."""
+
+    api_key: str  # IAM API key (secret: never logged)
+    iam_url: str  # IAM base URL; the token path /identity/token is appended by the SDK
+    workspace_id: str  # the Schematics workspace built from terraform/ibm-vpc-gpu
+    service_url: str  # the Schematics API endpoint, explicit
+    max_attempts: int = 5  # calls retried on 429/502/503/504/connection reset, at most this often
+    backoff_seconds: float = 2.0  # first retry delay; doubled on each further attempt
+    log_tail_lines: int = 40  # lines of the activity log kept in the run record
+
+    def __repr__(self) -> str:  # never show the API key
+        return f"SchematicsSettings(workspace_id={self.workspace_id!r}, service_url={self.service_url!r}, iam_url={self.iam_url!r})"
+
+    @classmethod
+    def from_config(cls, config: Config) -> "SchematicsSettings":
+        api_key = config["ibm"]["iam_api_key"]
+        if not api_key:
+            raise ConfigError("ibm.iam_api_key", "missing", "Schematics needs an IAM API key")
+        workspace_id = config["schematics"]["workspace_id"]
+        if not workspace_id:
+            raise ConfigError("schematics.workspace_id", "missing", "create a Schematics workspace from terraform/ibm-vpc-gpu and set its id")
+        url = config["schematics"]["url"]
+        if url:
+            parsed = urlparse(url)
+            if parsed.scheme not in ("http", "https") or not parsed.netloc:
+                raise ConfigError("schematics.url", f"'{url}' is not an http(s) URL", "e.g. https://us-south.schematics.cloud.ibm.com")
+            url = url.rstrip("/")
+        else:
+            url = service_url_for_region(config["schematics"]["region"])
+        iam_url = (config["ibm"]["iam_url"] or "https://iam.cloud.ibm.com").rstrip("/")
+        return cls(api_key=api_key, iam_url=iam_url, workspace_id=workspace_id, service_url=url)

@@ -1,0 +1,368 @@
+"""The Schematics engine: apply and destroy one IBM Cloud Schematics workspace.
+
+Contract with the actions (both stacks take the same run variables):
+
+- ``apply(run, variables, secure_variables)``: ``variables`` are the run's Terraform
+  variables -- ``run_id``, ``workspace``, ``worker_count``, ``job_key`` (key of the job
+  spec in the state bucket), ``state_bucket``, ``hard_deadline`` (ISO 8601) and
+  ``hard_timeout_seconds``, plus any ``workspace.variables`` of the config.
+  ``secure_variables`` are the storage credentials the VMs use --
+  ``cos_hmac_access_key_id`` / ``cos_hmac_secret_access_key`` or ``cos_api_key``.
+  All of them are written to the workspace's variable store (the template's
+  ``values`` call) before the apply starts; the secrets as ``secure: true`` values,
+  which Schematics never shows again. Values are strings; lists and maps are sent as
+  JSON, which Terraform reads as HCL.
+- Apply and destroy need an IAM *refresh token* (header ``refresh_token``); IAM issues
+  one only to the client id/secret ``bx``/``bx``, so the engine's IAM authenticator
+  uses them. The service URL is set explicitly (the 1.1.0 SDK defaults to a dev URL).
+- Both return as soon as Schematics has accepted the job: an :class:`Activity` in state
+  RUNNING with the Schematics activity id. ``status`` polls ``get_workspace_activity``
+  until COMPLETED or FAILED; a failed activity carries the tail of its log.
+- A workspace that is locked, frozen by a running job (``INPROGRESS``) or answered
+  with HTTP 409/423 raises :class:`WorkspaceBusyError` ("try later"). Only HTTP 429,
+  502, 503, 504 and connection errors are retried, with exponential backoff; every
+  other failure raises :class:`EngineError` naming the call and the fix.
+- ``outputs`` reads ``get_workspace_outputs`` (a list per template; sensitive outputs
+  are left out); ``resources`` lists the resource ids of ``get_workspace_resources``.
+- No secret (API key, tokens, secure values) reaches a log record, an exception, an
+  activity or a result: every text the engine emits is scrubbed, and a log filter on
+  the SDK's loggers scrubs what the SDK itself logs at DEBUG level.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+import uuid
+from typing import Any, Callable
+from urllib.parse import urlparse
+
+from ephemera.config import REDACTED, Config, load_config
+from ephemera.engines.schematics.config import REFRESH_TOKEN_CLIENT, SchematicsSettings
+from ephemera.errors import EngineError, WorkspaceBusyError
+from ephemera.runs import Activity, RunRecord, now_iso
+
+log = logging.getLogger(__name__)
+
+TRANSIENT_STATUS = frozenset({429, 502, 503, 504})  # retried with backoff
+BUSY_STATUS = frozenset({409, 423})  # another job holds the workspace: try later
+BUSY_WORKSPACE_STATES = frozenset({"INPROGRESS", "IN PROGRESS", "LOCKED"})
+EMPTY_WORKSPACE_STATES = frozenset({"INACTIVE", "DRAFT"})  # nothing was ever applied
+COMPLETED_STATES = frozenset({"COMPLETED"})
+FAILED_STATES = frozenset({"FAILED", "STOPPED", "CANCELLED", "CANCELED", "TERMINATED", "ERROR"})
+SDK_LOGGERS = ("ibm_cloud_sdk_core", "ibm_schematics", "urllib3", "requests")
+
+
+class _SecretFilter(logging.Filter):
+    """Replaces registered secret values in every record of the loggers it is attached to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            text = record.getMessage()
+            clean = scrub(text, self.secrets)
+            if clean != text:
+                record.msg, record.args = clean, None
+        return True
+
+
+_FILTER = _SecretFilter()
+
+
+def scrub(text: str, secrets: set[str] | list[str]) -> str:
+    """``text`` with every secret value replaced by the config's mask."""
+    for secret in sorted((s for s in secrets if s and len(s) >= 4), key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def _guard_sdk_logs(secrets: set[str]) -> None:
+    _FILTER.secrets.update(s for s in secrets if s)
+    names = [n for n in list(logging.root.manager.loggerDict) if n.split(".")[0] in SDK_LOGGERS]
+    for name in set(names) | set(SDK_LOGGERS) | {"ibm_cloud_sdk_core.base_service"}:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
+
+
+def _is_iam_response(exc: Exception) -> bool:
+    """Whether an ApiException came from the IAM token endpoint rather than Schematics."""
+    response = getattr(exc, "http_response", None)
+    url = getattr(response, "url", "") or getattr(getattr(response, "request", None), "url", "") or ""
+    return "/identity/token" in str(url)
+
+
+def _tf_value(value: Any) -> str:
+    """A Terraform variable value as the Schematics variable store wants it: a string."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, sort_keys=True)
+    return "" if value is None else str(value)
+
+
+class SchematicsEngine:
+    """:class:`~ephemera.engines.base.WorkspaceEngine` over one Schematics workspace."""
+
+    name = "schematics"
+
+    def __init__(self, settings: SchematicsSettings, *, sleep: Callable[[float], None] = time.sleep):
+        self.settings = settings
+        self._sleep = sleep  # injectable so tests need not wait for backoff
+        self._secrets: set[str] = {settings.api_key}
+        self._service = None
+        self._authenticator = None
+
+    @classmethod
+    def from_config(cls, config: Config | dict | str | None) -> "SchematicsEngine":
+        return cls(SchematicsSettings.from_config(load_config(config)))
+
+    # -- the SDK client ---------------------------------------------------------------
+
+    def _client(self):
+        if self._service is None:
+            from ibm_cloud_sdk_core.authenticators import IAMAuthenticator  # lazy: cloud SDK
+            from ibm_schematics.schematics_v1 import SchematicsV1
+
+            _guard_sdk_logs(self._secrets)
+            client_id, client_secret = REFRESH_TOKEN_CLIENT
+            self._authenticator = IAMAuthenticator(
+                self.settings.api_key, url=self.settings.iam_url, client_id=client_id, client_secret=client_secret
+            )
+            service = SchematicsV1(authenticator=self._authenticator)
+            service.set_service_url(self.settings.service_url)
+            _guard_sdk_logs(self._secrets)
+            self._service = service
+        return self._service
+
+    def _remember_secret(self, value: str | None) -> None:
+        if value:
+            self._secrets.add(value)
+            _FILTER.secrets.add(value)
+
+    def _clean(self, text: str) -> str:
+        return scrub(str(text), self._secrets)
+
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run one SDK call; map errors, retry only the named transient ones with backoff."""
+        import requests
+        from ibm_cloud_sdk_core import ApiException
+
+        delay = self.settings.backoff_seconds
+        for attempt in range(1, self.settings.max_attempts + 1):
+            try:
+                response = fn(*args, **kwargs)
+                return response.get_result() if hasattr(response, "get_result") else response
+            except ApiException as exc:
+                status, detail = exc.status_code, self._clean(exc.message or "")
+                if _is_iam_response(exc):
+                    if status in TRANSIENT_STATUS and attempt < self.settings.max_attempts:
+                        log.warning("IAM token request: HTTP %s, retry %d in %.1fs", status, attempt, delay)
+                        self._sleep(delay)
+                        delay *= 2
+                        continue
+                    raise EngineError(
+                        f"IAM at {self.settings.iam_url} refused a token ({what}: HTTP {status}: {detail}); "
+                        "check ibm.iam_api_key and ibm.iam_url",
+                        retryable=status in TRANSIENT_STATUS,
+                    ) from None
+                if status in BUSY_STATUS:
+                    raise WorkspaceBusyError(
+                        f"Schematics workspace '{self.settings.workspace_id}' is busy ({what}: HTTP {status}: {detail}); try later"
+                    ) from None
+                if status in TRANSIENT_STATUS and attempt < self.settings.max_attempts:
+                    log.warning("schematics %s: HTTP %s, retry %d in %.1fs", what, status, attempt, delay)
+                else:
+                    raise EngineError(self._explain(what, status, detail), retryable=status in TRANSIENT_STATUS) from None
+            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+                if attempt >= self.settings.max_attempts:
+                    raise EngineError(
+                        f"schematics {what}: cannot reach {self.settings.service_url} ({type(exc).__name__}) after "
+                        f"{attempt} attempts; check schematics.url / schematics.region and the network",
+                        retryable=True,
+                    ) from None
+                log.warning("schematics %s: %s, retry %d in %.1fs", what, type(exc).__name__, attempt, delay)
+            self._sleep(delay)
+            delay *= 2
+        raise EngineError(f"schematics {what}: no attempt was made", retryable=True)  # max_attempts < 1
+
+    def _explain(self, what: str, status: int, detail: str) -> str:
+        fixes = {
+            400: "check the variables and the workspace's template",
+            401: "check ibm.iam_api_key (and ibm.iam_url)",
+            403: "give the API key's owner the Schematics Manager role on the workspace and the VPC Infrastructure roles",
+            404: "check schematics.workspace_id and that schematics.region / schematics.url is the workspace's location",
+        }
+        fix = fixes.get(status, "see the Schematics workspace's jobs in the IBM Cloud console")
+        return f"schematics {what} failed: HTTP {status}: {detail}; {fix}"
+
+    def _refresh_token(self) -> str:
+        """An IAM refresh token (apply and destroy need one), via the ``bx``/``bx`` client."""
+        self._client()
+        manager = self._authenticator.token_manager
+        self._call("IAM token request", manager.get_token)
+        self._remember_secret(getattr(manager, "access_token", None))
+        token = getattr(manager, "refresh_token", None)
+        if not token:
+            raise EngineError(
+                f"IAM at {self.settings.iam_url} returned no refresh token; set ibm.iam_url to the IAM endpoint "
+                "(it issues one to client id/secret bx/bx)"
+            )
+        self._remember_secret(token)
+        return token
+
+    # -- workspace ------------------------------------------------------------------
+
+    def _workspace(self, check_busy: bool = True) -> dict:
+        ws = self._call("get workspace", self._client().get_workspace, self.settings.workspace_id)
+        status = str(ws.get("status") or "").upper()
+        ws_status = ws.get("workspace_status") or {}
+        if check_busy and (ws_status.get("locked") or status in BUSY_WORKSPACE_STATES):
+            by = ws_status.get("locked_by") or "a running job"
+            raise WorkspaceBusyError(f"Schematics workspace '{self.settings.workspace_id}' is locked by {by} (status {status or '?'}); try later")
+        if check_busy and ws_status.get("frozen"):
+            raise EngineError(
+                f"Schematics workspace '{self.settings.workspace_id}' is frozen; unfreeze it "
+                "(ibmcloud schematics workspace update --id ... with frozen: false) to let Ephemera apply and destroy",
+                retryable=False,
+            )
+        return ws
+
+    def _template_id(self, ws: dict) -> str:
+        templates = ws.get("template_data") or []
+        if not templates or not templates[0].get("id"):
+            raise EngineError(
+                f"Schematics workspace '{self.settings.workspace_id}' has no Terraform template; "
+                "create it from terraform/ibm-vpc-gpu (see docs/ibm-cloud.md)"
+            )
+        return templates[0]["id"]
+
+    def _variablestore(self, ws: dict, variables: dict, secure_variables: dict) -> list[dict]:
+        """Run variables and secrets over the workspace's own non-secure variables."""
+        store: dict[str, dict] = {}
+        existing = (ws.get("template_data") or [{}])[0].get("variablestore") or []
+        for var in existing:
+            name = var.get("name")
+            if name and not var.get("secure") and name not in secure_variables:
+                store[name] = {"name": name, "value": var.get("value", ""), "secure": False}
+        for name, value in variables.items():
+            if name not in secure_variables:
+                store[name] = {"name": name, "value": _tf_value(value), "secure": False}
+        for name, value in secure_variables.items():
+            if value is None or value == "":
+                continue
+            self._remember_secret(str(value))
+            store[name] = {"name": name, "value": _tf_value(value), "secure": True}
+        return [store[name] for name in sorted(store)]
+
+    # -- WorkspaceEngine ----------------------------------------------------------------
+
+    def apply(self, run: RunRecord, variables: dict, secure_variables: dict) -> Activity:
+        for value in secure_variables.values():
+            self._remember_secret(str(value) if value else None)
+        service = self._client()
+        ws = self._workspace()
+        template_id = self._template_id(ws)
+        store = self._variablestore(ws, variables, secure_variables)
+        self._call("update variables", service.replace_workspace_inputs, self.settings.workspace_id, template_id, variablestore=store)
+        token = self._refresh_token()
+        result = self._call("start apply", service.apply_workspace_command, self.settings.workspace_id, token)
+        return self._started("apply", result, run)
+
+    def destroy(self, run: RunRecord) -> Activity:
+        service = self._client()
+        ws = self._workspace()
+        status = str(ws.get("status") or "").upper()
+        if status in EMPTY_WORKSPACE_STATES:
+            now = now_iso()
+            return Activity(
+                id=f"noop-{uuid.uuid4().hex[:12]}", kind="destroy", state="COMPLETED", started_at=now, finished_at=now,
+                log_tail=f"workspace status {status}: nothing to destroy",
+            )
+        token = self._refresh_token()
+        result = self._call("start destroy", service.destroy_workspace_command, self.settings.workspace_id, token)
+        return self._started("destroy", result, run)
+
+    def _started(self, kind: str, result: dict, run: RunRecord) -> Activity:
+        activity_id = (result or {}).get("activityid") or (result or {}).get("action_id")
+        if not activity_id:
+            raise EngineError(f"schematics start {kind}: the response names no activity id", retryable=True)
+        log.info("schematics %s started for run %s: workspace %s, activity %s", kind, run.run_id, self.settings.workspace_id, activity_id)
+        return Activity(id=activity_id, kind=kind, state="RUNNING")
+
+    def status(self, run: RunRecord, activity: Activity) -> Activity:
+        if activity.done or activity.id.startswith("noop-"):
+            return dataclasses.replace(activity)
+        act = self._call("get activity", self._client().get_workspace_activity, self.settings.workspace_id, activity.id)
+        state = str(act.get("status") or "").upper()
+        if state in COMPLETED_STATES:
+            return dataclasses.replace(activity, state="COMPLETED", finished_at=now_iso(), log_tail="")
+        if state in FAILED_STATES:
+            return dataclasses.replace(activity, state="FAILED", finished_at=now_iso(), log_tail=self._log_tail(activity.id, act, state))
+        return dataclasses.replace(activity, state="RUNNING")
+
+    def _log_tail(self, activity_id: str, act: dict, state: str) -> str:
+        """The last lines of the activity's Terraform log, or its messages if the log is unavailable."""
+        lines: list[str] = [f"Schematics activity {activity_id}: {state}"]
+        for msg in act.get("message") or []:
+            lines.append(str(msg))
+        for tpl in act.get("templates") or []:
+            if tpl.get("message"):
+                lines.append(str(tpl["message"]))
+        try:
+            logs = self._call("get activity logs", self._client().get_workspace_activity_logs, self.settings.workspace_id, activity_id)
+            for tpl in (logs or {}).get("templates") or []:
+                if tpl.get("log_url"):
+                    lines.extend(self._fetch_log(tpl["log_url"]))
+        except EngineError as exc:
+            lines.append(f"(activity log unavailable: {exc.message})")
+        tail = "\n".join(line.rstrip() for line in lines if line.strip())
+        return self._clean("\n".join(tail.splitlines()[-self.settings.log_tail_lines :]))
+
+    def _fetch_log(self, url: str) -> list[str]:
+        """GET a Schematics log URL with the IAM token; only on the service's own host or IBM Cloud."""
+        host = urlparse(url).hostname or ""
+        if host != urlparse(self.settings.service_url).hostname and not host.endswith(".cloud.ibm.com"):
+            return [f"(log at {host} not fetched: not a Schematics host)"]
+        request: dict = {"headers": {}}
+        self._client()
+        try:
+            self._authenticator.authenticate(request)
+            response = self._service.http_client.get(url, headers=request["headers"], timeout=30)
+        except Exception as exc:  # the log is best effort; the messages above stay
+            return [f"(activity log not fetched: {type(exc).__name__})"]
+        if response.status_code != 200:
+            return [f"(activity log not fetched: HTTP {response.status_code})"]
+        return response.text.splitlines()[-self.settings.log_tail_lines :]
+
+    def outputs(self, run: RunRecord) -> dict:
+        templates = self._call("get outputs", self._client().get_workspace_outputs, self.settings.workspace_id) or []
+        out: dict = {}
+        for tpl in templates:
+            for item in tpl.get("output_values") or []:
+                if not isinstance(item, dict):
+                    continue
+                for name, spec in item.items():
+                    if isinstance(spec, dict) and "value" in spec:
+                        if not spec.get("sensitive"):
+                            out[name] = spec["value"]
+                    else:
+                        out[name] = spec
+        return out
+
+    def resources(self, run: RunRecord) -> list[str]:
+        templates = self._call("get resources", self._client().get_workspace_resources, self.settings.workspace_id) or []
+        ids: list[str] = []
+        for tpl in templates:
+            for res in (tpl.get("resources") or []) + (tpl.get("null_resources") or []):
+                if not isinstance(res, dict):
+                    continue
+                rid = res.get("resource_id") or res.get("resource_crn") or f"{res.get('resource_type')}.{res.get('resource_name')}"
+                if rid not in ids:
+                    ids.append(rid)
+        return ids

@@ -1,0 +1,1 @@
+"""The ``terraform`` engine: the run's stack applied on this machine."""

