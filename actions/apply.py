@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from ephemera.actionkit import run_action
 from ephemera.context import Context
-from ephemera.lifecycle import apply_run, request_run
+from ephemera.lifecycle import apply_run, destroy_run, request_run
+from ephemera.runs import RunState
 from triggers.events import parse_event
 
 
@@ -22,9 +23,12 @@ def handle(ctx: Context, params: dict) -> dict:
             return {"run_id": outcome.run.run_id, "state": str(outcome.run.state), "duplicate": True, "reason": outcome.reason}
         return {"skipped": True, "reason": outcome.reason}
     run = apply_run(ctx, outcome.run)
+    if run.state == RunState.APPLY_FAILED:
+        # Partial resources may exist: destroy now (the reaper retries if this fails).
+        run = destroy_run(ctx, run.run_id, "apply failed: destroying partial resources")
     result = {"run_id": run.run_id, "state": str(run.state), "workspace": run.workspace, "outputs": run.outputs}
     if run.error:
-        result["run_error"] = run.error
+        result["run_error"] = {k: v for k, v in run.error.items() if k != "log_tail"}
     return result
 
 

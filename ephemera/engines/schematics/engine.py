@@ -52,7 +52,7 @@ BUSY_WORKSPACE_STATES = frozenset({"INPROGRESS", "IN PROGRESS", "LOCKED"})
 EMPTY_WORKSPACE_STATES = frozenset({"INACTIVE", "DRAFT"})  # nothing was ever applied
 COMPLETED_STATES = frozenset({"COMPLETED"})
 FAILED_STATES = frozenset({"FAILED", "STOPPED", "CANCELLED", "CANCELED", "TERMINATED", "ERROR"})
-SDK_LOGGERS = ("ibm_cloud_sdk_core", "ibm_schematics", "urllib3", "requests")
+SDK_LOGGERS = ("ibm-cloud-sdk-core", "ibm_cloud_sdk_core", "ibm_schematics", "urllib3", "requests")
 
 
 class _SecretFilter(logging.Filter):
@@ -84,7 +84,7 @@ def scrub(text: str, secrets: set[str] | list[str]) -> str:
 def _guard_sdk_logs(secrets: set[str]) -> None:
     _FILTER.secrets.update(s for s in secrets if s)
     names = [n for n in list(logging.root.manager.loggerDict) if n.split(".")[0] in SDK_LOGGERS]
-    for name in set(names) | set(SDK_LOGGERS) | {"ibm_cloud_sdk_core.base_service"}:
+    for name in set(names) | set(SDK_LOGGERS):
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)

@@ -1,0 +1,165 @@
+"""The ``ephemera`` command.
+
+    ephemera demo                     the whole flow locally, in a fresh home
+    ephemera up                       run the config's triggers and rules until stopped
+    ephemera runs [show RUN_ID]       the runs ledger, or one run's timeline
+    ephemera activations              what the local runtime invoked, newest first
+    ephemera invoke ACTION [k=v ...]  invoke an action by hand (apply, destroy, reap, status)
+    ephemera config                   validate the config and print it (secrets masked)
+    ephemera deploy ...               deploy to Code Engine or OpenWhisk
+    ephemera lithops-config RUN_ID    a Lithops config for a run's VMs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import yaml
+
+from ephemera.errors import EphemeraError
+
+
+def _context(args):
+    from ephemera.context import Context
+
+    return Context(args.config)
+
+
+def cmd_runs(args) -> int:
+    from ephemera.runs_view import run_details, runs_table
+
+    ctx = _context(args)
+    if args.action == "show":
+        if not args.run_id:
+            print("usage: ephemera runs show RUN_ID", file=sys.stderr)
+            return 2
+        print(run_details(ctx, ctx.ledger.get(args.run_id)))
+    else:
+        print(runs_table(ctx, include_destroyed=not args.open))
+    return 0
+
+
+def cmd_up(args) -> int:
+    from triggers.cli import cmd_up as up
+
+    return up(_context(args).config, args) or 0
+
+
+def cmd_activations(args) -> int:
+    from triggers.cli import cmd_activations as activations
+
+    return activations(_context(args).config, args) or 0
+
+
+def _parse_param(text: str):
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise EphemeraError(f"parameter '{text}' is not key=value")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+def cmd_invoke(args) -> int:
+    import importlib
+
+    from ephemera.config import ACTIONS
+
+    if args.name not in ACTIONS:
+        print(f"unknown action '{args.name}'; use one of {', '.join(ACTIONS)}", file=sys.stderr)
+        return 2
+    ctx = _context(args)
+    params = dict(_parse_param(p) for p in args.params)
+    params["config"] = ctx.config.to_dict(redact=False)
+    result = importlib.import_module(f"actions.{args.name}").main(params)
+    print(json.dumps(result, indent=2, default=str))
+    return 1 if "error" in result else 0
+
+
+def cmd_config(args) -> int:
+    config = _context(args).config
+    print(f"# source: {config.source}")
+    print(yaml.safe_dump(config.to_dict(redact=True), sort_keys=False), end="")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from ephemera.demo import run_demo
+
+    return run_demo(home=args.home, timeout=args.timeout, worker_count=args.workers)
+
+
+def cmd_deploy(args) -> int:
+    from ephemera.deploy.cli import main as deploy_main
+
+    return deploy_main(args.rest)
+
+
+def cmd_lithops_config(args) -> int:
+    from lithops_bridge.lithops_config import main as lithops_config_main
+
+    return lithops_config_main(_context(args).config, args.run_id, args.output)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ephemera", description="GPU environments that exist only while their work runs.")
+    parser.add_argument("--config", "-c", help="config file (default: $EPHEMERA_CONFIG_FILE, ./.ephemera.yaml, ~/.ephemera/config)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="run the whole flow locally in a fresh home")
+    p.add_argument("--home", help="home folder to use (default: a new temporary folder)")
+    p.add_argument("--timeout", type=float, default=180.0, help="give up after this many seconds")
+    p.add_argument("--workers", type=int, default=1, help="local VMs in the demo run")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("up", help="run the config's triggers and rules until stopped")
+    p.add_argument("--catch-up", choices=("skip", "latest", "all"), default=None, help="what to do with alarms missed while down")
+    p.add_argument("--reap-interval", type=float, default=60.0, help="seconds between reaper runs")
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("runs", help="list runs, or show one run's timeline")
+    p.add_argument("action", nargs="?", choices=("list", "show"), default="list")
+    p.add_argument("run_id", nargs="?")
+    p.add_argument("--open", action="store_true", help="only runs not yet DESTROYED")
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("activations", help="list action invocations of the local runtime")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--logs", action="store_true", help="print each activation's logs too")
+    p.set_defaults(func=cmd_activations)
+
+    p = sub.add_parser("invoke", help="invoke an action by hand, e.g. `ephemera invoke destroy run_id=...`")
+    p.add_argument("name", help="apply, destroy, reap or status")
+    p.add_argument("params", nargs="*", help="key=value (values parsed as JSON when they are JSON)")
+    p.set_defaults(func=cmd_invoke)
+
+    p = sub.add_parser("config", help="validate the config and print it with secrets masked")
+    p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("deploy", help="deploy actions, triggers and rules (code-engine, openwhisk)", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_deploy)
+
+    p = sub.add_parser("lithops-config", help="write a Lithops config for a run's VMs")
+    p.add_argument("run_id")
+    p.add_argument("--output", "-o", help="file to write (default: print)")
+    p.set_defaults(func=cmd_lithops_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except EphemeraError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

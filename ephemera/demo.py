@@ -1,0 +1,154 @@
+"""``ephemera demo``: the whole flow, locally, in a fresh home.
+
+An alarm fires a second after start and applies the ``local`` stack, whose "VMs" are
+agent processes; worker 0 runs the digits cross-validation workload through the
+Lithops-compatible executor and writes its outputs and then ``_SUCCESS.json``; the
+bucket-write rule fires ``destroy``, which stops the agents and records DESTROYED.
+The demo prints each state as it happens, then the timeline and the outputs, and
+exits 0 only if the run succeeded and nothing is left running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import yaml
+
+from ephemera import layout
+from ephemera.context import Context
+from ephemera.runs import RunState
+from ephemera.tables import human_size, table
+
+S = RunState
+
+
+def demo_config(home: Path, worker_count: int = 1, fire_in: float = 1.0) -> dict:
+    fire = datetime.now(timezone.utc) + timedelta(seconds=fire_in)
+    return {
+        "home": str(home),
+        "storage": {"backend": "localhost", "bucket": "ephemera-demo"},
+        "localhost": {"root": str(home / "storage")},
+        "workspace": {"name": "demo", "stack": "local", "variables": {"worker_count": worker_count}},
+        "workload": {"entry": "workloads.digits_cv:main", "params": {"folds": 5}, "output_prefix": "outputs"},
+        "timeouts": {"hard": "15m", "soft": "5m", "action": "5m"},
+        "triggers": [
+            {"name": "demo-alarm", "kind": "alarm", "once": fire.isoformat(timespec="milliseconds")},
+            {"name": "run-finished", "kind": "object_write", "prefix": "outputs/", "suffix": list(layout.MARKERS)},
+        ],
+        "rules": [
+            {"trigger": "demo-alarm", "action": "apply"},
+            {"trigger": "run-finished", "action": "destroy"},
+        ],
+    }
+
+
+class _Watcher:
+    """Prints each new state of the demo's run; says when to stop."""
+
+    def __init__(self, ctx: Context, started: float):
+        self.ctx, self.started = ctx, started
+        self.seen = 0
+        self.run = None
+
+    def __call__(self) -> bool:
+        runs = list(self.ctx.ledger.list())
+        if not runs:
+            return False
+        self.run = runs[0]
+        for t in self.run.transitions[self.seen:]:
+            print(f"  [{time.time() - self.started:6.2f}s] {t.state:<14} {t.reason}", flush=True)
+        self.seen = len(self.run.transitions)
+        return self.run.state == S.DESTROYED
+
+
+def _agents_alive(run) -> int:
+    from lithops_bridge.agent import is_agent_process, read_pid
+
+    alive = 0
+    for agent in run.outputs.get("agents", []):
+        pid = read_pid(agent["pid_file"])
+        if pid and is_agent_process(pid):
+            alive += 1
+    return alive
+
+
+def _report(ctx: Context, run) -> int:
+    origin = run.event.get("time") or run.created_at
+    print("\nTimeline (time since the alarm fired):")
+    rows = []
+    for t in run.transitions:
+        offset = (datetime.fromisoformat(t.at) - datetime.fromisoformat(origin)).total_seconds()
+        rows.append([f"+{offset:6.2f}s", t.state, t.reason])
+    print(table(["SINCE ALARM", "STATE", "WHY"], rows))
+    bucket, prefix = run.job["output_bucket"], run.job["output_prefix"]
+    objects = list(ctx.storage.list(bucket, prefix))
+    print(f"\nOutputs in {bucket}/{prefix}:")
+    print(table(["KEY", "SIZE"], [[o.key[len(prefix):], human_size(o.size)] for o in objects]))
+    metrics_key = prefix + "metrics.json"
+    if any(o.key == metrics_key for o in objects):
+        metrics = json.loads(ctx.storage.get(bucket, metrics_key))
+        folds = ", ".join(f"{f['accuracy']:.3f}" for f in metrics["folds"])
+        print(f"\n{len(metrics['folds'])}-fold accuracy on {metrics['device']}: {folds}; mean {metrics['mean_accuracy']:.4f}")
+    alive = _agents_alive(run)
+    print(f"\nRun {run.run_id}: {run.state}; agent processes left running: {alive}")
+    if run.error or (run.result or {}).get("status") != "succeeded":
+        err = run.error or {}
+        print(f"demo failed at stage 'workload': {err.get('code')}: {err.get('message')}", file=sys.stderr)
+        if err.get("log_tail"):
+            print(err["log_tail"], file=sys.stderr)
+        return 1
+    if alive:
+        print("demo failed at stage 'destroy': agent processes are still running", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _failure_stage(ctx: Context, watcher: _Watcher) -> str:
+    if watcher.run is None:
+        from triggers.activations import list_activations
+
+        acts = list_activations(ctx.storage, ctx.config.state_bucket, 5)
+        if not acts:
+            return "alarm: no action was invoked"
+        last = acts[0]
+        return f"apply action: {json.dumps(last.get('result'))[:500]}"
+    run = watcher.run
+    reason = (run.error or {}).get("message", "")
+    return f"{run.state}: {reason}" if reason else f"stuck in {run.state}"
+
+
+def run_demo(home: str | None = None, timeout: float = 180.0, worker_count: int = 1) -> int:
+    from triggers.runtime import run_up
+
+    home_path = Path(home).expanduser().resolve() if home else Path(tempfile.mkdtemp(prefix="ephemera-demo-"))
+    home_path.mkdir(parents=True, exist_ok=True)
+    os.environ["EPHEMERA_HOME"] = str(home_path)  # children (actions, agents) use the same home
+    raw = demo_config(home_path, worker_count)
+    (home_path / "config.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    ctx = Context(raw)
+    print(f"Ephemera demo: home {home_path} (config in config.yaml)")
+    print(f"Alarm 'demo-alarm' fires at {raw['triggers'][0]['once']}; marker writes under outputs/ fire 'destroy'.")
+    started = time.time()
+    watcher = _Watcher(ctx, started)
+    stop = threading.Event()
+    timer = threading.Timer(timeout, stop.set)
+    timer.daemon = True
+    timer.start()
+    try:
+        run_up(ctx.config, stop=stop, until=watcher)
+    finally:
+        timer.cancel()
+    watcher()
+    if watcher.run is None or watcher.run.state != S.DESTROYED:
+        print(f"demo failed after {time.time() - started:.1f}s at stage {_failure_stage(ctx, watcher)}", file=sys.stderr)
+        return 1
+    code = _report(ctx, watcher.run)
+    print(f"\nDemo finished in {time.time() - started:.1f}s. Inspect it with: EPHEMERA_CONFIG_FILE={home_path / 'config.yaml'} ephemera runs show {watcher.run.run_id}")
+    return code

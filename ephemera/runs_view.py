@@ -1,0 +1,86 @@
+"""What ``ephemera runs`` and ``ephemera runs show`` print."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+from ephemera import layout
+from ephemera.context import Context
+from ephemera.errors import NoSuchKeyError
+from ephemera.runs import ENDED_STATES, RunRecord, RunState
+from ephemera.tables import human_duration, since, table
+
+SILENT_AFTER = 30.0  # seconds without a heartbeat before a RUNNING VM is called silent
+
+
+def last_heartbeat(ctx: Context, run: RunRecord) -> float | None:
+    """Seconds since the most recent heartbeat of any VM of the run, or None."""
+    latest = None
+    try:
+        for info in ctx.storage.list(ctx.config.state_bucket, f"{layout.HEARTBEATS}{run.run_id}/"):
+            try:
+                at = json.loads(ctx.storage.get(ctx.config.state_bucket, info.key)).get("at")
+            except (NoSuchKeyError, ValueError):
+                continue
+            if at and (latest is None or at > latest):
+                latest = at
+    except Exception:  # noqa: BLE001 - the listing is informative only
+        return None
+    return since(latest) if latest else None
+
+
+def runs_table(ctx: Context, include_destroyed: bool = True) -> str:
+    rows = []
+    for run in ctx.ledger.list():
+        if not include_destroyed and run.state == RunState.DESTROYED:
+            continue
+        end = run.entered_at(RunState.DESTROYED)
+        elapsed = (datetime.fromisoformat(end) - datetime.fromisoformat(run.created_at)).total_seconds() if end else since(run.created_at)
+        vm = ""
+        if run.state in (RunState.APPLYING, RunState.RUNNING):
+            beat = last_heartbeat(ctx, run)
+            vm = "no heartbeat" if beat is None else (f"SILENT {human_duration(beat)}" if beat > SILENT_AFTER else f"ok {human_duration(beat)} ago")
+        trigger = run.event.get("trigger") or run.event.get("kind", "")
+        error = (run.error or {}).get("code", "")
+        rows.append([run.run_id, run.workspace, str(run.state), run.created_at[:19].replace("T", " "), human_duration(elapsed), trigger, vm, error])
+    if not rows:
+        return "no runs yet"
+    return table(["RUN ID", "WORKSPACE", "STATE", "CREATED (UTC)", "DURATION", "TRIGGER", "VM", "ERROR"], rows)
+
+
+def timeline(run: RunRecord, origin: str | None = None) -> str:
+    """One line per state: time since ``origin`` (default: the run's creation)."""
+    start = datetime.fromisoformat(origin or run.created_at)
+    rows = []
+    for t in run.transitions:
+        offset = (datetime.fromisoformat(t.at) - start).total_seconds()
+        rows.append([f"+{offset:7.2f}s", t.state, t.at[11:23], t.reason])
+    return table(["SINCE", "STATE", "AT (UTC)", "WHY"], rows)
+
+
+def run_details(ctx: Context, run: RunRecord) -> str:
+    parts = [f"run {run.run_id}  workspace {run.workspace}  engine {run.engine}  state {run.state}",
+             f"hard deadline {run.hard_deadline}"]
+    event = run.event
+    parts.append(f"event: {event.get('kind')} via {event.get('source')}"
+                 + (f" trigger {event.get('trigger')}" if event.get("trigger") else "")
+                 + (f" {event.get('bucket')}/{event.get('key')}" if event.get("key") else ""))
+    parts.append(f"job: {run.job.get('entry')} params {json.dumps(run.job.get('params', {}))} -> {run.job.get('output_bucket')}/{run.job.get('output_prefix')}")
+    parts.append("\ntimeline:\n" + timeline(run))
+    if run.activities:
+        parts.append("\nactivities:\n" + table(["ID", "KIND", "STATE", "STARTED", "FINISHED"],
+                                              [[a.id, a.kind, a.state, a.started_at[11:23], (a.finished_at or "")[11:23]] for a in run.activities]))
+    if run.resources:
+        parts.append("\nresources reported:\n  " + "\n  ".join(run.resources))
+    if run.outputs:
+        parts.append("\noutputs:\n" + json.dumps(run.outputs, indent=2))
+    if run.result and run.result.get("result") is not None:
+        parts.append("\nworkload result:\n" + json.dumps(run.result.get("result"), indent=2))
+    if run.error:
+        parts.append(f"\nerror: {run.error.get('code')}: {run.error.get('message')}")
+        if run.error.get("log_tail"):
+            parts.append("log tail:\n  " + "\n  ".join(str(run.error["log_tail"]).splitlines()[-20:]))
+    if run.state in ENDED_STATES:
+        parts.append(f"\n(teardown pending since {run.entered_at(run.state)})")
+    return "\n".join(parts)

@@ -1,0 +1,257 @@
+"""S3 storage through boto3, and the base class shared with the IBM COS backend.
+
+:class:`S3CompatibleStorage` implements the whole Storage interface over an S3
+client object (boto3's or ibm-cos-sdk's: the same API); subclasses only build the
+client. SDKs are imported inside the constructors, never at module import.
+
+``put_if_absent`` uses a conditional PUT (``If-None-Match: *``: 412 means the key
+exists). Where the endpoint rejects that header as unsupported (501
+``NotImplemented``, or an SDK too old to send it), it falls back to the claim
+protocol of :mod:`ephemera.storage.claims`, and keeps using it for that backend
+object. The IBM COS backend always uses the claim protocol.
+
+Calls retry with botocore's ``standard`` retry mode (throttling, 5xx, connection
+errors, with backoff); what still fails is mapped by
+:mod:`ephemera.storage.aws_s3.errors`, with credentials scrubbed from messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any, Callable, Iterator, TypeVar
+
+from ephemera.errors import NoSuchBucketError, NoSuchKeyError, StorageError
+from ephemera.storage import claims
+from ephemera.storage.aws_s3.config import S3Settings, s3_settings
+from ephemera.storage.aws_s3.errors import error_code, install_log_redaction, is_client_error, to_storage_error
+from ephemera.storage.base import ObjectInfo
+from ephemera.storage.keys import validate_bucket, validate_key, validate_prefix
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MAX_ATTEMPTS = 5  # total attempts per call, botocore "standard" retry mode
+CONFLICT_RETRIES = 5  # repeats of a conditional PUT answered 409 ConditionalRequestConflict
+_UNSUPPORTED_CONDITIONAL = frozenset({"NotImplemented", "501", "NotImplementedException"})
+
+
+def client_config_options(custom_endpoint: bool, max_attempts: int = MAX_ATTEMPTS) -> dict[str, Any]:
+    """Keyword arguments for ``botocore.config.Config`` (or ``ibm_botocore``'s)."""
+    return {
+        "retries": {"mode": "standard", "max_attempts": max_attempts},
+        "connect_timeout": 10,
+        "read_timeout": 60,
+        "max_pool_connections": 32,
+        # S3-compatible stores reject the newer default CRC checksum headers
+        "request_checksum_calculation": "when_required",
+        "response_checksum_validation": "when_required",
+        "s3": {"addressing_style": "path" if custom_endpoint else "auto"},
+    }
+
+
+def _response_time(response: dict) -> datetime:
+    """The server's Date header of a response, else now (both timezone-aware)."""
+    date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    if date:
+        try:
+            return parsedate_to_datetime(date).astimezone(timezone.utc)
+        except (TypeError, ValueError):
+            pass
+    return datetime.now(timezone.utc)
+
+
+class S3CompatibleStorage:
+    """The Storage interface over an S3 client; subclasses build ``self._client``."""
+
+    backend = ""
+    # conditional PUT (If-None-Match: *) is tried first; False: claims only
+    conditional_put = True
+    # what to tell a user whose credentials are refused
+    credentials_hint = ""
+
+    def __init__(self, client: Any, secrets: list[str], *, page_size: int = 1000, claim_settle: float = claims.DEFAULT_SETTLE):
+        self._client = client
+        self._secrets = list(secrets)
+        self.page_size = page_size  # keys per list request (S3 returns at most 1000)
+        self.claim_settle = claim_settle  # settle time of the claim protocol, seconds
+        install_log_redaction(self._secrets)
+
+    # plumbing ---------------------------------------------------------------------
+    def _call(self, operation: str, bucket: str, key: str | None, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except StorageError:
+            raise
+        except Exception as exc:  # SDK errors of either SDK, mapped by code/class name
+            raise to_storage_error(exc, operation, bucket, key, secrets=self._secrets, credentials_hint=self.credentials_hint) from None
+
+    def _info(self, key: str, obj: dict) -> ObjectInfo:
+        size = obj.get("Size", obj.get("ContentLength", 0))
+        return ObjectInfo(key, int(size), str(obj.get("ETag", "")).strip('"'), obj["LastModified"].astimezone(timezone.utc))
+
+    # interface --------------------------------------------------------------------
+    def put(self, bucket: str, key: str, data: bytes) -> ObjectInfo:
+        validate_bucket(bucket), validate_key(key)
+        data = bytes(data)
+        resp = self._call("put", bucket, key, lambda: self._client.put_object(Bucket=bucket, Key=key, Body=data))
+        return ObjectInfo(key, len(data), str(resp.get("ETag", "")).strip('"'), _response_time(resp))
+
+    def put_if_absent(self, bucket: str, key: str, data: bytes) -> bool:
+        validate_bucket(bucket), validate_key(key)
+        data = bytes(data)
+        if self.conditional_put:
+            created = self._conditional_put(bucket, key, data)
+            if created is not None:
+                return created
+        return claims.put_if_absent_by_claims(self, bucket, key, data, settle=self.claim_settle)
+
+    def _conditional_put(self, bucket: str, key: str, data: bytes) -> bool | None:
+        """True/False from a conditional PUT; None if the endpoint does not support it."""
+        for attempt in range(CONFLICT_RETRIES):
+            try:
+                self._client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+                return True
+            except Exception as exc:
+                code, status = error_code(exc)
+                if code in ("PreconditionFailed", "ConditionalRequestFailed") or status == 412:
+                    return False
+                if code == "ConditionalRequestConflict" or status == 409:
+                    time.sleep(0.05 * 2**attempt)  # a concurrent conditional write is in flight
+                    continue
+                unsupported = code in _UNSUPPORTED_CONDITIONAL or status == 501 or (
+                    not is_client_error(exc) and type(exc).__name__ == "ParamValidationError")
+                if unsupported:
+                    log.info("%s endpoint does not support conditional PUT (%s); using claim objects for put_if_absent",
+                             self.backend, code or type(exc).__name__)
+                    self.conditional_put = False
+                    return None
+                raise to_storage_error(exc, "put_if_absent", bucket, key, secrets=self._secrets, credentials_hint=self.credentials_hint) from None
+        raise StorageError(f"put_if_absent of '{key}' in bucket '{bucket}' kept conflicting with concurrent writes; try again", retryable=True)
+
+    def get(self, bucket: str, key: str, byte_range: tuple[int, int] | None = None) -> bytes:
+        validate_bucket(bucket), validate_key(key)
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if byte_range is not None:
+            start, end = byte_range
+            if not (isinstance(start, int) and isinstance(end, int)) or start < 0:
+                raise StorageError(f"byte_range {byte_range!r} for '{key}' is invalid: use (start, end) with 0 <= start")
+            if end < start:
+                self.head(bucket, key)  # still report a missing object
+                return b""
+            kwargs["Range"] = f"bytes={start}-{end}"
+
+        def fetch() -> bytes:
+            try:
+                resp = self._client.get_object(**kwargs)
+            except Exception as exc:
+                code, status = error_code(exc)
+                if byte_range is not None and (code == "InvalidRange" or status == 416):
+                    return b""  # the range starts past the end of the object
+                raise
+            body = resp["Body"]
+            try:
+                return body.read()
+            finally:
+                body.close()
+
+        return self._call("get", bucket, key, fetch)
+
+    def head(self, bucket: str, key: str) -> ObjectInfo:
+        validate_bucket(bucket), validate_key(key)
+        try:
+            resp = self._call("head", bucket, key, lambda: self._client.head_object(Bucket=bucket, Key=key))
+        except NoSuchKeyError:
+            # HEAD has no error body: a missing bucket also answers 404
+            if not self.bucket_exists(bucket):
+                raise NoSuchBucketError(bucket) from None
+            raise
+        return self._info(key, resp)
+
+    def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
+        validate_bucket(bucket), validate_prefix(prefix)
+        paginator = self._client.get_paginator("list_objects_v2")
+        pages = paginator.paginate(Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": self.page_size})
+        iterator = iter(pages)
+        while True:
+            page = self._call("list", bucket, None, lambda: next(iterator, None))
+            if page is None:
+                return
+            for obj in page.get("Contents", []):
+                yield self._info(obj["Key"], obj)
+
+    def delete(self, bucket: str, key: str) -> None:
+        validate_bucket(bucket), validate_key(key)
+        try:
+            self._call("delete", bucket, key, lambda: self._client.delete_object(Bucket=bucket, Key=key))
+        except NoSuchKeyError:
+            return
+
+    def create_bucket(self, bucket: str) -> None:
+        validate_bucket(bucket)
+        if self.bucket_exists(bucket):
+            return
+        try:
+            self._client.create_bucket(Bucket=bucket, **self._create_bucket_options())
+        except Exception as exc:
+            code, _ = error_code(exc)
+            if code == "BucketAlreadyOwnedByYou":
+                return
+            if code == "BucketAlreadyExists":
+                raise StorageError(f"bucket '{bucket}' already exists and belongs to another account; choose another name for 'storage.bucket'") from None
+            raise to_storage_error(exc, "create_bucket", bucket, secrets=self._secrets, credentials_hint=self.credentials_hint) from None
+
+    def _create_bucket_options(self) -> dict[str, Any]:
+        return {}
+
+    def bucket_exists(self, bucket: str) -> bool:
+        validate_bucket(bucket)
+        try:
+            self._client.head_bucket(Bucket=bucket)
+            return True
+        except Exception as exc:
+            code, status = error_code(exc)
+            if code in ("404", "NoSuchBucket", "NotFound", "403", "AccessDenied") or status in (403, 404):
+                return False
+            raise to_storage_error(exc, "bucket_exists", bucket, secrets=self._secrets, credentials_hint=self.credentials_hint) from None
+
+
+class S3Storage(S3CompatibleStorage):
+    """AWS S3 or an S3-compatible endpoint, through boto3."""
+
+    backend = "aws_s3"
+    credentials_hint = "check aws_s3.access_key_id and aws_s3.secret_access_key (or the AWS default credential chain)"
+
+    def __init__(self, settings: S3Settings, *, max_attempts: int = MAX_ATTEMPTS, **options: Any):
+        """``options``: ``page_size``, ``claim_settle`` (see S3CompatibleStorage)."""
+        import boto3
+        from botocore.config import Config as BotoConfig
+
+        self.settings = settings
+        session = boto3.session.Session()
+        client = session.client(
+            "s3",
+            endpoint_url=settings.endpoint,
+            region_name=settings.region,
+            aws_access_key_id=settings.access_key_id,
+            aws_secret_access_key=settings.secret_access_key,
+            aws_session_token=settings.session_token,
+            config=BotoConfig(**client_config_options(settings.endpoint is not None, max_attempts)),
+        )
+        super().__init__(client, settings.secret_values(), **options)
+
+    @classmethod
+    def from_config(cls, config: Any, **options: Any) -> "S3Storage":
+        from ephemera.config import load_config
+
+        return cls(s3_settings(load_config(config)), **options)
+
+    def _create_bucket_options(self) -> dict[str, Any]:
+        if self.settings.endpoint is None and self.settings.region != "us-east-1":
+            return {"CreateBucketConfiguration": {"LocationConstraint": self.settings.region}}
+        return {}
+
+    def __repr__(self) -> str:
+        return f"S3Storage(endpoint={self.settings.endpoint!r}, region={self.settings.region!r})"

@@ -1,0 +1,159 @@
+"""Errors of S3-compatible SDKs (boto3 and ibm-cos-sdk) as Ephemera storage errors.
+
+Both SDKs raise parallel but distinct classes (``botocore.exceptions.ClientError`` and
+``ibm_botocore.exceptions.ClientError``), so errors are recognised by the service's
+error code and by class *names*, and this module imports neither SDK.
+
+Only named transient failures are ``retryable``: throttling, ``503 SlowDown``,
+request timeouts, internal errors and connection failures. Everything else is not.
+
+Secrets: every message built here is scrubbed of the backend's secret values, and
+:func:`install_log_redaction` attaches a filter to the SDK loggers (``botocore``,
+``ibm_botocore``, ``urllib3``, ...) that removes those values, ``Bearer`` tokens and
+signing credentials from their records, which at DEBUG level include request headers.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from typing import Iterable
+
+from ephemera.errors import NoSuchBucketError, NoSuchKeyError, StorageError
+
+MASK = "********"
+
+# error codes an S3-compatible service returns for a failure that may pass
+TRANSIENT_CODES = frozenset({
+    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled",
+    "RequestThrottledException", "TooManyRequestsException", "RequestLimitExceeded",
+    "BandwidthLimitExceeded", "SlowDown", "RequestTimeout", "RequestTimeoutException",
+    "InternalError", "ServiceUnavailable", "PriorRequestNotComplete", "OperationAborted",
+    "500", "502", "503", "504",
+})
+TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
+# SDK exception classes (by name, both SDKs) for network failures that may pass
+TRANSIENT_EXCEPTIONS = frozenset({
+    "EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError",
+    "ConnectTimeoutError", "ResponseStreamingError", "IncompleteReadError",
+})
+NOT_TRANSIENT_EXCEPTIONS = frozenset({"SSLError", "ProxyConnectionError"})
+MISSING_KEY_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+MISSING_BUCKET_CODES = frozenset({"NoSuchBucket"})
+
+_BEARER_RE = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+")
+_CREDENTIAL_RE = re.compile(r"(Credential=)[^/,\s'\"]+")
+_SDK_LOGGERS = ("botocore", "ibm_botocore", "boto3", "ibm_boto3", "s3transfer", "ibm_s3transfer", "urllib3")
+
+
+def scrub(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with every secret value, Bearer token and signing key id masked."""
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    text = _BEARER_RE.sub(lambda m: m.group(1) + MASK, text)
+    return _CREDENTIAL_RE.sub(lambda m: m.group(1) + MASK, text)
+
+
+def error_code(exc: BaseException) -> tuple[str, int | None]:
+    """(error code, HTTP status) of an SDK ClientError; ('', None) for anything else."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return "", None
+    code = str(response.get("Error", {}).get("Code", "") or "")
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code, status
+
+
+def _class_names(exc: BaseException) -> set[str]:
+    return {cls.__name__ for cls in type(exc).__mro__}
+
+
+def is_client_error(exc: BaseException) -> bool:
+    return "ClientError" in _class_names(exc)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failed call may succeed if repeated later."""
+    names = _class_names(exc)
+    if names & NOT_TRANSIENT_EXCEPTIONS:
+        return False
+    if names & TRANSIENT_EXCEPTIONS:
+        return True
+    code, status = error_code(exc)
+    return code in TRANSIENT_CODES or status in TRANSIENT_STATUS
+
+
+def to_storage_error(
+    exc: BaseException,
+    operation: str,
+    bucket: str,
+    key: str | None = None,
+    *,
+    secrets: Iterable[str] = (),
+    credentials_hint: str = "",
+) -> StorageError:
+    """The Ephemera error for an SDK exception raised by ``operation`` on bucket/key."""
+    code, status = error_code(exc)
+    target = f"'{key}' in bucket '{bucket}'" if key else f"bucket '{bucket}'"
+    if code in MISSING_BUCKET_CODES:
+        return NoSuchBucketError(bucket)
+    if key is not None and code in MISSING_KEY_CODES:
+        return NoSuchKeyError(bucket, key)
+    names = _class_names(exc)
+    if code:
+        detail = getattr(exc, "response", {}).get("Error", {}).get("Message", "") or ""
+        message = f"{operation} of {target} failed: {code} (HTTP {status})"
+        if detail:
+            message += f": {detail}"
+        if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "401") and credentials_hint:
+            message += f"; {credentials_hint}"
+    elif names & {"NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError"}:
+        message = f"{operation} of {target} failed: the storage credentials were refused or missing ({exc})"
+        if credentials_hint:
+            message += f"; {credentials_hint}"
+        retryable = "HttpCode(5" in str(exc)
+        return StorageError(scrub(message, secrets), retryable=retryable)
+    else:
+        message = f"{operation} of {target} failed: {type(exc).__name__}: {exc}"
+    return StorageError(scrub(message, secrets), retryable=is_transient(exc))
+
+
+class _RedactingFilter(logging.Filter):
+    """Rewrites log records of the SDK loggers without the registered secret values."""
+
+    def __init__(self) -> None:
+        super().__init__("ephemera-redact")
+        self.secrets: set[str] = set()
+        self.lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        secrets = tuple(self.secrets)
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: leave it to the logging module
+            return True
+        record.msg, record.args = scrub(message, secrets), ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = scrub(record.exc_text, secrets)
+        return True
+
+
+_FILTER = _RedactingFilter()
+
+
+def install_log_redaction(secrets: Iterable[str]) -> None:
+    """Register secret values and attach the redacting filter to every SDK logger.
+
+    A logger filter does not see records propagated from child loggers, so the filter
+    goes on each existing ``botocore.*`` (etc.) logger; call this after the SDK is
+    imported (the backends do, when they build their client)."""
+    with _FILTER.lock:
+        _FILTER.secrets.update(s for s in secrets if s)
+    names = [n for n in list(logging.Logger.manager.loggerDict) if n.split(".")[0] in _SDK_LOGGERS]
+    for name in set(names) | set(_SDK_LOGGERS):
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)

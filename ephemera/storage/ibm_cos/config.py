@@ -1,0 +1,82 @@
+"""Settings of the ibm_cos backend: endpoint derivation and the choice of credentials.
+
+Endpoint: ``ibm_cos.endpoint`` if set, else derived from ``ibm_cos.region`` and
+``ibm_cos.endpoint_type`` as IBM documents them (regional, cross-region and
+single-site locations all follow the same pattern)::
+
+    public   https://s3.<region>.cloud-object-storage.appdomain.cloud
+    private  https://s3.private.<region>.cloud-object-storage.appdomain.cloud
+    direct   https://s3.direct.<region>.cloud-object-storage.appdomain.cloud
+
+Credentials: HMAC keys (``access_key_id`` + ``secret_access_key``) when set, else
+IAM: ``api_key`` (default ``ibm.iam_api_key``) with ``service_instance_id``, and the
+token URL ``auth_endpoint`` (default ``ibm.iam_url`` + ``/identity/token``).
+Secret fields are kept out of ``repr``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from ephemera.config import Config
+from ephemera.errors import ConfigError
+from ephemera.storage.aws_s3.config import check_endpoint
+
+ENDPOINT_TYPES = ("public", "private", "direct")
+DOMAIN = "cloud-object-storage.appdomain.cloud"
+TOKEN_PATH = "/identity/token"
+_REGION_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+
+
+@dataclass(frozen=True)
+class COSSettings:
+    """What the IBM COS client is built from."""
+
+    endpoint: str  # service URL
+    region: str  # location, e.g. us-south, eu-de, us (cross-region), ams03 (single site)
+    auth: str  # "hmac" or "iam"
+    access_key_id: str | None = field(default=None, repr=False)  # HMAC key id
+    secret_access_key: str | None = field(default=None, repr=False)  # HMAC secret
+    api_key: str | None = field(default=None, repr=False)  # IAM API key
+    service_instance_id: str | None = None  # COS instance CRN or GUID (IAM only)
+    auth_endpoint: str | None = None  # IAM token URL (IAM only)
+
+    def secret_values(self) -> list[str]:
+        return [v for v in (self.access_key_id, self.secret_access_key, self.api_key) if v]
+
+
+def cos_endpoint(region: str, endpoint_type: str = "public") -> str:
+    """The documented endpoint URL of a COS location and endpoint type."""
+    if endpoint_type not in ENDPOINT_TYPES:
+        raise ConfigError("ibm_cos.endpoint_type", f"'{endpoint_type}' is not one of {', '.join(ENDPOINT_TYPES)}",
+                          "use public outside IBM Cloud, direct from a VPC, private from classic infrastructure")
+    if not region or not _REGION_RE.match(region):
+        raise ConfigError("ibm_cos.region", f"'{region}' is not a COS location",
+                          "use e.g. us-south, eu-de, us, eu, ap or ams03; or set ibm_cos.endpoint")
+    infix = "" if endpoint_type == "public" else f"{endpoint_type}."
+    return f"https://s3.{infix}{region}.{DOMAIN}"
+
+
+def cos_settings(config: Config) -> COSSettings:
+    """The ``ibm_cos`` section (with ``ibm`` defaults) as :class:`COSSettings`."""
+    cos, ibm = config["ibm_cos"], config["ibm"]
+    endpoint = check_endpoint("ibm_cos.endpoint", cos["endpoint"]) or cos_endpoint(cos["region"], cos["endpoint_type"])
+    if cos["access_key_id"] or cos["secret_access_key"]:
+        if not (cos["access_key_id"] and cos["secret_access_key"]):
+            missing = "secret_access_key" if cos["access_key_id"] else "access_key_id"
+            raise ConfigError(f"ibm_cos.{missing}", "missing while its HMAC pair is set", "set both HMAC keys")
+        return COSSettings(endpoint, cos["region"], "hmac", access_key_id=cos["access_key_id"],
+                           secret_access_key=cos["secret_access_key"])
+    api_key = cos["api_key"] or ibm["iam_api_key"]
+    if not api_key:
+        raise ConfigError("ibm_cos.api_key", "no credentials",
+                          "set HMAC keys, or ibm_cos.api_key / ibm.iam_api_key with ibm_cos.service_instance_id")
+    if not cos["service_instance_id"]:
+        raise ConfigError("ibm_cos.service_instance_id", "missing for IAM authentication",
+                          "set the COS instance CRN or GUID")
+    auth_endpoint = check_endpoint("ibm_cos.auth_endpoint", cos["auth_endpoint"])
+    if not auth_endpoint:
+        auth_endpoint = check_endpoint("ibm.iam_url", ibm["iam_url"] or "https://iam.cloud.ibm.com") + TOKEN_PATH
+    return COSSettings(endpoint, cos["region"], "iam", api_key=api_key,
+                       service_instance_id=cos["service_instance_id"], auth_endpoint=auth_endpoint)

@@ -1,0 +1,40 @@
+"""Shared fixtures: an isolated Ephemera home per test, and config builders."""
+
+from __future__ import annotations
+
+import pytest
+
+import importlib.util
+
+# TODO(lead): make unconditional once tests/fakes/fixtures.py lands
+pytest_plugins = ["tests.fakes.fixtures"] if importlib.util.find_spec("tests.fakes.fixtures") else []
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A fresh EPHEMERA_HOME; child processes inherit it."""
+    path = tmp_path / "home"
+    path.mkdir()
+    monkeypatch.setenv("EPHEMERA_HOME", str(path))
+    monkeypatch.delenv("EPHEMERA_CONFIG_FILE", raising=False)
+    return path
+
+
+@pytest.fixture
+def local_config(home):
+    """Build a local-mode config dict; keyword sections are merged over the defaults."""
+
+    def build(**sections):
+        base = {
+            "home": str(home),
+            "storage": {"backend": "localhost", "bucket": "ephemera-test"},
+            "localhost": {"root": str(home / "storage")},
+            "workspace": {"name": "ws", "stack": "local"},
+            "workload": {"entry": "workloads.smoke:main", "output_prefix": "outputs"},
+            "timeouts": {"hard": "10m", "soft": "2m", "action": "2m"},
+        }
+        for name, value in sections.items():
+            base[name] = {**base.get(name, {}), **value} if isinstance(value, dict) else value
+        return base
+
+    return build

