@@ -1,0 +1,21 @@
+"""Action ``reap``: fired by its own alarm (and every minute by ``ephemera up``).
+
+Destroys every run past its hard timeout, every failed or interrupted apply, every
+finished run whose destroy never started, and retries transient destroy failures
+with backoff. See ephemera/reaper.py for the rules.
+"""
+
+from __future__ import annotations
+
+from ephemera.actionkit import run_action
+from ephemera.context import Context
+from ephemera.reaper import reap, reap_summary
+
+
+def handle(ctx: Context, params: dict) -> dict:
+    actions = reap(ctx)
+    return {"acted": len(actions), "actions": reap_summary(actions)}
+
+
+def main(params: dict) -> dict:
+    return run_action("reap", params, handle)

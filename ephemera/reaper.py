@@ -1,0 +1,194 @@
+"""The reaper: nothing outlives its hard timeout, whatever failed.
+
+One pass looks at every open run and decides, from its state and times alone, what
+it needs:
+
+- APPLYING / DESTROYING with an in-flight engine activity: poll it;
+- REQUESTED or APPLYING with no activity in flight for longer than the action
+  timeout (the action died), or APPLYING past ``timeouts.apply``: APPLY_FAILED, destroy;
+- RUNNING whose completion marker exists (its bucket event was lost): finish, destroy;
+- any run past its hard deadline before it ended: TIMED_OUT, destroy;
+- TIMED_OUT and APPLY_FAILED: destroy;
+- SUCCEEDED / FAILED not destroyed within ``timeouts.soft``: destroy;
+- DESTROYING with nothing in flight for longer than the action timeout: the destroy
+  died; record DESTROY_FAILED and retry it;
+- DESTROY_FAILED: retry with exponential backoff, only when the failure is a named
+  transient one (see :func:`is_transient`), up to ``MAX_DESTROY_ATTEMPTS``.
+
+Each decision is returned with its reason, and the reason is stamped in the record.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+
+from ephemera import layout
+from ephemera.context import Context
+from ephemera.errors import EphemeraError, NoSuchKeyError, StateConflictError
+from ephemera.lifecycle import advance_run, destroy_run, finish_run, read_marker
+from ephemera.runs import RunRecord, RunState
+
+log = logging.getLogger("ephemera.reaper")
+S = RunState
+MAX_DESTROY_ATTEMPTS = 8
+BACKOFF_BASE = 30.0  # seconds before the first destroy retry; doubles each attempt
+BACKOFF_MAX = 3600.0
+# Failures worth retrying: provider throttling and outages, network faults, locks.
+TRANSIENT = re.compile(
+    r"\b(429|500|502|503|504)\b|too many requests|rate limit|throttl|timed? ?out|timeout|connection (reset|refused|aborted)"
+    r"|temporar(y|ily)|try again|service unavailable|state lock|workspace.*(busy|locked)|unexpected EOF",
+    re.I,
+)
+
+
+@dataclass
+class ReapAction:
+    run_id: str  # the run acted on
+    before: str  # its state before
+    after: str  # its state after
+    why: str  # the rule that applied
+
+
+def is_transient(error: dict | None) -> bool:
+    """Whether a recorded error is one that the same call may get past later."""
+    if not error:
+        return True  # interrupted, nothing recorded: retrying is the only way on
+    if error.get("retryable"):
+        return True
+    text = f"{error.get('code', '')} {error.get('message', '')} {error.get('log_tail', '')}"
+    return error.get("code") == "DESTROY_INTERRUPTED" or bool(TRANSIENT.search(text))
+
+
+def _age(iso: str | None, now: datetime) -> float:
+    return (now - datetime.fromisoformat(iso)).total_seconds() if iso else 0.0
+
+
+def _in_flight(run: RunRecord, kind: str) -> bool:
+    act = run.last_activity(kind)
+    return act is not None and not act.done
+
+
+def _marker(ctx: Context, run: RunRecord) -> tuple[bool, dict] | None:
+    for success in (True, False):
+        key = layout.marker_key(ctx.config["workload"]["output_prefix"], run.run_id, success)
+        try:
+            return success, read_marker(ctx, run.job.get("output_bucket", ctx.config.output_bucket), key)
+        except NoSuchKeyError:
+            continue
+    return None
+
+
+def _end_then_destroy(ctx: Context, run: RunRecord, state: RunState, why: str) -> RunRecord:
+    ctx.ledger.transition(run.run_id, state, why)
+    return destroy_run(ctx, run.run_id, f"reaper: {why}")
+
+
+def reap_run(ctx: Context, run: RunRecord, now: datetime | None = None) -> str | None:
+    """One step for one run; returns the reason if it acted, else None."""
+    now = now or datetime.now(timezone.utc)
+    timeouts = ctx.config["timeouts"]
+    past_deadline = bool(run.hard_deadline) and now > datetime.fromisoformat(run.hard_deadline)
+
+    if run.state in (S.APPLYING, S.DESTROYING) and _in_flight(run, "apply" if run.state == S.APPLYING else "destroy"):
+        advanced = advance_run(ctx, run)
+        if advanced.state != run.state:
+            return f"engine activity finished: {advanced.state}"
+        run = advanced
+        if run.state == S.APPLYING and (past_deadline or _age(run.entered_at(S.APPLYING), now) > timeouts["apply"]):
+            return _fail_apply(ctx, run, f"apply not finished after {timeouts['apply']}s" if not past_deadline else "hard deadline passed during apply")
+        return None
+
+    if run.state in (S.REQUESTED, S.APPLYING):
+        stalled = _age(run.entered_at(run.state), now) > timeouts["action"]
+        if past_deadline or stalled:
+            why = "hard deadline passed before apply finished" if past_deadline else f"{run.state} for over {timeouts['action']}s with no activity in flight (the action died)"
+            return _fail_apply(ctx, run, why)
+        return None
+
+    if run.state == S.RUNNING:
+        found = _marker(ctx, run)
+        if found is not None:
+            success, marker = found
+            finish_run(ctx, run.run_id, success, marker)
+            destroy_run(ctx, run.run_id, "reaper: completion marker found without its event")
+            return "completion marker found without its event"
+        if past_deadline:
+            why = f"hard deadline {run.hard_deadline} passed"
+            _end_then_destroy(ctx, run, S.TIMED_OUT, why)
+            return why
+        return None
+
+    if run.state in (S.TIMED_OUT, S.APPLY_FAILED):
+        destroy_run(ctx, run.run_id, f"reaper: {run.state} runs are destroyed")
+        return f"{run.state} runs are destroyed"
+
+    if run.state in (S.SUCCEEDED, S.FAILED):
+        if _age(run.entered_at(run.state), now) > timeouts["soft"] or past_deadline:
+            why = f"{run.state} for over {timeouts['soft']}s and not destroyed"
+            destroy_run(ctx, run.run_id, f"reaper: {why}")
+            return why
+        return None
+
+    if run.state == S.DESTROYING:  # nothing in flight: the destroy died
+        if _age(run.entered_at(S.DESTROYING), now) > timeouts["action"]:
+            def change(record: RunRecord) -> None:
+                record.error = {"code": "DESTROY_INTERRUPTED", "message": "destroy did not finish (the action died)"}
+                record.enter(S.DESTROY_FAILED, "reaper: destroy interrupted")
+
+            ctx.ledger.update(run.run_id, change)
+            return _retry_destroy(ctx, ctx.ledger.get(run.run_id), now, force=True)
+        return None
+
+    if run.state == S.DESTROY_FAILED:
+        return _retry_destroy(ctx, run, now)
+    return None
+
+
+def _fail_apply(ctx: Context, run: RunRecord, why: str) -> str:
+    def change(record: RunRecord) -> None:
+        record.error = {"code": "APPLY_TIMEOUT", "message": why}
+        record.enter(S.APPLY_FAILED, f"reaper: {why}")
+
+    ctx.ledger.update(run.run_id, change)
+    destroy_run(ctx, run.run_id, "reaper: destroying partial resources")
+    return why
+
+
+def _retry_destroy(ctx: Context, run: RunRecord, now: datetime, force: bool = False) -> str | None:
+    attempts = run.attempts.get("destroy", 0)
+    if not force and not is_transient(run.error):
+        return None  # a named, non-transient failure: needs a person (see `ephemera runs show`)
+    if attempts >= MAX_DESTROY_ATTEMPTS:
+        return None
+    wait = min(BACKOFF_BASE * 2 ** max(attempts - 1, 0), BACKOFF_MAX)
+    if not force and _age(run.entered_at(S.DESTROY_FAILED), now) < wait:
+        return None
+    destroy_run(ctx, run.run_id, f"reaper: destroy retry {attempts + 1} after a transient failure")
+    return f"destroy retry {attempts + 1}"
+
+
+def reap(ctx: Context, now: datetime | None = None) -> list[ReapAction]:
+    """One pass over every open run."""
+    done = []
+    for run in ctx.ledger.open_runs():
+        try:
+            why = reap_run(ctx, run, now)
+        except StateConflictError as exc:  # another action moved it meanwhile: fine
+            log.info("reaper: run %s changed underneath: %s", run.run_id, exc.message)
+            continue
+        except EphemeraError as exc:
+            log.warning("reaper: run %s: %s", run.run_id, exc.message)
+            done.append(ReapAction(run.run_id, str(run.state), str(run.state), f"error: {exc.message}"))
+            continue
+        if why:
+            after = ctx.ledger.get(run.run_id).state
+            log.info("reaper: run %s %s -> %s: %s", run.run_id, run.state, after, why)
+            done.append(ReapAction(run.run_id, str(run.state), str(after), why))
+    return done
+
+
+def reap_summary(actions: list[ReapAction]) -> list[dict]:
+    return [asdict(a) for a in actions]

@@ -1,0 +1,86 @@
+"""The demo's flow end to end: alarm -> apply -> workload on local VMs -> marker ->
+bucket-write rule -> destroy, through `ephemera up`'s runtime, on localhost storage
+and on S3 (a local S3 endpoint)."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from ephemera.context import Context
+from ephemera.demo import demo_config, run_demo
+from ephemera.runs import RunState
+from lithops_bridge.agent import is_agent_process
+from triggers.activations import list_activations
+from triggers.runtime import run_up
+
+ORDER = ["REQUESTED", "APPLYING", "RUNNING", "SUCCEEDED", "DESTROYING", "DESTROYED"]
+
+
+def run_flow(raw: dict, timeout: float = 150.0) -> Context:
+    ctx = Context(raw)
+    stop = threading.Event()
+    timer = threading.Timer(timeout, stop.set)
+    timer.start()
+    agent_pids: set[int] = set()
+
+    def until() -> bool:
+        # remember every agent pid seen while the run lives, to check none survives
+        for info in ctx.storage.list(ctx.config.state_bucket, "ephemera/heartbeats/"):
+            try:
+                agent_pids.add(json.loads(ctx.storage.get(ctx.config.state_bucket, info.key))["pid"])
+            except Exception:
+                pass
+        runs = list(ctx.ledger.list())
+        return bool(runs) and all(r.state == RunState.DESTROYED for r in runs)
+
+    try:
+        run_up(ctx.config, stop=stop, until=until)
+    finally:
+        timer.cancel()
+    ctx.agent_pids = agent_pids  # type: ignore[attr-defined]
+    return ctx
+
+
+def assert_successful_run(ctx: Context, folds: int = 5):
+    runs = list(ctx.ledger.list())
+    assert len(runs) == 1, [r.run_id for r in runs]
+    run = runs[0]
+    assert [t.state for t in run.transitions] == ORDER
+    assert [t.at for t in run.transitions] == sorted(t.at for t in run.transitions)
+    assert run.event["kind"] == "alarm" and run.event["trigger"] == "demo-alarm"
+    metrics = json.loads(ctx.storage.get(run.job["output_bucket"], run.job["output_prefix"] + "metrics.json"))
+    assert len(metrics["folds"]) == folds and metrics["n_samples"] == 1797
+    assert all(0.9 < f["accuracy"] <= 1.0 for f in metrics["folds"])
+    assert metrics["mean_accuracy"] == pytest.approx(sum(f["accuracy"] for f in metrics["folds"]) / folds, abs=1e-4)
+    assert ctx.storage.head(run.job["output_bucket"], run.job["output_prefix"] + "model.pkl").size > 1000
+    assert ctx.agent_pids, "no heartbeat was seen"
+    assert not [pid for pid in ctx.agent_pids if is_agent_process(pid)], "agent processes survived destroy"
+    acts = list_activations(ctx.storage, ctx.config.state_bucket, 10)
+    assert sorted(a["action"] for a in acts) == ["apply", "destroy"]
+    return run
+
+
+def test_demo_flow_on_localhost_storage(home):
+    ctx = run_flow(demo_config(home, worker_count=2))
+    assert_successful_run(ctx)
+
+
+def test_demo_flow_on_s3(home, s3_endpoint):
+    raw = demo_config(home, fire_in=1.5)
+    raw["storage"] = {"backend": "aws_s3", "bucket": "ephemera-e2e"}
+    raw["aws_s3"] = {"endpoint": s3_endpoint, "region": "us-east-1", "access_key_id": "testing", "secret_access_key": "testing-secret"}
+    Context(raw).storage.create_bucket("ephemera-e2e")
+    ctx = run_flow(raw)
+    run = assert_successful_run(ctx)
+    assert ctx.storage.backend == "aws_s3" and run.job["output_bucket"] == "ephemera-e2e"
+
+
+def test_demo_command_exits_zero_and_reports(home, capsys):
+    assert run_demo(home=str(home / "demo"), timeout=150) == 0
+    out = capsys.readouterr().out
+    for state in ORDER:
+        assert state in out
+    assert "metrics.json" in out and "model.pkl" in out and "agent processes left running: 0" in out
