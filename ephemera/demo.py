@@ -118,7 +118,7 @@ def _failure_stage(ctx: Context, watcher: _Watcher) -> str:
         if not acts:
             return "alarm: no action was invoked"
         last = acts[0]
-        return f"apply action: {json.dumps(last.get('result'))[:500]}"
+        return f"{last.action} action: {json.dumps(last.result)[:500]}"
     run = watcher.run
     reason = (run.error or {}).get("message", "")
     return f"{run.state}: {reason}" if reason else f"stuck in {run.state}"

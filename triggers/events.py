@@ -15,6 +15,7 @@ config. Everything else a caller passes lands in ``Event.payload``.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -145,6 +146,10 @@ def parse_manual(params: dict) -> Event:
 
 # (detector, parser), tried in order; more formats are registered by later modules
 FORMATS: list[tuple[Callable[[dict], bool], Callable[[dict], Event]]] = [
+    # cloud formats (triggers/cloud_events.py, imported lazily: it imports this module)
+    (lambda p: importlib.import_module("triggers.cloud_events").is_code_engine_cos(p), lambda p: importlib.import_module("triggers.cloud_events").parse_code_engine_cos(p)),
+    (lambda p: importlib.import_module("triggers.cloud_events").is_code_engine_ping(p), lambda p: importlib.import_module("triggers.cloud_events").parse_code_engine_ping(p)),
+    (lambda p: importlib.import_module("triggers.cloud_events").is_s3_notification(p), lambda p: importlib.import_module("triggers.cloud_events").parse_s3_notification(p)),
     (lambda p: isinstance(p.get("notification"), dict) or ("notification" in p and "key" in p), parse_openwhisk_cos),
     (lambda p: p.get("ephemera_kind") == "object_write", parse_local_write),
     (lambda p: p.get("ephemera_kind") == "alarm", parse_alarm),

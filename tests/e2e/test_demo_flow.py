@@ -59,7 +59,8 @@ def assert_successful_run(ctx: Context, folds: int = 5):
     assert ctx.agent_pids, "no heartbeat was seen"
     assert not [pid for pid in ctx.agent_pids if is_agent_process(pid)], "agent processes survived destroy"
     acts = list_activations(ctx.storage, ctx.config.state_bucket, 10)
-    assert sorted(a["action"] for a in acts) == ["apply", "destroy"]
+    assert sorted(a.action for a in acts if a.action != "reap") == ["apply", "destroy"]
+    assert all(a.ok for a in acts), [a.result for a in acts if not a.ok]
     return run
 
 

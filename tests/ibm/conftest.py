@@ -1,0 +1,47 @@
+"""Fixtures for the IBM Cloud tests: a fake IAM and a fake Schematics API on 127.0.0.1."""
+
+from __future__ import annotations
+
+import http.client
+
+import pytest
+
+from tests.fakes.iam_server import start_iam_server
+from tests.fakes.schematics_server import start_schematics_server
+
+API_KEY = "apikey-7Hq2-SECRET-do-not-log"
+HMAC_ID = "hmacid-4c1d-SECRET-id"
+HMAC_SECRET = "hmacsecret-9f8e-SECRET-value"
+SECRETS = (API_KEY, HMAC_ID, HMAC_SECRET)
+
+
+@pytest.fixture
+def iam():
+    server = start_iam_server({API_KEY})
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def schematics(iam):
+    server = start_schematics_server()
+    server.token_check = lambda token: token in iam.tokens  # only tokens the fake IAM issued
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def ibm_config(iam, schematics) -> dict:
+    return {
+        "engine": {"backend": "schematics"},
+        "ibm": {"iam_api_key": API_KEY, "iam_url": iam.url},
+        "schematics": {"workspace_id": schematics.workspace_id, "url": schematics.url},
+    }
+
+
+@pytest.fixture
+def restore_http_debug():
+    """The SDK turns on http.client debugging when DEBUG logging is on at construction."""
+    yield
+    http.client.HTTPConnection.debuglevel = 0
+    http.client.__dict__.pop("print", None)
