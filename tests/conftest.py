@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import importlib.util
-
-# TODO(lead): make unconditional once tests/fakes/fixtures.py lands
-pytest_plugins = ["tests.fakes.fixtures"] if importlib.util.find_spec("tests.fakes.fixtures") else []
+pytest_plugins = ["tests.fakes.fixtures"]
 
 
 @pytest.fixture

@@ -8,7 +8,12 @@ client. SDKs are imported inside the constructors, never at module import.
 exists). Where the endpoint rejects that header as unsupported (501
 ``NotImplemented``, or an SDK too old to send it), it falls back to the claim
 protocol of :mod:`ephemera.storage.claims`, and keeps using it for that backend
-object. The IBM COS backend always uses the claim protocol.
+object. (A store that silently *ignores* the header cannot be detected; set
+``conditional_put = False`` on the object for such a store.) The IBM COS backend
+always uses the claim protocol.
+
+``put`` returns the server's ``Date`` header as ``last_modified`` (a PUT response
+carries no Last-Modified); ``head`` and ``list`` report the stored LastModified.
 
 Calls retry with botocore's ``standard`` retry mode (throttling, 5xx, connection
 errors, with backoff); what still fails is mapped by
@@ -80,6 +85,12 @@ class S3CompatibleStorage:
         install_log_redaction(self._secrets)
 
     # plumbing ---------------------------------------------------------------------
+    @staticmethod
+    def _check(bucket: str, key: str) -> None:
+        """Refuse a bad bucket name or key before any request is sent."""
+        validate_bucket(bucket)
+        validate_key(key)
+
     def _call(self, operation: str, bucket: str, key: str | None, fn: Callable[[], T]) -> T:
         try:
             return fn()
@@ -94,13 +105,13 @@ class S3CompatibleStorage:
 
     # interface --------------------------------------------------------------------
     def put(self, bucket: str, key: str, data: bytes) -> ObjectInfo:
-        validate_bucket(bucket), validate_key(key)
+        self._check(bucket, key)
         data = bytes(data)
         resp = self._call("put", bucket, key, lambda: self._client.put_object(Bucket=bucket, Key=key, Body=data))
         return ObjectInfo(key, len(data), str(resp.get("ETag", "")).strip('"'), _response_time(resp))
 
     def put_if_absent(self, bucket: str, key: str, data: bytes) -> bool:
-        validate_bucket(bucket), validate_key(key)
+        self._check(bucket, key)
         data = bytes(data)
         if self.conditional_put:
             created = self._conditional_put(bucket, key, data)
@@ -132,7 +143,7 @@ class S3CompatibleStorage:
         raise StorageError(f"put_if_absent of '{key}' in bucket '{bucket}' kept conflicting with concurrent writes; try again", retryable=True)
 
     def get(self, bucket: str, key: str, byte_range: tuple[int, int] | None = None) -> bytes:
-        validate_bucket(bucket), validate_key(key)
+        self._check(bucket, key)
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if byte_range is not None:
             start, end = byte_range
@@ -160,7 +171,7 @@ class S3CompatibleStorage:
         return self._call("get", bucket, key, fetch)
 
     def head(self, bucket: str, key: str) -> ObjectInfo:
-        validate_bucket(bucket), validate_key(key)
+        self._check(bucket, key)
         try:
             resp = self._call("head", bucket, key, lambda: self._client.head_object(Bucket=bucket, Key=key))
         except NoSuchKeyError:
@@ -171,7 +182,8 @@ class S3CompatibleStorage:
         return self._info(key, resp)
 
     def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
-        validate_bucket(bucket), validate_prefix(prefix)
+        validate_bucket(bucket)
+        validate_prefix(prefix)
         paginator = self._client.get_paginator("list_objects_v2")
         pages = paginator.paginate(Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": self.page_size})
         iterator = iter(pages)
@@ -183,7 +195,7 @@ class S3CompatibleStorage:
                 yield self._info(obj["Key"], obj)
 
     def delete(self, bucket: str, key: str) -> None:
-        validate_bucket(bucket), validate_key(key)
+        self._check(bucket, key)
         try:
             self._call("delete", bucket, key, lambda: self._client.delete_object(Bucket=bucket, Key=key))
         except NoSuchKeyError:

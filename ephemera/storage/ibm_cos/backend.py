@@ -45,7 +45,7 @@ class IBMCOSStorage(S3CompatibleStorage):
             client = session.client(
                 "s3",
                 endpoint_url=settings.endpoint,
-                region_name=settings.region,
+                # no region_name, as Lithops does: COS does not check the SigV4 region scope
                 aws_access_key_id=settings.access_key_id,
                 aws_secret_access_key=settings.secret_access_key,
                 config=COSConfig(signature_version="s3v4", **config_options),
