@@ -1,0 +1,1 @@
+"""Tests of the local event runtime: scheduler, watchers, invoker, activations, up."""

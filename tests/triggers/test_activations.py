@@ -1,0 +1,94 @@
+"""Activation records: stored per invocation with logs and result, listed newest
+first, and never holding a secret of the config."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ephemera import layout
+from triggers.activations import (
+    Activation, format_activation, format_table, get_activation, list_activations, new_activation_id, scrub,
+)
+from triggers.cli import cmd_activations
+from triggers.invoker import Invoker
+
+from .conftest import KEY_ID, SECRET
+
+T = "tests.triggers.sample_actions"
+
+
+def test_ids_are_unique_and_sort_by_time():
+    ids = [new_activation_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids) and sorted(ids) == ids
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+
+
+def test_scrub_replaces_secrets_at_any_depth():
+    data = {"a": f"x{SECRET}y", "b": [KEY_ID, {"c": SECRET, SECRET: 1}], "n": 3}
+    clean = scrub(data, [SECRET, KEY_ID, ""])
+    assert SECRET not in repr(clean) and KEY_ID not in repr(clean)
+    assert clean["a"] == "x********y" and clean["n"] == 3
+
+
+def _all_stored_bytes(root: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in root.rglob("*") if p.is_file())
+
+
+def test_record_has_logs_and_result_and_no_secret(make_config, storage, tmp_path):
+    config = make_config()
+    invoker = Invoker(storage, "state", timeout=30, secret_values=config.secret_values())
+    event = {"ephemera_kind": "manual", "ephemera_trigger": "manual", "why": f"test {SECRET}"}
+    try:
+        record = invoker.submit(trigger="manual", rule="r1", action="status", target=f"{T}:leak_secret",
+                                params={**event, "config": config.to_dict(redact=False)}, event=event).result(timeout=60)
+    finally:
+        invoker.shutdown()
+    stored = get_activation(storage, "state", record.activationId)
+    assert storage.head("state", layout.activation_key(record.activationId))
+    assert stored.status == "success" and stored.action == "status" and stored.rule == "r1"
+    assert stored.trigger == "manual" and stored.target == f"{T}:leak_secret"
+    assert stored.result["ok"] is True and stored.result["echo"] == "********"
+    assert any("using key ******** / ********" in line for line in stored.logs)
+    assert any("stderr: secret on stderr ********" in line for line in stored.logs)
+    assert stored.event["why"] == "test ********" and "config" not in stored.event
+    assert stored.duration_ms >= 0 and stored.start <= stored.end
+    raw = _all_stored_bytes(tmp_path / "storage")
+    assert SECRET.encode() not in raw and KEY_ID.encode() not in raw
+
+
+def _fake(i: int, status: str = "success") -> Activation:
+    aid = new_activation_id()
+    return Activation(aid, "tick", "tick-apply", "apply", "actions.apply:main", f"2026-01-01T00:00:0{i}+00:00",
+                      f"2026-01-01T00:00:0{i}+00:00", 1500, status, {"ok": True, "run_id": f"run-{i}", "state": "APPLYING"})
+
+
+def test_list_newest_first_with_limit_and_table(storage, make_config, capsys):
+    from triggers.activations import store_activation
+
+    made = [store_activation(storage, "state", _fake(i)) for i in range(5)]
+    listed = list_activations(storage, "state", limit=3)
+    assert [a.activationId for a in listed] == [a.activationId for a in reversed(made)][:3]
+    assert len(list_activations(storage, "state", limit=None)) == 5
+    table = format_table(listed)
+    assert table.splitlines()[0].split()[:3] == ["ACTIVATION", "ID", "START"]
+    assert made[4].activationId in table and "run_id=run-4 state=APPLYING" in table and "1.50s" in table
+    assert get_activation(storage, "state", made[2].activationId[:20]).activationId == made[2].activationId
+    assert "run-2" in format_activation(made[2])
+    # the command prints the same table; an unknown id is an error exit
+    config = make_config()
+    assert cmd_activations(config, argparse.Namespace(limit=2, activation_id=None)) == 0
+    out = capsys.readouterr().out
+    assert made[4].activationId in out and made[2].activationId not in out
+    assert cmd_activations(config, argparse.Namespace(limit=2, activation_id="ffff")) == 1
+    capsys.readouterr()
+    assert cmd_activations(config, argparse.Namespace(limit=1, logs=True)) == 0  # the lead's CLI flags
+    out = capsys.readouterr().out
+    assert f"activation  {made[4].activationId}" in out and "logs (0 lines)" in out
+    assert made[4].get("result") == made[4].result and made[4].get("nope") is None
+    assert made[4]["action"] == "apply"
+
+
+def test_no_activations_yet(storage):
+    assert list_activations(storage, "nobucket") == []
+    assert format_table([]) == "no activations"

@@ -1,0 +1,137 @@
+"""Bucket-write triggers: filesystem events on localhost storage and the polling
+watcher, each firing exactly once per matching write and never for other keys."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+
+from ephemera.config import load_config
+from triggers.events import parse_event
+from triggers.watcher import FilesystemWatcher, PollingWatcher, matches
+
+WAIT = 20
+
+
+class Emits:
+    def __init__(self):
+        self.items: list[tuple[str, dict]] = []
+        self._cond = threading.Condition()
+
+    def __call__(self, trigger, params):
+        with self._cond:
+            self.items.append((trigger, params))
+            self._cond.notify_all()
+
+    def wait_for_key(self, trigger: str, key: str) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: any(t == trigger and p["key"] == key for t, p in self.items), timeout=WAIT)
+
+    def keys(self, trigger: str) -> list[str]:
+        return [p["key"] for t, p in self.items if t == trigger]
+
+
+def _triggers(tmp_path):
+    config = load_config({
+        "home": str(tmp_path / "home"),
+        "triggers": [
+            {"name": "markers", "kind": "object_write", "bucket": "data", "prefix": "outputs/", "suffix": ["_SUCCESS.json", "_FAILURE.json"]},
+            {"name": "everything", "kind": "object_write", "bucket": "data"},
+        ],
+        "rules": [{"trigger": "markers", "action": "destroy"}, {"trigger": "everything", "action": "status"}],
+    })
+    return config["triggers"]
+
+
+def test_matches_prefix_and_any_suffix():
+    trig = {"prefix": "outputs/", "suffix": ["_SUCCESS.json", "_FAILURE.json"]}
+    assert matches(trig, "outputs/r1/_SUCCESS.json") and matches(trig, "outputs/r1/_FAILURE.json")
+    assert not matches(trig, "outputs/r1/metrics.json")
+    assert not matches(trig, "other/r1/_SUCCESS.json")
+    assert matches({"prefix": "", "suffix": []}, "anything/at/all")
+
+
+def _write_everything(storage):
+    """Matching and non-matching writes, in new and existing folders; returns the
+    keys the marker trigger must see."""
+    storage.put("data", "outputs/r1/metrics.json", b"{}")  # wrong suffix
+    storage.put("data", "outputs/r1/_SUCCESS.json", b'{"ok": 1}')  # match (moved in)
+    assert storage.put_if_absent("data", "outputs/r2/_FAILURE.json", b'{"ok": 0}')  # match (link)
+    storage.put("data", "other/r3/_SUCCESS.json", b"{}")  # wrong prefix
+    storage.put("elsewhere", "outputs/r4/_SUCCESS.json", b"{}")  # other bucket
+    assert not storage.put_if_absent("data", "outputs/r2/_FAILURE.json", b"{}")  # no write happened
+    storage.put("data", "outputs/deep/a/b/c/_SUCCESS.json", b"x")  # match, in new nested folders
+    return ["outputs/r1/_SUCCESS.json", "outputs/r2/_FAILURE.json", "outputs/deep/a/b/c/_SUCCESS.json"]
+
+
+def test_filesystem_watcher_fires_once_per_matching_write(storage, tmp_path):
+    emits = Emits()
+    storage.put("data", "outputs/old/_SUCCESS.json", b"old")  # before start: never fires
+    watcher = FilesystemWatcher(storage, _triggers(tmp_path), emits)
+    watcher.start()
+    try:
+        expected = _write_everything(storage)
+        storage.put("data", "zz-sentinel-1", b"end")  # events arrive in order: this one is last
+        assert emits.wait_for_key("everything", "zz-sentinel-1")
+        storage.delete("data", "outputs/r1/metrics.json")  # deletions never fire
+        storage.put("data", "outputs/r1/_SUCCESS.json", b'{"ok": 2}')  # a second write of r1 fires again
+        storage.put("data", "zz-sentinel-2", b"end")
+        assert emits.wait_for_key("everything", "zz-sentinel-2")
+    finally:
+        watcher.stop()
+    assert sorted(emits.keys("markers")) == sorted(expected + ["outputs/r1/_SUCCESS.json"])
+    assert emits.keys("markers")[-1] == "outputs/r1/_SUCCESS.json"
+    assert sorted(emits.keys("everything")) == sorted(
+        emits.keys("markers") + ["outputs/r1/metrics.json", "other/r3/_SUCCESS.json", "zz-sentinel-1", "zz-sentinel-2"])
+    by_key = {}
+    for t, p in emits.items:
+        if t == "markers":
+            by_key.setdefault(p["key"], []).append(p)
+    first, second = by_key["outputs/r1/_SUCCESS.json"]
+    assert first["ephemera_kind"] == "object_write" and first["ephemera_trigger"] == "markers"
+    assert first["bucket"] == "data" and first["size"] == 9
+    assert first["etag"] == hashlib.md5(b'{"ok": 1}').hexdigest()
+    assert second["etag"] == hashlib.md5(b'{"ok": 2}').hexdigest()
+    event = parse_event(second)
+    assert event.kind == "object_write" and event.bucket == "data" and event.key == "outputs/r1/_SUCCESS.json"
+    assert event.trigger == "markers" and event.size == 9 and event.time is not None
+    deep = by_key["outputs/deep/a/b/c/_SUCCESS.json"][0]
+    assert deep["etag"] == hashlib.md5(b"x").hexdigest() and deep["size"] == 1
+
+
+def test_polling_watcher_on_localhost_storage(storage, tmp_path):
+    emits = Emits()
+    storage.put("data", "outputs/old/_SUCCESS.json", b"old")  # exists at start: never fires
+    watcher = PollingWatcher(storage, _triggers(tmp_path), emits, interval=3600)  # rounds driven by hand
+    watcher.start()
+    try:
+        assert watcher.poll_once() == 0
+        storage.put("data", "outputs/r1/_SUCCESS.json", b"one")
+        storage.put("data", "outputs/r1/metrics.json", b"{}")
+        storage.put("data", "other/r1/_SUCCESS.json", b"{}")
+        watcher.poll_once()
+        assert emits.keys("markers") == ["outputs/r1/_SUCCESS.json"]
+        watcher.poll_once()  # nothing new: nothing fires
+        assert emits.keys("markers") == ["outputs/r1/_SUCCESS.json"]
+        storage.put("data", "outputs/r1/_SUCCESS.json", b"two")  # changed etag: fires again
+        storage.put("data", "outputs/old/_SUCCESS.json", b"old")  # same content: not a change
+        watcher.poll_once()
+        assert emits.keys("markers") == ["outputs/r1/_SUCCESS.json"] * 2
+        params = [p for t, p in emits.items if t == "markers"][-1]
+        assert params["etag"] == hashlib.md5(b"two").hexdigest() and params["size"] == 3
+        assert parse_event(params).key == "outputs/r1/_SUCCESS.json"
+    finally:
+        watcher.stop()
+    assert sorted(emits.keys("everything")) == ["other/r1/_SUCCESS.json", "outputs/r1/_SUCCESS.json", "outputs/r1/_SUCCESS.json", "outputs/r1/metrics.json"]
+
+
+def test_polling_watcher_thread_sees_a_write_in_a_new_bucket(storage, tmp_path):
+    emits = Emits()
+    watcher = PollingWatcher(storage, _triggers(tmp_path), emits, interval=0.1)
+    watcher.start()  # bucket 'data' does not exist yet
+    try:
+        storage.put("data", "outputs/r9/_SUCCESS.json", b"{}")
+        assert emits.wait_for_key("markers", "outputs/r9/_SUCCESS.json")
+    finally:
+        watcher.stop()
+    assert emits.keys("markers") == ["outputs/r9/_SUCCESS.json"]

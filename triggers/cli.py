@@ -1,0 +1,86 @@
+"""``ephemera up`` and ``ephemera activations``: the commands over the local runtime.
+
+The lead's ``ephemera/cli.py`` (argparse) adds the arguments with
+:func:`add_up_arguments` / :func:`add_activations_arguments` and calls
+:func:`cmd_up` / :func:`cmd_activations` with the loaded config; each returns an
+exit code and prints to stdout. Arguments missing from ``args`` take their defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ephemera.config import Config
+from ephemera.errors import NoSuchKeyError
+from triggers.activations import format_activation, format_table, get_activation, list_activations, result_summary
+from triggers.scheduler import CATCH_UP_POLICIES
+
+
+def add_up_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--catch-up", dest="catch_up", choices=CATCH_UP_POLICIES, default="skip",
+                        help="alarms missed while not running: skip them (default), fire the latest, or fire all")
+    parser.add_argument("--reap-interval", dest="reap_interval", type=float, default=60.0,
+                        help="seconds between built-in reaper runs; 0 turns it off (default 60)")
+    parser.add_argument("--poll-interval", dest="poll_interval", type=float, default=2.0,
+                        help="seconds between bucket listings for non-localhost storage (default 2)")
+    parser.add_argument("--watch", choices=("auto", "events", "poll"), default="auto",
+                        help="how bucket writes are seen: filesystem events on localhost storage (auto) or polling")
+    parser.add_argument("--max-concurrent", dest="max_concurrent", type=int, default=8,
+                        help="action processes running at once (default 8)")
+
+
+def add_activations_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("activation_id", nargs="?", help="show one activation (an id or a unique prefix) with its logs")
+    parser.add_argument("--limit", type=int, default=20, help="how many of the newest activations to list (default 20)")
+    parser.add_argument("--logs", action="store_true", help="print each listed activation in full, with its logs")
+
+
+def _activation_line(activation) -> None:
+    print(f"{activation.activationId}  {activation.trigger} -> {activation.action}  {activation.status}"
+          f"  {activation.duration_ms / 1000:.2f}s  {result_summary(activation, 80)}", flush=True)
+
+
+def cmd_up(config: Config, args: argparse.Namespace) -> int:
+    """Run the triggers and rules of ``config`` until Ctrl-C / SIGTERM."""
+    from triggers.runtime import run_up
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    if not config["rules"]:
+        print("no rules in the config: nothing to run (add 'triggers' and 'rules' sections)", file=sys.stderr)
+    run_up(
+        config,
+        reap_interval=getattr(args, "reap_interval", 60.0) or None,
+        catch_up=getattr(args, "catch_up", "skip"),
+        poll_interval=getattr(args, "poll_interval", 2.0),
+        watch=getattr(args, "watch", "auto"),
+        max_concurrent=getattr(args, "max_concurrent", 8),
+        on_activation=_activation_line,
+        handle_signals=True,
+    )
+    return 0
+
+
+def cmd_activations(config: Config, args: argparse.Namespace) -> int:
+    """List the newest activations as a table (``--logs``: each in full after it), or
+    show one activation by id."""
+    from ephemera.storage import get_storage
+
+    storage = get_storage(config)
+    activation_id = getattr(args, "activation_id", None)
+    if activation_id:
+        try:
+            print(format_activation(get_activation(storage, config.state_bucket, activation_id)))
+        except NoSuchKeyError:
+            print(f"no activation '{activation_id}' (or the prefix matches several); `ephemera activations` lists them", file=sys.stderr)
+            return 1
+        return 0
+    activations = list_activations(storage, config.state_bucket, getattr(args, "limit", 20))
+    print(format_table(activations))
+    if getattr(args, "logs", False):
+        for activation in activations:
+            print()
+            print(format_activation(activation))
+    return 0

@@ -1,0 +1,209 @@
+"""Bucket-write triggers of the local runtime.
+
+Two ways to see writes, one event shape. ``emit(trigger, params)`` gets
+``{"ephemera_kind": "object_write", "ephemera_trigger", "bucket", "key", "etag",
+"size", "ephemera_time"}`` (read by :func:`triggers.events.parse_local_write`) for each
+write whose key starts with the trigger's ``prefix`` and ends with any of its
+``suffix`` list (an empty list matches every key).
+
+- :class:`FilesystemWatcher`, for the localhost backend: real filesystem events
+  (watchdog) on ``<root>/<bucket>/<key>`` files. The backend writes objects
+  atomically, by moving a temp file in from ``<root>/.tmp`` or by ``link()``, so
+  every write puts a new inode at its path and a created or moved-in file is a
+  complete object. watchdog may report one write more than once (a new folder is
+  walked, and the real events of the same files follow), so an event only means
+  "look at this path": the object found there is reported if its identity (inode,
+  mtime, size) was not reported before. One write is never reported twice; two
+  overwrites of one key within the same instant may be reported once, as the newer.
+- :class:`PollingWatcher`, for any backend: lists the bucket every ``interval``
+  seconds and reports objects that are new or whose etag changed, starting from what
+  exists at start-up, so objects written before do not fire.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import warnings
+from collections import OrderedDict
+from pathlib import Path
+from typing import Callable
+
+from ephemera.errors import NoSuchBucketError, StorageError
+from ephemera.storage.base import ObjectInfo, Storage
+
+log = logging.getLogger("ephemera.triggers.watcher")
+Emit = Callable[[str, dict], None]
+_SEEN_LIMIT = 50_000  # paths remembered for de-duplication
+
+
+def matches(trigger: dict, key: str) -> bool:
+    """Whether a written key is one the trigger watches."""
+    if not key.startswith(trigger.get("prefix") or ""):
+        return False
+    suffixes = trigger.get("suffix") or []
+    if isinstance(suffixes, str):
+        suffixes = [suffixes]
+    return not suffixes or any(key.endswith(s) for s in suffixes)
+
+
+def write_params(trigger: str, bucket: str, info: ObjectInfo) -> dict:
+    """The event params of one object write."""
+    return {
+        "ephemera_kind": "object_write",
+        "ephemera_trigger": trigger,
+        "bucket": bucket,
+        "key": info.key,
+        "etag": info.etag,
+        "size": info.size,
+        "ephemera_time": info.last_modified.isoformat(),
+    }
+
+
+def _safe_emit(emit: Emit, trigger: str, params: dict) -> None:
+    log.info("bucket write %s/%s fires trigger '%s'", params["bucket"], params["key"], trigger)
+    try:
+        emit(trigger, params)
+    except Exception:
+        log.exception("trigger '%s': dispatching the write of %s failed", trigger, params["key"])
+
+
+class FilesystemWatcher:
+    """Filesystem events on a localhost storage root, for every object_write trigger."""
+
+    def __init__(self, storage, triggers: list[dict], emit: Emit):
+        self.storage = storage  # a LocalhostStorage: has .root and head()
+        self.triggers = list(triggers)  # object_write trigger dicts (name, bucket, prefix, suffix)
+        self.emit = emit  # callback(trigger name, event params)
+        self.root = Path(storage.root)
+        self._seen: OrderedDict[tuple, None] = OrderedDict()  # (path, inode, mtime_ns, size) reported
+        self._lock = threading.Lock()
+        self._observer = None
+
+    def start(self) -> None:
+        """Watch the storage root (recursively); returns once the watches are in place."""
+        from watchdog.events import FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        watcher = self
+
+        class _Handler(FileSystemEventHandler):
+            def on_created(self, event):
+                if not event.is_directory:
+                    watcher._on_file(event.src_path)
+
+            def on_moved(self, event):
+                if not event.is_directory and event.dest_path:
+                    watcher._on_file(event.dest_path)
+
+        # watchdog warns when a new folder's watch is registered twice; harmless here
+        warnings.filterwarnings("ignore", message="Callback with id", category=RuntimeWarning)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._observer = Observer()
+        self._observer.daemon = True
+        self._observer.schedule(_Handler(), str(self.root), recursive=True)
+        self._observer.start()
+
+    def stop(self) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(5)
+            self._observer = None
+
+    def _on_file(self, path: str | bytes) -> None:
+        try:
+            self._handle(os.fsdecode(path))
+        except Exception:  # never let one bad event stop the observer thread
+            log.exception("cannot handle the filesystem event for %s", path)
+
+    def _handle(self, path: str) -> None:
+        try:
+            rel = Path(path).relative_to(self.root)
+        except ValueError:
+            return
+        if len(rel.parts) < 2 or rel.parts[0].startswith("."):
+            return  # not an object: the temp folder, or a file directly under the root
+        bucket, key = rel.parts[0], "/".join(rel.parts[1:])
+        wanted = [t for t in self.triggers if t["bucket"] == bucket and matches(t, key)]
+        if not wanted:
+            return
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return  # deleted or replaced since: the replacement has its own event
+        seen_key = (path, st.st_ino, st.st_mtime_ns, st.st_size)
+        with self._lock:
+            if seen_key in self._seen:
+                return  # this version of the object was already reported
+            self._seen[seen_key] = None
+            while len(self._seen) > _SEEN_LIMIT:
+                self._seen.popitem(last=False)
+        try:
+            info = self.storage.head(bucket, key)
+        except StorageError as exc:
+            log.debug("skipping %s/%s: %s", bucket, key, exc)
+            return
+        for trig in wanted:
+            _safe_emit(self.emit, trig["name"], write_params(trig["name"], bucket, info))
+
+
+class PollingWatcher:
+    """Lists each trigger's bucket and prefix every ``interval`` seconds."""
+
+    def __init__(self, storage: Storage, triggers: list[dict], emit: Emit, interval: float = 2.0):
+        self.storage = storage  # any backend
+        self.triggers = list(triggers)  # object_write trigger dicts
+        self.emit = emit  # callback(trigger name, event params)
+        self.interval = float(interval)  # seconds between listings
+        self._seen: dict[str, dict[str, str]] = {}  # trigger -> key -> etag last seen
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _listing(self, trig: dict) -> dict[str, ObjectInfo] | None:
+        try:
+            return {o.key: o for o in self.storage.list(trig["bucket"], trig.get("prefix") or "") if matches(trig, o.key)}
+        except NoSuchBucketError:
+            return {}
+        except Exception as exc:  # a flaky endpoint: try again next round
+            log.warning("trigger '%s': listing bucket '%s' failed (%s); retrying in %g s", trig["name"], trig["bucket"], exc, self.interval)
+            return None
+
+    def start(self) -> None:
+        """Remember what exists now (it will not fire), then poll on a thread."""
+        for trig in self.triggers:
+            listing = self._listing(trig) or {}
+            self._seen[trig["name"]] = {k: o.etag for k, o in listing.items()}
+        self._thread = threading.Thread(target=self._run, name="ephemera-poller", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def poll_once(self) -> int:
+        """One round over every trigger; returns how many writes it reported."""
+        count = 0
+        for trig in self.triggers:
+            if self._stop.is_set():
+                break
+            listing = self._listing(trig)
+            if listing is None:
+                continue
+            seen = self._seen.setdefault(trig["name"], {})
+            for key, info in listing.items():
+                if seen.get(key) != info.etag:
+                    seen[key] = info.etag
+                    _safe_emit(self.emit, trig["name"], write_params(trig["name"], trig["bucket"], info))
+                    count += 1
+            for gone in set(seen) - set(listing):  # deleted: a re-creation fires again
+                del seen[gone]
+        return count
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.poll_once()
+            except Exception:
+                log.exception("polling for bucket writes failed; retrying in %g s", self.interval)
