@@ -105,6 +105,8 @@ def cmd_lithops_config(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from triggers.cli import add_activations_arguments, add_up_arguments
+
     parser = argparse.ArgumentParser(prog="ephemera", description="GPU environments that exist only while their work runs.")
     parser.add_argument("--config", "-c", help="config file (default: $EPHEMERA_CONFIG_FILE, ./.ephemera.yaml, ~/.ephemera/config)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -116,8 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("up", help="run the config's triggers and rules until stopped")
-    p.add_argument("--catch-up", choices=("skip", "latest", "all"), default=None, help="what to do with alarms missed while down")
-    p.add_argument("--reap-interval", type=float, default=60.0, help="seconds between reaper runs")
+    add_up_arguments(p)
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("runs", help="list runs, or show one run's timeline")
@@ -127,8 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("activations", help="list action invocations of the local runtime")
-    p.add_argument("--limit", type=int, default=20)
-    p.add_argument("--logs", action="store_true", help="print each activation's logs too")
+    add_activations_arguments(p)
     p.set_defaults(func=cmd_activations)
 
     p = sub.add_parser("invoke", help="invoke an action by hand, e.g. `ephemera invoke destroy run_id=...`")
