@@ -24,43 +24,38 @@ class EphemeraError(Exception):
         return {"code": self.code, "message": self.message, "retryable": self.retryable}
 
 
-class ConfigError(EphemeraError):
-    """A config value is missing, unknown or malformed. ``field`` is its dotted path."""
+class FieldError(EphemeraError):
+    """A named input field is missing or malformed: ``field`` is its dotted path."""
 
-    code = "CONFIG_INVALID"
+    label = "field"  # how the message names the field's kind
 
     def __init__(self, field: str, problem: str, fix: str = ""):
         self.field = field
-        msg = f"config key '{field}': {problem}"
+        msg = f"{self.label} '{field}': {problem}"
         if fix:
             msg += f"; {fix}"
         super().__init__(msg)
 
 
-class ParamError(EphemeraError):
+class ConfigError(FieldError):
+    """A config value is missing, unknown or malformed."""
+
+    code = "CONFIG_INVALID"
+    label = "config key"
+
+
+class ParamError(FieldError):
     """An action parameter is missing or malformed."""
 
     code = "PARAM_INVALID"
-
-    def __init__(self, field: str, problem: str, fix: str = ""):
-        self.field = field
-        msg = f"parameter '{field}': {problem}"
-        if fix:
-            msg += f"; {fix}"
-        super().__init__(msg)
+    label = "parameter"
 
 
-class EventError(EphemeraError):
+class EventError(FieldError):
     """An event payload matches no known delivery format, or a field of it is malformed."""
 
     code = "EVENT_INVALID"
-
-    def __init__(self, field: str, problem: str, fix: str = ""):
-        self.field = field
-        msg = f"event field '{field}': {problem}"
-        if fix:
-            msg += f"; {fix}"
-        super().__init__(msg)
+    label = "event field"
 
 
 class StorageError(EphemeraError):
