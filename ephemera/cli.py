@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("lithops-config", help="write a Lithops config for a run's VMs")
     p.add_argument("run_id")
-    p.add_argument("--output", "-o", help="file to write (default: print)")
+    p.add_argument("--out", "--output", "-o", dest="output", help="file to write, mode 0600 (default: print with secrets masked)")
     p.set_defaults(func=cmd_lithops_config)
     return parser
 

@@ -8,11 +8,18 @@ the agent has written its pid file, and fails with the log tail if it dies first
 The agent heartbeats to the state bucket, runs the job on worker 0 in a child
 process, writes a failure marker if that child dies without one, kills it at the
 hard deadline, and then idles (a VM lives until it is destroyed) until SIGTERM.
+Every agent (worker 0 included) also serves the run's standalone bridge jobs
+(lithops_bridge.backends.standalone.server): the workload child gets a
+``LITHOPS_CONFIG`` naming the standalone backend for this run, so a plain
+``FunctionExecutor()`` in the workload spreads its calls over every VM of the run.
 ``stop`` is the destroy side: quiet and fast when the agent is already gone,
 SIGKILL after the timeout, and it confirms the process is gone before returning.
 
 The agent config file (written by the engine, mode 0600) is JSON:
-``{"run_id", "config": <Ephemera config dict>, "heartbeat_interval": s}``.
+``{"run_id", "config": <Ephemera config dict>, "heartbeat_interval": s}`` and,
+optionally, ``"worker_processes"`` (processes serving bridge calls on this VM;
+default the CPU count, divided by the run's VM count when storage is localhost, as
+local VMs share one machine) and ``"use_gpu"`` (default: whether an NVIDIA device exists).
 """
 
 from __future__ import annotations
@@ -175,11 +182,14 @@ class Agent:
         self.stopping = threading.Event()
         self.state = "starting"
         self.child: subprocess.Popen | None = None
+        self.worker_processes = self._default_processes()
+        self.server = None  # the standalone TaskServer, once started
 
     def heartbeat(self) -> None:
         from ephemera import layout
 
         body = {"run_id": self.run_id, "worker": self.worker, "pid": os.getpid(), "state": self.state,
+                "worker_processes": self.worker_processes,
                 "at": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
         try:
             self.storage.put(self.config.state_bucket, layout.heartbeat_key(self.run_id, self.worker), json.dumps(body).encode())
@@ -202,7 +212,7 @@ class Agent:
         self.state = "running"
         self.heartbeat()
         cmd = [sys.executable, "-m", "lithops_bridge.agent", "run-job", "--config", self.config_path, "--worker", str(self.worker)]
-        self.child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+        self.child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=self.workload_env())
         left = self.seconds_left()
         try:
             code = self.child.wait(timeout=None if left is None else max(left, 0))
@@ -217,6 +227,59 @@ class Agent:
             self._write_failure(reason)
         self.state = "idle"
         self.heartbeat()
+
+    # --- the standalone bridge backend on this VM ---------------------------------------
+    def _default_processes(self) -> int:
+        """Configured, else the CPU count; local VMs (localhost storage: one machine) share it."""
+        if self.agent_cfg.get("worker_processes"):
+            return int(self.agent_cfg["worker_processes"])
+        cpus = os.cpu_count() or 1
+        if self.storage.backend == "localhost":
+            return max(1, cpus // max(1, int(self.job.worker_count or 1)))
+        return cpus
+
+    def use_gpu(self) -> bool:
+        if "use_gpu" in self.agent_cfg:
+            return bool(self.agent_cfg["use_gpu"])
+        return os.path.exists("/dev/nvidia0")
+
+    def bridge_config(self, compute: str) -> dict:
+        """The Lithops config of this run: ``standalone`` (all its VMs) or ``localhost``."""
+        from lithops_bridge.storage.config import from_ephemera
+
+        storage = from_ephemera(self.config)
+        name = storage["backend"]
+        cfg = {"lithops": {"backend": compute, "storage": name}, name: storage[name]}
+        if compute == "standalone":
+            sa = {"exec_mode": "consume", "run_id": self.run_id, "worker_processes": self.worker_processes,
+                  "use_gpu": self.use_gpu()}
+            left = self.seconds_left()
+            if left is not None and left > 0:
+                sa["hard_dismantle_timeout"] = round(left, 3)
+            cfg["standalone"] = sa
+        else:
+            cfg["localhost"] = {**cfg.get("localhost", {}), "worker_processes": self.worker_processes}
+        return cfg
+
+    def workload_env(self) -> dict:
+        env = dict(os.environ)
+        env["LITHOPS_CONFIG"] = json.dumps(self.bridge_config("standalone"))
+        return env
+
+    def start_server(self) -> None:
+        """Serve the run's standalone jobs; the pool warms up in the background."""
+        from lithops_bridge.backends.standalone.server import TaskServer
+
+        task_env = {"LITHOPS_CONFIG": json.dumps(self.bridge_config("localhost")), "LITHOPS_BRIDGE_WORKER": "1"}
+        self.server = TaskServer(self.storage, self.config.state_bucket, self.run_id, self.worker, self.worker_processes,
+                                 task_env, cloud=self.storage.backend != "localhost").start()
+        threading.Thread(target=self._warm_up, name="warm-up", daemon=True).start()
+
+    def _warm_up(self) -> None:
+        try:
+            self.server.warm_up()
+        except Exception as exc:  # noqa: BLE001 - the pool is retried on the first batch
+            log.warning("warming up the task pool failed: %s", self.scrubber.scrub(str(exc)))
 
     def _marker_exists(self) -> bool:
         from ephemera.errors import NoSuchKeyError
@@ -249,6 +312,7 @@ class Agent:
         log.info("agent for run %s worker %d up, pid %d", self.run_id, self.worker, os.getpid())
         self.heartbeat()
         threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True).start()
+        self.start_server()
         if self.worker == 0:
             threading.Thread(target=self.run_workload, name="workload", daemon=True).start()
         else:
@@ -261,12 +325,16 @@ class Agent:
                 log.error("run %s: hard deadline passed; agent exits", self.run_id)
                 break
         self.stopping.set()
+        if self.server is not None:
+            self.server.stop()
         if self.child and self.child.poll() is None:
             self.child.terminate()
             try:
                 self.child.wait(5)
             except subprocess.TimeoutExpired:
                 self.child.kill()
+        self.state = "stopped"
+        self.heartbeat()
         log.info("agent for run %s worker %d stopped", self.run_id, self.worker)
         return 0
 

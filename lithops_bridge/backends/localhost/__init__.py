@@ -1,0 +1,1 @@
+"""The localhost compute backend: a warm process pool on this machine."""

@@ -1,0 +1,134 @@
+"""Localhost backend: calls run in a warm pool of worker processes.
+
+The pool (``worker_processes`` processes, forked) is shared by every executor of
+this process with the same size and stays up between jobs, so a job pays no start-up.
+A job's calls go to the pool in batches (guided self-scheduling: big batches first,
+single calls at the tail), each batch carrying the function serialized once for the
+job; results come straight back through the pool's pipe, with no storage round trip.
+Inside a pool worker (a nested executor) the pool is private and shut down when idle,
+so a worker never exits with live children.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from lithops_bridge.backends.localhost.config import load_config
+from lithops_bridge.futures import apply_outcome
+from lithops_bridge.job import Job, guided_chunks
+from lithops_bridge.runner import Batch, run_batch
+
+WORKER_ENV = "LITHOPS_BRIDGE_WORKER"
+_POOLS: dict[tuple[int, int], ProcessPoolExecutor] = {}  # (pid, size) -> warm pool
+_LOCK = threading.Lock()
+
+
+def _mark_worker() -> None:
+    os.environ[WORKER_ENV] = "1"
+
+
+def in_worker() -> bool:
+    return os.environ.get(WORKER_ENV) == "1"
+
+
+def _new_pool(size: int) -> ProcessPoolExecutor:
+    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    return ProcessPoolExecutor(max_workers=size, mp_context=ctx, initializer=_mark_worker)
+
+
+def shared_pool(size: int) -> ProcessPoolExecutor:
+    """The warm pool of this process for ``size`` workers (created on first use)."""
+    key = (os.getpid(), size)
+    with _LOCK:
+        pool = _POOLS.get(key)
+        if pool is None or getattr(pool, "_broken", False) or getattr(pool, "_shutdown_thread", False):
+            pool = _POOLS[key] = _new_pool(size)
+        return pool
+
+
+def _drop_pool(pool: ProcessPoolExecutor) -> None:
+    with _LOCK:
+        for key, value in list(_POOLS.items()):
+            if value is pool:
+                del _POOLS[key]
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+class LocalhostBackend:
+    name = "localhost"
+
+    def __init__(self, config: dict, storage_config: dict):
+        self.settings = load_config(config)
+        self.workers = self.settings["worker_processes"]
+        self.storage_config = storage_config
+        self.private = in_worker()
+        self._pool: ProcessPoolExecutor | None = None
+        self._outstanding = 0
+        self._lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        """Start the pool now rather than on the first job."""
+        if not self.private:
+            pool = shared_pool(self.workers)
+            pool.submit(os.getpid).result()
+
+    def _get_pool(self) -> ProcessPoolExecutor:
+        if not self.private:
+            return shared_pool(self.workers)
+        if self._pool is None:
+            self._pool = _new_pool(self.workers)
+        return self._pool
+
+    def submit(self, job: Job, futures: list) -> None:
+        pool = self._get_pool()
+        for f in futures:
+            f._set_invoked()
+        for start, end in guided_chunks(job.total_calls, self.workers, job.chunksize):
+            batch = Batch(job.job_key, job.func, list(range(start, end)), job.data[start:end], job.extra_env,
+                          job.timeout, job.storage_config, worker_label="localhost")
+            with self._lock:
+                self._outstanding += 1
+            try:
+                cf = pool.submit(run_batch, batch)
+            except (BrokenProcessPool, RuntimeError) as exc:
+                self._failed(pool, futures[start:end], exc)
+                continue
+            cf.add_done_callback(lambda c, fs=futures[start:end], p=pool: self._batch_done(c, fs, p))
+
+    def _batch_done(self, cf, futures: list, pool: ProcessPoolExecutor) -> None:
+        try:
+            outcomes = cf.result()
+        except BaseException as exc:  # noqa: BLE001 - a worker died: its calls fail
+            self._failed(pool, futures, exc)
+            return
+        for fut, outcome in zip(futures, outcomes):
+            apply_outcome(fut, outcome)
+        self._release()
+
+    def _failed(self, pool: ProcessPoolExecutor, futures: list, exc: BaseException) -> None:
+        if isinstance(exc, BrokenProcessPool):
+            exc = BrokenProcessPool("a worker process of the localhost pool died while running this call "
+                                    "(killed, out of memory, or os._exit in the function)")
+            if not self.private:
+                threading.Thread(target=_drop_pool, args=(pool,), daemon=True).start()
+        for fut in futures:
+            if not fut._finished():
+                fut._set_error(exc, None)
+        self._release()
+
+    def _release(self) -> None:
+        with self._lock:
+            self._outstanding -= 1
+            idle = self._outstanding == 0
+        if idle and self.private and self._pool is not None:
+            pool, self._pool = self._pool, None
+            threading.Thread(target=pool.shutdown, kwargs={"wait": True}, daemon=True).start()
+
+    def close(self) -> None:
+        if self.private and self._pool is not None and self._outstanding == 0:
+            pool, self._pool = self._pool, None
+            pool.shutdown(wait=True)

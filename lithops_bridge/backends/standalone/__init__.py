@@ -1,0 +1,6 @@
+"""The standalone backend (consume mode): the VMs of an Ephemera run take the calls.
+
+``backend.py`` is the client side (puts jobs in storage, follows their results),
+``server.py`` the VM side (run by every agent of the run: claims and runs batches),
+``keys.py`` the storage layout they share.
+"""

@@ -1,0 +1,39 @@
+"""The ``standalone`` section (consume mode on the VMs of an Ephemera run).
+
+Keys as in Lithops: ``exec_mode`` (only ``consume``: the VMs exist, Ephemera made
+them), ``worker_processes`` (per VM, default the VM's CPU count), ``use_gpu``,
+``soft_dismantle_timeout``, ``hard_dismantle_timeout``, ``auto_dismantle``,
+``runtime``. Bridge key: ``run_id`` (mandatory: the run whose VMs take the work),
+and ``poll_interval`` (seconds between the client's storage polls; default 0.02 on
+localhost storage, 0.5 on cloud storage).
+"""
+
+from __future__ import annotations
+
+from lithops_bridge.backends.localhost.config import worker_count
+from lithops_bridge.errors import ConfigError
+
+DEFAULTS = {"exec_mode": "consume", "use_gpu": False, "auto_dismantle": True, "soft_dismantle_timeout": 300,
+            "hard_dismantle_timeout": 3600, "runtime": "python3", "poll_interval": None}
+
+
+def load_config(config: dict) -> None:
+    """Complete ``config['standalone']`` in place (``config`` is the bridge's own copy)."""
+    sa = {**DEFAULTS, **dict(config.get("standalone") or {})}
+    if sa["exec_mode"] != "consume":
+        raise ConfigError("standalone.exec_mode", f"'{sa['exec_mode']}' is not supported by the bridge",
+                          "use 'consume': Ephemera creates and destroys the VMs")
+    if not sa.get("run_id"):
+        raise ConfigError("standalone.run_id", "missing", "name the Ephemera run whose VMs run the functions "
+                          "(`ephemera lithops-config RUN_ID` writes a config with it)")
+    sa["worker_processes"] = worker_count("standalone.worker_processes", sa.get("worker_processes"))
+    for key in ("soft_dismantle_timeout", "hard_dismantle_timeout", "poll_interval"):
+        if sa[key] is None:
+            continue
+        try:
+            sa[key] = float(sa[key])
+            if sa[key] <= 0:
+                raise ValueError
+        except (TypeError, ValueError):
+            raise ConfigError(f"standalone.{key}", f"expected a positive number of seconds, got {sa[key]!r}", "e.g. 3600") from None
+    config["standalone"] = sa

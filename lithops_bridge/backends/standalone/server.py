@@ -1,0 +1,233 @@
+"""VM side of the standalone backend: every agent of a run serves its job queue.
+
+The server lists ``lithops.jobs/<run_id>/queue/``, loads each new job once, and
+claims batches with ``put_if_absent`` (so no batch ever runs twice, whatever the
+number of VMs) while it has free processes, at most ``worker_processes`` of the job
+at a time. Batches run in a warm pool (forkserver: safe next to the agent's threads);
+each finished batch is written as one results object. A batch running longer than
+the job's ``hard_dismantle_timeout`` is killed with its pool: its calls fail with
+TimeoutError, the other batches in flight run again on a fresh pool. GPUs stay
+visible to calls only when the job says ``use_gpu``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import pickle
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from datetime import datetime, timezone
+
+import cloudpickle
+
+from ephemera.errors import NoSuchBucketError, NoSuchKeyError
+from lithops_bridge.backends.standalone import keys
+from lithops_bridge.runner import Batch, run_batch
+
+log = logging.getLogger("lithops_bridge.agent.server")
+
+
+def _init_task_process(env: dict) -> None:
+    os.environ.update(env)
+
+
+def failure_outcomes(call_ids: list[int], exc: BaseException) -> list[dict]:
+    blob = cloudpickle.dumps(exc)
+    return [{"call_id": i, "ok": False, "exc": blob, "exc_type": type(exc).__name__, "exc_module": type(exc).__module__,
+             "exc_message": str(exc), "traceback": "", "stats": {"exception": True}} for i in call_ids]
+
+
+class TaskServer:
+    """Claims and runs the batches of the run's standalone jobs on this VM."""
+
+    def __init__(self, store, bucket: str, run_id: str, worker: int, worker_processes: int, task_env: dict,
+                 cloud: bool = False):
+        self.store, self.bucket, self.run_id, self.worker = store, bucket, run_id, worker
+        self.size = max(1, int(worker_processes))
+        self.task_env = dict(task_env)  # environment of the task processes (nested-executor config)
+        self.poll_min, self.poll_max = (0.25, 2.0) if cloud else (0.01, 0.2)
+        self.stopping = threading.Event()
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._jobs: "OrderedDict[str, dict]" = OrderedDict()  # job_key -> payload (+ bookkeeping)
+        self._exhausted: set[str] = set()  # every batch of these jobs is claimed by someone
+        self._inflight: dict[tuple[str, int], dict] = {}  # (job_key, batch) -> {started, future, batch}
+        self._pool: ProcessPoolExecutor | None = None
+        self._uploads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="results")
+        self.thread: threading.Thread | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------
+    def start(self) -> "TaskServer":
+        self.thread = threading.Thread(target=self._loop, name="standalone-server", daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self._wake.set()
+        self._kill_pool()
+        self._uploads.shutdown(wait=False, cancel_futures=True)
+
+    def warm_up(self) -> None:
+        """Start the pool ahead of the first job (in the background of agent start-up)."""
+        self._get_pool().submit(os.getpid).result()
+
+    def _get_pool(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                ctx = multiprocessing.get_context("forkserver")
+                ctx.set_forkserver_preload(["lithops_bridge.runner", "cloudpickle"])
+                self._pool = ProcessPoolExecutor(self.size, mp_context=ctx, initializer=_init_task_process,
+                                                 initargs=(self.task_env,))
+            return self._pool
+
+    def _kill_pool(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            try:
+                proc.kill()
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    # --- the loop -------------------------------------------------------------------------
+    def _loop(self) -> None:
+        delay = self.poll_min
+        while not self.stopping.is_set():
+            try:
+                busy = self._round()
+                self._watchdog()
+            except Exception as exc:  # noqa: BLE001 - a storage hiccup must not stop the VM
+                log.warning("standalone server round failed: %s", exc)
+                busy = False
+            delay = self.poll_min if busy else min(self.poll_max, delay * 1.5)
+            self._wake.wait(delay)
+            self._wake.clear()
+
+    def _round(self) -> bool:
+        try:
+            queued = [keys.job_key_of(i.key) for i in self.store.list(self.bucket, keys.queue_prefix(self.run_id))]
+        except NoSuchBucketError:
+            return False
+        for jk in list(self._jobs):
+            if jk not in queued:
+                self._jobs.pop(jk, None)
+                self._exhausted.discard(jk)
+        claimed_any = False
+        for jk in queued:
+            if jk in self._exhausted:
+                continue
+            if len(self._inflight) >= self.size:
+                return True
+            job = self._load(jk)
+            if job is None:
+                continue
+            claimed_any |= self._claim_from(job)
+        return claimed_any or bool(self._inflight) or bool(set(queued) - self._exhausted)
+
+    def _load(self, jk: str) -> dict | None:
+        job = self._jobs.get(jk)
+        if job is None:
+            try:
+                job = pickle.loads(self.store.get(self.bucket, keys.queue_key(self.run_id, jk)))
+            except (NoSuchKeyError, NoSuchBucketError):
+                return None
+            n = len(job["batches"])
+            job["_next"] = (self.worker * max(1, n // 2)) % max(1, n)  # VMs start at different batches
+            job["_tried"] = set()
+            self._jobs[jk] = job
+        return job
+
+    def _claim_from(self, job: dict) -> bool:
+        jk, n, claimed = job["job_key"], len(job["batches"]), False
+        while len(job["_tried"]) < n and len(self._inflight) < self.size:
+            if sum(1 for (k, _b) in self._inflight if k == jk) >= max(1, int(job.get("worker_processes") or self.size)):
+                break
+            b = job["_next"]
+            job["_next"] = (b + 1) % n
+            if b in job["_tried"]:
+                continue
+            job["_tried"].add(b)
+            body = json.dumps({"worker": self.worker, "pid": os.getpid(), "at": datetime.now(timezone.utc).isoformat()})
+            if self.store.put_if_absent(self.bucket, keys.claim_key(self.run_id, jk, b), body.encode()):
+                self._run(job, b)
+                claimed = True
+        if len(job["_tried"]) >= n:
+            self._exhausted.add(jk)
+        return claimed
+
+    def _run(self, job: dict, b: int) -> None:
+        start, end = job["batches"][b]
+        env = dict(job.get("extra_env") or {})
+        if not job.get("use_gpu"):
+            env.setdefault("CUDA_VISIBLE_DEVICES", "")
+        batch = Batch(job["job_key"], job["func"], list(range(start, end)), job["data"][start:end], env,
+                      job.get("timeout"), None, worker_label=f"vm-{self.worker}")
+        self._submit(job, b, batch)
+
+    def _submit(self, job: dict, b: int, batch: Batch) -> None:
+        entry = {"started": time.monotonic(), "batch": batch, "limit": job.get("hard_dismantle_timeout"), "job": job}
+        self._inflight[(job["job_key"], b)] = entry
+        try:
+            cf = self._get_pool().submit(run_batch, batch)
+        except Exception as exc:  # noqa: BLE001 - a broken pool: fail this batch, fresh pool next time
+            self._kill_pool()
+            self._complete(job["job_key"], b, failure_outcomes(batch.call_ids, exc))
+            return
+        entry["future"] = cf
+        cf.add_done_callback(lambda f, jk=job["job_key"], b=b: self._batch_done(jk, b, f))
+
+    def _batch_done(self, jk: str, b: int, cf) -> None:
+        entry = self._inflight.get((jk, b))
+        if entry is None or entry.get("future") is not cf:
+            return  # superseded (killed by the watchdog and resubmitted or failed)
+        if cf.cancelled():
+            return
+        exc = cf.exception()
+        if exc is None:
+            outcomes = cf.result()
+        else:
+            from concurrent.futures.process import BrokenProcessPool
+
+            if isinstance(exc, BrokenProcessPool):
+                with self._lock:
+                    if self._pool is not None and getattr(self._pool, "_broken", False):
+                        self._pool = None  # the next batch gets a fresh pool
+                exc = BrokenProcessPool(f"a worker process on VM {self.worker} died while running this call "
+                                        "(killed, out of memory, or os._exit in the function)")
+            outcomes = failure_outcomes(entry["batch"].call_ids, exc)
+        self._complete(jk, b, outcomes)
+
+    def _complete(self, jk: str, b: int, outcomes: list[dict]) -> None:
+        self._inflight.pop((jk, b), None)
+        self._wake.set()
+        key = keys.result_key(self.run_id, jk, b)
+        try:
+            self._uploads.submit(self.store.put, self.bucket, key, pickle.dumps(outcomes))
+        except RuntimeError:  # shutting down
+            pass
+
+    def _watchdog(self) -> None:
+        """Kill the pool under a batch that outlived the job's hard_dismantle_timeout."""
+        now = time.monotonic()
+        late = [(k, e) for k, e in list(self._inflight.items()) if e.get("limit") and now - e["started"] > e["limit"]]
+        if not late:
+            return
+        others = [(k, e) for k, e in list(self._inflight.items()) if (k, e) not in late]
+        for (jk, b), entry in late + others:
+            entry["future"] = None  # detach: the dying pool's callbacks are ignored
+        self._kill_pool()
+        for (jk, b), entry in late:
+            limit = entry["limit"]
+            self._complete(jk, b, failure_outcomes(entry["batch"].call_ids, TimeoutError(
+                f"hard_dismantle_timeout of {limit:g} seconds exceeded on VM {self.worker}: the calls were killed")))
+        for (jk, b), entry in others:
+            self._submit(entry["job"], b, entry["batch"])

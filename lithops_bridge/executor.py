@@ -1,0 +1,279 @@
+"""``FunctionExecutor``: the Lithops 3.x executor API over the bridge's backends.
+
+The executor resolves its config (lithops_bridge.config), builds the compute backend
+named there (``localhost``: a warm process pool; ``standalone``: the VMs of an
+Ephemera run, through storage), turns each ``call_async``/``map``/``map_reduce``
+into a :class:`~lithops_bridge.job.Job` (function and arguments serialized once) and
+returns futures. Jobs whose inputs are futures (chained maps, reducers) are
+submitted by a background thread once those futures are done.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+import traceback
+import uuid
+from typing import Any, Callable
+
+import cloudpickle
+
+from lithops_bridge import constants as c
+from lithops_bridge.backends import get_backend
+from lithops_bridge.config import default_config, extract_storage_config, setup_logging
+from lithops_bridge.futures import FuturesList, ResponseFuture
+from lithops_bridge.iterdata import bind, bound_signature, call_data
+from lithops_bridge.job import Job, serialize_function
+from lithops_bridge.wait import THREADPOOL_SIZE, _as_list, wait as wait_futures
+
+log = logging.getLogger("lithops_bridge")
+UPSTREAM_ERROR = "__lithops_bridge_upstream_error__"
+
+
+def _is_futures(iterdata: Any) -> bool:
+    return isinstance(iterdata, FuturesList) or (
+        isinstance(iterdata, list) and bool(iterdata) and all(isinstance(f, ResponseFuture) for f in iterdata))
+
+
+def _uses_obj(func: Callable) -> bool:
+    try:
+        return "obj" in inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+class FunctionExecutor:
+    """Lithops' FunctionExecutor: ``mode``, ``config``, ``config_file``, ``backend``,
+    ``storage``, ``monitoring``, ``log_level``; other kwargs override the compute
+    backend's section (e.g. ``worker_processes``)."""
+
+    def __init__(self, mode: str | None = None, config: dict | None = None, config_file: str | None = None,
+                 backend: str | None = None, storage: str | None = None, monitoring: str | None = None,
+                 log_level: Any = False, **kwargs: Any):
+        overwrite = {"lithops": {"mode": mode, "backend": backend, "storage": storage, "monitoring": monitoring},
+                     "backend": dict(kwargs)}
+        self.config = default_config(config_file=config_file, config_data=config, config_overwrite=overwrite)
+        setup_logging(log_level if log_level else self.config["lithops"].get("log_level") if log_level is False else None)
+        self.executor_id = uuid.uuid4().hex[:6] + "-" + uuid.uuid4().hex[:2]
+        self.backend = self.config["lithops"]["backend"]
+        self.mode = self.config["lithops"]["mode"]
+        self.storage_config = extract_storage_config(self.config)
+        self.futures: list[ResponseFuture] = []
+        self.total_jobs = 0
+        self.last_call: str | None = None
+        self._storage = None
+        compute = c.STANDALONE if self.mode == c.STANDALONE else c.LOCALHOST
+        self.compute_handler = get_backend(compute, self.config, self.storage_config)
+        log.debug("FunctionExecutor %s created (%s, storage %s)", self.executor_id, self.backend, self.storage_config["backend"])
+
+    # --- context manager ---------------------------------------------------------------
+    def __enter__(self) -> "FunctionExecutor":
+        return self
+
+    def __exit__(self, exc_type, exc_value, tb) -> None:
+        self.compute_handler.close()
+
+    @property
+    def storage(self):
+        """A ``lithops_bridge.Storage`` on the executor's storage backend."""
+        if self._storage is None:
+            from lithops_bridge.storage import Storage
+
+            self._storage = Storage(storage_config=self.storage_config)
+        return self._storage
+
+    # --- job building ----------------------------------------------------------------------
+    def _job_id(self, call_type: str) -> str:
+        job_id = f"{call_type}{self.total_jobs:03d}"
+        self.total_jobs += 1
+        return job_id
+
+    def _new_job(self, call_type: str, func: Callable, n: int, extra_env: dict | None, timeout: float | None,
+                 include_modules: list | None, chunksize: int | None = None) -> tuple[Job, list[ResponseFuture]]:
+        if not callable(func):
+            raise TypeError(f"the function to run must be callable, got {type(func).__name__}")
+        timeout = timeout if timeout is not None else self.config["lithops"].get("execution_timeout")
+        job = Job(self.executor_id, self._job_id(call_type), serialize_function(func, include_modules),
+                  getattr(func, "__name__", type(func).__name__), [], dict(extra_env or {}), timeout, chunksize,
+                  self.storage_config)
+        futures = [ResponseFuture(self.executor_id, job.job_id, i, job.function_name, timeout) for i in range(n)]
+        self.futures.extend(futures)
+        return job, futures
+
+    def _encode(self, datas: list[dict]) -> list[bytes]:
+        limit = self.config["lithops"].get("data_limit")
+        out = []
+        for i, d in enumerate(datas):
+            blob = cloudpickle.dumps(d)
+            if limit and len(blob) > float(limit) * 1024 * 1024:
+                raise ValueError(f"the input data of call {i} is {len(blob) / 2**20:.1f} MiB, above lithops.data_limit "
+                                 f"({limit} MiB): put large inputs in storage and pass their keys, or raise data_limit")
+            out.append(blob)
+        return out
+
+    def _submit(self, job: Job, futures: list[ResponseFuture], datas: list[dict]) -> None:
+        job.data = self._encode(datas)
+        if not futures:
+            return
+        self.compute_handler.submit(job, futures)
+
+    def _submit_after(self, job: Job, futures: list[ResponseFuture], deps: list[ResponseFuture],
+                      make_data: Callable[[], list[dict]]) -> None:
+        """Submit ``job`` from a thread once ``deps`` are done (chained maps, reducers)."""
+        for f in futures:
+            f._set_invoked()
+
+        def go() -> None:
+            try:
+                for d in deps:
+                    d._wait()
+                self._submit(job, futures, make_data())
+            except BaseException as exc:  # noqa: BLE001 - the job's futures carry the failure
+                for f in futures:
+                    if not f._finished():
+                        f._set_error(exc, traceback.format_exc())
+
+        threading.Thread(target=go, name=f"lithops-bridge-{job.job_key}", daemon=True).start()
+
+    def _map_job(self, call_type: str, func: Callable, iterdata: Any, chunksize: int | None, extra_args: Any,
+                 extra_env: dict | None, timeout: float | None, obj_chunk_size: int | None, obj_chunk_number: int | None,
+                 obj_newline: str | None, include_modules: list | None) -> tuple[list[ResponseFuture], list[int] | None]:
+        parts_per_object = None
+        if _is_futures(iterdata):
+            upstream = list(iterdata)
+            if isinstance(iterdata, FuturesList):
+                for f in upstream:
+                    f._produce_output = False
+            job, futures = self._new_job(call_type, func, len(upstream), extra_env, timeout, include_modules, chunksize)
+            sig = bound_signature(func)
+
+            def chained() -> list[dict]:
+                out = []
+                for f in upstream:
+                    if f.error:
+                        out.append({UPSTREAM_ERROR: f._exception})
+                    else:
+                        out.append(bind(sig, call_data_item(f.result(), extra_args)))
+                return out
+
+            self._submit_after(job, futures, upstream, chained)
+            return futures, None
+        if _uses_obj(func):
+            from lithops_bridge.partitioner import create_partitions
+
+            datas, parts_per_object = create_partitions(self.storage_config, func, iterdata, extra_args,
+                                                        obj_chunk_size, obj_chunk_number, obj_newline)
+        else:
+            datas = call_data(func, iterdata, extra_args)
+        job, futures = self._new_job(call_type, func, len(datas), extra_env, timeout, include_modules, chunksize)
+        self._submit(job, futures, datas)
+        return futures, parts_per_object
+
+    # --- the Lithops API -------------------------------------------------------------------
+    def call_async(self, func: Callable, data: Any, extra_env: dict | None = None, runtime_memory: int | None = None,
+                   timeout: float | None = None, include_modules: list | None = [], exclude_modules: list | None = []) -> ResponseFuture:
+        """Run ``func`` once with ``data`` (dict: kwargs, tuple: args, else the first argument)."""
+        self.last_call = "call_async"
+        futures, _ = self._map_job("A", func, [data], None, None, extra_env, timeout, None, None, "\n", include_modules)
+        return futures[0]
+
+    def map(self, map_function: Callable, map_iterdata: Any, chunksize: int | None = None, extra_args: Any = None,
+            extra_env: dict | None = None, runtime_memory: int | None = None, obj_chunk_size: int | None = None,
+            obj_chunk_number: int | None = None, obj_newline: str | None = "\n", timeout: float | None = None,
+            include_modules: list | None = [], exclude_modules: list | None = []) -> FuturesList:
+        """One call of ``map_function`` per item of ``map_iterdata``; returns their futures."""
+        self.last_call = "map"
+        futures, _ = self._map_job("M", map_function, map_iterdata, chunksize, extra_args, extra_env, timeout,
+                                   obj_chunk_size, obj_chunk_number, obj_newline, include_modules)
+        return FuturesList(futures, self)
+
+    def map_reduce(self, map_function: Callable, map_iterdata: Any, reduce_function: Callable, chunksize: int | None = None,
+                   extra_args: Any = None, extra_args_reduce: Any = None, extra_env: dict | None = None,
+                   map_runtime_memory: int | None = None, reduce_runtime_memory: int | None = None,
+                   timeout: float | None = None, obj_chunk_size: int | None = None, obj_chunk_number: int | None = None,
+                   obj_newline: str | None = "\n", obj_reduce_by_key: bool = False, spawn_reducer: int = 20,
+                   include_modules: list | None = [], exclude_modules: list | None = []) -> FuturesList:
+        """Map, then reduce: the reducer's first argument is the list of map results
+        (one reducer per object with ``obj_reduce_by_key``)."""
+        self.last_call = "map_reduce"
+        map_futures, parts = self._map_job("M", map_function, map_iterdata, chunksize, extra_args, extra_env, timeout,
+                                           obj_chunk_size, obj_chunk_number, obj_newline, include_modules)
+        if spawn_reducer != c.ALWAYS:
+            self.wait(map_futures, return_when=spawn_reducer, throw_except=False)
+        groups = [map_futures]
+        if parts is not None and obj_reduce_by_key:
+            groups, start = [], 0
+            for n in parts:
+                groups.append(map_futures[start:start + n])
+                start += n
+        job, reduce_futures = self._new_job("R", reduce_function, len(groups), extra_env, timeout, include_modules)
+        sig = bound_signature(reduce_function)
+
+        def reduce_data() -> list[dict]:
+            out = []
+            for group in groups:
+                failed = next((f for f in group if f.error), None)
+                if failed is not None:
+                    out.append({UPSTREAM_ERROR: failed._exception})
+                    continue
+                results = [f.result() for f in group]
+                item = (results,) + (tuple(extra_args_reduce) if isinstance(extra_args_reduce, tuple) else ())
+                data = bind(sig, item)
+                if isinstance(extra_args_reduce, dict):
+                    data.update(extra_args_reduce)
+                out.append(data)
+            return out
+
+        self._submit_after(job, reduce_futures, list(map_futures), reduce_data)
+        for f in map_futures:
+            f._set_mapreduce()
+        return FuturesList(list(map_futures) + reduce_futures, self)
+
+    def wait(self, fs: Any = None, throw_except: bool = True, return_when: Any = c.ALL_COMPLETED,
+             download_results: bool = False, timeout: float | None = None, threadpool_size: int = THREADPOOL_SIZE,
+             wait_dur_sec: float | None = None, show_progressbar: bool = True) -> tuple[FuturesList, FuturesList]:
+        """Wait for ``fs`` (default: every future of this executor); ``(done, not_done)``."""
+        futures = self.futures if fs is None else fs
+        done, not_done = wait_futures(futures, throw_except=throw_except, return_when=return_when,
+                                      download_results=download_results, timeout=timeout)
+        return FuturesList(done, self), FuturesList(not_done, self)
+
+    def get_result(self, fs: Any = None, throw_except: bool = True, timeout: float | None = None,
+                   threadpool_size: int = THREADPOOL_SIZE, wait_dur_sec: float | None = None,
+                   show_progressbar: bool = True) -> Any:
+        """Results in submission order; a single value after one ``call_async``/reduce."""
+        futures = _as_list(fs) if fs is not None else [f for f in self.futures if not f._read]
+        done, _ = self.wait(futures, throw_except=throw_except, download_results=True, timeout=timeout)
+        result = []
+        for f in done:
+            if not f._produce_output:
+                continue
+            result.append(f.result(throw_except=throw_except))
+            if fs is None:
+                f._read = True
+        if len(result) == 1 and self.last_call != "map":
+            return result[0]
+        return result
+
+    def clean(self, fs: Any = None, cs: Any = None, clean_cloudobjects: bool = True, clean_fn: bool = False,
+              force: bool = False, on_exit: bool = False) -> None:
+        """Delete the executor's temporary job data (and cloudobjects ``cs`` if given)."""
+        clean = getattr(self.compute_handler, "clean", None)
+        if clean:
+            clean({f.job_key for f in (fs or self.futures)})
+        if cs:
+            self.storage.delete_cloudobjects(list(cs))
+
+    def dismantle(self) -> None:
+        """Consume mode: the VMs belong to the Ephemera run, which destroys them."""
+
+    def job_summary(self, cloud_objects_n: int = 0) -> list[dict]:
+        return [{"job_key": f.job_key, "call_id": f.call_id, **f.stats} for f in self.futures]
+
+
+def call_data_item(value: Any, extra_args: Any) -> Any:
+    """A chained call's input: the upstream result, with extra_args merged the Lithops way."""
+    from lithops_bridge.iterdata import merge_extra_args
+
+    return merge_extra_args([value], extra_args)[0]

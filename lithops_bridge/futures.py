@@ -1,0 +1,273 @@
+"""Futures: ``ResponseFuture`` (one function call) and ``FuturesList``.
+
+A future is resolved by its backend from another thread (localhost pool callbacks,
+the standalone storage follower) through ``_set_result``/``_set_error``; callers
+block on it with ``result()``/``status()`` or the module-level ``wait``.
+States and attribute names follow Lithops 3.x (``done``, ``success``, ``error``,
+``ready``, ``running``, ``stats``, ``_produce_output`` ...).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+
+class RemoteTraceback(Exception):
+    """Carries the traceback text of an exception raised in a remote function call.
+
+    Set as ``__cause__`` of the re-raised exception, so printing it shows where the
+    function failed on the worker."""
+
+    def __init__(self, tb: str):
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.tb}"""'
+
+
+class ResponseFuture:
+    """The result of one function call, in the Lithops shape."""
+
+    class State:
+        New = "New"
+        Invoked = "Invoked"
+        Running = "Running"
+        Ready = "Ready"
+        Success = "Success"
+        Error = "Error"
+        Done = "Done"
+        Unknown = "Unknown"
+
+    def __init__(self, executor_id: str, job_id: str, call_id: int, function_name: str = "", execution_timeout: float | None = None):
+        self.executor_id = executor_id
+        self.job_id = job_id
+        self.call_id = call_id
+        self.job_key = f"{executor_id}-{job_id}"
+        self.function_name = function_name
+        self.execution_timeout = execution_timeout
+        self.activation_id: str | None = None
+        self.stats: dict[str, Any] = {"host_submit_tstamp": time.time()}
+        self.logs: str | None = None
+        self._state = ResponseFuture.State.New
+        self._produce_output = True
+        self._read = False
+        self._value: Any = None
+        self._exception: BaseException | None = None
+        self._traceback: str | None = None
+        self._call_status: dict | None = None
+        self._event = threading.Event()
+        self._callbacks: list = []
+
+    # --- pickling: a future that travels (e.g. as iterdata) carries its outcome only ---
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_event"] = None
+        state["_callbacks"] = []
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._event = threading.Event()
+        if self._state in (self.State.Done, self.State.Error, self.State.Success, self.State.Unknown):
+            self._event.set()
+
+    def __repr__(self) -> str:
+        return f"<ResponseFuture {self.job_key} call {self.call_id:05d} {self._state}>"
+
+    # --- state, as Lithops names it ------------------------------------------------
+    @property
+    def new(self) -> bool:
+        return self._state == self.State.New
+
+    @property
+    def invoked(self) -> bool:
+        return self._state == self.State.Invoked
+
+    @property
+    def running(self) -> bool:
+        return self._state == self.State.Running
+
+    @property
+    def ready(self) -> bool:
+        return self._state == self.State.Ready
+
+    @property
+    def error(self) -> bool:
+        return self._state == self.State.Error
+
+    @property
+    def success(self) -> bool:
+        return self._state in (self.State.Success, self.State.Error)
+
+    @property
+    def done(self) -> bool:
+        return self._state in (self.State.Done, self.State.Error, self.State.Unknown)
+
+    @property
+    def futures(self) -> bool:
+        """Lithops: True when the call returned futures. The bridge resolves returned
+        futures on the worker, so the value is already their results."""
+        return False
+
+    def cancel(self) -> None:
+        raise NotImplementedError("Lithops futures cannot be cancelled")
+
+    def cancelled(self) -> bool:
+        return False
+
+    # --- resolution (backend side) -------------------------------------------------
+    def _set_invoked(self) -> None:
+        if self._state == self.State.New:
+            self._state = self.State.Invoked
+
+    def _set_running(self) -> None:
+        if self._state in (self.State.New, self.State.Invoked):
+            self._state = self.State.Running
+
+    def _set_result(self, value: Any, stats: dict | None = None) -> None:
+        """Status and value are in (Lithops' Success); reading the result makes it Done."""
+        self._value = value
+        self._finish(self.State.Success, stats)
+
+    def _finished(self) -> bool:
+        return self._event.is_set()
+
+    def _mark_read(self) -> None:
+        if self._state == self.State.Success:
+            self._state = self.State.Done
+
+    def _set_error(self, exc: BaseException, tb: str | None, stats: dict | None = None) -> None:
+        self._exception = exc
+        self._traceback = tb
+        self._finish(self.State.Error, stats)
+
+    def _finish(self, state: str, stats: dict | None) -> None:
+        if stats:
+            self.stats.update(stats)
+        now = time.time()
+        self.stats.setdefault("host_status_done_tstamp", now)
+        self.stats.setdefault("host_result_done_tstamp", now)
+        self._call_status = {"type": "__end__", "exception": state == self.State.Error, "call_id": self.call_id,
+                             "executor_id": self.executor_id, "job_id": self.job_id, **self.stats}
+        self._state = state
+        self._event.set()
+        for cb in list(self._callbacks):
+            cb(self)
+
+    def _set_mapreduce(self) -> None:
+        """Map futures of a map_reduce produce no output of their own in get_result."""
+        self._produce_output = False
+
+    def _add_done_callback(self, cb) -> None:
+        self._callbacks.append(cb)
+        if self._event.is_set():
+            cb(self)
+
+    def _wait(self, timeout: float | None = None) -> bool:
+        return self._event.wait(timeout)
+
+    # --- caller side ------------------------------------------------------------------
+    def status(self, throw_except: bool = True, internal_storage: Any = None, check_only: bool = False, wait_dur_sec: float = 1) -> dict | None:
+        """The call's status dict (stats); raises the call's exception if it failed."""
+        if self._state == self.State.New:
+            raise ValueError("task not yet invoked")
+        if check_only and not self._event.is_set():
+            return None
+        self._event.wait()
+        if self._state == self.State.Error:
+            if throw_except:
+                self._raise()
+            return None
+        return self._call_status
+
+    def result(self, throw_except: bool = True, internal_storage: Any = None, retries: int = 10, wait_dur_sec: float = 1) -> Any:
+        """The value the function returned; re-raises its exception (remote traceback as cause)."""
+        if self._state == self.State.New:
+            raise ValueError("Task not yet invoked")
+        self._event.wait()
+        if self._state == self.State.Error:
+            if throw_except:
+                self._raise()
+            return None
+        self._mark_read()
+        return self._value
+
+    def exception(self) -> BaseException | None:
+        self._event.wait()
+        return self._exception
+
+    def _raise(self) -> None:
+        exc = self._exception
+        assert exc is not None
+        if self._traceback and not isinstance(exc.__cause__, RemoteTraceback):
+            exc.__cause__ = RemoteTraceback(self._traceback)
+        raise exc
+
+
+class FuturesList(list):
+    """A list of futures that can wait and fetch its own results, as in Lithops."""
+
+    def __init__(self, futures=(), executor=None):
+        super().__init__(futures)
+        self.executor = executor
+
+    def wait(self, throw_except: bool = True, return_when: Any = None, download_results: bool = False, timeout: float | None = None, **kwargs: Any):
+        from lithops_bridge.constants import ALL_COMPLETED
+        from lithops_bridge.wait import wait
+
+        return wait(self, throw_except=throw_except, return_when=ALL_COMPLETED if return_when is None else return_when,
+                            download_results=download_results, timeout=timeout)
+
+    def get_result(self, throw_except: bool = True, timeout: float | None = None, **kwargs: Any):
+        from lithops_bridge.wait import get_result
+
+        return get_result(self, throw_except=throw_except, timeout=timeout)
+
+
+class FunctionError(Exception):
+    """A remote exception that could not be rebuilt with its own type (unpicklable)."""
+
+    def __init__(self, type_name: str, message: str):
+        super().__init__(f"{type_name}: {message}")
+        self.type_name = type_name
+
+
+def _rebuild_exception(outcome: dict) -> BaseException:
+    import builtins
+    import importlib
+    import pickle
+
+    if outcome.get("exc") is not None:
+        try:
+            return pickle.loads(outcome["exc"])
+        except Exception:  # noqa: BLE001 - fall back to the type by name
+            pass
+    name, module, message = outcome.get("exc_type", "Exception"), outcome.get("exc_module", "builtins"), outcome.get("exc_message", "")
+    try:
+        cls = getattr(builtins, name) if module == "builtins" else getattr(importlib.import_module(module), name)
+        if isinstance(cls, type) and issubclass(cls, BaseException):
+            return cls(message)
+    except Exception:  # noqa: BLE001
+        pass
+    return FunctionError(name, message)
+
+
+def apply_outcome(future: ResponseFuture, outcome: dict, extra_stats: dict | None = None) -> None:
+    """Resolve ``future`` from a runner result dict (see lithops_bridge.runner.run_call)."""
+    import pickle
+
+    stats = dict(outcome.get("stats") or {})
+    if extra_stats:
+        stats.update(extra_stats)
+    if outcome.get("ok"):
+        try:
+            value = pickle.loads(outcome["value"])
+        except Exception as exc:  # noqa: BLE001 - e.g. a class the caller cannot import
+            future._set_error(exc, None, stats)
+            return
+        future._set_result(value, stats)
+    else:
+        future._set_error(_rebuild_exception(outcome), outcome.get("traceback"), stats)

@@ -1,0 +1,102 @@
+"""A run's "VMs" on this machine, for tests, the benchmark and trying the bridge.
+
+``LocalRun(root, workers=2)`` writes a job spec for a fresh run id into localhost
+storage under ``root`` (with no ``entry`` no workload runs: workers are numbered
+from 1, as worker 0 is the one that runs a workload), starts one agent per VM with the agent's own
+``start`` command, and ``close()`` stops them with its ``stop`` command, which
+confirms each process is gone. ``lithops_config`` is the bridge config that sends
+calls to those VMs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+
+class LocalRun:
+    """N local agents serving one run's standalone jobs over localhost storage."""
+
+    def __init__(self, root: str | os.PathLike, workers: int = 2, worker_processes: int | None = None,
+                 bucket: str = "ephemera", heartbeat_interval: float = 1.0, run_id: str | None = None,
+                 entry: str | None = None, params: dict | None = None):
+        self.root = Path(root)
+        self.bucket = bucket
+        self.run_id = run_id or f"bench-{uuid.uuid4().hex[:8]}"
+        self.entry = entry  # a workload for worker 0 to run (None: no workload, workers from 1)
+        self.params = dict(params or {})
+        self.workers = list(range(workers)) if entry else list(range(1, workers + 1))
+        self.worker_processes = worker_processes
+        self.heartbeat_interval = heartbeat_interval
+        self.ephemera_config = {"storage": {"backend": "localhost", "bucket": bucket},
+                                "localhost": {"root": str(self.root / "storage")}, "home": str(self.root / "home")}
+        self.agent_dir = self.root / "agents" / self.run_id
+        self.started: list[int] = []
+
+    @property
+    def lithops_config(self) -> dict:
+        sa = {"exec_mode": "consume", "run_id": self.run_id}
+        if self.worker_processes:
+            sa["worker_processes"] = self.worker_processes
+        return {"lithops": {"backend": "standalone", "storage": "localhost"}, "standalone": sa,
+                "localhost": {"storage_bucket": self.bucket, "storage_root": str(self.root / "storage")}}
+
+    def pid_file(self, worker: int) -> str:
+        return str(self.agent_dir / f"agent-{worker}.pid")
+
+    def log_file(self, worker: int) -> str:
+        return str(self.agent_dir / f"agent-{worker}.log")
+
+    def start(self) -> "LocalRun":
+        from ephemera.config import load_config
+        from ephemera.jobs import JobSpec
+        from ephemera.layout import job_key, output_prefix
+        from ephemera.storage import get_storage
+
+        config = load_config(self.ephemera_config)
+        storage = get_storage(config)
+        storage.create_bucket(self.bucket)
+        spec = JobSpec(run_id=self.run_id, workspace="local", entry=self.entry or "workloads.none:main", params=self.params,
+                       state_bucket=self.bucket, output_bucket=self.bucket,
+                       output_prefix=output_prefix("outputs", self.run_id), worker_count=max(self.workers) + 1)
+        storage.put(self.bucket, job_key(self.run_id), spec.to_json())
+        self.agent_dir.mkdir(parents=True, exist_ok=True)
+        cfg_path = self.agent_dir / "agent.json"
+        agent_cfg = {"run_id": self.run_id, "config": self.ephemera_config, "heartbeat_interval": self.heartbeat_interval}
+        if self.worker_processes:
+            agent_cfg["worker_processes"] = self.worker_processes
+        fd = os.open(cfg_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(agent_cfg, fh)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+        try:
+            for w in self.workers:
+                cmd = [sys.executable, "-m", "lithops_bridge.agent", "start", "--config", str(cfg_path), "--worker", str(w),
+                       "--pid-file", self.pid_file(w), "--log-file", self.log_file(w)]
+                subprocess.run(cmd, check=True, env=env, capture_output=True, text=True)
+                self.started.append(w)
+        except subprocess.CalledProcessError as exc:
+            self.close()
+            raise RuntimeError(f"agent failed to start: {exc.stderr.strip()}") from None
+        return self
+
+    def close(self) -> None:
+        for w in list(self.started):
+            subprocess.run([sys.executable, "-m", "lithops_bridge.agent", "stop", "--pid-file", self.pid_file(w)],
+                           capture_output=True, text=True)
+            self.started.remove(w)
+
+    def pids(self) -> list[int]:
+        from lithops_bridge.agent import read_pid
+
+        return [p for p in (read_pid(self.pid_file(w)) for w in self.workers) if p]
+
+    def __enter__(self) -> "LocalRun":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,199 @@
+"""Runs function calls on a worker process (a localhost pool process or a VM agent's).
+
+A :class:`Batch` carries the cloudpickled function (serialized once per job; cached
+here per process after its first load), the calls' argument dicts, and what the
+calls need injected. :func:`run_batch` runs each call and returns one result dict
+per call: the cloudpickled value, or the exception (pickled when possible) with its
+formatted traceback, plus Lithops-named stats. Futures a function returns are
+resolved here, so the caller receives their values. A per-call ``timeout`` raises
+``TimeoutError`` inside the function (SIGALRM, main thread only).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import pickle
+import signal
+import socket
+import threading
+import time
+import traceback
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import cloudpickle
+
+_FUNCS: "OrderedDict[str, Callable]" = OrderedDict()  # job_key -> loaded function (this process)
+_FUNC_CACHE_SIZE = 16
+_STORAGES: dict[str, Any] = {}
+UPSTREAM_ERROR = "__lithops_bridge_upstream_error__"  # storage config fingerprint -> lithops_bridge.Storage
+
+
+@dataclass
+class Batch:
+    """Calls of one job sent to one worker in one message."""
+
+    job_key: str  # "<executor_id>-<job_id>"
+    func: bytes  # cloudpickled function (loaded once per process per job)
+    call_ids: list[int]  # the calls in this batch
+    data: list[bytes]  # cloudpickled argument dict of each call, same order
+    extra_env: dict = field(default_factory=dict)  # environment set around each call
+    timeout: float | None = None  # seconds a call may run before TimeoutError
+    storage_config: dict | None = None  # bridge storage config for an injected `storage`
+    worker_label: str = ""  # where it ran, for stats ("localhost", "vm-1")
+
+
+def load_function(job_key: str, func: bytes) -> Callable:
+    fn = _FUNCS.get(job_key)
+    if fn is None:
+        fn = cloudpickle.loads(func)
+        _FUNCS[job_key] = fn
+        while len(_FUNCS) > _FUNC_CACHE_SIZE:
+            _FUNCS.popitem(last=False)
+    else:
+        _FUNCS.move_to_end(job_key)
+    return fn
+
+
+def run_batch(batch: Batch) -> list[dict]:
+    """Run every call of the batch; never raises for a call's own failure."""
+    func = load_function(batch.job_key, batch.func)
+    return [run_call(func, cid, data, batch) for cid, data in zip(batch.call_ids, batch.data)]
+
+
+def _storage_for(config: dict | None):
+    from lithops_bridge.storage import Storage
+
+    key = repr(sorted((config or {}).items()))
+    if key not in _STORAGES:
+        _STORAGES[key] = Storage(storage_config=config)
+    return _STORAGES[key]
+
+
+def _prepare(func: Callable, call_id: int, data: dict, batch: Batch) -> tuple[tuple, dict]:
+    """Inject storage/id/obj, then split the data dict into *args/**kwargs like Lithops."""
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        params = {}
+    data = dict(data)
+    if UPSTREAM_ERROR in data:  # a chained call whose input future failed
+        raise data[UPSTREAM_ERROR]
+    if "storage" in params:
+        data["storage"] = _storage_for(batch.storage_config)
+    if "id" in params:
+        data["id"] = call_id
+    obj = data.get("obj")
+    if obj is not None and hasattr(obj, "_open"):
+        storage = _storage_for(batch.storage_config)
+        if storage.backend != obj.backend:
+            from lithops_bridge.storage import Storage
+
+            storage = Storage(backend=obj.backend)
+        obj._open(storage)
+    var_pos = next((n for n, p in params.items() if p.kind == p.VAR_POSITIONAL), None)
+    var_kw = next((n for n, p in params.items() if p.kind == p.VAR_KEYWORD), None)
+    positional = [data.pop(n) for n, p in params.items() if p.kind == p.POSITIONAL_ONLY and n in data]
+    if var_pos in data:
+        positional += list(data.pop(var_pos) or ())
+    kwargs = dict(data.pop(var_kw) or {}) if var_kw in data else {}
+    kwargs.update(data)
+    return tuple(positional), kwargs
+
+
+class _Alarm:
+    """Raises TimeoutError in the calling (main) thread after ``seconds``."""
+
+    def __init__(self, seconds: float | None):
+        self.seconds = seconds
+        self.armed = bool(seconds) and threading.current_thread() is threading.main_thread()
+
+    def _fire(self, signum, frame):  # noqa: ARG002
+        raise TimeoutError(f"function exceeded its timeout of {self.seconds} seconds")
+
+    def __enter__(self):
+        if self.armed:
+            self.previous = signal.signal(signal.SIGALRM, self._fire)
+            signal.setitimer(signal.ITIMER_REAL, float(self.seconds))
+        return self
+
+    def __exit__(self, *exc):
+        if self.armed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self.previous)
+        return False
+
+
+class _Env:
+    """Sets extra environment variables around one call and restores them."""
+
+    def __init__(self, env: dict):
+        self.env = {str(k): str(v) for k, v in (env or {}).items()}
+
+    def __enter__(self):
+        self.saved = {k: os.environ.get(k) for k in self.env}
+        os.environ.update(self.env)
+
+    def __exit__(self, *exc):
+        for k, v in self.saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        return False
+
+
+def _resolve_futures(value: Any) -> Any:
+    """A function that returns futures (from an executor it made) returns their results."""
+    from lithops_bridge.futures import ResponseFuture
+
+    if isinstance(value, ResponseFuture):
+        return value.result()
+    if isinstance(value, list) and value and all(isinstance(v, ResponseFuture) for v in value):
+        from lithops_bridge.wait import get_result
+
+        return get_result(value)
+    return value
+
+
+def _dump_exception(exc: BaseException) -> tuple[bytes | None, str]:
+    try:
+        blob = cloudpickle.dumps(exc)
+        pickle.loads(blob)  # make sure the caller will be able to load it
+        return blob, ""
+    except Exception as err:  # noqa: BLE001 - unpicklable exceptions are common
+        return None, f"{type(err).__name__}: {err}"
+
+
+def run_call(func: Callable, call_id: int, raw: bytes, batch: Batch) -> dict:
+    start = time.time()
+    out: dict[str, Any] = {"call_id": call_id}
+    stats: dict[str, Any] = {"worker_start_tstamp": start, "worker_pid": os.getpid(),
+                             "worker_host": batch.worker_label or socket.gethostname()}
+    try:
+        data = pickle.loads(raw)
+        with _Env(batch.extra_env):
+            args, kwargs = _prepare(func, call_id, data, batch)
+            fstart = time.time()
+            with _Alarm(batch.timeout):
+                value = func(*args, **kwargs)
+                value = _resolve_futures(value)
+            fend = time.time()
+        stats.update(worker_func_start_tstamp=fstart, worker_func_end_tstamp=fend,
+                     worker_func_exec_time=round(fend - fstart, 8))
+        blob = cloudpickle.dumps(value)
+        stats["func_result_size"] = len(blob) if value is not None else 0
+        out.update(ok=True, value=blob)
+    except BaseException as exc:  # noqa: BLE001 - the caller gets every failure
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not isinstance(exc, SystemExit):
+            raise
+        blob, pickle_error = _dump_exception(exc)
+        out.update(ok=False, exc=blob, exc_type=type(exc).__name__, exc_module=type(exc).__module__,
+                   exc_message=str(exc), traceback=traceback.format_exc(), pickle_error=pickle_error)
+        stats["exception"] = True
+    end = time.time()
+    stats.update(worker_end_tstamp=end, worker_exec_time=round(end - start, 8))
+    out["stats"] = stats
+    return out

@@ -1,0 +1,102 @@
+"""Module-level ``wait`` and ``get_result`` over futures of any executors.
+
+``return_when`` is ``ALL_COMPLETED`` (100), ``ANY_COMPLETED`` (-1), ``ALWAYS`` (0) or
+a percentage of the futures. ``timeout`` raises the builtin ``TimeoutError``. With
+``throw_except`` a failed call's exception is raised as soon as it is seen.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from typing import Any
+
+from lithops_bridge.constants import ALL_COMPLETED, ALWAYS, ANY_COMPLETED
+from lithops_bridge.futures import FuturesList, ResponseFuture
+
+THREADPOOL_SIZE = 64
+WAIT_DUR_SEC = 1
+
+
+def _as_list(fs: Any) -> list:
+    if fs is None:
+        return []
+    if isinstance(fs, ResponseFuture):
+        return [fs]
+    return list(fs)
+
+
+def _needed(n: int, return_when: Any) -> int:
+    if return_when == ANY_COMPLETED:
+        return min(1, n)
+    if return_when == ALWAYS:
+        return 0
+    try:
+        pct = float(return_when)
+    except (TypeError, ValueError):
+        raise ValueError(f"return_when must be ALL_COMPLETED, ANY_COMPLETED, ALWAYS or a percentage, got {return_when!r}") from None
+    if not 0 <= pct <= 100:
+        raise ValueError(f"return_when must be a percentage between 0 and 100, got {return_when!r}")
+    return math.ceil(pct * n / 100)
+
+
+def wait(fs: Any, throw_except: bool = True, return_when: Any = ALL_COMPLETED, download_results: bool = False,
+         timeout: float | None = None, threadpool_size: int = THREADPOOL_SIZE, wait_dur_sec: float | None = None,
+         show_progressbar: bool = True, internal_storage: Any = None) -> tuple[FuturesList, FuturesList]:
+    """Block until ``return_when`` of ``fs`` are done; returns ``(done, not_done)``."""
+    futures = _as_list(fs)
+    if not futures:
+        return FuturesList(), FuturesList()
+    for f in futures:
+        if f.new:
+            raise ValueError(f"{f!r} was never invoked")
+    need = _needed(len(futures), return_when)
+    cond = threading.Condition()
+    state = {"done": 0, "error": None}
+
+    def on_done(f: ResponseFuture) -> None:
+        with cond:
+            state["done"] += 1
+            if f.error and state["error"] is None:
+                state["error"] = f
+            cond.notify_all()
+
+    for f in futures:
+        f._add_done_callback(on_done)
+    deadline = None if timeout is None else time.monotonic() + float(timeout)
+    try:
+        with cond:
+            while state["done"] < need and not (throw_except and state["error"] is not None):
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TimeoutError(f"Timeout of {timeout} seconds exceeded waiting for function activations to finish "
+                                       f"({state['done']} of {len(futures)} done)")
+                cond.wait(left if left is not None else 1.0)
+    finally:
+        for f in futures:
+            try:
+                f._callbacks.remove(on_done)
+            except ValueError:
+                pass
+    if throw_except:
+        failed = next((f for f in futures if f.error), None)
+        if failed is not None:
+            failed._raise()
+    if download_results:
+        for f in futures:
+            if f._finished():
+                f._mark_read()
+        done = FuturesList([f for f in futures if f.done])
+    else:  # Lithops: a call whose status is in counts as done
+        done = FuturesList([f for f in futures if f.done or f.success])
+    done_ids = {id(f) for f in done}
+    return done, FuturesList([f for f in futures if id(f) not in done_ids])
+
+
+def get_result(fs: Any, throw_except: bool = True, timeout: float | None = None, threadpool_size: int = THREADPOOL_SIZE,
+               wait_dur_sec: float | None = None, show_progressbar: bool = True, internal_storage: Any = None) -> list:
+    """The results of ``fs`` in their order (futures that produce no output skipped)."""
+    futures = _as_list(fs)
+    done, _ = wait(futures, throw_except=throw_except, download_results=True, timeout=timeout)
+    return [f.result(throw_except=throw_except) for f in done if f._produce_output]

@@ -1,0 +1,119 @@
+"""Functions the bridge tests run remotely (importable by the agents' processes)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+
+class CustomError(Exception):
+    """An exception type defined by user code."""
+
+
+class Unpicklable(Exception):
+    def __init__(self, a, b):  # args != constructor signature: pickling round trip fails
+        super().__init__(f"{a}/{b}")
+        self.lock = __import__("threading").Lock()
+
+
+def double(x):
+    return x * 2
+
+
+def add(a, b):
+    return a + b
+
+
+def add3(a, b, c=0):
+    return a + b + c
+
+
+def kw(**kwargs):
+    return sorted(kwargs.items())
+
+
+def echo(x):
+    return x
+
+
+def sleepy(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+def where(x):
+    """Which VM (or host) ran the call."""
+    return os.environ.get("LITHOPS_BRIDGE_VM", socket.gethostname()), x
+
+
+def raise_value_error(x):
+    raise ValueError(f"bad value {x}")
+
+
+def raise_custom(x):
+    raise CustomError(f"custom {x}")
+
+
+def raise_unpicklable(x):
+    raise Unpicklable(x, "y")
+
+
+def exit_process(x):
+    os._exit(7)
+
+
+def with_storage(x, storage, id):
+    key = f"bridge-tests/with_storage/{os.getpid()}-{time.time_ns()}-{x}"
+    storage.put_object(storage.bucket, key, str(x * 10).encode())
+    return {"id": id, "key": key, "bucket": storage.bucket, "backend": storage.backend}
+
+
+def claim_once(token, id, storage):
+    """True if this is the first time call `id` of this token runs (put_if_absent)."""
+    return storage.ephemera_storage.put_if_absent(storage.bucket, f"bridge-tests/once/{token}/{id}", b"1")
+
+
+def read_lines(obj):
+    return {"key": obj.key, "part": obj.part, "total": obj.total_parts, "lines": obj.data_stream.read().decode().splitlines()}
+
+
+def count_bytes(obj):
+    return len(obj.data_stream.read())
+
+
+def total(results):
+    return sum(results)
+
+
+def total_plus(results, extra):
+    return sum(results) + extra
+
+
+def collect_lines(results):
+    return sorted(line for r in results for line in r["lines"])
+
+
+def nested_map(n):
+    """Creates its own executor (its config comes from the environment) and returns its futures."""
+    from lithops_bridge import FunctionExecutor
+
+    fexec = FunctionExecutor()
+    return fexec.map(double, range(n))
+
+
+def nested_result(n):
+    from lithops_bridge import FunctionExecutor
+
+    with FunctionExecutor() as fexec:
+        return sum(fexec.get_result(fexec.map(double, range(n))))
+
+
+def nested_single(x):
+    from lithops_bridge import FunctionExecutor
+
+    return FunctionExecutor().call_async(double, x)
+
+
+def env_value(name):
+    return os.environ.get(name)

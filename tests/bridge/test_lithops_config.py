@@ -1,0 +1,77 @@
+"""``ephemera lithops-config RUN_ID``: real-Lithops configs from a run's Terraform outputs."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import yaml
+
+from ephemera.config import load_config
+from ephemera.runs import Ledger, RunRecord
+from ephemera.storage import get_storage
+from lithops_bridge.lithops_config import main
+
+API_KEY = "iam-apikey-bridge-test-9f8e7d6c"
+COS_SECRET = "cos-secret-bridge-test-1a2b3c4d5e"
+
+
+def _config(tmp_path, **extra) -> dict:
+    return {"home": str(tmp_path / "home"), "storage": {"backend": "localhost", "bucket": "state-bucket"},
+            "localhost": {"root": str(tmp_path / "storage")}, **extra}
+
+
+def _record(cfg: dict, run_id: str, outputs: dict) -> None:
+    config = load_config(cfg)
+    storage = get_storage(config)
+    storage.create_bucket(config.state_bucket)
+    Ledger(storage, config.state_bucket).create(RunRecord(run_id=run_id, workspace="ws", engine="terraform", outputs=outputs))
+
+
+def test_local_stack_agents_give_one_vm_config_each(tmp_path, capsys):
+    cfg = _config(tmp_path)
+    agents = [{"worker": w, "pid": 100 + w, "pid_file": f"/x/{w}.pid", "log_file": f"/x/{w}.log"} for w in (1, 0)]
+    _record(cfg, "run-local", {"agents": agents, "instance_ids": ["a", "b"]})
+    out = tmp_path / "out" / "lithops.yaml"
+    assert main(cfg, "run-local", str(out)) == 0
+    files = sorted((tmp_path / "out").iterdir())
+    assert [f.name for f in files] == ["lithops-vm0.yaml", "lithops-vm1.yaml"]
+    for f in files:
+        assert stat.S_IMODE(os.stat(f).st_mode) == 0o600
+        data = yaml.safe_load(f.read_text())
+        assert data["lithops"] == {"mode": "standalone", "storage": "localhost", "backend": "vm"}
+        assert data["standalone"]["exec_mode"] == "consume"
+        assert data["vm"]["ip_address"] == "127.0.0.1" and data["vm"]["ssh_username"]
+        assert data["localhost"]["storage_bucket"] == "state-bucket"
+    assert "lithops-vm0.yaml" in capsys.readouterr().out
+
+
+def test_ibm_stack_outputs_with_cos_storage(tmp_path, capsys):
+    cfg = _config(tmp_path, ibm={"iam_api_key": API_KEY}, workspace={"variables": {"region": "us-east"}})
+    _record(cfg, "run-ibm", {"instance_ids": ["0757_a"], "private_ips": ["10.0.0.5"], "floating_ips": []})
+    cos_cfg = {**cfg, "storage": {"backend": "ibm_cos", "bucket": "state-bucket"},
+               "ibm_cos": {"region": "us-east", "access_key_id": "hmac-id", "secret_access_key": COS_SECRET}}
+    # the record lives in localhost storage above: read it through the same storage
+    out = tmp_path / "ibm.yaml"
+    assert main(cfg, "run-ibm", str(out)) == 0
+    data = yaml.safe_load(out.read_text())
+    assert data["lithops"]["backend"] == "ibm_vpc"
+    assert data["ibm_vpc"] == {"instance_id": "0757_a", "floating_ip": "10.0.0.5", "region": "us-east",
+                               "iam_api_key": API_KEY, "ssh_username": "root"}
+    from lithops_bridge.lithops_config import storage_section
+
+    name, section = storage_section(load_config(cos_cfg))
+    assert name == "ibm_cos" and section["storage_bucket"] == "state-bucket" and section["secret_access_key"] == COS_SECRET
+    capsys.readouterr()
+    assert main(cfg, "run-ibm", None) == 0  # stdout: secrets masked
+    printed = capsys.readouterr().out
+    assert "instance_id: 0757_a" in printed and API_KEY not in printed and "********" in printed
+
+
+def test_unknown_run_and_run_without_vms(tmp_path, capsys):
+    cfg = _config(tmp_path)
+    _record(cfg, "run-empty", {})
+    assert main(cfg, "no-such-run", None) == 2
+    assert "no run 'no-such-run'" in capsys.readouterr().err
+    assert main(cfg, "run-empty", None) == 3
+    assert "no VMs" in capsys.readouterr().err

@@ -1,0 +1,126 @@
+"""The standalone backend on real local VMs (agent processes) over localhost storage."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+
+import lithops_bridge as lithops
+from lithops_bridge.errors import BridgeError
+from lithops_bridge.local_run import LocalRun
+from tests.bridge import funcs
+from tests.bridge.conftest import pid_alive
+
+
+def test_map_spreads_over_every_vm_and_runs_each_call_once(vms, config_for):
+    token = uuid.uuid4().hex
+    with lithops.FunctionExecutor(config=config_for("standalone")) as fexec:
+        fs = fexec.map(funcs.claim_once, [token] * 200)
+        assert fexec.get_result(fs) == [True] * 200  # no call ran twice
+        slow = fexec.map(funcs.sleepy, [0.05] * 40)
+        fexec.get_result(slow)
+    assert {f.stats["worker_host"] for f in slow} == {"vm-1", "vm-2"}
+
+
+def test_job_objects_are_cleaned_after_results(vms, config_for):
+    from lithops_bridge.backends.standalone import keys
+
+    with lithops.FunctionExecutor(config=config_for("standalone")) as fexec:
+        fs = fexec.map(funcs.double, range(10))
+        fexec.get_result(fs)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and fexec.storage.list_keys(vms.bucket, keys.job_prefix(vms.run_id, fs[0].job_key)):
+            time.sleep(0.05)
+        assert fexec.storage.list_keys(vms.bucket, keys.job_prefix(vms.run_id, fs[0].job_key)) == []
+        assert fexec.storage.list_keys(vms.bucket, keys.queue_key(vms.run_id, fs[0].job_key)) == []
+
+
+def test_hard_dismantle_timeout_kills_the_calls_on_the_vm(vms, config_for):
+    with lithops.FunctionExecutor(config=config_for("standalone", hard_dismantle_timeout=1)) as fexec:
+        fut = fexec.call_async(funcs.sleepy, 60)
+        with pytest.raises(TimeoutError, match="hard_dismantle_timeout of 1 seconds"):
+            fut.result()
+        assert fexec.call_async(funcs.double, 2).result() == 4  # a fresh pool serves the next job
+
+
+def test_worker_process_death_fails_only_that_call(fexec):
+    from concurrent.futures.process import BrokenProcessPool
+
+    with pytest.raises(BrokenProcessPool, match="died while running"):
+        fexec.call_async(funcs.exit_process, 1).result()
+    assert fexec.call_async(funcs.double, 3).result() == 6
+
+
+def test_a_stopped_vm_fails_its_calls_instead_of_hanging(tmp_path, monkeypatch):
+    from lithops_bridge.backends.standalone import backend as sa_backend
+
+    monkeypatch.setattr(sa_backend, "CHECK_EVERY", 0.2)
+    run = LocalRun(tmp_path, workers=1, worker_processes=1, heartbeat_interval=0.2).start()
+    try:
+        with lithops.FunctionExecutor(config=run.lithops_config) as fexec:
+            fut = fexec.call_async(funcs.sleepy, 60)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not fexec.storage.list_keys(run.bucket, f"lithops.jobs/{run.run_id}/{fut.job_key}/claims/"):
+                time.sleep(0.05)
+            pids = run.pids()
+            run.close()
+            assert not [p for p in pids if pid_alive(p)]
+            with pytest.raises(BridgeError, match="stopped while running"):
+                fut.result()
+    finally:
+        run.close()
+
+
+def test_workload_on_worker_0_uses_the_standalone_backend_over_all_vms(tmp_path):
+    run = LocalRun(tmp_path, workers=2, worker_processes=2, heartbeat_interval=0.5,
+                   entry="tests.bridge.workload_probe:main").start()
+    try:
+        from lithops_bridge.storage import Storage
+
+        st = Storage(storage_config={"backend": "localhost", "localhost": {"storage_bucket": run.bucket,
+                                                                          "storage_root": str(run.root / "storage")}})
+        marker = f"outputs/{run.run_id}/_SUCCESS.json"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and marker not in st.list_keys(run.bucket, f"outputs/{run.run_id}/"):
+            assert f"outputs/{run.run_id}/_FAILURE.json" not in st.list_keys(run.bucket, f"outputs/{run.run_id}/"), \
+                st.get_object(run.bucket, f"outputs/{run.run_id}/_FAILURE.json")
+            time.sleep(0.1)
+        result = json.loads(st.get_object(run.bucket, marker))["result"]
+        assert result == {"backend": "standalone", "hosts": ["vm-0", "vm-1"]}
+    finally:
+        pids = run.pids()
+        run.close()
+    assert not [p for p in pids if pid_alive(p)]
+
+
+def test_no_credentials_travel_in_the_job(vms, config_for):
+    from lithops_bridge.backends.standalone import keys
+    from lithops_bridge.backends.standalone.backend import StandaloneBackend
+    from lithops_bridge.config import default_config, extract_storage_config
+    from lithops_bridge.futures import ResponseFuture
+    from lithops_bridge.job import Job, serialize_function
+
+    secret = "job-secret-should-stay-home-4c1d"
+    config = default_config(config_data=config_for("standalone"))
+    storage_config = extract_storage_config(config)
+    backend = StandaloneBackend(config, storage_config)
+    job = Job("secrettest", "M000", serialize_function(funcs.double), "double", [__import__("cloudpickle").dumps({"x": 1})],
+              storage_config={"backend": "aws_s3", "aws_s3": {"secret_access_key": secret}})
+    fut = ResponseFuture("secrettest", "M000", 0)
+    # read the queued payload before an agent takes (and the client cleans) it
+    original_put = backend.store.put
+    seen = []
+
+    def spy(bucket, key, data):
+        if key == keys.queue_key(vms.run_id, job.job_key):
+            seen.append(bytes(data))
+        return original_put(bucket, key, data)
+
+    backend.store.put = spy
+    backend.submit(job, [fut])
+    assert fut.result() == 2
+    assert seen and secret.encode() not in seen[0]
+    backend.close()
