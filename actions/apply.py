@@ -19,8 +19,9 @@ def handle(ctx: Context, params: dict) -> dict:
     event = parse_event(params)
     outcome = request_run(ctx, event)
     if not outcome.created:
-        if outcome.run is not None:
-            return {"run_id": outcome.run.run_id, "state": str(outcome.run.state), "duplicate": True, "reason": outcome.reason}
+        if outcome.duplicate:
+            state = str(outcome.run.state) if outcome.run else str(RunState.REQUESTED)
+            return {"run_id": outcome.run_id, "state": state, "duplicate": True, "reason": outcome.reason}
         return {"skipped": True, "reason": outcome.reason}
     run = apply_run(ctx, outcome.run)
     if run.state == RunState.APPLY_FAILED:

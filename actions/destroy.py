@@ -11,7 +11,7 @@ from __future__ import annotations
 from ephemera import layout
 from ephemera.actionkit import run_action
 from ephemera.context import Context
-from ephemera.errors import NoSuchKeyError, RunNotFoundError
+from ephemera.errors import NoSuchKeyError, RunNotFoundError, StateConflictError
 from ephemera.lifecycle import destroy_run, finish_run, read_marker
 from ephemera.runids import validate_run_id
 from ephemera.runs import RunState
@@ -48,8 +48,12 @@ def handle(ctx: Context, params: dict) -> dict:
         marker = read_marker(ctx, event.bucket, event.key)
     except NoSuchKeyError:
         return _ignored(f"marker '{event.key}' no longer exists", run_id=run_id)
-    run = finish_run(ctx, run_id, success, marker)
-    run = destroy_run(ctx, run_id, f"completion marker {layout.SUCCESS_MARKER if success else layout.FAILURE_MARKER}")
+    try:
+        run = finish_run(ctx, run_id, success, marker)
+        run = destroy_run(ctx, run_id, f"completion marker {layout.SUCCESS_MARKER if success else layout.FAILURE_MARKER}")
+    except StateConflictError:  # a concurrent delivery of the same marker (or the reaper) got there first
+        run = ctx.ledger.get(run_id)
+        return _ignored(f"run '{run_id}' is already {run.state}: handled by another invocation", run_id=run_id, state=str(run.state))
     return {"run_id": run_id, "state": str(run.state), "workload": "succeeded" if success else "failed"}
 
 

@@ -181,7 +181,8 @@ def _check_field(path: str, spec: Field, value: Any) -> Any:
     if isinstance(value, bool) and bool not in spec.types:
         raise ConfigError(path, f"expected {_type_names(spec.types)}, got a boolean", spec.help)
     if not isinstance(value, spec.types):
-        raise ConfigError(path, f"expected {_type_names(spec.types)}, got {type(value).__name__} {value!r}", spec.help)
+        shown = "" if spec.secret else f" {value!r}"  # never quote a secret back
+        raise ConfigError(path, f"expected {_type_names(spec.types)}, got {type(value).__name__}{shown}", spec.help)
     if spec.choices and value not in spec.choices:
         raise ConfigError(path, f"'{value}' is not one of {', '.join(spec.choices)}", spec.help)
     return spec.check(path, value) if spec.check else copy.deepcopy(value)

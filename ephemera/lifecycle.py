@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from ephemera import layout
 from ephemera.context import Context
-from ephemera.errors import EphemeraError, NoSuchKeyError, ParamError, WorkspaceBusyError
+from ephemera.errors import EphemeraError, NoSuchKeyError, ParamError, RunNotFoundError, WorkspaceBusyError
 from ephemera.jobs import JobSpec
 from ephemera.runids import run_id_for
 from ephemera.runs import Activity, RunRecord, RunState
@@ -25,6 +26,7 @@ from triggers.events import Event
 log = logging.getLogger("ephemera.lifecycle")
 S = RunState
 BUSY_RETRY_SECONDS = 60.0
+_WORKSPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 
 
 @dataclass
@@ -32,6 +34,8 @@ class RequestOutcome:
     run: RunRecord | None  # the run created, or the existing one for a duplicate
     created: bool  # False for a duplicate event or a busy workspace
     reason: str = ""  # why nothing was created
+    duplicate: bool = False  # the event was already handled (or is being handled)
+    run_id: str = ""  # the event's run id (also for a duplicate whose record is not written yet)
 
 
 def _workload_params(config, event: Event) -> dict:
@@ -50,13 +54,41 @@ def _worker_count(config) -> int:
     return value
 
 
+def _workspace(config, event: Event) -> str:
+    """The workspace: ``config.workspace.name``, or a ``workspace`` parameter of the event
+    (one runtime, many workspaces: e.g. a rule per workspace)."""
+    name = event.payload.get("workspace")
+    if name is None:
+        return config["workspace"]["name"]
+    if not isinstance(name, str) or not _WORKSPACE_RE.match(name):
+        raise ParamError("workspace", f"{name!r} is not a workspace name", "use 1-63 letters, digits, '-' or '_'")
+    return name
+
+
+def workspace_lock(ctx: Context, workspace: str) -> WorkspaceLock:
+    """The workspace's lock; a lock without a run record is "in progress" for one action timeout."""
+    return WorkspaceLock(ctx.storage, ctx.config.state_bucket, workspace, grace=ctx.config["timeouts"]["action"])
+
+
+def _duplicate(ctx: Context, run_id: str, why: str = "") -> RequestOutcome:
+    try:
+        run = ctx.ledger.get(run_id)
+    except RunNotFoundError:
+        run = None
+    return RequestOutcome(run, False, why or f"duplicate event: run '{run_id}' already exists", duplicate=True, run_id=run_id)
+
+
 def request_run(ctx: Context, event: Event) -> RequestOutcome:
-    """Create the run record for an event, at most once per event and one open run per workspace."""
+    """Create the run record for an event, at most once per event and one open run per workspace.
+
+    Order matters: the workspace lock first (one open run per workspace), then the
+    record (``put_if_absent``: one run per event), then the job spec the VMs read. A
+    crash between any two steps leaves a lock or record that the reaper ends."""
     config = ctx.config
-    workspace = config["workspace"]["name"]
+    workspace = _workspace(config, event)
     run_id = run_id_for(event, workspace)
     if ctx.ledger.exists(run_id):
-        return RequestOutcome(ctx.ledger.get(run_id), False, f"duplicate event: run '{run_id}' already exists")
+        return _duplicate(ctx, run_id)
     now = datetime.now(timezone.utc)
     hard = config["timeouts"]["hard"]
     deadline = now + timedelta(seconds=hard)
@@ -71,30 +103,37 @@ def request_run(ctx: Context, event: Event) -> RequestOutcome:
         worker_count=_worker_count(config),
         hard_deadline=deadline.isoformat(),
     )
-    lock = WorkspaceLock(ctx.storage, config.state_bucket, workspace)
-    holder = lock.acquire(run_id, expires=deadline + timedelta(seconds=config["timeouts"]["soft"]), is_open=_is_open(ctx))
-    if holder != run_id:
-        return RequestOutcome(None, False, f"workspace '{workspace}' is busy with run '{holder}'")
+    lock = workspace_lock(ctx, workspace)
+    got = lock.acquire(run_id, expires=deadline + timedelta(seconds=config["timeouts"]["soft"]), is_open=_is_open(ctx))
+    if not got.acquired:
+        if got.holder == run_id:
+            return _duplicate(ctx, run_id, f"duplicate event: run '{run_id}' is being requested by another invocation")
+        return RequestOutcome(None, False, f"workspace '{workspace}' is busy with run '{got.holder}'", run_id=run_id)
     record = RunRecord(run_id=run_id, workspace=workspace, engine=config["engine"]["backend"],
                        hard_deadline=deadline.isoformat(), event=ctx.scrubber.scrub_obj(event.to_dict()),
                        job=json.loads(job.to_json()))
     try:
-        ctx.storage.put(config.state_bucket, layout.job_key(run_id), job.to_json())
         if not ctx.ledger.create(record):
-            lock.release(run_id)
-            return RequestOutcome(ctx.ledger.get(run_id), False, f"duplicate event: run '{run_id}' already exists")
+            lock.release(run_id, got.token)
+            return _duplicate(ctx, run_id)
+        ctx.storage.put(config.state_bucket, layout.job_key(run_id), job.to_json())
     except BaseException:
-        lock.release(run_id)
+        if not ctx.ledger.exists(run_id):
+            lock.release(run_id, got.token)
         raise
-    return RequestOutcome(record, True)
+    return RequestOutcome(record, True, run_id=run_id)
 
 
 def _is_open(ctx: Context):
-    def is_open(run_id: str) -> bool:
+    """For the workspace lock: True (holds resources), False (DESTROYED), None (no record)."""
+
+    def is_open(run_id: str) -> bool | None:
         try:
             return ctx.ledger.get(run_id).state != S.DESTROYED
+        except RunNotFoundError:
+            return None
         except EphemeraError:
-            return False
+            return True  # cannot tell: never break a lock on a storage error
 
     return is_open
 
@@ -175,13 +214,15 @@ def record_activity(ctx: Context, run_id: str, activity: Activity) -> RunRecord:
                 record.enter(S.DESTROYED, f"destroy {activity.id} completed; no resource left")
             else:
                 left = f"; still present: {', '.join(resources)}" if resources else ""
-                record.error = {"code": "DESTROY_FAILED", "message": f"destroy {activity.id} {activity.state.lower()}{left}", "log_tail": activity.log_tail}
+                # the engine said done but its state still holds resources: not DESTROYED
+                code = "DESTROY_INCOMPLETE" if activity.state == "COMPLETED" else "DESTROY_FAILED"
+                record.error = {"code": code, "message": f"destroy {activity.id} {activity.state.lower()}{left}", "log_tail": activity.log_tail}
                 record.attempts["destroy"] = record.attempts.get("destroy", 0) + 1
                 record.enter(S.DESTROY_FAILED, record.error["message"])
 
     record = ctx.ledger.update(run_id, change)
     if record.state == S.DESTROYED:
-        WorkspaceLock(ctx.storage, ctx.config.state_bucket, record.workspace).release(run_id)
+        workspace_lock(ctx, record.workspace).release(run_id)
     return record
 
 

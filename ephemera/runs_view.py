@@ -11,7 +11,9 @@ from ephemera.errors import NoSuchKeyError
 from ephemera.runs import ENDED_STATES, RunRecord, RunState
 from ephemera.tables import human_duration, since, table
 
-SILENT_AFTER = 30.0  # seconds without a heartbeat before a RUNNING VM is called silent
+HEARTBEAT_INTERVAL = 5.0  # seconds between an agent's heartbeats (its default, lithops_bridge.agent)
+SILENT_BEATS = 6  # missed heartbeats before a VM is called silent
+SILENT_AFTER = SILENT_BEATS * HEARTBEAT_INTERVAL  # seconds without a heartbeat before a RUNNING VM is called silent
 
 
 def last_heartbeat(ctx: Context, run: RunRecord) -> float | None:
@@ -30,7 +32,9 @@ def last_heartbeat(ctx: Context, run: RunRecord) -> float | None:
     return since(latest) if latest else None
 
 
-def runs_table(ctx: Context, include_destroyed: bool = True) -> str:
+def runs_table(ctx: Context, include_destroyed: bool = True, heartbeat_interval: float = HEARTBEAT_INTERVAL) -> str:
+    """The ledger as a table; a VM is SILENT after ``SILENT_BEATS`` missed heartbeats."""
+    silent_after = SILENT_BEATS * heartbeat_interval
     rows = []
     for run in ctx.ledger.list():
         if not include_destroyed and run.state == RunState.DESTROYED:
@@ -40,7 +44,7 @@ def runs_table(ctx: Context, include_destroyed: bool = True) -> str:
         vm = ""
         if run.state in (RunState.APPLYING, RunState.RUNNING):
             beat = last_heartbeat(ctx, run)
-            vm = "no heartbeat" if beat is None else (f"SILENT {human_duration(beat)}" if beat > SILENT_AFTER else f"ok {human_duration(beat)} ago")
+            vm = "no heartbeat" if beat is None else (f"SILENT {human_duration(beat)}" if beat > silent_after else f"ok {human_duration(beat)} ago")
         trigger = run.event.get("trigger") or run.event.get("kind", "")
         error = (run.error or {}).get("code", "")
         rows.append([run.run_id, run.workspace, str(run.state), run.created_at[:19].replace("T", " "), human_duration(elapsed), trigger, vm, error])

