@@ -145,21 +145,25 @@ class Runtime:
         elif not self.storage.bucket_exists(self.bucket):
             raise ConfigError("storage.bucket", f"bucket '{self.bucket}' does not exist or is not reachable", "create it, or fix the name and credentials")
 
-    def dispatch(self, trigger: str, event_params: dict) -> None:
-        """Invoke every rule bound to ``trigger`` with these event params."""
+    def dispatch(self, trigger: str, event_params: dict) -> list:
+        """Invoke every rule bound to ``trigger`` with these event params; returns the
+        futures of the invocations (each resolves to its Activation)."""
+        futures = []
         for rule in self.rules.get(trigger, []):
             params = {**rule["params"], **event_params, "config": self._config_dict}
             try:
-                self.invoker.submit(
+                futures.append(self.invoker.submit(
                     trigger=trigger,
                     rule=rule["name"],
                     action=rule["action"],
                     target=self.targets[rule["action"]],
                     params=params,
                     event=event_params,
-                )
+                ))
             except RuntimeError:
                 log.warning("rule '%s': not invoked, the runtime is stopping", rule["name"])
+                raise
+        return futures
 
     def stop(self) -> None:
         """Stop firing, then wait for running invocations (each ends by its timeout)."""

@@ -6,9 +6,13 @@ when stopped), then hands each due alarm's event params to ``fire(trigger, param
 time, ISO 8601 UTC>, **payload}``.
 
 The newest scheduled time handled (fired or deliberately skipped) is kept per
-trigger in the state bucket at ``ephemera/scheduler/<trigger>.json`` and written
-*before* the fire is dispatched, so a restart never repeats an alarm. Times that
-passed while the runtime was down are handled by the catch-up policy:
+trigger in the state bucket at ``ephemera/scheduler/<trigger>.json``, written at the
+first start and before each fire is dispatched, together with the fires still
+*pending* (dispatched, invocation not finished). A restart re-fires what was pending,
+so a crash between recording and dispatching loses nothing; this repeats no run,
+because an alarm's run id is its workspace and scheduled time (a re-fire is a
+duplicate, a no-op). Times that passed while the runtime was down are handled by the
+catch-up policy:
 
 - ``skip`` (default): fire none of them, log how many were missed;
 - ``latest``: fire the most recent missed time, once;
@@ -132,6 +136,7 @@ class _Alarm:
     cursor: datetime | None = None  # the newest scheduled time handled so far
     next: datetime | None = None  # the next fire time, None when it never fires again
     fired: int = 0  # fires in this process
+    pending: set = field(default_factory=set)  # fired times whose invocations have not finished
     missed: list = field(default_factory=list)  # times skipped by the catch-up policy here
 
 
@@ -164,19 +169,25 @@ class AlarmScheduler:
         ]
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._save_lock = threading.Lock()  # saves come from the loop and from invocation callbacks
 
     # lifecycle -----------------------------------------------------------------
     def start(self) -> None:
         """Load each alarm's record, handle what was missed, and start the thread."""
         now = self.clock()
         for alarm in self.alarms:
-            last = self._load(alarm) if alarm.persist else None
+            last, pending = self._load(alarm) if alarm.persist else (None, [])
+            alarm.cursor = last if last is not None else now - timedelta(seconds=self.grace)
+            if pending:
+                log.warning("alarm '%s': re-firing %d time(s) dispatched before the last stop", alarm.name, len(pending))
+                for t in pending:
+                    self._dispatch(alarm, t, now, again=True)
             if last is None:
-                alarm.cursor = now - timedelta(seconds=self.grace)
                 times, _ = due_times(alarm.schedule, alarm.cursor, now, 1)  # first start: the newest only
                 self._handle(alarm, times, 0, now)
+                if alarm.persist and not times:
+                    self._save(alarm, now)  # so a restart knows what it missed since now
             else:
-                alarm.cursor = last
                 self._advance(alarm, now)
         self._thread = threading.Thread(target=self._run, name="ephemera-scheduler", daemon=True)
         self._thread.start()
@@ -219,8 +230,9 @@ class AlarmScheduler:
         fires, skipped = select_fires(times, now, self.catch_up, self.grace)
         if times:
             alarm.cursor = times[-1]
+            alarm.pending.update(fires)
             if alarm.persist:
-                self._save(alarm, now)  # before firing: a crash may lose a fire, never repeat one
+                self._save(alarm, now)  # before firing: a crash re-fires the pending ones
         missed = len(skipped) + left_out
         if missed:
             alarm.missed.extend(skipped)
@@ -228,40 +240,65 @@ class AlarmScheduler:
             log.warning("alarm '%s': %d scheduled time(s) missed while not running (newest %s); catch-up policy '%s' skips them",
                         alarm.name, missed, newest, self.catch_up)
         for t in fires:
-            params = {
-                "ephemera_kind": "alarm",
-                "ephemera_trigger": alarm.name,
-                "ephemera_time": t.astimezone(timezone.utc).isoformat(),
-                **alarm.payload,
-            }
-            if (now - t).total_seconds() > self.grace:
-                params["ephemera_catch_up"] = True
-            alarm.fired += 1
-            log.info("alarm '%s' fires for %s", alarm.name, params["ephemera_time"])
-            try:
-                self.fire(alarm.name, params)
-            except Exception:
-                log.exception("alarm '%s': dispatching the fire for %s failed", alarm.name, params["ephemera_time"])
+            self._dispatch(alarm, t, now)
         base = max(alarm.cursor, now) if alarm.cursor else now
         alarm.next = alarm.schedule.next_after(base)
 
+    def _dispatch(self, alarm: _Alarm, t: datetime, now: datetime, again: bool = False) -> None:
+        """Fire one scheduled time; it stays pending until its invocations finish."""
+        params = {
+            "ephemera_kind": "alarm",
+            "ephemera_trigger": alarm.name,
+            "ephemera_time": t.astimezone(timezone.utc).isoformat(),
+            **alarm.payload,
+        }
+        if (now - t).total_seconds() > self.grace:
+            params["ephemera_catch_up"] = True
+        alarm.fired += 1
+        alarm.pending.add(t)
+        log.info("alarm '%s' %s for %s", alarm.name, "re-fires (pending at the last stop)" if again else "fires", params["ephemera_time"])
+        try:
+            futures = self.fire(alarm.name, params) or []
+        except Exception:
+            log.exception("alarm '%s': dispatching the fire for %s failed", alarm.name, params["ephemera_time"])
+            return  # stays pending: the next start fires it again
+        remaining = [len(futures)]
+
+        def finished(_future=None) -> None:
+            with self._save_lock:
+                remaining[0] -= 1
+                if remaining[0] > 0:
+                    return
+            alarm.pending.discard(t)
+            if alarm.persist:
+                self._save(alarm, self.clock())
+
+        if not futures:
+            remaining[0] = 1
+            finished()
+        for future in futures:
+            future.add_done_callback(finished)
+
     # state -------------------------------------------------------------------------
-    def _load(self, alarm: _Alarm) -> datetime | None:
+    def _load(self, alarm: _Alarm) -> tuple[datetime | None, list[datetime]]:
+        """(last handled time, times still pending) from the alarm's record."""
         try:
             data = get_json(self.storage, self.bucket, scheduler_key(alarm.name))
-            return datetime.fromisoformat(data["last_scheduled"])
+            return datetime.fromisoformat(data["last_scheduled"]), sorted(datetime.fromisoformat(t) for t in data.get("pending", []))
         except NoSuchKeyError:
-            return None
+            return None, []
         except Exception as exc:  # unreadable record: behave as a first start, say so
             log.error("alarm '%s': cannot read %s (%s); treating this as a first start", alarm.name, scheduler_key(alarm.name), exc)
-            return None
+            return None, []
 
     def _save(self, alarm: _Alarm, now: datetime) -> None:
-        record = {
-            "trigger": alarm.name,
-            "last_scheduled": alarm.cursor.astimezone(timezone.utc).isoformat(),
-            "updated": now.astimezone(timezone.utc).isoformat(),
-        }
+        with self._save_lock:
+            record = {
+                "trigger": alarm.name,
+                "last_scheduled": alarm.cursor.astimezone(timezone.utc).isoformat(),
+                "pending": sorted(t.astimezone(timezone.utc).isoformat() for t in alarm.pending),
+                "updated": now.astimezone(timezone.utc).isoformat(),
+            }
         try:
             put_json(self.storage, self.bucket, scheduler_key(alarm.name), record)
         except Exception as exc:

@@ -119,12 +119,7 @@ def crash_point(ctx, home: Path, state: str):
     return run.state in (S.SUCCEEDED, S.DESTROYING)
 
 
-SCHEDULER_BUG = ("triggers/scheduler.py: a first start writes no scheduler record until an alarm fires, so a restart "
-                 "is taken for a first start and an alarm missed while down is dropped whatever the catch-up policy")
-
-
-@pytest.mark.parametrize("state", [pytest.param("BEFORE_ALARM", marks=pytest.mark.xfail(strict=True, reason=SCHEDULER_BUG)),
-                                   "APPLYING", "RUNNING", "DESTROYING"])
+@pytest.mark.parametrize("state", ["BEFORE_ALARM", "APPLYING", "RUNNING", "DESTROYING"])
 def test_up_killed_and_restarted(state, home, faults):
     lead = 2.5 if state == "BEFORE_ALARM" else 1.0
     fire_at = datetime.now(timezone.utc) + timedelta(seconds=lead + 1.5)

@@ -194,3 +194,62 @@ def test_interval_schedule():
     assert sched.next_after(first - timedelta(hours=1)) == first
     assert sched.next_after(first) == first + timedelta(seconds=60)
     assert sched.next_after(first + timedelta(seconds=61)) == first + timedelta(seconds=120)
+
+
+class Clock:
+    """A settable clock for the scheduler."""
+
+    def __init__(self, now: datetime):
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def test_first_start_records_so_an_alarm_missed_while_down_is_caught_up(make_config, storage):
+    start = datetime(2026, 11, 21, 10, 0, 0, tzinfo=timezone.utc)
+    trig = alarm(make_config, once=(start + timedelta(seconds=30)).isoformat())
+    clock = Clock(start)
+    first = AlarmScheduler([trig], Fires(), storage=storage, bucket="state", clock=clock)
+    first.start()
+    first.stop()  # "killed" before the alarm time
+    assert get_json(storage, "state", scheduler_key("tick"))["last_scheduled"] == (start - timedelta(seconds=5)).isoformat()
+    clock.now = start + timedelta(minutes=5)  # restarted long after it
+    fires = Fires()
+    again = AlarmScheduler([trig], fires, storage=storage, bucket="state", catch_up="latest", clock=clock)
+    again.start()
+    again.stop()
+    assert fires.times() == [start + timedelta(seconds=30)]
+    assert fires.items[0][1]["ephemera_catch_up"] is True
+
+
+def test_a_fire_whose_invocation_never_finished_is_fired_again_on_restart(make_config, storage):
+    from concurrent.futures import Future
+
+    start = datetime(2026, 11, 21, 10, 0, 0, tzinfo=timezone.utc)
+    trig = alarm(make_config, once=start.isoformat())
+    clock = Clock(start + timedelta(seconds=1))
+    unfinished: list[Future] = []
+
+    def fire(trigger, params):  # dispatched, but the runtime dies before the action ends
+        unfinished.append(Future())
+        return unfinished[-1:]
+
+    crashed = AlarmScheduler([trig], fire, storage=storage, bucket="state", clock=clock)
+    crashed.start()
+    crashed.stop()
+    assert len(unfinished) == 1
+    assert get_json(storage, "state", scheduler_key("tick"))["pending"] == [start.isoformat()]
+
+    fires = Fires()
+    restarted = AlarmScheduler([trig], fires, storage=storage, bucket="state", clock=clock)
+    restarted.start()
+    restarted.stop()
+    assert fires.times() == [start]  # once more: the apply it reaches is a duplicate no-op
+    assert get_json(storage, "state", scheduler_key("tick"))["pending"] == []
+
+    fires_after = Fires()
+    third = AlarmScheduler([trig], fires_after, storage=storage, bucket="state", clock=clock)
+    third.start()
+    third.stop()
+    assert fires_after.items == []  # nothing pending, nothing due: no repeat
