@@ -10,7 +10,7 @@ import pytest
 from lithops_bridge import Storage
 from lithops_bridge.storage.utils import CloudObject, StorageNoSuchKeyError
 
-S3_KEY_ID = "AKIABRIDGETESTKEY0001"
+S3_KEY_ID = "TESTBRIDGEKEYID0001"
 S3_SECRET = "bridge-s3-secret-Hq2Lz8Wv4Np6"
 
 

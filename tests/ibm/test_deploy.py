@@ -22,19 +22,15 @@ from ephemera.deploy.package import build_openwhisk_zip
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET_VALUES = ("HMACID-4c1d-secret-id", "HMACSECRET-9f8e-secret", "APIKEY-7Hq2-secret")
-EXAMPLE = {
-    "storage": {"backend": "ibm_cos", "bucket": "ephemera-state"},
-    "ibm_cos": {"region": "us-south", "access_key_id": SECRET_VALUES[0], "secret_access_key": SECRET_VALUES[1]},
-    "ibm": {"iam_api_key": SECRET_VALUES[2]},
-    "engine": {"backend": "schematics"},
-    "schematics": {"workspace_id": "us-south.workspace.ephemera-gpu.1a2b3c4d", "region": "us-south"},
-    "workspace": {"name": "gpu", "stack": "ibm-vpc-gpu", "variables": {"worker_count": 2}},
-    "triggers": [
-        {"name": "nightly", "kind": "alarm", "cron": "0 2 * * *", "timezone": "Europe/Madrid", "payload": {"workers": 2}},
-        {"name": "done", "kind": "object_write", "bucket": "ephemera-state", "prefix": "outputs/", "suffix": ["_SUCCESS.json", "_FAILURE.json"]},
-    ],
-    "rules": [{"trigger": "nightly", "action": "apply"}, {"trigger": "done", "action": "destroy"}],
-}
+def _example() -> dict:
+    """examples/ibm-cloud.yaml, with test values in place of its REPLACE placeholders."""
+    example = yaml.safe_load((REPO / "examples" / "ibm-cloud.yaml").read_text())
+    example["ibm_cos"].update(access_key_id=SECRET_VALUES[0], secret_access_key=SECRET_VALUES[1])
+    example["ibm"]["iam_api_key"] = SECRET_VALUES[2]
+    return example
+
+
+EXAMPLE = _example()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from typing import Callable
 import pytest
 
 # credentials the tests hand to the backends; tests assert they never leak
-S3_KEY_ID = "AKIAFAKEKEYID4TESTS77"
+S3_KEY_ID = "TESTFAKEKEYID4TESTS77"
 S3_SECRET = "fake-s3-secret-Zq8wX2vN5mR1tY6u"
 COS_KEY_ID = "cos-hmac-keyid-3b9d1e7f0a2c"
 COS_SECRET = "cos-hmac-secret-e4f5a6b7c8d9e0f1a2b3c4d5"
