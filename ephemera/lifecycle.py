@@ -246,13 +246,20 @@ def destroy_run(ctx: Context, run_id: str, reason: str) -> RunRecord:
     try:
         activity = _retry_busy(lambda: ctx.engine.destroy(run))
     except EphemeraError as exc:
-        def change(record: RunRecord) -> None:
-            record.error = {**exc.to_dict(), "log_tail": ctx.scrubber.scrub(getattr(exc, "log_tail", ""))}
-            record.attempts["destroy"] = record.attempts.get("destroy", 0) + 1
-            record.enter(S.DESTROY_FAILED, exc.message)
-
-        return ctx.ledger.update(run_id, change)
+        return _destroy_failed(ctx, run_id, exc.to_dict(), getattr(exc, "log_tail", ""))
+    except Exception as exc:  # noqa: BLE001 - an engine crash must still leave a record
+        error = {"code": "ENGINE_ERROR", "message": ctx.scrubber.scrub(f"{type(exc).__name__}: {exc}"), "retryable": False}
+        return _destroy_failed(ctx, run_id, error, "")
     return record_activity(ctx, run_id, activity)
+
+
+def _destroy_failed(ctx: Context, run_id: str, error: dict, log_tail: str) -> RunRecord:
+    def change(record: RunRecord) -> None:
+        record.error = {**error, "log_tail": ctx.scrubber.scrub(log_tail)}
+        record.attempts["destroy"] = record.attempts.get("destroy", 0) + 1
+        record.enter(S.DESTROY_FAILED, error["message"])
+
+    return ctx.ledger.update(run_id, change)
 
 
 def advance_run(ctx: Context, run: RunRecord) -> RunRecord:

@@ -23,10 +23,10 @@ from typing import Any, Iterable
 from ephemera import layout
 from ephemera.errors import NoSuchBucketError, NoSuchKeyError
 from ephemera.storage import get_json, put_json
+from ephemera.secrets import MASK, Scrubber  # noqa: F401  (MASK is re-exported)
 from ephemera.storage.base import Storage
 
 STATUSES = ("success", "application_error", "developer_error", "timeout")
-MASK = "********"
 
 _id_lock = threading.Lock()
 _last_ns = 0
@@ -91,28 +91,9 @@ class Activation:
 
 
 def scrub(value: Any, secret_values: Iterable[str]) -> Any:
-    """A copy of ``value`` (JSON-like) with every secret substring replaced by a mask,
-    in strings and in mapping keys, at any depth."""
-    secrets_sorted = sorted({s for s in secret_values if s}, key=len, reverse=True)
-    if not secrets_sorted:
-        return value
-
-    def text(s: str) -> str:
-        for secret in secrets_sorted:
-            if secret in s:
-                s = s.replace(secret, MASK)
-        return s
-
-    def walk(v: Any) -> Any:
-        if isinstance(v, str):
-            return text(v)
-        if isinstance(v, dict):
-            return {(text(k) if isinstance(k, str) else k): walk(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [walk(x) for x in v]
-        return v
-
-    return walk(value)
+    """A copy of ``value`` (JSON-like) with every secret masked, in strings and mapping
+    keys, at any depth."""
+    return Scrubber(secret_values).scrub_obj(value)
 
 
 def store_activation(storage: Storage, bucket: str, activation: Activation, secret_values: Iterable[str] = ()) -> Activation:

@@ -39,10 +39,11 @@ import uuid
 from typing import Any, Callable
 from urllib.parse import urlparse
 
-from ephemera.config import REDACTED, Config, load_config
+from ephemera.config import Config, load_config
 from ephemera.engines.schematics.config import REFRESH_TOKEN_CLIENT, SchematicsSettings
 from ephemera.errors import EngineError, WorkspaceBusyError
 from ephemera.runs import Activity, RunRecord, now_iso
+from ephemera.secrets import SDK_SCRUBBER, Scrubber, guard_loggers
 
 log = logging.getLogger(__name__)
 
@@ -55,39 +56,13 @@ FAILED_STATES = frozenset({"FAILED", "STOPPED", "CANCELLED", "CANCELED", "TERMIN
 SDK_LOGGERS = ("ibm-cloud-sdk-core", "ibm_cloud_sdk_core", "ibm_schematics", "urllib3", "requests")
 
 
-class _SecretFilter(logging.Filter):
-    """Replaces registered secret values in every record of the loggers it is attached to."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.secrets: set[str] = set()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            text = record.getMessage()
-            clean = scrub(text, self.secrets)
-            if clean != text:
-                record.msg, record.args = clean, None
-        return True
-
-
-_FILTER = _SecretFilter()
-
-
 def scrub(text: str, secrets: set[str] | list[str]) -> str:
     """``text`` with every secret value replaced by the config's mask."""
-    for secret in sorted((s for s in secrets if s and len(s) >= 4), key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
-    return text
+    return Scrubber(secrets).scrub(text)
 
 
 def _guard_sdk_logs(secrets: set[str]) -> None:
-    _FILTER.secrets.update(s for s in secrets if s)
-    names = [n for n in list(logging.root.manager.loggerDict) if n.split(".")[0] in SDK_LOGGERS]
-    for name in set(names) | set(SDK_LOGGERS):
-        logger = logging.getLogger(name)
-        if _FILTER not in logger.filters:
-            logger.addFilter(_FILTER)
+    guard_loggers(SDK_LOGGERS, secrets)
 
 
 def _is_iam_response(exc: Exception) -> bool:
@@ -143,7 +118,7 @@ class SchematicsEngine:
     def _remember_secret(self, value: str | None) -> None:
         if value:
             self._secrets.add(value)
-            _FILTER.secrets.add(value)
+            SDK_SCRUBBER.add([value])
 
     def _clean(self, text: str) -> str:
         return scrub(str(text), self._secrets)

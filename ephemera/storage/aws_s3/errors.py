@@ -15,14 +15,10 @@ signing credentials from their records, which at DEBUG level include request hea
 
 from __future__ import annotations
 
-import logging
-import re
-import threading
 from typing import Iterable
 
 from ephemera.errors import NoSuchBucketError, NoSuchKeyError, StorageError
-
-MASK = "********"
+from ephemera.secrets import MASK, Scrubber, guard_loggers  # noqa: F401  (MASK is re-exported)
 
 # error codes an S3-compatible service returns for a failure that may pass
 TRANSIENT_CODES = frozenset({
@@ -42,17 +38,12 @@ NOT_TRANSIENT_EXCEPTIONS = frozenset({"SSLError", "ProxyConnectionError"})
 MISSING_KEY_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 MISSING_BUCKET_CODES = frozenset({"NoSuchBucket"})
 
-_BEARER_RE = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+")
-_CREDENTIAL_RE = re.compile(r"(Credential=)[^/,\s'\"]+")
 _SDK_LOGGERS = ("botocore", "ibm_botocore", "boto3", "ibm_boto3", "s3transfer", "ibm_s3transfer", "urllib3")
 
 
 def scrub(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` with every secret value, Bearer token and signing key id masked."""
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        text = text.replace(secret, MASK)
-    text = _BEARER_RE.sub(lambda m: m.group(1) + MASK, text)
-    return _CREDENTIAL_RE.sub(lambda m: m.group(1) + MASK, text)
+    """``text`` with every secret value, bearer token and signing key id masked."""
+    return Scrubber(secrets).scrub(text)
 
 
 def error_code(exc: BaseException) -> tuple[str, int | None]:
@@ -119,41 +110,6 @@ def to_storage_error(
     return StorageError(scrub(message, secrets), retryable=is_transient(exc))
 
 
-class _RedactingFilter(logging.Filter):
-    """Rewrites log records of the SDK loggers without the registered secret values."""
-
-    def __init__(self) -> None:
-        super().__init__("ephemera-redact")
-        self.secrets: set[str] = set()
-        self.lock = threading.Lock()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        secrets = tuple(self.secrets)
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed record: leave it to the logging module
-            return True
-        record.msg, record.args = scrub(message, secrets), ()
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = scrub(record.exc_text, secrets)
-        return True
-
-
-_FILTER = _RedactingFilter()
-
-
 def install_log_redaction(secrets: Iterable[str]) -> None:
-    """Register secret values and attach the redacting filter to every SDK logger.
-
-    A logger filter does not see records propagated from child loggers, so the filter
-    goes on each existing ``botocore.*`` (etc.) logger; call this after the SDK is
-    imported (the backends do, when they build their client)."""
-    with _FILTER.lock:
-        _FILTER.secrets.update(s for s in secrets if s)
-    names = [n for n in list(logging.Logger.manager.loggerDict) if n.split(".")[0] in _SDK_LOGGERS]
-    for name in set(names) | set(_SDK_LOGGERS):
-        logger = logging.getLogger(name)
-        if _FILTER not in logger.filters:
-            logger.addFilter(_FILTER)
+    """Scrub these secret values from every SDK logger (call after the SDK is imported)."""
+    guard_loggers(_SDK_LOGGERS, secrets)
