@@ -14,8 +14,8 @@ from pathlib import Path
 
 from ephemera.config import Config, ConfigError
 
-# the repository's terraform/ folder (stacks are referenced by name or by path)
-STACKS_DIR = Path(__file__).resolve().parents[3] / "terraform"
+# the stacks shipped with Ephemera (ephemera/stacks links to the repository's terraform/)
+STACKS_DIR = Path(__file__).resolve().parents[2] / "stacks"
 
 
 @dataclass(frozen=True)

