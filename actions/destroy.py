@@ -11,7 +11,7 @@ from __future__ import annotations
 from ephemera import layout
 from ephemera.actionkit import run_action
 from ephemera.context import Context
-from ephemera.errors import NoSuchKeyError, RunNotFoundError, StateConflictError
+from ephemera.errors import NoSuchKeyError, ParamError, RunNotFoundError, StateConflictError
 from ephemera.lifecycle import destroy_run, finish_run, read_marker
 from ephemera.runids import validate_run_id
 from ephemera.runs import RunState
@@ -34,14 +34,15 @@ def handle(ctx: Context, params: dict) -> dict:
     parsed = layout.parse_marker_key(event.key)
     if parsed is None:
         return _ignored(f"'{event.key}' is not a completion marker ({' or '.join(layout.MARKERS)})", key=event.key)
-    prefix, run_id, success = parsed
-    expected = ctx.config["workload"]["output_prefix"]
-    if event.bucket != ctx.config.output_bucket or prefix != expected:
-        return _ignored(f"marker '{event.bucket}/{event.key}' is outside the output location '{ctx.config.output_bucket}/{expected}/'", key=event.key)
+    _prefix, run_id, success = parsed
     try:
-        run = ctx.ledger.get(run_id)
-    except RunNotFoundError:
+        run = ctx.ledger.get(validate_run_id(run_id, "key"))
+    except (RunNotFoundError, ParamError):
         return _ignored(f"no run '{run_id}' in the ledger", key=event.key, run_id=run_id)
+    # where this run's job put its outputs (the config may have changed since)
+    bucket, expected = run.job.get("output_bucket", ctx.config.output_bucket), run.job.get("output_prefix", "")
+    if event.bucket != bucket or not event.key.startswith(expected) or "/" in event.key[len(expected):]:
+        return _ignored(f"marker '{event.bucket}/{event.key}' is outside the run's output location '{bucket}/{expected}'", key=event.key)
     if run.state not in (S.REQUESTED, S.APPLYING, S.RUNNING):
         return _ignored(f"run '{run_id}' is already {run.state}", run_id=run_id, state=str(run.state))
     try:

@@ -35,16 +35,22 @@ def context_from_params(params: dict) -> Context:
     return Context(params.get("config_file"))
 
 
+# One log filter per process: a warm container runs many activations, and each adds
+# the secrets of its config instead of stacking another filter on the handlers.
+_LOG_SCRUBBER = Scrubber()
+
+
 def run_action(name: str, params: dict, handler: Callable[[Context, dict], dict]) -> dict:
     _ensure_logging()
     scrubber = Scrubber(_param_secrets(params))
-    install_scrubber(scrubber)
+    _LOG_SCRUBBER.add(scrubber.secrets)
+    install_scrubber(_LOG_SCRUBBER)
     try:
         if not isinstance(params, dict):
             raise EphemeraError(f"action '{name}' expects a JSON object of parameters")
         ctx = context_from_params(params)
         scrubber = ctx.scrubber
-        install_scrubber(scrubber)
+        _LOG_SCRUBBER.add(scrubber.secrets)
         result = handler(ctx, params)
         return scrubber.scrub_obj({"ok": True, **result})
     except EphemeraError as exc:

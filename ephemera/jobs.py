@@ -129,6 +129,7 @@ def run_job(job: JobSpec, storage: Storage, worker: int = 0, scrubber: Scrubber 
     ctx = WorkloadContext(job=job, storage=storage, worker=worker)
     started = time.time()
     marker: dict[str, Any] = {"run_id": job.run_id, "entry": job.entry, "started_at": _iso(started)}
+    interrupted: BaseException | None = None
     try:
         ctx.log.info("run %s: starting workload %s", job.run_id, job.entry)
         result = resolve_entry(job.entry)(ctx)
@@ -143,8 +144,7 @@ def run_job(job: JobSpec, storage: Storage, worker: int = 0, scrubber: Scrubber 
             error={"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()},
         )
         success = False
-        if isinstance(exc, KeyboardInterrupt):
-            raise
+        interrupted = exc if isinstance(exc, (KeyboardInterrupt, SystemExit)) else None
     finally:
         root.removeHandler(tail)
     marker.update(finished_at=_iso(time.time()), duration_s=round(time.time() - started, 3), outputs=ctx.outputs)
@@ -153,6 +153,8 @@ def run_job(job: JobSpec, storage: Storage, worker: int = 0, scrubber: Scrubber 
     if scrubber is not None:
         marker = scrubber.scrub_obj(json.loads(json.dumps(marker, default=str)))
     storage.put(job.output_bucket, job.marker_key(success), json.dumps(marker, indent=1, default=str).encode())
+    if not success and interrupted is not None:
+        raise interrupted  # the marker is written first: the run still ends
     return marker
 
 

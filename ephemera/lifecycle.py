@@ -60,6 +60,10 @@ def _workspace(config, event: Event) -> str:
     name = event.payload.get("workspace")
     if name is None:
         return config["workspace"]["name"]
+    if config["engine"]["backend"] == "schematics" and name != config["workspace"]["name"]:
+        # one Schematics workspace (schematics.workspace_id) backs exactly one Ephemera workspace
+        raise ParamError("workspace", f"'{name}' is not this config's workspace '{config['workspace']['name']}'",
+                         "with the schematics engine each workspace needs its own config (and schematics.workspace_id)")
     if not isinstance(name, str) or not _WORKSPACE_RE.match(name):
         raise ParamError("workspace", f"{name!r} is not a workspace name", "use 1-63 letters, digits, '-' or '_'")
     return name
@@ -104,7 +108,7 @@ def request_run(ctx: Context, event: Event) -> RequestOutcome:
         hard_deadline=deadline.isoformat(),
     )
     lock = workspace_lock(ctx, workspace)
-    got = lock.acquire(run_id, expires=deadline + timedelta(seconds=config["timeouts"]["soft"]), is_open=_is_open(ctx))
+    got = lock.acquire(run_id, expires=deadline + timedelta(seconds=config["timeouts"]["soft"]), is_open=run_is_open(ctx))
     if not got.acquired:
         if got.holder == run_id:
             return _duplicate(ctx, run_id, f"duplicate event: run '{run_id}' is being requested by another invocation")
@@ -124,7 +128,7 @@ def request_run(ctx: Context, event: Event) -> RequestOutcome:
     return RequestOutcome(record, True, run_id=run_id)
 
 
-def _is_open(ctx: Context):
+def run_is_open(ctx: Context):
     """For the workspace lock: True (holds resources), False (DESTROYED), None (no record)."""
 
     def is_open(run_id: str) -> bool | None:
@@ -155,11 +159,17 @@ def stack_variables(ctx: Context, run: RunRecord) -> tuple[dict, dict]:
     }
     secure = {}
     cos, s3 = config["ibm_cos"], config["aws_s3"]
+    if config["ibm"]["iam_api_key"]:
+        secure["ibmcloud_api_key"] = config["ibm"]["iam_api_key"]  # the IBM provider, outside Schematics
     if config["storage"]["backend"] == "ibm_cos":
+        plain["cos_region"] = cos["region"]
+        if cos["endpoint"]:
+            plain["cos_endpoint"] = cos["endpoint"]  # else the VMs use the direct endpoint of the region
         if cos["access_key_id"]:
             secure.update(cos_hmac_access_key_id=cos["access_key_id"], cos_hmac_secret_access_key=cos["secret_access_key"])
         else:
             secure["cos_api_key"] = cos["api_key"] or config["ibm"]["iam_api_key"]
+            plain["cos_service_instance_id"] = cos["service_instance_id"]
     elif config["storage"]["backend"] == "aws_s3" and s3["access_key_id"]:
         secure.update(s3_access_key_id=s3["access_key_id"], s3_secret_access_key=s3["secret_access_key"])
     return plain, secure

@@ -15,7 +15,7 @@ it needs:
 - DESTROY_FAILED: retry with exponential backoff, only when the failure is a named
   transient one (see :func:`is_transient`), up to ``MAX_DESTROY_ATTEMPTS``.
 
-Before the rules, :func:`reconcile` compares the engine's state with the ledger:
+Before the rules, :func:`ephemera.reconcile.reconcile` compares the engine's state with the ledger:
 resources an open run's record does not name (a crash between the engine creating
 them and the ledger recording it) are written into that record, so its rules
 destroy them; resources in a workspace whose owning run is DESTROYED or unknown,
@@ -29,13 +29,14 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from ephemera import layout
 from ephemera.context import Context
-from ephemera.errors import EphemeraError, NoSuchKeyError, StateConflictError
-from ephemera.lifecycle import _is_open, advance_run, destroy_run, finish_run, read_marker, workspace_lock
+from ephemera.errors import NoSuchKeyError, StateConflictError
+from ephemera.lifecycle import advance_run, destroy_run, finish_run, read_marker
 from ephemera.runs import RunRecord, RunState
+from ephemera.tables import since
 
 log = logging.getLogger("ephemera.reaper")
 S = RunState
@@ -74,7 +75,7 @@ def is_transient(error: dict | None) -> bool:
 
 
 def _age(iso: str | None, now: datetime) -> float:
-    return (now - datetime.fromisoformat(iso)).total_seconds() if iso else 0.0
+    return since(iso, now) if iso else 0.0
 
 
 def _in_flight(run: RunRecord, kind: str) -> bool:
@@ -83,8 +84,10 @@ def _in_flight(run: RunRecord, kind: str) -> bool:
 
 
 def _marker(ctx: Context, run: RunRecord) -> tuple[bool, dict] | None:
+    """The run's completion marker, where its job (not today's config) put it."""
+    prefix = run.job.get("output_prefix") or layout.output_prefix(ctx.config["workload"]["output_prefix"], run.run_id)
     for success in (True, False):
-        key = layout.marker_key(ctx.config["workload"]["output_prefix"], run.run_id, success)
+        key = prefix + (layout.SUCCESS_MARKER if success else layout.FAILURE_MARKER)
         try:
             return success, read_marker(ctx, run.job.get("output_bucket", ctx.config.output_bucket), key)
         except NoSuchKeyError:
@@ -104,7 +107,11 @@ def reap_run(ctx: Context, run: RunRecord, now: datetime | None = None) -> str |
     past_deadline = bool(run.hard_deadline) and now > datetime.fromisoformat(run.hard_deadline)
 
     if run.state in (S.APPLYING, S.DESTROYING) and _in_flight(run, "apply" if run.state == S.APPLYING else "destroy"):
-        advanced = advance_run(ctx, run)
+        try:
+            advanced = advance_run(ctx, run)
+        except Exception as exc:  # noqa: BLE001 - a failing status call must not shield the deadline
+            log.warning("reaper: run %s: polling its activity failed: %s", run.run_id, ctx.scrubber.scrub(str(exc)))
+            advanced = run
         if advanced.state != run.state:
             return f"engine activity finished: {advanced.state}"
         run = advanced
@@ -147,6 +154,7 @@ def reap_run(ctx: Context, run: RunRecord, now: datetime | None = None) -> str |
         if _age(run.entered_at(S.DESTROYING), now) > timeouts["action"]:
             def change(record: RunRecord) -> None:
                 record.error = {"code": "DESTROY_INTERRUPTED", "message": "destroy did not finish (the action died)"}
+                record.attempts["destroy"] = record.attempts.get("destroy", 0) + 1
                 record.enter(S.DESTROY_FAILED, "reaper: destroy interrupted")
 
             ctx.ledger.update(run.run_id, change)
@@ -168,12 +176,15 @@ def _fail_apply(ctx: Context, run: RunRecord, why: str) -> str:
     return why
 
 
+NEEDS_A_PERSON = "needs a person"
+
+
 def _retry_destroy(ctx: Context, run: RunRecord, now: datetime, force: bool = False) -> str | None:
     attempts = run.attempts.get("destroy", 0)
     if not force and not is_transient(run.error):
-        return None  # a named, non-transient failure: needs a person (see `ephemera runs show`)
+        return f"{NEEDS_A_PERSON}: destroy failed with a non-transient error, not retried; fix it and run `ephemera invoke destroy run_id={run.run_id}`"
     if attempts >= MAX_DESTROY_ATTEMPTS:
-        return None
+        return f"{NEEDS_A_PERSON}: destroy failed {attempts} times; see `ephemera runs show {run.run_id}`"
     wait = min(BACKOFF_BASE * 2 ** max(attempts - 1, 0), BACKOFF_MAX)
     if not force and _age(run.entered_at(S.DESTROY_FAILED), now) < wait:
         return None
@@ -181,96 +192,37 @@ def _retry_destroy(ctx: Context, run: RunRecord, now: datetime, force: bool = Fa
     return f"destroy retry {attempts + 1}"
 
 
-def _owner(engine, workspace: str) -> str | None:
-    finder = getattr(engine, "state_owner", None)
-    return finder(workspace) if finder else None
-
-
-def reconcile(ctx: Context, now: datetime | None = None) -> list[ReapAction]:
-    """Make the ledger name every resource the engine holds; destroy what no run owns."""
-    now = now or datetime.now(timezone.utc)
-    engine, done = ctx.engine, []
-    runs = list(ctx.ledger.list())
-    open_runs = [r for r in runs if r.state != S.DESTROYED]
-    workspaces = {ctx.config["workspace"]["name"]} | {r.workspace for r in open_runs}
-    if hasattr(engine, "workspaces"):
-        workspaces |= set(engine.workspaces())
-    by_id = {r.run_id: r for r in runs}
-    for ws in sorted(workspaces):
-        owner = _owner(engine, ws)
-        owner_run = by_id.get(owner) if owner else None
-        probe = owner_run or RunRecord(run_id=owner or f"{ws}-unknown", workspace=ws, engine=getattr(engine, "name", ""))
-        resources = engine.resources(probe)
-        if not resources:
-            continue
-        if owner_run is not None and owner_run.state != S.DESTROYED:
-            missing = sorted(set(resources) - set(owner_run.resources))
-            if missing:
-                ctx.ledger.update(owner_run.run_id, lambda rec: setattr(rec, "resources", sorted(set(rec.resources) | set(missing))))
-                why = f"engine state holds {len(missing)} resource(s) the record did not name: {', '.join(missing)}"
-                log.warning("reconcile: run %s: %s", owner_run.run_id, why)
-                done.append(ReapAction(owner_run.run_id, str(owner_run.state), str(owner_run.state), why))
-            continue
-        if any(r.workspace == ws for r in open_runs):
-            continue  # an open run will apply or destroy this workspace: its rules decide
-        done.append(_destroy_orphans(ctx, probe, resources, now, "owned by no open run"))
-    # agents a DESTROYED run still has (started by an apply that outlived its record)
-    for run in runs:
-        if run.state == S.DESTROYED and run.hard_deadline and now < datetime.fromisoformat(run.hard_deadline):
-            if hasattr(engine, "state_owner") and _owner(engine, run.workspace) != run.run_id:
-                left = [r for r in engine.resources(run) if r.startswith("orphan_agent:")]
-            elif hasattr(engine, "state_owner"):
-                left = engine.resources(run)
-            else:
-                left = []
-            if left:
-                done.append(_destroy_orphans(ctx, run, left, now, f"run {run.run_id} is DESTROYED"))
-    return done
-
-
-def _destroy_orphans(ctx: Context, probe: RunRecord, resources: list[str], now: datetime, why: str) -> ReapAction:
-    """Destroy a workspace's leftovers under its lock; confirm nothing is left."""
-    lock = workspace_lock(ctx, probe.workspace)
-    holder = f"reconcile-{probe.workspace}-{now.strftime('%Y%m%dt%H%M%S%f')}"
-    got = lock.acquire(holder, now + timedelta(seconds=ctx.config["timeouts"]["action"]), _is_open(ctx))
-    if not got.acquired:
-        return ReapAction(probe.run_id, "orphan", "orphan", f"orphan resources left for now: workspace busy with {got.holder}")
-    try:
-        activity = ctx.engine.destroy(probe)
-        left = ctx.engine.resources(probe)
-    except EphemeraError as exc:
-        activity, left = None, [exc.message]
-    finally:
-        lock.release(holder, got.token)
-    ok = activity is not None and activity.state == "COMPLETED" and not left
-    started = activity is not None and not activity.done  # an async engine: checked again next pass
-    text = f"{len(resources)} orphan resource(s) in workspace '{probe.workspace}' ({why}): {', '.join(resources)}"
-    after = "DESTROYED" if ok else ("DESTROYING" if started else "DESTROY_FAILED")
-    log.warning("reconcile: %s -> %s", text, after if ok or started else f"still present: {left}")
-    return ReapAction(probe.run_id, "orphan", after, text)
-
-
 def reap(ctx: Context, now: datetime | None = None) -> list[ReapAction]:
-    """One pass: reconcile the engine's state with the ledger, then every open run."""
+    """One pass: reconcile the engine's state with the ledger, then every open run.
+
+    One run's failure (a corrupt record, an engine error) never stops the pass."""
+    from ephemera.reconcile import reconcile
+
     done = []
+    runs = list(ctx.ledger.list())
     try:
-        done += reconcile(ctx, now)
-    except EphemeraError as exc:
-        log.warning("reaper: reconcile failed: %s", exc.message)
-        done.append(ReapAction("-", "-", "-", f"error: reconcile: {exc.message}"))
-    for run in ctx.ledger.open_runs():
+        done += reconcile(ctx, runs, now)
+    except Exception as exc:  # noqa: BLE001 - the per-run rules still run
+        message = ctx.scrubber.scrub(getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}")
+        log.warning("reaper: reconcile failed: %s", message)
+        done.append(ReapAction("-", "-", "-", f"error: reconcile: {message}"))
+    for run in runs:
+        if run.state == S.DESTROYED:
+            continue
         try:
             why = reap_run(ctx, run, now)
         except StateConflictError as exc:  # another action moved it meanwhile: fine
             log.info("reaper: run %s changed underneath: %s", run.run_id, exc.message)
             continue
-        except EphemeraError as exc:
-            log.warning("reaper: run %s: %s", run.run_id, exc.message)
-            done.append(ReapAction(run.run_id, str(run.state), str(run.state), f"error: {exc.message}"))
+        except Exception as exc:  # noqa: BLE001 - one bad run must not shield the others
+            message = ctx.scrubber.scrub(getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}")
+            log.warning("reaper: run %s: %s", run.run_id, message)
+            done.append(ReapAction(run.run_id, str(run.state), str(run.state), f"error: {message}"))
             continue
         if why:
             after = ctx.ledger.get(run.run_id).state
-            log.info("reaper: run %s %s -> %s: %s", run.run_id, run.state, after, why)
+            level = logging.ERROR if why.startswith(NEEDS_A_PERSON) else logging.INFO
+            log.log(level, "reaper: run %s %s -> %s: %s", run.run_id, run.state, after, why)
             done.append(ReapAction(run.run_id, str(run.state), str(after), why))
     return done
 

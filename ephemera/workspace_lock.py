@@ -12,11 +12,14 @@ protocol on IBM COS, which has no conditional PUT).
 Generation ``n`` is free when:
 
 - its holder released it (the run reached DESTROYED), or
-- it is past its expiry (the run's hard deadline plus the soft timeout), or
 - its run is DESTROYED in the ledger (released was never written: a crash), or
-- its run has no ledger record and the lock is older than ``grace`` seconds (the
-  requesting action died between taking the lock and creating the record; a
-  younger lock without a record is an invocation still in progress, not stale).
+- its run has no ledger record and the lock is past its expiry (the run's hard
+  deadline plus the soft timeout) or older than ``grace`` seconds (the requesting
+  action died between taking the lock and creating the record; a younger lock
+  without a record is an invocation still in progress, not stale).
+
+A run that is not DESTROYED holds its workspace even past the expiry: the reaper
+destroys such a run, and until then a second run must not share its resources.
 
 Releasing overwrites the holder's own generation with ``released: true``; old
 generations are pruned by the next holder.
@@ -99,19 +102,18 @@ class WorkspaceLock:
         if not body or body.get("released") or not body.get("run_id"):
             return True
         now = now or now_utc()
-        try:
+        state = is_open(body["run_id"])
+        if state is not None:
+            # A run that may still hold resources keeps its workspace past the expiry:
+            # the reaper destroys it; a second apply must not share its resources.
+            return not state
+        try:  # no record: in progress while young, stale when old or expired
             if datetime.fromisoformat(body["expires"]) < now:
                 return True
+            taken = datetime.fromisoformat(body["acquired_at"])
         except (KeyError, TypeError, ValueError):
             return True
-        state = is_open(body["run_id"])
-        if state is None:  # no record: in progress while young, stale when old
-            try:
-                taken = datetime.fromisoformat(body["acquired_at"])
-            except (KeyError, TypeError, ValueError):
-                return True
-            return (now - taken) > timedelta(seconds=self.grace)
-        return not state
+        return (now - taken) > timedelta(seconds=self.grace)
 
     # taking and releasing -------------------------------------------------------------
     def acquire(self, run_id: str, expires: datetime, is_open: Callable[[str], bool | None]) -> LockResult:

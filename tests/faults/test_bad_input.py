@@ -53,7 +53,7 @@ def cases(config: dict, run_id: str) -> list[tuple[str, object, dict, str, str]]
         ("marker of an unknown run", destroy, marker_event(config, "ws-no-such-run"), "ignored", "no run 'ws-no-such-run'"),
         ("marker of a finished run", destroy, marker_event(config, run_id), "ignored", "already DESTROYED"),
         ("unrelated write", destroy, {**marker_event(config, run_id), "key": "inbox/photo.jpg"}, "ignored", "not a completion marker"),
-        ("write in another bucket", destroy, {**marker_event(config, run_id), "bucket": "other-bucket"}, "ignored", "outside the output location"),
+        ("write in another bucket", destroy, {**marker_event(config, run_id), "bucket": "other-bucket"}, "ignored", "outside the run's output location"),
         ("unknown config key", apply, {"config": {**config, "storage": {**config["storage"], "buket": "x"}}}, "CONFIG_INVALID", "storage.buket"),
         ("bad duration", reap, {"config": {**config, "timeouts": {"hard": "forever"}}}, "CONFIG_INVALID", "timeouts.hard"),
         ("cron that never fires", apply, {"config": {**config, "triggers": [{"name": "feb30", "kind": "alarm", "cron": "0 0 30 2 *"}]}},

@@ -214,7 +214,7 @@ def test_object_write_run_id_is_bucket_key_etag():
     assert one != run_id_for(parse_event({**base, "key": "data/y.csv", "etag": "abc"}), "ws")
 
 
-def test_lock_expires_with_the_hard_timeout_and_survives_a_missing_record(local_cfg):
+def test_lock_expires_with_the_hard_timeout_unless_its_run_still_holds_resources(local_cfg):
     ctx = Context(local_cfg())
     lock = WorkspaceLock(ctx.storage, ctx.config.state_bucket, "ws", grace=300)
     now = datetime.now(timezone.utc)
@@ -227,11 +227,14 @@ def test_lock_expires_with_the_hard_timeout_and_survives_a_missing_record(local_
     # the same event again while in flight: a duplicate, not a takeover
     dup = lock.acquire("ws-a", now + timedelta(hours=1), always_open)
     assert dup.holder == "ws-a" and not dup.acquired
-    # expiry (hard deadline + soft timeout) frees it even if the run still looks open
+    # past its expiry (hard deadline + soft timeout) a run that may still hold
+    # resources keeps the workspace (the reaper destroys it first) ...
     body = lock.holder()
     body["expires"] = (now - timedelta(seconds=1)).isoformat()
     gen, _ = lock.current()
     ctx.storage.put(ctx.config.state_bucket, lock._key(gen), json.dumps(body).encode())
-    taken = lock.acquire("ws-c", now + timedelta(hours=1), always_open)
+    assert lock.acquire("ws-c", now + timedelta(hours=1), always_open).holder == "ws-a"
+    # ... while an expired lock whose run left no record is stale and taken over
+    taken = lock.acquire("ws-c", now + timedelta(hours=1), no_record)
     assert taken.acquired and taken.holder == "ws-c"
     assert lock.release("ws-c", taken.token) and lock.acquire("ws-d", now + timedelta(hours=1), always_open).acquired

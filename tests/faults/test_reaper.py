@@ -8,9 +8,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from ephemera.context import Context
+from ephemera.errors import EngineError
 from ephemera.lifecycle import apply_run, destroy_run, finish_run, request_run
 from ephemera.reaper import BACKOFF_BASE, reap
-from ephemera.runs import RunRecord, RunState  # noqa: F401
+from ephemera.runs import Activity, RunRecord, RunState
 from tests.faults.helpers import FATAL_ERROR, FaultyEngine, live_agents, marker_written, wait_for
 from triggers.events import parse_event
 
@@ -150,7 +151,9 @@ def test_non_transient_destroy_failure_is_not_retried(local_cfg, faults):
     run = start_run(ctx)
     finish_run(ctx, run.run_id, True, {})
     destroy_run(ctx, run.run_id, "marker")
-    assert reap(ctx, now=later(24 * 3600)) == [] and engine.destroy_calls == 1
+    acted = reap(ctx, now=later(24 * 3600))
+    assert engine.destroy_calls == 1  # not retried ...
+    assert [(a.run_id, a.why.split(":")[0]) for a in acted] == [(run.run_id, "needs a person")]  # ... but reported
     record = ctx.ledger.get(run.run_id)
     assert record.state == S.DESTROY_FAILED and record.error["message"] == FATAL_ERROR
     # a person fixes the permission and destroys by hand
@@ -171,3 +174,50 @@ def test_destroyed_only_when_nothing_is_left(local_cfg, faults):
     assert "still present: terraform_data.vm" in after.error["message"] and live_agents(Path(ctx.config.home))
     acted = reap(ctx, now=later(BACKOFF_BASE + 1))
     assert acted[0].after == "DESTROYED" and not live_agents(Path(ctx.config.home))
+
+
+class AsyncEngine:
+    """A real local engine that reports applies as still running (like Schematics),
+    and whose status call fails: a purged activity, an API outage."""
+
+    def __init__(self, inner):
+        self.inner, self.name = inner, inner.name
+
+    def apply(self, run, variables, secure):
+        done = self.inner.apply(run, variables, secure)
+        return Activity(id=done.id, kind="apply", state="RUNNING", started_at=done.started_at)
+
+    def status(self, run, activity):
+        raise EngineError("activity lookup failed: 404 Not Found")
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_a_failing_status_call_does_not_shield_the_hard_deadline(local_cfg, faults):
+    config = local_cfg(workload={"params": {"sleep": 120}})
+    ctx = Context(config, engine=AsyncEngine(Context(config).engine))
+    run = start_run(ctx)
+    assert run.state == S.APPLYING and live_agents(Path(ctx.config.home))
+    faults.inject()
+    early = reap(ctx)  # before any deadline: polling fails quietly; reconcile records the resources
+    assert all(a.after == "APPLYING" for a in early) and ctx.ledger.get(run.run_id).state == S.APPLYING
+    acted = reap(ctx, now=datetime.fromisoformat(run.hard_deadline) + timedelta(seconds=1))
+    assert [a.after for a in acted] == ["DESTROYED"] and "hard deadline" in acted[0].why
+    assert not live_agents(Path(ctx.config.home))
+
+
+def test_one_corrupt_record_does_not_stop_the_reaper(local_cfg, faults):
+    ctx = Context(local_cfg(workload={"params": {"sleep": 120}}))
+    run = start_run(ctx)
+    bad = RunRecord(run_id="ws-broken-record", workspace="other", engine="terraform", hard_deadline="not a time")
+    ctx.ledger.create(bad)
+    faults.inject()
+    acted = reap(ctx, now=datetime.fromisoformat(run.hard_deadline) + timedelta(seconds=1))
+    by_run = {a.run_id: a for a in acted}
+    assert by_run["ws-broken-record"].why.startswith("error:")
+    assert by_run[run.run_id].after == "DESTROYED"
+    assert not live_agents(Path(ctx.config.home))
+    # the broken record stays for a person to look at (then removes it); the reaper goes on
+    assert ctx.ledger.get("ws-broken-record").state == S.REQUESTED
+    ctx.storage.delete(ctx.config.state_bucket, "ephemera/runs/ws-broken-record.json")

@@ -31,7 +31,7 @@ from ephemera.secrets import Scrubber
 TFVARS = "ephemera.auto.tfvars.json"
 LOG_TAIL_LINES = 40
 _VARIABLE_RE = re.compile(r'^\s*variable\s+"([A-Za-z0-9_-]+)"', re.M)
-_LOCK_MARKERS = ("Error acquiring the state lock", "state lock")
+_LOCK_MARKERS = ("Error acquiring the state lock",)
 
 
 class TerraformEngine:
