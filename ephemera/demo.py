@@ -11,6 +11,7 @@ exits 0 only if the run succeeded and nothing is left running.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -24,6 +25,7 @@ import yaml
 from ephemera import layout
 from ephemera.context import Context
 from ephemera.runs import RunState
+from ephemera.runs_view import timeline
 from ephemera.tables import human_size, table
 
 S = RunState
@@ -58,10 +60,13 @@ class _Watcher:
         self.run = None
 
     def __call__(self) -> bool:
-        runs = list(self.ctx.ledger.list())
-        if not runs:
-            return False
-        self.run = runs[0]
+        if self.run is None:  # until the alarm fires, look for the run; then follow it alone
+            runs = list(self.ctx.ledger.list())
+            if not runs:
+                return False
+            self.run = runs[0]
+        else:
+            self.run = self.ctx.ledger.get(self.run.run_id)
         for t in self.run.transitions[self.seen:]:
             print(f"  [{time.time() - self.started:6.2f}s] {t.state:<14} {t.reason}", flush=True)
         self.seen = len(self.run.transitions)
@@ -80,13 +85,8 @@ def _agents_alive(run) -> int:
 
 
 def _report(ctx: Context, run) -> int:
-    origin = run.event.get("time") or run.created_at
     print("\nTimeline (time since the alarm fired):")
-    rows = []
-    for t in run.transitions:
-        offset = (datetime.fromisoformat(t.at) - datetime.fromisoformat(origin)).total_seconds()
-        rows.append([f"+{offset:6.2f}s", t.state, t.reason])
-    print(table(["SINCE ALARM", "STATE", "WHY"], rows))
+    print(timeline(run, origin=run.event.get("time") or run.created_at))
     bucket, prefix = run.job["output_bucket"], run.job["output_prefix"]
     objects = list(ctx.storage.list(bucket, prefix))
     print(f"\nOutputs in {bucket}/{prefix}:")
@@ -127,6 +127,8 @@ def _failure_stage(ctx: Context, watcher: _Watcher) -> str:
 def run_demo(home: str | None = None, timeout: float = 180.0, worker_count: int = 1) -> int:
     from triggers.runtime import run_up
 
+    # watchdog warns when its inotify thread sees events during shutdown: harmless here
+    logging.getLogger("watchdog").setLevel(logging.ERROR)
     home_path = Path(home).expanduser().resolve() if home else Path(tempfile.mkdtemp(prefix="ephemera-demo-"))
     home_path.mkdir(parents=True, exist_ok=True)
     os.environ["EPHEMERA_HOME"] = str(home_path)  # children (actions, agents) use the same home
