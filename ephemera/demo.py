@@ -127,8 +127,8 @@ def _failure_stage(ctx: Context, watcher: _Watcher) -> str:
 def run_demo(home: str | None = None, timeout: float = 180.0, worker_count: int = 1) -> int:
     from triggers.runtime import run_up
 
-    # watchdog warns when its inotify thread sees events during shutdown: harmless here
-    logging.getLogger("watchdog").setLevel(logging.ERROR)
+    # watchdog logs an error when its inotify thread sees events during shutdown: harmless here
+    logging.getLogger("watchdog.observers.inotify").setLevel(logging.CRITICAL)
     home_path = Path(home).expanduser().resolve() if home else Path(tempfile.mkdtemp(prefix="ephemera-demo-"))
     home_path.mkdir(parents=True, exist_ok=True)
     os.environ["EPHEMERA_HOME"] = str(home_path)  # children (actions, agents) use the same home
