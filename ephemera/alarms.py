@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 
 from ephemera.errors import ConfigError
+from ephemera.timeutil import parse_time
 
 _EPSILON = timedelta(microseconds=1)
 CRON_HELP = "use 5 fields 'min hour day month weekday' or 6 with seconds last, e.g. '0 2 * * *'"
@@ -44,15 +45,6 @@ class AlarmSchedule:
         return nxt
 
 
-
-def _parse_time(field: str, value: str, tz: ZoneInfo) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ConfigError(field, f"'{value}' is not an ISO 8601 time", "e.g. '2026-12-01T02:00:00Z'") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
-
-
 def validate_alarm(path: str, trig: dict) -> AlarmSchedule:
     """Check an alarm trigger's fields and return its schedule; raises ConfigError."""
     try:
@@ -62,12 +54,12 @@ def validate_alarm(path: str, trig: dict) -> AlarmSchedule:
     cron, once = trig.get("cron"), trig.get("once")
     if bool(cron) == bool(once):
         raise ConfigError(f"{path}.cron", "an alarm needs exactly one of 'cron' or 'once'", CRON_HELP)
-    start = _parse_time(f"{path}.start_date", trig["start_date"], tz) if trig.get("start_date") else None
-    stop = _parse_time(f"{path}.stop_date", trig["stop_date"], tz) if trig.get("stop_date") else None
+    start = parse_time(f"{path}.start_date", trig["start_date"], default_tz=tz, error=ConfigError) if trig.get("start_date") else None
+    stop = parse_time(f"{path}.stop_date", trig["stop_date"], default_tz=tz, error=ConfigError) if trig.get("stop_date") else None
     if start and stop and stop <= start:
         raise ConfigError(f"{path}.stop_date", "is not after start_date", "set a stop_date later than start_date")
     if once:
-        schedule = AlarmSchedule(None, _parse_time(f"{path}.once", once, tz), tz, start, stop)
+        schedule = AlarmSchedule(None, parse_time(f"{path}.once", once, default_tz=tz, error=ConfigError), tz, start, stop)
     else:
         fields = cron.split()
         if len(fields) not in (5, 6):

@@ -20,8 +20,7 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
-from ephemera import alarms
-from ephemera.errors import ConfigError
+from ephemera.errors import ConfigError, InvalidKeyError
 
 STORAGE_BACKENDS = ("localhost", "aws_s3", "ibm_cos")
 ENGINE_BACKENDS = ("terraform", "schematics")
@@ -73,8 +72,8 @@ def _bucket(field: str, value: str) -> str:
 
     try:
         return validate_bucket(value)
-    except Exception as exc:  # InvalidKeyError -> ConfigError naming the config key
-        raise ConfigError(field, str(exc), "use 3-63 lowercase letters, digits, '-' or '.'") from None
+    except InvalidKeyError:  # -> ConfigError naming the config key, its fix said once
+        raise ConfigError(field, f"bucket name {value!r} is invalid", "use 3-63 lowercase letters, digits, '-' or '.'") from None
 
 
 def _prefix(field: str, value: str) -> str:
@@ -153,27 +152,6 @@ SCHEMA: dict[str, dict[str, Field]] = {
     },
 }
 
-TRIGGER_FIELDS: dict[str, Field] = {
-    "name": Field(STR, None, required=True, check=_name),
-    "kind": Field(STR, None, required=True, choices=TRIGGER_KINDS),
-    "cron": Field(STR, None, help="5 fields, or 6 with seconds last, e.g. '0 2 * * *'"),
-    "once": Field(STR, None, help="an ISO 8601 time at which the alarm fires once"),
-    "timezone": Field(STR, "UTC"),
-    "start_date": Field(STR, None),
-    "stop_date": Field(STR, None),
-    "bucket": Field(STR, None, check=_bucket),
-    "prefix": Field(STR, "", check=lambda f, v: v.lstrip("/")),
-    "suffix": Field((str, list), [], help="a suffix or a list of suffixes, e.g. ['_SUCCESS.json']"),
-    "payload": Field(DICT, {}),
-}
-
-RULE_FIELDS: dict[str, Field] = {
-    "name": Field(STR, None, check=_name),
-    "trigger": Field(STR, None, required=True),
-    "action": Field(STR, None, required=True, choices=ACTIONS),
-    "params": Field(DICT, {}),
-}
-
 TOP_LEVEL = set(SCHEMA) | {"triggers", "rules", "home"}
 
 
@@ -211,50 +189,6 @@ def _validate_mapping(path: str, data: Any, fields: Mapping[str, Field]) -> dict
         else:
             out[key] = _check_field(field_path, spec, data[key])
     return out
-
-
-def _validate_triggers(raw: Any, state_bucket: str) -> list[dict]:
-    if raw is None:
-        return []
-    if not isinstance(raw, list):
-        raise ConfigError("triggers", f"expected a list, got {type(raw).__name__}", "write '- name: ...' entries")
-    triggers, seen = [], set()
-    for i, item in enumerate(raw):
-        path = f"triggers[{i}]"
-        trig = _validate_mapping(path, item, TRIGGER_FIELDS)
-        if trig["name"] in seen:
-            raise ConfigError(f"{path}.name", f"duplicate trigger name '{trig['name']}'", "give each trigger its own name")
-        seen.add(trig["name"])
-        if trig["kind"] == "alarm":
-            trig["schedule"] = alarms.validate_alarm(path, trig)
-        else:
-            for key in ("cron", "once", "start_date", "stop_date"):
-                if trig[key] is not None:
-                    raise ConfigError(f"{path}.{key}", "only alarm triggers take it", "remove it or set kind: alarm")
-            trig["bucket"] = trig["bucket"] or state_bucket
-            suffixes = [trig["suffix"]] if isinstance(trig["suffix"], str) else trig["suffix"]
-            if not all(isinstance(s, str) and s for s in suffixes):
-                raise ConfigError(f"{path}.suffix", "every suffix must be a non-empty string", TRIGGER_FIELDS["suffix"].help)
-            trig["suffix"] = list(suffixes)
-        triggers.append(trig)
-    return triggers
-
-
-def _validate_rules(raw: Any, trigger_names: set[str]) -> list[dict]:
-    if raw is None:
-        return []
-    if not isinstance(raw, list):
-        raise ConfigError("rules", f"expected a list, got {type(raw).__name__}", "write '- trigger: ...' entries")
-    rules = []
-    for i, item in enumerate(raw):
-        path = f"rules[{i}]"
-        rule = _validate_mapping(path, item, RULE_FIELDS)
-        if rule["trigger"] not in trigger_names:
-            known = ", ".join(sorted(trigger_names)) or "none defined"
-            raise ConfigError(f"{path}.trigger", f"no trigger named '{rule['trigger']}'", f"known triggers: {known}")
-        rule["name"] = rule["name"] or f"{rule['trigger']}-{rule['action']}"
-        rules.append(rule)
-    return rules
 
 
 class Config:
@@ -306,16 +240,6 @@ class Config:
                     values.append(str(value))
         return values
 
-    def replace(self, **sections: dict) -> "Config":
-        """A new Config with some sections overlaid (validated again)."""
-        data = self.to_dict(redact=False)
-        for name, overlay in sections.items():
-            if isinstance(data.get(name), dict) and isinstance(overlay, dict):
-                data[name] = {**data[name], **overlay}
-            else:
-                data[name] = overlay
-        return validate(data, self.source)
-
 
 def validate(raw: Mapping | None, source: str = "<dict>") -> Config:
     """Validate a raw mapping and return a :class:`Config`; raises ConfigError."""
@@ -332,8 +256,10 @@ def validate(raw: Mapping | None, source: str = "<dict>") -> Config:
     if home is not None and not isinstance(home, str):
         raise ConfigError("home", f"expected a string path, got {type(home).__name__}", "e.g. home: ~/.ephemera")
     data["home"] = home
-    data["triggers"] = _validate_triggers(raw.get("triggers"), data["storage"]["bucket"])
-    data["rules"] = _validate_rules(raw.get("rules"), {t["name"] for t in data["triggers"]})
+    from ephemera.config_triggers import validate_rules, validate_triggers  # late: it imports this module
+
+    data["triggers"] = validate_triggers(raw.get("triggers"), data["storage"]["bucket"])
+    data["rules"] = validate_rules(raw.get("rules"), {t["name"] for t in data["triggers"]})
     _check_backends(data)
     return Config(data, source)
 
@@ -398,3 +324,16 @@ def load_config(source: Mapping | str | os.PathLike | Config | None = None) -> C
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(str(path), f"is not valid YAML{where}", "fix the syntax") from None
     return validate(raw, str(path))
+
+
+# Trigger and rule validation lives in ephemera.config_triggers (which imports this
+# module); its names stay importable from here.
+_MOVED = ("TRIGGER_FIELDS", "RULE_FIELDS", "validate_triggers", "validate_rules")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        from ephemera import config_triggers
+
+        return getattr(config_triggers, name)
+    raise AttributeError(f"module 'ephemera.config' has no attribute '{name}'")

@@ -10,15 +10,18 @@ per-run lock so that two actions never interleave a read-modify-write.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Callable, Iterator
 
 from ephemera import layout
-from ephemera.errors import NoSuchKeyError, RunNotFoundError, StateConflictError
+from ephemera.errors import NoSuchBucketError, NoSuchKeyError, RunNotFoundError, StateConflictError
 from ephemera.locks import StorageLock
 from ephemera.storage.base import Storage
+
+log = logging.getLogger(__name__)
 
 
 class RunState(str, Enum):
@@ -60,10 +63,6 @@ ENDED_STATES = frozenset({S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.APPLY_FAILED})
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-def parse_iso(text: str) -> datetime:
-    return datetime.fromisoformat(text)
 
 
 @dataclass
@@ -129,7 +128,8 @@ class RunRecord:
         """Move to ``state``, stamping the time; raises StateConflictError if not allowed."""
         state = RunState(state)
         if state not in ALLOWED[self.state]:
-            raise StateConflictError(f"run '{self.run_id}' cannot go from {self.state} to {state}")
+            raise StateConflictError(f"run '{self.run_id}' cannot go from {self.state} to {state}; "
+                                     f"see `ephemera runs show {self.run_id}` for its state and history")
         self.state = state
         self.transitions.append(Transition(str(state), now_iso(), reason))
 
@@ -196,20 +196,25 @@ class Ledger:
         return self.update(run_id, change)
 
     def list(self) -> Iterator[RunRecord]:
-        """Every run, oldest first."""
+        """Every run, oldest first. A record that is not valid JSON or not a valid run
+        record is skipped with a warning naming its key."""
         records = []
         try:
             infos = list(self.storage.list(self.bucket, layout.RUNS))
-        except Exception as exc:  # a missing bucket means no runs yet
-            if getattr(exc, "code", "") == "STORAGE_NO_SUCH_BUCKET":
-                return iter(())
-            raise
+        except NoSuchBucketError:  # a missing bucket means no runs yet
+            return iter(())
         for info in infos:
-            if info.key.endswith(".json"):
-                try:
-                    records.append(RunRecord.from_dict(json.loads(self.storage.get(self.bucket, info.key))))
-                except NoSuchKeyError:
-                    continue
+            if not info.key.endswith(".json"):
+                continue
+            try:
+                data = self.storage.get(self.bucket, info.key)
+            except NoSuchKeyError:  # deleted since the listing
+                continue
+            try:
+                records.append(RunRecord.from_dict(json.loads(data)))
+            except (ValueError, TypeError, AttributeError) as exc:
+                log.warning("skipping run record '%s' in bucket '%s': it is not a valid run record (%s: %s); "
+                            "inspect or delete that object", info.key, self.bucket, type(exc).__name__, exc)
         return iter(sorted(records, key=lambda r: (r.created_at, r.run_id)))
 
     def open_runs(self, workspace: str | None = None) -> list[RunRecord]:

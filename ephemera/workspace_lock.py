@@ -35,7 +35,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from ephemera import layout
-from ephemera.errors import NoSuchKeyError
+from ephemera.errors import NoSuchBucketError, NoSuchKeyError
 from ephemera.storage.base import Storage
 
 _GEN_RE = re.compile(r"^(\d{12})\.json$")
@@ -68,12 +68,8 @@ class WorkspaceLock:
                 m = _GEN_RE.match(info.key[len(self.prefix):])
                 if m:
                     gens.append(int(m.group(1)))
-        except NoSuchKeyError:
+        except (NoSuchKeyError, NoSuchBucketError):  # a missing bucket: no lock yet
             return []
-        except Exception as exc:  # a missing bucket: no lock yet
-            if getattr(exc, "code", "") == "STORAGE_NO_SUCH_BUCKET":
-                return []
-            raise
         return sorted(gens)
 
     def _key(self, gen: int) -> str:

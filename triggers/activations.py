@@ -17,13 +17,12 @@ import secrets as _secrets
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from typing import Any, Iterable
 
 from ephemera import layout
 from ephemera.errors import NoSuchBucketError, NoSuchKeyError
 from ephemera.storage import get_json, put_json
-from ephemera.secrets import MASK, Scrubber  # noqa: F401  (MASK is re-exported)
+from ephemera.secrets import Scrubber
 from ephemera.storage.base import Storage
 
 STATUSES = ("success", "application_error", "developer_error", "timeout")
@@ -40,14 +39,6 @@ def new_activation_id() -> str:
         now = max(time.time_ns(), _last_ns + 1)
         _last_ns = now
     return f"{now:016x}{_secrets.token_hex(8)}"
-
-
-def activation_time(activation_id: str) -> datetime | None:
-    """The creation time encoded in an activation id, or None if it is not one."""
-    try:
-        return datetime.fromtimestamp(int(activation_id[:16], 16) / 1e9, timezone.utc)
-    except (ValueError, OverflowError, OSError):
-        return None
 
 
 @dataclass
@@ -90,15 +81,9 @@ class Activation:
         return getattr(self, name) if name in self.__dataclass_fields__ else default
 
 
-def scrub(value: Any, secret_values: Iterable[str]) -> Any:
-    """A copy of ``value`` (JSON-like) with every secret masked, in strings and mapping
-    keys, at any depth."""
-    return Scrubber(secret_values).scrub_obj(value)
-
-
 def store_activation(storage: Storage, bucket: str, activation: Activation, secret_values: Iterable[str] = ()) -> Activation:
     """Scrub and store one record; returns the scrubbed record that was stored."""
-    clean = Activation.from_dict(scrub(activation.to_dict(), list(secret_values)))
+    clean = Activation.from_dict(Scrubber(secret_values).scrub_obj(activation.to_dict()))
     put_json(storage, bucket, layout.activation_key(clean.activationId), clean.to_dict())
     return clean
 
@@ -133,70 +118,3 @@ def list_activations(storage: Storage, bucket: str, limit: int | None = 20) -> l
         except NoSuchKeyError:  # deleted since the listing
             continue
     return records
-
-
-def _short_time(iso: str) -> str:
-    try:
-        return datetime.fromisoformat(iso).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-    except (TypeError, ValueError):
-        return iso or "-"
-
-
-def result_summary(activation: Activation, width: int = 48) -> str:
-    """One line saying how the invocation ended."""
-    result = activation.result or {}
-    err = result.get("error") if isinstance(result, dict) else None
-    if isinstance(err, dict):
-        text = f"{err.get('code', 'ERROR')}: {err.get('message', '')}"
-    elif err:
-        text = f"error: {err}"
-    else:
-        parts = [f"{k}={result[k]}" for k in ("run_id", "state", "ignored", "reason") if k in result]
-        text = " ".join(parts) or ("ok" if result.get("ok") else str(result))
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def format_table(activations: list[Activation]) -> str:
-    """A plain-text table, one activation per line, newest first as given."""
-    if not activations:
-        return "no activations"
-    header = ("ACTIVATION ID", "START (UTC)", "TRIGGER", "RULE", "ACTION", "STATUS", "DURATION", "RESULT")
-    rows = [
-        (
-            a.activationId,
-            _short_time(a.start),
-            a.trigger,
-            a.rule,
-            a.action,
-            a.status,
-            f"{a.duration_ms / 1000:.2f}s",
-            result_summary(a),
-        )
-        for a in activations
-    ]
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]]
-    return "\n".join(lines)
-
-
-def format_activation(activation: Activation) -> str:
-    """One activation in full: fields, result and logs."""
-    import json
-
-    lines = [
-        f"activation  {activation.activationId}",
-        f"trigger     {activation.trigger}",
-        f"rule        {activation.rule}",
-        f"action      {activation.action} ({activation.target})",
-        f"status      {activation.status}" + (f" (exit code {activation.exit_code})" if activation.exit_code not in (None, 0) else ""),
-        f"start       {activation.start}",
-        f"end         {activation.end}",
-        f"duration    {activation.duration_ms} ms",
-        "event       " + json.dumps(activation.event, sort_keys=True, default=str),
-        "result",
-        *("  " + line for line in json.dumps(activation.result, indent=2, sort_keys=True, default=str).splitlines()),
-        f"logs ({len(activation.logs)} lines)",
-        *("  " + line for line in activation.logs),
-    ]
-    return "\n".join(lines)

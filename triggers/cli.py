@@ -14,7 +14,8 @@ import sys
 
 from ephemera.config import Config
 from ephemera.errors import NoSuchKeyError
-from triggers.activations import format_activation, format_table, get_activation, list_activations, result_summary
+from triggers.activations import get_activation, list_activations
+from triggers.activations_view import format_activation, format_table, result_summary
 from triggers.scheduler import CATCH_UP_POLICIES
 
 

@@ -29,7 +29,8 @@ from typing import Any, Mapping
 from urllib.parse import unquote_plus
 
 from ephemera.errors import EventError
-from triggers.events import Event, _int_or_none, _parse_time, _payload, _require_str
+from ephemera.timeutil import parse_time
+from triggers.events import Event, _int_or_none, _payload, _require_str
 
 PING_TYPE = "dev.knative.sources.ping"
 COS_WRITE_TYPE = "com.ibm.cloud.cos.document.write"
@@ -84,7 +85,7 @@ def parse_code_engine_ping(params: dict) -> Event:
     return Event(
         kind="alarm",
         source="code_engine_cron",
-        time=_parse_time("__ce_headers.ce-time", headers.get("ce-time")),
+        time=parse_time("__ce_headers.ce-time", headers.get("ce-time")),
         trigger=trigger,
         payload=_payload(data, set()),
     )
@@ -102,12 +103,12 @@ def parse_code_engine_cos(params: dict, headers: Mapping[str, str] | None = None
     operation = params.get("operation")
     if operation != COS_WRITE:
         raise EventError("operation", f"'{operation}' is not {COS_WRITE}", "subscribe with --event-type write")
-    bucket = _require_str(params, "bucket", params.get("bucket") or note.get("bucket_name"))
-    key = _require_str(params, "key", params.get("key") or note.get("object_name") or (headers or {}).get("ce-subject"))
+    bucket = _require_str("bucket", params.get("bucket") or note.get("bucket_name"), "a COS subscription event names the bucket written")
+    key = _require_str("key", params.get("key") or note.get("object_name") or (headers or {}).get("ce-subject"), "a COS subscription event names the object key written")
     return Event(
         kind="object_write",
         source="code_engine_cos",
-        time=_parse_time("notification.request_time", note.get("request_time")),
+        time=parse_time("notification.request_time", note.get("request_time")),
         bucket=bucket,
         key=key,
         etag=note.get("object_etag") or None,
@@ -152,13 +153,13 @@ def _s3_record(i: int, record: Any) -> Event:
     s3 = record.get("s3")
     if not isinstance(s3, dict):
         raise EventError(f"{path}.s3", "missing or not an object", "send the S3 notification unchanged")
-    bucket = _require_str(record, f"{path}.s3.bucket.name", (s3.get("bucket") or {}).get("name"))
+    bucket = _require_str(f"{path}.s3.bucket.name", (s3.get("bucket") or {}).get("name"), "send the S3 notification unchanged")
     obj = s3.get("object") or {}
-    key = _require_str(record, f"{path}.s3.object.key", obj.get("key"))
+    key = _require_str(f"{path}.s3.object.key", obj.get("key"), "send the S3 notification unchanged")
     return Event(
         kind="object_write",
         source="aws_s3",
-        time=_parse_time(f"{path}.eventTime", record.get("eventTime")),
+        time=parse_time(f"{path}.eventTime", record.get("eventTime")),
         bucket=bucket,
         key=unquote_plus(key),
         etag=(obj.get("eTag") or obj.get("etag") or None),
@@ -183,11 +184,3 @@ def parse_s3_notification(params: dict) -> Event:
     event = _s3_record(0, records[0])
     extra = _payload(params, {"Records"})
     return Event(**{**event.__dict__, "trigger": params.get("ephemera_trigger"), "payload": {**event.payload, **extra}})
-
-
-# (detector, parser) pairs for triggers.events.FORMATS, most specific first
-CLOUD_FORMATS = [
-    (is_code_engine_cos, parse_code_engine_cos),
-    (is_code_engine_ping, parse_code_engine_ping),
-    (is_s3_notification, parse_s3_notification),
-]

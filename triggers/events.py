@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Callable
 
 from ephemera.errors import EventError
+from ephemera.timeutil import parse_time
 
 KINDS = ("alarm", "object_write", "manual")
 # params that are not part of any event: bound config and action plumbing
@@ -53,24 +54,10 @@ class Event:
         return cls(**data)
 
 
-def _parse_time(field_name: str, value: Any) -> datetime | None:
-    if value in (None, ""):
-        return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        # epoch seconds or milliseconds
-        return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, timezone.utc)
-    if not isinstance(value, str):
-        raise EventError(field_name, f"expected an ISO 8601 time, got {type(value).__name__}", "e.g. '2026-11-21T10:00:00Z'")
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise EventError(field_name, f"'{value}' is not an ISO 8601 time", "e.g. '2026-11-21T10:00:00Z'") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
-def _require_str(params: dict, path: str, value: Any) -> str:
+def _require_str(path: str, value: Any, fix: str) -> str:
+    """``value`` if it is a non-empty string, else an EventError naming ``path`` with ``fix``."""
     if not isinstance(value, str) or not value:
-        raise EventError(path, "missing or not a non-empty string", "the notification must name it")
+        raise EventError(path, "missing or not a non-empty string", fix)
     return value
 
 
@@ -91,15 +78,15 @@ def parse_openwhisk_cos(params: dict) -> Event:
     note = params.get("notification")
     if not isinstance(note, dict):
         raise EventError("notification", "missing or not an object", "a COS changes event carries a notification object")
-    bucket = _require_str(params, "notification.bucket_name", note.get("bucket_name") or params.get("bucket"))
-    key = _require_str(params, "notification.object_name", note.get("object_name") or params.get("key"))
+    bucket = _require_str("notification.bucket_name", note.get("bucket_name") or params.get("bucket"), "the notification must name it")
+    key = _require_str("notification.object_name", note.get("object_name") or params.get("key"), "the notification must name it")
     event_type = note.get("event_type", "Object:Write")
     if event_type != "Object:Write":
         raise EventError("notification.event_type", f"'{event_type}' is not an object write", "bind only Object:Write events to this action")
     return Event(
         kind="object_write",
         source="openwhisk_cos",
-        time=_parse_time("notification.request_time", note.get("request_time")),
+        time=parse_time("notification.request_time", note.get("request_time")),
         bucket=bucket,
         key=key,
         etag=(note.get("object_etag") or None),
@@ -114,9 +101,9 @@ def parse_local_write(params: dict) -> Event:
     return Event(
         kind="object_write",
         source="local_watch",
-        time=_parse_time("ephemera_time", params.get("ephemera_time")),
-        bucket=_require_str(params, "bucket", params.get("bucket")),
-        key=_require_str(params, "key", params.get("key")),
+        time=parse_time("ephemera_time", params.get("ephemera_time")),
+        bucket=_require_str("bucket", params.get("bucket"), "a bucket-write event names the bucket written"),
+        key=_require_str("key", params.get("key"), "a bucket-write event names the object key written"),
         etag=params.get("etag"),
         size=_int_or_none("size", params.get("size")),
         trigger=params.get("ephemera_trigger"),
@@ -128,7 +115,7 @@ def parse_alarm(params: dict) -> Event:
     return Event(
         kind="alarm",
         source="openwhisk_alarm" if "ephemera_time" not in params else "local_alarm",
-        time=_parse_time("ephemera_time", params.get("ephemera_time")),
+        time=parse_time("ephemera_time", params.get("ephemera_time")),
         trigger=params.get("ephemera_trigger"),
         payload=_payload(params, set()),
     )
@@ -138,18 +125,22 @@ def parse_manual(params: dict) -> Event:
     return Event(
         kind="manual",
         source="manual",
-        time=_parse_time("ephemera_time", params.get("ephemera_time")),
+        time=parse_time("ephemera_time", params.get("ephemera_time")),
         trigger=params.get("ephemera_trigger"),
         payload=_payload(params, set()),
     )
 
 
-# (detector, parser), tried in order; more formats are registered by later modules
+def _cloud(name: str) -> Callable[[dict], Any]:
+    """A function of triggers.cloud_events, imported on first call (it imports this module)."""
+    return lambda params: getattr(importlib.import_module("triggers.cloud_events"), name)(params)
+
+
+# (detector, parser), tried in order, most specific first
 FORMATS: list[tuple[Callable[[dict], bool], Callable[[dict], Event]]] = [
-    # cloud formats (triggers/cloud_events.py, imported lazily: it imports this module)
-    (lambda p: importlib.import_module("triggers.cloud_events").is_code_engine_cos(p), lambda p: importlib.import_module("triggers.cloud_events").parse_code_engine_cos(p)),
-    (lambda p: importlib.import_module("triggers.cloud_events").is_code_engine_ping(p), lambda p: importlib.import_module("triggers.cloud_events").parse_code_engine_ping(p)),
-    (lambda p: importlib.import_module("triggers.cloud_events").is_s3_notification(p), lambda p: importlib.import_module("triggers.cloud_events").parse_s3_notification(p)),
+    (_cloud("is_code_engine_cos"), _cloud("parse_code_engine_cos")),
+    (_cloud("is_code_engine_ping"), _cloud("parse_code_engine_ping")),
+    (_cloud("is_s3_notification"), _cloud("parse_s3_notification")),
     (lambda p: isinstance(p.get("notification"), dict) or ("notification" in p and "key" in p), parse_openwhisk_cos),
     (lambda p: p.get("ephemera_kind") == "object_write", parse_local_write),
     (lambda p: p.get("ephemera_kind") == "alarm", parse_alarm),

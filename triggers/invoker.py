@@ -311,7 +311,8 @@ class Invoker:
         return future
 
     def _invoke(self, activation_id, trigger, rule, action, target, params, event):
-        from triggers.activations import Activation, scrub, store_activation
+        from ephemera.secrets import Scrubber
+        from triggers.activations import Activation, store_activation
 
         self._log.info("activation %s: %s -> rule %s -> action %s starting", activation_id, trigger, rule, action)
         env = child_env({"__OW_ACTIVATION_ID": activation_id, "__OW_ACTION_NAME": action})
@@ -340,8 +341,9 @@ class Invoker:
         try:
             record = store_activation(self.storage, self.bucket, record, self.secret_values)
         except Exception as exc:  # storage down: keep running, say so
-            record = Activation.from_dict(scrub(record.to_dict(), self.secret_values))
-            self._log.error("activation %s: could not store the record: %s", activation_id, scrub(str(exc), self.secret_values))
+            scrubber = Scrubber(self.secret_values)
+            record = Activation.from_dict(scrubber.scrub_obj(record.to_dict()))
+            self._log.error("activation %s: could not store the record: %s", activation_id, scrubber.scrub(str(exc)))
         self._log.info("activation %s: %s %s in %d ms", activation_id, action, record.status, record.duration_ms)
         if self.on_done is not None:
             try:

@@ -38,6 +38,7 @@ from ephemera.storage.base import Storage
 SCHEDULER_PREFIX = "ephemera/scheduler/"
 CATCH_UP_POLICIES = ("skip", "latest", "all")
 _US = timedelta(microseconds=1)
+_RETRY_SECONDS = 1.0  # pause after a failed scheduler round
 log = logging.getLogger("ephemera.triggers.scheduler")
 
 
@@ -169,7 +170,9 @@ class AlarmScheduler:
         ]
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._save_lock = threading.Lock()  # saves come from the loop and from invocation callbacks
+        # guards every alarm's cursor/pending and each record write: the loop thread and
+        # invocation callbacks (other threads) both change them; re-entrant for _save
+        self._state_lock = threading.RLock()
 
     # lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -205,17 +208,25 @@ class AlarmScheduler:
     # the loop --------------------------------------------------------------------
     def _run(self) -> None:
         while not self._stop.is_set():
-            now = self.clock()
-            for alarm in self.alarms:
-                if alarm.next is not None and alarm.next <= now:
-                    self._advance(alarm, now)
-            nxt = self.next_fire()
-            if nxt is None:
+            try:
+                delay = self._tick()
+            except Exception:  # one bad round must not end every alarm silently
+                log.exception("alarm scheduler: a round failed; trying again in %g s", _RETRY_SECONDS)
+                delay = _RETRY_SECONDS
+            if delay is None:
                 self._stop.wait()  # nothing will ever fire again: wait for stop
                 break
-            delay = (nxt - self.clock()).total_seconds()
             # short naps: a wall-clock jump or a suspend is noticed within a second
             self._stop.wait(min(max(delay, 0.0), 1.0))
+
+    def _tick(self) -> float | None:
+        """Fire what is due; seconds until the next fire time, None if there is none."""
+        now = self.clock()
+        for alarm in self.alarms:
+            if alarm.next is not None and alarm.next <= now:
+                self._advance(alarm, now)
+        nxt = self.next_fire()
+        return None if nxt is None else (nxt - self.clock()).total_seconds()
 
     def _advance(self, alarm: _Alarm, now: datetime) -> None:
         try:
@@ -229,10 +240,11 @@ class AlarmScheduler:
     def _handle(self, alarm: _Alarm, times: list[datetime], left_out: int, now: datetime) -> None:
         fires, skipped = select_fires(times, now, self.catch_up, self.grace)
         if times:
-            alarm.cursor = times[-1]
-            alarm.pending.update(fires)
-            if alarm.persist:
-                self._save(alarm, now)  # before firing: a crash re-fires the pending ones
+            with self._state_lock:
+                alarm.cursor = times[-1]
+                alarm.pending.update(fires)
+                if alarm.persist:
+                    self._save(alarm, now)  # before firing: a crash re-fires the pending ones
         missed = len(skipped) + left_out
         if missed:
             alarm.missed.extend(skipped)
@@ -255,7 +267,8 @@ class AlarmScheduler:
         if (now - t).total_seconds() > self.grace:
             params["ephemera_catch_up"] = True
         alarm.fired += 1
-        alarm.pending.add(t)
+        with self._state_lock:
+            alarm.pending.add(t)
         log.info("alarm '%s' %s for %s", alarm.name, "re-fires (pending at the last stop)" if again else "fires", params["ephemera_time"])
         try:
             futures = self.fire(alarm.name, params) or []
@@ -265,13 +278,13 @@ class AlarmScheduler:
         remaining = [len(futures)]
 
         def finished(_future=None) -> None:
-            with self._save_lock:
+            with self._state_lock:
                 remaining[0] -= 1
                 if remaining[0] > 0:
                     return
-            alarm.pending.discard(t)
-            if alarm.persist:
-                self._save(alarm, self.clock())
+                alarm.pending.discard(t)
+                if alarm.persist:
+                    self._save(alarm, self.clock())
 
         if not futures:
             remaining[0] = 1
@@ -292,14 +305,17 @@ class AlarmScheduler:
             return None, []
 
     def _save(self, alarm: _Alarm, now: datetime) -> None:
-        with self._save_lock:
+        """Write the alarm's record. The snapshot and the write happen under one lock, so
+        records are written in the order their states occurred: an older snapshot never
+        lands after a newer one."""
+        with self._state_lock:
             record = {
                 "trigger": alarm.name,
                 "last_scheduled": alarm.cursor.astimezone(timezone.utc).isoformat(),
                 "pending": sorted(t.astimezone(timezone.utc).isoformat() for t in alarm.pending),
                 "updated": now.astimezone(timezone.utc).isoformat(),
             }
-        try:
-            put_json(self.storage, self.bucket, scheduler_key(alarm.name), record)
-        except Exception as exc:
-            log.error("alarm '%s': cannot record its last fire time (%s); a restart may repeat it", alarm.name, exc)
+            try:
+                put_json(self.storage, self.bucket, scheduler_key(alarm.name), record)
+            except Exception as exc:
+                log.error("alarm '%s': cannot record its last fire time (%s); a restart may repeat it", alarm.name, exc)

@@ -17,7 +17,8 @@ write whose key starts with the trigger's ``prefix`` and ends with any of its
   overwrites of one key within the same instant may be reported once, as the newer.
 - :class:`PollingWatcher`, for any backend: lists the bucket every ``interval``
   seconds and reports objects that are new or whose etag changed, starting from what
-  exists at start-up, so objects written before do not fire.
+  exists at start-up (or at the first listing that succeeds), so objects written
+  before do not fire.
 """
 
 from __future__ import annotations
@@ -170,10 +171,11 @@ class PollingWatcher:
             return None
 
     def start(self) -> None:
-        """Remember what exists now (it will not fire), then poll on a thread."""
+        """Remember what exists now (it will not fire), then poll on a thread. A trigger
+        whose first listing fails has no baseline yet: the next successful listing
+        becomes its baseline, and fires nothing."""
         for trig in self.triggers:
-            listing = self._listing(trig) or {}
-            self._seen[trig["name"]] = {k: o.etag for k, o in listing.items()}
+            self._take_baseline(trig, self._listing(trig))
         self._thread = threading.Thread(target=self._run, name="ephemera-poller", daemon=True)
         self._thread.start()
 
@@ -191,7 +193,10 @@ class PollingWatcher:
             listing = self._listing(trig)
             if listing is None:
                 continue
-            seen = self._seen.setdefault(trig["name"], {})
+            if trig["name"] not in self._seen:  # the start-up listing failed: baseline now
+                self._take_baseline(trig, listing)
+                continue
+            seen = self._seen[trig["name"]]
             for key, info in listing.items():
                 if seen.get(key) != info.etag:
                     seen[key] = info.etag
@@ -200,6 +205,15 @@ class PollingWatcher:
             for gone in set(seen) - set(listing):  # deleted: a re-creation fires again
                 del seen[gone]
         return count
+
+    def _take_baseline(self, trig: dict, listing: dict[str, ObjectInfo] | None) -> None:
+        """What exists now, remembered so it does not fire; None (a failed listing)
+        leaves the trigger without a baseline."""
+        if listing is None:
+            log.warning("trigger '%s': no baseline of bucket '%s' yet; objects already there will not fire once it is listed",
+                        trig["name"], trig["bucket"])
+            return
+        self._seen[trig["name"]] = {k: o.etag for k, o in listing.items()}
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

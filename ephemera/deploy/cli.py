@@ -28,6 +28,7 @@ from ephemera.deploy.code_engine import SECRET, code_engine_plan
 from ephemera.deploy.openwhisk import openwhisk_plan
 from ephemera.deploy.package import REQUIREMENTS, build_openwhisk_zip, build_source_bundle
 from ephemera.errors import EphemeraError
+from ephemera.files import write_private
 
 Runner = Callable[[list[str]], int]
 
@@ -53,14 +54,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _private_file(folder: str, name: str, text: str) -> str:
-    path = os.path.join(folder, name)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    return path
-
-
 def _execute(plan_steps, dry_run: bool, out: TextIO, runner: Runner | None) -> int:
     if dry_run:
         for line in steps_mod.render(plan_steps):
@@ -79,7 +72,7 @@ def deploy_openwhisk(args, out: TextIO, runner: Runner | None = None) -> int:
         plan_steps = openwhisk_plan(config, zip_path=str(zip_path), param_file=param_file, cli=tuple(shlex.split(args.cli)), package=args.package)
         if not args.dry_run:
             build_openwhisk_zip(zip_path, requirements=() if args.no_deps else REQUIREMENTS)
-            _private_file(secrets_dir, "params.json", json.dumps({"config": config.to_dict(redact=False)}, default=str))
+            write_private(param_file, json.dumps({"config": config.to_dict(redact=False)}, default=str))
         return _execute(plan_steps, args.dry_run, out, runner)
     finally:
         shutil.rmtree(secrets_dir, ignore_errors=True)
@@ -95,7 +88,7 @@ def deploy_code_engine(args, out: TextIO, runner: Runner | None = None) -> int:
         if not args.dry_run:
             build_source_bundle(bundle)
             config_json = json.dumps(config.to_dict(redact=False), separators=(",", ":"), default=str)
-            _private_file(secrets_dir, f"{SECRET}.env", f"EPHEMERA_CONFIG_JSON={config_json}\n")
+            write_private(env_file, f"EPHEMERA_CONFIG_JSON={config_json}\n")
         return _execute(plan_steps, args.dry_run, out, runner)
     finally:
         shutil.rmtree(secrets_dir, ignore_errors=True)

@@ -21,11 +21,11 @@ import sys
 import zipfile
 from pathlib import Path
 
+from ephemera.config import ACTIONS
 from ephemera.errors import EphemeraError
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("ephemera", "actions", "triggers", "lithops_bridge")
-ACTIONS = ("apply", "destroy", "reap", "status")
 PYTHON_VERSION = "3.11"
 # What the actions need at run time in the cloud (no local-only packages such as watchdog).
 REQUIREMENTS = (

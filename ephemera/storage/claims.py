@@ -129,7 +129,13 @@ def _round(storage: Storage, bucket: str, key: str, data: bytes, settle: float, 
         storage.put(bucket, key, data)
         return True
     finally:
-        storage.delete(bucket, mine)  # the winner withdraws only after writing K
+        # the winner withdraws only after writing K; a failed withdrawal must not mask
+        # the round's outcome (or its own error): the claim goes stale and is removed later
+        try:
+            storage.delete(bucket, mine)
+        except StorageError as exc:
+            log.warning("could not withdraw claim '%s' in bucket '%s' (%s); it will be removed as stale after %g s",
+                        mine, bucket, exc.message, stale_after)
 
 
 def put_if_absent_by_claims(

@@ -102,3 +102,19 @@ def test_yaml_syntax_error_names_line(tmp_path):
     path.write_text("storage:\n  bucket: [unclosed\n")
     with pytest.raises(ConfigError, match="line"):
         load_config(path)
+
+
+def test_a_bad_bucket_name_states_its_fix_once():
+    with pytest.raises(ConfigError) as info:
+        validate({"storage": {"bucket": "Bad_Bucket"}})
+    message = str(info.value)
+    assert message.count("3-63 lowercase") == 1, message
+    assert message.startswith("config key 'storage.bucket': bucket name 'Bad_Bucket' is invalid; use 3-63")
+
+
+def test_trigger_and_rule_names_stay_importable_from_config():
+    from ephemera import config, config_triggers
+    from ephemera.config import RULE_FIELDS, TRIGGER_FIELDS
+
+    assert TRIGGER_FIELDS is config_triggers.TRIGGER_FIELDS and RULE_FIELDS is config_triggers.RULE_FIELDS
+    assert "suffix" in TRIGGER_FIELDS and RULE_FIELDS["action"].choices == config.ACTIONS

@@ -69,3 +69,38 @@ def test_malformed_events_name_the_field(params, field):
 def test_params_must_be_an_object():
     with pytest.raises(EventError, match="JSON object"):
         parse_event(["not", "a", "dict"])
+
+
+def test_a_local_write_without_a_key_says_what_the_event_needs():
+    with pytest.raises(EventError) as info:
+        parse_event({"ephemera_kind": "object_write", "bucket": "results"})
+    assert info.value.field == "key"
+    assert "notification" not in str(info.value) and "object key" in str(info.value)
+
+
+def test_one_time_parser_for_events_and_config():
+    from datetime import datetime, timedelta, timezone
+    from zoneinfo import ZoneInfo
+
+    from ephemera.errors import ConfigError
+    from ephemera.timeutil import parse_time
+
+    utc = timezone.utc
+    assert parse_time("t", "2026-11-21T10:00:00Z") == datetime(2026, 11, 21, 10, tzinfo=utc)
+    assert parse_time("t", "2026-11-21T10:00:00") == datetime(2026, 11, 21, 10, tzinfo=utc)
+    assert parse_time("t", 1_700_000_000) == parse_time("t", 1_700_000_000_000) == datetime.fromtimestamp(1_700_000_000, utc)
+    assert parse_time("t", None) is None and parse_time("t", "") is None
+    madrid = parse_time("t", "2026-01-10T09:00:00", default_tz=ZoneInfo("Europe/Madrid"))
+    assert madrid.utcoffset() == timedelta(hours=1)
+    with pytest.raises(EventError, match="'ephemera_time'.*not an ISO 8601 time"):
+        parse_time("ephemera_time", "tomorrow")
+    with pytest.raises(ConfigError, match="'triggers\\[0\\].once'.*not an ISO 8601 time"):
+        parse_time("triggers[0].once", "tomorrow", error=ConfigError)
+    with pytest.raises(EventError, match="got list"):
+        parse_time("t", [1])
+
+
+def test_cloud_formats_are_detected_through_the_events_module():
+    event = parse_event({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "eventTime": "2026-11-21T10:00:00Z",
+                                      "s3": {"bucket": {"name": "results"}, "object": {"key": "outputs/r%201/_SUCCESS.json", "size": 3}}}]})
+    assert (event.source, event.bucket, event.key, event.size) == ("aws_s3", "results", "outputs/r 1/_SUCCESS.json", 3)

@@ -155,3 +155,15 @@ def test_s3_falls_back_to_claims_when_endpoint_rejects_conditional_put(unique_bu
     conditional = [r for r in log if r.headers.get("If-None-Match")]
     assert len(conditional) == 1  # tried once, then remembered
     assert any(r.method == "PUT" and "/k.claims/" in r.path for r in log)
+
+
+def test_a_failing_claim_withdrawal_does_not_mask_a_successful_write(tmp_path, caplog):
+    class NoDeletes(LocalhostStorage):
+        def delete(self, bucket, key):
+            raise StorageError(f"delete of '{key}' in bucket '{bucket}' failed: HTTP 503", retryable=True)
+
+    store = NoDeletes(tmp_path)
+    store.create_bucket("bkt")
+    assert put_if_absent_by_claims(store, "bkt", "job", b"ours", settle=0.0) is True
+    assert store.get("bkt", "job") == b"ours"
+    assert any("could not withdraw claim" in r.getMessage() for r in caplog.records)

@@ -12,7 +12,8 @@ from ephemera.errors import ConfigError, NoSuchBucketError, NoSuchKeyError, Stor
 from ephemera.storage import get_storage
 from ephemera.storage.aws_s3.backend import S3Storage
 from ephemera.storage.aws_s3.config import S3Settings, s3_settings
-from ephemera.storage.aws_s3.errors import MASK, scrub, to_storage_error
+from ephemera.secrets import MASK, Scrubber
+from ephemera.storage.aws_s3.errors import to_storage_error
 from tests.fakes.fixtures import FAKE_IAM_API_KEY
 from tests.storage.conftest import COS_KEY_ID, COS_SECRET, S3_KEY_ID, S3_SECRET
 
@@ -63,7 +64,7 @@ def test_access_denied_gives_the_fix_and_scrubs_echoed_secrets():
 
 def test_scrub_masks_bearer_tokens_and_signing_key_ids():
     text = "headers={'Authorization': b'Bearer eyJ.abc-def.ghi', 'x': 'AWS4-HMAC-SHA256 Credential=AKIA123/20260101/us'}"
-    out = scrub(text)
+    out = Scrubber().scrub(text)
     assert "eyJ.abc-def.ghi" not in out and "AKIA123" not in out
     assert "Bearer ********" in out and "Credential=********/" in out
 

@@ -27,7 +27,6 @@ def test_success_result_and_logs(make_config):
     assert out.result["state_bucket"] == "state"
     assert any(line.endswith("stdout: echo: hello on stdout") for line in out.logs)
     assert any(line.endswith("stderr: echo: hello on stderr") for line in out.logs)
-    assert out.end >= out.start
 
 
 def test_config_travels_on_stdin_only_and_the_child_starts_lean(make_config):
@@ -118,7 +117,6 @@ def test_invoker_records_a_timeout_activation(make_config, storage):
 
     stored = get_activation(storage, "state", record.activationId)
     assert stored.status == "timeout" and stored.result["error"]["code"] == "ACTION_TIMEOUT"
-    assert stored.duration_ms >= 1000
 
 
 def test_child_sees_its_activation_id(make_config, storage, tmp_path):

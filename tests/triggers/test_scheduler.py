@@ -253,3 +253,96 @@ def test_a_fire_whose_invocation_never_finished_is_fired_again_on_restart(make_c
     third.start()
     third.stop()
     assert fires_after.items == []  # nothing pending, nothing due: no repeat
+
+
+class _GatedStorage:
+    """Localhost storage whose next put of one key, from the scheduler's loop thread,
+    holds until another put of that key has finished (or a bound passes): the
+    interleaving in which an older record could land over a newer one."""
+
+    def __init__(self, inner, key: str):
+        self.inner, self.key = inner, key
+        self.gate_armed = False
+        self.gated_put_started = threading.Event()
+        self.other_put_done = threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def put(self, bucket, key, data):
+        gated = key == self.key and self.gate_armed and threading.current_thread().name == "ephemera-scheduler"
+        if gated:
+            self.gate_armed = False
+            self.gated_put_started.set()
+            self.other_put_done.wait(2)  # a correct scheduler never lets the other put run meanwhile
+        info = self.inner.put(bucket, key, data)
+        if key == self.key and not gated and self.gated_put_started.is_set():
+            self.other_put_done.set()
+        return info
+
+
+def test_a_finished_fire_is_never_recorded_pending_again_by_an_older_snapshot(make_config, storage):
+    from concurrent.futures import Future
+
+    start = datetime(2026, 11, 21, 10, 0, 0, tzinfo=timezone.utc)
+    trig = alarm(make_config, cron="* * * * * *")
+    clock = Clock(start)
+    futures: list[Future] = []
+
+    def fire(trigger, params):
+        futures.append(Future())
+        return futures[-1:]
+
+    gated = _GatedStorage(storage, scheduler_key("tick"))
+    sched = AlarmScheduler([trig], fire, storage=gated, bucket="state", clock=clock)
+    sched.start()  # fires `start` (first start: the newest time within grace)
+    try:
+        assert len(futures) == 1
+        gated.gate_armed = True
+        clock.now = start + timedelta(seconds=1)  # the loop records start+1s, its put held
+        assert gated.gated_put_started.wait(WAIT)
+        futures[0].set_result(None)  # the first fire's invocation ends meanwhile
+        assert _wait(lambda: len(futures) == 2)
+    finally:
+        sched.stop()
+    record = get_json(storage, "state", scheduler_key("tick"))
+    assert record["pending"] == [(start + timedelta(seconds=1)).isoformat()], "a finished fire would be re-fired on restart"
+
+
+def _wait(predicate) -> bool:
+    import time
+
+    deadline = time.monotonic() + WAIT
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_a_failing_round_is_logged_and_the_scheduler_keeps_running(make_config, storage, caplog):
+    start = datetime(2026, 11, 21, 10, 0, 0, tzinfo=timezone.utc)
+    trig = alarm(make_config, once=(start + timedelta(seconds=30)).isoformat())
+
+    class FlakyClock(Clock):
+        fail = False
+
+        def __call__(self):
+            if self.fail:
+                self.fail = False
+                raise RuntimeError("clock exploded")
+            return self.now
+
+    clock = FlakyClock(start)
+    fires = Fires()
+    sched = AlarmScheduler([trig], fires, storage=storage, bucket="state", clock=clock)
+    sched.start()
+    try:
+        clock.fail = True
+        assert _wait(lambda: not clock.fail)  # the loop hit the failure
+        clock.now = start + timedelta(seconds=30)
+        assert fires.wait_for(1), "the scheduler thread died on one failing round"
+    finally:
+        sched.stop()
+    assert fires.times() == [start + timedelta(seconds=30)]
+    assert any("clock exploded" in (r.exc_text or "") or "round failed" in r.getMessage() for r in caplog.records)

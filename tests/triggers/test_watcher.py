@@ -135,3 +135,34 @@ def test_polling_watcher_thread_sees_a_write_in_a_new_bucket(storage, tmp_path):
     finally:
         watcher.stop()
     assert emits.keys("markers") == ["outputs/r9/_SUCCESS.json"]
+
+
+def test_polling_watcher_whose_first_listing_fails_does_not_fire_what_existed(storage, tmp_path):
+    from ephemera.errors import StorageError
+
+    class FlakyStorage:
+        """The first listing fails (a flaky endpoint at start-up), later ones work."""
+
+        def __init__(self, inner):
+            self.inner, self.failures = inner, 1
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def list(self, bucket, prefix=""):
+            if self.failures:
+                self.failures -= 1
+                raise StorageError("listing failed: connection reset", retryable=True)
+            return self.inner.list(bucket, prefix)
+
+    emits = Emits()
+    storage.put("data", "outputs/old/_SUCCESS.json", b"old")  # existed before start-up
+    watcher = PollingWatcher(FlakyStorage(storage), _triggers(tmp_path)[:1], emits, interval=3600)
+    watcher.start()  # the baseline listing fails
+    try:
+        assert watcher.poll_once() == 0, "a pre-existing object fired"
+        storage.put("data", "outputs/new/_SUCCESS.json", b"new")
+        assert watcher.poll_once() == 1
+    finally:
+        watcher.stop()
+    assert emits.keys("markers") == ["outputs/new/_SUCCESS.json"]

@@ -56,11 +56,6 @@ FAILED_STATES = frozenset({"FAILED", "STOPPED", "CANCELLED", "CANCELED", "TERMIN
 SDK_LOGGERS = ("ibm-cloud-sdk-core", "ibm_cloud_sdk_core", "ibm_schematics", "urllib3", "requests")
 
 
-def scrub(text: str, secrets: set[str] | list[str]) -> str:
-    """``text`` with every secret value replaced by the config's mask."""
-    return Scrubber(secrets).scrub(text)
-
-
 def _guard_sdk_logs(secrets: set[str]) -> None:
     guard_loggers(SDK_LOGGERS, secrets)
 
@@ -121,7 +116,7 @@ class SchematicsEngine:
             SDK_SCRUBBER.add([value])
 
     def _clean(self, text: str) -> str:
-        return scrub(str(text), self._secrets)
+        return Scrubber(self._secrets).scrub(str(text))
 
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run one SDK call; map errors, retry only the named transient ones with backoff."""

@@ -14,7 +14,6 @@ for its pid files and logs.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import sys
@@ -25,6 +24,7 @@ from ephemera.config import Config
 from ephemera.engines.terraform.config import TerraformEngineConfig, engine_config
 from ephemera.engines.terraform.runners import Runner, make_runner
 from ephemera.errors import EngineError, WorkspaceBusyError
+from ephemera.files import write_private
 from ephemera.runs import Activity, RunRecord, now_iso
 from ephemera.secrets import Scrubber
 
@@ -66,7 +66,7 @@ class TerraformEngine:
         self._sync_stack(workdir)
         values = {**variables, **secure_variables, **self._local_variables(run)}
         declared = self.declared_variables()
-        self._write_private(workdir / TFVARS, {k: v for k, v in values.items() if k in declared})
+        write_private(workdir / TFVARS, json.dumps({k: v for k, v in values.items() if k in declared}, indent=1))
         activity = Activity(id=f"tf-{uuid.uuid4().hex[:12]}", kind="apply")
         if not (workdir / ".terraform").is_dir() or not (workdir / ".terraform.lock.hcl").exists():
             code, out = self.runner.run(workdir, "init")
@@ -199,7 +199,7 @@ class TerraformEngine:
         run_dir = self.run_dir(run)
         agent_config = run_dir / "agent.json"
         # The local stand-in for cloud-init user_data: how the "VM" reaches storage.
-        self._write_private(agent_config, {"run_id": run.run_id, "config": self.config.to_dict(redact=False)})
+        write_private(agent_config, json.dumps({"run_id": run.run_id, "config": self.config.to_dict(redact=False)}, indent=1))
         return {"python": sys.executable, "agent_config": str(agent_config), "agent_dir": str(run_dir / "agents")}
 
     def _cleanup_run_files(self, run: RunRecord) -> None:
@@ -207,15 +207,6 @@ class TerraformEngine:
             (self.run_dir(run) / "agent.json").unlink()
         except FileNotFoundError:
             pass
-
-    @staticmethod
-    def _write_private(path: Path, data: dict) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=1)
-        os.replace(tmp, path)
 
     def _finish(self, activity: Activity, code: int, output: str) -> Activity:
         tail = self.scrubber.scrub("\n".join(output.strip().splitlines()[-LOG_TAIL_LINES:]))

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from ephemera.errors import NoSuchBucketError, NoSuchKeyError, StorageError
-from ephemera.secrets import MASK, Scrubber, guard_loggers  # noqa: F401  (MASK is re-exported)
+from ephemera.secrets import Scrubber, guard_loggers
 
 # error codes an S3-compatible service returns for a failure that may pass
 TRANSIENT_CODES = frozenset({
@@ -39,11 +39,6 @@ MISSING_KEY_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 MISSING_BUCKET_CODES = frozenset({"NoSuchBucket"})
 
 _SDK_LOGGERS = ("botocore", "ibm_botocore", "boto3", "ibm_boto3", "s3transfer", "ibm_s3transfer", "urllib3")
-
-
-def scrub(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` with every secret value, bearer token and signing key id masked."""
-    return Scrubber(secrets).scrub(text)
 
 
 def error_code(exc: BaseException) -> tuple[str, int | None]:
@@ -104,10 +99,10 @@ def to_storage_error(
         if credentials_hint:
             message += f"; {credentials_hint}"
         retryable = "HttpCode(5" in str(exc)
-        return StorageError(scrub(message, secrets), retryable=retryable)
+        return StorageError(Scrubber(secrets).scrub(message), retryable=retryable)
     else:
         message = f"{operation} of {target} failed: {type(exc).__name__}: {exc}"
-    return StorageError(scrub(message, secrets), retryable=is_transient(exc))
+    return StorageError(Scrubber(secrets).scrub(message), retryable=is_transient(exc))
 
 
 def install_log_redaction(secrets: Iterable[str]) -> None:

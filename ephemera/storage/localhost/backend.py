@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -92,15 +91,21 @@ class LocalhostStorage:
 
     def get(self, bucket: str, key: str, byte_range: tuple[int, int] | None = None) -> bytes:
         path = self._existing(bucket, key)
-        with open(path, "rb") as fh:
-            if byte_range is None:
-                return fh.read()
-            start, end = byte_range
-            fh.seek(start)
-            return fh.read(max(0, end - start + 1))
+        try:
+            with open(path, "rb") as fh:
+                if byte_range is None:
+                    return fh.read()
+                start, end = byte_range
+                fh.seek(start)
+                return fh.read(max(0, end - start + 1))
+        except FileNotFoundError:  # deleted since _existing() looked
+            raise NoSuchKeyError(bucket, key) from None
 
     def head(self, bucket: str, key: str) -> ObjectInfo:
-        return self._info(key, self._existing(bucket, key))
+        try:
+            return self._info(key, self._existing(bucket, key))
+        except FileNotFoundError:  # deleted since _existing() looked
+            raise NoSuchKeyError(bucket, key) from None
 
     def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
         base = self.bucket_path(bucket)
@@ -136,9 +141,6 @@ class LocalhostStorage:
 
     def bucket_exists(self, bucket: str) -> bool:
         return self.bucket_path(bucket).is_dir()
-
-    def delete_bucket(self, bucket: str) -> None:
-        shutil.rmtree(self.bucket_path(bucket), ignore_errors=True)
 
     # helpers -------------------------------------------------------------------
     def _existing(self, bucket: str, key: str) -> Path:

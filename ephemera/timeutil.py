@@ -1,0 +1,28 @@
+"""Parsing the ISO 8601 times found in config values and event payloads."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone, tzinfo
+from typing import Any
+
+from ephemera.errors import EventError, FieldError
+
+EXAMPLE = "e.g. '2026-11-21T10:00:00Z'"
+
+
+def parse_time(field: str, value: Any, *, default_tz: tzinfo = timezone.utc,
+               error: type[FieldError] = EventError) -> datetime | None:
+    """A timezone-aware time from an ISO 8601 string (a trailing 'Z' allowed) or from
+    epoch seconds or milliseconds; None for None or ''. A time without an offset is
+    read in ``default_tz``. Anything else raises ``error(field, problem, fix)``."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, timezone.utc)
+    if not isinstance(value, str):
+        raise error(field, f"expected an ISO 8601 time, got {type(value).__name__}", EXAMPLE)
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise error(field, f"'{value}' is not an ISO 8601 time", EXAMPLE) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=default_tz)
