@@ -5,7 +5,7 @@ State bucket (``storage.bucket``)::
     ephemera/runs/<run_id>.json              the run record (the ledger)
     ephemera/jobs/<run_id>.json              the job spec the VMs read
     ephemera/heartbeats/<run_id>/<worker>    last heartbeat of each VM's agent
-    ephemera/locks/<name>                    lock objects
+    ephemera/locks/<name>/<generation>.json  lock objects (see ephemera.generations)
     ephemera/activations/<id>.json           activation records of the local runtime
 
 Output bucket (``workload.output_bucket``, default the state bucket)::

@@ -1,13 +1,5 @@
-"""One open run per workspace: a lock whose every take-over is a new generation.
-
-The lock of workspace ``W`` is a folder of numbered objects,
-``ephemera/locks/workspaces/W/<generation>.json``; the highest generation is the
-current holder. Taking the lock is ``put_if_absent`` of generation ``n + 1`` after
-reading generation ``n`` and finding it free. Nothing is ever deleted to take the
-lock over, so there is no "read, then delete" race: two contenders that both find
-generation ``n`` free race for ``n + 1`` and ``put_if_absent`` lets exactly one win,
-on every backend (conditional PUT on S3, ``link()`` on localhost, the claim
-protocol on IBM COS, which has no conditional PUT).
+"""One open run per workspace: a lock built on :mod:`ephemera.generations`, at
+``ephemera/locks/workspaces/<W>/<generation>.json``.
 
 Generation ``n`` is free when:
 
@@ -20,25 +12,19 @@ Generation ``n`` is free when:
 
 A run that is not DESTROYED holds its workspace even past the expiry: the reaper
 destroys such a run, and until then a second run must not share its resources.
-
-Releasing overwrites the holder's own generation with ``released: true``; old
-generations are pruned by the next holder.
 """
 
 from __future__ import annotations
 
-import json
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from ephemera import layout
-from ephemera.errors import NoSuchBucketError, NoSuchKeyError
+from ephemera.generations import Generations
 from ephemera.storage.base import Storage
 
-_GEN_RE = re.compile(r"^(\d{12})\.json$")
 ATTEMPTS = 8  # rounds of "read the top generation, try the next one"
 
 
@@ -57,42 +43,19 @@ class WorkspaceLock:
     def __init__(self, storage: Storage, bucket: str, workspace: str, grace: float = 300.0):
         self.storage, self.bucket = storage, bucket
         self.workspace = workspace
-        self.prefix = layout.lock_key(f"workspaces/{workspace}/")
+        self.generations = Generations(storage, bucket, layout.lock_key(f"workspaces/{workspace}/"))
         self.grace = float(grace)  # seconds a lock without a ledger record counts as in progress
-
-    # reading -----------------------------------------------------------------------
-    def _generations(self) -> list[int]:
-        gens = []
-        try:
-            for info in self.storage.list(self.bucket, self.prefix):
-                m = _GEN_RE.match(info.key[len(self.prefix):])
-                if m:
-                    gens.append(int(m.group(1)))
-        except (NoSuchKeyError, NoSuchBucketError):  # a missing bucket: no lock yet
-            return []
-        return sorted(gens)
-
-    def _key(self, gen: int) -> str:
-        return f"{self.prefix}{gen:012d}.json"
-
-    def _read(self, gen: int) -> dict | None:
-        try:
-            return json.loads(self.storage.get(self.bucket, self._key(gen)))
-        except NoSuchKeyError:
-            return None
-        except ValueError:
-            return {"run_id": None, "released": True, "note": "unreadable lock object"}
 
     def current(self) -> tuple[int, dict | None]:
         """(highest generation, its body); (0, None) when the lock was never taken."""
-        gens = self._generations()
-        if not gens:
-            return 0, None
-        return gens[-1], self._read(gens[-1])
+        return self.generations.current()
 
     def holder(self) -> dict | None:
         """The body of the current generation, or None if never taken."""
         return self.current()[1]
+
+    def _key(self, gen: int) -> str:
+        return self.generations.key(gen)
 
     def is_free(self, body: dict | None, is_open: Callable[[str], bool | None], now: datetime | None = None) -> bool:
         if not body or body.get("released") or not body.get("run_id"):
@@ -123,10 +86,9 @@ class WorkspaceLock:
             gen, body = self.current()
             if gen and not self.is_free(body, is_open):
                 return LockResult(body.get("run_id"), False)
-            record = {"run_id": run_id, "token": token, "generation": gen + 1, "workspace": self.workspace,
+            record = {"run_id": run_id, "token": token, "workspace": self.workspace,
                       "acquired_at": now_utc().isoformat(), "expires": expires.isoformat(), "released": False}
-            if self.storage.put_if_absent(self.bucket, self._key(gen + 1), json.dumps(record).encode()):
-                self._prune(gen)
+            if self.generations.claim(gen, record):
                 return LockResult(run_id, True, token)
             # another contender took generation gen + 1 first: look again
         gen, body = self.current()
@@ -139,16 +101,5 @@ class WorkspaceLock:
             return False
         if token is not None and body.get("token") != token:
             return False
-        released = {**body, "released": True, "released_at": now_utc().isoformat()}
-        self.storage.put(self.bucket, self._key(gen), json.dumps(released).encode())
+        self.generations.write(gen, {**body, "released": True, "released_at": now_utc().isoformat()})
         return True
-
-    def _prune(self, below: int) -> None:
-        """Delete generations older than ``below`` (the one just superseded is kept)."""
-        for gen in self._generations():
-            if gen >= below:
-                break
-            try:
-                self.storage.delete(self.bucket, self._key(gen))
-            except Exception:  # noqa: BLE001 - pruning is housekeeping only
-                pass

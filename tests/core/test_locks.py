@@ -124,3 +124,22 @@ def test_a_contender_paused_across_generations_does_not_take_a_held_lock(store):
     assert not StorageLock(store, BUCKET, "job", ttl=60, wait=0).try_acquire(), "the holder's lock was taken"
     gens = [o.key.rsplit("/", 1)[1] for o in store.list(BUCKET, layout.lock_key("job/"))]
     assert "000000000002.json" not in gens  # the late contender withdrew its object
+
+
+def test_a_stalled_contender_whose_generation_was_pruned_withdraws(tmp_path):
+    from ephemera.generations import Generations
+    from ephemera.storage.localhost.backend import LocalhostStorage
+    from ephemera.workspace_lock import WorkspaceLock
+
+    storage = LocalhostStorage(tmp_path)
+    storage.create_bucket("state")
+    gens = Generations(storage, "state", "ephemera/locks/workspaces/ws/")
+    assert gens.claim(0, {"run_id": "a"})  # generation 1
+    # a contender reads generation 1 and stalls; meanwhile the lock moves on to 4
+    assert gens.claim(1, {"run_id": "b"}) and gens.claim(2, {"run_id": "c"}) and gens.claim(3, {"run_id": "d"})
+    assert 2 not in gens.numbers()  # pruned by the holder of 4
+    # the stalled contender creates generation 2 again, sees 4 above it, and withdraws
+    assert not gens.claim(1, {"run_id": "stalled"})
+    assert gens.numbers()[-1] == 4 and gens.current()[1]["run_id"] == "d"
+    lock = WorkspaceLock(storage, "state", "ws")
+    assert lock.holder()["run_id"] == "d"
