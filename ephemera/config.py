@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -65,6 +67,28 @@ def _name(field: str, value: str) -> str:
     if not ok:
         raise ConfigError(field, f"'{value}' is not a valid name", "use 1-63 letters, digits, '-', '_' or '.'")
     return value
+
+
+WORKSPACE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+WORKSPACE_NAME_FIX = "use 1-63 lowercase letters, digits, '-' or '_', starting with a letter or digit"
+
+
+def is_workspace_name(value: object) -> bool:
+    """Workspace names go into run ids, storage keys and Terraform folders."""
+    return isinstance(value, str) and bool(WORKSPACE_NAME_RE.match(value))
+
+
+def _workspace_name(field: str, value: str) -> str:
+    if not is_workspace_name(value):
+        raise ConfigError(field, f"'{value}' is not a valid workspace name", WORKSPACE_NAME_FIX)
+    return value
+
+
+def _variables(field: str, value: dict) -> dict:
+    count = value.get("worker_count", 1)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ConfigError(f"{field}.worker_count", f"expected a positive integer, got {count!r}", "e.g. worker_count: 2")
+    return copy.deepcopy(value)
 
 
 def _bucket(field: str, value: str) -> str:
@@ -134,9 +158,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "url": Field(STR, None, help="overrides the URL derived from region"),
     },
     "workspace": {
-        "name": Field(STR, "default", check=_name),
+        "name": Field(STR, "default", check=_workspace_name),
         "stack": Field(STR, "local", help="'local', 'ibm-vpc-gpu' or a directory with .tf files"),
-        "variables": Field(DICT, {}),
+        "variables": Field(DICT, {}, check=_variables),
     },
     "workload": {
         "entry": Field(STR, "workloads.digits_cv:main", check=_entry),
@@ -212,8 +236,9 @@ class Config:
     def output_bucket(self) -> str:
         return self._data["workload"]["output_bucket"] or self.state_bucket
 
-    @property
+    @cached_property
     def home(self) -> Path:
+        """The Ephemera home (created on first use)."""
         from ephemera.home import ephemera_home
 
         return ephemera_home(self._data.get("home"))

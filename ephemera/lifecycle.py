@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from ephemera import layout
+from ephemera.config import WORKSPACE_NAME_FIX, is_workspace_name
 from ephemera.context import Context
 from ephemera.errors import EphemeraError, NoSuchKeyError, ParamError, RunNotFoundError, WorkspaceBusyError
 from ephemera.jobs import JobSpec
@@ -26,7 +26,6 @@ from triggers.events import Event
 log = logging.getLogger("ephemera.lifecycle")
 S = RunState
 BUSY_RETRY_SECONDS = 60.0
-_WORKSPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 
 
 @dataclass
@@ -46,12 +45,7 @@ def _workload_params(config, event: Event) -> dict:
 
 
 def _worker_count(config) -> int:
-    value = config["workspace"]["variables"].get("worker_count", 1)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        from ephemera.errors import ConfigError
-
-        raise ConfigError("workspace.variables.worker_count", f"expected a positive integer, got {value!r}", "e.g. worker_count: 2")
-    return value
+    return config["workspace"]["variables"].get("worker_count", 1)  # validated with the config
 
 
 def _workspace(config, event: Event) -> str:
@@ -64,8 +58,8 @@ def _workspace(config, event: Event) -> str:
         # one Schematics workspace (schematics.workspace_id) backs exactly one Ephemera workspace
         raise ParamError("workspace", f"'{name}' is not this config's workspace '{config['workspace']['name']}'",
                          "with the schematics engine each workspace needs its own config (and schematics.workspace_id)")
-    if not isinstance(name, str) or not _WORKSPACE_RE.match(name):
-        raise ParamError("workspace", f"{name!r} is not a workspace name", "use 1-63 letters, digits, '-' or '_'")
+    if not is_workspace_name(name):
+        raise ParamError("workspace", f"{name!r} is not a workspace name", WORKSPACE_NAME_FIX)
     return name
 
 

@@ -21,10 +21,6 @@ from triggers.events import Event
 _RUN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{2,120}$")
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9.-]+", "-", text.lower()).strip("-") or "ws"
-
-
 def _stamp(when: datetime) -> str:
     return when.astimezone(timezone.utc).strftime("%Y%m%dt%H%M%S")
 
@@ -36,7 +32,7 @@ def validate_run_id(run_id: str, field: str = "run_id") -> str:
 
 
 def run_id_for(event: Event, workspace: str, now: datetime | None = None) -> str:
-    ws = _slug(workspace)
+    ws = workspace  # validated: lowercase letters, digits, '-' and '_'
     now = now or datetime.now(timezone.utc)
     if event.kind == "alarm":
         when = event.time or now.replace(second=0, microsecond=0)

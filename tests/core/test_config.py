@@ -118,3 +118,17 @@ def test_trigger_and_rule_names_stay_importable_from_config():
 
     assert TRIGGER_FIELDS is config_triggers.TRIGGER_FIELDS and RULE_FIELDS is config_triggers.RULE_FIELDS
     assert "suffix" in TRIGGER_FIELDS and RULE_FIELDS["action"].choices == config.ACTIONS
+
+
+@pytest.mark.parametrize("name", ["Nightly", "a.b", "-lead", "x" * 64, "ws/1"])
+def test_workspace_names_are_one_safe_form(name):
+    with pytest.raises(ConfigError) as info:
+        validate({"workspace": {"name": name}})
+    assert info.value.field == "workspace.name" and "lowercase" in str(info.value)
+
+
+@pytest.mark.parametrize("count", [0, -1, "2", True, 1.5])
+def test_worker_count_is_checked_with_the_config(count):
+    with pytest.raises(ConfigError) as info:
+        validate({"workspace": {"variables": {"worker_count": count}}})
+    assert info.value.field == "workspace.variables.worker_count"
