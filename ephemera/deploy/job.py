@@ -22,10 +22,14 @@ from triggers.cloud_events import event_from_environment
 def run(environ: Mapping[str, str] | None = None) -> tuple[int, dict]:
     env = os.environ if environ is None else environ
     try:
-        event_from_environment(env)  # fails early, naming the field, on a bad delivery
+        event = event_from_environment(env)  # fails early, naming the field, on a bad delivery
     except EventError as exc:
         return 2, {"error": exc.to_dict()}
     params = json.loads(env["CE_DATA"])
+    if event.kind == "object_write":
+        # the body may name its object only through CE_SUBJECT: hand the action what was parsed
+        params.setdefault("bucket", event.bucket)
+        params.setdefault("key", event.key)
     if env.get("EPHEMERA_CONFIG_JSON"):
         params["config"] = json.loads(env["EPHEMERA_CONFIG_JSON"])
     action = env.get("EPHEMERA_ACTION", "destroy")

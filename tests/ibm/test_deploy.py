@@ -225,3 +225,12 @@ def test_code_engine_job_runs_destroy_for_ce_data(tmp_path):
     assert code == 0 and result.get("ignored") is True and "not a completion marker" in result["reason"]
     code, result = run_job({"CE_DATA": "not json"})
     assert code == 2 and "CE_DATA" in result["error"]["message"]
+
+
+def test_code_engine_job_takes_the_key_from_ce_subject(tmp_path):
+    config = {"storage": {"backend": "localhost", "bucket": "ephemera-state"}, "localhost": {"root": str(tmp_path / "b")}, "home": str(tmp_path / "h")}
+    body = {"bucket": "ephemera-state", "operation": "Object:Write", "notification": {"bucket_name": "ephemera-state", "event_type": "Object:Write"}}
+    code, result = run_job({"CE_DATA": json.dumps(body), "CE_TYPE": "com.ibm.cloud.cos.document.write",
+                            "CE_SUBJECT": "uploads/data.csv", "EPHEMERA_CONFIG_JSON": json.dumps(config)})
+    assert code == 0, result
+    assert result["ignored"] is True and result["key"] == "uploads/data.csv"
