@@ -1,27 +1,34 @@
 """Benchmark of the Lithops bridge: wall time from executor creation to results.
 
-    .venv/bin/python bench/bridge.py [--repeat N] [--with-lithops]
+    .venv/bin/python bench/bridge.py [--repeat N] [--with-lithops [--lithops-python PY]]
 
-Rows: the bridge's localhost backend; the bridge across two local VMs of a run (two
-agents started with the agent's own `start`, over localhost storage); Python's
-``concurrent.futures.ProcessPoolExecutor(2)``; and, with ``--with-lithops`` when the
-``lithops`` package is importable, Lithops' localhost backend. Columns: ``map`` of
-200 and 1,000 no-op calls, and of 200 calls sleeping 50 ms. Each cell is the median of
-``--repeat`` runs (default 3), each with a fresh executor.
+Cold rows run every measurement in a fresh Python process (the executor and its pool
+start from nothing, as in a new script); warm rows run in this process after a
+warm-up, so the pool is already up (the bridge's localhost pool stays warm between
+executors; the ProcessPoolExecutor is reused). The two local VMs are two agents of
+one run (started with the agent's own `start`, pools warm once their heartbeats say
+so, as a run's VMs are); their client is a fresh process each time. With
+``--with-lithops``, Lithops' localhost backend, one cold run, under ``--lithops-python``
+(an interpreter that has ``lithops``; default this one). Columns: ``map`` of 200 and
+1,000 no-op calls, and of 200 calls sleeping 50 ms. Each cell is the median of
+``--repeat`` runs (default 3).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 CASES = [("200 no-op", "noop", 200), ("1,000 no-op", "noop", 1000), ("200 x 50 ms", "sleep", 200)]
 
@@ -38,6 +45,7 @@ def sleep50(x):
 FUNCS = {"noop": noop, "sleep": sleep50}
 
 
+# --- one measurement, in this process ---------------------------------------------------
 def run_bridge(config: dict | None, func, n: int) -> float:
     import lithops_bridge
 
@@ -49,10 +57,13 @@ def run_bridge(config: dict | None, func, n: int) -> float:
     return elapsed
 
 
-def run_ppe(func, n: int) -> float:
+def run_ppe(func, n: int, pool: ProcessPoolExecutor | None = None) -> float:
     start = time.perf_counter()
-    with ProcessPoolExecutor(2) as ex:
-        result = list(ex.map(func, range(n)))
+    if pool is None:
+        with ProcessPoolExecutor(2) as ex:
+            result = list(ex.map(func, range(n)))
+    else:
+        result = list(pool.map(func, range(n)))
     elapsed = time.perf_counter() - start
     assert result == list(range(n))
     return elapsed
@@ -70,10 +81,37 @@ def run_lithops(func, n: int) -> float:
     return elapsed
 
 
+def run_one(kind: str, func_name: str, n: int, config: dict | None) -> float:
+    """One measurement of ``kind`` (bridge, ppe, lithops); the modules are imported first."""
+    func = FUNCS[func_name]
+    if kind == "bridge":
+        import lithops_bridge  # noqa: F401 - import time is not executor time
+
+        return run_bridge(config, func, n)
+    if kind == "ppe":
+        return run_ppe(func, n)
+    import lithops  # noqa: F401
+
+    return run_lithops(func, n)
+
+
+# --- cold: a fresh process per measurement ------------------------------------------------
+def cold(kind: str, config: dict | None = None, python: str = sys.executable):
+    def runner(func_name: str, n: int) -> float:
+        cmd = [python, str(Path(__file__).resolve()), "--one", kind, func_name, str(n), "--config", json.dumps(config)]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{kind} measurement failed:\n{proc.stderr[-3000:]}")
+        return float(proc.stdout.strip().splitlines()[-1])
+
+    return runner
+
+
 def measure(label: str, runner, repeat: int) -> list[str]:
     cells = []
     for _name, kind, n in CASES:
-        times = [runner(FUNCS[kind], n) for _ in range(repeat)]
+        times = [runner(kind, n) for _ in range(repeat)]
         cells.append(f"{statistics.median(times):.3f} s")
     print(f"  measured {label}: {', '.join(cells)}", file=sys.stderr)
     return cells
@@ -83,30 +121,43 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--with-lithops", action="store_true", help="also time Lithops' localhost backend")
+    parser.add_argument("--lithops-python", default=sys.executable, help="interpreter with lithops installed")
+    parser.add_argument("--one", nargs=3, metavar=("KIND", "FUNC", "N"), help=argparse.SUPPRESS)
+    parser.add_argument("--config", default="null", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.one:
+        kind, func_name, n = args.one
+        print(f"{run_one(kind, func_name, int(n), json.loads(args.config)):.6f}")
+        return 0
     os.environ.pop("LITHOPS_CONFIG", None)
     rows: list[tuple[str, list[str]]] = []
     with tempfile.TemporaryDirectory(prefix="bridge-bench-") as tmp:
-        os.environ.setdefault("EPHEMERA_HOME", str(Path(tmp) / "home"))
+        os.environ["EPHEMERA_HOME"] = str(Path(tmp) / "home")
         local = {"lithops": {"backend": "localhost", "storage": "localhost"},
                  "localhost": {"storage_root": str(Path(tmp) / "storage")}}
-        rows.append(("bridge, localhost backend", measure("bridge localhost", lambda f, n: run_bridge(local, f, n), args.repeat)))
+        rows.append(("bridge, localhost backend, cold", measure("bridge localhost cold", cold("bridge", local), args.repeat)))
+        run_bridge(local, noop, 10)  # warm-up: the shared pool of this process is up from here on
+        rows.append(("bridge, localhost backend, warm", measure(
+            "bridge localhost warm", lambda f, n: run_bridge(local, FUNCS[f], n), args.repeat)))
         from lithops_bridge.local_run import LocalRun
 
         with LocalRun(Path(tmp) / "vms", workers=2) as run:
-            time.sleep(0.5)  # let both agents warm their pools, as VMs of a run would be
-            rows.append(("bridge, 2 local VMs (standalone)",
-                         measure("bridge 2 VMs", lambda f, n: run_bridge(run.lithops_config, f, n), args.repeat)))
-        rows.append(("ProcessPoolExecutor(2)", measure("ProcessPoolExecutor", run_ppe, args.repeat)))
+            run.wait_ready()  # both agents heartbeat with a warm pool, as the VMs of a run would
+            rows.append(("bridge, 2 local VMs (standalone)", measure("bridge 2 VMs", cold("bridge", run.lithops_config),
+                                                                     args.repeat)))
+        rows.append(("ProcessPoolExecutor(2), cold", measure("ProcessPoolExecutor cold", cold("ppe"), args.repeat)))
+        with ProcessPoolExecutor(2) as pool:
+            run_ppe(noop, 10, pool)  # warm-up
+            rows.append(("ProcessPoolExecutor(2), warm", measure(
+                "ProcessPoolExecutor warm", lambda f, n: run_ppe(FUNCS[f], n, pool), args.repeat)))
         if args.with_lithops:
-            try:
-                import lithops  # noqa: F401
-            except ImportError:
-                print("  lithops is not installed: its row is skipped", file=sys.stderr)
+            check = subprocess.run([args.lithops_python, "-c", "import lithops"], capture_output=True)
+            if check.returncode != 0:
+                print(f"  lithops is not importable by {args.lithops_python}: its row is skipped", file=sys.stderr)
             else:
-                rows.append(("Lithops localhost", measure("lithops", run_lithops, 1)))
+                rows.append(("Lithops localhost, cold", measure("lithops", cold("lithops", python=args.lithops_python), 1)))
     header = ["executor"] + [name for name, _k, _n in CASES]
-    note = "; Lithops: one run" if len(rows) > 3 else ""
+    note = "; Lithops: one run" if any(label.startswith("Lithops") for label, _c in rows) else ""
     print(f"\nmap wall time, executor creation to results ({os.cpu_count()} CPUs, median of {args.repeat}{note}):\n")
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")

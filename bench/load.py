@@ -19,6 +19,8 @@ handled once, markers handled once, leftover agent processes.
 from __future__ import annotations
 
 import argparse
+import atexit
+import shutil
 import sys
 import tempfile
 import threading
@@ -91,7 +93,10 @@ def run_load(runs: int = 100, writes: int = 1000, *, home: Path | None = None, m
 
     if writes < runs:
         raise ValueError("--writes must be at least --runs (each run writes one marker)")
-    home = Path(home or tempfile.mkdtemp(prefix="ephemera-load-"))
+    if home is None:  # a temporary folder of our own: removed when the process ends
+        home = Path(tempfile.mkdtemp(prefix="ephemera-load-"))
+        atexit.register(shutil.rmtree, home, True)
+    home = Path(home)
     fire_at = (datetime.now(timezone.utc) + timedelta(seconds=lead)).replace(microsecond=0)
     ctx = Context(load_config(home, runs, fire_at, sleep))
     report = LoadReport(runs=runs, writes=writes)

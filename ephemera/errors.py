@@ -36,6 +36,13 @@ class FieldError(EphemeraError):
             msg += f"; {fix}"
         super().__init__(msg)
 
+    def __reduce__(self):
+        # Pickle without calling __init__ (its signature differs from ``args``):
+        # rebuild with BaseException.__new__, then restore args and attributes.
+        import copyreg
+
+        return copyreg.__newobj__, (type(self),), {**self.__dict__, "args": self.args}
+
 
 class ConfigError(FieldError):
     """A config value is missing, unknown or malformed."""
@@ -80,6 +87,13 @@ class NoSuchKeyError(StorageError):
         self.key = key
         super().__init__(f"no object '{key}' in bucket '{bucket}'")
 
+    def __reduce__(self):
+        # Pickle without calling __init__ (its signature differs from ``args``):
+        # rebuild with BaseException.__new__, then restore args and attributes.
+        import copyreg
+
+        return copyreg.__newobj__, (type(self),), {**self.__dict__, "args": self.args}
+
 
 class NoSuchBucketError(StorageError):
     """The bucket does not exist."""
@@ -90,6 +104,13 @@ class NoSuchBucketError(StorageError):
         self.bucket = bucket
         super().__init__(f"bucket '{bucket}' does not exist; create it first or fix 'storage.bucket'")
 
+    def __reduce__(self):
+        # Pickle without calling __init__ (its signature differs from ``args``):
+        # rebuild with BaseException.__new__, then restore args and attributes.
+        import copyreg
+
+        return copyreg.__newobj__, (type(self),), {**self.__dict__, "args": self.args}
+
 
 class EngineError(EphemeraError):
     """A workspace engine call failed. ``log_tail`` carries the engine's last log lines."""
@@ -99,6 +120,13 @@ class EngineError(EphemeraError):
     def __init__(self, message: str, *, retryable: bool | None = None, log_tail: str = ""):
         super().__init__(message, retryable=retryable)
         self.log_tail = log_tail
+
+    def __reduce__(self):
+        # Pickle without calling __init__ (its signature differs from ``args``):
+        # rebuild with BaseException.__new__, then restore args and attributes.
+        import copyreg
+
+        return copyreg.__newobj__, (type(self),), {**self.__dict__, "args": self.args}
 
 
 class WorkspaceBusyError(EngineError):
@@ -114,6 +142,13 @@ class RunNotFoundError(EphemeraError):
     def __init__(self, run_id: str):
         self.run_id = run_id
         super().__init__(f"no run '{run_id}' in the ledger; `ephemera runs` lists the known runs")
+
+    def __reduce__(self):
+        # Pickle without calling __init__ (its signature differs from ``args``):
+        # rebuild with BaseException.__new__, then restore args and attributes.
+        import copyreg
+
+        return copyreg.__newobj__, (type(self),), {**self.__dict__, "args": self.args}
 
 
 class StateConflictError(EphemeraError):

@@ -12,8 +12,10 @@ Every agent (worker 0 included) also serves the run's standalone bridge jobs
 (lithops_bridge.backends.standalone.server): the workload child gets a
 ``LITHOPS_CONFIG`` naming the standalone backend for this run, so a plain
 ``FunctionExecutor()`` in the workload spreads its calls over every VM of the run.
-``stop`` is the destroy side: quiet and fast when the agent is already gone,
-SIGKILL after the timeout, and it confirms the process is gone before returning.
+``stop`` is the destroy side: quiet and fast when the agent is already gone; SIGTERM
+to the agent alone (it stops its task pool itself, so no call is reported as a
+crashed worker), SIGKILL to its whole process group after the timeout or for any
+straggler once it is gone, and it confirms the process is gone before returning.
 
 The agent config file (written by the engine, mode 0600) is JSON:
 ``{"run_id", "config": <Ephemera config dict>, "heartbeat_interval": s}`` and,
@@ -127,25 +129,31 @@ def stop(args: argparse.Namespace) -> int:
         _remove(args.pid_file)
         print(f"agent of {args.pid_file}: already gone")
         return 0
-    _signal_group(pid, signal.SIGTERM)
+    try:
+        os.kill(pid, signal.SIGTERM)  # the agent alone: it stops its pool before its workers die
+    except ProcessLookupError:
+        pass
     if not _wait_gone(pid, args.timeout):
         _signal_group(pid, signal.SIGKILL)
         if not _wait_gone(pid, 5.0):
             print(f"agent pid {pid} did not exit after SIGKILL", file=sys.stderr)
             return 1
+    _signal_group(pid, signal.SIGKILL, fallback=False)  # stragglers of its session (the agent leads it)
     _remove(args.pid_file)
     print(f"agent pid {pid} stopped")
     return 0
 
 
-def _signal_group(pid: int, sig: int) -> None:
+def _signal_group(pid: int, sig: int, fallback: bool = True) -> None:
+    """Signal the agent's process group; with ``fallback`` the pid alone if there is no such group."""
     try:
         os.killpg(pid, sig)  # the agent leads its own session: take its children too
     except (ProcessLookupError, PermissionError):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
+        if fallback:
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
 
 
 def _wait_gone(pid: int, timeout: float) -> bool:
@@ -189,7 +197,7 @@ class Agent:
         from ephemera import layout
 
         body = {"run_id": self.run_id, "worker": self.worker, "pid": os.getpid(), "state": self.state,
-                "worker_processes": self.worker_processes,
+                "worker_processes": self.worker_processes, "pool_ready": bool(self.server and self.server.ready),
                 "at": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
         try:
             self.storage.put(self.config.state_bucket, layout.heartbeat_key(self.run_id, self.worker), json.dumps(body).encode())
@@ -280,6 +288,8 @@ class Agent:
             self.server.warm_up()
         except Exception as exc:  # noqa: BLE001 - the pool is retried on the first batch
             log.warning("warming up the task pool failed: %s", self.scrubber.scrub(str(exc)))
+            return
+        self.heartbeat()  # tells LocalRun.wait_ready (and anyone watching) the pool is warm
 
     def _marker_exists(self) -> bool:
         from ephemera.errors import NoSuchKeyError

@@ -166,19 +166,6 @@ def extract_storage_config(config: dict) -> dict:
             "monitoring_interval": lit.get("monitoring_interval", DEFAULT_KEYS["monitoring_interval"])}
 
 
-def extract_localhost_config(config: dict) -> dict:
-    return dict(config.get(c.LOCALHOST) or {})
-
-
-def extract_standalone_config(config: dict) -> dict:
-    sa = dict(config.get(c.STANDALONE) or {})
-    backend = config["lithops"]["backend"]
-    sa["backend"] = backend
-    sa["storage"] = config["lithops"].get("storage")
-    sa[backend] = dict(config.get(backend) or {})
-    return sa
-
-
 def setup_logging(level: Any) -> None:
     """``log_level`` as Lithops takes it: a name, or None/False to keep the current setup."""
     if not level:

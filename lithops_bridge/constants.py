@@ -7,9 +7,6 @@ ALWAYS = 0
 ANY_COMPLETED = -1
 ALL_COMPLETED = 100
 
-# Parameters the bridge injects into a function when its signature names them
-INJECTED_PARAMS = ("storage", "id", "obj")
-
 # Compute backends (lithops.backend) and their execution modes
 LOCALHOST = "localhost"
 SERVERLESS = "serverless"

@@ -25,10 +25,10 @@ from lithops_bridge.config import default_config, extract_storage_config, setup_
 from lithops_bridge.futures import FuturesList, ResponseFuture
 from lithops_bridge.iterdata import bind, bound_signature, call_data
 from lithops_bridge.job import Job, serialize_function
+from lithops_bridge.runner import UPSTREAM_ERROR
 from lithops_bridge.wait import THREADPOOL_SIZE, _as_list, wait as wait_futures
 
 log = logging.getLogger("lithops_bridge")
-UPSTREAM_ERROR = "__lithops_bridge_upstream_error__"
 
 
 def _is_futures(iterdata: Any) -> bool:
@@ -199,8 +199,8 @@ class FunctionExecutor:
         self.last_call = "map_reduce"
         map_futures, parts = self._map_job("M", map_function, map_iterdata, chunksize, extra_args, extra_env, timeout,
                                            obj_chunk_size, obj_chunk_number, obj_newline, include_modules)
-        if spawn_reducer != c.ALWAYS:
-            self.wait(map_futures, return_when=spawn_reducer, throw_except=False)
+        if spawn_reducer != c.ALWAYS:  # Lithops: a map failure raises here
+            self.wait(map_futures, return_when=spawn_reducer)
         groups = [map_futures]
         if parts is not None and obj_reduce_by_key:
             groups, start = [], 0
@@ -233,8 +233,8 @@ class FunctionExecutor:
     def wait(self, fs: Any = None, throw_except: bool = True, return_when: Any = c.ALL_COMPLETED,
              download_results: bool = False, timeout: float | None = None, threadpool_size: int = THREADPOOL_SIZE,
              wait_dur_sec: float | None = None, show_progressbar: bool = True) -> tuple[FuturesList, FuturesList]:
-        """Wait for ``fs`` (default: every future of this executor); ``(done, not_done)``."""
-        futures = self.futures if fs is None else fs
+        """Wait for ``fs`` (default, or empty: every future of this executor); ``(done, not_done)``."""
+        futures = fs or self.futures
         done, not_done = wait_futures(futures, throw_except=throw_except, return_when=return_when,
                                       download_results=download_results, timeout=timeout)
         return FuturesList(done, self), FuturesList(not_done, self)
@@ -243,14 +243,16 @@ class FunctionExecutor:
                    threadpool_size: int = THREADPOOL_SIZE, wait_dur_sec: float | None = None,
                    show_progressbar: bool = True) -> Any:
         """Results in submission order; a single value after one ``call_async``/reduce."""
-        futures = _as_list(fs) if fs is not None else [f for f in self.futures if not f._read]
+        futures = _as_list(fs) if fs else [f for f in self.futures if not f._read]
+        if not futures:
+            return []
         done, _ = self.wait(futures, throw_except=throw_except, download_results=True, timeout=timeout)
         result = []
         for f in done:
             if not f._produce_output:
                 continue
             result.append(f.result(throw_except=throw_except))
-            if fs is None:
+            if not fs:
                 f._read = True
         if len(result) == 1 and self.last_call != "map":
             return result[0]
@@ -277,3 +279,13 @@ def call_data_item(value: Any, extra_args: Any) -> Any:
     from lithops_bridge.iterdata import merge_extra_args
 
     return merge_extra_args([value], extra_args)[0]
+
+
+class LocalhostExecutor(FunctionExecutor):
+    """Lithops' LocalhostExecutor: a FunctionExecutor forced onto the localhost backend
+    (and localhost storage unless ``storage`` names another)."""
+
+    def __init__(self, config: dict | None = None, config_file: str | None = None, storage: str | None = None,
+                 monitoring: str | None = None, log_level: Any = False, **kwargs: Any):
+        super().__init__(backend=c.LOCALHOST, config=config, config_file=config_file, storage=storage or c.LOCALHOST,
+                         monitoring=monitoring, log_level=log_level, **kwargs)

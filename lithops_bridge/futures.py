@@ -59,18 +59,21 @@ class ResponseFuture:
         self._traceback: str | None = None
         self._call_status: dict | None = None
         self._event = threading.Event()
+        self._cb_lock = threading.Lock()  # orders _finish against _add_done_callback
         self._callbacks: list = []
 
     # --- pickling: a future that travels (e.g. as iterdata) carries its outcome only ---
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_event"] = None
+        state["_cb_lock"] = None
         state["_callbacks"] = []
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._event = threading.Event()
+        self._cb_lock = threading.Lock()
         if self._state in (self.State.Done, self.State.Error, self.State.Success, self.State.Unknown):
             self._event.set()
 
@@ -123,10 +126,6 @@ class ResponseFuture:
         if self._state == self.State.New:
             self._state = self.State.Invoked
 
-    def _set_running(self) -> None:
-        if self._state in (self.State.New, self.State.Invoked):
-            self._state = self.State.Running
-
     def _set_result(self, value: Any, stats: dict | None = None) -> None:
         """Status and value are in (Lithops' Success); reading the result makes it Done."""
         self._value = value
@@ -152,9 +151,11 @@ class ResponseFuture:
         self.stats.setdefault("host_result_done_tstamp", now)
         self._call_status = {"type": "__end__", "exception": state == self.State.Error, "call_id": self.call_id,
                              "executor_id": self.executor_id, "job_id": self.job_id, **self.stats}
-        self._state = state
-        self._event.set()
-        for cb in list(self._callbacks):
+        with self._cb_lock:  # a callback added concurrently runs exactly once
+            self._state = state
+            self._event.set()
+            callbacks = list(self._callbacks)
+        for cb in callbacks:
             cb(self)
 
     def _set_mapreduce(self) -> None:
@@ -162,9 +163,20 @@ class ResponseFuture:
         self._produce_output = False
 
     def _add_done_callback(self, cb) -> None:
-        self._callbacks.append(cb)
-        if self._event.is_set():
+        """Call ``cb(self)`` once the future is finished (now, if it already is)."""
+        with self._cb_lock:
+            finished = self._event.is_set()
+            if not finished:
+                self._callbacks.append(cb)
+        if finished:
             cb(self)
+
+    def _remove_done_callback(self, cb) -> None:
+        with self._cb_lock:
+            try:
+                self._callbacks.remove(cb)
+            except ValueError:
+                pass
 
     def _wait(self, timeout: float | None = None) -> bool:
         return self._event.wait(timeout)
@@ -208,23 +220,71 @@ class ResponseFuture:
 
 
 class FuturesList(list):
-    """A list of futures that can wait and fetch its own results, as in Lithops."""
+    """A list of futures that can wait, fetch its results and feed further jobs, as in
+    Lithops: with an executor these delegate to it (so ``map_reduce(...).get_result()``
+    is the reducer's single value); without one, to the module-level functions."""
 
     def __init__(self, futures=(), executor=None):
         super().__init__(futures)
         self.executor = executor
+        self.alt_list: list | None = None  # every future, once map()/map_reduce() extended the list
 
-    def wait(self, throw_except: bool = True, return_when: Any = None, download_results: bool = False, timeout: float | None = None, **kwargs: Any):
+    def _all(self) -> list:
+        return self.alt_list if self.alt_list is not None else list(self)
+
+    def _executor(self):
+        if self.executor is None:
+            from lithops_bridge.executor import FunctionExecutor
+
+            self.executor = FunctionExecutor()
+        return self.executor
+
+    def _extend_futures(self, fs: list) -> "FuturesList":
+        """Lithops: the list now holds the new job's futures; ``alt_list`` keeps every one."""
+        for fut in self:
+            fut._produce_output = False
+        if self.alt_list is None:
+            self.alt_list = list(self)
+        self.alt_list.extend(fs)
+        self.clear()
+        self.extend(fs)
+        return self
+
+    def map(self, map_function, sync: bool = False, **kwargs: Any) -> "FuturesList":
+        """Run ``map_function`` over this list's results (one call per future)."""
+        fexec = self._executor()
+        if sync:
+            fexec.wait(self)
+        return self._extend_futures(fexec.map(map_function, FuturesList(self), **kwargs))
+
+    def map_reduce(self, map_function, reduce_function, sync: bool = False, **kwargs: Any) -> "FuturesList":
+        fexec = self._executor()
+        if sync:
+            fexec.wait(self)
+        return self._extend_futures(fexec.map_reduce(map_function, FuturesList(self), reduce_function, **kwargs))
+
+    def wait(self, throw_except: bool = True, return_when: Any = None, download_results: bool = False,
+             timeout: float | None = None, **kwargs: Any):
         from lithops_bridge.constants import ALL_COMPLETED
+
+        return_when = ALL_COMPLETED if return_when is None else return_when
+        if self.executor is not None:
+            return self.executor.wait(self._all(), throw_except=throw_except, return_when=return_when,
+                                      download_results=download_results, timeout=timeout)
         from lithops_bridge.wait import wait
 
-        return wait(self, throw_except=throw_except, return_when=ALL_COMPLETED if return_when is None else return_when,
-                            download_results=download_results, timeout=timeout)
+        return wait(self._all(), throw_except=throw_except, return_when=return_when,
+                    download_results=download_results, timeout=timeout)
 
     def get_result(self, throw_except: bool = True, timeout: float | None = None, **kwargs: Any):
+        if self.executor is not None:
+            return self.executor.get_result(self._all(), throw_except=throw_except, timeout=timeout)
         from lithops_bridge.wait import get_result
 
-        return get_result(self, throw_except=throw_except, timeout=timeout)
+        return get_result(self._all(), throw_except=throw_except, timeout=timeout)
+
+    def __reduce__(self):
+        return FuturesList, (list(self),)
 
 
 class FunctionError(Exception):
@@ -233,6 +293,10 @@ class FunctionError(Exception):
     def __init__(self, type_name: str, message: str):
         super().__init__(f"{type_name}: {message}")
         self.type_name = type_name
+        self.message = message
+
+    def __reduce__(self):
+        return FunctionError, (self.type_name, self.message)
 
 
 def _rebuild_exception(outcome: dict) -> BaseException:

@@ -27,8 +27,7 @@ from pathlib import Path
 
 import yaml
 
-MASK = "********"
-SECRET_KEYS = ("access_key_id", "secret_access_key", "session_token", "api_key", "iam_api_key")
+from lithops_bridge.storage.config import from_ephemera
 
 
 def _value(outputs: dict, name: str):
@@ -36,25 +35,12 @@ def _value(outputs: dict, name: str):
     return value.get("value") if isinstance(value, dict) and "value" in value else value
 
 
-def storage_section(config) -> tuple[str, dict]:
-    """(Lithops storage backend, its section) of an Ephemera config."""
-    name = config["storage"]["backend"]
-    section: dict = {"storage_bucket": config.state_bucket}
-    if name == "localhost":
-        from ephemera.storage.localhost.config import storage_root
-
-        section["storage_root"] = str(storage_root(config))
-    else:
-        section.update({k: v for k, v in config[name].items() if v and k != "endpoint_type"})
-        if name == "ibm_cos" and not section.get("api_key") and not section.get("access_key_id") and config["ibm"]["iam_api_key"]:
-            section["api_key"] = config["ibm"]["iam_api_key"]
-    return name, section
-
-
 def vm_configs(config, record) -> list[tuple[int, dict]]:
     """One (worker, Lithops config) per VM of the run."""
     outputs = record.outputs or {}
-    storage_name, storage = storage_section(config)
+    storage_config = from_ephemera(config)
+    storage_name = storage_config["backend"]
+    storage = storage_config[storage_name]
     base = {"lithops": {"mode": "standalone", "storage": storage_name}, storage_name: storage,
             "standalone": {"exec_mode": "consume", "auto_dismantle": False}}
     out = []
@@ -81,18 +67,13 @@ def vm_configs(config, record) -> list[tuple[int, dict]]:
     return out
 
 
-def _mask(obj):
-    if isinstance(obj, dict):
-        return {k: (MASK if k in SECRET_KEYS and v else _mask(v)) for k, v in obj.items()}
-    return obj
-
-
 def main(config, run_id: str, out_path: str | None) -> int:
     """Write (or print, secrets masked) the Lithops configs of ``run_id``'s VMs. 0 on success."""
     from ephemera.config import load_config
     from ephemera.errors import EphemeraError
     from ephemera.runs import Ledger
     from ephemera.storage import get_storage
+    from ephemera.secrets import Scrubber
 
     try:
         config = load_config(config)
@@ -109,7 +90,7 @@ def main(config, run_id: str, out_path: str | None) -> int:
     if out_path is None:
         for worker, cfg in configs:
             print("---\n" + header.format(worker=worker) + "# secrets masked: use --out FILE for a usable config\n"
-                  + yaml.safe_dump(_mask(cfg), sort_keys=False), end="")
+                  + yaml.safe_dump(Scrubber(config.secret_values()).scrub_obj(cfg), sort_keys=False), end="")
         return 0
     base = Path(out_path).expanduser()
     written = []

@@ -5,7 +5,9 @@ storage under ``root`` (with no ``entry`` no workload runs: workers are numbered
 from 1, as worker 0 is the one that runs a workload), starts one agent per VM with the agent's own
 ``start`` command, and ``close()`` stops them with its ``stop`` command, which
 confirms each process is gone. ``lithops_config`` is the bridge config that sends
-calls to those VMs.
+calls to those VMs; ``wait_ready()`` waits until every agent's pool is warm. The
+job has a hard deadline (``hard_deadline`` seconds, default 10 minutes) at which the
+agents end themselves, so a killed test or benchmark session leaks no process.
 """
 
 from __future__ import annotations
@@ -14,8 +16,12 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
+DEFAULT_HARD_DEADLINE = 600.0  # seconds a LocalRun's agents live at most
 
 
 class LocalRun:
@@ -23,7 +29,7 @@ class LocalRun:
 
     def __init__(self, root: str | os.PathLike, workers: int = 2, worker_processes: int | None = None,
                  bucket: str = "ephemera", heartbeat_interval: float = 1.0, run_id: str | None = None,
-                 entry: str | None = None, params: dict | None = None):
+                 entry: str | None = None, params: dict | None = None, hard_deadline: float | None = DEFAULT_HARD_DEADLINE):
         self.root = Path(root)
         self.bucket = bucket
         self.run_id = run_id or f"bench-{uuid.uuid4().hex[:8]}"
@@ -32,6 +38,7 @@ class LocalRun:
         self.workers = list(range(workers)) if entry else list(range(1, workers + 1))
         self.worker_processes = worker_processes
         self.heartbeat_interval = heartbeat_interval
+        self.hard_deadline = hard_deadline  # seconds from start() until the agents end themselves (None: never)
         self.ephemera_config = {"storage": {"backend": "localhost", "bucket": bucket},
                                 "localhost": {"root": str(self.root / "storage")}, "home": str(self.root / "home")}
         self.agent_dir = self.root / "agents" / self.run_id
@@ -62,7 +69,8 @@ class LocalRun:
         storage.create_bucket(self.bucket)
         spec = JobSpec(run_id=self.run_id, workspace="local", entry=self.entry or "workloads.none:main", params=self.params,
                        state_bucket=self.bucket, output_bucket=self.bucket,
-                       output_prefix=output_prefix("outputs", self.run_id), worker_count=max(self.workers) + 1)
+                       output_prefix=output_prefix("outputs", self.run_id), worker_count=max(self.workers) + 1,
+                       hard_deadline=self._deadline())
         storage.put(self.bucket, job_key(self.run_id), spec.to_json())
         self.agent_dir.mkdir(parents=True, exist_ok=True)
         cfg_path = self.agent_dir / "agent.json"
@@ -83,6 +91,37 @@ class LocalRun:
             self.close()
             raise RuntimeError(f"agent failed to start: {exc.stderr.strip()}") from None
         return self
+
+    def _deadline(self) -> str:
+        if not self.hard_deadline:
+            return ""
+        return (datetime.now(timezone.utc) + timedelta(seconds=float(self.hard_deadline))).isoformat()
+
+    def heartbeats(self) -> dict[int, dict]:
+        """worker -> its agent's last heartbeat."""
+        from ephemera.config import load_config
+        from ephemera.errors import StorageError
+        from ephemera.layout import heartbeat_key
+        from ephemera.storage import get_storage
+
+        storage, out = get_storage(load_config(self.ephemera_config)), {}
+        for w in self.workers:
+            try:
+                out[w] = json.loads(storage.get(self.bucket, heartbeat_key(self.run_id, w)))
+            except (StorageError, ValueError):
+                continue
+        return out
+
+    def wait_ready(self, timeout: float = 60.0) -> "LocalRun":
+        """Wait until every agent heartbeats with a warm pool; RuntimeError after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            beats = self.heartbeats()
+            if all(beats.get(w, {}).get("pool_ready") for w in self.workers):
+                return self
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"agents of run {self.run_id} not ready after {timeout:g} s; logs in {self.agent_dir}")
+            time.sleep(0.05)
 
     def close(self) -> None:
         for w in list(self.started):

@@ -27,8 +27,8 @@ import cloudpickle
 
 _FUNCS: "OrderedDict[str, Callable]" = OrderedDict()  # job_key -> loaded function (this process)
 _FUNC_CACHE_SIZE = 16
-_STORAGES: dict[str, Any] = {}
-UPSTREAM_ERROR = "__lithops_bridge_upstream_error__"  # storage config fingerprint -> lithops_bridge.Storage
+_STORAGES: dict[str, Any] = {}  # storage config fingerprint -> lithops_bridge.Storage
+UPSTREAM_ERROR = "__lithops_bridge_upstream_error__"  # data key of a chained call whose input future failed
 
 
 @dataclass
@@ -187,7 +187,7 @@ def run_call(func: Callable, call_id: int, raw: bytes, batch: Batch) -> dict:
         stats["func_result_size"] = len(blob) if value is not None else 0
         out.update(ok=True, value=blob)
     except BaseException as exc:  # noqa: BLE001 - the caller gets every failure
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not isinstance(exc, SystemExit):
+        if isinstance(exc, KeyboardInterrupt):
             raise
         blob, pickle_error = _dump_exception(exc)
         out.update(ok=False, exc=blob, exc_type=type(exc).__name__, exc_module=type(exc).__module__,

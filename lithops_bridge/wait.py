@@ -16,7 +16,6 @@ from lithops_bridge.constants import ALL_COMPLETED, ALWAYS, ANY_COMPLETED
 from lithops_bridge.futures import FuturesList, ResponseFuture
 
 THREADPOOL_SIZE = 64
-WAIT_DUR_SEC = 1
 
 
 def _as_list(fs: Any) -> list:
@@ -75,10 +74,7 @@ def wait(fs: Any, throw_except: bool = True, return_when: Any = ALL_COMPLETED, d
                 cond.wait(left if left is not None else 1.0)
     finally:
         for f in futures:
-            try:
-                f._callbacks.remove(on_done)
-            except ValueError:
-                pass
+            f._remove_done_callback(on_done)
     if throw_except:
         failed = next((f for f in futures if f.error), None)
         if failed is not None:

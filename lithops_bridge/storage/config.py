@@ -6,18 +6,14 @@
 ``region``, ``endpoint``, ``access_key_id``, ``secret_access_key``, ``session_token``.
 ``ibm_cos`` (credentials may sit in ``ibm``): ``storage_bucket`` (mandatory),
 ``region`` or ``endpoint``, HMAC ``access_key_id``/``secret_access_key`` or
-``api_key``/``iam_api_key`` with ``service_instance_id``.
+``api_key``/``iam_api_key`` with ``service_instance_id`` (and, a bridge extension,
+``auth_endpoint``: the IAM token URL).
 """
 
 from __future__ import annotations
 
 from lithops_bridge import constants as c
 from lithops_bridge.errors import ConfigError
-
-COS_ENDPOINTS = {"public": "https://s3.{}.cloud-object-storage.appdomain.cloud",
-                 "private": "https://s3.private.{}.cloud-object-storage.appdomain.cloud",
-                 "direct": "https://s3.direct.{}.cloud-object-storage.appdomain.cloud"}
-
 
 def complete_section(name: str, data: dict) -> dict:
     """The storage section ``name`` completed with Lithops' fallbacks, checked."""
@@ -59,7 +55,8 @@ def to_ephemera(storage_config: dict) -> tuple[dict, str]:
         keys = ("endpoint", "region", "access_key_id", "secret_access_key", "session_token")
         cfg["aws_s3"] = {k: section[k] for k in keys if section.get(k)}
     elif name == "ibm_cos":
-        out = {k: section[k] for k in ("region", "endpoint", "access_key_id", "secret_access_key", "service_instance_id") if section.get(k)}
+        out = {k: section[k] for k in ("region", "endpoint", "access_key_id", "secret_access_key", "service_instance_id",
+                                       "auth_endpoint") if section.get(k)}
         api_key = section.get("api_key") or section.get("iam_api_key")
         if api_key and not out.get("access_key_id"):
             out["api_key"] = api_key
@@ -72,13 +69,28 @@ def to_ephemera(storage_config: dict) -> tuple[dict, str]:
 
 
 def from_ephemera(config) -> dict:
-    """The bridge storage config of an Ephemera :class:`Config` (its state bucket)."""
+    """The bridge/Lithops storage config ``{"backend": name, name: section}`` of an
+    Ephemera :class:`Config`, on its state bucket. Used by the agents (the bridge
+    config of a run's VMs) and by ``ephemera lithops-config``.
+
+    ``ibm_cos`` gets Ephemera's own resolution: the endpoint derived from ``region``
+    and ``endpoint_type``, HMAC keys when set, else IAM with ``api_key`` falling back
+    to ``ibm.iam_api_key`` (plus ``service_instance_id`` and the token URL)."""
     name = config["storage"]["backend"]
     section: dict = {"storage_bucket": config.state_bucket}
     if name == c.LOCALHOST:
         from ephemera.storage.localhost.config import storage_root
 
         section["storage_root"] = str(storage_root(config))
+    elif name == "ibm_cos":
+        from ephemera.storage.ibm_cos.config import cos_settings
+
+        cos = cos_settings(config)
+        section.update(region=cos.region, endpoint=cos.endpoint)
+        if cos.auth == "hmac":
+            section.update(access_key_id=cos.access_key_id, secret_access_key=cos.secret_access_key)
+        else:
+            section.update(api_key=cos.api_key, service_instance_id=cos.service_instance_id, auth_endpoint=cos.auth_endpoint)
     else:
         section.update({k: v for k, v in config[name].items() if v})
     return {"backend": name, name: section}

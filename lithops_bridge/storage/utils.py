@@ -6,7 +6,8 @@ from ephemera.errors import NoSuchKeyError
 
 
 class StorageNoSuchKeyError(NoSuchKeyError):
-    """The object (or bucket) does not exist. Also an Ephemera NoSuchKeyError."""
+    """The object (or bucket) does not exist. Also an Ephemera NoSuchKeyError, whose
+    ``__reduce__`` lets it travel back from a remote call with its own type."""
 
     def __init__(self, bucket: str, key: str):
         super().__init__(bucket, key)
@@ -36,14 +37,3 @@ class CloudObject:
     def __hash__(self) -> int:
         return hash((self.backend, self.bucket, self.key))
 
-
-def split_path(path: str) -> tuple[str, str]:
-    """'bucket/prefix/key' -> ('bucket', 'prefix/key'); a URL's scheme is dropped."""
-    if "://" in path:
-        path = path.split("://", 1)[1]
-    bucket, _, key = path.partition("/")
-    return bucket, key
-
-
-def create_job_key(executor_id: str, job_id: str) -> str:
-    return f"{executor_id}-{job_id}"

@@ -1,8 +1,9 @@
 """Fixtures of the bridge tests: a clean Lithops environment, and two real local VMs.
 
 ``vms`` (session) starts two agents with the agent's own ``start`` command over
-localhost storage and stops them with ``stop`` at the end, checking that no agent
-process is left. ``fexec`` is parametrized over both compute backends and builds
+localhost storage, waits for their warm pools, and stops them with ``stop`` at the
+end, checking that no agent process is left. Tests that kill pools use their own run
+or pool size (test_standalone.py), so the shared ones stay intact. ``fexec`` is parametrized over both compute backends and builds
 executors that share one storage (so ``obj`` and ``storage`` tests see the same data).
 """
 
@@ -34,7 +35,7 @@ def clean_lithops_env(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def vms(tmp_path_factory):
     run = LocalRun(tmp_path_factory.mktemp("vms"), workers=2, worker_processes=2, heartbeat_interval=0.5)
-    run.start()
+    run.start().wait_ready()
     pids = run.pids()
     assert len(pids) == 2 and all(pid_alive(p) for p in pids)
     yield run

@@ -117,3 +117,23 @@ def nested_single(x):
 
 def env_value(name):
     return os.environ.get(name)
+
+
+def get_missing(key, storage):
+    """Reads a key that does not exist: raises StorageNoSuchKeyError on the worker."""
+    return storage.get_object(storage.bucket, key)
+
+
+def wait_for_file(path):
+    """Blocks until ``path`` exists (the test opens this gate), then returns it."""
+    while not os.path.exists(path):
+        time.sleep(0.02)
+    return path
+
+
+def mark_and_sleep(path, seconds):
+    """Appends a line to ``path`` each time it starts (counts runs), then sleeps."""
+    with open(path, "a") as fh:
+        fh.write(f"{os.getpid()}\n")
+    time.sleep(seconds)
+    return seconds

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 import lithops_bridge as lithops
@@ -56,14 +54,16 @@ def test_chained_map_with_futures_as_iterdata(fexec):
     assert fexec.get_result() == [3, 5, 7]  # the chained-from futures produce no output
 
 
-def test_wait_return_when(fexec):
-    fs = fexec.map(funcs.sleepy, [0.0, 1.5])
+def test_wait_return_when(fexec, tmp_path):
+    gate = str(tmp_path / "gate")
+    fs = fexec.map(funcs.wait_for_file, [str(tmp_path), gate])  # the second call blocks until the gate opens
     done, not_done = fexec.wait(fs, return_when=lithops.ANY_COMPLETED)
-    assert len(done) >= 1 and len(done) + len(not_done) == 2
+    assert done == [fs[0]] and not_done == [fs[1]]
     done, not_done = fexec.wait(fs, return_when=lithops.ALWAYS)
-    assert len(done) + len(not_done) == 2
+    assert fs[1] in not_done and len(done) + len(not_done) == 2
     done, not_done = lithops.wait(fs, return_when=50)
-    assert len(done) >= 1
+    assert done == [fs[0]] and not_done == [fs[1]]
+    open(gate, "w").close()
     done, not_done = fexec.wait(fs, return_when=lithops.ALL_COMPLETED)
     assert len(done) == 2 and not not_done
     assert lithops.ALL_COMPLETED == 100 and lithops.ANY_COMPLETED == -1 and lithops.ALWAYS == 0
@@ -140,10 +140,31 @@ def test_map_reduce(fexec):
     assert fexec.get_result(fs) == 6
 
 
-def test_map_reduce_map_failure_fails_the_reducer(fexec):
-    fs = fexec.map_reduce(funcs.raise_value_error, [1], funcs.total)
-    with pytest.raises(ValueError, match="bad value 1"):
+def test_map_reduce_map_failure(fexec):
+    with pytest.raises(ValueError, match="bad value 1"):  # Lithops: map_reduce waits for the maps, and raises
+        fexec.map_reduce(funcs.raise_value_error, [1], funcs.total)
+    fs = fexec.map_reduce(funcs.raise_value_error, [2], funcs.total, spawn_reducer=lithops.ALWAYS)
+    with pytest.raises(ValueError, match="bad value 2"):
+        fs[-1].result()  # the reducer fails with the map's error
+    with pytest.raises(ValueError, match="bad value 2"):
         fexec.get_result(fs)
+
+
+def test_reducer_of_an_unpicklable_map_failure_raises_it(fexec):
+    fs = fexec.map_reduce(funcs.raise_unpicklable, [1], funcs.total, spawn_reducer=lithops.ALWAYS)
+    with pytest.raises(FunctionError, match="Unpicklable: 1/y"):
+        fs[-1].result()
+    chained = fexec.map(funcs.echo, fexec.map(funcs.raise_unpicklable, [2]))
+    with pytest.raises(FunctionError, match="Unpicklable: 2/y"):
+        chained[0].result()
+
+
+def test_missing_key_read_remotely_raises_storage_no_such_key(fexec):
+    from lithops_bridge.storage.utils import StorageNoSuchKeyError
+
+    with pytest.raises(StorageNoSuchKeyError, match="no-such-key-here") as info:
+        fexec.call_async(funcs.get_missing, "no-such-key-here").result()
+    assert info.value.key == "no-such-key-here" and info.value.bucket == fexec.storage.bucket
 
 
 def test_extra_env_reaches_the_function(fexec):
@@ -166,4 +187,22 @@ def test_futures_list_methods(fexec):
     assert fs.get_result() == [2, 4]
     done, not_done = fs.wait()
     assert len(done) == 2 and not not_done
-    assert time.time() >= fs[0].stats["worker_end_tstamp"]
+    assert fexec.map_reduce(funcs.double, range(4), funcs.total).get_result() == 12  # the reducer's value, as in Lithops
+    chained = fexec.map(funcs.double, [1, 2]).map(funcs.double)
+    assert chained.get_result() == [4, 8]
+    assert fexec.map(funcs.double, [1, 2, 3]).map_reduce(funcs.double, funcs.total).get_result() == 24
+    assert lithops.FuturesList(fexec.map(funcs.double, [5])).get_result() == [10]  # no executor: module-level
+
+
+def test_empty_futures_mean_all_of_the_executor(fexec):
+    fs = fexec.map(funcs.double, [1, 2])
+    done, not_done = fexec.wait([])
+    assert set(map(id, done)) == set(map(id, fs)) and not not_done
+    assert fexec.get_result([]) == [2, 4]
+    assert fexec.get_result([]) == []  # already read
+
+
+def test_localhost_executor_forces_the_localhost_backend(config_for):
+    with lithops.LocalhostExecutor(config=config_for("standalone")) as fexec:
+        assert fexec.backend == "localhost" and fexec.compute_handler.name == "localhost"
+        assert fexec.call_async(funcs.double, 2).result() == 4

@@ -11,6 +11,7 @@ from ephemera.config import load_config
 from ephemera.runs import Ledger, RunRecord
 from ephemera.storage import get_storage
 from lithops_bridge.lithops_config import main
+from lithops_bridge.storage.config import from_ephemera, to_ephemera
 
 API_KEY = "iam-apikey-bridge-test-9f8e7d6c"
 COS_SECRET = "cos-secret-bridge-test-1a2b3c4d5e"
@@ -58,10 +59,10 @@ def test_ibm_stack_outputs_with_cos_storage(tmp_path, capsys):
     assert data["lithops"]["backend"] == "ibm_vpc"
     assert data["ibm_vpc"] == {"instance_id": "0757_a", "floating_ip": "10.0.0.5", "region": "us-east",
                                "iam_api_key": API_KEY, "ssh_username": "root"}
-    from lithops_bridge.lithops_config import storage_section
-
-    name, section = storage_section(load_config(cos_cfg))
-    assert name == "ibm_cos" and section["storage_bucket"] == "state-bucket" and section["secret_access_key"] == COS_SECRET
+    storage = from_ephemera(load_config(cos_cfg))
+    section = storage["ibm_cos"]
+    assert storage["backend"] == "ibm_cos" and section["storage_bucket"] == "state-bucket"
+    assert section["secret_access_key"] == COS_SECRET and "api_key" not in section  # HMAC wins, as in Ephemera
     capsys.readouterr()
     assert main(cfg, "run-ibm", None) == 0  # stdout: secrets masked
     printed = capsys.readouterr().out
@@ -75,3 +76,25 @@ def test_unknown_run_and_run_without_vms(tmp_path, capsys):
     assert "no run 'no-such-run'" in capsys.readouterr().err
     assert main(cfg, "run-empty", None) == 3
     assert "no VMs" in capsys.readouterr().err
+
+
+def test_ibm_cos_with_iam_falls_back_to_the_ibm_api_key_and_builds_an_executor(tmp_path):
+    import lithops_bridge
+
+    cfg = _config(tmp_path, ibm={"iam_api_key": API_KEY},
+                  ibm_cos={"region": "eu-de", "endpoint_type": "direct", "service_instance_id": "crn:v1:cos:abc"})
+    cfg["storage"] = {"backend": "ibm_cos", "bucket": "state-bucket"}
+    storage = from_ephemera(load_config(cfg))
+    section = storage["ibm_cos"]
+    assert section["api_key"] == API_KEY and section["service_instance_id"] == "crn:v1:cos:abc"
+    assert section["endpoint"] == "https://s3.direct.eu-de.cloud-object-storage.appdomain.cloud"  # endpoint_type kept
+    # what the agent hands a workload: a localhost-compute executor on this storage builds
+    with lithops_bridge.FunctionExecutor(config={"lithops": {"backend": "localhost", "storage": "ibm_cos"},
+                                                 "ibm_cos": section}) as fexec:
+        assert fexec.storage_config["ibm_cos"]["api_key"] == API_KEY
+    # and the bridge maps it back onto an Ephemera config that validates to the same COS settings
+    from ephemera.storage.ibm_cos.config import cos_settings
+
+    back, bucket = to_ephemera(storage)
+    assert bucket == "state-bucket"
+    assert cos_settings(load_config(back)) == cos_settings(load_config(cfg))

@@ -38,20 +38,51 @@ def test_job_objects_are_cleaned_after_results(vms, config_for):
         assert fexec.storage.list_keys(vms.bucket, keys.queue_key(vms.run_id, fs[0].job_key)) == []
 
 
-def test_hard_dismantle_timeout_kills_the_calls_on_the_vm(vms, config_for):
-    with lithops.FunctionExecutor(config=config_for("standalone", hard_dismantle_timeout=1)) as fexec:
+@pytest.fixture
+def own_run(tmp_path):
+    """A private one-VM run, for tests that kill pools (the shared `vms` stay untouched)."""
+    run = LocalRun(tmp_path / "own", workers=1, worker_processes=1, heartbeat_interval=0.2).start()
+    yield run
+    pids = run.pids()
+    run.close()
+    assert not [p for p in pids if pid_alive(p)]
+
+
+@pytest.fixture
+def isolated_config(backend, request) -> dict:
+    """Per backend, a config whose pool no other test shares: a private pool size, or a private run."""
+    if backend == "localhost":
+        return {"lithops": {"backend": "localhost", "storage": "localhost"}, "localhost": {"worker_processes": 3}}
+    return request.getfixturevalue("own_run").lithops_config
+
+
+def _wait_claim(run: LocalRun, storage, job_key: str, batch: int = 0) -> None:
+    from lithops_bridge.backends.standalone import keys
+
+    key = keys.claim_key(run.run_id, job_key, batch)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not storage.list_keys(run.bucket, key):
+        time.sleep(0.02)
+    assert storage.list_keys(run.bucket, key) == [key], f"batch {batch} of {job_key} was never claimed"
+
+
+def test_hard_dismantle_timeout_kills_the_calls_on_the_vm(own_run):
+    config = own_run.lithops_config
+    config["standalone"]["hard_dismantle_timeout"] = 1
+    with lithops.FunctionExecutor(config=config) as fexec:
         fut = fexec.call_async(funcs.sleepy, 60)
         with pytest.raises(TimeoutError, match="hard_dismantle_timeout of 1 seconds"):
             fut.result()
         assert fexec.call_async(funcs.double, 2).result() == 4  # a fresh pool serves the next job
 
 
-def test_worker_process_death_fails_only_that_call(fexec):
+def test_worker_process_death_fails_only_that_call(isolated_config):
     from concurrent.futures.process import BrokenProcessPool
 
-    with pytest.raises(BrokenProcessPool, match="died while running"):
-        fexec.call_async(funcs.exit_process, 1).result()
-    assert fexec.call_async(funcs.double, 3).result() == 6
+    with lithops.FunctionExecutor(config=isolated_config) as fexec:
+        with pytest.raises(BrokenProcessPool, match="died while running"):
+            fexec.call_async(funcs.exit_process, 1).result()
+        assert fexec.call_async(funcs.double, 3).result() == 6
 
 
 def test_a_stopped_vm_fails_its_calls_instead_of_hanging(tmp_path, monkeypatch):
@@ -62,14 +93,58 @@ def test_a_stopped_vm_fails_its_calls_instead_of_hanging(tmp_path, monkeypatch):
     try:
         with lithops.FunctionExecutor(config=run.lithops_config) as fexec:
             fut = fexec.call_async(funcs.sleepy, 60)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and not fexec.storage.list_keys(run.bucket, f"lithops.jobs/{run.run_id}/{fut.job_key}/claims/"):
-                time.sleep(0.05)
+            _wait_claim(run, fexec.storage, fut.job_key)
             pids = run.pids()
             run.close()
             assert not [p for p in pids if pid_alive(p)]
             with pytest.raises(BridgeError, match="stopped while running"):
                 fut.result()
+    finally:
+        run.close()
+
+
+def test_submitting_to_a_run_without_a_live_agent_fails_at_once(tmp_path, config_for):
+    config = config_for("standalone")
+    config["standalone"]["run_id"] = "no-such-run"
+    with lithops.FunctionExecutor(config=config) as fexec:
+        with pytest.raises(BridgeError, match="no agent of run 'no-such-run' is alive"):
+            fexec.map(funcs.double, [1])
+    run = LocalRun(tmp_path, workers=1, worker_processes=1).start()
+    run.close()  # a destroyed run: its agents' last heartbeats say "stopped"
+    with lithops.FunctionExecutor(config=run.lithops_config) as fexec:
+        with pytest.raises(BridgeError, match="is alive"):
+            fexec.call_async(funcs.double, 1)
+
+
+def test_unclaimed_batches_fail_once_no_agent_is_left(tmp_path, monkeypatch):
+    from lithops_bridge.backends.standalone import backend as sa_backend
+
+    monkeypatch.setattr(sa_backend, "CHECK_EVERY", 0.2)
+    run = LocalRun(tmp_path, workers=1, worker_processes=1, heartbeat_interval=0.2).start()
+    try:
+        with lithops.FunctionExecutor(config=run.lithops_config) as fexec:
+            fs = fexec.map(funcs.sleepy, [60, 60], chunksize=1)  # one process: the second batch waits its turn
+            _wait_claim(run, fexec.storage, fs[0].job_key, 0)
+            run.close()
+            lithops.wait(fs, timeout=30, throw_except=False)
+            with pytest.raises(BridgeError, match="stopped while running calls 0-0"):
+                fs[0].result()
+            with pytest.raises(BridgeError, match="no agent of run .* is alive any more to run calls 1-1"):
+                fs[1].result()
+    finally:
+        run.close()
+
+
+def test_local_run_agents_end_at_their_hard_deadline(tmp_path):
+    run = LocalRun(tmp_path, workers=1, worker_processes=1, heartbeat_interval=0.2, hard_deadline=2).start()
+    try:
+        pids = run.pids()
+        assert pids and all(pid_alive(p) for p in pids)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
+            time.sleep(0.1)
+        assert not [p for p in pids if pid_alive(p)], "the agent outlived its hard deadline"
+        assert run.heartbeats()[1]["state"] == "stopped"
     finally:
         run.close()
 

@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -118,7 +117,9 @@ CHILD = """
 import json, os, sys, time
 params = json.loads(sys.stdin.read())
 go = params.pop("_go")
+ready = params.pop("_ready")
 from actions import apply
+open(ready, "w").close()  # imported: ready for the gate
 while not os.path.exists(go):
     time.sleep(0.005)
 print(json.dumps(apply.main(params)))
@@ -126,15 +127,17 @@ print(json.dumps(apply.main(params)))
 
 
 def test_twenty_processes_one_apply(backend_cfg, tmp_path, faults):
-    go = tmp_path / "go"
+    go, ready_dir = tmp_path / "go", tmp_path / "ready"
+    ready_dir.mkdir()
     procs = []
-    for params in events("mixed"):
+    for i, params in enumerate(events("mixed")):
         proc = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL, text=True, cwd=os.getcwd())
-        proc.stdin.write(json.dumps({"config": backend_cfg, "_go": str(go), **params}))
+        proc.stdin.write(json.dumps({"config": backend_cfg, "_go": str(go), "_ready": str(ready_dir / str(i)), **params}))
         proc.stdin.close()
         procs.append(proc)
-    time.sleep(0.5)  # let the interpreters start and import before the gate opens
+    # every interpreter has started and imported before the gate opens
+    wait_for(lambda: len(list(ready_dir.iterdir())) == len(procs), what="every child ready")
     go.touch()
     results = []
     for proc in procs:

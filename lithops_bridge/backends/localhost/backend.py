@@ -6,7 +6,8 @@ A job's calls go to the pool in batches (guided self-scheduling: big batches fir
 single calls at the tail), each batch carrying the function serialized once for the
 job; results come straight back through the pool's pipe, with no storage round trip.
 Inside a pool worker (a nested executor) the pool is private and shut down when idle,
-so a worker never exits with live children.
+so a worker never exits with live children. Workers exit when the process that
+started the pool dies (lithops_bridge.lifeline), so a killed session leaks none.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from concurrent.futures.process import BrokenProcessPool
 from lithops_bridge.backends.localhost.config import load_config
 from lithops_bridge.futures import apply_outcome
 from lithops_bridge.job import Job, guided_chunks
+from lithops_bridge.lifeline import exit_with_parent
 from lithops_bridge.runner import Batch, run_batch
 
 WORKER_ENV = "LITHOPS_BRIDGE_WORKER"
@@ -27,8 +29,9 @@ _POOLS: dict[tuple[int, int], ProcessPoolExecutor] = {}  # (pid, size) -> warm p
 _LOCK = threading.Lock()
 
 
-def _mark_worker() -> None:
+def _init_worker(parent_pid: int) -> None:
     os.environ[WORKER_ENV] = "1"
+    exit_with_parent(parent_pid)
 
 
 def in_worker() -> bool:
@@ -37,7 +40,7 @@ def in_worker() -> bool:
 
 def _new_pool(size: int) -> ProcessPoolExecutor:
     ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-    return ProcessPoolExecutor(max_workers=size, mp_context=ctx, initializer=_mark_worker)
+    return ProcessPoolExecutor(max_workers=size, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),))
 
 
 def shared_pool(size: int) -> ProcessPoolExecutor:
@@ -77,6 +80,7 @@ class LocalhostBackend:
             pool.submit(os.getpid).result()
 
     def _get_pool(self) -> ProcessPoolExecutor:
+        """The pool to submit to (call with ``self._lock`` held for a private pool)."""
         if not self.private:
             return shared_pool(self.workers)
         if self._pool is None:
@@ -84,13 +88,14 @@ class LocalhostBackend:
         return self._pool
 
     def submit(self, job: Job, futures: list) -> None:
-        pool = self._get_pool()
         for f in futures:
             f._set_invoked()
         chunks = list(guided_chunks(job.total_calls, self.workers, job.chunksize))
-        # Count every batch before submitting any: a fast first batch must not see the
-        # pool idle and shut a private pool down under the rest of the job.
+        # Take the pool and count every batch at once, before submitting any: neither a
+        # fast first batch nor a previous job's last one may find the pool idle and shut
+        # a private pool down under this job.
         with self._lock:
+            pool = self._get_pool()
             self._outstanding += len(chunks)
         for start, end in chunks:
             batch = Batch(job.job_key, job.func, list(range(start, end)), job.data[start:end], job.extra_env,
@@ -126,12 +131,16 @@ class LocalhostBackend:
     def _release(self) -> None:
         with self._lock:
             self._outstanding -= 1
-            idle = self._outstanding == 0
-        if idle and self.private and self._pool is not None:
-            pool, self._pool = self._pool, None
+            pool = None
+            if self._outstanding == 0 and self.private:
+                pool, self._pool = self._pool, None
+        if pool is not None:
             threading.Thread(target=pool.shutdown, kwargs={"wait": True}, daemon=True).start()
 
     def close(self) -> None:
-        if self.private and self._pool is not None and self._outstanding == 0:
-            pool, self._pool = self._pool, None
+        with self._lock:
+            pool = None
+            if self.private and self._outstanding == 0:
+                pool, self._pool = self._pool, None
+        if pool is not None:
             pool.shutdown(wait=True)

@@ -1,12 +1,15 @@
 """Standalone client: a job goes to storage, the run's agents run it, results come back.
 
-``submit`` cuts the job into batches (guided self-scheduling over every process of
-every VM, counted from the agents' heartbeats), writes it once under the run's queue
-prefix, and registers it with a follower thread. The follower lists each active job's
-results prefix every ``poll_interval`` seconds, resolves the futures of each new
-batch, and, when every call of a job is resolved, deletes the job's objects. A batch
-claimed by an agent whose heartbeat went stale fails with BridgeError rather than
-hanging. No credentials travel in the job: agents use their own storage config.
+``submit`` fails with BridgeError when no agent of the run is alive (no heartbeat
+younger than ``STALE_AFTER``: a wrong or destroyed ``run_id``); otherwise it cuts the
+job into batches (guided self-scheduling over every process of every live VM),
+writes it once under the run's queue prefix, and registers it with a follower
+thread. The follower lists each active job's results prefix every ``poll_interval``
+seconds, resolves the futures of each new batch, and, when every call of a job is
+resolved, deletes the job's objects. A batch claimed by an agent whose heartbeat went
+stale, and, once no live agent remains, a batch nobody claimed, fail with
+BridgeError rather than hanging. No credentials travel in the job: agents use their
+own storage config.
 """
 
 from __future__ import annotations
@@ -62,6 +65,17 @@ class StandaloneBackend:
         self._thread: threading.Thread | None = None
 
     # --- capacity -----------------------------------------------------------------------
+    @staticmethod
+    def is_live(hb: dict, now: datetime) -> bool:
+        """A heartbeat of a running agent, fresh enough to count on."""
+        if hb.get("state") == "stopped":
+            return False
+        try:
+            age = (now - datetime.fromisoformat(hb["at"])).total_seconds()
+        except (KeyError, TypeError, ValueError):
+            return False
+        return age <= STALE_AFTER
+
     def heartbeats(self) -> list[dict]:
         from ephemera import layout
 
@@ -77,21 +91,30 @@ class StandaloneBackend:
                 continue
         return out
 
-    def slots(self) -> int:
+    def live_heartbeats(self) -> list[dict]:
+        now = datetime.now(timezone.utc)
+        return [hb for hb in self.heartbeats() if self.is_live(hb, now)]
+
+    def slots(self, live: list[dict]) -> int:
         """Processes across the run's live VMs (at least 1)."""
         per_vm = int(self.settings["worker_processes"])
-        live = [hb for hb in self.heartbeats() if hb.get("state") not in ("stopped",)]
         total = sum(min(per_vm, int(hb.get("worker_processes") or per_vm)) for hb in live)
         return max(1, total)
 
     # --- submit ---------------------------------------------------------------------------
     def submit(self, job: Job, futures: list) -> None:
-        batches = guided_chunks(job.total_calls, self.slots(), job.chunksize)
+        live = self.live_heartbeats()
+        if not live:
+            raise BridgeError(f"no agent of run '{self.run_id}' is alive (no heartbeat in the last {STALE_AFTER:g} s "
+                              f"in bucket '{self.bucket}'), so job {job.job_key} cannot run: check standalone.run_id, "
+                              "and that the run is applied and its VMs are up")
+        batches = guided_chunks(job.total_calls, self.slots(live), job.chunksize)
+        workers = sorted({int(hb["worker"]) for hb in live if str(hb.get("worker", "")).isdigit()})
         payload = {"job_key": job.job_key, "func": job.func, "data": job.data, "extra_env": job.extra_env,
                    "timeout": job.timeout, "batches": batches, "worker_processes": int(self.settings["worker_processes"]),
                    "use_gpu": bool(self.settings.get("use_gpu")),
                    "hard_dismantle_timeout": float(self.settings["hard_dismantle_timeout"]),
-                   "submitted_at": datetime.now(timezone.utc).isoformat()}
+                   "workers": workers, "submitted_at": datetime.now(timezone.utc).isoformat()}
         with self._lock:
             self._active[job.job_key] = _Active(job, futures, batches)
         for f in futures:
@@ -152,24 +175,31 @@ class StandaloneBackend:
         return bool(new)
 
     def _check_stale_claims(self, act: _Active) -> None:
+        """Fail the batches no live agent will ever answer."""
         beats = {str(hb.get("worker")): hb for hb in self.heartbeats()}
         now = datetime.now(timezone.utc)
+        anyone_live = any(self.is_live(hb, now) for hb in beats.values())
         for batch, (start, end) in enumerate(act.batches):
             if batch in act.seen:
                 continue
             try:
                 claim = json.loads(self.store.get(self.bucket, keys.claim_key(self.run_id, act.job.job_key, batch)))
             except (NoSuchKeyError, NoSuchBucketError, ValueError):
+                claim = None
+            if claim is None:
+                if anyone_live:
+                    continue
+                err = BridgeError(f"no agent of run {self.run_id} is alive any more to run calls {start}-{end - 1} "
+                                  f"of job {act.job.job_key}: the run's VMs stopped")
+            elif self.is_live(beats.get(str(claim.get("worker"))) or {}, now):
                 continue
-            hb = beats.get(str(claim.get("worker")))
-            age = (now - datetime.fromisoformat(hb["at"])).total_seconds() if hb and hb.get("at") else None
-            if hb is None or hb.get("state") == "stopped" or (age is not None and age > STALE_AFTER):
+            else:
                 err = BridgeError(f"the agent of VM {claim.get('worker')} of run {self.run_id} stopped while running "
                                   f"calls {start}-{end - 1} of job {act.job.job_key}")
-                for fut in act.futures[start:end]:
-                    if not fut._finished():
-                        fut._set_error(err, None)
-                act.seen.add(batch)
+            for fut in act.futures[start:end]:
+                if not fut._finished():
+                    fut._set_error(err, None)
+            act.seen.add(batch)
         if len(act.seen) == len(act.batches):
             self._finish(act)
 

@@ -3,11 +3,15 @@
 The server lists ``lithops.jobs/<run_id>/queue/``, loads each new job once, and
 claims batches with ``put_if_absent`` (so no batch ever runs twice, whatever the
 number of VMs) while it has free processes, at most ``worker_processes`` of the job
-at a time. Batches run in a warm pool (forkserver: safe next to the agent's threads);
-each finished batch is written as one results object. A batch running longer than
-the job's ``hard_dismantle_timeout`` is killed with its pool: its calls fail with
-TimeoutError, the other batches in flight run again on a fresh pool. GPUs stay
-visible to calls only when the job says ``use_gpu``.
+at a time; VMs start claiming at evenly spread batches. Batches run in a warm pool
+(forkserver: safe next to the agent's threads); each finished batch is written as
+one results object, retried with backoff; if storage keeps refusing it, failure
+outcomes are written instead, and if even those fail the claim is released so the
+batch runs again. A batch running longer than the job's ``hard_dismantle_timeout``
+is killed with its pool: its calls fail with TimeoutError, and the other batches
+killed with it fail with BridgeError (they are not run again: a call never runs
+twice). While the agent stops, a dying pool uploads nothing: the client sees the
+stopped heartbeat. GPUs stay visible to calls only when the job says ``use_gpu``.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import os
 import pickle
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import datetime, timezone
 
@@ -27,19 +31,34 @@ import cloudpickle
 
 from ephemera.errors import NoSuchBucketError, NoSuchKeyError
 from lithops_bridge.backends.standalone import keys
+from lithops_bridge.errors import BridgeError
+from lithops_bridge.lifeline import exit_with_parent
 from lithops_bridge.runner import Batch, run_batch
 
 log = logging.getLogger("lithops_bridge.agent.server")
+UPLOAD_DELAYS = (0.0, 0.2, 0.5, 1.0, 2.0, 4.0)  # seconds before each attempt to write a results object
 
 
 def _init_task_process(env: dict) -> None:
     os.environ.update(env)
+    exit_with_parent(os.getppid())
 
 
 def failure_outcomes(call_ids: list[int], exc: BaseException) -> list[dict]:
     blob = cloudpickle.dumps(exc)
     return [{"call_id": i, "ok": False, "exc": blob, "exc_type": type(exc).__name__, "exc_module": type(exc).__module__,
              "exc_message": str(exc), "traceback": "", "stats": {"exception": True}} for i in call_ids]
+
+
+def start_offset(worker: int, workers: list, n: int) -> int:
+    """The batch this VM claims first: VMs of the job start evenly spread over its ``n`` batches."""
+    if n <= 0:
+        return 0
+    if worker in workers:
+        rank, count = workers.index(worker), len(workers)
+    else:  # joined after the job was submitted
+        rank, count = worker, max(1, len(workers))
+    return rank * n // count % n
 
 
 class TaskServer:
@@ -51,12 +70,16 @@ class TaskServer:
         self.size = max(1, int(worker_processes))
         self.task_env = dict(task_env)  # environment of the task processes (nested-executor config)
         self.poll_min, self.poll_max = (0.25, 2.0) if cloud else (0.01, 0.2)
+        self.upload_delays = UPLOAD_DELAYS  # backoff of result uploads
+        self.ready = False  # the pool has answered once (warm)
         self.stopping = threading.Event()
         self._wake = threading.Event()
-        self._lock = threading.Lock()
-        self._jobs: "OrderedDict[str, dict]" = OrderedDict()  # job_key -> payload (+ bookkeeping)
-        self._exhausted: set[str] = set()  # every batch of these jobs is claimed by someone
-        self._inflight: dict[tuple[str, int], dict] = {}  # (job_key, batch) -> {started, future, batch}
+        self._lock = threading.Lock()  # guards _pool
+        self._inflight_lock = threading.Lock()  # guards _inflight (pool callbacks run on other threads)
+        self._jobs: "OrderedDict[str, dict]" = OrderedDict()  # job_key -> payload (+ bookkeeping); loop thread only
+        self._exhausted: set[str] = set()  # every batch of these jobs is claimed by someone; loop thread only
+        self._released: deque = deque()  # (job_key, batch) whose claim an upload gave back: claim again
+        self._inflight: dict[tuple[str, int], dict] = {}  # (job_key, batch) -> {started, future, batch, limit, job}
         self._pool: ProcessPoolExecutor | None = None
         self._uploads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="results")
         self.thread: threading.Thread | None = None
@@ -68,7 +91,7 @@ class TaskServer:
         return self
 
     def stop(self) -> None:
-        self.stopping.set()
+        self.stopping.set()  # first: the pool killed below must not report its calls as failed
         self._wake.set()
         self._kill_pool()
         self._uploads.shutdown(wait=False, cancel_futures=True)
@@ -76,6 +99,7 @@ class TaskServer:
     def warm_up(self) -> None:
         """Start the pool ahead of the first job (in the background of agent start-up)."""
         self._get_pool().submit(os.getpid).result()
+        self.ready = True
 
     def _get_pool(self) -> ProcessPoolExecutor:
         with self._lock:
@@ -98,6 +122,10 @@ class TaskServer:
                 pass
         pool.shutdown(wait=False, cancel_futures=True)
 
+    def _inflight_count(self, jk: str | None = None) -> int:
+        with self._inflight_lock:
+            return len(self._inflight) if jk is None else sum(1 for (k, _b) in self._inflight if k == jk)
+
     # --- the loop -------------------------------------------------------------------------
     def _loop(self) -> None:
         delay = self.poll_min
@@ -113,6 +141,11 @@ class TaskServer:
             self._wake.clear()
 
     def _round(self) -> bool:
+        while self._released:
+            jk, b = self._released.popleft()
+            if jk in self._jobs:
+                self._jobs[jk]["_tried"].discard(b)
+                self._exhausted.discard(jk)
         try:
             queued = [keys.job_key_of(i.key) for i in self.store.list(self.bucket, keys.queue_prefix(self.run_id))]
         except NoSuchBucketError:
@@ -125,13 +158,13 @@ class TaskServer:
         for jk in queued:
             if jk in self._exhausted:
                 continue
-            if len(self._inflight) >= self.size:
+            if self._inflight_count() >= self.size:
                 return True
             job = self._load(jk)
             if job is None:
                 continue
             claimed_any |= self._claim_from(job)
-        return claimed_any or bool(self._inflight) or bool(set(queued) - self._exhausted)
+        return claimed_any or bool(self._inflight_count()) or bool(set(queued) - self._exhausted)
 
     def _load(self, jk: str) -> dict | None:
         job = self._jobs.get(jk)
@@ -140,16 +173,16 @@ class TaskServer:
                 job = pickle.loads(self.store.get(self.bucket, keys.queue_key(self.run_id, jk)))
             except (NoSuchKeyError, NoSuchBucketError):
                 return None
-            n = len(job["batches"])
-            job["_next"] = (self.worker * max(1, n // 2)) % max(1, n)  # VMs start at different batches
+            job["_next"] = start_offset(self.worker, list(job.get("workers") or []), len(job["batches"]))
             job["_tried"] = set()
             self._jobs[jk] = job
         return job
 
     def _claim_from(self, job: dict) -> bool:
         jk, n, claimed = job["job_key"], len(job["batches"]), False
-        while len(job["_tried"]) < n and len(self._inflight) < self.size:
-            if sum(1 for (k, _b) in self._inflight if k == jk) >= max(1, int(job.get("worker_processes") or self.size)):
+        limit = max(1, int(job.get("worker_processes") or self.size))
+        while len(job["_tried"]) < n and self._inflight_count() < self.size:
+            if self._inflight_count(jk) >= limit:
                 break
             b = job["_next"]
             job["_next"] = (b + 1) % n
@@ -157,7 +190,12 @@ class TaskServer:
                 continue
             job["_tried"].add(b)
             body = json.dumps({"worker": self.worker, "pid": os.getpid(), "at": datetime.now(timezone.utc).isoformat()})
-            if self.store.put_if_absent(self.bucket, keys.claim_key(self.run_id, jk, b), body.encode()):
+            try:
+                won = self.store.put_if_absent(self.bucket, keys.claim_key(self.run_id, jk, b), body.encode())
+            except Exception:
+                job["_tried"].discard(b)  # not claimed: try it again next round
+                raise
+            if won:
                 self._run(job, b)
                 claimed = True
         if len(job["_tried"]) >= n:
@@ -175,7 +213,8 @@ class TaskServer:
 
     def _submit(self, job: dict, b: int, batch: Batch) -> None:
         entry = {"started": time.monotonic(), "batch": batch, "limit": job.get("hard_dismantle_timeout"), "job": job}
-        self._inflight[(job["job_key"], b)] = entry
+        with self._inflight_lock:
+            self._inflight[(job["job_key"], b)] = entry
         try:
             cf = self._get_pool().submit(run_batch, batch)
         except Exception as exc:  # noqa: BLE001 - a broken pool: fail this batch, fresh pool next time
@@ -186,9 +225,12 @@ class TaskServer:
         cf.add_done_callback(lambda f, jk=job["job_key"], b=b: self._batch_done(jk, b, f))
 
     def _batch_done(self, jk: str, b: int, cf) -> None:
-        entry = self._inflight.get((jk, b))
-        if entry is None or entry.get("future") is not cf:
-            return  # superseded (killed by the watchdog and resubmitted or failed)
+        if self.stopping.is_set():
+            return  # the agent is stopping and killed the pool: the client sees the stopped heartbeat
+        with self._inflight_lock:
+            entry = self._inflight.get((jk, b))
+            if entry is None or entry.get("future") is not cf:
+                return  # superseded (failed by the watchdog)
         if cf.cancelled():
             return
         exc = cf.exception()
@@ -207,27 +249,67 @@ class TaskServer:
         self._complete(jk, b, outcomes)
 
     def _complete(self, jk: str, b: int, outcomes: list[dict]) -> None:
-        self._inflight.pop((jk, b), None)
+        with self._inflight_lock:
+            self._inflight.pop((jk, b), None)
         self._wake.set()
-        key = keys.result_key(self.run_id, jk, b)
         try:
-            self._uploads.submit(self.store.put, self.bucket, key, pickle.dumps(outcomes))
+            self._uploads.submit(self._upload, jk, b, outcomes)
         except RuntimeError:  # shutting down
             pass
 
+    # --- results --------------------------------------------------------------------------
+    def _upload(self, jk: str, b: int, outcomes: list[dict]) -> None:
+        """Write the batch's results; failure outcomes if that keeps failing; else give the claim back."""
+        key = keys.result_key(self.run_id, jk, b)
+        blob, last = pickle.dumps(outcomes), None
+        for delay in self.upload_delays:
+            if delay and self.stopping.wait(delay):
+                return
+            try:
+                self.store.put(self.bucket, key, blob)
+                return
+            except Exception as exc:  # noqa: BLE001 - retried, then reported to the caller
+                last = exc
+                log.warning("writing the results of batch %d of job %s failed: %s", b, jk, exc)
+        call_ids = [o["call_id"] for o in outcomes]
+        err = BridgeError(f"VM {self.worker} of run {self.run_id} ran calls {call_ids[0]}-{call_ids[-1]} of job {jk} but "
+                          f"could not write their results after {len(self.upload_delays)} attempts: "
+                          f"{type(last).__name__}: {last}")
+        try:
+            self.store.put(self.bucket, key, pickle.dumps(failure_outcomes(call_ids, err)))
+            return
+        except Exception as exc:  # noqa: BLE001 - storage refuses even that
+            log.error("writing failure results of batch %d of job %s failed: %s; releasing its claim", b, jk, exc)
+        try:
+            self.store.delete(self.bucket, keys.claim_key(self.run_id, jk, b))
+        except Exception as exc:  # noqa: BLE001 - the client fails the batch once this VM stops
+            log.error("releasing the claim of batch %d of job %s failed: %s", b, jk, exc)
+            return
+        self._released.append((jk, b))
+        self._wake.set()
+
+    # --- hard_dismantle_timeout -------------------------------------------------------------
     def _watchdog(self) -> None:
         """Kill the pool under a batch that outlived the job's hard_dismantle_timeout."""
         now = time.monotonic()
-        late = [(k, e) for k, e in list(self._inflight.items()) if e.get("limit") and now - e["started"] > e["limit"]]
-        if not late:
-            return
-        others = [(k, e) for k, e in list(self._inflight.items()) if (k, e) not in late]
-        for (jk, b), entry in late + others:
-            entry["future"] = None  # detach: the dying pool's callbacks are ignored
+        with self._inflight_lock:
+            items = list(self._inflight.items())
+            late = [(k, e) for k, e in items if e.get("limit") and now - e["started"] > e["limit"]]
+            if not late:
+                return
+            for _k, entry in items:
+                entry["future"] = None  # detach: the dying pool's callbacks are ignored
+        late_keys = {k for k, _e in late}
         self._kill_pool()
         for (jk, b), entry in late:
             limit = entry["limit"]
             self._complete(jk, b, failure_outcomes(entry["batch"].call_ids, TimeoutError(
                 f"hard_dismantle_timeout of {limit:g} seconds exceeded on VM {self.worker}: the calls were killed")))
-        for (jk, b), entry in others:
-            self._submit(entry["job"], b, entry["batch"])
+        culprit = ", ".join(sorted({jk for jk, _b in late_keys}))
+        for (jk, b), entry in items:
+            if (jk, b) in late_keys:
+                continue
+            ids = entry["batch"].call_ids
+            self._complete(jk, b, failure_outcomes(ids, BridgeError(
+                f"calls {ids[0]}-{ids[-1]} of job {jk} were killed on VM {self.worker} with the worker pool, when "
+                f"job {culprit} exceeded its hard_dismantle_timeout; they are not run again, so that no call runs twice")))

@@ -1,0 +1,173 @@
+"""The VM side of the standalone backend (TaskServer) in this process, over a storage that
+fails on demand: result uploads retried, claims retried, no call run twice."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import time
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+
+import lithops_bridge as lithops
+from ephemera.errors import StorageError
+from lithops_bridge.backends.standalone import keys
+from lithops_bridge.backends.standalone.server import TaskServer, start_offset
+from lithops_bridge.errors import BridgeError
+from tests.bridge import funcs
+
+
+class FlakyStore:
+    """Ephemera storage whose put / put_if_absent fail the first N times for keys containing a marker."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.fail_put: dict[str, int] = {}  # key marker -> failures left
+        self.fail_claim = 0  # put_if_absent failures left
+        self.deleted: list[str] = []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def put(self, bucket, key, data):
+        for marker, left in self.fail_put.items():
+            if marker in key and left > 0:
+                self.fail_put[marker] = left - 1
+                raise StorageError(f"injected failure writing {key}")
+        return self.inner.put(bucket, key, data)
+
+    def put_if_absent(self, bucket, key, data):
+        if self.fail_claim > 0:
+            self.fail_claim -= 1
+            raise StorageError(f"injected failure claiming {key}")
+        return self.inner.put_if_absent(bucket, key, data)
+
+    def delete(self, bucket, key):
+        self.deleted.append(key)
+        return self.inner.delete(bucket, key)
+
+
+@pytest.fixture
+def vm(tmp_path):
+    """One "VM": a TaskServer (2 processes) in this process, with a fresh heartbeat; and its client config."""
+    from ephemera.config import load_config
+    from ephemera.layout import heartbeat_key
+    from ephemera.storage import get_storage
+
+    bucket, run_id = "srv", f"srv-{uuid.uuid4().hex[:8]}"
+    store = get_storage(load_config({"storage": {"backend": "localhost", "bucket": bucket},
+                                     "localhost": {"root": str(tmp_path / "storage")}, "home": str(tmp_path / "home")}))
+    store.create_bucket(bucket)
+    beat = {"run_id": run_id, "worker": 1, "state": "idle", "worker_processes": 2,
+            "at": datetime.now(timezone.utc).isoformat()}
+    store.put(bucket, heartbeat_key(run_id, 1), json.dumps(beat).encode())
+    flaky = FlakyStore(store)
+    server = TaskServer(flaky, bucket, run_id, 1, 2, {})
+    server.upload_delays = (0.0, 0.01, 0.01)
+    server.store_ = flaky
+    server.config = {"lithops": {"backend": "standalone", "storage": "localhost"},
+                     "standalone": {"run_id": run_id, "worker_processes": 2},
+                     "localhost": {"storage_bucket": bucket, "storage_root": str(tmp_path / "storage")}}
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_a_failed_result_upload_is_retried(vm):
+    vm.store_.fail_put = {"/results/": 2}
+    with lithops.FunctionExecutor(config=vm.config) as fexec:
+        fut = fexec.call_async(funcs.double, 21)
+        lithops.wait([fut], timeout=20)
+        assert fut.result() == 42
+    assert vm.store_.fail_put["/results/"] == 0
+
+
+def test_results_that_cannot_be_written_fail_the_calls(vm):
+    vm.store_.fail_put = {"/results/": len(vm.upload_delays)}  # every attempt fails; the failure outcomes go through
+    with lithops.FunctionExecutor(config=vm.config) as fexec:
+        fut = fexec.call_async(funcs.double, 1)
+        lithops.wait([fut], timeout=20, throw_except=False)
+        with pytest.raises(BridgeError, match="could not write their results .*injected failure"):
+            fut.result()
+
+
+def test_when_storage_refuses_even_failure_outcomes_the_claim_is_released_and_the_batch_runs_again(vm):
+    vm.store_.fail_put = {"/results/": len(vm.upload_delays) + 1}
+    with lithops.FunctionExecutor(config=vm.config) as fexec:
+        fut = fexec.call_async(funcs.double, 5)
+        lithops.wait([fut], timeout=20)
+        assert fut.result() == 10
+    assert keys.claim_key(vm.run_id, fut.job_key, 0) in vm.store_.deleted
+
+
+def test_a_failed_claim_is_tried_again(vm):
+    vm.store_.fail_claim = 1
+    with lithops.FunctionExecutor(config=vm.config) as fexec:
+        fut = fexec.call_async(funcs.double, 4)
+        lithops.wait([fut], timeout=20)
+        assert fut.result() == 8
+    assert vm.store_.fail_claim == 0
+
+
+def test_a_pool_dying_while_the_agent_stops_reports_nothing(vm):
+    """Stopping: the killed pool's calls are not uploaded as crashes; the client sees the stopped heartbeat."""
+    with lithops.FunctionExecutor(config=vm.config) as fexec:
+        fut = fexec.call_async(funcs.sleepy, 60)
+        deadline, cf = time.monotonic() + 20, None
+        while time.monotonic() < deadline and cf is None:
+            with vm._inflight_lock:
+                cf = vm._inflight.get((fut.job_key, 0), {}).get("future")
+            time.sleep(0.01)
+        assert cf is not None, "the call never started on the VM"
+        vm.stopping.set()
+        vm._kill_pool()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not cf.done():
+            time.sleep(0.01)
+        assert cf.done()
+        vm._batch_done(fut.job_key, 0, cf)  # what the pool's callback does, in case it has not run yet
+        vm._uploads.shutdown(wait=True)
+        assert list(vm.store_.list(vm.bucket, keys.results_prefix(vm.run_id, fut.job_key))) == []
+
+
+def test_the_watchdog_fails_the_other_batches_it_kills_instead_of_running_them_again(vm, tmp_path):
+    runs = tmp_path / "runs.txt"
+    other_cfg = {**vm.config, "standalone": {**vm.config["standalone"], "hard_dismantle_timeout": 600}}
+    late_cfg = {**vm.config, "standalone": {**vm.config["standalone"], "hard_dismantle_timeout": 1}}
+    with lithops.FunctionExecutor(config=other_cfg) as other_exec, lithops.FunctionExecutor(config=late_cfg) as late_exec:
+        other = other_exec.call_async(funcs.mark_and_sleep, (str(runs), 60))
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not runs.exists():
+            time.sleep(0.01)
+        assert runs.exists(), "the first call never started"
+        late = late_exec.call_async(funcs.sleepy, 60)  # shares the pool, exceeds its 1 s limit
+        lithops.wait([other, late], timeout=30, throw_except=False)
+        with pytest.raises(TimeoutError, match="hard_dismantle_timeout of 1 seconds"):
+            late.result()
+        with pytest.raises(BridgeError, match="not run again"):
+            other.result()
+    assert len(runs.read_text().splitlines()) == 1  # the killed call did not run a second time
+
+
+def test_vms_start_claiming_at_evenly_spread_batches():
+    assert [start_offset(w, [1, 2], 4) for w in (1, 2)] == [0, 2]
+    assert [start_offset(w, [0, 1, 2], 3) for w in (0, 1, 2)] == [0, 1, 2]
+    assert [start_offset(w, [0, 1, 2], 7) for w in (0, 1, 2)] == [0, 2, 4]
+    assert start_offset(5, [0, 1], 4) in range(4) and start_offset(0, [0], 1) == 0
+
+
+def test_the_job_names_the_live_vms(vm):
+    with lithops.FunctionExecutor(config=vm.config) as fexec:
+        seen = []
+        original = fexec.compute_handler.store.put
+
+        def spy(bucket, key, data):
+            if "/queue/" in key:
+                seen.append(pickle.loads(data))
+            return original(bucket, key, data)
+
+        fexec.compute_handler.store.put = spy
+        assert fexec.call_async(funcs.double, 3).result() == 6
+    assert seen and seen[0]["workers"] == [1]
