@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Mapping
+from urllib.parse import urlparse
 
 import yaml
 
@@ -76,6 +77,18 @@ WORKSPACE_NAME_FIX = "use 1-63 lowercase letters, digits, '-' or '_', starting w
 def is_workspace_name(value: object) -> bool:
     """Workspace names go into run ids, storage keys and Terraform folders."""
     return isinstance(value, str) and bool(WORKSPACE_NAME_RE.match(value))
+
+
+def check_url(field: str, url: str | None, example: str = "http://127.0.0.1:9000") -> str | None:
+    """An http(s) URL without a trailing '/', None if unset, or ConfigError naming ``field``."""
+    if not url:
+        return None
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ConfigError(field, f"'{url}' is not an http(s) URL", f"write e.g. {example}")
+    if parsed.username or parsed.password:
+        raise ConfigError(field, "the URL must not carry credentials", "put the keys in their own config keys")
+    return url.rstrip("/")
 
 
 def _workspace_name(field: str, value: str) -> str:
@@ -290,29 +303,22 @@ def validate(raw: Mapping | None, source: str = "<dict>") -> Config:
 
 
 def _check_backends(data: dict) -> None:
-    """Cross-section checks: the chosen backends have what they need."""
+    """Cross-section checks: the chosen backends have what they need, and their URLs
+    are URLs. Each backend's settings builder holds its own rules (no SDK is imported)."""
+    config = Config(data, "<validating>")
     backend = data["storage"]["backend"]
     if backend == "aws_s3":
-        s3 = data["aws_s3"]
-        if bool(s3["access_key_id"]) != bool(s3["secret_access_key"]):
-            missing = "secret_access_key" if s3["access_key_id"] else "access_key_id"
-            raise ConfigError(f"aws_s3.{missing}", "missing while its pair is set", "set both keys, or neither to use the AWS default chain")
-    if backend == "ibm_cos":
-        cos = data["ibm_cos"]
-        hmac = cos["access_key_id"] or cos["secret_access_key"]
-        if hmac and not (cos["access_key_id"] and cos["secret_access_key"]):
-            missing = "secret_access_key" if cos["access_key_id"] else "access_key_id"
-            raise ConfigError(f"ibm_cos.{missing}", "missing while its HMAC pair is set", "set both HMAC keys")
-        if not hmac:
-            if not (cos["api_key"] or data["ibm"]["iam_api_key"]):
-                raise ConfigError("ibm_cos.api_key", "no credentials", "set HMAC keys, or ibm_cos.api_key / ibm.iam_api_key with ibm_cos.service_instance_id")
-            if not cos["service_instance_id"]:
-                raise ConfigError("ibm_cos.service_instance_id", "missing for IAM authentication", "set the COS instance CRN or GUID")
+        from ephemera.storage.aws_s3.config import s3_settings
+
+        s3_settings(config)
+    elif backend == "ibm_cos":
+        from ephemera.storage.ibm_cos.config import cos_settings
+
+        cos_settings(config)
     if data["engine"]["backend"] == "schematics":
-        if not data["schematics"]["workspace_id"]:
-            raise ConfigError("schematics.workspace_id", "missing", "create a Schematics workspace from terraform/ibm-vpc-gpu and set its id")
-        if not data["ibm"]["iam_api_key"]:
-            raise ConfigError("ibm.iam_api_key", "missing", "Schematics needs an IAM API key")
+        from ephemera.engines.schematics.config import SchematicsSettings
+
+        SchematicsSettings.from_config(config)
 
 
 def find_config_file() -> Path | None:

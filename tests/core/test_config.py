@@ -43,6 +43,9 @@ def test_defaults_are_local():
         ({"storage": {"backend": "ibm_cos"}}, "ibm_cos.api_key", "no credentials"),
         ({"storage": {"backend": "ibm_cos"}, "ibm_cos": {"access_key_id": "AKID"}}, "ibm_cos.secret_access_key", "HMAC"),
         ({"engine": {"backend": "schematics"}}, "schematics.workspace_id", "missing"),
+        ({"engine": {"backend": "schematics"}, "schematics": {"workspace_id": "w", "url": "ftp://x"}, "ibm": {"iam_api_key": "k" * 8}}, "schematics.url", "http(s) URL"),
+        ({"storage": {"backend": "aws_s3", "bucket": "b-bucket"}, "aws_s3": {"endpoint": "127.0.0.1:9000"}}, "aws_s3.endpoint", "http(s) URL"),
+        ({"storage": {"backend": "ibm_cos", "bucket": "b-bucket"}, "ibm_cos": {"region": "Mars 1", "access_key_id": "ak", "secret_access_key": "sk"}}, "ibm_cos.region", "not a COS location"),
         ({"storage": {"bucket": True}}, "storage.bucket", "boolean"),
     ],
 )

@@ -5,6 +5,7 @@ an unrelated folder: the stacks and workloads ship inside the wheel."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +30,11 @@ def test_fresh_venv_install_and_demo(tmp_path):
     pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
     run(pip + ["install", "setuptools<70", "wheel"], tmp_path, env)
     run(pip + ["install", "--no-build-isolation", "ibm-schematics==1.1.0", "python-terraform==0.10.1"], tmp_path, env)
-    run(pip + ["install", f"{REPO}[aws,ibm,cli,workloads]"], tmp_path, env)
+    # install from a copy, so the build leaves nothing in the working tree
+    src = tmp_path / "src"
+    shutil.copytree(REPO, src, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "__pycache__", ".pytest_cache", ".ephemera-build"))
+    run(pip + ["install", f"{src}[aws,ibm,cli,workloads]"], tmp_path, env)
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

@@ -8,9 +8,8 @@ service URL is always set explicitly: the 1.1.0 SDK defaults to a development UR
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlparse
 
-from ephemera.config import Config
+from ephemera.config import Config, check_url
 from ephemera.errors import ConfigError
 
 # Locations where Schematics runs workspaces (cloud.ibm.com/docs/schematics?topic=schematics-locations).
@@ -44,19 +43,13 @@ class SchematicsSettings:
 
     @classmethod
     def from_config(cls, config: Config) -> "SchematicsSettings":
-        api_key = config["ibm"]["iam_api_key"]
-        if not api_key:
-            raise ConfigError("ibm.iam_api_key", "missing", "Schematics needs an IAM API key")
         workspace_id = config["schematics"]["workspace_id"]
         if not workspace_id:
             raise ConfigError("schematics.workspace_id", "missing", "create a Schematics workspace from terraform/ibm-vpc-gpu and set its id")
-        url = config["schematics"]["url"]
-        if url:
-            parsed = urlparse(url)
-            if parsed.scheme not in ("http", "https") or not parsed.netloc:
-                raise ConfigError("schematics.url", f"'{url}' is not an http(s) URL", "e.g. https://us-south.schematics.cloud.ibm.com")
-            url = url.rstrip("/")
-        else:
-            url = service_url_for_region(config["schematics"]["region"])
-        iam_url = (config["ibm"]["iam_url"] or "https://iam.cloud.ibm.com").rstrip("/")
+        api_key = config["ibm"]["iam_api_key"]
+        if not api_key:
+            raise ConfigError("ibm.iam_api_key", "missing", "Schematics needs an IAM API key")
+        url = check_url("schematics.url", config["schematics"]["url"], "https://us-south.schematics.cloud.ibm.com")
+        url = url or service_url_for_region(config["schematics"]["region"])
+        iam_url = check_url("ibm.iam_url", config["ibm"]["iam_url"] or "https://iam.cloud.ibm.com", "https://iam.cloud.ibm.com")
         return cls(api_key=api_key, iam_url=iam_url, workspace_id=workspace_id, service_url=url)

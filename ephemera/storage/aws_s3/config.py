@@ -8,9 +8,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from urllib.parse import urlparse
 
-from ephemera.config import Config
+from ephemera.config import Config, check_url
 from ephemera.errors import ConfigError
 
 
@@ -28,18 +27,6 @@ class S3Settings:
         return [v for v in (self.access_key_id, self.secret_access_key, self.session_token) if v]
 
 
-def check_endpoint(field_name: str, endpoint: str | None) -> str | None:
-    """An endpoint URL without a trailing '/', or ConfigError naming ``field_name``."""
-    if not endpoint:
-        return None
-    parsed = urlparse(endpoint)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise ConfigError(field_name, f"'{endpoint}' is not an http(s) URL", "write e.g. http://127.0.0.1:9000")
-    if parsed.username or parsed.password:
-        raise ConfigError(field_name, "the URL must not carry credentials", "put the keys in their own config keys")
-    return endpoint.rstrip("/")
-
-
 def s3_settings(config: Config) -> S3Settings:
     """The ``aws_s3`` section as :class:`S3Settings`; raises ConfigError on a bad value."""
     section = config["aws_s3"]
@@ -49,7 +36,7 @@ def s3_settings(config: Config) -> S3Settings:
     if section["session_token"] and not section["access_key_id"]:
         raise ConfigError("aws_s3.session_token", "set without aws_s3.access_key_id", "a session token comes with temporary keys; set all three")
     return S3Settings(
-        endpoint=check_endpoint("aws_s3.endpoint", section["endpoint"]),
+        endpoint=check_url("aws_s3.endpoint", section["endpoint"]),
         region=section["region"] or "us-east-1",
         access_key_id=section["access_key_id"] or None,
         secret_access_key=section["secret_access_key"] or None,

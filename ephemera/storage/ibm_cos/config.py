@@ -19,9 +19,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ephemera.config import Config
+from ephemera.config import Config, check_url
 from ephemera.errors import ConfigError
-from ephemera.storage.aws_s3.config import check_endpoint
 
 ENDPOINT_TYPES = ("public", "private", "direct")
 DOMAIN = "cloud-object-storage.appdomain.cloud"
@@ -61,7 +60,7 @@ def cos_endpoint(region: str, endpoint_type: str = "public") -> str:
 def cos_settings(config: Config) -> COSSettings:
     """The ``ibm_cos`` section (with ``ibm`` defaults) as :class:`COSSettings`."""
     cos, ibm = config["ibm_cos"], config["ibm"]
-    endpoint = check_endpoint("ibm_cos.endpoint", cos["endpoint"]) or cos_endpoint(cos["region"], cos["endpoint_type"])
+    endpoint = check_url("ibm_cos.endpoint", cos["endpoint"]) or cos_endpoint(cos["region"], cos["endpoint_type"])
     if cos["access_key_id"] or cos["secret_access_key"]:
         if not (cos["access_key_id"] and cos["secret_access_key"]):
             missing = "secret_access_key" if cos["access_key_id"] else "access_key_id"
@@ -75,8 +74,8 @@ def cos_settings(config: Config) -> COSSettings:
     if not cos["service_instance_id"]:
         raise ConfigError("ibm_cos.service_instance_id", "missing for IAM authentication",
                           "set the COS instance CRN or GUID")
-    auth_endpoint = check_endpoint("ibm_cos.auth_endpoint", cos["auth_endpoint"])
+    auth_endpoint = check_url("ibm_cos.auth_endpoint", cos["auth_endpoint"])
     if not auth_endpoint:
-        auth_endpoint = check_endpoint("ibm.iam_url", ibm["iam_url"] or "https://iam.cloud.ibm.com") + TOKEN_PATH
+        auth_endpoint = check_url("ibm.iam_url", ibm["iam_url"] or "https://iam.cloud.ibm.com") + TOKEN_PATH
     return COSSettings(endpoint, cos["region"], "iam", api_key=api_key,
                        service_instance_id=cos["service_instance_id"], auth_endpoint=auth_endpoint)
