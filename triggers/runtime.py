@@ -180,32 +180,19 @@ def run_up(
     *,
     stop: threading.Event | None = None,
     until: Callable[[], bool] | None = None,
-    action_targets: dict | None = None,
-    reap_interval: float | None = 60,
-    catch_up: str = "skip",
-    poll_interval: float = 2.0,
-    watch: str = "auto",
-    max_concurrent: int = 8,
-    on_activation: Callable | None = None,
     handle_signals: bool = False,
+    **options,
 ) -> None:
     """Run the config's triggers and rules until ``stop`` is set or ``until()`` is
-    true (checked every 100 ms), then shut down cleanly.
+    true (checked every 100 ms), then shut down cleanly. ``options`` are
+    :class:`Runtime`'s keyword arguments (action_targets, reap_interval, catch_up,
+    poll_interval, watch, max_concurrent, on_activation), with its defaults.
 
     ``handle_signals`` (the CLI sets it): the first SIGINT/SIGTERM stops firing and
     waits for running actions; a second one kills them."""
     config = load_config(config)
     stop = stop if stop is not None else threading.Event()
-    runtime = Runtime(
-        config,
-        action_targets=action_targets,
-        reap_interval=reap_interval,
-        catch_up=catch_up,
-        poll_interval=poll_interval,
-        watch=watch,
-        max_concurrent=max_concurrent,
-        on_activation=on_activation,
-    )
+    runtime = Runtime(config, **options)
     restore = _install_signals(stop, runtime) if handle_signals else None
     try:
         runtime.start()
