@@ -14,4 +14,4 @@ if [ -z "$python" ]; then
   if [ -x "$here/.venv/bin/python" ]; then python="$here/.venv/bin/python"; else python="python3"; fi
 fi
 export PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}"
-exec "$python" -m ephemera.deploy.cli openwhisk "$@"
+exec "$python" -m ephemera.cli deploy openwhisk "$@"

@@ -11,8 +11,8 @@ from __future__ import annotations
 from ephemera.actionkit import run_action
 from ephemera.context import Context
 from ephemera.lifecycle import apply_run, destroy_run, request_run
-from ephemera.runs import RunState
-from triggers.events import parse_event
+from ephemera.model.runs import RunState
+from ephemera.triggers.events import parse_event
 
 
 def handle(ctx: Context, params: dict) -> dict:

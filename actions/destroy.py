@@ -13,9 +13,9 @@ from ephemera.actionkit import run_action
 from ephemera.context import Context
 from ephemera.errors import NoSuchKeyError, ParamError, RunNotFoundError, StateConflictError
 from ephemera.lifecycle import destroy_run, finish_run, read_marker
-from ephemera.runids import validate_run_id
-from ephemera.runs import RunState
-from triggers.events import parse_event
+from ephemera.model.runids import validate_run_id
+from ephemera.model.runs import RunState
+from ephemera.triggers.events import parse_event
 
 S = RunState
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ephemera.actionkit import run_action
 from ephemera.context import Context
-from ephemera.reaper import reap, reap_summary
+from ephemera.lifecycle.reaper import reap, reap_summary
 
 
 def handle(ctx: Context, params: dict) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ephemera.actionkit import run_action
 from ephemera.context import Context
 from ephemera.lifecycle import advance_run
-from ephemera.runids import validate_run_id
+from ephemera.model.runids import validate_run_id
 
 
 def _summary(run) -> dict:

@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         run_bridge(local, noop, 10)  # warm-up: the shared pool of this process is up from here on
         rows.append(("bridge, localhost backend, warm", measure(
             "bridge localhost warm", lambda f, n: run_bridge(local, FUNCS[f], n), args.repeat)))
-        from lithops_bridge.local_run import LocalRun
+        from ephemera.vm.localrun import LocalRun
 
         with LocalRun(Path(tmp) / "vms", workers=2) as run:
             run.wait_ready()  # both agents heartbeat with a warm pool, as the VMs of a run would

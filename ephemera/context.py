@@ -7,7 +7,7 @@ from __future__ import annotations
 from functools import cached_property
 
 from ephemera.config import Config, load_config
-from ephemera.runs import Ledger
+from ephemera.model.ledger import Ledger
 from ephemera.secrets import Scrubber
 
 

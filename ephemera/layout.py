@@ -36,8 +36,12 @@ def job_key(run_id: str) -> str:
     return f"{JOBS}{run_id}.json"
 
 
+def heartbeat_prefix(run_id: str) -> str:
+    return f"{HEARTBEATS}{run_id}/"
+
+
 def heartbeat_key(run_id: str, worker: int | str) -> str:
-    return f"{HEARTBEATS}{run_id}/{worker}.json"
+    return f"{heartbeat_prefix(run_id)}{worker}.json"
 
 
 def lock_key(name: str) -> str:

@@ -1,4 +1,7 @@
-"""Parsing the ISO 8601 times found in config values and event payloads."""
+"""Time helpers: the one place for "now", ISO 8601 parsing and formatting, and ages.
+
+Every time Ephemera stores is timezone-aware UTC, written with millisecond precision.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,26 @@ from typing import Any
 from ephemera.errors import EventError, FieldError
 
 EXAMPLE = "e.g. '2026-11-21T10:00:00Z'"
+
+
+def now_utc() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+def now_iso() -> str:
+    """The current UTC time as ISO 8601 with milliseconds (how records stamp times)."""
+    return now_utc().isoformat(timespec="milliseconds")
+
+
+def iso_of(ts: float) -> str:
+    """Epoch seconds as an ISO 8601 UTC time with milliseconds."""
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
+
+
+def since(iso: str, now: datetime | None = None) -> float:
+    """Seconds from the ISO time ``iso`` until ``now`` (default: the current time)."""
+    return ((now or now_utc()) - datetime.fromisoformat(iso)).total_seconds()
 
 
 def parse_time(field: str, value: Any, *, default_tz: tzinfo = timezone.utc,

@@ -27,7 +27,7 @@ def local_config(home):
             "storage": {"backend": "localhost", "bucket": "ephemera-test"},
             "localhost": {"root": str(home / "storage")},
             "workspace": {"name": "ws", "stack": "local"},
-            "workload": {"entry": "workloads.smoke:main", "output_prefix": "outputs"},
+            "workload": {"entry": "ephemera.workloads.smoke:main", "output_prefix": "outputs"},
             "timeouts": {"hard": "10m", "soft": "2m", "action": "2m"},
         }
         for name, value in sections.items():

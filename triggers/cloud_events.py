@@ -1,4 +1,4 @@
-"""Cloud delivery formats of events, parsed into :class:`triggers.events.Event`.
+"""Cloud delivery formats of events, parsed into :class:`~ephemera.model.events.Event`.
 
 - **Code Engine cron (ping) subscription calling a function.** The function gets
   ``__ce_method``, ``__ce_headers`` (CloudEvent binary mode: ``ce-type:
@@ -30,7 +30,7 @@ from urllib.parse import unquote_plus
 
 from ephemera.errors import EventError
 from ephemera.timeutil import parse_time
-from triggers.events import Event, _int_or_none, _payload, _require_str
+from ephemera.triggers.events import Event, _int_or_none, _payload, _require_str
 
 PING_TYPE = "dev.knative.sources.ping"
 COS_WRITE_TYPE = "com.ibm.cloud.cos.document.write"

@@ -1,4 +1,4 @@
-"""Every event delivery format, parsed into one :class:`Event`.
+"""Every event delivery format, parsed into one :class:`~ephemera.model.events.Event`.
 
 Formats (see DESIGN.md, "Events"):
 
@@ -16,42 +16,16 @@ config. Everything else a caller passes lands in ``Event.payload``.
 from __future__ import annotations
 
 import importlib
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from typing import Any, Callable
 
 from ephemera.errors import EventError
+from ephemera.model.events import KINDS, Event
 from ephemera.timeutil import parse_time
 
-KINDS = ("alarm", "object_write", "manual")
+__all__ = ["Event", "KINDS", "parse_event"]
 # params that are not part of any event: bound config and action plumbing
 NON_EVENT_PARAMS = frozenset({"config", "config_file"})
 MAX_PAYLOAD_BYTES = 256 * 1024
-
-
-@dataclass(frozen=True)
-class Event:
-    kind: str  # alarm | object_write | manual
-    source: str  # the delivery format it came in, e.g. "openwhisk_cos"
-    time: datetime | None = None  # fire time (alarm) or request time (write), if the format says
-    bucket: str | None = None  # object_write: the bucket written
-    key: str | None = None  # object_write: the key written (decoded)
-    etag: str | None = None  # object_write: the object's etag, if the format says
-    size: int | None = None  # object_write: the object's size, if the format says
-    trigger: str | None = None  # the trigger's name, if known
-    payload: dict = field(default_factory=dict)  # every other parameter
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["time"] = self.time.isoformat() if self.time else None
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "Event":
-        data = dict(data)
-        if data.get("time"):
-            data["time"] = datetime.fromisoformat(data["time"])
-        return cls(**data)
 
 
 def _require_str(path: str, value: Any, fix: str) -> str:
@@ -132,8 +106,8 @@ def parse_manual(params: dict) -> Event:
 
 
 def _cloud(name: str) -> Callable[[dict], Any]:
-    """A function of triggers.cloud_events, imported on first call (it imports this module)."""
-    return lambda params: getattr(importlib.import_module("triggers.cloud_events"), name)(params)
+    """A function of ephemera.triggers.cloud_events, imported on first call (it imports this module)."""
+    return lambda params: getattr(importlib.import_module("ephemera.triggers.cloud_events"), name)(params)
 
 
 # (detector, parser), tried in order, most specific first

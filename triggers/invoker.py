@@ -1,6 +1,6 @@
 """Runs each action invocation in its own process, like an OpenWhisk container.
 
-The parent starts ``python -m triggers.invoker <module:function> <result-fd>``. The
+The parent starts ``python -m ephemera.triggers.invoker <module:function> <result-fd>``. The
 child reads the params as JSON from stdin (the config travels there, never in argv or
 the environment), imports the action module, calls ``function(params)`` and writes
 ``{"status", "result"}`` as JSON to the dedicated result fd. Its stdout and stderr are
@@ -85,15 +85,12 @@ MAX_LINE_CHARS = 4000  # longer log lines are cut
 EXIT_GRACE_S = 1.0  # after the child exits, how long to drain pipes a grandchild may hold
 
 
-def _project_root() -> str:
-    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
 def child_env(extra: dict | None = None) -> dict:
-    """The child's environment: the parent's, with the project importable and
+    """The child's environment: the parent's, with the working directory importable
+    (as for ``python -m``, so actions and workloads next to the config load) and
     unbuffered output (so each log line gets its own time)."""
     env = dict(os.environ)
-    paths = [_project_root(), os.getcwd()] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    paths = [os.getcwd()] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})
@@ -157,7 +154,7 @@ def run_action(target: str, params: dict, timeout: float, *, env: dict | None = 
     start = datetime.now(timezone.utc)
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "triggers.invoker", target, str(w_fd)],
+            [sys.executable, "-m", "ephemera.triggers.invoker", target, str(w_fd)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -299,7 +296,7 @@ class Invoker:
 
     def submit(self, *, trigger: str, rule: str, action: str, target: str, params: dict, event: dict):
         """Queue one invocation; returns a Future of its (stored, scrubbed) Activation."""
-        from triggers.activations import new_activation_id
+        from ephemera.triggers.activations import new_activation_id
 
         with self._lock:
             if self._closed:
@@ -312,7 +309,7 @@ class Invoker:
 
     def _invoke(self, activation_id, trigger, rule, action, target, params, event):
         from ephemera.secrets import Scrubber
-        from triggers.activations import Activation, store_activation
+        from ephemera.triggers.activations import Activation, store_activation
 
         self._log.info("activation %s: %s -> rule %s -> action %s starting", activation_id, trigger, rule, action)
         env = child_env({"__OW_ACTIVATION_ID": activation_id, "__OW_ACTION_NAME": action})

@@ -5,7 +5,7 @@ alarm scheduler, the bucket-write watchers (filesystem events on localhost stora
 polling elsewhere) and a bounded pool of action processes. Every fire of a trigger
 invokes each rule bound to it with ``{**rule.params, **event_params, "config":
 <the config, unredacted>}`` and leaves an activation record. A built-in alarm
-invokes the ``reap`` action every ``reap_interval`` seconds when ``actions/reap.py``
+invokes the ``reap`` action every ``reap_interval`` seconds when ``ephemera.actions.reap``
 exists (or a ``reap`` target is given) and no rule of the config binds ``reap``.
 """
 
@@ -21,9 +21,9 @@ from typing import Callable
 from ephemera.config import ACTIONS, Config, load_config
 from ephemera.errors import ConfigError, ParamError
 from ephemera.storage import get_storage
-from triggers.invoker import Invoker
-from triggers.scheduler import CATCH_UP_POLICIES, AlarmScheduler, IntervalSchedule, utcnow
-from triggers.watcher import FilesystemWatcher, PollingWatcher
+from ephemera.triggers.invoker import Invoker
+from ephemera.triggers.scheduler import CATCH_UP_POLICIES, AlarmScheduler, IntervalSchedule, utcnow
+from ephemera.triggers.watcher import FilesystemWatcher, PollingWatcher
 
 log = logging.getLogger("ephemera.triggers")
 REAPER_TRIGGER = "ephemera:reaper"  # ':' cannot occur in a configured trigger name
@@ -31,7 +31,7 @@ WATCH_MODES = ("auto", "events", "poll")
 
 
 def default_target(action: str) -> str:
-    return f"actions.{action}:main"
+    return f"ephemera.actions.{action}:main"
 
 
 def resolve_targets(action_targets: dict | None) -> dict[str, str]:
@@ -40,7 +40,7 @@ def resolve_targets(action_targets: dict | None) -> dict[str, str]:
     for action, target in (action_targets or {}).items():
         module, _, func = str(target).partition(":")
         if not module or not func or not all(p.isidentifier() for p in module.split(".")) or not func.isidentifier():
-            raise ParamError(f"action_targets.{action}", f"'{target}' is not 'module:function'", "e.g. 'actions.apply:main'")
+            raise ParamError(f"action_targets.{action}", f"'{target}' is not 'module:function'", "e.g. 'ephemera.actions.apply:main'")
         targets[action] = target
     return targets
 
@@ -104,8 +104,8 @@ class Runtime:
             self._parts.append(AlarmScheduler(alarms, self.dispatch, storage=self.storage, bucket=self.bucket, catch_up=catch_up))
         writes = [t for t in bound if t["kind"] == "object_write"]
         if writes:
-            use_events = watch == "events" or (watch == "auto" and self.storage.backend == "localhost")
-            if use_events and not hasattr(self.storage, "root"):
+            use_events = watch == "events" or (watch == "auto" and self.storage.traits.fs_events)
+            if use_events and not self.storage.traits.fs_events:
                 raise ParamError("watch", f"filesystem events need localhost storage, not {self.storage.backend}", "use watch='poll' or 'auto'")
             if use_events:
                 self._parts.append(FilesystemWatcher(self.storage, writes, self.dispatch))
@@ -140,7 +140,7 @@ class Runtime:
                 log.info("next alarm at %s", part.next_fire().isoformat())
 
     def _check_buckets(self) -> None:
-        if self.storage.backend == "localhost":
+        if self.storage.traits.buckets_on_demand:
             self.storage.create_bucket(self.bucket)
         elif not self.storage.bucket_exists(self.bucket):
             raise ConfigError("storage.bucket", f"bucket '{self.bucket}' does not exist or is not reachable", "create it, or fix the name and credentials")

@@ -2,7 +2,7 @@
 
 Two ways to see writes, one event shape. ``emit(trigger, params)`` gets
 ``{"ephemera_kind": "object_write", "ephemera_trigger", "bucket", "key", "etag",
-"size", "ephemera_time"}`` (read by :func:`triggers.events.parse_local_write`) for each
+"size", "ephemera_time"}`` (read by :func:`ephemera.triggers.events.parse_local_write`) for each
 write whose key starts with the trigger's ``prefix`` and ends with any of its
 ``suffix`` list (an empty list matches every key).
 

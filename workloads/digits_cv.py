@@ -110,7 +110,7 @@ def train_fold(fold: int, folds: int, C: float, max_iter: int, seed: int) -> dic
 
 
 def main(ctx) -> dict:
-    """The workload entry: ``workload.entry: workloads.digits_cv:main``."""
+    """The workload entry: ``workload.entry: ephemera.workloads.digits_cv:main``."""
     from lithops_bridge import FunctionExecutor
 
     p = _params(ctx.params)

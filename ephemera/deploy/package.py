@@ -1,7 +1,7 @@
 """Build the deployable code: an OpenWhisk ``python:3.11`` action zip and a Code Engine bundle.
 
 The OpenWhisk zip holds ``__main__.py`` (the entry point, ``main(params)``), the
-``ephemera``, ``actions``, ``triggers`` and ``lithops_bridge`` packages, and a
+``ephemera`` (with ``ephemera.actions`` and ``ephemera.triggers``) and ``lithops_bridge`` packages, and a
 ``virtualenv/`` folder (``bin/activate_this.py`` + ``lib/python3.11/site-packages``)
 with the third-party requirements, which the python:3.11 runtime activates before
 loading the action. One zip serves every action: the entry point dispatches on the
@@ -25,7 +25,10 @@ from ephemera.config import ACTIONS
 from ephemera.errors import EphemeraError
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ("ephemera", "actions", "triggers", "lithops_bridge")
+# ephemera/ carries ephemera.actions and ephemera.triggers (linked into it); the sample
+# workloads, the stacks and the CLI stay out of the cloud actions
+PACKAGES = ("ephemera", "lithops_bridge")
+LEFT_OUT = ("__pycache__", "*.pyc", "tests", "stacks", "workloads")
 PYTHON_VERSION = "3.11"
 # What the actions need at run time in the cloud (no local-only packages such as watchdog).
 REQUIREMENTS = (
@@ -59,7 +62,7 @@ def main(params):
         return {{"error": {{"code": "PARAM_INVALID", "message": "unknown action '%s'; deploy it as one of %s" % (name, ", ".join(ACTIONS))}}}}
     if "config" not in params and os.environ.get("EPHEMERA_CONFIG_JSON"):
         params["config"] = json.loads(os.environ["EPHEMERA_CONFIG_JSON"])
-    return importlib.import_module("actions." + name).main(params)
+    return importlib.import_module("ephemera.actions." + name).main(params)
 '''
 
 ACTIVATE_THIS = '''"""Put this virtualenv's site-packages first on sys.path (run by the OpenWhisk runtime)."""
@@ -83,7 +86,7 @@ COPY requirements.txt .
 RUN pip install --no-cache-dir setuptools"<70" wheel \\
  && pip install --no-cache-dir --no-build-isolation -r requirements.txt
 COPY . .
-CMD ["python", "-m", "ephemera.deploy.job"]
+CMD ["python", "-m", "ephemera.actions.job"]
 '''
 
 
@@ -96,7 +99,7 @@ def _copy_sources(dest: Path) -> None:
         src = REPO / name
         if not src.is_dir():
             raise PackageError(f"package folder '{src}' is missing; run from an Ephemera checkout")
-        shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "tests"))
+        shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns(*LEFT_OUT))
     (dest / "__main__.py").write_text(ENTRYPOINT.format(actions=ACTIONS))
 
 

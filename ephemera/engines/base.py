@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ephemera.runs import Activity, RunRecord
+from ephemera.model.runs import Activity, RunRecord
 
 
 class WorkspaceEngine(Protocol):

@@ -22,11 +22,23 @@ class ObjectInfo:
     last_modified: datetime  # timezone-aware, as the store reports it
 
 
+@dataclass(frozen=True)
+class StorageTraits:
+    """What a backend can do, so callers ask the backend instead of comparing names."""
+
+    conditional_put: bool  # the store itself refuses a PUT to an existing key (If-None-Match: *)
+    paged_listing: bool  # a listing comes in pages (continuation tokens)
+    same_host: bool  # objects live on this machine's disk: only processes here can reach them
+    fs_events: bool  # writes can be watched as filesystem events (the backend has a ``root`` folder)
+    buckets_on_demand: bool  # a bucket exists as soon as it is written to (no create step)
+
+
 @runtime_checkable
 class Storage(Protocol):
     """Object storage. ``bucket`` arguments are bucket names; keys use '/' separators."""
 
     backend: str  # the registry name: localhost | aws_s3 | ibm_cos
+    traits: StorageTraits  # what this backend can do
 
     def put(self, bucket: str, key: str, data: bytes) -> ObjectInfo:
         """Create or replace an object."""

@@ -2,7 +2,7 @@
 
 ``Storage(config=None, backend=None, storage_config=None)`` resolves a Lithops
 storage config (see lithops_bridge.config) and builds the matching Ephemera backend
-with ``ephemera.storage.get_storage``. Missing objects raise
+with ``ephemera.storage.lithops.open_lithops_storage``. Missing objects raise
 ``StorageNoSuchKeyError``. ``get_object(..., extra_get_args={"Range": "bytes=a-b"})``
 reads a byte range; ``stream=True`` returns a file-like object.
 """
@@ -40,18 +40,16 @@ class Storage:
     """Lithops' Storage over Ephemera's storage backends (localhost, aws_s3, ibm_cos)."""
 
     def __init__(self, config: dict | None = None, backend: str | None = None, storage_config: dict | None = None):
-        from ephemera.storage import get_storage
+        from ephemera.storage.lithops import open_lithops_storage
         from lithops_bridge.config import default_storage_config, extract_storage_config
-        from lithops_bridge.storage.config import to_ephemera
 
         if storage_config:
             self.config = dict(storage_config)
         else:
             self.config = extract_storage_config(default_storage_config(config_data=config, backend=backend))
         self.backend = self.config["backend"]
-        ephemera_config, self.bucket = to_ephemera(self.config)
-        self._store = get_storage(ephemera_config)
-        if self.backend == "localhost":
+        self._store, self.bucket = open_lithops_storage(self.config)
+        if self._store.traits.buckets_on_demand:
             self._store.create_bucket(self.bucket)
 
     def __repr__(self) -> str:

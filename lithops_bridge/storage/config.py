@@ -1,4 +1,7 @@
-"""Storage sections of a Lithops config, and their mapping onto Ephemera's storage.
+"""Storage sections of a Lithops config, completed with Lithops' fallbacks.
+
+Their mapping onto Ephemera's storage backends is the core's
+(:mod:`ephemera.storage.lithops`).
 
 ``localhost``: ``storage_bucket`` (default ``lithops-bridge``) and ``storage_root``
 (a bridge extension; default: Ephemera's localhost root, ``<home>/storage``).
@@ -37,60 +40,3 @@ def complete_section(name: str, data: dict) -> dict:
         if not any(hmac) and not (section.get("api_key") or section.get("iam_api_key")):
             raise ConfigError("ibm_cos.api_key", "no credentials", "set HMAC keys, or api_key (or ibm.iam_api_key) with service_instance_id")
     return section
-
-
-def to_ephemera(storage_config: dict) -> tuple[dict, str]:
-    """(Ephemera config dict, bucket) for a bridge storage config ``{"backend", <name>: {...}}``."""
-    name = storage_config.get("backend", c.LOCALHOST)
-    section = dict(storage_config.get(name) or {})
-    if name == c.LOCALHOST:
-        section.setdefault("storage_bucket", c.DEFAULT_BUCKET)
-    bucket = section.get("storage_bucket")
-    if not bucket:
-        raise ConfigError(f"{name}.storage_bucket", "missing", "name the bucket Lithops data goes to")
-    cfg: dict = {"storage": {"backend": name, "bucket": bucket}}
-    if name == c.LOCALHOST:
-        cfg["localhost"] = {"root": section.get("storage_root")}
-    elif name == "aws_s3":
-        keys = ("endpoint", "region", "access_key_id", "secret_access_key", "session_token")
-        cfg["aws_s3"] = {k: section[k] for k in keys if section.get(k)}
-    elif name == "ibm_cos":
-        out = {k: section[k] for k in ("region", "endpoint", "access_key_id", "secret_access_key", "service_instance_id",
-                                       "auth_endpoint") if section.get(k)}
-        api_key = section.get("api_key") or section.get("iam_api_key")
-        if api_key and not out.get("access_key_id"):
-            out["api_key"] = api_key
-        if section.get("private_endpoint") and section.get("use_private_endpoint"):
-            out["endpoint"] = section["private_endpoint"]
-        cfg["ibm_cos"] = out
-    else:
-        raise ConfigError("lithops.storage", f"unknown storage backend '{name}'", "use localhost, aws_s3 or ibm_cos")
-    return cfg, bucket
-
-
-def from_ephemera(config) -> dict:
-    """The bridge/Lithops storage config ``{"backend": name, name: section}`` of an
-    Ephemera :class:`Config`, on its state bucket. Used by the agents (the bridge
-    config of a run's VMs) and by ``ephemera lithops-config``.
-
-    ``ibm_cos`` gets Ephemera's own resolution: the endpoint derived from ``region``
-    and ``endpoint_type``, HMAC keys when set, else IAM with ``api_key`` falling back
-    to ``ibm.iam_api_key`` (plus ``service_instance_id`` and the token URL)."""
-    name = config["storage"]["backend"]
-    section: dict = {"storage_bucket": config.state_bucket}
-    if name == c.LOCALHOST:
-        from ephemera.storage.localhost.config import storage_root
-
-        section["storage_root"] = str(storage_root(config))
-    elif name == "ibm_cos":
-        from ephemera.storage.ibm_cos.config import cos_settings
-
-        cos = cos_settings(config)
-        section.update(region=cos.region, endpoint=cos.endpoint)
-        if cos.auth == "hmac":
-            section.update(access_key_id=cos.access_key_id, secret_access_key=cos.secret_access_key)
-        else:
-            section.update(api_key=cos.api_key, service_instance_id=cos.service_instance_id, auth_endpoint=cos.auth_endpoint)
-    else:
-        section.update({k: v for k, v in config[name].items() if v})
-    return {"backend": name, name: section}

@@ -1,4 +1,4 @@
-# The local stack: each "VM" is a lithops_bridge agent process on this machine.
+# The local stack: each "VM" is an Ephemera agent process on this machine.
 # Built-in resources only (terraform_data + local-exec), so it runs offline with no
 # provider download. Apply starts `worker_count` detached agents (pid file + log each);
 # destroy stops them and confirms they are gone.
@@ -62,12 +62,12 @@ resource "terraform_data" "vm" {
   }
 
   provisioner "local-exec" {
-    command = "'${self.input.python}' -m lithops_bridge.agent start --config '${var.agent_config}' --worker ${self.input.worker} --pid-file '${self.input.pid_file}' --log-file '${self.input.log_file}'"
+    command = "'${self.input.python}' -m ephemera.vm start --config '${var.agent_config}' --worker ${self.input.worker} --pid-file '${self.input.pid_file}' --log-file '${self.input.log_file}'"
   }
 
   provisioner "local-exec" {
     when    = destroy
-    command = "'${self.input.python}' -m lithops_bridge.agent stop --pid-file '${self.input.pid_file}'"
+    command = "'${self.input.python}' -m ephemera.vm stop --pid-file '${self.input.pid_file}'"
   }
 }
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import pytest
 
-from lithops_bridge.local_run import LocalRun
+from ephemera.vm.localrun import LocalRun
 
 
 def pid_alive(pid: int) -> bool:
-    from lithops_bridge.agent import is_agent_process
+    from ephemera.vm.pids import is_agent_process
 
     return is_agent_process(pid)
 

@@ -8,10 +8,11 @@ import stat
 import yaml
 
 from ephemera.config import load_config
-from ephemera.runs import Ledger, RunRecord
+from ephemera.model.ledger import Ledger
+from ephemera.model.runs import RunRecord
 from ephemera.storage import get_storage
-from lithops_bridge.lithops_config import main
-from lithops_bridge.storage.config import from_ephemera, to_ephemera
+from ephemera.cli.lithops_config import main
+from ephemera.storage.lithops import from_lithops as to_ephemera, to_lithops as from_ephemera
 
 API_KEY = "iam-apikey-bridge-test-9f8e7d6c"
 COS_SECRET = "cos-secret-bridge-test-1a2b3c4d5e"

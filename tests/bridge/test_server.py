@@ -53,7 +53,7 @@ class FlakyStore:
 def vm(tmp_path):
     """One "VM": a TaskServer (2 processes) in this process, with a fresh heartbeat; and its client config."""
     from ephemera.config import load_config
-    from ephemera.layout import heartbeat_key
+    from lithops_bridge.backends.standalone.keys import server_key as heartbeat_key
     from ephemera.storage import get_storage
 
     bucket, run_id = "srv", f"srv-{uuid.uuid4().hex[:8]}"

@@ -10,7 +10,7 @@ import pytest
 
 import lithops_bridge as lithops
 from lithops_bridge.errors import BridgeError
-from lithops_bridge.local_run import LocalRun
+from ephemera.vm.localrun import LocalRun
 from tests.bridge import funcs
 from tests.bridge.conftest import pid_alive
 

@@ -115,14 +115,6 @@ def test_a_bad_bucket_name_states_its_fix_once():
     assert message.startswith("config key 'storage.bucket': bucket name 'Bad_Bucket' is invalid; use 3-63")
 
 
-def test_trigger_and_rule_names_stay_importable_from_config():
-    from ephemera import config, config_triggers
-    from ephemera.config import RULE_FIELDS, TRIGGER_FIELDS
-
-    assert TRIGGER_FIELDS is config_triggers.TRIGGER_FIELDS and RULE_FIELDS is config_triggers.RULE_FIELDS
-    assert "suffix" in TRIGGER_FIELDS and RULE_FIELDS["action"].choices == config.ACTIONS
-
-
 @pytest.mark.parametrize("name", ["Nightly", "a.b", "-lead", "x" * 64, "ws/1"])
 def test_workspace_names_are_one_safe_form(name):
     with pytest.raises(ConfigError) as info:

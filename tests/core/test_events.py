@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ephemera.errors import EventError
-from triggers.events import parse_event
+from ephemera.triggers.events import parse_event
 
 COS_CHANGES = {
     "bucket": "results",

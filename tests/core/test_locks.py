@@ -10,8 +10,9 @@ import time
 import pytest
 
 from ephemera import layout
-from ephemera.locks import LockTimeout, StorageLock
-from ephemera.runs import Ledger, RunRecord
+from ephemera.locking.storage_lock import LockTimeout, StorageLock
+from ephemera.model.ledger import Ledger
+from ephemera.model.runs import RunRecord
 from ephemera.storage.localhost.backend import LocalhostStorage
 
 BUCKET = "state"
@@ -127,9 +128,9 @@ def test_a_contender_paused_across_generations_does_not_take_a_held_lock(store):
 
 
 def test_a_stalled_contender_whose_generation_was_pruned_withdraws(tmp_path):
-    from ephemera.generations import Generations
+    from ephemera.locking.generations import Generations
     from ephemera.storage.localhost.backend import LocalhostStorage
-    from ephemera.workspace_lock import WorkspaceLock
+    from ephemera.locking.workspace_lock import WorkspaceLock
 
     storage = LocalhostStorage(tmp_path)
     storage.create_bucket("state")

@@ -8,7 +8,8 @@ import pytest
 
 from ephemera import layout
 from ephemera.errors import StateConflictError
-from ephemera.runs import Ledger, RunRecord, RunState
+from ephemera.model.ledger import Ledger
+from ephemera.model.runs import RunRecord, RunState
 from ephemera.storage.localhost.backend import LocalhostStorage
 
 

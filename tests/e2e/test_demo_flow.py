@@ -10,11 +10,11 @@ import threading
 import pytest
 
 from ephemera.context import Context
-from ephemera.demo import demo_config, run_demo
-from ephemera.runs import RunState
-from lithops_bridge.agent import is_agent_process
-from triggers.activations import list_activations
-from triggers.runtime import run_up
+from ephemera.cli.demo import demo_config, run_demo
+from ephemera.model.runs import RunState
+from ephemera.vm.pids import is_agent_process
+from ephemera.triggers.activations import list_activations
+from ephemera.triggers.runtime import run_up
 
 ORDER = ["REQUESTED", "APPLYING", "RUNNING", "SUCCEEDED", "DESTROYING", "DESTROYED"]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from ephemera.runs import ENDED_STATES, RunState
+from ephemera.model.runs import ENDED_STATES, RunState
 from tests.faults.helpers import heartbeat_pids, live_agents
 
 

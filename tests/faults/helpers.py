@@ -8,8 +8,9 @@ import time
 from pathlib import Path
 
 from ephemera.errors import EngineError
-from ephemera.runs import Activity, RunRecord, now_iso
-from lithops_bridge.agent import is_agent_process, read_pid
+from ephemera.model.runs import Activity, RunRecord
+from ephemera.timeutil import now_iso
+from ephemera.vm.pids import is_agent_process, read_pid
 
 TRANSIENT_ERROR = "destroy failed: 503 Service Unavailable (the provider is throttling requests); try again"
 FATAL_ERROR = "destroy failed: 403 Forbidden: the API key may not delete instance 'vm-0'"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from actions import apply, destroy, reap, status
+from ephemera.actions import apply, destroy, reap, status
 from ephemera.config import load_config
 from ephemera.context import Context
 from ephemera.errors import ConfigError
@@ -96,7 +96,7 @@ def test_secrets_never_leak(finished, home, capfd, caplog):
         with pytest.raises(ConfigError) as info:  # a secret in the wrong shape is not quoted back
             load_config({**config, **bad})
         texts.append(str(info.value))
-    from ephemera.runs_view import run_details, runs_table
+    from ephemera.cli.runs import run_details, runs_table
 
     ctx = Context(config)
     texts += [runs_table(ctx), run_details(ctx, ctx.ledger.get(run_id))]

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from actions import apply, destroy
+from ephemera.actions import apply, destroy
 from ephemera.context import Context
 from ephemera.engines.terraform.engine import TerraformEngine
-from ephemera.runids import run_id_for
-from ephemera.workspace_lock import WorkspaceLock
+from ephemera.model.runids import run_id_for
+from ephemera.locking.workspace_lock import WorkspaceLock
 from tests.faults.helpers import agent_pids, marker_event, marker_written, wait_for
-from triggers.events import parse_event
+from ephemera.triggers.events import parse_event
 
 N = 20
 ALARM_TIME = "2026-11-21T10:00:00+00:00"
@@ -118,7 +118,7 @@ import json, os, sys, time
 params = json.loads(sys.stdin.read())
 go = params.pop("_go")
 ready = params.pop("_ready")
-from actions import apply
+from ephemera.actions import apply
 open(ready, "w").close()  # imported: ready for the gate
 while not os.path.exists(go):
     time.sleep(0.005)

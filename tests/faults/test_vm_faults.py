@@ -10,10 +10,10 @@ import signal
 from datetime import datetime, timezone
 from pathlib import Path
 
-from actions import apply, destroy, reap
+from ephemera.actions import apply, destroy, reap
 from ephemera.context import Context
-from ephemera.runs_view import runs_table
-from lithops_bridge.agent import is_agent_process
+from ephemera.cli.runs import runs_table
+from ephemera.vm.pids import is_agent_process
 from tests.faults.helpers import heartbeat_pids, live_agents, marker_event, marker_written, wait_for
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ephemera.deploy import cli
-from ephemera.deploy.job import run as run_job
+from ephemera.cli import deploy as cli
+from ephemera.actions.job import run as run_job
 from ephemera.deploy.package import build_openwhisk_zip
 
 REPO = Path(__file__).resolve().parents[2]
@@ -165,7 +165,8 @@ def test_openwhisk_run_binds_config_through_a_private_param_file(example, tmp_pa
         assert secret not in out.getvalue()
     with zipfile.ZipFile(tmp_path / "build" / "ephemera-action.zip") as zf:
         names = set(zf.namelist())
-    assert {"__main__.py", "virtualenv/bin/activate_this.py", "actions/apply.py", "ephemera/config.py", "triggers/cloud_events.py"} <= names
+    assert {"__main__.py", "virtualenv/bin/activate_this.py", "ephemera/actions/apply.py", "ephemera/config/__init__.py",
+            "ephemera/triggers/cloud_events.py", "lithops_bridge/executor.py"} <= names
 
 
 def test_code_engine_run_uses_an_env_file_secret(example, tmp_path):
@@ -187,7 +188,7 @@ def test_code_engine_run_uses_an_env_file_secret(example, tmp_path):
     assert ("fn", "update", "ephemera-apply") in verbs and ("fn", "create", "ephemera-reap") in verbs
     bundle = tmp_path / "build" / "code-engine"
     assert (bundle / "__main__.py").is_file() and (bundle / "requirements.txt").is_file() and (bundle / "Dockerfile").is_file()
-    assert "ephemera.deploy.job" in (bundle / "Dockerfile").read_text()
+    assert "ephemera.actions.job" in (bundle / "Dockerfile").read_text()
     for secret in SECRET_VALUES:
         assert all(secret not in " ".join(c) for c in runner.commands)
 
@@ -204,8 +205,8 @@ sys.path.insert(0, {str(root)!r})
 exec(open({str(root / 'virtualenv/bin/activate_this.py')!r}).read(), {{"__file__": {str(root / 'virtualenv/bin/activate_this.py')!r}}})
 entry = runpy.run_path({str(root / '__main__.py')!r})
 print(json.dumps([entry["main"]({{"ephemera_action": "nope"}}), entry["main"]({{"config": {config!r}}})]))
-import actions
-print(actions.__file__)
+import ephemera.actions
+print(ephemera.actions.__file__)
 """
     env = {**os.environ, "__OW_ACTION_NAME": "/ns/ephemera/status", "PYTHONPATH": ""}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)

@@ -152,7 +152,7 @@ def test_cloud_init_installs_and_starts_the_agent_and_powers_off(stack):
     loaded = json.loads(base64.b64decode(agent["content"]))
     assert load_config(loaded["config"]).state_bucket == "ephemera-state"  # a valid Ephemera config
     unit = files["/etc/systemd/system/ephemera-agent.service"]["content"]
-    assert "-m lithops_bridge.agent start --config /etc/ephemera/agent.json --worker 1" in unit
+    assert "-m ephemera.vm start --config /etc/ephemera/agent.json --worker 1" in unit
     setup = files["/usr/local/sbin/ephemera-setup"]["content"]
     assert "ubuntu-drivers install --gpgpu" in setup and "pip install 'ephemera[ibm]'" in setup
     assert "systemctl enable --now ephemera-agent.service" in setup

@@ -11,7 +11,7 @@ from ephemera.config import load_config
 from ephemera.engines import get_engine
 from ephemera.engines.schematics.config import SchematicsSettings
 from ephemera.errors import ConfigError, EngineError, WorkspaceBusyError
-from ephemera.runs import RunRecord
+from ephemera.model.runs import RunRecord
 from tests.ibm.conftest import API_KEY, HMAC_ID, HMAC_SECRET, SECRETS
 
 RUN_VARS = {

@@ -10,13 +10,13 @@ import json
 import pytest
 
 from ephemera import layout
-from ephemera.runs import Ledger
+from ephemera.model.ledger import Ledger
 from ephemera.storage import get_storage
 from tests.ibm.conftest import API_KEY, SECRETS
 
-actions_apply = pytest.importorskip("actions.apply")
-actions_status = pytest.importorskip("actions.status")
-actions_destroy = pytest.importorskip("actions.destroy")
+actions_apply = pytest.importorskip("ephemera.actions.apply")
+actions_status = pytest.importorskip("ephemera.actions.status")
+actions_destroy = pytest.importorskip("ephemera.actions.destroy")
 
 BUCKET = "ephemera-state"
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from ephemera import layout
 from ephemera.secrets import Scrubber
-from triggers.activations import Activation, get_activation, list_activations, new_activation_id
-from triggers.activations_view import format_activation, format_table
-from triggers.cli import cmd_activations
-from triggers.invoker import Invoker
+from ephemera.triggers.activations import Activation, get_activation, list_activations, new_activation_id
+from ephemera.cli.activations import format_activation, format_table
+from ephemera.cli.up import cmd_activations
+from ephemera.triggers.invoker import Invoker
 
 from .conftest import KEY_ID, SECRET
 
@@ -58,12 +58,12 @@ def test_record_has_logs_and_result_and_no_secret(make_config, storage, tmp_path
 
 def _fake(i: int, status: str = "success") -> Activation:
     aid = new_activation_id()
-    return Activation(aid, "tick", "tick-apply", "apply", "actions.apply:main", f"2026-01-01T00:00:0{i}+00:00",
+    return Activation(aid, "tick", "tick-apply", "apply", "ephemera.actions.apply:main", f"2026-01-01T00:00:0{i}+00:00",
                       f"2026-01-01T00:00:0{i}+00:00", 1500, status, {"ok": True, "run_id": f"run-{i}", "state": "APPLYING"})
 
 
 def test_list_newest_first_with_limit_and_table(storage, make_config, capsys):
-    from triggers.activations import store_activation
+    from ephemera.triggers.activations import store_activation
 
     made = [store_activation(storage, "state", _fake(i)) for i in range(5)]
     listed = list_activations(storage, "state", limit=3)

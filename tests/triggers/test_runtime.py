@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from ephemera.errors import ParamError
-from triggers.activations import list_activations
-from triggers.runtime import REAPER_TRIGGER, run_up
+from ephemera.triggers.activations import list_activations
+from ephemera.triggers.runtime import REAPER_TRIGGER, run_up
 
 from .conftest import SECRET, read_records
 
@@ -140,7 +140,7 @@ def test_cmd_up_stops_cleanly_on_sigint(make_config, tmp_path):
     code = (
         "import sys, argparse\n"
         "from ephemera.config import load_config\n"
-        "from triggers.cli import cmd_up\n"
+        "from ephemera.cli.up import cmd_up\n"
         "sys.exit(cmd_up(load_config(sys.argv[1]), argparse.Namespace(reap_interval=0)))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}

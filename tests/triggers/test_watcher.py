@@ -7,8 +7,8 @@ import hashlib
 import threading
 
 from ephemera.config import load_config
-from triggers.events import parse_event
-from triggers.watcher import FilesystemWatcher, PollingWatcher, matches
+from ephemera.triggers.events import parse_event
+from ephemera.triggers.watcher import FilesystemWatcher, PollingWatcher, matches
 
 WAIT = 20
 

@@ -42,7 +42,8 @@ from urllib.parse import urlparse
 from ephemera.config import Config, load_config
 from ephemera.engines.schematics.config import REFRESH_TOKEN_CLIENT, SchematicsSettings
 from ephemera.errors import EngineError, WorkspaceBusyError
-from ephemera.runs import Activity, RunRecord, now_iso
+from ephemera.model.runs import Activity, RunRecord
+from ephemera.timeutil import now_iso
 from ephemera.secrets import SDK_SCRUBBER, Scrubber, guard_loggers
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,8 @@ from ephemera.engines.terraform.config import TerraformEngineConfig, engine_conf
 from ephemera.engines.terraform.runners import Runner, make_runner
 from ephemera.errors import EngineError, WorkspaceBusyError
 from ephemera.files import write_private
-from ephemera.runs import Activity, RunRecord, now_iso
+from ephemera.model.runs import Activity, RunRecord
+from ephemera.timeutil import now_iso
 from ephemera.secrets import Scrubber
 
 TFVARS = "ephemera.auto.tfvars.json"
@@ -139,7 +140,7 @@ class TerraformEngine:
         return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
 
     def _orphan_agents(self, run: RunRecord) -> list[tuple[Path, int]]:
-        from lithops_bridge.agent import is_agent_process, read_pid
+        from ephemera.vm.pids import is_agent_process, read_pid
 
         known = set()
         for res in self._state(run).get("resources", []):
@@ -157,17 +158,12 @@ class TerraformEngine:
 
     def _stop_orphan_agents(self, run: RunRecord) -> list[str]:
         """Stop agents of the run that no state names; confirm each is gone."""
-        import argparse
-        import contextlib
-        import io
-
-        from lithops_bridge.agent import stop
+        from ephemera.vm.control import stop_agent
 
         done = []
         for path, pid in self._orphan_agents(run):
-            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-                code = stop(argparse.Namespace(pid_file=str(path), timeout=10.0))
-            done.append(f"orphan agent pid {pid} ({path.name}) not in the state: {'stopped' if code == 0 else 'did not stop'}")
+            stopped = stop_agent(str(path), timeout=10.0)
+            done.append(f"orphan agent pid {pid} ({path.name}) not in the state: {'stopped' if stopped else 'did not stop'}")
         return done
 
     # helpers -----------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from ephemera.errors import NoSuchBucketError, NoSuchKeyError, StorageError
 from ephemera.storage import claims
 from ephemera.storage.aws_s3.config import S3Settings, s3_settings
 from ephemera.storage.aws_s3.errors import error_code, install_log_redaction, is_client_error, to_storage_error
-from ephemera.storage.base import ObjectInfo
+from ephemera.storage.base import ObjectInfo, StorageTraits
 from ephemera.storage.keys import validate_bucket, validate_key, validate_prefix
 
 log = logging.getLogger(__name__)
@@ -234,6 +234,8 @@ class S3Storage(S3CompatibleStorage):
     """AWS S3 or an S3-compatible endpoint, through boto3."""
 
     backend = "aws_s3"
+    traits = StorageTraits(conditional_put=True, paged_listing=True, same_host=False, fs_events=False,
+                           buckets_on_demand=False)
     credentials_hint = "check aws_s3.access_key_id and aws_s3.secret_access_key (or the AWS default credential chain)"
 
     def __init__(self, settings: S3Settings, *, max_attempts: int = MAX_ATTEMPTS, **options: Any):

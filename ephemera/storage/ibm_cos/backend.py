@@ -15,12 +15,15 @@ from __future__ import annotations
 from typing import Any
 
 from ephemera.storage.aws_s3.backend import MAX_ATTEMPTS, S3CompatibleStorage, client_config_options
+from ephemera.storage.base import StorageTraits
 from ephemera.storage.ibm_cos.config import COSSettings, cos_settings
 
 
 class IBMCOSStorage(S3CompatibleStorage):
     backend = "ibm_cos"
     conditional_put = False  # always the claim protocol
+    traits = StorageTraits(conditional_put=False, paged_listing=True, same_host=False, fs_events=False,
+                           buckets_on_demand=False)
     credentials_hint = ("check ibm_cos.access_key_id/secret_access_key (HMAC), or ibm_cos.api_key "
                         "(or ibm.iam_api_key) and ibm_cos.service_instance_id (IAM)")
 

@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Iterator
 
 from ephemera.errors import NoSuchBucketError, NoSuchKeyError, StorageError
-from ephemera.storage.base import ObjectInfo
+from ephemera.storage.base import ObjectInfo, StorageTraits
 from ephemera.storage.keys import validate_bucket, validate_key, validate_prefix
 
 
 class LocalhostStorage:
     backend = "localhost"
+    traits = StorageTraits(conditional_put=True, paged_listing=False, same_host=True, fs_events=True,
+                           buckets_on_demand=True)
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).resolve()

@@ -56,7 +56,7 @@ class StandaloneBackend:
         self.run_id = self.settings["run_id"]
         self.storage = Storage(storage_config=storage_config)
         self.store, self.bucket = self.storage.ephemera_storage, self.storage.bucket
-        default_poll = 0.02 if self.storage.backend == "localhost" else 0.5
+        default_poll = 0.02 if self.store.traits.same_host else 0.5
         self.poll = float(self.settings.get("poll_interval") or default_poll)
         self._active: dict[str, _Active] = {}
         self._lock = threading.Lock()
@@ -77,11 +77,10 @@ class StandaloneBackend:
         return age <= STALE_AFTER
 
     def heartbeats(self) -> list[dict]:
-        from ephemera import layout
-
+        """The presence object of every task server of the run (see vm_service)."""
         out = []
         try:
-            infos = list(self.store.list(self.bucket, layout.heartbeat_key(self.run_id, "x").rsplit("/", 1)[0] + "/"))
+            infos = list(self.store.list(self.bucket, keys.servers_prefix(self.run_id)))
         except NoSuchBucketError:
             return out
         for info in infos:

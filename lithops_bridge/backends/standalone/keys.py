@@ -3,7 +3,7 @@
     lithops.jobs/<run_id>/queue/<job_key>.pickle          the job; agents list this prefix
     lithops.jobs/<run_id>/<job_key>/claims/<batch>         a VM's claim (created only if absent)
     lithops.jobs/<run_id>/<job_key>/results/<batch>.pickle the batch's outcomes, one per call
-    ephemera/heartbeats/<run_id>/<worker>.json            each VM's agent heartbeat (Ephemera's)
+    lithops.jobs/<run_id>/servers/<worker>.json           each VM's task server: alive, processes, pool warm
 """
 
 from __future__ import annotations
@@ -41,3 +41,11 @@ def result_key(run_id: str, job_key: str, batch: int) -> str:
 
 def batch_of(result_object_key: str) -> int:
     return int(result_object_key.rsplit("/", 1)[-1].split(".", 1)[0])
+
+
+def servers_prefix(run_id: str) -> str:
+    return f"{JOBS_PREFIX}/{run_id}/servers/"
+
+
+def server_key(run_id: str, worker: int | str) -> str:
+    return f"{servers_prefix(run_id)}{worker}.json"

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from ephemera import layout
-from ephemera.generations import Generations
+from ephemera.locking.generations import Generations
 from ephemera.storage.base import Storage
 
 ATTEMPTS = 8  # rounds of "read the top generation, try the next one"

@@ -120,10 +120,15 @@ def _prefix(field: str, value: str) -> str:
     return value
 
 
+LEGACY_WORKLOAD_PACKAGE = "workloads."  # the samples' import path before they moved under ephemera
+
+
 def _entry(field: str, value: str) -> str:
+    if value.startswith(LEGACY_WORKLOAD_PACKAGE):
+        value = "ephemera." + value  # the bundled samples are ephemera.workloads.* now
     module, _, func = value.partition(":")
     if not module or not func or not all(p.isidentifier() for p in module.split(".")) or not func.isidentifier():
-        raise ConfigError(field, f"'{value}' is not 'package.module:function'", "e.g. 'workloads.digits_cv:main'")
+        raise ConfigError(field, f"'{value}' is not 'package.module:function'", "e.g. 'ephemera.workloads.digits_cv:main'")
     return value
 
 
@@ -176,7 +181,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "variables": Field(DICT, {}, check=_variables),
     },
     "workload": {
-        "entry": Field(STR, "workloads.digits_cv:main", check=_entry),
+        "entry": Field(STR, "ephemera.workloads.digits_cv:main", check=_entry),
         "params": Field(DICT, {}),
         "output_bucket": Field(STR, None, check=_bucket, help="defaults to storage.bucket"),
         "output_prefix": Field(STR, "outputs", check=_prefix),
@@ -294,7 +299,7 @@ def validate(raw: Mapping | None, source: str = "<dict>") -> Config:
     if home is not None and not isinstance(home, str):
         raise ConfigError("home", f"expected a string path, got {type(home).__name__}", "e.g. home: ~/.ephemera")
     data["home"] = home
-    from ephemera.config_triggers import validate_rules, validate_triggers  # late: it imports this module
+    from ephemera.config.triggers import validate_rules, validate_triggers  # late: it imports this module
 
     data["triggers"] = validate_triggers(raw.get("triggers"), data["storage"]["bucket"])
     data["rules"] = validate_rules(raw.get("rules"), {t["name"] for t in data["triggers"]})
@@ -355,16 +360,3 @@ def load_config(source: Mapping | str | os.PathLike | Config | None = None) -> C
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(str(path), f"is not valid YAML{where}", "fix the syntax") from None
     return validate(raw, str(path))
-
-
-# Trigger and rule validation lives in ephemera.config_triggers (which imports this
-# module); its names stay importable from here.
-_MOVED = ("TRIGGER_FIELDS", "RULE_FIELDS", "validate_triggers", "validate_rules")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        from ephemera import config_triggers
-
-        return getattr(config_triggers, name)
-    raise AttributeError(f"module 'ephemera.config' has no attribute '{name}'")

@@ -1,6 +1,6 @@
 """Validation of the config's ``triggers`` and ``rules`` lists.
 
-Each trigger is an alarm (cron or one-off time, see :mod:`ephemera.alarms`) or an
+Each trigger is an alarm (cron or one-off time, see :mod:`ephemera.config.alarms`) or an
 object_write watch on a bucket; each rule binds a trigger to an action. Errors are
 :class:`ConfigError` naming the list entry, e.g. ``triggers[1].cron``.
 :func:`ephemera.config.validate` calls these; the names are also importable from
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ephemera import alarms
+from ephemera.config import alarms
 from ephemera.config import ACTIONS, DICT, STR, TRIGGER_KINDS, Field, _bucket, _name, _validate_mapping
 from ephemera.errors import ConfigError
 

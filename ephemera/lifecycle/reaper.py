@@ -34,9 +34,9 @@ from datetime import datetime, timezone
 from ephemera import layout
 from ephemera.context import Context
 from ephemera.errors import NoSuchKeyError, StateConflictError
-from ephemera.lifecycle import advance_run, destroy_run, finish_run, read_marker
-from ephemera.runs import RunRecord, RunState
-from ephemera.tables import since
+from ephemera.lifecycle.activities import advance_run, destroy_run, finish_run, read_marker
+from ephemera.model.runs import RunRecord, RunState
+from ephemera.timeutil import since
 
 log = logging.getLogger("ephemera.reaper")
 S = RunState
@@ -196,7 +196,7 @@ def reap(ctx: Context, now: datetime | None = None) -> list[ReapAction]:
     """One pass: reconcile the engine's state with the ledger, then every open run.
 
     One run's failure (a corrupt record, an engine error) never stops the pass."""
-    from ephemera.reconcile import reconcile
+    from ephemera.lifecycle.reconcile import reconcile
 
     done = []
     runs = list(ctx.ledger.list())

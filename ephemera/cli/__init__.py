@@ -28,7 +28,7 @@ def _context(args):
 
 
 def cmd_runs(args) -> int:
-    from ephemera.runs_view import run_details, runs_table
+    from ephemera.cli.runs import run_details, runs_table
 
     ctx = _context(args)
     if args.action == "show":
@@ -42,13 +42,13 @@ def cmd_runs(args) -> int:
 
 
 def cmd_up(args) -> int:
-    from triggers.cli import cmd_up as up
+    from ephemera.cli.up import cmd_up as up
 
     return up(_context(args).config, args) or 0
 
 
 def cmd_activations(args) -> int:
-    from triggers.cli import cmd_activations as activations
+    from ephemera.cli.up import cmd_activations as activations
 
     return activations(_context(args).config, args) or 0
 
@@ -74,7 +74,7 @@ def cmd_invoke(args) -> int:
     ctx = _context(args)
     params = dict(_parse_param(p) for p in args.params)
     params["config"] = ctx.config.to_dict(redact=False)
-    result = importlib.import_module(f"actions.{args.name}").main(params)
+    result = importlib.import_module(f"ephemera.actions.{args.name}").main(params)
     print(json.dumps(result, indent=2, default=str))
     return 1 if "error" in result else 0
 
@@ -87,25 +87,25 @@ def cmd_config(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from ephemera.demo import run_demo
+    from ephemera.cli.demo import run_demo
 
     return run_demo(home=args.home, timeout=args.timeout, worker_count=args.workers)
 
 
 def cmd_deploy(args) -> int:
-    from ephemera.deploy.cli import main as deploy_main
+    from ephemera.cli.deploy import main as deploy_main
 
     return deploy_main(args.rest)
 
 
 def cmd_lithops_config(args) -> int:
-    from lithops_bridge.lithops_config import main as lithops_config_main
+    from ephemera.cli.lithops_config import main as lithops_config_main
 
     return lithops_config_main(_context(args).config, args.run_id, args.output)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from triggers.cli import add_activations_arguments, add_up_arguments
+    from ephemera.cli.up import add_activations_arguments, add_up_arguments
 
     parser = argparse.ArgumentParser(prog="ephemera", description="GPU environments that exist only while their work runs.")
     parser.add_argument("--config", "-c", help="config file (default: $EPHEMERA_CONFIG_FILE, ./.ephemera.yaml, ~/.ephemera/config)")

@@ -24,9 +24,9 @@ import yaml
 
 from ephemera import layout
 from ephemera.context import Context
-from ephemera.runs import RunState
-from ephemera.runs_view import timeline
-from ephemera.tables import human_size, table
+from ephemera.model.runs import RunState
+from ephemera.cli.runs import timeline
+from ephemera.cli.tables import human_size, table
 
 S = RunState
 
@@ -38,7 +38,7 @@ def demo_config(home: Path, worker_count: int = 1, fire_in: float = 1.0) -> dict
         "storage": {"backend": "localhost", "bucket": "ephemera-demo"},
         "localhost": {"root": str(home / "storage")},
         "workspace": {"name": "demo", "stack": "local", "variables": {"worker_count": worker_count}},
-        "workload": {"entry": "workloads.digits_cv:main", "params": {"folds": 5}, "output_prefix": "outputs"},
+        "workload": {"entry": "ephemera.workloads.digits_cv:main", "params": {"folds": 5}, "output_prefix": "outputs"},
         "timeouts": {"hard": "15m", "soft": "5m", "action": "5m"},
         "triggers": [
             {"name": "demo-alarm", "kind": "alarm", "once": fire.isoformat(timespec="milliseconds")},
@@ -74,7 +74,7 @@ class _Watcher:
 
 
 def _agents_alive(run) -> int:
-    from lithops_bridge.agent import is_agent_process, read_pid
+    from ephemera.vm.pids import is_agent_process, read_pid
 
     alive = 0
     for agent in run.outputs.get("agents", []):
@@ -112,7 +112,7 @@ def _report(ctx: Context, run) -> int:
 
 def _failure_stage(ctx: Context, watcher: _Watcher) -> str:
     if watcher.run is None:
-        from triggers.activations import list_activations
+        from ephemera.triggers.activations import list_activations
 
         acts = list_activations(ctx.storage, ctx.config.state_bucket, 5)
         if not acts:
@@ -125,7 +125,7 @@ def _failure_stage(ctx: Context, watcher: _Watcher) -> str:
 
 
 def run_demo(home: str | None = None, timeout: float = 180.0, worker_count: int = 1) -> int:
-    from triggers.runtime import run_up
+    from ephemera.triggers.runtime import run_up
 
     # watchdog logs an error when its inotify thread sees events during shutdown: harmless here
     logging.getLogger("watchdog.observers.inotify").setLevel(logging.CRITICAL)

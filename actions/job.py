@@ -16,7 +16,7 @@ import sys
 from typing import Mapping
 
 from ephemera.errors import EventError
-from triggers.cloud_events import event_from_environment
+from ephemera.triggers.cloud_events import event_from_environment
 
 
 def run(environ: Mapping[str, str] | None = None) -> tuple[int, dict]:
@@ -33,7 +33,7 @@ def run(environ: Mapping[str, str] | None = None) -> tuple[int, dict]:
     if env.get("EPHEMERA_CONFIG_JSON"):
         params["config"] = json.loads(env["EPHEMERA_CONFIG_JSON"])
     action = env.get("EPHEMERA_ACTION", "destroy")
-    result = importlib.import_module(f"actions.{action}").main(params)
+    result = importlib.import_module(f"ephemera.actions.{action}").main(params)
     return (1 if "error" in result else 0), result
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-from ephemera.tables import table
-from triggers.activations import Activation
+from ephemera.cli.tables import table
+from ephemera.triggers.activations import Activation
 
 
 def _short_time(iso: str) -> str:

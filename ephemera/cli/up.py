@@ -1,9 +1,9 @@
 """``ephemera up`` and ``ephemera activations``: the commands over the local runtime.
 
-The lead's ``ephemera/cli.py`` (argparse) adds the arguments with
-:func:`add_up_arguments` / :func:`add_activations_arguments` and calls
-:func:`cmd_up` / :func:`cmd_activations` with the loaded config; each returns an
-exit code and prints to stdout. Arguments missing from ``args`` take their defaults.
+:mod:`ephemera.cli` adds the arguments with :func:`add_up_arguments` /
+:func:`add_activations_arguments` and calls :func:`cmd_up` / :func:`cmd_activations`
+with the loaded config; each returns an exit code and prints to stdout. Arguments
+missing from ``args`` take their defaults.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import sys
 
 from ephemera.config import Config
 from ephemera.errors import NoSuchKeyError
-from triggers.activations import get_activation, list_activations
-from triggers.activations_view import format_activation, format_table, result_summary
-from triggers.scheduler import CATCH_UP_POLICIES
+from ephemera.triggers.activations import get_activation, list_activations
+from ephemera.cli.activations import format_activation, format_table, result_summary
+from ephemera.triggers.scheduler import CATCH_UP_POLICIES
 
 
 def add_up_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +45,7 @@ def _activation_line(activation) -> None:
 
 def cmd_up(config: Config, args: argparse.Namespace) -> int:
     """Run the triggers and rules of ``config`` until Ctrl-C / SIGTERM."""
-    from triggers.runtime import run_up
+    from ephemera.triggers.runtime import run_up
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)

@@ -1,27 +1,18 @@
-"""The runs ledger: one JSON record per run in the state bucket.
+"""Run records: states, the transition table, and what a record holds.
 
 The record is the one source of truth for "what exists and why": its state, a
 timestamped transition for every state change, the event that caused it, the job it
 runs, the engine's activities, the outputs and resource ids Terraform reported, and
-any error with a log tail. Updates go through :meth:`Ledger.update`, which holds a
-per-run lock so that two actions never interleave a read-modify-write.
+any error with a log tail. :mod:`ephemera.model.ledger` stores them.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from enum import Enum
-from typing import Callable, Iterator
 
-from ephemera import layout
-from ephemera.errors import NoSuchBucketError, NoSuchKeyError, RunNotFoundError, StateConflictError
-from ephemera.locks import StorageLock
-from ephemera.storage.base import Storage
-
-log = logging.getLogger(__name__)
+from ephemera.errors import StateConflictError
+from ephemera.timeutil import now_iso
 
 
 class RunState(str, Enum):
@@ -59,10 +50,6 @@ ALLOWED: dict[RunState, set[RunState]] = {
 OPEN_STATES = frozenset(set(RunState) - {S.DESTROYED})
 # The workload has ended (or never will); only teardown remains.
 ENDED_STATES = frozenset({S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.APPLY_FAILED})
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 @dataclass
@@ -144,78 +131,3 @@ class RunRecord:
             if act.kind == kind:
                 return act
         return None
-
-
-class Ledger:
-    """Run records in the state bucket."""
-
-    def __init__(self, storage: Storage, bucket: str, lock_ttl: float = 120.0):
-        self.storage = storage
-        self.bucket = bucket
-        self.lock_ttl = lock_ttl
-
-    def create(self, record: RunRecord) -> bool:
-        """Store a new record; False if a record with that run id already exists."""
-        record.version = 1
-        data = json.dumps(record.to_dict(), indent=1).encode()
-        return self.storage.put_if_absent(self.bucket, layout.run_key(record.run_id), data)
-
-    def get(self, run_id: str) -> RunRecord:
-        try:
-            return RunRecord.from_dict(json.loads(self.storage.get(self.bucket, layout.run_key(run_id))))
-        except NoSuchKeyError:
-            raise RunNotFoundError(run_id) from None
-
-    def exists(self, run_id: str) -> bool:
-        try:
-            self.storage.head(self.bucket, layout.run_key(run_id))
-            return True
-        except NoSuchKeyError:
-            return False
-
-    def save(self, record: RunRecord) -> RunRecord:
-        record.version += 1
-        self.storage.put(self.bucket, layout.run_key(record.run_id), json.dumps(record.to_dict(), indent=1).encode())
-        return record
-
-    def update(self, run_id: str, change: Callable[[RunRecord], None]) -> RunRecord:
-        """Read, apply ``change`` and save, under the run's lock."""
-        with StorageLock(self.storage, self.bucket, f"run-{run_id}", ttl=self.lock_ttl):
-            record = self.get(run_id)
-            change(record)
-            return self.save(record)
-
-    def transition(self, run_id: str, state: RunState, reason: str = "", **fields) -> RunRecord:
-        """Move a run to ``state`` (and set any record fields) under its lock."""
-
-        def change(record: RunRecord) -> None:
-            record.enter(state, reason)
-            for name, value in fields.items():
-                setattr(record, name, value)
-
-        return self.update(run_id, change)
-
-    def list(self) -> Iterator[RunRecord]:
-        """Every run, oldest first. A record that is not valid JSON or not a valid run
-        record is skipped with a warning naming its key."""
-        records = []
-        try:
-            infos = list(self.storage.list(self.bucket, layout.RUNS))
-        except NoSuchBucketError:  # a missing bucket means no runs yet
-            return iter(())
-        for info in infos:
-            if not info.key.endswith(".json"):
-                continue
-            try:
-                data = self.storage.get(self.bucket, info.key)
-            except NoSuchKeyError:  # deleted since the listing
-                continue
-            try:
-                records.append(RunRecord.from_dict(json.loads(data)))
-            except (ValueError, TypeError, AttributeError) as exc:
-                log.warning("skipping run record '%s' in bucket '%s': it is not a valid run record (%s: %s); "
-                            "inspect or delete that object", info.key, self.bucket, type(exc).__name__, exc)
-        return iter(sorted(records, key=lambda r: (r.created_at, r.run_id)))
-
-    def open_runs(self, workspace: str | None = None) -> list[RunRecord]:
-        return [r for r in self.list() if r.state in OPEN_STATES and (workspace is None or r.workspace == workspace)]

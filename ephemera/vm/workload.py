@@ -1,5 +1,4 @@
-"""The job a run executes: its spec (written by apply, read by the VMs) and the
-context a workload function receives.
+"""Running a run's workload on a VM, and the context a workload function receives.
 
 A workload is ``def main(ctx: WorkloadContext) -> dict``. It reads ``ctx.params``,
 writes outputs with ``ctx.put_output``, and returns a JSON-able summary. ``run_job``
@@ -16,46 +15,17 @@ import json
 import logging
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
 from typing import Any
 
 from ephemera import layout
 from ephemera.errors import ParamError
+from ephemera.model.jobs import JobSpec
 from ephemera.secrets import Scrubber
 from ephemera.storage.base import Storage
+from ephemera.timeutil import iso_of
 
 LOG_TAIL_LINES = 50
-
-
-@dataclass
-class JobSpec:
-    run_id: str  # the run this job belongs to
-    workspace: str  # workspace name
-    entry: str  # "package.module:function" of the workload
-    params: dict  # the workload's parameters
-    state_bucket: str  # bucket with run records and job specs
-    output_bucket: str  # bucket the outputs and marker go to
-    output_prefix: str  # the run's own prefix, "<workload.output_prefix>/<run_id>/"
-    worker_count: int = 1  # VMs in the run
-    hard_deadline: str = ""  # ISO time after which the run is killed
-    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
-
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self), indent=1, sort_keys=True).encode()
-
-    @classmethod
-    def from_json(cls, data: bytes | str) -> "JobSpec":
-        raw = json.loads(data)
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in raw.items() if k in known})
-
-    def marker_key(self, success: bool) -> str:
-        return self.output_prefix + (layout.SUCCESS_MARKER if success else layout.FAILURE_MARKER)
-
-
-def load_job(storage: Storage, bucket: str, run_id: str) -> JobSpec:
-    return JobSpec.from_json(storage.get(bucket, layout.job_key(run_id)))
 
 
 @dataclass
@@ -128,7 +98,7 @@ def run_job(job: JobSpec, storage: Storage, worker: int = 0, scrubber: Scrubber 
         root.setLevel(logging.INFO)
     ctx = WorkloadContext(job=job, storage=storage, worker=worker)
     started = time.time()
-    marker: dict[str, Any] = {"run_id": job.run_id, "entry": job.entry, "started_at": _iso(started)}
+    marker: dict[str, Any] = {"run_id": job.run_id, "entry": job.entry, "started_at": iso_of(started)}
     interrupted: BaseException | None = None
     try:
         ctx.log.info("run %s: starting workload %s", job.run_id, job.entry)
@@ -147,7 +117,7 @@ def run_job(job: JobSpec, storage: Storage, worker: int = 0, scrubber: Scrubber 
         interrupted = exc if isinstance(exc, (KeyboardInterrupt, SystemExit)) else None
     finally:
         root.removeHandler(tail)
-    marker.update(finished_at=_iso(time.time()), duration_s=round(time.time() - started, 3), outputs=ctx.outputs)
+    marker.update(finished_at=iso_of(time.time()), duration_s=round(time.time() - started, 3), outputs=ctx.outputs)
     if not success:
         marker["log_tail"] = tail.tail()
     if scrubber is not None:
@@ -156,7 +126,3 @@ def run_job(job: JobSpec, storage: Storage, worker: int = 0, scrubber: Scrubber 
     if not success and interrupted is not None:
         raise interrupted  # the marker is written first: the run still ends
     return marker
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")

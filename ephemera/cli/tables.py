@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Iterable, Sequence
 
 
@@ -31,8 +30,3 @@ def human_duration(seconds: float) -> str:
         return f"{minutes}m{sec:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
-
-
-def since(iso: str, now: datetime | None = None) -> float:
-    now = now or datetime.now(timezone.utc)
-    return (now - datetime.fromisoformat(iso)).total_seconds()

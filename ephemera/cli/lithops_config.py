@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from lithops_bridge.storage.config import from_ephemera
+from ephemera.storage.lithops import to_lithops
 
 
 def _value(outputs: dict, name: str):
@@ -38,7 +38,7 @@ def _value(outputs: dict, name: str):
 def vm_configs(config, record) -> list[tuple[int, dict]]:
     """One (worker, Lithops config) per VM of the run."""
     outputs = record.outputs or {}
-    storage_config = from_ephemera(config)
+    storage_config = to_lithops(config)
     storage_name = storage_config["backend"]
     storage = storage_config[storage_name]
     base = {"lithops": {"mode": "standalone", "storage": storage_name}, storage_name: storage,
@@ -71,7 +71,7 @@ def main(config, run_id: str, out_path: str | None) -> int:
     """Write (or print, secrets masked) the Lithops configs of ``run_id``'s VMs. 0 on success."""
     from ephemera.config import load_config
     from ephemera.errors import EphemeraError
-    from ephemera.runs import Ledger
+    from ephemera.model.ledger import Ledger
     from ephemera.storage import get_storage
     from ephemera.secrets import Scrubber
 

@@ -14,9 +14,9 @@ from datetime import datetime, timedelta, timezone
 
 from ephemera.context import Context
 from ephemera.errors import EphemeraError
-from ephemera.lifecycle import run_is_open, workspace_lock
-from ephemera.reaper import ReapAction
-from ephemera.runs import RunRecord, RunState
+from ephemera.lifecycle.request import run_is_open, workspace_lock
+from ephemera.lifecycle.reaper import ReapAction
+from ephemera.model.runs import RunRecord, RunState
 
 log = logging.getLogger("ephemera.reconcile")
 S = RunState

@@ -15,7 +15,7 @@ import uuid
 
 from ephemera import layout
 from ephemera.errors import EphemeraError
-from ephemera.generations import Generations
+from ephemera.locking.generations import Generations
 from ephemera.storage.base import Storage
 
 

@@ -2,8 +2,8 @@
 
 ``LocalRun(root, workers=2)`` writes a job spec for a fresh run id into localhost
 storage under ``root`` (with no ``entry`` no workload runs: workers are numbered
-from 1, as worker 0 is the one that runs a workload), starts one agent per VM with the agent's own
-``start`` command, and ``close()`` stops them with its ``stop`` command, which
+from 1, as worker 0 is the one that runs a workload), starts one agent per VM with
+``python -m ephemera.vm start``, and ``close()`` stops them with ``stop``, which
 confirms each process is gone. ``lithops_config`` is the bridge config that sends
 calls to those VMs; ``wait_ready()`` waits until every agent's pool is warm. The
 job has a hard deadline (``hard_deadline`` seconds, default 10 minutes) at which the
@@ -60,14 +60,14 @@ class LocalRun:
 
     def start(self) -> "LocalRun":
         from ephemera.config import load_config
-        from ephemera.jobs import JobSpec
+        from ephemera.model.jobs import JobSpec
         from ephemera.layout import job_key, output_prefix
         from ephemera.storage import get_storage
 
         config = load_config(self.ephemera_config)
         storage = get_storage(config)
         storage.create_bucket(self.bucket)
-        spec = JobSpec(run_id=self.run_id, workspace="local", entry=self.entry or "workloads.none:main", params=self.params,
+        spec = JobSpec(run_id=self.run_id, workspace="local", entry=self.entry or "ephemera.workloads.none:main", params=self.params,
                        state_bucket=self.bucket, output_bucket=self.bucket,
                        output_prefix=output_prefix("outputs", self.run_id), worker_count=max(self.workers) + 1,
                        hard_deadline=self._deadline())
@@ -80,10 +80,10 @@ class LocalRun:
         fd = os.open(cfg_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump(agent_cfg, fh)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
         try:
             for w in self.workers:
-                cmd = [sys.executable, "-m", "lithops_bridge.agent", "start", "--config", str(cfg_path), "--worker", str(w),
+                cmd = [sys.executable, "-m", "ephemera.vm", "start", "--config", str(cfg_path), "--worker", str(w),
                        "--pid-file", self.pid_file(w), "--log-file", self.log_file(w)]
                 subprocess.run(cmd, check=True, env=env, capture_output=True, text=True)
                 self.started.append(w)
@@ -125,12 +125,12 @@ class LocalRun:
 
     def close(self) -> None:
         for w in list(self.started):
-            subprocess.run([sys.executable, "-m", "lithops_bridge.agent", "stop", "--pid-file", self.pid_file(w)],
+            subprocess.run([sys.executable, "-m", "ephemera.vm", "stop", "--pid-file", self.pid_file(w)],
                            capture_output=True, text=True)
             self.started.remove(w)
 
     def pids(self) -> list[int]:
-        from lithops_bridge.agent import read_pid
+        from ephemera.vm.pids import read_pid
 
         return [p for p in (read_pid(self.pid_file(w)) for w in self.workers) if p]
 

@@ -5,31 +5,19 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from ephemera import layout
+from ephemera.cli.tables import human_duration, table
 from ephemera.context import Context
-from ephemera.errors import NoSuchKeyError
-from ephemera.runs import ENDED_STATES, RunRecord, RunState
-from ephemera.tables import human_duration, since, table
-
-HEARTBEAT_INTERVAL = 5.0  # seconds between an agent's heartbeats (its default, lithops_bridge.agent)
-SILENT_BEATS = 6  # missed heartbeats before a VM is called silent
-SILENT_AFTER = SILENT_BEATS * HEARTBEAT_INTERVAL  # seconds without a heartbeat before a RUNNING VM is called silent
-
+from ephemera.errors import EphemeraError
+from ephemera.model.runs import ENDED_STATES, RunRecord, RunState
+from ephemera.timeutil import since
+from ephemera.vm.heartbeats import HEARTBEAT_INTERVAL, SILENT_BEATS, seconds_since_last
 
 def last_heartbeat(ctx: Context, run: RunRecord) -> float | None:
     """Seconds since the most recent heartbeat of any VM of the run, or None."""
-    latest = None
     try:
-        for info in ctx.storage.list(ctx.config.state_bucket, f"{layout.HEARTBEATS}{run.run_id}/"):
-            try:
-                at = json.loads(ctx.storage.get(ctx.config.state_bucket, info.key)).get("at")
-            except (NoSuchKeyError, ValueError):
-                continue
-            if at and (latest is None or at > latest):
-                latest = at
-    except Exception:  # noqa: BLE001 - the listing is informative only
+        return seconds_since_last(ctx.storage, ctx.config.state_bucket, run.run_id)
+    except EphemeraError:  # the listing is informative only
         return None
-    return since(latest) if latest else None
 
 
 def runs_table(ctx: Context, include_destroyed: bool = True, heartbeat_interval: float = HEARTBEAT_INTERVAL) -> str:

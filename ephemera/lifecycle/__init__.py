@@ -1,0 +1,27 @@
+"""A run's life: request, apply, finish, destroy; the reaper and the reconciler.
+
+- :mod:`ephemera.lifecycle.request`: an event becomes a run (one per event, one open
+  run per workspace).
+- :mod:`ephemera.lifecycle.activities`: apply and destroy through the engine, record
+  each activity, advance async ones, record the workload's end.
+- :mod:`ephemera.lifecycle.reaper`: the rules that end whatever is stuck.
+- :mod:`ephemera.lifecycle.reconcile`: the engine's state against the ledger.
+
+Actions are thin wrappers over these functions.
+"""
+
+from ephemera.lifecycle.activities import (
+    advance_run,
+    apply_run,
+    destroy_run,
+    finish_run,
+    read_marker,
+    record_activity,
+    stack_variables,
+)
+from ephemera.lifecycle.request import RequestOutcome, request_run, run_is_open, workspace_lock
+
+__all__ = [
+    "RequestOutcome", "advance_run", "apply_run", "destroy_run", "finish_run", "read_marker", "record_activity",
+    "request_run", "run_is_open", "stack_variables", "workspace_lock",
+]

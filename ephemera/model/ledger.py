@@ -1,0 +1,94 @@
+"""The runs ledger: one JSON record per run in the state bucket.
+
+Updates go through :meth:`Ledger.update`, which holds a per-run lock so that two
+actions never interleave a read-modify-write.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Callable, Iterator
+
+from ephemera import layout
+from ephemera.errors import NoSuchBucketError, NoSuchKeyError, RunNotFoundError
+from ephemera.locking.storage_lock import StorageLock
+from ephemera.model.runs import OPEN_STATES, RunRecord, RunState
+from ephemera.storage.base import Storage
+
+log = logging.getLogger(__name__)
+
+
+class Ledger:
+    """Run records in the state bucket."""
+
+    def __init__(self, storage: Storage, bucket: str, lock_ttl: float = 120.0):
+        self.storage = storage
+        self.bucket = bucket
+        self.lock_ttl = lock_ttl
+
+    def create(self, record: RunRecord) -> bool:
+        """Store a new record; False if a record with that run id already exists."""
+        record.version = 1
+        data = json.dumps(record.to_dict(), indent=1).encode()
+        return self.storage.put_if_absent(self.bucket, layout.run_key(record.run_id), data)
+
+    def get(self, run_id: str) -> RunRecord:
+        try:
+            return RunRecord.from_dict(json.loads(self.storage.get(self.bucket, layout.run_key(run_id))))
+        except NoSuchKeyError:
+            raise RunNotFoundError(run_id) from None
+
+    def exists(self, run_id: str) -> bool:
+        try:
+            self.storage.head(self.bucket, layout.run_key(run_id))
+            return True
+        except NoSuchKeyError:
+            return False
+
+    def save(self, record: RunRecord) -> RunRecord:
+        record.version += 1
+        self.storage.put(self.bucket, layout.run_key(record.run_id), json.dumps(record.to_dict(), indent=1).encode())
+        return record
+
+    def update(self, run_id: str, change: Callable[[RunRecord], None]) -> RunRecord:
+        """Read, apply ``change`` and save, under the run's lock."""
+        with StorageLock(self.storage, self.bucket, f"run-{run_id}", ttl=self.lock_ttl):
+            record = self.get(run_id)
+            change(record)
+            return self.save(record)
+
+    def transition(self, run_id: str, state: RunState, reason: str = "", **fields) -> RunRecord:
+        """Move a run to ``state`` (and set any record fields) under its lock."""
+
+        def change(record: RunRecord) -> None:
+            record.enter(state, reason)
+            for name, value in fields.items():
+                setattr(record, name, value)
+
+        return self.update(run_id, change)
+
+    def list(self) -> Iterator[RunRecord]:
+        """Every run, oldest first. A record that is not valid JSON or not a valid run
+        record is skipped with a warning naming its key."""
+        records = []
+        try:
+            infos = list(self.storage.list(self.bucket, layout.RUNS))
+        except NoSuchBucketError:  # a missing bucket means no runs yet
+            return iter(())
+        for info in infos:
+            if not info.key.endswith(".json"):
+                continue
+            try:
+                data = self.storage.get(self.bucket, info.key)
+            except NoSuchKeyError:  # deleted since the listing
+                continue
+            try:
+                records.append(RunRecord.from_dict(json.loads(data)))
+            except (ValueError, TypeError, AttributeError) as exc:
+                log.warning("skipping run record '%s' in bucket '%s': it is not a valid run record (%s: %s); "
+                            "inspect or delete that object", info.key, self.bucket, type(exc).__name__, exc)
+        return iter(sorted(records, key=lambda r: (r.created_at, r.run_id)))
+
+    def open_runs(self, workspace: str | None = None) -> list[RunRecord]:
+        return [r for r in self.list() if r.state in OPEN_STATES and (workspace is None or r.workspace == workspace)]

@@ -1,0 +1,75 @@
+"""``python -m ephemera.vm``: the agent's command line, as the stacks call it.
+
+    python -m ephemera.vm start --config AGENT_JSON --worker I --pid-file P --log-file L
+    python -m ephemera.vm stop --pid-file P [--timeout S]
+    python -m ephemera.vm serve --config AGENT_JSON --worker I --pid-file P
+    python -m ephemera.vm run-job --config AGENT_JSON --worker I
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ephemera.vm", description="The agent on each VM of a run.")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("start", help="start a detached agent; return once it is up")
+    p.add_argument("--config", required=True)
+    p.add_argument("--worker", type=int, default=0)
+    p.add_argument("--pid-file", required=True)
+    p.add_argument("--log-file", required=True)
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the agent to come up")
+    p = sub.add_parser("stop", help="stop an agent and confirm it is gone")
+    p.add_argument("--pid-file", required=True)
+    p.add_argument("--timeout", type=float, default=10.0)
+    p = sub.add_parser("serve", help="run the agent in the foreground")
+    p.add_argument("--config", required=True)
+    p.add_argument("--worker", type=int, default=0)
+    p.add_argument("--pid-file", required=True)
+    p = sub.add_parser("run-job", help="run the job once and write its marker")
+    p.add_argument("--config", required=True)
+    p.add_argument("--worker", type=int, default=0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
+    if args.cmd == "start":
+        from ephemera.vm.control import AgentStartError, start_agent
+
+        try:
+            pid = start_agent(args.config, args.worker, args.pid_file, args.log_file, args.timeout)
+        except AgentStartError as exc:
+            print(exc.message, file=sys.stderr)
+            return 1
+        print(f"agent worker {args.worker} started, pid {pid}")
+        return 0
+    if args.cmd == "stop":
+        from ephemera.vm.control import stop_agent
+
+        if not stop_agent(args.pid_file, args.timeout):
+            print(f"agent of {args.pid_file} did not exit after SIGKILL", file=sys.stderr)
+            return 1
+        print(f"agent of {args.pid_file}: stopped")
+        return 0
+    from ephemera.secrets import install_scrubber
+    from ephemera.vm.agent import Agent, agent_context, load_agent_config
+
+    if args.cmd == "serve":
+        agent = Agent(args.config, args.worker)
+        install_scrubber(agent.scrubber)
+        return agent.serve(args.pid_file)
+    from ephemera.vm.workload import run_job
+
+    _config, storage, job, scrubber = agent_context(load_agent_config(args.config))
+    install_scrubber(scrubber)
+    marker = run_job(job, storage, worker=args.worker, scrubber=scrubber)
+    return 0 if marker["status"] == "succeeded" else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

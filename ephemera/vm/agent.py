@@ -1,0 +1,216 @@
+"""The agent that runs on each VM of a run (locally: one detached process per "VM").
+
+The agent heartbeats to the state bucket, starts the VM services other packages
+register (:mod:`ephemera.vm.services`; the Lithops bridge serves the run's
+standalone jobs there, so a plain ``FunctionExecutor()`` in the workload spreads its
+calls over every VM of the run), runs the job on worker 0 in a child process, writes
+a failure marker if that child dies without one, kills it at the hard deadline, and
+then idles (a VM lives until it is destroyed) until SIGTERM.
+
+The agent config file (written by the engine, mode 0600) is JSON:
+``{"run_id", "config": <Ephemera config dict>, "heartbeat_interval": s}`` and,
+optionally, ``"worker_processes"`` (processes serving calls on this VM; default the
+CPU count, divided by the run's VM count when every VM shares this machine) and
+``"use_gpu"`` (default: whether an NVIDIA device exists).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from datetime import datetime
+
+from ephemera.config import Config, load_config
+from ephemera.errors import NoSuchKeyError
+from ephemera.model.jobs import JobSpec, load_job
+from ephemera.secrets import Scrubber
+from ephemera.storage import get_storage
+from ephemera.storage.base import Storage
+from ephemera.storage.lithops import to_lithops
+from ephemera.timeutil import now_iso, now_utc
+from ephemera.vm.heartbeats import HEARTBEAT_INTERVAL, write_heartbeat
+from ephemera.vm.pids import write_pid_file
+from ephemera.vm.services import VMInfo, VMService, load_services
+
+log = logging.getLogger("ephemera.vm.agent")
+
+
+def load_agent_config(path: str) -> dict:
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def agent_context(agent_cfg: dict) -> tuple[Config, Storage, JobSpec, Scrubber]:
+    """(Config, Storage, JobSpec, Scrubber) of the agent's run."""
+    config = load_config(agent_cfg["config"])
+    storage = get_storage(config)
+    job = load_job(storage, config.state_bucket, agent_cfg["run_id"])
+    return config, storage, job, Scrubber(config.secret_values())
+
+
+class Agent:
+    def __init__(self, config_path: str, worker: int):
+        self.config_path = config_path
+        self.worker = worker
+        self.agent_cfg = load_agent_config(config_path)
+        self.run_id = self.agent_cfg["run_id"]
+        self.config, self.storage, self.job, self.scrubber = agent_context(self.agent_cfg)
+        self.stopping = threading.Event()
+        self.state = "starting"
+        self.child: subprocess.Popen | None = None
+        self.worker_processes = self._default_processes()
+        self.services: list[VMService] = []
+
+    # --- heartbeats -------------------------------------------------------------------
+    def heartbeat(self) -> None:
+        body = {"pid": os.getpid(), "state": self.state, "worker_processes": self.worker_processes}
+        for service in self.services:
+            try:
+                body.update(service.status())
+            except Exception as exc:  # noqa: BLE001 - a service's status must not stop the beat
+                log.warning("VM service %s: status failed: %s", service.name, self.scrubber.scrub(str(exc)))
+        try:
+            write_heartbeat(self.storage, self.config.state_bucket, self.run_id, self.worker, body)
+        except Exception as exc:  # noqa: BLE001 - a missed heartbeat must not kill the VM
+            log.warning("heartbeat failed: %s", self.scrubber.scrub(str(exc)))
+
+    def _heartbeat_loop(self) -> None:
+        interval = float(self.agent_cfg.get("heartbeat_interval", HEARTBEAT_INTERVAL))
+        while not self.stopping.wait(interval):
+            self.heartbeat()
+
+    def hard_deadline(self) -> datetime | None:
+        return datetime.fromisoformat(self.job.hard_deadline) if self.job.hard_deadline else None
+
+    def seconds_left(self) -> float | None:
+        deadline = self.hard_deadline()
+        return None if deadline is None else (deadline - now_utc()).total_seconds()
+
+    # --- resources of this VM ---------------------------------------------------------
+    def _default_processes(self) -> int:
+        """Configured, else the CPU count; local VMs (one machine) share it."""
+        if self.agent_cfg.get("worker_processes"):
+            return int(self.agent_cfg["worker_processes"])
+        cpus = os.cpu_count() or 1
+        if self.storage.traits.same_host:
+            return max(1, cpus // max(1, int(self.job.worker_count or 1)))
+        return cpus
+
+    def use_gpu(self) -> bool:
+        if "use_gpu" in self.agent_cfg:
+            return bool(self.agent_cfg["use_gpu"])
+        return os.path.exists("/dev/nvidia0")
+
+    def vm_info(self) -> VMInfo:
+        return VMInfo(run_id=self.run_id, worker=self.worker, worker_count=int(self.job.worker_count or 1),
+                      storage=self.storage, state_bucket=self.config.state_bucket,
+                      worker_processes=self.worker_processes, use_gpu=self.use_gpu(),
+                      hard_deadline=self.hard_deadline(), same_host=self.storage.traits.same_host,
+                      lithops_storage=to_lithops(self.config), request_heartbeat=self.heartbeat)
+
+    def start_services(self) -> None:
+        for service in load_services(self.vm_info()):
+            try:
+                service.start()
+            except Exception as exc:  # noqa: BLE001 - the workload may still run without it
+                log.error("VM service %s failed to start: %s", service.name, self.scrubber.scrub(str(exc)))
+                continue
+            self.services.append(service)
+            log.info("VM service %s started", service.name)
+
+    def stop_services(self) -> None:
+        for service in reversed(self.services):
+            try:
+                service.stop()
+            except Exception as exc:  # noqa: BLE001 - stop the others too
+                log.warning("VM service %s failed to stop: %s", service.name, self.scrubber.scrub(str(exc)))
+
+    def workload_env(self) -> dict:
+        env = dict(os.environ)
+        for service in self.services:
+            env.update(service.workload_env())
+        return env
+
+    # --- the workload -------------------------------------------------------------------
+    def run_workload(self) -> None:
+        """Run the job in a child process; guarantee a marker unless we are being stopped."""
+        self.state = "running"
+        self.heartbeat()
+        cmd = [sys.executable, "-m", "ephemera.vm", "run-job", "--config", self.config_path, "--worker", str(self.worker)]
+        self.child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=self.workload_env())
+        left = self.seconds_left()
+        try:
+            code = self.child.wait(timeout=None if left is None else max(left, 0))
+            reason = f"workload process exited with code {code} without writing a marker"
+        except subprocess.TimeoutExpired:
+            self.child.kill()
+            self.child.wait()
+            code, reason = None, "workload killed at the run's hard deadline"
+        if self.stopping.is_set():
+            return
+        if code != 0 or not self._marker_exists():
+            self._write_failure(reason)
+        self.state = "idle"
+        self.heartbeat()
+
+    def _marker_exists(self) -> bool:
+        for success in (True, False):
+            try:
+                self.storage.head(self.job.output_bucket, self.job.marker_key(success))
+                return True
+            except NoSuchKeyError:
+                continue
+        return False
+
+    def _write_failure(self, reason: str) -> None:
+        if self._marker_exists():
+            return
+        log.error("run %s: %s", self.run_id, reason)
+        marker = {"run_id": self.run_id, "status": "failed", "error": {"type": "AgentError", "message": reason},
+                  "finished_at": now_iso()}
+        self.storage.put(self.job.output_bucket, self.job.marker_key(False), json.dumps(marker, indent=1).encode())
+
+    # --- the agent's life ---------------------------------------------------------------
+    def serve(self, pid_file: str) -> int:
+        def on_term(signum, frame):  # noqa: ARG001
+            self.stopping.set()
+            if self.child and self.child.poll() is None:
+                self.child.terminate()
+
+        signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGINT, on_term)
+        self.heartbeat()
+        threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True).start()
+        self.start_services()
+        # the pid file says "up": written once the services serve, so whoever started
+        # this agent can hand it work as soon as start returns
+        write_pid_file(pid_file, os.getpid())
+        log.info("agent for run %s worker %d up, pid %d", self.run_id, self.worker, os.getpid())
+        if self.worker == 0:
+            threading.Thread(target=self.run_workload, name="workload", daemon=True).start()
+        else:
+            self.state = "idle"
+        # A VM lives until destroyed; as a second line of defence it ends itself at the
+        # hard deadline even if nobody destroys it.
+        while not self.stopping.wait(0.5):
+            left = self.seconds_left()
+            if left is not None and left <= 0:
+                log.error("run %s: hard deadline passed; agent exits", self.run_id)
+                break
+        self.stopping.set()
+        self.stop_services()
+        if self.child and self.child.poll() is None:
+            self.child.terminate()
+            try:
+                self.child.wait(5)
+            except subprocess.TimeoutExpired:
+                self.child.kill()
+        self.state = "stopped"
+        self.heartbeat()
+        log.info("agent for run %s worker %d stopped", self.run_id, self.worker)
+        return 0

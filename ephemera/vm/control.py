@@ -1,0 +1,95 @@
+"""Starting and stopping an agent process (the local stack's "VM", a cloud VM's unit).
+
+``start_agent`` launches the agent detached (its own session, its own log), returns
+once the agent has written its pid file, and raises :class:`AgentStartError` with the
+log tail if it dies first. ``stop_agent`` is the destroy side: quiet and fast when the
+agent is already gone; SIGTERM to the agent alone (it stops its services itself, so no
+call is reported as a crashed worker), SIGKILL to its whole process group after the
+timeout or for any straggler once it is gone; it confirms the process is gone.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ephemera.errors import EphemeraError
+from ephemera.vm.pids import is_agent_process, read_pid, remove_pid_file
+
+
+class AgentStartError(EphemeraError):
+    code = "AGENT_START_FAILED"
+
+
+def start_agent(config_path: str, worker: int, pid_file: str, log_file: str, timeout: float = 30.0,
+                python: str | None = None) -> int:
+    """Launch a detached agent; return its pid once it has written ``pid_file``."""
+    Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+    remove_pid_file(pid_file)
+    cmd = [python or sys.executable, "-m", "ephemera.vm", "serve", "--config", config_path,
+           "--worker", str(worker), "--pid-file", pid_file]
+    with open(log_file, "ab") as logfh:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logfh, stderr=subprocess.STDOUT,
+                                start_new_session=True, close_fds=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if read_pid(pid_file) == proc.pid:
+            return proc.pid
+        if proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    proc.kill()
+    raise AgentStartError(f"agent worker {worker} failed to start (exit {proc.poll()}):\n{log_tail(log_file)}")
+
+
+def stop_agent(pid_file: str, timeout: float = 10.0) -> bool:
+    """Stop the agent of ``pid_file`` and confirm it is gone; True once it is (also when
+    it was already gone), False if it survived SIGKILL."""
+    pid = read_pid(pid_file)
+    if pid is None or not is_agent_process(pid):
+        remove_pid_file(pid_file)
+        return True
+    try:
+        os.kill(pid, signal.SIGTERM)  # the agent alone: it stops its services before their workers die
+    except ProcessLookupError:
+        pass
+    if not _wait_gone(pid, timeout):
+        _signal_group(pid, signal.SIGKILL)
+        if not _wait_gone(pid, 5.0):
+            return False
+    _signal_group(pid, signal.SIGKILL, fallback=False)  # stragglers of its session (the agent leads it)
+    remove_pid_file(pid_file)
+    return True
+
+
+def _signal_group(pid: int, sig: int, fallback: bool = True) -> None:
+    """Signal the agent's process group; with ``fallback`` the pid alone if there is no such group."""
+    try:
+        os.killpg(pid, sig)  # the agent leads its own session: take its children too
+    except (ProcessLookupError, PermissionError):
+        if fallback:
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not is_agent_process(pid):
+            return True
+        time.sleep(0.02)
+    return not is_agent_process(pid)
+
+
+def log_tail(path: str, n: int = 30) -> str:
+    """The last ``n`` lines of a log file ('' if unreadable)."""
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return ""

@@ -1,0 +1,102 @@
+"""The bridge's service on every VM of an Ephemera run (entry point ``ephemera.vm_services``).
+
+Ephemera's agent starts it on each VM. It runs the standalone :class:`TaskServer`
+(claims and runs the run's bridge jobs), writes the server's presence object
+(``lithops.jobs/<run_id>/servers/<worker>.json``: alive, processes, pool warm) every
+few seconds so clients know which VMs take calls, and gives the workload a
+``LITHOPS_CONFIG`` naming the standalone backend for this run, so a plain
+``FunctionExecutor()`` spreads its calls over every VM of the run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from datetime import datetime, timezone
+
+from lithops_bridge.backends.standalone import keys
+
+log = logging.getLogger("lithops_bridge.vm_service")
+PRESENCE_INTERVAL = 5.0  # seconds between presence writes (well under the client's STALE_AFTER)
+LOCAL_PRESENCE_INTERVAL = 1.0  # on local VMs: storage is a folder, writes are free
+
+
+class BridgeService:
+    """:class:`ephemera.vm.services.VMService` serving the run's standalone bridge jobs."""
+
+    name = "lithops-bridge"
+
+    def __init__(self, vm) -> None:
+        self.vm = vm  # ephemera.vm.services.VMInfo
+        self.server = None  # the TaskServer, once started
+        self.interval = LOCAL_PRESENCE_INTERVAL if vm.same_host else PRESENCE_INTERVAL
+        self._stop = threading.Event()
+        self._state = "starting"
+
+    # --- Lithops configs of this run ------------------------------------------------------
+    def bridge_config(self, compute: str) -> dict:
+        """The Lithops config of this run: ``standalone`` (all its VMs) or ``localhost`` (this VM)."""
+        storage = self.vm.lithops_storage
+        name = storage["backend"]
+        cfg = {"lithops": {"backend": compute, "storage": name}, name: dict(storage[name])}
+        if compute == "standalone":
+            sa = {"exec_mode": "consume", "run_id": self.vm.run_id, "worker_processes": self.vm.worker_processes,
+                  "use_gpu": self.vm.use_gpu}
+            if self.vm.hard_deadline is not None:
+                left = (self.vm.hard_deadline - datetime.now(timezone.utc)).total_seconds()
+                if left > 0:
+                    sa["hard_dismantle_timeout"] = round(left, 3)
+            cfg["standalone"] = sa
+        else:
+            cfg["localhost"] = {**cfg.get("localhost", {}), "worker_processes": self.vm.worker_processes}
+        return cfg
+
+    def workload_env(self) -> dict[str, str]:
+        return {"LITHOPS_CONFIG": json.dumps(self.bridge_config("standalone"))}
+
+    # --- serving ----------------------------------------------------------------------------
+    def start(self) -> None:
+        from lithops_bridge.backends.standalone.server import TaskServer
+
+        task_env = {"LITHOPS_CONFIG": json.dumps(self.bridge_config("localhost")), "LITHOPS_BRIDGE_WORKER": "1"}
+        self.server = TaskServer(self.vm.storage, self.vm.state_bucket, self.vm.run_id, self.vm.worker,
+                                 self.vm.worker_processes, task_env, cloud=not self.vm.same_host).start()
+        self._state = "serving"
+        self._write_presence()
+        threading.Thread(target=self._presence_loop, name="bridge-presence", daemon=True).start()
+        threading.Thread(target=self._warm_up, name="bridge-warm-up", daemon=True).start()
+
+    def _warm_up(self) -> None:
+        try:
+            self.server.warm_up()
+        except Exception as exc:  # noqa: BLE001 - the pool is retried on the first batch
+            log.warning("warming up the task pool failed: %s: %s", type(exc).__name__, exc)
+            return
+        self._write_presence()  # clients (and LocalRun.wait_ready) learn at once that the pool is warm
+        if self.vm.request_heartbeat is not None:
+            self.vm.request_heartbeat()
+
+    def status(self) -> dict:
+        return {"pool_ready": bool(self.server and self.server.ready)}
+
+    def _presence_loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._write_presence()
+
+    def _write_presence(self) -> None:
+        body = {"worker": self.vm.worker, "pid": os.getpid(), "state": self._state,
+                "worker_processes": self.vm.worker_processes, **self.status(),
+                "at": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
+        try:
+            self.vm.storage.put(self.vm.state_bucket, keys.server_key(self.vm.run_id, self.vm.worker), json.dumps(body).encode())
+        except Exception as exc:  # noqa: BLE001 - a missed write must not stop serving
+            log.warning("presence write failed: %s: %s", type(exc).__name__, exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.server is not None:
+            self.server.stop()
+        self._state = "stopped"
+        self._write_presence()
