@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: demo test install install-test bench clean
+.PHONY: demo test test-quick install install-test bench clean
 
 # ibm-schematics and python-terraform ship only as old sdists whose setup.py needs
 # setuptools<70 and wheel: build them without isolation before the rest.
@@ -31,6 +31,10 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# the inner loop: everything but real applies, agent processes, fresh venvs and load
+test-quick: $(VENV)/.installed-test
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-test
 	$(PY) bench/bridge.py

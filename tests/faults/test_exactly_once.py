@@ -25,6 +25,8 @@ from ephemera.locking.workspace_lock import WorkspaceLock
 from tests.faults.helpers import agent_pids, marker_event, marker_written, wait_for
 from ephemera.triggers.events import parse_event
 
+pytestmark = pytest.mark.slow  # concurrent real applies
+
 N = 20
 ALARM_TIME = "2026-11-21T10:00:00+00:00"
 

@@ -25,6 +25,8 @@ from ephemera.model.runs import RunState
 from tests.faults.helpers import agent_pids, heartbeat_pids, live_agents, marker_written, wait_for
 from ephemera.triggers.activations import list_activations
 
+pytestmark = pytest.mark.slow  # kills and restarts `ephemera up` around real runs
+
 S = RunState
 
 

@@ -15,6 +15,9 @@ from ephemera.context import Context
 from ephemera.cli.runs import runs_table
 from ephemera.vm.pids import is_agent_process
 from tests.faults.helpers import heartbeat_pids, live_agents, marker_event, marker_written, wait_for
+import pytest
+
+pytestmark = pytest.mark.slow  # kills agent processes of real runs
 
 
 def test_workload_exception_writes_failure_marker_with_log_tail(local_cfg, faults):

@@ -19,6 +19,8 @@ import yaml
 
 from ephemera.config import load_config
 
+pytestmark = pytest.mark.slow  # runs Terraform on the IBM stack
+
 STACK = Path(__file__).resolve().parents[2] / "terraform" / "ibm-vpc-gpu"
 NOT_TAGGABLE = {"ibm_is_security_group_rule"}  # rules are parts of their group
 RUN_VARIABLES = {"run_id", "workspace", "worker_count", "job_key", "state_bucket", "hard_deadline", "hard_timeout_seconds"}

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # builds and installs into a fresh venv
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -21,6 +21,8 @@ from ephemera.triggers.runtime import REAPER_TRIGGER, run_up
 
 from .conftest import SECRET, read_records
 
+pytestmark = pytest.mark.slow  # runs `ephemera up` with action processes
+
 T = "tests.triggers.sample_actions"
 WAIT = 30
 
