@@ -25,8 +25,9 @@ def test_iam_cos_runs_give_the_vms_everything_they_need(local_config):
     ctx = Context(raw, storage=object())  # no storage call is made
     from ephemera.model.runs import RunRecord
 
-    run = RunRecord(run_id="ws-1", workspace="ws", engine="terraform", hard_deadline="2099-01-01T00:00:00+00:00",
-                    job={"worker_count": 2})
+    job = JobSpec(run_id="ws-1", workspace="ws", entry="ephemera.workloads.smoke:main", params={}, state_bucket="ephemera-test",
+                  output_bucket="ephemera-test", output_prefix="outputs/ws-1/", worker_count=2)
+    run = RunRecord(run_id="ws-1", workspace="ws", engine="terraform", hard_deadline="2099-01-01T00:00:00+00:00", job=job)
     plain, secure = stack_variables(ctx, run)
     assert plain["cos_region"] == "eu-de" and plain["cos_service_instance_id"] == "crn:v1:cos-instance"
     assert secure == {"cos_api_key": IAM_KEY, "ibmcloud_api_key": IAM_KEY}

@@ -48,7 +48,7 @@ def test_partial_apply_is_destroyed(local_cfg, faults):
     config = local_cfg(workload={"params": {"sleep": 120}})
     ctx = Context(config, engine=FaultyEngine(Context(config).engine, apply_fails_after_create=True, on_fault=faults.inject))
     run = start_run(ctx)
-    assert run.state == S.APPLY_FAILED and "capacity" in run.error["log_tail"]
+    assert run.state == S.APPLY_FAILED and "capacity" in run.error.log_tail
     assert live_agents(Path(ctx.config.home)), "the partial apply left an agent: the reaper must remove it"
     acted = reap(ctx)
     assert acted and acted[0].after == "DESTROYED" and "APPLY_FAILED" in acted[0].why
@@ -68,7 +68,7 @@ def test_stalled_request_and_crash_between_apply_and_record(local_cfg, faults):
     run = ctx.ledger.transition(outcome.run.run_id, S.APPLYING, "applying workspace")
     from ephemera.lifecycle import stack_variables
 
-    ctx.engine.apply(run, *stack_variables(ctx, run))
+    ctx.engine.apply(run.workspace, run.run_id, *stack_variables(ctx, run))
     faults.inject()
     assert ctx.ledger.get(run.run_id).resources == [] and live_agents(Path(ctx.config.home))
     acted = reap(ctx)  # reconcile: the record now names what the engine holds
@@ -85,7 +85,7 @@ def test_orphan_resources_no_record_names_are_destroyed(local_cfg, faults):
     from ephemera.lifecycle import stack_variables, workspace_lock
 
     ghost = request_run(ctx, parse_event({"idempotency_key": "ghost"})).run
-    ctx.engine.apply(ghost, *stack_variables(ctx, ghost))
+    ctx.engine.apply(ghost.workspace, ghost.run_id, *stack_variables(ctx, ghost))
     # the ledger loses the record (and its lock): resources that no record names
     ctx.storage.delete(ctx.config.state_bucket, layout.run_key(ghost.run_id))
     workspace_lock(ctx, "ws").release(ghost.run_id)
@@ -93,7 +93,13 @@ def test_orphan_resources_no_record_names_are_destroyed(local_cfg, faults):
     assert live_agents(Path(ctx.config.home))
     acted = reap(ctx)
     assert acted and acted[0].after == "DESTROYED" and "owned by no open run" in acted[0].why
-    assert not live_agents(Path(ctx.config.home)) and ctx.engine.resources(ghost) == []
+    assert f"run {ghost.run_id} is not in the ledger" in acted[0].why
+    assert not live_agents(Path(ctx.config.home)) and ctx.engine.resources(ghost.workspace) == []
+    # the sweep is in the ledger like any run: what it destroyed, and when
+    sweep = ctx.ledger.get(acted[0].run_id)
+    assert sweep.state == S.DESTROYED and any(r.startswith("terraform_data.vm") for r in sweep.resources)
+    assert [t.state for t in sweep.transitions] == ["DESTROYING", "DESTROYED"]
+    assert workspace_lock(ctx, "ws").holder()["released"]  # a new run may use the workspace
 
 
 def test_marker_without_its_event_and_finished_run_never_destroyed(local_cfg, faults):
@@ -155,7 +161,7 @@ def test_non_transient_destroy_failure_is_not_retried(local_cfg, faults):
     assert engine.destroy_calls == 1  # not retried ...
     assert [(a.run_id, a.why.split(":")[0]) for a in acted] == [(run.run_id, "needs a person")]  # ... but reported
     record = ctx.ledger.get(run.run_id)
-    assert record.state == S.DESTROY_FAILED and record.error["message"] == FATAL_ERROR
+    assert record.state == S.DESTROY_FAILED and record.error.message == FATAL_ERROR and not record.error.retryable
     # a person fixes the permission and destroys by hand
     from ephemera.actions import destroy
 
@@ -170,28 +176,22 @@ def test_destroyed_only_when_nothing_is_left(local_cfg, faults):
     run = start_run(ctx)
     finish_run(ctx, run.run_id, True, {})
     after = destroy_run(ctx, run.run_id, "marker")
-    assert after.state == S.DESTROY_FAILED and after.error["code"] == "DESTROY_INCOMPLETE"
-    assert "still present: terraform_data.vm" in after.error["message"] and live_agents(Path(ctx.config.home))
+    assert after.state == S.DESTROY_FAILED and after.error.code == "DESTROY_INCOMPLETE" and after.error.retryable
+    assert "still present: terraform_data.vm" in after.error.message and live_agents(Path(ctx.config.home))
     acted = reap(ctx, now=later(BACKOFF_BASE + 1))
     assert acted[0].after == "DESTROYED" and not live_agents(Path(ctx.config.home))
 
 
-class AsyncEngine:
+class AsyncEngine(FaultyEngine):
     """A real local engine that reports applies as still running (like Schematics),
     and whose status call fails: a purged activity, an API outage."""
 
-    def __init__(self, inner):
-        self.inner, self.name = inner, inner.name
-
-    def apply(self, run, variables, secure):
-        done = self.inner.apply(run, variables, secure)
+    def apply(self, workspace, run_id, variables, secure):
+        done = self.inner.apply(workspace, run_id, variables, secure)
         return Activity(id=done.id, kind="apply", state="RUNNING", started_at=done.started_at)
 
-    def status(self, run, activity):
+    def status(self, activity):
         raise EngineError("activity lookup failed: 404 Not Found")
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
 
 
 def test_a_failing_status_call_does_not_shield_the_hard_deadline(local_cfg, faults):

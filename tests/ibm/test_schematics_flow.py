@@ -10,6 +10,7 @@ import json
 import pytest
 
 from ephemera import layout
+from ephemera.model import marker as markers
 from ephemera.model.ledger import Ledger
 from ephemera.storage import get_storage
 from tests.ibm.conftest import API_KEY, SECRETS
@@ -62,7 +63,7 @@ def test_apply_status_destroy_through_schematics(flow_config, schematics, iam):
 
     # the workload ends: its marker is written, and the COS subscription delivers the write
     storage = get_storage(cfg)
-    key = layout.marker_key("outputs", run_id, success=True)
+    key = markers.key(layout.output_prefix("outputs", run_id), success=True)
     storage.put(BUCKET, key, json.dumps({"status": "succeeded", "run_id": run_id}).encode())
     event = {"bucket": BUCKET, "endpoint": "", "key": key, "operation": "Object:Write",
              "notification": {"bucket_name": BUCKET, "object_name": key, "event_type": "Object:Write", "object_length": "40"}}
