@@ -76,6 +76,7 @@ class FaultyEngine:
 
     - ``transient``: raise a retryable EngineError naming a 503;
     - ``fatal``: raise a non-retryable EngineError (403);
+    - ``unmarked``: raise the 503 message of ``transient``, but not marked retryable;
     - ``leave``: report the destroy COMPLETED without destroying anything.
 
     ``apply_fails_after_create``: apply for real, then report the apply FAILED
@@ -108,6 +109,8 @@ class FaultyEngine:
                 raise EngineError(TRANSIENT_ERROR, retryable=True)
             if self.mode == "fatal":
                 raise EngineError(FATAL_ERROR, retryable=False)
+            if self.mode == "unmarked":
+                raise EngineError(TRANSIENT_ERROR, retryable=False)
             return Activity(id="tf-fake-done", kind="destroy", state="COMPLETED", finished_at=now_iso(), log_tail="Destroy complete!")
         return self.inner.destroy(workspace)
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
+
 from ephemera.context import Context
 from ephemera.errors import EngineError
 from ephemera.lifecycle import apply_run, destroy_run, finish_run, request_run
 from ephemera.lifecycle.reaper import BACKOFF_BASE, reap
 from ephemera.model.runs import Activity, RunRecord, RunState
-from tests.faults.helpers import FATAL_ERROR, FaultyEngine, live_agents, marker_written, wait_for
+from tests.faults.helpers import FATAL_ERROR, TRANSIENT_ERROR, FaultyEngine, live_agents, marker_written, wait_for
 from ephemera.triggers.events import parse_event
 
 S = RunState
@@ -102,6 +104,26 @@ def test_orphan_resources_no_record_names_are_destroyed(local_cfg, faults):
     assert workspace_lock(ctx, "ws").holder()["released"]  # a new run may use the workspace
 
 
+def test_agents_of_a_destroyed_run_that_no_state_names_are_stopped(local_cfg, faults):
+    """An apply of a run that outlived its record (the run is DESTROYED) started an
+    agent and was killed before Terraform wrote its state: the agent is in no state."""
+    ctx = Context(local_cfg())
+    from ephemera.lifecycle import stack_variables
+
+    run = start_run(ctx, "late")
+    wait_for(lambda: marker_written(ctx, run.run_id), what="marker")
+    finish_run(ctx, run.run_id, True, {"status": "succeeded"})
+    assert destroy_run(ctx, run.run_id, "marker").state == S.DESTROYED and not live_agents(Path(ctx.config.home))
+    ctx.engine.apply(run.workspace, run.run_id, *stack_variables(ctx, run))  # the late apply ...
+    (Path(ctx.config.home) / "workspaces" / "ws" / "terraform.tfstate").write_text("")  # ... killed before its state
+    faults.inject()
+    assert all(r.startswith(f"orphan_agent:{run.run_id}/") for r in ctx.engine.resources("ws")) and live_agents(Path(ctx.config.home))
+    acted = reap(ctx)
+    assert [(a.before, a.after) for a in acted] == [("orphan", "DESTROYED")] and f"run {run.run_id} is DESTROYED" in acted[0].why
+    assert not live_agents(Path(ctx.config.home)) and ctx.engine.resources("ws") == []
+    assert not (Path(ctx.config.home) / "runs" / run.run_id / "agent.json").exists()  # its credentials are gone too
+
+
 def test_marker_without_its_event_and_finished_run_never_destroyed(local_cfg, faults):
     ctx = Context(local_cfg())
     lost_event = start_run(ctx, "m1")
@@ -150,9 +172,12 @@ def test_transient_destroy_failures_are_retried_with_backoff(local_cfg, faults):
     assert record.attempts["destroy"] == 2 and not live_agents(Path(ctx.config.home))
 
 
-def test_non_transient_destroy_failure_is_not_retried(local_cfg, faults):
+@pytest.mark.parametrize("mode", ["fatal", "unmarked"])
+def test_non_transient_destroy_failure_is_not_retried(local_cfg, faults, mode):
+    """Only what the raiser marked retryable is retried: an error whose words sound
+    transient (``unmarked``: "503 ... try again", retryable=False) is not."""
     config = local_cfg(workload={"params": {"sleep": 120}})
-    engine = FaultyEngine(Context(config).engine, destroy_faults=1, mode="fatal", on_fault=faults.inject)
+    engine = FaultyEngine(Context(config).engine, destroy_faults=1, mode=mode, on_fault=faults.inject)
     ctx = Context(config, engine=engine)
     run = start_run(ctx)
     finish_run(ctx, run.run_id, True, {})
@@ -161,7 +186,8 @@ def test_non_transient_destroy_failure_is_not_retried(local_cfg, faults):
     assert engine.destroy_calls == 1  # not retried ...
     assert [(a.run_id, a.why.split(":")[0]) for a in acted] == [(run.run_id, "needs a person")]  # ... but reported
     record = ctx.ledger.get(run.run_id)
-    assert record.state == S.DESTROY_FAILED and record.error.message == FATAL_ERROR and not record.error.retryable
+    message = FATAL_ERROR if mode == "fatal" else TRANSIENT_ERROR
+    assert record.state == S.DESTROY_FAILED and record.error.message == message and not record.error.retryable
     # a person fixes the permission and destroys by hand
     from ephemera.actions import destroy
 

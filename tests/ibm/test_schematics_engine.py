@@ -9,6 +9,7 @@ import pytest
 
 from ephemera.config import load_config
 from ephemera.engines import get_engine
+from ephemera.engines.base import OrphanSweeper
 from ephemera.engines.schematics.config import SchematicsSettings
 from ephemera.errors import ConfigError, EngineError, WorkspaceBusyError
 from tests.ibm.conftest import API_KEY, HMAC_ID, HMAC_SECRET, SECRETS
@@ -215,3 +216,21 @@ def test_service_url_is_explicit():
         SchematicsSettings.from_config(load_config({**base, "schematics": {"workspace_id": "w", "url": "ftp://x"}}))
     assert info.value.field == "schematics.url"
     assert API_KEY not in repr(engine.settings)
+
+
+def test_it_is_an_orphan_sweeper_of_its_one_workspace(ibm_config, schematics):
+    """The owner is the ``run_id`` the engine wrote to the variable store before the
+    apply (Schematics returns non-secure values in GET /v1/workspaces/{id}), else the
+    ``run_id`` output of the stack."""
+    engine = _engine(ibm_config)
+    assert isinstance(engine, OrphanSweeper) and engine.workspaces() == [WS]
+    assert engine.owner(WS) is None  # never applied: only the workspace's own variables
+    _poll(engine, engine.apply(WS, "another-run", {**RUN_VARS, "run_id": "stale"}, SECURE))
+    assert engine.owner(WS) == "another-run"  # the run applied for, whatever the variables said
+    schematics.workspace.variablestore = [v for v in schematics.workspace.variablestore if v["name"] != "run_id"]
+    schematics.workspace.outputs["run_id"] = {"value": "from-outputs", "type": "string", "sensitive": False}
+    assert engine.owner(WS) == "from-outputs"
+    for call in (lambda: engine.resources("other"), lambda: engine.destroy("other"), lambda: engine.owner("other")):
+        with pytest.raises(EngineError) as info:
+            call()
+        assert "'other'" in info.value.message and f"serves workspace '{WS}'" in info.value.message
