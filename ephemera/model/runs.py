@@ -80,6 +80,10 @@ class Activity:
         return self.state in ("COMPLETED", "FAILED")
 
 
+# codes whose records (written before RunError had ``retryable``) the reaper retried by code
+_RETRIED_BEFORE_THE_FLAG = frozenset({"DESTROY_INTERRUPTED", "DESTROY_INCOMPLETE"})
+
+
 @dataclass
 class RunError:
     """The last failure of a run, as the record keeps it."""
@@ -99,9 +103,12 @@ class RunError:
 
     @classmethod
     def from_dict(cls, data: dict) -> "RunError":
-        """A stored error (records written before this class may lack ``retryable``)."""
-        return cls(code=str(data.get("code", "ERROR")), message=str(data.get("message", "")),
-                   log_tail=str(data.get("log_tail") or ""), retryable=bool(data.get("retryable", False)))
+        """A stored error. Records written before this class may lack ``retryable``; of
+        those, only our own interrupted or incomplete destroys were retried then."""
+        code = str(data.get("code", "ERROR"))
+        retryable = data["retryable"] if "retryable" in data else code in _RETRIED_BEFORE_THE_FLAG
+        return cls(code=code, message=str(data.get("message", "")), log_tail=str(data.get("log_tail") or ""),
+                   retryable=bool(retryable))
 
     def to_dict(self) -> dict:
         return asdict(self)

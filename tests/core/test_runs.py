@@ -84,6 +84,8 @@ def test_records_written_before_the_typed_fields_still_load(ledger):
     assert run.job.output_bucket == "out" and run.job.entry == "ephemera.workloads.smoke:main"
     assert run.error.code == "DESTROY_FAILED" and run.error.retryable is False  # unknown: never retried blindly
     assert ledger.get("run-bare").job is None and ledger.get("run-bare").error is None
+    # an incomplete destroy of that time was retried by its code: it still is
+    assert RunError.from_dict({"code": "DESTROY_INCOMPLETE", "message": "still present: vm"}).retryable
 
 
 def test_a_failure_is_recorded_once_with_its_destroy_attempt():
