@@ -1,27 +1,32 @@
 """Action ``destroy``: the write of a completion marker ends its run.
 
 It reads the run id from ``<output_prefix>/<run_id>/_SUCCESS.json`` (or
-``_FAILURE.json``), checks it against the ledger, records SUCCEEDED or FAILED, destroys
-the workspace and records DESTROYED once nothing is left. Any other write is ignored
-with the reason in the result. A manual invoke with ``run_id`` destroys that run.
+``_FAILURE.json``; :mod:`ephemera.model.marker`), checks it against the ledger, records
+SUCCEEDED or FAILED, destroys the workspace and records DESTROYED once nothing is
+left. Any other write is ignored, with the ``reason`` and its ``reason_code`` in the
+result. A manual invoke with ``run_id`` destroys that run.
 """
 
 from __future__ import annotations
 
-from ephemera import layout
-from ephemera.actionkit import run_action
+from ephemera.actionkit import ReasonCode, ignored, run_action
 from ephemera.context import Context
 from ephemera.errors import NoSuchKeyError, ParamError, RunNotFoundError, StateConflictError
-from ephemera.lifecycle import destroy_run, finish_run, read_marker
+from ephemera.lifecycle import destroy_run, finish_run
+from ephemera.model import marker as markers
 from ephemera.model.runids import validate_run_id
-from ephemera.model.runs import RunState
+from ephemera.model.runs import RunRecord, RunState
 from ephemera.triggers.events import parse_event
 
 S = RunState
+R = ReasonCode
 
 
-def _ignored(reason: str, **extra) -> dict:
-    return {"ignored": True, "reason": reason, **extra}
+def _not_open(run: RunRecord, why: str = "") -> dict:
+    """Ignored: the run is past the point where this destroy could do anything."""
+    code = {S.DESTROYED: R.ALREADY_DESTROYED, S.DESTROYING: R.BEING_DESTROYED}.get(run.state, R.ALREADY_ENDED)
+    words = f"run '{run.run_id}' is being destroyed" if run.state == S.DESTROYING else f"run '{run.run_id}' is already {run.state}"
+    return ignored(code, words + why, run_id=run.run_id, state=str(run.state))
 
 
 def handle(ctx: Context, params: dict) -> dict:
@@ -29,41 +34,40 @@ def handle(ctx: Context, params: dict) -> dict:
     if event.kind != "object_write":
         run_id = event.payload.get("run_id")
         if run_id is None:
-            return _ignored(f"a {event.kind} event names no completion marker; pass run_id to destroy a run by hand")
+            return ignored(R.NO_RUN_ID, f"a {event.kind} event names no completion marker; pass run_id to destroy a run by hand")
         return _destroy_by_hand(ctx, validate_run_id(run_id))
-    parsed = layout.parse_marker_key(event.key)
+    parsed = markers.parse_key(event.key)
     if parsed is None:
-        return _ignored(f"'{event.key}' is not a completion marker ({' or '.join(layout.MARKERS)})", key=event.key)
-    _prefix, run_id, success = parsed
+        return ignored(R.NOT_A_MARKER, f"'{event.key}' is not a completion marker ({' or '.join(markers.NAMES)})", key=event.key)
+    run_id, success = parsed.run_id, parsed.success
     try:
         run = ctx.ledger.get(validate_run_id(run_id, "key"))
     except (RunNotFoundError, ParamError):
-        return _ignored(f"no run '{run_id}' in the ledger", key=event.key, run_id=run_id)
+        return ignored(R.UNKNOWN_RUN, f"no run '{run_id}' in the ledger", key=event.key, run_id=run_id)
     # where this run's job put its outputs (the config may have changed since)
-    bucket, expected = run.job.get("output_bucket", ctx.config.output_bucket), run.job.get("output_prefix", "")
+    bucket = run.job.output_bucket if run.job else ctx.config.output_bucket
+    expected = run.job.output_prefix if run.job else ""
     if event.bucket != bucket or not event.key.startswith(expected) or "/" in event.key[len(expected):]:
-        return _ignored(f"marker '{event.bucket}/{event.key}' is outside the run's output location '{bucket}/{expected}'", key=event.key)
+        return ignored(R.OUTSIDE_OUTPUT_PREFIX, f"marker '{event.bucket}/{event.key}' is outside the run's output location "
+                       f"'{bucket}/{expected}'", key=event.key)
     if run.state not in (S.REQUESTED, S.APPLYING, S.RUNNING):
-        return _ignored(f"run '{run_id}' is already {run.state}", run_id=run_id, state=str(run.state))
+        return _not_open(run)
     try:
-        marker = read_marker(ctx, event.bucket, event.key)
+        marker = markers.read(ctx.storage, event.bucket, event.key)
     except NoSuchKeyError:
-        return _ignored(f"marker '{event.key}' no longer exists", run_id=run_id)
+        return ignored(R.MARKER_GONE, f"marker '{event.key}' no longer exists", run_id=run_id)
     try:
         run = finish_run(ctx, run_id, success, marker)
-        run = destroy_run(ctx, run_id, f"completion marker {layout.SUCCESS_MARKER if success else layout.FAILURE_MARKER}")
+        run = destroy_run(ctx, run_id, f"completion marker {markers.name(success)}")
     except StateConflictError:  # a concurrent delivery of the same marker (or the reaper) got there first
-        run = ctx.ledger.get(run_id)
-        return _ignored(f"run '{run_id}' is already {run.state}: handled by another invocation", run_id=run_id, state=str(run.state))
+        return _not_open(ctx.ledger.get(run_id), ": handled by another invocation")
     return {"run_id": run_id, "state": str(run.state), "workload": "succeeded" if success else "failed"}
 
 
 def _destroy_by_hand(ctx: Context, run_id: str) -> dict:
     run = ctx.ledger.get(run_id)
-    if run.state == S.DESTROYED:
-        return _ignored(f"run '{run_id}' is already DESTROYED", run_id=run_id, state=str(run.state))
-    if run.state in (S.DESTROYING,):
-        return _ignored(f"run '{run_id}' is being destroyed", run_id=run_id, state=str(run.state))
+    if run.state in (S.DESTROYED, S.DESTROYING):
+        return _not_open(run)
     if run.state in (S.APPLYING, S.RUNNING):
         ctx.ledger.transition(run_id, S.FAILED, "destroyed by hand before the workload ended")
     run = destroy_run(ctx, run_id, "destroy requested by hand")

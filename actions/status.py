@@ -14,7 +14,8 @@ from ephemera.model.runids import validate_run_id
 
 
 def _summary(run) -> dict:
-    return {"run_id": run.run_id, "workspace": run.workspace, "state": str(run.state), "outputs": run.outputs, "error": run.error}
+    return {"run_id": run.run_id, "workspace": run.workspace, "state": str(run.state), "outputs": run.outputs,
+            "error": run.error.to_dict() if run.error else None}
 
 
 def handle(ctx: Context, params: dict) -> dict:

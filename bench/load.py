@@ -32,6 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ephemera import layout  # noqa: E402
+from ephemera.model import marker as markers  # noqa: E402
 from ephemera.context import Context  # noqa: E402
 from ephemera.model.runs import RunState# noqa: E402
 
@@ -55,7 +56,7 @@ class LoadReport:
 def load_config(home: Path, runs: int, fire_at: datetime, sleep: float) -> dict:
     triggers = [{"name": f"alarm-{i:03d}", "kind": "alarm", "once": fire_at.isoformat(), "payload": {"workspace": f"ws-{i:03d}"}}
                 for i in range(runs)]
-    triggers.append({"name": "run-finished", "kind": "object_write", "prefix": "outputs/", "suffix": list(layout.MARKERS)})
+    triggers.append({"name": "run-finished", "kind": "object_write", "prefix": "outputs/", "suffix": list(markers.NAMES)})
     return {
         "home": str(home),
         "storage": {"backend": "localhost", "bucket": "ephemera-load"},
@@ -132,7 +133,7 @@ def run_load(runs: int = 100, writes: int = 1000, *, home: Path | None = None, m
     marker_time = {}
     for r in records:
         for success in (True, False):
-            key = layout.marker_key("outputs", r.run_id, success)
+            key = markers.key(layout.output_prefix("outputs", r.run_id), success)
             try:
                 marker_time[key] = ctx.storage.head(ctx.config.output_bucket, key).last_modified
                 report.markers_handled.setdefault(key, 0)

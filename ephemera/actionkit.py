@@ -4,6 +4,9 @@
 (``config`` as a dict, or ``config_file``; else the default config locations),
 calls the handler, and turns any exception into ``{"error": {"code", "message"}}``.
 Every result and log line passes through the config's secret scrubber.
+
+An action that deliberately does nothing says why twice: ``reason`` in words and
+``reason_code``, one of :class:`ReasonCode`, for machines (and tests).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
+from enum import Enum
 from typing import Callable
 
 from ephemera.context import Context
@@ -18,6 +22,29 @@ from ephemera.errors import EphemeraError
 from ephemera.secrets import Scrubber, install_scrubber
 
 log = logging.getLogger("ephemera.action")
+
+
+class ReasonCode(str, Enum):
+    """Why an action result is ``ignored``, ``skipped`` or a ``duplicate`` (stable names)."""
+
+    DUPLICATE_EVENT = "DUPLICATE_EVENT"  # the event was already handled, or is being handled
+    WORKSPACE_BUSY = "WORKSPACE_BUSY"  # another open run holds the workspace
+    NOT_A_MARKER = "NOT_A_MARKER"  # the written key is not a completion marker
+    NO_RUN_ID = "NO_RUN_ID"  # a non-write event for destroy names no run_id
+    UNKNOWN_RUN = "UNKNOWN_RUN"  # the marker's run is not in the ledger
+    OUTSIDE_OUTPUT_PREFIX = "OUTSIDE_OUTPUT_PREFIX"  # the marker is not where the run's job writes it
+    MARKER_GONE = "MARKER_GONE"  # the marker was deleted before it could be read
+    ALREADY_ENDED = "ALREADY_ENDED"  # the run's workload already ended (its teardown is under way or failed)
+    BEING_DESTROYED = "BEING_DESTROYED"  # the run is DESTROYING
+    ALREADY_DESTROYED = "ALREADY_DESTROYED"  # the run is DESTROYED
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def ignored(code: ReasonCode, reason: str, **extra) -> dict:
+    """The result of an action that deliberately did nothing."""
+    return {"ignored": True, "reason_code": str(code), "reason": reason, **extra}
 
 
 def _ensure_logging() -> None:

@@ -33,7 +33,7 @@ class Context:
 
     @cached_property
     def ledger(self) -> Ledger:
-        return Ledger(self.storage, self.config.state_bucket)
+        return Ledger(self.storage, self.config.state_bucket, scrubber=self.scrubber)
 
     @cached_property
     def scrubber(self) -> Scrubber:

@@ -12,6 +12,8 @@ Output bucket (``workload.output_bucket``, default the state bucket)::
 
     <output_prefix>/<run_id>/...             the workload's outputs
     <output_prefix>/<run_id>/_SUCCESS.json   completion marker (or _FAILURE.json)
+
+The completion marker's names, shapes and parsing are :mod:`ephemera.model.marker`'s.
 """
 
 from __future__ import annotations
@@ -22,10 +24,6 @@ JOBS = f"{ROOT}/jobs/"
 HEARTBEATS = f"{ROOT}/heartbeats/"
 LOCKS = f"{ROOT}/locks/"
 ACTIVATIONS = f"{ROOT}/activations/"
-
-SUCCESS_MARKER = "_SUCCESS.json"
-FAILURE_MARKER = "_FAILURE.json"
-MARKERS = (SUCCESS_MARKER, FAILURE_MARKER)
 
 
 def run_key(run_id: str) -> str:
@@ -55,17 +53,3 @@ def activation_key(activation_id: str) -> str:
 def output_prefix(prefix: str, run_id: str) -> str:
     return f"{prefix.strip('/')}/{run_id}/" if prefix.strip("/") else f"{run_id}/"
 
-
-def marker_key(prefix: str, run_id: str, success: bool) -> str:
-    return output_prefix(prefix, run_id) + (SUCCESS_MARKER if success else FAILURE_MARKER)
-
-
-def parse_marker_key(key: str) -> tuple[str, str, bool] | None:
-    """``(output_prefix, run_id, success)`` for a completion-marker key, else None."""
-    head, _, name = key.rpartition("/")
-    if name not in MARKERS or not head:
-        return None
-    prefix, _, run_id = head.rpartition("/")
-    if not run_id:
-        return None
-    return prefix, run_id, name == SUCCESS_MARKER

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from ephemera import layout
+from ephemera.model import marker as markers
 from ephemera.context import Context
 from ephemera.model.runs import RunState
 from ephemera.cli.runs import timeline
@@ -42,7 +42,7 @@ def demo_config(home: Path, worker_count: int = 1, fire_in: float = 1.0) -> dict
         "timeouts": {"hard": "15m", "soft": "5m", "action": "5m"},
         "triggers": [
             {"name": "demo-alarm", "kind": "alarm", "once": fire.isoformat(timespec="milliseconds")},
-            {"name": "run-finished", "kind": "object_write", "prefix": "outputs/", "suffix": list(layout.MARKERS)},
+            {"name": "run-finished", "kind": "object_write", "prefix": "outputs/", "suffix": list(markers.NAMES)},
         ],
         "rules": [
             {"trigger": "demo-alarm", "action": "apply"},
@@ -87,7 +87,7 @@ def _agents_alive(run) -> int:
 def _report(ctx: Context, run) -> int:
     print("\nTimeline (time since the alarm fired):")
     print(timeline(run, origin=run.event.get("time") or run.created_at))
-    bucket, prefix = run.job["output_bucket"], run.job["output_prefix"]
+    bucket, prefix = run.job.output_bucket, run.job.output_prefix
     objects = list(ctx.storage.list(bucket, prefix))
     print(f"\nOutputs in {bucket}/{prefix}:")
     print(table(["KEY", "SIZE"], [[o.key[len(prefix):], human_size(o.size)] for o in objects]))
@@ -99,10 +99,12 @@ def _report(ctx: Context, run) -> int:
     alive = _agents_alive(run)
     print(f"\nRun {run.run_id}: {run.state}; agent processes left running: {alive}")
     if run.error or (run.result or {}).get("status") != "succeeded":
-        err = run.error or {}
-        print(f"demo failed at stage 'workload': {err.get('code')}: {err.get('message')}", file=sys.stderr)
-        if err.get("log_tail"):
-            print(err["log_tail"], file=sys.stderr)
+        if run.error:
+            print(f"demo failed at stage 'workload': {run.error.code}: {run.error.message}", file=sys.stderr)
+            if run.error.log_tail:
+                print(run.error.log_tail, file=sys.stderr)
+        else:
+            print(f"demo failed at stage 'workload': the run's result is {run.result}", file=sys.stderr)
         return 1
     if alive:
         print("demo failed at stage 'destroy': agent processes are still running", file=sys.stderr)
@@ -120,7 +122,7 @@ def _failure_stage(ctx: Context, watcher: _Watcher) -> str:
         last = acts[0]
         return f"{last.action} action: {json.dumps(last.result)[:500]}"
     run = watcher.run
-    reason = (run.error or {}).get("message", "")
+    reason = run.error.message if run.error else ""
     return f"{run.state}: {reason}" if reason else f"stuck in {run.state}"
 
 

@@ -34,7 +34,7 @@ def runs_table(ctx: Context, include_destroyed: bool = True, heartbeat_interval:
             beat = last_heartbeat(ctx, run)
             vm = "no heartbeat" if beat is None else (f"SILENT {human_duration(beat)}" if beat > silent_after else f"ok {human_duration(beat)} ago")
         trigger = run.event.get("trigger") or run.event.get("kind", "")
-        error = (run.error or {}).get("code", "")
+        error = run.error.code if run.error else ""
         rows.append([run.run_id, run.workspace, str(run.state), run.created_at[:19].replace("T", " "), human_duration(elapsed), trigger, vm, error])
     if not rows:
         return "no runs yet"
@@ -54,11 +54,13 @@ def timeline(run: RunRecord, origin: str | None = None) -> str:
 def run_details(ctx: Context, run: RunRecord) -> str:
     parts = [f"run {run.run_id}  workspace {run.workspace}  engine {run.engine}  state {run.state}",
              f"hard deadline {run.hard_deadline}"]
-    event = run.event
-    parts.append(f"event: {event.get('kind')} via {event.get('source')}"
-                 + (f" trigger {event.get('trigger')}" if event.get("trigger") else "")
-                 + (f" {event.get('bucket')}/{event.get('key')}" if event.get("key") else ""))
-    parts.append(f"job: {run.job.get('entry')} params {json.dumps(run.job.get('params', {}))} -> {run.job.get('output_bucket')}/{run.job.get('output_prefix')}")
+    event, job = run.event, run.job
+    if event:  # an orphan sweep has no event and no job
+        parts.append(f"event: {event.get('kind')} via {event.get('source')}"
+                     + (f" trigger {event.get('trigger')}" if event.get("trigger") else "")
+                     + (f" {event.get('bucket')}/{event.get('key')}" if event.get("key") else ""))
+    if job is not None:
+        parts.append(f"job: {job.entry} params {json.dumps(job.params)} -> {job.output_bucket}/{job.output_prefix}")
     parts.append("\ntimeline:\n" + timeline(run))
     if run.activities:
         parts.append("\nactivities:\n" + table(["ID", "KIND", "STATE", "STARTED", "FINISHED"],
@@ -70,9 +72,10 @@ def run_details(ctx: Context, run: RunRecord) -> str:
     if run.result and run.result.get("result") is not None:
         parts.append("\nworkload result:\n" + json.dumps(run.result.get("result"), indent=2))
     if run.error:
-        parts.append(f"\nerror: {run.error.get('code')}: {run.error.get('message')}")
-        if run.error.get("log_tail"):
-            parts.append("log tail:\n  " + "\n  ".join(str(run.error["log_tail"]).splitlines()[-20:]))
+        retry = "retryable" if run.error.retryable else "not retryable"
+        parts.append(f"\nerror: {run.error.code} ({retry}): {run.error.message}")
+        if run.error.log_tail:
+            parts.append("log tail:\n  " + "\n  ".join(run.error.log_tail.splitlines()[-20:]))
     if run.state in ENDED_STATES:
         parts.append(f"\n(teardown pending since {run.entered_at(run.state)})")
     return "\n".join(parts)

@@ -1,11 +1,12 @@
-"""Workspace engines: one folder per engine, an explicit registry, lazy imports."""
+"""Workspace engines: one folder per engine, an explicit registry, lazy imports; the
+interface and the optional capabilities are in :mod:`ephemera.engines.base`."""
 
 from __future__ import annotations
 
 import importlib
 
 from ephemera.config import Config, ConfigError, load_config
-from ephemera.engines.base import WorkspaceEngine
+from ephemera.engines.base import OrphanSweeper, WorkspaceEngine
 
 ENGINES: dict[str, str] = {
     "terraform": "ephemera.engines.terraform.engine:TerraformEngine",
@@ -22,4 +23,4 @@ def get_engine(config: Config | dict | str | None) -> WorkspaceEngine:
     return getattr(importlib.import_module(module_name), cls_name).from_config(config)
 
 
-__all__ = ["ENGINES", "WorkspaceEngine", "get_engine"]
+__all__ = ["ENGINES", "OrphanSweeper", "WorkspaceEngine", "get_engine"]

@@ -1,35 +1,58 @@
-"""The workspace engine interface.
+"""The workspace engine interface, and the optional capabilities an engine may have.
 
-An engine applies and destroys the Terraform workspace of a run. It is async in
-shape: ``apply`` and ``destroy`` start an activity and return its record, which may
-already be done (the local Terraform engine runs in-process) or still RUNNING
-(Schematics); ``status`` polls it. ``resources`` is what the engine's state still
-holds for the workspace: a destroy is confirmed only when it is empty.
+An engine applies and destroys a Terraform workspace, named by the workspace (the run
+record is not its business). It is async in shape: ``apply`` and ``destroy`` start an
+activity and return its record, which may already be done (the local Terraform
+engine runs in-process) or still RUNNING (Schematics); ``status`` polls it.
+``resources`` is what the engine still holds for the workspace: a destroy is
+confirmed only when it is empty.
+
+Optional capabilities are named protocols, checked with ``isinstance`` where they are
+used (never ``hasattr``): :class:`OrphanSweeper` is what the reaper's reconcile needs
+to find what no open run owns.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from ephemera.model.runs import Activity, RunRecord
+from ephemera.model.runs import Activity
 
 
 class WorkspaceEngine(Protocol):
     name: str  # the registry name: terraform | schematics
 
-    def apply(self, run: RunRecord, variables: dict, secure_variables: dict) -> Activity:
-        """Start applying the run's workspace with these Terraform variables.
+    def apply(self, workspace: str, run_id: str, variables: dict, secure_variables: dict) -> Activity:
+        """Start applying the workspace for run ``run_id`` with these Terraform variables.
 
-        ``secure_variables`` hold secrets: never logged, never in the run record."""
+        The engine remembers ``run_id`` as the run the workspace is applied for (see
+        :meth:`OrphanSweeper.owner`). ``secure_variables`` hold secrets: never logged,
+        never in an activity, an exception or the engine's own files beyond what
+        Terraform must read."""
 
-    def destroy(self, run: RunRecord) -> Activity:
+    def destroy(self, workspace: str) -> Activity:
         """Start destroying everything the workspace holds. Quiet and fast if nothing is left."""
 
-    def status(self, run: RunRecord, activity: Activity) -> Activity:
+    def status(self, activity: Activity) -> Activity:
         """The activity's current state (a new record; the argument is not changed)."""
 
-    def outputs(self, run: RunRecord) -> dict:
+    def outputs(self, workspace: str) -> dict:
         """Terraform outputs by name; sensitive outputs are left out."""
 
-    def resources(self, run: RunRecord) -> list[str]:
-        """Ids of the resources the workspace state still holds."""
+    def resources(self, workspace: str) -> list[str]:
+        """Ids of the resources the workspace still holds (empty once destroyed)."""
+
+
+@runtime_checkable
+class OrphanSweeper(Protocol):
+    """An engine that can say which workspaces it holds and whose resources they are.
+
+    With it the reaper's reconcile records resources an open run's record does not
+    name, and destroys (through :meth:`WorkspaceEngine.destroy`) what a workspace holds
+    for a run that is DESTROYED or unknown to the ledger."""
+
+    def workspaces(self) -> list[str]:
+        """Names of every workspace the engine may hold resources for."""
+
+    def owner(self, workspace: str) -> str | None:
+        """The run id the workspace was last applied for, or None if it never was."""

@@ -1,21 +1,24 @@
 """Applying and destroying a run's workspace through the engine, and recording each step.
 
-Every state change goes through the ledger with a reason. A destroy is recorded
-DESTROYED only after the engine reports that the workspace state holds no resource.
+Every state change goes through the ledger with a reason, and every failure through
+:func:`record_failure` (one :class:`~ephemera.model.runs.RunError`, saying whether a
+retry may get past it). A destroy is recorded DESTROYED only after the engine reports
+that the workspace holds no resource.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from datetime import datetime, timezone
 
 from ephemera import layout
 from ephemera.context import Context
-from ephemera.errors import EphemeraError, NoSuchKeyError, WorkspaceBusyError
+from ephemera.engines.base import OrphanSweeper
+from ephemera.errors import EngineError, RunNotFoundError, WorkspaceBusyError
 from ephemera.lifecycle.request import workspace_lock
-from ephemera.model.runs import Activity, RunRecord, RunState
+from ephemera.model import marker as markers
+from ephemera.model.runs import Activity, RunError, RunRecord, RunState
 
 log = logging.getLogger("ephemera.lifecycle")
 S = RunState
@@ -30,7 +33,7 @@ def stack_variables(ctx: Context, run: RunRecord) -> tuple[dict, dict]:
         **config["workspace"]["variables"],
         "run_id": run.run_id,
         "workspace": run.workspace,
-        "worker_count": run.job["worker_count"],
+        "worker_count": run.job.worker_count,
         "job_key": layout.job_key(run.run_id),
         "state_bucket": config.state_bucket,
         "storage_backend": config["storage"]["backend"],
@@ -55,34 +58,29 @@ def stack_variables(ctx: Context, run: RunRecord) -> tuple[dict, dict]:
     return plain, secure
 
 
+def record_failure(ctx: Context, run_id: str, error: RunError, state: RunState | None = None, reason: str = "",
+                   *, from_states: frozenset[RunState] | None = None) -> RunRecord:
+    """Record a failure on a run (see :meth:`RunRecord.fail`) under its lock."""
+    return ctx.ledger.update(run_id, lambda record: record.fail(error, state, reason, from_states=from_states))
+
+
 def apply_run(ctx: Context, run: RunRecord) -> RunRecord:
     """Apply the run's workspace. Returns the record after the apply started or ended."""
     run = ctx.ledger.transition(run.run_id, S.APPLYING, "applying workspace")
     plain, secure = stack_variables(ctx, run)
     try:
-        activity = _retry_busy(lambda: ctx.engine.apply(run, plain, secure))
-    except EphemeraError as exc:
-        return _apply_failed(ctx, run.run_id, exc.to_dict(), getattr(exc, "log_tail", ""))
+        activity = _retry_busy(lambda: ctx.engine.apply(run.workspace, run.run_id, plain, secure))
     except Exception as exc:  # noqa: BLE001 - an engine crash must still leave a record
-        return _apply_failed(ctx, run.run_id, {"code": "ENGINE_ERROR", "message": ctx.scrubber.scrub(f"{type(exc).__name__}: {exc}")}, "")
+        return record_failure(ctx, run.run_id, RunError.from_exception(exc), S.APPLY_FAILED, from_states=frozenset({S.APPLYING}))
     return record_activity(ctx, run.run_id, activity)
-
-
-def _apply_failed(ctx: Context, run_id: str, error: dict, log_tail: str) -> RunRecord:
-    def change(record: RunRecord) -> None:
-        record.error = {**error, "log_tail": ctx.scrubber.scrub(log_tail)}
-        if record.state == S.APPLYING:
-            record.enter(S.APPLY_FAILED, error.get("message", "apply failed"))
-
-    return ctx.ledger.update(run_id, change)
 
 
 def record_activity(ctx: Context, run_id: str, activity: Activity) -> RunRecord:
     """Store an activity's latest state and move the run accordingly."""
     outputs = resources = None
     if activity.done:
-        run = ctx.ledger.get(run_id)
-        outputs, resources = ctx.engine.outputs(run), ctx.engine.resources(run)
+        workspace = ctx.ledger.get(run_id).workspace
+        outputs, resources = ctx.engine.outputs(workspace), ctx.engine.resources(workspace)
 
     def change(record: RunRecord) -> None:
         record.activities = [a for a in record.activities if a.id != activity.id] + [activity]
@@ -96,19 +94,19 @@ def record_activity(ctx: Context, run_id: str, activity: Activity) -> RunRecord:
             if activity.state == "COMPLETED" and record.state == S.APPLYING:
                 record.enter(S.RUNNING, f"apply {activity.id} completed")
             elif activity.state == "FAILED":
-                record.error = {"code": "APPLY_FAILED", "message": f"apply {activity.id} failed", "log_tail": activity.log_tail}
-                if record.state == S.APPLYING:
-                    record.enter(S.APPLY_FAILED, f"apply {activity.id} failed")
+                record.fail(RunError("APPLY_FAILED", f"apply {activity.id} failed", activity.log_tail), S.APPLY_FAILED,
+                            from_states=frozenset({S.APPLYING}))
         elif activity.kind == "destroy" and record.state == S.DESTROYING:
             if activity.state == "COMPLETED" and not resources:
                 record.enter(S.DESTROYED, f"destroy {activity.id} completed; no resource left")
             else:
                 left = f"; still present: {', '.join(resources)}" if resources else ""
-                # the engine said done but its state still holds resources: not DESTROYED
-                code = "DESTROY_INCOMPLETE" if activity.state == "COMPLETED" else "DESTROY_FAILED"
-                record.error = {"code": code, "message": f"destroy {activity.id} {activity.state.lower()}{left}", "log_tail": activity.log_tail}
-                record.attempts["destroy"] = record.attempts.get("destroy", 0) + 1
-                record.enter(S.DESTROY_FAILED, record.error["message"])
+                # the engine said done but still holds resources: not DESTROYED, and a
+                # later destroy may get past it; a failed destroy needs its cause fixed
+                incomplete = activity.state == "COMPLETED"
+                error = RunError("DESTROY_INCOMPLETE" if incomplete else "DESTROY_FAILED",
+                                 f"destroy {activity.id} {activity.state.lower()}{left}", activity.log_tail, retryable=incomplete)
+                record.fail(error, S.DESTROY_FAILED)
 
     record = ctx.ledger.update(run_id, change)
     if record.state == S.DESTROYED:
@@ -120,36 +118,45 @@ def finish_run(ctx: Context, run_id: str, success: bool, marker: dict | None) ->
     """Record the workload's end (from its completion marker)."""
 
     def change(record: RunRecord) -> None:
-        record.result = ctx.scrubber.scrub_obj(marker or {})
-        if not success:
-            err = (marker or {}).get("error") or {}
-            record.error = ctx.scrubber.scrub_obj({"code": "WORKLOAD_FAILED", "message": f"{err.get('type', 'Error')}: {err.get('message', '')}",
-                                                   "log_tail": (marker or {}).get("log_tail", "")})
-        record.enter(S.SUCCEEDED if success else S.FAILED, "completion marker written")
+        record.result = marker or {}
+        if success:
+            record.enter(S.SUCCEEDED, "completion marker written")
+        else:
+            record.fail(markers.run_error(marker or {}), S.FAILED, "completion marker written")
 
     return ctx.ledger.update(run_id, change)
 
 
 def destroy_run(ctx: Context, run_id: str, reason: str) -> RunRecord:
     """Destroy the run's workspace; DESTROYED once the engine confirms nothing is left."""
-    run = ctx.ledger.transition(run_id, S.DESTROYING, reason)
+    return start_destroy(ctx, ctx.ledger.transition(run_id, S.DESTROYING, reason))
+
+
+def start_destroy(ctx: Context, run: RunRecord) -> RunRecord:
+    """Destroy the workspace of a run already recorded DESTROYING, and record the activity."""
     try:
-        activity = _retry_busy(lambda: ctx.engine.destroy(run))
-    except EphemeraError as exc:
-        return _destroy_failed(ctx, run_id, exc.to_dict(), getattr(exc, "log_tail", ""))
+        _check_owner(ctx, run)
+        activity = _retry_busy(lambda: ctx.engine.destroy(run.workspace))
     except Exception as exc:  # noqa: BLE001 - an engine crash must still leave a record
-        error = {"code": "ENGINE_ERROR", "message": ctx.scrubber.scrub(f"{type(exc).__name__}: {exc}"), "retryable": False}
-        return _destroy_failed(ctx, run_id, error, "")
-    return record_activity(ctx, run_id, activity)
+        return record_failure(ctx, run.run_id, RunError.from_exception(exc), S.DESTROY_FAILED)
+    return record_activity(ctx, run.run_id, activity)
 
 
-def _destroy_failed(ctx: Context, run_id: str, error: dict, log_tail: str) -> RunRecord:
-    def change(record: RunRecord) -> None:
-        record.error = {**error, "log_tail": ctx.scrubber.scrub(log_tail)}
-        record.attempts["destroy"] = record.attempts.get("destroy", 0) + 1
-        record.enter(S.DESTROY_FAILED, error["message"])
-
-    return ctx.ledger.update(run_id, change)
+def _check_owner(ctx: Context, run: RunRecord) -> None:
+    """Refuse to destroy a workspace that was last applied for another run still open."""
+    engine = ctx.engine
+    if not isinstance(engine, OrphanSweeper):
+        return
+    owner = engine.owner(run.workspace)
+    if owner in (None, run.run_id):
+        return
+    try:
+        other = ctx.ledger.get(owner)
+    except RunNotFoundError:
+        return  # leftovers of a run the ledger does not know: this run may destroy them
+    if other.state != S.DESTROYED:
+        raise EngineError(f"workspace '{run.workspace}' holds open run '{owner}', not '{run.run_id}'; "
+                          f"destroy that run instead (`ephemera invoke destroy run_id={owner}`)")
 
 
 def advance_run(ctx: Context, run: RunRecord) -> RunRecord:
@@ -158,16 +165,7 @@ def advance_run(ctx: Context, run: RunRecord) -> RunRecord:
     activity = run.last_activity(kind) if kind else None
     if activity is None or activity.done:
         return run
-    return record_activity(ctx, run.run_id, ctx.engine.status(run, activity))
-
-
-def read_marker(ctx: Context, bucket: str, key: str) -> dict:
-    try:
-        return json.loads(ctx.storage.get(bucket, key))
-    except NoSuchKeyError:
-        raise
-    except ValueError:
-        return {"status": "unknown", "error": {"type": "MarkerError", "message": f"marker '{key}' is not JSON"}}
+    return record_activity(ctx, run.run_id, ctx.engine.status(activity))
 
 
 def _retry_busy(call, budget: float = BUSY_RETRY_SECONDS):

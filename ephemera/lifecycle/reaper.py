@@ -12,14 +12,16 @@ it needs:
 - SUCCEEDED / FAILED not destroyed within ``timeouts.soft``: destroy;
 - DESTROYING with nothing in flight for longer than the action timeout: the destroy
   died; record DESTROY_FAILED and retry it;
-- DESTROY_FAILED: retry with exponential backoff, only when the failure is a named
-  transient one (see :func:`is_transient`), up to ``MAX_DESTROY_ATTEMPTS``.
+- DESTROY_FAILED: retry with exponential backoff, only when whoever recorded the
+  failure marked it ``retryable`` (a throttled or unreachable API, a busy workspace,
+  an interrupted or incomplete destroy), up to ``MAX_DESTROY_ATTEMPTS``.
 
-Before the rules, :func:`ephemera.reconcile.reconcile` compares the engine's state with the ledger:
-resources an open run's record does not name (a crash between the engine creating
-them and the ledger recording it) are written into that record, so its rules
-destroy them; resources in a workspace whose owning run is DESTROYED or unknown,
-with no open run on the workspace, are destroyed at once under the workspace lock.
+Before the rules, :func:`ephemera.lifecycle.reconcile.reconcile` compares the engine's
+state with the ledger: resources an open run's record does not name (a crash between
+the engine creating them and the ledger recording it) are written into that record,
+so its rules destroy them; resources in a workspace whose owning run is DESTROYED or
+unknown, with no open run on the workspace, get a sweep record of their own that
+these same rules destroy.
 
 Each decision is returned with its reason, and the reason is stamped in the record.
 """
@@ -27,15 +29,16 @@ Each decision is returned with its reason, and the reason is stamped in the reco
 from __future__ import annotations
 
 import logging
-import re
-from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
 from ephemera import layout
 from ephemera.context import Context
-from ephemera.errors import NoSuchKeyError, StateConflictError
-from ephemera.lifecycle.activities import advance_run, destroy_run, finish_run, read_marker
-from ephemera.model.runs import RunRecord, RunState
+from ephemera.errors import StateConflictError
+from ephemera.lifecycle.activities import advance_run, destroy_run, finish_run, record_failure
+from ephemera.lifecycle.reap_action import ReapAction, reap_summary
+from ephemera.lifecycle.reconcile import reconcile
+from ephemera.model import marker as markers
+from ephemera.model.runs import RunError, RunRecord, RunState
 from ephemera.timeutil import since
 
 log = logging.getLogger("ephemera.reaper")
@@ -43,35 +46,6 @@ S = RunState
 MAX_DESTROY_ATTEMPTS = 8
 BACKOFF_BASE = 30.0  # seconds before the first destroy retry; doubles each attempt
 BACKOFF_MAX = 3600.0
-# Failures worth retrying: provider throttling and outages, network faults, locks.
-TRANSIENT = re.compile(
-    r"\b(429|500|502|503|504)\b|too many requests|rate limit|throttl|timed? ?out|timeout|connection (reset|refused|aborted)"
-    r"|temporar(y|ily)|try again|service unavailable|state lock|workspace.*(busy|locked)|unexpected EOF",
-    re.I,
-)
-
-
-# Our own codes for failures a later destroy may get past: the destroy action died,
-# or the engine reported done while its state still held resources.
-RETRY_CODES = frozenset({"DESTROY_INTERRUPTED", "DESTROY_INCOMPLETE"})
-
-
-@dataclass
-class ReapAction:
-    run_id: str  # the run acted on
-    before: str  # its state before
-    after: str  # its state after
-    why: str  # the rule that applied
-
-
-def is_transient(error: dict | None) -> bool:
-    """Whether a recorded error is one that the same call may get past later."""
-    if not error:
-        return True  # interrupted, nothing recorded: retrying is the only way on
-    if error.get("retryable"):
-        return True
-    text = f"{error.get('code', '')} {error.get('message', '')} {error.get('log_tail', '')}"
-    return error.get("code") in RETRY_CODES or bool(TRANSIENT.search(text))
 
 
 def _age(iso: str | None, now: datetime) -> float:
@@ -85,14 +59,10 @@ def _in_flight(run: RunRecord, kind: str) -> bool:
 
 def _marker(ctx: Context, run: RunRecord) -> tuple[bool, dict] | None:
     """The run's completion marker, where its job (not today's config) put it."""
-    prefix = run.job.get("output_prefix") or layout.output_prefix(ctx.config["workload"]["output_prefix"], run.run_id)
-    for success in (True, False):
-        key = prefix + (layout.SUCCESS_MARKER if success else layout.FAILURE_MARKER)
-        try:
-            return success, read_marker(ctx, run.job.get("output_bucket", ctx.config.output_bucket), key)
-        except NoSuchKeyError:
-            continue
-    return None
+    if run.job is not None:
+        return markers.find(ctx.storage, run.job.output_bucket, run.job.output_prefix)
+    prefix = layout.output_prefix(ctx.config["workload"]["output_prefix"], run.run_id)
+    return markers.find(ctx.storage, ctx.config.output_bucket, prefix)
 
 
 def _end_then_destroy(ctx: Context, run: RunRecord, state: RunState, why: str) -> RunRecord:
@@ -152,13 +122,9 @@ def reap_run(ctx: Context, run: RunRecord, now: datetime | None = None) -> str |
 
     if run.state == S.DESTROYING:  # nothing in flight: the destroy died
         if _age(run.entered_at(S.DESTROYING), now) > timeouts["action"]:
-            def change(record: RunRecord) -> None:
-                record.error = {"code": "DESTROY_INTERRUPTED", "message": "destroy did not finish (the action died)"}
-                record.attempts["destroy"] = record.attempts.get("destroy", 0) + 1
-                record.enter(S.DESTROY_FAILED, "reaper: destroy interrupted")
-
-            ctx.ledger.update(run.run_id, change)
-            return _retry_destroy(ctx, ctx.ledger.get(run.run_id), now, force=True)
+            interrupted = RunError("DESTROY_INTERRUPTED", "destroy did not finish (the action died)", retryable=True)
+            failed = record_failure(ctx, run.run_id, interrupted, S.DESTROY_FAILED, "reaper: destroy interrupted")
+            return _retry_destroy(ctx, failed, now, force=True)
         return None
 
     if run.state == S.DESTROY_FAILED:
@@ -167,11 +133,7 @@ def reap_run(ctx: Context, run: RunRecord, now: datetime | None = None) -> str |
 
 
 def _fail_apply(ctx: Context, run: RunRecord, why: str) -> str:
-    def change(record: RunRecord) -> None:
-        record.error = {"code": "APPLY_TIMEOUT", "message": why}
-        record.enter(S.APPLY_FAILED, f"reaper: {why}")
-
-    ctx.ledger.update(run.run_id, change)
+    record_failure(ctx, run.run_id, RunError("APPLY_TIMEOUT", why), S.APPLY_FAILED, f"reaper: {why}")
     destroy_run(ctx, run.run_id, "reaper: destroying partial resources")
     return why
 
@@ -180,15 +142,18 @@ NEEDS_A_PERSON = "needs a person"
 
 
 def _retry_destroy(ctx: Context, run: RunRecord, now: datetime, force: bool = False) -> str | None:
+    """Destroy again after a failure its recorder marked retryable, with backoff;
+    ``force`` retries at once (the destroy was interrupted: nothing to wait for)."""
     attempts = run.attempts.get("destroy", 0)
-    if not force and not is_transient(run.error):
-        return f"{NEEDS_A_PERSON}: destroy failed with a non-transient error, not retried; fix it and run `ephemera invoke destroy run_id={run.run_id}`"
+    if run.error is not None and not run.error.retryable:
+        return (f"{NEEDS_A_PERSON}: destroy failed ({run.error.code}) and the failure is not retryable; "
+                f"fix it and run `ephemera invoke destroy run_id={run.run_id}`")
     if attempts >= MAX_DESTROY_ATTEMPTS:
         return f"{NEEDS_A_PERSON}: destroy failed {attempts} times; see `ephemera runs show {run.run_id}`"
     wait = min(BACKOFF_BASE * 2 ** max(attempts - 1, 0), BACKOFF_MAX)
     if not force and _age(run.entered_at(S.DESTROY_FAILED), now) < wait:
         return None
-    destroy_run(ctx, run.run_id, f"reaper: destroy retry {attempts + 1} after a transient failure")
+    destroy_run(ctx, run.run_id, f"reaper: destroy retry {attempts + 1} after a retryable failure")
     return f"destroy retry {attempts + 1}"
 
 
@@ -196,8 +161,6 @@ def reap(ctx: Context, now: datetime | None = None) -> list[ReapAction]:
     """One pass: reconcile the engine's state with the ledger, then every open run.
 
     One run's failure (a corrupt record, an engine error) never stops the pass."""
-    from ephemera.lifecycle.reconcile import reconcile
-
     done = []
     runs = list(ctx.ledger.list())
     try:
@@ -227,5 +190,4 @@ def reap(ctx: Context, now: datetime | None = None) -> list[ReapAction]:
     return done
 
 
-def reap_summary(actions: list[ReapAction]) -> list[dict]:
-    return [asdict(a) for a in actions]
+__all__ = ["MAX_DESTROY_ATTEMPTS", "NEEDS_A_PERSON", "ReapAction", "reap", "reap_run", "reap_summary"]

@@ -7,7 +7,6 @@ the event (:mod:`ephemera.model.runids`).
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -106,8 +105,7 @@ def request_run(ctx: Context, event: Event) -> RequestOutcome:
             return _duplicate(ctx, run_id, f"duplicate event: run '{run_id}' is being requested by another invocation")
         return RequestOutcome(None, False, f"workspace '{workspace}' is busy with run '{got.holder}'", run_id=run_id)
     record = RunRecord(run_id=run_id, workspace=workspace, engine=config["engine"]["backend"],
-                       hard_deadline=deadline.isoformat(), event=ctx.scrubber.scrub_obj(event.to_dict()),
-                       job=json.loads(job.to_json()))
+                       hard_deadline=deadline.isoformat(), event=event.to_dict(), job=job)
     try:
         if not ctx.ledger.create(record):
             lock.release(run_id, got.token)

@@ -1,5 +1,6 @@
 """The job a run executes: its spec, written by apply into the state bucket and read
-by the run's VMs (:mod:`ephemera.vm.workload` runs it)."""
+by the run's VMs (:mod:`ephemera.vm.workload` runs it). The run record keeps the same
+spec (:attr:`ephemera.model.runs.RunRecord.job`)."""
 
 from __future__ import annotations
 
@@ -24,17 +25,21 @@ class JobSpec:
     hard_deadline: str = ""  # ISO time after which the run is killed
     created_at: str = field(default_factory=lambda: now_utc().isoformat())
 
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self), indent=1, sort_keys=True).encode()
+    def to_dict(self) -> dict:
+        return asdict(self)
 
     @classmethod
-    def from_json(cls, data: bytes | str) -> "JobSpec":
-        raw = json.loads(data)
+    def from_dict(cls, raw: dict) -> "JobSpec":
+        """The spec from its JSON form; keys this version does not know are ignored."""
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in raw.items() if k in known})
 
-    def marker_key(self, success: bool) -> str:
-        return self.output_prefix + (layout.SUCCESS_MARKER if success else layout.FAILURE_MARKER)
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), indent=1, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> "JobSpec":
+        return cls.from_dict(json.loads(data))
 
 
 def load_job(storage: Storage, bucket: str, run_id: str) -> JobSpec:

@@ -1,7 +1,9 @@
 """The runs ledger: one JSON record per run in the state bucket.
 
 Updates go through :meth:`Ledger.update`, which holds a per-run lock so that two
-actions never interleave a read-modify-write.
+actions never interleave a read-modify-write. Every record is scrubbed of the
+config's secret values as it is saved (an error message or a log tail may quote one),
+so no caller scrubs a record field itself.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from ephemera import layout
 from ephemera.errors import NoSuchBucketError, NoSuchKeyError, RunNotFoundError
 from ephemera.locking.storage_lock import StorageLock
 from ephemera.model.runs import OPEN_STATES, RunRecord, RunState
+from ephemera.secrets import Scrubber
 from ephemera.storage.base import Storage
 
 log = logging.getLogger(__name__)
@@ -22,16 +25,22 @@ log = logging.getLogger(__name__)
 class Ledger:
     """Run records in the state bucket."""
 
-    def __init__(self, storage: Storage, bucket: str, lock_ttl: float = 120.0):
+    def __init__(self, storage: Storage, bucket: str, lock_ttl: float = 120.0, scrubber: Scrubber | None = None):
         self.storage = storage
         self.bucket = bucket
         self.lock_ttl = lock_ttl
+        self.scrubber = scrubber or Scrubber()  # masks the config's secrets in every record saved
+
+    def _stored(self, record: RunRecord) -> tuple[dict, bytes]:
+        """The record as it is written: scrubbed, as a dict and as JSON."""
+        data = self.scrubber.scrub_obj(record.to_dict())
+        return data, json.dumps(data, indent=1).encode()
 
     def create(self, record: RunRecord) -> bool:
         """Store a new record; False if a record with that run id already exists."""
         record.version = 1
-        data = json.dumps(record.to_dict(), indent=1).encode()
-        return self.storage.put_if_absent(self.bucket, layout.run_key(record.run_id), data)
+        _data, body = self._stored(record)
+        return self.storage.put_if_absent(self.bucket, layout.run_key(record.run_id), body)
 
     def get(self, run_id: str) -> RunRecord:
         try:
@@ -47,9 +56,11 @@ class Ledger:
             return False
 
     def save(self, record: RunRecord) -> RunRecord:
+        """Write the record; returns it as stored (scrubbed)."""
         record.version += 1
-        self.storage.put(self.bucket, layout.run_key(record.run_id), json.dumps(record.to_dict(), indent=1).encode())
-        return record
+        data, body = self._stored(record)
+        self.storage.put(self.bucket, layout.run_key(record.run_id), body)
+        return RunRecord.from_dict(data)
 
     def update(self, run_id: str, change: Callable[[RunRecord], None]) -> RunRecord:
         """Read, apply ``change`` and save, under the run's lock."""

@@ -16,7 +16,7 @@ import secrets
 from datetime import datetime, timezone
 
 from ephemera.errors import ParamError
-from ephemera.triggers.events import Event
+from ephemera.model.events import Event
 
 _RUN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{2,120}$")
 

@@ -3,7 +3,11 @@
 The record is the one source of truth for "what exists and why": its state, a
 timestamped transition for every state change, the event that caused it, the job it
 runs, the engine's activities, the outputs and resource ids Terraform reported, and
-any error with a log tail. :mod:`ephemera.model.ledger` stores them.
+the last failure (:class:`RunError`). :mod:`ephemera.model.ledger` stores them.
+
+A failure is recorded in one way only, :meth:`RunRecord.fail`: the error, the state it
+leads to, and (for a failed destroy) the destroy attempt it ends. Whoever records a
+failure says whether it is ``retryable``; the reaper retries by that flag alone.
 """
 
 from __future__ import annotations
@@ -11,7 +15,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 
-from ephemera.errors import StateConflictError
+from ephemera.errors import EphemeraError, StateConflictError
+from ephemera.model.jobs import JobSpec
 from ephemera.timeutil import now_iso
 
 
@@ -75,6 +80,44 @@ class Activity:
         return self.state in ("COMPLETED", "FAILED")
 
 
+# codes whose records (written before RunError had ``retryable``) the reaper retried by code
+_RETRIED_BEFORE_THE_FLAG = frozenset({"DESTROY_INTERRUPTED", "DESTROY_INCOMPLETE"})
+
+
+@dataclass
+class RunError:
+    """The last failure of a run, as the record keeps it."""
+
+    code: str  # stable machine-readable name, e.g. APPLY_FAILED, DESTROY_INCOMPLETE, ENGINE_ERROR
+    message: str  # what went wrong and, where known, the fix
+    log_tail: str = ""  # last lines of the engine's or the workload's log
+    retryable: bool = False  # the same call may succeed later: the reaper retries only these
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> "RunError":
+        """An engine call's exception: an EphemeraError keeps its code and flag; anything
+        else is an ENGINE_ERROR that is not retried (nobody said it may pass)."""
+        if isinstance(exc, EphemeraError):
+            return cls(exc.code, exc.message, getattr(exc, "log_tail", "") or "", bool(exc.retryable))
+        return cls("ENGINE_ERROR", f"{type(exc).__name__}: {exc}")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunError":
+        """A stored error. Records written before this class may lack ``retryable``; of
+        those, only our own interrupted or incomplete destroys were retried then."""
+        code = str(data.get("code", "ERROR"))
+        retryable = data["retryable"] if "retryable" in data else code in _RETRIED_BEFORE_THE_FLAG
+        return cls(code=code, message=str(data.get("message", "")), log_tail=str(data.get("log_tail") or ""),
+                   retryable=bool(retryable))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> dict:
+        """The error without its log tail (for action results)."""
+        return {"code": self.code, "message": self.message, "retryable": self.retryable}
+
+
 @dataclass
 class RunRecord:
     run_id: str  # unique, derived from the triggering event (see ephemera.runids)
@@ -84,12 +127,12 @@ class RunRecord:
     created_at: str = field(default_factory=now_iso)
     hard_deadline: str = ""  # ISO time after which the reaper destroys the run
     event: dict = field(default_factory=dict)  # the trigger event, as parsed
-    job: dict = field(default_factory=dict)  # workload entry, params, output bucket/prefix
+    job: JobSpec | None = None  # the job its VMs run (entry, params, output bucket/prefix); None if never requested
     transitions: list[Transition] = field(default_factory=list)
     activities: list[Activity] = field(default_factory=list)
     outputs: dict = field(default_factory=dict)  # Terraform outputs (non-sensitive)
     resources: list[str] = field(default_factory=list)  # every resource id the engine reported
-    error: dict | None = None  # {"code", "message", "log_tail"} of the last failure
+    error: RunError | None = None  # the last failure (see fail())
     result: dict | None = None  # the completion marker's content
     attempts: dict = field(default_factory=dict)  # retry counters, e.g. {"destroy": 2}
     version: int = 0  # incremented on each save
@@ -98,6 +141,10 @@ class RunRecord:
         self.state = RunState(self.state)
         self.transitions = [t if isinstance(t, Transition) else Transition(**t) for t in self.transitions]
         self.activities = [a if isinstance(a, Activity) else Activity(**a) for a in self.activities]
+        if isinstance(self.job, dict):  # as stored: a dict ({} in records of runs never requested)
+            self.job = JobSpec.from_dict(self.job) if self.job else None
+        if isinstance(self.error, dict):
+            self.error = RunError.from_dict(self.error)
         if not self.transitions:
             self.transitions.append(Transition(str(self.state), self.created_at, "run requested"))
 
@@ -119,6 +166,19 @@ class RunRecord:
                                      f"see `ephemera runs show {self.run_id}` for its state and history")
         self.state = state
         self.transitions.append(Transition(str(state), now_iso(), reason))
+
+    def fail(self, error: RunError, state: RunState | None = None, reason: str = "",
+             *, from_states: frozenset[RunState] | None = None) -> None:
+        """Record a failure: the error, and the state it leads to (with ``reason``, else
+        the error's message). A failed destroy counts as one destroy attempt. With
+        ``from_states`` the state is entered only from one of those; the error is
+        recorded either way."""
+        self.error = error
+        if state is None or (from_states is not None and self.state not in from_states):
+            return
+        if RunState(state) == S.DESTROY_FAILED:
+            self.attempts["destroy"] = self.attempts.get("destroy", 0) + 1
+        self.enter(state, reason or error.message)
 
     def entered_at(self, state: RunState) -> str | None:
         for t in reversed(self.transitions):

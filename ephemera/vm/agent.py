@@ -23,16 +23,17 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from datetime import datetime
 
 from ephemera.config import Config, load_config
-from ephemera.errors import NoSuchKeyError
+from ephemera.model import marker as markers
 from ephemera.model.jobs import JobSpec, load_job
 from ephemera.secrets import Scrubber
 from ephemera.storage import get_storage
 from ephemera.storage.base import Storage
 from ephemera.storage.lithops import to_lithops
-from ephemera.timeutil import now_iso, now_utc
+from ephemera.timeutil import now_utc
 from ephemera.vm.heartbeats import HEARTBEAT_INTERVAL, write_heartbeat
 from ephemera.vm.pids import write_pid_file
 from ephemera.vm.services import VMInfo, VMService, load_services
@@ -142,6 +143,7 @@ class Agent:
         self.state = "running"
         self.heartbeat()
         cmd = [sys.executable, "-m", "ephemera.vm", "run-job", "--config", self.config_path, "--worker", str(self.worker)]
+        started = time.time()
         self.child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=self.workload_env())
         left = self.seconds_left()
         try:
@@ -154,26 +156,19 @@ class Agent:
         if self.stopping.is_set():
             return
         if code != 0 or not self._marker_exists():
-            self._write_failure(reason)
+            self._write_failure(reason, started)
         self.state = "idle"
         self.heartbeat()
 
     def _marker_exists(self) -> bool:
-        for success in (True, False):
-            try:
-                self.storage.head(self.job.output_bucket, self.job.marker_key(success))
-                return True
-            except NoSuchKeyError:
-                continue
-        return False
+        return markers.exists(self.storage, self.job.output_bucket, self.job.output_prefix)
 
-    def _write_failure(self, reason: str) -> None:
+    def _write_failure(self, reason: str, started: float) -> None:
         if self._marker_exists():
             return
         log.error("run %s: %s", self.run_id, reason)
-        marker = {"run_id": self.run_id, "status": "failed", "error": {"type": "AgentError", "message": reason},
-                  "finished_at": now_iso()}
-        self.storage.put(self.job.output_bucket, self.job.marker_key(False), json.dumps(marker, indent=1).encode())
+        marker = markers.failure(self.run_id, self.job.entry, "AgentError", reason, started=started)
+        markers.write(self.storage, self.job.output_bucket, self.job.output_prefix, self.scrubber.scrub_obj(marker))
 
     # --- the agent's life ---------------------------------------------------------------
     def serve(self, pid_file: str) -> int:

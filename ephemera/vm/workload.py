@@ -2,9 +2,10 @@
 
 A workload is ``def main(ctx: WorkloadContext) -> dict``. It reads ``ctx.params``,
 writes outputs with ``ctx.put_output``, and returns a JSON-able summary. ``run_job``
-calls it and then writes the completion marker: ``_SUCCESS.json`` with the summary,
-or ``_FAILURE.json`` with the error, traceback and log tail. The marker is always the
-last object written, because its write fires the teardown.
+calls it and then writes the completion marker (:mod:`ephemera.model.marker`):
+``_SUCCESS.json`` with the summary, or ``_FAILURE.json`` with the error, traceback and
+log tail. The marker is always the last object written, because its write fires the
+teardown.
 """
 
 from __future__ import annotations
@@ -18,12 +19,11 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from ephemera import layout
 from ephemera.errors import ParamError
+from ephemera.model import marker as markers
 from ephemera.model.jobs import JobSpec
 from ephemera.secrets import Scrubber
 from ephemera.storage.base import Storage
-from ephemera.timeutil import iso_of
 
 LOG_TAIL_LINES = 50
 
@@ -45,7 +45,7 @@ class WorkloadContext:
         return self.job.run_id
 
     def output_key(self, name: str) -> str:
-        if name in layout.MARKERS:
+        if name in markers.NAMES:
             raise ParamError("name", f"'{name}' is reserved for the completion marker", "choose another output name")
         return self.job.output_prefix + name.lstrip("/")
 
@@ -98,31 +98,23 @@ def run_job(job: JobSpec, storage: Storage, worker: int = 0, scrubber: Scrubber 
         root.setLevel(logging.INFO)
     ctx = WorkloadContext(job=job, storage=storage, worker=worker)
     started = time.time()
-    marker: dict[str, Any] = {"run_id": job.run_id, "entry": job.entry, "started_at": iso_of(started)}
     interrupted: BaseException | None = None
     try:
         ctx.log.info("run %s: starting workload %s", job.run_id, job.entry)
         result = resolve_entry(job.entry)(ctx)
         json.dumps(result, default=str)  # fail here, not in the marker write, if not JSON-able
-        marker.update(status="succeeded", result=result)
-        success = True
         ctx.log.info("run %s: workload finished", job.run_id)
+        marker = markers.success(job.run_id, job.entry, result, started=started, outputs=ctx.outputs)
     except BaseException as exc:  # noqa: BLE001 - every failure must end in a marker
         ctx.log.error("run %s: workload failed: %s: %s", job.run_id, type(exc).__name__, exc)
-        marker.update(
-            status="failed",
-            error={"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()},
-        )
-        success = False
+        marker = markers.failure(job.run_id, job.entry, type(exc).__name__, str(exc), traceback=traceback.format_exc(),
+                                 log_tail=tail.tail(), started=started, outputs=ctx.outputs)
         interrupted = exc if isinstance(exc, (KeyboardInterrupt, SystemExit)) else None
     finally:
         root.removeHandler(tail)
-    marker.update(finished_at=iso_of(time.time()), duration_s=round(time.time() - started, 3), outputs=ctx.outputs)
-    if not success:
-        marker["log_tail"] = tail.tail()
     if scrubber is not None:
         marker = scrubber.scrub_obj(json.loads(json.dumps(marker, default=str)))
-    storage.put(job.output_bucket, job.marker_key(success), json.dumps(marker, indent=1, default=str).encode())
-    if not success and interrupted is not None:
+    markers.write(storage, job.output_bucket, job.output_prefix, marker)
+    if interrupted is not None:
         raise interrupted  # the marker is written first: the run still ends
     return marker

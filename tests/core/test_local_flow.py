@@ -69,16 +69,16 @@ def test_redelivered_marker_and_unrelated_writes_are_ignored(local_config):
     assert destroy.main(marker_event(config, run_id))["state"] == "DESTROYED"
 
     again = destroy.main(marker_event(config, run_id))
-    assert again["ignored"] and "already DESTROYED" in again["reason"]
+    assert again["ignored"] and again["reason_code"] == "ALREADY_DESTROYED"
     unrelated = destroy.main({**marker_event(config, run_id), "key": f"outputs/{run_id}/metrics.json"})
-    assert unrelated["ignored"] and "not a completion marker" in unrelated["reason"]
+    assert unrelated["ignored"] and unrelated["reason_code"] == "NOT_A_MARKER"
     unknown = destroy.main(marker_event(config, "ws-nosuchrun"))
-    assert unknown["ignored"] and "no run 'ws-nosuchrun'" in unknown["reason"]
+    assert unknown["ignored"] and unknown["reason_code"] == "UNKNOWN_RUN" and unknown["run_id"] == "ws-nosuchrun"
     elsewhere = destroy.main({**marker_event(config, run_id), "key": f"other/{run_id}/_SUCCESS.json"})
-    assert elsewhere["ignored"] and "outside the run's output location" in elsewhere["reason"]
+    assert elsewhere["ignored"] and elsewhere["reason_code"] == "OUTSIDE_OUTPUT_PREFIX"
     # the same manual request again is a duplicate, not a second run
     dup = apply.main({"config": config, "idempotency_key": "req-1"})
-    assert dup["duplicate"] and dup["run_id"] == run_id
+    assert dup["duplicate"] and dup["run_id"] == run_id and dup["reason_code"] == "DUPLICATE_EVENT"
     assert [r.run_id for r in ctx.ledger.list()] == [run_id]
 
 
@@ -87,7 +87,7 @@ def test_one_open_run_per_workspace(local_config):
     first = apply.main({"config": config})
     assert first["state"] == "RUNNING"
     second = apply.main({"config": config})
-    assert second["skipped"] and first["run_id"] in second["reason"]
+    assert second["skipped"] and second["reason_code"] == "WORKSPACE_BUSY" and first["run_id"] in second["reason"]
     done = destroy.main({"config": config, "run_id": first["run_id"]})
     assert done["state"] == "DESTROYED"
     third = apply.main({"config": config, "params": {"sleep": 0}})
@@ -107,7 +107,7 @@ def test_workload_failure_writes_failure_marker_and_is_destroyed(local_config):
     assert result["state"] == "DESTROYED" and result["workload"] == "failed"
     run = ctx.ledger.get(run_id)
     assert "FAILED" in [t.state for t in run.transitions]
-    assert run.error["code"] == "WORKLOAD_FAILED" and "failing on purpose" in run.error["message"]
+    assert run.error.code == "WORKLOAD_FAILED" and "failing on purpose" in run.error.message
 
 
 def test_apply_failure_is_recorded_with_log_tail_and_cleaned_up(local_config):
@@ -116,7 +116,7 @@ def test_apply_failure_is_recorded_with_log_tail_and_cleaned_up(local_config):
     assert result["ok"] and result["state"] == "DESTROYED", result
     run = Context(config).ledger.get(result["run_id"])
     assert [t.state for t in run.transitions] == ["REQUESTED", "APPLYING", "APPLY_FAILED", "DESTROYING", "DESTROYED"]
-    assert "worker_count must be between 1 and 16" in run.error["log_tail"]
+    assert "worker_count must be between 1 and 16" in run.error.log_tail
 
 
 def test_bad_params_change_nothing(local_config):

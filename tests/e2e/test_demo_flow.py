@@ -53,11 +53,11 @@ def assert_successful_run(ctx: Context, folds: int = 5):
     assert [t.state for t in run.transitions] == ORDER
     assert [t.at for t in run.transitions] == sorted(t.at for t in run.transitions)
     assert run.event["kind"] == "alarm" and run.event["trigger"] == "demo-alarm"
-    metrics = json.loads(ctx.storage.get(run.job["output_bucket"], run.job["output_prefix"] + "metrics.json"))
+    metrics = json.loads(ctx.storage.get(run.job.output_bucket, run.job.output_prefix + "metrics.json"))
     assert len(metrics["folds"]) == folds and metrics["n_samples"] == 1797
     assert all(0.9 < f["accuracy"] <= 1.0 for f in metrics["folds"])
     assert metrics["mean_accuracy"] == pytest.approx(sum(f["accuracy"] for f in metrics["folds"]) / folds, abs=1e-4)
-    assert ctx.storage.head(run.job["output_bucket"], run.job["output_prefix"] + "model.pkl").size > 1000
+    assert ctx.storage.head(run.job.output_bucket, run.job.output_prefix + "model.pkl").size > 1000
     assert ctx.agent_pids, "no heartbeat was seen"
     assert not [pid for pid in ctx.agent_pids if is_agent_process(pid)], "agent processes survived destroy"
     acts = list_activations(ctx.storage, ctx.config.state_bucket, 10)
@@ -78,7 +78,7 @@ def test_demo_flow_on_s3(home, s3_endpoint):
     Context(raw).storage.create_bucket("ephemera-e2e")
     ctx = run_flow(raw)
     run = assert_successful_run(ctx)
-    assert ctx.storage.backend == "aws_s3" and run.job["output_bucket"] == "ephemera-e2e"
+    assert ctx.storage.backend == "aws_s3" and run.job.output_bucket == "ephemera-e2e"
 
 
 def test_demo_command_exits_zero_and_reports(home, capsys):

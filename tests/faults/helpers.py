@@ -7,8 +7,9 @@ import json
 import time
 from pathlib import Path
 
-from ephemera.errors import EngineError
-from ephemera.model.runs import Activity, RunRecord
+from ephemera.errors import EngineError, NoSuchKeyError
+from ephemera.model import marker as markers
+from ephemera.model.runs import Activity
 from ephemera.timeutil import now_iso
 from ephemera.vm.pids import is_agent_process, read_pid
 
@@ -29,11 +30,11 @@ def wait_for(predicate, timeout: float = 90.0, interval: float = 0.05, what: str
 
 def marker_written(ctx, run_id: str) -> str | None:
     """The name of the run's completion marker, once written."""
-    for name in ("_SUCCESS.json", "_FAILURE.json"):
+    for name in markers.NAMES:
         try:
             ctx.storage.head(ctx.config.output_bucket, f"outputs/{run_id}/{name}")
             return name
-        except Exception:  # noqa: BLE001
+        except NoSuchKeyError:
             continue
     return None
 
@@ -74,11 +75,13 @@ class FaultyEngine:
     """Wraps a real engine; the first ``destroy_faults`` destroys fail as ``mode``:
 
     - ``transient``: raise a retryable EngineError naming a 503;
-    - ``fatal``: raise a non-transient EngineError (403);
+    - ``fatal``: raise a non-retryable EngineError (403);
+    - ``unmarked``: raise the 503 message of ``transient``, but not marked retryable;
     - ``leave``: report the destroy COMPLETED without destroying anything.
 
     ``apply_fails_after_create``: apply for real, then report the apply FAILED
-    (resources exist: a partial apply)."""
+    (resources exist: a partial apply). The real engine's optional capabilities
+    (``OrphanSweeper``) pass through."""
 
     def __init__(self, inner, destroy_faults: int = 0, mode: str = "transient", apply_fails_after_create: bool = False, on_fault=None):
         self.inner, self.remaining, self.mode = inner, destroy_faults, mode
@@ -88,19 +91,16 @@ class FaultyEngine:
         self.destroy_calls = 0
         self.apply_calls = 0
 
-    def __getattr__(self, name):  # state_owner, workspaces, ... of the real engine
-        return getattr(self.inner, name)
-
-    def apply(self, run: RunRecord, variables: dict, secure: dict) -> Activity:
+    def apply(self, workspace: str, run_id: str, variables: dict, secure: dict) -> Activity:
         self.apply_calls += 1
-        activity = self.inner.apply(run, variables, secure)
+        activity = self.inner.apply(workspace, run_id, variables, secure)
         if self.apply_fails_after_create:
             self.on_fault()
             return Activity(id=activity.id, kind="apply", state="FAILED", started_at=activity.started_at, finished_at=now_iso(),
                             log_tail="Error: creating instance 2 of 2: 500 internal error (capacity); 1 instance was created")
         return activity
 
-    def destroy(self, run: RunRecord) -> Activity:
+    def destroy(self, workspace: str) -> Activity:
         self.destroy_calls += 1
         if self.remaining > 0:
             self.remaining -= 1
@@ -109,14 +109,23 @@ class FaultyEngine:
                 raise EngineError(TRANSIENT_ERROR, retryable=True)
             if self.mode == "fatal":
                 raise EngineError(FATAL_ERROR, retryable=False)
+            if self.mode == "unmarked":
+                raise EngineError(TRANSIENT_ERROR, retryable=False)
             return Activity(id="tf-fake-done", kind="destroy", state="COMPLETED", finished_at=now_iso(), log_tail="Destroy complete!")
-        return self.inner.destroy(run)
+        return self.inner.destroy(workspace)
 
-    def status(self, run, activity):
-        return self.inner.status(run, activity)
+    def status(self, activity: Activity) -> Activity:
+        return self.inner.status(activity)
 
-    def outputs(self, run):
-        return self.inner.outputs(run)
+    def outputs(self, workspace: str) -> dict:
+        return self.inner.outputs(workspace)
 
-    def resources(self, run):
-        return self.inner.resources(run)
+    def resources(self, workspace: str) -> list[str]:
+        return self.inner.resources(workspace)
+
+    # OrphanSweeper, as the real engine has it
+    def workspaces(self) -> list[str]:
+        return self.inner.workspaces()
+
+    def owner(self, workspace: str) -> str | None:
+        return self.inner.owner(workspace)

@@ -40,7 +40,8 @@ def finished(local_cfg, faults):
 
 
 def cases(config: dict, run_id: str) -> list[tuple[str, object, dict, str, str]]:
-    """(what, action, params, expected code or 'ignored', words the message must contain)."""
+    """(what, action, params, expected error code or 'ignored', words the error message must
+    contain or the ignored result's reason_code)."""
     bucket = config["storage"]["bucket"]
     return [
         ("malformed COS event", destroy, {"config": config, "notification": {"bucket_name": bucket}, "key": 5}, "EVENT_INVALID", "object_name"),
@@ -52,10 +53,10 @@ def cases(config: dict, run_id: str) -> list[tuple[str, object, dict, str, str]]
         ("bad run id", destroy, {"config": config, "run_id": "Robert'); DROP"}, "PARAM_INVALID", "run_id"),
         ("unknown run id", destroy, {"config": config, "run_id": "ws-no-such-run"}, "RUN_NOT_FOUND", "ws-no-such-run"),
         ("unknown run id (status)", status, {"config": config, "run_id": "ws-no-such-run"}, "RUN_NOT_FOUND", "ws-no-such-run"),
-        ("marker of an unknown run", destroy, marker_event(config, "ws-no-such-run"), "ignored", "no run 'ws-no-such-run'"),
-        ("marker of a finished run", destroy, marker_event(config, run_id), "ignored", "already DESTROYED"),
-        ("unrelated write", destroy, {**marker_event(config, run_id), "key": "inbox/photo.jpg"}, "ignored", "not a completion marker"),
-        ("write in another bucket", destroy, {**marker_event(config, run_id), "bucket": "other-bucket"}, "ignored", "outside the run's output location"),
+        ("marker of an unknown run", destroy, marker_event(config, "ws-no-such-run"), "ignored", "UNKNOWN_RUN"),
+        ("marker of a finished run", destroy, marker_event(config, run_id), "ignored", "ALREADY_DESTROYED"),
+        ("unrelated write", destroy, {**marker_event(config, run_id), "key": "inbox/photo.jpg"}, "ignored", "NOT_A_MARKER"),
+        ("write in another bucket", destroy, {**marker_event(config, run_id), "bucket": "other-bucket"}, "ignored", "OUTSIDE_OUTPUT_PREFIX"),
         ("unknown config key", apply, {"config": {**config, "storage": {**config["storage"], "buket": "x"}}}, "CONFIG_INVALID", "storage.buket"),
         ("bad duration", reap, {"config": {**config, "timeouts": {"hard": "forever"}}}, "CONFIG_INVALID", "timeouts.hard"),
         ("cron that never fires", apply, {"config": {**config, "triggers": [{"name": "feb30", "kind": "alarm", "cron": "0 0 30 2 *"}]}},
@@ -75,7 +76,7 @@ def test_each_bad_input_is_named_and_changes_nothing(finished, home, capfd, capl
         faults.inject()
         seen.append(json.dumps(result))
         if code == "ignored":
-            assert result.get("ok") and result["ignored"] and words in result["reason"], (what, result)
+            assert result.get("ok") and result["ignored"] and result["reason_code"] == words and result["reason"], (what, result)
         else:
             assert result["error"]["code"] == code and words in result["error"]["message"], (what, result)
         assert snapshot(home) == before, f"{what} changed something"

@@ -80,7 +80,8 @@ def check_one_apply(config: dict, results: list[dict], faults, applies_counted: 
     assert len(activities) == 1 and len(agents) == 1
     for r in results:  # every other invocation says why it did nothing
         if r is not created[0]:
-            assert r.get("duplicate") or r.get("skipped"), r
+            assert (r.get("duplicate") and r["reason_code"] == "DUPLICATE_EVENT") or \
+                (r.get("skipped") and r["reason_code"] == "WORKSPACE_BUSY"), r
             assert run.run_id in r["reason"] or r.get("run_id") == run.run_id, r
     wait_for(lambda: marker_written(ctx, run.run_id), what="marker")
     assert destroy.main(marker_event(config, run.run_id))["state"] == "DESTROYED"
@@ -92,9 +93,9 @@ def test_twenty_threads_one_apply(backend_cfg, mode, monkeypatch, faults):
     calls = []
     real_apply = TerraformEngine.apply
 
-    def counting_apply(self, run, variables, secure):
-        calls.append(run.run_id)
-        return real_apply(self, run, variables, secure)
+    def counting_apply(self, workspace, run_id, variables, secure):
+        calls.append(run_id)
+        return real_apply(self, workspace, run_id, variables, secure)
 
     monkeypatch.setattr(TerraformEngine, "apply", counting_apply)
     barrier = threading.Barrier(N)

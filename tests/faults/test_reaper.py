@@ -7,12 +7,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
+
 from ephemera.context import Context
 from ephemera.errors import EngineError
 from ephemera.lifecycle import apply_run, destroy_run, finish_run, request_run
 from ephemera.lifecycle.reaper import BACKOFF_BASE, reap
 from ephemera.model.runs import Activity, RunRecord, RunState
-from tests.faults.helpers import FATAL_ERROR, FaultyEngine, live_agents, marker_written, wait_for
+from tests.faults.helpers import FATAL_ERROR, TRANSIENT_ERROR, FaultyEngine, live_agents, marker_written, wait_for
 from ephemera.triggers.events import parse_event
 import pytest
 
@@ -51,7 +53,7 @@ def test_partial_apply_is_destroyed(local_cfg, faults):
     config = local_cfg(workload={"params": {"sleep": 120}})
     ctx = Context(config, engine=FaultyEngine(Context(config).engine, apply_fails_after_create=True, on_fault=faults.inject))
     run = start_run(ctx)
-    assert run.state == S.APPLY_FAILED and "capacity" in run.error["log_tail"]
+    assert run.state == S.APPLY_FAILED and "capacity" in run.error.log_tail
     assert live_agents(Path(ctx.config.home)), "the partial apply left an agent: the reaper must remove it"
     acted = reap(ctx)
     assert acted and acted[0].after == "DESTROYED" and "APPLY_FAILED" in acted[0].why
@@ -71,7 +73,7 @@ def test_stalled_request_and_crash_between_apply_and_record(local_cfg, faults):
     run = ctx.ledger.transition(outcome.run.run_id, S.APPLYING, "applying workspace")
     from ephemera.lifecycle import stack_variables
 
-    ctx.engine.apply(run, *stack_variables(ctx, run))
+    ctx.engine.apply(run.workspace, run.run_id, *stack_variables(ctx, run))
     faults.inject()
     assert ctx.ledger.get(run.run_id).resources == [] and live_agents(Path(ctx.config.home))
     acted = reap(ctx)  # reconcile: the record now names what the engine holds
@@ -88,7 +90,7 @@ def test_orphan_resources_no_record_names_are_destroyed(local_cfg, faults):
     from ephemera.lifecycle import stack_variables, workspace_lock
 
     ghost = request_run(ctx, parse_event({"idempotency_key": "ghost"})).run
-    ctx.engine.apply(ghost, *stack_variables(ctx, ghost))
+    ctx.engine.apply(ghost.workspace, ghost.run_id, *stack_variables(ctx, ghost))
     # the ledger loses the record (and its lock): resources that no record names
     ctx.storage.delete(ctx.config.state_bucket, layout.run_key(ghost.run_id))
     workspace_lock(ctx, "ws").release(ghost.run_id)
@@ -96,7 +98,33 @@ def test_orphan_resources_no_record_names_are_destroyed(local_cfg, faults):
     assert live_agents(Path(ctx.config.home))
     acted = reap(ctx)
     assert acted and acted[0].after == "DESTROYED" and "owned by no open run" in acted[0].why
-    assert not live_agents(Path(ctx.config.home)) and ctx.engine.resources(ghost) == []
+    assert f"run {ghost.run_id} is not in the ledger" in acted[0].why
+    assert not live_agents(Path(ctx.config.home)) and ctx.engine.resources(ghost.workspace) == []
+    # the sweep is in the ledger like any run: what it destroyed, and when
+    sweep = ctx.ledger.get(acted[0].run_id)
+    assert sweep.state == S.DESTROYED and any(r.startswith("terraform_data.vm") for r in sweep.resources)
+    assert [t.state for t in sweep.transitions] == ["DESTROYING", "DESTROYED"]
+    assert workspace_lock(ctx, "ws").holder()["released"]  # a new run may use the workspace
+
+
+def test_agents_of_a_destroyed_run_that_no_state_names_are_stopped(local_cfg, faults):
+    """An apply of a run that outlived its record (the run is DESTROYED) started an
+    agent and was killed before Terraform wrote its state: the agent is in no state."""
+    ctx = Context(local_cfg())
+    from ephemera.lifecycle import stack_variables
+
+    run = start_run(ctx, "late")
+    wait_for(lambda: marker_written(ctx, run.run_id), what="marker")
+    finish_run(ctx, run.run_id, True, {"status": "succeeded"})
+    assert destroy_run(ctx, run.run_id, "marker").state == S.DESTROYED and not live_agents(Path(ctx.config.home))
+    ctx.engine.apply(run.workspace, run.run_id, *stack_variables(ctx, run))  # the late apply ...
+    (Path(ctx.config.home) / "workspaces" / "ws" / "terraform.tfstate").write_text("")  # ... killed before its state
+    faults.inject()
+    assert all(r.startswith(f"orphan_agent:{run.run_id}/") for r in ctx.engine.resources("ws")) and live_agents(Path(ctx.config.home))
+    acted = reap(ctx)
+    assert [(a.before, a.after) for a in acted] == [("orphan", "DESTROYED")] and f"run {run.run_id} is DESTROYED" in acted[0].why
+    assert not live_agents(Path(ctx.config.home)) and ctx.engine.resources("ws") == []
+    assert not (Path(ctx.config.home) / "runs" / run.run_id / "agent.json").exists()  # its credentials are gone too
 
 
 def test_marker_without_its_event_and_finished_run_never_destroyed(local_cfg, faults):
@@ -147,9 +175,12 @@ def test_transient_destroy_failures_are_retried_with_backoff(local_cfg, faults):
     assert record.attempts["destroy"] == 2 and not live_agents(Path(ctx.config.home))
 
 
-def test_non_transient_destroy_failure_is_not_retried(local_cfg, faults):
+@pytest.mark.parametrize("mode", ["fatal", "unmarked"])
+def test_non_transient_destroy_failure_is_not_retried(local_cfg, faults, mode):
+    """Only what the raiser marked retryable is retried: an error whose words sound
+    transient (``unmarked``: "503 ... try again", retryable=False) is not."""
     config = local_cfg(workload={"params": {"sleep": 120}})
-    engine = FaultyEngine(Context(config).engine, destroy_faults=1, mode="fatal", on_fault=faults.inject)
+    engine = FaultyEngine(Context(config).engine, destroy_faults=1, mode=mode, on_fault=faults.inject)
     ctx = Context(config, engine=engine)
     run = start_run(ctx)
     finish_run(ctx, run.run_id, True, {})
@@ -158,7 +189,8 @@ def test_non_transient_destroy_failure_is_not_retried(local_cfg, faults):
     assert engine.destroy_calls == 1  # not retried ...
     assert [(a.run_id, a.why.split(":")[0]) for a in acted] == [(run.run_id, "needs a person")]  # ... but reported
     record = ctx.ledger.get(run.run_id)
-    assert record.state == S.DESTROY_FAILED and record.error["message"] == FATAL_ERROR
+    message = FATAL_ERROR if mode == "fatal" else TRANSIENT_ERROR
+    assert record.state == S.DESTROY_FAILED and record.error.message == message and not record.error.retryable
     # a person fixes the permission and destroys by hand
     from ephemera.actions import destroy
 
@@ -173,28 +205,22 @@ def test_destroyed_only_when_nothing_is_left(local_cfg, faults):
     run = start_run(ctx)
     finish_run(ctx, run.run_id, True, {})
     after = destroy_run(ctx, run.run_id, "marker")
-    assert after.state == S.DESTROY_FAILED and after.error["code"] == "DESTROY_INCOMPLETE"
-    assert "still present: terraform_data.vm" in after.error["message"] and live_agents(Path(ctx.config.home))
+    assert after.state == S.DESTROY_FAILED and after.error.code == "DESTROY_INCOMPLETE" and after.error.retryable
+    assert "still present: terraform_data.vm" in after.error.message and live_agents(Path(ctx.config.home))
     acted = reap(ctx, now=later(BACKOFF_BASE + 1))
     assert acted[0].after == "DESTROYED" and not live_agents(Path(ctx.config.home))
 
 
-class AsyncEngine:
+class AsyncEngine(FaultyEngine):
     """A real local engine that reports applies as still running (like Schematics),
     and whose status call fails: a purged activity, an API outage."""
 
-    def __init__(self, inner):
-        self.inner, self.name = inner, inner.name
-
-    def apply(self, run, variables, secure):
-        done = self.inner.apply(run, variables, secure)
+    def apply(self, workspace, run_id, variables, secure):
+        done = self.inner.apply(workspace, run_id, variables, secure)
         return Activity(id=done.id, kind="apply", state="RUNNING", started_at=done.started_at)
 
-    def status(self, run, activity):
+    def status(self, activity):
         raise EngineError("activity lookup failed: 404 Not Found")
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
 
 
 def test_a_failing_status_call_does_not_shield_the_hard_deadline(local_cfg, faults):

@@ -19,6 +19,9 @@ import pytest
 
 pytestmark = pytest.mark.slow  # kills agent processes of real runs
 
+# what every failure marker holds, whoever writes it (ephemera.model.marker)
+FAILURE_KEYS = {"run_id", "entry", "status", "started_at", "finished_at", "duration_s", "outputs", "error", "log_tail"}
+
 
 def test_workload_exception_writes_failure_marker_with_log_tail(local_cfg, faults):
     config = local_cfg(workload={"params": {"fail": True}})
@@ -29,9 +32,11 @@ def test_workload_exception_writes_failure_marker_with_log_tail(local_cfg, fault
     marker = json.loads(ctx.storage.get(ctx.config.output_bucket, f"outputs/{run_id}/_FAILURE.json"))
     assert marker["error"]["type"] == "RuntimeError" and "failing on purpose" in marker["error"]["message"]
     assert "workload failed" in marker["log_tail"]
+    assert set(marker) == FAILURE_KEYS and set(marker["error"]) == {"type", "message", "traceback"}
     result = destroy.main(marker_event(config, run_id, "_FAILURE.json"))
     assert result["state"] == "DESTROYED" and result["workload"] == "failed"
-    assert ctx.ledger.get(run_id).error["code"] == "WORKLOAD_FAILED"
+    error = ctx.ledger.get(run_id).error
+    assert error.code == "WORKLOAD_FAILED" and "failing on purpose" in error.message and "workload failed" in error.log_tail
 
 
 def _workload_child(agent_pid: int) -> int:
@@ -58,6 +63,9 @@ def test_workload_process_killed_agent_writes_failure_marker(local_cfg, faults):
     assert wait_for(lambda: marker_written(ctx, result["run_id"]), what="marker") == "_FAILURE.json"
     marker = json.loads(ctx.storage.get(ctx.config.output_bucket, f"outputs/{result['run_id']}/_FAILURE.json"))
     assert "without writing a marker" in marker["error"]["message"]
+    # the agent's own failure marker has the workload runner's shape
+    assert set(marker) == FAILURE_KEYS and set(marker["error"]) == {"type", "message", "traceback"}
+    assert marker["error"]["type"] == "AgentError" and marker["entry"] == "ephemera.workloads.smoke:main" and marker["started_at"]
     assert destroy.main(marker_event(config, result["run_id"], "_FAILURE.json"))["state"] == "DESTROYED"
     assert not is_agent_process(agent)
 

@@ -223,7 +223,7 @@ def test_code_engine_job_runs_destroy_for_ce_data(tmp_path):
     body = {"bucket": "ephemera-state", "endpoint": "", "key": "uploads/data.csv", "operation": "Object:Write",
             "notification": {"bucket_name": "ephemera-state", "object_name": "uploads/data.csv", "object_length": "3"}}
     code, result = run_job({"CE_DATA": json.dumps(body), "CE_TYPE": "com.ibm.cloud.cos.document.write", "EPHEMERA_CONFIG_JSON": json.dumps(config)})
-    assert code == 0 and result.get("ignored") is True and "not a completion marker" in result["reason"]
+    assert code == 0 and result.get("ignored") is True and result["reason_code"] == "NOT_A_MARKER"
     code, result = run_job({"CE_DATA": "not json"})
     assert code == 2 and "CE_DATA" in result["error"]["message"]
 

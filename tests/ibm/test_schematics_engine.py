@@ -9,9 +9,9 @@ import pytest
 
 from ephemera.config import load_config
 from ephemera.engines import get_engine
+from ephemera.engines.base import OrphanSweeper
 from ephemera.engines.schematics.config import SchematicsSettings
 from ephemera.errors import ConfigError, EngineError, WorkspaceBusyError
-from ephemera.model.runs import RunRecord
 from tests.ibm.conftest import API_KEY, HMAC_ID, HMAC_SECRET, SECRETS
 
 RUN_VARS = {
@@ -24,10 +24,8 @@ RUN_VARS = {
     "hard_timeout_seconds": 14400,
 }
 SECURE = {"cos_hmac_access_key_id": HMAC_ID, "cos_hmac_secret_access_key": HMAC_SECRET}
-
-
-def _run() -> RunRecord:
-    return RunRecord(run_id=RUN_VARS["run_id"], workspace="gpu", engine="schematics")
+WS = "default"  # the config's workspace.name: the one workspace a Schematics engine serves
+RUN_ID = RUN_VARS["run_id"]
 
 
 def _engine(config: dict, sleeps: list | None = None):
@@ -36,33 +34,33 @@ def _engine(config: dict, sleeps: list | None = None):
     return engine
 
 
-def _poll(engine, run, activity, limit: int = 10):
+def _poll(engine, activity, limit: int = 10):
     for _ in range(limit):
-        activity = engine.status(run, activity)
+        activity = engine.status(activity)
         if activity.done:
             return activity
     raise AssertionError("activity never finished")
 
 
 def test_apply_completes_then_outputs_and_resources(ibm_config, schematics, iam):
-    engine, run = _engine(ibm_config), _run()
-    activity = engine.apply(run, RUN_VARS, SECURE)
+    engine = _engine(ibm_config)
+    activity = engine.apply(WS, RUN_ID, RUN_VARS, SECURE)
     assert activity.kind == "apply" and activity.state == "RUNNING" and activity.id
 
-    first = engine.status(run, activity)
+    first = engine.status(activity)
     assert first.state == "RUNNING"  # the fake reports INPROGRESS first
-    done = _poll(engine, run, first)
+    done = _poll(engine, first)
     assert done.state == "COMPLETED" and done.finished_at
 
-    outputs = engine.outputs(run)
+    outputs = engine.outputs(WS)
     assert outputs == {"vpc_id": "r006-vpc-0001", "instance_ids": ["0717_inst-0001"], "private_ips": ["10.240.0.4"]}
     assert "debug_secret" not in outputs  # sensitive outputs are left out
-    assert engine.resources(run) == ["r006-vpc-0001", "0717_inst-0001"]
+    assert engine.resources(WS) == ["r006-vpc-0001", "0717_inst-0001"]
 
 
 def test_apply_sends_tf_vars_secure_values_and_refresh_token(ibm_config, schematics, iam):
-    engine, run = _engine(ibm_config), _run()
-    activity = engine.apply(run, RUN_VARS, SECURE)
+    engine = _engine(ibm_config)
+    activity = engine.apply(WS, RUN_ID, RUN_VARS, SECURE)
     ws = schematics.workspace
 
     puts = schematics.calls("PUT")
@@ -87,50 +85,50 @@ def test_apply_sends_tf_vars_secure_values_and_refresh_token(ibm_config, schemat
 
 
 def test_destroy_completes_and_leaves_nothing(ibm_config, schematics):
-    engine, run = _engine(ibm_config), _run()
-    _poll(engine, run, engine.apply(run, RUN_VARS, SECURE))
-    destroy = engine.destroy(run)
+    engine = _engine(ibm_config)
+    _poll(engine, engine.apply(WS, RUN_ID, RUN_VARS, SECURE))
+    destroy = engine.destroy(WS)
     assert destroy.kind == "destroy" and destroy.state == "RUNNING"
     destroy_req = schematics.calls("PUT", "/destroy")[0]
     assert destroy_req.headers["refresh_token"]
-    assert _poll(engine, run, destroy).state == "COMPLETED"
-    assert engine.resources(run) == []
-    assert engine.outputs(run) == {}
+    assert _poll(engine, destroy).state == "COMPLETED"
+    assert engine.resources(WS) == []
+    assert engine.outputs(WS) == {}
 
 
 def test_destroy_of_an_empty_workspace_is_quiet(ibm_config, schematics):
-    engine, run = _engine(ibm_config), _run()
-    activity = engine.destroy(run)
+    engine = _engine(ibm_config)
+    activity = engine.destroy(WS)
     assert activity.state == "COMPLETED" and "nothing to destroy" in activity.log_tail
     assert schematics.calls("PUT") == []  # no destroy job was started
-    assert engine.status(run, activity).state == "COMPLETED"
+    assert engine.status(activity).state == "COMPLETED"
 
 
 def test_locked_workspace_is_busy_not_failed(ibm_config, schematics):
-    engine, run = _engine(ibm_config), _run()
+    engine = _engine(ibm_config)
     schematics.lock()
     with pytest.raises(WorkspaceBusyError) as info:
-        engine.apply(run, RUN_VARS, SECURE)
+        engine.apply(WS, RUN_ID, RUN_VARS, SECURE)
     assert info.value.retryable and "locked" in info.value.message
     assert schematics.calls("PUT") == []
     with pytest.raises(WorkspaceBusyError):
-        engine.destroy(run)
+        engine.destroy(WS)
 
 
 @pytest.mark.parametrize("status", [409, 423])
 def test_conflict_on_apply_is_busy(ibm_config, schematics, status):
-    engine, run = _engine(ibm_config), _run()
+    engine = _engine(ibm_config)
     schematics.fail_next("PUT", "/apply", status, "Workspace is temporarily locked")
     with pytest.raises(WorkspaceBusyError) as info:
-        engine.apply(run, RUN_VARS, SECURE)
+        engine.apply(WS, RUN_ID, RUN_VARS, SECURE)
     assert f"HTTP {status}" in info.value.message
 
 
 def test_failed_activity_has_log_tail_without_secrets(ibm_config, schematics):
-    engine, run = _engine(ibm_config), _run()
+    engine = _engine(ibm_config)
     schematics.apply_script = ["INPROGRESS", "FAILED"]
     schematics.failure_log = f"Error: capacity exhausted for gx3-16x80x1l4 (request had key {HMAC_SECRET})"
-    activity = _poll(engine, run, engine.apply(run, RUN_VARS, SECURE))
+    activity = _poll(engine, engine.apply(WS, RUN_ID, RUN_VARS, SECURE))
     assert activity.state == "FAILED"
     assert "capacity exhausted for gx3-16x80x1l4" in activity.log_tail
     assert "Terraform APPLY error" in activity.log_tail
@@ -142,10 +140,10 @@ def test_failed_activity_has_log_tail_without_secrets(ibm_config, schematics):
 
 def test_transient_errors_are_retried_with_backoff(ibm_config, schematics):
     sleeps: list = []
-    engine, run = _engine(ibm_config, sleeps), _run()
+    engine = _engine(ibm_config, sleeps)
     schematics.fail_next("PUT", "/apply", 503, "Service Unavailable")
     schematics.fail_next("PUT", "/apply", 429, "Too Many Requests")
-    activity = engine.apply(run, RUN_VARS, SECURE)
+    activity = engine.apply(WS, RUN_ID, RUN_VARS, SECURE)
     assert activity.state == "RUNNING"
     assert len(schematics.calls("PUT", "/apply")) == 3
     assert sleeps == [2.0, 4.0]
@@ -153,10 +151,10 @@ def test_transient_errors_are_retried_with_backoff(ibm_config, schematics):
 
 def test_other_errors_are_not_retried(ibm_config, schematics):
     sleeps: list = []
-    engine, run = _engine(ibm_config, sleeps), _run()
+    engine = _engine(ibm_config, sleeps)
     schematics.fail_next("PUT", "/apply", 500, "Internal error")
     with pytest.raises(EngineError) as info:
-        engine.apply(run, RUN_VARS, SECURE)
+        engine.apply(WS, RUN_ID, RUN_VARS, SECURE)
     assert not info.value.retryable and "HTTP 500" in info.value.message and "start apply" in info.value.message
     assert sleeps == [] and len(schematics.calls("PUT", "/apply")) == 1
 
@@ -164,7 +162,7 @@ def test_other_errors_are_not_retried(ibm_config, schematics):
 def test_unknown_workspace_names_the_config_key(ibm_config, schematics):
     engine = _engine({**ibm_config, "schematics": {**ibm_config["schematics"], "workspace_id": "nope"}})
     with pytest.raises(EngineError) as info:
-        engine.apply(_run(), RUN_VARS, SECURE)
+        engine.apply(WS, RUN_ID, RUN_VARS, SECURE)
     assert "schematics.workspace_id" in info.value.message and "HTTP 404" in info.value.message
 
 
@@ -173,7 +171,7 @@ def test_unreachable_service_is_retryable_after_attempts(ibm_config, schematics)
     schematics.stop()
     engine = _engine(ibm_config, sleeps)
     with pytest.raises(EngineError) as info:
-        engine.resources(_run())
+        engine.resources(WS)
     assert info.value.retryable and "cannot reach" in info.value.message
     assert sleeps == [2.0, 4.0, 8.0, 16.0]
 
@@ -182,23 +180,23 @@ def test_rejected_api_key_is_named_without_its_value(ibm_config, iam):
     iam.valid_api_keys.clear()
     engine = _engine(ibm_config)
     with pytest.raises(EngineError) as info:
-        engine.apply(_run(), RUN_VARS, SECURE)
+        engine.apply(WS, RUN_ID, RUN_VARS, SECURE)
     assert "ibm.iam_api_key" in info.value.message
     assert API_KEY not in str(info.value)
 
 
 def test_no_secret_in_any_log_or_result(ibm_config, schematics, caplog, restore_http_debug):
     caplog.set_level(logging.DEBUG)  # before the engine exists: the SDK then logs HTTP bodies too
-    engine, run = _engine(ibm_config), _run()
+    engine = _engine(ibm_config)
     schematics.apply_script = ["FAILED"]
-    activity = _poll(engine, run, engine.apply(run, RUN_VARS, SECURE))
-    destroy = engine.destroy(run)
+    activity = _poll(engine, engine.apply(WS, RUN_ID, RUN_VARS, SECURE))
+    destroy = engine.destroy(WS)
     schematics.lock()
     try:
-        engine.apply(run, RUN_VARS, SECURE)
+        engine.apply(WS, RUN_ID, RUN_VARS, SECURE)
     except WorkspaceBusyError as exc:
         busy = str(exc)
-    everything = caplog.text + repr(activity) + repr(destroy) + busy + repr(engine.settings) + repr(engine.outputs(run))
+    everything = caplog.text + repr(activity) + repr(destroy) + busy + repr(engine.settings) + repr(engine.outputs(WS))
     assert "PUT" in caplog.text or "Sending" in caplog.text  # the SDK did log at DEBUG
     for secret in SECRETS + tuple(iam_token for iam_token in engine._secrets if iam_token not in SECRETS):
         assert secret not in everything
@@ -218,3 +216,21 @@ def test_service_url_is_explicit():
         SchematicsSettings.from_config(load_config({**base, "schematics": {"workspace_id": "w", "url": "ftp://x"}}))
     assert info.value.field == "schematics.url"
     assert API_KEY not in repr(engine.settings)
+
+
+def test_it_is_an_orphan_sweeper_of_its_one_workspace(ibm_config, schematics):
+    """The owner is the ``run_id`` the engine wrote to the variable store before the
+    apply (Schematics returns non-secure values in GET /v1/workspaces/{id}), else the
+    ``run_id`` output of the stack."""
+    engine = _engine(ibm_config)
+    assert isinstance(engine, OrphanSweeper) and engine.workspaces() == [WS]
+    assert engine.owner(WS) is None  # never applied: only the workspace's own variables
+    _poll(engine, engine.apply(WS, "another-run", {**RUN_VARS, "run_id": "stale"}, SECURE))
+    assert engine.owner(WS) == "another-run"  # the run applied for, whatever the variables said
+    schematics.workspace.variablestore = [v for v in schematics.workspace.variablestore if v["name"] != "run_id"]
+    schematics.workspace.outputs["run_id"] = {"value": "from-outputs", "type": "string", "sensitive": False}
+    assert engine.owner(WS) == "from-outputs"
+    for call in (lambda: engine.resources("other"), lambda: engine.destroy("other"), lambda: engine.owner("other")):
+        with pytest.raises(EngineError) as info:
+            call()
+        assert "'other'" in info.value.message and f"serves workspace '{WS}'" in info.value.message

@@ -1,8 +1,10 @@
 """The Schematics engine: apply and destroy one IBM Cloud Schematics workspace.
 
-Contract with the actions (both stacks take the same run variables):
+The engine serves one Ephemera workspace (``workspace.name``) backed by one Schematics
+workspace (``schematics.workspace_id``); any other workspace name is refused. Contract
+with the actions (both stacks take the same run variables):
 
-- ``apply(run, variables, secure_variables)``: ``variables`` are the run's Terraform
+- ``apply(workspace, run_id, variables, secure_variables)``: ``variables`` are the run's Terraform
   variables -- ``run_id``, ``workspace``, ``worker_count``, ``job_key`` (key of the job
   spec in the state bucket), ``state_bucket``, ``hard_deadline`` (ISO 8601) and
   ``hard_timeout_seconds``, plus any ``workspace.variables`` of the config.
@@ -11,7 +13,8 @@ Contract with the actions (both stacks take the same run variables):
   All of them are written to the workspace's variable store (the template's
   ``values`` call) before the apply starts; the secrets as ``secure: true`` values,
   which Schematics never shows again. Values are strings; lists and maps are sent as
-  JSON, which Terraform reads as HCL.
+  JSON, which Terraform reads as HCL. The ``run_id`` variable is always the run applied
+  for: it is how :meth:`SchematicsEngine.owner` tells whose resources the workspace holds.
 - Apply and destroy need an IAM *refresh token* (header ``refresh_token``); IAM issues
   one only to the client id/secret ``bx``/``bx``, so the engine's IAM authenticator
   uses them. The service URL is set explicitly (the 1.1.0 SDK defaults to a dev URL).
@@ -24,6 +27,9 @@ Contract with the actions (both stacks take the same run variables):
   other failure raises :class:`EngineError` naming the call and the fix.
 - ``outputs`` reads ``get_workspace_outputs`` (a list per template; sensitive outputs
   are left out); ``resources`` lists the resource ids of ``get_workspace_resources``.
+- It is an :class:`~ephemera.engines.base.OrphanSweeper`: ``workspaces`` is its one
+  workspace; ``owner`` is the ``run_id`` in the workspace's variable store (the run it
+  was last applied for), else its ``run_id`` output.
 - No secret (API key, tokens, secure values) reaches a log record, an exception, an
   activity or a result: every text the engine emits is scrubbed, and a log filter on
   the SDK's loggers scrubs what the SDK itself logs at DEBUG level.
@@ -42,7 +48,7 @@ from urllib.parse import urlparse
 from ephemera.config import Config, load_config
 from ephemera.engines.schematics.config import REFRESH_TOKEN_CLIENT, SchematicsSettings
 from ephemera.errors import EngineError, WorkspaceBusyError
-from ephemera.model.runs import Activity, RunRecord
+from ephemera.model.runs import Activity
 from ephemera.timeutil import now_iso
 from ephemera.secrets import SDK_SCRUBBER, Scrubber, guard_loggers
 
@@ -82,8 +88,9 @@ class SchematicsEngine:
 
     name = "schematics"
 
-    def __init__(self, settings: SchematicsSettings, *, sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, settings: SchematicsSettings, workspace: str, *, sleep: Callable[[float], None] = time.sleep):
         self.settings = settings
+        self.workspace = workspace  # the Ephemera workspace name this Schematics workspace backs
         self._sleep = sleep  # injectable so tests need not wait for backoff
         self._secrets: set[str] = {settings.api_key}
         self._service = None
@@ -91,7 +98,15 @@ class SchematicsEngine:
 
     @classmethod
     def from_config(cls, config: Config | dict | str | None) -> "SchematicsEngine":
-        return cls(SchematicsSettings.from_config(load_config(config)))
+        config = load_config(config)
+        return cls(SchematicsSettings.from_config(config), config["workspace"]["name"])
+
+    def _check(self, workspace: str) -> None:
+        if workspace != self.workspace:
+            raise EngineError(
+                f"the schematics engine serves workspace '{self.workspace}' (Schematics workspace "
+                f"'{self.settings.workspace_id}'), not '{workspace}'; use the config of workspace '{workspace}'"
+            )
 
     # -- the SDK client ---------------------------------------------------------------
 
@@ -233,7 +248,9 @@ class SchematicsEngine:
 
     # -- WorkspaceEngine ----------------------------------------------------------------
 
-    def apply(self, run: RunRecord, variables: dict, secure_variables: dict) -> Activity:
+    def apply(self, workspace: str, run_id: str, variables: dict, secure_variables: dict) -> Activity:
+        self._check(workspace)
+        variables = {**variables, "run_id": run_id}
         for value in secure_variables.values():
             self._remember_secret(str(value) if value else None)
         service = self._client()
@@ -243,9 +260,10 @@ class SchematicsEngine:
         self._call("update variables", service.replace_workspace_inputs, self.settings.workspace_id, template_id, variablestore=store)
         token = self._refresh_token()
         result = self._call("start apply", service.apply_workspace_command, self.settings.workspace_id, token)
-        return self._started("apply", result, run)
+        return self._started("apply", result, run_id)
 
-    def destroy(self, run: RunRecord) -> Activity:
+    def destroy(self, workspace: str) -> Activity:
+        self._check(workspace)
         service = self._client()
         ws = self._workspace()
         status = str(ws.get("status") or "").upper()
@@ -257,16 +275,16 @@ class SchematicsEngine:
             )
         token = self._refresh_token()
         result = self._call("start destroy", service.destroy_workspace_command, self.settings.workspace_id, token)
-        return self._started("destroy", result, run)
+        return self._started("destroy", result, f"workspace {workspace}")
 
-    def _started(self, kind: str, result: dict, run: RunRecord) -> Activity:
+    def _started(self, kind: str, result: dict, what: str) -> Activity:
         activity_id = (result or {}).get("activityid") or (result or {}).get("action_id")
         if not activity_id:
             raise EngineError(f"schematics start {kind}: the response names no activity id", retryable=True)
-        log.info("schematics %s started for run %s: workspace %s, activity %s", kind, run.run_id, self.settings.workspace_id, activity_id)
+        log.info("schematics %s started for %s: workspace %s, activity %s", kind, what, self.settings.workspace_id, activity_id)
         return Activity(id=activity_id, kind=kind, state="RUNNING")
 
-    def status(self, run: RunRecord, activity: Activity) -> Activity:
+    def status(self, activity: Activity) -> Activity:
         if activity.done or activity.id.startswith("noop-"):
             return dataclasses.replace(activity)
         act = self._call("get activity", self._client().get_workspace_activity, self.settings.workspace_id, activity.id)
@@ -311,7 +329,8 @@ class SchematicsEngine:
             return [f"(activity log not fetched: HTTP {response.status_code})"]
         return response.text.splitlines()[-self.settings.log_tail_lines :]
 
-    def outputs(self, run: RunRecord) -> dict:
+    def outputs(self, workspace: str) -> dict:
+        self._check(workspace)
         templates = self._call("get outputs", self._client().get_workspace_outputs, self.settings.workspace_id) or []
         out: dict = {}
         for tpl in templates:
@@ -326,7 +345,8 @@ class SchematicsEngine:
                         out[name] = spec
         return out
 
-    def resources(self, run: RunRecord) -> list[str]:
+    def resources(self, workspace: str) -> list[str]:
+        self._check(workspace)
         templates = self._call("get resources", self._client().get_workspace_resources, self.settings.workspace_id) or []
         ids: list[str] = []
         for tpl in templates:
@@ -337,3 +357,20 @@ class SchematicsEngine:
                 if rid not in ids:
                     ids.append(rid)
         return ids
+
+    # -- OrphanSweeper ------------------------------------------------------------------
+
+    def workspaces(self) -> list[str]:
+        """The one workspace this engine serves."""
+        return [self.workspace]
+
+    def owner(self, workspace: str) -> str | None:
+        """The run the workspace was last applied for: ``run_id`` in its variable store
+        (written before every apply), else its ``run_id`` output."""
+        self._check(workspace)
+        ws = self._workspace(check_busy=False)
+        for var in (ws.get("template_data") or [{}])[0].get("variablestore") or []:
+            if var.get("name") == "run_id" and not var.get("secure") and var.get("value"):
+                return str(var["value"])
+        owner = self.outputs(workspace).get("run_id")
+        return str(owner) if owner else None

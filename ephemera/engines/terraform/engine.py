@@ -1,14 +1,22 @@
-"""The ``terraform`` engine: applies a run's stack on this machine.
+"""The ``terraform`` engine: applies a workspace's stack on this machine.
 
 Each workspace has a working directory ``<home>/workspaces/<name>/`` holding a copy of
-the stack, its variables (``ephemera.auto.tfvars.json``, mode 0600) and its local
-state. Apply and destroy run synchronously, so the activity they return is already
-COMPLETED or FAILED. Outputs and resource ids are read from the state file.
+the stack, its variables (``ephemera.auto.tfvars.json``, mode 0600), its local state,
+and ``ephemera.owner.json``, the run id it was last applied for. Apply and destroy run
+synchronously, so the activity they return is already COMPLETED or FAILED. Outputs
+and resource ids are read from the state file.
 
 Stacks that declare the variables ``python``, ``agent_config`` and ``agent_dir``
 (the ``local`` stack) get the interpreter that runs the agent, the path of the
-agent's config file (written here, mode 0600, deleted after destroy) and the folder
-for its pid files and logs.
+agent's config file and the folder for its pid files and logs, all in the run's own
+folder ``<home>/runs/<run_id>/`` (which also names its workspace, in ``workspace``).
+The agent config holds storage credentials: it is mode 0600 and deleted by destroy.
+
+A live agent in a run folder of the workspace that the state does not name (an apply
+killed before it saved its state) is one of the workspace's resources,
+``orphan_agent:<run_id>/<pid file>:<pid>``; destroy stops it. The engine is an
+:class:`~ephemera.engines.base.OrphanSweeper`: its workspaces are its working
+directories, a workspace's owner is the run id it was last applied for.
 """
 
 from __future__ import annotations
@@ -25,17 +33,21 @@ from ephemera.engines.terraform.config import TerraformEngineConfig, engine_conf
 from ephemera.engines.terraform.runners import Runner, make_runner
 from ephemera.errors import EngineError, WorkspaceBusyError
 from ephemera.files import write_private
-from ephemera.model.runs import Activity, RunRecord
-from ephemera.timeutil import now_iso
+from ephemera.model.runs import Activity
 from ephemera.secrets import Scrubber
+from ephemera.timeutil import now_iso
 
 TFVARS = "ephemera.auto.tfvars.json"
+OWNER_FILE = "ephemera.owner.json"  # {"run_id": ...}: the run the workspace was last applied for
+RUN_WORKSPACE_FILE = "workspace"  # in a run's folder: the name of its workspace
 LOG_TAIL_LINES = 40
 _VARIABLE_RE = re.compile(r'^\s*variable\s+"([A-Za-z0-9_-]+)"', re.M)
 _LOCK_MARKERS = ("Error acquiring the state lock",)
 
 
 class TerraformEngine:
+    """:class:`~ephemera.engines.base.WorkspaceEngine` and ``OrphanSweeper`` on this machine."""
+
     name = "terraform"
 
     def __init__(self, config: Config, settings: TerraformEngineConfig, runner: Runner | None = None):
@@ -49,11 +61,11 @@ class TerraformEngine:
         return cls(config, engine_config(config))
 
     # paths ---------------------------------------------------------------------------
-    def workdir(self, run: RunRecord) -> Path:
-        return self.settings.workspaces_dir / run.workspace
+    def workdir(self, workspace: str) -> Path:
+        return self.settings.workspaces_dir / workspace
 
-    def run_dir(self, run: RunRecord) -> Path:
-        return self.settings.runs_dir / run.run_id
+    def run_dir(self, run_id: str) -> Path:
+        return self.settings.runs_dir / run_id
 
     def declared_variables(self) -> set[str]:
         names: set[str] = set()
@@ -61,11 +73,12 @@ class TerraformEngine:
             names.update(_VARIABLE_RE.findall(tf.read_text()))
         return names
 
-    # interface -------------------------------------------------------------------------
-    def apply(self, run: RunRecord, variables: dict, secure_variables: dict) -> Activity:
-        workdir = self.workdir(run)
+    # WorkspaceEngine -------------------------------------------------------------------
+    def apply(self, workspace: str, run_id: str, variables: dict, secure_variables: dict) -> Activity:
+        workdir = self.workdir(workspace)
         self._sync_stack(workdir)
-        values = {**variables, **secure_variables, **self._local_variables(run)}
+        write_private(workdir / OWNER_FILE, json.dumps({"run_id": run_id}))
+        values = {**variables, **secure_variables, **self._local_variables(workspace, run_id)}
         declared = self.declared_variables()
         write_private(workdir / TFVARS, json.dumps({k: v for k, v in values.items() if k in declared}, indent=1))
         activity = Activity(id=f"tf-{uuid.uuid4().hex[:12]}", kind="apply")
@@ -76,15 +89,11 @@ class TerraformEngine:
         code, out = self.runner.run(workdir, "apply")
         return self._finish(activity, code, out)
 
-    def destroy(self, run: RunRecord) -> Activity:
+    def destroy(self, workspace: str) -> Activity:
         activity = Activity(id=f"tf-{uuid.uuid4().hex[:12]}", kind="destroy")
-        workdir = self.workdir(run)
+        workdir = self.workdir(workspace)
         out = "nothing to destroy: the workspace state holds no resources"
-        if self._state_resources(run):
-            tfvars = workdir / TFVARS
-            current = json.loads(tfvars.read_text()) if tfvars.exists() else {}
-            if current.get("run_id") not in (None, run.run_id):
-                raise EngineError(f"workspace '{run.workspace}' holds run '{current.get('run_id')}', not '{run.run_id}'; destroy that run instead")
+        if self._state_resources(workspace):
             self._sync_stack(workdir)
             if not (workdir / ".terraform").is_dir():
                 code, out = self.runner.run(workdir, "init")
@@ -93,82 +102,48 @@ class TerraformEngine:
             code, out = self.runner.run(workdir, "destroy")
             if code != 0:
                 return self._finish(activity, code, out)
-        swept = self._stop_orphan_agents(run)
+        swept = self._stop_orphan_agents(workspace)
         if swept:
             out += "\n" + "\n".join(swept)
-        self._cleanup_run_files(run)
+        self._cleanup_run_files(workspace)
         return self._finish(activity, 0, out)
 
-    def status(self, run: RunRecord, activity: Activity) -> Activity:
+    def status(self, activity: Activity) -> Activity:
         return Activity(**vars(activity))  # local activities finish before apply/destroy return
 
-    def outputs(self, run: RunRecord) -> dict:
-        state = self._state(run)
+    def outputs(self, workspace: str) -> dict:
+        state = self._state(workspace)
         return {name: out.get("value") for name, out in state.get("outputs", {}).items() if not out.get("sensitive")}
 
-    def resources(self, run: RunRecord) -> list[str]:
-        """Resources in the workspace state, plus any live agent of the run that the
-        state does not name (started by an apply that crashed before saving its state)."""
-        return self._state_resources(run) + [f"orphan_agent:{path.name}:{pid}" for path, pid in self._orphan_agents(run)]
+    def resources(self, workspace: str) -> list[str]:
+        """Resources in the workspace state, plus any live agent of the workspace's runs
+        that the state does not name (started by an apply that died before saving its state)."""
+        return self._state_resources(workspace) + [
+            f"orphan_agent:{path.parent.parent.name}/{path.name}:{pid}" for path, pid in self._orphan_agents(workspace)
+        ]
 
-    def _state_resources(self, run: RunRecord) -> list[str]:
-        ids = []
-        for res in self._state(run).get("resources", []):
-            if res.get("mode") != "managed":
-                continue
-            for inst in res.get("instances", []):
-                ident = inst.get("attributes", {}).get("id")
-                ids.append(f"{res['type']}.{res['name']}:{ident}")
-        return ids
-
-    def state_owner(self, workspace: str) -> str | None:
-        """The run id the workspace's state was last applied for, if any."""
-        probe = RunRecord(run_id="probe", workspace=workspace, engine=self.name)
-        outputs = self._state(probe).get("outputs", {})
-        owner = (outputs.get("run_id") or {}).get("value")
-        if owner:
-            return owner
-        tfvars = self.workdir(probe) / TFVARS
-        try:
-            return json.loads(tfvars.read_text()).get("run_id")
-        except (OSError, ValueError):
-            return None
-
+    # OrphanSweeper ---------------------------------------------------------------------
     def workspaces(self) -> list[str]:
         """Names of the workspaces this engine has a working directory for."""
         root = self.settings.workspaces_dir
         return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
 
-    def _orphan_agents(self, run: RunRecord) -> list[tuple[Path, int]]:
-        from ephemera.vm.pids import is_agent_process, read_pid
+    def owner(self, workspace: str) -> str | None:
+        """The run id the workspace was last applied for: its owner file, else (for a
+        workspace applied by an older version) the run id in its variables."""
+        workdir = self.workdir(workspace)
+        for name in (OWNER_FILE, TFVARS):
+            try:
+                owner = json.loads((workdir / name).read_text()).get("run_id")
+            except (OSError, ValueError, AttributeError):
+                continue
+            if owner:
+                return str(owner)
+        return None
 
-        known = set()
-        for res in self._state(run).get("resources", []):
-            for inst in res.get("instances", []):
-                pid_file = ((inst.get("attributes") or {}).get("input") or {})
-                pid_file = pid_file.get("value", pid_file).get("pid_file") if isinstance(pid_file, dict) else None
-                if pid_file:
-                    known.add(str(pid_file))
-        found = []
-        for path in sorted((self.run_dir(run) / "agents").glob("*.pid")):
-            pid = read_pid(str(path))
-            if str(path) not in known and pid and is_agent_process(pid):
-                found.append((path, pid))
-        return found
-
-    def _stop_orphan_agents(self, run: RunRecord) -> list[str]:
-        """Stop agents of the run that no state names; confirm each is gone."""
-        from ephemera.vm.control import stop_agent
-
-        done = []
-        for path, pid in self._orphan_agents(run):
-            stopped = stop_agent(str(path), timeout=10.0)
-            done.append(f"orphan agent pid {pid} ({path.name}) not in the state: {'stopped' if stopped else 'did not stop'}")
-        return done
-
-    # helpers -----------------------------------------------------------------------------
-    def _state(self, run: RunRecord) -> dict:
-        path = self.workdir(run) / "terraform.tfstate"
+    # the state and the agents ------------------------------------------------------------
+    def _state(self, workspace: str) -> dict:
+        path = self.workdir(workspace) / "terraform.tfstate"
         try:
             text = path.read_text()
         except FileNotFoundError:
@@ -178,8 +153,62 @@ class TerraformEngine:
         try:
             return json.loads(text)
         except ValueError as exc:
-            raise EngineError(f"state of workspace '{run.workspace}' is unreadable ({exc}); inspect {path}") from None
+            raise EngineError(f"state of workspace '{workspace}' is unreadable ({exc}); inspect {path}") from None
 
+    def _state_resources(self, workspace: str) -> list[str]:
+        ids = []
+        for res in self._state(workspace).get("resources", []):
+            if res.get("mode") != "managed":
+                continue
+            for inst in res.get("instances", []):
+                ident = inst.get("attributes", {}).get("id")
+                ids.append(f"{res['type']}.{res['name']}:{ident}")
+        return ids
+
+    def _run_dirs(self, workspace: str) -> list[Path]:
+        """Folders of the runs applied in this workspace (each names its workspace)."""
+        root = self.settings.runs_dir
+        if not root.is_dir():
+            return []
+        found = []
+        for run_dir in sorted(root.iterdir()):
+            try:
+                if (run_dir / RUN_WORKSPACE_FILE).read_text().strip() == workspace:
+                    found.append(run_dir)
+            except OSError:
+                continue
+        return found
+
+    def _orphan_agents(self, workspace: str) -> list[tuple[Path, int]]:
+        from ephemera.vm.pids import is_agent_process, read_pid
+
+        known = set()
+        for res in self._state(workspace).get("resources", []):
+            for inst in res.get("instances", []):
+                pid_file = ((inst.get("attributes") or {}).get("input") or {})
+                pid_file = pid_file.get("value", pid_file).get("pid_file") if isinstance(pid_file, dict) else None
+                if pid_file:
+                    known.add(str(pid_file))
+        found = []
+        for run_dir in self._run_dirs(workspace):
+            for path in sorted((run_dir / "agents").glob("*.pid")):
+                pid = read_pid(str(path))
+                if str(path) not in known and pid and is_agent_process(pid):
+                    found.append((path, pid))
+        return found
+
+    def _stop_orphan_agents(self, workspace: str) -> list[str]:
+        """Stop agents of the workspace's runs that no state names; confirm each is gone."""
+        from ephemera.vm.control import stop_agent
+
+        done = []
+        for path, pid in self._orphan_agents(workspace):
+            stopped = stop_agent(str(path), timeout=10.0)
+            done.append(f"orphan agent pid {pid} ({path.parent.parent.name}/{path.name}) not in the state: "
+                        f"{'stopped' if stopped else 'did not stop'}")
+        return done
+
+    # helpers -----------------------------------------------------------------------------
     def _sync_stack(self, workdir: Path) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         for old in workdir.glob("*.tf"):
@@ -188,21 +217,24 @@ class TerraformEngine:
             if src.is_file() and not src.name.endswith((".tfstate", ".tfvars", ".tfvars.json")):
                 shutil.copy2(src, workdir / src.name)
 
-    def _local_variables(self, run: RunRecord) -> dict:
+    def _local_variables(self, workspace: str, run_id: str) -> dict:
         declared = self.declared_variables()
         if not {"agent_config", "agent_dir"} & declared:
             return {}
-        run_dir = self.run_dir(run)
+        run_dir = self.run_dir(run_id)
         agent_config = run_dir / "agent.json"
         # The local stand-in for cloud-init user_data: how the "VM" reaches storage.
-        write_private(agent_config, json.dumps({"run_id": run.run_id, "config": self.config.to_dict(redact=False)}, indent=1))
+        write_private(agent_config, json.dumps({"run_id": run_id, "config": self.config.to_dict(redact=False)}, indent=1))
+        (run_dir / RUN_WORKSPACE_FILE).write_text(workspace)
         return {"python": sys.executable, "agent_config": str(agent_config), "agent_dir": str(run_dir / "agents")}
 
-    def _cleanup_run_files(self, run: RunRecord) -> None:
-        try:
-            (self.run_dir(run) / "agent.json").unlink()
-        except FileNotFoundError:
-            pass
+    def _cleanup_run_files(self, workspace: str) -> None:
+        """Delete the agent configs (they hold credentials) of the workspace's runs: no agent is left to read them."""
+        for run_dir in self._run_dirs(workspace):
+            try:
+                (run_dir / "agent.json").unlink()
+            except FileNotFoundError:
+                pass
 
     def _finish(self, activity: Activity, code: int, output: str) -> Activity:
         tail = self.scrubber.scrub("\n".join(output.strip().splitlines()[-LOG_TAIL_LINES:]))
