@@ -6,12 +6,9 @@ Adding an engine is a folder ``ephemera/engines/<name>/`` (its ``spec.py`` subcl
 
 from __future__ import annotations
 
-import importlib
-from functools import cache
-
 from ephemera.engines.base import WorkspaceEngine
 from ephemera.engines.spec import EngineSpec
-from ephemera.errors import ConfigError
+from ephemera.plugins import load_spec, registered
 
 # registry name -> "module:Spec class"; the spec modules import no SDK
 ENGINES: dict[str, str] = {
@@ -21,22 +18,14 @@ ENGINES: dict[str, str] = {
 DEFAULT_ENGINE = "terraform"  # the value of engine.backend when the config names none
 
 
-@cache
-def _load(path: str) -> EngineSpec:
-    module_name, _, cls_name = path.partition(":")
-    return getattr(importlib.import_module(module_name), cls_name)()
-
-
 def engine_spec(name: str) -> EngineSpec:
     """The spec of a registered engine; ConfigError naming engine.backend for an unknown name."""
-    if not isinstance(name, str) or name not in ENGINES:
-        raise ConfigError("engine.backend", f"unknown engine '{name}'", f"use one of {', '.join(ENGINES)}")
-    return _load(ENGINES[name])
+    return registered(ENGINES, name, "engine.backend", "engine")
 
 
 def engine_specs() -> list[EngineSpec]:
     """Every registered engine's spec, in registry order."""
-    return [_load(path) for path in ENGINES.values()]
+    return [load_spec(path) for path in ENGINES.values()]
 
 
 def get_engine(config) -> WorkspaceEngine:

@@ -8,12 +8,10 @@ only inside their backend module, when that backend is built.
 
 from __future__ import annotations
 
-import importlib
 import json
-from functools import cache
 from typing import Any
 
-from ephemera.errors import ConfigError
+from ephemera.plugins import load_spec, registered
 from ephemera.storage.base import ObjectInfo, Storage
 from ephemera.storage.spec import StorageBackendSpec
 
@@ -26,22 +24,14 @@ BACKENDS: dict[str, str] = {
 DEFAULT_BACKEND = "localhost"  # the value of storage.backend when the config names none
 
 
-@cache
-def _load(path: str) -> StorageBackendSpec:
-    module_name, _, cls_name = path.partition(":")
-    return getattr(importlib.import_module(module_name), cls_name)()
-
-
 def storage_spec(name: str, field: str = "storage.backend") -> StorageBackendSpec:
     """The spec of a registered backend; ConfigError naming ``field`` for an unknown name."""
-    if not isinstance(name, str) or name not in BACKENDS:
-        raise ConfigError(field, f"unknown storage backend '{name}'", f"use one of: {', '.join(BACKENDS)}")
-    return _load(BACKENDS[name])
+    return registered(BACKENDS, name, field, "storage backend")
 
 
 def storage_specs() -> list[StorageBackendSpec]:
     """Every registered backend's spec, in registry order."""
-    return [_load(path) for path in BACKENDS.values()]
+    return [load_spec(path) for path in BACKENDS.values()]
 
 
 def backend_for_scheme(scheme: str) -> str:
