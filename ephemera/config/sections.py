@@ -19,6 +19,7 @@ from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from ephemera.errors import InvalidKeyError
 from ephemera.sections import Invalid, Label, Section
+from ephemera.storage.keys import BUCKET_PATTERN, validate_bucket
 
 ACTIONS = ("apply", "destroy", "reap", "status")
 TRIGGER_KINDS = ("alarm", "object_write")
@@ -61,8 +62,6 @@ def duration_seconds(value: Any) -> int:
 
 
 def _bucket(value: Any) -> str:
-    from ephemera.storage.keys import validate_bucket
-
     try:
         return validate_bucket(_string(value))
     except InvalidKeyError:  # the storage rule, its fix said once
@@ -119,7 +118,7 @@ _STRING = {"type": "string"}
 Duration = Annotated[int, Label("duration: seconds, 90s, 30m, 4h, 1d"), BeforeValidator(duration_seconds), WithJsonSchema(
     {"anyOf": [{"type": "integer", "exclusiveMinimum": 0}, {"type": "string", "pattern": r"^\s*[0-9.]+\s*[smhdSMHD]?\s*$"}]})]
 BucketName = Annotated[str, Label("bucket name"), BeforeValidator(_bucket), WithJsonSchema(
-    {"type": "string", "pattern": r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"})]
+    {"type": "string", "pattern": BUCKET_PATTERN})]
 KeyPrefix = Annotated[str, Label("key prefix"), BeforeValidator(_prefix), WithJsonSchema(_STRING)]
 EntryPoint = Annotated[str, Label("package.module:function"), BeforeValidator(_entry), WithJsonSchema({"type": "string", "pattern": r"^[\w.]+:\w+$"})]
 WorkspaceName = Annotated[str, Label("workspace name"), BeforeValidator(_workspace_name), WithJsonSchema(
