@@ -90,14 +90,6 @@ def run_action(name: str, params: dict, handler: Callable[[Context, dict], dict]
 
 def _param_secrets(params) -> list[str]:
     """Secrets visible before the config validates (so even a config error is scrubbed)."""
-    from ephemera.config import SCHEMA
+    from ephemera.config import raw_secret_values
 
-    config = params.get("config") if isinstance(params, dict) else None
-    if not isinstance(config, dict):
-        return []
-    values = []
-    for section, fields in SCHEMA.items():
-        data = config.get(section)
-        if isinstance(data, dict):
-            values += [str(data[k]) for k, spec in fields.items() if spec.secret and data.get(k)]
-    return values
+    return raw_secret_values(params.get("config") if isinstance(params, dict) else None)

@@ -8,8 +8,9 @@ Ephemera's own localhost storage uses; ``EPHEMERA_HOME`` moves it).
 
 Sections: ``lithops`` (backend, storage, mode, monitoring, execution_timeout,
 data_limit, log_level, ...), ``localhost``, ``standalone`` and the standalone
-backends ``ibm_vpc``/``aws_ec2``/``vm``, and the storage sections ``localhost``,
-``aws_s3`` (+ ``aws``), ``ibm_cos`` (+ ``ibm``). Caller dicts are never mutated.
+backends ``ibm_vpc``/``aws_ec2``/``vm``, and the storage section named by
+``lithops.storage``: each Ephemera storage backend states how it completes and maps
+its Lithops section (:mod:`ephemera.storage.lithops`). Caller dicts are never mutated.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ephemera.storage import DEFAULT_BACKEND
+from ephemera.storage.lithops import complete_section, storage_section
 from lithops_bridge import constants as c
 from lithops_bridge.errors import ConfigError
 
@@ -29,7 +32,6 @@ log = logging.getLogger("lithops_bridge")
 STANDALONE_BACKENDS = ("standalone", "ibm_vpc", "aws_ec2", "vm", "azure_vms", "gcp_compute_engine")
 SERVERLESS_BACKENDS = ("ibm_cf", "code_engine", "knative", "openwhisk", "aws_lambda", "aws_batch", "gcp_cloudrun",
                        "gcp_functions", "cloudrun", "azure_functions", "azure_containers", "aliyun_fc", "oracle_f", "k8s", "singularity")
-STORAGE_BACKENDS = ("localhost", "aws_s3", "ibm_cos")
 DEFAULT_KEYS = {"monitoring": "storage", "monitoring_interval": 2, "execution_timeout": c.EXECUTION_TIMEOUT, "data_limit": 4}
 
 
@@ -76,7 +78,7 @@ def load_config(config_file: str | None = None) -> dict:
                 raise ConfigError("LITHOPS_CONFIG_FILE", f"'{path}' does not exist", "point it at your config or unset it")
             data = load_yaml_config(path)
     if not data:
-        data = {"lithops": {"mode": c.LOCALHOST, "backend": c.LOCALHOST, "storage": c.LOCALHOST}}
+        data = {"lithops": {"mode": c.LOCALHOST, "backend": c.LOCALHOST, "storage": DEFAULT_BACKEND}}
     if not isinstance(data, dict):
         raise ConfigError("<top>", f"expected a mapping, got {type(data).__name__}", "the Lithops config is a YAML mapping")
     return data
@@ -141,27 +143,22 @@ def default_config(config_file: str | None = None, config_data: dict | None = No
 
 def default_storage_config(config_file: str | None = None, config_data: dict | None = None, backend: str | None = None) -> dict:
     """The config with its storage section completed and checked."""
-    from lithops_bridge.storage.config import complete_section
 
     data = copy.deepcopy(config_data) if config_data else load_config(config_file)
     data["lithops"] = dict(data.get("lithops") or {})
     if backend:
         data["lithops"]["storage"] = backend
-    data["lithops"].setdefault("storage", c.LOCALHOST)
+    data["lithops"].setdefault("storage", DEFAULT_BACKEND)
     name = data["lithops"]["storage"]
-    if name not in STORAGE_BACKENDS:
-        raise ConfigError("lithops.storage", f"unknown storage backend '{name}'", f"use one of: {', '.join(STORAGE_BACKENDS)}")
-    data[name] = complete_section(name, data)
+    data[name] = complete_section(name, data)  # ConfigError naming lithops.storage for an unknown backend
     return data
 
 
 def extract_storage_config(config: dict) -> dict:
     """``{"backend": name, name: {...}}``: what Storage(storage_config=...) takes."""
     lit = config.get("lithops") or {}
-    name = lit.get("storage", c.LOCALHOST)
-    section = dict(config.get(name) or {})
-    if name == c.LOCALHOST:
-        section = {k: v for k, v in section.items() if k in ("storage_bucket", "storage_root")}
+    name = lit.get("storage", DEFAULT_BACKEND)
+    section = storage_section(name, dict(config.get(name) or {}))  # a section may also hold compute keys
     return {"backend": name, name: section,
             "monitoring_interval": lit.get("monitoring_interval", DEFAULT_KEYS["monitoring_interval"])}
 

@@ -1,8 +1,8 @@
 """``obj`` data partitioning: a map over objects in storage, split into chunks.
 
 An ``obj`` item names objects: ``bucket/key``, ``bucket/prefix/`` (every object under
-it), ``bucket`` (the whole bucket), the same as ``<backend>://...`` URLs (``cos://``
-and ``s3://`` are aliases of ``ibm_cos://`` and ``aws_s3://``) or a CloudObject.
+it), ``bucket`` (the whole bucket), the same as ``<backend>://...`` URLs (each
+storage backend names its aliases, e.g. ``s3://`` for ``aws_s3://``) or a CloudObject.
 Each object becomes ``obj_chunk_number`` chunks, or chunks of ``obj_chunk_size``
 bytes, or one chunk. With ``obj_newline`` (default ``\\n``) every line lands whole in
 exactly one chunk: the one where the line starts. On the worker the function gets
@@ -15,10 +15,10 @@ from __future__ import annotations
 import io
 from typing import Any, Callable
 
+from ephemera.storage import backend_for_scheme
 from lithops_bridge.iterdata import as_list, bind, bound_signature, merge_extra_args
 from lithops_bridge.storage.utils import CloudObject
 
-SCHEMES = {"cos": "ibm_cos", "s3": "aws_s3"}
 READ_AHEAD = 64 * 1024  # bytes read past a chunk's end to finish its last line
 
 
@@ -81,7 +81,7 @@ def split_url(obj: Any, default_backend: str) -> tuple[str, str, str]:
     backend = default_backend
     if "://" in obj:
         scheme, obj = obj.split("://", 1)
-        backend = SCHEMES.get(scheme, scheme)
+        backend = backend_for_scheme(scheme)
     if obj.startswith("/") or not obj:
         raise ValueError(f"obj '{obj}' is not 'bucket/key' or 'bucket/prefix/'")
     bucket, _, key = obj.partition("/")

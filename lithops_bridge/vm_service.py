@@ -16,6 +16,7 @@ import os
 import threading
 from datetime import datetime, timezone
 
+from lithops_bridge import constants as c
 from lithops_bridge.backends.standalone import keys
 
 log = logging.getLogger("lithops_bridge.vm_service")
@@ -41,7 +42,7 @@ class BridgeService:
         storage = self.vm.lithops_storage
         name = storage["backend"]
         cfg = {"lithops": {"backend": compute, "storage": name}, name: dict(storage[name])}
-        if compute == "standalone":
+        if compute == c.STANDALONE:
             sa = {"exec_mode": "consume", "run_id": self.vm.run_id, "worker_processes": self.vm.worker_processes,
                   "use_gpu": self.vm.use_gpu}
             if self.vm.hard_deadline is not None:
@@ -50,17 +51,17 @@ class BridgeService:
                     sa["hard_dismantle_timeout"] = round(left, 3)
             cfg["standalone"] = sa
         else:
-            cfg["localhost"] = {**cfg.get("localhost", {}), "worker_processes": self.vm.worker_processes}
+            cfg[c.LOCALHOST] = {**cfg.get(c.LOCALHOST, {}), "worker_processes": self.vm.worker_processes}
         return cfg
 
     def workload_env(self) -> dict[str, str]:
-        return {"LITHOPS_CONFIG": json.dumps(self.bridge_config("standalone"))}
+        return {"LITHOPS_CONFIG": json.dumps(self.bridge_config(c.STANDALONE))}
 
     # --- serving ----------------------------------------------------------------------------
     def start(self) -> None:
         from lithops_bridge.backends.standalone.server import TaskServer
 
-        task_env = {"LITHOPS_CONFIG": json.dumps(self.bridge_config("localhost")), "LITHOPS_BRIDGE_WORKER": "1"}
+        task_env = {"LITHOPS_CONFIG": json.dumps(self.bridge_config(c.LOCALHOST)), "LITHOPS_BRIDGE_WORKER": "1"}
         self.server = TaskServer(self.vm.storage, self.vm.state_bucket, self.vm.run_id, self.vm.worker,
                                  self.vm.worker_processes, task_env, cloud=not self.vm.same_host).start()
         self._state = "serving"

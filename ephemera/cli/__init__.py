@@ -5,7 +5,7 @@
     ephemera runs [show RUN_ID]       the runs ledger, or one run's timeline
     ephemera activations              what the local runtime invoked, newest first
     ephemera invoke ACTION [k=v ...]  invoke an action by hand (apply, destroy, reap, status)
-    ephemera config                   validate the config and print it (secrets masked)
+    ephemera config [--schema]        validate the config and print it (secrets masked), or its JSON Schema
     ephemera deploy ...               deploy to Code Engine or OpenWhisk
     ephemera lithops-config RUN_ID    a Lithops config for a run's VMs
 """
@@ -80,6 +80,11 @@ def cmd_invoke(args) -> int:
 
 
 def cmd_config(args) -> int:
+    if args.schema:  # needs no config: it describes every valid one
+        from ephemera.config import json_schema
+
+        print(json.dumps(json_schema(), indent=2))
+        return 0
     config = _context(args).config
     print(f"# source: {config.source}")
     print(yaml.safe_dump(config.to_dict(redact=True), sort_keys=False), end="")
@@ -137,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_invoke)
 
     p = sub.add_parser("config", help="validate the config and print it with secrets masked")
+    p.add_argument("--schema", action="store_true", help="print the config's JSON Schema instead (for editors)")
     p.set_defaults(func=cmd_config)
 
     p = sub.add_parser("deploy", help="deploy actions, triggers and rules (code-engine, openwhisk)", add_help=False)

@@ -8,7 +8,8 @@ backend section, and the storage section of the Ephemera config (``storage_bucke
 - the ``ibm-vpc-gpu`` stack (``instance_ids``, ``private_ips``, optional
   ``floating_ips``): ``lithops.backend: ibm_vpc`` with ``instance_id``, ``floating_ip``
   (the public address when the stack has one, else the private IP: run Lithops from
-  inside the VPC), ``region`` and ``iam_api_key``;
+  inside the VPC), ``region`` (the stack's ``region`` variable, else the engine's, e.g.
+  ``schematics.region``, else the stack's default) and ``iam_api_key``;
 - the local stack (``agents``): ``lithops.backend: vm`` with ``ip_address: 127.0.0.1``
   and ``ssh_username`` (Lithops reaches a "VM" over SSH to this machine).
 
@@ -27,7 +28,10 @@ from pathlib import Path
 
 import yaml
 
+from ephemera.engines import engine_spec
 from ephemera.storage.lithops import to_lithops
+
+STACK_DEFAULT_REGION = "us-south"  # the ibm-vpc-gpu stack's default for its region variable
 
 
 def _value(outputs: dict, name: str):
@@ -49,8 +53,8 @@ def vm_configs(config, record) -> list[tuple[int, dict]]:
     agents = _value(outputs, "agents")
     if private_ips:
         floating = _value(outputs, "floating_ips") or []
-        region = config["schematics"]["region"] if config.get("schematics") else None
-        region = (config["workspace"]["variables"] or {}).get("region", region)
+        region = ((config["workspace"]["variables"] or {}).get("region")
+                  or engine_spec(config["engine"]["backend"]).vm_region(config) or STACK_DEFAULT_REGION)
         for i, (iid, ip) in enumerate(zip(instance_ids, private_ips)):
             cfg = copy.deepcopy(base)
             cfg["lithops"]["backend"] = "ibm_vpc"

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import json
 
-from ephemera.config import Config
+from ephemera.config import Config, ConfigError
 from ephemera.deploy.package import ACTIONS
 from ephemera.deploy.steps import Step
+from ephemera.storage import storage_spec
 
 ALARM_FEED = "/whisk.system/alarms/alarm"
 ONCE_FEED = "/whisk.system/alarms/once"
@@ -25,12 +26,14 @@ REAPER_TRIGGER = "ephemera-reaper"
 REAPER_CRON = "*/5 * * * *"
 
 
-def cos_feed_endpoint(config: Config) -> str:
-    """The COS endpoint the changes feed watches (host only): the configured one or the region's private one."""
-    endpoint = config["ibm_cos"]["endpoint"]
-    if endpoint:
-        return endpoint.split("://", 1)[-1].rstrip("/")
-    return f"s3.private.{config['ibm_cos']['region']}.cloud-object-storage.appdomain.cloud"
+def cos_feed_endpoint(config: Config, field: str = "storage.backend") -> str:
+    """The host the COS changes feed watches, as the storage backend states it (host only);
+    ConfigError naming ``field`` (the object_write trigger) when the backend has no such feed."""
+    endpoint = storage_spec(config["storage"]["backend"]).change_feed_endpoint(config)
+    if endpoint is None:
+        raise ConfigError(field, f"the {COS_FEED} feed cannot watch {config['storage']['backend']} storage",
+                          "use ibm_cos storage, or deploy object_write triggers where that storage has events")
+    return endpoint
 
 
 def trigger_instances(trigger: dict) -> list[tuple[str, str]]:
@@ -78,14 +81,14 @@ def openwhisk_plan(config: Config, *, zip_path: str, param_file: str, cli: tuple
                     "--main", "main", "--timeout", timeout_ms, "--memory", str(memory_mb)],
         ))
     names: dict[str, list[str]] = {}
-    for trig in config["triggers"]:
+    for i, trig in enumerate(config["triggers"]):
         if trig["kind"] == "alarm":
             steps.append(_alarm_step(cli, trig))
             names[trig["name"]] = [trig["name"]]
             continue
         names[trig["name"]] = []
         for name, suffix in trigger_instances(trig):
-            params = ["--param", "bucket", trig["bucket"], "--param", "endpoint", cos_feed_endpoint(config),
+            params = ["--param", "bucket", trig["bucket"], "--param", "endpoint", cos_feed_endpoint(config, f"triggers[{i}]"),
                       "--param", "event_types", "write"]
             if trig["prefix"]:
                 params += ["--param", "prefix", trig["prefix"]]

@@ -35,6 +35,7 @@ REQUIREMENTS = (
     "pyyaml>=6",
     "croniter>=2",
     "cloudpickle>=3",
+    "pydantic>=2.7",
     "ibm-cos-sdk>=2.13",
     "ibm-cloud-sdk-core>=3.16",
     "ibm-schematics==1.1.0",

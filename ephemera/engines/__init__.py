@@ -1,26 +1,39 @@
-"""Workspace engines: one folder per engine, an explicit registry, lazy imports; the
-interface and the optional capabilities are in :mod:`ephemera.engines.base`."""
+"""Workspace engines: one folder per engine, an explicit registry, lazy imports.
+
+Adding an engine is a folder ``ephemera/engines/<name>/`` (its ``spec.py`` subclasses
+:class:`~ephemera.engines.spec.EngineSpec`) and one line in :data:`ENGINES`.
+"""
 
 from __future__ import annotations
 
-import importlib
-
-from ephemera.config import Config, ConfigError, load_config
 from ephemera.engines.base import OrphanSweeper, WorkspaceEngine
+from ephemera.engines.spec import EngineSpec
+from ephemera.plugins import load_spec, registered
 
+# registry name -> "module:Spec class"; the spec modules import no SDK
 ENGINES: dict[str, str] = {
-    "terraform": "ephemera.engines.terraform.engine:TerraformEngine",
-    "schematics": "ephemera.engines.schematics.engine:SchematicsEngine",
+    "terraform": "ephemera.engines.terraform.spec:TerraformSpec",
+    "schematics": "ephemera.engines.schematics.spec:SchematicsSpec",
 }
+DEFAULT_ENGINE = "terraform"  # the value of engine.backend when the config names none
 
 
-def get_engine(config: Config | dict | str | None) -> WorkspaceEngine:
+def engine_spec(name: str) -> EngineSpec:
+    """The spec of a registered engine; ConfigError naming engine.backend for an unknown name."""
+    return registered(ENGINES, name, "engine.backend", "engine")
+
+
+def engine_specs() -> list[EngineSpec]:
+    """Every registered engine's spec, in registry order."""
+    return [load_spec(path) for path in ENGINES.values()]
+
+
+def get_engine(config) -> WorkspaceEngine:
+    """The engine of a :class:`~ephemera.config.Config` (or a config source)."""
+    from ephemera.config import load_config
+
     config = load_config(config)
-    name = config["engine"]["backend"]
-    if name not in ENGINES:
-        raise ConfigError("engine.backend", f"unknown engine '{name}'", f"use one of {', '.join(ENGINES)}")
-    module_name, _, cls_name = ENGINES[name].partition(":")
-    return getattr(importlib.import_module(module_name), cls_name).from_config(config)
+    return engine_spec(config["engine"]["backend"]).build(config)
 
 
-__all__ = ["ENGINES", "OrphanSweeper", "WorkspaceEngine", "get_engine"]
+__all__ = ["DEFAULT_ENGINE", "ENGINES", "EngineSpec", "OrphanSweeper", "WorkspaceEngine", "engine_spec", "engine_specs", "get_engine"]

@@ -19,6 +19,7 @@ from ephemera.errors import EngineError, RunNotFoundError, WorkspaceBusyError
 from ephemera.lifecycle.request import workspace_lock
 from ephemera.model import marker as markers
 from ephemera.model.runs import Activity, RunError, RunRecord, RunState
+from ephemera.storage import storage_spec
 
 log = logging.getLogger("ephemera.lifecycle")
 S = RunState
@@ -41,20 +42,11 @@ def stack_variables(ctx: Context, run: RunRecord) -> tuple[dict, dict]:
         "hard_timeout_seconds": max(60, int((deadline - datetime.now(timezone.utc)).total_seconds())),
     }
     secure = {}
-    cos, s3 = config["ibm_cos"], config["aws_s3"]
     if config["ibm"]["iam_api_key"]:
         secure["ibmcloud_api_key"] = config["ibm"]["iam_api_key"]  # the IBM provider, outside Schematics
-    if config["storage"]["backend"] == "ibm_cos":
-        plain["cos_region"] = cos["region"]
-        if cos["endpoint"]:
-            plain["cos_endpoint"] = cos["endpoint"]  # else the VMs use the direct endpoint of the region
-        if cos["access_key_id"]:
-            secure.update(cos_hmac_access_key_id=cos["access_key_id"], cos_hmac_secret_access_key=cos["secret_access_key"])
-        else:
-            secure["cos_api_key"] = cos["api_key"] or config["ibm"]["iam_api_key"]
-            plain["cos_service_instance_id"] = cos["service_instance_id"]
-    elif config["storage"]["backend"] == "aws_s3" and s3["access_key_id"]:
-        secure.update(s3_access_key_id=s3["access_key_id"], s3_secret_access_key=s3["secret_access_key"])
+    storage_plain, storage_secure = storage_spec(config["storage"]["backend"]).vm_variables(config)  # the VMs' storage access
+    plain.update(storage_plain)
+    secure.update(storage_secure)
     return plain, secure
 
 

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 from ephemera import layout
 from ephemera.config import WORKSPACE_NAME_FIX, is_workspace_name
 from ephemera.context import Context
+from ephemera.engines import engine_spec
 from ephemera.errors import EphemeraError, ParamError, RunNotFoundError
 from ephemera.locking.workspace_lock import WorkspaceLock
 from ephemera.model.events import Event
@@ -51,10 +52,10 @@ def _workspace(config, event: Event) -> str:
     name = event.payload.get("workspace")
     if name is None:
         return config["workspace"]["name"]
-    if config["engine"]["backend"] == "schematics" and name != config["workspace"]["name"]:
-        # one Schematics workspace (schematics.workspace_id) backs exactly one Ephemera workspace
+    engine = engine_spec(config["engine"]["backend"])
+    if engine.one_workspace_per_config and name != config["workspace"]["name"]:
         raise ParamError("workspace", f"'{name}' is not this config's workspace '{config['workspace']['name']}'",
-                         "with the schematics engine each workspace needs its own config (and schematics.workspace_id)")
+                         f"with the {engine.name} engine each workspace needs its own config")
     if not is_workspace_name(name):
         raise ParamError("workspace", f"{name!r} is not a workspace name", WORKSPACE_NAME_FIX)
     return name

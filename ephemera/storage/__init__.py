@@ -1,36 +1,53 @@
 """Object storage: one interface, one folder per backend, an explicit registry.
 
-``get_storage(config)`` builds the backend the config names. Cloud SDKs are imported
+Adding a backend is a folder ``ephemera/storage/<name>/`` (its ``spec.py`` subclasses
+:class:`~ephemera.storage.spec.StorageBackendSpec`) and one line in :data:`BACKENDS`.
+``get_storage(config)`` builds the backend the config names; cloud SDKs are imported
 only inside their backend module, when that backend is built.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 from typing import Any
 
+from ephemera.plugins import load_spec, registered
 from ephemera.storage.base import ObjectInfo, Storage
+from ephemera.storage.spec import StorageBackendSpec
 
-# registry name -> "module:Class"; modules are imported only when chosen
+# registry name -> "module:Spec class"; the spec modules import no SDK
 BACKENDS: dict[str, str] = {
-    "localhost": "ephemera.storage.localhost.backend:LocalhostStorage",
-    "aws_s3": "ephemera.storage.aws_s3.backend:S3Storage",
-    "ibm_cos": "ephemera.storage.ibm_cos.backend:IBMCOSStorage",
+    "localhost": "ephemera.storage.localhost.spec:LocalhostSpec",
+    "aws_s3": "ephemera.storage.aws_s3.spec:AwsS3Spec",
+    "ibm_cos": "ephemera.storage.ibm_cos.spec:IBMCOSSpec",
 }
+DEFAULT_BACKEND = "localhost"  # the value of storage.backend when the config names none
+
+
+def storage_spec(name: str, field: str = "storage.backend") -> StorageBackendSpec:
+    """The spec of a registered backend; ConfigError naming ``field`` for an unknown name."""
+    return registered(BACKENDS, name, field, "storage backend")
+
+
+def storage_specs() -> list[StorageBackendSpec]:
+    """Every registered backend's spec, in registry order."""
+    return [load_spec(path) for path in BACKENDS.values()]
+
+
+def backend_for_scheme(scheme: str) -> str:
+    """The backend an object URL scheme names (``s3://`` is ``aws_s3``); unknown schemes as given."""
+    for spec in storage_specs():
+        if scheme in spec.url_schemes:
+            return spec.name
+    return scheme
 
 
 def get_storage(config: Any) -> Storage:
     """The storage backend of a :class:`~ephemera.config.Config` (or a config source)."""
-    from ephemera.config import ConfigError, load_config
+    from ephemera.config import load_config
 
     config = load_config(config)
-    name = config["storage"]["backend"]
-    if name not in BACKENDS:
-        raise ConfigError("storage.backend", f"unknown backend '{name}'", f"use one of {', '.join(BACKENDS)}")
-    module_name, _, cls_name = BACKENDS[name].partition(":")
-    cls = getattr(importlib.import_module(module_name), cls_name)
-    return cls.from_config(config)
+    return storage_spec(config["storage"]["backend"]).build(config)
 
 
 def put_json(storage: Storage, bucket: str, key: str, obj: Any) -> ObjectInfo:
@@ -41,4 +58,5 @@ def get_json(storage: Storage, bucket: str, key: str) -> Any:
     return json.loads(storage.get(bucket, key))
 
 
-__all__ = ["BACKENDS", "ObjectInfo", "Storage", "get_storage", "get_json", "put_json"]
+__all__ = ["BACKENDS", "DEFAULT_BACKEND", "ObjectInfo", "Storage", "StorageBackendSpec", "backend_for_scheme",
+           "get_storage", "get_json", "put_json", "storage_spec", "storage_specs"]

@@ -12,6 +12,7 @@ import re
 from ephemera.errors import InvalidKeyError
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+BUCKET_PATTERN = _BUCKET_RE.pattern  # for schemas; validate_bucket also refuses '..'
 MAX_KEY_BYTES = 1024
 
 

@@ -99,3 +99,16 @@ def test_ibm_cos_with_iam_falls_back_to_the_ibm_api_key_and_builds_an_executor(t
     back, bucket = to_ephemera(storage)
     assert bucket == "state-bucket"
     assert cos_settings(load_config(back)) == cos_settings(load_config(cfg))
+
+
+def test_ibm_vpc_region_comes_from_the_stack_variables_else_the_engine(tmp_path):
+    from ephemera.cli.lithops_config import vm_configs
+
+    record = RunRecord(run_id="r", workspace="ws", engine="schematics", outputs={"instance_ids": ["i"], "private_ips": ["10.0.0.9"]})
+    schematics = _config(tmp_path, engine={"backend": "schematics"}, ibm={"iam_api_key": API_KEY},
+                         schematics={"workspace_id": "eu-de.workspace.x.1", "region": "eu-de"})
+    assert vm_configs(load_config(schematics), record)[0][1]["ibm_vpc"]["region"] == "eu-de"
+    pinned = {**schematics, "workspace": {"variables": {"region": "eu-gb"}}}
+    assert vm_configs(load_config(pinned), record)[0][1]["ibm_vpc"]["region"] == "eu-gb"
+    local_engine = _config(tmp_path, ibm={"iam_api_key": API_KEY})  # the stack run here: its default region
+    assert vm_configs(load_config(local_engine), record)[0][1]["ibm_vpc"]["region"] == "us-south"

@@ -73,3 +73,13 @@ def test_missing_object_is_a_clear_error(fexec, bucket):
 
     with pytest.raises(StorageNoSuchKeyError, match="No such key"):
         fexec.map(funcs.read_lines, [f"{bucket}/bridge-tests/nope.txt"])
+
+
+def test_url_schemes_name_backends_as_lithops_does():
+    """Lithops accepts ``cos://`` and ``s3://`` as aliases of ``ibm_cos://`` and ``aws_s3://``."""
+    from lithops_bridge.partitioner import split_url
+
+    assert split_url("cos://b/k.txt", "localhost") == ("ibm_cos", "b", "k.txt")
+    assert split_url("s3://b/p/", "localhost") == ("aws_s3", "b", "p/")
+    assert split_url("aws_s3://b/k", "localhost") == ("aws_s3", "b", "k")
+    assert split_url("b/k", "ibm_cos") == ("ibm_cos", "b", "k")

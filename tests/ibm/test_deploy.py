@@ -19,6 +19,7 @@ import yaml
 from ephemera.cli import deploy as cli
 from ephemera.actions.job import run as run_job
 from ephemera.deploy.package import build_openwhisk_zip
+from ephemera.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET_VALUES = ("HMACID-4c1d-secret-id", "HMACSECRET-9f8e-secret", "APIKEY-7Hq2-secret")
@@ -83,6 +84,26 @@ def test_openwhisk_dry_run_prints_every_command(example, tmp_path):
                      ["done-destroy-2", "done-2", "ephemera/destroy"], ["ephemera-reaper-reap", "ephemera-reaper", "ephemera/reap"]]
     for secret in SECRET_VALUES:
         assert secret not in text
+
+
+def test_cos_feed_watches_the_configured_cos_endpoint_or_refuses_other_storage(tmp_path):
+    """IBM's /whisk.system/cos/changes feed takes the COS endpoint (host only) to watch; it
+    watches IBM COS buckets only, so another storage backend cannot back an object_write trigger."""
+    from ephemera.config import load_config
+    from ephemera.deploy.openwhisk import openwhisk_plan
+
+    def plan(cfg):
+        return openwhisk_plan(load_config(cfg), zip_path="a.zip", param_file="p.json")
+
+    custom = {**EXAMPLE, "ibm_cos": {**EXAMPLE["ibm_cos"], "endpoint": "https://s3.direct.eu-de.cloud-object-storage.appdomain.cloud/"}}
+    feeds = [s.create for s in plan(custom) if "/whisk.system/cos/changes" in s.create]
+    assert feeds and all(c[c.index("endpoint") + 1] == "s3.direct.eu-de.cloud-object-storage.appdomain.cloud" for c in feeds)
+    derived = [s.create for s in plan(EXAMPLE) if "/whisk.system/cos/changes" in s.create]
+    assert derived[0][derived[0].index("endpoint") + 1] == "s3.private.us-south.cloud-object-storage.appdomain.cloud"
+    local = {**EXAMPLE, "storage": {"backend": "localhost", "bucket": "ephemera-state"}, "home": str(tmp_path)}
+    with pytest.raises(ConfigError) as info:
+        plan(local)
+    assert info.value.field == "triggers[1]" and "localhost" in str(info.value)
 
 
 def test_functions_create_sh_dry_run(example, tmp_path):

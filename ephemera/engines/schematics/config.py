@@ -1,4 +1,4 @@
-"""Settings of the Schematics engine, read from a validated :class:`~ephemera.config.Config`.
+"""Config of the Schematics engine: the ``schematics`` section and the settings read from a loaded config.
 
 Keys (named as Lithops names its IBM keys): ``ibm.iam_api_key``, ``ibm.iam_url``,
 ``schematics.workspace_id``, and ``schematics.url`` or ``schematics.region``. The
@@ -8,9 +8,13 @@ service URL is always set explicitly: the 1.1.0 SDK defaults to a development UR
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
-from ephemera.config import Config, check_url
+from pydantic import Field
+
 from ephemera.errors import ConfigError
+from ephemera.ibm import DEFAULT_IAM_URL
+from ephemera.sections import Section, check_url
 
 # Locations where Schematics runs workspaces (cloud.ibm.com/docs/schematics?topic=schematics-locations).
 # Each has its own API endpoint; the geographies "us" and "eu" have one too.
@@ -24,6 +28,14 @@ def service_url_for_region(region: str) -> str:
     if region not in REGIONS:
         raise ConfigError("schematics.region", f"'{region}' is not a Schematics location", f"use one of {', '.join(REGIONS)}, or set schematics.url")
     return f"https://{region}.schematics.cloud.ibm.com"
+
+
+class SchematicsSection(Section):
+    """One IBM Cloud Schematics workspace, built from the ibm-vpc-gpu stack."""
+
+    workspace_id: Optional[str] = Field(None, description="the Schematics workspace's id")
+    region: str = Field("us-south", description=f"Schematics location: {' | '.join(REGIONS)}")
+    url: Optional[str] = Field(None, description="overrides the API endpoint derived from region")
 
 
 @dataclass(frozen=True)
@@ -42,7 +54,7 @@ class SchematicsSettings:
         return f"SchematicsSettings(workspace_id={self.workspace_id!r}, service_url={self.service_url!r}, iam_url={self.iam_url!r})"
 
     @classmethod
-    def from_config(cls, config: Config) -> "SchematicsSettings":
+    def from_config(cls, config) -> "SchematicsSettings":
         workspace_id = config["schematics"]["workspace_id"]
         if not workspace_id:
             raise ConfigError("schematics.workspace_id", "missing", "create a Schematics workspace from terraform/ibm-vpc-gpu and set its id")
@@ -51,5 +63,5 @@ class SchematicsSettings:
             raise ConfigError("ibm.iam_api_key", "missing", "Schematics needs an IAM API key")
         url = check_url("schematics.url", config["schematics"]["url"], "https://us-south.schematics.cloud.ibm.com")
         url = url or service_url_for_region(config["schematics"]["region"])
-        iam_url = check_url("ibm.iam_url", config["ibm"]["iam_url"] or "https://iam.cloud.ibm.com", "https://iam.cloud.ibm.com")
+        iam_url = check_url("ibm.iam_url", config["ibm"]["iam_url"] or DEFAULT_IAM_URL, DEFAULT_IAM_URL)
         return cls(api_key=api_key, iam_url=iam_url, workspace_id=workspace_id, service_url=url)

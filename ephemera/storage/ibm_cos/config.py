@@ -1,4 +1,4 @@
-"""Settings of the ibm_cos backend: endpoint derivation and the choice of credentials.
+"""Config of the ibm_cos backend: the ``ibm_cos`` section, endpoint derivation and the choice of credentials.
 
 Endpoint: ``ibm_cos.endpoint`` if set, else derived from ``ibm_cos.region`` and
 ``ibm_cos.endpoint_type`` as IBM documents them (regional, cross-region and
@@ -18,14 +18,31 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Literal, Optional
 
-from ephemera.config import Config, check_url
+from pydantic import Field
+
 from ephemera.errors import ConfigError
+from ephemera.ibm import DEFAULT_IAM_URL
+from ephemera.sections import Section, check_url, secret
 
 ENDPOINT_TYPES = ("public", "private", "direct")
 DOMAIN = "cloud-object-storage.appdomain.cloud"
 TOKEN_PATH = "/identity/token"
 _REGION_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+
+
+class COSSection(Section):
+    """IBM Cloud Object Storage: HMAC keys, or IAM (api_key, default ibm.iam_api_key, with service_instance_id)."""
+
+    region: str = Field("us-east", description="COS location, e.g. us-south, eu-de, us (cross-region), ams03 (single site)")
+    endpoint: Optional[str] = Field(None, description="overrides the endpoint derived from region and endpoint_type")
+    endpoint_type: Literal[ENDPOINT_TYPES] = Field("public", description="which endpoint of the region: direct from a VPC, private from classic infrastructure")
+    access_key_id: Optional[str] = secret("HMAC access key id")
+    secret_access_key: Optional[str] = secret("HMAC secret access key")
+    api_key: Optional[str] = secret("IAM API key; defaults to ibm.iam_api_key")
+    service_instance_id: Optional[str] = Field(None, description="COS instance CRN or GUID (IAM only)")
+    auth_endpoint: Optional[str] = Field(None, description="IAM token URL; defaults to <ibm.iam_url>/identity/token")
 
 
 @dataclass(frozen=True)
@@ -57,7 +74,7 @@ def cos_endpoint(region: str, endpoint_type: str = "public") -> str:
     return f"https://s3.{infix}{region}.{DOMAIN}"
 
 
-def cos_settings(config: Config) -> COSSettings:
+def cos_settings(config) -> COSSettings:
     """The ``ibm_cos`` section (with ``ibm`` defaults) as :class:`COSSettings`."""
     cos, ibm = config["ibm_cos"], config["ibm"]
     endpoint = check_url("ibm_cos.endpoint", cos["endpoint"]) or cos_endpoint(cos["region"], cos["endpoint_type"])
@@ -76,6 +93,6 @@ def cos_settings(config: Config) -> COSSettings:
                           "set the COS instance CRN or GUID")
     auth_endpoint = check_url("ibm_cos.auth_endpoint", cos["auth_endpoint"])
     if not auth_endpoint:
-        auth_endpoint = check_url("ibm.iam_url", ibm["iam_url"] or "https://iam.cloud.ibm.com") + TOKEN_PATH
+        auth_endpoint = check_url("ibm.iam_url", ibm["iam_url"] or DEFAULT_IAM_URL) + TOKEN_PATH
     return COSSettings(endpoint, cos["region"], "iam", api_key=api_key,
                        service_instance_id=cos["service_instance_id"], auth_endpoint=auth_endpoint)

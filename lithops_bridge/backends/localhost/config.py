@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from lithops_bridge import constants as c
 from lithops_bridge.errors import ConfigError
 
 
@@ -22,5 +23,5 @@ def worker_count(field: str, value) -> int:
 
 def load_config(config: dict) -> dict:
     """The effective localhost settings of a full bridge config."""
-    section = dict(config.get("localhost") or {})
+    section = dict(config.get(c.LOCALHOST) or {})  # the compute backend's section (Lithops shares the name with storage)
     return {"worker_processes": worker_count("localhost.worker_processes", section.get("worker_processes"))}

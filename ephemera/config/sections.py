@@ -1,0 +1,201 @@
+"""The core's config sections: ``storage``, ``engine``, ``workspace``, ``workload``,
+``timeouts``, and the entries of ``triggers`` and ``rules``.
+
+Each is a :class:`~ephemera.sections.Section` model; the field types below carry
+their checks (durations ``90s/30m/4h/1d``, bucket names, key prefixes, entry points,
+workspace names). ``storage.backend`` and ``engine.backend`` get their allowed values
+from the registries when the whole config model is assembled
+(:mod:`ephemera.config.schema`); each backend's and engine's own sections live in its
+folder. Alarm schedules are checked after the model (:mod:`ephemera.config.triggers`).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Annotated, Any, Literal, Optional
+
+from pydantic import BeforeValidator, Field, WithJsonSchema
+
+from ephemera.errors import InvalidKeyError
+from ephemera.sections import Invalid, Label, Section
+from ephemera.storage.keys import BUCKET_PATTERN, validate_bucket
+
+ACTIONS = ("apply", "destroy", "reap", "status")
+TRIGGER_KINDS = ("alarm", "object_write")
+DURATION_FIX = "write seconds or e.g. '30m', '4h'"
+WORKSPACE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+WORKSPACE_NAME_FIX = "use 1-63 lowercase letters, digits, '-' or '_', starting with a letter or digit"
+LEGACY_WORKLOAD_PACKAGE = "workloads."  # the samples' import path before they moved under ephemera
+
+
+def is_workspace_name(value: object) -> bool:
+    """Workspace names go into run ids, storage keys and Terraform folders."""
+    return isinstance(value, str) and bool(WORKSPACE_NAME_RE.match(value))
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        shown = "a boolean" if isinstance(value, bool) else f"{type(value).__name__} {value!r}"
+        raise Invalid(f"expected a string, got {shown}")
+    return value
+
+
+def duration_seconds(value: Any) -> int:
+    """Seconds from an int or a string such as '90s', '30m', '4h', '1d'."""
+    if isinstance(value, bool):
+        raise Invalid(f"expected a duration, got {value!r}", DURATION_FIX)
+    if isinstance(value, (int, float)):
+        seconds = int(value)
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+        try:
+            seconds = int(float(text[:-1]) * units[text[-1]]) if text and text[-1] in units else int(text)
+        except (ValueError, KeyError):
+            raise Invalid(f"'{value}' is not a duration", DURATION_FIX) from None
+    else:
+        raise Invalid(f"expected a duration, got {type(value).__name__}", DURATION_FIX)
+    if seconds <= 0:
+        raise Invalid(f"must be positive, got {value!r}", DURATION_FIX)
+    return seconds
+
+
+def _bucket(value: Any) -> str:
+    try:
+        return validate_bucket(_string(value))
+    except InvalidKeyError:  # the storage rule, its fix said once
+        raise Invalid(f"bucket name {value!r} is invalid", "use 3-63 lowercase letters, digits, '-' or '.'") from None
+
+
+def _prefix(value: Any) -> str:
+    value = _string(value).strip("/")
+    if ".." in value.split("/") or "\\" in value:
+        raise Invalid(f"'{value}' is not a valid key prefix", "use a relative path such as 'outputs'")
+    return value
+
+
+def _entry(value: Any) -> str:
+    value = _string(value)
+    if value.startswith(LEGACY_WORKLOAD_PACKAGE):
+        value = "ephemera." + value  # the bundled samples are ephemera.workloads.* now
+    module, _, func = value.partition(":")
+    if not module or not func or not all(p.isidentifier() for p in module.split(".")) or not func.isidentifier():
+        raise Invalid(f"'{value}' is not 'package.module:function'", "e.g. 'ephemera.workloads.digits_cv:main'")
+    return value
+
+
+def _workspace_name(value: Any) -> str:
+    if not is_workspace_name(_string(value)):
+        raise Invalid(f"'{value}' is not a valid workspace name", WORKSPACE_NAME_FIX)
+    return value
+
+
+def _name(value: Any) -> str:
+    value = _string(value)
+    if not (value and all(c.isalnum() or c in "-_." for c in value) and len(value) <= 63):
+        raise Invalid(f"'{value}' is not a valid name", "use 1-63 letters, digits, '-', '_' or '.'")
+    return value
+
+
+def _variables(value: Any) -> dict:
+    if not isinstance(value, dict):
+        raise Invalid(f"expected a mapping, got {type(value).__name__}", "e.g. variables: {worker_count: 2}")
+    count = value.get("worker_count", 1)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise Invalid(f"expected a positive integer, got {count!r}", "e.g. worker_count: 2", at=("worker_count",))
+    return copy.deepcopy(value)
+
+
+def _suffixes(value: Any) -> list[str]:
+    suffixes = [value] if isinstance(value, str) else value
+    if not isinstance(suffixes, list) or not all(isinstance(s, str) and s for s in suffixes):
+        raise Invalid("every suffix must be a non-empty string", "a suffix or a list of suffixes, e.g. ['_SUCCESS.json']")
+    return list(suffixes)
+
+
+_STRING = {"type": "string"}
+Duration = Annotated[int, Label("duration: seconds, 90s, 30m, 4h, 1d"), BeforeValidator(duration_seconds), WithJsonSchema(
+    {"anyOf": [{"type": "integer", "exclusiveMinimum": 0}, {"type": "string", "pattern": r"^\s*[0-9.]+\s*[smhdSMHD]?\s*$"}]})]
+BucketName = Annotated[str, Label("bucket name"), BeforeValidator(_bucket), WithJsonSchema(
+    {"type": "string", "pattern": BUCKET_PATTERN})]
+KeyPrefix = Annotated[str, Label("key prefix"), BeforeValidator(_prefix), WithJsonSchema(_STRING)]
+EntryPoint = Annotated[str, Label("package.module:function"), BeforeValidator(_entry), WithJsonSchema({"type": "string", "pattern": r"^[\w.]+:\w+$"})]
+WorkspaceName = Annotated[str, Label("workspace name"), BeforeValidator(_workspace_name), WithJsonSchema(
+    {"type": "string", "pattern": WORKSPACE_NAME_RE.pattern})]
+Name = Annotated[str, Label("name"), BeforeValidator(_name), WithJsonSchema({"type": "string", "pattern": r"^[A-Za-z0-9._-]{1,63}$"})]
+Variables = Annotated[dict, Label("mapping"), BeforeValidator(_variables), WithJsonSchema({"type": "object"})]
+Suffixes = Annotated[list, Label("string or list of strings"), BeforeValidator(_suffixes), WithJsonSchema(
+    {"anyOf": [{"type": "string", "minLength": 1}, {"type": "array", "items": {"type": "string", "minLength": 1}}]})]
+TriggerPrefix = Annotated[str, Label("key prefix"), BeforeValidator(lambda v: _string(v).lstrip("/")), WithJsonSchema(_STRING)]
+
+
+class StorageSection(Section):
+    """Where Ephemera keeps its state. ``backend`` names a storage backend's folder."""
+
+    backend: str = Field("localhost", description="the storage backend: its settings are the section of that name")
+    bucket: BucketName = Field("ephemera", description="the bucket that holds run records and job specs (and, by default, outputs)")
+
+
+class EngineSection(Section):
+    """What applies and destroys workspaces. ``backend`` names an engine's folder."""
+
+    backend: str = Field("terraform", description="the workspace engine: its settings are the section of that name")
+
+
+class WorkspaceSection(Section):
+    """The Terraform workspace a run applies; one open run per workspace at a time."""
+
+    name: WorkspaceName = Field("default", description="the workspace name, part of every run id")
+    stack: str = Field("local", description="'local', 'ibm-vpc-gpu' or a folder with .tf files")
+    variables: Variables = Field(default_factory=dict, description="Terraform variables of the stack, e.g. {worker_count: 2}")
+
+
+class WorkloadSection(Section):
+    """What the VMs run, and where it writes."""
+
+    entry: EntryPoint = Field("ephemera.workloads.digits_cv:main", description="the workload function, 'package.module:function'")
+    params: dict = Field(default_factory=dict, description="parameters handed to the workload (ctx.params)")
+    output_bucket: Optional[BucketName] = Field(None, description="where outputs and the marker go; defaults to storage.bucket")
+    output_prefix: KeyPrefix = Field("outputs", description="outputs go to <output_bucket>/<output_prefix>/<run_id>/")
+
+
+class TimeoutsSection(Section):
+    """Durations: seconds, or '90s', '30m', '4h', '1d'."""
+
+    hard: Duration = Field(4 * 3600, description="no VM lives longer than this after apply starts")
+    soft: Duration = Field(600, description="a finished run whose destroy has not started by then is reaped")
+    apply: Duration = Field(1800, description="an apply not finished by then is failed and destroyed")
+    action: Duration = Field(300, description="an action invocation is killed after this")
+
+
+class TriggerEntry(Section):
+    """One entry of ``triggers``: an alarm or a watch on bucket writes."""
+
+    name: Name = Field(description="the trigger's name, referred to by rules", examples=["nightly"])
+    kind: Literal[TRIGGER_KINDS] = Field(description="what fires it: an alarm (cron or once) or a write to a bucket", examples=["alarm"])
+    cron: Optional[str] = Field(None, description="alarm: 5 fields, or 6 with seconds last, e.g. '0 2 * * *'")
+    once: Optional[str] = Field(None, description="alarm: an ISO 8601 time at which the alarm fires once")
+    timezone: str = Field("UTC", description="alarm: the IANA zone the cron fields are read in")
+    start_date: Optional[str] = Field(None, description="alarm: no fire before this ISO 8601 time")
+    stop_date: Optional[str] = Field(None, description="alarm: no fire after this ISO 8601 time")
+    bucket: Optional[BucketName] = Field(None, description="object_write: the watched bucket; defaults to storage.bucket")
+    prefix: TriggerPrefix = Field("", description="object_write: only keys under this prefix")
+    suffix: Suffixes = Field(default_factory=list, description="object_write: a suffix or a list of suffixes, e.g. ['_SUCCESS.json']")
+    payload: dict = Field(default_factory=dict, description="parameters the trigger adds to the action's event")
+
+
+class RuleEntry(Section):
+    """One entry of ``rules``: a trigger bound to an action."""
+
+    name: Optional[Name] = Field(None, description="defaults to '<trigger>-<action>'")
+    trigger: str = Field(description="the name of a trigger", examples=["nightly"])
+    action: Literal[ACTIONS] = Field(description="the action the trigger invokes", examples=["apply"])
+    params: dict = Field(default_factory=dict, description="parameters bound to the action")
+
+
+CORE_SECTIONS: dict[str, type[Section]] = {
+    "workspace": WorkspaceSection,
+    "workload": WorkloadSection,
+    "timeouts": TimeoutsSection,
+}

@@ -1,0 +1,44 @@
+"""What a workspace engine tells the rest of Ephemera, besides its engine interface.
+
+An engine is a folder ``ephemera/engines/<name>/`` whose ``spec.py`` subclasses
+:class:`EngineSpec`, plus one line in the registry (:data:`ephemera.engines.ENGINES`):
+the config sections it reads (pydantic models the config loader collects), the
+settings checks run at load time when it is the chosen engine, how to build it (its
+module is imported, with its SDK, only then), and the questions other code asks of
+it (may one config drive several workspaces? which region do its VMs live in?).
+The spec module must not import a cloud SDK: it is imported whenever a config loads.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any, Mapping
+
+if TYPE_CHECKING:
+    from ephemera.config import Config
+    from ephemera.sections import Section
+
+
+class EngineSpec:
+    """The defaults suit an engine that drives any number of workspaces from one config."""
+
+    name: str = ""  # registry name: the value of engine.backend and the name of its config section
+    sections: Mapping[str, type[Section]] = {}  # config sections it reads, by top-level key (its own first)
+    engine_class: str = ""  # "module:Class" of the engine; the class has ``from_config(config)``
+    one_workspace_per_config: bool = False  # True: the config's workspace.name is the only workspace it can apply
+
+    def check(self, config: Config) -> Any:
+        """Settings checks of a loaded config using this engine; raise ConfigError naming the key."""
+        return None
+
+    def build(self, config: Config) -> Any:
+        """The engine for a loaded config."""
+        module_name, _, cls_name = self.engine_class.partition(":")
+        return getattr(importlib.import_module(module_name), cls_name).from_config(config)
+
+    def vm_region(self, config: Config) -> str | None:
+        """The cloud region the engine builds VMs in, when the engine itself knows it."""
+        return None
+
+    def __repr__(self) -> str:
+        return f"<workspace engine {self.name}>"

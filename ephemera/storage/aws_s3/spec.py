@@ -1,0 +1,45 @@
+"""What the aws_s3 backend tells Ephemera (see :mod:`ephemera.storage.spec`).
+
+VMs get the configured keys as the secure Terraform variables ``s3_access_key_id`` /
+``s3_secret_access_key`` (none with the AWS default chain). The Lithops ``aws_s3``
+section has the same keys as Ephemera's, with credentials possibly in Lithops'
+``aws`` section and ``region_name`` as an older name of ``region``; its
+``storage_bucket`` is required. Lithops code names objects ``aws_s3://`` or ``s3://``.
+"""
+
+from __future__ import annotations
+
+from ephemera.errors import ConfigError
+from ephemera.storage.aws_s3.config import S3Section, s3_settings
+from ephemera.storage.spec import StorageBackendSpec
+
+LITHOPS_PARENT = "aws"  # the Lithops section whose keys the aws_s3 section inherits
+
+
+def complete_s3_compatible(name: str, parent: str, data: dict) -> dict:
+    """A Lithops S3-style storage section over its parent section's keys; the bucket is required."""
+    section = {**dict(data.get(parent) or {}), **dict(data.get(name) or {})}
+    if "region_name" in section:
+        section.setdefault("region", section.pop("region_name"))
+    if not section.get("storage_bucket"):
+        raise ConfigError(f"{name}.storage_bucket", "missing", "name the bucket Lithops data goes to")
+    return section
+
+
+class AwsS3Spec(StorageBackendSpec):
+    name = "aws_s3"
+    sections = {"aws_s3": S3Section}
+    storage_class = "ephemera.storage.aws_s3.backend:S3Storage"
+    url_schemes = ("s3",)
+
+    def check(self, config):
+        return s3_settings(config)
+
+    def vm_variables(self, config) -> tuple[dict, dict]:
+        s3 = config["aws_s3"]
+        if not s3["access_key_id"]:
+            return {}, {}
+        return {}, {"s3_access_key_id": s3["access_key_id"], "s3_secret_access_key": s3["secret_access_key"]}
+
+    def complete_lithops(self, data: dict) -> dict:
+        return complete_s3_compatible(self.name, LITHOPS_PARENT, data)

@@ -1,0 +1,91 @@
+"""What a storage backend tells the rest of Ephemera: the one interface of a backend's folder.
+
+A backend is a folder ``ephemera/storage/<name>/`` whose ``spec.py`` subclasses
+:class:`StorageBackendSpec`, plus one line in the registry
+(:data:`ephemera.storage.BACKENDS`). Everything that depends on the backend asks its
+spec instead of comparing names:
+
+- the config sections it reads (pydantic models; the config loader collects them),
+  and the cross-field checks run at load time when it is the chosen backend;
+- how to build its client (the ``Storage`` class, whose SDK is imported only then)
+  and the class's :class:`~ephemera.storage.base.StorageTraits`;
+- the Terraform variables (plain and secure) a run's VMs need to reach it;
+- its mapping to and from the Lithops storage section of the same name;
+- the object URL schemes Lithops code uses for it, and the host a bucket-change feed
+  watches, when it has one.
+
+The spec module must not import a cloud SDK: it is imported whenever a config loads.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any, Mapping
+
+if TYPE_CHECKING:
+    from ephemera.config import Config
+    from ephemera.sections import Section
+    from ephemera.storage.base import Storage, StorageTraits
+
+
+class StorageBackendSpec:
+    """The defaults suit a backend with no credentials and a Lithops section equal to its own."""
+
+    name: str = ""  # registry name: the value of storage.backend and the name of its config / Lithops section
+    sections: Mapping[str, type[Section]] = {}  # config sections it reads, by top-level key (its own first)
+    storage_class: str = ""  # "module:Class" of its Storage implementation, imported when built
+    url_schemes: tuple[str, ...] = ()  # Lithops object URL schemes naming it besides its name (e.g. "s3")
+    lithops_default_bucket: str | None = None  # bucket when a Lithops section names none; None: it is required
+
+    # --- config -------------------------------------------------------------------------
+    def check(self, config: Config) -> Any:
+        """Cross-field checks of a loaded config using this backend; raise ConfigError naming the key."""
+        return None
+
+    # --- client ---------------------------------------------------------------------------
+    def load_class(self) -> type:
+        module_name, _, cls_name = self.storage_class.partition(":")
+        return getattr(importlib.import_module(module_name), cls_name)
+
+    @property
+    def traits(self) -> StorageTraits:
+        """What the backend can do (declared on its Storage class)."""
+        return self.load_class().traits
+
+    def build(self, config: Config, **options: Any) -> Storage:
+        """The backend's client for a loaded config."""
+        return self.load_class().from_config(config, **options)
+
+    # --- the run's VMs ----------------------------------------------------------------------
+    def vm_variables(self, config: Config) -> tuple[dict, dict]:
+        """(plain, secure) Terraform variables the VMs need to reach this storage."""
+        return {}, {}
+
+    # --- Lithops ------------------------------------------------------------------------------
+    def to_lithops(self, config: Config) -> dict:
+        """The Lithops storage section of a loaded config, without ``storage_bucket``."""
+        return {k: v for k, v in config[self.name].items() if v}
+
+    def from_lithops(self, section: dict) -> dict:
+        """The Ephemera config sections (other than ``storage``) of a Lithops storage section."""
+        own = self.sections[self.name].model_fields
+        return {self.name: {k: v for k, v in section.items() if k in own and v}}
+
+    def complete_lithops(self, data: dict) -> dict:
+        """This backend's section of a whole Lithops config, completed with Lithops' fallbacks."""
+        section = dict(data.get(self.name) or {})
+        if self.lithops_default_bucket:
+            section.setdefault("storage_bucket", self.lithops_default_bucket)
+        return section
+
+    def lithops_storage_keys(self, section: dict) -> dict:
+        """The part of the Lithops section that configures storage (what ``Storage`` is built from)."""
+        return section
+
+    # --- bucket-change feeds --------------------------------------------------------------------
+    def change_feed_endpoint(self, config: Config) -> str | None:
+        """Host of this store's endpoint for an object-change feed (IBM COS's), or None without one."""
+        return None
+
+    def __repr__(self) -> str:
+        return f"<storage backend {self.name}>"
