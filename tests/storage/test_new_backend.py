@@ -88,8 +88,11 @@ def test_vm_variables_pick_it_up(scratch):
     from ephemera.model.runs import RunRecord
 
     ctx = Context(scratch, storage=object())  # no storage call is made
-    run = RunRecord(run_id="ws-1", workspace="ws", engine="terraform", hard_deadline="2099-01-01T00:00:00+00:00",
-                    job={"worker_count": 1})
+    from ephemera.model.jobs import JobSpec
+
+    job = JobSpec(run_id="ws-1", workspace="ws", entry="ephemera.workloads.smoke:main", params={}, state_bucket="state",
+                  output_bucket="state", output_prefix="outputs/ws-1/", worker_count=1)
+    run = RunRecord(run_id="ws-1", workspace="ws", engine="terraform", hard_deadline="2099-01-01T00:00:00+00:00", job=job)
     plain, secure = stack_variables(ctx, run)
     assert plain["storage_backend"] == "scratch" and plain["scratch_path"] == scratch["scratch"]["path"]
     assert secure == {"scratch_token": TOKEN} and TOKEN not in json.dumps(plain)
