@@ -17,7 +17,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 import yaml
@@ -27,12 +27,13 @@ from ephemera.context import Context
 from ephemera.model.runs import RunState
 from ephemera.cli.runs import timeline
 from ephemera.cli.tables import human_size, table
+from ephemera.timeutil import now_utc
 
 S = RunState
 
 
 def demo_config(home: Path, worker_count: int = 1, fire_in: float = 1.0) -> dict:
-    fire = datetime.now(timezone.utc) + timedelta(seconds=fire_in)
+    fire = now_utc() + timedelta(seconds=fire_in)
     return {
         "home": str(home),
         "storage": {"backend": "localhost", "bucket": "ephemera-demo"},

@@ -6,13 +6,13 @@ feed does. Used to validate config and by the local scheduler.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 
 from ephemera.errors import ConfigError
-from ephemera.timeutil import parse_time
+from ephemera.timeutil import now_utc, parse_time
 
 _EPSILON = timedelta(microseconds=1)
 CRON_HELP = "use 5 fields 'min hour day month weekday' or 6 with seconds last, e.g. '0 2 * * *'"
@@ -69,6 +69,6 @@ def validate_alarm(path: str, trig: dict) -> AlarmSchedule:
         except (CroniterBadCronError, ValueError, KeyError) as exc:
             raise ConfigError(f"{path}.cron", f"'{cron}' is not a valid cron expression ({exc})", CRON_HELP) from None
         schedule = AlarmSchedule(cron, None, tz, start, stop)
-        if schedule.next_after(start or datetime.now(timezone.utc)) is None:
+        if schedule.next_after(start or now_utc()) is None:
             raise ConfigError(f"{path}.cron", f"'{cron}' never fires" + (" before stop_date" if stop else ""), "fix the day/month fields or the stop_date")
     return schedule

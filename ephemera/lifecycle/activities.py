@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 
 from ephemera import layout
 from ephemera.context import Context
@@ -20,6 +20,7 @@ from ephemera.lifecycle.request import workspace_lock
 from ephemera.model import marker as markers
 from ephemera.model.runs import Activity, RunError, RunRecord, RunState
 from ephemera.storage import storage_spec
+from ephemera.timeutil import now_utc
 
 log = logging.getLogger("ephemera.lifecycle")
 S = RunState
@@ -39,7 +40,7 @@ def stack_variables(ctx: Context, run: RunRecord) -> tuple[dict, dict]:
         "state_bucket": config.state_bucket,
         "storage_backend": config["storage"]["backend"],
         "hard_deadline": run.hard_deadline,
-        "hard_timeout_seconds": max(60, int((deadline - datetime.now(timezone.utc)).total_seconds())),
+        "hard_timeout_seconds": max(60, int((deadline - now_utc()).total_seconds())),
     }
     secure = {}
     if config["ibm"]["iam_api_key"]:

@@ -29,7 +29,7 @@ Each decision is returned with its reason, and the reason is stamped in the reco
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import datetime
 
 from ephemera import layout
 from ephemera.context import Context
@@ -39,7 +39,7 @@ from ephemera.lifecycle.reap_action import ReapAction, reap_summary
 from ephemera.lifecycle.reconcile import reconcile
 from ephemera.model import marker as markers
 from ephemera.model.runs import RunError, RunRecord, RunState
-from ephemera.timeutil import since
+from ephemera.timeutil import now_utc, since
 
 log = logging.getLogger("ephemera.reaper")
 S = RunState
@@ -72,7 +72,7 @@ def _end_then_destroy(ctx: Context, run: RunRecord, state: RunState, why: str) -
 
 def reap_run(ctx: Context, run: RunRecord, now: datetime | None = None) -> str | None:
     """One step for one run; returns the reason if it acted, else None."""
-    now = now or datetime.now(timezone.utc)
+    now = now or now_utc()
     timeouts = ctx.config["timeouts"]
     past_deadline = bool(run.hard_deadline) and now > datetime.fromisoformat(run.hard_deadline)
 

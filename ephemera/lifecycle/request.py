@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from ephemera import layout
 from ephemera.config import WORKSPACE_NAME_FIX, is_workspace_name
@@ -21,6 +21,7 @@ from ephemera.model.events import Event
 from ephemera.model.jobs import JobSpec
 from ephemera.model.runids import run_id_for
 from ephemera.model.runs import RunRecord, RunState
+from ephemera.timeutil import now_utc
 
 log = logging.getLogger("ephemera.lifecycle")
 S = RunState
@@ -85,7 +86,7 @@ def request_run(ctx: Context, event: Event) -> RequestOutcome:
     run_id = run_id_for(event, workspace)
     if ctx.ledger.exists(run_id):
         return _duplicate(ctx, run_id)
-    now = datetime.now(timezone.utc)
+    now = now_utc()
     hard = config["timeouts"]["hard"]
     deadline = now + timedelta(seconds=hard)
     job = JobSpec(

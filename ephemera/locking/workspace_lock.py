@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Callable
 
 from ephemera import layout
 from ephemera.locking.generations import Generations
 from ephemera.storage.base import Storage
+from ephemera.timeutil import now_utc
 
 ATTEMPTS = 8  # rounds of "read the top generation, try the next one"
 
@@ -33,10 +34,6 @@ class LockResult:
     holder: str | None  # the run id holding the lock after the call
     acquired: bool  # True only if this call took the lock
     token: str = ""  # proof of ownership, for release() by the same invocation
-
-
-def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class WorkspaceLock:

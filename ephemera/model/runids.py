@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 
 from ephemera.errors import ParamError
 from ephemera.model.events import Event
+from ephemera.timeutil import now_utc
 
 _RUN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{2,120}$")
 
@@ -33,7 +34,7 @@ def validate_run_id(run_id: str, field: str = "run_id") -> str:
 
 def run_id_for(event: Event, workspace: str, now: datetime | None = None) -> str:
     ws = workspace  # validated: lowercase letters, digits, '-' and '_'
-    now = now or datetime.now(timezone.utc)
+    now = now or now_utc()
     if event.kind == "alarm":
         when = event.time or now.replace(second=0, microsecond=0)
         return f"{ws}-{_stamp(when)}"

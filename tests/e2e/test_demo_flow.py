@@ -10,6 +10,7 @@ import threading
 import pytest
 
 from ephemera.context import Context
+from tests.helpers import heartbeat_pids
 from ephemera.cli.demo import demo_config, run_demo
 from ephemera.model.runs import RunState
 from ephemera.vm.pids import is_agent_process
@@ -30,11 +31,7 @@ def run_flow(raw: dict, timeout: float = 150.0) -> Context:
 
     def until() -> bool:
         # remember every agent pid seen while the run lives, to check none survives
-        for info in ctx.storage.list(ctx.config.state_bucket, "ephemera/heartbeats/"):
-            try:
-                agent_pids.add(json.loads(ctx.storage.get(ctx.config.state_bucket, info.key))["pid"])
-            except Exception:
-                pass
+        agent_pids.update(heartbeat_pids(ctx))
         runs = list(ctx.ledger.list())
         return bool(runs) and all(r.state == RunState.DESTROYED for r in runs)
 

@@ -1,74 +1,15 @@
-"""Helpers for the fault-injection suite: configs for the real local flow, waiting,
-agent processes, and an engine wrapper that injects destroy/apply faults."""
+"""The fault-injection suite's own helpers: the fault texts and an engine wrapper that
+injects destroy/apply faults (the shared waiting and agent helpers are in tests.helpers)."""
 
 from __future__ import annotations
 
-import json
-import time
-from pathlib import Path
 
-from ephemera.errors import EngineError, NoSuchKeyError
-from ephemera.model import marker as markers
+from ephemera.errors import EngineError
 from ephemera.model.runs import Activity
 from ephemera.timeutil import now_iso
-from ephemera.vm.pids import is_agent_process, read_pid
 
 TRANSIENT_ERROR = "destroy failed: 503 Service Unavailable (the provider is throttling requests); try again"
 FATAL_ERROR = "destroy failed: 403 Forbidden: the API key may not delete instance 'vm-0'"
-
-
-def wait_for(predicate, timeout: float = 90.0, interval: float = 0.05, what: str = "condition"):
-    """Poll until ``predicate()`` is truthy (a safety net, never a timed assertion)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"{what} not reached within {timeout:.0f}s")
-
-
-def marker_written(ctx, run_id: str) -> str | None:
-    """The name of the run's completion marker, once written."""
-    for name in markers.NAMES:
-        try:
-            ctx.storage.head(ctx.config.output_bucket, f"outputs/{run_id}/{name}")
-            return name
-        except NoSuchKeyError:
-            continue
-    return None
-
-
-def marker_event(config: dict, run_id: str, name: str = "_SUCCESS.json") -> dict:
-    return {"config": config, "ephemera_kind": "object_write", "bucket": config["storage"]["bucket"], "key": f"outputs/{run_id}/{name}"}
-
-
-def agent_pids(home: Path) -> dict[str, int]:
-    """pid file -> pid of every agent pid file under the home (live or not)."""
-    found = {}
-    for path in Path(home).glob("runs/*/agents/*.pid"):
-        pid = read_pid(str(path))
-        if pid:
-            found[str(path)] = pid
-    return found
-
-
-def live_agents(home: Path, extra_pids=()) -> list[int]:
-    pids = set(agent_pids(home).values()) | set(extra_pids)
-    return sorted(pid for pid in pids if is_agent_process(pid))
-
-
-def heartbeat_pids(ctx) -> set[int]:
-    pids = set()
-    try:
-        for info in ctx.storage.list(ctx.config.state_bucket, "ephemera/heartbeats/"):
-            try:
-                pids.add(int(json.loads(ctx.storage.get(ctx.config.state_bucket, info.key))["pid"]))
-            except Exception:  # noqa: BLE001
-                continue
-    except Exception:  # noqa: BLE001
-        pass
-    return pids
 
 
 class FaultyEngine:

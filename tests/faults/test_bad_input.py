@@ -14,7 +14,7 @@ from ephemera.actions import apply, destroy, reap, status
 from ephemera.config import load_config
 from ephemera.context import Context
 from ephemera.errors import ConfigError
-from tests.faults.helpers import marker_event, marker_written, wait_for
+from tests.helpers import marker_event, marker_written, wait_for
 
 pytestmark = pytest.mark.slow  # real applies with bad input
 

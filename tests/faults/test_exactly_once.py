@@ -22,7 +22,7 @@ from ephemera.context import Context
 from ephemera.engines.terraform.engine import TerraformEngine
 from ephemera.model.runids import run_id_for
 from ephemera.locking.workspace_lock import WorkspaceLock
-from tests.faults.helpers import agent_pids, marker_event, marker_written, wait_for
+from tests.helpers import agent_pids, marker_event, marker_written, wait_for
 from ephemera.triggers.events import parse_event
 
 pytestmark = pytest.mark.slow  # concurrent real applies

@@ -22,7 +22,7 @@ import yaml
 
 from ephemera.context import Context
 from ephemera.model.runs import RunState
-from tests.faults.helpers import agent_pids, heartbeat_pids, live_agents, marker_written, wait_for
+from tests.helpers import agent_pids, heartbeat_pids, live_agents, marker_written, wait_for
 from ephemera.triggers.activations import list_activations
 
 pytestmark = pytest.mark.slow  # kills and restarts `ephemera up` around real runs

@@ -34,6 +34,7 @@ from ephemera.storage.aws_s3.config import S3Settings, s3_settings
 from ephemera.storage.aws_s3.errors import error_code, install_log_redaction, is_client_error, to_storage_error
 from ephemera.storage.base import ObjectInfo, StorageTraits
 from ephemera.storage.keys import validate_bucket, validate_key, validate_prefix
+from ephemera.timeutil import now_utc
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -65,7 +66,7 @@ def _response_time(response: dict) -> datetime:
             return parsedate_to_datetime(date).astimezone(timezone.utc)
         except (TypeError, ValueError):
             pass
-    return datetime.now(timezone.utc)
+    return now_utc()
 
 
 class S3CompatibleStorage:

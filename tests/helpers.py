@@ -1,0 +1,67 @@
+"""Helpers shared by the suites that drive the real local flow: waiting, completion
+markers, and the agent processes a run started. One helper per need; none of them
+swallows an error it does not expect."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ephemera.errors import NoSuchBucketError, NoSuchKeyError
+from ephemera.model import marker as markers
+from ephemera.vm.heartbeats import read_heartbeats
+from ephemera.vm.pids import is_agent_process, read_pid
+
+
+def wait_for(predicate, timeout: float = 90.0, interval: float = 0.05, what: str = "condition"):
+    """Poll until ``predicate()`` is truthy (a safety net, never a timed assertion)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"{what} not reached within {timeout:.0f}s")
+
+
+def marker_written(ctx, run_id: str) -> str | None:
+    """The name of the run's completion marker once written (under ``outputs/``), else None."""
+    for name in markers.NAMES:
+        try:
+            ctx.storage.head(ctx.config.output_bucket, f"outputs/{run_id}/{name}")
+            return name
+        except (NoSuchKeyError, NoSuchBucketError):
+            continue
+    return None
+
+
+def marker_event(config: dict, run_id: str, name: str = markers.SUCCESS) -> dict:
+    """The params of a local bucket-write event for the run's marker."""
+    return {"config": config, "ephemera_kind": "object_write", "bucket": config["storage"]["bucket"],
+            "key": f"outputs/{run_id}/{name}"}
+
+
+def agent_pids(home: Path) -> dict[str, int]:
+    """pid file -> pid of every agent pid file under the home (live or not)."""
+    found = {}
+    for path in Path(home).glob("runs/*/agents/*.pid"):
+        pid = read_pid(str(path))
+        if pid:
+            found[str(path)] = pid
+    return found
+
+
+def live_agents(home: Path, extra_pids=()) -> list[int]:
+    """The agent processes still alive among those of the home's pid files and ``extra_pids``."""
+    pids = set(agent_pids(home).values()) | set(extra_pids)
+    return sorted(pid for pid in pids if is_agent_process(pid))
+
+
+def heartbeat_pids(ctx) -> set[int]:
+    """Every agent pid that has heartbeated for any run of the context's state bucket."""
+    pids = set()
+    for run in ctx.ledger.list():
+        for beat in read_heartbeats(ctx.storage, ctx.config.state_bucket, run.run_id):
+            if isinstance(beat.get("pid"), int):
+                pids.add(beat["pid"])
+    return pids
