@@ -100,6 +100,10 @@ class StandaloneBackend:
         total = sum(min(per_vm, int(hb.get("worker_processes") or per_vm)) for hb in live)
         return max(1, total)
 
+    def capacity(self) -> int:
+        """Calls the run's live VMs run at once."""
+        return self.slots(self.live_heartbeats())
+
     # --- submit ---------------------------------------------------------------------------
     def submit(self, job: Job, futures: list) -> None:
         live = self.live_heartbeats()
@@ -109,7 +113,7 @@ class StandaloneBackend:
                               "and that the run is applied and its VMs are up")
         batches = guided_chunks(job.total_calls, self.slots(live), job.chunksize)
         workers = sorted({int(hb["worker"]) for hb in live if str(hb.get("worker", "")).isdigit()})
-        payload = {"job_key": job.job_key, "func": job.func, "data": job.data, "extra_env": job.extra_env,
+        payload = {"job_key": job.job_key, "func": job.func, "modules": job.modules, "data": job.data, "extra_env": job.extra_env,
                    "timeout": job.timeout, "batches": batches, "worker_processes": int(self.settings["worker_processes"]),
                    "use_gpu": bool(self.settings.get("use_gpu")),
                    "hard_dismantle_timeout": float(self.settings["hard_dismantle_timeout"]),

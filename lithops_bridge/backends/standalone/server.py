@@ -208,7 +208,7 @@ class TaskServer:
         if not job.get("use_gpu"):
             env.setdefault("CUDA_VISIBLE_DEVICES", "")
         batch = Batch(job["job_key"], job["func"], list(range(start, end)), job["data"][start:end], env,
-                      job.get("timeout"), None, worker_label=f"vm-{self.worker}")
+                      job.get("timeout"), None, worker_label=f"vm-{self.worker}", modules=job.get("modules") or {})
         self._submit(job, b, batch)
 
     def _submit(self, job: dict, b: int, batch: Batch) -> None:
