@@ -195,3 +195,29 @@ class StoringProcess(_multiprocessing_process()):
 def store_value(st, key, value):
     """Stores ``value`` under ``key`` with the Storage it is given."""
     st.put_object(st.bucket, key, value.encode())
+
+
+def logged_sleep(path, call, seconds):
+    """Appends "<call> <vm> start" to ``path``, sleeps, appends "<call> <vm> end"; returns (call, vm)."""
+    vm = os.environ.get("LITHOPS_BRIDGE_VM", "localhost")
+    with open(path, "a") as fh:
+        fh.write(f"{call} {vm} start\n")
+    time.sleep(seconds)
+    with open(path, "a") as fh:
+        fh.write(f"{call} {vm} end\n")
+    return call, vm
+
+
+
+def logged_sleep_or_gate(path, call, seconds_or_gate):
+    """logged_sleep for a number of seconds; for a path, runs until that file exists (the test opens it)."""
+    if not isinstance(seconds_or_gate, str):
+        return logged_sleep(path, call, seconds_or_gate)
+    vm = os.environ.get("LITHOPS_BRIDGE_VM", "localhost")
+    with open(path, "a") as fh:
+        fh.write(f"{call} {vm} start\n")
+    while not os.path.exists(seconds_or_gate):
+        time.sleep(0.02)
+    with open(path, "a") as fh:
+        fh.write(f"{call} {vm} end\n")
+    return call, vm
