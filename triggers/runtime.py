@@ -3,7 +3,8 @@
 :func:`run_up` runs the ``triggers`` and ``rules`` of a config until stopped: the
 alarm scheduler, the bucket-write watchers (filesystem events on localhost storage,
 polling elsewhere) and the invoker's lanes of warm action processes (``max_concurrent``
-invocations at once per lane; ``warm=False``: a fresh process per invocation). Every fire of a trigger
+invocations at once per lane; ``warm=False``: a fresh process per invocation;
+``lanes=False``: one queue for every action). Every fire of a trigger
 invokes each rule bound to it with ``{**rule.params, **event_params, "config":
 <the config, unredacted>}`` and leaves an activation record. A built-in alarm
 invokes the ``reap`` action every ``reap_interval`` seconds when ``ephemera.actions.reap``
@@ -68,6 +69,7 @@ class Runtime:
         max_concurrent: int = 16,
         on_activation: Callable | None = None,
         warm: bool = True,
+        lanes: bool = True,
     ):
         if catch_up not in CATCH_UP_POLICIES:
             raise ParamError("catch_up", f"'{catch_up}' is not one of {', '.join(CATCH_UP_POLICIES)}", "use skip, latest or all")
@@ -89,6 +91,7 @@ class Runtime:
             max_workers=max_concurrent,
             on_done=on_activation,
             warm=warm,
+            lanes=lanes,
         )
         self._parts: list = []  # started schedulers/watchers, stopped in reverse
         self._build_parts(reap_interval, catch_up, poll_interval, watch)
@@ -192,7 +195,7 @@ def run_up(
     """Run the config's triggers and rules until ``stop`` is set or ``until()`` is
     true (checked every 100 ms), then shut down cleanly. ``options`` are
     :class:`Runtime`'s keyword arguments (action_targets, reap_interval, catch_up,
-    poll_interval, watch, max_concurrent, on_activation), with its defaults.
+    poll_interval, watch, max_concurrent, on_activation, warm, lanes), with its defaults.
 
     ``handle_signals`` (the CLI sets it): the first SIGINT/SIGTERM stops firing and
     waits for running actions; a second one kills them."""

@@ -77,6 +77,13 @@ def _safe_emit(emit: Emit, trigger: str, params: dict) -> None:
         log.exception("trigger '%s': dispatching the write of %s failed", trigger, params["key"])
 
 
+class _StoppingRace(logging.Filter):
+    """Drops watchdog's "queue_events() called when the thread is inactive": a read racing its own stop."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "called when the thread is inactive" not in record.getMessage()
+
+
 class FilesystemWatcher:
     """Filesystem events on a localhost storage root, for every object_write trigger."""
 
@@ -107,6 +114,10 @@ class FilesystemWatcher:
 
         # watchdog warns when a new folder's watch is registered twice; harmless here
         warnings.filterwarnings("ignore", message="Callback with id", category=RuntimeWarning)
+        # ... and logs an error when its emitter thread reads once more while being stopped
+        inotify_log = logging.getLogger("watchdog.observers.inotify")
+        if not any(isinstance(f, _StoppingRace) for f in inotify_log.filters):
+            inotify_log.addFilter(_StoppingRace())
         self._observer = Observer()
         self._observer.daemon = True
         handler = _Handler()
