@@ -111,42 +111,50 @@ def _referenced(obj: Any) -> set[str]:
     return names - {"", "__main__", "builtins"}
 
 
-def _detect(func: Any, exclude: set[str]) -> list[types.ModuleType]:
-    """User modules the function depends on, recursively through their globals."""
-    found: dict[str, types.ModuleType] = {}
+def _located(name: str) -> str | None:
+    """The file of a module not imported here, found without importing it (nor anything
+    installed: only a user package's own ``__init__`` may run to find a submodule)."""
+    top = name.split(".")[0]
+    try:
+        spec = importlib.util.find_spec(top)  # a top-level name imports nothing
+        if spec is None or not spec.origin or _installed(top, str(Path(spec.origin).resolve())):
+            return None
+        spec = spec if top == name else importlib.util.find_spec(name)
+    except (ImportError, ValueError):  # e.g. a relative import, or a module only the worker has
+        return None
+    return str(Path(spec.origin).resolve()) if spec is not None and spec.origin else None
+
+
+def _detect(func: Any, exclude: set[str]) -> dict[str, str]:
+    """``{module name: file}`` of the user modules the function depends on, recursively
+    through the globals of those already imported (one the function imports only when it
+    runs travels as its file, without being imported here)."""
+    found: dict[str, str] = {}
     todo = list(_referenced(func))
     while todo:
         name = todo.pop()
         if name in found or _excluded(name, exclude):
             continue
         module = sys.modules.get(name)
-        if module is None:
-            try:
-                module = importlib.import_module(name)
-            except Exception:  # noqa: BLE001 - a name imported only on the worker, or a relative import
-                continue
-        if _installed(name, _file_of(module)):
+        path = _file_of(module) if module is not None else _located(name)
+        if path is None or _installed(name, path):
             continue
-        found[name] = module
+        found[name] = path
         parent = name.rpartition(".")[0]
         if parent:
             todo.append(parent)  # the package's __init__ runs first on the worker
-        for value in list(vars(module).values()):
+        for value in list(vars(module).values()) if module is not None else ():
             if isinstance(value, types.ModuleType):
                 todo.append(value.__name__)
             elif inspect.isfunction(value) or inspect.isclass(value):
                 todo.append(getattr(value, "__module__", "") or "")
-    return list(found.values())
+    return found
 
 
-def _relative(module: types.ModuleType) -> tuple[str, str] | None:
-    """(absolute file, path relative to the sys.path entry it was imported from)."""
-    path = _file_of(module)
-    if path is None:
-        return None
-    depth = module.__name__.count(".") + (1 if path.endswith("__init__.py") else 0)
-    root = Path(path).parents[depth]
-    return path, Path(path).relative_to(root).as_posix()
+def _relative(name: str, path: str) -> str:
+    """The module's path relative to the sys.path entry it is imported from."""
+    depth = name.count(".") + (1 if path.endswith("__init__.py") else 0)
+    return Path(path).relative_to(Path(path).parents[depth]).as_posix()
 
 
 def _read(path: str) -> bytes:
@@ -192,12 +200,7 @@ def module_data(func: Any, include: list[str] | None, exclude: set[str]) -> dict
         return {}
     if include:
         return _named(include)
-    out = {}
-    for module in _detect(func, exclude):
-        rel = _relative(module)
-        if rel is not None:
-            out[rel[1]] = _read(rel[0])
-    return out
+    return {_relative(name, path): _read(path) for name, path in _detect(func, exclude).items()}
 
 
 def digest(modules: dict[str, bytes]) -> str:

@@ -1,7 +1,8 @@
 """A run's "VMs" on this machine, for tests, the benchmark and trying the bridge.
 
 ``LocalRun(root, workers=2)`` writes a job spec for a fresh run id into localhost
-storage under ``root`` (with no ``entry`` no workload runs: workers are numbered
+storage under ``root`` (or the storage ``storage`` names, e.g. an S3 endpoint; with
+no ``entry`` no workload runs: workers are numbered
 from 1, as worker 0 is the one that runs a workload), starts one agent per VM with
 ``python -m ephemera.vm start``, and ``close()`` stops them with ``stop``, which
 confirms each process is gone. ``lithops_config`` is the bridge config that sends
@@ -25,7 +26,7 @@ DEFAULT_HARD_DEADLINE = 600.0  # seconds a LocalRun's agents live at most
 
 
 class LocalRun:
-    """N local agents serving one run's standalone jobs over localhost storage."""
+    """N local agents serving one run's standalone jobs (over localhost storage unless ``storage`` says otherwise)."""
 
     def __init__(self, root: str | os.PathLike, workers: int = 2, worker_processes: int | None = None,
                  bucket: str = "ephemera", heartbeat_interval: float = 1.0, run_id: str | None = None,

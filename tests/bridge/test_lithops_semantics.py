@@ -91,11 +91,16 @@ def _user_modules(tmp_path, monkeypatch):
     folder.mkdir()
     helper, mod = f"bridge_helper_{tag}", f"bridge_mod_{tag}"
     (folder / f"{helper}.py").write_text("K = 3\n")
+    (folder / f"bridge_lazy_{tag}.py").write_text("M = 5\n")
     (folder / f"{mod}.py").write_text(textwrap.dedent(f"""
         import {helper}
 
         def triple(x):
             return {helper}.K * x
+
+        def five_times(x):
+            import bridge_lazy_{tag}  # imported only when the call runs
+            return bridge_lazy_{tag}.M * x
         """))
     monkeypatch.syspath_prepend(str(folder))
     __import__(mod)
@@ -126,6 +131,9 @@ def test_modules_of_the_caller_travel_with_the_function(lithops_config, tmp_path
     with _fresh(lithops_config) as fexec:
         mod, _helper = _user_modules(tmp_path, monkeypatch)
         assert fexec.get_result(fexec.map(mod.triple, [1, 2, 3])) == [3, 6, 9]  # detected: both travel
+        lazy = mod.__name__.replace("bridge_mod_", "bridge_lazy_")
+        assert fexec.call_async(mod.five_times, 2).result() == 10  # found in its code, sent as a file
+        assert lazy not in sys.modules  # ... without being imported here
 
 
 def test_include_modules_none_in_the_config(lithops_config, tmp_path, monkeypatch):
