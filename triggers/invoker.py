@@ -14,8 +14,9 @@ crash and retired after ``max_uses`` invocations (``warm``, ``warmpool``). With
 ``warm=False`` every invocation is a fresh ``python -m ephemera.triggers.invoker
 <module:function> <result-fd>`` (``procio.run_cold``). Invocations wait in
 **lanes**, each with its own bounded concurrency, so a completion marker's destroy
-never queues behind applies: ``destroy``, ``apply``, and ``control`` (everything
-else: reap, status). Each invocation leaves an activation record.
+never queues behind applies: ``destroy`` (twice the room: markers come in bursts),
+``apply`` (its workers at nice 5, so teardown gets the CPU first) and ``control``
+(everything else: reap, status). Each invocation leaves an activation record.
 
 The child imports nothing heavy before it knows the action: this module's top level
 imports only what the child needs; the parent's machinery is imported lazily.

@@ -175,7 +175,7 @@ class TaskServer:
 
     def _take_over(self, queued: list[str]) -> bool:
         """Claim the batches of dead VMs (every ``reclaim_every`` seconds, while there is room)."""
-        if self._inflight_count() >= self.size or time.monotonic() - self._last_reclaim < self.reclaim_every:
+        if not queued or self._inflight_count() >= self.size or time.monotonic() - self._last_reclaim < self.reclaim_every:
             return False
         self._last_reclaim = time.monotonic()
         beats = presence.read_all(self.store, self.bucket, self.run_id)
