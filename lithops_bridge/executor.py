@@ -25,15 +25,33 @@ from lithops_bridge.config import default_config, extract_storage_config, setup_
 from lithops_bridge.futures import FuturesList, ResponseFuture
 from lithops_bridge.iterdata import bind, bound_signature, call_data
 from lithops_bridge.job import Job, serialize_function
+from lithops_bridge.modules import module_data, resolve as resolve_modules
 from lithops_bridge.runner import UPSTREAM_ERROR
 from lithops_bridge.wait import THREADPOOL_SIZE, _as_list, wait as wait_futures
 
 log = logging.getLogger("lithops_bridge")
 
 
-def _is_futures(iterdata: Any) -> bool:
-    return isinstance(iterdata, FuturesList) or (
-        isinstance(iterdata, list) and bool(iterdata) and all(isinstance(f, ResponseFuture) for f in iterdata))
+_NOT_CHAINED = (str, bytes, bytearray, dict, range, set, frozenset)  # iterdata forms that are never futures
+
+
+def _chained_futures(iterdata: Any) -> tuple[list[ResponseFuture] | None, Any]:
+    """``(futures, iterdata)``: the futures when ``iterdata`` chains a job (a FuturesList,
+    a list or tuple of futures, or any other iterable of them), else ``None`` and the
+    iterdata to use (an iterator is read once here, so it comes back as a list only if
+    it was made of futures)."""
+    if isinstance(iterdata, (list, tuple)):
+        items = list(iterdata)
+    elif isinstance(iterdata, _NOT_CHAINED) or not hasattr(iterdata, "__iter__"):
+        return None, iterdata
+    else:
+        items = list(iterdata)
+        if not (items and all(isinstance(f, ResponseFuture) for f in items)):
+            raise TypeError(f"map_iterdata is a {type(iterdata).__name__} that does not yield futures: Lithops passes "
+                            "it whole as the single argument of one call; pass a list (or a range) of the inputs instead")
+    if items and all(isinstance(f, ResponseFuture) for f in items):
+        return items, iterdata
+    return None, iterdata
 
 
 def _uses_obj(func: Callable) -> bool:
@@ -90,13 +108,15 @@ class FunctionExecutor:
         return job_id
 
     def _new_job(self, call_type: str, func: Callable, n: int, extra_env: dict | None, timeout: float | None,
-                 include_modules: list | None, chunksize: int | None = None) -> tuple[Job, list[ResponseFuture]]:
+                 modules: tuple, chunksize: int | None = None) -> tuple[Job, list[ResponseFuture]]:
+        """A job and its futures; ``modules`` is the job's ``(include_modules, exclude_modules)``."""
         if not callable(func):
             raise TypeError(f"the function to run must be callable, got {type(func).__name__}")
         timeout = timeout if timeout is not None else self.config["lithops"].get("execution_timeout")
-        job = Job(self.executor_id, self._job_id(call_type), serialize_function(func, include_modules),
+        include, exclude = resolve_modules(self.config["lithops"], *modules)
+        job = Job(self.executor_id, self._job_id(call_type), serialize_function(func),
                   getattr(func, "__name__", type(func).__name__), [], dict(extra_env or {}), timeout, chunksize,
-                  self.storage_config)
+                  self.storage_config, module_data(func, include, exclude))
         futures = [ResponseFuture(self.executor_id, job.job_id, i, job.function_name, timeout) for i in range(n)]
         self.futures.extend(futures)
         return job, futures
@@ -138,14 +158,13 @@ class FunctionExecutor:
 
     def _map_job(self, call_type: str, func: Callable, iterdata: Any, chunksize: int | None, extra_args: Any,
                  extra_env: dict | None, timeout: float | None, obj_chunk_size: int | None, obj_chunk_number: int | None,
-                 obj_newline: str | None, include_modules: list | None) -> tuple[list[ResponseFuture], list[int] | None]:
+                 obj_newline: str | None, modules: tuple) -> tuple[list[ResponseFuture], list[int] | None]:
         parts_per_object = None
-        if _is_futures(iterdata):
-            upstream = list(iterdata)
-            if isinstance(iterdata, FuturesList):
-                for f in upstream:
-                    f._produce_output = False
-            job, futures = self._new_job(call_type, func, len(upstream), extra_env, timeout, include_modules, chunksize)
+        upstream, iterdata = _chained_futures(iterdata)
+        if upstream is not None:
+            for f in upstream:  # consumed: a later get_result()/wait() without futures skips their outputs
+                f._produce_output = False
+            job, futures = self._new_job(call_type, func, len(upstream), extra_env, timeout, modules, chunksize)
             sig = bound_signature(func)
 
             def chained() -> list[dict]:
@@ -166,7 +185,7 @@ class FunctionExecutor:
                                                         obj_chunk_size, obj_chunk_number, obj_newline)
         else:
             datas = call_data(func, iterdata, extra_args)
-        job, futures = self._new_job(call_type, func, len(datas), extra_env, timeout, include_modules, chunksize)
+        job, futures = self._new_job(call_type, func, len(datas), extra_env, timeout, modules, chunksize)
         self._submit(job, futures, datas)
         return futures, parts_per_object
 
@@ -175,7 +194,8 @@ class FunctionExecutor:
                    timeout: float | None = None, include_modules: list | None = [], exclude_modules: list | None = []) -> ResponseFuture:
         """Run ``func`` once with ``data`` (dict: kwargs, tuple: args, else the first argument)."""
         self.last_call = "call_async"
-        futures, _ = self._map_job("A", func, [data], None, None, extra_env, timeout, None, None, "\n", include_modules)
+        futures, _ = self._map_job("A", func, [data], None, None, extra_env, timeout, None, None, "\n",
+                                   (include_modules, exclude_modules))
         return futures[0]
 
     def map(self, map_function: Callable, map_iterdata: Any, chunksize: int | None = None, extra_args: Any = None,
@@ -185,7 +205,7 @@ class FunctionExecutor:
         """One call of ``map_function`` per item of ``map_iterdata``; returns their futures."""
         self.last_call = "map"
         futures, _ = self._map_job("M", map_function, map_iterdata, chunksize, extra_args, extra_env, timeout,
-                                   obj_chunk_size, obj_chunk_number, obj_newline, include_modules)
+                                   obj_chunk_size, obj_chunk_number, obj_newline, (include_modules, exclude_modules))
         return FuturesList(futures, self)
 
     def map_reduce(self, map_function: Callable, map_iterdata: Any, reduce_function: Callable, chunksize: int | None = None,
@@ -198,7 +218,8 @@ class FunctionExecutor:
         (one reducer per object with ``obj_reduce_by_key``)."""
         self.last_call = "map_reduce"
         map_futures, parts = self._map_job("M", map_function, map_iterdata, chunksize, extra_args, extra_env, timeout,
-                                           obj_chunk_size, obj_chunk_number, obj_newline, include_modules)
+                                           obj_chunk_size, obj_chunk_number, obj_newline,
+                                           (include_modules, exclude_modules))
         if spawn_reducer != c.ALWAYS:  # Lithops: a map failure raises here
             self.wait(map_futures, return_when=spawn_reducer)
         groups = [map_futures]
@@ -207,7 +228,8 @@ class FunctionExecutor:
             for n in parts:
                 groups.append(map_futures[start:start + n])
                 start += n
-        job, reduce_futures = self._new_job("R", reduce_function, len(groups), extra_env, timeout, include_modules)
+        job, reduce_futures = self._new_job("R", reduce_function, len(groups), extra_env, timeout,
+                                            (include_modules, exclude_modules))
         sig = bound_signature(reduce_function)
 
         def reduce_data() -> list[dict]:
@@ -233,10 +255,12 @@ class FunctionExecutor:
     def wait(self, fs: Any = None, throw_except: bool = True, return_when: Any = c.ALL_COMPLETED,
              download_results: bool = False, timeout: float | None = None, threadpool_size: int = THREADPOOL_SIZE,
              wait_dur_sec: float | None = None, show_progressbar: bool = True) -> tuple[FuturesList, FuturesList]:
-        """Wait for ``fs`` (default, or empty: every future of this executor); ``(done, not_done)``."""
-        futures = fs or self.futures
+        """Wait for ``fs`` (default, or empty: every future of this executor, consumed ones
+        included, as in Lithops); ``(done, not_done)``."""
+        futures = _as_list(fs) if fs else list(self.futures)
         done, not_done = wait_futures(futures, throw_except=throw_except, return_when=return_when,
-                                      download_results=download_results, timeout=timeout)
+                                      download_results=download_results, timeout=timeout,
+                                      futures_from_executor_wait=not fs)
         return FuturesList(done, self), FuturesList(not_done, self)
 
     def get_result(self, fs: Any = None, throw_except: bool = True, timeout: float | None = None,

@@ -21,6 +21,7 @@ class Job:
     timeout: float | None = None  # seconds per call before TimeoutError
     chunksize: int | None = None  # calls per batch sent to a worker (None: automatic)
     storage_config: dict | None = None  # bridge storage config for injected `storage` / `obj`
+    modules: dict = field(default_factory=dict)  # {relative path: source} of modules that travel (lithops_bridge.modules)
 
     @property
     def job_key(self) -> str:
@@ -31,29 +32,9 @@ class Job:
         return len(self.data)
 
 
-def serialize_function(func, include_modules: list | None = None) -> bytes:
-    """cloudpickle ``func``; modules named in ``include_modules`` travel by value."""
-    import importlib
-    import sys
-
-    registered = []
-    for name in include_modules or []:
-        module = sys.modules.get(name)
-        if module is None:
-            try:
-                module = importlib.import_module(name)
-            except ImportError:
-                continue
-        try:
-            cloudpickle.register_pickle_by_value(module)
-            registered.append(module)
-        except ValueError:
-            continue
-    try:
-        return cloudpickle.dumps(func)
-    finally:
-        for module in registered:
-            cloudpickle.unregister_pickle_by_value(module)
+def serialize_function(func) -> bytes:
+    """cloudpickle ``func`` (the modules it needs travel beside it: lithops_bridge.modules)."""
+    return cloudpickle.dumps(func)
 
 
 def guided_chunks(n: int, workers: int, chunksize: int | None = None) -> list[tuple[int, int]]:

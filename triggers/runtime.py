@@ -2,7 +2,9 @@
 
 :func:`run_up` runs the ``triggers`` and ``rules`` of a config until stopped: the
 alarm scheduler, the bucket-write watchers (filesystem events on localhost storage,
-polling elsewhere) and a bounded pool of action processes. Every fire of a trigger
+polling elsewhere) and the invoker's lanes of warm action processes (``max_concurrent``
+invocations at once per lane; ``warm=False``: a fresh process per invocation;
+``lanes=False``: one queue for every action). Every fire of a trigger
 invokes each rule bound to it with ``{**rule.params, **event_params, "config":
 <the config, unredacted>}`` and leaves an activation record. A built-in alarm
 invokes the ``reap`` action every ``reap_interval`` seconds when ``ephemera.actions.reap``
@@ -64,8 +66,10 @@ class Runtime:
         catch_up: str = "skip",
         poll_interval: float = 2.0,
         watch: str = "auto",
-        max_concurrent: int = 8,
+        max_concurrent: int = 16,
         on_activation: Callable | None = None,
+        warm: bool = True,
+        lanes: bool = True,
     ):
         if catch_up not in CATCH_UP_POLICIES:
             raise ParamError("catch_up", f"'{catch_up}' is not one of {', '.join(CATCH_UP_POLICIES)}", "use skip, latest or all")
@@ -86,6 +90,8 @@ class Runtime:
             secret_values=config.secret_values(),
             max_workers=max_concurrent,
             on_done=on_activation,
+            warm=warm,
+            lanes=lanes,
         )
         self._parts: list = []  # started schedulers/watchers, stopped in reverse
         self._build_parts(reap_interval, catch_up, poll_interval, watch)
@@ -124,6 +130,9 @@ class Runtime:
             for rule in rules:
                 if not _module_exists(self.targets[rule["action"]]):
                     log.warning("rule '%s': action module for '%s' not found; its invocations will fail", rule["name"], self.targets[rule["action"]])
+        for rules in self.rules.values():
+            for rule in rules:
+                self.invoker.prewarm(rule["action"], self.targets[rule["action"]])
         started = []
         try:
             for part in self._parts:
@@ -186,7 +195,7 @@ def run_up(
     """Run the config's triggers and rules until ``stop`` is set or ``until()`` is
     true (checked every 100 ms), then shut down cleanly. ``options`` are
     :class:`Runtime`'s keyword arguments (action_targets, reap_interval, catch_up,
-    poll_interval, watch, max_concurrent, on_activation), with its defaults.
+    poll_interval, watch, max_concurrent, on_activation, warm, lanes), with its defaults.
 
     ``handle_signals`` (the CLI sets it): the first SIGINT/SIGTERM stops firing and
     waits for running actions; a second one kills them."""

@@ -7,7 +7,7 @@ write whose key starts with the trigger's ``prefix`` and ends with any of its
 ``suffix`` list (an empty list matches every key).
 
 - :class:`FilesystemWatcher`, for the localhost backend: real filesystem events
-  (watchdog) on ``<root>/<bucket>/<key>`` files. The backend writes objects
+  (watchdog) on ``<root>/<bucket>/<key>`` files, watching each trigger's bucket folder. The backend writes objects
   atomically, by moving a temp file in from ``<root>/.tmp`` or by ``link()``, so
   every write puts a new inode at its path and a created or moved-in file is a
   complete object. watchdog may report one write more than once (a new folder is
@@ -15,19 +15,26 @@ write whose key starts with the trigger's ``prefix`` and ends with any of its
   "look at this path": the object found there is reported if its identity (inode,
   mtime, size) was not reported before. One write is never reported twice; two
   overwrites of one key within the same instant may be reported once, as the newer.
-- :class:`PollingWatcher`, for any backend: lists the bucket every ``interval``
-  seconds and reports objects that are new or whose etag changed, starting from what
-  exists at start-up (or at the first listing that succeeds), so objects written
-  before do not fire.
+- :class:`PollingWatcher`, for any backend: reports objects that are new or whose
+  etag changed, starting from what exists at start-up (or at the first listing that
+  succeeds), so objects written before do not fire. After that first listing it never
+  lists the whole prefix again: every ``interval`` seconds it lists the keys after
+  the newest key seen (``start_after``; keys that sort last, as time-ordered keys do,
+  fire on the next poll) and one page (``page`` keys) of a sweep that continues from
+  where the previous page ended and wraps around at the end, so writes elsewhere in
+  the key order, overwrites and deletions are seen within one round of the prefix
+  (one poll while the prefix holds fewer than ``page`` keys).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
 import warnings
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -70,6 +77,13 @@ def _safe_emit(emit: Emit, trigger: str, params: dict) -> None:
         log.exception("trigger '%s': dispatching the write of %s failed", trigger, params["key"])
 
 
+class _StoppingRace(logging.Filter):
+    """Drops watchdog's "queue_events() called when the thread is inactive": a read racing its own stop."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "called when the thread is inactive" not in record.getMessage()
+
+
 class FilesystemWatcher:
     """Filesystem events on a localhost storage root, for every object_write trigger."""
 
@@ -100,10 +114,20 @@ class FilesystemWatcher:
 
         # watchdog warns when a new folder's watch is registered twice; harmless here
         warnings.filterwarnings("ignore", message="Callback with id", category=RuntimeWarning)
-        self.root.mkdir(parents=True, exist_ok=True)
+        # ... and logs an error when its emitter thread reads once more while being stopped
+        inotify_log = logging.getLogger("watchdog.observers.inotify")
+        if not any(isinstance(f, _StoppingRace) for f in inotify_log.filters):
+            inotify_log.addFilter(_StoppingRace())
         self._observer = Observer()
         self._observer.daemon = True
-        self._observer.schedule(_Handler(), str(self.root), recursive=True)
+        handler = _Handler()
+        # the watched buckets' folders only, never <root>/.tmp: a write moved in from there is
+        # then a lone "moved to" (seen as created), not a move pair that inotify may not pair
+        # up (a new folder's watch comes late) and that watchdog then holds back 0.5 s
+        for bucket in sorted({t["bucket"] for t in self.triggers}):
+            folder = self.root / bucket
+            folder.mkdir(parents=True, exist_ok=True)
+            self._observer.schedule(handler, str(folder), recursive=True)
         self._observer.start()
 
     def stop(self) -> None:
@@ -149,23 +173,36 @@ class FilesystemWatcher:
             _safe_emit(self.emit, trig["name"], write_params(trig["name"], bucket, info))
 
 
-class PollingWatcher:
-    """Lists each trigger's bucket and prefix every ``interval`` seconds."""
+@dataclass
+class _Watch:
+    """What the polling watcher knows of one trigger's prefix."""
 
-    def __init__(self, storage: Storage, triggers: list[dict], emit: Emit, interval: float = 2.0):
+    seen: dict[str, str] = field(default_factory=dict)  # key -> etag last seen (matching keys)
+    tail: str = ""  # the greatest key listed so far (any key under the prefix)
+    cursor: str = ""  # where the sweep continues ("" : from the start)
+
+
+class PollingWatcher:
+    """Polls each trigger's bucket and prefix every ``interval`` seconds, a page at a time."""
+
+    def __init__(self, storage: Storage, triggers: list[dict], emit: Emit, interval: float = 2.0, page: int = 1000):
         self.storage = storage  # any backend
         self.triggers = list(triggers)  # object_write trigger dicts
         self.emit = emit  # callback(trigger name, event params)
-        self.interval = float(interval)  # seconds between listings
-        self._seen: dict[str, dict[str, str]] = {}  # trigger -> key -> etag last seen
+        self.interval = float(interval)  # seconds between polls
+        self.page = max(1, int(page))  # keys per listing request (S3 answers 1,000 at most)
+        self._watch: dict[str, _Watch] = {}  # trigger -> its state, once it has a baseline
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def _listing(self, trig: dict) -> dict[str, ObjectInfo] | None:
+    def _list(self, trig: dict, start_after: str, limit: int | None) -> list[ObjectInfo] | None:
+        """Up to ``limit`` objects under the trigger's prefix after ``start_after``;
+        [] for a missing bucket, None (logged) when the listing fails."""
         try:
-            return {o.key: o for o in self.storage.list(trig["bucket"], trig.get("prefix") or "") if matches(trig, o.key)}
+            listing = self.storage.list(trig["bucket"], trig.get("prefix") or "", start_after=start_after)
+            return list(itertools.islice(listing, limit))
         except NoSuchBucketError:
-            return {}
+            return []
         except Exception as exc:  # a flaky endpoint: try again next round
             log.warning("trigger '%s': listing bucket '%s' failed (%s); retrying in %g s", trig["name"], trig["bucket"], exc, self.interval)
             return None
@@ -175,7 +212,7 @@ class PollingWatcher:
         whose first listing fails has no baseline yet: the next successful listing
         becomes its baseline, and fires nothing."""
         for trig in self.triggers:
-            self._take_baseline(trig, self._listing(trig))
+            self._take_baseline(trig)
         self._thread = threading.Thread(target=self._run, name="ephemera-poller", daemon=True)
         self._thread.start()
 
@@ -190,30 +227,66 @@ class PollingWatcher:
         for trig in self.triggers:
             if self._stop.is_set():
                 break
-            listing = self._listing(trig)
-            if listing is None:
+            watch = self._watch.get(trig["name"])
+            if watch is None:  # the start-up listing failed: baseline now
+                self._take_baseline(trig)
                 continue
-            if trig["name"] not in self._seen:  # the start-up listing failed: baseline now
-                self._take_baseline(trig, listing)
-                continue
-            seen = self._seen[trig["name"]]
-            for key, info in listing.items():
-                if seen.get(key) != info.etag:
-                    seen[key] = info.etag
-                    _safe_emit(self.emit, trig["name"], write_params(trig["name"], trig["bucket"], info))
-                    count += 1
-            for gone in set(seen) - set(listing):  # deleted: a re-creation fires again
-                del seen[gone]
+            whole = watch.cursor == ""  # this sweep page starts at the beginning of the prefix
+            swept, complete = self._sweep(trig, watch)
+            count += swept
+            if not (whole and complete):  # the prefix is longer than a page: new keys at the end now
+                count += self._poll_tail(trig, watch)
         return count
 
-    def _take_baseline(self, trig: dict, listing: dict[str, ObjectInfo] | None) -> None:
-        """What exists now, remembered so it does not fire; None (a failed listing)
-        leaves the trigger without a baseline."""
+    def _fire(self, trig: dict, watch: _Watch, info: ObjectInfo) -> int:
+        if not matches(trig, info.key) or watch.seen.get(info.key) == info.etag:
+            return 0
+        watch.seen[info.key] = info.etag
+        _safe_emit(self.emit, trig["name"], write_params(trig["name"], trig["bucket"], info))
+        return 1
+
+    def _poll_tail(self, trig: dict, watch: _Watch) -> int:
+        """Keys after the greatest one seen: every new one that sorts last."""
+        count = 0
+        while True:
+            batch = self._list(trig, watch.tail, self.page)
+            if not batch:
+                return count
+            for info in batch:
+                count += self._fire(trig, watch, info)
+            watch.tail = batch[-1].key
+            if len(batch) < self.page:
+                return count
+
+    def _sweep(self, trig: dict, watch: _Watch) -> tuple[int, bool]:
+        """One page of the round over the whole prefix: new keys before the tail,
+        changed etags, deletions (a re-created key fires again). ``(fired, the page
+        reached the end of the prefix)``."""
+        start = watch.cursor
+        batch = self._list(trig, start, self.page)
+        if batch is None:
+            return 0, False
+        count = sum(self._fire(trig, watch, info) for info in batch)
+        end = batch[-1].key if len(batch) == self.page else None  # None: the round reached the end
+        listed = {info.key for info in batch}
+        gone = [k for k in watch.seen if k > start and (end is None or k <= end) and k not in listed]
+        for key in gone:
+            del watch.seen[key]
+        if batch and batch[-1].key > watch.tail:
+            watch.tail = batch[-1].key
+        watch.cursor = end or ""
+        return count, end is None
+
+    def _take_baseline(self, trig: dict) -> None:
+        """What exists now, remembered so it does not fire; a failed listing leaves the
+        trigger without a baseline."""
+        listing = self._list(trig, "", None)
         if listing is None:
             log.warning("trigger '%s': no baseline of bucket '%s' yet; objects already there will not fire once it is listed",
                         trig["name"], trig["bucket"])
             return
-        self._seen[trig["name"]] = {k: o.etag for k, o in listing.items()}
+        self._watch[trig["name"]] = _Watch(seen={o.key: o.etag for o in listing if matches(trig, o.key)},
+                                           tail=listing[-1].key if listing else "")
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

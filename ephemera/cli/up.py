@@ -28,8 +28,8 @@ def add_up_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds between bucket listings for non-localhost storage (default 2)")
     parser.add_argument("--watch", choices=("auto", "events", "poll"), default="auto",
                         help="how bucket writes are seen: filesystem events on localhost storage (auto) or polling")
-    parser.add_argument("--max-concurrent", dest="max_concurrent", type=int, default=8,
-                        help="action processes running at once (default 8)")
+    parser.add_argument("--max-concurrent", dest="max_concurrent", type=int, default=16,
+                        help="invocations running at once per lane (destroy, apply; default 16)")
 
 
 def add_activations_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,7 +57,7 @@ def cmd_up(config: Config, args: argparse.Namespace) -> int:
         catch_up=getattr(args, "catch_up", "skip"),
         poll_interval=getattr(args, "poll_interval", 2.0),
         watch=getattr(args, "watch", "auto"),
-        max_concurrent=getattr(args, "max_concurrent", 8),
+        max_concurrent=getattr(args, "max_concurrent", 16),
         on_activation=_activation_line,
         handle_signals=True,
     )

@@ -55,8 +55,10 @@ class Storage(Protocol):
     def head(self, bucket: str, key: str) -> ObjectInfo:
         """Metadata of one object."""
 
-    def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
-        """Every object whose key starts with ``prefix``, in key order."""
+    def list(self, bucket: str, prefix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:
+        """Every object whose key starts with ``prefix``, in key order; with
+        ``start_after`` only keys after it (S3's StartAfter), so a caller can read one
+        page of a long listing and continue from its last key later."""
 
     def delete(self, bucket: str, key: str) -> None:
         """Delete an object; deleting a missing object is not an error."""

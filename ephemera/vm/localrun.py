@@ -1,7 +1,8 @@
 """A run's "VMs" on this machine, for tests, the benchmark and trying the bridge.
 
 ``LocalRun(root, workers=2)`` writes a job spec for a fresh run id into localhost
-storage under ``root`` (with no ``entry`` no workload runs: workers are numbered
+storage under ``root`` (or the storage ``storage`` names, e.g. an S3 endpoint; with
+no ``entry`` no workload runs: workers are numbered
 from 1, as worker 0 is the one that runs a workload), starts one agent per VM with
 ``python -m ephemera.vm start``, and ``close()`` stops them with ``stop``, which
 confirms each process is gone. ``lithops_config`` is the bridge config that sends
@@ -27,13 +28,13 @@ DEFAULT_HARD_DEADLINE = 600.0  # seconds a LocalRun's agents live at most
 
 
 class LocalRun:
-    """N local agents serving one run's standalone jobs over localhost storage."""
+    """N local agents serving one run's standalone jobs (over localhost storage unless ``storage`` says otherwise)."""
 
     def __init__(self, root: str | os.PathLike, workers: int = 2, worker_processes: int | None = None,
                  bucket: str = "ephemera", heartbeat_interval: float = 1.0, run_id: str | None = None,
-                 entry: str | None = None, params: dict | None = None, hard_deadline: float | None = DEFAULT_HARD_DEADLINE):
+                 entry: str | None = None, params: dict | None = None, hard_deadline: float | None = DEFAULT_HARD_DEADLINE,
+                 storage: dict | None = None):
         self.root = Path(root)
-        self.bucket = bucket
         self.run_id = run_id or f"bench-{uuid.uuid4().hex[:8]}"
         self.entry = entry  # a workload for worker 0 to run (None: no workload, workers from 1)
         self.params = dict(params or {})
@@ -41,18 +42,26 @@ class LocalRun:
         self.worker_processes = worker_processes
         self.heartbeat_interval = heartbeat_interval
         self.hard_deadline = hard_deadline  # seconds from start() until the agents end themselves (None: never)
-        self.ephemera_config = {"storage": {"backend": "localhost", "bucket": bucket},
-                                "localhost": {"root": str(self.root / "storage")}, "home": str(self.root / "home")}
+        # the VMs' storage: localhost under root, or the Ephemera config sections in ``storage``
+        # (e.g. {"storage": {"backend": "aws_s3", "bucket": ...}, "aws_s3": {...}}; its bucket wins)
+        sections = dict(storage) if storage else {"storage": {"backend": "localhost", "bucket": bucket},
+                                                  "localhost": {"root": str(self.root / "storage")}}
+        self.bucket = sections["storage"]["bucket"]
+        self.ephemera_config = {**sections, "home": str(self.root / "home")}
         self.agent_dir = self.root / "agents" / self.run_id
         self.started: list[int] = []
 
     @property
     def lithops_config(self) -> dict:
+        from ephemera.config import load_config
+        from ephemera.storage.lithops import to_lithops
+
         sa = {"exec_mode": "consume", "run_id": self.run_id}
         if self.worker_processes:
             sa["worker_processes"] = self.worker_processes
-        return {"lithops": {"backend": "standalone", "storage": "localhost"}, "standalone": sa,
-                "localhost": {"storage_bucket": self.bucket, "storage_root": str(self.root / "storage")}}
+        storage = to_lithops(load_config(self.ephemera_config))
+        name = storage["backend"]
+        return {"lithops": {"backend": "standalone", "storage": name}, "standalone": sa, name: storage[name]}
 
     def pid_file(self, worker: int) -> str:
         return str(self.agent_dir / f"agent-{worker}.pid")

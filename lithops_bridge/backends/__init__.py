@@ -25,6 +25,9 @@ class ComputeBackend(Protocol):
     def submit(self, job: Any, futures: list) -> None:
         """Start the job's calls; resolve ``futures`` (one per call) as they finish."""
 
+    def capacity(self) -> int:
+        """How many calls run at once (Lithops' ``cpu_count``)."""
+
     def close(self) -> None:
         """Release what this executor holds (shared warm pools stay up)."""
 

@@ -2,26 +2,50 @@
 
 ``Storage(config=None, backend=None, storage_config=None)`` resolves a Lithops
 storage config (see lithops_bridge.config) and builds the matching Ephemera backend
-with ``ephemera.storage.lithops.open_lithops_storage``. Missing objects raise
-``StorageNoSuchKeyError``. ``get_object(..., extra_get_args={"Range": "bytes=a-b"})``
-reads a byte range; ``stream=True`` returns a file-like object.
+with ``ephemera.storage.lithops.open_lithops_storage``. Every backend, localhost
+included, answers in the shapes Lithops' S3-like backends return (boto3's):
+``head_bucket`` and ``delete_object`` a response dict with ``ResponseMetadata``
+(``HTTPStatusCode``, ``HTTPHeaders``, ``RetryAttempts``), ``delete_objects`` a list of
+those with ``Deleted``, ``head_object`` the response's HTTP headers (lower-case names,
+string values: ``content-length``, ``etag`` in quotes, ``last-modified``),
+``list_objects`` dicts with ``Key``, ``Size``, ``ETag`` (in quotes) and
+``LastModified`` (a datetime), ``put_object`` None; ``upload_file``/``download_file``
+True, or False (logged) when the file or the object is missing. Missing objects and
+buckets raise ``StorageNoSuchKeyError``. ``match_pattern`` uses Lithops' glob rules
+(lithops_bridge.storage.globber). ``get_object(..., extra_get_args={"Range":
+"bytes=a-b"})`` reads a byte range; ``stream=True`` returns a file-like object.
 """
 
 from __future__ import annotations
 
 import io
 import itertools
+import logging
 import os
 import shutil
-from datetime import timezone
-from fnmatch import fnmatch
+from datetime import datetime, timezone
+from email.utils import format_datetime
 from typing import Any, BinaryIO
 
-from ephemera.errors import NoSuchBucketError, NoSuchKeyError
+from ephemera.errors import NoSuchBucketError, NoSuchKeyError, StorageError
+from lithops_bridge.storage.globber import match
 from lithops_bridge.storage.utils import CloudObject, StorageNoSuchKeyError
 
 TEMP_PREFIX = "lithops.jobs/tmp"
 _COBJECTS = itertools.count()
+log = logging.getLogger("lithops_bridge.storage")
+
+
+def http_date(when: datetime) -> str:
+    """An HTTP date header value (RFC 7231), e.g. 'Tue, 02 Dec 2025 10:00:00 GMT'."""
+    return format_datetime(when.astimezone(timezone.utc).replace(microsecond=0), usegmt=True)
+
+
+def response(status: int, headers: dict | None = None, **fields: Any) -> dict:
+    """A boto3-shaped response dict."""
+    meta = {"HTTPStatusCode": status, "HTTPHeaders": {"date": http_date(datetime.now(timezone.utc)), **(headers or {})},
+            "RetryAttempts": 0}
+    return {**fields, "ResponseMetadata": meta}
 
 
 def parse_range(extra_get_args: dict | None) -> tuple[int | None, int | None] | None:
@@ -101,54 +125,73 @@ class Storage:
         return io.BytesIO(data) if stream else data
 
     def upload_file(self, file_name: str, bucket: str, key: str | None = None, extra_args: dict | None = None, config: Any = None) -> bool:
+        """Upload a local file; False (logged) if it cannot be read or stored, as in Lithops."""
         key = key or os.path.basename(file_name)
-        with open(file_name, "rb") as fh:
-            self._store.put(bucket, key, fh.read())
+        try:
+            with open(file_name, "rb") as fh:
+                self._store.put(bucket, key, fh.read())
+        except (OSError, StorageError) as exc:
+            log.error("upload of %s to %s/%s failed: %s", file_name, bucket, key, exc)
+            return False
         return True
 
     def download_file(self, bucket: str, key: str, file_name: str | None = None, extra_args: dict | None = None, config: Any = None) -> bool:
-        file_name = file_name or os.path.basename(key)
-        body = self.get_object(bucket, key, stream=True)
-        dirname = os.path.dirname(file_name)
-        if dirname:
-            os.makedirs(dirname, exist_ok=True)
-        with open(file_name, "wb") as fh:
-            shutil.copyfileobj(body, fh)
+        """Download an object to a local file; False (logged) if it is missing or cannot be written."""
+        file_name = file_name or key
+        try:
+            body = self.get_object(bucket, key, stream=True)
+            dirname = os.path.dirname(file_name)
+            if dirname:
+                os.makedirs(dirname, exist_ok=True)
+            with open(file_name, "wb") as fh:
+                shutil.copyfileobj(body, fh)
+        except (OSError, StorageError) as exc:
+            log.error("download of %s/%s to %s failed: %s", bucket, key, file_name, exc)
+            return False
         return True
 
     def head_object(self, bucket: str, key: str) -> dict:
-        """HTTP-header-like metadata: content-length, etag, last-modified."""
+        """The object's HTTP headers, as Lithops returns them (``ResponseMetadata.HTTPHeaders``)."""
         try:
             info = self._store.head(bucket, key)
         except (NoSuchKeyError, NoSuchBucketError):
             raise StorageNoSuchKeyError(bucket, key) from None
-        return {"content-length": str(info.size), "etag": f'"{info.etag}"',
-                "last-modified": info.last_modified.astimezone(timezone.utc).strftime("%a, %d %b %Y %H:%M:%S GMT")}
+        return {"content-length": str(info.size), "etag": f'"{info.etag}"', "last-modified": http_date(info.last_modified),
+                "accept-ranges": "bytes"}
 
     def head_bucket(self, bucket: str) -> dict:
+        """The HEAD bucket response (``ResponseMetadata`` with HTTPStatusCode 200)."""
         if not self._store.bucket_exists(bucket):
             raise StorageNoSuchKeyError(bucket, "")
-        return {"bucket": bucket, "backend": self.backend}
+        return response(200, {"content-length": "0"})
 
     def list_objects(self, bucket: str, prefix: str | None = None, match_pattern: str | None = None) -> list[dict]:
+        if match_pattern is not None:
+            match(match_pattern, "")  # a malformed pattern fails before any request
         try:
             infos = list(self._store.list(bucket, prefix or ""))
         except NoSuchBucketError:
             raise StorageNoSuchKeyError(bucket, prefix or "") from None
-        out = [{"Key": i.key, "Size": i.size, "ETag": i.etag, "LastModified": i.last_modified} for i in infos]
-        if match_pattern:
-            out = [o for o in out if fnmatch(o["Key"], match_pattern)]
-        return out
+        return [{"Key": i.key, "LastModified": i.last_modified, "ETag": f'"{i.etag}"', "Size": i.size}
+                for i in infos if match_pattern is None or match(match_pattern, i.key)]
 
     def list_keys(self, bucket: str, prefix: str | None = None) -> list[str]:
         return [o["Key"] for o in self.list_objects(bucket, prefix)]
 
-    def delete_object(self, bucket: str, key: str) -> None:
+    def delete_object(self, bucket: str, key: str) -> dict:
+        """Delete one object (a missing one is no error); the DELETE response (204)."""
         self._store.delete(bucket, key)
+        return response(204)
 
-    def delete_objects(self, bucket: str, key_list: list[str]) -> None:
-        for key in key_list:
-            self._store.delete(bucket, key)
+    def delete_objects(self, bucket: str, key_list: list[str]) -> list[dict]:
+        """Delete the keys; one response per 1,000 keys (S3's batch size) with ``Deleted``."""
+        out = []
+        for i in range(0, len(key_list), 1000):
+            chunk = key_list[i:i + 1000]
+            for key in chunk:
+                self._store.delete(bucket, key)
+            out.append(response(200, Deleted=[{"Key": k} for k in chunk]))
+        return out
 
     # --- cloud objects ---------------------------------------------------------------
     def put_cloudobject(self, body: str | bytes | BinaryIO, bucket: str | None = None, key: str | None = None) -> CloudObject:

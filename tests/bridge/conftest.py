@@ -2,12 +2,17 @@
 
 ``vms`` (session) starts two agents with the agent's own ``start`` command over
 localhost storage, waits for their warm pools, and stops them with ``stop`` at the
-end, checking that no agent process is left. Tests that kill pools use their own run
-or pool size (test_standalone.py), so the shared ones stay intact. ``fexec`` is parametrized over both compute backends and builds
-executors that share one storage (so ``obj`` and ``storage`` tests see the same data).
+end, checking that no agent process is left; ``s3_vms`` is the same over S3 (the
+moto server on 127.0.0.1). Tests that kill pools use their own run or pool size
+(test_standalone.py), so the shared ones stay intact. ``fexec`` is parametrized over
+both compute backends and builds executors that share one storage (so ``obj`` and
+``storage`` tests see the same data). ``lithops_config`` is parametrized over both
+compute backends and both storages (localhost, S3): four Lithops configs.
 """
 
 from __future__ import annotations
+
+import uuid
 
 import pytest
 
@@ -32,15 +37,54 @@ def clean_lithops_env(tmp_path, monkeypatch):
     monkeypatch.chdir(work)
 
 
-@pytest.fixture(scope="session")
-def vms(tmp_path_factory):
-    run = LocalRun(tmp_path_factory.mktemp("vms"), workers=2, worker_processes=2, heartbeat_interval=0.5)
+S3_KEY_ID, S3_SECRET = "BRIDGEVMKEYID0001", "bridge-vm-secret-7Tq2Lr9Xc4"  # the moto server takes any keys
+
+
+def _started(root, storage: dict | None = None):
+    run = LocalRun(root, workers=2, worker_processes=2, heartbeat_interval=0.5, storage=storage)
     run.start().wait_ready()
     pids = run.pids()
     assert len(pids) == 2 and all(pid_alive(p) for p in pids)
     yield run
     run.close()
     assert not [p for p in pids if pid_alive(p)], "an agent process outlived stop"
+
+
+@pytest.fixture(scope="session")
+def vms(tmp_path_factory):
+    yield from _started(tmp_path_factory.mktemp("vms"))
+
+
+@pytest.fixture(scope="session")
+def s3_vms(tmp_path_factory, s3_endpoint):
+    """Two local VMs whose storage is S3 (the moto server on 127.0.0.1)."""
+    storage = {"storage": {"backend": "aws_s3", "bucket": f"bridge-vms-{uuid.uuid4().hex[:12]}"},
+               "aws_s3": {"endpoint": s3_endpoint, "region": "us-east-1", "access_key_id": S3_KEY_ID,
+                          "secret_access_key": S3_SECRET}}
+    yield from _started(tmp_path_factory.mktemp("s3vms"), storage)
+
+
+@pytest.fixture(params=[("localhost", "localhost"), ("localhost", "aws_s3"), ("standalone", "localhost"),
+                        ("standalone", "aws_s3")], ids=lambda p: f"{p[0]}-{p[1]}")
+def lithops_config(request) -> dict:
+    """A Lithops config per (compute backend, storage): localhost compute on a private
+    bucket, or the shared VMs of that storage."""
+    compute, storage = request.param
+    if compute == "standalone":
+        cfg = request.getfixturevalue("vms" if storage == "localhost" else "s3_vms").lithops_config
+        cfg["standalone"]["poll_interval"] = 0.05
+        return cfg
+    cfg = {"lithops": {"backend": "localhost", "storage": storage}, "localhost": {"worker_processes": 2}}
+    bucket = f"bridge-{uuid.uuid4().hex[:12]}"
+    if storage == "localhost":
+        cfg["localhost"].update(storage_bucket=bucket, storage_root=str(request.getfixturevalue("tmp_path") / "storage"))
+    else:
+        cfg["aws_s3"] = {"storage_bucket": bucket, "endpoint": request.getfixturevalue("s3_endpoint"),
+                         "region": "us-east-1", "access_key_id": S3_KEY_ID, "secret_access_key": S3_SECRET}
+        from lithops_bridge import Storage
+
+        Storage(config=cfg).create_bucket(bucket)
+    return cfg
 
 
 @pytest.fixture(scope="session")

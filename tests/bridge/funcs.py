@@ -137,3 +137,87 @@ def mark_and_sleep(path, seconds):
         fh.write(f"{os.getpid()}\n")
     time.sleep(seconds)
     return seconds
+
+
+def square(x):
+    return x * x
+
+
+def storage_answers(key, storage):
+    """Storage calls made on the worker: the answers Lithops code would inspect there."""
+    storage.put_object(storage.bucket, key, b"worker")
+    return {"put": storage.put_object(storage.bucket, key, b"worker"), "head_bucket": storage.head_bucket(storage.bucket),
+            "head_object": storage.head_object(storage.bucket, key), "listed": storage.list_objects(storage.bucket, key),
+            "deleted": storage.delete_object(storage.bucket, key)["ResponseMetadata"]["HTTPStatusCode"]}
+
+
+def set_init_tag(tag):
+    """A Pool initializer: leaves a mark the task then reads."""
+    os.environ["BRIDGE_MP_INIT_TAG"] = tag
+
+
+def init_tag(x):
+    return os.environ.get("BRIDGE_MP_INIT_TAG"), x
+
+
+def worker_name(x):
+    from lithops_bridge.multiprocessing import current_process
+
+    return current_process().name
+
+
+def append_file(proxy, src, dst):
+    """Reads ``src`` through a cloud_proxy ``os`` and writes it, upper-cased, to ``dst``."""
+    with proxy.open(src) as fh:
+        text = fh.read()
+    with proxy.open(dst, "w") as fh:
+        fh.write(text.upper())
+    return proxy.path.isfile(dst), sorted(proxy.listdir(proxy.path.dirname(dst)))
+
+
+def _multiprocessing_process():
+    from lithops_bridge.multiprocessing import Process
+
+    return Process
+
+
+class StoringProcess(_multiprocessing_process()):
+    """A Process subclass with its own run(): stores ``value`` under ``key``."""
+
+    def __init__(self, storage, key, value):
+        super().__init__()
+        self.storage, self.key, self.value = storage, key, value
+
+    def run(self):
+        self.storage.put_object(self.storage.bucket, self.key, str(self.value).encode())
+
+
+def store_value(st, key, value):
+    """Stores ``value`` under ``key`` with the Storage it is given."""
+    st.put_object(st.bucket, key, value.encode())
+
+
+def logged_sleep(path, call, seconds):
+    """Appends "<call> <vm> start" to ``path``, sleeps, appends "<call> <vm> end"; returns (call, vm)."""
+    vm = os.environ.get("LITHOPS_BRIDGE_VM", "localhost")
+    with open(path, "a") as fh:
+        fh.write(f"{call} {vm} start\n")
+    time.sleep(seconds)
+    with open(path, "a") as fh:
+        fh.write(f"{call} {vm} end\n")
+    return call, vm
+
+
+
+def logged_sleep_or_gate(path, call, seconds_or_gate):
+    """logged_sleep for a number of seconds; for a path, runs until that file exists (the test opens it)."""
+    if not isinstance(seconds_or_gate, str):
+        return logged_sleep(path, call, seconds_or_gate)
+    vm = os.environ.get("LITHOPS_BRIDGE_VM", "localhost")
+    with open(path, "a") as fh:
+        fh.write(f"{call} {vm} start\n")
+    while not os.path.exists(seconds_or_gate):
+        time.sleep(0.02)
+    with open(path, "a") as fh:
+        fh.write(f"{call} {vm} end\n")
+    return call, vm

@@ -91,6 +91,8 @@ def test_helpers_at_lithops_paths(tmp_path):
      "ibm_cos.secret_access_key"),
     ({"lithops": {"backend": "ibm_vpc"}, "standalone": {"exec_mode": "consume"}}, "standalone.run_id"),
     ({"lithops": {"backend": "ibm_vpc"}, "standalone": {"exec_mode": "create", "run_id": "r"}}, "standalone.exec_mode"),
+    ({"lithops": {"backend": "standalone"}, "standalone": {"run_id": "r", "retries": -1}}, "standalone.retries"),
+    ({"lithops": {"backend": "standalone"}, "standalone": {"run_id": "r", "retries": "2"}}, "standalone.retries"),
     ({"lithops": {"backend": "localhost"}, "localhost": {"worker_processes": 0}}, "localhost.worker_processes"),
 ])
 def test_bad_config_names_the_key(cfg, field):

@@ -19,29 +19,33 @@ from lithops_bridge.errors import BridgeError
 from tests.bridge import funcs
 
 
+RESULT_SLOT = "/00000/01"  # batch 0's slot after its first claim: where its results go
+CLAIM_SLOT = "/00000/00"  # batch 0's first claim
+
+
 class FlakyStore:
     """Ephemera storage whose put / put_if_absent fail the first N times for keys containing a marker."""
 
     def __init__(self, inner):
         self.inner = inner
         self.fail_put: dict[str, int] = {}  # key marker -> failures left
-        self.fail_claim = 0  # put_if_absent failures left
         self.deleted: list[str] = []
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def put(self, bucket, key, data):
+    def _maybe_fail(self, key):
         for marker, left in self.fail_put.items():
             if marker in key and left > 0:
                 self.fail_put[marker] = left - 1
                 raise StorageError(f"injected failure writing {key}")
+
+    def put(self, bucket, key, data):
+        self._maybe_fail(key)
         return self.inner.put(bucket, key, data)
 
     def put_if_absent(self, bucket, key, data):
-        if self.fail_claim > 0:
-            self.fail_claim -= 1
-            raise StorageError(f"injected failure claiming {key}")
+        self._maybe_fail(key)
         return self.inner.put_if_absent(bucket, key, data)
 
     def delete(self, bucket, key):
@@ -76,16 +80,16 @@ def vm(tmp_path):
 
 
 def test_a_failed_result_upload_is_retried(vm):
-    vm.store_.fail_put = {"/results/": 2}
+    vm.store_.fail_put = {RESULT_SLOT: 2}
     with lithops.FunctionExecutor(config=vm.config) as fexec:
         fut = fexec.call_async(funcs.double, 21)
         lithops.wait([fut], timeout=20)
         assert fut.result() == 42
-    assert vm.store_.fail_put["/results/"] == 0
+    assert vm.store_.fail_put[RESULT_SLOT] == 0
 
 
 def test_results_that_cannot_be_written_fail_the_calls(vm):
-    vm.store_.fail_put = {"/results/": len(vm.upload_delays)}  # every attempt fails; the failure outcomes go through
+    vm.store_.fail_put = {RESULT_SLOT: len(vm.upload_delays)}  # every attempt fails; the failure outcomes go through
     with lithops.FunctionExecutor(config=vm.config) as fexec:
         fut = fexec.call_async(funcs.double, 1)
         lithops.wait([fut], timeout=20, throw_except=False)
@@ -94,21 +98,21 @@ def test_results_that_cannot_be_written_fail_the_calls(vm):
 
 
 def test_when_storage_refuses_even_failure_outcomes_the_claim_is_released_and_the_batch_runs_again(vm):
-    vm.store_.fail_put = {"/results/": len(vm.upload_delays) + 1}
+    vm.store_.fail_put = {RESULT_SLOT: len(vm.upload_delays) + 1}
     with lithops.FunctionExecutor(config=vm.config) as fexec:
         fut = fexec.call_async(funcs.double, 5)
         lithops.wait([fut], timeout=20)
         assert fut.result() == 10
-    assert keys.claim_key(vm.run_id, fut.job_key, 0) in vm.store_.deleted
+    assert keys.slot_key(vm.run_id, fut.job_key, 0, 0) in vm.store_.deleted
 
 
 def test_a_failed_claim_is_tried_again(vm):
-    vm.store_.fail_claim = 1
+    vm.store_.fail_put = {CLAIM_SLOT: 1}
     with lithops.FunctionExecutor(config=vm.config) as fexec:
         fut = fexec.call_async(funcs.double, 4)
         lithops.wait([fut], timeout=20)
         assert fut.result() == 8
-    assert vm.store_.fail_claim == 0
+    assert vm.store_.fail_put[CLAIM_SLOT] == 0
 
 
 def test_a_pool_dying_while_the_agent_stops_reports_nothing(vm):
@@ -129,7 +133,8 @@ def test_a_pool_dying_while_the_agent_stops_reports_nothing(vm):
         assert cf.done()
         vm._batch_done(fut.job_key, 0, cf)  # what the pool's callback does, in case it has not run yet
         vm._uploads.shutdown(wait=True)
-        assert list(vm.store_.list(vm.bucket, keys.results_prefix(vm.run_id, fut.job_key))) == []
+        slots = [i.key for i in vm.store_.list(vm.bucket, keys.batches_prefix(vm.run_id, fut.job_key))]
+        assert slots == [keys.slot_key(vm.run_id, fut.job_key, 0, 0)]  # the claim, and no result after it
 
 
 def test_the_watchdog_fails_the_other_batches_it_kills_instead_of_running_them_again(vm, tmp_path):

@@ -61,7 +61,7 @@ def isolated_config(backend, request) -> dict:
 def _wait_claim(run: LocalRun, storage, job_key: str, batch: int = 0) -> None:
     from lithops_bridge.backends.standalone import keys
 
-    key = keys.claim_key(run.run_id, job_key, batch)
+    key = keys.slot_key(run.run_id, job_key, batch, 0)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and not storage.list_keys(run.bucket, key):
         time.sleep(0.02)

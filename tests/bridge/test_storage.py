@@ -46,7 +46,8 @@ def test_storage_api(storage, tmp_path, unique_bucket):
     assert storage.list_keys(b, "dir/") == ["dir/a.txt", "dir/b.bin"]
     objs = storage.list_objects(b, "dir/")
     assert [(o["Key"], o["Size"]) for o in objs] == [("dir/a.txt", 11), ("dir/b.bin", 2)]
-    assert [o["Key"] for o in storage.list_objects(b, match_pattern="*.txt")] == ["c.txt", "dir/a.txt"]
+    assert [o["Key"] for o in storage.list_objects(b, match_pattern="*.txt")] == ["c.txt"]  # * stays in one name
+    assert [o["Key"] for o in storage.list_objects(b, match_pattern="**/*.txt")] == ["c.txt", "dir/a.txt"]
 
     src = tmp_path / "up.txt"
     src.write_text("uploaded")
@@ -75,6 +76,52 @@ def test_storage_api(storage, tmp_path, unique_bucket):
         storage.get_object(b, "dir/a.txt")
     with pytest.raises(StorageNoSuchKeyError):
         storage.head_object(b, "dir/a.txt")
+
+
+def test_answers_have_the_shapes_of_lithops_s3_backends(storage, tmp_path):
+    """Lithops 3.x, lithops/storage/backends/aws_s3/aws_s3.py (ibm_cos.py is the same):
+    ``head_bucket`` returns ``s3_client.head_bucket(Bucket=...)`` (a dict with
+    ``ResponseMetadata`` whose ``HTTPStatusCode`` is 200) and raises
+    ``StorageNoSuchKeyError(bucket, '')`` on 404; ``head_object`` returns
+    ``metadata['ResponseMetadata']['HTTPHeaders']`` (lower-case header names, string
+    values, the ETag in quotes) and raises ``StorageNoSuchKeyError`` on 404;
+    ``list_objects`` returns the ``Contents`` items of ``list_objects_v2`` (``Key``,
+    ``Size``, ``ETag`` in quotes, ``LastModified`` a datetime) filtered by
+    ``lithops.libs.globber.match``; ``put_object`` returns None; ``delete_object``
+    returns the DELETE response and ``delete_objects`` one ``delete_objects``
+    response per 1,000 keys; ``upload_file``/``download_file`` return True, or False
+    when the transfer fails."""
+    import hashlib
+    from datetime import datetime
+
+    b = storage.bucket
+    head = storage.head_bucket(b)
+    assert head["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert isinstance(head["ResponseMetadata"]["HTTPHeaders"], dict)
+    assert storage.put_object(b, "shape/a.txt", b"hello") is None
+    digest = hashlib.md5(b"hello").hexdigest()
+    meta = storage.head_object(b, "shape/a.txt")
+    assert meta["content-length"] == "5" and meta["etag"] == f'"{digest}"'
+    assert meta["last-modified"].endswith(" GMT") and all(isinstance(v, str) for v in meta.values())
+    [item] = storage.list_objects(b, "shape/")
+    assert item["Key"] == "shape/a.txt" and item["Size"] == 5 and item["ETag"] == f'"{digest}"'
+    assert isinstance(item["LastModified"], datetime) and item["LastModified"].tzinfo is not None
+    assert storage.delete_object(b, "shape/a.txt")["ResponseMetadata"]["HTTPStatusCode"] in (200, 204)
+    assert storage.delete_object(b, "shape/never-there")["ResponseMetadata"]["HTTPStatusCode"] in (200, 204)
+    for i in range(3):
+        storage.put_object(b, f"shape/{i}", b"x")
+    [batch] = storage.delete_objects(b, [f"shape/{i}" for i in range(3)])
+    assert sorted(d["Key"] for d in batch["Deleted"]) == ["shape/0", "shape/1", "shape/2"]
+    assert storage.list_keys(b, "shape/") == []
+    assert storage.download_file(b, "shape/missing", str(tmp_path / "never")) is False
+    assert not (tmp_path / "never").exists()
+    assert storage.upload_file(str(tmp_path / "no-such-file"), b, "shape/x") is False
+    with pytest.raises(StorageNoSuchKeyError):
+        storage.head_object(b, "shape/missing")
+    with pytest.raises(StorageNoSuchKeyError):
+        storage.list_objects("no-such-bucket-for-bridge")
+    with pytest.raises(ValueError, match="not alone"):
+        storage.list_objects(b, match_pattern="a**")
 
 
 def test_missing_bucket_and_wrong_backend(storage):

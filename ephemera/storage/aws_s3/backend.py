@@ -182,11 +182,12 @@ class S3CompatibleStorage:
             raise
         return self._info(key, resp)
 
-    def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
+    def list(self, bucket: str, prefix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:
         validate_bucket(bucket)
         validate_prefix(prefix)
         paginator = self._client.get_paginator("list_objects_v2")
-        pages = paginator.paginate(Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": self.page_size})
+        extra = {"StartAfter": start_after} if start_after else {}
+        pages = paginator.paginate(Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": self.page_size}, **extra)
         iterator = iter(pages)
         while True:
             page = self._call("list", bucket, None, lambda: next(iterator, None))

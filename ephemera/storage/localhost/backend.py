@@ -109,7 +109,7 @@ class LocalhostStorage:
         except FileNotFoundError:  # deleted since _existing() looked
             raise NoSuchKeyError(bucket, key) from None
 
-    def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
+    def list(self, bucket: str, prefix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:
         base = self.bucket_path(bucket)
         validate_prefix(prefix)
         if not base.is_dir():
@@ -120,7 +120,7 @@ class LocalhostStorage:
         for dirpath, _dirs, files in os.walk(folder):
             for name in files:
                 key = os.path.relpath(os.path.join(dirpath, name), base).replace(os.sep, "/")
-                if key.startswith(prefix):
+                if key.startswith(prefix) and key > start_after:
                     keys.append(key)
         for key in sorted(keys):
             try:

@@ -73,6 +73,10 @@ class LocalhostBackend:
         self._outstanding = 0
         self._lock = threading.Lock()
 
+    def capacity(self) -> int:
+        """Calls this backend runs at once."""
+        return self.workers
+
     def warm_up(self) -> None:
         """Start the pool now rather than on the first job."""
         if not self.private:
@@ -99,7 +103,7 @@ class LocalhostBackend:
             self._outstanding += len(chunks)
         for start, end in chunks:
             batch = Batch(job.job_key, job.func, list(range(start, end)), job.data[start:end], job.extra_env,
-                          job.timeout, job.storage_config, worker_label="localhost")
+                          job.timeout, job.storage_config, worker_label="localhost", modules=job.modules)
             try:
                 cf = pool.submit(run_batch, batch)
             except (BrokenProcessPool, RuntimeError) as exc:

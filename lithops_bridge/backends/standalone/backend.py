@@ -1,20 +1,22 @@
 """Standalone client: a job goes to storage, the run's agents run it, results come back.
 
-``submit`` fails with BridgeError when no agent of the run is alive (no heartbeat
-younger than ``STALE_AFTER``: a wrong or destroyed ``run_id``); otherwise it cuts the
-job into batches (guided self-scheduling over every process of every live VM),
-writes it once under the run's queue prefix, and registers it with a follower
-thread. The follower lists each active job's results prefix every ``poll_interval``
-seconds, resolves the futures of each new batch, and, when every call of a job is
-resolved, deletes the job's objects. A batch claimed by an agent whose heartbeat went
-stale, and, once no live agent remains, a batch nobody claimed, fail with
-BridgeError rather than hanging. No credentials travel in the job: agents use their
-own storage config.
+``submit`` fails with BridgeError when no agent of the run is alive (no presence
+younger than ``presence.STALE_AFTER``: a wrong or destroyed ``run_id``); otherwise it
+cuts the job into batches (guided self-scheduling over every process of every live
+VM), writes it once under the run's queue prefix, and registers it with a follower
+thread. The follower lists each active job's batch slots every ``poll_interval``
+seconds (``slots``: a batch's result is the slot after its latest claim), resolves
+the futures of each batch whose result appears, and, when every call of a job is
+resolved, deletes the job's objects. A VM that dies with claimed calls is replaced by
+another VM of the run, which takes them over (``standalone.retries`` times per
+batch, default 2); the client only gives up, abandoning the batch (so no VM runs it
+later) and failing its calls with BridgeError, once no live agent remains or the
+attempts are used up. No credentials travel in the job: agents use their own
+storage config.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import pickle
 import threading
@@ -25,13 +27,14 @@ from datetime import datetime, timezone
 import cloudpickle
 
 from ephemera.errors import NoSuchBucketError, NoSuchKeyError
-from lithops_bridge.backends.standalone import keys
+from lithops_bridge.backends.standalone import keys, presence, slots
+from lithops_bridge.backends.standalone.reclaim import claimer_gone, listed_slots
 from lithops_bridge.errors import BridgeError
 from lithops_bridge.futures import apply_outcome
 from lithops_bridge.job import Job, guided_chunks
 
 log = logging.getLogger("lithops_bridge.standalone")
-STALE_AFTER = 30.0  # seconds without a heartbeat after which a VM's claims are given up
+STALE_AFTER = presence.STALE_AFTER  # seconds without a presence write after which a VM counts as gone
 CHECK_EVERY = 5.0  # seconds between checks of the claims of unfinished batches
 
 
@@ -42,7 +45,9 @@ class _Active:
     job: Job  # the job (payload already in storage)
     futures: list  # one per call
     batches: list[tuple[int, int]]  # call index ranges
+    retries: int  # claims of a batch after the first (standalone.retries)
     seen: set[int] = field(default_factory=set)  # batches already resolved
+    claims: set[tuple[int, int]] = field(default_factory=set)  # (batch, slot) read and found to be a claim
     checked: float = field(default_factory=time.monotonic)  # last stale-claim check
 
 
@@ -57,6 +62,9 @@ class StandaloneBackend:
         self.storage = Storage(storage_config=storage_config)
         self.store, self.bucket = self.storage.ephemera_storage, self.storage.bucket
         default_poll = 0.02 if self.store.traits.same_host else 0.5
+        self.retries = int(self.settings.get("retries", slots.DEFAULT_RETRIES))
+        self.stale_after = STALE_AFTER  # seconds of silence after which this client gives up on a VM
+        self.check_every = CHECK_EVERY  # seconds between looks at the claims of unfinished batches
         self.poll = float(self.settings.get("poll_interval") or default_poll)
         self._active: dict[str, _Active] = {}
         self._lock = threading.Lock()
@@ -65,30 +73,13 @@ class StandaloneBackend:
         self._thread: threading.Thread | None = None
 
     # --- capacity -----------------------------------------------------------------------
-    @staticmethod
-    def is_live(hb: dict, now: datetime) -> bool:
-        """A heartbeat of a running agent, fresh enough to count on."""
-        if hb.get("state") == "stopped":
-            return False
-        try:
-            age = (now - datetime.fromisoformat(hb["at"])).total_seconds()
-        except (KeyError, TypeError, ValueError):
-            return False
-        return age <= STALE_AFTER
+    def is_live(self, hb: dict, now: datetime | None = None) -> bool:
+        """A presence of a running agent, fresh enough to count on."""
+        return presence.is_live(hb, self.stale_after, now)
 
     def heartbeats(self) -> list[dict]:
         """The presence object of every task server of the run (see vm_service)."""
-        out = []
-        try:
-            infos = list(self.store.list(self.bucket, keys.servers_prefix(self.run_id)))
-        except NoSuchBucketError:
-            return out
-        for info in infos:
-            try:
-                out.append(json.loads(self.store.get(self.bucket, info.key)))
-            except (NoSuchKeyError, ValueError):
-                continue
-        return out
+        return list(presence.read_all(self.store, self.bucket, self.run_id).values())
 
     def live_heartbeats(self) -> list[dict]:
         now = datetime.now(timezone.utc)
@@ -100,6 +91,10 @@ class StandaloneBackend:
         total = sum(min(per_vm, int(hb.get("worker_processes") or per_vm)) for hb in live)
         return max(1, total)
 
+    def capacity(self) -> int:
+        """Calls the run's live VMs run at once."""
+        return self.slots(self.live_heartbeats())
+
     # --- submit ---------------------------------------------------------------------------
     def submit(self, job: Job, futures: list) -> None:
         live = self.live_heartbeats()
@@ -109,13 +104,13 @@ class StandaloneBackend:
                               "and that the run is applied and its VMs are up")
         batches = guided_chunks(job.total_calls, self.slots(live), job.chunksize)
         workers = sorted({int(hb["worker"]) for hb in live if str(hb.get("worker", "")).isdigit()})
-        payload = {"job_key": job.job_key, "func": job.func, "data": job.data, "extra_env": job.extra_env,
+        payload = {"job_key": job.job_key, "func": job.func, "modules": job.modules, "data": job.data, "extra_env": job.extra_env,
                    "timeout": job.timeout, "batches": batches, "worker_processes": int(self.settings["worker_processes"]),
                    "use_gpu": bool(self.settings.get("use_gpu")),
                    "hard_dismantle_timeout": float(self.settings["hard_dismantle_timeout"]),
-                   "workers": workers, "submitted_at": datetime.now(timezone.utc).isoformat()}
+                   "workers": workers, "retries": self.retries, "submitted_at": datetime.now(timezone.utc).isoformat()}
         with self._lock:
-            self._active[job.job_key] = _Active(job, futures, batches)
+            self._active[job.job_key] = _Active(job, futures, batches, self.retries)
         for f in futures:
             f._set_invoked()
         try:
@@ -154,47 +149,66 @@ class StandaloneBackend:
     def _poll_job(self, act: _Active) -> bool:
         run, jk = self.run_id, act.job.job_key
         try:
-            infos = list(self.store.list(self.bucket, keys.results_prefix(run, jk)))
+            taken = listed_slots(self.store, self.bucket, run, jk)
         except NoSuchBucketError:
-            infos = []
-        new = [i for i in infos if keys.batch_of(i.key) not in act.seen]
-        for info in new:
-            batch = keys.batch_of(info.key)
-            outcomes = pickle.loads(self.store.get(self.bucket, info.key))
-            start, end = act.batches[batch]
-            for fut, outcome in zip(act.futures[start:end], outcomes):
-                if not fut._finished():
-                    apply_outcome(fut, outcome)
-            act.seen.add(batch)
+            taken = {}
+        progressed = False
+        for batch, batch_slots in taken.items():
+            if batch in act.seen:
+                continue
+            for slot in sorted(s for s in batch_slots if s > 0 and (batch, s) not in act.claims):
+                body = slots.read(self.store, self.bucket, keys.slot_key(run, jk, batch, slot))
+                if body is None:
+                    continue
+                if body.get("kind") == slots.RESULT:
+                    start, end = act.batches[batch]
+                    for fut, outcome in zip(act.futures[start:end], body["outcomes"]):
+                        if not fut._finished():
+                            apply_outcome(fut, outcome)
+                    act.seen.add(batch)
+                    progressed = True
+                    break
+                act.claims.add((batch, slot))  # a take-over (or our abandon): its result comes in a later slot
         if len(act.seen) == len(act.batches):
             self._finish(act)
-        elif time.monotonic() - act.checked > CHECK_EVERY:
+        elif time.monotonic() - act.checked > self.check_every:
             act.checked = time.monotonic()
-            self._check_stale_claims(act)
-        return bool(new)
+            self._check_stale_claims(act, taken)
+        return progressed
 
-    def _check_stale_claims(self, act: _Active) -> None:
-        """Fail the batches no live agent will ever answer."""
-        beats = {str(hb.get("worker")): hb for hb in self.heartbeats()}
+    def _check_stale_claims(self, act: _Active, taken: dict[int, set[int]]) -> None:
+        """Abandon the batches no live agent will ever answer, and fail their calls."""
+        beats = presence.read_all(self.store, self.bucket, self.run_id)
         now = datetime.now(timezone.utc)
         anyone_live = any(self.is_live(hb, now) for hb in beats.values())
+        if anyone_live and all(self.is_live(hb, now) for hb in beats.values()):
+            return  # every VM answers: each claim will end in a result
+        run, jk = self.run_id, act.job.job_key
         for batch, (start, end) in enumerate(act.batches):
             if batch in act.seen:
                 continue
-            try:
-                claim = json.loads(self.store.get(self.bucket, keys.claim_key(self.run_id, act.job.job_key, batch)))
-            except (NoSuchKeyError, NoSuchBucketError, ValueError):
-                claim = None
+            slot = max(taken[batch]) if taken.get(batch) else None
+            claim = None if slot is None else slots.read(self.store, self.bucket, keys.slot_key(run, jk, batch, slot))
+            if claim is not None and claim.get("kind") != slots.CLAIM:
+                continue  # a result, listed after this round's listing: the next round reads it
             if claim is None:
                 if anyone_live:
                     continue
-                err = BridgeError(f"no agent of run {self.run_id} is alive any more to run calls {start}-{end - 1} "
-                                  f"of job {act.job.job_key}: the run's VMs stopped")
-            elif self.is_live(beats.get(str(claim.get("worker"))) or {}, now):
-                continue
+                err = BridgeError(f"no agent of run {run} is alive any more to run calls {start}-{end - 1} "
+                                  f"of job {jk}: the run's VMs stopped")
             else:
-                err = BridgeError(f"the agent of VM {claim.get('worker')} of run {self.run_id} stopped while running "
-                                  f"calls {start}-{end - 1} of job {act.job.job_key}")
+                beat = beats.get(str(claim.get("worker")))
+                gone = not presence.holds(beat, claim, self.stale_after) if beat is not None else claimer_gone(claim, beats)
+                if not gone or (anyone_live and slot < act.retries):
+                    continue  # alive, or another VM will take the calls over
+                why = (f"no live agent is left to run them again" if not anyone_live else
+                       f"they were tried {slot + 1} times (standalone.retries = {act.retries})")
+                err = BridgeError(f"the agent of VM {claim.get('worker')} of run {run} stopped while running "
+                                  f"calls {start}-{end - 1} of job {jk}; {why}")
+            abandon = {"kind": slots.ABANDONED, "token": f"client:{jk}:{batch}", "reason": str(err)}
+            next_slot = 0 if slot is None else slot + 1
+            if not slots.take(self.store, self.bucket, keys.slot_key(run, jk, batch, next_slot), abandon):
+                continue  # a VM got there first (a result or a take-over): the next round sees it
             for fut in act.futures[start:end]:
                 if not fut._finished():
                     fut._set_error(err, None)

@@ -3,9 +3,10 @@
 Keys as in Lithops: ``exec_mode`` (only ``consume``: the VMs exist, Ephemera made
 them), ``worker_processes`` (per VM, default the VM's CPU count), ``use_gpu``,
 ``soft_dismantle_timeout``, ``hard_dismantle_timeout``, ``auto_dismantle``,
-``runtime``. Bridge key: ``run_id`` (mandatory: the run whose VMs take the work),
-and ``poll_interval`` (seconds between the client's storage polls; default 0.02 on
-localhost storage, 0.5 on cloud storage).
+``runtime``. Bridge keys: ``run_id`` (mandatory: the run whose VMs take the work),
+``poll_interval`` (seconds between the client's storage polls; default 0.02 on
+localhost storage, 0.5 on cloud storage) and ``retries`` (how many times a batch whose
+VM died is taken over by another VM of the run; default 2, 0 turns it off).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from lithops_bridge.backends.localhost.config import worker_count
 from lithops_bridge.errors import ConfigError
 
 DEFAULTS = {"exec_mode": "consume", "use_gpu": False, "auto_dismantle": True, "soft_dismantle_timeout": 300,
-            "hard_dismantle_timeout": 3600, "runtime": "python3", "poll_interval": None}
+            "hard_dismantle_timeout": 3600, "runtime": "python3", "poll_interval": None, "retries": 2}
 
 
 def load_config(config: dict) -> None:
@@ -36,4 +37,8 @@ def load_config(config: dict) -> None:
                 raise ValueError
         except (TypeError, ValueError):
             raise ConfigError(f"standalone.{key}", f"expected a positive number of seconds, got {sa[key]!r}", "e.g. 3600") from None
+    retries = sa["retries"]
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ConfigError("standalone.retries", f"expected a whole number of attempts (0 or more), got {retries!r}",
+                          "e.g. retries: 2")
     config["standalone"] = sa

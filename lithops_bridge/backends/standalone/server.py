@@ -1,22 +1,25 @@
 """VM side of the standalone backend: every agent of a run serves its job queue.
 
 The server lists ``lithops.jobs/<run_id>/queue/``, loads each new job once, and
-claims batches with ``put_if_absent`` (so no batch ever runs twice, whatever the
-number of VMs) while it has free processes, at most ``worker_processes`` of the job
-at a time; VMs start claiming at evenly spread batches. Batches run in a warm pool
-(forkserver: safe next to the agent's threads); each finished batch is written as
-one results object, retried with backoff; if storage keeps refusing it, failure
-outcomes are written instead, and if even those fail the claim is released so the
-batch runs again. A batch running longer than the job's ``hard_dismantle_timeout``
-is killed with its pool: its calls fail with TimeoutError, and the other batches
-killed with it fail with BridgeError (they are not run again: a call never runs
-twice). While the agent stops, a dying pool uploads nothing: the client sees the
-stopped heartbeat. GPUs stay visible to calls only when the job says ``use_gpu``.
+claims batches by owning their slot 0 (``put_if_absent``, see ``slots``: no batch
+runs twice while its claimer lives, whatever the number of VMs) while it has free
+processes, at most ``worker_processes`` of the job at a time; VMs start claiming at
+evenly spread batches. When the presence of another VM of the run goes silent, the
+server takes over that VM's claims with attempts left (``reclaim``) by owning their
+next slot, so a lost VM's calls still run. Batches run in a warm pool (forkserver:
+safe next to the agent's threads); each finished batch's results are written into
+the slot after its claim, retried with backoff; a claim superseded meanwhile drops
+its results. If storage keeps refusing them, failure outcomes are written instead,
+and if even those fail the claim is released so the batch runs again. A batch
+running longer than the job's ``hard_dismantle_timeout`` is killed with its pool:
+its calls fail with TimeoutError, and the other batches killed with it fail with
+BridgeError (they are not run again: a call never runs twice on a live VM). While
+the agent stops, a dying pool uploads nothing: the client sees the stopped
+presence. GPUs stay visible to calls only when the job says ``use_gpu``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing
 import os
@@ -30,18 +33,19 @@ from datetime import datetime, timezone
 import cloudpickle
 
 from ephemera.errors import NoSuchBucketError, NoSuchKeyError
-from lithops_bridge.backends.standalone import keys
+from lithops_bridge.backends.standalone import keys, presence, reclaim, slots
 from lithops_bridge.errors import BridgeError
-from lithops_bridge.lifeline import exit_with_parent
+from lithops_bridge.lifeline import exit_with_owner, exit_with_parent
 from lithops_bridge.runner import Batch, run_batch
 
 log = logging.getLogger("lithops_bridge.agent.server")
 UPLOAD_DELAYS = (0.0, 0.2, 0.5, 1.0, 2.0, 4.0)  # seconds before each attempt to write a results object
 
 
-def _init_task_process(env: dict) -> None:
+def _init_task_process(env: dict, agent_pid: int) -> None:
     os.environ.update(env)
     exit_with_parent(os.getppid())
+    exit_with_owner(agent_pid, kill_parent=True)  # a killed agent takes its forkserver and pool with it
 
 
 def failure_outcomes(call_ids: list[int], exc: BaseException) -> list[dict]:
@@ -70,6 +74,8 @@ class TaskServer:
         self.size = max(1, int(worker_processes))
         self.task_env = dict(task_env)  # environment of the task processes (nested-executor config)
         self.poll_min, self.poll_max = (0.25, 2.0) if cloud else (0.01, 0.2)
+        self.reclaim_every = 5.0 if cloud else 0.5  # seconds between looks for a dead VM's claims
+        self._last_reclaim = 0.0
         self.upload_delays = UPLOAD_DELAYS  # backoff of result uploads
         self.ready = False  # the pool has answered once (warm)
         self.stopping = threading.Event()
@@ -78,8 +84,8 @@ class TaskServer:
         self._inflight_lock = threading.Lock()  # guards _inflight (pool callbacks run on other threads)
         self._jobs: "OrderedDict[str, dict]" = OrderedDict()  # job_key -> payload (+ bookkeeping); loop thread only
         self._exhausted: set[str] = set()  # every batch of these jobs is claimed by someone; loop thread only
-        self._released: deque = deque()  # (job_key, batch) whose claim an upload gave back: claim again
-        self._inflight: dict[tuple[str, int], dict] = {}  # (job_key, batch) -> {started, future, batch, limit, job}
+        self._released: deque = deque()  # (job_key, batch, slot) whose claim an upload gave back: claim again
+        self._inflight: dict[tuple[str, int], dict] = {}  # (job_key, batch) -> {started, future, batch, limit, job, slot}
         self._pool: ProcessPoolExecutor | None = None
         self._uploads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="results")
         self.thread: threading.Thread | None = None
@@ -107,7 +113,7 @@ class TaskServer:
                 ctx = multiprocessing.get_context("forkserver")
                 ctx.set_forkserver_preload(["lithops_bridge.runner", "cloudpickle"])
                 self._pool = ProcessPoolExecutor(self.size, mp_context=ctx, initializer=_init_task_process,
-                                                 initargs=(self.task_env,))
+                                                 initargs=(self.task_env, os.getpid()))
             return self._pool
 
     def _kill_pool(self) -> None:
@@ -142,8 +148,8 @@ class TaskServer:
 
     def _round(self) -> bool:
         while self._released:
-            jk, b = self._released.popleft()
-            if jk in self._jobs:
+            jk, b, slot = self._released.popleft()
+            if jk in self._jobs and slot == 0:  # a later slot is found again by the take-over scan
                 self._jobs[jk]["_tried"].discard(b)
                 self._exhausted.discard(jk)
         try:
@@ -164,7 +170,40 @@ class TaskServer:
             if job is None:
                 continue
             claimed_any |= self._claim_from(job)
+        claimed_any |= self._take_over(queued)
         return claimed_any or bool(self._inflight_count()) or bool(set(queued) - self._exhausted)
+
+    def _take_over(self, queued: list[str]) -> bool:
+        """Claim the batches of dead VMs (every ``reclaim_every`` seconds, while there is room)."""
+        if not queued or self._inflight_count() >= self.size or time.monotonic() - self._last_reclaim < self.reclaim_every:
+            return False
+        self._last_reclaim = time.monotonic()
+        beats = presence.read_all(self.store, self.bucket, self.run_id)
+        took = False
+        for jk in queued:
+            job = self._load(jk)
+            if job is None or not reclaim.suspects(beats, job.get("submitted_at")):
+                continue
+            limit = max(1, int(job.get("worker_processes") or self.size))
+            for b, slot in reclaim.orphans(self.store, self.bucket, self.run_id, job, (self.worker, os.getpid()), beats,
+                                           job["_final"]):
+                if self._inflight_count() >= self.size:
+                    return took
+                if self._inflight_count(jk) >= limit:
+                    break
+                if slots.take(self.store, self.bucket, keys.slot_key(self.run_id, jk, b, slot), self._claim_body(jk, b, slot)):
+                    log.warning("taking over calls %d-%d of job %s (attempt %d): their VM stopped answering",
+                                job["batches"][b][0], job["batches"][b][1] - 1, jk, slot + 1)
+                    self._run(job, b, slot)
+                    took = True
+        return took
+
+    def _token(self, jk: str, b: int, slot: int) -> str:
+        return f"{self.worker}:{os.getpid()}:{jk}:{b}:{slot}"
+
+    def _claim_body(self, jk: str, b: int, slot: int) -> dict:
+        return {"kind": slots.CLAIM, "worker": self.worker, "pid": os.getpid(), "token": self._token(jk, b, slot),
+                "at": datetime.now(timezone.utc).isoformat()}
 
     def _load(self, jk: str) -> dict | None:
         job = self._jobs.get(jk)
@@ -174,7 +213,8 @@ class TaskServer:
             except (NoSuchKeyError, NoSuchBucketError):
                 return None
             job["_next"] = start_offset(self.worker, list(job.get("workers") or []), len(job["batches"]))
-            job["_tried"] = set()
+            job["_tried"] = set()  # batches whose slot 0 this server tried
+            job["_final"] = set()  # batches known to have a result or to be abandoned
             self._jobs[jk] = job
         return job
 
@@ -189,30 +229,30 @@ class TaskServer:
             if b in job["_tried"]:
                 continue
             job["_tried"].add(b)
-            body = json.dumps({"worker": self.worker, "pid": os.getpid(), "at": datetime.now(timezone.utc).isoformat()})
             try:
-                won = self.store.put_if_absent(self.bucket, keys.claim_key(self.run_id, jk, b), body.encode())
+                won = slots.take(self.store, self.bucket, keys.slot_key(self.run_id, jk, b, 0), self._claim_body(jk, b, 0))
             except Exception:
-                job["_tried"].discard(b)  # not claimed: try it again next round
+                job["_tried"].discard(b)  # not known to be claimed: try it again next round (same token)
                 raise
             if won:
-                self._run(job, b)
+                self._run(job, b, 0)
                 claimed = True
         if len(job["_tried"]) >= n:
             self._exhausted.add(jk)
         return claimed
 
-    def _run(self, job: dict, b: int) -> None:
+    def _run(self, job: dict, b: int, slot: int) -> None:
         start, end = job["batches"][b]
         env = dict(job.get("extra_env") or {})
         if not job.get("use_gpu"):
             env.setdefault("CUDA_VISIBLE_DEVICES", "")
         batch = Batch(job["job_key"], job["func"], list(range(start, end)), job["data"][start:end], env,
-                      job.get("timeout"), None, worker_label=f"vm-{self.worker}")
-        self._submit(job, b, batch)
+                      job.get("timeout"), None, worker_label=f"vm-{self.worker}", modules=job.get("modules") or {})
+        self._submit(job, b, slot, batch)
 
-    def _submit(self, job: dict, b: int, batch: Batch) -> None:
-        entry = {"started": time.monotonic(), "batch": batch, "limit": job.get("hard_dismantle_timeout"), "job": job}
+    def _submit(self, job: dict, b: int, slot: int, batch: Batch) -> None:
+        entry = {"started": time.monotonic(), "batch": batch, "limit": job.get("hard_dismantle_timeout"), "job": job,
+                 "slot": slot}
         with self._inflight_lock:
             self._inflight[(job["job_key"], b)] = entry
         try:
@@ -250,42 +290,70 @@ class TaskServer:
 
     def _complete(self, jk: str, b: int, outcomes: list[dict]) -> None:
         with self._inflight_lock:
-            self._inflight.pop((jk, b), None)
+            entry = self._inflight.pop((jk, b), None)
         self._wake.set()
+        if entry is None:
+            return
         try:
-            self._uploads.submit(self._upload, jk, b, outcomes)
+            self._uploads.submit(self._upload, jk, b, entry["slot"], outcomes)
         except RuntimeError:  # shutting down
             pass
 
     # --- results --------------------------------------------------------------------------
-    def _upload(self, jk: str, b: int, outcomes: list[dict]) -> None:
-        """Write the batch's results; failure outcomes if that keeps failing; else give the claim back."""
-        key = keys.result_key(self.run_id, jk, b)
-        blob, last = pickle.dumps(outcomes), None
-        for delay in self.upload_delays:
+    def _write_result(self, jk: str, b: int, slot: int, outcomes: list[dict],
+                      delays: tuple = ()) -> tuple[bool | None, BaseException | None]:
+        """Own the slot after the claim with the results: (True, _), (False, _) if the
+        claim was superseded (the results are dropped), (None, last error) if storage
+        kept refusing."""
+        key = keys.slot_key(self.run_id, jk, b, slot + 1)
+        body = {"kind": slots.RESULT, "worker": self.worker, "token": self._token(jk, b, slot + 1), "outcomes": outcomes}
+        last = None
+        for delay in delays or self.upload_delays:
             if delay and self.stopping.wait(delay):
-                return
+                return None, last
             try:
-                self.store.put(self.bucket, key, blob)
-                return
+                won = slots.take(self.store, self.bucket, key, body)
             except Exception as exc:  # noqa: BLE001 - retried, then reported to the caller
                 last = exc
                 log.warning("writing the results of batch %d of job %s failed: %s", b, jk, exc)
+                continue
+            if not won:
+                log.warning("the results of calls %d-%d of job %s are dropped: another VM took them over (attempt %d)",
+                            outcomes[0]["call_id"], outcomes[-1]["call_id"], jk, slot + 2)
+                return False, None
+            self._drop_if_cleaned(jk, key)
+            return True, None
+        return None, last
+
+    def _drop_if_cleaned(self, jk: str, key: str) -> None:
+        """A job the client already finished (and deleted) must not keep a late result."""
+        try:
+            self.store.head(self.bucket, keys.queue_key(self.run_id, jk))
+        except (NoSuchKeyError, NoSuchBucketError):
+            self.store.delete(self.bucket, key)
+        except Exception:  # noqa: BLE001 - best effort: the run's bucket is cleaned with the run
+            pass
+
+    def _upload(self, jk: str, b: int, slot: int, outcomes: list[dict]) -> None:
+        """Write the batch's results; failure outcomes if that keeps failing; else give the claim back."""
+        written, last = self._write_result(jk, b, slot, outcomes)
+        if written is not None or self.stopping.is_set():
+            return
         call_ids = [o["call_id"] for o in outcomes]
         err = BridgeError(f"VM {self.worker} of run {self.run_id} ran calls {call_ids[0]}-{call_ids[-1]} of job {jk} but "
                           f"could not write their results after {len(self.upload_delays)} attempts: "
                           f"{type(last).__name__}: {last}")
-        try:
-            self.store.put(self.bucket, key, pickle.dumps(failure_outcomes(call_ids, err)))
+        if self._write_result(jk, b, slot, failure_outcomes(call_ids, err), delays=(0.0,))[0] is not None:
             return
-        except Exception as exc:  # noqa: BLE001 - storage refuses even that
-            log.error("writing failure results of batch %d of job %s failed: %s; releasing its claim", b, jk, exc)
+        log.error("writing failure results of batch %d of job %s failed; releasing its claim", b, jk)
+        claim = keys.slot_key(self.run_id, jk, b, slot)
         try:
-            self.store.delete(self.bucket, keys.claim_key(self.run_id, jk, b))
-        except Exception as exc:  # noqa: BLE001 - the client fails the batch once this VM stops
+            if (slots.read(self.store, self.bucket, claim) or {}).get("token") == self._token(jk, b, slot):
+                self.store.delete(self.bucket, claim)
+        except Exception as exc:  # noqa: BLE001 - the batch is taken over once this VM stops
             log.error("releasing the claim of batch %d of job %s failed: %s", b, jk, exc)
             return
-        self._released.append((jk, b))
+        self._released.append((jk, b, slot))
         self._wake.set()
 
     # --- hard_dismantle_timeout -------------------------------------------------------------
