@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.idle:
             print_idle(old_idle, " before warm workers")
         old = run_load(args.runs, args.writes, max_concurrent=8, warm=False)
-        print(f"\nbefore warm workers (a fresh process per invocation, one queue, 8 at a time):", end="")
+        print("\nbefore warm workers (a fresh process per invocation, one queue, 8 at a time):", end="")
         print_report(old)
         before = (old_idle, old)
     rows = (GOALS if args.idle else []) + LOAD_GOALS.get(args.runs, [])

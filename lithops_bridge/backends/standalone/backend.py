@@ -18,7 +18,6 @@ storage config.
 from __future__ import annotations
 
 import logging
-import pickle
 import threading
 import time
 from dataclasses import dataclass, field
@@ -201,7 +200,7 @@ class StandaloneBackend:
                 gone = not presence.holds(beat, claim, self.stale_after) if beat is not None else claimer_gone(claim, beats)
                 if not gone or (anyone_live and slot < act.retries):
                     continue  # alive, or another VM will take the calls over
-                why = (f"no live agent is left to run them again" if not anyone_live else
+                why = ("no live agent is left to run them again" if not anyone_live else
                        f"they were tried {slot + 1} times (standalone.retries = {act.retries})")
                 err = BridgeError(f"the agent of VM {claim.get('worker')} of run {run} stopped while running "
                                   f"calls {start}-{end - 1} of job {jk}; {why}")
