@@ -146,9 +146,10 @@ def code_engine_plan(config: Config, *, bundle_dir: str, env_file: str, project:
                 dest = ["--destination", function_name(action), "--destination-type", "function"]
             else:
                 dest = ["--destination", job_name(action), "--destination-type", "job"]
+            data = _cron_data(path, trig, rule, now)  # refuses a one-off alarm first
             cron = code_engine_cron(f"{path}.cron" if i is not None else path, trig["cron"])
             args = [*dest, "--schedule", cron, "--time-zone", trig["timezone"] or "UTC",
-                    "--data", _cron_data(path, trig, rule, now), "--content-type", "application/json"]
+                    "--data", data, "--content-type", "application/json"]
             steps.append(_upsert(["sub", "cron"], ce_name(rule["name"]), f"cron subscription {rule['name']}: '{cron}' "
                                  f"({trig['timezone'] or 'UTC'}) -> {action}", args, args))
             continue
