@@ -32,7 +32,6 @@ from tests.fakes.openwhisk_runtime import OpenWhiskContainer, image_python
 from tests.ibm.conftest import API_KEY, HMAC_ID, HMAC_SECRET, SECRETS
 
 pytestmark = pytest.mark.slow
-BUCKET = "ephemera-ow-state"
 
 
 def _python311() -> str:
@@ -60,9 +59,9 @@ def action_zip(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def cloud_config(iam, schematics, s3_endpoint, tmp_path) -> dict:
+def cloud_config(iam, schematics, s3_endpoint, tmp_path, unique_bucket) -> dict:
     config = {
-        "storage": {"backend": "ibm_cos", "bucket": BUCKET},
+        "storage": {"backend": "ibm_cos", "bucket": unique_bucket},
         "ibm_cos": {"endpoint": s3_endpoint, "access_key_id": HMAC_ID, "secret_access_key": HMAC_SECRET},
         "ibm": {"iam_api_key": API_KEY, "iam_url": iam.url},
         "engine": {"backend": "schematics"},
@@ -74,9 +73,7 @@ def cloud_config(iam, schematics, s3_endpoint, tmp_path) -> dict:
         "rules": [{"trigger": "nightly", "action": "apply", "params": {"params": {"folds": 3}}},
                   {"trigger": "done", "action": "destroy"}],
     }
-    storage = get_storage(config)
-    if not storage.bucket_exists(BUCKET):
-        storage.create_bucket(BUCKET)
+    get_storage(config).create_bucket(unique_bucket)
     return config
 
 
@@ -113,21 +110,22 @@ def test_alarm_then_cos_changes_then_destroyed(containers, cloud_config, schemat
     """An alarm fire of the deployed trigger applies (with the rule's params), a COS
     change for an unrelated key is ignored, the marker's change destroys the run."""
     apply, status, destroy = containers("apply"), containers("status"), containers("destroy")
+    bucket = cloud_config["storage"]["bucket"]
     applied = apply.run(_payload(cloud_config, "nightly"))
     assert applied.get("ok") and applied["state"] == "APPLYING", (applied, apply.stderr())
     run_id = applied["run_id"]
     assert [status.run({"run_id": run_id})["run"]["state"] for _ in range(2)] == ["APPLYING", "RUNNING"]
-    ledger = Ledger(get_storage(cloud_config), BUCKET)
+    ledger = Ledger(get_storage(cloud_config), cloud_config['storage']['bucket'])
     assert ledger.get(run_id).job.params == {"folds": 3}  # the rule's params reached the action
 
     def cos_change(key: str) -> dict:
-        return {"bucket": BUCKET, "endpoint": "s3.us-south.cloud-object-storage.appdomain.cloud", "key": key,
-                "notification": {"bucket_name": BUCKET, "object_name": key, "event_type": "Object:Write", "object_length": "4"}}
+        return {"bucket": bucket, "endpoint": "s3.us-south.cloud-object-storage.appdomain.cloud", "key": key,
+                "notification": {"bucket_name": bucket, "object_name": key, "event_type": "Object:Write", "object_length": "4"}}
 
     unrelated = destroy.run(cos_change("uploads/data.csv"))
     assert unrelated.get("ignored") and unrelated["reason_code"] == "NOT_A_MARKER", unrelated
     key = markers.key(layout.output_prefix("outputs", run_id), success=True)
-    get_storage(cloud_config).put(BUCKET, key, json.dumps({"status": "succeeded", "run_id": run_id}).encode())
+    get_storage(cloud_config).put(cloud_config['storage']['bucket'], key, json.dumps({"status": "succeeded", "run_id": run_id}).encode())
     done = destroy.run(cos_change(key))
     assert done.get("ok") and done["state"] == "DESTROYING", (done, destroy.stderr())
     assert [status.run({"run_id": run_id})["run"]["state"] for _ in range(2)] == ["DESTROYING", "DESTROYED"]
@@ -148,7 +146,7 @@ def test_marker_scan_alarm_finds_the_marker(containers, cloud_config):
     assert nothing.get("ok") and nothing["markers"] == [], nothing
     key = markers.key(layout.output_prefix("outputs", run_id), success=False)
     failure = markers.failure(run_id, "ephemera.workloads.smoke:main", "RuntimeError", "failing on purpose")
-    get_storage(cloud_config).put(BUCKET, key, json.dumps(failure).encode())
+    get_storage(cloud_config).put(cloud_config['storage']['bucket'], key, json.dumps(failure).encode())
     found = destroy.run(scan)
     assert found["error"]["code"] == "WORKLOAD_FAILED" and found["markers"][0]["key"] == key, found
     assert found["markers"][0]["state"] == "DESTROYING"
@@ -156,7 +154,8 @@ def test_marker_scan_alarm_finds_the_marker(containers, cloud_config):
 
 def test_malformed_events_and_requests_create_nothing(containers, cloud_config):
     apply, destroy = containers("apply"), containers("destroy")
-    ledger = Ledger(get_storage(cloud_config), BUCKET)
+    bucket = cloud_config["storage"]["bucket"]
+    ledger = Ledger(get_storage(cloud_config), cloud_config['storage']['bucket'])
     before = len(list(ledger.list()))
     bare = apply.run({})
     assert bare["error"]["code"] == "EVENT_INVALID" and "not a recognisable event" in bare["error"]["message"], bare
@@ -164,7 +163,7 @@ def test_malformed_events_and_requests_create_nothing(containers, cloud_config):
     assert bogus["error"]["code"] == "EVENT_INVALID" and "ephemera_kind" in bogus["error"]["message"]
     override = apply.run({"ephemera_kind": "manual", "ephemera_action": "reap"})
     assert override["error"]["code"] == "PARAM_INVALID" and "fixed by the deployment" in override["error"]["message"]
-    broken = destroy.run({"notification": {"bucket_name": BUCKET, "event_type": "Object:Delete", "object_name": "k"}})
+    broken = destroy.run({"notification": {"bucket_name": bucket, "event_type": "Object:Delete", "object_name": "k"}})
     assert broken["error"]["code"] == "EVENT_INVALID" and "event_type" in broken["error"]["message"]
     assert len(list(ledger.list())) == before
 
