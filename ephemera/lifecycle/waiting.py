@@ -20,7 +20,7 @@ from ephemera.lifecycle.activities import apply_run, record_failure
 from ephemera.model.runs import RunError, RunRecord, RunState
 
 S = RunState
-REAPER_BUSY_WAIT = 5.0  # seconds one reaper pass retries a still-busy workspace, per run
+REAPER_BUSY_WAIT = 3.0  # seconds one reaper pass retries a still-busy workspace, per run
 
 
 def is_waiting(run: RunRecord) -> bool:
