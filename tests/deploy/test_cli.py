@@ -59,6 +59,18 @@ class Recorder:
         return 0
 
 
+def _file_of(option: str):
+    """(what was seen, a runner hook): the mode, text and path of the file a command passes with ``option``."""
+    seen: dict = {}
+
+    def inspect(cmd: list[str]) -> None:
+        if option in cmd:
+            path = cmd[cmd.index(option) + 1]
+            seen.update(mode=stat.S_IMODE(os.stat(path).st_mode), text=Path(path).read_text(), path=path)
+
+    return seen, inspect
+
+
 def _no_secrets(*texts: str) -> None:
     for secret in SECRET_VALUES:
         for text in texts:
@@ -120,21 +132,13 @@ def test_openwhisk_dry_run_writes_a_plan_that_replays_as_printed(example_path, o
 
 
 def test_openwhisk_run_binds_config_through_a_private_param_file(example_path, out):
-    seen = {}
-
-    def inspect(cmd):
-        if "--param-file" in cmd:
-            path = cmd[cmd.index("--param-file") + 1]
-            seen["mode"] = stat.S_IMODE(os.stat(path).st_mode)
-            seen["params"] = json.loads(Path(path).read_text())
-            seen["path"] = path
-
+    seen, inspect = _file_of("--param-file")
     runner = Recorder(existing={"nightly"}, on_run=inspect)
     printed = io.StringIO()
     code = cli.main(["openwhisk", "--config", str(example_path), "--out", str(out)], out=printed, runner=runner)
     assert code == 0, printed.getvalue()
     assert seen["mode"] == 0o600
-    assert seen["params"]["config"]["ibm_cos"]["secret_access_key"] == SECRET_VALUES[1]  # the real value, in the file only
+    assert json.loads(seen["text"])["config"]["ibm_cos"]["secret_access_key"] == SECRET_VALUES[1]  # the real value, in the file only
     assert not Path(seen["path"]).exists()  # removed afterwards
     assert all(c[0] == "wsk" for c in runner.commands)  # wsk is the default CLI
     names = [c[1:4] for c in runner.commands if c[1] == "trigger"]
@@ -162,14 +166,7 @@ def test_functions_create_sh_defaults_to_wsk(example_path, out):
 
 
 def test_code_engine_run_uses_an_env_file_secret(example_path, out):
-    seen = {}
-
-    def inspect(cmd):
-        if "--from-env-file" in cmd:
-            path = cmd[cmd.index("--from-env-file") + 1]
-            seen["mode"] = stat.S_IMODE(os.stat(path).st_mode)
-            seen["text"] = Path(path).read_text()
-
+    seen, inspect = _file_of("--from-env-file")
     runner = Recorder(existing={"ephemera-apply"}, on_run=inspect)
     code = cli.main(["code-engine", "--config", str(example_path), "--out", str(out)], out=io.StringIO(), runner=runner)
     assert code == 0

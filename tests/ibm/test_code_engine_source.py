@@ -26,7 +26,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -37,7 +36,7 @@ from ephemera.deploy.package import build_source_bundle
 from ephemera.model import marker as markers
 from ephemera.model.ledger import Ledger
 from ephemera.storage import get_storage
-from tests.ibm.conftest import API_KEY, HMAC_ID, HMAC_SECRET, SECRETS
+from tests.ibm.conftest import SECRETS
 
 pytestmark = pytest.mark.slow
 DRIVER = '''import importlib.util, json, os, sys
@@ -66,22 +65,12 @@ def installed(tmp_path_factory):
 
 
 @pytest.fixture
-def cloud_config(iam, schematics, s3_endpoint, tmp_path, unique_bucket) -> dict:
-    config = {
-        "storage": {"backend": "ibm_cos", "bucket": unique_bucket},
-        "ibm_cos": {"endpoint": s3_endpoint, "access_key_id": HMAC_ID, "secret_access_key": HMAC_SECRET},
-        "ibm": {"iam_api_key": API_KEY, "iam_url": iam.url},
-        "engine": {"backend": "schematics"},
-        "schematics": {"workspace_id": schematics.workspace_id, "url": schematics.url},
-        "workspace": {"name": "gpu", "stack": "ibm-vpc-gpu"},
-        "home": str(tmp_path / "home"),
-        "triggers": [{"name": "nightly", "kind": "alarm", "cron": "0 2 * * *", "timezone": "Europe/Madrid",
-                      "payload": {"params": {"folds": 3}}},
-                     {"name": "done", "kind": "object_write", "prefix": "outputs/", "suffix": "_SUCCESS.json"}],
-        "rules": [{"trigger": "nightly", "action": "apply"}, {"trigger": "done", "action": "destroy"}],
-    }
-    get_storage(config).create_bucket(unique_bucket)
-    return config
+def cloud_config(cos_config) -> dict:
+    return {**cos_config,
+            "triggers": [{"name": "nightly", "kind": "alarm", "cron": "0 2 * * *", "timezone": "Europe/Madrid",
+                          "payload": {"params": {"folds": 3}}},
+                         {"name": "done", "kind": "object_write", "prefix": "outputs/", "suffix": "_SUCCESS.json"}],
+            "rules": [{"trigger": "nightly", "action": "apply"}, {"trigger": "done", "action": "destroy"}]}
 
 
 def _env(config: dict, action: str) -> dict:

@@ -29,7 +29,7 @@ from ephemera.model import marker as markers
 from ephemera.model.ledger import Ledger
 from ephemera.storage import get_storage
 from tests.fakes.openwhisk_runtime import OpenWhiskContainer, image_python
-from tests.ibm.conftest import API_KEY, HMAC_ID, HMAC_SECRET, SECRETS
+from tests.ibm.conftest import SECRETS
 
 pytestmark = pytest.mark.slow
 
@@ -59,22 +59,12 @@ def action_zip(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def cloud_config(iam, schematics, s3_endpoint, tmp_path, unique_bucket) -> dict:
-    config = {
-        "storage": {"backend": "ibm_cos", "bucket": unique_bucket},
-        "ibm_cos": {"endpoint": s3_endpoint, "access_key_id": HMAC_ID, "secret_access_key": HMAC_SECRET},
-        "ibm": {"iam_api_key": API_KEY, "iam_url": iam.url},
-        "engine": {"backend": "schematics"},
-        "schematics": {"workspace_id": schematics.workspace_id, "url": schematics.url},
-        "workspace": {"name": "gpu", "stack": "ibm-vpc-gpu", "variables": {"worker_count": 1}},
-        "home": str(tmp_path / "home"),
-        "triggers": [{"name": "nightly", "kind": "alarm", "cron": "0 2 * * *", "timezone": "Europe/Madrid"},
-                     {"name": "done", "kind": "object_write", "prefix": "outputs/", "suffix": ["_SUCCESS.json", "_FAILURE.json"]}],
-        "rules": [{"trigger": "nightly", "action": "apply", "params": {"params": {"folds": 3}}},
-                  {"trigger": "done", "action": "destroy"}],
-    }
-    get_storage(config).create_bucket(unique_bucket)
-    return config
+def cloud_config(cos_config) -> dict:
+    return {**cos_config,
+            "triggers": [{"name": "nightly", "kind": "alarm", "cron": "0 2 * * *", "timezone": "Europe/Madrid"},
+                         {"name": "done", "kind": "object_write", "prefix": "outputs/", "suffix": ["_SUCCESS.json", "_FAILURE.json"]}],
+            "rules": [{"trigger": "nightly", "action": "apply", "params": {"params": {"folds": 3}}},
+                      {"trigger": "done", "action": "destroy"}]}
 
 
 def _payload(config: dict, trigger: str) -> dict:
