@@ -37,7 +37,9 @@ def _runtime(value: str) -> str:
 
 
 def _cron_text(value: str) -> str:
-    if len(value.split()) not in (5, 6):
+    from croniter import croniter
+
+    if len(value.split()) not in (5, 6) or not croniter.is_valid(value):
         raise Invalid(f"'{value}' is not a cron expression of 5 fields (or 6, seconds last)", "e.g. '*/5 * * * *'")
     return value
 
