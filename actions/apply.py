@@ -2,18 +2,25 @@
 its workspace.
 
 Result: ``{"ok": true, "run_id", "state", ...}``; a redelivered event returns the
-existing run with ``"duplicate": true``; a busy workspace returns ``"skipped": true``.
-Both carry the ``reason`` and its ``reason_code`` (``DUPLICATE_EVENT``,
-``WORKSPACE_BUSY``). Nothing is created for an event that fails to parse.
+existing run with ``"duplicate": true``; a workspace held by another open run returns
+``"skipped": true``; a workspace the engine reports busy leaves the run REQUESTED with
+``"waiting": true`` (the reaper applies it once the workspace frees). Each of these
+carries the ``reason`` and its ``reason_code`` (``DUPLICATE_EVENT``, ``WORKSPACE_BUSY``,
+``WAITING_FOR_WORKSPACE``). A run whose apply failed is an error result naming the
+run and the state it was left in (destroyed at once when the time budget allows, else
+by the reaper). Nothing is created for an event that fails to parse.
 """
 
 from __future__ import annotations
 
-from ephemera.actionkit import ReasonCode, run_action
+from ephemera.actionkit import ReasonCode, run_action, run_failed
 from ephemera.context import Context
 from ephemera.lifecycle import apply_run, destroy_run, request_run
+from ephemera.lifecycle.waiting import is_waiting
 from ephemera.model.runs import RunState
 from ephemera.triggers.events import parse_event
+
+DESTROY_NOW_SECONDS = 30.0  # budget a failed apply's immediate destroy needs; with less, the reaper does it
 
 
 def handle(ctx: Context, params: dict) -> dict:
@@ -26,13 +33,16 @@ def handle(ctx: Context, params: dict) -> dict:
                     "reason_code": str(ReasonCode.DUPLICATE_EVENT), "reason": outcome.reason}
         return {"skipped": True, "reason_code": str(ReasonCode.WORKSPACE_BUSY), "reason": outcome.reason}
     run = apply_run(ctx, outcome.run)
+    if is_waiting(run):
+        return {"run_id": run.run_id, "state": str(run.state), "waiting": True,
+                "reason_code": str(ReasonCode.WAITING_FOR_WORKSPACE),
+                "reason": f"{run.error.message}; the reaper applies the run once the workspace frees"}
     if run.state == RunState.APPLY_FAILED:
-        # Partial resources may exist: destroy now (the reaper retries if this fails).
-        run = destroy_run(ctx, run.run_id, "apply failed: destroying partial resources")
-    result = {"run_id": run.run_id, "state": str(run.state), "workspace": run.workspace, "outputs": run.outputs}
-    if run.error:
-        result["run_error"] = run.error.summary()
-    return result
+        apply_error = run.error
+        if ctx.budget.allows(DESTROY_NOW_SECONDS):  # partial resources may exist (the reaper retries if this fails)
+            run = destroy_run(ctx, run.run_id, "apply failed: destroying partial resources")
+        return run_failed(run, apply_error)
+    return {"run_id": run.run_id, "state": str(run.state), "workspace": run.workspace, "outputs": run.outputs}
 
 
 def main(params: dict) -> dict:

@@ -5,11 +5,17 @@ It reads the run id from ``<output_prefix>/<run_id>/_SUCCESS.json`` (or
 SUCCEEDED or FAILED, destroys the workspace and records DESTROYED once nothing is
 left. Any other write is ignored, with the ``reason`` and its ``reason_code`` in the
 result. A manual invoke with ``run_id`` destroys that run.
+
+A run that failed (its workload wrote ``_FAILURE.json``, or the destroy failed) is an
+error result naming the run and its state. Invoked by a marker-scan alarm (the
+``ephemera_scan`` parameter, :mod:`ephemera.triggers.marker_scan`), it handles every
+marker the scan finds, within the invocation's time budget, as if each had been
+delivered by a bucket-write feed.
 """
 
 from __future__ import annotations
 
-from ephemera.actionkit import ReasonCode, ignored, run_action
+from ephemera.actionkit import ReasonCode, ignored, run_action, run_failed
 from ephemera.context import Context
 from ephemera.errors import NoSuchKeyError, ParamError, RunNotFoundError, StateConflictError
 from ephemera.lifecycle import destroy_run, finish_run
@@ -17,9 +23,11 @@ from ephemera.model import marker as markers
 from ephemera.model.runids import validate_run_id
 from ephemera.model.runs import RunRecord, RunState
 from ephemera.triggers.events import parse_event
+from ephemera.triggers.marker_scan import SCAN_PARAM, marker_writes, scan_filter
 
 S = RunState
 R = ReasonCode
+SCAN_RESERVE_SECONDS = 30.0  # budget one more marker's destroy needs; the rest waits for the next scan
 
 
 def _not_open(run: RunRecord, why: str = "") -> dict:
@@ -30,6 +38,8 @@ def _not_open(run: RunRecord, why: str = "") -> dict:
 
 
 def handle(ctx: Context, params: dict) -> dict:
+    if params.get(SCAN_PARAM) is not None:
+        return _scan(ctx, params)
     event = parse_event(params)
     if event.kind != "object_write":
         run_id = event.payload.get("run_id")
@@ -61,7 +71,33 @@ def handle(ctx: Context, params: dict) -> dict:
         run = destroy_run(ctx, run_id, f"completion marker {markers.name(success)}")
     except StateConflictError:  # a concurrent delivery of the same marker (or the reaper) got there first
         return _not_open(ctx.ledger.get(run_id), ": handled by another invocation")
-    return {"run_id": run_id, "state": str(run.state), "workload": "succeeded" if success else "failed"}
+    return _outcome(run, workload_failed=not success, workload="succeeded" if success else "failed")
+
+
+def _outcome(run: RunRecord, workload_failed: bool = False, **extra) -> dict:
+    """Success when the teardown is under way or done; an error result when it failed,
+    or when the run's workload failed (the activation then says the run failed)."""
+    if run.state == S.DESTROY_FAILED or workload_failed:
+        return run_failed(run, **extra)
+    return {"run_id": run.run_id, "state": str(run.state), **extra}
+
+
+def _scan(ctx: Context, params: dict) -> dict:
+    """Handle every completion marker the scan finds, as a feed's write events would be."""
+    scan = scan_filter(params[SCAN_PARAM])
+    base = {k: v for k, v in params.items() if k != SCAN_PARAM and not k.startswith("ephemera_")}
+    handled, left = [], 0
+    for write in marker_writes(ctx, scan, params.get("ephemera_trigger")):
+        if not ctx.budget.allows(SCAN_RESERVE_SECONDS):
+            left += 1
+            continue
+        result = handle(ctx, {**base, **write})
+        handled.append({"key": write["key"], **result})
+    failed = [r for r in handled if "error" in r]
+    summary = {"scanned": f"{scan.bucket}/{scan.prefix}*", "markers": handled, "left_for_next_scan": left}
+    if failed:
+        return {"error": failed[0]["error"], **summary}
+    return summary
 
 
 def _destroy_by_hand(ctx: Context, run_id: str) -> dict:
@@ -71,7 +107,7 @@ def _destroy_by_hand(ctx: Context, run_id: str) -> dict:
     if run.state in (S.APPLYING, S.RUNNING):
         ctx.ledger.transition(run_id, S.FAILED, "destroyed by hand before the workload ended")
     run = destroy_run(ctx, run_id, "destroy requested by hand")
-    return {"run_id": run_id, "state": str(run.state)}
+    return _outcome(run)
 
 
 def main(params: dict) -> dict:

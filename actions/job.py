@@ -1,40 +1,65 @@
 """Entry point of the Code Engine job that runs an action for a COS subscription event.
 
-Code Engine starts the job with the event JSON in ``CE_DATA`` (and ``CE_TYPE``,
-``CE_SUBJECT``); the bound config comes from the ``EPHEMERA_CONFIG_JSON`` variable of
-the ``ephemera-config`` secret; ``EPHEMERA_ACTION`` names the action (default
-``destroy``). Exit code 0 on success, 1 when the action returned an error (so that
-Code Engine's job retry applies), 2 for a malformed event.
+Code Engine starts the job with the event JSON in ``CE_DATA`` (and ``CE_TYPE``; the
+object key is read from ``CE_DATA.key``, ``CE_SUBJECT`` where present); the bound
+config comes from the ``EPHEMERA_CONFIG_JSON`` variable of the ``ephemera-config``
+secret; ``EPHEMERA_ACTION`` names the action (default ``destroy``), and
+``EPHEMERA_RULE_PARAMS`` (JSON) the params of the rule the job serves, merged under
+the event's as everywhere else. ``EPHEMERA_ACTION_TIMEOUT`` is the job's
+``--maxexecutiontime``, which the action budgets its work by.
+
+Exit codes: Code Engine re-runs a job instance that exits non-zero (``--retrylimit``),
+so the job exits 1 only when a retry could help (an error result marked
+``retryable``: a throttled or unreachable API, a busy workspace). An event it ignores,
+one it rejects as malformed, a bad config and a failure a retry would repeat all exit
+0; the result printed on stdout says which.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import sys
 from typing import Mapping
 
-from ephemera.errors import EventError
+from ephemera.actions.entry import code_engine_config, code_engine_timeout, invoke
+from ephemera.actionkit import time_limit
+from ephemera.errors import EphemeraError, ParamError
 from ephemera.triggers.cloud_events import event_from_environment
+
+RULE_PARAMS_ENV = "EPHEMERA_RULE_PARAMS"
+DEFAULT_TIMEOUT = 600.0  # the deploy's default --maxexecutiontime of the job
+
+
+def _rule_params(env: Mapping[str, str]) -> dict:
+    raw = env.get(RULE_PARAMS_ENV)
+    if not raw:
+        return {}
+    try:
+        params = json.loads(raw)
+    except ValueError:
+        params = None
+    if not isinstance(params, dict):
+        raise ParamError(RULE_PARAMS_ENV, "is not a JSON object", "re-deploy with `ephemera deploy code-engine`")
+    return params
 
 
 def run(environ: Mapping[str, str] | None = None) -> tuple[int, dict]:
     env = os.environ if environ is None else environ
     try:
         event = event_from_environment(env)  # fails early, naming the field, on a bad delivery
-    except EventError as exc:
-        return 2, {"error": exc.to_dict()}
-    params = json.loads(env["CE_DATA"])
-    if event.kind == "object_write":
-        # the body may name its object only through CE_SUBJECT: hand the action what was parsed
-        params.setdefault("bucket", event.bucket)
-        params.setdefault("key", event.key)
-    if env.get("EPHEMERA_CONFIG_JSON"):
-        params["config"] = json.loads(env["EPHEMERA_CONFIG_JSON"])
-    action = env.get("EPHEMERA_ACTION", "destroy")
-    result = importlib.import_module(f"ephemera.actions.{action}").main(params)
-    return (1 if "error" in result else 0), result
+        params = {**_rule_params(env), **json.loads(env["CE_DATA"])}
+        if event.kind == "object_write":
+            # the body may name its object only through CE_SUBJECT: hand the action what was parsed
+            params.setdefault("bucket", event.bucket)
+            params.setdefault("key", event.key)
+        params["config"] = code_engine_config(env)
+    except EphemeraError as exc:
+        return 0, {"error": exc.to_dict()}  # a retry would be refused the same way
+    with time_limit(code_engine_timeout(env, DEFAULT_TIMEOUT)):
+        result = invoke(env.get("EPHEMERA_ACTION", "destroy"), params)
+    error = result.get("error")
+    return (1 if isinstance(error, dict) and error.get("retryable") else 0), result
 
 
 def main() -> int:

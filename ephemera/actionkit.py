@@ -6,20 +6,33 @@ calls the handler, and turns any exception into ``{"error": {"code", "message"}}
 Every result and log line passes through the config's secret scrubber.
 
 An action that deliberately does nothing says why twice: ``reason`` in words and
-``reason_code``, one of :class:`ReasonCode`, for machines (and tests).
+``reason_code``, one of :class:`ReasonCode`, for machines (and tests). A run that
+failed is an error result (:func:`run_failed`), so the platform records the
+activation as failed.
+
+Each invocation has a time budget (``ctx.budget``): the deadline its platform gives
+(OpenWhisk's ``__OW_DEADLINE``, a limit set with :func:`time_limit` by the Code
+Engine entry point), else ``timeouts.action`` from the start of the call. Actions
+leave to the reaper what would not fit in it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
+import os
 import sys
+import time
 import traceback
 from enum import Enum
-from typing import Callable
+from typing import Callable, Iterator
 
 from ephemera.context import Context
 from ephemera.errors import EphemeraError
+from ephemera.model.runs import RunError, RunRecord
 from ephemera.secrets import Scrubber, install_scrubber
+from ephemera.timeutil import Budget
 
 log = logging.getLogger("ephemera.action")
 
@@ -37,6 +50,8 @@ class ReasonCode(str, Enum):
     ALREADY_ENDED = "ALREADY_ENDED"  # the run's workload already ended (its teardown is under way or failed)
     BEING_DESTROYED = "BEING_DESTROYED"  # the run is DESTROYING
     ALREADY_DESTROYED = "ALREADY_DESTROYED"  # the run is DESTROYED
+    WAITING_FOR_WORKSPACE = "WAITING_FOR_WORKSPACE"  # the engine found the workspace busy: the run waits (REQUESTED)
+    OUTSIDE_SCHEDULE = "OUTSIDE_SCHEDULE"  # an alarm fired before its start_date or after its stop_date
 
     def __str__(self) -> str:
         return self.value
@@ -45,6 +60,41 @@ class ReasonCode(str, Enum):
 def ignored(code: ReasonCode, reason: str, **extra) -> dict:
     """The result of an action that deliberately did nothing."""
     return {"ignored": True, "reason_code": str(code), "reason": reason, **extra}
+
+
+def run_failed(run: RunRecord, error: RunError | None = None, **extra) -> dict:
+    """The error result of an action whose run failed: the run's error (or ``error``),
+    its id and the state it is in now (e.g. DESTROYED after a failed apply)."""
+    error = error or run.error or RunError("RUN_FAILED", f"run '{run.run_id}' ended {run.state}")
+    return {"error": error.summary(), "run_id": run.run_id, "state": str(run.state), **extra}
+
+
+# The deadline (epoch seconds) of the current invocation when its entry point knows it.
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("ephemera_action_deadline", default=None)
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Run the actions called inside with a time limit of ``seconds`` from now."""
+    token = _DEADLINE.set(time.time() + float(seconds))
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def invocation_budget(ctx: Context) -> Budget:
+    """The time this invocation may spend: its entry point's limit, OpenWhisk's
+    ``__OW_DEADLINE`` (epoch milliseconds), else ``timeouts.action`` from now."""
+    deadline = _DEADLINE.get()
+    if deadline is None and os.environ.get("__OW_DEADLINE"):
+        try:
+            deadline = int(os.environ["__OW_DEADLINE"]) / 1000.0
+        except ValueError:
+            deadline = None
+    if deadline is not None:
+        return Budget.until_epoch(deadline)
+    return Budget(ctx.config["timeouts"]["action"])
 
 
 def _ensure_logging() -> None:
@@ -76,9 +126,12 @@ def run_action(name: str, params: dict, handler: Callable[[Context, dict], dict]
         if not isinstance(params, dict):
             raise EphemeraError(f"action '{name}' expects a JSON object of parameters")
         ctx = context_from_params(params)
+        ctx.budget = invocation_budget(ctx)
         scrubber = ctx.scrubber
         _LOG_SCRUBBER.add(scrubber.secrets)
         result = handler(ctx, params)
+        if "error" in result:  # the handler's own failure result (e.g. run_failed)
+            return scrubber.scrub_obj(result)
         return scrubber.scrub_obj({"ok": True, **result})
     except EphemeraError as exc:
         log.warning("%s: %s", name, exc.message)

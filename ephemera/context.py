@@ -9,11 +9,13 @@ from functools import cached_property
 from ephemera.config import Config, load_config
 from ephemera.model.ledger import Ledger
 from ephemera.secrets import Scrubber
+from ephemera.timeutil import Budget
 
 
 class Context:
     def __init__(self, config: Config | dict | str | None = None, *, storage=None, engine=None):
         self.config = load_config(config)
+        self.budget = Budget()  # the invocation's time left; actions set it from their platform's limit
         if storage is not None:
             self.__dict__["storage"] = storage
         if engine is not None:

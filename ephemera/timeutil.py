@@ -49,3 +49,44 @@ def parse_time(field: str, value: Any, *, default_tz: tzinfo = timezone.utc,
     except ValueError:
         raise error(field, f"'{value}' is not an ISO 8601 time", EXAMPLE) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=default_tz)
+
+
+class Budget:
+    """The time an invocation may still spend, against a deadline on the monotonic clock.
+
+    An action gets one from its platform's time limit (OpenWhisk's ``__OW_DEADLINE``,
+    the limit the deploy gave a Code Engine function, the local runtime's action
+    timeout); work that would not finish inside it is left to the reaper. A budget
+    without a deadline never runs out."""
+
+    def __init__(self, seconds: float | None = None):
+        import time
+
+        self._clock = time.monotonic
+        self.total = None if seconds is None else max(0.0, float(seconds))  # the whole budget, seconds
+        self.deadline = None if seconds is None else self._clock() + self.total  # monotonic seconds
+
+    @classmethod
+    def until_epoch(cls, epoch_seconds: float) -> "Budget":
+        """A budget ending at a wall-clock time (epoch seconds)."""
+        import time
+
+        return cls(epoch_seconds - time.time())
+
+    def remaining(self) -> float:
+        """Seconds left (infinity without a deadline, never below 0)."""
+        if self.deadline is None:
+            return float("inf")
+        return max(0.0, self.deadline - self._clock())
+
+    def allows(self, seconds: float) -> bool:
+        """Whether ``seconds`` of work still fit. A short budget is asked for a quarter
+        of itself at most, so that it still does some work (its platform's timeout, not
+        this estimate, is the hard limit)."""
+        if self.total is None:
+            return True
+        left = self.remaining()
+        return left > 0 and left >= min(seconds, self.total / 4)
+
+    def __repr__(self) -> str:
+        return "Budget(unlimited)" if self.deadline is None else f"Budget({self.remaining():.1f}s left)"

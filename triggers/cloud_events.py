@@ -52,10 +52,14 @@ def is_code_engine_ping(params: dict) -> bool:
     return isinstance(params.get("__ce_headers"), dict) and _headers(params).get("ce-type") == PING_TYPE
 
 
-def _ping_data(params: dict) -> dict:
-    """The subscription's data: top-level keys, or a JSON ``__ce_body`` (maybe base64)."""
+def ping_data(params: dict) -> dict:
+    """The subscription's data: top-level keys, or a JSON ``__ce_body`` (maybe base64).
+    Code Engine's cron documentation names the data ``body`` where the function
+    interface names it ``__ce_body``: a string ``body`` without ``__ce_body`` is read the same way."""
     data = {k: v for k, v in params.items() if k not in CE_PARAMS}
     body = params.get("__ce_body")
+    if body in (None, "") and isinstance(params.get("body"), str):
+        body = data.pop("body")
     if body not in (None, ""):
         if not isinstance(body, str):
             raise EventError("__ce_body", f"expected a string, got {type(body).__name__}", "send the cron data as JSON")
@@ -77,7 +81,7 @@ def parse_code_engine_ping(params: dict) -> Event:
     headers = _headers(params)
     if headers.get("ce-type") != PING_TYPE:
         raise EventError("__ce_headers.ce-type", f"'{headers.get('ce-type')}' is not {PING_TYPE}", "bind a Code Engine cron subscription")
-    data = _ping_data(params)
+    data = ping_data(params)
     trigger = data.get("ephemera_trigger")
     if not trigger:
         source = headers.get("ce-source") or ""

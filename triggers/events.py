@@ -22,7 +22,7 @@ from ephemera.errors import EventError
 from ephemera.model.events import KINDS, Event
 from ephemera.timeutil import parse_time
 
-__all__ = ["Event", "KINDS", "parse_event"]
+__all__ = ["Event", "KINDS", "is_recognised_event", "parse_event"]
 # params that are not part of any event: bound config and action plumbing
 NON_EVENT_PARAMS = frozenset({"config", "config_file"})
 MAX_PAYLOAD_BYTES = 256 * 1024
@@ -120,6 +120,16 @@ FORMATS: list[tuple[Callable[[dict], bool], Callable[[dict], Event]]] = [
     (lambda p: p.get("ephemera_kind") == "alarm", parse_alarm),
     (lambda p: p.get("ephemera_kind") in (None, "manual"), parse_manual),
 ]
+
+
+def is_recognised_event(params: Any) -> bool:
+    """Whether params are a delivery of a known format or name their kind explicitly
+    (``ephemera_kind``); anything else would only be read as an implicit manual event."""
+    if not isinstance(params, dict):
+        return False
+    if params.get("ephemera_kind") is not None:
+        return True
+    return any(detect(params) for detect, parse in FORMATS if parse is not parse_manual)
 
 
 def parse_event(params: Any) -> Event:

@@ -1,13 +1,17 @@
 """``ephemera deploy ...``: package the actions, deploy them to Code Engine or OpenWhisk.
 
-    ephemera deploy package [--target openwhisk|code-engine] [--out PATH] [--no-deps]
-    ephemera deploy openwhisk [--dry-run] [--cli "ibmcloud fn"|wsk] [--package NAME] [--no-deps]
-    ephemera deploy code-engine [--dry-run] [--project NAME]
+    ephemera deploy package [--target openwhisk|code-engine] [--out PATH]
+    ephemera deploy openwhisk [--dry-run] [--out DIR] [--cli wsk|"ibmcloud fn"]
+    ephemera deploy code-engine [--dry-run] [--out DIR] [--project NAME]
 
-All take ``--config FILE`` (default: the usual config locations) and ``--build-dir DIR``.
-``--dry-run`` prints every command and runs none. The config's secrets go into a
-parameter file / env file (mode 0600, in a private temporary folder removed afterwards),
-never onto a command line. ``functions-create.sh`` runs ``openwhisk``.
+All take ``--config FILE`` (default: the usual config locations). The package (zip or
+source folder) is built into ``--out DIR`` (default ``.ephemera-build``). The config's
+secrets go into a parameter file (OpenWhisk) or an env file (Code Engine), mode 0600,
+never onto a command line: a real deploy writes it into a private temporary folder
+removed afterwards; ``--dry-run`` runs nothing and writes every file its commands
+reference into DIR (the secret file 0600, DIR 0700) with the plan as ``DIR/plan.sh``,
+so the printed commands can be run as they are. ``functions-create.sh`` runs
+``openwhisk``.
 """
 
 from __future__ import annotations
@@ -22,15 +26,19 @@ import tempfile
 from pathlib import Path
 from typing import Callable, TextIO
 
-from ephemera.config import load_config
+from ephemera.config import Config, load_config
 from ephemera.deploy import steps as steps_mod
-from ephemera.deploy.code_engine import SECRET, code_engine_plan
+from ephemera.deploy.code_engine import SECRET, check_runtime, code_engine_plan
 from ephemera.deploy.openwhisk import openwhisk_plan
-from ephemera.deploy.package import REQUIREMENTS, build_openwhisk_zip, build_source_bundle
+from ephemera.deploy.package import build_openwhisk_zip, build_source_bundle
 from ephemera.errors import EphemeraError
 from ephemera.files import write_private
 
 Runner = Callable[[list[str]], int]
+DEFAULT_OUT = ".ephemera-build"
+ZIP_NAME = "ephemera-action.zip"
+RETIRED = ("# note: IBM Cloud Functions is retired (no new entities since 2023-12-28, end of life October 2024); "
+           "this deploys only to a namespace that still exists")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,68 +46,96 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="target", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", help="config file (default: EPHEMERA_CONFIG_FILE, ./.ephemera.yaml, ~/.ephemera/config)")
-    common.add_argument("--build-dir", default=".ephemera-build", help="where the zip / source bundle is written")
-    p = sub.add_parser("package", parents=[common], help="build the OpenWhisk zip or the Code Engine source bundle")
+    p = sub.add_parser("package", parents=[common], help="build the OpenWhisk zip or the Code Engine source folder")
     p.add_argument("--target", dest="kind", choices=("openwhisk", "code-engine"), default="openwhisk")
-    p.add_argument("--out", help="output path (zip file or folder)")
-    p.add_argument("--no-deps", action="store_true", help="leave third-party requirements out of virtualenv/")
-    p = sub.add_parser("openwhisk", parents=[common], help="deploy with ibmcloud fn / wsk (what functions-create.sh runs)")
-    p.add_argument("--dry-run", action="store_true", help="print every command, run none")
-    p.add_argument("--cli", default="ibmcloud fn", help="the OpenWhisk CLI: 'ibmcloud fn' (default) or 'wsk'")
-    p.add_argument("--package", default="ephemera", help="OpenWhisk package name")
-    p.add_argument("--no-deps", action="store_true", help="leave third-party requirements out of the zip")
-    p = sub.add_parser("code-engine", parents=[common], help="deploy to IBM Cloud Code Engine")
-    p.add_argument("--dry-run", action="store_true", help="print every command, run none")
-    p.add_argument("--project", default="ephemera", help="Code Engine project name")
+    p.add_argument("--out", help=f"the zip file or source folder (default {DEFAULT_OUT}/{ZIP_NAME} or {DEFAULT_OUT}/code-engine)")
+    plan = argparse.ArgumentParser(add_help=False, parents=[common])
+    plan.add_argument("--dry-run", action="store_true", help="run nothing: write the plan and every file it references into --out")
+    plan.add_argument("--out", "--build-dir", dest="out", default=DEFAULT_OUT, help=f"where the package (and a dry run's files) go (default {DEFAULT_OUT})")
+    p = sub.add_parser("openwhisk", parents=[plan], help="deploy with wsk (what functions-create.sh runs)")
+    p.add_argument("--cli", default="wsk", help="the OpenWhisk CLI: wsk (default), or 'ibmcloud fn' for a remaining IBM Cloud Functions namespace (retired)")
+    p = sub.add_parser("code-engine", parents=[plan], help="deploy to IBM Cloud Code Engine")
+    p.add_argument("--project", help="Code Engine project name (default: code_engine.project)")
     return parser
 
 
-def _execute(plan_steps, dry_run: bool, out: TextIO, runner: Runner | None) -> int:
+def _say(out: TextIO) -> Callable[[str], None]:
+    return lambda text: print(f"# {text}", file=out)
+
+
+def _secret_dir(dry_run: bool, out_dir: Path) -> tuple[Path, bool]:
+    """Where the secret file goes: the plan's folder (kept) for a dry run, else a private temporary folder."""
     if dry_run:
-        for line in steps_mod.render(plan_steps):
-            print(line, file=out)
-        return 0
-    return steps_mod.run(plan_steps, out, runner)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(out_dir, 0o700)
+        return out_dir, False
+    return Path(tempfile.mkdtemp(prefix="ephemera-deploy-")), True  # mode 0700
+
+
+def _finish(plan_steps, args, out: TextIO, runner: Runner | None, out_dir: Path, secret_file: Path, header: list[str]) -> int:
+    for line in header:
+        print(line, file=out)
+    if not args.dry_run:
+        return steps_mod.run(plan_steps, out, runner)
+    lines = steps_mod.render(plan_steps)
+    script = out_dir / "plan.sh"
+    script.write_text("#!/usr/bin/env bash\n# written by `ephemera deploy " + args.target + " --dry-run`\nset -euo pipefail\n"
+                      + "\n".join(lines) + "\n")
+    os.chmod(script, 0o700)
+    for line in lines:
+        print(line, file=out)
+    print(f"# plan written to {script}; {secret_file} holds the config's secrets (mode 0600): delete it after use", file=out)
+    return 0
 
 
 def deploy_openwhisk(args, out: TextIO, runner: Runner | None = None) -> int:
     config = load_config(args.config)
-    build = Path(args.build_dir).resolve()
-    zip_path = build / "ephemera-action.zip"
-    secrets_dir = tempfile.mkdtemp(prefix="ephemera-deploy-")  # mode 0700
+    out_dir = Path(args.out).resolve()
+    cli = tuple(shlex.split(args.cli))
+    secret_dir, temporary = _secret_dir(args.dry_run, out_dir)
     try:
-        param_file = os.path.join(secrets_dir, "params.json")
-        plan_steps = openwhisk_plan(config, zip_path=str(zip_path), param_file=param_file, cli=tuple(shlex.split(args.cli)), package=args.package)
-        if not args.dry_run:
-            build_openwhisk_zip(zip_path, requirements=() if args.no_deps else REQUIREMENTS)
-            write_private(param_file, json.dumps({"config": config.to_dict(redact=False)}, default=str))
-        return _execute(plan_steps, args.dry_run, out, runner)
+        param_file = secret_dir / "params.json"
+        zip_path = out_dir / ZIP_NAME
+        plan_steps = openwhisk_plan(config, zip_path=str(zip_path), param_file=str(param_file), cli=cli)
+        build_openwhisk_zip(zip_path, wheel_dir=out_dir / "wheels", say=_say(out))
+        write_private(param_file, json.dumps({"config": config.to_dict(redact=False)}, default=str))
+        header = [RETIRED] if "ibmcloud" in cli else []
+        return _finish(plan_steps, args, out, runner, out_dir, param_file, header)
     finally:
-        shutil.rmtree(secrets_dir, ignore_errors=True)
+        if temporary:
+            shutil.rmtree(secret_dir, ignore_errors=True)
+
+
+def _python_of(config: Config) -> str:
+    return config["code_engine"]["runtime"].partition("-")[2]
 
 
 def deploy_code_engine(args, out: TextIO, runner: Runner | None = None) -> int:
     config = load_config(args.config)
-    bundle = Path(args.build_dir).resolve() / "code-engine"
-    secrets_dir = tempfile.mkdtemp(prefix="ephemera-deploy-")
+    out_dir = Path(args.out).resolve()
+    secret_dir, temporary = _secret_dir(args.dry_run, out_dir)
     try:
-        env_file = os.path.join(secrets_dir, f"{SECRET}.env")
-        plan_steps = code_engine_plan(config, project=args.project, bundle_dir=str(bundle), env_file=env_file)
-        if not args.dry_run:
-            build_source_bundle(bundle)
-            config_json = json.dumps(config.to_dict(redact=False), separators=(",", ":"), default=str)
-            write_private(env_file, f"EPHEMERA_CONFIG_JSON={config_json}\n")
-        return _execute(plan_steps, args.dry_run, out, runner)
+        env_file = secret_dir / f"{SECRET}.env"
+        bundle = out_dir / "code-engine"
+        plan_steps = code_engine_plan(config, project=args.project, bundle_dir=str(bundle), env_file=str(env_file))
+        warning = check_runtime(config["code_engine"]["runtime"])
+        build_source_bundle(bundle, python=_python_of(config), wheel_dir=out_dir / "wheels", say=_say(out))
+        config_json = json.dumps(config.to_dict(redact=False), separators=(",", ":"), default=str)
+        write_private(env_file, f"EPHEMERA_CONFIG_JSON={config_json}\n")  # one unquoted KEY=VALUE line
+        return _finish(plan_steps, args, out, runner, out_dir, env_file, [f"# warning: {warning}"] if warning else [])
     finally:
-        shutil.rmtree(secrets_dir, ignore_errors=True)
+        if temporary:
+            shutil.rmtree(secret_dir, ignore_errors=True)
 
 
 def package(args, out: TextIO) -> int:
-    build = Path(args.build_dir).resolve()
+    config = load_config(args.config)
+    wheels = Path(DEFAULT_OUT).resolve() / "wheels"
     if args.kind == "openwhisk":
-        path = build_openwhisk_zip(Path(args.out) if args.out else build / "ephemera-action.zip", requirements=() if args.no_deps else REQUIREMENTS)
+        path = build_openwhisk_zip(Path(args.out) if args.out else Path(DEFAULT_OUT) / ZIP_NAME, wheel_dir=wheels, say=_say(out))
     else:
-        path = build_source_bundle(Path(args.out) if args.out else build / "code-engine")
+        path = build_source_bundle(Path(args.out) if args.out else Path(DEFAULT_OUT) / "code-engine",
+                                   python=_python_of(config), wheel_dir=wheels, say=_say(out))
     print(str(path), file=out)
     return 0
 

@@ -1,6 +1,9 @@
 """Alarm schedules: cron (5 fields, or 6 with seconds last), one-off times, timezones
-and start/stop dates, with the next fire time computed the way OpenWhisk's alarm
-feed does. Used to validate config and by the local scheduler.
+and start/stop dates. Used to validate config and by the local scheduler; the one
+meaning of a cron is croniter's (months 1-12, weekdays 0-7, day-of-month or weekday
+when both are restricted), and a time without an offset is read in the trigger's
+timezone. :mod:`ephemera.deploy.schedules` writes the same schedule in each
+platform's form.
 """
 
 from __future__ import annotations

@@ -174,15 +174,15 @@ class TriggerEntry(Section):
 
     name: Name = Field(description="the trigger's name, referred to by rules", examples=["nightly"])
     kind: Literal[TRIGGER_KINDS] = Field(description="what fires it: an alarm (cron or once) or a write to a bucket", examples=["alarm"])
-    cron: Optional[str] = Field(None, description="alarm: 5 fields, or 6 with seconds last, e.g. '0 2 * * *'")
-    once: Optional[str] = Field(None, description="alarm: an ISO 8601 time at which the alarm fires once")
-    timezone: str = Field("UTC", description="alarm: the IANA zone the cron fields are read in")
-    start_date: Optional[str] = Field(None, description="alarm: no fire before this ISO 8601 time")
-    stop_date: Optional[str] = Field(None, description="alarm: no fire after this ISO 8601 time")
+    cron: Optional[str] = Field(None, description="alarm: 'min hour day month weekday' (months 1-12, weekdays 0-7 with 0 and 7 Sunday), or 6 fields with seconds last; the deploy translates it per platform")
+    once: Optional[str] = Field(None, description="alarm: an ISO 8601 time at which the alarm fires once; without an offset, read in timezone")
+    timezone: str = Field("UTC", description="alarm: the IANA zone the cron fields (and dates without an offset) are read in")
+    start_date: Optional[str] = Field(None, description="alarm: no fire before this ISO 8601 time; without an offset, read in timezone")
+    stop_date: Optional[str] = Field(None, description="alarm: no fire after this ISO 8601 time; without an offset, read in timezone")
     bucket: Optional[BucketName] = Field(None, description="object_write: the watched bucket; defaults to storage.bucket")
     prefix: TriggerPrefix = Field("", description="object_write: only keys under this prefix")
     suffix: Suffixes = Field(default_factory=list, description="object_write: a suffix or a list of suffixes, e.g. ['_SUCCESS.json']")
-    payload: dict = Field(default_factory=dict, description="parameters the trigger adds to the action's event")
+    payload: dict = Field(default_factory=dict, description="parameters the trigger adds to the action's event (over the rule's params), e.g. {params: {folds: 3}} for apply")
 
 
 class RuleEntry(Section):
@@ -191,7 +191,7 @@ class RuleEntry(Section):
     name: Optional[Name] = Field(None, description="defaults to '<trigger>-<action>'")
     trigger: str = Field(description="the name of a trigger", examples=["nightly"])
     action: Literal[ACTIONS] = Field(description="the action the trigger invokes", examples=["apply"])
-    params: dict = Field(default_factory=dict, description="parameters bound to the action")
+    params: dict = Field(default_factory=dict, description="parameters bound to the action, under the event's, on every platform")
 
 
 CORE_SECTIONS: dict[str, type[Section]] = {

@@ -3,8 +3,8 @@
 The fields of each entry are typed and checked by their models
 (:class:`~ephemera.config.sections.TriggerEntry`, :class:`~ephemera.config.sections.RuleEntry`);
 here: each alarm's schedule (cron or one-off time, see :mod:`ephemera.config.alarms`),
-fields only alarms take, unique trigger names, the default bucket of object_write
-triggers, and rules naming known triggers. Errors are :class:`ConfigError` naming the
+fields only alarms take, unique trigger and rule names, the default bucket of
+object_write triggers, and rules naming known triggers. Errors are :class:`ConfigError` naming the
 list entry, e.g. ``triggers[1].cron``.
 """
 
@@ -37,9 +37,13 @@ def validate_triggers(triggers: list[dict], state_bucket: str) -> list[dict]:
 
 def validate_rules(rules: list[dict], trigger_names: set[str]) -> list[dict]:
     """The ``rules`` list completed with default names; each must name one of ``trigger_names``."""
+    seen: set[str] = set()
     for i, rule in enumerate(rules):
         if rule["trigger"] not in trigger_names:
             known = ", ".join(sorted(trigger_names)) or "none defined"
             raise ConfigError(f"rules[{i}].trigger", f"no trigger named '{rule['trigger']}'", f"known triggers: {known}")
         rule["name"] = rule["name"] or f"{rule['trigger']}-{rule['action']}"
+        if rule["name"] in seen:  # a rule name names platform rules and subscriptions
+            raise ConfigError(f"rules[{i}].name", f"duplicate rule name '{rule['name']}'", "give each rule its own name")
+        seen.add(rule["name"])
     return rules

@@ -1,13 +1,17 @@
-"""Deploying Ephemera's actions to IBM Cloud Code Engine and OpenWhisk-compatible platforms.
+"""Deploying Ephemera's actions to IBM Cloud Code Engine and Apache OpenWhisk.
 
-- :mod:`ephemera.deploy.package`: the OpenWhisk ``python:3.11`` action zip
-  (``__main__.py`` + ``virtualenv/``) and the Code Engine function/job source bundle.
+- :mod:`ephemera.deploy.settings`: the ``code_engine`` and ``openwhisk`` config sections
+  and the platform limits they are checked against.
+- :mod:`ephemera.deploy.package`: the OpenWhisk ``python:3.11`` action zip (with every
+  dependency in ``virtualenv/``) and the Code Engine source folder (prebuilt wheels of
+  the source-only packages and a plain ``requirements.txt``).
+- :mod:`ephemera.deploy.schedules`: an alarm's cron and dates in each platform's form.
+- :mod:`ephemera.deploy.checks`: what every cloud deploy checks first.
 - :mod:`ephemera.deploy.openwhisk`: the command plan of ``functions-create.sh``.
 - :mod:`ephemera.deploy.code_engine`: the command plan of ``ephemera deploy code-engine``.
 - :mod:`ephemera.deploy.steps`: plans as idempotent steps, printed (``--dry-run``) or run.
-- :mod:`ephemera.deploy.cli`: ``ephemera deploy ...``.
 
-Secrets never appear on a command line: the bound config goes into a parameter file
-(OpenWhisk ``--param-file``) or a Code Engine secret created ``--from-env-file``, both
-written mode 0600 into a private temporary folder.
+``ephemera deploy ...`` (:mod:`ephemera.cli.deploy`) drives them. Secrets never appear
+on a command line: the bound config goes into a parameter file (OpenWhisk
+``--param-file``) or a Code Engine secret created ``--from-env-file``, both mode 0600.
 """

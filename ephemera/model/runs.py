@@ -38,10 +38,11 @@ class RunState(str, Enum):
 
 S = RunState
 # Which states may follow which. A marker may land before apply has been recorded
-# as finished (fast local VMs), hence APPLYING -> SUCCEEDED/FAILED.
+# as finished (fast local VMs), hence APPLYING -> SUCCEEDED/FAILED. An apply the engine
+# refused because the workspace was busy goes back to REQUESTED: the run waits for it.
 ALLOWED: dict[RunState, set[RunState]] = {
     S.REQUESTED: {S.APPLYING, S.APPLY_FAILED, S.TIMED_OUT, S.DESTROYING},
-    S.APPLYING: {S.RUNNING, S.APPLY_FAILED, S.SUCCEEDED, S.FAILED, S.TIMED_OUT},
+    S.APPLYING: {S.REQUESTED, S.RUNNING, S.APPLY_FAILED, S.SUCCEEDED, S.FAILED, S.TIMED_OUT},
     S.RUNNING: {S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.DESTROYING},
     S.SUCCEEDED: {S.DESTROYING},
     S.FAILED: {S.DESTROYING},

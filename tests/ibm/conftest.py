@@ -40,6 +40,23 @@ def ibm_config(iam, schematics) -> dict:
 
 
 @pytest.fixture
+def cos_config(ibm_config, s3_endpoint, tmp_path, unique_bucket) -> dict:
+    """A cloud config as deployed: IBM COS over HMAC (a local S3 server, a fresh bucket)
+    and Schematics (the fakes); add triggers and rules."""
+    from ephemera.storage import get_storage
+
+    config = {
+        **ibm_config,
+        "storage": {"backend": "ibm_cos", "bucket": unique_bucket},
+        "ibm_cos": {"endpoint": s3_endpoint, "access_key_id": HMAC_ID, "secret_access_key": HMAC_SECRET},
+        "workspace": {"name": "gpu", "stack": "ibm-vpc-gpu"},
+        "home": str(tmp_path / "home"),
+    }
+    get_storage(config).create_bucket(unique_bucket)
+    return config
+
+
+@pytest.fixture
 def restore_http_debug():
     """The SDK turns on http.client debugging when DEBUG logging is on at construction."""
     yield

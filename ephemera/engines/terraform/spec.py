@@ -14,3 +14,4 @@ class TerraformSpec(EngineSpec):
     name = "terraform"
     sections = {"terraform": TerraformSection}
     engine_class = "ephemera.engines.terraform.engine:TerraformEngine"
+    state_on_host = True  # state files and stacks in the Ephemera home of the machine that applies

@@ -1,0 +1,51 @@
+"""Checks every cloud deploy makes before printing or running a command.
+
+- The workspace engine must be able to run inside a cloud action: an engine that keeps
+  its state on the machine that applies (the ``terraform`` engine: state files and
+  stacks in the Ephemera home) would lose it with each short-lived container.
+- A deployed action's time limit must fit the platform's maximum (the settings
+  sections check that) and ``timeouts.action``: the reaper takes a run whose action
+  recorded nothing for that long for one whose action died.
+- Platform resource names come from rule and trigger names: two rules may not map to
+  one platform trigger.
+"""
+
+from __future__ import annotations
+
+from ephemera.config import Config, ConfigError
+from ephemera.engines import engine_spec
+
+
+def check_engine(config: Config, target: str) -> None:
+    """ConfigError naming ``engine.backend`` when the engine cannot run in ``target``'s actions."""
+    spec = engine_spec(config["engine"]["backend"])
+    if spec.state_on_host:
+        raise ConfigError("engine.backend", f"the {spec.name} engine keeps its state on the machine that applies, "
+                          f"which a {target} action does not keep", "use an engine that runs as a service, e.g. schematics")
+
+
+def check_time_limit(config: Config, field: str, seconds: int) -> None:
+    """ConfigError naming ``field`` when ``seconds`` exceeds ``timeouts.action``."""
+    action = config["timeouts"]["action"]
+    if seconds > action:
+        raise ConfigError(field, f"{seconds}s is longer than timeouts.action ({action}s): the reaper would take a "
+                          "running action for a dead one", f"set it to at most {action}s, or raise timeouts.action")
+
+
+def rule_trigger_names(config: Config) -> dict[str, str]:
+    """Rule name -> the name of the platform trigger that fires it: the config trigger's
+    own name when one rule binds it, else the rule's name (each rule then has its own
+    trigger, which carries that rule's params)."""
+    bound: dict[str, list[str]] = {}
+    for rule in config["rules"]:
+        bound.setdefault(rule["trigger"], []).append(rule["name"])
+    names: dict[str, str] = {}
+    owner: dict[str, str] = {}
+    for i, rule in enumerate(config["rules"]):
+        name = rule["trigger"] if len(bound[rule["trigger"]]) == 1 else rule["name"]
+        if name in owner and owner[name] != rule["name"]:
+            raise ConfigError(f"rules[{i}].name", f"its platform trigger '{name}' is also that of rule '{owner[name]}'",
+                              "rename the rule or the trigger")
+        owner[name] = rule["name"]
+        names[rule["name"]] = name
+    return names

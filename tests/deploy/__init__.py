@@ -1,0 +1,1 @@
+"""Deploy tests: packages, plans, schedules, the CLI."""

