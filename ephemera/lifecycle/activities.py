@@ -13,13 +13,13 @@ import time
 from datetime import datetime
 
 from ephemera import layout
+from ephemera.bundle.delivery import prepare_boot
 from ephemera.context import Context
 from ephemera.engines.base import OrphanSweeper
 from ephemera.errors import EngineError, RunNotFoundError, WorkspaceBusyError
 from ephemera.lifecycle.request import workspace_lock
 from ephemera.model import marker as markers
 from ephemera.model.runs import Activity, RunError, RunRecord, RunState
-from ephemera.storage import storage_spec
 from ephemera.timeutil import now_utc
 
 log = logging.getLogger("ephemera.lifecycle")
@@ -28,7 +28,10 @@ BUSY_RETRY_SECONDS = 60.0
 
 
 def stack_variables(ctx: Context, run: RunRecord) -> tuple[dict, dict]:
-    """The Terraform variables of a run: (plain, secure)."""
+    """The Terraform variables of a run: (plain, secure). No secret goes to Terraform: the
+    VMs reach storage by their identity or a one-time credentials object (see
+    :func:`ephemera.bundle.delivery.prepare_boot`), and the IBM provider in Schematics
+    uses the caller's token; ``secure`` stays empty."""
     config = ctx.config
     deadline = datetime.fromisoformat(run.hard_deadline)
     plain = {
@@ -42,13 +45,7 @@ def stack_variables(ctx: Context, run: RunRecord) -> tuple[dict, dict]:
         "hard_deadline": run.hard_deadline,
         "hard_timeout_seconds": max(60, int((deadline - now_utc()).total_seconds())),
     }
-    secure = {}
-    if config["ibm"]["iam_api_key"]:
-        secure["ibmcloud_api_key"] = config["ibm"]["iam_api_key"]  # the IBM provider, outside Schematics
-    storage_plain, storage_secure = storage_spec(config["storage"]["backend"]).vm_variables(config)  # the VMs' storage access
-    plain.update(storage_plain)
-    secure.update(storage_secure)
-    return plain, secure
+    return plain, {}
 
 
 def record_failure(ctx: Context, run_id: str, error: RunError, state: RunState | None = None, reason: str = "",
@@ -61,6 +58,12 @@ def apply_run(ctx: Context, run: RunRecord) -> RunRecord:
     """Apply the run's workspace. Returns the record after the apply started or ended."""
     run = ctx.ledger.transition(run.run_id, S.APPLYING, "applying workspace")
     plain, secure = stack_variables(ctx, run)
+    try:
+        boot = prepare_boot(ctx, run)  # the run's bundle, and what each VM boots from
+        ctx.ledger.update(run.run_id, lambda record: setattr(record, "bundle", boot.bundle.to_dict()))
+        plain.update(boot.variables)
+    except Exception as exc:  # noqa: BLE001 - e.g. a missing workload.source: recorded, nothing applied
+        return record_failure(ctx, run.run_id, RunError.from_exception(exc), S.APPLY_FAILED, from_states=frozenset({S.APPLYING}))
     try:
         activity = _retry_busy(lambda: ctx.engine.apply(run.workspace, run.run_id, plain, secure))
     except Exception as exc:  # noqa: BLE001 - an engine crash must still leave a record
