@@ -140,5 +140,5 @@ def prepare_boot(ctx, run) -> Boot:
         creds = (_credentials(storage, bucket, run.run_id, worker, access.credentials, expires)
                  if access.credentials else None)
         documents.append({**common, "worker": worker, "credentials": creds})
-    variables = {"vm_boot": [_encode(d) for d in documents], "bootstrap_script": bootstrap_script()}
+    variables = {**access.variables, "vm_boot": [_encode(d) for d in documents], "bootstrap_script": bootstrap_script()}
     return Boot(bundle=ref, documents=documents, variables=variables)

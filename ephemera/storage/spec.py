@@ -37,6 +37,7 @@ class VMAccess:
     section: dict  # the VMs' config section of the backend, without any secret
     credentials: dict = field(default_factory=dict, repr=False)  # secret keys of that section, delivered once
     identity: dict | None = None  # how VMs authenticate as themselves, e.g. {"kind": "vpc-trusted-profile", ...}; None: keys
+    variables: dict = field(default_factory=dict)  # Terraform variables a stack uses to give the VMs that identity
 
 
 class StorageBackendSpec:

@@ -8,13 +8,18 @@ with the actions (both stacks take the same run variables):
   variables -- ``run_id``, ``workspace``, ``worker_count``, ``job_key`` (key of the job
   spec in the state bucket), ``state_bucket``, ``hard_deadline`` (ISO 8601) and
   ``hard_timeout_seconds``, plus any ``workspace.variables`` of the config.
-  ``secure_variables`` are the storage credentials the VMs use --
-  ``cos_hmac_access_key_id`` / ``cos_hmac_secret_access_key`` or ``cos_api_key``.
-  All of them are written to the workspace's variable store (the template's
-  ``values`` call) before the apply starts; the secrets as ``secure: true`` values,
-  which Schematics never shows again. Values are strings; lists and maps are sent as
-  JSON, which Terraform reads as HCL. The ``run_id`` variable is always the run applied
-  for: it is how :meth:`SchematicsEngine.owner` tells whose resources the workspace holds.
+  ``secure_variables`` is empty since the VMs got identities (kept for stacks that
+  need one; sent as ``secure: true``, which Schematics never shows again). All of
+  them are written to the workspace's variable store (the template's ``values``
+  call) before the apply starts, each with its Terraform ``type`` (``string``,
+  ``number``, ``bool``, ``list(string)``, ...); values are strings, lists and maps in
+  HCL (JSON is HCL). The call replaces the whole store, so every variable an operator
+  set on the workspace is sent back as it was (with its type); a *secure* one, whose
+  value Schematics does not return, is sent from ``schematics.secure_variables``, and
+  the apply stops before changing anything if it is not there. The variables older
+  versions wrote as secure values (storage keys, the account's API key) are dropped.
+  The ``run_id`` variable is always the run applied for: it is how
+  :meth:`SchematicsEngine.owner` tells whose resources the workspace holds.
 - Apply and destroy need an IAM *refresh token* (header ``refresh_token``); IAM issues
   one only to the client id/secret ``bx``/``bx``, so the engine's IAM authenticator
   uses them. The service URL is set explicitly (the 1.1.0 SDK defaults to a dev URL).
@@ -72,6 +77,25 @@ def _is_iam_response(exc: Exception) -> bool:
     response = getattr(exc, "http_response", None)
     url = getattr(response, "url", "") or getattr(getattr(response, "request", None), "url", "") or ""
     return "/identity/token" in str(url)
+
+
+# secure variables Ephemera itself wrote before VMs had identities: no longer sent, dropped from the store
+LEGACY_SECURE = frozenset({"cos_hmac_access_key_id", "cos_hmac_secret_access_key", "cos_api_key", "ibmcloud_api_key"})
+
+
+def _tf_type(value: Any) -> str:
+    """The Terraform type of a value, as the Schematics variable store names it."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, (list, tuple)):
+        kinds = {_tf_type(v) for v in value}
+        return f"list({kinds.pop()})" if len(kinds) == 1 and not any("(" in k for k in kinds) else "list(any)"
+    if isinstance(value, dict):
+        kinds = {_tf_type(v) for v in value.values()}
+        return f"map({kinds.pop()})" if len(kinds) == 1 and not any("(" in k for k in kinds) else "map(any)"
+    return "string"
 
 
 def _tf_value(value: Any) -> str:
@@ -229,21 +253,41 @@ class SchematicsEngine:
         return templates[0]["id"]
 
     def _variablestore(self, ws: dict, variables: dict, secure_variables: dict) -> list[dict]:
-        """Run variables and secrets over the workspace's own non-secure variables."""
+        """Run variables and secrets over every variable the operator set on the workspace."""
         store: dict[str, dict] = {}
+        kept = self.settings.secure_variables
         existing = (ws.get("template_data") or [{}])[0].get("variablestore") or []
+        lost = []
         for var in existing:
             name = var.get("name")
-            if name and not var.get("secure") and name not in secure_variables:
-                store[name] = {"name": name, "value": var.get("value", ""), "secure": False}
+            if not name or name in variables or name in secure_variables:
+                continue
+            entry = {"name": name, "value": var.get("value", ""), "secure": bool(var.get("secure"))}
+            if var.get("type"):
+                entry["type"] = var["type"]
+            if var.get("secure"):
+                if name in LEGACY_SECURE and name not in kept:
+                    log.info("schematics: dropping variable %s (Ephemera no longer sends secrets to Terraform)", name)
+                    continue
+                if name not in kept:
+                    lost.append(name)
+                    continue
+                self._remember_secret(str(kept[name]))
+                entry["value"] = _tf_value(kept[name])
+            store[name] = entry
+        if lost:
+            raise EngineError(
+                f"Schematics workspace '{self.settings.workspace_id}' has secure variable(s) {', '.join(sorted(lost))} that "
+                "Schematics does not return, and writing the run's variables replaces the whole store: put their values "
+                "in schematics.secure_variables (they are sent back as secure values), or delete them from the workspace")
         for name, value in variables.items():
             if name not in secure_variables:
-                store[name] = {"name": name, "value": _tf_value(value), "secure": False}
+                store[name] = {"name": name, "value": _tf_value(value), "type": _tf_type(value), "secure": False}
         for name, value in secure_variables.items():
             if value is None or value == "":
                 continue
             self._remember_secret(str(value))
-            store[name] = {"name": name, "value": _tf_value(value), "secure": True}
+            store[name] = {"name": name, "value": _tf_value(value), "type": _tf_type(value), "secure": True}
         return [store[name] for name in sorted(store)]
 
     # -- WorkspaceEngine ----------------------------------------------------------------

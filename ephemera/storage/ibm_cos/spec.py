@@ -48,7 +48,7 @@ class IBMCOSSpec(StorageBackendSpec):
             identity = {"kind": IDENTITY_KIND, "profile_id": cos["trusted_profile_id"], "metadata_url": cos["metadata_url"],
                         "metadata_version": METADATA_VERSION,
                         "endpoint": cos["endpoint"] or cos_endpoint(cos["region"], section["endpoint_type"])}
-            return VMAccess(section=section, identity=identity)
+            return VMAccess(section=section, identity=identity, variables={"trusted_profile_id": cos["trusted_profile_id"]})
         if cos["access_key_id"]:
             return VMAccess(section=section, credentials={"access_key_id": cos["access_key_id"],
                                                           "secret_access_key": cos["secret_access_key"]})
