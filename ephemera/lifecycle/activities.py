@@ -13,14 +13,15 @@ import time
 from datetime import datetime
 
 from ephemera import layout
-from ephemera.bundle.delivery import prepare_boot
+from ephemera.bundle.delivery import prepare_boot, remove_credentials
 from ephemera.context import Context
 from ephemera.engines.base import OrphanSweeper
-from ephemera.errors import EngineError, RunNotFoundError, WorkspaceBusyError
+from ephemera.errors import EngineError, EphemeraError, RunNotFoundError, WorkspaceBusyError
 from ephemera.lifecycle.request import workspace_lock
 from ephemera.model import marker as markers
 from ephemera.model.runs import Activity, RunError, RunRecord, RunState
 from ephemera.timeutil import now_utc
+from ephemera.vm.reports import vm_reports, vm_seconds
 
 log = logging.getLogger("ephemera.lifecycle")
 S = RunState
@@ -74,9 +75,12 @@ def apply_run(ctx: Context, run: RunRecord) -> RunRecord:
 def record_activity(ctx: Context, run_id: str, activity: Activity) -> RunRecord:
     """Store an activity's latest state and move the run accordingly."""
     outputs = resources = None
+    vms: list[dict] = []
     if activity.done:
         workspace = ctx.ledger.get(run_id).workspace
         outputs, resources = ctx.engine.outputs(workspace), ctx.engine.resources(workspace)
+        if activity.kind == "destroy":
+            vms = _vm_reports(ctx, run_id)
 
     def change(record: RunRecord) -> None:
         record.activities = [a for a in record.activities if a.id != activity.id] + [activity]
@@ -95,6 +99,8 @@ def record_activity(ctx: Context, run_id: str, activity: Activity) -> RunRecord:
         elif activity.kind == "destroy" and record.state == S.DESTROYING:
             if activity.state == "COMPLETED" and not resources:
                 record.enter(S.DESTROYED, f"destroy {activity.id} completed; no resource left")
+                record.vms = vms or record.vms
+                record.vm_seconds = vm_seconds(record.vms, datetime.fromisoformat(record.transitions[-1].at))
             else:
                 left = f"; still present: {', '.join(resources)}" if resources else ""
                 # the engine said done but still holds resources: not DESTROYED, and a
@@ -107,14 +113,27 @@ def record_activity(ctx: Context, run_id: str, activity: Activity) -> RunRecord:
     record = ctx.ledger.update(run_id, change)
     if record.state == S.DESTROYED:
         workspace_lock(ctx, record.workspace).release(run_id)
+        try:
+            remove_credentials(ctx.storage, ctx.config.state_bucket, run_id)  # any a VM did not delete itself
+        except EphemeraError as exc:
+            log.warning("run %s: leftover credentials objects not deleted: %s", run_id, exc.message)
     return record
 
 
+def _vm_reports(ctx: Context, run_id: str) -> list[dict]:
+    try:
+        return vm_reports(ctx.storage, ctx.config.state_bucket, run_id)
+    except EphemeraError:  # informative only: never block the run's end
+        return []
+
+
 def finish_run(ctx: Context, run_id: str, success: bool, marker: dict | None) -> RunRecord:
-    """Record the workload's end (from its completion marker)."""
+    """Record the workload's end (from its completion marker) and what the VMs reported."""
+    vms = _vm_reports(ctx, run_id)
 
     def change(record: RunRecord) -> None:
         record.result = marker or {}
+        record.vms = vms or record.vms
         if success:
             record.enter(S.SUCCEEDED, "completion marker written")
         else:

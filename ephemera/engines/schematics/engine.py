@@ -43,7 +43,6 @@ with the actions (both stacks take the same run variables):
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 import uuid
@@ -52,6 +51,7 @@ from urllib.parse import urlparse
 
 from ephemera.config import Config, load_config
 from ephemera.engines.schematics.config import REFRESH_TOKEN_CLIENT, SchematicsSettings
+from ephemera.engines.schematics.variables import variablestore
 from ephemera.errors import EngineError, WorkspaceBusyError
 from ephemera.model.runs import Activity
 from ephemera.timeutil import now_iso
@@ -77,34 +77,6 @@ def _is_iam_response(exc: Exception) -> bool:
     response = getattr(exc, "http_response", None)
     url = getattr(response, "url", "") or getattr(getattr(response, "request", None), "url", "") or ""
     return "/identity/token" in str(url)
-
-
-# secure variables Ephemera itself wrote before VMs had identities: no longer sent, dropped from the store
-LEGACY_SECURE = frozenset({"cos_hmac_access_key_id", "cos_hmac_secret_access_key", "cos_api_key", "ibmcloud_api_key"})
-
-
-def _tf_type(value: Any) -> str:
-    """The Terraform type of a value, as the Schematics variable store names it."""
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, (list, tuple)):
-        kinds = {_tf_type(v) for v in value}
-        return f"list({kinds.pop()})" if len(kinds) == 1 and not any("(" in k for k in kinds) else "list(any)"
-    if isinstance(value, dict):
-        kinds = {_tf_type(v) for v in value.values()}
-        return f"map({kinds.pop()})" if len(kinds) == 1 and not any("(" in k for k in kinds) else "map(any)"
-    return "string"
-
-
-def _tf_value(value: Any) -> str:
-    """A Terraform variable value as the Schematics variable store wants it: a string."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dict, list, tuple)):
-        return json.dumps(value, sort_keys=True)
-    return "" if value is None else str(value)
 
 
 class SchematicsEngine:
@@ -253,42 +225,10 @@ class SchematicsEngine:
         return templates[0]["id"]
 
     def _variablestore(self, ws: dict, variables: dict, secure_variables: dict) -> list[dict]:
-        """Run variables and secrets over every variable the operator set on the workspace."""
-        store: dict[str, dict] = {}
-        kept = self.settings.secure_variables
         existing = (ws.get("template_data") or [{}])[0].get("variablestore") or []
-        lost = []
-        for var in existing:
-            name = var.get("name")
-            if not name or name in variables or name in secure_variables:
-                continue
-            entry = {"name": name, "value": var.get("value", ""), "secure": bool(var.get("secure"))}
-            if var.get("type"):
-                entry["type"] = var["type"]
-            if var.get("secure"):
-                if name in LEGACY_SECURE and name not in kept:
-                    log.info("schematics: dropping variable %s (Ephemera no longer sends secrets to Terraform)", name)
-                    continue
-                if name not in kept:
-                    lost.append(name)
-                    continue
-                self._remember_secret(str(kept[name]))
-                entry["value"] = _tf_value(kept[name])
-            store[name] = entry
-        if lost:
-            raise EngineError(
-                f"Schematics workspace '{self.settings.workspace_id}' has secure variable(s) {', '.join(sorted(lost))} that "
-                "Schematics does not return, and writing the run's variables replaces the whole store: put their values "
-                "in schematics.secure_variables (they are sent back as secure values), or delete them from the workspace")
-        for name, value in variables.items():
-            if name not in secure_variables:
-                store[name] = {"name": name, "value": _tf_value(value), "type": _tf_type(value), "secure": False}
-        for name, value in secure_variables.items():
-            if value is None or value == "":
-                continue
-            self._remember_secret(str(value))
-            store[name] = {"name": name, "value": _tf_value(value), "type": _tf_type(value), "secure": True}
-        return [store[name] for name in sorted(store)]
+        for value in list(secure_variables.values()) + list(self.settings.secure_variables.values()):
+            self._remember_secret(str(value) if value else None)
+        return variablestore(existing, variables, secure_variables, self.settings.secure_variables, self.settings.workspace_id)
 
     # -- WorkspaceEngine ----------------------------------------------------------------
 

@@ -234,6 +234,7 @@ class TerraformEngine:
         if not {"boot_dir", "agent_dir"} <= declared:
             return {}
         run_dir = self.run_dir(run_id)
+        run_dir.mkdir(parents=True, exist_ok=True)
         boot_dir = run_dir / "vms"
         # The local stand-in for cloud-init user_data: each VM's boot document, completed
         # with what a VM on this machine needs (no secret: the documents hold none).
