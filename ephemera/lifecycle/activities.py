@@ -21,7 +21,7 @@ from ephemera.lifecycle.request import workspace_lock
 from ephemera.model import marker as markers
 from ephemera.model.runs import Activity, RunError, RunRecord, RunState
 from ephemera.timeutil import now_utc
-from ephemera.vm.reports import vm_reports, vm_seconds
+from ephemera.vm.reports import merge_reports, vm_reports, vm_seconds, with_marker_times
 
 log = logging.getLogger("ephemera.lifecycle")
 S = RunState
@@ -99,7 +99,7 @@ def record_activity(ctx: Context, run_id: str, activity: Activity) -> RunRecord:
         elif activity.kind == "destroy" and record.state == S.DESTROYING:
             if activity.state == "COMPLETED" and not resources:
                 record.enter(S.DESTROYED, f"destroy {activity.id} completed; no resource left")
-                record.vms = vms or record.vms
+                record.vms = merge_reports(record.vms, vms)
                 record.vm_seconds = vm_seconds(record.vms, datetime.fromisoformat(record.transitions[-1].at))
             else:
                 left = f"; still present: {', '.join(resources)}" if resources else ""
@@ -133,7 +133,10 @@ def finish_run(ctx: Context, run_id: str, success: bool, marker: dict | None) ->
 
     def change(record: RunRecord) -> None:
         record.result = marker or {}
-        record.vms = vms or record.vms
+        if not (marker or {}).get("boot"):  # a bootstrap's failure marker has no task times
+            record.vms = with_marker_times(merge_reports(record.vms, vms), marker)
+        else:
+            record.vms = merge_reports(record.vms, vms)
         if success:
             record.enter(S.SUCCEEDED, "completion marker written")
         else:

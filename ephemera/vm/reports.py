@@ -55,3 +55,22 @@ def missing_vms(vms: list[dict], worker_count: int) -> list[int]:
     """Workers whose agent never reported ready."""
     ready = {vm["worker"] for vm in vms if "agent_ready" in (vm.get("phases") or {})}
     return [w for w in range(worker_count) if w not in ready]
+
+
+def merge_reports(known: list[dict], new: list[dict]) -> list[dict]:
+    """``new`` reports over ``known`` ones, each VM's phases united (a phase keeps its first time)."""
+    by_worker = {vm["worker"]: dict(vm, phases=dict(vm.get("phases") or {})) for vm in known}
+    for vm in new:
+        old = by_worker.get(vm["worker"], {})
+        phases = {**(vm.get("phases") or {}), **(old.get("phases") or {})}
+        by_worker[vm["worker"]] = {**old, **{k: v for k, v in vm.items() if v is not None}, "phases": phases}
+    return [by_worker[w] for w in sorted(by_worker)]
+
+
+def with_marker_times(vms: list[dict], marker: dict | None) -> list[dict]:
+    """Worker 0 runs the workload: its marker's start and end are its first and last task."""
+    marker = marker or {}
+    phases = {k: marker[v] for k, v in (("first_task", "started_at"), ("last_task", "finished_at")) if marker.get(v)}
+    if not phases or (marker.get("boot") or {}).get("worker") not in (None, 0):
+        return vms
+    return merge_reports(vms, [{"worker": 0, "phases": phases}])
