@@ -7,6 +7,8 @@ State bucket (``storage.bucket``)::
     ephemera/heartbeats/<run_id>/<worker>    last heartbeat of each VM's agent
     ephemera/locks/<name>/<generation>.json  lock objects (see ephemera.generations)
     ephemera/activations/<id>.json           activation records of the local runtime
+    ephemera/bundles/<sha256>.tar.gz         run bundles, by content hash (see ephemera.bundle)
+    ephemera/credentials/<run_id>/<worker>-<nonce>.json  one VM's storage keys, deleted once read
 
 Output bucket (``workload.output_bucket``, default the state bucket)::
 
@@ -24,6 +26,8 @@ JOBS = f"{ROOT}/jobs/"
 HEARTBEATS = f"{ROOT}/heartbeats/"
 LOCKS = f"{ROOT}/locks/"
 ACTIVATIONS = f"{ROOT}/activations/"
+BUNDLES = f"{ROOT}/bundles/"
+CREDENTIALS = f"{ROOT}/credentials/"
 
 
 def run_key(run_id: str) -> str:
@@ -53,3 +57,15 @@ def activation_key(activation_id: str) -> str:
 def output_prefix(prefix: str, run_id: str) -> str:
     return f"{prefix.strip('/')}/{run_id}/" if prefix.strip("/") else f"{run_id}/"
 
+
+
+def bundle_key(sha256: str) -> str:
+    return f"{BUNDLES}{sha256}.tar.gz"
+
+
+def credentials_prefix(run_id: str) -> str:
+    return f"{CREDENTIALS}{run_id}/"
+
+
+def credentials_key(run_id: str, worker: int, nonce: str) -> str:
+    return f"{credentials_prefix(run_id)}{worker}-{nonce}.json"

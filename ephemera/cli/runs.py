@@ -5,12 +5,22 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from ephemera.cli.tables import human_duration, table
+from ephemera.cli.tables import human_duration, human_size, table
 from ephemera.context import Context
 from ephemera.errors import EphemeraError
 from ephemera.model.runs import ENDED_STATES, RunRecord, RunState
 from ephemera.timeutil import since
 from ephemera.vm.heartbeats import HEARTBEAT_INTERVAL, SILENT_BEATS, seconds_since_last
+from ephemera.vm.reports import PHASES, vm_reports, vm_seconds
+
+
+def vm_reports_or_none(ctx: Context, run: RunRecord) -> list[dict]:
+    """What a live run's VMs report (their heartbeats), [] if unreadable."""
+    try:
+        return vm_reports(ctx.storage, ctx.config.state_bucket, run.run_id)
+    except EphemeraError:
+        return []
+
 
 def last_heartbeat(ctx: Context, run: RunRecord) -> float | None:
     """Seconds since the most recent heartbeat of any VM of the run, or None."""
@@ -41,14 +51,38 @@ def runs_table(ctx: Context, include_destroyed: bool = True, heartbeat_interval:
     return table(["RUN ID", "WORKSPACE", "STATE", "CREATED (UTC)", "DURATION", "TRIGGER", "VM", "ERROR"], rows)
 
 
-def timeline(run: RunRecord, origin: str | None = None) -> str:
-    """One line per state: time since ``origin`` (default: the run's creation)."""
+def timeline(run: RunRecord, origin: str | None = None, vms: list[dict] | None = None) -> str:
+    """One line per state and per VM boot phase, in time order: time since ``origin``
+    (default: the run's creation)."""
     start = datetime.fromisoformat(origin or run.created_at)
+    events = [(t.at, t.state, t.reason) for t in run.transitions]
+    for vm in run.vms if vms is None else vms:
+        for name, at in (vm.get("phases") or {}).items():
+            if name in PHASES:
+                events.append((at, f"  vm{vm['worker']} {name}", _phase_note(vm, name)))
     rows = []
-    for t in run.transitions:
-        offset = (datetime.fromisoformat(t.at) - start).total_seconds()
-        rows.append([f"+{offset:7.2f}s", t.state, t.at[11:23], t.reason])
-    return table(["SINCE", "STATE", "AT (UTC)", "WHY"], rows)
+    for at, what, why in sorted(events, key=lambda e: e[0]):
+        offset = (datetime.fromisoformat(at) - start).total_seconds()
+        rows.append([f"+{offset:7.2f}s", what, at[11:23], why])
+    return table(["SINCE", "STATE / VM PHASE", "AT (UTC)", "WHY"], rows)
+
+
+def _phase_note(vm: dict, name: str) -> str:
+    gpu = vm.get("gpu")
+    if name == "driver_ready":
+        if not gpu:
+            return "no GPU promised"
+        return f"{gpu['count']} x {', '.join(sorted(set(gpu['models'])))}, driver {gpu['driver']}, CUDA {gpu['cuda']} ({gpu['probe']})"
+    return ""
+
+
+def vm_time(seconds: dict) -> str:
+    """The VM-seconds of a run, and how many of them were outside the workload."""
+    if not seconds:
+        return ""
+    share = f" ({100 * seconds['outside'] / seconds['total']:.0f}%)" if seconds.get("total") else ""
+    return (f"VM time: {human_duration(seconds['total'])} in all, {human_duration(seconds['workload'])} in the workload, "
+            f"{human_duration(seconds['outside'])} outside it{share} (booting, installing, proving GPUs, idle)")
 
 
 def run_details(ctx: Context, run: RunRecord) -> str:
@@ -61,7 +95,15 @@ def run_details(ctx: Context, run: RunRecord) -> str:
                      + (f" {event.get('bucket')}/{event.get('key')}" if event.get("key") else ""))
     if job is not None:
         parts.append(f"job: {job.entry} params {json.dumps(job.params)} -> {job.output_bucket}/{job.output_prefix}")
-    parts.append("\ntimeline:\n" + timeline(run))
+    vms = run.vms or ([] if run.state == RunState.DESTROYED else vm_reports_or_none(ctx, run))
+    parts.append("\ntimeline:\n" + timeline(run, vms=vms))
+    if run.bundle:
+        b = run.bundle
+        parts.append(f"bundle: {b['sha256'][:16]} ({human_size(b['size'])}: {b['wheel']}, {b['source_files']} source files, "
+                     f"requirements {', '.join(b['requirements']) or 'none'})")
+    seconds = run.vm_seconds or (vm_seconds(vms) if vms else {})
+    if seconds:
+        parts.append(vm_time(seconds) + ("" if run.vm_seconds else " so far"))
     if run.activities:
         parts.append("\nactivities:\n" + table(["ID", "KIND", "STATE", "STARTED", "FINISHED"],
                                               [[a.id, a.kind, a.state, a.started_at[11:23], (a.finished_at or "")[11:23]] for a in run.activities]))

@@ -82,8 +82,8 @@ class Config:
 
     def secret_values(self) -> list[str]:
         """Every secret value set in this config, for log and result scrubbing."""
-        return [str(self._data[section][key]) for section, key in self._secret_paths()
-                if self._data.get(section, {}).get(key)]
+        values = [self._data[section][key] for section, key in self._secret_paths() if self._data.get(section, {}).get(key)]
+        return [str(v) for value in values for v in (value.values() if isinstance(value, dict) else [value])]
 
 
 def validate(raw: Mapping | None, source: str = "<dict>") -> Config:

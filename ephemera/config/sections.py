@@ -107,6 +107,21 @@ def _variables(value: Any) -> dict:
     return copy.deepcopy(value)
 
 
+def _requirements(value: Any) -> list[str] | str:
+    if isinstance(value, str) and value.strip():
+        return value.strip()  # a requirements file
+    if isinstance(value, list) and all(isinstance(r, str) and r.strip() and not r.strip().startswith("-") for r in value):
+        return [r.strip() for r in value]
+    raise Invalid("expected a list of requirements or the path of a requirements file",
+                  "e.g. requirements: ['scikit-learn>=1.3'] or requirements: requirements.txt")
+
+
+def _patterns(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(p, str) and p.strip() for p in value):
+        raise Invalid("expected a list of glob patterns", "e.g. ignore: ['data/', '*.ckpt']")
+    return [p.strip() for p in value]
+
+
 def _suffixes(value: Any) -> list[str]:
     suffixes = [value] if isinstance(value, str) else value
     if not isinstance(suffixes, list) or not all(isinstance(s, str) and s for s in suffixes):
@@ -127,6 +142,10 @@ Name = Annotated[str, Label("name"), BeforeValidator(_name), WithJsonSchema({"ty
 Variables = Annotated[dict, Label("mapping"), BeforeValidator(_variables), WithJsonSchema({"type": "object"})]
 Suffixes = Annotated[list, Label("string or list of strings"), BeforeValidator(_suffixes), WithJsonSchema(
     {"anyOf": [{"type": "string", "minLength": 1}, {"type": "array", "items": {"type": "string", "minLength": 1}}]})]
+Requirements = Annotated[Any, Label("list of requirements, or a requirements file"), BeforeValidator(_requirements), WithJsonSchema(
+    {"anyOf": [{"type": "string", "minLength": 1}, {"type": "array", "items": {"type": "string", "minLength": 1}}]})]
+Patterns = Annotated[list, Label("list of glob patterns"), BeforeValidator(_patterns), WithJsonSchema(
+    {"type": "array", "items": {"type": "string", "minLength": 1}})]
 TriggerPrefix = Annotated[str, Label("key prefix"), BeforeValidator(lambda v: _string(v).lstrip("/")), WithJsonSchema(_STRING)]
 
 
@@ -154,7 +173,10 @@ class WorkspaceSection(Section):
 class WorkloadSection(Section):
     """What the VMs run, and where it writes."""
 
-    entry: EntryPoint = Field("ephemera.workloads.digits_cv:main", description="the workload function, 'package.module:function'")
+    entry: EntryPoint = Field("ephemera.workloads.digits_cv:main", description="the workload function, 'package.module:function' (a module of workload.source, when set)")
+    source: Optional[str] = Field(None, description="a folder or file with the workload's code, shipped in the run bundle; relative to the config file")
+    requirements: Requirements = Field(default_factory=list, description="what the workload needs on the VMs: requirements, or a requirements file (relative to the config file)")
+    ignore: Patterns = Field(default_factory=list, description="glob patterns of workload.source files to leave out (with .git, __pycache__, .venv, *.pyc)")
     params: dict = Field(default_factory=dict, description="parameters handed to the workload (ctx.params)")
     output_bucket: Optional[BucketName] = Field(None, description="where outputs and the marker go; defaults to storage.bucket")
     output_prefix: KeyPrefix = Field("outputs", description="outputs go to <output_bucket>/<output_prefix>/<run_id>/")
@@ -167,6 +189,7 @@ class TimeoutsSection(Section):
     soft: Duration = Field(600, description="a finished run whose destroy has not started by then is reaped")
     apply: Duration = Field(1800, description="an apply not finished by then is failed and destroyed")
     action: Duration = Field(300, description="an action invocation is killed after this")
+    boot: Duration = Field(1200, description="a run's VMs that have not all reported by then (after apply) fail it, and it is destroyed")
 
 
 class TriggerEntry(Section):

@@ -13,14 +13,15 @@ import time
 from datetime import datetime
 
 from ephemera import layout
+from ephemera.bundle.delivery import prepare_boot, remove_credentials
 from ephemera.context import Context
 from ephemera.engines.base import OrphanSweeper
-from ephemera.errors import EngineError, RunNotFoundError, WorkspaceBusyError
+from ephemera.errors import EngineError, EphemeraError, RunNotFoundError, WorkspaceBusyError
 from ephemera.lifecycle.request import workspace_lock
 from ephemera.model import marker as markers
 from ephemera.model.runs import Activity, RunError, RunRecord, RunState
-from ephemera.storage import storage_spec
 from ephemera.timeutil import now_utc
+from ephemera.vm.reports import merge_reports, vm_reports, vm_seconds, with_marker_times
 
 log = logging.getLogger("ephemera.lifecycle")
 S = RunState
@@ -29,7 +30,10 @@ RECORD_RESERVE_SECONDS = 5.0  # kept back from a busy retry for writing the reco
 
 
 def stack_variables(ctx: Context, run: RunRecord) -> tuple[dict, dict]:
-    """The Terraform variables of a run: (plain, secure)."""
+    """The Terraform variables of a run: (plain, secure). No secret goes to Terraform: the
+    VMs reach storage by their identity or a one-time credentials object (see
+    :func:`ephemera.bundle.delivery.prepare_boot`), and the IBM provider in Schematics
+    uses the caller's token; ``secure`` stays empty."""
     config = ctx.config
     deadline = datetime.fromisoformat(run.hard_deadline)
     plain = {
@@ -43,13 +47,7 @@ def stack_variables(ctx: Context, run: RunRecord) -> tuple[dict, dict]:
         "hard_deadline": run.hard_deadline,
         "hard_timeout_seconds": max(60, int((deadline - now_utc()).total_seconds())),
     }
-    secure = {}
-    if config["ibm"]["iam_api_key"]:
-        secure["ibmcloud_api_key"] = config["ibm"]["iam_api_key"]  # the IBM provider, outside Schematics
-    storage_plain, storage_secure = storage_spec(config["storage"]["backend"]).vm_variables(config)  # the VMs' storage access
-    plain.update(storage_plain)
-    secure.update(storage_secure)
-    return plain, secure
+    return plain, {}
 
 
 def record_failure(ctx: Context, run_id: str, error: RunError, state: RunState | None = None, reason: str = "",
@@ -67,6 +65,12 @@ def apply_run(ctx: Context, run: RunRecord, *, busy_wait: float = BUSY_RETRY_SEC
     workspace frees (:mod:`ephemera.lifecycle.waiting`)."""
     run = ctx.ledger.transition(run.run_id, S.APPLYING, "applying workspace")
     plain, secure = stack_variables(ctx, run)
+    try:
+        boot = prepare_boot(ctx, run)  # the run's bundle, and what each VM boots from
+        ctx.ledger.update(run.run_id, lambda record: setattr(record, "bundle", boot.bundle.to_dict()))
+        plain.update(boot.variables)
+    except Exception as exc:  # noqa: BLE001 - e.g. a missing workload.source: recorded, nothing applied
+        return record_failure(ctx, run.run_id, RunError.from_exception(exc), S.APPLY_FAILED, from_states=frozenset({S.APPLYING}))
     try:
         activity = _retry_busy(lambda: ctx.engine.apply(run.workspace, run.run_id, plain, secure), _busy_budget(ctx, busy_wait))
     except WorkspaceBusyError as exc:
@@ -86,9 +90,12 @@ def _busy_budget(ctx: Context, most: float) -> float:
 def record_activity(ctx: Context, run_id: str, activity: Activity) -> RunRecord:
     """Store an activity's latest state and move the run accordingly."""
     outputs = resources = None
+    vms: list[dict] = []
     if activity.done:
         workspace = ctx.ledger.get(run_id).workspace
         outputs, resources = ctx.engine.outputs(workspace), ctx.engine.resources(workspace)
+        if activity.kind == "destroy":
+            vms = _vm_reports(ctx, run_id)
 
     def change(record: RunRecord) -> None:
         record.activities = [a for a in record.activities if a.id != activity.id] + [activity]
@@ -107,6 +114,8 @@ def record_activity(ctx: Context, run_id: str, activity: Activity) -> RunRecord:
         elif activity.kind == "destroy" and record.state == S.DESTROYING:
             if activity.state == "COMPLETED" and not resources:
                 record.enter(S.DESTROYED, f"destroy {activity.id} completed; no resource left")
+                record.vms = merge_reports(record.vms, vms)
+                record.vm_seconds = vm_seconds(record.vms, datetime.fromisoformat(record.transitions[-1].at))
             else:
                 left = f"; still present: {', '.join(resources)}" if resources else ""
                 # the engine said done but still holds resources: not DESTROYED, and a
@@ -119,14 +128,30 @@ def record_activity(ctx: Context, run_id: str, activity: Activity) -> RunRecord:
     record = ctx.ledger.update(run_id, change)
     if record.state == S.DESTROYED:
         workspace_lock(ctx, record.workspace).release(run_id)
+        try:
+            remove_credentials(ctx.storage, ctx.config.state_bucket, run_id)  # any a VM did not delete itself
+        except EphemeraError as exc:
+            log.warning("run %s: leftover credentials objects not deleted: %s", run_id, exc.message)
     return record
 
 
+def _vm_reports(ctx: Context, run_id: str) -> list[dict]:
+    try:
+        return vm_reports(ctx.storage, ctx.config.state_bucket, run_id)
+    except EphemeraError:  # informative only: never block the run's end
+        return []
+
+
 def finish_run(ctx: Context, run_id: str, success: bool, marker: dict | None) -> RunRecord:
-    """Record the workload's end (from its completion marker)."""
+    """Record the workload's end (from its completion marker) and what the VMs reported."""
+    vms = _vm_reports(ctx, run_id)
 
     def change(record: RunRecord) -> None:
         record.result = marker or {}
+        if not (marker or {}).get("boot"):  # a bootstrap's failure marker has no task times
+            record.vms = with_marker_times(merge_reports(record.vms, vms), marker)
+        else:
+            record.vms = merge_reports(record.vms, vms)
         if success:
             record.enter(S.SUCCEEDED, "completion marker written")
         else:

@@ -9,6 +9,8 @@ it needs:
 - REQUESTED or APPLYING with no activity in flight for longer than the action
   timeout (the action died), or APPLYING past ``timeouts.apply``: APPLY_FAILED, destroy;
 - RUNNING whose completion marker exists (its bucket event was lost): finish, destroy;
+- RUNNING whose VMs have not all reported ready within ``timeouts.boot``: FAILED
+  (BOOT_TIMEOUT), destroy (:mod:`ephemera.lifecycle.boot_timeout`);
 - any run past its hard deadline before it ended: TIMED_OUT, destroy;
 - TIMED_OUT and APPLY_FAILED: destroy;
 - SUCCEEDED / FAILED not destroyed within ``timeouts.soft``: destroy;
@@ -37,6 +39,7 @@ from ephemera import layout
 from ephemera.context import Context
 from ephemera.errors import StateConflictError
 from ephemera.lifecycle.activities import advance_run, destroy_run, finish_run, record_failure
+from ephemera.lifecycle.boot_timeout import boot_overdue
 from ephemera.lifecycle.reap_action import ReapAction, reap_summary
 from ephemera.lifecycle.reconcile import reconcile
 from ephemera.lifecycle.waiting import is_waiting, retry_waiting
@@ -114,6 +117,11 @@ def reap_run(ctx: Context, run: RunRecord, now: datetime | None = None) -> str |
             why = f"hard deadline {run.hard_deadline} passed"
             _end_then_destroy(ctx, run, S.TIMED_OUT, why)
             return why
+        overdue = boot_overdue(ctx, run, now)
+        if overdue:
+            record_failure(ctx, run.run_id, RunError("BOOT_TIMEOUT", overdue), S.FAILED, f"reaper: {overdue}")
+            destroy_run(ctx, run.run_id, "reaper: boot timeout")
+            return overdue
         return None
 
     if run.state in (S.TIMED_OUT, S.APPLY_FAILED):

@@ -136,6 +136,9 @@ class RunRecord:
     error: RunError | None = None  # the last failure (see fail())
     result: dict | None = None  # the completion marker's content
     attempts: dict = field(default_factory=dict)  # retry counters, e.g. {"destroy": 2}
+    bundle: dict = field(default_factory=dict)  # the run bundle its VMs install (key, sha256, size, wheel, requirements)
+    vms: list = field(default_factory=list)  # per VM: worker, boot phases (name -> ISO time), GPU report, python
+    vm_seconds: dict = field(default_factory=dict)  # VM time: total, in the workload, outside it (booting, idle)
     version: int = 0  # incremented on each save
 
     def __post_init__(self) -> None:

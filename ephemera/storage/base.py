@@ -1,7 +1,9 @@
 """The storage interface every backend implements, and its records.
 
 Backends: ``localhost`` (a directory), ``aws_s3`` (boto3, any S3 endpoint) and
-``ibm_cos`` (ibm-cos-sdk). Missing objects raise :class:`NoSuchKeyError`; a missing
+``ibm_cos`` (ibm-cos-sdk). ``presign`` gives a run's VMs one object without
+credentials (the localhost backend's URLs are ``file://`` paths: its VMs share the
+machine). Missing objects raise :class:`NoSuchKeyError`; a missing
 bucket :class:`NoSuchBucketError`; a malformed key :class:`InvalidKeyError`.
 """
 
@@ -20,6 +22,18 @@ class ObjectInfo:
     size: int  # bytes
     etag: str  # content hash as the store reports it, without quotes
     last_modified: datetime  # timezone-aware, as the store reports it
+
+
+PRESIGN_METHODS = {"GET": "get_object", "PUT": "put_object", "DELETE": "delete_object"}  # -> the S3 operation
+
+
+def check_presign_method(method: str) -> str:
+    """The S3 operation a presigned ``method`` stands for; StorageError for any other method."""
+    from ephemera.errors import StorageError
+
+    if method not in PRESIGN_METHODS:
+        raise StorageError(f"cannot presign method {method!r}: use one of {', '.join(PRESIGN_METHODS)}")
+    return PRESIGN_METHODS[method]
 
 
 @dataclass(frozen=True)
@@ -68,3 +82,8 @@ class Storage(Protocol):
 
     def bucket_exists(self, bucket: str) -> bool:
         """Whether the bucket exists and is reachable with these credentials."""
+
+    def presign(self, bucket: str, key: str, method: str = "GET", expires: int = 3600) -> str | None:
+        """A URL that lets its holder ``method`` (GET, PUT or DELETE) this one object for
+        ``expires`` seconds, without credentials; None if this store cannot presign
+        (e.g. IBM COS with IAM tokens: presigning needs HMAC keys)."""

@@ -9,7 +9,8 @@ spec instead of comparing names:
   and the cross-field checks run at load time when it is the chosen backend;
 - how to build its client (the ``Storage`` class, whose SDK is imported only then)
   and the class's :class:`~ephemera.storage.base.StorageTraits`;
-- the Terraform variables (plain and secure) a run's VMs need to reach it;
+- how a run's VMs reach it (:class:`VMAccess`): the non-secret part of its section,
+  and the credentials delivered once (or none, where the VMs have an identity);
 - its mapping to and from the Lithops storage section of the same name;
 - the object URL schemes Lithops code uses for it, and the host a bucket-change feed
   watches, when it has one.
@@ -20,12 +21,23 @@ The spec module must not import a cloud SDK: it is imported whenever a config lo
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
 if TYPE_CHECKING:
     from ephemera.config import Config
     from ephemera.sections import Section
     from ephemera.storage.base import Storage, StorageTraits
+
+
+@dataclass(frozen=True)
+class VMAccess:
+    """How a run's VMs reach the storage, never through a Terraform variable."""
+
+    section: dict  # the VMs' config section of the backend, without any secret
+    credentials: dict = field(default_factory=dict, repr=False)  # secret keys of that section, delivered once
+    identity: dict | None = None  # how VMs authenticate as themselves, e.g. {"kind": "vpc-trusted-profile", ...}; None: keys
+    variables: dict = field(default_factory=dict)  # Terraform variables a stack uses to give the VMs that identity
 
 
 class StorageBackendSpec:
@@ -36,6 +48,7 @@ class StorageBackendSpec:
     storage_class: str = ""  # "module:Class" of its Storage implementation, imported when built
     url_schemes: tuple[str, ...] = ()  # Lithops object URL schemes naming it besides its name (e.g. "s3")
     lithops_default_bucket: str | None = None  # bucket when a Lithops section names none; None: it is required
+    vm_extras: tuple[str, ...] = ()  # Ephemera extras a run's VMs install to reach this storage
 
     # --- config -------------------------------------------------------------------------
     def check(self, config: Config) -> Any:
@@ -57,9 +70,15 @@ class StorageBackendSpec:
         return self.load_class().from_config(config, **options)
 
     # --- the run's VMs ----------------------------------------------------------------------
-    def vm_variables(self, config: Config) -> tuple[dict, dict]:
-        """(plain, secure) Terraform variables the VMs need to reach this storage."""
-        return {}, {}
+    def vm_access(self, config: Config) -> VMAccess:
+        """How the VMs reach this storage. The default splits the backend's own section
+        into its non-secret keys and its secret ones (delivered to each VM once)."""
+        from ephemera.sections import secret_keys
+
+        own = config[self.name] if self.name in self.sections else {}
+        secret = set(secret_keys(self.sections[self.name])) if self.name in self.sections else set()
+        return VMAccess(section={k: v for k, v in own.items() if v is not None and k not in secret},
+                        credentials={k: v for k, v in own.items() if v and k in secret})
 
     # --- Lithops ------------------------------------------------------------------------------
     def to_lithops(self, config: Config) -> dict:

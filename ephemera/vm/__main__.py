@@ -4,6 +4,8 @@
     python -m ephemera.vm stop --pid-file P [--timeout S]
     python -m ephemera.vm serve --config AGENT_JSON --worker I --pid-file P
     python -m ephemera.vm run-job --config AGENT_JSON --worker I
+    python -m ephemera.vm boot --boot BOOT_JSON --root DIR [--pid-file P]   (the bootstrap's second stage)
+    python -m ephemera.vm gpu-check --count N [--model L4]
 """
 
 from __future__ import annotations
@@ -32,6 +34,13 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run-job", help="run the job once and write its marker")
     p.add_argument("--config", required=True)
     p.add_argument("--worker", type=int, default=0)
+    p = sub.add_parser("boot", help="the bootstrap's second stage: storage access, GPU check, then the agent")
+    p.add_argument("--boot", required=True)
+    p.add_argument("--root", required=True)
+    p.add_argument("--pid-file")
+    p = sub.add_parser("gpu-check", help="prove the GPUs a profile promises; print what they are")
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--model")
     return parser
 
 
@@ -55,6 +64,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"agent of {args.pid_file} did not exit after SIGKILL", file=sys.stderr)
             return 1
         print(f"agent of {args.pid_file}: stopped")
+        return 0
+    if args.cmd == "boot":
+        from ephemera.vm.boot import main as boot_main
+
+        return boot_main(args.boot, args.root, args.pid_file)
+    if args.cmd == "gpu-check":
+        import json
+
+        from ephemera.vm.gpu import GPUCheckError, check_gpus
+
+        try:
+            report = check_gpus(args.count, args.model)
+        except GPUCheckError as exc:
+            print(f"GPU check failed{' (a reboot may load the driver)' if exc.needs_reboot else ''}: {exc.message}", file=sys.stderr)
+            return 2 if exc.needs_reboot else 1
+        print(json.dumps(report.to_dict() if report else {"count": 0}))
         return 0
     from ephemera.secrets import install_scrubber
     from ephemera.vm.agent import Agent, agent_context, load_agent_config

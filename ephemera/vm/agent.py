@@ -11,7 +11,10 @@ The agent config file (written by the engine, mode 0600) is JSON:
 ``{"run_id", "config": <Ephemera config dict>, "heartbeat_interval": s}`` and,
 optionally, ``"worker_processes"`` (processes serving calls on this VM; default the
 CPU count, divided by the run's VM count when every VM shares this machine) and
-``"use_gpu"`` (default: whether an NVIDIA device exists).
+``"use_gpu"`` (default: whether an NVIDIA device exists); on a booted VM also
+``"state_file"`` (the bootstrap's state: its boot phases and the GPU report, carried
+in every heartbeat with the agent's own phases ``agent_ready``, ``first_task`` and
+``last_task``) and ``"workdir"`` (the bundle's workload source: the workload's cwd).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from ephemera.secrets import Scrubber
 from ephemera.storage import get_storage
 from ephemera.storage.base import Storage
 from ephemera.storage.lithops import to_lithops
-from ephemera.timeutil import now_utc
+from ephemera.timeutil import now_iso, now_utc
 from ephemera.vm.heartbeats import HEARTBEAT_INTERVAL, write_heartbeat
 from ephemera.vm.pids import write_pid_file
 from ephemera.vm.services import VMInfo, VMService, load_services
@@ -66,10 +69,26 @@ class Agent:
         self.child: subprocess.Popen | None = None
         self.worker_processes = self._default_processes()
         self.services: list[VMService] = []
+        self.phases: dict[str, str] = {}  # the agent's own boot phases, over the bootstrap's
 
     # --- heartbeats -------------------------------------------------------------------
+    def boot_state(self) -> dict:
+        """The bootstrap's state file (phases, GPU report), {} without one."""
+        try:
+            with open(self.agent_cfg["state_file"]) as fh:
+                return json.load(fh)
+        except (KeyError, OSError, ValueError):
+            return {}
+
+    def phase(self, name: str) -> None:
+        self.phases.setdefault(name, now_iso())
+
     def heartbeat(self) -> None:
-        body = {"pid": os.getpid(), "state": self.state, "worker_processes": self.worker_processes}
+        boot = self.boot_state()
+        body = {"pid": os.getpid(), "state": self.state, "worker_processes": self.worker_processes,
+                "python": sys.executable, "phases": {**boot.get("phases", {}), **self.phases}}
+        if boot.get("gpu"):
+            body["gpu"] = boot["gpu"]
         for service in self.services:
             try:
                 body.update(service.status())
@@ -141,10 +160,13 @@ class Agent:
     def run_workload(self) -> None:
         """Run the job in a child process; guarantee a marker unless we are being stopped."""
         self.state = "running"
+        self.phase("first_task")
         self.heartbeat()
         cmd = [sys.executable, "-m", "ephemera.vm", "run-job", "--config", self.config_path, "--worker", str(self.worker)]
         started = time.time()
-        self.child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=self.workload_env())
+        workdir = self.agent_cfg.get("workdir")
+        self.child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=self.workload_env(),
+                                      cwd=workdir if workdir and os.path.isdir(workdir) else None)
         left = self.seconds_left()
         try:
             code = self.child.wait(timeout=None if left is None else max(left, 0))
@@ -157,6 +179,7 @@ class Agent:
             return
         if code != 0 or not self._marker_exists():
             self._write_failure(reason, started)
+        self.phase("last_task")
         self.state = "idle"
         self.heartbeat()
 
@@ -185,6 +208,8 @@ class Agent:
         # the pid file says "up": written once the services serve, so whoever started
         # this agent can hand it work as soon as start returns
         write_pid_file(pid_file, os.getpid())
+        self.phase("agent_ready")
+        self.heartbeat()
         log.info("agent for run %s worker %d up, pid %d", self.run_id, self.worker, os.getpid())
         if self.worker == 0:
             threading.Thread(target=self.run_workload, name="workload", daemon=True).start()

@@ -1,12 +1,13 @@
 # One run's environment: a VPC, a public gateway (egress only), one subnet, a
 # security group that allows no inbound traffic unless debug_access is on, and
-# worker_count GPU instances that install the NVIDIA driver, Python and Ephemera
-# with cloud-init and start the bridge agent. Every resource carries the run id and
-# workspace as tags, so an orphan sweep can find anything a crash left behind.
+# worker_count GPU instances that boot from the run's bundle (cloud-init runs
+# Ephemera's bootstrap: driver, bundle, GPU proof, agent). No secret is a variable:
+# the instances authenticate as the trusted profile linked to them through the VPC
+# metadata service. Every resource carries the run id and workspace as tags, so an
+# orphan sweep can find anything a crash left behind.
 
 locals {
-  zone       = var.zone != "" ? var.zone : "${var.region}-1"
-  cos_region = var.cos_region != "" ? var.cos_region : var.region
+  zone = var.zone != "" ? var.zone : "${var.region}-1"
   # IBM tags: lowercase "key:value"; the run id and workspace make resources findable
   tags = distinct(concat([
     "ephemera",
@@ -16,36 +17,30 @@ locals {
   # VPC names: lowercase letters, digits and '-', starting with a letter
   name = "eph-${trim(substr(replace(lower(var.run_id), "/[^a-z0-9-]/", "-"), 0, 40), "-")}"
 
-  ubuntu_images = sort([
-    for img in data.ibm_is_images.public.images : img.name
-    if can(regex("^ibm-ubuntu-${var.ubuntu_version}-[0-9]+-minimal-amd64-[0-9]+$", img.name))
-  ])
   image_name = var.image_name != "" ? var.image_name : (
-    length(local.ubuntu_images) > 0 ? local.ubuntu_images[length(local.ubuntu_images) - 1] : "no-ubuntu-${var.ubuntu_version}-image-found"
+    module.newest_image.name != "" ? module.newest_image.name : "no-ubuntu-${var.ubuntu_version}-image-found"
   )
+}
 
-  # The Ephemera config the agent on each VM reads (written mode 0600 by cloud-init).
-  cos_settings = {
-    for k, v in {
-      region              = local.cos_region
-      endpoint_type       = "direct"
-      endpoint            = var.cos_endpoint
-      access_key_id       = var.cos_hmac_access_key_id
-      secret_access_key   = var.cos_hmac_secret_access_key
-      api_key             = var.cos_hmac_access_key_id == "" ? var.cos_api_key : ""
-      service_instance_id = var.cos_service_instance_id
-    } : k => v if v != ""
-  }
-  agent_config = {
-    run_id             = var.run_id
-    heartbeat_interval = var.heartbeat_interval
-    job_key            = var.job_key
-    config = {
-      storage   = { backend = "ibm_cos", bucket = var.state_bucket }
-      ibm_cos   = local.cos_settings
-      workspace = { name = var.workspace, stack = "ibm-vpc-gpu" }
-    }
-  }
+module "newest_image" {
+  source  = "./modules/newest-image"
+  names   = [for img in data.ibm_is_images.public.images : img.name]
+  pattern = "^ibm-ubuntu-${var.ubuntu_version}-([0-9]+)-minimal-amd64-([0-9]+)$"
+}
+
+module "user_data" {
+  source               = "./modules/user-data"
+  count                = var.worker_count
+  worker               = count.index
+  run_id               = var.run_id
+  vm_boot              = var.vm_boot[count.index]
+  bootstrap_script     = var.bootstrap_script
+  profile              = var.profile
+  nvidia_driver        = var.nvidia_driver
+  custom_image         = var.custom_image
+  hard_deadline        = var.hard_deadline
+  hard_timeout_seconds = var.hard_timeout_seconds
+  heartbeat_interval   = var.heartbeat_interval
 }
 
 data "ibm_is_images" "public" {
@@ -150,16 +145,23 @@ resource "ibm_is_instance" "worker" {
     tags               = local.tags
   }
 
-  user_data = templatefile("${path.module}/cloud-init.yaml.tftpl", {
-    worker               = count.index
-    run_id               = var.run_id
-    hard_deadline        = var.hard_deadline
-    hard_timeout_seconds = var.hard_timeout_seconds
-    nvidia_driver        = var.nvidia_driver
-    ephemera_package     = var.ephemera_package
-    python_packages      = join(" ", [for p in var.python_packages : "'${p}'"])
-    agent_config_b64     = base64encode(jsonencode(local.agent_config))
-  })
+  user_data = module.user_data[count.index].user_data
+
+  # the VM's identity: its IAM token comes from the metadata service, as the trusted profile
+  metadata_service {
+    enabled            = true
+    protocol           = var.metadata_protocol
+    response_hop_limit = 1
+  }
+  default_trusted_profile_target    = var.trusted_profile_id != "" ? var.trusted_profile_id : null
+  default_trusted_profile_auto_link = var.trusted_profile_id != "" ? true : null
+
+  lifecycle {
+    precondition {
+      condition     = length(var.vm_boot) == var.worker_count
+      error_message = "vm_boot must hold one boot document per worker (Ephemera writes it before each apply)."
+    }
+  }
 }
 
 resource "ibm_is_floating_ip" "debug" {

@@ -1,5 +1,4 @@
-# What the run record and the bridge need. No credentials: the COS keys and the
-# agent config stay in (sensitive) variables and user_data only.
+# What the run record and the bridge need. No credentials exist in this stack.
 
 output "run_id" {
   description = "The run these resources belong to."

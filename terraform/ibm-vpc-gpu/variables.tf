@@ -47,59 +47,45 @@ variable "hard_timeout_seconds" {
 variable "storage_backend" {
   type        = string
   default     = "ibm_cos"
-  description = "Storage backend of the run (this stack gives the VMs IBM COS credentials only)."
+  description = "Storage backend of the run (the VMs of this stack reach IBM COS only)."
   validation {
     condition     = var.storage_backend == "ibm_cos"
     error_message = "The ibm-vpc-gpu stack needs storage.backend: ibm_cos."
   }
 }
 
-# ---- storage credentials for the VMs (secure values in Schematics) ----------------
+# ---- how the VMs boot (set by Ephemera; no secret) -----------------------------------
 
-variable "cos_hmac_access_key_id" {
-  type        = string
-  default     = ""
-  sensitive   = true
-  description = "HMAC access key id of the COS service credential the VMs use."
+variable "vm_boot" {
+  type        = list(string)
+  description = "One boot document per worker, base64 JSON: the bundle to install, how to reach storage (no secret)."
 }
 
-variable "cos_hmac_secret_access_key" {
+variable "bootstrap_script" {
   type        = string
-  default     = ""
-  sensitive   = true
-  description = "HMAC secret access key of the COS service credential the VMs use."
+  description = "Ephemera's VM bootstrap program, gzip + base64 (the controller's own version)."
 }
 
-variable "cos_api_key" {
+variable "trusted_profile_id" {
   type        = string
   default     = ""
-  sensitive   = true
-  description = "IAM API key for COS, used when no HMAC keys are given."
+  description = "IAM trusted profile (Profile-...) linked to every instance: the VMs' identity for COS (set from ibm_cos.trusted_profile_id)."
 }
 
-variable "cos_service_instance_id" {
+variable "metadata_protocol" {
   type        = string
-  default     = ""
-  description = "COS instance CRN or GUID (needed with cos_api_key)."
+  default     = "http"
+  description = "Protocol of the instance metadata service endpoint: http or https."
+  validation {
+    condition     = contains(["http", "https"], var.metadata_protocol)
+    error_message = "metadata_protocol must be http or https."
+  }
 }
 
-variable "cos_region" {
-  type        = string
-  default     = ""
-  description = "Region of the state bucket; defaults to region."
-}
-
-variable "cos_endpoint" {
-  type        = string
-  default     = ""
-  description = "COS endpoint for the VMs; defaults to the direct endpoint of cos_region."
-}
-
-variable "ibmcloud_api_key" {
-  type        = string
-  default     = null
-  sensitive   = true
-  description = "Only outside Schematics: API key for the provider (or set IC_API_KEY)."
+variable "custom_image" {
+  type        = bool
+  default     = false
+  description = "The image (image_name) has the NVIDIA driver, python3-venv and uv at /opt/ephemera/uv/bin/uv: skip their setup."
 }
 
 # ---- the environment ----------------------------------------------------------------
@@ -145,25 +131,13 @@ variable "ubuntu_version" {
 variable "image_name" {
   type        = string
   default     = ""
-  description = "Exact boot image name; empty picks the newest ibm-ubuntu-<ubuntu_version>-*-amd64 image."
+  description = "Exact boot image name (a custom image too); empty picks the newest ibm-ubuntu-<ubuntu_version>-<n>-minimal-amd64-<build> image, comparing the numbers as numbers."
 }
 
 variable "nvidia_driver" {
   type        = string
   default     = "550"
-  description = "NVIDIA server driver branch installed by cloud-init (L4 needs 525 or newer)."
-}
-
-variable "ephemera_package" {
-  type        = string
-  default     = "ephemera[ibm,workloads]"
-  description = "pip requirement that installs Ephemera on the VMs (a name, a wheel URL or git+https URL)."
-}
-
-variable "python_packages" {
-  type        = list(string)
-  default     = []
-  description = "Extra pip requirements for the workload."
+  description = "NVIDIA server driver branch installed at boot (L4, L40S, A100, H100 need 550 or newer)."
 }
 
 variable "heartbeat_interval" {

@@ -1,6 +1,7 @@
 # IBM Cloud VPC with GPU virtual server instances for one Ephemera run.
 # Applied by IBM Cloud Schematics (engine.backend: schematics); in Schematics the
-# provider authenticates with the caller's IAM token, so no API key is needed there.
+# provider authenticates with the caller's IAM token, so no API key is a variable.
+# Outside Schematics the provider reads IC_API_KEY from the environment.
 
 terraform {
   required_version = ">= 1.5"
@@ -13,6 +14,5 @@ terraform {
 }
 
 provider "ibm" {
-  region           = var.region
-  ibmcloud_api_key = var.ibmcloud_api_key # null: Schematics' token, or IC_API_KEY outside it
+  region = var.region
 }

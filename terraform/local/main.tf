@@ -1,7 +1,9 @@
-# The local stack: each "VM" is an Ephemera agent process on this machine.
+# The local stack: each "VM" is a process on this machine that boots like a cloud VM.
 # Built-in resources only (terraform_data + local-exec), so it runs offline with no
-# provider download. Apply starts `worker_count` detached agents (pid file + log each);
-# destroy stops them and confirms they are gone.
+# provider download. Apply starts `worker_count` detached VM bootstraps (pid file + log
+# each): each fetches the run's bundle through the same mechanism as a cloud VM,
+# installs it into its own environment and becomes the agent of that environment.
+# Destroy stops them, at whatever step they are, and confirms they are gone.
 
 terraform {
   required_version = ">= 1.4"
@@ -29,12 +31,30 @@ variable "worker_count" {
 
 variable "python" {
   type        = string
-  description = "Python interpreter with ephemera installed (set by the engine)."
+  description = "Python interpreter with ephemera installed: it runs the bootstrap (set by the engine)."
 }
 
-variable "agent_config" {
+variable "boot_dir" {
   type        = string
-  description = "Path of the agent's JSON config, mode 0600 (set by the engine)."
+  description = "Folder with one boot document per VM, <boot_dir>/<worker>/boot.json (set by the engine)."
+}
+
+variable "vm_boot" {
+  type        = list(string)
+  default     = []
+  description = "One boot document per VM, base64 JSON, no secret (set by Ephemera; the engine writes them to boot_dir)."
+}
+
+variable "gpu_model" {
+  type        = string
+  default     = ""
+  description = "A name every promised GPU's name must contain, e.g. L4 (empty: any)."
+}
+
+variable "gpu_count" {
+  type        = number
+  default     = 0
+  description = "GPUs each local VM must prove before its agent starts (0: none promised)."
 }
 
 variable "agent_dir" {
@@ -57,12 +77,13 @@ resource "terraform_data" "vm" {
     workspace = var.workspace
     worker    = count.index
     python    = var.python
+    boot_file = "${var.boot_dir}/${count.index}/boot.json"
     pid_file  = "${var.agent_dir}/worker-${count.index}.pid"
     log_file  = "${var.agent_dir}/worker-${count.index}.log"
   }
 
   provisioner "local-exec" {
-    command = "'${self.input.python}' -m ephemera.vm start --config '${var.agent_config}' --worker ${self.input.worker} --pid-file '${self.input.pid_file}' --log-file '${self.input.log_file}'"
+    command = "'${self.input.python}' -m ephemera.vm.bootstrap --boot '${self.input.boot_file}' --pid-file '${self.input.pid_file}' --detach '${self.input.log_file}'"
   }
 
   provisioner "local-exec" {

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from ephemera.cli import main as cli_main
-from ephemera.config import REDACTED, json_schema, raw_secret_values, validate
+from ephemera.config import root_model, REDACTED, json_schema, raw_secret_values, validate
 from ephemera.config.docs import key_table, readme_table
 from ephemera.config.schema import secret_paths
 from ephemera.errors import ConfigError
@@ -75,10 +75,17 @@ def test_schema_marks_exactly_the_masked_fields_secret():
     assert {("aws_s3", "secret_access_key"), ("ibm_cos", "api_key"), ("ibm", "iam_api_key")} <= set(secret_paths())
 
 
+def _is_mapping(section: str, key: str) -> bool:
+    model = root_model().model_fields[section].annotation
+    return "dict" in str(model.model_fields[key].annotation)
+
+
 def test_every_secret_is_masked_and_scrubbed():
+    """A secret is a string, or a mapping of secret values (schematics.secure_variables)."""
     raw: dict = {}
     for section, key in secret_paths():
-        raw.setdefault(section, {})[key] = f"value-of-{section}-{key}-0123456789"
+        value = f"value-of-{section}-{key}-0123456789"
+        raw.setdefault(section, {})[key] = {"a_variable": value} if _is_mapping(section, key) else value
     config = validate(raw)  # localhost storage: the cloud sections are declared but unused
     expected = {f"value-of-{s}-{k}-0123456789" for s, k in secret_paths()}
     assert set(config.secret_values()) == expected

@@ -12,7 +12,8 @@ import pytest
 from ephemera import layout
 from ephemera.context import Context
 from ephemera.engines.base import OrphanSweeper
-from ephemera.errors import ParamError
+from ephemera.errors import ConfigError, ParamError
+from ephemera.storage import storage_spec
 from ephemera.lifecycle import apply_run, destroy_run, request_run, stack_variables
 from ephemera.lifecycle.reconcile import reconcile
 from ephemera.model.jobs import JobSpec
@@ -23,18 +24,29 @@ from ephemera.triggers.events import parse_event
 IAM_KEY = "iam-key-for-the-vms-0123456789"
 
 
-def test_iam_cos_runs_give_the_vms_everything_they_need(local_config):
+def _run(worker_count: int = 2) -> RunRecord:
+    job = JobSpec(run_id="ws-1", workspace="ws", entry="ephemera.workloads.smoke:main", params={}, state_bucket="ephemera-test",
+                  output_bucket="ephemera-test", output_prefix="outputs/ws-1/", worker_count=worker_count)
+    return RunRecord(run_id="ws-1", workspace="ws", engine="terraform", hard_deadline="2099-01-01T00:00:00+00:00", job=job)
+
+
+def test_no_key_is_a_terraform_variable_and_iam_vms_need_an_identity(local_config):
+    """The account's API key is never written to the workspace, and an IAM API key is never
+    handed to a VM: with IAM (no HMAC keys) the VMs need a trusted profile."""
     raw = local_config(storage={"backend": "ibm_cos", "bucket": "ephemera-test"},
                        ibm_cos={"region": "eu-de", "api_key": IAM_KEY, "service_instance_id": "crn:v1:cos-instance"},
                        ibm={"iam_api_key": IAM_KEY})
     ctx = Context(raw, storage=object())  # no storage call is made
-    job = JobSpec(run_id="ws-1", workspace="ws", entry="ephemera.workloads.smoke:main", params={}, state_bucket="ephemera-test",
-                  output_bucket="ephemera-test", output_prefix="outputs/ws-1/", worker_count=2)
-    run = RunRecord(run_id="ws-1", workspace="ws", engine="terraform", hard_deadline="2099-01-01T00:00:00+00:00", job=job)
-    plain, secure = stack_variables(ctx, run)
-    assert plain["cos_region"] == "eu-de" and plain["cos_service_instance_id"] == "crn:v1:cos-instance"
-    assert secure == {"cos_api_key": IAM_KEY, "ibmcloud_api_key": IAM_KEY}
-    assert IAM_KEY not in json.dumps(plain)
+    plain, secure = stack_variables(ctx, _run())
+    assert secure == {} and IAM_KEY not in json.dumps(plain) and "ibmcloud_api_key" not in plain
+    with pytest.raises(ConfigError, match="trusted_profile_id"):
+        storage_spec("ibm_cos").vm_access(ctx.config)
+    raw["ibm_cos"]["trusted_profile_id"] = "Profile-1234"
+    access = storage_spec("ibm_cos").vm_access(Context(raw, storage=object()).config)
+    assert access.credentials == {} and access.identity["profile_id"] == "Profile-1234"
+    assert access.section == {"region": "eu-de", "endpoint_type": "direct", "trusted_profile_id": "Profile-1234",
+                              "metadata_url": "http://169.254.169.254"}
+    assert access.identity["endpoint"] == "https://s3.direct.eu-de.cloud-object-storage.appdomain.cloud"
 
 
 def test_schematics_configs_take_no_other_workspace(local_config, monkeypatch):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ import pytest
 
 from ephemera.actions import apply, destroy
 from ephemera.context import Context
+from ephemera.vm.heartbeats import read_heartbeats
 from ephemera.vm.pids import is_agent_process, read_pid
 from tests.helpers import marker_event, marker_written, wait_for
 
@@ -36,13 +38,20 @@ def test_apply_workload_marker_destroy(local_config, binary):
     ctx = Context(config)
     wait_for(lambda: marker_written(ctx, run_id) == "_SUCCESS.json")
     assert ctx.storage.get("ephemera-test", f"outputs/{run_id}/hello.txt") == b"hi there"
-    agent_cfg = ctx.config.home / "runs" / run_id / "agent.json"
+    vm_dir = ctx.config.home / "runs" / run_id / "vms"
+    agent_cfg = vm_dir / "0" / "agent.json"
     assert stat.S_IMODE(os.stat(agent_cfg).st_mode) == 0o600
+    # each VM's agent runs from its own environment, where the bundle's wheel is installed
+    beats = {b["worker"]: b for b in read_heartbeats(ctx.storage, "ephemera-test", run_id)}
+    for worker in (0, 1):
+        assert beats[worker]["python"] == str(vm_dir / str(worker) / "env" / "bin" / "python")
+        assert {"booted", "bundle_installed", "driver_ready", "agent_ready"} <= set(beats[worker]["phases"])
 
     result = destroy.main(marker_event(config, run_id))
     assert result == {"ok": True, "run_id": run_id, "state": "DESTROYED", "workload": "succeeded"}
     assert not any(is_agent_process(pid) for pid in pids), "an agent outlived destroy"
     assert not agent_cfg.exists(), "the agent config (with credentials) outlived destroy"
+    assert not (vm_dir / "0" / "env").exists(), "a VM's environment outlived destroy"
 
     run = ctx.ledger.get(run_id)
     assert [t.state for t in run.transitions] == ["REQUESTED", "APPLYING", "RUNNING", "SUCCEEDED", "DESTROYING", "DESTROYED"]
@@ -135,8 +144,10 @@ def test_secrets_never_in_results_records_or_logs(local_config, capfd):
     bad = apply.main({"config": {**config, "storage": {"backend": "ibm_cos", "bucket": "x-bucket"}, "ibm_cos": {"access_key_id": secret}}})
     assert bad["error"]["code"] == "CONFIG_INVALID"
     out, err = capfd.readouterr()
-    stored = b"".join(ctx.storage.get("ephemera-test", o.key) for o in ctx.storage.list("ephemera-test", ""))
-    for text in (json.dumps(first), json.dumps(second), json.dumps(bad), out, err, stored.decode()):
+    # every stored object, the run bundle unpacked (its wheel holds code only, deflated)
+    stored = b"".join(gzip.decompress(data) if o.key.endswith(".tar.gz") else data
+                      for o in ctx.storage.list("ephemera-test", "") for data in [ctx.storage.get("ephemera-test", o.key)])
+    for text in (json.dumps(first), json.dumps(second), json.dumps(bad), out, err, stored.decode(errors="replace")):
         assert secret not in text
     logs = "".join(p.read_text() for p in (ctx.config.home / "runs" / run_id / "agents").glob("*.log"))
     assert logs and secret not in logs

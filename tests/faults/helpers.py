@@ -70,3 +70,12 @@ class FaultyEngine:
 
     def owner(self, workspace: str) -> str | None:
         return self.inner.owner(workspace)
+
+
+def run_variables(ctx, run) -> tuple[dict, dict]:
+    """The variables an apply hands the engine: the run's, and its VMs' boot documents."""
+    from ephemera.bundle.delivery import prepare_boot
+    from ephemera.lifecycle import stack_variables
+
+    plain, secure = stack_variables(ctx, run)
+    return {**plain, **prepare_boot(ctx, run).variables}, secure

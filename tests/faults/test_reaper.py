@@ -14,7 +14,7 @@ from ephemera.errors import EngineError
 from ephemera.lifecycle import apply_run, destroy_run, finish_run, request_run
 from ephemera.lifecycle.reaper import BACKOFF_BASE, reap
 from ephemera.model.runs import Activity, RunRecord, RunState
-from tests.faults.helpers import FATAL_ERROR, TRANSIENT_ERROR, FaultyEngine
+from tests.faults.helpers import FATAL_ERROR, TRANSIENT_ERROR, FaultyEngine, run_variables
 from tests.helpers import live_agents, marker_written, wait_for
 from ephemera.triggers.events import parse_event
 
@@ -71,9 +71,7 @@ def test_stalled_request_and_crash_between_apply_and_record(local_cfg, faults):
     # APPLYING: terraform created the agent, the action died before the ledger heard of it
     outcome = request_run(ctx, parse_event({"idempotency_key": "b"}))
     run = ctx.ledger.transition(outcome.run.run_id, S.APPLYING, "applying workspace")
-    from ephemera.lifecycle import stack_variables
-
-    ctx.engine.apply(run.workspace, run.run_id, *stack_variables(ctx, run))
+    ctx.engine.apply(run.workspace, run.run_id, *run_variables(ctx, run))
     faults.inject()
     assert ctx.ledger.get(run.run_id).resources == [] and live_agents(Path(ctx.config.home))
     acted = reap(ctx)  # reconcile: the record now names what the engine holds
@@ -87,10 +85,10 @@ def test_stalled_request_and_crash_between_apply_and_record(local_cfg, faults):
 def test_orphan_resources_no_record_names_are_destroyed(local_cfg, faults):
     ctx = Context(local_cfg(workload={"params": {"sleep": 120}}))
     from ephemera import layout
-    from ephemera.lifecycle import stack_variables, workspace_lock
+    from ephemera.lifecycle import workspace_lock
 
     ghost = request_run(ctx, parse_event({"idempotency_key": "ghost"})).run
-    ctx.engine.apply(ghost.workspace, ghost.run_id, *stack_variables(ctx, ghost))
+    ctx.engine.apply(ghost.workspace, ghost.run_id, *run_variables(ctx, ghost))
     # the ledger loses the record (and its lock): resources that no record names
     ctx.storage.delete(ctx.config.state_bucket, layout.run_key(ghost.run_id))
     workspace_lock(ctx, "ws").release(ghost.run_id)
@@ -111,20 +109,18 @@ def test_agents_of_a_destroyed_run_that_no_state_names_are_stopped(local_cfg, fa
     """An apply of a run that outlived its record (the run is DESTROYED) started an
     agent and was killed before Terraform wrote its state: the agent is in no state."""
     ctx = Context(local_cfg())
-    from ephemera.lifecycle import stack_variables
-
     run = start_run(ctx, "late")
     wait_for(lambda: marker_written(ctx, run.run_id), what="marker")
     finish_run(ctx, run.run_id, True, {"status": "succeeded"})
     assert destroy_run(ctx, run.run_id, "marker").state == S.DESTROYED and not live_agents(Path(ctx.config.home))
-    ctx.engine.apply(run.workspace, run.run_id, *stack_variables(ctx, run))  # the late apply ...
+    ctx.engine.apply(run.workspace, run.run_id, *run_variables(ctx, run))  # the late apply ...
     (Path(ctx.config.home) / "workspaces" / "ws" / "terraform.tfstate").write_text("")  # ... killed before its state
     faults.inject()
     assert all(r.startswith(f"orphan_agent:{run.run_id}/") for r in ctx.engine.resources("ws")) and live_agents(Path(ctx.config.home))
     acted = reap(ctx)
     assert [(a.before, a.after) for a in acted] == [("orphan", "DESTROYED")] and f"run {run.run_id} is DESTROYED" in acted[0].why
     assert not live_agents(Path(ctx.config.home)) and ctx.engine.resources("ws") == []
-    assert not (Path(ctx.config.home) / "runs" / run.run_id / "agent.json").exists()  # its credentials are gone too
+    assert not list((Path(ctx.config.home) / "runs" / run.run_id).glob("vms/*/agent.json"))  # its credentials are gone too
 
 
 def test_marker_without_its_event_and_finished_run_never_destroyed(local_cfg, faults):

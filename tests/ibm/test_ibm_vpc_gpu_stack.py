@@ -1,12 +1,11 @@
-"""terraform/ibm-vpc-gpu, parsed with python-hcl2 and checked for what issue 3 asks:
-every resource tagged, no inbound SSH unless debug_access, secrets sensitive, no
-secret outputs, a current GPU profile, the image looked up by name, cloud-init that
-starts the agent and powers off at the hard deadline; `terraform validate` where the
-IBM provider can be installed."""
+"""terraform/ibm-vpc-gpu, parsed with python-hcl2 and checked: every resource tagged,
+no inbound SSH unless debug_access, no secret variable at all, the instances' identity
+(metadata service on, the trusted profile linked), a current GPU profile, the newest
+image by number, the real user_data rendered by the stack's own module; `terraform
+validate` where the IBM provider can be installed."""
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import shutil
@@ -15,16 +14,14 @@ from pathlib import Path
 
 import hcl2
 import pytest
-import yaml
 
-from ephemera.config import load_config
+from tests.ibm.tfmodule import apply_module
 
 pytestmark = pytest.mark.slow  # runs Terraform on the IBM stack
 
 STACK = Path(__file__).resolve().parents[2] / "terraform" / "ibm-vpc-gpu"
 NOT_TAGGABLE = {"ibm_is_security_group_rule"}  # rules are parts of their group
 RUN_VARIABLES = {"run_id", "workspace", "worker_count", "job_key", "state_bucket", "hard_deadline", "hard_timeout_seconds"}
-SECURE_VARIABLES = {"cos_hmac_access_key_id", "cos_hmac_secret_access_key", "cos_api_key"}
 SECRET_NAME = re.compile(r"secret|api_key|access_key|password|token|private_key")
 
 
@@ -88,20 +85,32 @@ def test_no_inbound_ssh_unless_debug_access(stack):
     assert "0.0.0.0/0" in cidr_rule
 
 
-def test_secrets_are_sensitive_and_never_output(stack):
+def test_no_variable_holds_a_secret(stack):
+    """No credential is a Terraform variable: the VMs authenticate as their trusted profile
+    (or read a one-time presigned credentials object), and in Schematics the provider
+    uses the caller's token."""
     variables = stack["variable"]
-    assert RUN_VARIABLES | SECURE_VARIABLES <= set(variables)
-    secret_vars = {n for n in variables if SECRET_NAME.search(n)}
-    assert SECURE_VARIABLES <= secret_vars
-    for name in secret_vars:
-        assert variables[name].get("sensitive") is True, f"variable {name} must be sensitive"
+    assert RUN_VARIABLES | {"vm_boot", "bootstrap_script", "trusted_profile_id"} <= set(variables)
+    assert not {n for n in variables if SECRET_NAME.search(n)}, "a variable is named like a secret"
+    assert not [n for n, v in variables.items() if v.get("sensitive")], "nothing should need to be sensitive"
     for name, out in stack["output"].items():
         value = json.dumps(out["value"])
-        for secret in secret_vars:
-            assert f"var.{secret}" not in value, f"output {name} exposes {secret}"
-        for marker in ("agent_config", "cos_settings", "user_data", "private_key"):
+        for marker in ("vm_boot", "bootstrap", "user_data", "private_key"):
             assert marker not in value, f"output {name} exposes {marker}"
-        assert out.get("sensitive") is not True  # nothing secret to hide in the first place
+
+
+def test_instances_authenticate_as_the_trusted_profile(stack):
+    """ibm_is_instance (provider schema): ``metadata_service`` {enabled, protocol "http"|"https",
+    response_hop_limit 1-64} -- the service is off by default -- and
+    ``default_trusted_profile_target`` ("The unique identifier or CRN of the default IAM
+    trusted profile to use for this virtual server instance") with
+    ``default_trusted_profile_auto_link`` (the link is deleted with the instance)."""
+    worker = stack["resource"]["ibm_is_instance"]["worker"]
+    meta = worker["metadata_service"][0]
+    assert meta["enabled"] is True and meta["protocol"] == "${var.metadata_protocol}" and meta["response_hop_limit"] == 1
+    assert "var.trusted_profile_id" in worker["default_trusted_profile_target"]
+    assert "var.trusted_profile_id" in worker["default_trusted_profile_auto_link"]
+    assert worker["user_data"] == "${module.user_data[count.index].user_data}"
 
 
 def test_outputs_for_run_record_and_bridge(stack):
@@ -120,47 +129,20 @@ def test_image_is_looked_up_by_name(stack):
     assert stack["data"]["ibm_is_image"]["boot"]["name"] == "${local.image_name}"
     assert stack["resource"]["ibm_is_instance"]["worker"]["image"] == "${data.ibm_is_image.boot.id}"
     assert "22-04" in stack["variable"]["ubuntu_version"]["validation"][0]["condition"]
-    assert "ibm-ubuntu-${var.ubuntu_version}" in stack["locals"]["ubuntu_images"]
+    assert "var.image_name" in stack["locals"]["image_name"] and "module.newest_image.name" in stack["locals"]["image_name"]
 
 
-def _render(template: str, values: dict) -> str:
-    def sub(match: re.Match) -> str:
-        return str(values[match.group(1)])
-
-    return re.sub(r"\$\{(\w+)\}", sub, template)
-
-
-def test_cloud_init_installs_and_starts_the_agent_and_powers_off(stack):
-    template = (STACK / "cloud-init.yaml.tftpl").read_text()
-    main_tf = (STACK / "main.tf").read_text()
-    provided = set(re.findall(r"^\s{4}(\w+)\s+=", main_tf.split("templatefile(")[1].split("})")[0], re.M))
-    used = set(re.findall(r"\$\{(\w+)\}", template))
-    assert used <= provided, f"template variables not provided: {used - provided}"
-
-    agent_config = {"run_id": "r1", "heartbeat_interval": 30, "config": {
-        "storage": {"backend": "ibm_cos", "bucket": "ephemera-state"},
-        "ibm_cos": {"region": "us-south", "endpoint_type": "direct", "access_key_id": "AK", "secret_access_key": "SK"},
-        "workspace": {"name": "gpu", "stack": "ibm-vpc-gpu"}}}
-    rendered = _render(template, {
-        "worker": 1, "run_id": "r1", "hard_deadline": "2026-11-21T06:00:00+00:00", "hard_timeout_seconds": 14400,
-        "nvidia_driver": "550", "ephemera_package": "ephemera[ibm]", "python_packages": "",
-        "agent_config_b64": base64.b64encode(json.dumps(agent_config).encode()).decode(),
-    })
-    assert rendered.startswith("#cloud-config")
-    doc = yaml.safe_load(rendered)
-    files = {f["path"]: f for f in doc["write_files"]}
-    agent = files["/etc/ephemera/agent.json"]
-    assert agent["permissions"] == "0600" and agent["encoding"] == "b64"
-    loaded = json.loads(base64.b64decode(agent["content"]))
-    assert load_config(loaded["config"]).state_bucket == "ephemera-state"  # a valid Ephemera config
-    unit = files["/etc/systemd/system/ephemera-agent.service"]["content"]
-    assert "-m ephemera.vm start --config /etc/ephemera/agent.json --worker 1" in unit
-    setup = files["/usr/local/sbin/ephemera-setup"]["content"]
-    assert "ubuntu-drivers install --gpgpu" in setup and "pip install 'ephemera[ibm]'" in setup
-    assert "systemctl enable --now ephemera-agent.service" in setup
-    deadline = files["/usr/local/sbin/ephemera-deadline"]["content"]
-    assert "shutdown -h" in deadline and "2026-11-21T06:00:00+00:00" in deadline and "14400" in deadline
-    assert doc["runcmd"][0] == ["/usr/local/sbin/ephemera-deadline"]  # armed before the long setup
+def test_newest_image_compares_the_numbers_in_the_names(tmp_path):
+    """IBM stock images are named like ``ibm-ubuntu-24-04-6-minimal-amd64-1`` (release, then
+    build); a plain sort() puts ``-9-`` after ``-10-``: the module compares numbers."""
+    names = ["ibm-ubuntu-24-04-9-minimal-amd64-3", "ibm-ubuntu-24-04-10-minimal-amd64-1", "ibm-ubuntu-24-04-10-minimal-amd64-2",
+             "ibm-ubuntu-24-04-2-minimal-amd64-9", "ibm-ubuntu-22-04-11-minimal-amd64-1", "ibm-redhat-9-4-minimal-amd64-1"]
+    outputs, _ = apply_module("newest-image", {"names": names, "pattern": "^ibm-ubuntu-24-04-([0-9]+)-minimal-amd64-([0-9]+)$"},
+                              tmp_path / "img")
+    assert outputs["name"] == "ibm-ubuntu-24-04-10-minimal-amd64-2"
+    none, _ = apply_module("newest-image", {"names": ["other"], "pattern": "^ibm-ubuntu-24-04-([0-9]+)-minimal-amd64-([0-9]+)$"},
+                           tmp_path / "none")
+    assert none["name"] == ""
 
 
 def _terraform_cli() -> list[str] | None:

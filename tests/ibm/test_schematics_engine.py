@@ -71,8 +71,9 @@ def test_apply_sends_tf_vars_secure_values_and_refresh_token(ibm_config, schemat
     store = {v["name"]: v for v in puts[0].body["variablestore"]}
     for name, value in RUN_VARS.items():
         assert store[name]["value"] == (str(value)) and store[name]["secure"] is False
-    assert store["cos_hmac_access_key_id"] == {"name": "cos_hmac_access_key_id", "value": HMAC_ID, "secure": True}
-    assert store["cos_hmac_secret_access_key"] == {"name": "cos_hmac_secret_access_key", "value": HMAC_SECRET, "secure": True}
+    assert store["worker_count"]["type"] == "number" and store["run_id"]["type"] == "string"
+    assert store["cos_hmac_access_key_id"] == {"name": "cos_hmac_access_key_id", "value": HMAC_ID, "type": "string", "secure": True}
+    assert store["cos_hmac_secret_access_key"]["secure"] is True
     assert store["region"]["value"] == "us-south"  # the workspace's own variable is kept
 
     apply_req = puts[1]
@@ -234,3 +235,33 @@ def test_it_is_an_orphan_sweeper_of_its_one_workspace(ibm_config, schematics):
         with pytest.raises(EngineError) as info:
             call()
         assert "'other'" in info.value.message and f"serves workspace '{WS}'" in info.value.message
+
+
+def test_complex_variables_carry_their_type_and_operator_variables_are_kept(ibm_config, schematics):
+    """WorkspaceVariableRequest: ``type`` -- "complex data types such as list(type),
+    map(type)" -- and ``value`` "in HCL format for the complex variables, as you provide in
+    a .tfvars file"; ``secure`` values are "not returned in your API response", so the
+    store (replaced whole by PUT .../values) is sent back with the operator's secure
+    value from schematics.secure_variables."""
+    ws = schematics.workspace
+    ws.variablestore += [{"name": "zone", "value": "us-south-2", "type": "string", "secure": False},
+                         {"name": "operator_token", "value": "op-token-1234567", "type": "string", "secure": True},
+                         {"name": "cos_api_key", "value": "old-ephemera-key", "type": "string", "secure": True}]
+    cfg = {**ibm_config, "schematics": {**ibm_config["schematics"], "secure_variables": {"operator_token": "op-token-1234567"}}}
+    engine = _engine(cfg)
+    engine.apply(WS, RUN_ID, {**RUN_VARS, "extra_tags": ["team:ml", "cost:gpu"], "vm_boot": ["YQ==", "Yg=="],
+                              "debug_access": False}, {})
+    store = {v["name"]: v for v in schematics.calls("PUT", "/values")[0].body["variablestore"]}
+    assert store["extra_tags"] == {"name": "extra_tags", "value": '["team:ml", "cost:gpu"]', "type": "list(string)", "secure": False}
+    assert store["vm_boot"]["type"] == "list(string)" and store["debug_access"]["type"] == "bool"
+    assert store["zone"] == {"name": "zone", "value": "us-south-2", "type": "string", "secure": False}
+    assert store["operator_token"] == {"name": "operator_token", "value": "op-token-1234567", "type": "string", "secure": True}
+    assert "cos_api_key" not in store  # a secret older Ephemera versions wrote is dropped
+
+
+def test_an_operator_secret_that_would_be_lost_stops_the_apply(ibm_config, schematics):
+    schematics.workspace.variablestore.append({"name": "operator_token", "value": "op-token-1234567", "secure": True})
+    engine = _engine(ibm_config)
+    with pytest.raises(EngineError, match="operator_token.*schematics.secure_variables"):
+        engine.apply(WS, RUN_ID, RUN_VARS, {})
+    assert schematics.calls("PUT") == []  # nothing was changed

@@ -14,7 +14,7 @@ import pytest
 
 from ephemera.config import REDACTED, json_schema, validate
 from ephemera.errors import ConfigError
-from ephemera.storage import BACKENDS, backend_for_scheme, get_storage
+from ephemera.storage import BACKENDS, backend_for_scheme, get_storage, storage_spec
 
 TOKEN = "scratch-token-5f4e3d2c1b0a9988"
 REGISTRY_LINE = "tests.storage.scratch_backend.spec:ScratchSpec"
@@ -82,7 +82,9 @@ def test_lithops_mapping_and_the_bridge_pick_it_up(scratch):
     assert backend_for_scheme("scr") == "scratch"
 
 
-def test_vm_variables_pick_it_up(scratch):
+def test_vm_access_picks_it_up(scratch):
+    """The VMs' access comes from the backend's spec: its plain keys for the boot document,
+    its secret ones for the one-time credentials object, none for Terraform."""
     from ephemera.context import Context
     from ephemera.lifecycle import stack_variables
     from ephemera.model.runs import RunRecord
@@ -94,8 +96,9 @@ def test_vm_variables_pick_it_up(scratch):
                   output_bucket="state", output_prefix="outputs/ws-1/", worker_count=1)
     run = RunRecord(run_id="ws-1", workspace="ws", engine="terraform", hard_deadline="2099-01-01T00:00:00+00:00", job=job)
     plain, secure = stack_variables(ctx, run)
-    assert plain["storage_backend"] == "scratch" and plain["scratch_path"] == scratch["scratch"]["path"]
-    assert secure == {"scratch_token": TOKEN} and TOKEN not in json.dumps(plain)
+    assert plain["storage_backend"] == "scratch" and secure == {} and TOKEN not in json.dumps(plain)
+    access = storage_spec("scratch").vm_access(ctx.config)
+    assert access.section["path"] == scratch["scratch"]["path"] and access.credentials == {"token": TOKEN}
 
 
 def test_action_results_scrub_its_secret_even_when_the_config_is_bad(scratch):

@@ -7,14 +7,14 @@ service URL is always set explicitly: the 1.1.0 SDK defaults to a development UR
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from pydantic import Field
 
 from ephemera.errors import ConfigError
 from ephemera.ibm import DEFAULT_IAM_URL
-from ephemera.sections import Section, check_url
+from ephemera.sections import Section, check_url, secret
 
 # Locations where Schematics runs workspaces (cloud.ibm.com/docs/schematics?topic=schematics-locations).
 # Each has its own API endpoint; the geographies "us" and "eu" have one too.
@@ -36,6 +36,7 @@ class SchematicsSection(Section):
     workspace_id: Optional[str] = Field(None, description="the Schematics workspace's id")
     region: str = Field("us-south", description=f"Schematics location: {' | '.join(REGIONS)}")
     url: Optional[str] = Field(None, description="overrides the API endpoint derived from region")
+    secure_variables: Optional[dict] = secret("secure variables of the workspace to keep: Schematics never returns their values, and each apply rewrites the store")
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class SchematicsSettings:
     max_attempts: int = 5  # calls retried on 429/502/503/504/connection reset, at most this often
     backoff_seconds: float = 2.0  # first retry delay; doubled on each further attempt
     log_tail_lines: int = 40  # lines of the activity log kept in the run record
+    secure_variables: dict = field(default_factory=dict, repr=False)  # operator's secure workspace variables to send back
 
     def __repr__(self) -> str:  # never show the API key
         return f"SchematicsSettings(workspace_id={self.workspace_id!r}, service_url={self.service_url!r}, iam_url={self.iam_url!r})"
@@ -64,4 +66,5 @@ class SchematicsSettings:
         url = check_url("schematics.url", config["schematics"]["url"], "https://us-south.schematics.cloud.ibm.com")
         url = url or service_url_for_region(config["schematics"]["region"])
         iam_url = check_url("ibm.iam_url", config["ibm"]["iam_url"] or DEFAULT_IAM_URL, DEFAULT_IAM_URL)
-        return cls(api_key=api_key, iam_url=iam_url, workspace_id=workspace_id, service_url=url)
+        return cls(api_key=api_key, iam_url=iam_url, workspace_id=workspace_id, service_url=url,
+                   secure_variables=dict(config["schematics"]["secure_variables"] or {}))

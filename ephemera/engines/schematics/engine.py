@@ -8,13 +8,18 @@ with the actions (both stacks take the same run variables):
   variables -- ``run_id``, ``workspace``, ``worker_count``, ``job_key`` (key of the job
   spec in the state bucket), ``state_bucket``, ``hard_deadline`` (ISO 8601) and
   ``hard_timeout_seconds``, plus any ``workspace.variables`` of the config.
-  ``secure_variables`` are the storage credentials the VMs use --
-  ``cos_hmac_access_key_id`` / ``cos_hmac_secret_access_key`` or ``cos_api_key``.
-  All of them are written to the workspace's variable store (the template's
-  ``values`` call) before the apply starts; the secrets as ``secure: true`` values,
-  which Schematics never shows again. Values are strings; lists and maps are sent as
-  JSON, which Terraform reads as HCL. The ``run_id`` variable is always the run applied
-  for: it is how :meth:`SchematicsEngine.owner` tells whose resources the workspace holds.
+  ``secure_variables`` is empty since the VMs got identities (kept for stacks that
+  need one; sent as ``secure: true``, which Schematics never shows again). All of
+  them are written to the workspace's variable store (the template's ``values``
+  call) before the apply starts, each with its Terraform ``type`` (``string``,
+  ``number``, ``bool``, ``list(string)``, ...); values are strings, lists and maps in
+  HCL (JSON is HCL). The call replaces the whole store, so every variable an operator
+  set on the workspace is sent back as it was (with its type); a *secure* one, whose
+  value Schematics does not return, is sent from ``schematics.secure_variables``, and
+  the apply stops before changing anything if it is not there. The variables older
+  versions wrote as secure values (storage keys, the account's API key) are dropped.
+  The ``run_id`` variable is always the run applied for: it is how
+  :meth:`SchematicsEngine.owner` tells whose resources the workspace holds.
 - Apply and destroy need an IAM *refresh token* (header ``refresh_token``); IAM issues
   one only to the client id/secret ``bx``/``bx``, so the engine's IAM authenticator
   uses them. The service URL is set explicitly (the 1.1.0 SDK defaults to a dev URL).
@@ -38,7 +43,6 @@ with the actions (both stacks take the same run variables):
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 import uuid
@@ -47,6 +51,7 @@ from urllib.parse import urlparse
 
 from ephemera.config import Config, load_config
 from ephemera.engines.schematics.config import REFRESH_TOKEN_CLIENT, SchematicsSettings
+from ephemera.engines.schematics.variables import variablestore
 from ephemera.errors import EngineError, WorkspaceBusyError
 from ephemera.model.runs import Activity
 from ephemera.timeutil import now_iso
@@ -72,15 +77,6 @@ def _is_iam_response(exc: Exception) -> bool:
     response = getattr(exc, "http_response", None)
     url = getattr(response, "url", "") or getattr(getattr(response, "request", None), "url", "") or ""
     return "/identity/token" in str(url)
-
-
-def _tf_value(value: Any) -> str:
-    """A Terraform variable value as the Schematics variable store wants it: a string."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dict, list, tuple)):
-        return json.dumps(value, sort_keys=True)
-    return "" if value is None else str(value)
 
 
 class SchematicsEngine:
@@ -229,22 +225,10 @@ class SchematicsEngine:
         return templates[0]["id"]
 
     def _variablestore(self, ws: dict, variables: dict, secure_variables: dict) -> list[dict]:
-        """Run variables and secrets over the workspace's own non-secure variables."""
-        store: dict[str, dict] = {}
         existing = (ws.get("template_data") or [{}])[0].get("variablestore") or []
-        for var in existing:
-            name = var.get("name")
-            if name and not var.get("secure") and name not in secure_variables:
-                store[name] = {"name": name, "value": var.get("value", ""), "secure": False}
-        for name, value in variables.items():
-            if name not in secure_variables:
-                store[name] = {"name": name, "value": _tf_value(value), "secure": False}
-        for name, value in secure_variables.items():
-            if value is None or value == "":
-                continue
-            self._remember_secret(str(value))
-            store[name] = {"name": name, "value": _tf_value(value), "secure": True}
-        return [store[name] for name in sorted(store)]
+        for value in list(secure_variables.values()) + list(self.settings.secure_variables.values()):
+            self._remember_secret(str(value) if value else None)
+        return variablestore(existing, variables, secure_variables, self.settings.secure_variables, self.settings.workspace_id)
 
     # -- WorkspaceEngine ----------------------------------------------------------------
 

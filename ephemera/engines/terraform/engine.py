@@ -6,11 +6,14 @@ and ``ephemera.owner.json``, the run id it was last applied for. Apply and destr
 synchronously, so the activity they return is already COMPLETED or FAILED. Outputs
 and resource ids are read from the state file.
 
-Stacks that declare the variables ``python``, ``agent_config`` and ``agent_dir``
-(the ``local`` stack) get the interpreter that runs the agent, the path of the
-agent's config file and the folder for its pid files and logs, all in the run's own
-folder ``<home>/runs/<run_id>/`` (which also names its workspace, in ``workspace``).
-The agent config holds storage credentials: it is mode 0600 and deleted by destroy.
+Stacks that declare the variables ``python``, ``boot_dir`` and ``agent_dir`` (the
+``local`` stack) get the interpreter that runs the VM bootstrap, a folder with each
+VM's boot document (``vm_boot`` decoded, completed with what a local VM needs: its
+root folder, the controller's site-packages to reuse and an offline install) and the
+folder for the VMs' pid files and logs, all in the run's own folder
+``<home>/runs/<run_id>/`` (which also names its workspace, in ``workspace``). The
+agent config a VM writes holds its storage keys: destroy deletes it, with the VM's
+environment.
 
 A live agent in a run folder of the workspace that the state does not name (an apply
 killed before it saved its state) is one of the workspace's resources,
@@ -21,9 +24,11 @@ directories, a workspace's owner is the run id it was last applied for.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
+import sysconfig
 import sys
 import uuid
 from pathlib import Path
@@ -43,6 +48,12 @@ RUN_WORKSPACE_FILE = "workspace"  # in a run's folder: the name of its workspace
 LOG_TAIL_LINES = 40
 _VARIABLE_RE = re.compile(r'^\s*variable\s+"([A-Za-z0-9_-]+)"', re.M)
 _LOCK_MARKERS = ("Error acquiring the state lock",)
+
+
+def host_site_packages() -> list[str]:
+    """The site-packages of this interpreter, which local VMs reuse for heavy dependencies."""
+    paths = sysconfig.get_paths()
+    return sorted({paths["purelib"], paths["platlib"]})
 
 
 class TerraformEngine:
@@ -78,7 +89,8 @@ class TerraformEngine:
         workdir = self.workdir(workspace)
         self._sync_stack(workdir)
         write_private(workdir / OWNER_FILE, json.dumps({"run_id": run_id}))
-        values = {**variables, **secure_variables, **self._local_variables(workspace, run_id)}
+        values = {**variables, **secure_variables}
+        values.update(self._local_variables(workspace, run_id, values))
         declared = self.declared_variables()
         write_private(workdir / TFVARS, json.dumps({k: v for k, v in values.items() if k in declared}, indent=1))
         activity = Activity(id=f"tf-{uuid.uuid4().hex[:12]}", kind="apply")
@@ -217,24 +229,31 @@ class TerraformEngine:
             if src.is_file() and not src.name.endswith((".tfstate", ".tfvars", ".tfvars.json")):
                 shutil.copy2(src, workdir / src.name)
 
-    def _local_variables(self, workspace: str, run_id: str) -> dict:
+    def _local_variables(self, workspace: str, run_id: str, values: dict) -> dict:
         declared = self.declared_variables()
-        if not {"agent_config", "agent_dir"} & declared:
+        if not {"boot_dir", "agent_dir"} <= declared:
             return {}
         run_dir = self.run_dir(run_id)
-        agent_config = run_dir / "agent.json"
-        # The local stand-in for cloud-init user_data: how the "VM" reaches storage.
-        write_private(agent_config, json.dumps({"run_id": run_id, "config": self.config.to_dict(redact=False)}, indent=1))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        boot_dir = run_dir / "vms"
+        # The local stand-in for cloud-init user_data: each VM's boot document, completed
+        # with what a VM on this machine needs (no secret: the documents hold none).
+        for doc in (json.loads(base64.b64decode(b)) for b in values.get("vm_boot") or []):
+            root = boot_dir / str(doc["worker"])
+            doc.update(root=str(root), python=sys.executable, inherit_site=host_site_packages(), offline=True,
+                       gpu={"count": int(values.get("gpu_count") or 0), "model": values.get("gpu_model")})
+            write_private(root / "boot.json", json.dumps(doc, indent=1))
         (run_dir / RUN_WORKSPACE_FILE).write_text(workspace)
-        return {"python": sys.executable, "agent_config": str(agent_config), "agent_dir": str(run_dir / "agents")}
+        return {"python": sys.executable, "boot_dir": str(boot_dir), "agent_dir": str(run_dir / "agents")}
 
     def _cleanup_run_files(self, workspace: str) -> None:
-        """Delete the agent configs (they hold credentials) of the workspace's runs: no agent is left to read them."""
+        """Delete what the VMs of the workspace's runs wrote and no VM is left to use: their
+        agent configs (they hold storage keys), environments and unpacked bundles."""
         for run_dir in self._run_dirs(workspace):
-            try:
-                (run_dir / "agent.json").unlink()
-            except FileNotFoundError:
-                pass
+            for vm in sorted((run_dir / "vms").glob("*")):
+                (vm / "agent.json").unlink(missing_ok=True)
+                for folder in ("env", "bundle", "home"):
+                    shutil.rmtree(vm / folder, ignore_errors=True)
 
     def _finish(self, activity: Activity, code: int, output: str) -> Activity:
         tail = self.scrubber.scrub("\n".join(output.strip().splitlines()[-LOG_TAIL_LINES:]))

@@ -32,7 +32,7 @@ from ephemera.errors import NoSuchBucketError, NoSuchKeyError, StorageError
 from ephemera.storage import claims
 from ephemera.storage.aws_s3.config import S3Settings, s3_settings
 from ephemera.storage.aws_s3.errors import error_code, install_log_redaction, is_client_error, to_storage_error
-from ephemera.storage.base import ObjectInfo, StorageTraits
+from ephemera.storage.base import ObjectInfo, StorageTraits, check_presign_method
 from ephemera.storage.keys import validate_bucket, validate_key, validate_prefix
 from ephemera.timeutil import now_utc
 
@@ -219,6 +219,14 @@ class S3CompatibleStorage:
 
     def _create_bucket_options(self) -> dict[str, Any]:
         return {}
+
+    def presign(self, bucket: str, key: str, method: str = "GET", expires: int = 3600) -> str | None:
+        """A SigV4 query-string URL (``X-Amz-Credential`` names the access key id, never the
+        secret); AWS caps ``expires`` at 7 days."""
+        self._check(bucket, key)
+        operation = check_presign_method(method)
+        return self._call("presign", bucket, key, lambda: self._client.generate_presigned_url(
+            operation, Params={"Bucket": bucket, "Key": key}, ExpiresIn=int(expires), HttpMethod=method))
 
     def bucket_exists(self, bucket: str) -> bool:
         validate_bucket(bucket)

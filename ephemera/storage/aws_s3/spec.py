@@ -1,7 +1,7 @@
 """What the aws_s3 backend tells Ephemera (see :mod:`ephemera.storage.spec`).
 
-VMs get the configured keys as the secure Terraform variables ``s3_access_key_id`` /
-``s3_secret_access_key`` (none with the AWS default chain). The Lithops ``aws_s3``
+VMs get the endpoint and region, and the configured keys once through a presigned
+credentials object (none with the AWS default chain, e.g. an instance role). The Lithops ``aws_s3``
 section has the same keys as Ephemera's, with credentials possibly in Lithops'
 ``aws`` section and ``region_name`` as an older name of ``region``; its
 ``storage_bucket`` is required. Lithops code names objects ``aws_s3://`` or ``s3://``.
@@ -31,15 +31,10 @@ class AwsS3Spec(StorageBackendSpec):
     sections = {"aws_s3": S3Section}
     storage_class = "ephemera.storage.aws_s3.backend:S3Storage"
     url_schemes = ("s3",)
+    vm_extras = ("aws",)
 
     def check(self, config):
         return s3_settings(config)
-
-    def vm_variables(self, config) -> tuple[dict, dict]:
-        s3 = config["aws_s3"]
-        if not s3["access_key_id"]:
-            return {}, {}
-        return {}, {"s3_access_key_id": s3["access_key_id"], "s3_secret_access_key": s3["secret_access_key"]}
 
     def complete_lithops(self, data: dict) -> dict:
         return complete_s3_compatible(self.name, LITHOPS_PARENT, data)

@@ -6,6 +6,10 @@ Every operation comes from :class:`~ephemera.storage.aws_s3.backend.S3Compatible
 - IAM: the client is built with ``ibm_api_key_id``, ``ibm_service_instance_id``,
   ``ibm_auth_endpoint`` and ``signature_version="oauth"``; the SDK fetches a token
   from IAM and sends ``Authorization: Bearer <token>``, refreshing it itself.
+- Trusted profile (a run's VM): ``auth_function`` with the tokens of the VPC metadata
+  service (:mod:`ephemera.storage.ibm_cos.identity`), ``signature_version="oauth"``.
+- ``presign`` needs HMAC keys (the SDK has no query signer for OAuth tokens): with IAM
+  or a trusted profile it returns None, and VMs use their own identity instead.
 - ``put_if_absent`` never sends ``If-None-Match`` (not documented for COS, and the
   SDK does not know the parameter): it uses :mod:`ephemera.storage.claims`.
 """
@@ -35,7 +39,16 @@ class IBMCOSStorage(S3CompatibleStorage):
         self.settings = settings
         session = ibm_boto3.session.Session()
         config_options = client_config_options(custom_endpoint=True, max_attempts=max_attempts)
-        if settings.auth == "iam":
+        if settings.auth == "trusted_profile":
+            from ephemera.storage.ibm_cos.identity import trusted_profile_auth
+
+            client = session.client(
+                "s3",
+                endpoint_url=settings.endpoint,
+                auth_function=trusted_profile_auth(settings.trusted_profile_id, settings.metadata_url),
+                config=COSConfig(signature_version="oauth", **config_options),
+            )
+        elif settings.auth == "iam":
             client = session.client(
                 "s3",
                 endpoint_url=settings.endpoint,
@@ -54,6 +67,12 @@ class IBMCOSStorage(S3CompatibleStorage):
                 config=COSConfig(signature_version="s3v4", **config_options),
             )
         super().__init__(client, settings.secret_values(), **options)
+
+    def presign(self, bucket: str, key: str, method: str = "GET", expires: int = 3600) -> str | None:
+        """A SigV4 URL with HMAC keys (COS sets no 7-day cap); None with IAM tokens."""
+        if self.settings.auth != "hmac":
+            return None
+        return super().presign(bucket, key, method, expires)
 
     @classmethod
     def from_config(cls, config: Any, **options: Any) -> "IBMCOSStorage":

@@ -10,7 +10,10 @@ single-site locations all follow the same pattern)::
 
 Credentials: HMAC keys (``access_key_id`` + ``secret_access_key``) when set, else
 IAM: ``api_key`` (default ``ibm.iam_api_key``) with ``service_instance_id``, and the
-token URL ``auth_endpoint`` (default ``ibm.iam_url`` + ``/identity/token``).
+token URL ``auth_endpoint`` (default ``ibm.iam_url`` + ``/identity/token``), else the
+trusted profile ``trusted_profile_id`` through the VPC instance metadata service at
+``metadata_url`` (on a run's VMs, which hold no key at all). ``trusted_profile_id``
+on the controller names the profile the VMs authenticate as.
 Secret fields are kept out of ``repr``.
 """
 
@@ -29,6 +32,7 @@ from ephemera.sections import Section, check_url, secret
 ENDPOINT_TYPES = ("public", "private", "direct")
 DOMAIN = "cloud-object-storage.appdomain.cloud"
 TOKEN_PATH = "/identity/token"
+METADATA_URL = "http://169.254.169.254"  # the VPC instance metadata service, from inside an instance
 _REGION_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
 
@@ -43,6 +47,8 @@ class COSSection(Section):
     api_key: Optional[str] = secret("IAM API key; defaults to ibm.iam_api_key")
     service_instance_id: Optional[str] = Field(None, description="COS instance CRN or GUID (IAM only)")
     auth_endpoint: Optional[str] = Field(None, description="IAM token URL; defaults to <ibm.iam_url>/identity/token")
+    trusted_profile_id: Optional[str] = Field(None, description="IAM trusted profile (Profile-...) the run's VMs authenticate as, through the VPC metadata service")
+    metadata_url: str = Field(METADATA_URL, description="the VPC instance metadata service the VMs get their tokens from")
 
 
 @dataclass(frozen=True)
@@ -51,12 +57,14 @@ class COSSettings:
 
     endpoint: str  # service URL
     region: str  # location, e.g. us-south, eu-de, us (cross-region), ams03 (single site)
-    auth: str  # "hmac" or "iam"
+    auth: str  # "hmac", "iam" or "trusted_profile"
     access_key_id: str | None = field(default=None, repr=False)  # HMAC key id
     secret_access_key: str | None = field(default=None, repr=False)  # HMAC secret
     api_key: str | None = field(default=None, repr=False)  # IAM API key
     service_instance_id: str | None = None  # COS instance CRN or GUID (IAM only)
     auth_endpoint: str | None = None  # IAM token URL (IAM only)
+    trusted_profile_id: str | None = None  # the trusted profile VMs authenticate as (trusted_profile only)
+    metadata_url: str = METADATA_URL  # the VPC instance metadata service (trusted_profile only)
 
     def secret_values(self) -> list[str]:
         return [v for v in (self.access_key_id, self.secret_access_key, self.api_key) if v]
@@ -85,9 +93,13 @@ def cos_settings(config) -> COSSettings:
         return COSSettings(endpoint, cos["region"], "hmac", access_key_id=cos["access_key_id"],
                            secret_access_key=cos["secret_access_key"])
     api_key = cos["api_key"] or ibm["iam_api_key"]
+    if not api_key and cos["trusted_profile_id"]:  # a run's VM: its identity, no key
+        return COSSettings(endpoint, cos["region"], "trusted_profile", trusted_profile_id=cos["trusted_profile_id"],
+                           metadata_url=check_url("ibm_cos.metadata_url", cos["metadata_url"]) or METADATA_URL)
     if not api_key:
         raise ConfigError("ibm_cos.api_key", "no credentials",
-                          "set HMAC keys, or ibm_cos.api_key / ibm.iam_api_key with ibm_cos.service_instance_id")
+                          "set HMAC keys, or ibm_cos.api_key / ibm.iam_api_key with ibm_cos.service_instance_id "
+                          "(or, on a run's VM, ibm_cos.trusted_profile_id)")
     if not cos["service_instance_id"]:
         raise ConfigError("ibm_cos.service_instance_id", "missing for IAM authentication",
                           "set the COS instance CRN or GUID")

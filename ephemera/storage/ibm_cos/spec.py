@@ -1,10 +1,10 @@
 """What the ibm_cos backend tells Ephemera (see :mod:`ephemera.storage.spec`).
 
 It reads ``ibm_cos`` and the shared IBM account section ``ibm`` (its API key is
-the IAM fallback). VMs get ``cos_region`` (and ``cos_endpoint`` when set; else they
-use the region's direct endpoint), and HMAC keys as the secure variables
-``cos_hmac_access_key_id`` / ``cos_hmac_secret_access_key``, or the IAM key as
-``cos_api_key`` with ``cos_service_instance_id``.
+the IAM fallback). VMs get the region and endpoint (the region's direct endpoint
+unless one is set: they live in a VPC) and either the trusted profile they
+authenticate as (``trusted_profile_id``: no key on the VM at all) or the HMAC keys,
+delivered once through a presigned object. An IAM API key is never handed to a VM.
 
 Lithops' ``ibm_cos`` section takes credentials from its ``ibm`` section too; it
 names the IAM key ``api_key`` or ``iam_api_key``, and may carry a
@@ -18,8 +18,9 @@ from __future__ import annotations
 from ephemera.errors import ConfigError
 from ephemera.ibm import IBMAccount
 from ephemera.storage.aws_s3.spec import complete_s3_compatible
-from ephemera.storage.ibm_cos.config import DOMAIN, COSSection, cos_settings
-from ephemera.storage.spec import StorageBackendSpec
+from ephemera.storage.ibm_cos.config import DOMAIN, COSSection, cos_endpoint, cos_settings
+from ephemera.storage.ibm_cos.identity import IDENTITY_KIND, METADATA_VERSION
+from ephemera.storage.spec import StorageBackendSpec, VMAccess
 
 LITHOPS_PARENT = "ibm"  # the Lithops section whose keys the ibm_cos section inherits
 FROM_LITHOPS_KEYS = ("region", "endpoint", "access_key_id", "secret_access_key", "service_instance_id", "auth_endpoint")
@@ -30,21 +31,30 @@ class IBMCOSSpec(StorageBackendSpec):
     sections = {"ibm_cos": COSSection, "ibm": IBMAccount}
     storage_class = "ephemera.storage.ibm_cos.backend:IBMCOSStorage"
     url_schemes = ("cos",)
+    vm_extras = ("cos",)
 
     def check(self, config):
         return cos_settings(config)
 
-    def vm_variables(self, config) -> tuple[dict, dict]:
+    def vm_access(self, config) -> VMAccess:
         cos = config["ibm_cos"]
-        plain, secure = {"cos_region": cos["region"]}, {}
+        section = {"region": cos["region"], "endpoint_type": "direct" if not cos["endpoint"] else cos["endpoint_type"]}
         if cos["endpoint"]:
-            plain["cos_endpoint"] = cos["endpoint"]
+            section["endpoint"] = cos["endpoint"]
+        if cos["trusted_profile_id"]:
+            section.update(trusted_profile_id=cos["trusted_profile_id"], metadata_url=cos["metadata_url"])
+            # what a VM's bootstrap needs before Ephemera is installed: the metadata service
+            # gives it an IAM token of the profile, COS takes it as a bearer token
+            identity = {"kind": IDENTITY_KIND, "profile_id": cos["trusted_profile_id"], "metadata_url": cos["metadata_url"],
+                        "metadata_version": METADATA_VERSION,
+                        "endpoint": cos["endpoint"] or cos_endpoint(cos["region"], section["endpoint_type"])}
+            return VMAccess(section=section, identity=identity, variables={"trusted_profile_id": cos["trusted_profile_id"]})
         if cos["access_key_id"]:
-            secure.update(cos_hmac_access_key_id=cos["access_key_id"], cos_hmac_secret_access_key=cos["secret_access_key"])
-        else:
-            secure["cos_api_key"] = cos["api_key"] or config["ibm"]["iam_api_key"]
-            plain["cos_service_instance_id"] = cos["service_instance_id"]
-        return plain, secure
+            return VMAccess(section=section, credentials={"access_key_id": cos["access_key_id"],
+                                                          "secret_access_key": cos["secret_access_key"]})
+        raise ConfigError("ibm_cos.trusted_profile_id", "missing: with IAM the run's VMs need an identity of their own "
+                          "(an API key is never handed to a VM, and COS presigns only with HMAC keys)",
+                          "create a trusted profile for the VMs (README, 'VM identity') and set its id, or use HMAC keys")
 
     def to_lithops(self, config) -> dict:
         """Ephemera's own resolution: the endpoint derived from region and endpoint_type, HMAC

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ephemera.errors import NoSuchBucketError, NoSuchKeyError, StorageError
-from ephemera.storage.base import ObjectInfo, StorageTraits
+from ephemera.storage.base import ObjectInfo, StorageTraits, check_presign_method
 from ephemera.storage.keys import validate_bucket, validate_key, validate_prefix
 
 
@@ -143,6 +143,12 @@ class LocalhostStorage:
 
     def bucket_exists(self, bucket: str) -> bool:
         return self.bucket_path(bucket).is_dir()
+
+    def presign(self, bucket: str, key: str, method: str = "GET", expires: int = 3600) -> str | None:
+        """The object's ``file://`` URL: only processes on this machine (the local VMs) can
+        use it, and they may read, write or delete it (``expires`` does not apply)."""
+        check_presign_method(method)
+        return self._path(bucket, key).as_uri()
 
     # helpers -------------------------------------------------------------------
     def _existing(self, bucket: str, key: str) -> Path:

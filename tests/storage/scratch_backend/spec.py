@@ -1,5 +1,6 @@
-"""What the scratch backend tells Ephemera: its section, a load-time check, its VMs'
-variables, and (by the spec's defaults) a Lithops section with the same keys."""
+"""What the scratch backend tells Ephemera: its section, a load-time check, and (by the
+spec's defaults) its VMs' access (path plain, token delivered once) and a Lithops
+section with the same keys."""
 
 from __future__ import annotations
 
@@ -17,8 +18,3 @@ class ScratchSpec(StorageBackendSpec):
     def check(self, config):
         if not config["scratch"]["path"]:
             raise ConfigError("scratch.path", "missing", "set the directory the buckets live in")
-
-    def vm_variables(self, config) -> tuple[dict, dict]:
-        section = config["scratch"]
-        secure = {"scratch_token": section["token"]} if section["token"] else {}
-        return {"scratch_path": section["path"]}, secure

@@ -1,0 +1,14 @@
+"""The run bundle: what a run's VMs run travels with the run.
+
+- :mod:`ephemera.bundle.wheel`: Ephemera itself as a wheel, built from the running
+  installation (its package files and its installed metadata), byte for byte the same
+  for the same code.
+- :mod:`ephemera.bundle.pack`: the workload source (``workload.source``, ignore rules)
+  and requirements (``workload.requirements``) with that wheel, packed reproducibly
+  into one content-addressed archive.
+- :mod:`ephemera.bundle.delivery`: the controller's side of a VM's boot: the bundle
+  stored once per content hash in the state bucket, presigned URLs where the storage
+  can presign, the one-time credentials object, and each VM's boot document.
+
+The VM side (fetch, verify, install with uv or pip) is :mod:`ephemera.vm.bootstrap`.
+"""

@@ -1,0 +1,150 @@
+"""Packing a run bundle: Ephemera's wheel, the workload source and its requirements.
+
+The archive (``.tar.gz``) holds ``manifest.json``, ``wheels/<ephemera wheel>``,
+``requirements.txt`` and, when ``workload.source`` is set, ``source/``: the folder's
+files (or the one file), minus the ignore rules -- :data:`DEFAULT_IGNORE`, the
+``workload.ignore`` patterns and the lines of a ``.ephemeraignore`` file in the
+folder (glob patterns matched against each path and each of its names; a pattern
+ending in ``/`` matches folders). It is reproducible: members sorted, owned by 0:0,
+dated 0, mode 0644 (0755 where the file is executable), gzip without a name or a
+time. So its SHA-256 names its content, and equal content is stored once.
+
+Relative ``workload.source`` and requirements-file paths are read from the config
+file's folder (the working directory for a config given as a dict).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import gzip
+import hashlib
+import io
+import json
+import os
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ephemera.bundle.wheel import build_wheel
+from ephemera.errors import ConfigError
+
+FORMAT = 1
+DEFAULT_IGNORE = (".git/", "__pycache__/", "*.pyc", ".venv/", "venv/", ".mypy_cache/", ".pytest_cache/", ".ipynb_checkpoints/")
+IGNORE_FILE = ".ephemeraignore"
+SOURCE_DIR = "source"
+MAX_SOURCE_BYTES = 200 * 1024 * 1024  # a workload folder is code, not data: data goes to the bucket
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A packed bundle on this machine."""
+
+    path: Path  # the archive
+    sha256: str  # hex digest of the archive: its name in the state bucket
+    size: int  # bytes
+    manifest: dict  # what it holds (format, wheel, requirements, source files)
+
+
+def config_dir(config) -> Path:
+    """The folder relative paths of the config are read from."""
+    source = Path(config.source) if config.source and not config.source.startswith("<") else None
+    return source.resolve().parent if source is not None else Path.cwd()
+
+
+def source_path(config) -> Path | None:
+    """``workload.source`` resolved, or None; ConfigError if it does not exist."""
+    value = config["workload"]["source"]
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    path = path if path.is_absolute() else config_dir(config) / path
+    if not path.exists():
+        raise ConfigError("workload.source", f"'{value}' does not exist (looked at {path})",
+                          "point it at the folder or file with your workload's code")
+    return path.resolve()
+
+
+def requirements(config) -> list[str]:
+    """``workload.requirements`` as a list: the list itself, or the file's requirement lines."""
+    value = config["workload"]["requirements"]
+    if isinstance(value, list):
+        return list(value)
+    path = Path(value).expanduser()
+    path = path if path.is_absolute() else config_dir(config) / path
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        raise ConfigError("workload.requirements", f"the requirements file '{value}' cannot be read (looked at {path})",
+                          "fix the path, or list the requirements") from None
+    reqs = [line.split("#", 1)[0].strip() for line in lines]
+    options = [r for r in reqs if r.startswith("-")]
+    if options:
+        raise ConfigError("workload.requirements", f"'{options[0]}' in {path}: options are not supported",
+                          "list plain requirements (name, version, extras, markers) only")
+    return [r for r in reqs if r]
+
+
+def _ignored(rel: str, is_dir: bool, patterns: list[str]) -> bool:
+    names = rel.split("/")
+    for pattern in patterns:
+        folder_only = pattern.endswith("/")
+        pat = pattern.rstrip("/")
+        if folder_only and not is_dir:
+            continue
+        if fnmatch.fnmatch(rel, pat) or any(fnmatch.fnmatch(n, pat) for n in names[-1:]):
+            return True
+    return False
+
+
+def source_files(root: Path, extra_ignore: list[str] = ()) -> list[tuple[str, Path]]:
+    """(path inside ``source/``, file) of every file the bundle carries from ``root``, sorted."""
+    if root.is_file():
+        return [(root.name, root)]
+    patterns = list(DEFAULT_IGNORE) + list(extra_ignore)
+    ignore_file = root / IGNORE_FILE
+    if ignore_file.is_file():
+        patterns += [ln.strip() for ln in ignore_file.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    found = []
+    for folder, dirs, names in os.walk(root):
+        base = Path(folder).relative_to(root).as_posix()
+        base = "" if base == "." else base + "/"
+        dirs[:] = sorted(d for d in dirs if not _ignored(base + d, True, patterns))
+        found += [(base + n, Path(folder) / n) for n in names if not _ignored(base + n, False, patterns)]
+    return sorted(found)
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes, executable: bool = False) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = len(data), 0, 0o755 if executable else 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    tar.addfile(info, io.BytesIO(data))
+
+
+def pack(config, out_dir: str | Path) -> Bundle:
+    """Pack the bundle of a config's workload into ``out_dir``."""
+    out_dir = Path(out_dir)
+    root = source_path(config)
+    files = source_files(root, config["workload"]["ignore"]) if root is not None else []
+    if sum(p.stat().st_size for _, p in files) > MAX_SOURCE_BYTES:
+        raise ConfigError("workload.source", f"holds more than {MAX_SOURCE_BYTES >> 20} MiB of files",
+                          "put data in the bucket and read it from there, or add ignore patterns")
+    with tempfile.TemporaryDirectory(dir=out_dir if out_dir.is_dir() else None) as tmp:
+        wheel = build_wheel(tmp)
+        reqs = requirements(config)
+        manifest = {"format": FORMAT, "wheel": wheel.name, "requirements": reqs, "entry": config["workload"]["entry"],
+                    "source": SOURCE_DIR if root is not None else None, "source_files": [n for n, _ in files]}
+        raw = io.BytesIO()
+        with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            _add(tar, "manifest.json", json.dumps(manifest, indent=1, sort_keys=True).encode())
+            _add(tar, "requirements.txt", "".join(r + "\n" for r in reqs).encode())
+            _add(tar, f"wheels/{wheel.name}", wheel.read_bytes())
+            for name, path in files:
+                _add(tar, f"{SOURCE_DIR}/{name}", path.read_bytes(), os.access(path, os.X_OK))
+    data = gzip.compress(raw.getvalue(), compresslevel=6, mtime=0)
+    digest = hashlib.sha256(data).hexdigest()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{digest}.tar.gz"
+    path.write_bytes(data)
+    return Bundle(path=path, sha256=digest, size=len(data), manifest=manifest)

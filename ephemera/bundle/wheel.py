@@ -1,0 +1,98 @@
+"""Ephemera as a wheel, built from the running installation, reproducibly.
+
+The VMs must run exactly the controller's version, so the wheel is made from what
+this process imports: every file of the ``ephemera`` and ``lithops_bridge`` packages
+(the linked ``actions``, ``triggers``, ``workloads`` and ``stacks`` folders included,
+stacks as their package data: ``*.tf`` and ``*.tftpl``), plus the installed
+distribution's ``METADATA`` and ``entry_points.txt`` (dependencies, extras and the
+``ephemera.vm_services`` entry points). It works the same for an editable checkout,
+an installed wheel or a vendored action package. Entries are sorted, dated
+1980-01-01, mode 0644: the same code gives the same bytes, hence the same hash.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib.metadata
+import os
+import zipfile
+from pathlib import Path
+
+DIST = "ephemera"
+PACKAGES = ("ephemera", "lithops_bridge")
+DATA_SUFFIXES = (".tf", ".tftpl")  # package data: the Terraform stacks
+SKIP_PARTS = {"__pycache__", ".terraform"}
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip entry can carry
+TAG = "py3-none-any"
+
+
+def _package_dir(name: str) -> Path:
+    module = __import__(name)
+    return Path(module.__file__).resolve().parent
+
+
+def _walk(root: Path):
+    """Every file under ``root``, following the linked folders (rglob does not before 3.13)."""
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        dirs[:] = [d for d in dirs if d not in SKIP_PARTS]
+        for name in names:
+            yield Path(folder) / name
+
+
+def package_files() -> list[tuple[str, Path]]:
+    """(path inside the wheel, file on disk) for every file the wheel carries, sorted."""
+    files = []
+    for name in PACKAGES:
+        root = _package_dir(name)
+        for path in _walk(root):
+            rel = path.relative_to(root)
+            if not path.is_file() or SKIP_PARTS & set(rel.parts):
+                continue
+            in_stacks = rel.parts[0] == "stacks"
+            if path.suffix == ".py" and not in_stacks or in_stacks and path.suffix in DATA_SUFFIXES:
+                files.append((f"{name}/{rel.as_posix()}", path))
+    return sorted(files)
+
+
+def _record_line(name: str, data: bytes) -> str:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"{name},sha256={digest},{len(data)}"
+
+
+def installed_distribution() -> importlib.metadata.Distribution:
+    """Ephemera's installed distribution: its ``.dist-info`` (a checkout's stray
+    ``.egg-info`` in the working directory is not what pip installed)."""
+    found = list(importlib.metadata.distributions(name=DIST))
+    for dist in found:
+        if dist.read_text("METADATA"):
+            return dist
+    if found and found[0].read_text("PKG-INFO"):
+        return found[0]
+    raise RuntimeError("Ephemera's distribution metadata is not installed; install Ephemera with pip")
+
+
+def wheel_name() -> str:
+    return f"{DIST}-{installed_distribution().version}-{TAG}.whl"
+
+
+def build_wheel(out_dir: str | Path) -> Path:
+    """Write Ephemera's wheel into ``out_dir`` and return its path."""
+    dist = installed_distribution()
+    info = f"{DIST}-{dist.version}.dist-info"
+    entries: list[tuple[str, bytes]] = [(arc, path.read_bytes()) for arc, path in package_files()]
+    entries.append((f"{info}/METADATA", (dist.read_text("METADATA") or dist.read_text("PKG-INFO")).encode()))
+    entries.append((f"{info}/WHEEL", f"Wheel-Version: 1.0\nGenerator: ephemera.bundle\nRoot-Is-Purelib: true\nTag: {TAG}\n".encode()))
+    if dist.read_text("entry_points.txt"):
+        entries.append((f"{info}/entry_points.txt", dist.read_text("entry_points.txt").encode()))
+    record = "\n".join([_record_line(n, d) for n, d in entries] + [f"{info}/RECORD,,"]) + "\n"
+    entries.append((f"{info}/RECORD", record.encode()))
+    out = Path(out_dir) / wheel_name()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+        for name, data in entries:
+            item = zipfile.ZipInfo(name, ZIP_DATE)
+            item.external_attr = 0o644 << 16
+            item.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(item, data)
+    return out

@@ -1,0 +1,328 @@
+"""A VM's bootstrap, first stage: from a bare machine to Ephemera installed from the run's bundle.
+
+This file uses the standard library only: on a cloud VM it runs before anything is
+installed (cloud-init writes it from ``user_data`` and a systemd unit runs it with the
+system ``python3`` at every boot until the run ends); local VMs run the very same
+program (``python -m ephemera.vm.bootstrap``). It reads the VM's *boot document*
+(written by :mod:`ephemera.bundle.delivery`, completed by the stack) and:
+
+1. stamps the phase ``booted``;
+2. runs the stack's setup script once (packages, NVIDIA driver, uv), if it has one;
+3. fetches the bundle -- by its presigned URL, or, on a VM with an identity, with an
+   IAM token of the VM's trusted profile from the VPC metadata service -- checks its
+   SHA-256, unpacks it, creates a virtual environment and installs Ephemera's wheel
+   (with the extras the VM needs), the workload's requirements and a ``.pth`` for its
+   source, with ``uv`` where it is found (else pip); stamps ``bundle_installed``;
+4. hands over to the second stage in that environment
+   (``python -m ephemera.vm boot``: credentials, GPU check, the agent).
+
+Local VMs (``inherit_site`` in the document) get an environment that sees the
+controller's site-packages through a ``.pth`` and install offline with pip, so no
+network is needed. What is done is kept in ``<root>/state.json``, so after a reboot
+the program resumes. Any failure writes the run's failure marker (presigned PUT, or
+the VM's identity) with the error and the tail of ``<root>/bootstrap.log``, and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+import traceback
+import urllib.parse
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+
+STATE = "state.json"
+LOG = "bootstrap.log"
+LOG_TAIL_LINES = 40
+HTTP_TIMEOUT = 60
+
+
+class BootError(Exception):
+    """A bootstrap step failed: what, and the fix where one is known."""
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+# -- the VM's record of what is done ------------------------------------------------------
+
+class State:
+    """``<root>/state.json``: phases stamped, steps done, reboots made."""
+
+    def __init__(self, root: Path):
+        self.path = root / STATE
+        try:
+            self.data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.data = {"phases": {}, "reboots": 0}
+
+    def phase(self, name: str, **extra) -> None:
+        self.data["phases"].setdefault(name, now_iso())
+        self.data.update(extra)
+        self.save()
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
+        os.replace(tmp, self.path)
+
+
+def log(root: Path, message: str) -> None:
+    line = f"{now_iso()} bootstrap: {message}"
+    print(line, flush=True)
+    with open(root / LOG, "a") as fh:
+        fh.write(line + "\n")
+
+
+def log_tail(root: Path, n: int = LOG_TAIL_LINES) -> str:
+    try:
+        return "\n".join((root / LOG).read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return ""
+
+
+def run(root: Path, cmd: list[str], what: str, env: dict | None = None) -> None:
+    """Run a command, its output into the bootstrap log; BootError with the fix on failure."""
+    log(root, f"{what}: {' '.join(cmd)}")
+    with open(root / LOG, "ab") as fh:
+        done = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
+                              env={**os.environ, **(env or {})})
+    if done.returncode != 0:
+        raise BootError(f"{what} failed (exit {done.returncode}); see the log tail")
+
+
+# -- getting objects: presigned URLs, file URLs, or the VM's identity -----------------------
+
+def http(method: str, url: str, data: bytes | None = None, headers: dict | None = None) -> bytes:
+    if url.startswith("file://"):  # the localhost storage's presigned URLs: VMs on this machine
+        path = Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path))
+        if method == "GET":
+            return path.read_bytes()
+        if method == "DELETE":
+            path.unlink(missing_ok=True)
+            return b""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data or b"")
+        os.replace(tmp, path)
+        return b""
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:
+        return response.read()
+
+
+def identity_token(identity: dict) -> str:
+    """An IAM access token of the VM's trusted profile, from the VPC instance metadata service:
+    an instance identity token (PUT /identity/v1/token), traded for an IAM token
+    (POST /identity/v1/iam_tokens)."""
+    base, version = identity["metadata_url"].rstrip("/"), identity["metadata_version"]
+    body = json.dumps({"expires_in": 300}).encode()
+    reply = json.loads(http("PUT", f"{base}/identity/v1/token?version={version}", body,
+                            {"Metadata-Flavor": "ibm", "Content-Type": "application/json", "Accept": "application/json"}))
+    body = json.dumps({"trusted_profile": {"id": identity["profile_id"]}}).encode()
+    reply = json.loads(http("POST", f"{base}/identity/v1/iam_tokens?version={version}", body,
+                            {"Authorization": f"Bearer {reply['access_token']}", "Content-Type": "application/json",
+                             "Accept": "application/json"}))
+    return reply["access_token"]
+
+
+def object_call(boot: dict, method: str, ref: dict, data: bytes | None = None) -> bytes:
+    """GET or PUT the object ``ref`` ({bucket, key, url}) by its URL, else as the VM itself."""
+    if ref.get("url"):
+        return http(method, ref["url"], data)
+    identity = boot.get("identity")
+    if not identity:
+        raise BootError(f"no URL for '{ref['key']}' and no identity to fetch it with")
+    url = f"{identity['endpoint'].rstrip('/')}/{ref.get('bucket') or boot['state_bucket']}/{urllib.parse.quote(ref['key'])}"
+    return http(method, url, data, {"Authorization": f"Bearer {identity_token(identity)}"})
+
+
+# -- the bundle -------------------------------------------------------------------------------
+
+def fetch_bundle(root: Path, boot: dict) -> Path:
+    """Download, verify and unpack the bundle; the folder it is in."""
+    ref = boot["bundle"]
+    target = root / "bundle" / ref["sha256"]
+    if (target / "manifest.json").is_file():
+        return target
+    log(root, f"fetching bundle {ref['sha256'][:12]} ({ref['size']} bytes)")
+    data = object_call(boot, "GET", ref)
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != ref["sha256"]:
+        raise BootError(f"bundle {ref['key']} has SHA-256 {digest}, not {ref['sha256']}: refusing it")
+    archive = root / "bundle.tar.gz"
+    archive.write_bytes(data)
+    tmp = target.with_name(target.name + ".part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            if member.name.startswith("/") or ".." in Path(member.name).parts or not (member.isfile() or member.isdir()):
+                raise BootError(f"bundle member '{member.name}' is not a plain relative file")
+        tar.extractall(tmp)
+    os.replace(tmp, target)
+    archive.unlink()
+    return target
+
+
+def find_uv(boot: dict) -> str | None:
+    for candidate in (boot.get("uv"), shutil.which("uv"), str(Path(sys.executable).parent / "uv")):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def env_python(env: Path) -> Path:
+    return env / "bin" / "python"
+
+
+def install(root: Path, boot: dict, bundle: Path, installer: str | None = None) -> Path:
+    """Create ``<root>/env`` and install the bundle into it; return the env's python."""
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    env = root / "env"
+    shutil.rmtree(env, ignore_errors=True)
+    wheel = str(bundle / "wheels" / manifest["wheel"])
+    extras = sorted(set(boot.get("extras") or []) | ({"gpu"} if int((boot.get("gpu") or {}).get("count") or 0) else set()))
+    target = f"{wheel}[{','.join(extras)}]" if extras else wheel
+    reqs = str(bundle / "requirements.txt")
+    python = boot.get("python") or sys.executable
+    inherit = boot.get("inherit_site") or []
+    uv = None if inherit or installer == "pip" else find_uv(boot)
+    if uv:  # uv makes the environment and installs from the index and its cache
+        uv_env = {"UV_PYTHON_DOWNLOADS": "never", "UV_LINK_MODE": "copy"}
+        run(root, [uv, "venv", "--quiet", "--python", python, str(env)], "creating the environment (uv)", uv_env)
+        run(root, [uv, "pip", "install", "--python", str(env_python(env)), target, "-r", reqs]
+            + (["--offline", "--no-index"] if boot.get("offline") else []), "installing the bundle (uv)", uv_env)
+    else:
+        pip = [python, "-m", "pip", "--python", str(env_python(env)), "install", "--disable-pip-version-check", "--no-input"]
+        pip += ["--no-index"] if boot.get("offline") else []
+        if inherit:  # a local VM: the controller's packages, seen through a .pth, satisfy what they can
+            run(root, [python, "-m", "venv", "--without-pip", str(env)], "creating the environment")
+            site = purelib(root, env)
+            (site / "zz-ephemera-host.pth").write_text("".join(p + "\n" for p in inherit))
+            run(root, pip + ["--ignore-installed", "--no-deps", wheel], "installing Ephemera's wheel (pip)")
+        else:
+            run(root, [python, "-m", "venv", str(env)], "creating the environment")
+            pip = [str(env_python(env)), "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
+        run(root, pip + [target, "-r", reqs], "installing the bundle's requirements (pip)")
+    if manifest.get("source"):
+        (purelib(root, env) / "ephemera-workload.pth").write_text(str(bundle / manifest["source"]) + "\n")
+    return env_python(env)
+
+
+def purelib(root: Path, env: Path) -> Path:
+    done = subprocess.run([str(env_python(env)), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise BootError(f"the environment's python does not run: {done.stderr.strip()[-300:]}")
+    path = Path(done.stdout.strip())
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# -- the failure marker -----------------------------------------------------------------------
+
+def failure_marker(boot: dict, state: State, root: Path, error_type: str, message: str, tb: str = "") -> dict:
+    """The run's failure marker, in the shape of :mod:`ephemera.model.marker` (plus ``boot``)."""
+    now = now_iso()
+    return {"run_id": boot["run_id"], "entry": boot.get("entry", ""), "status": "failed", "started_at": now,
+            "finished_at": now, "duration_s": 0.0, "outputs": [],
+            "error": {"type": error_type, "message": message, "traceback": tb}, "log_tail": log_tail(root),
+            "boot": {"worker": boot["worker"], "phases": state.data["phases"], "reboots": state.data.get("reboots", 0)}}
+
+
+def write_failure(boot: dict, state: State, root: Path, exc: BaseException) -> None:
+    message = f"worker {boot['worker']}: bootstrap failed: {exc}"
+    log(root, message)
+    marker = failure_marker(boot, state, root, "BootstrapError", message, traceback.format_exc())
+    try:
+        object_call(boot, "PUT", boot["marker"], json.dumps(marker, indent=1).encode())
+    except Exception as put_exc:  # noqa: BLE001 - nothing else can be done from here: the reaper's boot timeout ends the run
+        log(root, f"could not write the failure marker: {type(put_exc).__name__}: {put_exc}")
+
+
+# -- the program ------------------------------------------------------------------------------
+
+def bootstrap(boot_file: Path, root: Path) -> Path:
+    """Stage one; returns the environment's python (stage two runs there)."""
+    boot = json.loads(boot_file.read_text())
+    root.mkdir(parents=True, exist_ok=True)
+    state = State(root)
+    state.phase("booted")
+    try:
+        setup = boot.get("setup")
+        if setup and not state.data.get("setup_done"):
+            run(root, ["/bin/bash", setup], "setting the machine up")
+            state.phase("setup_done", setup_done=True)
+        bundle = fetch_bundle(root, boot)
+        if state.data.get("installed") != boot["bundle"]["sha256"] or not env_python(root / "env").exists():
+            started = time.monotonic()
+            install(root, boot, bundle)
+            log(root, f"bundle installed in {time.monotonic() - started:.1f}s")
+            state.data["installed"] = boot["bundle"]["sha256"]
+        state.phase("bundle_installed")
+    except Exception as exc:  # noqa: BLE001 - every failure ends the run with a marker
+        write_failure(boot, state, root, exc)
+        raise SystemExit(1) from None
+    return env_python(root / "env")
+
+
+def _detach(argv: list[str], pid_file: str, log_file: str, timeout: float = 30.0) -> int:
+    """Start this program in its own session (a local VM) and return once it has its pid file."""
+    Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+    Path(pid_file).unlink(missing_ok=True)
+    with open(log_file, "ab") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "ephemera.vm.bootstrap", *argv], stdin=subprocess.DEVNULL,
+                                stdout=fh, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if Path(pid_file).is_file() and Path(pid_file).read_text().strip() == str(proc.pid):
+            print(f"VM bootstrap started, pid {proc.pid}")
+            return 0
+        if proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    proc.kill()
+    print(f"VM bootstrap did not start (exit {proc.poll()}); see {log_file}", file=sys.stderr)
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bootstrap", description="Boot a run's VM from its boot document.")
+    parser.add_argument("--boot", required=True, help="the VM's boot document (JSON)")
+    parser.add_argument("--root", help="where the VM's environment and state live (default: the document's, or /opt/ephemera)")
+    parser.add_argument("--pid-file", help="written at start (the VM's process, from bootstrap to agent)")
+    parser.add_argument("--detach", metavar="LOG_FILE", help="run in the background, output to LOG_FILE (local VMs)")
+    args = parser.parse_args(argv)
+    if args.detach:
+        if not args.pid_file:
+            parser.error("--detach needs --pid-file")
+        rest = [a for a in (argv if argv is not None else sys.argv[1:])]
+        i = rest.index("--detach")
+        return _detach(rest[:i] + rest[i + 2:], args.pid_file, args.detach)
+    if args.pid_file:
+        Path(args.pid_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.pid_file).write_text(str(os.getpid()))
+    boot_file = Path(args.boot).resolve()
+    root = Path(args.root or json.loads(boot_file.read_text()).get("root") or "/opt/ephemera")
+    python = bootstrap(boot_file, root)
+    # stage two in the bundle's environment; the same process, so the pid file still names the VM
+    stage2 = [str(python), "-m", "ephemera.vm", "boot", "--boot", str(boot_file), "--root", str(root)]
+    if args.pid_file:
+        stage2 += ["--pid-file", args.pid_file]
+    sys.stdout.flush()
+    os.execv(stage2[0], stage2)
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())
