@@ -1,9 +1,11 @@
 """Short locks held as objects in the state bucket, with an expiry (e.g. the per-run
 lock of :meth:`ephemera.runs.Ledger.update`).
 
-Built on :mod:`ephemera.generations`: a generation is free when its holder released
-it, when it is past its expiry (a crashed holder blocks others for no longer than the
-ttl), or when it is unreadable.
+Built on :mod:`ephemera.locking.generations`: a generation is free when its holder
+released it, when it is past its expiry (a crashed holder blocks others for no longer
+than the ttl), when it is unreadable, or when its holder ran on this very machine
+(same host name and boot) and that process is gone: a killed action must not hold up
+every update of its run for the whole ttl.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import os
 import socket
 import time
 import uuid
+from functools import cache
+from pathlib import Path
 
 from ephemera import layout
 from ephemera.errors import EphemeraError
@@ -22,6 +26,34 @@ from ephemera.storage.base import Storage
 class LockTimeout(EphemeraError):
     code = "LOCK_TIMEOUT"
     retryable = True
+
+
+@cache
+def boot_id() -> str:
+    """This machine's boot id ('' where the kernel does not tell): a pid names the same
+    process only within one boot."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def holder_is_gone(body: dict) -> bool:
+    """True only when the holder provably ended: it ran on this machine, in this boot,
+    and its pid is no longer alive. Anything else (another machine, no boot id) is
+    left to the expiry."""
+    if not boot_id() or body.get("host") != socket.gethostname() or body.get("boot_id") != boot_id():
+        return False
+    pid = body.get("pid")
+    if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 class StorageLock:
@@ -40,9 +72,11 @@ class StorageLock:
         if not body or body.get("released"):
             return True
         try:
-            return float(body["expires"]) < time.time()
+            if float(body["expires"]) < time.time():
+                return True
         except (KeyError, TypeError, ValueError):
             return True
+        return holder_is_gone(body)
 
     # taking and releasing --------------------------------------------------------
     def try_acquire(self) -> bool:
@@ -50,7 +84,9 @@ class StorageLock:
         top, body = self.generations.current()
         if top and not self._is_free(body):
             return False
-        if not self.generations.claim(top, {"holder": self.token, "expires": time.time() + self.ttl, "released": False}):
+        body = {"holder": self.token, "host": socket.gethostname(), "pid": os.getpid(), "boot_id": boot_id(),
+                "expires": time.time() + self.ttl, "released": False}
+        if not self.generations.claim(top, body):
             return False
         self.generation, self.held = top + 1, True
         return True

@@ -144,3 +144,49 @@ def test_a_stalled_contender_whose_generation_was_pruned_withdraws(tmp_path):
     assert gens.numbers()[-1] == 4 and gens.current()[1]["run_id"] == "d"
     lock = WorkspaceLock(storage, "state", "ws")
     assert lock.holder()["run_id"] == "d"
+
+
+HOLD_AND_WAIT = """
+import sys, time
+from ephemera.locking.storage_lock import StorageLock
+from ephemera.storage.localhost.backend import LocalhostStorage
+lock = StorageLock(LocalhostStorage(sys.argv[1]), "state", "run-x", ttl=600).acquire()
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def _holder_process(store):
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_AND_WAIT, str(store.root)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_killed_holder_on_this_machine_frees_the_lock_before_its_expiry(store):
+    """An action killed while it held a run's ledger lock (ttl 600 s here) must not hold
+    up every later update of that run: a contender on the same machine sees the holder's
+    process is gone and takes the lock at once."""
+    proc = _holder_process(store)
+    try:
+        with pytest.raises(LockTimeout):
+            StorageLock(store, BUCKET, "run-x", ttl=60, wait=0.2).acquire()  # a live holder keeps it
+    finally:
+        proc.kill()
+        proc.wait()
+    assert StorageLock(store, BUCKET, "run-x", ttl=60, wait=0).try_acquire()
+
+
+def test_a_holder_on_another_machine_is_waited_for_until_its_expiry(store, monkeypatch):
+    """From another host a pid proves nothing: even a holder that is gone frees the
+    lock only at its expiry."""
+    import socket
+
+    proc = _holder_process(store)
+    proc.kill()
+    proc.wait()
+    monkeypatch.setattr(socket, "gethostname", lambda: "another-vm")
+    with pytest.raises(LockTimeout):
+        StorageLock(store, BUCKET, "run-x", ttl=60, wait=0.2).acquire()

@@ -18,7 +18,7 @@ Platform facts the plans are checked against:
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import pytest
 

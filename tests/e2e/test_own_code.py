@@ -16,7 +16,6 @@ import pytest
 from ephemera.actions import apply, destroy
 from ephemera.context import Context
 from ephemera.lifecycle.reaper import reap
-from ephemera.model.runs import RunState as S
 from ephemera.vm.pids import read_pid
 from tests.helpers import live_agents, marker_event, marker_written, wait_for
 
