@@ -8,6 +8,7 @@ State bucket (``storage.bucket``)::
     ephemera/locks/<name>/<generation>.json  lock objects (see ephemera.generations)
     ephemera/activations/<id>.json           activation records of the local runtime
     ephemera/bundles/<sha256>.tar.gz         run bundles, by content hash (see ephemera.bundle)
+    ephemera/bundles/<sha256>.json           a published bundle's manifest
     ephemera/credentials/<run_id>/<worker>-<nonce>.json  one VM's storage keys, deleted once read
 
 Output bucket (``workload.output_bucket``, default the state bucket)::
@@ -61,6 +62,11 @@ def output_prefix(prefix: str, run_id: str) -> str:
 
 def bundle_key(sha256: str) -> str:
     return f"{BUNDLES}{sha256}.tar.gz"
+
+
+def bundle_manifest_key(sha256: str) -> str:
+    """What a published bundle holds (its manifest, size and key), so an action needs not read the archive."""
+    return f"{BUNDLES}{sha256}.json"
 
 
 def credentials_prefix(run_id: str) -> str:

@@ -6,6 +6,8 @@
 - :mod:`ephemera.bundle.pack`: the workload source (``workload.source``, ignore rules)
   and requirements (``workload.requirements``) with that wheel, packed reproducibly
   into one content-addressed archive.
+- :mod:`ephemera.bundle.store`: bundles in the state bucket by content hash, with
+  their manifests: published at apply, or beforehand by a deploy (``workload.bundle``).
 - :mod:`ephemera.bundle.delivery`: the controller's side of a VM's boot: the bundle
   stored once per content hash in the state bucket, presigned URLs where the storage
   can presign, the one-time credentials object, and each VM's boot document.

@@ -1,8 +1,8 @@
 """The controller's side of a VM's boot: the bundle stored once, and each VM's boot document.
 
-``prepare_boot(ctx, run)`` packs the run's bundle, stores it in the state bucket under
-its content hash (``ephemera/bundles/<sha256>.tar.gz``; a bundle already there is
-reused, not uploaded again), and writes one *boot document* per VM. A boot document
+``prepare_boot(ctx, run)`` gets the run's bundle into the state bucket -- packed now,
+or the one published beforehand that ``workload.bundle`` names
+(:mod:`ephemera.bundle.store`) -- and writes one *boot document* per VM. A boot document
 holds no secret: the run and worker, the storage section without its keys, the
 bundle's key, hash and -- where the storage can presign -- a short-lived GET URL,
 and a presigned PUT URL for the run's failure marker (a bootstrap that fails before
@@ -28,12 +28,12 @@ import gzip
 import json
 import logging
 import secrets
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ephemera import layout
-from ephemera.bundle.pack import Bundle, pack
-from ephemera.errors import ConfigError, NoSuchKeyError
+from ephemera.bundle.store import BundleRef, run_bundle
+from ephemera.errors import ConfigError
 from ephemera.model import marker as markers
 from ephemera.storage import storage_spec
 from ephemera.storage.base import Storage
@@ -44,42 +44,12 @@ BOOTSTRAP = Path(__file__).resolve().parents[1] / "vm" / "bootstrap.py"
 
 
 @dataclass(frozen=True)
-class BundleRef:
-    """The bundle a run's VMs install, as the run record keeps it."""
-
-    key: str  # its key in the state bucket
-    sha256: str  # content hash of the archive
-    size: int  # bytes
-    wheel: str  # Ephemera's wheel inside it
-    requirements: list = field(default_factory=list)  # the workload's declared requirements
-    source_files: int = 0  # files of workload.source it carries
-    reused: bool = False  # it was in the bucket already (uploaded by an earlier run)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
 class Boot:
     """What apply hands the engine for the VMs."""
 
     bundle: BundleRef  # recorded in the run
     documents: list  # one boot document (dict) per worker
     variables: dict  # the Terraform variables carrying them (no secret)
-
-
-def publish(storage: Storage, bucket: str, bundle: Bundle) -> BundleRef:
-    """Store the bundle under its hash unless an equal one is there already."""
-    key = layout.bundle_key(bundle.sha256)
-    try:
-        reused = storage.head(bucket, key).size == bundle.size
-    except NoSuchKeyError:
-        reused = False
-    if not reused:
-        storage.put(bucket, key, bundle.path.read_bytes())
-    m = bundle.manifest
-    return BundleRef(key=key, sha256=bundle.sha256, size=bundle.size, wheel=m["wheel"], requirements=list(m["requirements"]),
-                     source_files=len(m["source_files"]), reused=reused)
 
 
 def _encode(doc: dict) -> str:
@@ -120,7 +90,7 @@ def prepare_boot(ctx, run) -> Boot:
     backend = config["storage"]["backend"]
     spec = storage_spec(backend)
     access = spec.vm_access(config)
-    ref = publish(storage, bucket, pack(config, config.home / "bundles"))
+    ref = run_bundle(config, storage)
     log.info("run %s: bundle %s (%d bytes, %s)", run.run_id, ref.sha256[:12], ref.size, "reused" if ref.reused else "uploaded")
     expires = int(config["timeouts"]["boot"])
     by_url = access.identity is None

@@ -148,3 +148,21 @@ def pack(config, out_dir: str | Path) -> Bundle:
     path = out_dir / f"{digest}.tar.gz"
     path.write_bytes(data)
     return Bundle(path=path, sha256=digest, size=len(data), manifest=manifest)
+
+
+def read_bundle(path: str | Path) -> Bundle:
+    """A bundle archive written by :func:`pack` (e.g. by ``ephemera bundle pack``), read back;
+    ConfigError if it is not one."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            member = tar.extractfile("manifest.json")
+            manifest = json.loads(member.read()) if member is not None else None
+    except (OSError, tarfile.TarError, KeyError, ValueError) as exc:
+        raise ConfigError("bundle", f"'{path}' is not a run bundle ({type(exc).__name__})",
+                          "give the .tar.gz that `ephemera bundle pack` wrote") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ConfigError("bundle", f"'{path}' has no bundle manifest of format {FORMAT}",
+                          "pack it again with this version: `ephemera bundle pack`")
+    return Bundle(path=path, sha256=hashlib.sha256(data).hexdigest(), size=len(data), manifest=manifest)

@@ -19,6 +19,8 @@ import os
 import zipfile
 from pathlib import Path
 
+from ephemera.errors import ConfigError
+
 DIST = "ephemera"
 PACKAGES = ("ephemera", "lithops_bridge")
 DATA_SUFFIXES = (".tf", ".tftpl")  # package data: the Terraform stacks
@@ -69,7 +71,9 @@ def installed_distribution() -> importlib.metadata.Distribution:
             return dist
     if found and found[0].read_text("PKG-INFO"):
         return found[0]
-    raise RuntimeError("Ephemera's distribution metadata is not installed; install Ephemera with pip")
+    raise ConfigError("workload.bundle", "Ephemera's distribution metadata is not installed here, so no run bundle can be packed "
+                      "(a deployed action has none)", "deploy with `ephemera deploy`, which publishes the bundle and sets "
+                      "workload.bundle, or publish one with `ephemera bundle publish` and set workload.bundle")
 
 
 def wheel_name() -> str:

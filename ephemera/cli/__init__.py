@@ -7,6 +7,7 @@
     ephemera invoke ACTION [k=v ...]  invoke an action by hand (apply, destroy, reap, status)
     ephemera config [--schema]        validate the config and print it (secrets masked), or its JSON Schema
     ephemera deploy ...               deploy to Code Engine or OpenWhisk
+    ephemera bundle pack|publish      the run bundle the VMs install, made or published by hand
     ephemera lithops-config RUN_ID    a Lithops config for a run's VMs
 """
 
@@ -103,6 +104,15 @@ def cmd_deploy(args) -> int:
     return deploy_main(args.rest)
 
 
+def cmd_bundle(args) -> int:
+    from ephemera.cli.bundle import cmd_pack, cmd_publish
+
+    config = _context(args).config
+    if args.action == "pack":
+        return cmd_pack(config, args.out, sys.stdout)
+    return cmd_publish(config, args.archive, sys.stdout)
+
+
 def cmd_lithops_config(args) -> int:
     from ephemera.cli.lithops_config import main as lithops_config_main
 
@@ -148,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("deploy", help="deploy actions, triggers and rules (code-engine, openwhisk)", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_deploy)
+
+    p = sub.add_parser("bundle", help="pack the run bundle, or publish it to the state bucket (for workload.bundle)")
+    p.add_argument("action", choices=("pack", "publish"))
+    p.add_argument("archive", nargs="?", help="publish: a bundle `ephemera bundle pack` wrote (default: pack one now)")
+    p.add_argument("--out", help="pack: the folder to write it into (default: <home>/bundles)")
+    p.set_defaults(func=cmd_bundle)
 
     p = sub.add_parser("lithops-config", help="write a Lithops config for a run's VMs")
     p.add_argument("run_id")

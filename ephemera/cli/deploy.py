@@ -26,6 +26,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable, TextIO
 
+from ephemera.bundle.pack import pack
+from ephemera.bundle.store import bound_config, publish_config_bundle, stored
 from ephemera.config import Config, load_config
 from ephemera.deploy import steps as steps_mod
 from ephemera.deploy.code_engine import SECRET, check_runtime, code_engine_plan
@@ -33,6 +35,7 @@ from ephemera.deploy.openwhisk import openwhisk_plan
 from ephemera.deploy.package import build_openwhisk_zip, build_source_bundle
 from ephemera.errors import EphemeraError
 from ephemera.files import write_private
+from ephemera.storage import get_storage
 
 Runner = Callable[[list[str]], int]
 DEFAULT_OUT = ".ephemera-build"
@@ -72,6 +75,33 @@ def _secret_dir(dry_run: bool, out_dir: Path) -> tuple[Path, bool]:
     return Path(tempfile.mkdtemp(prefix="ephemera-deploy-")), True  # mode 0700
 
 
+def _bind_bundle(config: Config, args, out_dir: Path, out: TextIO) -> tuple[Config, list[steps_mod.Step]]:
+    """The config as deployed, with ``workload.bundle`` naming the published run bundle.
+
+    A deployed action has neither the workload folder nor an installed distribution to
+    pack one from, so the bundle is published from here: now, or -- for ``--dry-run``,
+    which changes nothing -- by the plan's first step, from the archive packed into DIR
+    (packing is reproducible: the hash bound is the hash published). The workload's
+    source and requirements-file paths are dropped from the deployed config: the bundle
+    carries them."""
+    if config["workload"]["bundle"]:  # pinned: it must be there (a dry run checks nothing remote)
+        if not args.dry_run:
+            stored(get_storage(config), config.state_bucket, config["workload"]["bundle"])
+        return config, []
+    first: list[steps_mod.Step] = []
+    if args.dry_run:
+        bundle = pack(config, out_dir / "bundles")
+        sha256, requirements = bundle.sha256, bundle.manifest["requirements"]
+        where = ["--config", str(Path(args.config).resolve())] if args.config else []
+        first.append(steps_mod.Step(f"the run bundle {sha256[:12]} in {config.state_bucket}",
+                                    [sys.executable, "-m", "ephemera.cli", *where, "bundle", "publish", str(bundle.path)]))
+    else:
+        ref = publish_config_bundle(config, get_storage(config))
+        sha256, requirements = ref.sha256, ref.requirements
+        _say(out)(f"run bundle {'already in' if ref.reused else 'published to'} {config.state_bucket}/{ref.key}")
+    return bound_config(config, sha256, requirements), first
+
+
 def _finish(plan_steps, args, out: TextIO, runner: Runner | None, out_dir: Path, secret_file: Path, header: list[str]) -> int:
     for line in header:
         print(line, file=out)
@@ -96,7 +126,8 @@ def deploy_openwhisk(args, out: TextIO, runner: Runner | None = None) -> int:
     try:
         param_file = secret_dir / "params.json"
         zip_path = out_dir / ZIP_NAME
-        plan_steps = openwhisk_plan(config, zip_path=str(zip_path), param_file=str(param_file), cli=cli)
+        config, first = _bind_bundle(config, args, out_dir, out)
+        plan_steps = first + openwhisk_plan(config, zip_path=str(zip_path), param_file=str(param_file), cli=cli)
         build_openwhisk_zip(zip_path, wheel_dir=out_dir / "wheels", say=_say(out))
         write_private(param_file, json.dumps({"config": config.to_dict(redact=False)}, default=str))
         header = [RETIRED] if "ibmcloud" in cli else []
@@ -117,7 +148,8 @@ def deploy_code_engine(args, out: TextIO, runner: Runner | None = None) -> int:
     try:
         env_file = secret_dir / f"{SECRET}.env"
         bundle = out_dir / "code-engine"
-        plan_steps = code_engine_plan(config, project=args.project, bundle_dir=str(bundle), env_file=str(env_file))
+        config, first = _bind_bundle(config, args, out_dir, out)
+        plan_steps = first + code_engine_plan(config, project=args.project, bundle_dir=str(bundle), env_file=str(env_file))
         warning = check_runtime(config["code_engine"]["runtime"])
         build_source_bundle(bundle, python=_python_of(config), wheel_dir=out_dir / "wheels", say=_say(out))
         config_json = json.dumps(config.to_dict(redact=False), separators=(",", ":"), default=str)

@@ -26,6 +26,7 @@ TRIGGER_KINDS = ("alarm", "object_write")
 DURATION_FIX = "write seconds or e.g. '30m', '4h'"
 WORKSPACE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 WORKSPACE_NAME_FIX = "use 1-63 lowercase letters, digits, '-' or '_', starting with a letter or digit"
+BUNDLE_HASH_RE = re.compile(r"^[0-9a-f]{64}$")
 LEGACY_WORKLOAD_PACKAGE = "workloads."  # the samples' import path before they moved under ephemera
 
 
@@ -116,6 +117,13 @@ def _requirements(value: Any) -> list[str] | str:
                   "e.g. requirements: ['scikit-learn>=1.3'] or requirements: requirements.txt")
 
 
+def _bundle_hash(value: Any) -> str:
+    value = _string(value).strip().lower()
+    if not BUNDLE_HASH_RE.match(value):
+        raise Invalid(f"'{value}' is not a bundle's SHA-256", "use the 64 hex digits `ephemera bundle publish` prints")
+    return value
+
+
 def _patterns(value: Any) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(p, str) and p.strip() for p in value):
         raise Invalid("expected a list of glob patterns", "e.g. ignore: ['data/', '*.ckpt']")
@@ -146,6 +154,8 @@ Requirements = Annotated[Any, Label("list of requirements, or a requirements fil
     {"anyOf": [{"type": "string", "minLength": 1}, {"type": "array", "items": {"type": "string", "minLength": 1}}]})]
 Patterns = Annotated[list, Label("list of glob patterns"), BeforeValidator(_patterns), WithJsonSchema(
     {"type": "array", "items": {"type": "string", "minLength": 1}})]
+BundleHash = Annotated[str, Label("SHA-256"), BeforeValidator(_bundle_hash), WithJsonSchema(
+    {"type": "string", "pattern": BUNDLE_HASH_RE.pattern})]
 TriggerPrefix = Annotated[str, Label("key prefix"), BeforeValidator(lambda v: _string(v).lstrip("/")), WithJsonSchema(_STRING)]
 
 
@@ -177,6 +187,7 @@ class WorkloadSection(Section):
     source: Optional[str] = Field(None, description="a folder or file with the workload's code, shipped in the run bundle; relative to the config file")
     requirements: Requirements = Field(default_factory=list, description="what the workload needs on the VMs: requirements, or a requirements file (relative to the config file)")
     ignore: Patterns = Field(default_factory=list, description="glob patterns of workload.source files to leave out (with .git, __pycache__, .venv, *.pyc)")
+    bundle: Optional[BundleHash] = Field(None, description="a published run bundle's SHA-256 (ephemera bundle publish; ephemera deploy sets it): VMs install it instead of one packed at apply, which a deployed action cannot do")
     params: dict = Field(default_factory=dict, description="parameters handed to the workload (ctx.params)")
     output_bucket: Optional[BucketName] = Field(None, description="where outputs and the marker go; defaults to storage.bucket")
     output_prefix: KeyPrefix = Field("outputs", description="outputs go to <output_bucket>/<output_prefix>/<run_id>/")

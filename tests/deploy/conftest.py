@@ -56,7 +56,16 @@ def values(cmd: list[str], name: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def example_path(tmp_path) -> Path:
+def example_path(tmp_path, s3_endpoint, unique_bucket) -> Path:
+    """The example as a file, its COS endpoint a local S3 server with a fresh state bucket
+    (a deploy publishes the run bundle there)."""
+    from ephemera.storage import get_storage
+
+    data = example()
+    data["ibm_cos"]["endpoint"] = s3_endpoint
+    data["storage"]["bucket"] = unique_bucket
+    data["home"] = str(tmp_path / "home")
+    get_storage(data).create_bucket(unique_bucket)
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(example()))
+    path.write_text(yaml.safe_dump(data))
     return path

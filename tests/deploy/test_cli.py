@@ -71,6 +71,20 @@ def _file_of(option: str):
     return seen, inspect
 
 
+def _bound_bundle_is_published(config: dict) -> None:
+    """The deployed config names the run bundle by hash, it is in the state bucket (as the
+    action's apply will look for it), and no operator-machine path is left in it."""
+    from ephemera.bundle.store import stored
+    from ephemera.config import load_config
+    from ephemera.storage import get_storage
+
+    sha256 = config["workload"]["bundle"]
+    assert sha256 and config["workload"]["source"] is None
+    loaded = load_config(config)
+    ref = stored(get_storage(loaded), loaded.state_bucket, sha256)
+    assert ref.wheel.startswith("ephemera-") and ref.size > 0
+
+
 def _no_secrets(*texts: str) -> None:
     for secret in SECRET_VALUES:
         for text in texts:
@@ -106,7 +120,8 @@ def test_openwhisk_dry_run_writes_a_plan_that_replays_as_printed(example_path, o
     assert cli.main(["openwhisk", "--dry-run", "--config", str(example_path), "--out", str(out)], out=printed) == 0
     text = printed.getvalue()
     cmds = commands(text)
-    param_file = Path(cmds[0][cmds[0].index("--param-file") + 1])
+    package = next(c for c in cmds if "--param-file" in c)
+    param_file = Path(package[package.index("--param-file") + 1])
     zip_path = Path(next(c for c in cmds if c[1:3] == ["action", "update"])[4])
     assert param_file.parent == out and stat.S_IMODE(param_file.stat().st_mode) == 0o600
     assert stat.S_IMODE(out.stat().st_mode) == 0o700
@@ -122,9 +137,10 @@ def test_openwhisk_dry_run_writes_a_plan_that_replays_as_printed(example_path, o
                                   "for a in \"$@\"; do case \"$a\" in /*.json|/*.zip) test -r \"$a\" || exit 3;; esac; done\n"
                                   "[ \"$2\" = get ] && exit 1; exit 0\n")
     (fake_bin / "wsk").chmod(0o755)
-    done = subprocess.run(["bash", str(out / "plan.sh")], capture_output=True, text=True, timeout=60,
+    done = subprocess.run(["bash", str(out / "plan.sh")], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}"})
     assert done.returncode == 0, done.stderr
+    _bound_bundle_is_published(json.loads(param_file.read_text())["config"])  # the plan's first step published it
     called = log.read_text().splitlines()
     assert sum(1 for c in called if c.startswith("action update")) == 4
     assert sum(1 for c in called if c.startswith("rule update")) == 3
@@ -139,6 +155,7 @@ def test_openwhisk_run_binds_config_through_a_private_param_file(example_path, o
     assert code == 0, printed.getvalue()
     assert seen["mode"] == 0o600
     assert json.loads(seen["text"])["config"]["ibm_cos"]["secret_access_key"] == SECRET_VALUES[1]  # the real value, in the file only
+    _bound_bundle_is_published(json.loads(seen["text"])["config"])
     assert not Path(seen["path"]).exists()  # removed afterwards
     assert all(c[0] == "wsk" for c in runner.commands)  # wsk is the default CLI
     names = [c[1:4] for c in runner.commands if c[1] == "trigger"]
@@ -152,7 +169,9 @@ def test_ibm_cloud_functions_only_by_flag_with_a_retirement_note(example_path, o
     assert cli.main(["openwhisk", "--dry-run", "--cli", "ibmcloud fn", "--config", str(example_path), "--out", str(out)],
                     out=printed) == 0
     assert "IBM Cloud Functions is retired" in printed.getvalue()
-    assert all(c[:2] == ["ibmcloud", "fn"] for c in commands(printed.getvalue()))
+    cmds = commands(printed.getvalue())
+    assert cmds[0][-3:-1] == ["bundle", "publish"]  # the run bundle, then only `ibmcloud fn` commands
+    assert all(c[:2] == ["ibmcloud", "fn"] for c in cmds[1:])
 
 
 def test_functions_create_sh_defaults_to_wsk(example_path, out):
@@ -160,7 +179,7 @@ def test_functions_create_sh_defaults_to_wsk(example_path, out):
                           capture_output=True, text=True, timeout=600, env={**os.environ, "EPHEMERA_PYTHON": sys.executable})
     assert done.returncode == 0, done.stderr
     cmds = commands(done.stdout)
-    assert cmds[0][:3] == ["wsk", "package", "update"]
+    assert cmds[0][-3:-1] == ["bundle", "publish"] and cmds[1][:3] == ["wsk", "package", "update"]
     assert sum(1 for c in cmds if c[1:3] == ["action", "update"]) == 4
     _no_secrets(done.stdout, done.stderr)
 
@@ -173,6 +192,7 @@ def test_code_engine_run_uses_an_env_file_secret(example_path, out):
     assert seen["mode"] == 0o600
     name, _, value = seen["text"].strip().partition("=")
     assert name == "EPHEMERA_CONFIG_JSON" and json.loads(value)["ibm"]["iam_api_key"] == SECRET_VALUES[2]
+    _bound_bundle_is_published(json.loads(value))
     assert "\n" not in seen["text"].strip()  # one unquoted KEY=VALUE line
     verbs = [(c[2], c[3], c[5]) for c in runner.commands if c[2] == "fn" and c[3] in ("create", "update")]
     assert ("fn", "update", "ephemera-apply") in verbs and ("fn", "create", "ephemera-reap") in verbs

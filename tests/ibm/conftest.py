@@ -56,6 +56,18 @@ def cos_config(ibm_config, s3_endpoint, tmp_path, unique_bucket) -> dict:
     return config
 
 
+def deployed(config: dict) -> dict:
+    """``config`` as ``ephemera deploy`` binds it into the actions: the run bundle
+    published to its state bucket, ``workload.bundle`` naming it."""
+    from ephemera.bundle.store import bound_config, publish_config_bundle
+    from ephemera.config import load_config
+    from ephemera.storage import get_storage
+
+    loaded = load_config(config)
+    ref = publish_config_bundle(loaded, get_storage(loaded))
+    return bound_config(loaded, ref.sha256, ref.requirements).to_dict(redact=False)
+
+
 @pytest.fixture
 def restore_http_debug():
     """The SDK turns on http.client debugging when DEBUG logging is on at construction."""

@@ -36,7 +36,7 @@ from ephemera.deploy.package import build_source_bundle
 from ephemera.model import marker as markers
 from ephemera.model.ledger import Ledger
 from ephemera.storage import get_storage
-from tests.ibm.conftest import SECRETS
+from tests.ibm.conftest import SECRETS, deployed
 
 pytestmark = pytest.mark.slow
 DRIVER = '''import importlib.util, json, os, sys
@@ -66,11 +66,12 @@ def installed(tmp_path_factory):
 
 @pytest.fixture
 def cloud_config(cos_config) -> dict:
-    return {**cos_config,
-            "triggers": [{"name": "nightly", "kind": "alarm", "cron": "0 2 * * *", "timezone": "Europe/Madrid",
-                          "payload": {"params": {"folds": 3}}},
-                         {"name": "done", "kind": "object_write", "prefix": "outputs/", "suffix": "_SUCCESS.json"}],
-            "rules": [{"trigger": "nightly", "action": "apply"}, {"trigger": "done", "action": "destroy"}]}
+    """What the deploy binds: the run bundle published beforehand (an action can pack none)."""
+    return deployed({**cos_config,
+                    "triggers": [{"name": "nightly", "kind": "alarm", "cron": "0 2 * * *", "timezone": "Europe/Madrid",
+                                  "payload": {"params": {"folds": 3}}},
+                                 {"name": "done", "kind": "object_write", "prefix": "outputs/", "suffix": "_SUCCESS.json"}],
+                    "rules": [{"trigger": "nightly", "action": "apply"}, {"trigger": "done", "action": "destroy"}]})
 
 
 def _env(config: dict, action: str) -> dict:

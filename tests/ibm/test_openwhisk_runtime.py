@@ -29,7 +29,7 @@ from ephemera.model import marker as markers
 from ephemera.model.ledger import Ledger
 from ephemera.storage import get_storage
 from tests.fakes.openwhisk_runtime import OpenWhiskContainer, image_python
-from tests.ibm.conftest import SECRETS
+from tests.ibm.conftest import SECRETS, deployed
 
 pytestmark = pytest.mark.slow
 
@@ -60,11 +60,12 @@ def action_zip(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def cloud_config(cos_config) -> dict:
-    return {**cos_config,
-            "triggers": [{"name": "nightly", "kind": "alarm", "cron": "0 2 * * *", "timezone": "Europe/Madrid"},
-                         {"name": "done", "kind": "object_write", "prefix": "outputs/", "suffix": ["_SUCCESS.json", "_FAILURE.json"]}],
-            "rules": [{"trigger": "nightly", "action": "apply", "params": {"params": {"folds": 3}}},
-                      {"trigger": "done", "action": "destroy"}]}
+    """What the deploy binds: the run bundle published beforehand (an action can pack none)."""
+    return deployed({**cos_config,
+                    "triggers": [{"name": "nightly", "kind": "alarm", "cron": "0 2 * * *", "timezone": "Europe/Madrid"},
+                                 {"name": "done", "kind": "object_write", "prefix": "outputs/", "suffix": ["_SUCCESS.json", "_FAILURE.json"]}],
+                    "rules": [{"trigger": "nightly", "action": "apply", "params": {"params": {"folds": 3}}},
+                              {"trigger": "done", "action": "destroy"}]})
 
 
 def _payload(config: dict, trigger: str) -> dict:
@@ -122,6 +123,20 @@ def test_alarm_then_cos_changes_then_destroyed(containers, cloud_config, schemat
     reaped = containers("reap").run({})
     assert reaped.get("ok"), reaped
     _secretless(applied, unrelated, done, reaped, apply.stderr(), destroy.stderr())
+
+
+def test_an_action_bound_without_a_published_bundle_names_the_fix(containers, cos_config, schematics):
+    """The runtime holds the zip, not an installed Ephemera distribution nor the
+    workload's folder, so an action can pack no run bundle: a config bound by hand
+    without ``workload.bundle`` fails the run with that key and its fix, and no
+    Schematics job is started."""
+    apply = containers("apply", bound={"config": cos_config})
+    result = apply.run({"ephemera_kind": "manual", "idempotency_key": "no-bundle"})
+    error = result["error"]
+    assert error["code"] == "CONFIG_INVALID" and "workload.bundle" in error["message"], result
+    assert "ephemera deploy" in error["message"]
+    assert not [c for c in schematics.calls("PUT") if c.path.endswith(("/apply", "/destroy"))]  # nothing applied
+    _secretless(result, apply.stderr())
 
 
 def test_marker_scan_alarm_finds_the_marker(containers, cloud_config):

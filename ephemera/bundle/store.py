@@ -1,0 +1,108 @@
+"""Run bundles in the state bucket: published once per content hash, found by it.
+
+A bundle is stored as ``ephemera/bundles/<sha256>.tar.gz`` next to its manifest
+``ephemera/bundles/<sha256>.json`` (what it holds, its size and key), so an action can
+name a bundle without reading the archive. Two ways a run gets its bundle:
+
+- **packed at apply** (the default on a workstation): ``apply`` packs
+  ``workload.source`` with Ephemera's wheel built from the installation it runs in,
+  and publishes it (an equal bundle already there is reused);
+- **published beforehand** (``workload.bundle: <sha256>``): a deployed action has no
+  workload folder and no installed distribution to build a wheel from, so
+  ``ephemera deploy`` (or ``ephemera bundle publish``) publishes the bundle from the
+  operator's machine and binds its hash into the deployed config; ``apply`` then
+  only checks that it is there.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ephemera import layout
+from ephemera.bundle.pack import Bundle, pack, read_bundle
+from ephemera.errors import ConfigError, NoSuchKeyError
+from ephemera.storage.base import Storage
+
+MANIFEST_FORMAT = 1
+PUBLISH_FIX = "publish it to this state bucket with `ephemera bundle publish` (ephemera deploy does it), or unset workload.bundle"
+
+
+@dataclass(frozen=True)
+class BundleRef:
+    """The bundle a run's VMs install, as the run record keeps it."""
+
+    key: str  # its key in the state bucket
+    sha256: str  # content hash of the archive
+    size: int  # bytes
+    wheel: str  # Ephemera's wheel inside it
+    requirements: list = field(default_factory=list)  # the workload's declared requirements
+    source_files: int = 0  # files of workload.source it carries
+    reused: bool = False  # it was in the bucket already (published by a deploy or an earlier run)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _ref(bundle_key: str, sha256: str, size: int, manifest: dict, reused: bool) -> BundleRef:
+    return BundleRef(key=bundle_key, sha256=sha256, size=size, wheel=manifest["wheel"],
+                     requirements=list(manifest["requirements"]), source_files=len(manifest["source_files"]), reused=reused)
+
+
+def publish(storage: Storage, bucket: str, bundle: Bundle) -> BundleRef:
+    """Store the bundle and its manifest under its hash unless an equal one is there already.
+
+    The archive is written before the manifest, so a manifest names a complete bundle."""
+    key = layout.bundle_key(bundle.sha256)
+    try:
+        reused = storage.head(bucket, key).size == bundle.size
+    except NoSuchKeyError:
+        reused = False
+    if not reused:
+        storage.put(bucket, key, bundle.path.read_bytes())
+    document = {"format": MANIFEST_FORMAT, "key": key, "sha256": bundle.sha256, "size": bundle.size, "manifest": bundle.manifest}
+    storage.put(bucket, layout.bundle_manifest_key(bundle.sha256), json.dumps(document, sort_keys=True).encode())
+    return _ref(key, bundle.sha256, bundle.size, bundle.manifest, reused)
+
+
+def stored(storage: Storage, bucket: str, sha256: str) -> BundleRef:
+    """The published bundle ``sha256``; ConfigError naming ``workload.bundle`` if it is not
+    (completely) in the state bucket."""
+    try:
+        document = json.loads(storage.get(bucket, layout.bundle_manifest_key(sha256)))
+        size = storage.head(bucket, layout.bundle_key(sha256)).size
+    except NoSuchKeyError:
+        raise ConfigError("workload.bundle", f"bundle {sha256[:12]}... is not in the state bucket '{bucket}'", PUBLISH_FIX) from None
+    except ValueError:
+        raise ConfigError("workload.bundle", f"the manifest of bundle {sha256[:12]}... is not JSON", PUBLISH_FIX) from None
+    if size != document.get("size"):
+        raise ConfigError("workload.bundle", f"bundle {sha256[:12]}... holds {size} bytes, its manifest says {document.get('size')}",
+                          PUBLISH_FIX)
+    return _ref(layout.bundle_key(sha256), sha256, size, document["manifest"], True)
+
+
+def run_bundle(config, storage: Storage) -> BundleRef:
+    """The bundle for a run of ``config``: the published one it names, or one packed now."""
+    sha256 = config["workload"]["bundle"]
+    if sha256:
+        return stored(storage, config.state_bucket, sha256)
+    return publish(storage, config.state_bucket, pack(config, config.home / "bundles"))
+
+
+def bound_config(config, sha256: str, requirements: list[str]):
+    """``config`` as deployed: ``workload.bundle`` names the published bundle, and the
+    workload's source and requirements-file paths (of the operator's machine) are
+    replaced by what the bundle carries."""
+    from ephemera.config import load_config
+
+    data = config.to_dict(redact=False)
+    data["workload"].update(bundle=sha256, source=None, requirements=list(requirements))
+    return load_config(data)
+
+
+def publish_config_bundle(config, storage: Storage, archive: str | Path | None = None) -> BundleRef:
+    """Publish the bundle of ``config`` (packed now, or the archive ``ephemera bundle pack``
+    wrote) to its state bucket: what a deploy binds as ``workload.bundle``."""
+    bundle = read_bundle(archive) if archive is not None else pack(config, config.home / "bundles")
+    return publish(storage, config.state_bucket, bundle)

@@ -1,0 +1,32 @@
+"""``ephemera bundle pack|publish``: the run bundle, made and published by hand.
+
+    ephemera bundle pack [--out DIR]      pack the config's bundle into DIR; print its hash and file
+    ephemera bundle publish [ARCHIVE]     publish it (packed now, or the ARCHIVE pack wrote) to the
+                                          state bucket; print the hash to set as workload.bundle
+
+``ephemera deploy`` publishes the bundle itself; these are for a pinned bundle
+(``workload.bundle``) and for the plan of ``ephemera deploy --dry-run``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TextIO
+
+from ephemera.bundle.pack import pack
+from ephemera.bundle.store import publish_config_bundle
+from ephemera.storage import get_storage
+
+
+def cmd_pack(config, out_dir: str | None, out: TextIO) -> int:
+    bundle = pack(config, Path(out_dir) if out_dir else config.home / "bundles")
+    print(f"{bundle.sha256}  {bundle.path}  ({bundle.size} bytes, {len(bundle.manifest['source_files'])} source files)", file=out)
+    return 0
+
+
+def cmd_publish(config, archive: str | None, out: TextIO) -> int:
+    ref = publish_config_bundle(config, get_storage(config), archive)
+    how = "already there" if ref.reused else "uploaded"
+    print(f"# bundle {how}: {config.state_bucket}/{ref.key} ({ref.size} bytes); set workload.bundle to it", file=out)
+    print(ref.sha256, file=out)
+    return 0

@@ -1,0 +1,104 @@
+"""Published run bundles (``workload.bundle``): what a deployed action names instead of
+packing, on the local storage; and ``ephemera bundle pack|publish``."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import pytest
+
+from ephemera import layout
+from ephemera.actions import apply
+from ephemera.bundle.pack import pack, read_bundle
+from ephemera.bundle.store import bound_config, publish, stored
+from ephemera.cli import main as cli_main
+from ephemera.config import load_config
+from ephemera.context import Context
+from ephemera.errors import ConfigError
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "train-digits"
+
+
+@pytest.fixture
+def config(local_config):
+    return load_config(local_config(workload={"source": str(EXAMPLE), "entry": "train:main",
+                                              "requirements": str(EXAMPLE / "requirements.txt")}))
+
+
+def test_a_published_bundle_is_found_by_its_hash_with_what_it_holds(config, tmp_path):
+    ctx = Context(config)
+    bundle = pack(config, tmp_path)
+    first = publish(ctx.storage, config.state_bucket, bundle)
+    assert not first.reused and first.key == layout.bundle_key(bundle.sha256)
+    found = stored(ctx.storage, config.state_bucket, bundle.sha256)
+    assert found == type(first)(**{**first.to_dict(), "reused": True})
+    assert found.requirements == ["scikit-learn>=1.3"] and found.source_files == 4
+    assert publish(ctx.storage, config.state_bucket, bundle).reused  # equal content is stored once
+
+
+def test_a_bundle_that_is_not_there_or_is_cut_short_names_workload_bundle(config, tmp_path):
+    ctx = Context(config)
+    with pytest.raises(ConfigError) as missing:
+        stored(ctx.storage, config.state_bucket, "0" * 64)
+    assert missing.value.field == "workload.bundle" and "ephemera bundle publish" in missing.value.message
+    bundle = pack(config, tmp_path)
+    publish(ctx.storage, config.state_bucket, bundle)
+    ctx.storage.put(config.state_bucket, layout.bundle_key(bundle.sha256), b"truncated")
+    with pytest.raises(ConfigError, match="holds 9 bytes"):
+        stored(ctx.storage, config.state_bucket, bundle.sha256)
+
+
+@pytest.mark.parametrize("value", ["abc", "g" * 64, "0" * 63, 5])
+def test_the_config_takes_only_a_sha256(local_config, value):
+    with pytest.raises(ConfigError) as err:
+        load_config(local_config(workload={"bundle": value}))
+    assert err.value.field == "workload.bundle"
+
+
+def test_a_pinned_bundle_that_was_never_published_fails_the_apply_and_applies_nothing(local_config):
+    config = load_config(local_config(workload={"bundle": "ab" * 32}))
+    result = apply.main({"config": config.to_dict(redact=False)})
+    assert result["state"] in ("APPLY_FAILED", "DESTROYED") and "workload.bundle" in result["error"]["message"], result
+    workspaces = Context(config).config.home / "workspaces"
+    assert not list(workspaces.glob("*/terraform.tfstate")), "nothing may be applied without the bundle"
+
+
+def test_bound_config_drops_the_operator_paths(config, tmp_path):
+    bundle = pack(config, tmp_path)
+    bound = bound_config(config, bundle.sha256, bundle.manifest["requirements"])
+    assert bound["workload"]["bundle"] == bundle.sha256 and bound["workload"]["source"] is None
+    assert bound["workload"]["requirements"] == ["scikit-learn>=1.3"]
+    assert config["workload"]["source"] == str(EXAMPLE)  # the operator's config is not changed
+
+
+def _cli(*argv: str) -> str:
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert cli_main(list(argv)) == 0
+    return out.getvalue()
+
+
+def test_cli_pack_then_publish_the_archive_gives_the_same_hash(config, tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config.to_dict(redact=False)))
+    packed = _cli("--config", str(path), "bundle", "pack", "--out", str(tmp_path / "b")).split()
+    sha256, archive = packed[0], packed[1]
+    assert Path(archive).name == f"{sha256}.tar.gz"
+    published = _cli("--config", str(path), "bundle", "publish", archive).splitlines()
+    assert published[-1] == sha256 and "set workload.bundle" in published[0]
+    assert _cli("--config", str(path), "bundle", "publish").splitlines()[-1] == sha256  # packing is reproducible
+    assert stored(Context(config).storage, config.state_bucket, sha256).source_files == 4
+
+
+def test_publishing_a_file_that_is_no_bundle_is_refused(config, tmp_path):
+    junk = tmp_path / "junk.tar.gz"
+    with tarfile.open(junk, "w:gz") as tar:
+        tar.addfile(tarfile.TarInfo("hello.txt"))
+    for path in (junk, tmp_path / "missing.tar.gz"):
+        with pytest.raises(ConfigError) as err:
+            read_bundle(path)
+        assert err.value.field == "bundle" and "ephemera bundle pack" in err.value.message
