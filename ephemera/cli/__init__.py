@@ -3,6 +3,7 @@
     ephemera demo                     the whole flow locally, in a fresh home
     ephemera up                       run the config's triggers and rules until stopped
     ephemera runs [show RUN_ID]       the runs ledger, or one run's timeline
+    ephemera logs RUN_ID [--follow]   a run's action, engine and VM logs, interleaved
     ephemera activations              what the local runtime invoked, newest first
     ephemera invoke ACTION [k=v ...]  invoke an action by hand (apply, destroy, reap, status)
     ephemera config [--schema]        validate the config and print it (secrets masked), or its JSON Schema
@@ -131,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id", nargs="?")
     p.add_argument("--open", action="store_true", help="only runs not yet DESTROYED")
     p.set_defaults(func=cmd_runs)
+
+    from ephemera.cli.logs import add_arguments as add_logs_arguments, cmd_logs
+
+    p = sub.add_parser("logs", help="a run's logs: actions, engine jobs, each VM's boot, agent and workload")
+    add_logs_arguments(p)
+    p.set_defaults(func=cmd_logs)
 
     p = sub.add_parser("activations", help="list action invocations of the local runtime")
     add_activations_arguments(p)

@@ -117,7 +117,9 @@ def boot_vm(boot_file: Path, root: Path, pid_file: str | None = None) -> list[st
 
 
 def main(boot_file: str, root: str, pid_file: str | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
+    from ephemera.vm.logship import log_to_stdout
+
+    log_to_stdout()
     cmd = boot_vm(Path(boot_file).resolve(), Path(root), pid_file)
     if isinstance(cmd, int):
         return cmd

@@ -281,6 +281,11 @@ class SchematicsEngine:
 
     def _log_tail(self, activity_id: str, act: dict, state: str) -> str:
         """The last lines of the activity's Terraform log, or its messages if the log is unavailable."""
+        lines = self._log_lines(activity_id, act, state, self.settings.log_tail_lines)
+        return self._clean("\n".join(lines[-self.settings.log_tail_lines :]))
+
+    def _log_lines(self, activity_id: str, act: dict, state: str, limit: int | None) -> list[str]:
+        """The activity's messages, then its Terraform log (the last ``limit`` lines of it, or all)."""
         lines: list[str] = [f"Schematics activity {activity_id}: {state}"]
         for msg in act.get("message") or []:
             lines.append(str(msg))
@@ -291,13 +296,19 @@ class SchematicsEngine:
             logs = self._call("get activity logs", self._client().get_workspace_activity_logs, self.settings.workspace_id, activity_id)
             for tpl in (logs or {}).get("templates") or []:
                 if tpl.get("log_url"):
-                    lines.extend(self._fetch_log(tpl["log_url"]))
+                    lines.extend(self._fetch_log(tpl["log_url"], limit))
         except EngineError as exc:
             lines.append(f"(activity log unavailable: {exc.message})")
-        tail = "\n".join(line.rstrip() for line in lines if line.strip())
-        return self._clean("\n".join(tail.splitlines()[-self.settings.log_tail_lines :]))
+        return "\n".join(line.rstrip() for line in lines if line.strip()).splitlines()
 
-    def _fetch_log(self, url: str) -> list[str]:
+    def activity_log(self, activity: Activity) -> str:
+        """The activity's whole job log (:class:`~ephemera.engines.base.ActivityLogs`), scrubbed."""
+        if activity.id.startswith("noop-"):
+            return activity.log_tail
+        act = self._call("get activity", self._client().get_workspace_activity, self.settings.workspace_id, activity.id)
+        return self._clean("\n".join(self._log_lines(activity.id, act, str(act.get("status") or "").upper(), None)))
+
+    def _fetch_log(self, url: str, limit: int | None = None) -> list[str]:
         """GET a Schematics log URL with the IAM token; only on the service's own host or IBM Cloud."""
         host = urlparse(url).hostname or ""
         if host != urlparse(self.settings.service_url).hostname and not host.endswith(".cloud.ibm.com"):
@@ -311,7 +322,8 @@ class SchematicsEngine:
             return [f"(activity log not fetched: {type(exc).__name__})"]
         if response.status_code != 200:
             return [f"(activity log not fetched: HTTP {response.status_code})"]
-        return response.text.splitlines()[-self.settings.log_tail_lines :]
+        lines = response.text.splitlines()
+        return lines if limit is None else lines[-limit:]
 
     def outputs(self, workspace: str) -> dict:
         self._check(workspace)

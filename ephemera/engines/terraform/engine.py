@@ -19,7 +19,9 @@ A live agent in a run folder of the workspace that the state does not name (an a
 killed before it saved its state) is one of the workspace's resources,
 ``orphan_agent:<run_id>/<pid file>:<pid>``; destroy stops it. The engine is an
 :class:`~ephemera.engines.base.OrphanSweeper`: its workspaces are its working
-directories, a workspace's owner is the run id it was last applied for.
+directories, a workspace's owner is the run id it was last applied for; and an
+:class:`~ephemera.engines.base.ActivityLogs`: an activity's whole output is kept (in
+memory, scrubbed) until the run's logs take it.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class TerraformEngine:
         self.settings = settings
         self.runner = runner or make_runner(settings.binary)
         self.scrubber = Scrubber(config.secret_values())
+        self._logs: dict[str, str] = {}  # activity id -> its whole output, until read once
 
     @classmethod
     def from_config(cls, config: Config) -> "TerraformEngine":
@@ -122,6 +125,10 @@ class TerraformEngine:
 
     def status(self, activity: Activity) -> Activity:
         return Activity(**vars(activity))  # local activities finish before apply/destroy return
+
+    def activity_log(self, activity: Activity) -> str:
+        """The whole Terraform output of an activity run by this engine object (read once)."""
+        return self._logs.pop(activity.id, activity.log_tail)
 
     def outputs(self, workspace: str) -> dict:
         state = self._state(workspace)
@@ -256,6 +263,7 @@ class TerraformEngine:
                     shutil.rmtree(vm / folder, ignore_errors=True)
 
     def _finish(self, activity: Activity, code: int, output: str) -> Activity:
+        self._logs[activity.id] = self.scrubber.scrub(output.strip())
         tail = self.scrubber.scrub("\n".join(output.strip().splitlines()[-LOG_TAIL_LINES:]))
         if code != 0 and any(marker in output for marker in _LOCK_MARKERS):
             raise WorkspaceBusyError("the workspace state is locked by another Terraform run; try again later", log_tail=tail)
