@@ -38,7 +38,9 @@ def cmd_runs(args) -> int:
             return 2
         print(run_details(ctx, ctx.ledger.get(args.run_id)))
     else:
-        print(runs_table(ctx, include_destroyed=not args.open))
+        from ephemera.cli.logs import since_time
+
+        print(runs_table(ctx, include_destroyed=not args.open, since=since_time(args.since)))
     return 0
 
 
@@ -131,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", nargs="?", choices=("list", "show"), default="list")
     p.add_argument("run_id", nargs="?")
     p.add_argument("--open", action="store_true", help="only runs not yet DESTROYED")
+    p.add_argument("--since", help="only runs created since: a duration back from now (7d, 12h) or an ISO time; adds totals by workspace")
     p.set_defaults(func=cmd_runs)
 
     from ephemera.cli.logs import add_arguments as add_logs_arguments, cmd_logs

@@ -107,3 +107,6 @@ def check_logs_after_the_vms_are_gone(demo_home, capsys):
     assert any("digits CV: mean accuracy" in line for line in workload), out
     assert any(re.match(stamp + "engine ", line) for line in out) and any(re.match(stamp + "action ", line) for line in out)
     assert any(re.match(stamp + r"vm0 boot ", line) for line in out)
+    assert main(["--config", config, "runs"]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert "COST" in listing[0].split() and "0.0000 USD" in listing[1]  # a local run: zero, with its VM-seconds in `runs show`
