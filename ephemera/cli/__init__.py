@@ -4,6 +4,7 @@
     ephemera up                       run the config's triggers and rules until stopped
     ephemera runs [show RUN_ID]       the runs ledger, or one run's timeline
     ephemera logs RUN_ID [--follow]   a run's action, engine and VM logs, interleaved
+    ephemera plan                     what an apply would create, and its estimated cost
     ephemera activations              what the local runtime invoked, newest first
     ephemera invoke ACTION [k=v ...]  invoke an action by hand (apply, destroy, reap, status)
     ephemera config [--schema]        validate the config and print it (secrets masked), or its JSON Schema
@@ -141,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("logs", help="a run's logs: actions, engine jobs, each VM's boot, agent and workload")
     add_logs_arguments(p)
     p.set_defaults(func=cmd_logs)
+
+    from ephemera.cli.plan import cmd_plan
+
+    p = sub.add_parser("plan", help="what an apply of the workspace would create, and its estimated cost; creates nothing")
+    p.add_argument("--log", action="store_true", help="also print the engine's whole plan output")
+    p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("activations", help="list action invocations of the local runtime")
     add_activations_arguments(p)

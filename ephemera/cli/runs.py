@@ -31,21 +31,13 @@ def last_heartbeat(ctx: Context, run: RunRecord) -> float | None:
         return None
 
 
-def stack_dir(ctx: Context):
-    """The folder of the config's stack, None if it is not one here (its default profile prices a run)."""
-    from ephemera.engines.terraform.config import resolve_stack
-
-    try:
-        return resolve_stack(ctx.config["workspace"]["stack"])
-    except EphemeraError:
-        return None
-
-
 def cost_of(ctx: Context, run: RunRecord, vms: list[dict] | None = None) -> RunCost:
     """The run's cost: final once DESTROYED, else so far (from what its VMs report)."""
     if not run.vm_seconds and vms is None and run.state != RunState.DESTROYED:
         vms = vm_reports_or_none(ctx, run)
-    return run_cost(run, ctx.config, vm_seconds(vms) if vms else None, stack_dir(ctx))
+    from ephemera.lifecycle.plan import stack_dir
+
+    return run_cost(run, ctx.config, vm_seconds(vms) if vms else None, stack_dir(ctx.config))
 
 
 def runs_table(ctx: Context, include_destroyed: bool = True, heartbeat_interval: float = HEARTBEAT_INTERVAL,

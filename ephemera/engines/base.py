@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+from ephemera.engines.plan import Plan
 from ephemera.model.runs import Activity
 
 
@@ -65,3 +66,12 @@ class ActivityLogs(Protocol):
 
     def activity_log(self, activity: Activity) -> str:
         """The activity's log (Terraform's output), scrubbed of secrets; "" if none."""
+
+
+@runtime_checkable
+class Planner(Protocol):
+    """An engine that can say what an apply would do, without doing it."""
+
+    def plan(self, workspace: str, run_id: str, variables: dict, secure_variables: dict) -> Plan:
+        """Plan the workspace with these variables and wait for the plan; create nothing.
+        EngineError (with the log tail) if the plan fails."""

@@ -50,6 +50,7 @@ from typing import Any, Callable
 from urllib.parse import urlparse
 
 from ephemera.config import Config, load_config
+from ephemera.engines.plan import Plan, parse_plan
 from ephemera.engines.schematics.config import REFRESH_TOKEN_CLIENT, SchematicsSettings
 from ephemera.engines.schematics.variables import variablestore
 from ephemera.errors import EngineError, WorkspaceBusyError
@@ -58,6 +59,8 @@ from ephemera.timeutil import now_iso
 from ephemera.secrets import SDK_SCRUBBER, Scrubber, guard_loggers
 
 log = logging.getLogger(__name__)
+PLAN_POLL_SECONDS = 5.0  # between polls of a plan job
+PLAN_POLLS = 120  # a plan job not done after 10 minutes is given up on
 
 TRANSIENT_STATUS = frozenset({429, 502, 503, 504})  # retried with backoff
 BUSY_STATUS = frozenset({409, 423})  # another job holds the workspace: try later
@@ -232,7 +235,8 @@ class SchematicsEngine:
 
     # -- WorkspaceEngine ----------------------------------------------------------------
 
-    def apply(self, workspace: str, run_id: str, variables: dict, secure_variables: dict) -> Activity:
+    def _set_inputs(self, workspace: str, run_id: str, variables: dict, secure_variables: dict):
+        """Put the run's variables in the workspace; the SDK service."""
         self._check(workspace)
         variables = {**variables, "run_id": run_id}
         for value in secure_variables.values():
@@ -242,9 +246,31 @@ class SchematicsEngine:
         template_id = self._template_id(ws)
         store = self._variablestore(ws, variables, secure_variables)
         self._call("update variables", service.replace_workspace_inputs, self.settings.workspace_id, template_id, variablestore=store)
+        return service
+
+    def apply(self, workspace: str, run_id: str, variables: dict, secure_variables: dict) -> Activity:
+        service = self._set_inputs(workspace, run_id, variables, secure_variables)
         token = self._refresh_token()
         result = self._call("start apply", service.apply_workspace_command, self.settings.workspace_id, token)
         return self._started("apply", result, run_id)
+
+    def plan(self, workspace: str, run_id: str, variables: dict, secure_variables: dict) -> Plan:
+        """A Schematics plan job (:class:`~ephemera.engines.base.Planner`), polled until it ends;
+        its log is the plan. The workspace's inputs are set as an apply would set them."""
+        service = self._set_inputs(workspace, run_id, variables, secure_variables)
+        token = self._refresh_token()
+        activity = self._started("plan", self._call("start plan", service.plan_workspace_command, self.settings.workspace_id, token), run_id)
+        for _ in range(PLAN_POLLS):
+            activity = self.status(activity)
+            if activity.done:
+                break
+            self._sleep(PLAN_POLL_SECONDS)
+        if not activity.done:
+            raise EngineError(f"schematics plan {activity.id} not finished after {PLAN_POLLS * PLAN_POLL_SECONDS:.0f}s", retryable=True)
+        text = self.activity_log(activity)
+        if activity.state == "FAILED":
+            raise EngineError(f"schematics plan {activity.id} failed", log_tail="\n".join(text.splitlines()[-self.settings.log_tail_lines:]))
+        return parse_plan(text)
 
     def destroy(self, workspace: str) -> Activity:
         self._check(workspace)

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from ephemera.config import Config
 from ephemera.engines.terraform.config import TerraformEngineConfig, engine_config
+from ephemera.engines.plan import Plan, parse_plan
 from ephemera.engines.terraform.runners import Runner, make_runner
 from ephemera.errors import EngineError, WorkspaceBusyError
 from ephemera.files import write_private
@@ -125,6 +126,31 @@ class TerraformEngine:
 
     def status(self, activity: Activity) -> Activity:
         return Activity(**vars(activity))  # local activities finish before apply/destroy return
+
+    def plan(self, workspace: str, run_id: str, variables: dict, secure_variables: dict) -> Plan:
+        """Plan in a scratch copy of the workspace (its state copied in, if any), removed
+        afterwards: no VM starts, no file of the workspace or of a run is written."""
+        scratch = self.settings.workspaces_dir.parent / "plans" / f"{workspace}-{uuid.uuid4().hex[:8]}"
+        try:
+            self._sync_stack(scratch)
+            state = self.workdir(workspace) / "terraform.tfstate"
+            if state.is_file():
+                shutil.copy2(state, scratch / "terraform.tfstate")
+            values = {**variables, **secure_variables}
+            declared = self.declared_variables()
+            if {"boot_dir", "agent_dir"} <= declared:  # the local stack: placeholders, nothing is booted by a plan
+                values.update(python=sys.executable, boot_dir=str(scratch / "vms"), agent_dir=str(scratch / "agents"))
+            write_private(scratch / TFVARS, json.dumps({k: v for k, v in values.items() if k in declared}, indent=1))
+            code, out = self.runner.run(scratch, "init")
+            if code == 0:
+                code, out = self.runner.run(scratch, "plan")
+            text = self.scrubber.scrub(out.strip())
+            if code != 0:
+                raise EngineError(f"terraform plan of workspace '{workspace}' failed (exit {code})",
+                                  log_tail="\n".join(text.splitlines()[-LOG_TAIL_LINES:]))
+            return parse_plan(text)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
     def activity_log(self, activity: Activity) -> str:
         """The whole Terraform output of an activity run by this engine object (read once)."""
