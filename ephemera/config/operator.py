@@ -9,9 +9,9 @@ its secret), so they are secrets, like the SMTP password.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Optional
 
-from pydantic import BeforeValidator, Field, WithJsonSchema
+from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 
 from ephemera.sections import Invalid, Label, Section, secret
 
@@ -104,6 +104,13 @@ class NotifySection(Section):
     link: Optional[str] = Field(None, description="the dashboard's base URL, put in notifications as a link to the run")
     timeout: float = Field(10.0, description="seconds all notifications of one transition may take in all; never longer")
     retries: int = Field(3, description="attempts per receiver on a transient error (connection refused or reset, timeout, HTTP 429/5xx, SMTP 4xx)")
+
+    @model_validator(mode="after")
+    def _email_complete(self) -> "NotifySection":
+        if self.smtp_host and not (self.email_from and self.email_to):
+            missing = "email_from" if not self.email_from else "email_to"
+            raise Invalid(f"smtp_host is set but {missing} is not", f"set notify.{missing}, or unset notify.smtp_host", at=(missing,))
+        return self
 
 
 OPERATOR_SECTIONS: dict[str, type[Section]] = {"cost": CostSection, "notify": NotifySection}

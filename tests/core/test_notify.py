@@ -189,7 +189,8 @@ def test_the_reaper_tells_once_when_a_run_needs_a_person(make_ctx, http):
 
 @pytest.mark.parametrize("notify, key", [({"webhook_url": "ftp://x"}, "notify.webhook_url"),
                                           ({"email_states": ["FAILD"]}, "notify.email_states"),
-                                          ({"email_to": ["not-an-address"]}, "notify.email_to")])
+                                          ({"email_to": ["not-an-address"]}, "notify.email_to"),
+                                          ({"smtp_host": "smtp.example.com", "email_to": ["a@example.com"]}, "notify.email_from")])
 def test_bad_notify_settings_name_the_key(local_config, notify, key):
     from ephemera.config import load_config
     from ephemera.errors import ConfigError

@@ -27,6 +27,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from ephemera.cli.dashboard import views
 from ephemera.context import Context
 from ephemera.errors import EphemeraError, RunNotFoundError
+from ephemera.model.logs import SOURCES
 
 log = logging.getLogger("ephemera.dashboard")
 TEMPLATES = Path(__file__).parent / "templates"
@@ -82,7 +83,7 @@ class Dashboard:
         source = query.get("source") or None
         worker = int(query["worker"]) if (query.get("worker") or "").isdigit() else None
         return self.page("logs.html", follow=query.get("follow") == "1",
-                         **views.logs_view(self.ctx, run_id, source if source in views.SOURCES else None, worker))
+                         **views.logs_view(self.ctx, run_id, source if source in SOURCES else None, worker))
 
     def render(self, path: str, query: dict) -> tuple[int, str, bytes]:
         for pattern, handler in self.routes:

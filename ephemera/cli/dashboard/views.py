@@ -13,7 +13,6 @@ from ephemera.cli.timeline_svg import timeline_svg
 from ephemera.context import Context
 from ephemera.lifecycle.reaper import MAX_DESTROY_ATTEMPTS
 from ephemera.model.cost import money
-from ephemera.model.logs import SOURCES
 from ephemera.model.runs import RunRecord, RunState
 from ephemera.timeutil import since
 from ephemera.triggers.activations import list_activations
