@@ -15,6 +15,7 @@ import base64
 import json
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import lru_cache
 from pathlib import Path
 
 from ephemera import layout
@@ -31,10 +32,15 @@ from ephemera.timeutil import now_utc
 
 def stack_dir(config) -> Path | None:
     """The folder of the config's stack, None where it is not one on this machine."""
+    return _stack_dir(config["workspace"]["stack"])
+
+
+@lru_cache(maxsize=16)
+def _stack_dir(stack: str) -> Path | None:
     from ephemera.engines.terraform.config import resolve_stack
 
     try:
-        return resolve_stack(config["workspace"]["stack"])
+        return resolve_stack(stack)
     except EphemeraError:
         return None
 
