@@ -10,7 +10,7 @@ from ephemera.context import Context
 from ephemera.errors import EphemeraError
 from ephemera.model.cost import RunCost, money, run_cost
 from ephemera.model.runs import ENDED_STATES, RunRecord, RunState
-from ephemera.timeutil import since
+from ephemera.timeutil import since as seconds_since
 from ephemera.vm.heartbeats import HEARTBEAT_INTERVAL, SILENT_BEATS, seconds_since_last
 from ephemera.vm.reports import PHASES, vm_reports, vm_seconds
 
@@ -52,7 +52,7 @@ def runs_table(ctx: Context, include_destroyed: bool = True, heartbeat_interval:
         if since is not None and datetime.fromisoformat(run.created_at) < since:
             continue
         end = run.entered_at(RunState.DESTROYED)
-        elapsed = (datetime.fromisoformat(end) - datetime.fromisoformat(run.created_at)).total_seconds() if end else since(run.created_at)
+        elapsed = (datetime.fromisoformat(end) - datetime.fromisoformat(run.created_at)).total_seconds() if end else seconds_since(run.created_at)
         vm = ""
         if run.state in (RunState.APPLYING, RunState.RUNNING):
             beat = last_heartbeat(ctx, run)

@@ -100,6 +100,10 @@ def test_runs_shows_cost_show_breaks_it_down_and_since_totals_by_workspace(ctx):
     local = next(line for line in totals if line.startswith("local "))
     assert "0.0000 USD" in local and "1m00s" in local
 
+    open_run = RunRecord(run_id="gpu-open", workspace="gpu", engine="terraform")  # an open run: its duration so far
+    ctx.ledger.create(open_run)
+    assert "gpu-open" in runs_table(ctx, since=now_utc() - timedelta(days=1)) and "so far" in runs_table(ctx)
+
     details = run_details(ctx, ctx.ledger.get("gpu-1"))
     assert f"cost: {hourly:,.2f} USD = 3600.0 VM-seconds x {hourly:g} USD/h (gx3-16x80x1l4, 1 GPU per instance)" in details
     assert f"idle: {hourly / 4:.4f} USD (900.0 s outside the workload)" in details and "estimate" in details
