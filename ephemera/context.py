@@ -35,7 +35,12 @@ class Context:
 
     @cached_property
     def ledger(self) -> Ledger:
-        return Ledger(self.storage, self.config.state_bucket, scrubber=self.scrubber)
+        return Ledger(self.storage, self.config.state_bucket, scrubber=self.scrubber, on_transition=self._on_transition)
+
+    def _on_transition(self, record, previous) -> None:
+        from ephemera.notify import on_transition
+
+        on_transition(self, record, previous)
 
     @cached_property
     def scrubber(self) -> Scrubber:

@@ -10,6 +10,8 @@ State bucket (``storage.bucket``)::
     ephemera/bundles/<sha256>.tar.gz         run bundles, by content hash (see ephemera.bundle)
     ephemera/bundles/<sha256>.json           a published bundle's manifest
     ephemera/credentials/<run_id>/<worker>-<nonce>.json  one VM's storage keys, deleted once read
+    ephemera/logs/<run_id>/<source>/<stream>/<chunk>.log  shipped log chunks (see ephemera.model.logs)
+    ephemera/notified/<run_id>/<state>.json  one per run and state notified (see ephemera.notify)
 
 Output bucket (``workload.output_bucket``, default the state bucket)::
 
@@ -29,6 +31,8 @@ LOCKS = f"{ROOT}/locks/"
 ACTIVATIONS = f"{ROOT}/activations/"
 BUNDLES = f"{ROOT}/bundles/"
 CREDENTIALS = f"{ROOT}/credentials/"
+LOGS = f"{ROOT}/logs/"
+NOTIFIED = f"{ROOT}/notified/"
 
 
 def run_key(run_id: str) -> str:
@@ -75,3 +79,17 @@ def credentials_prefix(run_id: str) -> str:
 
 def credentials_key(run_id: str, worker: int, nonce: str) -> str:
     return f"{credentials_prefix(run_id)}{worker}-{nonce}.json"
+
+
+def log_prefix(run_id: str) -> str:
+    return f"{LOGS}{run_id}/"
+
+
+def log_chunk_key(run_id: str, source: str, stream: int | str, chunk: str) -> str:
+    """One chunk of a run's log: ``source`` (boot, agent, workload, engine), ``stream`` (a
+    worker index, or an engine activity id) and ``chunk`` (a name that sorts in time)."""
+    return f"{log_prefix(run_id)}{source}/{stream}/{chunk}.log"
+
+
+def notified_key(run_id: str, state: str) -> str:
+    return f"{NOTIFIED}{run_id}/{state}.json"

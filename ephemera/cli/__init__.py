@@ -3,6 +3,9 @@
     ephemera demo                     the whole flow locally, in a fresh home
     ephemera up                       run the config's triggers and rules until stopped
     ephemera runs [show RUN_ID]       the runs ledger, or one run's timeline
+    ephemera logs RUN_ID [--follow]   a run's action, engine and VM logs, interleaved
+    ephemera plan                     what an apply would create, and its estimated cost
+    ephemera dashboard                a read-only web page of the runs (127.0.0.1:8765)
     ephemera activations              what the local runtime invoked, newest first
     ephemera invoke ACTION [k=v ...]  invoke an action by hand (apply, destroy, reap, status)
     ephemera config [--schema]        validate the config and print it (secrets masked), or its JSON Schema
@@ -36,9 +39,18 @@ def cmd_runs(args) -> int:
         if not args.run_id:
             print("usage: ephemera runs show RUN_ID", file=sys.stderr)
             return 2
-        print(run_details(ctx, ctx.ledger.get(args.run_id)))
+        run = ctx.ledger.get(args.run_id)
+        if args.svg:
+            from ephemera.cli.runs import vm_reports_or_none
+            from ephemera.cli.timeline_svg import timeline_svg
+
+            print(timeline_svg(run, run.vms or vm_reports_or_none(ctx, run)))
+        else:
+            print(run_details(ctx, run))
     else:
-        print(runs_table(ctx, include_destroyed=not args.open))
+        from ephemera.cli.logs import since_time
+
+        print(runs_table(ctx, include_destroyed=not args.open, since=since_time(args.since)))
     return 0
 
 
@@ -140,7 +152,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", nargs="?", choices=("list", "show"), default="list")
     p.add_argument("run_id", nargs="?")
     p.add_argument("--open", action="store_true", help="only runs not yet DESTROYED")
+    p.add_argument("--svg", action="store_true", help="show: print the run's timeline as an SVG picture")
+    p.add_argument("--since", help="only runs created since: a duration back from now (7d, 12h) or an ISO time; adds totals by workspace")
     p.set_defaults(func=cmd_runs)
+
+    from ephemera.cli.logs import add_arguments as add_logs_arguments, cmd_logs
+
+    p = sub.add_parser("logs", help="a run's logs: actions, engine jobs, each VM's boot, agent and workload")
+    add_logs_arguments(p)
+    p.set_defaults(func=cmd_logs)
+
+    from ephemera.cli.plan import cmd_plan
+
+    p = sub.add_parser("plan", help="what an apply of the workspace would create, and its estimated cost; creates nothing")
+    p.add_argument("--log", action="store_true", help="also print the engine's whole plan output")
+    p.set_defaults(func=cmd_plan)
+
+    from ephemera.cli.dashboard import add_arguments as add_dashboard_arguments, cmd_dashboard
+
+    p = sub.add_parser("dashboard", help="serve a read-only web page of the runs, on 127.0.0.1 unless told otherwise")
+    add_dashboard_arguments(p)
+    p.set_defaults(func=cmd_dashboard)
 
     p = sub.add_parser("activations", help="list action invocations of the local runtime")
     add_activations_arguments(p)

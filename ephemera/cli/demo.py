@@ -155,5 +155,8 @@ def run_demo(home: str | None = None, timeout: float = 180.0, worker_count: int 
         print(f"demo failed after {time.time() - started:.1f}s at stage {_failure_stage(ctx, watcher)}", file=sys.stderr)
         return 1
     code = _report(ctx, watcher.run)
-    print(f"\nDemo finished in {time.time() - started:.1f}s. Inspect it with: EPHEMERA_CONFIG_FILE={home_path / 'config.yaml'} ephemera runs show {watcher.run.run_id}")
+    env = f"EPHEMERA_CONFIG_FILE={home_path / 'config.yaml'}"
+    print(f"\nDemo finished in {time.time() - started:.1f}s. Inspect it with: {env} ephemera runs show {watcher.run.run_id}"
+          f"\n  its logs (the VM is gone, they are not): {env} ephemera logs {watcher.run.run_id}"
+          f"\n  or in a browser: {env} ephemera dashboard")
     return code

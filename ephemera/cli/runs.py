@@ -8,8 +8,9 @@ from datetime import datetime
 from ephemera.cli.tables import human_duration, human_size, table
 from ephemera.context import Context
 from ephemera.errors import EphemeraError
+from ephemera.model.cost import RunCost, money, run_cost
 from ephemera.model.runs import ENDED_STATES, RunRecord, RunState
-from ephemera.timeutil import since
+from ephemera.timeutil import since as seconds_since
 from ephemera.vm.heartbeats import HEARTBEAT_INTERVAL, SILENT_BEATS, seconds_since_last
 from ephemera.vm.reports import PHASES, vm_reports, vm_seconds
 
@@ -30,25 +31,73 @@ def last_heartbeat(ctx: Context, run: RunRecord) -> float | None:
         return None
 
 
-def runs_table(ctx: Context, include_destroyed: bool = True, heartbeat_interval: float = HEARTBEAT_INTERVAL) -> str:
-    """The ledger as a table; a VM is SILENT after ``SILENT_BEATS`` missed heartbeats."""
+def cost_of(ctx: Context, run: RunRecord, vms: list[dict] | None = None) -> RunCost:
+    """The run's cost: final once DESTROYED, else so far (from what its VMs report)."""
+    if not run.vm_seconds and vms is None and run.state != RunState.DESTROYED:
+        vms = vm_reports_or_none(ctx, run)
+    from ephemera.lifecycle.plan import stack_dir
+
+    return run_cost(run, ctx.config, vm_seconds(vms) if vms else None, stack_dir(ctx.config))
+
+
+def runs_table(ctx: Context, include_destroyed: bool = True, heartbeat_interval: float = HEARTBEAT_INTERVAL,
+               since: datetime | None = None) -> str:
+    """The ledger as a table; a VM is SILENT after ``SILENT_BEATS`` missed heartbeats. With
+    ``since``, only runs created since then, and their totals by workspace."""
     silent_after = SILENT_BEATS * heartbeat_interval
-    rows = []
+    rows, costs = [], []
     for run in ctx.ledger.list():
         if not include_destroyed and run.state == RunState.DESTROYED:
             continue
+        if since is not None and datetime.fromisoformat(run.created_at) < since:
+            continue
         end = run.entered_at(RunState.DESTROYED)
-        elapsed = (datetime.fromisoformat(end) - datetime.fromisoformat(run.created_at)).total_seconds() if end else since(run.created_at)
+        elapsed = (datetime.fromisoformat(end) - datetime.fromisoformat(run.created_at)).total_seconds() if end else seconds_since(run.created_at)
         vm = ""
         if run.state in (RunState.APPLYING, RunState.RUNNING):
             beat = last_heartbeat(ctx, run)
             vm = "no heartbeat" if beat is None else (f"SILENT {human_duration(beat)}" if beat > silent_after else f"ok {human_duration(beat)} ago")
         trigger = run.event.get("trigger") or run.event.get("kind", "")
         error = run.error.code if run.error else ""
-        rows.append([run.run_id, run.workspace, str(run.state), run.created_at[:19].replace("T", " "), human_duration(elapsed), trigger, vm, error])
+        cost = cost_of(ctx, run)
+        costs.append((run, cost))
+        rows.append([run.run_id, run.workspace, str(run.state), run.created_at[:19].replace("T", " "), human_duration(elapsed), trigger,
+                     vm, money(cost.cost, cost.currency) + ("" if cost.final else " so far"), error])
     if not rows:
-        return "no runs yet"
-    return table(["RUN ID", "WORKSPACE", "STATE", "CREATED (UTC)", "DURATION", "TRIGGER", "VM", "ERROR"], rows)
+        return "no runs yet" if since is None else "no runs in that time"
+    out = table(["RUN ID", "WORKSPACE", "STATE", "CREATED (UTC)", "DURATION", "TRIGGER", "VM", "COST", "ERROR"], rows)
+    return out if since is None else out + "\n\ntotals by workspace:\n" + totals_table(costs)
+
+
+def totals_table(costs: list[tuple[RunRecord, RunCost]]) -> str:
+    """Runs, VM time, cost and idle cost per workspace (a currency per row; unknown prices said)."""
+    totals: dict[tuple[str, str], dict] = {}
+    for run, cost in costs:
+        t = totals.setdefault((run.workspace, cost.currency), {"runs": 0, "seconds": 0.0, "cost": 0.0, "idle": 0.0, "unknown": 0})
+        t["runs"] += 1
+        t["seconds"] += cost.vm_seconds
+        if cost.cost is None:
+            t["unknown"] += 1
+        else:
+            t["cost"] += cost.cost
+            t["idle"] += cost.idle_cost or 0.0
+    rows = [[ws, t["runs"], human_duration(t["seconds"]), money(t["cost"], cur), money(t["idle"], cur),
+             f"{t['unknown']} runs without a price" if t["unknown"] else ""] for (ws, cur), t in sorted(totals.items())]
+    return table(["WORKSPACE", "RUNS", "VM TIME", "COST", "IDLE COST", "NOTE"], rows)
+
+
+def cost_lines(cost: RunCost) -> list[str]:
+    """`runs show`'s breakdown of a run's cost."""
+    when = "" if cost.final else " so far"
+    if cost.price is None:
+        return [f"cost{when}: unknown: no price for profile {cost.profile} (set cost.prices.{cost.profile}.hourly)",
+                f"  {human_duration(cost.vm_seconds)} of VM time"]
+    p = cost.price
+    return [f"cost{when}: {money(cost.cost, cost.currency)} = {cost.vm_seconds:.1f} VM-seconds x {p.hourly:g} {cost.currency}/h "
+            f"({cost.profile}, {p.gpus} GPU{'s' if p.gpus != 1 else ''} per instance)",
+            f"  in the workload: {money(cost.cost - (cost.idle_cost or 0), cost.currency)} ({cost.workload_seconds:.1f} s); "
+            f"idle: {money(cost.idle_cost, cost.currency)} ({cost.idle_seconds:.1f} s outside the workload)",
+            f"  price as of {p.as_of or 'an unknown date'}: {p.source}"]
 
 
 def timeline(run: RunRecord, origin: str | None = None, vms: list[dict] | None = None) -> str:
@@ -104,6 +153,7 @@ def run_details(ctx: Context, run: RunRecord) -> str:
     seconds = run.vm_seconds or (vm_seconds(vms) if vms else {})
     if seconds:
         parts.append(vm_time(seconds) + ("" if run.vm_seconds else " so far"))
+    parts.extend(cost_lines(cost_of(ctx, run, vms)))
     if run.activities:
         parts.append("\nactivities:\n" + table(["ID", "KIND", "STATE", "STARTED", "FINISHED"],
                                               [[a.id, a.kind, a.state, a.started_at[11:23], (a.finished_at or "")[11:23]] for a in run.activities]))

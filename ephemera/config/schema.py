@@ -3,7 +3,7 @@ sections every registered storage backend and engine declares.
 
 Section order (also the order of README's key table): ``storage``, the storage
 backends' sections, ``engine``, the engines' sections, ``workspace``, ``workload``,
-``timeouts``, the deploy targets' ``code_engine`` and ``openwhisk``, ``triggers``,
+``timeouts``, ``cost``, ``notify``, the deploy targets' ``code_engine`` and ``openwhisk``, ``triggers``,
 ``rules``, ``home``. A section two plugins share (``ibm``)
 must be the same model in both. The model is rebuilt when a registry changes, so a
 backend registered at run time (a test's) is picked up without another edit.
@@ -57,9 +57,10 @@ def _assemble(backends: tuple, default_backend: str, engines: tuple, default_eng
     _add_sections(fields, storage_specs())
     fields["engine"] = (engine, Field(default_factory=engine, description=engine.__doc__))
     _add_sections(fields, engine_specs())
+    from ephemera.config.operator import OPERATOR_SECTIONS  # cost and notify
     from ephemera.deploy.settings import SECTIONS as DEPLOY_SECTIONS  # the deploy targets' sections
 
-    for name, model in {**CORE_SECTIONS, **DEPLOY_SECTIONS}.items():
+    for name, model in {**CORE_SECTIONS, **OPERATOR_SECTIONS, **DEPLOY_SECTIONS}.items():
         if name in fields:
             raise RuntimeError(f"config section '{name}' belongs to the core; a plugin may not declare it")
         fields[name] = (model, Field(default_factory=model, description=model.__doc__))

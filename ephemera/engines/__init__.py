@@ -6,7 +6,7 @@ Adding an engine is a folder ``ephemera/engines/<name>/`` (its ``spec.py`` subcl
 
 from __future__ import annotations
 
-from ephemera.engines.base import OrphanSweeper, WorkspaceEngine
+from ephemera.engines.base import ActivityLogs, OrphanSweeper, Planner, WorkspaceEngine
 from ephemera.engines.spec import EngineSpec
 from ephemera.plugins import load_spec, registered
 
@@ -36,4 +36,4 @@ def get_engine(config) -> WorkspaceEngine:
     return engine_spec(config["engine"]["backend"]).build(config)
 
 
-__all__ = ["DEFAULT_ENGINE", "ENGINES", "EngineSpec", "OrphanSweeper", "WorkspaceEngine", "engine_spec", "engine_specs", "get_engine"]
+__all__ = ["ActivityLogs", "DEFAULT_ENGINE", "ENGINES", "EngineSpec", "OrphanSweeper", "Planner", "WorkspaceEngine", "engine_spec", "engine_specs", "get_engine"]

@@ -9,13 +9,15 @@ confirmed only when it is empty.
 
 Optional capabilities are named protocols, checked with ``isinstance`` where they are
 used (never ``hasattr``): :class:`OrphanSweeper` is what the reaper's reconcile needs
-to find what no open run owns.
+to find what no open run owns; :class:`ActivityLogs` gives an activity's whole job
+log (stored with the run's logs); :class:`Planner` says what an apply would create.
 """
 
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+from ephemera.engines.plan import Plan
 from ephemera.model.runs import Activity
 
 
@@ -56,3 +58,20 @@ class OrphanSweeper(Protocol):
 
     def owner(self, workspace: str) -> str | None:
         """The run id the workspace was last applied for, or None if it never was."""
+
+
+@runtime_checkable
+class ActivityLogs(Protocol):
+    """An engine that can give an activity's whole job log (not only its tail)."""
+
+    def activity_log(self, activity: Activity) -> str:
+        """The activity's log (Terraform's output), scrubbed of secrets; "" if none."""
+
+
+@runtime_checkable
+class Planner(Protocol):
+    """An engine that can say what an apply would do, without doing it."""
+
+    def plan(self, workspace: str, run_id: str, variables: dict, secure_variables: dict) -> Plan:
+        """Plan the workspace with these variables and wait for the plan; create nothing.
+        EngineError (with the log tail) if the plan fails."""

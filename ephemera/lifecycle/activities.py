@@ -15,10 +15,11 @@ from datetime import datetime
 from ephemera import layout
 from ephemera.bundle.delivery import prepare_boot, remove_credentials
 from ephemera.context import Context
-from ephemera.engines.base import OrphanSweeper
+from ephemera.engines.base import ActivityLogs, OrphanSweeper
 from ephemera.errors import EngineError, EphemeraError, RunNotFoundError, WorkspaceBusyError
 from ephemera.lifecycle.request import workspace_lock
 from ephemera.model import marker as markers
+from ephemera.model.logs import write_engine_log
 from ephemera.model.runs import Activity, RunError, RunRecord, RunState
 from ephemera.timeutil import now_utc
 from ephemera.vm.reports import merge_reports, vm_reports, vm_seconds, with_marker_times
@@ -96,6 +97,7 @@ def record_activity(ctx: Context, run_id: str, activity: Activity) -> RunRecord:
         outputs, resources = ctx.engine.outputs(workspace), ctx.engine.resources(workspace)
         if activity.kind == "destroy":
             vms = _vm_reports(ctx, run_id)
+        store_engine_log(ctx, run_id, activity)
 
     def change(record: RunRecord) -> None:
         record.activities = [a for a in record.activities if a.id != activity.id] + [activity]
@@ -133,6 +135,19 @@ def record_activity(ctx: Context, run_id: str, activity: Activity) -> RunRecord:
         except EphemeraError as exc:
             log.warning("run %s: leftover credentials objects not deleted: %s", run_id, exc.message)
     return record
+
+
+def store_engine_log(ctx: Context, run_id: str, activity: Activity) -> None:
+    """Keep a finished activity's job log with the run's logs (the whole log where the
+    engine can give it, else its tail); never in the way of recording the run."""
+    engine = ctx.engine
+    try:
+        text = engine.activity_log(activity) if isinstance(engine, ActivityLogs) else activity.log_tail
+        write_engine_log(ctx.storage, ctx.config.state_bucket, run_id, activity.id, activity.started_at,
+                         f"{activity.kind} {activity.id}: {activity.state}\n{text or ''}", ctx.scrubber)
+    except Exception as exc:  # noqa: BLE001 - the log is informative; the record is not
+        log.warning("run %s: the log of %s %s was not stored: %s", run_id, activity.kind, activity.id,
+                    ctx.scrubber.scrub(f"{type(exc).__name__}: {exc}"))
 
 
 def _vm_reports(ctx: Context, run_id: str) -> list[dict]:

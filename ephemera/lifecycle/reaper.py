@@ -45,6 +45,7 @@ from ephemera.lifecycle.reconcile import reconcile
 from ephemera.lifecycle.waiting import is_waiting, retry_waiting
 from ephemera.model import marker as markers
 from ephemera.model.runs import RunError, RunRecord, RunState
+from ephemera.notify import notify_run
 from ephemera.timeutil import now_utc, since
 
 log = logging.getLogger("ephemera.reaper")
@@ -206,6 +207,8 @@ def reap(ctx: Context, now: datetime | None = None) -> list[ReapAction]:
             after = ctx.ledger.get(run.run_id).state
             level = logging.ERROR if why.startswith(NEEDS_A_PERSON) else logging.INFO
             log.log(level, "reaper: run %s %s -> %s: %s", run.run_id, run.state, after, why)
+            if why.startswith(NEEDS_A_PERSON):  # told once per run (ephemera.notify)
+                notify_run(ctx, run, "NEEDS_PERSON", str(run.state), why)
             done.append(ReapAction(run.run_id, str(run.state), str(after), why))
     if left:
         log.warning("reaper: time budget spent; %d run(s) left for the next pass", left)

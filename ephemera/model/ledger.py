@@ -25,11 +25,13 @@ log = logging.getLogger(__name__)
 class Ledger:
     """Run records in the state bucket."""
 
-    def __init__(self, storage: Storage, bucket: str, lock_ttl: float = 120.0, scrubber: Scrubber | None = None):
+    def __init__(self, storage: Storage, bucket: str, lock_ttl: float = 120.0, scrubber: Scrubber | None = None,
+                 on_transition: Callable[[RunRecord, RunState], None] | None = None):
         self.storage = storage
         self.bucket = bucket
         self.lock_ttl = lock_ttl
         self.scrubber = scrubber or Scrubber()  # masks the config's secrets in every record saved
+        self.on_transition = on_transition  # called (record as saved, previous state) after an update changed the state
 
     def _stored(self, record: RunRecord) -> tuple[dict, bytes]:
         """The record as it is written: scrubbed, as a dict and as JSON."""
@@ -66,8 +68,12 @@ class Ledger:
         """Read, apply ``change`` and save, under the run's lock."""
         with StorageLock(self.storage, self.bucket, f"run-{run_id}", ttl=self.lock_ttl):
             record = self.get(run_id)
+            previous = record.state
             change(record)
-            return self.save(record)
+            saved = self.save(record)
+        if self.on_transition is not None and saved.state != previous:  # outside the lock: it may take a while
+            self.on_transition(saved, previous)
+        return saved
 
     def transition(self, run_id: str, state: RunState, reason: str = "", **fields) -> RunRecord:
         """Move a run to ``state`` (and set any record fields) under its lock."""

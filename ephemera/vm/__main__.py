@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 
@@ -46,7 +45,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
+    from ephemera.vm.logship import log_to_stdout
+
+    log_to_stdout()
     if args.cmd == "start":
         from ephemera.vm.control import AgentStartError, start_agent
 

@@ -14,7 +14,12 @@ CPU count, divided by the run's VM count when every VM shares this machine) and
 ``"use_gpu"`` (default: whether an NVIDIA device exists); on a booted VM also
 ``"state_file"`` (the bootstrap's state: its boot phases and the GPU report, carried
 in every heartbeat with the agent's own phases ``agent_ready``, ``first_task`` and
-``last_task``) and ``"workdir"`` (the bundle's workload source: the workload's cwd).
+``last_task``) and ``"workdir"`` (the bundle's workload source: the workload's cwd);
+``"log_interval"`` (seconds between log uploads, default 3).
+
+The agent ships its own log, the workload's output (read from its pipe, and echoed to
+the agent's stdout) and the bootstrap's log (beside the state file) to the state
+bucket every few seconds and when it stops (:mod:`ephemera.vm.logship`).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from ephemera.storage.base import Storage
 from ephemera.storage.lithops import to_lithops
 from ephemera.timeutil import now_iso, now_utc
 from ephemera.vm.heartbeats import HEARTBEAT_INTERVAL, write_heartbeat
+from ephemera.vm.logship import SHIP_INTERVAL, LogShipper
 from ephemera.vm.pids import write_pid_file
 from ephemera.vm.services import VMInfo, VMService, load_services
 
@@ -70,6 +76,8 @@ class Agent:
         self.worker_processes = self._default_processes()
         self.services: list[VMService] = []
         self.phases: dict[str, str] = {}  # the agent's own boot phases, over the bootstrap's
+        self.shipper = LogShipper(self.storage, self.config.state_bucket, self.run_id, worker, self.scrubber,
+                                  float(self.agent_cfg.get("log_interval", SHIP_INTERVAL)))
 
     # --- heartbeats -------------------------------------------------------------------
     def boot_state(self) -> dict:
@@ -166,7 +174,10 @@ class Agent:
         started = time.time()
         workdir = self.agent_cfg.get("workdir")
         self.child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=self.workload_env(),
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                       cwd=workdir if workdir and os.path.isdir(workdir) else None)
+        reader = threading.Thread(target=self._ship_output, args=(self.child.stdout,), name="workload-output", daemon=True)
+        reader.start()
         left = self.seconds_left()
         try:
             code = self.child.wait(timeout=None if left is None else max(left, 0))
@@ -175,6 +186,7 @@ class Agent:
             self.child.kill()
             self.child.wait()
             code, reason = None, "workload killed at the run's hard deadline"
+        reader.join(timeout=5)
         if self.stopping.is_set():
             return
         if code != 0 or not self._marker_exists():
@@ -182,6 +194,15 @@ class Agent:
         self.phase("last_task")
         self.state = "idle"
         self.heartbeat()
+
+    def _ship_output(self, pipe) -> None:
+        """The workload's output: echoed to our stdout (the VM's log) and shipped."""
+        for raw in iter(pipe.readline, b""):
+            line = raw.decode(errors="replace")
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            self.shipper.add("workload", line)
+        pipe.close()
 
     def _marker_exists(self) -> bool:
         return markers.exists(self.storage, self.job.output_bucket, self.job.output_prefix)
@@ -202,6 +223,14 @@ class Agent:
 
         signal.signal(signal.SIGTERM, on_term)
         signal.signal(signal.SIGINT, on_term)
+        handler = self.shipper.handler("agent")
+        handler.addFilter(self.scrubber)
+        logging.getLogger().addHandler(handler)
+        if self.agent_cfg.get("state_file"):  # a booted VM: the bootstrap's log beside its state
+            from ephemera.vm.bootstrap import LOG
+
+            self.shipper.tail_file("boot", os.path.join(os.path.dirname(self.agent_cfg["state_file"]), LOG))
+        self.shipper.start()
         self.heartbeat()
         threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True).start()
         self.start_services()
@@ -233,4 +262,6 @@ class Agent:
         self.state = "stopped"
         self.heartbeat()
         log.info("agent for run %s worker %d stopped", self.run_id, self.worker)
+        self.shipper.stop()
+        logging.getLogger().removeHandler(handler)
         return 0

@@ -15,7 +15,8 @@
    (``python -m ephemera.vm serve``) in the same process.
 
 Any failure writes the run's failure marker with the reason and the bootstrap log's
-tail, so the run is destroyed within minutes instead of idling until its deadline.
+tail, so the run is destroyed within minutes instead of idling until its deadline, and
+ships the bootstrap's log with the run's logs (once storage is reachable).
 """
 
 from __future__ import annotations
@@ -110,6 +111,12 @@ def boot_vm(boot_file: Path, root: Path, pid_file: str | None = None) -> list[st
             _write_failure(boot, state, root, storage, exc)
         except Exception as marker_exc:  # noqa: BLE001 - the reaper's boot timeout is the last resort
             bootstrap.log(root, f"could not write the failure marker: {type(marker_exc).__name__}: {marker_exc}")
+        if storage is not None:  # no agent will ship the bootstrap's log: ship it now, so it outlives the VM
+            from ephemera.vm.logship import LogShipper
+
+            shipper = LogShipper(storage, boot["state_bucket"], boot["run_id"], boot["worker"], scrubber)
+            shipper.tail_file("boot", root / bootstrap.LOG)
+            shipper.flush(final=True)
         return 1
     pid_file = pid_file or boot.get("agent_pid_file") or str(root / "agent.pid")
     return [sys.executable, "-m", "ephemera.vm", "serve", "--config", str(path), "--worker", str(boot["worker"]),
@@ -117,7 +124,9 @@ def boot_vm(boot_file: Path, root: Path, pid_file: str | None = None) -> list[st
 
 
 def main(boot_file: str, root: str, pid_file: str | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
+    from ephemera.vm.logship import log_to_stdout
+
+    log_to_stdout()
     cmd = boot_vm(Path(boot_file).resolve(), Path(root), pid_file)
     if isinstance(cmd, int):
         return cmd

@@ -127,6 +127,10 @@ def test_the_vm_reboots_once_for_the_driver_then_fails_with_the_reason(vm, monke
     marker = json.loads(ctx.storage.get("ephemera-test", "outputs/ws-gpu/_FAILURE.json"))
     assert marker["error"]["type"] == "BootstrapError" and "Driver Not Loaded" in marker["error"]["message"]
     assert marker["boot"]["reboots"] == 1 and "rebooting once" in marker["log_tail"]
+    from ephemera.model.logs import read_logs
+
+    lines, _ = read_logs(ctx.storage, "ephemera-test", "ws-gpu")  # the VM's boot log, shipped as it failed
+    assert any(line.source == "boot" and line.worker == 0 and "boot failed" in line.text for line in lines)
 
 
 def test_after_the_reboot_a_loaded_driver_starts_the_agent(vm, monkeypatch, no_smi):

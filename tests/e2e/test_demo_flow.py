@@ -84,3 +84,29 @@ def test_demo_command_exits_zero_and_reports(home, capsys):
     for state in ORDER:
         assert state in out
     assert "metrics.json" in out and "model.pkl" in out and "agent processes left running: 0" in out
+    check_logs_after_the_vms_are_gone(home / "demo", capsys)
+
+
+def check_logs_after_the_vms_are_gone(demo_home, capsys):
+    """`ephemera logs RUN` after `make demo`: the agent's and the workload's lines, with
+    their times, read from the state bucket though the local VM is gone."""
+    import re
+
+    from ephemera.cli import main
+
+    config = str(demo_home / "config.yaml")
+    run = next(iter(Context(config).ledger.list()))
+    assert not [p for p in heartbeat_pids(Context(config)) if is_agent_process(p)]
+    assert main(["--config", config, "logs", run.run_id]) == 0
+    out = capsys.readouterr().out.splitlines()
+    stamp = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}  "
+    agent = [line for line in out if re.match(stamp + r"vm0 agent ", line)]
+    workload = [line for line in out if re.match(stamp + r"vm0 workload ", line)]
+    assert any("agent for run" in line and "up" in line for line in agent), out
+    assert any("stopped" in line for line in agent), "the agent's last lines, shipped at exit, are missing"
+    assert any("digits CV: mean accuracy" in line for line in workload), out
+    assert any(re.match(stamp + "engine ", line) for line in out) and any(re.match(stamp + "action ", line) for line in out)
+    assert any(re.match(stamp + r"vm0 boot ", line) for line in out)
+    assert main(["--config", config, "runs"]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert "COST" in listing[0].split() and "0.0000 USD" in listing[1]  # a local run: zero, with its VM-seconds in `runs show`

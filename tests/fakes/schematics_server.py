@@ -1,7 +1,7 @@
 """A fake IBM Cloud Schematics API on 127.0.0.1, for driving the real SDK over HTTP.
 
 It serves the workspace calls the Schematics engine makes (get workspace, replace
-template values, apply, destroy, get activity, activity logs and the log file,
+template values, apply, destroy, plan (whose job changes nothing; its log is a Terraform plan), get activity, activity logs and the log file,
 outputs, resources), keeps a small state per workspace, and records every request
 (method, path, headers, JSON body) so tests can assert what the SDK sent.
 
@@ -44,6 +44,44 @@ class FakeWorkspace:
     outputs: dict = field(default_factory=dict)  # name -> {"value", "type", "sensitive"}
 
 
+# What a Schematics plan job logs for the ibm-vpc-gpu stack with two workers (Terraform's
+# human-readable plan, as the job's log_url serves it), abridged.
+PLAN_LOG = """ 2026/12/02 10:00:00 Terraform plan | Terraform used the selected providers to generate the following execution
+ 2026/12/02 10:00:00 Terraform plan | plan. Resource actions are indicated with the following symbols:
+ 2026/12/02 10:00:00 Terraform plan |   + create
+ 2026/12/02 10:00:00 Terraform plan |
+ 2026/12/02 10:00:00 Terraform plan | Terraform will perform the following actions:
+ 2026/12/02 10:00:00 Terraform plan |
+ 2026/12/02 10:00:00 Terraform plan |   # ibm_is_vpc.run will be created
+ 2026/12/02 10:00:00 Terraform plan |   + resource "ibm_is_vpc" "run" {
+ 2026/12/02 10:00:00 Terraform plan |       + name = "ephemera-gpu-run"
+ 2026/12/02 10:00:00 Terraform plan |     }
+ 2026/12/02 10:00:00 Terraform plan |
+ 2026/12/02 10:00:00 Terraform plan |   # ibm_is_subnet.run will be created
+ 2026/12/02 10:00:00 Terraform plan |   + resource "ibm_is_subnet" "run" {
+ 2026/12/02 10:00:00 Terraform plan |       + zone = "us-south-1"
+ 2026/12/02 10:00:00 Terraform plan |     }
+ 2026/12/02 10:00:00 Terraform plan |
+ 2026/12/02 10:00:00 Terraform plan |   # ibm_is_instance.worker[0] will be created
+ 2026/12/02 10:00:00 Terraform plan |   + resource "ibm_is_instance" "worker" {
+ 2026/12/02 10:00:00 Terraform plan |       + name    = "ephemera-gpu-w0"
+ 2026/12/02 10:00:00 Terraform plan |       + profile = "gx3-16x80x1l4"
+ 2026/12/02 10:00:00 Terraform plan |       + boot_volume {
+ 2026/12/02 10:00:00 Terraform plan |           + profile = "general-purpose"
+ 2026/12/02 10:00:00 Terraform plan |         }
+ 2026/12/02 10:00:00 Terraform plan |     }
+ 2026/12/02 10:00:00 Terraform plan |
+ 2026/12/02 10:00:00 Terraform plan |   # ibm_is_instance.worker[1] will be created
+ 2026/12/02 10:00:00 Terraform plan |   + resource "ibm_is_instance" "worker" {
+ 2026/12/02 10:00:00 Terraform plan |       + name    = "ephemera-gpu-w1"
+ 2026/12/02 10:00:00 Terraform plan |       + profile = "gx3-16x80x1l4"
+ 2026/12/02 10:00:00 Terraform plan |     }
+ 2026/12/02 10:00:00 Terraform plan |
+ 2026/12/02 10:00:00 Terraform plan | Plan: 4 to add, 0 to change, 0 to destroy.
+ 2026/12/02 10:00:00 Command finished successfully.
+"""
+
+
 class SchematicsServer:
     """The running fake; ``url`` is its base URL (set as schematics.url)."""
 
@@ -53,6 +91,8 @@ class SchematicsServer:
         self.workspaces: dict[str, FakeWorkspace] = {}
         self.apply_script = ["INPROGRESS", "COMPLETED"]
         self.destroy_script = ["INPROGRESS", "COMPLETED"]
+        self.plan_script = ["INPROGRESS", "COMPLETED"]
+        self.plan_log = PLAN_LOG
         self.failure_log = "Error: creating instance: Insufficient capacity for profile gx3-16x80x1l4 in zone us-south-1"
         self.resources_on_apply = [
             {"resource_type": "ibm_is_vpc", "resource_name": "vpc", "resource_id": "r006-vpc-0001"},
@@ -164,15 +204,15 @@ class SchematicsServer:
                 return 409, {"message": "Workspace is locked by an ongoing job", "statuscode": "409"}, j
             ws.variablestore = list((body or {}).get("variablestore") or [])
             return 200, {"variablestore": self._masked(ws.variablestore)}, j
-        if method == "PUT" and rest in ("/apply", "/destroy"):
+        if (method == "PUT" and rest in ("/apply", "/destroy")) or (method == "POST" and rest == "/plan"):
             if not headers.get("refresh_token"):
                 return 400, {"message": "refresh_token header is required", "statuscode": "400"}, j
             if ws.locked or ws.status == "INPROGRESS":
                 return 409, {"message": "Workspace is locked by an ongoing job", "statuscode": "409"}, j
             kind = rest[1:]
             aid = uuid.uuid4().hex
-            script = list(self.apply_script if kind == "apply" else self.destroy_script)
-            ws.activities[aid] = {"name": kind.upper(), "script": script, "step": 0, "status": "CREATED"}
+            script = list({"apply": self.apply_script, "destroy": self.destroy_script}.get(kind, self.plan_script))
+            ws.activities[aid] = {"name": kind.upper(), "script": script, "step": 0, "status": "CREATED", "before": ws.status}
             ws.status = "INPROGRESS"
             return 202, {"activityid": aid}, j
         m2 = re.match(r"^/actions/([^/]+)(/logs)?$", rest)
@@ -185,6 +225,8 @@ class SchematicsServer:
             return 200, {"action_id": m2.group(1), "name": act["name"], "status": act["status"], "message": [f"job {act['status']}"],
                          "templates": [{"template_id": ws.template_id, "status": act["status"]}]}, j
         m3 = re.match(r"^/runtime_data/[^/]+/log_store/actions/([^/]+)$", rest)
+        if method == "GET" and m3 and ws.activities.get(m3.group(1), {}).get("name") == "PLAN":
+            return 200, self.plan_log, "text/plain"
         if method == "GET" and m3:
             lines = [f"line {i}: terraform output" for i in range(60)] + [self.failure_log, "Terraform APPLY error: exit status 1"]
             return 200, "\n".join(lines) + "\n", "text/plain"
@@ -201,7 +243,9 @@ class SchematicsServer:
         act["status"] = script[min(act["step"], len(script) - 1)]
         act["step"] += 1
         if act["status"] == "COMPLETED":
-            if act["name"] == "APPLY":
+            if act["name"] == "PLAN":  # a plan job changes nothing
+                ws.status = act["before"]
+            elif act["name"] == "APPLY":
                 ws.status, ws.resources, ws.outputs = "ACTIVE", list(self.resources_on_apply), dict(self.outputs_on_apply)
             else:
                 ws.status, ws.resources, ws.outputs = "INACTIVE", [], {}

@@ -265,3 +265,20 @@ def test_an_operator_secret_that_would_be_lost_stops_the_apply(ibm_config, schem
     with pytest.raises(EngineError, match="operator_token.*schematics.secure_variables"):
         engine.apply(WS, RUN_ID, RUN_VARS, {})
     assert schematics.calls("PUT") == []  # nothing was changed
+
+
+def test_the_whole_job_log_is_given_for_the_run_logs_without_secrets(ibm_config, schematics):
+    """Schematics keeps an activity's Terraform log at the ``log_url`` its
+    ``GET /v1/workspaces/{id}/actions/{action_id}/logs`` names; ``ephemera logs`` shows all of it."""
+    from ephemera.engines.base import ActivityLogs
+
+    engine = _engine(ibm_config)
+    assert isinstance(engine, ActivityLogs)
+    schematics.apply_script = ["INPROGRESS", "FAILED"]
+    schematics.failure_log = f"Error: capacity exhausted (request had key {HMAC_SECRET})"
+    activity = _poll(engine, engine.apply(WS, RUN_ID, RUN_VARS, SECURE))
+    text = engine.activity_log(activity)
+    lines = text.splitlines()
+    assert len(lines) > engine.settings.log_tail_lines  # all of it, not the tail
+    assert "line 0: terraform output" in lines and "Terraform APPLY error: exit status 1" in lines
+    assert HMAC_SECRET not in text and "Error: capacity exhausted (request had key ********)" in lines

@@ -95,6 +95,13 @@ def test_failed_apply_records_the_log_tail(flow_config, schematics):
     run = _status(cfg, run_id)
     assert run["state"] == "APPLY_FAILED"
     assert "Insufficient capacity for profile gx3-16x80x1l4" in run["error"]["log_tail"]
+    # the whole Schematics job log is kept with the run's logs (`ephemera logs RUN --source engine`)
+    from ephemera.model.logs import read_logs
+
+    lines, _ = read_logs(get_storage(cfg), BUCKET, run_id)
+    engine = [line.text for line in lines if line.source == "engine"]
+    assert "line 0: terraform output" in engine and "Terraform APPLY error: exit status 1" in engine
+    assert not any(secret in text for text in engine for secret in SECRETS)
 
 
 def _apply_and_destroy(cfg: dict) -> str:

@@ -50,6 +50,7 @@ from typing import Any, Callable
 from urllib.parse import urlparse
 
 from ephemera.config import Config, load_config
+from ephemera.engines.plan import Plan, parse_plan
 from ephemera.engines.schematics.config import REFRESH_TOKEN_CLIENT, SchematicsSettings
 from ephemera.engines.schematics.variables import variablestore
 from ephemera.errors import EngineError, WorkspaceBusyError
@@ -58,6 +59,8 @@ from ephemera.timeutil import now_iso
 from ephemera.secrets import SDK_SCRUBBER, Scrubber, guard_loggers
 
 log = logging.getLogger(__name__)
+PLAN_POLL_SECONDS = 5.0  # between polls of a plan job
+PLAN_POLLS = 120  # a plan job not done after 10 minutes is given up on
 
 TRANSIENT_STATUS = frozenset({429, 502, 503, 504})  # retried with backoff
 BUSY_STATUS = frozenset({409, 423})  # another job holds the workspace: try later
@@ -232,7 +235,8 @@ class SchematicsEngine:
 
     # -- WorkspaceEngine ----------------------------------------------------------------
 
-    def apply(self, workspace: str, run_id: str, variables: dict, secure_variables: dict) -> Activity:
+    def _set_inputs(self, workspace: str, run_id: str, variables: dict, secure_variables: dict):
+        """Put the run's variables in the workspace; the SDK service."""
         self._check(workspace)
         variables = {**variables, "run_id": run_id}
         for value in secure_variables.values():
@@ -242,9 +246,31 @@ class SchematicsEngine:
         template_id = self._template_id(ws)
         store = self._variablestore(ws, variables, secure_variables)
         self._call("update variables", service.replace_workspace_inputs, self.settings.workspace_id, template_id, variablestore=store)
+        return service
+
+    def apply(self, workspace: str, run_id: str, variables: dict, secure_variables: dict) -> Activity:
+        service = self._set_inputs(workspace, run_id, variables, secure_variables)
         token = self._refresh_token()
         result = self._call("start apply", service.apply_workspace_command, self.settings.workspace_id, token)
         return self._started("apply", result, run_id)
+
+    def plan(self, workspace: str, run_id: str, variables: dict, secure_variables: dict) -> Plan:
+        """A Schematics plan job (:class:`~ephemera.engines.base.Planner`), polled until it ends;
+        its log is the plan. The workspace's inputs are set as an apply would set them."""
+        service = self._set_inputs(workspace, run_id, variables, secure_variables)
+        token = self._refresh_token()
+        activity = self._started("plan", self._call("start plan", service.plan_workspace_command, self.settings.workspace_id, token), run_id)
+        for _ in range(PLAN_POLLS):
+            activity = self.status(activity)
+            if activity.done:
+                break
+            self._sleep(PLAN_POLL_SECONDS)
+        if not activity.done:
+            raise EngineError(f"schematics plan {activity.id} not finished after {PLAN_POLLS * PLAN_POLL_SECONDS:.0f}s", retryable=True)
+        text = self.activity_log(activity)
+        if activity.state == "FAILED":
+            raise EngineError(f"schematics plan {activity.id} failed", log_tail="\n".join(text.splitlines()[-self.settings.log_tail_lines:]))
+        return parse_plan(text)
 
     def destroy(self, workspace: str) -> Activity:
         self._check(workspace)
@@ -281,6 +307,11 @@ class SchematicsEngine:
 
     def _log_tail(self, activity_id: str, act: dict, state: str) -> str:
         """The last lines of the activity's Terraform log, or its messages if the log is unavailable."""
+        lines = self._log_lines(activity_id, act, state, self.settings.log_tail_lines)
+        return self._clean("\n".join(lines[-self.settings.log_tail_lines :]))
+
+    def _log_lines(self, activity_id: str, act: dict, state: str, limit: int | None) -> list[str]:
+        """The activity's messages, then its Terraform log (the last ``limit`` lines of it, or all)."""
         lines: list[str] = [f"Schematics activity {activity_id}: {state}"]
         for msg in act.get("message") or []:
             lines.append(str(msg))
@@ -291,13 +322,19 @@ class SchematicsEngine:
             logs = self._call("get activity logs", self._client().get_workspace_activity_logs, self.settings.workspace_id, activity_id)
             for tpl in (logs or {}).get("templates") or []:
                 if tpl.get("log_url"):
-                    lines.extend(self._fetch_log(tpl["log_url"]))
+                    lines.extend(self._fetch_log(tpl["log_url"], limit))
         except EngineError as exc:
             lines.append(f"(activity log unavailable: {exc.message})")
-        tail = "\n".join(line.rstrip() for line in lines if line.strip())
-        return self._clean("\n".join(tail.splitlines()[-self.settings.log_tail_lines :]))
+        return "\n".join(line.rstrip() for line in lines if line.strip()).splitlines()
 
-    def _fetch_log(self, url: str) -> list[str]:
+    def activity_log(self, activity: Activity) -> str:
+        """The activity's whole job log (:class:`~ephemera.engines.base.ActivityLogs`), scrubbed."""
+        if activity.id.startswith("noop-"):
+            return activity.log_tail
+        act = self._call("get activity", self._client().get_workspace_activity, self.settings.workspace_id, activity.id)
+        return self._clean("\n".join(self._log_lines(activity.id, act, str(act.get("status") or "").upper(), None)))
+
+    def _fetch_log(self, url: str, limit: int | None = None) -> list[str]:
         """GET a Schematics log URL with the IAM token; only on the service's own host or IBM Cloud."""
         host = urlparse(url).hostname or ""
         if host != urlparse(self.settings.service_url).hostname and not host.endswith(".cloud.ibm.com"):
@@ -311,7 +348,8 @@ class SchematicsEngine:
             return [f"(activity log not fetched: {type(exc).__name__})"]
         if response.status_code != 200:
             return [f"(activity log not fetched: HTTP {response.status_code})"]
-        return response.text.splitlines()[-self.settings.log_tail_lines :]
+        lines = response.text.splitlines()
+        return lines if limit is None else lines[-limit:]
 
     def outputs(self, workspace: str) -> dict:
         self._check(workspace)

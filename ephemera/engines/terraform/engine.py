@@ -19,7 +19,9 @@ A live agent in a run folder of the workspace that the state does not name (an a
 killed before it saved its state) is one of the workspace's resources,
 ``orphan_agent:<run_id>/<pid file>:<pid>``; destroy stops it. The engine is an
 :class:`~ephemera.engines.base.OrphanSweeper`: its workspaces are its working
-directories, a workspace's owner is the run id it was last applied for.
+directories, a workspace's owner is the run id it was last applied for; and an
+:class:`~ephemera.engines.base.ActivityLogs`: an activity's whole output is kept (in
+memory, scrubbed) until the run's logs take it.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from pathlib import Path
 
 from ephemera.config import Config
 from ephemera.engines.terraform.config import TerraformEngineConfig, engine_config
+from ephemera.engines.plan import Plan, parse_plan
 from ephemera.engines.terraform.runners import Runner, make_runner
 from ephemera.errors import EngineError, WorkspaceBusyError
 from ephemera.files import write_private
@@ -66,6 +69,7 @@ class TerraformEngine:
         self.settings = settings
         self.runner = runner or make_runner(settings.binary)
         self.scrubber = Scrubber(config.secret_values())
+        self._logs: dict[str, str] = {}  # activity id -> its whole output, until read once
 
     @classmethod
     def from_config(cls, config: Config) -> "TerraformEngine":
@@ -122,6 +126,35 @@ class TerraformEngine:
 
     def status(self, activity: Activity) -> Activity:
         return Activity(**vars(activity))  # local activities finish before apply/destroy return
+
+    def plan(self, workspace: str, run_id: str, variables: dict, secure_variables: dict) -> Plan:
+        """Plan in a scratch copy of the workspace (its state copied in, if any), removed
+        afterwards: no VM starts, no file of the workspace or of a run is written."""
+        scratch = self.settings.workspaces_dir.parent / "plans" / f"{workspace}-{uuid.uuid4().hex[:8]}"
+        try:
+            self._sync_stack(scratch)
+            state = self.workdir(workspace) / "terraform.tfstate"
+            if state.is_file():
+                shutil.copy2(state, scratch / "terraform.tfstate")
+            values = {**variables, **secure_variables}
+            declared = self.declared_variables()
+            if {"boot_dir", "agent_dir"} <= declared:  # the local stack: placeholders, nothing is booted by a plan
+                values.update(python=sys.executable, boot_dir=str(scratch / "vms"), agent_dir=str(scratch / "agents"))
+            write_private(scratch / TFVARS, json.dumps({k: v for k, v in values.items() if k in declared}, indent=1))
+            code, out = self.runner.run(scratch, "init")
+            if code == 0:
+                code, out = self.runner.run(scratch, "plan")
+            text = self.scrubber.scrub(out.strip())
+            if code != 0:
+                raise EngineError(f"terraform plan of workspace '{workspace}' failed (exit {code})",
+                                  log_tail="\n".join(text.splitlines()[-LOG_TAIL_LINES:]))
+            return parse_plan(text)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def activity_log(self, activity: Activity) -> str:
+        """The whole Terraform output of an activity run by this engine object (read once)."""
+        return self._logs.pop(activity.id, activity.log_tail)
 
     def outputs(self, workspace: str) -> dict:
         state = self._state(workspace)
@@ -256,6 +289,7 @@ class TerraformEngine:
                     shutil.rmtree(vm / folder, ignore_errors=True)
 
     def _finish(self, activity: Activity, code: int, output: str) -> Activity:
+        self._logs[activity.id] = self.scrubber.scrub(output.strip())
         tail = self.scrubber.scrub("\n".join(output.strip().splitlines()[-LOG_TAIL_LINES:]))
         if code != 0 and any(marker in output for marker in _LOCK_MARKERS):
             raise WorkspaceBusyError("the workspace state is locked by another Terraform run; try again later", log_tail=tail)

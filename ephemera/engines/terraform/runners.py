@@ -26,7 +26,7 @@ class Runner(Protocol):
     name: str
 
     def run(self, workdir: Path, command: str) -> tuple[int, str]:
-        """Run ``init``, ``apply`` or ``destroy`` non-interactively."""
+        """Run ``init``, ``apply``, ``destroy`` or ``plan`` (no state lock) non-interactively."""
 
 
 def _quiet_cli_config() -> None:
@@ -54,6 +54,8 @@ class CliRunner:
         options = {"no_color": IsFlagged, "input": False}
         if command in ("apply", "destroy"):
             options["auto_approve"] = IsFlagged
+        if command == "plan":
+            options["lock"] = False
         code, out, err = tf.cmd(command, **options)
         return code, (out or "") + (err or "")
 
@@ -82,6 +84,8 @@ class LibRunner:
                 result = cli.apply(input=False, no_color=True, auto_approve=True, json=False)
             elif command == "destroy":
                 result = cli.destroy(input=False, no_color=True, auto_approve=True, json=False)
+            elif command == "plan":
+                result = cli.plan(input=False, no_color=True, json=False, lock=False)
             else:
                 raise ValueError(f"unsupported terraform command {command!r}")
         out = result.value if isinstance(result.value, str) else ""

@@ -1,0 +1,83 @@
+"""What the dashboard's pages show, gathered from the ledger, the VMs' heartbeats, the
+activation records and the run logs (the same sources as ``ephemera runs`` and
+``ephemera logs``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from ephemera.cli.logs import RunLogs, format_line, names_run
+from ephemera.cli.runs import cost_lines, cost_of, last_heartbeat, vm_reports_or_none
+from ephemera.cli.tables import human_duration
+from ephemera.cli.timeline_svg import timeline_svg
+from ephemera.context import Context
+from ephemera.lifecycle.reaper import MAX_DESTROY_ATTEMPTS
+from ephemera.model.cost import money
+from ephemera.model.runs import RunRecord, RunState
+from ephemera.timeutil import since
+from ephemera.triggers.activations import list_activations
+from ephemera.vm.heartbeats import HEARTBEAT_INTERVAL, SILENT_BEATS
+
+S = RunState
+ACTIVATIONS_SHOWN = 50
+
+
+def needs_person(run: RunRecord) -> str | None:
+    """Why a run needs a person (a destroy the reaper no longer retries), or None."""
+    if run.state != S.DESTROY_FAILED:
+        return None
+    if run.error is not None and not run.error.retryable:
+        return f"destroy failed ({run.error.code}) and will not be retried: {run.error.message}"
+    if run.attempts.get("destroy", 0) >= MAX_DESTROY_ATTEMPTS:
+        return f"destroy failed {run.attempts['destroy']} times"
+    return None
+
+
+def duration(run: RunRecord) -> float:
+    end = run.entered_at(S.DESTROYED)
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(run.created_at)).total_seconds() if end else since(run.created_at)
+
+
+def heartbeat(ctx: Context, run: RunRecord) -> str:
+    if run.state in (S.REQUESTED, S.DESTROYED):  # no VM yet, or none left
+        return ""
+    beat = last_heartbeat(ctx, run)
+    if beat is None:
+        return "no heartbeat"
+    return f"SILENT {human_duration(beat)}" if beat > SILENT_BEATS * HEARTBEAT_INTERVAL else f"ok {human_duration(beat)} ago"
+
+
+def run_row(ctx: Context, run: RunRecord) -> dict:
+    cost = cost_of(ctx, run)
+    return {"run_id": run.run_id, "state": str(run.state), "workspace": run.workspace,
+            "trigger": run.event.get("trigger") or run.event.get("kind", ""), "created": run.created_at[:19].replace("T", " "),
+            "duration": human_duration(duration(run)), "cost": money(cost.cost, cost.currency) + ("" if cost.final else " so far"),
+            "heartbeat": heartbeat(ctx, run), "error": run.error.code if run.error else "", "open": run.state != S.DESTROYED,
+            "person": needs_person(run)}
+
+
+def index_view(ctx: Context) -> dict:
+    runs = list(ctx.ledger.list())[::-1]  # newest first
+    rows = [run_row(ctx, run) for run in runs]
+    return {"runs": rows, "open": [r for r in rows if r["open"]], "person": [r for r in rows if r["person"]]}
+
+
+def run_view(ctx: Context, run_id: str, log_lines: int = 200) -> dict:
+    run = ctx.ledger.get(run_id)
+    vms = run.vms or ([] if run.state == S.DESTROYED else vm_reports_or_none(ctx, run))
+    lines = RunLogs(ctx, run_id).new_lines()
+    activations = [a for a in list_activations(ctx.storage, ctx.config.state_bucket, None) if names_run(a, run_id)]
+    return {"run": run_row(ctx, run), "record": run, "svg": timeline_svg(run, vms), "cost": cost_lines(cost_of(ctx, run, vms)),
+            "transitions": run.transitions, "activities": run.activities, "activations": activations,
+            "logs": [format_line(line) for line in lines[-log_lines:]], "log_count": len(lines),
+            "error": run.error, "vms": vms}
+
+
+def logs_view(ctx: Context, run_id: str, source: str | None = None, worker: int | None = None) -> dict:
+    run = ctx.ledger.get(run_id)
+    lines = RunLogs(ctx, run_id, worker, [source] if source else None).new_lines()
+    return {"run": run_row(ctx, run), "logs": [format_line(line) for line in lines], "source": source, "worker": worker}
+
+
+def activations_view(ctx: Context) -> dict:
+    return {"activations": list_activations(ctx.storage, ctx.config.state_bucket, ACTIVATIONS_SHOWN)}

@@ -1,0 +1,127 @@
+"""``ephemera logs RUN_ID``: one interleaved, timestamped view of everything a run logged.
+
+Lines come from the action invocations that name the run (the local runtime's
+activation records: start, log lines, end), the engine's job logs and each VM's
+``boot``, ``agent`` and ``workload`` logs (chunks shipped to the state bucket, see
+:mod:`ephemera.model.logs`), so they are there after the VMs are gone. ``--follow``
+prints new lines as they arrive and stops once the run is DESTROYED.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import datetime, timedelta
+from typing import Callable, Iterable
+
+from ephemera.cli.activations import result_summary
+from ephemera.config.sections import duration_seconds
+from ephemera.context import Context
+from ephemera.errors import ParamError
+from ephemera.model.logs import SOURCES, LogLine, read_logs, split_time
+from ephemera.model.runs import RunState
+from ephemera.sections import Invalid
+from ephemera.timeutil import now_utc, parse_time
+from ephemera.triggers.activations import Activation, list_activations
+
+FOLLOW_INTERVAL = 1.0  # seconds between polls with --follow
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_id")
+    p.add_argument("--follow", "-f", action="store_true", help="print new lines as they come; stop when the run is DESTROYED")
+    p.add_argument("--worker", type=int, help="only this VM's lines (and the run's action and engine lines)")
+    p.add_argument("--source", action="append", choices=SOURCES, help="only these sources (repeatable)")
+    p.add_argument("--since", help="only lines after this: a duration back from now (90s, 30m, 2h) or an ISO time")
+
+
+def since_time(text: str | None) -> datetime | None:
+    """``--since``: a duration back from now, or an ISO 8601 time."""
+    if not text:
+        return None
+    try:
+        return now_utc() - timedelta(seconds=duration_seconds(text))
+    except Invalid:
+        return parse_time("--since", text, error=ParamError)
+
+
+def names_run(activation: Activation, run_id: str) -> bool:
+    result, event = activation.result or {}, activation.event or {}
+    return run_id in (result.get("run_id"), event.get("run_id"), (event.get("params") or {}).get("run_id"))
+
+
+def action_lines(activations: Iterable[Activation], run_id: str) -> list[LogLine]:
+    """Each invocation that names the run: its start, its log lines, its end."""
+    out = []
+    for a in activations:
+        if not names_run(a, run_id):
+            continue
+        out.append(LogLine(a.start, "action", f"{a.action} started (activation {a.activationId}, trigger {a.trigger})", None, a.activationId))
+        last = a.start
+        for raw in a.logs:
+            at, text = split_time(raw)
+            last = at or last
+            out.append(LogLine(last, "action", f"{a.action}: {text}", None, a.activationId))
+        out.append(LogLine(a.end, "action", f"{a.action} ended {a.status} in {a.duration_ms / 1000:.2f}s: {result_summary(a, 120)}",
+                           None, a.activationId))
+    return out
+
+
+class RunLogs:
+    """The run's lines, read incrementally (chunks and activations already seen are skipped)."""
+
+    def __init__(self, ctx: Context, run_id: str, worker: int | None = None, sources: list[str] | None = None,
+                 since: datetime | None = None):
+        self.ctx, self.run_id, self.worker = ctx, run_id, worker
+        self.sources, self.since = set(sources or SOURCES), since
+        self.chunks: set[str] = set()
+        self.activations: set[str] = set()
+
+    def keep(self, line: LogLine) -> bool:
+        if line.source not in self.sources:
+            return False
+        if self.worker is not None and line.worker is not None and line.worker != self.worker:
+            return False
+        if self.since is not None:
+            try:
+                return datetime.fromisoformat(line.at) >= self.since
+            except ValueError:
+                return True
+        return True
+
+    def new_lines(self) -> list[LogLine]:
+        """Lines not returned before, in time order."""
+        lines, keys = read_logs(self.ctx.storage, self.ctx.config.state_bucket, self.run_id, self.chunks)
+        self.chunks.update(keys)
+        if "action" in self.sources:
+            fresh = [a for a in list_activations(self.ctx.storage, self.ctx.config.state_bucket, None)
+                     if a.activationId not in self.activations and names_run(a, self.run_id)]
+            self.activations.update(a.activationId for a in fresh)
+            lines += action_lines(fresh, self.run_id)
+        return sorted((line for line in lines if self.keep(line)), key=LogLine.sort_key)
+
+
+def format_line(line: LogLine) -> str:
+    who = line.source if line.worker is None else f"vm{line.worker} {line.source}"
+    return f"{line.at[:23].replace('T', ' ')}  {who:<14} {line.text}"
+
+
+def show_logs(ctx: Context, args, out: Callable[[str], None] = print, sleep: Callable[[float], None] = time.sleep) -> int:
+    ctx.ledger.get(args.run_id)  # RunNotFoundError names the run
+    logs = RunLogs(ctx, args.run_id, args.worker, args.source, since_time(args.since))
+    while True:
+        done = not args.follow or ctx.ledger.get(args.run_id).state == RunState.DESTROYED
+        lines = logs.new_lines()  # read after the state: lines shipped before DESTROYED are all seen
+        for line in lines:
+            out(format_line(line))
+        if done:
+            if not args.follow and not lines and not logs.chunks:
+                out(f"no logs stored for run {args.run_id} (yet)")
+            return 0
+        sys.stdout.flush()
+        sleep(FOLLOW_INTERVAL)
+
+
+def cmd_logs(args) -> int:
+    return show_logs(Context(args.config), args)

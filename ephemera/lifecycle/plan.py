@@ -1,0 +1,107 @@
+"""``ephemera plan``: what an apply of the config's workspace would create, and what it would cost.
+
+The run's Terraform variables are built as for a real run (:func:`stack_variables`),
+for a run that is never recorded: no run record, no lock, no job spec, no bundle
+upload (the boot documents are placeholders, since a plan boots nothing). The
+engine's plan (:class:`~ephemera.engines.base.Planner`) lists the resources; the
+instances among them (resources with a priced ``profile``, else the stack's VMs, one
+per worker) give the GPU count and, with the price table, the cost per hour and for
+the hard timeout -- the most a run can cost before the reaper destroys it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+
+from ephemera import layout
+from ephemera.context import Context
+from ephemera.engines.base import Planner
+from ephemera.engines.plan import Plan
+from ephemera.errors import EngineError, EphemeraError
+from ephemera.lifecycle.activities import stack_variables
+from ephemera.model.cost import Price, gpus_of, price_table, run_profile
+from ephemera.model.jobs import JobSpec
+from ephemera.model.runs import RunRecord
+from ephemera.timeutil import now_utc
+
+
+def stack_dir(config) -> Path | None:
+    """The folder of the config's stack, None where it is not one on this machine."""
+    return _stack_dir(config["workspace"]["stack"])
+
+
+@lru_cache(maxsize=16)
+def _stack_dir(stack: str) -> Path | None:
+    from ephemera.engines.terraform.config import resolve_stack
+
+    try:
+        return resolve_stack(stack)
+    except EphemeraError:
+        return None
+
+
+@dataclass
+class PlanReport:
+    workspace: str  # the workspace planned
+    engine: str  # the engine that planned it
+    plan: Plan  # the engine's plan
+    instances: int  # VMs an apply would create
+    profile: str  # their instance profile
+    price: Price | None  # its price (None: not in the table)
+    gpus: int  # GPUs in all
+    currency: str  # of the amounts below
+    hard_timeout: int  # seconds a run may live at most (timeouts.hard)
+
+    @property
+    def per_hour(self) -> float | None:
+        return None if self.price is None else self.instances * self.price.hourly
+
+    @property
+    def for_hard_timeout(self) -> float | None:
+        return None if self.per_hour is None else self.per_hour * self.hard_timeout / 3600
+
+
+def plan_variables(ctx: Context, run_id: str) -> tuple[dict, dict, int]:
+    """(plain, secure) variables of a run that is never recorded, and its worker count."""
+    config = ctx.config
+    workspace = config["workspace"]["name"]
+    deadline = now_utc() + timedelta(seconds=config["timeouts"]["hard"])
+    workers = int(config["workspace"]["variables"].get("worker_count", 1))
+    job = JobSpec(run_id=run_id, workspace=workspace, entry=config["workload"]["entry"], params={},
+                  state_bucket=config.state_bucket, output_bucket=config.output_bucket,
+                  output_prefix=layout.output_prefix(config["workload"]["output_prefix"], run_id),
+                  worker_count=workers, hard_deadline=deadline.isoformat())
+    run = RunRecord(run_id=run_id, workspace=workspace, engine=config["engine"]["backend"],
+                    hard_deadline=deadline.isoformat(), job=job)
+    plain, secure = stack_variables(ctx, run)
+    placeholder = [base64.b64encode(json.dumps({"run_id": run_id, "worker": w, "plan": True}).encode()).decode() for w in range(workers)]
+    plain.update(vm_boot=placeholder, bootstrap_script="")  # a plan boots nothing: no bundle is uploaded
+    return plain, secure, workers
+
+
+def plan_workspace(ctx: Context) -> PlanReport:
+    """Plan the config's workspace and estimate its cost; nothing is created."""
+    engine = ctx.engine
+    if not isinstance(engine, Planner):
+        raise EngineError(f"the {engine.name} engine cannot plan; plan with Terraform in the stack's folder")
+    config = ctx.config
+    workspace = config["workspace"]["name"]
+    run_id = f"{workspace}-plan"
+    plain, secure, workers = plan_variables(ctx, run_id)
+    plan = engine.plan(workspace, run_id, plain, secure)
+    table = price_table(config)
+    planned = [r for r in plan.resources if r.action in ("create", "replace") and r.attributes.get("profile") in table]
+    if planned:
+        instances, profile = len(planned), planned[0].attributes["profile"]
+    else:
+        instances, profile = workers, run_profile(RunRecord(run_id=run_id, workspace=workspace, engine=engine.name), config,
+                                                  stack_dir(config))
+    price = table.get(profile)
+    gpus = instances * (price.gpus if price else gpus_of(profile))
+    return PlanReport(workspace, engine.name, plan, instances, profile, price, gpus,
+                      (config.get("cost") or {}).get("currency") or "USD", int(config["timeouts"]["hard"]))

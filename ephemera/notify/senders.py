@@ -1,0 +1,105 @@
+"""Sending one notice: a JSON webhook, a Slack incoming webhook, an e-mail over SMTP.
+
+Each sender gets the notice's text and fields already scrubbed, and a deadline (a
+monotonic time) it must not pass. :func:`with_retries` retries named transient errors
+only -- a refused, reset or timed-out connection, HTTP 429 and 5xx, SMTP 4xx replies
+and a server that hung up -- with exponential backoff, within the deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import smtplib
+import socket
+import ssl
+import time
+import urllib.error
+import urllib.request
+from email.message import EmailMessage
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
+BACKOFF = 0.5  # seconds before the first retry; doubles each time
+
+
+class SendError(Exception):
+    """A notice was not delivered: why, and whether another attempt may get through."""
+
+    def __init__(self, message: str, transient: bool):
+        super().__init__(message)
+        self.message, self.transient = message, transient
+
+
+def left(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())
+
+
+def with_retries(send: Callable[[float], T], deadline: float, attempts: int) -> T:
+    """``send(timeout)`` until it succeeds, a non-transient error, ``attempts`` tries or the deadline."""
+    delay = BACKOFF
+    for attempt in range(1, max(1, attempts) + 1):
+        timeout = left(deadline)
+        if timeout <= 0:
+            raise SendError("no time left to send", transient=True)
+        try:
+            return send(timeout)
+        except SendError as exc:
+            if not exc.transient or attempt >= attempts or left(deadline) <= delay:
+                raise
+        time.sleep(delay)
+        delay *= 2
+    raise AssertionError("not reached")
+
+
+def _transient_os_error(exc: BaseException) -> bool:
+    return isinstance(exc, (ConnectionRefusedError, ConnectionResetError, ConnectionAbortedError, TimeoutError, socket.timeout))
+
+
+def post_json(url: str, body: dict, timeout: float) -> None:
+    """POST ``body`` as JSON; SendError (transient for 429, 5xx and connection failures)."""
+    data = json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method="POST",
+                                     headers={"Content-Type": "application/json", "User-Agent": "ephemera-notify"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - the operator's own URL
+            response.read()
+    except urllib.error.HTTPError as exc:
+        raise SendError(f"HTTP {exc.code}", transient=exc.code == 429 or exc.code >= 500) from None
+    except urllib.error.URLError as exc:
+        raise SendError(f"connection failed: {type(exc.reason).__name__}", _transient_os_error(exc.reason)) from None
+    except OSError as exc:
+        raise SendError(f"connection failed: {type(exc).__name__}", _transient_os_error(exc)) from None
+
+
+def slack_body(text: str, fields: dict) -> dict:
+    """A Slack incoming-webhook message: ``text`` (the fallback and notification text) and a
+    section block in Slack's mrkdwn."""
+    lines = [f"*{fields['title']}*", *(f"*{k}:* {v}" for k, v in fields["facts"].items() if v)]
+    return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}}]}
+
+
+def send_mail(settings: dict, subject: str, body: str, timeout: float) -> None:
+    """One e-mail through ``settings``' SMTP server: STARTTLS (certificate checked) before
+    any login; SendError, transient for 4xx replies and dropped or refused connections."""
+    message = EmailMessage()
+    message["Subject"], message["From"], message["To"] = subject, settings["email_from"], ", ".join(settings["email_to"])
+    message.set_content(body)
+    try:
+        with smtplib.SMTP(settings["smtp_host"], settings["smtp_port"], timeout=timeout) as smtp:
+            smtp.ehlo()
+            if settings["smtp_starttls"]:
+                smtp.starttls(context=ssl.create_default_context(cafile=settings.get("smtp_ca_file")))
+                smtp.ehlo()
+            if settings.get("smtp_username"):
+                smtp.login(settings["smtp_username"], settings.get("smtp_password") or "")
+            smtp.send_message(message)
+    except smtplib.SMTPResponseException as exc:
+        raise SendError(f"SMTP {exc.smtp_code}", transient=400 <= exc.smtp_code < 500) from None
+    except (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError) as exc:
+        raise SendError(f"SMTP connection lost: {type(exc).__name__}", transient=True) from None
+    except smtplib.SMTPException as exc:
+        raise SendError(f"SMTP failed: {type(exc).__name__}", transient=False) from None
+    except ssl.SSLError as exc:
+        raise SendError(f"STARTTLS failed: {exc.reason or type(exc).__name__}", transient=False) from None
+    except OSError as exc:
+        raise SendError(f"connection failed: {type(exc).__name__}", _transient_os_error(exc)) from None

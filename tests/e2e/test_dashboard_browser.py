@@ -1,0 +1,79 @@
+"""The dashboard in a real headless browser: Chromium from the distribution's packages
+(``apt-get install chromium``; `.ci/run` installs it), driven by Playwright without
+a browser download. After the demo's run, the page loads, lists the run, shows its
+timeline picture, and a screenshot of it is a real rendering (not a blank page)."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow  # the demo's whole flow, then a browser
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def _browser_or_skip():
+    if not Path(CHROMIUM).exists():
+        pytest.skip("no Chromium: install the distribution's package (apt-get install chromium); .ci/run does")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed (the test extra)")
+    return sync_playwright
+
+
+def png_pixels(data: bytes) -> tuple[int, int, bytes]:
+    """(width, height, the decompressed scanlines) of a PNG."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    pos, idat, width, height = 8, b"", 0, 0
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        chunk = data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            width, height = struct.unpack(">II", chunk[:8])
+        elif kind == b"IDAT":
+            idat += chunk
+        pos += 12 + length
+    return width, height, zlib.decompress(idat)
+
+
+def test_the_dashboard_lists_the_demos_run_and_draws_its_timeline(home, tmp_path):
+    sync_playwright = _browser_or_skip()
+    from ephemera.cli.dashboard.server import DashboardServer
+    from ephemera.cli.demo import run_demo
+    from ephemera.context import Context
+
+    assert run_demo(home=str(home / "demo"), timeout=150) == 0
+    ctx = Context(str(home / "demo" / "config.yaml"))
+    run = next(iter(ctx.ledger.list()))
+    server = DashboardServer(ctx, "127.0.0.1", 0).start()
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(server.url)
+            assert page.title() == "Ephemera runs"
+            row = page.locator("table#runs tr.run", has_text=run.run_id)
+            assert row.count() == 1 and "DESTROYED" in row.inner_text()
+            assert page.locator("#banner-calm").is_visible()
+            page.click(f"text={run.run_id}")
+            page.wait_for_selector("figure#timeline svg")
+            states = page.eval_on_selector_all("figure#timeline svg rect.state", "els => els.map(e => e.dataset.state)")
+            assert states == [t.state for t in run.transitions]
+            assert page.locator("figure#timeline svg rect.vm-workload").count() == 1
+            box = page.locator("figure#timeline svg").bounding_box()
+            assert box["width"] > 800 and box["height"] > 80  # drawn, at its size
+            assert "vm0 workload" in page.inner_text("pre#logs")
+            shot = tmp_path / "dashboard.png"
+            page.screenshot(path=str(shot), full_page=False)
+            browser.close()
+    finally:
+        server.close()
+    width, height, pixels = png_pixels(shot.read_bytes())
+    assert (width, height) == (1200, 900)
+    assert len(set(pixels)) > 64, "the screenshot is (nearly) one colour: the page did not render"
