@@ -40,6 +40,7 @@ from ephemera.timeutil import now_iso, now_utc
 from ephemera.vm.heartbeats import HEARTBEAT_INTERVAL, write_heartbeat
 from ephemera.vm.pids import write_pid_file
 from ephemera.vm.services import VMInfo, VMService, load_services
+from ephemera.vm.workload import write_marker
 
 log = logging.getLogger("ephemera.vm.agent")
 
@@ -191,7 +192,7 @@ class Agent:
             return
         log.error("run %s: %s", self.run_id, reason)
         marker = markers.failure(self.run_id, self.job.entry, "AgentError", reason, started=started)
-        markers.write(self.storage, self.job.output_bucket, self.job.output_prefix, self.scrubber.scrub_obj(marker))
+        write_marker(self.storage, self.job, self.scrubber.scrub_obj(marker))
 
     # --- the agent's life ---------------------------------------------------------------
     def serve(self, pid_file: str) -> int:
