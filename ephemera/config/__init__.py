@@ -31,6 +31,7 @@ from ephemera.config.messages import config_error
 from ephemera.config.schema import json_schema, raw_secret_values, root_model, secret_paths
 from ephemera.config.sections import ACTIONS, TRIGGER_KINDS, WORKSPACE_NAME_FIX, is_workspace_name
 from ephemera.errors import ConfigError
+from ephemera.plainjson import check_plain
 from ephemera.sections import check_url
 
 REDACTED = "********"
@@ -91,6 +92,7 @@ def validate(raw: Mapping | None, source: str = "<dict>") -> Config:
     raw = {} if raw is None else raw
     if not isinstance(raw, Mapping):
         raise ConfigError("<top>", f"expected a mapping, got {type(raw).__name__}", "the config is a YAML mapping")
+    check_plain(raw, ConfigError)
     model = root_model()
     try:
         typed = model.model_validate(copy.deepcopy(dict(raw)))
@@ -139,11 +141,15 @@ def load_config(source: Mapping | str | os.PathLike | Config | None = None) -> C
     if path is None:
         return validate({}, "<defaults>")
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(str(path), f"cannot be read ({exc.strerror})", "check the path and permissions") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), f"is not UTF-8 text (byte {exc.start} cannot be decoded)", "save the file as UTF-8") from None
     try:
         raw = yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError(str(path), "is nested too deeply", "flatten the YAML") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
