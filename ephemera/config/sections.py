@@ -208,6 +208,7 @@ class TimeoutsSection(Section):
     apply: Duration = Field(1800, description="an apply not finished by then is failed and destroyed")
     action: Duration = Field(300, description="an action invocation is killed after this")
     boot: Duration = Field(1200, description="a run's VMs that have not all reported by then (after apply) fail it, and it is destroyed")
+    heartbeat: Duration = Field(120, description="a running run whose workload VM (or every VM) has sent no heartbeat for this long is failed and destroyed")
 
 
 class TriggerEntry(Section):
