@@ -101,13 +101,13 @@ def run_invocation(target: str, raw: bytes, result_fd: int, func=None) -> None:
 def _child_main(argv: list[str]) -> int:
     """Entry point of an action process: a fresh one (``<target> <result-fd>``, params on
     stdin), or a warm zygote (``--warm <target> <socket-fd>``, see ``warm``)."""
-    from ephemera.triggers.lifeline import bind_to_runtime
+    from ephemera.lifeline import bind_to_owner
 
     if argv and argv[0] == "--warm":
         from ephemera.triggers.warm import zygote_main
 
         return zygote_main(argv[1], int(argv[2]))
-    bind_to_runtime()  # die with the runtime that started us
+    bind_to_owner()  # die with the runtime that started us
     target, fd = argv[0], int(argv[1])
     os.set_inheritable(fd, False)  # the action's own subprocesses must not hold it
     run_invocation(target, sys.stdin.buffer.read(), fd)

@@ -202,7 +202,7 @@ def run_cold(target: str, params: dict, timeout: float, *, env: dict | None = No
     payload = json.dumps(params, default=str).encode()
     r_fd, w_fd = os.pipe()
     start = datetime.now(timezone.utc)
-    from ephemera.triggers.lifeline import child_binding
+    from ephemera.lifeline import child_binding
 
     bound_env, lifeline = child_binding(env if env is not None else child_env())
     try:

@@ -27,7 +27,7 @@ import sys
 import threading
 
 from ephemera.triggers.invoker import load_action, run_invocation
-from ephemera.triggers.lifeline import LIFELINE_THREAD, bind_to_runtime
+from ephemera.lifeline import LIFELINE_THREAD, bind_to_owner
 
 
 def zygote_main(target: str, sock_fd: int) -> int:
@@ -69,7 +69,7 @@ def zygote_main(target: str, sock_fd: int) -> int:
                         os.close(own)
                     control.close()
                     os.setsid()
-                    bind_to_runtime()  # the worker's own watcher (threads do not survive fork)
+                    bind_to_owner()  # the worker's own watcher (threads do not survive fork)
                     if nice:
                         os.nice(nice)
                     os._exit(_serve(target, func, fd))

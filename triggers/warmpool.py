@@ -39,7 +39,7 @@ class Zygote:
     """The zygote process of one target: forks workers, reports their exit codes."""
 
     def __init__(self, target: str, env: dict):
-        from ephemera.triggers.lifeline import child_binding
+        from ephemera.lifeline import child_binding
 
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         bound_env, lifeline = child_binding(env)  # the zygote and its workers die with this runtime

@@ -30,6 +30,7 @@ import time
 from datetime import datetime
 
 from ephemera.config import Config, load_config
+from ephemera.lifeline import child_binding
 from ephemera.model import marker as markers
 from ephemera.model.jobs import JobSpec, load_job
 from ephemera.secrets import Scrubber
@@ -166,7 +167,8 @@ class Agent:
         cmd = [sys.executable, "-m", "ephemera.vm", "run-job", "--config", self.config_path, "--worker", str(self.worker)]
         started = time.time()
         workdir = self.agent_cfg.get("workdir")
-        self.child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=self.workload_env(),
+        env, lifeline = child_binding(self.workload_env())  # the workload (and this agent's group) dies with the agent
+        self.child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=env, pass_fds=lifeline,
                                       cwd=workdir if workdir and os.path.isdir(workdir) else None)
         left = self.seconds_left()
         try:

@@ -1,15 +1,17 @@
-"""Action processes die with the runtime that started them.
+"""Child processes die with the process that owns them: a lifeline pipe.
 
-The runtime (``ephemera up``) holds the write end of one pipe for its whole life and
-never hands it to a child; every action process (a fresh one, a warm zygote and each
-worker it forks) gets the read end, named by ``EPHEMERA_LIFELINE_FD``, and watches it
-in a daemon thread. When the runtime dies, however (SIGKILL included), the kernel
-closes the write end, the read returns EOF, and the action process SIGKILLs its own
-process group: itself and whatever it started (a Terraform subprocess), so an orphaned
-apply can neither outlive ``timeouts.action`` nor run unsupervised. A pipe rather than
-``PR_SET_PDEATHSIG``: that signal fires when the *thread* that forked the child ends,
-and the runtime starts actions from pool threads. Agents (the local "VMs") are not
-bound: they are resources, which the reaper destroys.
+The owner (``ephemera up``'s runtime; a VM's agent) holds the write end of one pipe for
+its whole life and never hands it to a child; each bound child (an action process, a
+warm zygote and each worker it forks; the agent's workload process) gets the read end,
+named by ``EPHEMERA_LIFELINE_FD``, and watches it in a daemon thread. When the owner
+dies, however (SIGKILL included), the kernel closes the write end, the read returns
+EOF, and the child SIGKILLs its own process group: itself and whatever it started (a
+Terraform subprocess; in an agent's group, its forkserver, resource tracker and pool
+workers), so an orphaned apply can neither outlive ``timeouts.action`` nor run
+unsupervised. A pipe rather than ``PR_SET_PDEATHSIG``: that signal fires when the
+*thread* that forked the child ends, and owners start children from pool threads.
+Agents themselves (the local "VMs") are not bound to the runtime: they are resources,
+which the reaper destroys.
 """
 
 from __future__ import annotations
@@ -46,8 +48,8 @@ def _die_with_group() -> None:
         os._exit(1)
 
 
-def bind_to_runtime(fd: int | None = None) -> threading.Thread | None:
-    """Child side: die with the runtime once the lifeline ``fd`` (default: from the
+def bind_to_owner(fd: int | None = None) -> threading.Thread | None:
+    """Child side: die with the owner once the lifeline ``fd`` (default: from the
     environment) reaches EOF. Call again after a fork: threads do not survive one."""
     if fd is None:
         value = os.environ.get(LIFELINE_ENV, "")
@@ -57,7 +59,7 @@ def bind_to_runtime(fd: int | None = None) -> threading.Thread | None:
     try:
         os.fstat(fd)
     except OSError:
-        return None  # not passed to us (e.g. a process started outside a runtime)
+        return None  # not passed to us (e.g. a process started by hand)
     os.set_inheritable(fd, False)  # the action's own subprocesses need not hold it
 
     def watch() -> None:
