@@ -44,6 +44,7 @@ from ephemera.vm.services import VMInfo, VMService, load_services
 from ephemera.vm.workload import write_marker
 
 log = logging.getLogger("ephemera.vm.agent")
+RELAY_LINE_BYTES = 64 * 1024  # a longer output line is relayed in pieces
 
 
 def load_agent_config(path: str) -> dict:
@@ -53,7 +54,7 @@ def load_agent_config(path: str) -> dict:
 
 def agent_context(agent_cfg: dict) -> tuple[Config, Storage, JobSpec, Scrubber]:
     """(Config, Storage, JobSpec, Scrubber) of the agent's run."""
-    config = load_config(agent_cfg["config"])
+    config = load_config(agent_cfg["config"], engine_checks=False)  # a VM never drives the engine
     storage = get_storage(config)
     job = load_job(storage, config.state_bucket, agent_cfg["run_id"])
     return config, storage, job, Scrubber(config.secret_values())
@@ -169,7 +170,9 @@ class Agent:
         workdir = self.agent_cfg.get("workdir")
         env, lifeline = child_binding(self.workload_env())  # the workload (and this agent's group) dies with the agent
         self.child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=env, pass_fds=lifeline,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                       cwd=workdir if workdir and os.path.isdir(workdir) else None)
+        threading.Thread(target=self._relay, args=(self.child.stdout,), name="workload-output", daemon=True).start()
         left = self.seconds_left()
         try:
             code = self.child.wait(timeout=None if left is None else max(left, 0))
@@ -185,6 +188,18 @@ class Agent:
         self.phase("last_task")
         self.state = "idle"
         self.heartbeat()
+
+    def _relay(self, stream) -> None:
+        """Copy the workload's output (prints, its subprocesses' writes) into the agent's
+        log line by line, scrubbed: it did not pass through any logging filter."""
+        out = sys.stdout.buffer
+        for line in iter(lambda: stream.readline(RELAY_LINE_BYTES), b""):
+            try:
+                out.write(self.scrubber.scrub(line.decode("utf-8", "replace")).encode())
+                out.flush()
+            except (OSError, ValueError):
+                pass
+        stream.close()
 
     def _marker_exists(self) -> bool:
         return markers.exists(self.storage, self.job.output_bucket, self.job.output_prefix)
