@@ -111,10 +111,8 @@ def get_activation(storage: Storage, bucket: str, activation_id: str) -> Activat
 
 
 def _keys(storage: Storage, bucket: str) -> list[str]:
-    try:
-        return [o.key for o in storage.list(bucket, layout.ACTIVATIONS) if o.key.endswith(".json")]
-    except NoSuchBucketError:
-        return []
+    """Keys of every record; a missing state bucket raises NoSuchBucketError (a misconfiguration)."""
+    return [o.key for o in storage.list(bucket, layout.ACTIVATIONS) if o.key.endswith(".json")]
 
 
 def list_activations(storage: Storage, bucket: str, limit: int | None = 20) -> list[Activation]:
