@@ -346,3 +346,20 @@ def test_a_failing_round_is_logged_and_the_scheduler_keeps_running(make_config, 
         sched.stop()
     assert fires.times() == [start + timedelta(seconds=30)]
     assert any("clock exploded" in (r.exc_text or "") or "round failed" in r.getMessage() for r in caplog.records)
+
+
+def test_once_alarm_already_past_at_first_start_says_so(make_config, storage, caplog):
+    """Issue 11, defect 14: a ``once:`` time already past at the first start is not
+    dropped silently: a warning names the alarm and its time."""
+    import logging
+
+    caplog.set_level(logging.INFO)
+    when = datetime.now(timezone.utc) - timedelta(hours=2)
+    trig = alarm(make_config, once=when.isoformat())
+    fires = Fires()
+    sched = AlarmScheduler([trig], fires, storage=storage, bucket="state")
+    sched.start()
+    sched.stop()
+    assert fires.times() == []
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and "never fire" in r.getMessage()]
+    assert len(warned) == 1 and "'tick'" in warned[0] and when.isoformat()[:16] in warned[0], caplog.text
