@@ -51,6 +51,7 @@ def test_agent_helpers_do_not_outlive_a_killed_agent(local_cfg, faults):
     helpers = wait_for(helpers_up, what="the agent's workload process and helpers")
     os.kill(agent, signal.SIGKILL)  # the agent alone: its helpers are orphaned
     faults.inject()
+    faults.scenario("agent killed, helpers orphaned")
     wait_for(lambda: agent not in session_members(agent), what="agent gone")
     # bound to the agent: its workload process takes the agent's group down with it, before any destroy
     wait_for(lambda: not session_members(agent), timeout=10, what=f"helpers {helpers} gone with the agent")

@@ -32,6 +32,7 @@ def test_run_whose_vms_all_died_is_failed_and_destroyed_by_heartbeat(local_cfg, 
     for pid in agents:
         os.killpg(pid, signal.SIGKILL)  # the VMs are gone
     faults.inject()
+    faults.scenario("dead VMs by heartbeat")
     wait_for(lambda: not any(is_agent_process(p) for p in agents), what="agents gone")
     last = max(b["at"] for b in read_heartbeats(
         ctx.storage, ctx.config.state_bucket, run_id))

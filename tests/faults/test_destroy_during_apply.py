@@ -53,6 +53,7 @@ def test_destroy_by_hand_during_apply_waits_and_leaves_nothing(local_cfg, faults
     applier.start()
     assert runner.started.wait(60)
     faults.inject()  # a destroy arrives while the apply holds the workspace
+    faults.scenario("destroy during apply")
     threading.Timer(2.0, runner.release.set).start()  # the apply goes on while the destroy is waiting
     result = destroy.main({"config": config, "run_id": run.run_id})
     applier.join(120)

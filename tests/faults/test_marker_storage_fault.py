@@ -33,6 +33,7 @@ def test_marker_write_fault_is_retried_and_the_result_kept(local_cfg, home, faul
     shutil.rmtree(tmp)
     tmp.write_text("the temp folder is briefly not a folder")  # every write now fails (ENOTDIR)
     faults.inject()
+    faults.scenario("storage fault at the marker")
     try:
         wait_for(lambda: "writing output" in agent_logs(home) and "retrying" in agent_logs(home), timeout=60,
                  what="a retried final write")

@@ -60,6 +60,7 @@ def test_encoded_secret_never_leaks_and_the_vm_gets_only_its_storage(local_cfg, 
     assert set(vm_config) <= {"storage", "aws_s3", "home"}, vm_config  # only what the VM needs
     assert API_KEY not in agent_json.read_text() and COS_SECRET not in agent_json.read_text()
     faults.inject()
+    faults.scenario("secret in every encoding")
     marker_key = f"outputs/{run_id}/_FAILURE.json"
     wait_for(lambda: any(o.key == marker_key for o in ctx.storage.list(unique_bucket, "outputs/")), what="failure marker")
     marker = ctx.storage.get(unique_bucket, marker_key).decode()
