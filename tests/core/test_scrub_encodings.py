@@ -46,7 +46,7 @@ def test_the_issue_secret_in_each_encoding():
         assert MASK in out and "S3CRET" not in out, (form, out)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, database=None)
 @given(secret=st.text(min_size=6, max_size=40).filter(lambda s: s.strip() == s and len(s.encode()) >= 6),
        before=st.binary(max_size=7), after=st.binary(max_size=7), urlsafe=st.booleans(), pad=st.booleans())
 def test_base64_at_any_alignment(secret, before, after, urlsafe, pad):
@@ -58,7 +58,7 @@ def test_base64_at_any_alignment(secret, before, after, urlsafe, pad):
     assert not decodes_to(out, raw), (secret, encoded, out)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, database=None)
 @given(secret=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=4, max_size=30).filter(
     lambda s: s.strip() == s))
 def test_text_encodings(secret):
