@@ -114,6 +114,9 @@ def _destroy_by_hand(ctx: Context, run_id: str) -> dict:
         record.enter(S.DESTROYING, "destroy requested by hand")
         claimed.append(True)
 
+    run = ctx.ledger.get(run_id)  # an unknown run: RUN_NOT_FOUND, and no lock taken for it
+    if run.state in (S.DESTROYED, S.DESTROYING):
+        return _not_open(run)
     run = ctx.ledger.update(run_id, claim)
     if not claimed:
         return _not_open(run)
