@@ -214,8 +214,9 @@ class TerraformEngine:
         known = set()
         for res in self._state(workspace).get("resources", []):
             for inst in res.get("instances", []):
-                pid_file = ((inst.get("attributes") or {}).get("input") or {})
-                pid_file = pid_file.get("value", pid_file).get("pid_file") if isinstance(pid_file, dict) else None
+                value = (inst.get("attributes") or {}).get("input")
+                value = value.get("value", value) if isinstance(value, dict) else value  # terraform_data wraps it
+                pid_file = value.get("pid_file") if isinstance(value, dict) else None
                 if pid_file:
                     known.add(str(pid_file))
         found = []
