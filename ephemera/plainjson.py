@@ -24,21 +24,21 @@ def check_plain(value: Any, error: type[FieldError], path: str = "", max_depth: 
         where, item, depth = todo.pop()
         shown = (where if len(where) <= 80 else where[:80] + "...") or "<top>"
         if depth > max_depth:
-            raise error(shown, f"is nested more than {max_depth} levels deep", "flatten the structure or put it in object storage")
+            raise error(shown, f"nested more than {max_depth} levels deep", "flatten the structure or put it in object storage")
         if isinstance(item, str):
             try:
                 item.encode("utf-8")
             except UnicodeEncodeError:
-                raise error(shown, "holds text that is not valid Unicode (a lone surrogate)", "send UTF-8 text") from None
+                raise error(shown, "text that is not valid Unicode (a lone surrogate)", "send UTF-8 text") from None
         elif isinstance(item, float) and not math.isfinite(item):
-            raise error(shown, f"is {item!r}, not a finite number", "send a finite number")
+            raise error(shown, f"{item!r} is not a finite number", "send a finite number")
         elif isinstance(item, dict):
             for key, sub in item.items():
                 if isinstance(key, str):
                     try:
                         key.encode("utf-8")
                     except UnicodeEncodeError:
-                        raise error(shown, "has a key that is not valid Unicode (a lone surrogate)", "send UTF-8 text") from None
+                        raise error(shown, "a key that is not valid Unicode (a lone surrogate)", "send UTF-8 text") from None
                 todo.append((_at(where, key), sub, depth + 1))
         elif isinstance(item, (list, tuple)):
             todo.extend((_at(where, i), sub, depth + 1) for i, sub in enumerate(item))
