@@ -37,6 +37,8 @@ def handle(ctx: Context, params: dict) -> dict:
         return {"run_id": run.run_id, "state": str(run.state), "waiting": True,
                 "reason_code": str(ReasonCode.WAITING_FOR_WORKSPACE),
                 "reason": f"{run.error.message}; the reaper applies the run once the workspace frees"}
+    if run.state == RunState.DESTROYED and run.error is not None:  # failed before anything was created
+        return run_failed(run, run.error)
     if run.state == RunState.APPLY_FAILED:
         apply_error = run.error
         if ctx.budget.allows(DESTROY_NOW_SECONDS):  # partial resources may exist (the reaper retries if this fails)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from ephemera.actionkit import ReasonCode, ignored, run_action, run_failed
 from ephemera.context import Context
 from ephemera.errors import NoSuchKeyError, ParamError, RunNotFoundError, StateConflictError
-from ephemera.lifecycle import destroy_run, finish_run
+from ephemera.lifecycle import destroy_run, finish_run, start_destroy
 from ephemera.model import marker as markers
 from ephemera.model.runids import validate_run_id
 from ephemera.model.runs import RunRecord, RunState
@@ -66,6 +66,7 @@ def handle(ctx: Context, params: dict) -> dict:
         marker = markers.read(ctx.storage, event.bucket, event.key)
     except NoSuchKeyError:
         return ignored(R.MARKER_GONE, f"marker '{event.key}' no longer exists", run_id=run_id)
+    success = success and markers.is_valid(marker)  # an unreadable _SUCCESS.json is no success
     try:
         run = finish_run(ctx, run_id, success, marker)
         run = destroy_run(ctx, run_id, f"completion marker {markers.name(success)}")
@@ -101,13 +102,25 @@ def _scan(ctx: Context, params: dict) -> dict:
 
 
 def _destroy_by_hand(ctx: Context, run_id: str) -> dict:
-    run = ctx.ledger.get(run_id)
+    """Claim the run for this destroy in one change under its lock (a concurrent manual
+    destroy then finds it DESTROYING), then destroy its workspace."""
+    claimed = []
+
+    def claim(record: RunRecord) -> None:
+        if record.state in (S.DESTROYED, S.DESTROYING):
+            return
+        if record.state in (S.APPLYING, S.RUNNING):
+            record.enter(S.FAILED, "destroyed by hand before the workload ended")
+        record.enter(S.DESTROYING, "destroy requested by hand")
+        claimed.append(True)
+
+    run = ctx.ledger.get(run_id)  # an unknown run: RUN_NOT_FOUND, and no lock taken for it
     if run.state in (S.DESTROYED, S.DESTROYING):
         return _not_open(run)
-    if run.state in (S.APPLYING, S.RUNNING):
-        ctx.ledger.transition(run_id, S.FAILED, "destroyed by hand before the workload ended")
-    run = destroy_run(ctx, run_id, "destroy requested by hand")
-    return _outcome(run)
+    run = ctx.ledger.update(run_id, claim)
+    if not claimed:
+        return _not_open(run)
+    return _outcome(start_destroy(ctx, run))
 
 
 def main(params: dict) -> dict:

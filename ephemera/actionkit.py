@@ -29,8 +29,9 @@ from enum import Enum
 from typing import Callable, Iterator
 
 from ephemera.context import Context
-from ephemera.errors import EphemeraError
+from ephemera.errors import EphemeraError, ParamError
 from ephemera.model.runs import RunError, RunRecord
+from ephemera.plainjson import check_plain
 from ephemera.secrets import Scrubber, install_scrubber
 from ephemera.timeutil import Budget
 
@@ -108,8 +109,14 @@ def _ensure_logging() -> None:
 
 def context_from_params(params: dict) -> Context:
     if "config" in params and params["config"] is not None:
+        if not isinstance(params["config"], (dict, str)):
+            raise ParamError("config", f"expected a config mapping or the path of a config file, got {type(params['config']).__name__}",
+                             "bind the config as a JSON object")
         return Context(params["config"])
-    return Context(params.get("config_file"))
+    path = params.get("config_file")
+    if path is not None and not (isinstance(path, str) and path):
+        raise ParamError("config_file", f"expected the path of a config file, got {type(path).__name__}", "pass a path")
+    return Context(path)
 
 
 # One log filter per process: a warm container runs many activations, and each adds
@@ -125,6 +132,7 @@ def run_action(name: str, params: dict, handler: Callable[[Context, dict], dict]
     try:
         if not isinstance(params, dict):
             raise EphemeraError(f"action '{name}' expects a JSON object of parameters")
+        check_plain(params, ParamError)
         ctx = context_from_params(params)
         ctx.budget = invocation_budget(ctx)
         scrubber = ctx.scrubber

@@ -29,6 +29,7 @@ JOBS = f"{ROOT}/jobs/"
 HEARTBEATS = f"{ROOT}/heartbeats/"
 LOCKS = f"{ROOT}/locks/"
 ACTIVATIONS = f"{ROOT}/activations/"
+ACTIVATIONS_STARTED = f"{ROOT}/activations-started/"  # invocations under way (removed with their record)
 BUNDLES = f"{ROOT}/bundles/"
 CREDENTIALS = f"{ROOT}/credentials/"
 LOGS = f"{ROOT}/logs/"
@@ -57,6 +58,10 @@ def lock_key(name: str) -> str:
 
 def activation_key(activation_id: str) -> str:
     return f"{ACTIVATIONS}{activation_id}.json"
+
+
+def activation_started_key(activation_id: str) -> str:
+    return f"{ACTIVATIONS_STARTED}{activation_id}.json"
 
 
 def output_prefix(prefix: str, run_id: str) -> str:

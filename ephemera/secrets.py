@@ -1,8 +1,12 @@
 """Keeping secret values out of logs, results, records and exceptions.
 
 A :class:`Scrubber` knows a set of secret values and replaces them wherever they
-appear: in text, in nested JSON-like structures (keys too), and in log records (as a
-logging filter). It also masks bearer tokens and request-signing key ids, which SDKs
+appear, in every encoding a value takes in text (:func:`encoded_forms`): raw,
+JSON-escaped (ASCII or not, and escaped twice, as a JSON string inside a JSON
+string), Python ``repr``, URL-encoded (``quote`` with and without '/' safe,
+``quote_plus``) and base64 (standard and urlsafe, padded or not, at each of the
+three byte alignments the value can have inside a longer encoded text); in text, in
+nested JSON-like structures (keys too), and in log records (as a logging filter). It also masks bearer tokens and request-signing key ids, which SDKs
 print at DEBUG level. :func:`guard_loggers` puts one process-wide scrubber on the
 loggers of the cloud SDKs, whose records do not pass through our handlers' filters
 when those handlers are the SDK's own.
@@ -10,35 +14,67 @@ when those handlers are the SDK's own.
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import re
 import threading
 from typing import Any, Iterable
+from urllib.parse import quote, quote_plus
 
 MASK = "********"
 MIN_SECRET_LEN = 4  # shorter values would mask ordinary words
+MIN_ENCODED_LEN = 8  # a base64 fragment shorter than this could be anyone's text
 _BEARER_RE = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+")
 _CREDENTIAL_RE = re.compile(r"(Credential=)[^/,\s'\"]+")
+
+
+def _base64_cores(raw: bytes) -> set[str]:
+    """The base64 characters that encode ``raw`` alone, wherever it starts in a longer
+    text: for each of the three byte alignments, the characters fully determined by
+    ``raw`` (neither the bytes before it nor those after), in both alphabets."""
+    cores = set()
+    for lead in range(3):
+        encoded = base64.b64encode(b"\0" * lead + raw).decode()
+        core = encoded[-(-4 * lead // 3):(4 * (lead + len(raw))) // 3]
+        if len(core) >= MIN_ENCODED_LEN:
+            cores |= {core, core.replace("+", "-").replace("/", "_")}
+    return cores
+
+
+def encoded_forms(secret: str) -> set[str]:
+    """``secret`` and each encoded form of it that text may hold (escapes also composed:
+    the repr of a value inside a JSON string, a JSON string inside another)."""
+    def json_forms(text: str) -> set[str]:
+        once = json.dumps(text)[1:-1]
+        return {text, once, json.dumps(text, ensure_ascii=False)[1:-1], json.dumps(once)[1:-1]}
+
+    forms = json_forms(secret) | json_forms(repr(secret)[1:-1])
+    forms |= {quote(secret), quote(secret, safe=""), quote_plus(secret)}
+    forms |= _base64_cores(secret.encode("utf-8", "surrogatepass"))
+    return {f for f in forms if f and len(f) >= MIN_SECRET_LEN}
 
 
 class Scrubber(logging.Filter):
     def __init__(self, secrets: Iterable[str] = ()):
         super().__init__()
         self._lock = threading.Lock()
-        self.secrets: list[str] = []
+        self.secrets: list[str] = []  # the values as given
+        self._forms: list[str] = []  # every form of them that is masked, longest first
         self.add(secrets)
 
     def add(self, secrets: Iterable[str]) -> None:
         """Know more secret values (thread-safe)."""
         with self._lock:
-            known = set(self.secrets) | {s for s in secrets if s and len(s) >= MIN_SECRET_LEN}
-            # longest first, so a secret containing another is masked whole
+            known = set(self.secrets) | {str(s) for s in secrets if s and len(str(s)) >= MIN_SECRET_LEN}
             self.secrets = sorted(known, key=len, reverse=True)
+            # longest first, so a secret (or form) containing another is masked whole
+            self._forms = sorted({f for s in known for f in encoded_forms(s)}, key=len, reverse=True)
 
     def scrub(self, text: str) -> str:
-        for secret in self.secrets:
-            if secret in text:
-                text = text.replace(secret, MASK)
+        for form in self._forms:
+            if form in text:
+                text = text.replace(form, MASK)
         if "Bearer" in text:
             text = _BEARER_RE.sub(lambda m: m.group(1) + MASK, text)
         if "Credential=" in text:

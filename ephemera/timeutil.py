@@ -13,6 +13,9 @@ from ephemera.errors import EventError, FieldError
 EXAMPLE = "e.g. '2026-11-21T10:00:00Z'"
 
 
+MIN_YEAR, MAX_YEAR = 1970, 9000  # times outside these years are refused as input
+
+
 def now_utc() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(timezone.utc)
@@ -41,14 +44,30 @@ def parse_time(field: str, value: Any, *, default_tz: tzinfo = timezone.utc,
     if value is None or value == "":
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, timezone.utc)
+        try:
+            parsed = datetime.fromtimestamp(value / 1000 if value > 1e11 else value, timezone.utc)
+        except (OverflowError, ValueError, OSError):
+            raise error(field, f"{value!r} is not a time in epoch seconds or milliseconds", EXAMPLE) from None
+        return _in_range(field, value, parsed, error)
     if not isinstance(value, str):
         raise error(field, f"expected an ISO 8601 time, got {type(value).__name__}", EXAMPLE)
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise error(field, f"'{value}' is not an ISO 8601 time", EXAMPLE) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=default_tz)
+    return _in_range(field, value, parsed if parsed.tzinfo else parsed.replace(tzinfo=default_tz), error)
+
+
+def _in_range(field: str, value: Any, parsed: datetime, error: type[FieldError]) -> datetime:
+    """``parsed`` if it is within the years a run's times can be computed in (it is
+    shifted to UTC and has timeouts added), else the field error."""
+    try:
+        utc = parsed.astimezone(timezone.utc)
+    except (OverflowError, ValueError):
+        utc = None
+    if utc is None or not MIN_YEAR <= utc.year <= MAX_YEAR:
+        raise error(field, f"{value!r} is outside the years {MIN_YEAR}-{MAX_YEAR}", EXAMPLE)
+    return parsed
 
 
 class Budget:

@@ -4,8 +4,15 @@ Every action invocation leaves one JSON record at
 ``ephemera/activations/<activationId>.json`` in the state bucket (see
 :func:`ephemera.layout.activation_key`): which trigger and rule fired it, the action,
 start and end times, duration, the result, the log lines and a status
-(``success | application_error | developer_error | timeout``). Activation ids are 32
-hex characters that sort by creation time, so a key listing is already in time order.
+(``success | application_error | developer_error | timeout``, or ``interrupted``).
+Activation ids are 32 hex characters that sort by creation time, so a key listing is
+already in time order.
+
+While an invocation runs, ``ephemera/activations-started/<activationId>.json`` names it
+and the runtime process (host, pid, start time); it is deleted once the record is
+stored. A runtime killed meanwhile leaves it behind, and the next runtime's start
+completes it (:func:`complete_interrupted`): a record with status ``interrupted``, so
+no invocation goes unrecorded.
 
 Secret values of the config are scrubbed from logs, results and event parameters
 before a record is built, so no stored record can leak them.
@@ -13,9 +20,12 @@ before a record is built, so no stored record can leak them.
 
 from __future__ import annotations
 
+import os
 import secrets as _secrets
+import socket
 import threading
 import time
+from datetime import datetime, timezone
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
@@ -25,7 +35,8 @@ from ephemera.storage import get_json, put_json
 from ephemera.secrets import Scrubber
 from ephemera.storage.base import Storage
 
-STATUSES = ("success", "application_error", "developer_error", "timeout")
+STATUSES = ("success", "application_error", "developer_error", "timeout", "interrupted")
+INTERRUPTED = "interrupted"  # the runtime died before the invocation ended
 
 _id_lock = threading.Lock()
 _last_ns = 0
@@ -100,10 +111,8 @@ def get_activation(storage: Storage, bucket: str, activation_id: str) -> Activat
 
 
 def _keys(storage: Storage, bucket: str) -> list[str]:
-    try:
-        return [o.key for o in storage.list(bucket, layout.ACTIVATIONS) if o.key.endswith(".json")]
-    except NoSuchBucketError:
-        return []
+    """Keys of every record; a missing state bucket raises NoSuchBucketError (a misconfiguration)."""
+    return [o.key for o in storage.list(bucket, layout.ACTIVATIONS) if o.key.endswith(".json")]
 
 
 def list_activations(storage: Storage, bucket: str, limit: int | None = 20) -> list[Activation]:
@@ -118,3 +127,64 @@ def list_activations(storage: Storage, bucket: str, limit: int | None = 20) -> l
         except NoSuchKeyError:  # deleted since the listing
             continue
     return records
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time (clock ticks since boot), None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def runtime_identity() -> dict:
+    """This runtime process, as the next runtime can tell whether it is still alive."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "started": _start_time(os.getpid())}
+
+
+def _is_gone(runtime: dict) -> bool:
+    if runtime.get("host") != socket.gethostname():
+        return False  # another machine's runtime: it cannot be checked from here
+    return _start_time(int(runtime.get("pid") or 0)) != runtime.get("started")
+
+
+def mark_started(storage: Storage, bucket: str, activation: Activation, secret_values: Iterable[str] = ()) -> None:
+    """Note an invocation under way (``activation`` holds what is known at its start)."""
+    clean = Scrubber(secret_values).scrub_obj(activation.to_dict())
+    put_json(storage, bucket, layout.activation_started_key(activation.activationId), {**clean, "runtime": runtime_identity()})
+
+
+def mark_done(storage: Storage, bucket: str, activation_id: str) -> None:
+    storage.delete(bucket, layout.activation_started_key(activation_id))
+
+
+def complete_interrupted(storage: Storage, bucket: str, secret_values: Iterable[str] = ()) -> list[Activation]:
+    """Store an ``interrupted`` record for every invocation whose runtime died before it ended."""
+    try:
+        keys = [o.key for o in storage.list(bucket, layout.ACTIVATIONS_STARTED) if o.key.endswith(".json")]
+    except NoSuchBucketError:
+        return []
+    done = []
+    for key in keys:
+        try:
+            data = get_json(storage, bucket, key)
+        except NoSuchKeyError:
+            continue
+        if not isinstance(data, dict) or not _is_gone(data.get("runtime") or {}):
+            continue
+        record = Activation.from_dict(data)
+        now = datetime.now(timezone.utc)
+        try:
+            started = datetime.fromisoformat(record.start)
+        except (TypeError, ValueError):
+            started = now
+        pid = (data.get("runtime") or {}).get("pid")
+        record.status, record.end = INTERRUPTED, now.isoformat(timespec="milliseconds")
+        record.duration_ms = max(0, int((now - started).total_seconds() * 1000))
+        record.result = {"error": {"code": "ACTION_INTERRUPTED", "retryable": False,
+                                   "message": f"the runtime (pid {pid}) stopped before the action ended; "
+                                              "the reaper finishes or destroys any run it left open"}}
+        done.append(store_activation(storage, bucket, record, secret_values))
+        storage.delete(bucket, key)
+    return done

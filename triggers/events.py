@@ -43,9 +43,12 @@ def _int_or_none(path: str, value: Any) -> int | None:
     if value in (None, ""):
         return None
     try:
-        return int(value)
-    except (TypeError, ValueError):
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
         raise EventError(path, f"'{value}' is not an integer", "object sizes are byte counts") from None
+    if not 0 <= number < 2 ** 63:
+        raise EventError(path, f"{value!r} is not a byte count", "object sizes are byte counts (0 or more)")
+    return number
 
 
 def parse_openwhisk_cos(params: dict) -> Event:

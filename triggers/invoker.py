@@ -101,10 +101,13 @@ def run_invocation(target: str, raw: bytes, result_fd: int, func=None) -> None:
 def _child_main(argv: list[str]) -> int:
     """Entry point of an action process: a fresh one (``<target> <result-fd>``, params on
     stdin), or a warm zygote (``--warm <target> <socket-fd>``, see ``warm``)."""
+    from ephemera.lifeline import bind_to_owner
+
     if argv and argv[0] == "--warm":
         from ephemera.triggers.warm import zygote_main
 
         return zygote_main(argv[1], int(argv[2]))
+    bind_to_owner()  # die with the runtime that started us
     target, fd = argv[0], int(argv[1])
     os.set_inheritable(fd, False)  # the action's own subprocesses must not hold it
     run_invocation(target, sys.stdin.buffer.read(), fd)
@@ -212,13 +215,22 @@ class Invoker:
         from ephemera.triggers.activations import Activation, store_activation
         from ephemera.triggers.procio import Outcome
 
+        from datetime import datetime, timezone
+
+        from ephemera.triggers.activations import mark_done, mark_started
+
         self._log.info("activation %s: %s -> rule %s -> action %s starting", activation_id, trigger, rule, action)
         env = {"__OW_ACTIVATION_ID": activation_id, "__OW_ACTION_NAME": action}
+        shown_event = {k: v for k, v in event.items() if k != "config"}
+        begun = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        try:  # what the next runtime completes if this one dies before the record is stored
+            mark_started(self.storage, self.bucket, Activation(activation_id, trigger, rule, action, target, begun, "", 0, "running",
+                                                               {}, event=shown_event), self.secret_values)
+        except Exception as exc:  # noqa: BLE001 - storage down: run the action anyway
+            self._log.warning("activation %s: could not note its start: %s", activation_id, Scrubber(self.secret_values).scrub(str(exc)))
         try:
             outcome = self._run(lane, action, target, params, env)
         except Exception as exc:  # the runtime itself failed: still leave a record
-            from datetime import datetime, timezone
-
             now = datetime.now(timezone.utc)
             outcome = Outcome("developer_error", error(ACTION_CRASHED, f"the runtime could not run the action: {exc}"), [], now, now, None)
         record = Activation(
@@ -233,11 +245,12 @@ class Invoker:
             status=outcome.status,
             result=outcome.result,
             logs=outcome.logs,
-            event={k: v for k, v in event.items() if k != "config"},
+            event=shown_event,
             exit_code=outcome.exit_code,
         )
         try:
             record = store_activation(self.storage, self.bucket, record, self.secret_values)
+            mark_done(self.storage, self.bucket, activation_id)
         except Exception as exc:  # storage down: keep running, say so
             scrubber = Scrubber(self.secret_values)
             record = Activation.from_dict(scrubber.scrub_obj(record.to_dict()))

@@ -202,12 +202,15 @@ def run_cold(target: str, params: dict, timeout: float, *, env: dict | None = No
     payload = json.dumps(params, default=str).encode()
     r_fd, w_fd = os.pipe()
     start = datetime.now(timezone.utc)
+    from ephemera.lifeline import child_binding
+
+    bound_env, lifeline = child_binding(env if env is not None else child_env())
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "ephemera.triggers.invoker", target, str(w_fd)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(w_fd,),
-            start_new_session=True,  # its own process group: a timeout kills it all
-            env=env if env is not None else child_env(),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(w_fd, *lifeline),
+            start_new_session=True,  # its own process group: a timeout (or the runtime's death) kills it all
+            env=bound_env,
         )
     except OSError as exc:
         os.close(r_fd)

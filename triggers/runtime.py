@@ -23,6 +23,7 @@ from typing import Callable
 from ephemera.config import ACTIONS, Config, load_config
 from ephemera.errors import ConfigError, ParamError
 from ephemera.storage import get_storage
+from ephemera.triggers.activations import complete_interrupted
 from ephemera.triggers.invoker import Invoker
 from ephemera.triggers.scheduler import CATCH_UP_POLICIES, AlarmScheduler, IntervalSchedule, utcnow
 from ephemera.triggers.watcher import FilesystemWatcher, PollingWatcher
@@ -126,6 +127,9 @@ class Runtime:
 
     def start(self) -> None:
         self._check_buckets()
+        for record in complete_interrupted(self.storage, self.bucket, self.invoker.secret_values):
+            log.warning("activation %s (%s) was interrupted by the runtime's death; recorded as %s",
+                        record.activationId, record.action, record.status)
         for rules in self.rules.values():
             for rule in rules:
                 if not _module_exists(self.targets[rule["action"]]):

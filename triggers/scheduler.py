@@ -188,6 +188,11 @@ class AlarmScheduler:
             if last is None:
                 times, _ = due_times(alarm.schedule, alarm.cursor, now, 1)  # first start: the newest only
                 self._handle(alarm, times, 0, now)
+                if not times and alarm.next is None:
+                    when = alarm.schedule.once or alarm.schedule.stop
+                    log.warning("alarm '%s' will never fire: %s %s is already past at the first start",
+                                alarm.name, "its time" if alarm.schedule.once else "its stop_date",
+                                when.isoformat() if when else "-")
                 if alarm.persist and not times:
                     self._save(alarm, now)  # so a restart knows what it missed since now
             else:

@@ -27,6 +27,7 @@ import sys
 import threading
 
 from ephemera.triggers.invoker import load_action, run_invocation
+from ephemera.lifeline import LIFELINE_THREAD, bind_to_owner
 
 
 def zygote_main(target: str, sock_fd: int) -> int:
@@ -68,6 +69,7 @@ def zygote_main(target: str, sock_fd: int) -> int:
                         os.close(own)
                     control.close()
                     os.setsid()
+                    bind_to_owner()  # the worker's own watcher (threads do not survive fork)
                     if nice:
                         os.nice(nice)
                     os._exit(_serve(target, func, fd))
@@ -102,7 +104,7 @@ def _serve(target: str, func, sock_fd: int) -> int:
                 return 0
             _invoke(target, func, json.loads(msg), fds, devnull, home)
             # a thread the action left running would write into the next invocation's logs
-            reusable = threading.active_count() == 1
+            reusable = not [t for t in threading.enumerate() if t is not threading.main_thread() and t.name != LIFELINE_THREAD]
             sock.send(json.dumps({"reusable": reusable}).encode())
             if not reusable:
                 return 0

@@ -39,12 +39,15 @@ class Zygote:
     """The zygote process of one target: forks workers, reports their exit codes."""
 
     def __init__(self, target: str, env: dict):
+        from ephemera.lifeline import child_binding
+
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        bound_env, lifeline = child_binding(env)  # the zygote and its workers die with this runtime
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "ephemera.triggers.invoker", "--warm", target, str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL, start_new_session=True, env=env)
+                pass_fds=(theirs.fileno(), *lifeline), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, start_new_session=True, env=bound_env)
         finally:
             theirs.close()
         self.sock = ours

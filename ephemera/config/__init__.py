@@ -31,6 +31,7 @@ from ephemera.config.messages import config_error
 from ephemera.config.schema import json_schema, raw_secret_values, root_model, secret_paths
 from ephemera.config.sections import ACTIONS, TRIGGER_KINDS, WORKSPACE_NAME_FIX, is_workspace_name
 from ephemera.errors import ConfigError
+from ephemera.plainjson import check_plain
 from ephemera.sections import check_url
 
 REDACTED = "********"
@@ -86,11 +87,15 @@ class Config:
         return [str(v) for value in values for v in (value.values() if isinstance(value, dict) else [value])]
 
 
-def validate(raw: Mapping | None, source: str = "<dict>") -> Config:
-    """Validate a raw mapping and return a :class:`Config`; raises ConfigError."""
+def validate(raw: Mapping | None, source: str = "<dict>", *, engine_checks: bool = True) -> Config:
+    """Validate a raw mapping and return a :class:`Config`; raises ConfigError.
+
+    ``engine_checks=False`` skips the engine's settings checks (a VM's config: the VM
+    never drives the engine, and need not have its stack or binary)."""
     raw = {} if raw is None else raw
     if not isinstance(raw, Mapping):
         raise ConfigError("<top>", f"expected a mapping, got {type(raw).__name__}", "the config is a YAML mapping")
+    check_plain(raw, ConfigError)
     model = root_model()
     try:
         typed = model.model_validate(copy.deepcopy(dict(raw)))
@@ -102,17 +107,18 @@ def validate(raw: Mapping | None, source: str = "<dict>") -> Config:
     data["triggers"] = validate_triggers(data["triggers"], data["storage"]["bucket"])
     data["rules"] = validate_rules(data["rules"], {t["name"] for t in data["triggers"]})
     config = Config(data, source, typed)
-    _check_backends(config)
+    _check_backends(config, engine_checks)
     return config
 
 
-def _check_backends(config: Config) -> None:
+def _check_backends(config: Config, engine_checks: bool = True) -> None:
     """The chosen storage backend and engine check their settings (no SDK is imported)."""
     from ephemera.engines import engine_spec
     from ephemera.storage import storage_spec
 
     storage_spec(config["storage"]["backend"]).check(config)
-    engine_spec(config["engine"]["backend"]).check(config)
+    if engine_checks:
+        engine_spec(config["engine"]["backend"]).check(config)
 
 
 def find_config_file() -> Path | None:
@@ -129,26 +135,30 @@ def find_config_file() -> Path | None:
     return None
 
 
-def load_config(source: Mapping | str | os.PathLike | Config | None = None) -> Config:
+def load_config(source: Mapping | str | os.PathLike | Config | None = None, *, engine_checks: bool = True) -> Config:
     """Load and validate a config from a dict, a file path, or the default locations."""
     if isinstance(source, Config):
         return source
     if isinstance(source, Mapping):
-        return validate(source, "<dict>")
+        return validate(source, "<dict>", engine_checks=engine_checks)
     path = Path(source).expanduser() if source is not None else find_config_file()
     if path is None:
-        return validate({}, "<defaults>")
+        return validate({}, "<defaults>", engine_checks=engine_checks)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(str(path), f"cannot be read ({exc.strerror})", "check the path and permissions") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), f"is not UTF-8 text (byte {exc.start} cannot be decoded)", "save the file as UTF-8") from None
     try:
         raw = yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError(str(path), "is nested too deeply", "flatten the YAML") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(str(path), f"is not valid YAML{where}", "fix the syntax") from None
-    return validate(raw, str(path))
+    return validate(raw, str(path), engine_checks=engine_checks)
 
 
 __all__ = ["ACTIONS", "REDACTED", "TRIGGER_KINDS", "WORKSPACE_NAME_FIX", "Config", "ConfigError", "check_url",

@@ -12,6 +12,7 @@ folder. Alarm schedules are checked after the model (:mod:`ephemera.config.trigg
 from __future__ import annotations
 
 import copy
+import math
 import re
 from typing import Annotated, Any, Literal, Optional
 
@@ -19,7 +20,7 @@ from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from ephemera.errors import InvalidKeyError
 from ephemera.sections import Invalid, Label, Section
-from ephemera.storage.keys import BUCKET_PATTERN, validate_bucket
+from ephemera.storage.keys import BUCKET_PATTERN, MAX_KEY_BYTES, validate_bucket, validate_key
 
 ACTIONS = ("apply", "destroy", "reap", "status")
 TRIGGER_KINDS = ("alarm", "object_write")
@@ -27,6 +28,9 @@ DURATION_FIX = "write seconds or e.g. '30m', '4h'"
 WORKSPACE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 WORKSPACE_NAME_FIX = "use 1-63 lowercase letters, digits, '-' or '_', starting with a letter or digit"
 BUNDLE_HASH_RE = re.compile(r"^[0-9a-f]{64}$")
+MAX_DURATION_SECONDS = 366 * 86400  # no timeout is longer than a year (and dates stay computable)
+MAX_WORKERS = 1000  # VMs per run at most, whatever the stack; each stack's own bound is checked by its engine
+MAX_PREFIX_BYTES = MAX_KEY_BYTES - 200  # room left in a key for the run id and the output name
 LEGACY_WORKLOAD_PACKAGE = "workloads."  # the samples' import path before they moved under ephemera
 
 
@@ -47,16 +51,21 @@ def duration_seconds(value: Any) -> int:
     if isinstance(value, bool):
         raise Invalid(f"expected a duration, got {value!r}", DURATION_FIX)
     if isinstance(value, (int, float)):
-        seconds = int(value)
+        amount = float(value) if isinstance(value, float) else value
     elif isinstance(value, str):
         text = value.strip().lower()
         units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
         try:
-            seconds = int(float(text[:-1]) * units[text[-1]]) if text and text[-1] in units else int(text)
-        except (ValueError, KeyError):
+            amount = float(text[:-1]) * units[text[-1]] if text and text[-1] in units else int(text)
+        except (ValueError, KeyError, OverflowError):
             raise Invalid(f"'{value}' is not a duration", DURATION_FIX) from None
     else:
         raise Invalid(f"expected a duration, got {type(value).__name__}", DURATION_FIX)
+    if isinstance(amount, float) and not math.isfinite(amount):
+        raise Invalid(f"{value!r} is not a finite duration", DURATION_FIX)
+    if amount > MAX_DURATION_SECONDS:
+        raise Invalid(f"{value!r} is longer than {MAX_DURATION_SECONDS // 86400} days", "use a shorter duration, e.g. '4h'")
+    seconds = int(amount)
     if seconds <= 0:
         raise Invalid(f"must be positive, got {value!r}", DURATION_FIX)
     return seconds
@@ -71,8 +80,15 @@ def _bucket(value: Any) -> str:
 
 def _prefix(value: Any) -> str:
     value = _string(value).strip("/")
-    if ".." in value.split("/") or "\\" in value:
-        raise Invalid(f"'{value}' is not a valid key prefix", "use a relative path such as 'outputs'")
+    fix = "use a relative path of '/'-separated names such as 'outputs' or 'team/outputs'"
+    if len(value.encode("utf-8", "replace")) > MAX_PREFIX_BYTES:
+        raise Invalid(f"key prefix is longer than {MAX_PREFIX_BYTES} bytes", fix)
+    try:
+        value.encode("utf-8")
+        if value:
+            validate_key(value + "/x")  # every key the run writes under it must be valid
+    except (InvalidKeyError, UnicodeEncodeError):
+        raise Invalid(f"{value!r} is not a valid key prefix (no '.', '..' or empty segments, backslash or NUL)", fix) from None
     return value
 
 
@@ -105,6 +121,8 @@ def _variables(value: Any) -> dict:
     count = value.get("worker_count", 1)
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise Invalid(f"expected a positive integer, got {count!r}", "e.g. worker_count: 2", at=("worker_count",))
+    if count > MAX_WORKERS:
+        raise Invalid(f"{count} VMs is more than {MAX_WORKERS} per run", "use fewer VMs", at=("worker_count",))
     return copy.deepcopy(value)
 
 
@@ -201,6 +219,7 @@ class TimeoutsSection(Section):
     apply: Duration = Field(1800, description="an apply not finished by then is failed and destroyed")
     action: Duration = Field(300, description="an action invocation is killed after this")
     boot: Duration = Field(1200, description="a run's VMs that have not all reported by then (after apply) fail it, and it is destroyed")
+    heartbeat: Duration = Field(120, description="a running run whose workload VM (or every VM) has sent no heartbeat for this long is failed and destroyed")
 
 
 class TriggerEntry(Section):

@@ -65,21 +65,34 @@ def apply_run(ctx: Context, run: RunRecord, *, busy_wait: float = BUSY_RETRY_SEC
     goes back to REQUESTED with the engine's reason, and the reaper applies it once the
     workspace frees (:mod:`ephemera.lifecycle.waiting`)."""
     run = ctx.ledger.transition(run.run_id, S.APPLYING, "applying workspace")
-    plain, secure = stack_variables(ctx, run)
     try:
+        plain, secure = stack_variables(ctx, run)
         boot = prepare_boot(ctx, run)  # the run's bundle, and what each VM boots from
         ctx.ledger.update(run.run_id, lambda record: setattr(record, "bundle", boot.bundle.to_dict()))
         plain.update(boot.variables)
+        engine = ctx.engine
     except Exception as exc:  # noqa: BLE001 - e.g. a missing workload.source: recorded, nothing applied
-        return record_failure(ctx, run.run_id, RunError.from_exception(exc), S.APPLY_FAILED, from_states=frozenset({S.APPLYING}))
+        failed = record_failure(ctx, run.run_id, RunError.from_exception(exc), S.APPLY_FAILED, from_states=frozenset({S.APPLYING}))
+        return _nothing_created(ctx, failed)
     try:
-        activity = _retry_busy(lambda: ctx.engine.apply(run.workspace, run.run_id, plain, secure), _busy_budget(ctx, busy_wait))
+        activity = _retry_busy(lambda: engine.apply(run.workspace, run.run_id, plain, secure), _busy_budget(ctx, busy_wait))
     except WorkspaceBusyError as exc:
         return record_failure(ctx, run.run_id, RunError.from_exception(exc), S.REQUESTED,
                               f"waiting for the workspace: {exc.message}", from_states=frozenset({S.APPLYING}))
     except Exception as exc:  # noqa: BLE001 - an engine crash must still leave a record
         return record_failure(ctx, run.run_id, RunError.from_exception(exc), S.APPLY_FAILED, from_states=frozenset({S.APPLYING}))
     return record_activity(ctx, run.run_id, activity)
+
+
+def _nothing_created(ctx: Context, run: RunRecord) -> RunRecord:
+    """A run that failed before its engine was asked for anything holds no resource: it
+    is DESTROYED at once and its workspace lock released (its error stays recorded)."""
+    if run.state != S.APPLY_FAILED:
+        return run
+    ctx.ledger.transition(run.run_id, S.DESTROYING, "apply failed before the engine was called")
+    record = ctx.ledger.transition(run.run_id, S.DESTROYED, "nothing was created: the engine was never called")
+    workspace_lock(ctx, record.workspace).release(run.run_id)
+    return record
 
 
 def _busy_budget(ctx: Context, most: float) -> float:

@@ -11,6 +11,8 @@ it needs:
 - RUNNING whose completion marker exists (its bucket event was lost): finish, destroy;
 - RUNNING whose VMs have not all reported ready within ``timeouts.boot``: FAILED
   (BOOT_TIMEOUT), destroy (:mod:`ephemera.lifecycle.boot_timeout`);
+- RUNNING whose workload VM (or every VM) stopped heartbeating for longer than
+  ``timeouts.heartbeat``: FAILED (VMS_SILENT), destroy (:mod:`ephemera.lifecycle.silent_vms`);
 - any run past its hard deadline before it ended: TIMED_OUT, destroy;
 - TIMED_OUT and APPLY_FAILED: destroy;
 - SUCCEEDED / FAILED not destroyed within ``timeouts.soft``: destroy;
@@ -42,6 +44,7 @@ from ephemera.lifecycle.activities import advance_run, destroy_run, finish_run, 
 from ephemera.lifecycle.boot_timeout import boot_overdue
 from ephemera.lifecycle.reap_action import ReapAction, reap_summary
 from ephemera.lifecycle.reconcile import reconcile
+from ephemera.lifecycle.silent_vms import vms_silent
 from ephemera.lifecycle.waiting import is_waiting, retry_waiting
 from ephemera.model import marker as markers
 from ephemera.model.runs import RunError, RunRecord, RunState
@@ -123,6 +126,11 @@ def reap_run(ctx: Context, run: RunRecord, now: datetime | None = None) -> str |
             record_failure(ctx, run.run_id, RunError("BOOT_TIMEOUT", overdue), S.FAILED, f"reaper: {overdue}")
             destroy_run(ctx, run.run_id, "reaper: boot timeout")
             return overdue
+        silent = vms_silent(ctx, run, now)
+        if silent:
+            record_failure(ctx, run.run_id, RunError("VMS_SILENT", silent), S.FAILED, f"reaper: {silent}")
+            destroy_run(ctx, run.run_id, "reaper: dead VMs")
+            return silent
         return None
 
     if run.state in (S.TIMED_OUT, S.APPLY_FAILED):

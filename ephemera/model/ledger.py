@@ -13,7 +13,7 @@ import logging
 from typing import Callable, Iterator
 
 from ephemera import layout
-from ephemera.errors import NoSuchBucketError, NoSuchKeyError, RunNotFoundError
+from ephemera.errors import NoSuchKeyError, RunNotFoundError
 from ephemera.locking.storage_lock import StorageLock
 from ephemera.model.runs import OPEN_STATES, RunRecord, RunState
 from ephemera.secrets import Scrubber
@@ -87,12 +87,11 @@ class Ledger:
 
     def list(self) -> Iterator[RunRecord]:
         """Every run, oldest first. A record that is not valid JSON or not a valid run
-        record is skipped with a warning naming its key."""
+        record is skipped with a warning naming its key. A missing state bucket raises
+        NoSuchBucketError: it is a misconfiguration (a typo in ``storage.bucket``), never
+        "no runs yet"."""
         records = []
-        try:
-            infos = list(self.storage.list(self.bucket, layout.RUNS))
-        except NoSuchBucketError:  # a missing bucket means no runs yet
-            return iter(())
+        infos = list(self.storage.list(self.bucket, layout.RUNS))
         for info in infos:
             if not info.key.endswith(".json"):
                 continue

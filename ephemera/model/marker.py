@@ -12,8 +12,10 @@ Shapes (JSON objects), both with ``run_id``, ``entry``, ``status``, ``started_at
   The workload runner writes it when the workload raises; the VM agent writes the same
   shape when the workload process dies without a marker or is killed at the deadline.
 
-:func:`read` parses a marker; one that is not a JSON object reads as ``status:
-"unknown"`` with a ``MarkerError``, so a garbled marker still ends its run as failed.
+:func:`read` parses a marker; one that is not a JSON object, or is larger than
+``MAX_MARKER_BYTES`` (it is not read then), reads as ``status: "invalid"`` with a
+``MarkerError``: whatever its name, it ends its run as failed (``MARKER_INVALID``),
+and the run record keeps only that short error, never the oversized body.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from ephemera.timeutil import iso_of
 SUCCESS = "_SUCCESS.json"
 FAILURE = "_FAILURE.json"
 NAMES = (SUCCESS, FAILURE)  # what a bucket-write trigger for markers filters on
+MAX_MARKER_BYTES = 1024 * 1024  # a larger marker is not read: its run fails with MARKER_INVALID
+INVALID = "invalid"  # the status of a marker that could not be read as one
 
 
 class MarkerKey(NamedTuple):
@@ -83,9 +87,16 @@ def is_success(marker: dict) -> bool:
     return marker.get("status") == "succeeded"
 
 
+def is_valid(marker: dict) -> bool:
+    """False for what :func:`read` could not read as a marker (not JSON, oversized)."""
+    return marker.get("status") != INVALID
+
+
 def run_error(marker: dict) -> RunError:
     """The run's error for a failure marker: the workload's error and log tail."""
     err = marker.get("error") if isinstance(marker.get("error"), dict) else {}
+    if not is_valid(marker):
+        return RunError("MARKER_INVALID", str(err.get("message", "the completion marker is not valid")))
     return RunError("WORKLOAD_FAILED", f"{err.get('type', 'Error')}: {err.get('message', '')}", str(marker.get("log_tail") or ""))
 
 
@@ -98,15 +109,23 @@ def write(storage: Storage, bucket: str, run_prefix: str, marker: dict) -> str:
     return where
 
 
+def _invalid(problem: str) -> dict:
+    return {"status": INVALID, "error": {"type": "MarkerError", "message": problem}}
+
+
 def read(storage: Storage, bucket: str, object_key: str) -> dict:
     """The marker at ``object_key``; raises NoSuchKeyError if it is not there."""
+    size = storage.head(bucket, object_key).size
+    if size > MAX_MARKER_BYTES:
+        return _invalid(f"marker '{object_key}' is {size} bytes, over the {MAX_MARKER_BYTES}-byte limit; "
+                        "write large results as outputs and name them in the marker")
     data = storage.get(bucket, object_key)
     try:
         marker = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         marker = None
     if not isinstance(marker, dict):
-        return {"status": "unknown", "error": {"type": "MarkerError", "message": f"marker '{object_key}' is not a JSON object"}}
+        return _invalid(f"marker '{object_key}' is not a JSON object")
     return marker
 
 
@@ -114,9 +133,10 @@ def find(storage: Storage, bucket: str, run_prefix: str) -> tuple[bool, dict] | 
     """``(success, marker)`` of the run's marker if one is written, else None."""
     for ok in (True, False):
         try:
-            return ok, read(storage, bucket, key(run_prefix, ok))
+            marker = read(storage, bucket, key(run_prefix, ok))
         except NoSuchKeyError:
             continue
+        return ok and is_valid(marker), marker
     return None
 
 

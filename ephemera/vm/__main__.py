@@ -89,8 +89,10 @@ def main(argv: list[str] | None = None) -> int:
         agent = Agent(args.config, args.worker)
         install_scrubber(agent.scrubber)
         return agent.serve(args.pid_file)
+    from ephemera.lifeline import bind_to_owner
     from ephemera.vm.workload import run_job
 
+    bind_to_owner()  # killed with the agent's whole group when the agent dies
     _config, storage, job, scrubber = agent_context(load_agent_config(args.config))
     install_scrubber(scrubber)
     marker = run_job(job, storage, worker=args.worker, scrubber=scrubber)

@@ -35,6 +35,7 @@ import time
 from datetime import datetime
 
 from ephemera.config import Config, load_config
+from ephemera.lifeline import child_binding
 from ephemera.model import marker as markers
 from ephemera.model.jobs import JobSpec, load_job
 from ephemera.secrets import Scrubber
@@ -46,8 +47,10 @@ from ephemera.vm.heartbeats import HEARTBEAT_INTERVAL, write_heartbeat
 from ephemera.vm.logship import SHIP_INTERVAL, LogShipper
 from ephemera.vm.pids import write_pid_file
 from ephemera.vm.services import VMInfo, VMService, load_services
+from ephemera.vm.workload import write_marker
 
 log = logging.getLogger("ephemera.vm.agent")
+RELAY_LINE_BYTES = 64 * 1024  # a longer output line is relayed in pieces
 
 
 def load_agent_config(path: str) -> dict:
@@ -57,7 +60,7 @@ def load_agent_config(path: str) -> dict:
 
 def agent_context(agent_cfg: dict) -> tuple[Config, Storage, JobSpec, Scrubber]:
     """(Config, Storage, JobSpec, Scrubber) of the agent's run."""
-    config = load_config(agent_cfg["config"])
+    config = load_config(agent_cfg["config"], engine_checks=False)  # a VM never drives the engine
     storage = get_storage(config)
     job = load_job(storage, config.state_bucket, agent_cfg["run_id"])
     return config, storage, job, Scrubber(config.secret_values())
@@ -173,11 +176,11 @@ class Agent:
         cmd = [sys.executable, "-m", "ephemera.vm", "run-job", "--config", self.config_path, "--worker", str(self.worker)]
         started = time.time()
         workdir = self.agent_cfg.get("workdir")
-        self.child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=self.workload_env(),
+        env, lifeline = child_binding(self.workload_env())  # the workload (and this agent's group) dies with the agent
+        self.child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=env, pass_fds=lifeline,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                       cwd=workdir if workdir and os.path.isdir(workdir) else None)
-        reader = threading.Thread(target=self._ship_output, args=(self.child.stdout,), name="workload-output", daemon=True)
-        reader.start()
+        threading.Thread(target=self._relay, args=(self.child.stdout,), name="workload-output", daemon=True).start()
         left = self.seconds_left()
         try:
             code = self.child.wait(timeout=None if left is None else max(left, 0))
@@ -195,14 +198,20 @@ class Agent:
         self.state = "idle"
         self.heartbeat()
 
-    def _ship_output(self, pipe) -> None:
-        """The workload's output: echoed to our stdout (the VM's log) and shipped."""
-        for raw in iter(pipe.readline, b""):
-            line = raw.decode(errors="replace")
-            sys.stdout.write(line)
-            sys.stdout.flush()
+    def _relay(self, stream) -> None:
+        """The workload's output (prints, its subprocesses' writes), line by line, scrubbed
+        (it passed through no logging filter): copied into the agent's log (the VM's) and
+        shipped with the run's logs."""
+        out = sys.stdout.buffer
+        for raw in iter(lambda: stream.readline(RELAY_LINE_BYTES), b""):
+            line = self.scrubber.scrub(raw.decode("utf-8", "replace"))
             self.shipper.add("workload", line)
-        pipe.close()
+            try:
+                out.write(line.encode())
+                out.flush()
+            except (OSError, ValueError):
+                pass
+        stream.close()
 
     def _marker_exists(self) -> bool:
         return markers.exists(self.storage, self.job.output_bucket, self.job.output_prefix)
@@ -212,7 +221,7 @@ class Agent:
             return
         log.error("run %s: %s", self.run_id, reason)
         marker = markers.failure(self.run_id, self.job.entry, "AgentError", reason, started=started)
-        markers.write(self.storage, self.job.output_bucket, self.job.output_prefix, self.scrubber.scrub_obj(marker))
+        write_marker(self.storage, self.job, self.scrubber.scrub_obj(marker))
 
     # --- the agent's life ---------------------------------------------------------------
     def serve(self, pid_file: str) -> int:

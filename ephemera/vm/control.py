@@ -51,6 +51,8 @@ def stop_agent(pid_file: str, timeout: float = 10.0) -> bool:
     it was already gone), False if it survived SIGKILL."""
     pid = read_pid(pid_file)
     if pid is None or not is_agent_process(pid):
+        if pid is not None:
+            kill_orphaned_session(pid)
         remove_pid_file(pid_file)
         return True
     try:
@@ -64,6 +66,46 @@ def stop_agent(pid_file: str, timeout: float = 10.0) -> bool:
     _signal_group(pid, signal.SIGKILL, fallback=False)  # stragglers of its session (the agent leads it)
     remove_pid_file(pid_file)
     return True
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def session_members(sid: int) -> list[int]:
+    """Live processes of session ``sid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat(int(entry))
+            if fields and fields[0] != "Z" and fields[3] == str(sid):
+                found.append(int(entry))
+    return found
+
+
+def kill_orphaned_session(leader: int, timeout: float = 5.0) -> list[int]:
+    """SIGKILL what is left of the session of an agent (``leader``) that is gone; the pids killed.
+
+    Only while no live process has the leader's pid: a session id stays reserved as
+    long as any member lives, so then every member is the agent's own orphan; a live
+    process with that pid is someone else's (the pid was reused) and nothing is done."""
+    fields = _stat(leader)
+    if fields is not None and fields[0] != "Z":
+        return []
+    members = session_members(leader)
+    for member in members:
+        try:
+            os.kill(member, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    deadline = time.monotonic() + timeout
+    while members and session_members(leader) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return members
 
 
 def _signal_group(pid: int, sig: int, fallback: bool = True) -> None:

@@ -5,7 +5,9 @@ writes outputs with ``ctx.put_output``, and returns a JSON-able summary. ``run_j
 calls it and then writes the completion marker (:mod:`ephemera.model.marker`):
 ``_SUCCESS.json`` with the summary, or ``_FAILURE.json`` with the error, traceback and
 log tail. The marker is always the last object written, because its write fires the
-teardown.
+teardown. These final writes retry the errors storage names transient (a full disk, a
+briefly unwritable folder, a throttled endpoint) until the run's hard deadline
+(:mod:`ephemera.storage.retry`): a result is never lost to a passing fault.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import logging
 import time
 import traceback
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from ephemera.errors import ParamError
@@ -24,6 +27,7 @@ from ephemera.model import marker as markers
 from ephemera.model.jobs import JobSpec
 from ephemera.secrets import Scrubber
 from ephemera.storage.base import Storage
+from ephemera.storage.retry import retry_transient
 
 LOG_TAIL_LINES = 50
 
@@ -52,12 +56,24 @@ class WorkloadContext:
     def put_output(self, name: str, data: bytes | str) -> str:
         """Write ``<output_prefix>/<name>`` and return its key."""
         key = self.output_key(name)
-        self.storage.put(self.job.output_bucket, key, data.encode() if isinstance(data, str) else data)
+        body = data.encode() if isinstance(data, str) else data
+        retry_transient(lambda: self.storage.put(self.job.output_bucket, key, body), f"writing output '{key}'", job_deadline(self.job))
         self.outputs.append(key)
         return key
 
     def put_json(self, name: str, obj: Any) -> str:
         return self.put_output(name, json.dumps(obj, indent=1, sort_keys=True, default=str))
+
+
+def job_deadline(job: JobSpec) -> datetime | None:
+    """The run's hard deadline, until which its final writes are retried."""
+    return datetime.fromisoformat(job.hard_deadline) if job.hard_deadline else None
+
+
+def write_marker(storage: Storage, job: JobSpec, marker: dict) -> str:
+    """Write the run's completion marker, retrying transient storage errors until the deadline."""
+    return retry_transient(lambda: markers.write(storage, job.output_bucket, job.output_prefix, marker),
+                           f"run {job.run_id}: writing its completion marker", job_deadline(job))
 
 
 def resolve_entry(entry: str):
@@ -114,7 +130,7 @@ def run_job(job: JobSpec, storage: Storage, worker: int = 0, scrubber: Scrubber 
         root.removeHandler(tail)
     if scrubber is not None:
         marker = scrubber.scrub_obj(json.loads(json.dumps(marker, default=str)))
-    markers.write(storage, job.output_bucket, job.output_prefix, marker)
+    write_marker(storage, job, marker)
     if interrupted is not None:
         raise interrupted  # the marker is written first: the run still ends
     return marker

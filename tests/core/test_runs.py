@@ -41,8 +41,15 @@ def test_list_skips_a_corrupt_record_and_names_it(ledger, caplog):
     assert [r.run_id for r in ledger.open_runs("ws")] == ["run-a", "run-b"]
 
 
-def test_list_of_a_missing_bucket_is_empty(tmp_path):
-    assert list(Ledger(LocalhostStorage(tmp_path / "storage"), "nothing-here").list()) == []
+def test_list_of_a_missing_bucket_is_an_error_and_of_an_empty_one_empty(tmp_path):
+    """A missing state bucket is a misconfiguration, never "no runs yet" (issue 11, defect 12)."""
+    from ephemera.errors import NoSuchBucketError
+
+    storage = LocalhostStorage(tmp_path / "storage")
+    with pytest.raises(NoSuchBucketError):
+        list(Ledger(storage, "nothing-here").list())
+    storage.create_bucket("nothing-here")
+    assert list(Ledger(storage, "nothing-here").list()) == []
 
 
 def test_a_forbidden_transition_says_where_to_look(ledger):

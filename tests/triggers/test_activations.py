@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import pytest
+
 from ephemera import layout
 from ephemera.secrets import Scrubber
 from ephemera.triggers.activations import Activation, get_activation, list_activations, new_activation_id
@@ -89,5 +91,10 @@ def test_list_newest_first_with_limit_and_table(storage, make_config, capsys):
 
 
 def test_no_activations_yet(storage):
+    from ephemera.errors import NoSuchBucketError
+
+    with pytest.raises(NoSuchBucketError):  # a missing state bucket is an error (issue 11, defect 12)
+        list_activations(storage, "nobucket")
+    storage.create_bucket("nobucket")
     assert list_activations(storage, "nobucket") == []
     assert format_table([]) == "no activations"

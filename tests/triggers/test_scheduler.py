@@ -83,15 +83,19 @@ def test_once_alarm_fires_exactly_once(make_config, storage):
     assert again.items == [] and sched2.next_fire() is None
 
 
+def first_start_of_once(make_config, storage, when: datetime) -> "Fires":
+    """Start and stop a scheduler (first start) with one ``once`` alarm at ``when``; what fired."""
+    fires = Fires()
+    sched = AlarmScheduler([alarm(make_config, once=when.isoformat())], fires, storage=storage, bucket="state")
+    sched.start()
+    sched.stop()
+    return fires
+
+
 def test_first_start_fires_an_alarm_due_moments_ago(make_config, storage):
     # the demo's alarm may come due while `up` is still starting
     when = datetime.now(timezone.utc) - timedelta(seconds=1)
-    trig = alarm(make_config, once=when.isoformat())
-    fires = Fires()
-    sched = AlarmScheduler([trig], fires, storage=storage, bucket="state")
-    sched.start()
-    sched.stop()
-    assert fires.times() == [when]
+    assert first_start_of_once(make_config, storage, when).times() == [when]
 
 
 def test_restart_neither_repeats_nor_loses_a_time(make_config, storage):
@@ -346,3 +350,15 @@ def test_a_failing_round_is_logged_and_the_scheduler_keeps_running(make_config, 
         sched.stop()
     assert fires.times() == [start + timedelta(seconds=30)]
     assert any("clock exploded" in (r.exc_text or "") or "round failed" in r.getMessage() for r in caplog.records)
+
+
+def test_once_alarm_already_past_at_first_start_says_so(make_config, storage, caplog):
+    """Issue 11, defect 14: a ``once:`` time already past at the first start is not
+    dropped silently: a warning names the alarm and its time."""
+    import logging
+
+    caplog.set_level(logging.INFO)
+    when = datetime.now(timezone.utc) - timedelta(hours=2)
+    assert first_start_of_once(make_config, storage, when).times() == []
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and "never fire" in r.getMessage()]
+    assert len(warned) == 1 and "'tick'" in warned[0] and when.isoformat()[:16] in warned[0], caplog.text

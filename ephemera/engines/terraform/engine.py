@@ -22,12 +22,20 @@ killed before it saved its state) is one of the workspace's resources,
 directories, a workspace's owner is the run id it was last applied for; and an
 :class:`~ephemera.engines.base.ActivityLogs`: an activity's whole output is kept (in
 memory, scrubbed) until the run's logs take it.
+
+Apply and destroy of one workspace hold an exclusive ``flock`` on its
+``ephemera.lock`` for their whole length (the kernel frees it when the holder dies);
+a second one meanwhile raises :class:`WorkspaceBusyError`, as Schematics answers for
+a locked workspace. So a destroy never inspects a state an apply is still writing.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import json
+import os
 import re
 import shutil
 import sysconfig
@@ -46,6 +54,7 @@ from ephemera.secrets import Scrubber
 from ephemera.timeutil import now_iso
 
 TFVARS = "ephemera.auto.tfvars.json"
+HOLD_FILE = "ephemera.lock"  # flock-ed by the apply or destroy under way in the workspace
 OWNER_FILE = "ephemera.owner.json"  # {"run_id": ...}: the run the workspace was last applied for
 RUN_WORKSPACE_FILE = "workspace"  # in a run's folder: the name of its workspace
 LOG_TAIL_LINES = 40
@@ -90,6 +99,10 @@ class TerraformEngine:
 
     # WorkspaceEngine -------------------------------------------------------------------
     def apply(self, workspace: str, run_id: str, variables: dict, secure_variables: dict) -> Activity:
+        with self._hold(workspace):
+            return self._apply(workspace, run_id, variables, secure_variables)
+
+    def _apply(self, workspace: str, run_id: str, variables: dict, secure_variables: dict) -> Activity:
         workdir = self.workdir(workspace)
         self._sync_stack(workdir)
         write_private(workdir / OWNER_FILE, json.dumps({"run_id": run_id}))
@@ -106,6 +119,10 @@ class TerraformEngine:
         return self._finish(activity, code, out)
 
     def destroy(self, workspace: str) -> Activity:
+        with self._hold(workspace):
+            return self._destroy(workspace)
+
+    def _destroy(self, workspace: str) -> Activity:
         activity = Activity(id=f"tf-{uuid.uuid4().hex[:12]}", kind="destroy")
         workdir = self.workdir(workspace)
         out = "nothing to destroy: the workspace state holds no resources"
@@ -230,8 +247,9 @@ class TerraformEngine:
         known = set()
         for res in self._state(workspace).get("resources", []):
             for inst in res.get("instances", []):
-                pid_file = ((inst.get("attributes") or {}).get("input") or {})
-                pid_file = pid_file.get("value", pid_file).get("pid_file") if isinstance(pid_file, dict) else None
+                value = (inst.get("attributes") or {}).get("input")
+                value = value.get("value", value) if isinstance(value, dict) else value  # terraform_data wraps it
+                pid_file = value.get("pid_file") if isinstance(value, dict) else None
                 if pid_file:
                     known.add(str(pid_file))
         found = []
@@ -254,6 +272,21 @@ class TerraformEngine:
         return done
 
     # helpers -----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _hold(self, workspace: str):
+        """Hold the workspace for one apply or destroy; WorkspaceBusyError if another holds it."""
+        workdir = self.workdir(workspace)
+        workdir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(workdir / HOLD_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise WorkspaceBusyError(f"workspace '{workspace}' has an apply or destroy under way; try again later") from None
+            yield
+        finally:
+            os.close(fd)  # closing frees the lock
+
     def _sync_stack(self, workdir: Path) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         for old in workdir.glob("*.tf"):

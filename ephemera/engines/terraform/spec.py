@@ -1,7 +1,10 @@
 """What the terraform engine tells Ephemera (see :mod:`ephemera.engines.spec`).
 
-Its stack and binary are resolved when the engine is built, on the machine that
-applies (an action host may not have the stack folder a config names).
+Its state lives on the machine that applies, and so do the actions that use it: a
+config choosing it is checked at load on that machine, before anything is created:
+``workspace.stack`` must be a stack with ``.tf`` files, ``terraform.binary`` must run
+(``<binary> version``), and ``workspace.variables.worker_count`` must be within the
+bounds the stack's own ``validation`` block of ``worker_count`` states.
 """
 
 from __future__ import annotations
@@ -15,3 +18,8 @@ class TerraformSpec(EngineSpec):
     sections = {"terraform": TerraformSection}
     engine_class = "ephemera.engines.terraform.engine:TerraformEngine"
     state_on_host = True  # state files and stacks in the Ephemera home of the machine that applies
+
+    def check(self, config) -> None:
+        from ephemera.engines.terraform.checks import check_settings
+
+        check_settings(config)

@@ -8,6 +8,7 @@ atomically when the target exists.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
@@ -20,6 +21,17 @@ from ephemera.storage.base import ObjectInfo, StorageTraits, check_presign_metho
 from ephemera.storage.keys import validate_bucket, validate_key, validate_prefix
 
 
+# OS errors of a write that may pass by themselves: the backend marks them retryable
+TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EACCES, errno.EPERM, errno.EROFS,
+                              errno.ENOTDIR, errno.ENOENT, errno.EAGAIN, errno.EBUSY})
+
+
+def _write_error(exc: OSError, bucket: str, key: str) -> StorageError:
+    """A StorageError for an OS error of a write, retryable when it may pass."""
+    reason = exc.strerror or type(exc).__name__
+    return StorageError(f"cannot write '{key}' in bucket '{bucket}': {reason}", retryable=exc.errno in TRANSIENT_ERRNOS)
+
+
 class LocalhostStorage:
     backend = "localhost"
     traits = StorageTraits(conditional_put=True, paged_listing=False, same_host=True, fs_events=True,
@@ -28,7 +40,10 @@ class LocalhostStorage:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).resolve()
         self._tmp = self.root / ".tmp"
-        self._tmp.mkdir(parents=True, exist_ok=True)
+        try:
+            self._tmp.mkdir(parents=True, exist_ok=True)
+        except OSError:  # briefly unusable: each write reports it (retryable)
+            pass
 
     @classmethod
     def from_config(cls, config) -> "LocalhostStorage":
@@ -51,6 +66,8 @@ class LocalhostStorage:
         return self.bucket_path(bucket) / validate_key(key)
 
     def _write_tmp(self, data: bytes) -> str:
+        if not self._tmp.exists():
+            self._tmp.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self._tmp)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -59,26 +76,38 @@ class LocalhostStorage:
     # interface ---------------------------------------------------------------
     def put(self, bucket: str, key: str, data: bytes) -> ObjectInfo:
         path = self._path(bucket, key)
-        tmp = self._write_tmp(bytes(data))
-        for attempt in range(3):  # a concurrent delete may prune the parent folder
-            path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.replace(tmp, path)
-                break
-            except FileNotFoundError:
-                if attempt == 2:
-                    raise
-            except IsADirectoryError:
+        try:
+            tmp = self._write_tmp(bytes(data))
+        except OSError as exc:
+            raise _write_error(exc, bucket, key) from None
+        try:
+            for attempt in range(3):  # a concurrent delete may prune the parent folder
+                self._make_parent(path, bucket, key)
+                try:
+                    os.replace(tmp, path)
+                    break
+                except FileNotFoundError:
+                    if attempt == 2:
+                        raise
+                except IsADirectoryError:
+                    raise StorageError(f"cannot write '{key}' in bucket '{bucket}': a folder of that name holds other objects "
+                                       "(this backend keeps keys as files: 'a' and 'a/b' cannot both exist)") from None
+            return self._info(key, path, data)
+        except OSError as exc:
+            raise _write_error(exc, bucket, key) from None
+        finally:
+            if os.path.exists(tmp):
                 os.unlink(tmp)
-                raise StorageError(f"cannot write '{key}' in bucket '{bucket}': a folder of that name holds other objects") from None
-        return self._info(key, path, data)
 
     def put_if_absent(self, bucket: str, key: str, data: bytes) -> bool:
         path = self._path(bucket, key)
-        tmp = self._write_tmp(bytes(data))
+        try:
+            tmp = self._write_tmp(bytes(data))
+        except OSError as exc:
+            raise _write_error(exc, bucket, key) from None
         try:
             for attempt in range(3):
-                path.parent.mkdir(parents=True, exist_ok=True)
+                self._make_parent(path, bucket, key)
                 try:
                     os.link(tmp, path)
                     return True
@@ -88,8 +117,20 @@ class LocalhostStorage:
                     if attempt == 2:
                         raise
             return False
+        except OSError as exc:
+            raise _write_error(exc, bucket, key) from None
         finally:
             os.unlink(tmp)
+
+    def _make_parent(self, path: Path, bucket: str, key: str) -> None:
+        """Create the key's folder; a clear error when an object holds one of its names."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            holder = next((p for p in [path.parent, *path.parent.parents] if p.is_file()), path.parent)
+            taken = holder.relative_to(self.bucket_path(bucket)).as_posix()
+            raise StorageError(f"cannot write '{key}' in bucket '{bucket}': the object '{taken}' exists "
+                               "(this backend keeps keys as files: 'a' and 'a/b' cannot both exist)") from None
 
     def get(self, bucket: str, key: str, byte_range: tuple[int, int] | None = None) -> bytes:
         path = self._existing(bucket, key)
