@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ephemera.bundle.wheel import build_wheel
+from ephemera.config.paths import resolve
 from ephemera.errors import ConfigError
 
 FORMAT = 1
@@ -46,19 +47,12 @@ class Bundle:
     manifest: dict  # what it holds (format, wheel, requirements, source files)
 
 
-def config_dir(config) -> Path:
-    """The folder relative paths of the config are read from."""
-    source = Path(config.source) if config.source and not config.source.startswith("<") else None
-    return source.resolve().parent if source is not None else Path.cwd()
-
-
 def source_path(config) -> Path | None:
     """``workload.source`` resolved, or None; ConfigError if it does not exist."""
     value = config["workload"]["source"]
     if not value:
         return None
-    path = Path(value).expanduser()
-    path = path if path.is_absolute() else config_dir(config) / path
+    path = resolve(config, value)
     if not path.exists():
         raise ConfigError("workload.source", f"'{value}' does not exist (looked at {path})",
                           "point it at the folder or file with your workload's code")
@@ -70,8 +64,7 @@ def requirements(config) -> list[str]:
     value = config["workload"]["requirements"]
     if isinstance(value, list):
         return list(value)
-    path = Path(value).expanduser()
-    path = path if path.is_absolute() else config_dir(config) / path
+    path = resolve(config, value)
     try:
         lines = path.read_text().splitlines()
     except OSError:

@@ -102,3 +102,23 @@ def test_publishing_a_file_that_is_no_bundle_is_refused(config, tmp_path):
         with pytest.raises(ConfigError) as err:
             read_bundle(path)
         assert err.value.field == "bundle" and "ephemera bundle pack" in err.value.message
+
+
+def test_workload_paths_are_checked_at_load_unless_a_published_bundle_is_named(local_config, tmp_path):
+    with pytest.raises(ConfigError) as source:
+        load_config(local_config(workload={"source": str(tmp_path / "nowhere")}))
+    assert source.value.field == "workload.source" and "ephemera deploy" in source.value.message
+    with pytest.raises(ConfigError) as reqs:
+        load_config(local_config(workload={"requirements": str(tmp_path / "requirements.txt")}))
+    assert reqs.value.field == "workload.requirements"
+    pinned = load_config(local_config(workload={"source": str(tmp_path / "nowhere"), "bundle": "ab" * 32}))
+    assert pinned["workload"]["bundle"] == "ab" * 32  # nothing is packed, so the folder is not needed
+
+
+def test_relative_workload_paths_are_read_from_the_config_files_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "project"
+    (folder / "code").mkdir(parents=True)
+    (folder / "code" / "train.py").write_text("def main(ctx):\n    return {}\n")
+    (folder / "config.yaml").write_text("workload: {source: code, entry: 'train:main'}\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_config(folder / "config.yaml")["workload"]["source"] == "code"

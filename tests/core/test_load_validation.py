@@ -74,11 +74,11 @@ def test_bad_stack_or_binary_is_refused_at_load_and_nothing_is_created(cfg, home
 def test_failure_before_any_resource_releases_the_lock_at_once(cfg, home, tmp_path):
     """Defect 4's class: a run that fails before the engine is called ends DESTROYED at
     once (its error kept) and the next alarm is not 'skipped: workspace busy'."""
-    config = cfg(workload={"source": str(tmp_path / "no-such-source")})
+    config = cfg(workload={"bundle": "ab" * 32})  # a pinned bundle never published: found missing before the engine is called
     result = apply.main({"config": config, "idempotency_key": "first"})
     assert "error" in result and result["state"] == "DESTROYED", result
     run = Context(config).ledger.get(result["run_id"])
-    assert run.error is not None and "source" in run.error.message
+    assert run.error is not None and "workload.bundle" in run.error.message
     again = apply.main({"config": config, "idempotency_key": "second"})
     assert not again.get("skipped"), again
     assert again["state"] == "DESTROYED"

