@@ -27,13 +27,12 @@ import importlib
 import json
 import logging
 import os
-from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from ephemera.actionkit import ReasonCode, ignored, time_limit
 from ephemera.config import ACTIONS
 from ephemera.errors import ConfigError, EphemeraError, EventError, ParamError
-from ephemera.timeutil import parse_time
+from ephemera.timeutil import now_utc, parse_time
 from ephemera.triggers.cloud_events import is_code_engine_ping, ping_data
 from ephemera.triggers.events import is_recognised_event, parse_event
 from ephemera.triggers.marker_scan import SCAN_PARAM
@@ -74,7 +73,7 @@ def _outside_window(params: dict) -> dict | None:
     if params.get(NOT_BEFORE) is None and params.get(NOT_AFTER) is None:
         return None
     event = parse_event(params)
-    when = event.time or datetime.now(timezone.utc)
+    when = event.time or now_utc()
     start, stop = parse_time(NOT_BEFORE, params.get(NOT_BEFORE)), parse_time(NOT_AFTER, params.get(NOT_AFTER))
     if (start and when < start) or (stop and when > stop):
         return ignored(ReasonCode.OUTSIDE_SCHEDULE, f"the alarm fired at {when.isoformat()}, outside its window "

@@ -22,8 +22,8 @@ import os
 import sys
 from typing import Mapping
 
-from ephemera.actions.entry import code_engine_config, code_engine_timeout, invoke
 from ephemera.actionkit import time_limit
+from ephemera.actions.entry import code_engine_config, code_engine_timeout, invoke
 from ephemera.errors import EphemeraError, ParamError
 from ephemera.triggers.cloud_events import event_from_environment
 

@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/idle.py
 
 from ephemera import layout  # noqa: E402
-from ephemera.model import marker as markers  # noqa: E402
 from ephemera.context import Context  # noqa: E402
+from ephemera.model import marker as markers  # noqa: E402
 from ephemera.model.runs import RunState  # noqa: E402
 
 
@@ -89,9 +89,9 @@ from idle import pct  # noqa: E402  (one definition of the percentile)
 def run_load(runs: int = 100, writes: int = 1000, *, home: Path | None = None, max_concurrent: int = 16,
              lead: float = 3.0, sleep: float = 2.0, timeout: float = 3600.0, warm: bool = True) -> LoadReport:
     """Run the load and return what was measured (nothing is asserted here)."""
-    from ephemera.vm.pids import is_agent_process, read_pid
     from ephemera.triggers.activations import list_activations
     from ephemera.triggers.runtime import run_up
+    from ephemera.vm.pids import is_agent_process, read_pid
 
     if writes < runs:
         raise ValueError("--writes must be at least --runs (each run writes one marker)")

@@ -25,9 +25,11 @@ from lithops_bridge.config import default_config, extract_storage_config, setup_
 from lithops_bridge.futures import FuturesList, ResponseFuture
 from lithops_bridge.iterdata import bind, bound_signature, call_data
 from lithops_bridge.job import Job, serialize_function
-from lithops_bridge.modules import module_data, resolve as resolve_modules
+from lithops_bridge.modules import module_data
+from lithops_bridge.modules import resolve as resolve_modules
 from lithops_bridge.runner import UPSTREAM_ERROR
-from lithops_bridge.wait import THREADPOOL_SIZE, _as_list, wait as wait_futures
+from lithops_bridge.wait import THREADPOOL_SIZE, _as_list
+from lithops_bridge.wait import wait as wait_futures
 
 log = logging.getLogger("lithops_bridge")
 

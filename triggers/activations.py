@@ -25,15 +25,16 @@ import secrets as _secrets
 import socket
 import threading
 import time
-from datetime import datetime, timezone
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any, Iterable
 
 from ephemera import layout
 from ephemera.errors import NoSuchBucketError, NoSuchKeyError
-from ephemera.storage import get_json, put_json
 from ephemera.secrets import Scrubber
+from ephemera.storage import get_json, put_json
 from ephemera.storage.base import Storage
+from ephemera.timeutil import now_utc
 
 STATUSES = ("success", "application_error", "developer_error", "timeout", "interrupted")
 INTERRUPTED = "interrupted"  # the runtime died before the invocation ended
@@ -174,7 +175,7 @@ def complete_interrupted(storage: Storage, bucket: str, secret_values: Iterable[
         if not isinstance(data, dict) or not _is_gone(data.get("runtime") or {}):
             continue
         record = Activation.from_dict(data)
-        now = datetime.now(timezone.utc)
+        now = now_utc()
         try:
             started = datetime.fromisoformat(record.start)
         except (TypeError, ValueError):

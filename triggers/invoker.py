@@ -211,13 +211,11 @@ class Invoker:
         return run_warm(self._pool(lane, target), params, self.timeout, env)
 
     def _invoke(self, lane, activation_id, trigger, rule, action, target, params, event):
-        from ephemera.secrets import Scrubber
-        from ephemera.triggers.activations import Activation, store_activation
-        from ephemera.triggers.procio import Outcome
-
         from datetime import datetime, timezone
 
-        from ephemera.triggers.activations import mark_done, mark_started
+        from ephemera.secrets import Scrubber
+        from ephemera.triggers.activations import Activation, mark_done, mark_started, store_activation
+        from ephemera.triggers.procio import Outcome
 
         self._log.info("activation %s: %s -> rule %s -> action %s starting", activation_id, trigger, rule, action)
         env = {"__OW_ACTIVATION_ID": activation_id, "__OW_ACTION_NAME": action}

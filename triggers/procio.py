@@ -19,9 +19,10 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Callable
 
+from ephemera.timeutil import now_utc
 from ephemera.triggers.invoker import ACTION_BAD_RESULT, ACTION_CRASHED, ACTION_TIMEOUT, error
 
 MAX_LOG_LINES = 5000  # lines kept per activation; the rest are counted, not kept
@@ -71,7 +72,7 @@ class LogCollector:
         text = raw.decode("utf-8", errors="replace").rstrip("\r")
         if len(text) > MAX_LINE_CHARS:
             text = text[:MAX_LINE_CHARS] + " [line cut]"
-        stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        stamp = now_utc().isoformat(timespec="milliseconds").replace("+00:00", "Z")
         self.lines.append(f"{stamp} {stream}: {text}")
 
     def result_lines(self) -> list[str]:
@@ -116,7 +117,7 @@ def parse_result(raw: bytes, exit_code: int | None) -> tuple[str, dict]:
 
 def timeout_outcome(timeout: float, logs: list[str], start: datetime) -> Outcome:
     message = f"the action did not finish within {timeout:g} s (timeouts.action) and was killed"
-    return Outcome("timeout", error(ACTION_TIMEOUT, message), logs, start, datetime.now(timezone.utc), None)
+    return Outcome("timeout", error(ACTION_TIMEOUT, message), logs, start, now_utc(), None)
 
 
 def exchange(payload: bytes, stdin_fd: int, stdout_fd: int, stderr_fd: int, result_fd: int, deadline: float,
@@ -201,7 +202,7 @@ def run_cold(target: str, params: dict, timeout: float, *, env: dict | None = No
     return its :class:`Outcome`. ``live``, if given, holds the process while it runs."""
     payload = json.dumps(params, default=str).encode()
     r_fd, w_fd = os.pipe()
-    start = datetime.now(timezone.utc)
+    start = now_utc()
     from ephemera.lifeline import child_binding
 
     bound_env, lifeline = child_binding(env if env is not None else child_env())
@@ -215,7 +216,7 @@ def run_cold(target: str, params: dict, timeout: float, *, env: dict | None = No
     except OSError as exc:
         os.close(r_fd)
         os.close(w_fd)
-        end = datetime.now(timezone.utc)
+        end = now_utc()
         return Outcome("developer_error", error(ACTION_CRASHED, f"cannot start the action process: {exc}"), [], start, end, None)
     os.close(w_fd)
     if live is not None:
@@ -235,4 +236,4 @@ def run_cold(target: str, params: dict, timeout: float, *, env: dict | None = No
     if timed_out:
         return timeout_outcome(timeout, logs.result_lines(), start)
     status, result = parse_result(raw, exit_code)
-    return Outcome(status, result, logs.result_lines(), start, datetime.now(timezone.utc), exit_code)
+    return Outcome(status, result, logs.result_lines(), start, now_utc(), exit_code)

@@ -23,9 +23,10 @@ from typing import Callable
 from ephemera.config import ACTIONS, Config, load_config
 from ephemera.errors import ConfigError, ParamError
 from ephemera.storage import get_storage
+from ephemera.timeutil import now_utc
 from ephemera.triggers.activations import complete_interrupted
 from ephemera.triggers.invoker import Invoker
-from ephemera.triggers.scheduler import CATCH_UP_POLICIES, AlarmScheduler, IntervalSchedule, utcnow
+from ephemera.triggers.scheduler import CATCH_UP_POLICIES, AlarmScheduler, IntervalSchedule
 from ephemera.triggers.watcher import FilesystemWatcher, PollingWatcher
 
 log = logging.getLogger("ephemera.triggers")
@@ -104,7 +105,7 @@ class Runtime:
                 log.warning("trigger '%s' has no rule bound to it; it is not run", trig["name"])
         alarms = [dict(t) for t in bound if t["kind"] == "alarm"]
         if reap_interval and self._want_reaper():
-            first = utcnow() + timedelta(seconds=float(reap_interval))
+            first = now_utc() + timedelta(seconds=float(reap_interval))
             alarms.append({"name": REAPER_TRIGGER, "schedule": IntervalSchedule(float(reap_interval), first), "payload": {}, "persist": False})
             self.rules[REAPER_TRIGGER] = [{"name": "ephemera-reaper", "trigger": REAPER_TRIGGER, "action": "reap", "params": {}}]
         if alarms:

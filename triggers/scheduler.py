@@ -34,6 +34,7 @@ from typing import Any, Callable
 from ephemera.errors import NoSuchKeyError, ParamError
 from ephemera.storage import get_json, put_json
 from ephemera.storage.base import Storage
+from ephemera.timeutil import now_utc
 
 SCHEDULER_PREFIX = "ephemera/scheduler/"
 CATCH_UP_POLICIES = ("skip", "latest", "all")
@@ -45,10 +46,6 @@ log = logging.getLogger("ephemera.triggers.scheduler")
 def scheduler_key(trigger: str) -> str:
     """Where the scheduler records the last handled time of one alarm trigger."""
     return f"{SCHEDULER_PREFIX}{trigger}.json"
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -154,7 +151,7 @@ class AlarmScheduler:
         catch_up: str = "skip",
         max_catch_up: int = 100,
         grace: float = 5.0,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Callable[[], datetime] = now_utc,
     ):
         if catch_up not in CATCH_UP_POLICIES:
             raise ParamError("catch_up", f"'{catch_up}' is not one of {', '.join(CATCH_UP_POLICIES)}", "use skip, latest or all")

@@ -26,8 +26,8 @@ import socket
 import sys
 import threading
 
-from ephemera.triggers.invoker import load_action, run_invocation
 from ephemera.lifeline import LIFELINE_THREAD, bind_to_owner
+from ephemera.triggers.invoker import load_action, run_invocation
 
 
 def zygote_main(target: str, sock_fd: int) -> int:

@@ -20,8 +20,8 @@ import sys
 import threading
 import time
 from collections import deque
-from datetime import datetime, timezone
 
+from ephemera.timeutil import now_utc
 from ephemera.triggers.invoker import ACTION_CRASHED, error
 from ephemera.triggers.procio import Outcome, exchange, kill_group, parse_result, timeout_outcome
 
@@ -124,7 +124,7 @@ class WarmWorker:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         result_r, result_w = os.pipe()
-        start = datetime.now(timezone.utc)
+        start = now_utc()
         try:
             socket.send_fds(self.sock, [json.dumps({"env": env}).encode()], [params_r, out_w, err_w, result_w])
         except OSError:
@@ -148,7 +148,7 @@ class WarmWorker:
         elif not self._reusable():
             self.retire()
         status, result = parse_result(raw, exit_code)
-        return Outcome(status, result, logs.result_lines(), start, datetime.now(timezone.utc), exit_code)
+        return Outcome(status, result, logs.result_lines(), start, now_utc(), exit_code)
 
     def _reusable(self) -> bool:
         """The worker's word after an invocation: whether it can serve another."""
@@ -292,7 +292,7 @@ def run_warm(pool: WarmPool, params: dict, timeout: float, env: dict) -> Outcome
         try:
             worker = pool.acquire()
         except Exception as exc:  # noqa: BLE001 - no worker: the activation records why
-            now = datetime.now(timezone.utc)
+            now = now_utc()
             return Outcome("developer_error", error(ACTION_CRASHED, f"cannot start the action process: {exc}"), [], now, now, None)
         try:
             return worker.invoke(params, timeout, env)

@@ -156,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", help="only runs created since: a duration back from now (7d, 12h) or an ISO time; adds totals by workspace")
     p.set_defaults(func=cmd_runs)
 
-    from ephemera.cli.logs import add_arguments as add_logs_arguments, cmd_logs
+    from ephemera.cli.logs import add_arguments as add_logs_arguments
+    from ephemera.cli.logs import cmd_logs
 
     p = sub.add_parser("logs", help="a run's logs: actions, engine jobs, each VM's boot, agent and workload")
     add_logs_arguments(p)
@@ -168,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log", action="store_true", help="also print the engine's whole plan output")
     p.set_defaults(func=cmd_plan)
 
-    from ephemera.cli.dashboard import add_arguments as add_dashboard_arguments, cmd_dashboard
+    from ephemera.cli.dashboard import add_arguments as add_dashboard_arguments
+    from ephemera.cli.dashboard import cmd_dashboard
 
     p = sub.add_parser("dashboard", help="serve a read-only web page of the runs, on 127.0.0.1 unless told otherwise")
     add_dashboard_arguments(p)

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import yaml
 
-from ephemera.model import marker as markers
-from ephemera.context import Context
-from ephemera.model.runs import RunState
 from ephemera.cli.runs import timeline
 from ephemera.cli.tables import human_size, table
+from ephemera.context import Context
+from ephemera.model import marker as markers
+from ephemera.model.runs import RunState
 from ephemera.timeutil import now_utc
 
 S = RunState

@@ -76,8 +76,8 @@ def main(config, run_id: str, out_path: str | None) -> int:
     from ephemera.config import load_config
     from ephemera.errors import EphemeraError
     from ephemera.model.ledger import Ledger
-    from ephemera.storage import get_storage
     from ephemera.secrets import Scrubber
+    from ephemera.storage import get_storage
 
     try:
         config = load_config(config)

@@ -12,10 +12,10 @@ import argparse
 import logging
 import sys
 
+from ephemera.cli.activations import format_activation, format_table, result_summary
 from ephemera.config import Config
 from ephemera.errors import NoSuchKeyError
 from ephemera.triggers.activations import get_activation, list_activations
-from ephemera.cli.activations import format_activation, format_table, result_summary
 from ephemera.triggers.scheduler import CATCH_UP_POLICIES
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 
 from ephemera.config import Config, ConfigError
 from ephemera.config.alarms import validate_alarm
@@ -36,6 +36,7 @@ from ephemera.deploy.checks import check_engine, check_time_limit
 from ephemera.deploy.openwhisk import REAPER_TRIGGER, trigger_instances
 from ephemera.deploy.schedules import alarm_dates, code_engine_cron, utc_text
 from ephemera.deploy.steps import Step
+from ephemera.timeutil import now_utc
 
 CE = ["ibmcloud", "ce"]
 SECRET = "ephemera-config"
@@ -63,7 +64,7 @@ def job_name(action: str, rule: str | None = None) -> str:
 
 def check_runtime(runtime: str, today: date | None = None) -> str | None:
     """ConfigError for a runtime past its end of life; a warning while it is deprecated."""
-    today = today or datetime.now(timezone.utc).date()
+    today = today or now_utc().date()
     deprecated, end = RUNTIME_LIFECYCLE.get(runtime, (None, None))
     if end is not None and today >= end:
         raise ConfigError("code_engine.runtime", f"{runtime} reached its end of life on {end.isoformat()}: functions on it stop working",
@@ -109,7 +110,7 @@ def code_engine_plan(config: Config, *, bundle_dir: str, env_file: str, project:
     settings = config["code_engine"]
     check_engine(config, "Code Engine")
     check_time_limit(config, "code_engine.function_timeout", settings["function_timeout"])
-    check_runtime(settings["runtime"], (now or datetime.now(timezone.utc)).date())
+    check_runtime(settings["runtime"], (now or now_utc()).date())
     project = project or settings["project"]
     fn_timeout, job_timeout = settings["function_timeout"], settings["job_timeout"]
     steps = [Step(what=f"select project {project}", create=[*CE, "project", "select", "--name", project])]

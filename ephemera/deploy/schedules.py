@@ -33,6 +33,7 @@ from croniter import croniter
 
 from ephemera.config.alarms import AlarmSchedule
 from ephemera.errors import ConfigError
+from ephemera.timeutil import now_utc
 
 MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 # field positions in croniter's expansion: minute, hour, day, month, weekday[, second]
@@ -89,7 +90,7 @@ def alarm_dates(path: str, schedule: AlarmSchedule, now: datetime | None = None)
     """The schedule's dates to deploy, in UTC: ``once``, ``start`` (only while still ahead)
     and ``stop``; ConfigError for a one-off time or stop date already past, or a schedule
     that never fires again."""
-    now = now or datetime.now(timezone.utc)
+    now = now or now_utc()
     dates: dict[str, str] = {}
     if schedule.once is not None:
         if schedule.once <= now:

@@ -180,7 +180,8 @@ class Agent:
         self.child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=env, pass_fds=lifeline,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                       cwd=workdir if workdir and os.path.isdir(workdir) else None)
-        threading.Thread(target=self._relay, args=(self.child.stdout,), name="workload-output", daemon=True).start()
+        reader = threading.Thread(target=self._relay, args=(self.child.stdout,), name="workload-output", daemon=True)
+        reader.start()
         left = self.seconds_left()
         try:
             code = self.child.wait(timeout=None if left is None else max(left, 0))

@@ -71,8 +71,8 @@ class LocalRun:
 
     def start(self) -> "LocalRun":
         from ephemera.config import load_config
-        from ephemera.model.jobs import JobSpec
         from ephemera.layout import job_key, output_prefix
+        from ephemera.model.jobs import JobSpec
         from ephemera.storage import get_storage
 
         config = load_config(self.ephemera_config)

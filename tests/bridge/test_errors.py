@@ -8,8 +8,17 @@ import threading
 import cloudpickle
 import pytest
 
-from ephemera.errors import (ConfigError, EngineError, EventError, FieldError, NoSuchBucketError, NoSuchKeyError, ParamError,
-                             RunNotFoundError, WorkspaceBusyError)
+from ephemera.errors import (
+    ConfigError,
+    EngineError,
+    EventError,
+    FieldError,
+    NoSuchBucketError,
+    NoSuchKeyError,
+    ParamError,
+    RunNotFoundError,
+    WorkspaceBusyError,
+)
 from lithops_bridge.errors import BridgeError
 from lithops_bridge.futures import FunctionError, ResponseFuture, apply_outcome
 from lithops_bridge.runner import Batch, run_batch

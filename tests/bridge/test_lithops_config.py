@@ -7,12 +7,13 @@ import stat
 
 import yaml
 
+from ephemera.cli.lithops_config import main
 from ephemera.config import load_config
 from ephemera.model.ledger import Ledger
 from ephemera.model.runs import RunRecord
 from ephemera.storage import get_storage
-from ephemera.cli.lithops_config import main
-from ephemera.storage.lithops import from_lithops as to_ephemera, to_lithops as from_ephemera
+from ephemera.storage.lithops import from_lithops as to_ephemera
+from ephemera.storage.lithops import to_lithops as from_ephemera
 
 API_KEY = "iam-apikey-bridge-test-9f8e7d6c"
 COS_SECRET = "cos-secret-bridge-test-1a2b3c4d5e"

@@ -18,7 +18,6 @@ from lithops_bridge.backends.standalone.server import TaskServer, start_offset
 from lithops_bridge.errors import BridgeError
 from tests.bridge import funcs
 
-
 RESULT_SLOT = "/00000/01"  # batch 0's slot after its first claim: where its results go
 CLAIM_SLOT = "/00000/00"  # batch 0's first claim
 
@@ -57,8 +56,8 @@ class FlakyStore:
 def vm(tmp_path):
     """One "VM": a TaskServer (2 processes) in this process, with a fresh heartbeat; and its client config."""
     from ephemera.config import load_config
-    from lithops_bridge.backends.standalone.keys import server_key as heartbeat_key
     from ephemera.storage import get_storage
+    from lithops_bridge.backends.standalone.keys import server_key as heartbeat_key
 
     bucket, run_id = "srv", f"srv-{uuid.uuid4().hex[:8]}"
     store = get_storage(load_config({"storage": {"backend": "localhost", "bucket": bucket},

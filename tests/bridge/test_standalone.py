@@ -9,8 +9,8 @@ import uuid
 import pytest
 
 import lithops_bridge as lithops
-from lithops_bridge.errors import BridgeError
 from ephemera.vm.localrun import LocalRun
+from lithops_bridge.errors import BridgeError
 from tests.bridge import funcs
 from tests.bridge.conftest import pid_alive
 

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from ephemera.cli import main as cli_main
-from ephemera.config import root_model, REDACTED, json_schema, raw_secret_values, validate
+from ephemera.config import REDACTED, json_schema, raw_secret_values, root_model, validate
 from ephemera.config.docs import key_table, readme_table
 from ephemera.config.schema import secret_paths
 from ephemera.errors import ConfigError

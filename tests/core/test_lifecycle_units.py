@@ -13,13 +13,13 @@ from ephemera import layout
 from ephemera.context import Context
 from ephemera.engines.base import OrphanSweeper
 from ephemera.errors import ConfigError, ParamError
-from ephemera.storage import storage_spec
 from ephemera.lifecycle import apply_run, destroy_run, request_run, stack_variables
 from ephemera.lifecycle.reconcile import reconcile
 from ephemera.model.jobs import JobSpec
 from ephemera.model.runs import RunRecord, RunState
-from ephemera.vm.workload import run_job
+from ephemera.storage import storage_spec
 from ephemera.triggers.events import parse_event
+from ephemera.vm.workload import run_job
 
 IAM_KEY = "iam-key-for-the-vms-0123456789"
 

@@ -4,8 +4,6 @@ field (never a traceback, never a run or a lock)."""
 
 from __future__ import annotations
 
-import json
-import os
 import stat
 
 import pytest

@@ -129,8 +129,8 @@ def test_a_contender_paused_across_generations_does_not_take_a_held_lock(store):
 
 def test_a_stalled_contender_whose_generation_was_pruned_withdraws(tmp_path):
     from ephemera.locking.generations import Generations
-    from ephemera.storage.localhost.backend import LocalhostStorage
     from ephemera.locking.workspace_lock import WorkspaceLock
+    from ephemera.storage.localhost.backend import LocalhostStorage
 
     storage = LocalhostStorage(tmp_path)
     storage.create_bucket("state")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ephemera.context import Context
 from ephemera.cli.logs import RunLogs, action_lines, show_logs
+from ephemera.context import Context
 from ephemera.model.logs import read_logs, write_engine_log
 from ephemera.model.runs import RunRecord, RunState
 from ephemera.secrets import MASK, Scrubber

@@ -15,13 +15,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ephemera.actions import apply, destroy, reap, status
 from ephemera.config import load_config
 from ephemera.errors import ConfigError
-
-
 
 NAMED = {"CONFIG_INVALID", "PARAM_INVALID", "EVENT_INVALID", "RUN_NOT_FOUND", "STORAGE_KEY_INVALID"}
 FIELD_KEYS = ["ephemera_kind", "ephemera_time", "ephemera_trigger", "run_id", "bucket", "key", "size", "etag", "params",

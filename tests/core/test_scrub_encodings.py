@@ -12,7 +12,8 @@ import binascii
 import json
 from urllib.parse import quote, quote_plus
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ephemera.secrets import MASK, Scrubber
 

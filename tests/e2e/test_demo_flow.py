@@ -9,13 +9,13 @@ import threading
 
 import pytest
 
-from ephemera.context import Context
-from tests.helpers import heartbeat_pids
 from ephemera.cli.demo import demo_config, run_demo
+from ephemera.context import Context
 from ephemera.model.runs import RunState
-from ephemera.vm.pids import is_agent_process
 from ephemera.triggers.activations import list_activations
 from ephemera.triggers.runtime import run_up
+from ephemera.vm.pids import is_agent_process
+from tests.helpers import heartbeat_pids
 
 pytestmark = pytest.mark.slow  # the whole flow: runtime, applies, agents
 

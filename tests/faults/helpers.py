@@ -3,7 +3,6 @@ injects destroy/apply faults (the shared waiting and agent helpers are in tests.
 
 from __future__ import annotations
 
-
 from ephemera.errors import EngineError
 from ephemera.model.runs import Activity
 from ephemera.timeutil import now_iso

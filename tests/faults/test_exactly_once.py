@@ -20,10 +20,10 @@ import pytest
 from ephemera.actions import apply, destroy
 from ephemera.context import Context
 from ephemera.engines.terraform.engine import TerraformEngine
-from ephemera.model.runids import run_id_for
 from ephemera.locking.workspace_lock import WorkspaceLock
-from tests.helpers import agent_pids, marker_event, marker_written, wait_for
+from ephemera.model.runids import run_id_for
 from ephemera.triggers.events import parse_event
+from tests.helpers import agent_pids, marker_event, marker_written, wait_for
 
 pytestmark = pytest.mark.slow  # concurrent real applies
 

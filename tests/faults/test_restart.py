@@ -22,8 +22,8 @@ import yaml
 
 from ephemera.context import Context
 from ephemera.model.runs import RunState
-from tests.helpers import agent_pids, heartbeat_pids, live_agents, marker_written, wait_for
 from ephemera.triggers.activations import list_activations
+from tests.helpers import agent_pids, heartbeat_pids, live_agents, marker_written, wait_for
 
 pytestmark = pytest.mark.slow  # kills and restarts `ephemera up` around real runs
 

@@ -10,12 +10,13 @@ import signal
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pytest
+
 from ephemera.actions import apply, destroy, reap
-from ephemera.context import Context
 from ephemera.cli.runs import runs_table
+from ephemera.context import Context
 from ephemera.vm.pids import is_agent_process
 from tests.helpers import heartbeat_pids, live_agents, marker_event, marker_written, wait_for
-import pytest
 
 pytestmark = pytest.mark.slow  # kills agent processes of real runs
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 from pathlib import Path
+
 import pytest
 
 pytestmark = pytest.mark.slow  # load: 10 runs and 100 writes

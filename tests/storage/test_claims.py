@@ -11,8 +11,8 @@ import pytest
 from ephemera.errors import StorageError
 from ephemera.storage.aws_s3.backend import S3Storage
 from ephemera.storage.aws_s3.config import S3Settings
-from ephemera.storage.claims import claims_prefix, put_if_absent_by_claims
 from ephemera.storage.claims import _new_claim_key as new_claim_key
+from ephemera.storage.claims import claims_prefix, put_if_absent_by_claims
 from ephemera.storage.localhost.backend import LocalhostStorage
 from tests.fakes.s3_server import start_s3_server
 from tests.storage.conftest import S3_KEY_ID, S3_SECRET

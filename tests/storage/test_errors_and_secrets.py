@@ -9,10 +9,10 @@ import pytest
 
 from ephemera.config import load_config
 from ephemera.errors import ConfigError, NoSuchBucketError, NoSuchKeyError, StorageError
+from ephemera.secrets import MASK, Scrubber
 from ephemera.storage import get_storage
 from ephemera.storage.aws_s3.backend import S3Storage
 from ephemera.storage.aws_s3.config import S3Settings, s3_settings
-from ephemera.secrets import MASK, Scrubber
 from ephemera.storage.aws_s3.errors import to_storage_error
 from tests.fakes.fixtures import FAKE_IAM_API_KEY
 from tests.storage.conftest import COS_KEY_ID, COS_SECRET, S3_KEY_ID, S3_SECRET

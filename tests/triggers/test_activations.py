@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from ephemera import layout
-from ephemera.secrets import Scrubber
-from ephemera.triggers.activations import Activation, get_activation, list_activations, new_activation_id
 from ephemera.cli.activations import format_activation, format_table
 from ephemera.cli.up import cmd_activations
+from ephemera.secrets import Scrubber
+from ephemera.triggers.activations import Activation, get_activation, list_activations, new_activation_id
 from ephemera.triggers.invoker import Invoker
 
 from .conftest import KEY_ID, SECRET

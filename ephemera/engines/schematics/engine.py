@@ -55,8 +55,8 @@ from ephemera.engines.schematics.config import REFRESH_TOKEN_CLIENT, SchematicsS
 from ephemera.engines.schematics.variables import variablestore
 from ephemera.errors import EngineError, WorkspaceBusyError
 from ephemera.model.runs import Activity
-from ephemera.timeutil import now_iso
 from ephemera.secrets import SDK_SCRUBBER, Scrubber, guard_loggers
+from ephemera.timeutil import now_iso
 
 log = logging.getLogger(__name__)
 PLAN_POLL_SECONDS = 5.0  # between polls of a plan job

@@ -38,14 +38,14 @@ import json
 import os
 import re
 import shutil
-import sysconfig
 import sys
+import sysconfig
 import uuid
 from pathlib import Path
 
 from ephemera.config import Config
-from ephemera.engines.terraform.config import TerraformEngineConfig, engine_config
 from ephemera.engines.plan import Plan, parse_plan
+from ephemera.engines.terraform.config import TerraformEngineConfig, engine_config
 from ephemera.engines.terraform.runners import Runner, make_runner
 from ephemera.errors import EngineError, WorkspaceBusyError
 from ephemera.files import write_private

@@ -20,7 +20,6 @@ from ephemera.errors import NoSuchBucketError, NoSuchKeyError, StorageError
 from ephemera.storage.base import ObjectInfo, StorageTraits, check_presign_method
 from ephemera.storage.keys import validate_bucket, validate_key, validate_prefix
 
-
 # OS errors of a write that may pass by themselves: the backend marks them retryable
 TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EACCES, errno.EPERM, errno.EROFS,
                               errno.ENOTDIR, errno.ENOENT, errno.EAGAIN, errno.EBUSY})
