@@ -81,6 +81,11 @@ class Scrubber(logging.Filter):
             text = _CREDENTIAL_RE.sub(lambda m: m.group(1) + MASK, text)
         return text
 
+    def longest_form(self) -> int:
+        """The length of the longest masked form (0 with no secret)."""
+        forms = self._forms
+        return len(forms[0]) if forms else 0
+
     def scrub_obj(self, obj: Any) -> Any:
         """A copy of a JSON-like value with every string (keys too) scrubbed."""
         if isinstance(obj, str):
@@ -102,6 +107,27 @@ class Scrubber(logging.Filter):
         if record.exc_text:
             record.exc_text = self.scrub(record.exc_text)
         return True
+
+
+class StreamScrubber:
+    """Scrubs text that arrives in pieces (a pipe read in bounded chunks), so that a
+    secret cut across two pieces is masked too: the end of a piece that could begin a
+    secret's form is held back until the next piece (or a line end) says more. What
+    :meth:`feed` and :meth:`flush` return is safe to show."""
+
+    def __init__(self, scrubber: Scrubber):
+        self.scrubber = scrubber
+        self._held = ""  # scrubbed text that may be the start of a form
+
+    def feed(self, piece: str) -> str:
+        text = self.scrubber.scrub(self._held + piece)
+        hold = 0 if text.endswith("\n") else min(len(text), self.scrubber.longest_form() - 1)
+        self._held = text[len(text) - hold:] if hold > 0 else ""
+        return text[:len(text) - hold] if hold > 0 else text
+
+    def flush(self) -> str:
+        text, self._held = self.scrubber.scrub(self._held), ""
+        return text
 
 
 def install_scrubber(scrubber: Scrubber, logger: logging.Logger | None = None) -> None:

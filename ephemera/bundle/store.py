@@ -75,11 +75,14 @@ def stored(storage: Storage, bucket: str, sha256: str) -> BundleRef:
     except NoSuchKeyError:
         raise ConfigError("workload.bundle", f"bundle {sha256[:12]}... is not in the state bucket '{bucket}'", PUBLISH_FIX) from None
     except ValueError:
-        raise ConfigError("workload.bundle", f"the manifest of bundle {sha256[:12]}... is not JSON", PUBLISH_FIX) from None
+        document = None
+    manifest = document.get("manifest") if isinstance(document, dict) else None
+    if not isinstance(manifest, dict) or not {"wheel", "requirements", "source_files"} <= set(manifest):
+        raise ConfigError("workload.bundle", f"the manifest of bundle {sha256[:12]}... is not one Ephemera wrote", PUBLISH_FIX)
     if size != document.get("size"):
         raise ConfigError("workload.bundle", f"bundle {sha256[:12]}... holds {size} bytes, its manifest says {document.get('size')}",
                           PUBLISH_FIX)
-    return _ref(layout.bundle_key(sha256), sha256, size, document["manifest"], True)
+    return _ref(layout.bundle_key(sha256), sha256, size, manifest, True)
 
 
 def run_bundle(config, storage: Storage) -> BundleRef:

@@ -122,7 +122,7 @@ def cmd_bundle(args) -> int:
     config = _context(args).config
     if args.action == "pack":
         return cmd_pack(config, args.out, sys.stdout)
-    return cmd_publish(config, args.archive, sys.stdout)
+    return cmd_publish(config, args.archive, sys.stdout, args.expect)
 
 
 def cmd_lithops_config(args) -> int:
@@ -197,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("pack", "publish"))
     p.add_argument("archive", nargs="?", help="publish: a bundle `ephemera bundle pack` wrote (default: pack one now)")
     p.add_argument("--out", help="pack: the folder to write it into (default: <home>/bundles)")
+    p.add_argument("--expect", help="publish: refuse an ARCHIVE whose SHA-256 is not this one")
     p.set_defaults(func=cmd_bundle)
 
     p = sub.add_parser("lithops-config", help="write a Lithops config for a run's VMs")

@@ -92,9 +92,11 @@ def _bind_bundle(config: Config, args, out_dir: Path, out: TextIO) -> tuple[Conf
     if args.dry_run:
         bundle = pack(config, out_dir / "bundles")
         sha256, requirements = bundle.sha256, bundle.manifest["requirements"]
-        where = ["--config", str(Path(args.config).resolve())] if args.config else []
+        source = config.source if config.source and not config.source.startswith("<") else None
+        where = ["--config", str(Path(source).resolve())] if source else []  # the same state bucket, wherever it runs
         first.append(steps_mod.Step(f"the run bundle {sha256[:12]} in {config.state_bucket}",
-                                    [sys.executable, "-m", "ephemera.cli", *where, "bundle", "publish", str(bundle.path)]))
+                                    [sys.executable, "-m", "ephemera.cli", *where, "bundle", "publish", str(bundle.path),
+                                     "--expect", sha256]))
     else:
         ref = publish_config_bundle(config, get_storage(config))
         sha256, requirements = ref.sha256, ref.requirements

@@ -28,7 +28,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ephemera.config.messages import config_error
-from ephemera.config.paths import check_workload_paths
+from ephemera.config.paths import ca_file, workload_paths
 from ephemera.config.schema import json_schema, raw_secret_values, root_model, secret_paths
 from ephemera.config.sections import ACTIONS, TRIGGER_KINDS, WORKSPACE_NAME_FIX, is_workspace_name
 from ephemera.errors import ConfigError
@@ -108,7 +108,9 @@ def validate(raw: Mapping | None, source: str = "<dict>", *, engine_checks: bool
     data["triggers"] = validate_triggers(data["triggers"], data["storage"]["bucket"])
     data["rules"] = validate_rules(data["rules"], {t["name"] for t in data["triggers"]})
     config = Config(data, source, typed)
-    check_workload_paths(config)
+    data["workload"] = workload_paths(config)
+    typed.workload.source, typed.workload.requirements = data["workload"]["source"], data["workload"]["requirements"]
+    data["notify"]["smtp_ca_file"] = typed.notify.smtp_ca_file = ca_file(config)
     _check_backends(config, engine_checks)
     return config
 

@@ -1,7 +1,7 @@
 """The config's file paths: read from the config file's folder, checked at load.
 
 ``workload.source`` and a ``workload.requirements`` file are paths on the machine that
-packs the run bundle. They are checked when the config loads, unless
+packs the run bundle. They are checked, and made absolute, when the config loads, unless
 ``workload.bundle`` names a bundle published beforehand: then nothing is packed and
 the paths are not read (a deployed action has no such folder).
 """
@@ -28,15 +28,35 @@ def resolve(config, value: str) -> Path:
     return path if path.is_absolute() else config_dir(config) / path
 
 
-def check_workload_paths(config) -> None:
-    """ConfigError naming the key if ``workload.source`` or a requirements file is missing."""
-    workload = config["workload"]
+def ca_file(config) -> str | None:
+    """``notify.smtp_ca_file`` made absolute; ConfigError if it is not a file."""
+    value = config["notify"]["smtp_ca_file"]
+    if not value:
+        return value
+    path = resolve(config, value)
+    if not path.is_file():
+        raise ConfigError("notify.smtp_ca_file", f"'{value}' is not a file (looked at {path})",
+                          "point it at the PEM bundle of your SMTP server's CA, or unset it to use the system's")
+    return str(path)
+
+
+def workload_paths(config) -> dict:
+    """The ``workload`` section with its paths made absolute (so a copy of the config --
+    the dict every action gets -- means the same files from any working directory);
+    ConfigError naming the key if ``workload.source`` or a requirements file is missing."""
+    workload = dict(config["workload"])
     if workload["bundle"]:
-        return
-    if workload["source"] and not resolve(config, workload["source"]).exists():
-        raise ConfigError("workload.source", f"'{workload['source']}' does not exist (looked at {resolve(config, workload['source'])})",
-                          "point it at the folder or file with your workload's code" + DEPLOYED_FIX)
-    requirements = workload["requirements"]
-    if isinstance(requirements, str) and not resolve(config, requirements).is_file():
-        raise ConfigError("workload.requirements", f"the requirements file '{requirements}' does not exist "
-                          f"(looked at {resolve(config, requirements)})", "fix the path, or list the requirements" + DEPLOYED_FIX)
+        return workload
+    if workload["source"]:
+        source = resolve(config, workload["source"])
+        if not source.exists():
+            raise ConfigError("workload.source", f"'{workload['source']}' does not exist (looked at {source})",
+                              "point it at the folder or file with your workload's code" + DEPLOYED_FIX)
+        workload["source"] = str(source)
+    if isinstance(workload["requirements"], str):
+        requirements = resolve(config, workload["requirements"])
+        if not requirements.is_file():
+            raise ConfigError("workload.requirements", f"the requirements file '{workload['requirements']}' does not exist "
+                              f"(looked at {requirements})", "fix the path, or list the requirements" + DEPLOYED_FIX)
+        workload["requirements"] = str(requirements)
+    return workload

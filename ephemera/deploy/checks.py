@@ -6,6 +6,8 @@
 - A deployed action's time limit must fit the platform's maximum (the settings
   sections check that) and ``timeouts.action``: the reaper takes a run whose action
   recorded nothing for that long for one whose action died.
+- No setting may name a file of this machine (``notify.smtp_ca_file``): an action
+  cannot read it. (The workload's paths are replaced by the published bundle.)
 - Platform resource names come from rule and trigger names: two rules may not map to
   one platform trigger.
 """
@@ -22,6 +24,14 @@ def check_engine(config: Config, target: str) -> None:
     if spec.state_on_host:
         raise ConfigError("engine.backend", f"the {spec.name} engine keeps its state on the machine that applies, "
                           f"which a {target} action does not keep", "use an engine that runs as a service, e.g. schematics")
+
+
+def check_engine_and_files(config: Config, target: str) -> None:
+    """:func:`check_engine`, and ConfigError for a setting that names a local file."""
+    check_engine(config, target)
+    if config["notify"]["smtp_ca_file"]:
+        raise ConfigError("notify.smtp_ca_file", f"names a file on this machine, which a {target} action cannot read",
+                          "unset it for the deployed config (the system's CAs are used), or use a server with a public certificate")
 
 
 def check_time_limit(config: Config, field: str, seconds: int) -> None:

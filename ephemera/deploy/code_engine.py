@@ -32,7 +32,7 @@ from datetime import date, datetime
 
 from ephemera.config import Config, ConfigError
 from ephemera.config.alarms import validate_alarm
-from ephemera.deploy.checks import check_engine, check_time_limit
+from ephemera.deploy.checks import check_engine_and_files, check_time_limit
 from ephemera.deploy.openwhisk import REAPER_TRIGGER, trigger_instances
 from ephemera.deploy.schedules import alarm_dates, code_engine_cron, utc_text
 from ephemera.deploy.steps import Step
@@ -108,7 +108,7 @@ def code_engine_plan(config: Config, *, bundle_dir: str, env_file: str, project:
                      now: datetime | None = None) -> list[Step]:
     """Every step of the deploy, from the config (ConfigError for what cannot be deployed)."""
     settings = config["code_engine"]
-    check_engine(config, "Code Engine")
+    check_engine_and_files(config, "Code Engine")
     check_time_limit(config, "code_engine.function_timeout", settings["function_timeout"])
     check_runtime(settings["runtime"], (now or now_utc()).date())
     project = project or settings["project"]

@@ -38,7 +38,7 @@ from datetime import datetime
 from ephemera.config import Config, ConfigError
 from ephemera.config.alarms import validate_alarm
 from ephemera.config.sections import ACTIONS
-from ephemera.deploy.checks import check_engine, check_time_limit, rule_trigger_names
+from ephemera.deploy.checks import check_engine_and_files, check_time_limit, rule_trigger_names
 from ephemera.deploy.schedules import alarm_dates, openwhisk_cron
 from ephemera.deploy.steps import Step
 from ephemera.storage import storage_spec
@@ -127,7 +127,7 @@ def openwhisk_plan(config: Config, *, zip_path: str, param_file: str, cli: tuple
     """Every step of the deploy, from the config (ConfigError for what cannot be deployed)."""
     cli = list(cli)
     settings = config["openwhisk"]
-    check_engine(config, "OpenWhisk")
+    check_engine_and_files(config, "OpenWhisk")
     check_time_limit(config, "openwhisk.timeout", settings["timeout"])
     package = settings["package"]
     steps = [Step(what=f"package {package} with the bound config", create=[*cli, "package", "update", package, "--param-file", param_file])]

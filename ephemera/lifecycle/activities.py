@@ -89,7 +89,12 @@ def _nothing_created(ctx: Context, run: RunRecord) -> RunRecord:
     is DESTROYED at once and its workspace lock released (its error stays recorded)."""
     if run.state != S.APPLY_FAILED:
         return run
-    ctx.ledger.transition(run.run_id, S.DESTROYING, "apply failed before the engine was called")
+    record = ctx.ledger.transition(run.run_id, S.DESTROYING, "apply failed before the engine was called")
+    try:
+        remove_credentials(ctx.storage, ctx.config.state_bucket, run.run_id)  # prepare_boot may have written VMs' keys
+    except EphemeraError as exc:  # left DESTROYING: the reaper's destroy ends it, and removes them then
+        log.warning("run %s: credentials objects not deleted yet: %s", run.run_id, exc.message)
+        return record
     record = ctx.ledger.transition(run.run_id, S.DESTROYED, "nothing was created: the engine was never called")
     workspace_lock(ctx, record.workspace).release(run.run_id)
     return record

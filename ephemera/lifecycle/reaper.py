@@ -212,11 +212,12 @@ def reap(ctx: Context, now: datetime | None = None) -> list[ReapAction]:
             done.append(ReapAction(run.run_id, str(run.state), str(run.state), f"error: {message}"))
             continue
         if why:
-            after = ctx.ledger.get(run.run_id).state
+            fresh = ctx.ledger.get(run.run_id)  # as this pass left it: its state and its latest error
+            after = fresh.state
             level = logging.ERROR if why.startswith(NEEDS_A_PERSON) else logging.INFO
             log.log(level, "reaper: run %s %s -> %s: %s", run.run_id, run.state, after, why)
             if why.startswith(NEEDS_A_PERSON):  # told once per run (ephemera.notify)
-                notify_run(ctx, run, "NEEDS_PERSON", str(run.state), why)
+                notify_run(ctx, fresh, "NEEDS_PERSON", str(after), why)
             done.append(ReapAction(run.run_id, str(run.state), str(after), why))
     if left:
         log.warning("reaper: time budget spent; %d run(s) left for the next pass", left)

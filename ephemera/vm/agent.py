@@ -24,6 +24,7 @@ bucket every few seconds and when it stops (:mod:`ephemera.vm.logship`).
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import os
@@ -38,7 +39,7 @@ from ephemera.config import Config, load_config
 from ephemera.lifeline import child_binding
 from ephemera.model import marker as markers
 from ephemera.model.jobs import JobSpec, load_job
-from ephemera.secrets import Scrubber
+from ephemera.secrets import Scrubber, StreamScrubber
 from ephemera.storage import get_storage
 from ephemera.storage.base import Storage
 from ephemera.storage.lithops import to_lithops
@@ -200,18 +201,27 @@ class Agent:
         self.heartbeat()
 
     def _relay(self, stream) -> None:
-        """The workload's output (prints, its subprocesses' writes), line by line, scrubbed
-        (it passed through no logging filter): copied into the agent's log (the VM's) and
-        shipped with the run's logs."""
+        """The workload's output (prints, its subprocesses' writes), scrubbed (it passed
+        through no logging filter; a long line arrives in pieces, and a secret cut between
+        two is masked too): copied into the agent's log (the VM's) and shipped with the
+        run's logs."""
         out = sys.stdout.buffer
-        for raw in iter(lambda: stream.readline(RELAY_LINE_BYTES), b""):
-            line = self.scrubber.scrub(raw.decode("utf-8", "replace"))
-            self.shipper.add("workload", line)
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")  # a piece may end inside a character
+        scrubbed = StreamScrubber(self.scrubber)
+
+        def emit(text: str) -> None:
+            if not text:
+                return
+            self.shipper.add("workload", text)
             try:
-                out.write(line.encode())
+                out.write(text.encode())
                 out.flush()
             except (OSError, ValueError):
                 pass
+
+        for raw in iter(lambda: stream.readline(RELAY_LINE_BYTES), b""):
+            emit(scrubbed.feed(decoder.decode(raw)))
+        emit(scrubbed.feed(decoder.decode(b"", final=True)) + scrubbed.flush())
         stream.close()
 
     def _marker_exists(self) -> bool:

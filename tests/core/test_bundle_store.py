@@ -50,6 +50,10 @@ def test_a_bundle_that_is_not_there_or_is_cut_short_names_workload_bundle(config
     ctx.storage.put(config.state_bucket, layout.bundle_key(bundle.sha256), b"truncated")
     with pytest.raises(ConfigError, match="holds 9 bytes"):
         stored(ctx.storage, config.state_bucket, bundle.sha256)
+    for manifest in (b"[1, 2]", b"{not json", b'{"size": 9, "manifest": {"wheel": "x"}}'):
+        ctx.storage.put(config.state_bucket, layout.bundle_manifest_key(bundle.sha256), manifest)
+        with pytest.raises(ConfigError, match="not one Ephemera wrote"):
+            stored(ctx.storage, config.state_bucket, bundle.sha256)
 
 
 @pytest.mark.parametrize("value", ["abc", "g" * 64, "0" * 63, 5])
@@ -91,6 +95,8 @@ def test_cli_pack_then_publish_the_archive_gives_the_same_hash(config, tmp_path)
     published = _cli("--config", str(path), "bundle", "publish", archive).splitlines()
     assert published[-1] == sha256 and "set workload.bundle" in published[0]
     assert _cli("--config", str(path), "bundle", "publish").splitlines()[-1] == sha256  # packing is reproducible
+    assert _cli("--config", str(path), "bundle", "publish", archive, "--expect", sha256).splitlines()[-1] == sha256
+    assert cli_main(["--config", str(path), "bundle", "publish", archive, "--expect", "0" * 64]) == 2  # not the bound one
     assert stored(Context(config).storage, config.state_bucket, sha256).source_files == 4
 
 
@@ -121,4 +127,49 @@ def test_relative_workload_paths_are_read_from_the_config_files_folder(tmp_path,
     (folder / "code" / "train.py").write_text("def main(ctx):\n    return {}\n")
     (folder / "config.yaml").write_text("workload: {source: code, entry: 'train:main'}\n")
     monkeypatch.chdir(tmp_path)
-    assert load_config(folder / "config.yaml")["workload"]["source"] == "code"
+    assert load_config(folder / "config.yaml")["workload"]["source"] == str(folder / "code")
+
+
+def test_an_apply_failing_after_the_boot_documents_leaves_no_credentials_object(local_config, s3_endpoint, unique_bucket,
+                                                                                 monkeypatch):
+    """prepare_boot writes each VM's one-time credentials object (S3 keys); a failure right
+    after it (here: the engine cannot be built) ends the run DESTROYED with those objects gone."""
+    from ephemera.storage import get_storage
+
+    config = load_config(local_config(storage={"backend": "aws_s3", "bucket": unique_bucket},
+                                      aws_s3={"endpoint": s3_endpoint, "region": "us-east-1",
+                                              "access_key_id": "AKIDTEST", "secret_access_key": "s3cr3t-test-key"}))
+    get_storage(config).create_bucket(unique_bucket)
+    written = []
+    real_put = type(get_storage(config)).put
+
+    def spying_put(self, bucket, key, data, *args, **kwargs):
+        if key.startswith(layout.CREDENTIALS):
+            written.append(key)
+        return real_put(self, bucket, key, data, *args, **kwargs)
+
+    monkeypatch.setattr(type(get_storage(config)), "put", spying_put)
+    monkeypatch.setattr(Context, "engine", property(lambda self: (_ for _ in ()).throw(RuntimeError("no engine here"))))
+    result = apply.main({"config": config.to_dict(redact=False)})
+    assert result["state"] == "DESTROYED" and "no engine here" in result["error"]["message"], result
+    assert written, "the run's VMs were given credentials objects"
+    assert not list(get_storage(config).list(unique_bucket, layout.CREDENTIALS)), "a VM's storage keys were left behind"
+
+
+def test_relative_workload_paths_mean_the_same_files_in_every_copy_of_the_config(tmp_path, monkeypatch):
+    """`ephemera up` and `ephemera invoke` hand each action a copy of the config as a dict:
+    relative paths are made absolute at load, so the copy works from any directory."""
+    folder = tmp_path / "project"
+    (folder / "code").mkdir(parents=True)
+    (folder / "code" / "train.py").write_text("def main(ctx):\n    return {}\n")
+    (folder / "requirements.txt").write_text("six\n")
+    (folder / "config.yaml").write_text("workload: {source: code, requirements: requirements.txt, entry: 'train:main'}\n")
+    monkeypatch.chdir(tmp_path)
+    loaded = load_config(folder / "config.yaml")
+    assert loaded["workload"]["source"] == str(folder / "code")
+    assert loaded.model.workload.requirements == str(folder / "requirements.txt")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    copy = load_config(loaded.to_dict(redact=False))
+    assert copy["workload"]["source"] == str(folder / "code")

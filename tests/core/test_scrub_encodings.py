@@ -12,6 +12,7 @@ import binascii
 import json
 from urllib.parse import quote, quote_plus
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -69,3 +70,19 @@ def test_text_encodings(secret):
                  quote_plus(secret)):
         out = scrub(f"<<{form}>>")
         assert form not in out and MASK in out, (secret, form, out)
+
+
+@pytest.mark.parametrize("secret", ['zqx7-S3CRET/key+"quoted"\\back', "plain-secret-value-1234"])
+def test_a_secret_cut_between_two_pieces_of_a_stream_is_masked(secret):
+    """The agent reads the workload's output in bounded pieces: a secret (or one of its
+    encoded forms) cut at any point between two pieces never reaches the log whole."""
+    from ephemera.secrets import StreamScrubber
+
+    scrubber = Scrubber([secret])
+    for text in (f"env: {secret} done\n", f"json: {json.dumps({'k': secret})}\n",
+                 f"b64: {base64.b64encode(secret.encode()).decode()}\n"):
+        for cut in range(1, len(text)):
+            stream = StreamScrubber(scrubber)
+            shown = stream.feed(text[:cut]) + stream.feed(text[cut:]) + stream.flush()
+            assert shown == scrubber.scrub(text), (cut, shown)
+            assert MASK in shown

@@ -37,3 +37,17 @@ def test_which_silences_count_as_dead(local_config):
     beat(ctx, run.run_id, 0, 1)
     beat(ctx, run.run_id, 1, 1)
     assert vms_silent(ctx, run, now) is None
+
+
+def test_a_vm_rebooting_for_its_gpu_driver_is_the_boot_rules_not_silent(local_config):
+    """Stage 2 writes a 'rebooting' heartbeat and reboots once to load the NVIDIA driver:
+    nothing heartbeats for minutes, and the boot timeout, not the heartbeat grace, owns it."""
+    ctx = Context(local_config(timeouts={"heartbeat": "60s"}))
+    run = request_run(ctx, parse_event({"idempotency_key": "reboot"})).run
+    ctx.ledger.transition(run.run_id, RunState.APPLYING)
+    run = ctx.ledger.transition(run.run_id, RunState.RUNNING)
+    for state in ("rebooting", "booting"):
+        beat(ctx, run.run_id, 0, 600, state=state)
+        assert vms_silent(ctx, run, now_utc()) is None, state
+    beat(ctx, run.run_id, 0, 600, state="running")
+    assert "worker 0: silent" in vms_silent(ctx, run, now_utc())

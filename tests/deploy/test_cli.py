@@ -170,7 +170,7 @@ def test_ibm_cloud_functions_only_by_flag_with_a_retirement_note(example_path, o
                     out=printed) == 0
     assert "IBM Cloud Functions is retired" in printed.getvalue()
     cmds = commands(printed.getvalue())
-    assert cmds[0][-3:-1] == ["bundle", "publish"]  # the run bundle, then only `ibmcloud fn` commands
+    assert cmds[0][-5:-3] == ["bundle", "publish"]  # the run bundle, then only `ibmcloud fn` commands
     assert all(c[:2] == ["ibmcloud", "fn"] for c in cmds[1:])
 
 
@@ -179,7 +179,7 @@ def test_functions_create_sh_defaults_to_wsk(example_path, out):
                           capture_output=True, text=True, timeout=600, env={**os.environ, "EPHEMERA_PYTHON": sys.executable})
     assert done.returncode == 0, done.stderr
     cmds = commands(done.stdout)
-    assert cmds[0][-3:-1] == ["bundle", "publish"] and cmds[1][:3] == ["wsk", "package", "update"]
+    assert cmds[0][-5:-3] == ["bundle", "publish"] and cmds[1][:3] == ["wsk", "package", "update"]
     assert sum(1 for c in cmds if c[1:3] == ["action", "update"]) == 4
     _no_secrets(done.stdout, done.stderr)
 

@@ -135,6 +135,23 @@ def test_engines_that_keep_state_on_the_host_are_refused():
         assert info.value.field == "engine.backend" and "terraform" in str(info.value)
 
 
+def test_a_setting_naming_a_local_file_is_refused_at_deploy(tmp_path):
+    """A deployed action cannot read the operator's files: notify.smtp_ca_file is refused
+    by name (it is checked and made absolute at load for local use)."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    config = config_with(notify={"smtp_ca_file": str(ca)})
+    assert config["notify"]["smtp_ca_file"] == str(ca)
+    for plan in (lambda: openwhisk_plan(config, zip_path="z.zip", param_file="p.json"),
+                 lambda: code_engine_plan(config, bundle_dir="b", env_file="e.env")):
+        with pytest.raises(ConfigError) as err:
+            plan()
+        assert err.value.field == "notify.smtp_ca_file"
+    with pytest.raises(ConfigError) as missing:
+        config_with(notify={"smtp_ca_file": str(tmp_path / "nowhere.pem")})
+    assert missing.value.field == "notify.smtp_ca_file"
+
+
 def test_time_limits_fit_the_platform_and_timeouts_action():
     with pytest.raises(ConfigError) as info:
         config_with(code_engine={"function_timeout": "5m"})

@@ -152,7 +152,8 @@ class TerraformEngine:
             self._sync_stack(scratch)
             state = self.workdir(workspace) / "terraform.tfstate"
             if state.is_file():
-                shutil.copy2(state, scratch / "terraform.tfstate")
+                with self._hold(workspace):  # not a state an apply or destroy is writing (busy: try again later)
+                    shutil.copy2(state, scratch / "terraform.tfstate")
             values = {**variables, **secure_variables}
             declared = self.declared_variables()
             if {"boot_dir", "agent_dir"} <= declared:  # the local stack: placeholders, nothing is booted by a plan
