@@ -68,6 +68,7 @@ class LogShipper:
         self.storage, self.bucket, self.run_id, self.worker = storage, bucket, run_id, worker
         self.scrubber, self.interval, self.max_lines = scrubber, interval, max_lines
         self._lock = threading.Lock()
+        self._flushing = threading.Lock()  # file offsets and chunk numbers are the flusher's
         self._pending: dict[str, list[tuple[str, str]]] = {}
         self._dropped: dict[str, int] = {}
         self._files: dict[str, tuple[Path, int, bytes, str]] = {}  # source -> (path, offset, partial line, last time)
@@ -120,7 +121,12 @@ class LogShipper:
             self._files[source] = (path, offset, partial, last)
 
     def flush(self, final: bool = False) -> int:
-        """Upload what is new, one chunk per source; the number of chunks written."""
+        """Upload what is new, one chunk per source; the number of chunks written. One
+        flush at a time (the last one at stop may meet a slow periodic one)."""
+        with self._flushing:
+            return self._flush(final)
+
+    def _flush(self, final: bool) -> int:
         self._read_files(final)
         with self._lock:
             pending, self._pending = self._pending, {}
