@@ -5,7 +5,7 @@ Every agent rewrites its heartbeat every few seconds (:mod:`ephemera.vm.heartbea
 The run is given up when the VM that runs the workload (worker 0) or every VM that
 ever reported has been silent for longer than ``timeouts.heartbeat``, or reported
 itself stopped: no completion marker can come any more. VMs that never reported, and
-VMs still booting (a GPU driver's planned reboot is silent for minutes), are the
+a VM rebooting once to load its GPU driver (silent for minutes, by plan), are the
 boot-timeout rule's (:mod:`ephemera.lifecycle.boot_timeout`).
 """
 
@@ -22,15 +22,15 @@ from ephemera.vm.heartbeats import read_heartbeats
 WORKLOAD_WORKER = 0  # the VM whose agent runs the workload and writes the marker
 
 
-BOOTING_STATES = ("booting", "rebooting")  # still the boot-timeout rule's: a driver reboot is silent for minutes
+REBOOTING = "rebooting"  # the boot-timeout rule's: a planned driver reboot is silent for minutes
 
 
 def _silence(beat: dict, now: datetime) -> float | None:
     """Seconds the VM of ``beat`` has been silent (infinite once it said it stopped);
-    None for a VM still booting, or a heartbeat that cannot be read."""
+    None for a VM rebooting for its driver, or a heartbeat that cannot be read."""
     if beat.get("state") == "stopped":
         return float("inf")
-    if beat.get("state") in BOOTING_STATES:
+    if beat.get("state") == REBOOTING:
         return None
     try:
         return since(beat["at"], now)
