@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ephemera.bundle.wheel import build_wheel
-from ephemera.config.paths import resolve
+from ephemera.config.paths import resolve, workload_source
 from ephemera.errors import ConfigError
 
 FORMAT = 1
@@ -49,14 +49,8 @@ class Bundle:
 
 def source_path(config) -> Path | None:
     """``workload.source`` resolved, or None; ConfigError if it does not exist."""
-    value = config["workload"]["source"]
-    if not value:
-        return None
-    path = resolve(config, value)
-    if not path.exists():
-        raise ConfigError("workload.source", f"'{value}' does not exist (looked at {path})",
-                          "point it at the folder or file with your workload's code")
-    return path.resolve()
+    path = workload_source(config)
+    return path.resolve() if path is not None else None
 
 
 def requirements(config) -> list[str]:

@@ -28,16 +28,30 @@ def resolve(config, value: str) -> Path:
     return path if path.is_absolute() else config_dir(config) / path
 
 
+def _existing(config, key: str, value: str, file_only: bool, what: str, fix: str) -> Path:
+    """``value`` of ``key`` resolved; ConfigError naming the key if it is not there."""
+    path = resolve(config, value)
+    if not (path.is_file() if file_only else path.exists()):
+        raise ConfigError(key, f"{what} '{value}' does not exist (looked at {path})", fix)
+    return path
+
+
 def ca_file(config) -> str | None:
     """``notify.smtp_ca_file`` made absolute; ConfigError if it is not a file."""
     value = config["notify"]["smtp_ca_file"]
     if not value:
         return value
-    path = resolve(config, value)
-    if not path.is_file():
-        raise ConfigError("notify.smtp_ca_file", f"'{value}' is not a file (looked at {path})",
-                          "point it at the PEM bundle of your SMTP server's CA, or unset it to use the system's")
-    return str(path)
+    return str(_existing(config, "notify.smtp_ca_file", value, True, "the CA file",
+                         "point it at the PEM bundle of your SMTP server's CA, or unset it to use the system's"))
+
+
+def workload_source(config) -> Path | None:
+    """``workload.source`` resolved, or None; ConfigError if it does not exist."""
+    value = config["workload"]["source"]
+    if not value:
+        return None
+    return _existing(config, "workload.source", value, False, "the workload source",
+                     "point it at the folder or file with your workload's code" + DEPLOYED_FIX)
 
 
 def workload_paths(config) -> dict:
@@ -48,15 +62,8 @@ def workload_paths(config) -> dict:
     if workload["bundle"]:
         return workload
     if workload["source"]:
-        source = resolve(config, workload["source"])
-        if not source.exists():
-            raise ConfigError("workload.source", f"'{workload['source']}' does not exist (looked at {source})",
-                              "point it at the folder or file with your workload's code" + DEPLOYED_FIX)
-        workload["source"] = str(source)
+        workload["source"] = str(workload_source(config))
     if isinstance(workload["requirements"], str):
-        requirements = resolve(config, workload["requirements"])
-        if not requirements.is_file():
-            raise ConfigError("workload.requirements", f"the requirements file '{workload['requirements']}' does not exist "
-                              f"(looked at {requirements})", "fix the path, or list the requirements" + DEPLOYED_FIX)
-        workload["requirements"] = str(requirements)
+        workload["requirements"] = str(_existing(config, "workload.requirements", workload["requirements"], True,
+                                                 "the requirements file", "fix the path, or list the requirements" + DEPLOYED_FIX))
     return workload
