@@ -24,7 +24,11 @@ from urllib.parse import quote, quote_plus
 
 MASK = "********"
 MIN_SECRET_LEN = 4  # shorter values would mask ordinary words
-MIN_ENCODED_LEN = 8  # a base64 fragment shorter than this could be anyone's text
+# A base64 fragment shorter than this could be anyone's text. Seven is what a six-byte
+# secret leaves fully determined at its worst alignment (a byte lead of 1 or 2), so every
+# secret of six bytes or more is masked in base64 wherever it sits; shorter ones are
+# masked raw and in the text encodings only.
+MIN_ENCODED_LEN = 7
 _BEARER_RE = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+")
 _CREDENTIAL_RE = re.compile(r"(Credential=)[^/,\s'\"]+")
 
