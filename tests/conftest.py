@@ -9,8 +9,9 @@ from hypothesis import settings
 pytest_plugins = ["tests.fakes.fixtures"]
 
 # `make test` on a developer's machine explores new examples on every run; CI
-# (`.ci/run`: --hypothesis-profile=ci) replays the fixed ones a passing local run saw, so
-# a new case found on a laptop becomes an @example instead of a red landing by chance.
+# (`.ci/run`: --hypothesis-profile=ci) runs one fixed, derandomized set, the same as
+# `pytest --hypothesis-profile=ci` runs here, so a case found by chance on a laptop
+# becomes an @example instead of a landing failed by chance.
 settings.register_profile("ci", derandomize=True)
 
 
