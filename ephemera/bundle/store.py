@@ -90,7 +90,7 @@ def run_bundle(config, storage: Storage) -> BundleRef:
     sha256 = config["workload"]["bundle"]
     if sha256:
         return stored(storage, config.state_bucket, sha256)
-    return publish(storage, config.state_bucket, pack(config, config.home / "bundles"))
+    return publish_config_bundle(config, storage)
 
 
 def bound_config(config, sha256: str, requirements: list[str]):
