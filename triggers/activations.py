@@ -121,6 +121,19 @@ def list_activations(storage: Storage, bucket: str, limit: int | None = 20) -> l
     keys = sorted(_keys(storage, bucket), reverse=True)
     if limit is not None:
         keys = keys[: max(0, limit)]
+    return _read(storage, bucket, keys)
+
+
+def new_activations(storage: Storage, bucket: str, seen: set[str]) -> list[Activation]:
+    """The records whose keys are not in ``seen`` (which it extends), oldest first. A
+    record is written once, when its invocation has ended, so a key seen is final: a
+    follower reads each record once, not every record on every poll."""
+    keys = sorted(set(_keys(storage, bucket)) - seen)
+    seen.update(keys)
+    return _read(storage, bucket, keys)
+
+
+def _read(storage: Storage, bucket: str, keys: list[str]) -> list[Activation]:
     records = []
     for key in keys:
         try:

@@ -23,7 +23,7 @@ from ephemera.model.logs import SOURCES, LogLine, read_logs, split_time
 from ephemera.model.runs import RunState
 from ephemera.sections import Invalid
 from ephemera.timeutil import now_utc, parse_time
-from ephemera.triggers.activations import Activation, list_activations
+from ephemera.triggers.activations import Activation, new_activations
 
 FOLLOW_INTERVAL = 1.0  # seconds between polls with --follow
 
@@ -76,7 +76,7 @@ class RunLogs:
         self.ctx, self.run_id, self.worker = ctx, run_id, worker
         self.sources, self.since = set(sources or SOURCES), since
         self.chunks: set[str] = set()
-        self.activations: set[str] = set()
+        self.activation_keys: set[str] = set()  # activation records read already
 
     def keep(self, line: LogLine) -> bool:
         if line.source not in self.sources:
@@ -95,9 +95,7 @@ class RunLogs:
         lines, keys = read_logs(self.ctx.storage, self.ctx.config.state_bucket, self.run_id, self.chunks)
         self.chunks.update(keys)
         if "action" in self.sources:
-            fresh = [a for a in list_activations(self.ctx.storage, self.ctx.config.state_bucket, None)
-                     if a.activationId not in self.activations and names_run(a, self.run_id)]
-            self.activations.update(a.activationId for a in fresh)
+            fresh = new_activations(self.ctx.storage, self.ctx.config.state_bucket, self.activation_keys)
             lines += action_lines(fresh, self.run_id)
         return sorted((line for line in lines if self.keep(line)), key=LogLine.sort_key)
 

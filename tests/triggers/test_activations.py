@@ -90,6 +90,24 @@ def test_list_newest_first_with_limit_and_table(storage, make_config, capsys):
     assert made[4]["action"] == "apply"
 
 
+def test_a_follower_reads_each_record_once_and_the_new_ones(storage, monkeypatch):
+    """``ephemera logs --follow`` polls every second: it reads the records it has not
+    seen, oldest first, never every record again."""
+    from ephemera.triggers import activations
+    from ephemera.triggers.activations import new_activations, store_activation
+
+    first = [store_activation(storage, "state", _fake(i)) for i in range(3)]
+    seen: set[str] = set()
+    assert [a.activationId for a in new_activations(storage, "state", seen)] == [a.activationId for a in first]
+    reads = []
+    real = activations.get_json
+    monkeypatch.setattr(activations, "get_json", lambda st, b, key: reads.append(key) or real(st, b, key))
+    assert new_activations(storage, "state", seen) == [] and reads == []
+    later = store_activation(storage, "state", _fake(3))
+    assert [a.activationId for a in new_activations(storage, "state", seen)] == [later.activationId]
+    assert reads == [layout.activation_key(later.activationId)]
+
+
 def test_no_activations_yet(storage):
     from ephemera.errors import NoSuchBucketError
 
