@@ -39,14 +39,12 @@ def cmd_runs(args) -> int:
         if not args.run_id:
             print("usage: ephemera runs show RUN_ID", file=sys.stderr)
             return 2
-        run = ctx.ledger.get(args.run_id)
         if args.svg:
-            from ephemera.cli.runs import vm_reports_or_none
-            from ephemera.cli.timeline_svg import timeline_svg
+            from ephemera.cli.dashboard.views import run_svg
 
-            print(timeline_svg(run, run.vms or vm_reports_or_none(ctx, run)))
+            print(run_svg(ctx, args.run_id))  # the dashboard's picture
         else:
-            print(run_details(ctx, run))
+            print(run_details(ctx, ctx.ledger.get(args.run_id)))
     else:
         from ephemera.cli.logs import since_time
 

@@ -77,6 +77,7 @@ class RunLogs:
         self.sources, self.since = set(sources or SOURCES), since
         self.chunks: set[str] = set()
         self.activation_keys: set[str] = set()  # activation records read already
+        self.activations: list[Activation] = []  # the invocations that name the run, oldest first
 
     def keep(self, line: LogLine) -> bool:
         if line.source not in self.sources:
@@ -95,7 +96,9 @@ class RunLogs:
         lines, keys = read_logs(self.ctx.storage, self.ctx.config.state_bucket, self.run_id, self.chunks)
         self.chunks.update(keys)
         if "action" in self.sources:
-            fresh = new_activations(self.ctx.storage, self.ctx.config.state_bucket, self.activation_keys)
+            fresh = [a for a in new_activations(self.ctx.storage, self.ctx.config.state_bucket, self.activation_keys)
+                     if names_run(a, self.run_id)]
+            self.activations += fresh
             lines += action_lines(fresh, self.run_id)
         return sorted((line for line in lines if self.keep(line)), key=LogLine.sort_key)
 

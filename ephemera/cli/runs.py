@@ -23,6 +23,11 @@ def vm_reports_or_none(ctx: Context, run: RunRecord) -> list[dict]:
         return []
 
 
+def run_vms(ctx: Context, run: RunRecord) -> list[dict]:
+    """The run's VMs as its record keeps them, else as they report now (none once DESTROYED)."""
+    return run.vms or ([] if run.state == RunState.DESTROYED else vm_reports_or_none(ctx, run))
+
+
 def last_heartbeat(ctx: Context, run: RunRecord) -> float | None:
     """Seconds since the most recent heartbeat of any VM of the run, or None."""
     try:
@@ -144,7 +149,7 @@ def run_details(ctx: Context, run: RunRecord) -> str:
                      + (f" {event.get('bucket')}/{event.get('key')}" if event.get("key") else ""))
     if job is not None:
         parts.append(f"job: {job.entry} params {json.dumps(job.params)} -> {job.output_bucket}/{job.output_prefix}")
-    vms = run.vms or ([] if run.state == RunState.DESTROYED else vm_reports_or_none(ctx, run))
+    vms = run_vms(ctx, run)
     parts.append("\ntimeline:\n" + timeline(run, vms=vms))
     if run.bundle:
         b = run.bundle

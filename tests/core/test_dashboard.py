@@ -4,6 +4,7 @@ with follow, read-only, loopback by default and a token anywhere else."""
 
 from __future__ import annotations
 
+import re
 import urllib.error
 import urllib.request
 
@@ -72,6 +73,25 @@ def test_runs_banner_and_refresh_while_a_run_is_open(ctx, served):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in run_page and "<script>" not in run_page
     status, headers, svg = get(server.base + "/runs/ws-2/timeline.svg")
     assert status == 200 and headers["Content-Type"] == "image/svg+xml" and svg.startswith("<svg")
+
+
+def test_runs_show_svg_prints_the_dashboards_picture(ctx, served, tmp_path, capsys):
+    """`ephemera runs show RUN --svg` and the dashboard's timeline.svg are one picture."""
+    import yaml
+
+    from ephemera.cli import main
+
+    add_run(ctx, "ws-2", [S.APPLYING, S.RUNNING])
+    write_heartbeat(ctx.storage, ctx.config.state_bucket, "ws-2", 0, {"state": "running", "phases": {"booted": "2026-12-02T10:00:00+00:00"}})
+    path = tmp_path / "ephemera.yaml"
+    path.write_text(yaml.safe_dump(ctx.config.to_dict(redact=False)))
+    assert main(["--config", str(path), "runs", "show", "ws-2", "--svg"]) == 0
+    printed = capsys.readouterr().out
+    _, _, svg = get(served().base + "/runs/ws-2/timeline.svg")
+    # an open run is drawn up to "now", so the widths differ; what each shape says does not
+    titles = [re.findall(r"<title>([^<]*)</title>", picture) for picture in (printed, svg)]
+    assert printed.startswith("<svg") and titles[0] == titles[1]
+    assert any("RUNNING" in t for t in titles[0]) and any("booted" in t for t in titles[0])
 
 
 def test_no_refresh_once_everything_is_destroyed_and_a_person_banner_when_needed(ctx, served):

@@ -77,7 +77,7 @@ class Dashboard:
         return self.page("run.html", **views.run_view(self.ctx, run_id))
 
     def svg(self, query: dict, run_id: str) -> tuple[int, str, bytes]:
-        return 200, "image/svg+xml", views.run_view(self.ctx, run_id, 0)["svg"].encode()
+        return 200, "image/svg+xml", views.run_svg(self.ctx, run_id).encode()
 
     def logs(self, query: dict, run_id: str) -> tuple[int, str, bytes]:
         source = query.get("source") or None

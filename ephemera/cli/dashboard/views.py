@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from ephemera.cli.logs import RunLogs, format_line, names_run
-from ephemera.cli.runs import cost_lines, cost_of, last_heartbeat, vm_reports_or_none
+from ephemera.cli.logs import RunLogs, format_line
+from ephemera.cli.runs import cost_lines, cost_of, last_heartbeat, run_vms
 from ephemera.cli.tables import human_duration
 from ephemera.cli.timeline_svg import timeline_svg
 from ephemera.context import Context
@@ -64,13 +64,19 @@ def index_view(ctx: Context) -> dict:
 
 def run_view(ctx: Context, run_id: str, log_lines: int = 200) -> dict:
     run = ctx.ledger.get(run_id)
-    vms = run.vms or ([] if run.state == S.DESTROYED else vm_reports_or_none(ctx, run))
-    lines = RunLogs(ctx, run_id).new_lines()
-    activations = [a for a in list_activations(ctx.storage, ctx.config.state_bucket, None) if names_run(a, run_id)]
+    vms = run_vms(ctx, run)
+    logs = RunLogs(ctx, run_id)
+    lines = logs.new_lines()  # reads the run's activation records too
     return {"run": run_row(ctx, run), "record": run, "svg": timeline_svg(run, vms), "cost": cost_lines(cost_of(ctx, run, vms)),
-            "transitions": run.transitions, "activities": run.activities, "activations": activations,
+            "transitions": run.transitions, "activities": run.activities, "activations": logs.activations[::-1],
             "logs": [format_line(line) for line in lines[-log_lines:]], "log_count": len(lines),
             "error": run.error, "vms": vms}
+
+
+def run_svg(ctx: Context, run_id: str) -> str:
+    """The run's timeline picture alone (no logs, activations or cost read)."""
+    run = ctx.ledger.get(run_id)
+    return timeline_svg(run, run_vms(ctx, run))
 
 
 def logs_view(ctx: Context, run_id: str, source: str | None = None, worker: int | None = None) -> dict:
