@@ -198,3 +198,77 @@ def test_bad_notify_settings_name_the_key(local_config, notify, key):
     with pytest.raises(ConfigError) as info:
         load_config(local_config(notify=notify))
     assert key in str(info.value)
+
+
+def test_a_password_without_tls_is_refused_at_config_load(local_config):
+    """Finding 16: ``smtp_starttls: false`` with a password was accepted and the password
+    sent in clear. Now the config is refused, naming the key and the ways out, unless the
+    operator says ``smtp_insecure: true`` (a local test relay)."""
+    from ephemera.config import load_config
+    from ephemera.errors import ConfigError
+
+    clear = {"smtp_host": "smtp.example.com", "smtp_port": 25, "smtp_starttls": False, "smtp_username": SMTP_USER,
+             "smtp_password": SMTP_PASSWORD, "email_from": "e@example.com", "email_to": ["a@example.com"]}
+    with pytest.raises(ConfigError) as info:
+        load_config(local_config(notify=clear))
+    message = str(info.value)
+    assert "notify.smtp_starttls" in message and "in clear" in message and "smtp_implicit_tls" in message
+    assert "smtp_insecure" in message and SMTP_PASSWORD not in message
+    assert load_config(local_config(notify={**clear, "smtp_implicit_tls": True}))["notify"]["smtp_implicit_tls"] is True
+    assert load_config(local_config(notify={**clear, "smtp_insecure": True}))["notify"]["smtp_insecure"] is True
+    no_login = {k: v for k, v in clear.items() if k not in ("smtp_username", "smtp_password")}
+    assert load_config(local_config(notify=no_login))["notify"]["smtp_starttls"] is False  # nothing secret to protect
+
+
+def _mail_settings(receiver, **over) -> dict:
+    return {"smtp_host": receiver.host, "smtp_port": receiver.port, "smtp_starttls": True, "smtp_username": SMTP_USER,
+            "smtp_password": SMTP_PASSWORD, "smtp_ca_file": str(receiver.ca_file), "email_from": "e@example.com",
+            "email_to": ["oncall@example.com"], **over}
+
+
+def test_no_login_on_a_clear_connection(tmp_path):
+    """Finding 16, at the sender: against a server that offers no TLS and takes AUTH in
+    clear (a lax relay, or a man in the middle who stripped STARTTLS), no AUTH is ever
+    sent: with STARTTLS on, smtplib refuses when the server does not offer it (RFC 3207:
+    the client must not send AUTH before TLS is up); with it off (settings that bypassed
+    the config check), the sender refuses before connecting. Only ``smtp_insecure``
+    logs in in clear."""
+    from ephemera.notify.senders import SendError, send_mail
+
+    lax = start_smtp(tmp_path, SMTP_USER, SMTP_PASSWORD, mode="clear")
+    try:
+        with pytest.raises(SendError) as info:
+            send_mail(_mail_settings(lax), "s", "b", 10)
+        assert not info.value.transient and lax.logins == [] and lax.mails == []
+        with pytest.raises(SendError) as info:
+            send_mail(_mail_settings(lax, smtp_starttls=False), "s", "b", 10)
+        assert "clear" in info.value.message and lax.logins == [] and lax.mails == []
+        send_mail(_mail_settings(lax, smtp_starttls=False, smtp_insecure=True), "s", "b", 10)  # the test relay, by choice
+        assert lax.logins == [(SMTP_USER, SMTP_PASSWORD)] and len(lax.mails) == 1 and not lax.mails[0].tls
+    finally:
+        lax.close()
+
+
+def test_implicit_tls_logs_in_over_tls(tmp_path):
+    """``smtp_implicit_tls``: TLS from the first byte (SMTPS, RFC 8314's port 465), the
+    certificate checked, then AUTH."""
+    from ephemera.notify.senders import send_mail
+
+    server = start_smtp(tmp_path, SMTP_USER, SMTP_PASSWORD, mode="implicit")
+    try:
+        send_mail(_mail_settings(server, smtp_starttls=False, smtp_implicit_tls=True), "s", "b", 10)
+        assert server.logins == [(SMTP_USER, SMTP_PASSWORD)] and len(server.mails) == 1
+    finally:
+        server.close()
+
+
+def test_a_line_break_in_the_subject_does_not_add_a_header(smtp):
+    """Header injection: a run id or state with CR/LF (the subject quotes both) must not end
+    the Subject header and start a ``Bcc:`` of its own."""
+    from ephemera.notify.senders import send_mail
+
+    send_mail(_mail_settings(smtp), "[ephemera] run x\r\nBcc: attacker@evil.example\r\n\r\nbody", "b", 10)
+    [mail] = smtp.mails
+    message = message_from_bytes(mail.data, policy=email_policy)
+    assert message["Bcc"] is None and "attacker@evil.example" not in mail.rcpt_tos
+    assert message["Subject"].startswith("[ephemera] run x") and "\n" not in message["Subject"]
