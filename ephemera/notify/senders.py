@@ -71,11 +71,19 @@ def post_json(url: str, body: dict, timeout: float) -> None:
         raise SendError(f"connection failed: {type(exc).__name__}", _transient_os_error(exc)) from None
 
 
+def slack_escape(text: str) -> str:
+    """``text`` shown as itself in Slack: ``&``, ``<`` and ``>`` -- Slack's control
+    characters, which make mentions (``<!channel>``) and links (``<http://x|label>``) --
+    as the HTML entities Slack decodes for display."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def slack_body(text: str, fields: dict) -> dict:
     """A Slack incoming-webhook message: ``text`` (the fallback and notification text) and a
-    section block in Slack's mrkdwn."""
-    lines = [f"*{fields['title']}*", *(f"*{k}:* {v}" for k, v in fields["facts"].items() if v)]
-    return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}}]}
+    section block in Slack's mrkdwn; every value in them escaped (:func:`slack_escape`),
+    for run ids, reasons and error messages come from outside (workloads, events)."""
+    lines = [f"*{slack_escape(fields['title'])}*", *(f"*{slack_escape(k)}:* {slack_escape(v)}" for k, v in fields["facts"].items() if v)]
+    return {"text": slack_escape(text), "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}}]}
 
 
 def one_line(text: str) -> str:

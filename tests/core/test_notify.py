@@ -272,3 +272,36 @@ def test_a_line_break_in_the_subject_does_not_add_a_header(smtp):
     message = message_from_bytes(mail.data, policy=email_policy)
     assert message["Bcc"] is None and "attacker@evil.example" not in mail.rcpt_tos
     assert message["Subject"].startswith("[ephemera] run x") and "\n" not in message["Subject"]
+
+
+def test_workload_text_reaches_slack_escaped(make_ctx, http):
+    """Finding 10: a workload's error text reached Slack as mrkdwn, so ``<!channel>`` paged
+    the whole channel and ``<http://evil.example|click>`` showed a link disguised as
+    "click". Slack's "Formatting text for app surfaces" reference: "Slack uses &, <, and
+    > as control characters for special parsing in text objects, so they must be
+    converted to HTML entities if they're not going to be used for their parsing
+    purpose" (& -> &amp;, < -> &lt;, > -> &gt;), and "you shouldn't HTML entity-encode
+    the entire text". Every untrusted value, in the fallback text and the block, is."""
+    ctx = make_ctx(webhook_url=None, smtp_host=None)
+    running(ctx)
+    hostile = "<!channel> see <http://evil.example/login|the run's logs> & <@U0001> <!subteam^S01>"
+    finish_run(ctx, RUN, False, markers.failure(RUN, "w:main", "RuntimeError", hostile))
+    [slack] = http.to(SLACK_PATH)
+    body = slack.json()
+    shown = [body["text"], body["blocks"][0]["text"]["text"]]
+    for text in shown:
+        assert "<!channel>" not in text and "<http" not in text and "<@U0001>" not in text and "<!subteam" not in text
+        assert "&lt;!channel&gt; see &lt;http://evil.example/login|the run's logs&gt; &amp; &lt;@U0001&gt;" in text
+        assert "<" not in text.replace("&lt;", "") and ">" not in text.replace("&gt;", "")  # no control character left
+    assert body["blocks"][0]["text"]["text"].startswith(f"*Ephemera run {RUN}: FAILED*")  # our own mrkdwn still formats
+    assert "the run's" in shown[0]  # only &, < and > are entities
+
+
+def test_a_secret_with_slack_control_characters_is_masked_in_slack(make_ctx, http):
+    """A secret holding '&' or '<' is masked before the Slack escaping changes how it is written."""
+    password = "p<ss&w>rd-91f3"
+    ctx = make_ctx(webhook_url=None, smtp_host="127.0.0.1", smtp_password=password, email_states=["APPLY_FAILED"])
+    running(ctx)
+    ctx.ledger.update(RUN, lambda r: r.fail(RunError("WORKLOAD_FAILED", f"bad password {password}"), S.FAILED))
+    [slack] = http.to(SLACK_PATH)
+    assert b"p<ss" not in slack.body and b"p&lt;ss" not in slack.body and b"********" in slack.body
