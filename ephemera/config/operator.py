@@ -66,6 +66,8 @@ def _emails(value: Any) -> list[str]:
 def _webhook(value: Any) -> str:
     if not isinstance(value, str) or not re.match(r"^https?://[^/\s]+", value):
         raise Invalid("expected an http(s) URL", "e.g. https://hooks.slack.com/services/T000/B000/XXXX")
+    if any(c.isspace() or not c.isprintable() for c in value):  # a CR/LF would end the request line early
+        raise Invalid("the URL holds a space or a control character", "percent-encode it, or copy the URL again")
     return value
 
 

@@ -188,6 +188,7 @@ def test_the_reaper_tells_once_when_a_run_needs_a_person(make_ctx, http):
 
 
 @pytest.mark.parametrize("notify, key", [({"webhook_url": "ftp://x"}, "notify.webhook_url"),
+                                          ({"slack_webhook_url": "https://h.example/a\r\nX-Injected: 1"}, "notify.slack_webhook_url"),
                                           ({"email_states": ["FAILD"]}, "notify.email_states"),
                                           ({"email_to": ["not-an-address"]}, "notify.email_to"),
                                           ({"smtp_host": "smtp.example.com", "email_to": ["a@example.com"]}, "notify.email_from")])
@@ -197,7 +198,7 @@ def test_bad_notify_settings_name_the_key(local_config, notify, key):
 
     with pytest.raises(ConfigError) as info:
         load_config(local_config(notify=notify))
-    assert key in str(info.value)
+    assert key in str(info.value) and "h.example/a" not in str(info.value)  # a URL secret is not echoed
 
 
 def test_a_password_without_tls_is_refused_at_config_load(local_config):
