@@ -226,6 +226,16 @@ def test_empty_and_short_tokens(ctx, served, token):
     assert "secrets.token_urlsafe(32)" in info.value.message and token not in info.value.message.split(":")[0]
 
 
+@pytest.mark.parametrize("token", ["has;semicolon-0123456789", "has space 0123456789", "crlf\r\nSet-Cookie: x=1-0123",
+                                   "base64+slash/and=0123456789"])
+def test_a_token_that_would_not_pass_unchanged_is_refused(ctx, token):
+    """A token goes into a query string, a cookie and a header: a ';' would cut the cookie, a
+    CR/LF would add a header of its own, a '+' becomes a space in a query."""
+    with pytest.raises(ParamError) as info:
+        DashboardServer(ctx, "0.0.0.0", 0, token, token_source="--token-file")
+    assert "'--token-file'" in info.value.message and "-._~" in info.value.message
+
+
 def test_the_cli_reads_the_token_from_env_or_file_and_refuses_it_on_the_command_line(ctx, tmp_path, monkeypatch, capsys):
     """Finding 6: ``--token VALUE`` showed in ``ps`` to every user of the machine. It is now
     refused with the two ways that do not; the environment and ``--token-file`` work, an

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import os
+import re
 import socket
 import stat
 from pathlib import Path
@@ -25,6 +26,8 @@ MIN_TOKEN_BYTES = 16
 MAKE_TOKEN = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 WILDCARDS = ("", "0.0.0.0", "::")
+# URL-unreserved characters: the token travels unchanged in a query, a cookie and a header
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9._~-]+$")
 
 
 def is_loopback(host: str) -> bool:
@@ -93,6 +96,9 @@ def check_token(token: str | None, source: str) -> str | None:
     if len(token.encode()) < MIN_TOKEN_BYTES:
         raise ParamError(source, f"the dashboard token is {len(token.encode())} bytes; at least {MIN_TOKEN_BYTES} bytes are needed",
                          f"make one with {MAKE_TOKEN}")
+    if not _TOKEN_RE.match(token):
+        raise ParamError(source, "the dashboard token holds a character other than letters, digits and -._~ "
+                                 "(it must pass unchanged in a URL, a cookie and a header)", f"make one with {MAKE_TOKEN}")
     return token
 
 
