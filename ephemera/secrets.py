@@ -3,9 +3,13 @@
 A :class:`Scrubber` knows a set of secret values and replaces them wherever they
 appear, in every encoding a value takes in text (:func:`encoded_forms`): raw,
 JSON-escaped (ASCII or not, and escaped twice, as a JSON string inside a JSON
-string), Python ``repr``, URL-encoded (``quote`` with and without '/' safe,
-``quote_plus``) and base64 (standard and urlsafe, padded or not, at each of the
-three byte alignments the value can have inside a longer encoded text); in text, in
+string; with Go's ``\u0026``/``\u003c``/``\u003e`` escapes), Python ``repr``, HTML
+entities (named and numeric, as ``html.escape`` and Jinja2 write them),
+URL-encoded (``quote`` with and without '/' safe, ``quote_plus``; upper- or lower-case
+hex; once or twice) and base64 (standard and urlsafe, padded or not, at each of the
+three byte alignments the value can have inside a longer encoded text); a URL secret
+(a webhook URL) also as its path and query without scheme and host, when that part is
+long enough to be its own (:data:`MIN_URL_PART_LEN`); in text, in
 nested JSON-like structures (keys too), and in log records (as a logging filter). It also masks bearer tokens and request-signing key ids, which SDKs
 print at DEBUG level. :func:`guard_loggers` puts one process-wide scrubber on the
 loggers of the cloud SDKs, whose records do not pass through our handlers' filters
@@ -15,12 +19,13 @@ when those handlers are the SDK's own.
 from __future__ import annotations
 
 import base64
+import html
 import json
 import logging
 import re
 import threading
 from typing import Any, Iterable
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, urlsplit
 
 MASK = "********"
 MIN_SECRET_LEN = 4  # shorter values would mask ordinary words
@@ -29,6 +34,19 @@ MIN_SECRET_LEN = 4  # shorter values would mask ordinary words
 # secret of six bytes or more is masked in base64 wherever it sits; shorter ones are
 # masked raw and in the text encodings only.
 MIN_ENCODED_LEN = 7
+# A URL secret's path and query alone is masked only from this length: shorter ones
+# ("/hook", "/api/v1") are anyone's text, while a webhook's ("/services/T../B../..") is its secret.
+MIN_URL_PART_LEN = 16
+_PERCENT_RE = re.compile(r"%[0-9A-F]{2}")
+_GO_ESCAPES = {"&": "\\u0026", "<": "\\u003c", ">": "\\u003e"}
+# how HTML writers spell & < > " ': html.escape, html.escape(quote=False), Jinja2/MarkupSafe,
+# and all numeric (decimal, hex)
+_HTML_TABLES = [
+    str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;"}),
+    str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&#34;", "'": "&#39;"}),
+    str.maketrans({c: f"&#{ord(c)};" for c in "&<>\"'"}),
+    str.maketrans({c: f"&#x{ord(c):x};" for c in "&<>\"'"}),
+]
 _BEARER_RE = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+")
 _CREDENTIAL_RE = re.compile(r"(Credential=)[^/,\s'\"]+")
 
@@ -46,16 +64,62 @@ def _base64_cores(raw: bytes) -> set[str]:
     return cores
 
 
-def encoded_forms(secret: str) -> set[str]:
-    """``secret`` and each encoded form of it that text may hold (escapes also composed:
-    the repr of a value inside a JSON string, a JSON string inside another)."""
+def _go_forms(text: str) -> set[str]:
+    """``text`` as Go's encoding/json writes it: '&', '<', '>' as ``\\u0026`` etc., in
+    lower- and upper-case hex."""
+    if not any(c in text for c in _GO_ESCAPES):
+        return set()
+    lower = "".join(_GO_ESCAPES.get(c, c) for c in text)
+    return {lower, "".join(_GO_ESCAPES[c].upper().replace("\\U", "\\u") if c in _GO_ESCAPES else c for c in text)}
+
+
+def _html_forms(text: str) -> set[str]:
+    if not any(c in text for c in "&<>\"'"):
+        return set()
+    return {text.translate(table) for table in _HTML_TABLES} | {html.escape(text, quote=False)}
+
+
+def _percent_forms(text: str) -> set[str]:
+    """``text`` URL-encoded (path-safe, fully, form-style), each also with lower-case hex and
+    encoded a second time (``%2F`` -> ``%252F``)."""
+    once = {quote(text), quote(text, safe=""), quote_plus(text)}
+    forms = once | {quote(f, safe="") for f in once} | {quote(f) for f in once}
+    return forms | {_PERCENT_RE.sub(lambda m: m.group().lower(), f) for f in forms}
+
+
+def _url_parts(secret: str) -> set[str]:
+    """A URL secret's path and query without scheme and host (with and without the leading
+    '/'), when long enough to be its own."""
+    if "://" not in secret:
+        return set()
+    try:
+        url = urlsplit(secret)
+    except ValueError:
+        return set()
+    if not url.netloc:
+        return set()
+    tail = url.path + (f"?{url.query}" if url.query else "")
+    return {part for part in (tail, tail.lstrip("/")) if len(part) >= MIN_URL_PART_LEN and part.strip("/")}
+
+
+def _text_forms(secret: str) -> set[str]:
+    """Every text encoding of ``secret`` (escapes also composed: the repr of a value inside a
+    JSON string, a JSON string inside another, Go's escapes inside either)."""
     def json_forms(text: str) -> set[str]:
         once = json.dumps(text)[1:-1]
-        return {text, once, json.dumps(text, ensure_ascii=False)[1:-1], json.dumps(once)[1:-1]}
+        forms = {text, once, json.dumps(text, ensure_ascii=False)[1:-1], json.dumps(once)[1:-1]}
+        return forms | {g for f in forms for g in _go_forms(f)}
 
     forms = json_forms(secret) | json_forms(repr(secret)[1:-1])
-    forms |= {quote(secret), quote(secret, safe=""), quote_plus(secret)}
-    forms |= _base64_cores(secret.encode("utf-8", "surrogatepass"))
+    return forms | _html_forms(secret) | _percent_forms(secret)
+
+
+def encoded_forms(secret: str) -> set[str]:
+    """``secret`` and each encoded form of it that text may hold; for a URL, also those of
+    its path and query alone (:func:`_url_parts`)."""
+    forms = _text_forms(secret) | _base64_cores(secret.encode("utf-8", "surrogatepass"))
+    for part in _url_parts(secret):
+        forms |= _text_forms(part)
     return {f for f in forms if f and len(f) >= MIN_SECRET_LEN}
 
 

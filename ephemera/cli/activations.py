@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-from ephemera.cli.tables import table
+from ephemera.cli.tables import table, visible
 from ephemera.triggers.activations import Activation
 
 
@@ -28,7 +28,7 @@ def result_summary(activation: Activation, width: int = 48) -> str:
     else:
         parts = [f"{k}={result[k]}" for k in ("run_id", "state", "ignored", "reason") if k in result]
         text = " ".join(parts) or ("ok" if result.get("ok") else str(result))
-    text = " ".join(text.split())
+    text = visible(" ".join(text.split()))
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
@@ -45,7 +45,8 @@ def format_table(activations: list[Activation]) -> str:
 
 
 def format_activation(activation: Activation) -> str:
-    """One activation in full: fields, result and logs."""
+    """One activation in full: fields, result and logs (control characters shown as escapes,
+    one log line per line)."""
     lines = [
         f"activation  {activation.activationId}",
         f"trigger     {activation.trigger}",
@@ -59,6 +60,6 @@ def format_activation(activation: Activation) -> str:
         "result",
         *("  " + line for line in json.dumps(activation.result, indent=2, sort_keys=True, default=str).splitlines()),
         f"logs ({len(activation.logs)} lines)",
-        *("  " + line for line in activation.logs),
+        *("  " + visible(line) for line in activation.logs),
     ]
-    return "\n".join(lines)
+    return visible("\n".join(lines), keep_newlines=True)

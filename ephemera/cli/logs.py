@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Callable, Iterable
 
 from ephemera.cli.activations import result_summary
+from ephemera.cli.tables import visible
 from ephemera.config.sections import duration_seconds
 from ephemera.context import Context
 from ephemera.errors import ParamError
@@ -104,8 +105,12 @@ class RunLogs:
 
 
 def format_line(line: LogLine) -> str:
-    who = line.source if line.worker is None else f"vm{line.worker} {line.source}"
-    return f"{line.at[:23].replace('T', ' ')}  {who:<14} {line.text}"
+    """One entry for a terminal: its control characters shown as escapes (:func:`visible`),
+    and the lines of a multi-line entry after the first indented, so that no text a
+    workload logs can pass for an entry of its own (entries start at the margin)."""
+    who = visible(line.source if line.worker is None else f"vm{line.worker} {line.source}")
+    head = f"{visible(line.at[:23].replace('T', ' '))}  {who:<14} "
+    return head + visible(line.text, keep_newlines=True).replace("\n", "\n" + " " * len(head))
 
 
 def show_logs(ctx: Context, args, out: Callable[[str], None] = print, sleep: Callable[[float], None] = time.sleep) -> int:

@@ -1,11 +1,13 @@
-"""What ``ephemera runs`` and ``ephemera runs show`` print."""
+"""What ``ephemera runs`` and ``ephemera runs show`` print: text from run records (trigger
+names, error messages, log tails, resources) with its control characters shown as
+escapes (:func:`~ephemera.cli.tables.visible`)."""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
 
-from ephemera.cli.tables import human_duration, human_size, table
+from ephemera.cli.tables import human_duration, human_size, table, visible
 from ephemera.context import Context
 from ephemera.errors import EphemeraError
 from ephemera.model.cost import RunCost, money, run_cost
@@ -163,16 +165,17 @@ def run_details(ctx: Context, run: RunRecord) -> str:
         parts.append("\nactivities:\n" + table(["ID", "KIND", "STATE", "STARTED", "FINISHED"],
                                               [[a.id, a.kind, a.state, a.started_at[11:23], (a.finished_at or "")[11:23]] for a in run.activities]))
     if run.resources:
-        parts.append("\nresources reported:\n  " + "\n  ".join(run.resources))
+        parts.append("\nresources reported:\n  " + "\n  ".join(visible(r) for r in run.resources))
     if run.outputs:
         parts.append("\noutputs:\n" + json.dumps(run.outputs, indent=2))
     if run.result and run.result.get("result") is not None:
         parts.append("\nworkload result:\n" + json.dumps(run.result.get("result"), indent=2))
     if run.error:
         retry = "retryable" if run.error.retryable else "not retryable"
-        parts.append(f"\nerror: {run.error.code} ({retry}): {run.error.message}")
+        message = run.error.message.replace("\n", "\n  ")  # its lines under the error, not passing for ours
+        parts.append(f"\nerror: {run.error.code} ({retry}): {message}")
         if run.error.log_tail:
             parts.append("log tail:\n  " + "\n  ".join(run.error.log_tail.splitlines()[-20:]))
     if run.state in ENDED_STATES:
         parts.append(f"\n(teardown pending since {run.entered_at(run.state)})")
-    return "\n".join(parts)
+    return visible("\n".join(parts), keep_newlines=True)

@@ -66,6 +66,8 @@ def _emails(value: Any) -> list[str]:
 def _webhook(value: Any) -> str:
     if not isinstance(value, str) or not re.match(r"^https?://[^/\s]+", value):
         raise Invalid("expected an http(s) URL", "e.g. https://hooks.slack.com/services/T000/B000/XXXX")
+    if any(c.isspace() or not c.isprintable() for c in value):  # a CR/LF would end the request line early
+        raise Invalid("the URL holds a space or a control character", "percent-encode it, or copy the URL again")
     return value
 
 
@@ -95,6 +97,9 @@ class NotifySection(Section):
     smtp_host: Optional[str] = Field(None, description="SMTP server for e-mail notifications (unset: no e-mail)")
     smtp_port: int = Field(587, description="SMTP port (587: submission with STARTTLS)")
     smtp_starttls: bool = Field(True, description="upgrade the SMTP connection with STARTTLS before authenticating")
+    smtp_implicit_tls: bool = Field(False, description="speak TLS from the first byte (SMTPS, usually port 465) instead of STARTTLS")
+    smtp_insecure: bool = Field(False, description="allow smtp_password over a connection with neither STARTTLS nor implicit TLS: "
+                                                   "for a local test relay only, the password then crosses the network in clear")
     smtp_username: Optional[str] = Field(None, description="SMTP login (with smtp_password)")
     smtp_password: Optional[str] = secret("SMTP password")
     smtp_ca_file: Optional[str] = Field(None, description="CA bundle the SMTP server's certificate is checked against (default: the system's)")
@@ -110,6 +115,10 @@ class NotifySection(Section):
         if self.smtp_host and not (self.email_from and self.email_to):
             missing = "email_from" if not self.email_from else "email_to"
             raise Invalid(f"smtp_host is set but {missing} is not", f"set notify.{missing}, or unset notify.smtp_host", at=(missing,))
+        if (self.smtp_password or self.smtp_username) and not (self.smtp_starttls or self.smtp_implicit_tls or self.smtp_insecure):
+            raise Invalid("an SMTP login is set but smtp_starttls and smtp_implicit_tls are both off: the password would be sent in clear",
+                          "set notify.smtp_starttls: true (port 587) or notify.smtp_implicit_tls: true (port 465); "
+                          "only for a local test relay, notify.smtp_insecure: true", at=("smtp_starttls",))
         return self
 
 

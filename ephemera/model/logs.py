@@ -52,7 +52,9 @@ def encode_chunk(lines: Iterable[tuple[str, str]]) -> bytes:
 
 def parse_chunk(data: bytes) -> list[tuple[str, str]]:
     out = []
-    for line in data.decode(errors="replace").splitlines():
+    # entries end at "\n" only: splitlines() would also end one at a CR, form feed, NEL or U+2028
+    # inside a line's text, dropping its rest or taking it for an entry with a time of its choosing
+    for line in data.decode(errors="replace").split("\n"):
         at, sep, text = line.partition("\t")
         if sep:
             out.append((at, text))

@@ -9,7 +9,8 @@ sends, so two actions recording the same transition concurrently send one notice
 Sending never blocks the action: the receivers run in a thread that the action waits
 for at most ``notify.timeout`` seconds (less if its own time is short), and a failure is
 logged, never raised. Every text is scrubbed of the config's secrets (the webhook URLs
-and the SMTP password among them) before it leaves.
+and the SMTP password among them) before it leaves; in Slack's text, ``&``, ``<`` and
+``>`` are escaped, so a workload's error cannot mention ``<!channel>`` or disguise a link.
 """
 
 from __future__ import annotations
@@ -99,7 +100,8 @@ def _send(receiver: str, settings: dict, notice: Notice, scrub, deadline: float)
         body = scrub(notice.to_dict())
         with_retries(lambda t: post_json(settings["webhook_url"], body, t), deadline, attempts)
     elif receiver == "slack":
-        body = scrub(slack_body(notice.text(), notice.facts()))
+        # scrubbed before escaping too, so a secret holding '&', '<' or '>' is masked as written
+        body = scrub(slack_body(scrub(notice.text()), scrub(notice.facts())))
         with_retries(lambda t: post_json(settings["slack_webhook_url"], body, t), deadline, attempts)
     else:
         subject, text = scrub(f"[ephemera] {notice.title}"), scrub(notice.mail_body())

@@ -71,24 +71,46 @@ def post_json(url: str, body: dict, timeout: float) -> None:
         raise SendError(f"connection failed: {type(exc).__name__}", _transient_os_error(exc)) from None
 
 
+def slack_escape(text: str) -> str:
+    """``text`` shown as itself in Slack: ``&``, ``<`` and ``>`` -- Slack's control
+    characters, which make mentions (``<!channel>``) and links (``<http://x|label>``) --
+    as the HTML entities Slack decodes for display."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def slack_body(text: str, fields: dict) -> dict:
     """A Slack incoming-webhook message: ``text`` (the fallback and notification text) and a
-    section block in Slack's mrkdwn."""
-    lines = [f"*{fields['title']}*", *(f"*{k}:* {v}" for k, v in fields["facts"].items() if v)]
-    return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}}]}
+    section block in Slack's mrkdwn; every value in them escaped (:func:`slack_escape`),
+    for run ids, reasons and error messages come from outside (workloads, events)."""
+    lines = [f"*{slack_escape(fields['title'])}*", *(f"*{slack_escape(k)}:* {slack_escape(v)}" for k, v in fields["facts"].items() if v)]
+    return {"text": slack_escape(text), "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}}]}
+
+
+def one_line(text: str) -> str:
+    """``text`` fit for a mail header: line breaks and other control characters become
+    spaces, so no text can end the header and start another (header injection)."""
+    return "".join(" " if ch.isspace() or not ch.isprintable() else ch for ch in text)
 
 
 def send_mail(settings: dict, subject: str, body: str, timeout: float) -> None:
-    """One e-mail through ``settings``' SMTP server: STARTTLS (certificate checked) before
-    any login; SendError, transient for 4xx replies and dropped or refused connections."""
+    """One e-mail through ``settings``' SMTP server: implicit TLS or STARTTLS (certificate
+    checked) before any login -- a server that does not offer STARTTLS gets no AUTH, and
+    a login over a clear connection is refused unless ``smtp_insecure``; SendError,
+    transient for 4xx replies and dropped or refused connections."""
+    implicit, starttls = bool(settings.get("smtp_implicit_tls")), bool(settings["smtp_starttls"])
+    if settings.get("smtp_username") and not (implicit or starttls or settings.get("smtp_insecure")):
+        raise SendError("SMTP login refused on a clear connection (set smtp_starttls or smtp_implicit_tls)", transient=False)
     message = EmailMessage()
-    message["Subject"], message["From"], message["To"] = subject, settings["email_from"], ", ".join(settings["email_to"])
+    message["Subject"], message["From"], message["To"] = one_line(subject), settings["email_from"], ", ".join(settings["email_to"])
     message.set_content(body)
+    tls = ssl.create_default_context(cafile=settings.get("smtp_ca_file")) if implicit or starttls else None
     try:
-        with smtplib.SMTP(settings["smtp_host"], settings["smtp_port"], timeout=timeout) as smtp:
+        connect = (lambda: smtplib.SMTP_SSL(settings["smtp_host"], settings["smtp_port"], timeout=timeout, context=tls)) if implicit \
+            else (lambda: smtplib.SMTP(settings["smtp_host"], settings["smtp_port"], timeout=timeout))
+        with connect() as smtp:
             smtp.ehlo()
-            if settings["smtp_starttls"]:
-                smtp.starttls(context=ssl.create_default_context(cafile=settings.get("smtp_ca_file")))
+            if starttls and not implicit:
+                smtp.starttls(context=tls)  # SMTPNotSupportedError when not offered: never fall back to clear
                 smtp.ehlo()
             if settings.get("smtp_username"):
                 smtp.login(settings["smtp_username"], settings.get("smtp_password") or "")
@@ -100,6 +122,6 @@ def send_mail(settings: dict, subject: str, body: str, timeout: float) -> None:
     except smtplib.SMTPException as exc:
         raise SendError(f"SMTP failed: {type(exc).__name__}", transient=False) from None
     except ssl.SSLError as exc:
-        raise SendError(f"STARTTLS failed: {exc.reason or type(exc).__name__}", transient=False) from None
+        raise SendError(f"TLS failed: {exc.reason or type(exc).__name__}", transient=False) from None
     except OSError as exc:
         raise SendError(f"connection failed: {type(exc).__name__}", _transient_os_error(exc)) from None

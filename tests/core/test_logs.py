@@ -186,3 +186,54 @@ def test_action_lines_come_from_the_activations_that_name_the_run(ctx):
         "apply ended success in 2.00s: run_id=" + RUN + " state=RUNNING"]
     assert logs.new_lines() == []  # seen once
     assert action_lines([], RUN) == []
+
+
+HOSTILE = "\x1b]0;owned\x07\x1b[2J\x1b[1;31mred\x1b[0m\rclean\x9b31m\u202eevil\u2066\x7f\x00"
+
+
+def test_control_sequences_in_log_lines_are_shown_not_obeyed(ctx):
+    """Finding 11: ``ephemera logs`` printed what a workload logged verbatim, so an ESC
+    sequence could retitle the terminal window (OSC 0), clear the screen (CSI 2J), a
+    carriage return overwrite the start of the line, a C1 CSI (0x9b) or a right-to-left
+    override reorder it. Each is now printed as an escape (``\\x1b``), and nothing a
+    workload logs can start a line of its own: lines after the first of a multi-line
+    entry are indented under its text."""
+    _record(ctx, [RunState.APPLYING, RunState.RUNNING])
+    ship = shipper(ctx)
+    ship.add("workload", "2026-12-02T10:00:01.000+00:00 " + HOSTILE)
+    # a CR or NEL inside a line is its text, not the end of an entry that could carry its own time
+    ship.add("workload", "2026-12-02T10:00:01.100+00:00 two\r2020-01-01T00:00:00.000+00:00\tback\x85dated")
+    ship.flush()
+    store_activation(ctx.storage, ctx.config.state_bucket, Activation(
+        activationId="c" * 32, trigger="night\x1b[8mly", rule="r", action="apply", target="ephemera.actions.apply:main",
+        start="2026-12-02T10:00:00.000+00:00", end="2026-12-02T10:00:02.000+00:00", duration_ms=2000, status="success",
+        result={"ok": True, "run_id": RUN, "state": "RUNNING\x1b[2J"},
+        logs=["2026-12-02T10:00:01.500+00:00 one\n2026-12-02 10:00:09.000  vm0 agent      forged entry"]), [])
+    out: list[str] = []
+    assert show_logs(ctx, _args(), out.append) == 0
+    printed = "\n".join(out)
+    for raw in ("\x1b", "\x07", "\r", "\x9b", "\u202e", "\u2066", "\x7f", "\x00"):
+        assert raw not in printed, repr(raw)
+    assert "\\x1b]0;owned\\x07\\x1b[2J\\x1b[1;31mred\\x1b[0m\\x0dclean\\x9b31m\\u202eevil\\u2066\\x7f\\x00" in printed
+    assert "two\\x0d2020-01-01T00:00:00.000+00:00\tback\\x85dated" in printed and "2020-01-01 00:00" not in printed
+    assert "trigger night\\x1b[8mly" in printed and "state=RUNNING\\x1b[2J" in printed
+    lines = printed.split("\n")
+    forged = [line for line in lines if "forged entry" in line]
+    assert len(forged) == 1 and forged[0].startswith(" ") and forged[0].strip().startswith("2026-12-02 10:00:09.000")
+    assert all(line[:1].isdigit() or line.startswith(" ") for line in lines)  # every entry at the margin, and only entries
+
+
+def test_activations_print_control_characters_as_escapes():
+    """Finding 11, ``ephemera activations``: the table and one activation in full show a
+    trigger's or a log line's control characters as escapes, one log line per line."""
+    from ephemera.cli.activations import format_activation, format_table
+
+    activation = Activation(
+        activationId="d" * 32, trigger="t\x1b[2J", rule="r\u202e", action="apply", target="ephemera.actions.apply:main",
+        start="2026-12-02T10:00:00.000+00:00", end="2026-12-02T10:00:02.000+00:00", duration_ms=2000, status="success",
+        result={"error": {"code": "X", "message": "m\x1b]0;owned\x07"}}, logs=["a\x1b[31m\nfake line", "b\rc"])
+    for printed in (format_table([activation]), format_activation(activation)):
+        assert "\x1b" not in printed and "\u202e" not in printed and "\r" not in printed and "\x07" not in printed
+    full = format_activation(activation)
+    assert "trigger     t\\x1b[2J" in full and "  a\\x1b[31m\\x0afake line" in full and "  b\\x0dc" in full
+    assert "\\x1b]0;owned\\x07" in format_table([activation])

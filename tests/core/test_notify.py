@@ -188,6 +188,7 @@ def test_the_reaper_tells_once_when_a_run_needs_a_person(make_ctx, http):
 
 
 @pytest.mark.parametrize("notify, key", [({"webhook_url": "ftp://x"}, "notify.webhook_url"),
+                                          ({"slack_webhook_url": "https://h.example/a\r\nX-Injected: 1"}, "notify.slack_webhook_url"),
                                           ({"email_states": ["FAILD"]}, "notify.email_states"),
                                           ({"email_to": ["not-an-address"]}, "notify.email_to"),
                                           ({"smtp_host": "smtp.example.com", "email_to": ["a@example.com"]}, "notify.email_from")])
@@ -197,4 +198,111 @@ def test_bad_notify_settings_name_the_key(local_config, notify, key):
 
     with pytest.raises(ConfigError) as info:
         load_config(local_config(notify=notify))
-    assert key in str(info.value)
+    assert key in str(info.value) and "h.example/a" not in str(info.value)  # a URL secret is not echoed
+
+
+def test_a_password_without_tls_is_refused_at_config_load(local_config):
+    """Finding 16: ``smtp_starttls: false`` with a password was accepted and the password
+    sent in clear. Now the config is refused, naming the key and the ways out, unless the
+    operator says ``smtp_insecure: true`` (a local test relay)."""
+    from ephemera.config import load_config
+    from ephemera.errors import ConfigError
+
+    clear = {"smtp_host": "smtp.example.com", "smtp_port": 25, "smtp_starttls": False, "smtp_username": SMTP_USER,
+             "smtp_password": SMTP_PASSWORD, "email_from": "e@example.com", "email_to": ["a@example.com"]}
+    with pytest.raises(ConfigError) as info:
+        load_config(local_config(notify=clear))
+    message = str(info.value)
+    assert "notify.smtp_starttls" in message and "in clear" in message and "smtp_implicit_tls" in message
+    assert "smtp_insecure" in message and SMTP_PASSWORD not in message
+    assert load_config(local_config(notify={**clear, "smtp_implicit_tls": True}))["notify"]["smtp_implicit_tls"] is True
+    assert load_config(local_config(notify={**clear, "smtp_insecure": True}))["notify"]["smtp_insecure"] is True
+    no_login = {k: v for k, v in clear.items() if k not in ("smtp_username", "smtp_password")}
+    assert load_config(local_config(notify=no_login))["notify"]["smtp_starttls"] is False  # nothing secret to protect
+
+
+def _mail_settings(receiver, **over) -> dict:
+    return {"smtp_host": receiver.host, "smtp_port": receiver.port, "smtp_starttls": True, "smtp_username": SMTP_USER,
+            "smtp_password": SMTP_PASSWORD, "smtp_ca_file": str(receiver.ca_file), "email_from": "e@example.com",
+            "email_to": ["oncall@example.com"], **over}
+
+
+def test_no_login_on_a_clear_connection(tmp_path):
+    """Finding 16, at the sender: against a server that offers no TLS and takes AUTH in
+    clear (a lax relay, or a man in the middle who stripped STARTTLS), no AUTH is ever
+    sent: with STARTTLS on, smtplib refuses when the server does not offer it (RFC 3207:
+    the client must not send AUTH before TLS is up); with it off (settings that bypassed
+    the config check), the sender refuses before connecting. Only ``smtp_insecure``
+    logs in in clear."""
+    from ephemera.notify.senders import SendError, send_mail
+
+    lax = start_smtp(tmp_path, SMTP_USER, SMTP_PASSWORD, mode="clear")
+    try:
+        with pytest.raises(SendError) as info:
+            send_mail(_mail_settings(lax), "s", "b", 10)
+        assert not info.value.transient and lax.logins == [] and lax.mails == []
+        with pytest.raises(SendError) as info:
+            send_mail(_mail_settings(lax, smtp_starttls=False), "s", "b", 10)
+        assert "clear" in info.value.message and lax.logins == [] and lax.mails == []
+        send_mail(_mail_settings(lax, smtp_starttls=False, smtp_insecure=True), "s", "b", 10)  # the test relay, by choice
+        assert lax.logins == [(SMTP_USER, SMTP_PASSWORD)] and len(lax.mails) == 1 and not lax.mails[0].tls
+    finally:
+        lax.close()
+
+
+def test_implicit_tls_logs_in_over_tls(tmp_path):
+    """``smtp_implicit_tls``: TLS from the first byte (SMTPS, RFC 8314's port 465), the
+    certificate checked, then AUTH."""
+    from ephemera.notify.senders import send_mail
+
+    server = start_smtp(tmp_path, SMTP_USER, SMTP_PASSWORD, mode="implicit")
+    try:
+        send_mail(_mail_settings(server, smtp_starttls=False, smtp_implicit_tls=True), "s", "b", 10)
+        assert server.logins == [(SMTP_USER, SMTP_PASSWORD)] and len(server.mails) == 1
+    finally:
+        server.close()
+
+
+def test_a_line_break_in_the_subject_does_not_add_a_header(smtp):
+    """Header injection: a run id or state with CR/LF (the subject quotes both) must not end
+    the Subject header and start a ``Bcc:`` of its own."""
+    from ephemera.notify.senders import send_mail
+
+    send_mail(_mail_settings(smtp), "[ephemera] run x\r\nBcc: attacker@evil.example\r\n\r\nbody", "b", 10)
+    [mail] = smtp.mails
+    message = message_from_bytes(mail.data, policy=email_policy)
+    assert message["Bcc"] is None and "attacker@evil.example" not in mail.rcpt_tos
+    assert message["Subject"].startswith("[ephemera] run x") and "\n" not in message["Subject"]
+
+
+def test_workload_text_reaches_slack_escaped(make_ctx, http):
+    """Finding 10: a workload's error text reached Slack as mrkdwn, so ``<!channel>`` paged
+    the whole channel and ``<http://evil.example|click>`` showed a link disguised as
+    "click". Slack's "Formatting text for app surfaces" reference: "Slack uses &, <, and
+    > as control characters for special parsing in text objects, so they must be
+    converted to HTML entities if they're not going to be used for their parsing
+    purpose" (& -> &amp;, < -> &lt;, > -> &gt;), and "you shouldn't HTML entity-encode
+    the entire text". Every untrusted value, in the fallback text and the block, is."""
+    ctx = make_ctx(webhook_url=None, smtp_host=None)
+    running(ctx)
+    hostile = "<!channel> see <http://evil.example/login|the run's logs> & <@U0001> <!subteam^S01>"
+    finish_run(ctx, RUN, False, markers.failure(RUN, "w:main", "RuntimeError", hostile))
+    [slack] = http.to(SLACK_PATH)
+    body = slack.json()
+    shown = [body["text"], body["blocks"][0]["text"]["text"]]
+    for text in shown:
+        assert "<!channel>" not in text and "<http" not in text and "<@U0001>" not in text and "<!subteam" not in text
+        assert "&lt;!channel&gt; see &lt;http://evil.example/login|the run's logs&gt; &amp; &lt;@U0001&gt;" in text
+        assert "<" not in text.replace("&lt;", "") and ">" not in text.replace("&gt;", "")  # no control character left
+    assert body["blocks"][0]["text"]["text"].startswith(f"*Ephemera run {RUN}: FAILED*")  # our own mrkdwn still formats
+    assert "the run's" in shown[0]  # only &, < and > are entities
+
+
+def test_a_secret_with_slack_control_characters_is_masked_in_slack(make_ctx, http):
+    """A secret holding '&' or '<' is masked before the Slack escaping changes how it is written."""
+    password = "p<ss&w>rd-91f3"
+    ctx = make_ctx(webhook_url=None, smtp_host="127.0.0.1", smtp_password=password, email_states=["APPLY_FAILED"])
+    running(ctx)
+    ctx.ledger.update(RUN, lambda r: r.fail(RunError("WORKLOAD_FAILED", f"bad password {password}"), S.FAILED))
+    [slack] = http.to(SLACK_PATH)
+    assert b"p<ss" not in slack.body and b"p&lt;ss" not in slack.body and b"********" in slack.body

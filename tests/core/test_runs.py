@@ -125,3 +125,28 @@ def test_the_ledger_scrubs_secrets_from_every_record_it_saves(tmp_path):
     assert SECRET not in stored and "********" in stored
     assert SECRET not in json.dumps(saved.to_dict())  # what the caller gets back is what was stored
     assert ledger.get("run-a").error.message == "auth failed for key ********"
+
+
+def test_runs_and_runs_show_print_control_characters_as_escapes(local_config):
+    """Finding 11: a trigger name or an error message with terminal control sequences was
+    printed verbatim by ``ephemera runs`` and ``ephemera runs show`` (an OSC sequence
+    retitles the window, CSI 2J clears the screen, a bidi override reorders the line).
+    They are now shown as escapes; an error's own lines stay indented under it."""
+    from ephemera.cli.runs import run_details, runs_table
+    from ephemera.context import Context
+
+    ctx = Context(local_config())
+    ctx.storage.create_bucket(ctx.config.state_bucket)
+    hostile = "\x1b]0;owned\x07\x1b[2J\u202enightly\x9b1m"
+    ctx.ledger.create(RunRecord(run_id="ws-1", workspace="ws", engine="terraform", event={"kind": "alarm", "trigger": hostile}))
+    ctx.ledger.transition("ws-1", RunState.APPLYING, "go")
+    ctx.ledger.update("ws-1", lambda r: r.fail(RunError("APPLY_FAILED", "boom\x1b[8m\nerror: FORGED (not retryable): x",
+                                                        log_tail="tail \x1b[2J line"), RunState.APPLY_FAILED))
+    record = ctx.ledger.get("ws-1")
+    for printed in (runs_table(ctx), run_details(ctx, record)):
+        for raw in ("\x1b", "\x07", "\u202e", "\x9b"):
+            assert raw not in printed, repr(raw)
+    assert "\\x1b]0;owned\\x07\\x1b[2J\\u202enightly\\x9b1m" in runs_table(ctx)
+    details = run_details(ctx, record)
+    assert "trigger \\x1b]0;owned" in details and "boom\\x1b[8m" in details and "tail \\x1b[2J line" in details
+    assert "\n  error: FORGED" in details and "\nerror: FORGED" not in details

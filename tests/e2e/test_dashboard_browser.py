@@ -77,3 +77,44 @@ def test_the_dashboard_lists_the_demos_run_and_draws_its_timeline(home, tmp_path
     width, height, pixels = png_pixels(shot.read_bytes())
     assert (width, height) == (1200, 900)
     assert len(set(pixels)) > 64, "the screenshot is (nearly) one colour: the page did not render"
+
+
+def test_in_a_browser_a_rebound_name_gets_421_and_the_token_leaves_the_url(local_config):
+    """Findings 5 and 6 in a real browser. DNS rebinding: Chromium is told that
+    ``evil.example`` resolves to 127.0.0.1 (``--host-resolver-rules``), as a rebinding
+    attacker's DNS would answer after its page loaded; the page it then fetches from its
+    own origin reaches the dashboard with ``Host: evil.example`` and gets 421, no run.
+    Token: opening the printed ``?token=`` URL lands on the same page without the token
+    in the address bar, and the HttpOnly, SameSite=Strict cookie opens the other pages."""
+    sync_playwright = _browser_or_skip()
+    from ephemera.cli.dashboard.server import DashboardServer
+    from ephemera.context import Context
+    from ephemera.model.runs import RunRecord, RunState
+
+    ctx = Context(local_config())
+    ctx.storage.create_bucket(ctx.config.state_bucket)
+    ctx.ledger.create(RunRecord(run_id="ws-1", workspace="ws", engine="terraform", event={"kind": "alarm", "trigger": "nightly"}))
+    ctx.ledger.transition("ws-1", RunState.APPLYING, "private reason")
+    loopback = DashboardServer(ctx, "127.0.0.1", 0).start()
+    shared = DashboardServer(ctx, "0.0.0.0", 0, "browser-token-0123456789").start()
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                        args=["--no-sandbox", "--host-resolver-rules=MAP evil.example 127.0.0.1"])
+            page = browser.new_page()
+            port = loopback.httpd.server_address[1]
+            response = page.goto(f"http://evil.example:{port}/runs/ws-1")
+            assert response.status == 421 and "private reason" not in page.content() and "ws-1" not in page.content()
+            response = page.goto(f"http://localhost:{port}/runs/ws-1")
+            assert response.status == 200 and "private reason" in page.content()
+
+            port = shared.httpd.server_address[1]
+            response = page.goto(f"http://127.0.0.1:{port}/runs/ws-1?token=browser-token-0123456789")
+            assert response.status == 200 and "private reason" in page.content()
+            assert page.url == f"http://127.0.0.1:{port}/runs/ws-1" and "token" not in page.url
+            assert "browser-token" not in page.evaluate("document.cookie")  # HttpOnly: no script reads it
+            assert page.goto(f"http://127.0.0.1:{port}/activations").status == 200
+            browser.close()
+    finally:
+        loopback.close()
+        shared.close()

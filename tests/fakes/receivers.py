@@ -112,7 +112,11 @@ class SMTPReceiver:
         self.controller.stop()
 
 
-def start_smtp(folder: Path, user: str, password: str) -> SMTPReceiver:
+def start_smtp(folder: Path, user: str, password: str, mode: str = "starttls") -> SMTPReceiver:
+    """An SMTP server on 127.0.0.1. ``mode``: "starttls" (requires STARTTLS, then AUTH),
+    "implicit" (TLS from the first byte, as on port 465), or "clear" (offers no TLS and
+    takes AUTH in clear text: a lax relay, or what a man in the middle who strips
+    STARTTLS looks like); every AUTH it gets is in ``logins``."""
     import ssl
 
     from aiosmtpd.controller import Controller
@@ -139,8 +143,14 @@ def start_smtp(folder: Path, user: str, password: str) -> SMTPReceiver:
                                        session.ssl is not None, getattr(session, "login_data", None)))
             return "250 OK"
 
-    controller = Controller(Handler(), hostname="127.0.0.1", port=port, tls_context=tls, require_starttls=True,
-                            auth_required=True, auth_require_tls=True, authenticator=authenticator)
+    if mode == "clear":
+        options = {"auth_require_tls": False}
+    elif mode == "implicit":
+        # aiosmtpd counts only STARTTLS as TLS, so it would not offer AUTH here; the socket is TLS from the start
+        options = {"ssl_context": tls, "auth_require_tls": False}
+    else:
+        options = {"tls_context": tls, "require_starttls": True, "auth_require_tls": True}
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port, auth_required=True, authenticator=authenticator, **options)
     controller.start()
     receiver.controller = controller
     return receiver

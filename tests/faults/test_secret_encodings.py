@@ -5,7 +5,8 @@ The run stores on S3 (the local S3 server) with such a secret key. Its workload 
 code, shipped in the bundle) logs its whole agent config as JSON, prints the key
 URL-encoded and base64-encoded, then raises with it JSON-escaped. Neither the agent's
 log, the failure marker, the run record nor ``ephemera runs show`` holds the key in
-any encoding; the agent config holds the storage keys the VM needs and none of the
+any encoding (HTML entities, lower-case and double percent-encoding too, issue 16
+finding 9); the agent config holds the storage keys the VM needs and none of the
 unrelated ones (``ibm.iam_api_key``, ``ibm_cos`` HMAC keys)."""
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ SECRET = 'zqx7-S3CRET/key+"quoted"\\back'
 API_KEY = "iam-apikey-UNUSED-0123456789"
 COS_SECRET = "cos-hmac-UNUSED-secret-9876543210"
 LEAK = '''
-import base64, json, logging, sys
+import base64, html, json, logging, re, sys
 from urllib.parse import quote, quote_plus
 
 def main(ctx):
@@ -36,6 +37,8 @@ def main(ctx):
     secret = cfg["config"]["aws_s3"]["secret_access_key"]
     logging.getLogger("leaky").info("my config: %s", json.dumps(cfg))
     print("url", quote(secret), quote_plus(secret), "b64", base64.b64encode(b"k=" + secret.encode()).decode(), flush=True)
+    lower = re.sub("%[0-9A-F]{2}", lambda m: m.group().lower(), quote(secret, safe=""))
+    print("html", html.escape(secret), "pct", lower, quote(quote(secret, safe=""), safe=""), flush=True)
     raise RuntimeError(json.dumps({"secret": secret, "again": repr(secret)}))
 '''
 
@@ -68,7 +71,7 @@ def test_encoded_secret_never_leaks_and_the_vm_gets_only_its_storage(local_cfg, 
     result = destroy.main({"config": config, "ephemera_kind": "object_write", "bucket": unique_bucket, "key": marker_key})
     assert result["state"] == "DESTROYED", result
     logs = "".join(p.read_text(errors="replace") for p in home.glob(f"runs/{run_id}/agents/*.log"))
-    assert "my config" in logs and "url " in logs  # the workload did log it all
+    assert "my config" in logs and "url " in logs and "html " in logs  # the workload did log it all
     record = ctx.storage.get(unique_bucket, f"ephemera/runs/{run_id}.json").decode()
     for what, text in (("agent log", logs), ("run record", record), ("runs show", run_details(ctx, ctx.ledger.get(run_id))),
                        ("result", json.dumps(result))):

@@ -1,32 +1,36 @@
 """The dashboard's HTTP server: the standard library's ``ThreadingHTTPServer``, pages
 rendered with Jinja2 (autoescaped), read-only (GET and HEAD only).
 
-It binds to 127.0.0.1 unless told otherwise; bound anywhere else it requires a token
--- given, or made up and printed at start -- as ``?token=`` (which then sets an
-HttpOnly, SameSite=Strict cookie so links work), a cookie, or an ``Authorization:
-Bearer`` header, compared in constant time. Pages of open runs refresh themselves with
-a ``<meta http-equiv="refresh">``; no script runs on any page.
+It binds to 127.0.0.1 unless told otherwise and answers only requests whose ``Host``
+names it (:class:`.access.HostCheck`; 421 otherwise, against DNS rebinding). Bound
+anywhere else it requires a token -- given, or made up and printed at start -- as
+``?token=`` (which sets an HttpOnly, SameSite=Strict cookie and redirects to the same
+URL without the token, so it stays out of history and the address bar), a cookie, or
+an ``Authorization: Bearer`` header, compared in constant time. With a certificate
+and key it serves HTTPS (the cookie is then ``Secure``); otherwise a non-loopback bind
+is clear text, which :attr:`DashboardServer.warning` says. Pages of open runs refresh
+themselves with a ``<meta http-equiv="refresh">``; no script runs on any page.
 """
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import logging
 import re
 import secrets
-import socket
+import ssl
 import threading
 from http import cookies
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, quote, urlparse
+from typing import Iterable
+from urllib.parse import parse_qs, parse_qsl, quote, urlencode, urlparse
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from ephemera.cli.dashboard import views
+from ephemera.cli.dashboard.access import HostCheck, check_token, is_loopback, token_matches
 from ephemera.context import Context
-from ephemera.errors import EphemeraError, RunNotFoundError
+from ephemera.errors import EphemeraError, ParamError, RunNotFoundError
 from ephemera.model.logs import SOURCES
 
 log = logging.getLogger("ephemera.dashboard")
@@ -35,18 +39,6 @@ COOKIE = "ephemera_dashboard_token"
 REFRESH_SECONDS = 5  # while any run shown is open
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'"
 _RUN = r"/runs/(?P<run_id>[A-Za-z0-9][A-Za-z0-9_.-]{0,62})"
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (an address, or a name resolved here) is this machine's loopback."""
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        pass
-    try:
-        return all(ipaddress.ip_address(info[4][0]).is_loopback for info in socket.getaddrinfo(host, None))
-    except (OSError, ValueError):
-        return False
 
 
 def environment() -> Environment:
@@ -102,25 +94,28 @@ class Dashboard:
             status=status, message=self.ctx.scrubber.scrub(message), refresh=None).encode()
 
 
-def make_handler(dashboard: Dashboard, token: str | None):
+def make_handler(dashboard: Dashboard, token: str | None, hosts: HostCheck, secure: bool = False):
+    cookie_flags = "HttpOnly; SameSite=Strict; Path=/" + ("; Secure" if secure else "")
+
     class Handler(BaseHTTPRequestHandler):
         server_version = "ephemera-dashboard"
 
         def _authorised(self, query: dict) -> tuple[bool, bool]:
-            """(allowed, set the cookie)."""
+            """(allowed, came with ?token= -- set the cookie and redirect)."""
             if token is None:
                 return True, False
-            given = query.get("token")
-            if given and hmac.compare_digest(given.encode(), token.encode()):
+            if token_matches(query.get("token"), token):
                 return True, True
             header = self.headers.get("Authorization", "")
-            if header.startswith("Bearer ") and hmac.compare_digest(header[7:].encode(), token.encode()):
+            if header.startswith("Bearer ") and token_matches(header[7:], token):
                 return True, False
-            jar = cookies.SimpleCookie(self.headers.get("Cookie", ""))
-            got = jar.get(COOKIE)
-            return bool(got and hmac.compare_digest(got.value.encode(), token.encode())), False
+            try:
+                got = cookies.SimpleCookie(self.headers.get("Cookie", "")).get(COOKIE)
+            except cookies.CookieError:
+                got = None
+            return bool(got and token_matches(got.value, token)), False
 
-        def _send(self, status: int, content_type: str, body: bytes, set_cookie: bool = False, head: bool = False):
+        def _send(self, status: int, content_type: str, body: bytes, head: bool = False, extra: dict | None = None):
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
@@ -128,25 +123,37 @@ def make_handler(dashboard: Dashboard, token: str | None):
             self.send_header("Content-Security-Policy", CSP)
             self.send_header("X-Content-Type-Options", "nosniff")
             self.send_header("Referrer-Policy", "no-referrer")
-            if set_cookie:
-                self.send_header("Set-Cookie", f"{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/")
+            for name, value in (extra or {}).items():
+                self.send_header(name, value)
             self.end_headers()
             if not head:
                 self.wfile.write(body)
 
         def _get(self, head: bool = False):
+            if not hosts.allows(self.headers.get("Host")):
+                # RFC 9110 15.5.20: 421 Misdirected Request, for a request not meant for this server
+                self._send(421, "text/plain; charset=utf-8", b"this dashboard does not answer to that Host name\n", head=head,
+                           extra={"Connection": "close"})
+                self.close_connection = True
+                return
             url = urlparse(self.path)
             query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-            allowed, set_cookie = self._authorised(query)
+            allowed, with_token = self._authorised(query)
             if not allowed:
                 self._send(401, "text/plain; charset=utf-8", b"a token is required: open the URL the dashboard printed\n", head=head)
+                return
+            if with_token:  # the cookie carries it from now on; the URL drops it
+                rest = urlencode([(k, v) for k, v in parse_qsl(url.query, keep_blank_values=True) if k != "token"])
+                path = url.path if re.match(r"^/(?![/\\])", url.path) else "/"  # never "//host": no open redirect
+                self._send(303, "text/plain; charset=utf-8", b"", head=head,
+                           extra={"Set-Cookie": f"{COOKIE}={token}; {cookie_flags}", "Location": path + (f"?{rest}" if rest else "")})
                 return
             try:
                 status, content_type, body = dashboard.render(url.path, query)
             except Exception as exc:  # noqa: BLE001 - a page's bug must not stop the server
                 log.error("dashboard %s: %s", url.path, dashboard.ctx.scrubber.scrub(f"{type(exc).__name__}: {exc}"))
                 status, content_type, body = dashboard.error(500, f"the page failed: {type(exc).__name__}")
-            self._send(status, content_type, body, set_cookie, head)
+            self._send(status, content_type, body, head)
 
         def do_GET(self):  # noqa: N802 - http.server's names
             self._get()
@@ -166,18 +173,29 @@ def make_handler(dashboard: Dashboard, token: str | None):
 
 
 class DashboardServer:
-    """The running dashboard: ``url`` (with the token, when one is needed), ``close()``."""
+    """The running dashboard: ``url`` (with the token, when one is needed), ``warning``
+    (what to tell the operator about the bind, or None), ``close()``."""
 
     def __init__(self, ctx: Context, host: str = "127.0.0.1", port: int = 8765, token: str | None = None,
-                 refresh: int = REFRESH_SECONDS):
+                 refresh: int = REFRESH_SECONDS, allow_hosts: Iterable[str] = (), tls_cert: str | None = None,
+                 tls_key: str | None = None, token_source: str = "token"):
+        token = check_token(token, token_source)  # an empty token is none; a short one is refused
         if token is None and not is_loopback(host):
-            token = secrets.token_urlsafe(24)  # never open beyond this machine without one
+            token = secrets.token_urlsafe(32)  # never open beyond this machine without one
         self.token = token
-        self.httpd = ThreadingHTTPServer((host, port), make_handler(Dashboard(ctx, refresh), token))
+        tls = _tls_context(tls_cert, tls_key)
+        self.httpd = ThreadingHTTPServer((host, port), make_handler(Dashboard(ctx, refresh), token, HostCheck(host, allow_hosts),
+                                                                    secure=tls is not None))
+        if tls is not None:
+            # the handshake happens in the request's thread, so a slow client cannot stall accept()
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True, do_handshake_on_connect=False)
         self.httpd.daemon_threads = True
         shown = f"[{host}]" if ":" in host else host
-        self.base = f"http://{shown}:{self.httpd.server_address[1]}"
+        self.base = f"{'https' if tls else 'http'}://{shown}:{self.httpd.server_address[1]}"
         self.url = self.base + "/" + (f"?token={token}" if token else "")
+        self.warning = None if tls or is_loopback(host) else (
+            f"warning: the dashboard on {host} is plain HTTP: its token and pages cross the network in clear text; "
+            "serve it with --tls-cert and --tls-key, or bind 127.0.0.1 and reach it through an SSH tunnel")
         self._thread: threading.Thread | None = None
 
     def start(self) -> "DashboardServer":
@@ -191,3 +209,23 @@ class DashboardServer:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def _tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    """A server TLS context from a certificate chain and its key (PEM files), or None."""
+    if not cert and not key:
+        return None
+    if not (cert and key):
+        missing = "--tls-key" if cert else "--tls-cert"
+        raise ParamError(missing, "is needed with the other", "give both --tls-cert CERT.pem and --tls-key KEY.pem")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ParamError("--tls-cert", f"cannot load {cert} with {key}: {getattr(exc, 'strerror', None) or exc}",
+                         "give a PEM certificate chain and its PEM private key") from None
+    return context
+
+
+__all__ = ["Dashboard", "DashboardServer", "is_loopback"]
