@@ -17,10 +17,9 @@ BridgeError (they are not run again: a call never runs twice on a live VM). Whil
 the agent stops, a dying pool uploads nothing: the client sees the stopped
 presence. GPUs stay visible to calls only when the job says ``use_gpu``.
 
-Nothing is unpickled unless it is sealed with the run key (``seal``): a queue object
-whose seal fails (planted by whoever can write the bucket but lacks the key -- another
-run's VM, before or during this run -- or a genuine job copied from elsewhere) is logged
-once and ignored, and a slot whose seal fails counts as its batch's end.
+Nothing is unpickled unless sealed with the run key (``seal``): a queue object whose
+seal fails (planted by another run's VM, before or during this run, or copied from
+elsewhere) is logged once and ignored; a slot whose seal fails ends its batch.
 """
 
 from __future__ import annotations
