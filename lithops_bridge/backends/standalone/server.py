@@ -225,11 +225,7 @@ class TaskServer:
                 self._refused.add(jk)
                 self.seal.report(exc, key)
                 return None
-            job = cloudpickle.loads(body)  # authenticated: written with this run's key
-            if not isinstance(job, dict) or job.get("job_key") != jk:
-                self._refused.add(jk)
-                log.warning("queue object %s names another job: ignored", key)
-                return None
+            job = cloudpickle.loads(body)  # authenticated: written with this run's key, for this key (the MAC says so)
             job["_next"] = start_offset(self.worker, list(job.get("workers") or []), len(job["batches"]))
             job["_tried"] = set()  # batches whose slot 0 this server tried
             job["_final"] = set()  # batches known to have a result or to be abandoned
