@@ -155,3 +155,10 @@ class StateConflictError(EphemeraError):
     """A run record changed underneath us, or a transition is not allowed from its state."""
 
     code = "STATE_CONFLICT"
+
+
+class JobSpecError(EphemeraError):
+    """A run's job spec is missing its signature, or the signature does not check out:
+    it was not written by the run's controller (or changed since), so it is not run."""
+
+    code = "JOB_SPEC_UNTRUSTED"

@@ -5,7 +5,8 @@ Ephemera's agent starts it on each VM. It runs the standalone :class:`TaskServer
 (``lithops.jobs/<run_id>/servers/<worker>.json``: alive, processes, pool warm, the
 write interval and start time) every few seconds so clients know which VMs take
 calls and other VMs know when to take over a silent VM's calls, and gives the workload a
-``LITHOPS_CONFIG`` naming the standalone backend for this run, so a plain
+``LITHOPS_CONFIG`` naming the standalone backend for this run (with the run key, so
+its jobs are sealed: see ``backends.standalone.seal``), so a plain
 ``FunctionExecutor()`` spreads its calls over every VM of the run.
 """
 
@@ -45,8 +46,8 @@ class BridgeService:
         name = storage["backend"]
         cfg = {"lithops": {"backend": compute, "storage": name}, name: dict(storage[name])}
         if compute == c.STANDALONE:
-            sa = {"exec_mode": "consume", "run_id": self.vm.run_id, "worker_processes": self.vm.worker_processes,
-                  "use_gpu": self.vm.use_gpu}
+            sa = {"exec_mode": "consume", "run_id": self.vm.run_id, "run_key": self.vm.run_key,
+                  "worker_processes": self.vm.worker_processes, "use_gpu": self.vm.use_gpu}
             if self.vm.hard_deadline is not None:
                 left = (self.vm.hard_deadline - datetime.now(timezone.utc)).total_seconds()
                 if left > 0:
@@ -66,7 +67,7 @@ class BridgeService:
         task_env = {"LITHOPS_CONFIG": json.dumps(self.bridge_config(c.LOCALHOST)), "LITHOPS_BRIDGE_WORKER": "1",
                     "LITHOPS_BRIDGE_VM": f"vm-{self.vm.worker}"}  # which VM a call runs on, for the function itself
         self.server = TaskServer(self.vm.storage, self.vm.state_bucket, self.vm.run_id, self.vm.worker,
-                                 self.vm.worker_processes, task_env, cloud=not self.vm.same_host)
+                                 self.vm.worker_processes, task_env, self.vm.run_key, cloud=not self.vm.same_host)
         self._state = "serving"
         self._write_presence()  # before the first claim: every claimer has a presence others can watch
         self.server.start()

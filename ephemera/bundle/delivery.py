@@ -35,6 +35,7 @@ from ephemera import layout
 from ephemera.bundle.store import BundleRef, run_bundle
 from ephemera.errors import ConfigError
 from ephemera.model import marker as markers
+from ephemera.runkeys import run_key
 from ephemera.storage import storage_spec
 from ephemera.storage.base import Storage
 
@@ -100,6 +101,7 @@ def prepare_boot(ctx, run) -> Boot:
         "format": BOOT_FORMAT, "run_id": run.run_id, "worker_count": job.worker_count, "state_bucket": bucket,
         "storage": {"backend": backend, backend: access.section}, "identity": access.identity,
         "extras": list(spec.vm_extras), "hard_deadline": run.hard_deadline, "entry": job.entry,
+        "run_key": run_key(config, run.run_id),  # a secret (ephemera.runkeys): vm_boot must be sensitive
         "bundle": {"key": ref.key, "sha256": ref.sha256, "size": ref.size,
                    "url": _presign(storage, bucket, ref.key, "GET", expires, by_url) if by_url else None},
         "marker": {"bucket": job.output_bucket, "key": marker_key,

@@ -94,13 +94,16 @@ def run_bundle(config, storage: Storage) -> BundleRef:
 
 
 def bound_config(config, sha256: str, requirements: list[str]):
-    """``config`` as deployed: ``workload.bundle`` names the published bundle, and the
+    """``config`` as deployed: ``workload.bundle`` names the published bundle, the
     workload's source and requirements-file paths (of the operator's machine) are
-    replaced by what the bundle carries."""
+    replaced by what the bundle carries, and ``security.signing_key`` is set (from this
+    machine's home if the config has none)."""
     from ephemera.config import load_config
+    from ephemera.runkeys import bind_signing_key
 
     data = config.to_dict(redact=False)
     data["workload"].update(bundle=sha256, source=None, requirements=list(requirements))
+    bind_signing_key(data, config)  # deployed actions derive the same run keys as this machine
     return load_config(data)
 
 

@@ -35,6 +35,7 @@ from ephemera.deploy.openwhisk import openwhisk_plan
 from ephemera.deploy.package import build_openwhisk_zip, build_source_bundle
 from ephemera.errors import EphemeraError
 from ephemera.files import write_private
+from ephemera.runkeys import with_signing_key
 from ephemera.storage import get_storage
 
 Runner = Callable[[list[str]], int]
@@ -87,7 +88,7 @@ def _bind_bundle(config: Config, args, out_dir: Path, out: TextIO) -> tuple[Conf
     if config["workload"]["bundle"]:  # pinned: it must be there (a dry run checks nothing remote)
         if not args.dry_run:
             stored(get_storage(config), config.state_bucket, config["workload"]["bundle"])
-        return config, []
+        return with_signing_key(config), []  # deployed actions derive the same run keys as this machine
     first: list[steps_mod.Step] = []
     if args.dry_run:
         bundle = pack(config, out_dir / "bundles")

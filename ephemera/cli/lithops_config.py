@@ -13,6 +13,11 @@ backend section, and the storage section of the Ephemera config (``storage_bucke
 - the local stack (``agents``): ``lithops.backend: vm`` with ``ip_address: 127.0.0.1``
   and ``ssh_username`` (Lithops reaches a "VM" over SSH to this machine).
 
+The ``standalone`` section also names the run (``run_id``) and carries its key
+(``run_key``, derived from this controller's signing key: :mod:`ephemera.runkeys`),
+so the same file drives ``lithops_bridge``: its jobs, sealed with the run key, are
+the only ones the run's VMs run. The key is a secret like the others.
+
 With ``out_path`` the files are written mode 0600 (one VM: ``out_path``; several:
 ``<stem>-vm<i><suffix>``) and contain the credentials Lithops needs. Without it the
 configs go to stdout with every secret masked.
@@ -29,6 +34,7 @@ from pathlib import Path
 import yaml
 
 from ephemera.engines import engine_spec
+from ephemera.runkeys import run_key
 from ephemera.storage.lithops import to_lithops
 
 STACK_DEFAULT_REGION = "us-south"  # the ibm-vpc-gpu stack's default for its region variable
@@ -46,7 +52,8 @@ def vm_configs(config, record) -> list[tuple[int, dict]]:
     storage_name = storage_config["backend"]
     storage = storage_config[storage_name]
     base = {"lithops": {"mode": "standalone", "storage": storage_name}, storage_name: storage,
-            "standalone": {"exec_mode": "consume", "auto_dismantle": False}}
+            "standalone": {"exec_mode": "consume", "auto_dismantle": False, "run_id": record.run_id,
+                           "run_key": run_key(config, record.run_id)}}
     out = []
     instance_ids = _value(outputs, "instance_ids") or []
     private_ips = _value(outputs, "private_ips") or []
@@ -94,7 +101,8 @@ def main(config, run_id: str, out_path: str | None) -> int:
     if out_path is None:
         for worker, cfg in configs:
             print("---\n" + header.format(worker=worker) + "# secrets masked: use --out FILE for a usable config\n"
-                  + yaml.safe_dump(Scrubber(config.secret_values()).scrub_obj(cfg), sort_keys=False), end="")
+                  + yaml.safe_dump(Scrubber([*config.secret_values(), run_key(config, run_id)]).scrub_obj(cfg),
+                                   sort_keys=False), end="")
         return 0
     base = Path(out_path).expanduser()
     written = []

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal, Optional
 from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from ephemera.errors import InvalidKeyError
-from ephemera.sections import Invalid, Label, Section
+from ephemera.sections import Invalid, Label, Section, secret
 from ephemera.storage.keys import BUCKET_PATTERN, MAX_KEY_BYTES, validate_bucket, validate_key
 
 ACTIONS = ("apply", "destroy", "reap", "status")
@@ -31,7 +31,8 @@ BUNDLE_HASH_RE = re.compile(r"^[0-9a-f]{64}$")
 MAX_DURATION_SECONDS = 366 * 86400  # no timeout is longer than a year (and dates stay computable)
 MAX_WORKERS = 1000  # VMs per run at most, whatever the stack; each stack's own bound is checked by its engine
 MAX_PREFIX_BYTES = MAX_KEY_BYTES - 200  # room left in a key for the run id and the output name
-LEGACY_WORKLOAD_PACKAGE = "workloads."  # the samples' import path before they moved under ephemera
+LEGACY_WORKLOAD_PACKAGE = "workloads."
+MIN_SIGNING_KEY_CHARS = 32  # security.signing_key: at least 128 bits even as hex  # the samples' import path before they moved under ephemera
 
 
 def is_workspace_name(value: object) -> bool:
@@ -148,6 +149,14 @@ def _patterns(value: Any) -> list[str]:
     return [p.strip() for p in value]
 
 
+def _signing_key(value: Any) -> str:
+    value = _string(value).strip()
+    if len(value) < MIN_SIGNING_KEY_CHARS:
+        raise Invalid(f"is shorter than {MIN_SIGNING_KEY_CHARS} characters",
+                      "generate one with `python -c 'import secrets; print(secrets.token_hex(32))'`")
+    return value
+
+
 def _suffixes(value: Any) -> list[str]:
     suffixes = [value] if isinstance(value, str) else value
     if not isinstance(suffixes, list) or not all(isinstance(s, str) and s for s in suffixes):
@@ -174,6 +183,8 @@ Patterns = Annotated[list, Label("list of glob patterns"), BeforeValidator(_patt
     {"type": "array", "items": {"type": "string", "minLength": 1}})]
 BundleHash = Annotated[str, Label("SHA-256"), BeforeValidator(_bundle_hash), WithJsonSchema(
     {"type": "string", "pattern": BUNDLE_HASH_RE.pattern})]
+SigningKey = Annotated[str, Label("string, 32+ characters"), BeforeValidator(_signing_key), WithJsonSchema(
+    {"type": "string", "minLength": MIN_SIGNING_KEY_CHARS})]
 TriggerPrefix = Annotated[str, Label("key prefix"), BeforeValidator(lambda v: _string(v).lstrip("/")), WithJsonSchema(_STRING)]
 
 
@@ -222,6 +233,14 @@ class TimeoutsSection(Section):
     heartbeat: Duration = Field(120, description="a running run whose workload VM (or every VM) has sent no heartbeat for this long is failed and destroyed")
 
 
+class SecuritySection(Section):
+    """Keys that authenticate what a run's VMs execute (see ephemera.runkeys)."""
+
+    signing_key: Optional[SigningKey] = secret("the controller's key (e.g. 64 random hex digits) from which each run's key is derived; "
+                                               "default: the file signing.key in the Ephemera home (created on first use); "
+                                               "a deploy binds it")
+
+
 class TriggerEntry(Section):
     """One entry of ``triggers``: an alarm or a watch on bucket writes."""
 
@@ -251,4 +270,5 @@ CORE_SECTIONS: dict[str, type[Section]] = {
     "workspace": WorkspaceSection,
     "workload": WorkloadSection,
     "timeouts": TimeoutsSection,
+    "security": SecuritySection,
 }

@@ -18,9 +18,10 @@ from ephemera.engines import engine_spec
 from ephemera.errors import EphemeraError, ParamError, RunNotFoundError
 from ephemera.locking.workspace_lock import WorkspaceLock
 from ephemera.model.events import Event
-from ephemera.model.jobs import JobSpec
+from ephemera.model.jobs import JobSpec, save_job
 from ephemera.model.runids import run_id_for
 from ephemera.model.runs import RunRecord, RunState
+from ephemera.runkeys import run_key
 from ephemera.timeutil import now_utc
 
 log = logging.getLogger("ephemera.lifecycle")
@@ -112,7 +113,7 @@ def request_run(ctx: Context, event: Event) -> RequestOutcome:
         if not ctx.ledger.create(record):
             lock.release(run_id, got.token)
             return _duplicate(ctx, run_id)
-        ctx.storage.put(config.state_bucket, layout.job_key(run_id), job.to_json())
+        save_job(ctx.storage, config.state_bucket, job, run_key(config, run_id))  # signed: VMs check it
     except BaseException:
         if not ctx.ledger.exists(run_id):
             lock.release(run_id, got.token)

@@ -15,7 +15,10 @@ CPU count, divided by the run's VM count when every VM shares this machine) and
 ``"state_file"`` (the bootstrap's state: its boot phases and the GPU report, carried
 in every heartbeat with the agent's own phases ``agent_ready``, ``first_task`` and
 ``last_task``) and ``"workdir"`` (the bundle's workload source: the workload's cwd);
-``"log_interval"`` (seconds between log uploads, default 3).
+``"log_interval"`` (seconds between log uploads, default 3); ``"run_key"``: the run's
+key (:mod:`ephemera.runkeys`, from the boot document), with which the agent checks the
+run's job spec before anything of it runs and the bridge seals what the VMs unpickle;
+a secret, scrubbed from every log line like the config's secrets.
 
 The agent ships its own log, the workload's output (read from its pipe, and echoed to
 the agent's stdout) and the bootstrap's log (beside the state file) to the state
@@ -60,11 +63,13 @@ def load_agent_config(path: str) -> dict:
 
 
 def agent_context(agent_cfg: dict) -> tuple[Config, Storage, JobSpec, Scrubber]:
-    """(Config, Storage, JobSpec, Scrubber) of the agent's run."""
+    """(Config, Storage, JobSpec, Scrubber) of the agent's run; JobSpecError when the
+    run's job spec is not signed with the run key."""
     config = load_config(agent_cfg["config"], engine_checks=False)  # a VM never drives the engine
     storage = get_storage(config)
-    job = load_job(storage, config.state_bucket, agent_cfg["run_id"])
-    return config, storage, job, Scrubber(config.secret_values())
+    run_key = agent_cfg.get("run_key") or ""
+    job = load_job(storage, config.state_bucket, agent_cfg["run_id"], run_key)
+    return config, storage, job, Scrubber([*config.secret_values(), run_key])
 
 
 class Agent:
@@ -143,7 +148,8 @@ class Agent:
                       storage=self.storage, state_bucket=self.config.state_bucket,
                       worker_processes=self.worker_processes, use_gpu=self.use_gpu(),
                       hard_deadline=self.hard_deadline(), same_host=self.storage.traits.same_host,
-                      lithops_storage=to_lithops(self.config), request_heartbeat=self.heartbeat)
+                      lithops_storage=to_lithops(self.config), request_heartbeat=self.heartbeat,
+                      run_key=self.agent_cfg.get("run_key") or "")
 
     def start_services(self) -> None:
         for service in load_services(self.vm_info()):

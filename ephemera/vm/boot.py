@@ -57,7 +57,8 @@ def agent_config(boot: dict, root: Path) -> Path:
         bundle_dir = root / "bundle" / boot["bundle"]["sha256"]
         cfg = {"run_id": boot["run_id"], "config": vm_config(boot, root), "state_file": str(root / bootstrap.STATE),
                "heartbeat_interval": boot.get("heartbeat_interval", 5.0), "workdir": str(bundle_dir / "source"),
-               "use_gpu": int((boot.get("gpu") or {}).get("count") or 0) > 0}
+               "use_gpu": int((boot.get("gpu") or {}).get("count") or 0) > 0,
+               "run_key": boot.get("run_key")}  # the run's key (ephemera.runkeys): checks the job spec, seals the bridge's objects
         write_private(path, json.dumps(cfg, indent=1))
     return path
 

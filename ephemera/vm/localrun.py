@@ -9,12 +9,15 @@ confirms each process is gone. ``lithops_config`` is the bridge config that send
 calls to those VMs; ``wait_ready()`` waits until every agent's pool is warm. The
 job has a hard deadline (``hard_deadline`` seconds, default 10 minutes) at which the
 agents end themselves, so a killed test or benchmark session leaks no process.
+The run has its own random run key (``run_key``): the job spec is signed with it, the
+agents get it in their config, and ``lithops_config`` carries it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -36,6 +39,7 @@ class LocalRun:
                  storage: dict | None = None):
         self.root = Path(root)
         self.run_id = run_id or f"bench-{uuid.uuid4().hex[:8]}"
+        self.run_key = secrets.token_hex(32)  # seals the run's bridge objects and signs its job spec
         self.entry = entry  # a workload for worker 0 to run (None: no workload, workers from 1)
         self.params = dict(params or {})
         self.workers = list(range(workers)) if entry else list(range(1, workers + 1))
@@ -56,7 +60,7 @@ class LocalRun:
         from ephemera.config import load_config
         from ephemera.storage.lithops import to_lithops
 
-        sa = {"exec_mode": "consume", "run_id": self.run_id}
+        sa = {"exec_mode": "consume", "run_id": self.run_id, "run_key": self.run_key}
         if self.worker_processes:
             sa["worker_processes"] = self.worker_processes
         storage = to_lithops(load_config(self.ephemera_config))
@@ -71,8 +75,8 @@ class LocalRun:
 
     def start(self) -> "LocalRun":
         from ephemera.config import load_config
-        from ephemera.layout import job_key, output_prefix
-        from ephemera.model.jobs import JobSpec
+        from ephemera.layout import output_prefix
+        from ephemera.model.jobs import JobSpec, save_job
         from ephemera.storage import get_storage
 
         config = load_config(self.ephemera_config)
@@ -82,10 +86,11 @@ class LocalRun:
                        state_bucket=self.bucket, output_bucket=self.bucket,
                        output_prefix=output_prefix("outputs", self.run_id), worker_count=max(self.workers) + 1,
                        hard_deadline=self._deadline())
-        storage.put(self.bucket, job_key(self.run_id), spec.to_json())
+        save_job(storage, self.bucket, spec, self.run_key)
         self.agent_dir.mkdir(parents=True, exist_ok=True)
         cfg_path = self.agent_dir / "agent.json"
-        agent_cfg = {"run_id": self.run_id, "config": self.ephemera_config, "heartbeat_interval": self.heartbeat_interval}
+        agent_cfg = {"run_id": self.run_id, "config": self.ephemera_config, "heartbeat_interval": self.heartbeat_interval,
+                     "run_key": self.run_key}
         if self.worker_processes:
             agent_cfg["worker_processes"] = self.worker_processes
         fd = os.open(cfg_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

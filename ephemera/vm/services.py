@@ -36,6 +36,7 @@ class VMInfo:
     same_host: bool  # every VM of the run shares this machine (local VMs)
     lithops_storage: dict = field(default_factory=dict)  # the storage as a Lithops section {"backend", <name>: {...}}
     request_heartbeat: Callable[[], None] | None = None  # ask the agent to heartbeat now (e.g. once warm)
+    run_key: str = field(default="", repr=False)  # the run's key (ephemera.runkeys; a secret): seals what the VMs unpickle
 
 
 class VMService(Protocol):

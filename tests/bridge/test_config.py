@@ -93,6 +93,8 @@ def test_helpers_at_lithops_paths(tmp_path):
     ({"lithops": {"backend": "ibm_vpc"}, "standalone": {"exec_mode": "create", "run_id": "r"}}, "standalone.exec_mode"),
     ({"lithops": {"backend": "standalone"}, "standalone": {"run_id": "r", "retries": -1}}, "standalone.retries"),
     ({"lithops": {"backend": "standalone"}, "standalone": {"run_id": "r", "retries": "2"}}, "standalone.retries"),
+    ({"lithops": {"backend": "standalone"}, "standalone": {"run_id": "r"}}, "standalone.run_key"),
+    ({"lithops": {"backend": "standalone"}, "standalone": {"run_id": "r", "run_key": "ab" * 31}}, "standalone.run_key"),
     ({"lithops": {"backend": "localhost"}, "localhost": {"worker_processes": 0}}, "localhost.worker_processes"),
 ])
 def test_bad_config_names_the_key(cfg, field):
@@ -110,7 +112,7 @@ def test_bad_env_json_is_a_clear_error(monkeypatch):
 
 def test_standalone_mode_resolution(vms):
     cfg = {"lithops": {"mode": "standalone", "storage": "localhost"},
-           "standalone": {"run_id": vms.run_id, "worker_processes": 1},
+           "standalone": {"run_id": vms.run_id, "run_key": vms.run_key, "worker_processes": 1},
            "localhost": {"storage_bucket": vms.bucket, "storage_root": str(vms.root / "storage")}}
     with lithops_bridge.FunctionExecutor(config=cfg) as fexec:
         assert fexec.mode == "standalone" and fexec.backend == "standalone"

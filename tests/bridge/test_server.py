@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import secrets
 import time
 import uuid
 from datetime import datetime, timezone
@@ -14,6 +15,7 @@ import pytest
 import lithops_bridge as lithops
 from ephemera.errors import StorageError
 from lithops_bridge.backends.standalone import keys
+from lithops_bridge.backends.standalone.keys import JOB_KIND
 from lithops_bridge.backends.standalone.server import TaskServer, start_offset
 from lithops_bridge.errors import BridgeError
 from tests.bridge import funcs
@@ -67,11 +69,12 @@ def vm(tmp_path):
             "at": datetime.now(timezone.utc).isoformat()}
     store.put(bucket, heartbeat_key(run_id, 1), json.dumps(beat).encode())
     flaky = FlakyStore(store)
-    server = TaskServer(flaky, bucket, run_id, 1, 2, {})
+    run_key = secrets.token_hex(32)
+    server = TaskServer(flaky, bucket, run_id, 1, 2, {}, run_key)
     server.upload_delays = (0.0, 0.01, 0.01)
     server.store_ = flaky
     server.config = {"lithops": {"backend": "standalone", "storage": "localhost"},
-                     "standalone": {"run_id": run_id, "worker_processes": 2},
+                     "standalone": {"run_id": run_id, "run_key": run_key, "worker_processes": 2},
                      "localhost": {"storage_bucket": bucket, "storage_root": str(tmp_path / "storage")}}
     server.start()
     yield server
@@ -169,7 +172,7 @@ def test_the_job_names_the_live_vms(vm):
 
         def spy(bucket, key, data):
             if "/queue/" in key:
-                seen.append(pickle.loads(data))
+                seen.append(pickle.loads(fexec.compute_handler.seal.unseal(JOB_KIND, key, data)))
             return original(bucket, key, data)
 
         fexec.compute_handler.store.put = spy

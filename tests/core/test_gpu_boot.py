@@ -4,6 +4,7 @@ the reboot-once path and the failure marker, through the bootstrap's second stag
 from __future__ import annotations
 
 import json
+import secrets
 import sys
 import types
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from ephemera import layout
 from ephemera.context import Context
-from ephemera.model.jobs import JobSpec
+from ephemera.model.jobs import JobSpec, save_job
 from ephemera.vm import bootstrap
 from ephemera.vm.boot import boot_vm
 from ephemera.vm.gpu import GPUCheckError, check_gpus
@@ -102,7 +103,8 @@ def vm(local_config, tmp_path):
     ctx = Context(local_config())
     job = JobSpec(run_id="ws-gpu", workspace="ws", entry="ephemera.workloads.smoke:main", params={}, state_bucket="ephemera-test",
                   output_bucket="ephemera-test", output_prefix=layout.output_prefix("outputs", "ws-gpu"))
-    ctx.storage.put("ephemera-test", layout.job_key("ws-gpu"), job.to_json())
+    run_key = secrets.token_hex(32)
+    save_job(ctx.storage, "ephemera-test", job, run_key)
     root = tmp_path / "vm"
     root.mkdir()
     flag = tmp_path / "rebooted"
@@ -110,7 +112,7 @@ def vm(local_config, tmp_path):
             "storage": {"backend": "localhost", "localhost": {"root": ctx.config["localhost"]["root"]}},
             "bundle": {"sha256": "0" * 64}, "credentials": None, "identity": None,
             "marker": {"bucket": "ephemera-test", "key": "outputs/ws-gpu/_FAILURE.json", "url": None},
-            "gpu": {"count": 1, "model": "L4"}, "reboot": [sys.executable, "-c", f"open({str(flag)!r}, 'a').write('x')"]}
+            "gpu": {"count": 1, "model": "L4"}, "run_key": run_key, "reboot": [sys.executable, "-c", f"open({str(flag)!r}, 'a').write('x')"]}
     path = tmp_path / "boot.json"
     path.write_text(json.dumps(boot))
     bootstrap.State(root).phase("booted")

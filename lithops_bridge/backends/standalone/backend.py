@@ -13,6 +13,13 @@ batch, default 2); the client only gives up, abandoning the batch (so no VM runs
 later) and failing its calls with BridgeError, once no live agent remains or the
 attempts are used up. No credentials travel in the job: agents use their own
 storage config.
+
+Every object written here or read back is sealed with the run key
+(``standalone.run_key``; see ``seal``): the job object before the VMs unpickle it, and
+each slot before this client decodes it. A slot whose seal fails (planted by someone
+who can write the bucket but lacks the key, or replayed from another run or place) is
+never unpickled: the calls of its batch fail with a BridgeError saying so, instead of
+waiting forever for a result that will not come.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import cloudpickle
 from ephemera.errors import NoSuchBucketError, NoSuchKeyError
 from lithops_bridge.backends.standalone import keys, presence, slots
 from lithops_bridge.backends.standalone.reclaim import claimer_gone, listed_slots
+from lithops_bridge.backends.standalone.seal import RunSeal, parse_key
 from lithops_bridge.errors import BridgeError
 from lithops_bridge.futures import apply_outcome
 from lithops_bridge.job import Job, guided_chunks
@@ -58,6 +66,7 @@ class StandaloneBackend:
 
         self.settings = dict(config["standalone"])
         self.run_id = self.settings["run_id"]
+        self.seal = RunSeal(parse_key(self.settings.get("run_key")), self.run_id)
         self.storage = Storage(storage_config=storage_config)
         self.store, self.bucket = self.storage.ephemera_storage, self.storage.bucket
         default_poll = 0.02 if self.store.traits.same_host else 0.5
@@ -112,8 +121,9 @@ class StandaloneBackend:
             self._active[job.job_key] = _Active(job, futures, batches, self.retries)
         for f in futures:
             f._set_invoked()
+        key = keys.queue_key(self.run_id, job.job_key)
         try:
-            self.store.put(self.bucket, keys.queue_key(self.run_id, job.job_key), cloudpickle.dumps(payload))
+            self.store.put(self.bucket, key, self.seal.seal(keys.JOB_KIND, key, cloudpickle.dumps(payload)))
         except Exception as exc:
             with self._lock:
                 self._active.pop(job.job_key, None)
@@ -155,10 +165,17 @@ class StandaloneBackend:
         for batch, batch_slots in taken.items():
             if batch in act.seen:
                 continue
-            for slot in sorted(s for s in batch_slots if s > 0 and (batch, s) not in act.claims):
-                body = slots.read(self.store, self.bucket, keys.slot_key(run, jk, batch, slot))
+            for slot in sorted(s for s in batch_slots if (batch, s) not in act.claims):
+                body = slots.read(self.store, self.bucket, keys.slot_key(run, jk, batch, slot), self.seal)
                 if body is None:
                     continue
+                if body.get("kind") == slots.FORGED:
+                    self._fail_batch(act, batch, BridgeError(
+                        f"calls {act.batches[batch][0]}-{act.batches[batch][1] - 1} of job {jk} cannot be trusted: "
+                        f"{body['reason']}; whoever can write bucket '{self.bucket}' without the run key wrote it "
+                        "(nothing was unpickled)"))
+                    progressed = True
+                    break
                 if body.get("kind") == slots.RESULT:
                     start, end = act.batches[batch]
                     for fut, outcome in zip(act.futures[start:end], body["outcomes"]):
@@ -187,7 +204,8 @@ class StandaloneBackend:
             if batch in act.seen:
                 continue
             slot = max(taken[batch]) if taken.get(batch) else None
-            claim = None if slot is None else slots.read(self.store, self.bucket, keys.slot_key(run, jk, batch, slot))
+            claim = None if slot is None else slots.read(self.store, self.bucket, keys.slot_key(run, jk, batch, slot),
+                                                         self.seal)
             if claim is not None and claim.get("kind") != slots.CLAIM:
                 continue  # a result, listed after this round's listing: the next round reads it
             if claim is None:
@@ -206,7 +224,7 @@ class StandaloneBackend:
                                   f"calls {start}-{end - 1} of job {jk}; {why}")
             abandon = {"kind": slots.ABANDONED, "token": f"client:{jk}:{batch}", "reason": str(err)}
             next_slot = 0 if slot is None else slot + 1
-            if not slots.take(self.store, self.bucket, keys.slot_key(run, jk, batch, next_slot), abandon):
+            if not slots.take(self.store, self.bucket, keys.slot_key(run, jk, batch, next_slot), abandon, self.seal):
                 continue  # a VM got there first (a result or a take-over): the next round sees it
             for fut in act.futures[start:end]:
                 if not fut._finished():
@@ -214,6 +232,13 @@ class StandaloneBackend:
             act.seen.add(batch)
         if len(act.seen) == len(act.batches):
             self._finish(act)
+
+    def _fail_batch(self, act: _Active, batch: int, err: BridgeError) -> None:
+        start, end = act.batches[batch]
+        for fut in act.futures[start:end]:
+            if not fut._finished():
+                fut._set_error(err, None)
+        act.seen.add(batch)
 
     def _finish(self, act: _Active) -> None:
         with self._lock:

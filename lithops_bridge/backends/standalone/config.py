@@ -4,14 +4,18 @@ Keys as in Lithops: ``exec_mode`` (only ``consume``: the VMs exist, Ephemera mad
 them), ``worker_processes`` (per VM, default the VM's CPU count), ``use_gpu``,
 ``soft_dismantle_timeout``, ``hard_dismantle_timeout``, ``auto_dismantle``,
 ``runtime``. Bridge keys: ``run_id`` (mandatory: the run whose VMs take the work),
-``poll_interval`` (seconds between the client's storage polls; default 0.02 on
-localhost storage, 0.5 on cloud storage) and ``retries`` (how many times a batch whose
+``run_key`` (mandatory: the run's key, 64 hex digits, with which jobs and results
+are sealed; ``ephemera lithops-config RUN_ID --bridge`` writes it, and a VM of the run
+puts it into the workload's ``LITHOPS_CONFIG``), ``poll_interval`` (seconds between
+the client's storage polls; default 0.02 on localhost storage, 0.5 on cloud storage)
+and ``retries`` (how many times a batch whose
 VM died is taken over by another VM of the run; default 2, 0 turns it off).
 """
 
 from __future__ import annotations
 
 from lithops_bridge.backends.localhost.config import worker_count
+from lithops_bridge.backends.standalone.seal import parse_key
 from lithops_bridge.errors import ConfigError
 
 DEFAULTS = {"exec_mode": "consume", "use_gpu": False, "auto_dismantle": True, "soft_dismantle_timeout": 300,
@@ -41,4 +45,5 @@ def load_config(config: dict) -> None:
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ConfigError("standalone.retries", f"expected a whole number of attempts (0 or more), got {retries!r}",
                           "e.g. retries: 2")
+    parse_key(sa.get("run_key"))  # ConfigError naming standalone.run_key
     config["standalone"] = sa

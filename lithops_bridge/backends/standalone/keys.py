@@ -18,6 +18,7 @@ import re
 
 from lithops_bridge.constants import JOBS_PREFIX
 
+JOB_KIND = "job"  # the seal's kind of a queue object
 _SLOT = re.compile(r"^(\d+)/(\d+)$")
 
 

@@ -16,6 +16,10 @@ its calls fail with TimeoutError, and the other batches killed with it fail with
 BridgeError (they are not run again: a call never runs twice on a live VM). While
 the agent stops, a dying pool uploads nothing: the client sees the stopped
 presence. GPUs stay visible to calls only when the job says ``use_gpu``.
+
+Nothing is unpickled unless sealed with the run key (``seal``): a queue object whose
+seal fails (planted by another run's VM, before or during this run, or copied from
+elsewhere) is logged once and ignored; a slot whose seal fails ends its batch.
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import pickle
 import threading
 import time
 from collections import OrderedDict, deque
@@ -34,6 +37,7 @@ import cloudpickle
 
 from ephemera.errors import NoSuchBucketError, NoSuchKeyError
 from lithops_bridge.backends.standalone import keys, presence, reclaim, slots
+from lithops_bridge.backends.standalone.seal import RunSeal, SealError, parse_key
 from lithops_bridge.errors import BridgeError
 from lithops_bridge.lifeline import exit_with_owner, exit_with_parent
 from lithops_bridge.runner import Batch, run_batch
@@ -69,8 +73,9 @@ class TaskServer:
     """Claims and runs the batches of the run's standalone jobs on this VM."""
 
     def __init__(self, store, bucket: str, run_id: str, worker: int, worker_processes: int, task_env: dict,
-                 cloud: bool = False):
+                 run_key: str, cloud: bool = False):
         self.store, self.bucket, self.run_id, self.worker = store, bucket, run_id, worker
+        self.seal = RunSeal(parse_key(run_key, "run_key"), run_id)
         self.size = max(1, int(worker_processes))
         self.task_env = dict(task_env)  # environment of the task processes (nested-executor config)
         self.poll_min, self.poll_max = (0.25, 2.0) if cloud else (0.01, 0.2)
@@ -84,6 +89,7 @@ class TaskServer:
         self._inflight_lock = threading.Lock()  # guards _inflight (pool callbacks run on other threads)
         self._jobs: "OrderedDict[str, dict]" = OrderedDict()  # job_key -> payload (+ bookkeeping); loop thread only
         self._exhausted: set[str] = set()  # every batch of these jobs is claimed by someone; loop thread only
+        self._refused: set[str] = set()  # queued objects whose seal failed: never loaded again; loop thread only
         self._released: deque = deque()  # (job_key, batch, slot) whose claim an upload gave back: claim again
         self._inflight: dict[tuple[str, int], dict] = {}  # (job_key, batch) -> {started, future, batch, limit, job, slot}
         self._pool: ProcessPoolExecutor | None = None
@@ -160,9 +166,10 @@ class TaskServer:
             if jk not in queued:
                 self._jobs.pop(jk, None)
                 self._exhausted.discard(jk)
+        self._refused &= set(queued)
         claimed_any = False
         for jk in queued:
-            if jk in self._exhausted:
+            if jk in self._exhausted or jk in self._refused:
                 continue
             if self._inflight_count() >= self.size:
                 return True
@@ -171,7 +178,7 @@ class TaskServer:
                 continue
             claimed_any |= self._claim_from(job)
         claimed_any |= self._take_over(queued)
-        return claimed_any or bool(self._inflight_count()) or bool(set(queued) - self._exhausted)
+        return claimed_any or bool(self._inflight_count()) or bool(set(queued) - self._exhausted - self._refused)
 
     def _take_over(self, queued: list[str]) -> bool:
         """Claim the batches of dead VMs (every ``reclaim_every`` seconds, while there is room)."""
@@ -186,12 +193,13 @@ class TaskServer:
                 continue
             limit = max(1, int(job.get("worker_processes") or self.size))
             for b, slot in reclaim.orphans(self.store, self.bucket, self.run_id, job, (self.worker, os.getpid()), beats,
-                                           job["_final"]):
+                                           job["_final"], self.seal):
                 if self._inflight_count() >= self.size:
                     return took
                 if self._inflight_count(jk) >= limit:
                     break
-                if slots.take(self.store, self.bucket, keys.slot_key(self.run_id, jk, b, slot), self._claim_body(jk, b, slot)):
+                if slots.take(self.store, self.bucket, keys.slot_key(self.run_id, jk, b, slot), self._claim_body(jk, b, slot),
+                              self.seal):
                     log.warning("taking over calls %d-%d of job %s (attempt %d): their VM stopped answering",
                                 job["batches"][b][0], job["batches"][b][1] - 1, jk, slot + 1)
                     self._run(job, b, slot)
@@ -207,11 +215,17 @@ class TaskServer:
 
     def _load(self, jk: str) -> dict | None:
         job = self._jobs.get(jk)
-        if job is None:
+        if job is None and jk not in self._refused:
+            key = keys.queue_key(self.run_id, jk)
             try:
-                job = pickle.loads(self.store.get(self.bucket, keys.queue_key(self.run_id, jk)))
+                body = self.seal.unseal(keys.JOB_KIND, key, self.store.get(self.bucket, key))
             except (NoSuchKeyError, NoSuchBucketError):
                 return None
+            except SealError as exc:
+                self._refused.add(jk)
+                self.seal.report(exc, key)
+                return None
+            job = cloudpickle.loads(body)  # authenticated: written with this run's key, for this key (the MAC says so)
             job["_next"] = start_offset(self.worker, list(job.get("workers") or []), len(job["batches"]))
             job["_tried"] = set()  # batches whose slot 0 this server tried
             job["_final"] = set()  # batches known to have a result or to be abandoned
@@ -230,7 +244,8 @@ class TaskServer:
                 continue
             job["_tried"].add(b)
             try:
-                won = slots.take(self.store, self.bucket, keys.slot_key(self.run_id, jk, b, 0), self._claim_body(jk, b, 0))
+                won = slots.take(self.store, self.bucket, keys.slot_key(self.run_id, jk, b, 0), self._claim_body(jk, b, 0),
+                                 self.seal)
             except Exception:
                 job["_tried"].discard(b)  # not known to be claimed: try it again next round (same token)
                 raise
@@ -312,7 +327,7 @@ class TaskServer:
             if delay and self.stopping.wait(delay):
                 return None, last
             try:
-                won = slots.take(self.store, self.bucket, key, body)
+                won = slots.take(self.store, self.bucket, key, body, self.seal)
             except Exception as exc:  # noqa: BLE001 - retried, then reported to the caller
                 last = exc
                 log.warning("writing the results of batch %d of job %s failed: %s", b, jk, exc)
@@ -348,7 +363,7 @@ class TaskServer:
         log.error("writing failure results of batch %d of job %s failed; releasing its claim", b, jk)
         claim = keys.slot_key(self.run_id, jk, b, slot)
         try:
-            if (slots.read(self.store, self.bucket, claim) or {}).get("token") == self._token(jk, b, slot):
+            if (slots.read(self.store, self.bucket, claim, self.seal) or {}).get("token") == self._token(jk, b, slot):
                 self.store.delete(self.bucket, claim)
         except Exception as exc:  # noqa: BLE001 - the batch is taken over once this VM stops
             log.error("releasing the claim of batch %d of job %s failed: %s", b, jk, exc)
