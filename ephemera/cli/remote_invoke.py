@@ -23,7 +23,7 @@ from typing import TextIO
 from urllib.parse import urlsplit
 
 from ephemera.deploy.invoke_token import TOKEN_ENV, read_token_file
-from ephemera.errors import ConfigError, EphemeraError, ParamError
+from ephemera.errors import EphemeraError, ParamError
 
 TIMEOUT_SECONDS = 150.0  # a function runs at most 120 s; then the answer has to travel
 EVENT_ACTIONS = ("apply", "destroy")
@@ -45,14 +45,14 @@ def _is_loopback(host: str) -> bool:
 
 
 def check_url(url: str) -> str:
-    """``url`` if the token may be sent there; ConfigError naming ``--url`` otherwise."""
+    """``url`` if the token may be sent there; ParamError naming ``--url`` otherwise."""
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ConfigError("--url", f"'{url}' is not an http(s) URL", "pass the function's URL (`ibmcloud ce fn get --name ephemera-apply`)")
+        raise ParamError("--url", f"'{url}' is not an http(s) URL", "pass the function's URL (`ibmcloud ce fn get --name ephemera-apply`)")
     if parts.username or parts.password:
-        raise ConfigError("--url", "carries credentials", "pass the function's URL without user:password@")
+        raise ParamError("--url", "carries credentials", "pass the function's URL without user:password@")
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise ConfigError("--url", f"plain http to {parts.hostname} would send the invoke token in clear", "use the function's https URL")
+        raise ParamError("--url", f"plain http to {parts.hostname} would send the invoke token in clear", "use the function's https URL")
     return url
 
 
@@ -61,7 +61,7 @@ def invoke_token(token_file: str | None, environ=os.environ) -> str:
         return read_token_file(token_file)
     token = (environ.get(TOKEN_ENV) or "").strip()
     if not token:
-        raise ConfigError(TOKEN_ENV, "is not set and no --token-file was given",
+        raise ParamError(TOKEN_ENV, "is not set and no --token-file was given",
                           "pass --token-file with the file `ephemera deploy code-engine` printed, or export the variable")
     return token
 

@@ -19,7 +19,7 @@ import secrets
 from pathlib import Path
 from typing import Any, Mapping
 
-from ephemera.errors import ConfigError
+from ephemera.errors import ConfigError, ParamError
 from ephemera.files import write_private
 
 TOKEN_ENV = "EPHEMERA_INVOKE_TOKEN"  # the functions' variable (from the secret) and the CLI's
@@ -92,11 +92,11 @@ def load_or_create(path: Path, *, rotate: bool = False) -> tuple[str, bool]:
 
 
 def read_token_file(path: str | os.PathLike) -> str:
-    """A token from a file (``ephemera invoke --token-file``); ConfigError naming the file."""
+    """A token from a file (``ephemera invoke --token-file``); ParamError naming the option."""
     try:
         token = Path(path).read_text().strip()
     except OSError as exc:
-        raise ConfigError("--token-file", f"cannot read {path}: {exc.strerror}", "pass the file the deploy wrote") from None
+        raise ParamError("--token-file", f"cannot read {path}: {exc.strerror}", "pass the file the deploy wrote") from None
     if not token:
-        raise ConfigError("--token-file", f"{path} is empty", "pass the file the deploy wrote")
+        raise ParamError("--token-file", f"{path} is empty", "pass the file the deploy wrote")
     return token

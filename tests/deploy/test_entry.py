@@ -169,7 +169,9 @@ def test_the_right_token_starts_a_run(function, config):
     result = code_engine_main(_request({"ephemera_kind": "manual", "params": {"folds": 4}}, {"authorization": f"bearer {TOKEN}"}))
     assert result["statusCode"] == 200 and result["body"]["ok"], result
     assert function["engine_calls"] == 1
-    assert Context(config).ledger.get(result["body"]["run_id"]).job.params["folds"] == 4
+    record = Context(config).ledger.get(result["body"]["run_id"])
+    assert record.job.params["folds"] == 4
+    assert TOKEN not in json.dumps(record.to_dict()) + json.dumps(result) + "".join(p.read_text() for p in _files(config))
 
 
 def test_a_function_without_a_bound_token_refuses_everything(function, config, monkeypatch):

@@ -130,3 +130,18 @@ def test_no_token_anywhere_names_the_fix(monkeypatch, capsys):
     monkeypatch.delenv("EPHEMERA_INVOKE_TOKEN", raising=False)
     assert cli_main(["invoke", "status", "--url", "https://fn.example.invalid/"]) == 2
     assert "--token-file" in capsys.readouterr().err
+
+
+def test_the_owners_copy_is_private_kept_and_rotated(tmp_path):
+    """What `ephemera deploy code-engine` binds: made once (0600), re-used, replaced when
+    rotated or when the kept file holds no usable token."""
+    from ephemera.deploy.invoke_token import load_or_create, token_file
+
+    path = token_file(tmp_path / "home", "proj")
+    first, made = load_or_create(path)
+    assert made and len(first) >= 43 and (path.stat().st_mode & 0o777) == 0o600
+    assert load_or_create(path) == (first, False)
+    rotated, made = load_or_create(path, rotate=True)
+    assert made and rotated != first and path.read_text().strip() == rotated
+    path.write_text("short\n")
+    assert load_or_create(path)[1] is True
