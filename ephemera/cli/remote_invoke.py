@@ -5,7 +5,8 @@ deployment's invoke token, read from ``--token-file FILE`` (the deploy keeps one
 the Ephemera home and prints where) or the ``EPHEMERA_INVOKE_TOKEN`` variable; never
 from the command line, where ``ps`` would show it. ``apply`` and ``destroy`` requests
 are manual events (``ephemera_kind: manual`` is added). The URL must be ``https`` (a
-plain-HTTP URL is accepted only for a loopback host, e.g. a local test endpoint), and
+plain-HTTP URL is accepted only for a loopback address, e.g. a local test endpoint on
+127.0.0.1), and
 redirects are not followed (a redirect would resend the token elsewhere). The
 function decides what the request may set (:mod:`ephemera.actions.remote`); its JSON
 answer is printed as it came, and the exit code is 0 only for a 2xx answer without an
@@ -36,8 +37,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
+    """A loopback address literal (127.0.0.0/8, ::1); names are not resolved to decide."""
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
