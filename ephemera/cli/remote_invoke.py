@@ -4,9 +4,8 @@ The request is a JSON ``POST`` with ``Authorization: Bearer <token>``, the
 deployment's invoke token, read from ``--token-file FILE`` (the deploy keeps one under
 the Ephemera home and prints where) or the ``EPHEMERA_INVOKE_TOKEN`` variable; never
 from the command line, where ``ps`` would show it. ``apply`` and ``destroy`` requests
-are manual events (``ephemera_kind: manual`` is added). The URL must be ``https`` (a
-plain-HTTP URL is accepted only for a loopback address, e.g. a local test endpoint on
-127.0.0.1), and
+are manual events (``ephemera_kind: manual`` is added). The URL must be ``https``
+(plain HTTP only to a loopback address, e.g. a test endpoint on 127.0.0.1), and
 redirects are not followed (a redirect would resend the token elsewhere). The
 function decides what the request may set (:mod:`ephemera.actions.remote`); its JSON
 answer is printed as it came, and the exit code is 0 only for a 2xx answer without an
