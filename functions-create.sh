@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Deploy Ephemera to Apache OpenWhisk with `wsk` (the default CLI): the package with the
-# bound config, the python:3.11 actions apply/destroy/reap/status (not web actions,
-# explicit time limits), an alarm trigger per alarm rule (crons translated to the
-# alarms feed's form), a marker-scan alarm per object-write rule (Apache OpenWhisk has
-# no object-storage feed), the rules, and a reaper alarm. Idempotent: run it again
-# after any config change. `--cli "ibmcloud fn"` targets a remaining IBM Cloud
-# Functions namespace instead (the service is retired: end of life October 2024).
+# bound config (and its SHA-256), the python:3.11 actions apply/destroy/reap/status (not
+# web actions: only the namespace's API key invokes them or fires their triggers;
+# annotated final, so an invocation cannot override the bound config; explicit time
+# limits), an alarm trigger per alarm rule (crons translated to the alarms feed's form),
+# a marker-scan alarm per object-write rule (Apache OpenWhisk has no object-storage
+# feed), the rules, and a reaper alarm. Idempotent: run it again after any config
+# change. `--cli "ibmcloud fn"` targets a remaining IBM Cloud Functions namespace
+# instead (the service is retired: end of life October 2024).
 #
 #   ./functions-create.sh [--dry-run] [--out DIR] [--config FILE] [--cli wsk|"ibmcloud fn"]
 #

@@ -1,7 +1,16 @@
-"""Entry point of the Code Engine job that runs an action for a COS subscription event.
+"""Entry point of the Code Engine job that runs an action for a subscription's event.
 
-Code Engine starts the job with the event JSON in ``CE_DATA`` (and ``CE_TYPE``; the
-object key is read from ``CE_DATA.key``, ``CE_SUBJECT`` where present); the bound
+Every event of a deployment reaches a job, never a function: COS subscriptions can
+only start apps and jobs, and cron subscriptions start jobs too, so that their data
+carries no credential (a job has no HTTP endpoint: a job run is submitted only by the
+platform's subscriptions or by an IAM principal with rights on the project).
+
+Code Engine starts the job with the event JSON in ``CE_DATA`` and its type in
+``CE_TYPE``: for a COS write the object key is read from ``CE_DATA.key``
+(``CE_SUBJECT`` where present); for a cron ping (``dev.knative.sources.ping``)
+``CE_DATA`` is the subscription's data and ``CE_TIME``/``CE_SOURCE`` say when and which
+subscription fired, handed to the action as the ping it is (the fire time names the
+alarm, so a retried job instance is the same event). The bound
 config comes from the ``EPHEMERA_CONFIG_JSON`` variable of the ``ephemera-config``
 secret; ``EPHEMERA_ACTION`` names the action (default ``destroy``), and
 ``EPHEMERA_RULE_PARAMS`` (JSON) the params of the rule the job serves, merged under
@@ -25,7 +34,7 @@ from typing import Mapping
 from ephemera.actionkit import time_limit
 from ephemera.actions.entry import code_engine_config, code_engine_timeout, invoke
 from ephemera.errors import EphemeraError, ParamError
-from ephemera.triggers.cloud_events import event_from_environment
+from ephemera.triggers.cloud_events import PING_TYPE, event_from_environment
 
 RULE_PARAMS_ENV = "EPHEMERA_RULE_PARAMS"
 DEFAULT_TIMEOUT = 600.0  # the deploy's default --maxexecutiontime of the job
@@ -49,7 +58,10 @@ def run(environ: Mapping[str, str] | None = None) -> tuple[int, dict]:
     try:
         event = event_from_environment(env)  # fails early, naming the field, on a bad delivery
         params = {**_rule_params(env), **json.loads(env["CE_DATA"])}
-        if event.kind == "object_write":
+        if env.get("CE_TYPE") == PING_TYPE:
+            # the action reads the ping as a function would have got it: fire time and source in its headers
+            params["__ce_headers"] = {"ce-type": PING_TYPE, "ce-time": env.get("CE_TIME", ""), "ce-source": env.get("CE_SOURCE", "")}
+        elif event.kind == "object_write":
             # the body may name its object only through CE_SUBJECT: hand the action what was parsed
             params.setdefault("bucket", event.bucket)
             params.setdefault("key", event.key)

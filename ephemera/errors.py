@@ -65,6 +65,16 @@ class EventError(FieldError):
     label = "event field"
 
 
+class AuthError(EphemeraError):
+    """A request to a deployed entry point did not prove it comes from the owner's
+    deployment. Its message says nothing about why (no hint for a guesser)."""
+
+    code = "UNAUTHORIZED"
+
+    def __init__(self) -> None:
+        super().__init__("authentication required")
+
+
 class StorageError(EphemeraError):
     """A storage call failed."""
 

@@ -7,7 +7,9 @@
     ephemera plan                     what an apply would create, and its estimated cost
     ephemera dashboard                a read-only web page of the runs (127.0.0.1:8765)
     ephemera activations              what the local runtime invoked, newest first
-    ephemera invoke ACTION [k=v ...]  invoke an action by hand (apply, destroy, reap, status)
+    ephemera invoke ACTION [k=v ...]  invoke an action by hand (apply, destroy, reap, status);
+                                      with --url, a deployed Code Engine function (token from
+                                      --token-file or EPHEMERA_INVOKE_TOKEN)
     ephemera config [--schema]        validate the config and print it (secrets masked), or its JSON Schema
     ephemera deploy ...               deploy to Code Engine or OpenWhisk
     ephemera bundle pack|publish      the run bundle the VMs install, made or published by hand
@@ -82,8 +84,15 @@ def cmd_invoke(args) -> int:
     if args.name not in ACTIONS:
         print(f"unknown action '{args.name}'; use one of {', '.join(ACTIONS)}", file=sys.stderr)
         return 2
-    ctx = _context(args)
     params = dict(_parse_param(p) for p in args.params)
+    if args.url:
+        from ephemera.cli.remote_invoke import invoke_token, remote_invoke
+
+        return remote_invoke(args.name, args.url, params, invoke_token(args.token_file), sys.stdout)
+    if args.token_file:
+        print("--token-file goes with --url (a deployed function); a local invoke needs no token", file=sys.stderr)
+        return 2
+    ctx = _context(args)
     params["config"] = ctx.config.to_dict(redact=False)
     result = importlib.import_module(f"ephemera.actions.{args.name}").main(params)
     print(json.dumps(result, indent=2, default=str))
@@ -181,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("invoke", help="invoke an action by hand, e.g. `ephemera invoke destroy run_id=...`")
     p.add_argument("name", help="apply, destroy, reap or status")
     p.add_argument("params", nargs="*", help="key=value (values parsed as JSON when they are JSON)")
+    p.add_argument("--url", help="invoke the deployed Code Engine function at this https URL instead of running the action here")
+    p.add_argument("--token-file", help="with --url: the file holding the invoke token (default: $EPHEMERA_INVOKE_TOKEN)")
     p.set_defaults(func=cmd_invoke)
 
     p = sub.add_parser("config", help="validate the config and print it with secrets masked")

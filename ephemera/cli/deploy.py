@@ -2,7 +2,7 @@
 
     ephemera deploy package [--target openwhisk|code-engine] [--out PATH]
     ephemera deploy openwhisk [--dry-run] [--out DIR] [--cli wsk|"ibmcloud fn"]
-    ephemera deploy code-engine [--dry-run] [--out DIR] [--project NAME]
+    ephemera deploy code-engine [--dry-run] [--out DIR] [--project NAME] [--rotate-invoke-token]
 
 All take ``--config FILE`` (default: the usual config locations). The package (zip or
 source folder) is built into ``--out DIR`` (default ``.ephemera-build``). The config's
@@ -12,6 +12,12 @@ removed afterwards; ``--dry-run`` runs nothing and writes every file its command
 reference into DIR (the secret file 0600, DIR 0700) with the plan as ``DIR/plan.sh``,
 so the printed commands can be run as they are. ``functions-create.sh`` runs
 ``openwhisk``.
+
+``code-engine`` also binds the functions' invoke token (the ``ephemera-invoke``
+secret, from its own 0600 env file): made once per project and kept in
+``<home>/deploy/code-engine-<project>.invoke-token`` (0600), re-used by every later
+deploy unless ``--rotate-invoke-token``; ``ephemera invoke ACTION --url URL
+--token-file FILE`` reads it from there.
 """
 
 from __future__ import annotations
@@ -30,7 +36,9 @@ from ephemera.bundle.pack import pack
 from ephemera.bundle.store import bound_config, publish_config_bundle, stored
 from ephemera.config import Config, load_config
 from ephemera.deploy import steps as steps_mod
-from ephemera.deploy.code_engine import SECRET, check_runtime, code_engine_plan
+from ephemera.deploy import invoke_token
+from ephemera.deploy.bound import DIGEST_PARAM, config_digest
+from ephemera.deploy.code_engine import SECRET, check_runtime, code_engine_plan, invoke_env_file_for
 from ephemera.deploy.openwhisk import openwhisk_plan
 from ephemera.deploy.package import build_openwhisk_zip, build_source_bundle
 from ephemera.errors import EphemeraError
@@ -60,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cli", default="wsk", help="the OpenWhisk CLI: wsk (default), or 'ibmcloud fn' for a remaining IBM Cloud Functions namespace (retired)")
     p = sub.add_parser("code-engine", parents=[plan], help="deploy to IBM Cloud Code Engine")
     p.add_argument("--project", help="Code Engine project name (default: code_engine.project)")
+    p.add_argument("--rotate-invoke-token", action="store_true",
+                   help="make a new invoke token for the functions (callers holding the old one are refused from then on)")
     return parser
 
 
@@ -132,12 +142,25 @@ def deploy_openwhisk(args, out: TextIO, runner: Runner | None = None) -> int:
         config, first = _bind_bundle(config, args, out_dir, out)
         plan_steps = first + openwhisk_plan(config, zip_path=str(zip_path), param_file=str(param_file), cli=cli)
         build_openwhisk_zip(zip_path, wheel_dir=out_dir / "wheels", say=_say(out))
-        write_private(param_file, json.dumps({"config": config.to_dict(redact=False)}, default=str))
+        bound = config.to_dict(redact=False)
+        write_private(param_file, json.dumps({"config": bound, DIGEST_PARAM: config_digest(bound)}, default=str))
         header = [RETIRED] if "ibmcloud" in cli else []
         return _finish(plan_steps, args, out, runner, out_dir, param_file, header)
     finally:
         if temporary:
             shutil.rmtree(secret_dir, ignore_errors=True)
+
+
+def _bind_invoke_token(config: Config, args, env_file: Path) -> str:
+    """Write the invoke token's env file (0600) from the owner's kept copy (made now if
+    missing or rotated); the line that tells where the copy is (never the token)."""
+    project = args.project or config["code_engine"]["project"]
+    kept = invoke_token.token_file(config.home, project)
+    token, made = invoke_token.load_or_create(kept, rotate=args.rotate_invoke_token)
+    write_private(env_file, f"{invoke_token.TOKEN_ENV}={token}\n")
+    how = "made now" if made else "re-used"
+    return (f"# invoke token ({how}) kept in {kept} (mode 0600): `ephemera invoke ACTION --url URL --token-file {kept}`; "
+            f"the functions refuse requests without it")
 
 
 def _python_of(config: Config) -> str:
@@ -152,12 +175,16 @@ def deploy_code_engine(args, out: TextIO, runner: Runner | None = None) -> int:
         env_file = secret_dir / f"{SECRET}.env"
         bundle = out_dir / "code-engine"
         config, first = _bind_bundle(config, args, out_dir, out)
-        plan_steps = first + code_engine_plan(config, project=args.project, bundle_dir=str(bundle), env_file=str(env_file))
+        invoke_env_file = Path(invoke_env_file_for(str(env_file)))
+        plan_steps = first + code_engine_plan(config, project=args.project, bundle_dir=str(bundle), env_file=str(env_file),
+                                              invoke_env_file=str(invoke_env_file))
         warning = check_runtime(config["code_engine"]["runtime"])
         build_source_bundle(bundle, python=_python_of(config), wheel_dir=out_dir / "wheels", say=_say(out))
         config_json = json.dumps(config.to_dict(redact=False), separators=(",", ":"), default=str)
         write_private(env_file, f"EPHEMERA_CONFIG_JSON={config_json}\n")  # one unquoted KEY=VALUE line
-        return _finish(plan_steps, args, out, runner, out_dir, env_file, [f"# warning: {warning}"] if warning else [])
+        header = [f"# warning: {warning}"] if warning else []
+        header.append(_bind_invoke_token(config, args, invoke_env_file))
+        return _finish(plan_steps, args, out, runner, out_dir, env_file, header)
     finally:
         if temporary:
             shutil.rmtree(secret_dir, ignore_errors=True)

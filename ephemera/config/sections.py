@@ -218,6 +218,7 @@ class WorkloadSection(Section):
     ignore: Patterns = Field(default_factory=list, description="glob patterns of workload.source files to leave out (with .git, __pycache__, .venv, *.pyc)")
     bundle: Optional[BundleHash] = Field(None, description="a published run bundle's SHA-256 (ephemera bundle publish; ephemera deploy sets it): VMs install it instead of one packed at apply, which a deployed action cannot do")
     params: dict = Field(default_factory=dict, description="parameters handed to the workload (ctx.params)")
+    remote_params: list[str] = Field(default_factory=list, description="the params keys a remote request to a deployed function (ephemera invoke --url) may set; it may set no other")
     output_bucket: Optional[BucketName] = Field(None, description="where outputs and the marker go; defaults to storage.bucket")
     output_prefix: KeyPrefix = Field("outputs", description="outputs go to <output_bucket>/<output_prefix>/<run_id>/")
 

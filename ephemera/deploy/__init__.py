@@ -10,6 +10,9 @@
 - :mod:`ephemera.deploy.openwhisk`: the command plan of ``functions-create.sh``.
 - :mod:`ephemera.deploy.code_engine`: the command plan of ``ephemera deploy code-engine``.
 - :mod:`ephemera.deploy.steps`: plans as idempotent steps, printed (``--dry-run``) or run.
+- :mod:`ephemera.deploy.invoke_token`: the Code Engine functions' per-deployment invoke
+  token (made, kept 0600, checked in constant time).
+- :mod:`ephemera.deploy.bound`: the digest of the config an OpenWhisk package binds.
 
 ``ephemera deploy ...`` (:mod:`ephemera.cli.deploy`) drives them. Secrets never appear
 on a command line: the bound config goes into a parameter file (OpenWhisk

@@ -5,19 +5,27 @@ From one config (settings ``code_engine``) the plan makes exist, in the project:
 
 - the ``ephemera-config`` secret: the config as ``EPHEMERA_CONFIG_JSON``, created
   ``--from-env-file`` (never on a command line);
+- the ``ephemera-invoke`` secret: the deployment's invoke token as
+  ``EPHEMERA_INVOKE_TOKEN`` (:mod:`ephemera.deploy.invoke_token`), also
+  ``--from-env-file``; bound to the functions only (jobs are not reached over HTTP);
 - the functions ``ephemera-apply``, ``ephemera-reap`` and ``ephemera-status``, built
   from the source bundle on ``code_engine.runtime`` (``python-3.13`` by default; a
   runtime past its end of life is refused), ``--visibility private`` (or ``project``:
   never the CLI's default ``public``), ``--maxexecutiontime`` = ``code_engine.function_timeout``
-  (at most 120 s), and the action fixed by the ``EPHEMERA_ACTION`` variable;
-- the jobs COS subscriptions start (they can target apps and jobs, not functions):
-  ``ephemera-destroy`` and one per other action an object-write rule binds, with
-  ``--maxexecutiontime`` and ``--retrylimit``; a rule with ``params`` gets a job of its
-  own that carries them (``EPHEMERA_RULE_PARAMS``);
-- a cron subscription per alarm rule (5-field cron, explicit time zone; the rule's
-  params, the trigger's payload and the start/stop window in its JSON ``--data``),
-  plus a reaper one (``code_engine.reaper_cron``) when no rule binds ``reap``; a
-  one-off alarm is refused (cron subscriptions cannot fire once);
+  (at most 120 s), and the action fixed by the ``EPHEMERA_ACTION`` variable. Visibility
+  is not authentication (a private function is reachable from the project's components
+  and VPE callers): each function refuses a request without the invoke token. They
+  serve remote invocations (``ephemera invoke --url``) only;
+- the jobs every subscription starts: ``ephemera-destroy`` and one per other action a
+  rule binds (``ephemera-<action>-job``), with ``--maxexecutiontime`` and
+  ``--retrylimit``; an object-write rule with ``params`` gets a job of its own that
+  carries them (``EPHEMERA_RULE_PARAMS``: a COS event carries none);
+- a cron subscription per alarm rule, ``--destination-type job`` (5-field cron,
+  explicit time zone; the rule's params, the trigger's payload and the start/stop
+  window in its JSON ``--data``, which anyone who can read the project's
+  subscriptions can read: it carries no credential), plus a reaper one
+  (``code_engine.reaper_cron``) when no rule binds ``reap``; a one-off alarm is
+  refused (cron subscriptions cannot fire once);
 - a COS subscription per object-write rule and suffix, with prefix and suffix filters.
 
 Each is probed with ``get`` and updated or created, so the plan can run again after
@@ -29,10 +37,12 @@ from __future__ import annotations
 import json
 import re
 from datetime import date, datetime
+from pathlib import Path
 
 from ephemera.config import Config, ConfigError
 from ephemera.config.alarms import validate_alarm
 from ephemera.deploy.checks import check_engine_and_files, check_time_limit
+from ephemera.deploy.invoke_token import SECRET as INVOKE_SECRET
 from ephemera.deploy.openwhisk import REAPER_TRIGGER, trigger_instances
 from ephemera.deploy.schedules import alarm_dates, code_engine_cron, utc_text
 from ephemera.deploy.steps import Step
@@ -80,11 +90,19 @@ def _upsert(kind: list[str], name: str, what: str, create_args: list[str], updat
                 create=[*CE, *kind, "create", "--name", name, *create_args])
 
 
-def _env(action: str, timeout: int, rule_params: dict | None = None) -> list[str]:
+def _env(action: str, timeout: int, rule_params: dict | None = None, *, invoke_token: bool = False) -> list[str]:
     env = ["--env", f"EPHEMERA_ACTION={action}", "--env", f"EPHEMERA_ACTION_TIMEOUT={timeout}"]
     if rule_params:
         env += ["--env", "EPHEMERA_RULE_PARAMS=" + json.dumps(rule_params, sort_keys=True, separators=(",", ":"))]
-    return [*env, "--env-from-secret", SECRET]
+    secrets = ["--env-from-secret", SECRET]
+    if invoke_token:
+        secrets += ["--env-from-secret", INVOKE_SECRET]
+    return [*env, *secrets]
+
+
+def invoke_env_file_for(env_file: str) -> str:
+    """The env file of the ``ephemera-invoke`` secret: beside the config's."""
+    return str(Path(env_file).with_name(f"{INVOKE_SECRET}.env"))
 
 
 def _cron_data(path: str, trig: dict, rule: dict, now: datetime | None) -> str:
@@ -104,9 +122,10 @@ def _cron_data(path: str, trig: dict, rule: dict, now: datetime | None) -> str:
     return text
 
 
-def code_engine_plan(config: Config, *, bundle_dir: str, env_file: str, project: str | None = None,
-                     now: datetime | None = None) -> list[Step]:
-    """Every step of the deploy, from the config (ConfigError for what cannot be deployed)."""
+def code_engine_plan(config: Config, *, bundle_dir: str, env_file: str, invoke_env_file: str | None = None,
+                     project: str | None = None, now: datetime | None = None) -> list[Step]:
+    """Every step of the deploy, from the config (ConfigError for what cannot be deployed).
+    ``env_file`` holds the config, ``invoke_env_file`` (default: beside it) the invoke token."""
     settings = config["code_engine"]
     check_engine_and_files(config, "Code Engine")
     check_time_limit(config, "code_engine.function_timeout", settings["function_timeout"])
@@ -115,19 +134,24 @@ def code_engine_plan(config: Config, *, bundle_dir: str, env_file: str, project:
     fn_timeout, job_timeout = settings["function_timeout"], settings["job_timeout"]
     steps = [Step(what=f"select project {project}", create=[*CE, "project", "select", "--name", project])]
     steps.append(_upsert(["secret"], SECRET, f"secret {SECRET} with the config", ["--from-env-file", env_file], ["--from-env-file", env_file]))
+    invoke_env_file = invoke_env_file or invoke_env_file_for(env_file)
+    steps.append(_upsert(["secret"], INVOKE_SECRET, f"secret {INVOKE_SECRET} with the functions' invoke token",
+                         ["--from-env-file", invoke_env_file], ["--from-env-file", invoke_env_file]))
     fn_args = ["--runtime", settings["runtime"], "--build-source", bundle_dir, "--visibility", settings["visibility"],
                "--maxexecutiontime", str(fn_timeout)]
     for action in FUNCTION_ACTIONS:
-        args = [*fn_args, *_env(action, fn_timeout)]
+        args = [*fn_args, *_env(action, fn_timeout, invoke_token=True)]
         steps.append(_upsert(["fn"], function_name(action), f"function {function_name(action)} ({settings['visibility']}, "
-                             f"{settings['runtime']}, {fn_timeout}s)", args, args))
+                             f"{settings['runtime']}, {fn_timeout}s; invoke token required)", args, args))
     triggers = {t["name"]: (i, t) for i, t in enumerate(config["triggers"])}
     jobs: dict[str, tuple[str, dict]] = {job_name("destroy"): ("destroy", {})}
     for rule in config["rules"]:
         if triggers[rule["trigger"]][1]["kind"] == "object_write":  # a COS event carries no params: the job does
             jobs.setdefault(job_name(rule["action"], rule["name"] if rule["params"] else None), (rule["action"], rule["params"]))
-        elif rule["action"] not in FUNCTION_ACTIONS:  # a cron's data carries the rule's params
+        else:  # a cron's data carries the rule's params
             jobs.setdefault(job_name(rule["action"]), (rule["action"], {}))
+    if not any(rule["action"] == "reap" for rule in config["rules"]):
+        jobs.setdefault(job_name("reap"), ("reap", {}))
     job_args = ["--build-source", bundle_dir, "--build-strategy", "dockerfile", "--maxexecutiontime", str(job_timeout),
                 "--retrylimit", str(settings["job_retries"])]
     for name, (action, params) in jobs.items():
@@ -143,10 +167,7 @@ def code_engine_plan(config: Config, *, bundle_dir: str, env_file: str, project:
         path = f"triggers[{i}]" if i is not None else "code_engine.reaper_cron"
         action = rule["action"]
         if trig["kind"] == "alarm":
-            if action in FUNCTION_ACTIONS:
-                dest = ["--destination", function_name(action), "--destination-type", "function"]
-            else:
-                dest = ["--destination", job_name(action), "--destination-type", "job"]
+            dest = ["--destination", job_name(action), "--destination-type", "job"]  # never a function: see the module doc
             data = _cron_data(path, trig, rule, now)  # refuses a one-off alarm first
             cron = code_engine_cron(f"{path}.cron" if i is not None else path, trig["cron"])
             args = [*dest, "--schedule", cron, "--time-zone", trig["timezone"] or "UTC",

@@ -4,10 +4,15 @@ remaining IBM Cloud Functions namespace (``ibmcloud fn``; the service is retired
 From one config it makes exist:
 
 - the package (settings ``openwhisk.package``) with the config bound through
-  ``--param-file`` (secrets never on a command line);
+  ``--param-file`` (secrets never on a command line), beside its SHA-256
+  (:mod:`ephemera.deploy.bound`);
 - the actions apply/destroy/reap/status: the ``python:3.11`` zip, ``--main main``, an
-  explicit ``--timeout`` and ``--memory``, and ``--web false`` (not web actions: only
-  the namespace's credentials invoke them);
+  explicit ``--timeout`` and ``--memory``, ``--web false`` (not web actions: only
+  the namespace's credentials invoke them) and ``--annotation final true``. OpenWhisk
+  merges invocation parameters over the bound ones; ``final`` "makes all of the
+  action parameters that are already defined immutable", including those "defined
+  through its enclosing package" (the controller answers 400 to an invocation that
+  names one), so an invocation or a trigger cannot swap the bound config;
 - per rule, the trigger that fires it. Rules carry no parameters in OpenWhisk, so a
   config trigger bound by several rules gets one platform trigger per rule, and each
   carries its rule's ``params`` under the trigger's ``payload`` (the local runtime's
@@ -133,9 +138,10 @@ def openwhisk_plan(config: Config, *, zip_path: str, param_file: str, cli: tuple
     steps = [Step(what=f"package {package} with the bound config", create=[*cli, "package", "update", package, "--param-file", param_file])]
     for action in ACTIONS:
         steps.append(Step(
-            what=f"action {package}/{action} (not a web action; {settings['timeout']}s, {settings['memory']} MB)",
+            what=f"action {package}/{action} (not a web action, final; {settings['timeout']}s, {settings['memory']} MB)",
             create=[*cli, "action", "update", f"{package}/{action}", zip_path, "--kind", KIND, "--main", "main",
-                    "--timeout", str(settings["timeout"] * 1000), "--memory", str(settings["memory"]), "--web", "false"],
+                    "--timeout", str(settings["timeout"] * 1000), "--memory", str(settings["memory"]), "--web", "false",
+                    "--annotation", "final", "true"],
         ))
     triggers = {t["name"]: (i, t) for i, t in enumerate(config["triggers"])}
     platform = rule_trigger_names(config)

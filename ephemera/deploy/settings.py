@@ -57,7 +57,7 @@ class CodeEngineSection(Section):
     function_timeout: Duration = Field(CE_FUNCTION_MAX_SECONDS, description="--maxexecutiontime of each function; at most 120s")
     job_timeout: Duration = Field(600, description="--maxexecutiontime of the jobs COS subscriptions start; at most 86400s")
     job_retries: int = Field(3, ge=0, le=CE_JOB_MAX_RETRIES, description="--retrylimit of the jobs: re-runs of an instance that exits non-zero (0-5)")
-    reaper_cron: Cron = Field("*/5 * * * *", description="when the reap function runs, unless a rule of the config binds reap")
+    reaper_cron: Cron = Field("*/5 * * * *", description="when the reap job runs (a cron subscription starts it), unless a rule of the config binds reap")
 
     @model_validator(mode="after")
     def _limits(self) -> "CodeEngineSection":

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from ephemera.cli import deploy as cli
+from ephemera.deploy.bound import config_digest
 from ephemera.deploy.package import build_sdist_wheels
 from tests.deploy.conftest import REPO, SECRET_VALUES, commands
 
@@ -60,13 +61,16 @@ class Recorder:
 
 
 def _file_of(option: str):
-    """(what was seen, a runner hook): the mode, text and path of the file a command passes with ``option``."""
-    seen: dict = {}
+    """(what was seen, a runner hook): the mode, text and path of the file a command passes
+    with ``option`` (the last one; every one by path under ``"all"``)."""
+    seen: dict = {"all": {}}
 
     def inspect(cmd: list[str]) -> None:
         if option in cmd:
             path = cmd[cmd.index(option) + 1]
-            seen.update(mode=stat.S_IMODE(os.stat(path).st_mode), text=Path(path).read_text(), path=path)
+            found = dict(mode=stat.S_IMODE(os.stat(path).st_mode), text=Path(path).read_text(), path=path)
+            seen.update(found)
+            seen["all"][Path(path).name] = found
 
     return seen, inspect
 
@@ -125,7 +129,9 @@ def test_openwhisk_dry_run_writes_a_plan_that_replays_as_printed(example_path, o
     zip_path = Path(next(c for c in cmds if c[1:3] == ["action", "update"])[4])
     assert param_file.parent == out and stat.S_IMODE(param_file.stat().st_mode) == 0o600
     assert stat.S_IMODE(out.stat().st_mode) == 0o700
-    assert json.loads(param_file.read_text())["config"]["ibm"]["iam_api_key"] == SECRET_VALUES[2]
+    bound = json.loads(param_file.read_text())
+    assert bound["config"]["ibm"]["iam_api_key"] == SECRET_VALUES[2]
+    assert bound["ephemera_config_sha256"] == config_digest(bound["config"])  # what openwhisk_main checks
     assert zip_path.is_file() and zip_path.parent == out
     _no_secrets(text, (out / "plan.sh").read_text())
     # replay: a wsk on PATH that records its arguments and checks the files it is given
@@ -142,7 +148,7 @@ def test_openwhisk_dry_run_writes_a_plan_that_replays_as_printed(example_path, o
     assert done.returncode == 0, done.stderr
     _bound_bundle_is_published(json.loads(param_file.read_text())["config"])  # the plan's first step published it
     called = log.read_text().splitlines()
-    assert sum(1 for c in called if c.startswith("action update")) == 4
+    assert sum(1 for c in called if c.startswith("action update") and c.endswith("--web false --annotation final true")) == 4
     assert sum(1 for c in called if c.startswith("rule update")) == 3
     assert any(c.startswith("trigger create done --feed /whisk.system/alarms/alarm") for c in called)
 
@@ -187,27 +193,55 @@ def test_functions_create_sh_defaults_to_wsk(example_path, out):
 def test_code_engine_run_uses_an_env_file_secret(example_path, out):
     seen, inspect = _file_of("--from-env-file")
     runner = Recorder(existing={"ephemera-apply"}, on_run=inspect)
-    code = cli.main(["code-engine", "--config", str(example_path), "--out", str(out)], out=io.StringIO(), runner=runner)
+    printed = io.StringIO()
+    code = cli.main(["code-engine", "--config", str(example_path), "--out", str(out)], out=printed, runner=runner)
     assert code == 0
-    assert seen["mode"] == 0o600
-    name, _, value = seen["text"].strip().partition("=")
+    config_file, token_file = seen["all"]["ephemera-config.env"], seen["all"]["ephemera-invoke.env"]
+    assert config_file["mode"] == 0o600 and token_file["mode"] == 0o600
+    name, _, value = config_file["text"].strip().partition("=")
     assert name == "EPHEMERA_CONFIG_JSON" and json.loads(value)["ibm"]["iam_api_key"] == SECRET_VALUES[2]
     _bound_bundle_is_published(json.loads(value))
-    assert "\n" not in seen["text"].strip()  # one unquoted KEY=VALUE line
+    assert "\n" not in config_file["text"].strip()  # one unquoted KEY=VALUE line
+    name, _, token = token_file["text"].strip().partition("=")
+    assert name == "EPHEMERA_INVOKE_TOKEN" and len(token) >= 43 and "\n" not in token_file["text"].strip()
+    assert not Path(token_file["path"]).exists()  # removed afterwards; the owner's copy is in the home
     verbs = [(c[2], c[3], c[5]) for c in runner.commands if c[2] == "fn" and c[3] in ("create", "update")]
     assert ("fn", "update", "ephemera-apply") in verbs and ("fn", "create", "ephemera-reap") in verbs
     bundle = out / "code-engine"
     assert (bundle / "__main__.py").is_file() and (bundle / "requirements.txt").is_file()
     assert "python:3.13-slim" in (bundle / "Dockerfile").read_text()
     _no_secrets(*(" ".join(c) for c in runner.commands))
+    for text in (printed.getvalue(), *(" ".join(c) for c in runner.commands)):
+        assert token not in text  # never on a command line, never printed
+
+
+def test_code_engine_invoke_token_is_kept_and_reused_unless_rotated(example_path, out):
+    """The deploy makes the token once, keeps the owner's copy 0600 under the home, binds the
+    same one on the next deploy (callers keep working), and a new one with --rotate-invoke-token."""
+    def deployed_token(*extra: str) -> str:
+        seen, inspect = _file_of("--from-env-file")
+        assert cli.main(["code-engine", "--config", str(example_path), "--out", str(out), *extra], out=io.StringIO(),
+                        runner=Recorder(on_run=inspect)) == 0
+        return seen["all"]["ephemera-invoke.env"]["text"].strip().partition("=")[2]
+
+    first, again = deployed_token(), deployed_token()
+    kept = example_path.parent / "home" / "deploy" / "code-engine-ephemera.invoke-token"
+    assert first == again == kept.read_text().strip() and stat.S_IMODE(kept.stat().st_mode) == 0o600
+    rotated = deployed_token("--rotate-invoke-token")
+    assert rotated != first and kept.read_text().strip() == rotated
 
 
 def test_code_engine_dry_run_is_replayable(example_path, out):
     printed = io.StringIO()
     assert cli.main(["code-engine", "--dry-run", "--config", str(example_path), "--out", str(out)], out=printed) == 0
     cmds = commands(printed.getvalue())
-    env_file = Path(next(c for c in cmds if c[2:4] == ["secret", "create"])[-1])
-    assert env_file.parent == out and stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    env_files = [Path(c[-1]) for c in cmds if c[2:4] == ["secret", "create"]]
+    assert [f.name for f in env_files] == ["ephemera-config.env", "ephemera-invoke.env"]
+    for env_file in env_files:
+        assert env_file.parent == out and stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    token = env_files[1].read_text().strip().partition("=")[2]
+    assert token and token not in printed.getvalue() and token not in (out / "plan.sh").read_text()
     source = Path(next(c for c in cmds if c[2:4] == ["fn", "create"])[next(c for c in cmds if c[2:4] == ["fn", "create"]).index("--build-source") + 1])
     assert (source / "requirements.txt").is_file() and (out / "plan.sh").is_file()
+    assert all("--env-from-secret" in c and "ephemera-invoke" in c for c in cmds if c[2:4] == ["fn", "create"])
     _no_secrets(printed.getvalue())

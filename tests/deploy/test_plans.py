@@ -4,15 +4,19 @@ Platform facts the plans are checked against:
 
 - OpenWhisk: rules carry no parameters (WhiskRule has namespace, name, trigger, action,
   version, publish, annotations); trigger params sit under a fire's payload; ``--web
-  false`` deletes the web-export annotations; ``-t/--timeout`` is in milliseconds, stock
+  false`` deletes the web-export annotations; ``final`` "makes all of the action
+  parameters that are already defined immutable ... once the parameter has a value
+  defined through its enclosing package or the action definition" (docs/annotations.md;
+  the controller answers 400 "parameters not allowed" to an invoke that names one); ``-t/--timeout`` is in milliseconds, stock
   range [100 ms, 300000 ms]; ``/whisk.system/cos/changes`` exists only on IBM Cloud
   Functions; the alarms feed takes ``cron``, ``timezone``, ``startDate``, ``stopDate``
   and ``trigger_payload``, ``/whisk.system/alarms/once`` a ``date``.
 - Code Engine: ``--visibility`` "Valid values are public, private, and project ... The
   default value is public"; functions' "Length of runtime | 120 seconds";
-  ``sub cron --destination-type`` accepts ``function`` (CLI 1.50.0), ``sub cos`` only
-  ``app`` and ``job``; cron data "Size of data | 4096 bytes"; Python 3.11's end of life
-  is 31 October 2026.
+  ``sub cron --destination-type`` accepts ``function`` (CLI 1.50.0) and ``job`` (the job
+  run gets the data in ``CE_DATA``, ``CE_TYPE=dev.knative.sources.ping``), ``sub cos``
+  only ``app`` and ``job``; cron data "Size of data | 4096 bytes", shown by ``sub cron
+  get`` to whoever can read the project; Python 3.11's end of life is 31 October 2026.
 """
 
 from __future__ import annotations
@@ -54,7 +58,9 @@ def test_openwhisk_actions_are_zip_actions_with_explicit_limits_and_not_web_acti
     assert cmds[0] == ["wsk", "package", "update", "ephemera", "--param-file", "/d/params.json"]
     for action in ("apply", "destroy", "reap", "status"):
         assert ["wsk", "action", "update", f"ephemera/{action}", "/d/ephemera-action.zip", "--kind", "python:3.11",
-                "--main", "main", "--timeout", "300000", "--memory", "256", "--web", "false"] in cmds
+                "--main", "main", "--timeout", "300000", "--memory", "256", "--web", "false", "--annotation", "final", "true"] in cmds
+    actions = [c for c in cmds if c[1:3] == ["action", "update"]]
+    assert len(actions) == 4 and not any("web-export" in c or c[c.index("--web") + 1] != "false" for c in actions)
     text = "\n".join(render(openwhisk_plan(config_with(), zip_path="z", param_file="p", now=NOW)))
     for secret in SECRET_VALUES:
         assert secret not in text
@@ -200,7 +206,9 @@ def test_code_engine_cron_subscription_is_five_fields_with_its_window_and_params
     cmds = ce(config_with(triggers=triggers, rules=rules))
     sub = next(c for c in cmds if c[2:5] == ["sub", "cron", "create"] and flag(c, "--name") == "nightly-apply")
     assert flag(sub, "--schedule") == "0 2 * 1-3,12 1-5" and flag(sub, "--time-zone") == "Europe/Madrid"
-    assert flag(sub, "--destination") == "ephemera-apply" and flag(sub, "--destination-type") == "function"
+    assert flag(sub, "--destination") == "ephemera-apply-job" and flag(sub, "--destination-type") == "job"
+    apply_job = next(c for c in cmds if c[2:4] == ["job", "create"] and flag(c, "--name") == "ephemera-apply-job")
+    assert "EPHEMERA_ACTION=apply" in apply_job
     data = json.loads(flag(sub, "--data"))
     assert data == {"ephemera_kind": "alarm", "ephemera_trigger": "nightly", "params": {"folds": 2}, "note": "rule",
                     "ephemera_not_before": f"{YEAR}-06-30T22:00:00.000Z", "ephemera_not_after": f"{YEAR}-12-31T00:00:00.000Z"}
@@ -239,3 +247,33 @@ def test_duplicate_rule_names_are_refused():
     with pytest.raises(ConfigError) as info:
         config_with(rules=rules)
     assert info.value.field == "rules[1].name"
+
+
+def test_code_engine_cron_subscriptions_start_jobs_and_carry_no_credential():
+    """A cron subscription's data is readable by anyone who can read the project's
+    subscriptions: every cron (the rules' and the reaper's) starts a job, never a function,
+    and its data holds neither a config secret nor the invoke token."""
+    cmds = ce(config_with())
+    crons = [c for c in cmds if c[2:5] == ["sub", "cron", "create"]]
+    assert crons and all(flag(c, "--destination-type") == "job" for c in crons)
+    jobs = {flag(c, "--name") for c in cmds if c[2:4] == ["job", "create"]}
+    assert {flag(c, "--destination") for c in crons} <= jobs and "ephemera-reap-job" in jobs
+    for c in crons:
+        data = flag(c, "--data")
+        assert "token" not in data.lower() and not any(secret in data for secret in SECRET_VALUES)
+
+
+def test_code_engine_functions_need_the_invoke_secret_made_from_a_file():
+    """The invoke token is a Code Engine secret created from an env file, bound to the
+    functions (which refuse requests without it) and to no job; no command carries it."""
+    steps = code_engine_plan(config_with(), bundle_dir="/d/code-engine", env_file="/d/ephemera-config.env", now=NOW)
+    secret = next(s for s in steps if s.create[2:4] == ["secret", "create"] and "ephemera-invoke" in s.create)
+    assert secret.create[-2:] == ["--from-env-file", "/d/ephemera-invoke.env"] and secret.update[-2:] == secret.create[-2:]
+    assert secret.probe == ["ibmcloud", "ce", "secret", "get", "--name", "ephemera-invoke"]
+    for step in steps:
+        if step.create[2:4] == ["fn", "create"]:
+            assert ["--env-from-secret", "ephemera-invoke"] == step.create[-2:]
+        if step.create[2:4] == ["job", "create"]:
+            assert "ephemera-invoke" not in step.create
+    text = "\n".join(render(steps))
+    assert "EPHEMERA_INVOKE_TOKEN" not in text and "Bearer" not in text

@@ -7,8 +7,11 @@ Contract facts (IBM Cloud docs, Code Engine):
   ``__ce_method``, ``__ce_headers`` ("key is in canonical format", e.g. ``Ce-Type``),
   ``__ce_path``, ``__ce_query`` and ``__ce_body`` (for ``application/json``: the raw
   JSON Base64-encoded, and its top-level keys unfolded into ``args``);
-- a cron subscription delivers ``Ce-Type: dev.knative.sources.ping`` with its data
-  ("You can access the custom event data from the ``body`` property");
+- a cron subscription whose destination is a job starts a job run with its data in
+  ``CE_DATA`` ("If the data ... is JSON format, then the environment variable is that
+  JSON output"), ``CE_TYPE=dev.knative.sources.ping``, ``CE_TIME`` and ``CE_SOURCE``;
+  Ephemera's crons all start jobs (the functions require the invoke token, which a
+  subscription's data must not carry);
 - "Always set ``body`` and ``statusCode``" in the result;
 - a job gets the event in ``CE_DATA``/``CE_TYPE``, and "must exit with a code of zero
   to be considered successful"; an instance that exits non-zero is run again
@@ -32,6 +35,7 @@ import pytest
 from ephemera import layout
 from ephemera.config import load_config
 from ephemera.deploy.code_engine import code_engine_plan
+from ephemera.deploy.invoke_token import new_token
 from ephemera.deploy.package import build_source_bundle
 from ephemera.model import marker as markers
 from ephemera.model.ledger import Ledger
@@ -39,6 +43,7 @@ from ephemera.storage import get_storage
 from tests.ibm.conftest import SECRETS, deployed
 
 pytestmark = pytest.mark.slow
+TOKEN = new_token()
 DRIVER = '''import importlib.util, json, os, sys
 spec = importlib.util.spec_from_file_location("main__", "__main__.py")
 module = importlib.util.module_from_spec(spec)
@@ -75,7 +80,8 @@ def cloud_config(cos_config) -> dict:
 
 
 def _env(config: dict, action: str) -> dict:
-    return {"EPHEMERA_ACTION": action, "EPHEMERA_ACTION_TIMEOUT": "120", "EPHEMERA_CONFIG_JSON": json.dumps(config)}
+    return {"EPHEMERA_ACTION": action, "EPHEMERA_ACTION_TIMEOUT": "120", "EPHEMERA_CONFIG_JSON": json.dumps(config),
+            "EPHEMERA_INVOKE_TOKEN": TOKEN}
 
 
 def _call(installed, calls: list[tuple[dict, dict]]) -> list[dict]:
@@ -83,65 +89,82 @@ def _call(installed, calls: list[tuple[dict, dict]]) -> list[dict]:
     done = subprocess.run([str(python), "-c", DRIVER], cwd=source, input=json.dumps(calls), capture_output=True, text=True,
                           timeout=300, env={"PATH": os.environ["PATH"], "HOME": str(source)})
     assert done.returncode == 0, done.stderr
-    for secret in SECRETS:
+    for secret in (*SECRETS, TOKEN):
         assert secret not in done.stdout + done.stderr
     return json.loads(done.stdout)
 
 
-def _cron_args(config: dict, rule: str, time: str, body_key: str = "__ce_body") -> dict:
-    """A cron subscription's delivery to a function, with the data the deploy gives the subscription."""
+def _cron_job(installed, config: dict, rule: str, time: str) -> tuple[int, dict]:
+    """The job run a cron subscription of the deploy plan starts, as Code Engine starts it:
+    the job's variables from the plan, the subscription's data in CE_DATA."""
+    source, python = installed
     steps = code_engine_plan(load_config(config), bundle_dir="b", env_file="e")
-    create = next(s.create for s in steps if s.create[2:5] == ["sub", "cron", "create"] and rule in s.create)
-    data = json.loads(create[create.index("--data") + 1])
-    headers = {"Ce-Id": "a1b2", "Ce-Source": f"/apis/v1/namespaces/abcd1234/pingsources/{rule}", "Ce-Specversion": "1.0",
-               "Ce-Time": time, "Ce-Type": "dev.knative.sources.ping", "Content-Type": "application/json"}
-    return {"__ce_method": "POST", "__ce_headers": headers, "__ce_path": "/", "__ce_query": "",
-            body_key: base64.b64encode(json.dumps(data).encode()).decode(), **data}
+    sub = next(s.create for s in steps if s.create[2:5] == ["sub", "cron", "create"] and rule in s.create)
+    assert sub[sub.index("--destination-type") + 1] == "job"
+    job = next(s.create for s in steps if s.create[2:4] == ["job", "create"] and sub[sub.index("--destination") + 1] in s.create)
+    env = dict(job[i + 1].split("=", 1) for i, word in enumerate(job) if word == "--env")
+    env.update(PATH=os.environ["PATH"], HOME=str(source), EPHEMERA_CONFIG_JSON=json.dumps(config), CE_DATA=sub[sub.index("--data") + 1],
+               CE_TYPE="dev.knative.sources.ping", CE_TIME=time, CE_ID="a1b2", CE_SPECVERSION="1.0",
+               CE_SOURCE=f"/apis/v1/namespaces/abcd1234/pingsources/{rule}")
+    assert "EPHEMERA_INVOKE_TOKEN" not in env  # jobs are not reached over HTTP: they hold no token
+    done = subprocess.run([str(python), "-m", "ephemera.actions.job"], cwd=source, env=env, capture_output=True, text=True, timeout=120)
+    for secret in SECRETS:
+        assert secret not in done.stdout + done.stderr
+    return done.returncode, json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _direct(body: dict | None, method: str = "POST") -> dict:
-    args = {"__ce_method": method, "__ce_headers": {"Content-Type": "application/json"}, "__ce_path": "/", "__ce_query": ""}
+def _direct(body: dict | None, method: str = "POST", token: str | None = TOKEN) -> dict:
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token is not None else {})}
+    args = {"__ce_method": method, "__ce_headers": headers, "__ce_path": "/", "__ce_query": ""}
     if body is not None:
         args.update(__ce_body=base64.b64encode(json.dumps(body).encode()).decode(), **body)
     return args
 
 
-def test_functions_handle_the_documented_shapes(installed, cloud_config):
+def test_functions_and_jobs_handle_the_documented_shapes(installed, cloud_config):
     ledger = Ledger(get_storage(cloud_config), cloud_config['storage']['bucket'])
-    apply, status = _env(cloud_config, "apply"), _env(cloud_config, "status")
-    cron, again = _call(installed, [(apply, _cron_args(cloud_config, "nightly-apply", "2026-12-03T01:00:00Z")),
-                                    (apply, _cron_args(cloud_config, "nightly-apply", "2026-12-03T01:00:00Z", body_key="body"))])
-    assert cron["statusCode"] == 200 and cron["headers"]["Content-Type"] == "application/json", cron
-    run_id = cron["body"]["run_id"]
-    assert cron["body"]["state"] == "APPLYING" and run_id == "gpu-20261203t010000"  # the fire time names the run
-    assert again["statusCode"] == 200 and again["body"]["duplicate"] is True  # the same fire, data in `body`
+    status = _env(cloud_config, "status")
+    code, cron = _cron_job(installed, cloud_config, "nightly-apply", "2026-12-03T01:00:00Z")
+    assert code == 0 and cron["state"] == "APPLYING", cron
+    run_id = cron["run_id"]
+    assert ledger.get(run_id).event["time"].startswith("2026-12-03T01:00:00")  # the fire time is the alarm's
+    code, again = _cron_job(installed, cloud_config, "nightly-apply", "2026-12-03T01:00:00Z")  # the job run retried
+    assert code == 0 and again["duplicate"] is True, again
     assert ledger.get(run_id).job.params == {"folds": 3}
     polled = _call(installed, [(status, _direct({"run_id": run_id})), (status, _direct({"run_id": run_id}))])
     assert [p["body"]["run"]["state"] for p in polled] == ["APPLYING", "RUNNING"]
-    listed = _call(installed, [(status, _direct(None, "GET"))])[0]
+    listed, anonymous = _call(installed, [(status, _direct(None, "GET")), (status, _direct(None, "GET", token=None))])
     assert listed["statusCode"] == 200 and [r["run_id"] for r in listed["body"]["runs"]] == [run_id]
+    assert anonymous["statusCode"] == 401 and run_id not in json.dumps(anonymous)
 
 
 def test_requests_that_are_no_event_or_override_the_deployment_are_refused(installed, cloud_config):
     ledger = Ledger(get_storage(cloud_config), cloud_config['storage']['bucket'])
     apply = _env(cloud_config, "apply")
-    bare, override, config, bad_config = _call(installed, [
+    anonymous, wrong, bare, override, config, chosen, bad_config, unbound = _call(installed, [
+        (apply, _direct({"ephemera_kind": "manual"}, token=None)),  # the issue's request: it started an apply
+        (apply, _direct({"ephemera_kind": "manual"}, token=new_token())),
         (apply, _direct(None, "GET")),  # a bare GET must not start paid work
         (apply, _direct({"ephemera_kind": "manual", "ephemera_action": "reap"})),
         (apply, _direct({"ephemera_kind": "manual", "config": {"storage": {"backend": "localhost"}}})),
+        (apply, _direct({"ephemera_kind": "manual", "run_id": "gpu-20261204t010000"})),
         ({**apply, "EPHEMERA_CONFIG_JSON": "{not json"}, _direct({"ephemera_kind": "manual"})),
+        ({**apply, "EPHEMERA_INVOKE_TOKEN": ""}, _direct({"ephemera_kind": "manual"})),
     ])
+    assert anonymous["statusCode"] == 401 and wrong["statusCode"] == 401, anonymous
     assert bare["statusCode"] == 400 and bare["body"]["error"]["code"] == "EVENT_INVALID", bare
     assert override["statusCode"] == 400 and "fixed by the deployment" in override["body"]["error"]["message"]
     assert config["statusCode"] == 400 and config["body"]["error"]["code"] == "PARAM_INVALID"
+    assert chosen["statusCode"] == 400 and "'run_id'" in chosen["body"]["error"]["message"]
     assert bad_config["statusCode"] == 500 and bad_config["body"]["error"]["code"] == "CONFIG_INVALID"
+    assert unbound["statusCode"] == 500 and "EPHEMERA_INVOKE_TOKEN" in unbound["body"]["error"]["message"]
     assert list(ledger.list()) == []
 
 
 def test_a_fire_outside_the_start_stop_window_is_ignored(installed, cloud_config):
     cloud_config["triggers"][0].update(start_date="2030-01-01T00:00:00Z")
-    late = _call(installed, [(_env(cloud_config, "apply"), _cron_args(cloud_config, "nightly-apply", "2029-06-01T00:00:00Z"))])[0]
-    assert late["statusCode"] == 200 and late["body"]["reason_code"] == "OUTSIDE_SCHEDULE", late
+    code, late = _cron_job(installed, cloud_config, "nightly-apply", "2029-06-01T00:00:00Z")
+    assert code == 0 and late["reason_code"] == "OUTSIDE_SCHEDULE", late
     assert list(Ledger(get_storage(cloud_config), cloud_config['storage']['bucket']).list()) == []
 
 

@@ -23,6 +23,7 @@ import pytest
 
 from ephemera import layout
 from ephemera.config import load_config
+from ephemera.deploy.bound import DIGEST_PARAM, config_digest
 from ephemera.deploy.openwhisk import openwhisk_plan
 from ephemera.deploy.package import build_openwhisk_zip
 from ephemera.model import marker as markers
@@ -68,6 +69,11 @@ def cloud_config(cos_config) -> dict:
                               {"trigger": "done", "action": "destroy"}]})
 
 
+def _bound(config: dict) -> dict:
+    """The package's bound parameters as the deploy's param file has them: the config and its digest."""
+    return {"config": config, DIGEST_PARAM: config_digest(config)}
+
+
 def _payload(config: dict, trigger: str) -> dict:
     """The trigger_payload the deploy gives the platform trigger ``trigger`` (what the feed fires with)."""
     steps = openwhisk_plan(load_config(config), zip_path="z.zip", param_file="p.json")
@@ -83,7 +89,7 @@ def containers(image, action_zip, cloud_config, tmp_path):
         key = (action, json.dumps(bound, sort_keys=True))
         if key not in made:
             made[key] = OpenWhiskContainer(image, action_zip, tmp_path / f"c{len(made)}", action=action,
-                                           bound={"config": cloud_config} if bound is None else bound)
+                                           bound=_bound(cloud_config) if bound is None else bound)
         return made[key]
 
     yield container
@@ -130,7 +136,7 @@ def test_an_action_bound_without_a_published_bundle_names_the_fix(containers, co
     workload's folder, so an action can pack no run bundle: a config bound by hand
     without ``workload.bundle`` fails the run with that key and its fix, and no
     Schematics job is started."""
-    apply = containers("apply", bound={"config": cos_config})
+    apply = containers("apply", bound=_bound(cos_config))
     result = apply.run({"ephemera_kind": "manual", "idempotency_key": "no-bundle"})
     error = result["error"]
     assert error["code"] == "CONFIG_INVALID" and "workload.bundle" in error["message"], result
@@ -168,6 +174,11 @@ def test_malformed_events_and_requests_create_nothing(containers, cloud_config):
     assert bogus["error"]["code"] == "EVENT_INVALID" and "ephemera_kind" in bogus["error"]["message"]
     override = apply.run({"ephemera_kind": "manual", "ephemera_action": "reap"})
     assert override["error"]["code"] == "PARAM_INVALID" and "fixed by the deployment" in override["error"]["message"]
+    # finding 15: the invocation's config ranks over the bound one in the merge; the action refuses it
+    swapped = apply.run({"ephemera_kind": "manual", "config": {**cloud_config, "storage": {"backend": "localhost", "bucket": "x"}}})
+    assert swapped["error"]["code"] == "PARAM_INVALID" and "not the config this deployment bound" in swapped["error"]["message"]
+    named = apply.run({"ephemera_kind": "manual", "config_file": "/tmp/evil.yaml"})
+    assert named["error"]["code"] == "PARAM_INVALID" and "'config_file'" in named["error"]["message"]
     broken = destroy.run({"notification": {"bucket_name": bucket, "event_type": "Object:Delete", "object_name": "k"}})
     assert broken["error"]["code"] == "EVENT_INVALID" and "event_type" in broken["error"]["message"]
     assert len(list(ledger.list())) == before
@@ -175,7 +186,7 @@ def test_malformed_events_and_requests_create_nothing(containers, cloud_config):
 
 def test_malformed_bound_config(containers, cloud_config):
     bad = {**cloud_config, "timeouts": {"hard": "soon"}}
-    result = containers("apply", {"config": bad}).run({"ephemera_kind": "manual"})
+    result = containers("apply", _bound(bad)).run({"ephemera_kind": "manual"})
     assert result["error"]["code"] == "CONFIG_INVALID" and "timeouts.hard" in result["error"]["message"], result
     _secretless(result)
 
