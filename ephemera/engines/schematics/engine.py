@@ -52,10 +52,10 @@ from urllib.parse import urlparse
 from ephemera.config import Config, load_config
 from ephemera.engines.plan import Plan, parse_plan
 from ephemera.engines.schematics.config import REFRESH_TOKEN_CLIENT, SchematicsSettings
+from ephemera.engines.schematics.sdkdebug import sdk_http_debug_contained
 from ephemera.engines.schematics.variables import variablestore
 from ephemera.errors import EngineError, WorkspaceBusyError
 from ephemera.model.runs import Activity
-from ephemera.sdkdebug import sdk_http_debug_contained
 from ephemera.secrets import SDK_SCRUBBER, Scrubber, guard_loggers
 from ephemera.timeutil import now_iso
 
