@@ -128,20 +128,22 @@ def _signal_group(pid: int, sig: int, fallback: bool = True) -> None:
                 pass
 
 
-def _reap(pid: int) -> None:
-    """Collect ``pid``'s exit status if it is our own child that has exited (else nothing)."""
+def _reaped(pid: int) -> bool:
+    """False while ``pid`` is our own child that has not exited; once it has, its exit
+    status is collected here (no zombie is left). True for a process that is not our child."""
     try:
-        os.waitpid(pid, os.WNOHANG)
+        done, _ = os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:  # not our child: its parent (or init) reaps it
-        pass
+        return True
+    return done == pid
 
 
 def _wait_gone(pid: int, timeout: float) -> bool:
-    """Whether ``pid`` is no longer a live agent within ``timeout`` seconds (a zombie is gone)."""
+    """Whether ``pid`` is no longer a live agent within ``timeout`` seconds (a zombie is
+    gone; our own child only once it is reaped)."""
     deadline = time.monotonic() + timeout
     while True:
-        _reap(pid)
-        if not is_agent_process(pid):
+        if _reaped(pid) and not is_agent_process(pid):
             return True
         if time.monotonic() >= deadline:
             return False
