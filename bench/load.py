@@ -1,6 +1,6 @@
 """Load benchmark of the local runtime: many runs at once, and a burst of bucket writes.
 
-    .venv/bin/python bench/load.py [--runs 100] [--writes 1000] [--max-concurrent 16] [--before]
+    .venv/bin/python bench/load.py [--runs 100] [--writes 1000] [--max-concurrent 16] [--busy N] [--before]
 
 First the idle runtime (``bench/idle.py``: alarm -> action start and object write ->
 action start, one at a time), then the load: ``--runs`` alarms, one per workspace,
@@ -10,6 +10,10 @@ runs end, ``--writes`` objects land in the output bucket within a few seconds: t
 runs' completion markers (one per run) and unrelated outputs written by this script.
 One bucket-write trigger binds the markers to ``destroy``. Everything runs under
 ``ephemera up``'s runtime (``run_up``) until every run is DESTROYED.
+
+With ``--busy N``, N CPU burner processes run through the load: on a busy machine
+every run must still end DESTROYED (issue 16, finding 19: a SIGKILLed agent slow to
+exit once left a run DESTROY_FAILED for good).
 
 Printed: alarm lateness (action start minus scheduled time; and run record created
 minus scheduled time), write-to-action latency (destroy action start minus the
@@ -55,6 +59,7 @@ class LoadReport:
     lost: int = 0  # alarms or markers never handled
     duplicates: int = 0  # alarms or markers handled more than once
     leaked_agents: int = 0  # agent processes alive at the end
+    not_destroyed: dict = field(default_factory=dict)  # state -> runs left in it at the end
     wall: float = 0.0  # seconds from the alarm to the last DESTROYED
 
 
@@ -75,6 +80,24 @@ def load_config(home: Path, runs: int, fire_at: datetime, sleep: float) -> dict:
     }
 
 
+BURNER = ("import os\nparent = os.getppid()\n"  # spins until its parent is gone, so none outlives the bench
+          "while os.getppid() == parent:\n    sum(range(100000))\n")
+
+
+def start_burners(count: int) -> list:
+    """``count`` processes that keep a CPU busy each; stop them with :func:`stop_burners`."""
+    import subprocess
+
+    return [subprocess.Popen([sys.executable, "-c", BURNER]) for _ in range(count)]
+
+
+def stop_burners(burners: list) -> None:
+    for proc in burners:
+        proc.kill()
+    for proc in burners:
+        proc.wait()
+
+
 def _noise_writer(ctx: Context, count: int, started: threading.Event, done: list) -> None:
     """Write ``count`` unrelated outputs as fast as possible once the first run is RUNNING."""
     started.wait()
@@ -87,8 +110,8 @@ from idle import pct  # noqa: E402  (one definition of the percentile)
 
 
 def run_load(runs: int = 100, writes: int = 1000, *, home: Path | None = None, max_concurrent: int = 16,
-             lead: float = 3.0, sleep: float = 2.0, timeout: float = 3600.0, warm: bool = True) -> LoadReport:
-    """Run the load and return what was measured (nothing is asserted here)."""
+             lead: float = 3.0, sleep: float = 2.0, timeout: float = 3600.0, warm: bool = True, busy: int = 0) -> LoadReport:
+    """Run the load (with ``busy`` CPU burners alongside) and return what was measured (nothing is asserted here)."""
     from ephemera.triggers.activations import list_activations
     from ephemera.triggers.runtime import run_up
     from ephemera.vm.pids import is_agent_process, read_pid
@@ -109,6 +132,7 @@ def run_load(runs: int = 100, writes: int = 1000, *, home: Path | None = None, m
     timer = threading.Timer(timeout, stop.set)
     timer.start()
     last_check = [0.0]
+    burners = start_burners(busy)
 
     def until() -> bool:
         if time.monotonic() - last_check[0] < 0.5:
@@ -125,8 +149,12 @@ def run_load(runs: int = 100, writes: int = 1000, *, home: Path | None = None, m
     finally:
         timer.cancel()
         first_running.set()
+        stop_burners(burners)
     records = list(ctx.ledger.list())
     report.destroyed = sum(r.state == RunState.DESTROYED for r in records)
+    for r in records:
+        if r.state != RunState.DESTROYED:
+            report.not_destroyed[str(r.state)] = report.not_destroyed.get(str(r.state), 0) + 1
     ends = [datetime.fromisoformat(r.entered_at(RunState.DESTROYED)) for r in records if r.entered_at(RunState.DESTROYED)]
     report.wall = (max(ends) - fire_at).total_seconds() if ends else float("nan")
     for r in records:
@@ -173,6 +201,8 @@ def print_report(rep: LoadReport) -> None:
     print(row("write-to-action latency (marker -> destroy)", rep.write_latency))
     print(f"  runs DESTROYED {rep.destroyed}/{rep.runs}, lost events {rep.lost}, events handled twice {rep.duplicates}, "
           f"leftover agents {rep.leaked_agents}, last DESTROYED {rep.wall:.1f} s after the alarm")
+    if rep.not_destroyed:
+        print(f"  not DESTROYED: {rep.not_destroyed}")
 
 
 # issue 12's goals: (row, unit, target, README's figure before warm workers, how to read it from the reports)
@@ -208,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-concurrent", type=int, default=16, help="invocations at once per lane (ephemera up --max-concurrent)")
     parser.add_argument("--home", help="folder to run in (default: a new temporary folder)")
     parser.add_argument("--before", action="store_true", help="also measure the runtime before warm workers, for comparison")
+    parser.add_argument("--busy", type=int, default=0, help="CPU burner processes running through the load (e.g. one per core)")
     parser.add_argument("--no-idle", dest="idle", action="store_false", help="skip the idle measurement")
     args = parser.parse_args(argv)
     import logging
@@ -218,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     idle = run_idle() if args.idle else IdleReport(0)
     if args.idle:
         print_idle(idle)
-    rep = run_load(args.runs, args.writes, home=Path(args.home) if args.home else None, max_concurrent=args.max_concurrent)
+    rep = run_load(args.runs, args.writes, home=Path(args.home) if args.home else None, max_concurrent=args.max_concurrent,
+                   busy=args.busy)
     print_report(rep)
     before = None
     if args.before:

@@ -9,8 +9,10 @@ source folder) is built into ``--out DIR`` (default ``.ephemera-build``). The co
 secrets go into a parameter file (OpenWhisk) or an env file (Code Engine), mode 0600,
 never onto a command line: a real deploy writes it into a private temporary folder
 removed afterwards; ``--dry-run`` runs nothing and writes every file its commands
-reference into DIR (the secret file 0600, DIR 0700) with the plan as ``DIR/plan.sh``,
-so the printed commands can be run as they are. ``functions-create.sh`` runs
+reference into DIR (the secret file 0600; DIR created 0700 when missing, else it must
+be the caller's and writable by no one else, and its mode is left alone) with the plan
+as ``DIR/plan.sh`` (0700), so the printed commands can be run as they are. Nothing is
+written through a symbolic link. ``functions-create.sh`` runs
 ``openwhisk``.
 
 ``code-engine`` also binds the functions' invoke token (the ``ephemera-invoke``
@@ -24,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import shutil
 import sys
@@ -42,7 +43,7 @@ from ephemera.deploy.code_engine import SECRET, check_runtime, code_engine_plan,
 from ephemera.deploy.openwhisk import openwhisk_plan
 from ephemera.deploy.package import build_openwhisk_zip, build_source_bundle
 from ephemera.errors import EphemeraError
-from ephemera.files import write_private
+from ephemera.files import private_dir, write_private
 from ephemera.runkeys import with_signing_key
 from ephemera.storage import get_storage
 
@@ -80,9 +81,7 @@ def _say(out: TextIO) -> Callable[[str], None]:
 def _secret_dir(dry_run: bool, out_dir: Path) -> tuple[Path, bool]:
     """Where the secret file goes: the plan's folder (kept) for a dry run, else a private temporary folder."""
     if dry_run:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(out_dir, 0o700)
-        return out_dir, False
+        return private_dir(out_dir, "--out"), False
     return Path(tempfile.mkdtemp(prefix="ephemera-deploy-")), True  # mode 0700
 
 
@@ -121,10 +120,8 @@ def _finish(plan_steps, args, out: TextIO, runner: Runner | None, out_dir: Path,
     if not args.dry_run:
         return steps_mod.run(plan_steps, out, runner)
     lines = steps_mod.render(plan_steps)
-    script = out_dir / "plan.sh"
-    script.write_text("#!/usr/bin/env bash\n# written by `ephemera deploy " + args.target + " --dry-run`\nset -euo pipefail\n"
-                      + "\n".join(lines) + "\n")
-    os.chmod(script, 0o700)
+    script = write_private(out_dir / "plan.sh", "#!/usr/bin/env bash\n# written by `ephemera deploy " + args.target
+                           + " --dry-run`\nset -euo pipefail\n" + "\n".join(lines) + "\n", mode=0o700)
     for line in lines:
         print(line, file=out)
     print(f"# plan written to {script}; {secret_file} holds the config's secrets (mode 0600): delete it after use", file=out)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import getpass
-import os
 import sys
 from pathlib import Path
 
@@ -82,6 +81,7 @@ def main(config, run_id: str, out_path: str | None) -> int:
     """Write (or print, secrets masked) the Lithops configs of ``run_id``'s VMs. 0 on success."""
     from ephemera.config import load_config
     from ephemera.errors import EphemeraError
+    from ephemera.files import write_private
     from ephemera.model.ledger import Ledger
     from ephemera.secrets import Scrubber
     from ephemera.storage import get_storage
@@ -106,13 +106,18 @@ def main(config, run_id: str, out_path: str | None) -> int:
         return 0
     base = Path(out_path).expanduser()
     written = []
-    for worker, cfg in configs:
-        path = base if len(configs) == 1 else base.with_name(f"{base.stem}-vm{worker}{base.suffix}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(header.format(worker=worker) + yaml.safe_dump(cfg, sort_keys=False))
-        os.chmod(path, 0o600)
+    paths = [base if len(configs) == 1 else base.with_name(f"{base.stem}-vm{worker}{base.suffix}") for worker, _ in configs]
+    linked = [str(path) for path in paths if path.is_symlink()]
+    if linked:  # checked before any is written: all the configs or none
+        print(f"lithops-config: --out: refusing to write through symbolic links: {', '.join(linked)}; "
+              "remove them or choose another path", file=sys.stderr)
+        return 2
+    for path, (worker, cfg) in zip(paths, configs):
+        try:  # 0600, atomically; a link planted meanwhile is refused or replaced, never followed
+            write_private(path, header.format(worker=worker) + yaml.safe_dump(cfg, sort_keys=False))
+        except EphemeraError as exc:
+            print(f"lithops-config: --out: {exc.message}", file=sys.stderr)
+            return 2
         written.append(str(path))
     for path in written:
         print(f"wrote {path}  (use: LITHOPS_CONFIG_FILE={path})")

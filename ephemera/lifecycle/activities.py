@@ -138,11 +138,14 @@ def record_activity(ctx: Context, run_id: str, activity: Activity) -> RunRecord:
                 record.vm_seconds = vm_seconds(record.vms, datetime.fromisoformat(record.transitions[-1].at))
             else:
                 left = f"; still present: {', '.join(resources)}" if resources else ""
-                # the engine said done but still holds resources: not DESTROYED, and a
-                # later destroy may get past it; a failed destroy needs its cause fixed
+                # Not DESTROYED, and a later destroy may get past it either way: the engine
+                # said done but still holds resources, or its destroy job ran and failed
+                # (a provider error, an agent still exiting after SIGKILL). A cause no retry
+                # fixes (a refused key, a missing permission) is raised by the engine call
+                # itself, not retried; these are, with backoff, up to MAX_DESTROY_ATTEMPTS.
                 incomplete = activity.state == "COMPLETED"
                 error = RunError("DESTROY_INCOMPLETE" if incomplete else "DESTROY_FAILED",
-                                 f"destroy {activity.id} {activity.state.lower()}{left}", activity.log_tail, retryable=incomplete)
+                                 f"destroy {activity.id} {activity.state.lower()}{left}", activity.log_tail, retryable=True)
                 record.fail(error, S.DESTROY_FAILED)
 
     record = ctx.ledger.update(run_id, change)

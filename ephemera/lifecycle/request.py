@@ -20,7 +20,7 @@ from ephemera.locking.workspace_lock import WorkspaceLock
 from ephemera.model.events import Event
 from ephemera.model.jobs import JobSpec, save_job
 from ephemera.model.runids import run_id_for
-from ephemera.model.runs import RunRecord, RunState
+from ephemera.model.runs import RunError, RunRecord, RunState
 from ephemera.runkeys import run_key
 from ephemera.timeutil import now_utc
 
@@ -114,11 +114,34 @@ def request_run(ctx: Context, event: Event) -> RequestOutcome:
             lock.release(run_id, got.token)
             return _duplicate(ctx, run_id)
         save_job(ctx.storage, config.state_bucket, job, run_key(config, run_id))  # signed: VMs check it
+    except Exception as exc:
+        if not ctx.ledger.exists(run_id):
+            lock.release(run_id, got.token)
+        else:
+            _end_unapplied(ctx, run_id, lock, got.token, exc)
+        raise
     except BaseException:
         if not ctx.ledger.exists(run_id):
             lock.release(run_id, got.token)
         raise
     return RequestOutcome(record, True, run_id=run_id)
+
+
+def _end_unapplied(ctx: Context, run_id: str, lock: WorkspaceLock, token: str, exc: Exception) -> None:
+    """The record was written but the job spec was not: nothing was applied, so the run
+    ends now (its error recorded, DESTROYED) and its workspace is free at once, rather
+    than held until the reaper finds it stalled. If storage refuses this too, the
+    reaper still ends it."""
+    why = "the job spec was not stored; nothing was applied"
+    try:
+        ctx.ledger.update(run_id, lambda record: record.fail(RunError.from_exception(exc), S.APPLY_FAILED, why,
+                                                             from_states=frozenset({S.REQUESTED})))
+        ctx.ledger.transition(run_id, S.DESTROYING, why)
+        ctx.ledger.transition(run_id, S.DESTROYED, "nothing was created: the engine was never called")
+        lock.release(run_id, token)
+    except Exception as again:  # noqa: BLE001 - the first error is the one to report
+        log.warning("run %s: not ended after its failed request (the reaper will): %s", run_id,
+                    ctx.scrubber.scrub(getattr(again, "message", None) or f"{type(again).__name__}: {again}"))
 
 
 def run_is_open(ctx: Context):

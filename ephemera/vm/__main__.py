@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         from ephemera.vm.control import stop_agent
 
         if not stop_agent(args.pid_file, args.timeout):
-            print(f"agent of {args.pid_file} did not exit after SIGKILL", file=sys.stderr)
+            print(f"agent of {args.pid_file} was still exiting after SIGKILL; destroy again to confirm it is gone",
+                  file=sys.stderr)
             return 1
         print(f"agent of {args.pid_file}: stopped")
         return 0

@@ -5,7 +5,11 @@ once the agent has written its pid file, and raises :class:`AgentStartError` wit
 log tail if it dies first. ``stop_agent`` is the destroy side: quiet and fast when the
 agent is already gone; SIGTERM to the agent alone (it stops its services itself, so no
 call is reported as a crashed worker), SIGKILL to its whole process group after the
-timeout or for any straggler once it is gone; it confirms the process is gone.
+timeout or for any straggler once it is gone; it confirms the process is gone. A
+process sent SIGKILL is dying, not surviving: on a loaded machine its exit can take
+seconds (all its threads must be scheduled, a write in progress must end), so the
+wait after SIGKILL is long and bounded, reaps it where it is our own child, and counts
+a zombie as gone.
 """
 
 from __future__ import annotations
@@ -46,9 +50,13 @@ def start_agent(config_path: str, worker: int, pid_file: str, log_file: str, tim
     raise AgentStartError(f"agent worker {worker} failed to start (exit {proc.poll()}):\n{log_tail(log_file)}")
 
 
-def stop_agent(pid_file: str, timeout: float = 10.0) -> bool:
+KILL_WAIT = 30.0  # seconds a SIGKILLed agent may take to finish exiting on a busy machine
+
+
+def stop_agent(pid_file: str, timeout: float = 10.0, kill_wait: float = KILL_WAIT) -> bool:
     """Stop the agent of ``pid_file`` and confirm it is gone; True once it is (also when
-    it was already gone), False if it survived SIGKILL."""
+    it was already gone), False if it was still exiting ``kill_wait`` seconds after
+    SIGKILL (a destroy retried later finds it gone)."""
     pid = read_pid(pid_file)
     if pid is None or not is_agent_process(pid):
         if pid is not None:
@@ -61,7 +69,7 @@ def stop_agent(pid_file: str, timeout: float = 10.0) -> bool:
         pass
     if not _wait_gone(pid, timeout):
         _signal_group(pid, signal.SIGKILL)
-        if not _wait_gone(pid, 5.0):
+        if not _wait_gone(pid, kill_wait):
             return False
     _signal_group(pid, signal.SIGKILL, fallback=False)  # stragglers of its session (the agent leads it)
     remove_pid_file(pid_file)
@@ -120,13 +128,26 @@ def _signal_group(pid: int, sig: int, fallback: bool = True) -> None:
                 pass
 
 
+def _reaped(pid: int) -> bool:
+    """False while ``pid`` is our own child that has not exited; once it has, its exit
+    status is collected here (no zombie is left). True for a process that is not our child."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # not our child: its parent (or init) reaps it
+        return True
+    return done == pid
+
+
 def _wait_gone(pid: int, timeout: float) -> bool:
+    """Whether ``pid`` is no longer a live agent within ``timeout`` seconds (a zombie is
+    gone; our own child only once it is reaped)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not is_agent_process(pid):
+    while True:
+        if _reaped(pid) and not is_agent_process(pid):
             return True
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.02)
-    return not is_agent_process(pid)
 
 
 def log_tail(path: str, n: int = 30) -> str:

@@ -33,23 +33,34 @@ def remove_pid_file(path: str) -> None:
         pass
 
 
+def process_state(pid: int) -> str | None:
+    """The one-letter state of ``pid`` in /proc (R, S, D, Z, X, ...); None if unknown."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
 def is_agent_process(pid: int) -> bool:
-    """True if ``pid`` is alive and is an agent (guards against pid reuse)."""
+    """True if ``pid`` is alive and is an agent (guards against pid reuse). An exited
+    process not yet reaped (a zombie, state Z, or X while it is being reaped) is gone."""
+    if process_state(pid) in ("Z", "X"):
+        return False
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except PermissionError:
+        return True  # /proc hides it: it exists
     except OSError:
+        if Path("/proc/self").is_dir():
+            return False  # /proc works and has no such process
         try:
             os.kill(pid, 0)
         except OSError:
             return False
         return True  # no /proc: trust the pid
     if AGENT_CMDLINE_MARK not in cmdline:
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is gone
-    except (OSError, IndexError):
-        return True
+        return False  # another program, or a zombie (its command line is empty)
+    return process_state(pid) not in ("Z", "X")  # it may have exited since the first look
 
 
 def agent_alive(pid_file: str) -> bool:

@@ -11,7 +11,12 @@ string values: ``content-length``, ``etag`` in quotes, ``last-modified``),
 ``list_objects`` dicts with ``Key``, ``Size``, ``ETag`` (in quotes) and
 ``LastModified`` (a datetime), ``put_object`` None; ``upload_file``/``download_file``
 True, or False (logged) when the file or the object is missing. Missing objects and
-buckets raise ``StorageNoSuchKeyError``. ``match_pattern`` uses Lithops' glob rules
+buckets raise ``StorageNoSuchKeyError``. Every bucket, key and prefix is checked by the
+core's rules (ephemera.storage.keys) before any call, in every method and for every
+backend: a key that could leave its bucket ('..', a leading '/', NUL) raises
+``InvalidKeyError`` naming it, also from ``upload_file``/``download_file`` (Lithops'
+S3 backends would store it as a literal name, its localhost backend would follow it
+out of its folder; refusing it loudly beats a logged False). ``match_pattern`` uses Lithops' glob rules
 (lithops_bridge.storage.globber). ``get_object(..., extra_get_args={"Range":
 "bytes=a-b"})`` reads a byte range; ``stream=True`` returns a file-like object.
 """
@@ -27,7 +32,8 @@ from datetime import datetime, timezone
 from email.utils import format_datetime
 from typing import Any, BinaryIO
 
-from ephemera.errors import NoSuchBucketError, NoSuchKeyError, StorageError
+from ephemera.errors import InvalidKeyError, NoSuchBucketError, NoSuchKeyError, StorageError
+from ephemera.storage.keys import validate_bucket, validate_key, validate_prefix
 from lithops_bridge.storage.globber import match
 from lithops_bridge.storage.utils import CloudObject, StorageNoSuchKeyError
 
@@ -58,6 +64,11 @@ def parse_range(extra_get_args: dict | None) -> tuple[int | None, int | None] | 
     if not text.startswith("bytes=") or not sep or not (start or end):
         raise ValueError(f"Range {spec!r} is not 'bytes=START-END'")
     return (int(start) if start else None), (int(end) if end else None)
+
+
+def checked(bucket: str, key: str) -> tuple[str, str]:
+    """(bucket, key) once both pass the core's rules; ``InvalidKeyError`` naming the bad one."""
+    return validate_bucket(bucket), validate_key(key)
 
 
 class Storage:
@@ -99,7 +110,7 @@ class Storage:
 
     # --- objects -------------------------------------------------------------------
     def create_bucket(self, bucket: str) -> None:
-        self._store.create_bucket(bucket)
+        self._store.create_bucket(validate_bucket(bucket))
 
     def put_object(self, bucket: str, key: str, body: str | bytes | BinaryIO) -> None:
         if isinstance(body, str):
@@ -111,9 +122,10 @@ class Storage:
             data = data.encode() if isinstance(data, str) else data
         else:
             raise TypeError(f"body must be str, bytes or a file-like object, got {type(body).__name__}")
-        self._store.put(bucket, key, data)
+        self._store.put(*checked(bucket, key), data)
 
     def get_object(self, bucket: str, key: str, stream: bool = False, extra_get_args: dict | None = None):
+        checked(bucket, key)
         try:
             rng = parse_range(extra_get_args)
             if rng is not None and None in rng:  # open or suffix range: needs the size
@@ -127,9 +139,12 @@ class Storage:
     def upload_file(self, file_name: str, bucket: str, key: str | None = None, extra_args: dict | None = None, config: Any = None) -> bool:
         """Upload a local file; False (logged) if it cannot be read or stored, as in Lithops."""
         key = key or os.path.basename(file_name)
+        checked(bucket, key)
         try:
             with open(file_name, "rb") as fh:
                 self._store.put(bucket, key, fh.read())
+        except InvalidKeyError:  # a refused key is the caller's error, not a failed transfer
+            raise
         except (OSError, StorageError) as exc:
             log.error("upload of %s to %s/%s failed: %s", file_name, bucket, key, exc)
             return False
@@ -137,6 +152,7 @@ class Storage:
 
     def download_file(self, bucket: str, key: str, file_name: str | None = None, extra_args: dict | None = None, config: Any = None) -> bool:
         """Download an object to a local file; False (logged) if it is missing or cannot be written."""
+        checked(bucket, key)
         file_name = file_name or key
         try:
             body = self.get_object(bucket, key, stream=True)
@@ -145,6 +161,8 @@ class Storage:
                 os.makedirs(dirname, exist_ok=True)
             with open(file_name, "wb") as fh:
                 shutil.copyfileobj(body, fh)
+        except InvalidKeyError:
+            raise
         except (OSError, StorageError) as exc:
             log.error("download of %s/%s to %s failed: %s", bucket, key, file_name, exc)
             return False
@@ -152,6 +170,7 @@ class Storage:
 
     def head_object(self, bucket: str, key: str) -> dict:
         """The object's HTTP headers, as Lithops returns them (``ResponseMetadata.HTTPHeaders``)."""
+        checked(bucket, key)
         try:
             info = self._store.head(bucket, key)
         except (NoSuchKeyError, NoSuchBucketError):
@@ -161,11 +180,14 @@ class Storage:
 
     def head_bucket(self, bucket: str) -> dict:
         """The HEAD bucket response (``ResponseMetadata`` with HTTPStatusCode 200)."""
+        validate_bucket(bucket)
         if not self._store.bucket_exists(bucket):
             raise StorageNoSuchKeyError(bucket, "")
         return response(200, {"content-length": "0"})
 
     def list_objects(self, bucket: str, prefix: str | None = None, match_pattern: str | None = None) -> list[dict]:
+        validate_bucket(bucket)
+        validate_prefix(prefix or "")
         if match_pattern is not None:
             match(match_pattern, "")  # a malformed pattern fails before any request
         try:
@@ -180,11 +202,13 @@ class Storage:
 
     def delete_object(self, bucket: str, key: str) -> dict:
         """Delete one object (a missing one is no error); the DELETE response (204)."""
-        self._store.delete(bucket, key)
+        self._store.delete(*checked(bucket, key))
         return response(204)
 
     def delete_objects(self, bucket: str, key_list: list[str]) -> list[dict]:
         """Delete the keys; one response per 1,000 keys (S3's batch size) with ``Deleted``."""
+        for key in key_list:  # all checked before any is deleted
+            checked(bucket, key)
         out = []
         for i in range(0, len(key_list), 1000):
             chunk = key_list[i:i + 1000]

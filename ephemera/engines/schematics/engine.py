@@ -52,6 +52,7 @@ from urllib.parse import urlparse
 from ephemera.config import Config, load_config
 from ephemera.engines.plan import Plan, parse_plan
 from ephemera.engines.schematics.config import REFRESH_TOKEN_CLIENT, SchematicsSettings
+from ephemera.engines.schematics.sdkdebug import sdk_http_debug_contained
 from ephemera.engines.schematics.variables import variablestore
 from ephemera.errors import EngineError, WorkspaceBusyError
 from ephemera.model.runs import Activity
@@ -119,7 +120,8 @@ class SchematicsEngine:
             self._authenticator = IAMAuthenticator(
                 self.settings.api_key, url=self.settings.iam_url, client_id=client_id, client_secret=client_secret
             )
-            service = SchematicsV1(authenticator=self._authenticator)
+            with sdk_http_debug_contained():  # at DEBUG the SDK switches on http.client's wire dump process-wide
+                service = SchematicsV1(authenticator=self._authenticator)
             service.set_service_url(self.settings.service_url)
             _guard_sdk_logs(self._secrets)
             self._service = service

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from ephemera.errors import NoSuchBucketError, NoSuchKeyError, StorageError
+from ephemera.errors import InvalidKeyError, NoSuchBucketError, NoSuchKeyError, StorageError
 from ephemera.storage.base import ObjectInfo, StorageTraits, check_presign_method
 from ephemera.storage.keys import validate_bucket, validate_key, validate_prefix
 
@@ -62,7 +62,15 @@ class LocalhostStorage:
         return self.root / validate_bucket(bucket)
 
     def _path(self, bucket: str, key: str) -> Path:
-        return self.bucket_path(bucket) / validate_key(key)
+        base = self.bucket_path(bucket)
+        path = base / validate_key(key)
+        # Defence in depth: the key's rules keep it in the bucket by name; a symbolic link
+        # planted in the bucket must not lead it out (to read or overwrite another file).
+        real, real_base = os.path.realpath(path), os.path.realpath(base)
+        if os.path.commonpath([real, real_base]) != real_base:
+            raise InvalidKeyError(f"object key {key!r} in bucket '{bucket}' is refused: a symbolic link in the bucket "
+                                  "leads it out of the bucket; remove the link")
+        return path
 
     def _write_tmp(self, data: bytes) -> str:
         if not self._tmp.exists():
