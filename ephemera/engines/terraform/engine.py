@@ -329,6 +329,7 @@ class TerraformEngine:
         for run_dir in self._run_dirs(workspace):
             for vm in sorted((run_dir / "vms").glob("*")):
                 (vm / "agent.json").unlink(missing_ok=True)
+                (vm / "credentials.json").unlink(missing_ok=True)  # a VM stopped between its bootstrap's stages
                 for folder in ("env", "bundle", "home"):
                     shutil.rmtree(vm / folder, ignore_errors=True)
 
