@@ -12,6 +12,7 @@ State bucket (``storage.bucket``)::
     ephemera/credentials/<run_id>/<worker>-<nonce>.json  one VM's storage keys, deleted once read
     ephemera/logs/<run_id>/<source>/<stream>/<chunk>.log  shipped log chunks (see ephemera.model.logs)
     ephemera/notified/<run_id>/<state>.json  one per run and state notified (see ephemera.notify)
+    lithops.jobs/<run_id>/...                the run's Lithops jobs (see lithops_bridge's standalone keys)
 
 Output bucket (``workload.output_bucket``, default the state bucket)::
 
@@ -22,6 +23,8 @@ The completion marker's names, shapes and parsing are :mod:`ephemera.model.marke
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 ROOT = "ephemera"
 RUNS = f"{ROOT}/runs/"
@@ -34,6 +37,7 @@ BUNDLES = f"{ROOT}/bundles/"
 CREDENTIALS = f"{ROOT}/credentials/"
 LOGS = f"{ROOT}/logs/"
 NOTIFIED = f"{ROOT}/notified/"
+LITHOPS_JOBS = "lithops.jobs/"  # the bridge's own prefix (lithops_bridge.constants.JOBS_PREFIX): the core names it here
 
 
 def run_key(run_id: str) -> str:
@@ -94,6 +98,24 @@ def log_chunk_key(run_id: str, source: str, stream: int | str, chunk: str) -> st
     """One chunk of a run's log: ``source`` (boot, agent, workload, engine), ``stream`` (a
     worker index, or an engine activity id) and ``chunk`` (a name that sorts in time)."""
     return f"{log_prefix(run_id)}{source}/{stream}/{chunk}.log"
+
+
+@dataclass(frozen=True)
+class RunPrefixes:
+    """What a run's VMs may touch, as key prefixes: the single source of a VM's scoped rights."""
+
+    read: tuple[str, ...]  # state bucket, read only
+    write: tuple[str, ...]  # state bucket, read, write and delete
+    output: tuple[str, ...]  # output bucket, read, write and delete
+
+
+def run_prefixes(run_id: str, run_output_prefix: str, bundle_sha256: str) -> RunPrefixes:
+    """The prefixes a run's VMs need: the job spec and the run's bundle (read); its heartbeats,
+    logs and Lithops jobs (write); its own output prefix, where the completion markers go
+    (``run_output_prefix``: the job's ``output_prefix``, ``<prefix>/<run_id>/``)."""
+    return RunPrefixes(read=(job_key(run_id), bundle_key(bundle_sha256), bundle_manifest_key(bundle_sha256)),
+                       write=(heartbeat_prefix(run_id), log_prefix(run_id), f"{LITHOPS_JOBS}{run_id}/"),
+                       output=(run_output_prefix,))
 
 
 def notified_key(run_id: str, state: str) -> str:

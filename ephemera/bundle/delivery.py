@@ -3,22 +3,28 @@
 ``prepare_boot(ctx, run)`` gets the run's bundle into the state bucket -- packed now,
 or the one published beforehand that ``workload.bundle`` names
 (:mod:`ephemera.bundle.store`) -- and writes one *boot document* per VM. A boot document
-holds no secret: the run and worker, the storage section without its keys, the
+holds no key: the run and worker, the storage section without its keys, the
 bundle's key, hash and -- where the storage can presign -- a short-lived GET URL,
 and a presigned PUT URL for the run's failure marker (a bootstrap that fails before
 Ephemera is installed still ends the run). How the VM gets storage access:
 
 - with an identity (IBM: a trusted profile through the VPC metadata service) it
   needs nothing more: the bootstrap and the agent authenticate as the VM;
-- otherwise its keys go into a one-time *credentials object*
+- otherwise the storage's spec makes the run's keys
+  (:meth:`~ephemera.storage.spec.StorageBackendSpec.vm_credentials`: on S3 temporary
+  STS keys scoped to the run's prefixes, :func:`ephemera.layout.run_prefixes`; never
+  the controller's own keys for a cloud VM), put in a one-time *credentials object*
   (``ephemera/credentials/<run_id>/<worker>-<nonce>.json``) with presigned GET and
-  DELETE URLs: the VM reads it and deletes it at once; the controller deletes any
-  left over when the run is destroyed.
+  DELETE URLs that expire after ``CREDENTIALS_URL_SECONDS``: stage one of the
+  bootstrap reads it first thing, before installing anything, and deletes it; the
+  controller deletes any left over when the run is destroyed.
 
-URLs expire after ``timeouts.boot`` (a VM that has not booted by then is failed
-anyway). The documents become the Terraform variable ``vm_boot`` (one base64 JSON
-per worker), and the bootstrap program itself ``bootstrap_script`` (gzip + base64),
-so a VM runs the controller's own bootstrap.
+The other URLs expire after ``timeouts.boot`` (a VM that has not booted by then is
+failed anyway). Where the spec offers a presigner (S3: a boot session allowed only
+these objects), it signs every URL, so no URL names the controller's key. The
+documents become the Terraform variable ``vm_boot`` (one base64 JSON per worker,
+declared ``sensitive`` by every stack), and the bootstrap program itself
+``bootstrap_script`` (gzip + base64), so a VM runs the controller's own bootstrap.
 """
 
 from __future__ import annotations
@@ -29,19 +35,25 @@ import json
 import logging
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from ephemera import layout
 from ephemera.bundle.store import BundleRef, run_bundle
+from ephemera.engines import engine_spec
 from ephemera.errors import ConfigError
 from ephemera.model import marker as markers
 from ephemera.runkeys import run_key
 from ephemera.storage import storage_spec
 from ephemera.storage.base import Storage
+from ephemera.storage.spec import RunScope
+from ephemera.timeutil import now_utc
 
 log = logging.getLogger("ephemera.bundle")
 BOOT_FORMAT = 1
 BOOTSTRAP = Path(__file__).resolve().parents[1] / "vm" / "bootstrap.py"
+CREDENTIALS_URL_SECONDS = 600  # the credentials object's URLs: long enough for a VM's first boot, no more
+DEADLINE_MARGIN_SECONDS = 600  # VM keys outlive the hard deadline by this much: the agent's last marker and logs
 
 
 @dataclass(frozen=True)
@@ -70,11 +82,21 @@ def _presign(storage: Storage, bucket: str, key: str, method: str, expires: int,
     return url
 
 
-def _credentials(storage: Storage, bucket: str, run_id: str, worker: int, creds: dict, expires: int) -> dict:
-    key = layout.credentials_key(run_id, worker, secrets.token_hex(8))
+def _credentials(storage: Storage, signer: Storage, bucket: str, key: str, creds: dict) -> dict:
     storage.put(bucket, key, json.dumps(creds).encode())
-    return {"url": _presign(storage, bucket, key, "GET", expires, True),
-            "delete_url": _presign(storage, bucket, key, "DELETE", expires, True)}
+    return {"url": _presign(signer, bucket, key, "GET", CREDENTIALS_URL_SECONDS, True),
+            "delete_url": _presign(signer, bucket, key, "DELETE", CREDENTIALS_URL_SECONDS, True),
+            "expires_in": CREDENTIALS_URL_SECONDS}
+
+
+def run_scope(ctx, run, ref: BundleRef) -> RunScope:
+    """What the run's VMs may reach, and for how long (until the hard deadline, plus a margin)."""
+    job = run.job
+    left = (datetime.fromisoformat(run.hard_deadline) - now_utc()).total_seconds()
+    return RunScope(run_id=run.run_id, state_bucket=ctx.config.state_bucket, output_bucket=job.output_bucket,
+                    prefixes=layout.run_prefixes(run.run_id, job.output_prefix, ref.sha256),
+                    seconds=int(max(0, left)) + DEADLINE_MARGIN_SECONDS,
+                    vms_on_host=engine_spec(ctx.config["engine"]["backend"]).vms_on_host(ctx.config))
 
 
 def remove_credentials(storage: Storage, bucket: str, run_id: str) -> int:
@@ -86,7 +108,7 @@ def remove_credentials(storage: Storage, bucket: str, run_id: str) -> int:
 
 
 def prepare_boot(ctx, run) -> Boot:
-    """Pack and store the run's bundle and write each VM's boot document."""
+    """Pack and store the run's bundle, make the VMs' credentials, and write each VM's boot document."""
     config, storage, bucket = ctx.config, ctx.storage, ctx.config.state_bucket
     backend = config["storage"]["backend"]
     spec = storage_spec(backend)
@@ -96,21 +118,29 @@ def prepare_boot(ctx, run) -> Boot:
     expires = int(config["timeouts"]["boot"])
     by_url = access.identity is None
     job = run.job
+    workers = range(int(job.worker_count or 1))
     marker_key = markers.key(job.output_prefix, success=False)
+    scope = run_scope(ctx, run, ref)
+    creds = spec.vm_credentials(config, access, scope) if access.identity is None else None
+    creds_keys = [layout.credentials_key(run.run_id, w, secrets.token_hex(8)) for w in workers] if creds else []
+    signer = storage
+    if by_url:
+        objects = ([("GET", bucket, ref.key), ("PUT", job.output_bucket, marker_key)]
+                   + [(m, bucket, k) for k in creds_keys for m in ("GET", "DELETE")])
+        signer = spec.vm_presigner(config, scope, objects, max(expires, CREDENTIALS_URL_SECONDS)) or storage
     common = {
         "format": BOOT_FORMAT, "run_id": run.run_id, "worker_count": job.worker_count, "state_bucket": bucket,
         "storage": {"backend": backend, backend: access.section}, "identity": access.identity,
         "extras": list(spec.vm_extras), "hard_deadline": run.hard_deadline, "entry": job.entry,
         "run_key": run_key(config, run.run_id),  # a secret (ephemera.runkeys): vm_boot must be sensitive
         "bundle": {"key": ref.key, "sha256": ref.sha256, "size": ref.size,
-                   "url": _presign(storage, bucket, ref.key, "GET", expires, by_url) if by_url else None},
+                   "url": _presign(signer, bucket, ref.key, "GET", expires, by_url) if by_url else None},
         "marker": {"bucket": job.output_bucket, "key": marker_key,
-                   "url": _presign(storage, job.output_bucket, marker_key, "PUT", expires, by_url) if by_url else None},
+                   "url": _presign(signer, job.output_bucket, marker_key, "PUT", expires, by_url) if by_url else None},
     }
     documents = []
-    for worker in range(int(job.worker_count or 1)):
-        creds = (_credentials(storage, bucket, run.run_id, worker, access.credentials, expires)
-                 if access.credentials else None)
-        documents.append({**common, "worker": worker, "credentials": creds})
+    for worker in workers:
+        delivery = _credentials(storage, signer, bucket, creds_keys[worker], creds) if creds else None
+        documents.append({**common, "worker": worker, "credentials": delivery})
     variables = {**access.variables, "vm_boot": [_encode(d) for d in documents], "bootstrap_script": bootstrap_script()}
     return Boot(bundle=ref, documents=documents, variables=variables)

@@ -41,5 +41,10 @@ class EngineSpec:
         """The cloud region the engine builds VMs in, when the engine itself knows it."""
         return None
 
+    def vms_on_host(self, config: Config) -> bool:
+        """Whether the VMs it builds for this config are processes on the controller's machine
+        (the local stack): only those may be handed what the controller itself holds."""
+        return False
+
     def __repr__(self) -> str:
         return f"<workspace engine {self.name}>"

@@ -11,6 +11,9 @@ spec instead of comparing names:
   and the class's :class:`~ephemera.storage.base.StorageTraits`;
 - how a run's VMs reach it (:class:`VMAccess`): the non-secret part of its section,
   and the credentials delivered once (or none, where the VMs have an identity);
+  :meth:`StorageBackendSpec.vm_credentials` turns them into what one run's VMs get
+  (:class:`RunScope`): a backend that can mint scoped, short-lived keys does so, and
+  no backend hands its own long-lived keys to a VM that is not on this machine;
 - its mapping to and from the Lithops storage section of the same name;
 - the object URL schemes Lithops code uses for it, and the host a bucket-change feed
   watches, when it has one.
@@ -38,6 +41,18 @@ class VMAccess:
     credentials: dict = field(default_factory=dict, repr=False)  # secret keys of that section, delivered once
     identity: dict | None = None  # how VMs authenticate as themselves, e.g. {"kind": "vpc-trusted-profile", ...}; None: keys
     variables: dict = field(default_factory=dict)  # Terraform variables a stack uses to give the VMs that identity
+
+
+@dataclass(frozen=True)
+class RunScope:
+    """One run, as the storage sees it when its VMs' credentials are made."""
+
+    run_id: str
+    state_bucket: str
+    output_bucket: str
+    prefixes: Any  # ephemera.layout.RunPrefixes: what the VMs may read and write
+    seconds: int  # how long the VMs need access: until the run's hard deadline, with a margin
+    vms_on_host: bool = False  # the VMs are processes on the controller's machine (the local stack)
 
 
 class StorageBackendSpec:
@@ -79,6 +94,26 @@ class StorageBackendSpec:
         secret = set(secret_keys(self.sections[self.name])) if self.name in self.sections else set()
         return VMAccess(section={k: v for k, v in own.items() if v is not None and k not in secret},
                         credentials={k: v for k, v in own.items() if v and k in secret})
+
+    def vm_credentials(self, config: Config, access: VMAccess, scope: RunScope) -> dict | None:
+        """The keys one run's VMs get (delivered once through the credentials object), or None.
+        The default hands the section's own secret keys only to VMs on this machine (they
+        could read the config file anyway); a backend that can do better overrides this."""
+        from ephemera.errors import ConfigError
+
+        if not access.credentials:
+            return None
+        if not scope.vms_on_host:
+            raise ConfigError(f"{self.name}.{sorted(access.credentials)[0]}",
+                              f"the {self.name} storage would hand its own long-lived keys to the run's cloud VMs",
+                              "give the VMs an identity of their own, or use a backend that mints per-run credentials")
+        return dict(access.credentials)
+
+    def vm_presigner(self, config: Config, scope: RunScope, objects: list, seconds: int) -> Storage | None:
+        """A client that signs the URLs of a run's boot documents, when it should not be the
+        controller's own (whose key id a SigV4 URL names): ``objects`` lists each
+        ``(method, bucket, key)`` it will sign, for ``seconds``. None: the controller's client."""
+        return None
 
     # --- Lithops ------------------------------------------------------------------------------
     def to_lithops(self, config: Config) -> dict:

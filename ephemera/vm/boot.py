@@ -4,9 +4,10 @@
 :mod:`ephemera.vm.bootstrap` has installed the bundle. It
 
 1. builds the agent's config, ``<root>/agent.json`` (mode 0600): the storage section
-   of the boot document, plus the keys of the one-time credentials object (read by its
-   presigned URL, then deleted by its presigned DELETE URL) when the VM has no
-   identity of its own; a VM that reboots reuses the file;
+   of the boot document, plus the keys stage one read from the one-time credentials
+   object into ``<root>/credentials.json`` (the file is removed once they are in
+   ``agent.json``) when the VM has no identity of its own; a VM that reboots reuses
+   the file;
 2. proves the GPUs the profile promises (:mod:`ephemera.vm.gpu`): a driver that is not
    loaded yet gets one reboot (``reboot`` in the boot document; the bootstrap resumes
    after it), anything else is a failure; stamps ``driver_ready`` with the GPU model,
@@ -38,15 +39,18 @@ log = logging.getLogger("ephemera.vm.boot")
 AGENT_CONFIG = "agent.json"
 
 
+def vm_credentials(boot: dict, root: Path) -> dict:
+    """The storage keys stage one fetched (``<root>/credentials.json``); {} for a VM with an identity."""
+    if not boot.get("credentials"):
+        return {}
+    path = bootstrap.fetch_credentials(root, boot)  # normally done by stage one already: then it only reads the file
+    return json.loads(path.read_text())
+
+
 def vm_config(boot: dict, root: Path) -> dict:
-    """The VM's Ephemera config: the storage section, completed by the one-time credentials."""
+    """The VM's Ephemera config: the storage section, completed by the run's credentials."""
     name = boot["storage"]["backend"]
-    section = dict(boot["storage"].get(name) or {})
-    creds = boot.get("credentials")
-    if creds:
-        section.update(json.loads(bootstrap.http("GET", creds["url"])))
-        bootstrap.http("DELETE", creds["delete_url"])  # read once: nobody reads it again
-        bootstrap.log(root, "credentials read and their object deleted")
+    section = {**dict(boot["storage"].get(name) or {}), **vm_credentials(boot, root)}
     return {"storage": {"backend": name, "bucket": boot["state_bucket"]}, name: section, "home": str(root / "home")}
 
 
@@ -60,6 +64,7 @@ def agent_config(boot: dict, root: Path) -> Path:
                "use_gpu": int((boot.get("gpu") or {}).get("count") or 0) > 0,
                "run_key": boot.get("run_key")}  # the run's key (ephemera.runkeys): checks the job spec, seals the bridge's objects
         write_private(path, json.dumps(cfg, indent=1))
+    (root / bootstrap.CREDENTIALS).unlink(missing_ok=True)  # one copy of the keys: agent.json's
     return path
 
 

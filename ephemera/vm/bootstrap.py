@@ -7,6 +7,11 @@ program (``python -m ephemera.vm.bootstrap``). It reads the VM's *boot document*
 (written by :mod:`ephemera.bundle.delivery`, completed by the stack) and:
 
 1. stamps the phase ``booted``;
+   fetches the VM's storage credentials first thing, when the document has a
+   credentials object (a VM without an identity): its presigned URL lives minutes, so
+   it is read before anything is installed, into ``<root>/credentials.json`` (mode
+   0600, root's alone on a cloud VM), and the object is deleted at once by its
+   presigned DELETE URL; stamps ``credentials_fetched``;
 2. runs the stack's setup script once (packages, NVIDIA driver, uv), if it has one;
 3. fetches the bundle -- by its presigned URL, or, on a VM with an identity, with an
    IAM token of the VM's trusted profile from the VPC metadata service -- checks its
@@ -147,6 +152,43 @@ def object_call(boot: dict, method: str, ref: dict, data: bytes | None = None) -
     return http(method, url, data, {"Authorization": f"Bearer {identity_token(identity)}"})
 
 
+# -- the VM's storage credentials ---------------------------------------------------------------
+
+CREDENTIALS = "credentials.json"
+
+
+def write_secret(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` readable by this user alone (0600 from creation, never through a symlink)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def fetch_credentials(root: Path, boot: dict) -> Path | None:
+    """Read the one-time credentials object into ``<root>/credentials.json`` and delete the object;
+    the file (None when the document has none). A VM that reboots keeps the file it has."""
+    creds = boot.get("credentials")
+    path = root / CREDENTIALS
+    if not creds or path.exists():
+        return path if path.exists() else None
+    try:
+        data = http("GET", creds["url"])
+    except Exception as exc:  # noqa: BLE001 - the URL's lifetime is short on purpose: say so
+        raise BootError(f"could not read the VM's credentials object ({type(exc).__name__}); its URL lives "
+                        f"{creds.get('expires_in', 'a few')} s from apply: a VM that boots later cannot get storage access") from None
+    keys = json.loads(data)
+    if not isinstance(keys, dict):
+        raise BootError("the VM's credentials object is not a JSON object")
+    write_secret(path, json.dumps(keys).encode())
+    http("DELETE", creds["delete_url"])  # read once: nobody reads it again
+    log(root, "credentials read and their object deleted")
+    return path
+
+
 # -- the bundle -------------------------------------------------------------------------------
 
 def fetch_bundle(root: Path, boot: dict) -> Path:
@@ -259,6 +301,8 @@ def bootstrap(boot_file: Path, root: Path) -> Path:
     state = State(root)
     state.phase("booted")
     try:
+        if fetch_credentials(root, boot):  # first: their URL lives minutes, and nothing installed yet can see them
+            state.phase("credentials_fetched")
         setup = boot.get("setup")
         if setup and not state.data.get("setup_done"):
             run(root, ["/bin/bash", setup], "setting the machine up")

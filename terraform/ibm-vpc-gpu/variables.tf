@@ -54,11 +54,12 @@ variable "storage_backend" {
   }
 }
 
-# ---- how the VMs boot (set by Ephemera; no secret) -----------------------------------
+# ---- how the VMs boot (set by Ephemera; no long-lived key) -----------------------------
 
 variable "vm_boot" {
   type        = list(string)
-  description = "One boot document per worker, base64 JSON: the bundle to install, how to reach storage (no secret)."
+  sensitive   = true # short-lived bearer URLs (bundle, failure marker) and per-run values: kept out of plan output
+  description = "One boot document per worker, base64 JSON: the bundle to install, how to reach storage (no long-lived key)."
 }
 
 variable "bootstrap_script" {

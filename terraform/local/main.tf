@@ -42,7 +42,8 @@ variable "boot_dir" {
 variable "vm_boot" {
   type        = list(string)
   default     = []
-  description = "One boot document per VM, base64 JSON, no secret (set by Ephemera; the engine writes them to boot_dir)."
+  sensitive   = true # short-lived bearer URLs and per-run values: kept out of plan output
+  description = "One boot document per VM, base64 JSON, no long-lived key (set by Ephemera; the engine writes them to boot_dir)."
 }
 
 variable "gpu_model" {

@@ -13,6 +13,7 @@ API_KEY = "apikey-7Hq2-SECRET-do-not-log"
 HMAC_ID = "hmacid-4c1d-SECRET-id"
 HMAC_SECRET = "hmacsecret-9f8e-SECRET-value"
 SECRETS = (API_KEY, HMAC_ID, HMAC_SECRET)
+VM_PROFILE = "Profile-0b9a2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"  # the run's VMs' identity (a HMAC controller's keys stay on it)
 
 
 @pytest.fixture
@@ -41,14 +42,16 @@ def ibm_config(iam, schematics) -> dict:
 
 @pytest.fixture
 def cos_config(ibm_config, s3_endpoint, tmp_path, unique_bucket) -> dict:
-    """A cloud config as deployed: IBM COS over HMAC (a local S3 server, a fresh bucket)
-    and Schematics (the fakes); add triggers and rules."""
+    """A cloud config as deployed: IBM COS over HMAC (a local S3 server, a fresh bucket),
+    the VMs' trusted profile, and Schematics (the fakes); add triggers and rules."""
     from ephemera.storage import get_storage
 
     config = {
         **ibm_config,
         "storage": {"backend": "ibm_cos", "bucket": unique_bucket},
-        "ibm_cos": {"endpoint": s3_endpoint, "access_key_id": HMAC_ID, "secret_access_key": HMAC_SECRET},
+        # the controller's HMAC keys stay on it: cloud VMs authenticate as the trusted profile
+        "ibm_cos": {"endpoint": s3_endpoint, "access_key_id": HMAC_ID, "secret_access_key": HMAC_SECRET,
+                    "trusted_profile_id": VM_PROFILE},
         "workspace": {"name": "gpu", "stack": "ibm-vpc-gpu"},
         "home": str(tmp_path / "home"),
     }

@@ -1,5 +1,5 @@
 """terraform/ibm-vpc-gpu, parsed with python-hcl2 and checked: every resource tagged,
-no inbound SSH unless debug_access, no secret variable at all, the instances' identity
+no inbound SSH unless debug_access, no secret variable at all (``vm_boot`` sensitive), the instances' identity
 (metadata service on, the trusted profile linked), a current GPU profile, the newest
 image by number, the real user_data rendered by the stack's own module; `terraform
 validate` where the IBM provider can be installed."""
@@ -88,11 +88,20 @@ def test_no_inbound_ssh_unless_debug_access(stack):
 def test_no_variable_holds_a_secret(stack):
     """No credential is a Terraform variable: the VMs authenticate as their trusted profile
     (or read a one-time presigned credentials object), and in Schematics the provider
-    uses the caller's token."""
+    uses the caller's token. The boot documents carry short-lived bearer URLs and per-run
+    values, so ``vm_boot`` -- and only it -- is ``sensitive`` (Terraform: "Setting a
+    variable as sensitive prevents Terraform from showing its value in the plan or apply
+    output"), in the stack, in the user-data module and in that module's output."""
     variables = stack["variable"]
     assert RUN_VARIABLES | {"vm_boot", "bootstrap_script", "trusted_profile_id"} <= set(variables)
     assert not {n for n in variables if SECRET_NAME.search(n)}, "a variable is named like a secret"
-    assert not [n for n, v in variables.items() if v.get("sensitive")], "nothing should need to be sensitive"
+    assert [n for n, v in variables.items() if v.get("sensitive")] == ["vm_boot"]
+    module = hcl2.load((STACK / "modules" / "user-data" / "main.tf").open())
+    module_vars = {_unq(k): v for block in module["variable"] for k, v in block.items()}
+    module_outs = {_unq(k): v for block in module["output"] for k, v in block.items()}
+    assert module_vars["vm_boot"].get("sensitive") is True and module_outs["user_data"].get("sensitive") is True
+    local = {_unq(k): v for block in hcl2.load((STACK.parent / "local" / "main.tf").open())["variable"] for k, v in block.items()}
+    assert local["vm_boot"].get("sensitive") is True
     for name, out in stack["output"].items():
         value = json.dumps(out["value"])
         for marker in ("vm_boot", "bootstrap", "user_data", "private_key"):

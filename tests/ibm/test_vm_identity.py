@@ -134,3 +134,42 @@ def test_schematics_apply_holds_no_secret_and_its_user_data_boots(ibm_config, sc
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["wheel"].startswith("ephemera-") and bundle.name == boot["bundle"]["sha256"]
     assert [p for m, p, _h, _b in metadata.requests].count("/identity/v1/iam_tokens") >= 1
+
+
+def test_hmac_keys_are_never_handed_to_cloud_vms(ibm_config, schematics, recorded_s3, unique_bucket, tmp_path):
+    """Finding 8 of issue 16: without a trusted profile, a controller with HMAC keys used to
+    put them (long-lived, instance-wide) in a credentials object for every VM, behind a
+    presigned URL in ``vm_boot``. COS cannot mint per-run, scoped, expiring HMAC keys,
+    so the apply is refused with the named field and its fix: nothing is created, no
+    variable is sent to Schematics, no credentials object is written."""
+    url, _log = recorded_s3
+    cfg = {**ibm_config, "home": str(tmp_path / "home"),
+           "storage": {"backend": "ibm_cos", "bucket": unique_bucket},
+           "ibm_cos": {"endpoint": url, "access_key_id": HMAC_ID, "secret_access_key": HMAC_SECRET},
+           "workspace": {"name": "gpu", "stack": "ibm-vpc-gpu", "variables": {"worker_count": 1}}}
+    storage = get_storage(cfg)
+    storage.create_bucket(unique_bucket)
+    applied = actions_apply.main({"config": cfg, "ephemera_kind": "manual"})
+    assert applied["state"] == "DESTROYED" and applied["error"]["code"] == "CONFIG_INVALID", applied
+    assert "ibm_cos.trusted_profile_id" in applied["error"]["message"] and "trusted profile" in applied["error"]["message"]
+    assert not schematics.calls("PUT", "/values") and not schematics.calls("PUT", "/apply")
+    assert not list(storage.list(unique_bucket, "ephemera/credentials/"))
+    for secret in SECRETS:
+        assert secret not in json.dumps(applied)
+
+
+def test_hmac_keys_may_reach_vms_on_the_controllers_own_machine(recorded_s3, unique_bucket, local_config):
+    """VMs of the local stack are processes on the controller's machine (they could read
+    its config file anyway): they still get the HMAC keys, through the one-time object."""
+    from ephemera.bundle.delivery import prepare_boot
+    from ephemera.lifecycle import request_run
+    from ephemera.triggers.events import parse_event
+
+    url, _log = recorded_s3
+    cfg = local_config(storage={"backend": "ibm_cos", "bucket": unique_bucket},
+                       ibm_cos={"endpoint": url, "access_key_id": HMAC_ID, "secret_access_key": HMAC_SECRET})
+    ctx = Context(cfg)
+    ctx.storage.create_bucket(unique_bucket)
+    run = request_run(ctx, parse_event({"idempotency_key": "local-hmac"})).run
+    boot = prepare_boot(ctx, run)
+    assert boot.documents[0]["credentials"]["url"] and HMAC_SECRET not in json.dumps(boot.variables)

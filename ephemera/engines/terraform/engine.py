@@ -68,6 +68,19 @@ def host_site_packages() -> list[str]:
     return sorted({paths["purelib"], paths["platlib"]})
 
 
+
+def declared_variables(stack_dir: Path) -> set[str]:
+    """The variable names a stack's ``.tf`` files declare."""
+    names: set[str] = set()
+    for tf in stack_dir.glob("*.tf"):
+        names.update(_VARIABLE_RE.findall(tf.read_text()))
+    return names
+
+
+def local_vms(stack_dir: Path) -> bool:
+    """The stack's VMs are processes on this machine: it declares ``boot_dir`` and ``agent_dir``."""
+    return {"boot_dir", "agent_dir"} <= declared_variables(stack_dir)
+
 class TerraformEngine:
     """:class:`~ephemera.engines.base.WorkspaceEngine` and ``OrphanSweeper`` on this machine."""
 
@@ -92,10 +105,7 @@ class TerraformEngine:
         return self.settings.runs_dir / run_id
 
     def declared_variables(self) -> set[str]:
-        names: set[str] = set()
-        for tf in self.settings.stack_dir.glob("*.tf"):
-            names.update(_VARIABLE_RE.findall(tf.read_text()))
-        return names
+        return declared_variables(self.settings.stack_dir)
 
     # WorkspaceEngine -------------------------------------------------------------------
     def apply(self, workspace: str, run_id: str, variables: dict, secure_variables: dict) -> Activity:
@@ -319,6 +329,7 @@ class TerraformEngine:
         for run_dir in self._run_dirs(workspace):
             for vm in sorted((run_dir / "vms").glob("*")):
                 (vm / "agent.json").unlink(missing_ok=True)
+                (vm / "credentials.json").unlink(missing_ok=True)  # a VM stopped between its bootstrap's stages
                 for folder in ("env", "bundle", "home"):
                     shutil.rmtree(vm / folder, ignore_errors=True)
 

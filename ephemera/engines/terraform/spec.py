@@ -19,6 +19,12 @@ class TerraformSpec(EngineSpec):
     engine_class = "ephemera.engines.terraform.engine:TerraformEngine"
     state_on_host = True  # state files and stacks in the Ephemera home of the machine that applies
 
+    def vms_on_host(self, config) -> bool:
+        from ephemera.engines.terraform.config import resolve_stack
+        from ephemera.engines.terraform.engine import local_vms
+
+        return local_vms(resolve_stack(config["workspace"]["stack"]))
+
     def check(self, config) -> None:
         from ephemera.engines.terraform.checks import check_settings
 

@@ -3,6 +3,12 @@
 ``endpoint`` empty means AWS itself; otherwise any S3-compatible URL such as
 ``http://127.0.0.1:9000`` (MinIO). Keys empty means the AWS default credential chain
 (environment, profile, instance role). Secret fields are kept out of ``repr``.
+
+The ``vm_*`` and ``sts_endpoint`` fields say how a run's VMs get their own per-run,
+prefix-scoped, short-lived keys (:mod:`ephemera.storage.aws_s3.sts`); they stay on the
+controller. Key *ids* are declared secret like the rest of a key: AWS calls the access
+key id not a secret, but it names the account and is half the credential, and masking
+it costs nothing; it never reaches Terraform either way.
 """
 
 from __future__ import annotations
@@ -24,6 +30,11 @@ class S3Section(Section):
     access_key_id: Optional[str] = secret("access key id; empty: the AWS default credential chain")
     secret_access_key: Optional[str] = secret("secret access key, with access_key_id")
     session_token: Optional[str] = secret("session token of temporary (STS) keys")
+    vm_role_arn: Optional[str] = Field(None, description="IAM role the controller assumes (STS AssumeRole) to mint each run's "
+                                       "VM credentials; empty: GetFederationToken with the configured keys")
+    vm_role_max_session_seconds: int = Field(3600, ge=900, le=43200, description="the role's MaxSessionDuration: a run "
+                                             "whose hard timeout needs longer VM credentials is refused")
+    sts_endpoint: Optional[str] = Field(None, description="STS endpoint; default: aws_s3.endpoint when set (moto, MinIO), else AWS's")
 
 
 @dataclass(frozen=True)

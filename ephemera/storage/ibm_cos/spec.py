@@ -3,8 +3,12 @@
 It reads ``ibm_cos`` and the shared IBM account section ``ibm`` (its API key is
 the IAM fallback). VMs get the region and endpoint (the region's direct endpoint
 unless one is set: they live in a VPC) and either the trusted profile they
-authenticate as (``trusted_profile_id``: no key on the VM at all) or the HMAC keys,
-delivered once through a presigned object. An IAM API key is never handed to a VM.
+authenticate as (``trusted_profile_id``: no key on the VM at all). No key is ever
+handed to a cloud VM: COS has no way to mint per-run, scoped, short-lived HMAC keys,
+so a controller with HMAC keys and no trusted profile is refused at apply (its keys
+are the whole instance's, valid until revoked). Only VMs on the controller's own
+machine (the local stack), which could read the config file anyway, get the HMAC
+keys, delivered once through a presigned object. An IAM API key is never handed to a VM.
 
 Lithops' ``ibm_cos`` section takes credentials from its ``ibm`` section too; it
 names the IAM key ``api_key`` or ``iam_api_key``, and may carry a
@@ -20,7 +24,7 @@ from ephemera.ibm import IBMAccount
 from ephemera.storage.aws_s3.spec import complete_s3_compatible
 from ephemera.storage.ibm_cos.config import DOMAIN, COSSection, cos_endpoint, cos_settings
 from ephemera.storage.ibm_cos.identity import IDENTITY_KIND, METADATA_VERSION
-from ephemera.storage.spec import StorageBackendSpec, VMAccess
+from ephemera.storage.spec import RunScope, StorageBackendSpec, VMAccess
 
 LITHOPS_PARENT = "ibm"  # the Lithops section whose keys the ibm_cos section inherits
 FROM_LITHOPS_KEYS = ("region", "endpoint", "access_key_id", "secret_access_key", "service_instance_id", "auth_endpoint")
@@ -55,6 +59,16 @@ class IBMCOSSpec(StorageBackendSpec):
         raise ConfigError("ibm_cos.trusted_profile_id", "missing: with IAM the run's VMs need an identity of their own "
                           "(an API key is never handed to a VM, and COS presigns only with HMAC keys)",
                           "create a trusted profile for the VMs (README, 'VM identity') and set its id, or use HMAC keys")
+
+    def vm_credentials(self, config, access: VMAccess, scope: RunScope) -> dict | None:
+        if access.identity is not None or not access.credentials:
+            return None
+        if not scope.vms_on_host:
+            raise ConfigError("ibm_cos.trusted_profile_id", "missing: the run's cloud VMs would get the controller's HMAC keys "
+                              "(long-lived, instance-wide: COS cannot scope or expire them per run)",
+                              "create a trusted profile for the VMs (README, 'VM identity') and set ibm_cos.trusted_profile_id; "
+                              "the controller may keep its HMAC keys, the VMs then authenticate as the profile")
+        return dict(access.credentials)
 
     def to_lithops(self, config) -> dict:
         """Ephemera's own resolution: the endpoint derived from region and endpoint_type, HMAC

@@ -1,4 +1,4 @@
-# One VM's cloud-init user_data: the boot document Ephemera wrote (no secret) completed
+# One VM's cloud-init user_data: the boot document Ephemera wrote (no long-lived key) completed
 # with what the stack knows (GPUs the profile promises, the setup script, reboot), the
 # bootstrap program, the setup script and the systemd unit that runs the bootstrap at
 # every boot until the run ends. No provider: it is a pure function, so the tests
@@ -16,6 +16,7 @@ variable "run_id" {
 
 variable "vm_boot" {
   type        = string
+  sensitive   = true
   description = "This VM's boot document, base64 JSON (from Ephemera)."
 }
 
@@ -83,8 +84,9 @@ locals {
 }
 
 output "user_data" {
-  description = "The cloud-init user_data of this VM."
+  description = "The cloud-init user_data of this VM (it carries the boot document: sensitive)."
   value       = local.user_data
+  sensitive   = true
 }
 
 output "gpu" {
