@@ -3,7 +3,8 @@
 ``prepare_boot(ctx, run)`` gets the run's bundle into the state bucket -- packed now,
 or the one published beforehand that ``workload.bundle`` names
 (:mod:`ephemera.bundle.store`) -- and writes one *boot document* per VM. A boot document
-holds no key: the run and worker, the storage section without its keys, the
+holds no storage key and one secret, the run's key (:mod:`ephemera.runkeys`: it checks
+the job spec and seals the bridge's objects, and dies with the run): the run and worker, the storage section without its keys, the
 bundle's key, hash and -- where the storage can presign -- a short-lived GET URL,
 and a presigned PUT URL for the run's failure marker (a bootstrap that fails before
 Ephemera is installed still ends the run). How the VM gets storage access:
@@ -23,7 +24,8 @@ The other URLs expire after ``timeouts.boot`` (a VM that has not booted by then 
 failed anyway). Where the spec offers a presigner (S3: a boot session allowed only
 these objects), it signs every URL, so no URL names the controller's key. The
 documents become the Terraform variable ``vm_boot`` (one base64 JSON per worker,
-declared ``sensitive`` by every stack), and the bootstrap program itself
+declared ``sensitive`` by every stack and handed to the engine as a secure variable,
+which Schematics never shows again), and the bootstrap program itself
 ``bootstrap_script`` (gzip + base64), so a VM runs the controller's own bootstrap.
 """
 
@@ -62,7 +64,8 @@ class Boot:
 
     bundle: BundleRef  # recorded in the run
     documents: list  # one boot document (dict) per worker
-    variables: dict  # the Terraform variables carrying them (no secret)
+    variables: dict  # the Terraform variables that carry no secret (the bootstrap program, identity names)
+    secure_variables: dict  # those that do: vm_boot (each document holds the run key)
 
 
 def _encode(doc: dict) -> str:
@@ -142,5 +145,6 @@ def prepare_boot(ctx, run) -> Boot:
     for worker in workers:
         delivery = _credentials(storage, signer, bucket, creds_keys[worker], creds) if creds else None
         documents.append({**common, "worker": worker, "credentials": delivery})
-    variables = {**access.variables, "vm_boot": [_encode(d) for d in documents], "bootstrap_script": bootstrap_script()}
-    return Boot(bundle=ref, documents=documents, variables=variables)
+    variables = {**access.variables, "bootstrap_script": bootstrap_script()}
+    return Boot(bundle=ref, documents=documents, variables=variables,
+                secure_variables={"vm_boot": [_encode(d) for d in documents]})

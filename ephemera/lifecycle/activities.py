@@ -31,10 +31,11 @@ RECORD_RESERVE_SECONDS = 5.0  # kept back from a busy retry for writing the reco
 
 
 def stack_variables(ctx: Context, run: RunRecord) -> tuple[dict, dict]:
-    """The Terraform variables of a run: (plain, secure). No secret goes to Terraform: the
-    VMs reach storage by their identity or a one-time credentials object (see
-    :func:`ephemera.bundle.delivery.prepare_boot`), and the IBM provider in Schematics
-    uses the caller's token; ``secure`` stays empty."""
+    """The Terraform variables of a run: (plain, secure). No storage key goes to
+    Terraform: the VMs reach storage by their identity or a one-time credentials object
+    (see :func:`ephemera.bundle.delivery.prepare_boot`), and the IBM provider in
+    Schematics uses the caller's token. The boot documents, which carry the run's key,
+    are added to ``secure`` by :func:`apply_run`."""
     config = ctx.config
     deadline = datetime.fromisoformat(run.hard_deadline)
     plain = {
@@ -70,6 +71,7 @@ def apply_run(ctx: Context, run: RunRecord, *, busy_wait: float = BUSY_RETRY_SEC
         boot = prepare_boot(ctx, run)  # the run's bundle, and what each VM boots from
         ctx.ledger.update(run.run_id, lambda record: setattr(record, "bundle", boot.bundle.to_dict()))
         plain.update(boot.variables)
+        secure.update(boot.secure_variables)
         engine = ctx.engine
     except Exception as exc:  # noqa: BLE001 - e.g. a missing workload.source: recorded, nothing applied
         failed = record_failure(ctx, run.run_id, RunError.from_exception(exc), S.APPLY_FAILED, from_states=frozenset({S.APPLYING}))

@@ -77,4 +77,5 @@ def run_variables(ctx, run) -> tuple[dict, dict]:
     from ephemera.lifecycle import stack_variables
 
     plain, secure = stack_variables(ctx, run)
-    return {**plain, **prepare_boot(ctx, run).variables}, secure
+    boot = prepare_boot(ctx, run)
+    return {**plain, **boot.variables}, {**secure, **boot.secure_variables}

@@ -124,9 +124,9 @@ def test_s3_boot_documents_hold_no_master_key_and_no_url_leads_to_one(local_conf
     prefixes, through a URL that expires in at most ten minutes."""
     ctx, run = _run(s3_config(local_config, s3_endpoint, unique_bucket))
     variables, secure = run_variables(ctx, run)
-    assert secure == {}
-    docs = _documents(variables)
-    urls = assert_no_master_key_within_reach([json.dumps(variables), *map(json.dumps, docs)])
+    assert set(secure) == {"vm_boot"}  # the documents carry the run key: a secure variable
+    docs = _documents(secure)
+    urls = assert_no_master_key_within_reach([json.dumps(variables), json.dumps(secure), *map(json.dumps, docs)])
     assert urls, "the S3 boot documents carry presigned URLs"
     presigned = [u for u in urls if "?" in u]
     assert len(presigned) == 4  # bundle GET, marker PUT, credentials GET and DELETE
@@ -175,8 +175,8 @@ def test_assume_role_sends_the_run_policy_and_a_duration_within_the_role(local_c
     from moto.sts.models import sts_backends
 
     ctx, run = _run(s3_config(local_config, s3_endpoint, unique_bucket, vm_role_arn=ROLE))
-    variables, _ = run_variables(ctx, run)
-    assert_no_master_key_within_reach([json.dumps(variables), *map(json.dumps, _documents(variables))])
+    variables, secure = run_variables(ctx, run)
+    assert_no_master_key_within_reach([json.dumps(variables), *map(json.dumps, _documents(secure))])
     name, params = sent_to_sts[0]
     assert name == "AssumeRole" and params["RoleArn"] == ROLE and run.run_id[:40] in params["RoleSessionName"]
     assert 900 <= params["DurationSeconds"] <= 3600
