@@ -1,12 +1,15 @@
 """Requesting a run: one run per event, one open run per workspace.
 
 An event becomes a run record (REQUESTED) and the job spec its VMs read, under the
-workspace lock; a duplicate delivery finds the existing run. The run id comes from
-the event (:mod:`ephemera.model.runids`).
+workspace lock. The run id is random (:mod:`ephemera.model.runids`); a request never
+chooses it. A duplicate delivery finds the run through the event's claim
+(:mod:`ephemera.lifecycle.event_claims`). A run's prefixes must be empty before its
+record is created: anything there was planted, and the request is refused.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -15,11 +18,12 @@ from ephemera import layout
 from ephemera.config import WORKSPACE_NAME_FIX, is_workspace_name
 from ephemera.context import Context
 from ephemera.engines import engine_spec
-from ephemera.errors import EphemeraError, ParamError, RunNotFoundError
+from ephemera.errors import EphemeraError, NoSuchKeyError, ParamError, RunNotFoundError, RunPrefixNotEmptyError
+from ephemera.lifecycle.event_claims import EventClaims
 from ephemera.locking.workspace_lock import WorkspaceLock
 from ephemera.model.events import Event
 from ephemera.model.jobs import JobSpec
-from ephemera.model.runids import run_id_for
+from ephemera.model.runids import event_identity, new_run_id, refuse_chosen_run_id
 from ephemera.model.runs import RunRecord, RunState
 from ephemera.timeutil import now_utc
 
@@ -33,7 +37,7 @@ class RequestOutcome:
     created: bool  # False for a duplicate event or a busy workspace
     reason: str = ""  # why nothing was created
     duplicate: bool = False  # the event was already handled (or is being handled)
-    run_id: str = ""  # the event's run id (also for a duplicate whose record is not written yet)
+    run_id: str = ""  # the run's id (also for a duplicate whose record is not written yet)
 
 
 def _workload_params(config, event: Event) -> dict:
@@ -75,17 +79,46 @@ def _duplicate(ctx: Context, run_id: str, why: str = "") -> RequestOutcome:
     return RequestOutcome(run, False, why or f"duplicate event: run '{run_id}' already exists", duplicate=True, run_id=run_id)
 
 
+def event_claims(ctx: Context) -> EventClaims:
+    """The event claims; a claim without a run record is "in progress" for one action timeout."""
+    return EventClaims(ctx.storage, ctx.config.state_bucket, grace=ctx.config["timeouts"]["action"])
+
+
 def request_run(ctx: Context, event: Event) -> RequestOutcome:
     """Create the run record for an event, at most once per event and one open run per workspace.
 
-    Order matters: the workspace lock first (one open run per workspace), then the
-    record (``put_if_absent``: one run per event), then the job spec the VMs read. A
-    crash between any two steps leaves a lock or record that the reaper ends."""
+    Order matters: the event's claim first (one run per event), then the workspace
+    lock (one open run per workspace), then the record, then the job spec the VMs
+    read. A request that creates no record gives the claim back, so a redelivery
+    may try again. A crash between any two steps leaves a claim (taken over after
+    the action timeout), a lock or a record that the reaper ends."""
+    refuse_chosen_run_id(event)
+    workspace = _workspace(ctx.config, event)
+    now = now_utc()
+    run_id = new_run_id(workspace, now)
+    identity = event_identity(event, workspace, now)
+    if identity is None:  # a manual request without idempotency_key: always a new run
+        return _request(ctx, event, workspace, run_id)
+    claims = event_claims(ctx)
+    claim = claims.claim(identity, run_id, ctx.ledger.exists)
+    if not claim.won:
+        if claim.run_id and not ctx.ledger.exists(claim.run_id):
+            return _duplicate(ctx, claim.run_id, f"duplicate event: run '{claim.run_id}' is being requested by another invocation")
+        return _duplicate(ctx, claim.run_id)
+    try:
+        outcome = _request(ctx, event, workspace, run_id)
+    except BaseException:
+        if not ctx.ledger.exists(run_id):
+            claims.release(identity, claim)
+        raise
+    if not outcome.created:
+        claims.release(identity, claim)
+    return outcome
+
+
+def _request(ctx: Context, event: Event, workspace: str, run_id: str) -> RequestOutcome:
+    """Create run ``run_id`` for ``event``: check its prefixes, lock, record, job spec."""
     config = ctx.config
-    workspace = _workspace(config, event)
-    run_id = run_id_for(event, workspace)
-    if ctx.ledger.exists(run_id):
-        return _duplicate(ctx, run_id)
     now = now_utc()
     hard = config["timeouts"]["hard"]
     deadline = now + timedelta(seconds=hard)
@@ -100,24 +133,49 @@ def request_run(ctx: Context, event: Event) -> RequestOutcome:
         worker_count=_worker_count(config),
         hard_deadline=deadline.isoformat(),
     )
+    refuse_planted(ctx, job)
     lock = workspace_lock(ctx, workspace)
     got = lock.acquire(run_id, expires=deadline + timedelta(seconds=config["timeouts"]["soft"]), is_open=run_is_open(ctx))
     if not got.acquired:
-        if got.holder == run_id:
-            return _duplicate(ctx, run_id, f"duplicate event: run '{run_id}' is being requested by another invocation")
         return RequestOutcome(None, False, f"workspace '{workspace}' is busy with run '{got.holder}'", run_id=run_id)
     record = RunRecord(run_id=run_id, workspace=workspace, engine=config["engine"]["backend"],
                        hard_deadline=deadline.isoformat(), event=event.to_dict(), job=job)
     try:
-        if not ctx.ledger.create(record):
-            lock.release(run_id, got.token)
-            return _duplicate(ctx, run_id)
+        if not ctx.ledger.create(record):  # planted since refuse_planted() looked
+            raise RunPrefixNotEmptyError(run_id, [f"{config.state_bucket}/{layout.run_key(run_id)}"])
         ctx.storage.put(config.state_bucket, layout.job_key(run_id), job.to_json())
     except BaseException:
         if not ctx.ledger.exists(run_id):
             lock.release(run_id, got.token)
         raise
     return RequestOutcome(record, True, run_id=run_id)
+
+
+PLANTED_SHOWN = 5  # objects a refusal names per prefix
+
+
+def refuse_planted(ctx: Context, job: JobSpec) -> None:
+    """Refuse (RUN_PREFIX_NOT_EMPTY, logged as an error) when anything exists under the
+    new run's prefixes: its id is random and not yet written anywhere but its event
+    claim, so whatever is there was planted for the run to use (a pickle in its job
+    queue, a record, a job spec). Nothing is deleted: the operator inspects it."""
+    bucket, run_id = job.state_bucket, job.run_id
+    found = []
+    for prefix in layout.run_prefixes(run_id):
+        if not prefix.endswith("/"):  # one key: a listing of its folder could be long
+            try:
+                ctx.storage.head(bucket, prefix)
+                found.append(f"{bucket}/{prefix}")
+            except NoSuchKeyError:
+                pass
+            continue
+        found += [f"{bucket}/{o.key}" for o in itertools.islice(ctx.storage.list(bucket, prefix), PLANTED_SHOWN)]
+    outputs = ctx.storage.list(job.output_bucket, job.output_prefix)
+    found += [f"{job.output_bucket}/{o.key}" for o in itertools.islice(outputs, PLANTED_SHOWN)]
+    if found:
+        exc = RunPrefixNotEmptyError(run_id, found)
+        log.error("SECURITY: %s", exc.message)
+        raise exc
 
 
 def run_is_open(ctx: Context):
