@@ -107,6 +107,9 @@ def request_run(ctx: Context, event: Event) -> RequestOutcome:
         return _duplicate(ctx, claim.run_id)
     try:
         outcome = _request(ctx, event, workspace, run_id)
+    except RunPrefixNotEmptyError:  # a planted record is no run of this event
+        claims.release(identity, claim)
+        raise
     except BaseException:
         if not ctx.ledger.exists(run_id):
             claims.release(identity, claim)
@@ -141,13 +144,16 @@ def _request(ctx: Context, event: Event, workspace: str, run_id: str) -> Request
     record = RunRecord(run_id=run_id, workspace=workspace, engine=config["engine"]["backend"],
                        hard_deadline=deadline.isoformat(), event=event.to_dict(), job=job)
     try:
-        if not ctx.ledger.create(record):  # planted since refuse_planted() looked
-            raise RunPrefixNotEmptyError(run_id, [f"{config.state_bucket}/{layout.run_key(run_id)}"])
-        ctx.storage.put(config.state_bucket, layout.job_key(run_id), job.to_json())
+        created = ctx.ledger.create(record)
     except BaseException:
         if not ctx.ledger.exists(run_id):
             lock.release(run_id, got.token)
         raise
+    if not created:  # planted since refuse_planted() looked
+        lock.release(run_id, got.token)
+        raise _refusal(run_id, [f"{config.state_bucket}/{layout.run_key(run_id)}"])
+    # a crash from here leaves a record without job spec: the reaper ends it (the action died)
+    ctx.storage.put(config.state_bucket, layout.job_key(run_id), job.to_json())
     return RequestOutcome(record, True, run_id=run_id)
 
 
@@ -173,9 +179,13 @@ def refuse_planted(ctx: Context, job: JobSpec) -> None:
     outputs = ctx.storage.list(job.output_bucket, job.output_prefix)
     found += [f"{job.output_bucket}/{o.key}" for o in itertools.islice(outputs, PLANTED_SHOWN)]
     if found:
-        exc = RunPrefixNotEmptyError(run_id, found)
-        log.error("SECURITY: %s", exc.message)
-        raise exc
+        raise _refusal(run_id, found)
+
+
+def _refusal(run_id: str, found: list[str]) -> RunPrefixNotEmptyError:
+    exc = RunPrefixNotEmptyError(run_id, found)
+    log.error("SECURITY: %s", exc.message)  # keys are shown with repr: a planted name forges no line
+    return exc
 
 
 def run_is_open(ctx: Context):

@@ -113,8 +113,10 @@ def test_functions_handle_the_documented_shapes(installed, cloud_config):
                                     (apply, _cron_args(cloud_config, "nightly-apply", "2026-12-03T01:00:00Z", body_key="body"))])
     assert cron["statusCode"] == 200 and cron["headers"]["Content-Type"] == "application/json", cron
     run_id = cron["body"]["run_id"]
-    assert cron["body"]["state"] == "APPLYING" and run_id == "gpu-20261203t010000"  # the fire time names the run
+    assert cron["body"]["state"] == "APPLYING" and run_id.startswith("gpu-")  # a random id, not the fire time
+    assert "20261203t010000" not in run_id and ledger.get(run_id).event["time"].startswith("2026-12-03T01:00:00")
     assert again["statusCode"] == 200 and again["body"]["duplicate"] is True  # the same fire, data in `body`
+    assert again["body"]["run_id"] == run_id
     assert ledger.get(run_id).job.params == {"folds": 3}
     polled = _call(installed, [(status, _direct({"run_id": run_id})), (status, _direct({"run_id": run_id}))])
     assert [p["body"]["run"]["state"] for p in polled] == ["APPLYING", "RUNNING"]
