@@ -94,11 +94,12 @@ def request_run(ctx: Context, event: Event) -> RequestOutcome:
     the action timeout), a lock or a record that the reaper ends."""
     refuse_chosen_run_id(event)
     workspace = _workspace(ctx.config, event)
+    params = _workload_params(ctx.config, event)  # every input checked before anything is written
     now = now_utc()
     run_id = new_run_id(workspace, now)
     identity = event_identity(event, workspace, now)
     if identity is None:  # a manual request without idempotency_key: always a new run
-        return _request(ctx, event, workspace, run_id)
+        return _request(ctx, event, workspace, run_id, params)
     claims = event_claims(ctx)
     claim = claims.claim(identity, run_id, ctx.ledger.exists)
     if not claim.won:
@@ -106,7 +107,7 @@ def request_run(ctx: Context, event: Event) -> RequestOutcome:
             return _duplicate(ctx, claim.run_id, f"duplicate event: run '{claim.run_id}' is being requested by another invocation")
         return _duplicate(ctx, claim.run_id)
     try:
-        outcome = _request(ctx, event, workspace, run_id)
+        outcome = _request(ctx, event, workspace, run_id, params)
     except RunPrefixNotEmptyError:  # a planted record is no run of this event
         claims.release(identity, claim)
         raise
@@ -119,7 +120,7 @@ def request_run(ctx: Context, event: Event) -> RequestOutcome:
     return outcome
 
 
-def _request(ctx: Context, event: Event, workspace: str, run_id: str) -> RequestOutcome:
+def _request(ctx: Context, event: Event, workspace: str, run_id: str, params: dict) -> RequestOutcome:
     """Create run ``run_id`` for ``event``: check its prefixes, lock, record, job spec."""
     config = ctx.config
     now = now_utc()
@@ -129,7 +130,7 @@ def _request(ctx: Context, event: Event, workspace: str, run_id: str) -> Request
         run_id=run_id,
         workspace=workspace,
         entry=config["workload"]["entry"],
-        params=_workload_params(config, event),
+        params=params,
         state_bucket=config.state_bucket,
         output_bucket=config.output_bucket,
         output_prefix=layout.output_prefix(config["workload"]["output_prefix"], run_id),

@@ -129,6 +129,9 @@ def test_a_request_never_chooses_the_run_id(config, ctx):
         assert result["error"]["code"] == "PARAM_INVALID", result
         assert "'run_id'" in result["error"]["message"] and "idempotency_key" in result["error"]["message"]
     assert list(ctx.ledger.list()) == [] and listed(ctx, ctx.config.state_bucket, layout.EVENTS) == []
+    bad_params = apply.main({"config": config, **ALARM, "params": "not an object"})
+    assert bad_params["error"]["code"] == "PARAM_INVALID"
+    assert listed(ctx, ctx.config.state_bucket, layout.EVENTS) == []  # refused before the event was claimed
 
 
 def test_objects_planted_under_the_new_run_id_refuse_the_request(config, ctx, monkeypatch, caplog):
