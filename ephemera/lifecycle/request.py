@@ -18,7 +18,8 @@ from ephemera import layout
 from ephemera.config import WORKSPACE_NAME_FIX, is_workspace_name
 from ephemera.context import Context
 from ephemera.engines import engine_spec
-from ephemera.errors import EphemeraError, NoSuchKeyError, ParamError, RunNotFoundError, RunPrefixNotEmptyError
+from ephemera.errors import (EphemeraError, NoSuchKeyError, ParamError, RunNotFoundError, RunPrefixNotEmptyError,
+                             StorageError)
 from ephemera.lifecycle.event_claims import EventClaims
 from ephemera.locking.workspace_lock import WorkspaceLock
 from ephemera.model.events import Event
@@ -103,7 +104,10 @@ def request_run(ctx: Context, event: Event) -> RequestOutcome:
     claims = event_claims(ctx)
     claim = claims.claim(identity, run_id, ctx.ledger.exists)
     if not claim.won:
-        if claim.run_id and not ctx.ledger.exists(claim.run_id):
+        if not claim.run_id:  # contended for every attempt, and the last claim unreadable
+            raise StorageError(f"the claim of this event under '{layout.event_claim_prefix(identity)}' could not be "
+                               "taken or read; deliver the event again", retryable=True)
+        if not ctx.ledger.exists(claim.run_id):
             return _duplicate(ctx, claim.run_id, f"duplicate event: run '{claim.run_id}' is being requested by another invocation")
         return _duplicate(ctx, claim.run_id)
     try:

@@ -263,3 +263,16 @@ def test_the_alarm_runs_cleanly_despite_plants_under_its_old_id(config, ctx):
     assert destroy.main(marker_event(config, run_id))["state"] == "DESTROYED"
     assert apply.main({"config": config, **ALARM})["duplicate"]
     assert all(ctx.storage.head(ctx.config.state_bucket, k) for k in planted)
+
+
+@pytest.mark.parametrize("body", [b"not json", b'{"run_id": "../../etc", "claimed_at": "2099-01-01T00:00:00+00:00"}'],
+                         ids=["unreadable", "foreign run id"])
+def test_a_planted_event_claim_that_is_not_ours_does_not_capture_the_event(ctx, body):
+    """A claim object this code never wrote (not JSON, or naming an invalid id) is free:
+    the event gets its own run, and the planted id is never reported as its run."""
+    event = parse_event(ALARM)
+    prefix = layout.event_claim_prefix(event_identity(event, "ws"))
+    ctx.storage.put(ctx.config.state_bucket, f"{prefix}{1:012d}.json", body)
+    outcome = request_run(ctx, event)
+    assert outcome.created and RUN_ID_RE.match(outcome.run_id)
+    assert request_run(ctx, event).run_id == outcome.run_id
