@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -80,6 +81,10 @@ def _duplicate(ctx: Context, run_id: str, why: str = "") -> RequestOutcome:
     return RequestOutcome(run, False, why or f"duplicate event: run '{run_id}' already exists", duplicate=True, run_id=run_id)
 
 
+CLAIM_WAIT = 20.0  # seconds a delivery waits for another invocation's claim of the same event to resolve
+CLAIM_POLL = 0.25
+
+
 def event_claims(ctx: Context) -> EventClaims:
     """The event claims; a claim without a run record is "in progress" for one action timeout."""
     return EventClaims(ctx.storage, ctx.config.state_bucket, grace=ctx.config["timeouts"]["action"])
@@ -91,7 +96,8 @@ def request_run(ctx: Context, event: Event) -> RequestOutcome:
     Order matters: the event's claim first (one run per event), then the workspace
     lock (one open run per workspace), then the record, then the job spec the VMs
     read. A request that creates no record gives the claim back, so a redelivery
-    may try again. A crash between any two steps leaves a claim (taken over after
+    may try again; a concurrent delivery waits (up to ``CLAIM_WAIT``) to see which.
+    A crash between any two steps leaves a claim (taken over after
     the action timeout), a lock or a record that the reaper ends."""
     refuse_chosen_run_id(event)
     workspace = _workspace(ctx.config, event)
@@ -102,14 +108,21 @@ def request_run(ctx: Context, event: Event) -> RequestOutcome:
     if identity is None:  # a manual request without idempotency_key: always a new run
         return _request(ctx, event, workspace, run_id, params)
     claims = event_claims(ctx)
-    claim = claims.claim(identity, run_id, ctx.ledger.exists)
-    if not claim.won:
+    waited_until = time.monotonic() + CLAIM_WAIT
+    while True:
+        claim = claims.claim(identity, run_id, ctx.ledger.exists)
+        if claim.won:
+            break
         if not claim.run_id:  # contended for every attempt, and the last claim unreadable
             raise StorageError(f"the claim of this event under '{layout.event_claim_prefix(identity)}' could not be "
                                "taken or read; deliver the event again", retryable=True)
-        if not ctx.ledger.exists(claim.run_id):
+        if ctx.ledger.exists(claim.run_id):
+            return _duplicate(ctx, claim.run_id)
+        # its claimer is still at work: wait for its record (a duplicate) or its give-back
+        # (the workspace was busy: then this delivery tries, and says so, itself)
+        if time.monotonic() >= waited_until or not ctx.budget.allows(CLAIM_WAIT):
             return _duplicate(ctx, claim.run_id, f"duplicate event: run '{claim.run_id}' is being requested by another invocation")
-        return _duplicate(ctx, claim.run_id)
+        time.sleep(CLAIM_POLL)
     try:
         outcome = _request(ctx, event, workspace, run_id, params)
     except RunPrefixNotEmptyError:  # a planted record is no run of this event

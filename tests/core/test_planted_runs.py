@@ -181,9 +181,13 @@ def test_a_planted_record_under_the_new_id_is_refused_not_a_duplicate(ctx, monke
     assert again.created and again.run_id != err.value.run_id
 
 
-def test_a_claim_whose_run_never_appeared_is_taken_over_after_the_action_timeout(ctx):
+def test_a_claim_whose_run_never_appeared_is_taken_over_after_the_action_timeout(ctx, monkeypatch):
     """Crash between the claim and the record: in progress for one action timeout
-    (a duplicate), then a redelivery takes the event over with a new run."""
+    (a duplicate, once a delivery has waited CLAIM_WAIT for it), then a redelivery
+    takes the event over with a new run."""
+    from ephemera.lifecycle import request as request_module
+
+    monkeypatch.setattr(request_module, "CLAIM_WAIT", 0.6)
     event = parse_event(ALARM)
     identity = event_identity(event, "ws")
     claims = event_claims(ctx)
