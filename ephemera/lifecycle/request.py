@@ -118,8 +118,10 @@ def request_run(ctx: Context, event: Event) -> RequestOutcome:
                                "taken or read; deliver the event again", retryable=True)
         if ctx.ledger.exists(claim.run_id):
             return _duplicate(ctx, claim.run_id)
+        holder = _busy_with(ctx, workspace, claim.run_id)
+        if holder is not None:  # its claimer cannot get the workspace either: it gives the event back
+            return RequestOutcome(None, False, f"workspace '{workspace}' is busy with run '{holder}'", run_id=claim.run_id)
         # its claimer is still at work: wait for its record (a duplicate) or its give-back
-        # (the workspace was busy: then this delivery tries, and says so, itself)
         if time.monotonic() >= waited_until or not ctx.budget.allows(CLAIM_WAIT):
             return _duplicate(ctx, claim.run_id, f"duplicate event: run '{claim.run_id}' is being requested by another invocation")
         time.sleep(CLAIM_POLL)
@@ -135,6 +137,15 @@ def request_run(ctx: Context, event: Event) -> RequestOutcome:
     if not outcome.created:
         claims.release(identity, claim)
     return outcome
+
+
+def _busy_with(ctx: Context, workspace: str, run_id: str) -> str | None:
+    """The open run holding ``workspace``, if it is another run than ``run_id``."""
+    lock = workspace_lock(ctx, workspace)
+    body = lock.holder()
+    if body and body.get("run_id") != run_id and not lock.is_free(body, run_is_open(ctx)):
+        return body.get("run_id")
+    return None
 
 
 def _request(ctx: Context, event: Event, workspace: str, run_id: str, params: dict) -> RequestOutcome:
