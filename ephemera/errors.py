@@ -172,3 +172,47 @@ class JobSpecError(EphemeraError):
     it was not written by the run's controller (or changed since), so it is not run."""
 
     code = "JOB_SPEC_UNTRUSTED"
+
+
+class RunRecordInvalidError(EphemeraError):
+    """A stored run record is not one Ephemera wrote: not JSON, not an object, a field of
+    the wrong type, or the record of another run (torn, or planted by someone with write
+    access to the state bucket)."""
+
+    code = "RUN_RECORD_INVALID"
+
+    def __init__(self, key: str, problem: str):
+        self.key = key
+        super().__init__(f"run record '{key}' is invalid: {problem}; inspect that object (torn, or written by "
+                         "someone else?) and delete it, or restore it from a backup")
+
+    def __reduce__(self):
+        # Pickle without calling __init__ (its signature differs from ``args``):
+        # rebuild with BaseException.__new__, then restore args and attributes.
+        import copyreg
+
+        return copyreg.__newobj__, (type(self),), {**self.__dict__, "args": self.args}
+
+
+class RunPrefixNotEmptyError(EphemeraError):
+    """Objects exist under a run's prefixes before the run is requested. Run ids are
+    random, so nothing can be there by accident: someone who can write the bucket put
+    them there for the run to use (e.g. a pickle in its job queue)."""
+
+    code = "RUN_PREFIX_NOT_EMPTY"
+
+    def __init__(self, run_id: str, found: list[str]):
+        self.run_id = run_id
+        self.found = list(found)
+        shown = ", ".join(repr(k) for k in self.found[:5]) + (" ..." if len(self.found) > 5 else "")
+        super().__init__(f"run '{run_id}' was refused: objects already exist under its prefixes before it was "
+                         f"requested ({shown}); nobody could know this id, so they were planted by someone with "
+                         "write access to the bucket: review who can write it, inspect and delete those objects, "
+                         "then deliver the event again")
+
+    def __reduce__(self):
+        # Pickle without calling __init__ (its signature differs from ``args``):
+        # rebuild with BaseException.__new__, then restore args and attributes.
+        import copyreg
+
+        return copyreg.__newobj__, (type(self),), {**self.__dict__, "args": self.args}

@@ -12,7 +12,9 @@ State bucket (``storage.bucket``)::
     ephemera/credentials/<run_id>/<worker>-<nonce>.json  one VM's storage keys, deleted once read
     ephemera/logs/<run_id>/<source>/<stream>/<chunk>.log  shipped log chunks (see ephemera.model.logs)
     ephemera/notified/<run_id>/<state>.json  one per run and state notified (see ephemera.notify)
-    lithops.jobs/<run_id>/...                the run's Lithops jobs (see lithops_bridge's standalone keys)
+    ephemera/events/<sha256>/<generation>.json  the claim of one event by one run (see ephemera.lifecycle.event_claims)
+    lithops.jobs/<run_id>/...                the run's Lithops standalone jobs: queue, batches, servers
+                                             (the bridge's own keys; named here for run_prefixes)
 
 Output bucket (``workload.output_bucket``, default the state bucket)::
 
@@ -37,11 +39,19 @@ BUNDLES = f"{ROOT}/bundles/"
 CREDENTIALS = f"{ROOT}/credentials/"
 LOGS = f"{ROOT}/logs/"
 NOTIFIED = f"{ROOT}/notified/"
+EVENTS = f"{ROOT}/events/"
 LITHOPS_JOBS = "lithops.jobs/"  # the bridge's own prefix (lithops_bridge.constants.JOBS_PREFIX): the core names it here
 
 
 def run_key(run_id: str) -> str:
     return f"{RUNS}{run_id}.json"
+
+
+def run_id_of(key: str) -> str | None:
+    """The run id of a run record's key; None for any other key."""
+    if key.startswith(RUNS) and key.endswith(".json") and "/" not in key[len(RUNS):]:
+        return key[len(RUNS):-len(".json")] or None
+    return None
 
 
 def job_key(run_id: str) -> str:
@@ -114,9 +124,27 @@ def run_prefixes(run_id: str, run_output_prefix: str, bundle_sha256: str) -> Run
     logs and Lithops jobs (write); its own output prefix, where the completion markers go
     (``run_output_prefix``: the job's ``output_prefix``, ``<prefix>/<run_id>/``)."""
     return RunPrefixes(read=(job_key(run_id), bundle_key(bundle_sha256), bundle_manifest_key(bundle_sha256)),
-                       write=(heartbeat_prefix(run_id), log_prefix(run_id), f"{LITHOPS_JOBS}{run_id}/"),
+                       write=(heartbeat_prefix(run_id), log_prefix(run_id), lithops_jobs_prefix(run_id)),
                        output=(run_output_prefix,))
 
 
 def notified_key(run_id: str, state: str) -> str:
     return f"{NOTIFIED}{run_id}/{state}.json"
+
+
+# a run's prefixes and the event claims (issue 16) ------------------------------------
+def event_claim_prefix(identity: str) -> str:
+    """The generations of the claim of the event whose identity hash is ``identity``."""
+    return f"{EVENTS}{identity}/"
+
+
+def lithops_jobs_prefix(run_id: str) -> str:
+    return f"{LITHOPS_JOBS}{run_id}/"
+
+
+def run_state_prefixes(run_id: str) -> list[str]:
+    """Every state-bucket prefix that holds something of ``run_id`` (its record, job spec,
+    heartbeats, credentials, logs, notifications, record lock, Lithops jobs): all empty
+    before the run is requested. Its outputs live in the output bucket (:func:`output_prefix`)."""
+    return [run_key(run_id), job_key(run_id), heartbeat_prefix(run_id), credentials_prefix(run_id),
+            log_prefix(run_id), f"{NOTIFIED}{run_id}/", lock_key(f"run-{run_id}/"), lithops_jobs_prefix(run_id)]

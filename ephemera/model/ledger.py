@@ -4,6 +4,11 @@ Updates go through :meth:`Ledger.update`, which holds a per-run lock so that two
 actions never interleave a read-modify-write. Every record is scrubbed of the
 config's secret values as it is saved (an error message or a log tail may quote one),
 so no caller scrubs a record field itself.
+
+A stored record that is not one Ephemera wrote (not JSON, not an object, a field of
+the wrong type, another run's id inside: torn, or planted by someone who can write
+the state bucket) is a :class:`RunRecordInvalidError` naming its key, never a
+TypeError; :meth:`Ledger.list` skips such records and :meth:`Ledger.scan` returns them.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import logging
 from typing import Callable, Iterator
 
 from ephemera import layout
-from ephemera.errors import NoSuchKeyError, RunNotFoundError
+from ephemera.errors import EphemeraError, NoSuchKeyError, RunNotFoundError, RunRecordInvalidError
 from ephemera.locking.storage_lock import StorageLock
 from ephemera.model.runs import OPEN_STATES, RunRecord, RunState
 from ephemera.secrets import Scrubber
@@ -45,10 +50,12 @@ class Ledger:
         return self.storage.put_if_absent(self.bucket, layout.run_key(record.run_id), body)
 
     def get(self, run_id: str) -> RunRecord:
+        key = layout.run_key(run_id)
         try:
-            return RunRecord.from_dict(json.loads(self.storage.get(self.bucket, layout.run_key(run_id))))
+            data = self.storage.get(self.bucket, key)
         except NoSuchKeyError:
             raise RunNotFoundError(run_id) from None
+        return parse_record(key, data, run_id)
 
     def exists(self, run_id: str) -> bool:
         try:
@@ -86,25 +93,40 @@ class Ledger:
         return self.update(run_id, change)
 
     def list(self) -> Iterator[RunRecord]:
-        """Every run, oldest first. A record that is not valid JSON or not a valid run
-        record is skipped with a warning naming its key. A missing state bucket raises
-        NoSuchBucketError: it is a misconfiguration (a typo in ``storage.bucket``), never
-        "no runs yet"."""
-        records = []
-        infos = list(self.storage.list(self.bucket, layout.RUNS))
-        for info in infos:
-            if not info.key.endswith(".json"):
+        """Every run, oldest first. A record that is not a valid run record is skipped
+        with a warning naming its key. A missing state bucket raises NoSuchBucketError:
+        it is a misconfiguration (a typo in ``storage.bucket``), never "no runs yet"."""
+        records, invalid = self.scan()
+        for exc in invalid:
+            log.warning("skipping %s", exc.message)
+        return iter(records)
+
+    def scan(self) -> tuple[list[RunRecord], list[RunRecordInvalidError]]:
+        """(every valid run, oldest first; an error for each invalid record)."""
+        records, invalid = [], []
+        for info in list(self.storage.list(self.bucket, layout.RUNS)):
+            run_id = layout.run_id_of(info.key)
+            if run_id is None:
                 continue
             try:
-                data = self.storage.get(self.bucket, info.key)
+                records.append(parse_record(info.key, self.storage.get(self.bucket, info.key), run_id))
             except NoSuchKeyError:  # deleted since the listing
                 continue
-            try:
-                records.append(RunRecord.from_dict(json.loads(data)))
-            except (ValueError, TypeError, AttributeError) as exc:
-                log.warning("skipping run record '%s' in bucket '%s': it is not a valid run record (%s: %s); "
-                            "inspect or delete that object", info.key, self.bucket, type(exc).__name__, exc)
-        return iter(sorted(records, key=lambda r: (r.created_at, r.run_id)))
+            except RunRecordInvalidError as exc:
+                invalid.append(exc)
+        return sorted(records, key=lambda r: (r.created_at, r.run_id)), invalid
 
     def open_runs(self, workspace: str | None = None) -> list[RunRecord]:
         return [r for r in self.list() if r.state in OPEN_STATES and (workspace is None or r.workspace == workspace)]
+
+
+def parse_record(key: str, data: bytes, run_id: str) -> RunRecord:
+    """The record stored at ``key`` for ``run_id``; RunRecordInvalidError if it is not one."""
+    try:
+        record = RunRecord.from_dict(json.loads(data))
+    except (ValueError, TypeError, AttributeError, KeyError, EphemeraError) as exc:
+        problem = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+        raise RunRecordInvalidError(key, f"not a valid run record ({problem})") from None
+    if record.run_id != run_id:
+        raise RunRecordInvalidError(key, f"it holds the record of another run ({record.run_id!r})")
+    return record

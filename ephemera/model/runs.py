@@ -119,9 +119,19 @@ class RunError:
         return {"code": self.code, "message": self.message, "retryable": self.retryable}
 
 
+# what a stored record's fields must be (JSON types): a record of another shape is refused
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    **{name: (str,) for name in ("run_id", "workspace", "engine", "state", "created_at", "hard_deadline")},
+    **{name: (dict,) for name in ("event", "outputs", "attempts", "bundle", "vm_seconds")},
+    **{name: (list,) for name in ("transitions", "activities", "resources", "vms")},
+    **{name: (dict, type(None)) for name in ("job", "error", "result")},
+    "version": (int,),
+}
+
+
 @dataclass
 class RunRecord:
-    run_id: str  # unique, derived from the triggering event (see ephemera.runids)
+    run_id: str  # random and unguessable (see ephemera.model.runids); the event maps to it by its claim
     workspace: str  # workspace name (one active run per workspace)
     engine: str  # engine registry name
     state: RunState = RunState.REQUESTED
@@ -159,7 +169,15 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, data: dict) -> "RunRecord":
+        """The record stored as ``data``; a TypeError naming the field for a value of the
+        wrong type (the ledger reports it as RUN_RECORD_INVALID)."""
+        if not isinstance(data, dict):
+            raise TypeError(f"expected a JSON object, got {type(data).__name__}")
         known = {f for f in cls.__dataclass_fields__}
+        for name, types in _FIELD_TYPES.items():
+            if name in data and not isinstance(data[name], types):
+                raise TypeError(f"field '{name}' must be {' or '.join(t.__name__ for t in types)}, "
+                                f"got {type(data[name]).__name__}")
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def enter(self, state: RunState, reason: str = "") -> None:

@@ -127,9 +127,10 @@ def test_functions_and_jobs_handle_the_documented_shapes(installed, cloud_config
     code, cron = _cron_job(installed, cloud_config, "nightly-apply", "2026-12-03T01:00:00Z")
     assert code == 0 and cron["state"] == "APPLYING", cron
     run_id = cron["run_id"]
+    assert run_id.startswith("gpu-") and "20261203t010000" not in run_id  # a random id, not the fire time
     assert ledger.get(run_id).event["time"].startswith("2026-12-03T01:00:00")  # the fire time is the alarm's
     code, again = _cron_job(installed, cloud_config, "nightly-apply", "2026-12-03T01:00:00Z")  # the job run retried
-    assert code == 0 and again["duplicate"] is True, again
+    assert code == 0 and again["duplicate"] is True and again["run_id"] == run_id, again
     assert ledger.get(run_id).job.params == {"folds": 3}
     polled = _call(installed, [(status, _direct({"run_id": run_id})), (status, _direct({"run_id": run_id}))])
     assert [p["body"]["run"]["state"] for p in polled] == ["APPLYING", "RUNNING"]

@@ -4,6 +4,10 @@ Writes go to a temporary file under ``<root>/.tmp`` and are moved into place, so
 reader or a filesystem watcher never sees a half-written object. A bucket is a
 folder, created on first write. ``put_if_absent`` uses ``link()``, which fails
 atomically when the target exists.
+
+Every OS error is reported as a StorageError naming the bucket and key, never the
+storage root's path (an error may reach an action result); a key segment longer than
+a file name may be (255 bytes) is an InvalidKeyError.
 """
 
 from __future__ import annotations
@@ -25,10 +29,28 @@ TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EACCE
                               errno.ENOTDIR, errno.ENOENT, errno.EAGAIN, errno.EBUSY})
 
 
+NAME_MAX = 255  # bytes in one file name (one key segment) on Linux and macOS file systems
+
+
 def _write_error(exc: OSError, bucket: str, key: str) -> StorageError:
     """A StorageError for an OS error of a write, retryable when it may pass."""
+    return _os_error(exc, "write", bucket, key)
+
+
+def _os_error(exc: OSError, doing: str, bucket: str, key: str) -> StorageError:
+    """A StorageError for an OS error: its reason (``strerror``), never the file's path."""
     reason = exc.strerror or type(exc).__name__
-    return StorageError(f"cannot write '{key}' in bucket '{bucket}': {reason}", retryable=exc.errno in TRANSIENT_ERRNOS)
+    return StorageError(f"cannot {doing} '{key}' in bucket '{bucket}': {reason}", retryable=exc.errno in TRANSIENT_ERRNOS)
+
+
+def _check_segments(key: str) -> str:
+    for segment in key.split("/"):
+        size = len(segment.encode())
+        if size > NAME_MAX:
+            raise InvalidKeyError(f"object key '{key[:40]}...' is invalid on localhost storage: its segment "
+                                  f"'{segment[:20]}...' is {size} bytes; this backend keeps each segment as a file "
+                                  f"name, which holds at most {NAME_MAX} bytes: shorten it")
+    return key
 
 
 class LocalhostStorage:
@@ -63,7 +85,7 @@ class LocalhostStorage:
 
     def _path(self, bucket: str, key: str) -> Path:
         base = self.bucket_path(bucket)
-        path = base / validate_key(key)
+        path = base / _check_segments(validate_key(key))
         # Defence in depth: the key's rules keep it in the bucket by name; a symbolic link
         # planted in the bucket must not lead it out (to read or overwrite another file).
         real, real_base = os.path.realpath(path), os.path.realpath(base)
@@ -150,12 +172,16 @@ class LocalhostStorage:
                 return fh.read(max(0, end - start + 1))
         except FileNotFoundError:  # deleted since _existing() looked
             raise NoSuchKeyError(bucket, key) from None
+        except OSError as exc:
+            raise _os_error(exc, "read", bucket, key) from None
 
     def head(self, bucket: str, key: str) -> ObjectInfo:
         try:
             return self._info(key, self._existing(bucket, key))
         except FileNotFoundError:  # deleted since _existing() looked
             raise NoSuchKeyError(bucket, key) from None
+        except OSError as exc:
+            raise _os_error(exc, "read", bucket, key) from None
 
     def list(self, bucket: str, prefix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:
         base = self.bucket_path(bucket)
@@ -184,6 +210,8 @@ class LocalhostStorage:
             return
         except IsADirectoryError:
             raise StorageError(f"'{key}' in bucket '{bucket}' is a folder, not an object") from None
+        except OSError as exc:
+            raise _os_error(exc, "delete", bucket, key) from None
         self._prune(path.parent, self.bucket_path(bucket))
 
     def create_bucket(self, bucket: str) -> None:
@@ -201,7 +229,11 @@ class LocalhostStorage:
     # helpers -------------------------------------------------------------------
     def _existing(self, bucket: str, key: str) -> Path:
         path = self._path(bucket, key)
-        if not path.is_file():
+        try:
+            present = path.is_file()
+        except OSError as exc:
+            raise _os_error(exc, "read", bucket, key) from None
+        if not present:
             if not self.bucket_path(bucket).is_dir():
                 raise NoSuchBucketError(bucket)
             raise NoSuchKeyError(bucket, key)
