@@ -36,7 +36,7 @@ def test_a_published_bundle_is_found_by_its_hash_with_what_it_holds(config, tmp_
     assert not first.reused and first.key == layout.bundle_key(bundle.sha256)
     found = stored(ctx.storage, config.state_bucket, bundle.sha256)
     assert found == type(first)(**{**first.to_dict(), "reused": True})
-    assert found.requirements == ["scikit-learn>=1.3"] and found.source_files == 4
+    assert found.requirements == ["scikit-learn>=1.3"] and found.source_files == 3  # not ephemera.yaml
     assert publish(ctx.storage, config.state_bucket, bundle).reused  # equal content is stored once
 
 
@@ -97,7 +97,7 @@ def test_cli_pack_then_publish_the_archive_gives_the_same_hash(config, tmp_path)
     assert _cli("--config", str(path), "bundle", "publish").splitlines()[-1] == sha256  # packing is reproducible
     assert _cli("--config", str(path), "bundle", "publish", archive, "--expect", sha256).splitlines()[-1] == sha256
     assert cli_main(["--config", str(path), "bundle", "publish", archive, "--expect", "0" * 64]) == 2  # not the bound one
-    assert stored(Context(config).storage, config.state_bucket, sha256).source_files == 4
+    assert stored(Context(config).storage, config.state_bucket, sha256).source_files == 3  # not ephemera.yaml
 
 
 def test_publishing_a_file_that_is_no_bundle_is_refused(config, tmp_path):
