@@ -1,7 +1,9 @@
 """Packing a run bundle: Ephemera's wheel, the workload source and its requirements.
 
-The archive (``.tar.gz``) holds ``manifest.json``, ``wheels/<ephemera wheel>``,
-``requirements.txt`` and, when ``workload.source`` is set, ``source/``: the folder's
+The archive (``.tar.gz``) holds ``manifest.json`` (with the wheel's SHA-256),
+``wheels/<ephemera wheel>``, ``requirements.txt``, for VMs that install from an index
+``requirements.lock`` (:mod:`ephemera.bundle.lock`: everything they install, pinned
+and hashed) and, when ``workload.source`` is set, ``source/``: the folder's
 files (or the one file) that :mod:`ephemera.bundle.source` lets through: never the
 config file, keys or links out of the folder, and nothing holding one of the
 config's secrets. It is reproducible: members sorted, owned by 0:0,
@@ -24,6 +26,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ephemera.bundle.lock import LOCK_FILE, compile_lock, needs_lock, vm_requirements
 from ephemera.bundle.source import DEFAULT_IGNORE, SecretCheck, source_files
 from ephemera.bundle.wheel import build_wheel
 from ephemera.config.paths import resolve, workload_source
@@ -78,15 +81,23 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes, executable: bool = False)
     tar.addfile(info, io.BytesIO(data))
 
 
+def vm_extras(config) -> list[str]:
+    """The Ephemera extras a cloud VM of this config needs: its storage's, and the GPU check's."""
+    from ephemera.storage import storage_spec
+
+    return sorted(set(storage_spec(config["storage"]["backend"]).vm_extras) | {"gpu"})
+
+
 def config_file(config) -> Path | None:
     """The file the config was loaded from, or None (a config given as a dict)."""
     source = getattr(config, "source", None)
     return Path(source).resolve() if source and not str(source).startswith("<") else None
 
 
-def pack(config, out_dir: str | Path) -> Bundle:
+def pack(config, out_dir: str | Path, lock: bool | None = None) -> Bundle:
     """Pack the bundle of a config's workload into ``out_dir``; ConfigError if the
-    source has a link out of it or a file holding one of the config's secrets."""
+    source has a link out of it or a file holding one of the config's secrets.
+    ``lock``: carry a hashed lock (default: when the config's VMs install from an index)."""
     out_dir = Path(out_dir)
     root = source_path(config)
     exclude = [p for p in [config_file(config)] if p is not None]
@@ -103,14 +114,22 @@ def pack(config, out_dir: str | Path) -> Bundle:
             data = path.read_bytes()
             secrets.check(name, data)
             contents.append((name, data, os.access(path, os.X_OK)))
+        locked = needs_lock(config) if lock is None else lock
+        lock_text = compile_lock(vm_requirements(vm_extras(config), reqs)) if locked else None
         wheel = build_wheel(tmp)
-        manifest = {"format": FORMAT, "wheel": wheel.name, "requirements": reqs, "entry": config["workload"]["entry"],
+        wheel_bytes = wheel.read_bytes()
+        manifest = {"format": FORMAT, "wheel": wheel.name, "wheel_sha256": hashlib.sha256(wheel_bytes).hexdigest(),
+                    "requirements": reqs, "lock": LOCK_FILE if locked else None,
+                    "entry": config["workload"]["entry"],
                     "source": SOURCE_DIR if root is not None else None, "source_files": [n for n, _ in files]}
         raw = io.BytesIO()
         with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
             _add(tar, "manifest.json", json.dumps(manifest, indent=1, sort_keys=True).encode())
             _add(tar, "requirements.txt", "".join(r + "\n" for r in reqs).encode())
-            _add(tar, f"wheels/{wheel.name}", wheel.read_bytes())
+            if lock_text is not None:
+                secrets.check(LOCK_FILE, lock_text.encode(), "workload.requirements")
+                _add(tar, LOCK_FILE, lock_text.encode())
+            _add(tar, f"wheels/{wheel.name}", wheel_bytes)
             for name, data, executable in contents:
                 _add(tar, f"{SOURCE_DIR}/{name}", data, executable)
     data = gzip.compress(raw.getvalue(), compresslevel=6, mtime=0)
