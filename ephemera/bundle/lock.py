@@ -104,19 +104,27 @@ def compile_lock(reqs: list[str], uv: str | None = None) -> str:
             return cached.read_text()
     except OSError:
         pass
-    cmd = [uv, "pip", "compile", "-", "--universal", "--python-version", MIN_PYTHON, "--generate-hashes",
-           "--no-header", "--no-annotate", "--quiet", "--no-config"]
-    done = subprocess.run(cmd, input="".join(r + "\n" for r in reqs), capture_output=True, text=True,
-                          env={**os.environ, "UV_PYTHON_DOWNLOADS": "never"})
-    if done.returncode != 0:
-        tail = "\n".join(done.stderr.strip().splitlines()[-12:])
-        raise ConfigError("workload.requirements", f"the VM's requirements cannot be locked:\n{tail}", LOCK_FIX)
-    text = "".join(line + "\n" for line in done.stdout.splitlines() if line.strip())
+    text = resolve(reqs, uv)
     cached.parent.mkdir(parents=True, exist_ok=True)
     tmp = cached.with_name(f".{cached.name}.{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, cached)
     return text
+
+
+def resolve(reqs: list[str], uv: str | None = None, find_links: Path | None = None,
+            field: str = "workload.requirements") -> str:
+    """``reqs`` resolved now into a hashed lock (no cache); ``find_links``: a folder of
+    wheels that count as published (their own SHA-256 is what the lock pins)."""
+    cmd = [uv or find_uv(), "pip", "compile", "-", "--universal", "--python-version", MIN_PYTHON, "--generate-hashes",
+           "--no-header", "--no-annotate", "--quiet", "--no-config"]
+    cmd += ["--find-links", str(find_links)] if find_links is not None else []
+    done = subprocess.run(cmd, input="".join(r + "\n" for r in reqs), capture_output=True, text=True,
+                          env={**os.environ, "UV_PYTHON_DOWNLOADS": "never"})
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.strip().splitlines()[-12:])
+        raise ConfigError(field, f"the requirements cannot be locked:\n{tail}", LOCK_FIX)
+    return "".join(line + "\n" for line in done.stdout.splitlines() if line.strip())
 
 
 def locked_names(lock: str) -> set[str]:
