@@ -10,8 +10,10 @@ At pack time that set, the storage's VM extras and the workload's requirements a
 resolved with ``uv pip compile --universal --generate-hashes`` (for every platform and
 CPython from :data:`MIN_PYTHON` on: a VM's Python and CPU are not the controller's)
 into ``requirements.lock``, which the bundle carries, so the bundle's SHA-256 covers
-it. The VM installs it with ``--require-hashes --no-deps``: a version or a file other
-than the locked one is refused, and nothing is resolved at boot.
+it. Packages published as source only (the COS SDK) are built into wheels here and
+carried in the bundle's ``wheels/``, pinned by their own hash, so a VM builds nothing.
+The VM installs it with ``--require-hashes --no-deps``: a version or a file other than
+the locked one is refused, and nothing is resolved at boot.
 
 uv is a dependency of the controller (``pyproject.toml``): pip cannot write a hashed
 lock, and every machine that packs a bundle for cloud VMs must be able to. A lock is
@@ -27,12 +29,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from ephemera.errors import ConfigError
 
@@ -84,9 +87,31 @@ def find_uv() -> str:
     return found
 
 
-def cache_dir() -> Path:
+def cache_dir(kind: str = "locks") -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "ephemera" / "locks"
+    return Path(base) / "ephemera" / kind
+
+
+def source_only_wheels(reqs: Iterable[str]) -> list[Path]:
+    """Wheels, built here, of the published-as-source-only packages ``reqs`` need (the COS
+    SDK), so that a VM installs wheels pinned by their hash and builds nothing (a build
+    would fetch its build backend unhashed). Built once into the user's cache."""
+    from ephemera.deploy.package import SDIST_ONLY, build_sdist_wheels
+
+    names = {re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0].lower() for r in reqs}
+    if not names & set(SDIST_ONLY):
+        return []
+    wheels = build_sdist_wheels(cache_dir("wheels"))
+    return [w for w in wheels if _project(w) not in CONTROLLER_ONLY]
+
+
+def _project(wheel: Path) -> str:
+    return wheel.name.split("-")[0].lower().replace("_", "-")
+
+
+def pins(wheels: Iterable[Path]) -> list[str]:
+    """``name==version`` of each wheel, so the lock takes exactly the built ones."""
+    return [f"{_project(w)}=={w.name.split('-')[1]}" for w in wheels]
 
 
 def _cache_key(reqs: list[str], uv_version: str) -> str:
@@ -94,17 +119,19 @@ def _cache_key(reqs: list[str], uv_version: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def compile_lock(reqs: list[str], uv: str | None = None) -> str:
-    """The hashed lock of ``reqs`` (text of a requirements file), from the cache or resolved now."""
+def compile_lock(reqs: list[str], uv: str | None = None, wheels: Sequence[Path] = ()) -> str:
+    """The hashed lock of ``reqs`` (text of a requirements file), from the cache or resolved
+    now; ``wheels`` (one folder) are locally built wheels the lock pins by their own hash."""
     uv = uv or find_uv()
     version = subprocess.run([uv, "--version"], capture_output=True, text=True).stdout.strip()
-    cached = cache_dir() / f"{_cache_key(reqs, version)}.txt"
+    built = [f"{w.name}={hashlib.sha256(w.read_bytes()).hexdigest()}" for w in sorted(wheels)]
+    cached = cache_dir() / f"{_cache_key(reqs + built, version)}.txt"
     try:
         if time.time() - cached.stat().st_mtime < LOCK_TTL_S:
             return cached.read_text()
     except OSError:
         pass
-    text = resolve(reqs, uv)
+    text = resolve(reqs, uv, find_links=wheels[0].parent if wheels else None)
     cached.parent.mkdir(parents=True, exist_ok=True)
     tmp = cached.with_name(f".{cached.name}.{os.getpid()}")
     tmp.write_text(text)

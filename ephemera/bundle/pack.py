@@ -26,7 +26,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ephemera.bundle.lock import LOCK_FILE, compile_lock, needs_lock, vm_requirements
+from ephemera.bundle.lock import LOCK_FILE, compile_lock, needs_lock, pins, source_only_wheels, vm_requirements
 from ephemera.bundle.source import DEFAULT_IGNORE, SecretCheck, source_files
 from ephemera.bundle.wheel import build_wheel
 from ephemera.config.paths import resolve, workload_source
@@ -115,11 +115,14 @@ def pack(config, out_dir: str | Path, lock: bool | None = None) -> Bundle:
             secrets.check(name, data)
             contents.append((name, data, os.access(path, os.X_OK)))
         locked = needs_lock(config) if lock is None else lock
-        lock_text = compile_lock(vm_requirements(vm_extras(config), reqs)) if locked else None
+        vm_reqs = vm_requirements(vm_extras(config), reqs) if locked else []
+        built = source_only_wheels(vm_reqs)
+        lock_text = compile_lock(vm_reqs + pins(built), wheels=built) if locked else None
         wheel = build_wheel(tmp)
         wheel_bytes = wheel.read_bytes()
         manifest = {"format": FORMAT, "wheel": wheel.name, "wheel_sha256": hashlib.sha256(wheel_bytes).hexdigest(),
                     "requirements": reqs, "lock": LOCK_FILE if locked else None,
+                    "wheelhouse": [w.name for w in built],
                     "entry": config["workload"]["entry"],
                     "source": SOURCE_DIR if root is not None else None, "source_files": [n for n, _ in files]}
         raw = io.BytesIO()
@@ -130,6 +133,8 @@ def pack(config, out_dir: str | Path, lock: bool | None = None) -> Bundle:
                 secrets.check(LOCK_FILE, lock_text.encode(), "workload.requirements")
                 _add(tar, LOCK_FILE, lock_text.encode())
             _add(tar, f"wheels/{wheel.name}", wheel_bytes)
+            for path in built:
+                _add(tar, f"wheels/{path.name}", path.read_bytes())
             for name, data, executable in contents:
                 _add(tar, f"{SOURCE_DIR}/{name}", data, executable)
     data = gzip.compress(raw.getvalue(), compresslevel=6, mtime=0)

@@ -219,6 +219,7 @@ def install_locked(root: Path, boot: dict, bundle: Path, manifest: dict, env: Pa
     """Install exactly the lock and Ephemera's wheel, every file checked against its hash,
     nothing resolved (``--no-deps``: the lock is complete), with uv where it is found."""
     files = [arg for path in locked_requirements(root, bundle, manifest) for arg in ("-r", path)]
+    files += ["--find-links", str(bundle / "wheels")]  # the wheels built from source-only packages
     python = boot.get("python") or sys.executable
     uv = None if installer == "pip" else find_uv(boot)
     if uv:

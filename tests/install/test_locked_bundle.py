@@ -141,3 +141,28 @@ def test_a_tampered_locked_package_is_refused_by_the_installer(tmp_path, monkeyp
     with pytest.raises(bootstrap.BootError, match="installing the bundle's lock"):
         bootstrap.install(root, {"python": sys.executable, "uv": UV}, folder, installer=installer)
     assert "hash" in (root / "bootstrap.log").read_text().lower()
+
+
+@pytest.mark.timeout(900)
+def test_source_only_packages_reach_a_vm_as_wheels_pinned_by_their_own_hash(tmp_path):
+    """The COS SDK is published as source only: a VM that built it would fetch its build
+    backend (setuptools) unhashed. The bundle carries wheels built at pack time, the lock
+    pins exactly those, and the install needs no build at all (``--only-binary :all:``)."""
+    reqs = lock.vm_requirements(["cos"], [])
+    built = lock.source_only_wheels(reqs)
+    assert {w.name.split("-")[0] for w in built} == {"ibm_cos_sdk", "ibm_cos_sdk_core", "ibm_cos_sdk_s3transfer"}
+    text = lock.compile_lock(reqs + lock.pins(built), wheels=built)
+    for wheel in built:
+        entry = text.split(f"\n{wheel.name.split('-')[0].replace('_', '-')}==", 1)[1].split("\n", 3)
+        assert entry[1].strip() == f"--hash=sha256:{hashlib.sha256(wheel.read_bytes()).hexdigest()}", entry
+    house = tmp_path / "house"
+    house.mkdir()
+    for wheel in built:
+        (house / wheel.name).write_bytes(wheel.read_bytes())
+    (tmp_path / "requirements.lock").write_text(text)
+    subprocess.run([UV, "venv", "-q", "--python", sys.executable, str(tmp_path / "env")], check=True)
+    done = subprocess.run([UV, "pip", "install", "--python", str(tmp_path / "env" / "bin" / "python"), "--require-hashes",
+                           "--no-deps", "--only-binary", ":all:", "--find-links", str(house), "-r",
+                           str(tmp_path / "requirements.lock")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert {"ibm-cos-sdk", "ibm-cos-sdk-core"} <= installed(tmp_path / "env" / "bin" / "python")
