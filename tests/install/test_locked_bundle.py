@@ -111,8 +111,8 @@ def test_a_tampered_ephemera_wheel_is_refused_by_the_installer(tmp_path, install
 @pytest.mark.parametrize("installer", ["uv", "pip"])
 @pytest.mark.parametrize("tamper", [_tamper_one_byte, _other_wheel_under_the_name], ids=["one-byte", "other-wheel"])
 def test_a_tampered_locked_package_is_refused_by_the_installer(tmp_path, monkeypatch, installer, tamper):
-    """A locked package served with other bytes (a poisoned mirror, here a local
-    wheelhouse standing in for the index) is refused; the genuine one installs."""
+    """A locked package served with other bytes (a poisoned mirror, here a local index
+    standing in for PyPI) is refused; the genuine one installs."""
     house = tmp_path / "house"
     subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "-d", str(house),
                     "six==1.16.0"], check=True, capture_output=True)
@@ -124,9 +124,11 @@ def test_a_tampered_locked_package_is_refused_by_the_installer(tmp_path, monkeyp
     (folder / "manifest.json").write_text(json.dumps({
         "wheel": wheel.name, "wheel_sha256": hashlib.sha256(wheel.read_bytes()).hexdigest(),
         "lock": "requirements.lock", "source": None}))
-    (tmp_path / "no-index").mkdir()  # uv has no environment switch for --no-index: an empty index instead
-    for name, value in {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(house), "UV_DEFAULT_INDEX": (tmp_path / "no-index").as_uri(),
-                        "UV_FIND_LINKS": str(house), "PIP_CONFIG_FILE": os.devnull}.items():
+    index = tmp_path / "index"  # a PEP 503 simple index on file:// standing in for a poisoned mirror
+    (index / "six").mkdir(parents=True)
+    (index / "six" / "index.html").write_text(f'<a href="{six.as_uri()}">{six.name}</a>\n')
+    for name, value in {"PIP_INDEX_URL": index.as_uri(), "PIP_FIND_LINKS": "", "PIP_CONFIG_FILE": os.devnull,
+                        "UV_DEFAULT_INDEX": index.as_uri()}.items():
         monkeypatch.setenv(name, value)
     good = tmp_path / "good"
     good.mkdir()
