@@ -173,3 +173,18 @@ def test_relative_workload_paths_mean_the_same_files_in_every_copy_of_the_config
     monkeypatch.chdir(elsewhere)
     copy = load_config(loaded.to_dict(redact=False))
     assert copy["workload"]["source"] == str(folder / "code")
+
+
+def test_a_published_bundle_without_a_lock_is_refused_for_a_cloud_stack_before_any_apply(local_config, tmp_path):
+    """Issue 16, finding 7: a bundle published before locks existed (or packed for the
+    local stack) would be refused by a cloud VM's bootstrap; the apply says so first."""
+    from ephemera.bundle.store import run_bundle
+
+    local = load_config(local_config())
+    bundle = pack(local, tmp_path, lock=False)
+    publish(Context(local).storage, local.state_bucket, bundle)
+    assert run_bundle(load_config(local_config(workload={"bundle": bundle.sha256})), Context(local).storage).locked is False
+    cloud = load_config(local_config(workspace={"name": "ws", "stack": "ibm-vpc-gpu"}, workload={"bundle": bundle.sha256}))
+    with pytest.raises(ConfigError) as err:
+        run_bundle(cloud, Context(local).storage)
+    assert err.value.field == "workload.bundle" and "no hashed lock" in err.value.message
