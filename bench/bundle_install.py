@@ -4,7 +4,8 @@
 
 Packs the bundle of the current Ephemera (no workload source) with the given
 requirements, then times the bootstrap's install into a fresh environment with each
-installer, the way a cloud VM does it (no host site-packages, from the index): a
+installer, the way a cloud VM does it (no host site-packages, the bundle's hashed lock
+from the index): a
 "cold" row with an empty installer cache, a "warm" row reusing it. Prints a table.
 Needs `uv` (the test extra) and access to PyPI.
 """
@@ -41,7 +42,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        bundle = pack(load_config({"workload": {"requirements": args.requirements}}), tmp / "out")
+        bundle = pack(load_config({"workload": {"requirements": args.requirements}}), tmp / "out", lock=True)
         root = tmp / "vm"
         root.mkdir()
         unpacked = bootstrap.fetch_bundle(root, {"bundle": {"key": "b", "sha256": bundle.sha256, "size": bundle.size,

@@ -1,11 +1,12 @@
 """Packing a run bundle: Ephemera's wheel, the workload source and its requirements.
 
-The archive (``.tar.gz``) holds ``manifest.json``, ``wheels/<ephemera wheel>``,
-``requirements.txt`` and, when ``workload.source`` is set, ``source/``: the folder's
-files (or the one file), minus the ignore rules -- :data:`DEFAULT_IGNORE`, the
-``workload.ignore`` patterns and the lines of a ``.ephemeraignore`` file in the
-folder (glob patterns matched against each path and each of its names; a pattern
-ending in ``/`` matches folders). It is reproducible: members sorted, owned by 0:0,
+The archive (``.tar.gz``) holds ``manifest.json`` (with the wheel's SHA-256),
+``wheels/<ephemera wheel>``, ``requirements.txt``, for VMs that install from an index
+``requirements.lock`` (:mod:`ephemera.bundle.lock`: everything they install, pinned
+and hashed) and, when ``workload.source`` is set, ``source/``: the folder's
+files (or the one file) that :mod:`ephemera.bundle.source` lets through: never the
+config file, keys or links out of the folder, and nothing holding one of the
+config's secrets. It is reproducible: members sorted, owned by 0:0,
 dated 0, mode 0644 (0755 where the file is executable), gzip without a name or a
 time. So its SHA-256 names its content, and equal content is stored once.
 
@@ -15,7 +16,6 @@ file's folder (the working directory for a config given as a dict).
 
 from __future__ import annotations
 
-import fnmatch
 import gzip
 import hashlib
 import io
@@ -26,13 +26,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ephemera.bundle.lock import LOCK_FILE, compile_lock, needs_lock, pins, source_only_wheels, vm_requirements
+from ephemera.bundle.source import DEFAULT_IGNORE, SecretCheck, source_files
 from ephemera.bundle.wheel import build_wheel
 from ephemera.config.paths import resolve, workload_source
 from ephemera.errors import ConfigError
 
 FORMAT = 1
-DEFAULT_IGNORE = (".git/", "__pycache__/", "*.pyc", ".venv/", "venv/", ".mypy_cache/", ".pytest_cache/", ".ipynb_checkpoints/")
-IGNORE_FILE = ".ephemeraignore"
+__all__ = ["DEFAULT_IGNORE", "Bundle", "pack", "read_bundle", "requirements", "source_files", "source_path"]
 SOURCE_DIR = "source"
 MAX_SOURCE_BYTES = 200 * 1024 * 1024  # a workload folder is code, not data: data goes to the bucket
 
@@ -72,35 +73,6 @@ def requirements(config) -> list[str]:
     return [r for r in reqs if r]
 
 
-def _ignored(rel: str, is_dir: bool, patterns: list[str]) -> bool:
-    names = rel.split("/")
-    for pattern in patterns:
-        folder_only = pattern.endswith("/")
-        pat = pattern.rstrip("/")
-        if folder_only and not is_dir:
-            continue
-        if fnmatch.fnmatch(rel, pat) or any(fnmatch.fnmatch(n, pat) for n in names[-1:]):
-            return True
-    return False
-
-
-def source_files(root: Path, extra_ignore: list[str] = ()) -> list[tuple[str, Path]]:
-    """(path inside ``source/``, file) of every file the bundle carries from ``root``, sorted."""
-    if root.is_file():
-        return [(root.name, root)]
-    patterns = list(DEFAULT_IGNORE) + list(extra_ignore)
-    ignore_file = root / IGNORE_FILE
-    if ignore_file.is_file():
-        patterns += [ln.strip() for ln in ignore_file.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
-    found = []
-    for folder, dirs, names in os.walk(root):
-        base = Path(folder).relative_to(root).as_posix()
-        base = "" if base == "." else base + "/"
-        dirs[:] = sorted(d for d in dirs if not _ignored(base + d, True, patterns))
-        found += [(base + n, Path(folder) / n) for n in names if not _ignored(base + n, False, patterns)]
-    return sorted(found)
-
-
 def _add(tar: tarfile.TarFile, name: str, data: bytes, executable: bool = False) -> None:
     info = tarfile.TarInfo(name)
     info.size, info.mtime, info.mode = len(data), 0, 0o755 if executable else 0o644
@@ -109,26 +81,62 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes, executable: bool = False)
     tar.addfile(info, io.BytesIO(data))
 
 
-def pack(config, out_dir: str | Path) -> Bundle:
-    """Pack the bundle of a config's workload into ``out_dir``."""
+def vm_extras(config) -> list[str]:
+    """The Ephemera extras a cloud VM of this config needs: its storage's, and the GPU check's."""
+    from ephemera.storage import storage_spec
+
+    return sorted(set(storage_spec(config["storage"]["backend"]).vm_extras) | {"gpu"})
+
+
+def config_file(config) -> Path | None:
+    """The file the config was loaded from, or None (a config given as a dict)."""
+    source = getattr(config, "source", None)
+    return Path(source).resolve() if source and not str(source).startswith("<") else None
+
+
+def pack(config, out_dir: str | Path, lock: bool | None = None) -> Bundle:
+    """Pack the bundle of a config's workload into ``out_dir``; ConfigError if the
+    source has a link out of it or a file holding one of the config's secrets.
+    ``lock``: carry a hashed lock (default: when the config's VMs install from an index)."""
     out_dir = Path(out_dir)
     root = source_path(config)
-    files = source_files(root, config["workload"]["ignore"]) if root is not None else []
+    exclude = [p for p in [config_file(config)] if p is not None]
+    files = source_files(root, config["workload"]["ignore"], exclude) if root is not None else []
     if sum(p.stat().st_size for _, p in files) > MAX_SOURCE_BYTES:
         raise ConfigError("workload.source", f"holds more than {MAX_SOURCE_BYTES >> 20} MiB of files",
                           "put data in the bucket and read it from there, or add ignore patterns")
     with tempfile.TemporaryDirectory(dir=out_dir if out_dir.is_dir() else None) as tmp:
-        wheel = build_wheel(tmp)
         reqs = requirements(config)
-        manifest = {"format": FORMAT, "wheel": wheel.name, "requirements": reqs, "entry": config["workload"]["entry"],
+        secrets = SecretCheck(config.secret_values())
+        secrets.check("workload.requirements", "".join(r + "\n" for r in reqs).encode(), "workload.requirements")
+        contents = []
+        for name, path in files:
+            data = path.read_bytes()
+            secrets.check(name, data)
+            contents.append((name, data, os.access(path, os.X_OK)))
+        locked = needs_lock(config) if lock is None else lock
+        vm_reqs = vm_requirements(vm_extras(config), reqs) if locked else []
+        built = source_only_wheels(vm_reqs)
+        lock_text = compile_lock(vm_reqs + pins(built), wheels=built) if locked else None
+        wheel = build_wheel(tmp)
+        wheel_bytes = wheel.read_bytes()
+        manifest = {"format": FORMAT, "wheel": wheel.name, "wheel_sha256": hashlib.sha256(wheel_bytes).hexdigest(),
+                    "requirements": reqs, "lock": LOCK_FILE if locked else None,
+                    "wheelhouse": [w.name for w in built],
+                    "entry": config["workload"]["entry"],
                     "source": SOURCE_DIR if root is not None else None, "source_files": [n for n, _ in files]}
         raw = io.BytesIO()
         with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
             _add(tar, "manifest.json", json.dumps(manifest, indent=1, sort_keys=True).encode())
             _add(tar, "requirements.txt", "".join(r + "\n" for r in reqs).encode())
-            _add(tar, f"wheels/{wheel.name}", wheel.read_bytes())
-            for name, path in files:
-                _add(tar, f"{SOURCE_DIR}/{name}", path.read_bytes(), os.access(path, os.X_OK))
+            if lock_text is not None:
+                secrets.check(LOCK_FILE, lock_text.encode(), "workload.requirements")
+                _add(tar, LOCK_FILE, lock_text.encode())
+            _add(tar, f"wheels/{wheel.name}", wheel_bytes)
+            for path in built:
+                _add(tar, f"wheels/{path.name}", path.read_bytes())
+            for name, data, executable in contents:
+                _add(tar, f"{SOURCE_DIR}/{name}", data, executable)
     data = gzip.compress(raw.getvalue(), compresslevel=6, mtime=0)
     digest = hashlib.sha256(data).hexdigest()
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ephemera import layout
+from ephemera.bundle.lock import needs_lock
 from ephemera.bundle.pack import Bundle, pack, read_bundle
 from ephemera.errors import ConfigError, NoSuchKeyError
 from ephemera.storage.base import Storage
@@ -40,6 +41,7 @@ class BundleRef:
     requirements: list = field(default_factory=list)  # the workload's declared requirements
     source_files: int = 0  # files of workload.source it carries
     reused: bool = False  # it was in the bucket already (published by a deploy or an earlier run)
+    locked: bool = False  # it carries the hashed lock a cloud VM installs (ephemera.bundle.lock)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -47,7 +49,8 @@ class BundleRef:
 
 def _ref(bundle_key: str, sha256: str, size: int, manifest: dict, reused: bool) -> BundleRef:
     return BundleRef(key=bundle_key, sha256=sha256, size=size, wheel=manifest["wheel"],
-                     requirements=list(manifest["requirements"]), source_files=len(manifest["source_files"]), reused=reused)
+                     requirements=list(manifest["requirements"]), source_files=len(manifest["source_files"]), reused=reused,
+                     locked=bool(manifest.get("lock")))
 
 
 def publish(storage: Storage, bucket: str, bundle: Bundle) -> BundleRef:
@@ -88,9 +91,12 @@ def stored(storage: Storage, bucket: str, sha256: str) -> BundleRef:
 def run_bundle(config, storage: Storage) -> BundleRef:
     """The bundle for a run of ``config``: the published one it names, or one packed now."""
     sha256 = config["workload"]["bundle"]
-    if sha256:
-        return stored(storage, config.state_bucket, sha256)
-    return publish_config_bundle(config, storage)
+    ref = stored(storage, config.state_bucket, sha256) if sha256 else publish_config_bundle(config, storage)
+    if needs_lock(config) and not ref.locked:  # its VMs would refuse it at boot: say so before anything is applied
+        raise ConfigError("workload.bundle", f"bundle {ref.sha256[:12]}... carries no hashed lock, and this stack's VMs "
+                          "install only locked packages", "pack and publish it again with this version of Ephemera "
+                          "(`ephemera bundle publish`, or `ephemera deploy`)")
+    return ref
 
 
 def bound_config(config, sha256: str, requirements: list[str]):

@@ -22,10 +22,11 @@ check is ``4/3 × zip size <= 48 MB``.
 
 **Code Engine source** (:func:`build_source_bundle`): ``__main__.py``
 (:func:`ephemera.actions.entry.code_engine_main`), the sources, ``wheels/`` with the
-wheels built from the source-only packages, a ``requirements.txt`` naming those wheels
-by relative path plus the rest by name (so a plain ``pip install -r requirements.txt``
-in the folder works on the function runtime), and a ``Dockerfile`` for the jobs
-(``python -m ephemera.actions.job``).
+wheels built from the source-only packages, a ``requirements.txt`` pinning every
+package with its hashes (those wheels by their own SHA-256, found through
+``--find-links ./wheels``; a plain ``pip install -r requirements.txt`` in the folder
+works on the function runtime, in hash-checking mode), and a ``Dockerfile`` for the
+jobs (``python -m ephemera.actions.job``) on a base image pinned by digest.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ import zipfile
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ephemera.errors import EphemeraError
+from ephemera.bundle.lock import resolve
+from ephemera.errors import ConfigError, EphemeraError
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("ephemera",)
@@ -88,12 +90,21 @@ sys.prefix = base
 '''
 
 DOCKERFILE = '''# Ephemera job image for Code Engine (COS subscriptions start jobs, not functions).
-FROM python:{python}-slim
+# The base image by digest, not by its moving tag; requirements.txt pins every package
+# with its hashes, so pip runs in hash-checking mode and resolves nothing.
+FROM {image}
 WORKDIR /app
 COPY . .
-RUN pip install --no-cache-dir -r requirements.txt
+RUN pip install --no-cache-dir --require-hashes --no-deps -r requirements.txt
 CMD ["python", "-m", "ephemera.actions.job"]
 '''
+# The jobs' base image per Python, pinned by the digest of Docker Hub's python:<v>-slim
+# (the multi-platform index). This one was found in public Dockerfiles and build logs
+# pinned to python:3.13-slim in September 2026 (no registry is reachable from here);
+# bump tag and digest together, e.g. from `skopeo inspect docker://python:3.13-slim`.
+BASE_IMAGES = {
+    "3.13": "python:3.13-slim@sha256:7c61056e61ac89e852de05f3dc6fa51a6dd2181797bceed46aa725dd7cb2cd3b",
+}
 
 Say = Callable[[str], None]
 
@@ -212,12 +223,26 @@ def build_openwhisk_zip(zip_path: Path, *, with_deps: bool = True, wheel_dir: Pa
     return zip_path
 
 
-def source_requirements(wheels: Sequence[Path]) -> str:
-    """``requirements.txt`` of the Code Engine source: the built wheels by relative path
-    (pip reads a relative path from the folder it runs in), the rest by name."""
-    lines = [f"./wheels/{w.name}" for w in sorted(wheels, key=lambda w: w.name)]
-    lines += [r for r in REQUIREMENTS if _project_of(r) not in SDIST_ONLY]
-    return "\n".join(lines) + "\n"
+def source_requirements(wheels: Sequence[Path], uv: str | None = None) -> str:
+    """``requirements.txt`` of the Code Engine source: every package the actions import,
+    pinned with its hashes (the built wheels' own SHA-256, found in ``./wheels``), so
+    pip checks every file it installs and resolves nothing. Needs PyPI (uv resolves)."""
+    pins = [f"{_project(w)}=={w.name.split('-')[1]}" for w in sorted(wheels, key=lambda w: w.name)]
+    reqs = [r for r in REQUIREMENTS if _project_of(r) not in SDIST_ONLY] + pins
+    folder = {w.parent for w in wheels}
+    lock = resolve(reqs, uv, find_links=folder.pop() if len(folder) == 1 else None, field="code_engine")
+    return "# every package pinned and hashed: pip install --require-hashes --no-deps -r requirements.txt\n" \
+           "--find-links ./wheels\n" + lock
+
+
+def base_image(python: str) -> str:
+    """The jobs' base image for ``python``, by digest; ConfigError naming the runtime
+    setting for a Python with no pinned image (a bare tag moves)."""
+    image = BASE_IMAGES.get(python)
+    if image is None:
+        raise ConfigError("code_engine.runtime", f"no base image pinned by digest for Python {python}",
+                          f"use python-{max(BASE_IMAGES)}, or add its python:<v>-slim@sha256 digest to BASE_IMAGES")
+    return image
 
 
 def _project_of(requirement: str) -> str:
@@ -230,6 +255,7 @@ def _project_of(requirement: str) -> str:
 def build_source_bundle(dest: Path, *, python: str = "3.13", wheel_dir: Path | None = None,
                         say: Say = lambda _: None) -> Path:
     """The Code Engine build source (functions and the jobs' image) in folder ``dest``."""
+    image = base_image(python)
     dest = _fresh(Path(dest).resolve())
     _copy_sources(dest, CODE_ENGINE_MAIN)
     (dest / "wheels").mkdir()
@@ -237,7 +263,7 @@ def build_source_bundle(dest: Path, *, python: str = "3.13", wheel_dir: Path | N
         built = build_sdist_wheels(Path(wheel_dir) if wheel_dir else Path(tmp), say)
         wheels = [Path(shutil.copy2(w, dest / "wheels" / w.name)) for w in built]
     (dest / "requirements.txt").write_text(source_requirements(wheels))
-    (dest / "Dockerfile").write_text(DOCKERFILE.format(python=python))
+    (dest / "Dockerfile").write_text(DOCKERFILE.format(image=image))
     size = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
     say(size_line(f"Code Engine source {dest.name}/", size, CODE_ENGINE_LIMIT_BYTES))
     return dest

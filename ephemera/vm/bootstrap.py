@@ -15,15 +15,16 @@ program (``python -m ephemera.vm.bootstrap``). It reads the VM's *boot document*
 2. runs the stack's setup script once (packages, NVIDIA driver, uv), if it has one;
 3. fetches the bundle -- by its presigned URL, or, on a VM with an identity, with an
    IAM token of the VM's trusted profile from the VPC metadata service -- checks its
-   SHA-256, unpacks it, creates a virtual environment and installs Ephemera's wheel
-   (with the extras the VM needs), the workload's requirements and a ``.pth`` for its
+   SHA-256, unpacks it, creates a virtual environment and installs the bundle's lock
+   (everything the VM runs, pinned, hashes required, nothing resolved) and Ephemera's
+   wheel (pinned by its SHA-256, ``--no-deps``), and a ``.pth`` for the workload's
    source, with ``uv`` where it is found (else pip); stamps ``bundle_installed``;
 4. hands over to the second stage in that environment
    (``python -m ephemera.vm boot``: credentials, GPU check, the agent).
 
 Local VMs (``inherit_site`` in the document) get an environment that sees the
 controller's site-packages through a ``.pth`` and install offline with pip, so no
-network is needed. What is done is kept in ``<root>/state.json``, so after a reboot
+network and no lock is needed. What is done is kept in ``<root>/state.json``, so after a reboot
 the program resumes. Any failure writes the run's failure marker (presigned PUT, or
 the VM's identity) with the error and the tail of ``<root>/bootstrap.log``, and exits 1.
 """
@@ -228,37 +229,66 @@ def env_python(env: Path) -> Path:
 
 
 def install(root: Path, boot: dict, bundle: Path, installer: str | None = None) -> Path:
-    """Create ``<root>/env`` and install the bundle into it; return the env's python."""
+    """Create ``<root>/env`` and install the bundle into it; return the env's python.
+
+    A cloud VM installs only what the bundle's lock pins, hashes enforced
+    (:func:`install_locked`); a local VM installs offline over the controller's packages."""
     manifest = json.loads((bundle / "manifest.json").read_text())
     env = root / "env"
     shutil.rmtree(env, ignore_errors=True)
-    wheel = str(bundle / "wheels" / manifest["wheel"])
-    extras = sorted(set(boot.get("extras") or []) | ({"gpu"} if int((boot.get("gpu") or {}).get("count") or 0) else set()))
-    target = f"{wheel}[{','.join(extras)}]" if extras else wheel
-    reqs = str(bundle / "requirements.txt")
-    python = boot.get("python") or sys.executable
-    inherit = boot.get("inherit_site") or []
-    uv = None if inherit or installer == "pip" else find_uv(boot)
-    if uv:  # uv makes the environment and installs from the index and its cache
-        uv_env = {"UV_PYTHON_DOWNLOADS": "never", "UV_LINK_MODE": "copy"}
-        run(root, [uv, "venv", "--quiet", "--python", python, str(env)], "creating the environment (uv)", uv_env)
-        run(root, [uv, "pip", "install", "--python", str(env_python(env)), target, "-r", reqs]
-            + (["--offline", "--no-index"] if boot.get("offline") else []), "installing the bundle (uv)", uv_env)
+    if boot.get("inherit_site"):
+        install_local(root, boot, bundle, manifest, env)
     else:
-        pip = [python, "-m", "pip", "--python", str(env_python(env)), "install", "--disable-pip-version-check", "--no-input"]
-        pip += ["--no-index"] if boot.get("offline") else []
-        if inherit:  # a local VM: the controller's packages, seen through a .pth, satisfy what they can
-            run(root, [python, "-m", "venv", "--without-pip", str(env)], "creating the environment")
-            site = purelib(root, env)
-            (site / "zz-ephemera-host.pth").write_text("".join(p + "\n" for p in inherit))
-            run(root, pip + ["--ignore-installed", "--no-deps", wheel], "installing Ephemera's wheel (pip)")
-        else:
-            run(root, [python, "-m", "venv", str(env)], "creating the environment")
-            pip = [str(env_python(env)), "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
-        run(root, pip + [target, "-r", reqs], "installing the bundle's requirements (pip)")
+        install_locked(root, boot, bundle, manifest, env, installer)
     if manifest.get("source"):
         (purelib(root, env) / "ephemera-workload.pth").write_text(str(bundle / manifest["source"]) + "\n")
     return env_python(env)
+
+
+def locked_requirements(root: Path, bundle: Path, manifest: dict) -> list[str]:
+    """The requirement files a cloud VM installs: the bundle's lock, and Ephemera's wheel
+    pinned by the SHA-256 its manifest records; BootError for a bundle without a lock."""
+    if not manifest.get("lock") or not manifest.get("wheel_sha256"):
+        raise BootError("the bundle carries no hashed lock, and a cloud VM installs only locked packages; "
+                        "pack and publish it again with this version of Ephemera")
+    wheel = bundle / "wheels" / manifest["wheel"]
+    pinned = root / "ephemera-wheel.txt"
+    pinned.write_text(f"ephemera @ {wheel.resolve().as_uri()} --hash=sha256:{manifest['wheel_sha256']}\n")
+    return [str(bundle / manifest["lock"]), str(pinned)]
+
+
+def install_locked(root: Path, boot: dict, bundle: Path, manifest: dict, env: Path, installer: str | None = None) -> None:
+    """Install exactly the lock and Ephemera's wheel, every file checked against its hash,
+    nothing resolved (``--no-deps``: the lock is complete), with uv where it is found."""
+    files = [arg for path in locked_requirements(root, bundle, manifest) for arg in ("-r", path)]
+    files += ["--find-links", str(bundle / "wheels")]  # the wheels built from source-only packages
+    python = boot.get("python") or sys.executable
+    uv = None if installer == "pip" else find_uv(boot)
+    if uv:
+        uv_env = {"UV_PYTHON_DOWNLOADS": "never", "UV_LINK_MODE": "copy"}
+        run(root, [uv, "venv", "--quiet", "--python", python, str(env)], "creating the environment (uv)", uv_env)
+        run(root, [uv, "pip", "install", "--python", str(env_python(env)), "--require-hashes", "--no-deps", *files],
+            "installing the bundle's lock (uv, hashes required)", uv_env)
+    else:
+        run(root, [python, "-m", "venv", str(env)], "creating the environment")
+        run(root, [str(env_python(env)), "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
+                   "--require-hashes", "--no-deps", *files], "installing the bundle's lock (pip, hashes required)")
+
+
+def install_local(root: Path, boot: dict, bundle: Path, manifest: dict, env: Path) -> None:
+    """A local VM: an environment that sees the controller's site-packages through a
+    ``.pth``, Ephemera's wheel installed offline over them."""
+    wheel = str(bundle / "wheels" / manifest["wheel"])
+    extras = sorted(set(boot.get("extras") or []) | ({"gpu"} if int((boot.get("gpu") or {}).get("count") or 0) else set()))
+    target = f"{wheel}[{','.join(extras)}]" if extras else wheel
+    python = boot.get("python") or sys.executable
+    pip = [python, "-m", "pip", "--python", str(env_python(env)), "install", "--disable-pip-version-check", "--no-input"]
+    pip += ["--no-index"] if boot.get("offline") else []
+    run(root, [python, "-m", "venv", "--without-pip", str(env)], "creating the environment")
+    site = purelib(root, env)
+    (site / "zz-ephemera-host.pth").write_text("".join(p + "\n" for p in boot["inherit_site"]))
+    run(root, pip + ["--ignore-installed", "--no-deps", wheel], "installing Ephemera's wheel (pip)")
+    run(root, pip + [target, "-r", str(bundle / "requirements.txt")], "installing the bundle's requirements (pip)")
 
 
 def purelib(root: Path, env: Path) -> Path:

@@ -36,7 +36,7 @@ def test_a_published_bundle_is_found_by_its_hash_with_what_it_holds(config, tmp_
     assert not first.reused and first.key == layout.bundle_key(bundle.sha256)
     found = stored(ctx.storage, config.state_bucket, bundle.sha256)
     assert found == type(first)(**{**first.to_dict(), "reused": True})
-    assert found.requirements == ["scikit-learn>=1.3"] and found.source_files == 4
+    assert found.requirements == ["scikit-learn>=1.3"] and found.source_files == 3  # not ephemera.yaml
     assert publish(ctx.storage, config.state_bucket, bundle).reused  # equal content is stored once
 
 
@@ -97,7 +97,7 @@ def test_cli_pack_then_publish_the_archive_gives_the_same_hash(config, tmp_path)
     assert _cli("--config", str(path), "bundle", "publish").splitlines()[-1] == sha256  # packing is reproducible
     assert _cli("--config", str(path), "bundle", "publish", archive, "--expect", sha256).splitlines()[-1] == sha256
     assert cli_main(["--config", str(path), "bundle", "publish", archive, "--expect", "0" * 64]) == 2  # not the bound one
-    assert stored(Context(config).storage, config.state_bucket, sha256).source_files == 4
+    assert stored(Context(config).storage, config.state_bucket, sha256).source_files == 3  # not ephemera.yaml
 
 
 def test_publishing_a_file_that_is_no_bundle_is_refused(config, tmp_path):
@@ -173,3 +173,18 @@ def test_relative_workload_paths_mean_the_same_files_in_every_copy_of_the_config
     monkeypatch.chdir(elsewhere)
     copy = load_config(loaded.to_dict(redact=False))
     assert copy["workload"]["source"] == str(folder / "code")
+
+
+def test_a_published_bundle_without_a_lock_is_refused_for_a_cloud_stack_before_any_apply(local_config, tmp_path):
+    """Issue 16, finding 7: a bundle published before locks existed (or packed for the
+    local stack) would be refused by a cloud VM's bootstrap; the apply says so first."""
+    from ephemera.bundle.store import run_bundle
+
+    local = load_config(local_config())
+    bundle = pack(local, tmp_path, lock=False)
+    publish(Context(local).storage, local.state_bucket, bundle)
+    assert run_bundle(load_config(local_config(workload={"bundle": bundle.sha256})), Context(local).storage).locked is False
+    cloud = load_config(local_config(workspace={"name": "ws", "stack": "ibm-vpc-gpu"}, workload={"bundle": bundle.sha256}))
+    with pytest.raises(ConfigError) as err:
+        run_bundle(cloud, Context(local).storage)
+    assert err.value.field == "workload.bundle" and "no hashed lock" in err.value.message
