@@ -159,8 +159,11 @@ def extract_storage_config(config: dict) -> dict:
     lit = config.get("lithops") or {}
     name = lit.get("storage", DEFAULT_BACKEND)
     section = storage_section(name, dict(config.get(name) or {}))  # a section may also hold compute keys
-    return {"backend": name, name: section,
-            "monitoring_interval": lit.get("monitoring_interval", DEFAULT_KEYS["monitoring_interval"])}
+    out = {"backend": name, name: section,
+           "monitoring_interval": lit.get("monitoring_interval", DEFAULT_KEYS["monitoring_interval"])}
+    if lit.get("temp_prefix"):  # where cloud objects go (on a run's VMs: under the run's own prefix)
+        out["temp_prefix"] = lit["temp_prefix"]
+    return out
 
 
 def setup_logging(level: Any) -> None:

@@ -44,7 +44,9 @@ class BridgeService:
         """The Lithops config of this run: ``standalone`` (all its VMs) or ``localhost`` (this VM)."""
         storage = self.vm.lithops_storage
         name = storage["backend"]
-        cfg = {"lithops": {"backend": compute, "storage": name}, name: dict(storage[name])}
+        # cloud objects go under the run's own prefix: a VM's storage rights cover no shared one
+        cfg = {"lithops": {"backend": compute, "storage": name, "temp_prefix": f"{c.JOBS_PREFIX}/{self.vm.run_id}/tmp"},
+               name: dict(storage[name])}
         if compute == c.STANDALONE:
             sa = {"exec_mode": "consume", "run_id": self.vm.run_id, "run_key": self.vm.run_key,
                   "worker_processes": self.vm.worker_processes, "use_gpu": self.vm.use_gpu}

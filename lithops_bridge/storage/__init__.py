@@ -37,7 +37,7 @@ from ephemera.storage.keys import validate_bucket, validate_key, validate_prefix
 from lithops_bridge.storage.globber import match
 from lithops_bridge.storage.utils import CloudObject, StorageNoSuchKeyError
 
-TEMP_PREFIX = "lithops.jobs/tmp"
+TEMP_PREFIX = "lithops.jobs/tmp"  # Lithops' default; a run's VMs use lithops.jobs/<run_id>/tmp (vm_service)
 _COBJECTS = itertools.count()
 log = logging.getLogger("lithops_bridge.storage")
 
@@ -221,7 +221,8 @@ class Storage:
     def put_cloudobject(self, body: str | bytes | BinaryIO, bucket: str | None = None, key: str | None = None) -> CloudObject:
         prefix = os.environ.get("__LITHOPS_SESSION_ID", "")
         name = f"cloudobject_{os.getpid():x}_{next(_COBJECTS):x}"
-        key = key or "/".join(p for p in (TEMP_PREFIX, prefix, name) if p)
+        temp = self.config.get("temp_prefix") or TEMP_PREFIX
+        key = key or "/".join(p for p in (temp, prefix, name) if p)
         bucket = bucket or self.bucket
         self.put_object(bucket, key, body)
         return CloudObject(self.backend, bucket, key)

@@ -155,3 +155,29 @@ def test_storage_travels_to_workers_without_reconfiguring(storage):
     clone = pickle.loads(pickle.dumps(storage))
     storage.put_object(storage.bucket, "shared", b"1")
     assert clone.get_object(clone.bucket, "shared") == b"1"
+
+
+def test_cloud_objects_of_a_runs_workload_stay_under_the_runs_own_prefix(tmp_path, unique_bucket):
+    """On a run's VMs a workload's cloud objects go to ``lithops.jobs/<run>/tmp/``, inside the
+    prefixes its storage rights cover (``ephemera.layout.run_prefixes``): on S3 those rights
+    are a session policy naming only the run's prefixes, so Lithops' shared
+    ``lithops.jobs/tmp/`` would be refused there."""
+    import json
+
+    from ephemera import layout
+    from ephemera.vm.services import VMInfo
+    from lithops_bridge import constants as c
+    from lithops_bridge.vm_service import BridgeService
+
+    section = {"storage_bucket": unique_bucket, "storage_root": str(tmp_path / "st")}
+    vm = VMInfo(run_id="ws-20261207t010000-abc", worker=0, worker_count=1, storage=None, state_bucket=unique_bucket,
+                worker_processes=1, use_gpu=False, hard_deadline=None, same_host=True,
+                lithops_storage={"backend": "localhost", "localhost": section}, run_key="k" * 64)
+    service = BridgeService(vm)
+    allowed = layout.run_prefixes(vm.run_id, f"outputs/{vm.run_id}/", "0" * 64).write
+    for config in (json.loads(service.workload_env()["LITHOPS_CONFIG"]), service.bridge_config(c.LOCALHOST)):
+        co = Storage(config=config).put_cloudobject(b"part")
+        assert co.key.startswith(f"lithops.jobs/{vm.run_id}/tmp/") and any(co.key.startswith(p) for p in allowed), co.key
+    # elsewhere (a laptop's plain config) Lithops' own default stays
+    plain = Storage(config={"lithops": {"storage": "localhost"}, "localhost": section}).put_cloudobject(b"part")
+    assert plain.key.startswith("lithops.jobs/tmp/")

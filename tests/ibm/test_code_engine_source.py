@@ -42,7 +42,7 @@ from ephemera.model.ledger import Ledger
 from ephemera.storage import get_storage
 from tests.ibm.conftest import SECRETS, deployed
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # builds a clean venv first: slow on a busy machine
 TOKEN = new_token()
 DRIVER = '''import importlib.util, json, os, sys
 spec = importlib.util.spec_from_file_location("main__", "__main__.py")

@@ -32,7 +32,7 @@ from ephemera.storage import get_storage
 from tests.fakes.openwhisk_runtime import OpenWhiskContainer, image_python
 from tests.ibm.conftest import SECRETS, deployed
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # builds a clean venv first: slow on a busy machine
 
 
 def _python311() -> str:
