@@ -6,12 +6,9 @@ system ``python3`` at every boot until the run ends); local VMs run the very sam
 program (``python -m ephemera.vm.bootstrap``). It reads the VM's *boot document*
 (written by :mod:`ephemera.bundle.delivery`, completed by the stack) and:
 
-1. stamps the phase ``booted``;
-   fetches the VM's storage credentials first thing, when the document has a
-   credentials object (a VM without an identity): its presigned URL lives minutes, so
-   it is read before anything is installed, into ``<root>/credentials.json`` (mode
-   0600, root's alone on a cloud VM), and the object is deleted at once by its
-   presigned DELETE URL; stamps ``credentials_fetched``;
+1. stamps ``booted``; when the document has a credentials object (no identity), reads it
+   first thing (its URL lives minutes) into ``<root>/credentials.json`` (0600) and
+   deletes it by its presigned DELETE URL; stamps ``credentials_fetched``;
 2. runs the stack's setup script once (packages, NVIDIA driver, uv), if it has one;
 3. fetches the bundle -- by its presigned URL, or, on a VM with an identity, with an
    IAM token of the VM's trusted profile from the VPC metadata service -- checks its
@@ -23,9 +20,8 @@ program (``python -m ephemera.vm.bootstrap``). It reads the VM's *boot document*
    (``python -m ephemera.vm boot``: credentials, GPU check, the agent).
 
 Local VMs (``inherit_site`` in the document) get an environment that sees the
-controller's site-packages through a ``.pth`` and install offline with pip, so no
-network and no lock is needed. What is done is kept in ``<root>/state.json``, so after a reboot
-the program resumes. Any failure writes the run's failure marker (presigned PUT, or
+controller's site-packages through a ``.pth`` and install offline with pip (no network,
+no lock). What is done is kept in ``<root>/state.json``: after a reboot it resumes. Any failure writes the run's failure marker (presigned PUT, or
 the VM's identity) with the error and the tail of ``<root>/bootstrap.log``, and exits 1.
 """
 
