@@ -114,12 +114,12 @@ def pack(config, out_dir: str | Path, lock: bool | None = None) -> Bundle:
             data = path.read_bytes()
             secrets.check(name, data)
             contents.append((name, data, os.access(path, os.X_OK)))
+        wheel = build_wheel(tmp)  # first: where no Ephemera is installed (a deployed action) this names the fix
+        wheel_bytes = wheel.read_bytes()
         locked = needs_lock(config) if lock is None else lock
         vm_reqs = vm_requirements(vm_extras(config), reqs) if locked else []
         built = source_only_wheels(vm_reqs)
         lock_text = compile_lock(vm_reqs + pins(built), wheels=built) if locked else None
-        wheel = build_wheel(tmp)
-        wheel_bytes = wheel.read_bytes()
         manifest = {"format": FORMAT, "wheel": wheel.name, "wheel_sha256": hashlib.sha256(wheel_bytes).hexdigest(),
                     "requirements": reqs, "lock": LOCK_FILE if locked else None,
                     "wheelhouse": [w.name for w in built],

@@ -155,7 +155,8 @@ def test_up_killed_and_restarted(state, home, faults):
         up.stop()
     runs = list(ctx.ledger.list())
     assert len(runs) == 1, [r.run_id for r in runs]
-    assert run.run_id == f"ws-{fire_at.strftime('%Y%m%dt%H%M%S')}"
+    # one run, of that alarm's fire (the id is random: the event claim made it one run)
+    assert run.run_id.startswith("ws-") and datetime.fromisoformat(run.event["time"]) == fire_at, (run.run_id, run.event)
     log = (home / "up.log").read_text()
     fires = log.count("alarm 'tick' fires for")
     faults.lost(max(0, 1 - fires))
