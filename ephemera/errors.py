@@ -30,7 +30,8 @@ class EphemeraError(Exception):
         # Pickle without calling __init__ (a subclass's signature differs from ``args``):
         # rebuild with BaseException.__new__, then restore args and attributes. Every
         # error crosses process boundaries this way (the bridge ships them to the client).
-        return copyreg.__newobj__, (type(self),), {**self.__dict__, "args": self.args}
+        newobj = copyreg.__newobj__  # type: ignore[attr-defined]  # CPython's pickle helper; typeshed omits it
+        return newobj, (type(self),), {**self.__dict__, "args": self.args}
 
 
 class FieldError(EphemeraError):
@@ -65,6 +66,20 @@ class EventError(FieldError):
 
     code = "EVENT_INVALID"
     label = "event field"
+
+
+class BootDocumentError(FieldError):
+    """A VM's boot document lacks a field the controller writes, or has it mistyped."""
+
+    code = "BOOT_DOCUMENT_INVALID"
+    label = "boot document field"
+
+
+class AgentConfigError(FieldError):
+    """A VM's agent config (``agent.json``) lacks a field, or has it mistyped."""
+
+    code = "AGENT_CONFIG_INVALID"
+    label = "agent config field"
 
 
 class AuthError(EphemeraError):
