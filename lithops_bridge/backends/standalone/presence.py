@@ -49,6 +49,6 @@ def reclaim_after(presence: dict | None) -> float:
 
 def holds(presence: dict | None, claim: dict, stale_after: float) -> bool:
     """Whether the claimer of ``claim`` is still the live process that made it."""
-    if not is_live(presence, stale_after):
+    if presence is None or not is_live(presence, stale_after):
         return False
     return claim.get("pid") is None or presence.get("pid") is None or presence.get("pid") == claim.get("pid")
