@@ -16,6 +16,8 @@ SAMPLES = {
     errors.EphemeraError: ("plain", {"retryable": True}),
     errors.FieldError: ("a.b", "bad"),
     errors.ConfigError: ("storage.bucket", "missing", "set it"),
+    errors.BootDocumentError: ("worker", "missing"),
+    errors.AgentConfigError: ("run_id", "missing", "start the VM again"),
     errors.ParamError: ("run_id", "malformed"),
     errors.EventError: ("key", "not a string"),
     errors.AuthError: (),
