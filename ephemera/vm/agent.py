@@ -89,8 +89,10 @@ class Agent:
     # --- heartbeats -------------------------------------------------------------------
     def boot_state(self) -> dict:
         """The bootstrap's state file (phases, GPU report), {} without one."""
+        if not self.agent_cfg.state_file:
+            return {}
         try:
-            with open(self.agent_cfg.state_file or "") as fh:
+            with open(self.agent_cfg.state_file) as fh:
                 state = json.load(fh)
         except (OSError, ValueError):
             return {}
