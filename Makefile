@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: demo test test-quick install install-test bench clean
+.PHONY: demo test test-quick lint install install-test bench clean
 
 # ibm-schematics and python-terraform ship only as old sdists whose setup.py needs
 # setuptools<70 and wheel: build them without isolation before the rest.
@@ -35,6 +35,12 @@ test: $(VENV)/.installed-test
 # the inner loop: everything but real applies, agent processes, fresh venvs and load
 test-quick: $(VENV)/.installed-test
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# the type checker (the core: no error; elsewhere tests/typecheck_ratchet.json) and the linter
+lint: $(VENV)/.installed-test
+	$(VENV)/bin/mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 bench: $(VENV)/.installed-test
 	$(PY) bench/bridge.py

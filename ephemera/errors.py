@@ -7,6 +7,9 @@ succeed later (a busy workspace, a throttled API); only those are retried.
 
 from __future__ import annotations
 
+import copyreg
+from typing import Any
+
 
 class EphemeraError(Exception):
     """Base class. ``code`` is the stable machine-readable name used in results."""
@@ -23,6 +26,13 @@ class EphemeraError(Exception):
     def to_dict(self) -> dict:
         return {"code": self.code, "message": self.message, "retryable": self.retryable}
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickle without calling __init__ (a subclass's signature differs from ``args``):
+        # rebuild with BaseException.__new__, then restore args and attributes. Every
+        # error crosses process boundaries this way (the bridge ships them to the client).
+        newobj = copyreg.__newobj__  # type: ignore[attr-defined]  # CPython's pickle helper; typeshed omits it
+        return newobj, (type(self),), {**self.__dict__, "args": self.args}
+
 
 class FieldError(EphemeraError):
     """A named input field is missing or malformed: ``field`` is its dotted path."""
@@ -35,13 +45,6 @@ class FieldError(EphemeraError):
         if fix:
             msg += f"; {fix}"
         super().__init__(msg)
-
-    def __reduce__(self):
-        # Pickle without calling __init__ (its signature differs from ``args``):
-        # rebuild with BaseException.__new__, then restore args and attributes.
-        import copyreg
-
-        return copyreg.__newobj__, (type(self),), {**self.__dict__, "args": self.args}
 
 
 class ConfigError(FieldError):
@@ -63,6 +66,20 @@ class EventError(FieldError):
 
     code = "EVENT_INVALID"
     label = "event field"
+
+
+class BootDocumentError(FieldError):
+    """A VM's boot document lacks a field the controller writes, or has it mistyped."""
+
+    code = "BOOT_DOCUMENT_INVALID"
+    label = "boot document field"
+
+
+class AgentConfigError(FieldError):
+    """A VM's agent config (``agent.json``) lacks a field, or has it mistyped."""
+
+    code = "AGENT_CONFIG_INVALID"
+    label = "agent config field"
 
 
 class AuthError(EphemeraError):
@@ -97,13 +114,6 @@ class NoSuchKeyError(StorageError):
         self.key = key
         super().__init__(f"no object '{key}' in bucket '{bucket}'")
 
-    def __reduce__(self):
-        # Pickle without calling __init__ (its signature differs from ``args``):
-        # rebuild with BaseException.__new__, then restore args and attributes.
-        import copyreg
-
-        return copyreg.__newobj__, (type(self),), {**self.__dict__, "args": self.args}
-
 
 class NoSuchBucketError(StorageError):
     """The bucket does not exist."""
@@ -114,13 +124,6 @@ class NoSuchBucketError(StorageError):
         self.bucket = bucket
         super().__init__(f"bucket '{bucket}' does not exist; create it first or fix 'storage.bucket'")
 
-    def __reduce__(self):
-        # Pickle without calling __init__ (its signature differs from ``args``):
-        # rebuild with BaseException.__new__, then restore args and attributes.
-        import copyreg
-
-        return copyreg.__newobj__, (type(self),), {**self.__dict__, "args": self.args}
-
 
 class EngineError(EphemeraError):
     """A workspace engine call failed. ``log_tail`` carries the engine's last log lines."""
@@ -130,13 +133,6 @@ class EngineError(EphemeraError):
     def __init__(self, message: str, *, retryable: bool | None = None, log_tail: str = ""):
         super().__init__(message, retryable=retryable)
         self.log_tail = log_tail
-
-    def __reduce__(self):
-        # Pickle without calling __init__ (its signature differs from ``args``):
-        # rebuild with BaseException.__new__, then restore args and attributes.
-        import copyreg
-
-        return copyreg.__newobj__, (type(self),), {**self.__dict__, "args": self.args}
 
 
 class WorkspaceBusyError(EngineError):
@@ -152,13 +148,6 @@ class RunNotFoundError(EphemeraError):
     def __init__(self, run_id: str):
         self.run_id = run_id
         super().__init__(f"no run '{run_id}' in the ledger; `ephemera runs` lists the known runs")
-
-    def __reduce__(self):
-        # Pickle without calling __init__ (its signature differs from ``args``):
-        # rebuild with BaseException.__new__, then restore args and attributes.
-        import copyreg
-
-        return copyreg.__newobj__, (type(self),), {**self.__dict__, "args": self.args}
 
 
 class StateConflictError(EphemeraError):
@@ -186,13 +175,6 @@ class RunRecordInvalidError(EphemeraError):
         super().__init__(f"run record '{key}' is invalid: {problem}; inspect that object (torn, or written by "
                          "someone else?) and delete it, or restore it from a backup")
 
-    def __reduce__(self):
-        # Pickle without calling __init__ (its signature differs from ``args``):
-        # rebuild with BaseException.__new__, then restore args and attributes.
-        import copyreg
-
-        return copyreg.__newobj__, (type(self),), {**self.__dict__, "args": self.args}
-
 
 class RunPrefixNotEmptyError(EphemeraError):
     """Objects exist under a run's prefixes before the run is requested. Run ids are
@@ -209,10 +191,3 @@ class RunPrefixNotEmptyError(EphemeraError):
                          f"requested ({shown}); nobody could know this id, so they were planted by someone with "
                          "write access to the bucket: review who can write it, inspect and delete those objects, "
                          "then deliver the event again")
-
-    def __reduce__(self):
-        # Pickle without calling __init__ (its signature differs from ``args``):
-        # rebuild with BaseException.__new__, then restore args and attributes.
-        import copyreg
-
-        return copyreg.__newobj__, (type(self),), {**self.__dict__, "args": self.args}

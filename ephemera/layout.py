@@ -5,7 +5,7 @@ State bucket (``storage.bucket``)::
     ephemera/runs/<run_id>.json              the run record (the ledger)
     ephemera/jobs/<run_id>.json              the job spec the VMs read
     ephemera/heartbeats/<run_id>/<worker>    last heartbeat of each VM's agent
-    ephemera/locks/<name>/<generation>.json  lock objects (see ephemera.generations)
+    ephemera/locks/<name>/<generation>.json  lock objects (see ephemera.locking.generations)
     ephemera/activations/<id>.json           activation records of the local runtime
     ephemera/bundles/<sha256>.tar.gz         run bundles, by content hash (see ephemera.bundle)
     ephemera/bundles/<sha256>.json           a published bundle's manifest

@@ -54,7 +54,7 @@ class Section(BaseModel):
         return data
 
 
-_SECRET_MARK = {"writeOnly": True, "format": "password"}  # how JSON Schema marks a password
+_SECRET_MARK: dict[str, bool | str] = {"writeOnly": True, "format": "password"}  # how JSON Schema marks a password
 
 
 def secret(description: str, **kwargs: Any) -> Any:

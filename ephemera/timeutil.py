@@ -83,7 +83,7 @@ class Budget:
 
         self._clock = time.monotonic
         self.total = None if seconds is None else max(0.0, float(seconds))  # the whole budget, seconds
-        self.deadline = None if seconds is None else self._clock() + self.total  # monotonic seconds
+        self.deadline = None if self.total is None else self._clock() + self.total  # monotonic seconds
 
     @classmethod
     def until_epoch(cls, epoch_seconds: float) -> "Budget":

@@ -18,8 +18,13 @@ import os
 import threading
 from datetime import datetime, timezone
 
+from typing import TYPE_CHECKING
+
 from lithops_bridge import constants as c
 from lithops_bridge.backends.standalone import keys
+
+if TYPE_CHECKING:  # imported when the service starts (the agent loads every service at start)
+    from lithops_bridge.backends.standalone.server import TaskServer
 
 log = logging.getLogger("lithops_bridge.vm_service")
 PRESENCE_INTERVAL = 5.0  # seconds between presence writes (well under the client's STALE_AFTER)
@@ -33,7 +38,7 @@ class BridgeService:
 
     def __init__(self, vm) -> None:
         self.vm = vm  # ephemera.vm.services.VMInfo
-        self.server = None  # the TaskServer, once started
+        self.server: TaskServer | None = None  # once started
         self.interval = LOCAL_PRESENCE_INTERVAL if vm.same_host else PRESENCE_INTERVAL
         self._stop = threading.Event()
         self._state = "starting"
@@ -77,8 +82,11 @@ class BridgeService:
         threading.Thread(target=self._warm_up, name="bridge-warm-up", daemon=True).start()
 
     def _warm_up(self) -> None:
+        server = self.server
+        if server is None:  # stopped before it warmed up
+            return
         try:
-            self.server.warm_up()
+            server.warm_up()
         except Exception as exc:  # noqa: BLE001 - the pool is retried on the first batch
             log.warning("warming up the task pool failed: %s: %s", type(exc).__name__, exc)
             return

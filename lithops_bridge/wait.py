@@ -60,7 +60,7 @@ def wait(fs: Any, throw_except: bool = True, return_when: Any = ALL_COMPLETED, d
     else:
         need = _needed(len(futures), return_when)
     cond = threading.Condition()
-    state = {"done": 0, "error": None}
+    state: dict[str, Any] = {"done": 0, "error": None}  # calls done; the first failed future
 
     def on_done(f: ResponseFuture) -> None:
         with cond:

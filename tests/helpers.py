@@ -62,6 +62,6 @@ def heartbeat_pids(ctx) -> set[int]:
     pids = set()
     for run in ctx.ledger.list():
         for beat in read_heartbeats(ctx.storage, ctx.config.state_bucket, run.run_id):
-            if isinstance(beat.get("pid"), int):
-                pids.add(beat["pid"])
+            if isinstance(beat.pid, int):
+                pids.add(beat.pid)
     return pids

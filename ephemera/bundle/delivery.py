@@ -45,6 +45,7 @@ from ephemera.bundle.store import BundleRef, run_bundle
 from ephemera.engines import engine_spec
 from ephemera.errors import ConfigError
 from ephemera.model import marker as markers
+from ephemera.model.vmboot import BOOT_FORMAT, BootDocument, boot_to_json
 from ephemera.runkeys import run_key
 from ephemera.storage import storage_spec
 from ephemera.storage.base import Storage
@@ -52,7 +53,6 @@ from ephemera.storage.spec import RunScope
 from ephemera.timeutil import now_utc
 
 log = logging.getLogger("ephemera.bundle")
-BOOT_FORMAT = 1
 BOOTSTRAP = Path(__file__).resolve().parents[1] / "vm" / "bootstrap.py"
 CREDENTIALS_URL_SECONDS = 600  # the credentials object's URLs: long enough for a VM's first boot, no more
 DEADLINE_MARGIN_SECONDS = 600  # VM keys outlive the hard deadline by this much: the agent's last marker and logs
@@ -63,13 +63,13 @@ class Boot:
     """What apply hands the engine for the VMs."""
 
     bundle: BundleRef  # recorded in the run
-    documents: list  # one boot document (dict) per worker
+    documents: list[BootDocument]  # one boot document per worker
     variables: dict  # the Terraform variables that carry no secret (the bootstrap program, identity names)
     secure_variables: dict  # those that do: vm_boot (each document holds the run key)
 
 
-def _encode(doc: dict) -> str:
-    return base64.b64encode(json.dumps(doc, sort_keys=True).encode()).decode()
+def _encode(doc: BootDocument) -> str:
+    return base64.b64encode(boot_to_json(doc)).decode()
 
 
 def bootstrap_script() -> str:
@@ -141,10 +141,10 @@ def prepare_boot(ctx, run) -> Boot:
         "marker": {"bucket": job.output_bucket, "key": marker_key,
                    "url": _presign(signer, job.output_bucket, marker_key, "PUT", expires, by_url) if by_url else None},
     }
-    documents = []
+    documents: list[BootDocument] = []
     for worker in workers:
         delivery = _credentials(storage, signer, bucket, creds_keys[worker], creds) if creds else None
-        documents.append({**common, "worker": worker, "credentials": delivery})
+        documents.append({**common, "worker": worker, "credentials": delivery})  # type: ignore[typeddict-item]  # common is a dict of BootDocument's fields
     variables = {**access.variables, "bootstrap_script": bootstrap_script()}
     return Boot(bundle=ref, documents=documents, variables=variables,
                 secure_variables={"vm_boot": [_encode(d) for d in documents]})

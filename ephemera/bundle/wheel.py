@@ -31,7 +31,7 @@ TAG = "py3-none-any"
 
 def _package_dir(name: str) -> Path:
     module = __import__(name)
-    return Path(module.__file__).resolve().parent
+    return Path(str(module.__file__)).resolve().parent
 
 
 def _walk(root: Path):
@@ -85,10 +85,11 @@ def build_wheel(out_dir: str | Path) -> Path:
     dist = installed_distribution()
     info = f"{DIST}-{dist.version}.dist-info"
     entries: list[tuple[str, bytes]] = [(arc, path.read_bytes()) for arc, path in package_files()]
-    entries.append((f"{info}/METADATA", (dist.read_text("METADATA") or dist.read_text("PKG-INFO")).encode()))
+    entries.append((f"{info}/METADATA", (dist.read_text("METADATA") or dist.read_text("PKG-INFO") or "").encode()))
     entries.append((f"{info}/WHEEL", f"Wheel-Version: 1.0\nGenerator: ephemera.bundle\nRoot-Is-Purelib: true\nTag: {TAG}\n".encode()))
-    if dist.read_text("entry_points.txt"):
-        entries.append((f"{info}/entry_points.txt", dist.read_text("entry_points.txt").encode()))
+    entry_points = dist.read_text("entry_points.txt")
+    if entry_points:
+        entries.append((f"{info}/entry_points.txt", entry_points.encode()))
     record = "\n".join([_record_line(n, d) for n, d in entries] + [f"{info}/RECORD,,"]) + "\n"
     entries.append((f"{info}/RECORD", record.encode()))
     out = Path(out_dir) / wheel_name()

@@ -26,7 +26,7 @@ from ephemera.cli.runs import timeline
 from ephemera.cli.tables import human_size, table
 from ephemera.context import Context
 from ephemera.model import marker as markers
-from ephemera.model.runs import RunState
+from ephemera.model.runs import RunRecord, RunState
 from ephemera.timeutil import now_utc
 
 S = RunState
@@ -58,7 +58,7 @@ class _Watcher:
     def __init__(self, ctx: Context, started: float):
         self.ctx, self.started = ctx, started
         self.seen = 0
-        self.run = None
+        self.run: RunRecord | None = None
 
     def __call__(self) -> bool:
         if self.run is None:  # until the alarm fires, look for the run; then follow it alone

@@ -119,6 +119,6 @@ def main(config, run_id: str, out_path: str | None) -> int:
             print(f"lithops-config: --out: {exc.message}", file=sys.stderr)
             return 2
         written.append(str(path))
-    for path in written:
-        print(f"wrote {path}  (use: LITHOPS_CONFIG_FILE={path})")
+    for where in written:
+        print(f"wrote {where}  (use: LITHOPS_CONFIG_FILE={where})")
     return 0

@@ -99,10 +99,10 @@ def cost_lines(cost: RunCost) -> list[str]:
     if cost.price is None:
         return [f"cost{when}: unknown: no price for profile {cost.profile} (set cost.prices.{cost.profile}.hourly)",
                 f"  {human_duration(cost.vm_seconds)} of VM time"]
-    p = cost.price
-    return [f"cost{when}: {money(cost.cost, cost.currency)} = {cost.vm_seconds:.1f} VM-seconds x {p.hourly:g} {cost.currency}/h "
+    p, total, idle = cost.price, cost.cost or 0.0, cost.idle_cost or 0.0  # priced: both are numbers
+    return [f"cost{when}: {money(total, cost.currency)} = {cost.vm_seconds:.1f} VM-seconds x {p.hourly:g} {cost.currency}/h "
             f"({cost.profile}, {p.gpus} GPU{'s' if p.gpus != 1 else ''} per instance)",
-            f"  in the workload: {money(cost.cost - (cost.idle_cost or 0), cost.currency)} ({cost.workload_seconds:.1f} s); "
+            f"  in the workload: {money(total - idle, cost.currency)} ({cost.workload_seconds:.1f} s); "
             f"idle: {money(cost.idle_cost, cost.currency)} ({cost.idle_seconds:.1f} s outside the workload)",
             f"  price as of {p.as_of or 'an unknown date'}: {p.source}"]
 

@@ -53,7 +53,7 @@ def timeline_svg(run: RunRecord, vms: list[dict] | None = None, now: datetime | 
     out += _axis(span, scale, height)
     y = TOP
     out.append(f'<text x="8" y="{y + 17}">run</text>')
-    transitions = [(t, _t(t.at)) for t in run.transitions if _t(t.at)]
+    transitions = [(t, at) for t in run.transitions if (at := _t(t.at)) is not None]
     for i, (t, at) in enumerate(transitions):
         following = transitions[i + 1][1] if i + 1 < len(transitions) else end
         if t.state == str(RunState.DESTROYED):
@@ -106,8 +106,9 @@ def _vm_row(vm: dict, y: int, x, end: datetime) -> list[str]:
         spans.append(("boot", booted, ready or end))
     if first:
         spans.append(("workload", first, last or end))
-    if last or (ready and not first):
-        spans.append(("idle", last or ready, end))
+    idle_from = last or (ready if not first else None)
+    if idle_from:
+        spans.append(("idle", idle_from, end))
     for kind, a, b in spans:
         out.append(f'<rect class="vm-{kind}" x="{x(a):.1f}" y="{y + 8}" width="{max(x(b) - x(a), 2):.1f}" height="{ROW - 18}" '
                    f'fill="{VM_COLOURS[kind]}"><title>vm{escape(str(vm.get("worker")))} {kind}</title></rect>')

@@ -109,8 +109,9 @@ def validate(raw: Mapping | None, source: str = "<dict>", *, engine_checks: bool
     data["rules"] = validate_rules(data["rules"], {t["name"] for t in data["triggers"]})
     config = Config(data, source, typed)
     data["workload"] = workload_paths(config)
-    typed.workload.source, typed.workload.requirements = data["workload"]["source"], data["workload"]["requirements"]
-    data["notify"]["smtp_ca_file"] = typed.notify.smtp_ca_file = ca_file(config)
+    root: Any = typed  # the root model is assembled at run time: its sections are not static attributes
+    root.workload.source, root.workload.requirements = data["workload"]["source"], data["workload"]["requirements"]
+    data["notify"]["smtp_ca_file"] = root.notify.smtp_ca_file = ca_file(config)
     _check_backends(config, engine_checks)
     return config
 

@@ -64,7 +64,7 @@ def validate_alarm(path: str, trig: dict) -> AlarmSchedule:
     if once:
         schedule = AlarmSchedule(None, parse_time(f"{path}.once", once, default_tz=tz, error=ConfigError), tz, start, stop)
     else:
-        fields = cron.split()
+        fields = str(cron).split()
         if len(fields) not in (5, 6):
             raise ConfigError(f"{path}.cron", f"'{cron}' has {len(fields)} fields", CRON_HELP)
         try:

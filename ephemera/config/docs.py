@@ -77,8 +77,8 @@ def key_table() -> str:
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, Section):
             lines += _rows(f"{name}.", annotation)
-        elif _item_model(annotation) is not None:
-            lines += _rows(f"{name}[].", _item_model(annotation))
+        elif (item := _item_model(annotation)) is not None:
+            lines += _rows(f"{name}[].", item)
         else:
             lines.append(f"| `{name}` | {type_label(field)} | {default_label(field)} | {_cell(field.description or '')} |")
     return "\n".join(lines) + "\n"

@@ -99,8 +99,8 @@ def config_error(exc: ValidationError, root: type[BaseModel]) -> ConfigError:
         return ConfigError(path, f"'{err['input']}' is not one of {allowed}")
     if kind in EXPECTED:
         got = _got(err["input"], field is not None and is_secret(field))
-        if kind in ("model_type", "model_attributes_type") and isinstance(loc[-1], int):
-            item = _model_of(field.annotation)
+        item = _model_of(field.annotation) if field is not None else None
+        if kind in ("model_type", "model_attributes_type") and isinstance(loc[-1], int) and item is not None:
             first = next((n for n, f in item.model_fields.items() if f.is_required()), next(iter(item.model_fields)))
             fix = f"write each entry of '{key}' as keys under '- ', e.g. '- {first}: ...'"
         elif kind in ("model_type", "model_attributes_type", "dict_type") and field is not None and _model_of(field.annotation):

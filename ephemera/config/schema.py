@@ -34,7 +34,8 @@ def _choice(base: type[Section], names: tuple[str, ...], default: str) -> type[S
     """``base`` with its ``backend`` field limited to the registered names."""
     field = base.model_fields["backend"]
     return create_model(base.__name__, __base__=base, __doc__=base.__doc__,
-                        backend=(Literal[names], Field(default, description=field.description)))
+                        backend=(Literal[names],  # type: ignore[arg-type]  # the names registered at run time
+                                 Field(default, description=field.description)))
 
 
 def _add_sections(fields: dict[str, Any], specs: list) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import math
 import re
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, get_args
 
 from pydantic import BeforeValidator, Field, WithJsonSchema
 
@@ -22,8 +22,10 @@ from ephemera.errors import InvalidKeyError
 from ephemera.sections import Invalid, Label, Section, secret
 from ephemera.storage.keys import BUCKET_PATTERN, MAX_KEY_BYTES, validate_bucket, validate_key
 
-ACTIONS = ("apply", "destroy", "reap", "status")
-TRIGGER_KINDS = ("alarm", "object_write")
+ActionName = Literal["apply", "destroy", "reap", "status"]
+TriggerKind = Literal["alarm", "object_write"]
+ACTIONS: tuple[str, ...] = get_args(ActionName)
+TRIGGER_KINDS: tuple[str, ...] = get_args(TriggerKind)
 DURATION_FIX = "write seconds or e.g. '30m', '4h'"
 WORKSPACE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 WORKSPACE_NAME_FIX = "use 1-63 lowercase letters, digits, '-' or '_', starting with a letter or digit"
@@ -246,7 +248,7 @@ class TriggerEntry(Section):
     """One entry of ``triggers``: an alarm or a watch on bucket writes."""
 
     name: Name = Field(description="the trigger's name, referred to by rules", examples=["nightly"])
-    kind: Literal[TRIGGER_KINDS] = Field(description="what fires it: an alarm (cron or once) or a write to a bucket", examples=["alarm"])
+    kind: TriggerKind = Field(description="what fires it: an alarm (cron or once) or a write to a bucket", examples=["alarm"])
     cron: Optional[str] = Field(None, description="alarm: 'min hour day month weekday' (months 1-12, weekdays 0-7 with 0 and 7 Sunday), or 6 fields with seconds last; the deploy translates it per platform")
     once: Optional[str] = Field(None, description="alarm: an ISO 8601 time at which the alarm fires once; without an offset, read in timezone")
     timezone: str = Field("UTC", description="alarm: the IANA zone the cron fields (and dates without an offset) are read in")
@@ -263,7 +265,7 @@ class RuleEntry(Section):
 
     name: Optional[Name] = Field(None, description="defaults to '<trigger>-<action>'")
     trigger: str = Field(description="the name of a trigger", examples=["nightly"])
-    action: Literal[ACTIONS] = Field(description="the action the trigger invokes", examples=["apply"])
+    action: ActionName = Field(description="the action the trigger invokes", examples=["apply"])
     params: dict = Field(default_factory=dict, description="parameters bound to the action, under the event's, on every platform")
 
 

@@ -80,7 +80,7 @@ def check_runtime(runtime: str, today: date | None = None) -> str | None:
         raise ConfigError("code_engine.runtime", f"{runtime} reached its end of life on {end.isoformat()}: functions on it stop working",
                           "use a current runtime, e.g. python-3.13")
     if deprecated is not None and today >= deprecated:
-        return f"{runtime} is deprecated since {deprecated.isoformat()} (end of life {end.isoformat()})"
+        return f"{runtime} is deprecated since {deprecated.isoformat()} (end of life {end.isoformat() if end else 'not announced'})"
     return None
 
 
@@ -158,7 +158,7 @@ def code_engine_plan(config: Config, *, bundle_dir: str, env_file: str, invoke_e
         args = [*job_args, *_env(action, job_timeout, params)]
         steps.append(_upsert(["job"], name, f"job {name} (runs {action}; started by subscriptions; {job_timeout}s, "
                              f"{settings['job_retries']} retries)", args, args))
-    rules = [(rule, *triggers[rule["trigger"]]) for rule in config["rules"]]
+    rules: list[tuple[dict, int | None, dict]] = [(rule, *triggers[rule["trigger"]]) for rule in config["rules"]]
     if not any(rule["action"] == "reap" for rule in config["rules"]):
         reaper = {"name": REAPER_TRIGGER, "kind": "alarm", "cron": settings["reaper_cron"], "once": None, "timezone": "UTC",
                   "start_date": None, "stop_date": None, "payload": {}}

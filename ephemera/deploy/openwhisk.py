@@ -130,16 +130,16 @@ def _cos_feed_steps(cli: list[str], config: Config, name: str, path: str, trig: 
 def openwhisk_plan(config: Config, *, zip_path: str, param_file: str, cli: tuple[str, ...] = ("wsk",),
                    now: datetime | None = None) -> list[Step]:
     """Every step of the deploy, from the config (ConfigError for what cannot be deployed)."""
-    cli = list(cli)
+    wsk = list(cli)  # the steps take the command as a list
     settings = config["openwhisk"]
     check_engine_and_files(config, "OpenWhisk")
     check_time_limit(config, "openwhisk.timeout", settings["timeout"])
     package = settings["package"]
-    steps = [Step(what=f"package {package} with the bound config", create=[*cli, "package", "update", package, "--param-file", param_file])]
+    steps = [Step(what=f"package {package} with the bound config", create=[*wsk, "package", "update", package, "--param-file", param_file])]
     for action in ACTIONS:
         steps.append(Step(
             what=f"action {package}/{action} (not a web action, final; {settings['timeout']}s, {settings['memory']} MB)",
-            create=[*cli, "action", "update", f"{package}/{action}", zip_path, "--kind", KIND, "--main", "main",
+            create=[*wsk, "action", "update", f"{package}/{action}", zip_path, "--kind", KIND, "--main", "main",
                     "--timeout", str(settings["timeout"] * 1000), "--memory", str(settings["memory"]), "--web", "false",
                     "--annotation", "final", "true"],
         ))
@@ -150,26 +150,26 @@ def openwhisk_plan(config: Config, *, zip_path: str, param_file: str, cli: tuple
         i, trig = triggers[rule["trigger"]]
         path, name = f"triggers[{i}]", platform[rule["name"]]
         if trig["kind"] == "alarm":
-            steps.append(_alarm_step(cli, name, path, trig, rule, now))
+            steps.append(_alarm_step(wsk, name, path, trig, rule, now))
             rules.append((rule["name"], name, rule["action"]))
         elif settings["object_writes"] == "scan":
             if rule["action"] not in SCAN_ACTIONS:
                 raise ConfigError(f"rules[{r}].action", f"'{rule['action']}' on object writes needs an object-storage feed, which "
                                   "Apache OpenWhisk lacks; the marker scan serves destroy rules only",
                                   "bind object_write triggers to destroy, or set openwhisk.object_writes: cos_feed (IBM Cloud Functions)")
-            steps.append(_scan_step(cli, name, trig, rule, settings["scan_cron"]))
+            steps.append(_scan_step(wsk, name, trig, rule, settings["scan_cron"]))
             rules.append((rule["name"], name, rule["action"]))
         else:
-            instances = _cos_feed_steps(cli, config, name, path, trig, rule)
+            instances = _cos_feed_steps(wsk, config, name, path, trig, rule)
             for j, (instance, step) in enumerate(instances):
                 steps.append(step)
                 rules.append((rule["name"] if len(instances) == 1 else f"{rule['name']}-{j + 1}", instance, rule["action"]))
     if not any(rule["action"] == "reap" for rule in config["rules"]):
         reaper = {"name": REAPER_TRIGGER, "kind": "alarm", "cron": settings["reaper_cron"], "once": None, "timezone": "UTC",
                   "start_date": None, "stop_date": None, "payload": {}}
-        steps.append(_alarm_step(cli, REAPER_TRIGGER, "openwhisk.reaper_cron", reaper, {"params": {}}, now))
+        steps.append(_alarm_step(wsk, REAPER_TRIGGER, "openwhisk.reaper_cron", reaper, {"params": {}}, now))
         rules.append((f"{REAPER_TRIGGER}-reap", REAPER_TRIGGER, "reap"))
     for rule_name, trigger, action in rules:
         steps.append(Step(what=f"rule {rule_name}: {trigger} -> {package}/{action}",
-                          create=[*cli, "rule", "update", rule_name, trigger, f"{package}/{action}"]))
+                          create=[*wsk, "rule", "update", rule_name, trigger, f"{package}/{action}"]))
     return steps

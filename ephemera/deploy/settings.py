@@ -89,4 +89,4 @@ class OpenWhiskSection(Section):
         return self
 
 
-SECTIONS = {"code_engine": CodeEngineSection, "openwhisk": OpenWhiskSection}
+SECTIONS: dict[str, type[Section]] = {"code_engine": CodeEngineSection, "openwhisk": OpenWhiskSection}

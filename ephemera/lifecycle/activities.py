@@ -42,7 +42,7 @@ def stack_variables(ctx: Context, run: RunRecord) -> tuple[dict, dict]:
         **config["workspace"]["variables"],
         "run_id": run.run_id,
         "workspace": run.workspace,
-        "worker_count": run.job.worker_count,
+        "worker_count": run.job.worker_count if run.job is not None else 1,
         "job_key": layout.job_key(run.run_id),
         "state_bucket": config.state_bucket,
         "storage_backend": config["storage"]["backend"],

@@ -12,9 +12,16 @@ from datetime import datetime
 
 from ephemera.context import Context
 from ephemera.errors import EphemeraError
+from ephemera.model.heartbeat import Heartbeat, VMPhase
 from ephemera.model.runs import RunRecord, RunState
 from ephemera.timeutil import since
-from ephemera.vm.reports import missing_vms, vm_reports
+from ephemera.vm.heartbeats import read_heartbeats
+
+
+def missing_vms(beats: list[Heartbeat], worker_count: int) -> list[int]:
+    """Workers whose agent never reported ready."""
+    ready = {b.worker for b in beats if VMPhase.AGENT_READY.value in b.phases}
+    return [w for w in range(worker_count) if w not in ready]
 
 
 def boot_overdue(ctx: Context, run: RunRecord, now: datetime) -> str | None:
@@ -24,13 +31,13 @@ def boot_overdue(ctx: Context, run: RunRecord, now: datetime) -> str | None:
     if run.state != RunState.RUNNING or not started or since(started, now) <= limit:
         return None
     try:
-        vms = vm_reports(ctx.storage, ctx.config.state_bucket, run.run_id)
+        beats = read_heartbeats(ctx.storage, ctx.config.state_bucket, run.run_id)
     except EphemeraError:
         return None  # cannot tell: the hard deadline still holds
     count = int(run.job.worker_count if run.job is not None else 1)
-    missing = missing_vms(vms, count)
+    missing = missing_vms(beats, count)
     if not missing:
         return None
-    seen = {vm["worker"]: max(vm["phases"], key=vm["phases"].get) for vm in vms if vm.get("phases")}
+    seen = {b.worker: max(b.phases, key=b.phases.__getitem__) for b in beats if b.phases}  # its latest phase
     last = ", ".join(f"worker {w}: {seen.get(w, 'nothing reported')}" for w in missing)
     return f"VM(s) {missing} did not report their agent ready within {limit}s of the apply ({last})"

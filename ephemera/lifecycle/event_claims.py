@@ -71,7 +71,7 @@ class EventClaims:
         for _ in range(ATTEMPTS):
             gen, body = gens.current()
             holder = self._holder(body)
-            if holder is not None:
+            if holder is not None and body is not None:  # (a holder comes from a body)
                 if has_record(holder) or not self._stale(body, now_utc()):
                     return EventClaim(holder, False, gen)
                 log.warning("event %s: run '%s' claimed it %s but was never recorded (its invocation died?); "

@@ -86,9 +86,9 @@ def plan_variables(ctx: Context, run_id: str) -> tuple[dict, dict, int]:
 
 def plan_workspace(ctx: Context) -> PlanReport:
     """Plan the config's workspace and estimate its cost; nothing is created."""
-    engine = ctx.engine
+    engine, engine_name = ctx.engine, ctx.engine.name
     if not isinstance(engine, Planner):
-        raise EngineError(f"the {engine.name} engine cannot plan; plan with Terraform in the stack's folder")
+        raise EngineError(f"the {engine_name} engine cannot plan; plan with Terraform in the stack's folder")
     config = ctx.config
     workspace = config["workspace"]["name"]
     run_id = f"{workspace}-plan"
@@ -99,9 +99,9 @@ def plan_workspace(ctx: Context) -> PlanReport:
     if planned:
         instances, profile = len(planned), planned[0].attributes["profile"]
     else:
-        instances, profile = workers, run_profile(RunRecord(run_id=run_id, workspace=workspace, engine=engine.name), config,
+        instances, profile = workers, run_profile(RunRecord(run_id=run_id, workspace=workspace, engine=engine_name), config,
                                                   stack_dir(config))
     price = table.get(profile)
     gpus = instances * (price.gpus if price else gpus_of(profile))
-    return PlanReport(workspace, engine.name, plan, instances, profile, price, gpus,
+    return PlanReport(workspace, engine_name, plan, instances, profile, price, gpus,
                       (config.get("cost") or {}).get("currency") or "USD", int(config["timeouts"]["hard"]))

@@ -48,7 +48,7 @@ def reconcile(ctx: Context, runs: list[RunRecord] | None = None, now: datetime |
     taken = {r.workspace for r in runs if r.state != S.DESTROYED}
     done = []
     for workspace in engine.workspaces():
-        resources = engine.resources(workspace)
+        resources = ctx.engine.resources(workspace)  # (``engine`` is narrowed to the sweeper protocol)
         if not resources:
             continue
         owner = engine.owner(workspace)

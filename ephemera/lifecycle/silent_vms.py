@@ -15,6 +15,7 @@ from datetime import datetime
 
 from ephemera.context import Context
 from ephemera.errors import EphemeraError
+from ephemera.model.heartbeat import Heartbeat, VMState
 from ephemera.model.runs import RunRecord, RunState
 from ephemera.timeutil import since
 from ephemera.vm.heartbeats import read_heartbeats
@@ -22,19 +23,17 @@ from ephemera.vm.heartbeats import read_heartbeats
 WORKLOAD_WORKER = 0  # the VM whose agent runs the workload and writes the marker
 
 
-REBOOTING = "rebooting"  # the boot-timeout rule's: a planned driver reboot is silent for minutes
-
-
-def _silence(beat: dict, now: datetime) -> float | None:
+def _silence(beat: Heartbeat, now: datetime) -> float | None:
     """Seconds the VM of ``beat`` has been silent (infinite once it said it stopped);
-    None for a VM rebooting for its driver, or a heartbeat that cannot be read."""
-    if beat.get("state") == "stopped":
+    None for a VM rebooting for its driver (the boot-timeout rule's: a planned driver
+    reboot is silent for minutes), or a heartbeat whose time cannot be read."""
+    if beat.state == VMState.STOPPED:
         return float("inf")
-    if beat.get("state") == REBOOTING:
+    if beat.state == VMState.REBOOTING:
         return None
     try:
-        return since(beat["at"], now)
-    except (KeyError, TypeError, ValueError):
+        return since(beat.at, now)
+    except (TypeError, ValueError):
         return None
 
 
@@ -50,9 +49,9 @@ def vms_silent(ctx: Context, run: RunRecord, now: datetime) -> str | None:
     silent = {}
     for beat in beats:
         quiet = _silence(beat, now)
-        if quiet is not None and quiet > grace and isinstance(beat.get("worker"), int):
-            silent[beat["worker"]] = quiet
-    reported = {b.get("worker") for b in beats}
+        if quiet is not None and quiet > grace:
+            silent[beat.worker] = quiet
+    reported = {b.worker for b in beats}
     if not silent or (WORKLOAD_WORKER not in silent and set(silent) != reported):
         return None
     shown = ", ".join(f"worker {w}: {'stopped' if s == float('inf') else f'silent {int(s)}s'}" for w, s in sorted(silent.items()))

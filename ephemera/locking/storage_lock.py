@@ -1,5 +1,5 @@
 """Short locks held as objects in the state bucket, with an expiry (e.g. the per-run
-lock of :meth:`ephemera.runs.Ledger.update`).
+lock of :meth:`ephemera.model.ledger.Ledger.update`).
 
 Built on :mod:`ephemera.locking.generations`: a generation is free when its holder
 released it, when it is past its expiry (a crashed holder blocks others for no longer

@@ -1,4 +1,4 @@
-"""One open run per workspace: a lock built on :mod:`ephemera.generations`, at
+"""One open run per workspace: a lock built on :mod:`ephemera.locking.generations`, at
 ``ephemera/locks/workspaces/<W>/<generation>.json``.
 
 Generation ``n`` is free when:
@@ -81,7 +81,7 @@ class WorkspaceLock:
         token = uuid.uuid4().hex
         for _ in range(ATTEMPTS):
             gen, body = self.current()
-            if gen and not self.is_free(body, is_open):
+            if gen and body and not self.is_free(body, is_open):  # (a missing body is free)
                 return LockResult(body.get("run_id"), False)
             record = {"run_id": run_id, "token": token, "workspace": self.workspace,
                       "acquired_at": now_utc().isoformat(), "expires": expires.isoformat(), "released": False}

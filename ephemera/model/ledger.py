@@ -13,6 +13,7 @@ TypeError; :meth:`Ledger.list` skips such records and :meth:`Ledger.scan` return
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 from typing import Callable, Iterator
@@ -101,9 +102,10 @@ class Ledger:
             log.warning("skipping %s", exc.message)
         return iter(records)
 
-    def scan(self) -> tuple[list[RunRecord], list[RunRecordInvalidError]]:
+    def scan(self) -> tuple[builtins.list[RunRecord], builtins.list[RunRecordInvalidError]]:
         """(every valid run, oldest first; an error for each invalid record)."""
-        records, invalid = [], []
+        records: builtins.list[RunRecord] = []
+        invalid: builtins.list[RunRecordInvalidError] = []
         for info in list(self.storage.list(self.bucket, layout.RUNS)):
             run_id = layout.run_id_of(info.key)
             if run_id is None:
@@ -116,7 +118,7 @@ class Ledger:
                 invalid.append(exc)
         return sorted(records, key=lambda r: (r.created_at, r.run_id)), invalid
 
-    def open_runs(self, workspace: str | None = None) -> list[RunRecord]:
+    def open_runs(self, workspace: str | None = None) -> builtins.list[RunRecord]:  # ``list`` is the method here
         return [r for r in self.list() if r.state in OPEN_STATES and (workspace is None or r.workspace == workspace)]
 
 

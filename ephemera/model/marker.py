@@ -94,7 +94,8 @@ def is_valid(marker: dict) -> bool:
 
 def run_error(marker: dict) -> RunError:
     """The run's error for a failure marker: the workload's error and log tail."""
-    err = marker.get("error") if isinstance(marker.get("error"), dict) else {}
+    found = marker.get("error")
+    err: dict = found if isinstance(found, dict) else {}
     if not is_valid(marker):
         return RunError("MARKER_INVALID", str(err.get("message", "the completion marker is not valid")))
     return RunError("WORKLOAD_FAILED", f"{err.get('type', 'Error')}: {err.get('message', '')}", str(marker.get("log_tail") or ""))

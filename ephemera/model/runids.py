@@ -38,7 +38,7 @@ def _stamp(when: datetime) -> str:
     return when.astimezone(timezone.utc).strftime("%Y%m%dt%H%M%S")
 
 
-def validate_run_id(run_id: str, field: str = "run_id") -> str:
+def validate_run_id(run_id: object, field: str = "run_id") -> str:
     if not isinstance(run_id, str) or not _RUN_ID_RE.match(run_id):
         raise ParamError(field, f"{run_id!r} is not a valid run id", "use 3-121 lowercase letters, digits, '.', '_' or '-'")
     return run_id

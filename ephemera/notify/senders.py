@@ -51,7 +51,7 @@ def with_retries(send: Callable[[float], T], deadline: float, attempts: int) -> 
     raise AssertionError("not reached")
 
 
-def _transient_os_error(exc: BaseException) -> bool:
+def _transient_os_error(exc: BaseException | str) -> bool:  # URLError.reason may be a string
     return isinstance(exc, (ConnectionRefusedError, ConnectionResetError, ConnectionAbortedError, TimeoutError, socket.timeout))
 
 

@@ -71,7 +71,7 @@ class StorageBackendSpec:
         return None
 
     # --- client ---------------------------------------------------------------------------
-    def load_class(self) -> type:
+    def load_class(self) -> Any:  # the Storage class named by ``storage_class`` (imported by name)
         module_name, _, cls_name = self.storage_class.partition(":")
         return getattr(importlib.import_module(module_name), cls_name)
 

@@ -7,18 +7,14 @@ calls over every VM of the run), runs the job on worker 0 in a child process, wr
 a failure marker if that child dies without one, kills it at the hard deadline, and
 then idles (a VM lives until it is destroyed) until SIGTERM.
 
-The agent config file (written by the engine, mode 0600) is JSON:
-``{"run_id", "config": <Ephemera config dict>, "heartbeat_interval": s}`` and,
-optionally, ``"worker_processes"`` (processes serving calls on this VM; default the
-CPU count, divided by the run's VM count when every VM shares this machine) and
-``"use_gpu"`` (default: whether an NVIDIA device exists); on a booted VM also
-``"state_file"`` (the bootstrap's state: its boot phases and the GPU report, carried
-in every heartbeat with the agent's own phases ``agent_ready``, ``first_task`` and
-``last_task``) and ``"workdir"`` (the bundle's workload source: the workload's cwd);
-``"log_interval"`` (seconds between log uploads, default 3); ``"run_key"``: the run's
-key (:mod:`ephemera.runkeys`, from the boot document), with which the agent checks the
-run's job spec before anything of it runs and the bridge seals what the VMs unpickle;
-a secret, scrubbed from every log line like the config's secrets.
+The agent config file (``agent.json``, mode 0600, written by the VM's boot or by
+``LocalRun``) is a :class:`ephemera.model.vmboot.AgentConfig`: the run, the VM's
+Ephemera config, the run's key (:mod:`ephemera.runkeys`: the agent checks the run's
+job spec with it before anything of it runs, and the bridge seals what the VMs
+unpickle; a secret, scrubbed from every log line like the config's secrets), the
+heartbeat and log intervals, the processes serving calls, whether to use the GPU and,
+on a booted VM, the bootstrap's state file (its boot phases and GPU report, carried in
+every heartbeat with the agent's own phases) and the workload's working folder.
 
 The agent ships its own log, the workload's output (read from its pipe, and echoed to
 the agent's stdout) and the bootstrap's log (beside the state file) to the state
@@ -41,13 +37,15 @@ from datetime import datetime
 from ephemera.config import Config, load_config
 from ephemera.lifeline import child_binding
 from ephemera.model import marker as markers
+from ephemera.model.heartbeat import Heartbeat, VMPhase, VMState
 from ephemera.model.jobs import JobSpec, load_job
+from ephemera.model.vmboot import AgentConfig
 from ephemera.secrets import Scrubber, StreamScrubber
 from ephemera.storage import get_storage
 from ephemera.storage.base import Storage
 from ephemera.storage.lithops import to_lithops
 from ephemera.timeutil import now_iso, now_utc
-from ephemera.vm.heartbeats import HEARTBEAT_INTERVAL, write_heartbeat
+from ephemera.vm.heartbeats import write_heartbeat
 from ephemera.vm.logship import SHIP_INTERVAL, LogShipper
 from ephemera.vm.pids import write_pid_file
 from ephemera.vm.services import VMInfo, VMService, load_services
@@ -57,19 +55,19 @@ log = logging.getLogger("ephemera.vm.agent")
 RELAY_LINE_BYTES = 64 * 1024  # a longer output line is relayed in pieces
 
 
-def load_agent_config(path: str) -> dict:
+def load_agent_config(path: str) -> AgentConfig:
+    """The agent config at ``path``; AgentConfigError naming a missing or malformed field."""
     with open(path) as fh:
-        return json.load(fh)
+        return AgentConfig.from_json(fh.read())
 
 
-def agent_context(agent_cfg: dict) -> tuple[Config, Storage, JobSpec, Scrubber]:
+def agent_context(agent_cfg: AgentConfig) -> tuple[Config, Storage, JobSpec, Scrubber]:
     """(Config, Storage, JobSpec, Scrubber) of the agent's run; JobSpecError when the
     run's job spec is not signed with the run key."""
-    config = load_config(agent_cfg["config"], engine_checks=False)  # a VM never drives the engine
+    config = load_config(agent_cfg.config, engine_checks=False)  # a VM never drives the engine
     storage = get_storage(config)
-    run_key = agent_cfg.get("run_key") or ""
-    job = load_job(storage, config.state_bucket, agent_cfg["run_id"], run_key)
-    return config, storage, job, Scrubber([*config.secret_values(), run_key])
+    job = load_job(storage, config.state_bucket, agent_cfg.run_id, agent_cfg.run_key)
+    return config, storage, job, Scrubber([*config.secret_values(), agent_cfg.run_key])
 
 
 class Agent:
@@ -77,47 +75,49 @@ class Agent:
         self.config_path = config_path
         self.worker = worker
         self.agent_cfg = load_agent_config(config_path)
-        self.run_id = self.agent_cfg["run_id"]
+        self.run_id = self.agent_cfg.run_id
         self.config, self.storage, self.job, self.scrubber = agent_context(self.agent_cfg)
         self.stopping = threading.Event()
-        self.state = "starting"
+        self.state: VMState = VMState.STARTING
         self.child: subprocess.Popen | None = None
         self.worker_processes = self._default_processes()
         self.services: list[VMService] = []
         self.phases: dict[str, str] = {}  # the agent's own boot phases, over the bootstrap's
         self.shipper = LogShipper(self.storage, self.config.state_bucket, self.run_id, worker, self.scrubber,
-                                  float(self.agent_cfg.get("log_interval", SHIP_INTERVAL)))
+                                  float(self.agent_cfg.log_interval or SHIP_INTERVAL))
 
     # --- heartbeats -------------------------------------------------------------------
     def boot_state(self) -> dict:
         """The bootstrap's state file (phases, GPU report), {} without one."""
-        try:
-            with open(self.agent_cfg["state_file"]) as fh:
-                return json.load(fh)
-        except (KeyError, OSError, ValueError):
+        if not self.agent_cfg.state_file:
             return {}
+        try:
+            with open(self.agent_cfg.state_file) as fh:
+                state = json.load(fh)
+        except (OSError, ValueError):
+            return {}
+        return state if isinstance(state, dict) else {}
 
-    def phase(self, name: str) -> None:
-        self.phases.setdefault(name, now_iso())
+    def phase(self, name: VMPhase) -> None:
+        self.phases.setdefault(name.value, now_iso())
 
     def heartbeat(self) -> None:
         boot = self.boot_state()
-        body = {"pid": os.getpid(), "state": self.state, "worker_processes": self.worker_processes,
-                "python": sys.executable, "phases": {**boot.get("phases", {}), **self.phases}}
-        if boot.get("gpu"):
-            body["gpu"] = boot["gpu"]
+        beat = Heartbeat(run_id=self.run_id, worker=self.worker, pid=os.getpid(), state=self.state,
+                         worker_processes=self.worker_processes, python=sys.executable,
+                         phases={**(boot.get("phases") or {}), **self.phases}, gpu=boot.get("gpu") or None)
         for service in self.services:
             try:
-                body.update(service.status())
+                beat.services.update(service.status())
             except Exception as exc:  # noqa: BLE001 - a service's status must not stop the beat
                 log.warning("VM service %s: status failed: %s", service.name, self.scrubber.scrub(str(exc)))
         try:
-            write_heartbeat(self.storage, self.config.state_bucket, self.run_id, self.worker, body)
+            write_heartbeat(self.storage, self.config.state_bucket, beat)
         except Exception as exc:  # noqa: BLE001 - a missed heartbeat must not kill the VM
             log.warning("heartbeat failed: %s", self.scrubber.scrub(str(exc)))
 
     def _heartbeat_loop(self) -> None:
-        interval = float(self.agent_cfg.get("heartbeat_interval", HEARTBEAT_INTERVAL))
+        interval = float(self.agent_cfg.heartbeat_interval)
         while not self.stopping.wait(interval):
             self.heartbeat()
 
@@ -131,16 +131,16 @@ class Agent:
     # --- resources of this VM ---------------------------------------------------------
     def _default_processes(self) -> int:
         """Configured, else the CPU count; local VMs (one machine) share it."""
-        if self.agent_cfg.get("worker_processes"):
-            return int(self.agent_cfg["worker_processes"])
+        if self.agent_cfg.worker_processes:
+            return int(self.agent_cfg.worker_processes)
         cpus = os.cpu_count() or 1
         if self.storage.traits.same_host:
             return max(1, cpus // max(1, int(self.job.worker_count or 1)))
         return cpus
 
     def use_gpu(self) -> bool:
-        if "use_gpu" in self.agent_cfg:
-            return bool(self.agent_cfg["use_gpu"])
+        if self.agent_cfg.use_gpu is not None:
+            return bool(self.agent_cfg.use_gpu)
         return os.path.exists("/dev/nvidia0")
 
     def vm_info(self) -> VMInfo:
@@ -149,7 +149,7 @@ class Agent:
                       worker_processes=self.worker_processes, use_gpu=self.use_gpu(),
                       hard_deadline=self.hard_deadline(), same_host=self.storage.traits.same_host,
                       lithops_storage=to_lithops(self.config), request_heartbeat=self.heartbeat,
-                      run_key=self.agent_cfg.get("run_key") or "")
+                      run_key=self.agent_cfg.run_key)
 
     def start_services(self) -> None:
         for service in load_services(self.vm_info()):
@@ -177,12 +177,12 @@ class Agent:
     # --- the workload -------------------------------------------------------------------
     def run_workload(self) -> None:
         """Run the job in a child process; guarantee a marker unless we are being stopped."""
-        self.state = "running"
-        self.phase("first_task")
+        self.state = VMState.RUNNING
+        self.phase(VMPhase.FIRST_TASK)
         self.heartbeat()
         cmd = [sys.executable, "-m", "ephemera.vm", "run-job", "--config", self.config_path, "--worker", str(self.worker)]
         started = time.time()
-        workdir = self.agent_cfg.get("workdir")
+        workdir = self.agent_cfg.workdir
         env, lifeline = child_binding(self.workload_env())  # the workload (and this agent's group) dies with the agent
         self.child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=env, pass_fds=lifeline,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -202,8 +202,8 @@ class Agent:
             return
         if code != 0 or not self._marker_exists():
             self._write_failure(reason, started)
-        self.phase("last_task")
-        self.state = "idle"
+        self.phase(VMPhase.LAST_TASK)
+        self.state = VMState.IDLE
         self.heartbeat()
 
     def _relay(self, stream) -> None:
@@ -252,10 +252,10 @@ class Agent:
         handler = self.shipper.handler("agent")
         handler.addFilter(self.scrubber)
         logging.getLogger().addHandler(handler)
-        if self.agent_cfg.get("state_file"):  # a booted VM: the bootstrap's log beside its state
+        if self.agent_cfg.state_file:  # a booted VM: the bootstrap's log beside its state
             from ephemera.vm.bootstrap import LOG
 
-            self.shipper.tail_file("boot", os.path.join(os.path.dirname(self.agent_cfg["state_file"]), LOG))
+            self.shipper.tail_file("boot", os.path.join(os.path.dirname(self.agent_cfg.state_file), LOG))
         self.shipper.start()
         self.heartbeat()
         threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True).start()
@@ -263,13 +263,13 @@ class Agent:
         # the pid file says "up": written once the services serve, so whoever started
         # this agent can hand it work as soon as start returns
         write_pid_file(pid_file, os.getpid())
-        self.phase("agent_ready")
+        self.phase(VMPhase.AGENT_READY)
         self.heartbeat()
         log.info("agent for run %s worker %d up, pid %d", self.run_id, self.worker, os.getpid())
         if self.worker == 0:
             threading.Thread(target=self.run_workload, name="workload", daemon=True).start()
         else:
-            self.state = "idle"
+            self.state = VMState.IDLE
         # A VM lives until destroyed; as a second line of defence it ends itself at the
         # hard deadline even if nobody destroys it.
         while not self.stopping.wait(0.5):
@@ -285,7 +285,7 @@ class Agent:
                 self.child.wait(5)
             except subprocess.TimeoutExpired:
                 self.child.kill()
-        self.state = "stopped"
+        self.state = VMState.STOPPED
         self.heartbeat()
         log.info("agent for run %s worker %d stopped", self.run_id, self.worker)
         self.shipper.stop()

@@ -32,6 +32,9 @@ from pathlib import Path
 
 from ephemera.files import write_private
 from ephemera.model import marker as markers
+from ephemera.model.heartbeat import Heartbeat, VMPhase, VMState
+from ephemera.model.vmboot import AgentConfig, BootDocument, boot_from_json
+from ephemera.storage.base import Storage
 from ephemera.vm import bootstrap
 from ephemera.vm.gpu import GPUCheckError, check_gpus
 
@@ -39,36 +42,41 @@ log = logging.getLogger("ephemera.vm.boot")
 AGENT_CONFIG = "agent.json"
 
 
-def vm_credentials(boot: dict, root: Path) -> dict:
+def vm_credentials(boot: BootDocument, root: Path) -> dict:
     """The storage keys stage one fetched (``<root>/credentials.json``); {} for a VM with an identity."""
     if not boot.get("credentials"):
         return {}
     path = bootstrap.fetch_credentials(root, boot)  # normally done by stage one already: then it only reads the file
-    return json.loads(path.read_text())
+    if path is None:
+        return {}
+    keys = json.loads(path.read_text())
+    return keys if isinstance(keys, dict) else {}
 
 
-def vm_config(boot: dict, root: Path) -> dict:
+def vm_config(boot: BootDocument, root: Path) -> dict:
     """The VM's Ephemera config: the storage section, completed by the run's credentials."""
     name = boot["storage"]["backend"]
     section = {**dict(boot["storage"].get(name) or {}), **vm_credentials(boot, root)}
     return {"storage": {"backend": name, "bucket": boot["state_bucket"]}, name: section, "home": str(root / "home")}
 
 
-def agent_config(boot: dict, root: Path) -> Path:
+def agent_config(boot: BootDocument, root: Path) -> Path:
     """``<root>/agent.json``, written once (credentials can be read only once)."""
     path = root / AGENT_CONFIG
     if not path.exists():
         bundle_dir = root / "bundle" / boot["bundle"]["sha256"]
-        cfg = {"run_id": boot["run_id"], "config": vm_config(boot, root), "state_file": str(root / bootstrap.STATE),
-               "heartbeat_interval": boot.get("heartbeat_interval", 5.0), "workdir": str(bundle_dir / "source"),
-               "use_gpu": int((boot.get("gpu") or {}).get("count") or 0) > 0,
-               "run_key": boot.get("run_key")}  # the run's key (ephemera.runkeys): checks the job spec, seals the bridge's objects
-        write_private(path, json.dumps(cfg, indent=1))
+        cfg = AgentConfig(run_id=boot["run_id"], config=vm_config(boot, root), state_file=str(root / bootstrap.STATE),
+                          heartbeat_interval=float(boot.get("heartbeat_interval") or 5.0),
+                          workdir=str(bundle_dir / "source"),
+                          use_gpu=int((boot.get("gpu") or {}).get("count") or 0) > 0,
+                          run_key=boot.get("run_key") or "")  # checks the job spec, seals the bridge's objects
+        write_private(path, cfg.to_json())
     (root / bootstrap.CREDENTIALS).unlink(missing_ok=True)  # one copy of the keys: agent.json's
     return path
 
 
-def _write_failure(boot: dict, state: bootstrap.State, root: Path, storage, exc: BaseException) -> None:
+def _write_failure(boot: BootDocument, state: bootstrap.State, root: Path, storage: Storage | None,
+                   exc: BaseException) -> None:
     message = f"worker {boot['worker']}: {getattr(exc, 'message', None) or f'{type(exc).__name__}: {exc}'}"
     bootstrap.log(root, f"boot failed: {message}")
     if storage is None:  # no storage access: the bootstrap's own way (presigned PUT or identity)
@@ -88,9 +96,10 @@ def boot_vm(boot_file: Path, root: Path, pid_file: str | None = None) -> list[st
     from ephemera.vm.agent import agent_context, load_agent_config
     from ephemera.vm.heartbeats import write_heartbeat
 
-    boot = json.loads(boot_file.read_text())
+    boot = boot_from_json(boot_file.read_text())
     state = bootstrap.State(root)
-    storage = None
+    storage: Storage | None = None
+    scrubber = None
     try:
         path = agent_config(boot, root)
         config, storage, _job, scrubber = agent_context(load_agent_config(str(path)))
@@ -102,22 +111,23 @@ def boot_vm(boot_file: Path, root: Path, pid_file: str | None = None) -> list[st
             if not (exc.needs_reboot and boot.get("reboot") and state.data.get("reboots", 0) == 0):
                 raise
             state.data["reboots"] = 1
-            state.phase("rebooting")
+            state.phase(VMPhase.REBOOTING.value)
             bootstrap.log(root, f"{exc.message}: rebooting once to load the driver")
-            write_heartbeat(storage, config.state_bucket, boot["run_id"], boot["worker"],
-                            {"state": "rebooting", "phases": state.data["phases"]})
+            write_heartbeat(storage, config.state_bucket, Heartbeat(run_id=boot["run_id"], worker=boot["worker"],
+                                                                    state=VMState.REBOOTING, phases=state.data["phases"]))
             subprocess.run(boot["reboot"], check=False)
             return 0
-        state.phase("driver_ready", gpu=report.to_dict() if report else None)
+        state.phase(VMPhase.DRIVER_READY.value, gpu=report.to_dict() if report else None)
         bootstrap.log(root, f"GPUs: {report.to_dict() if report else 'none promised'}")
-        write_heartbeat(storage, config.state_bucket, boot["run_id"], boot["worker"],
-                        {"pid": os.getpid(), "state": "booting", "phases": state.data["phases"], "gpu": state.data.get("gpu")})
+        write_heartbeat(storage, config.state_bucket, Heartbeat(run_id=boot["run_id"], worker=boot["worker"], pid=os.getpid(),
+                                                                state=VMState.BOOTING, phases=state.data["phases"],
+                                                                gpu=state.data.get("gpu")))
     except Exception as exc:  # noqa: BLE001 - every failure ends the run with a marker
         try:
             _write_failure(boot, state, root, storage, exc)
         except Exception as marker_exc:  # noqa: BLE001 - the reaper's boot timeout is the last resort
             bootstrap.log(root, f"could not write the failure marker: {type(marker_exc).__name__}: {marker_exc}")
-        if storage is not None:  # no agent will ship the bootstrap's log: ship it now, so it outlives the VM
+        if storage is not None and scrubber is not None:  # no agent will ship the bootstrap's log: ship it now, so it outlives the VM
             from ephemera.vm.logship import LogShipper
 
             shipper = LogShipper(storage, boot["state_bucket"], boot["run_id"], boot["worker"], scrubber)

@@ -3,8 +3,9 @@
 This file uses the standard library only: on a cloud VM it runs before anything is
 installed (cloud-init writes it from ``user_data`` and a systemd unit runs it with the
 system ``python3`` at every boot until the run ends); local VMs run the very same
-program (``python -m ephemera.vm.bootstrap``). It reads the VM's *boot document*
-(written by :mod:`ephemera.bundle.delivery`, completed by the stack) and:
+program (``python -m ephemera.vm.bootstrap``). It reads the VM's *boot document* (a dict
+shaped as :class:`ephemera.model.vmboot.BootDocument`; written by
+:mod:`ephemera.bundle.delivery`, completed by the stack) and:
 
 1. stamps ``booted``; when the document has a credentials object (no identity), reads it
    first thing (its URL lives minutes) into ``<root>/credentials.json`` (0600) and
@@ -19,10 +20,11 @@ program (``python -m ephemera.vm.bootstrap``). It reads the VM's *boot document*
 4. hands over to the second stage in that environment
    (``python -m ephemera.vm boot``: credentials, GPU check, the agent).
 
-Local VMs (``inherit_site`` in the document) get an environment that sees the
-controller's site-packages through a ``.pth`` and install offline with pip (no network,
-no lock). What is done is kept in ``<root>/state.json``: after a reboot it resumes. Any failure writes the run's failure marker (presigned PUT, or
-the VM's identity) with the error and the tail of ``<root>/bootstrap.log``, and exits 1.
+Local VMs (``inherit_site``) get an environment that sees the controller's site-packages
+through a ``.pth`` and install offline with pip (no network, no lock). What is done is
+kept in ``<root>/state.json``: after a reboot it resumes. Any failure writes the run's
+failure marker (presigned PUT, or the VM's identity) with the error and the tail of
+``<root>/bootstrap.log``, and exits 1.
 """
 
 from __future__ import annotations
@@ -41,9 +43,14 @@ import urllib.parse
 import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # this file ships alone (stdlib only): the documented shape is for the type checker
+    from ephemera.model.vmboot import BootDocument, ObjectRef
 
 STATE = "state.json"
 LOG = "bootstrap.log"
+CREDENTIALS = "credentials.json"  # the one-time storage keys of a VM without identity
 LOG_TAIL_LINES = 40
 HTTP_TIMEOUT = 60
 
@@ -138,10 +145,11 @@ def identity_token(identity: dict) -> str:
     return reply["access_token"]
 
 
-def object_call(boot: dict, method: str, ref: dict, data: bytes | None = None) -> bytes:
+def object_call(boot: BootDocument, method: str, ref: ObjectRef, data: bytes | None = None) -> bytes:
     """GET or PUT the object ``ref`` ({bucket, key, url}) by its URL, else as the VM itself."""
-    if ref.get("url"):
-        return http(method, ref["url"], data)
+    presigned = ref.get("url")
+    if presigned:
+        return http(method, presigned, data)
     identity = boot.get("identity")
     if not identity:
         raise BootError(f"no URL for '{ref['key']}' and no identity to fetch it with")
@@ -150,10 +158,6 @@ def object_call(boot: dict, method: str, ref: dict, data: bytes | None = None) -
 
 
 # -- the VM's storage credentials ---------------------------------------------------------------
-
-CREDENTIALS = "credentials.json"
-
-
 def write_secret(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` readable by this user alone (0600 from creation, never through a symlink)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -165,7 +169,7 @@ def write_secret(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def fetch_credentials(root: Path, boot: dict) -> Path | None:
+def fetch_credentials(root: Path, boot: BootDocument) -> Path | None:
     """Read the one-time credentials object into ``<root>/credentials.json`` and delete the object;
     the file (None when the document has none). A VM that reboots keeps the file it has."""
     creds = boot.get("credentials")
@@ -188,7 +192,7 @@ def fetch_credentials(root: Path, boot: dict) -> Path | None:
 
 # -- the bundle -------------------------------------------------------------------------------
 
-def fetch_bundle(root: Path, boot: dict) -> Path:
+def fetch_bundle(root: Path, boot: BootDocument) -> Path:
     """Download, verify and unpack the bundle; the folder it is in."""
     ref = boot["bundle"]
     target = root / "bundle" / ref["sha256"]
@@ -213,7 +217,7 @@ def fetch_bundle(root: Path, boot: dict) -> Path:
     return target
 
 
-def find_uv(boot: dict) -> str | None:
+def find_uv(boot: BootDocument) -> str | None:
     for candidate in (boot.get("uv"), shutil.which("uv"), str(Path(sys.executable).parent / "uv")):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
@@ -224,11 +228,10 @@ def env_python(env: Path) -> Path:
     return env / "bin" / "python"
 
 
-def install(root: Path, boot: dict, bundle: Path, installer: str | None = None) -> Path:
-    """Create ``<root>/env`` and install the bundle into it; return the env's python.
-
-    A cloud VM installs only what the bundle's lock pins, hashes enforced
-    (:func:`install_locked`); a local VM installs offline over the controller's packages."""
+def install(root: Path, boot: BootDocument, bundle: Path, installer: str | None = None) -> Path:
+    """Create ``<root>/env``, install the bundle into it and return the env's python: a cloud VM
+    installs only what the bundle's lock pins, hashes enforced (:func:`install_locked`); a
+    local VM installs offline over the controller's packages."""
     manifest = json.loads((bundle / "manifest.json").read_text())
     env = root / "env"
     shutil.rmtree(env, ignore_errors=True)
@@ -253,7 +256,7 @@ def locked_requirements(root: Path, bundle: Path, manifest: dict) -> list[str]:
     return [str(bundle / manifest["lock"]), str(pinned)]
 
 
-def install_locked(root: Path, boot: dict, bundle: Path, manifest: dict, env: Path, installer: str | None = None) -> None:
+def install_locked(root: Path, boot: BootDocument, bundle: Path, manifest: dict, env: Path, installer: str | None = None) -> None:
     """Install exactly the lock and Ephemera's wheel, every file checked against its hash,
     nothing resolved (``--no-deps``: the lock is complete), with uv where it is found."""
     files = [arg for path in locked_requirements(root, bundle, manifest) for arg in ("-r", path)]
@@ -271,7 +274,7 @@ def install_locked(root: Path, boot: dict, bundle: Path, manifest: dict, env: Pa
                    "--require-hashes", "--no-deps", *files], "installing the bundle's lock (pip, hashes required)")
 
 
-def install_local(root: Path, boot: dict, bundle: Path, manifest: dict, env: Path) -> None:
+def install_local(root: Path, boot: BootDocument, bundle: Path, manifest: dict, env: Path) -> None:
     """A local VM: an environment that sees the controller's site-packages through a
     ``.pth``, Ephemera's wheel installed offline over them."""
     wheel = str(bundle / "wheels" / manifest["wheel"])
@@ -299,16 +302,15 @@ def purelib(root: Path, env: Path) -> Path:
 
 # -- the failure marker -----------------------------------------------------------------------
 
-def failure_marker(boot: dict, state: State, root: Path, error_type: str, message: str, tb: str = "") -> dict:
+def failure_marker(boot: BootDocument, state: State, root: Path, error_type: str, message: str, tb: str = "") -> dict:
     """The run's failure marker, in the shape of :mod:`ephemera.model.marker` (plus ``boot``)."""
     now = now_iso()
-    return {"run_id": boot["run_id"], "entry": boot.get("entry", ""), "status": "failed", "started_at": now,
-            "finished_at": now, "duration_s": 0.0, "outputs": [],
-            "error": {"type": error_type, "message": message, "traceback": tb}, "log_tail": log_tail(root),
+    return {"run_id": boot["run_id"], "entry": boot.get("entry", ""), "status": "failed", "started_at": now, "finished_at": now,
+            "duration_s": 0.0, "outputs": [], "error": {"type": error_type, "message": message, "traceback": tb}, "log_tail": log_tail(root),
             "boot": {"worker": boot["worker"], "phases": state.data["phases"], "reboots": state.data.get("reboots", 0)}}
 
 
-def write_failure(boot: dict, state: State, root: Path, exc: BaseException) -> None:
+def write_failure(boot: BootDocument, state: State, root: Path, exc: BaseException) -> None:
     message = f"worker {boot['worker']}: bootstrap failed: {exc}"
     log(root, message)
     marker = failure_marker(boot, state, root, "BootstrapError", message, traceback.format_exc())
@@ -322,7 +324,7 @@ def write_failure(boot: dict, state: State, root: Path, exc: BaseException) -> N
 
 def bootstrap(boot_file: Path, root: Path) -> Path:
     """Stage one; returns the environment's python (stage two runs there)."""
-    boot = json.loads(boot_file.read_text())
+    boot: BootDocument = json.loads(boot_file.read_text())
     root.mkdir(parents=True, exist_ok=True)
     state = State(root)
     state.phase("booted")
@@ -376,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.detach:
         if not args.pid_file:
             parser.error("--detach needs --pid-file")
-        rest = [a for a in (argv if argv is not None else sys.argv[1:])]
+        rest = list(argv if argv is not None else sys.argv[1:])
         i = rest.index("--detach")
         return _detach(rest[:i] + rest[i + 2:], args.pid_file, args.detach)
     if args.pid_file:

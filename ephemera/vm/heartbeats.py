@@ -1,18 +1,20 @@
 """Agent heartbeats: one object per VM of a run, rewritten every few seconds.
 
 The agent writes ``ephemera/heartbeats/<run_id>/<worker>.json`` (see
-:mod:`ephemera.layout`); the controller reads them to tell a live VM from a silent one.
+:mod:`ephemera.layout`), a :class:`ephemera.model.heartbeat.Heartbeat`; the controller
+reads them to tell a live VM from a silent one. This module is the one place they are
+written and read.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime
 
 from ephemera import layout
-from ephemera.errors import NoSuchBucketError, NoSuchKeyError
+from ephemera.model.heartbeat import Heartbeat, HeartbeatInvalid
 from ephemera.storage.base import Storage
+from ephemera.storage.objects import json_objects
 from ephemera.timeutil import now_iso, since
 
 log = logging.getLogger(__name__)
@@ -21,30 +23,28 @@ HEARTBEAT_INTERVAL = 5.0  # seconds between an agent's heartbeats (its default)
 SILENT_BEATS = 6  # missed heartbeats before a VM is called silent
 
 
-def write_heartbeat(storage: Storage, bucket: str, run_id: str, worker: int, body: dict) -> None:
-    """Store one VM's heartbeat (``body`` plus run, worker and the time)."""
-    beat = {**body, "run_id": run_id, "worker": worker, "at": now_iso()}
-    storage.put(bucket, layout.heartbeat_key(run_id, worker), json.dumps(beat).encode())
+def write_heartbeat(storage: Storage, bucket: str, beat: Heartbeat) -> None:
+    """Store one VM's heartbeat, stamped with the time now."""
+    beat.at = now_iso()
+    storage.put(bucket, layout.heartbeat_key(beat.run_id, beat.worker), beat.to_json())
 
 
-def read_heartbeats(storage: Storage, bucket: str, run_id: str) -> list[dict]:
-    """Every VM's last heartbeat for the run (unreadable ones are skipped)."""
+def read_heartbeats(storage: Storage, bucket: str, run_id: str) -> list[Heartbeat]:
+    """Every VM's last heartbeat for the run, in worker order (unreadable ones, and any
+    that names another run, are skipped)."""
     beats = []
-    try:
-        infos = list(storage.list(bucket, layout.heartbeat_prefix(run_id)))
-    except NoSuchBucketError:
-        return beats
-    for info in infos:
+    for raw in json_objects(storage, bucket, layout.heartbeat_prefix(run_id)):
         try:
-            beat = json.loads(storage.get(bucket, info.key))
-        except (NoSuchKeyError, ValueError):
+            beat = Heartbeat.from_dict(raw)
+        except HeartbeatInvalid as exc:
+            log.debug("run %s: heartbeat skipped: %s", run_id, exc)
             continue
-        if isinstance(beat, dict):
+        if beat.run_id == run_id:
             beats.append(beat)
-    return beats
+    return sorted(beats, key=lambda b: b.worker)
 
 
 def seconds_since_last(storage: Storage, bucket: str, run_id: str, now: datetime | None = None) -> float | None:
     """Seconds since the most recent heartbeat of any VM of the run, or None if none."""
-    latest = max((b["at"] for b in read_heartbeats(storage, bucket, run_id) if isinstance(b.get("at"), str)), default=None)
+    latest = max((b.at for b in read_heartbeats(storage, bucket, run_id)), default=None)
     return since(latest, now) if latest else None

@@ -15,7 +15,6 @@ agents get it in their config, and ``lithops_config`` carries it.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import subprocess
@@ -25,6 +24,9 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
+from ephemera.files import write_private
+from ephemera.model.heartbeat import Heartbeat
+from ephemera.model.vmboot import AgentConfig
 from ephemera.timeutil import now_utc
 
 DEFAULT_HARD_DEADLINE = 600.0  # seconds a LocalRun's agents live at most
@@ -60,7 +62,7 @@ class LocalRun:
         from ephemera.config import load_config
         from ephemera.storage.lithops import to_lithops
 
-        sa = {"exec_mode": "consume", "run_id": self.run_id, "run_key": self.run_key}
+        sa: dict[str, object] = {"exec_mode": "consume", "run_id": self.run_id, "run_key": self.run_key}
         if self.worker_processes:
             sa["worker_processes"] = self.worker_processes
         storage = to_lithops(load_config(self.ephemera_config))
@@ -89,13 +91,9 @@ class LocalRun:
         save_job(storage, self.bucket, spec, self.run_key)
         self.agent_dir.mkdir(parents=True, exist_ok=True)
         cfg_path = self.agent_dir / "agent.json"
-        agent_cfg = {"run_id": self.run_id, "config": self.ephemera_config, "heartbeat_interval": self.heartbeat_interval,
-                     "run_key": self.run_key}
-        if self.worker_processes:
-            agent_cfg["worker_processes"] = self.worker_processes
-        fd = os.open(cfg_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(agent_cfg, fh)
+        agent_cfg = AgentConfig(run_id=self.run_id, config=self.ephemera_config, heartbeat_interval=self.heartbeat_interval,
+                                run_key=self.run_key, worker_processes=self.worker_processes or None)
+        write_private(cfg_path, agent_cfg.to_json())
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
         try:
             for w in self.workers:
@@ -113,27 +111,21 @@ class LocalRun:
             return ""
         return (now_utc() + timedelta(seconds=float(self.hard_deadline))).isoformat()
 
-    def heartbeats(self) -> dict[int, dict]:
+    def heartbeats(self) -> dict[int, Heartbeat]:
         """worker -> its agent's last heartbeat."""
         from ephemera.config import load_config
-        from ephemera.errors import StorageError
-        from ephemera.layout import heartbeat_key
         from ephemera.storage import get_storage
+        from ephemera.vm.heartbeats import read_heartbeats
 
-        storage, out = get_storage(load_config(self.ephemera_config)), {}
-        for w in self.workers:
-            try:
-                out[w] = json.loads(storage.get(self.bucket, heartbeat_key(self.run_id, w)))
-            except (StorageError, ValueError):
-                continue
-        return out
+        beats = read_heartbeats(get_storage(load_config(self.ephemera_config)), self.bucket, self.run_id)
+        return {b.worker: b for b in beats if b.worker in self.workers}
 
     def wait_ready(self, timeout: float = 60.0) -> "LocalRun":
         """Wait until every agent heartbeats with a warm pool; RuntimeError after ``timeout``."""
         deadline = time.monotonic() + timeout
         while True:
             beats = self.heartbeats()
-            if all(beats.get(w, {}).get("pool_ready") for w in self.workers):
+            if all(w in beats and beats[w].services.get("pool_ready") for w in self.workers):
                 return self
             if time.monotonic() > deadline:
                 raise RuntimeError(f"agents of run {self.run_id} not ready after {timeout:g} s; logs in {self.agent_dir}")

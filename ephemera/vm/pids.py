@@ -66,4 +66,4 @@ def is_agent_process(pid: int) -> bool:
 def agent_alive(pid_file: str) -> bool:
     """Whether the agent a pid file names is running."""
     pid = read_pid(pid_file)
-    return bool(pid) and is_agent_process(pid)
+    return pid is not None and pid > 0 and is_agent_process(pid)

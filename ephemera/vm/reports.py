@@ -13,22 +13,23 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from ephemera.model.heartbeat import REPORTED_PHASES, Heartbeat, VMPhase
 from ephemera.storage.base import Storage
 from ephemera.timeutil import now_utc
 from ephemera.vm.heartbeats import read_heartbeats
 
-PHASES = ("booted", "bundle_installed", "driver_ready", "agent_ready", "first_task", "last_task")
+PHASES = tuple(p.value for p in REPORTED_PHASES)  # as the run record's ``vms[].phases`` keys them
+
+
+def vm_report(beat: Heartbeat) -> dict:
+    """What the run record keeps of one VM's heartbeat: worker, state, phases, GPU report, python."""
+    return {"worker": beat.worker, "state": beat.state.value if beat.state else None, "phases": dict(beat.phases),
+            "gpu": beat.gpu, "python": beat.python}
 
 
 def vm_reports(storage: Storage, bucket: str, run_id: str) -> list[dict]:
-    """Per VM, in worker order: worker, state, phases, GPU report, python."""
-    out = []
-    for beat in read_heartbeats(storage, bucket, run_id):
-        if not isinstance(beat.get("worker"), int):
-            continue
-        out.append({"worker": beat["worker"], "state": beat.get("state"), "phases": dict(beat.get("phases") or {}),
-                    "gpu": beat.get("gpu"), "python": beat.get("python")})
-    return sorted(out, key=lambda r: r["worker"])
+    """Per VM, in worker order, its :func:`vm_report`."""
+    return [vm_report(beat) for beat in read_heartbeats(storage, bucket, run_id)]
 
 
 def _at(iso: str | None) -> datetime | None:
@@ -41,20 +42,14 @@ def vm_seconds(vms: list[dict], end: datetime | None = None) -> dict:
     total = workload = 0.0
     for vm in vms:
         phases = vm.get("phases") or {}
-        booted = _at(phases.get("booted"))
+        booted = _at(phases.get(VMPhase.BOOTED.value))
         if booted is None:
             continue
         total += max(0.0, (end - booted).total_seconds())
-        first, last = _at(phases.get("first_task")), _at(phases.get("last_task"))
+        first, last = _at(phases.get(VMPhase.FIRST_TASK.value)), _at(phases.get(VMPhase.LAST_TASK.value))
         if first is not None:
             workload += max(0.0, ((last or end) - first).total_seconds())
     return {"total": round(total, 1), "workload": round(workload, 1), "outside": round(total - workload, 1)}
-
-
-def missing_vms(vms: list[dict], worker_count: int) -> list[int]:
-    """Workers whose agent never reported ready."""
-    ready = {vm["worker"] for vm in vms if "agent_ready" in (vm.get("phases") or {})}
-    return [w for w in range(worker_count) if w not in ready]
 
 
 def merge_reports(known: list[dict], new: list[dict]) -> list[dict]:
@@ -70,7 +65,8 @@ def merge_reports(known: list[dict], new: list[dict]) -> list[dict]:
 def with_marker_times(vms: list[dict], marker: dict | None) -> list[dict]:
     """Worker 0 runs the workload: its marker's start and end are its first and last task."""
     marker = marker or {}
-    phases = {k: marker[v] for k, v in (("first_task", "started_at"), ("last_task", "finished_at")) if marker.get(v)}
+    phases = {k.value: marker[v] for k, v in ((VMPhase.FIRST_TASK, "started_at"), (VMPhase.LAST_TASK, "finished_at"))
+              if marker.get(v)}
     if not phases or (marker.get("boot") or {}).get("worker") not in (None, 0):
         return vms
     return merge_reports(vms, [{"worker": 0, "phases": phases}])

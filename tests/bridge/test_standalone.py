@@ -9,6 +9,7 @@ import uuid
 import pytest
 
 import lithops_bridge as lithops
+from ephemera.model.heartbeat import VMState
 from ephemera.vm.localrun import LocalRun
 from lithops_bridge.errors import BridgeError
 from tests.bridge import funcs
@@ -146,7 +147,7 @@ def test_local_run_agents_end_at_their_hard_deadline(tmp_path):
         while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
             time.sleep(0.1)
         assert not [p for p in pids if pid_alive(p)], "the agent outlived its hard deadline"
-        assert run.heartbeats()[1]["state"] == "stopped"
+        assert run.heartbeats()[1].state == VMState.STOPPED
     finally:
         run.close()
 

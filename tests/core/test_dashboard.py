@@ -17,6 +17,7 @@ from ephemera.cli.dashboard.server import DashboardServer, is_loopback
 from ephemera.context import Context
 from ephemera.errors import ParamError
 from ephemera.model.runs import RunError, RunRecord, RunState
+from ephemera.model.heartbeat import Heartbeat, VMState
 from ephemera.vm.heartbeats import write_heartbeat
 from ephemera.vm.logship import LogShipper
 
@@ -63,7 +64,8 @@ def served(ctx):
 def test_runs_banner_and_refresh_while_a_run_is_open(ctx, served):
     add_run(ctx, "ws-1", [S.APPLYING, S.RUNNING, S.SUCCEEDED, S.DESTROYING, S.DESTROYED])
     add_run(ctx, "ws-2", [S.APPLYING, S.RUNNING], reason="<script>alert(1)</script>")
-    write_heartbeat(ctx.storage, ctx.config.state_bucket, "ws-2", 0, {"state": "running", "phases": {"booted": "2026-12-02T10:00:00+00:00"}})
+    write_heartbeat(ctx.storage, ctx.config.state_bucket, Heartbeat(run_id="ws-2", worker=0, state=VMState.RUNNING,
+                                                                      phases={"booted": "2026-12-02T10:00:00+00:00"}))
     server = served()
     status, headers, page = get(server.url)
     assert status == 200 and headers["Content-Type"].startswith("text/html")
@@ -86,7 +88,8 @@ def test_runs_show_svg_prints_the_dashboards_picture(ctx, served, tmp_path, caps
     from ephemera.cli import main
 
     add_run(ctx, "ws-2", [S.APPLYING, S.RUNNING])
-    write_heartbeat(ctx.storage, ctx.config.state_bucket, "ws-2", 0, {"state": "running", "phases": {"booted": "2026-12-02T10:00:00+00:00"}})
+    write_heartbeat(ctx.storage, ctx.config.state_bucket, Heartbeat(run_id="ws-2", worker=0, state=VMState.RUNNING,
+                                                                      phases={"booted": "2026-12-02T10:00:00+00:00"}))
     path = tmp_path / "ephemera.yaml"
     path.write_text(yaml.safe_dump(ctx.config.to_dict(redact=False)))
     assert main(["--config", str(path), "runs", "show", "ws-2", "--svg"]) == 0

@@ -43,12 +43,14 @@ def test_apply_workload_marker_destroy(local_config, binary):
     agent_cfg = vm_dir / "0" / "agent.json"
     assert stat.S_IMODE(os.stat(agent_cfg).st_mode) == 0o600
     # each VM's agent runs from its own environment, where the bundle's wheel is installed
-    # (worker 1's agent may come up after worker 0 has already finished: wait for its own beat)
-    beats = wait_for(lambda: (lambda b: b if all("python" in b.get(w, {}) for w in (0, 1)) else None)(
-        {b["worker"]: b for b in read_heartbeats(ctx.storage, "ephemera-test", run_id)}), what="both agents' heartbeats")
+    # (worker 1's agent may come up after worker 0 has already finished: wait for its own beat;
+    # an agent's first beat, sent before its services start, has no agent_ready yet)
+    beats = wait_for(lambda: (lambda b: b if all(w in b and b[w].python and "agent_ready" in b[w].phases
+                                                 for w in (0, 1)) else None)(
+        {b.worker: b for b in read_heartbeats(ctx.storage, "ephemera-test", run_id)}), what="both agents' heartbeats")
     for worker in (0, 1):
-        assert beats[worker]["python"] == str(vm_dir / str(worker) / "env" / "bin" / "python")
-        assert {"booted", "bundle_installed", "driver_ready", "agent_ready"} <= set(beats[worker]["phases"])
+        assert beats[worker].python == str(vm_dir / str(worker) / "env" / "bin" / "python")
+        assert {"booted", "bundle_installed", "driver_ready", "agent_ready"} <= set(beats[worker].phases)
 
     result = destroy.main(marker_event(config, run_id))
     assert result == {"ok": True, "run_id": run_id, "state": "DESTROYED", "workload": "succeeded"}

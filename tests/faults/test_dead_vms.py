@@ -34,7 +34,7 @@ def test_run_whose_vms_all_died_is_failed_and_destroyed_by_heartbeat(local_cfg, 
     faults.inject()
     faults.scenario("dead VMs by heartbeat")
     wait_for(lambda: not any(is_agent_process(p) for p in agents), what="agents gone")
-    last = max(b["at"] for b in read_heartbeats(
+    last = max(b.at for b in read_heartbeats(
         ctx.storage, ctx.config.state_bucket, run_id))
     wait_for(lambda: datetime.now(timezone.utc) > datetime.fromisoformat(last) + timedelta(seconds=3.5), what="the grace")
     result = reap.main({"config": config})

@@ -120,12 +120,14 @@ def read_token(token_file: str | None, environ: dict | None = None) -> tuple[str
 
 def readable_by_others(token_file: str | None) -> bool:
     """Whether the token file may be read by other users (its mode lets group or others read)."""
+    if not token_file:
+        return False
     try:
-        return bool(token_file) and bool(os.stat(Path(token_file).expanduser()).st_mode & (stat.S_IRGRP | stat.S_IROTH))
+        return bool(os.stat(Path(token_file).expanduser()).st_mode & (stat.S_IRGRP | stat.S_IROTH))
     except OSError:
         return False
 
 
 def token_matches(given: str | None, token: str) -> bool:
     """Whether ``given`` is ``token`` (constant time; an empty or missing value never is)."""
-    return bool(given) and hmac.compare_digest(given.encode("utf-8", "surrogateescape"), token.encode())
+    return given is not None and given != "" and hmac.compare_digest(given.encode("utf-8", "surrogateescape"), token.encode())

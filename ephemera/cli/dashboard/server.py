@@ -22,7 +22,7 @@ import threading
 from http import cookies
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 from urllib.parse import parse_qs, parse_qsl, quote, urlencode, urlparse
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -52,9 +52,10 @@ class Dashboard:
 
     def __init__(self, ctx: Context, refresh: int = REFRESH_SECONDS):
         self.ctx, self.refresh, self.env = ctx, refresh, environment()
-        self.routes = [(re.compile(r"^/$"), self.index), (re.compile(r"^/activations$"), self.activations),
-                       (re.compile(f"^{_RUN}$"), self.run), (re.compile(f"^{_RUN}/timeline.svg$"), self.svg),
-                       (re.compile(f"^{_RUN}/logs$"), self.logs)]
+        self.routes: list[tuple[re.Pattern[str], Callable[..., tuple[int, str, bytes]]]] = [
+            (re.compile(r"^/$"), self.index), (re.compile(r"^/activations$"), self.activations),
+            (re.compile(f"^{_RUN}$"), self.run), (re.compile(f"^{_RUN}/timeline.svg$"), self.svg),
+            (re.compile(f"^{_RUN}/logs$"), self.logs)]
 
     def page(self, name: str, **data) -> tuple[int, str, bytes]:
         return 200, "text/html; charset=utf-8", self.env.get_template(name).render(refresh=self.refresh, **data).encode()

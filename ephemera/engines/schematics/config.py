@@ -65,6 +65,6 @@ class SchematicsSettings:
             raise ConfigError("ibm.iam_api_key", "missing", "Schematics needs an IAM API key")
         url = check_url("schematics.url", config["schematics"]["url"], "https://us-south.schematics.cloud.ibm.com")
         url = url or service_url_for_region(config["schematics"]["region"])
-        iam_url = check_url("ibm.iam_url", config["ibm"]["iam_url"] or DEFAULT_IAM_URL, DEFAULT_IAM_URL)
+        iam_url = check_url("ibm.iam_url", config["ibm"]["iam_url"], DEFAULT_IAM_URL) or DEFAULT_IAM_URL
         return cls(api_key=api_key, iam_url=iam_url, workspace_id=workspace_id, service_url=url,
                    secure_variables=dict(config["schematics"]["secure_variables"] or {}))

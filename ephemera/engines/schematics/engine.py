@@ -93,8 +93,8 @@ class SchematicsEngine:
         self.workspace = workspace  # the Ephemera workspace name this Schematics workspace backs
         self._sleep = sleep  # injectable so tests need not wait for backoff
         self._secrets: set[str] = {settings.api_key}
-        self._service = None
-        self._authenticator = None
+        self._service: Any = None  # the SDK's SchematicsV1, built on first use (the SDK is untyped)
+        self._authenticator: Any = None  # its IAMAuthenticator
 
     @classmethod
     def from_config(cls, config: Config | dict | str | None) -> "SchematicsEngine":

@@ -50,6 +50,7 @@ from ephemera.engines.terraform.runners import Runner, make_runner
 from ephemera.errors import EngineError, WorkspaceBusyError
 from ephemera.files import write_private
 from ephemera.model.runs import Activity
+from ephemera.model.vmboot import boot_from_json, boot_to_json
 from ephemera.secrets import Scrubber
 from ephemera.timeutil import now_iso
 
@@ -314,12 +315,12 @@ class TerraformEngine:
         run_dir.mkdir(parents=True, exist_ok=True)
         boot_dir = run_dir / "vms"
         # The local stand-in for cloud-init user_data: each VM's boot document, completed
-        # with what a VM on this machine needs (no secret: the documents hold none).
-        for doc in (json.loads(base64.b64decode(b)) for b in values.get("vm_boot") or []):
+        # with what a VM on this machine needs (written 0600: the run key is their one secret).
+        for doc in (boot_from_json(base64.b64decode(b)) for b in values.get("vm_boot") or []):
             root = boot_dir / str(doc["worker"])
-            doc.update(root=str(root), python=sys.executable, inherit_site=host_site_packages(), offline=True,
-                       gpu={"count": int(values.get("gpu_count") or 0), "model": values.get("gpu_model")})
-            write_private(root / "boot.json", json.dumps(doc, indent=1))
+            doc.update({"root": str(root), "python": sys.executable, "inherit_site": host_site_packages(), "offline": True,
+                        "gpu": {"count": int(values.get("gpu_count") or 0), "model": values.get("gpu_model")}})
+            write_private(root / "boot.json", boot_to_json(doc))
         (run_dir / RUN_WORKSPACE_FILE).write_text(workspace)
         return {"python": sys.executable, "boot_dir": str(boot_dir), "agent_dir": str(run_dir / "agents")}
 

@@ -73,6 +73,7 @@ class S3CompatibleStorage:
     """The Storage interface over an S3 client; subclasses build ``self._client``."""
 
     backend = ""
+    traits: StorageTraits  # each backend declares its own
     # conditional PUT (If-None-Match: *) is tried first; False: claims only
     conditional_put = True
     # what to tell a user whose credentials are refused

@@ -49,7 +49,7 @@ def session_policy(scope: Any) -> dict:
     """The inline session policy of a run's VMs (``scope``: a :class:`ephemera.storage.spec.RunScope`)."""
     p = scope.prefixes
     written = [(scope.state_bucket, x) for x in p.write] + [(scope.output_bucket, x) for x in p.output]
-    statements = [
+    statements: list[dict[str, Any]] = [
         {"Sid": "ReadRun", "Effect": "Allow", "Action": READ, "Resource": [_resource(scope.state_bucket, x) for x in p.read]},
         {"Sid": "WriteRun", "Effect": "Allow", "Action": WRITE, "Resource": [_resource(b, x) for b, x in written]},
     ]

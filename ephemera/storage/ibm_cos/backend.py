@@ -45,7 +45,7 @@ class IBMCOSStorage(S3CompatibleStorage):
             client = session.client(
                 "s3",
                 endpoint_url=settings.endpoint,
-                auth_function=trusted_profile_auth(settings.trusted_profile_id, settings.metadata_url),
+                auth_function=trusted_profile_auth(settings.trusted_profile_id or "", settings.metadata_url),
                 config=COSConfig(signature_version="oauth", **config_options),
             )
         elif settings.auth == "iam":

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal, Optional, get_args
 
 from pydantic import Field
 
@@ -29,7 +29,8 @@ from ephemera.errors import ConfigError
 from ephemera.ibm import DEFAULT_IAM_URL
 from ephemera.sections import Section, check_url, secret
 
-ENDPOINT_TYPES = ("public", "private", "direct")
+EndpointType = Literal["public", "private", "direct"]
+ENDPOINT_TYPES: tuple[str, ...] = get_args(EndpointType)
 DOMAIN = "cloud-object-storage.appdomain.cloud"
 TOKEN_PATH = "/identity/token"
 METADATA_URL = "http://169.254.169.254"  # the VPC instance metadata service, from inside an instance
@@ -41,7 +42,7 @@ class COSSection(Section):
 
     region: str = Field("us-east", description="COS location, e.g. us-south, eu-de, us (cross-region), ams03 (single site)")
     endpoint: Optional[str] = Field(None, description="overrides the endpoint derived from region and endpoint_type")
-    endpoint_type: Literal[ENDPOINT_TYPES] = Field("public", description="which endpoint of the region: direct from a VPC, private from classic infrastructure")
+    endpoint_type: EndpointType = Field("public", description="which endpoint of the region: direct from a VPC, private from classic infrastructure")
     access_key_id: Optional[str] = secret("HMAC access key id")
     secret_access_key: Optional[str] = secret("HMAC secret access key")
     api_key: Optional[str] = secret("IAM API key; defaults to ibm.iam_api_key")
@@ -105,6 +106,6 @@ def cos_settings(config) -> COSSettings:
                           "set the COS instance CRN or GUID")
     auth_endpoint = check_url("ibm_cos.auth_endpoint", cos["auth_endpoint"])
     if not auth_endpoint:
-        auth_endpoint = check_url("ibm.iam_url", ibm["iam_url"] or DEFAULT_IAM_URL) + TOKEN_PATH
+        auth_endpoint = (check_url("ibm.iam_url", ibm["iam_url"]) or DEFAULT_IAM_URL) + TOKEN_PATH
     return COSSettings(endpoint, cos["region"], "iam", api_key=api_key,
                        service_instance_id=cos["service_instance_id"], auth_endpoint=auth_endpoint)

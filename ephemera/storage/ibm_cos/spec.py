@@ -74,7 +74,7 @@ class IBMCOSSpec(StorageBackendSpec):
         """Ephemera's own resolution: the endpoint derived from region and endpoint_type, HMAC
         keys when set, else IAM with the api_key falling back to ibm.iam_api_key."""
         cos = cos_settings(config)
-        section = {"region": cos.region, "endpoint": cos.endpoint}
+        section: dict[str, str | None] = {"region": cos.region, "endpoint": cos.endpoint}
         if cos.auth == "hmac":
             section.update(access_key_id=cos.access_key_id, secret_access_key=cos.secret_access_key)
         else:

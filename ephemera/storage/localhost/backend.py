@@ -104,52 +104,45 @@ class LocalhostStorage:
 
     # interface ---------------------------------------------------------------
     def put(self, bucket: str, key: str, data: bytes) -> ObjectInfo:
+        path = self._place(bucket, key, data, exclusive=False)
+        assert path is not None  # only an exclusive write finds its key taken
+        return self._info(key, path, data)
+
+    def put_if_absent(self, bucket: str, key: str, data: bytes) -> bool:
+        return self._place(bucket, key, data, exclusive=True) is not None
+
+    def _place(self, bucket: str, key: str, data: bytes, exclusive: bool) -> Path | None:
+        """The one write path: ``data`` into a temporary file, moved into place -- over any
+        object (``os.replace``), or, ``exclusive``, only where none is (``os.link`` fails
+        atomically when the target exists: then None)."""
         path = self._path(bucket, key)
         try:
             tmp = self._write_tmp(bytes(data))
         except OSError as exc:
             raise _write_error(exc, bucket, key) from None
+        attempt = 0
         try:
-            for attempt in range(3):  # a concurrent delete may prune the parent folder
+            while True:
+                attempt += 1
                 self._make_parent(path, bucket, key)
                 try:
-                    os.replace(tmp, path)
-                    break
-                except FileNotFoundError:
-                    if attempt == 2:
+                    (os.link if exclusive else os.replace)(tmp, path)
+                    return path
+                except FileExistsError:
+                    if exclusive:
+                        return None
+                    raise
+                except FileNotFoundError:  # a concurrent delete pruned the parent folder
+                    if attempt == 3:
                         raise
                 except IsADirectoryError:
                     raise StorageError(f"cannot write '{key}' in bucket '{bucket}': a folder of that name holds other objects "
                                        "(this backend keeps keys as files: 'a' and 'a/b' cannot both exist)") from None
-            return self._info(key, path, data)
         except OSError as exc:
             raise _write_error(exc, bucket, key) from None
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-
-    def put_if_absent(self, bucket: str, key: str, data: bytes) -> bool:
-        path = self._path(bucket, key)
-        try:
-            tmp = self._write_tmp(bytes(data))
-        except OSError as exc:
-            raise _write_error(exc, bucket, key) from None
-        try:
-            for attempt in range(3):
-                self._make_parent(path, bucket, key)
-                try:
-                    os.link(tmp, path)
-                    return True
-                except FileExistsError:
-                    return False
-                except FileNotFoundError:
-                    if attempt == 2:
-                        raise
-            return False
-        except OSError as exc:
-            raise _write_error(exc, bucket, key) from None
-        finally:
-            os.unlink(tmp)
 
     def _make_parent(self, path: Path, bucket: str, key: str) -> None:
         """Create the key's folder; a clear error when an object holds one of its names."""

@@ -11,10 +11,9 @@ only runs a batch twice, whose first result is then ignored).
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 
-from ephemera.errors import NoSuchBucketError, NoSuchKeyError
+from ephemera.storage.objects import json_objects
 from lithops_bridge.backends.standalone import keys
 
 STALE_AFTER = 30.0  # seconds without a presence write after which the client counts a VM as gone
@@ -23,19 +22,8 @@ RECLAIM_MIN = 5.0  # ... but never sooner than this many seconds
 
 
 def read_all(store, bucket: str, run_id: str) -> dict[str, dict]:
-    """worker (as a string) -> its presence object."""
-    out: dict[str, dict] = {}
-    try:
-        infos = list(store.list(bucket, keys.servers_prefix(run_id)))
-    except NoSuchBucketError:
-        return out
-    for info in infos:
-        try:
-            body = json.loads(store.get(bucket, info.key))
-        except (NoSuchKeyError, ValueError):
-            continue
-        out[str(body.get("worker"))] = body
-    return out
+    """worker (as a string) -> its presence object (the core's one reader of such status objects)."""
+    return {str(body.get("worker")): body for body in json_objects(store, bucket, keys.servers_prefix(run_id))}
 
 
 def age(presence: dict, now: datetime | None = None) -> float | None:
@@ -61,6 +49,6 @@ def reclaim_after(presence: dict | None) -> float:
 
 def holds(presence: dict | None, claim: dict, stale_after: float) -> bool:
     """Whether the claimer of ``claim`` is still the live process that made it."""
-    if not is_live(presence, stale_after):
+    if presence is None or not is_live(presence, stale_after):
         return False
     return claim.get("pid") is None or presence.get("pid") is None or presence.get("pid") == claim.get("pid")

@@ -1,0 +1,66 @@
+"""Localhost ``put`` and ``put_if_absent`` share one write path (temporary file, moved
+into place): same errors, same retries, no temporary file left behind either way."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from ephemera.errors import StorageError
+from ephemera.storage.localhost.backend import LocalhostStorage
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = LocalhostStorage(tmp_path / "root")
+    s.create_bucket("bkt")
+    return s
+
+
+def _tmp_left(store: LocalhostStorage) -> list[str]:
+    return os.listdir(store.root / ".tmp")
+
+
+def test_put_and_put_if_absent_happy_path(store) -> None:
+    assert store.put_if_absent("bkt", "x/one", b"1") is True
+    assert store.put_if_absent("bkt", "x/one", b"2") is False
+    assert store.get("bkt", "x/one") == b"1"
+    info = store.put("bkt", "x/one", b"3")
+    assert info.size == 1 and store.get("bkt", "x/one") == b"3"
+    assert _tmp_left(store) == []
+
+
+@pytest.mark.parametrize("method", ["put", "put_if_absent"])
+def test_object_in_the_way_is_one_clear_error(store, method) -> None:
+    store.put("bkt", "a", b"file")
+    with pytest.raises(StorageError, match="the object 'a' exists"):
+        getattr(store, method)("bkt", "a/b", b"x")
+    assert _tmp_left(store) == []
+
+
+@pytest.mark.parametrize("method", ["put", "put_if_absent"])
+def test_parent_pruned_concurrently_is_retried(store, method, monkeypatch) -> None:
+    """A concurrent delete prunes the key's folder between mkdir and the move: both retry."""
+    real_mkdir = store._make_parent
+    calls = []
+
+    def racing_parent(path, bucket, key):
+        real_mkdir(path, bucket, key)
+        calls.append(1)
+        if len(calls) == 1:
+            os.rmdir(path.parent)
+
+    monkeypatch.setattr(store, "_make_parent", racing_parent)
+    result = getattr(store, method)("bkt", "d/e", b"x")
+    assert len(calls) == 2 and store.get("bkt", "d/e") == b"x"
+    assert result is True or result.key == "d/e"
+    assert _tmp_left(store) == []
+
+
+def test_put_over_a_folder_names_it(store) -> None:
+    store.put("bkt", "a/b", b"x")
+    with pytest.raises(StorageError, match="a folder of that name holds other objects"):
+        store.put("bkt", "a", b"y")
+    assert store.put_if_absent("bkt", "a", b"y") is False  # the name is taken
+    assert _tmp_left(store) == []
