@@ -109,8 +109,8 @@ def parse_manual(params: dict) -> Event:
 
 
 def _cloud(name: str) -> Callable[[dict], Any]:
-    """A function of ephemera.triggers.cloud_events, imported on first call (it imports this module)."""
-    return lambda params: getattr(importlib.import_module("ephemera.triggers.cloud_events"), name)(params)
+    """A function of ephemera.events.cloud_events, imported on first call (it imports this module)."""
+    return lambda params: getattr(importlib.import_module("ephemera.events.cloud_events"), name)(params)
 
 
 # (detector, parser), tried in order, most specific first

@@ -30,7 +30,7 @@ from urllib.parse import unquote_plus
 
 from ephemera.errors import EventError
 from ephemera.timeutil import parse_time
-from ephemera.triggers.events import Event, _int_or_none, _payload, _require_str
+from ephemera.events.formats import Event, _int_or_none, _payload, _require_str
 
 PING_TYPE = "dev.knative.sources.ping"
 COS_WRITE_TYPE = "com.ibm.cloud.cos.document.write"
