@@ -142,3 +142,18 @@ def test_nothing_imports_the_repository_folders_by_their_top_level_names():
             offenders += [f"{path.relative_to(REPO)}:{node.lineno} {n}" for n in names if n.split(".")[0] in UNINSTALLED_NAMES]
     assert not offenders, offenders
 
+
+def test_the_event_formats_import_statically_and_only_public_names():
+    """ephemera.events is what the deployed actions parse with: no importlib indirection
+    (static tools and the linter see every edge) and no private name imported across
+    modules (the helpers the parsers share are public, in events/fields.py)."""
+    offenders = []
+    for path in sorted((REPO / "ephemera" / "events").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "importlib" for a in node.names):
+                offenders.append(f"{path.name}:{node.lineno} imports importlib")
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("importlib"):
+                offenders.append(f"{path.name}:{node.lineno} imports from importlib")
+            if isinstance(node, ast.ImportFrom) and any(a.name.startswith("_") for a in node.names if a.name != "__future__"):
+                offenders.append(f"{path.name}:{node.lineno} imports a private name from {node.module}")
+    assert not offenders, offenders
