@@ -54,8 +54,8 @@ def run_idle(samples: int = 20, *, home: Path | None = None, warm: bool = True, 
     """Measure (nothing asserted): alarms first, then writes, one at a time."""
     from ephemera.config import load_config
     from ephemera.storage import get_storage
-    from ephemera.triggers.activations import list_activations
-    from ephemera.triggers.runtime import run_up
+    from ephemera.runtime.activations import list_activations
+    from ephemera.runtime.runtime import run_up
 
     own = home is None
     home = Path(tempfile.mkdtemp(prefix="ephemera-idle-")) if own else Path(home)

@@ -112,8 +112,8 @@ from idle import pct  # noqa: E402  (one definition of the percentile)
 def run_load(runs: int = 100, writes: int = 1000, *, home: Path | None = None, max_concurrent: int = 16,
              lead: float = 3.0, sleep: float = 2.0, timeout: float = 3600.0, warm: bool = True, busy: int = 0) -> LoadReport:
     """Run the load (with ``busy`` CPU burners alongside) and return what was measured (nothing is asserted here)."""
-    from ephemera.triggers.activations import list_activations
-    from ephemera.triggers.runtime import run_up
+    from ephemera.runtime.activations import list_activations
+    from ephemera.runtime.runtime import run_up
     from ephemera.vm.pids import is_agent_process, read_pid
 
     if writes < runs:

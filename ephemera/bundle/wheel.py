@@ -1,9 +1,10 @@
 """Ephemera as a wheel, built from the running installation, reproducibly.
 
 The VMs must run exactly the controller's version, so the wheel is made from what
-this process imports: every file of the ``ephemera`` and ``lithops_bridge`` packages
-(the linked ``actions``, ``triggers``, ``workloads`` and ``stacks`` folders included,
-stacks as their package data: ``*.tf`` and ``*.tftpl``), plus the installed
+this process imports: every module of the ``ephemera`` and ``lithops_bridge`` packages,
+the Terraform stacks as ``ephemera/stacks`` package data (``*.tf`` and ``*.tftpl``, from
+wherever this installation keeps them: the package's ``stacks/`` folder when installed,
+the repository's ``terraform/`` in a checkout), plus the installed
 distribution's ``METADATA`` and ``entry_points.txt`` (dependencies, extras and the
 ``ephemera.vm_services`` entry points). It works the same for an editable checkout,
 an installed wheel or a vendored action package. Entries are sorted, dated
@@ -15,10 +16,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib.metadata
+import importlib.util
 import os
 import zipfile
 from pathlib import Path
+from typing import Iterator
 
+from ephemera.engines.terraform.config import STACKS_DIR
 from ephemera.errors import ConfigError
 
 DIST = "ephemera"
@@ -30,13 +34,18 @@ TAG = "py3-none-any"
 
 
 def _package_dir(name: str) -> Path:
-    module = __import__(name)
-    return Path(str(module.__file__)).resolve().parent
+    """The folder of top-level package ``name``, found without importing it: the core
+    must not import ``lithops_bridge`` (the layer contract), it only packs its files."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("workload.bundle", f"the package '{name}' is not installed here, so no run bundle can be packed",
+                          "install Ephemera with its lithops_bridge package (pip install ephemera), or set workload.bundle")
+    return Path(list(spec.submodule_search_locations)[0]).resolve()
 
 
-def _walk(root: Path):
-    """Every file under ``root``, following the linked folders (rglob does not before 3.13)."""
-    for folder, dirs, names in os.walk(root, followlinks=True):
+def _walk(root: Path) -> Iterator[Path]:
+    """Every file under ``root``, caches left out; a linked folder is not followed."""
+    for folder, dirs, names in os.walk(root):
         dirs[:] = [d for d in dirs if d not in SKIP_PARTS]
         for name in names:
             yield Path(folder) / name
@@ -49,11 +58,11 @@ def package_files() -> list[tuple[str, Path]]:
         root = _package_dir(name)
         for path in _walk(root):
             rel = path.relative_to(root)
-            if not path.is_file() or SKIP_PARTS & set(rel.parts):
-                continue
-            in_stacks = rel.parts[0] == "stacks"
-            if path.suffix == ".py" and not in_stacks or in_stacks and path.suffix in DATA_SUFFIXES:
+            if path.suffix == ".py" and path.is_file() and rel.parts[0] != "stacks":
                 files.append((f"{name}/{rel.as_posix()}", path))
+    for path in _walk(STACKS_DIR):
+        if path.suffix in DATA_SUFFIXES and path.is_file():
+            files.append((f"ephemera/stacks/{path.relative_to(STACKS_DIR).as_posix()}", path))
     return sorted(files)
 
 

@@ -7,7 +7,7 @@ import json
 from datetime import datetime, timezone
 
 from ephemera.cli.tables import table, visible
-from ephemera.triggers.activations import Activation
+from ephemera.runtime.activations import Activation
 
 
 def _short_time(iso: str) -> str:

@@ -115,7 +115,7 @@ def _report(ctx: Context, run) -> int:
 
 def _failure_stage(ctx: Context, watcher: _Watcher) -> str:
     if watcher.run is None:
-        from ephemera.triggers.activations import list_activations
+        from ephemera.runtime.activations import list_activations
 
         acts = list_activations(ctx.storage, ctx.config.state_bucket, 5)
         if not acts:
@@ -128,7 +128,7 @@ def _failure_stage(ctx: Context, watcher: _Watcher) -> str:
 
 
 def run_demo(home: str | None = None, timeout: float = 180.0, worker_count: int = 1) -> int:
-    from ephemera.triggers.runtime import run_up
+    from ephemera.runtime.runtime import run_up
 
     # watchdog logs an error when its inotify thread sees events during shutdown: harmless here
     logging.getLogger("watchdog.observers.inotify").setLevel(logging.CRITICAL)

@@ -24,7 +24,7 @@ from ephemera.model.logs import SOURCES, LogLine, read_logs, split_time
 from ephemera.model.runs import RunState
 from ephemera.sections import Invalid
 from ephemera.timeutil import now_utc, parse_time
-from ephemera.triggers.activations import Activation, new_activations
+from ephemera.runtime.activations import Activation, new_activations
 
 FOLLOW_INTERVAL = 1.0  # seconds between polls with --follow
 

@@ -15,8 +15,8 @@ import sys
 from ephemera.cli.activations import format_activation, format_table, result_summary
 from ephemera.config import Config
 from ephemera.errors import NoSuchKeyError
-from ephemera.triggers.activations import get_activation, list_activations
-from ephemera.triggers.scheduler import CATCH_UP_POLICIES
+from ephemera.runtime.activations import get_activation, list_activations
+from ephemera.runtime.scheduler import CATCH_UP_POLICIES
 
 
 def add_up_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +45,7 @@ def _activation_line(activation) -> None:
 
 def cmd_up(config: Config, args: argparse.Namespace) -> int:
     """Run the triggers and rules of ``config`` until Ctrl-C / SIGTERM."""
-    from ephemera.triggers.runtime import run_up
+    from ephemera.runtime.runtime import run_up
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)

@@ -23,7 +23,7 @@ From one config it makes exist:
     ``trigger_payload``;
   - an object write, ``openwhisk.object_writes: scan`` (default): an alarm every
     ``openwhisk.scan_cron`` whose payload asks the action to scan for completion
-    markers (:mod:`ephemera.triggers.marker_scan`); Apache OpenWhisk has no
+    markers (:mod:`ephemera.actions.marker_scan`); Apache OpenWhisk has no
     object-storage feed. Only ``destroy`` rules can be served this way;
   - an object write, ``cos_feed``: IBM's ``/whisk.system/cos/changes`` per suffix, the
     feed's parameters with ``--feed-param`` and the params with ``--trigger-param``;

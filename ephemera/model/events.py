@@ -1,7 +1,7 @@
 """The one shape every trigger delivery becomes: :class:`Event`.
 
 The parsers of each delivery format (OpenWhisk feeds, Code Engine subscriptions, S3
-notifications, the local runtime) live in :mod:`ephemera.triggers.events`; the core
+notifications, the local runtime) live in :mod:`ephemera.events.formats`; the core
 only consumes the parsed event.
 """
 

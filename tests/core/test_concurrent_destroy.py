@@ -9,7 +9,7 @@ from ephemera.actions import destroy
 from ephemera.context import Context
 from ephemera.lifecycle import request_run
 from ephemera.model.runs import RunState
-from ephemera.triggers.events import parse_event
+from ephemera.events.formats import parse_event
 
 
 def test_five_concurrent_destroys_by_hand(local_config):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ephemera.errors import EventError
-from ephemera.triggers.events import parse_event
+from ephemera.events.formats import parse_event
 
 COS_CHANGES = {
     "bucket": "results",

@@ -12,7 +12,7 @@ from ephemera.context import Context
 from ephemera.lifecycle import request_run
 from ephemera.model import marker as markers
 from ephemera.model.runs import RunState
-from ephemera.triggers.events import parse_event
+from ephemera.events.formats import parse_event
 from tests.helpers import marker_event
 
 

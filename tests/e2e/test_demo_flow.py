@@ -12,8 +12,8 @@ import pytest
 from ephemera.cli.demo import demo_config, run_demo
 from ephemera.context import Context
 from ephemera.model.runs import RunState
-from ephemera.triggers.activations import list_activations
-from ephemera.triggers.runtime import run_up
+from ephemera.runtime.activations import list_activations
+from ephemera.runtime.runtime import run_up
 from ephemera.vm.pids import is_agent_process
 from tests.helpers import heartbeat_pids
 

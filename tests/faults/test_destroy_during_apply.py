@@ -19,7 +19,7 @@ from ephemera.engines.terraform.engine import TerraformEngine
 from ephemera.engines.terraform.runners import make_runner
 from ephemera.lifecycle import apply_run, request_run
 from ephemera.model.runs import RunState
-from ephemera.triggers.events import parse_event
+from ephemera.events.formats import parse_event
 from tests.helpers import live_agents
 
 pytestmark = pytest.mark.slow  # real applies

@@ -22,7 +22,7 @@ from ephemera.context import Context
 from ephemera.engines.terraform.engine import TerraformEngine
 from ephemera.locking.workspace_lock import WorkspaceLock
 from ephemera.model.runids import event_identity
-from ephemera.triggers.events import parse_event
+from ephemera.events.formats import parse_event
 from tests.helpers import agent_pids, marker_event, marker_written, wait_for
 
 pytestmark = pytest.mark.slow  # concurrent real applies

@@ -14,7 +14,7 @@ from ephemera.errors import EngineError
 from ephemera.lifecycle import apply_run, destroy_run, finish_run, request_run
 from ephemera.lifecycle.reaper import BACKOFF_BASE, reap
 from ephemera.model.runs import Activity, RunRecord, RunState
-from ephemera.triggers.events import parse_event
+from ephemera.events.formats import parse_event
 from tests.faults.helpers import FATAL_ERROR, TRANSIENT_ERROR, FaultyEngine, run_variables
 from tests.helpers import live_agents, marker_written, wait_for
 

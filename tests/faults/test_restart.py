@@ -22,7 +22,7 @@ import yaml
 
 from ephemera.context import Context
 from ephemera.model.runs import RunState
-from ephemera.triggers.activations import list_activations
+from ephemera.runtime.activations import list_activations
 from tests.helpers import agent_pids, heartbeat_pids, live_agents, marker_written, wait_for
 
 pytestmark = pytest.mark.slow  # kills and restarts `ephemera up` around real runs
@@ -79,7 +79,7 @@ class Up:
                 env = (entry / "environ").read_bytes()
             except OSError:
                 continue
-            if b"ephemera.triggers.invoker" in cmd and f"EPHEMERA_HOME={self.home}".encode() in env.split(b"\0"):
+            if b"ephemera.runtime.invoker" in cmd and f"EPHEMERA_HOME={self.home}".encode() in env.split(b"\0"):
                 found.append(int(entry.name))
         return found
 

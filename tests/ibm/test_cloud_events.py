@@ -9,8 +9,8 @@ from datetime import datetime, timezone
 import pytest
 
 from ephemera.errors import EventError
-from ephemera.triggers.cloud_events import event_from_environment, s3_notification_events
-from ephemera.triggers.events import parse_event
+from ephemera.events.cloud_events import event_from_environment, s3_notification_events
+from ephemera.events.formats import parse_event
 
 # Body of a Code Engine COS subscription, as the Code Engine docs show it.
 CE_COS_BODY = {

@@ -164,7 +164,7 @@ def test_hmac_keys_may_reach_vms_on_the_controllers_own_machine(recorded_s3, uni
     its config file anyway): they still get the HMAC keys, through the one-time object."""
     from ephemera.bundle.delivery import prepare_boot
     from ephemera.lifecycle import request_run
-    from ephemera.triggers.events import parse_event
+    from ephemera.events.formats import parse_event
 
     url, _log = recorded_s3
     cfg = local_config(storage={"backend": "ibm_cos", "bucket": unique_bucket},

@@ -13,7 +13,7 @@ import pytest
 
 from ephemera.errors import InvalidKeyError, StorageError
 from ephemera.storage.localhost.backend import LocalhostStorage
-from ephemera.triggers.watcher import FilesystemWatcher
+from ephemera.runtime.watcher import FilesystemWatcher
 
 HOSTILE = {
     "lone surrogate": "outputs/r/\udc80_SUCCESS.json",
@@ -101,7 +101,7 @@ def test_a_marker_file_with_a_newline_cannot_forge_a_line_of_the_up_log(store, c
     folder.mkdir(parents=True)
     hostile = folder / "_SUCCESS.json\nINFO ephemera: run r DESTROYED"
     hostile.write_text("{}")
-    with caplog.at_level(logging.DEBUG, logger="ephemera.triggers"):
+    with caplog.at_level(logging.DEBUG, logger="ephemera.runtime"):
         watcher._on_file(str(hostile))
     assert emitted == []  # refused before it became an event
     lines = [line for r in caplog.records for line in r.getMessage().splitlines()]

@@ -36,7 +36,7 @@ from ephemera.context import Context
 from ephemera.errors import ConfigError
 from ephemera.lifecycle import request_run
 from ephemera.storage.aws_s3 import sts
-from ephemera.triggers.events import parse_event
+from ephemera.events.formats import parse_event
 from tests.faults.helpers import run_variables
 
 MASTER_ID = "AKIAMASTERKEYID0VMCREDS"

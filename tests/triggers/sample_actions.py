@@ -111,7 +111,7 @@ def channels(params: dict) -> dict:
     secret = params["config"]["aws_s3"]["secret_access_key"]
     with open(f"/proc/{os.getpid()}/cmdline", "rb") as fh:
         cmdline = fh.read().decode(errors="replace")
-    heavy = sorted(m for m in sys.modules if m.split(".")[0] in {"ephemera", "yaml", "watchdog", "croniter", "concurrent", "triggers"} and m not in ("ephemera", "ephemera.triggers", "ephemera.triggers.invoker", "ephemera.lifeline"))
+    heavy = sorted(m for m in sys.modules if m.split(".")[0] in {"ephemera", "yaml", "watchdog", "croniter", "concurrent", "triggers"} and m not in ("ephemera", "ephemera.runtime", "ephemera.runtime.invoker", "ephemera.lifeline"))
     return {
         "received": bool(secret),
         "in_argv": secret in cmdline,

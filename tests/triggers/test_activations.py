@@ -12,8 +12,8 @@ from ephemera import layout
 from ephemera.cli.activations import format_activation, format_table
 from ephemera.cli.up import cmd_activations
 from ephemera.secrets import Scrubber
-from ephemera.triggers.activations import Activation, get_activation, list_activations, new_activation_id
-from ephemera.triggers.invoker import Invoker
+from ephemera.runtime.activations import Activation, get_activation, list_activations, new_activation_id
+from ephemera.runtime.invoker import Invoker
 
 from .conftest import KEY_ID, SECRET
 
@@ -65,7 +65,7 @@ def _fake(i: int, status: str = "success") -> Activation:
 
 
 def test_list_newest_first_with_limit_and_table(storage, make_config, capsys):
-    from ephemera.triggers.activations import store_activation
+    from ephemera.runtime.activations import store_activation
 
     made = [store_activation(storage, "state", _fake(i)) for i in range(5)]
     listed = list_activations(storage, "state", limit=3)
@@ -93,8 +93,8 @@ def test_list_newest_first_with_limit_and_table(storage, make_config, capsys):
 def test_a_follower_reads_each_record_once_and_the_new_ones(storage, monkeypatch):
     """``ephemera logs --follow`` polls every second: it reads the records it has not
     seen, oldest first, never every record again."""
-    from ephemera.triggers import activations
-    from ephemera.triggers.activations import new_activations, store_activation
+    from ephemera.runtime import activations
+    from ephemera.runtime.activations import new_activations, store_activation
 
     first = [store_activation(storage, "state", _fake(i)) for i in range(3)]
     seen: set[str] = set()

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from ephemera.triggers.invoker import Invoker, run_action
+from ephemera.runtime.invoker import Invoker, run_action
 
 from .conftest import SECRET
 
@@ -113,7 +113,7 @@ def test_invoker_records_a_timeout_activation(make_config, storage):
     finally:
         invoker.shutdown()
     assert record.status == "timeout" and record.result["error"]["code"] == "ACTION_TIMEOUT"
-    from ephemera.triggers.activations import get_activation
+    from ephemera.runtime.activations import get_activation
 
     stored = get_activation(storage, "state", record.activationId)
     assert stored.status == "timeout" and stored.result["error"]["code"] == "ACTION_TIMEOUT"

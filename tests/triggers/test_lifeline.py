@@ -25,11 +25,11 @@ DRIVER = textwrap.dedent("""
     mode, params = sys.argv[1], json.loads(sys.argv[2])
     target = "tests.triggers.sample_actions:sleep"
     if mode == "cold":
-        from ephemera.triggers.procio import child_env, run_cold
+        from ephemera.runtime.procio import child_env, run_cold
         run_cold(target, params, 120, env=child_env())
     else:
-        from ephemera.triggers.procio import child_env
-        from ephemera.triggers.warmpool import WarmPool, run_warm
+        from ephemera.runtime.procio import child_env
+        from ephemera.runtime.warmpool import WarmPool, run_warm
         pool = WarmPool(target, child_env(), size=1)
         run_warm(pool, params, 120, {})
 """)
@@ -71,7 +71,7 @@ def test_interrupted_invocation_is_recorded_on_restart(tmp_path, local_config):
     start stores it as ``interrupted``, and a finished invocation leaves no start note."""
     from ephemera import layout
     from ephemera.context import Context
-    from ephemera.triggers.activations import complete_interrupted, list_activations
+    from ephemera.runtime.activations import complete_interrupted, list_activations
 
     config = local_config()
     ctx = Context(config)
@@ -80,7 +80,7 @@ def test_interrupted_invocation_is_recorded_on_restart(tmp_path, local_config):
     driver = textwrap.dedent("""
         import json, sys
         from ephemera.context import Context
-        from ephemera.triggers.invoker import Invoker
+        from ephemera.runtime.invoker import Invoker
         ctx = Context(json.loads(sys.argv[1]))
         inv = Invoker(ctx.storage, ctx.config.state_bucket, timeout=120, warm=False)
         inv.submit(trigger="manual", rule="r", action="apply", target="tests.triggers.sample_actions:sleep",

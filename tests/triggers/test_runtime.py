@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from ephemera.errors import ParamError
-from ephemera.triggers.activations import list_activations
-from ephemera.triggers.runtime import REAPER_TRIGGER, run_up
+from ephemera.runtime.activations import list_activations
+from ephemera.runtime.runtime import REAPER_TRIGGER, run_up
 
 from .conftest import SECRET, read_records
 

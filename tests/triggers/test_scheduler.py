@@ -11,7 +11,7 @@ import pytest
 
 from ephemera.errors import ParamError
 from ephemera.storage import get_json, put_json
-from ephemera.triggers.scheduler import AlarmScheduler, IntervalSchedule, due_times, scheduler_key
+from ephemera.runtime.scheduler import AlarmScheduler, IntervalSchedule, due_times, scheduler_key
 
 WAIT = 20  # generous: seconds to wait for events that should come within ~3 s
 

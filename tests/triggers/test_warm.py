@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ephemera.triggers.invoker import Invoker
+from ephemera.runtime.invoker import Invoker
 
 from .conftest import SECRET
 from .test_invoker import _gone, _params
@@ -106,7 +106,7 @@ def test_no_secret_in_argv_or_environment_of_warm_processes(invoker, make_config
             cmdline, environ = (proc / "cmdline").read_bytes(), (proc / "environ").read_bytes()
         except OSError:
             continue
-        if b"ephemera.triggers.invoker" in cmdline:
+        if b"ephemera.runtime.invoker" in cmdline:
             assert SECRET.encode() not in cmdline and SECRET.encode() not in environ
 
 

@@ -9,8 +9,8 @@ import threading
 import pytest
 
 from ephemera.config import load_config
-from ephemera.triggers.events import parse_event
-from ephemera.triggers.watcher import FilesystemWatcher, PollingWatcher, matches
+from ephemera.events.formats import parse_event
+from ephemera.runtime.watcher import FilesystemWatcher, PollingWatcher, matches
 
 WAIT = 20
 

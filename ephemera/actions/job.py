@@ -34,7 +34,7 @@ from typing import Mapping
 from ephemera.actionkit import time_limit
 from ephemera.actions.entry import code_engine_config, code_engine_timeout, invoke
 from ephemera.errors import EphemeraError, ParamError
-from ephemera.triggers.cloud_events import PING_TYPE, event_from_environment
+from ephemera.events.cloud_events import PING_TYPE, event_from_environment
 
 RULE_PARAMS_ENV = "EPHEMERA_RULE_PARAMS"
 DEFAULT_TIMEOUT = 600.0  # the deploy's default --maxexecutiontime of the job

@@ -15,48 +15,23 @@ config. Everything else a caller passes lands in ``Event.payload``.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Callable
 
 from ephemera.errors import EventError
+from ephemera.events import cloud_events as cloud
+from ephemera.events.fields import MAX_PAYLOAD_BYTES, NON_EVENT_PARAMS, int_or_none, payload, require_str
 from ephemera.model.events import KINDS, Event
 from ephemera.timeutil import parse_time
 
 __all__ = ["Event", "KINDS", "is_recognised_event", "parse_event"]
-# params that are not part of any event: bound config and action plumbing
-NON_EVENT_PARAMS = frozenset({"config", "config_file"})
-MAX_PAYLOAD_BYTES = 256 * 1024
-
-
-def _require_str(path: str, value: Any, fix: str) -> str:
-    """``value`` if it is a non-empty string, else an EventError naming ``path`` with ``fix``."""
-    if not isinstance(value, str) or not value:
-        raise EventError(path, "missing or not a non-empty string", fix)
-    return value
-
-
-def _payload(params: dict, event_keys: set[str]) -> dict:
-    return {k: v for k, v in params.items() if k not in event_keys and k not in NON_EVENT_PARAMS and not k.startswith("ephemera_")}
-
-
-def _int_or_none(path: str, value: Any) -> int | None:
-    if value in (None, ""):
-        return None
-    try:
-        number = int(value)
-    except (TypeError, ValueError, OverflowError):
-        raise EventError(path, f"'{value}' is not an integer", "object sizes are byte counts") from None
-    if not 0 <= number < 2 ** 63:
-        raise EventError(path, f"{value!r} is not a byte count", "object sizes are byte counts (0 or more)")
-    return number
 
 
 def parse_openwhisk_cos(params: dict) -> Event:
     note = params.get("notification")
     if not isinstance(note, dict):
         raise EventError("notification", "missing or not an object", "a COS changes event carries a notification object")
-    bucket = _require_str("notification.bucket_name", note.get("bucket_name") or params.get("bucket"), "the notification must name it")
-    key = _require_str("notification.object_name", note.get("object_name") or params.get("key"), "the notification must name it")
+    bucket = require_str("notification.bucket_name", note.get("bucket_name") or params.get("bucket"), "the notification must name it")
+    key = require_str("notification.object_name", note.get("object_name") or params.get("key"), "the notification must name it")
     event_type = note.get("event_type", "Object:Write")
     if event_type != "Object:Write":
         raise EventError("notification.event_type", f"'{event_type}' is not an object write", "bind only Object:Write events to this action")
@@ -67,9 +42,9 @@ def parse_openwhisk_cos(params: dict) -> Event:
         bucket=bucket,
         key=key,
         etag=(note.get("object_etag") or None),
-        size=_int_or_none("notification.object_length", note.get("object_length")),
+        size=int_or_none("notification.object_length", note.get("object_length")),
         trigger=params.get("ephemera_trigger"),
-        payload=_payload(params, {"bucket", "endpoint", "key", "notification"}),
+        payload=payload(params, {"bucket", "endpoint", "key", "notification"}),
     )
 
 
@@ -79,12 +54,12 @@ def parse_local_write(params: dict) -> Event:
         kind="object_write",
         source="local_watch",
         time=parse_time("ephemera_time", params.get("ephemera_time")),
-        bucket=_require_str("bucket", params.get("bucket"), "a bucket-write event names the bucket written"),
-        key=_require_str("key", params.get("key"), "a bucket-write event names the object key written"),
+        bucket=require_str("bucket", params.get("bucket"), "a bucket-write event names the bucket written"),
+        key=require_str("key", params.get("key"), "a bucket-write event names the object key written"),
         etag=params.get("etag"),
-        size=_int_or_none("size", params.get("size")),
+        size=int_or_none("size", params.get("size")),
         trigger=params.get("ephemera_trigger"),
-        payload=_payload(params, {"bucket", "key", "etag", "size"}),
+        payload=payload(params, {"bucket", "key", "etag", "size"}),
     )
 
 
@@ -94,7 +69,7 @@ def parse_alarm(params: dict) -> Event:
         source="openwhisk_alarm" if "ephemera_time" not in params else "local_alarm",
         time=parse_time("ephemera_time", params.get("ephemera_time")),
         trigger=params.get("ephemera_trigger"),
-        payload=_payload(params, set()),
+        payload=payload(params, set()),
     )
 
 
@@ -104,20 +79,15 @@ def parse_manual(params: dict) -> Event:
         source="manual",
         time=parse_time("ephemera_time", params.get("ephemera_time")),
         trigger=params.get("ephemera_trigger"),
-        payload=_payload(params, set()),
+        payload=payload(params, set()),
     )
-
-
-def _cloud(name: str) -> Callable[[dict], Any]:
-    """A function of ephemera.triggers.cloud_events, imported on first call (it imports this module)."""
-    return lambda params: getattr(importlib.import_module("ephemera.triggers.cloud_events"), name)(params)
 
 
 # (detector, parser), tried in order, most specific first
 FORMATS: list[tuple[Callable[[dict], bool], Callable[[dict], Event]]] = [
-    (_cloud("is_code_engine_cos"), _cloud("parse_code_engine_cos")),
-    (_cloud("is_code_engine_ping"), _cloud("parse_code_engine_ping")),
-    (_cloud("is_s3_notification"), _cloud("parse_s3_notification")),
+    (cloud.is_code_engine_cos, cloud.parse_code_engine_cos),
+    (cloud.is_code_engine_ping, cloud.parse_code_engine_ping),
+    (cloud.is_s3_notification, cloud.parse_s3_notification),
     (lambda p: isinstance(p.get("notification"), dict) or ("notification" in p and "key" in p), parse_openwhisk_cos),
     (lambda p: p.get("ephemera_kind") == "object_write", parse_local_write),
     (lambda p: p.get("ephemera_kind") == "alarm", parse_alarm),

@@ -7,7 +7,7 @@ over, and reports whether the timeout passed first. The invocation is over when 
 process exits (a fresh process per invocation) or when it closes the result pipe (a
 warm worker, which lives on); pipes a grandchild still holds are drained for
 ``EXIT_GRACE_S`` more. :func:`run_cold` is the fresh-process way
-(``python -m ephemera.triggers.invoker``); ``warmpool`` the warm one.
+(``python -m ephemera.runtime.invoker``); ``warmpool`` the warm one.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Callable
 
 from ephemera.timeutil import now_utc
-from ephemera.triggers.invoker import ACTION_BAD_RESULT, ACTION_CRASHED, ACTION_TIMEOUT, error
+from ephemera.runtime.invoker import ACTION_BAD_RESULT, ACTION_CRASHED, ACTION_TIMEOUT, error
 
 MAX_LOG_LINES = 5000  # lines kept per activation; the rest are counted, not kept
 MAX_LINE_CHARS = 4000  # longer log lines are cut
@@ -208,7 +208,7 @@ def run_cold(target: str, params: dict, timeout: float, *, env: dict | None = No
     bound_env, lifeline = child_binding(env if env is not None else child_env())
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "ephemera.triggers.invoker", target, str(w_fd)],
+            [sys.executable, "-m", "ephemera.runtime.invoker", target, str(w_fd)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(w_fd, *lifeline),
             start_new_session=True,  # its own process group: a timeout (or the runtime's death) kills it all
             env=bound_env,

@@ -22,10 +22,10 @@ import time
 from collections import deque
 
 from ephemera.timeutil import now_utc
-from ephemera.triggers.invoker import ACTION_CRASHED, error
-from ephemera.triggers.procio import Outcome, exchange, kill_group, parse_result, timeout_outcome
+from ephemera.runtime.invoker import ACTION_CRASHED, error
+from ephemera.runtime.procio import Outcome, exchange, kill_group, parse_result, timeout_outcome
 
-log = logging.getLogger("ephemera.triggers.warm")
+log = logging.getLogger("ephemera.runtime.warm")
 SPAWN_TIMEOUT_S = 60.0  # a zygote's first worker waits for its imports
 MAX_EXITS_KEPT = 1024  # exit codes remembered per zygote
 REPORT_TIMEOUT_S = 10.0  # a worker says whether it can be reused right after its result
@@ -45,7 +45,7 @@ class Zygote:
         bound_env, lifeline = child_binding(env)  # the zygote and its workers die with this runtime
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "ephemera.triggers.invoker", "--warm", target, str(theirs.fileno())],
+                [sys.executable, "-m", "ephemera.runtime.invoker", "--warm", target, str(theirs.fileno())],
                 pass_fds=(theirs.fileno(), *lifeline), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL, start_new_session=True, env=bound_env)
         finally:

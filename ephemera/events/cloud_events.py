@@ -30,7 +30,8 @@ from urllib.parse import unquote_plus
 
 from ephemera.errors import EventError
 from ephemera.timeutil import parse_time
-from ephemera.triggers.events import Event, _int_or_none, _payload, _require_str
+from ephemera.events.fields import int_or_none, payload, require_str
+from ephemera.model.events import Event
 
 PING_TYPE = "dev.knative.sources.ping"
 COS_WRITE_TYPE = "com.ibm.cloud.cos.document.write"
@@ -91,7 +92,7 @@ def parse_code_engine_ping(params: dict) -> Event:
         source="code_engine_cron",
         time=parse_time("__ce_headers.ce-time", headers.get("ce-time")),
         trigger=trigger,
-        payload=_payload(data, set()),
+        payload=payload(data, set()),
     )
 
 
@@ -107,8 +108,8 @@ def parse_code_engine_cos(params: dict, headers: Mapping[str, str] | None = None
     operation = params.get("operation")
     if operation != COS_WRITE:
         raise EventError("operation", f"'{operation}' is not {COS_WRITE}", "subscribe with --event-type write")
-    bucket = _require_str("bucket", params.get("bucket") or note.get("bucket_name"), "a COS subscription event names the bucket written")
-    key = _require_str("key", params.get("key") or note.get("object_name") or (headers or {}).get("ce-subject"), "a COS subscription event names the object key written")
+    bucket = require_str("bucket", params.get("bucket") or note.get("bucket_name"), "a COS subscription event names the bucket written")
+    key = require_str("key", params.get("key") or note.get("object_name") or (headers or {}).get("ce-subject"), "a COS subscription event names the object key written")
     return Event(
         kind="object_write",
         source="code_engine_cos",
@@ -116,9 +117,9 @@ def parse_code_engine_cos(params: dict, headers: Mapping[str, str] | None = None
         bucket=bucket,
         key=key,
         etag=note.get("object_etag") or None,
-        size=_int_or_none("notification.object_length", note.get("object_length")),
+        size=int_or_none("notification.object_length", note.get("object_length")),
         trigger=params.get("ephemera_trigger"),
-        payload=_payload(params, {"bucket", "endpoint", "key", "operation", "notification", *CE_PARAMS}),
+        payload=payload(params, {"bucket", "endpoint", "key", "operation", "notification", *CE_PARAMS}),
     )
 
 
@@ -157,9 +158,9 @@ def _s3_record(i: int, record: Any) -> Event:
     s3 = record.get("s3")
     if not isinstance(s3, dict):
         raise EventError(f"{path}.s3", "missing or not an object", "send the S3 notification unchanged")
-    bucket = _require_str(f"{path}.s3.bucket.name", (s3.get("bucket") or {}).get("name"), "send the S3 notification unchanged")
+    bucket = require_str(f"{path}.s3.bucket.name", (s3.get("bucket") or {}).get("name"), "send the S3 notification unchanged")
     obj = s3.get("object") or {}
-    key = _require_str(f"{path}.s3.object.key", obj.get("key"), "send the S3 notification unchanged")
+    key = require_str(f"{path}.s3.object.key", obj.get("key"), "send the S3 notification unchanged")
     return Event(
         kind="object_write",
         source="aws_s3",
@@ -167,7 +168,7 @@ def _s3_record(i: int, record: Any) -> Event:
         bucket=bucket,
         key=unquote_plus(key),
         etag=(obj.get("eTag") or obj.get("etag") or None),
-        size=_int_or_none(f"{path}.s3.object.size", obj.get("size")),
+        size=int_or_none(f"{path}.s3.object.size", obj.get("size")),
         payload={"event_name": name},
     )
 
@@ -186,5 +187,5 @@ def parse_s3_notification(params: dict) -> Event:
     if not isinstance(records, list) or not records:
         raise EventError("Records", "missing or empty", "an S3 notification has a non-empty Records list")
     event = _s3_record(0, records[0])
-    extra = _payload(params, {"Records"})
+    extra = payload(params, {"Records"})
     return Event(**{**event.__dict__, "trigger": params.get("ephemera_trigger"), "payload": {**event.payload, **extra}})

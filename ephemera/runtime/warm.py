@@ -1,6 +1,6 @@
 """Warm action processes, child side: a zygote per action, and the workers it forks.
 
-The runtime starts ``python -m ephemera.triggers.invoker --warm <module:function>
+The runtime starts ``python -m ephemera.runtime.invoker --warm <module:function>
 <socket-fd>`` once per action target. This *zygote* imports the action's module (so
 its workers start with everything loaded) and then only forks: for each ``spawn``
 message on its socket (which carries the new worker's own socket) it forks a worker
@@ -27,7 +27,7 @@ import sys
 import threading
 
 from ephemera.lifeline import LIFELINE_THREAD, bind_to_owner
-from ephemera.triggers.invoker import load_action, run_invocation
+from ephemera.runtime.invoker import load_action, run_invocation
 
 
 def zygote_main(target: str, sock_fd: int) -> int:

@@ -2,7 +2,7 @@
 
 Two ways to see writes, one event shape. ``emit(trigger, params)`` gets
 ``{"ephemera_kind": "object_write", "ephemera_trigger", "bucket", "key", "etag",
-"size", "ephemera_time"}`` (read by :func:`ephemera.triggers.events.parse_local_write`) for each
+"size", "ephemera_time"}`` (read by :func:`ephemera.events.formats.parse_local_write`) for each
 write whose key starts with the trigger's ``prefix`` and ends with any of its
 ``suffix`` list (an empty list matches every key).
 
@@ -41,7 +41,7 @@ from typing import Callable
 from ephemera.errors import NoSuchBucketError, StorageError
 from ephemera.storage.base import ObjectInfo, Storage
 
-log = logging.getLogger("ephemera.triggers.watcher")
+log = logging.getLogger("ephemera.runtime.watcher")
 Emit = Callable[[str, dict], None]
 _SEEN_LIMIT = 50_000  # paths remembered for de-duplication
 

@@ -11,7 +11,7 @@ non-JSON result becomes an error result.
 reuses warm containers: per action a zygote that imported the action's module forks
 workers that each serve one invocation at a time, killed and replaced on timeout or
 crash and retired after ``max_uses`` invocations (``warm``, ``warmpool``). With
-``warm=False`` every invocation is a fresh ``python -m ephemera.triggers.invoker
+``warm=False`` every invocation is a fresh ``python -m ephemera.runtime.invoker
 <module:function> <result-fd>`` (``procio.run_cold``). Invocations wait in
 **lanes**, each with its own bounded concurrency, so a completion marker's destroy
 never queues behind applies: ``destroy`` (twice the room: markers come in bursts),
@@ -104,7 +104,7 @@ def _child_main(argv: list[str]) -> int:
     from ephemera.lifeline import bind_to_owner
 
     if argv and argv[0] == "--warm":
-        from ephemera.triggers.warm import zygote_main
+        from ephemera.runtime.warm import zygote_main
 
         return zygote_main(argv[1], int(argv[2]))
     bind_to_owner()  # die with the runtime that started us
@@ -132,7 +132,7 @@ def lane_of(action: str) -> str:
 
 def run_action(target: str, params: dict, timeout: float, *, env: dict | None = None, live: "set | None" = None):
     """One invocation of ``target`` ("module:function") in a fresh process: its Outcome."""
-    from ephemera.triggers.procio import run_cold
+    from ephemera.runtime.procio import run_cold
 
     return run_cold(target, params, timeout, env=env, live=live)
 
@@ -162,7 +162,7 @@ class Invoker:
         self._pools: dict[tuple[str, str], object] = {}  # (lane, target) -> WarmPool
         self._live: set = set()  # pids of running fresh processes
         self._lock = threading.Lock()
-        self._log = logging.getLogger("ephemera.triggers.invoker")
+        self._log = logging.getLogger("ephemera.runtime.invoker")
         self._closed = False
         self._pending: dict = {}  # future -> what it invokes, until it finishes
 
@@ -171,8 +171,8 @@ class Invoker:
         return lane if lane in self._lanes else SHARED_LANE
 
     def _pool(self, lane: str, target: str):
-        from ephemera.triggers.procio import child_env
-        from ephemera.triggers.warmpool import WarmPool
+        from ephemera.runtime.procio import child_env
+        from ephemera.runtime.warmpool import WarmPool
 
         with self._lock:
             pool = self._pools.get((lane, target))
@@ -189,7 +189,7 @@ class Invoker:
 
     def submit(self, *, trigger: str, rule: str, action: str, target: str, params: dict, event: dict):
         """Queue one invocation in its lane; returns a Future of its (stored, scrubbed) Activation."""
-        from ephemera.triggers.activations import new_activation_id
+        from ephemera.runtime.activations import new_activation_id
 
         lane = self._lane(action)
         with self._lock:
@@ -203,10 +203,10 @@ class Invoker:
 
     def _run(self, lane: str, action: str, target: str, params: dict, env: dict):
         if not self.warm:
-            from ephemera.triggers.procio import child_env, run_cold
+            from ephemera.runtime.procio import child_env, run_cold
 
             return run_cold(target, params, self.timeout, env=child_env(env), live=self._live)
-        from ephemera.triggers.warmpool import run_warm
+        from ephemera.runtime.warmpool import run_warm
 
         return run_warm(self._pool(lane, target), params, self.timeout, env)
 
@@ -214,8 +214,8 @@ class Invoker:
         from datetime import datetime, timezone
 
         from ephemera.secrets import Scrubber
-        from ephemera.triggers.activations import Activation, mark_done, mark_started, store_activation
-        from ephemera.triggers.procio import Outcome
+        from ephemera.runtime.activations import Activation, mark_done, mark_started, store_activation
+        from ephemera.runtime.procio import Outcome
 
         self._log.info("activation %s: %s -> rule %s -> action %s starting", activation_id, trigger, rule, action)
         env = {"__OW_ACTIVATION_ID": activation_id, "__OW_ACTION_NAME": action}
@@ -263,7 +263,7 @@ class Invoker:
 
     def kill_all(self) -> None:
         """Kill every running action process now (their activations record a crash)."""
-        from ephemera.triggers.procio import kill_group
+        from ephemera.runtime.procio import kill_group
 
         for pid in list(self._live):
             kill_group(pid)

@@ -50,8 +50,8 @@ from ephemera.deploy.bound import DIGEST_PARAM, config_digest
 from ephemera.deploy.invoke_token import bound_token, is_authorised
 from ephemera.errors import AuthError, ConfigError, EphemeraError, EventError, ParamError
 from ephemera.timeutil import now_utc, parse_time
-from ephemera.triggers.events import is_recognised_event, parse_event
-from ephemera.triggers.marker_scan import SCAN_PARAM
+from ephemera.events.formats import is_recognised_event, parse_event
+from ephemera.actions.marker_scan import SCAN_PARAM
 
 log = logging.getLogger("ephemera.entry")
 NOT_BEFORE, NOT_AFTER = "ephemera_not_before", "ephemera_not_after"  # an alarm's window, where the platform has none

@@ -1,1 +1,0 @@
-"""Triggers: event parsing for every delivery format, and the local event runtime."""
