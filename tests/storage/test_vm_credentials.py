@@ -39,7 +39,7 @@ from ephemera.storage.aws_s3 import sts
 from ephemera.events.formats import parse_event
 from tests.faults.helpers import run_variables
 
-MASTER_ID = "AKIAMASTERKEYID0VMCREDS"
+MASTER_ID = "TESTMASTERKEYID0VMCREDS"  # a fake id (not AKIA-shaped, so no key scanner takes it for one)
 MASTER_SECRET = "master-secret-DO-NOT-HAND-OUT-9f8e7d6c5b4a"
 ROLE = "arn:aws:iam::123456789012:role/ephemera-vms"
 URL_RE = re.compile(r"(?:https?|file)://[^\s\"'\\]+")
