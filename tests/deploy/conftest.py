@@ -69,3 +69,15 @@ def example_path(tmp_path, s3_endpoint, unique_bucket) -> Path:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+@pytest.fixture
+def config(local_config) -> dict:
+    """A local config of the deployed entry points' tests: the smoke workload, one param
+    (``folds``) a remote request may set, its state bucket made."""
+    from ephemera.context import Context
+
+    cfg = local_config(engine={"backend": "terraform"}, workload={"entry": "ephemera.workloads.smoke:main",
+                                                                 "output_prefix": "outputs", "remote_params": ["folds"]})
+    Context(cfg).storage.create_bucket(cfg["storage"]["bucket"])
+    return cfg

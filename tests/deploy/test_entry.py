@@ -30,14 +30,6 @@ from ephemera.deploy.invoke_token import new_token
 TOKEN = new_token()
 
 
-@pytest.fixture
-def config(local_config) -> dict:
-    cfg = local_config(engine={"backend": "terraform"}, workload={"entry": "ephemera.workloads.smoke:main",
-                                                                 "output_prefix": "outputs", "remote_params": ["folds"]})
-    Context(cfg).storage.create_bucket(cfg["storage"]["bucket"])
-    return cfg
-
-
 def _files(config: dict) -> list[Path]:
     return [p for p in Path(config["localhost"]["root"]).rglob("*") if p.is_file()]
 

@@ -27,14 +27,6 @@ TOKEN = new_token()
 
 
 @pytest.fixture
-def config(local_config) -> dict:
-    cfg = local_config(engine={"backend": "terraform"}, workload={"entry": "ephemera.workloads.smoke:main",
-                                                                 "output_prefix": "outputs", "remote_params": ["folds"]})
-    Context(cfg).storage.create_bucket(cfg["storage"]["bucket"])
-    return cfg
-
-
-@pytest.fixture
 def function(config, monkeypatch):
     """The deployed apply function, served over HTTP; the engine's apply is recorded, not run."""
     monkeypatch.setenv("EPHEMERA_ACTION", "apply")
