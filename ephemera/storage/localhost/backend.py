@@ -145,14 +145,23 @@ class LocalhostStorage:
                 os.unlink(tmp)
 
     def _make_parent(self, path: Path, bucket: str, key: str) -> None:
-        """Create the key's folder; a clear error when an object holds one of its names."""
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            holder = next((p for p in [path.parent, *path.parent.parents] if p.is_file()), path.parent)
-            taken = holder.relative_to(self.bucket_path(bucket)).as_posix()
-            raise StorageError(f"cannot write '{key}' in bucket '{bucket}': the object '{taken}' exists "
-                               "(this backend keeps keys as files: 'a' and 'a/b' cannot both exist)") from None
+        """Create the key's folder; a clear error when an object holds one of its names.
+
+        A concurrent delete prunes empty folders, so ``mkdir`` can see a folder exist and
+        then vanish (it raises FileExistsError with no object in the way): that is retried;
+        only an object holding a name is an error."""
+        for _ in range(5):
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                return
+            except (FileExistsError, NotADirectoryError):
+                holder = next((p for p in [path.parent, *path.parent.parents] if p.is_file()), None)
+                if holder is None:
+                    continue  # the folder was pruned under us: make it again
+                taken = holder.relative_to(self.bucket_path(bucket)).as_posix()
+                raise StorageError(f"cannot write '{key}' in bucket '{bucket}': the object '{taken}' exists "
+                                   "(this backend keeps keys as files: 'a' and 'a/b' cannot both exist)") from None
+        path.parent.mkdir(parents=True, exist_ok=True)
 
     def get(self, bucket: str, key: str, byte_range: tuple[int, int] | None = None) -> bytes:
         path = self._existing(bucket, key)
