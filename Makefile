@@ -29,12 +29,15 @@ install-test: $(VENV)/.installed-test
 demo: $(VENV)/.installed
 	$(VENV)/bin/ephemera demo
 
+# JOBS pytest-xdist workers: most tests wait on processes, servers and installs, so
+# three share two cores well; tests that share a session's VMs run on one worker
+JOBS ?= 3
 test: $(VENV)/.installed-test
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup $(PYTEST_ARGS)
 
 # the inner loop: everything but real applies, agent processes, fresh venvs and load
 test-quick: $(VENV)/.installed-test
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" -n $(JOBS) --dist loadgroup $(PYTEST_ARGS)
 
 # the type checker (the core: no error; elsewhere tests/typecheck_ratchet.json) and the linter
 lint: $(VENV)/.installed-test

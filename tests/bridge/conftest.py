@@ -40,8 +40,22 @@ def clean_lithops_env(tmp_path, monkeypatch):
 S3_KEY_ID, S3_SECRET = "BRIDGEVMKEYID0001", "bridge-vm-secret-7Tq2Lr9Xc4"  # the moto server takes any keys
 
 
+# Every test that uses the session's shared VMs runs on one pytest-xdist worker
+# (`make test` runs with --dist loadgroup): the VMs start once, and no test waits on
+# another worker's VMs.
+_SHARED_VM_FIXTURES = {"vms", "s3_vms", "shared_storage", "config_for", "fexec", "lithops_config"}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        if "tests/bridge/" in item.nodeid and _SHARED_VM_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("bridge-shared-vms"))
+
+
 def _started(root, storage: dict | None = None):
-    run = LocalRun(root, workers=2, worker_processes=2, heartbeat_interval=0.5, storage=storage)
+    # a session's VMs live as long as the session (a worker may run other tests first):
+    # their own hard deadline is an hour, and stop() ends them at the session's end
+    run = LocalRun(root, workers=2, worker_processes=2, heartbeat_interval=0.5, storage=storage, hard_deadline=3600)
     run.start().wait_ready()
     pids = run.pids()
     assert len(pids) == 2 and all(pid_alive(p) for p in pids)

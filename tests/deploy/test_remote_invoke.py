@@ -69,7 +69,7 @@ def test_the_owner_invokes_with_the_token_from_the_environment(function, config,
     ({"Authorization": f"Bearer {new_token()}"}, ""),
     ({"authorization": "Bearer"}, ""),
     ({}, f"?authorization=Bearer%20{TOKEN}"),  # a query parameter becomes a top-level arg, not a header
-])
+], ids=["no-header", "another-token", "empty-bearer", "token-in-query"])  # fixed ids: no token in a test id
 def test_an_anonymous_request_over_http_gets_401_and_writes_nothing(function, config, headers, query):
     status, body = _post(function.url + query, {"ephemera_kind": "manual", "token": TOKEN if query else "x"}, headers)
     assert status == 401 and body["error"]["code"] == "UNAUTHORIZED" and TOKEN not in json.dumps(body)
