@@ -26,7 +26,8 @@ def _floor_exceptions() -> set[tuple[str, str]]:
     """The imports the floors contract ignores (pyproject.toml), as (importer, imported)."""
     contracts = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
     floors = next(c for c in contracts if c["type"] == "layers" and c["containers"] == ["ephemera"])
-    return {tuple(part.strip() for part in line.split("->")) for line in floors.get("ignore_imports", [])}  # type: ignore[misc]
+    pairs = (line.split("->") for line in floors.get("ignore_imports", []))
+    return {(importer.strip(), imported.strip()) for importer, imported in pairs}
 
 
 def room_graph(graph: grimp.ImportGraph, package: str, skip: set[tuple[str, str]] = frozenset()) -> dict[tuple[str, str], list[str]]:
