@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from ephemera.bundle.pack import pack
-from ephemera.config import load_config
+from ephemera.assembly import load_config
 from ephemera.vm import bootstrap
 
 

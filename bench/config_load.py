@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PROBE = r"""
 import json, statistics, time
 t0 = time.perf_counter()
-from ephemera.config import validate
+from ephemera.assembly import validate
 t1 = time.perf_counter()
 validate({})
 t2 = time.perf_counter()

@@ -52,8 +52,8 @@ def _config(home: Path, times: list[datetime]) -> dict:
 def run_idle(samples: int = 20, *, home: Path | None = None, warm: bool = True, spacing: float = 0.5,
              lead: float = 3.0) -> IdleReport:
     """Measure (nothing asserted): alarms first, then writes, one at a time."""
-    from ephemera.config import load_config
-    from ephemera.storage import get_storage
+    from ephemera.assembly import load_config
+    from ephemera.assembly import get_storage
     from ephemera.runtime.activations import list_activations
     from ephemera.runtime.runtime import run_up
 

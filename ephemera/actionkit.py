@@ -28,6 +28,7 @@ import traceback
 from enum import Enum
 from typing import Callable, Iterator
 
+from ephemera.assembly import raw_secret_values
 from ephemera.context import Context
 from ephemera.errors import EphemeraError, ParamError
 from ephemera.model.runs import RunError, RunRecord
@@ -151,6 +152,4 @@ def run_action(name: str, params: dict, handler: Callable[[Context, dict], dict]
 
 def _param_secrets(params) -> list[str]:
     """Secrets visible before the config validates (so even a config error is scrubbed)."""
-    from ephemera.config import raw_secret_values
-
     return raw_secret_values(params.get("config") if isinstance(params, dict) else None)

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from ephemera.config import Config, load_config
+from ephemera.assembly import load_config
+from ephemera.config import Config
+from ephemera.engines import get_engine
 from ephemera.model.ledger import Ledger
 from ephemera.secrets import Scrubber
+from ephemera.storage import get_storage
 from ephemera.timeutil import Budget
 
 
@@ -23,14 +26,10 @@ class Context:
 
     @cached_property
     def storage(self):
-        from ephemera.storage import get_storage
-
         return get_storage(self.config)
 
     @cached_property
     def engine(self):
-        from ephemera.engines import get_engine
-
         return get_engine(self.config)
 
     @cached_property
@@ -38,7 +37,7 @@ class Context:
         return Ledger(self.storage, self.config.state_bucket, scrubber=self.scrubber, on_transition=self._on_transition)
 
     def _on_transition(self, record, previous) -> None:
-        from ephemera.notify import on_transition
+        from ephemera.notify import on_transition  # cold start: smtplib, ssl and urllib only once a run changes state
 
         on_transition(self, record, previous)
 

@@ -83,9 +83,3 @@ def bind_signing_key(data: dict, config) -> dict:
     data["security"] = section
     return data
 
-
-def with_signing_key(config):
-    """``config`` as a deploy binds it: with ``security.signing_key`` set."""
-    from ephemera.config import load_config
-
-    return load_config(bind_signing_key(config.to_dict(redact=False), config))

@@ -5,6 +5,7 @@ Every time Ephemera stores is timezone-aware UTC, written with millisecond preci
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone, tzinfo
 from typing import Any
 
@@ -79,8 +80,6 @@ class Budget:
     without a deadline never runs out."""
 
     def __init__(self, seconds: float | None = None):
-        import time
-
         self._clock = time.monotonic
         self.total = None if seconds is None else max(0.0, float(seconds))  # the whole budget, seconds
         self.deadline = None if self.total is None else self._clock() + self.total  # monotonic seconds
@@ -88,8 +87,6 @@ class Budget:
     @classmethod
     def until_epoch(cls, epoch_seconds: float) -> "Budget":
         """A budget ending at a wall-clock time (epoch seconds)."""
-        import time
-
         return cls(epoch_seconds - time.time())
 
     def remaining(self) -> float:

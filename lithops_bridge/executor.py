@@ -23,11 +23,13 @@ from lithops_bridge import constants as c
 from lithops_bridge.backends import get_backend
 from lithops_bridge.config import default_config, extract_storage_config, setup_logging
 from lithops_bridge.futures import FuturesList, ResponseFuture
-from lithops_bridge.iterdata import bind, bound_signature, call_data
+from lithops_bridge.iterdata import bind, bound_signature, call_data, merge_extra_args
 from lithops_bridge.job import Job, serialize_function
 from lithops_bridge.modules import module_data
 from lithops_bridge.modules import resolve as resolve_modules
+from lithops_bridge.partitioner import create_partitions
 from lithops_bridge.runner import UPSTREAM_ERROR
+from lithops_bridge.storage import Storage
 from lithops_bridge.wait import THREADPOOL_SIZE, _as_list
 from lithops_bridge.wait import wait as wait_futures
 
@@ -98,8 +100,6 @@ class FunctionExecutor:
     def storage(self):
         """A ``lithops_bridge.Storage`` on the executor's storage backend."""
         if self._storage is None:
-            from lithops_bridge.storage import Storage
-
             self._storage = Storage(storage_config=self.storage_config)
         return self._storage
 
@@ -181,8 +181,6 @@ class FunctionExecutor:
             self._submit_after(job, futures, upstream, chained)
             return futures, None
         if _uses_obj(func):
-            from lithops_bridge.partitioner import create_partitions
-
             datas, parts_per_object = create_partitions(self.storage_config, func, iterdata, extra_args,
                                                         obj_chunk_size, obj_chunk_number, obj_newline)
         else:
@@ -302,8 +300,6 @@ class FunctionExecutor:
 
 def call_data_item(value: Any, extra_args: Any) -> Any:
     """A chained call's input: the upstream result, with extra_args merged the Lithops way."""
-    from lithops_bridge.iterdata import merge_extra_args
-
     return merge_extra_args([value], extra_args)[0]
 
 
@@ -315,3 +311,7 @@ class LocalhostExecutor(FunctionExecutor):
                  monitoring: str | None = None, log_level: Any = False, **kwargs: Any):
         super().__init__(backend=c.LOCALHOST, config=config, config_file=config_file, storage=storage or c.LOCALHOST,
                          monitoring=monitoring, log_level=log_level, **kwargs)
+
+
+# a FuturesList made without an executor (by wait(), unpickled) runs its next job on a new one
+FuturesList.new_executor = FunctionExecutor

@@ -9,9 +9,14 @@ States and attribute names follow Lithops 3.x (``done``, ``success``, ``error``,
 
 from __future__ import annotations
 
+import builtins
+import importlib
+import pickle
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
+
+from lithops_bridge.constants import ALL_COMPLETED
 
 
 class RemoteTraceback(Exception):
@@ -232,11 +237,16 @@ class FuturesList(list):
     def _all(self) -> list:
         return self.alt_list if self.alt_list is not None else list(self)
 
+    # What a list made without an executor (by wait(), unpickled, by hand) runs its next job
+    # on: a new FunctionExecutor. lithops_bridge.executor hands its class in when it is
+    # imported (it imports this module; this module never imports it back).
+    new_executor: Callable[[], Any] | None = None
+
     def _executor(self):
         if self.executor is None:
-            from lithops_bridge.executor import FunctionExecutor
-
-            self.executor = FunctionExecutor()
+            if FuturesList.new_executor is None:
+                raise RuntimeError("no executor to run the next job on: import lithops_bridge (it registers FunctionExecutor)")
+            self.executor = FuturesList.new_executor()
         return self.executor
 
     def _extend_futures(self, fs: list) -> "FuturesList":
@@ -265,13 +275,11 @@ class FuturesList(list):
 
     def wait(self, throw_except: bool = True, return_when: Any = None, download_results: bool = False,
              timeout: float | None = None, **kwargs: Any):
-        from lithops_bridge.constants import ALL_COMPLETED
-
         return_when = ALL_COMPLETED if return_when is None else return_when
         if self.executor is not None:
             return self.executor.wait(self._all(), throw_except=throw_except, return_when=return_when,
                                       download_results=download_results, timeout=timeout)
-        from lithops_bridge.wait import wait
+        from lithops_bridge.wait import wait  # circle: wait.py builds FuturesLists
 
         return wait(self._all(), throw_except=throw_except, return_when=return_when,
                     download_results=download_results, timeout=timeout)
@@ -279,7 +287,7 @@ class FuturesList(list):
     def get_result(self, throw_except: bool = True, timeout: float | None = None, **kwargs: Any):
         if self.executor is not None:
             return self.executor.get_result(self._all(), throw_except=throw_except, timeout=timeout)
-        from lithops_bridge.wait import get_result
+        from lithops_bridge.wait import get_result  # circle: wait.py builds FuturesLists
 
         return get_result(self._all(), throw_except=throw_except, timeout=timeout)
 
@@ -300,10 +308,6 @@ class FunctionError(Exception):
 
 
 def _rebuild_exception(outcome: dict) -> BaseException:
-    import builtins
-    import importlib
-    import pickle
-
     if outcome.get("exc") is not None:
         try:
             return pickle.loads(outcome["exc"])
@@ -321,8 +325,6 @@ def _rebuild_exception(outcome: dict) -> BaseException:
 
 def apply_outcome(future: ResponseFuture, outcome: dict, extra_stats: dict | None = None) -> None:
     """Resolve ``future`` from a runner result dict (see lithops_bridge.runner.run_call)."""
-    import pickle
-
     stats = dict(outcome.get("stats") or {})
     if extra_stats:
         stats.update(extra_stats)

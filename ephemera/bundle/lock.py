@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from ephemera.bundle.sdists import SDIST_ONLY, build_sdist_wheels, wheel_project
 from ephemera.errors import ConfigError
 
 LOCK_FILE = "requirements.lock"
@@ -96,22 +97,16 @@ def source_only_wheels(reqs: Iterable[str]) -> list[Path]:
     """Wheels, built here, of the published-as-source-only packages ``reqs`` need (the COS
     SDK), so that a VM installs wheels pinned by their hash and builds nothing (a build
     would fetch its build backend unhashed). Built once into the user's cache."""
-    from ephemera.deploy.package import SDIST_ONLY, build_sdist_wheels
-
     names = {re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0].lower() for r in reqs}
     if not names & set(SDIST_ONLY):
         return []
     wheels = build_sdist_wheels(cache_dir("wheels"))
-    return [w for w in wheels if _project(w) not in CONTROLLER_ONLY]
-
-
-def _project(wheel: Path) -> str:
-    return wheel.name.split("-")[0].lower().replace("_", "-")
+    return [w for w in wheels if wheel_project(w) not in CONTROLLER_ONLY]
 
 
 def pins(wheels: Iterable[Path]) -> list[str]:
     """``name==version`` of each wheel, so the lock takes exactly the built ones."""
-    return [f"{_project(w)}=={w.name.split('-')[1]}" for w in wheels]
+    return [f"{wheel_project(w)}=={w.name.split('-')[1]}" for w in wheels]
 
 
 def _cache_key(reqs: list[str], uv_version: str) -> str:

@@ -31,6 +31,7 @@ from ephemera.bundle.source import DEFAULT_IGNORE, SecretCheck, source_files
 from ephemera.bundle.wheel import build_wheel
 from ephemera.config.paths import resolve, workload_source
 from ephemera.errors import ConfigError
+from ephemera.storage import storage_spec
 
 FORMAT = 1
 __all__ = ["DEFAULT_IGNORE", "Bundle", "pack", "read_bundle", "requirements", "source_files", "source_path"]
@@ -83,8 +84,6 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes, executable: bool = False)
 
 def vm_extras(config) -> list[str]:
     """The Ephemera extras a cloud VM of this config needs: its storage's, and the GPU check's."""
-    from ephemera.storage import storage_spec
-
     return sorted(set(storage_spec(config["storage"]["backend"]).vm_extras) | {"gpu"})
 
 

@@ -21,9 +21,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ephemera import layout
+from ephemera.assembly import load_config
 from ephemera.bundle.lock import needs_lock
 from ephemera.bundle.pack import Bundle, pack, read_bundle
 from ephemera.errors import ConfigError, NoSuchKeyError
+from ephemera.runkeys import bind_signing_key
 from ephemera.storage.base import Storage
 
 MANIFEST_FORMAT = 1
@@ -104,9 +106,6 @@ def bound_config(config, sha256: str, requirements: list[str]):
     workload's source and requirements-file paths (of the operator's machine) are
     replaced by what the bundle carries, and ``security.signing_key`` is set (from this
     machine's home if the config has none)."""
-    from ephemera.config import load_config
-    from ephemera.runkeys import bind_signing_key
-
     data = config.to_dict(redact=False)
     data["workload"].update(bundle=sha256, source=None, requirements=list(requirements))
     bind_signing_key(data, config)  # deployed actions derive the same run keys as this machine

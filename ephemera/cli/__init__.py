@@ -101,7 +101,7 @@ def cmd_invoke(args) -> int:
 
 def cmd_config(args) -> int:
     if args.schema:  # needs no config: it describes every valid one
-        from ephemera.config import json_schema
+        from ephemera.assembly import json_schema
 
         print(json.dumps(json_schema(), indent=2))
         return 0

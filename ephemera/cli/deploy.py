@@ -35,7 +35,8 @@ from typing import Callable, TextIO
 
 from ephemera.bundle.pack import pack
 from ephemera.bundle.store import bound_config, publish_config_bundle, stored
-from ephemera.config import Config, load_config
+from ephemera.assembly import load_config, with_signing_key
+from ephemera.config import Config
 from ephemera.deploy import steps as steps_mod
 from ephemera.deploy import invoke_token
 from ephemera.deploy.bound import DIGEST_PARAM, config_digest
@@ -44,7 +45,6 @@ from ephemera.deploy.openwhisk import openwhisk_plan
 from ephemera.deploy.package import build_openwhisk_zip, build_source_bundle
 from ephemera.errors import EphemeraError
 from ephemera.files import private_dir, write_private
-from ephemera.runkeys import with_signing_key
 from ephemera.storage import get_storage
 
 Runner = Callable[[list[str]], int]

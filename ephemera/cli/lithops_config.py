@@ -79,7 +79,7 @@ def vm_configs(config, record) -> list[tuple[int, dict]]:
 
 def main(config, run_id: str, out_path: str | None) -> int:
     """Write (or print, secrets masked) the Lithops configs of ``run_id``'s VMs. 0 on success."""
-    from ephemera.config import load_config
+    from ephemera.assembly import load_config
     from ephemera.errors import EphemeraError
     from ephemera.files import write_private
     from ephemera.model.ledger import Ledger

@@ -1,38 +1,28 @@
-"""Loading and validating the Ephemera config.
-
-The config is one YAML file (or a dict), found the way Lithops finds its own:
-``EPHEMERA_CONFIG_FILE``, then ``./.ephemera.yaml``, then ``~/.ephemera/config``. With
-none of those, every default applies (localhost storage, the local Terraform stack).
+"""The Ephemera config: the :class:`Config` value class and the core's sections.
 
 Every section is declared once as a pydantic model: the core's in
-:mod:`ephemera.config.sections`, each storage backend's and engine's in its folder,
-assembled by :mod:`ephemera.config.schema` from the registries. From that one
-declaration come validation, defaults, secret masking, the JSON Schema (``ephemera
-config --schema``) and README's key table (:mod:`ephemera.config.docs`).
-
-A config is validated completely before anything is created: an unknown key, a wrong
-type, a bad cron string or a missing credential raises :class:`ConfigError` naming the
-dotted key and the fix; then the chosen backend and engine check their settings. The
-loaded :class:`Config` is a new structure; the caller's dict is never mutated.
+:mod:`ephemera.config.sections` (with :mod:`~ephemera.config.operator`'s ``cost`` and
+``notify`` and :mod:`~ephemera.config.deploy_targets`' ``code_engine`` and
+``openwhisk``), each storage backend's and engine's in its folder. The composition
+root assembles them into one model and parses a raw config into a :class:`Config`
+(:mod:`ephemera.assembly`: ``load_config``, ``validate``, the JSON Schema, README's key
+table). This package imports no plugin: below the composition root, code takes a
+parsed :class:`Config`.
 """
 
 from __future__ import annotations
 
 import copy
-import os
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from ephemera.config.messages import config_error
-from ephemera.config.paths import ca_file, workload_paths
-from ephemera.config.schema import json_schema, raw_secret_values, root_model, secret_paths
+from ephemera.config.schema import secret_paths
 from ephemera.config.sections import ACTIONS, TRIGGER_KINDS, WORKSPACE_NAME_FIX, is_workspace_name
 from ephemera.errors import ConfigError
-from ephemera.plainjson import check_plain
+from ephemera.home import ephemera_home
 from ephemera.sections import check_url
 
 REDACTED = "********"
@@ -64,12 +54,12 @@ class Config:
     @cached_property
     def home(self) -> Path:
         """The Ephemera home (created on first use)."""
-        from ephemera.home import ephemera_home
-
         return ephemera_home(self._data.get("home"))
 
     def _secret_paths(self) -> list[tuple[str, str]]:
-        return secret_paths(type(self.model) if self.model is not None else None)
+        if self.model is None:
+            raise ValueError("a Config built without its model cannot name its secrets; load it with ephemera.assembly.load_config")
+        return secret_paths(type(self.model))
 
     def to_dict(self, redact: bool = True) -> dict:
         """A deep copy of the data; secrets replaced by a fixed mask unless redact=False."""
@@ -88,84 +78,5 @@ class Config:
         return [str(v) for value in values for v in (value.values() if isinstance(value, dict) else [value])]
 
 
-def validate(raw: Mapping | None, source: str = "<dict>", *, engine_checks: bool = True) -> Config:
-    """Validate a raw mapping and return a :class:`Config`; raises ConfigError.
-
-    ``engine_checks=False`` skips the engine's settings checks (a VM's config: the VM
-    never drives the engine, and need not have its stack or binary)."""
-    raw = {} if raw is None else raw
-    if not isinstance(raw, Mapping):
-        raise ConfigError("<top>", f"expected a mapping, got {type(raw).__name__}", "the config is a YAML mapping")
-    check_plain(raw, ConfigError)
-    model = root_model()
-    try:
-        typed = model.model_validate(copy.deepcopy(dict(raw)))
-    except ValidationError as exc:
-        raise config_error(exc, model) from None
-    from ephemera.config.triggers import validate_rules, validate_triggers
-
-    data = typed.model_dump()
-    data["triggers"] = validate_triggers(data["triggers"], data["storage"]["bucket"])
-    data["rules"] = validate_rules(data["rules"], {t["name"] for t in data["triggers"]})
-    config = Config(data, source, typed)
-    data["workload"] = workload_paths(config)
-    root: Any = typed  # the root model is assembled at run time: its sections are not static attributes
-    root.workload.source, root.workload.requirements = data["workload"]["source"], data["workload"]["requirements"]
-    data["notify"]["smtp_ca_file"] = root.notify.smtp_ca_file = ca_file(config)
-    _check_backends(config, engine_checks)
-    return config
-
-
-def _check_backends(config: Config, engine_checks: bool = True) -> None:
-    """The chosen storage backend and engine check their settings (no SDK is imported)."""
-    from ephemera.engines import engine_spec
-    from ephemera.storage import storage_spec
-
-    storage_spec(config["storage"]["backend"]).check(config)
-    if engine_checks:
-        engine_spec(config["engine"]["backend"]).check(config)
-
-
-def find_config_file() -> Path | None:
-    """The config file Ephemera would read, in Lithops order, or None."""
-    env = os.environ.get("EPHEMERA_CONFIG_FILE")
-    if env:
-        path = Path(env).expanduser()
-        if not path.is_file():
-            raise ConfigError("EPHEMERA_CONFIG_FILE", f"'{env}' is not a file", "point it at your config or unset it")
-        return path
-    for candidate in (Path.cwd() / ".ephemera.yaml", Path.home() / ".ephemera" / "config"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def load_config(source: Mapping | str | os.PathLike | Config | None = None, *, engine_checks: bool = True) -> Config:
-    """Load and validate a config from a dict, a file path, or the default locations."""
-    if isinstance(source, Config):
-        return source
-    if isinstance(source, Mapping):
-        return validate(source, "<dict>", engine_checks=engine_checks)
-    path = Path(source).expanduser() if source is not None else find_config_file()
-    if path is None:
-        return validate({}, "<defaults>", engine_checks=engine_checks)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(str(path), f"cannot be read ({exc.strerror})", "check the path and permissions") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(str(path), f"is not UTF-8 text (byte {exc.start} cannot be decoded)", "save the file as UTF-8") from None
-    try:
-        raw = yaml.safe_load(text)
-    except RecursionError:
-        raise ConfigError(str(path), "is nested too deeply", "flatten the YAML") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(str(path), f"is not valid YAML{where}", "fix the syntax") from None
-    return validate(raw, str(path), engine_checks=engine_checks)
-
-
 __all__ = ["ACTIONS", "REDACTED", "TRIGGER_KINDS", "WORKSPACE_NAME_FIX", "Config", "ConfigError", "check_url",
-           "find_config_file", "is_workspace_name", "json_schema", "load_config", "raw_secret_values", "root_model",
-           "validate"]
+           "is_workspace_name"]

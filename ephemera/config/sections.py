@@ -5,7 +5,7 @@ Each is a :class:`~ephemera.sections.Section` model; the field types below carry
 their checks (durations ``90s/30m/4h/1d``, bucket names, key prefixes, entry points,
 workspace names). ``storage.backend`` and ``engine.backend`` get their allowed values
 from the registries when the whole config model is assembled
-(:mod:`ephemera.config.schema`); each backend's and engine's own sections live in its
+(:mod:`ephemera.assembly.model`); each backend's and engine's own sections live in its
 folder. Alarm schedules are checked after the model (:mod:`ephemera.config.triggers`).
 """
 

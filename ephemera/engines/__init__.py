@@ -6,9 +6,14 @@ Adding an engine is a folder ``ephemera/engines/<name>/`` (its ``spec.py`` subcl
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ephemera.engines.base import ActivityLogs, OrphanSweeper, Planner, WorkspaceEngine
 from ephemera.engines.spec import EngineSpec
 from ephemera.plugins import load_spec, registered
+
+if TYPE_CHECKING:
+    from ephemera.config import Config
 
 # registry name -> "module:Spec class"; the spec modules import no SDK
 ENGINES: dict[str, str] = {
@@ -28,11 +33,9 @@ def engine_specs() -> list[EngineSpec]:
     return [load_spec(path) for path in ENGINES.values()]
 
 
-def get_engine(config) -> WorkspaceEngine:
-    """The engine of a :class:`~ephemera.config.Config` (or a config source)."""
-    from ephemera.config import load_config
-
-    config = load_config(config)
+def get_engine(config: Config) -> WorkspaceEngine:
+    """The engine of a parsed :class:`~ephemera.config.Config`
+    (:func:`ephemera.assembly.get_engine` parses a config source first)."""
     return engine_spec(config["engine"]["backend"]).build(config)
 
 

@@ -20,7 +20,8 @@ import threading
 from datetime import timedelta
 from typing import Callable
 
-from ephemera.config import ACTIONS, Config, load_config
+from ephemera.assembly import load_config
+from ephemera.config import ACTIONS, Config
 from ephemera.errors import ConfigError, ParamError
 from ephemera.storage import get_storage
 from ephemera.timeutil import now_utc

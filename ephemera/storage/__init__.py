@@ -2,18 +2,21 @@
 
 Adding a backend is a folder ``ephemera/storage/<name>/`` (its ``spec.py`` subclasses
 :class:`~ephemera.storage.spec.StorageBackendSpec`) and one line in :data:`BACKENDS`.
-``get_storage(config)`` builds the backend the config names; cloud SDKs are imported
+``get_storage(config)`` builds the backend a parsed config names; cloud SDKs are imported
 only inside their backend module, when that backend is built.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ephemera.plugins import load_spec, registered
 from ephemera.storage.base import ObjectInfo, Storage
 from ephemera.storage.spec import StorageBackendSpec
+
+if TYPE_CHECKING:
+    from ephemera.config import Config
 
 # registry name -> "module:Spec class"; the spec modules import no SDK
 BACKENDS: dict[str, str] = {
@@ -42,11 +45,9 @@ def backend_for_scheme(scheme: str) -> str:
     return scheme
 
 
-def get_storage(config: Any) -> Storage:
-    """The storage backend of a :class:`~ephemera.config.Config` (or a config source)."""
-    from ephemera.config import load_config
-
-    config = load_config(config)
+def get_storage(config: Config) -> Storage:
+    """The storage backend of a parsed :class:`~ephemera.config.Config`
+    (:func:`ephemera.assembly.get_storage` parses a config source first)."""
     return storage_spec(config["storage"]["backend"]).build(config)
 
 

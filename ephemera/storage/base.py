@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterator, Protocol, runtime_checkable
 
+from ephemera.errors import StorageError
+
 
 @dataclass(frozen=True)
 class ObjectInfo:
@@ -29,8 +31,6 @@ PRESIGN_METHODS = {"GET": "get_object", "PUT": "put_object", "DELETE": "delete_o
 
 def check_presign_method(method: str) -> str:
     """The S3 operation a presigned ``method`` stands for; StorageError for any other method."""
-    from ephemera.errors import StorageError
-
     if method not in PRESIGN_METHODS:
         raise StorageError(f"cannot presign method {method!r}: use one of {', '.join(PRESIGN_METHODS)}")
     return PRESIGN_METHODS[method]

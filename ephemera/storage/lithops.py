@@ -46,11 +46,3 @@ def complete_section(name: str, data: dict) -> dict:
 def storage_section(name: str, section: dict) -> dict:
     """The keys of a Lithops section ``name`` that configure its storage."""
     return storage_spec(name, LITHOPS_FIELD).lithops_storage_keys(section)
-
-
-def open_lithops_storage(storage_config: dict):
-    """(Storage, bucket) for a Lithops storage config: the backend Lithops code writes to."""
-    from ephemera.storage import get_storage
-
-    cfg, bucket = from_lithops(storage_config)
-    return get_storage(cfg), bucket

@@ -27,6 +27,9 @@ import importlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
+from ephemera.errors import ConfigError
+from ephemera.sections import secret_keys
+
 if TYPE_CHECKING:
     from ephemera.config import Config
     from ephemera.sections import Section
@@ -88,8 +91,6 @@ class StorageBackendSpec:
     def vm_access(self, config: Config) -> VMAccess:
         """How the VMs reach this storage. The default splits the backend's own section
         into its non-secret keys and its secret ones (delivered to each VM once)."""
-        from ephemera.sections import secret_keys
-
         own = config[self.name] if self.name in self.sections else {}
         secret = set(secret_keys(self.sections[self.name])) if self.name in self.sections else set()
         return VMAccess(section={k: v for k, v in own.items() if v is not None and k not in secret},
@@ -99,8 +100,6 @@ class StorageBackendSpec:
         """The keys one run's VMs get (delivered once through the credentials object), or None.
         The default hands the section's own secret keys only to VMs on this machine (they
         could read the config file anyway); a backend that can do better overrides this."""
-        from ephemera.errors import ConfigError
-
         if not access.credentials:
             return None
         if not scope.vms_on_host:

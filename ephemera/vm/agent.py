@@ -34,7 +34,8 @@ import threading
 import time
 from datetime import datetime
 
-from ephemera.config import Config, load_config
+from ephemera.assembly import load_config
+from ephemera.config import Config
 from ephemera.lifeline import child_binding
 from ephemera.model import marker as markers
 from ephemera.model.heartbeat import Heartbeat, VMPhase, VMState

@@ -59,7 +59,7 @@ def _text(value) -> str:
 def probe_nvml() -> GPUReport | None:
     """The GPUs through NVML; None if nvidia-ml-py or libnvidia-ml is missing."""
     try:
-        import pynvml
+        import pynvml  # GPU SDK: present on GPU VMs only
     except ImportError:
         return None
     try:

@@ -59,7 +59,7 @@ class LocalRun:
 
     @property
     def lithops_config(self) -> dict:
-        from ephemera.config import load_config
+        from ephemera.assembly import load_config
         from ephemera.storage.lithops import to_lithops
 
         sa: dict[str, object] = {"exec_mode": "consume", "run_id": self.run_id, "run_key": self.run_key}
@@ -76,7 +76,7 @@ class LocalRun:
         return str(self.agent_dir / f"agent-{worker}.log")
 
     def start(self) -> "LocalRun":
-        from ephemera.config import load_config
+        from ephemera.assembly import load_config
         from ephemera.layout import output_prefix
         from ephemera.model.jobs import JobSpec, save_job
         from ephemera.storage import get_storage
@@ -113,7 +113,7 @@ class LocalRun:
 
     def heartbeats(self) -> dict[int, Heartbeat]:
         """worker -> its agent's last heartbeat."""
-        from ephemera.config import load_config
+        from ephemera.assembly import load_config
         from ephemera.storage import get_storage
         from ephemera.vm.heartbeats import read_heartbeats
 

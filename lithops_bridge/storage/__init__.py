@@ -2,7 +2,7 @@
 
 ``Storage(config=None, backend=None, storage_config=None)`` resolves a Lithops
 storage config (see lithops_bridge.config) and builds the matching Ephemera backend
-with ``ephemera.storage.lithops.open_lithops_storage``. Every backend, localhost
+with ``ephemera.assembly.lithops.open_lithops_storage``. Every backend, localhost
 included, answers in the shapes Lithops' S3-like backends return (boto3's):
 ``head_bucket`` and ``delete_object`` a response dict with ``ResponseMetadata``
 (``HTTPStatusCode``, ``HTTPHeaders``, ``RetryAttempts``), ``delete_objects`` a list of
@@ -75,7 +75,7 @@ class Storage:
     """Lithops' Storage over Ephemera's storage backends (localhost, aws_s3, ibm_cos)."""
 
     def __init__(self, config: dict | None = None, backend: str | None = None, storage_config: dict | None = None):
-        from ephemera.storage.lithops import open_lithops_storage
+        from ephemera.assembly.lithops import open_lithops_storage  # cold start: the config loader only once a Storage is built
         from lithops_bridge.config import default_storage_config, extract_storage_config
 
         if storage_config:
@@ -128,10 +128,14 @@ class Storage:
         checked(bucket, key)
         try:
             rng = parse_range(extra_get_args)
-            if rng is not None and None in rng:  # open or suffix range: needs the size
-                size = self._store.head(bucket, key).size
-                rng = (rng[0], size - 1) if rng[1] is None else (max(0, size - rng[1]), size - 1)
-            data = self._store.get(bucket, key, rng)
+            span: tuple[int, int] | None = None
+            if rng is not None:
+                first, last = rng
+                if first is None or last is None:  # open or suffix range: needs the size
+                    size = self._store.head(bucket, key).size
+                    first, last = (first or 0, size - 1) if last is None else (max(0, size - last), size - 1)
+                span = (first, last)
+            data = self._store.get(bucket, key, span)
         except (NoSuchKeyError, NoSuchBucketError):
             raise StorageNoSuchKeyError(bucket, key) from None
         return io.BytesIO(data) if stream else data

@@ -8,10 +8,10 @@ import stat
 import yaml
 
 from ephemera.cli.lithops_config import main
-from ephemera.config import load_config
+from ephemera.assembly import load_config
 from ephemera.model.ledger import Ledger
 from ephemera.model.runs import RunRecord
-from ephemera.storage import get_storage
+from ephemera.assembly import get_storage
 from ephemera.storage.lithops import from_lithops as to_ephemera
 from ephemera.storage.lithops import to_lithops as from_ephemera
 

@@ -8,10 +8,10 @@ import os
 import stat
 
 from ephemera.cli.lithops_config import main
-from ephemera.config import load_config
+from ephemera.assembly import load_config
 from ephemera.model.ledger import Ledger
 from ephemera.model.runs import RunRecord
-from ephemera.storage import get_storage
+from ephemera.assembly import get_storage
 
 
 def _config_with_run(tmp_path, workers=(0, 1)) -> dict:

@@ -13,10 +13,11 @@ import yaml
 
 from ephemera import runkeys
 from ephemera.cli.lithops_config import main as lithops_config
-from ephemera.config import REDACTED, load_config
+from ephemera.assembly import load_config, with_signing_key
+from ephemera.config import REDACTED
 from ephemera.model.ledger import Ledger
 from ephemera.model.runs import RunRecord
-from ephemera.storage import get_storage
+from ephemera.assembly import get_storage
 
 
 @pytest.fixture(autouse=True)
@@ -67,7 +68,7 @@ def test_a_configured_signing_key_wins_and_a_deploy_binds_the_home_one(tmp_path)
     assert runkeys.run_key(configured, "ws-a") == runkeys.derive("k" * 40, "ws-a")
     assert not (configured.home / runkeys.SIGNING_KEY_FILE).exists()
     local = _config(tmp_path)
-    deployed = runkeys.with_signing_key(local)  # what a deploy binds: a deployed action has no home file
+    deployed = with_signing_key(local)  # what a deploy binds: a deployed action has no home file
     assert deployed["security"]["signing_key"] == (local.home / runkeys.SIGNING_KEY_FILE).read_text().strip()
     assert runkeys.run_key(deployed, "ws-a") == runkeys.run_key(local, "ws-a")
     assert deployed["security"]["signing_key"] in deployed.secret_values()

@@ -57,8 +57,8 @@ class FlakyStore:
 @pytest.fixture
 def vm(tmp_path):
     """One "VM": a TaskServer (2 processes) in this process, with a fresh heartbeat; and its client config."""
-    from ephemera.config import load_config
-    from ephemera.storage import get_storage
+    from ephemera.assembly import load_config
+    from ephemera.assembly import get_storage
     from lithops_bridge.backends.standalone.keys import server_key as heartbeat_key
 
     bucket, run_id = "srv", f"srv-{uuid.uuid4().hex[:8]}"

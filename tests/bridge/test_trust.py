@@ -24,11 +24,11 @@ import cloudpickle
 import pytest
 
 import lithops_bridge as lithops
-from ephemera.config import load_config
+from ephemera.assembly import load_config
 from ephemera.errors import JobSpecError
 from ephemera.layout import job_key as spec_key
 from ephemera.model.jobs import JobSpec, load_job, save_job, signed_json
-from ephemera.storage import get_storage
+from ephemera.assembly import get_storage
 from lithops_bridge.backends.standalone import keys, slots
 from lithops_bridge.backends.standalone.seal import RunSeal, SealError, parse_key, seal
 from lithops_bridge.backends.standalone.server import TaskServer

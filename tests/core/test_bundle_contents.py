@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from ephemera.bundle.pack import pack
-from ephemera.config import load_config
+from ephemera.assembly import load_config
 from ephemera.errors import ConfigError
 
 IAM_KEY = "Xk3-iam-apikey-0123456789abcdefABCDEF_zz"

@@ -16,7 +16,7 @@ from ephemera.actions import apply
 from ephemera.bundle.pack import pack, read_bundle
 from ephemera.bundle.store import bound_config, publish, stored
 from ephemera.cli import main as cli_main
-from ephemera.config import load_config
+from ephemera.assembly import load_config
 from ephemera.context import Context
 from ephemera.errors import ConfigError
 
@@ -134,7 +134,7 @@ def test_an_apply_failing_after_the_boot_documents_leaves_no_credentials_object(
                                                                                  monkeypatch):
     """prepare_boot writes each VM's one-time credentials object (S3 keys); a failure right
     after it (here: the engine cannot be built) ends the run DESTROYED with those objects gone."""
-    from ephemera.storage import get_storage
+    from ephemera.assembly import get_storage
 
     config = load_config(local_config(storage={"backend": "aws_s3", "bucket": unique_bucket},
                                       aws_s3={"endpoint": s3_endpoint, "region": "us-east-1",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ephemera.config import REDACTED, load_config, validate
+from ephemera.assembly import load_config, validate
+from ephemera.config import REDACTED
 from ephemera.errors import ConfigError
 
 

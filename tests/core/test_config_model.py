@@ -19,8 +19,9 @@ import pytest
 import yaml
 
 from ephemera.cli import main as cli_main
-from ephemera.config import REDACTED, json_schema, raw_secret_values, root_model, validate
-from ephemera.config.docs import key_table, readme_table
+from ephemera.assembly import json_schema, raw_secret_values, root_model, validate
+from ephemera.config import REDACTED
+from ephemera.assembly.docs import key_table, readme_table
 from ephemera.config.schema import secret_paths
 from ephemera.errors import ConfigError
 
@@ -36,12 +37,12 @@ def _readme_yaml_blocks() -> list[dict]:
 def test_readme_key_table_is_the_rendered_one():
     table = readme_table((REPO / "README.md").read_text())
     assert table is not None, "README.md lost the generated block of config keys"
-    assert table == key_table(), "README's key table is stale: run `python -m ephemera.config.docs README.md`"
+    assert table == key_table(), "README's key table is stale: run `python -m ephemera.assembly.docs README.md`"
 
 
 def test_key_table_lists_every_key_with_secrets_marked():
     rows = {line.split("|")[1].strip(" `"): line for line in key_table().splitlines()[2:]}
-    for section, key in secret_paths():
+    for section, key in secret_paths(root_model()):
         assert "**secret**" in rows[f"{section}.{key}"]
     assert "`4h`" not in rows["timeouts.hard"] and "`14400`" in rows["timeouts.hard"]  # defaults as loaded
     assert "required" in rows["triggers[].name"] and "`ibm_cos`" in rows["storage.backend"]
@@ -71,8 +72,8 @@ def test_schema_marks_exactly_the_masked_fields_secret():
         for key, prop in model.get("properties", {}).items():
             if prop.get("writeOnly"):
                 marked.add(key)
-    assert marked == {key for _, key in secret_paths()}
-    assert {("aws_s3", "secret_access_key"), ("ibm_cos", "api_key"), ("ibm", "iam_api_key")} <= set(secret_paths())
+    assert marked == {key for _, key in secret_paths(root_model())}
+    assert {("aws_s3", "secret_access_key"), ("ibm_cos", "api_key"), ("ibm", "iam_api_key")} <= set(secret_paths(root_model()))
 
 
 def _is_mapping(section: str, key: str) -> bool:
@@ -83,12 +84,12 @@ def _is_mapping(section: str, key: str) -> bool:
 def test_every_secret_is_masked_and_scrubbed():
     """A secret is a string, or a mapping of secret values (schematics.secure_variables)."""
     raw: dict = {}
-    for section, key in secret_paths():
+    for section, key in secret_paths(root_model()):
         value = f"value-of-{section}-{key}-0123456789"
         value = f"https://{value}" if key.endswith("_url") else value  # a webhook URL is checked as one
         raw.setdefault(section, {})[key] = {"a_variable": value} if _is_mapping(section, key) else value
     config = validate(raw)  # localhost storage: the cloud sections are declared but unused
-    expected = {("https://" if k.endswith("_url") else "") + f"value-of-{s}-{k}-0123456789" for s, k in secret_paths()}
+    expected = {("https://" if k.endswith("_url") else "") + f"value-of-{s}-{k}-0123456789" for s, k in secret_paths(root_model())}
     assert set(config.secret_values()) == expected
     shown = json.dumps(config.to_dict())
     assert not any(v in shown for v in expected) and shown.count(REDACTED) == len(expected)

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from ephemera.cli.runs import run_details, runs_table
-from ephemera.config import load_config
+from ephemera.assembly import load_config
 from ephemera.context import Context
 from ephemera.errors import ConfigError
 from ephemera.model.cost import PRICES, price_table, run_cost, stack_profile

@@ -9,7 +9,7 @@ import stat
 import pytest
 
 from ephemera.actions import apply, destroy
-from ephemera.config import load_config
+from ephemera.assembly import load_config
 from ephemera.context import Context
 from ephemera.errors import ConfigError
 

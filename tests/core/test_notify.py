@@ -193,7 +193,7 @@ def test_the_reaper_tells_once_when_a_run_needs_a_person(make_ctx, http):
                                           ({"email_to": ["not-an-address"]}, "notify.email_to"),
                                           ({"smtp_host": "smtp.example.com", "email_to": ["a@example.com"]}, "notify.email_from")])
 def test_bad_notify_settings_name_the_key(local_config, notify, key):
-    from ephemera.config import load_config
+    from ephemera.assembly import load_config
     from ephemera.errors import ConfigError
 
     with pytest.raises(ConfigError) as info:
@@ -205,7 +205,7 @@ def test_a_password_without_tls_is_refused_at_config_load(local_config):
     """Finding 16: ``smtp_starttls: false`` with a password was accepted and the password
     sent in clear. Now the config is refused, naming the key and the ways out, unless the
     operator says ``smtp_insecure: true`` (a local test relay)."""
-    from ephemera.config import load_config
+    from ephemera.assembly import load_config
     from ephemera.errors import ConfigError
 
     clear = {"smtp_host": "smtp.example.com", "smtp_port": 25, "smtp_starttls": False, "smtp_username": SMTP_USER,

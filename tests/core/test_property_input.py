@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ephemera.actions import apply, destroy, reap, status
-from ephemera.config import load_config
+from ephemera.assembly import load_config
 from ephemera.errors import ConfigError
 
 NAMED = {"CONFIG_INVALID", "PARAM_INVALID", "EVENT_INVALID", "RUN_NOT_FOUND", "STORAGE_KEY_INVALID"}

@@ -12,7 +12,7 @@ from ephemera.context import Context
 from ephemera.errors import StorageError
 from ephemera.lifecycle import request_run, workspace_lock
 from ephemera.model.runs import RunState
-from ephemera.storage import get_storage
+from ephemera.assembly import get_storage
 from ephemera.events.formats import parse_event
 
 S = RunState

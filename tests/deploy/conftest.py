@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ephemera.config import load_config
+from ephemera.assembly import load_config
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET_VALUES = ("HMACID-4c1d-secret-id", "HMACSECRET-9f8e-secret", "APIKEY-7Hq2-secret")
@@ -59,7 +59,7 @@ def values(cmd: list[str], name: str) -> dict[str, str]:
 def example_path(tmp_path, s3_endpoint, unique_bucket) -> Path:
     """The example as a file, its COS endpoint a local S3 server with a fresh state bucket
     (a deploy publishes the run bundle there)."""
-    from ephemera.storage import get_storage
+    from ephemera.assembly import get_storage
 
     data = example()
     data["ibm_cos"]["endpoint"] = s3_endpoint

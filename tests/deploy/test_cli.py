@@ -79,8 +79,8 @@ def _bound_bundle_is_published(config: dict) -> None:
     """The deployed config names the run bundle by hash, it is in the state bucket (as the
     action's apply will look for it), and no operator-machine path is left in it."""
     from ephemera.bundle.store import stored
-    from ephemera.config import load_config
-    from ephemera.storage import get_storage
+    from ephemera.assembly import load_config
+    from ephemera.assembly import get_storage
 
     sha256 = config["workload"]["bundle"]
     assert sha256 and config["workload"]["source"] is None

@@ -17,7 +17,7 @@ import json
 import pytest
 
 from ephemera.actions.job import run as run_job
-from ephemera.config import load_config
+from ephemera.assembly import load_config
 from ephemera.context import Context
 from ephemera.deploy.code_engine import code_engine_plan
 

@@ -57,7 +57,7 @@ def test_a_bundle_published_beforehand_runs_without_the_workload_folder(local_co
     (``ephemera deploy`` / ``ephemera bundle publish``) and the config only names its hash;
     apply packs nothing and the VM runs the workload from that bundle."""
     from ephemera.bundle.store import publish_config_bundle
-    from ephemera.config import load_config
+    from ephemera.assembly import load_config
 
     packing = load_config(local_config(workload={"source": str(EXAMPLE), "entry": "train:main",
                                                  "requirements": str(EXAMPLE / "requirements.txt")}))

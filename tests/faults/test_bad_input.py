@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ephemera.actions import apply, destroy, reap, status
-from ephemera.config import load_config
+from ephemera.assembly import load_config
 from ephemera.context import Context
 from ephemera.errors import ConfigError
 from tests.helpers import marker_event, marker_written, wait_for

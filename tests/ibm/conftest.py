@@ -44,7 +44,7 @@ def ibm_config(iam, schematics) -> dict:
 def cos_config(ibm_config, s3_endpoint, tmp_path, unique_bucket) -> dict:
     """A cloud config as deployed: IBM COS over HMAC (a local S3 server, a fresh bucket),
     the VMs' trusted profile, and Schematics (the fakes); add triggers and rules."""
-    from ephemera.storage import get_storage
+    from ephemera.assembly import get_storage
 
     config = {
         **ibm_config,
@@ -63,8 +63,8 @@ def deployed(config: dict) -> dict:
     """``config`` as ``ephemera deploy`` binds it into the actions: the run bundle
     published to its state bucket, ``workload.bundle`` naming it."""
     from ephemera.bundle.store import bound_config, publish_config_bundle
-    from ephemera.config import load_config
-    from ephemera.storage import get_storage
+    from ephemera.assembly import load_config
+    from ephemera.assembly import get_storage
 
     loaded = load_config(config)
     ref = publish_config_bundle(loaded, get_storage(loaded))

@@ -16,7 +16,7 @@ from ephemera.actionkit import time_limit
 from ephemera.context import Context
 from ephemera.lifecycle.reaper import reap
 from ephemera.model.runs import RunState as S
-from ephemera.storage import get_storage
+from ephemera.assembly import get_storage
 from ephemera.timeutil import Budget
 
 actions_apply = pytest.importorskip("ephemera.actions.apply")

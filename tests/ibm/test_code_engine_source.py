@@ -33,13 +33,13 @@ import sys
 import pytest
 
 from ephemera import layout
-from ephemera.config import load_config
+from ephemera.assembly import load_config
 from ephemera.deploy.code_engine import code_engine_plan
 from ephemera.deploy.invoke_token import new_token
 from ephemera.deploy.package import build_source_bundle
 from ephemera.model import marker as markers
 from ephemera.model.ledger import Ledger
-from ephemera.storage import get_storage
+from ephemera.assembly import get_storage
 from tests.ibm.conftest import SECRETS, deployed
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # builds a clean venv first: slow on a busy machine

@@ -22,13 +22,13 @@ from pathlib import Path
 import pytest
 
 from ephemera import layout
-from ephemera.config import load_config
+from ephemera.assembly import load_config
 from ephemera.deploy.bound import DIGEST_PARAM, config_digest
 from ephemera.deploy.openwhisk import openwhisk_plan
 from ephemera.deploy.package import build_openwhisk_zip
 from ephemera.model import marker as markers
 from ephemera.model.ledger import Ledger
-from ephemera.storage import get_storage
+from ephemera.assembly import get_storage
 from tests.fakes.openwhisk_runtime import OpenWhiskContainer, image_python
 from tests.ibm.conftest import SECRETS, deployed
 

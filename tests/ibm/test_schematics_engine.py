@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from ephemera.config import load_config
-from ephemera.engines import get_engine
+from ephemera.assembly import load_config
+from ephemera.assembly import get_engine
 from ephemera.engines.base import OrphanSweeper
 from ephemera.engines.schematics.config import SchematicsSettings
 from ephemera.errors import ConfigError, EngineError, WorkspaceBusyError

@@ -15,7 +15,7 @@ from ephemera.lifecycle.reaper import reap
 from ephemera.model import marker as markers
 from ephemera.model.ledger import Ledger
 from ephemera.model.runs import RunState as S
-from ephemera.storage import get_storage
+from ephemera.assembly import get_storage
 from tests.ibm.conftest import API_KEY, SECRETS
 
 actions_apply = pytest.importorskip("ephemera.actions.apply")

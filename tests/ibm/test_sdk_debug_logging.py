@@ -20,7 +20,7 @@ import pytest
 from ephemera.model.ledger import Ledger
 from ephemera.model.runs import RunState as S
 from ephemera.secrets import Scrubber, install_scrubber
-from ephemera.storage import get_storage
+from ephemera.assembly import get_storage
 from tests.ibm.conftest import SECRETS
 
 actions_apply = pytest.importorskip("ephemera.actions.apply")
@@ -54,7 +54,7 @@ def test_apply_at_debug_records_its_activity_on_cos(cos_config, schematics, debu
 
 
 def test_the_sdk_leaves_http_client_alone(ibm_config, debug_root):
-    from ephemera.engines import get_engine
+    from ephemera.assembly import get_engine
 
     engine = get_engine(ibm_config)
     engine._client()  # builds the SDK's service at DEBUG

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from ephemera.context import Context
-from ephemera.storage import get_storage
+from ephemera.assembly import get_storage
 from ephemera.storage.ibm_cos.backend import IBMCOSStorage
 from tests.fakes.metadata_server import start_metadata_server
 from tests.fakes.s3_server import start_s3_server

@@ -23,7 +23,7 @@ import pytest
 from ephemera.bundle import lock
 from ephemera.bundle.pack import pack
 from ephemera.bundle.wheel import build_wheel
-from ephemera.config import load_config
+from ephemera.assembly import load_config
 from ephemera.vm import bootstrap
 
 pytestmark = pytest.mark.slow  # resolves against PyPI, installs into fresh environments

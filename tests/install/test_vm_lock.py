@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ephemera.bundle import lock
-from ephemera.config import load_config
+from ephemera.assembly import load_config
 from ephemera.vm import bootstrap
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,10 +7,10 @@ import socket
 
 import pytest
 
-from ephemera.config import load_config
+from ephemera.assembly import load_config
 from ephemera.errors import ConfigError, NoSuchBucketError, NoSuchKeyError, StorageError
 from ephemera.secrets import MASK, Scrubber
-from ephemera.storage import get_storage
+from ephemera.assembly import get_storage
 from ephemera.storage.aws_s3.backend import S3Storage
 from ephemera.storage.aws_s3.config import S3Settings, s3_settings
 from ephemera.storage.aws_s3.errors import to_storage_error

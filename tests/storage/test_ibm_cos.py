@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
-from ephemera.config import load_config
+from ephemera.assembly import load_config
 from ephemera.errors import ConfigError, StorageError
-from ephemera.storage import get_storage
+from ephemera.assembly import get_storage
 from ephemera.storage.ibm_cos.backend import IBMCOSStorage
 from ephemera.storage.ibm_cos.config import cos_endpoint, cos_settings
 from tests.fakes.fixtures import FAKE_IAM_API_KEY

@@ -12,9 +12,11 @@ import json
 
 import pytest
 
-from ephemera.config import REDACTED, json_schema, validate
+from ephemera.assembly import json_schema, validate
+from ephemera.config import REDACTED
 from ephemera.errors import ConfigError
-from ephemera.storage import BACKENDS, backend_for_scheme, get_storage, storage_spec
+from ephemera.assembly import get_storage
+from ephemera.storage import BACKENDS, backend_for_scheme, storage_spec
 
 TOKEN = "scratch-token-5f4e3d2c1b0a9988"
 REGISTRY_LINE = "tests.storage.scratch_backend.spec:ScratchSpec"

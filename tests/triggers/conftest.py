@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ephemera.config import load_config
+from ephemera.assembly import load_config
 from ephemera.storage.localhost.backend import LocalhostStorage
 
 SECRET = "s3cr3t-VALUE-never-shown-9f2c"

@@ -33,8 +33,8 @@ def record(params: dict) -> dict:
 
 def write_marker(params: dict) -> dict:
     """Like apply + a fast workload: writes a completion marker to the output bucket."""
-    from ephemera.config import load_config
-    from ephemera.storage import get_storage
+    from ephemera.assembly import load_config
+    from ephemera.assembly import get_storage
 
     _record(params)
     config = load_config(params["config"])

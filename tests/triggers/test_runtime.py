@@ -141,7 +141,7 @@ def test_cmd_up_stops_cleanly_on_sigint(make_config, tmp_path):
     )
     code = (
         "import sys, argparse\n"
-        "from ephemera.config import load_config\n"
+        "from ephemera.assembly import load_config\n"
         "from ephemera.cli.up import cmd_up\n"
         "sys.exit(cmd_up(load_config(sys.argv[1]), argparse.Namespace(reap_interval=0)))\n"
     )

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from ephemera.config import load_config
+from ephemera.assembly import load_config
 from ephemera.events.formats import parse_event
 from ephemera.runtime.watcher import FilesystemWatcher, PollingWatcher, matches
 
@@ -187,7 +187,7 @@ class CountingStorage:
 
 
 def _s3_storage(s3_endpoint, bucket):
-    from ephemera.storage import get_storage
+    from ephemera.assembly import get_storage
 
     store = get_storage({"storage": {"backend": "aws_s3", "bucket": bucket},
                          "aws_s3": {"endpoint": s3_endpoint, "region": "us-east-1", "access_key_id": "WATCHKEYID01",

@@ -49,7 +49,7 @@ import uuid
 from typing import Any, Callable
 from urllib.parse import urlparse
 
-from ephemera.config import Config, load_config
+from ephemera.config import Config
 from ephemera.engines.plan import Plan, parse_plan
 from ephemera.engines.schematics.config import REFRESH_TOKEN_CLIENT, SchematicsSettings
 from ephemera.engines.schematics.sdkdebug import sdk_http_debug_contained
@@ -97,8 +97,7 @@ class SchematicsEngine:
         self._authenticator: Any = None  # its IAMAuthenticator
 
     @classmethod
-    def from_config(cls, config: Config | dict | str | None) -> "SchematicsEngine":
-        config = load_config(config)
+    def from_config(cls, config: Config) -> "SchematicsEngine":
         return cls(SchematicsSettings.from_config(config), config["workspace"]["name"])
 
     def _check(self, workspace: str) -> None:
@@ -113,7 +112,7 @@ class SchematicsEngine:
     def _client(self):
         if self._service is None:
             from ibm_cloud_sdk_core.authenticators import IAMAuthenticator  # lazy: cloud SDK
-            from ibm_schematics.schematics_v1 import SchematicsV1
+            from ibm_schematics.schematics_v1 import SchematicsV1  # cloud SDK: imported only when this client is first used
 
             _guard_sdk_logs(self._secrets)
             client_id, client_secret = REFRESH_TOKEN_CLIENT
@@ -137,8 +136,8 @@ class SchematicsEngine:
 
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run one SDK call; map errors, retry only the named transient ones with backoff."""
-        import requests
-        from ibm_cloud_sdk_core import ApiException
+        import requests  # cloud SDK: imported only when this client is first used
+        from ibm_cloud_sdk_core import ApiException  # cloud SDK: imported only when this client is first used
 
         delay = self.settings.backoff_seconds
         for attempt in range(1, self.settings.max_attempts + 1):

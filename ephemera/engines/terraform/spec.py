@@ -20,12 +20,12 @@ class TerraformSpec(EngineSpec):
     state_on_host = True  # state files and stacks in the Ephemera home of the machine that applies
 
     def vms_on_host(self, config) -> bool:
-        from ephemera.engines.terraform.config import resolve_stack
-        from ephemera.engines.terraform.engine import local_vms
+        from ephemera.engines.terraform.config import resolve_stack  # cold start: spec modules load with every config, this only when used
+        from ephemera.engines.terraform.engine import local_vms  # cold start: spec modules load with every config, this only when used
 
         return local_vms(resolve_stack(config["workspace"]["stack"]))
 
     def check(self, config) -> None:
-        from ephemera.engines.terraform.checks import check_settings
+        from ephemera.engines.terraform.checks import check_settings  # cold start: spec modules load with every config, this only when used
 
         check_settings(config)

@@ -26,7 +26,7 @@ import logging
 import time
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 
 from ephemera.errors import NoSuchBucketError, NoSuchKeyError, StorageError
 from ephemera.storage import claims
@@ -35,6 +35,9 @@ from ephemera.storage.aws_s3.errors import error_code, install_log_redaction, is
 from ephemera.storage.base import ObjectInfo, StorageTraits, check_presign_method
 from ephemera.storage.keys import validate_bucket, validate_key, validate_prefix
 from ephemera.timeutil import now_utc
+
+if TYPE_CHECKING:
+    from ephemera.config import Config
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -251,8 +254,8 @@ class S3Storage(S3CompatibleStorage):
 
     def __init__(self, settings: S3Settings, *, max_attempts: int = MAX_ATTEMPTS, **options: Any):
         """``options``: ``page_size``, ``claim_settle`` (see S3CompatibleStorage)."""
-        import boto3
-        from botocore.config import Config as BotoConfig
+        import boto3  # cloud SDK: imported only when this client is first used
+        from botocore.config import Config as BotoConfig  # cloud SDK: imported only when this client is first used
 
         self.settings = settings
         session = boto3.session.Session()
@@ -268,10 +271,8 @@ class S3Storage(S3CompatibleStorage):
         super().__init__(client, settings.secret_values(), **options)
 
     @classmethod
-    def from_config(cls, config: Any, **options: Any) -> "S3Storage":
-        from ephemera.config import load_config
-
-        return cls(s3_settings(load_config(config)), **options)
+    def from_config(cls, config: Config, **options: Any) -> "S3Storage":
+        return cls(s3_settings(config), **options)
 
     def _create_bucket_options(self) -> dict[str, Any]:
         if self.settings.endpoint is None and self.settings.region != "us-east-1":

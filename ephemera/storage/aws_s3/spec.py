@@ -62,7 +62,7 @@ class AwsS3Spec(StorageBackendSpec):
         return settings, own["vm_role_arn"], int(own["vm_role_max_session_seconds"]), own["sts_endpoint"] or settings.endpoint
 
     def vm_credentials(self, config, access: VMAccess, scope: RunScope) -> dict | None:
-        from ephemera.storage.aws_s3 import sts
+        from ephemera.storage.aws_s3 import sts  # cold start: spec modules load with every config, this only when used
 
         minting = self._minting(config)
         if minting is None:
@@ -71,9 +71,9 @@ class AwsS3Spec(StorageBackendSpec):
         return sts.mint(settings, scope.run_id, sts.session_policy(scope), scope.seconds, role, most, endpoint)
 
     def vm_presigner(self, config, scope: RunScope, objects: list, seconds: int):
-        from ephemera.storage.aws_s3 import sts
-        from ephemera.storage.aws_s3.backend import S3Storage
-        from ephemera.storage.aws_s3.config import S3Settings
+        from ephemera.storage.aws_s3 import sts  # cold start: spec modules load with every config, this only when used
+        from ephemera.storage.aws_s3.backend import S3Storage  # cold start: spec modules load with every config, this only when used
+        from ephemera.storage.aws_s3.config import S3Settings  # cold start: spec modules load with every config, this only when used
 
         minting = self._minting(config)
         if minting is None:

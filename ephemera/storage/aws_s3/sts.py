@@ -94,7 +94,7 @@ def mint(settings: Any, run_id: str, policy: dict, needed: int, role_arn: str | 
          sts_endpoint: str | None) -> dict:
     """Temporary credentials under ``policy`` for at least ``needed`` seconds: the ``aws_s3``
     section keys they make (``access_key_id``, ``secret_access_key``, ``session_token``)."""
-    import boto3
+    import boto3  # cloud SDK: imported only when this client is first used
 
     document = json.dumps(policy, separators=(",", ":"))
     client = boto3.session.Session().client(

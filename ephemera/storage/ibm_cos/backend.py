@@ -16,11 +16,14 @@ Every operation comes from :class:`~ephemera.storage.aws_s3.backend.S3Compatible
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ephemera.storage.aws_s3.backend import MAX_ATTEMPTS, S3CompatibleStorage, client_config_options
 from ephemera.storage.base import StorageTraits
 from ephemera.storage.ibm_cos.config import COSSettings, cos_settings
+
+if TYPE_CHECKING:
+    from ephemera.config import Config
 
 
 class IBMCOSStorage(S3CompatibleStorage):
@@ -33,14 +36,14 @@ class IBMCOSStorage(S3CompatibleStorage):
 
     def __init__(self, settings: COSSettings, *, max_attempts: int = MAX_ATTEMPTS, **options: Any):
         """``options``: ``page_size``, ``claim_settle`` (see S3CompatibleStorage)."""
-        import ibm_boto3
-        from ibm_botocore.client import Config as COSConfig
+        import ibm_boto3  # cloud SDK: imported only when this client is first used
+        from ibm_botocore.client import Config as COSConfig  # cloud SDK: imported only when this client is first used
 
         self.settings = settings
         session = ibm_boto3.session.Session()
         config_options = client_config_options(custom_endpoint=True, max_attempts=max_attempts)
         if settings.auth == "trusted_profile":
-            from ephemera.storage.ibm_cos.identity import trusted_profile_auth
+            from ephemera.storage.ibm_cos.identity import trusted_profile_auth  # cloud SDK (IBM token manager): only on a VM with a trusted profile
 
             client = session.client(
                 "s3",
@@ -75,10 +78,8 @@ class IBMCOSStorage(S3CompatibleStorage):
         return super().presign(bucket, key, method, expires)
 
     @classmethod
-    def from_config(cls, config: Any, **options: Any) -> "IBMCOSStorage":
-        from ephemera.config import load_config
-
-        return cls(cos_settings(load_config(config)), **options)
+    def from_config(cls, config: Config, **options: Any) -> "IBMCOSStorage":
+        return cls(cos_settings(config), **options)
 
     def __repr__(self) -> str:
         return f"IBMCOSStorage(endpoint={self.settings.endpoint!r}, auth={self.settings.auth!r})"

@@ -23,6 +23,7 @@ from typing import Iterator
 from ephemera.errors import InvalidKeyError, NoSuchBucketError, NoSuchKeyError, StorageError
 from ephemera.storage.base import ObjectInfo, StorageTraits, check_presign_method
 from ephemera.storage.keys import validate_bucket, validate_key, validate_prefix
+from ephemera.storage.localhost.config import storage_root
 
 # OS errors of a write that may pass by themselves: the backend marks them retryable
 TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EACCES, errno.EPERM, errno.EROFS,
@@ -68,8 +69,6 @@ class LocalhostStorage:
 
     @classmethod
     def from_config(cls, config) -> "LocalhostStorage":
-        from ephemera.storage.localhost.config import storage_root
-
         storage = cls(storage_root(config))
         # On this machine the configured buckets simply exist: they are folders.
         for bucket in {config.state_bucket, config.output_bucket}:

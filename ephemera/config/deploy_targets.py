@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from croniter import croniter
 from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
 
 from ephemera.config.sections import Duration, Name
@@ -37,8 +38,6 @@ def _runtime(value: str) -> str:
 
 
 def _cron_text(value: str) -> str:
-    from croniter import croniter
-
     if len(value.split()) not in (5, 6) or not croniter.is_valid(value):
         raise Invalid(f"'{value}' is not a cron expression of 5 fields (or 6, seconds last)", "e.g. '*/5 * * * *'")
     return value
