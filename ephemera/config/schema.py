@@ -82,6 +82,20 @@ def section_models(root: type[BaseModel] | None = None) -> dict[str, type[Sectio
     return out
 
 
+@lru_cache(maxsize=64)
+def section_name(root: type[BaseModel], model: type[BaseModel]) -> str:
+    """The key of the section ``root`` declares with ``model`` (or a model derived from it, as
+    ``storage`` and ``engine`` are); LookupError when there is none or more than one."""
+    sections = section_models(root)
+    names = [name for name, declared in sections.items() if declared is model]
+    names = names or [name for name, declared in sections.items() if issubclass(declared, model)]
+    if len(names) != 1:
+        found = "no section" if not names else f"the sections {', '.join(names)}"
+        raise LookupError(f"the config declares {found} with the model {model.__name__}: "
+                          "register the plugin that declares it (its spec's sections) in its registry")
+    return names[0]
+
+
 def secret_paths(root: type[BaseModel] | None = None) -> list[tuple[str, str]]:
     """(section, key) of every secret field."""
     return [(section, key) for section, model in section_models(root).items()

@@ -33,7 +33,7 @@ def get_engine(config) -> WorkspaceEngine:
     from ephemera.config import load_config
 
     config = load_config(config)
-    return engine_spec(config["engine"]["backend"]).build(config)
+    return engine_spec(config.engine.backend).build(config)
 
 
 __all__ = ["ActivityLogs", "DEFAULT_ENGINE", "ENGINES", "EngineSpec", "OrphanSweeper", "Planner", "WorkspaceEngine", "engine_spec", "engine_specs", "get_engine"]

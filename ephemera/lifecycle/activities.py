@@ -39,13 +39,13 @@ def stack_variables(ctx: Context, run: RunRecord) -> tuple[dict, dict]:
     config = ctx.config
     deadline = datetime.fromisoformat(run.hard_deadline)
     plain = {
-        **config["workspace"]["variables"],
+        **config.workspace.variables,
         "run_id": run.run_id,
         "workspace": run.workspace,
         "worker_count": run.job.worker_count if run.job is not None else 1,
         "job_key": layout.job_key(run.run_id),
         "state_bucket": config.state_bucket,
-        "storage_backend": config["storage"]["backend"],
+        "storage_backend": config.storage.backend,
         "hard_deadline": run.hard_deadline,
         "hard_timeout_seconds": max(60, int((deadline - now_utc()).total_seconds())),
     }

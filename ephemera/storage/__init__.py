@@ -47,7 +47,7 @@ def get_storage(config: Any) -> Storage:
     from ephemera.config import load_config
 
     config = load_config(config)
-    return storage_spec(config["storage"]["backend"]).build(config)
+    return storage_spec(config.storage.backend).build(config)
 
 
 def put_json(storage: Storage, bucket: str, key: str, obj: Any) -> ObjectInfo:

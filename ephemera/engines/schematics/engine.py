@@ -99,7 +99,7 @@ class SchematicsEngine:
     @classmethod
     def from_config(cls, config: Config | dict | str | None) -> "SchematicsEngine":
         config = load_config(config)
-        return cls(SchematicsSettings.from_config(config), config["workspace"]["name"])
+        return cls(SchematicsSettings.from_config(config), config.workspace.name)
 
     def _check(self, workspace: str) -> None:
         if workspace != self.workspace:
