@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, NamedTuple
+from typing import Any, Iterable, NamedTuple
 
 from ephemera.errors import NoSuchKeyError
 from ephemera.model.runs import RunError
@@ -64,20 +64,20 @@ def parse_key(object_key: str) -> MarkerKey | None:
 
 # -- shapes ------------------------------------------------------------------------------
 
-def _common(run_id: str, entry: str, status: str, started: float | None, outputs) -> dict:
+def _common(run_id: str, entry: str, status: str, started: float | None, outputs: Iterable[str]) -> dict:
     finished = time.time()
     return {"run_id": run_id, "entry": entry, "status": status,
             "started_at": iso_of(started) if started is not None else None, "finished_at": iso_of(finished),
             "duration_s": round(finished - started, 3) if started is not None else None, "outputs": list(outputs)}
 
 
-def success(run_id: str, entry: str, result: Any, *, started: float | None = None, outputs=()) -> dict:
+def success(run_id: str, entry: str, result: Any, *, started: float | None = None, outputs: Iterable[str] = ()) -> dict:
     """A success marker; ``started`` is the workload's start (epoch seconds)."""
     return {**_common(run_id, entry, "succeeded", started, outputs), "result": result}
 
 
 def failure(run_id: str, entry: str, error_type: str, message: str, *, traceback: str = "", log_tail: str = "",
-            started: float | None = None, outputs=()) -> dict:
+            started: float | None = None, outputs: Iterable[str] = ()) -> dict:
     """A failure marker: the error's type and message, its traceback, the log's last lines."""
     return {**_common(run_id, entry, "failed", started, outputs),
             "error": {"type": error_type, "message": message, "traceback": traceback}, "log_tail": log_tail}
