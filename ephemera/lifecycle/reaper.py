@@ -68,7 +68,7 @@ def _in_flight(run: RunRecord, kind: str) -> bool:
     return act is not None and not act.done
 
 
-def _marker(ctx: Context, run: RunRecord) -> tuple[bool, dict] | None:
+def _marker(ctx: Context, run: RunRecord) -> tuple[bool, markers.Marker] | None:
     """The run's completion marker, where its job (not today's config) put it."""
     if run.job is not None:
         return markers.find(ctx.storage, run.job.output_bucket, run.job.output_prefix)
