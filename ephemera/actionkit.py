@@ -96,7 +96,7 @@ def invocation_budget(ctx: Context) -> Budget:
             deadline = None
     if deadline is not None:
         return Budget.until_epoch(deadline)
-    return Budget(ctx.config["timeouts"]["action"])
+    return Budget(ctx.config.timeouts.action)
 
 
 def _ensure_logging() -> None:

@@ -24,8 +24,12 @@ import re
 import secrets
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ephemera.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ephemera.config import Config
 
 SIGNING_KEY_FILE = "signing.key"
 KEY_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -59,9 +63,9 @@ def _home_key(home: Path) -> str:
     return value
 
 
-def signing_key(config) -> str:
+def signing_key(config: Config) -> str:
     """The controller's signing key: ``security.signing_key``, else the home's file."""
-    configured = (config.get("security") or {}).get("signing_key")
+    configured = config.security.signing_key
     return configured if configured else _home_key(config.home)
 
 
@@ -70,12 +74,12 @@ def derive(signing: str, run_id: str) -> str:
     return hmac.new(signing.encode("utf-8"), _DOMAIN + run_id.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-def run_key(config, run_id: str) -> str:
+def run_key(config: Config, run_id: str) -> str:
     """``run_id``'s key under this controller's signing key (64 hex digits, a secret)."""
     return derive(signing_key(config), run_id)
 
 
-def bind_signing_key(data: dict, config) -> dict:
+def bind_signing_key(data: dict, config: Config) -> dict:
     """``data`` (a config dict about to be deployed) with ``security.signing_key`` set,
     so deployed actions derive the same run keys as this machine. Returns ``data``."""
     section = data.setdefault("security", {}) or {}

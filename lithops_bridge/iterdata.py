@@ -30,7 +30,7 @@ def as_list(iterdata: Any) -> list:
 def merge_extra_args(items: list, extra_args: Any) -> list:
     if not extra_args:
         return items
-    out = []
+    out: list[Any] = []
     for item in items:
         if isinstance(item, tuple):
             if not isinstance(extra_args, tuple):

@@ -21,7 +21,7 @@ import time
 import traceback
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import cloudpickle
 
@@ -84,6 +84,7 @@ def _storage_for(config: dict | None):
 
 def _prepare(func: Callable, call_id: int, data: dict, batch: Batch) -> tuple[tuple, dict]:
     """Inject storage/id/obj, then split the data dict into *args/**kwargs like Lithops."""
+    params: Mapping[str, inspect.Parameter]
     try:
         params = inspect.signature(func).parameters
     except (TypeError, ValueError):

@@ -66,7 +66,7 @@ def handle(ctx: Context, params: dict) -> dict:
         marker = markers.read(ctx.storage, event.bucket, event.key)
     except NoSuchKeyError:
         return ignored(R.MARKER_GONE, f"marker '{event.key}' no longer exists", run_id=run_id)
-    success = success and markers.is_valid(marker)  # an unreadable _SUCCESS.json is no success
+    success = success and marker.valid  # an unreadable _SUCCESS.json is no success
     try:
         run = finish_run(ctx, run_id, success, marker)
         run = destroy_run(ctx, run_id, f"completion marker {markers.name(success)}")

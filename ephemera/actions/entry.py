@@ -45,6 +45,7 @@ from typing import Any, Mapping
 
 from ephemera.actionkit import ReasonCode, ignored, time_limit
 from ephemera.actions.remote import ACTION_PARAM, check_remote
+from ephemera.assembly import load_config
 from ephemera.config import ACTIONS
 from ephemera.deploy.bound import DIGEST_PARAM, config_digest
 from ephemera.deploy.invoke_token import bound_token, is_authorised
@@ -168,7 +169,7 @@ def code_engine_params(action: str, args: dict, config: dict) -> dict:
     HTTP plumbing (``__ce_*``), checked against what a remote request may choose, plus the
     bound config. Raises ParamError naming the first key it may not set."""
     params = {k: v for k, v in args.items() if not k.startswith("__ce_")}
-    check_remote(action, params, config)
+    check_remote(action, params, load_config(config, engine_checks=False))  # the bound config, validated as the action will
     return {**params, "config": config}
 
 

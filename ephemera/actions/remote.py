@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ephemera.config import Config
 from ephemera.errors import ParamError
 
 ACTION_PARAM = "ephemera_action"
@@ -37,7 +38,7 @@ def _listed(keys: tuple[str, ...]) -> str:
     return ", ".join(keys) if keys else "nothing"
 
 
-def check_remote(action: str, params: dict, config: dict) -> None:
+def check_remote(action: str, params: dict, config: Config) -> None:
     """Raise ParamError for the first key of ``params`` (plumbing already dropped) a
     remote request to ``action`` may not set; ``config`` is the deployed one."""
     allowed = ALLOWED.get(action, ())
@@ -58,16 +59,16 @@ def check_remote(action: str, params: dict, config: dict) -> None:
     if "params" in params:
         _check_params(params["params"], config)
     if "workspace" in params:
-        own = ((config.get("workspace") or {}).get("name")) or "default"
+        own = config.workspace.name
         if params["workspace"] != own:
             raise ParamError("workspace", f"{params['workspace']!r} is not the deployed config's workspace '{own}'",
                              "leave it out: a deployment applies its own workspace")
 
 
-def _check_params(value: Any, config: dict) -> None:
+def _check_params(value: Any, config: Config) -> None:
     if not isinstance(value, dict):
         raise ParamError("params", f"expected an object, got {type(value).__name__}", "pass workload parameters as a JSON object")
-    allowed = list((config.get("workload") or {}).get("remote_params") or [])
+    allowed = list(config.workload.remote_params)
     for key in value:
         if key not in allowed:
             raise ParamError(f"params.{key}", f"is not in workload.remote_params ({_listed(tuple(allowed))})",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import types
 import typing
+from enum import Enum
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -34,6 +35,8 @@ def _label(annotation: Any) -> str:
         return labels[0] if labels else _label(args[0])
     if origin is Literal:
         return " \\| ".join(f"`{a}`" for a in args)
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        return " \\| ".join(f"`{member.value}`" for member in annotation)
     if origin in (Union, types.UnionType):
         return " or ".join(_label(a) for a in args if a is not type(None))
     if origin in (list, dict):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
 import yaml
 from pydantic import ValidationError
@@ -45,23 +45,20 @@ def validate(raw: Mapping | None, source: str = "<dict>", *, engine_checks: bool
         typed = model.model_validate(copy.deepcopy(dict(raw)))
     except ValidationError as exc:
         raise config_error(exc, model) from None
-    data = typed.model_dump()
-    data["triggers"] = validate_triggers(data["triggers"], data["storage"]["bucket"])
-    data["rules"] = validate_rules(data["rules"], {t["name"] for t in data["triggers"]})
-    config = Config(data, source, typed)
-    data["workload"] = workload_paths(config)
-    root: Any = typed  # the root model is assembled at run time: its sections are not static attributes
-    root.workload.source, root.workload.requirements = data["workload"]["source"], data["workload"]["requirements"]
-    data["notify"]["smtp_ca_file"] = root.notify.smtp_ca_file = ca_file(config)
+    config = Config(typed, source)
+    validate_triggers(config.triggers, config.state_bucket)
+    validate_rules(config.rules, {t.name for t in config.triggers})
+    workload_paths(config)
+    config.notify.smtp_ca_file = ca_file(config)
     _check_backends(config, engine_checks)
     return config
 
 
 def _check_backends(config: Config, engine_checks: bool = True) -> None:
     """The chosen storage backend and engine check their settings (no SDK is imported)."""
-    storage_spec(config["storage"]["backend"]).check(config)
+    storage_spec(config.storage.backend).check(config)
     if engine_checks:
-        engine_spec(config["engine"]["backend"]).check(config)
+        engine_spec(config.engine.backend).check(config)
 
 
 def find_config_file() -> Path | None:

@@ -99,7 +99,7 @@ def run_scope(ctx, run, ref: BundleRef) -> RunScope:
     return RunScope(run_id=run.run_id, state_bucket=ctx.config.state_bucket, output_bucket=job.output_bucket,
                     prefixes=layout.run_prefixes(run.run_id, job.output_prefix, ref.sha256),
                     seconds=int(max(0, left)) + DEADLINE_MARGIN_SECONDS,
-                    vms_on_host=engine_spec(ctx.config["engine"]["backend"]).vms_on_host(ctx.config))
+                    vms_on_host=engine_spec(ctx.config.engine.backend).vms_on_host(ctx.config))
 
 
 def remove_credentials(storage: Storage, bucket: str, run_id: str) -> int:
@@ -113,12 +113,12 @@ def remove_credentials(storage: Storage, bucket: str, run_id: str) -> int:
 def prepare_boot(ctx, run) -> Boot:
     """Pack and store the run's bundle, make the VMs' credentials, and write each VM's boot document."""
     config, storage, bucket = ctx.config, ctx.storage, ctx.config.state_bucket
-    backend = config["storage"]["backend"]
+    backend = config.storage.backend
     spec = storage_spec(backend)
     access = spec.vm_access(config)
     ref = run_bundle(config, storage)
     log.info("run %s: bundle %s (%d bytes, %s)", run.run_id, ref.sha256[:12], ref.size, "reused" if ref.reused else "uploaded")
-    expires = int(config["timeouts"]["boot"])
+    expires = int(config.timeouts.boot)
     by_url = access.identity is None
     job = run.job
     workers = range(int(job.worker_count or 1))

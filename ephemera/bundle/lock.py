@@ -60,7 +60,7 @@ LOCK_FIX = "fix or pin workload.requirements so that they resolve, then pack aga
 def needs_lock(config) -> bool:
     """Whether this config's VMs install from an index (every stack but ``local``, whose
     VMs are processes on this machine installing offline from its environment)."""
-    return config["workspace"]["stack"] != "local"
+    return config.workspace.stack != "local"
 
 
 def vm_requirements(extras: Iterable[str], workload: Iterable[str]) -> list[str]:

@@ -57,7 +57,7 @@ def source_path(config) -> Path | None:
 
 def requirements(config) -> list[str]:
     """``workload.requirements`` as a list: the list itself, or the file's requirement lines."""
-    value = config["workload"]["requirements"]
+    value = config.workload.requirements
     if isinstance(value, list):
         return list(value)
     path = resolve(config, value)
@@ -84,7 +84,7 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes, executable: bool = False)
 
 def vm_extras(config) -> list[str]:
     """The Ephemera extras a cloud VM of this config needs: its storage's, and the GPU check's."""
-    return sorted(set(storage_spec(config["storage"]["backend"]).vm_extras) | {"gpu"})
+    return sorted(set(storage_spec(config.storage.backend).vm_extras) | {"gpu"})
 
 
 def config_file(config) -> Path | None:
@@ -100,7 +100,7 @@ def pack(config, out_dir: str | Path, lock: bool | None = None) -> Bundle:
     out_dir = Path(out_dir)
     root = source_path(config)
     exclude = [p for p in [config_file(config)] if p is not None]
-    files = source_files(root, config["workload"]["ignore"], exclude) if root is not None else []
+    files = source_files(root, config.workload.ignore, exclude) if root is not None else []
     if sum(p.stat().st_size for _, p in files) > MAX_SOURCE_BYTES:
         raise ConfigError("workload.source", f"holds more than {MAX_SOURCE_BYTES >> 20} MiB of files",
                           "put data in the bucket and read it from there, or add ignore patterns")
@@ -122,7 +122,7 @@ def pack(config, out_dir: str | Path, lock: bool | None = None) -> Bundle:
         manifest = {"format": FORMAT, "wheel": wheel.name, "wheel_sha256": hashlib.sha256(wheel_bytes).hexdigest(),
                     "requirements": reqs, "lock": LOCK_FILE if locked else None,
                     "wheelhouse": [w.name for w in built],
-                    "entry": config["workload"]["entry"],
+                    "entry": config.workload.entry,
                     "source": SOURCE_DIR if root is not None else None, "source_files": [n for n, _ in files]}
         raw = io.BytesIO()
         with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:

@@ -92,7 +92,7 @@ def stored(storage: Storage, bucket: str, sha256: str) -> BundleRef:
 
 def run_bundle(config, storage: Storage) -> BundleRef:
     """The bundle for a run of ``config``: the published one it names, or one packed now."""
-    sha256 = config["workload"]["bundle"]
+    sha256 = config.workload.bundle
     ref = stored(storage, config.state_bucket, sha256) if sha256 else publish_config_bundle(config, storage)
     if needs_lock(config) and not ref.locked:  # its VMs would refuse it at boot: say so before anything is applied
         raise ConfigError("workload.bundle", f"bundle {ref.sha256[:12]}... carries no hashed lock, and this stack's VMs "

@@ -43,6 +43,7 @@ from ephemera.deploy.bound import DIGEST_PARAM, config_digest
 from ephemera.deploy.code_engine import SECRET, check_runtime, code_engine_plan, invoke_env_file_for
 from ephemera.deploy.openwhisk import openwhisk_plan
 from ephemera.deploy.package import build_openwhisk_zip, build_source_bundle
+from ephemera.config.deploy_targets import CodeEngineSection
 from ephemera.errors import EphemeraError
 from ephemera.files import private_dir, write_private
 from ephemera.storage import get_storage
@@ -94,9 +95,9 @@ def _bind_bundle(config: Config, args, out_dir: Path, out: TextIO) -> tuple[Conf
     (packing is reproducible: the hash bound is the hash published). The workload's
     source and requirements-file paths are dropped from the deployed config: the bundle
     carries them."""
-    if config["workload"]["bundle"]:  # pinned: it must be there (a dry run checks nothing remote)
+    if config.workload.bundle:  # pinned: it must be there (a dry run checks nothing remote)
         if not args.dry_run:
-            stored(get_storage(config), config.state_bucket, config["workload"]["bundle"])
+            stored(get_storage(config), config.state_bucket, config.workload.bundle)
         return with_signing_key(config), []  # deployed actions derive the same run keys as this machine
     first: list[steps_mod.Step] = []
     if args.dry_run:
@@ -151,7 +152,7 @@ def deploy_openwhisk(args, out: TextIO, runner: Runner | None = None) -> int:
 def _bind_invoke_token(config: Config, args, env_file: Path) -> str:
     """Write the invoke token's env file (0600) from the owner's kept copy (made now if
     missing or rotated); the line that tells where the copy is (never the token)."""
-    project = args.project or config["code_engine"]["project"]
+    project = args.project or config.section(CodeEngineSection).project
     kept = invoke_token.token_file(config.home, project)
     token, made = invoke_token.load_or_create(kept, rotate=args.rotate_invoke_token)
     write_private(env_file, f"{invoke_token.TOKEN_ENV}={token}\n")
@@ -161,7 +162,7 @@ def _bind_invoke_token(config: Config, args, env_file: Path) -> str:
 
 
 def _python_of(config: Config) -> str:
-    return config["code_engine"]["runtime"].partition("-")[2]
+    return config.section(CodeEngineSection).runtime.partition("-")[2]
 
 
 def deploy_code_engine(args, out: TextIO, runner: Runner | None = None) -> int:
@@ -175,7 +176,7 @@ def deploy_code_engine(args, out: TextIO, runner: Runner | None = None) -> int:
         invoke_env_file = Path(invoke_env_file_for(str(env_file)))
         plan_steps = first + code_engine_plan(config, project=args.project, bundle_dir=str(bundle), env_file=str(env_file),
                                               invoke_env_file=str(invoke_env_file))
-        warning = check_runtime(config["code_engine"]["runtime"])
+        warning = check_runtime(config.section(CodeEngineSection).runtime)
         build_source_bundle(bundle, python=_python_of(config), wheel_dir=out_dir / "wheels", say=_say(out))
         config_json = json.dumps(config.to_dict(redact=False), separators=(",", ":"), default=str)
         write_private(env_file, f"EPHEMERA_CONFIG_JSON={config_json}\n")  # one unquoted KEY=VALUE line

@@ -33,6 +33,7 @@ from pathlib import Path
 import yaml
 
 from ephemera.engines import engine_spec
+from ephemera.ibm import IBMAccount
 from ephemera.runkeys import run_key
 from ephemera.storage.lithops import to_lithops
 
@@ -59,13 +60,13 @@ def vm_configs(config, record) -> list[tuple[int, dict]]:
     agents = _value(outputs, "agents")
     if private_ips:
         floating = _value(outputs, "floating_ips") or []
-        region = ((config["workspace"]["variables"] or {}).get("region")
-                  or engine_spec(config["engine"]["backend"]).vm_region(config) or STACK_DEFAULT_REGION)
+        region = ((config.workspace.variables or {}).get("region")
+                  or engine_spec(config.engine.backend).vm_region(config) or STACK_DEFAULT_REGION)
         for i, (iid, ip) in enumerate(zip(instance_ids, private_ips)):
             cfg = copy.deepcopy(base)
             cfg["lithops"]["backend"] = "ibm_vpc"
             cfg["ibm_vpc"] = {"instance_id": iid, "floating_ip": floating[i] if i < len(floating) else ip,
-                              "region": region, "iam_api_key": config["ibm"]["iam_api_key"] or "",
+                              "region": region, "iam_api_key": config.section(IBMAccount).iam_api_key or "",
                               "ssh_username": "root"}
             out.append((i, cfg))
     elif agents:

@@ -49,7 +49,7 @@ def cmd_up(config: Config, args: argparse.Namespace) -> int:
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    if not config["rules"]:
+    if not config.rules:
         print("no rules in the config: nothing to run (add 'triggers' and 'rules' sections)", file=sys.stderr)
     run_up(
         config,

@@ -12,60 +12,106 @@ parsed :class:`Config`.
 
 from __future__ import annotations
 
-import copy
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from ephemera.config.schema import secret_paths
-from ephemera.config.sections import ACTIONS, TRIGGER_KINDS, WORKSPACE_NAME_FIX, is_workspace_name
+from ephemera.config.operator import CostSection, NotifySection
+from ephemera.config.schema import secret_paths, section_name
+from ephemera.config.sections import (ACTIONS, TRIGGER_KINDS, WORKSPACE_NAME_FIX, EngineSection, RuleEntry, SecuritySection,
+                                      StorageSection, TimeoutsSection, TriggerEntry, WorkloadSection, WorkspaceSection,
+                                      is_workspace_name)
 from ephemera.errors import ConfigError
 from ephemera.home import ephemera_home
 from ephemera.sections import check_url
 
 REDACTED = "********"
+S = TypeVar("S", bound=BaseModel)
 
 
 class Config:
-    """A validated config. Sections are read with ``config["storage"]["bucket"]``; the typed
-    model is ``config.model`` (e.g. ``config.model.timeouts.hard``)."""
+    """A validated config, read through its models: ``config.workspace.name``,
+    ``config.timeouts.hard``; a plugin's (or a deploy target's) own section is
+    ``config.section(S3Section)``. ``config.model`` is the whole validated root model."""
 
-    def __init__(self, data: dict, source: str = "<defaults>", model: BaseModel | None = None):
-        self._data = data  # section -> validated values (plain dicts and lists)
+    def __init__(self, model: BaseModel, source: str = "<defaults>"):
+        self.model = model  # the validated root model (assembled from the registries at run time)
         self.source = source  # the file it came from, or <dict> / <defaults>
-        self.model = model  # the validated pydantic model (None when built from a dict directly)
 
-    def __getitem__(self, section: str) -> Any:
-        return self._data[section]
+    @property
+    def _root(self) -> Any:
+        return self.model  # the root model's sections are not static attributes: each property below types its own
 
-    def get(self, section: str, default: Any = None) -> Any:
-        return self._data.get(section, default)
+    @property
+    def storage(self) -> StorageSection:
+        return self._root.storage
+
+    @property
+    def engine(self) -> EngineSection:
+        return self._root.engine
+
+    @property
+    def workspace(self) -> WorkspaceSection:
+        return self._root.workspace
+
+    @property
+    def workload(self) -> WorkloadSection:
+        return self._root.workload
+
+    @property
+    def timeouts(self) -> TimeoutsSection:
+        return self._root.timeouts
+
+    @property
+    def security(self) -> SecuritySection:
+        return self._root.security
+
+    @property
+    def cost(self) -> CostSection:
+        return self._root.cost
+
+    @property
+    def notify(self) -> NotifySection:
+        return self._root.notify
+
+    @property
+    def triggers(self) -> list[TriggerEntry]:
+        return self._root.triggers
+
+    @property
+    def rules(self) -> list[RuleEntry]:
+        return self._root.rules
+
+    def section(self, model: type[S]) -> S:
+        """The validated section a plugin declared with ``model`` (e.g. ``config.section(S3Section)``).
+
+        Raises LookupError when no registered plugin declares ``model``: a programming
+        error (the plugin is not in its registry), not a user's."""
+        value = getattr(self.model, section_name(type(self.model), model))
+        assert isinstance(value, model)
+        return value
 
     @property
     def state_bucket(self) -> str:
-        return self._data["storage"]["bucket"]
+        return self.storage.bucket
 
     @property
     def output_bucket(self) -> str:
-        return self._data["workload"]["output_bucket"] or self.state_bucket
+        return self.workload.output_bucket or self.state_bucket
 
     @cached_property
     def home(self) -> Path:
         """The Ephemera home (created on first use)."""
-        return ephemera_home(self._data.get("home"))
+        return ephemera_home(self._root.home)
 
     def _secret_paths(self) -> list[tuple[str, str]]:
-        if self.model is None:
-            raise ValueError("a Config built without its model cannot name its secrets; load it with ephemera.assembly.load_config")
         return secret_paths(type(self.model))
 
     def to_dict(self, redact: bool = True) -> dict:
-        """A deep copy of the data; secrets replaced by a fixed mask unless redact=False."""
-        data = copy.deepcopy(self._data)
-        for trig in data.get("triggers", []):
-            trig.pop("schedule", None)
+        """The config as plain data (what an action gets); secrets replaced by a fixed mask unless redact=False."""
+        data = self.model.model_dump(mode="json")
         if redact:
             for section, key in self._secret_paths():
                 if data.get(section, {}).get(key):
@@ -74,8 +120,8 @@ class Config:
 
     def secret_values(self) -> list[str]:
         """Every secret value set in this config, for log and result scrubbing."""
-        values = [self._data[section][key] for section, key in self._secret_paths() if self._data.get(section, {}).get(key)]
-        return [str(v) for value in values for v in (value.values() if isinstance(value, dict) else [value])]
+        values = [getattr(getattr(self.model, section), key) for section, key in self._secret_paths()]
+        return [str(v) for value in values if value for v in (value.values() if isinstance(value, dict) else [value])]
 
 
 __all__ = ["ACTIONS", "REDACTED", "TRIGGER_KINDS", "WORKSPACE_NAME_FIX", "Config", "ConfigError", "check_url",

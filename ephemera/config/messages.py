@@ -8,6 +8,7 @@ typo that explains the rest). A secret's value is never quoted.
 from __future__ import annotations
 
 import typing
+from enum import Enum
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -93,8 +94,10 @@ def config_error(exc: ValidationError, root: type[BaseModel]) -> ConfigError:
     if kind == "value_error" and isinstance((err.get("ctx") or {}).get("error"), Invalid):
         invalid = err["ctx"]["error"]
         return ConfigError(".".join([path, *invalid.at]), invalid.problem, invalid.fix or _example(key, field))
-    if kind == "literal_error":
-        choices = typing.get_args(field.annotation) if field is not None else ()
+    if kind in ("literal_error", "enum"):
+        annotation = field.annotation if field is not None else None
+        choices = ([m.value for m in annotation] if isinstance(annotation, type) and issubclass(annotation, Enum)
+                   else typing.get_args(annotation))
         allowed = ", ".join(map(str, choices)) or err.get("ctx", {}).get("expected", "")
         return ConfigError(path, f"'{err['input']}' is not one of {allowed}")
     if kind in EXPECTED:

@@ -7,6 +7,8 @@ The model itself is assembled from the registries by the composition root
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from pydantic import BaseModel
 
 from ephemera.sections import Section, is_secret
@@ -19,6 +21,20 @@ def section_models(root: type[BaseModel]) -> dict[str, type[Section]]:
         if isinstance(field.annotation, type) and issubclass(field.annotation, Section):
             out[name] = field.annotation
     return out
+
+
+@lru_cache(maxsize=64)
+def section_name(root: type[BaseModel], model: type[BaseModel]) -> str:
+    """The key of the section ``root`` declares with ``model`` (or a model derived from it, as
+    ``storage`` and ``engine`` are); LookupError when there is none or more than one."""
+    sections = section_models(root)
+    names = [name for name, declared in sections.items() if declared is model]
+    names = names or [name for name, declared in sections.items() if issubclass(declared, model)]
+    if len(names) != 1:
+        found = "no section" if not names else f"the sections {', '.join(names)}"
+        raise LookupError(f"the config declares {found} with the model {model.__name__}: "
+                          "register the plugin that declares it (its spec's sections) in its registry")
+    return names[0]
 
 
 def secret_paths(root: type[BaseModel]) -> list[tuple[str, str]]:

@@ -14,18 +14,43 @@ from __future__ import annotations
 import copy
 import math
 import re
-from typing import Annotated, Any, Literal, Optional, get_args
+from enum import Enum
+from typing import Annotated, Any, Optional
 
-from pydantic import BeforeValidator, Field, WithJsonSchema
+from pydantic import BeforeValidator, Field, PrivateAttr, WithJsonSchema
+
+from ephemera.config.alarms import AlarmSchedule
 
 from ephemera.errors import InvalidKeyError
 from ephemera.sections import Invalid, Label, Section, secret
 from ephemera.storage.keys import BUCKET_PATTERN, MAX_KEY_BYTES, validate_bucket, validate_key
 
-ActionName = Literal["apply", "destroy", "reap", "status"]
-TriggerKind = Literal["alarm", "object_write"]
-ACTIONS: tuple[str, ...] = get_args(ActionName)
-TRIGGER_KINDS: tuple[str, ...] = get_args(TriggerKind)
+
+
+class ActionName(str, Enum):
+    """The actions a rule may invoke (each a module of ``ephemera.actions``)."""
+
+    APPLY = "apply"
+    DESTROY = "destroy"
+    REAP = "reap"
+    STATUS = "status"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class TriggerKind(str, Enum):
+    """What fires a trigger."""
+
+    ALARM = "alarm"  # a cron schedule or a one-off time
+    OBJECT_WRITE = "object_write"  # a write to a bucket (under a prefix, with a suffix)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+ACTIONS: tuple[str, ...] = tuple(a.value for a in ActionName)
+TRIGGER_KINDS: tuple[str, ...] = tuple(k.value for k in TriggerKind)
 DURATION_FIX = "write seconds or e.g. '30m', '4h'"
 WORKSPACE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 WORKSPACE_NAME_FIX = "use 1-63 lowercase letters, digits, '-' or '_', starting with a letter or digit"
@@ -248,7 +273,8 @@ class TriggerEntry(Section):
     """One entry of ``triggers``: an alarm or a watch on bucket writes."""
 
     name: Name = Field(description="the trigger's name, referred to by rules", examples=["nightly"])
-    kind: TriggerKind = Field(description="what fires it: an alarm (cron or once) or a write to a bucket", examples=["alarm"])
+    kind: TriggerKind = Field(description="what fires it: an alarm (cron or once) or a write to a bucket", examples=["alarm"],
+                              strict=False)  # strict would take only enum members; lax takes exactly their values
     cron: Optional[str] = Field(None, description="alarm: 'min hour day month weekday' (months 1-12, weekdays 0-7 with 0 and 7 Sunday), or 6 fields with seconds last; the deploy translates it per platform")
     once: Optional[str] = Field(None, description="alarm: an ISO 8601 time at which the alarm fires once; without an offset, read in timezone")
     timezone: str = Field("UTC", description="alarm: the IANA zone the cron fields (and dates without an offset) are read in")
@@ -258,6 +284,19 @@ class TriggerEntry(Section):
     prefix: TriggerPrefix = Field("", description="object_write: only keys under this prefix")
     suffix: Suffixes = Field(default_factory=list, description="object_write: a suffix or a list of suffixes, e.g. ['_SUCCESS.json']")
     payload: dict = Field(default_factory=dict, description="parameters the trigger adds to the action's event (over the rule's params), e.g. {params: {folds: 3}} for apply")
+    _schedule: Optional[AlarmSchedule] = PrivateAttr(None)  # an alarm's parsed schedule, set when the config is validated
+
+    @property
+    def schedule(self) -> AlarmSchedule | None:
+        """An alarm's parsed schedule (None for an object_write trigger)."""
+        return self._schedule
+
+    def set_schedule(self, schedule: AlarmSchedule) -> None:
+        self._schedule = schedule
+
+    def to_dict(self) -> dict[str, Any]:
+        """The entry as plain values with its parsed ``schedule`` (what the scheduler and the deploy plans take)."""
+        return {**self.model_dump(mode="json"), "schedule": self._schedule}
 
 
 class RuleEntry(Section):
@@ -265,8 +304,13 @@ class RuleEntry(Section):
 
     name: Optional[Name] = Field(None, description="defaults to '<trigger>-<action>'")
     trigger: str = Field(description="the name of a trigger", examples=["nightly"])
-    action: ActionName = Field(description="the action the trigger invokes", examples=["apply"])
+    action: ActionName = Field(description="the action the trigger invokes", examples=["apply"],
+                               strict=False)  # strict would take only enum members; lax takes exactly their values
     params: dict = Field(default_factory=dict, description="parameters bound to the action, under the event's, on every platform")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The entry as plain values (its ``name`` completed by validation)."""
+        return self.model_dump(mode="json")
 
 
 CORE_SECTIONS: dict[str, type[Section]] = {

@@ -20,7 +20,7 @@ from ephemera.engines import engine_spec
 
 def check_engine(config: Config, target: str) -> None:
     """ConfigError naming ``engine.backend`` when the engine cannot run in ``target``'s actions."""
-    spec = engine_spec(config["engine"]["backend"])
+    spec = engine_spec(config.engine.backend)
     if spec.state_on_host:
         raise ConfigError("engine.backend", f"the {spec.name} engine keeps its state on the machine that applies, "
                           f"which a {target} action does not keep", "use an engine that runs as a service, e.g. schematics")
@@ -29,14 +29,14 @@ def check_engine(config: Config, target: str) -> None:
 def check_engine_and_files(config: Config, target: str) -> None:
     """:func:`check_engine`, and ConfigError for a setting that names a local file."""
     check_engine(config, target)
-    if config["notify"]["smtp_ca_file"]:
+    if config.notify.smtp_ca_file:
         raise ConfigError("notify.smtp_ca_file", f"names a file on this machine, which a {target} action cannot read",
                           "unset it for the deployed config (the system's CAs are used), or use a server with a public certificate")
 
 
 def check_time_limit(config: Config, field: str, seconds: int) -> None:
     """ConfigError naming ``field`` when ``seconds`` exceeds ``timeouts.action``."""
-    action = config["timeouts"]["action"]
+    action = config.timeouts.action
     if seconds > action:
         raise ConfigError(field, f"{seconds}s is longer than timeouts.action ({action}s): the reaper would take a "
                           "running action for a dead one", f"set it to at most {action}s, or raise timeouts.action")
@@ -47,15 +47,16 @@ def rule_trigger_names(config: Config) -> dict[str, str]:
     own name when one rule binds it, else the rule's name (each rule then has its own
     trigger, which carries that rule's params)."""
     bound: dict[str, list[str]] = {}
-    for rule in config["rules"]:
-        bound.setdefault(rule["trigger"], []).append(rule["name"])
+    for rule in config.rules:
+        bound.setdefault(rule.trigger, []).append(str(rule.name))
     names: dict[str, str] = {}
     owner: dict[str, str] = {}
-    for i, rule in enumerate(config["rules"]):
-        name = rule["trigger"] if len(bound[rule["trigger"]]) == 1 else rule["name"]
-        if name in owner and owner[name] != rule["name"]:
+    for i, rule in enumerate(config.rules):
+        own = str(rule.name)  # completed by validation: '<trigger>-<action>' when unset
+        name = rule.trigger if len(bound[rule.trigger]) == 1 else own
+        if name in owner and owner[name] != own:
             raise ConfigError(f"rules[{i}].name", f"its platform trigger '{name}' is also that of rule '{owner[name]}'",
                               "rename the rule or the trigger")
-        owner[name] = rule["name"]
-        names[rule["name"]] = name
+        owner[name] = own
+        names[own] = name
     return names

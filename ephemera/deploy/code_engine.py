@@ -41,10 +41,12 @@ from pathlib import Path
 
 from ephemera.config import Config, ConfigError
 from ephemera.config.alarms import validate_alarm
+from ephemera.config.sections import ActionName
 from ephemera.deploy.checks import check_engine_and_files, check_time_limit
 from ephemera.deploy.invoke_token import SECRET as INVOKE_SECRET
 from ephemera.deploy.openwhisk import REAPER_TRIGGER, trigger_instances
 from ephemera.deploy.schedules import alarm_dates, code_engine_cron, utc_text
+from ephemera.config.deploy_targets import CodeEngineSection
 from ephemera.deploy.steps import Step
 from ephemera.timeutil import now_utc
 
@@ -126,41 +128,41 @@ def code_engine_plan(config: Config, *, bundle_dir: str, env_file: str, invoke_e
                      project: str | None = None, now: datetime | None = None) -> list[Step]:
     """Every step of the deploy, from the config (ConfigError for what cannot be deployed).
     ``env_file`` holds the config, ``invoke_env_file`` (default: beside it) the invoke token."""
-    settings = config["code_engine"]
+    settings = config.section(CodeEngineSection)
     check_engine_and_files(config, "Code Engine")
-    check_time_limit(config, "code_engine.function_timeout", settings["function_timeout"])
-    check_runtime(settings["runtime"], (now or now_utc()).date())
-    project = project or settings["project"]
-    fn_timeout, job_timeout = settings["function_timeout"], settings["job_timeout"]
+    check_time_limit(config, "code_engine.function_timeout", settings.function_timeout)
+    check_runtime(settings.runtime, (now or now_utc()).date())
+    project = project or settings.project
+    fn_timeout, job_timeout = settings.function_timeout, settings.job_timeout
     steps = [Step(what=f"select project {project}", create=[*CE, "project", "select", "--name", project])]
     steps.append(_upsert(["secret"], SECRET, f"secret {SECRET} with the config", ["--from-env-file", env_file], ["--from-env-file", env_file]))
     invoke_env_file = invoke_env_file or invoke_env_file_for(env_file)
     steps.append(_upsert(["secret"], INVOKE_SECRET, f"secret {INVOKE_SECRET} with the functions' invoke token",
                          ["--from-env-file", invoke_env_file], ["--from-env-file", invoke_env_file]))
-    fn_args = ["--runtime", settings["runtime"], "--build-source", bundle_dir, "--visibility", settings["visibility"],
+    fn_args = ["--runtime", settings.runtime, "--build-source", bundle_dir, "--visibility", settings.visibility,
                "--maxexecutiontime", str(fn_timeout)]
     for action in FUNCTION_ACTIONS:
         args = [*fn_args, *_env(action, fn_timeout, invoke_token=True)]
-        steps.append(_upsert(["fn"], function_name(action), f"function {function_name(action)} ({settings['visibility']}, "
-                             f"{settings['runtime']}, {fn_timeout}s; invoke token required)", args, args))
-    triggers = {t["name"]: (i, t) for i, t in enumerate(config["triggers"])}
+        steps.append(_upsert(["fn"], function_name(action), f"function {function_name(action)} ({settings.visibility}, "
+                             f"{settings.runtime}, {fn_timeout}s; invoke token required)", args, args))
+    triggers = {t.name: (i, t.to_dict()) for i, t in enumerate(config.triggers)}
     jobs: dict[str, tuple[str, dict]] = {job_name("destroy"): ("destroy", {})}
-    for rule in config["rules"]:
+    for rule in (r.to_dict() for r in config.rules):
         if triggers[rule["trigger"]][1]["kind"] == "object_write":  # a COS event carries no params: the job does
             jobs.setdefault(job_name(rule["action"], rule["name"] if rule["params"] else None), (rule["action"], rule["params"]))
         else:  # a cron's data carries the rule's params
             jobs.setdefault(job_name(rule["action"]), (rule["action"], {}))
-    if not any(rule["action"] == "reap" for rule in config["rules"]):
+    if not any(rule.action == ActionName.REAP for rule in config.rules):
         jobs.setdefault(job_name("reap"), ("reap", {}))
     job_args = ["--build-source", bundle_dir, "--build-strategy", "dockerfile", "--maxexecutiontime", str(job_timeout),
-                "--retrylimit", str(settings["job_retries"])]
+                "--retrylimit", str(settings.job_retries)]
     for name, (action, params) in jobs.items():
         args = [*job_args, *_env(action, job_timeout, params)]
         steps.append(_upsert(["job"], name, f"job {name} (runs {action}; started by subscriptions; {job_timeout}s, "
-                             f"{settings['job_retries']} retries)", args, args))
-    rules: list[tuple[dict, int | None, dict]] = [(rule, *triggers[rule["trigger"]]) for rule in config["rules"]]
-    if not any(rule["action"] == "reap" for rule in config["rules"]):
-        reaper = {"name": REAPER_TRIGGER, "kind": "alarm", "cron": settings["reaper_cron"], "once": None, "timezone": "UTC",
+                             f"{settings.job_retries} retries)", args, args))
+    rules: list[tuple[dict, int | None, dict]] = [(rule.to_dict(), *triggers[rule.trigger]) for rule in config.rules]
+    if not any(rule.action == ActionName.REAP for rule in config.rules):
+        reaper: dict = {"name": REAPER_TRIGGER, "kind": "alarm", "cron": settings.reaper_cron, "once": None, "timezone": "UTC",
                   "start_date": None, "stop_date": None, "payload": {}}
         rules.append(({"name": f"{REAPER_TRIGGER}-reap", "trigger": REAPER_TRIGGER, "action": "reap", "params": {}}, None, reaper))
     for rule, i, trig in rules:

@@ -42,9 +42,10 @@ from datetime import datetime
 
 from ephemera.config import Config, ConfigError
 from ephemera.config.alarms import validate_alarm
-from ephemera.config.sections import ACTIONS
+from ephemera.config.sections import ACTIONS, ActionName
 from ephemera.deploy.checks import check_engine_and_files, check_time_limit, rule_trigger_names
 from ephemera.deploy.schedules import alarm_dates, openwhisk_cron
+from ephemera.config.deploy_targets import OpenWhiskSection
 from ephemera.deploy.steps import Step
 from ephemera.storage import storage_spec
 
@@ -59,9 +60,9 @@ SCAN_ACTIONS = ("destroy",)  # what a marker scan can fire: it finds completion 
 def cos_feed_endpoint(config: Config, field: str = "storage.backend") -> str:
     """The host the COS changes feed watches, as the storage backend states it (host only);
     ConfigError naming ``field`` (the object_write trigger) when the backend has no such feed."""
-    endpoint = storage_spec(config["storage"]["backend"]).change_feed_endpoint(config)
+    endpoint = storage_spec(config.storage.backend).change_feed_endpoint(config)
     if endpoint is None:
-        raise ConfigError(field, f"the {COS_FEED} feed cannot watch {config['storage']['backend']} storage",
+        raise ConfigError(field, f"the {COS_FEED} feed cannot watch {config.storage.backend} storage",
                           "use ibm_cos storage, or openwhisk.object_writes: scan")
     return endpoint
 
@@ -131,41 +132,41 @@ def openwhisk_plan(config: Config, *, zip_path: str, param_file: str, cli: tuple
                    now: datetime | None = None) -> list[Step]:
     """Every step of the deploy, from the config (ConfigError for what cannot be deployed)."""
     wsk = list(cli)  # the steps take the command as a list
-    settings = config["openwhisk"]
+    settings = config.section(OpenWhiskSection)
     check_engine_and_files(config, "OpenWhisk")
-    check_time_limit(config, "openwhisk.timeout", settings["timeout"])
-    package = settings["package"]
+    check_time_limit(config, "openwhisk.timeout", settings.timeout)
+    package = settings.package
     steps = [Step(what=f"package {package} with the bound config", create=[*wsk, "package", "update", package, "--param-file", param_file])]
     for action in ACTIONS:
         steps.append(Step(
-            what=f"action {package}/{action} (not a web action, final; {settings['timeout']}s, {settings['memory']} MB)",
+            what=f"action {package}/{action} (not a web action, final; {settings.timeout}s, {settings.memory} MB)",
             create=[*wsk, "action", "update", f"{package}/{action}", zip_path, "--kind", KIND, "--main", "main",
-                    "--timeout", str(settings["timeout"] * 1000), "--memory", str(settings["memory"]), "--web", "false",
+                    "--timeout", str(settings.timeout * 1000), "--memory", str(settings.memory), "--web", "false",
                     "--annotation", "final", "true"],
         ))
-    triggers = {t["name"]: (i, t) for i, t in enumerate(config["triggers"])}
+    triggers = {t.name: (i, t.to_dict()) for i, t in enumerate(config.triggers)}
     platform = rule_trigger_names(config)
     rules: list[tuple[str, str, str]] = []  # (platform rule, platform trigger, action)
-    for r, rule in enumerate(config["rules"]):
+    for r, rule in enumerate(r.to_dict() for r in config.rules):
         i, trig = triggers[rule["trigger"]]
         path, name = f"triggers[{i}]", platform[rule["name"]]
         if trig["kind"] == "alarm":
             steps.append(_alarm_step(wsk, name, path, trig, rule, now))
             rules.append((rule["name"], name, rule["action"]))
-        elif settings["object_writes"] == "scan":
+        elif settings.object_writes == "scan":
             if rule["action"] not in SCAN_ACTIONS:
                 raise ConfigError(f"rules[{r}].action", f"'{rule['action']}' on object writes needs an object-storage feed, which "
                                   "Apache OpenWhisk lacks; the marker scan serves destroy rules only",
                                   "bind object_write triggers to destroy, or set openwhisk.object_writes: cos_feed (IBM Cloud Functions)")
-            steps.append(_scan_step(wsk, name, trig, rule, settings["scan_cron"]))
+            steps.append(_scan_step(wsk, name, trig, rule, settings.scan_cron))
             rules.append((rule["name"], name, rule["action"]))
         else:
             instances = _cos_feed_steps(wsk, config, name, path, trig, rule)
             for j, (instance, step) in enumerate(instances):
                 steps.append(step)
                 rules.append((rule["name"] if len(instances) == 1 else f"{rule['name']}-{j + 1}", instance, rule["action"]))
-    if not any(rule["action"] == "reap" for rule in config["rules"]):
-        reaper = {"name": REAPER_TRIGGER, "kind": "alarm", "cron": settings["reaper_cron"], "once": None, "timezone": "UTC",
+    if not any(rule.action == ActionName.REAP for rule in config.rules):
+        reaper: dict = {"name": REAPER_TRIGGER, "kind": "alarm", "cron": settings.reaper_cron, "once": None, "timezone": "UTC",
                   "start_date": None, "stop_date": None, "payload": {}}
         steps.append(_alarm_step(wsk, REAPER_TRIGGER, "openwhisk.reaper_cron", reaper, {"params": {}}, now))
         rules.append((f"{REAPER_TRIGGER}-reap", REAPER_TRIGGER, "reap"))

@@ -36,7 +36,7 @@ def engine_specs() -> list[EngineSpec]:
 def get_engine(config: Config) -> WorkspaceEngine:
     """The engine of a parsed :class:`~ephemera.config.Config`
     (:func:`ephemera.assembly.get_engine` parses a config source first)."""
-    return engine_spec(config["engine"]["backend"]).build(config)
+    return engine_spec(config.engine.backend).build(config)
 
 
 __all__ = ["ActivityLogs", "DEFAULT_ENGINE", "ENGINES", "EngineSpec", "OrphanSweeper", "Planner", "WorkspaceEngine", "engine_spec", "engine_specs", "get_engine"]

@@ -39,13 +39,13 @@ def stack_variables(ctx: Context, run: RunRecord) -> tuple[dict, dict]:
     config = ctx.config
     deadline = datetime.fromisoformat(run.hard_deadline)
     plain = {
-        **config["workspace"]["variables"],
+        **config.workspace.variables,
         "run_id": run.run_id,
         "workspace": run.workspace,
         "worker_count": run.job.worker_count if run.job is not None else 1,
         "job_key": layout.job_key(run.run_id),
         "state_bucket": config.state_bucket,
-        "storage_backend": config["storage"]["backend"],
+        "storage_backend": config.storage.backend,
         "hard_deadline": run.hard_deadline,
         "hard_timeout_seconds": max(60, int((deadline - now_utc()).total_seconds())),
     }
@@ -180,20 +180,21 @@ def _vm_reports(ctx: Context, run_id: str) -> list[dict]:
         return []
 
 
-def finish_run(ctx: Context, run_id: str, success: bool, marker: dict | None) -> RunRecord:
+def finish_run(ctx: Context, run_id: str, success: bool, marker: markers.Marker | None) -> RunRecord:
     """Record the workload's end (from its completion marker) and what the VMs reported."""
     vms = _vm_reports(ctx, run_id)
 
     def change(record: RunRecord) -> None:
-        record.result = marker or {}
-        if not (marker or {}).get("boot"):  # a bootstrap's failure marker has no task times
+        record.result = marker.to_dict() if marker is not None else {}
+        if marker is None or not marker.boot:  # a bootstrap's failure marker has no task times
             record.vms = with_marker_times(merge_reports(record.vms, vms), marker)
         else:
             record.vms = merge_reports(record.vms, vms)
         if success:
             record.enter(S.SUCCEEDED, "completion marker written")
         else:
-            record.fail(markers.run_error(marker or {}), S.FAILED, "completion marker written")
+            record.fail(marker.run_error() if marker is not None else markers.invalid("no marker").run_error(), S.FAILED,
+                        "completion marker written")
 
     return ctx.ledger.update(run_id, change)
 

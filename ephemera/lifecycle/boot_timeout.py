@@ -27,7 +27,7 @@ def missing_vms(beats: list[Heartbeat], worker_count: int) -> list[int]:
 def boot_overdue(ctx: Context, run: RunRecord, now: datetime) -> str | None:
     """Why the run's boot is overdue, or None."""
     started = run.entered_at(RunState.RUNNING)
-    limit = ctx.config["timeouts"]["boot"]
+    limit = ctx.config.timeouts.boot
     if run.state != RunState.RUNNING or not started or since(started, now) <= limit:
         return None
     try:

@@ -32,7 +32,7 @@ from ephemera.timeutil import now_utc
 
 def stack_dir(config) -> Path | None:
     """The folder of the config's stack, None where it is not one on this machine."""
-    return _stack_dir(config["workspace"]["stack"])
+    return _stack_dir(config.workspace.stack)
 
 
 @lru_cache(maxsize=16)
@@ -69,14 +69,14 @@ class PlanReport:
 def plan_variables(ctx: Context, run_id: str) -> tuple[dict, dict, int]:
     """(plain, secure) variables of a run that is never recorded, and its worker count."""
     config = ctx.config
-    workspace = config["workspace"]["name"]
-    deadline = now_utc() + timedelta(seconds=config["timeouts"]["hard"])
-    workers = int(config["workspace"]["variables"].get("worker_count", 1))
-    job = JobSpec(run_id=run_id, workspace=workspace, entry=config["workload"]["entry"], params={},
+    workspace = config.workspace.name
+    deadline = now_utc() + timedelta(seconds=config.timeouts.hard)
+    workers = int(config.workspace.variables.get("worker_count", 1))
+    job = JobSpec(run_id=run_id, workspace=workspace, entry=config.workload.entry, params={},
                   state_bucket=config.state_bucket, output_bucket=config.output_bucket,
-                  output_prefix=layout.output_prefix(config["workload"]["output_prefix"], run_id),
+                  output_prefix=layout.output_prefix(config.workload.output_prefix, run_id),
                   worker_count=workers, hard_deadline=deadline.isoformat())
-    run = RunRecord(run_id=run_id, workspace=workspace, engine=config["engine"]["backend"],
+    run = RunRecord(run_id=run_id, workspace=workspace, engine=config.engine.backend,
                     hard_deadline=deadline.isoformat(), job=job)
     plain, secure = stack_variables(ctx, run)
     placeholder = [base64.b64encode(json.dumps({"run_id": run_id, "worker": w, "plan": True}).encode()).decode() for w in range(workers)]
@@ -90,7 +90,7 @@ def plan_workspace(ctx: Context) -> PlanReport:
     if not isinstance(engine, Planner):
         raise EngineError(f"the {engine_name} engine cannot plan; plan with Terraform in the stack's folder")
     config = ctx.config
-    workspace = config["workspace"]["name"]
+    workspace = config.workspace.name
     run_id = f"{workspace}-plan"
     plain, secure, workers = plan_variables(ctx, run_id)
     plan = engine.plan(workspace, run_id, plain, secure)
@@ -104,4 +104,4 @@ def plan_workspace(ctx: Context) -> PlanReport:
     price = table.get(profile)
     gpus = instances * (price.gpus if price else gpus_of(profile))
     return PlanReport(workspace, engine_name, plan, instances, profile, price, gpus,
-                      (config.get("cost") or {}).get("currency") or "USD", int(config["timeouts"]["hard"]))
+                      config.cost.currency or "USD", int(config.timeouts.hard))

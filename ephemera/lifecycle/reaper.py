@@ -68,11 +68,11 @@ def _in_flight(run: RunRecord, kind: str) -> bool:
     return act is not None and not act.done
 
 
-def _marker(ctx: Context, run: RunRecord) -> tuple[bool, dict] | None:
+def _marker(ctx: Context, run: RunRecord) -> tuple[bool, markers.Marker] | None:
     """The run's completion marker, where its job (not today's config) put it."""
     if run.job is not None:
         return markers.find(ctx.storage, run.job.output_bucket, run.job.output_prefix)
-    prefix = layout.output_prefix(ctx.config["workload"]["output_prefix"], run.run_id)
+    prefix = layout.output_prefix(ctx.config.workload.output_prefix, run.run_id)
     return markers.find(ctx.storage, ctx.config.output_bucket, prefix)
 
 
@@ -84,7 +84,7 @@ def _end_then_destroy(ctx: Context, run: RunRecord, state: RunState, why: str) -
 def reap_run(ctx: Context, run: RunRecord, now: datetime | None = None) -> str | None:
     """One step for one run; returns the reason if it acted, else None."""
     now = now or now_utc()
-    timeouts = ctx.config["timeouts"]
+    timeouts = ctx.config.timeouts
     past_deadline = bool(run.hard_deadline) and now > datetime.fromisoformat(run.hard_deadline)
 
     if run.state in (S.APPLYING, S.DESTROYING) and _in_flight(run, "apply" if run.state == S.APPLYING else "destroy"):
@@ -96,17 +96,17 @@ def reap_run(ctx: Context, run: RunRecord, now: datetime | None = None) -> str |
         if advanced.state != run.state:
             return f"engine activity finished: {advanced.state}"
         run = advanced
-        if run.state == S.APPLYING and (past_deadline or _age(run.entered_at(S.APPLYING), now) > timeouts["apply"]):
-            return _fail_apply(ctx, run, f"apply not finished after {timeouts['apply']}s" if not past_deadline else "hard deadline passed during apply")
+        if run.state == S.APPLYING and (past_deadline or _age(run.entered_at(S.APPLYING), now) > timeouts.apply):
+            return _fail_apply(ctx, run, f"apply not finished after {timeouts.apply}s" if not past_deadline else "hard deadline passed during apply")
         return None
 
     if is_waiting(run):  # the engine found the workspace busy: apply once it frees, within the window
         return retry_waiting(ctx, run, now)
 
     if run.state in (S.REQUESTED, S.APPLYING):
-        stalled = _age(run.entered_at(run.state), now) > timeouts["action"]
+        stalled = _age(run.entered_at(run.state), now) > timeouts.action
         if past_deadline or stalled:
-            why = "hard deadline passed before apply finished" if past_deadline else f"{run.state} for over {timeouts['action']}s with no activity in flight (the action died)"
+            why = "hard deadline passed before apply finished" if past_deadline else f"{run.state} for over {timeouts.action}s with no activity in flight (the action died)"
             return _fail_apply(ctx, run, why)
         return None
 
@@ -138,14 +138,14 @@ def reap_run(ctx: Context, run: RunRecord, now: datetime | None = None) -> str |
         return f"{run.state} runs are destroyed"
 
     if run.state in (S.SUCCEEDED, S.FAILED):
-        if _age(run.entered_at(run.state), now) > timeouts["soft"] or past_deadline:
-            why = f"{run.state} for over {timeouts['soft']}s and not destroyed"
+        if _age(run.entered_at(run.state), now) > timeouts.soft or past_deadline:
+            why = f"{run.state} for over {timeouts.soft}s and not destroyed"
             destroy_run(ctx, run.run_id, f"reaper: {why}")
             return why
         return None
 
     if run.state == S.DESTROYING:  # nothing in flight: the destroy died
-        if _age(run.entered_at(S.DESTROYING), now) > timeouts["action"]:
+        if _age(run.entered_at(S.DESTROYING), now) > timeouts.action:
             interrupted = RunError("DESTROY_INTERRUPTED", "destroy did not finish (the action died)", retryable=True)
             failed = record_failure(ctx, run.run_id, interrupted, S.DESTROY_FAILED, "reaper: destroy interrupted")
             return _retry_destroy(ctx, failed, now, force=True)

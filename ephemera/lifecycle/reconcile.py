@@ -79,10 +79,10 @@ def _sweep(ctx: Context, workspace: str, owner: str | None, owner_run: RunRecord
              else f"run {owner} is not in the ledger" if owner else "no run is named as its owner")
     text = f"{len(resources)} orphan resource(s) in workspace '{workspace}' (owned by no open run: {whose}): {', '.join(resources)}"
     sweep_id = f"{workspace}-sweep-{now.strftime('%Y%m%dt%H%M%S')}"
-    timeouts = ctx.config["timeouts"]
-    deadline = now + timedelta(seconds=timeouts["hard"])
+    timeouts = ctx.config.timeouts
+    deadline = now + timedelta(seconds=timeouts.hard)
     lock = workspace_lock(ctx, workspace)
-    got = lock.acquire(sweep_id, deadline + timedelta(seconds=timeouts["soft"]), run_is_open(ctx))
+    got = lock.acquire(sweep_id, deadline + timedelta(seconds=timeouts.soft), run_is_open(ctx))
     if not got.acquired:
         return ReapAction(sweep_id, ORPHAN, ORPHAN, f"{text}; left for now: the workspace is busy with {got.holder}")
     record = RunRecord(run_id=sweep_id, workspace=workspace, engine=ctx.engine.name, state=S.DESTROYING,

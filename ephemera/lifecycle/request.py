@@ -47,11 +47,11 @@ def _workload_params(config, event: Event) -> dict:
     extra = event.payload.get("params", {})
     if not isinstance(extra, dict):
         raise ParamError("params", f"expected an object, got {type(extra).__name__}", "pass workload parameters as a JSON object")
-    return {**config["workload"]["params"], **extra}
+    return {**config.workload.params, **extra}
 
 
 def _worker_count(config) -> int:
-    return config["workspace"]["variables"].get("worker_count", 1)  # validated with the config
+    return config.workspace.variables.get("worker_count", 1)  # validated with the config
 
 
 def _workspace(config, event: Event) -> str:
@@ -59,10 +59,10 @@ def _workspace(config, event: Event) -> str:
     (one runtime, many workspaces: e.g. a rule per workspace)."""
     name = event.payload.get("workspace")
     if name is None:
-        return config["workspace"]["name"]
-    engine = engine_spec(config["engine"]["backend"])
-    if engine.one_workspace_per_config and name != config["workspace"]["name"]:
-        raise ParamError("workspace", f"'{name}' is not this config's workspace '{config['workspace']['name']}'",
+        return config.workspace.name
+    engine = engine_spec(config.engine.backend)
+    if engine.one_workspace_per_config and name != config.workspace.name:
+        raise ParamError("workspace", f"'{name}' is not this config's workspace '{config.workspace.name}'",
                          f"with the {engine.name} engine each workspace needs its own config")
     if not is_workspace_name(name):
         raise ParamError("workspace", f"{name!r} is not a workspace name", WORKSPACE_NAME_FIX)
@@ -71,7 +71,7 @@ def _workspace(config, event: Event) -> str:
 
 def workspace_lock(ctx: Context, workspace: str) -> WorkspaceLock:
     """The workspace's lock; a lock without a run record is "in progress" for one action timeout."""
-    return WorkspaceLock(ctx.storage, ctx.config.state_bucket, workspace, grace=ctx.config["timeouts"]["action"])
+    return WorkspaceLock(ctx.storage, ctx.config.state_bucket, workspace, grace=ctx.config.timeouts.action)
 
 
 def _duplicate(ctx: Context, run_id: str, why: str = "") -> RequestOutcome:
@@ -88,7 +88,7 @@ CLAIM_POLL = 0.25
 
 def event_claims(ctx: Context) -> EventClaims:
     """The event claims; a claim without a run record is "in progress" for one action timeout."""
-    return EventClaims(ctx.storage, ctx.config.state_bucket, grace=ctx.config["timeouts"]["action"])
+    return EventClaims(ctx.storage, ctx.config.state_bucket, grace=ctx.config.timeouts.action)
 
 
 def request_run(ctx: Context, event: Event) -> RequestOutcome:
@@ -153,25 +153,25 @@ def _request(ctx: Context, event: Event, workspace: str, run_id: str, params: di
     """Create run ``run_id`` for ``event``: check its prefixes, lock, record, job spec."""
     config = ctx.config
     now = now_utc()
-    hard = config["timeouts"]["hard"]
+    hard = config.timeouts.hard
     deadline = now + timedelta(seconds=hard)
     job = JobSpec(
         run_id=run_id,
         workspace=workspace,
-        entry=config["workload"]["entry"],
+        entry=config.workload.entry,
         params=params,
         state_bucket=config.state_bucket,
         output_bucket=config.output_bucket,
-        output_prefix=layout.output_prefix(config["workload"]["output_prefix"], run_id),
+        output_prefix=layout.output_prefix(config.workload.output_prefix, run_id),
         worker_count=_worker_count(config),
         hard_deadline=deadline.isoformat(),
     )
     refuse_planted(ctx, job)
     lock = workspace_lock(ctx, workspace)
-    got = lock.acquire(run_id, expires=deadline + timedelta(seconds=config["timeouts"]["soft"]), is_open=run_is_open(ctx))
+    got = lock.acquire(run_id, expires=deadline + timedelta(seconds=config.timeouts.soft), is_open=run_is_open(ctx))
     if not got.acquired:
         return RequestOutcome(None, False, f"workspace '{workspace}' is busy with run '{got.holder}'", run_id=run_id)
-    record = RunRecord(run_id=run_id, workspace=workspace, engine=config["engine"]["backend"],
+    record = RunRecord(run_id=run_id, workspace=workspace, engine=config.engine.backend,
                        hard_deadline=deadline.isoformat(), event=event.to_dict(), job=job)
     try:
         created = ctx.ledger.create(record)

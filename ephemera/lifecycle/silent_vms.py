@@ -41,7 +41,7 @@ def vms_silent(ctx: Context, run: RunRecord, now: datetime) -> str | None:
     """Why the run's VMs count as dead, or None."""
     if run.state != RunState.RUNNING:
         return None
-    grace = ctx.config["timeouts"]["heartbeat"]
+    grace = ctx.config.timeouts.heartbeat
     try:
         beats = read_heartbeats(ctx.storage, ctx.config.state_bucket, run.run_id)
     except EphemeraError:

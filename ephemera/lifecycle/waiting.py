@@ -30,7 +30,7 @@ def is_waiting(run: RunRecord) -> bool:
 
 def window_end(ctx: Context, run: RunRecord) -> datetime:
     """The last time a waiting run may still be applied."""
-    end = datetime.fromisoformat(run.created_at) + timedelta(seconds=ctx.config["timeouts"]["apply"])
+    end = datetime.fromisoformat(run.created_at) + timedelta(seconds=ctx.config.timeouts.apply)
     if run.hard_deadline:
         end = min(end, datetime.fromisoformat(run.hard_deadline))
     return end

@@ -18,8 +18,12 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ephemera.model.runs import RunRecord
+
+if TYPE_CHECKING:
+    from ephemera.config import Config
 
 LOCAL_PROFILE = "local"  # the local stack's "instances": processes on this machine
 STACK_PROFILE_RE = re.compile(r'variable\s+"profile"\s*\{[^}]*?default\s*=\s*"([^"]+)"', re.S)
@@ -51,10 +55,10 @@ PRICES: dict[str, Price] = {p.profile: p for p in (
 _GPUS_RE = re.compile(r"x(\d+)(?:l4|l40s|v100|a100|h100|h200|mi300x)$")
 
 
-def price_table(config) -> dict[str, Price]:
+def price_table(config: Config) -> dict[str, Price]:
     """The built-in prices with the config's ``cost.prices`` over them."""
     table = dict(PRICES)
-    for profile, entry in ((config.get("cost") or {}).get("prices") or {}).items():
+    for profile, entry in config.cost.prices.items():
         known = table.get(profile)
         gpus = entry.get("gpus", known.gpus if known else gpus_of(profile))
         table[profile] = Price(profile, entry["hourly"], gpus, entry.get("as_of") or "", entry["source"])
@@ -67,7 +71,7 @@ def gpus_of(profile: str) -> int:
     return int(match.group(1)) if match else 0
 
 
-def price_of(config, profile: str) -> Price | None:
+def price_of(config: Config, profile: str) -> Price | None:
     return price_table(config).get(profile)
 
 
@@ -82,13 +86,13 @@ def stack_profile(stack_dir: Path | None) -> str | None:
     return None
 
 
-def run_profile(run: RunRecord, config, stack_dir: Path | None = None) -> str:
+def run_profile(run: RunRecord, config: Config, stack_dir: Path | None = None) -> str:
     """The instance profile a run's VMs had: as the stack reported them, else as configured,
     else the stack's default; the local profile for a stack without one."""
     for vm in (run.outputs or {}).get("workers") or []:
         if isinstance(vm, dict) and vm.get("profile"):
             return str(vm["profile"])
-    configured = ((config.get("workspace") or {}).get("variables") or {}).get("profile")
+    configured = config.workspace.variables.get("profile")
     return str(configured or stack_profile(stack_dir) or LOCAL_PROFILE)
 
 
@@ -116,11 +120,11 @@ class RunCost:
                 "idle_cost": self.idle_cost, "final": self.final, "price": self.price.to_dict() if self.price else None}
 
 
-def run_cost(run: RunRecord, config, seconds: dict | None = None, stack_dir: Path | None = None) -> RunCost:
+def run_cost(run: RunRecord, config: Config, seconds: dict | None = None, stack_dir: Path | None = None) -> RunCost:
     """A run's cost from its VM-seconds (the record's, else ``seconds``: what its VMs report so far)."""
     seconds = run.vm_seconds or seconds or {}
     profile = run_profile(run, config, stack_dir)
-    currency = (config.get("cost") or {}).get("currency") or "USD"
+    currency = config.cost.currency or "USD"
     return RunCost(profile, price_of(config, profile), currency, float(seconds.get("total", 0.0)),
                    float(seconds.get("workload", 0.0)), float(seconds.get("outside", 0.0)), bool(run.vm_seconds))
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import builtins
 import json
 import logging
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from ephemera import layout
 from ephemera.errors import EphemeraError, NoSuchKeyError, RunNotFoundError, RunRecordInvalidError
@@ -83,7 +83,7 @@ class Ledger:
             self.on_transition(saved, previous)
         return saved
 
-    def transition(self, run_id: str, state: RunState, reason: str = "", **fields) -> RunRecord:
+    def transition(self, run_id: str, state: RunState, reason: str = "", **fields: Any) -> RunRecord:
         """Move a run to ``state`` (and set any record fields) under its lock."""
 
         def change(record: RunRecord) -> None:

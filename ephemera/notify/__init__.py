@@ -20,11 +20,15 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ephemera import layout
 from ephemera.model.runs import RunRecord, RunState
 from ephemera.notify.senders import SendError, post_json, send_mail, slack_body, with_retries
 from ephemera.timeutil import now_iso
+
+if TYPE_CHECKING:
+    from ephemera.config.operator import NotifySection
 
 log = logging.getLogger("ephemera.notify")
 RESERVE_SECONDS = 2.0  # of an action's time, kept back from notifying
@@ -73,44 +77,44 @@ class Notice:
 
 
 def notice_for(ctx, record: RunRecord, state: str, previous: str = "", reason: str = "") -> Notice:
-    settings = ctx.config["notify"]
+    settings = ctx.config.notify
     last = record.transitions[-1] if record.transitions else None
-    link = f"{settings['link'].rstrip('/')}/runs/{record.run_id}" if settings.get("link") else None
+    link = f"{settings.link.rstrip('/')}/runs/{record.run_id}" if settings.link else None
     error = {"code": record.error.code, "message": record.error.message} if record.error and state != "SUCCEEDED" else None
     return Notice(record.run_id, state, previous, record.workspace, last.at if last and not reason else now_iso(),
                   reason or (last.reason if last else ""), error, link,
                   [f"ephemera runs show {record.run_id}", f"ephemera logs {record.run_id}"])
 
 
-def receivers(settings: dict, state: str) -> list[str]:
+def receivers(settings: NotifySection, state: str) -> list[str]:
     """The receivers configured that want ``state``."""
     wanted = []
-    if settings.get("webhook_url") and state in settings["webhook_states"]:
+    if settings.webhook_url and state in settings.webhook_states:
         wanted.append("webhook")
-    if settings.get("slack_webhook_url") and state in settings["slack_states"]:
+    if settings.slack_webhook_url and state in settings.slack_states:
         wanted.append("slack")
-    if settings.get("smtp_host") and settings.get("email_to") and state in settings["email_states"]:
+    if settings.smtp_host and settings.email_to and state in settings.email_states:
         wanted.append("email")
     return wanted
 
 
-def _send(receiver: str, settings: dict, notice: Notice, scrub, deadline: float) -> None:
-    attempts = max(1, int(settings["retries"]))
+def _send(receiver: str, settings: NotifySection, notice: Notice, scrub, deadline: float) -> None:
+    attempts = max(1, int(settings.retries))
     if receiver == "webhook":
         body = scrub(notice.to_dict())
-        with_retries(lambda t: post_json(settings["webhook_url"], body, t), deadline, attempts)
+        with_retries(lambda t: post_json(str(settings.webhook_url), body, t), deadline, attempts)
     elif receiver == "slack":
         # scrubbed before escaping too, so a secret holding '&', '<' or '>' is masked as written
         body = scrub(slack_body(scrub(notice.text()), scrub(notice.facts())))
-        with_retries(lambda t: post_json(settings["slack_webhook_url"], body, t), deadline, attempts)
+        with_retries(lambda t: post_json(str(settings.slack_webhook_url), body, t), deadline, attempts)
     else:
         subject, text = scrub(f"[ephemera] {notice.title}"), scrub(notice.mail_body())
-        with_retries(lambda t: send_mail(settings, subject, text, t), deadline, attempts)
+        with_retries(lambda t: send_mail(settings.model_dump(), subject, text, t), deadline, attempts)
 
 
 def deliver(ctx, notice: Notice, wanted: list[str], seconds: float) -> dict[str, str]:
     """Send to every receiver in ``wanted`` at once, for ``seconds`` at most; receiver -> outcome."""
-    settings, scrub = ctx.config["notify"], ctx.scrubber.scrub_obj
+    settings, scrub = ctx.config.notify, ctx.scrubber.scrub_obj
     deadline = time.monotonic() + seconds
     outcome: dict[str, str] = {name: "not finished in time" for name in wanted}
 
@@ -135,7 +139,7 @@ def notify_run(ctx, record: RunRecord, state: str, previous: str = "", reason: s
     """Tell the receivers that want ``state`` about the run, once per (run, state); the
     outcome per receiver, or None when nobody wants it or it was notified already."""
     try:
-        settings = ctx.config["notify"]
+        settings = ctx.config.notify
         wanted = receivers(settings, str(state))
         if not wanted:
             return None
@@ -143,7 +147,7 @@ def notify_run(ctx, record: RunRecord, state: str, previous: str = "", reason: s
         claim = {"run_id": record.run_id, "state": str(state), "at": now_iso(), "receivers": wanted}
         if not ctx.storage.put_if_absent(ctx.config.state_bucket, key, json.dumps(claim).encode()):
             return None  # another action is telling them, or has told them
-        seconds = min(float(settings["timeout"]), max(0.0, ctx.budget.remaining() - RESERVE_SECONDS))
+        seconds = min(float(settings.timeout), max(0.0, ctx.budget.remaining() - RESERVE_SECONDS))
         outcome = deliver(ctx, notice_for(ctx, record, str(state), previous, reason), wanted, seconds)
         ctx.storage.put(ctx.config.state_bucket, key, json.dumps({**claim, "outcome": outcome}).encode())
         for name, result in outcome.items():

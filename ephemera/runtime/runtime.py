@@ -84,12 +84,12 @@ class Runtime:
         self.bucket = config.state_bucket  # activation and scheduler records
         self._config_dict = config.to_dict(redact=False)  # given to every action (via stdin)
         self.rules: dict[str, list[dict]] = {}  # trigger name -> rules bound to it
-        for rule in config["rules"]:
-            self.rules.setdefault(rule["trigger"], []).append(dict(rule))
+        for rule in config.rules:
+            self.rules.setdefault(rule.trigger, []).append(rule.to_dict())
         self.invoker = Invoker(
             self.storage,
             self.bucket,
-            timeout=config["timeouts"]["action"],
+            timeout=config.timeouts.action,
             secret_values=config.secret_values(),
             max_workers=max_concurrent,
             on_done=on_activation,
@@ -100,11 +100,11 @@ class Runtime:
         self._build_parts(reap_interval, catch_up, poll_interval, watch)
 
     def _build_parts(self, reap_interval, catch_up, poll_interval, watch) -> None:
-        bound = [t for t in self.config["triggers"] if t["name"] in self.rules]
-        for trig in self.config["triggers"]:
-            if trig["name"] not in self.rules:
-                log.warning("trigger '%s' has no rule bound to it; it is not run", trig["name"])
-        alarms = [dict(t) for t in bound if t["kind"] == "alarm"]
+        bound = [t.to_dict() for t in self.config.triggers if t.name in self.rules]
+        for trig in self.config.triggers:
+            if trig.name not in self.rules:
+                log.warning("trigger '%s' has no rule bound to it; it is not run", trig.name)
+        alarms = [t for t in bound if t["kind"] == "alarm"]
         if reap_interval and self._want_reaper():
             first = now_utc() + timedelta(seconds=float(reap_interval))
             alarms.append({"name": REAPER_TRIGGER, "schedule": IntervalSchedule(float(reap_interval), first), "payload": {}, "persist": False})

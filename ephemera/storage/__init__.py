@@ -48,7 +48,7 @@ def backend_for_scheme(scheme: str) -> str:
 def get_storage(config: Config) -> Storage:
     """The storage backend of a parsed :class:`~ephemera.config.Config`
     (:func:`ephemera.assembly.get_storage` parses a config source first)."""
-    return storage_spec(config["storage"]["backend"]).build(config)
+    return storage_spec(config.storage.backend).build(config)
 
 
 def put_json(storage: Storage, bucket: str, key: str, obj: Any) -> ObjectInfo:

@@ -22,7 +22,7 @@ LITHOPS_FIELD = "lithops.storage"  # the Lithops key that names the storage back
 
 def to_lithops(config: Any) -> dict:
     """``{"backend": name, name: section}`` of a validated Ephemera config, on its state bucket."""
-    name = config["storage"]["backend"]
+    name = config.storage.backend
     section = {"storage_bucket": config.state_bucket, **storage_spec(name).to_lithops(config)}
     return {"backend": name, name: section}
 

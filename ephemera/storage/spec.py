@@ -87,11 +87,16 @@ class StorageBackendSpec:
         """The backend's client for a loaded config."""
         return self.load_class().from_config(config, **options)
 
+    def own_section(self, config: Config) -> dict[str, Any]:
+        """The validated values of the section named as the backend (empty when it declares none)."""
+        model = self.sections.get(self.name)
+        return config.section(model).model_dump() if model is not None else {}
+
     # --- the run's VMs ----------------------------------------------------------------------
     def vm_access(self, config: Config) -> VMAccess:
         """How the VMs reach this storage. The default splits the backend's own section
         into its non-secret keys and its secret ones (delivered to each VM once)."""
-        own = config[self.name] if self.name in self.sections else {}
+        own = self.own_section(config)
         secret = set(secret_keys(self.sections[self.name])) if self.name in self.sections else set()
         return VMAccess(section={k: v for k, v in own.items() if v is not None and k not in secret},
                         credentials={k: v for k, v in own.items() if v and k in secret})
@@ -117,7 +122,7 @@ class StorageBackendSpec:
     # --- Lithops ------------------------------------------------------------------------------
     def to_lithops(self, config: Config) -> dict:
         """The Lithops storage section of a loaded config, without ``storage_bucket``."""
-        return {k: v for k, v in config[self.name].items() if v}
+        return {k: v for k, v in self.own_section(config).items() if v}
 
     def from_lithops(self, section: dict) -> dict:
         """The Ephemera config sections (other than ``storage``) of a Lithops storage section."""

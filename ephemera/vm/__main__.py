@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     _config, storage, job, scrubber = agent_context(load_agent_config(args.config))
     install_scrubber(scrubber)
     marker = run_job(job, storage, worker=args.worker, scrubber=scrubber)
-    return 0 if marker["status"] == "succeeded" else 3
+    return 0 if marker.succeeded else 3
 
 
 if __name__ == "__main__":

@@ -84,10 +84,10 @@ def _write_failure(boot: BootDocument, state: bootstrap.State, root: Path, stora
         return
     marker = markers.failure(boot["run_id"], boot.get("entry", ""), "BootstrapError", message,
                              traceback=traceback.format_exc(), log_tail=bootstrap.log_tail(root))
-    marker["boot"] = {"worker": boot["worker"], "phases": state.data["phases"], "reboots": state.data.get("reboots", 0)}
+    marker.boot = {"worker": boot["worker"], "phases": state.data["phases"], "reboots": state.data.get("reboots", 0)}
     output = boot["marker"]
     if not markers.exists(storage, output["bucket"], output["key"].rpartition("/")[0] + "/"):
-        storage.put(output["bucket"], output["key"], json.dumps(marker, indent=1).encode())
+        storage.put(output["bucket"], output["key"], marker.to_json())
 
 
 def boot_vm(boot_file: Path, root: Path, pid_file: str | None = None) -> list[str] | int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from ephemera.model.heartbeat import REPORTED_PHASES, Heartbeat, VMPhase
+from ephemera.model.marker import Marker
 from ephemera.storage.base import Storage
 from ephemera.timeutil import now_utc
 from ephemera.vm.heartbeats import read_heartbeats
@@ -62,11 +63,11 @@ def merge_reports(known: list[dict], new: list[dict]) -> list[dict]:
     return [by_worker[w] for w in sorted(by_worker)]
 
 
-def with_marker_times(vms: list[dict], marker: dict | None) -> list[dict]:
+def with_marker_times(vms: list[dict], marker: Marker | None) -> list[dict]:
     """Worker 0 runs the workload: its marker's start and end are its first and last task."""
-    marker = marker or {}
-    phases = {k.value: marker[v] for k, v in ((VMPhase.FIRST_TASK, "started_at"), (VMPhase.LAST_TASK, "finished_at"))
-              if marker.get(v)}
-    if not phases or (marker.get("boot") or {}).get("worker") not in (None, 0):
+    if marker is None:
+        return vms
+    phases = {k.value: v for k, v in ((VMPhase.FIRST_TASK, marker.started_at), (VMPhase.LAST_TASK, marker.finished_at)) if v}
+    if not phases or (marker.boot or {}).get("worker") not in (None, 0):
         return vms
     return merge_reports(vms, [{"worker": 0, "phases": phases}])

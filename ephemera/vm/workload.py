@@ -70,7 +70,7 @@ def job_deadline(job: JobSpec) -> datetime | None:
     return datetime.fromisoformat(job.hard_deadline) if job.hard_deadline else None
 
 
-def write_marker(storage: Storage, job: JobSpec, marker: dict) -> str:
+def write_marker(storage: Storage, job: JobSpec, marker: markers.Marker) -> str:
     """Write the run's completion marker, retrying transient storage errors until the deadline."""
     return retry_transient(lambda: markers.write(storage, job.output_bucket, job.output_prefix, marker),
                            f"run {job.run_id}: writing its completion marker", job_deadline(job))
@@ -103,8 +103,8 @@ class _TailHandler(logging.Handler):
         return "\n".join(self.buffer.getvalue().splitlines()[-n:])
 
 
-def run_job(job: JobSpec, storage: Storage, worker: int = 0, scrubber: Scrubber | None = None) -> dict:
-    """Run the workload and write its completion marker. Returns the marker's content.
+def run_job(job: JobSpec, storage: Storage, worker: int = 0, scrubber: Scrubber | None = None) -> markers.Marker:
+    """Run the workload and write its completion marker. Returns the marker.
 
     ``scrubber`` masks secret values in the marker (an exception message may quote one)."""
     tail = _TailHandler()
@@ -129,7 +129,7 @@ def run_job(job: JobSpec, storage: Storage, worker: int = 0, scrubber: Scrubber 
     finally:
         root.removeHandler(tail)
     if scrubber is not None:
-        marker = scrubber.scrub_obj(json.loads(json.dumps(marker, default=str)))
+        marker = markers.Marker.from_dict(scrubber.scrub_obj(json.loads(marker.to_json())))
     write_marker(storage, job, marker)
     if interrupted is not None:
         raise interrupted  # the marker is written first: the run still ends

@@ -69,9 +69,9 @@ def test_a_configured_signing_key_wins_and_a_deploy_binds_the_home_one(tmp_path)
     assert not (configured.home / runkeys.SIGNING_KEY_FILE).exists()
     local = _config(tmp_path)
     deployed = with_signing_key(local)  # what a deploy binds: a deployed action has no home file
-    assert deployed["security"]["signing_key"] == (local.home / runkeys.SIGNING_KEY_FILE).read_text().strip()
+    assert deployed.security.signing_key == (local.home / runkeys.SIGNING_KEY_FILE).read_text().strip()
     assert runkeys.run_key(deployed, "ws-a") == runkeys.run_key(local, "ws-a")
-    assert deployed["security"]["signing_key"] in deployed.secret_values()
+    assert deployed.security.signing_key in deployed.secret_values()
     assert deployed.to_dict()["security"]["signing_key"] == REDACTED
 
 

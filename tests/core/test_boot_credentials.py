@@ -13,6 +13,7 @@ import pytest
 
 from ephemera import layout
 from ephemera.context import Context
+from ephemera.storage.localhost.config import storage_root
 from ephemera.vm import bootstrap
 from ephemera.vm.boot import agent_config
 
@@ -33,7 +34,7 @@ def vm(local_config, tmp_path):
     setup = tmp_path / "setup.sh"
     setup.write_text(f"stat -c %a '{root / bootstrap.CREDENTIALS}' > '{seen}' 2>&1\n")
     boot = {"run_id": RUN, "worker": 0, "worker_count": 1, "state_bucket": bucket, "entry": "x:main",
-            "storage": {"backend": "localhost", "localhost": {"root": ctx.config["localhost"]["root"]}},
+            "storage": {"backend": "localhost", "localhost": {"root": str(storage_root(ctx.config))}},
             "credentials": {"url": storage.presign(bucket, key, "GET"), "delete_url": storage.presign(bucket, key, "DELETE"),
                             "expires_in": 600},
             "identity": None, "setup": str(setup),

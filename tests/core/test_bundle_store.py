@@ -74,9 +74,9 @@ def test_a_pinned_bundle_that_was_never_published_fails_the_apply_and_applies_no
 def test_bound_config_drops_the_operator_paths(config, tmp_path):
     bundle = pack(config, tmp_path)
     bound = bound_config(config, bundle.sha256, bundle.manifest["requirements"])
-    assert bound["workload"]["bundle"] == bundle.sha256 and bound["workload"]["source"] is None
-    assert bound["workload"]["requirements"] == ["scikit-learn>=1.3"]
-    assert config["workload"]["source"] == str(EXAMPLE)  # the operator's config is not changed
+    assert bound.workload.bundle == bundle.sha256 and bound.workload.source is None
+    assert bound.workload.requirements == ["scikit-learn>=1.3"]
+    assert config.workload.source == str(EXAMPLE)  # the operator's config is not changed
 
 
 def _cli(*argv: str) -> str:
@@ -118,7 +118,7 @@ def test_workload_paths_are_checked_at_load_unless_a_published_bundle_is_named(l
         load_config(local_config(workload={"requirements": str(tmp_path / "requirements.txt")}))
     assert reqs.value.field == "workload.requirements"
     pinned = load_config(local_config(workload={"source": str(tmp_path / "nowhere"), "bundle": "ab" * 32}))
-    assert pinned["workload"]["bundle"] == "ab" * 32  # nothing is packed, so the folder is not needed
+    assert pinned.workload.bundle == "ab" * 32  # nothing is packed, so the folder is not needed
 
 
 def test_relative_workload_paths_are_read_from_the_config_files_folder(tmp_path, monkeypatch):
@@ -127,7 +127,7 @@ def test_relative_workload_paths_are_read_from_the_config_files_folder(tmp_path,
     (folder / "code" / "train.py").write_text("def main(ctx):\n    return {}\n")
     (folder / "config.yaml").write_text("workload: {source: code, entry: 'train:main'}\n")
     monkeypatch.chdir(tmp_path)
-    assert load_config(folder / "config.yaml")["workload"]["source"] == str(folder / "code")
+    assert load_config(folder / "config.yaml").workload.source == str(folder / "code")
 
 
 def test_an_apply_failing_after_the_boot_documents_leaves_no_credentials_object(local_config, s3_endpoint, unique_bucket,
@@ -166,13 +166,13 @@ def test_relative_workload_paths_mean_the_same_files_in_every_copy_of_the_config
     (folder / "config.yaml").write_text("workload: {source: code, requirements: requirements.txt, entry: 'train:main'}\n")
     monkeypatch.chdir(tmp_path)
     loaded = load_config(folder / "config.yaml")
-    assert loaded["workload"]["source"] == str(folder / "code")
-    assert loaded.model.workload.requirements == str(folder / "requirements.txt")
+    assert loaded.workload.source == str(folder / "code")
+    assert loaded.workload.requirements == str(folder / "requirements.txt")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     copy = load_config(loaded.to_dict(redact=False))
-    assert copy["workload"]["source"] == str(folder / "code")
+    assert copy.workload.source == str(folder / "code")
 
 
 def test_a_published_bundle_without_a_lock_is_refused_for_a_cloud_stack_before_any_apply(local_config, tmp_path):

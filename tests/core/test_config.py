@@ -11,10 +11,10 @@ from ephemera.errors import ConfigError
 
 def test_defaults_are_local():
     config = validate({})
-    assert config["storage"]["backend"] == "localhost"
-    assert config["engine"]["backend"] == "terraform"
-    assert config["workspace"]["stack"] == "local"
-    assert config["timeouts"]["hard"] == 4 * 3600
+    assert config.storage.backend == "localhost"
+    assert config.engine.backend == "terraform"
+    assert config.workspace.stack == "local"
+    assert config.timeouts.hard == 4 * 3600
 
 
 @pytest.mark.parametrize(
@@ -62,8 +62,8 @@ def test_caller_dict_is_not_mutated():
     snapshot = repr(raw)
     config = validate(raw)
     assert repr(raw) == snapshot
-    assert config["triggers"][0]["suffix"] == ["_SUCCESS.json"]
-    config["workspace"]["variables"]["a"] = 2
+    assert config.triggers[0].suffix == ["_SUCCESS.json"]
+    config.workspace.variables["a"] = 2
     assert raw["workspace"]["variables"]["a"] == 1
 
 
@@ -71,8 +71,8 @@ def test_durations_and_cron_forms():
     config = validate({"timeouts": {"hard": "2h", "soft": "90s", "apply": 300, "action": "1.5m"},
                        "triggers": [{"name": "a", "kind": "alarm", "cron": "*/5 * * * * *", "timezone": "Europe/Madrid"},
                                     {"name": "b", "kind": "alarm", "cron": "0 2 * * 1-5"}]})
-    assert config["timeouts"]["hard"] == 7200 and config["timeouts"]["soft"] == 90 and config["timeouts"]["action"] == 90
-    assert config["triggers"][0]["schedule"].tz.key == "Europe/Madrid"
+    assert config.timeouts.hard == 7200 and config.timeouts.soft == 90 and config.timeouts.action == 90
+    assert config.triggers[0].schedule.tz.key == "Europe/Madrid"
 
 
 def test_secrets_masked_in_to_dict():
@@ -89,13 +89,13 @@ def test_file_lookup_order(tmp_path, monkeypatch):
     assert load_config().source == "<defaults>"
     (tmp_path / "userhome" / ".ephemera").mkdir(parents=True)
     (tmp_path / "userhome" / ".ephemera" / "config").write_text("storage: {bucket: from-home}\n")
-    assert load_config()["storage"]["bucket"] == "from-home"
+    assert load_config().storage.bucket == "from-home"
     (tmp_path / ".ephemera.yaml").write_text("storage: {bucket: from-cwd}\n")
-    assert load_config()["storage"]["bucket"] == "from-cwd"
+    assert load_config().storage.bucket == "from-cwd"
     env_file = tmp_path / "env.yaml"
     env_file.write_text("storage: {bucket: from-env}\n")
     monkeypatch.setenv("EPHEMERA_CONFIG_FILE", str(env_file))
-    assert load_config()["storage"]["bucket"] == "from-env"
+    assert load_config().storage.bucket == "from-env"
     monkeypatch.setenv("EPHEMERA_CONFIG_FILE", str(tmp_path / "missing.yaml"))
     with pytest.raises(ConfigError, match="EPHEMERA_CONFIG_FILE"):
         load_config()

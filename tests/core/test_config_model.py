@@ -111,7 +111,7 @@ def test_secrets_in_the_wrong_shape_are_still_known_before_validation():
 
 def test_null_means_the_default_and_sections_are_typed():
     config = validate({"storage": None, "timeouts": {"hard": None, "soft": "90s"}, "workload": {"output_bucket": None}})
-    assert config["storage"] == {"backend": "localhost", "bucket": "ephemera"}
+    assert config.storage.model_dump() == {"backend": "localhost", "bucket": "ephemera"}
     assert config.model.timeouts.hard == 4 * 3600 and config.model.timeouts.soft == 90
     assert config.model.storage.backend == "localhost" and config.output_bucket == "ephemera"
 

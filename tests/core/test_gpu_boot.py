@@ -13,6 +13,7 @@ import pytest
 
 from ephemera import layout
 from ephemera.context import Context
+from ephemera.storage.localhost.config import storage_root
 from ephemera.model.jobs import JobSpec, save_job
 from ephemera.vm import bootstrap
 from ephemera.vm.boot import boot_vm
@@ -109,7 +110,7 @@ def vm(local_config, tmp_path):
     root.mkdir()
     flag = tmp_path / "rebooted"
     boot = {"run_id": "ws-gpu", "worker": 0, "worker_count": 1, "state_bucket": "ephemera-test", "entry": job.entry,
-            "storage": {"backend": "localhost", "localhost": {"root": ctx.config["localhost"]["root"]}},
+            "storage": {"backend": "localhost", "localhost": {"root": str(storage_root(ctx.config))}},
             "bundle": {"sha256": "0" * 64}, "credentials": None, "identity": None,
             "marker": {"bucket": "ephemera-test", "key": "outputs/ws-gpu/_FAILURE.json", "url": None},
             "gpu": {"count": 1, "model": "L4"}, "run_key": run_key, "reboot": [sys.executable, "-c", f"open({str(flag)!r}, 'a').write('x')"]}

@@ -11,6 +11,7 @@ import pytest
 from ephemera.actions import apply, destroy
 from ephemera.assembly import load_config
 from ephemera.context import Context
+from ephemera.engines.terraform.config import TerraformSection
 from ephemera.errors import ConfigError
 
 
@@ -39,7 +40,7 @@ def test_output_prefix_that_makes_invalid_keys_is_refused_at_load(cfg, home, pre
 
 def test_good_output_prefixes_still_load(cfg):
     for prefix in ("outputs", "/team/outputs/", "a.b/c-d_e", ""):
-        assert load_config(cfg(workload={"output_prefix": prefix}))["workload"]["output_prefix"] == prefix.strip("/")
+        assert load_config(cfg(workload={"output_prefix": prefix})).workload.output_prefix == prefix.strip("/")
 
 
 def fake_binary(tmp_path, body: str):
@@ -66,7 +67,7 @@ def test_bad_stack_or_binary_is_refused_at_load_and_nothing_is_created(cfg, home
     assert created(home) == []
     # a binary that does run as Terraform passes
     ok = fake_binary(tmp_path, 'echo "Terraform v1.9.0"')
-    assert load_config(cfg(terraform={"binary": ok}))["terraform"]["binary"] == ok
+    assert load_config(cfg(terraform={"binary": ok})).section(TerraformSection).binary == ok
 
 
 def test_failure_before_any_resource_releases_the_lock_at_once(cfg, home, tmp_path):

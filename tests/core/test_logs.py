@@ -12,6 +12,7 @@ import pytest
 
 from ephemera.cli.logs import RunLogs, action_lines, show_logs
 from ephemera.context import Context
+from ephemera.storage.localhost.config import storage_root
 from ephemera.model.logs import read_logs, write_engine_log
 from ephemera.model.runs import RunRecord, RunState
 from ephemera.secrets import MASK, Scrubber
@@ -35,7 +36,7 @@ def shipper(ctx, worker=0, **kw):
 
 
 def stored_bytes(ctx) -> bytes:
-    root = Path(ctx.config["localhost"]["root"])
+    root = storage_root(ctx.config)
     return b"".join(p.read_bytes() for p in root.rglob("*.log"))
 
 

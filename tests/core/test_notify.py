@@ -215,10 +215,10 @@ def test_a_password_without_tls_is_refused_at_config_load(local_config):
     message = str(info.value)
     assert "notify.smtp_starttls" in message and "in clear" in message and "smtp_implicit_tls" in message
     assert "smtp_insecure" in message and SMTP_PASSWORD not in message
-    assert load_config(local_config(notify={**clear, "smtp_implicit_tls": True}))["notify"]["smtp_implicit_tls"] is True
-    assert load_config(local_config(notify={**clear, "smtp_insecure": True}))["notify"]["smtp_insecure"] is True
+    assert load_config(local_config(notify={**clear, "smtp_implicit_tls": True})).notify.smtp_implicit_tls is True
+    assert load_config(local_config(notify={**clear, "smtp_insecure": True})).notify.smtp_insecure is True
     no_login = {k: v for k, v in clear.items() if k not in ("smtp_username", "smtp_password")}
-    assert load_config(local_config(notify=no_login))["notify"]["smtp_starttls"] is False  # nothing secret to protect
+    assert load_config(local_config(notify=no_login)).notify.smtp_starttls is False  # nothing secret to protect
 
 
 def _mail_settings(receiver, **over) -> dict:

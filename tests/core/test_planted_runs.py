@@ -96,7 +96,7 @@ def test_a_plant_under_the_alarms_old_id_is_never_used(ctx):
     assert listed(ctx, bucket, layout.lithops_jobs_prefix(run_id)) == []
     assert listed(ctx, ctx.config.output_bucket, outcome.run.job.output_prefix) == []
     job = json.loads(ctx.storage.get(bucket, layout.job_key(run_id)))
-    assert job["entry"] == ctx.config["workload"]["entry"] and job["run_id"] == run_id
+    assert job["entry"] == ctx.config.workload.entry and job["run_id"] == run_id
     assert sorted(k for k in planted if ctx.storage.get(bucket, k)) == planted  # untouched, never read
     # a redelivery of the same alarm maps to the same run; another trigger at that time is another event
     again = request_run(ctx, parse_event(ALARM))
@@ -197,7 +197,7 @@ def test_a_claim_whose_run_never_appeared_is_taken_over_after_the_action_timeout
     assert young.duplicate and young.run_id == dead.run_id and young.run is None and "being requested" in young.reason
     gens = claims._generations(identity)
     gen, body = gens.current()
-    body["claimed_at"] = (now_utc() - timedelta(seconds=ctx.config["timeouts"]["action"] + 1)).isoformat()
+    body["claimed_at"] = (now_utc() - timedelta(seconds=ctx.config.timeouts.action + 1)).isoformat()
     gens.write(gen, body)
     taken = request_run(ctx, event)
     assert taken.created and taken.run_id != dead.run_id

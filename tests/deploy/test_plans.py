@@ -147,7 +147,7 @@ def test_a_setting_naming_a_local_file_is_refused_at_deploy(tmp_path):
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
     config = config_with(notify={"smtp_ca_file": str(ca)})
-    assert config["notify"]["smtp_ca_file"] == str(ca)
+    assert config.notify.smtp_ca_file == str(ca)
     for plan in (lambda: openwhisk_plan(config, zip_path="z.zip", param_file="p.json"),
                  lambda: code_engine_plan(config, bundle_dir="b", env_file="e.env")):
         with pytest.raises(ConfigError) as err:

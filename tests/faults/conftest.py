@@ -98,7 +98,7 @@ class FaultRecorder:
                     if run.job is not None:
                         try:
                             marker = markers.read(ctx.storage, run.job.output_bucket, markers.key(run.job.output_prefix, True))
-                            ok = markers.is_valid(marker)
+                            ok = marker.valid
                         except (NoSuchKeyError, NoSuchBucketError):
                             ok = False
                     found[run.run_id] = {**run.to_dict(), "_success_marker": ok}

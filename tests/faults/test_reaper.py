@@ -13,6 +13,7 @@ from ephemera.context import Context
 from ephemera.errors import EngineError
 from ephemera.lifecycle import apply_run, destroy_run, finish_run, request_run
 from ephemera.lifecycle.reaper import BACKOFF_BASE, reap
+from ephemera.model.marker import Marker
 from ephemera.model.runs import Activity, RunRecord, RunState
 from ephemera.events.formats import parse_event
 from tests.faults.helpers import FATAL_ERROR, TRANSIENT_ERROR, FaultyEngine, run_variables
@@ -66,7 +67,7 @@ def test_stalled_request_and_crash_between_apply_and_record(local_cfg, faults):
     stalled = request_run(ctx, parse_event({"idempotency_key": "a"})).run
     assert reap(ctx) == []  # younger than timeouts.action: the action may still be running
     faults.inject()
-    acted = reap(ctx, now=later(ctx.config["timeouts"]["action"] + 1))
+    acted = reap(ctx, now=later(ctx.config.timeouts.action + 1))
     assert acted[0].run_id == stalled.run_id and acted[0].after == "DESTROYED" and "action died" in acted[0].why
     # APPLYING: terraform created the agent, the action died before the ledger heard of it
     outcome = request_run(ctx, parse_event({"idempotency_key": "b"}))
@@ -77,7 +78,7 @@ def test_stalled_request_and_crash_between_apply_and_record(local_cfg, faults):
     acted = reap(ctx)  # reconcile: the record now names what the engine holds
     assert acted and "did not name" in acted[0].why
     assert ctx.ledger.get(run.run_id).resources and ctx.ledger.get(run.run_id).state == S.APPLYING
-    acted = reap(ctx, now=later(ctx.config["timeouts"]["action"] + 1))
+    acted = reap(ctx, now=later(ctx.config.timeouts.action + 1))
     assert [a.after for a in acted] == ["DESTROYED"]
     assert not live_agents(Path(ctx.config.home))
 
@@ -111,7 +112,7 @@ def test_agents_of_a_destroyed_run_that_no_state_names_are_stopped(local_cfg, fa
     ctx = Context(local_cfg())
     run = start_run(ctx, "late")
     wait_for(lambda: marker_written(ctx, run.run_id), what="marker")
-    finish_run(ctx, run.run_id, True, {"status": "succeeded"})
+    finish_run(ctx, run.run_id, True, Marker.from_dict({"status": "succeeded"}))
     assert destroy_run(ctx, run.run_id, "marker").state == S.DESTROYED and not live_agents(Path(ctx.config.home))
     ctx.engine.apply(run.workspace, run.run_id, *run_variables(ctx, run))  # the late apply ...
     (Path(ctx.config.home) / "workspaces" / "ws" / "terraform.tfstate").write_text("")  # ... killed before its state
@@ -134,10 +135,10 @@ def test_marker_without_its_event_and_finished_run_never_destroyed(local_cfg, fa
     # SUCCEEDED recorded, then the destroy action died before destroying
     run = start_run(ctx, "m2")
     wait_for(lambda: marker_written(ctx, run.run_id), what="marker")
-    finish_run(ctx, run.run_id, True, {"status": "succeeded"})
+    finish_run(ctx, run.run_id, True, Marker.from_dict({"status": "succeeded"}))
     faults.inject()
     assert reap(ctx) == []  # within the soft timeout: the destroy action may still come
-    acted = reap(ctx, now=later(ctx.config["timeouts"]["soft"] + 1))
+    acted = reap(ctx, now=later(ctx.config.timeouts.soft + 1))
     assert acted[0].after == "DESTROYED" and "not destroyed" in acted[0].why
 
 
@@ -148,7 +149,7 @@ def test_interrupted_destroy_is_retried(local_cfg, faults):
     ctx.ledger.transition(run.run_id, S.DESTROYING, "the destroy action is killed right after this")
     faults.inject()
     assert reap(ctx) == []
-    acted = reap(ctx, now=later(ctx.config["timeouts"]["action"] + 1))
+    acted = reap(ctx, now=later(ctx.config.timeouts.action + 1))
     assert acted[0].after == "DESTROYED" and states(ctx, run.run_id)[-3:] == ["DESTROY_FAILED", "DESTROYING", "DESTROYED"]
     assert ctx.ledger.get(run.run_id).transitions[-3].reason == "reaper: destroy interrupted"
     assert not live_agents(Path(ctx.config.home))
@@ -159,7 +160,7 @@ def test_transient_destroy_failures_are_retried_with_backoff(local_cfg, faults):
     engine = FaultyEngine(Context(config).engine, destroy_faults=2, mode="transient", on_fault=faults.inject)
     ctx = Context(config, engine=engine)
     run = start_run(ctx)
-    finish_run(ctx, run.run_id, False, {"status": "failed"})
+    finish_run(ctx, run.run_id, False, Marker.from_dict({"status": "failed"}))
     assert destroy_run(ctx, run.run_id, "marker").state == S.DESTROY_FAILED
     assert reap(ctx) == [] and engine.destroy_calls == 1  # backing off
     acted = reap(ctx, now=later(BACKOFF_BASE + 1))
@@ -179,7 +180,7 @@ def test_non_transient_destroy_failure_is_not_retried(local_cfg, faults, mode):
     engine = FaultyEngine(Context(config).engine, destroy_faults=1, mode=mode, on_fault=faults.inject)
     ctx = Context(config, engine=engine)
     run = start_run(ctx)
-    finish_run(ctx, run.run_id, True, {})
+    finish_run(ctx, run.run_id, True, None)
     destroy_run(ctx, run.run_id, "marker")
     acted = reap(ctx, now=later(24 * 3600))
     assert engine.destroy_calls == 1  # not retried ...
@@ -199,7 +200,7 @@ def test_destroyed_only_when_nothing_is_left(local_cfg, faults):
     engine = FaultyEngine(Context(config).engine, destroy_faults=1, mode="leave", on_fault=faults.inject)
     ctx = Context(config, engine=engine)
     run = start_run(ctx)
-    finish_run(ctx, run.run_id, True, {})
+    finish_run(ctx, run.run_id, True, None)
     after = destroy_run(ctx, run.run_id, "marker")
     assert after.state == S.DESTROY_FAILED and after.error.code == "DESTROY_INCOMPLETE" and after.error.retryable
     assert "still present: terraform_data.vm" in after.error.message and live_agents(Path(ctx.config.home))

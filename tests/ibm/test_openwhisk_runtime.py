@@ -157,7 +157,7 @@ def test_marker_scan_alarm_finds_the_marker(containers, cloud_config):
     assert nothing.get("ok") and nothing["markers"] == [], nothing
     key = markers.key(layout.output_prefix("outputs", run_id), success=False)
     failure = markers.failure(run_id, "ephemera.workloads.smoke:main", "RuntimeError", "failing on purpose")
-    get_storage(cloud_config).put(cloud_config['storage']['bucket'], key, json.dumps(failure).encode())
+    get_storage(cloud_config).put(cloud_config['storage']['bucket'], key, failure.to_json())
     found = destroy.run(scan)
     assert found["error"]["code"] == "WORKLOAD_FAILED" and found["markers"][0]["key"] == key, found
     assert found["markers"][0]["state"] == "DESTROYING"

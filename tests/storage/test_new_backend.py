@@ -17,6 +17,7 @@ from ephemera.config import REDACTED
 from ephemera.errors import ConfigError
 from ephemera.assembly import get_storage
 from ephemera.storage import BACKENDS, backend_for_scheme, storage_spec
+from tests.storage.scratch_backend.config import ScratchSection
 
 TOKEN = "scratch-token-5f4e3d2c1b0a9988"
 REGISTRY_LINE = "tests.storage.scratch_backend.spec:ScratchSpec"
@@ -42,7 +43,7 @@ def test_unregistered_the_backend_and_its_section_are_unknown(tmp_path):
 
 def test_config_validation_masking_and_schema_pick_it_up(scratch):
     config = validate(scratch)
-    assert config["scratch"] == {"path": scratch["scratch"]["path"], "token": TOKEN}
+    assert config.section(ScratchSection).model_dump() == {"path": scratch["scratch"]["path"], "token": TOKEN}
     assert config.to_dict()["scratch"]["token"] == REDACTED and TOKEN in config.secret_values()
     with pytest.raises(ConfigError) as info:  # its section forbids unknown keys like every other
         validate({**scratch, "scratch": {**scratch["scratch"], "pth": "/x"}})
@@ -75,7 +76,7 @@ def test_lithops_mapping_and_the_bridge_pick_it_up(scratch):
     assert lithops_storage == {"backend": "scratch", "scratch": {"storage_bucket": "scratch-state",
                                                                  "path": scratch["scratch"]["path"], "token": TOKEN}}
     back, bucket = from_lithops(lithops_storage)
-    assert bucket == "scratch-state" and validate(back)["scratch"] == config["scratch"]
+    assert bucket == "scratch-state" and validate(back).section(ScratchSection) == config.section(ScratchSection)
     # Lithops code configured for the backend reads what Ephemera wrote, by name and by URL scheme
     get_storage(config).put("scratch-state", "in/data.txt", b"from ephemera")
     storage = lithops_bridge.Storage(config={"lithops": {"backend": "localhost", "storage": "scratch"},

@@ -39,7 +39,7 @@ class Fires:
 def alarm(make_config, **fields) -> dict:
     trig = {"name": "tick", "kind": "alarm", **fields}
     config = make_config(triggers=[trig], rules=[{"trigger": "tick", "action": "apply"}])
-    return config["triggers"][0]
+    return config.triggers[0].to_dict()  # the scheduler takes the entry with its parsed schedule
 
 
 def test_six_field_cron_fires_every_second_with_the_payload(make_config, storage):

@@ -42,7 +42,7 @@ def _triggers(tmp_path):
         ],
         "rules": [{"trigger": "markers", "action": "destroy"}, {"trigger": "everything", "action": "status"}],
     })
-    return config["triggers"]
+    return [t.to_dict() for t in config.triggers]
 
 
 def test_matches_prefix_and_any_suffix():

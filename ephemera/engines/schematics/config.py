@@ -8,13 +8,16 @@ service URL is always set explicitly: the 1.1.0 SDK defaults to a development UR
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from pydantic import Field
 
 from ephemera.errors import ConfigError
-from ephemera.ibm import DEFAULT_IAM_URL
+from ephemera.ibm import DEFAULT_IAM_URL, IBMAccount
 from ephemera.sections import Section, check_url, secret
+
+if TYPE_CHECKING:
+    from ephemera.config import Config
 
 # Locations where Schematics runs workspaces (cloud.ibm.com/docs/schematics?topic=schematics-locations).
 # Each has its own API endpoint; the geographies "us" and "eu" have one too.
@@ -56,15 +59,16 @@ class SchematicsSettings:
         return f"SchematicsSettings(workspace_id={self.workspace_id!r}, service_url={self.service_url!r}, iam_url={self.iam_url!r})"
 
     @classmethod
-    def from_config(cls, config) -> "SchematicsSettings":
-        workspace_id = config["schematics"]["workspace_id"]
+    def from_config(cls, config: Config) -> "SchematicsSettings":
+        own, ibm = config.section(SchematicsSection), config.section(IBMAccount)
+        workspace_id = own.workspace_id
         if not workspace_id:
             raise ConfigError("schematics.workspace_id", "missing", "create a Schematics workspace from terraform/ibm-vpc-gpu and set its id")
-        api_key = config["ibm"]["iam_api_key"]
+        api_key = ibm.iam_api_key
         if not api_key:
             raise ConfigError("ibm.iam_api_key", "missing", "Schematics needs an IAM API key")
-        url = check_url("schematics.url", config["schematics"]["url"], "https://us-south.schematics.cloud.ibm.com")
-        url = url or service_url_for_region(config["schematics"]["region"])
-        iam_url = check_url("ibm.iam_url", config["ibm"]["iam_url"], DEFAULT_IAM_URL) or DEFAULT_IAM_URL
+        url = check_url("schematics.url", own.url, "https://us-south.schematics.cloud.ibm.com")
+        url = url or service_url_for_region(own.region)
+        iam_url = check_url("ibm.iam_url", ibm.iam_url, DEFAULT_IAM_URL) or DEFAULT_IAM_URL
         return cls(api_key=api_key, iam_url=iam_url, workspace_id=workspace_id, service_url=url,
-                   secure_variables=dict(config["schematics"]["secure_variables"] or {}))
+                   secure_variables=dict(own.secure_variables or {}))

@@ -98,7 +98,7 @@ class SchematicsEngine:
 
     @classmethod
     def from_config(cls, config: Config) -> "SchematicsEngine":
-        return cls(SchematicsSettings.from_config(config), config["workspace"]["name"])
+        return cls(SchematicsSettings.from_config(config), config.workspace.name)
 
     def _check(self, workspace: str) -> None:
         if workspace != self.workspace:

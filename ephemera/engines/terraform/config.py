@@ -11,11 +11,15 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 
 from ephemera.errors import ConfigError
 from ephemera.sections import Section
+
+if TYPE_CHECKING:
+    from ephemera.config import Config
 
 _PACKAGE = Path(__file__).resolve().parents[2]  # the ephemera package's folder
 
@@ -72,11 +76,11 @@ def resolve_binary(setting: str) -> str | None:
     return binary
 
 
-def engine_config(config) -> TerraformEngineConfig:
+def engine_config(config: Config) -> TerraformEngineConfig:
     home = config.home
     return TerraformEngineConfig(
-        binary=resolve_binary(config["terraform"]["binary"]),
-        stack_dir=resolve_stack(config["workspace"]["stack"]),
+        binary=resolve_binary(config.section(TerraformSection).binary),
+        stack_dir=resolve_stack(config.workspace.stack),
         workspaces_dir=home / "workspaces",
         runs_dir=home / "runs",
     )

@@ -23,7 +23,7 @@ class TerraformSpec(EngineSpec):
         from ephemera.engines.terraform.config import resolve_stack  # cold start: spec modules load with every config, this only when used
         from ephemera.engines.terraform.engine import local_vms  # cold start: spec modules load with every config, this only when used
 
-        return local_vms(resolve_stack(config["workspace"]["stack"]))
+        return local_vms(resolve_stack(config.workspace.stack))
 
     def check(self, config) -> None:
         from ephemera.engines.terraform.checks import check_settings  # cold start: spec modules load with every config, this only when used

@@ -53,16 +53,16 @@ class S3Settings:
 
 def s3_settings(config) -> S3Settings:
     """The ``aws_s3`` section as :class:`S3Settings`; raises ConfigError on a bad value."""
-    section = config["aws_s3"]
-    if bool(section["access_key_id"]) != bool(section["secret_access_key"]):
-        missing = "secret_access_key" if section["access_key_id"] else "access_key_id"
+    section = config.section(S3Section)
+    if bool(section.access_key_id) != bool(section.secret_access_key):
+        missing = "secret_access_key" if section.access_key_id else "access_key_id"
         raise ConfigError(f"aws_s3.{missing}", "missing while its pair is set", "set both keys, or neither to use the AWS default chain")
-    if section["session_token"] and not section["access_key_id"]:
+    if section.session_token and not section.access_key_id:
         raise ConfigError("aws_s3.session_token", "set without aws_s3.access_key_id", "a session token comes with temporary keys; set all three")
     return S3Settings(
-        endpoint=check_url("aws_s3.endpoint", section["endpoint"]),
-        region=section["region"] or "us-east-1",
-        access_key_id=section["access_key_id"] or None,
-        secret_access_key=section["secret_access_key"] or None,
-        session_token=section["session_token"] or None,
+        endpoint=check_url("aws_s3.endpoint", section.endpoint),
+        region=section.region or "us-east-1",
+        access_key_id=section.access_key_id or None,
+        secret_access_key=section.secret_access_key or None,
+        session_token=section.session_token or None,
     )

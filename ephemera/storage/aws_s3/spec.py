@@ -40,26 +40,26 @@ class AwsS3Spec(StorageBackendSpec):
     vm_extras = ("aws",)
 
     def check(self, config):
-        check_url("aws_s3.sts_endpoint", config["aws_s3"]["sts_endpoint"])
+        check_url("aws_s3.sts_endpoint", config.section(S3Section).sts_endpoint)
         return s3_settings(config)
 
     def complete_lithops(self, data: dict) -> dict:
         return complete_s3_compatible(self.name, LITHOPS_PARENT, data)
 
     def vm_access(self, config) -> VMAccess:
-        own = config["aws_s3"]
-        return VMAccess(section={k: own[k] for k in ("endpoint", "region") if own[k]})
+        own = config.section(S3Section)
+        return VMAccess(section={k: v for k, v in (("endpoint", own.endpoint), ("region", own.region)) if v})
 
     def _minting(self, config) -> tuple | None:
         """(settings, role arn, role max, STS endpoint) when the VMs get minted keys, else None."""
-        own, settings = config["aws_s3"], s3_settings(config)
-        if not (settings.access_key_id or own["vm_role_arn"]):
+        own, settings = config.section(S3Section), s3_settings(config)
+        if not (settings.access_key_id or own.vm_role_arn):
             return None  # the AWS default chain on both sides: the VMs use their own (an instance role)
-        if not own["vm_role_arn"] and settings.session_token:
+        if not own.vm_role_arn and settings.session_token:
             raise ConfigError("aws_s3.vm_role_arn", "missing: the controller's keys are temporary, and STS mints "
                               "federation tokens only from an IAM user's long-term keys",
                               "set aws_s3.vm_role_arn to a role the controller may assume for the run's VMs")
-        return settings, own["vm_role_arn"], int(own["vm_role_max_session_seconds"]), own["sts_endpoint"] or settings.endpoint
+        return settings, own.vm_role_arn, int(own.vm_role_max_session_seconds), own.sts_endpoint or settings.endpoint
 
     def vm_credentials(self, config, access: VMAccess, scope: RunScope) -> dict | None:
         from ephemera.storage.aws_s3 import sts  # cold start: spec modules load with every config, this only when used
@@ -83,4 +83,4 @@ class AwsS3Spec(StorageBackendSpec):
         return S3Storage(S3Settings(endpoint=settings.endpoint, region=settings.region, **keys))
 
     def to_lithops(self, config) -> dict:
-        return {k: v for k, v in config[self.name].items() if v and k not in CONTROLLER_ONLY}
+        return {k: v for k, v in self.own_section(config).items() if v and k not in CONTROLLER_ONLY}

@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Literal, Optional, get_args
+from typing import TYPE_CHECKING, Literal, Optional, get_args
 
 from pydantic import Field
 
 from ephemera.errors import ConfigError
-from ephemera.ibm import DEFAULT_IAM_URL
+from ephemera.ibm import DEFAULT_IAM_URL, IBMAccount
 from ephemera.sections import Section, check_url, secret
+
+if TYPE_CHECKING:
+    from ephemera.config import Config
 
 EndpointType = Literal["public", "private", "direct"]
 ENDPOINT_TYPES: tuple[str, ...] = get_args(EndpointType)
@@ -83,29 +86,29 @@ def cos_endpoint(region: str, endpoint_type: str = "public") -> str:
     return f"https://s3.{infix}{region}.{DOMAIN}"
 
 
-def cos_settings(config) -> COSSettings:
+def cos_settings(config: Config) -> COSSettings:
     """The ``ibm_cos`` section (with ``ibm`` defaults) as :class:`COSSettings`."""
-    cos, ibm = config["ibm_cos"], config["ibm"]
-    endpoint = check_url("ibm_cos.endpoint", cos["endpoint"]) or cos_endpoint(cos["region"], cos["endpoint_type"])
-    if cos["access_key_id"] or cos["secret_access_key"]:
-        if not (cos["access_key_id"] and cos["secret_access_key"]):
-            missing = "secret_access_key" if cos["access_key_id"] else "access_key_id"
+    cos, ibm = config.section(COSSection), config.section(IBMAccount)
+    endpoint = check_url("ibm_cos.endpoint", cos.endpoint) or cos_endpoint(cos.region, cos.endpoint_type)
+    if cos.access_key_id or cos.secret_access_key:
+        if not (cos.access_key_id and cos.secret_access_key):
+            missing = "secret_access_key" if cos.access_key_id else "access_key_id"
             raise ConfigError(f"ibm_cos.{missing}", "missing while its HMAC pair is set", "set both HMAC keys")
-        return COSSettings(endpoint, cos["region"], "hmac", access_key_id=cos["access_key_id"],
-                           secret_access_key=cos["secret_access_key"])
-    api_key = cos["api_key"] or ibm["iam_api_key"]
-    if not api_key and cos["trusted_profile_id"]:  # a run's VM: its identity, no key
-        return COSSettings(endpoint, cos["region"], "trusted_profile", trusted_profile_id=cos["trusted_profile_id"],
-                           metadata_url=check_url("ibm_cos.metadata_url", cos["metadata_url"]) or METADATA_URL)
+        return COSSettings(endpoint, cos.region, "hmac", access_key_id=cos.access_key_id,
+                           secret_access_key=cos.secret_access_key)
+    api_key = cos.api_key or ibm.iam_api_key
+    if not api_key and cos.trusted_profile_id:  # a run's VM: its identity, no key
+        return COSSettings(endpoint, cos.region, "trusted_profile", trusted_profile_id=cos.trusted_profile_id,
+                           metadata_url=check_url("ibm_cos.metadata_url", cos.metadata_url) or METADATA_URL)
     if not api_key:
         raise ConfigError("ibm_cos.api_key", "no credentials",
                           "set HMAC keys, or ibm_cos.api_key / ibm.iam_api_key with ibm_cos.service_instance_id "
                           "(or, on a run's VM, ibm_cos.trusted_profile_id)")
-    if not cos["service_instance_id"]:
+    if not cos.service_instance_id:
         raise ConfigError("ibm_cos.service_instance_id", "missing for IAM authentication",
                           "set the COS instance CRN or GUID")
-    auth_endpoint = check_url("ibm_cos.auth_endpoint", cos["auth_endpoint"])
+    auth_endpoint = check_url("ibm_cos.auth_endpoint", cos.auth_endpoint)
     if not auth_endpoint:
-        auth_endpoint = (check_url("ibm.iam_url", ibm["iam_url"]) or DEFAULT_IAM_URL) + TOKEN_PATH
-    return COSSettings(endpoint, cos["region"], "iam", api_key=api_key,
-                       service_instance_id=cos["service_instance_id"], auth_endpoint=auth_endpoint)
+        auth_endpoint = (check_url("ibm.iam_url", ibm.iam_url) or DEFAULT_IAM_URL) + TOKEN_PATH
+    return COSSettings(endpoint, cos.region, "iam", api_key=api_key,
+                       service_instance_id=cos.service_instance_id, auth_endpoint=auth_endpoint)

@@ -41,21 +41,21 @@ class IBMCOSSpec(StorageBackendSpec):
         return cos_settings(config)
 
     def vm_access(self, config) -> VMAccess:
-        cos = config["ibm_cos"]
-        section = {"region": cos["region"], "endpoint_type": "direct" if not cos["endpoint"] else cos["endpoint_type"]}
-        if cos["endpoint"]:
-            section["endpoint"] = cos["endpoint"]
-        if cos["trusted_profile_id"]:
-            section.update(trusted_profile_id=cos["trusted_profile_id"], metadata_url=cos["metadata_url"])
+        cos = config.section(COSSection)
+        section = {"region": cos.region, "endpoint_type": "direct" if not cos.endpoint else cos.endpoint_type}
+        if cos.endpoint:
+            section["endpoint"] = cos.endpoint
+        if cos.trusted_profile_id:
+            section.update(trusted_profile_id=cos.trusted_profile_id, metadata_url=cos.metadata_url)
             # what a VM's bootstrap needs before Ephemera is installed: the metadata service
             # gives it an IAM token of the profile, COS takes it as a bearer token
-            identity = {"kind": IDENTITY_KIND, "profile_id": cos["trusted_profile_id"], "metadata_url": cos["metadata_url"],
+            identity = {"kind": IDENTITY_KIND, "profile_id": cos.trusted_profile_id, "metadata_url": cos.metadata_url,
                         "metadata_version": METADATA_VERSION,
-                        "endpoint": cos["endpoint"] or cos_endpoint(cos["region"], section["endpoint_type"])}
-            return VMAccess(section=section, identity=identity, variables={"trusted_profile_id": cos["trusted_profile_id"]})
-        if cos["access_key_id"]:
-            return VMAccess(section=section, credentials={"access_key_id": cos["access_key_id"],
-                                                          "secret_access_key": cos["secret_access_key"]})
+                        "endpoint": cos.endpoint or cos_endpoint(cos.region, section["endpoint_type"])}
+            return VMAccess(section=section, identity=identity, variables={"trusted_profile_id": cos.trusted_profile_id})
+        if cos.access_key_id:
+            return VMAccess(section=section, credentials={"access_key_id": cos.access_key_id,
+                                                          "secret_access_key": cos.secret_access_key})
         raise ConfigError("ibm_cos.trusted_profile_id", "missing: with IAM the run's VMs need an identity of their own "
                           "(an API key is never handed to a VM, and COS presigns only with HMAC keys)",
                           "create a trusted profile for the VMs (README, 'VM identity') and set its id, or use HMAC keys")
@@ -104,7 +104,7 @@ class IBMCOSSpec(StorageBackendSpec):
 
     def change_feed_endpoint(self, config) -> str:
         """The host the COS changes feed watches: the configured endpoint, or the region's private one."""
-        cos = config["ibm_cos"]
-        if cos["endpoint"]:
-            return cos["endpoint"].split("://", 1)[-1].rstrip("/")
-        return f"s3.private.{cos['region']}.{DOMAIN}"
+        cos = config.section(COSSection)
+        if cos.endpoint:
+            return cos.endpoint.split("://", 1)[-1].rstrip("/")
+        return f"s3.private.{cos.region}.{DOMAIN}"

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from pydantic import Field
 
 from ephemera.sections import Section
+
+if TYPE_CHECKING:
+    from ephemera.config import Config
 
 
 class LocalhostSection(Section):
@@ -16,9 +19,9 @@ class LocalhostSection(Section):
     root: Optional[str] = Field(None, description="directory under which each bucket is a folder; default <home>/storage")
 
 
-def storage_root(config) -> Path:
+def storage_root(config: Config) -> Path:
     """The root directory of a loaded config (created)."""
-    root = config["localhost"]["root"]
+    root = config.section(LocalhostSection).root
     path = Path(root).expanduser().resolve() if root else config.home / "storage"
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -214,6 +214,7 @@ class StandaloneBackend:
                 err = BridgeError(f"no agent of run {run} is alive any more to run calls {start}-{end - 1} "
                                   f"of job {jk}: the run's VMs stopped")
             else:
+                assert slot is not None  # a claim was read, so its slot was listed
                 beat = beats.get(str(claim.get("worker")))
                 gone = not presence.holds(beat, claim, self.stale_after) if beat is not None else claimer_gone(claim, beats)
                 if not gone or (anyone_live and slot < act.retries):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ephemera.storage.base import StorageTraits
 from ephemera.storage.localhost.backend import LocalhostStorage
+from tests.storage.scratch_backend.config import ScratchSection
 
 
 class ScratchStorage(LocalhostStorage):
@@ -13,4 +14,4 @@ class ScratchStorage(LocalhostStorage):
 
     @classmethod
     def from_config(cls, config) -> "ScratchStorage":
-        return cls(config["scratch"]["path"])
+        return cls(config.section(ScratchSection).path)

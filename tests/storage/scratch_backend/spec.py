@@ -16,5 +16,5 @@ class ScratchSpec(StorageBackendSpec):
     url_schemes = ("scr",)
 
     def check(self, config):
-        if not config["scratch"]["path"]:
+        if not config.section(ScratchSection).path:
             raise ConfigError("scratch.path", "missing", "set the directory the buckets live in")
