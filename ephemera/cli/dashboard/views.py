@@ -4,9 +4,8 @@ activation records and the run logs (the same sources as ``ephemera runs`` and
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import json
+from datetime import datetime
 
 from ephemera.cli.logs import DEFAULT_SOURCES, RunLogs, format_line
 from ephemera.cli.results import outcome, output_objects_or_note, teardown, workload_result, workload_traceback
