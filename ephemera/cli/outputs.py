@@ -1,8 +1,10 @@
 """``ephemera outputs RUN_ID [--get DIR]``: a run's output objects, listed or fetched.
 
 The list gives each object's name (its key below the run's output prefix), size and a
-link: a presigned GET URL that lives an hour (a ``file://`` path on localhost storage;
-none where the store cannot presign, e.g. IBM COS with IAM tokens).
+link that carries no credential: a ``file://`` path on localhost storage, else
+``<backend>://bucket/key``. ``--presign`` makes the links HTTPS URLs anyone holding
+them can read for an hour; they name the storage key id, which Ephemera otherwise masks
+as a secret, so they are made only when asked for, with a warning.
 
 ``--get DIR`` writes each object to ``DIR/<name>``. The names were written by whoever
 can write the output prefix -- the run's VMs, so the workload and every package it
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import sys
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -37,6 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_id")
     p.add_argument("--get", metavar="DIR", help="fetch every output object into DIR (created if missing)")
     p.add_argument("--no-links", action="store_true", help="list names and sizes only")
+    p.add_argument("--presign", action="store_true",
+                   help="links as HTTPS URLs anyone holding them can read for an hour (they name the storage key id)")
 
 
 def unsafe_name(name: str) -> str | None:
@@ -110,7 +115,8 @@ def show_outputs(ctx: Context, args, out: Callable[[str], None] = print) -> int:
     if run.job is None:
         out(f"run {run.run_id} has no job (it never requested a workload): no outputs")
         return 0
-    bucket, prefix, objects = output_objects(ctx, run, links=not (args.no_links or args.get))
+    presign = getattr(args, "presign", False)
+    bucket, prefix, objects = output_objects(ctx, run, links=not (args.no_links or args.get), presign=presign)
     if not objects:
         out(f"no objects under {bucket}/{prefix} (yet): run {run.run_id} is {run.state}")
         return 0
@@ -120,7 +126,10 @@ def show_outputs(ctx: Context, args, out: Callable[[str], None] = print) -> int:
         out(f"fetched {len(paths)} object(s), {human_size(total)}, from {bucket}/{prefix} into {args.get}")
         return 0
     out(f"{len(objects)} object(s) under {bucket}/{prefix}:")
-    headers = ["NAME", "SIZE"] + ([] if args.no_links else ["LINK (1 h)"])
+    if presign and not ctx.storage.traits.same_host:
+        print("warning: each link lets anyone who holds it read that object for an hour, and names the storage "
+              "key id: share it as you would the object", file=sys.stderr)
+    headers = ["NAME", "SIZE"] + ([] if args.no_links else ["LINK (1 h)" if presign else "LINK"])
     out(table(headers, [[o.name, human_size(o.size)] + ([] if args.no_links else [o.link or "-"]) for o in objects]))
     return 0
 

@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from ephemera.context import Context
 from ephemera.errors import EphemeraError
 from ephemera.model.runs import ENDED_STATES, RunRecord, RunState
+from ephemera.storage.base import Storage
 
 S = RunState
 _ENDED = {str(s) for s in ENDED_STATES}
 _TEARDOWN = (S.DESTROYING, S.DESTROYED, S.DESTROY_FAILED)
 CANCELLED = "CANCELLED"  # torn down before the workload ended (by hand, or a request that never applied)
-LINK_SECONDS = 3600  # how long an output's presigned link lives
+LINK_SECONDS = 3600  # how long a presigned link (`ephemera outputs --presign`) lives
 MAX_OUTPUTS_SHOWN = 200  # `runs show` and the dashboard list this many; `ephemera outputs` lists all
 
 
@@ -58,10 +59,26 @@ class OutputObject:
     name: str  # the key below the run's output prefix, e.g. "metrics.json" or "plots/a.png"
     key: str  # the whole key in the output bucket
     size: int  # bytes
-    link: str | None  # a presigned GET link (file:// on localhost), None where the store cannot presign
+    link: str | None  # where it is (see object_link), None where it cannot be said
 
 
-def output_objects(ctx: Context, run: RunRecord, links: bool = True, limit: int | None = None) -> tuple[str, str, list[OutputObject]]:
+def object_link(storage: Storage, bucket: str, key: str, presign: bool = False) -> str | None:
+    """Where an output object is, as a link that carries no credential: its ``file://``
+    path on storage on this machine, else ``<backend>://bucket/key`` (the form Lithops'
+    ``obj`` iterdata and the bridge take). With ``presign``, an HTTPS URL that lets its
+    holder read it for LINK_SECONDS: it names the storage key id in its query (which
+    Ephemera otherwise masks as a secret), so it is only made when asked for; None where
+    the store cannot presign (IBM COS with IAM tokens)."""
+    if storage.traits.same_host or presign:
+        try:
+            return storage.presign(bucket, key, "GET", LINK_SECONDS)
+        except EphemeraError:
+            return None
+    return f"{storage.backend}://{bucket}/{key}"
+
+
+def output_objects(ctx: Context, run: RunRecord, links: bool = True, limit: int | None = None,
+                   presign: bool = False) -> tuple[str, str, list[OutputObject]]:
     """``(bucket, prefix, objects)`` under the run's output prefix, in key order; no job, no objects."""
     if run.job is None:
         return "", "", []
@@ -70,12 +87,7 @@ def output_objects(ctx: Context, run: RunRecord, links: bool = True, limit: int 
     for info in ctx.storage.list(bucket, prefix):
         if limit is not None and len(out) >= limit:
             break
-        link = None
-        if links:
-            try:
-                link = ctx.storage.presign(bucket, info.key, "GET", LINK_SECONDS)
-            except EphemeraError:
-                link = None
+        link = object_link(ctx.storage, bucket, info.key, presign) if links else None
         out.append(OutputObject(info.key[len(prefix):], info.key, info.size, link))
     return bucket, prefix, out
 

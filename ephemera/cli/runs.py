@@ -154,7 +154,7 @@ def results_lines(ctx: Context, run: RunRecord) -> list[str]:
     objects, note = output_objects_or_note(ctx, run)
     if objects:
         shown = "" if len(objects) < MAX_OUTPUTS_SHOWN else f" (the first {MAX_OUTPUTS_SHOWN}: `ephemera outputs {run.run_id}` lists all)"
-        parts.append(f"output objects{shown}:\n" + table(["NAME", "SIZE", "LINK (1 h)"],
+        parts.append(f"output objects{shown}:\n" + table(["NAME", "SIZE", "LINK"],
                                                           [[o.name, human_size(o.size), o.link or "-"] for o in objects]))
     elif run.job is not None:
         parts.append(f"output objects: {note}")

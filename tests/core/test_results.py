@@ -287,3 +287,30 @@ def test_the_dashboards_logs_show_workload_lines_with_everything_one_click_away(
         assert "Collecting numpy" in _get(server.base + "/runs/d-logs/logs?source=all")[2].decode()
     finally:
         server.close()
+
+
+def test_on_s3_links_carry_no_key_id_unless_presigned_links_are_asked_for(local_config, s3_endpoint, unique_bucket,
+                                                                         workload, tmp_path, capsys):
+    """The security model masks storage key ids as secrets. A presigned S3 URL names the
+    key id in its query, so `runs show`, the dashboard and `ephemera outputs` give
+    `aws_s3://bucket/key`; `outputs --presign` gives URLs that read the object, with a
+    warning saying what they are."""
+    import urllib.request
+
+    key_id = "OUTPUTSKEYID0042"
+    s3 = {"endpoint": s3_endpoint, "region": "us-east-1", "access_key_id": key_id, "secret_access_key": "testing-secret-xyz"}
+    ctx = Context(local_config(storage={"backend": "aws_s3", "bucket": unique_bucket}, aws_s3=s3))
+    ctx.storage.create_bucket(unique_bucket)
+    run = _run(ctx, "s3-1", "mywork:main")
+    shown = run_details(ctx, run)
+    assert f"aws_s3://{unique_bucket}/outputs/s3-1/metrics.json" in shown and key_id not in shown
+    args = argparse.Namespace(run_id=run.run_id, get=None, no_links=False, presign=False)
+    out: list[str] = []
+    show_outputs(ctx, args, out.append)
+    assert key_id not in "\n".join(out) and "aws_s3://" in "\n".join(out)
+    out.clear()
+    show_outputs(ctx, argparse.Namespace(**{**vars(args), "presign": True}), out.append)
+    assert "warning" in capsys.readouterr().err
+    link = next(word for line in out for word in line.split() if word.startswith("http") and "metrics.json" in word)
+    with urllib.request.urlopen(link, timeout=10) as response:
+        assert response.read() == b'{"accuracy": 0.97}'

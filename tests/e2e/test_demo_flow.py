@@ -99,8 +99,10 @@ def check_logs_after_the_vms_are_gone(demo_home, capsys):
     assert not [p for p in heartbeat_pids(Context(config)) if is_agent_process(p)]
     assert main(["--config", config, "logs", run.run_id]) == 0
     default = capsys.readouterr().out.splitlines()
-    assert any(" vm0 workload " in line for line in default) and not any(" engine " in line[:40] for line in default)
-    assert "--all" in default[-1]  # the engine and boot lines are one flag away
+    stamp = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}  "
+    assert any(re.match(stamp + r"vm0 workload ", line) for line in default)
+    assert not any(re.match(stamp + r"(engine|action|vm0 boot) ", line) for line in default)
+    assert "--all" in default[-1]  # the engine, boot and action lines are one flag away
     assert main(["--config", config, "logs", run.run_id, "--all"]) == 0
     out = capsys.readouterr().out.splitlines()
     stamp = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}  "
