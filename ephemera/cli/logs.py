@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Callable, Iterable
 
 from ephemera.cli.activations import result_summary
+from ephemera.cli.results import workload_traceback
 from ephemera.cli.tables import visible
 from ephemera.config.sections import duration_seconds
 from ephemera.context import Context
@@ -88,6 +89,7 @@ class RunLogs:
         self.chunks: set[str] = set()
         self.activation_keys: set[str] = set()  # activation records read already
         self.activations: list[Activation] = []  # the invocations that name the run, oldest first
+        self.traceback_shown = False  # the failed workload's traceback (from its marker) is added once
 
     def keep(self, line: LogLine) -> bool:
         if line.source not in self.sources:
@@ -110,9 +112,25 @@ class RunLogs:
                      if names_run(a, self.run_id)]
             self.activations += fresh
             lines += action_lines(fresh, self.run_id)
+        lines += self._traceback_line()
         kept = [line for line in lines if self.keep(line)]
         self.hidden += sum(1 for line in lines if line.source not in self.sources)
         return sorted(kept, key=LogLine.sort_key)
+
+
+    def _traceback_line(self) -> list[LogLine]:
+        """The failed workload's traceback (file and line), from the failure marker the run
+        record keeps: the workload's log has the error's message alone."""
+        if self.traceback_shown or "workload" not in self.sources:
+            return []
+        run = self.ctx.ledger.get(self.run_id)
+        trace = workload_traceback(run)
+        if not trace:
+            return []
+        self.traceback_shown = True
+        at = str((run.result or {}).get("finished_at") or run.entered_at(run.state) or run.created_at)
+        return [LogLine(at, "workload", "the workload failed (its failure marker):\n" + self.ctx.scrubber.scrub(trace).rstrip(),
+                        None, "marker")]
 
 
 def format_line(line: LogLine) -> str:

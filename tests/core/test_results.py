@@ -111,26 +111,29 @@ def test_a_failed_workloads_traceback_names_the_users_file_and_line(ctx, workloa
 
 def test_ephemera_logs_prints_the_traceback_and_defaults_to_workload_and_agent(ctx, workload, capsys):
     """F7 and "logs default to the workload's and agent's lines": the workload's own
-    error lines come first; engine lines wait behind --all."""
-    from ephemera.lifecycle.activities import write_engine_log  # noqa: F401 - the engine's log store
+    traceback (from its failure marker: its log has the message alone) is among the
+    default lines; boot (pip) lines wait behind --all."""
+    from ephemera.cli.logs import show_logs
     from ephemera.vm.logship import LogShipper
 
     run = _run(ctx, "bad-2", "mywork:broken")
     ship = LogShipper(ctx.storage, ctx.config.state_bucket, run.run_id, 0, ctx.scrubber)
-    ship.add("workload", "2026-12-02T10:00:01.000+00:00 Traceback (most recent call last):\n  File \"mywork.py\", line 8")
+    ship.add("workload", "2026-12-02T10:00:01.000+00:00 ERROR run bad-2: workload failed: ValueError: invalid literal")
     ship.add("boot", "2026-12-02T10:00:00.000+00:00 pip install: Collecting numpy")
     ship.flush()
     args = argparse.Namespace(run_id=run.run_id, follow=False, worker=None, source=None, since=None, all=False)
-    from ephemera.cli.logs import show_logs
-
     out: list[str] = []
     show_logs(ctx, args, out.append)
     printed = "\n".join(out)
-    assert 'File "mywork.py", line 8' in printed and "Collecting numpy" not in printed
+    assert "the workload failed (its failure marker)" in printed and "line 8, in parse" in printed
+    assert "Collecting numpy" not in printed and SECRET not in printed
     assert "1 engine and boot lines" in out[-1] and "--all" in out[-1]
     out.clear()
     show_logs(ctx, argparse.Namespace(**{**vars(args), "all": True}), out.append)
     assert "Collecting numpy" in "\n".join(out) and "--all" not in out[-1]
+    out.clear()
+    show_logs(ctx, argparse.Namespace(**{**vars(args), "source": ["agent"]}), out.append)
+    assert "line 8, in parse" not in "\n".join(out)  # asked for the agent's lines alone
 
 
 def test_outcome_badges_say_how_the_work_went_not_where_the_vms_are(ctx, workload):
