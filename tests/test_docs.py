@@ -89,6 +89,14 @@ def test_the_first_workload_pages_config_is_valid_as_written(tmp_path, home):
     load_config(str(path))  # ConfigError naming the key, if the page's config were wrong
     rules = {(r["trigger"], r["action"]) for r in config["rules"]}
     assert rules == {("every-5-min", "apply"), ("run-finished", "destroy")}  # a destroy rule beside the apply
+    readme = (REPO / "README.md").read_text()  # README's short path: the same code and config, shorter
+    short_code = re.search(r"```python\n# ~/my-work/work.py\n(.*?)```", readme, re.S)
+    short_config = re.search(r"```yaml\n# ~/my-work/ephemera.yaml\n(.*?)```", readme, re.S)
+    assert short_code and short_config
+    compile(short_code.group(1), "work.py", "exec")
+    path.write_text(short_config.group(1))
+    load_config(str(path))
+    assert yaml.safe_load(short_config.group(1))["rules"] == config["rules"]
 
 
 @pytest.mark.slow
