@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from html import escape
 
+from ephemera.cli.results import outcome
 from ephemera.model.runs import RunRecord, RunState
 from ephemera.timeutil import now_utc
 from ephemera.vm.reports import PHASES
@@ -59,7 +60,8 @@ def timeline_svg(run: RunRecord, vms: list[dict] | None = None, now: datetime | 
            f'font-family="sans-serif" font-size="11" role="img" aria-label="timeline of run {escape(run.run_id)}">',
            f"<title>timeline of run {escape(run.run_id)}</title>",
            f'<rect x="0" y="0" width="{WIDTH}" height="{height}" fill="#ffffff"/>',
-           f'<text x="8" y="18" font-size="13" font-weight="bold">{escape(run.run_id)} ({escape(str(run.state))})</text>']
+           f'<text x="8" y="18" font-size="13" font-weight="bold">{escape(run.run_id)}: {escape(outcome(run))} '
+           f'(resources {escape(str(run.state))})</text>']
     out += _axis(span, scale, height)
     y = TOP
     out.append(f'<text x="8" y="{y + 17}">run</text>')

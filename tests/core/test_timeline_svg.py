@@ -45,3 +45,8 @@ def test_every_vm_phase_tick_has_a_label_unless_two_crowd_one_spot():
     assert labels == [PHASE_LABELS[name] for name in phases]  # agent and first task 1 s apart: on two lines
     line_of = {label: y for y, label in re.findall(r'y="(\d+)" font-size="9" fill="#333">([^<]*)<', svg)}
     assert line_of["agent"] != line_of["first task"] and line_of["booted"] == line_of["agent"]
+
+
+def test_the_title_says_the_outcome_first():
+    svg = timeline_svg(_run(8), [])
+    assert "r-1: SUCCEEDED (resources DESTROYED)" in svg
