@@ -5,7 +5,7 @@ Backends: ``localhost`` (a warm process pool, the default with no config) and
 """
 
 from lithops_bridge.constants import ALL_COMPLETED, ALWAYS, ANY_COMPLETED
-from lithops_bridge.executor import FunctionExecutor, LocalhostExecutor
+from lithops_bridge.executor import FunctionExecutor, LocalhostExecutor, ServerlessExecutor, StandaloneExecutor
 from lithops_bridge.futures import FuturesList, ResponseFuture
 from lithops_bridge.storage import Storage
 from lithops_bridge.wait import get_result, wait
@@ -13,4 +13,4 @@ from lithops_bridge.wait import get_result, wait
 __version__ = "3.7.1-bridge"
 
 __all__ = ["ALL_COMPLETED", "ALWAYS", "ANY_COMPLETED", "FunctionExecutor", "FuturesList", "LocalhostExecutor",
-           "ResponseFuture", "Storage", "get_result", "wait"]
+           "ResponseFuture", "ServerlessExecutor", "StandaloneExecutor", "Storage", "get_result", "wait"]

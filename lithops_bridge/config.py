@@ -109,11 +109,15 @@ def default_config(config_file: str | None = None, config_data: dict | None = No
     backend, mode = lit.get("backend"), lit.get("mode")
     if mode and mode not in c.MODES:
         raise ConfigError("lithops.mode", f"unknown mode '{mode}'", f"use one of: {', '.join(c.MODES)}")
+    if mode == c.SERVERLESS:  # ServerlessExecutor, or a config asking for it: never run elsewhere silently
+        if backend in SERVERLESS_BACKENDS:
+            mode_of(backend)  # names lithops.backend and the backend
+        raise ConfigError("lithops.mode", "serverless mode has no backend in the bridge",
+                          "use LocalhostExecutor on this machine, or StandaloneExecutor on the VMs of an Ephemera run "
+                          "(its config: `ephemera lithops-config RUN_ID --out FILE`)")
     if mode and not backend:
         section = data.get(mode) or {}
-        backend = section.get("backend") or (c.LOCALHOST if mode == c.LOCALHOST else c.STANDALONE if mode == c.STANDALONE else None)
-        if backend is None:
-            mode_of("aws_lambda")
+        backend = section.get("backend") or (c.LOCALHOST if mode == c.LOCALHOST else c.STANDALONE)
     elif not backend:
         backend = c.LOCALHOST
     lit["backend"], lit["mode"] = backend, mode_of(backend)

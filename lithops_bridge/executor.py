@@ -291,6 +291,22 @@ class FunctionExecutor:
         if cs:
             self.storage.delete_cloudobjects(list(cs))
 
+    def plot(self, fs: Any = None, dst: str | None = None, figsize: tuple = (10, 6)) -> None:
+        """Lithops' plots of the execution: ``<dst>_timeline.png`` and ``<dst>_histogram.png``
+        (default ``./plots/<time>_...``) of the futures ``fs`` (default: all) done without
+        error; nothing when none is. Needs matplotlib (the ``plotting`` extra)."""
+        futures = self.futures if not fs else fs
+        if isinstance(futures, ResponseFuture):
+            futures = [futures]
+        ready = [f for f in futures if (f.success or f.done) and not f.error]
+        if not ready:
+            log.debug("ExecutorID %s - no futures ready to plot", self.executor_id)
+            return
+        from lithops_bridge.plots import create_plots  # matplotlib, an optional extra, only when plotting
+
+        log.info("ExecutorID %s - creating execution plots", self.executor_id)
+        create_plots([f.stats for f in ready], dst, figsize)
+
     def dismantle(self) -> None:
         """Consume mode: the VMs belong to the Ephemera run, which destroys them."""
 
@@ -310,6 +326,27 @@ class LocalhostExecutor(FunctionExecutor):
     def __init__(self, config: dict | None = None, config_file: str | None = None, storage: str | None = None,
                  monitoring: str | None = None, log_level: Any = False, **kwargs: Any):
         super().__init__(backend=c.LOCALHOST, config=config, config_file=config_file, storage=storage or c.LOCALHOST,
+                         monitoring=monitoring, log_level=log_level, **kwargs)
+
+
+class ServerlessExecutor(FunctionExecutor):
+    """Lithops' ServerlessExecutor (``mode="serverless"``), for code written against it.
+    The bridge runs no serverless backend: building one raises ConfigError naming
+    ``lithops.mode`` and what runs instead (localhost, or the VMs of an Ephemera run)."""
+
+    def __init__(self, config: dict | None = None, config_file: str | None = None, backend: str | None = None,
+                 storage: str | None = None, monitoring: str | None = None, log_level: Any = False, **kwargs: Any):
+        super().__init__(mode=c.SERVERLESS, config=config, config_file=config_file, backend=backend, storage=storage,
+                         monitoring=monitoring, log_level=log_level, **kwargs)
+
+
+class StandaloneExecutor(FunctionExecutor):
+    """Lithops' StandaloneExecutor (``mode="standalone"``): the VMs of an Ephemera run, in
+    consume mode, with the config ``ephemera lithops-config RUN_ID`` writes."""
+
+    def __init__(self, config: dict | None = None, config_file: str | None = None, backend: str | None = None,
+                 storage: str | None = None, monitoring: str | None = None, log_level: Any = False, **kwargs: Any):
+        super().__init__(mode=c.STANDALONE, config=config, config_file=config_file, backend=backend, storage=storage,
                          monitoring=monitoring, log_level=log_level, **kwargs)
 
 

@@ -3,7 +3,8 @@
     ephemera demo                     the whole flow locally, in a fresh home
     ephemera up                       run the config's triggers and rules until stopped
     ephemera runs [show RUN_ID]       the runs ledger, or one run's timeline
-    ephemera logs RUN_ID [--follow]   a run's action, engine and VM logs, interleaved
+    ephemera logs RUN_ID [--follow]   a run's workload and agent lines (--all: action, engine, boot too)
+    ephemera outputs RUN_ID [--get D] a run's output objects (name, size, link), or fetch them into D
     ephemera plan                     what an apply would create, and its estimated cost
     ephemera dashboard                a read-only web page of the runs (127.0.0.1:8765)
     ephemera activations              what the local runtime invoked, newest first
@@ -166,9 +167,16 @@ def build_parser() -> argparse.ArgumentParser:
     from ephemera.cli.logs import add_arguments as add_logs_arguments
     from ephemera.cli.logs import cmd_logs
 
-    p = sub.add_parser("logs", help="a run's logs: actions, engine jobs, each VM's boot, agent and workload")
+    p = sub.add_parser("logs", help="a run's logs: the workload's and agent's lines (--all: actions, engine jobs, boot)")
     add_logs_arguments(p)
     p.set_defaults(func=cmd_logs)
+
+    from ephemera.cli.outputs import add_arguments as add_outputs_arguments  # loaded only when the parser is built (the CLI's cold start)
+    from ephemera.cli.outputs import cmd_outputs  # ditto
+
+    p = sub.add_parser("outputs", help="a run's output objects (name, size, link), or --get DIR to fetch them")
+    add_outputs_arguments(p)
+    p.set_defaults(func=cmd_outputs)
 
     from ephemera.cli.plan import cmd_plan
 

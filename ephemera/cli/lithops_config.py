@@ -84,6 +84,7 @@ def main(config, run_id: str, out_path: str | None) -> int:
     from ephemera.errors import EphemeraError
     from ephemera.files import write_private
     from ephemera.model.ledger import Ledger
+    from ephemera.model.runs import RunState  # with the other imports of this lazily loaded subcommand
     from ephemera.secrets import Scrubber
     from ephemera.storage import get_storage
 
@@ -94,6 +95,13 @@ def main(config, run_id: str, out_path: str | None) -> int:
     except EphemeraError as exc:
         print(f"lithops-config: {exc}", file=sys.stderr)
         return 2
+    if record.state == RunState.DESTROYED:
+        print(f"lithops-config: run '{run_id}' is DESTROYED (at {record.entered_at(RunState.DESTROYED)}): its VMs are gone, "
+              "so no config can drive them; pick an open run (`ephemera runs --open`) or start one", file=sys.stderr)
+        return 3
+    if record.state not in (RunState.REQUESTED, RunState.APPLYING, RunState.RUNNING):
+        print(f"lithops-config: warning: run '{run_id}' is {record.state}: its workload has ended and its VMs are "
+              "being (or will be) torn down; this config works only until then", file=sys.stderr)
     if not configs:
         print(f"lithops-config: run '{run_id}' ({record.state}) reports no VMs in its Terraform outputs "
               "(expected 'instance_ids' + 'private_ips', or 'agents'); is it applied?", file=sys.stderr)

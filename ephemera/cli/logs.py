@@ -5,6 +5,11 @@ activation records: start, log lines, end), the engine's job logs and each VM's
 ``boot``, ``agent`` and ``workload`` logs (chunks shipped to the state bucket, see
 :mod:`ephemera.model.logs`), so they are there after the VMs are gone. ``--follow``
 prints new lines as they arrive and stops once the run is DESTROYED.
+
+By default it prints the user's own lines: the workload's and the agent's. The
+action, engine and boot lines (Terraform, pip, cloud-init) are one flag away:
+``--all``, or ``--source`` for exactly the sources named; a note at the end says how
+many lines the default left out.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Callable, Iterable
 
 from ephemera.cli.activations import result_summary
+from ephemera.cli.results import workload_traceback
 from ephemera.cli.tables import visible
 from ephemera.config.sections import duration_seconds
 from ephemera.context import Context
@@ -27,13 +33,16 @@ from ephemera.timeutil import now_utc, parse_time
 from ephemera.runtime.activations import Activation, new_activations
 
 FOLLOW_INTERVAL = 1.0  # seconds between polls with --follow
+DEFAULT_SOURCES = ("agent", "workload")  # what `ephemera logs` prints without --all or --source
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_id")
     p.add_argument("--follow", "-f", action="store_true", help="print new lines as they come; stop when the run is DESTROYED")
     p.add_argument("--worker", type=int, help="only this VM's lines (and the run's action and engine lines)")
-    p.add_argument("--source", action="append", choices=SOURCES, help="only these sources (repeatable)")
+    p.add_argument("--all", "-a", action="store_true", help="every source: also the action, engine and boot lines")
+    p.add_argument("--source", action="append", choices=SOURCES,
+                   help=f"only these sources (repeatable; default: {' and '.join(DEFAULT_SOURCES)})")
     p.add_argument("--since", help="only lines after this: a duration back from now (90s, 30m, 2h) or an ISO time")
 
 
@@ -76,9 +85,11 @@ class RunLogs:
                  since: datetime | None = None):
         self.ctx, self.run_id, self.worker = ctx, run_id, worker
         self.sources, self.since = set(sources or SOURCES), since
+        self.hidden = 0  # stored lines of the other sources, left out (action lines are not counted)
         self.chunks: set[str] = set()
         self.activation_keys: set[str] = set()  # activation records read already
         self.activations: list[Activation] = []  # the invocations that name the run, oldest first
+        self.traceback_shown = False  # the failed workload's traceback (from its marker) is added once
 
     def keep(self, line: LogLine) -> bool:
         if line.source not in self.sources:
@@ -101,7 +112,25 @@ class RunLogs:
                      if names_run(a, self.run_id)]
             self.activations += fresh
             lines += action_lines(fresh, self.run_id)
-        return sorted((line for line in lines if self.keep(line)), key=LogLine.sort_key)
+        lines += self._traceback_line()
+        kept = [line for line in lines if self.keep(line)]
+        self.hidden += sum(1 for line in lines if line.source not in self.sources)
+        return sorted(kept, key=LogLine.sort_key)
+
+
+    def _traceback_line(self) -> list[LogLine]:
+        """The failed workload's traceback (file and line), from the failure marker the run
+        record keeps: the workload's log has the error's message alone."""
+        if self.traceback_shown or "workload" not in self.sources:
+            return []
+        run = self.ctx.ledger.get(self.run_id)
+        trace = workload_traceback(run)
+        if not trace:
+            return []
+        self.traceback_shown = True
+        at = str((run.result or {}).get("finished_at") or run.entered_at(run.state) or run.created_at)
+        return [LogLine(at, "workload", "the workload failed (its failure marker):\n" + self.ctx.scrubber.scrub(trace).rstrip(),
+                        None, "marker")]
 
 
 def format_line(line: LogLine) -> str:
@@ -115,15 +144,23 @@ def format_line(line: LogLine) -> str:
 
 def show_logs(ctx: Context, args, out: Callable[[str], None] = print, sleep: Callable[[float], None] = time.sleep) -> int:
     ctx.ledger.get(args.run_id)  # RunNotFoundError names the run
-    logs = RunLogs(ctx, args.run_id, args.worker, args.source, since_time(args.since))
+    everything = getattr(args, "all", False)
+    logs = RunLogs(ctx, args.run_id, args.worker, args.source or (None if everything else list(DEFAULT_SOURCES)),
+                   since_time(args.since))
+    printed = 0
     while True:
         done = not args.follow or ctx.ledger.get(args.run_id).state == RunState.DESTROYED
         lines = logs.new_lines()  # read after the state: lines shipped before DESTROYED are all seen
         for line in lines:
             out(format_line(line))
+        printed += len(lines)
         if done:
             if not args.follow and not lines and not logs.chunks:
                 out(f"no logs stored for run {args.run_id} (yet)")
+            elif not (args.source or everything):
+                none = "" if printed else "no workload or agent lines; "
+                out(f"({none}{logs.hidden} engine and boot lines and the action invocations are not shown: "
+                    f"`ephemera logs {args.run_id} --all` shows every line)")
             return 0
         sys.stdout.flush()
         sleep(FOLLOW_INTERVAL)

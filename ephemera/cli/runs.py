@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+from ephemera.cli.results import (MAX_OUTPUTS_SHOWN, outcome, output_objects_or_note, teardown, workload_result,
+                                   workload_traceback)
 from ephemera.cli.tables import human_duration, human_size, table, visible
 from ephemera.context import Context
 from ephemera.errors import EphemeraError
@@ -68,11 +70,11 @@ def runs_table(ctx: Context, include_destroyed: bool = True, heartbeat_interval:
         error = run.error.code if run.error else ""
         cost = cost_of(ctx, run)
         costs.append((run, cost))
-        rows.append([run.run_id, run.workspace, str(run.state), run.created_at[:19].replace("T", " "), human_duration(elapsed), trigger,
+        rows.append([run.run_id, run.workspace, outcome(run), str(run.state), run.created_at[:19].replace("T", " "), human_duration(elapsed), trigger,
                      vm, money(cost.cost, cost.currency) + ("" if cost.final else " so far"), error])
     if not rows:
         return "no runs yet" if since is None else "no runs in that time"
-    out = table(["RUN ID", "WORKSPACE", "STATE", "CREATED (UTC)", "DURATION", "TRIGGER", "VM", "COST", "ERROR"], rows)
+    out = table(["RUN ID", "WORKSPACE", "OUTCOME", "STATE", "CREATED (UTC)", "DURATION", "TRIGGER", "VM", "COST", "ERROR"], rows)
     return out if since is None else out + "\n\ntotals by workspace:\n" + totals_table(costs)
 
 
@@ -141,9 +143,37 @@ def vm_time(seconds: dict) -> str:
             f"{human_duration(seconds['outside'])} outside it{share} (booting, installing, proving GPUs, idle)")
 
 
+def results_lines(ctx: Context, run: RunRecord) -> list[str]:
+    """What the user cares about first: the outcome, the workload's result, the output
+    objects (name, size, link) and, on failure, the error and the workload's traceback."""
+    state = teardown(run)
+    parts = [f"outcome: {outcome(run)}" + (f"  (resources: {state})" if state else "")]
+    result = workload_result(run)
+    if result is not None:
+        parts.append("result:\n  " + json.dumps(result, indent=2, default=str).replace("\n", "\n  "))
+    objects, note = output_objects_or_note(ctx, run)
+    if objects:
+        shown = "" if len(objects) < MAX_OUTPUTS_SHOWN else f" (the first {MAX_OUTPUTS_SHOWN}: `ephemera outputs {run.run_id}` lists all)"
+        parts.append(f"output objects{shown}:\n" + table(["NAME", "SIZE", "LINK"],
+                                                          [[o.name, human_size(o.size), o.link or "-"] for o in objects]))
+    elif run.job is not None:
+        parts.append(f"output objects: {note}")
+    if run.error:
+        retry = "retryable" if run.error.retryable else "not retryable"
+        message = run.error.message.replace("\n", "\n  ")  # its lines under the error, not passing for ours
+        parts.append(f"error: {run.error.code} ({retry}): {message}")
+    trace = workload_traceback(run)
+    if trace:
+        parts.append("workload traceback:\n  " + ctx.scrubber.scrub(trace).rstrip().replace("\n", "\n  "))
+    elif run.error and run.error.log_tail:
+        parts.append("log tail:\n  " + "\n  ".join(run.error.log_tail.splitlines()[-20:]))
+    return parts
+
+
 def run_details(ctx: Context, run: RunRecord) -> str:
-    parts = [f"run {run.run_id}  workspace {run.workspace}  engine {run.engine}  state {run.state}",
-             f"hard deadline {run.hard_deadline}"]
+    parts = [f"run {run.run_id}  workspace {run.workspace}  engine {run.engine}  state {run.state}"]
+    parts.extend(results_lines(ctx, run))
+    parts.append(f"\nhard deadline {run.hard_deadline}")
     event, job = run.event, run.job
     if event:  # an orphan sweep has no event and no job
         parts.append(f"event: {event.get('kind')} via {event.get('source')}"
@@ -167,15 +197,7 @@ def run_details(ctx: Context, run: RunRecord) -> str:
     if run.resources:
         parts.append("\nresources reported:\n  " + "\n  ".join(visible(r) for r in run.resources))
     if run.outputs:
-        parts.append("\noutputs:\n" + json.dumps(run.outputs, indent=2))
-    if run.result and run.result.get("result") is not None:
-        parts.append("\nworkload result:\n" + json.dumps(run.result.get("result"), indent=2))
-    if run.error:
-        retry = "retryable" if run.error.retryable else "not retryable"
-        message = run.error.message.replace("\n", "\n  ")  # its lines under the error, not passing for ours
-        parts.append(f"\nerror: {run.error.code} ({retry}): {message}")
-        if run.error.log_tail:
-            parts.append("log tail:\n  " + "\n  ".join(run.error.log_tail.splitlines()[-20:]))
+        parts.append("\nTerraform outputs:\n" + json.dumps(run.outputs, indent=2))
     if run.state in ENDED_STATES:
         parts.append(f"\n(teardown pending since {run.entered_at(run.state)})")
     return visible("\n".join(parts), keep_newlines=True)

@@ -113,3 +113,26 @@ def test_ibm_vpc_region_comes_from_the_stack_variables_else_the_engine(tmp_path)
     assert vm_configs(load_config(pinned), record)[0][1]["ibm_vpc"]["region"] == "eu-gb"
     local_engine = _config(tmp_path, ibm={"iam_api_key": API_KEY})  # the stack run here: its default region
     assert vm_configs(load_config(local_engine), record)[0][1]["ibm_vpc"]["region"] == "us-south"
+
+
+def test_a_destroyed_run_gets_no_config_and_an_ended_one_a_warning(tmp_path, capsys):
+    """F26: `lithops-config` of a destroyed run printed a config without a word. Its VMs
+    are gone: it now refuses, saying so and what to pick instead; a run whose workload
+    has ended (its VMs about to go) gets its config with a warning on stderr."""
+    from ephemera.model.runs import RunState
+
+    cfg = _config(tmp_path)
+    agents = [{"worker": 0, "pid": 100, "pid_file": "/x/0.pid", "log_file": "/x/0.log"}]
+    _record(cfg, "run-gone", {"agents": agents})
+    config = load_config(cfg)
+    ledger = Ledger(get_storage(config), config.state_bucket)
+    for state in (RunState.APPLYING, RunState.RUNNING, RunState.SUCCEEDED):
+        ledger.transition("run-gone", state, "test")
+    assert main(cfg, "run-gone", None) == 0
+    printed = capsys.readouterr()
+    assert "standalone" in printed.out and "warning" in printed.err and "SUCCEEDED" in printed.err
+    for state in (RunState.DESTROYING, RunState.DESTROYED):
+        ledger.transition("run-gone", state, "test")
+    assert main(cfg, "run-gone", None) == 3
+    printed = capsys.readouterr()
+    assert printed.out == "" and "is DESTROYED" in printed.err and "ephemera runs --open" in printed.err

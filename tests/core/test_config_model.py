@@ -20,8 +20,8 @@ import yaml
 
 from ephemera.cli import main as cli_main
 from ephemera.assembly import json_schema, raw_secret_values, root_model, validate
+from ephemera.assembly.docs import PAGE, key_table, page_table
 from ephemera.config import REDACTED
-from ephemera.assembly.docs import key_table, readme_table
 from ephemera.config.schema import secret_paths
 from ephemera.errors import ConfigError
 
@@ -29,15 +29,16 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _readme_yaml_blocks() -> list[dict]:
-    text = (REPO / "README.md").read_text()
+    """The YAML configs of the README and the docs pages."""
+    text = "\n".join(p.read_text() for p in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))])
     blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", text, re.S)]
     return [b for b in blocks if isinstance(b, dict) and "storage" in b]
 
 
-def test_readme_key_table_is_the_rendered_one():
-    table = readme_table((REPO / "README.md").read_text())
-    assert table is not None, "README.md lost the generated block of config keys"
-    assert table == key_table(), "README's key table is stale: run `python -m ephemera.assembly.docs README.md`"
+def test_the_configuration_pages_key_table_is_the_rendered_one():
+    table = page_table((REPO / PAGE).read_text())
+    assert table is not None, f"{PAGE} lost the generated block of config keys"
+    assert table == key_table(), f"{PAGE}'s key table is stale: run `python -m ephemera.assembly.docs {PAGE}`"
 
 
 def test_key_table_lists_every_key_with_secrets_marked():

@@ -118,7 +118,7 @@ def _record(ctx, state_path):
 
 
 def _args(**kw):
-    base = {"run_id": RUN, "follow": False, "worker": None, "source": None, "since": None}
+    base = {"run_id": RUN, "follow": False, "worker": None, "source": None, "since": None, "all": False}
     return argparse.Namespace(**{**base, **kw})
 
 
@@ -146,7 +146,8 @@ def test_follow_prints_lines_as_they_come_and_stops_when_destroyed(ctx):
 
     assert show_logs(ctx, _args(follow=True), out.append, sleep) == 0
     assert len(sleeps) == 2
-    assert [line.split("  ", 1)[1].split(None, 2)[-1] for line in out] == ["step 1", "step 2", "agent stopped"]
+    assert [line.split("  ", 1)[1].split(None, 2)[-1] for line in out[:-1]] == ["step 1", "step 2", "agent stopped"]
+    assert "--all" in out[-1]  # the default leaves out the action, engine and boot lines, and says so
     assert out[0].startswith("2026-12-02 10:00:01.000  vm0 workload")
 
 
@@ -211,7 +212,7 @@ def test_control_sequences_in_log_lines_are_shown_not_obeyed(ctx):
         result={"ok": True, "run_id": RUN, "state": "RUNNING\x1b[2J"},
         logs=["2026-12-02T10:00:01.500+00:00 one\n2026-12-02 10:00:09.000  vm0 agent      forged entry"]), [])
     out: list[str] = []
-    assert show_logs(ctx, _args(), out.append) == 0
+    assert show_logs(ctx, _args(all=True), out.append) == 0
     printed = "\n".join(out)
     for raw in ("\x1b", "\x07", "\r", "\x9b", "\u202e", "\u2066", "\x7f", "\x00"):
         assert raw not in printed, repr(raw)

@@ -98,6 +98,12 @@ def check_logs_after_the_vms_are_gone(demo_home, capsys):
     run = next(iter(Context(config).ledger.list()))
     assert not [p for p in heartbeat_pids(Context(config)) if is_agent_process(p)]
     assert main(["--config", config, "logs", run.run_id]) == 0
+    default = capsys.readouterr().out.splitlines()
+    stamp = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}  "
+    assert any(re.match(stamp + r"vm0 workload ", line) for line in default)
+    assert not any(re.match(stamp + r"(engine|action|vm0 boot) ", line) for line in default)
+    assert "--all" in default[-1]  # the engine, boot and action lines are one flag away
+    assert main(["--config", config, "logs", run.run_id, "--all"]) == 0
     out = capsys.readouterr().out.splitlines()
     stamp = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}  "
     agent = [line for line in out if re.match(stamp + r"vm0 agent ", line)]

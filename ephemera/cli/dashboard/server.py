@@ -23,20 +23,22 @@ from http import cookies
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable, Iterable
-from urllib.parse import parse_qs, parse_qsl, quote, urlencode, urlparse
+from urllib.parse import parse_qs, parse_qsl, quote, unquote, urlencode, urlparse
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from ephemera.cli.dashboard import views
 from ephemera.cli.dashboard.access import HostCheck, check_token, is_loopback, token_matches
 from ephemera.context import Context
-from ephemera.errors import EphemeraError, ParamError, RunNotFoundError
+from ephemera.cli.outputs import unsafe_name
+from ephemera.errors import EphemeraError, NoSuchKeyError, ParamError, RunNotFoundError
 from ephemera.model.logs import SOURCES
 
 log = logging.getLogger("ephemera.dashboard")
 TEMPLATES = Path(__file__).parent / "templates"
 COOKIE = "ephemera_dashboard_token"
 REFRESH_SECONDS = 5  # while any run shown is open
+MAX_DOWNLOAD = 64 * 1024 * 1024  # bytes: a larger output is fetched with `ephemera outputs --get`
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'"
 _RUN = r"/runs/(?P<run_id>[A-Za-z0-9][A-Za-z0-9_.-]{0,62})"
 
@@ -44,6 +46,7 @@ _RUN = r"/runs/(?P<run_id>[A-Za-z0-9][A-Za-z0-9_.-]{0,62})"
 def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]))
     env.filters["q"] = lambda value: quote(str(value), safe="")
+    env.filters["qpath"] = lambda value: quote(str(value), safe="/")  # an output's name keeps its folders
     return env
 
 
@@ -55,7 +58,7 @@ class Dashboard:
         self.routes: list[tuple[re.Pattern[str], Callable[..., tuple[int, str, bytes]]]] = [
             (re.compile(r"^/$"), self.index), (re.compile(r"^/activations$"), self.activations),
             (re.compile(f"^{_RUN}$"), self.run), (re.compile(f"^{_RUN}/timeline.svg$"), self.svg),
-            (re.compile(f"^{_RUN}/logs$"), self.logs)]
+            (re.compile(f"^{_RUN}/logs$"), self.logs), (re.compile(f"^{_RUN}/outputs/(?P<name>.+)$"), self.output)]
 
     def page(self, name: str, **data) -> tuple[int, str, bytes]:
         return 200, "text/html; charset=utf-8", self.env.get_template(name).render(refresh=self.refresh, **data).encode()
@@ -76,9 +79,28 @@ class Dashboard:
         source = query.get("source") or None
         worker = int(query["worker"]) if (query.get("worker") or "").isdigit() else None
         return self.page("logs.html", follow=query.get("follow") == "1",
-                         **views.logs_view(self.ctx, run_id, source if source in SOURCES else None, worker))
+                         **views.logs_view(self.ctx, run_id, source if source in (*SOURCES, "all") else None, worker))
 
-    def render(self, path: str, query: dict) -> tuple[int, str, bytes]:
+    def output(self, query: dict, run_id: str, name: str) -> tuple:
+        """One output object of the run, as a download (never rendered: it is the workload's
+        bytes, so ``attachment`` and ``application/octet-stream``, under the page's CSP)."""
+        name = unquote(name)
+        run = self.ctx.ledger.get(run_id)
+        if run.job is None or unsafe_name(name):
+            return self.error(404, "no such output object")
+        key = run.job.output_prefix + name
+        try:
+            size = self.ctx.storage.head(run.job.output_bucket, key).size
+        except NoSuchKeyError:
+            return self.error(404, "no such output object")
+        if size > MAX_DOWNLOAD:
+            return self.error(413, f"{name} is {size} bytes, more than the dashboard serves; "
+                                   f"fetch it with `ephemera outputs {run_id} --get DIR`")
+        body = self.ctx.storage.get(run.job.output_bucket, key)
+        filename = quote(name.rsplit("/", 1)[-1], safe="")
+        return 200, "application/octet-stream", body, {"Content-Disposition": f"attachment; filename*=UTF-8''{filename}"}
+
+    def render(self, path: str, query: dict) -> tuple:
         for pattern, handler in self.routes:
             match = pattern.match(path)
             if match:
@@ -150,11 +172,11 @@ def make_handler(dashboard: Dashboard, token: str | None, hosts: HostCheck, secu
                            extra={"Set-Cookie": f"{COOKIE}={token}; {cookie_flags}", "Location": path + (f"?{rest}" if rest else "")})
                 return
             try:
-                status, content_type, body = dashboard.render(url.path, query)
+                status, content_type, body, *headers = dashboard.render(url.path, query)
             except Exception as exc:  # noqa: BLE001 - a page's bug must not stop the server
                 log.error("dashboard %s: %s", url.path, dashboard.ctx.scrubber.scrub(f"{type(exc).__name__}: {exc}"))
-                status, content_type, body = dashboard.error(500, f"the page failed: {type(exc).__name__}")
-            self._send(status, content_type, body, head)
+                status, content_type, body, headers = *dashboard.error(500, f"the page failed: {type(exc).__name__}"), []
+            self._send(status, content_type, body, head, extra=headers[0] if headers else None)
 
         def do_GET(self):  # noqa: N802 - http.server's names
             self._get()

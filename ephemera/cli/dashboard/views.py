@@ -4,11 +4,13 @@ activation records and the run logs (the same sources as ``ephemera runs`` and
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
-from ephemera.cli.logs import RunLogs, format_line
+from ephemera.cli.logs import DEFAULT_SOURCES, RunLogs, format_line
+from ephemera.cli.results import outcome, output_objects_or_note, teardown, workload_result, workload_traceback
 from ephemera.cli.runs import cost_lines, cost_of, last_heartbeat, run_vms
-from ephemera.cli.tables import human_duration
+from ephemera.cli.tables import human_duration, human_size
 from ephemera.cli.timeline_svg import timeline_svg
 from ephemera.context import Context
 from ephemera.lifecycle.reaper import MAX_DESTROY_ATTEMPTS
@@ -49,7 +51,8 @@ def heartbeat(ctx: Context, run: RunRecord) -> str:
 
 def run_row(ctx: Context, run: RunRecord) -> dict:
     cost = cost_of(ctx, run)
-    return {"run_id": run.run_id, "state": str(run.state), "workspace": run.workspace,
+    return {"run_id": run.run_id, "state": str(run.state), "outcome": outcome(run), "teardown": teardown(run),
+            "workspace": run.workspace,
             "trigger": run.event.get("trigger") or run.event.get("kind", ""), "created": run.created_at[:19].replace("T", " "),
             "duration": human_duration(duration(run)), "cost": money(cost.cost, cost.currency) + ("" if cost.final else " so far"),
             "heartbeat": heartbeat(ctx, run), "error": run.error.code if run.error else "", "open": run.state != S.DESTROYED,
@@ -63,14 +66,22 @@ def index_view(ctx: Context) -> dict:
 
 
 def run_view(ctx: Context, run_id: str, log_lines: int = 200) -> dict:
+    """The run page: its results first (outcome, result, output objects, traceback),
+    then its timeline, cost and history; the workload's and agent's log lines."""
     run = ctx.ledger.get(run_id)
     vms = run_vms(ctx, run)
     logs = RunLogs(ctx, run_id)
-    lines = logs.new_lines()  # reads the run's activation records too
+    everything = logs.new_lines()  # reads the run's activation records too
+    lines = [line for line in everything if line.source in DEFAULT_SOURCES]
+    objects, note = output_objects_or_note(ctx, run, links=False)
+    result = workload_result(run)
     return {"run": run_row(ctx, run), "record": run, "svg": timeline_svg(run, vms), "cost": cost_lines(cost_of(ctx, run, vms)),
             "transitions": run.transitions, "activities": run.activities, "activations": logs.activations[::-1],
             "logs": [format_line(line) for line in lines[-log_lines:]], "log_count": len(lines),
-            "error": run.error, "vms": vms}
+            "hidden_count": len(everything) - len(lines), "error": run.error, "vms": vms,
+            "result": None if result is None else json.dumps(result, indent=2, default=str),
+            "objects": [{"name": o.name, "size": human_size(o.size)} for o in objects], "objects_note": note,
+            "traceback": ctx.scrubber.scrub(workload_traceback(run))}
 
 
 def run_svg(ctx: Context, run_id: str) -> str:
@@ -80,8 +91,11 @@ def run_svg(ctx: Context, run_id: str) -> str:
 
 
 def logs_view(ctx: Context, run_id: str, source: str | None = None, worker: int | None = None) -> dict:
+    """A run's log lines: the workload's and agent's by default, ``source="all"`` for every
+    source, or one source."""
     run = ctx.ledger.get(run_id)
-    lines = RunLogs(ctx, run_id, worker, [source] if source else None).new_lines()
+    sources = None if source == "all" else [source] if source else list(DEFAULT_SOURCES)
+    lines = RunLogs(ctx, run_id, worker, sources).new_lines()
     return {"run": run_row(ctx, run), "logs": [format_line(line) for line in lines], "source": source, "worker": worker}
 
 

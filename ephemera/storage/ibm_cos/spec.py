@@ -58,7 +58,7 @@ class IBMCOSSpec(StorageBackendSpec):
                                                           "secret_access_key": cos.secret_access_key})
         raise ConfigError("ibm_cos.trusted_profile_id", "missing: with IAM the run's VMs need an identity of their own "
                           "(an API key is never handed to a VM, and COS presigns only with HMAC keys)",
-                          "create a trusted profile for the VMs (README, 'VM identity') and set its id, or use HMAC keys")
+                          "create a trusted profile for the VMs (docs/ibm-cloud.md, 'Create once', step 5) and set its id, or use HMAC keys")
 
     def vm_credentials(self, config, access: VMAccess, scope: RunScope) -> dict | None:
         if access.identity is not None or not access.credentials:
@@ -66,7 +66,7 @@ class IBMCOSSpec(StorageBackendSpec):
         if not scope.vms_on_host:
             raise ConfigError("ibm_cos.trusted_profile_id", "missing: the run's cloud VMs would get the controller's HMAC keys "
                               "(long-lived, instance-wide: COS cannot scope or expire them per run)",
-                              "create a trusted profile for the VMs (README, 'VM identity') and set ibm_cos.trusted_profile_id; "
+                              "create a trusted profile for the VMs (docs/ibm-cloud.md, 'Create once', step 5) and set ibm_cos.trusted_profile_id; "
                               "the controller may keep its HMAC keys, the VMs then authenticate as the profile")
         return dict(access.credentials)
 
