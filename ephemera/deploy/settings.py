@@ -1,4 +1,5 @@
-"""The config sections of the deploy targets: ``code_engine`` and ``openwhisk``.
+"""The config sections of the deploy targets: ``code_engine``, ``openwhisk`` and ``aws_lambda``
+(the last in :mod:`ephemera.deploy.aws.settings`).
 
 Each platform's limits are facts of the platform, checked when the config loads:
 
@@ -20,6 +21,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
 
 from ephemera.config.sections import Duration, Name
+from ephemera.deploy.aws.settings import AwsLambdaSection
 from ephemera.sections import Invalid, Label, Section
 
 CE_FUNCTION_MAX_SECONDS = 120  # Code Engine limits: "Length of runtime | 120 seconds" for functions
@@ -89,4 +91,4 @@ class OpenWhiskSection(Section):
         return self
 
 
-SECTIONS: dict[str, type[Section]] = {"code_engine": CodeEngineSection, "openwhisk": OpenWhiskSection}
+SECTIONS: dict[str, type[Section]] = {"code_engine": CodeEngineSection, "openwhisk": OpenWhiskSection, "aws_lambda": AwsLambdaSection}
