@@ -138,9 +138,32 @@ def _events(action: str, event: dict, config: dict, env: Mapping[str, str]) -> d
         failed = [r for r in results if "error" in r]
         return {"records": results, **({"error": failed[0]["error"]} if failed else {})}
     if event.get("ephemera_kind") == "alarm" and isinstance(event.get(SCHEDULE_ARN), str):
+        _check_scheduled(action, event, config)
         return invoke(action, {**base, **event})
     raise EventError("<event>", "is neither an S3 notification nor the input of this deployment's schedules",
                      "invoke the direct function (without -events) for a manual request")
+
+
+def _check_scheduled(action: str, event: dict, config: dict) -> None:
+    """EventError unless ``event`` is what one of the deployment's schedules for ``action``
+    sends: an alarm trigger of the config bound to this action by a rule (or the reaper's
+    schedule), with exactly that rule's params and the trigger's payload. Whoever may
+    invoke the function can then only fire an alarm early, never with params of their own."""
+    name = event.get("ephemera_trigger")
+    own = {k: v for k, v in event.items() if not k.startswith("ephemera_")}
+    rules = config.get("rules") or []
+    prefix = (config.get("aws_lambda") or {}).get("prefix") or "ephemera"
+    if action == "reap" and name == f"{prefix}-reaper" and not any(r.get("action") == "reap" for r in rules):
+        expected: list[dict] = [{}]
+    else:
+        trig = next((t for t in config.get("triggers") or [] if t.get("name") == name and t.get("kind") == "alarm"), None)
+        expected = [{**(r.get("params") or {}), **(trig.get("payload") or {})} for r in rules
+                    if trig is not None and r.get("trigger") == name and r.get("action") == action]
+    if not expected:
+        raise EventError("ephemera_trigger", f"{name!r} is not an alarm this deployment binds to '{action}'",
+                         "invoke the direct function for a manual request")
+    if own not in expected:
+        raise EventError("<event>", f"its params are not the ones the schedule of '{name}' sends", "re-deploy with `ephemera deploy aws`")
 
 
 def _retryable(result: dict) -> bool:
