@@ -108,3 +108,16 @@ def test_the_plan_replays_against_moto_twice(dry_run, s3_endpoint, unique_bucket
     assert {c["LambdaFunctionArn"].rsplit(":", 1)[1] for c in note["LambdaFunctionConfigurations"]} == {"ephemera-destroy-events"}
     secret = boto("secretsmanager", s3_endpoint).get_secret_value(SecretId="ephemera-config")["SecretString"]
     assert json.loads(secret) == json.loads((out_dir / "aws-config-secret.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("architecture, machine", [("x86_64", "x86_64"), ("arm64", "aarch64")])
+def test_the_function_zip_carries_its_dependencies_for_the_runtime(tmp_path, architecture, machine):
+    """pip installs the functions' requirements for CPython 3.13 on the function's instruction
+    set, at the zip's root beside ``ephemera`` (Lambda puts /var/task on sys.path)."""
+    path = build_lambda_zip(tmp_path / "f.zip", python="3.13", architecture=architecture)
+    names = zipfile.ZipFile(path).namelist()
+    assert f"pydantic_core/_pydantic_core.cpython-313-{machine}-linux-gnu.so" in names
+    assert "croniter/__init__.py" in names and "yaml/__init__.py" in names and "ephemera/actions/lambda_entry.py" in names
+    assert not any(n.startswith(("ibm_", "boto3/")) for n in names)  # IBM only when the config needs it; boto3 is the runtime's
+    assert path.stat().st_size < 50 * 1024 * 1024
