@@ -121,3 +121,33 @@ def test_the_function_zip_carries_its_dependencies_for_the_runtime(tmp_path, arc
     assert "croniter/__init__.py" in names and "yaml/__init__.py" in names and "ephemera/actions/lambda_entry.py" in names
     assert not any(n.startswith(("ibm_", "boto3/")) for n in names)  # IBM only when the config needs it; boto3 is the runtime's
     assert path.stat().st_size < 50 * 1024 * 1024
+
+
+def test_a_real_deploy_runs_the_steps_and_removes_the_secret_file(config_file, tmp_path, monkeypatch, s3_endpoint):
+    """Without --dry-run: the run bundle is published, each step's commands run in order
+    (probe, then create when it fails), every file a command names exists while it runs,
+    and the folder holding the config's secrets is gone afterwards."""
+    monkeypatch.setattr(cli, "build_lambda_zip", lambda path, **kw: build_lambda_zip(path, **{**kw, "with_deps": False}))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    ran: list[list[str]] = []
+    seen_secret: list[str] = []
+
+    def runner(cmd: list[str]) -> int:
+        ran.append(cmd)
+        for word in cmd:
+            if word.startswith(("file://", "fileb://")):
+                path = Path(word.split("://", 1)[1])
+                assert path.is_file(), word
+                if path.name == "aws-config-secret.json":
+                    seen_secret.append(str(path))
+        return 1 if cmd[2] in ("get-role", "get-function", "describe-secret", "get-schedule", "get-schedule-group",
+                               "remove-permission") else 0
+
+    printed = io.StringIO()
+    assert cli.main(["aws", "--config", str(config_file), "--out", str(tmp_path / "build")], out=printed, runner=runner) == 0
+    verbs = [c[2] for c in ran]
+    assert "create-secret" in verbs and "create-function" in verbs and "update-function-code" not in verbs
+    assert seen_secret and not Path(seen_secret[0]).exists()  # the temporary secret folder is removed
+    for value in SECRET_VALUES:
+        assert value not in printed.getvalue() and not any(value in " ".join(c) for c in ran)
