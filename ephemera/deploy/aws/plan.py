@@ -48,6 +48,7 @@ HANDLER = "ephemera.actions.lambda_entry.handler"
 DIRECT_ACTIONS = ("apply", "destroy", "status", "reap")
 MAX_ENV_BYTES = 4096  # Lambda: "the total size of all environment variables doesn't exceed 4 KB"
 MAX_NAME = 64  # function and role names: at most 64 characters
+LAMBDA_HOME = "/tmp/ephemera"  # the config's home names the deploying machine; /tmp is a function's only writable folder
 
 
 @dataclass
@@ -157,7 +158,7 @@ def _function_steps(fn: Function, settings: dict, role: str, zip_path: str, env_
 
 def _env(fn: Function, secret: str, digest: str) -> str:
     variables = {"EPHEMERA_ACTION": fn.action, "EPHEMERA_ENTRY": fn.entry, "EPHEMERA_CONFIG_SECRET": secret,
-                 "EPHEMERA_CONFIG_SHA256": digest}
+                 "EPHEMERA_CONFIG_SHA256": digest, "EPHEMERA_HOME": LAMBDA_HOME}
     if fn.rule_params:
         variables["EPHEMERA_RULE_PARAMS"] = json.dumps(fn.rule_params, sort_keys=True, separators=(",", ":"))
     if len(json.dumps(variables).encode()) > MAX_ENV_BYTES:

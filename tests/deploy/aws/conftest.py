@@ -81,7 +81,8 @@ def function(deployed, tmp_path) -> Iterator:
     started: list[Function] = []
 
     def start(action: str, entry: str, **env: str) -> Function:
-        fn = Function({**deployed, "EPHEMERA_ACTION": action, "EPHEMERA_ENTRY": entry, **env}, tmp_path)
+        home = str(tmp_path / "lambda-tmp" / "ephemera")  # as the deploy sets it: the function's /tmp, not the config's home
+        fn = Function({**deployed, "EPHEMERA_ACTION": action, "EPHEMERA_ENTRY": entry, "EPHEMERA_HOME": home, **env}, tmp_path)
         started.append(fn)
         return fn
 

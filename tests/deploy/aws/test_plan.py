@@ -71,7 +71,7 @@ def test_functions_roles_and_who_may_invoke_them(tmp_path):
     assert "file:///s/config.json" in text
     env = json.loads(p.files["lambda/ephemera-destroy-events-env.json"])["Variables"]
     assert env == {"EPHEMERA_ACTION": "destroy", "EPHEMERA_ENTRY": "events", "EPHEMERA_CONFIG_SECRET": "ephemera-config",
-                   "EPHEMERA_CONFIG_SHA256": "ab" * 32}
+                   "EPHEMERA_CONFIG_SHA256": "ab" * 32, "EPHEMERA_HOME": "/tmp/ephemera"}
 
 
 def test_each_role_allows_only_what_its_action_needs(tmp_path):
