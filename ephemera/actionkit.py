@@ -54,6 +54,7 @@ class ReasonCode(str, Enum):
     ALREADY_DESTROYED = "ALREADY_DESTROYED"  # the run is DESTROYED
     WAITING_FOR_WORKSPACE = "WAITING_FOR_WORKSPACE"  # the engine found the workspace busy: the run waits (REQUESTED)
     OUTSIDE_SCHEDULE = "OUTSIDE_SCHEDULE"  # an alarm fired before its start_date or after its stop_date
+    TEST_EVENT = "TEST_EVENT"  # a platform's test delivery (S3's s3:TestEvent), not an event
 
     def __str__(self) -> str:
         return self.value

@@ -92,6 +92,14 @@ class AuthError(EphemeraError):
         super().__init__("authentication required")
 
 
+class ConfigUnavailableError(EphemeraError):
+    """A deployed entry point could not fetch its bound config (the secret store was
+    unreachable or throttled); a later delivery may succeed."""
+
+    code = "CONFIG_UNAVAILABLE"
+    retryable = True
+
+
 class StorageError(EphemeraError):
     """A storage call failed."""
 

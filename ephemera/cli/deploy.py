@@ -3,6 +3,7 @@
     ephemera deploy package [--target openwhisk|code-engine] [--out PATH]
     ephemera deploy openwhisk [--dry-run] [--out DIR] [--cli wsk|"ibmcloud fn"]
     ephemera deploy code-engine [--dry-run] [--out DIR] [--project NAME] [--rotate-invoke-token]
+    ephemera deploy aws [--dry-run] [--out DIR]
 
 All take ``--config FILE`` (default: the usual config locations). The package (zip or
 source folder) is built into ``--out DIR`` (default ``.ephemera-build``). The config's
@@ -41,6 +42,9 @@ from ephemera.deploy import steps as steps_mod
 from ephemera.deploy import invoke_token
 from ephemera.deploy.bound import DIGEST_PARAM, config_digest
 from ephemera.deploy.code_engine import SECRET, check_runtime, code_engine_plan, invoke_env_file_for
+from ephemera.deploy.aws.package import build_lambda_zip
+from ephemera.deploy.aws.plan import aws_plan
+from ephemera.config.aws_lambda import AwsLambdaSection
 from ephemera.deploy.openwhisk import openwhisk_plan
 from ephemera.deploy.package import build_openwhisk_zip, build_source_bundle
 from ephemera.config.deploy_targets import CodeEngineSection
@@ -72,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--project", help="Code Engine project name (default: code_engine.project)")
     p.add_argument("--rotate-invoke-token", action="store_true",
                    help="make a new invoke token for the functions (callers holding the old one are refused from then on)")
+    sub.add_parser("aws", parents=[plan], help="deploy to AWS Lambda, EventBridge Scheduler and S3 notifications (aws CLI)")
     return parser
 
 
@@ -188,6 +193,34 @@ def deploy_code_engine(args, out: TextIO, runner: Runner | None = None) -> int:
             shutil.rmtree(secret_dir, ignore_errors=True)
 
 
+def deploy_aws(args, out: TextIO, runner: Runner | None = None) -> int:
+    """The config in a Secrets Manager secret (from a 0600 file), the functions from the
+    Lambda zip, their roles, schedules and S3 notifications (:mod:`ephemera.deploy.aws.plan`)."""
+    config = load_config(args.config)
+    out_dir = Path(args.out).resolve()
+    secret_dir, temporary = _secret_dir(args.dry_run, out_dir)
+    try:
+        secret_file = secret_dir / "aws-config-secret.json"
+        files_dir = (out_dir if args.dry_run else secret_dir) / "aws"
+        config, first = _bind_bundle(config, args, out_dir, out)
+        bound = config.to_dict(redact=False)
+        plan = aws_plan(config, zip_path=str(out_dir / "ephemera-lambda.zip"), secret_file=str(secret_file),
+                        config_sha256=config_digest(bound), files_dir=str(files_dir))
+        settings = config.section(AwsLambdaSection)
+        needs_ibm = config.storage.backend == "ibm_cos" or config.engine.backend == "schematics"
+        build_lambda_zip(out_dir / "ephemera-lambda.zip", python=settings.runtime.removeprefix("python"),
+                         architecture=settings.architecture, needs_ibm=needs_ibm, wheel_dir=out_dir / "wheels", say=_say(out))
+        for relative, content in plan.files.items():
+            write_private(files_dir / relative, content)
+        write_private(secret_file, json.dumps(bound, default=str))
+        header = [f"# {len(plan.functions)} functions, none with a URL: direct ones are invoked by IAM principals "
+                  "allowed lambda:InvokeFunction, -events ones by this account's S3 buckets and schedules"]
+        return _finish(first + plan.steps, args, out, runner, out_dir, secret_file, header)
+    finally:
+        if temporary:
+            shutil.rmtree(secret_dir, ignore_errors=True)
+
+
 def package(args, out: TextIO) -> int:
     config = load_config(args.config)
     wheels = Path(DEFAULT_OUT).resolve() / "wheels"
@@ -208,6 +241,8 @@ def main(argv: list[str] | None = None, *, out: TextIO | None = None, runner: Ru
             return package(args, out)
         if args.target == "openwhisk":
             return deploy_openwhisk(args, out, runner)
+        if args.target == "aws":
+            return deploy_aws(args, out, runner)
         return deploy_code_engine(args, out, runner)
     except EphemeraError as exc:
         print(f"error: {exc.message}", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""The config sections of the deploy targets: ``code_engine`` and ``openwhisk``.
+"""The config sections of the deploy targets: ``code_engine``, ``openwhisk`` and ``aws_lambda``
+(the last in :mod:`ephemera.config.aws_lambda`).
 
 Each platform's limits are facts of the platform, checked when the config loads:
 
@@ -21,6 +22,7 @@ from croniter import croniter
 from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
 
 from ephemera.config.sections import Duration, Name
+from ephemera.config.aws_lambda import AwsLambdaSection
 from ephemera.sections import Invalid, Label, Section
 
 CE_FUNCTION_MAX_SECONDS = 120  # Code Engine limits: "Length of runtime | 120 seconds" for functions
@@ -88,4 +90,4 @@ class OpenWhiskSection(Section):
         return self
 
 
-SECTIONS: dict[str, type[Section]] = {"code_engine": CodeEngineSection, "openwhisk": OpenWhiskSection}
+SECTIONS: dict[str, type[Section]] = {"code_engine": CodeEngineSection, "openwhisk": OpenWhiskSection, "aws_lambda": AwsLambdaSection}

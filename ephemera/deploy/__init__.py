@@ -1,4 +1,4 @@
-"""Deploying Ephemera's actions to IBM Cloud Code Engine and Apache OpenWhisk.
+"""Deploying Ephemera's actions to IBM Cloud Code Engine, Apache OpenWhisk and AWS Lambda.
 
 - the ``code_engine`` and ``openwhisk`` config sections and the platform limits they are
   checked against live in the config floor (:mod:`ephemera.config.deploy_targets`).
@@ -13,6 +13,8 @@
 - :mod:`ephemera.deploy.invoke_token`: the Code Engine functions' per-deployment invoke
   token (made, kept 0600, checked in constant time).
 - :mod:`ephemera.deploy.bound`: the digest of the config an OpenWhisk package binds.
+- :mod:`ephemera.deploy.aws`: everything of ``ephemera deploy aws`` (Lambda functions,
+  EventBridge Scheduler schedules, S3 notifications, IAM roles, the function zip).
 
 ``ephemera deploy ...`` (:mod:`ephemera.cli.deploy`) drives them. Secrets never appear
 on a command line: the bound config goes into a parameter file (OpenWhisk

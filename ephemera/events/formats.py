@@ -5,6 +5,8 @@ Formats (see DESIGN.md, "Events"):
 - OpenWhisk alarm feed: the trigger payload merged into params; Ephemera's
   ``functions-create.sh`` puts ``ephemera_kind: alarm`` and ``ephemera_trigger`` in
   it. No fire time is added by the feed; the local runtime adds ``ephemera_time``.
+- EventBridge Scheduler (``ephemera deploy aws``): the schedule's input, an alarm with
+  ``ephemera_time`` (its scheduled time) and ``ephemera_schedule_arn``.
 - OpenWhisk COS feed ``/whisk.system/cos/changes``: ``{bucket, endpoint, key,
   notification: {bucket_name, object_name, event_type, object_length, ...}}``.
 - Manual invoke: anything else; ``ephemera_kind: manual`` may be explicit.
@@ -63,10 +65,16 @@ def parse_local_write(params: dict) -> Event:
     )
 
 
+def _alarm_source(params: dict) -> str:
+    if "ephemera_schedule_arn" in params:  # the input an EventBridge schedule of `ephemera deploy aws` sends
+        return "aws_scheduler"
+    return "openwhisk_alarm" if "ephemera_time" not in params else "local_alarm"
+
+
 def parse_alarm(params: dict) -> Event:
     return Event(
         kind="alarm",
-        source="openwhisk_alarm" if "ephemera_time" not in params else "local_alarm",
+        source=_alarm_source(params),
         time=parse_time("ephemera_time", params.get("ephemera_time")),
         trigger=params.get("ephemera_trigger"),
         payload=payload(params, set()),
