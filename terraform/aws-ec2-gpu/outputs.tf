@@ -41,13 +41,14 @@ output "private_ips" {
 }
 
 output "workers" {
-  description = "Per worker: index, instance id, private IP, zone, instance type and market (spot or on-demand)."
+  description = "Per worker: index, instance id, private IP, zone, instance type (also as profile) and market (spot or on-demand)."
   value = [for i, vm in aws_instance.worker : {
     worker        = i
     id            = vm.id
     private_ip    = vm.private_ip
     zone          = vm.availability_zone
     instance_type = vm.instance_type
+    profile       = vm.instance_type # the name Ephemera's cost and run records read
     market        = var.spot ? "spot" : "on-demand"
   }]
 }

@@ -154,3 +154,21 @@ def test_images_and_types(stack):
 
 def test_outputs_for_run_record_and_bridge(stack):
     assert {"instance_ids", "private_ips", "vpc_id", "workers", "run_id", "vm_role_arn", "instance_profile"} <= set(stack["output"])
+
+
+def test_cost_knows_the_stacks_instance_types(stack):
+    """The price table has every type the stack accepts (estimates, said so), with the GPUs
+    the stack promises; a run's profile is its configured ``instance_type``, else the default."""
+    from ephemera.model.cost import PRICES, run_profile, stack_profile
+    from ephemera.model.runs import RunRecord
+
+    rule = re.search(r'can\(regex\("([^"]+)", var\.instance_type\)\)', (STACK / "variables.tf").read_text()).group(1).replace("\\\\", "\\")
+    aws = {name for name in PRICES if re.search(rule, name)}
+    assert len(aws) == 26 and all(PRICES[name].estimate and PRICES[name].hourly > 0 for name in aws)
+    assert {name: PRICES[name].gpus for name in ("g6.xlarge", "g6e.12xlarge", "g5.48xlarge", "p5.48xlarge")} == \
+        {"g6.xlarge": 1, "g6e.12xlarge": 4, "g5.48xlarge": 8, "p5.48xlarge": 8}
+    assert stack_profile(STACK) == "g6.xlarge"
+    run = RunRecord(run_id="r", workspace="w", engine="terraform")
+    assert run_profile(run, {"workspace": {"variables": {"instance_type": "g6e.xlarge"}}}, STACK) == "g6e.xlarge"
+    run.outputs = {"workers": [{"worker": 0, "instance_type": "g5.xlarge", "profile": "g5.xlarge"}]}
+    assert run_profile(run, {}, STACK) == "g5.xlarge"

@@ -81,6 +81,8 @@ def test_apply_and_destroy_spot_and_on_demand_runs_against_moto(aws_env, tmp_pat
         run_id, workspace = plain["run_id"], plain["workspace"]
         outputs = engine.outputs(workspace)
         assert outputs["run_id"] == run_id and outputs["image"] == newest, "not the newest image by number"
+        assert [(w["profile"], w["market"]) for w in outputs["workers"]] == \
+            [(plain["instance_type"], "spot" if kind == "spot" else "on-demand")] * plain["worker_count"]
         vpcs = _tagged(ec2, "describe_vpcs", "Vpcs", run_id)
         assert [v["VpcId"] for v in vpcs] == [outputs["vpc_id"]]
         assert [s["SubnetId"] for s in _tagged(ec2, "describe_subnets", "Subnets", run_id)] == [outputs["subnet_id"]]
@@ -133,3 +135,26 @@ def test_apply_and_destroy_spot_and_on_demand_runs_against_moto(aws_env, tmp_pat
         states = {i["State"]["Name"] for r in _tagged(ec2, "describe_instances", "Reservations", run_id) for i in r["Instances"]}
         assert states == {"terminated"}, states
     assert iam.list_roles()["Roles"] == [] and iam.list_instance_profiles()["InstanceProfiles"] == []
+
+
+def test_plan_prices_the_stacks_instances(aws_env, tmp_path):
+    """``ephemera plan`` of the stack (a Terraform plan against moto, nothing created): the
+    planned instances, their type and its price, from the config's ``instance_type``."""
+    from ephemera.context import Context
+    from ephemera.lifecycle.plan import plan_workspace
+
+    url = aws_env["url"]
+    home = tmp_path / "home"
+    config = load_config({"home": str(home), "storage": {"backend": "aws_s3", "bucket": "eph-state"},
+                          "aws_s3": {"endpoint": url, "region": "us-east-1"}, "engine": {"backend": "terraform"},
+                          "terraform": {"binary": "terraform"},
+                          "workspace": {"name": "gpu", "stack": str(stack_against(url, tmp_path / "aws-ec2-gpu")),
+                                        "variables": {"worker_count": 3, "instance_type": "g5.12xlarge", "image_owners": ["self"]}},
+                          "workload": {"entry": "ephemera.workloads.smoke:main"}})
+    report = plan_workspace(Context(config))
+    creates = {r.address.split("[")[0] for r in report.plan.resources if r.action == "create"}
+    assert {"aws_instance.worker", "aws_iam_role.vm", "aws_iam_instance_profile.vm", "aws_vpc.run"} <= creates, creates
+    assert (report.instances, report.profile, report.gpus) == (3, "g5.12xlarge", 12)
+    assert report.price is not None and report.per_hour == pytest.approx(3 * report.price.hourly)
+    ec2 = aws_client(url, "ec2")
+    assert _tagged(ec2, "describe_vpcs", "Vpcs", "gpu-plan") == [], "a plan created something"
