@@ -13,8 +13,9 @@ locals {
     "ephemera:run"       = var.run_id
     "ephemera:workspace" = var.workspace
   })
-  # AWS names (IAM roles: 64 chars): the run id, shortened; the tags hold it whole
-  name = "eph-${trim(substr(replace(var.run_id, "/[^A-Za-z0-9-]/", "-"), 0, 40), "-")}"
+  # AWS names (IAM roles: 64 chars, unique in the account): the run id's start and a hash of
+  # all of it (a long workspace name must not cut off the part that tells runs apart); the tags hold it whole
+  name = "eph-${trim(substr(replace(var.run_id, "/[^A-Za-z0-9-]/", "-"), 0, 30), "-")}-${substr(sha256(var.run_id), 0, 10)}"
   zone = var.availability_zone != "" ? var.availability_zone : try(sort(data.aws_ec2_instance_type_offerings.zones.locations)[0], "")
 
   # the image families: name pattern (two numbers: the serial date and its point release) and

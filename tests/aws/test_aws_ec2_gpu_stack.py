@@ -172,3 +172,12 @@ def test_cost_knows_the_stacks_instance_types(stack):
     assert run_profile(run, {"workspace": {"variables": {"instance_type": "g6e.xlarge"}}}, STACK) == "g6e.xlarge"
     run.outputs = {"workers": [{"worker": 0, "instance_type": "g5.xlarge", "profile": "g5.xlarge"}]}
     assert run_profile(run, {}, STACK) == "g5.xlarge"
+
+
+def test_names_tell_runs_apart_whatever_the_workspace_name(stack):
+    """IAM role and instance profile names are unique in the account (64 chars at most): the
+    shortened run id is followed by a hash of the whole id, so two runs of a workspace with a
+    long name, whose ids differ only after the cut, still get different names."""
+    name = stack["locals"]["name"]
+    assert "sha256(var.run_id)" in name and "0, 30" in name
+    assert stack["resource"]["aws_iam_role"]["vm"]["name"] == "${local.name}-vm"

@@ -61,6 +61,7 @@ def _tagged(ec2, call: str, key: str, run_id: str) -> list:
     return getattr(ec2, call)(Filters=[{"Name": "tag:ephemera:run", "Values": [run_id]}])[key]
 
 
+@pytest.mark.timeout(1200)  # two applies and destroys of 13 resources each: 4-8 min on a loaded 2-core machine
 def test_apply_and_destroy_spot_and_on_demand_runs_against_moto(aws_env, tmp_path):
     url = aws_env["url"]
     engine = _engine(stack_against(url, tmp_path / "aws-ec2-gpu"), tmp_path / "home")
@@ -137,6 +138,7 @@ def test_apply_and_destroy_spot_and_on_demand_runs_against_moto(aws_env, tmp_pat
     assert iam.list_roles()["Roles"] == [] and iam.list_instance_profiles()["InstanceProfiles"] == []
 
 
+@pytest.mark.timeout(600)
 def test_plan_prices_the_stacks_instances(aws_env, tmp_path):
     """``ephemera plan`` of the stack (a Terraform plan against moto, nothing created): the
     planned instances, their type and its price, from the config's ``instance_type``."""
@@ -158,3 +160,20 @@ def test_plan_prices_the_stacks_instances(aws_env, tmp_path):
     assert report.price is not None and report.per_hour == pytest.approx(3 * report.price.hourly)
     ec2 = aws_client(url, "ec2")
     assert _tagged(ec2, "describe_vpcs", "Vpcs", "gpu-plan") == [], "a plan created something"
+
+
+@pytest.mark.timeout(600)
+def test_a_prefix_with_an_iam_wildcard_is_refused_before_anything_is_made(aws_env, tmp_path):
+    """An attacker who could put ``*`` into a run's prefixes (an output prefix, a run id) would
+    widen the VMs' role to other runs' objects: the stack refuses such a ``run_prefixes``, as the
+    STS session policy does, before any resource exists."""
+    from ephemera.errors import EngineError
+
+    url = aws_env["url"]
+    engine = _engine(stack_against(url, tmp_path / "aws-ec2-gpu"), tmp_path / "home")
+    plain, secure, _ = _variables("gpu-20261207T040002Z-1a2b3c4d5e6f7a8b", False, 1)
+    plain["run_prefixes"] = {**plain["run_prefixes"], "output": ["outputs/*"]}
+    with pytest.raises(EngineError) as refused:
+        engine.plan(plain["workspace"], plain["run_id"], plain, secure)
+    assert "without IAM wildcards" in (refused.value.log_tail or ""), refused.value.log_tail
+    assert _tagged(aws_client(url, "ec2"), "describe_vpcs", "Vpcs", plain["run_id"]) == []
