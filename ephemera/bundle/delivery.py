@@ -25,8 +25,10 @@ failed anyway). Where the spec offers a presigner (S3: a boot session allowed on
 these objects), it signs every URL, so no URL names the controller's key. The
 documents become the Terraform variable ``vm_boot`` (one base64 JSON per worker,
 declared ``sensitive`` by every stack and handed to the engine as a secure variable,
-which Schematics never shows again), and the bootstrap program itself
-``bootstrap_script`` (gzip + base64), so a VM runs the controller's own bootstrap.
+which Schematics never shows again), the bootstrap program itself
+``bootstrap_script`` (gzip + base64), so a VM runs the controller's own bootstrap, and
+``run_prefixes`` (:func:`prefixes_variable`), the run's prefixes for a stack that
+scopes a per-run VM identity to them.
 """
 
 from __future__ import annotations
@@ -102,6 +104,15 @@ def run_scope(ctx, run, ref: BundleRef) -> RunScope:
                     vms_on_host=engine_spec(ctx.config.engine.backend).vms_on_host(ctx.config))
 
 
+def prefixes_variable(scope: RunScope) -> dict:
+    """The stacks' ``run_prefixes`` variable: what the run's VMs may touch (no secret), so a
+    stack that gives its VMs a per-run identity (aws-ec2-gpu: an instance profile) can
+    scope that identity's policy to the run without knowing the storage layout."""
+    p = scope.prefixes
+    return {"state_bucket": scope.state_bucket, "output_bucket": scope.output_bucket,
+            "read": list(p.read), "write": list(p.write), "output": list(p.output)}
+
+
 def remove_credentials(storage: Storage, bucket: str, run_id: str) -> int:
     """Delete the run's credentials objects a VM did not delete itself; how many there were."""
     left = list(storage.list(bucket, layout.credentials_prefix(run_id)))
@@ -145,6 +156,6 @@ def prepare_boot(ctx, run) -> Boot:
     for worker in workers:
         delivery = _credentials(storage, signer, bucket, creds_keys[worker], creds) if creds else None
         documents.append({**common, "worker": worker, "credentials": delivery})  # type: ignore[typeddict-item]  # common is a dict of BootDocument's fields
-    variables = {**access.variables, "bootstrap_script": bootstrap_script()}
+    variables = {**access.variables, "bootstrap_script": bootstrap_script(), "run_prefixes": prefixes_variable(scope)}
     return Boot(bundle=ref, documents=documents, variables=variables,
                 secure_variables={"vm_boot": [_encode(d) for d in documents]})

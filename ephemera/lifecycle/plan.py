@@ -24,9 +24,11 @@ from ephemera.engines.base import Planner
 from ephemera.engines.plan import Plan
 from ephemera.errors import EngineError, EphemeraError
 from ephemera.lifecycle.activities import stack_variables
-from ephemera.model.cost import Price, gpus_of, price_table, run_profile
+from ephemera.bundle.delivery import prefixes_variable
+from ephemera.model.cost import Price, gpus_of, instance_shape, price_table, run_profile
 from ephemera.model.jobs import JobSpec
 from ephemera.model.runs import RunRecord
+from ephemera.storage.spec import RunScope
 from ephemera.timeutil import now_utc
 
 
@@ -80,7 +82,10 @@ def plan_variables(ctx: Context, run_id: str) -> tuple[dict, dict, int]:
                     hard_deadline=deadline.isoformat(), job=job)
     plain, secure = stack_variables(ctx, run)
     placeholder = [base64.b64encode(json.dumps({"run_id": run_id, "worker": w, "plan": True}).encode()).decode() for w in range(workers)]
-    plain.update(vm_boot=placeholder, bootstrap_script="")  # a plan boots nothing: no bundle is uploaded
+    scope = RunScope(run_id=run_id, state_bucket=config.state_bucket, output_bucket=config.output_bucket,
+                     prefixes=layout.run_prefixes(run_id, job.output_prefix, "0" * 64), seconds=0)
+    # a plan boots nothing: no bundle is uploaded (its key is a placeholder in run_prefixes too)
+    plain.update(vm_boot=placeholder, bootstrap_script="", run_prefixes=prefixes_variable(scope))
     return plain, secure, workers
 
 
@@ -95,9 +100,10 @@ def plan_workspace(ctx: Context) -> PlanReport:
     plain, secure, workers = plan_variables(ctx, run_id)
     plan = engine.plan(workspace, run_id, plain, secure)
     table = price_table(config)
-    planned = [r for r in plan.resources if r.action in ("create", "replace") and r.attributes.get("profile") in table]
+    planned = [(r, shape) for r in plan.resources for shape in [instance_shape(r.attributes)]
+               if r.action in ("create", "replace") and shape in table]
     if planned:
-        instances, profile = len(planned), planned[0].attributes["profile"]
+        instances, profile = len(planned), str(planned[0][1])
     else:
         instances, profile = workers, run_profile(RunRecord(run_id=run_id, workspace=workspace, engine=engine_name), config,
                                                   stack_dir(config))

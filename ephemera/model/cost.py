@@ -4,7 +4,9 @@
 instance, the date and the source of each price. **The gx3 prices are estimates**:
 they were written without access to IBM Cloud's price list (the catalog's VPC virtual
 server pricing, which varies by region, account and contract), so each says so in its
-``source``; put the prices you pay in the config's ``cost.prices``, which win. The
+``source``; so are the EC2 GPU instance types' (on-demand, Linux, us-east-1, recalled
+without access to AWS's price list; spot runs are priced at on-demand until the table
+has a spot column). Put the prices you pay in the config's ``cost.prices``, which win. The
 local stack's "VMs" are processes on this machine and cost nothing.
 
 A run's VM-seconds come from its boot timeline: each VM from its ``booted`` phase to
@@ -26,7 +28,9 @@ if TYPE_CHECKING:
     from ephemera.config import Config
 
 LOCAL_PROFILE = "local"  # the local stack's "instances": processes on this machine
-STACK_PROFILE_RE = re.compile(r'variable\s+"profile"\s*\{[^}]*?default\s*=\s*"([^"]+)"', re.S)
+# the variables (and resource attributes) that name an instance's shape: IBM's profile, EC2's instance type
+PROFILE_VARIABLES = ("profile", "instance_type")
+STACK_PROFILE_RE = re.compile(r'variable\s+"(?:profile|instance_type)"\s*\{[^}]*?default\s*=\s*"([^"]+)"', re.S)
 _ESTIMATE = ("estimate (not read from IBM Cloud's price list, which could not be reached when this table was "
              "written): check the catalog's VPC virtual server pricing for your region and set cost.prices")
 
@@ -52,6 +56,18 @@ PRICES: dict[str, Price] = {p.profile: p for p in (
     Price("gx3-24x120x1l40s", 2.90, 1, "2026-12-02", _ESTIMATE, True),
     Price("gx3-48x240x2l40s", 5.80, 2, "2026-12-02", _ESTIMATE, True),
 )}
+_EC2_ESTIMATE = ("estimate (AWS's public on-demand price, Linux, us-east-1, as recalled when this table was written without "
+                 "access to the price list): check the EC2 pricing page for your region and set cost.prices")
+_EC2 = {  # instance type: (hourly on-demand USD, GPUs)
+    "g6.xlarge": (0.8048, 1), "g6.2xlarge": (0.9776, 1), "g6.4xlarge": (1.3232, 1), "g6.8xlarge": (2.0144, 1),
+    "g6.16xlarge": (3.3968, 1), "g6.12xlarge": (4.6016, 4), "g6.24xlarge": (6.6752, 4), "g6.48xlarge": (13.3504, 8),
+    "g6e.xlarge": (1.861, 1), "g6e.2xlarge": (2.24208, 1), "g6e.4xlarge": (3.00424, 1), "g6e.8xlarge": (4.52856, 1),
+    "g6e.16xlarge": (7.57719, 1), "g6e.12xlarge": (10.49264, 4), "g6e.24xlarge": (15.06559, 4), "g6e.48xlarge": (30.13118, 8),
+    "g5.xlarge": (1.006, 1), "g5.2xlarge": (1.212, 1), "g5.4xlarge": (1.624, 1), "g5.8xlarge": (2.448, 1),
+    "g5.16xlarge": (4.096, 1), "g5.12xlarge": (5.672, 4), "g5.24xlarge": (8.144, 4), "g5.48xlarge": (16.288, 8),
+    "p5.4xlarge": (6.88, 1), "p5.48xlarge": (55.04, 8),
+}
+PRICES.update({name: Price(name, hourly, gpus, "2026-12-07", _EC2_ESTIMATE, True) for name, (hourly, gpus) in _EC2.items()})
 _GPUS_RE = re.compile(r"x(\d+)(?:l4|l40s|v100|a100|h100|h200|mi300x)$")
 
 
@@ -92,8 +108,13 @@ def run_profile(run: RunRecord, config: Config, stack_dir: Path | None = None) -
     for vm in (run.outputs or {}).get("workers") or []:
         if isinstance(vm, dict) and vm.get("profile"):
             return str(vm["profile"])
-    configured = config.workspace.variables.get("profile")
+    configured = instance_shape(config.workspace.variables)
     return str(configured or stack_profile(stack_dir) or LOCAL_PROFILE)
+
+
+def instance_shape(values: dict) -> str | None:
+    """The instance profile named in stack variables or a planned resource's attributes."""
+    return next((str(values[name]) for name in PROFILE_VARIABLES if values.get(name)), None)
 
 
 @dataclass

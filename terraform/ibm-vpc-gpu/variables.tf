@@ -176,3 +176,11 @@ variable "debug_ssh_cidr" {
     error_message = "debug_ssh_cidr must not be 0.0.0.0/0: name your own address."
   }
 }
+
+# ---- what every stack is given ---------------------------------------------------------
+
+variable "run_prefixes" {
+  type        = any
+  default     = null
+  description = "The run's storage prefixes (set by Ephemera). Unused here: the trusted profile cannot be scoped per run (README, Security model); declared so Schematics gets no undeclared variable."
+}

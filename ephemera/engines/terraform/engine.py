@@ -306,6 +306,9 @@ class TerraformEngine:
         for src in self.settings.stack_dir.iterdir():
             if src.is_file() and not src.name.endswith((".tfstate", ".tfvars", ".tfvars.json")):
                 shutil.copy2(src, workdir / src.name)
+            elif src.is_dir() and not src.name.startswith("."):  # the stack's local modules (./modules/...)
+                shutil.rmtree(workdir / src.name, ignore_errors=True)
+                shutil.copytree(src, workdir / src.name)
 
     def _local_variables(self, workspace: str, run_id: str, values: dict) -> dict:
         declared = self.declared_variables()
