@@ -35,7 +35,8 @@ from typing import Callable, TextIO
 
 from ephemera.bundle.pack import pack
 from ephemera.bundle.store import bound_config, publish_config_bundle, stored
-from ephemera.config import Config, load_config
+from ephemera.cli.configflag import HELP, one_config
+from ephemera.config import Config, find_config_file, load_config
 from ephemera.deploy import steps as steps_mod
 from ephemera.deploy import invoke_token
 from ephemera.deploy.bound import DIGEST_PARAM, config_digest
@@ -56,9 +57,10 @@ RETIRED = ("# note: IBM Cloud Functions is retired (no new entities since 2023-1
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ephemera deploy", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", "-c", dest="deploy_config", metavar="FILE", help=HELP)
     sub = parser.add_subparsers(dest="target", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", help="config file (default: EPHEMERA_CONFIG_FILE, ./.ephemera.yaml, ~/.ephemera/config)")
+    common.add_argument("--config", "-c", metavar="FILE", help=HELP)
     p = sub.add_parser("package", parents=[common], help="build the OpenWhisk zip or the Code Engine source folder")
     p.add_argument("--target", dest="kind", choices=("openwhisk", "code-engine"), default="openwhisk")
     p.add_argument("--out", help=f"the zip file or source folder (default {DEFAULT_OUT}/{ZIP_NAME} or {DEFAULT_OUT}/code-engine)")
@@ -199,10 +201,15 @@ def package(args, out: TextIO) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None, *, out: TextIO | None = None, runner: Runner | None = None) -> int:
+def main(argv: list[str] | None = None, *, out: TextIO | None = None, runner: Runner | None = None,
+         top_config: str | None = None) -> int:
+    """``top_config``: an ``ephemera --config FILE deploy ...`` written before ``deploy``."""
     out = out or sys.stdout
     args = _parser().parse_args(argv)
     try:
+        args.config = one_config([top_config, args.deploy_config, args.config])
+        if args.target != "package":
+            _say(out)(f"config: {Path(args.config).resolve() if args.config else (find_config_file() or 'the defaults')}")
         if args.target == "package":
             return package(args, out)
         if args.target == "openwhisk":
