@@ -106,6 +106,9 @@ def cmd_config(args) -> int:
         print(json.dumps(json_schema(), indent=2))
         return 0
     config = _context(args).config
+    from ephemera.bundle.preflight import check_workload
+
+    check_workload(config)  # what an apply would refuse, said now
     print(f"# source: {config.source}")
     print(yaml.safe_dump(config.to_dict(redact=True), sort_keys=False), end="")
     return 0

@@ -16,6 +16,7 @@ SAMPLES = {
     errors.EphemeraError: ("plain", {"retryable": True}),
     errors.FieldError: ("a.b", "bad"),
     errors.ConfigError: ("storage.bucket", "missing", "set it"),
+    errors.ConfigErrors: ([errors.ConfigError("a", "missing"), errors.ConfigError("b.c", "bad", "fix it")],),
     errors.BootDocumentError: ("worker", "missing"),
     errors.AgentConfigError: ("run_id", "missing", "start the VM again"),
     errors.ParamError: ("run_id", "malformed"),
