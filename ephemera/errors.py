@@ -54,6 +54,12 @@ class ConfigError(FieldError):
     label = "config key"
 
 
+class ConfigFileError(ConfigError):
+    """The config file cannot be read or parsed: ``field`` is its path."""
+
+    label = "config file"
+
+
 class ConfigErrors(ConfigError):
     """Several problems found at once (a person fixes them in one pass, not one per try):
     ``problems`` holds each one's (field, message); ``field`` is the first one's."""
