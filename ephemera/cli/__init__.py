@@ -96,6 +96,10 @@ def cmd_invoke(args) -> int:
     params["config"] = ctx.config.to_dict(redact=False)
     result = importlib.import_module(f"ephemera.actions.{args.name}").main(params)
     print(json.dumps(result, indent=2, default=str))
+    if args.name == "apply" and result.get("state") in ("RUNNING", "APPLYING") and result.get("run_id"):
+        from ephemera.cli.up import destroy_path_hint
+
+        print(destroy_path_hint(ctx.config, result["run_id"]), file=sys.stderr)  # a run left up is never left unsaid
     return 1 if "error" in result else 0
 
 
