@@ -71,11 +71,11 @@ def handle(ctx: Context, params: dict) -> dict:
         return ignored(R.MARKER_GONE, f"marker '{event.key}' no longer exists", run_id=run_id)
     success = success and markers.is_valid(marker)  # an unreadable _SUCCESS.json is no success
     try:
-        run = finish_run(ctx, run_id, success, marker)
+        ended = finish_run(ctx, run_id, success, marker).state  # SUCCEEDED, FAILED or TIMED_OUT
         run = destroy_run(ctx, run_id, f"completion marker {markers.name(success)}")
     except StateConflictError:  # a concurrent delivery of the same marker (or the reaper) got there first
         return _not_open(ctx.ledger.get(run_id), ": handled by another invocation")
-    return _outcome(run, workload_failed=not success, workload="succeeded" if success else "failed")
+    return _outcome(run, workload_failed=not success, outcome=str(ended), workload="succeeded" if success else "failed")
 
 
 def _outcome(run: RunRecord, workload_failed: bool = False, **extra) -> dict:

@@ -192,6 +192,8 @@ def finish_run(ctx: Context, run_id: str, success: bool, marker: dict | None) ->
             record.vms = merge_reports(record.vms, vms)
         if success:
             record.enter(S.SUCCEEDED, "completion marker written")
+        elif markers.timed_out(marker or {}):  # killed at the hard deadline: it did not fail by itself
+            record.fail(markers.run_error(marker or {}), S.TIMED_OUT, "workload killed at the run's hard deadline")
         else:
             record.fail(markers.run_error(marker or {}), S.FAILED, "completion marker written")
 

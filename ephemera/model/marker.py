@@ -92,12 +92,23 @@ def is_valid(marker: dict) -> bool:
     return marker.get("status") != INVALID
 
 
+HARD_DEADLINE_TYPE = "HardDeadlineExceeded"  # the error type of the marker the agent writes when it kills the workload
+
+
+def timed_out(marker: dict) -> bool:
+    """Whether the workload was killed at the run's hard deadline (not failed by itself)."""
+    found = marker.get("error")
+    return isinstance(found, dict) and found.get("type") == HARD_DEADLINE_TYPE
+
+
 def run_error(marker: dict) -> RunError:
     """The run's error for a failure marker: the workload's error and log tail."""
     found = marker.get("error")
     err: dict = found if isinstance(found, dict) else {}
     if not is_valid(marker):
         return RunError("MARKER_INVALID", str(err.get("message", "the completion marker is not valid")))
+    if timed_out(marker):
+        return RunError("HARD_TIMEOUT", str(err.get("message", "")), str(marker.get("log_tail") or ""))
     return RunError("WORKLOAD_FAILED", f"{err.get('type', 'Error')}: {err.get('message', '')}", str(marker.get("log_tail") or ""))
 
 

