@@ -49,6 +49,8 @@ from ephemera.runkeys import with_signing_key
 from ephemera.storage import get_storage
 
 Runner = Callable[[list[str]], int]
+PREREQUISITES = ("# before these commands: `ibmcloud login`, `ibmcloud target -r REGION -g RESOURCE_GROUP`, and the "
+                 "Code Engine plugin (`ibmcloud plugin install code-engine`); they run in that account and region")
 DEFAULT_OUT = ".ephemera-build"
 ZIP_NAME = "ephemera-action.zip"
 RETIRED = ("# note: IBM Cloud Functions is retired (no new entities since 2023-12-28, end of life October 2024); "
@@ -182,6 +184,7 @@ def deploy_code_engine(args, out: TextIO, runner: Runner | None = None) -> int:
         config_json = json.dumps(config.to_dict(redact=False), separators=(",", ":"), default=str)
         write_private(env_file, f"EPHEMERA_CONFIG_JSON={config_json}\n")  # one unquoted KEY=VALUE line
         header = [f"# warning: {warning}"] if warning else []
+        header.append(PREREQUISITES)
         header.append(_bind_invoke_token(config, args, invoke_env_file))
         return _finish(plan_steps, args, out, runner, out_dir, env_file, header)
     finally:

@@ -288,3 +288,20 @@ def test_code_engine_object_write_job_carries_the_trigger_payload():
     job = next(c for c in cmds if c[2:4] == ["job", "create"] and flag(c, "--name").startswith("ephemera-inbox-apply"))
     env = next(word for word in job if word.startswith("EPHEMERA_RULE_PARAMS="))
     assert json.loads(env.partition("=")[2]) == {"note": "rule", "params": {"mode": "fast"}}
+
+
+def test_a_deploy_refuses_the_examples_placeholders():
+    """F25: the example's ``REPLACE-...`` values are refused before any plan, each named
+    by its key (never its value), all at once."""
+    import yaml
+
+    from ephemera.config import load_config
+    from ephemera.errors import ConfigErrors
+    from tests.deploy.conftest import REPO
+
+    raw = yaml.safe_load((REPO / "examples" / "ibm-cloud.yaml").read_text())
+    with pytest.raises(ConfigErrors) as info:
+        ce(load_config(raw))
+    fields = {field for field, _ in info.value.problems}
+    assert fields == {"ibm_cos.access_key_id", "ibm_cos.secret_access_key", "ibm.iam_api_key"}
+    assert "REPLACE-" not in info.value.message and "put your own value here" in info.value.message
