@@ -54,6 +54,27 @@ class ConfigError(FieldError):
     label = "config key"
 
 
+class ConfigFileError(ConfigError):
+    """The config file cannot be read or parsed: ``field`` is its path."""
+
+    label = "config file"
+
+
+class ConfigErrors(ConfigError):
+    """Several problems found at once (a person fixes them in one pass, not one per try):
+    ``problems`` holds each one's (field, message); ``field`` is the first one's."""
+
+    def __init__(self, errors: list[ConfigError]):
+        self.problems = [(e.field, e.message) for e in errors]  # plain data: the error pickles as it is
+        self.field = self.problems[0][0]
+        EphemeraError.__init__(self, f"{len(self.problems)} problems:\n" + "\n".join(f"  - {m}" for _, m in self.problems))
+
+    @staticmethod
+    def of(errors: list[ConfigError]) -> ConfigError:
+        """The one error of a list of one, else all of them as one :class:`ConfigErrors`."""
+        return errors[0] if len(errors) == 1 else ConfigErrors(errors)
+
+
 class ParamError(FieldError):
     """An action parameter is missing or malformed."""
 

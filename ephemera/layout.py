@@ -58,6 +58,11 @@ def job_key(run_id: str) -> str:
     return f"{JOBS}{run_id}.json"
 
 
+def apply_lease_key(run_id: str) -> str:
+    """Who is applying the run right now (host, process; signed with the run key)."""
+    return f"ephemera/applying/{run_id}.json"
+
+
 def heartbeat_prefix(run_id: str) -> str:
     return f"{HEARTBEATS}{run_id}/"
 
@@ -147,4 +152,5 @@ def run_state_prefixes(run_id: str) -> list[str]:
     heartbeats, credentials, logs, notifications, record lock, Lithops jobs): all empty
     before the run is requested. Its outputs live in the output bucket (:func:`output_prefix`)."""
     return [run_key(run_id), job_key(run_id), heartbeat_prefix(run_id), credentials_prefix(run_id),
-            log_prefix(run_id), f"{NOTIFIED}{run_id}/", lock_key(f"run-{run_id}/"), lithops_jobs_prefix(run_id)]
+            log_prefix(run_id), f"{NOTIFIED}{run_id}/", lock_key(f"run-{run_id}/"), lithops_jobs_prefix(run_id),
+            apply_lease_key(run_id)]

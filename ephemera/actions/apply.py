@@ -8,12 +8,15 @@ existing run with ``"duplicate": true``; a workspace held by another open run re
 carries the ``reason`` and its ``reason_code`` (``DUPLICATE_EVENT``, ``WORKSPACE_BUSY``,
 ``WAITING_FOR_WORKSPACE``). A run whose apply failed is an error result naming the
 run and the state it was left in (destroyed at once when the time budget allows, else
-by the reaper). Nothing is created for an event that fails to parse.
+by the reaper). Nothing is created for an event that fails to parse, nor for a workload
+whose entry or requirements are wrong (:mod:`ephemera.bundle.preflight`: every problem
+at once, before a VM is paid for).
 """
 
 from __future__ import annotations
 
 from ephemera.actionkit import ReasonCode, run_action, run_failed
+from ephemera.bundle.preflight import check_workload
 from ephemera.context import Context
 from ephemera.lifecycle import apply_run, destroy_run, request_run
 from ephemera.lifecycle.waiting import is_waiting
@@ -25,6 +28,7 @@ DESTROY_NOW_SECONDS = 30.0  # budget a failed apply's immediate destroy needs; w
 
 def handle(ctx: Context, params: dict) -> dict:
     event = parse_event(params)
+    check_workload(ctx.config)  # before anything is created: a typo found here costs no VM boot
     outcome = request_run(ctx, event)
     if not outcome.created:
         if outcome.duplicate:

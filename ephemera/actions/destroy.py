@@ -6,8 +6,11 @@ SUCCEEDED or FAILED, destroys the workspace and records DESTROYED once nothing i
 left. Any other write is ignored, with the ``reason`` and its ``reason_code`` in the
 result. A manual invoke with ``run_id`` destroys that run.
 
-A run that failed (its workload wrote ``_FAILURE.json``, or the destroy failed) is an
-error result naming the run and its state. Invoked by a marker-scan alarm (the
+A destroy that failed is an error result naming the run and its state. A destroy that
+did its job after the workload failed is not: the action succeeded, and its result
+says the run's ``outcome`` (FAILED) with the workload's error as ``run_error``.
+A destroy by hand of a run whose marker is already written ends it as the marker
+says; of a run still working, it says the workload was stopped before it ended. Invoked by a marker-scan alarm (the
 ``ephemera_scan`` parameter, :mod:`ephemera.actions.marker_scan`), it handles every
 marker the scan finds, within the invocation's time budget, as if each had been
 delivered by a bucket-write feed.
@@ -68,18 +71,21 @@ def handle(ctx: Context, params: dict) -> dict:
         return ignored(R.MARKER_GONE, f"marker '{event.key}' no longer exists", run_id=run_id)
     success = success and marker.valid  # an unreadable _SUCCESS.json is no success
     try:
-        run = finish_run(ctx, run_id, success, marker)
+        ended = finish_run(ctx, run_id, success, marker).state  # SUCCEEDED, FAILED or TIMED_OUT
         run = destroy_run(ctx, run_id, f"completion marker {markers.name(success)}")
     except StateConflictError:  # a concurrent delivery of the same marker (or the reaper) got there first
         return _not_open(ctx.ledger.get(run_id), ": handled by another invocation")
-    return _outcome(run, workload_failed=not success, workload="succeeded" if success else "failed")
+    return _outcome(run, workload_failed=not success, outcome=str(ended), workload="succeeded" if success else "failed")
 
 
 def _outcome(run: RunRecord, workload_failed: bool = False, **extra) -> dict:
-    """Success when the teardown is under way or done; an error result when it failed,
-    or when the run's workload failed (the activation then says the run failed)."""
-    if run.state == S.DESTROY_FAILED or workload_failed:
+    """Success when the teardown is under way or done, whatever the workload did (its
+    failure is the run's ``outcome`` and ``run_error``, not this action's); an error
+    result when the teardown failed."""
+    if run.state == S.DESTROY_FAILED:
         return run_failed(run, **extra)
+    if workload_failed:
+        extra = {"outcome": str(S.FAILED), **({"run_error": run.error.summary()} if run.error else {}), **extra}
     return {"run_id": run.run_id, "state": str(run.state), **extra}
 
 
@@ -117,10 +123,32 @@ def _destroy_by_hand(ctx: Context, run_id: str) -> dict:
     run = ctx.ledger.get(run_id)  # an unknown run: RUN_NOT_FOUND, and no lock taken for it
     if run.state in (S.DESTROYED, S.DESTROYING):
         return _not_open(run)
+    written = _written_marker(ctx, run)
+    if written is not None:  # the workload ended already: end the run as its marker says
+        return handle(ctx, {"ephemera_kind": "object_write", "bucket": written[0], "key": written[1]})
+    before = run.state
     run = ctx.ledger.update(run_id, claim)
     if not claimed:
         return _not_open(run)
-    return _outcome(start_destroy(ctx, run))
+    result = _outcome(start_destroy(ctx, run))
+    if before in (S.APPLYING, S.RUNNING):
+        result["note"] = (f"run '{run_id}' was {before} when destroyed by hand: its workload did not finish "
+                          "(no completion marker), so the run is recorded FAILED")
+    return result
+
+
+def _written_marker(ctx: Context, run: RunRecord) -> tuple[str, str] | None:
+    """(bucket, key) of the run's completion marker when its workload wrote one."""
+    if run.job is None or run.state not in (S.APPLYING, S.RUNNING):
+        return None
+    for success in (True, False):
+        key = markers.key(run.job.output_prefix, success=success)
+        try:
+            ctx.storage.head(run.job.output_bucket, key)
+        except NoSuchKeyError:
+            continue
+        return run.job.output_bucket, key
+    return None
 
 
 def main(params: dict) -> dict:

@@ -26,7 +26,7 @@ from ephemera.config.messages import config_error
 from ephemera.config.paths import ca_file, workload_paths
 from ephemera.config.triggers import validate_rules, validate_triggers
 from ephemera.engines import engine_spec
-from ephemera.errors import ConfigError
+from ephemera.errors import ConfigError, ConfigFileError
 from ephemera.plainjson import check_plain
 from ephemera.storage import storage_spec
 
@@ -67,12 +67,24 @@ def find_config_file() -> Path | None:
     if env:
         path = Path(env).expanduser()
         if not path.is_file():
-            raise ConfigError("EPHEMERA_CONFIG_FILE", f"'{env}' is not a file", "point it at your config or unset it")
+            raise ConfigFileError(env, "is not a file (named by EPHEMERA_CONFIG_FILE)",
+                                  "point EPHEMERA_CONFIG_FILE at your config, or unset it")
         return path
     for candidate in (Path.cwd() / ".ephemera.yaml", Path.home() / ".ephemera" / "config"):
         if candidate.is_file():
             return candidate
     return None
+
+
+def yaml_reason(exc: yaml.YAMLError) -> str:
+    """The parser's own reason and where (``mapping values are not allowed here at line 3,
+    column 9``), with what it was reading when it started there, if it says."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or type(exc).__name__
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    started = f" ({context} at line {context_mark.line + 1})" if context and context_mark else ""
+    return f"{problem}{where}{started}"
 
 
 def load_config(source: Mapping | str | os.PathLike | Config | None = None, *, engine_checks: bool = True) -> Config:
@@ -87,15 +99,13 @@ def load_config(source: Mapping | str | os.PathLike | Config | None = None, *, e
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(str(path), f"cannot be read ({exc.strerror})", "check the path and permissions") from None
+        raise ConfigFileError(str(path), f"cannot be read ({exc.strerror})", "check the path and permissions") from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(str(path), f"is not UTF-8 text (byte {exc.start} cannot be decoded)", "save the file as UTF-8") from None
+        raise ConfigFileError(str(path), f"is not UTF-8 text (byte {exc.start} cannot be decoded)", "save the file as UTF-8") from None
     try:
         raw = yaml.safe_load(text)
     except RecursionError:
-        raise ConfigError(str(path), "is nested too deeply", "flatten the YAML") from None
+        raise ConfigFileError(str(path), "is nested too deeply", "flatten the YAML") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(str(path), f"is not valid YAML{where}", "fix the syntax") from None
+        raise ConfigFileError(str(path), f"is not valid YAML: {yaml_reason(exc)}", "fix the syntax there") from None
     return validate(raw, str(path), engine_checks=engine_checks)

@@ -25,7 +25,7 @@ import sys
 
 import yaml
 
-from ephemera.errors import EphemeraError
+from ephemera.errors import EphemeraError, ParamError
 
 
 def _context(args):
@@ -97,6 +97,10 @@ def cmd_invoke(args) -> int:
     params["config"] = ctx.config.to_dict(redact=False)
     result = importlib.import_module(f"ephemera.actions.{args.name}").main(params)
     print(json.dumps(result, indent=2, default=str))
+    if args.name == "apply" and result.get("state") in ("RUNNING", "APPLYING") and result.get("run_id"):
+        from ephemera.cli.up import destroy_path_hint  # lazily: the CLI imports a command's modules when it runs (cold start)
+
+        print(destroy_path_hint(ctx.config, result["run_id"]), file=sys.stderr)  # a run left up is never left unsaid
     return 1 if "error" in result else 0
 
 
@@ -107,6 +111,9 @@ def cmd_config(args) -> int:
         print(json.dumps(json_schema(), indent=2))
         return 0
     config = _context(args).config
+    from ephemera.bundle.preflight import check_workload  # lazily: the CLI imports a command's modules when it runs (cold start)
+
+    check_workload(config)  # what an apply would refuse, said now
     print(f"# source: {config.source}")
     print(yaml.safe_dump(config.to_dict(redact=True), sort_keys=False), end="")
     return 0
@@ -118,10 +125,10 @@ def cmd_demo(args) -> int:
     return run_demo(home=args.home, timeout=args.timeout, worker_count=args.workers)
 
 
-def cmd_deploy(args) -> int:
-    from ephemera.cli.deploy import main as deploy_main
+def cmd_deploy(args) -> int:  # reached only through build_parser() directly; main() hands deploy over first
+    from ephemera.cli.deploy import main as deploy_main  # lazily: the CLI imports a command's modules when it runs (cold start)
 
-    return deploy_main(args.rest)
+    return deploy_main(args.rest, top_config=args.config)
 
 
 def cmd_bundle(args) -> int:
@@ -143,7 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ephemera.cli.up import add_activations_arguments, add_up_arguments
 
     parser = argparse.ArgumentParser(prog="ephemera", description="GPU environments that exist only while their work runs.")
-    parser.add_argument("--config", "-c", help="config file (default: $EPHEMERA_CONFIG_FILE, ./.ephemera.yaml, ~/.ephemera/config)")
+    from ephemera.cli.configflag import HELP, add_config_flag  # lazily: the CLI imports a command's modules when it runs (cold start)
+
+    parser.add_argument("--config", "-c", metavar="FILE", help=HELP)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", help="run the whole flow locally in a fresh home")
@@ -221,12 +230,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id")
     p.add_argument("--out", "--output", "-o", dest="output", help="file to write, mode 0600 (default: print with secrets masked)")
     p.set_defaults(func=cmd_lithops_config)
+    for name, subparser in sub.choices.items():
+        if name != "deploy":  # deploy parses its own (ephemera.cli.deploy); main() hands the top-level one over
+            add_config_flag(subparser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from ephemera.cli.configflag import SUB_DEST, one_config, split_deploy  # lazily: the CLI imports a command's modules when it runs (cold start)
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    deploy = split_deploy(argv)
     try:
+        if deploy is not None:  # its targets have their own options, and `deploy --help` is help
+            from ephemera.cli.deploy import main as deploy_main  # lazily: the CLI imports a command's modules when it runs (cold start)
+
+            return deploy_main(deploy[1], top_config=deploy[0])
+        args = build_parser().parse_args(argv)
+        args.config = one_config([args.config, getattr(args, SUB_DEST, None)])
+        if args.command == "demo" and args.config:
+            raise ParamError("--config", "the demo writes its own config in a fresh home", "drop --config, or use `--home DIR`")
         return args.func(args)
     except EphemeraError as exc:
         print(f"error: {exc.message}", file=sys.stderr)

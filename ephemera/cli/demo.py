@@ -155,8 +155,26 @@ def run_demo(home: str | None = None, timeout: float = 180.0, worker_count: int 
         print(f"demo failed after {time.time() - started:.1f}s at stage {_failure_stage(ctx, watcher)}", file=sys.stderr)
         return 1
     code = _report(ctx, watcher.run)
-    env = f"EPHEMERA_CONFIG_FILE={home_path / 'config.yaml'}"
-    print(f"\nDemo finished in {time.time() - started:.1f}s. Inspect it with: {env} ephemera runs show {watcher.run.run_id}"
-          f"\n  its logs (the VM is gone, they are not): {env} ephemera logs {watcher.run.run_id}"
-          f"\n  or in a browser: {env} ephemera dashboard")
+    command = f"{command_name()} --config {home_path / 'config.yaml'}"
+    print(f"\nDemo finished in {time.time() - started:.1f}s. Inspect it with: {command} runs show {watcher.run.run_id}"
+          f"\n  its logs (the VM is gone, they are not): {command} logs {watcher.run.run_id}"
+          f"\n  or in a browser: {command} dashboard")
     return code
+
+
+def command_name() -> str:
+    """How the user can type this ``ephemera``: the bare name when it is the one on PATH,
+    else its path (``make demo`` runs the virtualenv's, which is not on PATH until it is
+    activated), relative to the working directory when under it."""
+    import shutil  # only when the demo looks for its command on PATH
+
+    mine = Path(sys.prefix) / "bin" / "ephemera"
+    if not mine.exists():
+        return "ephemera"
+    found = shutil.which("ephemera")
+    if found and Path(found).resolve() == mine.resolve():
+        return "ephemera"
+    try:
+        return "./" + mine.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return str(mine)

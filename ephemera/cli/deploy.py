@@ -36,7 +36,8 @@ from typing import Callable, TextIO
 
 from ephemera.bundle.pack import pack
 from ephemera.bundle.store import bound_config, publish_config_bundle, stored
-from ephemera.assembly import load_config, with_signing_key
+from ephemera.assembly import find_config_file, load_config, with_signing_key
+from ephemera.cli.configflag import HELP, one_config
 from ephemera.config import Config
 from ephemera.deploy import steps as steps_mod
 from ephemera.deploy import invoke_token
@@ -53,6 +54,8 @@ from ephemera.files import private_dir, write_private
 from ephemera.storage import get_storage
 
 Runner = Callable[[list[str]], int]
+PREREQUISITES = ("# before these commands: `ibmcloud login`, `ibmcloud target -r REGION -g RESOURCE_GROUP`, and the "
+                 "Code Engine plugin (`ibmcloud plugin install code-engine`); they run in that account and region")
 DEFAULT_OUT = ".ephemera-build"
 ZIP_NAME = "ephemera-action.zip"
 RETIRED = ("# note: IBM Cloud Functions is retired (no new entities since 2023-12-28, end of life October 2024); "
@@ -61,9 +64,10 @@ RETIRED = ("# note: IBM Cloud Functions is retired (no new entities since 2023-1
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ephemera deploy", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", "-c", dest="deploy_config", metavar="FILE", help=HELP)
     sub = parser.add_subparsers(dest="target", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", help="config file (default: EPHEMERA_CONFIG_FILE, ./.ephemera.yaml, ~/.ephemera/config)")
+    common.add_argument("--config", "-c", metavar="FILE", help=HELP)
     p = sub.add_parser("package", parents=[common], help="build the OpenWhisk zip or the Code Engine source folder")
     p.add_argument("--target", dest="kind", choices=("openwhisk", "code-engine"), default="openwhisk")
     p.add_argument("--out", help=f"the zip file or source folder (default {DEFAULT_OUT}/{ZIP_NAME} or {DEFAULT_OUT}/code-engine)")
@@ -186,6 +190,7 @@ def deploy_code_engine(args, out: TextIO, runner: Runner | None = None) -> int:
         config_json = json.dumps(config.to_dict(redact=False), separators=(",", ":"), default=str)
         write_private(env_file, f"EPHEMERA_CONFIG_JSON={config_json}\n")  # one unquoted KEY=VALUE line
         header = [f"# warning: {warning}"] if warning else []
+        header.append(PREREQUISITES)
         header.append(_bind_invoke_token(config, args, invoke_env_file))
         return _finish(plan_steps, args, out, runner, out_dir, env_file, header)
     finally:
@@ -233,10 +238,15 @@ def package(args, out: TextIO) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None, *, out: TextIO | None = None, runner: Runner | None = None) -> int:
+def main(argv: list[str] | None = None, *, out: TextIO | None = None, runner: Runner | None = None,
+         top_config: str | None = None) -> int:
+    """``top_config``: an ``ephemera --config FILE deploy ...`` written before ``deploy``."""
     out = out or sys.stdout
     args = _parser().parse_args(argv)
     try:
+        args.config = one_config([top_config, args.deploy_config, args.config])
+        if args.target != "package":
+            _say(out)(f"config: {Path(args.config).resolve() if args.config else (find_config_file() or 'the defaults')}")
         if args.target == "package":
             return package(args, out)
         if args.target == "openwhisk":

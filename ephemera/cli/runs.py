@@ -55,10 +55,12 @@ def runs_table(ctx: Context, include_destroyed: bool = True, heartbeat_interval:
     ``since``, only runs created since then, and their totals by workspace."""
     silent_after = SILENT_BEATS * heartbeat_interval
     rows, costs = [], []
+    destroyed = 0  # left out by include_destroyed=False: said when nothing else is shown
     for run in ctx.ledger.list():
-        if not include_destroyed and run.state == RunState.DESTROYED:
-            continue
         if since is not None and datetime.fromisoformat(run.created_at) < since:
+            continue
+        if not include_destroyed and run.state == RunState.DESTROYED:
+            destroyed += 1
             continue
         end = run.entered_at(RunState.DESTROYED)
         elapsed = (datetime.fromisoformat(end) - datetime.fromisoformat(run.created_at)).total_seconds() if end else seconds_since(run.created_at)
@@ -73,6 +75,8 @@ def runs_table(ctx: Context, include_destroyed: bool = True, heartbeat_interval:
         rows.append([run.run_id, run.workspace, outcome(run), str(run.state), run.created_at[:19].replace("T", " "), human_duration(elapsed), trigger,
                      vm, money(cost.cost, cost.currency) + ("" if cost.final else " so far"), error])
     if not rows:
+        if destroyed:
+            return f"no open runs ({destroyed} destroyed; `ephemera runs` lists them)"
         return "no runs yet" if since is None else "no runs in that time"
     out = table(["RUN ID", "WORKSPACE", "OUTCOME", "STATE", "CREATED (UTC)", "DURATION", "TRIGGER", "VM", "COST", "ERROR"], rows)
     return out if since is None else out + "\n\ntotals by workspace:\n" + totals_table(costs)

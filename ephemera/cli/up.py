@@ -61,7 +61,27 @@ def cmd_up(config: Config, args: argparse.Namespace) -> int:
         on_activation=_activation_line,
         handle_signals=True,
     )
+    for line in open_runs_lines(config):
+        print(line, file=sys.stderr)
     return 0
+
+
+def open_runs_lines(config: Config) -> list[str]:
+    """What ``up`` leaves behind at exit: every run not yet DESTROYED, and the command that ends it."""
+    from ephemera.context import Context  # lazily: the CLI imports a command's modules when it runs (cold start)
+
+    try:
+        runs = [r for r in Context(config).ledger.list() if str(r.state) != "DESTROYED"]
+    except Exception as exc:  # noqa: BLE001 - a listing that fails must not hide the exit
+        return [f"ephemera up: could not list the open runs ({type(exc).__name__}); `ephemera runs --open` shows them"]
+    if not runs:
+        return ["ephemera up: no open runs left"]
+    where = f" --config {config.source}" if config.source and not config.source.startswith("<") else ""
+    lines = [f"ephemera up: {len(runs)} open run(s) left; their VMs keep running (and costing) until ended. "
+             "Start `ephemera up` again to end them when their marker lands (or by the reaper at their deadline), "
+             "or end one now:"]
+    lines += [f"  {r.run_id}  {r.state}  ephemera invoke destroy run_id={r.run_id}{where}" for r in runs]
+    return lines
 
 
 def cmd_activations(config: Config, args: argparse.Namespace) -> int:
@@ -85,3 +105,19 @@ def cmd_activations(config: Config, args: argparse.Namespace) -> int:
             print()
             print(format_activation(activation))
     return 0
+
+
+def destroy_path_hint(config: Config, run_id: str) -> str:
+    """What ends a run applied by hand: a marker rule works only while ``ephemera up`` runs."""
+    from ephemera.model.marker import NAMES  # lazily: the CLI imports a command's modules when it runs (cold start)
+
+    where = f" --config {config.source}" if config.source and not config.source.startswith("<") else ""
+    by_hand = f"`ephemera invoke destroy run_id={run_id}{where}`"
+    marker_triggers = {t.name for t in config.triggers if t.kind == "object_write"
+                       and (not t.suffix or any(n.endswith(tuple(t.suffix)) for n in NAMES))}
+    if any(r.action == "destroy" and r.trigger in marker_triggers for r in config.rules):
+        return (f"run {run_id}: its completion marker destroys it while `ephemera up{where}` runs (start it if it "
+                f"is not running), or end it by hand: {by_hand}")
+    return (f"run {run_id}: nothing in this config destroys it when its workload ends (no rule binds 'destroy' to an "
+            f"object_write trigger on its marker), so its VMs stay up until the reaper's hard deadline. Add such a "
+            f"rule and run `ephemera up`, or end it by hand once done: {by_hand}")

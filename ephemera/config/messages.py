@@ -1,8 +1,9 @@
-"""Pydantic validation errors as one :class:`~ephemera.errors.ConfigError`.
+"""Pydantic validation errors as ConfigErrors.
 
-The error names the dotted key (``triggers[1].cron``, ``aws_s3.secret_access_key``),
-says what is wrong and how to fix it. Unknown keys are reported first (usually a
-typo that explains the rest). A secret's value is never quoted.
+Each error names the dotted key (``triggers[1].cron``, ``aws_s3.secret_access_key``),
+says what is wrong and how to fix it. Every problem is reported at once
+(:class:`~ephemera.errors.ConfigErrors`), unknown keys first (usually a typo that
+explains the rest). A secret's value is never quoted.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-from ephemera.errors import ConfigError
+from ephemera.errors import ConfigError, ConfigErrors
 from ephemera.sections import Invalid, is_secret
 
 EXPECTED = {
@@ -77,9 +78,18 @@ def _got(value: Any, secret: bool) -> str:
 
 
 def config_error(exc: ValidationError, root: type[BaseModel]) -> ConfigError:
-    """The first problem of ``exc`` (unknown keys first) as a ConfigError."""
-    errors = exc.errors()
-    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    """Every problem of ``exc``, unknown keys first: one ConfigError, or ConfigErrors."""
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")  # stable: otherwise in pydantic's order
+    found: list[ConfigError] = []
+    for err in errors:
+        one = _error(err, root)
+        if all(one.message != seen.message for seen in found):
+            found.append(one)
+    return ConfigErrors.of(found)
+
+
+def _error(err: Any, root: type[BaseModel]) -> ConfigError:
+    """One pydantic error as a ConfigError naming its key."""
     loc, kind = tuple(err["loc"]), err["type"]
     path = dotted(loc)
     key = str(next((p for p in reversed(loc) if isinstance(p, str)), path))

@@ -10,12 +10,19 @@
   cannot read it. (The workload's paths are replaced by the published bundle.)
 - Platform resource names come from rule and trigger names: two rules may not map to
   one platform trigger.
+- No value may still be an example's placeholder (``REPLACE-...``): a plan deployed
+  with them fails only when the cloud refuses the keys, after resources were made.
 """
 
 from __future__ import annotations
 
+from typing import Any, Iterator
+
 from ephemera.config import Config, ConfigError
 from ephemera.engines import engine_spec
+from ephemera.errors import ConfigErrors
+
+PLACEHOLDER = "REPLACE"  # how examples/ibm-cloud.yaml marks the values to fill in
 
 
 def check_engine(config: Config, target: str) -> None:
@@ -26,8 +33,28 @@ def check_engine(config: Config, target: str) -> None:
                           f"which a {target} action does not keep", "use an engine that runs as a service, e.g. schematics")
 
 
+def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _strings(item, f"{path}[{i}]")
+    elif isinstance(value, str):
+        yield path, value
+
+
+def check_no_placeholders(config: Config) -> None:
+    """ConfigErrors naming every key whose value is still a ``REPLACE...`` placeholder (never the value)."""
+    found = [ConfigError(path, "is still the example's placeholder", "put your own value here")
+             for path, value in _strings(config.to_dict(redact=False), "") if value.startswith(PLACEHOLDER)]
+    if found:
+        raise ConfigErrors.of(found)
+
+
 def check_engine_and_files(config: Config, target: str) -> None:
-    """:func:`check_engine`, and ConfigError for a setting that names a local file."""
+    """:func:`check_engine`, no placeholder left, and ConfigError for a setting that names a local file."""
+    check_no_placeholders(config)
     check_engine(config, target)
     if config.notify.smtp_ca_file:
         raise ConfigError("notify.smtp_ca_file", f"names a file on this machine, which a {target} action cannot read",

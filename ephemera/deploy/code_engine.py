@@ -148,8 +148,10 @@ def code_engine_plan(config: Config, *, bundle_dir: str, env_file: str, invoke_e
     triggers = {t.name: (i, t.to_dict()) for i, t in enumerate(config.triggers)}
     jobs: dict[str, tuple[str, dict]] = {job_name("destroy"): ("destroy", {})}
     for rule in (r.to_dict() for r in config.rules):
-        if triggers[rule["trigger"]][1]["kind"] == "object_write":  # a COS event carries no params: the job does
-            jobs.setdefault(job_name(rule["action"], rule["name"] if rule["params"] else None), (rule["action"], rule["params"]))
+        trig = triggers[rule["trigger"]][1]
+        if trig["kind"] == "object_write":  # a COS event carries no params: the job does (rule params < trigger payload)
+            params = {**rule["params"], **trig["payload"]}
+            jobs.setdefault(job_name(rule["action"], rule["name"] if params else None), (rule["action"], params))
         else:  # a cron's data carries the rule's params
             jobs.setdefault(job_name(rule["action"]), (rule["action"], {}))
     if not any(rule.action == ActionName.REAP for rule in config.rules):

@@ -17,6 +17,7 @@ from ephemera.bundle.delivery import prepare_boot, remove_credentials
 from ephemera.context import Context
 from ephemera.engines.base import ActivityLogs, OrphanSweeper
 from ephemera.errors import EngineError, EphemeraError, RunNotFoundError, WorkspaceBusyError
+from ephemera.lifecycle import apply_lease
 from ephemera.lifecycle.request import workspace_lock
 from ephemera.model import marker as markers
 from ephemera.model.logs import write_engine_log
@@ -66,6 +67,17 @@ def apply_run(ctx: Context, run: RunRecord, *, busy_wait: float = BUSY_RETRY_SEC
     goes back to REQUESTED with the engine's reason, and the reaper applies it once the
     workspace frees (:mod:`ephemera.lifecycle.waiting`)."""
     run = ctx.ledger.transition(run.run_id, S.APPLYING, "applying workspace")
+    try:
+        apply_lease.take(ctx, run.run_id)  # if this process dies mid-apply, the reaper ends the run at once
+    except EphemeraError as exc:  # without it the reaper's action timeout still ends a dead apply
+        log.warning("run %s: apply lease not written: %s", run.run_id, exc.message)
+    try:
+        return _apply(ctx, run, busy_wait)
+    finally:
+        apply_lease.release(ctx, run.run_id)
+
+
+def _apply(ctx: Context, run: RunRecord, busy_wait: float) -> RunRecord:
     try:
         plain, secure = stack_variables(ctx, run)
         boot = prepare_boot(ctx, run)  # the run's bundle, and what each VM boots from
@@ -192,6 +204,8 @@ def finish_run(ctx: Context, run_id: str, success: bool, marker: markers.Marker 
             record.vms = merge_reports(record.vms, vms)
         if success:
             record.enter(S.SUCCEEDED, "completion marker written")
+        elif marker is not None and marker.timed_out:  # killed at the hard deadline: it did not fail by itself
+            record.fail(marker.run_error(), S.TIMED_OUT, "workload killed at the run's hard deadline")
         else:
             record.fail(marker.run_error() if marker is not None else markers.invalid("no marker").run_error(), S.FAILED,
                         "completion marker written")

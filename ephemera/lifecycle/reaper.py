@@ -40,6 +40,7 @@ from datetime import datetime
 from ephemera import layout
 from ephemera.context import Context
 from ephemera.errors import StateConflictError
+from ephemera.lifecycle import apply_lease
 from ephemera.lifecycle.activities import advance_run, destroy_run, finish_run, record_failure
 from ephemera.lifecycle.boot_timeout import boot_overdue
 from ephemera.lifecycle.reap_action import ReapAction, reap_summary
@@ -108,6 +109,9 @@ def reap_run(ctx: Context, run: RunRecord, now: datetime | None = None) -> str |
         if past_deadline or stalled:
             why = "hard deadline passed before apply finished" if past_deadline else f"{run.state} for over {timeouts.action}s with no activity in flight (the action died)"
             return _fail_apply(ctx, run, why)
+        died = apply_lease.holder_died(ctx, run.run_id) if run.state == S.APPLYING else None
+        if died:  # killed mid-apply (a second Ctrl-C, an OOM kill): no need to wait for the action timeout
+            return _fail_apply(ctx, run, f"APPLYING with no activity in flight: {died} (the action died)")
         return None
 
     if run.state == S.RUNNING:

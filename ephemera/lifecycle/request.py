@@ -165,6 +165,7 @@ def _request(ctx: Context, event: Event, workspace: str, run_id: str, params: di
         output_prefix=layout.output_prefix(config.workload.output_prefix, run_id),
         worker_count=_worker_count(config),
         hard_deadline=deadline.isoformat(),
+        event={k: v for k, v in event.to_dict().items() if k != "payload"},  # the params already carry what the workload needs of it
     )
     refuse_planted(ctx, job)
     lock = workspace_lock(ctx, workspace)

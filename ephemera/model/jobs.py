@@ -33,6 +33,7 @@ class JobSpec:
     worker_count: int = 1  # VMs in the run
     hard_deadline: str = ""  # ISO time after which the run is killed
     created_at: str = field(default_factory=lambda: now_utc().isoformat())
+    event: dict = field(default_factory=dict)  # what fired the run (Event.to_dict() without payload); the workload's ctx.event
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -66,6 +66,9 @@ def parse_key(object_key: str) -> MarkerKey | None:
 
 # -- the model ---------------------------------------------------------------------------
 
+HARD_DEADLINE_TYPE = "HardDeadlineExceeded"  # the error type of the marker the agent writes when it kills the workload
+
+
 class MarkerStatus(str, Enum):
     """How the workload ended, as its marker says."""
 
@@ -113,11 +116,18 @@ class Marker:
         """False for what :func:`read` could not read as a marker (not JSON, oversized)."""
         return self.status is not MarkerStatus.INVALID
 
+    @property
+    def timed_out(self) -> bool:
+        """Whether the workload was killed at the run's hard deadline (not failed by itself)."""
+        return self.error is not None and self.error.type == HARD_DEADLINE_TYPE
+
     def run_error(self) -> RunError:
         """The run's error for a failure marker: the workload's error and log tail."""
         err = self.error or MarkerFailure("Error", "")
         if not self.valid:
             return RunError("MARKER_INVALID", err.message or "the completion marker is not valid")
+        if self.timed_out:
+            return RunError("HARD_TIMEOUT", err.message, self.log_tail)
         return RunError("WORKLOAD_FAILED", f"{err.type}: {err.message}", self.log_tail)
 
     def to_dict(self) -> dict:

@@ -82,6 +82,7 @@ class Runtime:
         self.targets = resolve_targets(action_targets)  # action -> "module:function"
         self.storage = get_storage(config)  # state and trigger buckets live here
         self.bucket = config.state_bucket  # activation and scheduler records
+        self._new_state_bucket = self.bucket in getattr(self.storage, "created_buckets", ())  # made just now (localhost)
         self._config_dict = config.to_dict(redact=False)  # given to every action (via stdin)
         self.rules: dict[str, list[dict]] = {}  # trigger name -> rules bound to it
         for rule in config.rules:
@@ -139,6 +140,7 @@ class Runtime:
         for rules in self.rules.values():
             for rule in rules:
                 self.invoker.prewarm(rule["action"], self.targets[rule["action"]])
+        self._reap_first()
         started = []
         try:
             for part in self._parts:
@@ -154,8 +156,37 @@ class Runtime:
             if isinstance(part, AlarmScheduler) and part.next_fire():
                 log.info("next alarm at %s", part.next_fire().isoformat())
 
+    def _reap_first(self) -> None:
+        """One reaper pass before any trigger runs: what happened while no runtime ran
+        (a marker written, an apply killed, a deadline passed) is handled now, not at
+        the first reaper alarm a whole interval later."""
+        if REAPER_TRIGGER not in self.rules:
+            return
+        log.info("ephemera up: reaping what happened while it was not running")
+        params = {"ephemera_kind": "alarm", "ephemera_trigger": REAPER_TRIGGER, "ephemera_time": now_utc().isoformat()}
+        for future in self.dispatch(REAPER_TRIGGER, params):
+            try:
+                future.result(timeout=float(self.config.timeouts.action) + 30)
+            except Exception:  # its activation records what went wrong; the alarm reaps again
+                log.exception("the start-up reaper pass failed")
+
     def _check_buckets(self) -> None:
+        """The state bucket exists (made where buckets cost nothing, said when new: a typo
+        would otherwise start an empty ledger silently); a watched bucket that does not
+        exist is named (nothing fires until something writes there)."""
+        watched = sorted({t.bucket or self.bucket for t in self.config.triggers
+                          if t.kind == "object_write" and t.name in self.rules} - {self.bucket})
+        for bucket in watched:
+            if not self.storage.bucket_exists(bucket):
+                log.warning("bucket '%s' (watched by trigger(s) %s) does not exist: nothing fires until something "
+                            "writes there; if that is a typo, fix the trigger's 'bucket' (the state bucket is '%s')",
+                            bucket, ", ".join(t.name for t in self.config.triggers if t.bucket == bucket),
+                            self.bucket)
         if self.storage.traits.buckets_on_demand:
+            if self._new_state_bucket:
+                log.warning("state bucket '%s' did not exist: made it, empty (no runs yet); if you meant another, "
+                            "fix storage.bucket", self.bucket)
+                self._new_state_bucket = False
             self.storage.create_bucket(self.bucket)
         elif not self.storage.bucket_exists(self.bucket):
             raise ConfigError("storage.bucket", f"bucket '{self.bucket}' does not exist or is not reachable", "create it, or fix the name and credentials")
@@ -228,9 +259,12 @@ def _install_signals(stop: threading.Event, runtime: Runtime) -> Callable[[], No
         return None
 
     def handler(signum, _frame):
+        # A handler runs in the main thread between two bytecodes, maybe while it holds a
+        # lock (a warm pool's, the invoker's, in shutdown): taking one here would wait
+        # forever and the second Ctrl-C would seem ignored. Killing is done by a thread.
         if stop.is_set():
             log.warning("second %s: killing running actions", signal.Signals(signum).name)
-            runtime.invoker.kill_all()
+            threading.Thread(target=runtime.invoker.kill_all, name="ephemera-kill-all", daemon=True).start()
         else:
             log.warning("%s: stopping after running actions finish (again to kill them)", signal.Signals(signum).name)
             stop.set()

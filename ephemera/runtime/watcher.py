@@ -8,9 +8,10 @@ write whose key starts with the trigger's ``prefix`` and ends with any of its
 
 - :class:`FilesystemWatcher`, for the localhost backend: real filesystem events
   (watchdog) on ``<root>/<bucket>/<key>`` files, watching each trigger's bucket folder. The backend writes objects
-  atomically, by moving a temp file in from ``<root>/.tmp`` or by ``link()``, so
-  every write puts a new inode at its path and a created or moved-in file is a
-  complete object. watchdog may report one write more than once (a new folder is
+  atomically, by moving a temp file in from ``<root>/.tmp`` (reported at once) or by
+  ``link()``. A file created in place is reported once complete
+  (:mod:`ephemera.runtime.settle`): at its writer's close, or once quiet; never
+  while it is still empty or half written. watchdog may report one write more than once (a new folder is
   walked, and the real events of the same files follow), so an event only means
   "look at this path": the object found there is reported if its identity (inode,
   mtime, size) was not reported before. One write is never reported twice; two
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import Callable
 
 from ephemera.errors import NoSuchBucketError, StorageError
+from ephemera.runtime.settle import Settler
 from ephemera.storage.base import ObjectInfo, Storage
 
 log = logging.getLogger("ephemera.runtime.watcher")
@@ -56,9 +58,10 @@ def matches(trigger: dict, key: str) -> bool:
     return not suffixes or any(key.endswith(s) for s in suffixes)
 
 
-def write_params(trigger: str, bucket: str, info: ObjectInfo) -> dict:
-    """The event params of one object write."""
+def write_params(trigger: str, bucket: str, info: ObjectInfo, payload: dict | None = None) -> dict:
+    """The event params of one object write: the trigger's ``payload``, under the write's own fields."""
     return {
+        **(payload or {}),
         "ephemera_kind": "object_write",
         "ephemera_trigger": trigger,
         "bucket": bucket,
@@ -85,6 +88,11 @@ class _StoppingRace(logging.Filter):
         return "called when the thread is inactive" not in record.getMessage()
 
 
+def _reports_closes(observer_class) -> bool:
+    """Whether the platform's observer reports a writer's close (inotify does)."""
+    return "inotify" in observer_class.__module__.lower()
+
+
 class FilesystemWatcher:
     """Filesystem events on a localhost storage root, for every object_write trigger."""
 
@@ -96,6 +104,7 @@ class FilesystemWatcher:
         self._seen: OrderedDict[tuple, None] = OrderedDict()  # (path, inode, mtime_ns, size) reported
         self._lock = threading.Lock()
         self._observer = None
+        self._settler = Settler(self._on_file)  # files created in place wait until complete
 
     def start(self) -> None:
         """Watch the storage root (recursively); returns once the watches are in place."""
@@ -103,14 +112,29 @@ class FilesystemWatcher:
         from watchdog.observers import Observer
 
         watcher = self
+        settler = self._settler
+        closes = _reports_closes(Observer)
 
         class _Handler(FileSystemEventHandler):
-            def on_created(self, event):
+            def on_created(self, event):  # a writer may still be filling it: wait for its close, or quiet
                 if not event.is_directory:
+                    settler.hold(os.fsdecode(event.src_path))
+
+            def on_modified(self, event):
+                if not event.is_directory:
+                    if closes:
+                        settler.drop(os.fsdecode(event.src_path))  # a writer has it open: its close reports it
+                    else:
+                        settler.hold(os.fsdecode(event.src_path))
+
+            def on_closed(self, event):  # a writer closed it: complete
+                if not event.is_directory:
+                    settler.drop(os.fsdecode(event.src_path))
                     watcher._on_file(event.src_path)
 
             def on_moved(self, event):
                 if not event.is_directory and event.dest_path:
+                    settler.drop(os.fsdecode(event.dest_path))
                     watcher._on_file(event.dest_path)
 
         # watchdog warns when a new folder's watch is registered twice; harmless here
@@ -129,6 +153,7 @@ class FilesystemWatcher:
             folder = self.root / bucket
             folder.mkdir(parents=True, exist_ok=True)
             self._observer.schedule(handler, str(folder), recursive=True)
+        self._settler.start()
         self._observer.start()
 
     def stop(self) -> None:
@@ -136,6 +161,7 @@ class FilesystemWatcher:
             self._observer.stop()
             self._observer.join(5)
             self._observer = None
+        self._settler.stop()
 
     def _on_file(self, path: str | bytes) -> None:
         try:
@@ -171,7 +197,7 @@ class FilesystemWatcher:
             log.debug("skipping %s/%r: %s", bucket, key, exc)
             return
         for trig in wanted:
-            _safe_emit(self.emit, trig["name"], write_params(trig["name"], bucket, info))
+            _safe_emit(self.emit, trig["name"], write_params(trig["name"], bucket, info, trig.get("payload")))
 
 
 @dataclass
@@ -243,7 +269,7 @@ class PollingWatcher:
         if not matches(trig, info.key) or watch.seen.get(info.key) == info.etag:
             return 0
         watch.seen[info.key] = info.etag
-        _safe_emit(self.emit, trig["name"], write_params(trig["name"], trig["bucket"], info))
+        _safe_emit(self.emit, trig["name"], write_params(trig["name"], trig["bucket"], info, trig.get("payload")))
         return 1
 
     def _poll_tail(self, trig: dict, watch: _Watch) -> int:

@@ -191,6 +191,7 @@ class Agent:
         reader = threading.Thread(target=self._relay, args=(self.child.stdout,), name="workload-output", daemon=True)
         reader.start()
         left = self.seconds_left()
+        error_type = "AgentError"
         try:
             code = self.child.wait(timeout=None if left is None else max(left, 0))
             reason = f"workload process exited with code {code} without writing a marker"
@@ -198,11 +199,12 @@ class Agent:
             self.child.kill()
             self.child.wait()
             code, reason = None, "workload killed at the run's hard deadline"
+            error_type = markers.HARD_DEADLINE_TYPE  # the run TIMED_OUT: it did not fail by itself
         reader.join(timeout=5)
         if self.stopping.is_set():
             return
         if code != 0 or not self._marker_exists():
-            self._write_failure(reason, started)
+            self._write_failure(reason, started, error_type)
         self.phase(VMPhase.LAST_TASK)
         self.state = VMState.IDLE
         self.heartbeat()
@@ -234,11 +236,11 @@ class Agent:
     def _marker_exists(self) -> bool:
         return markers.exists(self.storage, self.job.output_bucket, self.job.output_prefix)
 
-    def _write_failure(self, reason: str, started: float) -> None:
+    def _write_failure(self, reason: str, started: float, error_type: str = "AgentError") -> None:
         if self._marker_exists():
             return
         log.error("run %s: %s", self.run_id, reason)
-        marker = markers.failure(self.run_id, self.job.entry, "AgentError", reason, started=started)
+        marker = markers.failure(self.run_id, self.job.entry, error_type, reason, started=started)
         write_marker(self.storage, self.job, self.scrubber.scrub_obj(marker))
 
     # --- the agent's life ---------------------------------------------------------------

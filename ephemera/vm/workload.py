@@ -1,7 +1,8 @@
 """Running a run's workload on a VM, and the context a workload function receives.
 
-A workload is ``def main(ctx: WorkloadContext) -> dict``. It reads ``ctx.params``,
-writes outputs with ``ctx.put_output``, and returns a JSON-able summary. ``run_job``
+A workload is ``def main(ctx: WorkloadContext) -> dict``. It reads ``ctx.params`` and
+``ctx.event`` (what fired the run: kind, bucket, key, etag, size, time, trigger), writes
+outputs with ``ctx.put_output``, and returns a JSON-able summary. ``run_job``
 calls it and then writes the completion marker (:mod:`ephemera.model.marker`):
 ``_SUCCESS.json`` with the summary, or ``_FAILURE.json`` with the error, traceback and
 log tail. The marker is always the last object written, because its write fires the
@@ -24,6 +25,7 @@ from typing import Any
 
 from ephemera.errors import ParamError
 from ephemera.model import marker as markers
+from ephemera.model.events import Event
 from ephemera.model.jobs import JobSpec
 from ephemera.secrets import Scrubber
 from ephemera.storage.base import Storage
@@ -47,6 +49,14 @@ class WorkloadContext:
     @property
     def run_id(self) -> str:
         return self.job.run_id
+
+    @property
+    def event(self) -> Event:
+        """What fired this run: ``kind`` (alarm, object_write, manual), ``trigger`` (its
+        name), ``time``; for an object write also ``bucket``, ``key``, ``etag`` and ``size``
+        of the object. A job written by a controller that did not record it: a manual event."""
+        known = {k: v for k, v in self.job.event.items() if k in Event.__dataclass_fields__ and k != "payload"}
+        return Event.from_dict({"kind": "manual", "source": "unknown", **known})
 
     def output_key(self, name: str) -> str:
         if name in markers.NAMES:

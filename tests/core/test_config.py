@@ -128,3 +128,37 @@ def test_worker_count_is_checked_with_the_config(count):
     with pytest.raises(ConfigError) as info:
         validate({"workspace": {"variables": {"worker_count": count}}})
     assert info.value.field == "workspace.variables.worker_count"
+
+
+def test_every_config_problem_is_reported_at_once(tmp_path):
+    """F23: a config with four mistakes says all four, unknown keys first, each with its fix."""
+    from ephemera.errors import ConfigErrors
+
+    path = tmp_path / "c.yaml"
+    path.write_text("storage: {bucket: Bad_Name, bogus: 1}\ntimeouts: {hard: forever}\nworkload: {entry: nocolon}\n")
+    with pytest.raises(ConfigErrors) as info:
+        load_config(str(path))
+    lines = info.value.message.splitlines()
+    assert lines[0] == "4 problems:" and info.value.field == "storage.bogus"
+    assert lines[1].startswith("  - config key 'storage.bogus': unknown key; known keys are:")
+    assert {line.split("'")[1] for line in lines[1:]} == {"storage.bogus", "storage.bucket", "timeouts.hard", "workload.entry"}
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("workspace:\n  name: x\n   stack: local\n", "mapping values are not allowed here at line 3, column 9"),
+    ("workload: {entry: a:b\n", "expected ',' or '}', but got '<stream end>' at line 2, column 1 (while parsing a flow mapping at line 1)"),
+])
+def test_a_yaml_error_says_the_parsers_reason_and_names_the_file(tmp_path, text, reason):
+    """F22: the parser's reason and place, and the file called a file (not a config key)."""
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))
+    assert info.value.message == f"config file '{path}': is not valid YAML: {reason}; fix the syntax there"
+
+
+def test_an_environment_variable_naming_no_file_is_called_that(monkeypatch, tmp_path):
+    monkeypatch.setenv("EPHEMERA_CONFIG_FILE", str(tmp_path / "nope.yaml"))
+    with pytest.raises(ConfigError) as info:
+        load_config()
+    assert info.value.message.startswith(f"config file '{tmp_path / 'nope.yaml'}': is not a file (named by EPHEMERA_CONFIG_FILE)")

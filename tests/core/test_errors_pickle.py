@@ -16,6 +16,8 @@ SAMPLES = {
     errors.EphemeraError: ("plain", {"retryable": True}),
     errors.FieldError: ("a.b", "bad"),
     errors.ConfigError: ("storage.bucket", "missing", "set it"),
+    errors.ConfigFileError: ("/etc/ephemera.yaml", "is not valid YAML"),
+    errors.ConfigErrors: ([errors.ConfigError("a", "missing"), errors.ConfigError("b.c", "bad", "fix it")],),
     errors.BootDocumentError: ("worker", "missing"),
     errors.AgentConfigError: ("run_id", "missing", "start the VM again"),
     errors.ParamError: ("run_id", "malformed"),

@@ -33,7 +33,8 @@ def test_invalid_success_marker_fails_the_run(local_config, home, body, words):
     run = running(ctx, words + str(len(body)))
     ctx.storage.put(ctx.config.output_bucket, f"outputs/{run.run_id}/{markers.SUCCESS}", body)
     result = destroy.main(marker_event(config, run.run_id))
-    assert result["error"]["code"] == "MARKER_INVALID" and words in result["error"]["message"], result
+    assert "error" not in result and result["outcome"] == "FAILED", result  # the destroy itself did its job
+    assert result["run_error"]["code"] == "MARKER_INVALID" and words in result["run_error"]["message"], result
     record = ctx.ledger.get(run.run_id)
     states = [t.state for t in record.transitions]
     assert "SUCCEEDED" not in states and "FAILED" in states and record.state == RunState.DESTROYED

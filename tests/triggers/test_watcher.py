@@ -234,3 +234,66 @@ def test_polling_watcher_lists_a_page_per_poll_not_the_whole_prefix(backend, sto
         assert max(counted.listed[1:]) <= 10  # no poll listed more than a page
     finally:
         watcher.stop()
+
+
+def test_an_object_write_trigger_adds_its_payload_under_the_writes_own_fields(storage, tmp_path):
+    """F5: ``triggers[].payload`` reaches an object-write trigger's action, as it does an
+    alarm's; a payload key named like an event field never replaces the write's own."""
+    config = load_config({
+        "home": str(tmp_path / "home"),
+        "triggers": [{"name": "inbox", "kind": "object_write", "bucket": "data", "prefix": "in/",
+                      "payload": {"params": {"mode": "fast"}, "key": "forged", "ephemera_kind": "alarm"}}],
+        "rules": [{"trigger": "inbox", "action": "apply"}],
+    })
+    for watcher_class in (FilesystemWatcher, PollingWatcher):
+        emits = Emits()
+        watcher = (PollingWatcher(storage, config["triggers"], emits, interval=3600) if watcher_class is PollingWatcher
+                   else FilesystemWatcher(storage, config["triggers"], emits))
+        watcher.start()
+        try:
+            storage.put("data", f"in/{watcher_class.__name__}.csv", b"a,b\n")
+            if isinstance(watcher, PollingWatcher):
+                watcher.poll_once()
+            assert emits.wait_for_key("inbox", f"in/{watcher_class.__name__}.csv")
+        finally:
+            watcher.stop()
+        [(trigger, params)] = emits.items
+        assert params["params"] == {"mode": "fast"} and params["key"] == f"in/{watcher_class.__name__}.csv"
+        assert params["ephemera_kind"] == "object_write" and params["etag"] == hashlib.md5(b"a,b\n").hexdigest()
+
+
+def test_a_file_written_in_place_fires_once_complete(storage, tmp_path):
+    """Seen once: a trigger fired with the MD5 of an empty file. A file created in the
+    bucket's folder by another program (``cp``, an editor, a writer that takes its time)
+    is seen when it is created, empty, before its content is written. The watcher fires
+    once per complete object: when the writer closes it, with its final etag and size;
+    a rewrite in place (no new file) fires again."""
+    import time
+
+    emits = Emits()
+    watcher = FilesystemWatcher(storage, _triggers(tmp_path), emits)
+    watcher.start()
+    path = tmp_path / "storage" / "data" / "inbox" / "slow.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    content = b"row\n" * 1000
+    try:
+        with open(path, "wb") as f:
+            for i in range(0, len(content), 1000):
+                f.write(content[i:i + 1000])
+                f.flush()
+                time.sleep(0.15)  # longer than the watcher's settle time: each chunk is a new version on disk
+        path.with_name("empty").write_bytes(b"")  # an empty object is an object too
+        storage.put("data", "zz-sentinel", b"end")
+        assert emits.wait_for_key("everything", "zz-sentinel")
+        time.sleep(0.5)  # a late second fire would land now
+        path.write_bytes(b"rewritten\n")  # in place: truncated and written again
+        storage.put("data", "zz-sentinel-2", b"end")
+        assert emits.wait_for_key("everything", "zz-sentinel-2")
+        time.sleep(0.5)
+    finally:
+        watcher.stop()
+    fired = [p for t, p in emits.items if t == "everything" and p["key"] == "inbox/slow.csv"]
+    assert [(p["etag"], p["size"]) for p in fired] == [(hashlib.md5(content).hexdigest(), len(content)),
+                                                       (hashlib.md5(b"rewritten\n").hexdigest(), 10)], fired
+    empty = [p for t, p in emits.items if t == "everything" and p["key"] == "inbox/empty"]
+    assert [(p["etag"], p["size"]) for p in empty] == [(hashlib.md5(b"").hexdigest(), 0)]

@@ -61,6 +61,7 @@ class LocalhostStorage:
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).resolve()
+        self.created_buckets: list[str] = []  # configured buckets that from_config() had to make
         self._tmp = self.root / ".tmp"
         try:
             self._tmp.mkdir(parents=True, exist_ok=True)
@@ -70,8 +71,11 @@ class LocalhostStorage:
     @classmethod
     def from_config(cls, config) -> "LocalhostStorage":
         storage = cls(storage_root(config))
-        # On this machine the configured buckets simply exist: they are folders.
-        for bucket in {config.state_bucket, config.output_bucket}:
+        # On this machine the configured buckets simply exist: they are folders. Those made
+        # now are remembered, so that `ephemera up` can say a (maybe misspelt) bucket is new.
+        for bucket in sorted({config.state_bucket, config.output_bucket}):
+            if not storage.bucket_exists(bucket):
+                storage.created_buckets.append(bucket)
             storage.create_bucket(bucket)
         return storage
 

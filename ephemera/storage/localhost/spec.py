@@ -10,7 +10,7 @@ storage keys configure the store.
 from __future__ import annotations
 
 from ephemera.storage.localhost.config import LocalhostSection, storage_root
-from ephemera.storage.spec import StorageBackendSpec
+from ephemera.storage.spec import StorageBackendSpec, VMAccess
 
 DEFAULT_LITHOPS_BUCKET = "lithops-bridge"  # the bridge's default when a Lithops config names no bucket
 LITHOPS_STORAGE_KEYS = ("storage_bucket", "storage_root")
@@ -21,6 +21,11 @@ class LocalhostSpec(StorageBackendSpec):
     sections = {"localhost": LocalhostSection}
     storage_class = "ephemera.storage.localhost.backend:LocalhostStorage"
     lithops_default_bucket = DEFAULT_LITHOPS_BUCKET
+
+    def vm_access(self, config) -> VMAccess:
+        """The controller's storage root, resolved: a local VM has a home of its own, so a
+        root left to default (``<home>/storage``) would otherwise point into the VM's home."""
+        return VMAccess(section={"root": str(storage_root(config))})
 
     def to_lithops(self, config) -> dict:
         return {"storage_root": str(storage_root(config))}
