@@ -54,6 +54,13 @@ class ConfigError(FieldError):
     label = "config key"
 
 
+class StackSpecError(ConfigError):
+    """A stack's ``stack.toml`` is missing, malformed, or disagrees with its ``.tf`` files."""
+
+    code = "STACK_SPEC_INVALID"
+    label = "stack spec"
+
+
 class ParamError(FieldError):
     """An action parameter is missing or malformed."""
 

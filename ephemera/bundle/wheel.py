@@ -22,12 +22,12 @@ import zipfile
 from pathlib import Path
 from typing import Iterator
 
-from ephemera.engines.terraform.config import STACKS_DIR
+from ephemera.stack import STACKS_DIR
 from ephemera.errors import ConfigError
 
 DIST = "ephemera"
 PACKAGES = ("ephemera", "lithops_bridge")
-DATA_SUFFIXES = (".tf", ".tftpl")  # package data: the Terraform stacks
+DATA_SUFFIXES = (".tf", ".tftpl", ".toml")  # package data: the Terraform stacks and their specs
 SKIP_PARTS = {"__pycache__", ".terraform"}
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip entry can carry
 TAG = "py3-none-any"

@@ -1,0 +1,104 @@
+"""Stacks: the third plugin kind. A stack is a folder of ``.tf`` files with a ``stack.toml``
+(:mod:`ephemera.stack.spec`) and one line in :data:`STACKS`.
+
+The shipped stacks live in the repository's ``terraform/`` folder, installed as the
+package data ``ephemera.stacks`` (pyproject.toml maps it): :data:`STACKS_DIR` finds
+them in either place. ``workspace.stack`` is a registered name or a folder path; either
+way the folder must hold a ``stack.toml``. Engines, plan, cost, the run's variables and
+``ephemera lithops-config`` ask :func:`stack_spec` instead of reading ``.tf`` files.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ephemera.errors import ConfigError
+from ephemera.stack.spec import SPEC_FILE, StackSpec, load_spec_file
+
+if TYPE_CHECKING:
+    from ephemera.stack.hooks import StackHooks
+
+_PACKAGE = Path(__file__).resolve().parents[1]  # the ephemera package's folder
+
+
+def _shipped_stacks() -> Path:
+    """``ephemera/stacks`` in a wheel or sdist install, the repository's ``terraform/`` in a checkout."""
+    installed = _PACKAGE / "stacks"
+    return installed if installed.is_dir() else _PACKAGE.parent / "terraform"
+
+
+STACKS_DIR = _shipped_stacks()
+
+# registry name -> its folder (relative to STACKS_DIR, or absolute); the folder holds stack.toml
+STACKS: dict[str, str] = {
+    "local": "local",
+    "ibm-vpc-gpu": "ibm-vpc-gpu",
+}
+
+
+def stack_folder(stack: str, field: str = "workspace.stack") -> tuple[str, Path]:
+    """(name, folder) of a registered stack or a folder path; ConfigError naming ``field``."""
+    if stack in STACKS:
+        name, path = stack, STACKS_DIR / STACKS[stack]
+    else:
+        path = Path(stack).expanduser()
+        name = path.name
+    if not path.is_dir() or not any(path.glob("*.tf")):
+        raise ConfigError(field, f"'{stack}' is neither a stack name nor a folder with .tf files",
+                          f"use one of {', '.join(STACKS)} or a path")
+    return name, path.resolve()
+
+
+def stack_spec(stack: str, field: str = "workspace.stack") -> StackSpec:
+    """The spec of ``stack`` (a registered name or a folder); re-read when its stack.toml changes."""
+    name, folder = stack_folder(stack, field)
+    spec_path = folder / SPEC_FILE
+    return _cached(name, folder, spec_path.stat().st_mtime_ns if spec_path.exists() else 0)
+
+
+@lru_cache(maxsize=32)
+def _cached(name: str, folder: Path, mtime: int) -> StackSpec:  # noqa: ARG001 - mtime keys the cache
+    return load_spec_file(name, folder)
+
+
+def registered_stacks() -> list[StackSpec]:
+    """The spec of every registered stack whose folder is here, in registry order."""
+    found = []
+    for name in STACKS:
+        try:
+            found.append(stack_spec(name))
+        except ConfigError:  # a registered stack not shipped in this install: nothing to read
+            continue
+    return found
+
+
+def config_stack(config: Any) -> StackSpec:
+    """The spec of the config's ``workspace.stack``."""
+    return stack_spec(config["workspace"]["stack"])
+
+
+def check_user_variables(spec: StackSpec, variables: dict) -> None:
+    """ConfigError naming ``workspace.variables.<name>`` for a variable the stack does not take
+    from the user: one it does not declare (a typo) or one Ephemera or the engine sets."""
+    for name in variables:
+        var = spec.variables.get(name)
+        if var is None:
+            takes = sorted(spec.setters("user"))
+            raise ConfigError(f"workspace.variables.{name}", f"the stack '{spec.name}' has no variable '{name}'",
+                              f"use one of: {', '.join(takes)}")
+        if var.set_by != "user":
+            raise ConfigError(f"workspace.variables.{name}", f"set by {'Ephemera for each run' if var.set_by == 'ephemera' else 'the engine'}",
+                              "remove it from workspace.variables")
+
+
+def stack_hooks(spec: StackSpec) -> StackHooks:
+    """The hooks object of a stack: its ``hooks`` class, or the defaults."""
+    from ephemera.plugins import load_spec
+    from ephemera.stack.hooks import StackHooks
+
+    return load_spec(spec.hooks) if spec.hooks else StackHooks()
+
+
+__all__ = ["STACKS", "STACKS_DIR", "StackSpec", "check_user_variables", "config_stack", "registered_stacks", "stack_folder", "stack_hooks", "stack_spec"]
