@@ -42,9 +42,10 @@ def cost_of(ctx: Context, run: RunRecord, vms: list[dict] | None = None) -> RunC
     """The run's cost: final once DESTROYED, else so far (from what its VMs report)."""
     if not run.vm_seconds and vms is None and run.state != RunState.DESTROYED:
         vms = vm_reports_or_none(ctx, run)
-    from ephemera.lifecycle.plan import stack_dir
+    from ephemera.lifecycle.plan import known_stack
+    from ephemera.stack import registered_stacks
 
-    return run_cost(run, ctx.config, vm_seconds(vms) if vms else None, stack_dir(ctx.config))
+    return run_cost(run, ctx.config, vm_seconds(vms) if vms else None, known_stack(ctx.config), registered_stacks())
 
 
 def runs_table(ctx: Context, include_destroyed: bool = True, heartbeat_interval: float = HEARTBEAT_INTERVAL,

@@ -1,11 +1,12 @@
 """What a run cost: a price per instance profile, times the VM-seconds the run paid for.
 
-:data:`PRICES` is the built-in table: hourly on-demand price per instance, GPUs per
-instance, the date and the source of each price. **The gx3 prices are estimates**:
-they were written without access to IBM Cloud's price list (the catalog's VPC virtual
-server pricing, which varies by region, account and contract), so each says so in its
-``source``; put the prices you pay in the config's ``cost.prices``, which win. The
-local stack's "VMs" are processes on this machine and cost nothing.
+The price table is the stacks' (each spec's ``[prices]``: hourly on-demand price per
+instance, GPUs per instance, the date and the source of each price, and whether it is
+an estimate; every registered stack's, since a ledger may hold runs of another stack)
+with the config's ``cost.prices`` over it, which win. Which profile a
+run's VMs have comes from the stack too: what its outputs report, else the variable
+its spec names (``profile_variable``) as configured or by default, else its fixed
+``profile`` (the local stack's "VMs" are processes on this machine and cost nothing).
 
 A run's VM-seconds come from its boot timeline: each VM from its ``booted`` phase to
 the destroy confirmation (or now, while it runs); the part between its first and last
@@ -17,14 +18,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
 
 from ephemera.model.runs import RunRecord
 
-LOCAL_PROFILE = "local"  # the local stack's "instances": processes on this machine
-STACK_PROFILE_RE = re.compile(r'variable\s+"profile"\s*\{[^}]*?default\s*=\s*"([^"]+)"', re.S)
-_ESTIMATE = ("estimate (not read from IBM Cloud's price list, which could not be reached when this table was "
-             "written): check the catalog's VPC virtual server pricing for your region and set cost.prices")
+if TYPE_CHECKING:
+    from ephemera.stack.spec import StackSpec
+
+UNKNOWN_PROFILE = "unknown"  # a run whose stack is unknown here and whose outputs name no profile
 
 
 @dataclass(frozen=True)
@@ -40,20 +41,13 @@ class Price:
         return asdict(self)
 
 
-PRICES: dict[str, Price] = {p.profile: p for p in (
-    Price(LOCAL_PROFILE, 0.0, 0, "2026-12-02", "the local stack: processes on this machine, no charge"),
-    Price("gx3-16x80x1l4", 1.90, 1, "2026-12-02", _ESTIMATE, True),
-    Price("gx3-32x160x2l4", 3.80, 2, "2026-12-02", _ESTIMATE, True),
-    Price("gx3-64x320x4l4", 7.60, 4, "2026-12-02", _ESTIMATE, True),
-    Price("gx3-24x120x1l40s", 2.90, 1, "2026-12-02", _ESTIMATE, True),
-    Price("gx3-48x240x2l40s", 5.80, 2, "2026-12-02", _ESTIMATE, True),
-)}
 _GPUS_RE = re.compile(r"x(\d+)(?:l4|l40s|v100|a100|h100|h200|mi300x)$")
 
 
-def price_table(config) -> dict[str, Price]:
-    """The built-in prices with the config's ``cost.prices`` over them."""
-    table = dict(PRICES)
+def price_table(config, stacks: Iterable[StackSpec] = ()) -> dict[str, Price]:
+    """The stacks' prices with the config's ``cost.prices`` over them."""
+    table = {p.profile: Price(p.profile, p.hourly, p.gpus, p.as_of, p.source, p.estimate)
+             for stack in stacks for p in stack.prices.values()}
     for profile, entry in ((config.get("cost") or {}).get("prices") or {}).items():
         known = table.get(profile)
         gpus = entry.get("gpus", known.gpus if known else gpus_of(profile))
@@ -67,29 +61,21 @@ def gpus_of(profile: str) -> int:
     return int(match.group(1)) if match else 0
 
 
-def price_of(config, profile: str) -> Price | None:
-    return price_table(config).get(profile)
+def price_of(config, profile: str, stacks: Iterable[StackSpec] = ()) -> Price | None:
+    return price_table(config, stacks).get(profile)
 
 
-def stack_profile(stack_dir: Path | None) -> str | None:
-    """The default of a stack's ``profile`` variable, or None (a stack without one: local)."""
-    if stack_dir is None or not Path(stack_dir).is_dir():
-        return None
-    for tf in sorted(Path(stack_dir).glob("*.tf")):
-        match = STACK_PROFILE_RE.search(tf.read_text())
-        if match:
-            return match.group(1)
-    return None
-
-
-def run_profile(run: RunRecord, config, stack_dir: Path | None = None) -> str:
-    """The instance profile a run's VMs had: as the stack reported them, else as configured,
-    else the stack's default; the local profile for a stack without one."""
+def run_profile(run: RunRecord, config, stack: StackSpec | None = None) -> str:
+    """The instance profile a run's VMs had: as the stack reported them (an output's
+    per-VM ``profile``), else its profile variable as configured, else the stack's default."""
     for vm in (run.outputs or {}).get("workers") or []:
         if isinstance(vm, dict) and vm.get("profile"):
             return str(vm["profile"])
-    configured = ((config.get("workspace") or {}).get("variables") or {}).get("profile")
-    return str(configured or stack_profile(stack_dir) or LOCAL_PROFILE)
+    if stack is None:
+        return UNKNOWN_PROFILE
+    configured = ((config.get("workspace") or {}).get("variables") or {}).get(stack.profile_variable) \
+        if stack.profile_variable else None
+    return str(configured or stack.default_profile() or UNKNOWN_PROFILE)
 
 
 @dataclass
@@ -116,12 +102,14 @@ class RunCost:
                 "idle_cost": self.idle_cost, "final": self.final, "price": self.price.to_dict() if self.price else None}
 
 
-def run_cost(run: RunRecord, config, seconds: dict | None = None, stack_dir: Path | None = None) -> RunCost:
-    """A run's cost from its VM-seconds (the record's, else ``seconds``: what its VMs report so far)."""
+def run_cost(run: RunRecord, config, seconds: dict | None = None, stack: StackSpec | None = None,
+             stacks: Iterable[StackSpec] = ()) -> RunCost:
+    """A run's cost from its VM-seconds (the record's, else ``seconds``: what its VMs report so
+    far); ``stack`` is the config's stack, ``stacks`` every stack whose prices count."""
     seconds = run.vm_seconds or seconds or {}
-    profile = run_profile(run, config, stack_dir)
+    profile = run_profile(run, config, stack)
     currency = (config.get("cost") or {}).get("currency") or "USD"
-    return RunCost(profile, price_of(config, profile), currency, float(seconds.get("total", 0.0)),
+    return RunCost(profile, price_of(config, profile, [*stacks, *([stack] if stack else [])]), currency, float(seconds.get("total", 0.0)),
                    float(seconds.get("workload", 0.0)), float(seconds.get("outside", 0.0)), bool(run.vm_seconds))
 
 
