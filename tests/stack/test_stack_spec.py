@@ -91,3 +91,11 @@ def test_a_bad_spec_names_the_key_and_the_fix(tmp_path, text, key, words):
         parse_spec("bad", tmp_path, text)
     assert info.value.code == "STACK_SPEC_INVALID" and f"stack.toml: {key}" in info.value.field and words in str(info.value)
 
+
+def test_a_stack_folder_without_a_spec_is_refused_at_load(tmp_path, local_config):
+    from ephemera.config import load_config
+
+    (tmp_path / "main.tf").write_text('variable "run_id" { type = string }\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(local_config(workspace={"stack": str(tmp_path)}))
+    assert "stack.toml" in info.value.field and "missing" in str(info.value) and "write stack.toml" in str(info.value)
