@@ -93,6 +93,20 @@ def check_user_variables(spec: StackSpec, variables: dict) -> None:
                               "remove it from workspace.variables")
 
 
+def check_vm_access(spec: StackSpec, backend: str, identity: dict | None) -> None:
+    """ConfigError when the run's VMs could not reach the storage: a backend the stack's VMs
+    cannot reach, or a VM identity kind the stack cannot give its VMs (on this machine, VMs
+    need none of either: they are processes of the controller's user)."""
+    if spec.storage_backends and backend not in spec.storage_backends:
+        raise ConfigError("storage.backend", f"'{backend}': the stack '{spec.name}' has VMs that reach only "
+                          f"{', '.join(spec.storage_backends)}", "use that storage, or another workspace.stack")
+    kind = (identity or {}).get("kind")
+    if kind and not spec.vms_on_host and kind not in spec.vm_identities:
+        raise ConfigError("workspace.stack", f"the storage gives the run's VMs an identity of kind '{kind}', which the "
+                          f"stack '{spec.name}' cannot give its VMs ({', '.join(spec.vm_identities) or 'it gives none'})",
+                          "use a stack that can, or storage credentials the VMs receive once (the storage's own settings)")
+
+
 def stack_hooks(spec: StackSpec) -> StackHooks:
     """The hooks object of a stack: its ``hooks`` class, or the defaults."""
     from ephemera.plugins import load_spec
@@ -101,4 +115,4 @@ def stack_hooks(spec: StackSpec) -> StackHooks:
     return load_spec(spec.hooks) if spec.hooks else StackHooks()
 
 
-__all__ = ["STACKS", "STACKS_DIR", "StackSpec", "check_user_variables", "config_stack", "registered_stacks", "stack_folder", "stack_hooks", "stack_spec"]
+__all__ = ["STACKS", "STACKS_DIR", "StackSpec", "check_user_variables", "check_vm_access", "config_stack", "registered_stacks", "stack_folder", "stack_hooks", "stack_spec"]

@@ -130,10 +130,10 @@ def http(method: str, url: str, data: bytes | None = None, headers: dict | None 
         return response.read()
 
 
-def identity_token(identity: dict) -> str:
-    """An IAM access token of the VM's trusted profile, from the VPC instance metadata service:
-    an instance identity token (PUT /identity/v1/token), traded for an IAM token
-    (POST /identity/v1/iam_tokens)."""
+def vpc_trusted_profile_token(identity: dict) -> str:
+    """``vpc-trusted-profile``: an IAM access token of the VM's trusted profile, from the VPC
+    instance metadata service: an instance identity token (PUT /identity/v1/token), traded
+    for an IAM token (POST /identity/v1/iam_tokens)."""
     base, version = identity["metadata_url"].rstrip("/"), identity["metadata_version"]
     body = json.dumps({"expires_in": 300}).encode()
     reply = json.loads(http("PUT", f"{base}/identity/v1/token?version={version}", body,
@@ -143,6 +143,22 @@ def identity_token(identity: dict) -> str:
                             {"Authorization": f"Bearer {reply['access_token']}", "Content-Type": "application/json",
                              "Accept": "application/json"}))
     return reply["access_token"]
+
+
+# VM identity kinds: the ``kind`` a storage spec's VMAccess.identity names -> how a VM gets a
+# bearer token as itself. This file ships alone, so each kind's few stdlib lines live here.
+IDENTITY_KINDS = {
+    "vpc-trusted-profile": vpc_trusted_profile_token,
+}
+
+
+def identity_token(identity: dict) -> str:
+    """A bearer token of the VM's own identity, by the identity's ``kind``."""
+    getter = IDENTITY_KINDS.get(identity.get("kind", ""))
+    if getter is None:
+        raise BootError(f"identity kind '{identity.get('kind')}' is not one this bootstrap knows "
+                        f"({', '.join(IDENTITY_KINDS)}); the controller and the VM run different Ephemera versions?")
+    return getter(identity)
 
 
 def object_call(boot: BootDocument, method: str, ref: ObjectRef, data: bytes | None = None) -> bytes:
