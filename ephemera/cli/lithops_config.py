@@ -6,8 +6,8 @@ backend section, and the storage section of the Ephemera config (``storage_bucke
 = the state bucket). The config's stack says which of the run record's Terraform
 outputs name the VMs (its spec's ``[vms]``), and its hooks which Lithops backend
 drives one (:meth:`ephemera.stack.hooks.StackHooks.lithops_backend`): the
-``ibm-vpc-gpu`` stack's VMs ``ibm_vpc`` (:mod:`ephemera.stack.ibm_vpc_gpu`), the
-local stack's ``vm`` over SSH to this machine (:mod:`ephemera.vm.local_stack`).
+``ibm-vpc-gpu`` stack's hooks (:mod:`ephemera.stack.ibm_vpc_gpu`) give its cloud
+backend, the local stack's ``vm`` over SSH to this machine (:mod:`ephemera.vm.local_stack`).
 
 The ``standalone`` section also names the run (``run_id``) and carries its key
 (``run_key``, derived from this controller's signing key: :mod:`ephemera.runkeys`),
