@@ -39,13 +39,14 @@ STACKS: dict[str, str] = {
 
 
 def stack_folder(stack: str, field: str = "workspace.stack") -> tuple[str, Path]:
-    """(name, folder) of a registered stack or a folder path; ConfigError naming ``field``."""
+    """(name, folder) of a registered stack or a folder path; ConfigError naming ``field``.
+    A deployed action's package carries only the stacks' specs (the engine has the .tf files)."""
     if stack in STACKS:
         name, path = stack, STACKS_DIR / STACKS[stack]
     else:
         path = Path(stack).expanduser()
         name = path.name
-    if not path.is_dir() or not any(path.glob("*.tf")):
+    if not path.is_dir() or not (any(path.glob("*.tf")) or (path / SPEC_FILE).is_file()):
         raise ConfigError(field, f"'{stack}' is neither a stack name nor a folder with .tf files",
                           f"use one of {', '.join(STACKS)} or a path")
     return name, path.resolve()
@@ -93,6 +94,17 @@ def check_user_variables(spec: StackSpec, variables: dict) -> None:
                               "remove it from workspace.variables")
 
 
+def check_run_variables(spec: StackSpec, values: dict) -> None:
+    """ConfigError before anything is applied when a variable the stack needs from Ephemera
+    (``set_by = "ephemera"``, no default) is not among the run's ``values``: the spec and
+    this Ephemera disagree on what a run provides (e.g. a stack written for another storage)."""
+    missing = sorted(v.name for v in spec.variables.values() if v.set_by == "ephemera" and v.required and v.name not in values)
+    if missing:
+        raise ConfigError("workspace.stack", f"the stack '{spec.name}' needs {', '.join(missing)} from Ephemera, "
+                          "which this run does not provide", "mark them set_by = \"user\" in its stack.toml and set them in "
+                          "workspace.variables, or give them a default")
+
+
 def check_vm_access(spec: StackSpec, backend: str, identity: dict | None) -> None:
     """ConfigError when the run's VMs could not reach the storage: a backend the stack's VMs
     cannot reach, or a VM identity kind the stack cannot give its VMs (on this machine, VMs
@@ -115,4 +127,4 @@ def stack_hooks(spec: StackSpec) -> StackHooks:
     return load_spec(spec.hooks) if spec.hooks else StackHooks()
 
 
-__all__ = ["STACKS", "STACKS_DIR", "StackSpec", "check_user_variables", "check_vm_access", "config_stack", "registered_stacks", "stack_folder", "stack_hooks", "stack_spec"]
+__all__ = ["STACKS", "STACKS_DIR", "StackSpec", "check_run_variables", "check_user_variables", "check_vm_access", "config_stack", "registered_stacks", "stack_folder", "stack_hooks", "stack_spec"]

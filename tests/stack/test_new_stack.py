@@ -12,6 +12,7 @@ values ... and follows the usual resource lifecycle"; its ``id`` is a random UUI
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -150,3 +151,17 @@ def test_plan_apply_lithops_config_and_destroy_through_the_terraform_engine(scra
 
     done = engine.destroy("ws")
     assert done.state == "COMPLETED" and engine.resources("ws") == []
+
+
+def test_a_variable_the_spec_expects_from_ephemera_but_no_run_provides_stops_the_apply(scratch, tmp_path):
+    """A spec that says Ephemera sets ``magic`` (which no run provides) is refused before
+    the engine is called: the run ends DESTROYED with the key and the fix, nothing applied."""
+    from ephemera.actions import apply
+
+    folder = tmp_path / "scratch-stack"
+    (folder / "stack.toml").write_text(SPEC + '\n[variables.magic]\ntype = "string"\nset_by = "ephemera"\n')
+    (folder / "main.tf").write_text(MAIN_TF + 'variable "magic" { type = string }\n')
+    result = apply.main({"config": scratch})
+    assert result["error"]["code"] == "CONFIG_INVALID" and result["state"] == "DESTROYED", result
+    assert "needs magic from Ephemera" in result["error"]["message"] and "workspace.stack" in result["error"]["message"]
+    assert Context(scratch).engine.resources("ws") == [] and not (Path(scratch["home"]) / "workspaces" / "ws").exists()

@@ -21,6 +21,9 @@ VERSION_TIMEOUT = 20.0  # seconds `<binary> version` may take
 def check_settings(config) -> None:
     """ConfigError naming the key when the stack, the binary or the worker count is wrong."""
     stack = config_stack(config)
+    if not any(stack.folder.glob("*.tf")):
+        raise ConfigError("workspace.stack", f"the stack '{stack.name}' has no .tf files in {stack.folder}",
+                          "run the terraform engine where the stack is installed (a checkout or a wheel install)")
     binary = resolve_binary(config["terraform"]["binary"])
     if binary is not None:
         problem = _binary_problem(binary, os.stat(binary).st_mtime)
