@@ -12,14 +12,21 @@ killed before it saved its state) is one of the workspace's resources,
 ``orphan_agent:<run_id>/<pid file>:<pid>``; destroy stops it. After a destroy, what the
 VMs wrote is deleted: their agent configs and credentials files (storage keys), their
 environments and unpacked bundles.
+
+The stack's ``terraform_data`` VMs start with ``python -m ephemera.vm.local_stack start``,
+which runs the VM bootstrap in its own session, its output to the VM's log, and
+returns once the bootstrap has written its pid file.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import shutil
+import subprocess
 import sys
 import sysconfig
+import time
 from pathlib import Path
 
 from ephemera.files import write_private
@@ -31,6 +38,7 @@ from ephemera.vm.pids import is_agent_process, read_pid
 
 RUN_WORKSPACE_FILE = "workspace"  # in a run's folder: the name of its workspace
 STOP_TIMEOUT = 10.0  # seconds an orphan agent is given to stop
+START_TIMEOUT = 30.0  # seconds a detached bootstrap is given to write its pid file
 
 
 def host_site_packages() -> list[str]:
@@ -122,3 +130,39 @@ class LocalStack(StackHooks):
         import getpass
 
         return "vm", {"ip_address": "127.0.0.1", "ssh_username": getpass.getuser()}
+
+
+def start(boot_file: str, pid_file: str, log_file: str, timeout: float = START_TIMEOUT) -> int:
+    """Start a local VM's bootstrap in its own session and return once it has its pid file."""
+    Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+    Path(pid_file).unlink(missing_ok=True)
+    with open(log_file, "ab") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "ephemera.vm.bootstrap", "--boot", boot_file, "--pid-file", pid_file],
+                                stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
+                                close_fds=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if Path(pid_file).is_file() and Path(pid_file).read_text().strip() == str(proc.pid):
+            print(f"VM bootstrap started, pid {proc.pid}")
+            return 0
+        if proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    proc.kill()
+    print(f"VM bootstrap did not start (exit {proc.poll()}); see {log_file}", file=sys.stderr)
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ephemera.vm.local_stack", description="Start a local VM (the local stack).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    cmd = sub.add_parser("start", help="run the VM bootstrap in the background")
+    cmd.add_argument("--boot", required=True, help="the VM's boot document (JSON)")
+    cmd.add_argument("--pid-file", required=True, help="written by the bootstrap (the VM's process, from bootstrap to agent)")
+    cmd.add_argument("--log-file", required=True, help="the VM's output")
+    args = parser.parse_args(argv)
+    return start(args.boot, args.pid_file, args.log_file)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
