@@ -27,6 +27,7 @@ from pathlib import Path
 
 import yaml
 
+from ephemera.engines import engine_spec
 from ephemera.runkeys import run_key
 from ephemera.stack import config_stack, stack_hooks
 from ephemera.storage.lithops import to_lithops
@@ -42,9 +43,10 @@ def vm_configs(config, record) -> list[tuple[int, dict]]:
                            "run_key": run_key(config, record.run_id)}}
     stack = config_stack(config)
     hooks = stack_hooks(stack)
+    engine_region = engine_spec(config["engine"]["backend"]).vm_region(config)
     out = []
     for vm in hooks.vm_addresses(stack, record.outputs or {}):
-        found = hooks.lithops_backend(stack, config, vm)
+        found = hooks.lithops_backend(stack, config, vm, engine_region)
         if found is None:  # a stack no Lithops backend can drive
             continue
         backend, section = found

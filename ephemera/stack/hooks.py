@@ -68,6 +68,7 @@ class StackHooks:
         return [VMAddress(w, str(iid), str(ip), public[w] if w < len(public) else None)
                 for w, (iid, ip) in enumerate(zip(ids, addresses))]
 
-    def lithops_backend(self, spec: StackSpec, config: Any, vm: VMAddress) -> tuple[str, dict] | None:
-        """(Lithops compute backend, its section) that drives ``vm`` in consume mode; None: the stack has none."""
+    def lithops_backend(self, spec: StackSpec, config: Any, vm: VMAddress, engine_region: str | None = None) -> tuple[str, dict] | None:
+        """(Lithops compute backend, its section) that drives ``vm`` in consume mode; None: the stack has none.
+        ``engine_region`` is the region the engine builds VMs in, when it knows one."""
         return None

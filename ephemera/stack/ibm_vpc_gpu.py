@@ -10,7 +10,6 @@ variable's default in the spec.
 
 from __future__ import annotations
 
-from ephemera.engines import engine_spec
 from ephemera.stack.hooks import StackHooks, VMAddress
 from ephemera.stack.spec import StackSpec
 
@@ -21,10 +20,9 @@ SSH_USER = "root"  # the stack's images log in as root
 class IBMVPCGPUStack(StackHooks):
     """Hooks of the ``ibm-vpc-gpu`` stack (``terraform/ibm-vpc-gpu/stack.toml``)."""
 
-    def lithops_backend(self, spec: StackSpec, config, vm: VMAddress) -> tuple[str, dict]:
+    def lithops_backend(self, spec: StackSpec, config, vm: VMAddress, engine_region: str | None = None) -> tuple[str, dict]:
         region_var = spec.variables.get("region")
-        region = ((config["workspace"]["variables"] or {}).get("region")
-                  or engine_spec(config["engine"]["backend"]).vm_region(config)
+        region = ((config["workspace"]["variables"] or {}).get("region") or engine_region
                   or (region_var.default if region_var else None))
         return LITHOPS_BACKEND, {"instance_id": vm.id, "floating_ip": vm.public_address or vm.address, "region": region,
                                  "iam_api_key": config["ibm"]["iam_api_key"] or "", "ssh_username": SSH_USER}

@@ -125,7 +125,7 @@ class LocalStack(StackHooks):
                 for folder in ("env", "bundle", "home"):
                     shutil.rmtree(vm / folder, ignore_errors=True)
 
-    def lithops_backend(self, spec: StackSpec, config, vm: VMAddress) -> tuple[str, dict]:
+    def lithops_backend(self, spec: StackSpec, config, vm: VMAddress, engine_region: str | None = None) -> tuple[str, dict]:
         """Lithops' ``vm`` backend reaches a "VM" over SSH to this machine."""
         import getpass
 

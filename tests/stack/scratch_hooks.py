@@ -8,5 +8,5 @@ from ephemera.stack.spec import StackSpec
 
 
 class ScratchHooks(StackHooks):
-    def lithops_backend(self, spec: StackSpec, config, vm: VMAddress) -> tuple[str, dict]:
+    def lithops_backend(self, spec: StackSpec, config, vm: VMAddress, engine_region: str | None = None) -> tuple[str, dict]:
         return "scratch_vm", {"instance_id": vm.id, "address": vm.address}
