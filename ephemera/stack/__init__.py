@@ -47,7 +47,7 @@ def stack_folder(stack: str, field: str = "workspace.stack") -> tuple[str, Path]
         path = Path(stack).expanduser()
         name = path.name
     if not path.is_dir() or not (any(path.glob("*.tf")) or (path / SPEC_FILE).is_file()):
-        raise ConfigError(field, f"'{stack}' is neither a stack name nor a folder with .tf files",
+        raise ConfigError(field, f"'{stack}' is neither a registered stack nor a folder with .tf files or a stack.toml",
                           f"use one of {', '.join(STACKS)} or a path")
     return name, path.resolve()
 
