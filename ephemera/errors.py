@@ -75,6 +75,13 @@ class ConfigErrors(ConfigError):
         return errors[0] if len(errors) == 1 else ConfigErrors(errors)
 
 
+class StackSpecError(ConfigError):
+    """A stack's ``stack.toml`` is missing, malformed, or disagrees with its ``.tf`` files."""
+
+    code = "STACK_SPEC_INVALID"
+    label = "stack spec"
+
+
 class ParamError(FieldError):
     """An action parameter is missing or malformed."""
 

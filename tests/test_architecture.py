@@ -112,7 +112,7 @@ def test_every_module_has_one_name_from_the_repository_root():
 
 
 def test_the_stacks_are_found_in_a_checkout():
-    from ephemera.engines.terraform.config import STACKS_DIR
+    from ephemera.stack import STACKS_DIR
 
     assert STACKS_DIR.resolve() == (REPO / "terraform").resolve()
     assert (STACKS_DIR / "local" / "main.tf").is_file() and (STACKS_DIR / "ibm-vpc-gpu" / "main.tf").is_file()

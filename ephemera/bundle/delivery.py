@@ -9,8 +9,8 @@ bundle's key, hash and -- where the storage can presign -- a short-lived GET URL
 and a presigned PUT URL for the run's failure marker (a bootstrap that fails before
 Ephemera is installed still ends the run). How the VM gets storage access:
 
-- with an identity (IBM: a trusted profile through the VPC metadata service) it
-  needs nothing more: the bootstrap and the agent authenticate as the VM;
+- with an identity (a kind the storage's spec names and the stack's spec accepts,
+  e.g. a trusted profile through the VPC metadata service) it needs nothing more: the bootstrap and the agent authenticate as the VM;
 - otherwise the storage's spec makes the run's keys
   (:meth:`~ephemera.storage.spec.StorageBackendSpec.vm_credentials`: on S3 temporary
   STS keys scoped to the run's prefixes, :func:`ephemera.layout.run_prefixes`; never
@@ -49,6 +49,7 @@ from ephemera.errors import ConfigError
 from ephemera.model import marker as markers
 from ephemera.model.vmboot import BOOT_FORMAT, BootDocument, boot_to_json
 from ephemera.runkeys import run_key
+from ephemera.stack import check_vm_access, config_stack
 from ephemera.storage import storage_spec
 from ephemera.storage.base import Storage
 from ephemera.storage.spec import RunScope
@@ -83,7 +84,7 @@ def _presign(storage: Storage, bucket: str, key: str, method: str, expires: int,
     url = storage.presign(bucket, key, method, expires)
     if url is None and needed:
         raise ConfigError("storage.backend", f"the {storage.backend} storage cannot presign here and its VMs have no identity",
-                          "give the VMs an identity (ibm_cos.trusted_profile_id) or use keys that can presign (HMAC)")
+                          "give the VMs an identity (see the storage backend's settings) or use keys that can presign")
     return url
 
 
@@ -127,6 +128,7 @@ def prepare_boot(ctx, run) -> Boot:
     backend = config.storage.backend
     spec = storage_spec(backend)
     access = spec.vm_access(config)
+    check_vm_access(config_stack(config), backend, access.identity)
     ref = run_bundle(config, storage)
     log.info("run %s: bundle %s (%d bytes, %s)", run.run_id, ref.sha256[:12], ref.size, "reused" if ref.reused else "uploaded")
     expires = int(config.timeouts.boot)

@@ -39,6 +39,7 @@ from typing import Iterable, Sequence
 
 from ephemera.bundle.sdists import SDIST_ONLY, build_sdist_wheels, wheel_project
 from ephemera.errors import ConfigError
+from ephemera.stack import config_stack
 
 LOCK_FILE = "requirements.lock"
 MIN_PYTHON = "3.10"  # the oldest CPython a VM image may run (Ubuntu 22.04's)
@@ -58,9 +59,9 @@ LOCK_FIX = "fix or pin workload.requirements so that they resolve, then pack aga
 
 
 def needs_lock(config) -> bool:
-    """Whether this config's VMs install from an index (every stack but ``local``, whose
-    VMs are processes on this machine installing offline from its environment)."""
-    return config.workspace.stack != "local"
+    """Whether this config's VMs install from an index: those of every stack whose VMs are
+    not processes on this machine (which install offline from its environment)."""
+    return not config_stack(config).vms_on_host
 
 
 def vm_requirements(extras: Iterable[str], workload: Iterable[str]) -> list[str]:

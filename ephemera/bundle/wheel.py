@@ -22,12 +22,13 @@ import zipfile
 from pathlib import Path
 from typing import Iterator
 
-from ephemera.engines.terraform.config import STACKS_DIR
+from ephemera.stack import STACKS_DIR
+from ephemera.stack.spec import SPEC_FILE
 from ephemera.errors import ConfigError
 
 DIST = "ephemera"
 PACKAGES = ("ephemera", "lithops_bridge")
-DATA_SUFFIXES = (".tf", ".tftpl")  # package data: the Terraform stacks
+DATA_SUFFIXES = (".tf", ".tftpl")  # package data: the Terraform stacks (and each one's SPEC_FILE)
 SKIP_PARTS = {"__pycache__", ".terraform"}
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip entry can carry
 TAG = "py3-none-any"
@@ -61,7 +62,7 @@ def package_files() -> list[tuple[str, Path]]:
             if path.suffix == ".py" and path.is_file() and rel.parts[0] != "stacks":
                 files.append((f"{name}/{rel.as_posix()}", path))
     for path in _walk(STACKS_DIR):
-        if path.suffix in DATA_SUFFIXES and path.is_file():
+        if (path.suffix in DATA_SUFFIXES or path.name == SPEC_FILE) and path.is_file():
             files.append((f"ephemera/stacks/{path.relative_to(STACKS_DIR).as_posix()}", path))
     return sorted(files)
 

@@ -3,15 +3,11 @@
 Lithops' standalone backends drive one existing VM each in ``consume`` mode, so the
 command writes one config per VM: ``standalone: {exec_mode: consume}``, the VM's
 backend section, and the storage section of the Ephemera config (``storage_bucket``
-= the state bucket). From the run record's Terraform outputs:
-
-- the ``ibm-vpc-gpu`` stack (``instance_ids``, ``private_ips``, optional
-  ``floating_ips``): ``lithops.backend: ibm_vpc`` with ``instance_id``, ``floating_ip``
-  (the public address when the stack has one, else the private IP: run Lithops from
-  inside the VPC), ``region`` (the stack's ``region`` variable, else the engine's, e.g.
-  ``schematics.region``, else the stack's default) and ``iam_api_key``;
-- the local stack (``agents``): ``lithops.backend: vm`` with ``ip_address: 127.0.0.1``
-  and ``ssh_username`` (Lithops reaches a "VM" over SSH to this machine).
+= the state bucket). The config's stack says which of the run record's Terraform
+outputs name the VMs (its spec's ``[vms]``), and its hooks which Lithops backend
+drives one (:meth:`ephemera.stack.hooks.StackHooks.lithops_backend`): the
+``ibm-vpc-gpu`` stack's hooks (:mod:`ephemera.stack.ibm_vpc_gpu`) give its cloud
+backend, the local stack's ``vm`` over SSH to this machine (:mod:`ephemera.vm.local_stack`).
 
 The ``standalone`` section also names the run (``run_id``) and carries its key
 (``run_key``, derived from this controller's signing key: :mod:`ephemera.runkeys`),
@@ -26,55 +22,38 @@ configs go to stdout with every secret masked.
 from __future__ import annotations
 
 import copy
-import getpass
 import sys
 from pathlib import Path
 
 import yaml
 
 from ephemera.engines import engine_spec
-from ephemera.ibm import IBMAccount
 from ephemera.runkeys import run_key
+from ephemera.stack import config_stack, stack_hooks
 from ephemera.storage.lithops import to_lithops
-
-STACK_DEFAULT_REGION = "us-south"  # the ibm-vpc-gpu stack's default for its region variable
-
-
-def _value(outputs: dict, name: str):
-    value = outputs.get(name)
-    return value.get("value") if isinstance(value, dict) and "value" in value else value
 
 
 def vm_configs(config, record) -> list[tuple[int, dict]]:
     """One (worker, Lithops config) per VM of the run."""
-    outputs = record.outputs or {}
     storage_config = to_lithops(config)
     storage_name = storage_config["backend"]
     storage = storage_config[storage_name]
     base = {"lithops": {"mode": "standalone", "storage": storage_name}, storage_name: storage,
             "standalone": {"exec_mode": "consume", "auto_dismantle": False, "run_id": record.run_id,
                            "run_key": run_key(config, record.run_id)}}
+    stack = config_stack(config)
+    hooks = stack_hooks(stack)
+    engine_region = engine_spec(config.engine.backend).vm_region(config)
     out = []
-    instance_ids = _value(outputs, "instance_ids") or []
-    private_ips = _value(outputs, "private_ips") or []
-    agents = _value(outputs, "agents")
-    if private_ips:
-        floating = _value(outputs, "floating_ips") or []
-        region = ((config.workspace.variables or {}).get("region")
-                  or engine_spec(config.engine.backend).vm_region(config) or STACK_DEFAULT_REGION)
-        for i, (iid, ip) in enumerate(zip(instance_ids, private_ips)):
-            cfg = copy.deepcopy(base)
-            cfg["lithops"]["backend"] = "ibm_vpc"
-            cfg["ibm_vpc"] = {"instance_id": iid, "floating_ip": floating[i] if i < len(floating) else ip,
-                              "region": region, "iam_api_key": config.section(IBMAccount).iam_api_key or "",
-                              "ssh_username": "root"}
-            out.append((i, cfg))
-    elif agents:
-        for agent in sorted(agents, key=lambda a: int(a.get("worker", 0))):
-            cfg = copy.deepcopy(base)
-            cfg["lithops"]["backend"] = "vm"
-            cfg["vm"] = {"ip_address": "127.0.0.1", "ssh_username": getpass.getuser()}
-            out.append((int(agent.get("worker", 0)), cfg))
+    for vm in hooks.vm_addresses(stack, record.outputs or {}):
+        found = hooks.lithops_backend(stack, config, vm, engine_region)
+        if found is None:  # a stack no Lithops backend can drive
+            continue
+        backend, section = found
+        cfg = copy.deepcopy(base)
+        cfg["lithops"]["backend"] = backend
+        cfg[backend] = section
+        out.append((vm.worker, cfg))
     return out
 
 
@@ -103,8 +82,11 @@ def main(config, run_id: str, out_path: str | None) -> int:
         print(f"lithops-config: warning: run '{run_id}' is {record.state}: its workload has ended and its VMs are "
               "being (or will be) torn down; this config works only until then", file=sys.stderr)
     if not configs:
+        vms = config_stack(config).vms
+        expected = " + ".join(f"'{o}'" for o in (vms.list, vms.ids, vms.addresses) if o)
         print(f"lithops-config: run '{run_id}' ({record.state}) reports no VMs in its Terraform outputs "
-              "(expected 'instance_ids' + 'private_ips', or 'agents'); is it applied?", file=sys.stderr)
+              f"(the stack '{config_stack(config).name}' names them in {expected or 'no output'}); is it applied?",
+              file=sys.stderr)
         return 3
     header = f"# Lithops config for run {run_id}, VM {{worker}} (consume mode); generated by ephemera lithops-config\n"
     if out_path is None:

@@ -12,8 +12,10 @@ from ephemera.cli.results import (MAX_OUTPUTS_SHOWN, outcome, output_objects_or_
 from ephemera.cli.tables import human_duration, human_size, table, visible
 from ephemera.context import Context
 from ephemera.errors import EphemeraError
+from ephemera.lifecycle.plan import known_stack
 from ephemera.model.cost import RunCost, money, run_cost
 from ephemera.model.runs import ENDED_STATES, RunRecord, RunState
+from ephemera.stack import registered_stacks
 from ephemera.timeutil import since as seconds_since
 from ephemera.vm.heartbeats import HEARTBEAT_INTERVAL, SILENT_BEATS, seconds_since_last
 from ephemera.vm.reports import PHASES, vm_reports, vm_seconds
@@ -44,9 +46,7 @@ def cost_of(ctx: Context, run: RunRecord, vms: list[dict] | None = None) -> RunC
     """The run's cost: final once DESTROYED, else so far (from what its VMs report)."""
     if not run.vm_seconds and vms is None and run.state != RunState.DESTROYED:
         vms = vm_reports_or_none(ctx, run)
-    from ephemera.lifecycle.plan import stack_dir
-
-    return run_cost(run, ctx.config, vm_seconds(vms) if vms else None, stack_dir(ctx.config))
+    return run_cost(run, ctx.config, vm_seconds(vms) if vms else None, known_stack(ctx.config), registered_stacks())
 
 
 def runs_table(ctx: Context, include_destroyed: bool = True, heartbeat_interval: float = HEARTBEAT_INTERVAL,

@@ -1,5 +1,5 @@
 """What the people running Ephemera configure for themselves: ``cost`` (prices of the
-instance profiles, over the built-in table of :data:`ephemera.model.cost.PRICES`) and
+instance profiles, over the prices in the stacks' specs: :mod:`ephemera.model.cost`) and
 ``notify`` (webhooks and e-mail on run transitions, see :mod:`ephemera.notify`).
 
 Webhook URLs carry their credential in the URL (a Slack incoming webhook's path is

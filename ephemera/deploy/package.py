@@ -43,12 +43,15 @@ from ephemera.bundle.lock import resolve
 from ephemera.bundle.sdists import (COS_SDK, SCHEMATICS_SDK, SDIST_ONLY, PackageError, Say, build_sdist_wheels, run_pip,
                                     wheel_project)
 from ephemera.errors import ConfigError
+from ephemera.stack import STACKS_DIR
+from ephemera.stack.spec import SPEC_FILE
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("ephemera",)
 # left out of the deployables: what the cloud actions never import (the layer contracts
 # keep it so: no action imports ephemera.runtime, ephemera.workloads or ephemera.cli);
-# "stacks" is the installed package data, absent from a checkout
+# "stacks" is the installed package data, absent from a checkout (each stack's spec is
+# copied in: the run's checks read it; the engine, not the action, has the .tf files)
 LEFT_OUT = ("__pycache__", "*.pyc", "tests", "stacks", "workloads", "cli", "runtime")
 PYTHON_VERSION = "3.11"  # the OpenWhisk runtime's CPython (python:3.11-bookworm)
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux2014_x86_64")  # glibc 2.36 runs both; pip tries them in order
@@ -113,6 +116,10 @@ def _copy_sources(dest: Path, main_source: str) -> None:
         if not src.is_dir():
             raise PackageError(f"package folder '{src}' is missing; run from an Ephemera checkout")
         shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns(*LEFT_OUT))
+    for spec in sorted(STACKS_DIR.glob(f"*/{SPEC_FILE}")):  # the stacks' contracts, not their .tf files: the engine has those
+        target = dest / "ephemera" / "stacks" / spec.parent.name / SPEC_FILE
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(spec, target)
     (dest / "__main__.py").write_text(main_source)
 
 

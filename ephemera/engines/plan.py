@@ -23,7 +23,7 @@ ACTIONS = {"created": "create", "updated in-place": "update", "destroyed": "dest
 
 @dataclass
 class PlannedResource:
-    address: str  # e.g. ibm_is_instance.worker[0]
+    address: str  # e.g. terraform_data.vm[0]
     action: str  # create | update | replace | destroy | read
     attributes: dict = field(default_factory=dict)  # top-level string attributes the plan shows
 

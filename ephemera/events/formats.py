@@ -67,7 +67,7 @@ def parse_local_write(params: dict) -> Event:
 
 def _alarm_source(params: dict) -> str:
     if "ephemera_schedule_arn" in params:  # the input an EventBridge schedule of `ephemera deploy aws` sends
-        return "aws_scheduler"
+        return "eventbridge_scheduler"
     return "openwhisk_alarm" if "ephemera_time" not in params else "local_alarm"
 
 

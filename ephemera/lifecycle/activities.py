@@ -22,6 +22,7 @@ from ephemera.lifecycle.request import workspace_lock
 from ephemera.model import marker as markers
 from ephemera.model.logs import write_engine_log
 from ephemera.model.runs import Activity, RunError, RunRecord, RunState
+from ephemera.stack import check_run_variables, config_stack
 from ephemera.timeutil import now_utc
 from ephemera.vm.reports import merge_reports, vm_reports, vm_seconds, with_marker_times
 
@@ -32,7 +33,8 @@ RECORD_RESERVE_SECONDS = 5.0  # kept back from a busy retry for writing the reco
 
 
 def stack_variables(ctx: Context, run: RunRecord) -> tuple[dict, dict]:
-    """The Terraform variables of a run: (plain, secure). No storage key goes to
+    """The Terraform variables Ephemera offers a run's stack: (plain, secure); the engine
+    passes on those the stack's spec declares. No storage key goes to
     Terraform: the VMs reach storage by their identity or a one-time credentials object
     (see :func:`ephemera.bundle.delivery.prepare_boot`), and the IBM provider in
     Schematics uses the caller's token. The boot documents, which carry the run's key,
@@ -84,6 +86,7 @@ def _apply(ctx: Context, run: RunRecord, busy_wait: float) -> RunRecord:
         ctx.ledger.update(run.run_id, lambda record: setattr(record, "bundle", boot.bundle.to_dict()))
         plain.update(boot.variables)
         secure.update(boot.secure_variables)
+        check_run_variables(config_stack(ctx.config), {**plain, **secure})
         engine = ctx.engine
     except Exception as exc:  # noqa: BLE001 - e.g. a missing workload.source: recorded, nothing applied
         failed = record_failure(ctx, run.run_id, RunError.from_exception(exc), S.APPLY_FAILED, from_states=frozenset({S.APPLYING}))

@@ -15,8 +15,6 @@ import base64
 import json
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import lru_cache
-from pathlib import Path
 
 from ephemera import layout
 from ephemera.context import Context
@@ -29,20 +27,14 @@ from ephemera.model.cost import Price, gpus_of, instance_shape, price_table, run
 from ephemera.model.jobs import JobSpec
 from ephemera.model.runs import RunRecord
 from ephemera.storage.spec import RunScope
+from ephemera.stack import StackSpec, config_stack, registered_stacks
 from ephemera.timeutil import now_utc
 
 
-def stack_dir(config) -> Path | None:
-    """The folder of the config's stack, None where it is not one on this machine."""
-    return _stack_dir(config.workspace.stack)
-
-
-@lru_cache(maxsize=16)
-def _stack_dir(stack: str) -> Path | None:
-    from ephemera.engines.terraform.config import resolve_stack
-
+def known_stack(config) -> StackSpec | None:
+    """The spec of the config's stack, None where it has none on this machine (its cost is then unknown)."""
     try:
-        return resolve_stack(stack)
+        return config_stack(config)
     except EphemeraError:
         return None
 
@@ -99,14 +91,14 @@ def plan_workspace(ctx: Context) -> PlanReport:
     run_id = f"{workspace}-plan"
     plain, secure, workers = plan_variables(ctx, run_id)
     plan = engine.plan(workspace, run_id, plain, secure)
-    table = price_table(config)
+    stack = known_stack(config)
+    table = price_table(config, [*registered_stacks(), *([stack] if stack else [])])
     planned = [(r, shape) for r in plan.resources for shape in [instance_shape(r.attributes)]
                if r.action in ("create", "replace") and shape in table]
     if planned:
         instances, profile = len(planned), str(planned[0][1])
     else:
-        instances, profile = workers, run_profile(RunRecord(run_id=run_id, workspace=workspace, engine=engine_name), config,
-                                                  stack_dir(config))
+        instances, profile = workers, run_profile(RunRecord(run_id=run_id, workspace=workspace, engine=engine_name), config, stack)
     price = table.get(profile)
     gpus = instances * (price.gpus if price else gpus_of(profile))
     return PlanReport(workspace, engine_name, plan, instances, profile, price, gpus,

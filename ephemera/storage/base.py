@@ -1,7 +1,7 @@
 """The storage interface every backend implements, and its records.
 
-Backends: ``localhost`` (a directory), ``aws_s3`` (boto3, any S3 endpoint) and
-``ibm_cos`` (ibm-cos-sdk). ``presign`` gives a run's VMs one object without
+Backends: one folder each under ``ephemera/storage/`` (its spec names the client it
+builds and the SDK it imports). ``presign`` gives a run's VMs one object without
 credentials (the localhost backend's URLs are ``file://`` paths: its VMs share the
 machine). Missing objects raise :class:`NoSuchKeyError`; a missing
 bucket :class:`NoSuchBucketError`; a malformed key :class:`InvalidKeyError`.

@@ -3,7 +3,8 @@
 This file uses the standard library only: on a cloud VM it runs before anything is
 installed (cloud-init writes it from ``user_data`` and a systemd unit runs it with the
 system ``python3`` at every boot until the run ends); local VMs run the very same
-program (``python -m ephemera.vm.bootstrap``). It reads the VM's *boot document* (a dict
+program (``python -m ephemera.vm.bootstrap``, started in the background by
+:mod:`ephemera.vm.local_stack`). It reads the VM's *boot document* (a dict
 shaped as :class:`ephemera.model.vmboot.BootDocument`; written by
 :mod:`ephemera.bundle.delivery`, completed by the stack) and:
 
@@ -130,10 +131,10 @@ def http(method: str, url: str, data: bytes | None = None, headers: dict | None 
         return response.read()
 
 
-def identity_token(identity: dict) -> str:
-    """An IAM access token of the VM's trusted profile, from the VPC instance metadata service:
-    an instance identity token (PUT /identity/v1/token), traded for an IAM token
-    (POST /identity/v1/iam_tokens)."""
+def vpc_trusted_profile_token(identity: dict) -> str:
+    """``vpc-trusted-profile``: an IAM access token of the VM's trusted profile, from the VPC
+    instance metadata service: an instance identity token (PUT /identity/v1/token), traded
+    for an IAM token (POST /identity/v1/iam_tokens)."""
     base, version = identity["metadata_url"].rstrip("/"), identity["metadata_version"]
     body = json.dumps({"expires_in": 300}).encode()
     reply = json.loads(http("PUT", f"{base}/identity/v1/token?version={version}", body,
@@ -143,6 +144,20 @@ def identity_token(identity: dict) -> str:
                             {"Authorization": f"Bearer {reply['access_token']}", "Content-Type": "application/json",
                              "Accept": "application/json"}))
     return reply["access_token"]
+
+
+# VM identity kinds: the ``kind`` a storage spec's VMAccess.identity names -> how a VM gets a
+# bearer token as itself. This file ships alone, so each kind's few stdlib lines live here.
+IDENTITY_KINDS = {"vpc-trusted-profile": vpc_trusted_profile_token}
+
+
+def identity_token(identity: dict) -> str:
+    """A bearer token of the VM's own identity, by the identity's ``kind``."""
+    getter = IDENTITY_KINDS.get(identity.get("kind", ""))
+    if getter is None:
+        raise BootError(f"identity kind '{identity.get('kind')}' is not one this bootstrap knows "
+                        f"({', '.join(IDENTITY_KINDS)}); the controller and the VM run different Ephemera versions?")
+    return getter(identity)
 
 
 def object_call(boot: BootDocument, method: str, ref: ObjectRef, data: bytes | None = None) -> bytes:
@@ -348,39 +363,12 @@ def bootstrap(boot_file: Path, root: Path) -> Path:
     return env_python(root / "env")
 
 
-def _detach(argv: list[str], pid_file: str, log_file: str, timeout: float = 30.0) -> int:
-    """Start this program in its own session (a local VM) and return once it has its pid file."""
-    Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-    Path(pid_file).unlink(missing_ok=True)
-    with open(log_file, "ab") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "ephemera.vm.bootstrap", *argv], stdin=subprocess.DEVNULL,
-                                stdout=fh, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if Path(pid_file).is_file() and Path(pid_file).read_text().strip() == str(proc.pid):
-            print(f"VM bootstrap started, pid {proc.pid}")
-            return 0
-        if proc.poll() is not None:
-            break
-        time.sleep(0.02)
-    proc.kill()
-    print(f"VM bootstrap did not start (exit {proc.poll()}); see {log_file}", file=sys.stderr)
-    return 1
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bootstrap", description="Boot a run's VM from its boot document.")
     parser.add_argument("--boot", required=True, help="the VM's boot document (JSON)")
     parser.add_argument("--root", help="where the VM's environment and state live (default: the document's, or /opt/ephemera)")
     parser.add_argument("--pid-file", help="written at start (the VM's process, from bootstrap to agent)")
-    parser.add_argument("--detach", metavar="LOG_FILE", help="run in the background, output to LOG_FILE (local VMs)")
     args = parser.parse_args(argv)
-    if args.detach:
-        if not args.pid_file:
-            parser.error("--detach needs --pid-file")
-        rest = list(argv if argv is not None else sys.argv[1:])
-        i = rest.index("--detach")
-        return _detach(rest[:i] + rest[i + 2:], args.pid_file, args.detach)
     if args.pid_file:
         Path(args.pid_file).parent.mkdir(parents=True, exist_ok=True)
         Path(args.pid_file).write_text(str(os.getpid()))

@@ -84,7 +84,7 @@ resource "terraform_data" "vm" {
   }
 
   provisioner "local-exec" {
-    command = "'${self.input.python}' -m ephemera.vm.bootstrap --boot '${self.input.boot_file}' --pid-file '${self.input.pid_file}' --detach '${self.input.log_file}'"
+    command = "'${self.input.python}' -m ephemera.vm.local_stack start --boot '${self.input.boot_file}' --pid-file '${self.input.pid_file}' --log-file '${self.input.log_file}'"
   }
 
   provisioner "local-exec" {

@@ -157,24 +157,29 @@ def test_outputs_for_run_record_and_bridge(stack):
 
 
 def test_cost_knows_the_stacks_instance_types(stack):
-    """The price table has every type the stack accepts (estimates, said so), with the GPUs
-    the stack promises; a run's profile is its configured ``instance_type``, else the default."""
-    from ephemera.model.cost import PRICES, run_profile, stack_profile
-    from ephemera.model.runs import RunRecord
-
-    rule = re.search(r'can\(regex\("([^"]+)", var\.instance_type\)\)', (STACK / "variables.tf").read_text()).group(1).replace("\\\\", "\\")
-    aws = {name for name in PRICES if re.search(rule, name)}
-    assert len(aws) == 26 and all(PRICES[name].estimate and PRICES[name].hourly > 0 for name in aws)
-    assert {name: PRICES[name].gpus for name in ("g6.xlarge", "g6e.12xlarge", "g5.48xlarge", "p5.48xlarge")} == \
-        {"g6.xlarge": 1, "g6e.12xlarge": 4, "g5.48xlarge": 8, "p5.48xlarge": 8}
-    assert stack_profile(STACK) == "g6.xlarge"
-    run = RunRecord(run_id="r", workspace="w", engine="terraform")
+    """The stack's price table (its stack.toml) has every type the stack accepts (estimates,
+    said so), with the GPUs the stack promises; a run's profile is its configured
+    ``instance_type``, else the stack's default."""
     from ephemera.assembly import load_config
+    from ephemera.model.cost import price_table, run_profile
+    from ephemera.model.runs import RunRecord
+    from ephemera.stack import stack_spec
 
-    configured = load_config({"workspace": {"variables": {"instance_type": "g6e.xlarge"}}}, engine_checks=False)
-    assert run_profile(run, configured, STACK) == "g6e.xlarge"
+    spec = stack_spec("aws-ec2-gpu")
+    prices = price_table(load_config({}, engine_checks=False), [spec])
+    rule = re.search(r'can\(regex\("([^"]+)", var\.instance_type\)\)', (STACK / "variables.tf").read_text()).group(1).replace("\\\\", "\\")
+    aws = {name for name in prices if re.search(rule, name)}
+    assert len(aws) == 26 and aws == set(prices) and all(prices[name].estimate and prices[name].hourly > 0 for name in aws)
+    assert {name: prices[name].gpus for name in ("g6.xlarge", "g6e.12xlarge", "g5.48xlarge", "p5.48xlarge")} == \
+        {"g6.xlarge": 1, "g6e.12xlarge": 4, "g5.48xlarge": 8, "p5.48xlarge": 8}
+    assert spec.profile_variable == "instance_type" and spec.default_profile() == "g6.xlarge"
+    run = RunRecord(run_id="r", workspace="w", engine="terraform")
+    configured = load_config({"workspace": {"stack": "aws-ec2-gpu", "variables": {"instance_type": "g6e.xlarge"}},
+                              "storage": {"backend": "aws_s3", "bucket": "ephemera-test"}}, engine_checks=False)
+    assert run_profile(run, configured, spec) == "g6e.xlarge"
+    assert run_profile(run, load_config({}, engine_checks=False), spec) == "g6.xlarge"
     run.outputs = {"workers": [{"worker": 0, "instance_type": "g5.xlarge", "profile": "g5.xlarge"}]}
-    assert run_profile(run, load_config({}, engine_checks=False), STACK) == "g5.xlarge"
+    assert run_profile(run, load_config({}, engine_checks=False), spec) == "g5.xlarge"
 
 
 def test_names_tell_runs_apart_whatever_the_workspace_name(stack):

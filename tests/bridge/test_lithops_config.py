@@ -50,7 +50,7 @@ def test_local_stack_agents_give_one_vm_config_each(tmp_path, capsys):
 
 
 def test_ibm_stack_outputs_with_cos_storage(tmp_path, capsys):
-    cfg = _config(tmp_path, ibm={"iam_api_key": API_KEY}, workspace={"variables": {"region": "us-east"}})
+    cfg = _config(tmp_path, ibm={"iam_api_key": API_KEY}, workspace={"stack": "ibm-vpc-gpu", "variables": {"region": "us-east"}})
     _record(cfg, "run-ibm", {"instance_ids": ["0757_a"], "private_ips": ["10.0.0.5"], "floating_ips": []})
     cos_cfg = {**cfg, "storage": {"backend": "ibm_cos", "bucket": "state-bucket"},
                "ibm_cos": {"region": "us-east", "access_key_id": "hmac-id", "secret_access_key": COS_SECRET}}
@@ -80,6 +80,21 @@ def test_unknown_run_and_run_without_vms(tmp_path, capsys):
     assert "no VMs" in capsys.readouterr().err
 
 
+def test_a_variable_the_stack_does_not_take_is_refused_at_load(tmp_path):
+    """The spec says what ``workspace.variables`` may hold: a typo, or a variable Ephemera
+    or the engine sets, is a config error naming the key (before anything is applied)."""
+    import pytest
+
+    from ephemera.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        load_config(_config(tmp_path, workspace={"variables": {"worker_cuont": 2}}))
+    assert info.value.field == "workspace.variables.worker_cuont" and "worker_count" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        load_config(_config(tmp_path, workspace={"variables": {"boot_dir": "/tmp/x"}}))
+    assert info.value.field == "workspace.variables.boot_dir" and "set by the engine" in str(info.value)
+
+
 def test_ibm_cos_with_iam_falls_back_to_the_ibm_api_key_and_builds_an_executor(tmp_path):
     import lithops_bridge
 
@@ -106,12 +121,12 @@ def test_ibm_vpc_region_comes_from_the_stack_variables_else_the_engine(tmp_path)
     from ephemera.cli.lithops_config import vm_configs
 
     record = RunRecord(run_id="r", workspace="ws", engine="schematics", outputs={"instance_ids": ["i"], "private_ips": ["10.0.0.9"]})
-    schematics = _config(tmp_path, engine={"backend": "schematics"}, ibm={"iam_api_key": API_KEY},
+    schematics = _config(tmp_path, engine={"backend": "schematics"}, ibm={"iam_api_key": API_KEY}, workspace={"stack": "ibm-vpc-gpu"},
                          schematics={"workspace_id": "eu-de.workspace.x.1", "region": "eu-de"})
     assert vm_configs(load_config(schematics), record)[0][1]["ibm_vpc"]["region"] == "eu-de"
-    pinned = {**schematics, "workspace": {"variables": {"region": "eu-gb"}}}
+    pinned = {**schematics, "workspace": {"stack": "ibm-vpc-gpu", "variables": {"region": "eu-gb"}}}
     assert vm_configs(load_config(pinned), record)[0][1]["ibm_vpc"]["region"] == "eu-gb"
-    local_engine = _config(tmp_path, ibm={"iam_api_key": API_KEY})  # the stack run here: its default region
+    local_engine = _config(tmp_path, ibm={"iam_api_key": API_KEY}, workspace={"stack": "ibm-vpc-gpu"})  # its spec's default region
     assert vm_configs(load_config(local_engine), record)[0][1]["ibm_vpc"]["region"] == "us-south"
 
 

@@ -58,13 +58,13 @@ def test_bad_config_names_the_field(raw, field, words):
 
 
 def test_caller_dict_is_not_mutated():
-    raw = {"triggers": [{"name": "t", "kind": "object_write", "suffix": "_SUCCESS.json"}], "workspace": {"variables": {"a": 1}}}
+    raw = {"triggers": [{"name": "t", "kind": "object_write", "suffix": "_SUCCESS.json"}], "workspace": {"variables": {"gpu_model": "L4"}}}
     snapshot = repr(raw)
     config = validate(raw)
     assert repr(raw) == snapshot
     assert config.triggers[0].suffix == ["_SUCCESS.json"]
-    config.workspace.variables["a"] = 2
-    assert raw["workspace"]["variables"]["a"] == 1
+    config.workspace.variables["gpu_model"] = "A100"
+    assert raw["workspace"]["variables"]["gpu_model"] == "L4"
 
 
 def test_durations_and_cron_forms():

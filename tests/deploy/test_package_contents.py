@@ -30,8 +30,11 @@ def test_the_runtime_stays_out_and_the_event_formats_go_in(tmp_path):
     names = _zip_names(tmp_path)
     assert {f"ephemera/actions/{m}.py" for m in ACTION_MODULES} <= names
     assert {"ephemera/events/formats.py", "ephemera/events/cloud_events.py", "ephemera/events/fields.py"} <= names
-    shipped_elsewhere = ("ephemera/runtime/", "ephemera/cli/", "ephemera/workloads/", "ephemera/stacks/", "lithops_bridge/")
+    shipped_elsewhere = ("ephemera/runtime/", "ephemera/cli/", "ephemera/workloads/", "lithops_bridge/")
     assert not sorted(n for n in names if n.startswith(shipped_elsewhere))
+    # the stacks' specs go in (an apply checks the run against its stack's), their .tf files stay with the engine
+    assert {n for n in names if n.startswith("ephemera/stacks/")} == {
+        "ephemera/stacks/local/stack.toml", "ephemera/stacks/ibm-vpc-gpu/stack.toml"}
 
 
 def test_every_ephemera_import_in_the_package_resolves_inside_it(tmp_path):

@@ -16,21 +16,16 @@ from ephemera.actionkit import time_limit
 from ephemera.context import Context
 from ephemera.lifecycle.reaper import reap
 from ephemera.model.runs import RunState as S
-from ephemera.assembly import get_storage
 from ephemera.timeutil import Budget
 
 actions_apply = pytest.importorskip("ephemera.actions.apply")
 actions_status = pytest.importorskip("ephemera.actions.status")
-BUCKET = "ephemera-state"
 
 
 @pytest.fixture
-def cfg(ibm_config, tmp_path) -> dict:
-    config = {**ibm_config, "storage": {"backend": "localhost", "bucket": BUCKET}, "localhost": {"root": str(tmp_path / "b")},
-              "home": str(tmp_path / "home"), "workspace": {"name": "gpu", "stack": "ibm-vpc-gpu"},
-              "timeouts": {"action": "2m", "apply": "30m"}}
-    get_storage(config).create_bucket(BUCKET)
-    return config
+def cfg(cos_config) -> dict:
+    """COS (a local S3 server) with the VMs' trusted profile: the storage the stack's VMs reach."""
+    return {**cos_config, "timeouts": {"action": "2m", "apply": "30m"}}
 
 
 def _ctx(cfg, seconds: float = 30.0) -> Context:

@@ -1,7 +1,8 @@
 """End to end with engine.backend=schematics: actions.apply -> actions.status (activity
 COMPLETED, outputs, RUNNING) -> actions.destroy from a Code Engine COS event ->
 actions.status -> DESTROYED, through the real SDK against the fake IAM and Schematics,
-with the ledger in localhost storage; and the reaper's orphan sweep over the same."""
+with the ledger in IBM COS (a local S3 server) and the VMs' trusted profile, as the stack's
+spec requires (its VMs reach COS only); and the reaper's orphan sweep over the same."""
 
 from __future__ import annotations
 
@@ -22,20 +23,10 @@ actions_apply = pytest.importorskip("ephemera.actions.apply")
 actions_status = pytest.importorskip("ephemera.actions.status")
 actions_destroy = pytest.importorskip("ephemera.actions.destroy")
 
-BUCKET = "ephemera-state"
-
 
 @pytest.fixture
-def flow_config(ibm_config, tmp_path) -> dict:
-    cfg = {
-        **ibm_config,
-        "storage": {"backend": "localhost", "bucket": BUCKET},
-        "localhost": {"root": str(tmp_path / "buckets")},
-        "home": str(tmp_path / "home"),
-        "workspace": {"name": "gpu", "stack": "ibm-vpc-gpu", "variables": {"worker_count": 1}},
-    }
-    get_storage(cfg).create_bucket(BUCKET)
-    return cfg
+def flow_config(cos_config) -> dict:
+    return {**cos_config, "workspace": {"name": "gpu", "stack": "ibm-vpc-gpu", "variables": {"worker_count": 1}}}
 
 
 def _status(cfg: dict, run_id: str) -> dict:
@@ -46,6 +37,7 @@ def _status(cfg: dict, run_id: str) -> dict:
 
 def test_apply_status_destroy_through_schematics(flow_config, schematics, iam):
     cfg = flow_config
+    bucket = cfg["storage"]["bucket"]
     applied = actions_apply.main({"config": cfg, "ephemera_kind": "alarm", "ephemera_trigger": "nightly"})
     assert "error" not in applied, applied
     run_id = applied["run_id"]
@@ -54,22 +46,22 @@ def test_apply_status_destroy_through_schematics(flow_config, schematics, iam):
     # the apply job: variables written, then the apply with a refresh token
     ws = schematics.workspace
     store = {v["name"]: v for v in schematics.calls("PUT", "/values")[0].body["variablestore"]}
-    assert store["run_id"]["value"] == run_id and store["state_bucket"]["value"] == BUCKET
+    assert store["run_id"]["value"] == run_id and store["state_bucket"]["value"] == bucket
     assert store["job_key"]["value"] == layout.job_key(run_id)
     assert schematics.calls("PUT", "/apply")[0].headers["refresh_token"] in iam.refresh_tokens
 
     states = [_status(cfg, run_id)["state"] for _ in range(2)]
     assert states == ["APPLYING", "RUNNING"]
-    run = Ledger(get_storage(cfg), BUCKET).get(run_id)
+    run = Ledger(get_storage(cfg), bucket).get(run_id)
     assert run.outputs["vpc_id"] == "r006-vpc-0001" and "debug_secret" not in run.outputs
     assert "0717_inst-0001" in run.resources
 
     # the workload ends: its marker is written, and the COS subscription delivers the write
     storage = get_storage(cfg)
     key = markers.key(layout.output_prefix("outputs", run_id), success=True)
-    storage.put(BUCKET, key, json.dumps({"status": "succeeded", "run_id": run_id}).encode())
-    event = {"bucket": BUCKET, "endpoint": "", "key": key, "operation": "Object:Write",
-             "notification": {"bucket_name": BUCKET, "object_name": key, "event_type": "Object:Write", "object_length": "40"}}
+    storage.put(bucket, key, json.dumps({"status": "succeeded", "run_id": run_id}).encode())
+    event = {"bucket": bucket, "endpoint": "", "key": key, "operation": "Object:Write",
+             "notification": {"bucket_name": bucket, "object_name": key, "event_type": "Object:Write", "object_length": "40"}}
     destroyed = actions_destroy.main({**event, "config": cfg})
     assert "error" not in destroyed, destroyed
     assert destroyed["run_id"] == run_id and destroyed["state"] == "DESTROYING"
@@ -77,7 +69,7 @@ def test_apply_status_destroy_through_schematics(flow_config, schematics, iam):
 
     states = [_status(cfg, run_id)["state"] for _ in range(2)]
     assert states == ["DESTROYING", "DESTROYED"]
-    run = Ledger(storage, BUCKET).get(run_id)
+    run = Ledger(storage, bucket).get(run_id)
     assert [t.state for t in run.transitions] == ["REQUESTED", "APPLYING", "RUNNING", "SUCCEEDED", "DESTROYING", "DESTROYED"]
     assert ws.resources == []
 
@@ -89,6 +81,7 @@ def test_apply_status_destroy_through_schematics(flow_config, schematics, iam):
 
 def test_failed_apply_records_the_log_tail(flow_config, schematics):
     cfg = flow_config
+    bucket = cfg["storage"]["bucket"]
     schematics.apply_script = ["FAILED"]
     applied = actions_apply.main({"config": cfg, "ephemera_kind": "alarm", "ephemera_trigger": "nightly"})
     run_id = applied["run_id"]
@@ -98,7 +91,7 @@ def test_failed_apply_records_the_log_tail(flow_config, schematics):
     # the whole Schematics job log is kept with the run's logs (`ephemera logs RUN --source engine`)
     from ephemera.model.logs import read_logs
 
-    lines, _ = read_logs(get_storage(cfg), BUCKET, run_id)
+    lines, _ = read_logs(get_storage(cfg), bucket, run_id)
     engine = [line.text for line in lines if line.source == "engine"]
     assert "line 0: terraform output" in engine and "Terraform APPLY error: exit status 1" in engine
     assert not any(secret in text for text in engine for secret in SECRETS)
@@ -106,12 +99,13 @@ def test_failed_apply_records_the_log_tail(flow_config, schematics):
 
 def _apply_and_destroy(cfg: dict) -> str:
     """A whole run through the actions: applied, its marker handled, DESTROYED."""
+    bucket = cfg["storage"]["bucket"]
     run_id = actions_apply.main({"config": cfg, "ephemera_kind": "alarm", "ephemera_trigger": "nightly"})["run_id"]
     assert [_status(cfg, run_id)["state"] for _ in range(2)] == ["APPLYING", "RUNNING"]
     key = markers.key(layout.output_prefix("outputs", run_id), success=True)
     storage = get_storage(cfg)
-    storage.put(BUCKET, key, json.dumps({"status": "succeeded", "run_id": run_id}).encode())
-    assert actions_destroy.main({"config": cfg, "ephemera_kind": "object_write", "bucket": BUCKET, "key": key})["state"] == "DESTROYING"
+    storage.put(bucket, key, json.dumps({"status": "succeeded", "run_id": run_id}).encode())
+    assert actions_destroy.main({"config": cfg, "ephemera_kind": "object_write", "bucket": bucket, "key": key})["state"] == "DESTROYING"
     assert [_status(cfg, run_id)["state"] for _ in range(2)] == ["DESTROYING", "DESTROYED"]
     return run_id
 

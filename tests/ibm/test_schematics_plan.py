@@ -9,7 +9,7 @@ import pytest
 from ephemera.cli.plan import format_plan
 from ephemera.context import Context
 from ephemera.lifecycle.plan import plan_workspace
-from ephemera.model.cost import PRICES
+from ephemera.stack import stack_spec
 from tests.ibm.conftest import API_KEY
 
 
@@ -23,7 +23,7 @@ def test_a_schematics_plan_job_gives_resources_gpus_and_cost_and_creates_nothing
     assert [r.address for r in report.plan.resources] == ["ibm_is_vpc.run", "ibm_is_subnet.run", "ibm_is_instance.worker[0]",
                                                           "ibm_is_instance.worker[1]"]
     assert report.plan.summary == "Plan: 4 to add, 0 to change, 0 to destroy."
-    hourly = PRICES["gx3-16x80x1l4"].hourly
+    hourly = stack_spec("ibm-vpc-gpu").prices["gx3-16x80x1l4"].hourly
     assert report.instances == 2 and report.profile == "gx3-16x80x1l4" and report.gpus == 2
     assert report.per_hour == pytest.approx(2 * hourly) and report.for_hard_timeout == pytest.approx(8 * hourly)
 

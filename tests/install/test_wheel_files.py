@@ -36,8 +36,9 @@ def test_the_wheel_holds_each_module_once_and_the_stacks(tmp_path):
                if "__pycache__" not in p.parts}
     assert {n for n in names if n.endswith(".py")} == modules
     stacks = {"ephemera/stacks/" + p.relative_to(REPO / "terraform").as_posix() for p in (REPO / "terraform").rglob("*")
-              if p.suffix in (".tf", ".tftpl") and ".terraform" not in p.parts}
-    assert stacks and {"ephemera/stacks/local/main.tf", "ephemera/stacks/ibm-vpc-gpu/main.tf"} <= stacks
+              if (p.suffix in (".tf", ".tftpl") or p.name == "stack.toml") and ".terraform" not in p.parts}
+    assert stacks and {"ephemera/stacks/local/main.tf", "ephemera/stacks/ibm-vpc-gpu/main.tf",
+                       "ephemera/stacks/local/stack.toml", "ephemera/stacks/ibm-vpc-gpu/stack.toml"} <= stacks
     assert {n for n in names if n.startswith("ephemera/stacks/")} == stacks
     assert not [n for n in names if n.split("/")[0] not in ("ephemera", "lithops_bridge") and ".dist-info/" not in n]
 

@@ -2,9 +2,9 @@
 
 Its state lives on the machine that applies, and so do the actions that use it: a
 config choosing it is checked at load on that machine, before anything is created:
-``workspace.stack`` must be a stack with ``.tf`` files, ``terraform.binary`` must run
-(``<binary> version``), and ``workspace.variables.worker_count`` must be within the
-bounds the stack's own ``validation`` block of ``worker_count`` states.
+``workspace.stack`` must be a stack with ``.tf`` files and a spec, ``terraform.binary``
+must run (``<binary> version``), ``workspace.variables`` may name only variables the
+stack takes from the user, and ``worker_count`` must be within the bound its spec states.
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ class TerraformSpec(EngineSpec):
     state_on_host = True  # state files and stacks in the Ephemera home of the machine that applies
 
     def vms_on_host(self, config) -> bool:
-        from ephemera.engines.terraform.config import resolve_stack  # cold start: spec modules load with every config, this only when used
-        from ephemera.engines.terraform.engine import local_vms  # cold start: spec modules load with every config, this only when used
+        from ephemera.stack import config_stack  # cold start: spec modules load with every config, this only when used
 
-        return local_vms(resolve_stack(config.workspace.stack))
+        return config_stack(config).vms_on_host
 
     def check(self, config) -> None:
         from ephemera.engines.terraform.checks import check_settings  # cold start: spec modules load with every config, this only when used

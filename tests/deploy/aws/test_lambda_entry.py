@@ -43,7 +43,7 @@ def test_a_schedule_fire_requests_one_run_named_by_its_time(env):
     first = lambda_entry.run(scheduled(), 60.0, env)
     assert first.get("ok") and first["run_id"], first
     run = Context(lambda_entry._configs[env["EPHEMERA_CONFIG_SHA256"]]).ledger.get(first["run_id"])
-    assert run.job.params["folds"] == 7 and run.event["source"] == "aws_scheduler"
+    assert run.job.params["folds"] == 7 and run.event["source"] == "eventbridge_scheduler"
     again = lambda_entry.run(scheduled(), 60.0, env)  # Lambda's retry of the same fire
     assert again.get("reason_code") == "DUPLICATE_EVENT" and again.get("run_id") == first["run_id"], again
 
