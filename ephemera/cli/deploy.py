@@ -51,7 +51,8 @@ from ephemera.deploy.package import build_openwhisk_zip, build_source_bundle
 from ephemera.config.deploy_targets import CodeEngineSection
 from ephemera.errors import EphemeraError
 from ephemera.files import private_dir, write_private
-from ephemera.storage import get_storage
+from ephemera.engines import engine_spec
+from ephemera.storage import get_storage, storage_spec
 
 Runner = Callable[[list[str]], int]
 PREREQUISITES = ("# before these commands: `ibmcloud login`, `ibmcloud target -r REGION -g RESOURCE_GROUP`, and the "
@@ -212,7 +213,8 @@ def deploy_aws(args, out: TextIO, runner: Runner | None = None) -> int:
         plan = aws_plan(config, zip_path=str(out_dir / "ephemera-lambda.zip"), secret_file=str(secret_file),
                         config_sha256=config_digest(bound), files_dir=str(files_dir))
         settings = config.section(AwsLambdaSection)
-        needs_ibm = config.storage.backend == "ibm_cos" or config.engine.backend == "schematics"
+        extras = {*storage_spec(config.storage.backend).action_extras, *engine_spec(config.engine.backend).action_extras}
+        needs_ibm = "ibm" in extras  # the IBM SDKs (the ibm extra) go into the zip only when a backend needs them
         build_lambda_zip(out_dir / "ephemera-lambda.zip", python=settings.runtime.removeprefix("python"),
                          architecture=settings.architecture, needs_ibm=needs_ibm, wheel_dir=out_dir / "wheels", say=_say(out))
         for relative, content in plan.files.items():

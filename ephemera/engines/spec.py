@@ -27,6 +27,7 @@ class EngineSpec:
     engine_class: str = ""  # "module:Class" of the engine; the class has ``from_config(config)``
     one_workspace_per_config: bool = False  # True: the config's workspace.name is the only workspace it can apply
     state_on_host: bool = False  # True: its state lives on the machine that applies (so no cloud action can run it)
+    action_extras: tuple[str, ...] = ()  # Ephemera extras a deployed action installs to drive this engine
 
     def check(self, config: Config) -> Any:
         """Settings checks of a loaded config using this engine; raise ConfigError naming the key."""

@@ -67,6 +67,7 @@ class StorageBackendSpec:
     url_schemes: tuple[str, ...] = ()  # Lithops object URL schemes naming it besides its name (e.g. "s3")
     lithops_default_bucket: str | None = None  # bucket when a Lithops section names none; None: it is required
     vm_extras: tuple[str, ...] = ()  # Ephemera extras a run's VMs install to reach this storage
+    action_extras: tuple[str, ...] = ()  # Ephemera extras a deployed action installs to reach this storage
 
     # --- config -------------------------------------------------------------------------
     def check(self, config: Config) -> Any:

@@ -247,8 +247,8 @@ def test_an_object_write_trigger_adds_its_payload_under_the_writes_own_fields(st
     })
     for watcher_class in (FilesystemWatcher, PollingWatcher):
         emits = Emits()
-        watcher = (PollingWatcher(storage, config["triggers"], emits, interval=3600) if watcher_class is PollingWatcher
-                   else FilesystemWatcher(storage, config["triggers"], emits))
+        watcher = (PollingWatcher(storage, [t.to_dict() for t in config.triggers], emits, interval=3600) if watcher_class is PollingWatcher
+                   else FilesystemWatcher(storage, [t.to_dict() for t in config.triggers], emits))
         watcher.start()
         try:
             storage.put("data", f"in/{watcher_class.__name__}.csv", b"a,b\n")

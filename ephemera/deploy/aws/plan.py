@@ -45,6 +45,7 @@ from ephemera.deploy.checks import check_engine_and_files, check_time_limit
 from ephemera.deploy.openwhisk import trigger_instances
 from ephemera.deploy.steps import Step
 from ephemera.storage.aws_s3.config import S3Section
+from ephemera.storage.aws_s3.spec import AwsS3Spec
 
 HANDLER = "ephemera.actions.lambda_entry.handler"
 DIRECT_ACTIONS = ("apply", "destroy", "status", "reap")
@@ -109,7 +110,7 @@ def _functions(config: Config, prefix: str, triggers: dict[str, dict]) -> tuple[
 
 def _storage_by_role(config: Config) -> bool:
     """Whether the functions reach storage with their own role (AWS S3 without keys in the config)."""
-    return config.storage.backend == "aws_s3" and not config.section(S3Section).access_key_id
+    return config.storage.backend == AwsS3Spec.name and not config.section(S3Section).access_key_id
 
 
 def _check_object_writes(config: Config, region: str) -> None:
@@ -117,7 +118,7 @@ def _check_object_writes(config: Config, region: str) -> None:
     for i, trig in enumerate(_triggers(config)):
         if trig["kind"] != "object_write" or not any(r["trigger"] == trig["name"] for r in _rules(config)):
             continue
-        if config.storage.backend != "aws_s3":
+        if config.storage.backend != AwsS3Spec.name:
             raise ConfigError(f"triggers[{i}]", f"an object-write trigger on {config.storage.backend} storage: only AWS S3 "
                               "notifies Lambda", "use storage.backend aws_s3 with the bucket in AWS")
         if config.section(S3Section).region != region:
@@ -206,7 +207,7 @@ def aws_plan(config: Config, *, zip_path: str, secret_file: str, config_sha256: 
         update=_cli("secretsmanager", "put-secret-value", "--secret-id", secret, "--secret-string", f"file://{secret_file}", region=region),
         create=_cli("secretsmanager", "create-secret", "--name", secret, "--secret-string", f"file://{secret_file}", region=region)))
     buckets = [config.state_bucket, config.output_bucket]
-    vm_role = config.section(S3Section).vm_role_arn if config.storage.backend == "aws_s3" else None
+    vm_role = config.section(S3Section).vm_role_arn if config.storage.backend == AwsS3Spec.name else None
     trust = plan.put("iam/lambda-trust.json", json.dumps(pol.lambda_trust(), indent=2))
     for fn in functions:
         role = aws_name(f"{prefix}-fn-{fn.name.removeprefix(prefix + '-')}")

@@ -18,6 +18,7 @@ class SchematicsSpec(EngineSpec):
     sections = {"schematics": SchematicsSection, "ibm": IBMAccount}
     engine_class = "ephemera.engines.schematics.engine:SchematicsEngine"
     one_workspace_per_config = True
+    action_extras = ("ibm",)  # the Schematics SDK
 
     def check(self, config) -> SchematicsSettings:
         return SchematicsSettings.from_config(config)

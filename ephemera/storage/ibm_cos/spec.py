@@ -36,6 +36,7 @@ class IBMCOSSpec(StorageBackendSpec):
     storage_class = "ephemera.storage.ibm_cos.backend:IBMCOSStorage"
     url_schemes = ("cos",)
     vm_extras = ("cos",)
+    action_extras = ("ibm",)  # the COS SDK and IAM
 
     def check(self, config):
         return cos_settings(config)
