@@ -18,6 +18,7 @@ SAMPLES = {
     errors.ConfigError: ("storage.bucket", "missing", "set it"),
     errors.ConfigFileError: ("/etc/ephemera.yaml", "is not valid YAML"),
     errors.ConfigErrors: ([errors.ConfigError("a", "missing"), errors.ConfigError("b.c", "bad", "fix it")],),
+    errors.StackSpecError: ("terraform/x/stack.toml: variables.x.type", "unknown", "use one of string"),
     errors.BootDocumentError: ("worker", "missing"),
     errors.AgentConfigError: ("run_id", "missing", "start the VM again"),
     errors.ParamError: ("run_id", "malformed"),
