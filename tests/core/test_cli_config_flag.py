@@ -35,7 +35,7 @@ def test_config_flag_in_any_position(argv, two_configs, monkeypatch, capsys):
 
 # the fewest arguments each subcommand needs; a new subcommand must be added here
 MINIMAL = {"demo": [], "up": [], "runs": [], "logs": ["r"], "plan": [], "dashboard": [], "activations": [],
-           "invoke": ["status"], "config": [], "bundle": ["pack"], "lithops-config": ["r"]}
+           "invoke": ["status"], "config": [], "bundle": ["pack"], "lithops-config": ["r"], "outputs": ["r"]}
 
 
 def test_every_subcommand_takes_config_after_it():
