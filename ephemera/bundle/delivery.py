@@ -111,7 +111,8 @@ def prefixes_variable(scope: RunScope) -> dict:
     scope that identity's policy to the run without knowing the storage layout."""
     p = scope.prefixes
     return {"state_bucket": scope.state_bucket, "output_bucket": scope.output_bucket,
-            "read": list(p.read), "write": list(p.write), "output": list(p.output)}
+            "read": list(p.read), "write": list(p.write), "output": list(p.output),
+            "inputs": [{"bucket": bucket, "key": key} for bucket, key in p.inputs]}
 
 
 def remove_credentials(storage: Storage, bucket: str, run_id: str) -> int:
