@@ -5,7 +5,6 @@ destroy that did its job after a failed workload is no error result (F19)."""
 
 from __future__ import annotations
 
-import json
 
 from ephemera.actions import destroy
 from ephemera.context import Context
@@ -38,7 +37,7 @@ def test_destroying_by_hand_after_the_marker_records_the_result(local_config):
     ctx, run = _running(config, "finished")
     assert run.job is not None
     marker = markers.success(run.run_id, run.job.entry, {"answer": 42}, started=0.0, outputs=[])
-    ctx.storage.put(run.job.output_bucket, markers.key(run.job.output_prefix, True), json.dumps(marker).encode())
+    ctx.storage.put(run.job.output_bucket, markers.key(run.job.output_prefix, True), marker.to_json())
     result = destroy.main({"config": config, "run_id": run.run_id})
     assert result["state"] == "DESTROYED" and "note" not in result and "error" not in result, result
     done = ctx.ledger.get(run.run_id)
@@ -52,7 +51,7 @@ def test_destroy_after_a_failed_workload_succeeds_and_names_the_runs_outcome(loc
     assert run.job is not None
     key = markers.key(run.job.output_prefix, False)
     marker = markers.failure(run.run_id, run.job.entry, "ValueError", "bad input row 7")
-    ctx.storage.put(run.job.output_bucket, key, json.dumps(marker).encode())
+    ctx.storage.put(run.job.output_bucket, key, marker.to_json())
     result = destroy.main({"config": config, "ephemera_kind": "object_write", "bucket": run.job.output_bucket, "key": key})
     assert "error" not in result, "the destroy did its job: an activation of it is no application error"
     assert result["state"] == "DESTROYED" and result["outcome"] == "FAILED" and result["workload"] == "failed"
@@ -66,7 +65,7 @@ def test_a_workload_killed_at_the_hard_deadline_is_timed_out_not_failed(local_co
     assert run.job is not None
     key = markers.key(run.job.output_prefix, False)
     marker = markers.failure(run.run_id, run.job.entry, markers.HARD_DEADLINE_TYPE, "workload killed at the run's hard deadline")
-    ctx.storage.put(run.job.output_bucket, key, json.dumps(marker).encode())
+    ctx.storage.put(run.job.output_bucket, key, marker.to_json())
     result = destroy.main({"config": config, "ephemera_kind": "object_write", "bucket": run.job.output_bucket, "key": key})
     assert result["state"] == "DESTROYED" and result["outcome"] == "TIMED_OUT", result
     assert result["run_error"]["code"] == "HARD_TIMEOUT"
