@@ -5,7 +5,6 @@ destroy that did its job after a failed workload is no error result (F19)."""
 
 from __future__ import annotations
 
-
 from ephemera.actions import destroy
 from ephemera.context import Context
 from ephemera.events.formats import parse_event
