@@ -122,15 +122,18 @@ class RunPrefixes:
     read: tuple[str, ...]  # state bucket, read only
     write: tuple[str, ...]  # state bucket, read, write and delete
     output: tuple[str, ...]  # output bucket, read, write and delete
+    inputs: tuple[tuple[str, str], ...] = ()  # (bucket, key): single objects, read only, that exact key (the event's object)
 
 
-def run_prefixes(run_id: str, run_output_prefix: str, bundle_sha256: str) -> RunPrefixes:
+def run_prefixes(run_id: str, run_output_prefix: str, bundle_sha256: str,
+                 inputs: tuple[tuple[str, str], ...] = ()) -> RunPrefixes:
     """The prefixes a run's VMs need: the job spec and the run's bundle (read); its heartbeats,
     logs and Lithops jobs (write); its own output prefix, where the completion markers go
-    (``run_output_prefix``: the job's ``output_prefix``, ``<prefix>/<run_id>/``)."""
+    (``run_output_prefix``: the job's ``output_prefix``, ``<prefix>/<run_id>/``); and
+    ``inputs``, the object whose write fired the run (:mod:`ephemera.bundle.inputs`)."""
     return RunPrefixes(read=(job_key(run_id), bundle_key(bundle_sha256), bundle_manifest_key(bundle_sha256)),
                        write=(heartbeat_prefix(run_id), log_prefix(run_id), lithops_jobs_prefix(run_id)),
-                       output=(run_output_prefix,))
+                       output=(run_output_prefix,), inputs=tuple(inputs))
 
 
 def notified_key(run_id: str, state: str) -> str:

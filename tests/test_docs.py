@@ -141,3 +141,32 @@ def test_the_docs_site_builds_with_warnings_as_errors(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / "site" / "first-workload" / "index.html").exists()
+
+
+def test_the_process_each_file_section_is_valid_as_written(tmp_path, home):
+    """The page's "process each file that lands" code reads `ctx.event`'s object and
+    summarises it; its triggers and rules validate, with the workload check passing."""
+    from types import SimpleNamespace
+
+    from ephemera.assembly import load_config
+    from ephemera.bundle.preflight import check_workload
+    from ephemera.model.events import Event
+
+    text = (DOCS / "first-workload.md").read_text()
+    code = re.search(r"```python\n# process.py\n(.*?)```", text, re.S)
+    rules = re.search(r"```yaml\n(triggers:\n  - \{name: file-lands.*?)```", text, re.S)
+    assert code and rules, "the page lost its process.py or its triggers block"
+    (tmp_path / "process.py").write_text(code.group(1))
+    namespace: dict = {}
+    exec(compile(code.group(1), "process.py", "exec"), namespace)
+    written: dict = {}
+    event = Event(kind="object_write", source="local", bucket="ephemera", key="inbox/notes.txt", etag="e1", size=15,
+                  trigger="file-lands")
+    ctx = SimpleNamespace(event=event, storage=SimpleNamespace(get=lambda b, k: {("ephemera", "inbox/notes.txt"): b"hello world\nbye"}[b, k]),
+                          put_json=lambda name, obj: written.update({name: obj}))
+    summary = namespace["main"](ctx)
+    assert summary == {"key": "inbox/notes.txt", "etag": "e1", "size": 15, "lines": 2, "words": 3} == written["summary.json"]
+    config = load_config({"home": str(home), "workspace": {"name": "files", "stack": "local"},
+                          "workload": {"source": str(tmp_path), "entry": "process:main"}, **yaml.safe_load(rules.group(1))})
+    check_workload(config)
+    assert {(r.trigger, str(getattr(r.action, "value", r.action))) for r in config.rules} == {("file-lands", "apply"), ("run-done", "destroy")}

@@ -43,6 +43,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ephemera import layout
+from ephemera.bundle.inputs import event_inputs
 from ephemera.bundle.store import BundleRef, run_bundle
 from ephemera.engines import engine_spec
 from ephemera.errors import ConfigError
@@ -100,7 +101,7 @@ def run_scope(ctx, run, ref: BundleRef) -> RunScope:
     job = run.job
     left = (datetime.fromisoformat(run.hard_deadline) - now_utc()).total_seconds()
     return RunScope(run_id=run.run_id, state_bucket=ctx.config.state_bucket, output_bucket=job.output_bucket,
-                    prefixes=layout.run_prefixes(run.run_id, job.output_prefix, ref.sha256),
+                    prefixes=layout.run_prefixes(run.run_id, job.output_prefix, ref.sha256, event_inputs(ctx.config, job.event)),
                     seconds=int(max(0, left)) + DEADLINE_MARGIN_SECONDS,
                     vms_on_host=engine_spec(ctx.config.engine.backend).vms_on_host(ctx.config))
 
@@ -111,7 +112,8 @@ def prefixes_variable(scope: RunScope) -> dict:
     scope that identity's policy to the run without knowing the storage layout."""
     p = scope.prefixes
     return {"state_bucket": scope.state_bucket, "output_bucket": scope.output_bucket,
-            "read": list(p.read), "write": list(p.write), "output": list(p.output)}
+            "read": list(p.read), "write": list(p.write), "output": list(p.output),
+            "inputs": [{"bucket": bucket, "key": key} for bucket, key in p.inputs]}
 
 
 def remove_credentials(storage: Storage, bucket: str, run_id: str) -> int:

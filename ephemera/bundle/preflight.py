@@ -35,11 +35,12 @@ ENTRY = "workload.entry"
 REQUIREMENTS = "workload.requirements"
 
 
-def check_workload(config: Config) -> None:
+def check_workload(config: Config, packing: bool = False) -> None:
     """Raise :class:`ConfigErrors` (or the one :class:`ConfigError`) naming every problem
     of the workload an apply of ``config`` would run; nothing for a published bundle
-    (``workload.bundle``: checked when it was packed)."""
-    if config.workload.bundle:
+    (``workload.bundle``: checked when it was packed). ``packing``: the source is being
+    packed now (``ephemera bundle pack``), so it is checked even where the config pins a bundle."""
+    if config.workload.bundle and not packing:
         return
 
     problems: list[ConfigError] = []

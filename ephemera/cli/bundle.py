@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import TextIO
 
 from ephemera.bundle.pack import pack, read_bundle
+from ephemera.bundle.preflight import check_workload
 from ephemera.bundle.store import publish_config_bundle
 from ephemera.errors import ConfigError
 from ephemera.storage import get_storage
 
 
 def cmd_pack(config, out_dir: str | None, out: TextIO) -> int:
+    check_workload(config, packing=True)  # the pre-apply check: never pack a bundle an apply would refuse
     bundle = pack(config, Path(out_dir) if out_dir else config.home / "bundles")
     print(f"{bundle.sha256}  {bundle.path}  ({bundle.size} bytes, {len(bundle.manifest['source_files'])} source files)", file=out)
     return 0
@@ -30,6 +32,8 @@ def cmd_publish(config, archive: str | None, out: TextIO, expect: str | None = N
     if expect and archive is not None and read_bundle(archive).sha256 != expect:
         raise ConfigError("bundle", f"'{archive}' is not the bundle {expect[:12]}... the deployed config names",
                           "run the deploy's dry run again: it packs and binds the bundle anew")
+    if archive is None:
+        check_workload(config, packing=True)  # packed now: the same check as `bundle pack`
     ref = publish_config_bundle(config, get_storage(config), archive)
     how = "already there" if ref.reused else "uploaded"
     print(f"# bundle {how}: {config.state_bucket}/{ref.key} ({ref.size} bytes); set workload.bundle to it", file=out)

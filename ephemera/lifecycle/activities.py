@@ -16,6 +16,7 @@ from ephemera import layout
 from ephemera.bundle.delivery import prepare_boot, remove_credentials
 from ephemera.context import Context
 from ephemera.engines.base import ActivityLogs, OrphanSweeper
+from ephemera.engines.diagnostics import terraform_errors
 from ephemera.errors import EngineError, EphemeraError, RunNotFoundError, WorkspaceBusyError
 from ephemera.lifecycle import apply_lease
 from ephemera.lifecycle.request import workspace_lock
@@ -146,7 +147,8 @@ def record_activity(ctx: Context, run_id: str, activity: Activity) -> RunRecord:
             if activity.state == "COMPLETED" and record.state == S.APPLYING:
                 record.enter(S.RUNNING, f"apply {activity.id} completed")
             elif activity.state == "FAILED":
-                record.fail(RunError("APPLY_FAILED", f"apply {activity.id} failed", activity.log_tail), S.APPLY_FAILED,
+                cause = f":\n{terraform_errors(activity.log_tail)}" if activity.log_tail else ""
+                record.fail(RunError("APPLY_FAILED", f"apply {activity.id} failed{cause}", activity.log_tail), S.APPLY_FAILED,
                             from_states=frozenset({S.APPLYING}))
         elif activity.kind == "destroy" and record.state == S.DESTROYING:
             if activity.state == "COMPLETED" and not resources:
@@ -161,8 +163,9 @@ def record_activity(ctx: Context, run_id: str, activity: Activity) -> RunRecord:
                 # fixes (a refused key, a missing permission) is raised by the engine call
                 # itself, not retried; these are, with backoff, up to MAX_DESTROY_ATTEMPTS.
                 incomplete = activity.state == "COMPLETED"
+                cause = f":\n{terraform_errors(activity.log_tail)}" if activity.state == "FAILED" and activity.log_tail else ""
                 error = RunError("DESTROY_INCOMPLETE" if incomplete else "DESTROY_FAILED",
-                                 f"destroy {activity.id} {activity.state.lower()}{left}", activity.log_tail, retryable=True)
+                                 f"destroy {activity.id} {activity.state.lower()}{left}{cause}", activity.log_tail, retryable=True)
                 record.fail(error, S.DESTROY_FAILED)
 
     record = ctx.ledger.update(run_id, change)

@@ -23,6 +23,7 @@ from ephemera.engines.plan import Plan
 from ephemera.errors import EngineError, EphemeraError
 from ephemera.lifecycle.activities import stack_variables
 from ephemera.bundle.delivery import prefixes_variable
+from ephemera.bundle.preflight import check_workload
 from ephemera.model.cost import Price, gpus_of, instance_shape, price_table, run_profile
 from ephemera.model.jobs import JobSpec
 from ephemera.model.runs import RunRecord
@@ -87,6 +88,7 @@ def plan_workspace(ctx: Context) -> PlanReport:
     if not isinstance(engine, Planner):
         raise EngineError(f"the {engine_name} engine cannot plan; plan with Terraform in the stack's folder")
     config = ctx.config
+    check_workload(config)  # the pre-apply check: a plan says what an apply would refuse
     workspace = config.workspace.name
     run_id = f"{workspace}-plan"
     plain, secure, workers = plan_variables(ctx, run_id)

@@ -56,15 +56,20 @@ variable "storage_backend" {
 
 variable "run_prefixes" {
   type = object({
-    state_bucket  = string       # bucket of the run's records
-    output_bucket = string       # bucket of the run's outputs
-    read          = list(string) # state-bucket keys or prefixes (ending in '/') the VMs read
-    write         = list(string) # state-bucket prefixes the VMs read, write and delete
-    output        = list(string) # output-bucket prefixes the VMs read, write and delete
+    state_bucket  = string          # bucket of the run's records
+    output_bucket = string          # bucket of the run's outputs
+    read          = list(string)    # state-bucket keys or prefixes (ending in '/') the VMs read
+    write         = list(string)    # state-bucket prefixes the VMs read, write and delete
+    output        = list(string)    # output-bucket prefixes the VMs read, write and delete
+    inputs = optional(list(object({ # single objects the VMs read, that key only: the object whose write fired the run
+      bucket = string
+      key    = string
+    })), [])
   })
   description = "What the run's VMs may touch (set by Ephemera from its storage layout): the instance profile's policy names only these."
   validation {
-    condition     = alltrue([for p in concat(var.run_prefixes.read, var.run_prefixes.write, var.run_prefixes.output) : p != "" && !can(regex("[*?$]", p))])
+    condition = alltrue([for p in concat(var.run_prefixes.read, var.run_prefixes.write, var.run_prefixes.output,
+    flatten([for o in var.run_prefixes.inputs : [o.bucket, o.key]])) : p != "" && !can(regex("[*?$]", p))])
     error_message = "run_prefixes must name keys and prefixes without IAM wildcards (* ? $), none empty."
   }
 }

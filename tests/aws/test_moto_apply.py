@@ -38,7 +38,8 @@ RUNS = {"spot": "gpu-20261207T040000Z-5f1c0a9e2b7d4e6f", "ondemand": "gpu-202612
 def _variables(run_id: str, spot: bool, workers: int) -> tuple[dict, dict, dict]:
     """(plain, secure, the policy STS would give the same run's keys) as the controller makes them."""
     scope = RunScope(run_id=run_id, state_bucket="eph-state", output_bucket="eph-out",
-                     prefixes=layout.run_prefixes(run_id, f"outputs/{run_id}/", "ab" * 32), seconds=3600)
+                     prefixes=layout.run_prefixes(run_id, f"outputs/{run_id}/", "ab" * 32,
+                                                  (("eph-in", "inbox/notes.txt"),) if spot else ()), seconds=3600)
     docs = [base64.b64encode(json.dumps({"run_id": run_id, "worker": w, "state_bucket": "eph-state"}).encode()).decode()
             for w in range(workers)]
     plain = {"run_id": run_id, "workspace": f"ws-{run_id[-4:]}", "worker_count": workers, "job_key": layout.job_key(run_id),
@@ -163,7 +164,8 @@ def test_plan_prices_the_stacks_instances(aws_env, tmp_path):
 
 
 @pytest.mark.timeout(600)
-def test_a_prefix_with_an_iam_wildcard_is_refused_before_anything_is_made(aws_env, tmp_path):
+@pytest.mark.parametrize("field, value", [("output", ["outputs/*"]), ("inputs", [{"bucket": "eph-in", "key": "inbox/*"}])])
+def test_a_prefix_with_an_iam_wildcard_is_refused_before_anything_is_made(aws_env, tmp_path, field, value):
     """An attacker who could put ``*`` into a run's prefixes (an output prefix, a run id) would
     widen the VMs' role to other runs' objects: the stack refuses such a ``run_prefixes``, as the
     STS session policy does, before any resource exists."""
@@ -172,7 +174,7 @@ def test_a_prefix_with_an_iam_wildcard_is_refused_before_anything_is_made(aws_en
     url = aws_env["url"]
     engine = _engine(stack_against(url, tmp_path / "aws-ec2-gpu"), tmp_path / "home")
     plain, secure, _ = _variables("gpu-20261207T040002Z-1a2b3c4d5e6f7a8b", False, 1)
-    plain["run_prefixes"] = {**plain["run_prefixes"], "output": ["outputs/*"]}
+    plain["run_prefixes"] = {**plain["run_prefixes"], field: value}  # an event's key is checked like a prefix
     with pytest.raises(EngineError) as refused:
         engine.plan(plain["workspace"], plain["run_id"], plain, secure)
     assert "without IAM wildcards" in (refused.value.log_tail or ""), refused.value.log_tail

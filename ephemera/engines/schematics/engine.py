@@ -50,6 +50,7 @@ from typing import Any, Callable
 from urllib.parse import urlparse
 
 from ephemera.config import Config
+from ephemera.engines.diagnostics import terraform_errors
 from ephemera.engines.plan import Plan, parse_plan
 from ephemera.engines.schematics.config import REFRESH_TOKEN_CLIENT, SchematicsSettings
 from ephemera.engines.schematics.sdkdebug import sdk_http_debug_contained
@@ -214,9 +215,7 @@ class SchematicsEngine:
         if check_busy and ws_status.get("frozen"):
             raise EngineError(
                 f"Schematics workspace '{self.settings.workspace_id}' is frozen; unfreeze it "
-                "(ibmcloud schematics workspace update --id ... with frozen: false) to let Ephemera apply and destroy",
-                retryable=False,
-            )
+                "(ibmcloud schematics workspace update --id ... with frozen: false) to let Ephemera apply and destroy", retryable=False)
         return ws
 
     def _template_id(self, ws: dict) -> str:
@@ -270,7 +269,8 @@ class SchematicsEngine:
             raise EngineError(f"schematics plan {activity.id} not finished after {PLAN_POLLS * PLAN_POLL_SECONDS:.0f}s", retryable=True)
         text = self.activity_log(activity)
         if activity.state == "FAILED":
-            raise EngineError(f"schematics plan {activity.id} failed", log_tail="\n".join(text.splitlines()[-self.settings.log_tail_lines:]))
+            raise EngineError(f"schematics plan {activity.id} failed:\n{terraform_errors(text)}",
+                              log_tail="\n".join(text.splitlines()[-self.settings.log_tail_lines:]))
         return parse_plan(text)
 
     def destroy(self, workspace: str) -> Activity:

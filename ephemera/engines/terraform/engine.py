@@ -39,6 +39,7 @@ import uuid
 from pathlib import Path
 
 from ephemera.config import Config
+from ephemera.engines.diagnostics import terraform_errors
 from ephemera.engines.plan import Plan, parse_plan
 from ephemera.engines.terraform.config import TerraformEngineConfig, engine_config
 from ephemera.engines.terraform.runners import Runner, make_runner
@@ -53,6 +54,7 @@ TFVARS = "ephemera.auto.tfvars.json"
 HOLD_FILE = "ephemera.lock"  # flock-ed by the apply or destroy under way in the workspace
 OWNER_FILE = "ephemera.owner.json"  # {"run_id": ...}: the run the workspace was last applied for
 LOG_TAIL_LINES = 40
+KEPT_PLAN_LOGS = 10  # failed plans' outputs kept in <home>/plans/
 _LOCK_MARKERS = ("Error acquiring the state lock",)
 
 
@@ -136,16 +138,30 @@ class TerraformEngine:
                     shutil.copy2(state, scratch / "terraform.tfstate")
             values = {**variables, **secure_variables, **self.hooks.plan_variables(self.stack, scratch)}
             write_private(scratch / TFVARS, json.dumps(self.stack.takes(values), indent=1))
-            code, out = self.runner.run(scratch, "init")
+            step = "init"
+            code, out = self.runner.run(scratch, step)
             if code == 0:
-                code, out = self.runner.run(scratch, "plan")
+                step = "plan"
+                code, out = self.runner.run(scratch, step)
             text = self.scrubber.scrub(out.strip())
             if code != 0:
-                raise EngineError(f"terraform plan of workspace '{workspace}' failed (exit {code})",
+                log = self._keep_plan_log(scratch, text)
+                raise EngineError(f"terraform plan of workspace '{workspace}' failed (exit {code}) at `terraform {step}`:\n"
+                                  f"{terraform_errors(text)}\nits whole output (secrets masked): {log}",
                                   log_tail="\n".join(text.splitlines()[-LOG_TAIL_LINES:]))
             return parse_plan(text)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+    def _keep_plan_log(self, scratch: Path, text: str) -> Path:
+        """Keep a failed plan's (scrubbed) output beside the scratch folders, the last
+        ``KEPT_PLAN_LOGS`` of them; the scratch folder itself goes (its variables hold secrets)."""
+        log = scratch.parent / f"{scratch.name}.log"
+        write_private(log, text + "\n")
+        logs = sorted(scratch.parent.glob("*.log"), key=lambda p: p.stat().st_mtime)
+        for old in logs[:-KEPT_PLAN_LOGS]:
+            old.unlink(missing_ok=True)
+        return log
 
     def activity_log(self, activity: Activity) -> str:
         """The whole Terraform output of an activity run by this engine object (read once)."""

@@ -2,7 +2,9 @@
 
 The controller's own keys never leave it. For each run it asks STS for temporary
 credentials (access key id, secret access key, session token) with an inline *session
-policy* naming only the run's prefixes (:func:`ephemera.layout.run_prefixes`):
+policy* naming only the run's prefixes (:func:`ephemera.layout.run_prefixes`), and,
+for a run fired by an object write, that one object, read only
+(:mod:`ephemera.bundle.inputs`):
 
 - ``AssumeRole`` of ``aws_s3.vm_role_arn`` when one is set: the session's rights are the
   role's policies intersected with the session policy;
@@ -45,6 +47,13 @@ def _resource(bucket: str, prefix: str) -> str:
     return f"arn:aws:s3:::{bucket}/{prefix}*" if prefix.endswith("/") else f"arn:aws:s3:::{bucket}/{prefix}"
 
 
+def _object(bucket: str, key: str) -> str:
+    """The ARN of exactly one object (a key ending in '/' stays one key, never a prefix)."""
+    if _WILDCARDS.search(key) or _WILDCARDS.search(bucket):
+        raise ConfigError("event.key", f"'{key}' holds an IAM policy wildcard", "name objects without * ? $")
+    return f"arn:aws:s3:::{bucket}/{key}"
+
+
 def session_policy(scope: Any) -> dict:
     """The inline session policy of a run's VMs (``scope``: a :class:`ephemera.storage.spec.RunScope`)."""
     p = scope.prefixes
@@ -53,6 +62,9 @@ def session_policy(scope: Any) -> dict:
         {"Sid": "ReadRun", "Effect": "Allow", "Action": READ, "Resource": [_resource(scope.state_bucket, x) for x in p.read]},
         {"Sid": "WriteRun", "Effect": "Allow", "Action": WRITE, "Resource": [_resource(b, x) for b, x in written]},
     ]
+    if p.inputs:  # the object whose write fired the run: that key alone, read only
+        statements.append({"Sid": "ReadEvent", "Effect": "Allow", "Action": READ,
+                           "Resource": [_object(bucket, key) for bucket, key in p.inputs]})
     by_bucket: dict[str, list[str]] = {}
     for bucket, prefix in written:
         by_bucket.setdefault(bucket, []).append(prefix + "*")
