@@ -39,10 +39,11 @@ test: $(VENV)/.installed-test
 test-quick: $(VENV)/.installed-test
 	$(PY) -m pytest -m "not slow" -n $(JOBS) --dist loadgroup $(PYTEST_ARGS)
 
-# the type checker (the core: no error; elsewhere tests/typecheck_ratchet.json) and the linter
+# the type checker (the core: no error; elsewhere tests/typecheck_ratchet.json), the linter and the formatter
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/mypy
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 
 bench: $(VENV)/.installed-test

@@ -23,7 +23,7 @@ from typing import Callable, Iterable
 from ephemera.cli.activations import result_summary
 from ephemera.cli.results import workload_traceback
 from ephemera.cli.tables import visible
-from ephemera.config.sections import duration_seconds
+from ephemera.config.fields import duration_seconds
 from ephemera.context import Context
 from ephemera.errors import ParamError
 from ephemera.model.logs import SOURCES, LogLine, read_logs, split_time

@@ -20,9 +20,9 @@ from pydantic import BaseModel
 
 from ephemera.config.operator import CostSection, NotifySection
 from ephemera.config.schema import secret_paths, section_name
-from ephemera.config.sections import (ACTIONS, TRIGGER_KINDS, WORKSPACE_NAME_FIX, EngineSection, RuleEntry, SecuritySection,
-                                      StorageSection, TimeoutsSection, TriggerEntry, WorkloadSection, WorkspaceSection,
-                                      is_workspace_name)
+from ephemera.config.fields import WORKSPACE_NAME_FIX, is_workspace_name
+from ephemera.config.sections import (ACTIONS, TRIGGER_KINDS, EngineSection, RuleEntry, SecuritySection, StorageSection,
+                                      TimeoutsSection, TriggerEntry, WorkloadSection, WorkspaceSection)
 from ephemera.errors import ConfigError
 from ephemera.home import ephemera_home
 from ephemera.sections import check_url

@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 from croniter import croniter
 from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
 
-from ephemera.config.sections import Duration
+from ephemera.config.fields import Duration
 from ephemera.sections import Invalid, Label, Section
 
 LAMBDA_MAX_SECONDS = 900

@@ -21,7 +21,7 @@ from typing import Annotated, Literal
 from croniter import croniter
 from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
 
-from ephemera.config.sections import Duration, Name
+from ephemera.config.fields import Duration, Name
 from ephemera.config.aws_lambda import AwsLambdaSection
 from ephemera.sections import Invalid, Label, Section
 

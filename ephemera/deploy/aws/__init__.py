@@ -6,7 +6,9 @@
 - :mod:`ephemera.deploy.aws.policies`: the IAM documents: each function's role (trust
   and least-privilege policy), the scheduler's role, the S3 notification configuration.
 - :mod:`ephemera.deploy.aws.plan`: the command plan of ``ephemera deploy aws`` (the
-  ``aws`` CLI), and the files its commands read.
+  ``aws`` CLI), and the files its commands read: the secret, roles and functions; the
+  schedules and S3 notifications in :mod:`ephemera.deploy.aws.sources`, the shared
+  building blocks (names, one command, a role's steps) in :mod:`ephemera.deploy.aws.commands`.
 - :mod:`ephemera.deploy.aws.package`: the Lambda ``.zip`` (sources and dependencies at its root).
 
 The functions run :mod:`ephemera.actions.lambda_entry`. Secrets never appear on a

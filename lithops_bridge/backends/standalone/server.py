@@ -9,7 +9,7 @@ server takes over that VM's claims with attempts left (``reclaim``) by owning th
 next slot, so a lost VM's calls still run. Batches run in a warm pool (forkserver:
 safe next to the agent's threads); each finished batch's results are written into
 the slot after its claim, retried with backoff; a claim superseded meanwhile drops
-its results. If storage keeps refusing them, failure outcomes are written instead,
+its results (``results``). If storage keeps refusing them, failure outcomes are written instead,
 and if even those fail the claim is released so the batch runs again. A batch
 running longer than the job's ``hard_dismantle_timeout`` is killed with its pool:
 its calls fail with TimeoutError, and the other batches killed with it fail with
@@ -37,25 +37,19 @@ import cloudpickle
 
 from ephemera.errors import NoSuchBucketError, NoSuchKeyError
 from lithops_bridge.backends.standalone import keys, presence, reclaim, slots
+from lithops_bridge.backends.standalone.results import UPLOAD_DELAYS, ResultWriter, failure_outcomes
 from lithops_bridge.backends.standalone.seal import RunSeal, SealError, parse_key
 from lithops_bridge.errors import BridgeError
 from lithops_bridge.lifeline import exit_with_owner, exit_with_parent
 from lithops_bridge.runner import Batch, run_batch
 
 log = logging.getLogger("lithops_bridge.agent.server")
-UPLOAD_DELAYS = (0.0, 0.2, 0.5, 1.0, 2.0, 4.0)  # seconds before each attempt to write a results object
 
 
 def _init_task_process(env: dict, agent_pid: int) -> None:
     os.environ.update(env)
     exit_with_parent(os.getppid())
     exit_with_owner(agent_pid, kill_parent=True)  # a killed agent takes its forkserver and pool with it
-
-
-def failure_outcomes(call_ids: list[int], exc: BaseException) -> list[dict]:
-    blob = cloudpickle.dumps(exc)
-    return [{"call_id": i, "ok": False, "exc": blob, "exc_type": type(exc).__name__, "exc_module": type(exc).__module__,
-             "exc_message": str(exc), "traceback": "", "stats": {"exception": True}} for i in call_ids]
 
 
 def start_offset(worker: int, workers: list, n: int) -> int:
@@ -69,7 +63,7 @@ def start_offset(worker: int, workers: list, n: int) -> int:
     return rank * n // count % n
 
 
-class TaskServer:
+class TaskServer(ResultWriter):
     """Claims and runs the batches of the run's standalone jobs on this VM."""
 
     def __init__(self, store, bucket: str, run_id: str, worker: int, worker_processes: int, task_env: dict,
@@ -206,9 +200,6 @@ class TaskServer:
                     took = True
         return took
 
-    def _token(self, jk: str, b: int, slot: int) -> str:
-        return f"{self.worker}:{os.getpid()}:{jk}:{b}:{slot}"
-
     def _claim_body(self, jk: str, b: int, slot: int) -> dict:
         return {"kind": slots.CLAIM, "worker": self.worker, "pid": os.getpid(), "token": self._token(jk, b, slot),
                 "at": datetime.now(timezone.utc).isoformat()}
@@ -313,63 +304,6 @@ class TaskServer:
             self._uploads.submit(self._upload, jk, b, entry["slot"], outcomes)
         except RuntimeError:  # shutting down
             pass
-
-    # --- results --------------------------------------------------------------------------
-    def _write_result(self, jk: str, b: int, slot: int, outcomes: list[dict],
-                      delays: tuple = ()) -> tuple[bool | None, BaseException | None]:
-        """Own the slot after the claim with the results: (True, _), (False, _) if the
-        claim was superseded (the results are dropped), (None, last error) if storage
-        kept refusing."""
-        key = keys.slot_key(self.run_id, jk, b, slot + 1)
-        body = {"kind": slots.RESULT, "worker": self.worker, "token": self._token(jk, b, slot + 1), "outcomes": outcomes}
-        last = None
-        for delay in delays or self.upload_delays:
-            if delay and self.stopping.wait(delay):
-                return None, last
-            try:
-                won = slots.take(self.store, self.bucket, key, body, self.seal)
-            except Exception as exc:  # noqa: BLE001 - retried, then reported to the caller
-                last = exc
-                log.warning("writing the results of batch %d of job %s failed: %s", b, jk, exc)
-                continue
-            if not won:
-                log.warning("the results of calls %d-%d of job %s are dropped: another VM took them over (attempt %d)",
-                            outcomes[0]["call_id"], outcomes[-1]["call_id"], jk, slot + 2)
-                return False, None
-            self._drop_if_cleaned(jk, key)
-            return True, None
-        return None, last
-
-    def _drop_if_cleaned(self, jk: str, key: str) -> None:
-        """A job the client already finished (and deleted) must not keep a late result."""
-        try:
-            self.store.head(self.bucket, keys.queue_key(self.run_id, jk))
-        except (NoSuchKeyError, NoSuchBucketError):
-            self.store.delete(self.bucket, key)
-        except Exception:  # noqa: BLE001 - best effort: the run's bucket is cleaned with the run
-            pass
-
-    def _upload(self, jk: str, b: int, slot: int, outcomes: list[dict]) -> None:
-        """Write the batch's results; failure outcomes if that keeps failing; else give the claim back."""
-        written, last = self._write_result(jk, b, slot, outcomes)
-        if written is not None or self.stopping.is_set():
-            return
-        call_ids = [o["call_id"] for o in outcomes]
-        err = BridgeError(f"VM {self.worker} of run {self.run_id} ran calls {call_ids[0]}-{call_ids[-1]} of job {jk} but "
-                          f"could not write their results after {len(self.upload_delays)} attempts: "
-                          f"{type(last).__name__}: {last}")
-        if self._write_result(jk, b, slot, failure_outcomes(call_ids, err), delays=(0.0,))[0] is not None:
-            return
-        log.error("writing failure results of batch %d of job %s failed; releasing its claim", b, jk)
-        claim = keys.slot_key(self.run_id, jk, b, slot)
-        try:
-            if (slots.read(self.store, self.bucket, claim, self.seal) or {}).get("token") == self._token(jk, b, slot):
-                self.store.delete(self.bucket, claim)
-        except Exception as exc:  # noqa: BLE001 - the batch is taken over once this VM stops
-            log.error("releasing the claim of batch %d of job %s failed: %s", b, jk, exc)
-            return
-        self._released.append((jk, b, slot))
-        self._wake.set()
 
     # --- hard_dismantle_timeout -------------------------------------------------------------
     def _watchdog(self) -> None:
