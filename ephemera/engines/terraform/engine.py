@@ -334,7 +334,7 @@ class TerraformEngine:
             for vm in sorted((run_dir / "vms").glob("*")):
                 (vm / "agent.json").unlink(missing_ok=True)
                 (vm / "credentials.json").unlink(missing_ok=True)  # a VM stopped between its bootstrap's stages
-                for folder in ("env", "bundle", "home"):
+                for folder in ("env", "bundle", "wheelhouse", "home"):
                     shutil.rmtree(vm / folder, ignore_errors=True)
 
     def _finish(self, activity: Activity, code: int, output: str) -> Activity:
