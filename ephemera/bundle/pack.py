@@ -3,7 +3,9 @@
 The archive (``.tar.gz``) holds ``manifest.json`` (with the wheel's SHA-256),
 ``wheels/<ephemera wheel>``, ``requirements.txt``, for VMs that install from an index
 ``requirements.lock`` (:mod:`ephemera.bundle.lock`: everything they install, pinned
-and hashed) and, when ``workload.source`` is set, ``source/``: the folder's
+and hashed), for local VMs whose requirements this machine lacks ``wheelhouse.lock``
+(:mod:`ephemera.bundle.wheelhouse`: the tar of its wheels is written beside the
+archive, ``wheelhouse-<sha256>.tar``) and, when ``workload.source`` is set, ``source/``: the folder's
 files (or the one file) that :mod:`ephemera.bundle.source` lets through: never the
 config file, keys or links out of the folder, and nothing holding one of the
 config's secrets. It is reproducible: members sorted, owned by 0:0,
