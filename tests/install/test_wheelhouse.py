@@ -23,6 +23,7 @@ from ephemera.assembly import load_config
 from ephemera.bundle import wheelhouse
 from ephemera.bundle.pack import pack, read_bundle
 from ephemera.bundle.store import publish, stored
+from ephemera.cli.bundle import cmd_pack
 from ephemera.context import Context
 from ephemera.errors import ConfigError
 from ephemera.vm import bootstrap
@@ -149,3 +150,9 @@ def test_the_wheelhouse_is_stored_once_per_content_hash(local_config, tmp_path):
     # the archive `ephemera bundle pack` wrote is read back with its wheelhouse beside it
     again = read_bundle(bundle.path)
     assert again.wheelhouse is not None and again.wheelhouse.name == f"wheelhouse-{house['sha256']}.tar"
+    out = io.StringIO()
+    assert cmd_pack(config, str(tmp_path / "by-hand"), out) == 0  # `ephemera bundle pack` says to keep both
+    assert f"wheelhouse-{house['sha256']}.tar" in out.getvalue() and "keep the two together" in out.getvalue()
+    again.wheelhouse.unlink()
+    with pytest.raises(ConfigError, match="needs its wheelhouse .* beside it"):
+        read_bundle(bundle.path)
