@@ -9,6 +9,7 @@ State bucket (``storage.bucket``)::
     ephemera/activations/<id>.json           activation records of the local runtime
     ephemera/bundles/<sha256>.tar.gz         run bundles, by content hash (see ephemera.bundle)
     ephemera/bundles/<sha256>.json           a published bundle's manifest
+    ephemera/wheelhouses/<sha256>.tar        the wheels a bundle's lock names, by content hash (VMs read only)
     ephemera/credentials/<run_id>/<worker>-<nonce>.json  one VM's storage keys, deleted once read
     ephemera/logs/<run_id>/<source>/<stream>/<chunk>.log  shipped log chunks (see ephemera.model.logs)
     ephemera/notified/<run_id>/<state>.json  one per run and state notified (see ephemera.notify)
@@ -36,6 +37,7 @@ LOCKS = f"{ROOT}/locks/"
 ACTIVATIONS = f"{ROOT}/activations/"
 ACTIVATIONS_STARTED = f"{ROOT}/activations-started/"  # invocations under way (removed with their record)
 BUNDLES = f"{ROOT}/bundles/"
+WHEELHOUSES = f"{ROOT}/wheelhouses/"
 CREDENTIALS = f"{ROOT}/credentials/"
 LOGS = f"{ROOT}/logs/"
 NOTIFIED = f"{ROOT}/notified/"
@@ -97,6 +99,11 @@ def bundle_manifest_key(sha256: str) -> str:
     return f"{BUNDLES}{sha256}.json"
 
 
+def wheelhouse_key(sha256: str) -> str:
+    """A wheelhouse (the wheels a bundle's ``wheelhouse.lock`` pins, one tar) by its content hash."""
+    return f"{WHEELHOUSES}{sha256}.tar"
+
+
 def credentials_prefix(run_id: str) -> str:
     return f"{CREDENTIALS}{run_id}/"
 
@@ -125,13 +132,15 @@ class RunPrefixes:
     inputs: tuple[tuple[str, str], ...] = ()  # (bucket, key): single objects, read only, that exact key (the event's object)
 
 
-def run_prefixes(run_id: str, run_output_prefix: str, bundle_sha256: str,
+def run_prefixes(run_id: str, run_output_prefix: str, bundle_sha256: str, wheelhouse_sha256: str | None = None,
                  inputs: tuple[tuple[str, str], ...] = ()) -> RunPrefixes:
-    """The prefixes a run's VMs need: the job spec and the run's bundle (read); its heartbeats,
-    logs and Lithops jobs (write); its own output prefix, where the completion markers go
-    (``run_output_prefix``: the job's ``output_prefix``, ``<prefix>/<run_id>/``); and
-    ``inputs``, the object whose write fired the run (:mod:`ephemera.bundle.inputs`)."""
-    return RunPrefixes(read=(job_key(run_id), bundle_key(bundle_sha256), bundle_manifest_key(bundle_sha256)),
+    """The prefixes a run's VMs need: the job spec, the run's bundle and its wheelhouse if it
+    has one (read); its heartbeats, logs and Lithops jobs (write); its own output prefix, where
+    the completion markers go (``run_output_prefix``: the job's ``output_prefix``,
+    ``<prefix>/<run_id>/``); and ``inputs``, the object whose write fired the run
+    (:mod:`ephemera.bundle.inputs`)."""
+    wheels = (wheelhouse_key(wheelhouse_sha256),) if wheelhouse_sha256 else ()
+    return RunPrefixes(read=(job_key(run_id), bundle_key(bundle_sha256), bundle_manifest_key(bundle_sha256), *wheels),
                        write=(heartbeat_prefix(run_id), log_prefix(run_id), lithops_jobs_prefix(run_id)),
                        output=(run_output_prefix,), inputs=tuple(inputs))
 

@@ -43,3 +43,13 @@ def local_config(home):
         return base
 
     return build
+
+
+@pytest.fixture
+def no_index(tmp_path, monkeypatch):
+    """A controller that cannot reach a package index, with nothing cached: uv offline
+    (``UV_OFFLINE``), pip without an index, empty uv and Ephemera caches."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "cache" / "uv"))
+    monkeypatch.setenv("UV_OFFLINE", "1")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")

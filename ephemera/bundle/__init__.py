@@ -7,6 +7,8 @@
   (never the config file, keys, links out of the folder, or a configured secret).
 - :mod:`ephemera.bundle.lock`: the VMs' own dependency set, and the hashed lock of
   everything a cloud VM installs.
+- :mod:`ephemera.bundle.wheelhouse`: for local VMs, the wheels of the requirements this
+  machine lacks, resolved and fetched here at pack time, stored once per content hash.
 - :mod:`ephemera.bundle.pack`: the workload source and requirements
   (``workload.requirements``) with that wheel and the lock, packed reproducibly into
   one content-addressed archive.

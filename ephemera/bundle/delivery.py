@@ -101,7 +101,8 @@ def run_scope(ctx, run, ref: BundleRef) -> RunScope:
     job = run.job
     left = (datetime.fromisoformat(run.hard_deadline) - now_utc()).total_seconds()
     return RunScope(run_id=run.run_id, state_bucket=ctx.config.state_bucket, output_bucket=job.output_bucket,
-                    prefixes=layout.run_prefixes(run.run_id, job.output_prefix, ref.sha256, event_inputs(ctx.config, job.event)),
+                    prefixes=layout.run_prefixes(run.run_id, job.output_prefix, ref.sha256, wheelhouse_sha256=ref.wheelhouse_sha256,
+                                                 inputs=event_inputs(ctx.config, job.event)),
                     seconds=int(max(0, left)) + DEADLINE_MARGIN_SECONDS,
                     vms_on_host=engine_spec(ctx.config.engine.backend).vms_on_host(ctx.config))
 
@@ -144,6 +145,7 @@ def prepare_boot(ctx, run) -> Boot:
     signer = storage
     if by_url:
         objects = ([("GET", bucket, ref.key), ("PUT", job.output_bucket, marker_key)]
+                   + ([("GET", bucket, ref.wheelhouse["key"])] if ref.wheelhouse else [])
                    + [(m, bucket, k) for k in creds_keys for m in ("GET", "DELETE")])
         signer = spec.vm_presigner(config, scope, objects, max(expires, CREDENTIALS_URL_SECONDS)) or storage
     common = {
@@ -152,7 +154,9 @@ def prepare_boot(ctx, run) -> Boot:
         "extras": list(spec.vm_extras), "hard_deadline": run.hard_deadline, "entry": job.entry,
         "run_key": run_key(config, run.run_id),  # a secret (ephemera.runkeys): vm_boot must be sensitive
         "bundle": {"key": ref.key, "sha256": ref.sha256, "size": ref.size,
-                   "url": _presign(signer, bucket, ref.key, "GET", expires, by_url) if by_url else None},
+                   "url": _presign(signer, bucket, ref.key, "GET", expires, by_url) if by_url else None,
+                   "wheelhouse": {**ref.wheelhouse, "url": _presign(signer, bucket, ref.wheelhouse["key"], "GET", expires, by_url)
+                                  if by_url else None} if ref.wheelhouse else None},
         "marker": {"bucket": job.output_bucket, "key": marker_key,
                    "url": _presign(signer, job.output_bucket, marker_key, "PUT", expires, by_url) if by_url else None},
     }

@@ -115,19 +115,21 @@ def _cache_key(reqs: list[str], uv_version: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def compile_lock(reqs: list[str], uv: str | None = None, wheels: Sequence[Path] = ()) -> str:
+def compile_lock(reqs: list[str], uv: str | None = None, wheels: Sequence[Path] = (), here: bool = False) -> str:
     """The hashed lock of ``reqs`` (text of a requirements file), from the cache or resolved
-    now; ``wheels`` (one folder) are locally built wheels the lock pins by their own hash."""
+    now; ``wheels`` (one folder) are locally built wheels the lock pins by their own hash.
+    ``here``: for this interpreter and platform, wheels only (a local VM's wheelhouse)."""
     uv = uv or find_uv()
     version = subprocess.run([uv, "--version"], capture_output=True, text=True).stdout.strip()
     built = [f"{w.name}={hashlib.sha256(w.read_bytes()).hexdigest()}" for w in sorted(wheels)]
-    cached = cache_dir() / f"{_cache_key(reqs + built, version)}.txt"
+    target = [f"here={sys.executable}"] if here else []
+    cached = cache_dir() / f"{_cache_key(reqs + built + target, version)}.txt"
     try:
         if time.time() - cached.stat().st_mtime < LOCK_TTL_S:
             return cached.read_text()
     except OSError:
         pass
-    text = resolve(reqs, uv, find_links=wheels[0].parent if wheels else None)
+    text = resolve(reqs, uv, find_links=wheels[0].parent if wheels else None, here=here)
     cached.parent.mkdir(parents=True, exist_ok=True)
     tmp = cached.with_name(f".{cached.name}.{os.getpid()}")
     tmp.write_text(text)
@@ -136,10 +138,12 @@ def compile_lock(reqs: list[str], uv: str | None = None, wheels: Sequence[Path] 
 
 
 def resolve(reqs: list[str], uv: str | None = None, find_links: Path | None = None,
-            field: str = "workload.requirements") -> str:
+            field: str = "workload.requirements", here: bool = False) -> str:
     """``reqs`` resolved now into a hashed lock (no cache); ``find_links``: a folder of
-    wheels that count as published (their own SHA-256 is what the lock pins)."""
-    cmd = [uv or find_uv(), "pip", "compile", "-", "--universal", "--python-version", MIN_PYTHON, "--generate-hashes",
+    wheels that count as published (their own SHA-256 is what the lock pins); ``here``: for
+    this interpreter only, wheels only (else every platform and CPython from MIN_PYTHON)."""
+    target = ["--python", sys.executable, "--only-binary", ":all:"] if here else ["--universal", "--python-version", MIN_PYTHON]
+    cmd = [uv or find_uv(), "pip", "compile", "-", *target, "--generate-hashes",
            "--no-header", "--no-annotate", "--quiet", "--no-config"]
     cmd += ["--find-links", str(find_links)] if find_links is not None else []
     done = subprocess.run(cmd, input="".join(r + "\n" for r in reqs), capture_output=True, text=True,

@@ -3,7 +3,9 @@
 The archive (``.tar.gz``) holds ``manifest.json`` (with the wheel's SHA-256),
 ``wheels/<ephemera wheel>``, ``requirements.txt``, for VMs that install from an index
 ``requirements.lock`` (:mod:`ephemera.bundle.lock`: everything they install, pinned
-and hashed) and, when ``workload.source`` is set, ``source/``: the folder's
+and hashed), for local VMs whose requirements this machine lacks ``wheelhouse.lock``
+(:mod:`ephemera.bundle.wheelhouse`: the tar of its wheels is written beside the
+archive, ``wheelhouse-<sha256>.tar``) and, when ``workload.source`` is set, ``source/``: the folder's
 files (or the one file) that :mod:`ephemera.bundle.source` lets through: never the
 config file, keys or links out of the folder, and nothing holding one of the
 config's secrets. It is reproducible: members sorted, owned by 0:0,
@@ -29,6 +31,9 @@ from pathlib import Path
 from ephemera.bundle.lock import LOCK_FILE, compile_lock, needs_lock, pins, source_only_wheels, vm_requirements
 from ephemera.bundle.source import DEFAULT_IGNORE, SecretCheck, source_files
 from ephemera.bundle.wheel import build_wheel
+from ephemera.bundle.wheelhouse import Wheelhouse, missing_requirements, tar_member
+from ephemera.bundle.wheelhouse import LOCK_FILE as WHEELHOUSE_LOCK
+from ephemera.bundle.wheelhouse import build as build_wheelhouse
 from ephemera.config.paths import resolve, workload_source
 from ephemera.errors import ConfigError
 from ephemera.storage import storage_spec
@@ -47,6 +52,7 @@ class Bundle:
     sha256: str  # hex digest of the archive: its name in the state bucket
     size: int  # bytes
     manifest: dict  # what it holds (format, wheel, requirements, source files)
+    wheelhouse: Path | None = None  # local VMs: the tar of the wheels its wheelhouse.lock pins, beside it
 
 
 def source_path(config) -> Path | None:
@@ -74,14 +80,6 @@ def requirements(config) -> list[str]:
     return [r for r in reqs if r]
 
 
-def _add(tar: tarfile.TarFile, name: str, data: bytes, executable: bool = False) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode = len(data), 0, 0o755 if executable else 0o644
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    tar.addfile(info, io.BytesIO(data))
-
-
 def vm_extras(config) -> list[str]:
     """The Ephemera extras a cloud VM of this config needs: its storage's, and the GPU check's."""
     return sorted(set(storage_spec(config.storage.backend).vm_extras) | {"gpu"})
@@ -96,7 +94,9 @@ def config_file(config) -> Path | None:
 def pack(config, out_dir: str | Path, lock: bool | None = None) -> Bundle:
     """Pack the bundle of a config's workload into ``out_dir``; ConfigError if the
     source has a link out of it or a file holding one of the config's secrets.
-    ``lock``: carry a hashed lock (default: when the config's VMs install from an index)."""
+    ``lock``: carry a hashed lock (default: when the config's VMs install from an index);
+    without one, the requirements this environment lacks are fetched into a wheelhouse
+    (:mod:`ephemera.bundle.wheelhouse`) beside the archive."""
     out_dir = Path(out_dir)
     root = source_path(config)
     exclude = [p for p in [config_file(config)] if p is not None]
@@ -119,29 +119,35 @@ def pack(config, out_dir: str | Path, lock: bool | None = None) -> Bundle:
         vm_reqs = vm_requirements(vm_extras(config), reqs) if locked else []
         built = source_only_wheels(vm_reqs)
         lock_text = compile_lock(vm_reqs + pins(built), wheels=built) if locked else None
+        missing = [] if locked else missing_requirements(reqs)
+        house: Wheelhouse | None = build_wheelhouse(missing, out_dir) if missing else None
         manifest = {"format": FORMAT, "wheel": wheel.name, "wheel_sha256": hashlib.sha256(wheel_bytes).hexdigest(),
                     "requirements": reqs, "lock": LOCK_FILE if locked else None,
                     "wheelhouse": [w.name for w in built],
+                    "local_wheelhouse": ({"lock": WHEELHOUSE_LOCK, "sha256": house.sha256, "size": house.size,
+                                          "files": house.files} if house else None),
                     "entry": config.workload.entry,
                     "source": SOURCE_DIR if root is not None else None, "source_files": [n for n, _ in files]}
         raw = io.BytesIO()
         with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            _add(tar, "manifest.json", json.dumps(manifest, indent=1, sort_keys=True).encode())
-            _add(tar, "requirements.txt", "".join(r + "\n" for r in reqs).encode())
+            tar_member(tar, "manifest.json", json.dumps(manifest, indent=1, sort_keys=True).encode())
+            tar_member(tar, "requirements.txt", "".join(r + "\n" for r in reqs).encode())
             if lock_text is not None:
                 secrets.check(LOCK_FILE, lock_text.encode(), "workload.requirements")
-                _add(tar, LOCK_FILE, lock_text.encode())
-            _add(tar, f"wheels/{wheel.name}", wheel_bytes)
+                tar_member(tar, LOCK_FILE, lock_text.encode())
+            if house is not None:
+                tar_member(tar, WHEELHOUSE_LOCK, house.lock.encode())
+            tar_member(tar, f"wheels/{wheel.name}", wheel_bytes)
             for path in built:
-                _add(tar, f"wheels/{path.name}", path.read_bytes())
+                tar_member(tar, f"wheels/{path.name}", path.read_bytes())
             for name, data, executable in contents:
-                _add(tar, f"{SOURCE_DIR}/{name}", data, executable)
+                tar_member(tar, f"{SOURCE_DIR}/{name}", data, executable)
     data = gzip.compress(raw.getvalue(), compresslevel=6, mtime=0)
     digest = hashlib.sha256(data).hexdigest()
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{digest}.tar.gz"
     path.write_bytes(data)
-    return Bundle(path=path, sha256=digest, size=len(data), manifest=manifest)
+    return Bundle(path=path, sha256=digest, size=len(data), manifest=manifest, wheelhouse=house.path if house else None)
 
 
 def read_bundle(path: str | Path) -> Bundle:
@@ -159,4 +165,9 @@ def read_bundle(path: str | Path) -> Bundle:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ConfigError("bundle", f"'{path}' has no bundle manifest of format {FORMAT}",
                           "pack it again with this version: `ephemera bundle pack`")
-    return Bundle(path=path, sha256=hashlib.sha256(data).hexdigest(), size=len(data), manifest=manifest)
+    house = manifest.get("local_wheelhouse")
+    beside = path.parent / f"wheelhouse-{house['sha256']}.tar" if house else None
+    if beside is not None and not beside.is_file():
+        raise ConfigError("bundle", f"'{path}' needs its wheelhouse '{beside.name}' beside it, and it is not there",
+                          "keep the files `ephemera bundle pack` wrote together, or pack again")
+    return Bundle(path=path, sha256=hashlib.sha256(data).hexdigest(), size=len(data), manifest=manifest, wheelhouse=beside)

@@ -8,22 +8,21 @@ source, so it checks here, all problems at once (:class:`~ephemera.errors.Config
   installed module) and it defines the function at its top level. The file is parsed
   (``ast``), never imported: importing would run the workload's code on the controller;
 - ``workload.requirements``: each line parses as a PEP 508 requirement (``packaging``);
-- local VMs install offline from this machine's environment, so every requirement it
-  does not satisfy is named, with the command that installs it here.
+- local VMs install offline, from this machine's environment or from the run's
+  wheelhouse (fetched here at pack time), so every requirement missing here that cannot
+  be fetched is named, with the command that installs it here.
 """
 
 from __future__ import annotations
 
 import ast
-import importlib.metadata
 import importlib.util
-import shlex
-import sys
 from pathlib import Path
 from typing import Optional
 
 from packaging.requirements import InvalidRequirement, Requirement
 
+from ephemera.bundle import wheelhouse
 from ephemera.bundle.lock import needs_lock
 from ephemera.bundle.pack import config_file, requirements
 from ephemera.bundle.source import source_files
@@ -157,19 +156,8 @@ def parse_requirements(lines: list[str]) -> tuple[list, list[ConfigError]]:
 
 
 def offline_problems(parsed: list) -> list[ConfigError]:
-    """Requirements this machine's environment does not satisfy: local VMs install offline from it."""
-    problems = []
-    for req in parsed:
-        if req.marker is not None and not req.marker.evaluate():
-            continue  # not for this platform
-        try:
-            have: Optional[str] = importlib.metadata.version(req.name)
-        except importlib.metadata.PackageNotFoundError:
-            have = None
-        if have is not None and req.specifier.contains(have, prereleases=True):
-            continue
-        now = f"version {have} is installed here" if have else "it is not installed here"
-        fix = f"{shlex.quote(sys.executable)} -m pip install {shlex.quote(str(req))}"
-        problems.append(ConfigError(REQUIREMENTS, f"'{req}': local VMs install offline from this machine's "
-                                    f"environment, and {now}", f"install it here: `{fix}`"))
-    return problems
+    """What local VMs cannot install: they install offline, from this machine's environment or
+    from the run's wheelhouse (:mod:`ephemera.bundle.wheelhouse`, fetched here at pack time),
+    so only a requirement missing here that cannot be fetched (no index, no such release, no
+    wheel for this platform) is a problem, named with the command that fixes it."""
+    return wheelhouse.problems(wheelhouse.unsatisfied(parsed))

@@ -44,28 +44,53 @@ class BundleRef:
     source_files: int = 0  # files of workload.source it carries
     reused: bool = False  # it was in the bucket already (published by a deploy or an earlier run)
     locked: bool = False  # it carries the hashed lock a cloud VM installs (ephemera.bundle.lock)
+    wheelhouse: dict | None = None  # local VMs: {key, sha256, size} of the wheels its wheelhouse.lock pins
+
+    @property
+    def wheelhouse_sha256(self) -> str | None:
+        return self.wheelhouse["sha256"] if self.wheelhouse else None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
+def _wheelhouse(manifest: dict) -> dict | None:
+    house = manifest.get("local_wheelhouse")
+    if not house:
+        return None
+    return {"key": layout.wheelhouse_key(house["sha256"]), "sha256": house["sha256"], "size": house["size"]}
+
+
 def _ref(bundle_key: str, sha256: str, size: int, manifest: dict, reused: bool) -> BundleRef:
     return BundleRef(key=bundle_key, sha256=sha256, size=size, wheel=manifest["wheel"],
                      requirements=list(manifest["requirements"]), source_files=len(manifest["source_files"]), reused=reused,
-                     locked=bool(manifest.get("lock")))
+                     locked=bool(manifest.get("lock")), wheelhouse=_wheelhouse(manifest))
+
+
+def _put_once(storage: Storage, bucket: str, key: str, path: Path, size: int) -> bool:
+    """Store the file at ``key`` unless an equal one (same size, under its content hash) is there; whether it was."""
+    try:
+        if storage.head(bucket, key).size == size:
+            return True
+    except NoSuchKeyError:
+        pass
+    storage.put(bucket, key, path.read_bytes())
+    return False
 
 
 def publish(storage: Storage, bucket: str, bundle: Bundle) -> BundleRef:
     """Store the bundle and its manifest under its hash unless an equal one is there already.
 
-    The archive is written before the manifest, so a manifest names a complete bundle."""
+    The wheelhouse (once per its own content hash) and the archive are written before the
+    manifest, so a manifest names a complete bundle."""
     key = layout.bundle_key(bundle.sha256)
-    try:
-        reused = storage.head(bucket, key).size == bundle.size
-    except NoSuchKeyError:
-        reused = False
-    if not reused:
-        storage.put(bucket, key, bundle.path.read_bytes())
+    house = _wheelhouse(bundle.manifest)
+    if house is not None:
+        if bundle.wheelhouse is None:
+            raise ConfigError("bundle", f"bundle {bundle.sha256[:12]}... names a wheelhouse and none came with it",
+                              "pack it again (`ephemera bundle pack`), keeping the files it writes together")
+        _put_once(storage, bucket, house["key"], bundle.wheelhouse, house["size"])
+    reused = _put_once(storage, bucket, key, bundle.path, bundle.size)
     document = {"format": MANIFEST_FORMAT, "key": key, "sha256": bundle.sha256, "size": bundle.size, "manifest": bundle.manifest}
     storage.put(bucket, layout.bundle_manifest_key(bundle.sha256), json.dumps(document, sort_keys=True).encode())
     return _ref(key, bundle.sha256, bundle.size, bundle.manifest, reused)
@@ -87,6 +112,14 @@ def stored(storage: Storage, bucket: str, sha256: str) -> BundleRef:
     if size != document.get("size"):
         raise ConfigError("workload.bundle", f"bundle {sha256[:12]}... holds {size} bytes, its manifest says {document.get('size')}",
                           PUBLISH_FIX)
+    house = _wheelhouse(manifest)
+    try:
+        complete = house is None or storage.head(bucket, house["key"]).size == house["size"]
+    except NoSuchKeyError:
+        complete = False
+    if not complete:
+        raise ConfigError("workload.bundle", f"the wheelhouse of bundle {sha256[:12]}... is not (complete) in the state "
+                          f"bucket '{bucket}'", PUBLISH_FIX)
     return _ref(layout.bundle_key(sha256), sha256, size, manifest, True)
 
 

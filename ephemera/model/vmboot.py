@@ -28,9 +28,15 @@ class ObjectRef(TypedDict, total=False):
     url: str | None  # a presigned URL; None on a VM with an identity
 
 
+class WheelhouseRef(ObjectRef, total=False):
+    sha256: str  # checked before the wheelhouse is unpacked; each wheel then against wheelhouse.lock
+    size: int
+
+
 class BundleRef(ObjectRef, total=False):
     sha256: str  # checked before the bundle is unpacked
     size: int
+    wheelhouse: WheelhouseRef | None  # local VMs: the wheels of what the controller's environment lacks
 
 
 class CredentialsRef(TypedDict):

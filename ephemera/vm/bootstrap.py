@@ -1,39 +1,27 @@
 """A VM's bootstrap, first stage: from a bare machine to Ephemera installed from the run's bundle.
 
-This file uses the standard library only: on a cloud VM it runs before anything is
-installed (cloud-init writes it from ``user_data`` and a systemd unit runs it with the
-system ``python3`` at every boot until the run ends); local VMs run the very same
-program (``python -m ephemera.vm.bootstrap``, started in the background by
-:mod:`ephemera.vm.local_stack`). It reads the VM's *boot document* (a dict
-shaped as :class:`ephemera.model.vmboot.BootDocument`; written by
-:mod:`ephemera.bundle.delivery`, completed by the stack) and:
-
-1. stamps ``booted``; when the document has a credentials object (no identity), reads it
-   first thing (its URL lives minutes) into ``<root>/credentials.json`` (0600) and
-   deletes it by its presigned DELETE URL; stamps ``credentials_fetched``;
-2. runs the stack's setup script once (packages, NVIDIA driver, uv), if it has one;
-3. fetches the bundle -- by its presigned URL, or, on a VM with an identity, with an
-   IAM token of the VM's trusted profile from the VPC metadata service -- checks its
-   SHA-256, unpacks it, creates a virtual environment and installs the bundle's lock
-   (everything the VM runs, pinned, hashes required, nothing resolved) and Ephemera's
-   wheel (pinned by its SHA-256, ``--no-deps``), and a ``.pth`` for the workload's
-   source, with ``uv`` where it is found (else pip); stamps ``bundle_installed``;
-4. hands over to the second stage in that environment
-   (``python -m ephemera.vm boot``: credentials, GPU check, the agent).
-
-Local VMs (``inherit_site``) get an environment that sees the controller's site-packages
-through a ``.pth`` and install offline with pip (no network, no lock). What is done is
-kept in ``<root>/state.json``: after a reboot it resumes. Any failure writes the run's
-failure marker (presigned PUT, or the VM's identity) with the error and the tail of
-``<root>/bootstrap.log``, and exits 1.
+Standard library only: a cloud VM runs it before anything is installed (from
+``user_data``, with the system ``python3``, at every boot until the run ends); local VMs
+run it too (started by :mod:`ephemera.vm.local_stack`). From the VM's *boot document* (:class:`ephemera.model.vmboot.BootDocument`):
+1. read the one-time credentials object (VMs without identity) into a 0600 file and
+delete it; 2. run the stack's setup script once; 3. fetch the bundle (presigned URL, or
+the VM's identity), check its SHA-256, unpack it, install it into a virtual environment:
+on a cloud VM the bundle's lock and Ephemera's wheel, hashes required, nothing resolved,
+with uv where found (else pip); on a local VM (``inherit_site``) over the controller's
+site-packages, offline, plus the bundle's wheelhouse, each wheel checked against
+``wheelhouse.lock``; 4. hand over to stage two (``python -m ephemera.vm boot``). Phases
+are stamped in ``<root>/state.json`` (a reboot resumes); any failure writes the run's
+failure marker with the tail of ``<root>/bootstrap.log`` and exits 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -65,7 +53,6 @@ def now_iso() -> str:
 
 
 # -- the VM's record of what is done ------------------------------------------------------
-
 class State:
     """``<root>/state.json``: phases stamped, steps done, reboots made."""
 
@@ -79,9 +66,6 @@ class State:
     def phase(self, name: str, **extra) -> None:
         self.data["phases"].setdefault(name, now_iso())
         self.data.update(extra)
-        self.save()
-
-    def save(self) -> None:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
         os.replace(tmp, self.path)
@@ -95,10 +79,7 @@ def log(root: Path, message: str) -> None:
 
 
 def log_tail(root: Path, n: int = LOG_TAIL_LINES) -> str:
-    try:
-        return "\n".join((root / LOG).read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return ""
+    return "\n".join((root / LOG).read_text(errors="replace").splitlines()[-n:]) if (root / LOG).is_file() else ""
 
 
 def run(root: Path, cmd: list[str], what: str, env: dict | None = None) -> None:
@@ -112,7 +93,6 @@ def run(root: Path, cmd: list[str], what: str, env: dict | None = None) -> None:
 
 
 # -- getting objects: presigned URLs, file URLs, or the VM's identity -----------------------
-
 def http(method: str, url: str, data: bytes | None = None, headers: dict | None = None) -> bytes:
     if url.startswith("file://"):  # the localhost storage's presigned URLs: VMs on this machine
         path = Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path))
@@ -132,9 +112,7 @@ def http(method: str, url: str, data: bytes | None = None, headers: dict | None 
 
 
 def vpc_trusted_profile_token(identity: dict) -> str:
-    """``vpc-trusted-profile``: an IAM access token of the VM's trusted profile, from the VPC
-    instance metadata service: an instance identity token (PUT /identity/v1/token), traded
-    for an IAM token (POST /identity/v1/iam_tokens)."""
+    """``vpc-trusted-profile``: an IAM token of the VM's trusted profile: PUT /identity/v1/token, then POST /identity/v1/iam_tokens."""
     base, version = identity["metadata_url"].rstrip("/"), identity["metadata_version"]
     body = json.dumps({"expires_in": 300}).encode()
     reply = json.loads(http("PUT", f"{base}/identity/v1/token?version={version}", body,
@@ -185,8 +163,7 @@ def write_secret(path: Path, data: bytes) -> None:
 
 
 def fetch_credentials(root: Path, boot: BootDocument) -> Path | None:
-    """Read the one-time credentials object into ``<root>/credentials.json`` and delete the object;
-    the file (None when the document has none). A VM that reboots keeps the file it has."""
+    """Read the one-time credentials object into ``<root>/credentials.json``, delete it; the file, or None."""
     creds = boot.get("credentials")
     path = root / CREDENTIALS
     if not creds or path.exists():
@@ -206,6 +183,14 @@ def fetch_credentials(root: Path, boot: BootDocument) -> Path | None:
 
 
 # -- the bundle -------------------------------------------------------------------------------
+def verified(root: Path, boot: BootDocument, ref, sha256: str, what: str) -> bytes:
+    """The object ``ref``, fetched; BootError unless its SHA-256 is ``sha256``."""
+    log(root, f"fetching {what} {sha256[:12]} ({ref.get('size')} bytes)")
+    data = object_call(boot, "GET", ref)
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise BootError(f"{what} {ref['key']} has SHA-256 {hashlib.sha256(data).hexdigest()}, not {sha256}: refusing it")
+    return data
+
 
 def fetch_bundle(root: Path, boot: BootDocument) -> Path:
     """Download, verify and unpack the bundle; the folder it is in."""
@@ -213,11 +198,7 @@ def fetch_bundle(root: Path, boot: BootDocument) -> Path:
     target = root / "bundle" / ref["sha256"]
     if (target / "manifest.json").is_file():
         return target
-    log(root, f"fetching bundle {ref['sha256'][:12]} ({ref['size']} bytes)")
-    data = object_call(boot, "GET", ref)
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != ref["sha256"]:
-        raise BootError(f"bundle {ref['key']} has SHA-256 {digest}, not {ref['sha256']}: refusing it")
+    data = verified(root, boot, ref, ref["sha256"], "bundle")
     archive = root / "bundle.tar.gz"
     archive.write_bytes(data)
     tmp = target.with_name(target.name + ".part")
@@ -244,9 +225,7 @@ def env_python(env: Path) -> Path:
 
 
 def install(root: Path, boot: BootDocument, bundle: Path, installer: str | None = None) -> Path:
-    """Create ``<root>/env``, install the bundle into it and return the env's python: a cloud VM
-    installs only what the bundle's lock pins, hashes enforced (:func:`install_locked`); a
-    local VM installs offline over the controller's packages."""
+    """Create ``<root>/env``, install the bundle into it (:func:`install_locked`, :func:`install_local`); its python."""
     manifest = json.loads((bundle / "manifest.json").read_text())
     env = root / "env"
     shutil.rmtree(env, ignore_errors=True)
@@ -260,8 +239,7 @@ def install(root: Path, boot: BootDocument, bundle: Path, installer: str | None 
 
 
 def locked_requirements(root: Path, bundle: Path, manifest: dict) -> list[str]:
-    """The requirement files a cloud VM installs: the bundle's lock, and Ephemera's wheel
-    pinned by the SHA-256 its manifest records; BootError for a bundle without a lock."""
+    """The bundle's lock and Ephemera's wheel pinned by the manifest's SHA-256; BootError without a lock."""
     if not manifest.get("lock") or not manifest.get("wheel_sha256"):
         raise BootError("the bundle carries no hashed lock, and a cloud VM installs only locked packages; "
                         "pack and publish it again with this version of Ephemera")
@@ -272,8 +250,7 @@ def locked_requirements(root: Path, bundle: Path, manifest: dict) -> list[str]:
 
 
 def install_locked(root: Path, boot: BootDocument, bundle: Path, manifest: dict, env: Path, installer: str | None = None) -> None:
-    """Install exactly the lock and Ephemera's wheel, every file checked against its hash,
-    nothing resolved (``--no-deps``: the lock is complete), with uv where it is found."""
+    """Install exactly the lock and Ephemera's wheel, hashes required, nothing resolved (``--no-deps``)."""
     files = [arg for path in locked_requirements(root, bundle, manifest) for arg in ("-r", path)]
     files += ["--find-links", str(bundle / "wheels")]  # the wheels built from source-only packages
     python = boot.get("python") or sys.executable
@@ -289,9 +266,29 @@ def install_locked(root: Path, boot: BootDocument, bundle: Path, manifest: dict,
                    "--require-hashes", "--no-deps", *files], "installing the bundle's lock (pip, hashes required)")
 
 
+def fetch_wheelhouse(root: Path, boot: BootDocument, bundle: Path, manifest: dict) -> Path:
+    """Get the bundle's wheelhouse (a tar of wheels), check its SHA-256 against the manifest's
+    and each wheel's against ``wheelhouse.lock``, and unpack it; its folder."""
+    house, ref = manifest["local_wheelhouse"], boot["bundle"].get("wheelhouse") or {"key": "(none in the boot document)"}
+    data = verified(root, boot, ref, house["sha256"], "wheelhouse")  # the manifest's hash, not the document's
+    pinned = set(re.findall(r"--hash=sha256:([0-9a-f]{64})", (bundle / house["lock"]).read_text()))
+    folder = root / "wheelhouse"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        for member in tar.getmembers():
+            blob = tar.extractfile(member) if member.isfile() and member.name == Path(member.name).name else None
+            wheel = blob.read() if blob is not None and member.name.endswith(".whl") else b""
+            if hashlib.sha256(wheel).hexdigest() not in pinned:  # a non-wheel is b"", pinned by no lock
+                raise BootError(f"wheelhouse member {member.name} has SHA-256 {hashlib.sha256(wheel).hexdigest()}, "
+                                f"which {house['lock']} does not pin: refusing it")
+            (folder / member.name).write_bytes(wheel)
+    return folder
+
+
 def install_local(root: Path, boot: BootDocument, bundle: Path, manifest: dict, env: Path) -> None:
-    """A local VM: an environment that sees the controller's site-packages through a
-    ``.pth``, Ephemera's wheel installed offline over them."""
+    """A local VM: the controller's site-packages seen through a ``.pth``, Ephemera's wheel over
+    them and the bundle's wheelhouse (what the controller lacks), offline, hashes required."""
     wheel = str(bundle / "wheels" / manifest["wheel"])
     extras = sorted(set(boot.get("extras") or []) | ({"gpu"} if int((boot.get("gpu") or {}).get("count") or 0) else set()))
     target = f"{wheel}[{','.join(extras)}]" if extras else wheel
@@ -302,6 +299,11 @@ def install_local(root: Path, boot: BootDocument, bundle: Path, manifest: dict, 
     site = purelib(root, env)
     (site / "zz-ephemera-host.pth").write_text("".join(p + "\n" for p in boot["inherit_site"]))
     run(root, pip + ["--ignore-installed", "--no-deps", wheel], "installing Ephemera's wheel (pip)")
+    if manifest.get("local_wheelhouse"):
+        house = ["--no-index", "--find-links", str(fetch_wheelhouse(root, boot, bundle, manifest))]
+        run(root, pip + house + ["--require-hashes", "--no-deps", "-r", str(bundle / manifest["local_wheelhouse"]["lock"])],
+            "installing the wheelhouse (pip, offline, hashes required)")
+        pip += house[1:]
     run(root, pip + [target, "-r", str(bundle / "requirements.txt")], "installing the bundle's requirements (pip)")
 
 
@@ -316,7 +318,6 @@ def purelib(root: Path, env: Path) -> Path:
 
 
 # -- the failure marker -----------------------------------------------------------------------
-
 def failure_marker(boot: BootDocument, state: State, root: Path, error_type: str, message: str, tb: str = "") -> dict:
     """The run's failure marker, in the shape of :mod:`ephemera.model.marker` (plus ``boot``)."""
     now = now_iso()
@@ -336,7 +337,6 @@ def write_failure(boot: BootDocument, state: State, root: Path, exc: BaseExcepti
 
 
 # -- the program ------------------------------------------------------------------------------
-
 def bootstrap(boot_file: Path, root: Path) -> Path:
     """Stage one; returns the environment's python (stage two runs there)."""
     boot: BootDocument = json.loads(boot_file.read_text())
@@ -346,8 +346,7 @@ def bootstrap(boot_file: Path, root: Path) -> Path:
     try:
         if fetch_credentials(root, boot):  # first: their URL lives minutes, and nothing installed yet can see them
             state.phase("credentials_fetched")
-        setup = boot.get("setup")
-        if setup and not state.data.get("setup_done"):
+        if (setup := boot.get("setup")) and not state.data.get("setup_done"):
             run(root, ["/bin/bash", setup], "setting the machine up")
             state.phase("setup_done", setup_done=True)
         bundle = fetch_bundle(root, boot)

@@ -123,7 +123,7 @@ class LocalStack(StackHooks):
             for vm in sorted((run_dir / "vms").glob("*")):
                 (vm / "agent.json").unlink(missing_ok=True)
                 (vm / "credentials.json").unlink(missing_ok=True)  # a VM stopped between its bootstrap's stages
-                for folder in ("env", "bundle", "home"):
+                for folder in ("env", "bundle", "wheelhouse", "home"):
                     shutil.rmtree(vm / folder, ignore_errors=True)
 
     def lithops_backend(self, spec: StackSpec, config, vm: VMAddress, engine_region: str | None = None) -> tuple[str, dict]:

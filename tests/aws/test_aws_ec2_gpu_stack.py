@@ -130,7 +130,7 @@ def test_the_instance_profile_is_scoped_to_the_run_prefixes_ephemera_hands_over(
     validation refuses IAM wildcards as the STS session policy does."""
     declared = stack["variable"]["run_prefixes"]["type"]
     scope = RunScope(run_id="r-1", state_bucket="s", output_bucket="o",
-                     prefixes=layout.run_prefixes("r-1", "outputs/r-1/", "ab" * 32, (("in", "inbox/a.txt"),)), seconds=900)
+                     prefixes=layout.run_prefixes("r-1", "outputs/r-1/", "ab" * 32, inputs=(("in", "inbox/a.txt"),)), seconds=900)
     given = prefixes_variable(scope)
     assert given["inputs"] == [{"bucket": "in", "key": "inbox/a.txt"}]  # the event's object, that key only
     assert set(re.findall(r"(\w+)\s*=", declared.replace("${object({", ""))) == set(given) | set(given["inputs"][0]), declared

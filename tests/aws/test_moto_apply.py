@@ -39,7 +39,7 @@ def _variables(run_id: str, spot: bool, workers: int) -> tuple[dict, dict, dict]
     """(plain, secure, the policy STS would give the same run's keys) as the controller makes them."""
     scope = RunScope(run_id=run_id, state_bucket="eph-state", output_bucket="eph-out",
                      prefixes=layout.run_prefixes(run_id, f"outputs/{run_id}/", "ab" * 32,
-                                                  (("eph-in", "inbox/notes.txt"),) if spot else ()), seconds=3600)
+                                                  inputs=(("eph-in", "inbox/notes.txt"),) if spot else ()), seconds=3600)
     docs = [base64.b64encode(json.dumps({"run_id": run_id, "worker": w, "state_bucket": "eph-state"}).encode()).decode()
             for w in range(workers)]
     plain = {"run_id": run_id, "workspace": f"ws-{run_id[-4:]}", "worker_count": workers, "job_key": layout.job_key(run_id),

@@ -62,7 +62,9 @@ def test_a_wrong_entry_is_named(local_config, folder, entry, words):
     assert info.value.field == "workload.entry" and words in info.value.message
 
 
-def test_every_problem_at_once_with_the_fix(local_config, folder):
+def test_every_problem_at_once_with_the_fix(local_config, folder, no_index):
+    """Offline, a requirement missing here cannot go into the local VMs' wheelhouse: it is
+    named, with why (uv's own reason) and the command that installs it here."""
     config = _config(local_config, folder, entry="job:nope", requirements=["numpy>>=1", "pyyaml>=6", "tabulate-not-here>=0.9"])
     with pytest.raises(ConfigErrors) as info:
         check_workload(config)
@@ -70,12 +72,14 @@ def test_every_problem_at_once_with_the_fix(local_config, folder):
     assert message.startswith("3 problems:")
     assert "has no function 'nope'" in message
     assert "'numpy>>=1' is not a requirement" in message and "PEP 508" in message
-    assert "'tabulate-not-here>=0.9': local VMs install offline from this machine's environment" in message
+    assert ("'tabulate-not-here>=0.9': local VMs install offline, from this machine's environment or the run's "
+            "wheelhouse; it is not installed here, and it cannot be fetched into the wheelhouse") in message
+    assert "network was disabled" in message  # uv's reason
     assert "-m pip install 'tabulate-not-here>=0.9'" in message  # the command that fixes it
     assert "pyyaml" not in message  # installed here: fine
 
 
-def test_an_installed_requirement_of_the_wrong_version_is_named(local_config, folder):
+def test_an_installed_requirement_of_the_wrong_version_is_named(local_config, folder, no_index):
     with pytest.raises(ConfigError) as info:
         check_workload(_config(local_config, folder, requirements=["pyyaml<1"]))
     assert "version" in info.value.message and "is installed here" in info.value.message

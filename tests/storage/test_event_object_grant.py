@@ -92,7 +92,7 @@ def test_ephemeras_own_namespace_is_never_granted(local_config):
 
 
 def test_the_session_policy_grants_exactly_that_keys_get():
-    prefixes = layout.run_prefixes("r1", "outputs/r1/", "0" * 64, (("inbox-bucket", "inbox/a.txt"), ("b", "dir/")))
+    prefixes = layout.run_prefixes("r1", "outputs/r1/", "0" * 64, inputs=(("inbox-bucket", "inbox/a.txt"), ("b", "dir/")))
     policy = sts.session_policy(RunScope("r1", "state", "out", prefixes, 900))
     assert allows(policy, "s3:GetObject", "arn:aws:s3:::inbox-bucket/inbox/a.txt")
     assert not allows(policy, "s3:GetObject", "arn:aws:s3:::inbox-bucket/inbox/b.txt")  # a different key under inbox/
