@@ -133,23 +133,34 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[tuple[str, list[str]]] = []
     with tempfile.TemporaryDirectory(prefix="bridge-bench-") as tmp:
         os.environ["EPHEMERA_HOME"] = str(Path(tmp) / "home")
-        local = {"lithops": {"backend": "localhost", "storage": "localhost"},
-                 "localhost": {"storage_root": str(Path(tmp) / "storage")}}
+        local = {
+            "lithops": {"backend": "localhost", "storage": "localhost"},
+            "localhost": {"storage_root": str(Path(tmp) / "storage")},
+        }
         rows.append(("bridge, localhost backend, cold", measure("bridge localhost cold", cold("bridge", local), args.repeat)))
         run_bridge(local, noop, 10)  # warm-up: the shared pool of this process is up from here on
-        rows.append(("bridge, localhost backend, warm", measure(
-            "bridge localhost warm", lambda f, n: run_bridge(local, FUNCS[f], n), args.repeat)))
+        rows.append(
+            (
+                "bridge, localhost backend, warm",
+                measure("bridge localhost warm", lambda f, n: run_bridge(local, FUNCS[f], n), args.repeat),
+            )
+        )
         from ephemera.vm.localrun import LocalRun
 
         with LocalRun(Path(tmp) / "vms", workers=2) as run:
             run.wait_ready()  # both agents heartbeat with a warm pool, as the VMs of a run would
-            rows.append(("bridge, 2 local VMs (standalone)", measure("bridge 2 VMs", cold("bridge", run.lithops_config),
-                                                                     args.repeat)))
+            rows.append(
+                ("bridge, 2 local VMs (standalone)", measure("bridge 2 VMs", cold("bridge", run.lithops_config), args.repeat))
+            )
         rows.append(("ProcessPoolExecutor(2), cold", measure("ProcessPoolExecutor cold", cold("ppe"), args.repeat)))
         with ProcessPoolExecutor(2) as pool:
             run_ppe(noop, 10, pool)  # warm-up
-            rows.append(("ProcessPoolExecutor(2), warm", measure(
-                "ProcessPoolExecutor warm", lambda f, n: run_ppe(FUNCS[f], n, pool), args.repeat)))
+            rows.append(
+                (
+                    "ProcessPoolExecutor(2), warm",
+                    measure("ProcessPoolExecutor warm", lambda f, n: run_ppe(FUNCS[f], n, pool), args.repeat),
+                )
+            )
         if args.with_lithops:
             check = subprocess.run([args.lithops_python, "-c", "import lithops"], capture_output=True)
             if check.returncode != 0:

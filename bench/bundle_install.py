@@ -30,8 +30,9 @@ def one_install(bundle_dir: Path, installer: str, cache: Path) -> float:
         os.environ["UV_CACHE_DIR"] = str(cache / "uv")
         os.environ["PIP_CACHE_DIR"] = str(cache / "pip")
         started = time.monotonic()
-        bootstrap.install(Path(root), {"python": sys.executable, "uv": str(Path(sys.executable).parent / "uv")},
-                          bundle_dir, installer=installer)
+        bootstrap.install(
+            Path(root), {"python": sys.executable, "uv": str(Path(sys.executable).parent / "uv")}, bundle_dir, installer=installer
+        )
         return time.monotonic() - started
 
 
@@ -45,8 +46,9 @@ def main() -> int:
         bundle = pack(load_config({"workload": {"requirements": args.requirements}}), tmp / "out", lock=True)
         root = tmp / "vm"
         root.mkdir()
-        unpacked = bootstrap.fetch_bundle(root, {"bundle": {"key": "b", "sha256": bundle.sha256, "size": bundle.size,
-                                                            "url": bundle.path.as_uri()}})
+        unpacked = bootstrap.fetch_bundle(
+            root, {"bundle": {"key": "b", "sha256": bundle.sha256, "size": bundle.size, "url": bundle.path.as_uri()}}
+        )
         rows = []
         for installer in ("uv", "pip"):
             cache = tmp / f"cache-{installer}"

@@ -30,8 +30,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 SDKS = ("boto3", "botocore", "ibm_boto3", "ibm_botocore", "ibm_schematics", "ibm_cloud_sdk_core")
-CLIENTS = ("ephemera.storage.localhost.backend", "ephemera.storage.aws_s3.backend", "ephemera.storage.ibm_cos.backend",
-           "ephemera.engines.terraform.engine", "ephemera.engines.schematics.engine")
+CLIENTS = (
+    "ephemera.storage.localhost.backend",
+    "ephemera.storage.aws_s3.backend",
+    "ephemera.storage.ibm_cos.backend",
+    "ephemera.engines.terraform.engine",
+    "ephemera.engines.schematics.engine",
+)
 
 # the plugin folders; the config chooses localhost and terraform, so the others should stay unimported
 PLUGINS = ("storage.aws_s3", "storage.ibm_cos", "engines.schematics", "storage.localhost", "engines.terraform")
@@ -62,9 +67,12 @@ def main() -> None:
     parser.add_argument("--tree", type=Path, default=ROOT, help="the checkout whose code to measure (default: this one)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ephemera-cold-") as tmp:
-        config = {"home": str(Path(tmp) / "home"),
-                  "storage": {"backend": "localhost", "bucket": "bench-state"}, "localhost": {"root": str(Path(tmp) / "buckets")},
-                  "engine": {"backend": "terraform"}}
+        config = {
+            "home": str(Path(tmp) / "home"),
+            "storage": {"backend": "localhost", "bucket": "bench-state"},
+            "localhost": {"root": str(Path(tmp) / "buckets")},
+            "engine": {"backend": "terraform"},
+        }
         runs = [one_run(config, args.tree) for _ in range(args.repeat)]
     times = [r["seconds"] * 1000 for r in runs]
     cpu = [r["cpu"] * 1000 for r in runs]

@@ -42,12 +42,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    runs = [json.loads(subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, capture_output=True, text=True,
-                                      check=True).stdout) for _ in range(args.repeat)]
+    runs = [
+        json.loads(subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, capture_output=True, text=True, check=True).stdout)
+        for _ in range(args.repeat)
+    ]
     print(f"| step | median ms (of {args.repeat} processes) |")
     print("|---|---|")
-    for key, label in (("import", "import ephemera.config"), ("first", "first validate (model assembled)"),
-                       ("again", "each further validate")):
+    for key, label in (
+        ("import", "import ephemera.config"),
+        ("first", "first validate (model assembled)"),
+        ("again", "each further validate"),
+    ):
         print(f"| {label} | {statistics.median(r[key] for r in runs) * 1000:.2f} |")
 
 

@@ -45,12 +45,13 @@ def _config(home: Path, times: list[datetime]) -> dict:
         "localhost": {"root": str(home / "storage")},
         "triggers": triggers,
         "rules": [{"trigger": t["name"], "action": "apply"} for t in triggers[:-1]]
-                 + [{"trigger": "probe-write", "action": "destroy"}],
+        + [{"trigger": "probe-write", "action": "destroy"}],
     }
 
 
-def run_idle(samples: int = 20, *, home: Path | None = None, warm: bool = True, spacing: float = 0.5,
-             lead: float = 3.0) -> IdleReport:
+def run_idle(
+    samples: int = 20, *, home: Path | None = None, warm: bool = True, spacing: float = 0.5, lead: float = 3.0
+) -> IdleReport:
     """Measure (nothing asserted): alarms first, then writes, one at a time."""
     from ephemera.assembly import load_config
     from ephemera.assembly import get_storage
@@ -108,12 +109,16 @@ def pct(values: list, q: float) -> float:
 
 
 def print_idle(rep: IdleReport, label: str = "") -> None:
-    print(f"\nidle runtime{label}: {rep.samples} alarms, then {rep.samples} object writes, one at a time"
-          f"{f'; {rep.missing} probes missing' if rep.missing else ''}")
+    print(
+        f"\nidle runtime{label}: {rep.samples} alarms, then {rep.samples} object writes, one at a time"
+        f"{f'; {rep.missing} probes missing' if rep.missing else ''}"
+    )
     print(f"  {'':<40} {'p50':>10} {'p99':>10} {'max':>10}")
     for name, values in (("alarm -> action start", rep.alarm), ("object write -> action start", rep.write)):
-        print(f"  {name:<40} {pct(values, 50) * 1000:7.1f} ms {pct(values, 99) * 1000:7.1f} ms "
-              f"{max(values, default=float('nan')) * 1000:7.1f} ms")
+        print(
+            f"  {name:<40} {pct(values, 50) * 1000:7.1f} ms {pct(values, 99) * 1000:7.1f} ms "
+            f"{max(values, default=float('nan')) * 1000:7.1f} ms"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -64,8 +64,10 @@ class LoadReport:
 
 
 def load_config(home: Path, runs: int, fire_at: datetime, sleep: float) -> dict:
-    triggers = [{"name": f"alarm-{i:03d}", "kind": "alarm", "once": fire_at.isoformat(), "payload": {"workspace": f"ws-{i:03d}"}}
-                for i in range(runs)]
+    triggers = [
+        {"name": f"alarm-{i:03d}", "kind": "alarm", "once": fire_at.isoformat(), "payload": {"workspace": f"ws-{i:03d}"}}
+        for i in range(runs)
+    ]
     triggers.append({"name": "run-finished", "kind": "object_write", "prefix": "outputs/", "suffix": list(markers.NAMES)})
     return {
         "home": str(home),
@@ -76,12 +78,15 @@ def load_config(home: Path, runs: int, fire_at: datetime, sleep: float) -> dict:
         "workload": {"entry": "ephemera.workloads.smoke:main", "params": {"sleep": sleep}, "output_prefix": "outputs"},
         "timeouts": {"hard": "30m", "soft": "10m", "action": "10m"},
         "triggers": triggers,
-        "rules": [{"trigger": t["name"], "action": "apply"} for t in triggers[:-1]] + [{"trigger": "run-finished", "action": "destroy"}],
+        "rules": [{"trigger": t["name"], "action": "apply"} for t in triggers[:-1]]
+        + [{"trigger": "run-finished", "action": "destroy"}],
     }
 
 
-BURNER = ("import os\nparent = os.getppid()\n"  # spins until its parent is gone, so none outlives the bench
-          "while os.getppid() == parent:\n    sum(range(100000))\n")
+BURNER = (
+    "import os\nparent = os.getppid()\n"  # spins until its parent is gone, so none outlives the bench
+    "while os.getppid() == parent:\n    sum(range(100000))\n"
+)
 
 
 def start_burners(count: int) -> list:
@@ -109,8 +114,18 @@ def _noise_writer(ctx: Context, count: int, started: threading.Event, done: list
 from idle import pct  # noqa: E402  (one definition of the percentile)
 
 
-def run_load(runs: int = 100, writes: int = 1000, *, home: Path | None = None, max_concurrent: int = 16,
-             lead: float = 3.0, sleep: float = 2.0, timeout: float = 3600.0, warm: bool = True, busy: int = 0) -> LoadReport:
+def run_load(
+    runs: int = 100,
+    writes: int = 1000,
+    *,
+    home: Path | None = None,
+    max_concurrent: int = 16,
+    lead: float = 3.0,
+    sleep: float = 2.0,
+    timeout: float = 3600.0,
+    warm: bool = True,
+    busy: int = 0,
+) -> LoadReport:
     """Run the load (with ``busy`` CPU burners alongside) and return what was measured (nothing is asserted here)."""
     from ephemera.runtime.activations import list_activations
     from ephemera.runtime.runtime import run_up
@@ -193,14 +208,18 @@ def print_report(rep: LoadReport) -> None:
     def row(name, values):
         return f"  {name:<42} {pct(values, 50):8.2f} s {pct(values, 99):8.2f} s {max(values, default=float('nan')):8.2f} s"
 
-    print(f"\n{rep.runs} runs over {rep.runs} workspaces, alarms for the same second; "
-          f"{rep.writes} object writes ({rep.runs} markers)")
+    print(
+        f"\n{rep.runs} runs over {rep.runs} workspaces, alarms for the same second; "
+        f"{rep.writes} object writes ({rep.runs} markers)"
+    )
     print(f"  {'':<42} {'p50':>10} {'p99':>10} {'max':>10}")
     print(row("alarm lateness (apply action start)", rep.alarm_lateness))
     print(row("alarm lateness (run record created)", rep.record_lateness))
     print(row("write-to-action latency (marker -> destroy)", rep.write_latency))
-    print(f"  runs DESTROYED {rep.destroyed}/{rep.runs}, lost events {rep.lost}, events handled twice {rep.duplicates}, "
-          f"leftover agents {rep.leaked_agents}, last DESTROYED {rep.wall:.1f} s after the alarm")
+    print(
+        f"  runs DESTROYED {rep.destroyed}/{rep.runs}, lost events {rep.lost}, events handled twice {rep.duplicates}, "
+        f"leftover agents {rep.leaked_agents}, last DESTROYED {rep.wall:.1f} s after the alarm"
+    )
     if rep.not_destroyed:
         print(f"  not DESTROYED: {rep.not_destroyed}")
 
@@ -211,11 +230,15 @@ GOALS = [
     ("idle: object write -> action start, p99", "ms", 100, None, lambda i, r: pct(i.write, 99) * 1000),
 ]
 LOAD_GOALS = {
-    10: [("10 runs: alarm lateness (apply start), p99", "s", 1.0, 3.8, lambda i, r: pct(r.alarm_lateness, 99)),
-         ("10 runs: marker -> destroy start, p99", "s", 0.5, 2.1, lambda i, r: pct(r.write_latency, 99))],
-    100: [("100 runs: marker -> destroy start, p99", "s", 2.0, 58.9, lambda i, r: pct(r.write_latency, 99)),
-          ("100 runs: last DESTROYED after the alarm", "s", 60.0, 106.0, lambda i, r: r.wall),
-          ("100 runs: events lost + handled twice", "", 0, 0, lambda i, r: r.lost + r.duplicates)],
+    10: [
+        ("10 runs: alarm lateness (apply start), p99", "s", 1.0, 3.8, lambda i, r: pct(r.alarm_lateness, 99)),
+        ("10 runs: marker -> destroy start, p99", "s", 0.5, 2.1, lambda i, r: pct(r.write_latency, 99)),
+    ],
+    100: [
+        ("100 runs: marker -> destroy start, p99", "s", 2.0, 58.9, lambda i, r: pct(r.write_latency, 99)),
+        ("100 runs: last DESTROYED after the alarm", "s", 60.0, 106.0, lambda i, r: r.wall),
+        ("100 runs: events lost + handled twice", "", 0, 0, lambda i, r: r.lost + r.duplicates),
+    ],
 }
 
 
@@ -235,7 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--writes", type=int, default=1000)
-    parser.add_argument("--max-concurrent", type=int, default=16, help="invocations at once per lane (ephemera up --max-concurrent)")
+    parser.add_argument(
+        "--max-concurrent", type=int, default=16, help="invocations at once per lane (ephemera up --max-concurrent)"
+    )
     parser.add_argument("--home", help="folder to run in (default: a new temporary folder)")
     parser.add_argument("--before", action="store_true", help="also measure the runtime before warm workers, for comparison")
     parser.add_argument("--busy", type=int, default=0, help="CPU burner processes running through the load (e.g. one per core)")
@@ -249,8 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     idle = run_idle() if args.idle else IdleReport(0)
     if args.idle:
         print_idle(idle)
-    rep = run_load(args.runs, args.writes, home=Path(args.home) if args.home else None, max_concurrent=args.max_concurrent,
-                   busy=args.busy)
+    rep = run_load(
+        args.runs, args.writes, home=Path(args.home) if args.home else None, max_concurrent=args.max_concurrent, busy=args.busy
+    )
     print_report(rep)
     before = None
     if args.before:

@@ -31,8 +31,13 @@ def one_install(lock: Path, installer: str, source: list[str], cache: Path) -> f
     with tempfile.TemporaryDirectory() as tmp:
         env = Path(tmp) / "env"
         uv = find_uv()
-        caches = {**os.environ, "UV_CACHE_DIR": str(cache / "uv"), "PIP_CACHE_DIR": str(cache / "pip"),
-                  "UV_PYTHON_DOWNLOADS": "never", "UV_LINK_MODE": "copy"}
+        caches = {
+            **os.environ,
+            "UV_CACHE_DIR": str(cache / "uv"),
+            "PIP_CACHE_DIR": str(cache / "pip"),
+            "UV_PYTHON_DOWNLOADS": "never",
+            "UV_LINK_MODE": "copy",
+        }
         started = time.monotonic()
         if installer == "uv":
             subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, str(env)], check=True, env=caches)
@@ -69,7 +74,9 @@ def main() -> int:
                 cold = one_install(lock, installer, source, cache)
                 warm = statistics.median(one_install(lock, installer, source, cache) for _ in range(args.repeat))
                 rows.append((source_name, installer, cold, warm))
-    print(f"requirements: {' '.join(args.requirements)}; {len(wheels)} wheels, {size / 1e6:.2f} MB; python {sys.version.split()[0]}")
+    print(
+        f"requirements: {' '.join(args.requirements)}; {len(wheels)} wheels, {size / 1e6:.2f} MB; python {sys.version.split()[0]}"
+    )
     print(f"controller fetch into the wheelhouse (pack time): cold {fetch_cold:.1f} s, warm {fetch_warm:.2f} s")
     print(f"| VM installs from | installer | cold cache | warm cache (median of {args.repeat}) |")
     print("|---|---|---|---|")

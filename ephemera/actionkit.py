@@ -112,8 +112,11 @@ def _ensure_logging() -> None:
 def context_from_params(params: dict) -> Context:
     if "config" in params and params["config"] is not None:
         if not isinstance(params["config"], (dict, str)):
-            raise ParamError("config", f"expected a config mapping or the path of a config file, got {type(params['config']).__name__}",
-                             "bind the config as a JSON object")
+            raise ParamError(
+                "config",
+                f"expected a config mapping or the path of a config file, got {type(params['config']).__name__}",
+                "bind the config as a JSON object",
+            )
         return Context(params["config"])
     path = params.get("config_file")
     if path is not None and not (isinstance(path, str) and path):
@@ -148,7 +151,9 @@ def run_action(name: str, params: dict, handler: Callable[[Context, dict], dict]
         return scrubber.scrub_obj({"error": exc.to_dict()})
     except Exception as exc:  # noqa: BLE001 - the contract: an action never raises
         log.error("%s crashed:\n%s", name, scrubber.scrub(traceback.format_exc()))
-        return scrubber.scrub_obj({"error": {"code": "INTERNAL_ERROR", "message": f"{type(exc).__name__}: {exc}", "retryable": False}})
+        return scrubber.scrub_obj(
+            {"error": {"code": "INTERNAL_ERROR", "message": f"{type(exc).__name__}: {exc}", "retryable": False}}
+        )
 
 
 def _param_secrets(params) -> list[str]:

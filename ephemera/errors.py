@@ -208,8 +208,10 @@ class RunRecordInvalidError(EphemeraError):
 
     def __init__(self, key: str, problem: str):
         self.key = key
-        super().__init__(f"run record '{key}' is invalid: {problem}; inspect that object (torn, or written by "
-                         "someone else?) and delete it, or restore it from a backup")
+        super().__init__(
+            f"run record '{key}' is invalid: {problem}; inspect that object (torn, or written by "
+            "someone else?) and delete it, or restore it from a backup"
+        )
 
 
 class RunPrefixNotEmptyError(EphemeraError):
@@ -223,7 +225,9 @@ class RunPrefixNotEmptyError(EphemeraError):
         self.run_id = run_id
         self.found = list(found)
         shown = ", ".join(repr(k) for k in self.found[:5]) + (" ..." if len(self.found) > 5 else "")
-        super().__init__(f"run '{run_id}' was refused: objects already exist under its prefixes before it was "
-                         f"requested ({shown}); nobody could know this id, so they were planted by someone with "
-                         "write access to the bucket: review who can write it, inspect and delete those objects, "
-                         "then deliver the event again")
+        super().__init__(
+            f"run '{run_id}' was refused: objects already exist under its prefixes before it was "
+            f"requested ({shown}); nobody could know this id, so they were planted by someone with "
+            "write access to the bucket: review who can write it, inspect and delete those objects, "
+            "then deliver the event again"
+        )

@@ -31,8 +31,10 @@ def write_private(path: str | os.PathLike, data: str | bytes, mode: int = 0o600)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.is_symlink():
-        raise UnsafePathError(f"refusing to write '{path}': it is a symbolic link (to '{os.readlink(path)}'); "
-                              "remove the link or choose another path")
+        raise UnsafePathError(
+            f"refusing to write '{path}': it is a symbolic link (to '{os.readlink(path)}'); "
+            "remove the link or choose another path"
+        )
     payload = data.encode() if isinstance(data, str) else bytes(data)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

@@ -51,8 +51,8 @@ def run_key(run_id: str) -> str:
 
 def run_id_of(key: str) -> str | None:
     """The run id of a run record's key; None for any other key."""
-    if key.startswith(RUNS) and key.endswith(".json") and "/" not in key[len(RUNS):]:
-        return key[len(RUNS):-len(".json")] or None
+    if key.startswith(RUNS) and key.endswith(".json") and "/" not in key[len(RUNS) :]:
+        return key[len(RUNS) : -len(".json")] or None
     return None
 
 
@@ -87,7 +87,6 @@ def activation_started_key(activation_id: str) -> str:
 
 def output_prefix(prefix: str, run_id: str) -> str:
     return f"{prefix.strip('/')}/{run_id}/" if prefix.strip("/") else f"{run_id}/"
-
 
 
 def bundle_key(sha256: str) -> str:
@@ -132,17 +131,25 @@ class RunPrefixes:
     inputs: tuple[tuple[str, str], ...] = ()  # (bucket, key): single objects, read only, that exact key (the event's object)
 
 
-def run_prefixes(run_id: str, run_output_prefix: str, bundle_sha256: str, wheelhouse_sha256: str | None = None,
-                 inputs: tuple[tuple[str, str], ...] = ()) -> RunPrefixes:
+def run_prefixes(
+    run_id: str,
+    run_output_prefix: str,
+    bundle_sha256: str,
+    wheelhouse_sha256: str | None = None,
+    inputs: tuple[tuple[str, str], ...] = (),
+) -> RunPrefixes:
     """The prefixes a run's VMs need: the job spec, the run's bundle and its wheelhouse if it
     has one (read); its heartbeats, logs and Lithops jobs (write); its own output prefix, where
     the completion markers go (``run_output_prefix``: the job's ``output_prefix``,
     ``<prefix>/<run_id>/``); and ``inputs``, the object whose write fired the run
     (:mod:`ephemera.bundle.inputs`)."""
     wheels = (wheelhouse_key(wheelhouse_sha256),) if wheelhouse_sha256 else ()
-    return RunPrefixes(read=(job_key(run_id), bundle_key(bundle_sha256), bundle_manifest_key(bundle_sha256), *wheels),
-                       write=(heartbeat_prefix(run_id), log_prefix(run_id), lithops_jobs_prefix(run_id)),
-                       output=(run_output_prefix,), inputs=tuple(inputs))
+    return RunPrefixes(
+        read=(job_key(run_id), bundle_key(bundle_sha256), bundle_manifest_key(bundle_sha256), *wheels),
+        write=(heartbeat_prefix(run_id), log_prefix(run_id), lithops_jobs_prefix(run_id)),
+        output=(run_output_prefix,),
+        inputs=tuple(inputs),
+    )
 
 
 def notified_key(run_id: str, state: str) -> str:
@@ -163,6 +170,14 @@ def run_state_prefixes(run_id: str) -> list[str]:
     """Every state-bucket prefix that holds something of ``run_id`` (its record, job spec,
     heartbeats, credentials, logs, notifications, record lock, Lithops jobs): all empty
     before the run is requested. Its outputs live in the output bucket (:func:`output_prefix`)."""
-    return [run_key(run_id), job_key(run_id), heartbeat_prefix(run_id), credentials_prefix(run_id),
-            log_prefix(run_id), f"{NOTIFIED}{run_id}/", lock_key(f"run-{run_id}/"), lithops_jobs_prefix(run_id),
-            apply_lease_key(run_id)]
+    return [
+        run_key(run_id),
+        job_key(run_id),
+        heartbeat_prefix(run_id),
+        credentials_prefix(run_id),
+        log_prefix(run_id),
+        f"{NOTIFIED}{run_id}/",
+        lock_key(f"run-{run_id}/"),
+        lithops_jobs_prefix(run_id),
+        apply_lease_key(run_id),
+    ]

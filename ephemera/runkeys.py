@@ -58,8 +58,11 @@ def _home_key(home: Path) -> str:
     with os.fdopen(fd) as fh:
         value = fh.read().strip()
     if not KEY_RE.match(value):
-        raise ConfigError("security.signing_key", f"the key file {SIGNING_KEY_FILE} in the Ephemera home is not 64 hex digits",
-                          f"delete it (runs under way lose their keys) or {KEY_FIX}")
+        raise ConfigError(
+            "security.signing_key",
+            f"the key file {SIGNING_KEY_FILE} in the Ephemera home is not 64 hex digits",
+            f"delete it (runs under way lose their keys) or {KEY_FIX}",
+        )
     return value
 
 
@@ -86,4 +89,3 @@ def bind_signing_key(data: dict, config: Config) -> dict:
     section["signing_key"] = signing_key(config)
     data["security"] = section
     return data
-

@@ -58,7 +58,7 @@ def _base64_cores(raw: bytes) -> set[str]:
     cores = set()
     for lead in range(3):
         encoded = base64.b64encode(b"\0" * lead + raw).decode()
-        core = encoded[-(-4 * lead // 3):(4 * (lead + len(raw))) // 3]
+        core = encoded[-(-4 * lead // 3) : (4 * (lead + len(raw))) // 3]
         if len(core) >= MIN_ENCODED_LEN:
             cores |= {core, core.replace("+", "-").replace("/", "_")}
     return cores
@@ -105,6 +105,7 @@ def _url_parts(secret: str) -> set[str]:
 def _text_forms(secret: str) -> set[str]:
     """Every text encoding of ``secret`` (escapes also composed: the repr of a value inside a
     JSON string, a JSON string inside another, Go's escapes inside either)."""
+
     def json_forms(text: str) -> set[str]:
         once = json.dumps(text)[1:-1]
         forms = {text, once, json.dumps(text, ensure_ascii=False)[1:-1], json.dumps(once)[1:-1]}
@@ -190,8 +191,8 @@ class StreamScrubber:
     def feed(self, piece: str) -> str:
         text = self.scrubber.scrub(self._held + piece)
         hold = 0 if text.endswith("\n") else min(len(text), self.scrubber.longest_form() - 1)
-        self._held = text[len(text) - hold:] if hold > 0 else ""
-        return text[:len(text) - hold] if hold > 0 else text
+        self._held = text[len(text) - hold :] if hold > 0 else ""
+        return text[: len(text) - hold] if hold > 0 else text
 
     def flush(self) -> str:
         text, self._held = self.scrubber.scrub(self._held), ""

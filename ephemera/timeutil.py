@@ -37,8 +37,9 @@ def since(iso: str, now: datetime | None = None) -> float:
     return ((now or now_utc()) - datetime.fromisoformat(iso)).total_seconds()
 
 
-def parse_time(field: str, value: Any, *, default_tz: tzinfo = timezone.utc,
-               error: type[FieldError] = EventError) -> datetime | None:
+def parse_time(
+    field: str, value: Any, *, default_tz: tzinfo = timezone.utc, error: type[FieldError] = EventError
+) -> datetime | None:
     """A timezone-aware time from an ISO 8601 string (a trailing 'Z' allowed) or from
     epoch seconds or milliseconds; None for None or ''. A time without an offset is
     read in ``default_tz``. Anything else raises ``error(field, problem, fix)``."""

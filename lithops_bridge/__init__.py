@@ -12,5 +12,17 @@ from lithops_bridge.wait import get_result, wait
 
 __version__ = "3.7.1-bridge"
 
-__all__ = ["ALL_COMPLETED", "ALWAYS", "ANY_COMPLETED", "FunctionExecutor", "FuturesList", "LocalhostExecutor",
-           "ResponseFuture", "ServerlessExecutor", "StandaloneExecutor", "Storage", "get_result", "wait"]
+__all__ = [
+    "ALL_COMPLETED",
+    "ALWAYS",
+    "ANY_COMPLETED",
+    "FunctionExecutor",
+    "FuturesList",
+    "LocalhostExecutor",
+    "ResponseFuture",
+    "ServerlessExecutor",
+    "StandaloneExecutor",
+    "Storage",
+    "get_result",
+    "wait",
+]

@@ -37,8 +37,10 @@ def _chained_futures(iterdata: Any) -> tuple[list[ResponseFuture] | None, Any]:
     else:
         items = list(iterdata)
         if not (items and all(isinstance(f, ResponseFuture) for f in items)):
-            raise TypeError(f"map_iterdata is a {type(iterdata).__name__} that does not yield futures: Lithops passes "
-                            "it whole as the single argument of one call; pass a list (or a range) of the inputs instead")
+            raise TypeError(
+                f"map_iterdata is a {type(iterdata).__name__} that does not yield futures: Lithops passes "
+                "it whole as the single argument of one call; pass a list (or a range) of the inputs instead"
+            )
     if items and all(isinstance(f, ResponseFuture) for f in items):
         return items, iterdata
     return None, iterdata
@@ -73,16 +75,33 @@ class JobBuilder:
         self.total_jobs += 1
         return job_id
 
-    def _new_job(self, call_type: str, func: Callable, n: int, extra_env: dict | None, timeout: float | None,
-                 modules: tuple, chunksize: int | None = None) -> tuple[Job, list[ResponseFuture]]:
+    def _new_job(
+        self,
+        call_type: str,
+        func: Callable,
+        n: int,
+        extra_env: dict | None,
+        timeout: float | None,
+        modules: tuple,
+        chunksize: int | None = None,
+    ) -> tuple[Job, list[ResponseFuture]]:
         """A job and its futures; ``modules`` is the job's ``(include_modules, exclude_modules)``."""
         if not callable(func):
             raise TypeError(f"the function to run must be callable, got {type(func).__name__}")
         timeout = timeout if timeout is not None else self.config["lithops"].get("execution_timeout")
         include, exclude = resolve_modules(self.config["lithops"], *modules)
-        job = Job(self.executor_id, self._job_id(call_type), serialize_function(func),
-                  getattr(func, "__name__", type(func).__name__), [], dict(extra_env or {}), timeout, chunksize,
-                  self.storage_config, module_data(func, include, exclude))
+        job = Job(
+            self.executor_id,
+            self._job_id(call_type),
+            serialize_function(func),
+            getattr(func, "__name__", type(func).__name__),
+            [],
+            dict(extra_env or {}),
+            timeout,
+            chunksize,
+            self.storage_config,
+            module_data(func, include, exclude),
+        )
         futures = [ResponseFuture(self.executor_id, job.job_id, i, job.function_name, timeout) for i in range(n)]
         self.futures.extend(futures)
         return job, futures
@@ -93,8 +112,10 @@ class JobBuilder:
         for i, d in enumerate(datas):
             blob = cloudpickle.dumps(d)
             if limit and len(blob) > float(limit) * 1024 * 1024:
-                raise ValueError(f"the input data of call {i} is {len(blob) / 2**20:.1f} MiB, above lithops.data_limit "
-                                 f"({limit} MiB): put large inputs in storage and pass their keys, or raise data_limit")
+                raise ValueError(
+                    f"the input data of call {i} is {len(blob) / 2**20:.1f} MiB, above lithops.data_limit "
+                    f"({limit} MiB): put large inputs in storage and pass their keys, or raise data_limit"
+                )
             out.append(blob)
         return out
 
@@ -104,8 +125,9 @@ class JobBuilder:
             return
         self.compute_handler.submit(job, futures)
 
-    def _submit_after(self, job: Job, futures: list[ResponseFuture], deps: list[ResponseFuture],
-                      make_data: Callable[[], list[dict]]) -> None:
+    def _submit_after(
+        self, job: Job, futures: list[ResponseFuture], deps: list[ResponseFuture], make_data: Callable[[], list[dict]]
+    ) -> None:
         """Submit ``job`` from a thread once ``deps`` are done (chained maps, reducers)."""
         for f in futures:
             f._set_invoked()
@@ -122,9 +144,20 @@ class JobBuilder:
 
         threading.Thread(target=go, name=f"lithops-bridge-{job.job_key}", daemon=True).start()
 
-    def _map_job(self, call_type: str, func: Callable, iterdata: Any, chunksize: int | None, extra_args: Any,
-                 extra_env: dict | None, timeout: float | None, obj_chunk_size: int | None, obj_chunk_number: int | None,
-                 obj_newline: str | None, modules: tuple) -> tuple[list[ResponseFuture], list[int] | None]:
+    def _map_job(
+        self,
+        call_type: str,
+        func: Callable,
+        iterdata: Any,
+        chunksize: int | None,
+        extra_args: Any,
+        extra_env: dict | None,
+        timeout: float | None,
+        obj_chunk_size: int | None,
+        obj_chunk_number: int | None,
+        obj_newline: str | None,
+        modules: tuple,
+    ) -> tuple[list[ResponseFuture], list[int] | None]:
         parts_per_object = None
         upstream, iterdata = _chained_futures(iterdata)
         if upstream is not None:
@@ -145,8 +178,9 @@ class JobBuilder:
             self._submit_after(job, futures, upstream, chained)
             return futures, None
         if _uses_obj(func):
-            datas, parts_per_object = create_partitions(self.storage_config, func, iterdata, extra_args,
-                                                        obj_chunk_size, obj_chunk_number, obj_newline)
+            datas, parts_per_object = create_partitions(
+                self.storage_config, func, iterdata, extra_args, obj_chunk_size, obj_chunk_number, obj_newline
+            )
         else:
             datas = call_data(func, iterdata, extra_args)
         job, futures = self._new_job(call_type, func, len(datas), extra_env, timeout, modules, chunksize)

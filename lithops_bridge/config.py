@@ -30,8 +30,23 @@ from lithops_bridge.errors import ConfigError
 log = logging.getLogger("lithops_bridge")
 
 STANDALONE_BACKENDS = ("standalone", "ibm_vpc", "aws_ec2", "vm", "azure_vms", "gcp_compute_engine")
-SERVERLESS_BACKENDS = ("ibm_cf", "code_engine", "knative", "openwhisk", "aws_lambda", "aws_batch", "gcp_cloudrun",
-                       "gcp_functions", "cloudrun", "azure_functions", "azure_containers", "aliyun_fc", "oracle_f", "k8s", "singularity")
+SERVERLESS_BACKENDS = (
+    "ibm_cf",
+    "code_engine",
+    "knative",
+    "openwhisk",
+    "aws_lambda",
+    "aws_batch",
+    "gcp_cloudrun",
+    "gcp_functions",
+    "cloudrun",
+    "azure_functions",
+    "azure_containers",
+    "aliyun_fc",
+    "oracle_f",
+    "k8s",
+    "singularity",
+)
 DEFAULT_KEYS = {"monitoring": "storage", "monitoring_interval": 2, "execution_timeout": c.EXECUTION_TIMEOUT, "data_limit": 4}
 
 
@@ -70,7 +85,9 @@ def load_config(config_file: str | None = None) -> dict:
         try:
             data = json.loads(os.environ["LITHOPS_CONFIG"])
         except ValueError as exc:
-            raise ConfigError("LITHOPS_CONFIG", f"is not valid JSON ({exc.args[0]})", "set it to a JSON object or unset it") from None
+            raise ConfigError(
+                "LITHOPS_CONFIG", f"is not valid JSON ({exc.args[0]})", "set it to a JSON object or unset it"
+            ) from None
     else:
         path = get_default_config_filename()
         if path:
@@ -90,14 +107,24 @@ def mode_of(backend: str) -> str:
     if backend in STANDALONE_BACKENDS:
         return c.STANDALONE
     if backend in SERVERLESS_BACKENDS:
-        raise ConfigError("lithops.backend", f"serverless backend '{backend}' is not supported by the bridge",
-                          "use 'localhost', or standalone mode on the VMs of an Ephemera run")
-    raise ConfigError("lithops.backend", f"unknown compute backend '{backend}'",
-                      f"use localhost or one of the standalone backends: {', '.join(STANDALONE_BACKENDS)}")
+        raise ConfigError(
+            "lithops.backend",
+            f"serverless backend '{backend}' is not supported by the bridge",
+            "use 'localhost', or standalone mode on the VMs of an Ephemera run",
+        )
+    raise ConfigError(
+        "lithops.backend",
+        f"unknown compute backend '{backend}'",
+        f"use localhost or one of the standalone backends: {', '.join(STANDALONE_BACKENDS)}",
+    )
 
 
-def default_config(config_file: str | None = None, config_data: dict | None = None,
-                   config_overwrite: dict | None = None, load_storage_config: bool = True) -> dict:
+def default_config(
+    config_file: str | None = None,
+    config_data: dict | None = None,
+    config_overwrite: dict | None = None,
+    load_storage_config: bool = True,
+) -> dict:
     """The complete config: data loaded, overrides applied, mode/backend resolved, validated."""
     data = copy.deepcopy(config_data) if config_data else load_config(config_file)
     if not isinstance(data, dict):
@@ -112,9 +139,12 @@ def default_config(config_file: str | None = None, config_data: dict | None = No
     if mode == c.SERVERLESS:  # ServerlessExecutor, or a config asking for it: never run elsewhere silently
         if backend in SERVERLESS_BACKENDS:
             mode_of(backend)  # names lithops.backend and the backend
-        raise ConfigError("lithops.mode", "serverless mode has no backend in the bridge",
-                          "use LocalhostExecutor on this machine, or StandaloneExecutor on the VMs of an Ephemera run "
-                          "(its config: `ephemera lithops-config RUN_ID --out FILE`)")
+        raise ConfigError(
+            "lithops.mode",
+            "serverless mode has no backend in the bridge",
+            "use LocalhostExecutor on this machine, or StandaloneExecutor on the VMs of an Ephemera run "
+            "(its config: `ephemera lithops-config RUN_ID --out FILE`)",
+        )
     if mode and not backend:
         section = data.get(mode) or {}
         backend = section.get("backend") or (c.LOCALHOST if mode == c.LOCALHOST else c.STANDALONE)
@@ -163,8 +193,11 @@ def extract_storage_config(config: dict) -> dict:
     lit = config.get("lithops") or {}
     name = lit.get("storage", DEFAULT_BACKEND)
     section = storage_section(name, dict(config.get(name) or {}))  # a section may also hold compute keys
-    out = {"backend": name, name: section,
-           "monitoring_interval": lit.get("monitoring_interval", DEFAULT_KEYS["monitoring_interval"])}
+    out = {
+        "backend": name,
+        name: section,
+        "monitoring_interval": lit.get("monitoring_interval", DEFAULT_KEYS["monitoring_interval"]),
+    }
     if lit.get("temp_prefix"):  # where cloud objects go (on a run's VMs: under the run's own prefix)
         out["temp_prefix"] = lit["temp_prefix"]
     return out

@@ -34,11 +34,21 @@ class FunctionExecutor(JobBuilder):
     ``storage``, ``monitoring``, ``log_level``; other kwargs override the compute
     backend's section (e.g. ``worker_processes``)."""
 
-    def __init__(self, mode: str | None = None, config: dict | None = None, config_file: str | None = None,
-                 backend: str | None = None, storage: str | None = None, monitoring: str | None = None,
-                 log_level: Any = False, **kwargs: Any):
-        overwrite = {"lithops": {"mode": mode, "backend": backend, "storage": storage, "monitoring": monitoring},
-                     "backend": dict(kwargs)}
+    def __init__(
+        self,
+        mode: str | None = None,
+        config: dict | None = None,
+        config_file: str | None = None,
+        backend: str | None = None,
+        storage: str | None = None,
+        monitoring: str | None = None,
+        log_level: Any = False,
+        **kwargs: Any,
+    ):
+        overwrite = {
+            "lithops": {"mode": mode, "backend": backend, "storage": storage, "monitoring": monitoring},
+            "backend": dict(kwargs),
+        }
         self.config = default_config(config_file=config_file, config_data=config, config_overwrite=overwrite)
         setup_logging(log_level if log_level else self.config["lithops"].get("log_level") if log_level is False else None)
         self.executor_id = uuid.uuid4().hex[:6] + "-" + uuid.uuid4().hex[:2]
@@ -68,46 +78,102 @@ class FunctionExecutor(JobBuilder):
         return self._storage
 
     # --- the Lithops API -------------------------------------------------------------------
-    def call_async(self, func: Callable, data: Any, extra_env: dict | None = None, runtime_memory: int | None = None,
-                   timeout: float | None = None, include_modules: list | None = [], exclude_modules: list | None = []) -> ResponseFuture:
+    def call_async(
+        self,
+        func: Callable,
+        data: Any,
+        extra_env: dict | None = None,
+        runtime_memory: int | None = None,
+        timeout: float | None = None,
+        include_modules: list | None = [],
+        exclude_modules: list | None = [],
+    ) -> ResponseFuture:
         """Run ``func`` once with ``data`` (dict: kwargs, tuple: args, else the first argument)."""
         self.last_call = "call_async"
-        futures, _ = self._map_job("A", func, [data], None, None, extra_env, timeout, None, None, "\n",
-                                   (include_modules, exclude_modules))
+        futures, _ = self._map_job(
+            "A", func, [data], None, None, extra_env, timeout, None, None, "\n", (include_modules, exclude_modules)
+        )
         return futures[0]
 
-    def map(self, map_function: Callable, map_iterdata: Any, chunksize: int | None = None, extra_args: Any = None,
-            extra_env: dict | None = None, runtime_memory: int | None = None, obj_chunk_size: int | None = None,
-            obj_chunk_number: int | None = None, obj_newline: str | None = "\n", timeout: float | None = None,
-            include_modules: list | None = [], exclude_modules: list | None = []) -> FuturesList:
+    def map(
+        self,
+        map_function: Callable,
+        map_iterdata: Any,
+        chunksize: int | None = None,
+        extra_args: Any = None,
+        extra_env: dict | None = None,
+        runtime_memory: int | None = None,
+        obj_chunk_size: int | None = None,
+        obj_chunk_number: int | None = None,
+        obj_newline: str | None = "\n",
+        timeout: float | None = None,
+        include_modules: list | None = [],
+        exclude_modules: list | None = [],
+    ) -> FuturesList:
         """One call of ``map_function`` per item of ``map_iterdata``; returns their futures."""
         self.last_call = "map"
-        futures, _ = self._map_job("M", map_function, map_iterdata, chunksize, extra_args, extra_env, timeout,
-                                   obj_chunk_size, obj_chunk_number, obj_newline, (include_modules, exclude_modules))
+        futures, _ = self._map_job(
+            "M",
+            map_function,
+            map_iterdata,
+            chunksize,
+            extra_args,
+            extra_env,
+            timeout,
+            obj_chunk_size,
+            obj_chunk_number,
+            obj_newline,
+            (include_modules, exclude_modules),
+        )
         return FuturesList(futures, self)
 
-    def map_reduce(self, map_function: Callable, map_iterdata: Any, reduce_function: Callable, chunksize: int | None = None,
-                   extra_args: Any = None, extra_args_reduce: Any = None, extra_env: dict | None = None,
-                   map_runtime_memory: int | None = None, reduce_runtime_memory: int | None = None,
-                   timeout: float | None = None, obj_chunk_size: int | None = None, obj_chunk_number: int | None = None,
-                   obj_newline: str | None = "\n", obj_reduce_by_key: bool = False, spawn_reducer: int = 20,
-                   include_modules: list | None = [], exclude_modules: list | None = []) -> FuturesList:
+    def map_reduce(
+        self,
+        map_function: Callable,
+        map_iterdata: Any,
+        reduce_function: Callable,
+        chunksize: int | None = None,
+        extra_args: Any = None,
+        extra_args_reduce: Any = None,
+        extra_env: dict | None = None,
+        map_runtime_memory: int | None = None,
+        reduce_runtime_memory: int | None = None,
+        timeout: float | None = None,
+        obj_chunk_size: int | None = None,
+        obj_chunk_number: int | None = None,
+        obj_newline: str | None = "\n",
+        obj_reduce_by_key: bool = False,
+        spawn_reducer: int = 20,
+        include_modules: list | None = [],
+        exclude_modules: list | None = [],
+    ) -> FuturesList:
         """Map, then reduce: the reducer's first argument is the list of map results
         (one reducer per object with ``obj_reduce_by_key``)."""
         self.last_call = "map_reduce"
-        map_futures, parts = self._map_job("M", map_function, map_iterdata, chunksize, extra_args, extra_env, timeout,
-                                           obj_chunk_size, obj_chunk_number, obj_newline,
-                                           (include_modules, exclude_modules))
+        map_futures, parts = self._map_job(
+            "M",
+            map_function,
+            map_iterdata,
+            chunksize,
+            extra_args,
+            extra_env,
+            timeout,
+            obj_chunk_size,
+            obj_chunk_number,
+            obj_newline,
+            (include_modules, exclude_modules),
+        )
         if spawn_reducer != c.ALWAYS:  # Lithops: a map failure raises here
             self.wait(map_futures, return_when=spawn_reducer)
         groups = [map_futures]
         if parts is not None and obj_reduce_by_key:
             groups, start = [], 0
             for n in parts:
-                groups.append(map_futures[start:start + n])
+                groups.append(map_futures[start : start + n])
                 start += n
-        job, reduce_futures = self._new_job("R", reduce_function, len(groups), extra_env, timeout,
-                                            (include_modules, exclude_modules))
+        job, reduce_futures = self._new_job(
+            "R", reduce_function, len(groups), extra_env, timeout, (include_modules, exclude_modules)
+        )
         sig = bound_signature(reduce_function)
 
         def reduce_data() -> list[dict]:
@@ -130,20 +196,39 @@ class FunctionExecutor(JobBuilder):
             f._set_mapreduce()
         return FuturesList(list(map_futures) + reduce_futures, self)
 
-    def wait(self, fs: Any = None, throw_except: bool = True, return_when: Any = c.ALL_COMPLETED,
-             download_results: bool = False, timeout: float | None = None, threadpool_size: int = THREADPOOL_SIZE,
-             wait_dur_sec: float | None = None, show_progressbar: bool = True) -> tuple[FuturesList, FuturesList]:
+    def wait(
+        self,
+        fs: Any = None,
+        throw_except: bool = True,
+        return_when: Any = c.ALL_COMPLETED,
+        download_results: bool = False,
+        timeout: float | None = None,
+        threadpool_size: int = THREADPOOL_SIZE,
+        wait_dur_sec: float | None = None,
+        show_progressbar: bool = True,
+    ) -> tuple[FuturesList, FuturesList]:
         """Wait for ``fs`` (default, or empty: every future of this executor, consumed ones
         included, as in Lithops); ``(done, not_done)``."""
         futures = _as_list(fs) if fs else list(self.futures)
-        done, not_done = wait_futures(futures, throw_except=throw_except, return_when=return_when,
-                                      download_results=download_results, timeout=timeout,
-                                      futures_from_executor_wait=not fs)
+        done, not_done = wait_futures(
+            futures,
+            throw_except=throw_except,
+            return_when=return_when,
+            download_results=download_results,
+            timeout=timeout,
+            futures_from_executor_wait=not fs,
+        )
         return FuturesList(done, self), FuturesList(not_done, self)
 
-    def get_result(self, fs: Any = None, throw_except: bool = True, timeout: float | None = None,
-                   threadpool_size: int = THREADPOOL_SIZE, wait_dur_sec: float | None = None,
-                   show_progressbar: bool = True) -> Any:
+    def get_result(
+        self,
+        fs: Any = None,
+        throw_except: bool = True,
+        timeout: float | None = None,
+        threadpool_size: int = THREADPOOL_SIZE,
+        wait_dur_sec: float | None = None,
+        show_progressbar: bool = True,
+    ) -> Any:
         """Results in submission order; a single value after one ``call_async``/reduce."""
         futures = _as_list(fs) if fs else [f for f in self.futures if not f._read]
         if not futures:
@@ -160,8 +245,15 @@ class FunctionExecutor(JobBuilder):
             return result[0]
         return result
 
-    def clean(self, fs: Any = None, cs: Any = None, clean_cloudobjects: bool = True, clean_fn: bool = False,
-              force: bool = False, on_exit: bool = False) -> None:
+    def clean(
+        self,
+        fs: Any = None,
+        cs: Any = None,
+        clean_cloudobjects: bool = True,
+        clean_fn: bool = False,
+        force: bool = False,
+        on_exit: bool = False,
+    ) -> None:
         """Delete the executor's temporary job data (and cloudobjects ``cs`` if given)."""
         clean = getattr(self.compute_handler, "clean", None)
         if clean:
@@ -196,10 +288,24 @@ class LocalhostExecutor(FunctionExecutor):
     """Lithops' LocalhostExecutor: a FunctionExecutor forced onto the localhost backend
     (and localhost storage unless ``storage`` names another)."""
 
-    def __init__(self, config: dict | None = None, config_file: str | None = None, storage: str | None = None,
-                 monitoring: str | None = None, log_level: Any = False, **kwargs: Any):
-        super().__init__(backend=c.LOCALHOST, config=config, config_file=config_file, storage=storage or c.LOCALHOST,
-                         monitoring=monitoring, log_level=log_level, **kwargs)
+    def __init__(
+        self,
+        config: dict | None = None,
+        config_file: str | None = None,
+        storage: str | None = None,
+        monitoring: str | None = None,
+        log_level: Any = False,
+        **kwargs: Any,
+    ):
+        super().__init__(
+            backend=c.LOCALHOST,
+            config=config,
+            config_file=config_file,
+            storage=storage or c.LOCALHOST,
+            monitoring=monitoring,
+            log_level=log_level,
+            **kwargs,
+        )
 
 
 class ServerlessExecutor(FunctionExecutor):
@@ -207,20 +313,52 @@ class ServerlessExecutor(FunctionExecutor):
     The bridge runs no serverless backend: building one raises ConfigError naming
     ``lithops.mode`` and what runs instead (localhost, or the VMs of an Ephemera run)."""
 
-    def __init__(self, config: dict | None = None, config_file: str | None = None, backend: str | None = None,
-                 storage: str | None = None, monitoring: str | None = None, log_level: Any = False, **kwargs: Any):
-        super().__init__(mode=c.SERVERLESS, config=config, config_file=config_file, backend=backend, storage=storage,
-                         monitoring=monitoring, log_level=log_level, **kwargs)
+    def __init__(
+        self,
+        config: dict | None = None,
+        config_file: str | None = None,
+        backend: str | None = None,
+        storage: str | None = None,
+        monitoring: str | None = None,
+        log_level: Any = False,
+        **kwargs: Any,
+    ):
+        super().__init__(
+            mode=c.SERVERLESS,
+            config=config,
+            config_file=config_file,
+            backend=backend,
+            storage=storage,
+            monitoring=monitoring,
+            log_level=log_level,
+            **kwargs,
+        )
 
 
 class StandaloneExecutor(FunctionExecutor):
     """Lithops' StandaloneExecutor (``mode="standalone"``): the VMs of an Ephemera run, in
     consume mode, with the config ``ephemera lithops-config RUN_ID`` writes."""
 
-    def __init__(self, config: dict | None = None, config_file: str | None = None, backend: str | None = None,
-                 storage: str | None = None, monitoring: str | None = None, log_level: Any = False, **kwargs: Any):
-        super().__init__(mode=c.STANDALONE, config=config, config_file=config_file, backend=backend, storage=storage,
-                         monitoring=monitoring, log_level=log_level, **kwargs)
+    def __init__(
+        self,
+        config: dict | None = None,
+        config_file: str | None = None,
+        backend: str | None = None,
+        storage: str | None = None,
+        monitoring: str | None = None,
+        log_level: Any = False,
+        **kwargs: Any,
+    ):
+        super().__init__(
+            mode=c.STANDALONE,
+            config=config,
+            config_file=config_file,
+            backend=backend,
+            storage=storage,
+            monitoring=monitoring,
+            log_level=log_level,
+            **kwargs,
+        )
 
 
 # a FuturesList made without an executor (by wait(), unpickled) runs its next job on a new one

@@ -46,7 +46,9 @@ class ResponseFuture:
         Done = "Done"
         Unknown = "Unknown"
 
-    def __init__(self, executor_id: str, job_id: str, call_id: int, function_name: str = "", execution_timeout: float | None = None):
+    def __init__(
+        self, executor_id: str, job_id: str, call_id: int, function_name: str = "", execution_timeout: float | None = None
+    ):
         self.executor_id = executor_id
         self.job_id = job_id
         self.call_id = call_id
@@ -154,8 +156,14 @@ class ResponseFuture:
         now = time.time()
         self.stats.setdefault("host_status_done_tstamp", now)
         self.stats.setdefault("host_result_done_tstamp", now)
-        self._call_status = {"type": "__end__", "exception": state == self.State.Error, "call_id": self.call_id,
-                             "executor_id": self.executor_id, "job_id": self.job_id, **self.stats}
+        self._call_status = {
+            "type": "__end__",
+            "exception": state == self.State.Error,
+            "call_id": self.call_id,
+            "executor_id": self.executor_id,
+            "job_id": self.job_id,
+            **self.stats,
+        }
         with self._cb_lock:  # a callback added concurrently runs exactly once
             self._state = state
             self._event.set()
@@ -187,7 +195,9 @@ class ResponseFuture:
         return self._event.wait(timeout)
 
     # --- caller side ------------------------------------------------------------------
-    def status(self, throw_except: bool = True, internal_storage: Any = None, check_only: bool = False, wait_dur_sec: float = 1) -> dict | None:
+    def status(
+        self, throw_except: bool = True, internal_storage: Any = None, check_only: bool = False, wait_dur_sec: float = 1
+    ) -> dict | None:
         """The call's status dict (stats); raises the call's exception if it failed."""
         if self._state == self.State.New:
             raise ValueError("task not yet invoked")
@@ -273,16 +283,28 @@ class FuturesList(list):
             fexec.wait(self)
         return self._extend_futures(fexec.map_reduce(map_function, FuturesList(self), reduce_function, **kwargs))
 
-    def wait(self, throw_except: bool = True, return_when: Any = None, download_results: bool = False,
-             timeout: float | None = None, **kwargs: Any):
+    def wait(
+        self,
+        throw_except: bool = True,
+        return_when: Any = None,
+        download_results: bool = False,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ):
         return_when = ALL_COMPLETED if return_when is None else return_when
         if self.executor is not None:
-            return self.executor.wait(self._all(), throw_except=throw_except, return_when=return_when,
-                                      download_results=download_results, timeout=timeout)
+            return self.executor.wait(
+                self._all(),
+                throw_except=throw_except,
+                return_when=return_when,
+                download_results=download_results,
+                timeout=timeout,
+            )
         from lithops_bridge.wait import wait  # circle: wait.py builds FuturesLists
 
-        return wait(self._all(), throw_except=throw_except, return_when=return_when,
-                    download_results=download_results, timeout=timeout)
+        return wait(
+            self._all(), throw_except=throw_except, return_when=return_when, download_results=download_results, timeout=timeout
+        )
 
     def get_result(self, throw_except: bool = True, timeout: float | None = None, **kwargs: Any):
         if self.executor is not None:
@@ -313,7 +335,11 @@ def _rebuild_exception(outcome: dict) -> BaseException:
             return pickle.loads(outcome["exc"])
         except Exception:  # noqa: BLE001 - fall back to the type by name
             pass
-    name, module, message = outcome.get("exc_type", "Exception"), outcome.get("exc_module", "builtins"), outcome.get("exc_message", "")
+    name, module, message = (
+        outcome.get("exc_type", "Exception"),
+        outcome.get("exc_module", "builtins"),
+        outcome.get("exc_message", ""),
+    )
     try:
         cls = getattr(builtins, name) if module == "builtins" else getattr(importlib.import_module(module), name)
         if isinstance(cls, type) and issubclass(cls, BaseException):

@@ -58,7 +58,9 @@ def bind(sig: inspect.Signature, item: Any) -> dict:
             return dict(item)
         expected = list(params)
         if not set(expected) <= set(item):
-            raise ValueError(f"Check the args names in the data. You provided these args: {list(item)}, and the args must be: {expected}")
+            raise ValueError(
+                f"Check the args names in the data. You provided these args: {list(item)}, and the args must be: {expected}"
+            )
         return dict(item)
     if isinstance(item, tuple):
         return dict(sig.bind(*item).arguments)

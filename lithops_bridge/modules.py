@@ -40,8 +40,15 @@ from typing import Any, Iterable
 from lithops_bridge.errors import ConfigError
 
 ALWAYS_INSTALLED = ("ephemera", "lithops_bridge", "lithops", "cloudpickle")  # on every worker, never shipped
-_INSTALLED_ROOTS = tuple(sorted({str(Path(p).resolve()) for key in ("stdlib", "platstdlib", "purelib", "platlib")
-                                 if (p := sysconfig.get_paths().get(key))}))
+_INSTALLED_ROOTS = tuple(
+    sorted(
+        {
+            str(Path(p).resolve())
+            for key in ("stdlib", "platstdlib", "purelib", "platlib")
+            if (p := sysconfig.get_paths().get(key))
+        }
+    )
+)
 _SOURCES: dict[tuple[str, int, int], bytes] = {}  # (path, mtime_ns, size) -> file bytes, read once
 _INSTALLED: set[str] = set()  # content hashes already written and on sys.path (this process)
 
@@ -52,8 +59,11 @@ def resolve(config_lithops: dict, include_modules: Any, exclude_modules: Any) ->
     cfg_include = config_lithops.get("include_modules", [])
     if isinstance(cfg_include, str):
         if cfg_include.lower() != "none":
-            raise ConfigError("lithops.include_modules", f"expected a list of module names or 'none', got {cfg_include!r}",
-                              "e.g. include_modules: [mypackage]")
+            raise ConfigError(
+                "lithops.include_modules",
+                f"expected a list of module names or 'none', got {cfg_include!r}",
+                "e.g. include_modules: [mypackage]",
+            )
         cfg_include = None
     exclude = set(config_lithops.get("exclude_modules") or []) | set(exclude_modules or [])
     if include_modules is None or (cfg_include is None and not include_modules):

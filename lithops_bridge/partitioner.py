@@ -54,10 +54,16 @@ class ObjPart:
             return storage.get_object(self.bucket, self.key, extra_get_args=None if whole else {"Range": f"bytes={start}-{last}"})
         nl = self.newline.encode()
         lo = max(0, start - len(nl))
-        data = storage.get_object(self.bucket, self.key, extra_get_args={"Range": f"bytes={lo}-{min(self.size, end + READ_AHEAD) - 1}"})
+        data = storage.get_object(
+            self.bucket, self.key, extra_get_args={"Range": f"bytes={lo}-{min(self.size, end + READ_AHEAD) - 1}"}
+        )
         fetched_to = lo + len(data)
         while fetched_to < self.size and data.find(nl, max(0, end - len(nl) - lo)) < 0:
-            more = storage.get_object(self.bucket, self.key, extra_get_args={"Range": f"bytes={fetched_to}-{min(self.size, fetched_to + READ_AHEAD) - 1}"})
+            more = storage.get_object(
+                self.bucket,
+                self.key,
+                extra_get_args={"Range": f"bytes={fetched_to}-{min(self.size, fetched_to + READ_AHEAD) - 1}"},
+            )
             data += more
             fetched_to += len(more)
         if start == 0:
@@ -77,7 +83,9 @@ def split_url(obj: Any, default_backend: str) -> tuple[str, str, str]:
     if isinstance(obj, CloudObject):
         return obj.backend, obj.bucket, obj.key
     if not isinstance(obj, str):
-        raise TypeError(f"obj must be 'bucket/key', 'bucket/prefix/', a '<backend>://' URL or a CloudObject, got {type(obj).__name__}")
+        raise TypeError(
+            f"obj must be 'bucket/key', 'bucket/prefix/', a '<backend>://' URL or a CloudObject, got {type(obj).__name__}"
+        )
     backend = default_backend
     if "://" in obj:
         scheme, obj = obj.split("://", 1)
@@ -102,8 +110,15 @@ def chunk_ranges(size: int, chunk_size: int | None, chunk_number: int | None) ->
     return [(s, min(size, s + step)) for s in range(0, size, step)]
 
 
-def create_partitions(storage_config: dict, func: Callable, iterdata: Any, extra_args: Any, chunk_size: int | None,
-                      chunk_number: int | None, newline: str | None) -> tuple[list[dict], list[int]]:
+def create_partitions(
+    storage_config: dict,
+    func: Callable,
+    iterdata: Any,
+    extra_args: Any,
+    chunk_size: int | None,
+    chunk_number: int | None,
+    newline: str | None,
+) -> tuple[list[dict], list[int]]:
     """(argument dict of every call, number of chunks of each object in order)."""
     from lithops_bridge.storage import Storage
 
@@ -118,7 +133,9 @@ def create_partitions(storage_config: dict, func: Callable, iterdata: Any, extra
             raise ValueError("the function takes 'obj': every iterdata item must give it")
         backend, bucket, key = split_url(entry["obj"], storage_config["backend"])
         if backend not in storages:
-            storages[backend] = Storage(storage_config=storage_config) if backend == storage_config["backend"] else Storage(backend=backend)
+            storages[backend] = (
+                Storage(storage_config=storage_config) if backend == storage_config["backend"] else Storage(backend=backend)
+            )
         storage = storages[backend]
         if key and not key.endswith("/"):
             objects = [(key, int(storage.head_object(bucket, key)["content-length"]))]

@@ -23,9 +23,13 @@ import os
 import time
 from typing import Any, Sequence
 
-POINTS = (("host submit", "host_submit_tstamp"), ("function start", "worker_func_start_tstamp"),
-          ("function done", "worker_func_end_tstamp"), ("status fetched", "host_status_done_tstamp"),
-          ("results fetched", "host_result_done_tstamp"))
+POINTS = (
+    ("host submit", "host_submit_tstamp"),
+    ("function start", "worker_func_start_tstamp"),
+    ("function done", "worker_func_end_tstamp"),
+    ("status fetched", "host_status_done_tstamp"),
+    ("results fetched", "host_result_done_tstamp"),
+)
 
 
 def plot_paths(dst: str | None, now: float | None = None) -> tuple[str, str]:
@@ -45,8 +49,9 @@ def _pyplot():
         matplotlib.use("Agg")  # files only: no display needed
         import matplotlib.pyplot as plt  # after use(): the backend must be chosen first
     except ImportError:
-        raise ModuleNotFoundError("plot() needs matplotlib: pip install 'ephemera[plotting]' "
-                                  "(Lithops: 'lithops[plotting]')") from None
+        raise ModuleNotFoundError(
+            "plot() needs matplotlib: pip install 'ephemera[plotting]' (Lithops: 'lithops[plotting]')"
+        ) from None
     return plt
 
 
@@ -68,8 +73,11 @@ def create_plots(stats: Sequence[dict[str, Any]], dst: str | None, figsize: tupl
     fig.savefig(timeline_path)
     plt.close(fig)
 
-    spans = [(s["worker_start_tstamp"] - origin, s["worker_end_tstamp"] - origin) for s in stats
-             if "worker_start_tstamp" in s and "worker_end_tstamp" in s]
+    spans = [
+        (s["worker_start_tstamp"] - origin, s["worker_end_tstamp"] - origin)
+        for s in stats
+        if "worker_start_tstamp" in s and "worker_end_tstamp" in s
+    ]
     end = max([b for _, b in spans] + [1.0])
     steps = 200
     grid = [end * k / steps for k in range(steps + 1)]

@@ -67,9 +67,20 @@ def run_batch(batch: Batch) -> list[dict]:
         func = load_function(batch.job_key, batch.func, batch.modules)
     except Exception as exc:  # noqa: BLE001 - e.g. its module is not importable here: every call fails with it
         blob, pickle_error = _dump_exception(exc)
-        return [{"call_id": cid, "ok": False, "exc": blob, "exc_type": type(exc).__name__,
-                 "exc_module": type(exc).__module__, "exc_message": str(exc), "traceback": traceback.format_exc(),
-                 "pickle_error": pickle_error, "stats": {"exception": True}} for cid in batch.call_ids]
+        return [
+            {
+                "call_id": cid,
+                "ok": False,
+                "exc": blob,
+                "exc_type": type(exc).__name__,
+                "exc_module": type(exc).__module__,
+                "exc_message": str(exc),
+                "traceback": traceback.format_exc(),
+                "pickle_error": pickle_error,
+                "stats": {"exception": True},
+            }
+            for cid in batch.call_ids
+        ]
     return [run_call(func, cid, data, batch) for cid, data in zip(batch.call_ids, batch.data)]
 
 
@@ -181,8 +192,11 @@ def _dump_exception(exc: BaseException) -> tuple[bytes | None, str]:
 def run_call(func: Callable, call_id: int, raw: bytes, batch: Batch) -> dict:
     start = time.time()
     out: dict[str, Any] = {"call_id": call_id}
-    stats: dict[str, Any] = {"worker_start_tstamp": start, "worker_pid": os.getpid(),
-                             "worker_host": batch.worker_label or socket.gethostname()}
+    stats: dict[str, Any] = {
+        "worker_start_tstamp": start,
+        "worker_pid": os.getpid(),
+        "worker_host": batch.worker_label or socket.gethostname(),
+    }
     try:
         data = pickle.loads(raw)
         with _Env(batch.extra_env):
@@ -192,8 +206,7 @@ def run_call(func: Callable, call_id: int, raw: bytes, batch: Batch) -> dict:
                 value = func(*args, **kwargs)
                 value = _resolve_futures(value)
             fend = time.time()
-        stats.update(worker_func_start_tstamp=fstart, worker_func_end_tstamp=fend,
-                     worker_func_exec_time=round(fend - fstart, 8))
+        stats.update(worker_func_start_tstamp=fstart, worker_func_end_tstamp=fend, worker_func_exec_time=round(fend - fstart, 8))
         blob = cloudpickle.dumps(value)
         stats["func_result_size"] = len(blob) if value is not None else 0
         out.update(ok=True, value=blob)
@@ -201,8 +214,15 @@ def run_call(func: Callable, call_id: int, raw: bytes, batch: Batch) -> dict:
         if isinstance(exc, KeyboardInterrupt):
             raise
         blob, pickle_error = _dump_exception(exc)
-        out.update(ok=False, exc=blob, exc_type=type(exc).__name__, exc_module=type(exc).__module__,
-                   exc_message=str(exc), traceback=traceback.format_exc(), pickle_error=pickle_error)
+        out.update(
+            ok=False,
+            exc=blob,
+            exc_type=type(exc).__name__,
+            exc_module=type(exc).__module__,
+            exc_message=str(exc),
+            traceback=traceback.format_exc(),
+            pickle_error=pickle_error,
+        )
         stats["exception"] = True
     end = time.time()
     stats.update(worker_end_tstamp=end, worker_exec_time=round(end - start, 8))

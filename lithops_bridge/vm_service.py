@@ -50,11 +50,18 @@ class BridgeService:
         storage = self.vm.lithops_storage
         name = storage["backend"]
         # cloud objects go under the run's own prefix: a VM's storage rights cover no shared one
-        cfg = {"lithops": {"backend": compute, "storage": name, "temp_prefix": f"{c.JOBS_PREFIX}/{self.vm.run_id}/tmp"},
-               name: dict(storage[name])}
+        cfg = {
+            "lithops": {"backend": compute, "storage": name, "temp_prefix": f"{c.JOBS_PREFIX}/{self.vm.run_id}/tmp"},
+            name: dict(storage[name]),
+        }
         if compute == c.STANDALONE:
-            sa = {"exec_mode": "consume", "run_id": self.vm.run_id, "run_key": self.vm.run_key,
-                  "worker_processes": self.vm.worker_processes, "use_gpu": self.vm.use_gpu}
+            sa = {
+                "exec_mode": "consume",
+                "run_id": self.vm.run_id,
+                "run_key": self.vm.run_key,
+                "worker_processes": self.vm.worker_processes,
+                "use_gpu": self.vm.use_gpu,
+            }
             if self.vm.hard_deadline is not None:
                 left = (self.vm.hard_deadline - datetime.now(timezone.utc)).total_seconds()
                 if left > 0:
@@ -71,10 +78,21 @@ class BridgeService:
     def start(self) -> None:
         from lithops_bridge.backends.standalone.server import TaskServer
 
-        task_env = {"LITHOPS_CONFIG": json.dumps(self.bridge_config(c.LOCALHOST)), "LITHOPS_BRIDGE_WORKER": "1",
-                    "LITHOPS_BRIDGE_VM": f"vm-{self.vm.worker}"}  # which VM a call runs on, for the function itself
-        self.server = TaskServer(self.vm.storage, self.vm.state_bucket, self.vm.run_id, self.vm.worker,
-                                 self.vm.worker_processes, task_env, self.vm.run_key, cloud=not self.vm.same_host)
+        task_env = {
+            "LITHOPS_CONFIG": json.dumps(self.bridge_config(c.LOCALHOST)),
+            "LITHOPS_BRIDGE_WORKER": "1",
+            "LITHOPS_BRIDGE_VM": f"vm-{self.vm.worker}",
+        }  # which VM a call runs on, for the function itself
+        self.server = TaskServer(
+            self.vm.storage,
+            self.vm.state_bucket,
+            self.vm.run_id,
+            self.vm.worker,
+            self.vm.worker_processes,
+            task_env,
+            self.vm.run_key,
+            cloud=not self.vm.same_host,
+        )
         self._state = "serving"
         self._write_presence()  # before the first claim: every claimer has a presence others can watch
         self.server.start()
@@ -102,9 +120,16 @@ class BridgeService:
             self._write_presence()
 
     def _write_presence(self) -> None:
-        body = {"worker": self.vm.worker, "pid": os.getpid(), "state": self._state, "interval": self.interval,
-                "started": self._started, "worker_processes": self.vm.worker_processes, **self.status(),
-                "at": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
+        body = {
+            "worker": self.vm.worker,
+            "pid": os.getpid(),
+            "state": self._state,
+            "interval": self.interval,
+            "started": self._started,
+            "worker_processes": self.vm.worker_processes,
+            **self.status(),
+            "at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        }
         try:
             self.vm.storage.put(self.vm.state_bucket, keys.server_key(self.vm.run_id, self.vm.worker), json.dumps(body).encode())
         except Exception as exc:  # noqa: BLE001 - a missed write must not stop serving

@@ -34,16 +34,26 @@ def _needed(n: int, return_when: Any) -> int:
     try:
         pct = float(return_when)
     except (TypeError, ValueError):
-        raise ValueError(f"return_when must be ALL_COMPLETED, ANY_COMPLETED, ALWAYS or a percentage, got {return_when!r}") from None
+        raise ValueError(
+            f"return_when must be ALL_COMPLETED, ANY_COMPLETED, ALWAYS or a percentage, got {return_when!r}"
+        ) from None
     if not 0 <= pct <= 100:
         raise ValueError(f"return_when must be a percentage between 0 and 100, got {return_when!r}")
     return math.ceil(pct * n / 100)
 
 
-def wait(fs: Any, throw_except: bool = True, return_when: Any = ALL_COMPLETED, download_results: bool = False,
-         timeout: float | None = None, threadpool_size: int = THREADPOOL_SIZE, wait_dur_sec: float | None = None,
-         show_progressbar: bool = True, internal_storage: Any = None,
-         futures_from_executor_wait: bool = False) -> tuple[FuturesList, FuturesList]:
+def wait(
+    fs: Any,
+    throw_except: bool = True,
+    return_when: Any = ALL_COMPLETED,
+    download_results: bool = False,
+    timeout: float | None = None,
+    threadpool_size: int = THREADPOOL_SIZE,
+    wait_dur_sec: float | None = None,
+    show_progressbar: bool = True,
+    internal_storage: Any = None,
+    futures_from_executor_wait: bool = False,
+) -> tuple[FuturesList, FuturesList]:
     """Block until ``return_when`` of ``fs`` are done; returns ``(done, not_done)``.
 
     ``futures_from_executor_wait`` (an executor's ``wait()`` without futures, as in
@@ -77,8 +87,10 @@ def wait(fs: Any, throw_except: bool = True, return_when: Any = ALL_COMPLETED, d
             while state["done"] < need and not (throw_except and state["error"] is not None):
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
-                    raise TimeoutError(f"Timeout of {timeout} seconds exceeded waiting for function activations to finish "
-                                       f"({state['done']} of {len(futures)} done)")
+                    raise TimeoutError(
+                        f"Timeout of {timeout} seconds exceeded waiting for function activations to finish "
+                        f"({state['done']} of {len(futures)} done)"
+                    )
                 cond.wait(left if left is not None else 1.0)
     finally:
         for f in futures:
@@ -98,8 +110,15 @@ def wait(fs: Any, throw_except: bool = True, return_when: Any = ALL_COMPLETED, d
     return done, FuturesList([f for f in futures if id(f) not in done_ids])
 
 
-def get_result(fs: Any, throw_except: bool = True, timeout: float | None = None, threadpool_size: int = THREADPOOL_SIZE,
-               wait_dur_sec: float | None = None, show_progressbar: bool = True, internal_storage: Any = None) -> list:
+def get_result(
+    fs: Any,
+    throw_except: bool = True,
+    timeout: float | None = None,
+    threadpool_size: int = THREADPOOL_SIZE,
+    wait_dur_sec: float | None = None,
+    show_progressbar: bool = True,
+    internal_storage: Any = None,
+) -> list:
     """The results of ``fs`` in their order (futures that produce no output skipped)."""
     futures = _as_list(fs)
     done, _ = wait(futures, throw_except=throw_except, download_results=True, timeout=timeout)

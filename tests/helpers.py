@@ -37,8 +37,12 @@ def marker_written(ctx, run_id: str) -> str | None:
 
 def marker_event(config: dict, run_id: str, name: str = markers.SUCCESS) -> dict:
     """The params of a local bucket-write event for the run's marker."""
-    return {"config": config, "ephemera_kind": "object_write", "bucket": config["storage"]["bucket"],
-            "key": f"outputs/{run_id}/{name}"}
+    return {
+        "config": config,
+        "ephemera_kind": "object_write",
+        "bucket": config["storage"]["bucket"],
+        "key": f"outputs/{run_id}/{name}",
+    }
 
 
 def agent_pids(home: Path) -> dict[str, int]:

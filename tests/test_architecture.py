@@ -100,14 +100,27 @@ def test_every_module_has_one_name_from_the_repository_root():
     file is loaded under a second name: the top-level `actions`, `triggers`,
     `workloads` and `terraform` folders hold no module, so `import triggers.formats`
     cannot give a second copy of ephemera.events.formats."""
-    tops = sorted(p.name for p in REPO.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in (*SOURCE_DIRS, "tests", "bench"))
+    tops = sorted(
+        p.name
+        for p in REPO.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and p.name not in (*SOURCE_DIRS, "tests", "bench")
+    )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run([sys.executable, "-c", ONE_NAME_PROBE, str(REPO.resolve()), *tops], cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    done = subprocess.run(
+        [sys.executable, "-c", ONE_NAME_PROBE, str(REPO.resolve()), *tops],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     found = json.loads(done.stdout.strip().splitlines()[-1])
     assert not found["failed"], found["failed"]
     assert not found["twice"], f"files loaded under two names: {found['twice']}"
-    assert {name: inside for name, (_file, inside) in found["shadows"].items() if inside} == {}, "a top-level folder holds modules"
+    assert {name: inside for name, (_file, inside) in found["shadows"].items() if inside} == {}, (
+        "a top-level folder holds modules"
+    )
     assert Path(found["origin"]).resolve() == (REPO / "ephemera" / "__init__.py").resolve()
 
 

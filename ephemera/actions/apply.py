@@ -33,14 +33,23 @@ def handle(ctx: Context, params: dict) -> dict:
     if not outcome.created:
         if outcome.duplicate:
             state = str(outcome.run.state) if outcome.run else str(RunState.REQUESTED)
-            return {"run_id": outcome.run_id, "state": state, "duplicate": True,
-                    "reason_code": str(ReasonCode.DUPLICATE_EVENT), "reason": outcome.reason}
+            return {
+                "run_id": outcome.run_id,
+                "state": state,
+                "duplicate": True,
+                "reason_code": str(ReasonCode.DUPLICATE_EVENT),
+                "reason": outcome.reason,
+            }
         return {"skipped": True, "reason_code": str(ReasonCode.WORKSPACE_BUSY), "reason": outcome.reason}
     run = apply_run(ctx, outcome.run)
     if is_waiting(run):
-        return {"run_id": run.run_id, "state": str(run.state), "waiting": True,
-                "reason_code": str(ReasonCode.WAITING_FOR_WORKSPACE),
-                "reason": f"{run.error.message}; the reaper applies the run once the workspace frees"}
+        return {
+            "run_id": run.run_id,
+            "state": str(run.state),
+            "waiting": True,
+            "reason_code": str(ReasonCode.WAITING_FOR_WORKSPACE),
+            "reason": f"{run.error.message}; the reaper applies the run once the workspace frees",
+        }
     if run.state == RunState.DESTROYED and run.error is not None:  # failed before anything was created
         return run_failed(run, run.error)
     if run.state == RunState.APPLY_FAILED:

@@ -36,7 +36,9 @@ SCAN_RESERVE_SECONDS = 30.0  # budget one more marker's destroy needs; the rest 
 def _not_open(run: RunRecord, why: str = "") -> dict:
     """Ignored: the run is past the point where this destroy could do anything."""
     code = {S.DESTROYED: R.ALREADY_DESTROYED, S.DESTROYING: R.BEING_DESTROYED}.get(run.state, R.ALREADY_ENDED)
-    words = f"run '{run.run_id}' is being destroyed" if run.state == S.DESTROYING else f"run '{run.run_id}' is already {run.state}"
+    words = (
+        f"run '{run.run_id}' is being destroyed" if run.state == S.DESTROYING else f"run '{run.run_id}' is already {run.state}"
+    )
     return ignored(code, words + why, run_id=run.run_id, state=str(run.state))
 
 
@@ -60,9 +62,12 @@ def handle(ctx: Context, params: dict) -> dict:
     # where this run's job put its outputs (the config may have changed since)
     bucket = run.job.output_bucket if run.job else ctx.config.output_bucket
     expected = run.job.output_prefix if run.job else ""
-    if event.bucket != bucket or not event.key.startswith(expected) or "/" in event.key[len(expected):]:
-        return ignored(R.OUTSIDE_OUTPUT_PREFIX, f"marker '{event.bucket}/{event.key}' is outside the run's output location "
-                       f"'{bucket}/{expected}'", key=event.key)
+    if event.bucket != bucket or not event.key.startswith(expected) or "/" in event.key[len(expected) :]:
+        return ignored(
+            R.OUTSIDE_OUTPUT_PREFIX,
+            f"marker '{event.bucket}/{event.key}' is outside the run's output location '{bucket}/{expected}'",
+            key=event.key,
+        )
     if run.state not in (S.REQUESTED, S.APPLYING, S.RUNNING):
         return _not_open(run)
     try:
@@ -132,8 +137,10 @@ def _destroy_by_hand(ctx: Context, run_id: str) -> dict:
         return _not_open(run)
     result = _outcome(start_destroy(ctx, run))
     if before in (S.APPLYING, S.RUNNING):
-        result["note"] = (f"run '{run_id}' was {before} when destroyed by hand: its workload did not finish "
-                          "(no completion marker), so the run is recorded FAILED")
+        result["note"] = (
+            f"run '{run_id}' was {before} when destroyed by hand: its workload did not finish "
+            "(no completion marker), so the run is recorded FAILED"
+        )
     return result
 
 

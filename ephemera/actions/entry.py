@@ -77,13 +77,23 @@ def _deployed(name: str) -> str:
 
 def _check_request(action: str, params: dict) -> None:
     if ACTION_PARAM in params:
-        raise ParamError(ACTION_PARAM, f"the action is fixed by the deployment (this one runs '{action}')",
-                         "invoke the deployed action you mean instead")
+        raise ParamError(
+            ACTION_PARAM,
+            f"the action is fixed by the deployment (this one runs '{action}')",
+            "invoke the deployed action you mean instead",
+        )
     if action == "apply" and "run_id" in params:
-        raise ParamError("run_id", "a request may not choose the run id of a new run", "leave it out; pass idempotency_key to make a retry safe")
+        raise ParamError(
+            "run_id",
+            "a request may not choose the run id of a new run",
+            "leave it out; pass idempotency_key to make a retry safe",
+        )
     if action in EVENT_ACTIONS and params.get(SCAN_PARAM) is None and not is_recognised_event(params):
-        raise EventError("<params>", f"are not a recognisable event for '{action}'",
-                         "send a trigger's event, or name the kind, e.g. ephemera_kind: manual")
+        raise EventError(
+            "<params>",
+            f"are not a recognisable event for '{action}'",
+            "send a trigger's event, or name the kind, e.g. ephemera_kind: manual",
+        )
 
 
 def _outside_window(params: dict) -> dict | None:
@@ -94,8 +104,12 @@ def _outside_window(params: dict) -> dict | None:
     when = event.time or now_utc()
     start, stop = parse_time(NOT_BEFORE, params.get(NOT_BEFORE)), parse_time(NOT_AFTER, params.get(NOT_AFTER))
     if (start and when < start) or (stop and when > stop):
-        return ignored(ReasonCode.OUTSIDE_SCHEDULE, f"the alarm fired at {when.isoformat()}, outside its window "
-                       f"[{start.isoformat() if start else '-'}, {stop.isoformat() if stop else '-'}]", trigger=event.trigger)
+        return ignored(
+            ReasonCode.OUTSIDE_SCHEDULE,
+            f"the alarm fired at {when.isoformat()}, outside its window "
+            f"[{start.isoformat() if start else '-'}, {stop.isoformat() if stop else '-'}]",
+            trigger=event.trigger,
+        )
     return None
 
 
@@ -103,7 +117,9 @@ def invoke(action: str, params: Any) -> dict:
     """Run the deployed ``action`` on a request's params; never raises."""
     try:
         if not isinstance(params, dict):
-            raise EventError("<params>", f"expected a JSON object, got {type(params).__name__}", "invoke the action with a JSON object")
+            raise EventError(
+                "<params>", f"expected a JSON object, got {type(params).__name__}", "invoke the action with a JSON object"
+            )
         _check_request(_deployed(action), params)
         skipped = _outside_window(params)
         if skipped is not None:
@@ -117,14 +133,20 @@ def invoke(action: str, params: Any) -> dict:
 def _check_bound_config(params: dict) -> None:
     """Refuse ``config_file`` and any ``config`` that is not the one the deployment bound."""
     if "config_file" in params:
-        raise ParamError("config_file", "a request may not name a config file", "the action's config is the one its package binds")
+        raise ParamError(
+            "config_file", "a request may not name a config file", "the action's config is the one its package binds"
+        )
     config, digest = params.get("config"), params.get(DIGEST_PARAM)
     if not isinstance(config, dict) or not isinstance(digest, str):
-        raise ConfigError("config", f"the package binds no config with its {DIGEST_PARAM}",
-                          "deploy with functions-create.sh (it binds both)")
+        raise ConfigError(
+            "config", f"the package binds no config with its {DIGEST_PARAM}", "deploy with functions-create.sh (it binds both)"
+        )
     if not hmac.compare_digest(config_digest(config), digest):
-        raise ParamError("config", "is not the config this deployment bound", "never pass a config with an invocation; "
-                         "re-deploy with functions-create.sh to change it")
+        raise ParamError(
+            "config",
+            "is not the config this deployment bound",
+            "never pass a config with an invocation; re-deploy with functions-create.sh to change it",
+        )
 
 
 def openwhisk_main(params: dict) -> dict:
@@ -147,13 +169,19 @@ def code_engine_config(environ: Mapping[str, str]) -> dict:
     """The bound config of a Code Engine function or job; ConfigError when it is missing or not JSON."""
     raw = environ.get(CONFIG_ENV)
     if not raw:
-        raise ConfigError(CONFIG_ENV, "is not set", "deploy with `ephemera deploy code-engine` (it binds the ephemera-config secret)")
+        raise ConfigError(
+            CONFIG_ENV, "is not set", "deploy with `ephemera deploy code-engine` (it binds the ephemera-config secret)"
+        )
     try:
         config = json.loads(raw)
     except ValueError:
-        raise ConfigError(CONFIG_ENV, "is not JSON", "re-create the ephemera-config secret with `ephemera deploy code-engine`") from None
+        raise ConfigError(
+            CONFIG_ENV, "is not JSON", "re-create the ephemera-config secret with `ephemera deploy code-engine`"
+        ) from None
     if not isinstance(config, dict):
-        raise ConfigError(CONFIG_ENV, f"expected a JSON object, got {type(config).__name__}", "re-create the ephemera-config secret")
+        raise ConfigError(
+            CONFIG_ENV, f"expected a JSON object, got {type(config).__name__}", "re-create the ephemera-config secret"
+        )
     return config
 
 

@@ -60,7 +60,11 @@ def run(environ: Mapping[str, str] | None = None) -> tuple[int, dict]:
         params = {**_rule_params(env), **json.loads(env["CE_DATA"])}
         if env.get("CE_TYPE") == PING_TYPE:
             # the action reads the ping as a function would have got it: fire time and source in its headers
-            params["__ce_headers"] = {"ce-type": PING_TYPE, "ce-time": env.get("CE_TIME", ""), "ce-source": env.get("CE_SOURCE", "")}
+            params["__ce_headers"] = {
+                "ce-type": PING_TYPE,
+                "ce-time": env.get("CE_TIME", ""),
+                "ce-source": env.get("CE_SOURCE", ""),
+            }
         elif event.kind == "object_write":
             # the body may name its object only through CE_SUBJECT: hand the action what was parsed
             params.setdefault("bucket", event.bucket)

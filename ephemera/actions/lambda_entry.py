@@ -77,8 +77,11 @@ def _fetch_secret(name: str) -> str:
         code = exc.response.get("Error", {}).get("Code", "")
         if code in ("ThrottlingException", "InternalServiceError", "ServiceUnavailable"):
             raise ConfigUnavailableError(f"the config secret could not be read ({code}); a later delivery may succeed") from None
-        raise ConfigError(SECRET_ENV, f"the secret could not be read ({code})", "re-deploy with `ephemera deploy aws`; "
-                          "the function's role must allow secretsmanager:GetSecretValue on it") from None
+        raise ConfigError(
+            SECRET_ENV,
+            f"the secret could not be read ({code})",
+            "re-deploy with `ephemera deploy aws`; the function's role must allow secretsmanager:GetSecretValue on it",
+        ) from None
     except BotoCoreError as exc:
         raise ConfigUnavailableError(f"Secrets Manager was not reachable ({type(exc).__name__})") from None
     text = value.get("SecretString")
@@ -91,7 +94,9 @@ def bound_config(env: Mapping[str, str]) -> dict:
     """The deployment's config: the secret, checked against the digest the function carries."""
     name, digest = env.get(SECRET_ENV), env.get(DIGEST_ENV)
     if not name or not digest:
-        raise ConfigError(SECRET_ENV if not name else DIGEST_ENV, "is not set", "deploy with `ephemera deploy aws` (it sets both)")
+        raise ConfigError(
+            SECRET_ENV if not name else DIGEST_ENV, "is not set", "deploy with `ephemera deploy aws` (it sets both)"
+        )
     if digest in _configs:
         return _configs[digest]
     try:
@@ -99,8 +104,11 @@ def bound_config(env: Mapping[str, str]) -> dict:
     except ValueError:
         raise ConfigError(SECRET_ENV, "does not hold JSON", "re-deploy with `ephemera deploy aws`") from None
     if not isinstance(config, dict) or not hmac.compare_digest(config_digest(config), digest):
-        raise ConfigError(SECRET_ENV, "is not the config this deployment bound (its SHA-256 differs)",
-                          "re-deploy with `ephemera deploy aws` to change the config")
+        raise ConfigError(
+            SECRET_ENV,
+            "is not the config this deployment bound (its SHA-256 differs)",
+            "re-deploy with `ephemera deploy aws` to change the config",
+        )
     _configs[digest] = config
     return config
 
@@ -124,7 +132,9 @@ def is_s3_test_event(event: Any) -> bool:
 
 
 def _direct(action: str, event: dict, config: dict) -> dict:
-    check_remote(action, event, load_config(config, engine_checks=False))  # refuses Records, an alarm, config, run_id for apply, ...
+    check_remote(
+        action, event, load_config(config, engine_checks=False)
+    )  # refuses Records, an alarm, config, run_id for apply, ...
     return invoke(action, {**event, "config": config})
 
 
@@ -142,8 +152,11 @@ def _events(action: str, event: dict, config: dict, env: Mapping[str, str]) -> d
     if event.get("ephemera_kind") == "alarm" and isinstance(event.get(SCHEDULE_ARN), str):
         _check_scheduled(action, event, config)
         return invoke(action, {**base, **event})
-    raise EventError("<event>", "is neither an S3 notification nor the input of this deployment's schedules",
-                     "invoke the direct function (without -events) for a manual request")
+    raise EventError(
+        "<event>",
+        "is neither an S3 notification nor the input of this deployment's schedules",
+        "invoke the direct function (without -events) for a manual request",
+    )
 
 
 def _check_scheduled(action: str, event: dict, raw_config: dict) -> None:
@@ -160,13 +173,19 @@ def _check_scheduled(action: str, event: dict, raw_config: dict) -> None:
         expected = [{}]
     else:
         trig = next((t for t in config.triggers if t.name == name and t.kind == "alarm"), None)
-        expected = [{**r.params, **trig.payload} for r in config.rules
-                    if trig is not None and r.trigger == name and r.action == action]
+        expected = [
+            {**r.params, **trig.payload} for r in config.rules if trig is not None and r.trigger == name and r.action == action
+        ]
     if not expected:
-        raise EventError("ephemera_trigger", f"{name!r} is not an alarm this deployment binds to '{action}'",
-                         "invoke the direct function for a manual request")
+        raise EventError(
+            "ephemera_trigger",
+            f"{name!r} is not an alarm this deployment binds to '{action}'",
+            "invoke the direct function for a manual request",
+        )
     if own not in expected:
-        raise EventError("<event>", f"its params are not the ones the schedule of '{name}' sends", "re-deploy with `ephemera deploy aws`")
+        raise EventError(
+            "<event>", f"its params are not the ones the schedule of '{name}' sends", "re-deploy with `ephemera deploy aws`"
+        )
 
 
 def _retryable(result: dict) -> bool:
@@ -183,7 +202,9 @@ def run(event: Any, remaining_seconds: float, env: Mapping[str, str] | None = No
         if entry not in ENTRIES:
             raise ConfigError(ENTRY_ENV, f"'{entry}' is not one of {', '.join(ENTRIES)}", "re-deploy with `ephemera deploy aws`")
         if not isinstance(event, dict):
-            raise EventError("<event>", f"expected a JSON object, got {type(event).__name__}", "invoke the function with a JSON object")
+            raise EventError(
+                "<event>", f"expected a JSON object, got {type(event).__name__}", "invoke the function with a JSON object"
+            )
         config = bound_config(env)
         with time_limit(max(1.0, remaining_seconds - MARGIN_SECONDS)):
             return _direct(action, event, config) if entry == "direct" else _events(action, event, config, env)

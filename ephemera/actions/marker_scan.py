@@ -42,12 +42,16 @@ class ScanFilter:
 def scan_filter(value: Any) -> ScanFilter:
     """The ``ephemera_scan`` parameter as a filter; ParamError naming the bad field."""
     if not isinstance(value, dict):
-        raise ParamError(SCAN_PARAM, f"expected an object, got {type(value).__name__}", "deploy the scan with functions-create.sh")
+        raise ParamError(
+            SCAN_PARAM, f"expected an object, got {type(value).__name__}", "deploy the scan with functions-create.sh"
+        )
     bucket, prefix, suffix = value.get("bucket"), value.get("prefix", ""), value.get("suffix", [])
     if not isinstance(bucket, str) or not bucket:
         raise ParamError(f"{SCAN_PARAM}.bucket", "missing or not a non-empty string", "name the watched bucket")
     if not isinstance(prefix, str):
-        raise ParamError(f"{SCAN_PARAM}.prefix", f"expected a string, got {type(prefix).__name__}", "a key prefix such as 'outputs/'")
+        raise ParamError(
+            f"{SCAN_PARAM}.prefix", f"expected a string, got {type(prefix).__name__}", "a key prefix such as 'outputs/'"
+        )
     suffixes = [suffix] if isinstance(suffix, str) else suffix
     if not isinstance(suffixes, list) or not all(isinstance(s, str) and s for s in suffixes):
         raise ParamError(f"{SCAN_PARAM}.suffix", "expected a string or a list of non-empty strings", "e.g. ['_SUCCESS.json']")
@@ -68,6 +72,13 @@ def marker_writes(ctx: Context, scan: ScanFilter, trigger: str | None = None) ->
                 info = ctx.storage.head(run.job.output_bucket, key)
             except NoSuchKeyError:
                 continue
-            yield {"ephemera_kind": "object_write", "ephemera_trigger": trigger, "bucket": run.job.output_bucket,
-                   "key": info.key, "etag": info.etag, "size": info.size, "ephemera_time": info.last_modified.isoformat()}
+            yield {
+                "ephemera_kind": "object_write",
+                "ephemera_trigger": trigger,
+                "bucket": run.job.output_bucket,
+                "key": info.key,
+                "etag": info.etag,
+                "size": info.size,
+                "ephemera_time": info.last_modified.isoformat(),
+            }
             break  # one marker per run: the first one written wins, as with the feed's first event

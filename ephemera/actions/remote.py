@@ -44,25 +44,38 @@ def check_remote(action: str, params: dict, config: Config) -> None:
     allowed = ALLOWED.get(action, ())
     for key in params:
         if key == ACTION_PARAM:
-            raise ParamError(key, f"the action is fixed by the deployment (this one runs '{action}')",
-                             "invoke the deployed action you mean instead")
+            raise ParamError(
+                key,
+                f"the action is fixed by the deployment (this one runs '{action}')",
+                "invoke the deployed action you mean instead",
+            )
         if key in CONFIG_PARAMS:
             raise ParamError(key, "a request may not carry a config", "the function's config is its EPHEMERA_CONFIG_JSON secret")
         if key == "run_id" and action == "apply":
-            raise ParamError(key, "a remote request may not choose the run id", "leave it out; pass idempotency_key to make a retry safe")
+            raise ParamError(
+                key, "a remote request may not choose the run id", "leave it out; pass idempotency_key to make a retry safe"
+            )
         if key not in allowed:
-            raise ParamError(key, f"a remote request to '{action}' may not set it (it may set: {_listed(allowed)})", "leave it out")
+            raise ParamError(
+                key, f"a remote request to '{action}' may not set it (it may set: {_listed(allowed)})", "leave it out"
+            )
     kind = params.get("ephemera_kind")
     if kind is not None and kind != "manual":
-        raise ParamError("ephemera_kind", f"'{kind}': a remote request is a manual event (alarms and object writes "
-                         "come from the deployment's subscriptions)", "send ephemera_kind: manual")
+        raise ParamError(
+            "ephemera_kind",
+            f"'{kind}': a remote request is a manual event (alarms and object writes come from the deployment's subscriptions)",
+            "send ephemera_kind: manual",
+        )
     if "params" in params:
         _check_params(params["params"], config)
     if "workspace" in params:
         own = config.workspace.name
         if params["workspace"] != own:
-            raise ParamError("workspace", f"{params['workspace']!r} is not the deployed config's workspace '{own}'",
-                             "leave it out: a deployment applies its own workspace")
+            raise ParamError(
+                "workspace",
+                f"{params['workspace']!r} is not the deployed config's workspace '{own}'",
+                "leave it out: a deployment applies its own workspace",
+            )
 
 
 def _check_params(value: Any, config: Config) -> None:
@@ -71,5 +84,8 @@ def _check_params(value: Any, config: Config) -> None:
     allowed = list(config.workload.remote_params)
     for key in value:
         if key not in allowed:
-            raise ParamError(f"params.{key}", f"is not in workload.remote_params ({_listed(tuple(allowed))})",
-                             "list it in workload.remote_params of the deployed config, or leave it out")
+            raise ParamError(
+                f"params.{key}",
+                f"is not in workload.remote_params ({_listed(tuple(allowed))})",
+                "list it in workload.remote_params of the deployed config, or leave it out",
+            )

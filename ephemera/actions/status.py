@@ -17,8 +17,13 @@ POLL_SECONDS = 15.0  # budget one engine poll and record write needs
 
 
 def _summary(run) -> dict:
-    return {"run_id": run.run_id, "workspace": run.workspace, "state": str(run.state), "outputs": run.outputs,
-            "error": run.error.to_dict() if run.error else None}
+    return {
+        "run_id": run.run_id,
+        "workspace": run.workspace,
+        "state": str(run.state),
+        "outputs": run.outputs,
+        "error": run.error.to_dict() if run.error else None,
+    }
 
 
 def handle(ctx: Context, params: dict) -> dict:

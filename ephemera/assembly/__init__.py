@@ -50,5 +50,15 @@ def with_signing_key(config: Config) -> Config:
     return load_config(bind_signing_key(config.to_dict(redact=False), config))
 
 
-__all__ = ["Config", "find_config_file", "get_engine", "get_storage", "json_schema", "load_config",
-           "raw_secret_values", "root_model", "validate", "with_signing_key"]
+__all__ = [
+    "Config",
+    "find_config_file",
+    "get_engine",
+    "get_storage",
+    "json_schema",
+    "load_config",
+    "raw_secret_values",
+    "root_model",
+    "validate",
+    "with_signing_key",
+]

@@ -66,8 +66,10 @@ def _cell(text: str) -> str:
 
 
 def _rows(prefix: str, model: type[BaseModel]) -> list[str]:
-    return [f"| `{prefix}{name}` | {type_label(field)} | {default_label(field)} | {_cell(field.description or '')} |"
-            for name, field in model.model_fields.items()]
+    return [
+        f"| `{prefix}{name}` | {type_label(field)} | {default_label(field)} | {_cell(field.description or '')} |"
+        for name, field in model.model_fields.items()
+    ]
 
 
 def _item_model(annotation: Any) -> type[Section] | None:
@@ -94,7 +96,7 @@ def key_table() -> str:
 def page_table(text: str) -> str | None:
     """The generated block of a page's text (between the markers), or None without one."""
     span = _block(text)
-    return None if span is None else text[span[1]:span[2]].strip("\n") + "\n"
+    return None if span is None else text[span[1] : span[2]].strip("\n") + "\n"
 
 
 def _block(text: str) -> tuple[int, int, int] | None:

@@ -67,8 +67,9 @@ def find_config_file() -> Path | None:
     if env:
         path = Path(env).expanduser()
         if not path.is_file():
-            raise ConfigFileError(env, "is not a file (named by EPHEMERA_CONFIG_FILE)",
-                                  "point EPHEMERA_CONFIG_FILE at your config, or unset it")
+            raise ConfigFileError(
+                env, "is not a file (named by EPHEMERA_CONFIG_FILE)", "point EPHEMERA_CONFIG_FILE at your config, or unset it"
+            )
         return path
     for candidate in (Path.cwd() / ".ephemera.yaml", Path.home() / ".ephemera" / "config"):
         if candidate.is_file():
@@ -101,7 +102,9 @@ def load_config(source: Mapping | str | os.PathLike | Config | None = None, *, e
     except OSError as exc:
         raise ConfigFileError(str(path), f"cannot be read ({exc.strerror})", "check the path and permissions") from None
     except UnicodeDecodeError as exc:
-        raise ConfigFileError(str(path), f"is not UTF-8 text (byte {exc.start} cannot be decoded)", "save the file as UTF-8") from None
+        raise ConfigFileError(
+            str(path), f"is not UTF-8 text (byte {exc.start} cannot be decoded)", "save the file as UTF-8"
+        ) from None
     try:
         raw = yaml.safe_load(text)
     except RecursionError:

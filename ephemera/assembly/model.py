@@ -35,9 +35,15 @@ def root_model() -> type[BaseModel]:
 def _choice(base: type[Section], names: tuple[str, ...], default: str) -> type[Section]:
     """``base`` with its ``backend`` field limited to the registered names."""
     field = base.model_fields["backend"]
-    return create_model(base.__name__, __base__=base, __doc__=base.__doc__,
-                        backend=(Literal[names],  # type: ignore[arg-type]  # the names registered at run time
-                                 Field(default, description=field.description)))
+    return create_model(
+        base.__name__,
+        __base__=base,
+        __doc__=base.__doc__,
+        backend=(
+            Literal[names],  # type: ignore[arg-type]  # the names registered at run time
+            Field(default, description=field.description),
+        ),
+    )
 
 
 def _add_sections(fields: dict[str, Any], specs: list) -> None:
@@ -63,8 +69,10 @@ def _assemble(backends: tuple, default_backend: str, engines: tuple, default_eng
         fields[name] = (model, Field(default_factory=model, description=model.__doc__))
     fields["triggers"] = (list[TriggerEntry], Field(default_factory=list, description=TriggerEntry.__doc__))
     fields["rules"] = (list[RuleEntry], Field(default_factory=list, description=RuleEntry.__doc__))
-    fields["home"] = (Optional[str], Field(None, description="the Ephemera home (workspaces, logs); default ~/.ephemera",
-                                            examples=["~/.ephemera"]))
+    fields["home"] = (
+        Optional[str],
+        Field(None, description="the Ephemera home (workspaces, logs); default ~/.ephemera", examples=["~/.ephemera"]),
+    )
     return create_model("EphemeraConfig", __base__=Section, __doc__="The Ephemera config (one YAML file).", **fields)
 
 

@@ -84,27 +84,41 @@ def bootstrap_script() -> str:
 def _presign(storage: Storage, bucket: str, key: str, method: str, expires: int, needed: bool) -> str | None:
     url = storage.presign(bucket, key, method, expires)
     if url is None and needed:
-        raise ConfigError("storage.backend", f"the {storage.backend} storage cannot presign here and its VMs have no identity",
-                          "give the VMs an identity (see the storage backend's settings) or use keys that can presign")
+        raise ConfigError(
+            "storage.backend",
+            f"the {storage.backend} storage cannot presign here and its VMs have no identity",
+            "give the VMs an identity (see the storage backend's settings) or use keys that can presign",
+        )
     return url
 
 
 def _credentials(storage: Storage, signer: Storage, bucket: str, key: str, creds: dict) -> dict:
     storage.put(bucket, key, json.dumps(creds).encode())
-    return {"url": _presign(signer, bucket, key, "GET", CREDENTIALS_URL_SECONDS, True),
-            "delete_url": _presign(signer, bucket, key, "DELETE", CREDENTIALS_URL_SECONDS, True),
-            "expires_in": CREDENTIALS_URL_SECONDS}
+    return {
+        "url": _presign(signer, bucket, key, "GET", CREDENTIALS_URL_SECONDS, True),
+        "delete_url": _presign(signer, bucket, key, "DELETE", CREDENTIALS_URL_SECONDS, True),
+        "expires_in": CREDENTIALS_URL_SECONDS,
+    }
 
 
 def run_scope(ctx, run, ref: BundleRef) -> RunScope:
     """What the run's VMs may reach, and for how long (until the hard deadline, plus a margin)."""
     job = run.job
     left = (datetime.fromisoformat(run.hard_deadline) - now_utc()).total_seconds()
-    return RunScope(run_id=run.run_id, state_bucket=ctx.config.state_bucket, output_bucket=job.output_bucket,
-                    prefixes=layout.run_prefixes(run.run_id, job.output_prefix, ref.sha256, wheelhouse_sha256=ref.wheelhouse_sha256,
-                                                 inputs=event_inputs(ctx.config, job.event)),
-                    seconds=int(max(0, left)) + DEADLINE_MARGIN_SECONDS,
-                    vms_on_host=engine_spec(ctx.config.engine.backend).vms_on_host(ctx.config))
+    return RunScope(
+        run_id=run.run_id,
+        state_bucket=ctx.config.state_bucket,
+        output_bucket=job.output_bucket,
+        prefixes=layout.run_prefixes(
+            run.run_id,
+            job.output_prefix,
+            ref.sha256,
+            wheelhouse_sha256=ref.wheelhouse_sha256,
+            inputs=event_inputs(ctx.config, job.event),
+        ),
+        seconds=int(max(0, left)) + DEADLINE_MARGIN_SECONDS,
+        vms_on_host=engine_spec(ctx.config.engine.backend).vms_on_host(ctx.config),
+    )
 
 
 def prefixes_variable(scope: RunScope) -> dict:
@@ -112,9 +126,14 @@ def prefixes_variable(scope: RunScope) -> dict:
     stack that gives its VMs a per-run identity (aws-ec2-gpu: an instance profile) can
     scope that identity's policy to the run without knowing the storage layout."""
     p = scope.prefixes
-    return {"state_bucket": scope.state_bucket, "output_bucket": scope.output_bucket,
-            "read": list(p.read), "write": list(p.write), "output": list(p.output),
-            "inputs": [{"bucket": bucket, "key": key} for bucket, key in p.inputs]}
+    return {
+        "state_bucket": scope.state_bucket,
+        "output_bucket": scope.output_bucket,
+        "read": list(p.read),
+        "write": list(p.write),
+        "output": list(p.output),
+        "inputs": [{"bucket": bucket, "key": key} for bucket, key in p.inputs],
+    }
 
 
 def remove_credentials(storage: Storage, bucket: str, run_id: str) -> int:
@@ -144,26 +163,46 @@ def prepare_boot(ctx, run) -> Boot:
     creds_keys = [layout.credentials_key(run.run_id, w, secrets.token_hex(8)) for w in workers] if creds else []
     signer = storage
     if by_url:
-        objects = ([("GET", bucket, ref.key), ("PUT", job.output_bucket, marker_key)]
-                   + ([("GET", bucket, ref.wheelhouse["key"])] if ref.wheelhouse else [])
-                   + [(m, bucket, k) for k in creds_keys for m in ("GET", "DELETE")])
+        objects = (
+            [("GET", bucket, ref.key), ("PUT", job.output_bucket, marker_key)]
+            + ([("GET", bucket, ref.wheelhouse["key"])] if ref.wheelhouse else [])
+            + [(m, bucket, k) for k in creds_keys for m in ("GET", "DELETE")]
+        )
         signer = spec.vm_presigner(config, scope, objects, max(expires, CREDENTIALS_URL_SECONDS)) or storage
     common = {
-        "format": BOOT_FORMAT, "run_id": run.run_id, "worker_count": job.worker_count, "state_bucket": bucket,
-        "storage": {"backend": backend, backend: access.section}, "identity": access.identity,
-        "extras": list(spec.vm_extras), "hard_deadline": run.hard_deadline, "entry": job.entry,
+        "format": BOOT_FORMAT,
+        "run_id": run.run_id,
+        "worker_count": job.worker_count,
+        "state_bucket": bucket,
+        "storage": {"backend": backend, backend: access.section},
+        "identity": access.identity,
+        "extras": list(spec.vm_extras),
+        "hard_deadline": run.hard_deadline,
+        "entry": job.entry,
         "run_key": run_key(config, run.run_id),  # a secret (ephemera.runkeys): vm_boot must be sensitive
-        "bundle": {"key": ref.key, "sha256": ref.sha256, "size": ref.size,
-                   "url": _presign(signer, bucket, ref.key, "GET", expires, by_url) if by_url else None,
-                   "wheelhouse": {**ref.wheelhouse, "url": _presign(signer, bucket, ref.wheelhouse["key"], "GET", expires, by_url)
-                                  if by_url else None} if ref.wheelhouse else None},
-        "marker": {"bucket": job.output_bucket, "key": marker_key,
-                   "url": _presign(signer, job.output_bucket, marker_key, "PUT", expires, by_url) if by_url else None},
+        "bundle": {
+            "key": ref.key,
+            "sha256": ref.sha256,
+            "size": ref.size,
+            "url": _presign(signer, bucket, ref.key, "GET", expires, by_url) if by_url else None,
+            "wheelhouse": {
+                **ref.wheelhouse,
+                "url": _presign(signer, bucket, ref.wheelhouse["key"], "GET", expires, by_url) if by_url else None,
+            }
+            if ref.wheelhouse
+            else None,
+        },
+        "marker": {
+            "bucket": job.output_bucket,
+            "key": marker_key,
+            "url": _presign(signer, job.output_bucket, marker_key, "PUT", expires, by_url) if by_url else None,
+        },
     }
     documents: list[BootDocument] = []
     for worker in workers:
         delivery = _credentials(storage, signer, bucket, creds_keys[worker], creds) if creds else None
         documents.append({**common, "worker": worker, "credentials": delivery})  # type: ignore[typeddict-item]  # common is a dict of BootDocument's fields
     variables = {**access.variables, "bootstrap_script": bootstrap_script(), "run_prefixes": prefixes_variable(scope)}
-    return Boot(bundle=ref, documents=documents, variables=variables,
-                secure_variables={"vm_boot": [_encode(d) for d in documents]})
+    return Boot(
+        bundle=ref, documents=documents, variables=variables, secure_variables={"vm_boot": [_encode(d) for d in documents]}
+    )

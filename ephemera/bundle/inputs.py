@@ -53,9 +53,13 @@ def _refusal(config, bucket: str, key: str) -> str:
     applying = {rule.trigger for rule in config.rules if _value(rule.action) == "apply"}
     for trig in config.triggers:
         suffixes = list(trig.suffix or [])
-        if (trig.kind == TriggerKind.OBJECT_WRITE and trig.name in applying and trig.bucket == bucket
-                and key.startswith(trig.prefix)
-                and (not suffixes or key.endswith(tuple(suffixes)))):
+        if (
+            trig.kind == TriggerKind.OBJECT_WRITE
+            and trig.name in applying
+            and trig.bucket == bucket
+            and key.startswith(trig.prefix)
+            and (not suffixes or key.endswith(tuple(suffixes)))
+        ):
             return ""
     return "no object_write trigger of the config that fires an apply watches it"
 

@@ -68,8 +68,11 @@ def vm_requirements(extras: Iterable[str], workload: Iterable[str]) -> list[str]
     """What a VM installs besides Ephemera's wheel: its set, the extras', the workload's."""
     unknown = sorted(set(extras) - set(VM_EXTRAS))
     if unknown:
-        raise ConfigError("storage.backend", f"VM extra(s) {', '.join(unknown)} are not declared in ephemera.bundle.lock",
-                          "declare what the backend's VMs install in VM_EXTRAS")
+        raise ConfigError(
+            "storage.backend",
+            f"VM extra(s) {', '.join(unknown)} are not declared in ephemera.bundle.lock",
+            "declare what the backend's VMs install in VM_EXTRAS",
+        )
     reqs = list(VM_REQUIREMENTS) + [r for e in sorted(set(extras)) for r in VM_EXTRAS[e]]
     return reqs + [r for r in workload if r not in reqs]
 
@@ -84,8 +87,11 @@ def find_uv() -> str:
         pass
     found = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
     if not os.access(found, os.X_OK):
-        raise ConfigError("workload.requirements", "uv is not installed here, and a cloud VM's bundle needs a hashed lock",
-                          "install Ephemera with its dependencies (`pip install ephemera`), which include uv")
+        raise ConfigError(
+            "workload.requirements",
+            "uv is not installed here, and a cloud VM's bundle needs a hashed lock",
+            "install Ephemera with its dependencies (`pip install ephemera`), which include uv",
+        )
     return found
 
 
@@ -137,17 +143,37 @@ def compile_lock(reqs: list[str], uv: str | None = None, wheels: Sequence[Path] 
     return text
 
 
-def resolve(reqs: list[str], uv: str | None = None, find_links: Path | None = None,
-            field: str = "workload.requirements", here: bool = False) -> str:
+def resolve(
+    reqs: list[str],
+    uv: str | None = None,
+    find_links: Path | None = None,
+    field: str = "workload.requirements",
+    here: bool = False,
+) -> str:
     """``reqs`` resolved now into a hashed lock (no cache); ``find_links``: a folder of
     wheels that count as published (their own SHA-256 is what the lock pins); ``here``: for
     this interpreter only, wheels only (else every platform and CPython from MIN_PYTHON)."""
     target = ["--python", sys.executable, "--only-binary", ":all:"] if here else ["--universal", "--python-version", MIN_PYTHON]
-    cmd = [uv or find_uv(), "pip", "compile", "-", *target, "--generate-hashes",
-           "--no-header", "--no-annotate", "--quiet", "--no-config"]
+    cmd = [
+        uv or find_uv(),
+        "pip",
+        "compile",
+        "-",
+        *target,
+        "--generate-hashes",
+        "--no-header",
+        "--no-annotate",
+        "--quiet",
+        "--no-config",
+    ]
     cmd += ["--find-links", str(find_links)] if find_links is not None else []
-    done = subprocess.run(cmd, input="".join(r + "\n" for r in reqs), capture_output=True, text=True,
-                          env={**os.environ, "UV_PYTHON_DOWNLOADS": "never"})
+    done = subprocess.run(
+        cmd,
+        input="".join(r + "\n" for r in reqs),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "UV_PYTHON_DOWNLOADS": "never"},
+    )
     if done.returncode != 0:
         tail = "\n".join(done.stderr.strip().splitlines()[-12:])
         raise ConfigError(field, f"the requirements cannot be locked:\n{tail}", LOCK_FIX)

@@ -70,13 +70,19 @@ def requirements(config) -> list[str]:
     try:
         lines = path.read_text().splitlines()
     except OSError:
-        raise ConfigError("workload.requirements", f"the requirements file '{value}' cannot be read (looked at {path})",
-                          "fix the path, or list the requirements") from None
+        raise ConfigError(
+            "workload.requirements",
+            f"the requirements file '{value}' cannot be read (looked at {path})",
+            "fix the path, or list the requirements",
+        ) from None
     reqs = [line.split("#", 1)[0].strip() for line in lines]
     options = [r for r in reqs if r.startswith("-")]
     if options:
-        raise ConfigError("workload.requirements", f"'{options[0]}' in {path}: options are not supported",
-                          "list plain requirements (name, version, extras, markers) only")
+        raise ConfigError(
+            "workload.requirements",
+            f"'{options[0]}' in {path}: options are not supported",
+            "list plain requirements (name, version, extras, markers) only",
+        )
     return [r for r in reqs if r]
 
 
@@ -102,8 +108,11 @@ def pack(config, out_dir: str | Path, lock: bool | None = None) -> Bundle:
     exclude = [p for p in [config_file(config)] if p is not None]
     files = source_files(root, config.workload.ignore, exclude) if root is not None else []
     if sum(p.stat().st_size for _, p in files) > MAX_SOURCE_BYTES:
-        raise ConfigError("workload.source", f"holds more than {MAX_SOURCE_BYTES >> 20} MiB of files",
-                          "put data in the bucket and read it from there, or add ignore patterns")
+        raise ConfigError(
+            "workload.source",
+            f"holds more than {MAX_SOURCE_BYTES >> 20} MiB of files",
+            "put data in the bucket and read it from there, or add ignore patterns",
+        )
     with tempfile.TemporaryDirectory(dir=out_dir if out_dir.is_dir() else None) as tmp:
         reqs = requirements(config)
         secrets = SecretCheck(config.secret_values())
@@ -121,13 +130,20 @@ def pack(config, out_dir: str | Path, lock: bool | None = None) -> Bundle:
         lock_text = compile_lock(vm_reqs + pins(built), wheels=built) if locked else None
         missing = [] if locked else missing_requirements(reqs)
         house: Wheelhouse | None = build_wheelhouse(missing, out_dir) if missing else None
-        manifest = {"format": FORMAT, "wheel": wheel.name, "wheel_sha256": hashlib.sha256(wheel_bytes).hexdigest(),
-                    "requirements": reqs, "lock": LOCK_FILE if locked else None,
-                    "wheelhouse": [w.name for w in built],
-                    "local_wheelhouse": ({"lock": WHEELHOUSE_LOCK, "sha256": house.sha256, "size": house.size,
-                                          "files": house.files} if house else None),
-                    "entry": config.workload.entry,
-                    "source": SOURCE_DIR if root is not None else None, "source_files": [n for n, _ in files]}
+        manifest = {
+            "format": FORMAT,
+            "wheel": wheel.name,
+            "wheel_sha256": hashlib.sha256(wheel_bytes).hexdigest(),
+            "requirements": reqs,
+            "lock": LOCK_FILE if locked else None,
+            "wheelhouse": [w.name for w in built],
+            "local_wheelhouse": (
+                {"lock": WHEELHOUSE_LOCK, "sha256": house.sha256, "size": house.size, "files": house.files} if house else None
+            ),
+            "entry": config.workload.entry,
+            "source": SOURCE_DIR if root is not None else None,
+            "source_files": [n for n, _ in files],
+        }
         raw = io.BytesIO()
         with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
             tar_member(tar, "manifest.json", json.dumps(manifest, indent=1, sort_keys=True).encode())
@@ -160,14 +176,21 @@ def read_bundle(path: str | Path) -> Bundle:
             member = tar.extractfile("manifest.json")
             manifest = json.loads(member.read()) if member is not None else None
     except (OSError, tarfile.TarError, KeyError, ValueError) as exc:
-        raise ConfigError("bundle", f"'{path}' is not a run bundle ({type(exc).__name__})",
-                          "give the .tar.gz that `ephemera bundle pack` wrote") from None
+        raise ConfigError(
+            "bundle", f"'{path}' is not a run bundle ({type(exc).__name__})", "give the .tar.gz that `ephemera bundle pack` wrote"
+        ) from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ConfigError("bundle", f"'{path}' has no bundle manifest of format {FORMAT}",
-                          "pack it again with this version: `ephemera bundle pack`")
+        raise ConfigError(
+            "bundle",
+            f"'{path}' has no bundle manifest of format {FORMAT}",
+            "pack it again with this version: `ephemera bundle pack`",
+        )
     house = manifest.get("local_wheelhouse")
     beside = path.parent / f"wheelhouse-{house['sha256']}.tar" if house else None
     if beside is not None and not beside.is_file():
-        raise ConfigError("bundle", f"'{path}' needs its wheelhouse '{beside.name}' beside it, and it is not there",
-                          "keep the files `ephemera bundle pack` wrote together, or pack again")
+        raise ConfigError(
+            "bundle",
+            f"'{path}' needs its wheelhouse '{beside.name}' beside it, and it is not there",
+            "keep the files `ephemera bundle pack` wrote together, or pack again",
+        )
     return Bundle(path=path, sha256=hashlib.sha256(data).hexdigest(), size=len(data), manifest=manifest, wheelhouse=beside)

@@ -45,8 +45,9 @@ def check_workload(config: Config, packing: bool = False) -> None:
     problems: list[ConfigError] = []
     root = workload_source(config)
     try:
-        problems += entry_problems(config.workload.entry, root, config.workload.ignore,
-                                   [p for p in [config_file(config)] if p is not None])
+        problems += entry_problems(
+            config.workload.entry, root, config.workload.ignore, [p for p in [config_file(config)] if p is not None]
+        )
     except ConfigError as exc:  # the source itself is refused (a link out of it)
         problems.append(exc)
     try:
@@ -125,16 +126,26 @@ def entry_problems(entry: str, root: Optional[Path], ignore=(), exclude=()) -> l
         found, path = _installed_file(module)
         if not found:
             shown = module.replace(".", "/") + ".py"
-            return [ConfigError(ENTRY, f"no module '{module}' in {where}",
-                                f"the entry is 'module:function' with the module a file of the source ({shown}); "
-                                "fix the entry, or workload.source")]
+            return [
+                ConfigError(
+                    ENTRY,
+                    f"no module '{module}' in {where}",
+                    f"the entry is 'module:function' with the module a file of the source ({shown}); "
+                    "fix the entry, or workload.source",
+                )
+            ]
         if path is None:
             return []  # a compiled or namespace module: importable, not readable here
     try:
         tree = ast.parse(path.read_bytes(), filename=str(path))
     except SyntaxError as exc:
-        return [ConfigError(ENTRY, f"'{path.name}' does not parse: {exc.msg} at line {exc.lineno}",
-                            "fix the syntax error (it would fail on the VM)")]
+        return [
+            ConfigError(
+                ENTRY,
+                f"'{path.name}' does not parse: {exc.msg} at line {exc.lineno}",
+                "fix the syntax error (it would fail on the VM)",
+            )
+        ]
     if not defines(tree, func):
         tops = sorted(n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
         known = f"it defines {', '.join(tops)}" if tops else "it defines no function"
@@ -150,8 +161,13 @@ def parse_requirements(lines: list[str]) -> tuple[list, list[ConfigError]]:
             parsed.append(Requirement(line))
         except InvalidRequirement as exc:
             reason = str(exc).splitlines()[0]
-            bad.append(ConfigError(REQUIREMENTS, f"'{line}' is not a requirement ({reason})",
-                                   "write PEP 508: name, optional [extras], version specifiers, e.g. 'numpy>=1.26'"))
+            bad.append(
+                ConfigError(
+                    REQUIREMENTS,
+                    f"'{line}' is not a requirement ({reason})",
+                    "write PEP 508: name, optional [extras], version specifiers, e.g. 'numpy>=1.26'",
+                )
+            )
     return parsed, bad
 
 

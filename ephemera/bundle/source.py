@@ -27,19 +27,41 @@ from ephemera.errors import ConfigError
 from ephemera.secrets import Scrubber, encoded_forms
 
 IGNORE_FILE = ".ephemeraignore"
-BUILD_DEBRIS = (".git/", "__pycache__/", "*.pyc", ".venv/", "venv/", ".mypy_cache/", ".pytest_cache/",
-                ".ipynb_checkpoints/")
+BUILD_DEBRIS = (".git/", "__pycache__/", "*.pyc", ".venv/", "venv/", ".mypy_cache/", ".pytest_cache/", ".ipynb_checkpoints/")
 # Where keys live. ssh keys by their key-type names, not ``id_*``, which would also take
 # code such as ``id_utils.py``; a key under another name is still refused by the
 # secret check if the config declares it, and can be listed in workload.ignore.
-KEY_FILES = (".env", ".env.*", ".envrc", "*.pem", "*.key", "*.p12", "*.pfx", "id_rsa*", "id_dsa*", "id_ecdsa*",
-             "id_ed25519*", ".aws/", ".ssh/", ".gnupg/", ".docker/", ".netrc", ".pypirc", ".git-credentials",
-             "*.tfstate", "*.tfstate.*", "*.tfvars", "*.tfvars.json")
+KEY_FILES = (
+    ".env",
+    ".env.*",
+    ".envrc",
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    "id_rsa*",
+    "id_dsa*",
+    "id_ecdsa*",
+    "id_ed25519*",
+    ".aws/",
+    ".ssh/",
+    ".gnupg/",
+    ".docker/",
+    ".netrc",
+    ".pypirc",
+    ".git-credentials",
+    "*.tfstate",
+    "*.tfstate.*",
+    "*.tfvars",
+    "*.tfvars.json",
+)
 CONFIG_FILES = (".ephemera.yaml", ".ephemera.yml", "ephemera.yaml", "ephemera.yml")
 DEFAULT_IGNORE = BUILD_DEBRIS + KEY_FILES + CONFIG_FILES
 LINK_FIX = "replace the link with the file itself, or leave it out with workload.ignore"
-SECRET_FIX = ("keep secrets in the config (or the environment), not in the workload's files; "
-              "remove the value from the file, or leave the file out with workload.ignore")
+SECRET_FIX = (
+    "keep secrets in the config (or the environment), not in the workload's files; "
+    "remove the value from the file, or leave the file out with workload.ignore"
+)
 
 
 def _ignored(rel: str, is_dir: bool, patterns: list[str]) -> bool:
@@ -86,8 +108,11 @@ def source_files(root: Path, extra_ignore: Iterable[str] = (), exclude: Iterable
     excluded = {Path(p).resolve() for p in exclude}
     if root.is_file():
         if root in excluded:
-            raise ConfigError("workload.source", f"'{root.name}' is the config file itself",
-                              "point workload.source at the workload's code, not at the config")
+            raise ConfigError(
+                "workload.source",
+                f"'{root.name}' is the config file itself",
+                "point workload.source at the workload's code, not at the config",
+            )
         return [(root.name, root)]
     patterns = _patterns(root, extra_ignore)
     found = []

@@ -62,9 +62,17 @@ def _wheelhouse(manifest: dict) -> dict | None:
 
 
 def _ref(bundle_key: str, sha256: str, size: int, manifest: dict, reused: bool) -> BundleRef:
-    return BundleRef(key=bundle_key, sha256=sha256, size=size, wheel=manifest["wheel"],
-                     requirements=list(manifest["requirements"]), source_files=len(manifest["source_files"]), reused=reused,
-                     locked=bool(manifest.get("lock")), wheelhouse=_wheelhouse(manifest))
+    return BundleRef(
+        key=bundle_key,
+        sha256=sha256,
+        size=size,
+        wheel=manifest["wheel"],
+        requirements=list(manifest["requirements"]),
+        source_files=len(manifest["source_files"]),
+        reused=reused,
+        locked=bool(manifest.get("lock")),
+        wheelhouse=_wheelhouse(manifest),
+    )
 
 
 def _put_once(storage: Storage, bucket: str, key: str, path: Path, size: int) -> bool:
@@ -87,8 +95,11 @@ def publish(storage: Storage, bucket: str, bundle: Bundle) -> BundleRef:
     house = _wheelhouse(bundle.manifest)
     if house is not None:
         if bundle.wheelhouse is None:
-            raise ConfigError("bundle", f"bundle {bundle.sha256[:12]}... names a wheelhouse and none came with it",
-                              "pack it again (`ephemera bundle pack`), keeping the files it writes together")
+            raise ConfigError(
+                "bundle",
+                f"bundle {bundle.sha256[:12]}... names a wheelhouse and none came with it",
+                "pack it again (`ephemera bundle pack`), keeping the files it writes together",
+            )
         _put_once(storage, bucket, house["key"], bundle.wheelhouse, house["size"])
     reused = _put_once(storage, bucket, key, bundle.path, bundle.size)
     document = {"format": MANIFEST_FORMAT, "key": key, "sha256": bundle.sha256, "size": bundle.size, "manifest": bundle.manifest}
@@ -103,23 +114,31 @@ def stored(storage: Storage, bucket: str, sha256: str) -> BundleRef:
         document = json.loads(storage.get(bucket, layout.bundle_manifest_key(sha256)))
         size = storage.head(bucket, layout.bundle_key(sha256)).size
     except NoSuchKeyError:
-        raise ConfigError("workload.bundle", f"bundle {sha256[:12]}... is not in the state bucket '{bucket}'", PUBLISH_FIX) from None
+        raise ConfigError(
+            "workload.bundle", f"bundle {sha256[:12]}... is not in the state bucket '{bucket}'", PUBLISH_FIX
+        ) from None
     except ValueError:
         document = None
     manifest = document.get("manifest") if isinstance(document, dict) else None
     if not isinstance(manifest, dict) or not {"wheel", "requirements", "source_files"} <= set(manifest):
         raise ConfigError("workload.bundle", f"the manifest of bundle {sha256[:12]}... is not one Ephemera wrote", PUBLISH_FIX)
     if size != document.get("size"):
-        raise ConfigError("workload.bundle", f"bundle {sha256[:12]}... holds {size} bytes, its manifest says {document.get('size')}",
-                          PUBLISH_FIX)
+        raise ConfigError(
+            "workload.bundle",
+            f"bundle {sha256[:12]}... holds {size} bytes, its manifest says {document.get('size')}",
+            PUBLISH_FIX,
+        )
     house = _wheelhouse(manifest)
     try:
         complete = house is None or storage.head(bucket, house["key"]).size == house["size"]
     except NoSuchKeyError:
         complete = False
     if not complete:
-        raise ConfigError("workload.bundle", f"the wheelhouse of bundle {sha256[:12]}... is not (complete) in the state "
-                          f"bucket '{bucket}'", PUBLISH_FIX)
+        raise ConfigError(
+            "workload.bundle",
+            f"the wheelhouse of bundle {sha256[:12]}... is not (complete) in the state bucket '{bucket}'",
+            PUBLISH_FIX,
+        )
     return _ref(layout.bundle_key(sha256), sha256, size, manifest, True)
 
 
@@ -128,9 +147,11 @@ def run_bundle(config, storage: Storage) -> BundleRef:
     sha256 = config.workload.bundle
     ref = stored(storage, config.state_bucket, sha256) if sha256 else publish_config_bundle(config, storage)
     if needs_lock(config) and not ref.locked:  # its VMs would refuse it at boot: say so before anything is applied
-        raise ConfigError("workload.bundle", f"bundle {ref.sha256[:12]}... carries no hashed lock, and this stack's VMs "
-                          "install only locked packages", "pack and publish it again with this version of Ephemera "
-                          "(`ephemera bundle publish`, or `ephemera deploy`)")
+        raise ConfigError(
+            "workload.bundle",
+            f"bundle {ref.sha256[:12]}... carries no hashed lock, and this stack's VMs install only locked packages",
+            "pack and publish it again with this version of Ephemera (`ephemera bundle publish`, or `ephemera deploy`)",
+        )
     return ref
 
 

@@ -39,8 +39,11 @@ def _package_dir(name: str) -> Path:
     must not import ``lithops_bridge`` (the layer contract), it only packs its files."""
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigError("workload.bundle", f"the package '{name}' is not installed here, so no run bundle can be packed",
-                          "install Ephemera with its lithops_bridge package (pip install ephemera), or set workload.bundle")
+        raise ConfigError(
+            "workload.bundle",
+            f"the package '{name}' is not installed here, so no run bundle can be packed",
+            "install Ephemera with its lithops_bridge package (pip install ephemera), or set workload.bundle",
+        )
     return Path(list(spec.submodule_search_locations)[0]).resolve()
 
 
@@ -81,9 +84,12 @@ def installed_distribution() -> importlib.metadata.Distribution:
             return dist
     if found and found[0].read_text("PKG-INFO"):
         return found[0]
-    raise ConfigError("workload.bundle", "Ephemera's distribution metadata is not installed here, so no run bundle can be packed "
-                      "(a deployed action has none)", "deploy with `ephemera deploy`, which publishes the bundle and sets "
-                      "workload.bundle, or publish one with `ephemera bundle publish` and set workload.bundle")
+    raise ConfigError(
+        "workload.bundle",
+        "Ephemera's distribution metadata is not installed here, so no run bundle can be packed (a deployed action has none)",
+        "deploy with `ephemera deploy`, which publishes the bundle and sets "
+        "workload.bundle, or publish one with `ephemera bundle publish` and set workload.bundle",
+    )
 
 
 def wheel_name() -> str:
@@ -96,7 +102,9 @@ def build_wheel(out_dir: str | Path) -> Path:
     info = f"{DIST}-{dist.version}.dist-info"
     entries: list[tuple[str, bytes]] = [(arc, path.read_bytes()) for arc, path in package_files()]
     entries.append((f"{info}/METADATA", (dist.read_text("METADATA") or dist.read_text("PKG-INFO") or "").encode()))
-    entries.append((f"{info}/WHEEL", f"Wheel-Version: 1.0\nGenerator: ephemera.bundle\nRoot-Is-Purelib: true\nTag: {TAG}\n".encode()))
+    entries.append(
+        (f"{info}/WHEEL", f"Wheel-Version: 1.0\nGenerator: ephemera.bundle\nRoot-Is-Purelib: true\nTag: {TAG}\n".encode())
+    )
     entry_points = dist.read_text("entry_points.txt")
     if entry_points:
         entries.append((f"{info}/entry_points.txt", entry_points.encode()))

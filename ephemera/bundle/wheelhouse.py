@@ -118,15 +118,26 @@ def problems(missing: list[Requirement]) -> list[ConfigError]:
             except ConfigError as exc:
                 failed.append((req, _reason(exc)))
         if not failed:  # each resolves alone: they conflict together
-            return [ConfigError(REQUIREMENTS, f"the requirements this machine lacks cannot be resolved together for "
-                                f"the local VMs' wheelhouse ({_reason(whole)})", "fix or relax their versions")]
+            return [
+                ConfigError(
+                    REQUIREMENTS,
+                    f"the requirements this machine lacks cannot be resolved together for "
+                    f"the local VMs' wheelhouse ({_reason(whole)})",
+                    "fix or relax their versions",
+                )
+            ]
     out = []
     for req, reason in failed:
         fix = f"{shlex.quote(sys.executable)} -m pip install {shlex.quote(str(req))}"
-        out.append(ConfigError(REQUIREMENTS, f"'{req}': local VMs install offline, from this machine's environment "
-                               f"or the run's wheelhouse; {_have(req)}, and it cannot be fetched into the "
-                               f"wheelhouse ({reason})",
-                               f"reach the package index from here (or fix the requirement), or install it here: `{fix}`"))
+        out.append(
+            ConfigError(
+                REQUIREMENTS,
+                f"'{req}': local VMs install offline, from this machine's environment "
+                f"or the run's wheelhouse; {_have(req)}, and it cannot be fetched into the "
+                f"wheelhouse ({reason})",
+                f"reach the package index from here (or fix the requirement), or install it here: `{fix}`",
+            )
+        )
     return out
 
 
@@ -135,14 +146,35 @@ def _download(lock: str, folder: Path) -> None:
     shutil.rmtree(part, ignore_errors=True)
     part.mkdir(parents=True)
     (part / LOCK_FILE).write_text(lock)
-    done = subprocess.run([sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--no-input",
-                           "--quiet", "--no-deps", "--only-binary", ":all:", "--require-hashes",
-                           "-r", str(part / LOCK_FILE), "-d", str(part)], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--disable-pip-version-check",
+            "--no-input",
+            "--quiet",
+            "--no-deps",
+            "--only-binary",
+            ":all:",
+            "--require-hashes",
+            "-r",
+            str(part / LOCK_FILE),
+            "-d",
+            str(part),
+        ],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         shutil.rmtree(part, ignore_errors=True)
         tail = "\n".join(done.stderr.strip().splitlines()[-8:])
-        raise ConfigError(REQUIREMENTS, f"the wheels of the local VMs' wheelhouse cannot be downloaded:\n{tail}",
-                          "reach the package index from here, or install the requirements here")
+        raise ConfigError(
+            REQUIREMENTS,
+            f"the wheels of the local VMs' wheelhouse cannot be downloaded:\n{tail}",
+            "reach the package index from here, or install the requirements here",
+        )
     (part / LOCK_FILE).unlink()
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(part, folder)

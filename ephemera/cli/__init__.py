@@ -1,20 +1,20 @@
 """The ``ephemera`` command.
 
-    ephemera demo                     the whole flow locally, in a fresh home
-    ephemera up                       run the config's triggers and rules until stopped
-    ephemera runs [show RUN_ID]       the runs ledger, or one run's timeline
-    ephemera logs RUN_ID [--follow]   a run's workload and agent lines (--all: action, engine, boot too)
-    ephemera outputs RUN_ID [--get D] a run's output objects (name, size, link), or fetch them into D
-    ephemera plan                     what an apply would create, and its estimated cost
-    ephemera dashboard                a read-only web page of the runs (127.0.0.1:8765)
-    ephemera activations              what the local runtime invoked, newest first
-    ephemera invoke ACTION [k=v ...]  invoke an action by hand (apply, destroy, reap, status);
-                                      with --url, a deployed Code Engine function (token from
-                                      --token-file or EPHEMERA_INVOKE_TOKEN)
-    ephemera config [--schema]        validate the config and print it (secrets masked), or its JSON Schema
-    ephemera deploy ...               deploy to Code Engine or OpenWhisk
-    ephemera bundle pack|publish      the run bundle the VMs install, made or published by hand
-    ephemera lithops-config RUN_ID    a Lithops config for a run's VMs
+ephemera demo                     the whole flow locally, in a fresh home
+ephemera up                       run the config's triggers and rules until stopped
+ephemera runs [show RUN_ID]       the runs ledger, or one run's timeline
+ephemera logs RUN_ID [--follow]   a run's workload and agent lines (--all: action, engine, boot too)
+ephemera outputs RUN_ID [--get D] a run's output objects (name, size, link), or fetch them into D
+ephemera plan                     what an apply would create, and its estimated cost
+ephemera dashboard                a read-only web page of the runs (127.0.0.1:8765)
+ephemera activations              what the local runtime invoked, newest first
+ephemera invoke ACTION [k=v ...]  invoke an action by hand (apply, destroy, reap, status);
+                                  with --url, a deployed Code Engine function (token from
+                                  --token-file or EPHEMERA_INVOKE_TOKEN)
+ephemera config [--schema]        validate the config and print it (secrets masked), or its JSON Schema
+ephemera deploy ...               deploy to Code Engine or OpenWhisk
+ephemera bundle pack|publish      the run bundle the VMs install, made or published by hand
+ephemera lithops-config RUN_ID    a Lithops config for a run's VMs
 """
 
 from __future__ import annotations
@@ -150,7 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     from ephemera.cli.up import add_activations_arguments, add_up_arguments
 
     parser = argparse.ArgumentParser(prog="ephemera", description="GPU environments that exist only while their work runs.")
-    from ephemera.cli.configflag import HELP, add_config_flag  # lazily: the CLI imports a command's modules when it runs (cold start)
+    from ephemera.cli.configflag import (
+        HELP,
+        add_config_flag,
+    )  # lazily: the CLI imports a command's modules when it runs (cold start)
 
     parser.add_argument("--config", "-c", metavar="FILE", help=HELP)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -170,7 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id", nargs="?")
     p.add_argument("--open", action="store_true", help="only runs not yet DESTROYED")
     p.add_argument("--svg", action="store_true", help="show: print the run's timeline as an SVG picture")
-    p.add_argument("--since", help="only runs created since: a duration back from now (7d, 12h) or an ISO time; adds totals by workspace")
+    p.add_argument(
+        "--since", help="only runs created since: a duration back from now (7d, 12h) or an ISO time; adds totals by workspace"
+    )
     p.set_defaults(func=cmd_runs)
 
     from ephemera.cli.logs import add_arguments as add_logs_arguments
@@ -180,7 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_logs_arguments(p)
     p.set_defaults(func=cmd_logs)
 
-    from ephemera.cli.outputs import add_arguments as add_outputs_arguments  # loaded only when the parser is built (the CLI's cold start)
+    from ephemera.cli.outputs import (
+        add_arguments as add_outputs_arguments,
+    )  # loaded only when the parser is built (the CLI's cold start)
     from ephemera.cli.outputs import cmd_outputs  # ditto
 
     p = sub.add_parser("outputs", help="a run's output objects (name, size, link), or --get DIR to fetch them")
@@ -237,13 +244,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ephemera.cli.configflag import SUB_DEST, one_config, split_deploy  # lazily: the CLI imports a command's modules when it runs (cold start)
+    from ephemera.cli.configflag import (
+        SUB_DEST,
+        one_config,
+        split_deploy,
+    )  # lazily: the CLI imports a command's modules when it runs (cold start)
 
     argv = sys.argv[1:] if argv is None else list(argv)
     deploy = split_deploy(argv)
     try:
         if deploy is not None:  # its targets have their own options, and `deploy --help` is help
-            from ephemera.cli.deploy import main as deploy_main  # lazily: the CLI imports a command's modules when it runs (cold start)
+            from ephemera.cli.deploy import (
+                main as deploy_main,
+            )  # lazily: the CLI imports a command's modules when it runs (cold start)
 
             return deploy_main(deploy[1], top_config=deploy[0])
         args = build_parser().parse_args(argv)

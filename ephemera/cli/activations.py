@@ -38,7 +38,16 @@ def format_table(activations: list[Activation]) -> str:
         return "no activations"
     headers = ("ACTIVATION ID", "START (UTC)", "TRIGGER", "RULE", "ACTION", "STATUS", "DURATION", "RESULT")
     rows = [
-        (a.activationId, _short_time(a.start), a.trigger, a.rule, a.action, a.status, f"{a.duration_ms / 1000:.2f}s", result_summary(a))
+        (
+            a.activationId,
+            _short_time(a.start),
+            a.trigger,
+            a.rule,
+            a.action,
+            a.status,
+            f"{a.duration_ms / 1000:.2f}s",
+            result_summary(a),
+        )
         for a in activations
     ]
     return table(headers, rows)
@@ -52,7 +61,8 @@ def format_activation(activation: Activation) -> str:
         f"trigger     {activation.trigger}",
         f"rule        {activation.rule}",
         f"action      {activation.action} ({activation.target})",
-        f"status      {activation.status}" + (f" (exit code {activation.exit_code})" if activation.exit_code not in (None, 0) else ""),
+        f"status      {activation.status}"
+        + (f" (exit code {activation.exit_code})" if activation.exit_code not in (None, 0) else ""),
         f"start       {activation.start}",
         f"end         {activation.end}",
         f"duration    {activation.duration_ms} ms",

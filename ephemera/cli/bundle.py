@@ -33,8 +33,11 @@ def cmd_pack(config, out_dir: str | None, out: TextIO) -> int:
 def cmd_publish(config, archive: str | None, out: TextIO, expect: str | None = None) -> int:
     """Publish; with ``expect``, only a bundle of that hash (what a deploy plan bound)."""
     if expect and archive is not None and read_bundle(archive).sha256 != expect:
-        raise ConfigError("bundle", f"'{archive}' is not the bundle {expect[:12]}... the deployed config names",
-                          "run the deploy's dry run again: it packs and binds the bundle anew")
+        raise ConfigError(
+            "bundle",
+            f"'{archive}' is not the bundle {expect[:12]}... the deployed config names",
+            "run the deploy's dry run again: it packs and binds the bundle anew",
+        )
     if archive is None:
         check_workload(config, packing=True)  # packed now: the same check as `bundle pack`
     ref = publish_config_bundle(config, get_storage(config), archive)

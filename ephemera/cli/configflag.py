@@ -26,8 +26,11 @@ def one_config(values: Sequence[Optional[str]]) -> Optional[str]:
     """The one config file the command line names, or None for the default locations."""
     named = [v for v in values if v]
     if len({str(v) for v in named}) > 1:
-        raise ParamError("--config", f"names two different files ({' and '.join(dict.fromkeys(named))})",
-                         "write --config once, before or after the subcommand")
+        raise ParamError(
+            "--config",
+            f"names two different files ({' and '.join(dict.fromkeys(named))})",
+            "write --config once, before or after the subcommand",
+        )
     return named[0] if named else None
 
 
@@ -49,5 +52,5 @@ def split_deploy(argv: Sequence[str]) -> Optional[tuple[Optional[str], list[str]
         else:
             break
     if i < len(argv) and argv[i] == "deploy":
-        return config, list(argv[i + 1:])
+        return config, list(argv[i + 1 :])
     return None

@@ -68,7 +68,7 @@ class _Watcher:
             self.run = runs[0]
         else:
             self.run = self.ctx.ledger.get(self.run.run_id)
-        for t in self.run.transitions[self.seen:]:
+        for t in self.run.transitions[self.seen :]:
             print(f"  [{time.time() - self.started:6.2f}s] {t.state:<14} {t.reason}", flush=True)
         self.seen = len(self.run.transitions)
         return self.run.state == S.DESTROYED
@@ -91,7 +91,7 @@ def _report(ctx: Context, run) -> int:
     bucket, prefix = run.job.output_bucket, run.job.output_prefix
     objects = list(ctx.storage.list(bucket, prefix))
     print(f"\nOutputs in {bucket}/{prefix}:")
-    print(table(["KEY", "SIZE"], [[o.key[len(prefix):], human_size(o.size)] for o in objects]))
+    print(table(["KEY", "SIZE"], [[o.key[len(prefix) :], human_size(o.size)] for o in objects]))
     metrics_key = prefix + "metrics.json"
     if any(o.key == metrics_key for o in objects):
         metrics = json.loads(ctx.storage.get(bucket, metrics_key))
@@ -156,9 +156,11 @@ def run_demo(home: str | None = None, timeout: float = 180.0, worker_count: int 
         return 1
     code = _report(ctx, watcher.run)
     command = f"{command_name()} --config {home_path / 'config.yaml'}"
-    print(f"\nDemo finished in {time.time() - started:.1f}s. Inspect it with: {command} runs show {watcher.run.run_id}"
-          f"\n  its logs (the VM is gone, they are not): {command} logs {watcher.run.run_id}"
-          f"\n  or in a browser: {command} dashboard")
+    print(
+        f"\nDemo finished in {time.time() - started:.1f}s. Inspect it with: {command} runs show {watcher.run.run_id}"
+        f"\n  its logs (the VM is gone, they are not): {command} logs {watcher.run.run_id}"
+        f"\n  or in a browser: {command} dashboard"
+    )
     return code
 
 

@@ -55,12 +55,16 @@ from ephemera.engines import engine_spec
 from ephemera.storage import get_storage, storage_spec
 
 Runner = Callable[[list[str]], int]
-PREREQUISITES = ("# before these commands: `ibmcloud login`, `ibmcloud target -r REGION -g RESOURCE_GROUP`, and the "
-                 "Code Engine plugin (`ibmcloud plugin install code-engine`); they run in that account and region")
+PREREQUISITES = (
+    "# before these commands: `ibmcloud login`, `ibmcloud target -r REGION -g RESOURCE_GROUP`, and the "
+    "Code Engine plugin (`ibmcloud plugin install code-engine`); they run in that account and region"
+)
 DEFAULT_OUT = ".ephemera-build"
 ZIP_NAME = "ephemera-action.zip"
-RETIRED = ("# note: IBM Cloud Functions is retired (no new entities since 2023-12-28, end of life October 2024); "
-           "this deploys only to a namespace that still exists")
+RETIRED = (
+    "# note: IBM Cloud Functions is retired (no new entities since 2023-12-28, end of life October 2024); "
+    "this deploys only to a namespace that still exists"
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,14 +77,29 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--target", dest="kind", choices=("openwhisk", "code-engine"), default="openwhisk")
     p.add_argument("--out", help=f"the zip file or source folder (default {DEFAULT_OUT}/{ZIP_NAME} or {DEFAULT_OUT}/code-engine)")
     plan = argparse.ArgumentParser(add_help=False, parents=[common])
-    plan.add_argument("--dry-run", action="store_true", help="run nothing: write the plan and every file it references into --out")
-    plan.add_argument("--out", "--build-dir", dest="out", default=DEFAULT_OUT, help=f"where the package (and a dry run's files) go (default {DEFAULT_OUT})")
+    plan.add_argument(
+        "--dry-run", action="store_true", help="run nothing: write the plan and every file it references into --out"
+    )
+    plan.add_argument(
+        "--out",
+        "--build-dir",
+        dest="out",
+        default=DEFAULT_OUT,
+        help=f"where the package (and a dry run's files) go (default {DEFAULT_OUT})",
+    )
     p = sub.add_parser("openwhisk", parents=[plan], help="deploy with wsk (what functions-create.sh runs)")
-    p.add_argument("--cli", default="wsk", help="the OpenWhisk CLI: wsk (default), or 'ibmcloud fn' for a remaining IBM Cloud Functions namespace (retired)")
+    p.add_argument(
+        "--cli",
+        default="wsk",
+        help="the OpenWhisk CLI: wsk (default), or 'ibmcloud fn' for a remaining IBM Cloud Functions namespace (retired)",
+    )
     p = sub.add_parser("code-engine", parents=[plan], help="deploy to IBM Cloud Code Engine")
     p.add_argument("--project", help="Code Engine project name (default: code_engine.project)")
-    p.add_argument("--rotate-invoke-token", action="store_true",
-                   help="make a new invoke token for the functions (callers holding the old one are refused from then on)")
+    p.add_argument(
+        "--rotate-invoke-token",
+        action="store_true",
+        help="make a new invoke token for the functions (callers holding the old one are refused from then on)",
+    )
     sub.add_parser("aws", parents=[plan], help="deploy to AWS Lambda, EventBridge Scheduler and S3 notifications (aws CLI)")
     return parser
 
@@ -115,9 +134,12 @@ def _bind_bundle(config: Config, args, out_dir: Path, out: TextIO) -> tuple[Conf
         sha256, requirements = bundle.sha256, bundle.manifest["requirements"]
         source = config.source if config.source and not config.source.startswith("<") else None
         where = ["--config", str(Path(source).resolve())] if source else []  # the same state bucket, wherever it runs
-        first.append(steps_mod.Step(f"the run bundle {sha256[:12]} in {config.state_bucket}",
-                                    [sys.executable, "-m", "ephemera.cli", *where, "bundle", "publish", str(bundle.path),
-                                     "--expect", sha256]))
+        first.append(
+            steps_mod.Step(
+                f"the run bundle {sha256[:12]} in {config.state_bucket}",
+                [sys.executable, "-m", "ephemera.cli", *where, "bundle", "publish", str(bundle.path), "--expect", sha256],
+            )
+        )
     else:
         ref = publish_config_bundle(config, get_storage(config))
         sha256, requirements = ref.sha256, ref.requirements
@@ -131,8 +153,15 @@ def _finish(plan_steps, args, out: TextIO, runner: Runner | None, out_dir: Path,
     if not args.dry_run:
         return steps_mod.run(plan_steps, out, runner)
     lines = steps_mod.render(plan_steps)
-    script = write_private(out_dir / "plan.sh", "#!/usr/bin/env bash\n# written by `ephemera deploy " + args.target
-                           + " --dry-run`\nset -euo pipefail\n" + "\n".join(lines) + "\n", mode=0o700)
+    script = write_private(
+        out_dir / "plan.sh",
+        "#!/usr/bin/env bash\n# written by `ephemera deploy "
+        + args.target
+        + " --dry-run`\nset -euo pipefail\n"
+        + "\n".join(lines)
+        + "\n",
+        mode=0o700,
+    )
     for line in lines:
         print(line, file=out)
     print(f"# plan written to {script}; {secret_file} holds the config's secrets (mode 0600): delete it after use", file=out)
@@ -167,8 +196,10 @@ def _bind_invoke_token(config: Config, args, env_file: Path) -> str:
     token, made = invoke_token.load_or_create(kept, rotate=args.rotate_invoke_token)
     write_private(env_file, f"{invoke_token.TOKEN_ENV}={token}\n")
     how = "made now" if made else "re-used"
-    return (f"# invoke token ({how}) kept in {kept} (mode 0600): `ephemera invoke ACTION --url URL --token-file {kept}`; "
-            f"the functions refuse requests without it")
+    return (
+        f"# invoke token ({how}) kept in {kept} (mode 0600): `ephemera invoke ACTION --url URL --token-file {kept}`; "
+        f"the functions refuse requests without it"
+    )
 
 
 def _python_of(config: Config) -> str:
@@ -184,8 +215,9 @@ def deploy_code_engine(args, out: TextIO, runner: Runner | None = None) -> int:
         bundle = out_dir / "code-engine"
         config, first = _bind_bundle(config, args, out_dir, out)
         invoke_env_file = Path(invoke_env_file_for(str(env_file)))
-        plan_steps = first + code_engine_plan(config, project=args.project, bundle_dir=str(bundle), env_file=str(env_file),
-                                              invoke_env_file=str(invoke_env_file))
+        plan_steps = first + code_engine_plan(
+            config, project=args.project, bundle_dir=str(bundle), env_file=str(env_file), invoke_env_file=str(invoke_env_file)
+        )
         warning = check_runtime(config.section(CodeEngineSection).runtime)
         build_source_bundle(bundle, python=_python_of(config), wheel_dir=out_dir / "wheels", say=_say(out))
         config_json = json.dumps(config.to_dict(redact=False), separators=(",", ":"), default=str)
@@ -210,18 +242,31 @@ def deploy_aws(args, out: TextIO, runner: Runner | None = None) -> int:
         files_dir = (out_dir if args.dry_run else secret_dir) / "aws"
         config, first = _bind_bundle(config, args, out_dir, out)
         bound = config.to_dict(redact=False)
-        plan = aws_plan(config, zip_path=str(out_dir / "ephemera-lambda.zip"), secret_file=str(secret_file),
-                        config_sha256=config_digest(bound), files_dir=str(files_dir))
+        plan = aws_plan(
+            config,
+            zip_path=str(out_dir / "ephemera-lambda.zip"),
+            secret_file=str(secret_file),
+            config_sha256=config_digest(bound),
+            files_dir=str(files_dir),
+        )
         settings = config.section(AwsLambdaSection)
         extras = {*storage_spec(config.storage.backend).action_extras, *engine_spec(config.engine.backend).action_extras}
         needs_ibm = "ibm" in extras  # the IBM SDKs (the ibm extra) go into the zip only when a backend needs them
-        build_lambda_zip(out_dir / "ephemera-lambda.zip", python=settings.runtime.removeprefix("python"),
-                         architecture=settings.architecture, needs_ibm=needs_ibm, wheel_dir=out_dir / "wheels", say=_say(out))
+        build_lambda_zip(
+            out_dir / "ephemera-lambda.zip",
+            python=settings.runtime.removeprefix("python"),
+            architecture=settings.architecture,
+            needs_ibm=needs_ibm,
+            wheel_dir=out_dir / "wheels",
+            say=_say(out),
+        )
         for relative, content in plan.files.items():
             write_private(files_dir / relative, content)
         write_private(secret_file, json.dumps(bound, default=str))
-        header = [f"# {len(plan.functions)} functions, none with a URL: direct ones are invoked by IAM principals "
-                  "allowed lambda:InvokeFunction, -events ones by this account's S3 buckets and schedules"]
+        header = [
+            f"# {len(plan.functions)} functions, none with a URL: direct ones are invoked by IAM principals "
+            "allowed lambda:InvokeFunction, -events ones by this account's S3 buckets and schedules"
+        ]
         return _finish(first + plan.steps, args, out, runner, out_dir, secret_file, header)
     finally:
         if temporary:
@@ -234,14 +279,19 @@ def package(args, out: TextIO) -> int:
     if args.kind == "openwhisk":
         path = build_openwhisk_zip(Path(args.out) if args.out else Path(DEFAULT_OUT) / ZIP_NAME, wheel_dir=wheels, say=_say(out))
     else:
-        path = build_source_bundle(Path(args.out) if args.out else Path(DEFAULT_OUT) / "code-engine",
-                                   python=_python_of(config), wheel_dir=wheels, say=_say(out))
+        path = build_source_bundle(
+            Path(args.out) if args.out else Path(DEFAULT_OUT) / "code-engine",
+            python=_python_of(config),
+            wheel_dir=wheels,
+            say=_say(out),
+        )
     print(str(path), file=out)
     return 0
 
 
-def main(argv: list[str] | None = None, *, out: TextIO | None = None, runner: Runner | None = None,
-         top_config: str | None = None) -> int:
+def main(
+    argv: list[str] | None = None, *, out: TextIO | None = None, runner: Runner | None = None, top_config: str | None = None
+) -> int:
     """``top_config``: an ``ephemera --config FILE deploy ...`` written before ``deploy``."""
     out = out or sys.stdout
     args = _parser().parse_args(argv)

@@ -41,8 +41,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--follow", "-f", action="store_true", help="print new lines as they come; stop when the run is DESTROYED")
     p.add_argument("--worker", type=int, help="only this VM's lines (and the run's action and engine lines)")
     p.add_argument("--all", "-a", action="store_true", help="every source: also the action, engine and boot lines")
-    p.add_argument("--source", action="append", choices=SOURCES,
-                   help=f"only these sources (repeatable; default: {' and '.join(DEFAULT_SOURCES)})")
+    p.add_argument(
+        "--source",
+        action="append",
+        choices=SOURCES,
+        help=f"only these sources (repeatable; default: {' and '.join(DEFAULT_SOURCES)})",
+    )
     p.add_argument("--since", help="only lines after this: a duration back from now (90s, 30m, 2h) or an ISO time")
 
 
@@ -67,22 +71,39 @@ def action_lines(activations: Iterable[Activation], run_id: str) -> list[LogLine
     for a in activations:
         if not names_run(a, run_id):
             continue
-        out.append(LogLine(a.start, "action", f"{a.action} started (activation {a.activationId}, trigger {a.trigger})", None, a.activationId))
+        out.append(
+            LogLine(
+                a.start, "action", f"{a.action} started (activation {a.activationId}, trigger {a.trigger})", None, a.activationId
+            )
+        )
         last = a.start
         for raw in a.logs:
             at, text = split_time(raw)
             last = at or last
             out.append(LogLine(last, "action", f"{a.action}: {text}", None, a.activationId))
-        out.append(LogLine(a.end, "action", f"{a.action} ended {a.status} in {a.duration_ms / 1000:.2f}s: {result_summary(a, 120)}",
-                           None, a.activationId))
+        out.append(
+            LogLine(
+                a.end,
+                "action",
+                f"{a.action} ended {a.status} in {a.duration_ms / 1000:.2f}s: {result_summary(a, 120)}",
+                None,
+                a.activationId,
+            )
+        )
     return out
 
 
 class RunLogs:
     """The run's lines, read incrementally (chunks and activations already seen are skipped)."""
 
-    def __init__(self, ctx: Context, run_id: str, worker: int | None = None, sources: list[str] | None = None,
-                 since: datetime | None = None):
+    def __init__(
+        self,
+        ctx: Context,
+        run_id: str,
+        worker: int | None = None,
+        sources: list[str] | None = None,
+        since: datetime | None = None,
+    ):
         self.ctx, self.run_id, self.worker = ctx, run_id, worker
         self.sources, self.since = set(sources or SOURCES), since
         self.hidden = 0  # stored lines of the other sources, left out (action lines are not counted)
@@ -108,15 +129,17 @@ class RunLogs:
         lines, keys = read_logs(self.ctx.storage, self.ctx.config.state_bucket, self.run_id, self.chunks)
         self.chunks.update(keys)
         if "action" in self.sources:
-            fresh = [a for a in new_activations(self.ctx.storage, self.ctx.config.state_bucket, self.activation_keys)
-                     if names_run(a, self.run_id)]
+            fresh = [
+                a
+                for a in new_activations(self.ctx.storage, self.ctx.config.state_bucket, self.activation_keys)
+                if names_run(a, self.run_id)
+            ]
             self.activations += fresh
             lines += action_lines(fresh, self.run_id)
         lines += self._traceback_line()
         kept = [line for line in lines if self.keep(line)]
         self.hidden += sum(1 for line in lines if line.source not in self.sources)
         return sorted(kept, key=LogLine.sort_key)
-
 
     def _traceback_line(self) -> list[LogLine]:
         """The failed workload's traceback (file and line), from the failure marker the run
@@ -129,8 +152,15 @@ class RunLogs:
             return []
         self.traceback_shown = True
         at = str((run.result or {}).get("finished_at") or run.entered_at(run.state) or run.created_at)
-        return [LogLine(at, "workload", "the workload failed (its failure marker):\n" + self.ctx.scrubber.scrub(trace).rstrip(),
-                        None, "marker")]
+        return [
+            LogLine(
+                at,
+                "workload",
+                "the workload failed (its failure marker):\n" + self.ctx.scrubber.scrub(trace).rstrip(),
+                None,
+                "marker",
+            )
+        ]
 
 
 def format_line(line: LogLine) -> str:
@@ -145,8 +175,9 @@ def format_line(line: LogLine) -> str:
 def show_logs(ctx: Context, args, out: Callable[[str], None] = print, sleep: Callable[[float], None] = time.sleep) -> int:
     ctx.ledger.get(args.run_id)  # RunNotFoundError names the run
     everything = getattr(args, "all", False)
-    logs = RunLogs(ctx, args.run_id, args.worker, args.source or (None if everything else list(DEFAULT_SOURCES)),
-                   since_time(args.since))
+    logs = RunLogs(
+        ctx, args.run_id, args.worker, args.source or (None if everything else list(DEFAULT_SOURCES)), since_time(args.since)
+    )
     printed = 0
     while True:
         done = not args.follow or ctx.ledger.get(args.run_id).state == RunState.DESTROYED
@@ -159,8 +190,10 @@ def show_logs(ctx: Context, args, out: Callable[[str], None] = print, sleep: Cal
                 out(f"no logs stored for run {args.run_id} (yet)")
             elif not (args.source or everything):
                 none = "" if printed else "no workload or agent lines; "
-                out(f"({none}{logs.hidden} engine and boot lines and the action invocations are not shown: "
-                    f"`ephemera logs {args.run_id} --all` shows every line)")
+                out(
+                    f"({none}{logs.hidden} engine and boot lines and the action invocations are not shown: "
+                    f"`ephemera logs {args.run_id} --all` shows every line)"
+                )
             return 0
         sys.stdout.flush()
         sleep(FOLLOW_INTERVAL)

@@ -40,8 +40,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_id")
     p.add_argument("--get", metavar="DIR", help="fetch every output object into DIR (created if missing)")
     p.add_argument("--no-links", action="store_true", help="list names and sizes only")
-    p.add_argument("--presign", action="store_true",
-                   help="links as HTTPS URLs anyone holding them can read for an hour (they name the storage key id)")
+    p.add_argument(
+        "--presign",
+        action="store_true",
+        help="links as HTTPS URLs anyone holding them can read for an hour (they name the storage key id)",
+    )
 
 
 def unsafe_name(name: str) -> str | None:
@@ -67,8 +70,11 @@ def check_names(objects: list[OutputObject]) -> None:
     folders = {"/".join(o.name.split("/")[:i]) for o in objects for i in range(1, o.name.count("/") + 1)}
     problems += [f"'{visible(name)}' (it is both a file and a folder)" for name in sorted(files & folders)]
     if problems:
-        raise ParamError("--get", f"refusing to fetch: {len(problems)} output key(s) would not stay inside the folder: "
-                         + ", ".join(problems), "nothing was written; remove or rename those objects in the bucket and fetch again")
+        raise ParamError(
+            "--get",
+            f"refusing to fetch: {len(problems)} output key(s) would not stay inside the folder: " + ", ".join(problems),
+            "nothing was written; remove or rename those objects in the bucket and fetch again",
+        )
 
 
 def _copy(storage: Storage, bucket: str, obj: OutputObject, target: Path) -> None:
@@ -100,11 +106,17 @@ def fetch(storage: Storage, bucket: str, objects: list[OutputObject], folder: st
         target = root.joinpath(*obj.name.split("/"))
         target.parent.mkdir(parents=True, exist_ok=True)
         if not target.parent.resolve().is_relative_to(real_root):
-            raise ParamError("--get", f"refusing to write '{visible(obj.name)}': its folder leads outside {root} "
-                             "(a symbolic link in the way)", "fetch into a new, empty folder")
+            raise ParamError(
+                "--get",
+                f"refusing to write '{visible(obj.name)}': its folder leads outside {root} (a symbolic link in the way)",
+                "fetch into a new, empty folder",
+            )
         if target.is_symlink() or target.is_dir():
-            raise ParamError("--get", f"refusing to write '{visible(obj.name)}': {target} is a "
-                             f"{'symbolic link' if target.is_symlink() else 'folder'}", "fetch into a new, empty folder")
+            raise ParamError(
+                "--get",
+                f"refusing to write '{visible(obj.name)}': {target} is a {'symbolic link' if target.is_symlink() else 'folder'}",
+                "fetch into a new, empty folder",
+            )
         _copy(storage, bucket, obj, target)
         written.append(target)
     return written
@@ -127,8 +139,11 @@ def show_outputs(ctx: Context, args, out: Callable[[str], None] = print) -> int:
         return 0
     out(f"{len(objects)} object(s) under {bucket}/{prefix}:")
     if presign and not ctx.storage.traits.same_host:
-        print("warning: each link lets anyone who holds it read that object for an hour, and names the storage "
-              "key id: share it as you would the object", file=sys.stderr)
+        print(
+            "warning: each link lets anyone who holds it read that object for an hour, and names the storage "
+            "key id: share it as you would the object",
+            file=sys.stderr,
+        )
     headers = ["NAME", "SIZE"] + ([] if args.no_links else ["LINK (1 h)" if presign else "LINK"])
     out(table(headers, [[o.name, human_size(o.size)] + ([] if args.no_links else [o.link or "-"]) for o in objects]))
     return 0

@@ -32,7 +32,9 @@ NEVER_PARAMS = ("token", "authorization", TOKEN_ENV.lower())  # a token passed a
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: D102 - refuse every redirect
-        raise urllib.error.HTTPError(req.full_url, code, f"redirect to {newurl} not followed (it would resend the token)", headers, fp)
+        raise urllib.error.HTTPError(
+            req.full_url, code, f"redirect to {newurl} not followed (it would resend the token)", headers, fp
+        )
 
 
 def _is_loopback(host: str) -> bool:
@@ -47,11 +49,15 @@ def check_url(url: str) -> str:
     """``url`` if the token may be sent there; ParamError naming ``--url`` otherwise."""
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ParamError("--url", f"'{url}' is not an http(s) URL", "pass the function's URL (`ibmcloud ce fn get --name ephemera-apply`)")
+        raise ParamError(
+            "--url", f"'{url}' is not an http(s) URL", "pass the function's URL (`ibmcloud ce fn get --name ephemera-apply`)"
+        )
     if parts.username or parts.password:
         raise ParamError("--url", "carries credentials", "pass the function's URL without user:password@")
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise ParamError("--url", f"plain http to {parts.hostname} would send the invoke token in clear", "use the function's https URL")
+        raise ParamError(
+            "--url", f"plain http to {parts.hostname} would send the invoke token in clear", "use the function's https URL"
+        )
     return url
 
 
@@ -60,8 +66,11 @@ def invoke_token(token_file: str | None, environ=os.environ) -> str:
         return read_token_file(token_file)
     token = (environ.get(TOKEN_ENV) or "").strip()
     if not token:
-        raise ParamError(TOKEN_ENV, "is not set and no --token-file was given",
-                          "pass --token-file with the file `ephemera deploy code-engine` printed, or export the variable")
+        raise ParamError(
+            TOKEN_ENV,
+            "is not set and no --token-file was given",
+            "pass --token-file with the file `ephemera deploy code-engine` printed, or export the variable",
+        )
     return token
 
 
@@ -74,9 +83,12 @@ def remote_invoke(action: str, url: str, params: dict, token: str, out: TextIO) 
     body = dict(params)
     if action in EVENT_ACTIONS:
         body.setdefault("ephemera_kind", "manual")
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json", "Accept": "application/json",
-                                              "Authorization": f"Bearer {token}"})
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "Accept": "application/json", "Authorization": f"Bearer {token}"},
+    )
     opener = urllib.request.build_opener(_NoRedirect)
     try:
         with opener.open(request, timeout=TIMEOUT_SECONDS) as answer:

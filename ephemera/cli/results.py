@@ -77,8 +77,9 @@ def object_link(storage: Storage, bucket: str, key: str, presign: bool = False) 
     return f"{storage.backend}://{bucket}/{key}"
 
 
-def output_objects(ctx: Context, run: RunRecord, links: bool = True, limit: int | None = None,
-                   presign: bool = False) -> tuple[str, str, list[OutputObject]]:
+def output_objects(
+    ctx: Context, run: RunRecord, links: bool = True, limit: int | None = None, presign: bool = False
+) -> tuple[str, str, list[OutputObject]]:
     """``(bucket, prefix, objects)`` under the run's output prefix, in key order; no job, no objects."""
     if run.job is None:
         return "", "", []
@@ -88,12 +89,13 @@ def output_objects(ctx: Context, run: RunRecord, links: bool = True, limit: int 
         if limit is not None and len(out) >= limit:
             break
         link = object_link(ctx.storage, bucket, info.key, presign) if links else None
-        out.append(OutputObject(info.key[len(prefix):], info.key, info.size, link))
+        out.append(OutputObject(info.key[len(prefix) :], info.key, info.size, link))
     return bucket, prefix, out
 
 
-def output_objects_or_note(ctx: Context, run: RunRecord, links: bool = True,
-                           limit: int | None = MAX_OUTPUTS_SHOWN) -> tuple[list[OutputObject], str]:
+def output_objects_or_note(
+    ctx: Context, run: RunRecord, links: bool = True, limit: int | None = MAX_OUTPUTS_SHOWN
+) -> tuple[list[OutputObject], str]:
     """The output objects for a page that must show anyway: ``(objects, note)`` where the
     note says why there are none (no job, nothing written, the store unreadable)."""
     if run.job is None:

@@ -7,8 +7,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from ephemera.cli.results import (MAX_OUTPUTS_SHOWN, outcome, output_objects_or_note, teardown, workload_result,
-                                   workload_traceback)
+from ephemera.cli.results import MAX_OUTPUTS_SHOWN, outcome, output_objects_or_note, teardown, workload_result, workload_traceback
 from ephemera.cli.tables import human_duration, human_size, table, visible
 from ephemera.context import Context
 from ephemera.errors import EphemeraError
@@ -49,8 +48,9 @@ def cost_of(ctx: Context, run: RunRecord, vms: list[dict] | None = None) -> RunC
     return run_cost(run, ctx.config, vm_seconds(vms) if vms else None, known_stack(ctx.config), registered_stacks())
 
 
-def runs_table(ctx: Context, include_destroyed: bool = True, heartbeat_interval: float = HEARTBEAT_INTERVAL,
-               since: datetime | None = None) -> str:
+def runs_table(
+    ctx: Context, include_destroyed: bool = True, heartbeat_interval: float = HEARTBEAT_INTERVAL, since: datetime | None = None
+) -> str:
     """The ledger as a table; a VM is SILENT after ``SILENT_BEATS`` missed heartbeats. With
     ``since``, only runs created since then, and their totals by workspace."""
     silent_after = SILENT_BEATS * heartbeat_interval
@@ -63,17 +63,37 @@ def runs_table(ctx: Context, include_destroyed: bool = True, heartbeat_interval:
             destroyed += 1
             continue
         end = run.entered_at(RunState.DESTROYED)
-        elapsed = (datetime.fromisoformat(end) - datetime.fromisoformat(run.created_at)).total_seconds() if end else seconds_since(run.created_at)
+        elapsed = (
+            (datetime.fromisoformat(end) - datetime.fromisoformat(run.created_at)).total_seconds()
+            if end
+            else seconds_since(run.created_at)
+        )
         vm = ""
         if run.state in (RunState.APPLYING, RunState.RUNNING):
             beat = last_heartbeat(ctx, run)
-            vm = "no heartbeat" if beat is None else (f"SILENT {human_duration(beat)}" if beat > silent_after else f"ok {human_duration(beat)} ago")
+            vm = (
+                "no heartbeat"
+                if beat is None
+                else (f"SILENT {human_duration(beat)}" if beat > silent_after else f"ok {human_duration(beat)} ago")
+            )
         trigger = run.event.get("trigger") or run.event.get("kind", "")
         error = run.error.code if run.error else ""
         cost = cost_of(ctx, run)
         costs.append((run, cost))
-        rows.append([run.run_id, run.workspace, outcome(run), str(run.state), run.created_at[:19].replace("T", " "), human_duration(elapsed), trigger,
-                     vm, money(cost.cost, cost.currency) + ("" if cost.final else " so far"), error])
+        rows.append(
+            [
+                run.run_id,
+                run.workspace,
+                outcome(run),
+                str(run.state),
+                run.created_at[:19].replace("T", " "),
+                human_duration(elapsed),
+                trigger,
+                vm,
+                money(cost.cost, cost.currency) + ("" if cost.final else " so far"),
+                error,
+            ]
+        )
     if not rows:
         if destroyed:
             return f"no open runs ({destroyed} destroyed; `ephemera runs` lists them)"
@@ -94,8 +114,17 @@ def totals_table(costs: list[tuple[RunRecord, RunCost]]) -> str:
         else:
             t["cost"] += cost.cost
             t["idle"] += cost.idle_cost or 0.0
-    rows = [[ws, t["runs"], human_duration(t["seconds"]), money(t["cost"], cur), money(t["idle"], cur),
-             f"{t['unknown']} runs without a price" if t["unknown"] else ""] for (ws, cur), t in sorted(totals.items())]
+    rows = [
+        [
+            ws,
+            t["runs"],
+            human_duration(t["seconds"]),
+            money(t["cost"], cur),
+            money(t["idle"], cur),
+            f"{t['unknown']} runs without a price" if t["unknown"] else "",
+        ]
+        for (ws, cur), t in sorted(totals.items())
+    ]
     return table(["WORKSPACE", "RUNS", "VM TIME", "COST", "IDLE COST", "NOTE"], rows)
 
 
@@ -103,14 +132,18 @@ def cost_lines(cost: RunCost) -> list[str]:
     """`runs show`'s breakdown of a run's cost."""
     when = "" if cost.final else " so far"
     if cost.price is None:
-        return [f"cost{when}: unknown: no price for profile {cost.profile} (set cost.prices.{cost.profile}.hourly)",
-                f"  {human_duration(cost.vm_seconds)} of VM time"]
+        return [
+            f"cost{when}: unknown: no price for profile {cost.profile} (set cost.prices.{cost.profile}.hourly)",
+            f"  {human_duration(cost.vm_seconds)} of VM time",
+        ]
     p, total, idle = cost.price, cost.cost or 0.0, cost.idle_cost or 0.0  # priced: both are numbers
-    return [f"cost{when}: {money(total, cost.currency)} = {cost.vm_seconds:.1f} VM-seconds x {p.hourly:g} {cost.currency}/h "
-            f"({cost.profile}, {p.gpus} GPU{'s' if p.gpus != 1 else ''} per instance)",
-            f"  in the workload: {money(total - idle, cost.currency)} ({cost.workload_seconds:.1f} s); "
-            f"idle: {money(cost.idle_cost, cost.currency)} ({cost.idle_seconds:.1f} s outside the workload)",
-            f"  price as of {p.as_of or 'an unknown date'}: {p.source}"]
+    return [
+        f"cost{when}: {money(total, cost.currency)} = {cost.vm_seconds:.1f} VM-seconds x {p.hourly:g} {cost.currency}/h "
+        f"({cost.profile}, {p.gpus} GPU{'s' if p.gpus != 1 else ''} per instance)",
+        f"  in the workload: {money(total - idle, cost.currency)} ({cost.workload_seconds:.1f} s); "
+        f"idle: {money(cost.idle_cost, cost.currency)} ({cost.idle_seconds:.1f} s outside the workload)",
+        f"  price as of {p.as_of or 'an unknown date'}: {p.source}",
+    ]
 
 
 def timeline(run: RunRecord, origin: str | None = None, vms: list[dict] | None = None) -> str:
@@ -143,8 +176,10 @@ def vm_time(seconds: dict) -> str:
     if not seconds:
         return ""
     share = f" ({100 * seconds['outside'] / seconds['total']:.0f}%)" if seconds.get("total") else ""
-    return (f"VM time: {human_duration(seconds['total'])} in all, {human_duration(seconds['workload'])} in the workload, "
-            f"{human_duration(seconds['outside'])} outside it{share} (booting, installing, proving GPUs, idle)")
+    return (
+        f"VM time: {human_duration(seconds['total'])} in all, {human_duration(seconds['workload'])} in the workload, "
+        f"{human_duration(seconds['outside'])} outside it{share} (booting, installing, proving GPUs, idle)"
+    )
 
 
 def results_lines(ctx: Context, run: RunRecord) -> list[str]:
@@ -157,9 +192,15 @@ def results_lines(ctx: Context, run: RunRecord) -> list[str]:
         parts.append("result:\n  " + json.dumps(result, indent=2, default=str).replace("\n", "\n  "))
     objects, note = output_objects_or_note(ctx, run)
     if objects:
-        shown = "" if len(objects) < MAX_OUTPUTS_SHOWN else f" (the first {MAX_OUTPUTS_SHOWN}: `ephemera outputs {run.run_id}` lists all)"
-        parts.append(f"output objects{shown}:\n" + table(["NAME", "SIZE", "LINK"],
-                                                          [[o.name, human_size(o.size), o.link or "-"] for o in objects]))
+        shown = (
+            ""
+            if len(objects) < MAX_OUTPUTS_SHOWN
+            else f" (the first {MAX_OUTPUTS_SHOWN}: `ephemera outputs {run.run_id}` lists all)"
+        )
+        parts.append(
+            f"output objects{shown}:\n"
+            + table(["NAME", "SIZE", "LINK"], [[o.name, human_size(o.size), o.link or "-"] for o in objects])
+        )
     elif run.job is not None:
         parts.append(f"output objects: {note}")
     if run.error:
@@ -180,24 +221,33 @@ def run_details(ctx: Context, run: RunRecord) -> str:
     parts.append(f"\nhard deadline {run.hard_deadline}")
     event, job = run.event, run.job
     if event:  # an orphan sweep has no event and no job
-        parts.append(f"event: {event.get('kind')} via {event.get('source')}"
-                     + (f" trigger {event.get('trigger')}" if event.get("trigger") else "")
-                     + (f" {event.get('bucket')}/{event.get('key')}" if event.get("key") else ""))
+        parts.append(
+            f"event: {event.get('kind')} via {event.get('source')}"
+            + (f" trigger {event.get('trigger')}" if event.get("trigger") else "")
+            + (f" {event.get('bucket')}/{event.get('key')}" if event.get("key") else "")
+        )
     if job is not None:
         parts.append(f"job: {job.entry} params {json.dumps(job.params)} -> {job.output_bucket}/{job.output_prefix}")
     vms = run_vms(ctx, run)
     parts.append("\ntimeline:\n" + timeline(run, vms=vms))
     if run.bundle:
         b = run.bundle
-        parts.append(f"bundle: {b['sha256'][:16]} ({human_size(b['size'])}: {b['wheel']}, {b['source_files']} source files, "
-                     f"requirements {', '.join(b['requirements']) or 'none'})")
+        parts.append(
+            f"bundle: {b['sha256'][:16]} ({human_size(b['size'])}: {b['wheel']}, {b['source_files']} source files, "
+            f"requirements {', '.join(b['requirements']) or 'none'})"
+        )
     seconds = run.vm_seconds or (vm_seconds(vms) if vms else {})
     if seconds:
         parts.append(vm_time(seconds) + ("" if run.vm_seconds else " so far"))
     parts.extend(cost_lines(cost_of(ctx, run, vms)))
     if run.activities:
-        parts.append("\nactivities:\n" + table(["ID", "KIND", "STATE", "STARTED", "FINISHED"],
-                                              [[a.id, a.kind, a.state, a.started_at[11:23], (a.finished_at or "")[11:23]] for a in run.activities]))
+        parts.append(
+            "\nactivities:\n"
+            + table(
+                ["ID", "KIND", "STATE", "STARTED", "FINISHED"],
+                [[a.id, a.kind, a.state, a.started_at[11:23], (a.finished_at or "")[11:23]] for a in run.activities],
+            )
+        )
     if run.resources:
         parts.append("\nresources reported:\n  " + "\n  ".join(visible(r) for r in run.resources))
     if run.outputs:

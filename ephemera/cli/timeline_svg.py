@@ -20,14 +20,27 @@ from ephemera.vm.reports import PHASES
 
 WIDTH, LEFT, RIGHT, ROW, TOP = 960, 120, 20, 34, 34
 COLOURS = {  # state -> fill
-    "REQUESTED": "#9aa5b1", "APPLYING": "#f0b429", "RUNNING": "#2f80ed", "SUCCEEDED": "#27ae60", "FAILED": "#eb5757",
-    "TIMED_OUT": "#eb5757", "APPLY_FAILED": "#eb5757", "DESTROYING": "#9b51e0", "DESTROY_FAILED": "#b00020",
+    "REQUESTED": "#9aa5b1",
+    "APPLYING": "#f0b429",
+    "RUNNING": "#2f80ed",
+    "SUCCEEDED": "#27ae60",
+    "FAILED": "#eb5757",
+    "TIMED_OUT": "#eb5757",
+    "APPLY_FAILED": "#eb5757",
+    "DESTROYING": "#9b51e0",
+    "DESTROY_FAILED": "#b00020",
     "DESTROYED": "#4f4f4f",
 }
 VM_COLOURS = {"boot": "#f2c94c", "workload": "#2f80ed", "idle": "#bdbdbd"}
 # the tick labels of the VM phases (ephemera.vm.reports.PHASES), short enough to sit side by side
-PHASE_LABELS = {"booted": "booted", "bundle_installed": "bundle", "driver_ready": "driver", "agent_ready": "agent",
-                "first_task": "first task", "last_task": "last task"}
+PHASE_LABELS = {
+    "booted": "booted",
+    "bundle_installed": "bundle",
+    "driver_ready": "driver",
+    "agent_ready": "agent",
+    "first_task": "first task",
+    "last_task": "last task",
+}
 CHAR_WIDTH = {11: 7.6, 9: 5.6}  # font size -> a conservative width per character (capitals, sans-serif), px
 
 
@@ -56,12 +69,14 @@ def timeline_svg(run: RunRecord, vms: list[dict] | None = None, now: datetime | 
         return LEFT + max(0.0, min(span, (at - start).total_seconds())) * scale
 
     height = TOP + ROW * (1 + len(vms)) + 50
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" '
-           f'font-family="sans-serif" font-size="11" role="img" aria-label="timeline of run {escape(run.run_id)}">',
-           f"<title>timeline of run {escape(run.run_id)}</title>",
-           f'<rect x="0" y="0" width="{WIDTH}" height="{height}" fill="#ffffff"/>',
-           f'<text x="8" y="18" font-size="13" font-weight="bold">{escape(run.run_id)}: {escape(outcome(run))} '
-           f'(resources {escape(str(run.state))})</text>']
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" '
+        f'font-family="sans-serif" font-size="11" role="img" aria-label="timeline of run {escape(run.run_id)}">',
+        f"<title>timeline of run {escape(run.run_id)}</title>",
+        f'<rect x="0" y="0" width="{WIDTH}" height="{height}" fill="#ffffff"/>',
+        f'<text x="8" y="18" font-size="13" font-weight="bold">{escape(run.run_id)}: {escape(outcome(run))} '
+        f'(resources {escape(str(run.state))})</text>',
+    ]
     out += _axis(span, scale, height)
     y = TOP
     out.append(f'<text x="8" y="{y + 17}">run</text>')
@@ -72,8 +87,10 @@ def timeline_svg(run: RunRecord, vms: list[dict] | None = None, now: datetime | 
             following = at
         x0, x1 = x(at), x(following)
         colour = COLOURS.get(t.state, "#828282")
-        out.append(f'<rect class="state" data-state="{escape(t.state)}" x="{x0:.1f}" y="{y + 4}" width="{max(x1 - x0, 2):.1f}" '
-                   f'height="{ROW - 10}" fill="{colour}"><title>{escape(t.state)} at {escape(t.at)}: {escape(t.reason)}</title></rect>')
+        out.append(
+            f'<rect class="state" data-state="{escape(t.state)}" x="{x0:.1f}" y="{y + 4}" width="{max(x1 - x0, 2):.1f}" '
+            f'height="{ROW - 10}" fill="{colour}"><title>{escape(t.state)} at {escape(t.at)}: {escape(t.reason)}</title></rect>'
+        )
         if x1 - x0 >= text_width(t.state) + 6:
             out.append(f'<text x="{x0 + 3:.1f}" y="{y + 21}" fill="#ffffff">{escape(t.state)}</text>')
     for vm in vms:
@@ -122,20 +139,26 @@ def _vm_row(vm: dict, y: int, x, end: datetime) -> list[str]:
     if idle_from:
         spans.append(("idle", idle_from, end))
     for kind, a, b in spans:
-        out.append(f'<rect class="vm-{kind}" x="{x(a):.1f}" y="{y + 8}" width="{max(x(b) - x(a), 2):.1f}" height="{ROW - 18}" '
-                   f'fill="{VM_COLOURS[kind]}"><title>vm{escape(str(vm.get("worker")))} {kind}</title></rect>')
+        out.append(
+            f'<rect class="vm-{kind}" x="{x(a):.1f}" y="{y + 8}" width="{max(x(b) - x(a), 2):.1f}" height="{ROW - 18}" '
+            f'fill="{VM_COLOURS[kind]}"><title>vm{escape(str(vm.get("worker")))} {kind}</title></rect>'
+        )
     ends = [-1e9, -1e9]  # the right end of the last label on each of the two label lines
     for name in PHASES:
         at = phases.get(name)
         if at:
             px = x(at)
-            out.append(f'<line class="phase" x1="{px:.1f}" y1="{y + 4}" x2="{px:.1f}" y2="{y + ROW - 6}" stroke="#333">'
-                       f'<title>{escape(name)} at {escape(at.isoformat())}</title></line>')
+            out.append(
+                f'<line class="phase" x1="{px:.1f}" y1="{y + 4}" x2="{px:.1f}" y2="{y + ROW - 6}" stroke="#333">'
+                f'<title>{escape(name)} at {escape(at.isoformat())}</title></line>'
+            )
             label = PHASE_LABELS.get(name, name)
             line = next((i for i, end in enumerate(ends) if px + 2 > end + 4), None)
             if line is None:  # both lines taken here: the tick's title still names it
                 continue
             ends[line] = px + 2 + text_width(label, 9)
-            out.append(f'<text class="phase-label" x="{px + 2:.1f}" y="{y + (6 if line == 0 else ROW - 1)}" font-size="9" '
-                       f'fill="#333">{escape(label)}</text>')
+            out.append(
+                f'<text class="phase-label" x="{px + 2:.1f}" y="{y + (6 if line == 0 else ROW - 1)}" font-size="9" '
+                f'fill="#333">{escape(label)}</text>'
+            )
     return out

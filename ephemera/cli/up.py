@@ -20,16 +20,40 @@ from ephemera.runtime.scheduler import CATCH_UP_POLICIES
 
 
 def add_up_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--catch-up", dest="catch_up", choices=CATCH_UP_POLICIES, default="skip",
-                        help="alarms missed while not running: skip them (default), fire the latest, or fire all")
-    parser.add_argument("--reap-interval", dest="reap_interval", type=float, default=60.0,
-                        help="seconds between built-in reaper runs; 0 turns it off (default 60)")
-    parser.add_argument("--poll-interval", dest="poll_interval", type=float, default=2.0,
-                        help="seconds between bucket listings for non-localhost storage (default 2)")
-    parser.add_argument("--watch", choices=("auto", "events", "poll"), default="auto",
-                        help="how bucket writes are seen: filesystem events on localhost storage (auto) or polling")
-    parser.add_argument("--max-concurrent", dest="max_concurrent", type=int, default=16,
-                        help="invocations running at once per lane (destroy, apply; default 16)")
+    parser.add_argument(
+        "--catch-up",
+        dest="catch_up",
+        choices=CATCH_UP_POLICIES,
+        default="skip",
+        help="alarms missed while not running: skip them (default), fire the latest, or fire all",
+    )
+    parser.add_argument(
+        "--reap-interval",
+        dest="reap_interval",
+        type=float,
+        default=60.0,
+        help="seconds between built-in reaper runs; 0 turns it off (default 60)",
+    )
+    parser.add_argument(
+        "--poll-interval",
+        dest="poll_interval",
+        type=float,
+        default=2.0,
+        help="seconds between bucket listings for non-localhost storage (default 2)",
+    )
+    parser.add_argument(
+        "--watch",
+        choices=("auto", "events", "poll"),
+        default="auto",
+        help="how bucket writes are seen: filesystem events on localhost storage (auto) or polling",
+    )
+    parser.add_argument(
+        "--max-concurrent",
+        dest="max_concurrent",
+        type=int,
+        default=16,
+        help="invocations running at once per lane (destroy, apply; default 16)",
+    )
 
 
 def add_activations_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,8 +63,11 @@ def add_activations_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _activation_line(activation) -> None:
-    print(f"{activation.activationId}  {activation.trigger} -> {activation.action}  {activation.status}"
-          f"  {activation.duration_ms / 1000:.2f}s  {result_summary(activation, 80)}", flush=True)
+    print(
+        f"{activation.activationId}  {activation.trigger} -> {activation.action}  {activation.status}"
+        f"  {activation.duration_ms / 1000:.2f}s  {result_summary(activation, 80)}",
+        flush=True,
+    )
 
 
 def cmd_up(config: Config, args: argparse.Namespace) -> int:
@@ -77,9 +104,11 @@ def open_runs_lines(config: Config) -> list[str]:
     if not runs:
         return ["ephemera up: no open runs left"]
     where = f" --config {config.source}" if config.source and not config.source.startswith("<") else ""
-    lines = [f"ephemera up: {len(runs)} open run(s) left; their VMs keep running (and costing) until ended. "
-             "Start `ephemera up` again to end them when their marker lands (or by the reaper at their deadline), "
-             "or end one now:"]
+    lines = [
+        f"ephemera up: {len(runs)} open run(s) left; their VMs keep running (and costing) until ended. "
+        "Start `ephemera up` again to end them when their marker lands (or by the reaper at their deadline), "
+        "or end one now:"
+    ]
     lines += [f"  {r.run_id}  {r.state}  ephemera invoke destroy run_id={r.run_id}{where}" for r in runs]
     return lines
 
@@ -95,7 +124,10 @@ def cmd_activations(config: Config, args: argparse.Namespace) -> int:
         try:
             print(format_activation(get_activation(storage, config.state_bucket, activation_id)))
         except NoSuchKeyError:
-            print(f"no activation '{activation_id}' (or the prefix matches several); `ephemera activations` lists them", file=sys.stderr)
+            print(
+                f"no activation '{activation_id}' (or the prefix matches several); `ephemera activations` lists them",
+                file=sys.stderr,
+            )
             return 1
         return 0
     activations = list_activations(storage, config.state_bucket, getattr(args, "limit", 20))
@@ -113,11 +145,18 @@ def destroy_path_hint(config: Config, run_id: str) -> str:
 
     where = f" --config {config.source}" if config.source and not config.source.startswith("<") else ""
     by_hand = f"`ephemera invoke destroy run_id={run_id}{where}`"
-    marker_triggers = {t.name for t in config.triggers if t.kind == "object_write"
-                       and (not t.suffix or any(n.endswith(tuple(t.suffix)) for n in NAMES))}
+    marker_triggers = {
+        t.name
+        for t in config.triggers
+        if t.kind == "object_write" and (not t.suffix or any(n.endswith(tuple(t.suffix)) for n in NAMES))
+    }
     if any(r.action == "destroy" and r.trigger in marker_triggers for r in config.rules):
-        return (f"run {run_id}: its completion marker destroys it while `ephemera up{where}` runs (start it if it "
-                f"is not running), or end it by hand: {by_hand}")
-    return (f"run {run_id}: nothing in this config destroys it when its workload ends (no rule binds 'destroy' to an "
-            f"object_write trigger on its marker), so its VMs stay up until the reaper's hard deadline. Add such a "
-            f"rule and run `ephemera up`, or end it by hand once done: {by_hand}")
+        return (
+            f"run {run_id}: its completion marker destroys it while `ephemera up{where}` runs (start it if it "
+            f"is not running), or end it by hand: {by_hand}"
+        )
+    return (
+        f"run {run_id}: nothing in this config destroys it when its workload ends (no rule binds 'destroy' to an "
+        f"object_write trigger on its marker), so its VMs stay up until the reaper's hard deadline. Add such a "
+        f"rule and run `ephemera up`, or end it by hand once done: {by_hand}"
+    )

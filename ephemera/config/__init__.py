@@ -21,8 +21,18 @@ from pydantic import BaseModel
 from ephemera.config.operator import CostSection, NotifySection
 from ephemera.config.schema import secret_paths, section_name
 from ephemera.config.fields import WORKSPACE_NAME_FIX, is_workspace_name
-from ephemera.config.sections import (ACTIONS, TRIGGER_KINDS, EngineSection, RuleEntry, SecuritySection, StorageSection,
-                                      TimeoutsSection, TriggerEntry, WorkloadSection, WorkspaceSection)
+from ephemera.config.sections import (
+    ACTIONS,
+    TRIGGER_KINDS,
+    EngineSection,
+    RuleEntry,
+    SecuritySection,
+    StorageSection,
+    TimeoutsSection,
+    TriggerEntry,
+    WorkloadSection,
+    WorkspaceSection,
+)
 from ephemera.errors import ConfigError
 from ephemera.home import ephemera_home
 from ephemera.sections import check_url
@@ -124,5 +134,13 @@ class Config:
         return [str(v) for value in values if value for v in (value.values() if isinstance(value, dict) else [value])]
 
 
-__all__ = ["ACTIONS", "REDACTED", "TRIGGER_KINDS", "WORKSPACE_NAME_FIX", "Config", "ConfigError", "check_url",
-           "is_workspace_name"]
+__all__ = [
+    "ACTIONS",
+    "REDACTED",
+    "TRIGGER_KINDS",
+    "WORKSPACE_NAME_FIX",
+    "Config",
+    "ConfigError",
+    "check_url",
+    "is_workspace_name",
+]

@@ -53,11 +53,15 @@ def validate_alarm(path: str, trig: dict) -> AlarmSchedule:
     try:
         tz = ZoneInfo(trig.get("timezone") or "UTC")
     except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"{path}.timezone", f"unknown timezone '{trig.get('timezone')}'", "use an IANA name such as 'Europe/Madrid'") from None
+        raise ConfigError(
+            f"{path}.timezone", f"unknown timezone '{trig.get('timezone')}'", "use an IANA name such as 'Europe/Madrid'"
+        ) from None
     cron, once = trig.get("cron"), trig.get("once")
     if bool(cron) == bool(once):
         raise ConfigError(f"{path}.cron", "an alarm needs exactly one of 'cron' or 'once'", CRON_HELP)
-    start = parse_time(f"{path}.start_date", trig["start_date"], default_tz=tz, error=ConfigError) if trig.get("start_date") else None
+    start = (
+        parse_time(f"{path}.start_date", trig["start_date"], default_tz=tz, error=ConfigError) if trig.get("start_date") else None
+    )
     stop = parse_time(f"{path}.stop_date", trig["stop_date"], default_tz=tz, error=ConfigError) if trig.get("stop_date") else None
     if start and stop and stop <= start:
         raise ConfigError(f"{path}.stop_date", "is not after start_date", "set a stop_date later than start_date")
@@ -73,5 +77,9 @@ def validate_alarm(path: str, trig: dict) -> AlarmSchedule:
             raise ConfigError(f"{path}.cron", f"'{cron}' is not a valid cron expression ({exc})", CRON_HELP) from None
         schedule = AlarmSchedule(cron, None, tz, start, stop)
         if schedule.next_after(start or now_utc()) is None:
-            raise ConfigError(f"{path}.cron", f"'{cron}' never fires" + (" before stop_date" if stop else ""), "fix the day/month fields or the stop_date")
+            raise ConfigError(
+                f"{path}.cron",
+                f"'{cron}' never fires" + (" before stop_date" if stop else ""),
+                "fix the day/month fields or the stop_date",
+            )
     return schedule

@@ -127,8 +127,10 @@ def _requirements(value: Any) -> list[str] | str:
         return value.strip()  # a requirements file
     if isinstance(value, list) and all(isinstance(r, str) and r.strip() and not r.strip().startswith("-") for r in value):
         return [r.strip() for r in value]
-    raise Invalid("expected a list of requirements or the path of a requirements file",
-                  "e.g. requirements: ['scikit-learn>=1.3'] or requirements: requirements.txt")
+    raise Invalid(
+        "expected a list of requirements or the path of a requirements file",
+        "e.g. requirements: ['scikit-learn>=1.3'] or requirements: requirements.txt",
+    )
 
 
 def _bundle_hash(value: Any) -> str:
@@ -147,8 +149,10 @@ def _patterns(value: Any) -> list[str]:
 def _signing_key(value: Any) -> str:
     value = _string(value).strip()
     if len(value) < MIN_SIGNING_KEY_CHARS:
-        raise Invalid(f"is shorter than {MIN_SIGNING_KEY_CHARS} characters",
-                      "generate one with `python -c 'import secrets; print(secrets.token_hex(32))'`")
+        raise Invalid(
+            f"is shorter than {MIN_SIGNING_KEY_CHARS} characters",
+            "generate one with `python -c 'import secrets; print(secrets.token_hex(32))'`",
+        )
     return value
 
 
@@ -160,24 +164,60 @@ def _suffixes(value: Any) -> list[str]:
 
 
 _STRING = {"type": "string"}
-Duration = Annotated[int, Label("duration: seconds, 90s, 30m, 4h, 1d"), BeforeValidator(duration_seconds), WithJsonSchema(
-    {"anyOf": [{"type": "integer", "exclusiveMinimum": 0}, {"type": "string", "pattern": r"^\s*[0-9.]+\s*[smhdSMHD]?\s*$"}]})]
-BucketName = Annotated[str, Label("bucket name"), BeforeValidator(_bucket), WithJsonSchema(
-    {"type": "string", "pattern": BUCKET_PATTERN})]
+Duration = Annotated[
+    int,
+    Label("duration: seconds, 90s, 30m, 4h, 1d"),
+    BeforeValidator(duration_seconds),
+    WithJsonSchema(
+        {"anyOf": [{"type": "integer", "exclusiveMinimum": 0}, {"type": "string", "pattern": r"^\s*[0-9.]+\s*[smhdSMHD]?\s*$"}]}
+    ),
+]
+BucketName = Annotated[
+    str, Label("bucket name"), BeforeValidator(_bucket), WithJsonSchema({"type": "string", "pattern": BUCKET_PATTERN})
+]
 KeyPrefix = Annotated[str, Label("key prefix"), BeforeValidator(_prefix), WithJsonSchema(_STRING)]
-EntryPoint = Annotated[str, Label("package.module:function"), BeforeValidator(_entry), WithJsonSchema({"type": "string", "pattern": r"^[\w.]+:\w+$"})]
-WorkspaceName = Annotated[str, Label("workspace name"), BeforeValidator(_workspace_name), WithJsonSchema(
-    {"type": "string", "pattern": WORKSPACE_NAME_RE.pattern})]
-Name = Annotated[str, Label("name"), BeforeValidator(_name), WithJsonSchema({"type": "string", "pattern": r"^[A-Za-z0-9._-]{1,63}$"})]
+EntryPoint = Annotated[
+    str, Label("package.module:function"), BeforeValidator(_entry), WithJsonSchema({"type": "string", "pattern": r"^[\w.]+:\w+$"})
+]
+WorkspaceName = Annotated[
+    str,
+    Label("workspace name"),
+    BeforeValidator(_workspace_name),
+    WithJsonSchema({"type": "string", "pattern": WORKSPACE_NAME_RE.pattern}),
+]
+Name = Annotated[
+    str, Label("name"), BeforeValidator(_name), WithJsonSchema({"type": "string", "pattern": r"^[A-Za-z0-9._-]{1,63}$"})
+]
 Variables = Annotated[dict, Label("mapping"), BeforeValidator(_variables), WithJsonSchema({"type": "object"})]
-Suffixes = Annotated[list, Label("string or list of strings"), BeforeValidator(_suffixes), WithJsonSchema(
-    {"anyOf": [{"type": "string", "minLength": 1}, {"type": "array", "items": {"type": "string", "minLength": 1}}]})]
-Requirements = Annotated[Any, Label("list of requirements, or a requirements file"), BeforeValidator(_requirements), WithJsonSchema(
-    {"anyOf": [{"type": "string", "minLength": 1}, {"type": "array", "items": {"type": "string", "minLength": 1}}]})]
-Patterns = Annotated[list, Label("list of glob patterns"), BeforeValidator(_patterns), WithJsonSchema(
-    {"type": "array", "items": {"type": "string", "minLength": 1}})]
-BundleHash = Annotated[str, Label("SHA-256"), BeforeValidator(_bundle_hash), WithJsonSchema(
-    {"type": "string", "pattern": BUNDLE_HASH_RE.pattern})]
-SigningKey = Annotated[str, Label("string, 32+ characters"), BeforeValidator(_signing_key), WithJsonSchema(
-    {"type": "string", "minLength": MIN_SIGNING_KEY_CHARS})]
+Suffixes = Annotated[
+    list,
+    Label("string or list of strings"),
+    BeforeValidator(_suffixes),
+    WithJsonSchema(
+        {"anyOf": [{"type": "string", "minLength": 1}, {"type": "array", "items": {"type": "string", "minLength": 1}}]}
+    ),
+]
+Requirements = Annotated[
+    Any,
+    Label("list of requirements, or a requirements file"),
+    BeforeValidator(_requirements),
+    WithJsonSchema(
+        {"anyOf": [{"type": "string", "minLength": 1}, {"type": "array", "items": {"type": "string", "minLength": 1}}]}
+    ),
+]
+Patterns = Annotated[
+    list,
+    Label("list of glob patterns"),
+    BeforeValidator(_patterns),
+    WithJsonSchema({"type": "array", "items": {"type": "string", "minLength": 1}}),
+]
+BundleHash = Annotated[
+    str, Label("SHA-256"), BeforeValidator(_bundle_hash), WithJsonSchema({"type": "string", "pattern": BUNDLE_HASH_RE.pattern})
+]
+SigningKey = Annotated[
+    str,
+    Label("string, 32+ characters"),
+    BeforeValidator(_signing_key),
+    WithJsonSchema({"type": "string", "minLength": MIN_SIGNING_KEY_CHARS}),
+]
 TriggerPrefix = Annotated[str, Label("key prefix"), BeforeValidator(lambda v: _string(v).lstrip("/")), WithJsonSchema(_STRING)]

@@ -19,8 +19,14 @@ from ephemera.errors import ConfigError, ConfigErrors
 from ephemera.sections import Invalid, is_secret
 
 EXPECTED = {
-    "string_type": "a string", "int_type": "an integer", "int_parsing": "an integer", "bool_type": "true/false",
-    "float_type": "a number", "dict_type": "a mapping", "model_type": "a mapping", "model_attributes_type": "a mapping",
+    "string_type": "a string",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "bool_type": "true/false",
+    "float_type": "a number",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
     "list_type": "a list",
 }
 SCALARS = (str, int, float)
@@ -106,8 +112,11 @@ def _error(err: Any, root: type[BaseModel]) -> ConfigError:
         return ConfigError(".".join([path, *invalid.at]), invalid.problem, invalid.fix or _example(key, field))
     if kind in ("literal_error", "enum"):
         annotation = field.annotation if field is not None else None
-        choices = ([m.value for m in annotation] if isinstance(annotation, type) and issubclass(annotation, Enum)
-                   else typing.get_args(annotation))
+        choices = (
+            [m.value for m in annotation]
+            if isinstance(annotation, type) and issubclass(annotation, Enum)
+            else typing.get_args(annotation)
+        )
         allowed = ", ".join(map(str, choices)) or err.get("ctx", {}).get("expected", "")
         return ConfigError(path, f"'{err['input']}' is not one of {allowed}")
     if kind in EXPECTED:

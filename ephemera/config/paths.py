@@ -45,8 +45,16 @@ def ca_file(config: Config) -> str | None:
     value = config.notify.smtp_ca_file
     if not value:
         return value
-    return str(_existing(config, "notify.smtp_ca_file", value, True, "the CA file",
-                         "point it at the PEM bundle of your SMTP server's CA, or unset it to use the system's"))
+    return str(
+        _existing(
+            config,
+            "notify.smtp_ca_file",
+            value,
+            True,
+            "the CA file",
+            "point it at the PEM bundle of your SMTP server's CA, or unset it to use the system's",
+        )
+    )
 
 
 def workload_source(config: Config) -> Path | None:
@@ -54,8 +62,14 @@ def workload_source(config: Config) -> Path | None:
     value = config.workload.source
     if not value:
         return None
-    return _existing(config, "workload.source", value, False, "the workload source",
-                     "point it at the folder or file with your workload's code" + DEPLOYED_FIX)
+    return _existing(
+        config,
+        "workload.source",
+        value,
+        False,
+        "the workload source",
+        "point it at the folder or file with your workload's code" + DEPLOYED_FIX,
+    )
 
 
 def workload_paths(config: Config) -> None:
@@ -68,5 +82,13 @@ def workload_paths(config: Config) -> None:
     if workload.source:
         workload.source = str(workload_source(config))
     if isinstance(workload.requirements, str):
-        workload.requirements = str(_existing(config, "workload.requirements", workload.requirements, True,
-                                              "the requirements file", "fix the path, or list the requirements" + DEPLOYED_FIX))
+        workload.requirements = str(
+            _existing(
+                config,
+                "workload.requirements",
+                workload.requirements,
+                True,
+                "the requirements file",
+                "fix the path, or list the requirements" + DEPLOYED_FIX,
+            )
+        )

@@ -32,12 +32,18 @@ def section_name(root: type[BaseModel], model: type[BaseModel]) -> str:
     names = names or [name for name, declared in sections.items() if issubclass(declared, model)]
     if len(names) != 1:
         found = "no section" if not names else f"the sections {', '.join(names)}"
-        raise LookupError(f"the config declares {found} with the model {model.__name__}: "
-                          "register the plugin that declares it (its spec's sections) in its registry")
+        raise LookupError(
+            f"the config declares {found} with the model {model.__name__}: "
+            "register the plugin that declares it (its spec's sections) in its registry"
+        )
     return names[0]
 
 
 def secret_paths(root: type[BaseModel]) -> list[tuple[str, str]]:
     """(section, key) of every secret field."""
-    return [(section, key) for section, model in section_models(root).items()
-            for key, field in model.model_fields.items() if is_secret(field)]
+    return [
+        (section, key)
+        for section, model in section_models(root).items()
+        for key, field in model.model_fields.items()
+        if is_secret(field)
+    ]

@@ -17,8 +17,21 @@ from typing import Any, Optional
 from pydantic import Field, PrivateAttr
 
 from ephemera.config.alarms import AlarmSchedule
-from ephemera.config.fields import (BucketName, BundleHash, Duration, EntryPoint, KeyPrefix, Name, Patterns, Requirements,
-                                    SigningKey, Suffixes, TriggerPrefix, Variables, WorkspaceName)
+from ephemera.config.fields import (
+    BucketName,
+    BundleHash,
+    Duration,
+    EntryPoint,
+    KeyPrefix,
+    Name,
+    Patterns,
+    Requirements,
+    SigningKey,
+    Suffixes,
+    TriggerPrefix,
+    Variables,
+    WorkspaceName,
+)
 from ephemera.sections import Section, secret
 
 
@@ -52,7 +65,9 @@ class StorageSection(Section):
     """Where Ephemera keeps its state. ``backend`` names a storage backend's folder."""
 
     backend: str = Field("localhost", description="the storage backend: its settings are the section of that name")
-    bucket: BucketName = Field("ephemera", description="the bucket that holds run records and job specs (and, by default, outputs)")
+    bucket: BucketName = Field(
+        "ephemera", description="the bucket that holds run records and job specs (and, by default, outputs)"
+    )
 
 
 class EngineSection(Section):
@@ -72,13 +87,30 @@ class WorkspaceSection(Section):
 class WorkloadSection(Section):
     """What the VMs run, and where it writes."""
 
-    entry: EntryPoint = Field("ephemera.workloads.digits_cv:main", description="the workload function, 'package.module:function' (a module of workload.source, when set)")
-    source: Optional[str] = Field(None, description="a folder or file with the workload's code, shipped in the run bundle; relative to the config file")
-    requirements: Requirements = Field(default_factory=list, description="what the workload needs on the VMs: requirements, or a requirements file (relative to the config file)")
-    ignore: Patterns = Field(default_factory=list, description="glob patterns of workload.source files to leave out (with .git, __pycache__, .venv, *.pyc)")
-    bundle: Optional[BundleHash] = Field(None, description="a published run bundle's SHA-256 (ephemera bundle publish; ephemera deploy sets it): VMs install it instead of one packed at apply, which a deployed action cannot do")
+    entry: EntryPoint = Field(
+        "ephemera.workloads.digits_cv:main",
+        description="the workload function, 'package.module:function' (a module of workload.source, when set)",
+    )
+    source: Optional[str] = Field(
+        None, description="a folder or file with the workload's code, shipped in the run bundle; relative to the config file"
+    )
+    requirements: Requirements = Field(
+        default_factory=list,
+        description="what the workload needs on the VMs: requirements, or a requirements file (relative to the config file)",
+    )
+    ignore: Patterns = Field(
+        default_factory=list,
+        description="glob patterns of workload.source files to leave out (with .git, __pycache__, .venv, *.pyc)",
+    )
+    bundle: Optional[BundleHash] = Field(
+        None,
+        description="a published run bundle's SHA-256 (ephemera bundle publish; ephemera deploy sets it): VMs install it instead of one packed at apply, which a deployed action cannot do",
+    )
     params: dict = Field(default_factory=dict, description="parameters handed to the workload (ctx.params)")
-    remote_params: list[str] = Field(default_factory=list, description="the params keys a remote request to a deployed function (ephemera invoke --url) may set; it may set no other")
+    remote_params: list[str] = Field(
+        default_factory=list,
+        description="the params keys a remote request to a deployed function (ephemera invoke --url) may set; it may set no other",
+    )
     output_bucket: Optional[BucketName] = Field(None, description="where outputs and the marker go; defaults to storage.bucket")
     output_prefix: KeyPrefix = Field("outputs", description="outputs go to <output_bucket>/<output_prefix>/<run_id>/")
 
@@ -90,33 +122,55 @@ class TimeoutsSection(Section):
     soft: Duration = Field(600, description="a finished run whose destroy has not started by then is reaped")
     apply: Duration = Field(1800, description="an apply not finished by then is failed and destroyed")
     action: Duration = Field(300, description="an action invocation is killed after this")
-    boot: Duration = Field(1200, description="a run's VMs that have not all reported by then (after apply) fail it, and it is destroyed")
-    heartbeat: Duration = Field(120, description="a running run whose workload VM (or every VM) has sent no heartbeat for this long is failed and destroyed")
+    boot: Duration = Field(
+        1200, description="a run's VMs that have not all reported by then (after apply) fail it, and it is destroyed"
+    )
+    heartbeat: Duration = Field(
+        120,
+        description="a running run whose workload VM (or every VM) has sent no heartbeat for this long is failed and destroyed",
+    )
 
 
 class SecuritySection(Section):
     """Keys that authenticate what a run's VMs execute (see ephemera.runkeys)."""
 
-    signing_key: Optional[SigningKey] = secret("the controller's key (e.g. 64 random hex digits) from which each run's key is derived; "
-                                               "default: the file signing.key in the Ephemera home (created on first use); "
-                                               "a deploy binds it")
+    signing_key: Optional[SigningKey] = secret(
+        "the controller's key (e.g. 64 random hex digits) from which each run's key is derived; "
+        "default: the file signing.key in the Ephemera home (created on first use); "
+        "a deploy binds it"
+    )
 
 
 class TriggerEntry(Section):
     """One entry of ``triggers``: an alarm or a watch on bucket writes."""
 
     name: Name = Field(description="the trigger's name, referred to by rules", examples=["nightly"])
-    kind: TriggerKind = Field(description="what fires it: an alarm (cron or once) or a write to a bucket", examples=["alarm"],
-                              strict=False)  # strict would take only enum members; lax takes exactly their values
-    cron: Optional[str] = Field(None, description="alarm: 'min hour day month weekday' (months 1-12, weekdays 0-7 with 0 and 7 Sunday), or 6 fields with seconds last; the deploy translates it per platform")
-    once: Optional[str] = Field(None, description="alarm: an ISO 8601 time at which the alarm fires once; without an offset, read in timezone")
+    kind: TriggerKind = Field(
+        description="what fires it: an alarm (cron or once) or a write to a bucket", examples=["alarm"], strict=False
+    )  # strict would take only enum members; lax takes exactly their values
+    cron: Optional[str] = Field(
+        None,
+        description="alarm: 'min hour day month weekday' (months 1-12, weekdays 0-7 with 0 and 7 Sunday), or 6 fields with seconds last; the deploy translates it per platform",
+    )
+    once: Optional[str] = Field(
+        None, description="alarm: an ISO 8601 time at which the alarm fires once; without an offset, read in timezone"
+    )
     timezone: str = Field("UTC", description="alarm: the IANA zone the cron fields (and dates without an offset) are read in")
-    start_date: Optional[str] = Field(None, description="alarm: no fire before this ISO 8601 time; without an offset, read in timezone")
-    stop_date: Optional[str] = Field(None, description="alarm: no fire after this ISO 8601 time; without an offset, read in timezone")
+    start_date: Optional[str] = Field(
+        None, description="alarm: no fire before this ISO 8601 time; without an offset, read in timezone"
+    )
+    stop_date: Optional[str] = Field(
+        None, description="alarm: no fire after this ISO 8601 time; without an offset, read in timezone"
+    )
     bucket: Optional[BucketName] = Field(None, description="object_write: the watched bucket; defaults to storage.bucket")
     prefix: TriggerPrefix = Field("", description="object_write: only keys under this prefix")
-    suffix: Suffixes = Field(default_factory=list, description="object_write: a suffix or a list of suffixes, e.g. ['_SUCCESS.json']")
-    payload: dict = Field(default_factory=dict, description="parameters the trigger adds to the action's event (over the rule's params), e.g. {params: {folds: 3}} for apply")
+    suffix: Suffixes = Field(
+        default_factory=list, description="object_write: a suffix or a list of suffixes, e.g. ['_SUCCESS.json']"
+    )
+    payload: dict = Field(
+        default_factory=dict,
+        description="parameters the trigger adds to the action's event (over the rule's params), e.g. {params: {folds: 3}} for apply",
+    )
     _schedule: Optional[AlarmSchedule] = PrivateAttr(None)  # an alarm's parsed schedule, set when the config is validated
 
     @property
@@ -137,8 +191,9 @@ class RuleEntry(Section):
 
     name: Optional[Name] = Field(None, description="defaults to '<trigger>-<action>'")
     trigger: str = Field(description="the name of a trigger", examples=["nightly"])
-    action: ActionName = Field(description="the action the trigger invokes", examples=["apply"],
-                               strict=False)  # strict would take only enum members; lax takes exactly their values
+    action: ActionName = Field(
+        description="the action the trigger invokes", examples=["apply"], strict=False
+    )  # strict would take only enum members; lax takes exactly their values
     params: dict = Field(default_factory=dict, description="parameters bound to the action, under the event's, on every platform")
 
     def to_dict(self) -> dict[str, Any]:

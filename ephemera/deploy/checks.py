@@ -29,8 +29,11 @@ def check_engine(config: Config, target: str) -> None:
     """ConfigError naming ``engine.backend`` when the engine cannot run in ``target``'s actions."""
     spec = engine_spec(config.engine.backend)
     if spec.state_on_host:
-        raise ConfigError("engine.backend", f"the {spec.name} engine keeps its state on the machine that applies, "
-                          f"which a {target} action does not keep", "use an engine that runs as a service, e.g. schematics")
+        raise ConfigError(
+            "engine.backend",
+            f"the {spec.name} engine keeps its state on the machine that applies, which a {target} action does not keep",
+            "use an engine that runs as a service, e.g. schematics",
+        )
 
 
 def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
@@ -46,8 +49,11 @@ def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
 
 def check_no_placeholders(config: Config) -> None:
     """ConfigErrors naming every key whose value is still a ``REPLACE...`` placeholder (never the value)."""
-    found = [ConfigError(path, "is still the example's placeholder", "put your own value here")
-             for path, value in _strings(config.to_dict(redact=False), "") if value.startswith(PLACEHOLDER)]
+    found = [
+        ConfigError(path, "is still the example's placeholder", "put your own value here")
+        for path, value in _strings(config.to_dict(redact=False), "")
+        if value.startswith(PLACEHOLDER)
+    ]
     if found:
         raise ConfigErrors.of(found)
 
@@ -57,16 +63,22 @@ def check_engine_and_files(config: Config, target: str) -> None:
     check_no_placeholders(config)
     check_engine(config, target)
     if config.notify.smtp_ca_file:
-        raise ConfigError("notify.smtp_ca_file", f"names a file on this machine, which a {target} action cannot read",
-                          "unset it for the deployed config (the system's CAs are used), or use a server with a public certificate")
+        raise ConfigError(
+            "notify.smtp_ca_file",
+            f"names a file on this machine, which a {target} action cannot read",
+            "unset it for the deployed config (the system's CAs are used), or use a server with a public certificate",
+        )
 
 
 def check_time_limit(config: Config, field: str, seconds: int) -> None:
     """ConfigError naming ``field`` when ``seconds`` exceeds ``timeouts.action``."""
     action = config.timeouts.action
     if seconds > action:
-        raise ConfigError(field, f"{seconds}s is longer than timeouts.action ({action}s): the reaper would take a "
-                          "running action for a dead one", f"set it to at most {action}s, or raise timeouts.action")
+        raise ConfigError(
+            field,
+            f"{seconds}s is longer than timeouts.action ({action}s): the reaper would take a running action for a dead one",
+            f"set it to at most {action}s, or raise timeouts.action",
+        )
 
 
 def rule_trigger_names(config: Config) -> dict[str, str]:
@@ -82,8 +94,11 @@ def rule_trigger_names(config: Config) -> dict[str, str]:
         own = str(rule.name)  # completed by validation: '<trigger>-<action>' when unset
         name = rule.trigger if len(bound[rule.trigger]) == 1 else own
         if name in owner and owner[name] != own:
-            raise ConfigError(f"rules[{i}].name", f"its platform trigger '{name}' is also that of rule '{owner[name]}'",
-                              "rename the rule or the trigger")
+            raise ConfigError(
+                f"rules[{i}].name",
+                f"its platform trigger '{name}' is also that of rule '{owner[name]}'",
+                "rename the rule or the trigger",
+            )
         owner[name] = own
         names[own] = name
     return names

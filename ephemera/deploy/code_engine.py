@@ -55,7 +55,10 @@ SECRET = "ephemera-config"
 FUNCTION_ACTIONS = ("apply", "reap", "status")
 MAX_DATA_BYTES = 4096  # Code Engine limits: cron subscription "Size of data | 4096 bytes"
 # Code Engine's Python function runtimes: (deprecated from, end of life), per its runtime lifecycle page
-RUNTIME_LIFECYCLE = {"python-3.11": (date(2025, 10, 31), date(2026, 10, 31)), "python-3.13": (date(2026, 10, 1), date(2027, 4, 30))}
+RUNTIME_LIFECYCLE = {
+    "python-3.11": (date(2025, 10, 31), date(2026, 10, 31)),
+    "python-3.13": (date(2026, 10, 1), date(2027, 4, 30)),
+}
 
 
 def ce_name(name: str) -> str:
@@ -79,17 +82,25 @@ def check_runtime(runtime: str, today: date | None = None) -> str | None:
     today = today or now_utc().date()
     deprecated, end = RUNTIME_LIFECYCLE.get(runtime, (None, None))
     if end is not None and today >= end:
-        raise ConfigError("code_engine.runtime", f"{runtime} reached its end of life on {end.isoformat()}: functions on it stop working",
-                          "use a current runtime, e.g. python-3.13")
+        raise ConfigError(
+            "code_engine.runtime",
+            f"{runtime} reached its end of life on {end.isoformat()}: functions on it stop working",
+            "use a current runtime, e.g. python-3.13",
+        )
     if deprecated is not None and today >= deprecated:
-        return f"{runtime} is deprecated since {deprecated.isoformat()} (end of life {end.isoformat() if end else 'not announced'})"
+        return (
+            f"{runtime} is deprecated since {deprecated.isoformat()} (end of life {end.isoformat() if end else 'not announced'})"
+        )
     return None
 
 
 def _upsert(kind: list[str], name: str, what: str, create_args: list[str], update_args: list[str]) -> Step:
-    return Step(what=what, probe=[*CE, *kind, "get", "--name", name],
-                update=[*CE, *kind, "update", "--name", name, *update_args],
-                create=[*CE, *kind, "create", "--name", name, *create_args])
+    return Step(
+        what=what,
+        probe=[*CE, *kind, "get", "--name", name],
+        update=[*CE, *kind, "update", "--name", name, *update_args],
+        create=[*CE, *kind, "create", "--name", name, *create_args],
+    )
 
 
 def _env(action: str, timeout: int, rule_params: dict | None = None, *, invoke_token: bool = False) -> list[str]:
@@ -110,7 +121,11 @@ def invoke_env_file_for(env_file: str) -> str:
 def _cron_data(path: str, trig: dict, rule: dict, now: datetime | None) -> str:
     schedule = trig.get("schedule") or validate_alarm(path, trig)
     if schedule.once is not None:
-        raise ConfigError(f"{path}.once", "Code Engine cron subscriptions cannot fire once", "use a cron schedule, or invoke the function by hand")
+        raise ConfigError(
+            f"{path}.once",
+            "Code Engine cron subscriptions cannot fire once",
+            "use a cron schedule, or invoke the function by hand",
+        )
     dates = alarm_dates(path, schedule, now)
     data = {**rule["params"], **trig["payload"], "ephemera_kind": "alarm", "ephemera_trigger": trig["name"]}
     if schedule.start is not None:
@@ -119,13 +134,23 @@ def _cron_data(path: str, trig: dict, rule: dict, now: datetime | None) -> str:
         data["ephemera_not_after"] = dates["stop"]
     text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     if len(text.encode()) > MAX_DATA_BYTES:
-        raise ConfigError(f"{path}.payload", f"the cron subscription's data would be {len(text.encode())} bytes, over "
-                          f"Code Engine's {MAX_DATA_BYTES}", "keep the trigger payload and rule params small")
+        raise ConfigError(
+            f"{path}.payload",
+            f"the cron subscription's data would be {len(text.encode())} bytes, over Code Engine's {MAX_DATA_BYTES}",
+            "keep the trigger payload and rule params small",
+        )
     return text
 
 
-def code_engine_plan(config: Config, *, bundle_dir: str, env_file: str, invoke_env_file: str | None = None,
-                     project: str | None = None, now: datetime | None = None) -> list[Step]:
+def code_engine_plan(
+    config: Config,
+    *,
+    bundle_dir: str,
+    env_file: str,
+    invoke_env_file: str | None = None,
+    project: str | None = None,
+    now: datetime | None = None,
+) -> list[Step]:
     """Every step of the deploy, from the config (ConfigError for what cannot be deployed).
     ``env_file`` holds the config, ``invoke_env_file`` (default: beside it) the invoke token."""
     settings = config.section(CodeEngineSection)
@@ -135,16 +160,43 @@ def code_engine_plan(config: Config, *, bundle_dir: str, env_file: str, invoke_e
     project = project or settings.project
     fn_timeout, job_timeout = settings.function_timeout, settings.job_timeout
     steps = [Step(what=f"select project {project}", create=[*CE, "project", "select", "--name", project])]
-    steps.append(_upsert(["secret"], SECRET, f"secret {SECRET} with the config", ["--from-env-file", env_file], ["--from-env-file", env_file]))
+    steps.append(
+        _upsert(
+            ["secret"], SECRET, f"secret {SECRET} with the config", ["--from-env-file", env_file], ["--from-env-file", env_file]
+        )
+    )
     invoke_env_file = invoke_env_file or invoke_env_file_for(env_file)
-    steps.append(_upsert(["secret"], INVOKE_SECRET, f"secret {INVOKE_SECRET} with the functions' invoke token",
-                         ["--from-env-file", invoke_env_file], ["--from-env-file", invoke_env_file]))
-    fn_args = ["--runtime", settings.runtime, "--build-source", bundle_dir, "--visibility", settings.visibility,
-               "--maxexecutiontime", str(fn_timeout)]
+    steps.append(
+        _upsert(
+            ["secret"],
+            INVOKE_SECRET,
+            f"secret {INVOKE_SECRET} with the functions' invoke token",
+            ["--from-env-file", invoke_env_file],
+            ["--from-env-file", invoke_env_file],
+        )
+    )
+    fn_args = [
+        "--runtime",
+        settings.runtime,
+        "--build-source",
+        bundle_dir,
+        "--visibility",
+        settings.visibility,
+        "--maxexecutiontime",
+        str(fn_timeout),
+    ]
     for action in FUNCTION_ACTIONS:
         args = [*fn_args, *_env(action, fn_timeout, invoke_token=True)]
-        steps.append(_upsert(["fn"], function_name(action), f"function {function_name(action)} ({settings.visibility}, "
-                             f"{settings.runtime}, {fn_timeout}s; invoke token required)", args, args))
+        steps.append(
+            _upsert(
+                ["fn"],
+                function_name(action),
+                f"function {function_name(action)} ({settings.visibility}, "
+                f"{settings.runtime}, {fn_timeout}s; invoke token required)",
+                args,
+                args,
+            )
+        )
     triggers = {t.name: (i, t.to_dict()) for i, t in enumerate(config.triggers)}
     jobs: dict[str, tuple[str, dict]] = {job_name("destroy"): ("destroy", {})}
     for rule in (r.to_dict() for r in config.rules):
@@ -156,17 +208,42 @@ def code_engine_plan(config: Config, *, bundle_dir: str, env_file: str, invoke_e
             jobs.setdefault(job_name(rule["action"]), (rule["action"], {}))
     if not any(rule.action == ActionName.REAP for rule in config.rules):
         jobs.setdefault(job_name("reap"), ("reap", {}))
-    job_args = ["--build-source", bundle_dir, "--build-strategy", "dockerfile", "--maxexecutiontime", str(job_timeout),
-                "--retrylimit", str(settings.job_retries)]
+    job_args = [
+        "--build-source",
+        bundle_dir,
+        "--build-strategy",
+        "dockerfile",
+        "--maxexecutiontime",
+        str(job_timeout),
+        "--retrylimit",
+        str(settings.job_retries),
+    ]
     for name, (action, params) in jobs.items():
         args = [*job_args, *_env(action, job_timeout, params)]
-        steps.append(_upsert(["job"], name, f"job {name} (runs {action}; started by subscriptions; {job_timeout}s, "
-                             f"{settings.job_retries} retries)", args, args))
+        steps.append(
+            _upsert(
+                ["job"],
+                name,
+                f"job {name} (runs {action}; started by subscriptions; {job_timeout}s, {settings.job_retries} retries)",
+                args,
+                args,
+            )
+        )
     rules: list[tuple[dict, int | None, dict]] = [(rule.to_dict(), *triggers[rule.trigger]) for rule in config.rules]
     if not any(rule.action == ActionName.REAP for rule in config.rules):
-        reaper: dict = {"name": REAPER_TRIGGER, "kind": "alarm", "cron": settings.reaper_cron, "once": None, "timezone": "UTC",
-                  "start_date": None, "stop_date": None, "payload": {}}
-        rules.append(({"name": f"{REAPER_TRIGGER}-reap", "trigger": REAPER_TRIGGER, "action": "reap", "params": {}}, None, reaper))
+        reaper: dict = {
+            "name": REAPER_TRIGGER,
+            "kind": "alarm",
+            "cron": settings.reaper_cron,
+            "once": None,
+            "timezone": "UTC",
+            "start_date": None,
+            "stop_date": None,
+            "payload": {},
+        }
+        rules.append(
+            ({"name": f"{REAPER_TRIGGER}-reap", "trigger": REAPER_TRIGGER, "action": "reap", "params": {}}, None, reaper)
+        )
     for rule, i, trig in rules:
         path = f"triggers[{i}]" if i is not None else "code_engine.reaper_cron"
         action = rule["action"]
@@ -174,16 +251,38 @@ def code_engine_plan(config: Config, *, bundle_dir: str, env_file: str, invoke_e
             dest = ["--destination", job_name(action), "--destination-type", "job"]  # never a function: see the module doc
             data = _cron_data(path, trig, rule, now)  # refuses a one-off alarm first
             cron = code_engine_cron(f"{path}.cron" if i is not None else path, trig["cron"])
-            args = [*dest, "--schedule", cron, "--time-zone", trig["timezone"] or "UTC",
-                    "--data", data, "--content-type", "application/json"]
-            steps.append(_upsert(["sub", "cron"], ce_name(rule["name"]), f"cron subscription {rule['name']}: '{cron}' "
-                                 f"({trig['timezone'] or 'UTC'}) -> {action}", args, args))
+            args = [
+                *dest,
+                "--schedule",
+                cron,
+                "--time-zone",
+                trig["timezone"] or "UTC",
+                "--data",
+                data,
+                "--content-type",
+                "application/json",
+            ]
+            steps.append(
+                _upsert(
+                    ["sub", "cron"],
+                    ce_name(rule["name"]),
+                    f"cron subscription {rule['name']}: '{cron}' ({trig['timezone'] or 'UTC'}) -> {action}",
+                    args,
+                    args,
+                )
+            )
             continue
         dest = ["--destination", job_name(action, rule["name"] if rule["params"] else None), "--destination-type", "job"]
         for j, (name, suffix) in enumerate(trigger_instances(trig["name"], trig)):
             sub = ce_name(rule["name"] if name == trig["name"] else f"{rule['name']}-{j + 1}")
             filters = (["--prefix", trig["prefix"]] if trig["prefix"] else []) + (["--suffix", suffix] if suffix else [])
-            steps.append(_upsert(["sub", "cos"], sub, f"COS subscription {sub}: writes to {trig['bucket']}/{trig['prefix']}*{suffix} -> {action}",
-                                 [*dest, "--bucket", trig["bucket"], "--event-type", "write", *filters],
-                                 [*dest, "--event-type", "write", *filters]))
+            steps.append(
+                _upsert(
+                    ["sub", "cos"],
+                    sub,
+                    f"COS subscription {sub}: writes to {trig['bucket']}/{trig['prefix']}*{suffix} -> {action}",
+                    [*dest, "--bucket", trig["bucket"], "--event-type", "write", *filters],
+                    [*dest, "--event-type", "write", *filters],
+                )
+            )
     return steps

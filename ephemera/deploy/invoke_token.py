@@ -37,8 +37,11 @@ def bound_token(environ: Mapping[str, str]) -> str:
     """The token the function was deployed with; ConfigError (fail closed) when there is none."""
     token = (environ.get(TOKEN_ENV) or "").strip()
     if len(token) < MIN_TOKEN_CHARS:
-        raise ConfigError(TOKEN_ENV, "is not set (or too short): this function refuses every request",
-                          f"deploy with `ephemera deploy code-engine` (it binds the {SECRET} secret)")
+        raise ConfigError(
+            TOKEN_ENV,
+            "is not set (or too short): this function refuses every request",
+            f"deploy with `ephemera deploy code-engine` (it binds the {SECRET} secret)",
+        )
     return token
 
 

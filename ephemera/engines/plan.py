@@ -17,8 +17,13 @@ _HEADER_RE = re.compile(r"^\s*# (\S+) (?:will be|must be) (created|updated in-pl
 _BLOCK_RE = re.compile(r"^(\s*)[-+~<=>/ ]+(?:resource|data) \"[^\"]+\" \"[^\"]+\" \{")
 _ATTR_RE = re.compile(r'^(\s*)[+~-]? ?([A-Za-z0-9_]+)\s*=\s*"([^"]*)"')
 _SUMMARY_RE = re.compile(r"^\s*Plan: \d+ to add, \d+ to change, \d+ to destroy\.|^\s*No changes\.")
-ACTIONS = {"created": "create", "updated in-place": "update", "destroyed": "destroy", "replaced": "replace",
-           "read during apply": "read"}
+ACTIONS = {
+    "created": "create",
+    "updated in-place": "update",
+    "destroyed": "destroy",
+    "replaced": "replace",
+    "read during apply": "read",
+}
 
 
 @dataclass
@@ -71,4 +76,6 @@ def parse_plan(text: str) -> Plan:
         attr = _ATTR_RE.match(line)
         if attr and depth is not None and len(attr.group(1)) == depth:
             current.attributes.setdefault(attr.group(2), attr.group(3))
-    return Plan(resources, summary or ("No changes." if not resources else f"{len(resources)} resource changes"), "\n".join(lines))
+    return Plan(
+        resources, summary or ("No changes." if not resources else f"{len(resources)} resource changes"), "\n".join(lines)
+    )

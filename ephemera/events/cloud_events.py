@@ -44,7 +44,9 @@ def _headers(params: dict) -> dict[str, str]:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise EventError("__ce_headers", f"expected an object, got {type(raw).__name__}", "Code Engine passes the request headers as an object")
+        raise EventError(
+            "__ce_headers", f"expected an object, got {type(raw).__name__}", "Code Engine passes the request headers as an object"
+        )
     return {str(k).lower(): (v[0] if isinstance(v, list) and v else v) for k, v in raw.items()}
 
 
@@ -81,7 +83,9 @@ def ping_data(params: dict) -> dict:
 def parse_code_engine_ping(params: dict) -> Event:
     headers = _headers(params)
     if headers.get("ce-type") != PING_TYPE:
-        raise EventError("__ce_headers.ce-type", f"'{headers.get('ce-type')}' is not {PING_TYPE}", "bind a Code Engine cron subscription")
+        raise EventError(
+            "__ce_headers.ce-type", f"'{headers.get('ce-type')}' is not {PING_TYPE}", "bind a Code Engine cron subscription"
+        )
     data = ping_data(params)
     trigger = data.get("ephemera_trigger")
     if not trigger:
@@ -104,12 +108,22 @@ def is_code_engine_cos(params: dict) -> bool:
 def parse_code_engine_cos(params: dict, headers: Mapping[str, str] | None = None) -> Event:
     note = params.get("notification") or {}
     if not isinstance(note, dict):
-        raise EventError("notification", f"expected an object, got {type(note).__name__}", "a COS subscription event carries a notification object")
+        raise EventError(
+            "notification",
+            f"expected an object, got {type(note).__name__}",
+            "a COS subscription event carries a notification object",
+        )
     operation = params.get("operation")
     if operation != COS_WRITE:
         raise EventError("operation", f"'{operation}' is not {COS_WRITE}", "subscribe with --event-type write")
-    bucket = require_str("bucket", params.get("bucket") or note.get("bucket_name"), "a COS subscription event names the bucket written")
-    key = require_str("key", params.get("key") or note.get("object_name") or (headers or {}).get("ce-subject"), "a COS subscription event names the object key written")
+    bucket = require_str(
+        "bucket", params.get("bucket") or note.get("bucket_name"), "a COS subscription event names the bucket written"
+    )
+    key = require_str(
+        "key",
+        params.get("key") or note.get("object_name") or (headers or {}).get("ce-subject"),
+        "a COS subscription event names the object key written",
+    )
     return Event(
         kind="object_write",
         source="code_engine_cos",
@@ -128,18 +142,29 @@ def event_from_environment(environ: Mapping[str, str] | None = None) -> Event:
     env = os.environ if environ is None else environ
     raw = env.get("CE_DATA")
     if not raw:
-        raise EventError("CE_DATA", "not set or empty", "run this job from a Code Engine COS subscription, or set CE_DATA to the event JSON")
+        raise EventError(
+            "CE_DATA", "not set or empty", "run this job from a Code Engine COS subscription, or set CE_DATA to the event JSON"
+        )
     try:
         data = json.loads(raw)
     except ValueError:
         raise EventError("CE_DATA", "is not JSON", "Code Engine puts the event body there as JSON") from None
     if not isinstance(data, dict):
-        raise EventError("CE_DATA", f"expected a JSON object, got {type(data).__name__}", "Code Engine puts the event body there as JSON")
+        raise EventError(
+            "CE_DATA", f"expected a JSON object, got {type(data).__name__}", "Code Engine puts the event body there as JSON"
+        )
     ce_type = env.get("CE_TYPE", "")
     if ce_type == PING_TYPE:
-        return parse_code_engine_ping({"__ce_headers": {"ce-type": PING_TYPE, "ce-time": env.get("CE_TIME", ""), "ce-source": env.get("CE_SOURCE", "")}, **data})
+        return parse_code_engine_ping(
+            {
+                "__ce_headers": {"ce-type": PING_TYPE, "ce-time": env.get("CE_TIME", ""), "ce-source": env.get("CE_SOURCE", "")},
+                **data,
+            }
+        )
     if ce_type and not ce_type.startswith("com.ibm.cloud.cos.document."):
-        raise EventError("CE_TYPE", f"'{ce_type}' is not a COS or cron event", "subscribe the job to a COS bucket or a cron schedule")
+        raise EventError(
+            "CE_TYPE", f"'{ce_type}' is not a COS or cron event", "subscribe the job to a COS bucket or a cron schedule"
+        )
     return parse_code_engine_cos(data, {"ce-subject": env.get("CE_SUBJECT", "")})
 
 

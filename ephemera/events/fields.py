@@ -24,7 +24,9 @@ def require_str(path: str, value: Any, fix: str) -> str:
 
 def payload(params: dict, event_keys: set[str]) -> dict:
     """The caller's own params: all but the format's ``event_keys``, the plumbing and the reserved ``ephemera_*``."""
-    return {k: v for k, v in params.items() if k not in event_keys and k not in NON_EVENT_PARAMS and not k.startswith("ephemera_")}
+    return {
+        k: v for k, v in params.items() if k not in event_keys and k not in NON_EVENT_PARAMS and not k.startswith("ephemera_")
+    }
 
 
 def int_or_none(path: str, value: Any) -> int | None:
@@ -35,6 +37,6 @@ def int_or_none(path: str, value: Any) -> int | None:
         number = int(value)
     except (TypeError, ValueError, OverflowError):
         raise EventError(path, f"'{value}' is not an integer", "object sizes are byte counts") from None
-    if not 0 <= number < 2 ** 63:
+    if not 0 <= number < 2**63:
         raise EventError(path, f"{value!r} is not a byte count", "object sizes are byte counts (0 or more)")
     return number

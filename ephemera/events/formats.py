@@ -32,11 +32,15 @@ def parse_openwhisk_cos(params: dict) -> Event:
     note = params.get("notification")
     if not isinstance(note, dict):
         raise EventError("notification", "missing or not an object", "a COS changes event carries a notification object")
-    bucket = require_str("notification.bucket_name", note.get("bucket_name") or params.get("bucket"), "the notification must name it")
+    bucket = require_str(
+        "notification.bucket_name", note.get("bucket_name") or params.get("bucket"), "the notification must name it"
+    )
     key = require_str("notification.object_name", note.get("object_name") or params.get("key"), "the notification must name it")
     event_type = note.get("event_type", "Object:Write")
     if event_type != "Object:Write":
-        raise EventError("notification.event_type", f"'{event_type}' is not an object write", "bind only Object:Write events to this action")
+        raise EventError(
+            "notification.event_type", f"'{event_type}' is not an object write", "bind only Object:Write events to this action"
+        )
     return Event(
         kind="object_write",
         source="openwhisk_cos",
@@ -116,7 +120,9 @@ def is_recognised_event(params: Any) -> bool:
 def parse_event(params: Any) -> Event:
     """The :class:`Event` in an action's params; raises EventError naming the bad field."""
     if not isinstance(params, dict):
-        raise EventError("<params>", f"expected a JSON object, got {type(params).__name__}", "invoke the action with a JSON object")
+        raise EventError(
+            "<params>", f"expected a JSON object, got {type(params).__name__}", "invoke the action with a JSON object"
+        )
     kind = params.get("ephemera_kind")
     if kind is not None and kind not in KINDS:
         raise EventError("ephemera_kind", f"'{kind}' is not one of {', '.join(KINDS)}", "fix the trigger payload")
@@ -135,4 +141,8 @@ def _check_size(params: dict) -> None:
     except (TypeError, ValueError):
         raise EventError("<params>", "is not JSON-serialisable", "send plain JSON") from None
     if size > MAX_PAYLOAD_BYTES:
-        raise EventError("<params>", f"is {size} bytes, over the {MAX_PAYLOAD_BYTES}-byte limit", "put large inputs in object storage and pass their key")
+        raise EventError(
+            "<params>",
+            f"is {size} bytes, over the {MAX_PAYLOAD_BYTES}-byte limit",
+            "put large inputs in object storage and pass their key",
+        )

@@ -24,6 +24,16 @@ from ephemera.lifecycle.activities import (
 from ephemera.lifecycle.request import RequestOutcome, request_run, run_is_open, workspace_lock
 
 __all__ = [
-    "RequestOutcome", "advance_run", "apply_run", "destroy_run", "finish_run", "record_activity", "record_failure",
-    "request_run", "run_is_open", "stack_variables", "start_destroy", "workspace_lock",
+    "RequestOutcome",
+    "advance_run",
+    "apply_run",
+    "destroy_run",
+    "finish_run",
+    "record_activity",
+    "record_failure",
+    "request_run",
+    "run_is_open",
+    "stack_variables",
+    "start_destroy",
+    "workspace_lock",
 ]

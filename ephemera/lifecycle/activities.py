@@ -56,8 +56,15 @@ def stack_variables(ctx: Context, run: RunRecord) -> tuple[dict, dict]:
     return plain, {}
 
 
-def record_failure(ctx: Context, run_id: str, error: RunError, state: RunState | None = None, reason: str = "",
-                   *, from_states: frozenset[RunState] | None = None) -> RunRecord:
+def record_failure(
+    ctx: Context,
+    run_id: str,
+    error: RunError,
+    state: RunState | None = None,
+    reason: str = "",
+    *,
+    from_states: frozenset[RunState] | None = None,
+) -> RunRecord:
     """Record a failure on a run (see :meth:`RunRecord.fail`) under its lock."""
     return ctx.ledger.update(run_id, lambda record: record.fail(error, state, reason, from_states=from_states))
 
@@ -90,13 +97,21 @@ def _apply(ctx: Context, run: RunRecord, busy_wait: float) -> RunRecord:
         check_run_variables(config_stack(ctx.config), {**plain, **secure})
         engine = ctx.engine
     except Exception as exc:  # noqa: BLE001 - e.g. a missing workload.source: recorded, nothing applied
-        failed = record_failure(ctx, run.run_id, RunError.from_exception(exc), S.APPLY_FAILED, from_states=frozenset({S.APPLYING}))
+        failed = record_failure(
+            ctx, run.run_id, RunError.from_exception(exc), S.APPLY_FAILED, from_states=frozenset({S.APPLYING})
+        )
         return _nothing_created(ctx, failed)
     try:
         activity = _retry_busy(lambda: engine.apply(run.workspace, run.run_id, plain, secure), _busy_budget(ctx, busy_wait))
     except WorkspaceBusyError as exc:
-        return record_failure(ctx, run.run_id, RunError.from_exception(exc), S.REQUESTED,
-                              f"waiting for the workspace: {exc.message}", from_states=frozenset({S.APPLYING}))
+        return record_failure(
+            ctx,
+            run.run_id,
+            RunError.from_exception(exc),
+            S.REQUESTED,
+            f"waiting for the workspace: {exc.message}",
+            from_states=frozenset({S.APPLYING}),
+        )
     except Exception as exc:  # noqa: BLE001 - an engine crash must still leave a record
         return record_failure(ctx, run.run_id, RunError.from_exception(exc), S.APPLY_FAILED, from_states=frozenset({S.APPLYING}))
     return record_activity(ctx, run.run_id, activity)
@@ -148,8 +163,11 @@ def record_activity(ctx: Context, run_id: str, activity: Activity) -> RunRecord:
                 record.enter(S.RUNNING, f"apply {activity.id} completed")
             elif activity.state == "FAILED":
                 cause = f":\n{terraform_errors(activity.log_tail)}" if activity.log_tail else ""
-                record.fail(RunError("APPLY_FAILED", f"apply {activity.id} failed{cause}", activity.log_tail), S.APPLY_FAILED,
-                            from_states=frozenset({S.APPLYING}))
+                record.fail(
+                    RunError("APPLY_FAILED", f"apply {activity.id} failed{cause}", activity.log_tail),
+                    S.APPLY_FAILED,
+                    from_states=frozenset({S.APPLYING}),
+                )
         elif activity.kind == "destroy" and record.state == S.DESTROYING:
             if activity.state == "COMPLETED" and not resources:
                 record.enter(S.DESTROYED, f"destroy {activity.id} completed; no resource left")
@@ -164,8 +182,12 @@ def record_activity(ctx: Context, run_id: str, activity: Activity) -> RunRecord:
                 # itself, not retried; these are, with backoff, up to MAX_DESTROY_ATTEMPTS.
                 incomplete = activity.state == "COMPLETED"
                 cause = f":\n{terraform_errors(activity.log_tail)}" if activity.state == "FAILED" and activity.log_tail else ""
-                error = RunError("DESTROY_INCOMPLETE" if incomplete else "DESTROY_FAILED",
-                                 f"destroy {activity.id} {activity.state.lower()}{left}{cause}", activity.log_tail, retryable=True)
+                error = RunError(
+                    "DESTROY_INCOMPLETE" if incomplete else "DESTROY_FAILED",
+                    f"destroy {activity.id} {activity.state.lower()}{left}{cause}",
+                    activity.log_tail,
+                    retryable=True,
+                )
                 record.fail(error, S.DESTROY_FAILED)
 
     record = ctx.ledger.update(run_id, change)
@@ -184,11 +206,23 @@ def store_engine_log(ctx: Context, run_id: str, activity: Activity) -> None:
     engine = ctx.engine
     try:
         text = engine.activity_log(activity) if isinstance(engine, ActivityLogs) else activity.log_tail
-        write_engine_log(ctx.storage, ctx.config.state_bucket, run_id, activity.id, activity.started_at,
-                         f"{activity.kind} {activity.id}: {activity.state}\n{text or ''}", ctx.scrubber)
+        write_engine_log(
+            ctx.storage,
+            ctx.config.state_bucket,
+            run_id,
+            activity.id,
+            activity.started_at,
+            f"{activity.kind} {activity.id}: {activity.state}\n{text or ''}",
+            ctx.scrubber,
+        )
     except Exception as exc:  # noqa: BLE001 - the log is informative; the record is not
-        log.warning("run %s: the log of %s %s was not stored: %s", run_id, activity.kind, activity.id,
-                    ctx.scrubber.scrub(f"{type(exc).__name__}: {exc}"))
+        log.warning(
+            "run %s: the log of %s %s was not stored: %s",
+            run_id,
+            activity.kind,
+            activity.id,
+            ctx.scrubber.scrub(f"{type(exc).__name__}: {exc}"),
+        )
 
 
 def _vm_reports(ctx: Context, run_id: str) -> list[dict]:
@@ -213,8 +247,11 @@ def finish_run(ctx: Context, run_id: str, success: bool, marker: markers.Marker 
         elif marker is not None and marker.timed_out:  # killed at the hard deadline: it did not fail by itself
             record.fail(marker.run_error(), S.TIMED_OUT, "workload killed at the run's hard deadline")
         else:
-            record.fail(marker.run_error() if marker is not None else markers.invalid("no marker").run_error(), S.FAILED,
-                        "completion marker written")
+            record.fail(
+                marker.run_error() if marker is not None else markers.invalid("no marker").run_error(),
+                S.FAILED,
+                "completion marker written",
+            )
 
     return ctx.ledger.update(run_id, change)
 
@@ -247,8 +284,10 @@ def _check_owner(ctx: Context, run: RunRecord) -> None:
     except RunNotFoundError:
         return  # leftovers of a run the ledger does not know: this run may destroy them
     if other.state != S.DESTROYED:
-        raise EngineError(f"workspace '{run.workspace}' holds open run '{owner}', not '{run.run_id}'; "
-                          f"destroy that run instead (`ephemera invoke destroy run_id={owner}`)")
+        raise EngineError(
+            f"workspace '{run.workspace}' holds open run '{owner}', not '{run.run_id}'; "
+            f"destroy that run instead (`ephemera invoke destroy run_id={owner}`)"
+        )
 
 
 def advance_run(ctx: Context, run: RunRecord) -> RunRecord:

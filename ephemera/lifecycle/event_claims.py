@@ -74,8 +74,13 @@ class EventClaims:
             if holder is not None and body is not None:  # (a holder comes from a body)
                 if has_record(holder) or not self._stale(body, now_utc()):
                     return EventClaim(holder, False, gen)
-                log.warning("event %s: run '%s' claimed it %s but was never recorded (its invocation died?); "
-                            "run '%s' takes it over", identity[:12], holder, body.get("claimed_at"), run_id)
+                log.warning(
+                    "event %s: run '%s' claimed it %s but was never recorded (its invocation died?); run '%s' takes it over",
+                    identity[:12],
+                    holder,
+                    body.get("claimed_at"),
+                    run_id,
+                )
             if gens.claim(gen, {"run_id": run_id, "claimed_at": now_utc().isoformat(), "released": False}):
                 return EventClaim(run_id, True, gen + 1)
         gen, body = gens.current()

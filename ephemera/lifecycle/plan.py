@@ -67,16 +67,29 @@ def plan_variables(ctx: Context, run_id: str) -> tuple[dict, dict, int]:
     workspace = config.workspace.name
     deadline = now_utc() + timedelta(seconds=config.timeouts.hard)
     workers = int(config.workspace.variables.get("worker_count", 1))
-    job = JobSpec(run_id=run_id, workspace=workspace, entry=config.workload.entry, params={},
-                  state_bucket=config.state_bucket, output_bucket=config.output_bucket,
-                  output_prefix=layout.output_prefix(config.workload.output_prefix, run_id),
-                  worker_count=workers, hard_deadline=deadline.isoformat())
-    run = RunRecord(run_id=run_id, workspace=workspace, engine=config.engine.backend,
-                    hard_deadline=deadline.isoformat(), job=job)
+    job = JobSpec(
+        run_id=run_id,
+        workspace=workspace,
+        entry=config.workload.entry,
+        params={},
+        state_bucket=config.state_bucket,
+        output_bucket=config.output_bucket,
+        output_prefix=layout.output_prefix(config.workload.output_prefix, run_id),
+        worker_count=workers,
+        hard_deadline=deadline.isoformat(),
+    )
+    run = RunRecord(run_id=run_id, workspace=workspace, engine=config.engine.backend, hard_deadline=deadline.isoformat(), job=job)
     plain, secure = stack_variables(ctx, run)
-    placeholder = [base64.b64encode(json.dumps({"run_id": run_id, "worker": w, "plan": True}).encode()).decode() for w in range(workers)]
-    scope = RunScope(run_id=run_id, state_bucket=config.state_bucket, output_bucket=config.output_bucket,
-                     prefixes=layout.run_prefixes(run_id, job.output_prefix, "0" * 64), seconds=0)
+    placeholder = [
+        base64.b64encode(json.dumps({"run_id": run_id, "worker": w, "plan": True}).encode()).decode() for w in range(workers)
+    ]
+    scope = RunScope(
+        run_id=run_id,
+        state_bucket=config.state_bucket,
+        output_bucket=config.output_bucket,
+        prefixes=layout.run_prefixes(run_id, job.output_prefix, "0" * 64),
+        seconds=0,
+    )
     # a plan boots nothing: no bundle is uploaded (its key is a placeholder in run_prefixes too)
     plain.update(vm_boot=placeholder, bootstrap_script="", run_prefixes=prefixes_variable(scope))
     return plain, secure, workers
@@ -95,13 +108,21 @@ def plan_workspace(ctx: Context) -> PlanReport:
     plan = engine.plan(workspace, run_id, plain, secure)
     stack = known_stack(config)
     table = price_table(config, [*registered_stacks(), *([stack] if stack else [])])
-    planned = [(r, shape) for r in plan.resources for shape in [instance_shape(r.attributes)]
-               if r.action in ("create", "replace") and shape in table]
+    planned = [
+        (r, shape)
+        for r in plan.resources
+        for shape in [instance_shape(r.attributes)]
+        if r.action in ("create", "replace") and shape in table
+    ]
     if planned:
         instances, profile = len(planned), str(planned[0][1])
     else:
-        instances, profile = workers, run_profile(RunRecord(run_id=run_id, workspace=workspace, engine=engine_name), config, stack)
+        instances, profile = (
+            workers,
+            run_profile(RunRecord(run_id=run_id, workspace=workspace, engine=engine_name), config, stack),
+        )
     price = table.get(profile)
     gpus = instances * (price.gpus if price else gpus_of(profile))
-    return PlanReport(workspace, engine_name, plan, instances, profile, price, gpus,
-                      config.cost.currency or "USD", int(config.timeouts.hard))
+    return PlanReport(
+        workspace, engine_name, plan, instances, profile, price, gpus, config.cost.currency or "USD", int(config.timeouts.hard)
+    )

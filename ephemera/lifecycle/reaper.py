@@ -98,7 +98,11 @@ def reap_run(ctx: Context, run: RunRecord, now: datetime | None = None) -> str |
             return f"engine activity finished: {advanced.state}"
         run = advanced
         if run.state == S.APPLYING and (past_deadline or _age(run.entered_at(S.APPLYING), now) > timeouts.apply):
-            return _fail_apply(ctx, run, f"apply not finished after {timeouts.apply}s" if not past_deadline else "hard deadline passed during apply")
+            return _fail_apply(
+                ctx,
+                run,
+                f"apply not finished after {timeouts.apply}s" if not past_deadline else "hard deadline passed during apply",
+            )
         return None
 
     if is_waiting(run):  # the engine found the workspace busy: apply once it frees, within the window
@@ -107,7 +111,11 @@ def reap_run(ctx: Context, run: RunRecord, now: datetime | None = None) -> str |
     if run.state in (S.REQUESTED, S.APPLYING):
         stalled = _age(run.entered_at(run.state), now) > timeouts.action
         if past_deadline or stalled:
-            why = "hard deadline passed before apply finished" if past_deadline else f"{run.state} for over {timeouts.action}s with no activity in flight (the action died)"
+            why = (
+                "hard deadline passed before apply finished"
+                if past_deadline
+                else f"{run.state} for over {timeouts.action}s with no activity in flight (the action died)"
+            )
             return _fail_apply(ctx, run, why)
         died = apply_lease.holder_died(ctx, run.run_id) if run.state == S.APPLYING else None
         if died:  # killed mid-apply (a second Ctrl-C, an OOM kill): no need to wait for the action timeout
@@ -174,8 +182,10 @@ def _retry_destroy(ctx: Context, run: RunRecord, now: datetime, force: bool = Fa
     ``force`` retries at once (the destroy was interrupted: nothing to wait for)."""
     attempts = run.attempts.get("destroy", 0)
     if run.error is not None and not run.error.retryable:
-        return (f"{NEEDS_A_PERSON}: destroy failed ({run.error.code}) and the failure is not retryable; "
-                f"fix it and run `ephemera invoke destroy run_id={run.run_id}`")
+        return (
+            f"{NEEDS_A_PERSON}: destroy failed ({run.error.code}) and the failure is not retryable; "
+            f"fix it and run `ephemera invoke destroy run_id={run.run_id}`"
+        )
     if attempts >= MAX_DESTROY_ATTEMPTS:
         return f"{NEEDS_A_PERSON}: destroy failed {attempts} times; see `ephemera runs show {run.run_id}`"
     wait = min(BACKOFF_BASE * 2 ** max(attempts - 1, 0), BACKOFF_MAX)

@@ -72,12 +72,20 @@ def _record_missing(ctx: Context, run: RunRecord, resources: list[str]) -> ReapA
     return ReapAction(run.run_id, str(run.state), str(run.state), why)
 
 
-def _sweep(ctx: Context, workspace: str, owner: str | None, owner_run: RunRecord | None, resources: list[str],
-           now: datetime) -> ReapAction:
+def _sweep(
+    ctx: Context, workspace: str, owner: str | None, owner_run: RunRecord | None, resources: list[str], now: datetime
+) -> ReapAction:
     """Give a workspace's leftovers a sweep record under the workspace lock, and destroy them."""
-    whose = (f"run {owner} is DESTROYED" if owner_run is not None
-             else f"run {owner} is not in the ledger" if owner else "no run is named as its owner")
-    text = f"{len(resources)} orphan resource(s) in workspace '{workspace}' (owned by no open run: {whose}): {', '.join(resources)}"
+    whose = (
+        f"run {owner} is DESTROYED"
+        if owner_run is not None
+        else f"run {owner} is not in the ledger"
+        if owner
+        else "no run is named as its owner"
+    )
+    text = (
+        f"{len(resources)} orphan resource(s) in workspace '{workspace}' (owned by no open run: {whose}): {', '.join(resources)}"
+    )
     sweep_id = f"{workspace}-sweep-{now.strftime('%Y%m%dt%H%M%S')}"
     timeouts = ctx.config.timeouts
     deadline = now + timedelta(seconds=timeouts.hard)
@@ -85,9 +93,15 @@ def _sweep(ctx: Context, workspace: str, owner: str | None, owner_run: RunRecord
     got = lock.acquire(sweep_id, deadline + timedelta(seconds=timeouts.soft), run_is_open(ctx))
     if not got.acquired:
         return ReapAction(sweep_id, ORPHAN, ORPHAN, f"{text}; left for now: the workspace is busy with {got.holder}")
-    record = RunRecord(run_id=sweep_id, workspace=workspace, engine=ctx.engine.name, state=S.DESTROYING,
-                       hard_deadline=deadline.isoformat(), resources=sorted(resources),
-                       transitions=[Transition(str(S.DESTROYING), now_iso(), f"reconcile: {text}")])
+    record = RunRecord(
+        run_id=sweep_id,
+        workspace=workspace,
+        engine=ctx.engine.name,
+        state=S.DESTROYING,
+        hard_deadline=deadline.isoformat(),
+        resources=sorted(resources),
+        transitions=[Transition(str(S.DESTROYING), now_iso(), f"reconcile: {text}")],
+    )
     if not ctx.ledger.create(record):
         lock.release(sweep_id, got.token)
         return ReapAction(sweep_id, ORPHAN, ORPHAN, f"{text}; left for now: sweep record {sweep_id} exists already")

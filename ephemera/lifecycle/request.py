@@ -19,8 +19,7 @@ from ephemera import layout
 from ephemera.config import WORKSPACE_NAME_FIX, is_workspace_name
 from ephemera.context import Context
 from ephemera.engines import engine_spec
-from ephemera.errors import (EphemeraError, NoSuchKeyError, ParamError, RunNotFoundError, RunPrefixNotEmptyError,
-                             StorageError)
+from ephemera.errors import EphemeraError, NoSuchKeyError, ParamError, RunNotFoundError, RunPrefixNotEmptyError, StorageError
 from ephemera.lifecycle.event_claims import EventClaims
 from ephemera.locking.workspace_lock import WorkspaceLock
 from ephemera.model.events import Event
@@ -62,8 +61,11 @@ def _workspace(config, event: Event) -> str:
         return config.workspace.name
     engine = engine_spec(config.engine.backend)
     if engine.one_workspace_per_config and name != config.workspace.name:
-        raise ParamError("workspace", f"'{name}' is not this config's workspace '{config.workspace.name}'",
-                         f"with the {engine.name} engine each workspace needs its own config")
+        raise ParamError(
+            "workspace",
+            f"'{name}' is not this config's workspace '{config.workspace.name}'",
+            f"with the {engine.name} engine each workspace needs its own config",
+        )
     if not is_workspace_name(name):
         raise ParamError("workspace", f"{name!r} is not a workspace name", WORKSPACE_NAME_FIX)
     return name
@@ -115,8 +117,11 @@ def request_run(ctx: Context, event: Event) -> RequestOutcome:
         if claim.won:
             break
         if not claim.run_id:  # contended for every attempt, and the last claim unreadable
-            raise StorageError(f"the claim of this event under '{layout.event_claim_prefix(identity)}' could not be "
-                               "taken or read; deliver the event again", retryable=True)
+            raise StorageError(
+                f"the claim of this event under '{layout.event_claim_prefix(identity)}' could not be "
+                "taken or read; deliver the event again",
+                retryable=True,
+            )
         if ctx.ledger.exists(claim.run_id):
             return _duplicate(ctx, claim.run_id)
         holder = _busy_with(ctx, workspace, claim.run_id)
@@ -124,7 +129,9 @@ def request_run(ctx: Context, event: Event) -> RequestOutcome:
             return RequestOutcome(None, False, f"workspace '{workspace}' is busy with run '{holder}'", run_id=claim.run_id)
         # its claimer is still at work: wait for its record (a duplicate) or its give-back
         if time.monotonic() >= waited_until or not ctx.budget.allows(CLAIM_WAIT):
-            return _duplicate(ctx, claim.run_id, f"duplicate event: run '{claim.run_id}' is being requested by another invocation")
+            return _duplicate(
+                ctx, claim.run_id, f"duplicate event: run '{claim.run_id}' is being requested by another invocation"
+            )
         time.sleep(CLAIM_POLL)
     try:
         outcome = _request(ctx, event, workspace, run_id, params)
@@ -165,15 +172,23 @@ def _request(ctx: Context, event: Event, workspace: str, run_id: str, params: di
         output_prefix=layout.output_prefix(config.workload.output_prefix, run_id),
         worker_count=_worker_count(config),
         hard_deadline=deadline.isoformat(),
-        event={k: v for k, v in event.to_dict().items() if k != "payload"},  # the params already carry what the workload needs of it
+        event={
+            k: v for k, v in event.to_dict().items() if k != "payload"
+        },  # the params already carry what the workload needs of it
     )
     refuse_planted(ctx, job)
     lock = workspace_lock(ctx, workspace)
     got = lock.acquire(run_id, expires=deadline + timedelta(seconds=config.timeouts.soft), is_open=run_is_open(ctx))
     if not got.acquired:
         return RequestOutcome(None, False, f"workspace '{workspace}' is busy with run '{got.holder}'", run_id=run_id)
-    record = RunRecord(run_id=run_id, workspace=workspace, engine=config.engine.backend,
-                       hard_deadline=deadline.isoformat(), event=event.to_dict(), job=job)
+    record = RunRecord(
+        run_id=run_id,
+        workspace=workspace,
+        engine=config.engine.backend,
+        hard_deadline=deadline.isoformat(),
+        event=event.to_dict(),
+        job=job,
+    )
     try:
         created = ctx.ledger.create(record)
     except BaseException:
@@ -200,14 +215,19 @@ def _end_unapplied(ctx: Context, run_id: str, lock: WorkspaceLock, token: str, e
     reaper still ends it."""
     why = "the job spec was not stored; nothing was applied"
     try:
-        ctx.ledger.update(run_id, lambda record: record.fail(RunError.from_exception(exc), S.APPLY_FAILED, why,
-                                                             from_states=frozenset({S.REQUESTED})))
+        ctx.ledger.update(
+            run_id,
+            lambda record: record.fail(RunError.from_exception(exc), S.APPLY_FAILED, why, from_states=frozenset({S.REQUESTED})),
+        )
         ctx.ledger.transition(run_id, S.DESTROYING, why)
         ctx.ledger.transition(run_id, S.DESTROYED, "nothing was created: the engine was never called")
         lock.release(run_id, token)
     except Exception as again:  # noqa: BLE001 - the first error is the one to report
-        log.warning("run %s: not ended after its failed request (the reaper will): %s", run_id,
-                    ctx.scrubber.scrub(getattr(again, "message", None) or f"{type(again).__name__}: {again}"))
+        log.warning(
+            "run %s: not ended after its failed request (the reaper will): %s",
+            run_id,
+            ctx.scrubber.scrub(getattr(again, "message", None) or f"{type(again).__name__}: {again}"),
+        )
 
 
 PLANTED_SHOWN = 5  # objects a refusal names per prefix

@@ -42,10 +42,18 @@ def retry_waiting(ctx: Context, run: RunRecord, now: datetime) -> str | None:
     Returns the reason when the run changed state (None while it keeps waiting)."""
     end = window_end(ctx, run)
     if now > end:
-        why = (f"the workspace stayed busy until the run's window closed at {end.isoformat()} "
-               f"(last: {run.error.message if run.error else 'busy'})")
-        record_failure(ctx, run.run_id, RunError("WORKSPACE_BUSY_TIMEOUT", why), S.APPLY_FAILED, f"reaper: {why}",
-                       from_states=frozenset({S.REQUESTED}))
+        why = (
+            f"the workspace stayed busy until the run's window closed at {end.isoformat()} "
+            f"(last: {run.error.message if run.error else 'busy'})"
+        )
+        record_failure(
+            ctx,
+            run.run_id,
+            RunError("WORKSPACE_BUSY_TIMEOUT", why),
+            S.APPLY_FAILED,
+            f"reaper: {why}",
+            from_states=frozenset({S.REQUESTED}),
+        )
         return why
     after = apply_run(ctx, run, busy_wait=REAPER_BUSY_WAIT)
     if is_waiting(after):

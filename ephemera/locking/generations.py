@@ -40,7 +40,7 @@ class Generations:
         gens = []
         try:
             for info in self.storage.list(self.bucket, self.prefix):
-                m = _GEN_RE.match(info.key[len(self.prefix):])
+                m = _GEN_RE.match(info.key[len(self.prefix) :])
                 if m:
                     gens.append(int(m.group(1)))
         except NoSuchBucketError:

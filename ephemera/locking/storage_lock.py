@@ -84,8 +84,14 @@ class StorageLock:
         top, body = self.generations.current()
         if top and not self._is_free(body):
             return False
-        body = {"holder": self.token, "host": socket.gethostname(), "pid": os.getpid(), "boot_id": boot_id(),
-                "expires": time.time() + self.ttl, "released": False}
+        body = {
+            "holder": self.token,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "boot_id": boot_id(),
+            "expires": time.time() + self.ttl,
+            "released": False,
+        }
         if not self.generations.claim(top, body):
             return False
         self.generation, self.held = top + 1, True

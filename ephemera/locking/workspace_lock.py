@@ -83,8 +83,14 @@ class WorkspaceLock:
             gen, body = self.current()
             if gen and body and not self.is_free(body, is_open):  # (a missing body is free)
                 return LockResult(body.get("run_id"), False)
-            record = {"run_id": run_id, "token": token, "workspace": self.workspace,
-                      "acquired_at": now_utc().isoformat(), "expires": expires.isoformat(), "released": False}
+            record = {
+                "run_id": run_id,
+                "token": token,
+                "workspace": self.workspace,
+                "acquired_at": now_utc().isoformat(),
+                "expires": expires.isoformat(),
+                "released": False,
+            }
             if self.generations.claim(gen, record):
                 return LockResult(run_id, True, token)
             # another contender took generation gen + 1 first: look again

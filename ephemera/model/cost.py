@@ -49,8 +49,11 @@ _GPUS_RE = re.compile(r"x(\d+)(?:l4|l40s|v100|a100|h100|h200|mi300x)$")
 
 def price_table(config: Config, stacks: Iterable[StackSpec] = ()) -> dict[str, Price]:
     """The stacks' prices with the config's ``cost.prices`` over them."""
-    table = {p.profile: Price(p.profile, p.hourly, p.gpus, p.as_of, p.source, p.estimate)
-             for stack in stacks for p in stack.prices.values()}
+    table = {
+        p.profile: Price(p.profile, p.hourly, p.gpus, p.as_of, p.source, p.estimate)
+        for stack in stacks
+        for p in stack.prices.values()
+    }
     for profile, entry in config.cost.prices.items():
         known = table.get(profile)
         gpus = entry.get("gpus", known.gpus if known else gpus_of(profile))
@@ -104,20 +107,36 @@ class RunCost:
         return None if self.price is None else self.idle_seconds / 3600 * self.price.hourly
 
     def to_dict(self) -> dict:
-        return {"profile": self.profile, "currency": self.currency, "vm_seconds": self.vm_seconds,
-                "workload_seconds": self.workload_seconds, "idle_seconds": self.idle_seconds, "cost": self.cost,
-                "idle_cost": self.idle_cost, "final": self.final, "price": self.price.to_dict() if self.price else None}
+        return {
+            "profile": self.profile,
+            "currency": self.currency,
+            "vm_seconds": self.vm_seconds,
+            "workload_seconds": self.workload_seconds,
+            "idle_seconds": self.idle_seconds,
+            "cost": self.cost,
+            "idle_cost": self.idle_cost,
+            "final": self.final,
+            "price": self.price.to_dict() if self.price else None,
+        }
 
 
-def run_cost(run: RunRecord, config: Config, seconds: dict | None = None, stack: StackSpec | None = None,
-             stacks: Iterable[StackSpec] = ()) -> RunCost:
+def run_cost(
+    run: RunRecord, config: Config, seconds: dict | None = None, stack: StackSpec | None = None, stacks: Iterable[StackSpec] = ()
+) -> RunCost:
     """A run's cost from its VM-seconds (the record's, else ``seconds``: what its VMs report so
     far); ``stack`` is the config's stack, ``stacks`` every stack whose prices count."""
     seconds = run.vm_seconds or seconds or {}
     profile = run_profile(run, config, stack)
     currency = config.cost.currency or "USD"
-    return RunCost(profile, price_of(config, profile, [*stacks, *([stack] if stack else [])]), currency, float(seconds.get("total", 0.0)),
-                   float(seconds.get("workload", 0.0)), float(seconds.get("outside", 0.0)), bool(run.vm_seconds))
+    return RunCost(
+        profile,
+        price_of(config, profile, [*stacks, *([stack] if stack else [])]),
+        currency,
+        float(seconds.get("total", 0.0)),
+        float(seconds.get("workload", 0.0)),
+        float(seconds.get("outside", 0.0)),
+        bool(run.vm_seconds),
+    )
 
 
 def money(amount: float | None, currency: str) -> str:

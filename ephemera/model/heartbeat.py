@@ -43,8 +43,14 @@ class VMPhase(str, Enum):
 
 
 # the phases the run record and the CLI report, in boot order
-REPORTED_PHASES = (VMPhase.BOOTED, VMPhase.BUNDLE_INSTALLED, VMPhase.DRIVER_READY, VMPhase.AGENT_READY,
-                   VMPhase.FIRST_TASK, VMPhase.LAST_TASK)
+REPORTED_PHASES = (
+    VMPhase.BOOTED,
+    VMPhase.BUNDLE_INSTALLED,
+    VMPhase.DRIVER_READY,
+    VMPhase.AGENT_READY,
+    VMPhase.FIRST_TASK,
+    VMPhase.LAST_TASK,
+)
 
 
 class HeartbeatInvalid(ValueError):
@@ -65,8 +71,13 @@ class Heartbeat:
     services: dict[str, Any] = field(default_factory=dict)  # what VM services add, flat on the wire
 
     def to_dict(self) -> dict:
-        raw: dict[str, Any] = {**self.services, "run_id": self.run_id, "worker": self.worker, "at": self.at,
-                               "phases": dict(self.phases)}
+        raw: dict[str, Any] = {
+            **self.services,
+            "run_id": self.run_id,
+            "worker": self.worker,
+            "at": self.at,
+            "phases": dict(self.phases),
+        }
         if self.state is not None:
             raw["state"] = self.state.value
         for name in ("pid", "python", "worker_processes", "gpu"):
@@ -83,12 +94,18 @@ class Heartbeat:
         known = {f.name for f in fields(cls)}
         state = raw.get("state")
         phases = raw.get("phases")
-        return cls(run_id=raw["run_id"], worker=raw["worker"], at=raw["at"],
-                   state=VMState(state) if state in VMState._value2member_map_ else None,
-                   pid=raw.get("pid"), python=raw.get("python"), worker_processes=raw.get("worker_processes"),
-                   phases={str(k): v for k, v in phases.items() if isinstance(v, str)} if isinstance(phases, dict) else {},
-                   gpu=raw.get("gpu") if isinstance(raw.get("gpu"), dict) else None,
-                   services={k: v for k, v in raw.items() if k not in known})
+        return cls(
+            run_id=raw["run_id"],
+            worker=raw["worker"],
+            at=raw["at"],
+            state=VMState(state) if state in VMState._value2member_map_ else None,
+            pid=raw.get("pid"),
+            python=raw.get("python"),
+            worker_processes=raw.get("worker_processes"),
+            phases={str(k): v for k, v in phases.items() if isinstance(v, str)} if isinstance(phases, dict) else {},
+            gpu=raw.get("gpu") if isinstance(raw.get("gpu"), dict) else None,
+            services={k: v for k, v in raw.items() if k not in known},
+        )
 
     def to_json(self) -> bytes:
         return json.dumps(self.to_dict()).encode()

@@ -54,13 +54,16 @@ class JobSpec:
 
 SIGNATURE = "signature"  # the field of the stored spec that holds its MAC
 _DOMAIN = b"ephemera job spec\0"
-_FIX = ("it was not written by this run's controller, or was changed since: the run is not executed "
-        "(whoever can write the state bucket without the run key tried to change what it runs)")
+_FIX = (
+    "it was not written by this run's controller, or was changed since: the run is not executed "
+    "(whoever can write the state bucket without the run key tried to change what it runs)"
+)
 
 
 def _mac(raw: dict, run_key: str) -> str:
-    canonical = json.dumps({k: v for k, v in raw.items() if k != SIGNATURE}, sort_keys=True, separators=(",", ":"),
-                           ensure_ascii=True)
+    canonical = json.dumps(
+        {k: v for k, v in raw.items() if k != SIGNATURE}, sort_keys=True, separators=(",", ":"), ensure_ascii=True
+    )
     return hmac.new(bytes.fromhex(run_key), _DOMAIN + canonical.encode(), hashlib.sha256).hexdigest()
 
 
@@ -76,8 +79,10 @@ def verified(data: bytes, run_id: str, run_key: str) -> JobSpec:
     JobSpecError otherwise."""
     where = f"the job spec of run {run_id} ({layout.job_key(run_id)})"
     if not run_key:
-        raise JobSpecError(f"{where} cannot be checked: this VM's agent config has no run_key; boot the VM "
-                           "from a boot document that carries it (the controller writes one per run)")
+        raise JobSpecError(
+            f"{where} cannot be checked: this VM's agent config has no run_key; boot the VM "
+            "from a boot document that carries it (the controller writes one per run)"
+        )
     try:
         raw = json.loads(data)
     except ValueError:

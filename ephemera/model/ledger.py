@@ -31,8 +31,14 @@ log = logging.getLogger(__name__)
 class Ledger:
     """Run records in the state bucket."""
 
-    def __init__(self, storage: Storage, bucket: str, lock_ttl: float = 120.0, scrubber: Scrubber | None = None,
-                 on_transition: Callable[[RunRecord, RunState], None] | None = None):
+    def __init__(
+        self,
+        storage: Storage,
+        bucket: str,
+        lock_ttl: float = 120.0,
+        scrubber: Scrubber | None = None,
+        on_transition: Callable[[RunRecord, RunState], None] | None = None,
+    ):
         self.storage = storage
         self.bucket = bucket
         self.lock_ttl = lock_ttl

@@ -42,7 +42,7 @@ def split_time(line: str) -> tuple[str | None, str]:
     match = LEADING_TIME_RE.match(line)
     if not match:
         return None, line
-    return match.group(1).replace(" ", "T", 1).replace("Z", "+00:00"), line[match.end():]
+    return match.group(1).replace(" ", "T", 1).replace("Z", "+00:00"), line[match.end() :]
 
 
 def encode_chunk(lines: Iterable[tuple[str, str]]) -> bytes:
@@ -61,8 +61,9 @@ def parse_chunk(data: bytes) -> list[tuple[str, str]]:
     return out
 
 
-def write_engine_log(storage: Storage, bucket: str, run_id: str, activity_id: str, started_at: str, text: str,
-                     scrubber: Scrubber) -> None:
+def write_engine_log(
+    storage: Storage, bucket: str, run_id: str, activity_id: str, started_at: str, text: str, scrubber: Scrubber
+) -> None:
     """Store an engine job's log as one chunk; lines without a time of their own take the
     previous line's (the job's start for the first)."""
     lines, at = [], started_at

@@ -136,9 +136,15 @@ class Marker:
         error = asdict(self.error) if self.error is not None else None
         if self.status is MarkerStatus.INVALID:
             return {"status": self.status.value, "error": error}
-        out: dict[str, Any] = {"run_id": self.run_id, "entry": self.entry, "status": self.status.value,
-                               "started_at": self.started_at, "finished_at": self.finished_at,
-                               "duration_s": self.duration_s, "outputs": list(self.outputs)}
+        out: dict[str, Any] = {
+            "run_id": self.run_id,
+            "entry": self.entry,
+            "status": self.status.value,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "duration_s": self.duration_s,
+            "outputs": list(self.outputs),
+        }
         if self.status is MarkerStatus.SUCCEEDED:
             out["result"] = self.result
         else:
@@ -157,17 +163,26 @@ class Marker:
         status = raw.get("status")
         known = {s.value: s for s in MarkerStatus}
         err = raw.get("error")
-        error = MarkerFailure(str(err.get("type") or "Error"), str(err.get("message") or ""), str(err.get("traceback") or "")) \
-            if isinstance(err, dict) else None
+        error = (
+            MarkerFailure(str(err.get("type") or "Error"), str(err.get("message") or ""), str(err.get("traceback") or ""))
+            if isinstance(err, dict)
+            else None
+        )
         outputs = raw.get("outputs")
         duration = raw.get("duration_s")
-        return cls(run_id=_text(raw.get("run_id")), entry=_text(raw.get("entry")) or "",
-                   status=known.get(status, MarkerStatus.FAILED) if isinstance(status, str) else MarkerStatus.FAILED,
-                   started_at=_text(raw.get("started_at")), finished_at=_text(raw.get("finished_at")),
-                   duration_s=float(duration) if isinstance(duration, (int, float)) and not isinstance(duration, bool) else None,
-                   outputs=[o for o in outputs if isinstance(o, str)] if isinstance(outputs, list) else [],
-                   result=raw.get("result"), error=error, log_tail=_text(raw.get("log_tail")) or "",
-                   boot=raw.get("boot") if isinstance(raw.get("boot"), dict) else None)
+        return cls(
+            run_id=_text(raw.get("run_id")),
+            entry=_text(raw.get("entry")) or "",
+            status=known.get(status, MarkerStatus.FAILED) if isinstance(status, str) else MarkerStatus.FAILED,
+            started_at=_text(raw.get("started_at")),
+            finished_at=_text(raw.get("finished_at")),
+            duration_s=float(duration) if isinstance(duration, (int, float)) and not isinstance(duration, bool) else None,
+            outputs=[o for o in outputs if isinstance(o, str)] if isinstance(outputs, list) else [],
+            result=raw.get("result"),
+            error=error,
+            log_tail=_text(raw.get("log_tail")) or "",
+            boot=raw.get("boot") if isinstance(raw.get("boot"), dict) else None,
+        )
 
     @classmethod
     def from_json(cls, data: bytes | str, where: str = "the marker") -> "Marker":
@@ -192,8 +207,11 @@ def invalid(problem: str) -> Marker:
 
 def _times(started: float | None) -> dict[str, Any]:
     finished = time.time()
-    return {"started_at": iso_of(started) if started is not None else None, "finished_at": iso_of(finished),
-            "duration_s": round(finished - started, 3) if started is not None else None}
+    return {
+        "started_at": iso_of(started) if started is not None else None,
+        "finished_at": iso_of(finished),
+        "duration_s": round(finished - started, 3) if started is not None else None,
+    }
 
 
 def success(run_id: str, entry: str, result: Any, *, started: float | None = None, outputs: Iterable[str] = ()) -> Marker:
@@ -201,14 +219,31 @@ def success(run_id: str, entry: str, result: Any, *, started: float | None = Non
     return Marker(run_id, entry, MarkerStatus.SUCCEEDED, outputs=list(outputs), result=result, **_times(started))
 
 
-def failure(run_id: str, entry: str, error_type: str, message: str, *, traceback: str = "", log_tail: str = "",
-            started: float | None = None, outputs: Iterable[str] = ()) -> Marker:
+def failure(
+    run_id: str,
+    entry: str,
+    error_type: str,
+    message: str,
+    *,
+    traceback: str = "",
+    log_tail: str = "",
+    started: float | None = None,
+    outputs: Iterable[str] = (),
+) -> Marker:
     """A failure marker: the error's type and message, its traceback, the log's last lines."""
-    return Marker(run_id, entry, MarkerStatus.FAILED, outputs=list(outputs), error=MarkerFailure(error_type, message, traceback),
-                  log_tail=log_tail, **_times(started))
+    return Marker(
+        run_id,
+        entry,
+        MarkerStatus.FAILED,
+        outputs=list(outputs),
+        error=MarkerFailure(error_type, message, traceback),
+        log_tail=log_tail,
+        **_times(started),
+    )
 
 
 # -- storage -----------------------------------------------------------------------------
+
 
 def write(storage: Storage, bucket: str, run_prefix: str, marker: Marker) -> str:
     """Write the marker (the run's last object) and return its key."""
@@ -221,8 +256,10 @@ def read(storage: Storage, bucket: str, object_key: str) -> Marker:
     """The marker at ``object_key``; raises NoSuchKeyError if it is not there."""
     size = storage.head(bucket, object_key).size
     if size > MAX_MARKER_BYTES:
-        return invalid(f"marker '{object_key}' is {size} bytes, over the {MAX_MARKER_BYTES}-byte limit; "
-                       "write large results as outputs and name them in the marker")
+        return invalid(
+            f"marker '{object_key}' is {size} bytes, over the {MAX_MARKER_BYTES}-byte limit; "
+            "write large results as outputs and name them in the marker"
+        )
     return Marker.from_json(storage.get(bucket, object_key), f"marker '{object_key}'")
 
 

@@ -53,8 +53,11 @@ def new_run_id(workspace: str, now: datetime | None = None) -> str:
 def refuse_chosen_run_id(event: Event) -> None:
     """A request never chooses its run's id (it could take a future run's id)."""
     if "run_id" in event.payload:
-        raise ParamError("run_id", "a new run's id is chosen by Ephemera, never by the request",
-                         "drop 'run_id'; pass 'idempotency_key' so that a retried request maps to the same run")
+        raise ParamError(
+            "run_id",
+            "a new run's id is chosen by Ephemera, never by the request",
+            "drop 'run_id'; pass 'idempotency_key' so that a retried request maps to the same run",
+        )
 
 
 def event_identity(event: Event, workspace: str, now: datetime | None = None) -> str | None:

@@ -108,8 +108,9 @@ class RunError:
         those, only our own interrupted or incomplete destroys were retried then."""
         code = str(data.get("code", "ERROR"))
         retryable = data["retryable"] if "retryable" in data else code in _RETRIED_BEFORE_THE_FLAG
-        return cls(code=code, message=str(data.get("message", "")), log_tail=str(data.get("log_tail") or ""),
-                   retryable=bool(retryable))
+        return cls(
+            code=code, message=str(data.get("message", "")), log_tail=str(data.get("log_tail") or ""), retryable=bool(retryable)
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -176,21 +177,25 @@ class RunRecord:
         known = {f for f in cls.__dataclass_fields__}
         for name, types in _FIELD_TYPES.items():
             if name in data and not isinstance(data[name], types):
-                raise TypeError(f"field '{name}' must be {' or '.join(t.__name__ for t in types)}, "
-                                f"got {type(data[name]).__name__}")
+                raise TypeError(
+                    f"field '{name}' must be {' or '.join(t.__name__ for t in types)}, got {type(data[name]).__name__}"
+                )
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def enter(self, state: RunState, reason: str = "") -> None:
         """Move to ``state``, stamping the time; raises StateConflictError if not allowed."""
         state = RunState(state)
         if state not in ALLOWED[self.state]:
-            raise StateConflictError(f"run '{self.run_id}' cannot go from {self.state} to {state}; "
-                                     f"see `ephemera runs show {self.run_id}` for its state and history")
+            raise StateConflictError(
+                f"run '{self.run_id}' cannot go from {self.state} to {state}; "
+                f"see `ephemera runs show {self.run_id}` for its state and history"
+            )
         self.state = state
         self.transitions.append(Transition(str(state), now_iso(), reason))
 
-    def fail(self, error: RunError, state: RunState | None = None, reason: str = "",
-             *, from_states: frozenset[RunState] | None = None) -> None:
+    def fail(
+        self, error: RunError, state: RunState | None = None, reason: str = "", *, from_states: frozenset[RunState] | None = None
+    ) -> None:
         """Record a failure: the error, and the state it leads to (with ``reason``, else
         the error's message). A failed destroy counts as one destroy attempt. With
         ``from_states`` the state is entered only from one of those; the error is

@@ -85,8 +85,10 @@ class BootDocument(ControllerBootFields, total=False):
     offline: bool  # local VMs: install with --no-index
 
 
-_BOOT_FIX = ("the controller writes every one of these fields: apply the run again with this version of Ephemera "
-             "(a stack merges its own fields over the document, never replaces it)")
+_BOOT_FIX = (
+    "the controller writes every one of these fields: apply the run again with this version of Ephemera "
+    "(a stack merges its own fields over the document, never replaces it)"
+)
 _AGENT_FIX = "the VM's boot (python -m ephemera.vm boot) or LocalRun writes it: start the VM again rather than editing it"
 REQUIRED_BOOT_FIELDS = {"run_id": str, "worker": int, "state_bucket": str, "storage": dict, "bundle": dict, "marker": dict}
 

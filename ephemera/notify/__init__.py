@@ -56,18 +56,40 @@ class Notice:
         return f"{self.title} (workspace {self.workspace}){error}. See {more}"
 
     def to_dict(self) -> dict:
-        return {"run_id": self.run_id, "state": self.state, "previous_state": self.previous, "workspace": self.workspace,
-                "at": self.at, "reason": self.reason, "error": self.error, "link": self.link, "commands": self.commands,
-                "text": self.text()}
+        return {
+            "run_id": self.run_id,
+            "state": self.state,
+            "previous_state": self.previous,
+            "workspace": self.workspace,
+            "at": self.at,
+            "reason": self.reason,
+            "error": self.error,
+            "link": self.link,
+            "commands": self.commands,
+            "text": self.text(),
+        }
 
     def facts(self) -> dict:
-        return {"title": self.title, "facts": {"state": self.state, "workspace": self.workspace, "reason": self.reason,
-                                              "error": f"{self.error['code']}: {self.error['message']}" if self.error else "",
-                                              "see": self.link or "; ".join(f"`{c}`" for c in self.commands)}}
+        return {
+            "title": self.title,
+            "facts": {
+                "state": self.state,
+                "workspace": self.workspace,
+                "reason": self.reason,
+                "error": f"{self.error['code']}: {self.error['message']}" if self.error else "",
+                "see": self.link or "; ".join(f"`{c}`" for c in self.commands),
+            },
+        }
 
     def mail_body(self) -> str:
-        lines = [self.title, "", f"state:      {self.state} (from {self.previous or '-'})", f"workspace:  {self.workspace}",
-                 f"at:         {self.at}", f"reason:     {self.reason}"]
+        lines = [
+            self.title,
+            "",
+            f"state:      {self.state} (from {self.previous or '-'})",
+            f"workspace:  {self.workspace}",
+            f"at:         {self.at}",
+            f"reason:     {self.reason}",
+        ]
         if self.error:
             lines.append(f"error:      {self.error['code']}: {self.error['message']}")
         if self.link:
@@ -81,9 +103,17 @@ def notice_for(ctx, record: RunRecord, state: str, previous: str = "", reason: s
     last = record.transitions[-1] if record.transitions else None
     link = f"{settings.link.rstrip('/')}/runs/{record.run_id}" if settings.link else None
     error = {"code": record.error.code, "message": record.error.message} if record.error and state != "SUCCEEDED" else None
-    return Notice(record.run_id, state, previous, record.workspace, last.at if last and not reason else now_iso(),
-                  reason or (last.reason if last else ""), error, link,
-                  [f"ephemera runs show {record.run_id}", f"ephemera logs {record.run_id}"])
+    return Notice(
+        record.run_id,
+        state,
+        previous,
+        record.workspace,
+        last.at if last and not reason else now_iso(),
+        reason or (last.reason if last else ""),
+        error,
+        link,
+        [f"ephemera runs show {record.run_id}", f"ephemera logs {record.run_id}"],
+    )
 
 
 def receivers(settings: NotifySection, state: str) -> list[str]:
@@ -151,11 +181,19 @@ def notify_run(ctx, record: RunRecord, state: str, previous: str = "", reason: s
         outcome = deliver(ctx, notice_for(ctx, record, str(state), previous, reason), wanted, seconds)
         ctx.storage.put(ctx.config.state_bucket, key, json.dumps({**claim, "outcome": outcome}).encode())
         for name, result in outcome.items():
-            log.log(logging.INFO if result == "sent" else logging.WARNING, "run %s %s: %s notification %s",
-                    record.run_id, state, name, result)
+            log.log(
+                logging.INFO if result == "sent" else logging.WARNING,
+                "run %s %s: %s notification %s",
+                record.run_id,
+                state,
+                name,
+                result,
+            )
         return outcome
     except Exception as exc:  # noqa: BLE001 - notifying never fails the action
-        log.warning("run %s %s: notifications not sent: %s", record.run_id, state, ctx.scrubber.scrub(f"{type(exc).__name__}: {exc}"))
+        log.warning(
+            "run %s %s: notifications not sent: %s", record.run_id, state, ctx.scrubber.scrub(f"{type(exc).__name__}: {exc}")
+        )
         return None
 
 

@@ -58,8 +58,9 @@ def _transient_os_error(exc: BaseException | str) -> bool:  # URLError.reason ma
 def post_json(url: str, body: dict, timeout: float) -> None:
     """POST ``body`` as JSON; SendError (transient for 429, 5xx and connection failures)."""
     data = json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method="POST",
-                                     headers={"Content-Type": "application/json", "User-Agent": "ephemera-notify"})
+    request = urllib.request.Request(
+        url, data=data, method="POST", headers={"Content-Type": "application/json", "User-Agent": "ephemera-notify"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - the operator's own URL
             response.read()
@@ -82,7 +83,10 @@ def slack_body(text: str, fields: dict) -> dict:
     """A Slack incoming-webhook message: ``text`` (the fallback and notification text) and a
     section block in Slack's mrkdwn; every value in them escaped (:func:`slack_escape`),
     for run ids, reasons and error messages come from outside (workloads, events)."""
-    lines = [f"*{slack_escape(fields['title'])}*", *(f"*{slack_escape(k)}:* {slack_escape(v)}" for k, v in fields["facts"].items() if v)]
+    lines = [
+        f"*{slack_escape(fields['title'])}*",
+        *(f"*{slack_escape(k)}:* {slack_escape(v)}" for k, v in fields["facts"].items() if v),
+    ]
     return {"text": slack_escape(text), "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}}]}
 
 
@@ -101,12 +105,19 @@ def send_mail(settings: dict, subject: str, body: str, timeout: float) -> None:
     if settings.get("smtp_username") and not (implicit or starttls or settings.get("smtp_insecure")):
         raise SendError("SMTP login refused on a clear connection (set smtp_starttls or smtp_implicit_tls)", transient=False)
     message = EmailMessage()
-    message["Subject"], message["From"], message["To"] = one_line(subject), settings["email_from"], ", ".join(settings["email_to"])
+    message["Subject"], message["From"], message["To"] = (
+        one_line(subject),
+        settings["email_from"],
+        ", ".join(settings["email_to"]),
+    )
     message.set_content(body)
     tls = ssl.create_default_context(cafile=settings.get("smtp_ca_file")) if implicit or starttls else None
     try:
-        connect = (lambda: smtplib.SMTP_SSL(settings["smtp_host"], settings["smtp_port"], timeout=timeout, context=tls)) if implicit \
+        connect = (
+            (lambda: smtplib.SMTP_SSL(settings["smtp_host"], settings["smtp_port"], timeout=timeout, context=tls))
+            if implicit
             else (lambda: smtplib.SMTP(settings["smtp_host"], settings["smtp_port"], timeout=timeout))
+        )
         with connect() as smtp:
             smtp.ehlo()
             if starttls and not implicit:

@@ -105,7 +105,7 @@ def get_activation(storage: Storage, bucket: str, activation_id: str) -> Activat
     try:
         return Activation.from_dict(get_json(storage, bucket, layout.activation_key(activation_id)))
     except NoSuchKeyError:
-        matches = [k for k in _keys(storage, bucket) if k[len(layout.ACTIVATIONS):].startswith(activation_id)]
+        matches = [k for k in _keys(storage, bucket) if k[len(layout.ACTIVATIONS) :].startswith(activation_id)]
         if len(matches) != 1:
             raise
         return Activation.from_dict(get_json(storage, bucket, matches[0]))
@@ -196,9 +196,14 @@ def complete_interrupted(storage: Storage, bucket: str, secret_values: Iterable[
         pid = (data.get("runtime") or {}).get("pid")
         record.status, record.end = INTERRUPTED, now.isoformat(timespec="milliseconds")
         record.duration_ms = max(0, int((now - started).total_seconds() * 1000))
-        record.result = {"error": {"code": "ACTION_INTERRUPTED", "retryable": False,
-                                   "message": f"the runtime (pid {pid}) stopped before the action ended; "
-                                              "the reaper finishes or destroys any run it left open"}}
+        record.result = {
+            "error": {
+                "code": "ACTION_INTERRUPTED",
+                "retryable": False,
+                "message": f"the runtime (pid {pid}) stopped before the action ended; "
+                "the reaper finishes or destroys any run it left open",
+            }
+        }
         done.append(store_activation(storage, bucket, record, secret_values))
         storage.delete(bucket, key)
     return done

@@ -72,7 +72,9 @@ def run_invocation(target: str, raw: bytes, result_fd: int, func=None) -> None:
             body = json.dumps({"status": status, "result": result})
         except (TypeError, ValueError) as exc:
             print(f"invoker: the action's result is not JSON-serialisable ({exc})", file=sys.stderr)
-            body = json.dumps({"status": "developer_error", "result": error(ACTION_BAD_RESULT, f"the result is not JSON-serialisable: {exc}")})
+            body = json.dumps(
+                {"status": "developer_error", "result": error(ACTION_BAD_RESULT, f"the result is not JSON-serialisable: {exc}")}
+            )
         sys.stdout.flush()
         sys.stderr.flush()
         with os.fdopen(result_fd, "w", encoding="utf-8") as out:
@@ -140,8 +142,19 @@ def run_action(target: str, params: dict, timeout: float, *, env: dict | None = 
 class Invoker:
     """Lanes of action processes (warm by default); each invocation leaves an activation record."""
 
-    def __init__(self, storage, bucket: str, *, timeout: float, secret_values=(), max_workers: int = 16, on_done=None,
-                 warm: bool = True, lanes: bool = True, max_uses: int = MAX_USES):
+    def __init__(
+        self,
+        storage,
+        bucket: str,
+        *,
+        timeout: float,
+        secret_values=(),
+        max_workers: int = 16,
+        on_done=None,
+        warm: bool = True,
+        lanes: bool = True,
+        max_uses: int = MAX_USES,
+    ):
         import logging
         import threading
         from concurrent.futures import ThreadPoolExecutor
@@ -155,10 +168,15 @@ class Invoker:
         self.max_uses = max_uses  # invocations per warm worker
         size = max(1, max_workers)
         # teardown gets twice the room: markers come in bursts (runs applied together end together)
-        sizes = ({DESTROY_LANE: 2 * size, APPLY_LANE: size, CONTROL_LANE: min(size, CONTROL_CONCURRENCY)} if lanes
-                 else {SHARED_LANE: size})
+        sizes = (
+            {DESTROY_LANE: 2 * size, APPLY_LANE: size, CONTROL_LANE: min(size, CONTROL_CONCURRENCY)}
+            if lanes
+            else {SHARED_LANE: size}
+        )
         self._sizes = sizes  # lane -> invocations at once
-        self._lanes = {name: ThreadPoolExecutor(max_workers=n, thread_name_prefix=f"ephemera-{name}") for name, n in sizes.items()}
+        self._lanes = {
+            name: ThreadPoolExecutor(max_workers=n, thread_name_prefix=f"ephemera-{name}") for name, n in sizes.items()
+        }
         self._pools: dict[tuple[str, str], object] = {}  # (lane, target) -> WarmPool
         self._live: set = set()  # pids of running fresh processes
         self._lock = threading.Lock()
@@ -178,8 +196,9 @@ class Invoker:
             pool = self._pools.get((lane, target))
             if pool is None:
                 env = child_env({WARM_WORKER_ENV: "1"})
-                pool = self._pools[(lane, target)] = WarmPool(target, env, self._sizes[lane], self.max_uses,
-                                                              nice=LANE_NICE.get(lane, 0))
+                pool = self._pools[(lane, target)] = WarmPool(
+                    target, env, self._sizes[lane], self.max_uses, nice=LANE_NICE.get(lane, 0)
+                )
             return pool
 
     def prewarm(self, action: str, target: str) -> None:
@@ -222,15 +241,23 @@ class Invoker:
         shown_event = {k: v for k, v in event.items() if k != "config"}
         begun = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         try:  # what the next runtime completes if this one dies before the record is stored
-            mark_started(self.storage, self.bucket, Activation(activation_id, trigger, rule, action, target, begun, "", 0, "running",
-                                                               {}, event=shown_event), self.secret_values)
+            mark_started(
+                self.storage,
+                self.bucket,
+                Activation(activation_id, trigger, rule, action, target, begun, "", 0, "running", {}, event=shown_event),
+                self.secret_values,
+            )
         except Exception as exc:  # noqa: BLE001 - storage down: run the action anyway
-            self._log.warning("activation %s: could not note its start: %s", activation_id, Scrubber(self.secret_values).scrub(str(exc)))
+            self._log.warning(
+                "activation %s: could not note its start: %s", activation_id, Scrubber(self.secret_values).scrub(str(exc))
+            )
         try:
             outcome = self._run(lane, action, target, params, env)
         except Exception as exc:  # the runtime itself failed: still leave a record
             now = datetime.now(timezone.utc)
-            outcome = Outcome("developer_error", error(ACTION_CRASHED, f"the runtime could not run the action: {exc}"), [], now, now, None)
+            outcome = Outcome(
+                "developer_error", error(ACTION_CRASHED, f"the runtime could not run the action: {exc}"), [], now, now, None
+            )
         record = Activation(
             activationId=activation_id,
             trigger=trigger,

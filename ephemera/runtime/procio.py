@@ -120,8 +120,16 @@ def timeout_outcome(timeout: float, logs: list[str], start: datetime) -> Outcome
     return Outcome("timeout", error(ACTION_TIMEOUT, message), logs, start, now_utc(), None)
 
 
-def exchange(payload: bytes, stdin_fd: int, stdout_fd: int, stderr_fd: int, result_fd: int, deadline: float,
-             exited: Callable[[], bool], end_on_result: bool) -> tuple[LogCollector, bytes, bool]:
+def exchange(
+    payload: bytes,
+    stdin_fd: int,
+    stdout_fd: int,
+    stderr_fd: int,
+    result_fd: int,
+    deadline: float,
+    exited: Callable[[], bool],
+    end_on_result: bool,
+) -> tuple[LogCollector, bytes, bool]:
     """Feed ``payload`` to stdin and collect logs and the result until the invocation is
     over (``exited()``, or the result pipe closed when ``end_on_result``) and its pipes
     are drained, or ``deadline`` (monotonic) passes: ``(logs, result, timed_out)``.
@@ -149,7 +157,7 @@ def exchange(payload: bytes, stdin_fd: int, stdout_fd: int, stderr_fd: int, resu
                 fd, name = key.fd, key.data
                 if name == "stdin":
                     try:
-                        sent += os.write(fd, payload[sent:sent + 65536])
+                        sent += os.write(fd, payload[sent : sent + 65536])
                     except BlockingIOError:
                         continue
                     except BrokenPipeError:  # the child is gone (or read nothing); its end tells why
@@ -209,7 +217,10 @@ def run_cold(target: str, params: dict, timeout: float, *, env: dict | None = No
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "ephemera.runtime.invoker", target, str(w_fd)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(w_fd, *lifeline),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=(w_fd, *lifeline),
             start_new_session=True,  # its own process group: a timeout (or the runtime's death) kills it all
             env=bound_env,
         )
@@ -225,8 +236,16 @@ def run_cold(target: str, params: dict, timeout: float, *, env: dict | None = No
         fds = [os.dup(f.fileno()) for f in (proc.stdin, proc.stdout, proc.stderr)]
         for f in (proc.stdin, proc.stdout, proc.stderr):
             f.close()
-        logs, raw, timed_out = exchange(payload, fds[0], fds[1], fds[2], r_fd, time.monotonic() + timeout,
-                                        lambda: proc.poll() is not None, end_on_result=False)
+        logs, raw, timed_out = exchange(
+            payload,
+            fds[0],
+            fds[1],
+            fds[2],
+            r_fd,
+            time.monotonic() + timeout,
+            lambda: proc.poll() is not None,
+            end_on_result=False,
+        )
     finally:
         if proc.poll() is None:
             kill_group(proc.pid)

@@ -45,7 +45,9 @@ def resolve_targets(action_targets: dict | None) -> dict[str, str]:
     for action, target in (action_targets or {}).items():
         module, _, func = str(target).partition(":")
         if not module or not func or not all(p.isidentifier() for p in module.split(".")) or not func.isidentifier():
-            raise ParamError(f"action_targets.{action}", f"'{target}' is not 'module:function'", "e.g. 'ephemera.actions.apply:main'")
+            raise ParamError(
+                f"action_targets.{action}", f"'{target}' is not 'module:function'", "e.g. 'ephemera.actions.apply:main'"
+            )
         targets[action] = target
     return targets
 
@@ -108,7 +110,14 @@ class Runtime:
         alarms = [t for t in bound if t["kind"] == "alarm"]
         if reap_interval and self._want_reaper():
             first = now_utc() + timedelta(seconds=float(reap_interval))
-            alarms.append({"name": REAPER_TRIGGER, "schedule": IntervalSchedule(float(reap_interval), first), "payload": {}, "persist": False})
+            alarms.append(
+                {
+                    "name": REAPER_TRIGGER,
+                    "schedule": IntervalSchedule(float(reap_interval), first),
+                    "payload": {},
+                    "persist": False,
+                }
+            )
             self.rules[REAPER_TRIGGER] = [{"name": "ephemera-reaper", "trigger": REAPER_TRIGGER, "action": "reap", "params": {}}]
         if alarms:
             self._parts.append(AlarmScheduler(alarms, self.dispatch, storage=self.storage, bucket=self.bucket, catch_up=catch_up))
@@ -116,7 +125,9 @@ class Runtime:
         if writes:
             use_events = watch == "events" or (watch == "auto" and self.storage.traits.fs_events)
             if use_events and not self.storage.traits.fs_events:
-                raise ParamError("watch", f"filesystem events need localhost storage, not {self.storage.backend}", "use watch='poll' or 'auto'")
+                raise ParamError(
+                    "watch", f"filesystem events need localhost storage, not {self.storage.backend}", "use watch='poll' or 'auto'"
+                )
             if use_events:
                 self._parts.append(FilesystemWatcher(self.storage, writes, self.dispatch))
             else:
@@ -131,12 +142,20 @@ class Runtime:
     def start(self) -> None:
         self._check_buckets()
         for record in complete_interrupted(self.storage, self.bucket, self.invoker.secret_values):
-            log.warning("activation %s (%s) was interrupted by the runtime's death; recorded as %s",
-                        record.activationId, record.action, record.status)
+            log.warning(
+                "activation %s (%s) was interrupted by the runtime's death; recorded as %s",
+                record.activationId,
+                record.action,
+                record.status,
+            )
         for rules in self.rules.values():
             for rule in rules:
                 if not _module_exists(self.targets[rule["action"]]):
-                    log.warning("rule '%s': action module for '%s' not found; its invocations will fail", rule["name"], self.targets[rule["action"]])
+                    log.warning(
+                        "rule '%s': action module for '%s' not found; its invocations will fail",
+                        rule["name"],
+                        self.targets[rule["action"]],
+                    )
         for rules in self.rules.values():
             for rule in rules:
                 self.invoker.prewarm(rule["action"], self.targets[rule["action"]])
@@ -151,7 +170,13 @@ class Runtime:
                 part.stop()
             raise
         names = ", ".join(sorted(self.rules)) or "none"
-        log.info("ephemera up: %d rule(s) on trigger(s) %s; state bucket '%s' (%s)", sum(map(len, self.rules.values())), names, self.bucket, self.storage.backend)
+        log.info(
+            "ephemera up: %d rule(s) on trigger(s) %s; state bucket '%s' (%s)",
+            sum(map(len, self.rules.values())),
+            names,
+            self.bucket,
+            self.storage.backend,
+        )
         for part in self._parts:
             if isinstance(part, AlarmScheduler) and part.next_fire():
                 log.info("next alarm at %s", part.next_fire().isoformat())
@@ -174,22 +199,33 @@ class Runtime:
         """The state bucket exists (made where buckets cost nothing, said when new: a typo
         would otherwise start an empty ledger silently); a watched bucket that does not
         exist is named (nothing fires until something writes there)."""
-        watched = sorted({t.bucket or self.bucket for t in self.config.triggers
-                          if t.kind == "object_write" and t.name in self.rules} - {self.bucket})
+        watched = sorted(
+            {t.bucket or self.bucket for t in self.config.triggers if t.kind == "object_write" and t.name in self.rules}
+            - {self.bucket}
+        )
         for bucket in watched:
             if not self.storage.bucket_exists(bucket):
-                log.warning("bucket '%s' (watched by trigger(s) %s) does not exist: nothing fires until something "
-                            "writes there; if that is a typo, fix the trigger's 'bucket' (the state bucket is '%s')",
-                            bucket, ", ".join(t.name for t in self.config.triggers if t.bucket == bucket),
-                            self.bucket)
+                log.warning(
+                    "bucket '%s' (watched by trigger(s) %s) does not exist: nothing fires until something "
+                    "writes there; if that is a typo, fix the trigger's 'bucket' (the state bucket is '%s')",
+                    bucket,
+                    ", ".join(t.name for t in self.config.triggers if t.bucket == bucket),
+                    self.bucket,
+                )
         if self.storage.traits.buckets_on_demand:
             if self._new_state_bucket:
-                log.warning("state bucket '%s' did not exist: made it, empty (no runs yet); if you meant another, "
-                            "fix storage.bucket", self.bucket)
+                log.warning(
+                    "state bucket '%s' did not exist: made it, empty (no runs yet); if you meant another, fix storage.bucket",
+                    self.bucket,
+                )
                 self._new_state_bucket = False
             self.storage.create_bucket(self.bucket)
         elif not self.storage.bucket_exists(self.bucket):
-            raise ConfigError("storage.bucket", f"bucket '{self.bucket}' does not exist or is not reachable", "create it, or fix the name and credentials")
+            raise ConfigError(
+                "storage.bucket",
+                f"bucket '{self.bucket}' does not exist or is not reachable",
+                "create it, or fix the name and credentials",
+            )
 
     def dispatch(self, trigger: str, event_params: dict) -> list:
         """Invoke every rule bound to ``trigger`` with these event params; returns the
@@ -198,14 +234,16 @@ class Runtime:
         for rule in self.rules.get(trigger, []):
             params = {**rule["params"], **event_params, "config": self._config_dict}
             try:
-                futures.append(self.invoker.submit(
-                    trigger=trigger,
-                    rule=rule["name"],
-                    action=rule["action"],
-                    target=self.targets[rule["action"]],
-                    params=params,
-                    event=event_params,
-                ))
+                futures.append(
+                    self.invoker.submit(
+                        trigger=trigger,
+                        rule=rule["name"],
+                        action=rule["action"],
+                        target=self.targets[rule["action"]],
+                        params=params,
+                        event=event_params,
+                    )
+                )
             except RuntimeError:
                 log.warning("rule '%s': not invoked, the runtime is stopping", rule["name"])
                 raise

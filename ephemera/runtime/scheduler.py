@@ -187,9 +187,12 @@ class AlarmScheduler:
                 self._handle(alarm, times, 0, now)
                 if not times and alarm.next is None:
                     when = alarm.schedule.once or alarm.schedule.stop
-                    log.warning("alarm '%s' will never fire: %s %s is already past at the first start",
-                                alarm.name, "its time" if alarm.schedule.once else "its stop_date",
-                                when.isoformat() if when else "-")
+                    log.warning(
+                        "alarm '%s' will never fire: %s %s is already past at the first start",
+                        alarm.name,
+                        "its time" if alarm.schedule.once else "its stop_date",
+                        when.isoformat() if when else "-",
+                    )
                 if alarm.persist and not times:
                     self._save(alarm, now)  # so a restart knows what it missed since now
             else:
@@ -251,8 +254,13 @@ class AlarmScheduler:
         if missed:
             alarm.missed.extend(skipped)
             newest = skipped[-1].isoformat() if skipped else "-"
-            log.warning("alarm '%s': %d scheduled time(s) missed while not running (newest %s); catch-up policy '%s' skips them",
-                        alarm.name, missed, newest, self.catch_up)
+            log.warning(
+                "alarm '%s': %d scheduled time(s) missed while not running (newest %s); catch-up policy '%s' skips them",
+                alarm.name,
+                missed,
+                newest,
+                self.catch_up,
+            )
         for t in fires:
             self._dispatch(alarm, t, now)
         base = max(alarm.cursor, now) if alarm.cursor else now
@@ -271,7 +279,12 @@ class AlarmScheduler:
         alarm.fired += 1
         with self._state_lock:
             alarm.pending.add(t)
-        log.info("alarm '%s' %s for %s", alarm.name, "re-fires (pending at the last stop)" if again else "fires", params["ephemera_time"])
+        log.info(
+            "alarm '%s' %s for %s",
+            alarm.name,
+            "re-fires (pending at the last stop)" if again else "fires",
+            params["ephemera_time"],
+        )
         try:
             futures = self.fire(alarm.name, params) or []
         except Exception:
@@ -299,11 +312,15 @@ class AlarmScheduler:
         """(last handled time, times still pending) from the alarm's record."""
         try:
             data = get_json(self.storage, self.bucket, scheduler_key(alarm.name))
-            return datetime.fromisoformat(data["last_scheduled"]), sorted(datetime.fromisoformat(t) for t in data.get("pending", []))
+            return datetime.fromisoformat(data["last_scheduled"]), sorted(
+                datetime.fromisoformat(t) for t in data.get("pending", [])
+            )
         except NoSuchKeyError:
             return None, []
         except Exception as exc:  # unreadable record: behave as a first start, say so
-            log.error("alarm '%s': cannot read %s (%s); treating this as a first start", alarm.name, scheduler_key(alarm.name), exc)
+            log.error(
+                "alarm '%s': cannot read %s (%s); treating this as a first start", alarm.name, scheduler_key(alarm.name), exc
+            )
             return None, []
 
     def _save(self, alarm: _Alarm, now: datetime) -> None:

@@ -46,8 +46,13 @@ class Zygote:
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "ephemera.runtime.invoker", "--warm", target, str(theirs.fileno())],
-                pass_fds=(theirs.fileno(), *lifeline), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL, start_new_session=True, env=bound_env)
+                pass_fds=(theirs.fileno(), *lifeline),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                env=bound_env,
+            )
         finally:
             theirs.close()
         self.sock = ours
@@ -136,8 +141,16 @@ class WarmWorker:
             for fd in (params_r, out_w, err_w, result_w):  # the worker has its copies now
                 os.close(fd)
         self.uses += 1
-        logs, raw, timed_out = exchange(payload, params_w, out_r, err_r, result_r, time.monotonic() + timeout,
-                                        lambda: self.pid in self.zygote.exits, end_on_result=True)
+        logs, raw, timed_out = exchange(
+            payload,
+            params_w,
+            out_r,
+            err_r,
+            result_r,
+            time.monotonic() + timeout,
+            lambda: self.pid in self.zygote.exits,
+            end_on_result=True,
+        )
         if timed_out:
             self.kill()
             return timeout_outcome(timeout, logs.result_lines(), start)
@@ -293,7 +306,9 @@ def run_warm(pool: WarmPool, params: dict, timeout: float, env: dict) -> Outcome
             worker = pool.acquire()
         except Exception as exc:  # noqa: BLE001 - no worker: the activation records why
             now = now_utc()
-            return Outcome("developer_error", error(ACTION_CRASHED, f"cannot start the action process: {exc}"), [], now, now, None)
+            return Outcome(
+                "developer_error", error(ACTION_CRASHED, f"cannot start the action process: {exc}"), [], now, now, None
+            )
         try:
             return worker.invoke(params, timeout, env)
         except OSError:

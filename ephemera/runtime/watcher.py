@@ -231,7 +231,13 @@ class PollingWatcher:
         except NoSuchBucketError:
             return []
         except Exception as exc:  # a flaky endpoint: try again next round
-            log.warning("trigger '%s': listing bucket '%s' failed (%s); retrying in %g s", trig["name"], trig["bucket"], exc, self.interval)
+            log.warning(
+                "trigger '%s': listing bucket '%s' failed (%s); retrying in %g s",
+                trig["name"],
+                trig["bucket"],
+                exc,
+                self.interval,
+            )
             return None
 
     def start(self) -> None:
@@ -309,11 +315,15 @@ class PollingWatcher:
         trigger without a baseline."""
         listing = self._list(trig, "", None)
         if listing is None:
-            log.warning("trigger '%s': no baseline of bucket '%s' yet; objects already there will not fire once it is listed",
-                        trig["name"], trig["bucket"])
+            log.warning(
+                "trigger '%s': no baseline of bucket '%s' yet; objects already there will not fire once it is listed",
+                trig["name"],
+                trig["bucket"],
+            )
             return
-        self._watch[trig["name"]] = _Watch(seen={o.key: o.etag for o in listing if matches(trig, o.key)},
-                                           tail=listing[-1].key if listing else "")
+        self._watch[trig["name"]] = _Watch(
+            seen={o.key: o.etag for o in listing if matches(trig, o.key)}, tail=listing[-1].key if listing else ""
+        )
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

@@ -50,8 +50,11 @@ def stack_folder(stack: str, field: str = "workspace.stack") -> tuple[str, Path]
         path = Path(stack).expanduser()
         name = path.name
     if not path.is_dir() or not (any(path.glob("*.tf")) or (path / SPEC_FILE).is_file()):
-        raise ConfigError(field, f"'{stack}' is neither a registered stack nor a folder with .tf files or a stack.toml",
-                          f"use one of {', '.join(STACKS)} or a path")
+        raise ConfigError(
+            field,
+            f"'{stack}' is neither a registered stack nor a folder with .tf files or a stack.toml",
+            f"use one of {', '.join(STACKS)} or a path",
+        )
     return name, path.resolve()
 
 
@@ -90,11 +93,17 @@ def check_user_variables(spec: StackSpec, variables: dict) -> None:
         var = spec.variables.get(name)
         if var is None:
             takes = sorted(spec.setters("user"))
-            raise ConfigError(f"workspace.variables.{name}", f"the stack '{spec.name}' has no variable '{name}'",
-                              f"use one of: {', '.join(takes)}")
+            raise ConfigError(
+                f"workspace.variables.{name}",
+                f"the stack '{spec.name}' has no variable '{name}'",
+                f"use one of: {', '.join(takes)}",
+            )
         if var.set_by != "user":
-            raise ConfigError(f"workspace.variables.{name}", f"set by {'Ephemera for each run' if var.set_by == 'ephemera' else 'the engine'}",
-                              "remove it from workspace.variables")
+            raise ConfigError(
+                f"workspace.variables.{name}",
+                f"set by {'Ephemera for each run' if var.set_by == 'ephemera' else 'the engine'}",
+                "remove it from workspace.variables",
+            )
 
 
 def check_run_variables(spec: StackSpec, values: dict) -> None:
@@ -103,9 +112,11 @@ def check_run_variables(spec: StackSpec, values: dict) -> None:
     this Ephemera disagree on what a run provides (e.g. a stack written for another storage)."""
     missing = sorted(v.name for v in spec.variables.values() if v.set_by == "ephemera" and v.required and v.name not in values)
     if missing:
-        raise ConfigError("workspace.stack", f"the stack '{spec.name}' needs {', '.join(missing)} from Ephemera, "
-                          "which this run does not provide", "mark them set_by = \"user\" in its stack.toml and set them in "
-                          "workspace.variables, or give them a default")
+        raise ConfigError(
+            "workspace.stack",
+            f"the stack '{spec.name}' needs {', '.join(missing)} from Ephemera, which this run does not provide",
+            "mark them set_by = \"user\" in its stack.toml and set them in workspace.variables, or give them a default",
+        )
 
 
 def check_vm_access(spec: StackSpec, backend: str, identity: dict | None) -> None:
@@ -113,13 +124,19 @@ def check_vm_access(spec: StackSpec, backend: str, identity: dict | None) -> Non
     cannot reach, or a VM identity kind the stack cannot give its VMs (on this machine, VMs
     need none of either: they are processes of the controller's user)."""
     if spec.storage_backends and backend not in spec.storage_backends:
-        raise ConfigError("storage.backend", f"'{backend}': the stack '{spec.name}' has VMs that reach only "
-                          f"{', '.join(spec.storage_backends)}", "use that storage, or another workspace.stack")
+        raise ConfigError(
+            "storage.backend",
+            f"'{backend}': the stack '{spec.name}' has VMs that reach only {', '.join(spec.storage_backends)}",
+            "use that storage, or another workspace.stack",
+        )
     kind = (identity or {}).get("kind")
     if kind and not spec.vms_on_host and kind not in spec.vm_identities:
-        raise ConfigError("workspace.stack", f"the storage gives the run's VMs an identity of kind '{kind}', which the "
-                          f"stack '{spec.name}' cannot give its VMs ({', '.join(spec.vm_identities) or 'it gives none'})",
-                          "use a stack that can, or storage credentials the VMs receive once (the storage's own settings)")
+        raise ConfigError(
+            "workspace.stack",
+            f"the storage gives the run's VMs an identity of kind '{kind}', which the "
+            f"stack '{spec.name}' cannot give its VMs ({', '.join(spec.vm_identities) or 'it gives none'})",
+            "use a stack that can, or storage credentials the VMs receive once (the storage's own settings)",
+        )
 
 
 def stack_hooks(spec: StackSpec) -> StackHooks:
@@ -127,4 +144,16 @@ def stack_hooks(spec: StackSpec) -> StackHooks:
     return load_spec(spec.hooks) if spec.hooks else StackHooks()
 
 
-__all__ = ["STACKS", "STACKS_DIR", "StackSpec", "check_run_variables", "check_user_variables", "check_vm_access", "config_stack", "registered_stacks", "stack_folder", "stack_hooks", "stack_spec"]
+__all__ = [
+    "STACKS",
+    "STACKS_DIR",
+    "StackSpec",
+    "check_run_variables",
+    "check_user_variables",
+    "check_vm_access",
+    "config_stack",
+    "registered_stacks",
+    "stack_folder",
+    "stack_hooks",
+    "stack_spec",
+]

@@ -60,15 +60,21 @@ class StackHooks:
         vms = spec.vms
         if vms.list:
             items = [i for i in output_value(outputs, vms.list) or [] if isinstance(i, dict)]
-            return [VMAddress(int(i.get("worker", 0)), str(i.get("id", "")), i.get("address"), i.get("public_address"))
-                    for i in sorted(items, key=lambda i: int(i.get("worker", 0)))]
+            return [
+                VMAddress(int(i.get("worker", 0)), str(i.get("id", "")), i.get("address"), i.get("public_address"))
+                for i in sorted(items, key=lambda i: int(i.get("worker", 0)))
+            ]
         ids = output_value(outputs, vms.ids) or []
         addresses = output_value(outputs, vms.addresses) or []
         public = output_value(outputs, vms.public_addresses) or []
-        return [VMAddress(w, str(iid), str(ip), public[w] if w < len(public) else None)
-                for w, (iid, ip) in enumerate(zip(ids, addresses))]
+        return [
+            VMAddress(w, str(iid), str(ip), public[w] if w < len(public) else None)
+            for w, (iid, ip) in enumerate(zip(ids, addresses))
+        ]
 
-    def lithops_backend(self, spec: StackSpec, config: Any, vm: VMAddress, engine_region: str | None = None) -> tuple[str, dict] | None:
+    def lithops_backend(
+        self, spec: StackSpec, config: Any, vm: VMAddress, engine_region: str | None = None
+    ) -> tuple[str, dict] | None:
         """(Lithops compute backend, its section) that drives ``vm`` in consume mode; None: the stack has none.
         ``engine_region`` is the region the engine builds VMs in, when it knows one."""
         return None

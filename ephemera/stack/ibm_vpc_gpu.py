@@ -26,9 +26,15 @@ SSH_USER = "root"  # the stack's images log in as root
 class IBMVPCGPUStack(StackHooks):
     """Hooks of the ``ibm-vpc-gpu`` stack (``terraform/ibm-vpc-gpu/stack.toml``)."""
 
-    def lithops_backend(self, spec: StackSpec, config: Config, vm: VMAddress, engine_region: str | None = None) -> tuple[str, dict]:
+    def lithops_backend(
+        self, spec: StackSpec, config: Config, vm: VMAddress, engine_region: str | None = None
+    ) -> tuple[str, dict]:
         region_var = spec.variables.get("region")
-        region = (config.workspace.variables.get("region") or engine_region
-                  or (region_var.default if region_var else None))
-        return LITHOPS_BACKEND, {"instance_id": vm.id, "floating_ip": vm.public_address or vm.address, "region": region,
-                                 "iam_api_key": config.section(IBMAccount).iam_api_key or "", "ssh_username": SSH_USER}
+        region = config.workspace.variables.get("region") or engine_region or (region_var.default if region_var else None)
+        return LITHOPS_BACKEND, {
+            "instance_id": vm.id,
+            "floating_ip": vm.public_address or vm.address,
+            "region": region,
+            "iam_api_key": config.section(IBMAccount).iam_api_key or "",
+            "ssh_username": SSH_USER,
+        }

@@ -35,9 +35,29 @@ else:  # pragma: no cover - Python 3.10 reads TOML with the tomli backport (a de
 
 SPEC_FILE = "stack.toml"
 SETTERS = ("user", "ephemera", "engine")  # who gives a variable its value
-TYPES = ("string", "number", "bool", "list(string)", "list(number)", "map(string)", "object", "any")  # object: any object({...}) type
-_TOP_KEYS = {"description", "hooks", "vms_on_host", "vm_identities", "storage_backends", "profile", "profile_variable",
-             "variables", "outputs", "vms", "prices"}
+TYPES = (
+    "string",
+    "number",
+    "bool",
+    "list(string)",
+    "list(number)",
+    "map(string)",
+    "object",
+    "any",
+)  # object: any object({...}) type
+_TOP_KEYS = {
+    "description",
+    "hooks",
+    "vms_on_host",
+    "vm_identities",
+    "storage_backends",
+    "profile",
+    "profile_variable",
+    "variables",
+    "outputs",
+    "vms",
+    "prices",
+}
 _VAR_KEYS = {"type", "required", "default", "sensitive", "set_by", "max", "description"}
 _VMS_KEYS = {"list", "ids", "addresses", "public_addresses"}
 _PRICE_KEYS = {"hourly", "gpus", "as_of", "source", "estimate"}
@@ -139,15 +159,18 @@ def _variable(path: Path, name: str, data: Any) -> VariableSpec:
     if data.get("type") not in TYPES:
         raise _fail(path, f"{key}.type", f"'{data.get('type')}' is not a type Ephemera knows", f"use one of {', '.join(TYPES)}")
     if data.get("set_by", "user") not in SETTERS:
-        raise _fail(path, f"{key}.set_by", f"'{data.get('set_by')}' is not who sets variables", f"use one of {', '.join(SETTERS)}")
+        raise _fail(
+            path, f"{key}.set_by", f"'{data.get('set_by')}' is not who sets variables", f"use one of {', '.join(SETTERS)}"
+        )
     required = data.get("required", "default" not in data)
     if not isinstance(required, bool) or (required and "default" in data):
         raise _fail(path, f"{key}.required", "must be true (no default) or false (with a default)", "drop it, or the default")
     bound = data.get("max")
     if bound is not None and (not isinstance(bound, int) or isinstance(bound, bool)):
         raise _fail(path, f"{key}.max", "must be an integer", "write the bound the variable's validation states")
-    return VariableSpec(name, data["type"], required, data.get("default"), bool(data.get("sensitive", False)),
-                        data.get("set_by", "user"), bound)
+    return VariableSpec(
+        name, data["type"], required, data.get("default"), bool(data.get("sensitive", False)), data.get("set_by", "user"), bound
+    )
 
 
 def _price(path: Path, profile: str, data: Any) -> StackPrice:
@@ -155,8 +178,14 @@ def _price(path: Path, profile: str, data: Any) -> StackPrice:
     if not isinstance(data, dict) or not isinstance(data.get("hourly"), (int, float)) or not isinstance(data.get("source"), str):
         raise _fail(path, key, "needs hourly (a number) and source (text)", 'e.g. hourly = 1.9, gpus = 1, source = "list price"')
     _unknown(path, f"{key}.", data, _PRICE_KEYS)
-    return StackPrice(profile, float(data["hourly"]), int(data.get("gpus", 0)), str(data.get("as_of", "")), data["source"],
-                      bool(data.get("estimate", False)))
+    return StackPrice(
+        profile,
+        float(data["hourly"]),
+        int(data.get("gpus", 0)),
+        str(data.get("as_of", "")),
+        data["source"],
+        bool(data.get("estimate", False)),
+    )
 
 
 def parse_spec(name: str, folder: Path, text: str) -> StackSpec:
@@ -179,18 +208,29 @@ def parse_spec(name: str, folder: Path, text: str) -> StackSpec:
         if out not in outputs:
             raise _fail(path, f"vms.{key}", f"names '{out}', which is not an output of the stack", "name one of [outputs]")
     spec = StackSpec(
-        name=name, folder=folder, description=str(data.get("description", "")),
+        name=name,
+        folder=folder,
+        description=str(data.get("description", "")),
         variables={n: _variable(path, n, v) for n, v in variables.items()},
-        outputs={n: OutputSpec(n, str((v or {}).get("description", "")) if isinstance(v, dict) else "") for n, v in outputs.items()},
-        vms=VMOutputs(**vms), hooks=str(data.get("hooks", "")), vms_on_host=bool(data.get("vms_on_host", False)),
+        outputs={
+            n: OutputSpec(n, str((v or {}).get("description", "")) if isinstance(v, dict) else "") for n, v in outputs.items()
+        },
+        vms=VMOutputs(**vms),
+        hooks=str(data.get("hooks", "")),
+        vms_on_host=bool(data.get("vms_on_host", False)),
         vm_identities=_str_tuple(path, "vm_identities", data.get("vm_identities", [])),
         storage_backends=_str_tuple(path, "storage_backends", data.get("storage_backends", [])),
-        profile=str(data.get("profile", "")), profile_variable=str(data.get("profile_variable", "")),
+        profile=str(data.get("profile", "")),
+        profile_variable=str(data.get("profile_variable", "")),
         prices={p: _price(path, p, v) for p, v in (data.get("prices") or {}).items()},
     )
     if spec.profile_variable and spec.profile_variable not in spec.variables:
-        raise _fail(path, "profile_variable", f"names '{spec.profile_variable}', which is not a variable of the stack",
-                    "name one of [variables], or drop it and set profile")
+        raise _fail(
+            path,
+            "profile_variable",
+            f"names '{spec.profile_variable}', which is not a variable of the stack",
+            "name one of [variables], or drop it and set profile",
+        )
     return spec
 
 
@@ -200,6 +240,9 @@ def load_spec_file(name: str, folder: Path) -> StackSpec:
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise StackSpecError(f"{path}", "missing: a stack needs a spec beside its .tf files",
-                             "write stack.toml (ARCHITECTURE.md, 'Where to add things': a stack)") from None
+        raise StackSpecError(
+            f"{path}",
+            "missing: a stack needs a spec beside its .tf files",
+            "write stack.toml (ARCHITECTURE.md, 'Where to add things': a stack)",
+        ) from None
     return parse_spec(name, folder, text)

@@ -59,5 +59,16 @@ def get_json(storage: Storage, bucket: str, key: str) -> Any:
     return json.loads(storage.get(bucket, key))
 
 
-__all__ = ["BACKENDS", "DEFAULT_BACKEND", "ObjectInfo", "Storage", "StorageBackendSpec", "backend_for_scheme",
-           "get_storage", "get_json", "put_json", "storage_spec", "storage_specs"]
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_BACKEND",
+    "ObjectInfo",
+    "Storage",
+    "StorageBackendSpec",
+    "backend_for_scheme",
+    "get_storage",
+    "get_json",
+    "put_json",
+    "storage_spec",
+    "storage_specs",
+]

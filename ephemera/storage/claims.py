@@ -99,8 +99,9 @@ def _claim_body(key: str) -> bytes:
     return json.dumps({"key": key, "host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}).encode()
 
 
-def _round(storage: Storage, bucket: str, key: str, data: bytes, settle: float, stale_after: float,
-           sleep: Callable[[float], None]) -> bool | None:
+def _round(
+    storage: Storage, bucket: str, key: str, data: bytes, settle: float, stale_after: float, sleep: Callable[[float], None]
+) -> bool | None:
     """One round: True (wrote K), False (K exists), None (lost to an earlier claim)."""
     mine = _new_claim_key(key)
     storage.put(bucket, mine, _claim_body(key))
@@ -115,7 +116,9 @@ def _round(storage: Storage, bucket: str, key: str, data: bytes, settle: float, 
         live = []
         for claim in listed:
             if claim.last_modified < oldest_live:
-                log.warning("ignoring and deleting stale claim '%s' in bucket '%s' (left by a crashed caller?)", claim.key, bucket)
+                log.warning(
+                    "ignoring and deleting stale claim '%s' in bucket '%s' (left by a crashed caller?)", claim.key, bucket
+                )
                 try:
                     storage.delete(bucket, claim.key)
                 except StorageError as exc:
@@ -134,8 +137,13 @@ def _round(storage: Storage, bucket: str, key: str, data: bytes, settle: float, 
         try:
             storage.delete(bucket, mine)
         except StorageError as exc:
-            log.warning("could not withdraw claim '%s' in bucket '%s' (%s); it will be removed as stale after %g s",
-                        mine, bucket, exc.message, stale_after)
+            log.warning(
+                "could not withdraw claim '%s' in bucket '%s' (%s); it will be removed as stale after %g s",
+                mine,
+                bucket,
+                exc.message,
+                stale_after,
+            )
 
 
 def put_if_absent_by_claims(

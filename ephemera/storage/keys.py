@@ -37,15 +37,14 @@ def hostile_char(text: str) -> str | None:
 def _check_chars(text: str, what: str) -> None:
     bad = hostile_char(text)
     if bad is not None:
-        raise InvalidKeyError(f"{what} {_short(text)} is invalid: it holds the character U+{ord(bad):04X} "
-                              f"({unicodedata.category(bad)}); {_KEY_FIX}")
+        raise InvalidKeyError(
+            f"{what} {_short(text)} is invalid: it holds the character U+{ord(bad):04X} ({unicodedata.category(bad)}); {_KEY_FIX}"
+        )
 
 
 def validate_bucket(bucket: str) -> str:
     if not isinstance(bucket, str) or not _BUCKET_RE.match(bucket) or ".." in bucket:
-        raise InvalidKeyError(
-            f"bucket name {bucket!r} is invalid: use 3-63 lowercase letters, digits, '-' or '.'"
-        )
+        raise InvalidKeyError(f"bucket name {bucket!r} is invalid: use 3-63 lowercase letters, digits, '-' or '.'")
     return bucket
 
 

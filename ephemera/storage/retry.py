@@ -23,8 +23,9 @@ MOST_DELAY = 30.0  # longest wait between two attempts
 NO_DEADLINE_SECONDS = 600.0  # how long to retry when the caller has no deadline
 
 
-def retry_transient(call: Callable[[], T], what: str, until: datetime | None = None,
-                    sleep: Callable[[float], None] = time.sleep) -> T:
+def retry_transient(
+    call: Callable[[], T], what: str, until: datetime | None = None, sleep: Callable[[float], None] = time.sleep
+) -> T:
     """``call()``, retried while it raises a retryable StorageError and ``until`` is ahead."""
     stop = until.timestamp() if until is not None else time.time() + NO_DEADLINE_SECONDS
     delay = FIRST_DELAY

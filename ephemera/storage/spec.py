@@ -99,8 +99,10 @@ class StorageBackendSpec:
         into its non-secret keys and its secret ones (delivered to each VM once)."""
         own = self.own_section(config)
         secret = set(secret_keys(self.sections[self.name])) if self.name in self.sections else set()
-        return VMAccess(section={k: v for k, v in own.items() if v is not None and k not in secret},
-                        credentials={k: v for k, v in own.items() if v and k in secret})
+        return VMAccess(
+            section={k: v for k, v in own.items() if v is not None and k not in secret},
+            credentials={k: v for k, v in own.items() if v and k in secret},
+        )
 
     def vm_credentials(self, config: Config, access: VMAccess, scope: RunScope) -> dict | None:
         """The keys one run's VMs get (delivered once through the credentials object), or None.
@@ -109,9 +111,11 @@ class StorageBackendSpec:
         if not access.credentials:
             return None
         if not scope.vms_on_host:
-            raise ConfigError(f"{self.name}.{sorted(access.credentials)[0]}",
-                              f"the {self.name} storage would hand its own long-lived keys to the run's cloud VMs",
-                              "give the VMs an identity of their own, or use a backend that mints per-run credentials")
+            raise ConfigError(
+                f"{self.name}.{sorted(access.credentials)[0]}",
+                f"the {self.name} storage would hand its own long-lived keys to the run's cloud VMs",
+                "give the VMs an identity of their own, or use a backend that mints per-run credentials",
+            )
         return dict(access.credentials)
 
     def vm_presigner(self, config: Config, scope: RunScope, objects: list, seconds: int) -> Storage | None:

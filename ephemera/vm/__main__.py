@@ -1,11 +1,11 @@
 """``python -m ephemera.vm``: the agent's command line, as the stacks call it.
 
-    python -m ephemera.vm start --config AGENT_JSON --worker I --pid-file P --log-file L
-    python -m ephemera.vm stop --pid-file P [--timeout S]
-    python -m ephemera.vm serve --config AGENT_JSON --worker I --pid-file P
-    python -m ephemera.vm run-job --config AGENT_JSON --worker I
-    python -m ephemera.vm boot --boot BOOT_JSON --root DIR [--pid-file P]   (the bootstrap's second stage)
-    python -m ephemera.vm gpu-check --count N [--model L4]
+python -m ephemera.vm start --config AGENT_JSON --worker I --pid-file P --log-file L
+python -m ephemera.vm stop --pid-file P [--timeout S]
+python -m ephemera.vm serve --config AGENT_JSON --worker I --pid-file P
+python -m ephemera.vm run-job --config AGENT_JSON --worker I
+python -m ephemera.vm boot --boot BOOT_JSON --root DIR [--pid-file P]   (the bootstrap's second stage)
+python -m ephemera.vm gpu-check --count N [--model L4]
 """
 
 from __future__ import annotations
@@ -62,8 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         from ephemera.vm.control import stop_agent
 
         if not stop_agent(args.pid_file, args.timeout):
-            print(f"agent of {args.pid_file} was still exiting after SIGKILL; destroy again to confirm it is gone",
-                  file=sys.stderr)
+            print(
+                f"agent of {args.pid_file} was still exiting after SIGKILL; destroy again to confirm it is gone", file=sys.stderr
+            )
             return 1
         print(f"agent of {args.pid_file}: stopped")
         return 0
@@ -79,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             report = check_gpus(args.count, args.model)
         except GPUCheckError as exc:
-            print(f"GPU check failed{' (a reboot may load the driver)' if exc.needs_reboot else ''}: {exc.message}", file=sys.stderr)
+            print(
+                f"GPU check failed{' (a reboot may load the driver)' if exc.needs_reboot else ''}: {exc.message}", file=sys.stderr
+            )
             return 2 if exc.needs_reboot else 1
         print(json.dumps(report.to_dict() if report else {"count": 0}))
         return 0

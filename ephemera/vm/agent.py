@@ -84,8 +84,14 @@ class Agent:
         self.worker_processes = self._default_processes()
         self.services: list[VMService] = []
         self.phases: dict[str, str] = {}  # the agent's own boot phases, over the bootstrap's
-        self.shipper = LogShipper(self.storage, self.config.state_bucket, self.run_id, worker, self.scrubber,
-                                  float(self.agent_cfg.log_interval or SHIP_INTERVAL))
+        self.shipper = LogShipper(
+            self.storage,
+            self.config.state_bucket,
+            self.run_id,
+            worker,
+            self.scrubber,
+            float(self.agent_cfg.log_interval or SHIP_INTERVAL),
+        )
 
     # --- heartbeats -------------------------------------------------------------------
     def boot_state(self) -> dict:
@@ -104,9 +110,16 @@ class Agent:
 
     def heartbeat(self) -> None:
         boot = self.boot_state()
-        beat = Heartbeat(run_id=self.run_id, worker=self.worker, pid=os.getpid(), state=self.state,
-                         worker_processes=self.worker_processes, python=sys.executable,
-                         phases={**(boot.get("phases") or {}), **self.phases}, gpu=boot.get("gpu") or None)
+        beat = Heartbeat(
+            run_id=self.run_id,
+            worker=self.worker,
+            pid=os.getpid(),
+            state=self.state,
+            worker_processes=self.worker_processes,
+            python=sys.executable,
+            phases={**(boot.get("phases") or {}), **self.phases},
+            gpu=boot.get("gpu") or None,
+        )
         for service in self.services:
             try:
                 beat.services.update(service.status())
@@ -145,12 +158,20 @@ class Agent:
         return os.path.exists("/dev/nvidia0")
 
     def vm_info(self) -> VMInfo:
-        return VMInfo(run_id=self.run_id, worker=self.worker, worker_count=int(self.job.worker_count or 1),
-                      storage=self.storage, state_bucket=self.config.state_bucket,
-                      worker_processes=self.worker_processes, use_gpu=self.use_gpu(),
-                      hard_deadline=self.hard_deadline(), same_host=self.storage.traits.same_host,
-                      lithops_storage=to_lithops(self.config), request_heartbeat=self.heartbeat,
-                      run_key=self.agent_cfg.run_key)
+        return VMInfo(
+            run_id=self.run_id,
+            worker=self.worker,
+            worker_count=int(self.job.worker_count or 1),
+            storage=self.storage,
+            state_bucket=self.config.state_bucket,
+            worker_processes=self.worker_processes,
+            use_gpu=self.use_gpu(),
+            hard_deadline=self.hard_deadline(),
+            same_host=self.storage.traits.same_host,
+            lithops_storage=to_lithops(self.config),
+            request_heartbeat=self.heartbeat,
+            run_key=self.agent_cfg.run_key,
+        )
 
     def start_services(self) -> None:
         for service in load_services(self.vm_info()):
@@ -185,9 +206,15 @@ class Agent:
         started = time.time()
         workdir = self.agent_cfg.workdir
         env, lifeline = child_binding(self.workload_env())  # the workload (and this agent's group) dies with the agent
-        self.child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=env, pass_fds=lifeline,
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                      cwd=workdir if workdir and os.path.isdir(workdir) else None)
+        self.child = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            pass_fds=lifeline,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=workdir if workdir and os.path.isdir(workdir) else None,
+        )
         reader = threading.Thread(target=self._relay, args=(self.child.stdout,), name="workload-output", daemon=True)
         reader.start()
         left = self.seconds_left()

@@ -65,25 +65,34 @@ def agent_config(boot: BootDocument, root: Path) -> Path:
     path = root / AGENT_CONFIG
     if not path.exists():
         bundle_dir = root / "bundle" / boot["bundle"]["sha256"]
-        cfg = AgentConfig(run_id=boot["run_id"], config=vm_config(boot, root), state_file=str(root / bootstrap.STATE),
-                          heartbeat_interval=float(boot.get("heartbeat_interval") or 5.0),
-                          workdir=str(bundle_dir / "source"),
-                          use_gpu=int((boot.get("gpu") or {}).get("count") or 0) > 0,
-                          run_key=boot.get("run_key") or "")  # checks the job spec, seals the bridge's objects
+        cfg = AgentConfig(
+            run_id=boot["run_id"],
+            config=vm_config(boot, root),
+            state_file=str(root / bootstrap.STATE),
+            heartbeat_interval=float(boot.get("heartbeat_interval") or 5.0),
+            workdir=str(bundle_dir / "source"),
+            use_gpu=int((boot.get("gpu") or {}).get("count") or 0) > 0,
+            run_key=boot.get("run_key") or "",
+        )  # checks the job spec, seals the bridge's objects
         write_private(path, cfg.to_json())
     (root / bootstrap.CREDENTIALS).unlink(missing_ok=True)  # one copy of the keys: agent.json's
     return path
 
 
-def _write_failure(boot: BootDocument, state: bootstrap.State, root: Path, storage: Storage | None,
-                   exc: BaseException) -> None:
+def _write_failure(boot: BootDocument, state: bootstrap.State, root: Path, storage: Storage | None, exc: BaseException) -> None:
     message = f"worker {boot['worker']}: {getattr(exc, 'message', None) or f'{type(exc).__name__}: {exc}'}"
     bootstrap.log(root, f"boot failed: {message}")
     if storage is None:  # no storage access: the bootstrap's own way (presigned PUT or identity)
         bootstrap.write_failure(boot, state, root, exc)
         return
-    marker = markers.failure(boot["run_id"], boot.get("entry", ""), "BootstrapError", message,
-                             traceback=traceback.format_exc(), log_tail=bootstrap.log_tail(root))
+    marker = markers.failure(
+        boot["run_id"],
+        boot.get("entry", ""),
+        "BootstrapError",
+        message,
+        traceback=traceback.format_exc(),
+        log_tail=bootstrap.log_tail(root),
+    )
     marker.boot = {"worker": boot["worker"], "phases": state.data["phases"], "reboots": state.data.get("reboots", 0)}
     output = boot["marker"]
     if not markers.exists(storage, output["bucket"], output["key"].rpartition("/")[0] + "/"):
@@ -113,21 +122,35 @@ def boot_vm(boot_file: Path, root: Path, pid_file: str | None = None) -> list[st
             state.data["reboots"] = 1
             state.phase(VMPhase.REBOOTING.value)
             bootstrap.log(root, f"{exc.message}: rebooting once to load the driver")
-            write_heartbeat(storage, config.state_bucket, Heartbeat(run_id=boot["run_id"], worker=boot["worker"],
-                                                                    state=VMState.REBOOTING, phases=state.data["phases"]))
+            write_heartbeat(
+                storage,
+                config.state_bucket,
+                Heartbeat(run_id=boot["run_id"], worker=boot["worker"], state=VMState.REBOOTING, phases=state.data["phases"]),
+            )
             subprocess.run(boot["reboot"], check=False)
             return 0
         state.phase(VMPhase.DRIVER_READY.value, gpu=report.to_dict() if report else None)
         bootstrap.log(root, f"GPUs: {report.to_dict() if report else 'none promised'}")
-        write_heartbeat(storage, config.state_bucket, Heartbeat(run_id=boot["run_id"], worker=boot["worker"], pid=os.getpid(),
-                                                                state=VMState.BOOTING, phases=state.data["phases"],
-                                                                gpu=state.data.get("gpu")))
+        write_heartbeat(
+            storage,
+            config.state_bucket,
+            Heartbeat(
+                run_id=boot["run_id"],
+                worker=boot["worker"],
+                pid=os.getpid(),
+                state=VMState.BOOTING,
+                phases=state.data["phases"],
+                gpu=state.data.get("gpu"),
+            ),
+        )
     except Exception as exc:  # noqa: BLE001 - every failure ends the run with a marker
         try:
             _write_failure(boot, state, root, storage, exc)
         except Exception as marker_exc:  # noqa: BLE001 - the reaper's boot timeout is the last resort
             bootstrap.log(root, f"could not write the failure marker: {type(marker_exc).__name__}: {marker_exc}")
-        if storage is not None and scrubber is not None:  # no agent will ship the bootstrap's log: ship it now, so it outlives the VM
+        if (
+            storage is not None and scrubber is not None
+        ):  # no agent will ship the bootstrap's log: ship it now, so it outlives the VM
             from ephemera.vm.logship import LogShipper
 
             shipper = LogShipper(storage, boot["state_bucket"], boot["run_id"], boot["worker"], scrubber)
@@ -135,8 +158,18 @@ def boot_vm(boot_file: Path, root: Path, pid_file: str | None = None) -> list[st
             shipper.flush(final=True)
         return 1
     pid_file = pid_file or boot.get("agent_pid_file") or str(root / "agent.pid")
-    return [sys.executable, "-m", "ephemera.vm", "serve", "--config", str(path), "--worker", str(boot["worker"]),
-            "--pid-file", pid_file]
+    return [
+        sys.executable,
+        "-m",
+        "ephemera.vm",
+        "serve",
+        "--config",
+        str(path),
+        "--worker",
+        str(boot["worker"]),
+        "--pid-file",
+        pid_file,
+    ]
 
 
 def main(boot_file: str, root: str, pid_file: str | None = None) -> int:

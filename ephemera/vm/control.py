@@ -29,16 +29,28 @@ class AgentStartError(EphemeraError):
     code = "AGENT_START_FAILED"
 
 
-def start_agent(config_path: str, worker: int, pid_file: str, log_file: str, timeout: float = 30.0,
-                python: str | None = None) -> int:
+def start_agent(
+    config_path: str, worker: int, pid_file: str, log_file: str, timeout: float = 30.0, python: str | None = None
+) -> int:
     """Launch a detached agent; return its pid once it has written ``pid_file``."""
     Path(log_file).parent.mkdir(parents=True, exist_ok=True)
     remove_pid_file(pid_file)
-    cmd = [python or sys.executable, "-m", "ephemera.vm", "serve", "--config", config_path,
-           "--worker", str(worker), "--pid-file", pid_file]
+    cmd = [
+        python or sys.executable,
+        "-m",
+        "ephemera.vm",
+        "serve",
+        "--config",
+        config_path,
+        "--worker",
+        str(worker),
+        "--pid-file",
+        pid_file,
+    ]
     with open(log_file, "ab") as logfh:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logfh, stderr=subprocess.STDOUT,
-                                start_new_session=True, close_fds=True)
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=logfh, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True
+        )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if read_pid(pid_file) == proc.pid:

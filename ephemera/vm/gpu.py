@@ -72,8 +72,13 @@ def probe_nvml() -> GPUReport | None:
     try:
         count = pynvml.nvmlDeviceGetCount()
         models = [_text(pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i))) for i in range(count)]
-        return GPUReport(count=count, models=models, driver=_text(pynvml.nvmlSystemGetDriverVersion()),
-                         cuda=cuda_version(int(pynvml.nvmlSystemGetCudaDriverVersion())), probe="nvml")
+        return GPUReport(
+            count=count,
+            models=models,
+            driver=_text(pynvml.nvmlSystemGetDriverVersion()),
+            cuda=cuda_version(int(pynvml.nvmlSystemGetCudaDriverVersion())),
+            probe="nvml",
+        )
     except pynvml.NVMLError as exc:
         raise GPUCheckError(f"NVML could not read the GPUs: {exc}") from None
     finally:
@@ -88,17 +93,25 @@ def probe_smi() -> GPUReport | None:
     smi = shutil.which("nvidia-smi")
     if smi is None:
         return None
-    query = subprocess.run([smi, "--query-gpu=name,driver_version", "--format=csv,noheader"],
-                           capture_output=True, text=True, timeout=SMI_TIMEOUT)
+    query = subprocess.run(
+        [smi, "--query-gpu=name,driver_version", "--format=csv,noheader"], capture_output=True, text=True, timeout=SMI_TIMEOUT
+    )
     if query.returncode != 0:
         said = (query.stdout + query.stderr).strip().splitlines()
-        raise GPUCheckError(f"nvidia-smi failed (exit {query.returncode}): {said[-1] if said else ''}",
-                            needs_reboot="driver" in (query.stdout + query.stderr).lower())
+        raise GPUCheckError(
+            f"nvidia-smi failed (exit {query.returncode}): {said[-1] if said else ''}",
+            needs_reboot="driver" in (query.stdout + query.stderr).lower(),
+        )
     rows = [[c.strip() for c in line.split(",")] for line in query.stdout.strip().splitlines() if line.strip()]
     header = subprocess.run([smi], capture_output=True, text=True, timeout=SMI_TIMEOUT).stdout
     cuda = re.search(r"CUDA Version:\s*([0-9.]+)", header)
-    return GPUReport(count=len(rows), models=[r[0] for r in rows], driver=rows[0][1] if rows and len(rows[0]) > 1 else "",
-                     cuda=cuda.group(1) if cuda else "", probe="nvidia-smi")
+    return GPUReport(
+        count=len(rows),
+        models=[r[0] for r in rows],
+        driver=rows[0][1] if rows and len(rows[0]) > 1 else "",
+        cuda=cuda.group(1) if cuda else "",
+        probe="nvidia-smi",
+    )
 
 
 def check_gpus(expected: int, model: str | None = None) -> GPUReport | None:
@@ -107,8 +120,10 @@ def check_gpus(expected: int, model: str | None = None) -> GPUReport | None:
         return None
     report = probe_nvml() or probe_smi()
     if report is None:
-        raise GPUCheckError(f"the profile promises {expected} GPU(s) but no NVIDIA driver is installed "
-                            "(no libnvidia-ml for NVML, no nvidia-smi); check the setup log, or the custom image")
+        raise GPUCheckError(
+            f"the profile promises {expected} GPU(s) but no NVIDIA driver is installed "
+            "(no libnvidia-ml for NVML, no nvidia-smi); check the setup log, or the custom image"
+        )
     if report.count < expected:
         raise GPUCheckError(f"the profile promises {expected} GPU(s), the driver sees {report.count}: {report.models}")
     if model and not all(model.lower() in m.lower() for m in report.models[:expected]):

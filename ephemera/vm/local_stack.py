@@ -97,8 +97,15 @@ class LocalStack(StackHooks):
         # written 0600: the run key is their one secret
         for doc in (boot_from_json(base64.b64decode(b)) for b in values.get("vm_boot") or []):
             root = boot_dir / str(doc["worker"])
-            doc.update({"root": str(root), "python": sys.executable, "inherit_site": host_site_packages(), "offline": True,
-                        "gpu": {"count": int(values.get("gpu_count") or 0), "model": values.get("gpu_model")}})
+            doc.update(
+                {
+                    "root": str(root),
+                    "python": sys.executable,
+                    "inherit_site": host_site_packages(),
+                    "offline": True,
+                    "gpu": {"count": int(values.get("gpu_count") or 0), "model": values.get("gpu_model")},
+                }
+            )
             write_private(root / "boot.json", boot_to_json(doc))
         (run_dir / RUN_WORKSPACE_FILE).write_text(workspace)
         return {"python": sys.executable, "boot_dir": str(boot_dir), "agent_dir": str(run_dir / "agents")}
@@ -107,15 +114,18 @@ class LocalStack(StackHooks):
         return {"python": sys.executable, "boot_dir": str(scratch / "vms"), "agent_dir": str(scratch / "agents")}
 
     def orphan_resources(self, runs_dir: Path, workspace: str, state: dict) -> list[str]:
-        return [f"orphan_agent:{path.parent.parent.name}/{path.name}:{pid}"
-                for path, pid in orphan_agents(runs_dir, workspace, state)]
+        return [
+            f"orphan_agent:{path.parent.parent.name}/{path.name}:{pid}" for path, pid in orphan_agents(runs_dir, workspace, state)
+        ]
 
     def stop_orphans(self, runs_dir: Path, workspace: str, state: dict) -> list[str]:
         done = []
         for path, pid in orphan_agents(runs_dir, workspace, state):
             stopped = stop_agent(str(path), timeout=STOP_TIMEOUT)
-            done.append(f"orphan agent pid {pid} ({path.parent.parent.name}/{path.name}) not in the state: "
-                        f"{'stopped' if stopped else 'did not stop'}")
+            done.append(
+                f"orphan agent pid {pid} ({path.parent.parent.name}/{path.name}) not in the state: "
+                f"{'stopped' if stopped else 'did not stop'}"
+            )
         return done
 
     def cleanup(self, runs_dir: Path, workspace: str) -> None:
@@ -136,9 +146,14 @@ def start(boot_file: str, pid_file: str, log_file: str, timeout: float = START_T
     Path(log_file).parent.mkdir(parents=True, exist_ok=True)
     Path(pid_file).unlink(missing_ok=True)
     with open(log_file, "ab") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "ephemera.vm.bootstrap", "--boot", boot_file, "--pid-file", pid_file],
-                                stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
-                                close_fds=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ephemera.vm.bootstrap", "--boot", boot_file, "--pid-file", pid_file],
+            stdin=subprocess.DEVNULL,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if Path(pid_file).is_file() and Path(pid_file).read_text().strip() == str(proc.pid):

@@ -35,10 +35,19 @@ DEFAULT_HARD_DEADLINE = 600.0  # seconds a LocalRun's agents live at most
 class LocalRun:
     """N local agents serving one run's standalone jobs (over localhost storage unless ``storage`` says otherwise)."""
 
-    def __init__(self, root: str | os.PathLike, workers: int = 2, worker_processes: int | None = None,
-                 bucket: str = "ephemera", heartbeat_interval: float = 1.0, run_id: str | None = None,
-                 entry: str | None = None, params: dict | None = None, hard_deadline: float | None = DEFAULT_HARD_DEADLINE,
-                 storage: dict | None = None):
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        workers: int = 2,
+        worker_processes: int | None = None,
+        bucket: str = "ephemera",
+        heartbeat_interval: float = 1.0,
+        run_id: str | None = None,
+        entry: str | None = None,
+        params: dict | None = None,
+        hard_deadline: float | None = DEFAULT_HARD_DEADLINE,
+        storage: dict | None = None,
+    ):
         self.root = Path(root)
         self.run_id = run_id or f"bench-{uuid.uuid4().hex[:8]}"
         self.run_key = secrets.token_hex(32)  # seals the run's bridge objects and signs its job spec
@@ -50,8 +59,11 @@ class LocalRun:
         self.hard_deadline = hard_deadline  # seconds from start() until the agents end themselves (None: never)
         # the VMs' storage: localhost under root, or the Ephemera config sections in ``storage``
         # (e.g. {"storage": {"backend": "aws_s3", "bucket": ...}, "aws_s3": {...}}; its bucket wins)
-        sections = dict(storage) if storage else {"storage": {"backend": "localhost", "bucket": bucket},
-                                                  "localhost": {"root": str(self.root / "storage")}}
+        sections = (
+            dict(storage)
+            if storage
+            else {"storage": {"backend": "localhost", "bucket": bucket}, "localhost": {"root": str(self.root / "storage")}}
+        )
         self.bucket = sections["storage"]["bucket"]
         self.ephemera_config = {**sections, "home": str(self.root / "home")}
         self.agent_dir = self.root / "agents" / self.run_id
@@ -84,21 +96,48 @@ class LocalRun:
         config = load_config(self.ephemera_config)
         storage = get_storage(config)
         storage.create_bucket(self.bucket)
-        spec = JobSpec(run_id=self.run_id, workspace="local", entry=self.entry or "ephemera.workloads.none:main", params=self.params,
-                       state_bucket=self.bucket, output_bucket=self.bucket,
-                       output_prefix=output_prefix("outputs", self.run_id), worker_count=max(self.workers) + 1,
-                       hard_deadline=self._deadline())
+        spec = JobSpec(
+            run_id=self.run_id,
+            workspace="local",
+            entry=self.entry or "ephemera.workloads.none:main",
+            params=self.params,
+            state_bucket=self.bucket,
+            output_bucket=self.bucket,
+            output_prefix=output_prefix("outputs", self.run_id),
+            worker_count=max(self.workers) + 1,
+            hard_deadline=self._deadline(),
+        )
         save_job(storage, self.bucket, spec, self.run_key)
         self.agent_dir.mkdir(parents=True, exist_ok=True)
         cfg_path = self.agent_dir / "agent.json"
-        agent_cfg = AgentConfig(run_id=self.run_id, config=self.ephemera_config, heartbeat_interval=self.heartbeat_interval,
-                                run_key=self.run_key, worker_processes=self.worker_processes or None)
+        agent_cfg = AgentConfig(
+            run_id=self.run_id,
+            config=self.ephemera_config,
+            heartbeat_interval=self.heartbeat_interval,
+            run_key=self.run_key,
+            worker_processes=self.worker_processes or None,
+        )
         write_private(cfg_path, agent_cfg.to_json())
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]),
+        }
         try:
             for w in self.workers:
-                cmd = [sys.executable, "-m", "ephemera.vm", "start", "--config", str(cfg_path), "--worker", str(w),
-                       "--pid-file", self.pid_file(w), "--log-file", self.log_file(w)]
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "ephemera.vm",
+                    "start",
+                    "--config",
+                    str(cfg_path),
+                    "--worker",
+                    str(w),
+                    "--pid-file",
+                    self.pid_file(w),
+                    "--log-file",
+                    self.log_file(w),
+                ]
                 subprocess.run(cmd, check=True, env=env, capture_output=True, text=True)
                 self.started.append(w)
         except subprocess.CalledProcessError as exc:
@@ -133,8 +172,9 @@ class LocalRun:
 
     def close(self) -> None:
         for w in list(self.started):
-            subprocess.run([sys.executable, "-m", "ephemera.vm", "stop", "--pid-file", self.pid_file(w)],
-                           capture_output=True, text=True)
+            subprocess.run(
+                [sys.executable, "-m", "ephemera.vm", "stop", "--pid-file", self.pid_file(w)], capture_output=True, text=True
+            )
             self.started.remove(w)
 
     def pids(self) -> list[int]:

@@ -63,8 +63,16 @@ class _Handler(logging.Handler):
 
 
 class LogShipper:
-    def __init__(self, storage: Storage, bucket: str, run_id: str, worker: int, scrubber: Scrubber,
-                 interval: float = SHIP_INTERVAL, max_lines: int = MAX_LINES):
+    def __init__(
+        self,
+        storage: Storage,
+        bucket: str,
+        run_id: str,
+        worker: int,
+        scrubber: Scrubber,
+        interval: float = SHIP_INTERVAL,
+        max_lines: int = MAX_LINES,
+    ):
         self.storage, self.bucket, self.run_id, self.worker = storage, bucket, run_id, worker
         self.scrubber, self.interval, self.max_lines = scrubber, interval, max_lines
         self._lock = threading.Lock()

@@ -24,8 +24,13 @@ PHASES = tuple(p.value for p in REPORTED_PHASES)  # as the run record's ``vms[].
 
 def vm_report(beat: Heartbeat) -> dict:
     """What the run record keeps of one VM's heartbeat: worker, state, phases, GPU report, python."""
-    return {"worker": beat.worker, "state": beat.state.value if beat.state else None, "phases": dict(beat.phases),
-            "gpu": beat.gpu, "python": beat.python}
+    return {
+        "worker": beat.worker,
+        "state": beat.state.value if beat.state else None,
+        "phases": dict(beat.phases),
+        "gpu": beat.gpu,
+        "python": beat.python,
+    }
 
 
 def vm_reports(storage: Storage, bucket: str, run_id: str) -> list[dict]:

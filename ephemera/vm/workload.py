@@ -67,7 +67,9 @@ class WorkloadContext:
         """Write ``<output_prefix>/<name>`` and return its key."""
         key = self.output_key(name)
         body = data.encode() if isinstance(data, str) else data
-        retry_transient(lambda: self.storage.put(self.job.output_bucket, key, body), f"writing output '{key}'", job_deadline(self.job))
+        retry_transient(
+            lambda: self.storage.put(self.job.output_bucket, key, body), f"writing output '{key}'", job_deadline(self.job)
+        )
         self.outputs.append(key)
         return key
 
@@ -82,8 +84,11 @@ def job_deadline(job: JobSpec) -> datetime | None:
 
 def write_marker(storage: Storage, job: JobSpec, marker: markers.Marker) -> str:
     """Write the run's completion marker, retrying transient storage errors until the deadline."""
-    return retry_transient(lambda: markers.write(storage, job.output_bucket, job.output_prefix, marker),
-                           f"run {job.run_id}: writing its completion marker", job_deadline(job))
+    return retry_transient(
+        lambda: markers.write(storage, job.output_bucket, job.output_prefix, marker),
+        f"run {job.run_id}: writing its completion marker",
+        job_deadline(job),
+    )
 
 
 def resolve_entry(entry: str):
@@ -91,7 +96,9 @@ def resolve_entry(entry: str):
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ParamError("workload.entry", f"cannot import '{module_name}' ({exc})", "install the module on the VM or fix the entry") from None
+        raise ParamError(
+            "workload.entry", f"cannot import '{module_name}' ({exc})", "install the module on the VM or fix the entry"
+        ) from None
     func = getattr(module, func_name, None)
     if not callable(func):
         raise ParamError("workload.entry", f"'{module_name}' has no function '{func_name}'", "fix the entry")
@@ -133,8 +140,16 @@ def run_job(job: JobSpec, storage: Storage, worker: int = 0, scrubber: Scrubber 
         marker = markers.success(job.run_id, job.entry, result, started=started, outputs=ctx.outputs)
     except BaseException as exc:  # noqa: BLE001 - every failure must end in a marker
         ctx.log.error("run %s: workload failed: %s: %s", job.run_id, type(exc).__name__, exc)
-        marker = markers.failure(job.run_id, job.entry, type(exc).__name__, str(exc), traceback=traceback.format_exc(),
-                                 log_tail=tail.tail(), started=started, outputs=ctx.outputs)
+        marker = markers.failure(
+            job.run_id,
+            job.entry,
+            type(exc).__name__,
+            str(exc),
+            traceback=traceback.format_exc(),
+            log_tail=tail.tail(),
+            started=started,
+            outputs=ctx.outputs,
+        )
         interrupted = exc if isinstance(exc, (KeyboardInterrupt, SystemExit)) else None
     finally:
         root.removeHandler(tail)

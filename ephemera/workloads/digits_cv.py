@@ -62,7 +62,10 @@ class TorchSoftmax:
 
         def closure():
             opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(self.linear(X_t), y_t) + (0.5 / (self.C * len(y))) * self.linear.weight.pow(2).sum()
+            loss = (
+                torch.nn.functional.cross_entropy(self.linear(X_t), y_t)
+                + (0.5 / (self.C * len(y))) * self.linear.weight.pow(2).sum()
+            )
             loss.backward()
             return loss
 
@@ -105,8 +108,14 @@ def train_fold(fold: int, folds: int, C: float, max_iter: int, seed: int) -> dic
     device = detect_device()
     model = make_model(C, max_iter, seed, device).fit(X[train_idx], y[train_idx])
     accuracy = float((model.predict(X[test_idx]) == y[test_idx]).mean())
-    return {"fold": fold, "accuracy": round(accuracy, 5), "train_size": len(train_idx), "test_size": len(test_idx),
-            "device": device, "seconds": round(time.time() - started, 3)}
+    return {
+        "fold": fold,
+        "accuracy": round(accuracy, 5),
+        "train_size": len(train_idx),
+        "test_size": len(test_idx),
+        "device": device,
+        "seconds": round(time.time() - started, 3),
+    }
 
 
 def main(ctx) -> dict:
@@ -117,7 +126,9 @@ def main(ctx) -> dict:
     if p["fail"]:
         raise RuntimeError("failing on purpose (workload.params.fail is true)")
     ctx.log.info("digits CV: %d folds, C=%s, device %s", p["folds"], p["C"], detect_device())
-    iterdata = [{"fold": i, "folds": p["folds"], "C": p["C"], "max_iter": p["max_iter"], "seed": p["seed"]} for i in range(p["folds"])]
+    iterdata = [
+        {"fold": i, "folds": p["folds"], "C": p["C"], "max_iter": p["max_iter"], "seed": p["seed"]} for i in range(p["folds"])
+    ]
     with FunctionExecutor() as fexec:
         futures = fexec.map(train_fold, iterdata)
         per_fold = fexec.get_result(futures)
@@ -138,7 +149,15 @@ def main(ctx) -> dict:
     if device == "cpu":  # GPU tensors are moved to the CPU before pickling
         ctx.put_output("model.pkl", pickle.dumps(model))
     else:
-        ctx.put_output("model.pkl", pickle.dumps({"weight": model.linear.weight.detach().cpu().numpy(),
-                                                   "bias": model.linear.bias.detach().cpu().numpy(), "classes": model.classes_}))
+        ctx.put_output(
+            "model.pkl",
+            pickle.dumps(
+                {
+                    "weight": model.linear.weight.detach().cpu().numpy(),
+                    "bias": model.linear.bias.detach().cpu().numpy(),
+                    "classes": model.classes_,
+                }
+            ),
+        )
     ctx.log.info("digits CV: mean accuracy %.4f", metrics["mean_accuracy"])
     return {"mean_accuracy": metrics["mean_accuracy"], "folds": len(per_fold), "device": device}

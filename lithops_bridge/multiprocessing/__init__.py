@@ -29,5 +29,15 @@ def cpu_count() -> int:
         fexec.compute_handler.close()
 
 
-__all__ = ["ApplyResult", "AsyncResult", "CloudProcess", "IMapIterator", "MapResult", "Pool", "Process", "config",
-           "cpu_count", "current_process"]
+__all__ = [
+    "ApplyResult",
+    "AsyncResult",
+    "CloudProcess",
+    "IMapIterator",
+    "MapResult",
+    "Pool",
+    "Process",
+    "config",
+    "cpu_count",
+    "current_process",
+]

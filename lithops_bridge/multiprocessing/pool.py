@@ -125,8 +125,14 @@ class IMapIterator:
 class Pool:
     """A pool of "processes" that are calls on the executor's backend."""
 
-    def __init__(self, processes: int | None = None, initializer: Callable | None = None, initargs: Iterable = (),
-                 maxtasksperchild: int | None = None, context: Any = None):
+    def __init__(
+        self,
+        processes: int | None = None,
+        initializer: Callable | None = None,
+        initargs: Iterable = (),
+        maxtasksperchild: int | None = None,
+        context: Any = None,
+    ):
         if processes is not None and processes < 1:
             raise ValueError("Number of processes must be at least 1")
         if initializer is not None and not callable(initializer):
@@ -145,8 +151,7 @@ class Pool:
 
     def _wrapped(self, func: Callable, op: str) -> Callable:
         name = f"{self._executor.executor_id}-{getattr(func, '__name__', 'task')}"
-        return partial(cloud_process_wrapper, func=func, initializer=self._initializer, initargs=self._initargs,
-                       name=name, op=op)
+        return partial(cloud_process_wrapper, func=func, initializer=self._initializer, initargs=self._initargs, name=name, op=op)
 
     def _track(self, result: ApplyResult) -> ApplyResult:
         with self._lock:
@@ -159,35 +164,57 @@ class Pool:
         if not items:
             return []
         extra_env = dict(mp_config.get_parameter(mp_config.ENV_VARS) or {})
-        return list(self._executor.map(self._wrapped(func, "starmap" if starmap else "map"), items,
-                                       chunksize=chunksize, extra_env=extra_env))
+        return list(
+            self._executor.map(
+                self._wrapped(func, "starmap" if starmap else "map"), items, chunksize=chunksize, extra_env=extra_env
+            )
+        )
 
     # --- the stdlib API ----------------------------------------------------------------
     def apply(self, func: Callable, args: tuple = (), kwds: dict | None = None) -> Any:
         """``func(*args, **kwds)`` as one task; its value."""
         return self.apply_async(func, args, kwds).get()
 
-    def apply_async(self, func: Callable, args: tuple = (), kwds: dict | None = None, callback: Callable | None = None,
-                    error_callback: Callable | None = None) -> ApplyResult:
+    def apply_async(
+        self,
+        func: Callable,
+        args: tuple = (),
+        kwds: dict | None = None,
+        callback: Callable | None = None,
+        error_callback: Callable | None = None,
+    ) -> ApplyResult:
         self._check_running()
         extra_env = dict(mp_config.get_parameter(mp_config.ENV_VARS) or {})
-        fut = self._executor.call_async(self._wrapped(func, "apply"), ({"args": tuple(args), "kwargs": dict(kwds or {})},),
-                                        extra_env=extra_env)
+        fut = self._executor.call_async(
+            self._wrapped(func, "apply"), ({"args": tuple(args), "kwargs": dict(kwds or {})},), extra_env=extra_env
+        )
         return self._track(ApplyResult([fut], callback, error_callback, single=True))
 
     def map(self, func: Callable, iterable: Iterable, chunksize: int | None = None) -> list:
         return self.map_async(func, iterable, chunksize).get()
 
-    def map_async(self, func: Callable, iterable: Iterable, chunksize: int | None = None, callback: Callable | None = None,
-                  error_callback: Callable | None = None) -> MapResult:
+    def map_async(
+        self,
+        func: Callable,
+        iterable: Iterable,
+        chunksize: int | None = None,
+        callback: Callable | None = None,
+        error_callback: Callable | None = None,
+    ) -> MapResult:
         return self._track(MapResult(self._map_futures(func, iterable, chunksize, False), callback, error_callback))
 
     def starmap(self, func: Callable, iterable: Iterable, chunksize: int | None = None) -> list:
         """Like ``map``, each item unpacked as the arguments: ``func(*item)``."""
         return self.starmap_async(func, iterable, chunksize).get()
 
-    def starmap_async(self, func: Callable, iterable: Iterable, chunksize: int | None = None,
-                      callback: Callable | None = None, error_callback: Callable | None = None) -> MapResult:
+    def starmap_async(
+        self,
+        func: Callable,
+        iterable: Iterable,
+        chunksize: int | None = None,
+        callback: Callable | None = None,
+        error_callback: Callable | None = None,
+    ) -> MapResult:
         return self._track(MapResult(self._map_futures(func, iterable, chunksize, True), callback, error_callback))
 
     def imap(self, func: Callable, iterable: Iterable, chunksize: int = 1) -> Iterator:

@@ -28,8 +28,14 @@ def _in_worker() -> bool:
     return in_worker()
 
 
-def cloud_process_wrapper(data: Any, func: Callable, initializer: Callable | None = None, initargs: tuple = (),
-                          name: str | None = None, op: str = "apply") -> Any:
+def cloud_process_wrapper(
+    data: Any,
+    func: Callable,
+    initializer: Callable | None = None,
+    initargs: tuple = (),
+    name: str | None = None,
+    op: str = "apply",
+) -> Any:
     """What runs on the worker: the initializer, then ``func`` the way ``op`` says."""
     os.environ[WORKER_NAME_ENV] = name or ""
     if initializer is not None:
@@ -69,8 +75,16 @@ def new_executor(**overrides: Any):
 class Process:
     """``multiprocessing.Process`` whose body runs as one call on the executor's backend."""
 
-    def __init__(self, group=None, target: Callable | None = None, name: str | None = None, args: tuple = (),
-                 kwargs: dict | None = None, *, daemon: bool | None = None):
+    def __init__(
+        self,
+        group=None,
+        target: Callable | None = None,
+        name: str | None = None,
+        args: tuple = (),
+        kwargs: dict | None = None,
+        *,
+        daemon: bool | None = None,
+    ):
         if group is not None:
             raise ValueError("process grouping is not implemented")
         self._target, self._args, self._kwargs = target, tuple(args or ()), dict(kwargs or {})

@@ -49,8 +49,11 @@ def http_date(when: datetime) -> str:
 
 def response(status: int, headers: dict | None = None, **fields: Any) -> dict:
     """A boto3-shaped response dict."""
-    meta = {"HTTPStatusCode": status, "HTTPHeaders": {"date": http_date(datetime.now(timezone.utc)), **(headers or {})},
-            "RetryAttempts": 0}
+    meta = {
+        "HTTPStatusCode": status,
+        "HTTPHeaders": {"date": http_date(datetime.now(timezone.utc)), **(headers or {})},
+        "RetryAttempts": 0,
+    }
     return {**fields, "ResponseMetadata": meta}
 
 
@@ -140,7 +143,9 @@ class Storage:
             raise StorageNoSuchKeyError(bucket, key) from None
         return io.BytesIO(data) if stream else data
 
-    def upload_file(self, file_name: str, bucket: str, key: str | None = None, extra_args: dict | None = None, config: Any = None) -> bool:
+    def upload_file(
+        self, file_name: str, bucket: str, key: str | None = None, extra_args: dict | None = None, config: Any = None
+    ) -> bool:
         """Upload a local file; False (logged) if it cannot be read or stored, as in Lithops."""
         key = key or os.path.basename(file_name)
         checked(bucket, key)
@@ -154,7 +159,9 @@ class Storage:
             return False
         return True
 
-    def download_file(self, bucket: str, key: str, file_name: str | None = None, extra_args: dict | None = None, config: Any = None) -> bool:
+    def download_file(
+        self, bucket: str, key: str, file_name: str | None = None, extra_args: dict | None = None, config: Any = None
+    ) -> bool:
         """Download an object to a local file; False (logged) if it is missing or cannot be written."""
         checked(bucket, key)
         file_name = file_name or key
@@ -179,8 +186,12 @@ class Storage:
             info = self._store.head(bucket, key)
         except (NoSuchKeyError, NoSuchBucketError):
             raise StorageNoSuchKeyError(bucket, key) from None
-        return {"content-length": str(info.size), "etag": f'"{info.etag}"', "last-modified": http_date(info.last_modified),
-                "accept-ranges": "bytes"}
+        return {
+            "content-length": str(info.size),
+            "etag": f'"{info.etag}"',
+            "last-modified": http_date(info.last_modified),
+            "accept-ranges": "bytes",
+        }
 
     def head_bucket(self, bucket: str) -> dict:
         """The HEAD bucket response (``ResponseMetadata`` with HTTPStatusCode 200)."""
@@ -198,8 +209,11 @@ class Storage:
             infos = list(self._store.list(bucket, prefix or ""))
         except NoSuchBucketError:
             raise StorageNoSuchKeyError(bucket, prefix or "") from None
-        return [{"Key": i.key, "LastModified": i.last_modified, "ETag": f'"{i.etag}"', "Size": i.size}
-                for i in infos if match_pattern is None or match(match_pattern, i.key)]
+        return [
+            {"Key": i.key, "LastModified": i.last_modified, "ETag": f'"{i.etag}"', "Size": i.size}
+            for i in infos
+            if match_pattern is None or match(match_pattern, i.key)
+        ]
 
     def list_keys(self, bucket: str, prefix: str | None = None) -> list[str]:
         return [o["Key"] for o in self.list_objects(bucket, prefix)]
@@ -215,7 +229,7 @@ class Storage:
             checked(bucket, key)
         out = []
         for i in range(0, len(key_list), 1000):
-            chunk = key_list[i:i + 1000]
+            chunk = key_list[i : i + 1000]
             for key in chunk:
                 self._store.delete(bucket, key)
             out.append(response(200, Deleted=[{"Key": k} for k in chunk]))

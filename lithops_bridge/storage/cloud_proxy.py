@@ -208,7 +208,7 @@ class CloudFileProxy:
         for key in self._storage.list_bucket_keys(prefix):
             if not _visible(key):
                 continue
-            first, sep, _rest = key[len(prefix):].partition("/")
+            first, sep, _rest = key[len(prefix) :].partition("/")
             names.add(first + "/" if sep and suffix_dirs else first)
         if prefix and not names and not self.path.isdir(path):
             raise FileNotFoundError(2, "No such folder in the storage bucket", path)

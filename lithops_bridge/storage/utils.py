@@ -32,8 +32,11 @@ class CloudObject:
     __repr__ = __str__
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, CloudObject) and (self.backend, self.bucket, self.key) == (other.backend, other.bucket, other.key)
+        return isinstance(other, CloudObject) and (self.backend, self.bucket, self.key) == (
+            other.backend,
+            other.bucket,
+            other.key,
+        )
 
     def __hash__(self) -> int:
         return hash((self.backend, self.bucket, self.key))
-

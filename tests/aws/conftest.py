@@ -46,10 +46,13 @@ def moto_aws(aws_mirror) -> Iterator[dict]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     url = f"http://127.0.0.1:{port}"
-    ec2 = boto3.client("ec2", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing",
-                       aws_secret_access_key="testing")
-    images = {s: ec2.register_image(Name=UBUNTU.format(s), RootDeviceName="/dev/sda1", VirtualizationType="hvm")["ImageId"]
-              for s in SERIALS}
+    ec2 = boto3.client(
+        "ec2", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
+    images = {
+        s: ec2.register_image(Name=UBUNTU.format(s), RootDeviceName="/dev/sda1", VirtualizationType="hvm")["ImageId"]
+        for s in SERIALS
+    }
     yield {"url": url, "images": images}
     server.stop()
 
@@ -69,5 +72,6 @@ def aws_env(aws_mirror, moto_aws, tmp_path, monkeypatch) -> dict:
 def aws_client(url: str, service: str):
     import boto3
 
-    return boto3.client(service, endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing",
-                        aws_secret_access_key="testing")
+    return boto3.client(
+        service, endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+    )

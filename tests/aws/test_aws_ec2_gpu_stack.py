@@ -19,8 +19,19 @@ from ephemera.storage.spec import RunScope
 from tests.aws.stackfiles import STACK
 
 SECRET_NAME = re.compile(r"secret|api_key|access_key|password|token|private_key")
-RUN_VARIABLES = {"run_id", "workspace", "worker_count", "job_key", "state_bucket", "storage_backend", "hard_deadline",
-                 "hard_timeout_seconds", "vm_boot", "bootstrap_script", "run_prefixes"}
+RUN_VARIABLES = {
+    "run_id",
+    "workspace",
+    "worker_count",
+    "job_key",
+    "state_bucket",
+    "storage_backend",
+    "hard_deadline",
+    "hard_timeout_seconds",
+    "vm_boot",
+    "bootstrap_script",
+    "run_prefixes",
+}
 
 
 def _unq(value):
@@ -129,8 +140,13 @@ def test_the_instance_profile_is_scoped_to_the_run_prefixes_ephemera_hands_over(
     (:func:`prefixes_variable`, from :func:`ephemera.layout.run_prefixes`), and its
     validation refuses IAM wildcards as the STS session policy does."""
     declared = stack["variable"]["run_prefixes"]["type"]
-    scope = RunScope(run_id="r-1", state_bucket="s", output_bucket="o",
-                     prefixes=layout.run_prefixes("r-1", "outputs/r-1/", "ab" * 32, inputs=(("in", "inbox/a.txt"),)), seconds=900)
+    scope = RunScope(
+        run_id="r-1",
+        state_bucket="s",
+        output_bucket="o",
+        prefixes=layout.run_prefixes("r-1", "outputs/r-1/", "ab" * 32, inputs=(("in", "inbox/a.txt"),)),
+        seconds=900,
+    )
     given = prefixes_variable(scope)
     assert given["inputs"] == [{"bucket": "in", "key": "inbox/a.txt"}]  # the event's object, that key only
     assert set(re.findall(r"(\w+)\s*=", declared.replace("${object({", ""))) == set(given) | set(given["inputs"][0]), declared
@@ -154,7 +170,9 @@ def test_images_and_types(stack):
 
 
 def test_outputs_for_run_record_and_bridge(stack):
-    assert {"instance_ids", "private_ips", "vpc_id", "workers", "run_id", "vm_role_arn", "instance_profile"} <= set(stack["output"])
+    assert {"instance_ids", "private_ips", "vpc_id", "workers", "run_id", "vm_role_arn", "instance_profile"} <= set(
+        stack["output"]
+    )
 
 
 def test_cost_knows_the_stacks_instance_types(stack):
@@ -168,15 +186,28 @@ def test_cost_knows_the_stacks_instance_types(stack):
 
     spec = stack_spec("aws-ec2-gpu")
     prices = price_table(load_config({}, engine_checks=False), [spec])
-    rule = re.search(r'can\(regex\("([^"]+)", var\.instance_type\)\)', (STACK / "variables.tf").read_text()).group(1).replace("\\\\", "\\")
+    rule = (
+        re.search(r'can\(regex\("([^"]+)", var\.instance_type\)\)', (STACK / "variables.tf").read_text())
+        .group(1)
+        .replace("\\\\", "\\")
+    )
     aws = {name for name in prices if re.search(rule, name)}
     assert len(aws) == 26 and aws == set(prices) and all(prices[name].estimate and prices[name].hourly > 0 for name in aws)
-    assert {name: prices[name].gpus for name in ("g6.xlarge", "g6e.12xlarge", "g5.48xlarge", "p5.48xlarge")} == \
-        {"g6.xlarge": 1, "g6e.12xlarge": 4, "g5.48xlarge": 8, "p5.48xlarge": 8}
+    assert {name: prices[name].gpus for name in ("g6.xlarge", "g6e.12xlarge", "g5.48xlarge", "p5.48xlarge")} == {
+        "g6.xlarge": 1,
+        "g6e.12xlarge": 4,
+        "g5.48xlarge": 8,
+        "p5.48xlarge": 8,
+    }
     assert spec.profile_variable == "instance_type" and spec.default_profile() == "g6.xlarge"
     run = RunRecord(run_id="r", workspace="w", engine="terraform")
-    configured = load_config({"workspace": {"stack": "aws-ec2-gpu", "variables": {"instance_type": "g6e.xlarge"}},
-                              "storage": {"backend": "aws_s3", "bucket": "ephemera-test"}}, engine_checks=False)
+    configured = load_config(
+        {
+            "workspace": {"stack": "aws-ec2-gpu", "variables": {"instance_type": "g6e.xlarge"}},
+            "storage": {"backend": "aws_s3", "bucket": "ephemera-test"},
+        },
+        engine_checks=False,
+    )
     assert run_profile(run, configured, spec) == "g6e.xlarge"
     assert run_profile(run, load_config({}, engine_checks=False), spec) == "g6.xlarge"
     run.outputs = {"workers": [{"worker": 0, "instance_type": "g5.xlarge", "profile": "g5.xlarge"}]}

@@ -30,7 +30,10 @@ DLAMI = "^Deep Learning Base OSS Nvidia Driver GPU AMI \\(Ubuntu 24\\.04\\) ([0-
 def _family_patterns() -> dict:
     """The patterns main.tf gives the newest-image module (HCL string escapes undone)."""
     text = (STACK / "main.tf").read_text()
-    return {name: pattern.replace("\\\\", "\\") for name, pattern in re.findall(r'"([\w.-]+)" = \{\s*filter\s*=[^\n]*\n\s*pattern\s*=\s*"([^"]+)"', text)}
+    return {
+        name: pattern.replace("\\\\", "\\")
+        for name, pattern in re.findall(r'"([\w.-]+)" = \{\s*filter\s*=[^\n]*\n\s*pattern\s*=\s*"([^"]+)"', text)
+    }
 
 
 def test_the_stack_passes_these_patterns():
@@ -41,15 +44,17 @@ def test_newest_image_compares_the_numbers_in_the_names(tmp_path):
     """Canonical names its images ``ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-<serial>``
     (a date, sometimes ``.1``); the Deep Learning Base GPU AMI ends in its date. Images of
     other releases or architectures, and other products, do not match."""
-    images = {"ami-00000001": "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20250410",
-              "ami-00000002": "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20250410.1",
-              "ami-00000003": "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20250305.10",
-              "ami-00000004": "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-arm64-server-20251201",
-              "ami-00000005": "ubuntu/images/hvm-ssd-gp3/ubuntu-jammy-22.04-amd64-server-20251201",
-              "ami-00000006": "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20250305.9",
-              "ami-00000007": "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 24.04) 20250903",
-              "ami-00000008": "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 24.04) 20251015",
-              "ami-00000009": "Deep Learning ARM64 Base OSS Nvidia Driver GPU AMI (Ubuntu 24.04) 20251120"}
+    images = {
+        "ami-00000001": "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20250410",
+        "ami-00000002": "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20250410.1",
+        "ami-00000003": "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20250305.10",
+        "ami-00000004": "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-arm64-server-20251201",
+        "ami-00000005": "ubuntu/images/hvm-ssd-gp3/ubuntu-jammy-22.04-amd64-server-20251201",
+        "ami-00000006": "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20250305.9",
+        "ami-00000007": "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 24.04) 20250903",
+        "ami-00000008": "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 24.04) 20251015",
+        "ami-00000009": "Deep Learning ARM64 Base OSS Nvidia Driver GPU AMI (Ubuntu 24.04) 20251120",
+    }
     ubuntu, _ = apply_module("newest-image", {"images": images, "pattern": UBUNTU}, tmp_path / "u")
     assert (ubuntu["id"], ubuntu["name"]) == ("ami-00000002", images["ami-00000002"])
     older = {k: v for k, v in images.items() if k not in ("ami-00000001", "ami-00000002")}
@@ -63,21 +68,47 @@ def test_newest_image_compares_the_numbers_in_the_names(tmp_path):
 
 def _boot_document(worker: int) -> str:
     """A boot document the size of a real S3 one: presigned URLs of a boot session, the run key."""
-    url = "https://eph-state.s3.us-east-1.amazonaws.com/ephemera/bundles/" + "ab" * 32 + ".tar.gz?" + "X-Amz-Security-Token=" + "Q" * 1100
-    doc = {"format": 1, "run_id": "gpu-20261207T040000Z-5f1c0a9e2b7d4e6f", "worker": worker, "worker_count": 4,
-           "state_bucket": "eph-state", "storage": {"backend": "aws_s3", "aws_s3": {"region": "us-east-1"}}, "identity": None,
-           "extras": ["aws"], "hard_deadline": "2026-12-07T08:00:00+00:00", "entry": "train:main",
-           "run_key": secrets.token_hex(32), "bundle": {"key": "ephemera/bundles/x.tar.gz", "sha256": "ab" * 32, "size": 123456, "url": url},
-           "marker": {"bucket": "eph-out", "key": "outputs/r/_FAILED", "url": url},
-           "credentials": {"url": url, "delete_url": url, "expires_in": 600}}
+    url = (
+        "https://eph-state.s3.us-east-1.amazonaws.com/ephemera/bundles/"
+        + "ab" * 32
+        + ".tar.gz?"
+        + "X-Amz-Security-Token="
+        + "Q" * 1100
+    )
+    doc = {
+        "format": 1,
+        "run_id": "gpu-20261207T040000Z-5f1c0a9e2b7d4e6f",
+        "worker": worker,
+        "worker_count": 4,
+        "state_bucket": "eph-state",
+        "storage": {"backend": "aws_s3", "aws_s3": {"region": "us-east-1"}},
+        "identity": None,
+        "extras": ["aws"],
+        "hard_deadline": "2026-12-07T08:00:00+00:00",
+        "entry": "train:main",
+        "run_key": secrets.token_hex(32),
+        "bundle": {"key": "ephemera/bundles/x.tar.gz", "sha256": "ab" * 32, "size": 123456, "url": url},
+        "marker": {"bucket": "eph-out", "key": "outputs/r/_FAILED", "url": url},
+        "credentials": {"url": url, "delete_url": url, "expires_in": 600},
+    }
     return base64.b64encode(json.dumps(doc).encode()).decode()
 
 
 def _render(tmp_path: Path, name: str, **overrides) -> dict:
-    variables = {"worker": 1, "run_id": "gpu-20261207T040000Z-5f1c0a9e2b7d4e6f", "vm_boot": _boot_document(1),
-                 "bootstrap_script": bootstrap_script(), "instance_type": "g6e.12xlarge", "nvidia_driver": "550",
-                 "install_driver": True, "custom_image": False, "hard_deadline": "2026-12-07T08:00:00+00:00",
-                 "hard_timeout_seconds": 14400, "heartbeat_interval": 30, **overrides}
+    variables = {
+        "worker": 1,
+        "run_id": "gpu-20261207T040000Z-5f1c0a9e2b7d4e6f",
+        "vm_boot": _boot_document(1),
+        "bootstrap_script": bootstrap_script(),
+        "instance_type": "g6e.12xlarge",
+        "nvidia_driver": "550",
+        "install_driver": True,
+        "custom_image": False,
+        "hard_deadline": "2026-12-07T08:00:00+00:00",
+        "hard_timeout_seconds": 14400,
+        "heartbeat_interval": 30,
+        **overrides,
+    }
     outputs, _ = apply_module("user-data", variables, tmp_path / name)
     return outputs
 
@@ -107,8 +138,9 @@ def test_the_boot_document_is_completed_as_on_ibm(tmp_path):
     assert boot["gpu"] == {"count": 4, "model": "L40S"} and boot["setup"] == "/usr/local/sbin/ephemera-setup"
     assert boot["run_id"] == "gpu-20261207T040000Z-5f1c0a9e2b7d4e6f" and boot["worker"] == 1
     assert files["/etc/ephemera/boot.json"]["permissions"] == "0600"
-    assert gzip.decompress(base64.b64decode(files["/usr/local/lib/ephemera/bootstrap.py"]["content"])) == \
-        gzip.decompress(base64.b64decode(bootstrap_script()))
+    assert gzip.decompress(base64.b64decode(files["/usr/local/lib/ephemera/bootstrap.py"]["content"])) == gzip.decompress(
+        base64.b64decode(bootstrap_script())
+    )
     assert "nvidia-driver-550-server" in files["/usr/local/sbin/ephemera-setup"]["content"]
     assert "shutdown -h" in files["/usr/local/sbin/ephemera-deadline"]["content"]
 

@@ -37,24 +37,49 @@ RUNS = {"spot": "gpu-20261207T040000Z-5f1c0a9e2b7d4e6f", "ondemand": "gpu-202612
 
 def _variables(run_id: str, spot: bool, workers: int) -> tuple[dict, dict, dict]:
     """(plain, secure, the policy STS would give the same run's keys) as the controller makes them."""
-    scope = RunScope(run_id=run_id, state_bucket="eph-state", output_bucket="eph-out",
-                     prefixes=layout.run_prefixes(run_id, f"outputs/{run_id}/", "ab" * 32,
-                                                  inputs=(("eph-in", "inbox/notes.txt"),) if spot else ()), seconds=3600)
-    docs = [base64.b64encode(json.dumps({"run_id": run_id, "worker": w, "state_bucket": "eph-state"}).encode()).decode()
-            for w in range(workers)]
-    plain = {"run_id": run_id, "workspace": f"ws-{run_id[-4:]}", "worker_count": workers, "job_key": layout.job_key(run_id),
-             "state_bucket": "eph-state", "storage_backend": "aws_s3", "hard_deadline": "2026-12-07T06:00:00+00:00",
-             "hard_timeout_seconds": 7200, "bootstrap_script": bootstrap_script(), "run_prefixes": prefixes_variable(scope),
-             "image_owners": ["self"], "spot": spot, "instance_type": "g6e.xlarge" if spot else "g6.xlarge"}
+    scope = RunScope(
+        run_id=run_id,
+        state_bucket="eph-state",
+        output_bucket="eph-out",
+        prefixes=layout.run_prefixes(
+            run_id, f"outputs/{run_id}/", "ab" * 32, inputs=(("eph-in", "inbox/notes.txt"),) if spot else ()
+        ),
+        seconds=3600,
+    )
+    docs = [
+        base64.b64encode(json.dumps({"run_id": run_id, "worker": w, "state_bucket": "eph-state"}).encode()).decode()
+        for w in range(workers)
+    ]
+    plain = {
+        "run_id": run_id,
+        "workspace": f"ws-{run_id[-4:]}",
+        "worker_count": workers,
+        "job_key": layout.job_key(run_id),
+        "state_bucket": "eph-state",
+        "storage_backend": "aws_s3",
+        "hard_deadline": "2026-12-07T06:00:00+00:00",
+        "hard_timeout_seconds": 7200,
+        "bootstrap_script": bootstrap_script(),
+        "run_prefixes": prefixes_variable(scope),
+        "image_owners": ["self"],
+        "spot": spot,
+        "instance_type": "g6e.xlarge" if spot else "g6.xlarge",
+    }
     return plain, {"vm_boot": docs}, session_policy(scope)
 
 
 def _engine(stack, home) -> TerraformEngine:
-    config = load_config({"home": str(home), "storage": {"backend": "localhost", "bucket": "eph-state"},
-                          "localhost": {"root": str(home / "storage")}, "engine": {"backend": "terraform"},
-                          "terraform": {"binary": "terraform"},
-                          "workspace": {"name": "gpu", "stack": str(stack)},
-                          "workload": {"entry": "ephemera.workloads.smoke:main"}})
+    config = load_config(
+        {
+            "home": str(home),
+            "storage": {"backend": "localhost", "bucket": "eph-state"},
+            "localhost": {"root": str(home / "storage")},
+            "engine": {"backend": "terraform"},
+            "terraform": {"binary": "terraform"},
+            "workspace": {"name": "gpu", "stack": str(stack)},
+            "workload": {"entry": "ephemera.workloads.smoke:main"},
+        }
+    )
     return TerraformEngine(config, engine_config(config))
 
 
@@ -83,8 +108,9 @@ def test_apply_and_destroy_spot_and_on_demand_runs_against_moto(aws_env, tmp_pat
         run_id, workspace = plain["run_id"], plain["workspace"]
         outputs = engine.outputs(workspace)
         assert outputs["run_id"] == run_id and outputs["image"] == newest, "not the newest image by number"
-        assert [(w["profile"], w["market"]) for w in outputs["workers"]] == \
-            [(plain["instance_type"], "spot" if kind == "spot" else "on-demand")] * plain["worker_count"]
+        assert [(w["profile"], w["market"]) for w in outputs["workers"]] == [
+            (plain["instance_type"], "spot" if kind == "spot" else "on-demand")
+        ] * plain["worker_count"]
         vpcs = _tagged(ec2, "describe_vpcs", "Vpcs", run_id)
         assert [v["VpcId"] for v in vpcs] == [outputs["vpc_id"]]
         assert [s["SubnetId"] for s in _tagged(ec2, "describe_subnets", "Subnets", run_id)] == [outputs["subnet_id"]]
@@ -108,7 +134,9 @@ def test_apply_and_destroy_spot_and_on_demand_runs_against_moto(aws_env, tmp_pat
             assert shutdown["InstanceInitiatedShutdownBehavior"]["Value"] == "terminate"
             user_data = ec2.describe_instance_attribute(InstanceId=vm["InstanceId"], Attribute="userData")["UserData"]["Value"]
             assert len(base64.b64decode(user_data)) <= 16 * 1024, "EC2 takes at most 16 KB of user data"
-            volumes = [v for v in ec2.describe_volumes()["Volumes"] if any(a["InstanceId"] == vm["InstanceId"] for a in v["Attachments"])]
+            volumes = [
+                v for v in ec2.describe_volumes()["Volumes"] if any(a["InstanceId"] == vm["InstanceId"] for a in v["Attachments"])
+            ]
             assert volumes and all({"Key": "ephemera:run", "Value": run_id} in v.get("Tags", []) for v in volumes)
 
         role = outputs["vm_role_arn"].rsplit("/", 1)[1]
@@ -130,9 +158,14 @@ def test_apply_and_destroy_spot_and_on_demand_runs_against_moto(aws_env, tmp_pat
     for kind, (plain, _, _) in runs.items():
         run_id = plain["run_id"]
         assert engine.resources(plain["workspace"]) == []
-        for call, key in (("describe_vpcs", "Vpcs"), ("describe_subnets", "Subnets"), ("describe_security_groups", "SecurityGroups"),
-                          ("describe_internet_gateways", "InternetGateways"), ("describe_route_tables", "RouteTables"),
-                          ("describe_volumes", "Volumes")):
+        for call, key in (
+            ("describe_vpcs", "Vpcs"),
+            ("describe_subnets", "Subnets"),
+            ("describe_security_groups", "SecurityGroups"),
+            ("describe_internet_gateways", "InternetGateways"),
+            ("describe_route_tables", "RouteTables"),
+            ("describe_volumes", "Volumes"),
+        ):
             assert _tagged(ec2, call, key, run_id) == [], f"{key} of run {run_id} outlived the destroy"
         states = {i["State"]["Name"] for r in _tagged(ec2, "describe_instances", "Reservations", run_id) for i in r["Instances"]}
         assert states == {"terminated"}, states
@@ -148,12 +181,21 @@ def test_plan_prices_the_stacks_instances(aws_env, tmp_path):
 
     url = aws_env["url"]
     home = tmp_path / "home"
-    config = load_config({"home": str(home), "storage": {"backend": "aws_s3", "bucket": "eph-state"},
-                          "aws_s3": {"endpoint": url, "region": "us-east-1"}, "engine": {"backend": "terraform"},
-                          "terraform": {"binary": "terraform"},
-                          "workspace": {"name": "gpu", "stack": str(stack_against(url, tmp_path / "aws-ec2-gpu")),
-                                        "variables": {"worker_count": 3, "instance_type": "g5.12xlarge", "image_owners": ["self"]}},
-                          "workload": {"entry": "ephemera.workloads.smoke:main"}})
+    config = load_config(
+        {
+            "home": str(home),
+            "storage": {"backend": "aws_s3", "bucket": "eph-state"},
+            "aws_s3": {"endpoint": url, "region": "us-east-1"},
+            "engine": {"backend": "terraform"},
+            "terraform": {"binary": "terraform"},
+            "workspace": {
+                "name": "gpu",
+                "stack": str(stack_against(url, tmp_path / "aws-ec2-gpu")),
+                "variables": {"worker_count": 3, "instance_type": "g5.12xlarge", "image_owners": ["self"]},
+            },
+            "workload": {"entry": "ephemera.workloads.smoke:main"},
+        }
+    )
     report = plan_workspace(Context(config))
     creates = {r.address.split("[")[0] for r in report.plan.resources if r.action == "create"}
     assert {"aws_instance.worker", "aws_iam_role.vm", "aws_iam_instance_profile.vm", "aws_vpc.run"} <= creates, creates

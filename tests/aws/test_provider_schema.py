@@ -93,7 +93,9 @@ class Checker:
         address = f"{'data.' if kind == 'data' else ''}{rtype}.{name}"
         schema = FACTS[kind].get(rtype)
         if schema is None:
-            return self._fail(address, f"{kind} type {rtype} is not in the fact table", "add it to schema_facts.py and regenerate")
+            return self._fail(
+                address, f"{kind} type {rtype} is not in the fact table", "add it to schema_facts.py and regenerate"
+            )
         self._body(address, rtype, schema, body, "")
 
     def _body(self, address: str, rtype: str, schema: dict, body: dict, prefix: str) -> None:
@@ -106,8 +108,11 @@ class Checker:
             attr, sub = schema["attributes"].get(arg), schema["blocks"].get(arg)
             if attr is None and sub is None:
                 close = difflib.get_close_matches(arg, list(schema["attributes"]) + list(schema["blocks"]), n=1)
-                self._fail(here, f"argument '{arg}' does not exist in the provider schema",
-                           f"use '{close[0]}'" if close else "remove it or check the provider docs")
+                self._fail(
+                    here,
+                    f"argument '{arg}' does not exist in the provider schema",
+                    f"use '{close[0]}'" if close else "remove it or check the provider docs",
+                )
             elif attr is not None:
                 if _is_block(value):
                     self._fail(here, f"'{arg}' has the wrong form", f"write it as an attribute `{arg} = ...`")
@@ -137,7 +142,7 @@ class Checker:
     def references_in(self, text: str, declared: set) -> None:
         refs = [(m.group(1), m.group(2), m.group(3), re.findall(r"\.(\w+)", m.group(4))) for m in REF.finditer(text)]
         for loop in FOR.finditer(text):  # `for id, ami in data.aws_ami.candidate : ami.name` reads candidate's name
-            for use in re.finditer(rf"(?<![\w.]){loop.group(1)}\.(\w+)", text[loop.end():]):
+            for use in re.finditer(rf"(?<![\w.]){loop.group(1)}\.(\w+)", text[loop.end() :]):
                 refs.append((loop.group(2), loop.group(3), loop.group(4), [use.group(1)]))
         for data, rtype, name, steps in refs:
             kind, address = "data" if data else "resource", f"{data or ''}{rtype}.{name}"
@@ -191,16 +196,39 @@ def test_the_tests_endpoint_override_is_provider_configuration(tmp_path):
 
 WORKER = ("aws_instance", "worker")
 MUTATIONS = {
-    "misspelt argument": (WORKER, lambda b: b.update(instance_typ=b.pop("instance_type")), ["'instance_typ' does not exist", "use 'instance_type'"]),
-    "required dropped": (("aws_iam_role", "vm"), lambda b: b.pop("assume_role_policy"), ["required argument 'assume_role_policy'"]),
+    "misspelt argument": (
+        WORKER,
+        lambda b: b.update(instance_typ=b.pop("instance_type")),
+        ["'instance_typ' does not exist", "use 'instance_type'"],
+    ),
+    "required dropped": (
+        ("aws_iam_role", "vm"),
+        lambda b: b.pop("assume_role_policy"),
+        ["required argument 'assume_role_policy'"],
+    ),
     "computed-only": (WORKER, lambda b: b.update(arn="arn:x"), ["'arn' is computed-only"]),
     "enum value": (WORKER, lambda b: b.update(instance_initiated_shutdown_behavior="hibernate"), ["'hibernate' is not allowed"]),
-    "nested enum": (WORKER, lambda b: b["metadata_options"][0].update(http_tokens="always"), ["metadata_options.http_tokens", "'always'"]),
+    "nested enum": (
+        WORKER,
+        lambda b: b["metadata_options"][0].update(http_tokens="always"),
+        ["metadata_options.http_tokens", "'always'"],
+    ),
     "range": (WORKER, lambda b: b["metadata_options"][0].update(http_put_response_hop_limit=65), ["out of range", "[1, 64]"]),
-    "max_items": (WORKER, lambda b: b["root_block_device"].append(copy.deepcopy(b["root_block_device"][0])), ["2 'root_block_device' blocks"]),
-    "block as attribute": (WORKER, lambda b: b.update(metadata_options="${local.x}"), ["wrong form", "`metadata_options { ... }`"]),
-    "dynamic content": (WORKER, lambda b: b["dynamic"][0]["instance_market_options"]["content"][0].update(market="spot"),
-                        ["instance_market_options.market", "use 'market_type'"]),
+    "max_items": (
+        WORKER,
+        lambda b: b["root_block_device"].append(copy.deepcopy(b["root_block_device"][0])),
+        ["2 'root_block_device' blocks"],
+    ),
+    "block as attribute": (
+        WORKER,
+        lambda b: b.update(metadata_options="${local.x}"),
+        ["wrong form", "`metadata_options { ... }`"],
+    ),
+    "dynamic content": (
+        WORKER,
+        lambda b: b["dynamic"][0]["instance_market_options"]["content"][0].update(market="spot"),
+        ["instance_market_options.market", "use 'market_type'"],
+    ),
 }
 
 
@@ -231,7 +259,9 @@ def test_checker_reports_a_wrong_attribute_path(root):
 def test_the_fixture_is_the_real_providers_schema(tmp_path):
     if plugin_mirror()[0] is None or shutil.which("terraform") is None:
         pytest.skip(plugin_mirror()[1] or "no terraform binary on PATH")
-    assert trimmed(provider_schema(tmp_path)) == FACTS, "regenerate: python -m tests.aws.schema_facts > tests/aws/aws_provider_schema.json"
+    assert trimmed(provider_schema(tmp_path)) == FACTS, (
+        "regenerate: python -m tests.aws.schema_facts > tests/aws/aws_provider_schema.json"
+    )
 
 
 @pytest.mark.slow  # terraform init and validate
@@ -241,7 +271,11 @@ def test_terraform_validate_with_the_real_provider(tmp_path):
         pytest.skip(why or "no terraform binary on PATH")
     work = tmp_path / "stack"
     shutil.copytree(STACK, work)
-    env = {"TF_CLI_CONFIG_FILE": str(cli_config(tmp_path / "rc", mirror)), "CHECKPOINT_DISABLE": "1", "PATH": "/usr/local/bin:/usr/bin:/bin"}
+    env = {
+        "TF_CLI_CONFIG_FILE": str(cli_config(tmp_path / "rc", mirror)),
+        "CHECKPOINT_DISABLE": "1",
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+    }
     for command in (["init", "-backend=false", "-input=false", "-no-color"], ["validate", "-no-color"]):
         done = subprocess.run(["terraform", *command], cwd=work, env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stdout + done.stderr

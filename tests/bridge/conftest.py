@@ -72,14 +72,17 @@ def vms(tmp_path_factory):
 @pytest.fixture(scope="session")
 def s3_vms(tmp_path_factory, s3_endpoint):
     """Two local VMs whose storage is S3 (the moto server on 127.0.0.1)."""
-    storage = {"storage": {"backend": "aws_s3", "bucket": f"bridge-vms-{uuid.uuid4().hex[:12]}"},
-               "aws_s3": {"endpoint": s3_endpoint, "region": "us-east-1", "access_key_id": S3_KEY_ID,
-                          "secret_access_key": S3_SECRET}}
+    storage = {
+        "storage": {"backend": "aws_s3", "bucket": f"bridge-vms-{uuid.uuid4().hex[:12]}"},
+        "aws_s3": {"endpoint": s3_endpoint, "region": "us-east-1", "access_key_id": S3_KEY_ID, "secret_access_key": S3_SECRET},
+    }
     yield from _started(tmp_path_factory.mktemp("s3vms"), storage)
 
 
-@pytest.fixture(params=[("localhost", "localhost"), ("localhost", "aws_s3"), ("standalone", "localhost"),
-                        ("standalone", "aws_s3")], ids=lambda p: f"{p[0]}-{p[1]}")
+@pytest.fixture(
+    params=[("localhost", "localhost"), ("localhost", "aws_s3"), ("standalone", "localhost"), ("standalone", "aws_s3")],
+    ids=lambda p: f"{p[0]}-{p[1]}",
+)
 def lithops_config(request) -> dict:
     """A Lithops config per (compute backend, storage): localhost compute on a private
     bucket, or the shared VMs of that storage."""
@@ -93,8 +96,13 @@ def lithops_config(request) -> dict:
     if storage == "localhost":
         cfg["localhost"].update(storage_bucket=bucket, storage_root=str(request.getfixturevalue("tmp_path") / "storage"))
     else:
-        cfg["aws_s3"] = {"storage_bucket": bucket, "endpoint": request.getfixturevalue("s3_endpoint"),
-                         "region": "us-east-1", "access_key_id": S3_KEY_ID, "secret_access_key": S3_SECRET}
+        cfg["aws_s3"] = {
+            "storage_bucket": bucket,
+            "endpoint": request.getfixturevalue("s3_endpoint"),
+            "region": "us-east-1",
+            "access_key_id": S3_KEY_ID,
+            "secret_access_key": S3_SECRET,
+        }
         from lithops_bridge import Storage
 
         Storage(config=cfg).create_bucket(bucket)
@@ -116,8 +124,10 @@ def backend(request) -> str:
 def config_for(vms, shared_storage):
     def build(backend: str, **standalone) -> dict:
         if backend == "localhost":
-            return {"lithops": {"backend": "localhost", "storage": "localhost"},
-                    "localhost": {**shared_storage, "worker_processes": 2}}
+            return {
+                "lithops": {"backend": "localhost", "storage": "localhost"},
+                "localhost": {**shared_storage, "worker_processes": 2},
+            }
         cfg = vms.lithops_config
         cfg["standalone"].update(standalone)
         return cfg
@@ -136,4 +146,3 @@ def fexec(backend, config_for):
 @pytest.fixture
 def bucket(vms) -> str:
     return vms.bucket
-

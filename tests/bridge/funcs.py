@@ -146,9 +146,13 @@ def square(x):
 def storage_answers(key, storage):
     """Storage calls made on the worker: the answers Lithops code would inspect there."""
     storage.put_object(storage.bucket, key, b"worker")
-    return {"put": storage.put_object(storage.bucket, key, b"worker"), "head_bucket": storage.head_bucket(storage.bucket),
-            "head_object": storage.head_object(storage.bucket, key), "listed": storage.list_objects(storage.bucket, key),
-            "deleted": storage.delete_object(storage.bucket, key)["ResponseMetadata"]["HTTPStatusCode"]}
+    return {
+        "put": storage.put_object(storage.bucket, key, b"worker"),
+        "head_bucket": storage.head_bucket(storage.bucket),
+        "head_object": storage.head_object(storage.bucket, key),
+        "listed": storage.list_objects(storage.bucket, key),
+        "deleted": storage.delete_object(storage.bucket, key)["ResponseMetadata"]["HTTPStatusCode"],
+    }
 
 
 def set_init_tag(tag):
@@ -206,7 +210,6 @@ def logged_sleep(path, call, seconds):
     with open(path, "a") as fh:
         fh.write(f"{call} {vm} end\n")
     return call, vm
-
 
 
 def logged_sleep_or_gate(path, call, seconds_or_gate):

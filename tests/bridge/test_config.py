@@ -28,8 +28,10 @@ def test_no_config_means_localhost_compute_and_storage_under_ephemera_home():
 
 
 def _cfg(root: str, bucket: str = "from-file", workers: int = 1) -> dict:
-    return {"lithops": {"backend": "localhost", "storage": "localhost", "execution_timeout": 77},
-            "localhost": {"storage_bucket": bucket, "storage_root": root, "worker_processes": workers}}
+    return {
+        "lithops": {"backend": "localhost", "storage": "localhost", "execution_timeout": 77},
+        "localhost": {"storage_bucket": bucket, "storage_root": root, "worker_processes": workers},
+    }
 
 
 @pytest.mark.parametrize("where", ["env_json", "env_file", "cwd_file", "home_file", "dict", "config_file"])
@@ -72,31 +74,40 @@ def test_helpers_at_lithops_paths(tmp_path):
     path.write_text("lithops:\n  backend: localhost\n")
     assert load_yaml_config(str(path)) == {"lithops": {"backend": "localhost"}}
     assert load_yaml_config(str(tmp_path / "missing.yaml")) == {}
-    full = default_config(config_data={"lithops": {"storage": "aws_s3"},
-                                       "aws": {"region": "eu-west-1", "access_key_id": "k", "secret_access_key": "s"},
-                                       "aws_s3": {"storage_bucket": "b1"}})
+    full = default_config(
+        config_data={
+            "lithops": {"storage": "aws_s3"},
+            "aws": {"region": "eu-west-1", "access_key_id": "k", "secret_access_key": "s"},
+            "aws_s3": {"storage_bucket": "b1"},
+        }
+    )
     sc = extract_storage_config(full)
     assert sc["backend"] == "aws_s3" and sc["aws_s3"]["storage_bucket"] == "b1" and sc["aws_s3"]["region"] == "eu-west-1"
     assert str(CloudObject("localhost", "b", "k")) == "<CloudObject at localhost://b/k>"
 
 
-@pytest.mark.parametrize("cfg, field", [
-    ({"lithops": {"backend": "nimbus"}}, "lithops.backend"),
-    ({"lithops": {"backend": "aws_lambda"}}, "lithops.backend"),
-    ({"lithops": {"mode": "cloudy"}}, "lithops.mode"),
-    ({"lithops": {"storage": "gcp_storage"}}, "lithops.storage"),
-    ({"lithops": {"storage": "aws_s3"}, "aws_s3": {"region": "us-east-1"}}, "aws_s3.storage_bucket"),
-    ({"lithops": {"storage": "ibm_cos"}, "ibm_cos": {"storage_bucket": "b", "region": "us-east"}}, "ibm_cos.api_key"),
-    ({"lithops": {"storage": "ibm_cos"}, "ibm_cos": {"storage_bucket": "b", "access_key_id": "x", "region": "us-east"}},
-     "ibm_cos.secret_access_key"),
-    ({"lithops": {"backend": "ibm_vpc"}, "standalone": {"exec_mode": "consume"}}, "standalone.run_id"),
-    ({"lithops": {"backend": "ibm_vpc"}, "standalone": {"exec_mode": "create", "run_id": "r"}}, "standalone.exec_mode"),
-    ({"lithops": {"backend": "standalone"}, "standalone": {"run_id": "r", "retries": -1}}, "standalone.retries"),
-    ({"lithops": {"backend": "standalone"}, "standalone": {"run_id": "r", "retries": "2"}}, "standalone.retries"),
-    ({"lithops": {"backend": "standalone"}, "standalone": {"run_id": "r"}}, "standalone.run_key"),
-    ({"lithops": {"backend": "standalone"}, "standalone": {"run_id": "r", "run_key": "ab" * 31}}, "standalone.run_key"),
-    ({"lithops": {"backend": "localhost"}, "localhost": {"worker_processes": 0}}, "localhost.worker_processes"),
-])
+@pytest.mark.parametrize(
+    "cfg, field",
+    [
+        ({"lithops": {"backend": "nimbus"}}, "lithops.backend"),
+        ({"lithops": {"backend": "aws_lambda"}}, "lithops.backend"),
+        ({"lithops": {"mode": "cloudy"}}, "lithops.mode"),
+        ({"lithops": {"storage": "gcp_storage"}}, "lithops.storage"),
+        ({"lithops": {"storage": "aws_s3"}, "aws_s3": {"region": "us-east-1"}}, "aws_s3.storage_bucket"),
+        ({"lithops": {"storage": "ibm_cos"}, "ibm_cos": {"storage_bucket": "b", "region": "us-east"}}, "ibm_cos.api_key"),
+        (
+            {"lithops": {"storage": "ibm_cos"}, "ibm_cos": {"storage_bucket": "b", "access_key_id": "x", "region": "us-east"}},
+            "ibm_cos.secret_access_key",
+        ),
+        ({"lithops": {"backend": "ibm_vpc"}, "standalone": {"exec_mode": "consume"}}, "standalone.run_id"),
+        ({"lithops": {"backend": "ibm_vpc"}, "standalone": {"exec_mode": "create", "run_id": "r"}}, "standalone.exec_mode"),
+        ({"lithops": {"backend": "standalone"}, "standalone": {"run_id": "r", "retries": -1}}, "standalone.retries"),
+        ({"lithops": {"backend": "standalone"}, "standalone": {"run_id": "r", "retries": "2"}}, "standalone.retries"),
+        ({"lithops": {"backend": "standalone"}, "standalone": {"run_id": "r"}}, "standalone.run_key"),
+        ({"lithops": {"backend": "standalone"}, "standalone": {"run_id": "r", "run_key": "ab" * 31}}, "standalone.run_key"),
+        ({"lithops": {"backend": "localhost"}, "localhost": {"worker_processes": 0}}, "localhost.worker_processes"),
+    ],
+)
 def test_bad_config_names_the_key(cfg, field):
     with pytest.raises(ConfigError) as info:
         lithops_bridge.FunctionExecutor(config=cfg)
@@ -111,9 +122,11 @@ def test_bad_env_json_is_a_clear_error(monkeypatch):
 
 
 def test_standalone_mode_resolution(vms):
-    cfg = {"lithops": {"mode": "standalone", "storage": "localhost"},
-           "standalone": {"run_id": vms.run_id, "run_key": vms.run_key, "worker_processes": 1},
-           "localhost": {"storage_bucket": vms.bucket, "storage_root": str(vms.root / "storage")}}
+    cfg = {
+        "lithops": {"mode": "standalone", "storage": "localhost"},
+        "standalone": {"run_id": vms.run_id, "run_key": vms.run_key, "worker_processes": 1},
+        "localhost": {"storage_bucket": vms.bucket, "storage_root": str(vms.root / "storage")},
+    }
     with lithops_bridge.FunctionExecutor(config=cfg) as fexec:
         assert fexec.mode == "standalone" and fexec.backend == "standalone"
         assert fexec.config["standalone"]["exec_mode"] == "consume"

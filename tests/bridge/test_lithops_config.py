@@ -20,8 +20,12 @@ COS_SECRET = "cos-secret-bridge-test-1a2b3c4d5e"
 
 
 def _config(tmp_path, **extra) -> dict:
-    return {"home": str(tmp_path / "home"), "storage": {"backend": "localhost", "bucket": "state-bucket"},
-            "localhost": {"root": str(tmp_path / "storage")}, **extra}
+    return {
+        "home": str(tmp_path / "home"),
+        "storage": {"backend": "localhost", "bucket": "state-bucket"},
+        "localhost": {"root": str(tmp_path / "storage")},
+        **extra,
+    }
 
 
 def _record(cfg: dict, run_id: str, outputs: dict) -> None:
@@ -52,15 +56,23 @@ def test_local_stack_agents_give_one_vm_config_each(tmp_path, capsys):
 def test_ibm_stack_outputs_with_cos_storage(tmp_path, capsys):
     cfg = _config(tmp_path, ibm={"iam_api_key": API_KEY}, workspace={"stack": "ibm-vpc-gpu", "variables": {"region": "us-east"}})
     _record(cfg, "run-ibm", {"instance_ids": ["0757_a"], "private_ips": ["10.0.0.5"], "floating_ips": []})
-    cos_cfg = {**cfg, "storage": {"backend": "ibm_cos", "bucket": "state-bucket"},
-               "ibm_cos": {"region": "us-east", "access_key_id": "hmac-id", "secret_access_key": COS_SECRET}}
+    cos_cfg = {
+        **cfg,
+        "storage": {"backend": "ibm_cos", "bucket": "state-bucket"},
+        "ibm_cos": {"region": "us-east", "access_key_id": "hmac-id", "secret_access_key": COS_SECRET},
+    }
     # the record lives in localhost storage above: read it through the same storage
     out = tmp_path / "ibm.yaml"
     assert main(cfg, "run-ibm", str(out)) == 0
     data = yaml.safe_load(out.read_text())
     assert data["lithops"]["backend"] == "ibm_vpc"
-    assert data["ibm_vpc"] == {"instance_id": "0757_a", "floating_ip": "10.0.0.5", "region": "us-east",
-                               "iam_api_key": API_KEY, "ssh_username": "root"}
+    assert data["ibm_vpc"] == {
+        "instance_id": "0757_a",
+        "floating_ip": "10.0.0.5",
+        "region": "us-east",
+        "iam_api_key": API_KEY,
+        "ssh_username": "root",
+    }
     storage = from_ephemera(load_config(cos_cfg))
     section = storage["ibm_cos"]
     assert storage["backend"] == "ibm_cos" and section["storage_bucket"] == "state-bucket"
@@ -98,16 +110,20 @@ def test_a_variable_the_stack_does_not_take_is_refused_at_load(tmp_path):
 def test_ibm_cos_with_iam_falls_back_to_the_ibm_api_key_and_builds_an_executor(tmp_path):
     import lithops_bridge
 
-    cfg = _config(tmp_path, ibm={"iam_api_key": API_KEY},
-                  ibm_cos={"region": "eu-de", "endpoint_type": "direct", "service_instance_id": "crn:v1:cos:abc"})
+    cfg = _config(
+        tmp_path,
+        ibm={"iam_api_key": API_KEY},
+        ibm_cos={"region": "eu-de", "endpoint_type": "direct", "service_instance_id": "crn:v1:cos:abc"},
+    )
     cfg["storage"] = {"backend": "ibm_cos", "bucket": "state-bucket"}
     storage = from_ephemera(load_config(cfg))
     section = storage["ibm_cos"]
     assert section["api_key"] == API_KEY and section["service_instance_id"] == "crn:v1:cos:abc"
     assert section["endpoint"] == "https://s3.direct.eu-de.cloud-object-storage.appdomain.cloud"  # endpoint_type kept
     # what the agent hands a workload: a localhost-compute executor on this storage builds
-    with lithops_bridge.FunctionExecutor(config={"lithops": {"backend": "localhost", "storage": "ibm_cos"},
-                                                 "ibm_cos": section}) as fexec:
+    with lithops_bridge.FunctionExecutor(
+        config={"lithops": {"backend": "localhost", "storage": "ibm_cos"}, "ibm_cos": section}
+    ) as fexec:
         assert fexec.storage_config["ibm_cos"]["api_key"] == API_KEY
     # and the bridge maps it back onto an Ephemera config that validates to the same COS settings
     from ephemera.storage.ibm_cos.config import cos_settings
@@ -120,13 +136,22 @@ def test_ibm_cos_with_iam_falls_back_to_the_ibm_api_key_and_builds_an_executor(t
 def test_ibm_vpc_region_comes_from_the_stack_variables_else_the_engine(tmp_path):
     from ephemera.cli.lithops_config import vm_configs
 
-    record = RunRecord(run_id="r", workspace="ws", engine="schematics", outputs={"instance_ids": ["i"], "private_ips": ["10.0.0.9"]})
-    schematics = _config(tmp_path, engine={"backend": "schematics"}, ibm={"iam_api_key": API_KEY}, workspace={"stack": "ibm-vpc-gpu"},
-                         schematics={"workspace_id": "eu-de.workspace.x.1", "region": "eu-de"})
+    record = RunRecord(
+        run_id="r", workspace="ws", engine="schematics", outputs={"instance_ids": ["i"], "private_ips": ["10.0.0.9"]}
+    )
+    schematics = _config(
+        tmp_path,
+        engine={"backend": "schematics"},
+        ibm={"iam_api_key": API_KEY},
+        workspace={"stack": "ibm-vpc-gpu"},
+        schematics={"workspace_id": "eu-de.workspace.x.1", "region": "eu-de"},
+    )
     assert vm_configs(load_config(schematics), record)[0][1]["ibm_vpc"]["region"] == "eu-de"
     pinned = {**schematics, "workspace": {"stack": "ibm-vpc-gpu", "variables": {"region": "eu-gb"}}}
     assert vm_configs(load_config(pinned), record)[0][1]["ibm_vpc"]["region"] == "eu-gb"
-    local_engine = _config(tmp_path, ibm={"iam_api_key": API_KEY}, workspace={"stack": "ibm-vpc-gpu"})  # its spec's default region
+    local_engine = _config(
+        tmp_path, ibm={"iam_api_key": API_KEY}, workspace={"stack": "ibm-vpc-gpu"}
+    )  # its spec's default region
     assert vm_configs(load_config(local_engine), record)[0][1]["ibm_vpc"]["region"] == "us-south"
 
 

@@ -15,14 +15,18 @@ from ephemera.assembly import get_storage
 
 
 def _config_with_run(tmp_path, workers=(0, 1)) -> dict:
-    cfg = {"home": str(tmp_path / "home"), "storage": {"backend": "localhost", "bucket": "state-bucket"},
-           "localhost": {"root": str(tmp_path / "storage")}}
+    cfg = {
+        "home": str(tmp_path / "home"),
+        "storage": {"backend": "localhost", "bucket": "state-bucket"},
+        "localhost": {"root": str(tmp_path / "storage")},
+    }
     config = load_config(cfg)
     storage = get_storage(config)
     storage.create_bucket(config.state_bucket)
     agents = [{"worker": w, "pid": 100 + w, "pid_file": f"/x/{w}.pid", "log_file": f"/x/{w}.log"} for w in workers]
-    Ledger(storage, config.state_bucket).create(RunRecord(run_id="run-1", workspace="ws", engine="terraform",
-                                                          outputs={"agents": agents}))
+    Ledger(storage, config.state_bucket).create(
+        RunRecord(run_id="run-1", workspace="ws", engine="terraform", outputs={"agents": agents})
+    )
     return cfg
 
 

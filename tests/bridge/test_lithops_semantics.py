@@ -92,7 +92,8 @@ def _user_modules(tmp_path, monkeypatch):
     helper, mod = f"bridge_helper_{tag}", f"bridge_mod_{tag}"
     (folder / f"{helper}.py").write_text("K = 3\n")
     (folder / f"bridge_lazy_{tag}.py").write_text("M = 5\n")
-    (folder / f"{mod}.py").write_text(textwrap.dedent(f"""
+    (folder / f"{mod}.py").write_text(
+        textwrap.dedent(f"""
         import {helper}
 
         def triple(x):
@@ -101,7 +102,8 @@ def _user_modules(tmp_path, monkeypatch):
         def five_times(x):
             import bridge_lazy_{tag}  # imported only when the call runs
             return bridge_lazy_{tag}.M * x
-        """))
+        """)
+    )
     monkeypatch.syspath_prepend(str(folder))
     __import__(mod)
     return sys.modules[mod], helper
@@ -265,13 +267,11 @@ def test_cloud_proxy_files_here_and_on_the_workers(executor, lithops_config):
     assert proxy.open(f"/{base}/in/deep/b.bin", "rb").read() == b"\x00\x01"
     assert proxy.listdir(f"{base}/in") == ["a.txt", "deep"]
     assert proxy.listdir(f"{base}/in", suffix_dirs=True) == ["a.txt", "deep/"]
-    assert list(proxy.walk(base)) == [(base, ["in"], []), (f"{base}/in", ["deep"], ["a.txt"]),
-                                      (f"{base}/in/deep", [], ["b.bin"])]
+    assert list(proxy.walk(base)) == [(base, ["in"], []), (f"{base}/in", ["deep"], ["a.txt"]), (f"{base}/in/deep", [], ["b.bin"])]
     assert proxy.path.isfile(f"{base}/in/a.txt") and not proxy.path.isfile(f"{base}/in")
     assert proxy.path.isdir(f"{base}/in") and proxy.path.exists(base) and not proxy.path.exists(f"{base}/nope")
     assert proxy.getcwd() == os.getcwd() and proxy.path.join("a", "b") == "a/b"
-    assert executor.call_async(funcs.append_file, (proxy, f"{base}/in/a.txt", f"{base}/out/A.txt")).result() == \
-        (True, ["A.txt"])
+    assert executor.call_async(funcs.append_file, (proxy, f"{base}/in/a.txt", f"{base}/out/A.txt")).result() == (True, ["A.txt"])
     assert proxy.open(f"{base}/out/A.txt").read() == "HELLO WORLD"
     assert not [n for n in proxy.listdir("") if n.startswith("lithops.")]  # job objects of the standalone backend
     proxy.remove(f"{base}/out/A.txt")

@@ -60,8 +60,9 @@ def test_url_keys_cloudobjects_and_extra_args(fexec, bucket, dataset):
 
 def test_map_reduce_by_key(fexec, bucket, dataset):
     prefix, objects = dataset
-    fs = fexec.map_reduce(funcs.read_lines, [f"{bucket}/{prefix}"], funcs.collect_lines, obj_chunk_size=128,
-                          obj_reduce_by_key=True)
+    fs = fexec.map_reduce(
+        funcs.read_lines, [f"{bucket}/{prefix}"], funcs.collect_lines, obj_chunk_size=128, obj_reduce_by_key=True
+    )
     per_object = fexec.get_result(fs)
     assert per_object == [sorted(objects[k]) for k in sorted(objects)]
     fs = fexec.map_reduce(funcs.read_lines, [f"{bucket}/{prefix}"], funcs.collect_lines, obj_chunk_size=128)

@@ -97,13 +97,16 @@ def test_a_late_result_from_the_first_claimer_is_ignored(two_vms, tmp_path):
         finally:
             os.kill(agent, signal.SIGCONT)
         agent_log = two_vms.log_file(1)
-        _wait(lambda: open(agent_log).read().count("are dropped: another VM took them over") >= len(frozen),
-              what="VM 1 to find its results superseded")
+        _wait(
+            lambda: open(agent_log).read().count("are dropped: another VM took them over") >= len(frozen),
+            what="VM 1 to find its results superseded",
+        )
         store, run, jk = fexec.compute_handler.store, two_vms.run_id, fs[0].job_key
         assert not fs[3].done  # the job is still open: nothing was cleaned up under VM 1's late writes
         for call in frozen:
-            bodies = [slots.read(store, two_vms.bucket, keys.slot_key(run, jk, call, s), fexec.compute_handler.seal)
-                      for s in range(4)]
+            bodies = [
+                slots.read(store, two_vms.bucket, keys.slot_key(run, jk, call, s), fexec.compute_handler.seal) for s in range(4)
+            ]
             assert [(b or {}).get("kind") for b in bodies] == ["claim", "claim", "result", None]
             assert [b["worker"] for b in bodies[:3]] == [1, 2, 2]
         gate.touch()

@@ -27,8 +27,14 @@ def configured_home(monkeypatch):
 
 
 def _config(tmp_path, **extra):
-    return load_config({"home": str(tmp_path / "home"), "storage": {"backend": "localhost", "bucket": "state-bucket"},
-                        "localhost": {"root": str(tmp_path / "storage")}, **extra})
+    return load_config(
+        {
+            "home": str(tmp_path / "home"),
+            "storage": {"backend": "localhost", "bucket": "state-bucket"},
+            "localhost": {"root": str(tmp_path / "storage")},
+            **extra,
+        }
+    )
 
 
 def test_the_home_key_is_created_once_owner_only_and_runs_get_distinct_keys(tmp_path):
@@ -88,8 +94,9 @@ def test_lithops_config_carries_the_run_key_masked_on_screen(tmp_path, capsys):
     storage = get_storage(config)
     storage.create_bucket("state-bucket")
     agents = [{"worker": 0, "pid": 1, "pid_file": "/x/0.pid", "log_file": "/x/0.log"}]
-    Ledger(storage, "state-bucket").create(RunRecord(run_id="ws-run", workspace="ws", engine="terraform",
-                                                     outputs={"agents": agents}))
+    Ledger(storage, "state-bucket").create(
+        RunRecord(run_id="ws-run", workspace="ws", engine="terraform", outputs={"agents": agents})
+    )
     raw = config.to_dict(redact=False)
     out = tmp_path / "lithops.yaml"
     assert lithops_config(raw, "ws-run", str(out)) == 0

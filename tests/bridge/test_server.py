@@ -62,20 +62,28 @@ def vm(tmp_path):
     from lithops_bridge.backends.standalone.keys import server_key as heartbeat_key
 
     bucket, run_id = "srv", f"srv-{uuid.uuid4().hex[:8]}"
-    store = get_storage(load_config({"storage": {"backend": "localhost", "bucket": bucket},
-                                     "localhost": {"root": str(tmp_path / "storage")}, "home": str(tmp_path / "home")}))
+    store = get_storage(
+        load_config(
+            {
+                "storage": {"backend": "localhost", "bucket": bucket},
+                "localhost": {"root": str(tmp_path / "storage")},
+                "home": str(tmp_path / "home"),
+            }
+        )
+    )
     store.create_bucket(bucket)
-    beat = {"run_id": run_id, "worker": 1, "state": "idle", "worker_processes": 2,
-            "at": datetime.now(timezone.utc).isoformat()}
+    beat = {"run_id": run_id, "worker": 1, "state": "idle", "worker_processes": 2, "at": datetime.now(timezone.utc).isoformat()}
     store.put(bucket, heartbeat_key(run_id, 1), json.dumps(beat).encode())
     flaky = FlakyStore(store)
     run_key = secrets.token_hex(32)
     server = TaskServer(flaky, bucket, run_id, 1, 2, {}, run_key)
     server.upload_delays = (0.0, 0.01, 0.01)
     server.store_ = flaky
-    server.config = {"lithops": {"backend": "standalone", "storage": "localhost"},
-                     "standalone": {"run_id": run_id, "run_key": run_key, "worker_processes": 2},
-                     "localhost": {"storage_bucket": bucket, "storage_root": str(tmp_path / "storage")}}
+    server.config = {
+        "lithops": {"backend": "standalone", "storage": "localhost"},
+        "standalone": {"run_id": run_id, "run_key": run_key, "worker_processes": 2},
+        "localhost": {"storage_bucket": bucket, "storage_root": str(tmp_path / "storage")},
+    }
     server.start()
     yield server
     server.stop()

@@ -153,18 +153,24 @@ def test_local_run_agents_end_at_their_hard_deadline(tmp_path):
 
 
 def test_workload_on_worker_0_uses_the_standalone_backend_over_all_vms(tmp_path):
-    run = LocalRun(tmp_path, workers=2, worker_processes=2, heartbeat_interval=0.5,
-                   entry="tests.bridge.workload_probe:main").start()
+    run = LocalRun(
+        tmp_path, workers=2, worker_processes=2, heartbeat_interval=0.5, entry="tests.bridge.workload_probe:main"
+    ).start()
     try:
         from lithops_bridge.storage import Storage
 
-        st = Storage(storage_config={"backend": "localhost", "localhost": {"storage_bucket": run.bucket,
-                                                                          "storage_root": str(run.root / "storage")}})
+        st = Storage(
+            storage_config={
+                "backend": "localhost",
+                "localhost": {"storage_bucket": run.bucket, "storage_root": str(run.root / "storage")},
+            }
+        )
         marker = f"outputs/{run.run_id}/_SUCCESS.json"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and marker not in st.list_keys(run.bucket, f"outputs/{run.run_id}/"):
-            assert f"outputs/{run.run_id}/_FAILURE.json" not in st.list_keys(run.bucket, f"outputs/{run.run_id}/"), \
-                st.get_object(run.bucket, f"outputs/{run.run_id}/_FAILURE.json")
+            assert f"outputs/{run.run_id}/_FAILURE.json" not in st.list_keys(run.bucket, f"outputs/{run.run_id}/"), st.get_object(
+                run.bucket, f"outputs/{run.run_id}/_FAILURE.json"
+            )
             time.sleep(0.1)
         result = json.loads(st.get_object(run.bucket, marker))["result"]
         assert result == {"backend": "standalone", "hosts": ["vm-0", "vm-1"]}
@@ -185,8 +191,14 @@ def test_no_credentials_travel_in_the_job(vms, config_for):
     config = default_config(config_data=config_for("standalone"))
     storage_config = extract_storage_config(config)
     backend = StandaloneBackend(config, storage_config)
-    job = Job("secrettest", "M000", serialize_function(funcs.double), "double", [__import__("cloudpickle").dumps({"x": 1})],
-              storage_config={"backend": "aws_s3", "aws_s3": {"secret_access_key": secret}})
+    job = Job(
+        "secrettest",
+        "M000",
+        serialize_function(funcs.double),
+        "double",
+        [__import__("cloudpickle").dumps({"x": 1})],
+        storage_config={"backend": "aws_s3", "aws_s3": {"secret_access_key": secret}},
+    )
     fut = ResponseFuture("secrettest", "M000", 0)
     # read the queued payload before an agent takes (and the client cleans) it
     original_put = backend.store.put

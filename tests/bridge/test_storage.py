@@ -17,13 +17,21 @@ S3_SECRET = "bridge-s3-secret-Hq2Lz8Wv4Np6"
 @pytest.fixture(params=["localhost", "aws_s3"])
 def storage(request, tmp_path, unique_bucket):
     if request.param == "localhost":
-        st = Storage(config={"lithops": {"storage": "localhost"},
-                             "localhost": {"storage_bucket": unique_bucket, "storage_root": str(tmp_path / "st")}})
+        st = Storage(
+            config={
+                "lithops": {"storage": "localhost"},
+                "localhost": {"storage_bucket": unique_bucket, "storage_root": str(tmp_path / "st")},
+            }
+        )
     else:
         endpoint = request.getfixturevalue("s3_endpoint")
-        st = Storage(config={"lithops": {"storage": "aws_s3"},
-                             "aws": {"access_key_id": S3_KEY_ID, "secret_access_key": S3_SECRET},
-                             "aws_s3": {"endpoint": endpoint, "region": "us-east-1", "storage_bucket": unique_bucket}})
+        st = Storage(
+            config={
+                "lithops": {"storage": "aws_s3"},
+                "aws": {"access_key_id": S3_KEY_ID, "secret_access_key": S3_SECRET},
+                "aws_s3": {"endpoint": endpoint, "region": "us-east-1", "storage_bucket": unique_bucket},
+            }
+        )
         st.create_bucket(unique_bucket)
     return st
 
@@ -132,17 +140,35 @@ def test_missing_bucket_and_wrong_backend(storage):
 
 
 def test_secrets_never_in_messages_or_repr(s3_endpoint, unique_bucket):
-    storage = Storage(config={"lithops": {"storage": "aws_s3"},
-                              "aws_s3": {"endpoint": s3_endpoint, "region": "us-east-1", "storage_bucket": unique_bucket,
-                                         "access_key_id": S3_KEY_ID, "secret_access_key": S3_SECRET}})
+    storage = Storage(
+        config={
+            "lithops": {"storage": "aws_s3"},
+            "aws_s3": {
+                "endpoint": s3_endpoint,
+                "region": "us-east-1",
+                "storage_bucket": unique_bucket,
+                "access_key_id": S3_KEY_ID,
+                "secret_access_key": S3_SECRET,
+            },
+        }
+    )
     texts = [repr(storage)]
     try:
         storage.get_object("no-such-bucket-for-bridge", "k")
     except Exception as exc:  # noqa: BLE001
         texts.append(str(exc))
     try:
-        Storage(config={"lithops": {"storage": "aws_s3"}, "aws_s3": {"endpoint": s3_endpoint, "storage_bucket": "x" * 80,
-                                                                     "access_key_id": S3_KEY_ID, "secret_access_key": S3_SECRET}})
+        Storage(
+            config={
+                "lithops": {"storage": "aws_s3"},
+                "aws_s3": {
+                    "endpoint": s3_endpoint,
+                    "storage_bucket": "x" * 80,
+                    "access_key_id": S3_KEY_ID,
+                    "secret_access_key": S3_SECRET,
+                },
+            }
+        )
     except Exception as exc:  # noqa: BLE001
         texts.append(str(exc))
     assert len(texts) == 3
@@ -170,9 +196,19 @@ def test_cloud_objects_of_a_runs_workload_stay_under_the_runs_own_prefix(tmp_pat
     from lithops_bridge.vm_service import BridgeService
 
     section = {"storage_bucket": unique_bucket, "storage_root": str(tmp_path / "st")}
-    vm = VMInfo(run_id="ws-20261207t010000-abc", worker=0, worker_count=1, storage=None, state_bucket=unique_bucket,
-                worker_processes=1, use_gpu=False, hard_deadline=None, same_host=True,
-                lithops_storage={"backend": "localhost", "localhost": section}, run_key="k" * 64)
+    vm = VMInfo(
+        run_id="ws-20261207t010000-abc",
+        worker=0,
+        worker_count=1,
+        storage=None,
+        state_bucket=unique_bucket,
+        worker_processes=1,
+        use_gpu=False,
+        hard_deadline=None,
+        same_host=True,
+        lithops_storage={"backend": "localhost", "localhost": section},
+        run_key="k" * 64,
+    )
     service = BridgeService(vm)
     allowed = layout.run_prefixes(vm.run_id, f"outputs/{vm.run_id}/", "0" * 64).write
     for config in (json.loads(service.workload_env()["LITHOPS_CONFIG"]), service.bridge_config(c.LOCALHOST)):

@@ -22,8 +22,12 @@ BAD_KEYS = ["../../x", "../../../../etc/passwd", "a/../../b", "/etc/passwd", "a/
 
 @pytest.fixture
 def storage(tmp_path, unique_bucket):
-    return Storage(config={"lithops": {"storage": "localhost"},
-                           "localhost": {"storage_bucket": unique_bucket, "storage_root": str(tmp_path / "st")}})
+    return Storage(
+        config={
+            "lithops": {"storage": "localhost"},
+            "localhost": {"storage_bucket": unique_bucket, "storage_root": str(tmp_path / "st")},
+        }
+    )
 
 
 @pytest.mark.parametrize("key", BAD_KEYS)

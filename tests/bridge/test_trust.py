@@ -49,36 +49,61 @@ class Touch:
 @pytest.fixture
 def store(tmp_path):
     bucket = "trust"
-    st = get_storage(load_config({"storage": {"backend": "localhost", "bucket": bucket},
-                                  "localhost": {"root": str(tmp_path / "storage")}, "home": str(tmp_path / "home")}))
+    st = get_storage(
+        load_config(
+            {
+                "storage": {"backend": "localhost", "bucket": bucket},
+                "localhost": {"root": str(tmp_path / "storage")},
+                "home": str(tmp_path / "home"),
+            }
+        )
+    )
     st.create_bucket(bucket)
     return st
 
 
 def _presence(store, bucket: str, run_id: str, worker: int = 1) -> None:
-    beat = {"worker": worker, "state": "idle", "worker_processes": 2, "interval": 1.0,
-            "started": datetime.now(timezone.utc).isoformat(), "at": datetime.now(timezone.utc).isoformat()}
+    beat = {
+        "worker": worker,
+        "state": "idle",
+        "worker_processes": 2,
+        "interval": 1.0,
+        "started": datetime.now(timezone.utc).isoformat(),
+        "at": datetime.now(timezone.utc).isoformat(),
+    }
     store.put(bucket, keys.server_key(run_id, worker), json.dumps(beat).encode())
 
 
 def _client_config(tmp_path, run_id: str, run_key: str) -> dict:
-    return {"lithops": {"backend": "standalone", "storage": "localhost"},
-            "standalone": {"run_id": run_id, "run_key": run_key, "worker_processes": 2, "poll_interval": 0.02},
-            "localhost": {"storage_bucket": "trust", "storage_root": str(tmp_path / "storage")}}
+    return {
+        "lithops": {"backend": "standalone", "storage": "localhost"},
+        "standalone": {"run_id": run_id, "run_key": run_key, "worker_processes": 2, "poll_interval": 0.02},
+        "localhost": {"storage_bucket": "trust", "storage_root": str(tmp_path / "storage")},
+    }
 
 
 def _plant(store, run_id: str, job_key: str, canary) -> list[str]:
     """Every form of a planted queue object: a raw pickle, one sealed with another run's key,
     and a genuine job of another run copied into this run's queue. The keys planted."""
     other_key, other_run = bytes.fromhex(secrets.token_hex(32)), f"{run_id}-other"
-    evil = cloudpickle.dumps({"job_key": job_key, "func": cloudpickle.dumps(Touch(canary)), "batches": [(0, 1)],
-                              "data": [cloudpickle.dumps({})], "worker_processes": 1, "workers": []})
+    evil = cloudpickle.dumps(
+        {
+            "job_key": job_key,
+            "func": cloudpickle.dumps(Touch(canary)),
+            "batches": [(0, 1)],
+            "data": [cloudpickle.dumps({})],
+            "worker_processes": 1,
+            "workers": [],
+        }
+    )
     planted = {
         keys.queue_key(run_id, f"{job_key}"): cloudpickle.dumps(Touch(canary)),  # unsigned
-        keys.queue_key(run_id, f"{job_key}b"): seal(other_key, keys.JOB_KIND, run_id, keys.queue_key(run_id, f"{job_key}b"),
-                                                    cloudpickle.dumps(Touch(canary))),  # another key
-        keys.queue_key(run_id, f"{job_key}c"): seal(other_key, keys.JOB_KIND, other_run,
-                                                    keys.queue_key(other_run, f"{job_key}c"), evil),  # replayed
+        keys.queue_key(run_id, f"{job_key}b"): seal(
+            other_key, keys.JOB_KIND, run_id, keys.queue_key(run_id, f"{job_key}b"), cloudpickle.dumps(Touch(canary))
+        ),  # another key
+        keys.queue_key(run_id, f"{job_key}c"): seal(
+            other_key, keys.JOB_KIND, other_run, keys.queue_key(other_run, f"{job_key}c"), evil
+        ),  # replayed
     }
     for key, body in planted.items():
         store.put("trust", key, body)
@@ -187,8 +212,12 @@ def test_sealed_objects_bind_kind_run_and_place():
     key, body = bytes.fromhex("11" * 32), b"payload"
     blob = seal(key, "slot", "run-a", "k/1", body)
     assert blob != body and RunSeal(key, "run-a").unseal("slot", "k/1", blob) == body
-    for kind, run, where, k in (("job", "run-a", "k/1", key), ("slot", "run-b", "k/1", key), ("slot", "run-a", "k/2", key),
-                                ("slot", "run-a", "k/1", bytes.fromhex("22" * 32))):
+    for kind, run, where, k in (
+        ("job", "run-a", "k/1", key),
+        ("slot", "run-b", "k/1", key),
+        ("slot", "run-a", "k/2", key),
+        ("slot", "run-a", "k/1", bytes.fromhex("22" * 32)),
+    ):
         with pytest.raises(SealError):
             RunSeal(k, run).unseal(kind, where, blob)
     with pytest.raises(SealError):  # a flipped body bit
@@ -200,8 +229,15 @@ def test_sealed_objects_bind_kind_run_and_place():
 
 
 def _spec(run_id: str) -> JobSpec:
-    return JobSpec(run_id=run_id, workspace="ws", entry="ephemera.workloads.smoke:main", params={"message": "hi"},
-                   state_bucket="trust", output_bucket="trust", output_prefix=f"outputs/{run_id}/")
+    return JobSpec(
+        run_id=run_id,
+        workspace="ws",
+        entry="ephemera.workloads.smoke:main",
+        params={"message": "hi"},
+        state_bucket="trust",
+        output_bucket="trust",
+        output_prefix=f"outputs/{run_id}/",
+    )
 
 
 def test_a_changed_job_spec_is_refused(store):

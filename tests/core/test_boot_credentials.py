@@ -33,15 +33,32 @@ def vm(local_config, tmp_path):
     seen = tmp_path / "seen-by-setup"
     setup = tmp_path / "setup.sh"
     setup.write_text(f"stat -c %a '{root / bootstrap.CREDENTIALS}' > '{seen}' 2>&1\n")
-    boot = {"run_id": RUN, "worker": 0, "worker_count": 1, "state_bucket": bucket, "entry": "x:main",
-            "storage": {"backend": "localhost", "localhost": {"root": str(storage_root(ctx.config))}},
-            "credentials": {"url": storage.presign(bucket, key, "GET"), "delete_url": storage.presign(bucket, key, "DELETE"),
-                            "expires_in": 600},
-            "identity": None, "setup": str(setup),
-            "bundle": {"key": layout.bundle_key("0" * 64), "sha256": "0" * 64, "size": 1,
-                       "url": (tmp_path / "no-such-bundle").as_uri()},
-            "marker": {"bucket": bucket, "key": f"outputs/{RUN}/_FAILURE.json",
-                       "url": storage.presign(bucket, f"outputs/{RUN}/_FAILURE.json", "PUT")}}
+    boot = {
+        "run_id": RUN,
+        "worker": 0,
+        "worker_count": 1,
+        "state_bucket": bucket,
+        "entry": "x:main",
+        "storage": {"backend": "localhost", "localhost": {"root": str(storage_root(ctx.config))}},
+        "credentials": {
+            "url": storage.presign(bucket, key, "GET"),
+            "delete_url": storage.presign(bucket, key, "DELETE"),
+            "expires_in": 600,
+        },
+        "identity": None,
+        "setup": str(setup),
+        "bundle": {
+            "key": layout.bundle_key("0" * 64),
+            "sha256": "0" * 64,
+            "size": 1,
+            "url": (tmp_path / "no-such-bundle").as_uri(),
+        },
+        "marker": {
+            "bucket": bucket,
+            "key": f"outputs/{RUN}/_FAILURE.json",
+            "url": storage.presign(bucket, f"outputs/{RUN}/_FAILURE.json", "PUT"),
+        },
+    }
     path = tmp_path / "boot.json"
     path.write_text(json.dumps(boot))
     return storage, bucket, key, path, root, seen

@@ -33,8 +33,11 @@ def project(tmp_path, local_config):
     folder.mkdir()
     (folder / "train.py").write_text("def main(params):\n    return {'ok': True}\n")
     (folder / "requirements.txt").write_text("")
-    data = local_config(workload={"source": ".", "entry": "train:main", "requirements": []},
-                        ibm={"iam_api_key": IAM_KEY}, notify={"slack_webhook_url": SLACK_URL})
+    data = local_config(
+        workload={"source": ".", "entry": "train:main", "requirements": []},
+        ibm={"iam_api_key": IAM_KEY},
+        notify={"slack_webhook_url": SLACK_URL},
+    )
     (folder / ".ephemera.yaml").write_text(yaml.safe_dump(data))
     return folder
 
@@ -67,8 +70,19 @@ def test_the_config_file_is_left_out_whatever_its_name(project, tmp_path):
 
 
 def test_key_files_and_other_configs_are_ignored_by_default(project, tmp_path):
-    for name in (".env", ".env.local", "server.pem", "tls.key", "id_rsa", "id_ed25519.pub", ".netrc",
-                 ".aws/credentials", ".ssh/config", "ephemera.yaml", "terraform.tfstate"):
+    for name in (
+        ".env",
+        ".env.local",
+        "server.pem",
+        "tls.key",
+        "id_rsa",
+        "id_ed25519.pub",
+        ".netrc",
+        ".aws/credentials",
+        ".ssh/config",
+        "ephemera.yaml",
+        "terraform.tfstate",
+    ):
         (project / name).parent.mkdir(parents=True, exist_ok=True)
         (project / name).write_text("not code\n")
     (project / "id_utils.py").write_text("X = 1\n")  # code whose name starts with id_ is still code
@@ -112,14 +126,18 @@ def test_a_link_to_the_config_file_is_not_a_way_in(project, tmp_path):
     assert "notes.txt" not in bundle.manifest["source_files"]
 
 
-@pytest.mark.parametrize("encode", [
-    lambda s: s,
-    lambda s: base64.b64encode(s.encode()).decode(),
-    lambda s: "prefix" + base64.b64encode(b"ab" + s.encode()).decode(),  # at another alignment
-    lambda s: base64.urlsafe_b64encode(s.encode()).decode().rstrip("="),
-    lambda s: __import__("urllib.parse").parse.quote(s, safe=""),
-    lambda s: __import__("json").dumps({"k": s}),
-], ids=["raw", "base64", "base64-shifted", "urlsafe", "url", "json"])
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda s: s,
+        lambda s: base64.b64encode(s.encode()).decode(),
+        lambda s: "prefix" + base64.b64encode(b"ab" + s.encode()).decode(),  # at another alignment
+        lambda s: base64.urlsafe_b64encode(s.encode()).decode().rstrip("="),
+        lambda s: __import__("urllib.parse").parse.quote(s, safe=""),
+        lambda s: __import__("json").dumps({"k": s}),
+    ],
+    ids=["raw", "base64", "base64-shifted", "urlsafe", "url", "json"],
+)
 @pytest.mark.parametrize("secret", [IAM_KEY, SLACK_URL], ids=["iam", "slack"])
 def test_a_source_file_holding_a_secret_in_any_encoding_refuses_packing(project, tmp_path, encode, secret):
     (project / "client.py").write_text(f"TOKEN = {encode(secret)!r}\n")

@@ -25,8 +25,9 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "train-digits"
 
 @pytest.fixture
 def config(local_config):
-    return load_config(local_config(workload={"source": str(EXAMPLE), "entry": "train:main",
-                                              "requirements": str(EXAMPLE / "requirements.txt")}))
+    return load_config(
+        local_config(workload={"source": str(EXAMPLE), "entry": "train:main", "requirements": str(EXAMPLE / "requirements.txt")})
+    )
 
 
 def test_a_published_bundle_is_found_by_its_hash_with_what_it_holds(config, tmp_path):
@@ -130,15 +131,24 @@ def test_relative_workload_paths_are_read_from_the_config_files_folder(tmp_path,
     assert load_config(folder / "config.yaml").workload.source == str(folder / "code")
 
 
-def test_an_apply_failing_after_the_boot_documents_leaves_no_credentials_object(local_config, s3_endpoint, unique_bucket,
-                                                                                 monkeypatch):
+def test_an_apply_failing_after_the_boot_documents_leaves_no_credentials_object(
+    local_config, s3_endpoint, unique_bucket, monkeypatch
+):
     """prepare_boot writes each VM's one-time credentials object (S3 keys); a failure right
     after it (here: the engine cannot be built) ends the run DESTROYED with those objects gone."""
     from ephemera.assembly import get_storage
 
-    config = load_config(local_config(storage={"backend": "aws_s3", "bucket": unique_bucket},
-                                      aws_s3={"endpoint": s3_endpoint, "region": "us-east-1",
-                                              "access_key_id": "AKIDTEST", "secret_access_key": "s3cr3t-test-key"}))
+    config = load_config(
+        local_config(
+            storage={"backend": "aws_s3", "bucket": unique_bucket},
+            aws_s3={
+                "endpoint": s3_endpoint,
+                "region": "us-east-1",
+                "access_key_id": "AKIDTEST",
+                "secret_access_key": "s3cr3t-test-key",
+            },
+        )
+    )
     get_storage(config).create_bucket(unique_bucket)
     written = []
     real_put = type(get_storage(config)).put

@@ -22,10 +22,15 @@ def two_configs(tmp_path):
     return paths
 
 
-@pytest.mark.parametrize("argv", [
-    ["--config", "{named}", "config"], ["config", "--config", "{named}"], ["config", "-c", "{named}"],
-    ["-c", "{named}", "config", "--config", "{named}"],  # the same file twice is one file
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--config", "{named}", "config"],
+        ["config", "--config", "{named}"],
+        ["config", "-c", "{named}"],
+        ["-c", "{named}", "config", "--config", "{named}"],  # the same file twice is one file
+    ],
+)
 def test_config_flag_in_any_position(argv, two_configs, monkeypatch, capsys):
     monkeypatch.setenv("EPHEMERA_CONFIG_FILE", str(two_configs["other"]))
     assert cli.main([a.format(named=two_configs["named"]) for a in argv]) == 0
@@ -34,8 +39,20 @@ def test_config_flag_in_any_position(argv, two_configs, monkeypatch, capsys):
 
 
 # the fewest arguments each subcommand needs; a new subcommand must be added here
-MINIMAL = {"demo": [], "up": [], "runs": [], "logs": ["r"], "plan": [], "dashboard": [], "activations": [],
-           "invoke": ["status"], "config": [], "bundle": ["pack"], "lithops-config": ["r"], "outputs": ["r"]}
+MINIMAL = {
+    "demo": [],
+    "up": [],
+    "runs": [],
+    "logs": ["r"],
+    "plan": [],
+    "dashboard": [],
+    "activations": [],
+    "invoke": ["status"],
+    "config": [],
+    "bundle": ["pack"],
+    "lithops-config": ["r"],
+    "outputs": ["r"],
+}
 
 
 def test_every_subcommand_takes_config_after_it():
@@ -59,12 +76,15 @@ def test_demo_refuses_a_config_it_would_not_read(capsys):
     assert "the demo writes its own config" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv", [
-    ["--config", "{named}", "deploy", "code-engine", "--dry-run"],
-    ["deploy", "--config", "{named}", "code-engine", "--dry-run"],
-    ["deploy", "code-engine", "--dry-run", "--config", "{named}"],
-    ["-c{named}", "deploy", "openwhisk", "--dry-run"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--config", "{named}", "deploy", "code-engine", "--dry-run"],
+        ["deploy", "--config", "{named}", "code-engine", "--dry-run"],
+        ["deploy", "code-engine", "--dry-run", "--config", "{named}"],
+        ["-c{named}", "deploy", "openwhisk", "--dry-run"],
+    ],
+)
 def test_deploy_deploys_the_named_config_and_no_other(argv, two_configs, monkeypatch, capsys):
     """What was reported: ``ephemera --config X deploy ...`` planned a deploy of
     ``$EPHEMERA_CONFIG_FILE``. The deploy is reached with X, and says which file it deploys."""

@@ -33,20 +33,51 @@ def test_defaults_are_local():
         ({"triggers": [{"name": "t", "kind": "alarm", "cron": "* * *"}]}, "triggers[0].cron", "3 fields"),
         ({"triggers": [{"name": "t", "kind": "alarm", "cron": "0 0 30 2 *"}]}, "triggers[0].cron", "never fires"),
         ({"triggers": [{"name": "t", "kind": "alarm"}]}, "triggers[0].cron", "exactly one of"),
-        ({"triggers": [{"name": "t", "kind": "alarm", "cron": "* * * * *", "timezone": "Mars/Base"}]}, "triggers[0].timezone", "unknown timezone"),
+        (
+            {"triggers": [{"name": "t", "kind": "alarm", "cron": "* * * * *", "timezone": "Mars/Base"}]},
+            "triggers[0].timezone",
+            "unknown timezone",
+        ),
         ({"triggers": [{"name": "t", "kind": "alarm", "once": "tomorrow"}]}, "triggers[0].once", "ISO 8601"),
         ({"triggers": [{"name": "t", "kind": "object_write", "cron": "* * * * *"}]}, "triggers[0].cron", "only alarm"),
         ({"triggers": [{"name": "t", "kind": "webhook"}]}, "triggers[0].kind", "not one of"),
         ({"triggers": [{"kind": "alarm", "cron": "* * * * *"}]}, "triggers[0].name", "missing"),
-        ({"triggers": [{"name": "t", "kind": "object_write"}, {"name": "t", "kind": "object_write"}]}, "triggers[1].name", "duplicate"),
+        (
+            {"triggers": [{"name": "t", "kind": "object_write"}, {"name": "t", "kind": "object_write"}]},
+            "triggers[1].name",
+            "duplicate",
+        ),
         ({"rules": [{"trigger": "nope", "action": "apply"}]}, "rules[0].trigger", "no trigger named"),
-        ({"triggers": [{"name": "t", "kind": "object_write"}], "rules": [{"trigger": "t", "action": "explode"}]}, "rules[0].action", "not one of"),
+        (
+            {"triggers": [{"name": "t", "kind": "object_write"}], "rules": [{"trigger": "t", "action": "explode"}]},
+            "rules[0].action",
+            "not one of",
+        ),
         ({"storage": {"backend": "ibm_cos"}}, "ibm_cos.api_key", "no credentials"),
         ({"storage": {"backend": "ibm_cos"}, "ibm_cos": {"access_key_id": "AKID"}}, "ibm_cos.secret_access_key", "HMAC"),
         ({"engine": {"backend": "schematics"}}, "schematics.workspace_id", "missing"),
-        ({"engine": {"backend": "schematics"}, "schematics": {"workspace_id": "w", "url": "ftp://x"}, "ibm": {"iam_api_key": "k" * 8}}, "schematics.url", "http(s) URL"),
-        ({"storage": {"backend": "aws_s3", "bucket": "b-bucket"}, "aws_s3": {"endpoint": "127.0.0.1:9000"}}, "aws_s3.endpoint", "http(s) URL"),
-        ({"storage": {"backend": "ibm_cos", "bucket": "b-bucket"}, "ibm_cos": {"region": "Mars 1", "access_key_id": "ak", "secret_access_key": "sk"}}, "ibm_cos.region", "not a COS location"),
+        (
+            {
+                "engine": {"backend": "schematics"},
+                "schematics": {"workspace_id": "w", "url": "ftp://x"},
+                "ibm": {"iam_api_key": "k" * 8},
+            },
+            "schematics.url",
+            "http(s) URL",
+        ),
+        (
+            {"storage": {"backend": "aws_s3", "bucket": "b-bucket"}, "aws_s3": {"endpoint": "127.0.0.1:9000"}},
+            "aws_s3.endpoint",
+            "http(s) URL",
+        ),
+        (
+            {
+                "storage": {"backend": "ibm_cos", "bucket": "b-bucket"},
+                "ibm_cos": {"region": "Mars 1", "access_key_id": "ak", "secret_access_key": "sk"},
+            },
+            "ibm_cos.region",
+            "not a COS location",
+        ),
         ({"storage": {"bucket": True}}, "storage.bucket", "boolean"),
     ],
 )
@@ -58,7 +89,10 @@ def test_bad_config_names_the_field(raw, field, words):
 
 
 def test_caller_dict_is_not_mutated():
-    raw = {"triggers": [{"name": "t", "kind": "object_write", "suffix": "_SUCCESS.json"}], "workspace": {"variables": {"gpu_model": "L4"}}}
+    raw = {
+        "triggers": [{"name": "t", "kind": "object_write", "suffix": "_SUCCESS.json"}],
+        "workspace": {"variables": {"gpu_model": "L4"}},
+    }
     snapshot = repr(raw)
     config = validate(raw)
     assert repr(raw) == snapshot
@@ -68,15 +102,26 @@ def test_caller_dict_is_not_mutated():
 
 
 def test_durations_and_cron_forms():
-    config = validate({"timeouts": {"hard": "2h", "soft": "90s", "apply": 300, "action": "1.5m"},
-                       "triggers": [{"name": "a", "kind": "alarm", "cron": "*/5 * * * * *", "timezone": "Europe/Madrid"},
-                                    {"name": "b", "kind": "alarm", "cron": "0 2 * * 1-5"}]})
+    config = validate(
+        {
+            "timeouts": {"hard": "2h", "soft": "90s", "apply": 300, "action": "1.5m"},
+            "triggers": [
+                {"name": "a", "kind": "alarm", "cron": "*/5 * * * * *", "timezone": "Europe/Madrid"},
+                {"name": "b", "kind": "alarm", "cron": "0 2 * * 1-5"},
+            ],
+        }
+    )
     assert config.timeouts.hard == 7200 and config.timeouts.soft == 90 and config.timeouts.action == 90
     assert config.triggers[0].schedule.tz.key == "Europe/Madrid"
 
 
 def test_secrets_masked_in_to_dict():
-    config = validate({"storage": {"backend": "aws_s3", "bucket": "bkt"}, "aws_s3": {"access_key_id": "AKIDSECRET1", "secret_access_key": "verysecretvalue"}})
+    config = validate(
+        {
+            "storage": {"backend": "aws_s3", "bucket": "bkt"},
+            "aws_s3": {"access_key_id": "AKIDSECRET1", "secret_access_key": "verysecretvalue"},
+        }
+    )
     shown = repr(config.to_dict())
     assert "verysecretvalue" not in shown and "AKIDSECRET1" not in shown and REDACTED in shown
     assert set(config.secret_values()) == {"AKIDSECRET1", "verysecretvalue"}
@@ -144,10 +189,16 @@ def test_every_config_problem_is_reported_at_once(tmp_path):
     assert {line.split("'")[1] for line in lines[1:]} == {"storage.bogus", "storage.bucket", "timeouts.hard", "workload.entry"}
 
 
-@pytest.mark.parametrize("text, reason", [
-    ("workspace:\n  name: x\n   stack: local\n", "mapping values are not allowed here at line 3, column 9"),
-    ("workload: {entry: a:b\n", "expected ',' or '}', but got '<stream end>' at line 2, column 1 (while parsing a flow mapping at line 1)"),
-])
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("workspace:\n  name: x\n   stack: local\n", "mapping values are not allowed here at line 3, column 9"),
+        (
+            "workload: {entry: a:b\n",
+            "expected ',' or '}', but got '<stream end>' at line 2, column 1 (while parsing a flow mapping at line 1)",
+        ),
+    ],
+)
 def test_a_yaml_error_says_the_parsers_reason_and_names_the_file(tmp_path, text, reason):
     """F22: the parser's reason and place, and the file called a file (not a config key)."""
     path = tmp_path / "c.yaml"

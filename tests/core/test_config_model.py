@@ -59,8 +59,14 @@ def test_the_schema_accepts_the_shipped_configs_and_rejects_bad_ones():
     for example in examples:
         assert list(validator.iter_errors(example)) == []
         validate(example)  # and the loader agrees
-    for bad in ({"storge": {}}, {"storage": {"buckt": "x"}}, {"storage": {"backend": "gcs"}},
-                {"timeouts": {"hard": True}}, {"triggers": [{"name": "t", "kind": "webhook"}]}, {"rules": [{"action": "apply"}]}):
+    for bad in (
+        {"storge": {}},
+        {"storage": {"buckt": "x"}},
+        {"storage": {"backend": "gcs"}},
+        {"timeouts": {"hard": True}},
+        {"triggers": [{"name": "t", "kind": "webhook"}]},
+        {"rules": [{"action": "apply"}]},
+    ):
         assert list(validator.iter_errors(bad)), bad
         with pytest.raises(ConfigError):
             validate(bad)
@@ -90,7 +96,9 @@ def test_every_secret_is_masked_and_scrubbed():
         value = f"https://{value}" if key.endswith("_url") else value  # a webhook URL is checked as one
         raw.setdefault(section, {})[key] = {"a_variable": value} if _is_mapping(section, key) else value
     config = validate(raw)  # localhost storage: the cloud sections are declared but unused
-    expected = {("https://" if k.endswith("_url") else "") + f"value-of-{s}-{k}-0123456789" for s, k in secret_paths(root_model())}
+    expected = {
+        ("https://" if k.endswith("_url") else "") + f"value-of-{s}-{k}-0123456789" for s, k in secret_paths(root_model())
+    }
     assert set(config.secret_values()) == expected
     shown = json.dumps(config.to_dict())
     assert not any(v in shown for v in expected) and shown.count(REDACTED) == len(expected)
@@ -98,8 +106,11 @@ def test_every_secret_is_masked_and_scrubbed():
 
 
 def test_secrets_in_the_wrong_shape_are_still_known_before_validation():
-    raw = {"ibm": {"iam_api_key": ["key-in-a-list-123"]}, "aws_s3": {"secret_access_key": {"value": "key-in-a-map-456"}},
-           "ibm_cos": {"api_key": 7890123}}
+    raw = {
+        "ibm": {"iam_api_key": ["key-in-a-list-123"]},
+        "aws_s3": {"secret_access_key": {"value": "key-in-a-map-456"}},
+        "ibm_cos": {"api_key": 7890123},
+    }
     assert set(raw_secret_values(raw)) == {"key-in-a-list-123", "key-in-a-map-456", "7890123"}
     for section, key, value in (("ibm", "iam_api_key", ["key-in-a-list-123"]), ("ibm_cos", "api_key", 7890123)):
         with pytest.raises(ConfigError) as info:

@@ -22,8 +22,13 @@ PRICES = price_table(load_config({}), STACKS)  # the shipped stacks' prices
 
 
 def destroyed(run_id, workspace="gpu", profile="gx3-16x80x1l4", total=3600.0, workload=2700.0, created=None):
-    record = RunRecord(run_id=run_id, workspace=workspace, engine="schematics", state="DESTROYED",
-                       created_at=(created or now_utc()).isoformat(timespec="milliseconds"))
+    record = RunRecord(
+        run_id=run_id,
+        workspace=workspace,
+        engine="schematics",
+        state="DESTROYED",
+        created_at=(created or now_utc()).isoformat(timespec="milliseconds"),
+    )
     record.outputs = {"workers": [{"worker": 0, "profile": profile}]} if profile else {}
     record.vm_seconds = {"total": total, "workload": workload, "outside": total - workload}
     return record
@@ -60,8 +65,17 @@ def test_cost_and_idle_cost_from_vm_seconds():
 
 
 def test_the_configs_prices_win_with_their_date_and_source():
-    config = load_config({"cost": {"currency": "EUR", "prices": {
-        "gx3-16x80x1l4": {"hourly": 2.5, "as_of": "2026-11-30", "source": "our contract"}, "gx3-new-x1l4": 1.0}}})
+    config = load_config(
+        {
+            "cost": {
+                "currency": "EUR",
+                "prices": {
+                    "gx3-16x80x1l4": {"hourly": 2.5, "as_of": "2026-11-30", "source": "our contract"},
+                    "gx3-new-x1l4": 1.0,
+                },
+            }
+        }
+    )
     table = price_table(config, STACKS)
     assert table["gx3-16x80x1l4"].hourly == 2.5 and table["gx3-16x80x1l4"].source == "our contract"
     assert table["gx3-16x80x1l4"].as_of == "2026-11-30" and not table["gx3-16x80x1l4"].estimate
@@ -70,9 +84,14 @@ def test_the_configs_prices_win_with_their_date_and_source():
     assert cost.cost == pytest.approx(2.5) and cost.currency == "EUR"
 
 
-@pytest.mark.parametrize("prices, key", [({"gx3-16x80x1l4": {"hourly": -1}}, "cost.prices.gx3-16x80x1l4.hourly"),
-                                          ({"gx3-16x80x1l4": {"hourly": 1, "as_of": "yesterday"}}, "cost.prices.gx3-16x80x1l4.as_of"),
-                                          ({"gx3-16x80x1l4": {"cost": 1}}, "cost.prices.gx3-16x80x1l4")])
+@pytest.mark.parametrize(
+    "prices, key",
+    [
+        ({"gx3-16x80x1l4": {"hourly": -1}}, "cost.prices.gx3-16x80x1l4.hourly"),
+        ({"gx3-16x80x1l4": {"hourly": 1, "as_of": "yesterday"}}, "cost.prices.gx3-16x80x1l4.as_of"),
+        ({"gx3-16x80x1l4": {"cost": 1}}, "cost.prices.gx3-16x80x1l4"),
+    ],
+)
 def test_bad_prices_name_the_key(prices, key):
     with pytest.raises(ConfigError) as info:
         load_config({"cost": {"prices": prices}})
@@ -99,7 +118,12 @@ def ctx(local_config):
 def test_runs_shows_cost_show_breaks_it_down_and_since_totals_by_workspace(ctx):
     hourly = PRICES["gx3-16x80x1l4"].hourly
     old = destroyed("gpu-old", created=now_utc() - timedelta(days=9))
-    for record in (destroyed("gpu-1"), destroyed("gpu-2", total=1800.0, workload=1800.0), destroyed("cpu-1", "local", None, 60.0, 50.0), old):
+    for record in (
+        destroyed("gpu-1"),
+        destroyed("gpu-2", total=1800.0, workload=1800.0),
+        destroyed("cpu-1", "local", None, 60.0, 50.0),
+        old,
+    ):
         ctx.ledger.create(record)
     listing = runs_table(ctx)
     assert "COST" in listing.splitlines()[0] and f"{hourly:,.2f} USD" in listing and "gpu-old" in listing

@@ -64,8 +64,11 @@ def served(ctx):
 def test_runs_banner_and_refresh_while_a_run_is_open(ctx, served):
     add_run(ctx, "ws-1", [S.APPLYING, S.RUNNING, S.SUCCEEDED, S.DESTROYING, S.DESTROYED])
     add_run(ctx, "ws-2", [S.APPLYING, S.RUNNING], reason="<script>alert(1)</script>")
-    write_heartbeat(ctx.storage, ctx.config.state_bucket, Heartbeat(run_id="ws-2", worker=0, state=VMState.RUNNING,
-                                                                      phases={"booted": "2026-12-02T10:00:00+00:00"}))
+    write_heartbeat(
+        ctx.storage,
+        ctx.config.state_bucket,
+        Heartbeat(run_id="ws-2", worker=0, state=VMState.RUNNING, phases={"booted": "2026-12-02T10:00:00+00:00"}),
+    )
     server = served()
     status, headers, page = get(server.url)
     assert status == 200 and headers["Content-Type"].startswith("text/html")
@@ -88,8 +91,11 @@ def test_runs_show_svg_prints_the_dashboards_picture(ctx, served, tmp_path, caps
     from ephemera.cli import main
 
     add_run(ctx, "ws-2", [S.APPLYING, S.RUNNING])
-    write_heartbeat(ctx.storage, ctx.config.state_bucket, Heartbeat(run_id="ws-2", worker=0, state=VMState.RUNNING,
-                                                                      phases={"booted": "2026-12-02T10:00:00+00:00"}))
+    write_heartbeat(
+        ctx.storage,
+        ctx.config.state_bucket,
+        Heartbeat(run_id="ws-2", worker=0, state=VMState.RUNNING, phases={"booted": "2026-12-02T10:00:00+00:00"}),
+    )
     path = tmp_path / "ephemera.yaml"
     path.write_text(yaml.safe_dump(ctx.config.to_dict(redact=False)))
     assert main(["--config", str(path), "runs", "show", "ws-2", "--svg"]) == 0
@@ -189,8 +195,15 @@ def test_dns_rebinding_a_foreign_host_name_gets_421(ctx, served):
     add_run(ctx, "ws-1", [S.APPLYING, S.RUNNING], reason="secret plans")
     server = served()
     port = server.httpd.server_address[1]
-    for host in ("evil.example", f"evil.example:{port}", "evil.example.", "127.0.0.1.evil.example", "localhost.evil.example",
-                 "", "bad host:x"):
+    for host in (
+        "evil.example",
+        f"evil.example:{port}",
+        "evil.example.",
+        "127.0.0.1.evil.example",
+        "localhost.evil.example",
+        "",
+        "bad host:x",
+    ):
         for path in ("/", "/runs/ws-1", "/runs/ws-1/logs", "/activations", "/runs/ws-1/timeline.svg"):
             status, _, body = raw(server, path, host=host)
             assert status == 421 and "ws-1" not in body and "secret plans" not in body, (host, path)
@@ -229,8 +242,9 @@ def test_empty_and_short_tokens(ctx, served, token):
     assert "secrets.token_urlsafe(32)" in info.value.message and token not in info.value.message.split(":")[0]
 
 
-@pytest.mark.parametrize("token", ["has;semicolon-0123456789", "has space 0123456789", "crlf\r\nSet-Cookie: x=1-0123",
-                                   "base64+slash/and=0123456789"])
+@pytest.mark.parametrize(
+    "token", ["has;semicolon-0123456789", "has space 0123456789", "crlf\r\nSet-Cookie: x=1-0123", "base64+slash/and=0123456789"]
+)
 def test_a_token_that_would_not_pass_unchanged_is_refused(ctx, token):
     """A token goes into a query string, a cookie and a header: a ';' would cut the cookie, a
     CR/LF would add a header of its own, a '+' becomes a space in a query."""
@@ -303,9 +317,28 @@ def test_tls_serves_https_with_a_secure_cookie(ctx, tmp_path):
     import subprocess
 
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     server = DashboardServer(ctx, "0.0.0.0", 0, "tls-token-0123456789", tls_cert=str(cert), tls_key=str(key)).start()
     try:
         assert server.base.startswith("https://") and server.warning is None

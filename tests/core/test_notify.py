@@ -49,11 +49,22 @@ def smtp(tmp_path):
 @pytest.fixture
 def make_ctx(local_config, http, smtp):
     def build(**notify):
-        raw = local_config(notify={
-            "webhook_url": http.url + HOOK_PATH, "slack_webhook_url": http.url + SLACK_PATH,
-            "smtp_host": smtp.host, "smtp_port": smtp.port, "smtp_username": SMTP_USER, "smtp_password": SMTP_PASSWORD,
-            "smtp_ca_file": str(smtp.ca_file), "email_from": "ephemera@example.com", "email_to": ["oncall@example.com"],
-            "link": "http://127.0.0.1:8765", "timeout": 20, **notify})
+        raw = local_config(
+            notify={
+                "webhook_url": http.url + HOOK_PATH,
+                "slack_webhook_url": http.url + SLACK_PATH,
+                "smtp_host": smtp.host,
+                "smtp_port": smtp.port,
+                "smtp_username": SMTP_USER,
+                "smtp_password": SMTP_PASSWORD,
+                "smtp_ca_file": str(smtp.ca_file),
+                "email_from": "ephemera@example.com",
+                "email_to": ["oncall@example.com"],
+                "link": "http://127.0.0.1:8765",
+                "timeout": 20,
+                **notify,
+            }
+        )
         ctx = Context(raw)
         ctx.storage.create_bucket(ctx.config.state_bucket)
         return ctx
@@ -187,11 +198,16 @@ def test_the_reaper_tells_once_when_a_run_needs_a_person(make_ctx, http):
     assert "needs a person" in http.to(HOOK_PATH)[1].json()["reason"]
 
 
-@pytest.mark.parametrize("notify, key", [({"webhook_url": "ftp://x"}, "notify.webhook_url"),
-                                          ({"slack_webhook_url": "https://h.example/a\r\nX-Injected: 1"}, "notify.slack_webhook_url"),
-                                          ({"email_states": ["FAILD"]}, "notify.email_states"),
-                                          ({"email_to": ["not-an-address"]}, "notify.email_to"),
-                                          ({"smtp_host": "smtp.example.com", "email_to": ["a@example.com"]}, "notify.email_from")])
+@pytest.mark.parametrize(
+    "notify, key",
+    [
+        ({"webhook_url": "ftp://x"}, "notify.webhook_url"),
+        ({"slack_webhook_url": "https://h.example/a\r\nX-Injected: 1"}, "notify.slack_webhook_url"),
+        ({"email_states": ["FAILD"]}, "notify.email_states"),
+        ({"email_to": ["not-an-address"]}, "notify.email_to"),
+        ({"smtp_host": "smtp.example.com", "email_to": ["a@example.com"]}, "notify.email_from"),
+    ],
+)
 def test_bad_notify_settings_name_the_key(local_config, notify, key):
     from ephemera.assembly import load_config
     from ephemera.errors import ConfigError
@@ -208,8 +224,15 @@ def test_a_password_without_tls_is_refused_at_config_load(local_config):
     from ephemera.assembly import load_config
     from ephemera.errors import ConfigError
 
-    clear = {"smtp_host": "smtp.example.com", "smtp_port": 25, "smtp_starttls": False, "smtp_username": SMTP_USER,
-             "smtp_password": SMTP_PASSWORD, "email_from": "e@example.com", "email_to": ["a@example.com"]}
+    clear = {
+        "smtp_host": "smtp.example.com",
+        "smtp_port": 25,
+        "smtp_starttls": False,
+        "smtp_username": SMTP_USER,
+        "smtp_password": SMTP_PASSWORD,
+        "email_from": "e@example.com",
+        "email_to": ["a@example.com"],
+    }
     with pytest.raises(ConfigError) as info:
         load_config(local_config(notify=clear))
     message = str(info.value)
@@ -222,9 +245,17 @@ def test_a_password_without_tls_is_refused_at_config_load(local_config):
 
 
 def _mail_settings(receiver, **over) -> dict:
-    return {"smtp_host": receiver.host, "smtp_port": receiver.port, "smtp_starttls": True, "smtp_username": SMTP_USER,
-            "smtp_password": SMTP_PASSWORD, "smtp_ca_file": str(receiver.ca_file), "email_from": "e@example.com",
-            "email_to": ["oncall@example.com"], **over}
+    return {
+        "smtp_host": receiver.host,
+        "smtp_port": receiver.port,
+        "smtp_starttls": True,
+        "smtp_username": SMTP_USER,
+        "smtp_password": SMTP_PASSWORD,
+        "smtp_ca_file": str(receiver.ca_file),
+        "email_from": "e@example.com",
+        "email_to": ["oncall@example.com"],
+        **over,
+    }
 
 
 def test_no_login_on_a_clear_connection(tmp_path):

@@ -13,8 +13,9 @@ from tests.helpers import wait_for
 
 def test_orphans_of_a_dead_leader_are_killed(tmp_path):
     # a session leader that starts a helper and dies at once (as a SIGKILLed agent would)
-    leader = subprocess.Popen([sys.executable, "-c", "import subprocess; subprocess.Popen(['sleep', '60'])"],
-                              start_new_session=True)
+    leader = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess; subprocess.Popen(['sleep', '60'])"], start_new_session=True
+    )
     leader.wait()
     orphans = wait_for(lambda: session_members(leader.pid), what="the orphaned helper")
     pid_file = tmp_path / "worker-0.pid"

@@ -57,8 +57,11 @@ def test_a_failed_workload_is_the_runs_outcome_not_the_destroys_error(local_conf
         applied = apply.handle(ctx, {"ephemera_kind": "manual", "idempotency_key": f"run-{ok}"})
         run_id = applied["run_id"]
         key = markers.key(layout.output_prefix("outputs", run_id), success=ok)
-        body = json.dumps({"status": "succeeded", "run_id": run_id}).encode() if ok \
+        body = (
+            json.dumps({"status": "succeeded", "run_id": run_id}).encode()
+            if ok
             else markers.failure(run_id, "x:y", "RuntimeError", "boom").to_json()
+        )
         ctx.storage.put(ctx.config.state_bucket, key, body)
         runs[ok] = destroy.handle(ctx, {"ephemera_kind": "object_write", "bucket": ctx.config.state_bucket, "key": key})
         # one workspace: the next run waits for this one's end

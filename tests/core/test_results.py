@@ -41,7 +41,8 @@ def workload(tmp_path, monkeypatch):
     """A user's workload module, outside the repository, on the path like a bundle's source."""
     folder = tmp_path / "own-code"
     folder.mkdir()
-    (folder / "mywork.py").write_text(textwrap.dedent(f"""\
+    (folder / "mywork.py").write_text(
+        textwrap.dedent(f"""\
         def main(ctx):
             ctx.put_output("metrics.json", '{{"accuracy": 0.97}}')
             ctx.put_output("plots/loss.svg", "<svg/>")
@@ -55,7 +56,8 @@ def workload(tmp_path, monkeypatch):
         def broken(ctx):
             ctx.put_output("partial.csv", "a,b")
             return parse("{SECRET} not a number")
-        """))
+        """)
+    )
     monkeypatch.syspath_prepend(str(folder))
     sys.modules.pop("mywork", None)  # each test imports its own copy, from its own folder
     yield folder
@@ -65,10 +67,18 @@ def workload(tmp_path, monkeypatch):
 def _run(ctx, run_id: str, entry: str) -> RunRecord:
     """A run that applied, ran ``entry`` as a VM does (its marker written to storage), and
     whose marker was recorded as the destroy action records it."""
-    job = JobSpec(run_id=run_id, workspace="ws", entry=entry, params={}, state_bucket=ctx.config.state_bucket,
-                  output_bucket=ctx.config.state_bucket, output_prefix=f"outputs/{run_id}/")
-    ctx.ledger.create(RunRecord(run_id=run_id, workspace="ws", engine="terraform", job=job,
-                                event={"kind": "alarm", "trigger": "nightly"}))
+    job = JobSpec(
+        run_id=run_id,
+        workspace="ws",
+        entry=entry,
+        params={},
+        state_bucket=ctx.config.state_bucket,
+        output_bucket=ctx.config.state_bucket,
+        output_prefix=f"outputs/{run_id}/",
+    )
+    ctx.ledger.create(
+        RunRecord(run_id=run_id, workspace="ws", engine="terraform", job=job, event={"kind": "alarm", "trigger": "nightly"})
+    )
     for state in (S.APPLYING, S.RUNNING):
         ctx.ledger.transition(run_id, state, "test")
     marker = run_job(job, ctx.storage, 0, Scrubber([SECRET]))
@@ -90,7 +100,11 @@ def test_runs_show_leads_with_outcome_result_and_output_objects(ctx, workload):
     assert '"accuracy": 0.97' in head and '"folds": 5' in head
     assert "metrics.json" in head and "plots/loss.svg" in head and "_SUCCESS.json" in head
     assert "file://" in head  # localhost storage presigns as a file path: a link the user can open
-    assert text.index("outcome:") < text.index("timeline:") < text.index("Terraform outputs") if "Terraform outputs" in text else True
+    assert (
+        text.index("outcome:") < text.index("timeline:") < text.index("Terraform outputs")
+        if "Terraform outputs" in text
+        else True
+    )
     row = [line for line in runs_table(ctx).splitlines() if line.startswith("ok-1")][0]
     assert "SUCCEEDED" in row and "DESTROYED" in row
 
@@ -145,8 +159,12 @@ def test_outcome_badges_say_how_the_work_went_not_where_the_vms_are(ctx, workloa
         ctx.ledger.transition("o-cut", state, "test")
     ctx.ledger.create(RunRecord(run_id="o-up", workspace="ws", engine="terraform"))
     ctx.ledger.transition("o-up", S.APPLYING, "test")
-    assert [outcome(r) for r in (ok, bad, ctx.ledger.get("o-cut"), ctx.ledger.get("o-up"))] == \
-        ["SUCCEEDED", "FAILED", CANCELLED, "APPLYING"]
+    assert [outcome(r) for r in (ok, bad, ctx.ledger.get("o-cut"), ctx.ledger.get("o-up"))] == [
+        "SUCCEEDED",
+        "FAILED",
+        CANCELLED,
+        "APPLYING",
+    ]
 
 
 def test_ephemera_outputs_lists_and_fetches(ctx, workload, tmp_path, capsys, monkeypatch):
@@ -178,8 +196,9 @@ def test_outputs_fetch_in_ranges_keeps_large_objects_whole(ctx, workload, tmp_pa
     assert (tmp_path / "d" / "blob.bin").read_bytes() == body
 
 
-@pytest.mark.parametrize("name", ["../escape.txt", "a/../../escape.txt", "/etc/passwd", "a//b", "./x", "a\\..\\x",
-                                  "a\x1b[2Jb", ""])
+@pytest.mark.parametrize(
+    "name", ["../escape.txt", "a/../../escape.txt", "/etc/passwd", "a//b", "./x", "a\\..\\x", "a\x1b[2Jb", ""]
+)
 def test_names_that_would_leave_the_folder_are_refused(name):
     assert unsafe_name(name) is not None
 
@@ -196,8 +215,13 @@ def test_a_planted_key_that_would_escape_stops_the_whole_fetch(local_config, s3_
     ctx = Context(local_config(storage={"backend": "aws_s3", "bucket": unique_bucket}, aws_s3=s3))
     ctx.storage.create_bucket(unique_bucket)
     run = _run(ctx, "evil-1", "mywork:main")
-    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                          aws_secret_access_key="testing-secret-xyz")
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing-secret-xyz",
+    )
     client.put_object(Bucket=unique_bucket, Key=run.job.output_prefix + "../../escape.sh", Body=b"echo owned")
     target = tmp_path / "inbox" / "deep"
     args = argparse.Namespace(run_id=run.run_id, get=str(target), no_links=False)
@@ -292,8 +316,9 @@ def test_the_dashboards_logs_show_workload_lines_with_everything_one_click_away(
         server.close()
 
 
-def test_on_s3_links_carry_no_key_id_unless_presigned_links_are_asked_for(local_config, s3_endpoint, unique_bucket,
-                                                                         workload, tmp_path, capsys):
+def test_on_s3_links_carry_no_key_id_unless_presigned_links_are_asked_for(
+    local_config, s3_endpoint, unique_bucket, workload, tmp_path, capsys
+):
     """The security model masks storage key ids as secrets. A presigned S3 URL names the
     key id in its query, so `runs show`, the dashboard and `ephemera outputs` give
     `aws_s3://bucket/key`; `outputs --presign` gives URLs that read the object, with a

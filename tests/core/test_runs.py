@@ -30,7 +30,9 @@ def test_list_skips_a_corrupt_record_and_names_it(ledger, caplog):
     ledger.create(RunRecord(run_id="run-b", workspace="ws", engine="terraform"))
     ledger.storage.put("state", layout.run_key("torn"), b'{"run_id": "torn", "works')  # not JSON
     ledger.storage.put("state", layout.run_key("alien"), b'{"hello": "world"}')  # JSON, not a run
-    ledger.storage.put("state", layout.run_key("badstate"), b'{"run_id": "x", "workspace": "ws", "engine": "t", "state": "EXPLODED"}')
+    ledger.storage.put(
+        "state", layout.run_key("badstate"), b'{"run_id": "x", "workspace": "ws", "engine": "t", "state": "EXPLODED"}'
+    )
     ledger.storage.put("state", layout.run_key("list"), b"[1, 2]")
     with caplog.at_level(logging.WARNING, logger="ephemera.runs"):
         runs = list(ledger.list())
@@ -65,8 +67,16 @@ SECRET = "s3cr3t-value-0123456789"
 
 
 def _job(run_id: str = "run-a") -> JobSpec:
-    return JobSpec(run_id=run_id, workspace="ws", entry="ephemera.workloads.smoke:main", params={"n": 1},
-                   state_bucket="state", output_bucket="out", output_prefix=f"outputs/{run_id}/", worker_count=2)
+    return JobSpec(
+        run_id=run_id,
+        workspace="ws",
+        entry="ephemera.workloads.smoke:main",
+        params={"n": 1},
+        state_bucket="state",
+        output_bucket="out",
+        output_prefix=f"outputs/{run_id}/",
+        worker_count=2,
+    )
 
 
 def test_job_and_error_are_typed_and_stored_as_json_objects(ledger):
@@ -81,9 +91,14 @@ def test_job_and_error_are_typed_and_stored_as_json_objects(ledger):
 
 
 def test_records_written_before_the_typed_fields_still_load(ledger):
-    old = {"run_id": "run-old", "workspace": "ws", "engine": "terraform", "state": "DESTROY_FAILED",
-           "job": {**_job("run-old").to_dict(), "retired_field": 1},
-           "error": {"code": "DESTROY_FAILED", "message": "destroy failed: 503", "log_tail": "x"}}
+    old = {
+        "run_id": "run-old",
+        "workspace": "ws",
+        "engine": "terraform",
+        "state": "DESTROY_FAILED",
+        "job": {**_job("run-old").to_dict(), "retired_field": 1},
+        "error": {"code": "DESTROY_FAILED", "message": "destroy failed: 503", "log_tail": "x"},
+    }
     ledger.storage.put("state", layout.run_key("run-old"), json.dumps(old).encode())
     never_requested = {"run_id": "run-bare", "workspace": "ws", "engine": "terraform", "job": {}, "error": None}
     ledger.storage.put("state", layout.run_key("run-bare"), json.dumps(never_requested).encode())
@@ -140,8 +155,13 @@ def test_runs_and_runs_show_print_control_characters_as_escapes(local_config):
     hostile = "\x1b]0;owned\x07\x1b[2J\u202enightly\x9b1m"
     ctx.ledger.create(RunRecord(run_id="ws-1", workspace="ws", engine="terraform", event={"kind": "alarm", "trigger": hostile}))
     ctx.ledger.transition("ws-1", RunState.APPLYING, "go")
-    ctx.ledger.update("ws-1", lambda r: r.fail(RunError("APPLY_FAILED", "boom\x1b[8m\nerror: FORGED (not retryable): x",
-                                                        log_tail="tail \x1b[2J line"), RunState.APPLY_FAILED))
+    ctx.ledger.update(
+        "ws-1",
+        lambda r: r.fail(
+            RunError("APPLY_FAILED", "boom\x1b[8m\nerror: FORGED (not retryable): x", log_tail="tail \x1b[2J line"),
+            RunState.APPLY_FAILED,
+        ),
+    )
     record = ctx.ledger.get("ws-1")
     for printed in (runs_table(ctx), run_details(ctx, record)):
         for raw in ("\x1b", "\x07", "\u202e", "\x9b"):

@@ -44,9 +44,17 @@ def decodes_to(text: str, raw: bytes) -> bool:
 
 def test_the_issue_secret_in_each_encoding():
     scrub = Scrubber([SECRET]).scrub
-    forms = [SECRET, json.dumps(SECRET)[1:-1], json.dumps(json.dumps({"k": SECRET})), repr(SECRET), quote(SECRET),
-             quote(SECRET, safe=""), quote_plus(SECRET), base64.b64encode(SECRET.encode()).decode(),
-             base64.urlsafe_b64encode(SECRET.encode()).decode().rstrip("=")]
+    forms = [
+        SECRET,
+        json.dumps(SECRET)[1:-1],
+        json.dumps(json.dumps({"k": SECRET})),
+        repr(SECRET),
+        quote(SECRET),
+        quote(SECRET, safe=""),
+        quote_plus(SECRET),
+        base64.b64encode(SECRET.encode()).decode(),
+        base64.urlsafe_b64encode(SECRET.encode()).decode().rstrip("="),
+    ]
     for form in forms:
         text = f"env: AWS_SECRET={form}; done"
         out = scrub(text)
@@ -54,8 +62,13 @@ def test_the_issue_secret_in_each_encoding():
 
 
 @settings(max_examples=60, deadline=None, database=None)
-@given(secret=st.text(min_size=6, max_size=40).filter(lambda s: s.strip() == s and len(s.encode()) >= 6),
-       before=st.binary(max_size=7), after=st.binary(max_size=7), urlsafe=st.booleans(), pad=st.booleans())
+@given(
+    secret=st.text(min_size=6, max_size=40).filter(lambda s: s.strip() == s and len(s.encode()) >= 6),
+    before=st.binary(max_size=7),
+    after=st.binary(max_size=7),
+    urlsafe=st.booleans(),
+    pad=st.booleans(),
+)
 @example(secret="000000", before=b"\0", after=b"\0\0", urlsafe=False, pad=False)  # found by CI: 6 bytes, lead 1
 @example(secret="abcdef", before=b"\0\0", after=b"", urlsafe=True, pad=True)  # 6 bytes, lead 2
 def test_base64_at_any_alignment(secret, before, after, urlsafe, pad):
@@ -70,15 +83,23 @@ def test_base64_at_any_alignment(secret, before, after, urlsafe, pad):
 
 
 @settings(max_examples=60, deadline=None, database=None)
-@given(secret=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=4, max_size=30).filter(
-    lambda s: s.strip() == s))
+@given(
+    secret=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=4, max_size=30).filter(lambda s: s.strip() == s)
+)
 @example(secret="****")  # found by a local run: a secret made of the mask's own characters
 @example(secret="<<**")
 def test_text_encodings(secret):
     scrub = Scrubber([secret]).scrub
-    for form in (secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1],
-                 json.dumps(json.dumps(secret))[1:-1], repr(secret)[1:-1], quote(secret), quote(secret, safe=""),
-                 quote_plus(secret)):
+    for form in (
+        secret,
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        json.dumps(json.dumps(secret))[1:-1],
+        repr(secret)[1:-1],
+        quote(secret),
+        quote(secret, safe=""),
+        quote_plus(secret),
+    ):
         out = scrub(f"<<{form}>>")
         # the mask itself is made of '*': a secret like '****' is judged on what the masks leave
         assert MASK in out and form not in out.replace(MASK, "\0"), (secret, form, out)
@@ -91,8 +112,11 @@ def test_a_secret_cut_between_two_pieces_of_a_stream_is_masked(secret):
     from ephemera.secrets import StreamScrubber
 
     scrubber = Scrubber([secret])
-    for text in (f"env: {secret} done\n", f"json: {json.dumps({'k': secret})}\n",
-                 f"b64: {base64.b64encode(secret.encode()).decode()}\n"):
+    for text in (
+        f"env: {secret} done\n",
+        f"json: {json.dumps({'k': secret})}\n",
+        f"b64: {base64.b64encode(secret.encode()).decode()}\n",
+    ):
         for cut in range(1, len(text)):
             stream = StreamScrubber(scrubber)
             shown = stream.feed(text[:cut]) + stream.feed(text[cut:]) + stream.flush()
@@ -112,13 +136,24 @@ def new_forms(secret: str) -> list[str]:
     """The encodings issue 16's finding 9 found unmasked: Go's JSON escapes, HTML entities,
     lower-case and double percent-encoding."""
     once = json.dumps(secret)[1:-1]
-    return [_go(once), _go(once).replace("\\u003c", "\\u003C").replace("\\u003e", "\\u003E"), _go(json.dumps(secret, ensure_ascii=False)[1:-1]),
-            _go(json.dumps(once)[1:-1]), html.escape(secret), html.escape(secret, quote=False), str(markupsafe.escape(secret)),
-            "".join(f"&#{ord(c)};" if c in "&<>\"'" else c for c in secret),
-            "".join(f"&#x{ord(c):x};" if c in "&<>\"'" else c for c in secret),
-            _lower_percent(quote(secret)), _lower_percent(quote(secret, safe="")), _lower_percent(quote_plus(secret)),
-            quote(quote(secret, safe=""), safe=""), quote(quote(secret)), quote(quote_plus(secret), safe=""),
-            _lower_percent(quote(quote(secret, safe=""), safe=""))]
+    return [
+        _go(once),
+        _go(once).replace("\\u003c", "\\u003C").replace("\\u003e", "\\u003E"),
+        _go(json.dumps(secret, ensure_ascii=False)[1:-1]),
+        _go(json.dumps(once)[1:-1]),
+        html.escape(secret),
+        html.escape(secret, quote=False),
+        str(markupsafe.escape(secret)),
+        "".join(f"&#{ord(c)};" if c in "&<>\"'" else c for c in secret),
+        "".join(f"&#x{ord(c):x};" if c in "&<>\"'" else c for c in secret),
+        _lower_percent(quote(secret)),
+        _lower_percent(quote(secret, safe="")),
+        _lower_percent(quote_plus(secret)),
+        quote(quote(secret, safe=""), safe=""),
+        quote(quote(secret)),
+        quote(quote_plus(secret), safe=""),
+        _lower_percent(quote(quote(secret, safe=""), safe="")),
+    ]
 
 
 def test_finding_9_each_new_encoding_of_a_secret_is_masked():
@@ -135,8 +170,9 @@ def test_finding_9_each_new_encoding_of_a_secret_is_masked():
 
 
 @settings(max_examples=60, deadline=None, database=None)
-@given(secret=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=4, max_size=30).filter(
-    lambda s: s.strip() == s))
+@given(
+    secret=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=4, max_size=30).filter(lambda s: s.strip() == s)
+)
 @example(secret="a<b>&'\"c")
 @example(secret="%2F%2f")  # a secret that looks percent-encoded itself
 def test_new_text_encodings(secret):
@@ -155,11 +191,13 @@ def test_a_webhook_url_printed_without_its_host_is_masked():
     short path (``/hook``) is anyone's text and stays."""
     url = "https://hooks.slack.com/services/T0002/B0002/slack-token-77ab90cd?x=1&y=2"
     scrub = Scrubber([url, "https://example.com/hook"]).scrub
-    for printed in ("POST /services/T0002/B0002/slack-token-77ab90cd?x=1&y=2 HTTP/1.1",
-                    "path=services/T0002/B0002/slack-token-77ab90cd?x=1&y=2",
-                    "url=hooks.slack.com/services/T0002/B0002/slack-token-77ab90cd?x=1&y=2",
-                    "q=%2Fservices%2FT0002%2FB0002%2Fslack-token-77ab90cd%3Fx%3D1%26y%3D2",
-                    "j=/services/T0002/B0002/slack-token-77ab90cd?x=1\\u0026y=2"):
+    for printed in (
+        "POST /services/T0002/B0002/slack-token-77ab90cd?x=1&y=2 HTTP/1.1",
+        "path=services/T0002/B0002/slack-token-77ab90cd?x=1&y=2",
+        "url=hooks.slack.com/services/T0002/B0002/slack-token-77ab90cd?x=1&y=2",
+        "q=%2Fservices%2FT0002%2FB0002%2Fslack-token-77ab90cd%3Fx%3D1%26y%3D2",
+        "j=/services/T0002/B0002/slack-token-77ab90cd?x=1\\u0026y=2",
+    ):
         out = scrub(printed)
         assert "slack-token" not in out and MASK in out, (printed, out)
     assert scrub("GET /hook 200") == "GET /hook 200"
@@ -167,9 +205,12 @@ def test_a_webhook_url_printed_without_its_host_is_masked():
 
 
 @settings(max_examples=60, deadline=None, database=None)
-@given(host=st.from_regex(r"[a-z]{1,12}\.example\.(com|org)", fullmatch=True),
-       path=st.text(alphabet=st.characters(whitelist_categories=("Ll", "Lu", "Nd"), whitelist_characters="/-_.~"),
-                    min_size=16, max_size=60).filter(lambda p: p.strip("/")))
+@given(
+    host=st.from_regex(r"[a-z]{1,12}\.example\.(com|org)", fullmatch=True),
+    path=st.text(
+        alphabet=st.characters(whitelist_categories=("Ll", "Lu", "Nd"), whitelist_characters="/-_.~"), min_size=16, max_size=60
+    ).filter(lambda p: p.strip("/")),
+)
 def test_url_secret_path_alone(host, path):
     """Property: a URL secret's path (16 characters or more, not only slashes), printed
     without scheme and host, is masked."""

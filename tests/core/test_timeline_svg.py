@@ -18,10 +18,22 @@ def _at(seconds: float) -> str:
 
 
 def _run(applying_seconds: float) -> RunRecord:
-    states = [("REQUESTED", 0), ("APPLYING", 1), ("RUNNING", 1 + applying_seconds), ("SUCCEEDED", 200),
-              ("DESTROYING", 201), ("DESTROYED", 210)]
-    return RunRecord(run_id="r-1", workspace="ws", engine="terraform", state="DESTROYED", created_at=_at(0),
-                     transitions=[Transition(s, _at(t), "test") for s, t in states])
+    states = [
+        ("REQUESTED", 0),
+        ("APPLYING", 1),
+        ("RUNNING", 1 + applying_seconds),
+        ("SUCCEEDED", 200),
+        ("DESTROYING", 201),
+        ("DESTROYED", 210),
+    ]
+    return RunRecord(
+        run_id="r-1",
+        workspace="ws",
+        engine="terraform",
+        state="DESTROYED",
+        created_at=_at(0),
+        transitions=[Transition(s, _at(t), "test") for s, t in states],
+    )
 
 
 def _labels(svg: str) -> list[str]:
@@ -38,8 +50,14 @@ def test_a_state_label_is_whole_or_absent():
 
 
 def test_every_vm_phase_tick_has_a_label_unless_two_crowd_one_spot():
-    phases = {"booted": _at(10), "bundle_installed": _at(40), "driver_ready": _at(70), "agent_ready": _at(100),
-              "first_task": _at(101), "last_task": _at(190)}
+    phases = {
+        "booted": _at(10),
+        "bundle_installed": _at(40),
+        "driver_ready": _at(70),
+        "agent_ready": _at(100),
+        "first_task": _at(101),
+        "last_task": _at(190),
+    }
     svg = timeline_svg(_run(8), [{"worker": 0, "phases": phases}])
     labels = re.findall(r'class="phase-label"[^>]*>([^<]*)<', svg)
     assert labels == [PHASE_LABELS[name] for name in phases]  # agent and first task 1 s apart: on two lines

@@ -21,10 +21,18 @@ from ephemera.vm.reports import PHASES, vm_reports
 
 BUCKET = "state-bkt"
 # a heartbeat exactly as the agents before the typed records wrote it (the bridge's pool_ready flat beside)
-OLD_BEAT = {"pid": 4242, "state": "idle", "worker_processes": 2, "python": "/opt/ephemera/env/bin/python",
-            "phases": {"booted": "2026-12-01T10:00:00+00:00", "agent_ready": "2026-12-01T10:01:00+00:00"},
-            "gpu": {"count": 1, "model": "L4"}, "pool_ready": True, "run_id": "run-a", "worker": 1,
-            "at": "2026-12-01T10:02:00+00:00"}
+OLD_BEAT = {
+    "pid": 4242,
+    "state": "idle",
+    "worker_processes": 2,
+    "python": "/opt/ephemera/env/bin/python",
+    "phases": {"booted": "2026-12-01T10:00:00+00:00", "agent_ready": "2026-12-01T10:01:00+00:00"},
+    "gpu": {"count": 1, "model": "L4"},
+    "pool_ready": True,
+    "run_id": "run-a",
+    "worker": 1,
+    "at": "2026-12-01T10:02:00+00:00",
+}
 
 
 @pytest.fixture
@@ -57,14 +65,24 @@ def test_heartbeat_without_a_field_every_writer_sets_is_invalid(field) -> None:
 
 def test_write_then_read_in_worker_order(store) -> None:
     for worker in (1, 0):
-        write_heartbeat(store, BUCKET, Heartbeat(run_id="run-a", worker=worker, state=VMState.RUNNING,
-                                                 phases={VMPhase.BOOTED.value: "2026-12-01T10:00:00+00:00"}))
+        write_heartbeat(
+            store,
+            BUCKET,
+            Heartbeat(
+                run_id="run-a", worker=worker, state=VMState.RUNNING, phases={VMPhase.BOOTED.value: "2026-12-01T10:00:00+00:00"}
+            ),
+        )
     beats = read_heartbeats(store, BUCKET, "run-a")
     assert [b.worker for b in beats] == [0, 1] and all(b.at and b.state is VMState.RUNNING for b in beats)
     assert seconds_since_last(store, BUCKET, "run-a") is not None
     reports = vm_reports(store, BUCKET, "run-a")
-    assert reports[0] == {"worker": 0, "state": "running", "phases": {"booted": "2026-12-01T10:00:00+00:00"},
-                          "gpu": None, "python": None}
+    assert reports[0] == {
+        "worker": 0,
+        "state": "running",
+        "phases": {"booted": "2026-12-01T10:00:00+00:00"},
+        "gpu": None,
+        "python": None,
+    }
     assert PHASES == ("booted", "bundle_installed", "driver_ready", "agent_ready", "first_task", "last_task")
 
 
@@ -83,20 +101,31 @@ def test_malformed_and_foreign_heartbeats_are_skipped(store) -> None:
 
 # -- the agent config ---------------------------------------------------------------------------
 
+
 def test_agent_config_as_older_boots_wrote_it_reads() -> None:
-    old = {"run_id": "run-a", "config": {"storage": {"backend": "localhost"}}, "state_file": "/opt/e/state.json",
-           "heartbeat_interval": 5.0, "workdir": "/opt/e/bundle/x/source", "use_gpu": False, "run_key": None}
+    old = {
+        "run_id": "run-a",
+        "config": {"storage": {"backend": "localhost"}},
+        "state_file": "/opt/e/state.json",
+        "heartbeat_interval": 5.0,
+        "workdir": "/opt/e/bundle/x/source",
+        "use_gpu": False,
+        "run_key": None,
+    }
     cfg = AgentConfig.from_json(json.dumps(old))
     assert (cfg.run_key, cfg.use_gpu, cfg.worker_processes, cfg.log_interval) == ("", False, None, 3.0)
     back = json.loads(cfg.to_json())
     assert back == {**{k: v for k, v in old.items() if v is not None}, "run_key": "", "log_interval": 3.0}
 
 
-@pytest.mark.parametrize("raw, field", [
-    ({"config": {}}, "run_id"),
-    ({"run_id": "r", "config": "storage: x"}, "config"),
-    ({"run_id": "r", "config": {}, "heartbeat_interval": "5s"}, "heartbeat_interval"),
-])
+@pytest.mark.parametrize(
+    "raw, field",
+    [
+        ({"config": {}}, "run_id"),
+        ({"run_id": "r", "config": "storage: x"}, "config"),
+        ({"run_id": "r", "config": {}, "heartbeat_interval": "5s"}, "heartbeat_interval"),
+    ],
+)
 def test_agent_config_names_the_bad_field_and_the_fix(raw, field) -> None:
     with pytest.raises(AgentConfigError) as caught:
         AgentConfig.from_json(json.dumps({**raw, "run_key": "ab" * 32}))
@@ -107,10 +136,22 @@ def test_agent_config_names_the_bad_field_and_the_fix(raw, field) -> None:
 
 # -- the boot document --------------------------------------------------------------------------
 
-DOC = {"format": 1, "run_id": "run-a", "worker": 0, "worker_count": 1, "state_bucket": BUCKET,
-       "storage": {"backend": "localhost", "localhost": {}}, "identity": None, "extras": [], "hard_deadline": "",
-       "entry": "m:f", "run_key": "00" * 32, "bundle": {"key": "k", "sha256": "s", "size": 1, "url": None},
-       "marker": {"bucket": BUCKET, "key": "out/run-a/_FAILURE.json", "url": None}, "credentials": None}
+DOC = {
+    "format": 1,
+    "run_id": "run-a",
+    "worker": 0,
+    "worker_count": 1,
+    "state_bucket": BUCKET,
+    "storage": {"backend": "localhost", "localhost": {}},
+    "identity": None,
+    "extras": [],
+    "hard_deadline": "",
+    "entry": "m:f",
+    "run_key": "00" * 32,
+    "bundle": {"key": "k", "sha256": "s", "size": 1, "url": None},
+    "marker": {"bucket": BUCKET, "key": "out/run-a/_FAILURE.json", "url": None},
+    "credentials": None,
+}
 
 
 def test_boot_document_round_trips_and_keeps_stack_fields() -> None:
@@ -129,6 +170,7 @@ def test_boot_document_without_a_controller_field_is_refused_by_name(field) -> N
 def test_the_bootstrap_still_runs_as_one_stdlib_file(tmp_path) -> None:
     """Shipped alone as user_data: its BootDocument import happens only under a type checker."""
     (tmp_path / "bootstrap.py").write_bytes(open(bootstrap.__file__, "rb").read())
-    done = subprocess.run([sys.executable, "-I", "-S", "bootstrap.py", "--help"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "bootstrap.py", "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0 and "--boot" in done.stdout, done.stderr

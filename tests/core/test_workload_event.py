@@ -17,9 +17,16 @@ from ephemera.vm.workload import WorkloadContext
 KEY = "ab" * 32
 
 EVENTS = {
-    "object_write": {"ephemera_kind": "object_write", "ephemera_trigger": "file-lands", "bucket": "ephemera-test",
-                     "key": "inbox/notes.txt", "etag": "0cc175b9c0f1b6a831c399e269772661", "size": 1,
-                     "ephemera_time": "2026-12-07T03:00:00+00:00", "params": {"mode": "fast"}},
+    "object_write": {
+        "ephemera_kind": "object_write",
+        "ephemera_trigger": "file-lands",
+        "bucket": "ephemera-test",
+        "key": "inbox/notes.txt",
+        "etag": "0cc175b9c0f1b6a831c399e269772661",
+        "size": 1,
+        "ephemera_time": "2026-12-07T03:00:00+00:00",
+        "params": {"mode": "fast"},
+    },
     "alarm": {"ephemera_kind": "alarm", "ephemera_trigger": "nightly", "ephemera_time": "2026-12-07T02:00:00+00:00"},
     "manual": {"idempotency_key": "by-hand"},
 }
@@ -34,8 +41,12 @@ def test_the_event_that_requested_the_run_reaches_the_workload(local_config, kin
     event = WorkloadContext(job=job, storage=ctx.storage).event
     assert event.kind == kind and event.payload == {}
     if kind == "object_write":
-        assert (event.bucket, event.key, event.etag, event.size) == ("ephemera-test", "inbox/notes.txt",
-                                                                     "0cc175b9c0f1b6a831c399e269772661", 1)
+        assert (event.bucket, event.key, event.etag, event.size) == (
+            "ephemera-test",
+            "inbox/notes.txt",
+            "0cc175b9c0f1b6a831c399e269772661",
+            1,
+        )
         assert event.trigger == "file-lands" and event.time == datetime.fromisoformat("2026-12-07T03:00:00+00:00")
         assert job.params["mode"] == "fast"  # the trigger payload's params, as before: in ctx.params
     elif kind == "alarm":

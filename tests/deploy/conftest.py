@@ -77,7 +77,9 @@ def config(local_config) -> dict:
     (``folds``) a remote request may set, its state bucket made."""
     from ephemera.context import Context
 
-    cfg = local_config(engine={"backend": "terraform"}, workload={"entry": "ephemera.workloads.smoke:main",
-                                                                 "output_prefix": "outputs", "remote_params": ["folds"]})
+    cfg = local_config(
+        engine={"backend": "terraform"},
+        workload={"entry": "ephemera.workloads.smoke:main", "output_prefix": "outputs", "remote_params": ["folds"]},
+    )
     Context(cfg).storage.create_bucket(cfg["storage"]["bucket"])
     return cfg

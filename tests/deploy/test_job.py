@@ -30,8 +30,12 @@ def config(local_config) -> dict:
 
 
 def _cos(bucket: str, key: str | None) -> str:
-    body = {"bucket": bucket, "endpoint": "", "operation": "Object:Write",
-            "notification": {"bucket_name": bucket, "event_type": "Object:Write", "object_length": "3"}}
+    body = {
+        "bucket": bucket,
+        "endpoint": "",
+        "operation": "Object:Write",
+        "notification": {"bucket_name": bucket, "event_type": "Object:Write", "object_length": "3"},
+    }
     if key:
         body["key"] = body["notification"]["object_name"] = key
     return json.dumps(body)
@@ -51,8 +55,13 @@ def test_ignored_and_malformed_events_exit_zero(config):
 
 def test_the_rules_params_reach_the_action(config, monkeypatch):
     monkeypatch.setattr("ephemera.actions.apply.apply_run", lambda ctx, run: run)  # the event and params are under test
-    env = {"CE_TYPE": "com.ibm.cloud.cos.document.write", "EPHEMERA_CONFIG_JSON": json.dumps(config), "EPHEMERA_ACTION": "apply",
-           "EPHEMERA_RULE_PARAMS": json.dumps({"params": {"folds": 7}}), "CE_DATA": _cos("ephemera-test", "inputs/new.csv")}
+    env = {
+        "CE_TYPE": "com.ibm.cloud.cos.document.write",
+        "EPHEMERA_CONFIG_JSON": json.dumps(config),
+        "EPHEMERA_ACTION": "apply",
+        "EPHEMERA_RULE_PARAMS": json.dumps({"params": {"folds": 7}}),
+        "CE_DATA": _cos("ephemera-test", "inputs/new.csv"),
+    }
     code, result = run_job(env)
     assert code == 0 and result["ok"], result
     assert Context(config).ledger.get(result["run_id"]).job.params["folds"] == 7
@@ -66,9 +75,16 @@ def _cron_job_env(config: dict, rule: str, fired: str) -> dict:
     job = next(s.create for s in steps if s.create[2:4] == ["job", "create"] and sub[sub.index("--destination") + 1] in s.create)
     assert sub[sub.index("--destination-type") + 1] == "job"
     env = dict(job[i + 1].split("=", 1) for i, word in enumerate(job) if word == "--env")
-    return {**env, "EPHEMERA_CONFIG_JSON": json.dumps(config), "CE_DATA": sub[sub.index("--data") + 1],
-            "CE_TYPE": "dev.knative.sources.ping", "CE_TIME": fired, "CE_ID": "c329ed76",
-            "CE_SOURCE": f"/apis/v1/namespaces/6b0v3x9xek5/pingsources/{rule}", "CE_SPECVERSION": "1.0"}
+    return {
+        **env,
+        "EPHEMERA_CONFIG_JSON": json.dumps(config),
+        "CE_DATA": sub[sub.index("--data") + 1],
+        "CE_TYPE": "dev.knative.sources.ping",
+        "CE_TIME": fired,
+        "CE_ID": "c329ed76",
+        "CE_SOURCE": f"/apis/v1/namespaces/6b0v3x9xek5/pingsources/{rule}",
+        "CE_SPECVERSION": "1.0",
+    }
 
 
 def test_a_cron_ping_applies_in_the_job_the_subscription_starts(local_config, monkeypatch):
@@ -76,11 +92,13 @@ def test_a_cron_ping_applies_in_the_job_the_subscription_starts(local_config, mo
     with the rule's params, named by the fire time (a re-run instance is the same event)."""
     applied = []
     monkeypatch.setattr("ephemera.actions.apply.apply_run", lambda ctx, run: applied.append(run.run_id) or run)
-    config = local_config(engine={"backend": "schematics"},
-                          schematics={"workspace_id": "us-south.workspace.ephemera-gpu.1a2b3c4d", "region": "us-south"},
-                          ibm={"iam_api_key": "APIKEY-test-only"},
-                          triggers=[{"name": "nightly", "kind": "alarm", "cron": "0 2 * * *", "payload": {"params": {"folds": 3}}}],
-                          rules=[{"trigger": "nightly", "action": "apply"}])
+    config = local_config(
+        engine={"backend": "schematics"},
+        schematics={"workspace_id": "us-south.workspace.ephemera-gpu.1a2b3c4d", "region": "us-south"},
+        ibm={"iam_api_key": "APIKEY-test-only"},
+        triggers=[{"name": "nightly", "kind": "alarm", "cron": "0 2 * * *", "payload": {"params": {"folds": 3}}}],
+        rules=[{"trigger": "nightly", "action": "apply"}],
+    )
     Context(config).storage.create_bucket(config["storage"]["bucket"])
     env = _cron_job_env(config, "nightly-apply", "2026-12-08T02:00:00.0596Z")
     assert env["EPHEMERA_ACTION"] == "apply"

@@ -34,8 +34,10 @@ def test_out_through_a_symlink_to_a_shared_folder_is_refused(example_path, tmp_p
     shared.mkdir()
     os.chmod(shared, 0o1777)
     (tmp_path / "out").symlink_to(shared)
-    assert cli.main(["openwhisk", "--dry-run", "--config", str(example_path), "--out", str(tmp_path / "out")],
-                    out=io.StringIO()) == 2
+    assert (
+        cli.main(["openwhisk", "--dry-run", "--config", str(example_path), "--out", str(tmp_path / "out")], out=io.StringIO())
+        == 2
+    )
     assert stat.S_IMODE(os.stat(shared).st_mode) == 0o1777 and list(shared.iterdir()) == []
 
 

@@ -34,7 +34,10 @@ def test_the_runtime_stays_out_and_the_event_formats_go_in(tmp_path):
     assert not sorted(n for n in names if n.startswith(shipped_elsewhere))
     # the stacks' specs go in (an apply checks the run against its stack's), their .tf files stay with the engine
     assert {n for n in names if n.startswith("ephemera/stacks/")} == {
-        "ephemera/stacks/local/stack.toml", "ephemera/stacks/ibm-vpc-gpu/stack.toml", "ephemera/stacks/aws-ec2-gpu/stack.toml"}
+        "ephemera/stacks/local/stack.toml",
+        "ephemera/stacks/ibm-vpc-gpu/stack.toml",
+        "ephemera/stacks/aws-ec2-gpu/stack.toml",
+    }
 
 
 def test_every_ephemera_import_in_the_package_resolves_inside_it(tmp_path):
@@ -51,6 +54,10 @@ def test_every_ephemera_import_in_the_package_resolves_inside_it(tmp_path):
             if isinstance(node, ast.Import):
                 modules = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                modules = [node.module] + [f"{node.module}.{a.name}" for a in node.names if _module_file(f"{node.module}.{a.name}", names)]
-            missing += [f"{name}:{node.lineno} {m}" for m in modules if m.split(".")[0] == "ephemera" and not _module_file(m, names)]
+                modules = [node.module] + [
+                    f"{node.module}.{a.name}" for a in node.names if _module_file(f"{node.module}.{a.name}", names)
+                ]
+            missing += [
+                f"{name}:{node.lineno} {m}" for m in modules if m.split(".")[0] == "ephemera" and not _module_file(m, names)
+            ]
     assert not missing, missing

@@ -38,15 +38,24 @@ YEAR = NOW.year + 1  # dates of the tests' windows: next year's
 
 def utc(text: str) -> str:
     """An ISO time of next year, as the plans write it."""
-    return datetime.fromisoformat(text.replace("YEAR", str(YEAR))).astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (
+        datetime.fromisoformat(text.replace("YEAR", str(YEAR)))
+        .astimezone(timezone.utc)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
 
 
 def ow(config, **kw) -> list[list[str]]:
-    return [s.create for s in openwhisk_plan(config, zip_path="/d/ephemera-action.zip", param_file="/d/params.json", now=NOW, **kw)]
+    return [
+        s.create for s in openwhisk_plan(config, zip_path="/d/ephemera-action.zip", param_file="/d/params.json", now=NOW, **kw)
+    ]
 
 
 def ce(config, now=NOW, **kw) -> list[list[str]]:
-    return [s.create for s in code_engine_plan(config, bundle_dir="/d/code-engine", env_file="/d/ephemera-config.env", now=now, **kw)]
+    return [
+        s.create for s in code_engine_plan(config, bundle_dir="/d/code-engine", env_file="/d/ephemera-config.env", now=now, **kw)
+    ]
 
 
 def _trigger(cmds, name):
@@ -57,8 +66,26 @@ def test_openwhisk_actions_are_zip_actions_with_explicit_limits_and_not_web_acti
     cmds = ow(config_with())
     assert cmds[0] == ["wsk", "package", "update", "ephemera", "--param-file", "/d/params.json"]
     for action in ("apply", "destroy", "reap", "status"):
-        assert ["wsk", "action", "update", f"ephemera/{action}", "/d/ephemera-action.zip", "--kind", "python:3.11",
-                "--main", "main", "--timeout", "300000", "--memory", "256", "--web", "false", "--annotation", "final", "true"] in cmds
+        assert [
+            "wsk",
+            "action",
+            "update",
+            f"ephemera/{action}",
+            "/d/ephemera-action.zip",
+            "--kind",
+            "python:3.11",
+            "--main",
+            "main",
+            "--timeout",
+            "300000",
+            "--memory",
+            "256",
+            "--web",
+            "false",
+            "--annotation",
+            "final",
+            "true",
+        ] in cmds
     actions = [c for c in cmds if c[1:3] == ["action", "update"]]
     assert len(actions) == 4 and not any("web-export" in c or c[c.index("--web") + 1] != "false" for c in actions)
     text = "\n".join(render(openwhisk_plan(config_with(), zip_path="z", param_file="p", now=NOW)))
@@ -67,8 +94,17 @@ def test_openwhisk_actions_are_zip_actions_with_explicit_limits_and_not_web_acti
 
 
 def test_openwhisk_alarm_cron_is_translated_and_carries_the_rule_params():
-    triggers = [{"name": "nightly", "kind": "alarm", "cron": "0 2 * 1-3,12 1-5", "timezone": "Europe/Madrid",
-                 "start_date": f"{YEAR}-07-01T00:00:00", "stop_date": f"{YEAR}-12-31T00:00:00+00:00", "payload": {"params": {"folds": 2}}}]
+    triggers = [
+        {
+            "name": "nightly",
+            "kind": "alarm",
+            "cron": "0 2 * 1-3,12 1-5",
+            "timezone": "Europe/Madrid",
+            "start_date": f"{YEAR}-07-01T00:00:00",
+            "stop_date": f"{YEAR}-12-31T00:00:00+00:00",
+            "payload": {"params": {"folds": 2}},
+        }
+    ]
     rules = [{"trigger": "nightly", "action": "apply", "params": {"params": {"folds": 9}, "note": "from the rule"}}]
     nightly = _trigger(ow(config_with(triggers=triggers, rules=rules)), "nightly")
     assert flag(nightly, "--feed") == "/whisk.system/alarms/alarm"
@@ -84,8 +120,10 @@ def test_openwhisk_alarm_cron_is_translated_and_carries_the_rule_params():
 def test_openwhisk_two_rules_on_one_trigger_get_a_trigger_each_with_their_params():
     """Rules carry no params, so each rule's params ride on a platform trigger of its own."""
     triggers = [{"name": "nightly", "kind": "alarm", "cron": "0 2 * * *"}]
-    rules = [{"name": "small", "trigger": "nightly", "action": "apply", "params": {"workspace": "small"}},
-             {"name": "big", "trigger": "nightly", "action": "apply", "params": {"workspace": "big"}}]
+    rules = [
+        {"name": "small", "trigger": "nightly", "action": "apply", "params": {"workspace": "small"}},
+        {"name": "big", "trigger": "nightly", "action": "apply", "params": {"workspace": "big"}},
+    ]
     cmds = ow(config_with(triggers=triggers, rules=rules, engine={"backend": "schematics"}))
     for name in ("small", "big"):
         assert json.loads(values(_trigger(cmds, name), "--param")["trigger_payload"])["workspace"] == name
@@ -98,8 +136,11 @@ def test_openwhisk_object_writes_are_a_marker_scan_on_apache_openwhisk():
     assert flag(done, "--feed") == "/whisk.system/alarms/alarm"
     params = values(done, "--param")
     assert params["cron"] == "* * * * *" and params["timezone"] == "UTC"
-    assert json.loads(params["trigger_payload"])["ephemera_scan"] == {"bucket": "ephemera-state", "prefix": "outputs/",
-                                                                      "suffix": ["_SUCCESS.json", "_FAILURE.json"]}
+    assert json.loads(params["trigger_payload"])["ephemera_scan"] == {
+        "bucket": "ephemera-state",
+        "prefix": "outputs/",
+        "suffix": ["_SUCCESS.json", "_FAILURE.json"],
+    }
     assert ["wsk", "rule", "update", "done-destroy", "done", "ephemera/destroy"] in cmds
     assert not any("/whisk.system/cos/changes" in c for c in cmds)
     assert ["wsk", "rule", "update", "ephemera-reaper-reap", "ephemera-reaper", "ephemera/reap"] in cmds
@@ -122,8 +163,13 @@ def test_cos_feed_mode_for_ibm_cloud_functions(tmp_path):
     done2 = next(c for c in cmds if c[2:5] == ["trigger", "create", "done-2"])
     feed = values(done1, "--feed-param")
     assert flag(done1, "--feed") == "/whisk.system/cos/changes"
-    assert feed == {"bucket": "ephemera-state", "endpoint": "s3.private.us-south.cloud-object-storage.appdomain.cloud",
-                    "event_types": "write", "prefix": "outputs/", "suffix": "_SUCCESS.json"}
+    assert feed == {
+        "bucket": "ephemera-state",
+        "endpoint": "s3.private.us-south.cloud-object-storage.appdomain.cloud",
+        "event_types": "write",
+        "prefix": "outputs/",
+        "suffix": "_SUCCESS.json",
+    }
     assert values(done1, "--trigger-param") == {"ephemera_trigger": '"done"', "note": '"x"'}
     assert values(done2, "--feed-param")["suffix"] == "_FAILURE.json"
     assert "--param" not in done1
@@ -148,8 +194,10 @@ def test_a_setting_naming_a_local_file_is_refused_at_deploy(tmp_path):
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
     config = config_with(notify={"smtp_ca_file": str(ca)})
     assert config.notify.smtp_ca_file == str(ca)
-    for plan in (lambda: openwhisk_plan(config, zip_path="z.zip", param_file="p.json"),
-                 lambda: code_engine_plan(config, bundle_dir="b", env_file="e.env")):
+    for plan in (
+        lambda: openwhisk_plan(config, zip_path="z.zip", param_file="p.json"),
+        lambda: code_engine_plan(config, bundle_dir="b", env_file="e.env"),
+    ):
         with pytest.raises(ConfigError) as err:
             plan()
         assert err.value.field == "notify.smtp_ca_file"
@@ -198,11 +246,22 @@ def test_code_engine_runtime_lifecycle():
 
 
 def test_code_engine_cron_subscription_is_five_fields_with_its_window_and_params():
-    triggers = [{"name": "nightly", "kind": "alarm", "cron": "0 2 * 1-3,12 1-5 0", "timezone": "Europe/Madrid",
-                 "start_date": f"{YEAR}-07-01T00:00:00", "stop_date": f"{YEAR}-12-31T00:00:00Z", "payload": {"params": {"folds": 2}}},
-                {"name": "done", "kind": "object_write", "prefix": "outputs/", "suffix": ["_SUCCESS.json", "_FAILURE.json"]}]
-    rules = [{"trigger": "nightly", "action": "apply", "params": {"note": "rule"}},
-             {"trigger": "done", "action": "destroy", "params": {"note": "writes"}}]
+    triggers = [
+        {
+            "name": "nightly",
+            "kind": "alarm",
+            "cron": "0 2 * 1-3,12 1-5 0",
+            "timezone": "Europe/Madrid",
+            "start_date": f"{YEAR}-07-01T00:00:00",
+            "stop_date": f"{YEAR}-12-31T00:00:00Z",
+            "payload": {"params": {"folds": 2}},
+        },
+        {"name": "done", "kind": "object_write", "prefix": "outputs/", "suffix": ["_SUCCESS.json", "_FAILURE.json"]},
+    ]
+    rules = [
+        {"trigger": "nightly", "action": "apply", "params": {"note": "rule"}},
+        {"trigger": "done", "action": "destroy", "params": {"note": "writes"}},
+    ]
     cmds = ce(config_with(triggers=triggers, rules=rules))
     sub = next(c for c in cmds if c[2:5] == ["sub", "cron", "create"] and flag(c, "--name") == "nightly-apply")
     assert flag(sub, "--schedule") == "0 2 * 1-3,12 1-5" and flag(sub, "--time-zone") == "Europe/Madrid"
@@ -210,8 +269,14 @@ def test_code_engine_cron_subscription_is_five_fields_with_its_window_and_params
     apply_job = next(c for c in cmds if c[2:4] == ["job", "create"] and flag(c, "--name") == "ephemera-apply-job")
     assert "EPHEMERA_ACTION=apply" in apply_job
     data = json.loads(flag(sub, "--data"))
-    assert data == {"ephemera_kind": "alarm", "ephemera_trigger": "nightly", "params": {"folds": 2}, "note": "rule",
-                    "ephemera_not_before": f"{YEAR}-06-30T22:00:00.000Z", "ephemera_not_after": f"{YEAR}-12-31T00:00:00.000Z"}
+    assert data == {
+        "ephemera_kind": "alarm",
+        "ephemera_trigger": "nightly",
+        "params": {"folds": 2},
+        "note": "rule",
+        "ephemera_not_before": f"{YEAR}-06-30T22:00:00.000Z",
+        "ephemera_not_after": f"{YEAR}-12-31T00:00:00.000Z",
+    }
     # a COS event carries no params: the rule with params gets a job of its own that does
     job = next(c for c in cmds if c[2:4] == ["job", "create"] and flag(c, "--name") == "ephemera-done-destroy-job")
     assert 'EPHEMERA_RULE_PARAMS={"note":"writes"}' in job
@@ -221,12 +286,15 @@ def test_code_engine_cron_subscription_is_five_fields_with_its_window_and_params
     assert all(flag(c, "--destination-type") == "job" for c in cos)
 
 
-@pytest.mark.parametrize("trigger, field, words", [
-    ({"cron": "*/30 * * * * *"}, "triggers[0].cron", "5 fields"),
-    ({"cron": None, "once": f"{YEAR}-07-01T00:00:00Z"}, "triggers[0].once", "cannot fire once"),
-    ({"cron": "0 0 L * *"}, "triggers[0].cron", "day form"),
-    ({"cron": "0 2 * * *", "stop_date": f"{YEAR}-01-01T00:00:00Z"}, "triggers[0].stop_date", "has passed"),
-])
+@pytest.mark.parametrize(
+    "trigger, field, words",
+    [
+        ({"cron": "*/30 * * * * *"}, "triggers[0].cron", "5 fields"),
+        ({"cron": None, "once": f"{YEAR}-07-01T00:00:00Z"}, "triggers[0].once", "cannot fire once"),
+        ({"cron": "0 0 L * *"}, "triggers[0].cron", "day form"),
+        ({"cron": "0 2 * * *", "stop_date": f"{YEAR}-01-01T00:00:00Z"}, "triggers[0].stop_date", "has passed"),
+    ],
+)
 def test_code_engine_refuses_what_a_cron_subscription_cannot_express(trigger, field, words):
     base = {"name": "t", "kind": "alarm", "cron": "0 2 * * *"}
     config = config_with(triggers=[{**base, **trigger}], rules=[{"trigger": "t", "action": "apply"}])

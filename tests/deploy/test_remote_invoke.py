@@ -43,8 +43,9 @@ def _files(config: dict) -> list[Path]:
 
 
 def _post(url: str, body: dict, headers: dict | None = None) -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json", **(headers or {})})
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json", **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as answer:
             return answer.status, json.loads(answer.read())
@@ -64,12 +65,16 @@ def test_the_owner_invokes_with_the_token_from_the_environment(function, config,
     assert TOKEN not in " ".join(argv) + done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("headers, query", [
-    ({}, ""),
-    ({"Authorization": f"Bearer {new_token()}"}, ""),
-    ({"authorization": "Bearer"}, ""),
-    ({}, f"?authorization=Bearer%20{TOKEN}"),  # a query parameter becomes a top-level arg, not a header
-], ids=["no-header", "another-token", "empty-bearer", "token-in-query"])  # fixed ids: no token in a test id
+@pytest.mark.parametrize(
+    "headers, query",
+    [
+        ({}, ""),
+        ({"Authorization": f"Bearer {new_token()}"}, ""),
+        ({"authorization": "Bearer"}, ""),
+        ({}, f"?authorization=Bearer%20{TOKEN}"),  # a query parameter becomes a top-level arg, not a header
+    ],
+    ids=["no-header", "another-token", "empty-bearer", "token-in-query"],
+)  # fixed ids: no token in a test id
 def test_an_anonymous_request_over_http_gets_401_and_writes_nothing(function, config, headers, query):
     status, body = _post(function.url + query, {"ephemera_kind": "manual", "token": TOKEN if query else "x"}, headers)
     assert status == 401 and body["error"]["code"] == "UNAUTHORIZED" and TOKEN not in json.dumps(body)
@@ -88,11 +93,14 @@ def test_another_deployments_token_file_is_refused(function, config, tmp_path, c
     assert json.loads(capsys.readouterr().out)["ok"]
 
 
-@pytest.mark.parametrize("param, field", [
-    ("run_id=gpu-20261208t020000", "run_id"),
-    ('params={"entry": "evil:main"}', "params.entry"),
-    ("config_file=/etc/passwd", "config_file"),
-])
+@pytest.mark.parametrize(
+    "param, field",
+    [
+        ("run_id=gpu-20261208t020000", "run_id"),
+        ('params={"entry": "evil:main"}', "params.entry"),
+        ("config_file=/etc/passwd", "config_file"),
+    ],
+)
 def test_what_the_function_refuses_comes_back_as_400(function, config, capsys, param, field):
     assert cli_main(["invoke", "apply", param, "--url", function.url]) == 1
     error = json.loads(capsys.readouterr().out)["error"]
@@ -104,7 +112,11 @@ def test_the_client_never_sends_the_token_where_it_could_leak(function, capsys):
     """Plain http to a non-loopback host, a URL with user:password, a token passed as a
     parameter: refused before any request. A redirect is not followed (urllib would
     resend the Authorization header to the new host)."""
-    for argv in (["--url", "http://192.0.2.10/"], ["--url", "https://u:p@example.invalid/"], [f"token={TOKEN}", "--url", function.url]):
+    for argv in (
+        ["--url", "http://192.0.2.10/"],
+        ["--url", "https://u:p@example.invalid/"],
+        [f"token={TOKEN}", "--url", function.url],
+    ):
         assert cli_main(["invoke", "status", *argv]) == 2
         assert "error:" in capsys.readouterr().err
     assert function.requests == []

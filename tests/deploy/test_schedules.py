@@ -37,7 +37,16 @@ START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
 def _alarm(cron: str, tz: str = "UTC", **dates):
-    trig = {"name": "t", "kind": "alarm", "cron": cron, "once": None, "timezone": tz, "start_date": None, "stop_date": None, **dates}
+    trig = {
+        "name": "t",
+        "kind": "alarm",
+        "cron": cron,
+        "once": None,
+        "timezone": tz,
+        "start_date": None,
+        "stop_date": None,
+        **dates,
+    }
     return validate_alarm("triggers[0]", trig)
 
 
@@ -73,8 +82,18 @@ def test_dates_are_sent_in_utc_read_in_the_triggers_zone():
     with pytest.raises(ConfigError) as info:
         alarm_dates("t", schedule, datetime(2026, 8, 2, tzinfo=timezone.utc))
     assert info.value.field == "t.stop_date"
-    once = validate_alarm("t", {"name": "t", "kind": "alarm", "cron": None, "once": "2026-07-01T09:30:00", "timezone": "Asia/Tokyo",
-                                "start_date": None, "stop_date": None})
+    once = validate_alarm(
+        "t",
+        {
+            "name": "t",
+            "kind": "alarm",
+            "cron": None,
+            "once": "2026-07-01T09:30:00",
+            "timezone": "Asia/Tokyo",
+            "start_date": None,
+            "stop_date": None,
+        },
+    )
     assert alarm_dates("t", once, now) == {"once": "2026-07-01T00:30:00.000Z"}
     with pytest.raises(ConfigError):
         alarm_dates("t", once, datetime(2026, 7, 2, tzinfo=timezone.utc))
@@ -87,23 +106,33 @@ def node_cron(tmp_path_factory):
     if not node or not npm:
         pytest.skip("node and npm are needed to run the alarms feed's cron library")
     root = tmp_path_factory.mktemp("cron182")
-    done = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--silent", "cron@1.8.2"], cwd=root,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [npm, "install", "--no-audit", "--no-fund", "--silent", "cron@1.8.2"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     (root / "next.js").write_text(
         "const {CronTime} = require('cron'); const moment = require('moment-timezone');\n"
         "const [expr, tz, from, n] = process.argv.slice(2); const ct = new CronTime(expr, tz);\n"
         "let t = moment(from); const out = [];\n"
         "for (let i = 0; i < +n; i++) { t = ct._getNextDateFrom(t, tz); out.push(t.toISOString()); }\n"
-        "console.log(JSON.stringify(out));\n")
+        "console.log(JSON.stringify(out));\n"
+    )
 
     def fires(expr: str, tz: str, n: int = 40) -> list[str]:
-        run = subprocess.run([node, "next.js", expr, tz, START.isoformat(), str(n)], cwd=root, capture_output=True, text=True, timeout=60)
+        run = subprocess.run(
+            [node, "next.js", expr, tz, START.isoformat(), str(n)], cwd=root, capture_output=True, text=True, timeout=60
+        )
         assert run.returncode == 0, run.stderr
         return [datetime.fromisoformat(t.replace("Z", "+00:00")).isoformat() for t in json.loads(run.stdout)]
 
     def refuses(expr: str) -> bool:
-        run = subprocess.run([node, "-e", f"new (require('cron').CronTime)({json.dumps(expr)})"], cwd=root, capture_output=True, timeout=60)
+        run = subprocess.run(
+            [node, "-e", f"new (require('cron').CronTime)({json.dumps(expr)})"], cwd=root, capture_output=True, timeout=60
+        )
         return run.returncode != 0
 
     fires.refuses = refuses

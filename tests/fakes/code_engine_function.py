@@ -85,8 +85,11 @@ class FunctionServer:
                 args.update(__ce_method=self.command, __ce_path=parts.path, __ce_query=parts.query, __ce_headers=headers)
                 result = server.main(args)
                 body = result.get("body")
-                self._send(int(result.get("statusCode", 200)), body if isinstance(body, (dict, list)) else str(body or "").encode(),
-                           result.get("headers"))
+                self._send(
+                    int(result.get("statusCode", 200)),
+                    body if isinstance(body, (dict, list)) else str(body or "").encode(),
+                    result.get("headers"),
+                )
 
             do_GET = do_POST = _handle
 

@@ -125,11 +125,14 @@ def _make_handler(server: IAMServer) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
         def _error(self, status: int, code: str, message: str) -> None:
-            self._reply(status, {
-                "context": {"requestId": secrets.token_hex(8)},
-                "errorCode": code,
-                "errorMessage": message,
-            })
+            self._reply(
+                status,
+                {
+                    "context": {"requestId": secrets.token_hex(8)},
+                    "errorCode": code,
+                    "errorMessage": message,
+                },
+            )
 
         def do_GET(self) -> None:  # noqa: N802
             self._record({})
@@ -162,15 +165,18 @@ def _make_handler(server: IAMServer) -> type[BaseHTTPRequestHandler]:
                 server.tokens.append(token)
                 server.refresh_tokens[refresh] = api_key
             now = int(time.time())
-            self._reply(200, {
-                "access_token": token,
-                "refresh_token": refresh,
-                "ims_user_id": 1,
-                "token_type": "Bearer",
-                "expires_in": 3600,
-                "expiration": now + 3600,
-                "scope": "ibm openid",
-            })
+            self._reply(
+                200,
+                {
+                    "access_token": token,
+                    "refresh_token": refresh,
+                    "ims_user_id": 1,
+                    "token_type": "Bearer",
+                    "expires_in": 3600,
+                    "expiration": now + 3600,
+                    "scope": "ibm openid",
+                },
+            )
 
     return Handler
 

@@ -68,14 +68,28 @@ def _handler(server: MetadataServer):
             version = (parse_qs(parsed.query).get("version") or [""])[0]
             server.requests.append((method, parsed.path, dict(self.headers.items()), body))
             if not version or version < MIN_VERSION:
-                return self._reply(400, {"errors": [{"code": "bad_version", "message": f"version {version!r}: /identity/v1 needs {MIN_VERSION} or later"}]})
+                return self._reply(
+                    400,
+                    {
+                        "errors": [
+                            {"code": "bad_version", "message": f"version {version!r}: /identity/v1 needs {MIN_VERSION} or later"}
+                        ]
+                    },
+                )
             if method == "PUT" and parsed.path == "/identity/v1/token":
                 if self.headers.get("Metadata-Flavor") != "ibm":
                     return self._reply(400, {"errors": [{"code": "missing_metadata_flavor"}]})
                 token = secrets.token_urlsafe(24)
                 server.identity_tokens.append(token)
-                return self._reply(200, {"access_token": token, "created_at": "2026-01-01T00:00:00Z",
-                                         "expires_at": "2026-01-01T00:05:00Z", "expires_in": int(body.get("expires_in", 300))})
+                return self._reply(
+                    200,
+                    {
+                        "access_token": token,
+                        "created_at": "2026-01-01T00:00:00Z",
+                        "expires_at": "2026-01-01T00:05:00Z",
+                        "expires_in": int(body.get("expires_in", 300)),
+                    },
+                )
             if method == "POST" and parsed.path == "/identity/v1/iam_tokens":
                 auth = self.headers.get("Authorization", "")
                 if not auth.startswith("Bearer ") or auth[7:] not in server.identity_tokens:
@@ -85,8 +99,15 @@ def _handler(server: MetadataServer):
                     return self._reply(400, {"errors": [{"code": "trusted_profile_not_linked", "message": asked}]})
                 token = make_access_token(subject=asked, lifetime=server.token_lifetime)
                 server.iam_tokens.append(token)
-                return self._reply(201, {"access_token": token, "created_at": "2026-01-01T00:00:00Z",
-                                         "expires_at": "2026-01-01T01:00:00Z", "expires_in": server.token_lifetime})
+                return self._reply(
+                    201,
+                    {
+                        "access_token": token,
+                        "created_at": "2026-01-01T00:00:00Z",
+                        "expires_at": "2026-01-01T01:00:00Z",
+                        "expires_in": server.token_lifetime,
+                    },
+                )
             return self._reply(404, {"errors": [{"code": "not_found", "message": parsed.path}]})
 
         def do_PUT(self):  # noqa: N802

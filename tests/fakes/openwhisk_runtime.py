@@ -38,9 +38,18 @@ import zipfile
 from pathlib import Path
 
 IMAGE_PACKAGES = (
-    "beautifulsoup4==4.11.2", "httplib2==0.21.0", "kafka_python==2.0.2", "lxml==4.9.2", "python-dateutil==2.8.2",
-    "requests==2.32.2", "scrapy==2.11.2", "simplejson==3.18.3", "virtualenv==20.19.0", "twisted==24.7.0",
-    "netifaces==0.11.0", "setuptools==67.4.0",
+    "beautifulsoup4==4.11.2",
+    "httplib2==0.21.0",
+    "kafka_python==2.0.2",
+    "lxml==4.9.2",
+    "python-dateutil==2.8.2",
+    "requests==2.32.2",
+    "scrapy==2.11.2",
+    "simplejson==3.18.3",
+    "virtualenv==20.19.0",
+    "twisted==24.7.0",
+    "netifaces==0.11.0",
+    "setuptools==67.4.0",
 )
 EXECUTION_ENV = "openwhisk/action-python-v3.11"
 
@@ -101,8 +110,19 @@ class Activation(dict):
 class OpenWhiskContainer:
     """One warm action container: init once from the zip, then any number of runs."""
 
-    def __init__(self, python: Path, zip_path: Path, work: Path, *, namespace: str = "guest", package: str = "ephemera",
-                 action: str, bound: dict, timeout_ms: int = 300_000, env: dict | None = None):
+    def __init__(
+        self,
+        python: Path,
+        zip_path: Path,
+        work: Path,
+        *,
+        namespace: str = "guest",
+        package: str = "ephemera",
+        action: str,
+        bound: dict,
+        timeout_ms: int = 300_000,
+        env: dict | None = None,
+    ):
         self.bound = bound  # the package's bound parameters
         self.action_name = f"/{namespace}/{package}/{action}"
         self.namespace = namespace
@@ -118,16 +138,28 @@ class OpenWhiskContainer:
         self.bin = work / "action" / "1" / "bin"
         shutil.move(str(src), str(self.bin))
         read_fd, self._write_fd = os.pipe()
-        base = {"PATH": "/usr/bin:/bin", "HOME": str(work), "LANG": "C.UTF-8", "PYTHONIOENCODING": "UTF-8",
-                "PYTHONNOUSERSITE": "1", "__OW_WAIT_FOR_ACK": "1", "__OW_EXECUTION_ENV": EXECUTION_ENV,
-                "__OW_API_HOST": "https://127.0.0.1:1"}
+        base = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(work),
+            "LANG": "C.UTF-8",
+            "PYTHONIOENCODING": "UTF-8",
+            "PYTHONNOUSERSITE": "1",
+            "__OW_WAIT_FOR_ACK": "1",
+            "__OW_EXECUTION_ENV": EXECUTION_ENV,
+            "__OW_API_HOST": "https://127.0.0.1:1",
+        }
         self.stderr_path = work / "stderr.log"
         self._stderr = open(self.stderr_path, "wb")
         # as bin/exec does: cd to the action's folder, exec python exec__.py (with the result pipe as fd 3)
         script = f'exec 3>&{self._write_fd} {self._write_fd}>&-; cd "$1" && exec "$2" exec__.py'
-        self.proc = subprocess.Popen(["/bin/bash", "-c", script, "exec", str(self.bin), str(python)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.DEVNULL, stderr=self._stderr, env={**base, **(env or {})},
-                                     pass_fds=(self._write_fd,))
+        self.proc = subprocess.Popen(
+            ["/bin/bash", "-c", script, "exec", str(self.bin), str(python)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=self._stderr,
+            env={**base, **(env or {})},
+            pass_fds=(self._write_fd,),
+        )
         os.close(self._write_fd)
         self._out = os.fdopen(read_fd, "rb")
         ack = self._out.readline()
@@ -140,9 +172,14 @@ class OpenWhiskContainer:
 
     def run(self, params: dict) -> Activation:
         """One invocation: the bound parameters merged under ``params``."""
-        message = {"value": {**self.bound, **params}, "action_name": self.action_name, "namespace": self.namespace,
-                   "activation_id": uuid.uuid4().hex, "transaction_id": uuid.uuid4().hex,
-                   "deadline": str(int(time.time() * 1000) + self.timeout_ms)}
+        message = {
+            "value": {**self.bound, **params},
+            "action_name": self.action_name,
+            "namespace": self.namespace,
+            "activation_id": uuid.uuid4().hex,
+            "transaction_id": uuid.uuid4().hex,
+            "deadline": str(int(time.time() * 1000) + self.timeout_ms),
+        }
         self.proc.stdin.write(json.dumps(message).encode() + b"\n")
         self.proc.stdin.flush()
         line = self._out.readline()

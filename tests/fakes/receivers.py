@@ -77,16 +77,23 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     cert_file, key_file = folder / "smtp-cert.pem", folder / "smtp-key.pem"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return cert_file, key_file
 
 
@@ -139,8 +146,15 @@ def start_smtp(folder: Path, user: str, password: str, mode: str = "starttls") -
 
     class Handler:
         async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
-            receiver.mails.append(Mail(envelope.mail_from, list(envelope.rcpt_tos), envelope.content,
-                                       session.ssl is not None, getattr(session, "login_data", None)))
+            receiver.mails.append(
+                Mail(
+                    envelope.mail_from,
+                    list(envelope.rcpt_tos),
+                    envelope.content,
+                    session.ssl is not None,
+                    getattr(session, "login_data", None),
+                )
+            )
             return "250 OK"
 
     if mode == "clear":
@@ -150,7 +164,9 @@ def start_smtp(folder: Path, user: str, password: str, mode: str = "starttls") -
         options = {"ssl_context": tls, "auth_require_tls": False}
     else:
         options = {"tls_context": tls, "require_starttls": True, "auth_require_tls": True}
-    controller = Controller(Handler(), hostname="127.0.0.1", port=port, auth_required=True, authenticator=authenticator, **options)
+    controller = Controller(
+        Handler(), hostname="127.0.0.1", port=port, auth_required=True, authenticator=authenticator, **options
+    )
     controller.start()
     receiver.controller = controller
     return receiver

@@ -62,7 +62,9 @@ class _FrontMiddleware:
             with self.log_lock:
                 self.request_log.append(S3Request(method, environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", ""), headers))
         if self.reject_conditional_put and method == "PUT" and environ.get("HTTP_IF_NONE_MATCH"):
-            start_response("501 Not Implemented", [("Content-Type", "application/xml"), ("Content-Length", str(len(_NOT_IMPLEMENTED)))])
+            start_response(
+                "501 Not Implemented", [("Content-Type", "application/xml"), ("Content-Length", str(len(_NOT_IMPLEMENTED)))]
+            )
             return [_NOT_IMPLEMENTED]
         if method in ("PUT", "POST", "DELETE"):
             with self.write_lock:
@@ -89,9 +91,7 @@ class _Server(ThreadedMotoServer):
         self._server.serve_forever()
 
 
-def start_s3_server(
-    request_log: list | None = None, reject_conditional_put: bool = False
-) -> tuple[str, Callable[[], None]]:
+def start_s3_server(request_log: list | None = None, reject_conditional_put: bool = False) -> tuple[str, Callable[[], None]]:
     """Start a moto S3 server on 127.0.0.1:<free port>; returns (endpoint_url, stop)."""
     server = _Server(request_log, reject_conditional_put)
     server.start()

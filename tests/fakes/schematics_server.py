@@ -220,20 +220,55 @@ class SchematicsServer:
             act = ws.activities[m2.group(1)]
             if m2.group(2):
                 log_url = f"{self.url}/v1/workspaces/{ws.id}/runtime_data/{ws.template_id}/log_store/actions/{m2.group(1)}"
-                return 200, {"action_id": m2.group(1), "name": act["name"], "templates": [{"template_id": ws.template_id, "log_url": log_url}]}, j
+                return (
+                    200,
+                    {
+                        "action_id": m2.group(1),
+                        "name": act["name"],
+                        "templates": [{"template_id": ws.template_id, "log_url": log_url}],
+                    },
+                    j,
+                )
             self._advance(ws, act)
-            return 200, {"action_id": m2.group(1), "name": act["name"], "status": act["status"], "message": [f"job {act['status']}"],
-                         "templates": [{"template_id": ws.template_id, "status": act["status"]}]}, j
+            return (
+                200,
+                {
+                    "action_id": m2.group(1),
+                    "name": act["name"],
+                    "status": act["status"],
+                    "message": [f"job {act['status']}"],
+                    "templates": [{"template_id": ws.template_id, "status": act["status"]}],
+                },
+                j,
+            )
         m3 = re.match(r"^/runtime_data/[^/]+/log_store/actions/([^/]+)$", rest)
         if method == "GET" and m3 and ws.activities.get(m3.group(1), {}).get("name") == "PLAN":
             return 200, self.plan_log, "text/plain"
         if method == "GET" and m3:
-            lines = [f"line {i}: terraform output" for i in range(60)] + [self.failure_log, "Terraform APPLY error: exit status 1"]
+            lines = [f"line {i}: terraform output" for i in range(60)] + [
+                self.failure_log,
+                "Terraform APPLY error: exit status 1",
+            ]
             return 200, "\n".join(lines) + "\n", "text/plain"
         if method == "GET" and rest == "/output_values":
-            return 200, [{"id": ws.template_id, "folder": ".", "value_type": "terraform_v1.5", "output_values": [dict(ws.outputs)] if ws.outputs else []}], j
+            return (
+                200,
+                [
+                    {
+                        "id": ws.template_id,
+                        "folder": ".",
+                        "value_type": "terraform_v1.5",
+                        "output_values": [dict(ws.outputs)] if ws.outputs else [],
+                    }
+                ],
+                j,
+            )
         if method == "GET" and rest == "/resources":
-            return 200, [{"id": ws.template_id, "folder": ".", "resources": list(ws.resources), "resources_count": len(ws.resources)}], j
+            return (
+                200,
+                [{"id": ws.template_id, "folder": ".", "resources": list(ws.resources), "resources_count": len(ws.resources)}],
+                j,
+            )
         return 404, {"message": f"not served by the fake: {method} {path}", "statuscode": "404"}, j
 
     def _advance(self, ws: FakeWorkspace, act: dict) -> None:
@@ -258,10 +293,20 @@ class SchematicsServer:
 
     def _workspace_json(self, ws: FakeWorkspace) -> dict:
         return {
-            "id": ws.id, "name": "ephemera-gpu", "location": "us-south", "status": ws.status, "type": ["terraform_v1.5"],
-            "workspace_status": {"locked": ws.locked, "frozen": ws.frozen, **({"locked_by": "someone@example.com"} if ws.locked else {})},
+            "id": ws.id,
+            "name": "ephemera-gpu",
+            "location": "us-south",
+            "status": ws.status,
+            "type": ["terraform_v1.5"],
+            "workspace_status": {
+                "locked": ws.locked,
+                "frozen": ws.frozen,
+                **({"locked_by": "someone@example.com"} if ws.locked else {}),
+            },
             "workspace_status_msg": {"status_code": "", "status_msg": ""},
-            "template_data": [{"id": ws.template_id, "folder": ".", "type": "terraform_v1.5", "variablestore": self._masked(ws.variablestore)}],
+            "template_data": [
+                {"id": ws.template_id, "folder": ".", "type": "terraform_v1.5", "variablestore": self._masked(ws.variablestore)}
+            ],
         }
 
 

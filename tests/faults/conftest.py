@@ -42,9 +42,11 @@ class FaultTotals:
 
     def line(self) -> str:
         played = f"; scenarios: {', '.join(self.scenarios)}" if self.scenarios else ""
-        return (f"faults injected {self.faults}, runs ended {self.ended}, runs destroyed {self.destroyed}, "
-                f"leaked agents {self.leaked}, stuck runs {self.stuck}, lost events {self.lost}, "
-                f"lost results {self.lost_results}, duplicate applies {self.duplicates}{played}")
+        return (
+            f"faults injected {self.faults}, runs ended {self.ended}, runs destroyed {self.destroyed}, "
+            f"leaked agents {self.leaked}, stuck runs {self.stuck}, lost events {self.lost}, "
+            f"lost results {self.lost_results}, duplicate applies {self.duplicates}{played}"
+        )
 
 
 TOTALS = FaultTotals()

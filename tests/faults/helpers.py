@@ -23,7 +23,9 @@ class FaultyEngine:
     (resources exist: a partial apply). The real engine's optional capabilities
     (``OrphanSweeper``) pass through."""
 
-    def __init__(self, inner, destroy_faults: int = 0, mode: str = "transient", apply_fails_after_create: bool = False, on_fault=None):
+    def __init__(
+        self, inner, destroy_faults: int = 0, mode: str = "transient", apply_fails_after_create: bool = False, on_fault=None
+    ):
         self.inner, self.remaining, self.mode = inner, destroy_faults, mode
         self.apply_fails_after_create = apply_fails_after_create
         self.on_fault = on_fault or (lambda: None)
@@ -36,8 +38,14 @@ class FaultyEngine:
         activity = self.inner.apply(workspace, run_id, variables, secure)
         if self.apply_fails_after_create:
             self.on_fault()
-            return Activity(id=activity.id, kind="apply", state="FAILED", started_at=activity.started_at, finished_at=now_iso(),
-                            log_tail="Error: creating instance 2 of 2: 500 internal error (capacity); 1 instance was created")
+            return Activity(
+                id=activity.id,
+                kind="apply",
+                state="FAILED",
+                started_at=activity.started_at,
+                finished_at=now_iso(),
+                log_tail="Error: creating instance 2 of 2: 500 internal error (capacity); 1 instance was created",
+            )
         return activity
 
     def destroy(self, workspace: str) -> Activity:
@@ -51,7 +59,9 @@ class FaultyEngine:
                 raise EngineError(FATAL_ERROR, retryable=False)
             if self.mode == "unmarked":
                 raise EngineError(TRANSIENT_ERROR, retryable=False)
-            return Activity(id="tf-fake-done", kind="destroy", state="COMPLETED", finished_at=now_iso(), log_tail="Destroy complete!")
+            return Activity(
+                id="tf-fake-done", kind="destroy", state="COMPLETED", finished_at=now_iso(), log_tail="Destroy complete!"
+            )
         return self.inner.destroy(workspace)
 
     def status(self, activity: Activity) -> Activity:

@@ -44,6 +44,7 @@ def test_agent_helpers_do_not_outlive_a_killed_agent(local_cfg, faults):
     run_id = apply.main({"config": config})["run_id"]
     ctx = Context(config)
     agent = wait_for(lambda: list(heartbeat_pids(ctx)), what="heartbeat")[0]
+
     def helpers_up():
         members = [p for p in session_members(agent) if p != agent]
         return members if any(b"run-job" in cmdline(p) for p in members) and len(members) >= 2 else None

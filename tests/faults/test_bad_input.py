@@ -24,8 +24,11 @@ API_KEY = "iam-apikey-ZYXWVUT-987654321"
 
 def snapshot(home: Path) -> dict:
     """Every file under the home with its content hash (activation logs excluded)."""
-    return {str(p.relative_to(home)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in home.rglob("*") if p.is_file() and ".tmp" not in p.parts and "terraformrc" not in p.name}
+    return {
+        str(p.relative_to(home)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in home.rglob("*")
+        if p.is_file() and ".tmp" not in p.parts and "terraformrc" not in p.name
+    }
 
 
 @pytest.fixture
@@ -44,8 +47,20 @@ def cases(config: dict, run_id: str) -> list[tuple[str, object, dict, str, str]]
     contain or the ignored result's reason_code)."""
     bucket = config["storage"]["bucket"]
     return [
-        ("malformed COS event", destroy, {"config": config, "notification": {"bucket_name": bucket}, "key": 5}, "EVENT_INVALID", "object_name"),
-        ("bad alarm time", apply, {"config": config, "ephemera_kind": "alarm", "ephemera_time": "yesterday"}, "EVENT_INVALID", "ephemera_time"),
+        (
+            "malformed COS event",
+            destroy,
+            {"config": config, "notification": {"bucket_name": bucket}, "key": 5},
+            "EVENT_INVALID",
+            "object_name",
+        ),
+        (
+            "bad alarm time",
+            apply,
+            {"config": config, "ephemera_kind": "alarm", "ephemera_time": "yesterday"},
+            "EVENT_INVALID",
+            "ephemera_time",
+        ),
         ("unknown kind", apply, {"config": config, "ephemera_kind": "telepathy"}, "EVENT_INVALID", "ephemera_kind"),
         ("oversized payload", apply, {"config": config, "blob": "x" * 300_000}, "EVENT_INVALID", "limit"),
         ("params not an object", apply, {"config": config, "params": "folds=3"}, "PARAM_INVALID", "params"),
@@ -56,12 +71,35 @@ def cases(config: dict, run_id: str) -> list[tuple[str, object, dict, str, str]]
         ("marker of an unknown run", destroy, marker_event(config, "ws-no-such-run"), "ignored", "UNKNOWN_RUN"),
         ("marker of a finished run", destroy, marker_event(config, run_id), "ignored", "ALREADY_DESTROYED"),
         ("unrelated write", destroy, {**marker_event(config, run_id), "key": "inbox/photo.jpg"}, "ignored", "NOT_A_MARKER"),
-        ("write in another bucket", destroy, {**marker_event(config, run_id), "bucket": "other-bucket"}, "ignored", "OUTSIDE_OUTPUT_PREFIX"),
-        ("unknown config key", apply, {"config": {**config, "storage": {**config["storage"], "buket": "x"}}}, "CONFIG_INVALID", "storage.buket"),
+        (
+            "write in another bucket",
+            destroy,
+            {**marker_event(config, run_id), "bucket": "other-bucket"},
+            "ignored",
+            "OUTSIDE_OUTPUT_PREFIX",
+        ),
+        (
+            "unknown config key",
+            apply,
+            {"config": {**config, "storage": {**config["storage"], "buket": "x"}}},
+            "CONFIG_INVALID",
+            "storage.buket",
+        ),
         ("bad duration", reap, {"config": {**config, "timeouts": {"hard": "forever"}}}, "CONFIG_INVALID", "timeouts.hard"),
-        ("cron that never fires", apply, {"config": {**config, "triggers": [{"name": "feb30", "kind": "alarm", "cron": "0 0 30 2 *"}]}},
-         "CONFIG_INVALID", "never fires"),
-        ("bad cron", apply, {"config": {**config, "triggers": [{"name": "bad", "kind": "alarm", "cron": "61 * * * *"}]}}, "CONFIG_INVALID", "triggers[0].cron"),
+        (
+            "cron that never fires",
+            apply,
+            {"config": {**config, "triggers": [{"name": "feb30", "kind": "alarm", "cron": "0 0 30 2 *"}]}},
+            "CONFIG_INVALID",
+            "never fires",
+        ),
+        (
+            "bad cron",
+            apply,
+            {"config": {**config, "triggers": [{"name": "bad", "kind": "alarm", "cron": "61 * * * *"}]}},
+            "CONFIG_INVALID",
+            "triggers[0].cron",
+        ),
         ("not an object", apply, ["apply", "everything"], "EPHEMERA_ERROR", "JSON object"),
     ]
 
@@ -90,11 +128,13 @@ def test_secrets_never_leak(finished, home, capfd, caplog):
     caplog.set_level(logging.DEBUG)
     texts = [json.dumps(reap.main({"config": config})), json.dumps(status.main({"config": config, "run_id": run_id}))]
     # a secret put where a config error quotes the value
-    for bad in ({"storage": {"backend": "aws_s3", "bucket": "Not_A_Bucket"}, "aws_s3": {"secret_access_key": SECRET}},
-                {"ibm_cos": {"access_key_id": 12345, "secret_access_key": SECRET}},
-                {"aws_s3": {"endpoint": 42, "secret_access_key": SECRET}},
-                {"ibm": {"iam_api_key": [API_KEY]}},
-                {"aws_s3": {"secret_access_key": {"value": SECRET}}}):
+    for bad in (
+        {"storage": {"backend": "aws_s3", "bucket": "Not_A_Bucket"}, "aws_s3": {"secret_access_key": SECRET}},
+        {"ibm_cos": {"access_key_id": 12345, "secret_access_key": SECRET}},
+        {"aws_s3": {"endpoint": 42, "secret_access_key": SECRET}},
+        {"ibm": {"iam_api_key": [API_KEY]}},
+        {"aws_s3": {"secret_access_key": {"value": SECRET}}},
+    ):
         texts.append(json.dumps(apply.main({"config": {**config, **bad}})))
         with pytest.raises(ConfigError) as info:  # a secret in the wrong shape is not quoted back
             load_config({**config, **bad})

@@ -23,8 +23,11 @@ pytestmark = pytest.mark.slow  # kills the agents of a real run
 
 
 def test_run_whose_vms_all_died_is_failed_and_destroyed_by_heartbeat(local_cfg, faults):
-    config = local_cfg(workload={"params": {"sleep": 120}}, workspace={"variables": {"worker_count": 2}},
-                       timeouts={"hard": "4h", "soft": "2m", "action": "2m", "heartbeat": "3s"})
+    config = local_cfg(
+        workload={"params": {"sleep": 120}},
+        workspace={"variables": {"worker_count": 2}},
+        timeouts={"hard": "4h", "soft": "2m", "action": "2m", "heartbeat": "3s"},
+    )
     run_id = apply.main({"config": config})["run_id"]
     ctx = Context(config)
     agents = wait_for(lambda: (lambda p: p if len(p) == 2 else None)(heartbeat_pids(ctx)), what="both VMs' heartbeats")
@@ -34,8 +37,7 @@ def test_run_whose_vms_all_died_is_failed_and_destroyed_by_heartbeat(local_cfg, 
     faults.inject()
     faults.scenario("dead VMs by heartbeat")
     wait_for(lambda: not any(is_agent_process(p) for p in agents), what="agents gone")
-    last = max(b.at for b in read_heartbeats(
-        ctx.storage, ctx.config.state_bucket, run_id))
+    last = max(b.at for b in read_heartbeats(ctx.storage, ctx.config.state_bucket, run_id))
     wait_for(lambda: datetime.now(timezone.utc) > datetime.fromisoformat(last) + timedelta(seconds=3.5), what="the grace")
     result = reap.main({"config": config})
     assert result["acted"] == 1, result

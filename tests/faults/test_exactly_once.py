@@ -80,8 +80,9 @@ def check_one_apply(config: dict, results: list[dict], faults, applies_counted: 
     assert len(activities) == 1 and len(agents) == 1
     for r in results:  # every other invocation says why it did nothing
         if r is not created[0]:
-            assert (r.get("duplicate") and r["reason_code"] == "DUPLICATE_EVENT") or \
-                (r.get("skipped") and r["reason_code"] == "WORKSPACE_BUSY"), r
+            assert (r.get("duplicate") and r["reason_code"] == "DUPLICATE_EVENT") or (
+                r.get("skipped") and r["reason_code"] == "WORKSPACE_BUSY"
+            ), r
             assert run.run_id in r["reason"] or r.get("run_id") == run.run_id, r
     wait_for(lambda: marker_written(ctx, run.run_id), what="marker")
     assert destroy.main(marker_event(config, run.run_id))["state"] == "DESTROYED"
@@ -134,8 +135,14 @@ def test_twenty_processes_one_apply(backend_cfg, tmp_path, faults):
     ready_dir.mkdir()
     procs = []
     for i, params in enumerate(events("mixed")):
-        proc = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, text=True, cwd=os.getcwd())
+        proc = subprocess.Popen(
+            [sys.executable, "-c", CHILD],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            cwd=os.getcwd(),
+        )
         proc.stdin.write(json.dumps({"config": backend_cfg, "_go": str(go), "_ready": str(ready_dir / str(i)), **params}))
         proc.stdin.close()
         procs.append(proc)

@@ -35,8 +35,11 @@ def test_marker_write_fault_is_retried_and_the_result_kept(local_cfg, home, faul
     faults.inject()
     faults.scenario("storage fault at the marker")
     try:
-        wait_for(lambda: "writing output" in agent_logs(home) and "retrying" in agent_logs(home), timeout=60,
-                 what="a retried final write")
+        wait_for(
+            lambda: "writing output" in agent_logs(home) and "retrying" in agent_logs(home),
+            timeout=60,
+            what="a retried final write",
+        )
     finally:
         tmp.unlink()
         tmp.mkdir()

@@ -117,7 +117,9 @@ def test_agents_of_a_destroyed_run_that_no_state_names_are_stopped(local_cfg, fa
     ctx.engine.apply(run.workspace, run.run_id, *run_variables(ctx, run))  # the late apply ...
     (Path(ctx.config.home) / "workspaces" / "ws" / "terraform.tfstate").write_text("")  # ... killed before its state
     faults.inject()
-    assert all(r.startswith(f"orphan_agent:{run.run_id}/") for r in ctx.engine.resources("ws")) and live_agents(Path(ctx.config.home))
+    assert all(r.startswith(f"orphan_agent:{run.run_id}/") for r in ctx.engine.resources("ws")) and live_agents(
+        Path(ctx.config.home)
+    )
     acted = reap(ctx)
     assert [(a.before, a.after) for a in acted] == [("orphan", "DESTROYED")] and f"run {run.run_id} is DESTROYED" in acted[0].why
     assert not live_agents(Path(ctx.config.home)) and ctx.engine.resources("ws") == []

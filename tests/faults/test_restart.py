@@ -63,9 +63,24 @@ class Up:
         self.starts += 1
         env = {**os.environ, "EPHEMERA_HOME": str(self.home), "PYTHONUNBUFFERED": "1"}
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "ephemera.cli", "-c", str(self.config_path), "up",
-                                          "--reap-interval", "1", "--catch-up", "latest"],
-                                         stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "ephemera.cli",
+                    "-c",
+                    str(self.config_path),
+                    "up",
+                    "--reap-interval",
+                    "1",
+                    "--catch-up",
+                    "latest",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
         wait_for(lambda: self.log.read_text().count("ephemera up: ") >= self.starts, what="up started")
 
     def actions(self) -> list[int]:
@@ -167,7 +182,8 @@ def test_up_killed_and_restarted(state, home, faults):
     applies = [a for a in list_activations(ctx.storage, ctx.config.state_bucket, 100) if a.action == "apply"]
     finished = [a for a in applies if a.status != "interrupted" and not a.result.get("duplicate")]
     assert len(finished) <= 1 and [a.kind for a in run.activities].count("apply") <= 1, [
-        (a.status, a.start, a.exit_code, a.result) for a in applies]
+        (a.status, a.start, a.exit_code, a.result) for a in applies
+    ]
     assert all(a.result["error"]["code"] == "ACTION_INTERRUPTED" for a in applies if a.status == "interrupted")
     assert not live_agents(home, heartbeat_pids(ctx))
     print(f"{state}: killed in {seen_state}; transitions {[t.state for t in run.transitions]}")

@@ -47,14 +47,20 @@ def leaked(text: str) -> bool:
     return any(word in text for word in ("S3CRET", API_KEY, COS_SECRET)) or decodes_to(text, SECRET.encode())
 
 
-def test_encoded_secret_never_leaks_and_the_vm_gets_only_its_storage(local_cfg, home, s3_endpoint, unique_bucket, tmp_path, faults):
+def test_encoded_secret_never_leaks_and_the_vm_gets_only_its_storage(
+    local_cfg, home, s3_endpoint, unique_bucket, tmp_path, faults
+):
     source = tmp_path / "leaky"
     source.mkdir()
     (source / "leak.py").write_text(LEAK)
     extra = storage_config("aws_s3", s3_endpoint, unique_bucket)
     extra["aws_s3"]["secret_access_key"] = SECRET
-    config = local_cfg(workload={"entry": "leak:main", "source": str(source)}, ibm={"iam_api_key": API_KEY},
-                       ibm_cos={"access_key_id": "cos-hmac-id", "secret_access_key": COS_SECRET}, **extra)
+    config = local_cfg(
+        workload={"entry": "leak:main", "source": str(source)},
+        ibm={"iam_api_key": API_KEY},
+        ibm_cos={"access_key_id": "cos-hmac-id", "secret_access_key": COS_SECRET},
+        **extra,
+    )
     ctx = Context(config)
     ctx.storage.create_bucket(unique_bucket)
     run_id = apply.main({"config": config})["run_id"]
@@ -73,7 +79,11 @@ def test_encoded_secret_never_leaks_and_the_vm_gets_only_its_storage(local_cfg, 
     logs = "".join(p.read_text(errors="replace") for p in home.glob(f"runs/{run_id}/agents/*.log"))
     assert "my config" in logs and "url " in logs and "html " in logs  # the workload did log it all
     record = ctx.storage.get(unique_bucket, f"ephemera/runs/{run_id}.json").decode()
-    for what, text in (("agent log", logs), ("run record", record), ("runs show", run_details(ctx, ctx.ledger.get(run_id))),
-                       ("result", json.dumps(result))):
+    for what, text in (
+        ("agent log", logs),
+        ("run record", record),
+        ("runs show", run_details(ctx, ctx.ledger.get(run_id))),
+        ("result", json.dumps(result)),
+    ):
         assert not leaked(text), f"{what} leaks the secret"
     assert not live_agents(Path(home))

@@ -50,8 +50,12 @@ def cos_config(ibm_config, s3_endpoint, tmp_path, unique_bucket) -> dict:
         **ibm_config,
         "storage": {"backend": "ibm_cos", "bucket": unique_bucket},
         # the controller's HMAC keys stay on it: cloud VMs authenticate as the trusted profile
-        "ibm_cos": {"endpoint": s3_endpoint, "access_key_id": HMAC_ID, "secret_access_key": HMAC_SECRET,
-                    "trusted_profile_id": VM_PROFILE},
+        "ibm_cos": {
+            "endpoint": s3_endpoint,
+            "access_key_id": HMAC_ID,
+            "secret_access_key": HMAC_SECRET,
+            "trusted_profile_id": VM_PROFILE,
+        },
         "workspace": {"name": "gpu", "stack": "ibm-vpc-gpu"},
         "home": str(tmp_path / "home"),
     }

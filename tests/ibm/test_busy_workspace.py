@@ -37,8 +37,9 @@ def _ctx(cfg, seconds: float = 30.0) -> Context:
 def _apply_while_locked(cfg, schematics) -> dict:
     schematics.lock()
     with time_limit(8):  # the platform's limit: the apply retries the busy workspace for 3 s of it
-        result = actions_apply.main({"config": cfg, "ephemera_kind": "alarm", "ephemera_trigger": "nightly",
-                                     "ephemera_time": "2026-12-03T02:00:00Z"})
+        result = actions_apply.main(
+            {"config": cfg, "ephemera_kind": "alarm", "ephemera_trigger": "nightly", "ephemera_time": "2026-12-03T02:00:00Z"}
+        )
     return result
 
 

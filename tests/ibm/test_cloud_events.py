@@ -80,8 +80,15 @@ def test_code_engine_job_reads_ce_data():
     assert event.source == "code_engine_cos" and event.key == CE_COS_BODY["key"]
 
 
-@pytest.mark.parametrize("env, field", [({}, "CE_DATA"), ({"CE_DATA": "{not json"}, "CE_DATA"), ({"CE_DATA": "[]"}, "CE_DATA"),
-                                        ({"CE_DATA": "{}", "CE_TYPE": "com.example.other"}, "CE_TYPE")])
+@pytest.mark.parametrize(
+    "env, field",
+    [
+        ({}, "CE_DATA"),
+        ({"CE_DATA": "{not json"}, "CE_DATA"),
+        ({"CE_DATA": "[]"}, "CE_DATA"),
+        ({"CE_DATA": "{}", "CE_TYPE": "com.example.other"}, "CE_TYPE"),
+    ],
+)
 def test_code_engine_job_errors_name_the_variable(env, field):
     with pytest.raises(EventError) as info:
         event_from_environment(env)
@@ -124,14 +131,20 @@ def test_s3_multi_record_first_and_all():
     second = {**S3_RECORD, "s3": {**S3_RECORD["s3"], "object": {"key": "outputs/r2/_FAILURE.json", "size": 9}}}
     params = {"Records": [S3_RECORD, second]}
     assert parse_event(params).key == "outputs/run with space+1/_SUCCESS.json"
-    assert [e.key for e in s3_notification_events(params)] == ["outputs/run with space+1/_SUCCESS.json", "outputs/r2/_FAILURE.json"]
+    assert [e.key for e in s3_notification_events(params)] == [
+        "outputs/run with space+1/_SUCCESS.json",
+        "outputs/r2/_FAILURE.json",
+    ]
 
 
-@pytest.mark.parametrize("mutate, field", [
-    (lambda r: r.update(eventName="ObjectRemoved:Delete"), "Records[0].eventName"),
-    (lambda r: r["s3"]["bucket"].pop("name"), "Records[0].s3.bucket.name"),
-    (lambda r: r["s3"]["object"].update(size="big"), "Records[0].s3.object.size"),
-])
+@pytest.mark.parametrize(
+    "mutate, field",
+    [
+        (lambda r: r.update(eventName="ObjectRemoved:Delete"), "Records[0].eventName"),
+        (lambda r: r["s3"]["bucket"].pop("name"), "Records[0].s3.bucket.name"),
+        (lambda r: r["s3"]["object"].update(size="big"), "Records[0].s3.object.size"),
+    ],
+)
 def test_s3_errors_name_the_field(mutate, field):
     record = json.loads(json.dumps(S3_RECORD))
     mutate(record)
@@ -141,6 +154,11 @@ def test_s3_errors_name_the_field(mutate, field):
 
 
 def test_openwhisk_cos_still_parses():
-    params = {"bucket": "b1", "endpoint": "s3.us-east", "key": "k", "notification": {"bucket_name": "b1", "object_name": "k", "event_type": "Object:Write", "object_length": "5"}}
+    params = {
+        "bucket": "b1",
+        "endpoint": "s3.us-east",
+        "key": "k",
+        "notification": {"bucket_name": "b1", "object_name": "k", "event_type": "Object:Write", "object_length": "5"},
+    }
     event = parse_event(params)
     assert event.source == "openwhisk_cos" and event.size == 5

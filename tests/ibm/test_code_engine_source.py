@@ -63,8 +63,13 @@ def installed(tmp_path_factory):
     source = build_source_bundle(root / "source", python="3.13", wheel_dir=root / "wheels")
     subprocess.run([sys.executable, "-m", "venv", str(root / "venv")], check=True)
     python = root / "venv" / "bin" / "python"
-    done = subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", "requirements.txt"], cwd=source,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "-r", "requirements.txt"],
+        cwd=source,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     return source, python
 
@@ -72,22 +77,44 @@ def installed(tmp_path_factory):
 @pytest.fixture
 def cloud_config(cos_config) -> dict:
     """What the deploy binds: the run bundle published beforehand (an action can pack none)."""
-    return deployed({**cos_config,
-                    "triggers": [{"name": "nightly", "kind": "alarm", "cron": "0 2 * * *", "timezone": "Europe/Madrid",
-                                  "payload": {"params": {"folds": 3}}},
-                                 {"name": "done", "kind": "object_write", "prefix": "outputs/", "suffix": "_SUCCESS.json"}],
-                    "rules": [{"trigger": "nightly", "action": "apply"}, {"trigger": "done", "action": "destroy"}]})
+    return deployed(
+        {
+            **cos_config,
+            "triggers": [
+                {
+                    "name": "nightly",
+                    "kind": "alarm",
+                    "cron": "0 2 * * *",
+                    "timezone": "Europe/Madrid",
+                    "payload": {"params": {"folds": 3}},
+                },
+                {"name": "done", "kind": "object_write", "prefix": "outputs/", "suffix": "_SUCCESS.json"},
+            ],
+            "rules": [{"trigger": "nightly", "action": "apply"}, {"trigger": "done", "action": "destroy"}],
+        }
+    )
 
 
 def _env(config: dict, action: str) -> dict:
-    return {"EPHEMERA_ACTION": action, "EPHEMERA_ACTION_TIMEOUT": "120", "EPHEMERA_CONFIG_JSON": json.dumps(config),
-            "EPHEMERA_INVOKE_TOKEN": TOKEN}
+    return {
+        "EPHEMERA_ACTION": action,
+        "EPHEMERA_ACTION_TIMEOUT": "120",
+        "EPHEMERA_CONFIG_JSON": json.dumps(config),
+        "EPHEMERA_INVOKE_TOKEN": TOKEN,
+    }
 
 
 def _call(installed, calls: list[tuple[dict, dict]]) -> list[dict]:
     source, python = installed
-    done = subprocess.run([str(python), "-c", DRIVER], cwd=source, input=json.dumps(calls), capture_output=True, text=True,
-                          timeout=300, env={"PATH": os.environ["PATH"], "HOME": str(source)})
+    done = subprocess.run(
+        [str(python), "-c", DRIVER],
+        cwd=source,
+        input=json.dumps(calls),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": os.environ["PATH"], "HOME": str(source)},
+    )
     assert done.returncode == 0, done.stderr
     for secret in (*SECRETS, TOKEN):
         assert secret not in done.stdout + done.stderr
@@ -103,11 +130,21 @@ def _cron_job(installed, config: dict, rule: str, time: str) -> tuple[int, dict]
     assert sub[sub.index("--destination-type") + 1] == "job"
     job = next(s.create for s in steps if s.create[2:4] == ["job", "create"] and sub[sub.index("--destination") + 1] in s.create)
     env = dict(job[i + 1].split("=", 1) for i, word in enumerate(job) if word == "--env")
-    env.update(PATH=os.environ["PATH"], HOME=str(source), EPHEMERA_CONFIG_JSON=json.dumps(config), CE_DATA=sub[sub.index("--data") + 1],
-               CE_TYPE="dev.knative.sources.ping", CE_TIME=time, CE_ID="a1b2", CE_SPECVERSION="1.0",
-               CE_SOURCE=f"/apis/v1/namespaces/abcd1234/pingsources/{rule}")
+    env.update(
+        PATH=os.environ["PATH"],
+        HOME=str(source),
+        EPHEMERA_CONFIG_JSON=json.dumps(config),
+        CE_DATA=sub[sub.index("--data") + 1],
+        CE_TYPE="dev.knative.sources.ping",
+        CE_TIME=time,
+        CE_ID="a1b2",
+        CE_SPECVERSION="1.0",
+        CE_SOURCE=f"/apis/v1/namespaces/abcd1234/pingsources/{rule}",
+    )
     assert "EPHEMERA_INVOKE_TOKEN" not in env  # jobs are not reached over HTTP: they hold no token
-    done = subprocess.run([str(python), "-m", "ephemera.actions.job"], cwd=source, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [str(python), "-m", "ephemera.actions.job"], cwd=source, env=env, capture_output=True, text=True, timeout=120
+    )
     for secret in SECRETS:
         assert secret not in done.stdout + done.stderr
     return done.returncode, json.loads(done.stdout.strip().splitlines()[-1])
@@ -142,16 +179,19 @@ def test_functions_and_jobs_handle_the_documented_shapes(installed, cloud_config
 def test_requests_that_are_no_event_or_override_the_deployment_are_refused(installed, cloud_config):
     ledger = Ledger(get_storage(cloud_config), cloud_config['storage']['bucket'])
     apply = _env(cloud_config, "apply")
-    anonymous, wrong, bare, override, config, chosen, bad_config, unbound = _call(installed, [
-        (apply, _direct({"ephemera_kind": "manual"}, token=None)),  # the issue's request: it started an apply
-        (apply, _direct({"ephemera_kind": "manual"}, token=new_token())),
-        (apply, _direct(None, "GET")),  # a bare GET must not start paid work
-        (apply, _direct({"ephemera_kind": "manual", "ephemera_action": "reap"})),
-        (apply, _direct({"ephemera_kind": "manual", "config": {"storage": {"backend": "localhost"}}})),
-        (apply, _direct({"ephemera_kind": "manual", "run_id": "gpu-20261204t010000"})),
-        ({**apply, "EPHEMERA_CONFIG_JSON": "{not json"}, _direct({"ephemera_kind": "manual"})),
-        ({**apply, "EPHEMERA_INVOKE_TOKEN": ""}, _direct({"ephemera_kind": "manual"})),
-    ])
+    anonymous, wrong, bare, override, config, chosen, bad_config, unbound = _call(
+        installed,
+        [
+            (apply, _direct({"ephemera_kind": "manual"}, token=None)),  # the issue's request: it started an apply
+            (apply, _direct({"ephemera_kind": "manual"}, token=new_token())),
+            (apply, _direct(None, "GET")),  # a bare GET must not start paid work
+            (apply, _direct({"ephemera_kind": "manual", "ephemera_action": "reap"})),
+            (apply, _direct({"ephemera_kind": "manual", "config": {"storage": {"backend": "localhost"}}})),
+            (apply, _direct({"ephemera_kind": "manual", "run_id": "gpu-20261204t010000"})),
+            ({**apply, "EPHEMERA_CONFIG_JSON": "{not json"}, _direct({"ephemera_kind": "manual"})),
+            ({**apply, "EPHEMERA_INVOKE_TOKEN": ""}, _direct({"ephemera_kind": "manual"})),
+        ],
+    )
     assert anonymous["statusCode"] == 401 and wrong["statusCode"] == 401, anonymous
     assert bare["statusCode"] == 400 and bare["body"]["error"]["code"] == "EVENT_INVALID", bare
     assert override["statusCode"] == 400 and "fixed by the deployment" in override["body"]["error"]["message"]
@@ -176,18 +216,42 @@ def test_job_exit_codes_say_whether_a_retry_could_help(installed, cloud_config, 
     run_id = _call(installed, [(apply, _direct({"ephemera_kind": "manual", "idempotency_key": "job-test"}))])[0]["body"]["run_id"]
     _call(installed, [(status, _direct({"run_id": run_id}))] * 2)
     key = markers.key(layout.output_prefix("outputs", run_id), success=True)
-    get_storage(cloud_config).put(cloud_config['storage']['bucket'], key, json.dumps({"status": "succeeded", "run_id": run_id}).encode())
+    get_storage(cloud_config).put(
+        cloud_config['storage']['bucket'], key, json.dumps({"status": "succeeded", "run_id": run_id}).encode()
+    )
 
     def job(data: str, ce_type: str = "com.ibm.cloud.cos.document.write") -> tuple[int, dict]:
-        env = {"PATH": os.environ["PATH"], "HOME": str(source), **_env(cloud_config, "destroy"), "EPHEMERA_ACTION_TIMEOUT": "8",
-               "CE_DATA": data, "CE_TYPE": ce_type, "CE_ID": "1", "CE_SOURCE": f"https://cloud.ibm.com/catalog/services/cloud-object-storage/{bucket}"}
-        done = subprocess.run([str(python), "-m", "ephemera.actions.job"], cwd=source, env=env, capture_output=True, text=True, timeout=120)
+        env = {
+            "PATH": os.environ["PATH"],
+            "HOME": str(source),
+            **_env(cloud_config, "destroy"),
+            "EPHEMERA_ACTION_TIMEOUT": "8",
+            "CE_DATA": data,
+            "CE_TYPE": ce_type,
+            "CE_ID": "1",
+            "CE_SOURCE": f"https://cloud.ibm.com/catalog/services/cloud-object-storage/{bucket}",
+        }
+        done = subprocess.run(
+            [str(python), "-m", "ephemera.actions.job"], cwd=source, env=env, capture_output=True, text=True, timeout=120
+        )
         return done.returncode, json.loads(done.stdout.strip().splitlines()[-1])
 
     def cos(object_key: str) -> str:
-        return json.dumps({"bucket": bucket, "endpoint": "", "key": object_key, "operation": "Object:Write",
-                           "notification": {"bucket_name": bucket, "object_name": object_key, "event_type": "Object:Write",
-                                            "object_length": "40", "format": "2.0"}})
+        return json.dumps(
+            {
+                "bucket": bucket,
+                "endpoint": "",
+                "key": object_key,
+                "operation": "Object:Write",
+                "notification": {
+                    "bucket_name": bucket,
+                    "object_name": object_key,
+                    "event_type": "Object:Write",
+                    "object_length": "40",
+                    "format": "2.0",
+                },
+            }
+        )
 
     assert job("not json")[0] == 0  # malformed: a retry would be refused the same way
     code, ignored = job(cos("uploads/data.csv"))

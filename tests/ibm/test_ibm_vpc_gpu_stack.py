@@ -58,7 +58,13 @@ def test_every_resource_is_tagged_with_run_and_workspace(stack):
     tags = stack["locals"]["tags"]
     assert "var.run_id" in tags and "var.workspace" in tags
     resources = [(t, n, b) for t, named in stack["resource"].items() for n, b in named.items()]
-    assert {t for t, _, _ in resources} >= {"ibm_is_vpc", "ibm_is_public_gateway", "ibm_is_subnet", "ibm_is_security_group", "ibm_is_instance"}
+    assert {t for t, _, _ in resources} >= {
+        "ibm_is_vpc",
+        "ibm_is_public_gateway",
+        "ibm_is_subnet",
+        "ibm_is_security_group",
+        "ibm_is_instance",
+    }
     for rtype, name, body in resources:
         if rtype in NOT_TAGGABLE:
             continue
@@ -144,13 +150,21 @@ def test_image_is_looked_up_by_name(stack):
 def test_newest_image_compares_the_numbers_in_the_names(tmp_path):
     """IBM stock images are named like ``ibm-ubuntu-24-04-6-minimal-amd64-1`` (release, then
     build); a plain sort() puts ``-9-`` after ``-10-``: the module compares numbers."""
-    names = ["ibm-ubuntu-24-04-9-minimal-amd64-3", "ibm-ubuntu-24-04-10-minimal-amd64-1", "ibm-ubuntu-24-04-10-minimal-amd64-2",
-             "ibm-ubuntu-24-04-2-minimal-amd64-9", "ibm-ubuntu-22-04-11-minimal-amd64-1", "ibm-redhat-9-4-minimal-amd64-1"]
-    outputs, _ = apply_module("newest-image", {"names": names, "pattern": "^ibm-ubuntu-24-04-([0-9]+)-minimal-amd64-([0-9]+)$"},
-                              tmp_path / "img")
+    names = [
+        "ibm-ubuntu-24-04-9-minimal-amd64-3",
+        "ibm-ubuntu-24-04-10-minimal-amd64-1",
+        "ibm-ubuntu-24-04-10-minimal-amd64-2",
+        "ibm-ubuntu-24-04-2-minimal-amd64-9",
+        "ibm-ubuntu-22-04-11-minimal-amd64-1",
+        "ibm-redhat-9-4-minimal-amd64-1",
+    ]
+    outputs, _ = apply_module(
+        "newest-image", {"names": names, "pattern": "^ibm-ubuntu-24-04-([0-9]+)-minimal-amd64-([0-9]+)$"}, tmp_path / "img"
+    )
     assert outputs["name"] == "ibm-ubuntu-24-04-10-minimal-amd64-2"
-    none, _ = apply_module("newest-image", {"names": ["other"], "pattern": "^ibm-ubuntu-24-04-([0-9]+)-minimal-amd64-([0-9]+)$"},
-                           tmp_path / "none")
+    none, _ = apply_module(
+        "newest-image", {"names": ["other"], "pattern": "^ibm-ubuntu-24-04-([0-9]+)-minimal-amd64-([0-9]+)$"}, tmp_path / "none"
+    )
     assert none["name"] == ""
 
 
@@ -168,7 +182,9 @@ def test_terraform_validate(tmp_path):
         pytest.skip("no terraform or tofu binary on PATH: `terraform validate` needs one (and the IBM provider)")
     work = tmp_path / "stack"
     shutil.copytree(STACK, work)
-    init = subprocess.run(cli + ["init", "-backend=false", "-input=false", "-no-color"], cwd=work, capture_output=True, text=True, timeout=240)
+    init = subprocess.run(
+        cli + ["init", "-backend=false", "-input=false", "-no-color"], cwd=work, capture_output=True, text=True, timeout=240
+    )
     if init.returncode != 0:
         lines = [ln.strip("│ ").strip() for ln in (init.stderr or init.stdout).splitlines()]
         errors = [ln for ln in lines if ln.startswith("Error:")] or [ln for ln in lines if ln][-1:]

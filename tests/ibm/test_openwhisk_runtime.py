@@ -62,11 +62,19 @@ def action_zip(tmp_path_factory) -> Path:
 @pytest.fixture
 def cloud_config(cos_config) -> dict:
     """What the deploy binds: the run bundle published beforehand (an action can pack none)."""
-    return deployed({**cos_config,
-                    "triggers": [{"name": "nightly", "kind": "alarm", "cron": "0 2 * * *", "timezone": "Europe/Madrid"},
-                                 {"name": "done", "kind": "object_write", "prefix": "outputs/", "suffix": ["_SUCCESS.json", "_FAILURE.json"]}],
-                    "rules": [{"trigger": "nightly", "action": "apply", "params": {"params": {"folds": 3}}},
-                              {"trigger": "done", "action": "destroy"}]})
+    return deployed(
+        {
+            **cos_config,
+            "triggers": [
+                {"name": "nightly", "kind": "alarm", "cron": "0 2 * * *", "timezone": "Europe/Madrid"},
+                {"name": "done", "kind": "object_write", "prefix": "outputs/", "suffix": ["_SUCCESS.json", "_FAILURE.json"]},
+            ],
+            "rules": [
+                {"trigger": "nightly", "action": "apply", "params": {"params": {"folds": 3}}},
+                {"trigger": "done", "action": "destroy"},
+            ],
+        }
+    )
 
 
 def _bound(config: dict) -> dict:
@@ -88,8 +96,13 @@ def containers(image, action_zip, cloud_config, tmp_path):
     def container(action: str, bound: dict | None = None) -> OpenWhiskContainer:
         key = (action, json.dumps(bound, sort_keys=True))
         if key not in made:
-            made[key] = OpenWhiskContainer(image, action_zip, tmp_path / f"c{len(made)}", action=action,
-                                           bound=_bound(cloud_config) if bound is None else bound)
+            made[key] = OpenWhiskContainer(
+                image,
+                action_zip,
+                tmp_path / f"c{len(made)}",
+                action=action,
+                bound=_bound(cloud_config) if bound is None else bound,
+            )
         return made[key]
 
     yield container
@@ -116,13 +129,19 @@ def test_alarm_then_cos_changes_then_destroyed(containers, cloud_config, schemat
     assert ledger.get(run_id).job.params == {"folds": 3}  # the rule's params reached the action
 
     def cos_change(key: str) -> dict:
-        return {"bucket": bucket, "endpoint": "s3.us-south.cloud-object-storage.appdomain.cloud", "key": key,
-                "notification": {"bucket_name": bucket, "object_name": key, "event_type": "Object:Write", "object_length": "4"}}
+        return {
+            "bucket": bucket,
+            "endpoint": "s3.us-south.cloud-object-storage.appdomain.cloud",
+            "key": key,
+            "notification": {"bucket_name": bucket, "object_name": key, "event_type": "Object:Write", "object_length": "4"},
+        }
 
     unrelated = destroy.run(cos_change("uploads/data.csv"))
     assert unrelated.get("ignored") and unrelated["reason_code"] == "NOT_A_MARKER", unrelated
     key = markers.key(layout.output_prefix("outputs", run_id), success=True)
-    get_storage(cloud_config).put(cloud_config['storage']['bucket'], key, json.dumps({"status": "succeeded", "run_id": run_id}).encode())
+    get_storage(cloud_config).put(
+        cloud_config['storage']['bucket'], key, json.dumps({"status": "succeeded", "run_id": run_id}).encode()
+    )
     done = destroy.run(cos_change(key))
     assert done.get("ok") and done["state"] == "DESTROYING", (done, destroy.stderr())
     assert [status.run({"run_id": run_id})["run"]["state"] for _ in range(2)] == ["DESTROYING", "DESTROYED"]
@@ -176,7 +195,9 @@ def test_malformed_events_and_requests_create_nothing(containers, cloud_config):
     override = apply.run({"ephemera_kind": "manual", "ephemera_action": "reap"})
     assert override["error"]["code"] == "PARAM_INVALID" and "fixed by the deployment" in override["error"]["message"]
     # finding 15: the invocation's config ranks over the bound one in the merge; the action refuses it
-    swapped = apply.run({"ephemera_kind": "manual", "config": {**cloud_config, "storage": {"backend": "localhost", "bucket": "x"}}})
+    swapped = apply.run(
+        {"ephemera_kind": "manual", "config": {**cloud_config, "storage": {"backend": "localhost", "bucket": "x"}}}
+    )
     assert swapped["error"]["code"] == "PARAM_INVALID" and "not the config this deployment bound" in swapped["error"]["message"]
     named = apply.run({"ephemera_kind": "manual", "config_file": "/tmp/evil.yaml"})
     assert named["error"]["code"] == "PARAM_INVALID" and "'config_file'" in named["error"]["message"]

@@ -97,7 +97,7 @@ def _split_conditional(expr: str) -> tuple[str, str, str] | None:
     """``cond ? a : b`` (top level) as (cond, a, b), or None."""
     depth, quote, question, nested = 0, False, None, 0
     for i, ch in enumerate(expr):
-        if ch == '"' and expr[i - 1:i] != "\\":
+        if ch == '"' and expr[i - 1 : i] != "\\":
             quote = not quote
         elif quote:
             continue
@@ -107,7 +107,7 @@ def _split_conditional(expr: str) -> tuple[str, str, str] | None:
             nested, question = nested + (question is not None), i if question is None else question
         elif depth == 0 and ch == ":" and question is not None:
             if not nested:
-                return expr[:question].strip(), expr[question + 1:i].strip(), expr[i + 1:].strip()
+                return expr[:question].strip(), expr[question + 1 : i].strip(), expr[i + 1 :].strip()
             nested -= 1
     return None
 
@@ -177,20 +177,31 @@ class Checker:
             here, facts = f"{address}.{prefix.replace('.0.', '[0].')}{arg}", schema.get(arg)
             if facts is None:
                 close = difflib.get_close_matches(arg, schema, n=1)
-                self._fail(here, f"argument '{arg}' does not exist in the provider schema",
-                           f"use '{close[0]}'" if close else "remove it or check the provider docs", source)
+                self._fail(
+                    here,
+                    f"argument '{arg}' does not exist in the provider schema",
+                    f"use '{close[0]}'" if close else "remove it or check the provider docs",
+                    source,
+                )
                 continue
             where, is_block = f"{source}:{facts['line']}", facts.get("elem") == "block"
             self.deprecated |= {(address, prefix + arg)} if "deprecated" in facts else set()
             if facts["mode"] == "computed":
                 self._fail(here, f"'{arg}' is computed-only (read-only)", "remove it", where)
             elif is_block != _is_block(value):
-                self._fail(here, f"'{arg}' has the wrong form", f"write it as {'a nested block' if is_block else 'an attribute'} "
-                           f"`{arg} {'{ ... }' if is_block else '= ...'}`", where)
+                self._fail(
+                    here,
+                    f"'{arg}' has the wrong form",
+                    f"write it as {'a nested block' if is_block else 'an attribute'} "
+                    f"`{arg} {'{ ... }' if is_block else '= ...'}`",
+                    where,
+                )
             elif is_block:
                 present[prefix + arg] = True
                 if len(value) > facts.get("max_items", len(value)):
-                    self._fail(here, f"{len(value)} '{arg}' blocks, the provider allows {facts['max_items']}", "drop the extra", where)
+                    self._fail(
+                        here, f"{len(value)} '{arg}' blocks, the provider allows {facts['max_items']}", "drop the extra", where
+                    )
                 if "block" not in facts:
                     self._fail(here, f"nested block '{arg}' has no recorded schema", "add it to ibm_provider_schema.json", where)
                 for item in value if "block" in facts else []:
@@ -201,8 +212,12 @@ class Checker:
         for arg, facts in schema.items():
             if facts["mode"] == "required" and (body.get(arg) is None or not present.get(prefix + arg, True)):
                 problem = "is missing" if body.get(arg) is None else "may be null"
-                self._fail(f"{address}.{prefix.replace('.0.', '[0].')}{arg}", f"required argument '{arg}' {problem}",
-                           f"set {arg}", f"{source}:{facts['line']}")
+                self._fail(
+                    f"{address}.{prefix.replace('.0.', '[0].')}{arg}",
+                    f"required argument '{arg}' {problem}",
+                    f"set {arg}",
+                    f"{source}:{facts['line']}",
+                )
 
     def _values(self, here: str, arg: str, facts: dict, values: list, where: str) -> None:
         allowed, kind = facts.get("allowed") or facts.get("api_values"), facts["kind"]
@@ -215,8 +230,12 @@ class Checker:
                 self._fail(here, f"value {value!r} is not allowed for '{arg}'", f"use one of {allowed}", where)
             elif "range" in facts and not facts["range"][0] <= float(value) <= facts["range"][1]:
                 self._fail(here, f"value {value} is out of range for '{arg}'", f"stay within {facts['range']}", where)
-            elif "pattern" in facts and not (re.fullmatch(facts["pattern"], str(value)) and len(str(value)) <= facts["length"][1]):
-                self._fail(here, f"value {value!r} does not match {facts['pattern']}", f"match it, <= {facts['length'][1]} chars", where)
+            elif "pattern" in facts and not (
+                re.fullmatch(facts["pattern"], str(value)) and len(str(value)) <= facts["length"][1]
+            ):
+                self._fail(
+                    here, f"value {value!r} does not match {facts['pattern']}", f"match it, <= {facts['length'][1]} chars", where
+                )
 
     def _relations(self, address: str, source: str, present: dict, levels: list) -> None:
         seen: set[tuple[str, frozenset]] = set()
@@ -241,7 +260,7 @@ class Checker:
     def reference_paths(self, text: str, declared: set[tuple[str, str, str]]) -> None:
         refs = [(m.group(1), m.group(2), m.group(3), _names(m.group(4))) for m in REF.finditer(text)]
         for loop in FOR.finditer(text):  # `for vm in ibm_is_instance.worker : vm.zone` reads worker's zone
-            for use in re.finditer(rf"(?<![\w.]){loop.group(1)}((?:\[[^\]]*\]|\.\w+)+)", text[loop.end():]):
+            for use in re.finditer(rf"(?<![\w.]){loop.group(1)}((?:\[[^\]]*\]|\.\w+)+)", text[loop.end() :]):
                 refs.append((loop.group(2), loop.group(3), loop.group(4), _names(loop.group(5)) + _names(use.group(1))))
         for data, rtype, name, names in refs:
             kind, address = "data" if data else "resource", f"{data or ''}{rtype}.{name}"
@@ -254,14 +273,22 @@ class Checker:
                 path, facts = ".".join(names), schema.get(step)
                 if facts is None and not (i == 0 and step == "id"):
                     close = difflib.get_close_matches(step, schema, n=1)
-                    self._fail(address, f"attribute path {path}: '{step}' does not exist",
-                               f"use '{close[0]}'" if close else "read an attribute the provider has", source)
+                    self._fail(
+                        address,
+                        f"attribute path {path}: '{step}' does not exist",
+                        f"use '{close[0]}'" if close else "read an attribute the provider has",
+                        source,
+                    )
                 if facts is None or i + 1 == len(names) or facts["kind"] == "map":
                     break
                 if "block" not in facts:
                     problem = "is a " + facts["kind"] if facts.get("elem") != "block" else "has no recorded schema"
-                    self._fail(address, f"attribute path {path}: '{step}' {problem}", f"stop at {step} or record its block",
-                               f"{source}:{facts['line']}")
+                    self._fail(
+                        address,
+                        f"attribute path {path}: '{step}' {problem}",
+                        f"stop at {step} or record its block",
+                        f"{source}:{facts['line']}",
+                    )
                     break
                 schema = facts["block"]
 
@@ -281,7 +308,9 @@ def root() -> Module:
     return load_module(STACK)
 
 
-@pytest.mark.parametrize("directory", [STACK, *sorted(p for p in (STACK / "modules").iterdir() if p.is_dir())], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "directory", [STACK, *sorted(p for p in (STACK / "modules").iterdir() if p.is_dir())], ids=lambda p: p.name
+)
 def test_stack_matches_the_provider_schema(directory):
     module = load_module(directory)
     checker = check(module)
@@ -291,25 +320,48 @@ def test_stack_matches_the_provider_schema(directory):
         provider = FACTS["provider"]
         assert re.fullmatch(r"[0-9a-f]{40}", provider["commit"]) and provider["repository"].endswith("/terraform-provider-ibm")
         types = {(kind, rtype) for kind, rtype, _, _ in module.blocks}
-        assert types == {(k, t) for k in ("resource", "data") for t in FACTS[k]}, "the fact table and the stack name different types"
+        assert types == {(k, t) for k in ("resource", "data") for t in FACTS[k]}, (
+            "the fact table and the stack name different types"
+        )
         assert checker.arguments >= 40 and checker.references >= 10, "the checker saw less of the stack than it should"
 
 
 WORKER = ("ibm_is_instance", "worker")
 MUTATIONS = {
-    "misspelt argument": (WORKER, lambda b: b.update(profle=b.pop("profile")), ["argument 'profle' does not exist", "use 'profile'"]),
+    "misspelt argument": (
+        WORKER,
+        lambda b: b.update(profle=b.pop("profile")),
+        ["argument 'profle' does not exist", "use 'profile'"],
+    ),
     "required dropped": (WORKER, lambda b: b.pop("name"), ["required argument 'name' is missing", "set name"]),
-    "enum value": (("ibm_is_security_group_rule", "egress"), lambda b: b.update(direction='"sideways"'), ["'sideways'", "'inbound'"]),
+    "enum value": (
+        ("ibm_is_security_group_rule", "egress"),
+        lambda b: b.update(direction='"sideways"'),
+        ["'sideways'", "'inbound'"],
+    ),
     "computed-only": (WORKER, lambda b: b.update(crn='"crn:x"'), ["'crn' is computed-only", "remove it"]),
     "nested argument": (WORKER, lambda b: b["primary_network_interface"][0].update(subnett="x"), ["'subnett'", "use 'subnet'"]),
-    "enum via conditional": (WORKER, lambda b: b["metadata_service"][0].update(protocol='${var.debug_access ? "http" : "gopher"}'),
-                             ["metadata_service[0].protocol: value 'gopher'"]),
+    "enum via conditional": (
+        WORKER,
+        lambda b: b["metadata_service"][0].update(protocol='${var.debug_access ? "http" : "gopher"}'),
+        ["metadata_service[0].protocol: value 'gopher'"],
+    ),
     "range": (WORKER, lambda b: b["metadata_service"][0].update(response_hop_limit=65), ["out of range", "[1, 64]"]),
-    "max_items": (WORKER, lambda b: b["boot_volume"].append(copy.deepcopy(b["boot_volume"][0])), ["2 'boot_volume' blocks", "allows 1"]),
-    "conflict": (("ibm_is_subnet", "run"), lambda b: b.update(ipv4_cidr_block='"10.0.0.0/26"'),
-                 ["'ipv4_cidr_block' conflicts with 'total_ipv4_address_count'"]),
-    "exactly one": (WORKER, lambda b: b.update(primary_network_attachment=copy.deepcopy(b["primary_network_interface"])),
-                    ["more than one of ['primary_network_attachment', 'primary_network_interface']"]),
+    "max_items": (
+        WORKER,
+        lambda b: b["boot_volume"].append(copy.deepcopy(b["boot_volume"][0])),
+        ["2 'boot_volume' blocks", "allows 1"],
+    ),
+    "conflict": (
+        ("ibm_is_subnet", "run"),
+        lambda b: b.update(ipv4_cidr_block='"10.0.0.0/26"'),
+        ["'ipv4_cidr_block' conflicts with 'total_ipv4_address_count'"],
+    ),
+    "exactly one": (
+        WORKER,
+        lambda b: b.update(primary_network_attachment=copy.deepcopy(b["primary_network_interface"])),
+        ["more than one of ['primary_network_attachment', 'primary_network_interface']"],
+    ),
     "block as attribute": (WORKER, lambda b: b.update(boot_volume="${local.x}"), ["wrong form", "`boot_volume { ... }`"]),
 }
 
@@ -329,7 +381,9 @@ def test_checker_reports_a_broken_block(root, case):
 def test_checker_reports_a_wrong_attribute_path(root):
     checker = Checker(root)
     declared = {(k, t, n) for k, t, n, _ in root.blocks}
-    checker.reference_paths("${[for vm in ibm_is_instance.worker : vm.primary_network_interface[0].primary_ipp[0].address]}", declared)
+    checker.reference_paths(
+        "${[for vm in ibm_is_instance.worker : vm.primary_network_interface[0].primary_ipp[0].address]}", declared
+    )
     checker.reference_paths("${data.ibm_is_images.public.imagez[*].name}", declared)
     checker.reference_paths("${ibm_is_vpc.other.id}", declared)
     report = "\n".join(checker.errors)

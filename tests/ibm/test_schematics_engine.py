@@ -30,7 +30,7 @@ RUN_ID = RUN_VARS["run_id"]
 
 def _engine(config: dict, sleeps: list | None = None):
     engine = get_engine(config)
-    engine._sleep = (sleeps.append if sleeps is not None else (lambda s: None))
+    engine._sleep = sleeps.append if sleeps is not None else (lambda s: None)
     return engine
 
 
@@ -72,7 +72,12 @@ def test_apply_sends_tf_vars_secure_values_and_refresh_token(ibm_config, schemat
     for name, value in RUN_VARS.items():
         assert store[name]["value"] == (str(value)) and store[name]["secure"] is False
     assert store["worker_count"]["type"] == "number" and store["run_id"]["type"] == "string"
-    assert store["cos_hmac_access_key_id"] == {"name": "cos_hmac_access_key_id", "value": HMAC_ID, "type": "string", "secure": True}
+    assert store["cos_hmac_access_key_id"] == {
+        "name": "cos_hmac_access_key_id",
+        "value": HMAC_ID,
+        "type": "string",
+        "secure": True,
+    }
     assert store["cos_hmac_secret_access_key"]["secure"] is True
     assert store["region"]["value"] == "us-south"  # the workspace's own variable is kept
 
@@ -244,15 +249,23 @@ def test_complex_variables_carry_their_type_and_operator_variables_are_kept(ibm_
     store (replaced whole by PUT .../values) is sent back with the operator's secure
     value from schematics.secure_variables."""
     ws = schematics.workspace
-    ws.variablestore += [{"name": "zone", "value": "us-south-2", "type": "string", "secure": False},
-                         {"name": "operator_token", "value": "op-token-1234567", "type": "string", "secure": True},
-                         {"name": "cos_api_key", "value": "old-ephemera-key", "type": "string", "secure": True}]
+    ws.variablestore += [
+        {"name": "zone", "value": "us-south-2", "type": "string", "secure": False},
+        {"name": "operator_token", "value": "op-token-1234567", "type": "string", "secure": True},
+        {"name": "cos_api_key", "value": "old-ephemera-key", "type": "string", "secure": True},
+    ]
     cfg = {**ibm_config, "schematics": {**ibm_config["schematics"], "secure_variables": {"operator_token": "op-token-1234567"}}}
     engine = _engine(cfg)
-    engine.apply(WS, RUN_ID, {**RUN_VARS, "extra_tags": ["team:ml", "cost:gpu"], "vm_boot": ["YQ==", "Yg=="],
-                              "debug_access": False}, {})
+    engine.apply(
+        WS, RUN_ID, {**RUN_VARS, "extra_tags": ["team:ml", "cost:gpu"], "vm_boot": ["YQ==", "Yg=="], "debug_access": False}, {}
+    )
     store = {v["name"]: v for v in schematics.calls("PUT", "/values")[0].body["variablestore"]}
-    assert store["extra_tags"] == {"name": "extra_tags", "value": '["team:ml", "cost:gpu"]', "type": "list(string)", "secure": False}
+    assert store["extra_tags"] == {
+        "name": "extra_tags",
+        "value": '["team:ml", "cost:gpu"]',
+        "type": "list(string)",
+        "secure": False,
+    }
     assert store["vm_boot"]["type"] == "list(string)" and store["debug_access"]["type"] == "bool"
     assert store["zone"] == {"name": "zone", "value": "us-south-2", "type": "string", "secure": False}
     assert store["operator_token"] == {"name": "operator_token", "value": "op-token-1234567", "type": "string", "secure": True}

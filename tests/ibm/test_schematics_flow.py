@@ -60,8 +60,13 @@ def test_apply_status_destroy_through_schematics(flow_config, schematics, iam):
     storage = get_storage(cfg)
     key = markers.key(layout.output_prefix("outputs", run_id), success=True)
     storage.put(bucket, key, json.dumps({"status": "succeeded", "run_id": run_id}).encode())
-    event = {"bucket": bucket, "endpoint": "", "key": key, "operation": "Object:Write",
-             "notification": {"bucket_name": bucket, "object_name": key, "event_type": "Object:Write", "object_length": "40"}}
+    event = {
+        "bucket": bucket,
+        "endpoint": "",
+        "key": key,
+        "operation": "Object:Write",
+        "notification": {"bucket_name": bucket, "object_name": key, "event_type": "Object:Write", "object_length": "40"},
+    }
     destroyed = actions_destroy.main({**event, "config": cfg})
     assert "error" not in destroyed, destroyed
     assert destroyed["run_id"] == run_id and destroyed["state"] == "DESTROYING"
@@ -105,7 +110,10 @@ def _apply_and_destroy(cfg: dict) -> str:
     key = markers.key(layout.output_prefix("outputs", run_id), success=True)
     storage = get_storage(cfg)
     storage.put(bucket, key, json.dumps({"status": "succeeded", "run_id": run_id}).encode())
-    assert actions_destroy.main({"config": cfg, "ephemera_kind": "object_write", "bucket": bucket, "key": key})["state"] == "DESTROYING"
+    assert (
+        actions_destroy.main({"config": cfg, "ephemera_kind": "object_write", "bucket": bucket, "key": key})["state"]
+        == "DESTROYING"
+    )
     assert [_status(cfg, run_id)["state"] for _ in range(2)] == ["DESTROYING", "DESTROYED"]
     return run_id
 

@@ -14,14 +14,21 @@ from tests.ibm.conftest import API_KEY
 
 
 def test_a_schematics_plan_job_gives_resources_gpus_and_cost_and_creates_nothing(ibm_config, schematics, tmp_path):
-    raw = {**ibm_config, "home": str(tmp_path / "home"), "workspace": {"name": "default", "stack": "ibm-vpc-gpu",
-                                                                      "variables": {"worker_count": 2}},
-           "timeouts": {"hard": "4h"}}
+    raw = {
+        **ibm_config,
+        "home": str(tmp_path / "home"),
+        "workspace": {"name": "default", "stack": "ibm-vpc-gpu", "variables": {"worker_count": 2}},
+        "timeouts": {"hard": "4h"},
+    }
     ctx = Context(raw)
     ctx.engine._sleep = lambda s: None
     report = plan_workspace(ctx)
-    assert [r.address for r in report.plan.resources] == ["ibm_is_vpc.run", "ibm_is_subnet.run", "ibm_is_instance.worker[0]",
-                                                          "ibm_is_instance.worker[1]"]
+    assert [r.address for r in report.plan.resources] == [
+        "ibm_is_vpc.run",
+        "ibm_is_subnet.run",
+        "ibm_is_instance.worker[0]",
+        "ibm_is_instance.worker[1]",
+    ]
     assert report.plan.summary == "Plan: 4 to add, 0 to change, 0 to destroy."
     hourly = stack_spec("ibm-vpc-gpu").prices["gx3-16x80x1l4"].hourly
     assert report.instances == 2 and report.profile == "gx3-16x80x1l4" and report.gpus == 2
@@ -40,10 +47,14 @@ def test_a_failed_plan_job_says_why(ibm_config, schematics, tmp_path):
     from ephemera.errors import EngineError
 
     schematics.plan_script = ["INPROGRESS", "FAILED"]
-    schematics.plan_log = "Initializing provider plugins...\nError: Invalid provider configuration\n\nregion 'us-nowhere' is not known\n"
+    schematics.plan_log = (
+        "Initializing provider plugins...\nError: Invalid provider configuration\n\nregion 'us-nowhere' is not known\n"
+    )
     ctx = Context({**ibm_config, "home": str(tmp_path / "home"), "workspace": {"name": "default", "stack": "ibm-vpc-gpu"}})
     ctx.engine._sleep = lambda s: None
     with pytest.raises(EngineError) as info:
         plan_workspace(ctx)
     assert "plan" in info.value.message and "failed" in info.value.message and info.value.log_tail
-    assert "Error: Invalid provider configuration\n  region 'us-nowhere' is not known" in info.value.message  # Terraform's cause (F9)
+    assert (
+        "Error: Invalid provider configuration\n  region 'us-nowhere' is not known" in info.value.message
+    )  # Terraform's cause (F9)

@@ -49,8 +49,10 @@ def test_the_vm_cos_client_authenticates_as_the_trusted_profile(metadata, record
     token and {"trusted_profile": {"id": ...}} gives the profile's IAM token, which COS
     takes as ``Authorization: Bearer`` (ibm_boto3 with ``auth_function``, oauth signing)."""
     url, s3_log = recorded_s3
-    vm_config = {"storage": {"backend": "ibm_cos", "bucket": unique_bucket},
-                 "ibm_cos": {"endpoint": url, "trusted_profile_id": PROFILE, "metadata_url": metadata.url}}
+    vm_config = {
+        "storage": {"backend": "ibm_cos", "bucket": unique_bucket},
+        "ibm_cos": {"endpoint": url, "trusted_profile_id": PROFILE, "metadata_url": metadata.url},
+    }
     storage = get_storage(vm_config)
     assert isinstance(storage, IBMCOSStorage) and storage.settings.auth == "trusted_profile"
     assert storage.presign(unique_bucket, "k") is None  # no HMAC keys, no presigned URL: the VM uses its identity
@@ -81,19 +83,28 @@ def _load_rendered_bootstrap(user_data: dict, tmp_path: Path):
     return module
 
 
-def test_schematics_apply_holds_no_secret_and_its_user_data_boots(ibm_config, schematics, metadata, recorded_s3,
-                                                                   unique_bucket, tmp_path):
+def test_schematics_apply_holds_no_secret_and_its_user_data_boots(
+    ibm_config, schematics, metadata, recorded_s3, unique_bucket, tmp_path
+):
     """Everything Terraform sees -- the Schematics variable payloads, the rendered
     user_data (cloud-init ``write_files`` entries with ``encoding: b64`` / ``gz+b64`` and
     string ``permissions``; at most 64 KB, the VPC user-data limit) and the state of the
     render -- holds no secret; the rendered bootstrap fetches the bundle as the VM's
     trusted profile and checks its SHA-256."""
     url, _log = recorded_s3
-    cfg = {**ibm_config, "home": str(tmp_path / "home"),
-           "storage": {"backend": "ibm_cos", "bucket": unique_bucket},
-           "ibm_cos": {"endpoint": url, "access_key_id": HMAC_ID, "secret_access_key": HMAC_SECRET,
-                       "trusted_profile_id": PROFILE, "metadata_url": metadata.url},
-           "workspace": {"name": "gpu", "stack": "ibm-vpc-gpu", "variables": {"worker_count": 1, "profile": "gx3-16x80x1l4"}}}
+    cfg = {
+        **ibm_config,
+        "home": str(tmp_path / "home"),
+        "storage": {"backend": "ibm_cos", "bucket": unique_bucket},
+        "ibm_cos": {
+            "endpoint": url,
+            "access_key_id": HMAC_ID,
+            "secret_access_key": HMAC_SECRET,
+            "trusted_profile_id": PROFILE,
+            "metadata_url": metadata.url,
+        },
+        "workspace": {"name": "gpu", "stack": "ibm-vpc-gpu", "variables": {"worker_count": 1, "profile": "gx3-16x80x1l4"}},
+    }
     get_storage(cfg).create_bucket(unique_bucket)
     applied = actions_apply.main({"config": cfg, "ephemera_kind": "manual"})
     assert "error" not in applied, applied
@@ -103,18 +114,34 @@ def test_schematics_apply_holds_no_secret_and_its_user_data_boots(ibm_config, sc
     assert store["trusted_profile_id"]["value"] == PROFILE and [n for n, v in store.items() if v["secure"]] == ["vm_boot"]
     assert store["vm_boot"]["type"] == "list(string)"
 
-    outputs, state = apply_module("user-data", {
-        "worker": 0, "run_id": applied["run_id"], "vm_boot": json.loads(store["vm_boot"]["value"])[0],
-        "bootstrap_script": store["bootstrap_script"]["value"], "profile": "gx3-16x80x1l4", "nvidia_driver": "550",
-        "custom_image": False, "hard_deadline": store["hard_deadline"]["value"], "hard_timeout_seconds": 14400,
-        "heartbeat_interval": 30}, tmp_path / "render")
+    outputs, state = apply_module(
+        "user-data",
+        {
+            "worker": 0,
+            "run_id": applied["run_id"],
+            "vm_boot": json.loads(store["vm_boot"]["value"])[0],
+            "bootstrap_script": store["bootstrap_script"]["value"],
+            "profile": "gx3-16x80x1l4",
+            "nvidia_driver": "550",
+            "custom_image": False,
+            "hard_deadline": store["hard_deadline"]["value"],
+            "hard_timeout_seconds": 14400,
+            "heartbeat_interval": 30,
+        },
+        tmp_path / "render",
+    )
     text = outputs["user_data"]
     assert text.startswith("#cloud-config\n") and len(text.encode()) <= 64 * 1024
     assert outputs["gpu"] == {"count": 1, "model": "L4"}
     record = json.dumps(Context(cfg).ledger.get(applied["run_id"]).to_dict())
     for secret in SECRETS:
-        for where, blob in (("variable payloads", json.dumps(payloads)), ("user_data", text),
-                            ("render state", state.read_text()), ("run record", record), ("apply result", json.dumps(applied))):
+        for where, blob in (
+            ("variable payloads", json.dumps(payloads)),
+            ("user_data", text),
+            ("render state", state.read_text()),
+            ("run record", record),
+            ("apply result", json.dumps(applied)),
+        ):
             assert secret not in blob, f"a secret reached the {where}"
 
     if shutil.which("cloud-init"):
@@ -144,10 +171,13 @@ def test_hmac_keys_are_never_handed_to_cloud_vms(ibm_config, schematics, recorde
     so the apply is refused with the named field and its fix: nothing is created, no
     variable is sent to Schematics, no credentials object is written."""
     url, _log = recorded_s3
-    cfg = {**ibm_config, "home": str(tmp_path / "home"),
-           "storage": {"backend": "ibm_cos", "bucket": unique_bucket},
-           "ibm_cos": {"endpoint": url, "access_key_id": HMAC_ID, "secret_access_key": HMAC_SECRET},
-           "workspace": {"name": "gpu", "stack": "ibm-vpc-gpu", "variables": {"worker_count": 1}}}
+    cfg = {
+        **ibm_config,
+        "home": str(tmp_path / "home"),
+        "storage": {"backend": "ibm_cos", "bucket": unique_bucket},
+        "ibm_cos": {"endpoint": url, "access_key_id": HMAC_ID, "secret_access_key": HMAC_SECRET},
+        "workspace": {"name": "gpu", "stack": "ibm-vpc-gpu", "variables": {"worker_count": 1}},
+    }
     storage = get_storage(cfg)
     storage.create_bucket(unique_bucket)
     applied = actions_apply.main({"config": cfg, "ephemera_kind": "manual"})
@@ -167,8 +197,10 @@ def test_hmac_keys_may_reach_vms_on_the_controllers_own_machine(recorded_s3, uni
     from ephemera.events.formats import parse_event
 
     url, _log = recorded_s3
-    cfg = local_config(storage={"backend": "ibm_cos", "bucket": unique_bucket},
-                       ibm_cos={"endpoint": url, "access_key_id": HMAC_ID, "secret_access_key": HMAC_SECRET})
+    cfg = local_config(
+        storage={"backend": "ibm_cos", "bucket": unique_bucket},
+        ibm_cos={"endpoint": url, "access_key_id": HMAC_ID, "secret_access_key": HMAC_SECRET},
+    )
     ctx = Context(cfg)
     ctx.storage.create_bucket(unique_bucket)
     run = request_run(ctx, parse_event({"idempotency_key": "local-hmac"})).run

@@ -16,13 +16,24 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_wheel_builds_without_a_deprecation_warning(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "--disable-pip-version-check",
-                           "-w", str(tmp_path), str(REPO)], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "--disable-pip-version-check", "-w", str(tmp_path), str(REPO)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     output = done.stdout + done.stderr
     assert "deprecat" not in output.lower(), [ln for ln in output.splitlines() if "eprecat" in ln]
     assert [p.name for p in tmp_path.glob("ephemera-*.whl")]
-    metadata = subprocess.run([sys.executable, "-c", "import zipfile,sys; z=zipfile.ZipFile(sys.argv[1]); "
-                               "print(z.read('ephemera-0.1.0.dist-info/METADATA').decode())",
-                               str(next(tmp_path.glob("ephemera-*.whl")))], capture_output=True, text=True).stdout
+    metadata = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import zipfile,sys; z=zipfile.ZipFile(sys.argv[1]); print(z.read('ephemera-0.1.0.dist-info/METADATA').decode())",
+            str(next(tmp_path.glob("ephemera-*.whl"))),
+        ],
+        capture_output=True,
+        text=True,
+    ).stdout
     assert "License-Expression: Apache-2.0" in metadata

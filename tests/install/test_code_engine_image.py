@@ -61,8 +61,23 @@ def test_the_source_requirements_are_hashed_and_a_tampered_wheel_is_refused(tmp_
     data[len(data) // 2] ^= 0x01
     wheel.write_bytes(bytes(data))
     subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "venv")], check=True)
-    done = subprocess.run([str(tmp_path / "venv" / "bin" / "python"), "-m", "pip", "install", "-q", "--require-hashes",
-                           "--no-deps", "-r", "requirements.txt"], cwd=source, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            str(tmp_path / "venv" / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--require-hashes",
+            "--no-deps",
+            "-r",
+            "requirements.txt",
+        ],
+        cwd=source,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode != 0 and "DO NOT MATCH THE HASHES" in done.stderr, done.stderr[-2000:]
     probe = subprocess.run([str(tmp_path / "venv" / "bin" / "python"), "-c", "import ibm_schematics"], capture_output=True)
     assert probe.returncode != 0, "nothing may be installed when a hash does not match"

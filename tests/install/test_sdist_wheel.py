@@ -49,10 +49,16 @@ def test_an_sdist_builds_a_wheel_with_one_name_per_module_and_the_stacks(tmp_pat
     assert len(names) == len(set(names))
     modules = {p.relative_to(clone).as_posix() for top in ("ephemera", "lithops_bridge") for p in (clone / top).rglob("*.py")}
     assert {n for n in names if n.endswith(".py")} == modules
-    stacks = {f"ephemera/stacks/{p.relative_to(clone / 'terraform').as_posix()}" for p in (clone / "terraform").rglob("*")
-              if p.suffix in (".tf", ".tftpl") or p.name == "stack.toml"}
-    assert {"ephemera/stacks/local/main.tf", "ephemera/stacks/ibm-vpc-gpu/modules/user-data/cloud-init.yaml.tftpl",
-            "ephemera/stacks/ibm-vpc-gpu/stack.toml"} <= stacks
+    stacks = {
+        f"ephemera/stacks/{p.relative_to(clone / 'terraform').as_posix()}"
+        for p in (clone / "terraform").rglob("*")
+        if p.suffix in (".tf", ".tftpl") or p.name == "stack.toml"
+    }
+    assert {
+        "ephemera/stacks/local/main.tf",
+        "ephemera/stacks/ibm-vpc-gpu/modules/user-data/cloud-init.yaml.tftpl",
+        "ephemera/stacks/ibm-vpc-gpu/stack.toml",
+    } <= stacks
     assert {n for n in names if n.startswith("ephemera/stacks/")} == stacks
     templates = {p.relative_to(clone).as_posix() for p in (clone / "ephemera" / "cli" / "dashboard" / "templates").glob("*.html")}
     assert templates and templates <= set(names)

@@ -24,10 +24,22 @@ PIN_FILE = "/etc/ephemera/uv-requirements.txt"
 @pytest.fixture(scope="module")
 def user_data(tmp_path_factory) -> str:
     boot = base64.b64encode(json.dumps({"run_id": "r1", "worker": 0}).encode()).decode()
-    outputs, _ = apply_module("user-data", {
-        "worker": 0, "run_id": "r1", "vm_boot": boot, "bootstrap_script": bootstrap_script(), "profile": "gx3-16x80x1l4",
-        "nvidia_driver": "550", "custom_image": False, "hard_deadline": "2026-12-07T03:00:00Z",
-        "hard_timeout_seconds": 14400, "heartbeat_interval": 30}, tmp_path_factory.mktemp("render") / "user-data")
+    outputs, _ = apply_module(
+        "user-data",
+        {
+            "worker": 0,
+            "run_id": "r1",
+            "vm_boot": boot,
+            "bootstrap_script": bootstrap_script(),
+            "profile": "gx3-16x80x1l4",
+            "nvidia_driver": "550",
+            "custom_image": False,
+            "hard_deadline": "2026-12-07T03:00:00Z",
+            "hard_timeout_seconds": 14400,
+            "heartbeat_interval": 30,
+        },
+        tmp_path_factory.mktemp("render") / "user-data",
+    )
     return outputs["user_data"]
 
 
@@ -83,8 +95,27 @@ def test_the_pinned_hashes_are_those_of_the_published_wheels(user_data, tmp_path
     found = set()
     for platform in ("manylinux_2_17_x86_64", "manylinux_2_17_aarch64"):
         dest = tmp_path / platform
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", f"uv=={version}", "--no-deps", "--only-binary=:all:",
-                        "--platform", platform, "--python-version", "3.10", "--implementation", "py", "-d", str(dest)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                f"uv=={version}",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--platform",
+                platform,
+                "--python-version",
+                "3.10",
+                "--implementation",
+                "py",
+                "-d",
+                str(dest),
+            ],
+            check=True,
+            capture_output=True,
+        )
         found |= {hashlib.sha256(w.read_bytes()).hexdigest() for w in dest.glob("*.whl")}
     assert found == set(hashes)

@@ -48,8 +48,7 @@ def _bundle(tmp_path: Path, manifest: dict) -> Path:
     (bundle / "wheels" / "ephemera-0.1.0-py3-none-any.whl").write_bytes(b"wheel")
     (bundle / "requirements.lock").write_text("six==1.16.0 \\\n    --hash=sha256:" + "0" * 64 + "\n")
     (bundle / "requirements.txt").write_text("six\n")
-    (bundle / "manifest.json").write_text(json.dumps({"wheel": "ephemera-0.1.0-py3-none-any.whl", "source": None,
-                                                      **manifest}))
+    (bundle / "manifest.json").write_text(json.dumps({"wheel": "ephemera-0.1.0-py3-none-any.whl", "source": None, **manifest}))
     return bundle
 
 
@@ -74,8 +73,11 @@ def test_a_cloud_vm_never_installs_without_require_hashes(tmp_path, monkeypatch,
         assert text.count("==") + text.count(" @ ") == text.count("--hash=sha256:")
 
 
-@pytest.mark.parametrize("manifest", [{}, {"lock": None, "wheel_sha256": "ab" * 32}, {"lock": "requirements.lock"}],
-                         ids=["old-bundle", "no-lock", "no-wheel-hash"])
+@pytest.mark.parametrize(
+    "manifest",
+    [{}, {"lock": None, "wheel_sha256": "ab" * 32}, {"lock": "requirements.lock"}],
+    ids=["old-bundle", "no-lock", "no-wheel-hash"],
+)
 def test_a_bundle_without_a_lock_is_refused_on_a_cloud_vm(tmp_path, monkeypatch, manifest):
     commands = []
     monkeypatch.setattr(bootstrap, "run", lambda root, cmd, what, env=None: commands.append(cmd))

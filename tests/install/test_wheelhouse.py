@@ -50,8 +50,14 @@ def _vm(tmp_path: Path, served: bytes, manifest_sha: str) -> tuple[Path, dict, P
     bundle.mkdir()
     (bundle / "wheelhouse.lock").write_text(f"tiny-pkg==1.0 \\\n    --hash=sha256:{hashlib.sha256(GOOD).hexdigest()}\n")
     manifest = {"local_wheelhouse": {"lock": "wheelhouse.lock", "sha256": manifest_sha, "size": len(served)}}
-    boot = {"bundle": {"key": "b", "sha256": "0" * 64, "size": 1,
-                       "wheelhouse": {"key": "ephemera/wheelhouses/x.tar", "sha256": manifest_sha, "url": store.as_uri()}}}
+    boot = {
+        "bundle": {
+            "key": "b",
+            "sha256": "0" * 64,
+            "size": 1,
+            "wheelhouse": {"key": "ephemera/wheelhouses/x.tar", "sha256": manifest_sha, "url": store.as_uri()},
+        }
+    }
     root = tmp_path / "vm"
     root.mkdir()
     return root, boot, bundle, manifest
@@ -74,12 +80,15 @@ def test_a_wheelhouse_swapped_in_the_bucket_is_refused(tmp_path):
     assert not any((root / "wheelhouse").glob("*.whl"))
 
 
-@pytest.mark.parametrize("members", [
-    {WHEEL: b"PK tampered wheel"},  # a wheel the lock does not pin
-    {WHEEL: GOOD, "extra-9.9-py3-none-any.whl": b"PK extra"},  # a wheel added beside the pinned one
-    {"../" + WHEEL: GOOD},  # a path out of the folder
-    {"setup.py": b"import os"},  # not a wheel
-])
+@pytest.mark.parametrize(
+    "members",
+    [
+        {WHEEL: b"PK tampered wheel"},  # a wheel the lock does not pin
+        {WHEEL: GOOD, "extra-9.9-py3-none-any.whl": b"PK extra"},  # a wheel added beside the pinned one
+        {"../" + WHEEL: GOOD},  # a path out of the folder
+        {"setup.py": b"import os"},  # not a wheel
+    ],
+)
 def test_a_tampered_wheel_is_refused_before_anything_is_installed(tmp_path, members):
     """Even a tar that matches the manifest's hash (a bundle packed from a poisoned cache)
     holds nothing the lock does not pin."""
@@ -109,8 +118,9 @@ def test_the_run_prefixes_let_vms_read_the_wheelhouse_and_nothing_more():
 def test_offline_the_preflight_names_exactly_what_the_wheelhouse_cannot_hold(no_index):
     from packaging.requirements import Requirement
 
-    missing = wheelhouse.unsatisfied([Requirement("pyyaml>=6"), Requirement("tabulate>=0.9"),
-                                      Requirement('nope>=1; sys_platform == "nonexistent"')])
+    missing = wheelhouse.unsatisfied(
+        [Requirement("pyyaml>=6"), Requirement("tabulate>=0.9"), Requirement('nope>=1; sys_platform == "nonexistent"')]
+    )
     assert [str(r) for r in missing] == ["tabulate>=0.9"]
     [problem] = wheelhouse.problems(missing)
     assert problem.field == "workload.requirements" and "'tabulate>=0.9'" in problem.message
@@ -127,8 +137,7 @@ def test_the_wheelhouse_is_stored_once_per_content_hash(local_config, tmp_path):
         src = tmp_path / f"src{n}"
         src.mkdir()
         (src / "job.py").write_text(f"def main(ctx):\n    return {n}\n")
-        config = load_config(local_config(workload={"source": str(src), "entry": "job:main",
-                                                    "requirements": ["tabulate>=0.9"]}))
+        config = load_config(local_config(workload={"source": str(src), "entry": "job:main", "requirements": ["tabulate>=0.9"]}))
         ctx = ctx or Context(config)
         for _ in range(2):
             bundle = pack(config, tmp_path / "out")

@@ -47,8 +47,7 @@ def test_every_run_ends_destroyed_on_a_busy_machine(home, capsys):
 
     bench = load_bench()
     burners = os.cpu_count() or 2
-    rep = bench.run_load(runs=12, writes=24, home=home / "busy", max_concurrent=4, lead=2.0, sleep=1.0, timeout=900,
-                         busy=burners)
+    rep = bench.run_load(runs=12, writes=24, home=home / "busy", max_concurrent=4, lead=2.0, sleep=1.0, timeout=900, busy=burners)
     with capsys.disabled():
         print(f"\nwith {burners} CPU burners:", end="")
         bench.print_report(rep)

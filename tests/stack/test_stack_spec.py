@@ -58,8 +58,11 @@ def test_the_spec_says_what_the_tf_files_declare(name):
         if "default" in body:
             assert var.default == _unquote(body["default"]), var_name
         assert var.sensitive == bool(body.get("sensitive")), var_name
-    bounds = [int(m) for v in variables.get("worker_count", {}).get("validation", [])
-              for m in re.findall(r"var\.worker_count\s*<=\s*(\d+)", v["condition"])]
+    bounds = [
+        int(m)
+        for v in variables.get("worker_count", {}).get("validation", [])
+        for m in re.findall(r"var\.worker_count\s*<=\s*(\d+)", v["condition"])
+    ]
     assert spec.worker_bound == (min(bounds) if bounds else None)
     if spec.profile_variable:
         assert spec.default_profile() in spec.prices, "the default profile is priced"
@@ -75,18 +78,21 @@ def test_a_spec_names_the_variables_the_run_sets():
     assert not ibm.setters("engine") and not ibm.vms_on_host and ibm.storage_backends == ("ibm_cos",)
 
 
-@pytest.mark.parametrize("text, key, words", [
-    ('[variables.x]\ntype = "strnig"\n', "variables.x.type", "one of string"),
-    ('[variables.x]\ntype = "string"\nset_by = "me"\n', "variables.x.set_by", "one of user"),
-    ('[variables.x]\ntype = "string"\nrequired = true\ndefault = "a"\n', "variables.x.required", "true (no default)"),
-    ('[variables.x]\ntype = "number"\nmax = "16"\n', "variables.x.max", "integer"),
-    ('[variables.x]\ntype = "string"\ndefualt = "a"\n', "variables.x.defualt", "unknown key"),
-    ('hoks = "a:B"\n', "hoks", "unknown key"),
-    ('[outputs.ids]\n[vms]\nids = "instance_ids"\n', "vms.ids", "not an output"),
-    ('profile_variable = "profile"\n', "profile_variable", "not a variable"),
-    ('[prices.small]\nhourly = "cheap"\nsource = "x"\n', "prices.small", "hourly (a number)"),
-    ('description = \n', "(file)", "is not TOML"),
-])
+@pytest.mark.parametrize(
+    "text, key, words",
+    [
+        ('[variables.x]\ntype = "strnig"\n', "variables.x.type", "one of string"),
+        ('[variables.x]\ntype = "string"\nset_by = "me"\n', "variables.x.set_by", "one of user"),
+        ('[variables.x]\ntype = "string"\nrequired = true\ndefault = "a"\n', "variables.x.required", "true (no default)"),
+        ('[variables.x]\ntype = "number"\nmax = "16"\n', "variables.x.max", "integer"),
+        ('[variables.x]\ntype = "string"\ndefualt = "a"\n', "variables.x.defualt", "unknown key"),
+        ('hoks = "a:B"\n', "hoks", "unknown key"),
+        ('[outputs.ids]\n[vms]\nids = "instance_ids"\n', "vms.ids", "not an output"),
+        ('profile_variable = "profile"\n', "profile_variable", "not a variable"),
+        ('[prices.small]\nhourly = "cheap"\nsource = "x"\n', "prices.small", "hourly (a number)"),
+        ('description = \n', "(file)", "is not TOML"),
+    ],
+)
 def test_a_bad_spec_names_the_key_and_the_fix(tmp_path, text, key, words):
     with pytest.raises(StackSpecError) as info:
         parse_spec("bad", tmp_path, text)

@@ -56,8 +56,14 @@ def test_missing_key_and_bucket_codes(module):
 
 def test_access_denied_gives_the_fix_and_scrubs_echoed_secrets():
     echoed = f"The key {S3_KEY_ID} with signature over {S3_SECRET} is not allowed"
-    err = to_storage_error(_client_error("botocore", "AccessDenied", 403, echoed), "put", "bkt", "k",
-                           secrets=[S3_KEY_ID, S3_SECRET], credentials_hint="check aws_s3.access_key_id")
+    err = to_storage_error(
+        _client_error("botocore", "AccessDenied", 403, echoed),
+        "put",
+        "bkt",
+        "k",
+        secrets=[S3_KEY_ID, S3_SECRET],
+        credentials_hint="check aws_s3.access_key_id",
+    )
     assert "check aws_s3.access_key_id" in err.message
     assert S3_KEY_ID not in err.message and S3_SECRET not in err.message and MASK in err.message
 
@@ -85,9 +91,17 @@ def test_connection_failure_is_retryable_and_clean():
 
 
 def test_s3_settings_from_config():
-    config = load_config({"aws_s3": {"endpoint": "http://127.0.0.1:9000/", "region": "eu-west-1",
-                                     "access_key_id": S3_KEY_ID, "secret_access_key": S3_SECRET,
-                                     "session_token": SESSION_TOKEN}})
+    config = load_config(
+        {
+            "aws_s3": {
+                "endpoint": "http://127.0.0.1:9000/",
+                "region": "eu-west-1",
+                "access_key_id": S3_KEY_ID,
+                "secret_access_key": S3_SECRET,
+                "session_token": SESSION_TOKEN,
+            }
+        }
+    )
     settings = s3_settings(config)
     assert (settings.endpoint, settings.region) == ("http://127.0.0.1:9000", "eu-west-1")
     assert settings.secret_values() == [S3_KEY_ID, S3_SECRET, SESSION_TOKEN]
@@ -121,8 +135,12 @@ def _exercise(storage, bucket: str) -> list[str]:
     storage.put_if_absent(bucket, "lock", b"1")
     storage.put_if_absent(bucket, "lock", b"1")
     storage.delete(bucket, "a/x")
-    for call in (lambda: storage.get(bucket, "missing"), lambda: storage.head("no-such-bucket-here", "k"),
-                 lambda: list(storage.list("no-such-bucket-here")), lambda: storage.put(bucket, "../bad", b"")):
+    for call in (
+        lambda: storage.get(bucket, "missing"),
+        lambda: storage.head("no-such-bucket-here", "k"),
+        lambda: list(storage.list("no-such-bucket-here")),
+        lambda: storage.put(bucket, "../bad", b""),
+    ):
         with pytest.raises(StorageError) as err:
             call()
         messages.append(str(err.value))
@@ -132,13 +150,25 @@ def _exercise(storage, bucket: str) -> list[str]:
 @pytest.fixture(params=["aws_s3", "ibm_cos_hmac", "ibm_cos_iam"])
 def cloud_config(request, s3_endpoint, iam_server):
     if request.param == "aws_s3":
-        return {"storage": {"backend": "aws_s3"}, "aws_s3": {
-            "endpoint": s3_endpoint, "access_key_id": S3_KEY_ID, "secret_access_key": S3_SECRET, "session_token": SESSION_TOKEN}}
+        return {
+            "storage": {"backend": "aws_s3"},
+            "aws_s3": {
+                "endpoint": s3_endpoint,
+                "access_key_id": S3_KEY_ID,
+                "secret_access_key": S3_SECRET,
+                "session_token": SESSION_TOKEN,
+            },
+        }
     if request.param == "ibm_cos_hmac":
-        return {"storage": {"backend": "ibm_cos"}, "ibm_cos": {
-            "endpoint": s3_endpoint, "access_key_id": COS_KEY_ID, "secret_access_key": COS_SECRET}}
-    return {"storage": {"backend": "ibm_cos"}, "ibm": {"iam_api_key": FAKE_IAM_API_KEY, "iam_url": iam_server.url},
-            "ibm_cos": {"endpoint": s3_endpoint, "service_instance_id": "crn:v1:test"}}
+        return {
+            "storage": {"backend": "ibm_cos"},
+            "ibm_cos": {"endpoint": s3_endpoint, "access_key_id": COS_KEY_ID, "secret_access_key": COS_SECRET},
+        }
+    return {
+        "storage": {"backend": "ibm_cos"},
+        "ibm": {"iam_api_key": FAKE_IAM_API_KEY, "iam_url": iam_server.url},
+        "ibm_cos": {"endpoint": s3_endpoint, "service_instance_id": "crn:v1:test"},
+    }
 
 
 def test_no_secret_in_any_log_record_or_error(cloud_config, unique_bucket, caplog):

@@ -33,23 +33,34 @@ from ephemera.storage.spec import RunScope
 from tests.faults.helpers import run_variables
 from tests.storage.test_vm_credentials import s3_config, sent_to_sts  # noqa: F401  (a fixture)
 
-TRIGGERS = {"triggers": [{"name": "file-lands", "kind": "object_write", "prefix": "inbox/"},
-                         {"name": "csv-lands", "kind": "object_write", "bucket": "uploads", "prefix": "in/", "suffix": [".csv"]},
-                         {"name": "run-done", "kind": "object_write", "prefix": "outputs/", "suffix": ["_SUCCESS.json"]},
-                         {"name": "nightly", "kind": "alarm", "cron": "0 2 * * *"}],
-            "rules": [{"trigger": "file-lands", "action": "apply"}, {"trigger": "csv-lands", "action": "apply"},
-                      {"trigger": "run-done", "action": "destroy"}, {"trigger": "nightly", "action": "apply"}]}
+TRIGGERS = {
+    "triggers": [
+        {"name": "file-lands", "kind": "object_write", "prefix": "inbox/"},
+        {"name": "csv-lands", "kind": "object_write", "bucket": "uploads", "prefix": "in/", "suffix": [".csv"]},
+        {"name": "run-done", "kind": "object_write", "prefix": "outputs/", "suffix": ["_SUCCESS.json"]},
+        {"name": "nightly", "kind": "alarm", "cron": "0 2 * * *"},
+    ],
+    "rules": [
+        {"trigger": "file-lands", "action": "apply"},
+        {"trigger": "csv-lands", "action": "apply"},
+        {"trigger": "run-done", "action": "destroy"},
+        {"trigger": "nightly", "action": "apply"},
+    ],
+}
 
 
 def allows(policy: dict, action: str, arn: str) -> bool:
     """Whether ``policy`` allows ``action`` on ``arn`` (Allow statements only: the session
     policies hold no Deny; wildcards as IAM matches them)."""
+
     def matches(pattern: str, value: str) -> bool:
         regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
         return re.fullmatch(regex, value, re.S) is not None
 
-    return any(s["Effect"] == "Allow" and "Condition" not in s and action in s["Action"]
-               and any(matches(r, arn) for r in s["Resource"]) for s in policy["Statement"])
+    return any(
+        s["Effect"] == "Allow" and "Condition" not in s and action in s["Action"] and any(matches(r, arn) for r in s["Resource"])
+        for s in policy["Statement"]
+    )
 
 
 def _write(bucket: str, key: str, trigger: str = "file-lands") -> dict:
@@ -63,16 +74,19 @@ def test_the_object_a_trigger_of_an_apply_watches_is_granted(local_config):
     assert event_inputs(config, _write("uploads", "in/day.csv", "csv-lands")) == (("uploads", "in/day.csv"),)
 
 
-@pytest.mark.parametrize("event, why", [
-    ({"kind": "alarm", "trigger": "nightly"}, "an alarm names no object"),
-    ({"kind": "manual"}, "no object"),
-    (_write("ephemera-test", "elsewhere/notes.txt"), "under no watched prefix"),
-    (_write("uploads", "in/day.txt", "csv-lands"), "not one of the trigger's suffixes"),
-    (_write("other-bucket", "inbox/notes.txt"), "a bucket no trigger watches"),
-    (_write("ephemera-test", "outputs/other-run/_SUCCESS.json", "run-done"), "watched only by a destroy trigger"),
-    (_write("ephemera-test", "inbox/*"), "a wildcard would match every key under inbox/"),
-    (_write("ephemera-test", "inbox/${aws:username}"), "a policy variable"),
-])
+@pytest.mark.parametrize(
+    "event, why",
+    [
+        ({"kind": "alarm", "trigger": "nightly"}, "an alarm names no object"),
+        ({"kind": "manual"}, "no object"),
+        (_write("ephemera-test", "elsewhere/notes.txt"), "under no watched prefix"),
+        (_write("uploads", "in/day.txt", "csv-lands"), "not one of the trigger's suffixes"),
+        (_write("other-bucket", "inbox/notes.txt"), "a bucket no trigger watches"),
+        (_write("ephemera-test", "outputs/other-run/_SUCCESS.json", "run-done"), "watched only by a destroy trigger"),
+        (_write("ephemera-test", "inbox/*"), "a wildcard would match every key under inbox/"),
+        (_write("ephemera-test", "inbox/${aws:username}"), "a policy variable"),
+    ],
+)
 def test_no_other_object_is_granted(local_config, event, why):
     """The attacker here can invoke the apply action with an event of their making
     (``ephemera invoke apply bucket=... key=...``, or a forged delivery): the grant stays
@@ -111,8 +125,16 @@ def test_a_run_fired_by_a_write_sends_sts_that_one_key(local_config, s3_endpoint
     ctx = Context(config)
     ctx.storage.create_bucket(unique_bucket)
     ctx.storage.put(unique_bucket, "inbox/notes.txt", b"hello")
-    event = parse_event({"ephemera_kind": "object_write", "ephemera_trigger": "file-lands", "bucket": unique_bucket,
-                         "key": "inbox/notes.txt", "etag": "5d41402abc4b2a76b9719d911017c592", "size": 5})
+    event = parse_event(
+        {
+            "ephemera_kind": "object_write",
+            "ephemera_trigger": "file-lands",
+            "bucket": unique_bucket,
+            "key": "inbox/notes.txt",
+            "etag": "5d41402abc4b2a76b9719d911017c592",
+            "size": 5,
+        }
+    )
     run = request_run(ctx, event).run
     run_variables(ctx, run)
     policies = [json.loads(params["Policy"]) for name, params in sent_to_sts if name == "GetFederationToken"]
@@ -124,4 +146,6 @@ def test_a_run_fired_by_a_write_sends_sts_that_one_key(local_config, s3_endpoint
     assert allows(policy, "s3:GetObject", f"arn:aws:s3:::{unique_bucket}/inbox/notes.txt")
     assert not allows(policy, "s3:GetObject", f"arn:aws:s3:::{unique_bucket}/inbox/other.txt")
     assert not allows(policy, "s3:PutObject", f"arn:aws:s3:::{unique_bucket}/inbox/notes.txt")
-    assert [s["Resource"] for s in policy["Statement"] if s["Sid"] == "ReadEvent"] == [[f"arn:aws:s3:::{unique_bucket}/inbox/notes.txt"]]
+    assert [s["Resource"] for s in policy["Statement"] if s["Sid"] == "ReadEvent"] == [
+        [f"arn:aws:s3:::{unique_bucket}/inbox/notes.txt"]
+    ]

@@ -30,8 +30,12 @@ def test_iam_response_shape_and_refresh_grant(iam_server):
     assert body["token_type"] == "Bearer" and body["expires_in"] == 3600
     assert body["expiration"] > 0 and body["refresh_token"]
     assert iam_server.requests[-1].basic_auth is None
-    again = requests.post(iam_server.token_url, data={"grant_type": "refresh_token", "refresh_token": body["refresh_token"]},
-                          auth=("bx", "bx"), timeout=10)
+    again = requests.post(
+        iam_server.token_url,
+        data={"grant_type": "refresh_token", "refresh_token": body["refresh_token"]},
+        auth=("bx", "bx"),
+        timeout=10,
+    )
     assert again.status_code == 200 and again.json()["access_token"] != body["access_token"]
 
 
@@ -53,8 +57,7 @@ def test_s3_fake_can_refuse_conditional_put():
 
     url, stop = start_s3_server(reject_conditional_put=True)
     try:
-        s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
-                          aws_access_key_id="k", aws_secret_access_key="s")
+        s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s")
         s3.create_bucket(Bucket="fake-check")
         with pytest.raises(Exception) as err:
             s3.put_object(Bucket="fake-check", Key="k", Body=b"", IfNoneMatch="*")

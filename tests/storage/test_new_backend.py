@@ -27,9 +27,12 @@ REGISTRY_LINE = "tests.storage.scratch_backend.spec:ScratchSpec"
 def scratch(monkeypatch, tmp_path, home):
     """The one registry line; yields a config dict using the backend."""
     monkeypatch.setitem(BACKENDS, "scratch", REGISTRY_LINE)
-    return {"home": str(home), "storage": {"backend": "scratch", "bucket": "scratch-state"},
-            "scratch": {"path": str(tmp_path / "scratch"), "token": TOKEN},
-            "workspace": {"name": "ws", "stack": "local"}}
+    return {
+        "home": str(home),
+        "storage": {"backend": "scratch", "bucket": "scratch-state"},
+        "scratch": {"path": str(tmp_path / "scratch"), "token": TOKEN},
+        "workspace": {"name": "ws", "stack": "local"},
+    }
 
 
 def test_unregistered_the_backend_and_its_section_are_unknown(tmp_path):
@@ -73,14 +76,17 @@ def test_lithops_mapping_and_the_bridge_pick_it_up(scratch):
 
     config = validate(scratch)
     lithops_storage = to_lithops(config)
-    assert lithops_storage == {"backend": "scratch", "scratch": {"storage_bucket": "scratch-state",
-                                                                 "path": scratch["scratch"]["path"], "token": TOKEN}}
+    assert lithops_storage == {
+        "backend": "scratch",
+        "scratch": {"storage_bucket": "scratch-state", "path": scratch["scratch"]["path"], "token": TOKEN},
+    }
     back, bucket = from_lithops(lithops_storage)
     assert bucket == "scratch-state" and validate(back).section(ScratchSection) == config.section(ScratchSection)
     # Lithops code configured for the backend reads what Ephemera wrote, by name and by URL scheme
     get_storage(config).put("scratch-state", "in/data.txt", b"from ephemera")
-    storage = lithops_bridge.Storage(config={"lithops": {"backend": "localhost", "storage": "scratch"},
-                                             "scratch": lithops_storage["scratch"]})
+    storage = lithops_bridge.Storage(
+        config={"lithops": {"backend": "localhost", "storage": "scratch"}, "scratch": lithops_storage["scratch"]}
+    )
     assert storage.get_object("scratch-state", "in/data.txt") == b"from ephemera"
     assert backend_for_scheme("scr") == "scratch"
 
@@ -95,8 +101,16 @@ def test_vm_access_picks_it_up(scratch):
     ctx = Context(scratch, storage=object())  # no storage call is made
     from ephemera.model.jobs import JobSpec
 
-    job = JobSpec(run_id="ws-1", workspace="ws", entry="ephemera.workloads.smoke:main", params={}, state_bucket="state",
-                  output_bucket="state", output_prefix="outputs/ws-1/", worker_count=1)
+    job = JobSpec(
+        run_id="ws-1",
+        workspace="ws",
+        entry="ephemera.workloads.smoke:main",
+        params={},
+        state_bucket="state",
+        output_bucket="state",
+        output_prefix="outputs/ws-1/",
+        worker_count=1,
+    )
     run = RunRecord(run_id="ws-1", workspace="ws", engine="terraform", hard_deadline="2099-01-01T00:00:00+00:00", job=job)
     plain, secure = stack_variables(ctx, run)
     assert plain["storage_backend"] == "scratch" and secure == {} and TOKEN not in json.dumps(plain)

@@ -56,8 +56,9 @@ def sent_to_sts(monkeypatch) -> list[tuple[str, dict]]:
     def client(self, service, *args, **kwargs):
         made = real_client(self, service, *args, **kwargs)
         if service == "sts":
-            made.meta.events.register("provide-client-params.sts.*",
-                                      lambda params, model, **_: calls.append((model.name, dict(params))))
+            made.meta.events.register(
+                "provide-client-params.sts.*", lambda params, model, **_: calls.append((model.name, dict(params)))
+            )
         return made
 
     monkeypatch.setattr(boto3.session.Session, "client", client)
@@ -65,9 +66,16 @@ def sent_to_sts(monkeypatch) -> list[tuple[str, dict]]:
 
 
 def s3_config(local_config, s3_endpoint, bucket, **aws_s3) -> dict:
-    return local_config(storage={"backend": "aws_s3", "bucket": bucket},
-                        aws_s3={"endpoint": s3_endpoint, "region": "us-east-1", "access_key_id": MASTER_ID,
-                                "secret_access_key": MASTER_SECRET, **aws_s3})
+    return local_config(
+        storage={"backend": "aws_s3", "bucket": bucket},
+        aws_s3={
+            "endpoint": s3_endpoint,
+            "region": "us-east-1",
+            "access_key_id": MASTER_ID,
+            "secret_access_key": MASTER_SECRET,
+            **aws_s3,
+        },
+    )
 
 
 def _run(config, key="vmcreds"):
@@ -97,8 +105,11 @@ def _signed_by(url: str) -> tuple[str, str, float]:
         from datetime import datetime, timezone
 
         signed = datetime.strptime(query["x-amz-date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc).timestamp()
-        return query["x-amz-credential"].split("/")[0], query.get("x-amz-security-token", ""), \
-            signed + int(query["x-amz-expires"]) - time.time()
+        return (
+            query["x-amz-credential"].split("/")[0],
+            query.get("x-amz-security-token", ""),
+            signed + int(query["x-amz-expires"]) - time.time(),
+        )
     return query["awsaccesskeyid"], query.get("x-amz-security-token", ""), int(query["expires"]) - time.time()
 
 
@@ -116,8 +127,7 @@ def assert_no_master_key_within_reach(texts: list[str]) -> list[str]:
     return urls
 
 
-def test_s3_boot_documents_hold_no_master_key_and_no_url_leads_to_one(local_config, s3_endpoint, unique_bucket,
-                                                                       sent_to_sts):
+def test_s3_boot_documents_hold_no_master_key_and_no_url_leads_to_one(local_config, s3_endpoint, unique_bucket, sent_to_sts):
     """The attack of finding 3 on the variables an apply hands the engine (``vm_boot`` and
     the rest): every URL fetched, none returns the master keys; the credentials object
     holds STS temporary keys (three parts) whose session policy names only the run's
@@ -145,17 +155,25 @@ def test_s3_boot_documents_hold_no_master_key_and_no_url_leads_to_one(local_conf
     prefixes = layout.run_prefixes(run.run_id, run.job.output_prefix, docs[0]["bundle"]["sha256"])
     allowed = {f"arn:aws:s3:::{unique_bucket}"} | {
         f"arn:aws:s3:::{unique_bucket}/{p}" + ("*" if p.endswith("/") else "")
-        for p in prefixes.read + prefixes.write + prefixes.output}
+        for p in prefixes.read + prefixes.write + prefixes.output
+    }
     assert resources == allowed and all(run.run_id in p for p in prefixes.write + prefixes.output)
     listing = [s for s in policy["Statement"] if s["Action"] == ["s3:ListBucket"]]
-    assert listing and all(p.startswith(tuple(prefixes.write + prefixes.output)) or run.run_id in p
-                           for s in listing for p in s["Condition"]["StringLike"]["s3:prefix"])
+    assert listing and all(
+        p.startswith(tuple(prefixes.write + prefixes.output)) or run.run_id in p
+        for s in listing
+        for p in s["Condition"]["StringLike"]["s3:prefix"]
+    )
     assert 900 <= sent_to_sts[0][1]["DurationSeconds"] <= 600 + 600 + 60  # hard timeout 10m + the margin
     boot = json.loads(sent_to_sts[1][1]["Policy"])
     assert {r for s in boot["Statement"] for r in s["Resource"]} == {
-        f"arn:aws:s3:::{unique_bucket}/{k}" for k in (docs[0]["bundle"]["key"], docs[0]["marker"]["key"],
-                                                      *(urllib.parse.urlparse(d["credentials"]["url"]).path.split("/", 2)[2]
-                                                        for d in docs))}
+        f"arn:aws:s3:::{unique_bucket}/{k}"
+        for k in (
+            docs[0]["bundle"]["key"],
+            docs[0]["marker"]["key"],
+            *(urllib.parse.urlparse(d["credentials"]["url"]).path.split("/", 2)[2] for d in docs),
+        )
+    }
 
     # the temporary keys work, and the VM deletes the object once read: a second GET gets nothing
     from ephemera.storage.aws_s3.backend import S3Storage
@@ -168,8 +186,7 @@ def test_s3_boot_documents_hold_no_master_key_and_no_url_leads_to_one(local_conf
         _get(creds_url)
 
 
-def test_assume_role_sends_the_run_policy_and_a_duration_within_the_role(local_config, s3_endpoint, unique_bucket,
-                                                                          sent_to_sts):
+def test_assume_role_sends_the_run_policy_and_a_duration_within_the_role(local_config, s3_endpoint, unique_bucket, sent_to_sts):
     """With ``aws_s3.vm_role_arn`` the controller assumes the role (moto keeps the session
     policy it received); the duration covers the hard timeout, at least STS's 900 s."""
     from moto.sts.models import sts_backends
@@ -180,11 +197,19 @@ def test_assume_role_sends_the_run_policy_and_a_duration_within_the_role(local_c
     name, params = sent_to_sts[0]
     assert name == "AssumeRole" and params["RoleArn"] == ROLE and run.run_id[:40] in params["RoleSessionName"]
     assert 900 <= params["DurationSeconds"] <= 3600
-    received = [r for backend in sts_backends.values() for regional in backend.values() for r in regional.assumed_roles
-                if r.role_arn == ROLE and r.session_name == params["RoleSessionName"]]
+    received = [
+        r
+        for backend in sts_backends.values()
+        for regional in backend.values()
+        for r in regional.assumed_roles
+        if r.role_arn == ROLE and r.session_name == params["RoleSessionName"]
+    ]
     assert received and json.loads(received[0].policy) == json.loads(params["Policy"])
-    assert all(run.run_id in r or r.endswith(f"{unique_bucket}") or "/bundles/" in r or r.endswith(".json")
-               for s in json.loads(received[0].policy)["Statement"] for r in s["Resource"])
+    assert all(
+        run.run_id in r or r.endswith(f"{unique_bucket}") or "/bundles/" in r or r.endswith(".json")
+        for s in json.loads(received[0].policy)["Statement"]
+        for r in s["Resource"]
+    )
 
 
 def test_a_run_longer_than_the_role_allows_is_refused(local_config, s3_endpoint, unique_bucket):
@@ -254,15 +279,23 @@ def test_a_real_s3_run_keeps_the_master_keys_on_the_controller(local_config, hom
     assert not list(home.glob(f"runs/{run_id}/vms/*/{'credentials.json'}")), "a second copy of the keys was left"
     name = wait_for(lambda: marker_written(ctx, run_id), what="completion marker")
     assert name == "_SUCCESS.json"
-    inputs = [p for p in home.rglob("*") if p.is_file() and p.name != "agent.json"
-              and (p.suffix in (".json", ".tfstate", ".log", ".backup") or p.name.endswith(".tfvars.json"))]
+    inputs = [
+        p
+        for p in home.rglob("*")
+        if p.is_file()
+        and p.name != "agent.json"
+        and (p.suffix in (".json", ".tfstate", ".log", ".backup") or p.name.endswith(".tfvars.json"))
+    ]
     assert any(p.name == "terraform.tfstate" for p in inputs) and any(p.name.endswith(".tfvars.json") for p in inputs)
     texts = [p.read_text(errors="replace") for p in inputs]
-    result = destroy.main({"config": config, "ephemera_kind": "object_write", "bucket": unique_bucket,
-                           "key": f"outputs/{run_id}/{name}"})
+    result = destroy.main(
+        {"config": config, "ephemera_kind": "object_write", "bucket": unique_bucket, "key": f"outputs/{run_id}/{name}"}
+    )
     assert result["state"] == "DESTROYED", result
-    texts += [ctx.storage.get(unique_bucket, o.key).decode(errors="replace")
-              for o in ctx.storage.list(unique_bucket, layout.log_prefix(run_id))]
+    texts += [
+        ctx.storage.get(unique_bucket, o.key).decode(errors="replace")
+        for o in ctx.storage.list(unique_bucket, layout.log_prefix(run_id))
+    ]
     assert any("terraform_data.vm" in t for t in texts), "the engine's apply output is among what was read"
     assert any(URL_RE.search(t) for t in texts)
     assert_no_master_key_within_reach(texts)

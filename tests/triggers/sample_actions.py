@@ -22,7 +22,11 @@ def _record(params: dict, **extra) -> None:
 def echo(params: dict) -> dict:
     print("echo: hello on stdout")
     print("echo: hello on stderr", file=sys.stderr)
-    return {"ok": True, "event": {k: v for k, v in params.items() if k != "config"}, "state_bucket": params["config"]["storage"]["bucket"]}
+    return {
+        "ok": True,
+        "event": {k: v for k, v in params.items() if k != "config"},
+        "state_bucket": params["config"]["storage"]["bucket"],
+    }
 
 
 def record(params: dict) -> dict:
@@ -111,7 +115,12 @@ def channels(params: dict) -> dict:
     secret = params["config"]["aws_s3"]["secret_access_key"]
     with open(f"/proc/{os.getpid()}/cmdline", "rb") as fh:
         cmdline = fh.read().decode(errors="replace")
-    heavy = sorted(m for m in sys.modules if m.split(".")[0] in {"ephemera", "yaml", "watchdog", "croniter", "concurrent", "triggers"} and m not in ("ephemera", "ephemera.runtime", "ephemera.runtime.invoker", "ephemera.lifeline"))
+    heavy = sorted(
+        m
+        for m in sys.modules
+        if m.split(".")[0] in {"ephemera", "yaml", "watchdog", "croniter", "concurrent", "triggers"}
+        and m not in ("ephemera", "ephemera.runtime", "ephemera.runtime.invoker", "ephemera.lifeline")
+    )
     return {
         "received": bool(secret),
         "in_argv": secret in cmdline,
@@ -125,8 +134,12 @@ IMPORTED_AT = time.time()  # when this module was imported in the process runnin
 
 def whoami(params: dict) -> dict:
     """Which process ran the invocation, where, with which activation id; optionally chdir away."""
-    seen = {"pid": os.getpid(), "cwd": os.getcwd(), "activation": os.environ.get("__OW_ACTIVATION_ID"),
-            "imported_age": time.time() - IMPORTED_AT}
+    seen = {
+        "pid": os.getpid(),
+        "cwd": os.getcwd(),
+        "activation": os.environ.get("__OW_ACTIVATION_ID"),
+        "imported_age": time.time() - IMPORTED_AT,
+    }
     if params.get("chdir"):
         os.chdir(params["chdir"])
     return {"ok": True, **seen}

@@ -42,8 +42,14 @@ def test_record_has_logs_and_result_and_no_secret(make_config, storage, tmp_path
     invoker = Invoker(storage, "state", timeout=30, secret_values=config.secret_values())
     event = {"ephemera_kind": "manual", "ephemera_trigger": "manual", "why": f"test {SECRET}"}
     try:
-        record = invoker.submit(trigger="manual", rule="r1", action="status", target=f"{T}:leak_secret",
-                                params={**event, "config": config.to_dict(redact=False)}, event=event).result(timeout=60)
+        record = invoker.submit(
+            trigger="manual",
+            rule="r1",
+            action="status",
+            target=f"{T}:leak_secret",
+            params={**event, "config": config.to_dict(redact=False)},
+            event=event,
+        ).result(timeout=60)
     finally:
         invoker.shutdown()
     stored = get_activation(storage, "state", record.activationId)
@@ -60,8 +66,18 @@ def test_record_has_logs_and_result_and_no_secret(make_config, storage, tmp_path
 
 def _fake(i: int, status: str = "success") -> Activation:
     aid = new_activation_id()
-    return Activation(aid, "tick", "tick-apply", "apply", "ephemera.actions.apply:main", f"2026-01-01T00:00:0{i}+00:00",
-                      f"2026-01-01T00:00:0{i}+00:00", 1500, status, {"ok": True, "run_id": f"run-{i}", "state": "APPLYING"})
+    return Activation(
+        aid,
+        "tick",
+        "tick-apply",
+        "apply",
+        "ephemera.actions.apply:main",
+        f"2026-01-01T00:00:0{i}+00:00",
+        f"2026-01-01T00:00:0{i}+00:00",
+        1500,
+        status,
+        {"ok": True, "run_id": f"run-{i}", "state": "APPLYING"},
+    )
 
 
 def test_list_newest_first_with_limit_and_table(storage, make_config, capsys):

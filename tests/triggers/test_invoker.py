@@ -63,14 +63,17 @@ def test_timeout_kills_the_action_and_its_children(make_config, tmp_path):
     assert len(pids) == 2 and all(_gone(pid) for pid in pids)
 
 
-@pytest.mark.parametrize("func, status, code, message", [
-    ("crash", "developer_error", "ACTION_CRASHED", "exited with code 3"),
-    ("boom", "developer_error", "ACTION_EXCEPTION", "ValueError: boom"),
-    ("not_a_dict", "developer_error", "ACTION_BAD_RESULT", "returned list, not a dict"),
-    ("not_json", "developer_error", "ACTION_BAD_RESULT", "not JSON-serialisable"),
-    ("app_error", "application_error", "RUN_NOT_FOUND", "no run 'x'"),
-    ("no_such_function", "developer_error", "ACTION_NOT_FOUND", "no_such_function"),
-])
+@pytest.mark.parametrize(
+    "func, status, code, message",
+    [
+        ("crash", "developer_error", "ACTION_CRASHED", "exited with code 3"),
+        ("boom", "developer_error", "ACTION_EXCEPTION", "ValueError: boom"),
+        ("not_a_dict", "developer_error", "ACTION_BAD_RESULT", "returned list, not a dict"),
+        ("not_json", "developer_error", "ACTION_BAD_RESULT", "not JSON-serialisable"),
+        ("app_error", "application_error", "RUN_NOT_FOUND", "no run 'x'"),
+        ("no_such_function", "developer_error", "ACTION_NOT_FOUND", "no_such_function"),
+    ],
+)
 def test_failures_become_error_results(make_config, func, status, code, message):
     out = run_action(f"{T}:{func}", _params(make_config), timeout=30)
     assert out.status == status
@@ -95,8 +98,14 @@ def test_invocations_run_concurrently(make_config, storage, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     try:
         futures = [
-            invoker.submit(trigger="t", rule="r", action="status", target=f"{T}:meet",
-                           params={"mine": str(mine), "other": str(other)}, event={})
+            invoker.submit(
+                trigger="t",
+                rule="r",
+                action="status",
+                target=f"{T}:meet",
+                params={"mine": str(mine), "other": str(other)},
+                event={},
+            )
             for mine, other in ((a, b), (b, a))
         ]
         results = [f.result(timeout=60) for f in futures]
@@ -108,8 +117,14 @@ def test_invocations_run_concurrently(make_config, storage, tmp_path):
 def test_invoker_records_a_timeout_activation(make_config, storage):
     invoker = Invoker(storage, "state", timeout=1, secret_values=[SECRET])
     try:
-        record = invoker.submit(trigger="tick", rule="tick-apply", action="apply", target=f"{T}:sleep",
-                                params=_params(make_config, seconds=120), event={"ephemera_kind": "alarm"}).result(timeout=60)
+        record = invoker.submit(
+            trigger="tick",
+            rule="tick-apply",
+            action="apply",
+            target=f"{T}:sleep",
+            params=_params(make_config, seconds=120),
+            event={"ephemera_kind": "alarm"},
+        ).result(timeout=60)
     finally:
         invoker.shutdown()
     assert record.status == "timeout" and record.result["error"]["code"] == "ACTION_TIMEOUT"
@@ -124,8 +139,14 @@ def test_child_sees_its_activation_id(make_config, storage, tmp_path):
 
     invoker = Invoker(storage, "state", timeout=30)
     try:
-        record = invoker.submit(trigger="t", rule="r", action="status", target=f"{T}:record",
-                                params={"record_file": str(tmp_path / "rec.jsonl")}, event={}).result(timeout=60)
+        record = invoker.submit(
+            trigger="t",
+            rule="r",
+            action="status",
+            target=f"{T}:record",
+            params={"record_file": str(tmp_path / "rec.jsonl")},
+            event={},
+        ).result(timeout=60)
     finally:
         invoker.shutdown()
     assert read_records(tmp_path / "rec.jsonl")[0]["activation"] == record.activationId

@@ -47,11 +47,15 @@ def alive(pid: int) -> bool:
 def test_action_and_its_children_die_with_a_killed_runtime(tmp_path, mode):
     pid_file = tmp_path / "pids.json"
     params = {"seconds": 120, "spawn_grandchild": True, "pid_file": str(pid_file)}
-    runtime = subprocess.Popen([sys.executable, "-c", DRIVER, mode, json.dumps(params)], cwd=REPO,
-                               stdin=subprocess.DEVNULL, start_new_session=True)
+    runtime = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, mode, json.dumps(params)], cwd=REPO, stdin=subprocess.DEVNULL, start_new_session=True
+    )
     try:
-        pids = wait_for(lambda: pid_file.exists() and pid_file.stat().st_size and json.loads(pid_file.read_text()),
-                        timeout=60, what="the action's pids")
+        pids = wait_for(
+            lambda: pid_file.exists() and pid_file.stat().st_size and json.loads(pid_file.read_text()),
+            timeout=60,
+            what="the action's pids",
+        )
         assert all(alive(p) for p in pids)
         runtime.send_signal(signal.SIGKILL)
         runtime.wait()
@@ -86,11 +90,18 @@ def test_interrupted_invocation_is_recorded_on_restart(tmp_path, local_config):
         inv.submit(trigger="manual", rule="r", action="apply", target="tests.triggers.sample_actions:sleep",
                    params=json.loads(sys.argv[2]), event={}).result()
     """)
-    runtime = subprocess.Popen([sys.executable, "-c", driver, json.dumps(config), json.dumps(params)], cwd=REPO,
-                               stdin=subprocess.DEVNULL, start_new_session=True)
+    runtime = subprocess.Popen(
+        [sys.executable, "-c", driver, json.dumps(config), json.dumps(params)],
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
-        pids = wait_for(lambda: pid_file.exists() and pid_file.stat().st_size and json.loads(pid_file.read_text()),
-                        timeout=60, what="the action's pid")
+        pids = wait_for(
+            lambda: pid_file.exists() and pid_file.stat().st_size and json.loads(pid_file.read_text()),
+            timeout=60,
+            what="the action's pid",
+        )
         runtime.send_signal(signal.SIGKILL)
         runtime.wait()
         wait_for(lambda: not any(alive(p) for p in pids), timeout=15, what="the action gone")

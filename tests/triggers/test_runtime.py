@@ -51,8 +51,14 @@ def test_alarm_then_marker_write_then_second_action(make_config, storage, tmp_pa
         ],
     )
     targets = {"apply": f"{T}:write_marker", "destroy": f"{T}:record"}
-    run_up(config, action_targets=targets, reap_interval=None, watch=watch, poll_interval=0.2,
-           until=_until(lambda: any(r.get("ephemera_kind") == "object_write" for r in read_records(rec))))
+    run_up(
+        config,
+        action_targets=targets,
+        reap_interval=None,
+        watch=watch,
+        poll_interval=0.2,
+        until=_until(lambda: any(r.get("ephemera_kind") == "object_write" for r in read_records(rec))),
+    )
     records = read_records(rec)
     kinds = [r["ephemera_kind"] for r in records]
     assert kinds == ["alarm", "object_write"], records
@@ -101,16 +107,24 @@ def test_action_timeout_from_config(make_config, storage, tmp_path):
         triggers=[{"name": "go", "kind": "alarm", "once": _soon(0.2)}],
         rules=[{"trigger": "go", "action": "apply", "params": {"seconds": 60}}],
     )
-    run_up(config, action_targets={"apply": f"{T}:sleep"}, reap_interval=None,
-           until=_until(lambda: bool(list_activations(storage, "state"))))
+    run_up(
+        config,
+        action_targets={"apply": f"{T}:sleep"},
+        reap_interval=None,
+        until=_until(lambda: bool(list_activations(storage, "state"))),
+    )
     [act] = list_activations(storage, "state")
     assert act.status == "timeout" and act.result["error"]["code"] == "ACTION_TIMEOUT"
 
 
 def test_builtin_reaper_alarm(make_config, storage):
     config = make_config()  # no triggers or rules at all: only the reaper runs
-    run_up(config, action_targets={"reap": f"{T}:echo"}, reap_interval=0.3,
-           until=_until(lambda: len(list_activations(storage, "state", limit=None)) >= 2))
+    run_up(
+        config,
+        action_targets={"reap": f"{T}:echo"},
+        reap_interval=0.3,
+        until=_until(lambda: len(list_activations(storage, "state", limit=None)) >= 2),
+    )
     acts = list_activations(storage, "state", limit=None)
     assert len(acts) >= 2
     assert all(a.trigger == REAPER_TRIGGER and a.action == "reap" and a.status == "success" for a in acts)
@@ -119,10 +133,15 @@ def test_builtin_reaper_alarm(make_config, storage):
 
 
 def test_no_builtin_reaper_when_a_rule_binds_reap(make_config, storage):
-    config = make_config(triggers=[{"name": "sweep", "kind": "alarm", "cron": "* * * * * *"}],
-                         rules=[{"trigger": "sweep", "action": "reap"}])
-    run_up(config, action_targets={"reap": f"{T}:echo"}, reap_interval=0.1,
-           until=_until(lambda: len(list_activations(storage, "state", limit=None)) >= 2))
+    config = make_config(
+        triggers=[{"name": "sweep", "kind": "alarm", "cron": "* * * * * *"}], rules=[{"trigger": "sweep", "action": "reap"}]
+    )
+    run_up(
+        config,
+        action_targets={"reap": f"{T}:echo"},
+        reap_interval=0.1,
+        until=_until(lambda: len(list_activations(storage, "state", limit=None)) >= 2),
+    )
     assert {a.trigger for a in list_activations(storage, "state", limit=None)} == {"sweep"}
 
 

@@ -120,8 +120,12 @@ def test_restart_neither_repeats_nor_loses_a_time(make_config, storage):
 
 def _past_daily(make_config):
     today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
-    trig = alarm(make_config, cron="0 0 * * *", start_date=(today - timedelta(days=10)).isoformat(),
-                 stop_date=(today - timedelta(days=2, hours=-1)).isoformat())
+    trig = alarm(
+        make_config,
+        cron="0 0 * * *",
+        start_date=(today - timedelta(days=10)).isoformat(),
+        stop_date=(today - timedelta(days=2, hours=-1)).isoformat(),
+    )
     missed = [today - timedelta(days=d) for d in (6, 5, 4, 3, 2)]
     return trig, today - timedelta(days=7), missed
 

@@ -24,7 +24,7 @@ from ephemera.runtime.runtime import Runtime, _install_signals
 
 def _run(ctx, key: str, state: RunState | None = None):
     run = request_run(ctx, parse_event({"idempotency_key": key})).run
-    for s in ([RunState.APPLYING, RunState.RUNNING] if state == RunState.RUNNING else []):
+    for s in [RunState.APPLYING, RunState.RUNNING] if state == RunState.RUNNING else []:
         ctx.ledger.transition(run.run_id, s)
     return ctx.ledger.get(run.run_id)
 
@@ -39,8 +39,9 @@ def test_at_exit_every_open_run_is_listed_with_the_command_that_ends_it(make_con
 
 
 def test_a_missing_watched_bucket_and_a_new_state_bucket_are_named(make_config, caplog):
-    config = make_config(triggers=[{"name": "drops", "kind": "object_write", "bucket": "inbxo"}],
-                         rules=[{"trigger": "drops", "action": "status"}])
+    config = make_config(
+        triggers=[{"name": "drops", "kind": "object_write", "bucket": "inbxo"}], rules=[{"trigger": "drops", "action": "status"}]
+    )
     runtime = Runtime(config, reap_interval=None)
     with caplog.at_level(logging.WARNING, logger="ephemera.runtime"):
         runtime._check_buckets()
@@ -104,9 +105,10 @@ def test_an_apply_by_hand_says_what_ends_its_run(make_config):
     bare = make_config()
     hint = destroy_path_hint(bare, "ws-1")
     assert "nothing in this config destroys it" in hint and "ephemera invoke destroy run_id=ws-1" in hint
-    with_rule = make_config(triggers=[{"name": "done", "kind": "object_write", "prefix": "outputs/",
-                                       "suffix": ["_SUCCESS.json", "_FAILURE.json"]}],
-                            rules=[{"trigger": "done", "action": "destroy"}])
+    with_rule = make_config(
+        triggers=[{"name": "done", "kind": "object_write", "prefix": "outputs/", "suffix": ["_SUCCESS.json", "_FAILURE.json"]}],
+        rules=[{"trigger": "done", "action": "destroy"}],
+    )
     hint = destroy_path_hint(with_rule, "ws-1")
     assert "its completion marker destroys it while `ephemera up` runs" in hint
 
@@ -127,6 +129,10 @@ def test_up_reaps_first_what_happened_while_it_was_down(make_config):
     body = markers.success(run.run_id, run.job.entry, {"n": 1}, started=0.0, outputs=[])
     ctx.storage.put(run.job.output_bucket, markers.key(run.job.output_prefix, True), json.dumps(body).encode())
     deadline = time.monotonic() + 60
-    run_up(config, reap_interval=3600, until=lambda: time.monotonic() > deadline or ctx.ledger.get(run.run_id).state == RunState.DESTROYED)
+    run_up(
+        config,
+        reap_interval=3600,
+        until=lambda: time.monotonic() > deadline or ctx.ledger.get(run.run_id).state == RunState.DESTROYED,
+    )
     done = ctx.ledger.get(run.run_id)
     assert done.state == RunState.DESTROYED and done.result is not None and done.result["result"] == {"n": 1}

@@ -67,8 +67,14 @@ def test_timeout_kills_the_invocation_and_its_children_and_the_worker_is_replace
 
 def test_a_crash_takes_only_its_own_worker(invoker, tmp_path):
     started = tmp_path / "started"
-    neighbour = invoker.submit(trigger="t", rule="r", action="status", target=f"{T}:sleep",
-                               params={"seconds": 1.5, "started_file": str(started)}, event={})
+    neighbour = invoker.submit(
+        trigger="t",
+        rule="r",
+        action="status",
+        target=f"{T}:sleep",
+        params={"seconds": 1.5, "started_file": str(started)},
+        event={},
+    )
     deadline = time.monotonic() + 30
     while not started.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -81,8 +87,10 @@ def test_a_crash_takes_only_its_own_worker(invoker, tmp_path):
 
 
 def test_logs_belong_to_their_own_invocation(invoker):
-    futures = [invoker.submit(trigger="t", rule="r", action="status", target=f"{T}:tagged",
-                              params={"tag": tag, "lines": 10}, event={}) for tag in ("alpha", "beta")]
+    futures = [
+        invoker.submit(trigger="t", rule="r", action="status", target=f"{T}:tagged", params={"tag": tag, "lines": 10}, event={})
+        for tag in ("alpha", "beta")
+    ]
     records = [f.result(timeout=60) for f in futures]
     assert records[0].result["pid"] != records[1].result["pid"]  # ran at the same time, in two workers
     for record, tag, other in zip(records, ("alpha", "beta"), ("beta", "alpha")):
@@ -113,8 +121,10 @@ def test_no_secret_in_argv_or_environment_of_warm_processes(invoker, make_config
 def test_a_destroy_never_waits_behind_queued_applies(storage, tmp_path):
     inv = Invoker(storage, "state", timeout=30, max_workers=1)
     try:
-        applies = [inv.submit(trigger="t", rule="r", action="apply", target=f"{T}:sleep", params={"seconds": 1.0}, event={})
-                   for _ in range(3)]
+        applies = [
+            inv.submit(trigger="t", rule="r", action="apply", target=f"{T}:sleep", params={"seconds": 1.0}, event={})
+            for _ in range(3)
+        ]
         time.sleep(0.2)
         destroy = inv.submit(trigger="m", rule="d", action="destroy", target=f"{T}:whoami", params={}, event={})
         d = destroy.result(timeout=60)

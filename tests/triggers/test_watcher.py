@@ -34,14 +34,22 @@ class Emits:
 
 
 def _triggers(tmp_path):
-    config = load_config({
-        "home": str(tmp_path / "home"),
-        "triggers": [
-            {"name": "markers", "kind": "object_write", "bucket": "data", "prefix": "outputs/", "suffix": ["_SUCCESS.json", "_FAILURE.json"]},
-            {"name": "everything", "kind": "object_write", "bucket": "data"},
-        ],
-        "rules": [{"trigger": "markers", "action": "destroy"}, {"trigger": "everything", "action": "status"}],
-    })
+    config = load_config(
+        {
+            "home": str(tmp_path / "home"),
+            "triggers": [
+                {
+                    "name": "markers",
+                    "kind": "object_write",
+                    "bucket": "data",
+                    "prefix": "outputs/",
+                    "suffix": ["_SUCCESS.json", "_FAILURE.json"],
+                },
+                {"name": "everything", "kind": "object_write", "bucket": "data"},
+            ],
+            "rules": [{"trigger": "markers", "action": "destroy"}, {"trigger": "everything", "action": "status"}],
+        }
+    )
     return [t.to_dict() for t in config.triggers]
 
 
@@ -84,7 +92,8 @@ def test_filesystem_watcher_fires_once_per_matching_write(storage, tmp_path):
     assert sorted(emits.keys("markers")) == sorted(expected + ["outputs/r1/_SUCCESS.json"])
     assert emits.keys("markers")[-1] == "outputs/r1/_SUCCESS.json"
     assert sorted(emits.keys("everything")) == sorted(
-        emits.keys("markers") + ["outputs/r1/metrics.json", "other/r3/_SUCCESS.json", "zz-sentinel-1", "zz-sentinel-2"])
+        emits.keys("markers") + ["outputs/r1/metrics.json", "other/r3/_SUCCESS.json", "zz-sentinel-1", "zz-sentinel-2"]
+    )
     by_key = {}
     for t, p in emits.items:
         if t == "markers":
@@ -124,7 +133,12 @@ def test_polling_watcher_on_localhost_storage(storage, tmp_path):
         assert parse_event(params).key == "outputs/r1/_SUCCESS.json"
     finally:
         watcher.stop()
-    assert sorted(emits.keys("everything")) == ["other/r1/_SUCCESS.json", "outputs/r1/_SUCCESS.json", "outputs/r1/_SUCCESS.json", "outputs/r1/metrics.json"]
+    assert sorted(emits.keys("everything")) == [
+        "other/r1/_SUCCESS.json",
+        "outputs/r1/_SUCCESS.json",
+        "outputs/r1/_SUCCESS.json",
+        "outputs/r1/metrics.json",
+    ]
 
 
 def test_polling_watcher_thread_sees_a_write_in_a_new_bucket(storage, tmp_path):
@@ -189,9 +203,17 @@ class CountingStorage:
 def _s3_storage(s3_endpoint, bucket):
     from ephemera.assembly import get_storage
 
-    store = get_storage({"storage": {"backend": "aws_s3", "bucket": bucket},
-                         "aws_s3": {"endpoint": s3_endpoint, "region": "us-east-1", "access_key_id": "WATCHKEYID01",
-                                    "secret_access_key": "watch-secret-3f9a"}})
+    store = get_storage(
+        {
+            "storage": {"backend": "aws_s3", "bucket": bucket},
+            "aws_s3": {
+                "endpoint": s3_endpoint,
+                "region": "us-east-1",
+                "access_key_id": "WATCHKEYID01",
+                "secret_access_key": "watch-secret-3f9a",
+            },
+        }
+    )
     store.create_bucket(bucket)
     return store
 
@@ -239,16 +261,28 @@ def test_polling_watcher_lists_a_page_per_poll_not_the_whole_prefix(backend, sto
 def test_an_object_write_trigger_adds_its_payload_under_the_writes_own_fields(storage, tmp_path):
     """F5: ``triggers[].payload`` reaches an object-write trigger's action, as it does an
     alarm's; a payload key named like an event field never replaces the write's own."""
-    config = load_config({
-        "home": str(tmp_path / "home"),
-        "triggers": [{"name": "inbox", "kind": "object_write", "bucket": "data", "prefix": "in/",
-                      "payload": {"params": {"mode": "fast"}, "key": "forged", "ephemera_kind": "alarm"}}],
-        "rules": [{"trigger": "inbox", "action": "apply"}],
-    })
+    config = load_config(
+        {
+            "home": str(tmp_path / "home"),
+            "triggers": [
+                {
+                    "name": "inbox",
+                    "kind": "object_write",
+                    "bucket": "data",
+                    "prefix": "in/",
+                    "payload": {"params": {"mode": "fast"}, "key": "forged", "ephemera_kind": "alarm"},
+                }
+            ],
+            "rules": [{"trigger": "inbox", "action": "apply"}],
+        }
+    )
     for watcher_class in (FilesystemWatcher, PollingWatcher):
         emits = Emits()
-        watcher = (PollingWatcher(storage, [t.to_dict() for t in config.triggers], emits, interval=3600) if watcher_class is PollingWatcher
-                   else FilesystemWatcher(storage, [t.to_dict() for t in config.triggers], emits))
+        watcher = (
+            PollingWatcher(storage, [t.to_dict() for t in config.triggers], emits, interval=3600)
+            if watcher_class is PollingWatcher
+            else FilesystemWatcher(storage, [t.to_dict() for t in config.triggers], emits)
+        )
         watcher.start()
         try:
             storage.put("data", f"in/{watcher_class.__name__}.csv", b"a,b\n")
@@ -279,7 +313,7 @@ def test_a_file_written_in_place_fires_once_complete(storage, tmp_path):
     try:
         with open(path, "wb") as f:
             for i in range(0, len(content), 1000):
-                f.write(content[i:i + 1000])
+                f.write(content[i : i + 1000])
                 f.flush()
                 time.sleep(0.15)  # longer than the watcher's settle time: each chunk is a new version on disk
         path.with_name("empty").write_bytes(b"")  # an empty object is an object too
@@ -293,7 +327,9 @@ def test_a_file_written_in_place_fires_once_complete(storage, tmp_path):
     finally:
         watcher.stop()
     fired = [p for t, p in emits.items if t == "everything" and p["key"] == "inbox/slow.csv"]
-    assert [(p["etag"], p["size"]) for p in fired] == [(hashlib.md5(content).hexdigest(), len(content)),
-                                                       (hashlib.md5(b"rewritten\n").hexdigest(), 10)], fired
+    assert [(p["etag"], p["size"]) for p in fired] == [
+        (hashlib.md5(content).hexdigest(), len(content)),
+        (hashlib.md5(b"rewritten\n").hexdigest(), 10),
+    ], fired
     empty = [p for t, p in emits.items if t == "everything" and p["key"] == "inbox/empty"]
     assert [(p["etag"], p["size"]) for p in empty] == [(hashlib.md5(b"").hexdigest(), 0)]

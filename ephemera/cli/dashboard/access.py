@@ -94,11 +94,18 @@ def check_token(token: str | None, source: str) -> str | None:
     if not token:
         return None
     if len(token.encode()) < MIN_TOKEN_BYTES:
-        raise ParamError(source, f"the dashboard token is {len(token.encode())} bytes; at least {MIN_TOKEN_BYTES} bytes are needed",
-                         f"make one with {MAKE_TOKEN}")
+        raise ParamError(
+            source,
+            f"the dashboard token is {len(token.encode())} bytes; at least {MIN_TOKEN_BYTES} bytes are needed",
+            f"make one with {MAKE_TOKEN}",
+        )
     if not _TOKEN_RE.match(token):
-        raise ParamError(source, "the dashboard token holds a character other than letters, digits and -._~ "
-                                 "(it must pass unchanged in a URL, a cookie and a header)", f"make one with {MAKE_TOKEN}")
+        raise ParamError(
+            source,
+            "the dashboard token holds a character other than letters, digits and -._~ "
+            "(it must pass unchanged in a URL, a cookie and a header)",
+            f"make one with {MAKE_TOKEN}",
+        )
     return token
 
 
@@ -110,8 +117,11 @@ def read_token(token_file: str | None, environ: dict | None = None) -> tuple[str
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise ParamError("--token-file", f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}",
-                             f"write the token into a file only you can read, e.g. {MAKE_TOKEN} > FILE; chmod 600 FILE") from None
+            raise ParamError(
+                "--token-file",
+                f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}",
+                f"write the token into a file only you can read, e.g. {MAKE_TOKEN} > FILE; chmod 600 FILE",
+            ) from None
         lines = text.splitlines()
         return check_token(lines[0].strip() if lines else "", "--token-file"), f"--token-file {path}"
     value = (os.environ if environ is None else environ).get(TOKEN_ENV)

@@ -56,9 +56,13 @@ class Dashboard:
     def __init__(self, ctx: Context, refresh: int = REFRESH_SECONDS):
         self.ctx, self.refresh, self.env = ctx, refresh, environment()
         self.routes: list[tuple[re.Pattern[str], Callable[..., tuple[int, str, bytes]]]] = [
-            (re.compile(r"^/$"), self.index), (re.compile(r"^/activations$"), self.activations),
-            (re.compile(f"^{_RUN}$"), self.run), (re.compile(f"^{_RUN}/timeline.svg$"), self.svg),
-            (re.compile(f"^{_RUN}/logs$"), self.logs), (re.compile(f"^{_RUN}/outputs/(?P<name>.+)$"), self.output)]
+            (re.compile(r"^/$"), self.index),
+            (re.compile(r"^/activations$"), self.activations),
+            (re.compile(f"^{_RUN}$"), self.run),
+            (re.compile(f"^{_RUN}/timeline.svg$"), self.svg),
+            (re.compile(f"^{_RUN}/logs$"), self.logs),
+            (re.compile(f"^{_RUN}/outputs/(?P<name>.+)$"), self.output),
+        ]
 
     def page(self, name: str, **data) -> tuple[int, str, bytes]:
         return 200, "text/html; charset=utf-8", self.env.get_template(name).render(refresh=self.refresh, **data).encode()
@@ -78,8 +82,11 @@ class Dashboard:
     def logs(self, query: dict, run_id: str) -> tuple[int, str, bytes]:
         source = query.get("source") or None
         worker = int(query["worker"]) if (query.get("worker") or "").isdigit() else None
-        return self.page("logs.html", follow=query.get("follow") == "1",
-                         **views.logs_view(self.ctx, run_id, source if source in (*SOURCES, "all") else None, worker))
+        return self.page(
+            "logs.html",
+            follow=query.get("follow") == "1",
+            **views.logs_view(self.ctx, run_id, source if source in (*SOURCES, "all") else None, worker),
+        )
 
     def output(self, query: dict, run_id: str, name: str) -> tuple:
         """One output object of the run, as a download (never rendered: it is the workload's
@@ -94,8 +101,10 @@ class Dashboard:
         except NoSuchKeyError:
             return self.error(404, "no such output object")
         if size > MAX_DOWNLOAD:
-            return self.error(413, f"{name} is {size} bytes, more than the dashboard serves; "
-                                   f"fetch it with `ephemera outputs {run_id} --get DIR`")
+            return self.error(
+                413,
+                f"{name} is {size} bytes, more than the dashboard serves; fetch it with `ephemera outputs {run_id} --get DIR`",
+            )
         body = self.ctx.storage.get(run.job.output_bucket, key)
         filename = quote(name.rsplit("/", 1)[-1], safe="")
         return 200, "application/octet-stream", body, {"Content-Disposition": f"attachment; filename*=UTF-8''{filename}"}
@@ -113,8 +122,13 @@ class Dashboard:
         return self.error(404, f"no page at {path}")
 
     def error(self, status: int, message: str) -> tuple[int, str, bytes]:
-        return status, "text/html; charset=utf-8", self.env.get_template("error.html").render(
-            status=status, message=self.ctx.scrubber.scrub(message), refresh=None).encode()
+        return (
+            status,
+            "text/html; charset=utf-8",
+            self.env.get_template("error.html")
+            .render(status=status, message=self.ctx.scrubber.scrub(message), refresh=None)
+            .encode(),
+        )
 
 
 def make_handler(dashboard: Dashboard, token: str | None, hosts: HostCheck, secure: bool = False):
@@ -155,21 +169,33 @@ def make_handler(dashboard: Dashboard, token: str | None, hosts: HostCheck, secu
         def _get(self, head: bool = False):
             if not hosts.allows(self.headers.get("Host")):
                 # RFC 9110 15.5.20: 421 Misdirected Request, for a request not meant for this server
-                self._send(421, "text/plain; charset=utf-8", b"this dashboard does not answer to that Host name\n", head=head,
-                           extra={"Connection": "close"})
+                self._send(
+                    421,
+                    "text/plain; charset=utf-8",
+                    b"this dashboard does not answer to that Host name\n",
+                    head=head,
+                    extra={"Connection": "close"},
+                )
                 self.close_connection = True
                 return
             url = urlparse(self.path)
             query = {k: v[-1] for k, v in parse_qs(url.query).items()}
             allowed, with_token = self._authorised(query)
             if not allowed:
-                self._send(401, "text/plain; charset=utf-8", b"a token is required: open the URL the dashboard printed\n", head=head)
+                self._send(
+                    401, "text/plain; charset=utf-8", b"a token is required: open the URL the dashboard printed\n", head=head
+                )
                 return
             if with_token:  # the cookie carries it from now on; the URL drops it
                 rest = urlencode([(k, v) for k, v in parse_qsl(url.query, keep_blank_values=True) if k != "token"])
                 path = url.path if re.match(r"^/(?![/\\])", url.path) else "/"  # never "//host": no open redirect
-                self._send(303, "text/plain; charset=utf-8", b"", head=head,
-                           extra={"Set-Cookie": f"{COOKIE}={token}; {cookie_flags}", "Location": path + (f"?{rest}" if rest else "")})
+                self._send(
+                    303,
+                    "text/plain; charset=utf-8",
+                    b"",
+                    head=head,
+                    extra={"Set-Cookie": f"{COOKIE}={token}; {cookie_flags}", "Location": path + (f"?{rest}" if rest else "")},
+                )
                 return
             try:
                 status, content_type, body, *headers = dashboard.render(url.path, query)
@@ -199,16 +225,26 @@ class DashboardServer:
     """The running dashboard: ``url`` (with the token, when one is needed), ``warning``
     (what to tell the operator about the bind, or None), ``close()``."""
 
-    def __init__(self, ctx: Context, host: str = "127.0.0.1", port: int = 8765, token: str | None = None,
-                 refresh: int = REFRESH_SECONDS, allow_hosts: Iterable[str] = (), tls_cert: str | None = None,
-                 tls_key: str | None = None, token_source: str = "token"):
+    def __init__(
+        self,
+        ctx: Context,
+        host: str = "127.0.0.1",
+        port: int = 8765,
+        token: str | None = None,
+        refresh: int = REFRESH_SECONDS,
+        allow_hosts: Iterable[str] = (),
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        token_source: str = "token",
+    ):
         token = check_token(token, token_source)  # an empty token is none; a short one is refused
         if token is None and not is_loopback(host):
             token = secrets.token_urlsafe(32)  # never open beyond this machine without one
         self.token = token
         tls = _tls_context(tls_cert, tls_key)
-        self.httpd = ThreadingHTTPServer((host, port), make_handler(Dashboard(ctx, refresh), token, HostCheck(host, allow_hosts),
-                                                                    secure=tls is not None))
+        self.httpd = ThreadingHTTPServer(
+            (host, port), make_handler(Dashboard(ctx, refresh), token, HostCheck(host, allow_hosts), secure=tls is not None)
+        )
         if tls is not None:
             # the handshake happens in the request's thread, so a slow client cannot stall accept()
             self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True, do_handshake_on_connect=False)
@@ -216,9 +252,14 @@ class DashboardServer:
         shown = f"[{host}]" if ":" in host else host
         self.base = f"{'https' if tls else 'http'}://{shown}:{self.httpd.server_address[1]}"
         self.url = self.base + "/" + (f"?token={token}" if token else "")
-        self.warning = None if tls or is_loopback(host) else (
-            f"warning: the dashboard on {host} is plain HTTP: its token and pages cross the network in clear text; "
-            "serve it with --tls-cert and --tls-key, or bind 127.0.0.1 and reach it through an SSH tunnel")
+        self.warning = (
+            None
+            if tls or is_loopback(host)
+            else (
+                f"warning: the dashboard on {host} is plain HTTP: its token and pages cross the network in clear text; "
+                "serve it with --tls-cert and --tls-key, or bind 127.0.0.1 and reach it through an SSH tunnel"
+            )
+        )
         self._thread: threading.Thread | None = None
 
     def start(self) -> "DashboardServer":
@@ -246,8 +287,11 @@ def _tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
     try:
         context.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as exc:
-        raise ParamError("--tls-cert", f"cannot load {cert} with {key}: {getattr(exc, 'strerror', None) or exc}",
-                         "give a PEM certificate chain and its PEM private key") from None
+        raise ParamError(
+            "--tls-cert",
+            f"cannot load {cert} with {key}: {getattr(exc, 'strerror', None) or exc}",
+            "give a PEM certificate chain and its PEM private key",
+        ) from None
     return context
 
 

@@ -37,7 +37,9 @@ def needs_person(run: RunRecord) -> str | None:
 
 def duration(run: RunRecord) -> float:
     end = run.entered_at(S.DESTROYED)
-    return (datetime.fromisoformat(end) - datetime.fromisoformat(run.created_at)).total_seconds() if end else since(run.created_at)
+    return (
+        (datetime.fromisoformat(end) - datetime.fromisoformat(run.created_at)).total_seconds() if end else since(run.created_at)
+    )
 
 
 def heartbeat(ctx: Context, run: RunRecord) -> str:
@@ -51,12 +53,21 @@ def heartbeat(ctx: Context, run: RunRecord) -> str:
 
 def run_row(ctx: Context, run: RunRecord) -> dict:
     cost = cost_of(ctx, run)
-    return {"run_id": run.run_id, "state": str(run.state), "outcome": outcome(run), "teardown": teardown(run),
-            "workspace": run.workspace,
-            "trigger": run.event.get("trigger") or run.event.get("kind", ""), "created": run.created_at[:19].replace("T", " "),
-            "duration": human_duration(duration(run)), "cost": money(cost.cost, cost.currency) + ("" if cost.final else " so far"),
-            "heartbeat": heartbeat(ctx, run), "error": run.error.code if run.error else "", "open": run.state != S.DESTROYED,
-            "person": needs_person(run)}
+    return {
+        "run_id": run.run_id,
+        "state": str(run.state),
+        "outcome": outcome(run),
+        "teardown": teardown(run),
+        "workspace": run.workspace,
+        "trigger": run.event.get("trigger") or run.event.get("kind", ""),
+        "created": run.created_at[:19].replace("T", " "),
+        "duration": human_duration(duration(run)),
+        "cost": money(cost.cost, cost.currency) + ("" if cost.final else " so far"),
+        "heartbeat": heartbeat(ctx, run),
+        "error": run.error.code if run.error else "",
+        "open": run.state != S.DESTROYED,
+        "person": needs_person(run),
+    }
 
 
 def index_view(ctx: Context) -> dict:
@@ -75,13 +86,24 @@ def run_view(ctx: Context, run_id: str, log_lines: int = 200) -> dict:
     lines = [line for line in everything if line.source in DEFAULT_SOURCES]
     objects, note = output_objects_or_note(ctx, run, links=False)
     result = workload_result(run)
-    return {"run": run_row(ctx, run), "record": run, "svg": timeline_svg(run, vms), "cost": cost_lines(cost_of(ctx, run, vms)),
-            "transitions": run.transitions, "activities": run.activities, "activations": logs.activations[::-1],
-            "logs": [format_line(line) for line in lines[-log_lines:]], "log_count": len(lines),
-            "hidden_count": len(everything) - len(lines), "error": run.error, "vms": vms,
-            "result": None if result is None else json.dumps(result, indent=2, default=str),
-            "objects": [{"name": o.name, "size": human_size(o.size)} for o in objects], "objects_note": note,
-            "traceback": ctx.scrubber.scrub(workload_traceback(run))}
+    return {
+        "run": run_row(ctx, run),
+        "record": run,
+        "svg": timeline_svg(run, vms),
+        "cost": cost_lines(cost_of(ctx, run, vms)),
+        "transitions": run.transitions,
+        "activities": run.activities,
+        "activations": logs.activations[::-1],
+        "logs": [format_line(line) for line in lines[-log_lines:]],
+        "log_count": len(lines),
+        "hidden_count": len(everything) - len(lines),
+        "error": run.error,
+        "vms": vms,
+        "result": None if result is None else json.dumps(result, indent=2, default=str),
+        "objects": [{"name": o.name, "size": human_size(o.size)} for o in objects],
+        "objects_note": note,
+        "traceback": ctx.scrubber.scrub(workload_traceback(run)),
+    }
 
 
 def run_svg(ctx: Context, run_id: str) -> str:

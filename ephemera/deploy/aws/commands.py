@@ -55,11 +55,35 @@ def rules(config: Config) -> list[dict]:
 def role_steps(name: str, region: str, trust_file: str, policy_file: str) -> list[Step]:
     """A role with its trust and its one inline policy (both from files), waited for until IAM shows it."""
     return [
-        Step(what=f"role {name}", probe=cli("iam", "get-role", "--role-name", name, region=region),
-             update=cli("iam", "update-assume-role-policy", "--role-name", name, "--policy-document", f"file://{trust_file}", region=region),
-             create=cli("iam", "create-role", "--role-name", name, "--assume-role-policy-document", f"file://{trust_file}", region=region)),
-        Step(what=f"the least-privilege policy of role {name}",
-             create=cli("iam", "put-role-policy", "--role-name", name, "--policy-name", "ephemera", "--policy-document",
-                         f"file://{policy_file}", region=region)),
+        Step(
+            what=f"role {name}",
+            probe=cli("iam", "get-role", "--role-name", name, region=region),
+            update=cli(
+                "iam",
+                "update-assume-role-policy",
+                "--role-name",
+                name,
+                "--policy-document",
+                f"file://{trust_file}",
+                region=region,
+            ),
+            create=cli(
+                "iam", "create-role", "--role-name", name, "--assume-role-policy-document", f"file://{trust_file}", region=region
+            ),
+        ),
+        Step(
+            what=f"the least-privilege policy of role {name}",
+            create=cli(
+                "iam",
+                "put-role-policy",
+                "--role-name",
+                name,
+                "--policy-name",
+                "ephemera",
+                "--policy-document",
+                f"file://{policy_file}",
+                region=region,
+            ),
+        ),
         Step(what=f"role {name} visible", create=cli("iam", "wait", "role-exists", "--role-name", name, region=region)),
     ]

@@ -20,13 +20,26 @@ import zipfile
 from pathlib import Path
 
 from ephemera.bundle.sdists import run_pip
-from ephemera.deploy.package import LEFT_OUT, PACKAGES, REPO, REQUIREMENTS, SDIST_ONLY, PackageError, Say, _project_of, \
-    build_sdist_wheels, size_line
+from ephemera.deploy.package import (
+    LEFT_OUT,
+    PACKAGES,
+    REPO,
+    REQUIREMENTS,
+    SDIST_ONLY,
+    PackageError,
+    Say,
+    _project_of,
+    build_sdist_wheels,
+    size_line,
+)
 
 ZIP_LIMIT_BYTES = 50 * 1024 * 1024
 UNZIPPED_LIMIT_BYTES = 250 * 1024 * 1024
 CORE = tuple(r for r in REQUIREMENTS if not _project_of(r).startswith("ibm"))  # pyyaml, croniter, pydantic
-PLATFORMS = {"x86_64": ("manylinux_2_28_x86_64", "manylinux2014_x86_64"), "arm64": ("manylinux_2_28_aarch64", "manylinux2014_aarch64")}
+PLATFORMS = {
+    "x86_64": ("manylinux_2_28_x86_64", "manylinux2014_x86_64"),
+    "arm64": ("manylinux_2_28_aarch64", "manylinux2014_aarch64"),
+}
 
 
 def requirements(needs_ibm: bool) -> tuple[str, ...]:
@@ -34,8 +47,16 @@ def requirements(needs_ibm: bool) -> tuple[str, ...]:
     return REQUIREMENTS if needs_ibm else CORE
 
 
-def build_lambda_zip(zip_path: Path, *, python: str = "3.13", architecture: str = "x86_64", needs_ibm: bool = False,
-                     with_deps: bool = True, wheel_dir: Path | None = None, say: Say = lambda _: None) -> Path:
+def build_lambda_zip(
+    zip_path: Path,
+    *,
+    python: str = "3.13",
+    architecture: str = "x86_64",
+    needs_ibm: bool = False,
+    with_deps: bool = True,
+    wheel_dir: Path | None = None,
+    say: Say = lambda _: None,
+) -> Path:
     """The function zip; ``with_deps=False`` packs the sources only (for tests of the layout:
     such a zip cannot run on Lambda)."""
     zip_path = Path(zip_path).resolve()
@@ -48,10 +69,29 @@ def build_lambda_zip(zip_path: Path, *, python: str = "3.13", architecture: str 
             if needs_ibm:
                 build_sdist_wheels(wheels, say)
             platforms = [arg for p in PLATFORMS[architecture] for arg in ("--platform", p)]
-            run_pip([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", "install", "--target", str(work),
-                  "--no-compile", "--python-version", python, "--implementation", "cp", *platforms, "--only-binary=:all:",
-                  "--find-links", str(wheels), *requirements(needs_ibm)],
-                 f"installing the functions' requirements for CPython {python} on {architecture}")
+            run_pip(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "--disable-pip-version-check",
+                    "-q",
+                    "install",
+                    "--target",
+                    str(work),
+                    "--no-compile",
+                    "--python-version",
+                    python,
+                    "--implementation",
+                    "cp",
+                    *platforms,
+                    "--only-binary=:all:",
+                    "--find-links",
+                    str(wheels),
+                    *requirements(needs_ibm),
+                ],
+                f"installing the functions' requirements for CPython {python} on {architecture}",
+            )
             shutil.rmtree(work / "bin", ignore_errors=True)
         unzipped = sum(p.stat().st_size for p in work.rglob("*") if p.is_file())
         zip_path.parent.mkdir(parents=True, exist_ok=True)
@@ -62,8 +102,13 @@ def build_lambda_zip(zip_path: Path, *, python: str = "3.13", architecture: str 
     size = zip_path.stat().st_size
     say(size_line(f"function zip {zip_path.name}", size, ZIP_LIMIT_BYTES))
     if size > ZIP_LIMIT_BYTES or unzipped > UNZIPPED_LIMIT_BYTES:
-        raise PackageError(size_line(f"the function zip {zip_path} is too large ({unzipped / 2**20:.0f} MB unzipped, limit 250 MB)",
-                                     size, ZIP_LIMIT_BYTES))
+        raise PackageError(
+            size_line(
+                f"the function zip {zip_path} is too large ({unzipped / 2**20:.0f} MB unzipped, limit 250 MB)",
+                size,
+                ZIP_LIMIT_BYTES,
+            )
+        )
     return zip_path
 
 

@@ -67,8 +67,9 @@ def _functions(config: Config, prefix: str, triggers: dict[str, dict]) -> tuple[
         own = triggers[rule["trigger"]]["kind"] == "object_write" and rule["params"]
         name = aws_name(f"{prefix}-{rule['name']}-events" if own else f"{prefix}-{rule['action']}-events")
         if name in fns and (fns[name].action != rule["action"] or fns[name].entry != "events"):
-            raise ConfigError("rules", f"rule '{rule['name']}' would need the function name '{name}', already taken",
-                              "rename the rule")
+            raise ConfigError(
+                "rules", f"rule '{rule['name']}' would need the function name '{name}', already taken", "rename the rule"
+            )
         fns.setdefault(name, Function(name, rule["action"], "events", rule["params"] if own else {}))
         served[rule["name"]] = name
     if not any(rule["action"] == "reap" for rule in rules(config)):
@@ -83,40 +84,93 @@ def _storage_by_role(config: Config) -> bool:
 
 
 def _function_steps(fn: Function, settings: AwsLambdaSection, role: str, zip_path: str, env_file: str, region: str) -> list[Step]:
-    config_args = ["--role", role, "--runtime", settings.runtime, "--handler", HANDLER, "--timeout", str(settings.timeout),
-                   "--memory-size", str(settings.memory), "--environment", f"file://{env_file}"]
-    wait = Step(what=f"function {fn.name} ready", create=cli("lambda", "wait", "function-updated-v2", "--function-name", fn.name, region=region))
+    config_args = [
+        "--role",
+        role,
+        "--runtime",
+        settings.runtime,
+        "--handler",
+        HANDLER,
+        "--timeout",
+        str(settings.timeout),
+        "--memory-size",
+        str(settings.memory),
+        "--environment",
+        f"file://{env_file}",
+    ]
+    wait = Step(
+        what=f"function {fn.name} ready",
+        create=cli("lambda", "wait", "function-updated-v2", "--function-name", fn.name, region=region),
+    )
     steps = [
-        Step(what=f"function {fn.name} ({fn.entry}: runs {fn.action}; {settings.timeout}s, no function URL)",
-             probe=cli("lambda", "get-function", "--function-name", fn.name, region=region),
-             update=cli("lambda", "update-function-code", "--function-name", fn.name, "--zip-file", f"fileb://{zip_path}", region=region),
-             create=cli("lambda", "create-function", "--function-name", fn.name, "--zip-file", f"fileb://{zip_path}",
-                         "--architectures", settings.architecture, *config_args, region=region)),
+        Step(
+            what=f"function {fn.name} ({fn.entry}: runs {fn.action}; {settings.timeout}s, no function URL)",
+            probe=cli("lambda", "get-function", "--function-name", fn.name, region=region),
+            update=cli(
+                "lambda", "update-function-code", "--function-name", fn.name, "--zip-file", f"fileb://{zip_path}", region=region
+            ),
+            create=cli(
+                "lambda",
+                "create-function",
+                "--function-name",
+                fn.name,
+                "--zip-file",
+                f"fileb://{zip_path}",
+                "--architectures",
+                settings.architecture,
+                *config_args,
+                region=region,
+            ),
+        ),
         wait,
-        Step(what=f"configuration of {fn.name}", create=cli("lambda", "update-function-configuration", "--function-name", fn.name,
-                                                             *config_args, region=region)),
+        Step(
+            what=f"configuration of {fn.name}",
+            create=cli("lambda", "update-function-configuration", "--function-name", fn.name, *config_args, region=region),
+        ),
         wait,
     ]
     if fn.entry == "events":
-        steps.append(Step(what=f"retries of {fn.name}'s events", create=cli(
-            "lambda", "put-function-event-invoke-config", "--function-name", fn.name, "--maximum-retry-attempts",
-            str(settings.event_retries), "--maximum-event-age-in-seconds", str(settings.event_max_age), region=region)))
+        steps.append(
+            Step(
+                what=f"retries of {fn.name}'s events",
+                create=cli(
+                    "lambda",
+                    "put-function-event-invoke-config",
+                    "--function-name",
+                    fn.name,
+                    "--maximum-retry-attempts",
+                    str(settings.event_retries),
+                    "--maximum-event-age-in-seconds",
+                    str(settings.event_max_age),
+                    region=region,
+                ),
+            )
+        )
     return steps
 
 
 def _env(fn: Function, secret: str, digest: str) -> str:
-    variables = {"EPHEMERA_ACTION": fn.action, "EPHEMERA_ENTRY": fn.entry, "EPHEMERA_CONFIG_SECRET": secret,
-                 "EPHEMERA_CONFIG_SHA256": digest, "EPHEMERA_HOME": LAMBDA_HOME}
+    variables = {
+        "EPHEMERA_ACTION": fn.action,
+        "EPHEMERA_ENTRY": fn.entry,
+        "EPHEMERA_CONFIG_SECRET": secret,
+        "EPHEMERA_CONFIG_SHA256": digest,
+        "EPHEMERA_HOME": LAMBDA_HOME,
+    }
     if fn.rule_params:
         variables["EPHEMERA_RULE_PARAMS"] = json.dumps(fn.rule_params, sort_keys=True, separators=(",", ":"))
     if len(json.dumps(variables).encode()) > MAX_ENV_BYTES:
-        raise ConfigError("rules", f"the environment of {fn.name} would be over Lambda's {MAX_ENV_BYTES} bytes",
-                          "keep the object-write rule's params small")
+        raise ConfigError(
+            "rules",
+            f"the environment of {fn.name} would be over Lambda's {MAX_ENV_BYTES} bytes",
+            "keep the object-write rule's params small",
+        )
     return json.dumps({"Variables": variables}, indent=2, sort_keys=True)
 
 
-def aws_plan(config: Config, *, zip_path: str, secret_file: str, config_sha256: str, files_dir: str,
-             now: datetime | None = None) -> AwsPlan:
+def aws_plan(
+    config: Config, *, zip_path: str, secret_file: str, config_sha256: str, files_dir: str, now: datetime | None = None
+) -> AwsPlan:
     """Every step of the deploy, from the config (ConfigError for what cannot be deployed).
     ``secret_file`` holds the config; the plan's other files are returned, to be written
     into ``files_dir`` under the relative paths of :attr:`AwsPlan.files`."""
@@ -124,24 +178,41 @@ def aws_plan(config: Config, *, zip_path: str, secret_file: str, config_sha256: 
     check_engine_and_files(config, "AWS Lambda")
     check_time_limit(config, "aws_lambda.timeout", settings.timeout)
     if not settings.account_id:
-        raise ConfigError("aws_lambda.account_id", "missing", "set it to the 12-digit id `aws sts get-caller-identity --query Account` prints")
+        raise ConfigError(
+            "aws_lambda.account_id", "missing", "set it to the 12-digit id `aws sts get-caller-identity --query Account` prints"
+        )
     account, region, prefix = Account(settings.account_id, settings.region), settings.region, settings.prefix
     triggers = {t["name"]: t for t in triggers_of(config)}
     check_object_writes(config, region)
     functions, served = _functions(config, prefix, triggers)
     secret = f"{prefix}-config"
     plan = AwsPlan(root=files_dir, functions=functions)
-    plan.steps.append(Step(
-        what=f"secret {secret} with the config (from a 0600 file)",
-        probe=cli("secretsmanager", "describe-secret", "--secret-id", secret, region=region),
-        update=cli("secretsmanager", "put-secret-value", "--secret-id", secret, "--secret-string", f"file://{secret_file}", region=region),
-        create=cli("secretsmanager", "create-secret", "--name", secret, "--secret-string", f"file://{secret_file}", region=region)))
+    plan.steps.append(
+        Step(
+            what=f"secret {secret} with the config (from a 0600 file)",
+            probe=cli("secretsmanager", "describe-secret", "--secret-id", secret, region=region),
+            update=cli(
+                "secretsmanager",
+                "put-secret-value",
+                "--secret-id",
+                secret,
+                "--secret-string",
+                f"file://{secret_file}",
+                region=region,
+            ),
+            create=cli(
+                "secretsmanager", "create-secret", "--name", secret, "--secret-string", f"file://{secret_file}", region=region
+            ),
+        )
+    )
     buckets = [config.state_bucket, config.output_bucket]
     vm_role = config.section(S3Section).vm_role_arn if config.storage.backend == AwsS3Spec.name else None
     trust = plan.put("iam/lambda-trust.json", json.dumps(pol.lambda_trust(), indent=2))
     for fn in functions:
         role = aws_name(f"{prefix}-fn-{fn.name.removeprefix(prefix + '-')}")
-        policy = pol.function_policy(account, fn, secret=secret, buckets=buckets, storage_by_role=_storage_by_role(config), vm_role=vm_role)
+        policy = pol.function_policy(
+            account, fn, secret=secret, buckets=buckets, storage_by_role=_storage_by_role(config), vm_role=vm_role
+        )
         policy_file = plan.put(f"iam/{role}-policy.json", json.dumps(policy, indent=2))
         env_file = plan.put(f"lambda/{fn.name}-env.json", _env(fn, secret, config_sha256))
         plan.steps += role_steps(role, region, trust, policy_file)

@@ -69,26 +69,50 @@ def bucket_arn(account: Account, bucket: str) -> str:
 
 def lambda_trust() -> dict:
     """Only the Lambda service may assume a function's role."""
-    return {"Version": VERSION, "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
-                                               "Action": "sts:AssumeRole"}]}
+    return {
+        "Version": VERSION,
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+    }
 
 
-def function_policy(account: Account, fn: Function, *, secret: str, buckets: list[str], storage_by_role: bool,
-                    vm_role: str | None) -> dict:
+def function_policy(
+    account: Account, fn: Function, *, secret: str, buckets: list[str], storage_by_role: bool, vm_role: str | None
+) -> dict:
     """The least-privilege inline policy of ``fn``'s role."""
     group = account.arn("logs", f"log-group:/aws/lambda/{fn.name}")
     statements: list[dict] = [
-        {"Sid": "OwnLogs", "Effect": "Allow", "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-         "Resource": [group, f"{group}:*"]},
-        {"Sid": "Config", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": secret_arn_pattern(account, secret)},
+        {
+            "Sid": "OwnLogs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": [group, f"{group}:*"],
+        },
+        {
+            "Sid": "Config",
+            "Effect": "Allow",
+            "Action": "secretsmanager:GetSecretValue",
+            "Resource": secret_arn_pattern(account, secret),
+        },
     ]
     if storage_by_role:
         names = sorted(set(buckets))
         actions = S3_READ if fn.action in READ_ONLY_ACTIONS else S3_WRITE
-        statements.append({"Sid": "StateObjects", "Effect": "Allow", "Action": actions,
-                           "Resource": [f"{bucket_arn(account, b)}/*" for b in names]})
-        statements.append({"Sid": "StateList", "Effect": "Allow", "Action": "s3:ListBucket",
-                           "Resource": [bucket_arn(account, b) for b in names]})
+        statements.append(
+            {
+                "Sid": "StateObjects",
+                "Effect": "Allow",
+                "Action": actions,
+                "Resource": [f"{bucket_arn(account, b)}/*" for b in names],
+            }
+        )
+        statements.append(
+            {
+                "Sid": "StateList",
+                "Effect": "Allow",
+                "Action": "s3:ListBucket",
+                "Resource": [bucket_arn(account, b) for b in names],
+            }
+        )
     if vm_role and fn.action == "apply":
         statements.append({"Sid": "MintVMKeys", "Effect": "Allow", "Action": "sts:AssumeRole", "Resource": vm_role})
     return {"Version": VERSION, "Statement": statements}
@@ -96,16 +120,33 @@ def function_policy(account: Account, fn: Function, *, secret: str, buckets: lis
 
 def scheduler_trust(account: Account) -> dict:
     """Only EventBridge Scheduler, for schedules of this account, may assume the scheduler's role."""
-    return {"Version": VERSION, "Statement": [{"Effect": "Allow", "Principal": {"Service": "scheduler.amazonaws.com"},
-                                               "Action": "sts:AssumeRole",
-                                               "Condition": {"StringEquals": {"aws:SourceAccount": account.id}}}]}
+    return {
+        "Version": VERSION,
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "scheduler.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"aws:SourceAccount": account.id}},
+            }
+        ],
+    }
 
 
 def scheduler_policy(account: Account, targets: list[str]) -> dict:
     """The scheduler may invoke the functions its schedules target, and nothing else."""
     arns = sorted({function_arn(account, name) for name in targets})
-    return {"Version": VERSION, "Statement": [{"Sid": "InvokeTargets", "Effect": "Allow", "Action": "lambda:InvokeFunction",
-                                               "Resource": arns + [f"{a}:*" for a in arns]}]}
+    return {
+        "Version": VERSION,
+        "Statement": [
+            {
+                "Sid": "InvokeTargets",
+                "Effect": "Allow",
+                "Action": "lambda:InvokeFunction",
+                "Resource": arns + [f"{a}:*" for a in arns],
+            }
+        ],
+    }
 
 
 def notification_configuration(account: Account, filters: list[tuple[str, str, str, str]]) -> dict:
@@ -113,7 +154,9 @@ def notification_configuration(account: Account, filters: list[tuple[str, str, s
     prefix, suffix), for object creations only."""
     configs = []
     for config_id, function, prefix, suffix in filters:
-        rules = ([{"Name": "prefix", "Value": prefix}] if prefix else []) + ([{"Name": "suffix", "Value": suffix}] if suffix else [])
+        rules = ([{"Name": "prefix", "Value": prefix}] if prefix else []) + (
+            [{"Name": "suffix", "Value": suffix}] if suffix else []
+        )
         entry: dict = {"Id": config_id, "LambdaFunctionArn": function_arn(account, function), "Events": ["s3:ObjectCreated:*"]}
         if rules:
             entry["Filter"] = {"Key": {"FilterRules": rules}}

@@ -43,12 +43,19 @@ def scheduler_cron(path: str, cron: str) -> str:
     """``cron(...)`` for EventBridge Scheduler; ConfigError naming ``path`` for what it cannot express."""
     f = _fields(path, cron)
     if len(f) == 6 and f[SECOND] != [0]:
-        raise ConfigError(path, f"'{cron}' fires at seconds {_render(f[SECOND])}; EventBridge Scheduler runs at most once a minute",
-                          "drop the seconds field")
+        raise ConfigError(
+            path,
+            f"'{cron}' fires at seconds {_render(f[SECOND])}; EventBridge Scheduler runs at most once a minute",
+            "drop the seconds field",
+        )
     days, weekdays = f[DAY], f[WEEKDAY]
     if days != ["*"] and weekdays != ["*"]:
-        raise ConfigError(path, f"'{cron}' restricts both the day of the month and the weekday (it fires when either matches); "
-                          "EventBridge Scheduler needs '?' in one of them", "split it into two triggers, one per day field")
+        raise ConfigError(
+            path,
+            f"'{cron}' restricts both the day of the month and the weekday (it fires when either matches); "
+            "EventBridge Scheduler needs '?' in one of them",
+            "split it into two triggers, one per day field",
+        )
     if weekdays == ["*"]:
         day, weekday = _field(days, HIGHEST[DAY]), "?"
     else:
@@ -68,8 +75,7 @@ def schedule_args(path: str, schedule: AlarmSchedule, now: datetime | None = Non
         return ["--schedule-expression", _at(schedule.once), "--schedule-expression-timezone", "UTC"]
     assert schedule.cron is not None
     cron_field = path if path.endswith("cron") else f"{path}.cron"
-    args = ["--schedule-expression", scheduler_cron(cron_field, schedule.cron),
-            "--schedule-expression-timezone", schedule.tz.key]
+    args = ["--schedule-expression", scheduler_cron(cron_field, schedule.cron), "--schedule-expression-timezone", schedule.tz.key]
     if "start" in dates:
         args += ["--start-date", dates["start"]]
     if "stop" in dates:

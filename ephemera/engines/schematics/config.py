@@ -29,7 +29,11 @@ REFRESH_TOKEN_CLIENT = ("bx", "bx")
 def service_url_for_region(region: str) -> str:
     """The public Schematics API endpoint of a location, e.g. ``https://us-south.schematics.cloud.ibm.com``."""
     if region not in REGIONS:
-        raise ConfigError("schematics.region", f"'{region}' is not a Schematics location", f"use one of {', '.join(REGIONS)}, or set schematics.url")
+        raise ConfigError(
+            "schematics.region",
+            f"'{region}' is not a Schematics location",
+            f"use one of {', '.join(REGIONS)}, or set schematics.url",
+        )
     return f"https://{region}.schematics.cloud.ibm.com"
 
 
@@ -39,7 +43,9 @@ class SchematicsSection(Section):
     workspace_id: Optional[str] = Field(None, description="the Schematics workspace's id")
     region: str = Field("us-south", description=f"Schematics location: {' | '.join(REGIONS)}")
     url: Optional[str] = Field(None, description="overrides the API endpoint derived from region")
-    secure_variables: Optional[dict] = secret("secure variables of the workspace to keep: Schematics never returns their values, and each apply rewrites the store")
+    secure_variables: Optional[dict] = secret(
+        "secure variables of the workspace to keep: Schematics never returns their values, and each apply rewrites the store"
+    )
 
 
 @dataclass(frozen=True)
@@ -56,19 +62,28 @@ class SchematicsSettings:
     secure_variables: dict = field(default_factory=dict, repr=False)  # operator's secure workspace variables to send back
 
     def __repr__(self) -> str:  # never show the API key
-        return f"SchematicsSettings(workspace_id={self.workspace_id!r}, service_url={self.service_url!r}, iam_url={self.iam_url!r})"
+        return (
+            f"SchematicsSettings(workspace_id={self.workspace_id!r}, service_url={self.service_url!r}, iam_url={self.iam_url!r})"
+        )
 
     @classmethod
     def from_config(cls, config: Config) -> "SchematicsSettings":
         own, ibm = config.section(SchematicsSection), config.section(IBMAccount)
         workspace_id = own.workspace_id
         if not workspace_id:
-            raise ConfigError("schematics.workspace_id", "missing", "create a Schematics workspace from terraform/ibm-vpc-gpu and set its id")
+            raise ConfigError(
+                "schematics.workspace_id", "missing", "create a Schematics workspace from terraform/ibm-vpc-gpu and set its id"
+            )
         api_key = ibm.iam_api_key
         if not api_key:
             raise ConfigError("ibm.iam_api_key", "missing", "Schematics needs an IAM API key")
         url = check_url("schematics.url", own.url, "https://us-south.schematics.cloud.ibm.com")
         url = url or service_url_for_region(own.region)
         iam_url = check_url("ibm.iam_url", ibm.iam_url, DEFAULT_IAM_URL) or DEFAULT_IAM_URL
-        return cls(api_key=api_key, iam_url=iam_url, workspace_id=workspace_id, service_url=url,
-                   secure_variables=dict(own.secure_variables or {}))
+        return cls(
+            api_key=api_key,
+            iam_url=iam_url,
+            workspace_id=workspace_id,
+            service_url=url,
+            secure_variables=dict(own.secure_variables or {}),
+        )

@@ -92,11 +92,15 @@ class SchematicsEngine(SchematicsClient):
         ws_status = ws.get("workspace_status") or {}
         if check_busy and (ws_status.get("locked") or status in BUSY_WORKSPACE_STATES):
             by = ws_status.get("locked_by") or "a running job"
-            raise WorkspaceBusyError(f"Schematics workspace '{self.settings.workspace_id}' is locked by {by} (status {status or '?'}); try later")
+            raise WorkspaceBusyError(
+                f"Schematics workspace '{self.settings.workspace_id}' is locked by {by} (status {status or '?'}); try later"
+            )
         if check_busy and ws_status.get("frozen"):
             raise EngineError(
                 f"Schematics workspace '{self.settings.workspace_id}' is frozen; unfreeze it "
-                "(ibmcloud schematics workspace update --id ... with frozen: false) to let Ephemera apply and destroy", retryable=False)
+                "(ibmcloud schematics workspace update --id ... with frozen: false) to let Ephemera apply and destroy",
+                retryable=False,
+            )
         return ws
 
     def _template_id(self, ws: dict) -> str:
@@ -126,7 +130,9 @@ class SchematicsEngine(SchematicsClient):
         ws = self._workspace()
         template_id = self._template_id(ws)
         store = self._variablestore(ws, variables, secure_variables)
-        self._call("update variables", service.replace_workspace_inputs, self.settings.workspace_id, template_id, variablestore=store)
+        self._call(
+            "update variables", service.replace_workspace_inputs, self.settings.workspace_id, template_id, variablestore=store
+        )
         return service
 
     def apply(self, workspace: str, run_id: str, variables: dict, secure_variables: dict) -> Activity:
@@ -140,18 +146,24 @@ class SchematicsEngine(SchematicsClient):
         its log is the plan. The workspace's inputs are set as an apply would set them."""
         service = self._set_inputs(workspace, run_id, variables, secure_variables)
         token = self._refresh_token()
-        activity = self._started("plan", self._call("start plan", service.plan_workspace_command, self.settings.workspace_id, token), run_id)
+        activity = self._started(
+            "plan", self._call("start plan", service.plan_workspace_command, self.settings.workspace_id, token), run_id
+        )
         for _ in range(PLAN_POLLS):
             activity = self.status(activity)
             if activity.done:
                 break
             self._sleep(PLAN_POLL_SECONDS)
         if not activity.done:
-            raise EngineError(f"schematics plan {activity.id} not finished after {PLAN_POLLS * PLAN_POLL_SECONDS:.0f}s", retryable=True)
+            raise EngineError(
+                f"schematics plan {activity.id} not finished after {PLAN_POLLS * PLAN_POLL_SECONDS:.0f}s", retryable=True
+            )
         text = self.activity_log(activity)
         if activity.state == "FAILED":
-            raise EngineError(f"schematics plan {activity.id} failed:\n{terraform_errors(text)}",
-                              log_tail="\n".join(text.splitlines()[-self.settings.log_tail_lines:]))
+            raise EngineError(
+                f"schematics plan {activity.id} failed:\n{terraform_errors(text)}",
+                log_tail="\n".join(text.splitlines()[-self.settings.log_tail_lines :]),
+            )
         return parse_plan(text)
 
     def destroy(self, workspace: str) -> Activity:
@@ -162,7 +174,11 @@ class SchematicsEngine(SchematicsClient):
         if status in EMPTY_WORKSPACE_STATES:
             now = now_iso()
             return Activity(
-                id=f"noop-{uuid.uuid4().hex[:12]}", kind="destroy", state="COMPLETED", started_at=now, finished_at=now,
+                id=f"noop-{uuid.uuid4().hex[:12]}",
+                kind="destroy",
+                state="COMPLETED",
+                started_at=now,
+                finished_at=now,
                 log_tail=f"workspace status {status}: nothing to destroy",
             )
         token = self._refresh_token()
@@ -184,7 +200,9 @@ class SchematicsEngine(SchematicsClient):
         if state in COMPLETED_STATES:
             return dataclasses.replace(activity, state="COMPLETED", finished_at=now_iso(), log_tail="")
         if state in FAILED_STATES:
-            return dataclasses.replace(activity, state="FAILED", finished_at=now_iso(), log_tail=self._log_tail(activity.id, act, state))
+            return dataclasses.replace(
+                activity, state="FAILED", finished_at=now_iso(), log_tail=self._log_tail(activity.id, act, state)
+            )
         return dataclasses.replace(activity, state="RUNNING")
 
     def _log_tail(self, activity_id: str, act: dict, state: str) -> str:
@@ -201,7 +219,9 @@ class SchematicsEngine(SchematicsClient):
             if tpl.get("message"):
                 lines.append(str(tpl["message"]))
         try:
-            logs = self._call("get activity logs", self._client().get_workspace_activity_logs, self.settings.workspace_id, activity_id)
+            logs = self._call(
+                "get activity logs", self._client().get_workspace_activity_logs, self.settings.workspace_id, activity_id
+            )
             for tpl in (logs or {}).get("templates") or []:
                 if tpl.get("log_url"):
                     lines.extend(self._fetch_log(tpl["log_url"], limit))
@@ -257,7 +277,9 @@ class SchematicsEngine(SchematicsClient):
             for res in (tpl.get("resources") or []) + (tpl.get("null_resources") or []):
                 if not isinstance(res, dict):
                     continue
-                rid = res.get("resource_id") or res.get("resource_crn") or f"{res.get('resource_type')}.{res.get('resource_name')}"
+                rid = (
+                    res.get("resource_id") or res.get("resource_crn") or f"{res.get('resource_type')}.{res.get('resource_name')}"
+                )
                 if rid not in ids:
                     ids.append(rid)
         return ids

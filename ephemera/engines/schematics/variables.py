@@ -75,7 +75,8 @@ def variablestore(existing: list[dict], variables: dict, secure_variables: dict,
         raise EngineError(
             f"Schematics workspace '{workspace_id}' has secure variable(s) {', '.join(sorted(lost))} that "
             "Schematics does not return, and writing the run's variables replaces the whole store: put their values "
-            "in schematics.secure_variables (they are sent back as secure values), or delete them from the workspace")
+            "in schematics.secure_variables (they are sent back as secure values), or delete them from the workspace"
+        )
     for name, value in variables.items():
         if name not in secure_variables:
             store[name] = {"name": name, "value": tf_value(value), "type": tf_type(value), "secure": False}

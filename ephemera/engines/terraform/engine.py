@@ -146,9 +146,11 @@ class TerraformEngine:
             text = self.scrubber.scrub(out.strip())
             if code != 0:
                 log = self._keep_plan_log(scratch, text)
-                raise EngineError(f"terraform plan of workspace '{workspace}' failed (exit {code}) at `terraform {step}`:\n"
-                                  f"{terraform_errors(text)}\nits whole output (secrets masked): {log}",
-                                  log_tail="\n".join(text.splitlines()[-LOG_TAIL_LINES:]))
+                raise EngineError(
+                    f"terraform plan of workspace '{workspace}' failed (exit {code}) at `terraform {step}`:\n"
+                    f"{terraform_errors(text)}\nits whole output (secrets masked): {log}",
+                    log_tail="\n".join(text.splitlines()[-LOG_TAIL_LINES:]),
+                )
             return parse_plan(text)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -174,8 +176,9 @@ class TerraformEngine:
     def resources(self, workspace: str) -> list[str]:
         """Resources in the workspace state, plus those the stack's hooks find that the state
         does not name (the local stack: agents started by an apply that died before saving its state)."""
-        return self._state_resources(workspace) + self.hooks.orphan_resources(self.settings.runs_dir, workspace,
-                                                                              self._state(workspace))
+        return self._state_resources(workspace) + self.hooks.orphan_resources(
+            self.settings.runs_dir, workspace, self._state(workspace)
+        )
 
     # OrphanSweeper ---------------------------------------------------------------------
     def workspaces(self) -> list[str]:
@@ -252,5 +255,11 @@ class TerraformEngine:
         tail = self.scrubber.scrub("\n".join(output.strip().splitlines()[-LOG_TAIL_LINES:]))
         if code != 0 and any(marker in output for marker in _LOCK_MARKERS):
             raise WorkspaceBusyError("the workspace state is locked by another Terraform run; try again later", log_tail=tail)
-        return Activity(id=activity.id, kind=activity.kind, state="COMPLETED" if code == 0 else "FAILED",
-                        started_at=activity.started_at, finished_at=now_iso(), log_tail=tail)
+        return Activity(
+            id=activity.id,
+            kind=activity.kind,
+            state="COMPLETED" if code == 0 else "FAILED",
+            started_at=activity.started_at,
+            finished_at=now_iso(),
+            log_tail=tail,
+        )

@@ -25,6 +25,8 @@ class TerraformSpec(EngineSpec):
         return config_stack(config).vms_on_host
 
     def check(self, config) -> None:
-        from ephemera.engines.terraform.checks import check_settings  # cold start: spec modules load with every config, this only when used
+        from ephemera.engines.terraform.checks import (
+            check_settings,
+        )  # cold start: spec modules load with every config, this only when used
 
         check_settings(config)

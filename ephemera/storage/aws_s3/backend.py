@@ -102,7 +102,9 @@ class S3CompatibleStorage:
         except StorageError:
             raise
         except Exception as exc:  # SDK errors of either SDK, mapped by code/class name
-            raise to_storage_error(exc, operation, bucket, key, secrets=self._secrets, credentials_hint=self.credentials_hint) from None
+            raise to_storage_error(
+                exc, operation, bucket, key, secrets=self._secrets, credentials_hint=self.credentials_hint
+            ) from None
 
     def _info(self, key: str, obj: dict) -> ObjectInfo:
         size = obj.get("Size", obj.get("ContentLength", 0))
@@ -137,15 +139,25 @@ class S3CompatibleStorage:
                 if code == "ConditionalRequestConflict" or status == 409:
                     time.sleep(0.05 * 2**attempt)  # a concurrent conditional write is in flight
                     continue
-                unsupported = code in _UNSUPPORTED_CONDITIONAL or status == 501 or (
-                    not is_client_error(exc) and type(exc).__name__ == "ParamValidationError")
+                unsupported = (
+                    code in _UNSUPPORTED_CONDITIONAL
+                    or status == 501
+                    or (not is_client_error(exc) and type(exc).__name__ == "ParamValidationError")
+                )
                 if unsupported:
-                    log.info("%s endpoint does not support conditional PUT (%s); using claim objects for put_if_absent",
-                             self.backend, code or type(exc).__name__)
+                    log.info(
+                        "%s endpoint does not support conditional PUT (%s); using claim objects for put_if_absent",
+                        self.backend,
+                        code or type(exc).__name__,
+                    )
                     self.conditional_put = False
                     return None
-                raise to_storage_error(exc, "put_if_absent", bucket, key, secrets=self._secrets, credentials_hint=self.credentials_hint) from None
-        raise StorageError(f"put_if_absent of '{key}' in bucket '{bucket}' kept conflicting with concurrent writes; try again", retryable=True)
+                raise to_storage_error(
+                    exc, "put_if_absent", bucket, key, secrets=self._secrets, credentials_hint=self.credentials_hint
+                ) from None
+        raise StorageError(
+            f"put_if_absent of '{key}' in bucket '{bucket}' kept conflicting with concurrent writes; try again", retryable=True
+        )
 
     def get(self, bucket: str, key: str, byte_range: tuple[int, int] | None = None) -> bytes:
         self._check(bucket, key)
@@ -218,8 +230,12 @@ class S3CompatibleStorage:
             if code == "BucketAlreadyOwnedByYou":
                 return
             if code == "BucketAlreadyExists":
-                raise StorageError(f"bucket '{bucket}' already exists and belongs to another account; choose another name for 'storage.bucket'") from None
-            raise to_storage_error(exc, "create_bucket", bucket, secrets=self._secrets, credentials_hint=self.credentials_hint) from None
+                raise StorageError(
+                    f"bucket '{bucket}' already exists and belongs to another account; choose another name for 'storage.bucket'"
+                ) from None
+            raise to_storage_error(
+                exc, "create_bucket", bucket, secrets=self._secrets, credentials_hint=self.credentials_hint
+            ) from None
 
     def _create_bucket_options(self) -> dict[str, Any]:
         return {}
@@ -229,8 +245,14 @@ class S3CompatibleStorage:
         secret); AWS caps ``expires`` at 7 days."""
         self._check(bucket, key)
         operation = check_presign_method(method)
-        return self._call("presign", bucket, key, lambda: self._client.generate_presigned_url(
-            operation, Params={"Bucket": bucket, "Key": key}, ExpiresIn=int(expires), HttpMethod=method))
+        return self._call(
+            "presign",
+            bucket,
+            key,
+            lambda: self._client.generate_presigned_url(
+                operation, Params={"Bucket": bucket, "Key": key}, ExpiresIn=int(expires), HttpMethod=method
+            ),
+        )
 
     def bucket_exists(self, bucket: str) -> bool:
         validate_bucket(bucket)
@@ -241,15 +263,16 @@ class S3CompatibleStorage:
             code, status = error_code(exc)
             if code in ("404", "NoSuchBucket", "NotFound", "403", "AccessDenied") or status in (403, 404):
                 return False
-            raise to_storage_error(exc, "bucket_exists", bucket, secrets=self._secrets, credentials_hint=self.credentials_hint) from None
+            raise to_storage_error(
+                exc, "bucket_exists", bucket, secrets=self._secrets, credentials_hint=self.credentials_hint
+            ) from None
 
 
 class S3Storage(S3CompatibleStorage):
     """AWS S3 or an S3-compatible endpoint, through boto3."""
 
     backend = "aws_s3"
-    traits = StorageTraits(conditional_put=True, paged_listing=True, same_host=False, fs_events=False,
-                           buckets_on_demand=False)
+    traits = StorageTraits(conditional_put=True, paged_listing=True, same_host=False, fs_events=False, buckets_on_demand=False)
     credentials_hint = "check aws_s3.access_key_id and aws_s3.secret_access_key (or the AWS default credential chain)"
 
     def __init__(self, settings: S3Settings, *, max_attempts: int = MAX_ATTEMPTS, **options: Any):

@@ -30,11 +30,20 @@ class S3Section(Section):
     access_key_id: Optional[str] = secret("access key id; empty: the AWS default credential chain")
     secret_access_key: Optional[str] = secret("secret access key, with access_key_id")
     session_token: Optional[str] = secret("session token of temporary (STS) keys")
-    vm_role_arn: Optional[str] = Field(None, description="IAM role the controller assumes (STS AssumeRole) to mint each run's "
-                                       "VM credentials; empty: GetFederationToken with the configured keys")
-    vm_role_max_session_seconds: int = Field(3600, ge=900, le=43200, description="the role's MaxSessionDuration: a run "
-                                             "whose hard timeout needs longer VM credentials is refused")
-    sts_endpoint: Optional[str] = Field(None, description="STS endpoint; default: aws_s3.endpoint when set (moto, MinIO), else AWS's")
+    vm_role_arn: Optional[str] = Field(
+        None,
+        description="IAM role the controller assumes (STS AssumeRole) to mint each run's "
+        "VM credentials; empty: GetFederationToken with the configured keys",
+    )
+    vm_role_max_session_seconds: int = Field(
+        3600,
+        ge=900,
+        le=43200,
+        description="the role's MaxSessionDuration: a run whose hard timeout needs longer VM credentials is refused",
+    )
+    sts_endpoint: Optional[str] = Field(
+        None, description="STS endpoint; default: aws_s3.endpoint when set (moto, MinIO), else AWS's"
+    )
 
 
 @dataclass(frozen=True)
@@ -56,9 +65,13 @@ def s3_settings(config) -> S3Settings:
     section = config.section(S3Section)
     if bool(section.access_key_id) != bool(section.secret_access_key):
         missing = "secret_access_key" if section.access_key_id else "access_key_id"
-        raise ConfigError(f"aws_s3.{missing}", "missing while its pair is set", "set both keys, or neither to use the AWS default chain")
+        raise ConfigError(
+            f"aws_s3.{missing}", "missing while its pair is set", "set both keys, or neither to use the AWS default chain"
+        )
     if section.session_token and not section.access_key_id:
-        raise ConfigError("aws_s3.session_token", "set without aws_s3.access_key_id", "a session token comes with temporary keys; set all three")
+        raise ConfigError(
+            "aws_s3.session_token", "set without aws_s3.access_key_id", "a session token comes with temporary keys; set all three"
+        )
     return S3Settings(
         endpoint=check_url("aws_s3.endpoint", section.endpoint),
         region=section.region or "us-east-1",

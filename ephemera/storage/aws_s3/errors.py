@@ -21,19 +21,41 @@ from ephemera.errors import NoSuchBucketError, NoSuchKeyError, StorageError
 from ephemera.secrets import Scrubber, guard_loggers
 
 # error codes an S3-compatible service returns for a failure that may pass
-TRANSIENT_CODES = frozenset({
-    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled",
-    "RequestThrottledException", "TooManyRequestsException", "RequestLimitExceeded",
-    "BandwidthLimitExceeded", "SlowDown", "RequestTimeout", "RequestTimeoutException",
-    "InternalError", "ServiceUnavailable", "PriorRequestNotComplete", "OperationAborted",
-    "500", "502", "503", "504",
-})
+TRANSIENT_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "SlowDown",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "InternalError",
+        "ServiceUnavailable",
+        "PriorRequestNotComplete",
+        "OperationAborted",
+        "500",
+        "502",
+        "503",
+        "504",
+    }
+)
 TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
 # SDK exception classes (by name, both SDKs) for network failures that may pass
-TRANSIENT_EXCEPTIONS = frozenset({
-    "EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError",
-    "ConnectTimeoutError", "ResponseStreamingError", "IncompleteReadError",
-})
+TRANSIENT_EXCEPTIONS = frozenset(
+    {
+        "EndpointConnectionError",
+        "ConnectionClosedError",
+        "ReadTimeoutError",
+        "ConnectTimeoutError",
+        "ResponseStreamingError",
+        "IncompleteReadError",
+    }
+)
 NOT_TRANSIENT_EXCEPTIONS = frozenset({"SSLError", "ProxyConnectionError"})
 MISSING_KEY_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 MISSING_BUCKET_CODES = frozenset({"NoSuchBucket"})

@@ -19,7 +19,11 @@ from ephemera.storage.aws_s3.config import S3Section, s3_settings
 from ephemera.storage.spec import RunScope, StorageBackendSpec, VMAccess
 
 LITHOPS_PARENT = "aws"  # the Lithops section whose keys the aws_s3 section inherits
-CONTROLLER_ONLY = ("vm_role_arn", "vm_role_max_session_seconds", "sts_endpoint")  # how VM keys are minted: not a VM's, not Lithops'
+CONTROLLER_ONLY = (
+    "vm_role_arn",
+    "vm_role_max_session_seconds",
+    "sts_endpoint",
+)  # how VM keys are minted: not a VM's, not Lithops'
 
 
 def complete_s3_compatible(name: str, parent: str, data: dict) -> dict:
@@ -56,9 +60,12 @@ class AwsS3Spec(StorageBackendSpec):
         if not (settings.access_key_id or own.vm_role_arn):
             return None  # the AWS default chain on both sides: the VMs use their own (an instance role)
         if not own.vm_role_arn and settings.session_token:
-            raise ConfigError("aws_s3.vm_role_arn", "missing: the controller's keys are temporary, and STS mints "
-                              "federation tokens only from an IAM user's long-term keys",
-                              "set aws_s3.vm_role_arn to a role the controller may assume for the run's VMs")
+            raise ConfigError(
+                "aws_s3.vm_role_arn",
+                "missing: the controller's keys are temporary, and STS mints "
+                "federation tokens only from an IAM user's long-term keys",
+                "set aws_s3.vm_role_arn to a role the controller may assume for the run's VMs",
+            )
         return settings, own.vm_role_arn, int(own.vm_role_max_session_seconds), own.sts_endpoint or settings.endpoint
 
     def vm_credentials(self, config, access: VMAccess, scope: RunScope) -> dict | None:
@@ -72,8 +79,12 @@ class AwsS3Spec(StorageBackendSpec):
 
     def vm_presigner(self, config, scope: RunScope, objects: list, seconds: int):
         from ephemera.storage.aws_s3 import sts  # cold start: spec modules load with every config, this only when used
-        from ephemera.storage.aws_s3.backend import S3Storage  # cold start: spec modules load with every config, this only when used
-        from ephemera.storage.aws_s3.config import S3Settings  # cold start: spec modules load with every config, this only when used
+        from ephemera.storage.aws_s3.backend import (
+            S3Storage,
+        )  # cold start: spec modules load with every config, this only when used
+        from ephemera.storage.aws_s3.config import (
+            S3Settings,
+        )  # cold start: spec modules load with every config, this only when used
 
         minting = self._minting(config)
         if minting is None:

@@ -63,23 +63,38 @@ def session_policy(scope: Any) -> dict:
         {"Sid": "WriteRun", "Effect": "Allow", "Action": WRITE, "Resource": [_resource(b, x) for b, x in written]},
     ]
     if p.inputs:  # the object whose write fired the run: that key alone, read only
-        statements.append({"Sid": "ReadEvent", "Effect": "Allow", "Action": READ,
-                           "Resource": [_object(bucket, key) for bucket, key in p.inputs]})
+        statements.append(
+            {
+                "Sid": "ReadEvent",
+                "Effect": "Allow",
+                "Action": READ,
+                "Resource": [_object(bucket, key) for bucket, key in p.inputs],
+            }
+        )
     by_bucket: dict[str, list[str]] = {}
     for bucket, prefix in written:
         by_bucket.setdefault(bucket, []).append(prefix + "*")
     for i, (bucket, prefixes) in enumerate(sorted(by_bucket.items())):
-        statements.append({"Sid": f"ListRun{i}", "Effect": "Allow", "Action": ["s3:ListBucket"],
-                           "Resource": [f"arn:aws:s3:::{bucket}"], "Condition": {"StringLike": {"s3:prefix": prefixes}}})
+        statements.append(
+            {
+                "Sid": f"ListRun{i}",
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket"],
+                "Resource": [f"arn:aws:s3:::{bucket}"],
+                "Condition": {"StringLike": {"s3:prefix": prefixes}},
+            }
+        )
     return {"Version": "2012-10-17", "Statement": statements}
 
 
 def session_seconds(needed: int, most: int, field: str) -> int:
     """``needed`` clamped up to STS's minimum; ConfigError naming ``field`` when above ``most``."""
     if needed > most:
-        raise ConfigError(field, f"the run's VMs need credentials for {needed} s (until its hard deadline), "
-                          f"STS grants at most {most} s here",
-                          "raise the role's MaxSessionDuration and aws_s3.vm_role_max_session_seconds, or shorten timeouts.hard")
+        raise ConfigError(
+            field,
+            f"the run's VMs need credentials for {needed} s (until its hard deadline), STS grants at most {most} s here",
+            "raise the role's MaxSessionDuration and aws_s3.vm_role_max_session_seconds, or shorten timeouts.hard",
+        )
     return max(MIN_SECONDS, int(needed))
 
 
@@ -89,7 +104,7 @@ def session_name(run_id: str, most: int) -> str:
     if len(clean) + 4 <= most:
         return f"eph-{clean}"
     digest = hashlib.sha256(run_id.encode()).hexdigest()[:10]
-    return f"eph-{clean[:most - 15]}-{digest}"
+    return f"eph-{clean[: most - 15]}-{digest}"
 
 
 def boot_policy(objects: list[tuple[str, str, str]]) -> dict:
@@ -97,36 +112,53 @@ def boot_policy(objects: list[tuple[str, str, str]]) -> dict:
     one method (``(method, bucket, key)``: GET the credentials object and the bundle,
     DELETE the credentials object, PUT the failure marker)."""
     actions = {"GET": "s3:GetObject", "PUT": "s3:PutObject", "DELETE": "s3:DeleteObject"}
-    return {"Version": "2012-10-17", "Statement": [
-        {"Sid": f"Boot{i}", "Effect": "Allow", "Action": [actions[method]], "Resource": [_resource(bucket, key)]}
-        for i, (method, bucket, key) in enumerate(objects)]}
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": f"Boot{i}", "Effect": "Allow", "Action": [actions[method]], "Resource": [_resource(bucket, key)]}
+            for i, (method, bucket, key) in enumerate(objects)
+        ],
+    }
 
 
-def mint(settings: Any, run_id: str, policy: dict, needed: int, role_arn: str | None, role_max_seconds: int,
-         sts_endpoint: str | None) -> dict:
+def mint(
+    settings: Any, run_id: str, policy: dict, needed: int, role_arn: str | None, role_max_seconds: int, sts_endpoint: str | None
+) -> dict:
     """Temporary credentials under ``policy`` for at least ``needed`` seconds: the ``aws_s3``
     section keys they make (``access_key_id``, ``secret_access_key``, ``session_token``)."""
     import boto3  # cloud SDK: imported only when this client is first used
 
     document = json.dumps(policy, separators=(",", ":"))
     client = boto3.session.Session().client(
-        "sts", endpoint_url=sts_endpoint, region_name=settings.region, aws_access_key_id=settings.access_key_id,
-        aws_secret_access_key=settings.secret_access_key, aws_session_token=settings.session_token)
+        "sts",
+        endpoint_url=sts_endpoint,
+        region_name=settings.region,
+        aws_access_key_id=settings.access_key_id,
+        aws_secret_access_key=settings.secret_access_key,
+        aws_session_token=settings.session_token,
+    )
     if role_arn:
         seconds = session_seconds(needed, role_max_seconds, "aws_s3.vm_role_max_session_seconds")
     else:
         seconds = session_seconds(needed, FEDERATION_MAX_SECONDS, "timeouts.hard")
     try:
         if role_arn:
-            reply = client.assume_role(RoleArn=role_arn, RoleSessionName=session_name(run_id, 64), Policy=document,
-                                       DurationSeconds=seconds)
+            reply = client.assume_role(
+                RoleArn=role_arn, RoleSessionName=session_name(run_id, 64), Policy=document, DurationSeconds=seconds
+            )
         else:
             reply = client.get_federation_token(Name=session_name(run_id, 32), Policy=document, DurationSeconds=seconds)
     except Exception as exc:  # botocore's errors: their text names the call and the code, never a secret
         code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code") or type(exc).__name__
-        raise StorageError(f"STS could not mint the run's VM credentials ({'AssumeRole' if role_arn else 'GetFederationToken'}: "
-                           f"{code}); set aws_s3.vm_role_arn to a role the controller may assume, or give the "
-                           "controller an IAM user's keys", retryable=code in ("Throttling", "ServiceUnavailable")) from None
+        raise StorageError(
+            f"STS could not mint the run's VM credentials ({'AssumeRole' if role_arn else 'GetFederationToken'}: "
+            f"{code}); set aws_s3.vm_role_arn to a role the controller may assume, or give the "
+            "controller an IAM user's keys",
+            retryable=code in ("Throttling", "ServiceUnavailable"),
+        ) from None
     creds = reply["Credentials"]
-    return {"access_key_id": creds["AccessKeyId"], "secret_access_key": creds["SecretAccessKey"],
-            "session_token": creds["SessionToken"]}
+    return {
+        "access_key_id": creds["AccessKeyId"],
+        "secret_access_key": creds["SecretAccessKey"],
+        "session_token": creds["SessionToken"],
+    }

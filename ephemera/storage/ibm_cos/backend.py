@@ -29,10 +29,11 @@ if TYPE_CHECKING:
 class IBMCOSStorage(S3CompatibleStorage):
     backend = "ibm_cos"
     conditional_put = False  # always the claim protocol
-    traits = StorageTraits(conditional_put=False, paged_listing=True, same_host=False, fs_events=False,
-                           buckets_on_demand=False)
-    credentials_hint = ("check ibm_cos.access_key_id/secret_access_key (HMAC), or ibm_cos.api_key "
-                        "(or ibm.iam_api_key) and ibm_cos.service_instance_id (IAM)")
+    traits = StorageTraits(conditional_put=False, paged_listing=True, same_host=False, fs_events=False, buckets_on_demand=False)
+    credentials_hint = (
+        "check ibm_cos.access_key_id/secret_access_key (HMAC), or ibm_cos.api_key "
+        "(or ibm.iam_api_key) and ibm_cos.service_instance_id (IAM)"
+    )
 
     def __init__(self, settings: COSSettings, *, max_attempts: int = MAX_ATTEMPTS, **options: Any):
         """``options``: ``page_size``, ``claim_settle`` (see S3CompatibleStorage)."""
@@ -43,7 +44,9 @@ class IBMCOSStorage(S3CompatibleStorage):
         session = ibm_boto3.session.Session()
         config_options = client_config_options(custom_endpoint=True, max_attempts=max_attempts)
         if settings.auth == "trusted_profile":
-            from ephemera.storage.ibm_cos.identity import trusted_profile_auth  # cloud SDK (IBM token manager): only on a VM with a trusted profile
+            from ephemera.storage.ibm_cos.identity import (
+                trusted_profile_auth,
+            )  # cloud SDK (IBM token manager): only on a VM with a trusted profile
 
             client = session.client(
                 "s3",

@@ -45,13 +45,17 @@ class COSSection(Section):
 
     region: str = Field("us-east", description="COS location, e.g. us-south, eu-de, us (cross-region), ams03 (single site)")
     endpoint: Optional[str] = Field(None, description="overrides the endpoint derived from region and endpoint_type")
-    endpoint_type: EndpointType = Field("public", description="which endpoint of the region: direct from a VPC, private from classic infrastructure")
+    endpoint_type: EndpointType = Field(
+        "public", description="which endpoint of the region: direct from a VPC, private from classic infrastructure"
+    )
     access_key_id: Optional[str] = secret("HMAC access key id")
     secret_access_key: Optional[str] = secret("HMAC secret access key")
     api_key: Optional[str] = secret("IAM API key; defaults to ibm.iam_api_key")
     service_instance_id: Optional[str] = Field(None, description="COS instance CRN or GUID (IAM only)")
     auth_endpoint: Optional[str] = Field(None, description="IAM token URL; defaults to <ibm.iam_url>/identity/token")
-    trusted_profile_id: Optional[str] = Field(None, description="IAM trusted profile (Profile-...) the run's VMs authenticate as, through the VPC metadata service")
+    trusted_profile_id: Optional[str] = Field(
+        None, description="IAM trusted profile (Profile-...) the run's VMs authenticate as, through the VPC metadata service"
+    )
     metadata_url: str = Field(METADATA_URL, description="the VPC instance metadata service the VMs get their tokens from")
 
 
@@ -77,11 +81,17 @@ class COSSettings:
 def cos_endpoint(region: str, endpoint_type: str = "public") -> str:
     """The documented endpoint URL of a COS location and endpoint type."""
     if endpoint_type not in ENDPOINT_TYPES:
-        raise ConfigError("ibm_cos.endpoint_type", f"'{endpoint_type}' is not one of {', '.join(ENDPOINT_TYPES)}",
-                          "use public outside IBM Cloud, direct from a VPC, private from classic infrastructure")
+        raise ConfigError(
+            "ibm_cos.endpoint_type",
+            f"'{endpoint_type}' is not one of {', '.join(ENDPOINT_TYPES)}",
+            "use public outside IBM Cloud, direct from a VPC, private from classic infrastructure",
+        )
     if not region or not _REGION_RE.match(region):
-        raise ConfigError("ibm_cos.region", f"'{region}' is not a COS location",
-                          "use e.g. us-south, eu-de, us, eu, ap or ams03; or set ibm_cos.endpoint")
+        raise ConfigError(
+            "ibm_cos.region",
+            f"'{region}' is not a COS location",
+            "use e.g. us-south, eu-de, us, eu, ap or ams03; or set ibm_cos.endpoint",
+        )
     infix = "" if endpoint_type == "public" else f"{endpoint_type}."
     return f"https://s3.{infix}{region}.{DOMAIN}"
 
@@ -94,21 +104,28 @@ def cos_settings(config: Config) -> COSSettings:
         if not (cos.access_key_id and cos.secret_access_key):
             missing = "secret_access_key" if cos.access_key_id else "access_key_id"
             raise ConfigError(f"ibm_cos.{missing}", "missing while its HMAC pair is set", "set both HMAC keys")
-        return COSSettings(endpoint, cos.region, "hmac", access_key_id=cos.access_key_id,
-                           secret_access_key=cos.secret_access_key)
+        return COSSettings(endpoint, cos.region, "hmac", access_key_id=cos.access_key_id, secret_access_key=cos.secret_access_key)
     api_key = cos.api_key or ibm.iam_api_key
     if not api_key and cos.trusted_profile_id:  # a run's VM: its identity, no key
-        return COSSettings(endpoint, cos.region, "trusted_profile", trusted_profile_id=cos.trusted_profile_id,
-                           metadata_url=check_url("ibm_cos.metadata_url", cos.metadata_url) or METADATA_URL)
+        return COSSettings(
+            endpoint,
+            cos.region,
+            "trusted_profile",
+            trusted_profile_id=cos.trusted_profile_id,
+            metadata_url=check_url("ibm_cos.metadata_url", cos.metadata_url) or METADATA_URL,
+        )
     if not api_key:
-        raise ConfigError("ibm_cos.api_key", "no credentials",
-                          "set HMAC keys, or ibm_cos.api_key / ibm.iam_api_key with ibm_cos.service_instance_id "
-                          "(or, on a run's VM, ibm_cos.trusted_profile_id)")
+        raise ConfigError(
+            "ibm_cos.api_key",
+            "no credentials",
+            "set HMAC keys, or ibm_cos.api_key / ibm.iam_api_key with ibm_cos.service_instance_id "
+            "(or, on a run's VM, ibm_cos.trusted_profile_id)",
+        )
     if not cos.service_instance_id:
-        raise ConfigError("ibm_cos.service_instance_id", "missing for IAM authentication",
-                          "set the COS instance CRN or GUID")
+        raise ConfigError("ibm_cos.service_instance_id", "missing for IAM authentication", "set the COS instance CRN or GUID")
     auth_endpoint = check_url("ibm_cos.auth_endpoint", cos.auth_endpoint)
     if not auth_endpoint:
         auth_endpoint = (check_url("ibm.iam_url", ibm.iam_url) or DEFAULT_IAM_URL) + TOKEN_PATH
-    return COSSettings(endpoint, cos.region, "iam", api_key=api_key,
-                       service_instance_id=cos.service_instance_id, auth_endpoint=auth_endpoint)
+    return COSSettings(
+        endpoint, cos.region, "iam", api_key=api_key, service_instance_id=cos.service_instance_id, auth_endpoint=auth_endpoint
+    )

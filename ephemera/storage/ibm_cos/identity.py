@@ -20,10 +20,13 @@ TOKEN_LIFETIME = 300  # seconds an instance identity token lives (the service's 
 
 def trusted_profile_auth(profile_id: str, metadata_url: str) -> Callable[[], dict]:
     """An ``auth_function`` for ibm_boto3: ``{access_token, token_type, expires_in}`` of the profile."""
-    from ibm_cloud_sdk_core.token_managers.vpc_instance_token_manager import VPCInstanceTokenManager  # cloud SDK: imported only when this client is first used
+    from ibm_cloud_sdk_core.token_managers.vpc_instance_token_manager import (
+        VPCInstanceTokenManager,
+    )  # cloud SDK: imported only when this client is first used
 
-    manager = VPCInstanceTokenManager(iam_profile_id=profile_id, url=metadata_url.rstrip("/"),
-                                      token_lifetime=TOKEN_LIFETIME, service_version=METADATA_VERSION)
+    manager = VPCInstanceTokenManager(
+        iam_profile_id=profile_id, url=metadata_url.rstrip("/"), token_lifetime=TOKEN_LIFETIME, service_version=METADATA_VERSION
+    )
 
     def auth() -> dict:
         token = manager.get_token()  # cached by the manager until its refresh time

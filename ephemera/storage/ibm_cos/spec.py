@@ -50,25 +50,36 @@ class IBMCOSSpec(StorageBackendSpec):
             section.update(trusted_profile_id=cos.trusted_profile_id, metadata_url=cos.metadata_url)
             # what a VM's bootstrap needs before Ephemera is installed: the metadata service
             # gives it an IAM token of the profile, COS takes it as a bearer token
-            identity = {"kind": IDENTITY_KIND, "profile_id": cos.trusted_profile_id, "metadata_url": cos.metadata_url,
-                        "metadata_version": METADATA_VERSION,
-                        "endpoint": cos.endpoint or cos_endpoint(cos.region, section["endpoint_type"])}
+            identity = {
+                "kind": IDENTITY_KIND,
+                "profile_id": cos.trusted_profile_id,
+                "metadata_url": cos.metadata_url,
+                "metadata_version": METADATA_VERSION,
+                "endpoint": cos.endpoint or cos_endpoint(cos.region, section["endpoint_type"]),
+            }
             return VMAccess(section=section, identity=identity, variables={"trusted_profile_id": cos.trusted_profile_id})
         if cos.access_key_id:
-            return VMAccess(section=section, credentials={"access_key_id": cos.access_key_id,
-                                                          "secret_access_key": cos.secret_access_key})
-        raise ConfigError("ibm_cos.trusted_profile_id", "missing: with IAM the run's VMs need an identity of their own "
-                          "(an API key is never handed to a VM, and COS presigns only with HMAC keys)",
-                          "create a trusted profile for the VMs (docs/ibm-cloud.md, 'Create once', step 5) and set its id, or use HMAC keys")
+            return VMAccess(
+                section=section, credentials={"access_key_id": cos.access_key_id, "secret_access_key": cos.secret_access_key}
+            )
+        raise ConfigError(
+            "ibm_cos.trusted_profile_id",
+            "missing: with IAM the run's VMs need an identity of their own "
+            "(an API key is never handed to a VM, and COS presigns only with HMAC keys)",
+            "create a trusted profile for the VMs (docs/ibm-cloud.md, 'Create once', step 5) and set its id, or use HMAC keys",
+        )
 
     def vm_credentials(self, config, access: VMAccess, scope: RunScope) -> dict | None:
         if access.identity is not None or not access.credentials:
             return None
         if not scope.vms_on_host:
-            raise ConfigError("ibm_cos.trusted_profile_id", "missing: the run's cloud VMs would get the controller's HMAC keys "
-                              "(long-lived, instance-wide: COS cannot scope or expire them per run)",
-                              "create a trusted profile for the VMs (docs/ibm-cloud.md, 'Create once', step 5) and set ibm_cos.trusted_profile_id; "
-                              "the controller may keep its HMAC keys, the VMs then authenticate as the profile")
+            raise ConfigError(
+                "ibm_cos.trusted_profile_id",
+                "missing: the run's cloud VMs would get the controller's HMAC keys "
+                "(long-lived, instance-wide: COS cannot scope or expire them per run)",
+                "create a trusted profile for the VMs (docs/ibm-cloud.md, 'Create once', step 5) and set ibm_cos.trusted_profile_id; "
+                "the controller may keep its HMAC keys, the VMs then authenticate as the profile",
+            )
         return dict(access.credentials)
 
     def to_lithops(self, config) -> dict:
@@ -100,7 +111,9 @@ class IBMCOSSpec(StorageBackendSpec):
             missing = "secret_access_key" if hmac[0] else "access_key_id"
             raise ConfigError(f"ibm_cos.{missing}", "missing while its HMAC pair is set", "set both HMAC keys")
         if not any(hmac) and not (section.get("api_key") or section.get("iam_api_key")):
-            raise ConfigError("ibm_cos.api_key", "no credentials", "set HMAC keys, or api_key (or ibm.iam_api_key) with service_instance_id")
+            raise ConfigError(
+                "ibm_cos.api_key", "no credentials", "set HMAC keys, or api_key (or ibm.iam_api_key) with service_instance_id"
+            )
         return section
 
     def change_feed_endpoint(self, config) -> str:

@@ -26,8 +26,20 @@ from ephemera.storage.keys import validate_bucket, validate_key, validate_prefix
 from ephemera.storage.localhost.config import storage_root
 
 # OS errors of a write that may pass by themselves: the backend marks them retryable
-TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EACCES, errno.EPERM, errno.EROFS,
-                              errno.ENOTDIR, errno.ENOENT, errno.EAGAIN, errno.EBUSY})
+TRANSIENT_ERRNOS = frozenset(
+    {
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EIO,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.ENOTDIR,
+        errno.ENOENT,
+        errno.EAGAIN,
+        errno.EBUSY,
+    }
+)
 
 
 NAME_MAX = 255  # bytes in one file name (one key segment) on Linux and macOS file systems
@@ -48,16 +60,17 @@ def _check_segments(key: str) -> str:
     for segment in key.split("/"):
         size = len(segment.encode())
         if size > NAME_MAX:
-            raise InvalidKeyError(f"object key '{key[:40]}...' is invalid on localhost storage: its segment "
-                                  f"'{segment[:20]}...' is {size} bytes; this backend keeps each segment as a file "
-                                  f"name, which holds at most {NAME_MAX} bytes: shorten it")
+            raise InvalidKeyError(
+                f"object key '{key[:40]}...' is invalid on localhost storage: its segment "
+                f"'{segment[:20]}...' is {size} bytes; this backend keeps each segment as a file "
+                f"name, which holds at most {NAME_MAX} bytes: shorten it"
+            )
     return key
 
 
 class LocalhostStorage:
     backend = "localhost"
-    traits = StorageTraits(conditional_put=True, paged_listing=False, same_host=True, fs_events=True,
-                           buckets_on_demand=True)
+    traits = StorageTraits(conditional_put=True, paged_listing=False, same_host=True, fs_events=True, buckets_on_demand=True)
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).resolve()
@@ -93,8 +106,10 @@ class LocalhostStorage:
         # planted in the bucket must not lead it out (to read or overwrite another file).
         real, real_base = os.path.realpath(path), os.path.realpath(base)
         if os.path.commonpath([real, real_base]) != real_base:
-            raise InvalidKeyError(f"object key {key!r} in bucket '{bucket}' is refused: a symbolic link in the bucket "
-                                  "leads it out of the bucket; remove the link")
+            raise InvalidKeyError(
+                f"object key {key!r} in bucket '{bucket}' is refused: a symbolic link in the bucket "
+                "leads it out of the bucket; remove the link"
+            )
         return path
 
     def _write_tmp(self, data: bytes) -> str:
@@ -139,8 +154,10 @@ class LocalhostStorage:
                     if attempt == 3:
                         raise
                 except IsADirectoryError:
-                    raise StorageError(f"cannot write '{key}' in bucket '{bucket}': a folder of that name holds other objects "
-                                       "(this backend keeps keys as files: 'a' and 'a/b' cannot both exist)") from None
+                    raise StorageError(
+                        f"cannot write '{key}' in bucket '{bucket}': a folder of that name holds other objects "
+                        "(this backend keeps keys as files: 'a' and 'a/b' cannot both exist)"
+                    ) from None
         except OSError as exc:
             raise _write_error(exc, bucket, key) from None
         finally:
@@ -162,8 +179,10 @@ class LocalhostStorage:
                 if holder is None:
                     continue  # the folder was pruned under us: make it again
                 taken = holder.relative_to(self.bucket_path(bucket)).as_posix()
-                raise StorageError(f"cannot write '{key}' in bucket '{bucket}': the object '{taken}' exists "
-                                   "(this backend keeps keys as files: 'a' and 'a/b' cannot both exist)") from None
+                raise StorageError(
+                    f"cannot write '{key}' in bucket '{bucket}': the object '{taken}' exists "
+                    "(this backend keeps keys as files: 'a' and 'a/b' cannot both exist)"
+                ) from None
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def get(self, bucket: str, key: str, byte_range: tuple[int, int] | None = None) -> bytes:

@@ -102,8 +102,17 @@ class LocalhostBackend:
             pool = self._get_pool()
             self._outstanding += len(chunks)
         for start, end in chunks:
-            batch = Batch(job.job_key, job.func, list(range(start, end)), job.data[start:end], job.extra_env,
-                          job.timeout, job.storage_config, worker_label="localhost", modules=job.modules)
+            batch = Batch(
+                job.job_key,
+                job.func,
+                list(range(start, end)),
+                job.data[start:end],
+                job.extra_env,
+                job.timeout,
+                job.storage_config,
+                worker_label="localhost",
+                modules=job.modules,
+            )
             try:
                 cf = pool.submit(run_batch, batch)
             except (BrokenProcessPool, RuntimeError) as exc:
@@ -123,8 +132,10 @@ class LocalhostBackend:
 
     def _failed(self, pool: ProcessPoolExecutor, futures: list, exc: BaseException) -> None:
         if isinstance(exc, BrokenProcessPool):
-            exc = BrokenProcessPool("a worker process of the localhost pool died while running this call "
-                                    "(killed, out of memory, or os._exit in the function)")
+            exc = BrokenProcessPool(
+                "a worker process of the localhost pool died while running this call "
+                "(killed, out of memory, or os._exit in the function)"
+            )
             if not self.private:
                 threading.Thread(target=_drop_pool, args=(pool,), daemon=True).start()
         for fut in futures:

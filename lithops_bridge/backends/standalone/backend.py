@@ -107,16 +107,28 @@ class StandaloneBackend:
     def submit(self, job: Job, futures: list) -> None:
         live = self.live_heartbeats()
         if not live:
-            raise BridgeError(f"no agent of run '{self.run_id}' is alive (no heartbeat in the last {STALE_AFTER:g} s "
-                              f"in bucket '{self.bucket}'), so job {job.job_key} cannot run: check standalone.run_id, "
-                              "and that the run is applied and its VMs are up")
+            raise BridgeError(
+                f"no agent of run '{self.run_id}' is alive (no heartbeat in the last {STALE_AFTER:g} s "
+                f"in bucket '{self.bucket}'), so job {job.job_key} cannot run: check standalone.run_id, "
+                "and that the run is applied and its VMs are up"
+            )
         batches = guided_chunks(job.total_calls, self.slots(live), job.chunksize)
         workers = sorted({int(hb["worker"]) for hb in live if str(hb.get("worker", "")).isdigit()})
-        payload = {"job_key": job.job_key, "func": job.func, "modules": job.modules, "data": job.data, "extra_env": job.extra_env,
-                   "timeout": job.timeout, "batches": batches, "worker_processes": int(self.settings["worker_processes"]),
-                   "use_gpu": bool(self.settings.get("use_gpu")),
-                   "hard_dismantle_timeout": float(self.settings["hard_dismantle_timeout"]),
-                   "workers": workers, "retries": self.retries, "submitted_at": datetime.now(timezone.utc).isoformat()}
+        payload = {
+            "job_key": job.job_key,
+            "func": job.func,
+            "modules": job.modules,
+            "data": job.data,
+            "extra_env": job.extra_env,
+            "timeout": job.timeout,
+            "batches": batches,
+            "worker_processes": int(self.settings["worker_processes"]),
+            "use_gpu": bool(self.settings.get("use_gpu")),
+            "hard_dismantle_timeout": float(self.settings["hard_dismantle_timeout"]),
+            "workers": workers,
+            "retries": self.retries,
+            "submitted_at": datetime.now(timezone.utc).isoformat(),
+        }
         with self._lock:
             self._active[job.job_key] = _Active(job, futures, batches, self.retries)
         for f in futures:
@@ -170,10 +182,15 @@ class StandaloneBackend:
                 if body is None:
                     continue
                 if body.get("kind") == slots.FORGED:
-                    self._fail_batch(act, batch, BridgeError(
-                        f"calls {act.batches[batch][0]}-{act.batches[batch][1] - 1} of job {jk} cannot be trusted: "
-                        f"{body['reason']}; whoever can write bucket '{self.bucket}' without the run key wrote it "
-                        "(nothing was unpickled)"))
+                    self._fail_batch(
+                        act,
+                        batch,
+                        BridgeError(
+                            f"calls {act.batches[batch][0]}-{act.batches[batch][1] - 1} of job {jk} cannot be trusted: "
+                            f"{body['reason']}; whoever can write bucket '{self.bucket}' without the run key wrote it "
+                            "(nothing was unpickled)"
+                        ),
+                    )
                     progressed = True
                     break
                 if body.get("kind") == slots.RESULT:
@@ -204,25 +221,30 @@ class StandaloneBackend:
             if batch in act.seen:
                 continue
             slot = max(taken[batch]) if taken.get(batch) else None
-            claim = None if slot is None else slots.read(self.store, self.bucket, keys.slot_key(run, jk, batch, slot),
-                                                         self.seal)
+            claim = None if slot is None else slots.read(self.store, self.bucket, keys.slot_key(run, jk, batch, slot), self.seal)
             if claim is not None and claim.get("kind") != slots.CLAIM:
                 continue  # a result, listed after this round's listing: the next round reads it
             if claim is None:
                 if anyone_live:
                     continue
-                err = BridgeError(f"no agent of run {run} is alive any more to run calls {start}-{end - 1} "
-                                  f"of job {jk}: the run's VMs stopped")
+                err = BridgeError(
+                    f"no agent of run {run} is alive any more to run calls {start}-{end - 1} of job {jk}: the run's VMs stopped"
+                )
             else:
                 assert slot is not None  # a claim was read, so its slot was listed
                 beat = beats.get(str(claim.get("worker")))
                 gone = not presence.holds(beat, claim, self.stale_after) if beat is not None else claimer_gone(claim, beats)
                 if not gone or (anyone_live and slot < act.retries):
                     continue  # alive, or another VM will take the calls over
-                why = ("no live agent is left to run them again" if not anyone_live else
-                       f"they were tried {slot + 1} times (standalone.retries = {act.retries})")
-                err = BridgeError(f"the agent of VM {claim.get('worker')} of run {run} stopped while running "
-                                  f"calls {start}-{end - 1} of job {jk}; {why}")
+                why = (
+                    "no live agent is left to run them again"
+                    if not anyone_live
+                    else f"they were tried {slot + 1} times (standalone.retries = {act.retries})"
+                )
+                err = BridgeError(
+                    f"the agent of VM {claim.get('worker')} of run {run} stopped while running "
+                    f"calls {start}-{end - 1} of job {jk}; {why}"
+                )
             abandon = {"kind": slots.ABANDONED, "token": f"client:{jk}:{batch}", "reason": str(err)}
             next_slot = 0 if slot is None else slot + 1
             if not slots.take(self.store, self.bucket, keys.slot_key(run, jk, batch, next_slot), abandon, self.seal):

@@ -18,19 +18,33 @@ from lithops_bridge.backends.localhost.config import worker_count
 from lithops_bridge.backends.standalone.seal import parse_key
 from lithops_bridge.errors import ConfigError
 
-DEFAULTS = {"exec_mode": "consume", "use_gpu": False, "auto_dismantle": True, "soft_dismantle_timeout": 300,
-            "hard_dismantle_timeout": 3600, "runtime": "python3", "poll_interval": None, "retries": 2}
+DEFAULTS = {
+    "exec_mode": "consume",
+    "use_gpu": False,
+    "auto_dismantle": True,
+    "soft_dismantle_timeout": 300,
+    "hard_dismantle_timeout": 3600,
+    "runtime": "python3",
+    "poll_interval": None,
+    "retries": 2,
+}
 
 
 def load_config(config: dict) -> None:
     """Complete ``config['standalone']`` in place (``config`` is the bridge's own copy)."""
     sa = {**DEFAULTS, **dict(config.get("standalone") or {})}
     if sa["exec_mode"] != "consume":
-        raise ConfigError("standalone.exec_mode", f"'{sa['exec_mode']}' is not supported by the bridge",
-                          "use 'consume': Ephemera creates and destroys the VMs")
+        raise ConfigError(
+            "standalone.exec_mode",
+            f"'{sa['exec_mode']}' is not supported by the bridge",
+            "use 'consume': Ephemera creates and destroys the VMs",
+        )
     if not sa.get("run_id"):
-        raise ConfigError("standalone.run_id", "missing", "name the Ephemera run whose VMs run the functions "
-                          "(`ephemera lithops-config RUN_ID` writes a config with it)")
+        raise ConfigError(
+            "standalone.run_id",
+            "missing",
+            "name the Ephemera run whose VMs run the functions (`ephemera lithops-config RUN_ID` writes a config with it)",
+        )
     sa["worker_processes"] = worker_count("standalone.worker_processes", sa.get("worker_processes"))
     for key in ("soft_dismantle_timeout", "hard_dismantle_timeout", "poll_interval"):
         if sa[key] is None:
@@ -40,10 +54,13 @@ def load_config(config: dict) -> None:
             if sa[key] <= 0:
                 raise ValueError
         except (TypeError, ValueError):
-            raise ConfigError(f"standalone.{key}", f"expected a positive number of seconds, got {sa[key]!r}", "e.g. 3600") from None
+            raise ConfigError(
+                f"standalone.{key}", f"expected a positive number of seconds, got {sa[key]!r}", "e.g. 3600"
+            ) from None
     retries = sa["retries"]
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise ConfigError("standalone.retries", f"expected a whole number of attempts (0 or more), got {retries!r}",
-                          "e.g. retries: 2")
+        raise ConfigError(
+            "standalone.retries", f"expected a whole number of attempts (0 or more), got {retries!r}", "e.g. retries: 2"
+        )
     parse_key(sa.get("run_key"))  # ConfigError naming standalone.run_key
     config["standalone"] = sa

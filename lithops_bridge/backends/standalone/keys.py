@@ -48,7 +48,7 @@ def slot_key(run_id: str, job_key: str, batch: int, slot: int) -> str:
 
 def slot_of(run_id: str, job_key: str, key: str) -> tuple[int, int] | None:
     """(batch, slot) of a slot object's key; None for any other object under the prefix."""
-    m = _SLOT.match(key[len(batches_prefix(run_id, job_key)):])
+    m = _SLOT.match(key[len(batches_prefix(run_id, job_key)) :])
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 

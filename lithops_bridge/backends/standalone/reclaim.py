@@ -49,12 +49,11 @@ def listed_slots(store, bucket: str, run_id: str, job_key: str) -> dict[int, set
     return out
 
 
-def orphans(store, bucket: str, run_id: str, job: dict, me: tuple[int, int], beats: dict[str, dict], final: set[int],
-            seal):
+def orphans(store, bucket: str, run_id: str, job: dict, me: tuple[int, int], beats: dict[str, dict], final: set[int], seal):
     """Yield ``(batch, slot)``: the slot to claim for each batch whose latest claim is a
-    dead VM's and has attempts left (``me``: this server's worker and pid, whose own
-    claims are never taken over). Batches found finished (or forged: ``seal`` checks each
-slot) are added to ``final``."""
+        dead VM's and has attempts left (``me``: this server's worker and pid, whose own
+        claims are never taken over). Batches found finished (or forged: ``seal`` checks each
+    slot) are added to ``final``."""
     jk, retries = job["job_key"], int(job.get("retries", slots.DEFAULT_RETRIES))
     for batch, taken in sorted(listed_slots(store, bucket, run_id, jk).items()):
         if batch in final:

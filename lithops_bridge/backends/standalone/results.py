@@ -27,8 +27,19 @@ UPLOAD_DELAYS = (0.0, 0.2, 0.5, 1.0, 2.0, 4.0)  # seconds before each attempt to
 def failure_outcomes(call_ids: list[int], exc: BaseException) -> list[dict]:
     """The outcomes of calls that failed with ``exc``, as a batch reports them."""
     blob = cloudpickle.dumps(exc)
-    return [{"call_id": i, "ok": False, "exc": blob, "exc_type": type(exc).__name__, "exc_module": type(exc).__module__,
-             "exc_message": str(exc), "traceback": "", "stats": {"exception": True}} for i in call_ids]
+    return [
+        {
+            "call_id": i,
+            "ok": False,
+            "exc": blob,
+            "exc_type": type(exc).__name__,
+            "exc_module": type(exc).__module__,
+            "exc_message": str(exc),
+            "traceback": "",
+            "stats": {"exception": True},
+        }
+        for i in call_ids
+    ]
 
 
 class ResultWriter:
@@ -49,8 +60,9 @@ class ResultWriter:
         """What this VM (and this agent process) writes into a slot it owns, to know it again."""
         return f"{self.worker}:{os.getpid()}:{jk}:{b}:{slot}"
 
-    def _write_result(self, jk: str, b: int, slot: int, outcomes: list[dict],
-                      delays: tuple = ()) -> tuple[bool | None, BaseException | None]:
+    def _write_result(
+        self, jk: str, b: int, slot: int, outcomes: list[dict], delays: tuple = ()
+    ) -> tuple[bool | None, BaseException | None]:
         """Own the slot after the claim with the results: (True, _), (False, _) if the
         claim was superseded (the results are dropped), (None, last error) if storage
         kept refusing."""
@@ -67,8 +79,13 @@ class ResultWriter:
                 log.warning("writing the results of batch %d of job %s failed: %s", b, jk, exc)
                 continue
             if not won:
-                log.warning("the results of calls %d-%d of job %s are dropped: another VM took them over (attempt %d)",
-                            outcomes[0]["call_id"], outcomes[-1]["call_id"], jk, slot + 2)
+                log.warning(
+                    "the results of calls %d-%d of job %s are dropped: another VM took them over (attempt %d)",
+                    outcomes[0]["call_id"],
+                    outcomes[-1]["call_id"],
+                    jk,
+                    slot + 2,
+                )
                 return False, None
             self._drop_if_cleaned(jk, key)
             return True, None
@@ -89,9 +106,11 @@ class ResultWriter:
         if written is not None or self.stopping.is_set():
             return
         call_ids = [o["call_id"] for o in outcomes]
-        err = BridgeError(f"VM {self.worker} of run {self.run_id} ran calls {call_ids[0]}-{call_ids[-1]} of job {jk} but "
-                          f"could not write their results after {len(self.upload_delays)} attempts: "
-                          f"{type(last).__name__}: {last}")
+        err = BridgeError(
+            f"VM {self.worker} of run {self.run_id} ran calls {call_ids[0]}-{call_ids[-1]} of job {jk} but "
+            f"could not write their results after {len(self.upload_delays)} attempts: "
+            f"{type(last).__name__}: {last}"
+        )
         if self._write_result(jk, b, slot, failure_outcomes(call_ids, err), delays=(0.0,))[0] is not None:
             return
         log.error("writing failure results of batch %d of job %s failed; releasing its claim", b, jk)

@@ -43,9 +43,12 @@ class SealError(BridgeError):
 def parse_key(value, field: str = "standalone.run_key") -> bytes:
     """The run key as bytes, or ConfigError naming ``field``."""
     if not isinstance(value, str) or not KEY_RE.match(value.strip().lower()):
-        raise ConfigError(field, "missing or not 64 hex digits",
-                          "use the run's key: `ephemera lithops-config RUN_ID --bridge` writes a config with it "
-                          "(on a VM of the run, LITHOPS_CONFIG already has it)")
+        raise ConfigError(
+            field,
+            "missing or not 64 hex digits",
+            "use the run's key: `ephemera lithops-config RUN_ID --bridge` writes a config with it "
+            "(on a VM of the run, LITHOPS_CONFIG already has it)",
+        )
     return bytes.fromhex(value.strip().lower())
 
 
@@ -64,10 +67,11 @@ def unseal(run_key: bytes, kind: str, run_id: str, key: str, blob: bytes) -> byt
     head = len(MAGIC) + TAG_BYTES
     if len(blob) < head or not blob.startswith(MAGIC):
         raise SealError(f"object {key} carries no MAC: it was not written by this run's bridge, and is ignored")
-    tag, body = blob[len(MAGIC):head], blob[head:]
+    tag, body = blob[len(MAGIC) : head], blob[head:]
     if not hmac.compare_digest(tag, _tag(run_key, kind, run_id, key, body)):
-        raise SealError(f"object {key} has a wrong MAC (written without run {run_id}'s key, or for another "
-                        "run, place or kind): it is ignored")
+        raise SealError(
+            f"object {key} has a wrong MAC (written without run {run_id}'s key, or for another run, place or kind): it is ignored"
+        )
     return body
 
 

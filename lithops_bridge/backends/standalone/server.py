@@ -66,8 +66,17 @@ def start_offset(worker: int, workers: list, n: int) -> int:
 class TaskServer(ResultWriter):
     """Claims and runs the batches of the run's standalone jobs on this VM."""
 
-    def __init__(self, store, bucket: str, run_id: str, worker: int, worker_processes: int, task_env: dict,
-                 run_key: str, cloud: bool = False):
+    def __init__(
+        self,
+        store,
+        bucket: str,
+        run_id: str,
+        worker: int,
+        worker_processes: int,
+        task_env: dict,
+        run_key: str,
+        cloud: bool = False,
+    ):
         self.store, self.bucket, self.run_id, self.worker = store, bucket, run_id, worker
         self.seal = RunSeal(parse_key(run_key, "run_key"), run_id)
         self.size = max(1, int(worker_processes))
@@ -112,8 +121,9 @@ class TaskServer(ResultWriter):
             if self._pool is None:
                 ctx = multiprocessing.get_context("forkserver")
                 ctx.set_forkserver_preload(["lithops_bridge.runner", "cloudpickle"])
-                self._pool = ProcessPoolExecutor(self.size, mp_context=ctx, initializer=_init_task_process,
-                                                 initargs=(self.task_env, os.getpid()))
+                self._pool = ProcessPoolExecutor(
+                    self.size, mp_context=ctx, initializer=_init_task_process, initargs=(self.task_env, os.getpid())
+                )
             return self._pool
 
     def _kill_pool(self) -> None:
@@ -186,23 +196,35 @@ class TaskServer(ResultWriter):
             if job is None or not reclaim.suspects(beats, job.get("submitted_at")):
                 continue
             limit = max(1, int(job.get("worker_processes") or self.size))
-            for b, slot in reclaim.orphans(self.store, self.bucket, self.run_id, job, (self.worker, os.getpid()), beats,
-                                           job["_final"], self.seal):
+            for b, slot in reclaim.orphans(
+                self.store, self.bucket, self.run_id, job, (self.worker, os.getpid()), beats, job["_final"], self.seal
+            ):
                 if self._inflight_count() >= self.size:
                     return took
                 if self._inflight_count(jk) >= limit:
                     break
-                if slots.take(self.store, self.bucket, keys.slot_key(self.run_id, jk, b, slot), self._claim_body(jk, b, slot),
-                              self.seal):
-                    log.warning("taking over calls %d-%d of job %s (attempt %d): their VM stopped answering",
-                                job["batches"][b][0], job["batches"][b][1] - 1, jk, slot + 1)
+                if slots.take(
+                    self.store, self.bucket, keys.slot_key(self.run_id, jk, b, slot), self._claim_body(jk, b, slot), self.seal
+                ):
+                    log.warning(
+                        "taking over calls %d-%d of job %s (attempt %d): their VM stopped answering",
+                        job["batches"][b][0],
+                        job["batches"][b][1] - 1,
+                        jk,
+                        slot + 1,
+                    )
                     self._run(job, b, slot)
                     took = True
         return took
 
     def _claim_body(self, jk: str, b: int, slot: int) -> dict:
-        return {"kind": slots.CLAIM, "worker": self.worker, "pid": os.getpid(), "token": self._token(jk, b, slot),
-                "at": datetime.now(timezone.utc).isoformat()}
+        return {
+            "kind": slots.CLAIM,
+            "worker": self.worker,
+            "pid": os.getpid(),
+            "token": self._token(jk, b, slot),
+            "at": datetime.now(timezone.utc).isoformat(),
+        }
 
     def _load(self, jk: str) -> dict | None:
         job = self._jobs.get(jk)
@@ -235,8 +257,9 @@ class TaskServer(ResultWriter):
                 continue
             job["_tried"].add(b)
             try:
-                won = slots.take(self.store, self.bucket, keys.slot_key(self.run_id, jk, b, 0), self._claim_body(jk, b, 0),
-                                 self.seal)
+                won = slots.take(
+                    self.store, self.bucket, keys.slot_key(self.run_id, jk, b, 0), self._claim_body(jk, b, 0), self.seal
+                )
             except Exception:
                 job["_tried"].discard(b)  # not known to be claimed: try it again next round (same token)
                 raise
@@ -252,13 +275,27 @@ class TaskServer(ResultWriter):
         env = dict(job.get("extra_env") or {})
         if not job.get("use_gpu"):
             env.setdefault("CUDA_VISIBLE_DEVICES", "")
-        batch = Batch(job["job_key"], job["func"], list(range(start, end)), job["data"][start:end], env,
-                      job.get("timeout"), None, worker_label=f"vm-{self.worker}", modules=job.get("modules") or {})
+        batch = Batch(
+            job["job_key"],
+            job["func"],
+            list(range(start, end)),
+            job["data"][start:end],
+            env,
+            job.get("timeout"),
+            None,
+            worker_label=f"vm-{self.worker}",
+            modules=job.get("modules") or {},
+        )
         self._submit(job, b, slot, batch)
 
     def _submit(self, job: dict, b: int, slot: int, batch: Batch) -> None:
-        entry = {"started": time.monotonic(), "batch": batch, "limit": job.get("hard_dismantle_timeout"), "job": job,
-                 "slot": slot}
+        entry = {
+            "started": time.monotonic(),
+            "batch": batch,
+            "limit": job.get("hard_dismantle_timeout"),
+            "job": job,
+            "slot": slot,
+        }
         with self._inflight_lock:
             self._inflight[(job["job_key"], b)] = entry
         try:
@@ -289,8 +326,10 @@ class TaskServer(ResultWriter):
                 with self._lock:
                     if self._pool is not None and getattr(self._pool, "_broken", False):
                         self._pool = None  # the next batch gets a fresh pool
-                exc = BrokenProcessPool(f"a worker process on VM {self.worker} died while running this call "
-                                        "(killed, out of memory, or os._exit in the function)")
+                exc = BrokenProcessPool(
+                    f"a worker process on VM {self.worker} died while running this call "
+                    "(killed, out of memory, or os._exit in the function)"
+                )
             outcomes = failure_outcomes(entry["batch"].call_ids, exc)
         self._complete(jk, b, outcomes)
 
@@ -320,13 +359,29 @@ class TaskServer(ResultWriter):
         self._kill_pool()
         for (jk, b), entry in late:
             limit = entry["limit"]
-            self._complete(jk, b, failure_outcomes(entry["batch"].call_ids, TimeoutError(
-                f"hard_dismantle_timeout of {limit:g} seconds exceeded on VM {self.worker}: the calls were killed")))
+            self._complete(
+                jk,
+                b,
+                failure_outcomes(
+                    entry["batch"].call_ids,
+                    TimeoutError(
+                        f"hard_dismantle_timeout of {limit:g} seconds exceeded on VM {self.worker}: the calls were killed"
+                    ),
+                ),
+            )
         culprit = ", ".join(sorted({jk for jk, _b in late_keys}))
         for (jk, b), entry in items:
             if (jk, b) in late_keys:
                 continue
             ids = entry["batch"].call_ids
-            self._complete(jk, b, failure_outcomes(ids, BridgeError(
-                f"calls {ids[0]}-{ids[-1]} of job {jk} were killed on VM {self.worker} with the worker pool, when "
-                f"job {culprit} exceeded its hard_dismantle_timeout; they are not run again, so that no call runs twice")))
+            self._complete(
+                jk,
+                b,
+                failure_outcomes(
+                    ids,
+                    BridgeError(
+                        f"calls {ids[0]}-{ids[-1]} of job {jk} were killed on VM {self.worker} with the worker pool, when "
+                        f"job {culprit} exceeded its hard_dismantle_timeout; they are not run again, so that no call runs twice"
+                    ),
+                ),
+            )

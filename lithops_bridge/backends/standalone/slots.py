@@ -38,16 +38,22 @@ _BLOBS = ("value", "exc")  # outcome fields holding pickled bytes
 def encode(body: dict) -> bytes:
     """The JSON of a slot body (an outcome's pickled fields as base64)."""
     if "outcomes" in body:
-        body = {**body, "outcomes": [{k: base64.b64encode(v).decode() if k in _BLOBS and isinstance(v, bytes) else v
-                                      for k, v in o.items()} for o in body["outcomes"]]}
+        body = {
+            **body,
+            "outcomes": [
+                {k: base64.b64encode(v).decode() if k in _BLOBS and isinstance(v, bytes) else v for k, v in o.items()}
+                for o in body["outcomes"]
+            ],
+        }
     return json.dumps(body, separators=(",", ":")).encode()
 
 
 def decode(data: bytes) -> dict:
     body = json.loads(data)
     if "outcomes" in body:
-        body["outcomes"] = [{k: base64.b64decode(v) if k in _BLOBS and isinstance(v, str) else v
-                             for k, v in o.items()} for o in body["outcomes"]]
+        body["outcomes"] = [
+            {k: base64.b64decode(v) if k in _BLOBS and isinstance(v, str) else v for k, v in o.items()} for o in body["outcomes"]
+        ]
     return body
 
 

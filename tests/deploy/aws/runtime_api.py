@@ -83,9 +83,16 @@ class RuntimeAPI:
                     return self._reply(404, b'{"errorType":"NotFound"}')
                 request_id, body, deadline = api.pending.get()
                 api.current = request_id
-                self._reply(200, body, {"Lambda-Runtime-Aws-Request-Id": request_id, "Lambda-Runtime-Deadline-Ms": str(deadline),
-                                        "Lambda-Runtime-Invoked-Function-Arn": api.function_arn,
-                                        "Lambda-Runtime-Trace-Id": "Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700;Parent=9a9197af755a6419;Sampled=1"})
+                self._reply(
+                    200,
+                    body,
+                    {
+                        "Lambda-Runtime-Aws-Request-Id": request_id,
+                        "Lambda-Runtime-Deadline-Ms": str(deadline),
+                        "Lambda-Runtime-Invoked-Function-Arn": api.function_arn,
+                        "Lambda-Runtime-Trace-Id": "Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700;Parent=9a9197af755a6419;Sampled=1",
+                    },
+                )
 
             def do_POST(self) -> None:
                 api.requests.append(("POST", self.path))
@@ -98,7 +105,7 @@ class RuntimeAPI:
                 if self.path == f"{PREFIX}/init/error":
                     api.init_errors.append({"body": body, "type": self.headers.get("Lambda-Runtime-Function-Error-Type")})
                     return self._reply(202, b'{"status":"OK"}')
-                parts = self.path[len(PREFIX):].strip("/").split("/")
+                parts = self.path[len(PREFIX) :].strip("/").split("/")
                 if len(parts) != 3 or parts[0] != "invocation" or parts[2] not in ("response", "error"):
                     return self._reply(404, b'{"errorType":"NotFound"}')
                 if parts[1] != api.current or parts[1] not in api.outcomes:

@@ -47,7 +47,9 @@ def config_file(tmp_path, s3_endpoint, unique_bucket) -> Path:
 def dry_run(config_file, tmp_path, monkeypatch) -> tuple[Path, str]:
     monkeypatch.setattr(cli, "build_lambda_zip", lambda path, **kw: build_lambda_zip(path, **{**kw, "with_deps": False}))
     out_dir, printed = tmp_path / "deploy", io.StringIO()
-    assert cli.main(["aws", "--dry-run", "--config", str(config_file), "--out", str(out_dir)], out=printed) == 0, printed.getvalue()
+    assert cli.main(["aws", "--dry-run", "--config", str(config_file), "--out", str(out_dir)], out=printed) == 0, (
+        printed.getvalue()
+    )
     return out_dir, printed.getvalue()
 
 
@@ -91,10 +93,17 @@ def test_the_plan_replays_against_moto_twice(dry_run, s3_endpoint, unique_bucket
     pointed at moto's server: everything exists afterwards, and a second run (the update
     path of every step) succeeds too."""
     out_dir, _ = dry_run
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, "AWS_ENDPOINT_URL": s3_endpoint,
-           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }
     script = out_dir / "plan-without-bundle.sh"  # the bundle publish step needs the state bucket's real store: left out
-    script.write_text("\n".join(line for line in (out_dir / "plan.sh").read_text().splitlines() if " bundle publish " not in line))
+    script.write_text(
+        "\n".join(line for line in (out_dir / "plan.sh").read_text().splitlines() if " bundle publish " not in line)
+    )
     replay = Path(__file__).with_name("replay_plan.py")
     for attempt in (1, 2):
         done = subprocess.run([_aws_python(), str(replay), str(script)], env=env, capture_output=True, text=True, timeout=900)
@@ -141,8 +150,12 @@ def test_a_real_deploy_runs_the_steps_and_removes_the_secret_file(config_file, t
                 assert path.is_file(), word
                 if path.name == "aws-config-secret.json":
                     seen_secret.append(str(path))
-        return 1 if cmd[2] in ("get-role", "get-function", "describe-secret", "get-schedule", "get-schedule-group",
-                               "remove-permission") else 0
+        return (
+            1
+            if cmd[2]
+            in ("get-role", "get-function", "describe-secret", "get-schedule", "get-schedule-group", "remove-permission")
+            else 0
+        )
 
     printed = io.StringIO()
     assert cli.main(["aws", "--config", str(config_file), "--out", str(tmp_path / "build")], out=printed, runner=runner) == 0

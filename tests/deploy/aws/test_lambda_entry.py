@@ -23,20 +23,34 @@ ARN = "arn:aws:scheduler:us-east-1:123456789012:schedule/ephemera/nightly-apply"
 @pytest.fixture
 def env(local_config, monkeypatch) -> dict:
     """A deployment whose nightly alarm applies with params {folds: 7}; its config already fetched."""
-    data = local_config(workload={"remote_params": ["folds"]},
-                        triggers=[{"name": "nightly", "kind": "alarm", "cron": "0 2 * * *", "payload": {"note": "n"}}],
-                        rules=[{"trigger": "nightly", "action": "apply", "params": {"params": {"folds": 7}}}])
+    data = local_config(
+        workload={"remote_params": ["folds"]},
+        triggers=[{"name": "nightly", "kind": "alarm", "cron": "0 2 * * *", "payload": {"note": "n"}}],
+        rules=[{"trigger": "nightly", "action": "apply", "params": {"params": {"folds": 7}}}],
+    )
     config = load_config(data).to_dict(redact=False)
     Context(config).storage.create_bucket(config["storage"]["bucket"])
     digest = config_digest(config)
     monkeypatch.setitem(lambda_entry._configs, digest, config)
     monkeypatch.setattr("ephemera.actions.apply.apply_run", lambda ctx, run: run)  # the request is under test, not the apply
-    return {"EPHEMERA_ACTION": "apply", "EPHEMERA_ENTRY": "events", "EPHEMERA_CONFIG_SECRET": "s", "EPHEMERA_CONFIG_SHA256": digest}
+    return {
+        "EPHEMERA_ACTION": "apply",
+        "EPHEMERA_ENTRY": "events",
+        "EPHEMERA_CONFIG_SECRET": "s",
+        "EPHEMERA_CONFIG_SHA256": digest,
+    }
 
 
 def scheduled(**extra) -> dict:
-    return {"params": {"folds": 7}, "note": "n", "ephemera_kind": "alarm", "ephemera_trigger": "nightly",
-            "ephemera_time": FIRE, "ephemera_schedule_arn": ARN, **extra}
+    return {
+        "params": {"folds": 7},
+        "note": "n",
+        "ephemera_kind": "alarm",
+        "ephemera_trigger": "nightly",
+        "ephemera_time": FIRE,
+        "ephemera_schedule_arn": ARN,
+        **extra,
+    }
 
 
 def test_a_schedule_fire_requests_one_run_named_by_its_time(env):
@@ -48,18 +62,26 @@ def test_a_schedule_fire_requests_one_run_named_by_its_time(env):
     assert again.get("reason_code") == "DUPLICATE_EVENT" and again.get("run_id") == first["run_id"], again
 
 
-@pytest.mark.parametrize("event, field", [
-    (scheduled(params={"folds": 9999}), "<event>"),  # params of the caller's own
-    (scheduled(ephemera_trigger="other"), "ephemera_trigger"),  # no such alarm
-    ({**scheduled(), "extra": 1}, "<event>"),
-])
+@pytest.mark.parametrize(
+    "event, field",
+    [
+        (scheduled(params={"folds": 9999}), "<event>"),  # params of the caller's own
+        (scheduled(ephemera_trigger="other"), "ephemera_trigger"),  # no such alarm
+        ({**scheduled(), "extra": 1}, "<event>"),
+    ],
+)
 def test_an_alarm_is_only_what_the_deployments_schedule_sends(env, event, field):
     result = lambda_entry.run(event, 60.0, env)
     assert result["error"]["code"] == "EVENT_INVALID" and f"'{field}'" in result["error"]["message"], result
 
 
 def test_the_reaper_schedule_is_reap_only(env):
-    reaper = {"ephemera_kind": "alarm", "ephemera_trigger": "ephemera-reaper", "ephemera_time": FIRE, "ephemera_schedule_arn": ARN}
+    reaper = {
+        "ephemera_kind": "alarm",
+        "ephemera_trigger": "ephemera-reaper",
+        "ephemera_time": FIRE,
+        "ephemera_schedule_arn": ARN,
+    }
     assert lambda_entry.run(reaper, 60.0, env)["error"]["code"] == "EVENT_INVALID"  # not to apply
     result = lambda_entry.run(reaper, 60.0, {**env, "EPHEMERA_ACTION": "reap"})
     assert result.get("acted") == 0, json.dumps(result)

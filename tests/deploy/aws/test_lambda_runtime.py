@@ -43,14 +43,21 @@ def running(ctx: Context, key: str) -> str:
 def plan_files(aws_config: dict, tmp_path) -> dict[str, str]:
     """The files of ``ephemera deploy aws``'s plan for this config with a marker trigger bound to destroy
     and a nightly alarm bound to apply (planned with a service engine, as the deploy requires)."""
-    data = {**aws_config, "engine": {"backend": "schematics"},
-            "schematics": {"workspace_id": "us-south.workspace.ephemera-gpu.1a2b3c4d", "region": "us-south"},
-            "ibm": {"iam_api_key": "fake-ibm-api-key-for-the-plan"},
-            "aws_lambda": {"account_id": ACCOUNT, "region": REGION, "timeout": "2m"},
-            "triggers": [{"name": "done", "kind": "object_write", "prefix": "outputs/", "suffix": [markers.SUCCESS, markers.FAILURE]},
-                         {"name": "nightly", "kind": "alarm", "cron": "0 2 * * *", "payload": {"params": {"seed": 3}}}],
-            "rules": [{"trigger": "done", "action": "destroy"}, {"trigger": "nightly", "action": "apply"}]}
-    return aws_plan(load_config(data), zip_path="z.zip", secret_file="s.json", config_sha256="0" * 64, files_dir=str(tmp_path)).files
+    data = {
+        **aws_config,
+        "engine": {"backend": "schematics"},
+        "schematics": {"workspace_id": "us-south.workspace.ephemera-gpu.1a2b3c4d", "region": "us-south"},
+        "ibm": {"iam_api_key": "fake-ibm-api-key-for-the-plan"},
+        "aws_lambda": {"account_id": ACCOUNT, "region": REGION, "timeout": "2m"},
+        "triggers": [
+            {"name": "done", "kind": "object_write", "prefix": "outputs/", "suffix": [markers.SUCCESS, markers.FAILURE]},
+            {"name": "nightly", "kind": "alarm", "cron": "0 2 * * *", "payload": {"params": {"seed": 3}}},
+        ],
+        "rules": [{"trigger": "done", "action": "destroy"}, {"trigger": "nightly", "action": "apply"}],
+    }
+    return aws_plan(
+        load_config(data), zip_path="z.zip", secret_file="s.json", config_sha256="0" * 64, files_dir=str(tmp_path)
+    ).files
 
 
 @pytest.fixture
@@ -60,7 +67,8 @@ def s3_events(aws_config, s3_endpoint, tmp_path, monkeypatch) -> list[tuple[str,
     bucket = aws_config["storage"]["bucket"]
     files = plan_files(aws_config, tmp_path)
     boto("s3", s3_endpoint).put_bucket_notification_configuration(
-        Bucket=bucket, NotificationConfiguration=json.loads(files[f"s3/{bucket}-notification.json"]))
+        Bucket=bucket, NotificationConfiguration=json.loads(files[f"s3/{bucket}-notification.json"])
+    )
     sent: list[tuple[str, dict]] = []
     monkeypatch.setattr(moto.s3.notifications, "_invoke_awslambda", lambda account, body, arn, region: sent.append((arn, body)))
     return sent
@@ -97,7 +105,7 @@ def test_url_encoded_keys_are_decoded_and_the_test_event_is_ignored(aws_config, 
     bucket = aws_config["storage"]["bucket"]
     key = "outputs/my run+1/_SUCCESS.json"
     Context(aws_config).storage.put(bucket, key, b"{}")
-    (_, event), = s3_events
+    ((_, event),) = s3_events
     sent = event["Records"][0]["s3"]["object"]["key"]
     assert " " not in sent and "my+run%2B1" in sent  # URL-form-encoded: a space as '+', '+' as %2B
     fn = function("destroy", "events")
@@ -112,8 +120,11 @@ def test_the_schedules_input_fires_its_action(aws_config, function, tmp_path):
     files = plan_files(aws_config, tmp_path)
     target = json.loads(files["scheduler/ephemera-reaper-target.json"])
     assert target["Arn"].endswith(":function:ephemera-reap-events")
-    text = target["Input"].replace("<aws.scheduler.scheduled-time>", "2026-12-07T04:05:00Z").replace(
-        "<aws.scheduler.schedule-arn>", f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/ephemera/ephemera-reaper")
+    text = (
+        target["Input"]
+        .replace("<aws.scheduler.scheduled-time>", "2026-12-07T04:05:00Z")
+        .replace("<aws.scheduler.schedule-arn>", f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/ephemera/ephemera-reaper")
+    )
     fn = function("reap", "events")
     outcome = fn.invoke(json.loads(text))
     assert outcome.kind == "response" and outcome.body.get("acted") == 0, (outcome.body, fn.output())
@@ -124,13 +135,17 @@ def test_direct_invokes_choose_only_what_the_allow_list_lets_them(aws_config, fu
     run_id = running(ctx, "direct")
     fn = function("status", "direct")
     outcome = fn.invoke({"run_id": run_id})
-    assert outcome.kind == "response" and outcome.body["run"]["run_id"] == run_id and outcome.body["run"]["state"] == "RUNNING", outcome.body
+    assert outcome.kind == "response" and outcome.body["run"]["run_id"] == run_id and outcome.body["run"]["state"] == "RUNNING", (
+        outcome.body
+    )
     refused = fn.invoke({"run_id": run_id, "config": {"storage": {"backend": "localhost"}}})
     assert refused.body["error"]["code"] == "PARAM_INVALID" and "config" in refused.body["error"]["message"]
     apply = function("apply", "direct")
-    for event, key in (({"ephemera_kind": "manual", "run_id": "r-chosen"}, "run_id"),
-                       ({"Records": [{"s3": {}}]}, "Records"),
-                       ({"ephemera_kind": "alarm", "ephemera_trigger": "nightly", "ephemera_schedule_arn": "x"}, "ephemera_trigger")):
+    for event, key in (
+        ({"ephemera_kind": "manual", "run_id": "r-chosen"}, "run_id"),
+        ({"Records": [{"s3": {}}]}, "Records"),
+        ({"ephemera_kind": "alarm", "ephemera_trigger": "nightly", "ephemera_schedule_arn": "x"}, "ephemera_trigger"),
+    ):
         body = apply.invoke(event).body
         assert body["error"]["code"] == "PARAM_INVALID" and f"'{key}'" in body["error"]["message"], body
     events_fn = function("apply", "events")
@@ -142,7 +157,9 @@ def test_direct_invokes_choose_only_what_the_allow_list_lets_them(aws_config, fu
 def test_a_swapped_config_secret_is_refused(aws_config, deployed, function, s3_endpoint):
     """Someone who can write the secret but not the function cannot change the config it runs."""
     swapped = {**aws_config, "timeouts": {**aws_config["timeouts"], "hard": "99h"}}
-    boto("secretsmanager", s3_endpoint).put_secret_value(SecretId=deployed["EPHEMERA_CONFIG_SECRET"], SecretString=json.dumps(swapped))
+    boto("secretsmanager", s3_endpoint).put_secret_value(
+        SecretId=deployed["EPHEMERA_CONFIG_SECRET"], SecretString=json.dumps(swapped)
+    )
     fn = function("status", "direct")
     body = fn.invoke({"run_id": "r-x"}).body
     assert body["error"]["code"] == "CONFIG_INVALID" and "SHA-256" in body["error"]["message"], body
@@ -154,8 +171,9 @@ def test_an_unreachable_secret_store_makes_lambda_retry_the_event(function):
     deliveries); a direct function answers with the error result instead."""
     env = {"AWS_ENDPOINT_URL_SECRETS_MANAGER": "http://127.0.0.1:9", "AWS_MAX_ATTEMPTS": "1", "AWS_RETRY_MODE": "standard"}
     events_fn = function("reap", "events", **env)
-    outcome = events_fn.invoke({"ephemera_kind": "alarm", "ephemera_trigger": "r", "ephemera_schedule_arn": "a",
-                                "ephemera_time": "2026-12-07T04:05:00Z"})
+    outcome = events_fn.invoke(
+        {"ephemera_kind": "alarm", "ephemera_trigger": "r", "ephemera_schedule_arn": "a", "ephemera_time": "2026-12-07T04:05:00Z"}
+    )
     assert outcome.kind == "error" and outcome.body["errorType"] == "RetryableEventError", outcome
     assert outcome.body["errorMessage"].startswith("CONFIG_UNAVAILABLE")
     direct = function("status", "direct", **env)

@@ -37,8 +37,13 @@ def aws_example(**sections) -> dict:
 
 
 def plan(data: dict, tmp_path):
-    return aws_plan(load_config(data), zip_path="/b/ephemera-lambda.zip", secret_file="/s/config.json",
-                    config_sha256="ab" * 32, files_dir=str(tmp_path))
+    return aws_plan(
+        load_config(data),
+        zip_path="/b/ephemera-lambda.zip",
+        secret_file="/s/config.json",
+        config_sha256="ab" * 32,
+        files_dir=str(tmp_path),
+    )
 
 
 def docs(p, prefix: str) -> dict[str, dict]:
@@ -48,10 +53,15 @@ def docs(p, prefix: str) -> dict[str, dict]:
 def test_functions_roles_and_who_may_invoke_them(tmp_path):
     p = plan(aws_example(), tmp_path)
     names = {fn.name: (fn.action, fn.entry) for fn in p.functions}
-    assert names == {"ephemera-apply": ("apply", "direct"), "ephemera-destroy": ("destroy", "direct"),
-                     "ephemera-status": ("status", "direct"), "ephemera-reap": ("reap", "direct"),
-                     "ephemera-apply-events": ("apply", "events"), "ephemera-destroy-events": ("destroy", "events"),
-                     "ephemera-reap-events": ("reap", "events")}
+    assert names == {
+        "ephemera-apply": ("apply", "direct"),
+        "ephemera-destroy": ("destroy", "direct"),
+        "ephemera-status": ("status", "direct"),
+        "ephemera-reap": ("reap", "direct"),
+        "ephemera-apply-events": ("apply", "events"),
+        "ephemera-destroy-events": ("destroy", "events"),
+        "ephemera-reap-events": ("reap", "events"),
+    }
     text = "\n".join(render(p.steps))
     cmds = commands(text)
     assert not any("function-url" in " ".join(c) for c in cmds)  # no function gets a URL
@@ -64,14 +74,21 @@ def test_functions_roles_and_who_may_invoke_them(tmp_path):
     assert len(created) == 7
     for c in created:
         assert flag(c, "--handler") == "ephemera.actions.lambda_entry.handler" and flag(c, "--runtime") == "python3.13"
-        assert flag(c, "--role") == f"arn:aws:iam::{ACCOUNT}:role/ephemera-fn-{flag(c, '--function-name').removeprefix('ephemera-')}"
+        assert (
+            flag(c, "--role") == f"arn:aws:iam::{ACCOUNT}:role/ephemera-fn-{flag(c, '--function-name').removeprefix('ephemera-')}"
+        )
         assert int(flag(c, "--timeout")) <= 300
     for secret in SECRET_VALUES:  # the config's secrets: only in the 0600 file the secret is made from
         assert secret not in text and not any(secret in v for v in p.files.values())
     assert "file:///s/config.json" in text
     env = json.loads(p.files["lambda/ephemera-destroy-events-env.json"])["Variables"]
-    assert env == {"EPHEMERA_ACTION": "destroy", "EPHEMERA_ENTRY": "events", "EPHEMERA_CONFIG_SECRET": "ephemera-config",
-                   "EPHEMERA_CONFIG_SHA256": "ab" * 32, "EPHEMERA_HOME": "/tmp/ephemera"}
+    assert env == {
+        "EPHEMERA_ACTION": "destroy",
+        "EPHEMERA_ENTRY": "events",
+        "EPHEMERA_CONFIG_SECRET": "ephemera-config",
+        "EPHEMERA_CONFIG_SHA256": "ab" * 32,
+        "EPHEMERA_HOME": "/tmp/ephemera",
+    }
 
 
 def test_each_role_allows_only_what_its_action_needs(tmp_path):
@@ -85,8 +102,10 @@ def test_each_role_allows_only_what_its_action_needs(tmp_path):
             assert not any(r == "*" for r in resources), (name, s)
         by_sid = {s["Sid"]: s for s in statements}
         fn = name.removeprefix("iam/ephemera-fn-").removesuffix("-policy.json")
-        assert by_sid["OwnLogs"]["Resource"] == [f"arn:aws:logs:eu-west-1:{ACCOUNT}:log-group:/aws/lambda/ephemera-{fn}",
-                                                 f"arn:aws:logs:eu-west-1:{ACCOUNT}:log-group:/aws/lambda/ephemera-{fn}:*"]
+        assert by_sid["OwnLogs"]["Resource"] == [
+            f"arn:aws:logs:eu-west-1:{ACCOUNT}:log-group:/aws/lambda/ephemera-{fn}",
+            f"arn:aws:logs:eu-west-1:{ACCOUNT}:log-group:/aws/lambda/ephemera-{fn}:*",
+        ]
         assert by_sid["Config"]["Resource"] == f"arn:aws:secretsmanager:eu-west-1:{ACCOUNT}:secret:ephemera-config-??????"
         assert by_sid["StateList"]["Resource"] == ["arn:aws:s3:::ephemera-state"]
         writes = "s3:PutObject" in by_sid["StateObjects"]["Action"]
@@ -112,43 +131,68 @@ def test_schedules_target_events_functions_through_a_role_only_the_scheduler_of_
     invoke = json.loads(p.files["iam/ephemera-scheduler-policy.json"])["Statement"]
     assert [s["Action"] for s in invoke] == ["lambda:InvokeFunction"]
     assert {r.rsplit(":", 1)[0] if r.endswith(":*") else r for r in invoke[0]["Resource"]} == {
-        f"arn:aws:lambda:eu-west-1:{ACCOUNT}:function:ephemera-apply-events", f"arn:aws:lambda:eu-west-1:{ACCOUNT}:function:ephemera-reap-events"}
+        f"arn:aws:lambda:eu-west-1:{ACCOUNT}:function:ephemera-apply-events",
+        f"arn:aws:lambda:eu-west-1:{ACCOUNT}:function:ephemera-reap-events",
+    }
     nightly = json.loads(p.files["scheduler/nightly-apply-target.json"])
     data = json.loads(nightly["Input"])
     assert data["ephemera_kind"] == "alarm" and data["ephemera_trigger"] == "nightly"
     assert data["ephemera_time"] == "<aws.scheduler.scheduled-time>"
     cmds = commands("\n".join(render(p.steps)))
     create = next(c for c in cmds if c[1:3] == ["scheduler", "create-schedule"] and "nightly-apply" in c)
-    assert flag(create, "--schedule-expression") == "cron(0 2 * * ? *)" and flag(create, "--schedule-expression-timezone") == "Europe/Madrid"
+    assert (
+        flag(create, "--schedule-expression") == "cron(0 2 * * ? *)"
+        and flag(create, "--schedule-expression-timezone") == "Europe/Madrid"
+    )
     reaper = next(c for c in cmds if c[1:3] == ["scheduler", "create-schedule"] and "ephemera-reaper" in c)
     assert flag(reaper, "--schedule-expression") == "cron(0/5 * * * ? *)"
 
 
 def test_object_write_rules_become_filtered_notifications(tmp_path):
-    rules = [{"trigger": "nightly", "action": "apply"}, {"trigger": "done", "action": "destroy"},
-             {"name": "inputs", "trigger": "uploads", "action": "apply", "params": {"params": {"folds": 3}}}]
+    rules = [
+        {"trigger": "nightly", "action": "apply"},
+        {"trigger": "done", "action": "destroy"},
+        {"name": "inputs", "trigger": "uploads", "action": "apply", "params": {"params": {"folds": 3}}},
+    ]
     triggers = example()["triggers"] + [{"name": "uploads", "kind": "object_write", "prefix": "inputs/", "suffix": ".csv"}]
     p = plan(aws_example(triggers=triggers, rules=rules), tmp_path)
     note = json.loads(p.files["s3/ephemera-state-notification.json"])["LambdaFunctionConfigurations"]
-    got = {(c["LambdaFunctionArn"].rsplit(":", 1)[1], tuple((r["Name"], r["Value"]) for r in c["Filter"]["Key"]["FilterRules"]))
-           for c in note}
-    assert got == {("ephemera-destroy-events", (("prefix", "outputs/"), ("suffix", "_SUCCESS.json"))),
-                   ("ephemera-destroy-events", (("prefix", "outputs/"), ("suffix", "_FAILURE.json"))),
-                   ("ephemera-inputs-events", (("prefix", "inputs/"), ("suffix", ".csv")))}
+    got = {
+        (c["LambdaFunctionArn"].rsplit(":", 1)[1], tuple((r["Name"], r["Value"]) for r in c["Filter"]["Key"]["FilterRules"]))
+        for c in note
+    }
+    assert got == {
+        ("ephemera-destroy-events", (("prefix", "outputs/"), ("suffix", "_SUCCESS.json"))),
+        ("ephemera-destroy-events", (("prefix", "outputs/"), ("suffix", "_FAILURE.json"))),
+        ("ephemera-inputs-events", (("prefix", "inputs/"), ("suffix", ".csv"))),
+    }
     assert all(c["Events"] == ["s3:ObjectCreated:*"] for c in note)
     env = json.loads(p.files["lambda/ephemera-inputs-events-env.json"])["Variables"]
     assert json.loads(env["EPHEMERA_RULE_PARAMS"]) == {"params": {"folds": 3}}  # an S3 event carries no params: the function does
 
 
-@pytest.mark.parametrize("change, field, words", [
-    ({"engine": {"backend": "terraform"}, "workspace": {"name": "gpu", "stack": "local"}}, "engine.backend", "keeps its state"),
-    ({"aws_lambda": {"account_id": None}}, "aws_lambda.account_id", "missing"),
-    ({"aws_lambda": {"timeout": "10m"}}, "aws_lambda.timeout", "timeouts.action"),
-    ({"aws_lambda": {"region": "us-east-2"}}, "aws_lambda.region", "bucket's region"),
-    ({"storage": {"backend": "ibm_cos"}}, "triggers[1]", "only AWS S3"),
-    ({"triggers": example()["triggers"] + [{"name": "all", "kind": "object_write", "prefix": "out"}],
-      "rules": example()["rules"] + [{"trigger": "all", "action": "apply"}]}, "triggers[2].prefix", "overlap"),
-])
+@pytest.mark.parametrize(
+    "change, field, words",
+    [
+        (
+            {"engine": {"backend": "terraform"}, "workspace": {"name": "gpu", "stack": "local"}},
+            "engine.backend",
+            "keeps its state",
+        ),
+        ({"aws_lambda": {"account_id": None}}, "aws_lambda.account_id", "missing"),
+        ({"aws_lambda": {"timeout": "10m"}}, "aws_lambda.timeout", "timeouts.action"),
+        ({"aws_lambda": {"region": "us-east-2"}}, "aws_lambda.region", "bucket's region"),
+        ({"storage": {"backend": "ibm_cos"}}, "triggers[1]", "only AWS S3"),
+        (
+            {
+                "triggers": example()["triggers"] + [{"name": "all", "kind": "object_write", "prefix": "out"}],
+                "rules": example()["rules"] + [{"trigger": "all", "action": "apply"}],
+            },
+            "triggers[2].prefix",
+            "overlap",
+        ),
+    ],
+)
 def test_what_cannot_be_deployed_is_refused_naming_the_key(tmp_path, change, field, words):
     data = aws_example(**change)
     with pytest.raises(ConfigError) as err:

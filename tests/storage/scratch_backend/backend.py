@@ -9,8 +9,7 @@ from tests.storage.scratch_backend.config import ScratchSection
 
 class ScratchStorage(LocalhostStorage):
     backend = "scratch"
-    traits = StorageTraits(conditional_put=True, paged_listing=False, same_host=True, fs_events=False,
-                           buckets_on_demand=True)
+    traits = StorageTraits(conditional_put=True, paged_listing=False, same_host=True, fs_events=False, buckets_on_demand=True)
 
     @classmethod
     def from_config(cls, config) -> "ScratchStorage":
