@@ -40,7 +40,9 @@ RULE_PARAMS_ENV = "EPHEMERA_RULE_PARAMS"
 DEFAULT_TIMEOUT = 600.0  # the deploy's default --maxexecutiontime of the job
 
 
-def _rule_params(env: Mapping[str, str]) -> dict:
+def rule_params(env: Mapping[str, str], redeploy: str = "ephemera deploy code-engine") -> dict:
+    """The params a deployed per-rule entry point carries in ``EPHEMERA_RULE_PARAMS`` (a JSON
+    object; ParamError naming ``redeploy`` otherwise)."""
     raw = env.get(RULE_PARAMS_ENV)
     if not raw:
         return {}
@@ -49,7 +51,7 @@ def _rule_params(env: Mapping[str, str]) -> dict:
     except ValueError:
         params = None
     if not isinstance(params, dict):
-        raise ParamError(RULE_PARAMS_ENV, "is not a JSON object", "re-deploy with `ephemera deploy code-engine`")
+        raise ParamError(RULE_PARAMS_ENV, "is not a JSON object", f"re-deploy with `{redeploy}`")
     return params
 
 
@@ -57,7 +59,7 @@ def run(environ: Mapping[str, str] | None = None) -> tuple[int, dict]:
     env = os.environ if environ is None else environ
     try:
         event = event_from_environment(env)  # fails early, naming the field, on a bad delivery
-        params = {**_rule_params(env), **json.loads(env["CE_DATA"])}
+        params = {**rule_params(env), **json.loads(env["CE_DATA"])}
         if env.get("CE_TYPE") == PING_TYPE:
             # the action reads the ping as a function would have got it: fire time and source in its headers
             params["__ce_headers"] = {

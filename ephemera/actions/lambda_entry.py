@@ -44,11 +44,12 @@ from typing import Any, Mapping
 
 from ephemera.actionkit import ReasonCode, ignored, time_limit
 from ephemera.actions.entry import _deployed, invoke
+from ephemera.actions.job import rule_params
 from ephemera.actions.remote import check_remote
 from ephemera.assembly import load_config
 from ephemera.config.aws_lambda import AwsLambdaSection
 from ephemera.deploy.bound import config_digest
-from ephemera.errors import ConfigError, ConfigUnavailableError, EphemeraError, EventError, ParamError
+from ephemera.errors import ConfigError, ConfigUnavailableError, EphemeraError, EventError
 from ephemera.events.cloud_events import is_s3_notification
 
 log = logging.getLogger("ephemera.lambda")
@@ -56,7 +57,6 @@ ACTION_ENV = "EPHEMERA_ACTION"  # the action this function runs
 ENTRY_ENV = "EPHEMERA_ENTRY"  # direct | events
 SECRET_ENV = "EPHEMERA_CONFIG_SECRET"  # the Secrets Manager secret holding the config
 DIGEST_ENV = "EPHEMERA_CONFIG_SHA256"  # the SHA-256 of the config the deployment bound
-RULE_PARAMS_ENV = "EPHEMERA_RULE_PARAMS"  # events functions of an object-write rule with params
 SCHEDULE_ARN = "ephemera_schedule_arn"  # set by the schedule's input: <aws.scheduler.schedule-arn>
 ENTRIES = ("direct", "events")
 MARGIN_SECONDS = 5.0  # kept back from the invocation's deadline to record and return
@@ -113,19 +113,6 @@ def bound_config(env: Mapping[str, str]) -> dict:
     return config
 
 
-def _rule_params(env: Mapping[str, str]) -> dict:
-    raw = env.get(RULE_PARAMS_ENV)
-    if not raw:
-        return {}
-    try:
-        params = json.loads(raw)
-    except ValueError:
-        params = None
-    if not isinstance(params, dict):
-        raise ParamError(RULE_PARAMS_ENV, "is not a JSON object", "re-deploy with `ephemera deploy aws`")
-    return params
-
-
 def is_s3_test_event(event: Any) -> bool:
     """S3's test message: ``{"Service": "Amazon S3", "Event": "s3:TestEvent", ...}``."""
     return isinstance(event, dict) and event.get("Event") == "s3:TestEvent"
@@ -141,7 +128,7 @@ def _direct(action: str, event: dict, config: dict) -> dict:
 def _events(action: str, event: dict, config: dict, env: Mapping[str, str]) -> dict:
     if is_s3_test_event(event):
         return {"ok": True, **ignored(ReasonCode.TEST_EVENT, "S3's s3:TestEvent is not an object write")}
-    base = {**_rule_params(env), "config": config}
+    base = {**rule_params(env, "ephemera deploy aws"), "config": config}
     if is_s3_notification(event):
         records = event["Records"]
         results = [invoke(action, {**base, "Records": [record]}) for record in records]

@@ -44,7 +44,7 @@ from ephemera.config.alarms import validate_alarm
 from ephemera.config.sections import ActionName
 from ephemera.deploy.checks import check_engine_and_files, check_time_limit
 from ephemera.deploy.invoke_token import SECRET as INVOKE_SECRET
-from ephemera.deploy.openwhisk import REAPER_TRIGGER, trigger_instances
+from ephemera.deploy.openwhisk import REAPER_TRIGGER, reaper_trigger, trigger_instances
 from ephemera.deploy.schedules import alarm_dates, code_engine_cron, utc_text
 from ephemera.config.deploy_targets import CodeEngineSection
 from ephemera.deploy.steps import Step
@@ -231,16 +231,7 @@ def code_engine_plan(
         )
     rules: list[tuple[dict, int | None, dict]] = [(rule.to_dict(), *triggers[rule.trigger]) for rule in config.rules]
     if not any(rule.action == ActionName.REAP for rule in config.rules):
-        reaper: dict = {
-            "name": REAPER_TRIGGER,
-            "kind": "alarm",
-            "cron": settings.reaper_cron,
-            "once": None,
-            "timezone": "UTC",
-            "start_date": None,
-            "stop_date": None,
-            "payload": {},
-        }
+        reaper = reaper_trigger(settings.reaper_cron)
         rules.append(
             ({"name": f"{REAPER_TRIGGER}-reap", "trigger": REAPER_TRIGGER, "action": "reap", "params": {}}, None, reaper)
         )

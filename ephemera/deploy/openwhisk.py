@@ -57,6 +57,20 @@ REAPER_TRIGGER = "ephemera-reaper"
 SCAN_ACTIONS = ("destroy",)  # what a marker scan can fire: it finds completion markers only
 
 
+def reaper_trigger(cron: str) -> dict:
+    """The alarm trigger a deploy adds for the reaper when no rule binds ``reap``: ``cron`` in UTC."""
+    return {
+        "name": REAPER_TRIGGER,
+        "kind": "alarm",
+        "cron": cron,
+        "once": None,
+        "timezone": "UTC",
+        "start_date": None,
+        "stop_date": None,
+        "payload": {},
+    }
+
+
 def cos_feed_endpoint(config: Config, field: str = "storage.backend") -> str:
     """The host the COS changes feed watches, as the storage backend states it (host only);
     ConfigError naming ``field`` (the object_write trigger) when the backend has no such feed."""
@@ -226,16 +240,7 @@ def openwhisk_plan(
                 steps.append(step)
                 rules.append((rule["name"] if len(instances) == 1 else f"{rule['name']}-{j + 1}", instance, rule["action"]))
     if not any(rule.action == ActionName.REAP for rule in config.rules):
-        reaper: dict = {
-            "name": REAPER_TRIGGER,
-            "kind": "alarm",
-            "cron": settings.reaper_cron,
-            "once": None,
-            "timezone": "UTC",
-            "start_date": None,
-            "stop_date": None,
-            "payload": {},
-        }
+        reaper = reaper_trigger(settings.reaper_cron)
         steps.append(_alarm_step(wsk, REAPER_TRIGGER, "openwhisk.reaper_cron", reaper, {"params": {}}, now))
         rules.append((f"{REAPER_TRIGGER}-reap", REAPER_TRIGGER, "reap"))
     for rule_name, trigger, action in rules:
