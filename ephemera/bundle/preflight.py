@@ -20,11 +20,10 @@ import importlib.util
 from pathlib import Path
 from typing import Optional
 
-from packaging.requirements import InvalidRequirement, Requirement
-
 from ephemera.bundle import wheelhouse
 from ephemera.bundle.lock import needs_lock
 from ephemera.bundle.pack import config_file, requirements
+from ephemera.bundle.wheel import installed_distribution
 from ephemera.bundle.source import source_files
 from ephemera.config import Config
 from ephemera.config.paths import workload_source
@@ -41,6 +40,7 @@ def check_workload(config: Config, packing: bool = False) -> None:
     packed now (``ephemera bundle pack``), so it is checked even where the config pins a bundle."""
     if config.workload.bundle and not packing:
         return
+    installed_distribution()  # where no bundle can be packed (a deployed action), that is the one problem to name
 
     problems: list[ConfigError] = []
     root = workload_source(config)
@@ -155,6 +155,8 @@ def entry_problems(entry: str, root: Optional[Path], ignore=(), exclude=()) -> l
 
 def parse_requirements(lines: list[str]) -> tuple[list, list[ConfigError]]:
     """(the PEP 508 requirements, a ConfigError per line that is not one)."""
+    from packaging.requirements import InvalidRequirement, Requirement  # only where a bundle is packed: action packages lack it
+
     parsed, bad = [], []
     for line in lines:
         try:

@@ -31,12 +31,13 @@ import sys
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
-
-from packaging.requirements import Requirement
+from typing import TYPE_CHECKING, Iterable
 
 from ephemera.bundle.lock import cache_dir, compile_lock
 from ephemera.errors import ConfigError
+
+if TYPE_CHECKING:
+    from packaging.requirements import Requirement
 
 LOCK_FILE = "wheelhouse.lock"  # in the bundle: what the wheelhouse holds, pinned and hashed
 REQUIREMENTS = "workload.requirements"
@@ -80,6 +81,8 @@ def unsatisfied(parsed: Iterable[Requirement]) -> list[Requirement]:
 def missing_requirements(lines: Iterable[str]) -> list[str]:
     """Those of the requirement ``lines`` that this environment lacks (lines that do not parse
     are the preflight's to report, and are left out here)."""
+    from packaging.requirements import Requirement  # only where a bundle is packed: action packages lack it
+
     parsed = []
     for line in lines:
         try:

@@ -38,6 +38,9 @@ def test_the_stack_modules_are_copied_into_the_workspace(tmp_path):
     stack = tmp_path / "stack"
     (stack / "modules" / "greeting").mkdir(parents=True)
     (stack / "main.tf").write_text(ROOT)
+    (stack / "stack.toml").write_text(  # a stack is its spec too
+        'description = "a stack with a local module"\n[variables.run_id]\ntype = "string"\nset_by = "ephemera"\n[outputs.greeting]\n'
+    )
     (stack / "modules" / "greeting" / "main.tf").write_text(MODULE % "hello")
     home = tmp_path / "home"
     config = load_config(

@@ -16,14 +16,19 @@ import pytest
 pytestmark = pytest.mark.slow  # two setuptools builds
 
 REPO = Path(__file__).resolve().parents[2]
-BUILD = "import sys; from setuptools import build_meta as b; print(getattr(b, sys.argv[1])(sys.argv[2]))"
 
 
 def _build(kind: str, src: Path, out: Path) -> Path:
+    """Build as an index user's installer does: in an isolated environment holding what
+    ``[build-system] requires`` names (uv's PEP 517 frontend), never this venv's setuptools
+    (the old one the sdist-only SDKs need)."""
     out.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run([sys.executable, "-c", BUILD, kind, str(out)], cwd=src, capture_output=True, text=True, timeout=300)
+    flag = {"build_sdist": "--sdist", "build_wheel": "--wheel"}[kind]
+    done = subprocess.run([sys.executable, "-m", "uv", "build", flag, "--out-dir", str(out), str(src)],
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    return out / done.stdout.strip().splitlines()[-1]
+    (built,) = [p for p in out.iterdir() if p.name.endswith(".tar.gz" if kind == "build_sdist" else ".whl")]
+    return built
 
 
 def test_an_sdist_builds_a_wheel_with_one_name_per_module_and_the_stacks(tmp_path):

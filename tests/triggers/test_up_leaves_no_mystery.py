@@ -117,7 +117,6 @@ def test_an_apply_by_hand_says_what_ends_its_run(make_config):
 def test_up_reaps_first_what_happened_while_it_was_down(make_config):
     """F10: a marker written while no runtime ran is handled at start, not at the first
     reaper alarm a whole interval later (here an hour)."""
-    import json
 
     from ephemera.model import marker as markers
     from ephemera.runtime.runtime import run_up
@@ -127,7 +126,7 @@ def test_up_reaps_first_what_happened_while_it_was_down(make_config):
     run = _run(ctx, "finished-while-down", RunState.RUNNING)
     assert run.job is not None
     body = markers.success(run.run_id, run.job.entry, {"n": 1}, started=0.0, outputs=[])
-    ctx.storage.put(run.job.output_bucket, markers.key(run.job.output_prefix, True), json.dumps(body).encode())
+    ctx.storage.put(run.job.output_bucket, markers.key(run.job.output_prefix, True), body.to_json())
     deadline = time.monotonic() + 60
     run_up(
         config,
