@@ -159,7 +159,8 @@ def test_up_killed_and_restarted(state, home, faults):
         seen_state = one_run(ctx).state if one_run(ctx) else None
         up.start()
         if state == "BEFORE_ALARM":  # catch-up policy 'latest': the missed alarm fires now, once
-            wait_for(lambda: one_run(ctx), timeout=10, what="the run of the missed alarm")
+            # after `up`'s start-up reaper pass (an action process of its own, seconds on a loaded machine)
+            wait_for(lambda: one_run(ctx), timeout=30, what="the run of the missed alarm")
         run = wait_for(lambda: (r := one_run(ctx)) is not None and r.state == S.DESTROYED and r, timeout=120, what="DESTROYED")
         faults.remember_pids(heartbeat_pids(ctx))
         # killed again once all is done, and restarted: nothing repeats
