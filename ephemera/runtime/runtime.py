@@ -159,6 +159,9 @@ class Runtime:
         for rules in self.rules.values():
             for rule in rules:
                 self.invoker.prewarm(rule["action"], self.targets[rule["action"]])
+        for part in self._parts:
+            if isinstance(part, AlarmScheduler):
+                part.mark_started()  # before the reaper pass: a runtime killed during it still catches up
         self._reap_first()
         started = []
         try:

@@ -172,6 +172,16 @@ class AlarmScheduler:
         self._state_lock = threading.RLock()
 
     # lifecycle -----------------------------------------------------------------
+    def mark_started(self) -> None:
+        """Record, for each persisted alarm without a record, that a runtime is up from now
+        (less the grace): a runtime killed before :meth:`start` (during ``up``'s start-up
+        reaper pass) still has its restart fire what it missed since."""
+        now = self.clock()
+        for alarm in self.alarms:
+            if alarm.persist and self._load(alarm)[0] is None:
+                alarm.cursor = now - timedelta(seconds=self.grace)
+                self._save(alarm, now)
+
     def start(self) -> None:
         """Load each alarm's record, handle what was missed, and start the thread."""
         now = self.clock()
