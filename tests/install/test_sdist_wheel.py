@@ -24,8 +24,9 @@ def _build(kind: str, src: Path, out: Path) -> Path:
     (the old one the sdist-only SDKs need)."""
     out.mkdir(parents=True, exist_ok=True)
     flag = {"build_sdist": "--sdist", "build_wheel": "--wheel"}[kind]
-    done = subprocess.run([sys.executable, "-m", "uv", "build", flag, "--out-dir", str(out), str(src)],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "uv", "build", flag, "--out-dir", str(out), str(src)], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     (built,) = [p for p in out.iterdir() if p.name.endswith(".tar.gz" if kind == "build_sdist" else ".whl")]
     return built
