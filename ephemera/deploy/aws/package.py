@@ -4,9 +4,9 @@ Lambda's Python runtimes put the function's root (``/var/task``) on ``sys.path``
 the layout is the ``ephemera`` package (what the cloud actions import, as for the
 other targets: :data:`ephemera.deploy.package.LEFT_OUT`) beside the third-party
 packages, installed for the function's runtime and instruction set (``python3.13`` on
-``manylinux2014_x86_64`` or ``_aarch64``), wheels only. The IBM packages (and the
-source-only ones, built into wheels first) come only when the config's storage or
-engine needs them; boto3 is the runtime's own. A zip uploaded directly
+``manylinux2014_x86_64`` or ``_aarch64``), wheels only. The extras come from the
+config's storage and engine specs (the IBM packages, and the source-only ones built
+into wheels first, only when one needs them); boto3 is the runtime's own. A zip uploaded directly
 (``--zip-file``) may be at most 50 MB ("Deployment package (.zip file archive) size:
 50 MB (zipped, when uploading through the Lambda API or SDKs)") and 250 MB unzipped.
 """
@@ -18,33 +18,35 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Iterable
 
 from ephemera.bundle.sdists import run_pip
 from ephemera.deploy.package import (
     LEFT_OUT,
     PACKAGES,
     REPO,
-    REQUIREMENTS,
     SDIST_ONLY,
     PackageError,
     Say,
     _project_of,
+    action_requirements,
     build_sdist_wheels,
     size_line,
 )
 
 ZIP_LIMIT_BYTES = 50 * 1024 * 1024
 UNZIPPED_LIMIT_BYTES = 250 * 1024 * 1024
-CORE = tuple(r for r in REQUIREMENTS if not _project_of(r).startswith("ibm"))  # pyyaml, croniter, pydantic
+RUNTIME_EXTRAS = frozenset({"aws"})  # boto3: the Lambda Python runtimes' own
 PLATFORMS = {
     "x86_64": ("manylinux_2_28_x86_64", "manylinux2014_x86_64"),
     "arm64": ("manylinux_2_28_aarch64", "manylinux2014_aarch64"),
 }
 
 
-def requirements(needs_ibm: bool) -> tuple[str, ...]:
-    """What the functions install: the core's, and the IBM SDKs when the config uses IBM Cloud."""
-    return REQUIREMENTS if needs_ibm else CORE
+def requirements(extras: Iterable[str]) -> tuple[str, ...]:
+    """What the functions install: the core's and those of the config's ``extras``
+    (:func:`ephemera.deploy.package.action_extras`), less what the runtime carries."""
+    return action_requirements(set(extras) - RUNTIME_EXTRAS)
 
 
 def build_lambda_zip(
@@ -52,7 +54,7 @@ def build_lambda_zip(
     *,
     python: str = "3.13",
     architecture: str = "x86_64",
-    needs_ibm: bool = False,
+    extras: Iterable[str] = (),
     with_deps: bool = True,
     wheel_dir: Path | None = None,
     say: Say = lambda _: None,
@@ -66,7 +68,8 @@ def build_lambda_zip(
             shutil.copytree(REPO / name, work / name, ignore=shutil.ignore_patterns(*LEFT_OUT))
         if with_deps:
             wheels = Path(wheel_dir) if wheel_dir else Path(tmp) / "wheels"
-            if needs_ibm:
+            needed = requirements(extras)
+            if any(_project_of(r) in SDIST_ONLY for r in needed):
                 build_sdist_wheels(wheels, say)
             platforms = [arg for p in PLATFORMS[architecture] for arg in ("--platform", p)]
             run_pip(
@@ -88,7 +91,7 @@ def build_lambda_zip(
                     "--only-binary=:all:",
                     "--find-links",
                     str(wheels),
-                    *requirements(needs_ibm),
+                    *needed,
                 ],
                 f"installing the functions' requirements for CPython {python} on {architecture}",
             )

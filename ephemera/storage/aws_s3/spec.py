@@ -42,6 +42,7 @@ class AwsS3Spec(StorageBackendSpec):
     storage_class = "ephemera.storage.aws_s3.backend:S3Storage"
     url_schemes = ("s3",)
     vm_extras = ("aws",)
+    action_extras = ("aws",)  # boto3 (the Lambda runtime's own; OpenWhisk and Code Engine install it)
 
     def check(self, config):
         check_url("aws_s3.sts_endpoint", config.section(S3Section).sts_endpoint)
