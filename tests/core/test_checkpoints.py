@@ -158,3 +158,26 @@ def test_the_agents_notice_pipe_reaches_the_workload_context(tmp_path):
     os.close(write)
     thread.join(5)
     assert ctx.preempted and ctx.preemption["source"] == "local"
+
+
+def test_the_docs_checkpoint_loop_resumes_where_the_last_checkpoint_left_it(tmp_path):
+    """docs/first-workload.md's resumable.py, as written: a first VM saves step 3 and is
+    lost; the recovered VM of the same run resumes at step 3 and ends with the total an
+    unpreempted run has."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "first-workload.md").read_text()
+    code = re.search(r"```python\n# resumable.py\n(.*?)```", text, re.S)
+    assert code, "the page lost its resumable.py block"
+    namespace: dict = {}
+    exec(compile(code.group(1), "resumable.py", "exec"), namespace)
+    first = make_ctx(tmp_path)
+    first.job.params["steps"] = 5
+    first.checkpoint("progress", {"step": 3, "total": 6})  # what the lost VM saved
+    again = make_ctx(tmp_path)
+    again.job.params["steps"] = 5
+    assert namespace["main"](again) == {"resumed_from": 3, "total": 15}
+    fresh = make_ctx(tmp_path, "r-2")
+    fresh.job.params["steps"] = 5
+    assert namespace["main"](fresh) == {"resumed_from": 0, "total": 15}
