@@ -13,6 +13,7 @@ State bucket (``storage.bucket``)::
     ephemera/credentials/<run_id>/<worker>-<nonce>.json  one VM's storage keys, deleted once read
     ephemera/logs/<run_id>/<source>/<stream>/<chunk>.log  shipped log chunks (see ephemera.model.logs)
     ephemera/notified/<run_id>/<state>.json  one per run and state notified (see ephemera.notify)
+    ephemera/checkpoints/<run_id>/<name>     the workload's checkpoints (ctx.checkpoint): a recovered VM restores them
     ephemera/events/<sha256>/<generation>.json  the claim of one event by one run (see ephemera.lifecycle.event_claims)
     lithops.jobs/<run_id>/...                the run's Lithops standalone jobs: queue, batches, servers
                                              (the bridge's own keys; named here for run_prefixes)
@@ -41,6 +42,7 @@ WHEELHOUSES = f"{ROOT}/wheelhouses/"
 CREDENTIALS = f"{ROOT}/credentials/"
 LOGS = f"{ROOT}/logs/"
 NOTIFIED = f"{ROOT}/notified/"
+CHECKPOINTS = f"{ROOT}/checkpoints/"
 EVENTS = f"{ROOT}/events/"
 LITHOPS_JOBS = "lithops.jobs/"  # the bridge's own prefix (lithops_bridge.constants.JOBS_PREFIX): the core names it here
 
@@ -121,6 +123,16 @@ def log_chunk_key(run_id: str, source: str, stream: int | str, chunk: str) -> st
     return f"{log_prefix(run_id)}{source}/{stream}/{chunk}.log"
 
 
+def checkpoint_prefix(run_id: str) -> str:
+    """Where a run's checkpoints live: every VM of the run (and of its recoveries, the same run id) reads and writes here."""
+    return f"{CHECKPOINTS}{run_id}/"
+
+
+def checkpoint_key(run_id: str, name: str) -> str:
+    """One checkpoint of a run; ``name`` is a plain name (checked by the workload context)."""
+    return f"{checkpoint_prefix(run_id)}{name}"
+
+
 @dataclass(frozen=True)
 class RunPrefixes:
     """What a run's VMs may touch, as key prefixes: the single source of a VM's scoped rights."""
@@ -139,14 +151,14 @@ def run_prefixes(
     inputs: tuple[tuple[str, str], ...] = (),
 ) -> RunPrefixes:
     """The prefixes a run's VMs need: the job spec, the run's bundle and its wheelhouse if it
-    has one (read); its heartbeats, logs and Lithops jobs (write); its own output prefix, where
+    has one (read); its heartbeats, logs, Lithops jobs and checkpoints (write); its own output prefix, where
     the completion markers go (``run_output_prefix``: the job's ``output_prefix``,
     ``<prefix>/<run_id>/``); and ``inputs``, the object whose write fired the run
     (:mod:`ephemera.bundle.inputs`)."""
     wheels = (wheelhouse_key(wheelhouse_sha256),) if wheelhouse_sha256 else ()
     return RunPrefixes(
         read=(job_key(run_id), bundle_key(bundle_sha256), bundle_manifest_key(bundle_sha256), *wheels),
-        write=(heartbeat_prefix(run_id), log_prefix(run_id), lithops_jobs_prefix(run_id)),
+        write=(heartbeat_prefix(run_id), log_prefix(run_id), lithops_jobs_prefix(run_id), checkpoint_prefix(run_id)),
         output=(run_output_prefix,),
         inputs=tuple(inputs),
     )
@@ -168,7 +180,7 @@ def lithops_jobs_prefix(run_id: str) -> str:
 
 def run_state_prefixes(run_id: str) -> list[str]:
     """Every state-bucket prefix that holds something of ``run_id`` (its record, job spec,
-    heartbeats, credentials, logs, notifications, record lock, Lithops jobs): all empty
+    heartbeats, credentials, logs, notifications, record lock, Lithops jobs, checkpoints): all empty
     before the run is requested. Its outputs live in the output bucket (:func:`output_prefix`)."""
     return [
         run_key(run_id),
@@ -180,4 +192,5 @@ def run_state_prefixes(run_id: str) -> list[str]:
         lock_key(f"run-{run_id}/"),
         lithops_jobs_prefix(run_id),
         apply_lease_key(run_id),
+        checkpoint_prefix(run_id),
     ]

@@ -7,6 +7,13 @@ Wire format (JSON, one object per VM, unchanged since the first agents): ``run_i
 ``python``, ``worker_processes``, ``phases`` (:class:`VMPhase` value -> ISO time),
 ``gpu`` (the GPU report, :mod:`ephemera.vm.gpu`), and, flat beside them, whatever the
 VM services add (the bridge: ``pool_ready``), kept in :attr:`Heartbeat.services`.
+
+A spot VM that got its platform's preemption notice (:mod:`ephemera.vm.preemption`)
+says so at once: state and phase ``preempted``, and the service field ``preemption``
+(:data:`PREEMPTION_FIELD`) = ``{"notice_at": ISO, "source": "aws"|"ibm"|"local",
+"action": what the metadata said, e.g. "terminate", "stop", "delete"}``. A preemption is
+an event, not a failure: such a VM writes no failure marker, and the controller recovers
+the run.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ class VMState(str, Enum):
     RUNNING = "running"  # worker 0 runs the workload
     IDLE = "idle"  # serving (workers > 0), or the workload is done
     STOPPED = "stopped"  # the agent stopped: no marker can come from it any more
+    PREEMPTED = "preempted"  # the platform reclaims this spot VM (notice received): it is going away
 
 
 class VMPhase(str, Enum):
@@ -40,6 +48,7 @@ class VMPhase(str, Enum):
     AGENT_READY = "agent_ready"  # the agent serves
     FIRST_TASK = "first_task"  # the workload started
     LAST_TASK = "last_task"  # the workload ended
+    PREEMPTED = "preempted"  # the platform's preemption notice arrived (stamped at the notice time)
 
 
 # the phases the run record and the CLI report, in boot order
@@ -51,6 +60,19 @@ REPORTED_PHASES = (
     VMPhase.FIRST_TASK,
     VMPhase.LAST_TASK,
 )
+
+
+PREEMPTION_FIELD = "preemption"  # the service field a preempted VM's heartbeat carries
+PREEMPTION_SOURCES = ("aws", "ibm", "local")  # who gave the notice
+
+
+def preemption_of(beat: "Heartbeat") -> dict | None:
+    """The ``preemption`` record of a heartbeat (notice_at, source, action), or None
+    when the VM has had no notice (or the field is malformed)."""
+    raw = beat.services.get(PREEMPTION_FIELD)
+    if not isinstance(raw, dict) or not isinstance(raw.get("notice_at"), str):
+        return None
+    return {"notice_at": raw["notice_at"], "source": str(raw.get("source", "")), "action": str(raw.get("action", ""))}
 
 
 class HeartbeatInvalid(ValueError):

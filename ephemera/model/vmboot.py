@@ -83,6 +83,7 @@ class BootDocument(ControllerBootFields, total=False):
     agent_pid_file: str
     inherit_site: list[str]  # local VMs: the controller's site-packages, seen through a .pth
     offline: bool  # local VMs: install with --no-index
+    preemption: dict[str, Any]  # where the agent watches for a spot preemption notice: {"source": "aws"|"ibm"|"local", ...}
 
 
 _BOOT_FIX = (
@@ -124,6 +125,7 @@ class AgentConfig:
     use_gpu: bool | None = None  # None: whether an NVIDIA device exists
     state_file: str | None = None  # a booted VM: the bootstrap's state (phases, GPU report)
     workdir: str | None = None  # a booted VM: the bundle's workload source, the workload's cwd
+    preemption: dict[str, Any] | None = None  # the preemption notice source (ephemera.vm.preemption); None: none watched
 
     def to_json(self) -> str:
         return json.dumps({k: v for k, v in asdict(self).items() if v is not None}, indent=1)

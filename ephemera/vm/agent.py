@@ -16,6 +16,13 @@ heartbeat and log intervals, the processes serving calls, whether to use the GPU
 on a booted VM, the bootstrap's state file (its boot phases and GPU report, carried in
 every heartbeat with the agent's own phases) and the workload's working folder.
 
+On a spot VM the agent watches the platform's preemption notice
+(:mod:`ephemera.vm.preemption`). On the notice it writes a ``preempted`` heartbeat at once
+(state and phase ``preempted``, the ``preemption`` field), hands the notice to the
+workload over a pipe (``ctx.preempted``, ``ctx.on_preempt``), ships its logs, and writes
+no failure marker when the workload then dies with the VM: a preemption is an event, not
+a failure, and the controller recovers the run.
+
 The agent ships its own log, the workload's output (read from its pipe, and echoed to
 the agent's stdout) and the bootstrap's log (beside the state file) to the state
 bucket every few seconds and when it stops (:mod:`ephemera.vm.logship`).
@@ -38,7 +45,7 @@ from ephemera.assembly import load_config
 from ephemera.config import Config
 from ephemera.lifeline import child_binding
 from ephemera.model import marker as markers
-from ephemera.model.heartbeat import Heartbeat, VMPhase, VMState
+from ephemera.model.heartbeat import PREEMPTION_FIELD, Heartbeat, VMPhase, VMState
 from ephemera.model.jobs import JobSpec, load_job
 from ephemera.model.vmboot import AgentConfig
 from ephemera.secrets import Scrubber, StreamScrubber
@@ -49,6 +56,7 @@ from ephemera.timeutil import now_iso, now_utc
 from ephemera.vm.heartbeats import write_heartbeat
 from ephemera.vm.logship import SHIP_INTERVAL, LogShipper
 from ephemera.vm.pids import write_pid_file
+from ephemera.vm.preemption import NOTICE_FD_ENV, PreemptionWatcher, notice_source
 from ephemera.vm.services import VMInfo, VMService, load_services
 from ephemera.vm.workload import write_marker
 
@@ -84,6 +92,10 @@ class Agent:
         self.worker_processes = self._default_processes()
         self.services: list[VMService] = []
         self.phases: dict[str, str] = {}  # the agent's own boot phases, over the bootstrap's
+        self.preemption: dict | None = None  # the platform's preemption notice, once received
+        self.watcher: PreemptionWatcher | None = None
+        self._notice_fd: int | None = None  # the agent's end of the workload's notice pipe
+        self._notice_lock = threading.Lock()
         self.shipper = LogShipper(
             self.storage,
             self.config.state_bucket,
@@ -114,7 +126,7 @@ class Agent:
             run_id=self.run_id,
             worker=self.worker,
             pid=os.getpid(),
-            state=self.state,
+            state=VMState.PREEMPTED if self.preemption is not None else self.state,  # its last word, whatever runs on
             worker_processes=self.worker_processes,
             python=sys.executable,
             phases={**(boot.get("phases") or {}), **self.phases},
@@ -125,6 +137,8 @@ class Agent:
                 beat.services.update(service.status())
             except Exception as exc:  # noqa: BLE001 - a service's status must not stop the beat
                 log.warning("VM service %s: status failed: %s", service.name, self.scrubber.scrub(str(exc)))
+        if self.preemption is not None:
+            beat.services[PREEMPTION_FIELD] = dict(self.preemption)
         try:
             write_heartbeat(self.storage, self.config.state_bucket, beat)
         except Exception as exc:  # noqa: BLE001 - a missed heartbeat must not kill the VM
@@ -141,6 +155,45 @@ class Agent:
     def seconds_left(self) -> float | None:
         deadline = self.hard_deadline()
         return None if deadline is None else (deadline - now_utc()).total_seconds()
+
+    # --- preemption -------------------------------------------------------------------
+    def start_watcher(self) -> None:
+        """Watch the preemption notice source the agent config names (none: nothing to watch)."""
+        try:
+            source = notice_source(self.agent_cfg.preemption)
+        except ValueError as exc:
+            log.error("no preemption watch: %s", exc)
+            return
+        if source is not None:
+            self.watcher = PreemptionWatcher(source, self.on_preempted)
+            self.watcher.start()
+            log.info("watching for %s preemption notices", source.source)
+
+    def on_preempted(self, notice: dict) -> None:
+        """The platform reclaims this VM: say so in a heartbeat first (the grace is short),
+        then tell the workload and ship the logs."""
+        self.preemption = {k: notice[k] for k in ("notice_at", "source", "action", "time") if k in notice}
+        self.phases.setdefault(VMPhase.PREEMPTED.value, notice["notice_at"])
+        self.state = VMState.PREEMPTED
+        self.heartbeat()
+        log.warning("run %s worker %d: preemption notice (%s, %s)", self.run_id, self.worker, notice["source"], notice["action"])
+        self._tell_workload()
+        self.shipper.flush()
+
+    def _tell_workload(self) -> None:
+        with self._notice_lock:
+            if self._notice_fd is None or self.preemption is None:
+                return
+            try:
+                os.write(self._notice_fd, json.dumps(self.preemption).encode() + b"\n")
+            except OSError as exc:  # the workload has ended
+                log.info("preemption notice not handed to the workload: %s", exc)
+
+    def _close_notice_pipe(self) -> None:
+        with self._notice_lock:
+            if self._notice_fd is not None:
+                os.close(self._notice_fd)
+                self._notice_fd = None
 
     # --- resources of this VM ---------------------------------------------------------
     def _default_processes(self) -> int:
@@ -206,15 +259,19 @@ class Agent:
         started = time.time()
         workdir = self.agent_cfg.workdir
         env, lifeline = child_binding(self.workload_env())  # the workload (and this agent's group) dies with the agent
+        notice_read, self._notice_fd = os.pipe()
+        env[NOTICE_FD_ENV] = str(notice_read)
         self.child = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,
             env=env,
-            pass_fds=lifeline,
+            pass_fds=(*lifeline, notice_read),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             cwd=workdir if workdir and os.path.isdir(workdir) else None,
         )
+        os.close(notice_read)
+        self._tell_workload()  # a notice that came while the workload started
         reader = threading.Thread(target=self._relay, args=(self.child.stdout,), name="workload-output", daemon=True)
         reader.start()
         left = self.seconds_left()
@@ -228,8 +285,9 @@ class Agent:
             code, reason = None, "workload killed at the run's hard deadline"
             error_type = markers.HARD_DEADLINE_TYPE  # the run TIMED_OUT: it did not fail by itself
         reader.join(timeout=5)
-        if self.stopping.is_set():
-            return
+        self._close_notice_pipe()
+        if self.stopping.is_set() or self.preemption is not None:
+            return  # stopped, or going down with the VM: not a failure of the workload
         if code != 0 or not self._marker_exists():
             self._write_failure(reason, started, error_type)
         self.phase(VMPhase.LAST_TASK)
@@ -289,6 +347,7 @@ class Agent:
         self.shipper.start()
         self.heartbeat()
         threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True).start()
+        self.start_watcher()
         self.start_services()
         # the pid file says "up": written once the services serve, so whoever started
         # this agent can hand it work as soon as start returns
@@ -308,6 +367,8 @@ class Agent:
                 log.error("run %s: hard deadline passed; agent exits", self.run_id)
                 break
         self.stopping.set()
+        if self.watcher is not None:
+            self.watcher.stop()
         self.stop_services()
         if self.child and self.child.poll() is None:
             self.child.terminate()
@@ -315,7 +376,8 @@ class Agent:
                 self.child.wait(5)
             except subprocess.TimeoutExpired:
                 self.child.kill()
-        self.state = VMState.STOPPED
+        if self.preemption is None:  # a preempted VM's last word stays "preempted"
+            self.state = VMState.STOPPED
         self.heartbeat()
         log.info("agent for run %s worker %d stopped", self.run_id, self.worker)
         self.shipper.stop()

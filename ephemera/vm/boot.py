@@ -37,6 +37,7 @@ from ephemera.model.vmboot import AgentConfig, BootDocument, boot_from_json
 from ephemera.storage.base import Storage
 from ephemera.vm import bootstrap
 from ephemera.vm.gpu import GPUCheckError, check_gpus
+from ephemera.vm.preemption import watch_config
 
 log = logging.getLogger("ephemera.vm.boot")
 AGENT_CONFIG = "agent.json"
@@ -72,8 +73,9 @@ def agent_config(boot: BootDocument, root: Path) -> Path:
             heartbeat_interval=float(boot.get("heartbeat_interval") or 5.0),
             workdir=str(bundle_dir / "source"),
             use_gpu=int((boot.get("gpu") or {}).get("count") or 0) > 0,
-            run_key=boot.get("run_key") or "",
-        )  # checks the job spec, seals the bridge's objects
+            run_key=boot.get("run_key") or "",  # checks the job spec, seals the bridge's objects
+            preemption=watch_config(dict(boot)),
+        )
         write_private(path, cfg.to_json())
     (root / bootstrap.CREDENTIALS).unlink(missing_ok=True)  # one copy of the keys: agent.json's
     return path

@@ -3,7 +3,8 @@
 The ``local`` stack's VMs are processes here. For an apply, each VM's boot document
 (``vm_boot``, decoded) is completed with what a VM on this machine needs -- its root
 folder, the controller's interpreter and site-packages to reuse, an offline install,
-the GPUs it must prove -- and written 0600 to ``<runs>/<run_id>/vms/<worker>/boot.json``
+the GPUs it must prove, where its preemption notice appears (:mod:`ephemera.vm.local_preempt`
+simulates spot preemption) -- and written 0600 to ``<runs>/<run_id>/vms/<worker>/boot.json``
 (the local stand-in for cloud-init's user_data); the agents' pid files and logs go to
 ``<runs>/<run_id>/agents/``; the run folder names its workspace (``workspace``).
 
@@ -35,6 +36,7 @@ from ephemera.model.vmboot import boot_from_json, boot_to_json
 from ephemera.stack.hooks import StackHooks, VMAddress
 from ephemera.stack.spec import StackSpec
 from ephemera.vm.control import stop_agent
+from ephemera.vm.local_preempt import NOTICE_FILE, reset_local_vm
 from ephemera.vm.pids import is_agent_process, read_pid
 
 RUN_WORKSPACE_FILE = "workspace"  # in a run's folder: the name of its workspace
@@ -104,8 +106,10 @@ class LocalStack(StackHooks):
                     "inherit_site": host_site_packages(),
                     "offline": True,
                     "gpu": {"count": int(values.get("gpu_count") or 0), "model": values.get("gpu_model")},
+                    "preemption": {"source": "local", "notice_file": str(root / NOTICE_FILE)},
                 }
             )
+            reset_local_vm(runs_dir, run_id, doc["worker"])  # a re-applied (recovered) VM starts without the old notice
             write_private(root / "boot.json", boot_to_json(doc))
         (run_dir / RUN_WORKSPACE_FILE).write_text(workspace)
         return {"python": sys.executable, "boot_dir": str(boot_dir), "agent_dir": str(run_dir / "agents")}

@@ -47,6 +47,7 @@ class LocalRun:
         params: dict | None = None,
         hard_deadline: float | None = DEFAULT_HARD_DEADLINE,
         storage: dict | None = None,
+        preemption: dict | None = None,
     ):
         self.root = Path(root)
         self.run_id = run_id or f"bench-{uuid.uuid4().hex[:8]}"
@@ -67,6 +68,7 @@ class LocalRun:
         self.bucket = sections["storage"]["bucket"]
         self.ephemera_config = {**sections, "home": str(self.root / "home")}
         self.agent_dir = self.root / "agents" / self.run_id
+        self.preemption = preemption  # the agents' preemption notice source (ephemera.vm.preemption), None: none
         self.started: list[int] = []
 
     @property
@@ -116,6 +118,7 @@ class LocalRun:
             heartbeat_interval=self.heartbeat_interval,
             run_key=self.run_key,
             worker_processes=self.worker_processes or None,
+            preemption=self.preemption,
         )
         write_private(cfg_path, agent_cfg.to_json())
         env = {

@@ -2,7 +2,11 @@
 
 A workload is ``def main(ctx: WorkloadContext) -> dict``. It reads ``ctx.params`` and
 ``ctx.event`` (what fired the run: kind, bucket, key, etag, size, time, trigger), writes
-outputs with ``ctx.put_output``, and returns a JSON-able summary. ``run_job``
+outputs with ``ctx.put_output``, and returns a JSON-able summary. On spot capacity it
+saves its progress with ``ctx.checkpoint(name, data)`` and resumes with
+``ctx.restore(name)`` (:mod:`ephemera.vm.checkpoints`); ``ctx.preempted`` and
+``ctx.on_preempt(callback)`` tell it that the platform is reclaiming the VM (the agent
+hands the notice over a pipe, :data:`ephemera.vm.preemption.NOTICE_FD_ENV`). ``run_job``
 calls it and then writes the completion marker (:mod:`ephemera.model.marker`):
 ``_SUCCESS.json`` with the summary, or ``_FAILURE.json`` with the error, traceback and
 log tail. The marker is always the last object written, because its write fires the
@@ -17,19 +21,23 @@ import importlib
 import io
 import json
 import logging
+import os
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
 
-from ephemera.errors import ParamError
+from ephemera.errors import NoSuchKeyError, ParamError
 from ephemera.model import marker as markers
 from ephemera.model.events import Event
 from ephemera.model.jobs import JobSpec
 from ephemera.secrets import Scrubber
 from ephemera.storage.base import Storage
 from ephemera.storage.retry import retry_transient
+from ephemera.vm import checkpoints
+from ephemera.vm.preemption import NOTICE_FD_ENV
 
 LOG_TAIL_LINES = 50
 
@@ -41,6 +49,9 @@ class WorkloadContext:
     worker: int = 0  # index of this VM in the run
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("ephemera.workload"))
     outputs: list[str] = field(default_factory=list)  # keys written so far
+    preemption: dict | None = None  # the platform's preemption notice (notice_at, source, action), once received
+    _callbacks: list = field(default_factory=list, init=False, repr=False)  # given to on_preempt, not yet called
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)  # guards the two above
 
     @property
     def params(self) -> dict:
@@ -75,6 +86,94 @@ class WorkloadContext:
 
     def put_json(self, name: str, obj: Any) -> str:
         return self.put_output(name, json.dumps(obj, indent=1, sort_keys=True, default=str))
+
+    # --- checkpoints --------------------------------------------------------------------
+    def checkpoint(self, name: str, data: bytes | str | Any) -> str:
+        """Save ``data`` (bytes, str or JSON-able) as the run's checkpoint ``name``, replacing
+        the last one; returns its key. A recovered VM of this run restores it."""
+        key, body = checkpoints.key(self.run_id, name), checkpoints.encode(data)
+        retry_transient(
+            lambda: self.storage.put(self.job.state_bucket, key, body), f"writing checkpoint '{name}'", job_deadline(self.job)
+        )
+        return key
+
+    def restore(self, name: str) -> bytes | str | Any | None:
+        """The run's last checkpoint ``name`` with the type it was saved with, or None when there is none."""
+        key = checkpoints.key(self.run_id, name)
+        try:
+            raw = retry_transient(
+                lambda: self.storage.get(self.job.state_bucket, key), f"reading checkpoint '{name}'", job_deadline(self.job)
+            )
+        except NoSuchKeyError:
+            return None
+        try:
+            return checkpoints.decode(raw)
+        except ValueError as exc:
+            raise ParamError(
+                f"checkpoint '{name}'", f"cannot be read ({exc})", "write it with ctx.checkpoint, or pick another name"
+            ) from None
+
+    # --- preemption -----------------------------------------------------------------------
+    @property
+    def preempted(self) -> bool:
+        """True once the platform said it reclaims this VM: checkpoint now, the VM goes away soon."""
+        return self.preemption is not None
+
+    def on_preempt(self, callback: Callable[[dict], Any]) -> None:
+        """Call ``callback(notice)`` once when the preemption notice arrives (at once, if it
+        already has), in its own thread; an exception it raises is logged, not raised."""
+        with self._lock:
+            notice = self.preemption
+            if notice is None:
+                self._callbacks.append(callback)
+                return
+        self._call(callback, notice)
+
+    def notify_preempted(self, notice: dict) -> None:
+        """The agent's notice arrived: set ``preempted`` and run each callback once."""
+        with self._lock:
+            if self.preemption is not None:
+                return
+            self.preemption = dict(notice)
+            callbacks, self._callbacks = self._callbacks, []
+        self.log.warning("run %s: this VM is being preempted (%s): checkpoint now", self.run_id, notice.get("action"))
+        for callback in callbacks:
+            self._call(callback, self.preemption)
+
+    def _call(self, callback: Callable[[dict], Any], notice: dict) -> threading.Thread:
+        def run() -> None:
+            try:
+                callback(dict(notice))
+            except Exception:  # noqa: BLE001 - a workload's callback must not break the run
+                self.log.exception("run %s: on_preempt callback %r failed", self.run_id, callback)
+
+        thread = threading.Thread(target=run, name="on-preempt", daemon=True)
+        thread.start()
+        return thread
+
+
+def listen_for_preemption(ctx: WorkloadContext, fd: int | None = None) -> threading.Thread | None:
+    """Read the agent's notice pipe (default: the fd in :data:`NOTICE_FD_ENV`) in a thread and
+    tell ``ctx``; None when no pipe was handed over (a workload run outside an agent)."""
+    if fd is None:
+        value = os.environ.get(NOTICE_FD_ENV, "")
+        if not value.isdigit():
+            return None
+        fd = int(value)
+
+    def read() -> None:
+        with os.fdopen(fd, "rb") as pipe:
+            for line in pipe:
+                try:
+                    notice = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(notice, dict):
+                    ctx.notify_preempted(notice)
+
+    thread = threading.Thread(target=read, name="preemption-notice", daemon=True)
+    thread.start()
+    return thread
 
 
 def job_deadline(job: JobSpec) -> datetime | None:
@@ -130,6 +229,7 @@ def run_job(job: JobSpec, storage: Storage, worker: int = 0, scrubber: Scrubber 
     if root.level > logging.INFO or root.level == logging.NOTSET:
         root.setLevel(logging.INFO)
     ctx = WorkloadContext(job=job, storage=storage, worker=worker)
+    listen_for_preemption(ctx)
     started = time.time()
     interrupted: BaseException | None = None
     try:

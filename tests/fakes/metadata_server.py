@@ -14,6 +14,11 @@ It serves the identity calls of API version ``2025-08-26`` and later, as IBM doc
 
 Only ``linked_profile`` may be asked for; anything else answers as the service does
 for a profile not linked (HTTP 400). Every request is recorded in ``server.requests``.
+
+It also serves ``GET /metadata/v1/instance?version=...`` with ``Authorization: Bearer
+<identity token>``: the instance document in ``server.instance`` (a test changes its
+``status``, ``status_reasons``, ``lifecycle_state`` or ``lifecycle_reasons`` to play a
+preemption); ``server.instance_errors`` answers that many calls with HTTP 500 first.
 """
 
 from __future__ import annotations
@@ -38,6 +43,17 @@ class MetadataServer:
     identity_tokens: list = field(default_factory=list)  # instance identity tokens issued
     iam_tokens: list = field(default_factory=list)  # IAM access tokens issued
     token_lifetime: int = 3600  # seconds an IAM token lives
+    instance: dict = field(
+        default_factory=lambda: {
+            "id": "0717_fake",
+            "status": "running",
+            "status_reasons": [],
+            "lifecycle_state": "stable",
+            "lifecycle_reasons": [],
+            "availability_policy": {"host_failure": "restart", "preemption": "delete"},
+        }
+    )  # what GET /metadata/v1/instance answers
+    instance_errors: int = 0  # answer this many instance calls with HTTP 500 first
     _httpd: ThreadingHTTPServer | None = None
 
     def stop(self) -> None:
@@ -108,7 +124,18 @@ def _handler(server: MetadataServer):
                         "expires_in": server.token_lifetime,
                     },
                 )
+            if method == "GET" and parsed.path == "/metadata/v1/instance":
+                auth = self.headers.get("Authorization", "")
+                if not auth.startswith("Bearer ") or auth[7:] not in server.identity_tokens:
+                    return self._reply(401, {"errors": [{"code": "invalid_token"}]})
+                if server.instance_errors > 0:
+                    server.instance_errors -= 1
+                    return self._reply(500, {"errors": [{"code": "internal_error"}]})
+                return self._reply(200, server.instance)
             return self._reply(404, {"errors": [{"code": "not_found", "message": parsed.path}]})
+
+        def do_GET(self):  # noqa: N802
+            self._handle("GET")
 
         def do_PUT(self):  # noqa: N802
             self._handle("PUT")
