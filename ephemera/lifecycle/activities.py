@@ -19,6 +19,7 @@ from ephemera.engines.base import ActivityLogs, OrphanSweeper
 from ephemera.engines.diagnostics import terraform_errors
 from ephemera.errors import EngineError, EphemeraError, RunNotFoundError, WorkspaceBusyError
 from ephemera.lifecycle import apply_lease
+from ephemera.lifecycle.budget import admit
 from ephemera.lifecycle.request import workspace_lock
 from ephemera.model import marker as markers
 from ephemera.model.logs import write_engine_log
@@ -89,6 +90,7 @@ def apply_run(ctx: Context, run: RunRecord, *, busy_wait: float = BUSY_RETRY_SEC
 
 def _apply(ctx: Context, run: RunRecord, busy_wait: float) -> RunRecord:
     try:
+        admit(ctx, run)  # budget caps: refused (BUDGET_EXCEEDED) before anything is paid for
         plain, secure = stack_variables(ctx, run)
         boot = prepare_boot(ctx, run)  # the run's bundle, and what each VM boots from
         ctx.ledger.update(run.run_id, lambda record: setattr(record, "bundle", boot.bundle.to_dict()))
