@@ -16,8 +16,9 @@ At apply, :func:`admit` prices the run (its VMs' instance profile in the price t
 The month is the calendar month in UTC in which a run was created. Its spend: each
 destroyed run's final cost (its recorded VM-seconds), and each open run's most (its
 VMs from its apply until its effective deadline: reserved, since the reaper ends it
-there at the latest). The run being applied is priced the same way, so a cap holds
-however long the admitted runs live. A run whose profile has no price counts as
+there at the latest); a run still REQUESTED and never admitted counts once admitted. The run being applied is priced the same way, so a cap holds
+however long the admitted runs live; admissions of one month take turns (a short
+storage lock), so two concurrent applies cannot both take the last room under a cap. A run whose profile has no price counts as
 unknown (0, with one warning per computation); a run under a cap whose own profile
 has no price is refused, naming ``cost.prices``.
 """
@@ -32,6 +33,7 @@ from ephemera import layout
 from ephemera.config.budget import OVERALL
 from ephemera.context import Context
 from ephemera.errors import BudgetExceededError, ConfigError, EphemeraError
+from ephemera.locking.storage_lock import StorageLock
 from ephemera.model.cost import Price, money, price_table, run_cost, run_profile
 from ephemera.model.runs import RunRecord, RunState
 from ephemera.notify import notify_once
@@ -39,6 +41,8 @@ from ephemera.stack import StackSpec, config_stack, registered_stacks
 from ephemera.timeutil import now_utc
 
 log = logging.getLogger("ephemera.budget")
+LOCK_TTL = 60.0  # seconds a crashed admission holds up the month's others at most
+LOCK_WAIT = 30.0  # seconds an admission waits for another one (LOCK_TIMEOUT, retryable, after that)
 
 
 @dataclass
@@ -124,6 +128,8 @@ def month_spend(ctx: Context, month: str, exclude: str = "") -> MonthSpend:
     for run in ctx.ledger.list():
         if run.run_id == exclude or month_of(run.created_at) != month:
             continue
+        if run.state == RunState.REQUESTED and not run.budget:
+            continue  # not admitted yet: it counts once its own admission has priced it
         if run.state == RunState.DESTROYED:
             amount = run_cost(run, config, stack=stack, stacks=stacks).cost
         else:
@@ -184,21 +190,26 @@ def admit(ctx: Context, run: RunRecord, now: datetime | None = None) -> Admissio
         now.isoformat(), profile, vms, hourly, currency, budget.max_cost_per_run, deadline.isoformat(), capped, most
     )
     month = month_of(run.created_at)
-    crossed = []
     caps = caps_of(config, run.workspace)
-    spend = month_spend(ctx, month, exclude=run.run_id) if caps else None
-    for scope, cap in caps:
-        spent = spend.of(scope) if spend else 0.0
-        if spent + most > cap:
-            raise BudgetExceededError(
-                f"run '{run.run_id}' refused: {_scope_name(scope)} has spent or reserved {money(spent, currency)} of its "
-                f"{money(cap, currency)} monthly cap for {month}, and this run may cost up to {money(most, currency)} "
-                f"({vms} x {profile} at {price.hourly:g} {currency}/h until {deadline.isoformat(timespec='seconds')}); "
-                f"raise budget.monthly.{scope}, lower budget.max_cost_per_run or timeouts.hard, or wait for next month"
-            )
-        if spent + most >= budget.notify_at * cap:
-            crossed.append((scope, cap, spent))
-    ctx.ledger.update(run.run_id, lambda record: setattr(record, "budget", admission.to_dict()))
+    if not caps:
+        ctx.ledger.update(run.run_id, lambda record: setattr(record, "budget", admission.to_dict()))
+        return admission
+    # one admission at a time per month: two applies must not both fit in the same room under a cap
+    with StorageLock(ctx.storage, config.state_bucket, f"budget-{month}", ttl=LOCK_TTL, wait=LOCK_WAIT):
+        spend = month_spend(ctx, month, exclude=run.run_id)
+        crossed = []
+        for scope, cap in caps:
+            spent = spend.of(scope)
+            if spent + most > cap:
+                raise BudgetExceededError(
+                    f"run '{run.run_id}' refused: {_scope_name(scope)} has spent or reserved {money(spent, currency)} of "
+                    f"its {money(cap, currency)} monthly cap for {month}, and this run may cost up to {money(most, currency)} "
+                    f"({vms} x {profile} at {price.hourly:g} {currency}/h until {deadline.isoformat(timespec='seconds')}); "
+                    f"raise budget.monthly.{scope}, lower budget.max_cost_per_run or timeouts.hard, or wait for next month"
+                )
+            if spent + most >= budget.notify_at * cap:
+                crossed.append((scope, cap, spent))
+        ctx.ledger.update(run.run_id, lambda record: setattr(record, "budget", admission.to_dict()))
     for scope, cap, spent in crossed:
         _notify_share(ctx, run, month, scope, cap, spent, most, currency)
     return admission

@@ -9,6 +9,7 @@ Spend is priced with the config's ``cost.prices`` over the local stack's profile
 from __future__ import annotations
 
 import json
+import threading
 from datetime import datetime, timedelta
 
 import pytest
@@ -205,3 +206,45 @@ def test_runs_since_shows_the_months_spend_against_the_caps(make_ctx):
     assert any("per run: ended when its cost reaches 1.00 USD" in line for line in budget)
     assert any("1 run(s) without a price count as 0" in line for line in budget)
     assert "budget for" not in runs_table(make_ctx(), since=now_utc() - timedelta(days=30))
+
+
+def test_two_concurrent_applies_cannot_both_take_the_last_room(make_ctx):
+    """Two actions admit at once (separate contexts, as two invocations would): with room
+    for one run's most under the cap, exactly one is refused."""
+    ctx = make_ctx(monthly={"overall": 3})  # room for one 2.0 run, not two
+    runs = [requested(ctx, "r1"), RunRecord(run_id="ws2-1", workspace="ws2", engine="terraform")]
+    runs[1].hard_deadline = runs[0].hard_deadline
+    ctx.ledger.create(runs[1])
+    start, outcomes = threading.Barrier(2), []
+
+    def one(run):
+        action = Context(ctx.config)
+        start.wait()
+        try:
+            outcomes.append(admit(action, run) is not None)
+        except BudgetExceededError:
+            outcomes.append(False)
+
+    threads = [threading.Thread(target=one, args=(run,)) for run in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(outcomes) == [False, True]
+
+
+def test_an_event_cannot_escape_the_caps_by_naming_another_workspace_or_more_vms(make_ctx):
+    """Whoever may send events picks the workspace (a ``workspace`` parameter) and the
+    workload's params, never the VM count or profile: a workspace without a cap of its
+    own still counts against ``overall``, priced at the config's VMs."""
+    ctx = make_ctx(monthly={"overall": 4.5, "ws": 1})
+    spent(ctx, "ws-1", 900.0)  # 3.0 of the overall 4.5
+    event = parse_event({"idempotency_key": "x", "workspace": "elsewhere", "params": {"worker_count": 0, "profile": "tiny"}})
+    outcome = request_run(ctx, event)
+    assert outcome.created and outcome.run.workspace == "elsewhere"
+    run = apply_run(ctx, outcome.run)  # 3 + 2 (one local VM for 10 minutes) > 4.5
+    assert run.error.code == "BUDGET_EXCEEDED" and "overall has spent or reserved 3.00 USD" in run.error.message
+
+
+def test_the_month_is_the_utc_calendar_month():
+    assert month_of("2026-12-01T00:30:00+02:00") == "2026-11" and month_of("2026-11-30T23:30:00-01:00") == "2026-12"

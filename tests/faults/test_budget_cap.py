@@ -15,6 +15,7 @@ from ephemera.actions.apply import handle as apply_action
 from ephemera.context import Context
 from ephemera.lifecycle.reaper import reap
 from ephemera.model.runs import RunState
+from tests.fakes.receivers import HTTPReceiver
 from tests.helpers import live_agents
 
 pytestmark = pytest.mark.slow  # a real apply and an agent
@@ -22,13 +23,21 @@ pytestmark = pytest.mark.slow  # a real apply and an agent
 S = RunState
 
 
-def test_a_run_over_its_cost_cap_is_ended_with_the_reason_and_destroyed(local_cfg, faults):
+@pytest.fixture
+def http():
+    receiver = HTTPReceiver()
+    yield receiver
+    receiver.close()
+
+
+def test_a_run_over_its_cost_cap_is_ended_with_the_reason_and_destroyed(local_cfg, faults, http):
     # the local "VM" priced at 36/h: a cap of 1.0 is 100 s, well before the 10-minute hard deadline
     ctx = Context(
         local_cfg(
             workload={"params": {"sleep": 120}},
             cost={"prices": {"local": {"hourly": 36, "source": "test"}}},
             budget={"max_cost_per_run": 1},
+            notify={"webhook_url": http.url + "/hook", "timeout": 10},
         )
     )
     result = apply_action(ctx, {"idempotency_key": "capped"})
@@ -47,3 +56,5 @@ def test_a_run_over_its_cost_cap_is_ended_with_the_reason_and_destroyed(local_cf
     assert ended.error.code == "BUDGET_EXCEEDED" and "1.00 USD at 36 USD/h" in ended.error.message
     assert "cost cap reached" in ended.transitions[-3].reason
     assert not live_agents(Path(ctx.config.home))
+    [notice] = [n for n in (post.json() for post in http.posts) if n["state"] == "TIMED_OUT"]
+    assert notice["run_id"] == run.run_id and notice["error"]["code"] == "BUDGET_EXCEEDED"
