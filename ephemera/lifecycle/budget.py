@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 from datetime import datetime, timedelta, timezone
 
 from ephemera import layout
@@ -35,6 +36,7 @@ from ephemera.context import Context
 from ephemera.errors import BudgetExceededError, ConfigError, EphemeraError
 from ephemera.locking.storage_lock import StorageLock
 from ephemera.model.cost import Price, money, price_table, run_cost, run_profile
+from ephemera.model.runids import stamp, stamp_of
 from ephemera.model.runs import RunRecord, RunState
 from ephemera.notify import notify_once
 from ephemera.stack import StackSpec, config_stack, registered_stacks
@@ -42,6 +44,7 @@ from ephemera.timeutil import now_utc
 
 log = logging.getLogger("ephemera.budget")
 LOCK_TTL = 60.0  # seconds a crashed admission holds up the month's others at most
+STAMP_SKEW = timedelta(days=1)  # a run id's stamp and its record's created_at differ by moments: a day covers it
 LOCK_WAIT = 30.0  # seconds an admission waits for another one (LOCK_TIMEOUT, retryable, after that)
 
 
@@ -120,12 +123,29 @@ def _most(run: RunRecord, config) -> float | None:
     return max(0.0, hours) * price.hourly * vms
 
 
+def _stamped_in(month: str) -> Callable[[str], bool]:
+    """Whether a run id's stamp may lie in ``month``: records of other months are never
+    read (the ledger keeps every month). An id without a stamp is read."""
+    start = datetime.strptime(month, "%Y-%m").replace(tzinfo=timezone.utc)
+    end = (start + timedelta(days=32)).replace(day=1)
+    low, high = stamp(start - STAMP_SKEW), stamp(end + STAMP_SKEW)
+
+    def wanted(run_id: str) -> bool:
+        at = stamp_of(run_id)
+        return at is None or low <= at < high
+
+    return wanted
+
+
 def month_spend(ctx: Context, month: str, exclude: str = "") -> MonthSpend:
     """Spend of the runs created in ``month`` (``exclude``: a run left out, the one being admitted)."""
     config = ctx.config
     stack, stacks = _stacks(config)
     spend = MonthSpend(month, config.cost.currency or "USD")
-    for run in ctx.ledger.list():
+    runs, invalid = ctx.ledger.scan(_stamped_in(month))
+    for exc in invalid:
+        log.warning("budget: skipping %s", exc.message)
+    for run in runs:
         if run.run_id == exclude or month_of(run.created_at) != month:
             continue
         if run.state == RunState.REQUESTED and not run.budget:

@@ -22,6 +22,7 @@ from ephemera.events.formats import parse_event
 from ephemera.lifecycle import apply_run, request_run
 from ephemera.lifecycle.budget import admit, month_of, month_spend
 from ephemera.lifecycle.cost_cap import over_cap
+from ephemera.model.runids import new_run_id, stamp_of
 from ephemera.model.runs import RunRecord, RunState
 from ephemera.timeutil import now_utc
 from tests.fakes.receivers import HTTPReceiver
@@ -248,3 +249,16 @@ def test_an_event_cannot_escape_the_caps_by_naming_another_workspace_or_more_vms
 
 def test_the_month_is_the_utc_calendar_month():
     assert month_of("2026-12-01T00:30:00+02:00") == "2026-11" and month_of("2026-11-30T23:30:00-01:00") == "2026-12"
+
+
+def test_records_of_other_months_are_left_unread(make_ctx):
+    """The ledger keeps every month; an admission reads only the records whose run id is
+    stamped in (or a day around) the month: one stamped two months back is not read,
+    whatever its record says, and one without a stamp is read."""
+    ctx = make_ctx(monthly={"overall": 100})
+    back = new_run_id("ws", now_utc() - timedelta(days=62))
+    spent(ctx, back, 3600.0)  # created_at says now: it would count 12.0 if it were read
+    spent(ctx, "no-stamp", 1800.0)  # 6.0
+    spent(ctx, new_run_id("ws"), 900.0)  # 3.0
+    assert stamp_of(back) and stamp_of("no-stamp") is None
+    assert month_spend(ctx, month_of(now_utc())).overall == pytest.approx(9.0)
