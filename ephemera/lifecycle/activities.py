@@ -42,7 +42,8 @@ def stack_variables(ctx: Context, run: RunRecord) -> tuple[dict, dict]:
     Schematics uses the caller's token. The boot documents, which carry the run's key,
     are added to ``secure`` by :func:`apply_run`."""
     config = ctx.config
-    deadline = datetime.fromisoformat(run.hard_deadline)
+    effective = run.budget.get("deadline") or run.hard_deadline  # a cost cap's sooner one: the VMs power off there too
+    deadline = datetime.fromisoformat(effective)
     plain = {
         **config.workspace.variables,
         "run_id": run.run_id,
@@ -51,7 +52,7 @@ def stack_variables(ctx: Context, run: RunRecord) -> tuple[dict, dict]:
         "job_key": layout.job_key(run.run_id),
         "state_bucket": config.state_bucket,
         "storage_backend": config.storage.backend,
-        "hard_deadline": run.hard_deadline,
+        "hard_deadline": effective,
         "hard_timeout_seconds": max(60, int((deadline - now_utc()).total_seconds())),
     }
     return plain, {}

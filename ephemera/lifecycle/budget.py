@@ -6,8 +6,9 @@ At apply, :func:`admit` prices the run (its VMs' instance profile in the price t
 - with ``budget.max_cost_per_run``, computes its *effective hard deadline*: the sooner
   of its hard deadline and the moment its VMs, paid from the apply on, reach the cap
   (``apply + cap / hourly``). It is recorded on the run (``RunRecord.budget``), shown by
-  the apply's result and ``runs show``, and the reaper ends the run there
-  (:mod:`ephemera.lifecycle.cost_cap`, ``BUDGET_EXCEEDED``);
+  the apply's result and ``runs show``, given to the stack as its ``hard_deadline``
+  variable (the cloud VMs power themselves off there, should the reaper be late), and
+  the reaper ends the run there (:mod:`ephemera.lifecycle.cost_cap`, ``BUDGET_EXCEEDED``);
 - with ``budget.monthly``, refuses the apply (``BUDGET_EXCEEDED``) when the month's
   spend plus the run's most (its VMs until its effective deadline) would exceed the
   overall cap or its workspace's, and notifies ``BUDGET`` once per (month, cap, share)
@@ -185,7 +186,8 @@ def _scope_name(scope: str) -> str:
 
 
 def admit(ctx: Context, run: RunRecord, now: datetime | None = None) -> Admission | None:
-    """The run's budget at its apply, recorded on it; BudgetExceededError if a monthly cap
+    """The run's budget at its apply, recorded on it (and set on ``run``, whose stack
+    variables then carry the effective deadline); BudgetExceededError if a monthly cap
     refuses it, ConfigError (``cost.prices``) if a cap applies and its profile has no
     price. None (and nothing recorded) without a ``budget`` section."""
     config, budget = ctx.config, ctx.config.budget
@@ -213,6 +215,7 @@ def admit(ctx: Context, run: RunRecord, now: datetime | None = None) -> Admissio
     caps = caps_of(config, run.workspace)
     if not caps:
         ctx.ledger.update(run.run_id, lambda record: setattr(record, "budget", admission.to_dict()))
+        run.budget = admission.to_dict()
         return admission
     # one admission at a time per month: two applies must not both fit in the same room under a cap
     with StorageLock(ctx.storage, config.state_bucket, f"budget-{month}", ttl=LOCK_TTL, wait=LOCK_WAIT):
@@ -230,6 +233,7 @@ def admit(ctx: Context, run: RunRecord, now: datetime | None = None) -> Admissio
             if spent + most >= budget.notify_at * cap:
                 crossed.append((scope, cap, spent))
         ctx.ledger.update(run.run_id, lambda record: setattr(record, "budget", admission.to_dict()))
+    run.budget = admission.to_dict()
     for scope, cap, spent in crossed:
         _notify_share(ctx, run, month, scope, cap, spent, most, currency)
     return admission

@@ -19,7 +19,7 @@ from ephemera.cli.runs import run_details, runs_table
 from ephemera.context import Context
 from ephemera.errors import BudgetExceededError, ConfigError
 from ephemera.events.formats import parse_event
-from ephemera.lifecycle import apply_run, request_run
+from ephemera.lifecycle import apply_run, request_run, stack_variables
 from ephemera.lifecycle.budget import admit, month_of, month_spend
 from ephemera.lifecycle.cost_cap import over_cap
 from ephemera.model.runids import new_run_id, stamp_of
@@ -144,6 +144,8 @@ def test_a_per_run_cap_sets_the_effective_deadline_recorded_and_shown(make_ctx):
     record = ctx.ledger.get(run.run_id)
     assert record.budget["deadline"] == admission.deadline and record.hard_deadline == run.hard_deadline
     assert f"effective hard deadline {admission.deadline}: cost cap 0.5000 USD at 12 USD/h" in run_details(ctx, record)
+    plain, _ = stack_variables(ctx, run)  # the VMs power themselves off there too
+    assert plain["hard_deadline"] == admission.deadline and plain["hard_timeout_seconds"] <= 150
     assert over_cap(record, at + timedelta(minutes=2)) is None
     assert "cost cap reached" in over_cap(record, at + timedelta(minutes=2.5, seconds=1))
 
