@@ -2,8 +2,8 @@
 its workspace.
 
 Result: ``{"ok": true, "run_id", "state", ...}`` (with budget caps, also the run's
-effective ``hard_deadline`` and the ``budget`` line saying what set it); a redelivered event returns the
-existing run with ``"duplicate": true``; a workspace held by another open run returns
+effective ``hard_deadline`` and the ``budget`` line saying what set it); a redelivered
+event returns the existing run with ``"duplicate": true``; a workspace held by another open run returns
 ``"skipped": true``; a workspace the engine reports busy leaves the run REQUESTED with
 ``"waiting": true`` (the reaper applies it once the workspace frees). Each of these
 carries the ``reason`` and its ``reason_code`` (``DUPLICATE_EVENT``, ``WORKSPACE_BUSY``,
