@@ -178,6 +178,13 @@ class WorkspaceBusyError(EngineError):
     retryable = True
 
 
+class BudgetExceededError(EphemeraError):
+    """A run would take spend past a cap of the ``budget`` section, or its cost reached
+    ``budget.max_cost_per_run``: the apply is refused, or the run ended."""
+
+    code = "BUDGET_EXCEEDED"
+
+
 class RunNotFoundError(EphemeraError):
     code = "RUN_NOT_FOUND"
 

@@ -14,6 +14,7 @@ State bucket (``storage.bucket``)::
     ephemera/logs/<run_id>/<source>/<stream>/<chunk>.log  shipped log chunks (see ephemera.model.logs)
     ephemera/notified/<run_id>/<state>.json  one per run and state notified (see ephemera.notify)
     ephemera/checkpoints/<run_id>/<name>     the workload's checkpoints (ctx.checkpoint): a recovered VM restores them
+    ephemera/budget-notified/<YYYY-MM>/<scope>/<percent>.json  one per month, monthly cap and share notified
     ephemera/events/<sha256>/<generation>.json  the claim of one event by one run (see ephemera.lifecycle.event_claims)
     lithops.jobs/<run_id>/...                the run's Lithops standalone jobs: queue, batches, servers
                                              (the bridge's own keys; named here for run_prefixes)
@@ -43,6 +44,7 @@ CREDENTIALS = f"{ROOT}/credentials/"
 LOGS = f"{ROOT}/logs/"
 NOTIFIED = f"{ROOT}/notified/"
 CHECKPOINTS = f"{ROOT}/checkpoints/"
+BUDGET_NOTIFIED = f"{ROOT}/budget-notified/"
 EVENTS = f"{ROOT}/events/"
 LITHOPS_JOBS = "lithops.jobs/"  # the bridge's own prefix (lithops_bridge.constants.JOBS_PREFIX): the core names it here
 
@@ -166,6 +168,12 @@ def run_prefixes(
 
 def notified_key(run_id: str, state: str) -> str:
     return f"{NOTIFIED}{run_id}/{state}.json"
+
+
+def budget_notified_key(month: str, scope: str, percent: int) -> str:
+    """The claim of the notice that spend in ``month`` (YYYY-MM) crossed ``percent`` of the
+    monthly cap of ``scope`` ("overall", or "workspace/<name>")."""
+    return f"{BUDGET_NOTIFIED}{month}/{scope}/{percent}.json"
 
 
 # a run's prefixes and the event claims (issue 16) ------------------------------------

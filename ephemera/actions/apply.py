@@ -1,8 +1,9 @@
 """Action ``apply``: an alarm, object write or manual invoke creates a run and applies
 its workspace.
 
-Result: ``{"ok": true, "run_id", "state", ...}``; a redelivered event returns the
-existing run with ``"duplicate": true``; a workspace held by another open run returns
+Result: ``{"ok": true, "run_id", "state", ...}`` (with budget caps, also the run's
+effective ``hard_deadline`` and the ``budget`` line saying what set it); a redelivered
+event returns the existing run with ``"duplicate": true``; a workspace held by another open run returns
 ``"skipped": true``; a workspace the engine reports busy leaves the run REQUESTED with
 ``"waiting": true`` (the reaper applies it once the workspace frees). Each of these
 carries the ``reason`` and its ``reason_code`` (``DUPLICATE_EVENT``, ``WORKSPACE_BUSY``,
@@ -19,6 +20,7 @@ from ephemera.actionkit import ReasonCode, run_action, run_failed
 from ephemera.bundle.preflight import check_workload
 from ephemera.context import Context
 from ephemera.lifecycle import apply_run, destroy_run, request_run
+from ephemera.lifecycle.budget import deadline_line
 from ephemera.lifecycle.waiting import is_waiting
 from ephemera.model.runs import RunState
 from ephemera.events.formats import parse_event
@@ -57,7 +59,8 @@ def handle(ctx: Context, params: dict) -> dict:
         if ctx.budget.allows(DESTROY_NOW_SECONDS):  # partial resources may exist (the reaper retries if this fails)
             run = destroy_run(ctx, run.run_id, "apply failed: destroying partial resources")
         return run_failed(run, apply_error)
-    return {"run_id": run.run_id, "state": str(run.state), "workspace": run.workspace, "outputs": run.outputs}
+    capped = {"hard_deadline": run.budget["deadline"], "budget": deadline_line(run)} if run.budget else {}
+    return {"run_id": run.run_id, "state": str(run.state), "workspace": run.workspace, "outputs": run.outputs, **capped}
 
 
 def main(params: dict) -> dict:

@@ -11,11 +11,13 @@ from ephemera.cli.results import MAX_OUTPUTS_SHOWN, outcome, output_objects_or_n
 from ephemera.cli.tables import human_duration, human_size, table, visible
 from ephemera.context import Context
 from ephemera.errors import EphemeraError
+from ephemera.config.budget import OVERALL
+from ephemera.lifecycle.budget import deadline_line, month_of, month_spend
 from ephemera.lifecycle.plan import known_stack
 from ephemera.model.cost import RunCost, money, run_cost
 from ephemera.model.runs import ENDED_STATES, RunRecord, RunState
 from ephemera.stack import registered_stacks
-from ephemera.timeutil import since as seconds_since
+from ephemera.timeutil import now_utc, since as seconds_since
 from ephemera.vm.heartbeats import HEARTBEAT_INTERVAL, SILENT_BEATS, seconds_since_last
 from ephemera.vm.reports import PHASES, vm_reports, vm_seconds
 
@@ -99,7 +101,28 @@ def runs_table(
             return f"no open runs ({destroyed} destroyed; `ephemera runs` lists them)"
         return "no runs yet" if since is None else "no runs in that time"
     out = table(["RUN ID", "WORKSPACE", "OUTCOME", "STATE", "CREATED (UTC)", "DURATION", "TRIGGER", "VM", "COST", "ERROR"], rows)
-    return out if since is None else out + "\n\ntotals by workspace:\n" + totals_table(costs)
+    if since is None:
+        return out
+    out += "\n\ntotals by workspace:\n" + totals_table(costs)
+    return out + ("\n\n" + budget_table(ctx) if ctx.config.budget.enabled else "")
+
+
+def budget_table(ctx: Context) -> str:
+    """This month's spend (destroyed runs' cost, open runs' most) against the budget caps."""
+    budget, month = ctx.config.budget, month_of(now_utc())
+    spend = month_spend(ctx, month)
+    cur = spend.currency
+    rows = [
+        [scope, money(spend.of(scope), cur), money(cap, cur), f"{spend.of(scope) / cap:.0%}"]
+        for scope, cap in sorted(budget.monthly.items(), key=lambda item: (item[0] != OVERALL, item[0]))
+    ]
+    lines = [f"budget for {month} (UTC; open runs count at their most: {money(spend.reserved, cur)} in all):"]
+    lines.append(table(["CAP", "SPENT OR RESERVED", "MONTHLY CAP", "SHARE"], rows) if rows else "no monthly cap set")
+    if budget.max_cost_per_run is not None:
+        lines.append(f"per run: ended when its cost reaches {money(budget.max_cost_per_run, cur)}")
+    if spend.unknown:
+        lines.append(f"{len(spend.unknown)} run(s) without a price count as 0: set cost.prices for their profiles")
+    return "\n".join(lines)
 
 
 def totals_table(costs: list[tuple[RunRecord, RunCost]]) -> str:
@@ -219,6 +242,9 @@ def run_details(ctx: Context, run: RunRecord) -> str:
     parts = [f"run {run.run_id}  workspace {run.workspace}  engine {run.engine}  state {run.state}"]
     parts.extend(results_lines(ctx, run))
     parts.append(f"\nhard deadline {run.hard_deadline}")
+    capped = deadline_line(run)
+    if capped:
+        parts.append(capped)
     event, job = run.event, run.job
     if event:  # an orphan sweep has no event and no job
         parts.append(

@@ -1,8 +1,8 @@
 """The Ephemera config: the :class:`Config` value class and the core's sections.
 
 Every section is declared once as a pydantic model: the core's in
-:mod:`ephemera.config.sections` (with :mod:`~ephemera.config.operator`'s ``cost`` and
-``notify`` and :mod:`~ephemera.config.deploy_targets`' ``code_engine`` and
+:mod:`ephemera.config.sections` (with :mod:`~ephemera.config.operator`'s ``cost``,
+``notify`` and ``budget``, and :mod:`~ephemera.config.deploy_targets`' ``code_engine`` and
 ``openwhisk``), each storage backend's and engine's in its folder. The composition
 root assembles them into one model and parses a raw config into a :class:`Config`
 (:mod:`ephemera.assembly`: ``load_config``, ``validate``, the JSON Schema, README's key
@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from ephemera.config.budget import BudgetSection
 from ephemera.config.operator import CostSection, NotifySection
 from ephemera.config.schema import secret_paths, section_name
 from ephemera.config.fields import WORKSPACE_NAME_FIX, is_workspace_name
@@ -85,6 +86,10 @@ class Config:
     @property
     def notify(self) -> NotifySection:
         return self._root.notify
+
+    @property
+    def budget(self) -> BudgetSection:
+        return self._root.budget
 
     @property
     def triggers(self) -> list[TriggerEntry]:

@@ -1,6 +1,7 @@
 """What the people running Ephemera configure for themselves: ``cost`` (prices of the
 instance profiles, over the prices in the stacks' specs: :mod:`ephemera.model.cost`) and
-``notify`` (webhooks and e-mail on run transitions, see :mod:`ephemera.notify`).
+``notify`` (webhooks and e-mail on run transitions, see :mod:`ephemera.notify`) and
+``budget`` (cost caps, :mod:`ephemera.config.budget`).
 
 Webhook URLs carry their credential in the URL (a Slack incoming webhook's path is
 its secret), so they are secrets, like the SMTP password.
@@ -13,11 +14,13 @@ from typing import Annotated, Any, Optional
 
 from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 
+from ephemera.config.budget import BudgetSection
 from ephemera.sections import Invalid, Label, Section, secret
 
-# the states a notification may ask for; NEEDS_PERSON is a run the reaper stopped retrying
-NOTIFY_STATES = ("SUCCEEDED", "FAILED", "TIMED_OUT", "APPLY_FAILED", "DESTROY_FAILED", "NEEDS_PERSON")
-DEFAULT_NOTIFY_STATES = ["FAILED", "TIMED_OUT", "APPLY_FAILED", "DESTROY_FAILED", "NEEDS_PERSON"]
+# the states a notification may ask for; NEEDS_PERSON is a run the reaper stopped retrying,
+# BUDGET a monthly cap's share (budget.notify_at) crossed
+NOTIFY_STATES = ("SUCCEEDED", "FAILED", "TIMED_OUT", "APPLY_FAILED", "DESTROY_FAILED", "NEEDS_PERSON", "BUDGET")
+DEFAULT_NOTIFY_STATES = ["FAILED", "TIMED_OUT", "APPLY_FAILED", "DESTROY_FAILED", "NEEDS_PERSON", "BUDGET"]
 _DATE_RE = re.compile(r"^\d{4}-\d\d-\d\d$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
 
@@ -166,4 +169,4 @@ class NotifySection(Section):
         return self
 
 
-OPERATOR_SECTIONS: dict[str, type[Section]] = {"cost": CostSection, "notify": NotifySection}
+OPERATOR_SECTIONS: dict[str, type[Section]] = {"cost": CostSection, "notify": NotifySection, "budget": BudgetSection}

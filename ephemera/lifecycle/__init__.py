@@ -4,6 +4,8 @@
   run per workspace).
 - :mod:`ephemera.lifecycle.activities`: apply and destroy through the engine, record
   each activity and each failure, advance async ones, record the workload's end.
+- :mod:`ephemera.lifecycle.budget`: the budget caps checked at apply (month-to-date spend,
+  a run's effective hard deadline); :mod:`~ephemera.lifecycle.cost_cap` ends a run there.
 - :mod:`ephemera.lifecycle.reaper`: the rules that end whatever is stuck.
 - :mod:`ephemera.lifecycle.reconcile`: the engine's state against the ledger.
 - :mod:`ephemera.lifecycle.reap_action`: what a reaper pass did, and why.

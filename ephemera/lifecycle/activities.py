@@ -19,6 +19,7 @@ from ephemera.engines.base import ActivityLogs, OrphanSweeper
 from ephemera.engines.diagnostics import terraform_errors
 from ephemera.errors import EngineError, EphemeraError, RunNotFoundError, WorkspaceBusyError
 from ephemera.lifecycle import apply_lease
+from ephemera.lifecycle.budget import admit
 from ephemera.lifecycle.request import workspace_lock
 from ephemera.model import marker as markers
 from ephemera.model.logs import write_engine_log
@@ -41,7 +42,8 @@ def stack_variables(ctx: Context, run: RunRecord) -> tuple[dict, dict]:
     Schematics uses the caller's token. The boot documents, which carry the run's key,
     are added to ``secure`` by :func:`apply_run`."""
     config = ctx.config
-    deadline = datetime.fromisoformat(run.hard_deadline)
+    effective = run.budget.get("deadline") or run.hard_deadline  # a cost cap's sooner one: the VMs power off there too
+    deadline = datetime.fromisoformat(effective)
     plain = {
         **config.workspace.variables,
         "run_id": run.run_id,
@@ -50,7 +52,7 @@ def stack_variables(ctx: Context, run: RunRecord) -> tuple[dict, dict]:
         "job_key": layout.job_key(run.run_id),
         "state_bucket": config.state_bucket,
         "storage_backend": config.storage.backend,
-        "hard_deadline": run.hard_deadline,
+        "hard_deadline": effective,
         "hard_timeout_seconds": max(60, int((deadline - now_utc()).total_seconds())),
     }
     return plain, {}
@@ -89,6 +91,7 @@ def apply_run(ctx: Context, run: RunRecord, *, busy_wait: float = BUSY_RETRY_SEC
 
 def _apply(ctx: Context, run: RunRecord, busy_wait: float) -> RunRecord:
     try:
+        admit(ctx, run)  # budget caps: refused (BUDGET_EXCEEDED) before anything is paid for
         plain, secure = stack_variables(ctx, run)
         boot = prepare_boot(ctx, run)  # the run's bundle, and what each VM boots from
         ctx.ledger.update(run.run_id, lambda record: setattr(record, "bundle", boot.bundle.to_dict()))

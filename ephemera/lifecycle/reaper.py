@@ -13,6 +13,8 @@ it needs:
   (BOOT_TIMEOUT), destroy (:mod:`ephemera.lifecycle.boot_timeout`);
 - RUNNING whose workload VM (or every VM) stopped heartbeating for longer than
   ``timeouts.heartbeat``: FAILED (VMS_SILENT), destroy (:mod:`ephemera.lifecycle.silent_vms`);
+- RUNNING past the effective deadline its cost cap set: TIMED_OUT (BUDGET_EXCEEDED),
+  destroy (:mod:`ephemera.lifecycle.cost_cap`);
 - any run past its hard deadline before it ended: TIMED_OUT, destroy;
 - TIMED_OUT and APPLY_FAILED: destroy;
 - SUCCEEDED / FAILED not destroyed within ``timeouts.soft``: destroy;
@@ -43,6 +45,7 @@ from ephemera.errors import StateConflictError
 from ephemera.lifecycle import apply_lease
 from ephemera.lifecycle.activities import advance_run, destroy_run, finish_run, record_failure
 from ephemera.lifecycle.boot_timeout import boot_overdue
+from ephemera.lifecycle.cost_cap import end_over_cap
 from ephemera.lifecycle.reap_action import ReapAction, reap_summary
 from ephemera.lifecycle.reconcile import reconcile
 from ephemera.lifecycle.silent_vms import vms_silent
@@ -129,6 +132,9 @@ def reap_run(ctx: Context, run: RunRecord, now: datetime | None = None) -> str |
             finish_run(ctx, run.run_id, success, marker)
             destroy_run(ctx, run.run_id, "reaper: completion marker found without its event")
             return "completion marker found without its event"
+        over = end_over_cap(ctx, run, now)  # budget.max_cost_per_run: BUDGET_EXCEEDED, destroy
+        if over:
+            return over
         if past_deadline:
             why = f"hard deadline {run.hard_deadline} passed"
             _end_then_destroy(ctx, run, S.TIMED_OUT, why)

@@ -108,13 +108,16 @@ class Ledger:
             log.warning("skipping %s", exc.message)
         return iter(records)
 
-    def scan(self) -> tuple[builtins.list[RunRecord], builtins.list[RunRecordInvalidError]]:
-        """(every valid run, oldest first; an error for each invalid record)."""
+    def scan(
+        self, wanted: Callable[[str], bool] | None = None
+    ) -> tuple[builtins.list[RunRecord], builtins.list[RunRecordInvalidError]]:
+        """(every valid run, oldest first; an error for each invalid record); with
+        ``wanted``, only the records whose run id it accepts are read."""
         records: builtins.list[RunRecord] = []
         invalid: builtins.list[RunRecordInvalidError] = []
         for info in list(self.storage.list(self.bucket, layout.RUNS)):
             run_id = layout.run_id_of(info.key)
-            if run_id is None:
+            if run_id is None or (wanted is not None and not wanted(run_id)):
                 continue
             try:
                 records.append(parse_record(info.key, self.storage.get(self.bucket, info.key), run_id))

@@ -44,6 +44,22 @@ def validate_run_id(run_id: object, field: str = "run_id") -> str:
     return run_id
 
 
+_STAMP_RE = re.compile(r"-(\d{8}t\d{6})(?:-|$)")
+
+
+def stamp_of(run_id: str) -> str | None:
+    """The UTC stamp in a run id (``YYYYMMDDtHHMMSS``: a run's request, a sweep's start),
+    None for an id without one; stamps sort as their times do (compare with
+    :func:`stamp`). A hint for leaving records unread, never a record's time."""
+    match = _STAMP_RE.search(run_id)
+    return match.group(1) if match else None
+
+
+def stamp(when: datetime) -> str:
+    """``when`` as run ids stamp it."""
+    return _stamp(when)
+
+
 def new_run_id(workspace: str, now: datetime | None = None) -> str:
     """A fresh, unguessable run id for ``workspace`` (validated: at most 63 characters)."""
     random = base64.b32encode(secrets.token_bytes(RANDOM_BYTES)).decode().lower()

@@ -123,7 +123,7 @@ class RunError:
 # what a stored record's fields must be (JSON types): a record of another shape is refused
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     **{name: (str,) for name in ("run_id", "workspace", "engine", "state", "created_at", "hard_deadline")},
-    **{name: (dict,) for name in ("event", "outputs", "attempts", "bundle", "vm_seconds")},
+    **{name: (dict,) for name in ("event", "outputs", "attempts", "bundle", "vm_seconds", "budget")},
     **{name: (list,) for name in ("transitions", "activities", "resources", "vms")},
     **{name: (dict, type(None)) for name in ("job", "error", "result")},
     "version": (int,),
@@ -150,6 +150,7 @@ class RunRecord:
     bundle: dict = field(default_factory=dict)  # the run bundle its VMs install (key, sha256, size, wheel, requirements)
     vms: list = field(default_factory=list)  # per VM: worker, boot phases (name -> ISO time), GPU report, python
     vm_seconds: dict = field(default_factory=dict)  # VM time: total, in the workload, outside it (booting, idle)
+    budget: dict = field(default_factory=dict)  # its cost cap at apply (ephemera.lifecycle.budget.Admission); {} if none
     version: int = 0  # incremented on each save
 
     def __post_init__(self) -> None:

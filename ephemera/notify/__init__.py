@@ -2,7 +2,8 @@
 
 Every transition a :class:`~ephemera.context.Context`'s ledger records calls
 :func:`on_transition`; the reaper calls :func:`notify_run` with ``NEEDS_PERSON`` when it
-stops retrying a destroy. A receiver -- the JSON webhook, the Slack incoming webhook,
+stops retrying a destroy; :mod:`ephemera.lifecycle.budget` sends ``BUDGET`` when spend
+crosses ``budget.notify_at`` of a monthly cap (once per month, cap and share). A receiver -- the JSON webhook, the Slack incoming webhook,
 e-mail -- is told of the states it asked for. Each (run, state) is notified once:
 whoever creates ``ephemera/notified/<run_id>/<state>.json`` first (``put_if_absent``)
 sends, so two actions recording the same transition concurrently send one notice.
@@ -168,12 +169,17 @@ def deliver(ctx, notice: Notice, wanted: list[str], seconds: float) -> dict[str,
 def notify_run(ctx, record: RunRecord, state: str, previous: str = "", reason: str = "") -> dict[str, str] | None:
     """Tell the receivers that want ``state`` about the run, once per (run, state); the
     outcome per receiver, or None when nobody wants it or it was notified already."""
+    return notify_once(ctx, record, str(state), layout.notified_key(record.run_id, str(state)), previous, reason)
+
+
+def notify_once(ctx, record: RunRecord, state: str, key: str, previous: str = "", reason: str = "") -> dict[str, str] | None:
+    """:func:`notify_run` with the claim at ``key``: one notice per key (e.g. a monthly
+    budget notice, once per month, cap and share, whichever run crossed it)."""
     try:
         settings = ctx.config.notify
         wanted = receivers(settings, str(state))
         if not wanted:
             return None
-        key = layout.notified_key(record.run_id, str(state))
         claim = {"run_id": record.run_id, "state": str(state), "at": now_iso(), "receivers": wanted}
         if not ctx.storage.put_if_absent(ctx.config.state_bucket, key, json.dumps(claim).encode()):
             return None  # another action is telling them, or has told them
@@ -203,4 +209,4 @@ def on_transition(ctx, record: RunRecord, previous: RunState) -> None:
         notify_run(ctx, record, str(record.state), str(previous))
 
 
-__all__ = ["Notice", "deliver", "notice_for", "notify_run", "on_transition", "receivers"]
+__all__ = ["Notice", "deliver", "notice_for", "notify_once", "notify_run", "on_transition", "receivers"]
