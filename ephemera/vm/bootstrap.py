@@ -93,7 +93,8 @@ def run(root: Path, cmd: list[str], what: str, env: dict | None = None) -> None:
 
 
 # -- getting objects: presigned URLs, file URLs, or the VM's identity -----------------------
-def http(method: str, url: str, data: bytes | None = None, headers: dict | None = None) -> bytes:
+def http(method: str, url: str, data: bytes | None = None, headers: dict | None = None,
+         timeout: float = HTTP_TIMEOUT) -> bytes:
     if url.startswith("file://"):  # the localhost storage's presigned URLs: VMs on this machine
         path = Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path))
         if method == "GET":
@@ -107,19 +108,26 @@ def http(method: str, url: str, data: bytes | None = None, headers: dict | None 
         os.replace(tmp, path)
         return b""
     request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-    with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         return response.read()
 
 
+def vpc_instance_identity_token(metadata_url: str, version: str, expires_in: int = 300,
+                                timeout: float = HTTP_TIMEOUT) -> str:
+    """An instance identity token from IBM VPC's metadata service: PUT /identity/v1/token."""
+    body = json.dumps({"expires_in": expires_in}).encode()
+    reply = json.loads(http("PUT", f"{metadata_url.rstrip('/')}/identity/v1/token?version={version}", body,
+                            {"Metadata-Flavor": "ibm", "Content-Type": "application/json", "Accept": "application/json"}, timeout))
+    return reply["access_token"]
+
+
 def vpc_trusted_profile_token(identity: dict) -> str:
-    """``vpc-trusted-profile``: an IAM token of the VM's trusted profile: PUT /identity/v1/token, then POST /identity/v1/iam_tokens."""
+    """``vpc-trusted-profile``: an IAM token of the VM's trusted profile: an instance identity token, then POST /identity/v1/iam_tokens."""
     base, version = identity["metadata_url"].rstrip("/"), identity["metadata_version"]
-    body = json.dumps({"expires_in": 300}).encode()
-    reply = json.loads(http("PUT", f"{base}/identity/v1/token?version={version}", body,
-                            {"Metadata-Flavor": "ibm", "Content-Type": "application/json", "Accept": "application/json"}))
+    instance_token = vpc_instance_identity_token(base, version)
     body = json.dumps({"trusted_profile": {"id": identity["profile_id"]}}).encode()
     reply = json.loads(http("POST", f"{base}/identity/v1/iam_tokens?version={version}", body,
-                            {"Authorization": f"Bearer {reply['access_token']}", "Content-Type": "application/json",
+                            {"Authorization": f"Bearer {instance_token}", "Content-Type": "application/json",
                              "Accept": "application/json"}))
     return reply["access_token"]
 

@@ -18,7 +18,7 @@ document's ``preemption`` entry, which the stack sets, else the VM's identity ki
 - ``ibm``: IBM's VPC documentation names no in-guest preemption notice (a spot VM gets
   best-effort 30 s before it is stopped or deleted). The best available is the instance
   metadata service's instance document, ``GET /metadata/v1/instance``, after an instance
-  identity token from ``PUT /identity/v1/token`` (header ``Metadata-Flavor: ibm``): the
+  identity token from ``PUT /identity/v1/token`` (:mod:`ephemera.vm.bootstrap`'s call): the
   instance's ``status_reasons``/``lifecycle_reasons`` carry a preemption code (the VPC
   API's ``stopped_by_preemption``) once IBM preempts it, and ``availability_policy.
   preemption`` says whether it is stopped or deleted.
@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from ephemera.timeutil import now_iso
+from ephemera.vm.bootstrap import vpc_instance_identity_token
 
 log = logging.getLogger("ephemera.vm.preemption")
 
@@ -115,10 +116,8 @@ class IBMInstanceStatus:
 
     def _identity_token(self) -> str:
         if self._token is None or time.monotonic() >= self._token_until:
-            headers = {"Metadata-Flavor": "ibm", "Content-Type": "application/json", "Accept": "application/json"}
-            body = json.dumps({"expires_in": IBM_TOKEN_SECONDS}).encode()
-            reply = json.loads(_call("PUT", f"{self.base}/identity/v1/token?version={self.version}", headers, body, self.timeout))
-            self._token = str(reply["access_token"])
+            # the bootstrap's own call (the one module that speaks the IBM metadata protocol's token header)
+            self._token = str(vpc_instance_identity_token(self.base, self.version, IBM_TOKEN_SECONDS, self.timeout))
             self._token_until = time.monotonic() + IBM_TOKEN_SECONDS - TOKEN_MARGIN
         return self._token
 

@@ -24,6 +24,8 @@ from ephemera.deploy.bound import config_digest
 from ephemera.deploy.package import build_sdist_wheels
 from tests.deploy.conftest import REPO, SECRET_VALUES, commands
 
+EXAMPLE = REPO / "examples" / "ibm-cloud.yaml"
+
 pytestmark = pytest.mark.slow
 
 
@@ -96,12 +98,13 @@ def _no_secrets(*texts: str) -> None:
 
 
 def test_package_builds_a_zip_that_carries_its_dependencies(tmp_path, wheels):
-    """`ephemera deploy package --out action.zip` from a fresh directory, with no config."""
+    """`ephemera deploy package --out action.zip` from a fresh directory with the IBM example
+    config: its storage (ibm_cos) and engine (schematics) put the IBM SDKs in the zip."""
     env = {**os.environ, "EPHEMERA_CONFIG_FILE": "", "HOME": str(tmp_path)}
     env.pop("EPHEMERA_CONFIG_FILE")
     shutil.copytree(wheels, tmp_path / ".ephemera-build" / "wheels")
     done = subprocess.run(
-        [sys.executable, "-m", "ephemera.cli", "deploy", "package", "--out", "action.zip"],
+        [sys.executable, "-m", "ephemera.cli", "deploy", "package", "--config", str(EXAMPLE), "--out", "action.zip"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
