@@ -126,12 +126,18 @@ class PaidLifetime:
 
 def earlier_lifetimes(run: RunRecord) -> list[PaidLifetime]:
     """The VM lifetimes a run lost to preemptions, as its record keeps them (``preemptions``:
-    one entry per preemption with its ``paid_seconds`` and ``market``); [] for a run never preempted."""
+    one entry per preemption with its ``paid_seconds``, ``market`` and optional ``workload_seconds``);
+    [] for a run never preempted. An entry without a number >= 0 of paid seconds is left out."""
     found = []
     for entry in getattr(run, "preemptions", None) or []:
-        if isinstance(entry, dict) and isinstance(entry.get("paid_seconds"), (int, float)):
+        paid = entry.get("paid_seconds") if isinstance(entry, dict) else None
+        if isinstance(paid, (int, float)) and not isinstance(paid, bool) and paid >= 0:
             market = SPOT if entry.get("market", SPOT if entry.get("spot", True) else ON_DEMAND) == SPOT else ON_DEMAND
-            found.append(PaidLifetime(float(entry["paid_seconds"]), market, float(entry.get("workload_seconds") or 0.0)))
+            work = entry.get("workload_seconds")
+            in_workload = (
+                float(work) if isinstance(work, (int, float)) and not isinstance(work, bool) and 0 <= work <= paid else 0.0
+            )
+            found.append(PaidLifetime(float(paid), market, in_workload))
     return found
 
 

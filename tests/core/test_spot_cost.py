@@ -111,9 +111,15 @@ def test_the_lifetimes_a_run_record_keeps_are_priced_by_default():
     """The recovery's record of each preemption (``paid_seconds``, ``market``) is read when no lifetimes are given."""
     config = load_config({"cost": {"prices": OUR_PRICES}})
     record = ran(SPOT)
-    record.preemptions = [{"worker": 0, "paid_seconds": 1800.0, "market": "spot"}, {"worker": 0, "note": "no time"}]  # type: ignore[attr-defined]
+    record.preemptions = [  # type: ignore[attr-defined]
+        {"worker": 0, "paid_seconds": 1800.0, "market": "spot", "workload_seconds": 1200.0},
+        {"worker": 0, "note": "no time"},
+        {"worker": 0, "paid_seconds": -7200.0},  # a record edited to pay less is not believed
+        {"worker": 0, "paid_seconds": "9e9"},
+    ]
     cost = run_cost(record, config, stacks=registered_stacks())
     assert cost.cost == pytest.approx(1.5 * 0.6) and len(cost.lifetimes) == 2
+    assert cost.workload_seconds == 1200.0 + 2700.0
 
 
 def test_spot_without_a_spot_price_is_priced_at_on_demand_and_said_so():
