@@ -5,7 +5,7 @@ ephemera up                       run the config's triggers and rules until stop
 ephemera runs [show RUN_ID]       the runs ledger, or one run's timeline
 ephemera logs RUN_ID [--follow]   a run's workload and agent lines (--all: action, engine, boot too)
 ephemera outputs RUN_ID [--get D] a run's output objects (name, size, link), or fetch them into D
-ephemera plan                     what an apply would create, and its estimated cost
+ephemera plan [--prices]          what an apply would create, and its estimated cost (or the price table)
 ephemera dashboard                a read-only web page of the runs (127.0.0.1:8765)
 ephemera activations              what the local runtime invoked, newest first
 ephemera invoke ACTION [k=v ...]  invoke an action by hand (apply, destroy, reap, status);
@@ -198,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plan", help="what an apply of the workspace would create, and its estimated cost; creates nothing")
     p.add_argument("--log", action="store_true", help="also print the engine's whole plan output")
+    p.add_argument("--prices", action="store_true", help="print the price table instead (on-demand and spot per profile)")
     p.set_defaults(func=cmd_plan)
 
     from ephemera.cli.dashboard import add_arguments as add_dashboard_arguments

@@ -14,7 +14,7 @@ from ephemera.errors import EphemeraError
 from ephemera.config.budget import OVERALL
 from ephemera.lifecycle.budget import deadline_line, month_of, month_spend
 from ephemera.lifecycle.plan import known_stack
-from ephemera.model.cost import RunCost, money, run_cost
+from ephemera.model.cost import ON_DEMAND, RunCost, money, run_cost
 from ephemera.model.runs import ENDED_STATES, RunRecord, RunState
 from ephemera.stack import registered_stacks
 from ephemera.timeutil import now_utc, since as seconds_since
@@ -160,13 +160,31 @@ def cost_lines(cost: RunCost) -> list[str]:
             f"  {human_duration(cost.vm_seconds)} of VM time",
         ]
     p, total, idle = cost.price, cost.cost or 0.0, cost.idle_cost or 0.0  # priced: both are numbers
-    return [
-        f"cost{when}: {money(total, cost.currency)} = {cost.vm_seconds:.1f} VM-seconds x {p.hourly:g} {cost.currency}/h "
-        f"({cost.profile}, {p.gpus} GPU{'s' if p.gpus != 1 else ''} per instance)",
+    shape = f"({cost.profile}, {p.gpus} GPU{'s' if p.gpus != 1 else ''} per instance)"
+    by_market: dict[str, float] = {}
+    for life in cost.lifetimes:
+        by_market[life.market] = by_market.get(life.market, 0.0) + life.seconds
+    if set(by_market) <= {ON_DEMAND}:
+        head = f"{cost.vm_seconds:.1f} VM-seconds x {p.hourly:g} {cost.currency}/h {shape}"
+    else:  # each VM lifetime at the price of the market it ran in
+        head = " + ".join(
+            f"{seconds:.1f} VM-seconds x {p.rate(market):g} {cost.currency}/h {market}" for market, seconds in by_market.items()
+        )
+        head += f" {shape}"
+    lines = [
+        f"cost{when}: {money(total, cost.currency)} = {head}",
         f"  in the workload: {money(total - idle, cost.currency)} ({cost.workload_seconds:.1f} s); "
         f"idle: {money(cost.idle_cost, cost.currency)} ({cost.idle_seconds:.1f} s outside the workload)",
-        f"  price as of {p.as_of or 'an unknown date'}: {p.source}",
     ]
+    if len(cost.lifetimes) > 1:
+        lines.append(f"  {len(cost.lifetimes)} VM lifetimes: {len(cost.lifetimes) - 1} lost to preemptions, each paid")
+    if cost.spot_at_on_demand:
+        lines.append(
+            f"  spot time priced at on-demand, the most spot costs: no spot price for {cost.profile} "
+            f"(set cost.prices.{cost.profile}.spot_hourly)"
+        )
+    lines.append(f"  price as of {p.as_of or 'an unknown date'}: {p.source}")
+    return lines
 
 
 def timeline(run: RunRecord, origin: str | None = None, vms: list[dict] | None = None) -> str:

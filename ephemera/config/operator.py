@@ -34,10 +34,10 @@ def _prices(value: Any) -> dict:
     out = {}
     for profile, entry in value.items():
         entry = {"hourly": entry} if isinstance(entry, (int, float)) and not isinstance(entry, bool) else entry
-        if not isinstance(entry, dict) or set(entry) - {"hourly", "as_of", "source", "gpus"}:
+        if not isinstance(entry, dict) or set(entry) - {"hourly", "spot_hourly", "as_of", "source", "gpus"}:
             raise Invalid(
-                "expected {hourly, as_of, source, gpus} or an hourly number",
-                "e.g. {hourly: 1.9, as_of: '2026-12-01'}",
+                "expected {hourly, spot_hourly, as_of, source, gpus} or an hourly number",
+                "e.g. {hourly: 1.9, spot_hourly: 0.7, as_of: '2026-12-01'}",
                 at=(str(profile),),
             )
         hourly = entry.get("hourly")
@@ -46,6 +46,13 @@ def _prices(value: Any) -> dict:
                 f"hourly must be a number >= 0, got {hourly!r}",
                 "the price of one instance for one hour",
                 at=(str(profile), "hourly"),
+            )
+        spot = entry.get("spot_hourly")
+        if spot is not None and (isinstance(spot, bool) or not isinstance(spot, (int, float)) or spot < 0):
+            raise Invalid(
+                f"spot_hourly must be a number >= 0, got {spot!r}",
+                "the price of one spot instance for one hour (leave it out where you buy no spot)",
+                at=(str(profile), "spot_hourly"),
             )
         as_of = entry.get("as_of", "")
         if as_of and not (isinstance(as_of, str) and _DATE_RE.match(as_of)):
@@ -60,6 +67,7 @@ def _prices(value: Any) -> dict:
             "as_of": as_of,
             "source": str(entry.get("source") or "the config (cost.prices)"),
             **({"gpus": gpus} if gpus is not None else {}),
+            **({"spot_hourly": float(spot)} if spot is not None else {}),
         }
     return out
 
@@ -89,7 +97,10 @@ def _webhook(value: Any) -> str:
 
 
 Prices = Annotated[
-    dict, Label("mapping: profile -> {hourly, as_of, source, gpus}"), BeforeValidator(_prices), WithJsonSchema({"type": "object"})
+    dict,
+    Label("mapping: profile -> {hourly, spot_hourly, as_of, source, gpus}"),
+    BeforeValidator(_prices),
+    WithJsonSchema({"type": "object"}),
 ]
 States = Annotated[
     list,
@@ -111,7 +122,8 @@ class CostSection(Section):
 
     currency: str = Field("USD", description="the currency of every price (the built-in table's is USD)")
     prices: Prices = Field(
-        default_factory=dict, description="profile -> {hourly, as_of, source, gpus}: your prices over the built-in table"
+        default_factory=dict,
+        description="profile -> {hourly, spot_hourly, as_of, source, gpus}: your prices (on-demand, and spot) over the built-in table",
     )
 
 

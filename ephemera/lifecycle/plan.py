@@ -6,7 +6,10 @@ upload (the boot documents are placeholders, since a plan boots nothing). The
 engine's plan (:class:`~ephemera.engines.base.Planner`) lists the resources; the
 instances among them (resources with a priced ``profile``, else the stack's VMs, one
 per worker) give the GPU count and, with the price table, the cost per hour and for
-the hard timeout -- the most a run can cost before the reaper destroys it.
+the hard timeout -- the most a run can cost before the reaper destroys it. A spot
+config (``workspace.variables.spot``) is priced at the spot price (on-demand where the
+table has none: the most spot costs), with the on-demand price beside it and what the
+stack does to a preempted VM (its spec's ``preemption``).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from ephemera.errors import EngineError, EphemeraError
 from ephemera.lifecycle.activities import stack_variables
 from ephemera.bundle.delivery import prefixes_variable
 from ephemera.bundle.preflight import check_workload
-from ephemera.model.cost import Price, gpus_of, instance_shape, price_table, run_profile
+from ephemera.model.cost import ON_DEMAND, SPOT, Price, gpus_of, instance_shape, price_table, run_market, run_profile
 from ephemera.model.jobs import JobSpec
 from ephemera.model.runs import RunRecord
 from ephemera.storage.spec import RunScope
@@ -51,9 +54,20 @@ class PlanReport:
     gpus: int  # GPUs in all
     currency: str  # of the amounts below
     hard_timeout: int  # seconds a run may live at most (timeouts.hard)
+    market: str = ON_DEMAND  # the capacity asked for: SPOT or ON_DEMAND
+    preemption: str = ""  # with spot: what the stack does to a preempted VM, in words
+
+    @property
+    def spot(self) -> bool:
+        return self.market == SPOT
 
     @property
     def per_hour(self) -> float | None:
+        """All instances for one hour, in the market asked for."""
+        return None if self.price is None else self.instances * self.price.rate(self.market)
+
+    @property
+    def on_demand_per_hour(self) -> float | None:
         return None if self.price is None else self.instances * self.price.hourly
 
     @property
@@ -123,6 +137,17 @@ def plan_workspace(ctx: Context) -> PlanReport:
         )
     price = table.get(profile)
     gpus = instances * (price.gpus if price else gpus_of(profile))
+    market = run_market(RunRecord(run_id=run_id, workspace=workspace, engine=engine_name), config, stack)
     return PlanReport(
-        workspace, engine_name, plan, instances, profile, price, gpus, config.cost.currency or "USD", int(config.timeouts.hard)
+        workspace,
+        engine_name,
+        plan,
+        instances,
+        profile,
+        price,
+        gpus,
+        config.cost.currency or "USD",
+        int(config.timeouts.hard),
+        market,
+        (stack.preemption if stack else "") if market == SPOT else "",
     )

@@ -88,7 +88,9 @@ def config_stack(config: Config) -> StackSpec:
 
 def check_user_variables(spec: StackSpec, variables: dict) -> None:
     """ConfigError naming ``workspace.variables.<name>`` for a variable the stack does not take
-    from the user: one it does not declare (a typo) or one Ephemera or the engine sets."""
+    from the user: one it does not declare (a typo) or one Ephemera or the engine sets; or a
+    bool variable given anything but true or false (Terraform would read the text "yes" as an
+    error and "true" as true, while cost and plan read only a real true: e.g. ``spot``)."""
     for name in variables:
         var = spec.variables.get(name)
         if var is None:
@@ -103,6 +105,12 @@ def check_user_variables(spec: StackSpec, variables: dict) -> None:
                 f"workspace.variables.{name}",
                 f"set by {'Ephemera for each run' if var.set_by == 'ephemera' else 'the engine'}",
                 "remove it from workspace.variables",
+            )
+        if var.type == "bool" and not isinstance(variables[name], bool):
+            raise ConfigError(
+                f"workspace.variables.{name}",
+                f"must be true or false, got {variables[name]!r}",
+                f"write {name}: true or {name}: false (no quotes)",
             )
 
 

@@ -10,7 +10,8 @@ read HCL or know a stack by name:
 - the outputs it gives, and which of them name the VMs (``[vms]``: what
   ``ephemera lithops-config`` turns into one Lithops config per VM);
 - the instance profile its VMs have (a variable naming it, or a fixed one), for the
-  cost of a run and of a plan, and the prices of the profiles it knows;
+  cost of a run and of a plan, and the prices of the profiles it knows (on-demand, and
+  spot where known); what happens to its VMs when spot capacity is reclaimed (``preemption``);
 - where its VMs run (``vms_on_host``: processes on the controller's machine), the VM
   identity kinds and storage backends they can use;
 - its hooks: a class (``"module:Class"``) doing what only this stack needs (the local
@@ -57,10 +58,11 @@ _TOP_KEYS = {
     "outputs",
     "vms",
     "prices",
+    "preemption",
 }
 _VAR_KEYS = {"type", "required", "default", "sensitive", "set_by", "max", "description"}
 _VMS_KEYS = {"list", "ids", "addresses", "public_addresses"}
-_PRICE_KEYS = {"hourly", "gpus", "as_of", "source", "estimate"}
+_PRICE_KEYS = {"hourly", "spot_hourly", "gpus", "as_of", "source", "estimate"}
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ class StackPrice:
     as_of: str  # date read or estimated (YYYY-MM-DD)
     source: str  # where it comes from, in words
     estimate: bool = False  # True when nobody read it from a published price list
+    spot_hourly: float | None = None  # one spot instance for one hour (None: no spot price known)
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,7 @@ class StackSpec:
     profile: str = ""  # the fixed instance profile of its VMs, when no variable names one
     profile_variable: str = ""  # the variable naming the instance profile, if any
     prices: dict[str, StackPrice] = field(default_factory=dict)  # prices of the profiles it knows
+    preemption: str = ""  # what happens to a spot VM when its capacity is reclaimed, in words (empty: no spot)
 
     def takes(self, values: dict) -> dict:
         """The part of ``values`` this stack declares as variables."""
@@ -178,6 +182,9 @@ def _price(path: Path, profile: str, data: Any) -> StackPrice:
     if not isinstance(data, dict) or not isinstance(data.get("hourly"), (int, float)) or not isinstance(data.get("source"), str):
         raise _fail(path, key, "needs hourly (a number) and source (text)", 'e.g. hourly = 1.9, gpus = 1, source = "list price"')
     _unknown(path, f"{key}.", data, _PRICE_KEYS)
+    spot = data.get("spot_hourly")
+    if spot is not None and (isinstance(spot, bool) or not isinstance(spot, (int, float)) or spot < 0):
+        raise _fail(path, f"{key}.spot_hourly", "must be a number >= 0", "the price of one spot instance for one hour, e.g. 0.6")
     return StackPrice(
         profile,
         float(data["hourly"]),
@@ -185,6 +192,7 @@ def _price(path: Path, profile: str, data: Any) -> StackPrice:
         str(data.get("as_of", "")),
         data["source"],
         bool(data.get("estimate", False)),
+        None if spot is None else float(spot),
     )
 
 
@@ -223,6 +231,7 @@ def parse_spec(name: str, folder: Path, text: str) -> StackSpec:
         profile=str(data.get("profile", "")),
         profile_variable=str(data.get("profile_variable", "")),
         prices={p: _price(path, p, v) for p, v in (data.get("prices") or {}).items()},
+        preemption=str(data.get("preemption", "")),
     )
     if spec.profile_variable and spec.profile_variable not in spec.variables:
         raise _fail(

@@ -176,6 +176,12 @@ resource "aws_key_pair" "debug" {
   }
 }
 
+# The run's generation of VMs: a recovery (the same run re-applied with recovery + 1,
+# after a preemption) replaces this, and with it every instance (replace_triggered_by).
+resource "terraform_data" "generation" {
+  triggers_replace = var.recovery
+}
+
 resource "aws_instance" "worker" {
   count                                = var.worker_count
   ami                                  = local.image_id
@@ -216,6 +222,7 @@ resource "aws_instance" "worker" {
   }
 
   lifecycle {
+    replace_triggered_by = [terraform_data.generation]
     precondition {
       condition     = length(var.vm_boot) == var.worker_count
       error_message = "vm_boot must hold one boot document per worker (Ephemera writes it before each apply)."

@@ -139,6 +139,16 @@ variable "spot_max_price" {
   description = "Highest hourly spot price to pay, in USD (e.g. \"0.50\"); empty: up to the on-demand price (AWS's default)."
 }
 
+variable "recovery" {
+  type        = number
+  default     = 0
+  description = "How many times this run has been recovered after a preemption (set by Ephemera); a new value replaces every instance."
+  validation {
+    condition     = var.recovery >= 0 && floor(var.recovery) == var.recovery
+    error_message = "recovery must be a whole number >= 0 (the count of the run's recoveries)."
+  }
+}
+
 variable "image" {
   type        = string
   default     = "ubuntu-24.04"

@@ -122,6 +122,12 @@ resource "ibm_is_ssh_key" "debug" {
   }
 }
 
+# The run's generation of VMs: a recovery (the same run re-applied with recovery + 1,
+# after a preemption) replaces this, and with it every instance (replace_triggered_by).
+resource "terraform_data" "generation" {
+  triggers_replace = var.recovery
+}
+
 resource "ibm_is_instance" "worker" {
   count          = var.worker_count
   name           = "${local.name}-w${count.index}"
@@ -147,6 +153,21 @@ resource "ibm_is_instance" "worker" {
 
   user_data = module.user_data[count.index].user_data
 
+  # spot: may be preempted; deleted then, so a preempted VM leaves nothing billing (its
+  # boot volume goes with it). Preemption policy is refused on standard instances.
+  dynamic "availability" {
+    for_each = var.spot ? [1] : []
+    content {
+      class = "spot"
+    }
+  }
+  dynamic "availability_policy" {
+    for_each = var.spot ? [1] : []
+    content {
+      preemption = "delete"
+    }
+  }
+
   # the VM's identity: its IAM token comes from the metadata service, as the trusted profile
   metadata_service {
     enabled            = true
@@ -157,6 +178,7 @@ resource "ibm_is_instance" "worker" {
   default_trusted_profile_auto_link = var.trusted_profile_id != "" ? true : null
 
   lifecycle {
+    replace_triggered_by = [terraform_data.generation]
     precondition {
       condition     = length(var.vm_boot) == var.worker_count
       error_message = "vm_boot must hold one boot document per worker (Ephemera writes it before each apply)."

@@ -36,7 +36,7 @@ output "private_ips" {
 }
 
 output "workers" {
-  description = "Per worker: index, instance id, name, private IP, zone and profile."
+  description = "Per worker: index, instance id, name, private IP, zone, profile and market (spot or on-demand)."
   value = [for i, vm in ibm_is_instance.worker : {
     worker     = i
     id         = vm.id
@@ -44,6 +44,7 @@ output "workers" {
     private_ip = vm.primary_network_interface[0].primary_ip[0].address
     zone       = vm.zone
     profile    = vm.profile
+    market     = var.spot ? "spot" : "on-demand"
   }]
 }
 

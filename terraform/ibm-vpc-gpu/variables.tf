@@ -119,6 +119,22 @@ variable "profile" {
   }
 }
 
+variable "spot" {
+  type        = bool
+  default     = false
+  description = "Spot capacity: availability class spot, deleted on preemption (nothing is left to bill). IBM grants spot for GPU and Flex profiles on request, with its own quota."
+}
+
+variable "recovery" {
+  type        = number
+  default     = 0
+  description = "How many times this run has been recovered after a preemption (set by Ephemera); a new value replaces every instance."
+  validation {
+    condition     = var.recovery >= 0 && floor(var.recovery) == var.recovery
+    error_message = "recovery must be a whole number >= 0 (the count of the run's recoveries)."
+  }
+}
+
 variable "ubuntu_version" {
   type        = string
   default     = "24-04"

@@ -69,8 +69,27 @@ variable "hard_deadline" {
   description = "ISO time at which the agents end themselves (second line of defence)."
 }
 
+variable "spot" {
+  type        = bool
+  default     = false
+  description = "Ask for spot capacity: accepted and recorded (each VM's market); local VMs are free and never reclaimed by a cloud."
+}
+
+variable "recovery" {
+  type        = number
+  default     = 0
+  description = "How many times this run has been recovered after a preemption (set by Ephemera); a new value replaces every VM."
+  validation {
+    condition     = var.recovery >= 0 && floor(var.recovery) == var.recovery
+    error_message = "recovery must be a whole number >= 0 (the count of the run's recoveries)."
+  }
+}
+
 resource "terraform_data" "vm" {
   count = var.worker_count
+
+  # a recovery (the same run re-applied with recovery + 1) starts new VMs in place of the lost ones
+  triggers_replace = var.recovery
 
   # Destroy-time provisioners may only read self: everything they need is in input.
   input = {
@@ -81,6 +100,7 @@ resource "terraform_data" "vm" {
     boot_file = "${var.boot_dir}/${count.index}/boot.json"
     pid_file  = "${var.agent_dir}/worker-${count.index}.pid"
     log_file  = "${var.agent_dir}/worker-${count.index}.log"
+    market    = var.spot ? "spot" : "on-demand"
   }
 
   provisioner "local-exec" {
@@ -99,12 +119,13 @@ output "instance_ids" {
 }
 
 output "agents" {
-  description = "Per VM: worker index, pid file and log file."
+  description = "Per VM: worker index, pid file, log file and market (spot or on-demand)."
   value = [for vm in terraform_data.vm : {
     id       = vm.id
     worker   = vm.input.worker
     pid_file = vm.input.pid_file
     log_file = vm.input.log_file
+    market   = vm.input.market
   }]
 }
 

@@ -40,6 +40,8 @@ from tests.aws.stackfiles import STACK, cli_config, plugin_mirror, stack_against
 FACTS = json.loads(FIXTURE.read_text())
 WHERE = f"[{FACTS['provider']['source']} {FACTS['provider']['version']}]"
 META = {"count", "for_each", "depends_on", "lifecycle", "provider"}
+# Terraform's built-in provider (terraform.io/builtin/terraform): resource -> its arguments
+BUILTIN = {"terraform_data": {"input", "triggers_replace"}}
 UNTAGGED = {"aws_route", "aws_route_table_association", "aws_iam_role_policy"}
 REF = re.compile(r"(?<![\w.])(data\.)?(aws_\w+)\.(\w+)((?:\[[^\]]*\]|\.\w+|\.\*)*)")
 FOR = re.compile(r"\bfor\s+(?:\w+\s*,\s*)?(\w+)\s+in\s+(data\.)?(aws_\w+)\.(\w+)\s*:")
@@ -91,6 +93,11 @@ class Checker:
 
     def block(self, kind: str, rtype: str, name: str, body: dict) -> None:
         address = f"{'data.' if kind == 'data' else ''}{rtype}.{name}"
+        if kind == "resource" and rtype in BUILTIN:  # Terraform's own provider, no AWS fact applies
+            for arg in set(body) - META - BUILTIN[rtype]:
+                if not arg.startswith("__"):
+                    self._fail(address, f"argument '{arg}' does not exist in {rtype}", f"use {sorted(BUILTIN[rtype])}")
+            return None
         schema = FACTS[kind].get(rtype)
         if schema is None:
             return self._fail(
@@ -174,7 +181,7 @@ def root() -> dict:
 def test_stack_matches_the_provider_schema(root):
     checker = check(root)
     assert not checker.errors, "\n".join(checker.errors)
-    types = {(kind, rtype) for kind, rtype, _, _ in root["blocks"]}
+    types = {(kind, rtype) for kind, rtype, _, _ in root["blocks"] if rtype not in BUILTIN}
     assert types == {(k, t) for k in ("resource", "data") for t in FACTS[k]}, "the fact table and the stack name different types"
     assert checker.arguments >= 60 and checker.references >= 15, (checker.arguments, checker.references)
 

@@ -20,7 +20,8 @@ from tests.ibm.tfmodule import apply_module
 pytestmark = pytest.mark.slow  # runs Terraform on the IBM stack
 
 STACK = Path(__file__).resolve().parents[2] / "terraform" / "ibm-vpc-gpu"
-NOT_TAGGABLE = {"ibm_is_security_group_rule"}  # rules are parts of their group
+# rules are parts of their group; terraform_data lives only in the state
+NOT_TAGGABLE = {"ibm_is_security_group_rule", "terraform_data"}
 RUN_VARIABLES = {"run_id", "workspace", "worker_count", "job_key", "state_bucket", "hard_deadline", "hard_timeout_seconds"}
 SECRET_NAME = re.compile(r"secret|api_key|access_key|password|token|private_key")
 

@@ -46,6 +46,8 @@ FACTS = json.loads((HERE / "ibm_provider_schema.json").read_text())
 PROVIDER = f"{FACTS['provider']['registry_source']} {FACTS['provider']['tag']}"
 META = {"count", "for_each", "depends_on", "lifecycle", "provider"}
 UNKNOWN = "<unknown>"  # a value the checker cannot resolve to a literal
+# Terraform's built-in provider (terraform.io/builtin/terraform): resource -> its arguments
+BUILTIN = {"terraform_data": {"input", "triggers_replace"}}
 KNOWN_DEPRECATED = {("ibm_is_security_group_rule.debug_ssh", "tcp")}  # deprecated, not removed: kept as is
 REF = re.compile(r"(?<![\w.])(data\.)?(ibm_is_\w+)\.(\w+)((?:\[[^\]]*\]|\.\w+|\.\*)*)")
 FOR = re.compile(r"\bfor\s+(?:\w+\s*,\s*)?(\w+)\s+in\s+(data\.)?(ibm_is_\w+)\.(\w+)((?:\[[^\]]*\]|\.\w+)*)\s*:")
@@ -161,6 +163,11 @@ class Checker:
 
     def block(self, kind: str, rtype: str, name: str, body: dict) -> None:
         address = f"{'data.' if kind == 'data' else ''}{rtype}.{name}"
+        if kind == "resource" and rtype in BUILTIN:  # Terraform's own provider, no IBM fact applies
+            for arg in set(body) - META - BUILTIN[rtype]:
+                if not arg.startswith("__"):
+                    self._fail(address, f"argument '{arg}' does not exist in {rtype}", f"use {sorted(BUILTIN[rtype])}")
+            return None
         if (facts := FACTS[kind].get(rtype)) is None:
             return self._fail(address, f"{kind} type {rtype} is not in the fact table", "add it to ibm_provider_schema.json")
         present: dict[str, bool] = {}  # provider path ("boot_volume.0.name") -> set and never null
@@ -170,6 +177,9 @@ class Checker:
 
     def _body(self, address: str, source: str, schema: dict, body: dict, prefix: str, present: dict, levels: list) -> None:
         levels.append((prefix, schema))
+        body = dict(body)
+        for dyn in body.pop("dynamic", []):  # `dynamic "x" { content { ... } }` sets block x (at most once here)
+            body.update({_unq(name): [d["content"][0]] for name, d in dyn.items() if not name.startswith("__")})
         for arg, value in body.items():
             if arg.startswith("__") or (not prefix and arg in META):
                 continue
@@ -319,7 +329,7 @@ def test_stack_matches_the_provider_schema(directory):
     if directory == STACK:
         provider = FACTS["provider"]
         assert re.fullmatch(r"[0-9a-f]{40}", provider["commit"]) and provider["repository"].endswith("/terraform-provider-ibm")
-        types = {(kind, rtype) for kind, rtype, _, _ in module.blocks}
+        types = {(kind, rtype) for kind, rtype, _, _ in module.blocks if rtype not in BUILTIN}
         assert types == {(k, t) for k in ("resource", "data") for t in FACTS[k]}, (
             "the fact table and the stack name different types"
         )
@@ -363,6 +373,21 @@ MUTATIONS = {
         ["more than one of ['primary_network_attachment', 'primary_network_interface']"],
     ),
     "block as attribute": (WORKER, lambda b: b.update(boot_volume="${local.x}"), ["wrong form", "`boot_volume { ... }`"]),
+    "spot class": (
+        WORKER,
+        lambda b: b["dynamic"][0]['"availability"']["content"][0].update({"class": '"preemptible"'}),
+        ["availability[0].class: value 'preemptible' is not allowed", "'spot'"],
+    ),
+    "preemption policy": (
+        WORKER,
+        lambda b: b["dynamic"][1]['"availability_policy"']["content"][0].update(preemption='"terminate"'),
+        ["availability_policy[0].preemption: value 'terminate' is not allowed", "'delete'"],
+    ),
+    "spot block argument": (
+        WORKER,
+        lambda b: b["dynamic"][0]['"availability"']["content"][0].update(klass='"spot"'),
+        ["argument 'klass' does not exist", "use 'class'"],
+    ),
 }
 
 
@@ -389,3 +414,38 @@ def test_checker_reports_a_wrong_attribute_path(root):
     report = "\n".join(checker.errors)
     assert "'primary_ipp' does not exist -- fix: use 'primary_ip'" in report and "use 'images'" in report, report
     assert "ibm_is_vpc.other: referenced" in report
+
+
+def test_spot_instances_use_the_provider_s_spot_blocks_from_1_88_0(root):
+    """``spot = true`` makes every worker a spot instance that is deleted when preempted.
+
+    Facts (IBM-Cloud/terraform-provider-ibm, ibm/service/vpc/resource_ibm_is_instance.go, in
+    the fact table's v2.5.0 tree; added by commit f03f9993b "added support for spot virtual
+    server instances" (#6637), first released in v1.88.0, CHANGELOG "1.88.0 (February 6, 2026)"):
+    ``availability`` is an optional block (MaxItems 1) with ``class``: "`spot`: The virtual
+    server instance may be preempted. `standard`: The virtual server instance will not be
+    preempted"; ``availability_policy`` is an optional block (MaxItems 1) with ``preemption``:
+    "`delete`: Delete the virtual server instance - `stop`: Leave the virtual server instance
+    stopped" and ``host_failure``. The provider's docs (website/docs/r/is_instance.html.markdown):
+    "The `preemption` property is only applicable when availability class is set to `spot`.
+    Setting preemption on a standard instance will result in an error" -- so both blocks are
+    set only with ``spot``. IBM Cloud docs, "Spot instances (Select availability)": "Spot
+    instances support only GPU profiles and Flex profiles"; a profile whose
+    ``availability_class`` holds "spot" can create one; spot has its own quota (default 100).
+    ``delete`` rather than ``stop``: a stopped instance keeps its boot volume (and any floating
+    IP) billing, and a recovery makes a new instance anyway."""
+    worker = next(b for k, t, n, b in root.blocks if (t, n) == WORKER)
+    dynamic = {_unq(name): d for dyn in worker["dynamic"] for name, d in dyn.items() if not name.startswith("__")}
+    assert dynamic["availability"]["for_each"] == dynamic["availability_policy"]["for_each"] == "${var.spot ? [1] : []}"
+    assert dynamic["availability"]["content"][0]["class"] == '"spot"'
+    assert dynamic["availability_policy"]["content"][0]["preemption"] == '"delete"'
+    facts = FACTS["resource"]["ibm_is_instance"]["arguments"]
+    assert facts["availability"]["block"]["class"]["api_values"] == ["spot", "standard"]
+    assert facts["availability_policy"]["block"]["preemption"]["api_values"] == ["delete", "stop"]
+    assert all(facts[b]["since"].startswith("v1.88.0") for b in ("availability", "availability_policy"))
+    # the stack asks for a provider that has them, and only GPU profiles (which IBM sells as spot)
+    versions = hcl2.load((STACK / "versions.tf").open())
+    constraint = _unq(versions["terraform"][0]["required_providers"][0]["ibm"]["version"])
+    assert constraint == ">= 1.88.0", constraint
+    assert "^gx[0-9]" in root.variables["profile"]["validation"][0]["condition"]
+    assert root.variables["spot"]["default"] is False
