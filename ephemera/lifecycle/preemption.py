@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from ephemera.config.spot import SpotFallback, SpotSection
 from ephemera.context import Context
@@ -51,11 +51,14 @@ def _text(value: object) -> str:
 
 
 def _iso(value: object) -> str:
-    """``value`` if it is an ISO time, else ""."""
+    """``value`` as an ISO time in UTC (read as UTC without an offset), or "" if it is none."""
     try:
-        return datetime.fromisoformat(value).isoformat() if isinstance(value, str) else ""
+        when = datetime.fromisoformat(value) if isinstance(value, str) else None
     except ValueError:
         return ""
+    if when is None:
+        return ""
+    return (when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when).astimezone(timezone.utc).isoformat()
 
 
 def apply_started(run: RunRecord) -> str:
