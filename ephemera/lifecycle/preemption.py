@@ -6,7 +6,9 @@ A VM is preempted when its own heartbeat says so (``state: preempted`` with the
 when the engine's view of the instance says the cloud reclaimed it (a stack whose hooks
 are a :class:`~ephemera.stack.hooks.PreemptionView`). An error reading either is no
 preemption: the silent-VM rule, with its grace, still applies, and the hard deadline
-always holds.
+always holds. A VM's notice is acted on once the cloud's grace after it has passed
+(:data:`GRACE`: its last checkpoint may still be on its way) or the engine's view says
+its instance is gone, whichever comes first.
 
 On a preemption the run records it (:class:`~ephemera.model.runs.Preemption`: worker,
 notice time, source, the lost VM's paid seconds), then, while ``spot.max_recoveries``
@@ -40,7 +42,12 @@ from ephemera.vm.heartbeats import read_heartbeats
 
 log = logging.getLogger("ephemera.reaper")
 PREEMPTED = "preempted"  # the VMState / VMPhase value a preempted VM's heartbeat carries
-SOURCES = frozenset({"aws", "ibm", "local"})  # who may send the notice a heartbeat reports
+# who may send the notice a heartbeat reports -> the seconds the cloud gives a VM between its
+# notice and the reclaim (AWS: the two-minute interruption notice; IBM VPC: 30 s best effort;
+# the local simulation's default); a recovery waits them out, so the lost VM may write its
+# last checkpoint, unless the engine's view already says the instance is gone
+GRACE = {"aws": 120.0, "ibm": 30.0, "local": 2.0}
+UNKNOWN_GRACE = 120.0  # a notice from a source this version does not know: the longest
 TEXT_MAX = 200  # characters of a VM-written text kept on the record
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 
@@ -101,6 +108,14 @@ def current_beats(run: RunRecord, beats: list[Heartbeat]) -> list[Heartbeat]:
     return kept
 
 
+def _age(iso: str, now: datetime) -> float:
+    """Seconds since ``iso``; a time that cannot be read counts as long past."""
+    try:
+        return since(iso, now)
+    except (TypeError, ValueError):
+        return float("inf")
+
+
 def _paid(beat: Heartbeat | None, run: RunRecord, now: datetime) -> float:
     """Seconds the lost VM was billed: from its apply (or its boot, when it reported one) to now."""
     start = (beat.phases.get("booted") if beat is not None else None) or apply_started(run)
@@ -138,12 +153,16 @@ def lost_vms(ctx: Context, run: RunRecord, now: datetime) -> list[Preemption]:
         lost[worker] = Preemption(
             worker=worker,
             detected_at=now.isoformat(),
-            source=source if source in SOURCES else "heartbeat",
+            source=source if source in GRACE else "heartbeat",
             notice_at=_iso(notice.get("notice_at")) or _iso(beat.phases.get(PREEMPTED)) or beat.at,
             why=_text(notice.get("action")) or "preemption notice",
             paid_seconds=_paid(beat, run, now),
         )
-    for worker, why in _from_view(ctx, run).items():
+    view = _from_view(ctx, run)
+    for worker, p in list(lost.items()):  # still in its grace, and not yet gone: let it checkpoint
+        if worker not in view and _age(p.notice_at, now) < GRACE.get(p.source, UNKNOWN_GRACE):
+            del lost[worker]
+    for worker, why in view.items():
         if worker not in lost:
             lost[worker] = Preemption(
                 worker=worker,

@@ -4,6 +4,7 @@ engine that records each apply: recovered with the same run id, exhausted to FAI
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -36,7 +37,7 @@ def running(local_config):
 
 def test_a_preempted_heartbeat_recovers_the_same_run_with_the_next_recovery(running):
     ctx, engine, run = running()
-    preempted_beat(ctx, run.run_id, 0, source="aws", action="terminate", age=3)
+    preempted_beat(ctx, run.run_id, 0, source="aws", action="terminate", age=121)  # AWS's 2-minute notice has run out
     why = reap_run(ctx, run)
     assert why.startswith("recovering from preemption (1/2)"), why
     record = ctx.ledger.get(run.run_id)
@@ -46,7 +47,7 @@ def test_a_preempted_heartbeat_recovers_the_same_run_with_the_next_recovery(runn
     assert [t.reason for t in record.transitions if t.state == "APPLYING"][-1].startswith("recovering from preemption (1/2)")
     (lost,) = record.preemptions
     assert (lost.worker, lost.source, lost.why, lost.outcome, lost.recovery) == (0, "aws", "terminate", "recovered", 1)
-    assert lost.notice_at and 0 < lost.paid_seconds < 60
+    assert lost.notice_at and 121 <= lost.paid_seconds < 180
     assert record.hard_deadline == run.hard_deadline and record.job == run.job
 
 
@@ -63,9 +64,11 @@ def test_the_lost_vms_old_heartbeat_makes_the_new_vm_neither_preempted_nor_silen
 
 def test_preempted_more_than_max_recoveries_ends_failed_preempted_and_destroyed(running):
     ctx, engine, run = running(spot={"max_recoveries": 1})
-    preempted_beat(ctx, run.run_id, 0, age=2)
+    preempted_beat(ctx, run.run_id, 0, age=3)
     assert reap_run(ctx, run).startswith("recovering from preemption (1/1)")
     preempted_beat(ctx, run.run_id, 0, age=0)  # the replacement is preempted too
+    assert reap_run(ctx, ctx.ledger.get(run.run_id)) is None  # within its grace: its last checkpoint may be on the way
+    time.sleep(2.1)
     why = reap_run(ctx, ctx.ledger.get(run.run_id))
     record = ctx.ledger.get(run.run_id)
     assert "after 1 recoveries (spot.max_recoveries = 1)" in why
@@ -78,9 +81,10 @@ def test_preempted_more_than_max_recoveries_ends_failed_preempted_and_destroyed(
 
 def test_fallback_on_demand_re_applies_once_with_spot_false(running):
     ctx, engine, run = running(spot={"max_recoveries": 1, "fallback": "on_demand"})
-    preempted_beat(ctx, run.run_id, 0, age=2)
+    preempted_beat(ctx, run.run_id, 0, age=3)
     reap_run(ctx, run)
     preempted_beat(ctx, run.run_id, 0, age=0)  # written after the recovery's apply: the replacement's
+    write_preempted_json(ctx.config.home, run.run_id, 0)  # and the engine says it is gone: no need to wait the grace
     why = reap_run(ctx, ctx.ledger.get(run.run_id))
     assert why.startswith("recovering from preemption on on-demand capacity"), why
     assert engine.applies[-1]["spot"] is False and engine.applies[-1]["recovery"] == 2
@@ -88,6 +92,7 @@ def test_fallback_on_demand_re_applies_once_with_spot_false(running):
     record = ctx.ledger.get(run.run_id)
     assert record.on_demand and [p.outcome for p in record.preemptions] == ["recovered", "on_demand"]
     preempted_beat(ctx, run.run_id, 0, age=0)  # on-demand capacity lost anyway: no second fallback
+    write_preempted_json(ctx.config.home, run.run_id, 0)
     reap_run(ctx, record)
     record = ctx.ledger.get(run.run_id)
     assert record.error.code == "PREEMPTED" and "on on-demand capacity" in record.error.message
@@ -96,7 +101,7 @@ def test_fallback_on_demand_re_applies_once_with_spot_false(running):
 
 def test_no_recovery_starts_when_the_deadline_leaves_no_time_to_boot(running):
     ctx, engine, run = running(timeouts={"boot": "20m"})  # the hard timeout (10m) is shorter than a boot
-    preempted_beat(ctx, run.run_id, 0)
+    preempted_beat(ctx, run.run_id, 0, age=3)
     why = reap_run(ctx, run)
     record = ctx.ledger.get(run.run_id)
     assert "less than timeouts.boot (1200s) left before the hard deadline" in why
@@ -151,6 +156,7 @@ def test_a_vm_cannot_put_terminal_escapes_or_long_text_on_the_record(running):
         ctx,
         run.run_id,
         0,
+        age=130,
         state="preempted",
         preemption={"notice_at": "soon", "source": "\x1b]0;owned\x07", "action": "\x1b[2J" + "x" * 5000},
     )
@@ -159,3 +165,16 @@ def test_a_vm_cannot_put_terminal_escapes_or_long_text_on_the_record(running):
     assert lost.source == "heartbeat"
     assert "\x1b" not in lost.why and len(lost.why) <= 200
     assert lost.notice_at  # not "soon": the beat's own time stands in
+
+
+def test_a_notice_waits_out_the_clouds_grace_unless_the_instance_is_already_gone(running):
+    """AWS gives a spot VM two minutes between its interruption notice and the reclaim: the
+    VM's last checkpoint may be on its way, so the replacement is not applied before."""
+    ctx, engine, run = running()
+    preempted_beat(ctx, run.run_id, 0, source="aws", age=30)
+    assert reap_run(ctx, run) is None and engine.applies == []
+    assert ctx.ledger.get(run.run_id).preemptions == []
+    write_preempted_json(ctx.config.home, run.run_id, 0)  # the engine's view: the instance is gone
+    assert reap_run(ctx, ctx.ledger.get(run.run_id)).startswith("recovering from preemption (1/2)")
+    (lost,) = ctx.ledger.get(run.run_id).preemptions
+    assert lost.source == "aws"  # the VM's own notice names the cloud; the engine only confirmed it

@@ -13,7 +13,7 @@ from ephemera.events.formats import parse_event
 from ephemera.lifecycle import request_run
 from ephemera.lifecycle.reaper import reap_run
 from ephemera.model.runs import RunRecord, RunState
-from tests.spot.helpers import RecordingEngine, preempted_beat
+from tests.spot.helpers import RecordingEngine, preempted_beat, write_preempted_json
 
 
 def _recovered_then_failed(local_config):
@@ -21,9 +21,10 @@ def _recovered_then_failed(local_config):
     run = request_run(ctx, parse_event({"idempotency_key": "views"})).run
     ctx.ledger.transition(run.run_id, RunState.APPLYING, "applying workspace")
     run = ctx.ledger.transition(run.run_id, RunState.RUNNING, "apply completed")
-    preempted_beat(ctx, run.run_id, 0, source="aws", action="terminate", age=40)
+    preempted_beat(ctx, run.run_id, 0, source="aws", action="terminate", age=140)
     reap_run(ctx, run)
     preempted_beat(ctx, run.run_id, 0, source="aws", action="<b>stop</b>", age=0)
+    write_preempted_json(ctx.config.home, run.run_id, 0)  # gone before its grace ran out
     reap_run(ctx, ctx.ledger.get(run.run_id))
     return ctx, ctx.ledger.get(run.run_id)
 
@@ -38,7 +39,7 @@ def test_runs_show_lists_each_preemption_its_outcome_and_paid_time(local_config)
     assert "recovering from preemption (1/1)" in text  # the transition's reason
     assert "error: PREEMPTED" in text
     lost = run.preemptions[0]
-    assert 40 <= lost.paid_seconds < 100
+    assert 140 <= lost.paid_seconds < 200
 
 
 def test_an_old_record_without_preemptions_shows_none():
