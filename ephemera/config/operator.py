@@ -15,8 +15,9 @@ from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 
 from ephemera.sections import Invalid, Label, Section, secret
 
-# the states a notification may ask for; NEEDS_PERSON is a run the reaper stopped retrying
-NOTIFY_STATES = ("SUCCEEDED", "FAILED", "TIMED_OUT", "APPLY_FAILED", "DESTROY_FAILED", "NEEDS_PERSON")
+# the states a notification may ask for; NEEDS_PERSON is a run the reaper stopped retrying,
+# PREEMPTED a run whose spot VM the cloud reclaimed (told at its first recovery; opt-in)
+NOTIFY_STATES = ("SUCCEEDED", "FAILED", "TIMED_OUT", "APPLY_FAILED", "DESTROY_FAILED", "NEEDS_PERSON", "PREEMPTED")
 DEFAULT_NOTIFY_STATES = ["FAILED", "TIMED_OUT", "APPLY_FAILED", "DESTROY_FAILED", "NEEDS_PERSON"]
 _DATE_RE = re.compile(r"^\d{4}-\d\d-\d\d$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+$")

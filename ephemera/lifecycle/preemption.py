@@ -35,6 +35,7 @@ from ephemera.errors import EphemeraError, PreemptedError
 from ephemera.lifecycle.activities import apply_run, destroy_run, record_failure
 from ephemera.model.heartbeat import Heartbeat
 from ephemera.model.runs import Preemption, RunError, RunRecord, RunState
+from ephemera.notify import notify_run
 from ephemera.stack import config_stack, stack_hooks
 from ephemera.stack.hooks import PreemptionView
 from ephemera.timeutil import since
@@ -201,7 +202,8 @@ def recover_preempted(ctx: Context, run: RunRecord, now: datetime) -> str | None
         record.recovery = n + 1
         record.on_demand = record.on_demand or outcome == "on_demand"
 
-    apply_run(ctx, run, reason=reason, change=note)
+    applied = apply_run(ctx, run, reason=reason, change=note)
+    notify_run(ctx, applied, "PREEMPTED", str(RunState.RUNNING), reason)  # once per run: its first recovery
     return reason
 
 

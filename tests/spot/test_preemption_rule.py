@@ -178,3 +178,30 @@ def test_a_notice_waits_out_the_clouds_grace_unless_the_instance_is_already_gone
     assert reap_run(ctx, ctx.ledger.get(run.run_id)).startswith("recovering from preemption (1/2)")
     (lost,) = ctx.ledger.get(run.run_id).preemptions
     assert lost.source == "aws"  # the VM's own notice names the cloud; the engine only confirmed it
+
+
+def test_a_preemption_is_told_to_who_asked_for_preempted_then_the_failure(local_config):
+    from tests.fakes.receivers import HTTPReceiver
+
+    http = HTTPReceiver()
+    try:
+        engine = RecordingEngine()
+        config = local_config(
+            spot={"max_recoveries": 1},
+            timeouts={"boot": "5m"},
+            notify={"webhook_url": http.url + "/hook", "webhook_states": ["PREEMPTED", "FAILED"], "timeout": 10},
+        )
+        ctx = Context(config, engine=engine)
+        run = request_run(ctx, parse_event({"idempotency_key": "told"})).run
+        ctx.ledger.transition(run.run_id, RunState.APPLYING, "applying workspace")
+        run = ctx.ledger.transition(run.run_id, RunState.RUNNING, "apply completed")
+        preempted_beat(ctx, run.run_id, 0, age=3)
+        reap_run(ctx, run)
+        write_preempted_json(ctx.config.home, run.run_id, 0)
+        reap_run(ctx, ctx.ledger.get(run.run_id))
+        posts = [p.json() for p in http.to("/hook")]
+    finally:
+        http.close()
+    assert [p["state"] for p in posts] == ["PREEMPTED", "FAILED"]
+    assert posts[0]["reason"].startswith("recovering from preemption (1/1)")
+    assert posts[1]["error"]["code"] == "PREEMPTED"
