@@ -4,11 +4,13 @@ engine that records each apply: recovered with the same run id, exhausted to FAI
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import timedelta
 
 import pytest
 
+from ephemera import layout
 from ephemera.context import Context
 from ephemera.events.formats import parse_event
 from ephemera.lifecycle import request_run
@@ -205,3 +207,15 @@ def test_a_preemption_is_told_to_who_asked_for_preempted_then_the_failure(local_
     assert [p["state"] for p in posts] == ["PREEMPTED", "FAILED"]
     assert posts[0]["reason"].startswith("recovering from preemption (1/1)")
     assert posts[1]["error"]["code"] == "PREEMPTED"
+
+
+def test_a_heartbeat_naming_another_run_is_not_this_runs_preemption(running):
+    """Heartbeats are read under the run's own key; a body naming another run (written by
+    whoever could write there) does not make this run recover."""
+    ctx, engine, run = running()
+    write_beat(ctx, run.run_id, 0, age=130, state="preempted", preemption={"source": "aws"})
+    body_of_other = {"run_id": "another-run"}
+    key = layout.heartbeat_key(run.run_id, 0)
+    beat = json.loads(ctx.storage.get(ctx.config.state_bucket, key))
+    ctx.storage.put(ctx.config.state_bucket, key, json.dumps({**beat, **body_of_other}).encode())
+    assert reap_run(ctx, run) is None and engine.applies == []
