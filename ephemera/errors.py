@@ -193,6 +193,18 @@ class RunNotFoundError(EphemeraError):
         super().__init__(f"no run '{run_id}' in the ledger; `ephemera runs` lists the known runs")
 
 
+class PreemptedError(EphemeraError):
+    """A run's spot VMs were preempted more times than it may recover (``spot.max_recoveries``),
+    with no fallback, or with no time left before its hard deadline to boot a replacement."""
+
+    code = "PREEMPTED"
+    fix = 'raise spot.max_recoveries, or set spot.fallback = "on_demand" to finish on on-demand capacity'
+
+    def __init__(self, problem: str):
+        self.problem = problem
+        super().__init__(f"{problem}; {self.fix}")
+
+
 class StateConflictError(EphemeraError):
     """A run record changed underneath us, or a transition is not allowed from its state."""
 

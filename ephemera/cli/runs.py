@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+from ephemera.cli import preemptions
 from ephemera.cli.results import MAX_OUTPUTS_SHOWN, outcome, output_objects_or_note, teardown, workload_result, workload_traceback
 from ephemera.cli.tables import human_duration, human_size, table, visible
 from ephemera.context import Context
@@ -191,7 +192,7 @@ def timeline(run: RunRecord, origin: str | None = None, vms: list[dict] | None =
     """One line per state and per VM boot phase, in time order: time since ``origin``
     (default: the run's creation)."""
     start = datetime.fromisoformat(origin or run.created_at)
-    events = [(t.at, t.state, t.reason) for t in run.transitions]
+    events = [(t.at, t.state, t.reason) for t in run.transitions] + preemptions.timeline_events(run)
     for vm in run.vms if vms is None else vms:
         for name, at in (vm.get("phases") or {}).items():
             if name in PHASES:
@@ -274,6 +275,7 @@ def run_details(ctx: Context, run: RunRecord) -> str:
         parts.append(f"job: {job.entry} params {json.dumps(job.params)} -> {job.output_bucket}/{job.output_prefix}")
     vms = run_vms(ctx, run)
     parts.append("\ntimeline:\n" + timeline(run, vms=vms))
+    parts.extend(preemptions.lines(run))
     if run.bundle:
         b = run.bundle
         parts.append(

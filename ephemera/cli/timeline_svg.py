@@ -93,6 +93,15 @@ def timeline_svg(run: RunRecord, vms: list[dict] | None = None, now: datetime | 
         )
         if x1 - x0 >= text_width(t.state) + 6:
             out.append(f'<text x="{x0 + 3:.1f}" y="{y + 21}" fill="#ffffff">{escape(t.state)}</text>')
+    for p in run.preemptions:  # a red tick on the run's row where each VM was lost
+        at = _t(p.notice_at or p.detected_at)
+        if at is not None:
+            px = x(at)
+            tip = f"vm{p.worker} preempted at {p.notice_at or p.detected_at} ({p.source}: {p.why}); paid {p.paid_seconds:.0f}s; {p.outcome}"
+            out.append(
+                f'<line class="preempted" x1="{px:.1f}" y1="{y}" x2="{px:.1f}" y2="{y + ROW}" stroke="#d62728" stroke-width="3">'
+                f"<title>{escape(tip)}</title></line>"
+            )
     for vm in vms:
         y += ROW
         out += _vm_row(vm, y, x, end)

@@ -32,6 +32,7 @@ from ephemera.config.fields import (
     Variables,
     WorkspaceName,
 )
+from ephemera.config.spot import SpotSection
 from ephemera.sections import Section, secret
 
 
@@ -206,4 +207,5 @@ CORE_SECTIONS: dict[str, type[Section]] = {
     "workload": WorkloadSection,
     "timeouts": TimeoutsSection,
     "security": SecuritySection,
+    "spot": SpotSection,
 }

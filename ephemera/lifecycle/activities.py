@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime
 
 from ephemera import layout
@@ -54,7 +55,10 @@ def stack_variables(ctx: Context, run: RunRecord) -> tuple[dict, dict]:
         "storage_backend": config.storage.backend,
         "hard_deadline": effective,
         "hard_timeout_seconds": max(60, int((deadline - now_utc()).total_seconds())),
+        "recovery": run.recovery,  # part of the VMs' replace trigger: a recovery's re-apply replaces them
     }
+    if run.on_demand:  # spot.fallback = on_demand after the spot recoveries were spent
+        plain["spot"] = False
     return plain, {}
 
 
@@ -71,14 +75,28 @@ def record_failure(
     return ctx.ledger.update(run_id, lambda record: record.fail(error, state, reason, from_states=from_states))
 
 
-def apply_run(ctx: Context, run: RunRecord, *, busy_wait: float = BUSY_RETRY_SECONDS) -> RunRecord:
+def apply_run(
+    ctx: Context,
+    run: RunRecord,
+    *,
+    busy_wait: float = BUSY_RETRY_SECONDS,
+    reason: str = "applying workspace",
+    change: Callable[[RunRecord], None] | None = None,
+) -> RunRecord:
     """Apply the run's workspace. Returns the record after the apply started or ended.
 
     A workspace the engine reports busy (locked by another activity) is retried for
     ``busy_wait`` seconds at most, within the invocation's budget; after that the run
     goes back to REQUESTED with the engine's reason, and the reaper applies it once the
-    workspace frees (:mod:`ephemera.lifecycle.waiting`)."""
-    run = ctx.ledger.transition(run.run_id, S.APPLYING, "applying workspace")
+    workspace frees (:mod:`ephemera.lifecycle.waiting`). ``change`` edits the record in
+    the same write that enters APPLYING (a recovery's count and its preemptions)."""
+
+    def enter(record: RunRecord) -> None:
+        if change is not None:
+            change(record)
+        record.enter(S.APPLYING, reason)
+
+    run = ctx.ledger.update(run.run_id, enter)
     try:
         apply_lease.take(ctx, run.run_id)  # if this process dies mid-apply, the reaper ends the run at once
     except EphemeraError as exc:  # without it the reaper's action timeout still ends a dead apply
@@ -122,8 +140,9 @@ def _apply(ctx: Context, run: RunRecord, busy_wait: float) -> RunRecord:
 
 def _nothing_created(ctx: Context, run: RunRecord) -> RunRecord:
     """A run that failed before its engine was asked for anything holds no resource: it
-    is DESTROYED at once and its workspace lock released (its error stays recorded)."""
-    if run.state != S.APPLY_FAILED:
+    is DESTROYED at once and its workspace lock released (its error stays recorded).
+    A recovery's re-apply is not such a run: its earlier apply created resources."""
+    if run.state != S.APPLY_FAILED or run.recovery:
         return run
     record = ctx.ledger.transition(run.run_id, S.DESTROYING, "apply failed before the engine was called")
     try:

@@ -13,6 +13,7 @@ from datetime import datetime
 from ephemera.context import Context
 from ephemera.errors import EphemeraError
 from ephemera.model.heartbeat import Heartbeat, VMPhase
+from ephemera.lifecycle.preemption import current_beats
 from ephemera.model.runs import RunRecord, RunState
 from ephemera.timeutil import since
 from ephemera.vm.heartbeats import read_heartbeats
@@ -31,7 +32,7 @@ def boot_overdue(ctx: Context, run: RunRecord, now: datetime) -> str | None:
     if run.state != RunState.RUNNING or not started or since(started, now) <= limit:
         return None
     try:
-        beats = read_heartbeats(ctx.storage, ctx.config.state_bucket, run.run_id)
+        beats = current_beats(run, read_heartbeats(ctx.storage, ctx.config.state_bucket, run.run_id))
     except EphemeraError:
         return None  # cannot tell: the hard deadline still holds
     count = int(run.job.worker_count if run.job is not None else 1)

@@ -9,6 +9,9 @@ it needs:
 - REQUESTED or APPLYING with no activity in flight for longer than the action
   timeout (the action died), or APPLYING past ``timeouts.apply``: APPLY_FAILED, destroy;
 - RUNNING whose completion marker exists (its bucket event was lost): finish, destroy;
+- RUNNING whose spot VM was preempted (its heartbeat or the engine's view says so):
+  re-applied for the same run up to ``spot.max_recoveries``, then its fallback or
+  FAILED (PREEMPTED), destroy (:mod:`ephemera.lifecycle.preemption`);
 - RUNNING whose VMs have not all reported ready within ``timeouts.boot``: FAILED
   (BOOT_TIMEOUT), destroy (:mod:`ephemera.lifecycle.boot_timeout`);
 - RUNNING whose workload VM (or every VM) stopped heartbeating for longer than
@@ -46,6 +49,7 @@ from ephemera.lifecycle import apply_lease
 from ephemera.lifecycle.activities import advance_run, destroy_run, finish_run, record_failure
 from ephemera.lifecycle.boot_timeout import boot_overdue
 from ephemera.lifecycle.cost_cap import end_over_cap
+from ephemera.lifecycle.preemption import recover_preempted
 from ephemera.lifecycle.reap_action import ReapAction, reap_summary
 from ephemera.lifecycle.reconcile import reconcile
 from ephemera.lifecycle.silent_vms import vms_silent
@@ -139,6 +143,9 @@ def reap_run(ctx: Context, run: RunRecord, now: datetime | None = None) -> str |
             why = f"hard deadline {run.hard_deadline} passed"
             _end_then_destroy(ctx, run, S.TIMED_OUT, why)
             return why
+        recovering = recover_preempted(ctx, run, now)
+        if recovering:
+            return recovering
         overdue = boot_overdue(ctx, run, now)
         if overdue:
             record_failure(ctx, run.run_id, RunError("BOOT_TIMEOUT", overdue), S.FAILED, f"reaper: {overdue}")

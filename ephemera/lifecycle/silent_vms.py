@@ -16,6 +16,7 @@ from datetime import datetime
 from ephemera.context import Context
 from ephemera.errors import EphemeraError
 from ephemera.model.heartbeat import Heartbeat, VMState
+from ephemera.lifecycle.preemption import current_beats
 from ephemera.model.runs import RunRecord, RunState
 from ephemera.timeutil import since
 from ephemera.vm.heartbeats import read_heartbeats
@@ -43,7 +44,7 @@ def vms_silent(ctx: Context, run: RunRecord, now: datetime) -> str | None:
         return None
     grace = ctx.config.timeouts.heartbeat
     try:
-        beats = read_heartbeats(ctx.storage, ctx.config.state_bucket, run.run_id)
+        beats = current_beats(run, read_heartbeats(ctx.storage, ctx.config.state_bucket, run.run_id))
     except EphemeraError:
         return None  # cannot tell: the hard deadline still holds
     silent = {}

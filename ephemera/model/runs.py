@@ -40,10 +40,12 @@ S = RunState
 # Which states may follow which. A marker may land before apply has been recorded
 # as finished (fast local VMs), hence APPLYING -> SUCCEEDED/FAILED. An apply the engine
 # refused because the workspace was busy goes back to REQUESTED: the run waits for it.
+# A RUNNING run whose spot VM was preempted is re-applied (RUNNING -> APPLYING) for the
+# same run id: a replacement VM (ephemera.lifecycle.preemption).
 ALLOWED: dict[RunState, set[RunState]] = {
     S.REQUESTED: {S.APPLYING, S.APPLY_FAILED, S.TIMED_OUT, S.DESTROYING},
     S.APPLYING: {S.REQUESTED, S.RUNNING, S.APPLY_FAILED, S.SUCCEEDED, S.FAILED, S.TIMED_OUT},
-    S.RUNNING: {S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.DESTROYING},
+    S.RUNNING: {S.APPLYING, S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.DESTROYING},
     S.SUCCEEDED: {S.DESTROYING},
     S.FAILED: {S.DESTROYING},
     S.TIMED_OUT: {S.DESTROYING},
@@ -120,13 +122,37 @@ class RunError:
         return {"code": self.code, "message": self.message, "retryable": self.retryable}
 
 
+@dataclass
+class Preemption:
+    """One VM of a run lost to a preemption, and what the reaper did about it."""
+
+    worker: int  # the lost VM's worker index
+    detected_at: str  # ISO time the reaper saw it
+    source: str  # who told: the VM's heartbeat ("aws" | "ibm" | "local") or "engine" (the engine's view of the instance)
+    notice_at: str = ""  # ISO time the VM got the cloud's notice ("" when only the engine's view told)
+    why: str = ""  # the notice's action (terminate, stop, delete) or the engine's reason
+    paid_seconds: float = 0.0  # VM time the lost VM was billed: from its apply to its loss
+    outcome: str = ""  # "recovered" (re-applied on spot) | "on_demand" (re-applied with spot = false) | "failed"
+    recovery: int = 0  # the recovery number of the re-apply it led to (0: none)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Preemption":
+        """A stored entry; a TypeError for one that is not a JSON object (the ledger reports the record)."""
+        if not isinstance(data, dict):
+            raise TypeError(f"field 'preemptions' must hold objects, got {type(data).__name__}")
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
 # what a stored record's fields must be (JSON types): a record of another shape is refused
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     **{name: (str,) for name in ("run_id", "workspace", "engine", "state", "created_at", "hard_deadline")},
     **{name: (dict,) for name in ("event", "outputs", "attempts", "bundle", "vm_seconds", "budget")},
-    **{name: (list,) for name in ("transitions", "activities", "resources", "vms")},
+    **{name: (list,) for name in ("transitions", "activities", "resources", "vms", "preemptions")},
     **{name: (dict, type(None)) for name in ("job", "error", "result")},
     "version": (int,),
+    "recovery": (int,),
+    "on_demand": (bool,),
 }
 
 
@@ -151,6 +177,11 @@ class RunRecord:
     vms: list = field(default_factory=list)  # per VM: worker, boot phases (name -> ISO time), GPU report, python
     vm_seconds: dict = field(default_factory=dict)  # VM time: total, in the workload, outside it (booting, idle)
     budget: dict = field(default_factory=dict)  # its cost cap at apply (ephemera.lifecycle.budget.Admission); {} if none
+    preemptions: list[Preemption] = field(default_factory=list)  # each VM lost to a preemption, oldest first
+    recovery: int = (
+        0  # re-applies after a preemption so far: the stack's ``recovery`` variable (part of its VMs' replace trigger)
+    )
+    on_demand: bool = False  # re-applied with spot = false (spot.fallback = on_demand, its recoveries spent)
     version: int = 0  # incremented on each save
 
     def __post_init__(self) -> None:
@@ -161,6 +192,7 @@ class RunRecord:
             self.job = JobSpec.from_dict(self.job) if self.job else None
         if isinstance(self.error, dict):
             self.error = RunError.from_dict(self.error)
+        self.preemptions = [p if isinstance(p, Preemption) else Preemption.from_dict(p) for p in self.preemptions]
         if not self.transitions:
             self.transitions.append(Transition(str(self.state), self.created_at, "run requested"))
 

@@ -6,10 +6,15 @@ find and stop orphan agents and delete the run files its VMs leave
 (:mod:`ephemera.vm.local_stack`); a cloud stack's hooks say which Lithops backend
 drives one of its VMs (:mod:`ephemera.stack.ibm_vpc_gpu`). The Terraform engine calls
 the first group, ``ephemera lithops-config`` the second; neither knows any stack.
+
+One capability is optional and checked explicitly (``isinstance``): a stack whose hooks
+are also a :class:`PreemptionView` tells the reaper which of a run's instances the
+cloud reclaimed (:mod:`ephemera.lifecycle.preemption`).
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,3 +83,17 @@ class StackHooks:
         """(Lithops compute backend, its section) that drives ``vm`` in consume mode; None: the stack has none.
         ``engine_region`` is the region the engine builds VMs in, when it knows one."""
         return None
+
+
+class PreemptionView(ABC):
+    """Optional capability of a stack's hooks: the engine's view of a run's instances.
+
+    The reaper asks it, besides the VMs' own heartbeats, whether the cloud reclaimed a
+    VM. It must report only what the cloud says happened (a spot reclaim), never guess
+    from an instance it cannot see: an error reading the view is raised, and the
+    reaper counts it as no preemption (one failed status call never starts a recovery)."""
+
+    @abstractmethod
+    def preempted_workers(self, spec: StackSpec, config: Any, run_id: str, outputs: dict, since: str) -> dict[int, str]:
+        """Worker -> why, for each VM of the run's current apply (started at ``since``, ISO)
+        that the cloud reclaimed; ``outputs`` are the apply's Terraform outputs."""

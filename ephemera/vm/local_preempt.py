@@ -88,7 +88,7 @@ def local_preemptions(runs_dir: Path, run_id: str) -> dict[int, dict]:
             record = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if isinstance(record, dict):
+        if isinstance(record, dict) and isinstance(record.get("at"), str):  # another shape is no record of a preemption
             found[int(path.parent.name)] = record
     return found
 

@@ -37,6 +37,7 @@ from ephemera.stack.hooks import StackHooks, VMAddress
 from ephemera.stack.spec import StackSpec
 from ephemera.vm.control import stop_agent
 from ephemera.vm.local_preempt import NOTICE_FILE, reset_local_vm
+from ephemera.vm.local_preemptions import LocalPreemptionView
 from ephemera.vm.pids import is_agent_process, read_pid
 
 RUN_WORKSPACE_FILE = "workspace"  # in a run's folder: the name of its workspace
@@ -89,7 +90,7 @@ def orphan_agents(runs_dir: Path, workspace: str, state: dict) -> list[tuple[Pat
     return found
 
 
-class LocalStack(StackHooks):
+class LocalStack(LocalPreemptionView, StackHooks):
     """Hooks of the ``local`` stack (``terraform/local/stack.toml``)."""
 
     def engine_variables(self, spec: StackSpec, runs_dir: Path, workspace: str, run_id: str, values: dict) -> dict:

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from ephemera.bundle.delivery import bootstrap_script
+from ephemera.vm.preemption import watch_config
 from tests.aws.stackfiles import STACK, apply_module
 
 pytestmark = pytest.mark.slow  # runs Terraform on the stack's modules
@@ -138,6 +139,8 @@ def test_the_boot_document_is_completed_as_on_ibm(tmp_path):
     assert boot["gpu"] == {"count": 4, "model": "L40S"} and boot["setup"] == "/usr/local/sbin/ephemera-setup"
     assert boot["run_id"] == "gpu-20261207T040000Z-5f1c0a9e2b7d4e6f" and boot["worker"] == 1
     assert files["/etc/ephemera/boot.json"]["permissions"] == "0600"
+    # the agent watches EC2's spot notice (IMDSv2 spot/instance-action) from what the VM reads
+    assert watch_config(boot) == {"source": "aws"}
     assert gzip.decompress(base64.b64decode(files["/usr/local/lib/ephemera/bootstrap.py"]["content"])) == gzip.decompress(
         base64.b64decode(bootstrap_script())
     )

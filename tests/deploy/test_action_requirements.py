@@ -50,9 +50,7 @@ def test_the_ibm_example_needs_the_ibm_sdks_and_not_boto3():
 def test_a_config_on_s3_carries_boto3_to_openwhisk_and_code_engine_but_not_to_lambda(local_config):
     from ephemera.assembly import load_config
 
-    config = load_config(
-        local_config(storage={"backend": "aws_s3", "bucket": "ephemera-state"}, aws_s3={"region": "us-east-1"})
-    )
+    config = load_config(local_config(storage={"backend": "aws_s3", "bucket": "ephemera-state"}, aws_s3={"region": "us-east-1"}))
     assert action_extras(config) == ("aws",)
     assert "boto3" in _names(action_requirements(action_extras(config)))
     lambda_names = _names(lambda_package.requirements(action_extras(config)))

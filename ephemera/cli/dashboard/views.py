@@ -11,6 +11,7 @@ from ephemera.cli.logs import DEFAULT_SOURCES, RunLogs, format_line
 from ephemera.cli.results import outcome, output_objects_or_note, teardown, workload_result, workload_traceback
 from ephemera.cli.runs import cost_lines, cost_of, last_heartbeat, run_vms
 from ephemera.cli.tables import human_duration, human_size
+from ephemera.cli import preemptions
 from ephemera.cli.timeline_svg import timeline_svg
 from ephemera.context import Context
 from ephemera.lifecycle.reaper import MAX_DESTROY_ATTEMPTS
@@ -92,6 +93,8 @@ def run_view(ctx: Context, run_id: str, log_lines: int = 200) -> dict:
         "svg": timeline_svg(run, vms),
         "cost": cost_lines(cost_of(ctx, run, vms)),
         "transitions": run.transitions,
+        "preemptions": preemptions.rows(run),
+        "spot": preemptions.summary(run),
         "activities": run.activities,
         "activations": logs.activations[::-1],
         "logs": [format_line(line) for line in lines[-log_lines:]],

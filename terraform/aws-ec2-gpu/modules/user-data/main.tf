@@ -73,6 +73,8 @@ locals {
     gpu                = local.gpu
     heartbeat_interval = var.heartbeat_interval
     agent_pid_file     = "/run/ephemera/agent.pid"
+    # the agent watches IMDSv2's spot/instance-action (ephemera.vm.preemption); an on-demand instance never gets one
+    preemption = { source = "aws" }
   })
   user_data = templatefile("${path.module}/cloud-init.yaml.tftpl", {
     worker               = var.worker
