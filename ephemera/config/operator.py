@@ -15,9 +15,10 @@ from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 
 from ephemera.sections import Invalid, Label, Section, secret
 
-# the states a notification may ask for; NEEDS_PERSON is a run the reaper stopped retrying
-NOTIFY_STATES = ("SUCCEEDED", "FAILED", "TIMED_OUT", "APPLY_FAILED", "DESTROY_FAILED", "NEEDS_PERSON")
-DEFAULT_NOTIFY_STATES = ["FAILED", "TIMED_OUT", "APPLY_FAILED", "DESTROY_FAILED", "NEEDS_PERSON"]
+# the states a notification may ask for; NEEDS_PERSON is a run the reaper stopped retrying,
+# CAPACITY_FALLBACK a run the capacity ladder moved to its next rung (ephemera.lifecycle.ladder)
+NOTIFY_STATES = ("SUCCEEDED", "FAILED", "TIMED_OUT", "APPLY_FAILED", "DESTROY_FAILED", "NEEDS_PERSON", "CAPACITY_FALLBACK")
+DEFAULT_NOTIFY_STATES = ["FAILED", "TIMED_OUT", "APPLY_FAILED", "DESTROY_FAILED", "NEEDS_PERSON", "CAPACITY_FALLBACK"]
 _DATE_RE = re.compile(r"^\d{4}-\d\d-\d\d$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
 

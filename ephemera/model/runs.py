@@ -124,7 +124,7 @@ class RunError:
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     **{name: (str,) for name in ("run_id", "workspace", "engine", "state", "created_at", "hard_deadline")},
     **{name: (dict,) for name in ("event", "outputs", "attempts", "bundle", "vm_seconds")},
-    **{name: (list,) for name in ("transitions", "activities", "resources", "vms")},
+    **{name: (list,) for name in ("transitions", "activities", "resources", "vms", "ladder")},
     **{name: (dict, type(None)) for name in ("job", "error", "result")},
     "version": (int,),
 }
@@ -150,6 +150,7 @@ class RunRecord:
     bundle: dict = field(default_factory=dict)  # the run bundle its VMs install (key, sha256, size, wheel, requirements)
     vms: list = field(default_factory=list)  # per VM: worker, boot phases (name -> ISO time), GPU report, python
     vm_seconds: dict = field(default_factory=dict)  # VM time: total, in the workload, outside it (booting, idle)
+    ladder: list = field(default_factory=list)  # capacity-ladder attempts that failed (ephemera.lifecycle.ladder)
     version: int = 0  # incremented on each save
 
     def __post_init__(self) -> None:

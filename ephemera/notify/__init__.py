@@ -165,15 +165,18 @@ def deliver(ctx, notice: Notice, wanted: list[str], seconds: float) -> dict[str,
     return dict(outcome)
 
 
-def notify_run(ctx, record: RunRecord, state: str, previous: str = "", reason: str = "") -> dict[str, str] | None:
-    """Tell the receivers that want ``state`` about the run, once per (run, state); the
+def notify_run(
+    ctx, record: RunRecord, state: str, previous: str = "", reason: str = "", *, once: str = ""
+) -> dict[str, str] | None:
+    """Tell the receivers that want ``state`` about the run, once per (run, state) (per
+    (run, state, ``once``) when given: e.g. each rung of the capacity ladder); the
     outcome per receiver, or None when nobody wants it or it was notified already."""
     try:
         settings = ctx.config.notify
         wanted = receivers(settings, str(state))
         if not wanted:
             return None
-        key = layout.notified_key(record.run_id, str(state))
+        key = layout.notified_key(record.run_id, f"{state}-{once}" if once else str(state))
         claim = {"run_id": record.run_id, "state": str(state), "at": now_iso(), "receivers": wanted}
         if not ctx.storage.put_if_absent(ctx.config.state_bucket, key, json.dumps(claim).encode()):
             return None  # another action is telling them, or has told them
