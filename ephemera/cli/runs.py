@@ -9,6 +9,7 @@ from datetime import datetime
 
 from ephemera.cli import preemptions
 from ephemera.cli.results import MAX_OUTPUTS_SHOWN, outcome, output_objects_or_note, teardown, workload_result, workload_traceback
+from ephemera.cli.ladder_view import ladder_events, ladder_lines
 from ephemera.cli.tables import human_duration, human_size, table, visible
 from ephemera.context import Context
 from ephemera.errors import EphemeraError
@@ -193,6 +194,7 @@ def timeline(run: RunRecord, origin: str | None = None, vms: list[dict] | None =
     (default: the run's creation)."""
     start = datetime.fromisoformat(origin or run.created_at)
     events = [(t.at, t.state, t.reason) for t in run.transitions] + preemptions.timeline_events(run)
+    events += ladder_events(run)  # the capacity ladder's failed rungs
     for vm in run.vms if vms is None else vms:
         for name, at in (vm.get("phases") or {}).items():
             if name in PHASES:
@@ -276,6 +278,7 @@ def run_details(ctx: Context, run: RunRecord) -> str:
     vms = run_vms(ctx, run)
     parts.append("\ntimeline:\n" + timeline(run, vms=vms))
     parts.extend(preemptions.lines(run))
+    parts.extend(ladder_lines(run))
     if run.bundle:
         b = run.bundle
         parts.append(

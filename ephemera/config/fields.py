@@ -122,6 +122,29 @@ def _variables(value: Any) -> dict:
     return copy.deepcopy(value)
 
 
+def _fallback(value: Any) -> list[dict]:
+    """The capacity ladder's rungs: each a non-empty mapping of stack variables to scalars."""
+    example = "e.g. fallback: [{zone: us-south-2}, {profile: gx3-24x120x1l40s}, {spot: false}]"
+    if not isinstance(value, list):
+        raise Invalid(f"expected a list of variable overrides, got {type(value).__name__}", example)
+    for i, rung in enumerate(value):
+        if not isinstance(rung, dict) or not rung:
+            raise Invalid("expected a non-empty mapping of stack variables to values", example, at=(f"[{i}]",))
+        for name, item in rung.items():
+            if not isinstance(item, (str, int, float, bool)):
+                raise Invalid(
+                    f"expected a string, number or boolean, got {type(item).__name__}",
+                    "a rung overrides plain variable values only",
+                    at=(f"[{i}]", str(name)),
+                )
+        if "worker_count" in rung:
+            try:
+                _variables({"worker_count": rung["worker_count"]})
+            except Invalid as exc:
+                raise Invalid(exc.problem, exc.fix, at=(f"[{i}]", *exc.at)) from None
+    return copy.deepcopy(value)
+
+
 def _requirements(value: Any) -> list[str] | str:
     if isinstance(value, str) and value.strip():
         return value.strip()  # a requirements file
@@ -189,6 +212,9 @@ Name = Annotated[
     str, Label("name"), BeforeValidator(_name), WithJsonSchema({"type": "string", "pattern": r"^[A-Za-z0-9._-]{1,63}$"})
 ]
 Variables = Annotated[dict, Label("mapping"), BeforeValidator(_variables), WithJsonSchema({"type": "object"})]
+Fallback = Annotated[
+    list, Label("list of mappings"), BeforeValidator(_fallback), WithJsonSchema({"type": "array", "items": {"type": "object"}})
+]
 Suffixes = Annotated[
     list,
     Label("string or list of strings"),

@@ -109,7 +109,11 @@ def _error(err: Any, root: type[BaseModel]) -> ConfigError:
         return ConfigError(path, "missing", _example(key, field) or "it is required")
     if kind == "value_error" and isinstance((err.get("ctx") or {}).get("error"), Invalid):
         invalid = err["ctx"]["error"]
-        return ConfigError(".".join([path, *invalid.at]), invalid.problem, invalid.fix or _example(key, field))
+        return ConfigError(
+            path + "".join(a if a.startswith("[") else f".{a}" for a in invalid.at),
+            invalid.problem,
+            invalid.fix or _example(key, field),
+        )
     if kind in ("literal_error", "enum"):
         annotation = field.annotation if field is not None else None
         choices = (

@@ -19,9 +19,20 @@ from ephemera.sections import Invalid, Label, Section, secret
 
 # the states a notification may ask for; NEEDS_PERSON is a run the reaper stopped retrying,
 # BUDGET a monthly cap's share (budget.notify_at) crossed, PREEMPTED a run whose spot VM the
-# cloud reclaimed (told at its first recovery; opt-in)
-NOTIFY_STATES = ("SUCCEEDED", "FAILED", "TIMED_OUT", "APPLY_FAILED", "DESTROY_FAILED", "NEEDS_PERSON", "BUDGET", "PREEMPTED")
-DEFAULT_NOTIFY_STATES = ["FAILED", "TIMED_OUT", "APPLY_FAILED", "DESTROY_FAILED", "NEEDS_PERSON", "BUDGET"]
+# cloud reclaimed (told at its first recovery; opt-in), CAPACITY_FALLBACK a run the capacity
+# ladder moved to its next rung (ephemera.lifecycle.ladder)
+NOTIFY_STATES = (
+    "SUCCEEDED",
+    "FAILED",
+    "TIMED_OUT",
+    "APPLY_FAILED",
+    "DESTROY_FAILED",
+    "NEEDS_PERSON",
+    "BUDGET",
+    "PREEMPTED",
+    "CAPACITY_FALLBACK",
+)
+DEFAULT_NOTIFY_STATES = ["FAILED", "TIMED_OUT", "APPLY_FAILED", "DESTROY_FAILED", "NEEDS_PERSON", "BUDGET", "CAPACITY_FALLBACK"]
 _DATE_RE = re.compile(r"^\d{4}-\d\d-\d\d$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
 

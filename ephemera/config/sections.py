@@ -29,6 +29,7 @@ from ephemera.config.fields import (
     SigningKey,
     Suffixes,
     TriggerPrefix,
+    Fallback,
     Variables,
     WorkspaceName,
 )
@@ -83,6 +84,10 @@ class WorkspaceSection(Section):
     name: WorkspaceName = Field("default", description="the workspace name, part of every run id")
     stack: str = Field("local", description="'local', 'ibm-vpc-gpu' or a folder with .tf files")
     variables: Variables = Field(default_factory=dict, description="Terraform variables of the stack, e.g. {worker_count: 2}")
+    fallback: Fallback = Field(
+        default_factory=list,
+        description="the capacity ladder: variable overrides tried in order when an apply fails for want of capacity or quota, e.g. [{zone: us-south-2}, {spot: false}]",
+    )
 
 
 class WorkloadSection(Section):

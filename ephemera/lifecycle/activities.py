@@ -19,7 +19,7 @@ from ephemera.context import Context
 from ephemera.engines.base import ActivityLogs, OrphanSweeper
 from ephemera.engines.diagnostics import terraform_errors
 from ephemera.errors import EngineError, EphemeraError, RunNotFoundError, WorkspaceBusyError
-from ephemera.lifecycle import apply_lease
+from ephemera.lifecycle import apply_lease, ladder
 from ephemera.lifecycle.budget import admit
 from ephemera.lifecycle.request import workspace_lock
 from ephemera.model import marker as markers
@@ -47,6 +47,7 @@ def stack_variables(ctx: Context, run: RunRecord) -> tuple[dict, dict]:
     deadline = datetime.fromisoformat(effective)
     plain = {
         **config.workspace.variables,
+        **ladder.rung_variables(config, run),  # a capacity-ladder rung's overrides; never Ephemera's own below
         "run_id": run.run_id,
         "workspace": run.workspace,
         "worker_count": run.job.worker_count if run.job is not None else 1,
@@ -94,7 +95,7 @@ def apply_run(
     def enter(record: RunRecord) -> None:
         if change is not None:
             change(record)
-        record.enter(S.APPLYING, reason)
+        record.enter(S.APPLYING, reason + ladder.rung_note(ctx.config, record))
 
     run = ctx.ledger.update(run.run_id, enter)
     try:
@@ -172,6 +173,8 @@ def record_activity(ctx: Context, run_id: str, activity: Activity) -> RunRecord:
             vms = _vm_reports(ctx, run_id)
         store_engine_log(ctx, run_id, activity)
 
+    moved = [False]  # this update moved the run to the capacity ladder's next rung
+
     def change(record: RunRecord) -> None:
         record.activities = [a for a in record.activities if a.id != activity.id] + [activity]
         if outputs is not None:
@@ -185,11 +188,16 @@ def record_activity(ctx: Context, run_id: str, activity: Activity) -> RunRecord:
                 record.enter(S.RUNNING, f"apply {activity.id} completed")
             elif activity.state == "FAILED":
                 cause = f":\n{terraform_errors(activity.log_tail)}" if activity.log_tail else ""
-                record.fail(
+                was = record.state
+                error = ladder.after_failed_apply(  # None: on to the next rung
+                    ctx.config,
+                    record,
+                    activity,
                     RunError("APPLY_FAILED", f"apply {activity.id} failed{cause}", activity.log_tail),
-                    S.APPLY_FAILED,
-                    from_states=frozenset({S.APPLYING}),
                 )
+                if error is not None:
+                    record.fail(error, S.APPLY_FAILED, from_states=frozenset({S.APPLYING}))
+                moved[0] = was == S.APPLYING and record.state == S.REQUESTED
         elif activity.kind == "destroy" and record.state == S.DESTROYING:
             if activity.state == "COMPLETED" and not resources:
                 record.enter(S.DESTROYED, f"destroy {activity.id} completed; no resource left")
@@ -213,6 +221,8 @@ def record_activity(ctx: Context, run_id: str, activity: Activity) -> RunRecord:
                 record.fail(error, S.DESTROY_FAILED)
 
     record = ctx.ledger.update(run_id, change)
+    if moved[0]:
+        return ladder.climb(ctx, record, apply_run)  # the capacity ladder moved it to its next rung
     if record.state == S.DESTROYED:
         workspace_lock(ctx, record.workspace).release(run_id)
         try:

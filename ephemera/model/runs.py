@@ -148,7 +148,7 @@ class Preemption:
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     **{name: (str,) for name in ("run_id", "workspace", "engine", "state", "created_at", "hard_deadline")},
     **{name: (dict,) for name in ("event", "outputs", "attempts", "bundle", "vm_seconds", "budget")},
-    **{name: (list,) for name in ("transitions", "activities", "resources", "vms", "preemptions")},
+    **{name: (list,) for name in ("transitions", "activities", "resources", "vms", "preemptions", "ladder")},
     **{name: (dict, type(None)) for name in ("job", "error", "result")},
     "version": (int,),
     "recovery": (int,),
@@ -182,6 +182,7 @@ class RunRecord:
         0  # re-applies after a preemption so far: the stack's ``recovery`` variable (part of its VMs' replace trigger)
     )
     on_demand: bool = False  # re-applied with spot = false (spot.fallback = on_demand, its recoveries spent)
+    ladder: list = field(default_factory=list)  # capacity-ladder attempts that failed (ephemera.lifecycle.ladder)
     version: int = 0  # incremented on each save
 
     def __post_init__(self) -> None:

@@ -166,10 +166,14 @@ def deliver(ctx, notice: Notice, wanted: list[str], seconds: float) -> dict[str,
     return dict(outcome)
 
 
-def notify_run(ctx, record: RunRecord, state: str, previous: str = "", reason: str = "") -> dict[str, str] | None:
-    """Tell the receivers that want ``state`` about the run, once per (run, state); the
+def notify_run(
+    ctx, record: RunRecord, state: str, previous: str = "", reason: str = "", *, once: str = ""
+) -> dict[str, str] | None:
+    """Tell the receivers that want ``state`` about the run, once per (run, state) (per
+    (run, state, ``once``) when given: e.g. each rung of the capacity ladder); the
     outcome per receiver, or None when nobody wants it or it was notified already."""
-    return notify_once(ctx, record, str(state), layout.notified_key(record.run_id, str(state)), previous, reason)
+    key = layout.notified_key(record.run_id, f"{state}-{once}" if once else str(state))
+    return notify_once(ctx, record, str(state), key, previous, reason)
 
 
 def notify_once(ctx, record: RunRecord, state: str, key: str, previous: str = "", reason: str = "") -> dict[str, str] | None:

@@ -86,32 +86,40 @@ def config_stack(config: Config) -> StackSpec:
     return stack_spec(config.workspace.stack)
 
 
-def check_user_variables(spec: StackSpec, variables: dict) -> None:
-    """ConfigError naming ``workspace.variables.<name>`` for a variable the stack does not take
-    from the user: one it does not declare (a typo) or one Ephemera or the engine sets; or a
-    bool variable given anything but true or false (Terraform would read the text "yes" as an
-    error and "true" as true, while cost and plan read only a real true: e.g. ``spot``)."""
+def check_user_variables(spec: StackSpec, variables: dict, field: str = "workspace.variables") -> None:
+    """ConfigError naming ``<field>.<name>`` (``workspace.variables.<name>``) for a variable the
+    stack does not take from the user: one it does not declare (a typo) or one Ephemera or
+    the engine sets; or a bool variable given anything but true or false (Terraform would read
+    the text "yes" as an error and "true" as true, while cost and plan read only a real true:
+    e.g. ``spot``)."""
     for name in variables:
         var = spec.variables.get(name)
         if var is None:
             takes = sorted(spec.setters("user"))
             raise ConfigError(
-                f"workspace.variables.{name}",
+                f"{field}.{name}",
                 f"the stack '{spec.name}' has no variable '{name}'",
                 f"use one of: {', '.join(takes)}",
             )
         if var.set_by != "user":
             raise ConfigError(
-                f"workspace.variables.{name}",
+                f"{field}.{name}",
                 f"set by {'Ephemera for each run' if var.set_by == 'ephemera' else 'the engine'}",
-                "remove it from workspace.variables",
+                f"remove it from {field}",
             )
         if var.type == "bool" and not isinstance(variables[name], bool):
             raise ConfigError(
-                f"workspace.variables.{name}",
+                f"{field}.{name}",
                 f"must be true or false, got {variables[name]!r}",
                 f"write {name}: true or {name}: false (no quotes)",
             )
+
+
+def check_fallback(spec: StackSpec, rungs: list[dict]) -> None:
+    """ConfigError naming ``workspace.fallback[i].<name>`` for a capacity-ladder rung that sets a
+    variable the stack does not take from the user (see :func:`check_user_variables`)."""
+    for i, rung in enumerate(rungs):
+        check_user_variables(spec, rung, f"workspace.fallback[{i}]")
 
 
 def check_run_variables(spec: StackSpec, values: dict) -> None:
@@ -157,6 +165,7 @@ __all__ = [
     "STACKS_DIR",
     "StackSpec",
     "check_run_variables",
+    "check_fallback",
     "check_user_variables",
     "check_vm_access",
     "config_stack",

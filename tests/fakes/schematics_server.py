@@ -90,6 +90,7 @@ class SchematicsServer:
         self.lock_ = threading.Lock()
         self.workspaces: dict[str, FakeWorkspace] = {}
         self.apply_script = ["INPROGRESS", "COMPLETED"]
+        self.apply_scripts: list[list[str]] = []  # scripts of the next applies, one each, before apply_script
         self.destroy_script = ["INPROGRESS", "COMPLETED"]
         self.plan_script = ["INPROGRESS", "COMPLETED"]
         self.plan_log = PLAN_LOG
@@ -212,6 +213,8 @@ class SchematicsServer:
             kind = rest[1:]
             aid = uuid.uuid4().hex
             script = list({"apply": self.apply_script, "destroy": self.destroy_script}.get(kind, self.plan_script))
+            if kind == "apply" and self.apply_scripts:
+                script = list(self.apply_scripts.pop(0))
             ws.activities[aid] = {"name": kind.upper(), "script": script, "step": 0, "status": "CREATED", "before": ws.status}
             ws.status = "INPROGRESS"
             return 202, {"activityid": aid}, j

@@ -20,14 +20,24 @@ class FaultyEngine:
     - ``leave``: report the destroy COMPLETED without destroying anything.
 
     ``apply_fails_after_create``: apply for real, then report the apply FAILED
-    (resources exist: a partial apply). The real engine's optional capabilities
-    (``OrphanSweeper``) pass through."""
+    (resources exist: a partial apply). ``apply_errors``: the next applies, one per
+    text, apply for real and then report FAILED with that text as the engine's log
+    (e.g. a provider's capacity error); ``applied`` keeps each apply's plain variables.
+    The real engine's optional capabilities (``OrphanSweeper``) pass through."""
 
     def __init__(
-        self, inner, destroy_faults: int = 0, mode: str = "transient", apply_fails_after_create: bool = False, on_fault=None
+        self,
+        inner,
+        destroy_faults: int = 0,
+        mode: str = "transient",
+        apply_fails_after_create: bool = False,
+        on_fault=None,
+        apply_errors: list[str] | None = None,
     ):
         self.inner, self.remaining, self.mode = inner, destroy_faults, mode
         self.apply_fails_after_create = apply_fails_after_create
+        self.apply_errors = list(apply_errors or [])
+        self.applied: list[dict] = []
         self.on_fault = on_fault or (lambda: None)
         self.name = inner.name
         self.destroy_calls = 0
@@ -35,7 +45,13 @@ class FaultyEngine:
 
     def apply(self, workspace: str, run_id: str, variables: dict, secure: dict) -> Activity:
         self.apply_calls += 1
+        self.applied.append(dict(variables))
         activity = self.inner.apply(workspace, run_id, variables, secure)
+        if self.apply_errors:
+            self.on_fault()
+            failed = Activity(**vars(activity))
+            failed.state, failed.finished_at, failed.log_tail = "FAILED", now_iso(), self.apply_errors.pop(0)
+            return failed
         if self.apply_fails_after_create:
             self.on_fault()
             return Activity(

