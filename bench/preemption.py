@@ -92,7 +92,7 @@ def checkpoint_costs(root: Path) -> list[tuple[str, float, float]]:
         output_bucket="state",
         output_prefix="outputs/r-bench/",
     )
-    ctx = WorkloadContext(job=job, storage=storage)
+    ctx = WorkloadContext(job=job, storage=storage, run_key="ab" * 32)  # checkpoints are tagged with the run key
     rows = []
     for label, size in (("1 KiB", 1 << 10), ("1 MiB", 1 << 20), ("64 MiB", 64 << 20)):
         data = bytes(size)

@@ -97,9 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     from ephemera.vm.workload import run_job
 
     bind_to_owner()  # killed with the agent's whole group when the agent dies
-    _config, storage, job, scrubber = agent_context(load_agent_config(args.config))
+    agent_cfg = load_agent_config(args.config)
+    _config, storage, job, scrubber = agent_context(agent_cfg)
     install_scrubber(scrubber)
-    marker = run_job(job, storage, worker=args.worker, scrubber=scrubber)
+    marker = run_job(job, storage, worker=args.worker, scrubber=scrubber, run_key=agent_cfg.run_key)
     return 0 if marker.succeeded else 3
 
 

@@ -50,6 +50,7 @@ class WorkloadContext:
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("ephemera.workload"))
     outputs: list[str] = field(default_factory=list)  # keys written so far
     preemption: dict | None = None  # the platform's preemption notice (notice_at, source, action), once received
+    run_key: str = field(default="", repr=False)  # the run's key (64 hex digits), which tags its checkpoints; never logged
     _callbacks: list = field(default_factory=list, init=False, repr=False)  # given to on_preempt, not yet called
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)  # guards the two above
 
@@ -91,15 +92,19 @@ class WorkloadContext:
     def checkpoint(self, name: str, data: bytes | str | Any) -> str:
         """Save ``data`` (bytes, str or JSON-able) as the run's checkpoint ``name``, replacing
         the last one; returns its key. A recovered VM of this run restores it."""
-        key, body = checkpoints.key(self.run_id, name), checkpoints.encode(data)
+        key = checkpoints.key(self.run_id, name)
+        body = checkpoints.encode(data, self._run_key(), self.run_id, key)
         retry_transient(
             lambda: self.storage.put(self.job.state_bucket, key, body), f"writing checkpoint '{name}'", job_deadline(self.job)
         )
         return key
 
     def restore(self, name: str) -> bytes | str | Any | None:
-        """The run's last checkpoint ``name`` with the type it was saved with, or None when there is none."""
+        """The run's last checkpoint ``name`` with the type it was saved with, or None when there
+        is none. An object there that this run did not write (no tag with the run key) is
+        refused: logged as a security warning and restored as None, never decoded."""
         key = checkpoints.key(self.run_id, name)
+        run_key = self._run_key()
         try:
             raw = retry_transient(
                 lambda: self.storage.get(self.job.state_bucket, key), f"reading checkpoint '{name}'", job_deadline(self.job)
@@ -107,11 +112,19 @@ class WorkloadContext:
         except NoSuchKeyError:
             return None
         try:
-            return checkpoints.decode(raw)
-        except ValueError as exc:
+            return checkpoints.decode(raw, run_key, self.run_id, key)
+        except checkpoints.UntrustedCheckpoint as exc:
+            self.log.warning("run %s: SECURITY: checkpoint '%s' refused, %s; starting without it", self.run_id, name, exc)
+            return None
+
+    def _run_key(self) -> str:
+        if not checkpoints.RUN_KEY_PATTERN.fullmatch(self.run_key):
             raise ParamError(
-                f"checkpoint '{name}'", f"cannot be read ({exc})", "write it with ctx.checkpoint, or pick another name"
-            ) from None
+                "run key",
+                "this workload context has none, so its checkpoints could not be told from planted ones",
+                "checkpoint in a workload a VM's agent runs (it gives the run's key)",
+            )
+        return self.run_key
 
     # --- preemption -----------------------------------------------------------------------
     @property
@@ -219,16 +232,19 @@ class _TailHandler(logging.Handler):
         return "\n".join(self.buffer.getvalue().splitlines()[-n:])
 
 
-def run_job(job: JobSpec, storage: Storage, worker: int = 0, scrubber: Scrubber | None = None) -> markers.Marker:
+def run_job(
+    job: JobSpec, storage: Storage, worker: int = 0, scrubber: Scrubber | None = None, run_key: str = ""
+) -> markers.Marker:
     """Run the workload and write its completion marker. Returns the marker.
 
-    ``scrubber`` masks secret values in the marker (an exception message may quote one)."""
+    ``scrubber`` masks secret values in the marker (an exception message may quote one);
+    ``run_key`` tags the workload's checkpoints (without it ``ctx.checkpoint`` refuses)."""
     tail = _TailHandler()
     root = logging.getLogger()
     root.addHandler(tail)
     if root.level > logging.INFO or root.level == logging.NOTSET:
         root.setLevel(logging.INFO)
-    ctx = WorkloadContext(job=job, storage=storage, worker=worker)
+    ctx = WorkloadContext(job=job, storage=storage, worker=worker, run_key=run_key)
     listen_for_preemption(ctx)
     started = time.time()
     interrupted: BaseException | None = None

@@ -59,7 +59,8 @@ def test_an_aws_spot_notice_makes_the_agent_beat_preempted_and_tell_the_workload
 
     def saved(name: str):
         try:
-            return checkpoints.decode(storage.get(run.bucket, layout.checkpoint_key(run.run_id, name)))
+            key = layout.checkpoint_key(run.run_id, name)
+            return checkpoints.decode(storage.get(run.bucket, key), run.run_key, run.run_id, key)
         except NoSuchKeyError:
             return None
 

@@ -1,7 +1,9 @@
 """The workload's checkpoint contract (issue 19): ``ctx.checkpoint(name, data)`` keeps
 bytes, text or JSON under the run's own prefix, ``ctx.restore(name)`` gives it back with
 its type (None when absent), names are plain (no path escapes), and the VMs' storage
-grant covers this run's checkpoints and no other's."""
+grant covers this run's checkpoints and no other's. A checkpoint carries a tag under the
+run key, so an object planted at its key by whoever can write the bucket (another run's
+VM under a shared IBM trusted profile) is refused before it is decoded."""
 
 from __future__ import annotations
 
@@ -20,9 +22,17 @@ from ephemera.vm import checkpoints
 from ephemera.vm.workload import WorkloadContext, listen_for_preemption
 
 BUCKET = "state"
+SIGNING_KEY = b"k" * 32  # the controller's; a run's key derives from it and the run id
 
 
-def make_ctx(tmp_path, run_id="r-1") -> WorkloadContext:
+def run_key_of(run_id: str) -> str:
+    import hashlib
+    import hmac
+
+    return hmac.new(SIGNING_KEY, run_id.encode(), hashlib.sha256).hexdigest()
+
+
+def make_ctx(tmp_path, run_id="r-1", run_key: str | None = None) -> WorkloadContext:
     storage = LocalhostStorage(tmp_path / "root")
     storage.create_bucket(BUCKET)
     job = JobSpec(
@@ -34,7 +44,7 @@ def make_ctx(tmp_path, run_id="r-1") -> WorkloadContext:
         output_bucket=BUCKET,
         output_prefix=f"outputs/{run_id}/",
     )
-    return WorkloadContext(job=job, storage=storage)
+    return WorkloadContext(job=job, storage=storage, run_key=run_key_of(run_id) if run_key is None else run_key)
 
 
 @pytest.mark.parametrize("data", [b"\x00\x01weights\n\xff", "step 3 of 10\nnext line", {"step": 3, "loss": [0.5, 0.25]}, [1, 2]])
@@ -85,12 +95,43 @@ def test_data_that_is_not_bytes_text_or_json_is_refused_naming_the_field(tmp_pat
     assert ctx.restore("progress") is None  # nothing half-written
 
 
-def test_an_object_not_written_as_a_checkpoint_is_a_clear_error(tmp_path):
+@pytest.mark.parametrize(
+    "planted",
+    [
+        b"raw bytes",  # not a checkpoint at all
+        b"ephemera-checkpoint/2 bytes\nweights",  # the header without a tag
+        checkpoints.encode(b"evil pickle", "0" * 64, "r-1", "ephemera/checkpoints/r-1/progress"),  # another key's tag
+        checkpoints.encode(b"evil pickle", run_key_of("r-2"), "r-2", "ephemera/checkpoints/r-2/progress"),  # r-2's, copied
+        checkpoints.encode(b"evil pickle", run_key_of("r-1"), "r-1", "ephemera/checkpoints/r-1/other"),  # another name's
+    ],
+    ids=["raw", "untagged", "wrong-key", "another-run", "another-name"],
+)
+def test_a_planted_checkpoint_is_refused_logged_and_never_decoded(tmp_path, caplog, planted):
+    """Whoever can write the bucket without the run key cannot hand a recovered VM the
+    bytes it restores (a workload may torch.load them): the restore says there is none and
+    logs a security warning naming the checkpoint, never the run key."""
     ctx = make_ctx(tmp_path)
-    ctx.storage.put(BUCKET, layout.checkpoint_key("r-1", "progress"), b"raw bytes")
+    ctx.storage.put(BUCKET, layout.checkpoint_key("r-1", "progress"), planted)
+    with caplog.at_level(logging.WARNING):
+        assert ctx.restore("progress") is None
+    assert "SECURITY: checkpoint 'progress' refused" in caplog.text
+    assert ctx.run_key not in caplog.text and ctx.run_key not in repr(ctx)
+
+
+def test_a_tampered_checkpoint_body_is_refused(tmp_path):
+    ctx = make_ctx(tmp_path)
+    key = ctx.checkpoint("progress", {"step": 3})
+    raw = ctx.storage.get(BUCKET, key)
+    ctx.storage.put(BUCKET, key, raw.replace(b'"step": 3', b'"step": 9'))
+    assert ctx.restore("progress") is None
+
+
+def test_a_context_without_the_run_key_refuses_to_checkpoint(tmp_path):
+    ctx = make_ctx(tmp_path, run_key="")
     with pytest.raises(ParamError) as err:
-        ctx.restore("progress")
-    assert "checkpoint 'progress'" in str(err.value)
+        ctx.checkpoint("progress", b"x")
+    assert err.value.field == "run key"
+    assert not list(ctx.storage.list(BUCKET, "ephemera/"))
 
 
 def test_the_vms_grant_covers_this_runs_checkpoints_and_nothing_wider():

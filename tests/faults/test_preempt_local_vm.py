@@ -22,6 +22,7 @@ from ephemera.actions import apply, destroy
 from ephemera.context import Context
 from ephemera.errors import NoSuchKeyError, ParamError
 from ephemera.model.heartbeat import VMState, preemption_of
+from ephemera.runkeys import run_key
 from ephemera.vm import checkpoints
 from ephemera.vm.heartbeats import read_heartbeats
 from ephemera.vm.local_preempt import (
@@ -43,7 +44,8 @@ STEPS = 30
 
 def checkpoint(ctx, run_id: str, name: str):
     try:
-        return checkpoints.decode(ctx.storage.get(ctx.config.state_bucket, layout.checkpoint_key(run_id, name)))
+        key = layout.checkpoint_key(run_id, name)
+        return checkpoints.decode(ctx.storage.get(ctx.config.state_bucket, key), run_key(ctx.config, run_id), run_id, key)
     except NoSuchKeyError:
         return None
 
