@@ -33,7 +33,7 @@ demo: $(VENV)/.installed
 # three share two cores well; tests that share a session's VMs run on one worker
 JOBS ?= 3
 test: $(VENV)/.installed-test
-	$(PY) -m pytest -n $(JOBS) --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup --durations=25 $(PYTEST_ARGS)
 
 # the inner loop: everything but real applies, agent processes, fresh venvs and load
 test-quick: $(VENV)/.installed-test
