@@ -19,8 +19,10 @@ A destroy may run where the apply did not (another Lambda sandbox), without the
 apply's variables file; Terraform still wants a value for every required variable.
 So an apply also keeps the variables the stack does not mark sensitive beside the
 state (``ephemera.variables.json``), and a destroy without the file gives each
-sensitive one an empty value of its type: a destroy reads what to delete from the
-state, and no secret is ever written to the bucket.
+sensitive one an empty value of its type (a ``list(string)``, the per-VM boot
+documents, gets one empty boot document, base64 ``{}``, per worker, as a stack may
+index and decode it): a destroy reads what to delete from the state, and no secret
+is ever written to the bucket.
 
 Ephemera reads what it needs (outputs, resources, the workspaces, their owners)
 straight from the bucket, through the ``aws_s3`` storage client; every key comes from
@@ -29,6 +31,7 @@ straight from the bucket, through the ``aws_s3`` storage client; every key comes
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import uuid
@@ -48,6 +51,7 @@ if TYPE_CHECKING:
 BACKEND_TF = "ephemera_backend_override.tf"  # Terraform merges *_override.tf into the configuration
 _BACKEND_BLOCK = 'terraform {\n  backend "s3" {}\n}\n'
 _EMPTY = {"string": "", "number": 0, "bool": False, "map(string)": {}, "object": {}}  # other types: []
+_EMPTY_DOCUMENT = base64.b64encode(b"{}").decode()  # an empty boot document, in the vm_boot encoding
 
 
 def backend_settings(state: S3State, workspace: str) -> str:
@@ -145,7 +149,8 @@ class RemoteStates:
         values = json.loads(data) if data else {}
         for name, spec in stack.variables.items():
             if spec.sensitive and spec.required and name not in values:
-                values[name] = _EMPTY.get(spec.type, [])
+                workers = values.get("worker_count", 1)
+                values[name] = [_EMPTY_DOCUMENT] * int(workers) if spec.type == "list(string)" else _EMPTY.get(spec.type, [])
         return stack.takes(values)
 
     def workspaces(self) -> list[str]:
