@@ -206,3 +206,25 @@ def test_a_remote_state_without_what_it_needs_is_refused_naming_the_key(tmp_path
             )
         )
     assert field in str(refused.value), str(refused.value)
+
+
+@pytest.mark.timeout(300)
+def test_a_lock_left_by_an_action_killed_at_its_time_limit_is_broken_once_no_live_action_can_hold_it(bucket, tmp_path):
+    """A Lambda function killed at its timeout leaves Terraform's lock file behind. A lock
+    younger than ``timeouts.action`` (+ grace) may be a live action's: busy. An older one
+    is a dead action's: the next apply or destroy (the reaper's) breaks it and goes on."""
+    url = bucket
+    engine = _engine(tmp_path / "sandbox", url)
+    assert engine.stale_lock_after == _config(tmp_path, url).timeouts.action + 120
+    lock_key = layout.tf_lock_key(PREFIX, WORKSPACE)
+    dead = {"ID": "5f1c0a9e", "Operation": "OperationTypeApply", "Who": "sbx_user1051@169.254.10.1", "Version": "1.11.4"}
+    aws_client(url, "s3").put_object(Bucket=BUCKET, Key=lock_key, Body=json.dumps(dead).encode())
+    with pytest.raises(WorkspaceBusyError):
+        _apply(engine, RUN_A)
+    assert lock_key in _keys(url) and engine.owner(WORKSPACE) is None
+    engine.stale_lock_after = 1  # as if timeouts.action had passed since the kill
+    time.sleep(2)
+    activity = _apply(engine, RUN_A)
+    assert activity.state == "COMPLETED", engine.activity_log(activity)
+    assert lock_key not in _keys(url) and engine.owner(WORKSPACE) == RUN_A
+    assert engine.destroy(WORKSPACE).state == "COMPLETED" and _keys(url) == []

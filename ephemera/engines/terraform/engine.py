@@ -34,7 +34,10 @@ apply and destroy, and the workspaces, owners, outputs and resources are read fr
 the bucket. Terraform's S3 lock file refuses a second apply or destroy of the same
 workspace from any machine (:class:`WorkspaceBusyError`); a refused apply puts the
 owner record back as it found it, and a destroy that leaves no resource deletes the
-workspace's objects.
+workspace's objects. An action is killed at its time limit (a Lambda function at its
+timeout, at most ``timeouts.action``), which leaves its lock file behind: a lock older
+than ``timeouts.action`` plus :data:`STALE_LOCK_GRACE` belongs to no live action, and
+the next apply or destroy (the reaper's) breaks it, as ``terraform force-unlock`` would.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -60,12 +64,15 @@ from ephemera.secrets import Scrubber
 from ephemera.stack import stack_hooks
 from ephemera.timeutil import now_iso
 
+log = logging.getLogger(__name__)
+
 TFVARS = "ephemera.auto.tfvars.json"
 HOLD_FILE = "ephemera.lock"  # flock-ed by the apply or destroy under way in the workspace
 OWNER_FILE = "ephemera.owner.json"  # {"run_id": ...}: the run the workspace was last applied for
 LOG_TAIL_LINES = 40
 KEPT_PLAN_LOGS = 10  # failed plans' outputs kept in <home>/plans/
 _LOCK_MARKERS = ("Error acquiring the state lock",)
+STALE_LOCK_GRACE = 120  # seconds past timeouts.action before a remote lock is a dead action's (clock skew, the kill)
 
 
 class TerraformEngine:
@@ -82,6 +89,7 @@ class TerraformEngine:
         self.stack = settings.stack
         self.hooks = stack_hooks(settings.stack)
         self.remote = RemoteStates(settings.state) if settings.state else None  # None: local state files
+        self.stale_lock_after = config.timeouts.action + STALE_LOCK_GRACE  # seconds: no live action holds a lock this old
 
     @classmethod
     def from_config(cls, config: Config) -> "TerraformEngine":
@@ -129,7 +137,13 @@ class TerraformEngine:
         return previous
 
     def _refuse_locked(self, workspace: str) -> None:
-        if self.remote is not None and self.remote.locked(workspace):
+        age = self.remote.lock_age(workspace) if self.remote is not None else None
+        if self.remote is not None and age is not None and age > self.stale_lock_after:
+            log.warning(
+                "workspace '%s': breaking a state lock %.0fs old, left by an action killed at its time limit", workspace, age
+            )
+            self.remote.break_lock(workspace)
+        elif age is not None:
             raise WorkspaceBusyError(
                 f"workspace '{workspace}': its state in S3 is locked by another Terraform run; try again later"
             )

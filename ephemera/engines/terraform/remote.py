@@ -35,6 +35,7 @@ import base64
 import json
 import socket
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -121,7 +122,19 @@ class RemoteStates:
 
     def locked(self, workspace: str) -> bool:
         """True while a Terraform run (or :meth:`forget`) holds the workspace's lock file."""
-        return self._get(layout.tf_lock_key(self.state.prefix, workspace)) is not None
+        return self.lock_age(workspace) is not None
+
+    def lock_age(self, workspace: str) -> float | None:
+        """Seconds since the workspace's lock file was written, None when there is none."""
+        try:
+            info = self.storage.head(self.state.bucket, layout.tf_lock_key(self.state.prefix, workspace))
+        except NoSuchKeyError:
+            return None
+        return max(0.0, (datetime.now(timezone.utc) - info.last_modified).total_seconds())
+
+    def break_lock(self, workspace: str) -> None:
+        """Delete the lock file a dead action left (what `terraform force-unlock` does)."""
+        self.storage.delete(self.state.bucket, layout.tf_lock_key(self.state.prefix, workspace))
 
     def owner(self, workspace: str) -> str | None:
         data = self._get(layout.tf_owner_key(self.state.prefix, workspace))
