@@ -19,6 +19,13 @@ State bucket (``storage.bucket``)::
     lithops.jobs/<run_id>/...                the run's Lithops standalone jobs: queue, batches, servers
                                              (the bridge's own keys; named here for run_prefixes)
 
+Terraform state bucket (``terraform.state.bucket``, when ``terraform.state.backend = "s3"``)::
+
+    <state_prefix>/<workspace>/terraform.tfstate         a workspace's Terraform state
+    <state_prefix>/<workspace>/terraform.tfstate.tflock  its lock, while an apply or destroy runs
+    <state_prefix>/<workspace>/ephemera.owner.json       the run it was last applied for
+    <state_prefix>/<workspace>/ephemera.variables.json   its non-sensitive variables, for a destroy elsewhere
+
 Output bucket (``workload.output_bucket``, default the state bucket)::
 
     <output_prefix>/<run_id>/...             the workload's outputs
@@ -46,6 +53,7 @@ NOTIFIED = f"{ROOT}/notified/"
 CHECKPOINTS = f"{ROOT}/checkpoints/"
 BUDGET_NOTIFIED = f"{ROOT}/budget-notified/"
 EVENTS = f"{ROOT}/events/"
+TERRAFORM_STATES = f"{ROOT}/tfstate"  # the default terraform.state.prefix (no trailing '/', as a KeyPrefix)
 LITHOPS_JOBS = "lithops.jobs/"  # the bridge's own prefix (lithops_bridge.constants.JOBS_PREFIX): the core names it here
 
 
@@ -184,6 +192,36 @@ def event_claim_prefix(identity: str) -> str:
 
 def lithops_jobs_prefix(run_id: str) -> str:
     return f"{LITHOPS_JOBS}{run_id}/"
+
+
+def tf_states_prefix(state_prefix: str) -> str:
+    """Every workspace's folder in the Terraform state bucket ("" for the bucket's root)."""
+    return f"{state_prefix.strip('/')}/" if state_prefix.strip("/") else ""
+
+
+def tf_workspace_prefix(state_prefix: str, workspace: str) -> str:
+    """Everything of one workspace in the Terraform state bucket."""
+    return f"{tf_states_prefix(state_prefix)}{workspace}/"
+
+
+def tf_state_key(state_prefix: str, workspace: str) -> str:
+    """A workspace's Terraform state: the S3 backend's ``key``."""
+    return tf_workspace_prefix(state_prefix, workspace) + "terraform.tfstate"
+
+
+def tf_lock_key(state_prefix: str, workspace: str) -> str:
+    """The lock object Terraform's S3 backend writes beside the state (``use_lockfile``)."""
+    return tf_state_key(state_prefix, workspace) + ".tflock"
+
+
+def tf_owner_key(state_prefix: str, workspace: str) -> str:
+    """``{"run_id": ...}``: the run a remote-state workspace was last applied for."""
+    return tf_workspace_prefix(state_prefix, workspace) + "ephemera.owner.json"
+
+
+def tf_variables_key(state_prefix: str, workspace: str) -> str:
+    """The non-sensitive variables a remote-state workspace was last applied with."""
+    return tf_workspace_prefix(state_prefix, workspace) + "ephemera.variables.json"
 
 
 def run_state_prefixes(run_id: str) -> list[str]:
