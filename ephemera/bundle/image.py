@@ -130,6 +130,12 @@ def image_dir(config, stack: str, sha256: str) -> Path:
     return image_store(config) / stack / sha256
 
 
+def local_record_file(config, stack: str, sha256: str) -> Path:
+    """The copy of a local image's record beside its folder (the demo, whose state bucket is new
+    each time, reads it there)."""
+    return image_dir(config, stack, sha256).with_suffix(".json")
+
+
 def stack_name(config) -> str:
     return str(config.workspace.stack)
 

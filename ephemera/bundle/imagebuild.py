@@ -6,7 +6,8 @@ temporary folder of the image store exactly as a stock local VM would -- the sam
 bootstrap code, run as ``python -m ephemera.vm.imageboot --build-image``, offline, the
 wheelhouse checked wheel by wheel -- less the workload's source. The folder is made
 read-only (so no run writes into it, not even Python's byte-code cache), its tree digest
-taken, it is renamed into place, and only then is the record written: a build that fails
+taken, it is renamed into place, and only then is the record written (in the state bucket,
+then a copy beside the folder, ``<sha256>.json``, which the demo reads): a build that fails
 or is killed at any step leaves no record, and no folder under the image's name (a killed
 build's ``.part`` folder is removed by the next build of that lock).
 """
@@ -30,6 +31,7 @@ from ephemera.bundle.image import (
     local_image_id,
     local_lock,
     local_path_problem,
+    local_record_file,
     lock_sha256,
     put_record,
     python_tag,
@@ -37,6 +39,7 @@ from ephemera.bundle.image import (
 )
 from ephemera.bundle.pack import Bundle, pack
 from ephemera.errors import ImageError
+from ephemera.files import write_private
 from ephemera.stack import config_stack
 from ephemera.storage import storage_spec
 from ephemera.storage.base import Storage
@@ -186,6 +189,7 @@ def build_local(config, storage: Storage, force: bool = False) -> tuple[ImageRec
         digest=digest,
     )
     put_record(storage, bucket, record)  # last: a record names a finished image
+    write_private(local_record_file(config, stack, sha), json.dumps(record.to_dict(), indent=1).encode())
     return record, True
 
 
@@ -193,4 +197,5 @@ def delete_image(config, storage: Storage, record: ImageRecord) -> None:
     """Delete the record (first: no run picks the image up any more), then a local image's folder."""
     storage.delete(config.state_bucket, layout.image_key(record.stack, record.lock_sha256))
     if record.kind == "local":
+        local_record_file(config, record.stack, record.lock_sha256).unlink(missing_ok=True)
         remove_folder(image_dir(config, record.stack, record.lock_sha256))

@@ -143,8 +143,11 @@ def cmd_bundle(args) -> int:
 
 def cmd_image(args) -> int:
     from ephemera.cli.image import cmd_image as image  # lazily: the CLI imports a command's modules when it runs (cold start)
+    from ephemera.cli.image import demo_context  # ditto
 
-    return image(_context(args), args, sys.stdout)
+    if args.demo and args.config:
+        raise ParamError("--demo", "works on the demo's image, whose config the demo writes", "drop --config (or --demo)")
+    return image(demo_context() if args.demo else _context(args), args, sys.stdout)
 
 
 def cmd_lithops_config(args) -> int:
@@ -244,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("build", "list", "delete"))
     p.add_argument("image", nargs="?", help="delete: the image's id (or its lock's SHA-256)")
     p.add_argument("--force", action="store_true", help="build: build again; delete: even while an open run uses it")
+    p.add_argument("--demo", action="store_true", help="the image of `ephemera demo`'s workload, in your own home")
     p.set_defaults(func=cmd_image)
 
     p = sub.add_parser("lithops-config", help="write a Lithops config for a run's VMs")

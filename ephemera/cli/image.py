@@ -2,6 +2,9 @@
 
     ephemera image build [--force]      build the image of the config's workload (local stack), or
                                         say the recorded one is current; print its id and what it holds
+    ephemera image build --demo         the same for ``ephemera demo``'s workload, in the user's home:
+                                        ``make demo`` (a fresh home each time) then starts from it
+                                        (``list --demo``, ``delete ID --demo``: the demo's images)
     ephemera image list                 the images recorded in the state bucket, and whether each is usable
     ephemera image delete ID [--force]  delete an image (its record, then its folder); refused while an
                                         open run uses it, unless --force
@@ -67,6 +70,15 @@ def cmd_delete(ctx, name: str | None, force: bool, out: TextIO) -> int:
     delete_image(ctx.config, ctx.storage, record)
     print(f"image {record.id} deleted", file=out)
     return 0
+
+
+def demo_context():
+    """The context of ``ephemera demo``'s config in the user's own home, whose image the demo
+    adopts (:func:`ephemera.cli.demo.adopt_image`)."""
+    from ephemera.cli.demo import demo_config, user_home  # only for --demo (the demo's module loads the runtime's)
+    from ephemera.context import Context  # ditto
+
+    return Context(demo_config(user_home()))
 
 
 def cmd_image(ctx, args, out: TextIO) -> int:
