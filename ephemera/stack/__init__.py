@@ -38,6 +38,7 @@ STACKS: dict[str, str] = {
     "local": "local",
     "ibm-vpc-gpu": "ibm-vpc-gpu",
     "aws-ec2-gpu": "aws-ec2-gpu",
+    "aws-image-builder": "aws-image-builder",  # builds prepared images (issue 20), not runs
 }
 
 
