@@ -39,6 +39,7 @@ STACKS: dict[str, str] = {
     "ibm-vpc-gpu": "ibm-vpc-gpu",
     "aws-ec2-gpu": "aws-ec2-gpu",
     "aws-image-builder": "aws-image-builder",  # builds prepared images (issue 20), not runs
+    "ibm-image-builder": "ibm-image-builder",  # ditto
 }
 
 
