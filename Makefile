@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: demo test test-quick lint install install-test bench clean
+.PHONY: demo demo-image test test-quick lint install install-test bench clean
 
 # ibm-schematics and python-terraform ship only as old sdists whose setup.py needs
 # setuptools<70 and wheel: build them without isolation before the rest.
@@ -28,6 +28,10 @@ install-test: $(VENV)/.installed-test
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/ephemera demo
+
+# once: a prepared image of the demo's workload in your Ephemera home; `make demo` then starts from it
+demo-image: $(VENV)/.installed
+	$(VENV)/bin/ephemera image build --demo
 
 # JOBS pytest-xdist workers: most tests wait on processes, servers and installs, so
 # three share two cores well; tests that share a session's VMs run on one worker

@@ -10,6 +10,7 @@ State bucket (``storage.bucket``)::
     ephemera/bundles/<sha256>.tar.gz         run bundles, by content hash (see ephemera.bundle)
     ephemera/bundles/<sha256>.json           a published bundle's manifest
     ephemera/wheelhouses/<sha256>.tar        the wheels a bundle's lock names, by content hash (VMs read only)
+    ephemera/images/<stack>/<lock sha256>.json  a prepared image built from that lock (see ephemera.bundle.image; VMs never)
     ephemera/credentials/<run_id>/<worker>-<nonce>.json  one VM's storage keys, deleted once read
     ephemera/logs/<run_id>/<source>/<stream>/<chunk>.log  shipped log chunks (see ephemera.model.logs)
     ephemera/notified/<run_id>/<state>.json  one per run and state notified (see ephemera.notify)
@@ -47,6 +48,7 @@ ACTIVATIONS = f"{ROOT}/activations/"
 ACTIVATIONS_STARTED = f"{ROOT}/activations-started/"  # invocations under way (removed with their record)
 BUNDLES = f"{ROOT}/bundles/"
 WHEELHOUSES = f"{ROOT}/wheelhouses/"
+IMAGES = f"{ROOT}/images/"
 CREDENTIALS = f"{ROOT}/credentials/"
 LOGS = f"{ROOT}/logs/"
 NOTIFIED = f"{ROOT}/notified/"
@@ -113,6 +115,16 @@ def bundle_manifest_key(sha256: str) -> str:
 def wheelhouse_key(sha256: str) -> str:
     """A wheelhouse (the wheels a bundle's ``wheelhouse.lock`` pins, one tar) by its content hash."""
     return f"{WHEELHOUSES}{sha256}.tar"
+
+
+def image_prefix(stack: str | None = None) -> str:
+    """The prepared images' records, all or one stack's."""
+    return f"{IMAGES}{stack}/" if stack else IMAGES
+
+
+def image_key(stack: str, lock_sha256: str) -> str:
+    """The record of the prepared image of ``stack`` built from the lock whose SHA-256 is ``lock_sha256``."""
+    return f"{image_prefix(stack)}{lock_sha256}.json"
 
 
 def credentials_prefix(run_id: str) -> str:

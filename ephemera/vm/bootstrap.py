@@ -9,9 +9,9 @@ the VM's identity), check its SHA-256, unpack it, install it into a virtual envi
 on a cloud VM the bundle's lock and Ephemera's wheel, hashes required, nothing resolved,
 with uv where found (else pip); on a local VM (``inherit_site``) over the controller's
 site-packages, offline, plus the bundle's wheelhouse, each wheel checked against
-``wheelhouse.lock``; 4. hand over to stage two (``python -m ephemera.vm boot``). Phases
-are stamped in ``<root>/state.json`` (a reboot resumes); any failure writes the run's
-failure marker with the tail of ``<root>/bootstrap.log`` and exits 1.
+``wheelhouse.lock`` (or over a prepared image, :mod:`ephemera.vm.imageboot`); 4. hand over to
+stage two (``python -m ephemera.vm boot``). Phases are stamped in ``<root>/state.json`` (a
+reboot resumes); any failure writes the failure marker with the tail of ``bootstrap.log``.
 """
 
 from __future__ import annotations
@@ -93,8 +93,7 @@ def run(root: Path, cmd: list[str], what: str, env: dict | None = None) -> None:
 
 
 # -- getting objects: presigned URLs, file URLs, or the VM's identity -----------------------
-def http(method: str, url: str, data: bytes | None = None, headers: dict | None = None,
-         timeout: float = HTTP_TIMEOUT) -> bytes:
+def http(method: str, url: str, data: bytes | None = None, headers: dict | None = None, timeout: float = HTTP_TIMEOUT) -> bytes:
     if url.startswith("file://"):  # the localhost storage's presigned URLs: VMs on this machine
         path = Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path))
         if method == "GET":
@@ -112,13 +111,11 @@ def http(method: str, url: str, data: bytes | None = None, headers: dict | None 
         return response.read()
 
 
-def vpc_instance_identity_token(metadata_url: str, version: str, expires_in: int = 300,
-                                timeout: float = HTTP_TIMEOUT) -> str:
+def vpc_instance_identity_token(metadata_url: str, version: str, expires_in: int = 300, timeout: float = HTTP_TIMEOUT) -> str:
     """An instance identity token from IBM VPC's metadata service: PUT /identity/v1/token."""
-    body = json.dumps({"expires_in": expires_in}).encode()
-    reply = json.loads(http("PUT", f"{metadata_url.rstrip('/')}/identity/v1/token?version={version}", body,
-                            {"Metadata-Flavor": "ibm", "Content-Type": "application/json", "Accept": "application/json"}, timeout))
-    return reply["access_token"]
+    headers = {"Metadata-Flavor": "ibm", "Content-Type": "application/json", "Accept": "application/json"}
+    url, body = f"{metadata_url.rstrip('/')}/identity/v1/token?version={version}", json.dumps({"expires_in": expires_in})
+    return json.loads(http("PUT", url, body.encode(), headers, timeout))["access_token"]
 
 
 def vpc_trusted_profile_token(identity: dict) -> str:
@@ -297,6 +294,12 @@ def fetch_wheelhouse(root: Path, boot: BootDocument, bundle: Path, manifest: dic
 def install_local(root: Path, boot: BootDocument, bundle: Path, manifest: dict, env: Path) -> None:
     """A local VM: the controller's site-packages seen through a ``.pth``, Ephemera's wheel over
     them and the bundle's wheelhouse (what the controller lacks), offline, hashes required."""
+    if boot.get("image"):  # named for local VMs only, which run this file from the installed package
+        from ephemera.vm.imageboot import image_site, install_over_image  # a cloud VM (this file alone) never gets here
+
+        site = image_site(root, boot)
+        if site is not None:
+            return install_over_image(root, boot, bundle, manifest, env, site)
     wheel = str(bundle / "wheels" / manifest["wheel"])
     extras = sorted(set(boot.get("extras") or []) | ({"gpu"} if int((boot.get("gpu") or {}).get("count") or 0) else set()))
     target = f"{wheel}[{','.join(extras)}]" if extras else wheel
@@ -361,6 +364,8 @@ def bootstrap(boot_file: Path, root: Path) -> Path:
         if state.data.get("installed") != boot["bundle"]["sha256"] or not env_python(root / "env").exists():
             started = time.monotonic()
             install(root, boot, bundle)
+            if boot.get("image"):  # whether the VM started from it, or found it altered and installed the stock way
+                state.phase("image_used" if any((root / "env").glob("lib/*/site-packages/zy-ephemera-image.pth")) else "image_rejected")
             log(root, f"bundle installed in {time.monotonic() - started:.1f}s")
             state.data["installed"] = boot["bundle"]["sha256"]
         state.phase("bundle_installed")

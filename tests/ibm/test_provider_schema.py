@@ -48,6 +48,8 @@ from tests.ibm.schema_checker import (
     check,
 )
 
+BUILDER_ONLY = {"ibm_is_image"}  # in the fact table for terraform/ibm-image-builder (tests/image)
+
 
 @pytest.fixture(scope="module")
 def root() -> Module:
@@ -66,9 +68,8 @@ def test_stack_matches_the_provider_schema(directory):
         provider = FACTS["provider"]
         assert re.fullmatch(r"[0-9a-f]{40}", provider["commit"]) and provider["repository"].endswith("/terraform-provider-ibm")
         types = {(kind, rtype) for kind, rtype, _, _ in module.blocks if rtype not in BUILTIN}
-        assert types == {(k, t) for k in ("resource", "data") for t in FACTS[k]}, (
-            "the fact table and the stack name different types"
-        )
+        facts = {(k, t) for k in ("resource", "data") for t in FACTS[k]} - {("resource", t) for t in BUILDER_ONLY}
+        assert types == facts, "the fact table and the stack name different types"
         assert checker.arguments >= 40 and checker.references >= 10, "the checker saw less of the stack than it should"
 
 
