@@ -18,6 +18,8 @@ from typing import Any, Callable
 
 from lithops_bridge.constants import ALL_COMPLETED
 
+_LOCK = threading.Lock()  # orders a future's finishing against waiters and callbacks being added
+
 
 class RemoteTraceback(Exception):
     """Carries the traceback text of an exception raised in a remote function call.
@@ -47,8 +49,15 @@ class ResponseFuture:
         Unknown = "Unknown"
 
     def __init__(
-        self, executor_id: str, job_id: str, call_id: int, function_name: str = "", execution_timeout: float | None = None
+        self,
+        executor_id: str,
+        job_id: str,
+        call_id: int,
+        function_name: str = "",
+        execution_timeout: float | None = None,
+        submitted: float | None = None,
     ):
+        """``submitted``: the job's submit time (one ``time.time()`` per job, not per call)."""
         self.executor_id = executor_id
         self.job_id = job_id
         self.call_id = call_id
@@ -56,7 +65,7 @@ class ResponseFuture:
         self.function_name = function_name
         self.execution_timeout = execution_timeout
         self.activation_id: str | None = None
-        self.stats: dict[str, Any] = {"host_submit_tstamp": time.time()}
+        self.stats: dict[str, Any] = {"host_submit_tstamp": submitted if submitted is not None else time.time()}
         self.logs: str | None = None
         self._state = ResponseFuture.State.New
         self._produce_output = True
@@ -64,25 +73,24 @@ class ResponseFuture:
         self._value: Any = None
         self._exception: BaseException | None = None
         self._traceback: str | None = None
-        self._call_status: dict | None = None
-        self._event = threading.Event()
-        self._cb_lock = threading.Lock()  # orders _finish against _add_done_callback
-        self._callbacks: list = []
+        self._done = False  # finished (a value or an exception is in); set under _LOCK
+        # Made only when someone waits on or watches this very future (under _LOCK): a map
+        # of 100,000 calls would otherwise build 100,000 Events (a Condition and a lock each).
+        self._event: threading.Event | None = None
+        self._callbacks: list | None = None
 
     # --- pickling: a future that travels (e.g. as iterdata) carries its outcome only ---
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_event"] = None
-        state["_cb_lock"] = None
-        state["_callbacks"] = []
+        state["_callbacks"] = None
         return state
 
     def __setstate__(self, state: dict) -> None:
+        state.setdefault(
+            "_done", state.get("_state") in (self.State.Done, self.State.Error, self.State.Success, self.State.Unknown)
+        )
         self.__dict__.update(state)
-        self._event = threading.Event()
-        self._cb_lock = threading.Lock()
-        if self._state in (self.State.Done, self.State.Error, self.State.Success, self.State.Unknown):
-            self._event.set()
 
     def __repr__(self) -> str:
         return f"<ResponseFuture {self.job_key} call {self.call_id:05d} {self._state}>"
@@ -139,7 +147,7 @@ class ResponseFuture:
         self._finish(self.State.Success, stats)
 
     def _finished(self) -> bool:
-        return self._event.is_set()
+        return self._done
 
     def _mark_read(self) -> None:
         if self._state == self.State.Success:
@@ -156,20 +164,28 @@ class ResponseFuture:
         now = time.time()
         self.stats.setdefault("host_status_done_tstamp", now)
         self.stats.setdefault("host_result_done_tstamp", now)
-        self._call_status = {
+        with _LOCK:  # a waiter or callback added concurrently is served exactly once
+            self._state = state
+            self._done = True
+            event, callbacks, self._callbacks = self._event, self._callbacks, None
+        if event is not None:
+            event.set()
+        for cb in callbacks or ():
+            cb(self)
+
+    @property
+    def _call_status(self) -> dict | None:
+        """Lithops' status dict of a finished call (built when asked for, not per call)."""
+        if not self._done:
+            return None
+        return {
             "type": "__end__",
-            "exception": state == self.State.Error,
+            "exception": self._state == self.State.Error,
             "call_id": self.call_id,
             "executor_id": self.executor_id,
             "job_id": self.job_id,
             **self.stats,
         }
-        with self._cb_lock:  # a callback added concurrently runs exactly once
-            self._state = state
-            self._event.set()
-            callbacks = list(self._callbacks)
-        for cb in callbacks:
-            cb(self)
 
     def _set_mapreduce(self) -> None:
         """Map futures of a map_reduce produce no output of their own in get_result."""
@@ -177,22 +193,32 @@ class ResponseFuture:
 
     def _add_done_callback(self, cb) -> None:
         """Call ``cb(self)`` once the future is finished (now, if it already is)."""
-        with self._cb_lock:
-            finished = self._event.is_set()
-            if not finished:
+        with _LOCK:
+            if not self._done:
+                if self._callbacks is None:
+                    self._callbacks = []
                 self._callbacks.append(cb)
-        if finished:
-            cb(self)
+                return
+        cb(self)
 
     def _remove_done_callback(self, cb) -> None:
-        with self._cb_lock:
+        with _LOCK:
             try:
-                self._callbacks.remove(cb)
+                if self._callbacks:
+                    self._callbacks.remove(cb)
             except ValueError:
                 pass
 
     def _wait(self, timeout: float | None = None) -> bool:
-        return self._event.wait(timeout)
+        if self._done:
+            return True
+        with _LOCK:
+            if self._done:
+                return True
+            if self._event is None:
+                self._event = threading.Event()
+            event = self._event
+        return event.wait(timeout)
 
     # --- caller side ------------------------------------------------------------------
     def status(
@@ -201,9 +227,9 @@ class ResponseFuture:
         """The call's status dict (stats); raises the call's exception if it failed."""
         if self._state == self.State.New:
             raise ValueError("task not yet invoked")
-        if check_only and not self._event.is_set():
+        if check_only and not self._done:
             return None
-        self._event.wait()
+        self._wait()
         if self._state == self.State.Error:
             if throw_except:
                 self._raise()
@@ -214,7 +240,7 @@ class ResponseFuture:
         """The value the function returned; re-raises its exception (remote traceback as cause)."""
         if self._state == self.State.New:
             raise ValueError("Task not yet invoked")
-        self._event.wait()
+        self._wait()
         if self._state == self.State.Error:
             if throw_except:
                 self._raise()
@@ -223,7 +249,7 @@ class ResponseFuture:
         return self._value
 
     def exception(self) -> BaseException | None:
-        self._event.wait()
+        self._wait()
         return self._exception
 
     def _raise(self) -> None:
@@ -351,9 +377,9 @@ def _rebuild_exception(outcome: dict) -> BaseException:
 
 def apply_outcome(future: ResponseFuture, outcome: dict, extra_stats: dict | None = None) -> None:
     """Resolve ``future`` from a runner result dict (see lithops_bridge.runner.run_call)."""
-    stats = dict(outcome.get("stats") or {})
+    stats = outcome.get("stats")
     if extra_stats:
-        stats.update(extra_stats)
+        stats = {**(stats or {}), **extra_stats}
     if outcome.get("ok"):
         try:
             value = pickle.loads(outcome["value"])

@@ -25,6 +25,9 @@ from typing import Any, Callable, Mapping
 
 import cloudpickle
 
+from lithops_bridge.futures import ResponseFuture
+from lithops_bridge.pickling import dumps
+
 _FUNCS: "OrderedDict[str, Callable]" = OrderedDict()  # job_key -> loaded function (this process)
 _FUNC_CACHE_SIZE = 16
 _STORAGES: dict[str, Any] = {}  # storage config fingerprint -> lithops_bridge.Storage
@@ -81,7 +84,8 @@ def run_batch(batch: Batch) -> list[dict]:
             }
             for cid in batch.call_ids
         ]
-    return [run_call(func, cid, data, batch) for cid, data in zip(batch.call_ids, batch.data)]
+    plan = _Plan(func, batch)
+    return [run_call(func, cid, data, batch, plan) for cid, data in zip(batch.call_ids, batch.data)]
 
 
 def _storage_for(config: dict | None):
@@ -93,21 +97,40 @@ def _storage_for(config: dict | None):
     return _STORAGES[key]
 
 
-def _prepare(func: Callable, call_id: int, data: dict, batch: Batch) -> tuple[tuple, dict]:
+class _Plan:
+    """What every call of a batch needs done to its data, worked out once per batch."""
+
+    def __init__(self, func: Callable, batch: Batch):
+        params: Mapping[str, inspect.Parameter]
+        try:
+            params = inspect.signature(func).parameters
+        except (TypeError, ValueError):
+            params = {}
+        self.params = params  # the function's parameters
+        self.storage = "storage" in params  # inject a Storage
+        self.id = "id" in params  # inject the call id
+        self.var_pos = next((n for n, p in params.items() if p.kind == p.VAR_POSITIONAL), None)  # the *args name
+        self.var_kw = next((n for n, p in params.items() if p.kind == p.VAR_KEYWORD), None)  # the **kwargs name
+        self.pos_only = [n for n, p in params.items() if p.kind == p.POSITIONAL_ONLY]  # passed by position
+        self.host = batch.worker_label or socket.gethostname()  # the worker_host stat
+        self.pid = os.getpid()  # the worker_pid stat
+        # a plain function of plain arguments: its data dict is its keyword arguments as is
+        self.plain = not (self.storage or self.id or self.var_pos or self.var_kw or self.pos_only)
+
+
+def _prepare(func: Callable, call_id: int, data: dict, batch: Batch, plan: _Plan | None = None) -> tuple[tuple, dict]:
     """Inject storage/id/obj, then split the data dict into *args/**kwargs like Lithops."""
-    params: Mapping[str, inspect.Parameter]
-    try:
-        params = inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        params = {}
-    data = dict(data)
+    plan = plan or _Plan(func, batch)
     if UPSTREAM_ERROR in data:  # a chained call whose input future failed
         raise data[UPSTREAM_ERROR]
-    if "storage" in params:
-        data["storage"] = _storage_for(batch.storage_config)
-    if "id" in params:
-        data["id"] = call_id
     obj = data.get("obj")
+    if plan.plain and (obj is None or not hasattr(obj, "_open")):
+        return (), data
+    data = dict(data)
+    if plan.storage:
+        data["storage"] = _storage_for(batch.storage_config)
+    if plan.id:
+        data["id"] = call_id
     if obj is not None and hasattr(obj, "_open"):
         storage = _storage_for(batch.storage_config)
         if storage.backend != obj.backend:
@@ -115,9 +138,8 @@ def _prepare(func: Callable, call_id: int, data: dict, batch: Batch) -> tuple[tu
 
             storage = Storage(backend=obj.backend)
         obj._open(storage)
-    var_pos = next((n for n, p in params.items() if p.kind == p.VAR_POSITIONAL), None)
-    var_kw = next((n for n, p in params.items() if p.kind == p.VAR_KEYWORD), None)
-    positional = [data.pop(n) for n, p in params.items() if p.kind == p.POSITIONAL_ONLY and n in data]
+    var_pos, var_kw = plan.var_pos, plan.var_kw
+    positional = [data.pop(n) for n in plan.pos_only if n in data]
     if var_pos in data:
         positional += list(data.pop(var_pos) or ())
     kwargs = dict(data.pop(var_kw) or {}) if var_kw in data else {}
@@ -148,6 +170,19 @@ class _Alarm:
         return False
 
 
+class _NoEnv:
+    """Stands for :class:`_Env` when a job sets no environment."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+_NO_ENV = _NoEnv()
+
+
 class _Env:
     """Sets extra environment variables around one call and restores them."""
 
@@ -169,8 +204,6 @@ class _Env:
 
 def _resolve_futures(value: Any) -> Any:
     """A function that returns futures (from an executor it made) returns their results."""
-    from lithops_bridge.futures import ResponseFuture
-
     if isinstance(value, ResponseFuture):
         return value.result()
     if isinstance(value, list) and value and all(isinstance(v, ResponseFuture) for v in value):
@@ -189,27 +222,28 @@ def _dump_exception(exc: BaseException) -> tuple[bytes | None, str]:
         return None, f"{type(err).__name__}: {err}"
 
 
-def run_call(func: Callable, call_id: int, raw: bytes, batch: Batch) -> dict:
+def run_call(func: Callable, call_id: int, raw: bytes, batch: Batch, plan: _Plan | None = None) -> dict:
+    plan = plan or _Plan(func, batch)
     start = time.time()
     out: dict[str, Any] = {"call_id": call_id}
-    stats: dict[str, Any] = {
-        "worker_start_tstamp": start,
-        "worker_pid": os.getpid(),
-        "worker_host": batch.worker_label or socket.gethostname(),
-    }
+    stats: dict[str, Any] = {"worker_start_tstamp": start, "worker_pid": plan.pid, "worker_host": plan.host}
     try:
         data = pickle.loads(raw)
-        with _Env(batch.extra_env):
-            args, kwargs = _prepare(func, call_id, data, batch)
+        with _Env(batch.extra_env) if batch.extra_env else _NO_ENV:
+            args, kwargs = _prepare(func, call_id, data, batch, plan)
             fstart = time.time()
-            with _Alarm(batch.timeout):
+            if batch.timeout:
+                with _Alarm(batch.timeout):
+                    value = func(*args, **kwargs)
+            else:
                 value = func(*args, **kwargs)
+            if isinstance(value, (ResponseFuture, list)):
                 value = _resolve_futures(value)
             fend = time.time()
         stats.update(worker_func_start_tstamp=fstart, worker_func_end_tstamp=fend, worker_func_exec_time=round(fend - fstart, 8))
-        blob = cloudpickle.dumps(value)
-        stats["func_result_size"] = len(blob) if value is not None else 0
-        out.update(ok=True, value=blob)
+        result = dumps(value)
+        stats["func_result_size"] = len(result) if value is not None else 0
+        out.update(ok=True, value=result)
     except BaseException as exc:  # noqa: BLE001 - the caller gets every failure
         if isinstance(exc, KeyboardInterrupt):
             raise

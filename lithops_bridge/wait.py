@@ -77,7 +77,9 @@ def wait(
             state["done"] += 1
             if f.error and state["error"] is None:
                 state["error"] = f
-            cond.notify_all()
+            # wake the waiter only when it can return: one wake-up per wait, not one per call
+            if state["done"] >= need or (throw_except and state["error"] is f):
+                cond.notify_all()
 
     for f in futures:
         f._add_done_callback(on_done)
