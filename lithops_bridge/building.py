@@ -21,6 +21,7 @@ from lithops_bridge.modules import resolve as resolve_modules
 from lithops_bridge.partitioner import create_partitions
 from lithops_bridge.pickling import dumps
 from lithops_bridge.runner import UPSTREAM_ERROR
+from lithops_bridge.waiting import Group
 
 _NOT_CHAINED = (str, bytes, bytearray, dict, range, set, frozenset)  # iterdata forms that are never futures
 
@@ -102,8 +103,8 @@ class JobBuilder:
             self.storage_config,
             module_data(func, include, exclude),
         )
-        now = time.time()
-        futures = [ResponseFuture(self.executor_id, job.job_id, i, job.function_name, timeout, now) for i in range(n)]
+        now, group = time.time(), Group()
+        futures = [ResponseFuture(self.executor_id, job.job_id, i, job.function_name, timeout, now, group) for i in range(n)]
         self.futures.extend(futures)
         return job, futures
 

@@ -9,14 +9,14 @@ States and attribute names follow Lithops 3.x (``done``, ``success``, ``error``,
 
 from __future__ import annotations
 
-import builtins
-import importlib
-import pickle
 import threading
 import time
 from typing import Any, Callable
 
 from lithops_bridge.constants import ALL_COMPLETED
+from lithops_bridge.outcomes import FunctionError, apply_outcome
+
+__all__ = ["FunctionError", "FuturesList", "RemoteTraceback", "ResponseFuture", "apply_outcome"]
 
 _LOCK = threading.Lock()  # orders a future's finishing against waiters and callbacks being added
 
@@ -56,34 +56,41 @@ class ResponseFuture:
         function_name: str = "",
         execution_timeout: float | None = None,
         submitted: float | None = None,
+        group: Any = None,
     ):
-        """``submitted``: the job's submit time (one ``time.time()`` per job, not per call)."""
+        """``submitted``: the job's submit time (one ``time.time()`` per job, not per call);
+        ``group``: the job's :class:`~lithops_bridge.waiting.Group` (one per job, shared by its futures)."""
         self.executor_id = executor_id
         self.job_id = job_id
         self.call_id = call_id
         self.job_key = f"{executor_id}-{job_id}"
         self.function_name = function_name
         self.execution_timeout = execution_timeout
-        self.activation_id: str | None = None
         self.stats: dict[str, Any] = {"host_submit_tstamp": submitted if submitted is not None else time.time()}
-        self.logs: str | None = None
-        self._state = ResponseFuture.State.New
-        self._produce_output = True
-        self._read = False
-        self._value: Any = None
-        self._exception: BaseException | None = None
-        self._traceback: str | None = None
-        self._done = False  # finished (a value or an exception is in); set under _LOCK
-        # Made only when someone waits on or watches this very future (under _LOCK): a map
-        # of 100,000 calls would otherwise build 100,000 Events (a Condition and a lock each).
-        self._event: threading.Event | None = None
-        self._callbacks: list | None = None
+        self._group = group
+        # the other attributes start at the class-level defaults below (a map makes one
+        # future per call: each attribute set here is paid 100,000 times)
+
+    activation_id: str | None = None
+    logs: str | None = None
+    _state = State.New
+    _produce_output = True  # its result is part of get_result()
+    _read = False  # get_result() without futures returned it already
+    _value: Any = None
+    _exception: BaseException | None = None
+    _traceback: str | None = None
+    _done = False  # finished (a value or an exception is in); set under _LOCK
+    # Made only when someone waits on or watches this very future (under _LOCK): a map
+    # of 100,000 calls would otherwise build 100,000 Events (a Condition and a lock each).
+    _event: threading.Event | None = None
+    _callbacks: list | None = None
 
     # --- pickling: a future that travels (e.g. as iterdata) carries its outcome only ---
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_event"] = None
         state["_callbacks"] = None
+        state["_group"] = None
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -159,19 +166,26 @@ class ResponseFuture:
         self._finish(self.State.Error, stats)
 
     def _finish(self, state: str, stats: dict | None) -> None:
+        mine = self.stats
         if stats:
-            self.stats.update(stats)
-        now = time.time()
-        self.stats.setdefault("host_status_done_tstamp", now)
-        self.stats.setdefault("host_result_done_tstamp", now)
+            mine.update(stats)
+        if "host_result_done_tstamp" not in mine:
+            mine["host_status_done_tstamp"] = mine["host_result_done_tstamp"] = time.time()
         with _LOCK:  # a waiter or callback added concurrently is served exactly once
             self._state = state
             self._done = True
-            event, callbacks, self._callbacks = self._event, self._callbacks, None
+            event, callbacks, group = self._event, self._callbacks, self._group
+            if callbacks is not None:
+                self._callbacks = None
+            wake = [w for w in group.watchers if w.seen(self)] if group is not None and group.watchers else None
+        if wake:
+            for waiter in wake:
+                waiter.wake()
         if event is not None:
             event.set()
-        for cb in callbacks or ():
-            cb(self)
+        if callbacks:
+            for cb in callbacks:
+                cb(self)
 
     @property
     def _call_status(self) -> dict | None:
@@ -341,51 +355,3 @@ class FuturesList(list):
 
     def __reduce__(self):
         return FuturesList, (list(self),)
-
-
-class FunctionError(Exception):
-    """A remote exception that could not be rebuilt with its own type (unpicklable)."""
-
-    def __init__(self, type_name: str, message: str):
-        super().__init__(f"{type_name}: {message}")
-        self.type_name = type_name
-        self.message = message
-
-    def __reduce__(self):
-        return FunctionError, (self.type_name, self.message)
-
-
-def _rebuild_exception(outcome: dict) -> BaseException:
-    if outcome.get("exc") is not None:
-        try:
-            return pickle.loads(outcome["exc"])
-        except Exception:  # noqa: BLE001 - fall back to the type by name
-            pass
-    name, module, message = (
-        outcome.get("exc_type", "Exception"),
-        outcome.get("exc_module", "builtins"),
-        outcome.get("exc_message", ""),
-    )
-    try:
-        cls = getattr(builtins, name) if module == "builtins" else getattr(importlib.import_module(module), name)
-        if isinstance(cls, type) and issubclass(cls, BaseException):
-            return cls(message)
-    except Exception:  # noqa: BLE001
-        pass
-    return FunctionError(name, message)
-
-
-def apply_outcome(future: ResponseFuture, outcome: dict, extra_stats: dict | None = None) -> None:
-    """Resolve ``future`` from a runner result dict (see lithops_bridge.runner.run_call)."""
-    stats = outcome.get("stats")
-    if extra_stats:
-        stats = {**(stats or {}), **extra_stats}
-    if outcome.get("ok"):
-        try:
-            value = pickle.loads(outcome["value"])
-        except Exception as exc:  # noqa: BLE001 - e.g. a class the caller cannot import
-            future._set_error(exc, None, stats)
-            return
-        future._set_result(value, stats)
-    else:
-        future._set_error(_rebuild_exception(outcome), outcome.get("traceback"), stats)

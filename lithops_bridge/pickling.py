@@ -19,13 +19,15 @@ import cloudpickle
 _MAIN = b"__main__"
 
 
-def _by_value_modules() -> bool:
+def by_value_modules() -> bool:
+    """Whether some module is registered with cloudpickle to be pickled by value."""
     return bool(getattr(cloudpickle.cloudpickle, "_PICKLE_BY_VALUE_MODULES", None))
 
 
-def dumps(obj: Any) -> bytes:
-    """``obj`` pickled so that any Python with the same importable modules loads it."""
-    if not _by_value_modules():
+def dumps(obj: Any, by_value: bool | None = None) -> bytes:
+    """``obj`` pickled so that any Python with the same importable modules loads it
+    (``by_value``: :func:`by_value_modules`, when the caller asked it once for many objects)."""
+    if not (by_value_modules() if by_value is None else by_value):
         try:
             blob = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:  # noqa: BLE001 - not picklable by reference: cloudpickle's turn

@@ -2,9 +2,9 @@
 
 A :class:`Batch` carries the cloudpickled function (serialized once per job; cached
 here per process after its first load), the calls' argument dicts, and what the
-calls need injected. :func:`run_batch` runs each call and returns one result dict
-per call: the cloudpickled value, or the exception (pickled when possible) with its
-formatted traceback, plus Lithops-named stats. Futures a function returns are
+calls need injected. :func:`run_batch` runs each call and returns one outcome per
+call (``lithops_bridge.outcomes``): the pickled value, or the exception (pickled when
+possible) with its formatted traceback, and what Lithops' stats are made of. Futures a function returns are
 resolved here, so the caller receives their values. A per-call ``timeout`` raises
 ``TimeoutError`` inside the function (SIGALRM, main thread only).
 """
@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping
 import cloudpickle
 
 from lithops_bridge.futures import ResponseFuture
-from lithops_bridge.pickling import dumps
+from lithops_bridge.pickling import by_value_modules, dumps
 
 _FUNCS: "OrderedDict[str, Callable]" = OrderedDict()  # job_key -> loaded function (this process)
 _FUNC_CACHE_SIZE = 16
@@ -85,6 +85,8 @@ def run_batch(batch: Batch) -> list[dict]:
             for cid in batch.call_ids
         ]
     plan = _Plan(func, batch)
+    if plan.plain and not batch.extra_env and not batch.timeout:
+        return _run_plain(func, batch, plan)
     return [run_call(func, cid, data, batch, plan) for cid, data in zip(batch.call_ids, batch.data)]
 
 
@@ -222,11 +224,28 @@ def _dump_exception(exc: BaseException) -> tuple[bytes | None, str]:
         return None, f"{type(err).__name__}: {err}"
 
 
-def run_call(func: Callable, call_id: int, raw: bytes, batch: Batch, plan: _Plan | None = None) -> dict:
+def _failure(call_id: int, exc: BaseException, stats: dict) -> dict:
+    """The outcome of a call that raised ``exc`` (inside its ``except``: the traceback is read here)."""
+    blob, pickle_error = _dump_exception(exc)
+    end = time.time()
+    stats.update(exception=True, worker_end_tstamp=end, worker_exec_time=round(end - stats["worker_start_tstamp"], 8))
+    return {
+        "call_id": call_id,
+        "ok": False,
+        "exc": blob,
+        "exc_type": type(exc).__name__,
+        "exc_module": type(exc).__module__,
+        "exc_message": str(exc),
+        "traceback": traceback.format_exc(),
+        "pickle_error": pickle_error,
+        "stats": stats,
+    }
+
+
+def run_call(func: Callable, call_id: int, raw: bytes, batch: Batch, plan: _Plan | None = None) -> Any:
+    """Run one call; its outcome (``lithops_bridge.outcomes``: a tuple if it returned)."""
     plan = plan or _Plan(func, batch)
-    start = time.time()
-    out: dict[str, Any] = {"call_id": call_id}
-    stats: dict[str, Any] = {"worker_start_tstamp": start, "worker_pid": plan.pid, "worker_host": plan.host}
+    start = fstart = time.time()
     try:
         data = pickle.loads(raw)
         with _Env(batch.extra_env) if batch.extra_env else _NO_ENV:
@@ -240,25 +259,37 @@ def run_call(func: Callable, call_id: int, raw: bytes, batch: Batch, plan: _Plan
             if isinstance(value, (ResponseFuture, list)):
                 value = _resolve_futures(value)
             fend = time.time()
-        stats.update(worker_func_start_tstamp=fstart, worker_func_end_tstamp=fend, worker_func_exec_time=round(fend - fstart, 8))
         result = dumps(value)
-        stats["func_result_size"] = len(result) if value is not None else 0
-        out.update(ok=True, value=result)
     except BaseException as exc:  # noqa: BLE001 - the caller gets every failure
         if isinstance(exc, KeyboardInterrupt):
             raise
-        blob, pickle_error = _dump_exception(exc)
-        out.update(
-            ok=False,
-            exc=blob,
-            exc_type=type(exc).__name__,
-            exc_module=type(exc).__module__,
-            exc_message=str(exc),
-            traceback=traceback.format_exc(),
-            pickle_error=pickle_error,
-        )
-        stats["exception"] = True
-    end = time.time()
-    stats.update(worker_end_tstamp=end, worker_exec_time=round(end - start, 8))
-    out["stats"] = stats
+        return _failure(call_id, exc, {"worker_start_tstamp": start, "worker_pid": plan.pid, "worker_host": plan.host})
+    size = len(result) if value is not None else 0
+    return (call_id, result, size, start, fstart, fend, time.time(), plan.host, plan.pid)
+
+
+def _run_plain(func: Callable, batch: Batch, plan: _Plan) -> list:
+    """:func:`run_call` over the batch, for a function with nothing to inject and a job
+    with no environment or timeout: the same outcomes, with no per-call set-up."""
+    out: list = []
+    host, pid, by_value, now = plan.host, plan.pid, by_value_modules(), time.time
+    for cid, raw in zip(batch.call_ids, batch.data):
+        start = now()
+        try:
+            data = pickle.loads(raw)
+            if UPSTREAM_ERROR in data or "obj" in data:  # something to raise or to open first
+                out.append(run_call(func, cid, raw, batch, plan))
+                continue
+            fstart = now()
+            value = func(**data)
+            if isinstance(value, (ResponseFuture, list)):
+                value = _resolve_futures(value)
+            fend = now()
+            result = dumps(value, by_value)
+        except BaseException as exc:  # noqa: BLE001 - the caller gets every failure
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            out.append(_failure(cid, exc, {"worker_start_tstamp": start, "worker_pid": pid, "worker_host": host}))
+            continue
+        out.append((cid, result, len(result) if value is not None else 0, start, fstart, fend, now(), host, pid))
     return out
