@@ -19,7 +19,7 @@ from lithops_bridge.job import Job, serialize_function
 from lithops_bridge.modules import module_data
 from lithops_bridge.modules import resolve as resolve_modules
 from lithops_bridge.partitioner import create_partitions
-from lithops_bridge.pickling import dumps
+from lithops_bridge.pickling import by_value_modules, dumps
 from lithops_bridge.runner import UPSTREAM_ERROR
 from lithops_bridge.waiting import Group
 
@@ -111,9 +111,9 @@ class JobBuilder:
     def _encode(self, datas: list[dict]) -> list[bytes]:
         limit = self.config["lithops"].get("data_limit")
         most = float(limit) * 1024 * 1024 if limit else None
-        out = []
+        out, by_value = [], by_value_modules()  # asked once per job, not per call
         for i, d in enumerate(datas):
-            blob = dumps(d)
+            blob = dumps(d, by_value)
             if most is not None and len(blob) > most:
                 raise ValueError(
                     f"the input data of call {i} is {len(blob) / 2**20:.1f} MiB, above lithops.data_limit "

@@ -187,6 +187,36 @@ class ResponseFuture:
             for cb in callbacks:
                 cb(self)
 
+    @staticmethod
+    def _finish_returned(futures: list["ResponseFuture"]) -> None:
+        """Lithops' Success for ``futures`` whose value and stats are in: one clock read
+        and one round under ``_LOCK`` for a batch, not one per call."""
+        now = time.time()
+        wake: list = []
+        events: list[threading.Event] = []
+        calls: list[tuple["ResponseFuture", list]] = []
+        for f in futures:
+            if "host_result_done_tstamp" not in f.stats:
+                f.stats["host_status_done_tstamp"] = f.stats["host_result_done_tstamp"] = now
+        with _LOCK:  # as in _finish: a waiter or callback added concurrently is served exactly once
+            for f in futures:
+                f._state = f.State.Success
+                f._done = True
+                if f._event is not None:
+                    events.append(f._event)
+                if f._callbacks is not None:
+                    calls.append((f, f._callbacks))
+                    f._callbacks = None
+                if f._group is not None and f._group.watchers:
+                    wake.extend(w for w in f._group.watchers if w.seen(f))
+        for waiter in wake:
+            waiter.wake()
+        for event in events:
+            event.set()
+        for f, callbacks in calls:
+            for cb in callbacks:
+                cb(f)
+
     @property
     def _call_status(self) -> dict | None:
         """Lithops' status dict of a finished call (built when asked for, not per call)."""

@@ -37,16 +37,17 @@ def serialize_function(func) -> bytes:
     return cloudpickle.dumps(func)
 
 
-def guided_chunks(n: int, workers: int, chunksize: int | None = None) -> list[tuple[int, int]]:
+def guided_chunks(n: int, workers: int, chunksize: int | None = None, min_size: int = 1) -> list[tuple[int, int]]:
     """Index ranges of the batches: fixed ``chunksize``, or guided self-scheduling
-    (each batch a share of what is left, so the tail is balanced)."""
+    (each batch a share of what is left, so the tail is balanced, and none smaller
+    than ``min_size`` calls but the last)."""
     if n <= 0:
         return []
     if chunksize:
         return [(i, min(i + chunksize, n)) for i in range(0, n, chunksize)]
     out, start, workers = [], 0, max(1, workers)
     while start < n:
-        size = max(1, (n - start) // (4 * workers))
+        size = max(1, min_size, (n - start) // (4 * workers))
         out.append((start, min(n, start + size)))
         start += size
     return out

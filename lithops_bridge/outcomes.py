@@ -108,3 +108,25 @@ def apply_outcome(future: "ResponseFuture", outcome: Any, extra_stats: dict | No
         future._set_result(value, stats)
     else:
         future._set_error(_rebuild_exception(outcome), outcome.get("traceback"), stats)
+
+
+def apply_outcomes(futures: list, outcomes: list) -> None:
+    """:func:`apply_outcome` for a batch's futures (those already finished are left
+    alone): returned calls are finished together (``ResponseFuture._finish_returned``)."""
+    returned = []
+    for future, outcome in zip(futures, outcomes):
+        if future._done:
+            continue
+        if type(outcome) is not tuple:
+            apply_outcome(future, outcome)
+            continue
+        try:
+            value = pickle.loads(outcome[1])
+        except Exception as exc:  # noqa: BLE001 - e.g. a class the caller cannot import
+            future._set_error(exc, None, None)
+            continue
+        future.stats.update(ok_stats(outcome))
+        future._value = value
+        returned.append(future)
+    if returned:
+        type(returned[0])._finish_returned(returned)

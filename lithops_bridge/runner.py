@@ -28,7 +28,9 @@ import cloudpickle
 from lithops_bridge.futures import ResponseFuture
 from lithops_bridge.pickling import by_value_modules, dumps
 
-_FUNCS: "OrderedDict[str, Callable]" = OrderedDict()  # job_key -> loaded function (this process)
+# (job_key, the function's pickle) -> loaded function (this process): keyed by the bytes
+# too, so two jobs that happen to share a key never run each other's function
+_FUNCS: "OrderedDict[tuple[str, bytes], Callable]" = OrderedDict()
 _FUNC_CACHE_SIZE = 16
 _STORAGES: dict[str, Any] = {}  # storage config fingerprint -> lithops_bridge.Storage
 UPSTREAM_ERROR = "__lithops_bridge_upstream_error__"  # data key of a chained call whose input future failed
@@ -50,17 +52,18 @@ class Batch:
 
 
 def load_function(job_key: str, func: bytes, modules: dict | None = None) -> Callable:
-    fn = _FUNCS.get(job_key)
+    key = (job_key, func)
+    fn = _FUNCS.get(key)
     if fn is None:
         from lithops_bridge.modules import install
 
         install(modules)
         fn = cloudpickle.loads(func)
-        _FUNCS[job_key] = fn
+        _FUNCS[key] = fn
         while len(_FUNCS) > _FUNC_CACHE_SIZE:
             _FUNCS.popitem(last=False)
     else:
-        _FUNCS.move_to_end(job_key)
+        _FUNCS.move_to_end(key)
     return fn
 
 
