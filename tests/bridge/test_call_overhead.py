@@ -281,3 +281,12 @@ def test_a_batch_of_outcomes_finishes_its_futures_together():
         futures[2].result()
     assert futures[3].result() == "first" and futures[1].stats["worker_host"] == "vm-3"
     assert futures[0].stats["host_result_done_tstamp"] >= futures[0].stats["worker_end_tstamp"]
+
+
+def test_the_default_floor_is_a_sixteenth_of_a_workers_share():
+    """Both backends cut an unsized map with this floor: 100,000 calls over 2 workers make
+    19 batches of at least 3,125 calls (no single-call tail); a map of 20 calls still ends
+    in single calls (its floor is 1)."""
+    big = guided_chunks(100_000, 2)
+    assert len(big) == 19 and min(end - start for start, end in big[:-1]) == 3125
+    assert guided_chunks(20, 2)[-3:] == [(17, 18), (18, 19), (19, 20)]

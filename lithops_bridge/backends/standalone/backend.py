@@ -104,11 +104,8 @@ class StandaloneBackend:
         return self.slots(self.live_heartbeats())
 
     def batches(self, n: int, live: list[dict], chunksize: int | None) -> list[tuple[int, int]]:
-        """Call ranges of a job of ``n`` calls: guided over the live VMs' processes, whose
-        tail stops at a 16th of each process's share rather than at single calls (every
-        batch costs a claim, a result and a listing in storage)."""
-        procs = self.slots(live)
-        return guided_chunks(n, procs, chunksize, min_size=-(-n // (16 * procs)))
+        """Call ranges of a job of ``n`` calls: guided over the live VMs' processes."""
+        return guided_chunks(n, self.slots(live), chunksize)
 
     # --- submit ---------------------------------------------------------------------------
     def submit(self, job: Job, futures: list) -> None:
