@@ -52,7 +52,7 @@ from ephemera.bundle.sdists import (
 )
 from ephemera.engines import engine_spec
 from ephemera.errors import ConfigError
-from ephemera.stack import STACKS_DIR
+from ephemera.stack import STACKS, STACKS_DIR
 from ephemera.stack.spec import SPEC_FILE
 from ephemera.storage import storage_spec
 
@@ -149,7 +149,8 @@ def _copy_sources(dest: Path, main_source: str) -> None:
         if not src.is_dir():
             raise PackageError(f"package folder '{src}' is missing; run from an Ephemera checkout")
         shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns(*LEFT_OUT))
-    for spec in sorted(STACKS_DIR.glob(f"*/{SPEC_FILE}")):  # the stacks' contracts, not their .tf files: the engine has those
+    # the run stacks' contracts, not their .tf files (the engine has those), nor the image builders'
+    for spec in sorted(p for p in STACKS_DIR.glob(f"*/{SPEC_FILE}") if p.parent.name in STACKS.values()):
         target = dest / "ephemera" / "stacks" / spec.parent.name / SPEC_FILE
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(spec, target)

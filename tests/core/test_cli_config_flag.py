@@ -52,6 +52,7 @@ MINIMAL = {
     "bundle": ["pack"],
     "lithops-config": ["r"],
     "outputs": ["r"],
+    "image": ["list"],
 }
 
 
