@@ -1,17 +1,15 @@
 """A VM's bootstrap, first stage: from a bare machine to Ephemera installed from the run's bundle.
 
-Standard library only: a cloud VM runs it before anything is installed (from
-``user_data``, with the system ``python3``, at every boot until the run ends); local VMs
-run it too (started by :mod:`ephemera.vm.local_stack`). From the VM's *boot document* (:class:`ephemera.model.vmboot.BootDocument`):
-1. read the one-time credentials object (VMs without identity) into a 0600 file and
-delete it; 2. run the stack's setup script once; 3. fetch the bundle (presigned URL, or
-the VM's identity), check its SHA-256, unpack it, install it into a virtual environment:
-on a cloud VM the bundle's lock and Ephemera's wheel, hashes required, nothing resolved,
-with uv where found (else pip); on a local VM (``inherit_site``) over the controller's
-site-packages, offline, plus the bundle's wheelhouse, each wheel checked against
-``wheelhouse.lock``; 4. hand over to stage two (``python -m ephemera.vm boot``). Phases
-are stamped in ``<root>/state.json`` (a reboot resumes); any failure writes the run's
-failure marker with the tail of ``<root>/bootstrap.log`` and exits 1.
+Standard library only: a cloud VM runs it before anything is installed (from ``user_data``, with the system
+``python3``, at every boot until the run ends); local VMs run it too (started by :mod:`ephemera.vm.local_stack`).
+From the VM's *boot document* (:class:`ephemera.model.vmboot.BootDocument`): 1. read the one-time credentials
+object (VMs without identity) into a 0600 file and delete it; 2. run the stack's setup script once; 3. fetch the
+bundle (presigned URL, or the VM's identity), check its SHA-256, unpack it, install it into a virtual environment:
+on a cloud VM the bundle's lock and Ephemera's wheel, hashes required, nothing resolved, with uv (else pip), from
+the bundle's wheelhouse, never an index; on a local VM (``inherit_site``) over the controller's site-packages, plus
+its wheelhouse (a wheelhouse's SHA-256 checked before it is unpacked, each wheel's against the lock). 4. hand over to
+stage two (``python -m ephemera.vm boot``). Phases are stamped in ``<root>/state.json`` (a reboot resumes); any
+failure writes the run's failure marker with the tail of ``<root>/bootstrap.log`` and exits 1.
 """
 
 from __future__ import annotations
@@ -262,6 +260,12 @@ def install_locked(root: Path, boot: BootDocument, bundle: Path, manifest: dict,
     files = [arg for path in locked_requirements(root, bundle, manifest) for arg in ("-r", path)]
     files += ["--find-links", str(bundle / "wheels")]  # the wheels built from source-only packages
     python = boot.get("python") or sys.executable
+    if house := manifest.get("vm_wheelhouse"):
+        if (have := subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True, text=True).stdout.strip()) not in house["pythons"]:
+            raise BootError(f"this VM's Python {have} is not one the bundle's wheelhouse has wheels for ({', '.join(house['pythons'])}): boot an image with one")
+        files += ["--no-index", "--find-links", str(fetch_wheelhouse(root, boot, bundle, house))]
+    else:
+        log(root, "the bundle was packed without a wheelhouse: installing its lock from the package index")
     uv = None if installer == "pip" else find_uv(boot)
     if uv:
         uv_env = {"UV_PYTHON_DOWNLOADS": "never", "UV_LINK_MODE": "copy"}
@@ -274,23 +278,24 @@ def install_locked(root: Path, boot: BootDocument, bundle: Path, manifest: dict,
                    "--require-hashes", "--no-deps", *files], "installing the bundle's lock (pip, hashes required)")
 
 
-def fetch_wheelhouse(root: Path, boot: BootDocument, bundle: Path, manifest: dict) -> Path:
-    """Get the bundle's wheelhouse (a tar of wheels), check its SHA-256 against the manifest's
-    and each wheel's against ``wheelhouse.lock``, and unpack it; its folder."""
-    house, ref = manifest["local_wheelhouse"], boot["bundle"].get("wheelhouse") or {"key": "(none in the boot document)"}
+def fetch_wheelhouse(root: Path, boot: BootDocument, bundle: Path, house: dict) -> Path:
+    """Get the bundle's wheelhouse (a tar of wheels), check its SHA-256 against the manifest's entry
+    ``house`` before unpacking, each member is a plain wheel file, each wheel's SHA-256 one its lock pins; its folder."""
+    ref = boot["bundle"].get("wheelhouse") or {"key": "(none in the boot document)"}
     data = verified(root, boot, ref, house["sha256"], "wheelhouse")  # the manifest's hash, not the document's
     pinned = set(re.findall(r"--hash=sha256:([0-9a-f]{64})", (bundle / house["lock"]).read_text()))
-    folder = root / "wheelhouse"
-    shutil.rmtree(folder, ignore_errors=True)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:  # every member checked before anything is written
+        for m in tar.getmembers():
+            if not (m.isfile() and m.name == Path(m.name).name and m.name.endswith(".whl")) or m.name[0] == ".":
+                raise BootError(f"wheelhouse member '{m.name}' is not a plain wheel file: refusing the wheelhouse")
+        wheels = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}  # type: ignore[union-attr]  # regular files
+    for name, wheel in wheels.items():
+        if (digest := hashlib.sha256(wheel).hexdigest()) not in pinned:
+            raise BootError(f"wheelhouse member {name} has SHA-256 {digest}, which {house['lock']} does not pin: refusing it")
+    shutil.rmtree(folder := root / "wheelhouse", ignore_errors=True)
     folder.mkdir(parents=True)
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        for member in tar.getmembers():
-            blob = tar.extractfile(member) if member.isfile() and member.name == Path(member.name).name else None
-            wheel = blob.read() if blob is not None and member.name.endswith(".whl") else b""
-            if hashlib.sha256(wheel).hexdigest() not in pinned:  # a non-wheel is b"", pinned by no lock
-                raise BootError(f"wheelhouse member {member.name} has SHA-256 {hashlib.sha256(wheel).hexdigest()}, "
-                                f"which {house['lock']} does not pin: refusing it")
-            (folder / member.name).write_bytes(wheel)
+    for name, wheel in wheels.items():
+        (folder / name).write_bytes(wheel)
     return folder
 
 
@@ -308,7 +313,7 @@ def install_local(root: Path, boot: BootDocument, bundle: Path, manifest: dict, 
     (site / "zz-ephemera-host.pth").write_text("".join(p + "\n" for p in boot["inherit_site"]))
     run(root, pip + ["--ignore-installed", "--no-deps", wheel], "installing Ephemera's wheel (pip)")
     if manifest.get("local_wheelhouse"):
-        house = ["--no-index", "--find-links", str(fetch_wheelhouse(root, boot, bundle, manifest))]
+        house = ["--no-index", "--find-links", str(fetch_wheelhouse(root, boot, bundle, manifest["local_wheelhouse"]))]
         run(root, pip + house + ["--require-hashes", "--no-deps", "-r", str(bundle / manifest["local_wheelhouse"]["lock"])],
             "installing the wheelhouse (pip, offline, hashes required)")
         pip += house[1:]
