@@ -54,7 +54,7 @@ def one_install(lock: Path, installer: str, house: dict | None, cache: Path, wor
         started = time.monotonic()
         source: list[str] = []
         if house is not None:
-            boot = {"bundle": {"key": "b", "wheelhouse": {"key": "w", "url": house["url"]}}}
+            boot = {"bundle": {"key": "b", "wheelhouse": {"key": "w", "size": house["size"], "url": house["url"]}}}
             folder = bootstrap.fetch_wheelhouse(root, boot, lock.parent, house)  # type: ignore[arg-type]
             source = ["--no-index", "--find-links", str(folder)]
         fetched = time.monotonic() - started
