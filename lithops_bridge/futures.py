@@ -9,14 +9,16 @@ States and attribute names follow Lithops 3.x (``done``, ``success``, ``error``,
 
 from __future__ import annotations
 
-import builtins
-import importlib
-import pickle
 import threading
 import time
 from typing import Any, Callable
 
 from lithops_bridge.constants import ALL_COMPLETED
+from lithops_bridge.outcomes import FunctionError, apply_outcome
+
+__all__ = ["FunctionError", "FuturesList", "RemoteTraceback", "ResponseFuture", "apply_outcome"]
+
+_LOCK = threading.Lock()  # orders a future's finishing against waiters and callbacks being added
 
 
 class RemoteTraceback(Exception):
@@ -47,42 +49,55 @@ class ResponseFuture:
         Unknown = "Unknown"
 
     def __init__(
-        self, executor_id: str, job_id: str, call_id: int, function_name: str = "", execution_timeout: float | None = None
+        self,
+        executor_id: str,
+        job_id: str,
+        call_id: int,
+        function_name: str = "",
+        execution_timeout: float | None = None,
+        submitted: float | None = None,
+        group: Any = None,
     ):
+        """``submitted``: the job's submit time (one ``time.time()`` per job, not per call);
+        ``group``: the job's :class:`~lithops_bridge.waiting.Group` (one per job, shared by its futures)."""
         self.executor_id = executor_id
         self.job_id = job_id
         self.call_id = call_id
         self.job_key = f"{executor_id}-{job_id}"
         self.function_name = function_name
         self.execution_timeout = execution_timeout
-        self.activation_id: str | None = None
-        self.stats: dict[str, Any] = {"host_submit_tstamp": time.time()}
-        self.logs: str | None = None
-        self._state = ResponseFuture.State.New
-        self._produce_output = True
-        self._read = False
-        self._value: Any = None
-        self._exception: BaseException | None = None
-        self._traceback: str | None = None
-        self._call_status: dict | None = None
-        self._event = threading.Event()
-        self._cb_lock = threading.Lock()  # orders _finish against _add_done_callback
-        self._callbacks: list = []
+        self.stats: dict[str, Any] = {"host_submit_tstamp": submitted if submitted is not None else time.time()}
+        self._group = group
+        # the other attributes start at the class-level defaults below (a map makes one
+        # future per call: each attribute set here is paid 100,000 times)
+
+    activation_id: str | None = None
+    logs: str | None = None
+    _state = State.New
+    _produce_output = True  # its result is part of get_result()
+    _read = False  # get_result() without futures returned it already
+    _value: Any = None
+    _exception: BaseException | None = None
+    _traceback: str | None = None
+    _done = False  # finished (a value or an exception is in); set under _LOCK
+    # Made only when someone waits on or watches this very future (under _LOCK): a map
+    # of 100,000 calls would otherwise build 100,000 Events (a Condition and a lock each).
+    _event: threading.Event | None = None
+    _callbacks: list | None = None
 
     # --- pickling: a future that travels (e.g. as iterdata) carries its outcome only ---
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_event"] = None
-        state["_cb_lock"] = None
-        state["_callbacks"] = []
+        state["_callbacks"] = None
+        state["_group"] = None
         return state
 
     def __setstate__(self, state: dict) -> None:
+        state.setdefault(
+            "_done", state.get("_state") in (self.State.Done, self.State.Error, self.State.Success, self.State.Unknown)
+        )
         self.__dict__.update(state)
-        self._event = threading.Event()
-        self._cb_lock = threading.Lock()
-        if self._state in (self.State.Done, self.State.Error, self.State.Success, self.State.Unknown):
-            self._event.set()
 
     def __repr__(self) -> str:
         return f"<ResponseFuture {self.job_key} call {self.call_id:05d} {self._state}>"
@@ -139,7 +154,7 @@ class ResponseFuture:
         self._finish(self.State.Success, stats)
 
     def _finished(self) -> bool:
-        return self._event.is_set()
+        return self._done
 
     def _mark_read(self) -> None:
         if self._state == self.State.Success:
@@ -151,25 +166,70 @@ class ResponseFuture:
         self._finish(self.State.Error, stats)
 
     def _finish(self, state: str, stats: dict | None) -> None:
+        mine = self.stats
         if stats:
-            self.stats.update(stats)
+            mine.update(stats)
+        if "host_result_done_tstamp" not in mine:
+            mine["host_status_done_tstamp"] = mine["host_result_done_tstamp"] = time.time()
+        with _LOCK:  # a waiter or callback added concurrently is served exactly once
+            self._state = state
+            self._done = True
+            event, callbacks, group = self._event, self._callbacks, self._group
+            if callbacks is not None:
+                self._callbacks = None
+            wake = [w for w in group.watchers if w.seen(self)] if group is not None and group.watchers else None
+        if wake:
+            for waiter in wake:
+                waiter.wake()
+        if event is not None:
+            event.set()
+        if callbacks:
+            for cb in callbacks:
+                cb(self)
+
+    @staticmethod
+    def _finish_returned(futures: list["ResponseFuture"]) -> None:
+        """Lithops' Success for ``futures`` whose value and stats are in: one clock read
+        and one round under ``_LOCK`` for a batch, not one per call."""
         now = time.time()
-        self.stats.setdefault("host_status_done_tstamp", now)
-        self.stats.setdefault("host_result_done_tstamp", now)
-        self._call_status = {
+        wake: list = []
+        events: list[threading.Event] = []
+        calls: list[tuple["ResponseFuture", list]] = []
+        for f in futures:
+            if "host_result_done_tstamp" not in f.stats:
+                f.stats["host_status_done_tstamp"] = f.stats["host_result_done_tstamp"] = now
+        with _LOCK:  # as in _finish: a waiter or callback added concurrently is served exactly once
+            for f in futures:
+                f._state = f.State.Success
+                f._done = True
+                if f._event is not None:
+                    events.append(f._event)
+                if f._callbacks is not None:
+                    calls.append((f, f._callbacks))
+                    f._callbacks = None
+                if f._group is not None and f._group.watchers:
+                    wake.extend(w for w in f._group.watchers if w.seen(f))
+        for waiter in wake:
+            waiter.wake()
+        for event in events:
+            event.set()
+        for f, callbacks in calls:
+            for cb in callbacks:
+                cb(f)
+
+    @property
+    def _call_status(self) -> dict | None:
+        """Lithops' status dict of a finished call (built when asked for, not per call)."""
+        if not self._done:
+            return None
+        return {
             "type": "__end__",
-            "exception": state == self.State.Error,
+            "exception": self._state == self.State.Error,
             "call_id": self.call_id,
             "executor_id": self.executor_id,
             "job_id": self.job_id,
             **self.stats,
         }
-        with self._cb_lock:  # a callback added concurrently runs exactly once
-            self._state = state
-            self._event.set()
-            callbacks = list(self._callbacks)
-        for cb in callbacks:
-            cb(self)
 
     def _set_mapreduce(self) -> None:
         """Map futures of a map_reduce produce no output of their own in get_result."""
@@ -177,22 +237,32 @@ class ResponseFuture:
 
     def _add_done_callback(self, cb) -> None:
         """Call ``cb(self)`` once the future is finished (now, if it already is)."""
-        with self._cb_lock:
-            finished = self._event.is_set()
-            if not finished:
+        with _LOCK:
+            if not self._done:
+                if self._callbacks is None:
+                    self._callbacks = []
                 self._callbacks.append(cb)
-        if finished:
-            cb(self)
+                return
+        cb(self)
 
     def _remove_done_callback(self, cb) -> None:
-        with self._cb_lock:
+        with _LOCK:
             try:
-                self._callbacks.remove(cb)
+                if self._callbacks:
+                    self._callbacks.remove(cb)
             except ValueError:
                 pass
 
     def _wait(self, timeout: float | None = None) -> bool:
-        return self._event.wait(timeout)
+        if self._done:
+            return True
+        with _LOCK:
+            if self._done:
+                return True
+            if self._event is None:
+                self._event = threading.Event()
+            event = self._event
+        return event.wait(timeout)
 
     # --- caller side ------------------------------------------------------------------
     def status(
@@ -201,9 +271,9 @@ class ResponseFuture:
         """The call's status dict (stats); raises the call's exception if it failed."""
         if self._state == self.State.New:
             raise ValueError("task not yet invoked")
-        if check_only and not self._event.is_set():
+        if check_only and not self._done:
             return None
-        self._event.wait()
+        self._wait()
         if self._state == self.State.Error:
             if throw_except:
                 self._raise()
@@ -214,7 +284,7 @@ class ResponseFuture:
         """The value the function returned; re-raises its exception (remote traceback as cause)."""
         if self._state == self.State.New:
             raise ValueError("Task not yet invoked")
-        self._event.wait()
+        self._wait()
         if self._state == self.State.Error:
             if throw_except:
                 self._raise()
@@ -223,7 +293,7 @@ class ResponseFuture:
         return self._value
 
     def exception(self) -> BaseException | None:
-        self._event.wait()
+        self._wait()
         return self._exception
 
     def _raise(self) -> None:
@@ -315,51 +385,3 @@ class FuturesList(list):
 
     def __reduce__(self):
         return FuturesList, (list(self),)
-
-
-class FunctionError(Exception):
-    """A remote exception that could not be rebuilt with its own type (unpicklable)."""
-
-    def __init__(self, type_name: str, message: str):
-        super().__init__(f"{type_name}: {message}")
-        self.type_name = type_name
-        self.message = message
-
-    def __reduce__(self):
-        return FunctionError, (self.type_name, self.message)
-
-
-def _rebuild_exception(outcome: dict) -> BaseException:
-    if outcome.get("exc") is not None:
-        try:
-            return pickle.loads(outcome["exc"])
-        except Exception:  # noqa: BLE001 - fall back to the type by name
-            pass
-    name, module, message = (
-        outcome.get("exc_type", "Exception"),
-        outcome.get("exc_module", "builtins"),
-        outcome.get("exc_message", ""),
-    )
-    try:
-        cls = getattr(builtins, name) if module == "builtins" else getattr(importlib.import_module(module), name)
-        if isinstance(cls, type) and issubclass(cls, BaseException):
-            return cls(message)
-    except Exception:  # noqa: BLE001
-        pass
-    return FunctionError(name, message)
-
-
-def apply_outcome(future: ResponseFuture, outcome: dict, extra_stats: dict | None = None) -> None:
-    """Resolve ``future`` from a runner result dict (see lithops_bridge.runner.run_call)."""
-    stats = dict(outcome.get("stats") or {})
-    if extra_stats:
-        stats.update(extra_stats)
-    if outcome.get("ok"):
-        try:
-            value = pickle.loads(outcome["value"])
-        except Exception as exc:  # noqa: BLE001 - e.g. a class the caller cannot import
-            future._set_error(exc, None, stats)
-            return
-        future._set_result(value, stats)
-    else:
-        future._set_error(_rebuild_exception(outcome), outcome.get("traceback"), stats)

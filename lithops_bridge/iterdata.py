@@ -67,8 +67,39 @@ def bind(sig: inspect.Signature, item: Any) -> dict:
     return dict(sig.bind(item).arguments)
 
 
+class Binder:
+    """:func:`bind` for every item of one map, with the signature worked out once per
+    item shape: how a plain item or a tuple of ``n`` binds depends only on the shape,
+    so ``inspect`` binds the first of each shape and the rest are zipped to the same
+    names (dict items, and shapes that fill ``*args``, always go through ``bind``)."""
+
+    def __init__(self, sig: inspect.Signature):
+        self.sig = sig
+        self.names: dict[int, list[str] | None] = {}  # tuple length (-1: a plain item) -> the names it binds to
+
+    def _shape(self, key: int, item: Any) -> list[str] | None:
+        bound = bind(self.sig, item)  # raises like Lithops for a bad item
+        kinds = {self.sig.parameters[n].kind for n in bound}
+        simple = not kinds & {inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD}
+        self.names[key] = list(bound) if simple and len(bound) == max(key, 1) else None
+        return self.names[key]
+
+    def __call__(self, item: Any) -> dict:
+        if isinstance(item, dict):
+            return bind(self.sig, item)
+        key = len(item) if isinstance(item, tuple) else -1
+        if key in self.names:
+            names = self.names[key]
+        else:
+            self._shape(key, item)
+            return bind(self.sig, item)
+        if names is None:
+            return bind(self.sig, item)
+        return {names[0]: item} if key == -1 else dict(zip(names, item))
+
+
 def call_data(func: Callable, iterdata: Any, extra_args: Any = None) -> list[dict]:
     """Argument dict of every call of a map."""
     items = merge_extra_args(as_list(iterdata), extra_args)
-    sig = bound_signature(func)
-    return [bind(sig, item) for item in items]
+    binder = Binder(bound_signature(func))
+    return [binder(item) for item in items]

@@ -2,9 +2,9 @@
 
 A :class:`Batch` carries the cloudpickled function (serialized once per job; cached
 here per process after its first load), the calls' argument dicts, and what the
-calls need injected. :func:`run_batch` runs each call and returns one result dict
-per call: the cloudpickled value, or the exception (pickled when possible) with its
-formatted traceback, plus Lithops-named stats. Futures a function returns are
+calls need injected. :func:`run_batch` runs each call and returns one outcome per
+call (``lithops_bridge.outcomes``): the pickled value, or the exception (pickled when
+possible) with its formatted traceback, and what Lithops' stats are made of. Futures a function returns are
 resolved here, so the caller receives their values. A per-call ``timeout`` raises
 ``TimeoutError`` inside the function (SIGALRM, main thread only).
 """
@@ -25,7 +25,12 @@ from typing import Any, Callable, Mapping
 
 import cloudpickle
 
-_FUNCS: "OrderedDict[str, Callable]" = OrderedDict()  # job_key -> loaded function (this process)
+from lithops_bridge.futures import ResponseFuture
+from lithops_bridge.pickling import by_value_modules, dumps
+
+# (job_key, the function's pickle) -> loaded function (this process): keyed by the bytes
+# too, so two jobs that happen to share a key never run each other's function
+_FUNCS: "OrderedDict[tuple[str, bytes], Callable]" = OrderedDict()
 _FUNC_CACHE_SIZE = 16
 _STORAGES: dict[str, Any] = {}  # storage config fingerprint -> lithops_bridge.Storage
 UPSTREAM_ERROR = "__lithops_bridge_upstream_error__"  # data key of a chained call whose input future failed
@@ -47,17 +52,18 @@ class Batch:
 
 
 def load_function(job_key: str, func: bytes, modules: dict | None = None) -> Callable:
-    fn = _FUNCS.get(job_key)
+    key = (job_key, func)
+    fn = _FUNCS.get(key)
     if fn is None:
         from lithops_bridge.modules import install
 
         install(modules)
         fn = cloudpickle.loads(func)
-        _FUNCS[job_key] = fn
+        _FUNCS[key] = fn
         while len(_FUNCS) > _FUNC_CACHE_SIZE:
             _FUNCS.popitem(last=False)
     else:
-        _FUNCS.move_to_end(job_key)
+        _FUNCS.move_to_end(key)
     return fn
 
 
@@ -81,7 +87,10 @@ def run_batch(batch: Batch) -> list[dict]:
             }
             for cid in batch.call_ids
         ]
-    return [run_call(func, cid, data, batch) for cid, data in zip(batch.call_ids, batch.data)]
+    plan = _Plan(func, batch)
+    if plan.plain and not batch.extra_env and not batch.timeout:
+        return _run_plain(func, batch, plan)
+    return [run_call(func, cid, data, batch, plan) for cid, data in zip(batch.call_ids, batch.data)]
 
 
 def _storage_for(config: dict | None):
@@ -93,21 +102,40 @@ def _storage_for(config: dict | None):
     return _STORAGES[key]
 
 
-def _prepare(func: Callable, call_id: int, data: dict, batch: Batch) -> tuple[tuple, dict]:
+class _Plan:
+    """What every call of a batch needs done to its data, worked out once per batch."""
+
+    def __init__(self, func: Callable, batch: Batch):
+        params: Mapping[str, inspect.Parameter]
+        try:
+            params = inspect.signature(func).parameters
+        except (TypeError, ValueError):
+            params = {}
+        self.params = params  # the function's parameters
+        self.storage = "storage" in params  # inject a Storage
+        self.id = "id" in params  # inject the call id
+        self.var_pos = next((n for n, p in params.items() if p.kind == p.VAR_POSITIONAL), None)  # the *args name
+        self.var_kw = next((n for n, p in params.items() if p.kind == p.VAR_KEYWORD), None)  # the **kwargs name
+        self.pos_only = [n for n, p in params.items() if p.kind == p.POSITIONAL_ONLY]  # passed by position
+        self.host = batch.worker_label or socket.gethostname()  # the worker_host stat
+        self.pid = os.getpid()  # the worker_pid stat
+        # a plain function of plain arguments: its data dict is its keyword arguments as is
+        self.plain = not (self.storage or self.id or self.var_pos or self.var_kw or self.pos_only)
+
+
+def _prepare(func: Callable, call_id: int, data: dict, batch: Batch, plan: _Plan | None = None) -> tuple[tuple, dict]:
     """Inject storage/id/obj, then split the data dict into *args/**kwargs like Lithops."""
-    params: Mapping[str, inspect.Parameter]
-    try:
-        params = inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        params = {}
-    data = dict(data)
+    plan = plan or _Plan(func, batch)
     if UPSTREAM_ERROR in data:  # a chained call whose input future failed
         raise data[UPSTREAM_ERROR]
-    if "storage" in params:
-        data["storage"] = _storage_for(batch.storage_config)
-    if "id" in params:
-        data["id"] = call_id
     obj = data.get("obj")
+    if plan.plain and (obj is None or not hasattr(obj, "_open")):
+        return (), data
+    data = dict(data)
+    if plan.storage:
+        data["storage"] = _storage_for(batch.storage_config)
+    if plan.id:
+        data["id"] = call_id
     if obj is not None and hasattr(obj, "_open"):
         storage = _storage_for(batch.storage_config)
         if storage.backend != obj.backend:
@@ -115,9 +143,8 @@ def _prepare(func: Callable, call_id: int, data: dict, batch: Batch) -> tuple[tu
 
             storage = Storage(backend=obj.backend)
         obj._open(storage)
-    var_pos = next((n for n, p in params.items() if p.kind == p.VAR_POSITIONAL), None)
-    var_kw = next((n for n, p in params.items() if p.kind == p.VAR_KEYWORD), None)
-    positional = [data.pop(n) for n, p in params.items() if p.kind == p.POSITIONAL_ONLY and n in data]
+    var_pos, var_kw = plan.var_pos, plan.var_kw
+    positional = [data.pop(n) for n in plan.pos_only if n in data]
     if var_pos in data:
         positional += list(data.pop(var_pos) or ())
     kwargs = dict(data.pop(var_kw) or {}) if var_kw in data else {}
@@ -148,6 +175,19 @@ class _Alarm:
         return False
 
 
+class _NoEnv:
+    """Stands for :class:`_Env` when a job sets no environment."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+_NO_ENV = _NoEnv()
+
+
 class _Env:
     """Sets extra environment variables around one call and restores them."""
 
@@ -169,8 +209,6 @@ class _Env:
 
 def _resolve_futures(value: Any) -> Any:
     """A function that returns futures (from an executor it made) returns their results."""
-    from lithops_bridge.futures import ResponseFuture
-
     if isinstance(value, ResponseFuture):
         return value.result()
     if isinstance(value, list) and value and all(isinstance(v, ResponseFuture) for v in value):
@@ -189,42 +227,72 @@ def _dump_exception(exc: BaseException) -> tuple[bytes | None, str]:
         return None, f"{type(err).__name__}: {err}"
 
 
-def run_call(func: Callable, call_id: int, raw: bytes, batch: Batch) -> dict:
-    start = time.time()
-    out: dict[str, Any] = {"call_id": call_id}
-    stats: dict[str, Any] = {
-        "worker_start_tstamp": start,
-        "worker_pid": os.getpid(),
-        "worker_host": batch.worker_label or socket.gethostname(),
+def _failure(call_id: int, exc: BaseException, stats: dict) -> dict:
+    """The outcome of a call that raised ``exc`` (inside its ``except``: the traceback is read here)."""
+    blob, pickle_error = _dump_exception(exc)
+    end = time.time()
+    stats.update(exception=True, worker_end_tstamp=end, worker_exec_time=round(end - stats["worker_start_tstamp"], 8))
+    return {
+        "call_id": call_id,
+        "ok": False,
+        "exc": blob,
+        "exc_type": type(exc).__name__,
+        "exc_module": type(exc).__module__,
+        "exc_message": str(exc),
+        "traceback": traceback.format_exc(),
+        "pickle_error": pickle_error,
+        "stats": stats,
     }
+
+
+def run_call(func: Callable, call_id: int, raw: bytes, batch: Batch, plan: _Plan | None = None) -> Any:
+    """Run one call; its outcome (``lithops_bridge.outcomes``: a tuple if it returned)."""
+    plan = plan or _Plan(func, batch)
+    start = fstart = time.time()
     try:
         data = pickle.loads(raw)
-        with _Env(batch.extra_env):
-            args, kwargs = _prepare(func, call_id, data, batch)
+        with _Env(batch.extra_env) if batch.extra_env else _NO_ENV:
+            args, kwargs = _prepare(func, call_id, data, batch, plan)
             fstart = time.time()
-            with _Alarm(batch.timeout):
+            if batch.timeout:
+                with _Alarm(batch.timeout):
+                    value = func(*args, **kwargs)
+            else:
                 value = func(*args, **kwargs)
+            if isinstance(value, (ResponseFuture, list)):
                 value = _resolve_futures(value)
             fend = time.time()
-        stats.update(worker_func_start_tstamp=fstart, worker_func_end_tstamp=fend, worker_func_exec_time=round(fend - fstart, 8))
-        blob = cloudpickle.dumps(value)
-        stats["func_result_size"] = len(blob) if value is not None else 0
-        out.update(ok=True, value=blob)
+        result = dumps(value)
     except BaseException as exc:  # noqa: BLE001 - the caller gets every failure
         if isinstance(exc, KeyboardInterrupt):
             raise
-        blob, pickle_error = _dump_exception(exc)
-        out.update(
-            ok=False,
-            exc=blob,
-            exc_type=type(exc).__name__,
-            exc_module=type(exc).__module__,
-            exc_message=str(exc),
-            traceback=traceback.format_exc(),
-            pickle_error=pickle_error,
-        )
-        stats["exception"] = True
-    end = time.time()
-    stats.update(worker_end_tstamp=end, worker_exec_time=round(end - start, 8))
-    out["stats"] = stats
+        return _failure(call_id, exc, {"worker_start_tstamp": start, "worker_pid": plan.pid, "worker_host": plan.host})
+    size = len(result) if value is not None else 0
+    return (call_id, result, size, start, fstart, fend, time.time(), plan.host, plan.pid)
+
+
+def _run_plain(func: Callable, batch: Batch, plan: _Plan) -> list:
+    """:func:`run_call` over the batch, for a function with nothing to inject and a job
+    with no environment or timeout: the same outcomes, with no per-call set-up."""
+    out: list = []
+    host, pid, by_value, now = plan.host, plan.pid, by_value_modules(), time.time
+    for cid, raw in zip(batch.call_ids, batch.data):
+        start = now()
+        try:
+            data = pickle.loads(raw)
+            if UPSTREAM_ERROR in data or "obj" in data:  # something to raise or to open first
+                out.append(run_call(func, cid, raw, batch, plan))
+                continue
+            fstart = now()
+            value = func(**data)
+            if isinstance(value, (ResponseFuture, list)):
+                value = _resolve_futures(value)
+            fend = now()
+            result = dumps(value, by_value)
+        except BaseException as exc:  # noqa: BLE001 - the caller gets every failure
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            out.append(_failure(cid, exc, {"worker_start_tstamp": start, "worker_pid": pid, "worker_host": host}))
+            continue
+        out.append((cid, result, len(result) if value is not None else 0, start, fstart, fend, now(), host, pid))
     return out

@@ -8,12 +8,12 @@ a percentage of the futures. ``timeout`` raises the builtin ``TimeoutError``. Wi
 from __future__ import annotations
 
 import math
-import threading
 import time
 from typing import Any
 
 from lithops_bridge.constants import ALL_COMPLETED, ALWAYS, ANY_COMPLETED
 from lithops_bridge.futures import FuturesList, ResponseFuture
+from lithops_bridge.waiting import Waiter, unwatch, watch
 
 THREADPOOL_SIZE = 64
 
@@ -69,45 +69,34 @@ def wait(
         need = len(futures) - pending + _needed(pending, return_when)
     else:
         need = _needed(len(futures), return_when)
-    cond = threading.Condition()
-    state: dict[str, Any] = {"done": 0, "error": None}  # calls done; the first failed future
-
-    def on_done(f: ResponseFuture) -> None:
-        with cond:
-            state["done"] += 1
-            if f.error and state["error"] is None:
-                state["error"] = f
-            cond.notify_all()
-
-    for f in futures:
-        f._add_done_callback(on_done)
+    waiter = Waiter(need, throw_except)
+    groups = watch(futures, waiter)
     deadline = None if timeout is None else time.monotonic() + float(timeout)
     try:
-        with cond:
-            while state["done"] < need and not (throw_except and state["error"] is not None):
+        with waiter.cond:
+            while not waiter.satisfied():
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     raise TimeoutError(
                         f"Timeout of {timeout} seconds exceeded waiting for function activations to finish "
-                        f"({state['done']} of {len(futures)} done)"
+                        f"({waiter.done} of {len(futures)} done)"
                     )
-                cond.wait(left if left is not None else 1.0)
+                waiter.cond.wait(left if left is not None else 1.0)
     finally:
-        for f in futures:
-            f._remove_done_callback(on_done)
-    if throw_except:
-        failed = next((f for f in futures if f.error), None)
-        if failed is not None:
-            failed._raise()
-    if download_results:
-        for f in futures:
-            if f._finished():
+        unwatch(groups, waiter)
+    if throw_except and waiter.error is not None:
+        next(f for f in futures if f.error)._raise()
+    # every finished future counts as done (Lithops: a call whose status is in is done);
+    # fetching the results moves Success to Done
+    done, not_done = FuturesList(), FuturesList()
+    for f in futures:
+        if f._done:
+            if download_results:
                 f._mark_read()
-        done = FuturesList([f for f in futures if f.done])
-    else:  # Lithops: a call whose status is in counts as done
-        done = FuturesList([f for f in futures if f.done or f.success])
-    done_ids = {id(f) for f in done}
-    return done, FuturesList([f for f in futures if id(f) not in done_ids])
+            done.append(f)
+        else:
+            not_done.append(f)
+    return done, not_done
 
 
 def get_result(

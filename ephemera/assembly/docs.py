@@ -66,10 +66,14 @@ def _cell(text: str) -> str:
 
 
 def _rows(prefix: str, model: type[BaseModel]) -> list[str]:
-    return [
-        f"| `{prefix}{name}` | {type_label(field)} | {default_label(field)} | {_cell(field.description or '')} |"
-        for name, field in model.model_fields.items()
-    ]
+    rows = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, Section):  # a nested section: one row per key
+            rows += _rows(f"{prefix}{name}.", annotation)
+        else:
+            rows.append(f"| `{prefix}{name}` | {type_label(field)} | {default_label(field)} | {_cell(field.description or '')} |")
+    return rows
 
 
 def _item_model(annotation: Any) -> type[Section] | None:

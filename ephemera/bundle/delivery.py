@@ -28,7 +28,8 @@ declared ``sensitive`` by every stack and handed to the engine as a secure varia
 which Schematics never shows again), the bootstrap program itself
 ``bootstrap_script`` (gzip + base64), so a VM runs the controller's own bootstrap, and
 ``run_prefixes`` (:func:`prefixes_variable`), the run's prefixes for a stack that
-scopes a per-run VM identity to them.
+scopes a per-run VM identity to them. Where a prepared image was built from the run's lock
+(:mod:`ephemera.bundle.image`), the documents name it and the run's bundle record its id.
 """
 
 from __future__ import annotations
@@ -38,11 +39,12 @@ import gzip
 import json
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
 from ephemera import layout
+from ephemera.bundle.image import boot_image, find_image
 from ephemera.bundle.inputs import event_inputs
 from ephemera.bundle.store import BundleRef, run_bundle
 from ephemera.engines import engine_spec
@@ -153,6 +155,10 @@ def prepare_boot(ctx, run) -> Boot:
     check_vm_access(config_stack(config), backend, access.identity)
     ref = run_bundle(config, storage)
     log.info("run %s: bundle %s (%d bytes, %s)", run.run_id, ref.sha256[:12], ref.size, "reused" if ref.reused else "uploaded")
+    image = find_image(config, storage, ref)
+    if image is not None:
+        ref = replace(ref, image=image.id)
+        log.info("run %s: its VMs start from the prepared image %s", run.run_id, image.id)
     expires = int(config.timeouts.boot)
     by_url = access.identity is None
     job = run.job
@@ -192,6 +198,7 @@ def prepare_boot(ctx, run) -> Boot:
             if ref.wheelhouse
             else None,
         },
+        "image": boot_image(image) if image is not None else None,
         "marker": {
             "bucket": job.output_bucket,
             "key": marker_key,

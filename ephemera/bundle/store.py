@@ -45,6 +45,7 @@ class BundleRef:
     reused: bool = False  # it was in the bucket already (published by a deploy or an earlier run)
     locked: bool = False  # it carries the hashed lock a cloud VM installs (ephemera.bundle.lock)
     wheelhouse: dict | None = None  # {key, sha256, size} of the wheels its lock pins (wheelhouse.lock, requirements.lock)
+    image: str | None = None  # the prepared image the run's VMs start from (ephemera.bundle.image), None: stock
 
     @property
     def wheelhouse_sha256(self) -> str | None:

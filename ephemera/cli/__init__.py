@@ -14,6 +14,7 @@ ephemera invoke ACTION [k=v ...]  invoke an action by hand (apply, destroy, reap
 ephemera config [--schema]        validate the config and print it (secrets masked), or its JSON Schema
 ephemera deploy ...               deploy to Code Engine or OpenWhisk
 ephemera bundle pack|publish      the run bundle the VMs install, made or published by hand
+ephemera image build|list|delete  prepared images that runs of the same lock start from
 ephemera lithops-config RUN_ID    a Lithops config for a run's VMs
 """
 
@@ -140,6 +141,15 @@ def cmd_bundle(args) -> int:
     return cmd_publish(config, args.archive, sys.stdout, args.expect)
 
 
+def cmd_image(args) -> int:
+    from ephemera.cli.image import cmd_image as image  # lazily: the CLI imports a command's modules when it runs (cold start)
+    from ephemera.cli.image import demo_context  # ditto
+
+    if args.demo and args.config:
+        raise ParamError("--demo", "works on the demo's image, whose config the demo writes", "drop --config (or --demo)")
+    return image(demo_context() if args.demo else _context(args), args, sys.stdout)
+
+
 def cmd_lithops_config(args) -> int:
     from ephemera.cli.lithops_config import main as lithops_config_main
 
@@ -233,6 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="pack: the folder to write it into (default: <home>/bundles)")
     p.add_argument("--expect", help="publish: refuse an ARCHIVE whose SHA-256 is not this one")
     p.set_defaults(func=cmd_bundle)
+
+    p = sub.add_parser("image", help="build, list or delete the prepared images runs of the same lock start from")
+    p.add_argument("action", choices=("build", "list", "delete"))
+    p.add_argument("image", nargs="?", help="delete: the image's id (or its lock's SHA-256)")
+    p.add_argument("--force", action="store_true", help="build: build again; delete: even while an open run uses it")
+    p.add_argument("--demo", action="store_true", help="the image of `ephemera demo`'s workload, in your own home")
+    p.set_defaults(func=cmd_image)
 
     p = sub.add_parser("lithops-config", help="write a Lithops config for a run's VMs")
     p.add_argument("run_id")

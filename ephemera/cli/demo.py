@@ -5,7 +5,9 @@ agent processes; worker 0 runs the digits cross-validation workload through the
 Lithops-compatible executor and writes its outputs and then ``_SUCCESS.json``; the
 bucket-write rule fires ``destroy``, which stops the agents and records DESTROYED.
 The demo prints each state as it happens, then the timeline and the outputs, and
-exits 0 only if the run succeeded and nothing is left running.
+exits 0 only if the run succeeded and nothing is left running. When the user's own
+Ephemera home holds a prepared image of the demo's lock (``ephemera image build --demo``),
+the demo's VM starts from it (:func:`adopt_image`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import yaml
 from ephemera.cli.runs import timeline
 from ephemera.cli.tables import human_size, table
 from ephemera.context import Context
+from ephemera.errors import EphemeraError
 from ephemera.model import marker as markers
 from ephemera.model.runs import RunRecord, RunState
 from ephemera.timeutil import now_utc
@@ -127,6 +130,35 @@ def _failure_stage(ctx: Context, watcher: _Watcher) -> str:
     return f"{run.state}: {reason}" if reason else f"stuck in {run.state}"
 
 
+def user_home() -> Path:
+    """The Ephemera home the user has outside the demo (where ``ephemera image build --demo``
+    puts the demo's image), read before the demo points EPHEMERA_HOME at its own."""
+    return Path(os.environ.get("EPHEMERA_HOME") or "~/.ephemera").expanduser().resolve()
+
+
+def adopt_image(ctx: Context, raw: dict, mine: Path) -> str | None:
+    """The demo's prepared image, when the user's home ``mine`` holds one of the demo's lock:
+    its image store is linked into the demo's fresh home and its record put in the demo's new
+    state bucket, so the run finds it as any run finds its lock's image (and its VM checks
+    the folder's digest). None: the demo's VMs install the stock way."""
+    from dataclasses import replace  # only when the demo looks for its image (cold start)
+
+    from ephemera.bundle.image import IMAGES_DIR, ImageRecord, local_lock, lock_sha256, put_record  # likewise
+
+    demo_home = Path(raw["home"])
+    sha = lock_sha256(local_lock(list(raw["workload"].get("requirements") or []), None))
+    store = mine / IMAGES_DIR
+    try:
+        record = ImageRecord.from_dict(json.loads((store / "local" / f"{sha}.json").read_text()))
+    except (OSError, ValueError, EphemeraError):
+        return None
+    if mine == demo_home or record.path != str(store / "local" / sha):
+        return None
+    (demo_home / IMAGES_DIR).symlink_to(store, target_is_directory=True)
+    put_record(ctx.storage, ctx.config.state_bucket, replace(record, path=str(demo_home / IMAGES_DIR / "local" / sha)))
+    return record.id
+
+
 def run_demo(home: str | None = None, timeout: float = 180.0, worker_count: int = 1) -> int:
     from ephemera.runtime.runtime import run_up
 
@@ -134,11 +166,17 @@ def run_demo(home: str | None = None, timeout: float = 180.0, worker_count: int 
     logging.getLogger("watchdog.observers.inotify").setLevel(logging.CRITICAL)
     home_path = Path(home).expanduser().resolve() if home else Path(tempfile.mkdtemp(prefix="ephemera-demo-"))
     home_path.mkdir(parents=True, exist_ok=True)
+    mine = user_home()
     os.environ["EPHEMERA_HOME"] = str(home_path)  # children (actions, agents) use the same home
     raw = demo_config(home_path, worker_count)
     (home_path / "config.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     ctx = Context(raw)
     print(f"Ephemera demo: home {home_path} (config in config.yaml)")
+    image = adopt_image(ctx, raw, mine)
+    if image:
+        print(f"Its VM starts from the prepared image {image} (in {mine}); `ephemera image delete {image} --demo` removes it.")
+    else:
+        print("Its VM installs the stock way; `make demo-image` (`ephemera image build --demo`) prepares an image once.")
     print(f"Alarm 'demo-alarm' fires at {raw['triggers'][0]['once']}; marker writes under outputs/ fire 'destroy'.")
     started = time.time()
     watcher = _Watcher(ctx, started)

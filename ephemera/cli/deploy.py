@@ -43,7 +43,9 @@ from ephemera.deploy import steps as steps_mod
 from ephemera.deploy import invoke_token
 from ephemera.deploy.bound import DIGEST_PARAM, config_digest
 from ephemera.deploy.code_engine import SECRET, check_runtime, code_engine_plan, invoke_env_file_for
+from ephemera.deploy.aws.image import build_context_wheels
 from ephemera.deploy.aws.package import build_lambda_zip
+from ephemera.deploy.aws.package import requirements as aws_requirements
 from ephemera.deploy.aws.plan import aws_plan
 from ephemera.config.aws_lambda import AwsLambdaSection
 from ephemera.deploy.openwhisk import openwhisk_plan
@@ -243,19 +245,24 @@ def deploy_aws(args, out: TextIO, runner: Runner | None = None) -> int:
         files_dir = (out_dir if args.dry_run else secret_dir) / "aws"
         config, first = _bind_bundle(config, args, out_dir, out)
         bound = config.to_dict(redact=False)
+        extras = action_extras(config)
+        needs_ibm = "ibm" in extras  # the source-only IBM SDKs are built into wheels only when a backend needs them
         plan = aws_plan(
             config,
             zip_path=str(out_dir / "ephemera-lambda.zip"),
             secret_file=str(secret_file),
             config_sha256=config_digest(bound),
             files_dir=str(files_dir),
+            extra_requirements=tuple(r for r in aws_requirements(extras) if r not in aws_requirements(())),
         )
         settings = config.section(AwsLambdaSection)
+        if plan.image_context:  # the Terraform functions' image: its wheels beside the rendered Dockerfile
+            build_context_wheels(Path(plan.image_context), needs_ibm, out_dir / "wheels", _say(out))
         build_lambda_zip(
             out_dir / "ephemera-lambda.zip",
             python=settings.runtime.removeprefix("python"),
             architecture=settings.architecture,
-            extras=action_extras(config),
+            extras=extras,
             wheel_dir=out_dir / "wheels",
             say=_say(out),
         )

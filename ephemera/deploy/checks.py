@@ -25,14 +25,18 @@ from ephemera.errors import ConfigErrors
 PLACEHOLDER = "REPLACE"  # how examples/ibm-cloud.yaml marks the values to fill in
 
 
-def check_engine(config: Config, target: str) -> None:
-    """ConfigError naming ``engine.backend`` when the engine cannot run in ``target``'s actions."""
+def check_engine(config: Config, target: str, state_in_bucket_ok: bool = False) -> None:
+    """ConfigError naming ``engine.backend`` when the engine cannot run in ``target``'s actions;
+    ``state_in_bucket_ok``: the target runs an on-host engine whose config keeps its state in a bucket."""
     spec = engine_spec(config.engine.backend)
-    if spec.state_on_host:
+    if spec.state_on_host and not (state_in_bucket_ok and spec.state_in_bucket(config)):
+        fix = "use an engine that runs as a service, e.g. schematics"
+        if state_in_bucket_ok:
+            fix += ", or keep the state in S3: terraform.state = {backend: s3, bucket: <bucket>}"
         raise ConfigError(
             "engine.backend",
             f"the {spec.name} engine keeps its state on the machine that applies, which a {target} action does not keep",
-            "use an engine that runs as a service, e.g. schematics",
+            fix,
         )
 
 
@@ -58,10 +62,10 @@ def check_no_placeholders(config: Config) -> None:
         raise ConfigErrors.of(found)
 
 
-def check_engine_and_files(config: Config, target: str) -> None:
+def check_engine_and_files(config: Config, target: str, state_in_bucket_ok: bool = False) -> None:
     """:func:`check_engine`, no placeholder left, and ConfigError for a setting that names a local file."""
     check_no_placeholders(config)
-    check_engine(config, target)
+    check_engine(config, target, state_in_bucket_ok)
     if config.notify.smtp_ca_file:
         raise ConfigError(
             "notify.smtp_ca_file",

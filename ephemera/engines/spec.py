@@ -42,6 +42,11 @@ class EngineSpec:
         """The cloud region the engine builds VMs in, when the engine itself knows it."""
         return None
 
+    def state_in_bucket(self, config: Config) -> bool:
+        """Whether this config keeps an on-host engine's state in a bucket (so an action with a
+        throwaway working directory can run it, where the platform carries the engine's tools)."""
+        return False
+
     def vms_on_host(self, config: Config) -> bool:
         """Whether the VMs it builds for this config are processes on the controller's machine
         (the local stack): only those may be handed what the controller itself holds."""

@@ -43,6 +43,8 @@ class VMPhase(str, Enum):
     CREDENTIALS_FETCHED = "credentials_fetched"  # the one-time credentials object read (VMs without identity)
     SETUP_DONE = "setup_done"  # the stack's setup script ran
     BUNDLE_INSTALLED = "bundle_installed"  # the run's bundle installed
+    IMAGE_USED = "image_used"  # the VM's environment is over the prepared image its boot document names
+    IMAGE_REJECTED = "image_rejected"  # that image was missing or altered: the stock install instead
     REBOOTING = "rebooting"  # went down once to load the GPU driver
     DRIVER_READY = "driver_ready"  # the promised GPUs proved
     AGENT_READY = "agent_ready"  # the agent serves

@@ -41,6 +41,13 @@ class BundleRef(ObjectRef, total=False):
     )  # the wheels its lock pins (cloud VMs: all of requirements.lock; local VMs: what the controller lacks); None: none packed
 
 
+class ImageRef(TypedDict):
+    id: str  # the prepared image (ephemera.bundle.image)
+    path: str | None  # local: its folder, inside the home's image store
+    site: str | None  # local: its site-packages, relative to path
+    digest: str | None  # local: the folder's tree digest, checked before it is used
+
+
 class CredentialsRef(TypedDict):
     url: str  # presigned GET of the one-time credentials object (lives minutes)
     delete_url: str  # presigned DELETE of it: read once
@@ -69,6 +76,7 @@ class ControllerBootFields(TypedDict):
     bundle: BundleRef
     marker: ObjectRef  # the run's failure marker, for a bootstrap that fails before Ephemera runs
     credentials: CredentialsRef | None  # one-time storage keys for a VM without identity
+    image: ImageRef | None  # the prepared image the VM starts from, None: the stock install
 
 
 class BootDocument(ControllerBootFields, total=False):

@@ -1,15 +1,14 @@
 """A VM's bootstrap, first stage: from a bare machine to Ephemera installed from the run's bundle.
 
-Standard library only: a cloud VM runs it before anything is installed (from ``user_data``, with the system
-``python3``, at every boot until the run ends); local VMs run it too (started by :mod:`ephemera.vm.local_stack`).
-From the VM's *boot document* (:class:`ephemera.model.vmboot.BootDocument`): 1. read the one-time credentials
-object (VMs without identity) into a 0600 file and delete it; 2. run the stack's setup script once; 3. fetch the
-bundle (presigned URL, or the VM's identity), check its SHA-256, unpack it, install it into a virtual environment:
-on a cloud VM the bundle's lock and Ephemera's wheel, hashes required, nothing resolved, with uv (else pip), from
-the bundle's wheelhouse, never an index; on a local VM (``inherit_site``) over the controller's site-packages, plus
-its wheelhouse (a wheelhouse's SHA-256 checked before it is unpacked, each wheel's against the lock). 4. hand over to
-stage two (``python -m ephemera.vm boot``). Phases are stamped in ``<root>/state.json`` (a reboot resumes); any
-failure writes the run's failure marker with the tail of ``<root>/bootstrap.log`` and exits 1.
+Standard library only: a cloud VM runs it before anything is installed (from ``user_data``, with the system ``python3``,
+at every boot until the run ends); local VMs run it too (:mod:`ephemera.vm.local_stack`). From the VM's *boot document*
+(:class:`ephemera.model.vmboot.BootDocument`): 1. read the one-time credentials object (VMs without identity) into a 0600
+file and delete it; 2. run the stack's setup script once; 3. fetch the bundle (presigned URL, or the VM's identity), check
+its SHA-256, unpack it, install it into a virtual environment: on a cloud VM the bundle's lock and Ephemera's wheel,
+hashes required, nothing resolved, with uv (else pip), from the bundle's wheelhouse, never an index; on a local VM over the
+controller's site-packages plus its wheelhouse, or over a prepared image (:mod:`ephemera.vm.imageboot`); a wheelhouse's
+SHA-256 is checked before it is unpacked, each wheel's against the lock. 4. hand over to stage two (``python -m
+ephemera.vm boot``). Phases are stamped in ``<root>/state.json`` (a reboot resumes); a failure writes the failure marker.
 """
 
 from __future__ import annotations
@@ -91,8 +90,7 @@ def run(root: Path, cmd: list[str], what: str, env: dict | None = None) -> None:
 
 
 # -- getting objects: presigned URLs, file URLs, or the VM's identity -----------------------
-def http(method: str, url: str, data: bytes | None = None, headers: dict | None = None,
-         timeout: float = HTTP_TIMEOUT) -> bytes:
+def http(method: str, url: str, data: bytes | None = None, headers: dict | None = None, timeout: float = HTTP_TIMEOUT) -> bytes:
     if url.startswith("file://"):  # the localhost storage's presigned URLs: VMs on this machine
         path = Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path))
         if method == "GET":
@@ -110,24 +108,20 @@ def http(method: str, url: str, data: bytes | None = None, headers: dict | None 
         return response.read()
 
 
-def vpc_instance_identity_token(metadata_url: str, version: str, expires_in: int = 300,
-                                timeout: float = HTTP_TIMEOUT) -> str:
+def vpc_instance_identity_token(metadata_url: str, version: str, expires_in: int = 300, timeout: float = HTTP_TIMEOUT) -> str:
     """An instance identity token from IBM VPC's metadata service: PUT /identity/v1/token."""
-    body = json.dumps({"expires_in": expires_in}).encode()
-    reply = json.loads(http("PUT", f"{metadata_url.rstrip('/')}/identity/v1/token?version={version}", body,
-                            {"Metadata-Flavor": "ibm", "Content-Type": "application/json", "Accept": "application/json"}, timeout))
-    return reply["access_token"]
+    headers = {"Metadata-Flavor": "ibm", "Content-Type": "application/json", "Accept": "application/json"}
+    url, body = f"{metadata_url.rstrip('/')}/identity/v1/token?version={version}", json.dumps({"expires_in": expires_in})
+    return json.loads(http("PUT", url, body.encode(), headers, timeout))["access_token"]
 
 
 def vpc_trusted_profile_token(identity: dict) -> str:
     """``vpc-trusted-profile``: an IAM token of the VM's trusted profile: an instance identity token, then POST /identity/v1/iam_tokens."""
     base, version = identity["metadata_url"].rstrip("/"), identity["metadata_version"]
     instance_token = vpc_instance_identity_token(base, version)
+    headers = {"Authorization": f"Bearer {instance_token}", "Content-Type": "application/json", "Accept": "application/json"}
     body = json.dumps({"trusted_profile": {"id": identity["profile_id"]}}).encode()
-    reply = json.loads(http("POST", f"{base}/identity/v1/iam_tokens?version={version}", body,
-                            {"Authorization": f"Bearer {instance_token}", "Content-Type": "application/json",
-                             "Accept": "application/json"}))
-    return reply["access_token"]
+    return json.loads(http("POST", f"{base}/identity/v1/iam_tokens?version={version}", body, headers))["access_token"]
 
 
 # VM identity kinds: the ``kind`` a storage spec's VMAccess.identity names -> how a VM gets a
@@ -294,7 +288,7 @@ def fetch_wheelhouse(root: Path, boot: BootDocument, bundle: Path, house: dict) 
             raise BootError(f"wheelhouse member {name} has SHA-256 {digest}, which {house['lock']} does not pin: refusing it")
     shutil.rmtree(folder := root / "wheelhouse", ignore_errors=True)
     folder.mkdir(parents=True)
-    for name, wheel in wheels.items():
+    for name, wheel in wheels.items():  # only now, every member and hash checked
         (folder / name).write_bytes(wheel)
     return folder
 
@@ -302,6 +296,10 @@ def fetch_wheelhouse(root: Path, boot: BootDocument, bundle: Path, house: dict) 
 def install_local(root: Path, boot: BootDocument, bundle: Path, manifest: dict, env: Path) -> None:
     """A local VM: the controller's site-packages seen through a ``.pth``, Ephemera's wheel over
     them and the bundle's wheelhouse (what the controller lacks), offline, hashes required."""
+    if boot.get("image"):  # named for local VMs only, which run this file from the installed package (never a cloud VM)
+        from ephemera.vm import imageboot  # local VMs only: this file alone on a cloud VM has no package
+        if (site := imageboot.image_site(root, boot)) is not None:
+            return imageboot.install_over_image(root, boot, bundle, manifest, env, site)
     wheel = str(bundle / "wheels" / manifest["wheel"])
     extras = sorted(set(boot.get("extras") or []) | ({"gpu"} if int((boot.get("gpu") or {}).get("count") or 0) else set()))
     target = f"{wheel}[{','.join(extras)}]" if extras else wheel
@@ -321,8 +319,7 @@ def install_local(root: Path, boot: BootDocument, bundle: Path, manifest: dict, 
 
 
 def purelib(root: Path, env: Path) -> Path:
-    done = subprocess.run([str(env_python(env)), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True)
+    done = subprocess.run([str(env_python(env)), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True)
     if done.returncode != 0:
         raise BootError(f"the environment's python does not run: {done.stderr.strip()[-300:]}")
     path = Path(done.stdout.strip())
@@ -366,6 +363,8 @@ def bootstrap(boot_file: Path, root: Path) -> Path:
         if state.data.get("installed") != boot["bundle"]["sha256"] or not env_python(root / "env").exists():
             started = time.monotonic()
             install(root, boot, bundle)
+            if boot.get("image"):  # whether the VM started from it, or found it altered and installed the stock way
+                state.phase("image_used" if any((root / "env").glob("lib/*/site-packages/zy-ephemera-image.pth")) else "image_rejected")
             log(root, f"bundle installed in {time.monotonic() - started:.1f}s")
             state.data["installed"] = boot["bundle"]["sha256"]
         state.phase("bundle_installed")

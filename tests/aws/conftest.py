@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import socket
@@ -34,18 +35,32 @@ def aws_mirror() -> Path:
     return mirror
 
 
-@pytest.fixture(scope="module")
-def moto_aws(aws_mirror) -> Iterator[dict]:
-    """A fresh moto server (EC2, IAM, STS, S3) of this module's own, with Ubuntu 24.04 images
-    registered under Canonical's naming: {"url", "images": {serial: ami id}}."""
-    import boto3
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    """A fresh moto server on 127.0.0.1 (every service moto has), its URL."""
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    url = f"http://127.0.0.1:{port}"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def moto_aws(aws_mirror) -> Iterator[dict]:
+    """A fresh moto server (EC2, IAM, STS, S3) of this module's own, with Ubuntu 24.04 images
+    registered under Canonical's naming: {"url", "images": {serial: ami id}}."""
+    with moto_server() as url:
+        yield {"url": url, "images": _register_images(url)}
+
+
+def _register_images(url: str) -> dict:
+    import boto3
+
     ec2 = boto3.client(
         "ec2", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
     )
@@ -53,8 +68,7 @@ def moto_aws(aws_mirror) -> Iterator[dict]:
         s: ec2.register_image(Name=UBUNTU.format(s), RootDeviceName="/dev/sda1", VirtualizationType="hvm")["ImageId"]
         for s in SERIALS
     }
-    yield {"url": url, "images": images}
-    server.stop()
+    return images
 
 
 @pytest.fixture
@@ -75,3 +89,16 @@ def aws_client(url: str, service: str):
     return boto3.client(
         service, endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
     )
+
+
+@pytest.fixture
+def moto_s3_env(monkeypatch) -> Iterator[str]:
+    """A moto server of the test's own and the AWS default chain's dummy keys: its URL.
+    The tests that need only S3 (Terraform's S3 backend is built into the binary) use it."""
+    if shutil.which("terraform") is None:
+        pytest.skip("no terraform binary on PATH")
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with moto_server() as url:
+        yield url

@@ -1,4 +1,4 @@
-"""The fact table of the AWS provider for the aws-ec2-gpu stack: the resource and data source
+"""The fact table of the AWS provider for the aws-ec2-gpu and aws-image-builder stacks: the resource and data source
 schemas it uses, trimmed from ``terraform providers schema -json`` of the real
 hashicorp/aws provider (5.100.0, from the filesystem mirror), plus the value sets the
 schema does not export, from the EC2 API reference.
@@ -34,6 +34,7 @@ RESOURCES = (
     "aws_iam_role",
     "aws_iam_role_policy",
     "aws_iam_instance_profile",
+    "aws_ami_from_instance",  # the image builder's (terraform/aws-image-builder)
 )
 DATA_SOURCES = ("aws_ec2_instance_type_offerings", "aws_ami_ids", "aws_ami")
 PROVIDER_BLOCKS = ("default_tags", "endpoints")  # of the provider's own configuration: what the stack and the tests set

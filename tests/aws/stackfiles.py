@@ -44,10 +44,10 @@ def cli_config(path: Path, mirror: Path) -> Path:
     return path
 
 
-def stack_against(endpoint: str, target: Path) -> Path:
-    """A copy of the stack at ``target`` whose provider calls ``endpoint`` for every service:
-    Terraform merges ``*_override.tf`` files into the configuration."""
-    shutil.copytree(STACK, target)
+def stack_against(endpoint: str, target: Path, stack: Path = STACK) -> Path:
+    """A copy of the stack (or another AWS stack) at ``target`` whose provider calls ``endpoint``
+    for every service: Terraform merges ``*_override.tf`` files into the configuration."""
+    shutil.copytree(stack, target)
     endpoints = "\n".join(f"    {name} = {json.dumps(endpoint)}" for name in SERVICES)
     (target / "endpoints_override.tf").write_text(f"""provider "aws" {{
   skip_credentials_validation = true

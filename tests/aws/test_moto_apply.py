@@ -87,7 +87,39 @@ def _tagged(ec2, call: str, key: str, run_id: str) -> list:
     return getattr(ec2, call)(Filters=[{"Name": "tag:ephemera:run", "Values": [run_id]}])[key]
 
 
-@pytest.mark.timeout(1200)  # two applies and destroys of 13 resources each: 4-8 min on a loaded 2-core machine
+def _recover(engine, run: tuple[dict, dict, dict], ec2) -> None:
+    """The spot contract: the same run re-applied with ``recovery`` + 1 (after a preemption)
+    gets new instances, while its VPC, subnet, security group and role stay; the same
+    ``recovery`` again changes nothing.
+
+    Played on the on-demand run: moto does not read a spot instance's market options back
+    (the provider then plans ``instance_market_options # forces replacement`` on every
+    re-apply of a spot run against moto, which real EC2 does not), so only an on-demand run
+    tells a replacement the recovery asked for from one moto causes. The trigger does not
+    depend on the market."""
+    plain, secure, _ = run
+    workspace, run_id = plain["workspace"], plain["run_id"]
+
+    def apply(recovery: int) -> dict:
+        activity = engine.apply(workspace, run_id, {**plain, "recovery": recovery}, secure)
+        assert activity.state == "COMPLETED", engine.activity_log(activity)
+        return engine.outputs(workspace)
+
+    first = engine.outputs(workspace)
+    again = apply(0)
+    assert again["instance_ids"] == first["instance_ids"], "a re-apply of the same recovery replaced the VMs"
+    recovered = apply(1)
+    assert len(recovered["instance_ids"]) == len(first["instance_ids"])
+    assert not set(recovered["instance_ids"]) & set(first["instance_ids"])
+    assert [w["worker"] for w in recovered["workers"]] == list(range(plain["worker_count"]))
+    for key in ("vpc_id", "subnet_id", "security_group_id", "vm_role_arn", "instance_profile"):
+        assert recovered[key] == first[key], f"a recovery replaced {key}"
+    by_id = {i["InstanceId"]: i for r in _tagged(ec2, "describe_instances", "Reservations", run_id) for i in r["Instances"]}
+    assert {by_id[i]["State"]["Name"] for i in first["instance_ids"]} == {"terminated"}
+    assert {by_id[i]["State"]["Name"] for i in recovered["instance_ids"]} == {"running"}
+
+
+@pytest.mark.timeout(1500)  # two applies, a recovery and destroys of 13 resources each: 5-10 min on a loaded 2-core machine
 def test_apply_and_destroy_spot_and_on_demand_runs_against_moto(aws_env, tmp_path):
     url = aws_env["url"]
     engine = _engine(stack_against(url, tmp_path / "aws-ec2-gpu"), tmp_path / "home")
@@ -150,6 +182,8 @@ def test_apply_and_destroy_spot_and_on_demand_runs_against_moto(aws_env, tmp_pat
         # the instance profile grants what the run's STS keys would: the run's prefixes, nothing more
         assert policy == sts_policy, json.dumps(policy, indent=1)
         assert iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"] == []
+
+    _recover(engine, runs["ondemand"], ec2)  # then the destroy below removes the replacements too
 
     with ThreadPoolExecutor(2) as pool:
         destroyed = list(pool.map(lambda kind: engine.destroy(runs[kind][0]["workspace"]), runs))
@@ -221,41 +255,3 @@ def test_a_prefix_with_an_iam_wildcard_is_refused_before_anything_is_made(aws_en
         engine.plan(plain["workspace"], plain["run_id"], plain, secure)
     assert "without IAM wildcards" in (refused.value.log_tail or ""), refused.value.log_tail
     assert _tagged(aws_client(url, "ec2"), "describe_vpcs", "Vpcs", plain["run_id"]) == []
-
-
-@pytest.mark.timeout(900)
-def test_a_recovery_replaces_the_instances_and_keeps_the_rest(aws_env, tmp_path):
-    """The spot contract: the same run re-applied with ``recovery`` + 1 (after a preemption)
-    gets new instances, while its VPC, subnet, security group and role stay; the same
-    ``recovery`` again changes nothing.
-
-    On demand here: moto does not read a spot instance's market options back (the provider
-    then plans ``instance_market_options # forces replacement`` on every re-apply of a spot
-    run against moto, which real EC2 does not), so only an on-demand run tells a replacement
-    the recovery asked for from one moto causes. The trigger does not depend on the market."""
-    url = aws_env["url"]
-    engine = _engine(stack_against(url, tmp_path / "aws-ec2-gpu"), tmp_path / "home")
-    plain, secure, _ = _variables("gpu-20261207T040003Z-2b3c4d5e6f7a8b9c", False, 2)
-    workspace, run_id = plain["workspace"], plain["run_id"]
-    ec2 = aws_client(url, "ec2")
-
-    def apply(recovery: int) -> dict:
-        activity = engine.apply(workspace, run_id, {**plain, "recovery": recovery}, secure)
-        assert activity.state == "COMPLETED", engine.activity_log(activity)
-        return engine.outputs(workspace)
-
-    first = apply(0)
-    again = apply(0)
-    assert again["instance_ids"] == first["instance_ids"], "a re-apply of the same recovery replaced the VMs"
-    recovered = apply(1)
-    assert len(recovered["instance_ids"]) == 2 and not set(recovered["instance_ids"]) & set(first["instance_ids"])
-    assert [w["worker"] for w in recovered["workers"]] == [0, 1]
-    for key in ("vpc_id", "subnet_id", "security_group_id", "vm_role_arn", "instance_profile"):
-        assert recovered[key] == first[key], f"a recovery replaced {key}"
-    by_id = {i["InstanceId"]: i for r in _tagged(ec2, "describe_instances", "Reservations", run_id) for i in r["Instances"]}
-    assert {by_id[i]["State"]["Name"] for i in first["instance_ids"]} == {"terminated"}
-    assert {by_id[i]["State"]["Name"] for i in recovered["instance_ids"]} == {"running"}
-
-    activity = engine.destroy(workspace)
-    assert activity.state == "COMPLETED", engine.activity_log(activity)
-    assert engine.resources(workspace) == []

@@ -51,6 +51,13 @@ def raise_value_error(x):
     raise ValueError(f"bad value {x}")
 
 
+def raise_if_str(x):
+    """Twice ``x``; a string fails the call with ValueError naming it."""
+    if isinstance(x, str):
+        raise ValueError(f"bad value {x}")
+    return x * 2
+
+
 def raise_custom(x):
     raise CustomError(f"custom {x}")
 

@@ -70,6 +70,48 @@ def test_a_killed_agents_calls_finish_on_the_other_vm(two_vms, tmp_path):
     assert not pid_alive(agent)
 
 
+def test_a_chunk_lost_mid_way_is_taken_over_whole(two_vms, tmp_path):
+    """VM 1's agent dies in the middle of a chunk (calls of one batch run one after the
+    other on one process): a chunk's results are written once, when it ends, so the
+    calls VM 1 had finished are lost with it. VM 2 takes the whole chunk over; every
+    call of the map gets exactly one result, VM 2's, and the chunk's slots read claim
+    (VM 1), claim (VM 2), result (VM 2)."""
+    log = tmp_path / "calls.log"
+    config = two_vms.lithops_config
+    with lithops.FunctionExecutor(config=config) as fexec:
+        fs = fexec.map(funcs.logged_sleep, [(str(log), i, 0.4) for i in range(16)], chunksize=4)
+
+        def vm1_mid_chunk() -> bool:
+            ended = {c for c, vm, w in _events(log) if vm == "vm-1" and w == "end"}
+            return any(c + 1 in {s for s, vm, w in _events(log) if vm == "vm-1" and w == "start"} and c % 4 != 3 for c in ended)
+
+        _wait(vm1_mid_chunk, what="vm-1 to finish a call and start the next of the same chunk")
+        agent = read_pid(two_vms.pid_file(1))
+        os.kill(agent, signal.SIGKILL)
+        events = _events(log)
+        finished_on_vm1 = {c for c, vm, w in events if vm == "vm-1" and w == "end"}
+        lost = {c // 4 for c, vm, w in events if vm == "vm-1" and w == "start" and (c, "vm-1", "end") not in events}
+        results = fexec.get_result(fs, timeout=120)
+        store, run, jk = fexec.compute_handler.store, two_vms.run_id, fs[0].job_key
+        bodies = {  # read while the job is open: closing the executor cleans its objects up
+            chunk: [
+                slots.read(store, two_vms.bucket, keys.slot_key(run, jk, chunk, s), fexec.compute_handler.seal) for s in range(4)
+            ]
+            for chunk in lost
+        }
+    assert [c for c, _vm in results] == list(range(16))  # none lost, one result each, in order
+    assert lost and not pid_alive(agent)
+    assert any(c // 4 in lost for c in finished_on_vm1)  # a chunk died mid-way: some of its calls had ended
+    for chunk in lost:
+        calls = range(4 * chunk, 4 * chunk + 4)
+        assert [results[c] for c in calls] == [(c, "vm-2") for c in calls]  # the whole chunk, from VM 2
+        assert [(b or {}).get("kind") for b in bodies[chunk]] == ["claim", "claim", "result", None]
+        assert [b["worker"] for b in bodies[chunk][:3]] == [1, 2, 2]
+    events = _events(log)
+    for c in range(16):  # VM 2 ran each call at most once; a call of a chunk VM 1 kept ran on VM 1 only
+        assert [vm for cc, vm, w in events if cc == c and w == "end"].count("vm-2") <= 1
+
+
 def test_a_late_result_from_the_first_claimer_is_ignored(two_vms, tmp_path):
     """VM 1's agent freezes (SIGSTOP) while its calls run; VM 2 takes them over and
     answers; when VM 1 comes back (SIGCONT) its results find the next slot taken and are

@@ -22,6 +22,7 @@ SAMPLES = {
     errors.BootDocumentError: ("worker", "missing"),
     errors.AgentConfigError: ("run_id", "missing", "start the VM again"),
     errors.ParamError: ("run_id", "malformed"),
+    errors.ImageError: ("path", "is outside the image store", "build it again"),
     errors.EventError: ("key", "not a string"),
     errors.AuthError: (),
     errors.NoSuchKeyError: ("b", "k"),

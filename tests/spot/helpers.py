@@ -69,40 +69,9 @@ class RecordingEngine:
         return []
 
 
-def spot_local_stack(dest: Path) -> Path:
-    """A copy of the local stack declaring the spot contract's variables: ``spot`` (bool,
-    default false) and ``recovery`` (number, default 0) in every VM's replace trigger, so a
-    recovery's re-apply replaces the VMs (the shipped stacks gain them with spot support)."""
-    import shutil
-
-    from ephemera.stack import STACKS_DIR
-
-    folder = dest / "local-spot"
-    shutil.copytree(STACKS_DIR / "local", folder)
-    main = (folder / "main.tf").read_text()
-    if 'variable "recovery"' not in main:
-        main = main.replace(
-            'resource "terraform_data" "vm" {\n  count = var.worker_count\n',
-            'resource "terraform_data" "vm" {\n  count = var.worker_count\n\n'
-            "  triggers_replace = [var.recovery] # a recovery's re-apply replaces the VM\n",
-        )
-        main += (
-            '\nvariable "spot" {\n  type        = bool\n  default     = false\n  description = "Spot capacity (a local VM is a process either way)."\n}\n'
-            '\nvariable "recovery" {\n  type        = number\n  default     = 0\n  description = "Times this run has been recovered."\n}\n'
-        )
-        (folder / "main.tf").write_text(main)
-        spec = (folder / "stack.toml").read_text()
-        spec = spec.replace(
-            "[outputs.instance_ids]",
-            '[variables.spot]\ntype = "bool"\ndefault = false\n\n[variables.recovery]\ntype = "number"\ndefault = 0\nset_by = "ephemera"\n\n[outputs.instance_ids]',
-        )
-        (folder / "stack.toml").write_text(spec)
-    return folder
-
-
 def preempt_local(home: Path, run_id: str, worker: int = 0, grace: float = 0.5) -> int:
-    """Play a cloud reclaiming a local VM (the spot contract's ``preempt_local_vm`` without
-    its notice): SIGKILL the VM's agent process group, then record the instance gone in
+    """Play a cloud reclaiming a local VM without a notice reaching it (``preempt_local_vm``
+    gives one first): SIGKILL the VM's agent process group, then record the instance gone in
     ``preempted.json``. Returns the killed pid."""
     import os
     import signal

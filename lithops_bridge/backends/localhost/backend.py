@@ -19,7 +19,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from lithops_bridge.backends.localhost.config import load_config
-from lithops_bridge.futures import apply_outcome
+from lithops_bridge.outcomes import apply_outcomes
 from lithops_bridge.job import Job, guided_chunks
 from lithops_bridge.lifeline import exit_with_parent
 from lithops_bridge.runner import Batch, run_batch
@@ -126,8 +126,7 @@ class LocalhostBackend:
         except BaseException as exc:  # noqa: BLE001 - a worker died: its calls fail
             self._failed(pool, futures, exc)
             return
-        for fut, outcome in zip(futures, outcomes):
-            apply_outcome(fut, outcome)
+        apply_outcomes(futures, outcomes)
         self._release()
 
     def _failed(self, pool: ProcessPoolExecutor, futures: list, exc: BaseException) -> None:

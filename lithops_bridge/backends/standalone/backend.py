@@ -37,8 +37,8 @@ from lithops_bridge.backends.standalone import keys, presence, slots
 from lithops_bridge.backends.standalone.reclaim import claimer_gone, listed_slots
 from lithops_bridge.backends.standalone.seal import RunSeal, parse_key
 from lithops_bridge.errors import BridgeError
-from lithops_bridge.futures import apply_outcome
 from lithops_bridge.job import Job, guided_chunks
+from lithops_bridge.outcomes import apply_outcomes
 
 log = logging.getLogger("lithops_bridge.standalone")
 STALE_AFTER = presence.STALE_AFTER  # seconds without a presence write after which a VM counts as gone
@@ -103,6 +103,10 @@ class StandaloneBackend:
         """Calls the run's live VMs run at once."""
         return self.slots(self.live_heartbeats())
 
+    def batches(self, n: int, live: list[dict], chunksize: int | None) -> list[tuple[int, int]]:
+        """Call ranges of a job of ``n`` calls: guided over the live VMs' processes."""
+        return guided_chunks(n, self.slots(live), chunksize)
+
     # --- submit ---------------------------------------------------------------------------
     def submit(self, job: Job, futures: list) -> None:
         live = self.live_heartbeats()
@@ -112,7 +116,7 @@ class StandaloneBackend:
                 f"in bucket '{self.bucket}'), so job {job.job_key} cannot run: check standalone.run_id, "
                 "and that the run is applied and its VMs are up"
             )
-        batches = guided_chunks(job.total_calls, self.slots(live), job.chunksize)
+        batches = self.batches(job.total_calls, live, job.chunksize)
         workers = sorted({int(hb["worker"]) for hb in live if str(hb.get("worker", "")).isdigit()})
         payload = {
             "job_key": job.job_key,
@@ -195,9 +199,7 @@ class StandaloneBackend:
                     break
                 if body.get("kind") == slots.RESULT:
                     start, end = act.batches[batch]
-                    for fut, outcome in zip(act.futures[start:end], body["outcomes"]):
-                        if not fut._finished():
-                            apply_outcome(fut, outcome)
+                    apply_outcomes(act.futures[start:end], body["outcomes"])
                     act.seen.add(batch)
                     progressed = True
                     break

@@ -333,7 +333,7 @@ class TaskServer(ResultWriter):
             outcomes = failure_outcomes(entry["batch"].call_ids, exc)
         self._complete(jk, b, outcomes)
 
-    def _complete(self, jk: str, b: int, outcomes: list[dict]) -> None:
+    def _complete(self, jk: str, b: int, outcomes: list) -> None:
         with self._inflight_lock:
             entry = self._inflight.pop((jk, b), None)
         self._wake.set()

@@ -28,6 +28,7 @@ import json
 
 from ephemera.errors import NoSuchBucketError, NoSuchKeyError
 from lithops_bridge.backends.standalone.seal import RunSeal, SealError
+from lithops_bridge.outcomes import as_dict
 
 CLAIM, RESULT, ABANDONED, FORGED = "claim", "result", "abandoned", "forged"
 DEFAULT_RETRIES = 2  # claims of a batch after the first one (standalone.retries)
@@ -36,12 +37,12 @@ _BLOBS = ("value", "exc")  # outcome fields holding pickled bytes
 
 
 def encode(body: dict) -> bytes:
-    """The JSON of a slot body (an outcome's pickled fields as base64)."""
+    """The JSON of a slot body (outcomes in their dict form, their pickled fields as base64)."""
     if "outcomes" in body:
         body = {
             **body,
             "outcomes": [
-                {k: base64.b64encode(v).decode() if k in _BLOBS and isinstance(v, bytes) else v for k, v in o.items()}
+                {k: base64.b64encode(v).decode() if k in _BLOBS and isinstance(v, bytes) else v for k, v in as_dict(o).items()}
                 for o in body["outcomes"]
             ],
         }
