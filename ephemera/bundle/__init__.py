@@ -9,6 +9,9 @@
   everything a cloud VM installs.
 - :mod:`ephemera.bundle.wheelhouse`: for local VMs, the wheels of the requirements this
   machine lacks, resolved and fetched here at pack time, stored once per content hash.
+- :mod:`ephemera.bundle.vmwheels`: for cloud VMs, every wheel of the lock for the VMs'
+  platform, fetched and checked against the lock at pack time, stored once per content
+  hash, so that a VM installs with ``--no-index``.
 - :mod:`ephemera.bundle.pack`: the workload source and requirements
   (``workload.requirements``) with that wheel and the lock, packed reproducibly into
   one content-addressed archive.
@@ -18,6 +21,6 @@
   stored once per content hash in the state bucket, presigned URLs where the storage
   can presign, the one-time credentials object, and each VM's boot document.
 
-The VM side (fetch, verify, install the lock with hashes required, with uv or pip) is
+The VM side (fetch, verify, install the lock with hashes required from the wheelhouse, with uv or pip) is
 :mod:`ephemera.vm.bootstrap`.
 """

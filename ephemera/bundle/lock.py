@@ -13,7 +13,9 @@ into ``requirements.lock``, which the bundle carries, so the bundle's SHA-256 co
 it. Packages published as source only (the COS SDK) are built into wheels here and
 carried in the bundle's ``wheels/``, pinned by their own hash, so a VM builds nothing.
 The VM installs it with ``--require-hashes --no-deps``: a version or a file other than
-the locked one is refused, and nothing is resolved at boot.
+the locked one is refused, and nothing is resolved at boot. Its wheels for the VMs'
+platform travel beside the bundle (:mod:`ephemera.bundle.vmwheels`), so a VM installs
+with ``--no-index``.
 
 uv is a dependency of the controller (``pyproject.toml``): pip cannot write a hashed
 lock, and every machine that packs a bundle for cloud VMs must be able to. A lock is

@@ -1,9 +1,10 @@
 """Packing a run bundle: Ephemera's wheel, the workload source and its requirements.
 
 The archive (``.tar.gz``) holds ``manifest.json`` (with the wheel's SHA-256),
-``wheels/<ephemera wheel>``, ``requirements.txt``, for VMs that install from an index
+``wheels/<ephemera wheel>``, ``requirements.txt``, for cloud VMs
 ``requirements.lock`` (:mod:`ephemera.bundle.lock`: everything they install, pinned
-and hashed), for local VMs whose requirements this machine lacks ``wheelhouse.lock``
+and hashed; the tar of its wheels for the VMs' platform, :mod:`ephemera.bundle.vmwheels`,
+is written beside the archive, ``wheelhouse-<sha256>.tar``), for local VMs whose requirements this machine lacks ``wheelhouse.lock``
 (:mod:`ephemera.bundle.wheelhouse`: the tar of its wheels is written beside the
 archive, ``wheelhouse-<sha256>.tar``) and, when ``workload.source`` is set, ``source/``: the folder's
 files (or the one file) that :mod:`ephemera.bundle.source` lets through: never the
@@ -27,9 +28,12 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from ephemera.bundle.lock import LOCK_FILE, compile_lock, needs_lock, pins, source_only_wheels, vm_requirements
 from ephemera.bundle.source import DEFAULT_IGNORE, SecretCheck, source_files
+from ephemera.bundle.vmwheels import VM_PYTHONS
+from ephemera.bundle.vmwheels import build as build_vm_wheelhouse
 from ephemera.bundle.wheel import build_wheel
 from ephemera.bundle.wheelhouse import Wheelhouse, missing_requirements, tar_member
 from ephemera.bundle.wheelhouse import LOCK_FILE as WHEELHOUSE_LOCK
@@ -52,7 +56,17 @@ class Bundle:
     sha256: str  # hex digest of the archive: its name in the state bucket
     size: int  # bytes
     manifest: dict  # what it holds (format, wheel, requirements, source files)
-    wheelhouse: Path | None = None  # local VMs: the tar of the wheels its wheelhouse.lock pins, beside it
+    wheelhouse: Path | None = None  # the tar of the wheels its lock pins, beside it (house_manifest names it)
+
+    @property
+    def house_manifest(self) -> dict | None:
+        """The manifest's entry of its wheelhouse (the local or the cloud VMs'), or None."""
+        return house_manifest(self.manifest)
+
+
+def house_manifest(manifest: dict) -> dict | None:
+    """A bundle manifest's wheelhouse entry {lock, sha256, size, files}: the local VMs' or the cloud VMs'."""
+    return manifest.get("local_wheelhouse") or manifest.get("vm_wheelhouse")
 
 
 def source_path(config) -> Path | None:
@@ -97,12 +111,13 @@ def config_file(config) -> Path | None:
     return Path(source).resolve() if source and not str(source).startswith("<") else None
 
 
-def pack(config, out_dir: str | Path, lock: bool | None = None) -> Bundle:
+def pack(config, out_dir: str | Path, lock: bool | None = None, vm_pythons: Sequence[str] = VM_PYTHONS) -> Bundle:
     """Pack the bundle of a config's workload into ``out_dir``; ConfigError if the
     source has a link out of it or a file holding one of the config's secrets.
     ``lock``: carry a hashed lock (default: when the config's VMs install from an index);
-    without one, the requirements this environment lacks are fetched into a wheelhouse
-    (:mod:`ephemera.bundle.wheelhouse`) beside the archive."""
+    with one, its wheels for the cloud VMs (CPython ``vm_pythons``) are fetched into a
+    wheelhouse beside the archive (:mod:`ephemera.bundle.vmwheels`); without one, the
+    requirements this environment lacks are (:mod:`ephemera.bundle.wheelhouse`)."""
     out_dir = Path(out_dir)
     root = source_path(config)
     exclude = [p for p in [config_file(config)] if p is not None]
@@ -130,6 +145,7 @@ def pack(config, out_dir: str | Path, lock: bool | None = None) -> Bundle:
         lock_text = compile_lock(vm_reqs + pins(built), wheels=built) if locked else None
         missing = [] if locked else missing_requirements(reqs)
         house: Wheelhouse | None = build_wheelhouse(missing, out_dir) if missing else None
+        vm_house = build_vm_wheelhouse(lock_text, built, out_dir, vm_pythons) if lock_text is not None else None
         manifest = {
             "format": FORMAT,
             "wheel": wheel.name,
@@ -139,6 +155,17 @@ def pack(config, out_dir: str | Path, lock: bool | None = None) -> Bundle:
             "wheelhouse": [w.name for w in built],
             "local_wheelhouse": (
                 {"lock": WHEELHOUSE_LOCK, "sha256": house.sha256, "size": house.size, "files": house.files} if house else None
+            ),
+            "vm_wheelhouse": (
+                {
+                    "lock": LOCK_FILE,
+                    "sha256": vm_house.sha256,
+                    "size": vm_house.size,
+                    "files": vm_house.files,
+                    "pythons": list(vm_pythons),
+                }
+                if vm_house
+                else None
             ),
             "entry": config.workload.entry,
             "source": SOURCE_DIR if root is not None else None,
@@ -163,7 +190,8 @@ def pack(config, out_dir: str | Path, lock: bool | None = None) -> Bundle:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{digest}.tar.gz"
     path.write_bytes(data)
-    return Bundle(path=path, sha256=digest, size=len(data), manifest=manifest, wheelhouse=house.path if house else None)
+    beside = house or vm_house
+    return Bundle(path=path, sha256=digest, size=len(data), manifest=manifest, wheelhouse=beside.path if beside else None)
 
 
 def read_bundle(path: str | Path) -> Bundle:
@@ -185,7 +213,7 @@ def read_bundle(path: str | Path) -> Bundle:
             f"'{path}' has no bundle manifest of format {FORMAT}",
             "pack it again with this version: `ephemera bundle pack`",
         )
-    house = manifest.get("local_wheelhouse")
+    house = house_manifest(manifest)
     beside = path.parent / f"wheelhouse-{house['sha256']}.tar" if house else None
     if beside is not None and not beside.is_file():
         raise ConfigError(

@@ -23,7 +23,7 @@ from pathlib import Path
 from ephemera import layout
 from ephemera.assembly import load_config
 from ephemera.bundle.lock import needs_lock
-from ephemera.bundle.pack import Bundle, pack, read_bundle
+from ephemera.bundle.pack import Bundle, house_manifest, pack, read_bundle
 from ephemera.errors import ConfigError, NoSuchKeyError
 from ephemera.runkeys import bind_signing_key
 from ephemera.storage.base import Storage
@@ -44,7 +44,7 @@ class BundleRef:
     source_files: int = 0  # files of workload.source it carries
     reused: bool = False  # it was in the bucket already (published by a deploy or an earlier run)
     locked: bool = False  # it carries the hashed lock a cloud VM installs (ephemera.bundle.lock)
-    wheelhouse: dict | None = None  # local VMs: {key, sha256, size} of the wheels its wheelhouse.lock pins
+    wheelhouse: dict | None = None  # {key, sha256, size} of the wheels its lock pins (wheelhouse.lock, requirements.lock)
     image: str | None = None  # the prepared image the run's VMs start from (ephemera.bundle.image), None: stock
 
     @property
@@ -56,7 +56,7 @@ class BundleRef:
 
 
 def _wheelhouse(manifest: dict) -> dict | None:
-    house = manifest.get("local_wheelhouse")
+    house = house_manifest(manifest)
     if not house:
         return None
     return {"key": layout.wheelhouse_key(house["sha256"]), "sha256": house["sha256"], "size": house["size"]}

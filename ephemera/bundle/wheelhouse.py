@@ -193,18 +193,24 @@ def fetch(missing: list[str]) -> tuple[str, Path]:
     return lock, folder
 
 
-def build(missing: list[str], out_dir: Path) -> Wheelhouse:
-    """The wheels of ``missing`` (:func:`fetch`) packed into ``out_dir/wheelhouse-<sha256>.tar``;
-    ConfigError naming what cannot be fetched."""
-    lock, folder = fetch(missing)
-    wheels = sorted(folder.glob("*.whl"))
+def pack_tar(wheels: list[Path], out_dir: Path, lock: str) -> Wheelhouse:
+    """``wheels`` (sorted by name, equal names once) in one reproducible tar,
+    ``out_dir/wheelhouse-<sha256>.tar``."""
+    unique = sorted({w.name: w for w in wheels}.values(), key=lambda w: w.name)
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for wheel in wheels:
+        for wheel in unique:
             tar_member(tar, wheel.name, wheel.read_bytes())
     data = raw.getvalue()
     digest = hashlib.sha256(data).hexdigest()
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"wheelhouse-{digest}.tar"
     path.write_bytes(data)
-    return Wheelhouse(path=path, sha256=digest, size=len(data), lock=lock, files=[w.name for w in wheels])
+    return Wheelhouse(path=path, sha256=digest, size=len(data), lock=lock, files=[w.name for w in unique])
+
+
+def build(missing: list[str], out_dir: Path) -> Wheelhouse:
+    """The wheels of ``missing`` (:func:`fetch`) packed into ``out_dir/wheelhouse-<sha256>.tar``;
+    ConfigError naming what cannot be fetched."""
+    lock, folder = fetch(missing)
+    return pack_tar(sorted(folder.glob("*.whl")), out_dir, lock)

@@ -25,7 +25,7 @@ def cmd_pack(config, out_dir: str | None, out: TextIO) -> int:
     bundle = pack(config, Path(out_dir) if out_dir else config.home / "bundles")
     print(f"{bundle.sha256}  {bundle.path}  ({bundle.size} bytes, {len(bundle.manifest['source_files'])} source files)", file=out)
     if bundle.wheelhouse is not None:  # publish reads it from beside the archive
-        house = bundle.manifest["local_wheelhouse"]
+        house = bundle.house_manifest or {"files": []}
         print(f"# with its wheelhouse {bundle.wheelhouse} ({', '.join(house['files'])}): keep the two together", file=out)
     return 0
 

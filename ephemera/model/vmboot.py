@@ -29,14 +29,16 @@ class ObjectRef(TypedDict, total=False):
 
 
 class WheelhouseRef(ObjectRef, total=False):
-    sha256: str  # checked before the wheelhouse is unpacked; each wheel then against wheelhouse.lock
+    sha256: str  # informational: the VM checks the tar against the (hash-checked) bundle manifest's sha256, then each wheel against the lock
     size: int
 
 
 class BundleRef(ObjectRef, total=False):
     sha256: str  # checked before the bundle is unpacked
     size: int
-    wheelhouse: WheelhouseRef | None  # local VMs: the wheels of what the controller's environment lacks
+    wheelhouse: (
+        WheelhouseRef | None
+    )  # the wheels its lock pins (cloud VMs: all of requirements.lock; local VMs: what the controller lacks); None: none packed
 
 
 class ImageRef(TypedDict):

@@ -1,17 +1,14 @@
 """A VM's bootstrap, first stage: from a bare machine to Ephemera installed from the run's bundle.
 
-Standard library only: a cloud VM runs it before anything is installed (from
-``user_data``, with the system ``python3``, at every boot until the run ends); local VMs
-run it too (started by :mod:`ephemera.vm.local_stack`). From the VM's *boot document* (:class:`ephemera.model.vmboot.BootDocument`):
-1. read the one-time credentials object (VMs without identity) into a 0600 file and
-delete it; 2. run the stack's setup script once; 3. fetch the bundle (presigned URL, or
-the VM's identity), check its SHA-256, unpack it, install it into a virtual environment:
-on a cloud VM the bundle's lock and Ephemera's wheel, hashes required, nothing resolved,
-with uv where found (else pip); on a local VM (``inherit_site``) over the controller's
-site-packages, offline, plus the bundle's wheelhouse, each wheel checked against
-``wheelhouse.lock`` (or over a prepared image, :mod:`ephemera.vm.imageboot`); 4. hand over to
-stage two (``python -m ephemera.vm boot``). Phases are stamped in ``<root>/state.json`` (a
-reboot resumes); any failure writes the failure marker with the tail of ``bootstrap.log``.
+Standard library only: a cloud VM runs it before anything is installed (from ``user_data``, with the system ``python3``,
+at every boot until the run ends); local VMs run it too (:mod:`ephemera.vm.local_stack`). From the VM's *boot document*
+(:class:`ephemera.model.vmboot.BootDocument`): 1. read the one-time credentials object (VMs without identity) into a 0600
+file and delete it; 2. run the stack's setup script once; 3. fetch the bundle (presigned URL, or the VM's identity), check
+its SHA-256, unpack it, install it into a virtual environment: on a cloud VM the bundle's lock and Ephemera's wheel,
+hashes required, nothing resolved, with uv (else pip), from the bundle's wheelhouse, never an index; on a local VM over the
+controller's site-packages plus its wheelhouse, or over a prepared image (:mod:`ephemera.vm.imageboot`); a wheelhouse's
+SHA-256 is checked before it is unpacked, each wheel's against the lock. 4. hand over to stage two (``python -m
+ephemera.vm boot``). Phases are stamped in ``<root>/state.json`` (a reboot resumes); a failure writes the failure marker.
 """
 
 from __future__ import annotations
@@ -122,11 +119,9 @@ def vpc_trusted_profile_token(identity: dict) -> str:
     """``vpc-trusted-profile``: an IAM token of the VM's trusted profile: an instance identity token, then POST /identity/v1/iam_tokens."""
     base, version = identity["metadata_url"].rstrip("/"), identity["metadata_version"]
     instance_token = vpc_instance_identity_token(base, version)
+    headers = {"Authorization": f"Bearer {instance_token}", "Content-Type": "application/json", "Accept": "application/json"}
     body = json.dumps({"trusted_profile": {"id": identity["profile_id"]}}).encode()
-    reply = json.loads(http("POST", f"{base}/identity/v1/iam_tokens?version={version}", body,
-                            {"Authorization": f"Bearer {instance_token}", "Content-Type": "application/json",
-                             "Accept": "application/json"}))
-    return reply["access_token"]
+    return json.loads(http("POST", f"{base}/identity/v1/iam_tokens?version={version}", body, headers))["access_token"]
 
 
 # VM identity kinds: the ``kind`` a storage spec's VMAccess.identity names -> how a VM gets a
@@ -259,6 +254,12 @@ def install_locked(root: Path, boot: BootDocument, bundle: Path, manifest: dict,
     files = [arg for path in locked_requirements(root, bundle, manifest) for arg in ("-r", path)]
     files += ["--find-links", str(bundle / "wheels")]  # the wheels built from source-only packages
     python = boot.get("python") or sys.executable
+    if house := manifest.get("vm_wheelhouse"):
+        if (have := subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True, text=True).stdout.strip()) not in house["pythons"]:
+            raise BootError(f"this VM's Python {have} is not one the bundle's wheelhouse has wheels for ({', '.join(house['pythons'])}): boot an image with one")
+        files += ["--no-index", "--find-links", str(fetch_wheelhouse(root, boot, bundle, house))]
+    else:
+        log(root, "the bundle was packed without a wheelhouse: installing its lock from the package index")
     uv = None if installer == "pip" else find_uv(boot)
     if uv:
         uv_env = {"UV_PYTHON_DOWNLOADS": "never", "UV_LINK_MODE": "copy"}
@@ -271,35 +272,34 @@ def install_locked(root: Path, boot: BootDocument, bundle: Path, manifest: dict,
                    "--require-hashes", "--no-deps", *files], "installing the bundle's lock (pip, hashes required)")
 
 
-def fetch_wheelhouse(root: Path, boot: BootDocument, bundle: Path, manifest: dict) -> Path:
-    """Get the bundle's wheelhouse (a tar of wheels), check its SHA-256 against the manifest's
-    and each wheel's against ``wheelhouse.lock``, and unpack it; its folder."""
-    house, ref = manifest["local_wheelhouse"], boot["bundle"].get("wheelhouse") or {"key": "(none in the boot document)"}
+def fetch_wheelhouse(root: Path, boot: BootDocument, bundle: Path, house: dict) -> Path:
+    """Get the bundle's wheelhouse (a tar of wheels), check its SHA-256 against the manifest's entry
+    ``house`` before unpacking, each member is a plain wheel file, each wheel's SHA-256 one its lock pins; its folder."""
+    ref = boot["bundle"].get("wheelhouse") or {"key": "(none in the boot document)"}
     data = verified(root, boot, ref, house["sha256"], "wheelhouse")  # the manifest's hash, not the document's
     pinned = set(re.findall(r"--hash=sha256:([0-9a-f]{64})", (bundle / house["lock"]).read_text()))
-    folder = root / "wheelhouse"
-    shutil.rmtree(folder, ignore_errors=True)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:  # every member checked before anything is written
+        for m in tar.getmembers():
+            if not (m.isfile() and m.name == Path(m.name).name and m.name.endswith(".whl")) or m.name[0] == ".":
+                raise BootError(f"wheelhouse member '{m.name}' is not a plain wheel file: refusing the wheelhouse")
+        wheels = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}  # type: ignore[union-attr]  # regular files
+    for name, wheel in wheels.items():
+        if (digest := hashlib.sha256(wheel).hexdigest()) not in pinned:
+            raise BootError(f"wheelhouse member {name} has SHA-256 {digest}, which {house['lock']} does not pin: refusing it")
+    shutil.rmtree(folder := root / "wheelhouse", ignore_errors=True)
     folder.mkdir(parents=True)
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        for member in tar.getmembers():
-            blob = tar.extractfile(member) if member.isfile() and member.name == Path(member.name).name else None
-            wheel = blob.read() if blob is not None and member.name.endswith(".whl") else b""
-            if hashlib.sha256(wheel).hexdigest() not in pinned:  # a non-wheel is b"", pinned by no lock
-                raise BootError(f"wheelhouse member {member.name} has SHA-256 {hashlib.sha256(wheel).hexdigest()}, "
-                                f"which {house['lock']} does not pin: refusing it")
-            (folder / member.name).write_bytes(wheel)
+    for name, wheel in wheels.items():  # only now, every member and hash checked
+        (folder / name).write_bytes(wheel)
     return folder
 
 
 def install_local(root: Path, boot: BootDocument, bundle: Path, manifest: dict, env: Path) -> None:
     """A local VM: the controller's site-packages seen through a ``.pth``, Ephemera's wheel over
     them and the bundle's wheelhouse (what the controller lacks), offline, hashes required."""
-    if boot.get("image"):  # named for local VMs only, which run this file from the installed package
-        from ephemera.vm.imageboot import image_site, install_over_image  # a cloud VM (this file alone) never gets here
-
-        site = image_site(root, boot)
-        if site is not None:
-            return install_over_image(root, boot, bundle, manifest, env, site)
+    if boot.get("image"):  # named for local VMs only, which run this file from the installed package (never a cloud VM)
+        from ephemera.vm import imageboot  # local VMs only: this file alone on a cloud VM has no package
+        if (site := imageboot.image_site(root, boot)) is not None:
+            return imageboot.install_over_image(root, boot, bundle, manifest, env, site)
     wheel = str(bundle / "wheels" / manifest["wheel"])
     extras = sorted(set(boot.get("extras") or []) | ({"gpu"} if int((boot.get("gpu") or {}).get("count") or 0) else set()))
     target = f"{wheel}[{','.join(extras)}]" if extras else wheel
@@ -311,7 +311,7 @@ def install_local(root: Path, boot: BootDocument, bundle: Path, manifest: dict, 
     (site / "zz-ephemera-host.pth").write_text("".join(p + "\n" for p in boot["inherit_site"]))
     run(root, pip + ["--ignore-installed", "--no-deps", wheel], "installing Ephemera's wheel (pip)")
     if manifest.get("local_wheelhouse"):
-        house = ["--no-index", "--find-links", str(fetch_wheelhouse(root, boot, bundle, manifest))]
+        house = ["--no-index", "--find-links", str(fetch_wheelhouse(root, boot, bundle, manifest["local_wheelhouse"]))]
         run(root, pip + house + ["--require-hashes", "--no-deps", "-r", str(bundle / manifest["local_wheelhouse"]["lock"])],
             "installing the wheelhouse (pip, offline, hashes required)")
         pip += house[1:]
@@ -319,8 +319,7 @@ def install_local(root: Path, boot: BootDocument, bundle: Path, manifest: dict, 
 
 
 def purelib(root: Path, env: Path) -> Path:
-    done = subprocess.run([str(env_python(env)), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True)
+    done = subprocess.run([str(env_python(env)), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True)
     if done.returncode != 0:
         raise BootError(f"the environment's python does not run: {done.stderr.strip()[-300:]}")
     path = Path(done.stdout.strip())

