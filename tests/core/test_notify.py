@@ -164,7 +164,9 @@ def test_a_slow_receiver_does_not_hold_the_action_past_the_bound(make_ctx, http)
     http.hold = threading.Event()  # the receiver answers only when the test says so
     try:
         outcome = notify_run(ctx, ctx.ledger.get(RUN), "FAILED")
-        assert outcome == {"webhook": "not finished in time"}  # returned while the receiver still holds the request
+        # returned while the receiver still holds the request: the delivery's bound or the
+        # sender's own socket timeout (the same 0.5 s) fires first, either way not "sent"
+        assert outcome in ({"webhook": "not finished in time"}, {"webhook": "failed: connection failed: TimeoutError"})
         assert not http.hold.is_set()
     finally:
         http.hold.set()
