@@ -3,24 +3,26 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
+UV     := $(VENV)/bin/uv pip install -q --python $(PY)
 
 .PHONY: demo demo-image test test-quick lint install install-test bench clean
 
+# uv installs (seconds where pip takes minutes); pip only bootstraps it into the venv.
 # ibm-schematics and python-terraform ship only as old sdists whose setup.py needs
 # setuptools<70 and wheel: build them without isolation before the rest.
 $(VENV)/.sdists:
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --upgrade pip
-	$(PIP) install "setuptools<70" wheel
-	$(PIP) install --no-build-isolation "ibm-schematics==1.1.0" "python-terraform==0.10.1"
+	$(PIP) install "uv>=0.4"
+	$(UV) "setuptools<70" wheel
+	$(UV) --no-build-isolation "ibm-schematics==1.1.0" "python-terraform==0.10.1"
 	touch $@
 
 $(VENV)/.installed: $(VENV)/.sdists pyproject.toml
-	$(PIP) install -e ".[aws,ibm,cli,workloads]"
+	$(UV) -e ".[aws,ibm,cli,workloads]"
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
-	$(PIP) install -e ".[aws,ibm,cli,workloads,test]"
+	$(UV) -e ".[aws,ibm,cli,workloads,test]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -42,7 +42,8 @@ from ephemera.model.ledger import Ledger
 from ephemera.assembly import get_storage
 from tests.ibm.conftest import SECRETS, deployed
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # builds a clean venv first: slow on a busy machine
+# builds a clean venv first (slow on a busy machine); one worker runs the module, so its venv is built once
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900), pytest.mark.xdist_group("code-engine-source")]
 TOKEN = new_token()
 DRIVER = '''import importlib.util, json, os, sys
 spec = importlib.util.spec_from_file_location("main__", "__main__.py")

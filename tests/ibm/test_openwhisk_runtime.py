@@ -32,7 +32,8 @@ from ephemera.assembly import get_storage
 from tests.fakes.openwhisk_runtime import OpenWhiskContainer, image_python
 from tests.ibm.conftest import SECRETS, deployed
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # builds a clean venv first: slow on a busy machine
+# builds a clean venv first (slow on a busy machine); one worker runs the module, so its venv is built once
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900), pytest.mark.xdist_group("openwhisk-runtime")]
 
 
 def _python311() -> str:

@@ -1,4 +1,4 @@
-"""A fresh virtual environment installs Ephemera the way README says, sdist-only
+"""A fresh virtual environment installs Ephemera the way README's Makefile does, sdist-only
 dependencies included, and the installed (non-editable) package runs the demo from
 an unrelated folder: the stacks and workloads ship inside the wheel."""
 
@@ -29,9 +29,11 @@ def test_fresh_venv_install_and_demo(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHONPATH", "EPHEMERA_"))}
     env["EPHEMERA_HOME"] = str(tmp_path / "home")
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
-    run(pip + ["install", "setuptools<70", "wheel"], tmp_path, env)
-    run(pip + ["install", "--no-build-isolation", "ibm-schematics==1.1.0", "python-terraform==0.10.1"], tmp_path, env)
+    # the Makefile's steps: pip bootstraps uv, uv installs the rest
+    run([str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q", "install", "uv>=0.4"], tmp_path, env)
+    pip = [str(venv / "bin" / "uv"), "pip", "install", "-q", "--python", str(venv / "bin" / "python")]
+    run(pip + ["setuptools<70", "wheel"], tmp_path, env)
+    run(pip + ["--no-build-isolation", "ibm-schematics==1.1.0", "python-terraform==0.10.1"], tmp_path, env)
     # install from a copy, so the build leaves nothing in the working tree
     src = tmp_path / "src"
     shutil.copytree(
@@ -40,7 +42,7 @@ def test_fresh_venv_install_and_demo(tmp_path):
         symlinks=True,
         ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__", ".pytest_cache", ".ephemera-build"),
     )
-    run(pip + ["install", f"{src}[aws,ibm,cli,workloads]"], tmp_path, env)
+    run(pip + [f"{src}[aws,ibm,cli,workloads]"], tmp_path, env)
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

@@ -7,8 +7,14 @@ and the destroy function are two execution environments with their own ``/tmp``
 (``EPHEMERA_HOME``): the destroy knows the workspace only through the state bucket.
 
 Facts: a Lambda function's only writable folder is ``/tmp``, which does not outlive the
-execution environment; the S3 backend with ``use_lockfile = true`` keeps the lock in
-``<key>.tflock`` while an operation runs and deletes it at the end.
+execution environment. Terraform's S3 backend documentation (>= 1.10): with
+``use_lockfile = true`` the lock is the object ``<key>.tflock``, created with a
+conditional PutObject (``If-None-Match: *``, which moto's S3 honours) while an operation
+runs and deleted when it ends; no DynamoDB table is involved.
+
+This one apply also stands for the terraform engine with remote state on a laptop: a
+third sandbox that never saw either function's files finds the workspace, its owner,
+outputs and resources in the bucket alone.
 """
 
 from __future__ import annotations
@@ -18,8 +24,11 @@ from typing import Iterator
 
 import pytest
 
+from ephemera import layout
 from ephemera.assembly import load_config
 from ephemera.context import Context
+from ephemera.engines.terraform.config import engine_config
+from ephemera.engines.terraform.engine import TerraformEngine
 from ephemera.deploy.bound import config_digest
 from ephemera.model.runs import RunState
 from tests.aws.conftest import _register_images
@@ -75,6 +84,16 @@ def _objects(url: str) -> list[str]:
     return [o["Key"] for o in boto("s3", url).list_objects_v2(Bucket=TF_BUCKET).get("Contents", [])]
 
 
+def _fresh_sandbox(config: dict, home) -> TerraformEngine:
+    """The terraform engine in an Ephemera home of its own: it knows the workspace only through the bucket."""
+    fresh = load_config({**config, "home": str(home)})
+    return TerraformEngine(fresh, engine_config(fresh))
+
+
+def _tagged(url: str, call: str, key: str, run_id: str) -> list:
+    return getattr(boto("ec2", url), call)(Filters=[{"Name": "tag:ephemera:run", "Values": [run_id]}])[key]
+
+
 def _vms(url: str, run_id: str) -> list[dict]:
     found = boto("ec2", url).describe_instances(Filters=[{"Name": "tag:ephemera:run", "Values": [run_id]}])
     return [i for r in found["Reservations"] for i in r["Instances"]]
@@ -82,9 +101,11 @@ def _vms(url: str, run_id: str) -> list[dict]:
 
 @pytest.mark.timeout(1200)
 def test_the_apply_function_applies_the_aws_stack_with_its_state_in_s3_and_another_destroys_it(
-    tf_deployed, s3_endpoint, tmp_path
+    tf_deployed, s3_endpoint, tmp_path, monkeypatch
 ):
     config, env = tf_deployed
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"):
+        monkeypatch.setenv(key, env[key])  # the third sandbox reads the state bucket with the default chain
     functions: list[Function] = []
     try:
         apply_fn = Function(
@@ -103,6 +124,19 @@ def test_the_apply_function_applies_the_aws_stack_with_its_state_in_s3_and_anoth
         assert [vm["State"]["Name"] for vm in _vms(s3_endpoint, run_id)] == ["running"]
         for secret in (FAKE_KEY_ID, FAKE_SECRET):
             assert secret not in json.dumps(body) and secret not in apply_fn.output()
+        # .terraform/terraform.tfstate is the backend's own settings (bucket, key, endpoint), not the state
+        local = [p for p in (tmp_path / "a").rglob("terraform.tfstate") if p.parent.name != ".terraform"]
+        assert not local, f"the apply kept a local state file: {local}"
+        kept = json.loads(
+            boto("s3", s3_endpoint)
+            .get_object(Bucket=TF_BUCKET, Key=layout.tf_variables_key("ephemera/tfstate", workspace))["Body"]
+            .read()
+        )
+        assert "vm_boot" not in kept and kept["run_id"] == run_id, "a sensitive variable was written beside the state"
+        elsewhere = _fresh_sandbox(config, tmp_path / "elsewhere")
+        assert elsewhere.workspaces() == [workspace] and elsewhere.owner(workspace) == run_id
+        assert elsewhere.outputs(workspace)["run_id"] == run_id
+        assert any(r.startswith("aws_instance.worker") for r in elsewhere.resources(workspace))
 
         destroy_fn = Function(
             {**env, "EPHEMERA_ACTION": "destroy", "EPHEMERA_ENTRY": "direct", "EPHEMERA_HOME": str(tmp_path / "d" / "tmp")},
@@ -113,6 +147,13 @@ def test_the_apply_function_applies_the_aws_stack_with_its_state_in_s3_and_anoth
         assert outcome.kind == "response" and outcome.body.get("state") == "DESTROYED", (outcome, destroy_fn.output())
         assert {vm["State"]["Name"] for vm in _vms(s3_endpoint, run_id)} == {"terminated"}
         assert not [k for k in _objects(s3_endpoint) if k.startswith(f"ephemera/tfstate/{workspace}/")]
+        for call, name in (
+            ("describe_vpcs", "Vpcs"),
+            ("describe_subnets", "Subnets"),
+            ("describe_security_groups", "SecurityGroups"),
+        ):
+            assert _tagged(s3_endpoint, call, name, run_id) == [], f"{name} outlived the destroy"
+        assert _fresh_sandbox(config, tmp_path / "after").workspaces() == []
         assert Context(config).ledger.get(run_id).state == RunState.DESTROYED
     finally:
         for fn in functions:
