@@ -264,12 +264,18 @@ def build_cloud(config, storage: Storage, place: BuildPlace, lock_text: str, req
     return CloudBuild(config, storage, place, lock_text, requirements, **opts).run(), True
 
 
-def delete_cloud(config, storage: Storage, record: ImageRecord, place: BuildPlace, sleep=time.sleep) -> None:
-    """Destroy the image's workspace (the image goes with it), confirm it is empty, then remove the record."""
+def delete_cloud(config, storage: Storage, record: ImageRecord, place: BuildPlace, sleep=time.sleep, force: bool = False) -> None:
+    """Destroy the image's workspace (the image goes with it), confirm it is empty, then remove
+    the record. A record naming no workspace (not made by a build) is removed only with ``force``:
+    its image is the user's to delete."""
+    key = layout.image_key(record.stack, record.lock_sha256)
     if not place.image_workspace:
+        if force:
+            storage.delete(config.state_bucket, key)
+            return
         raise ImageError(
             "workspace",
-            f"the record of image {record.id} names no workspace holding it (not built by `ephemera image build`)",
+            f"the record of image {record.id} names no workspace holding it (not made by `ephemera image build`)",
             "delete the image in its cloud yourself, then its record with `ephemera image delete ID --force`",
         )
     engine = engine_for(config, place, "image")
@@ -284,7 +290,7 @@ def delete_cloud(config, storage: Storage, record: ImageRecord, place: BuildPlac
             "the record is kept; fix the cause and delete again",
             retryable=True,
         )
-    storage.delete(config.state_bucket, layout.image_key(record.stack, record.lock_sha256))
+    storage.delete(config.state_bucket, key)
 
 
 def place_of_record(record: ImageRecord, stacks: str | None = None) -> BuildPlace:

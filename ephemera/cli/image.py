@@ -36,7 +36,7 @@ class _Flags:
 
 def _status(config, record: ImageRecord) -> str:
     if record.kind != "local":
-        return "recorded"
+        return f"recorded; workspace {record.workspace}" if record.workspace else "recorded; no workspace (built elsewhere)"
     problem = local_path_problem(config, record)
     return f"unusable: {problem}" if problem else "ready"
 
@@ -57,6 +57,7 @@ def cmd_build_cloud(ctx, args, out: TextIO) -> int:
         stacks=default_stacks(),
         builder_workspace_id=getattr(args, "builder_workspace", None),
         image_workspace_id=getattr(args, "image_workspace", None),
+        vpc_url=getattr(args, "vpc_url", None),
     )
     print(f"building the {cloud} image of lock {suffix} (the builder VM installs it, then powers off)...", file=out)
     record, built = build_cloud(
@@ -120,7 +121,7 @@ def cmd_delete(ctx, name: str | None, force: bool, out: TextIO) -> int:
     else:
         from ephemera.bundle.cloudimage import delete_cloud, place_of_record  # only for cloud images (their engines)
 
-        delete_cloud(ctx.config, ctx.storage, record, place_of_record(record))
+        delete_cloud(ctx.config, ctx.storage, record, place_of_record(record), force=force)
     print(f"image {record.id} deleted", file=out)
     return 0
 

@@ -28,7 +28,7 @@ import pytest
 from ephemera.assembly import load_config
 from ephemera.bundle.cloudimage import build_cloud, delete_cloud, place_of_record
 from ephemera.bundle.image import get_record, lock_sha256
-from ephemera.bundle.imagestacks import BuildPlace, default_stacks
+from ephemera.bundle.imagestacks import BuildPlace, default_stacks, engine_for
 from ephemera.context import Context
 from ephemera.errors import ImageBuildError, ImageError
 from ephemera.lifecycle.reaper import reap
@@ -267,3 +267,54 @@ def test_a_build_killed_after_the_builder_applied_is_destroyed_by_the_reaper(con
     assert ctx.ledger.get(build.run_id).state == RunState.DESTROYED
     assert schematics.workspaces[BUILDER_WS].resources == [] and schematics.workspaces[RUN_WS].activities == {}
     assert get_record(get_storage(config), config.state_bucket, "ibm-vpc-gpu", lock_sha256(LOCK)) is None
+
+
+def test_the_cli_builds_lists_and_deletes_a_cloud_image(config, fakes, monkeypatch, capsys, tmp_path):
+    """``ephemera image build|list|delete`` on an ibm-vpc-gpu config with the schematics engine.
+    The lock is the one a cloud run packs (``cloud_lock``: resolved with uv from the index, tested
+    with the bundle); here it is fixed, as is the poll interval."""
+    from ephemera import cli
+    from ephemera.bundle import cloudimage
+
+    _, schematics, vpc = fakes
+    monkeypatch.setattr(cloudimage, "cloud_lock", lambda config: (LOCK, ["tabulate==0.9.0"]))
+    monkeypatch.setattr(cloudimage, "POLL_SECONDS", 0.0)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config.to_dict(redact=False)))
+
+    def run(*args: str) -> str:
+        code = cli.main(["image", *args, "--config", str(path)])
+        out = capsys.readouterr()
+        assert code == 0, out.err
+        assert API_KEY not in out.out + out.err
+        return out.out
+
+    built = run("build", "--builder-workspace", BUILDER_WS, "--image-workspace", IMAGE_WS, "--vpc-url", vpc.url)
+    assert f"image {IMAGE_ID} built" in built and "its builder is destroyed" in built
+    assert schematics.workspaces[BUILDER_WS].resources == []
+    listed = run("list")
+    assert IMAGE_ID in listed and "ibm-vpc-gpu" in listed and f"workspace image-{lock_sha256(LOCK)[:12]}" in listed
+    assert "deleted" in run("delete", IMAGE_ID)
+    assert schematics.workspaces[IMAGE_WS].resources == [] and "no images recorded" in run("list")
+
+    # a Schematics build without its workspaces is refused, naming the flag
+    assert cli.main(["image", "build", "--config", str(path)]) != 0
+    assert "--builder-workspace" in capsys.readouterr().err
+
+
+def test_the_run_engines_orphan_sweep_never_sees_a_terraform_image_workspace(local_config):
+    """An image workspace's owner is its build, whose record ends DESTROYED: were it among the run
+    engine's workspaces, the reaper's reconcile would sweep it and destroy the image. The terraform
+    engine keeps build workspaces apart (``<home>/image-workspaces``) and with their own stacks."""
+    from ephemera.engines import OrphanSweeper, get_engine
+
+    config = load_config(local_config(engine={"backend": "terraform"}))
+    place = BuildPlace("aws", "terraform", "image-builder-t", "image-t", default_stacks())
+    imager = engine_for(config, place, "image")
+    imager.workdir("image-t").mkdir(parents=True)
+    (imager.workdir("image-t") / "ephemera.owner.json").write_text(json.dumps({"run_id": "img-gone"}))
+    runs = get_engine(config)
+    assert isinstance(runs, OrphanSweeper) and "image-t" not in runs.workspaces()
+    assert (
+        imager.stack.folder.name == "aws-image" and engine_for(config, place, "builder").stack.folder.name == "aws-image-builder"
+    )
