@@ -26,7 +26,7 @@ from datetime import timedelta
 from typing import Callable
 
 from ephemera import layout
-from ephemera.bundle.image import IMAGE_ID_FORMATS, ImageRecord, get_record, lock_sha256, put_record
+from ephemera.bundle.image import IMAGE_ID_FORMATS, ImageRecord, get_record, list_records, lock_sha256, put_record
 from ephemera.bundle.lock import compile_lock, pins, source_only_wheels, vm_requirements
 from ephemera.bundle.pack import requirements, vm_extras
 from ephemera.bundle.imagestacks import BUILD_EVENT, BuildPlace, default_stacks, engine_for, instance_status
@@ -71,12 +71,7 @@ class CloudBuild:
 
     # the steps ---------------------------------------------------------------------------
     def run(self) -> ImageRecord:
-        if self.imager.resources(self.place.image_workspace):
-            raise ImageError(
-                "image workspace",
-                f"'{self.place.image_workspace}' already holds an image",
-                "give an empty workspace (a Schematics workspace made from the image stack), or delete that image first",
-            )
+        self._check_workspaces()
         self._register()
         try:
             outputs = self._apply(self.builder, self.place.builder_workspace, self._builder_variables(), "builder")
@@ -89,6 +84,37 @@ class CloudBuild:
             raise
         self._destroy_builder("image recorded; the builder is destroyed")
         return record
+
+    def _check_workspaces(self) -> None:
+        """Refuse a builder workspace another build holds, and an image workspace holding a
+        recorded image; an image workspace holding an image no record names is what a build
+        killed after its image apply left: destroyed first."""
+        if self.builder.resources(self.place.builder_workspace):
+            raise ImageError(
+                "builder workspace",
+                f"'{self.place.builder_workspace}' holds what another build made",
+                "wait until that build ends (the reaper destroys a dead build's builder at its hard deadline)",
+            )
+        if not self.imager.resources(self.place.image_workspace):
+            return
+        holder = next((r for r in list_records(self.storage, self.config.state_bucket) if self._holds(r)), None)
+        if holder is not None:
+            raise ImageError(
+                "image workspace",
+                f"'{self.place.image_workspace}' already holds image {holder.id}",
+                f"give an empty workspace made from the image stack, or delete that image first (`ephemera image delete {holder.id}`)",
+            )
+        log.warning(
+            "image workspace '%s' holds an image no record names (a dead build's): destroying it", self.place.image_workspace
+        )
+        self._wait(self.imager, self.imager.destroy(self.place.image_workspace), "image")
+
+    def _holds(self, record: ImageRecord | ImageError) -> bool:
+        return (
+            isinstance(record, ImageRecord)
+            and record.workspace == self.place.image_workspace
+            and record.engine_workspace_id == self.place.image_workspace_id
+        )
 
     def _register(self) -> None:
         deadline = now_utc() + timedelta(seconds=self.timeout + DEADLINE_MARGIN)
@@ -261,6 +287,12 @@ def build_cloud(config, storage: Storage, place: BuildPlace, lock_text: str, req
         existing = None
     if existing is not None and not force:
         return existing, False
+    if existing is not None:  # a second image of one lock would leave the first unrecorded, still billed
+        raise ImageError(
+            "--force",
+            f"image {existing.id} of this lock is recorded",
+            f"delete it first (`ephemera image delete {existing.id}`), then build again",
+        )
     return CloudBuild(config, storage, place, lock_text, requirements, **opts).run(), True
 
 

@@ -91,7 +91,8 @@ def engine_for(config, place: BuildPlace, which: str) -> WorkspaceEngine:
             raise ImageError(
                 flag, f"names no Schematics workspace for the {which}", f"create one from terraform/{stack} and give its id"
             )
-        return SchematicsEngine(dataclasses.replace(SchematicsSettings.from_config(config), workspace_id=ws_id), workspace)
+        settings = SchematicsSettings.from_config(config)  # the run workspace's secure variables are not the build's
+        return SchematicsEngine(dataclasses.replace(settings, workspace_id=ws_id, secure_variables={}), workspace)
     from ephemera.engines.terraform.config import engine_config  # lazy: only the terraform engine's builds
     from ephemera.engines.terraform.engine import TerraformEngine  # ditto
 

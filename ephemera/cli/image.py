@@ -18,6 +18,7 @@ A run whose lock matches a recorded image uses it by itself (:mod:`ephemera.bund
 
 from __future__ import annotations
 
+import secrets
 from typing import TextIO
 
 from ephemera.bundle.image import ImageRecord, list_records, local_path_problem, lock_sha256
@@ -52,7 +53,7 @@ def cmd_build_cloud(ctx, args, out: TextIO) -> int:
     place = BuildPlace(
         cloud=cloud,
         engine=ctx.config.engine.backend,
-        builder_workspace=f"image-builder-{suffix}",
+        builder_workspace=f"image-builder-{suffix}-{secrets.token_hex(4)}",  # one per build: a dead one's is the reaper's
         image_workspace=f"image-{suffix}",
         stacks=default_stacks(),
         builder_workspace_id=getattr(args, "builder_workspace", None),
@@ -70,7 +71,7 @@ def cmd_build_cloud(ctx, args, out: TextIO) -> int:
         timeout=getattr(args, "timeout", 3600.0),
         variables=dict(ctx.config.workspace.variables or {}),
     )
-    how = f"built (build {record.build_id}; its builder is destroyed)" if built else "already built (use --force to build again)"
+    how = f"built (build {record.build_id}; its builder is destroyed)" if built else "already built (delete it to build again)"
     print(f"image {record.id} {how}; held by workspace {record.workspace}", file=out)
     print(f"  lock {record.lock_sha256}", file=out)
     return 0

@@ -27,7 +27,7 @@ import pytest
 
 from ephemera.assembly import load_config
 from ephemera.bundle.cloudimage import build_cloud, delete_cloud, place_of_record
-from ephemera.bundle.image import get_record, lock_sha256
+from ephemera.bundle.image import ImageRecord, get_record, lock_sha256, put_record
 from ephemera.bundle.imagestacks import BuildPlace, default_stacks, engine_for
 from ephemera.context import Context
 from ephemera.errors import ImageBuildError, ImageError
@@ -201,13 +201,43 @@ def test_a_failed_image_apply_destroys_the_builder_and_records_nothing(config, f
     _assert_failed_cleanly(config, schematics, exc_info)
 
 
-def test_an_image_workspace_holding_an_image_is_refused_before_anything_is_applied(config, fakes):
+def test_an_image_workspace_holding_a_recorded_image_is_refused_before_anything_is_applied(config, fakes):
+    _, schematics, vpc = fakes
+    record, _ = _build(config, vpc)
+    other = {**record.to_dict(), "lock_sha256": "c" * 64}  # the same workspace, asked to hold another lock's image
+    put_record(get_storage(config), config.state_bucket, ImageRecord.from_dict(other))
+    applies = len(schematics.calls("PUT", "/apply"))
+    with pytest.raises(ImageError, match=f"already holds image {IMAGE_ID}") as exc_info:
+        build_cloud(config, get_storage(config), _place(vpc), LOCK + "\n# changed\n", [], poll=0.0, sleep=lambda s: None)
+    assert exc_info.value.field == "image workspace" and f"ephemera image delete {IMAGE_ID}" in exc_info.value.message
+    assert len(schematics.calls("PUT", "/apply")) == applies and len(list(Context(config).ledger.list())) == 1
+
+
+def test_an_unrecorded_image_a_dead_build_left_is_destroyed_before_the_build(config, fakes):
     _, schematics, vpc = fakes
     schematics.workspaces[IMAGE_WS].resources = [{"resource_type": "ibm_is_image", "resource_name": "image", "resource_id": "x"}]
-    with pytest.raises(ImageError, match="already holds an image") as exc_info:
+    schematics.workspaces[IMAGE_WS].status = "ACTIVE"  # applied by a build killed before it recorded the image
+    record, built = _build(config, vpc)
+    assert built and record.id == IMAGE_ID
+    assert [a["name"] for a in schematics.workspaces[IMAGE_WS].activities.values()] == ["DESTROY", "APPLY"]
+
+
+def test_a_builder_workspace_another_build_holds_is_refused(config, fakes):
+    _, schematics, vpc = fakes
+    schematics.workspaces[BUILDER_WS].resources = list(BUILDER_RESOURCES)
+    with pytest.raises(ImageError, match="holds what another build made") as exc_info:
         _build(config, vpc)
-    assert exc_info.value.field == "image workspace"
-    assert schematics.calls("PUT", "/apply") == [] and list(Context(config).ledger.list()) == []
+    assert exc_info.value.field == "builder workspace" and schematics.calls("PUT", "/apply") == []
+    assert schematics.workspaces[BUILDER_WS].resources == BUILDER_RESOURCES  # not ours to destroy
+
+
+def test_force_never_makes_a_second_image_of_a_recorded_lock(config, fakes):
+    """A second image of one lock would overwrite the record of the first, which would stay billed with no record."""
+    _, schematics, vpc = fakes
+    record, _ = _build(config, vpc)
+    with pytest.raises(ImageError, match=f"image {record.id} of this lock is recorded") as exc_info:
+        _build(config, vpc, force=True)
+    assert exc_info.value.field == "--force" and len(_applied(schematics, BUILDER_WS)) == 1
 
 
 def test_delete_destroys_the_image_workspace_then_removes_the_record(config, fakes):
