@@ -90,6 +90,17 @@ class ImageError(FieldError):
     label = "image"
 
 
+class ImageBuildError(EphemeraError):
+    """A cloud image build failed part-way (an apply, the builder VM's power-off, the image):
+    nothing was recorded and the builder was destroyed (or left to the reaper, named)."""
+
+    code = "IMAGE_BUILD_FAILED"
+
+    def __init__(self, message: str, fix: str, *, retryable: bool = False):
+        self.fix = fix
+        super().__init__(f"{message}; {fix}", retryable=retryable)
+
+
 class ParamError(FieldError):
     """An action parameter is missing or malformed."""
 

@@ -70,6 +70,10 @@ class ImageRecord:
     site: str | None = None  # local: its site-packages, relative to path
     digest: str | None = None  # local: the folder's tree digest (ephemera.vm.imageboot.tree_digest)
     format: int = IMAGE_FORMAT  # of this record
+    workspace: str | None = None  # cloud: the workspace holding only the image (``image delete`` destroys it)
+    engine: str | None = None  # cloud: the engine of that workspace (terraform | schematics)
+    engine_workspace_id: str | None = None  # cloud, schematics: the Schematics workspace id of that workspace
+    build_id: str | None = None  # cloud: the build (its ledger record) that made it
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -115,6 +119,8 @@ def local_lock(requirements: list[str], wheelhouse_sha256: str | None) -> str:
 
 
 def lock_sha256(text: str) -> str:
+    """The SHA-256 of a lock's text. A cloud image's lock is the bundle's hashed
+    ``requirements.lock`` (:mod:`ephemera.bundle.lock`), taken as it is."""
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -47,7 +47,7 @@ from ephemera.timeutil import now_iso
 
 BUILD_LOG = "bootstrap.log"
 BUILD_TIMEOUT_S = 3600
-CLOUD_FIX = "build images for the local stack (workspace.stack: local); cloud image builders are not available yet"
+CLOUD_FIX = "`ephemera image build` builds cloud images with their builder (ephemera.bundle.cloudimage)"
 
 
 def _digest(folder: Path) -> str:
@@ -140,7 +140,7 @@ def build_local(config, storage: Storage, force: bool = False) -> tuple[ImageRec
     (``force``: build again); (its record, whether it was built now)."""
     stack = stack_name(config)
     if not config_stack(config).vms_on_host:
-        raise ImageError("workspace.stack", f"stack '{stack}' runs cloud VMs, and only local images can be built here", CLOUD_FIX)
+        raise ImageError("workspace.stack", f"stack '{stack}' runs cloud VMs: this builds local images only", CLOUD_FIX)
     bundle = pack(config, Path(config.home) / "bundles")
     house = bundle.manifest.get("local_wheelhouse")
     sha = lock_sha256(local_lock(list(bundle.manifest["requirements"]), house["sha256"] if house else None))

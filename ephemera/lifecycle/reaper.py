@@ -43,6 +43,7 @@ import logging
 from datetime import datetime
 
 from ephemera import layout
+from ephemera.bundle.imagestacks import build_engine
 from ephemera.context import Context
 from ephemera.errors import StateConflictError
 from ephemera.lifecycle import apply_lease
@@ -90,8 +91,23 @@ def _end_then_destroy(ctx: Context, run: RunRecord, state: RunState, why: str) -
 
 
 def reap_run(ctx: Context, run: RunRecord, now: datetime | None = None) -> str | None:
-    """One step for one run; returns the reason if it acted, else None."""
+    """One step for one run; returns the reason if it acted, else None. An image build's
+    record (:mod:`ephemera.bundle.cloudimage`) is reaped with its builder's engine; while its
+    VM installs (RUNNING) only its hard deadline ends it."""
     now = now or now_utc()
+    builder = build_engine(ctx.config, run)
+    if builder is not None:
+        ctx = Context(ctx.config, storage=ctx.storage, engine=builder)
+        if run.state == S.RUNNING:
+            if run.hard_deadline and now > datetime.fromisoformat(run.hard_deadline):
+                why = f"image build past its hard deadline {run.hard_deadline}"
+                _end_then_destroy(ctx, run, S.TIMED_OUT, why)
+                return why
+            return None
+    return _reap_rules(ctx, run, now)
+
+
+def _reap_rules(ctx: Context, run: RunRecord, now: datetime) -> str | None:
     timeouts = ctx.config.timeouts
     past_deadline = bool(run.hard_deadline) and now > datetime.fromisoformat(run.hard_deadline)
 

@@ -1,14 +1,12 @@
-# A prepared image on AWS, in two applies of this workspace (issue 20):
+# The builder of a prepared image on AWS (issue 20): one instance from the newest stock
+# Ubuntu 24.04 image whose user_data installs the NVIDIA server driver, python3-venv, uv
+# (pinned and hashed, at /opt/ephemera/uv/bin/uv, where the run stack's custom_image expects
+# it) and the bundle's locked requirements (--require-hashes) into /opt/ephemera/image/env,
+# then powers the instance off (instance_initiated_shutdown_behavior "stop": its volume stays).
 #
-# 1. create_image = false: one instance from the newest stock Ubuntu 24.04 image whose
-#    user_data installs the NVIDIA server driver, python3-venv, uv (pinned and hashed, at
-#    /opt/ephemera/uv/bin/uv, where the run stack's custom_image expects it) and the
-#    bundle's locked requirements (--require-hashes) into /opt/ephemera/image/env, then
-#    powers the instance off (instance_initiated_shutdown_behavior "stop": its volume stays).
-# 2. once the instance is stopped, create_image = true: aws_ami_from_instance makes the AMI.
-#
-# The builder then removes the AMI from this workspace's state and destroys the rest, so
-# only the AMI (and its snapshot) outlives the build. No secret is a variable or in user_data.
+# Once it is stopped, Ephemera applies terraform/aws-image (a workspace of its own, holding
+# only the AMI made from this instance), then destroys this whole workspace: only the AMI
+# (and its snapshot) outlives the build. No secret is a variable or in user_data.
 
 locals {
   tags = merge(var.extra_tags, {
@@ -58,12 +56,4 @@ resource "aws_instance" "builder" {
   }
 
   tags = { Name = "${local.name}-builder" }
-}
-
-resource "aws_ami_from_instance" "image" {
-  count              = var.create_image ? 1 : 0
-  name               = local.name
-  description        = "Ephemera prepared image of lock ${var.lock_sha256}"
-  source_instance_id = aws_instance.builder.id
-  tags               = { Name = local.name }
 }

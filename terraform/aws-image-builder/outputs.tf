@@ -18,11 +18,6 @@ output "source_image" {
   value       = data.aws_ami.stock.id
 }
 
-output "image_id" {
-  description = "The prepared AMI (empty until the second apply, create_image = true)."
-  value       = try(aws_ami_from_instance.image[0].id, "")
-}
-
 output "tags" {
   description = "Tags on the builder and the image."
   value       = local.tags

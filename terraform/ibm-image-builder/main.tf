@@ -1,16 +1,14 @@
-# A prepared image on IBM Cloud VPC, in two applies of this workspace (issue 20):
+# The builder of a prepared image on IBM Cloud VPC (issue 20): a VPC with egress only (public
+# gateway, a security group with no inbound rule) and one GPU instance from the newest stock
+# Ubuntu image whose user_data installs the NVIDIA server driver, python3-venv, uv (pinned and
+# hashed, at /opt/ephemera/uv/bin/uv, where the run stack's custom_image expects it) and the
+# bundle's locked requirements (--require-hashes) into /opt/ephemera/image/env, then powers off.
 #
-# 1. create_image = false: a VPC with egress only (public gateway, a security group with no
-#    inbound rule) and one GPU instance from the newest stock Ubuntu image whose user_data
-#    installs the NVIDIA server driver, python3-venv, uv (pinned and hashed, at
-#    /opt/ephemera/uv/bin/uv, where the run stack's custom_image expects it) and the bundle's
-#    locked requirements (--require-hashes) into /opt/ephemera/image/env, then powers off.
-# 2. once the instance is stopped, create_image = true: ibm_is_image from its boot volume
-#    (source_volume; the provider stops a running instance first, so the builder waits for
-#    the power-off instead of letting it cut the install short).
-#
-# The builder then removes the image from this workspace's state and destroys the rest, so
-# only the image outlives the build. No secret is a variable or in user_data.
+# Once the instance is stopped, Ephemera applies terraform/ibm-image (a workspace of its own,
+# holding only the ibm_is_image made from this instance's boot volume: the provider stops a
+# running instance first, so Ephemera waits for the power-off instead of letting it cut the
+# install short), then destroys this whole workspace: only the image outlives the build.
+# No secret is a variable or in user_data.
 
 locals {
   zone = var.zone != "" ? var.zone : "${var.region}-1"
@@ -113,12 +111,4 @@ resource "ibm_is_instance" "builder" {
     protocol           = "http"
     response_hop_limit = 1
   }
-}
-
-resource "ibm_is_image" "image" {
-  count          = var.create_image ? 1 : 0
-  name           = local.name
-  source_volume  = ibm_is_instance.builder.boot_volume[0].volume_id
-  resource_group = var.resource_group_id
-  tags           = local.tags
 }

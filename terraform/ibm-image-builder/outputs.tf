@@ -18,9 +18,9 @@ output "source_image" {
   value       = data.ibm_is_image.stock.id
 }
 
-output "image_id" {
-  description = "The prepared image (empty until the second apply, create_image = true)."
-  value       = try(ibm_is_image.image[0].id, "")
+output "boot_volume_id" {
+  description = "The builder's boot volume: the image workspace (terraform/ibm-image) makes the image from it."
+  value       = ibm_is_instance.builder.boot_volume[0].volume_id
 }
 
 output "tags" {

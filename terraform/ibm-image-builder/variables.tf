@@ -22,12 +22,6 @@ variable "requirements_lock" {
   description = "The bundle's locked requirements, pip format with --hash lines (set by Ephemera); installed with --require-hashes."
 }
 
-variable "create_image" {
-  type        = bool
-  default     = false
-  description = "Second apply, once the builder is stopped: make the image from its boot volume (set by Ephemera)."
-}
-
 variable "region" {
   type        = string
   default     = "us-south"
