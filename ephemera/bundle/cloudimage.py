@@ -97,7 +97,10 @@ class CloudBuild:
             )
         if not self.imager.resources(self.place.image_workspace):
             return
-        holder = next((r for r in list_records(self.storage, self.config.state_bucket) if self._holds(r)), None)
+        holder = next(
+            (r for r in list_records(self.storage, self.config.state_bucket) if isinstance(r, ImageRecord) and self._holds(r)),
+            None,
+        )
         if holder is not None:
             raise ImageError(
                 "image workspace",
@@ -109,12 +112,8 @@ class CloudBuild:
         )
         self._wait(self.imager, self.imager.destroy(self.place.image_workspace), "image")
 
-    def _holds(self, record: ImageRecord | ImageError) -> bool:
-        return (
-            isinstance(record, ImageRecord)
-            and record.workspace == self.place.image_workspace
-            and record.engine_workspace_id == self.place.image_workspace_id
-        )
+    def _holds(self, record: ImageRecord) -> bool:
+        return record.workspace == self.place.image_workspace and record.engine_workspace_id == self.place.image_workspace_id
 
     def _register(self) -> None:
         deadline = now_utc() + timedelta(seconds=self.timeout + DEADLINE_MARGIN)

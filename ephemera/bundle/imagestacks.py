@@ -91,8 +91,8 @@ def engine_for(config, place: BuildPlace, which: str) -> WorkspaceEngine:
             raise ImageError(
                 flag, f"names no Schematics workspace for the {which}", f"create one from terraform/{stack} and give its id"
             )
-        settings = SchematicsSettings.from_config(config)  # the run workspace's secure variables are not the build's
-        return SchematicsEngine(dataclasses.replace(settings, workspace_id=ws_id, secure_variables={}), workspace)
+        schematics = SchematicsSettings.from_config(config)  # the run workspace's secure variables are not the build's
+        return SchematicsEngine(dataclasses.replace(schematics, workspace_id=ws_id, secure_variables={}), workspace)
     from ephemera.engines.terraform.config import engine_config  # lazy: only the terraform engine's builds
     from ephemera.engines.terraform.engine import TerraformEngine  # ditto
 
@@ -121,7 +121,10 @@ def build_engine(config, run) -> WorkspaceEngine | None:
     """The engine of an image build's builder workspace, for its ledger record ``run``; None
     for a run's record. The reaper destroys a dead build's builder with it."""
     place = place_of(run.event)
-    return engine_for(config, place, "builder") if place is not None else None
+    if place is None:
+        return None
+    # the stack folders are ours, never the record's: a record in the bucket must not pick what Terraform runs
+    return engine_for(config, dataclasses.replace(place, stacks=default_stacks()), "builder")
 
 
 def instance_status(config, place: BuildPlace, instance_id: str, region: str) -> str:
