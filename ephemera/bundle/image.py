@@ -15,6 +15,12 @@ folder's tree digest. The *lock* of a local run (:func:`local_lock`) is what dec
 environment: the interpreter, the workload's requirements and the wheelhouse's content
 hash (which pins every wheel by its own hash).
 
+On a cloud stack an image is a machine image (an AMI, an IBM VPC image) whose builder
+installed the bundle's ``requirements.lock`` into :data:`CLOUD_IMAGE_ENV`; a run's lock is
+:func:`cloud_lock_sha256`. A matching record of the kind the stack's spec names
+(``prepared_image``) gives the stack its image variables (the id, ``custom_image = true``),
+unless ``workspace.variables`` chose the boot image (:func:`user_choice`: the user wins).
+
 Who can write an image record? Whoever can write the state bucket -- the controller's
 keys, never a run's VMs (:func:`ephemera.layout.run_prefixes` grants none of
 ``images/``). So a record is checked before it is used: a local image's path must be
@@ -50,6 +56,9 @@ IMAGE_ID_FORMATS = {
     "ibm": re.compile(r"^r[0-9]{3}-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
     "aws": re.compile(r"^ami-(?:[0-9a-f]{8}|[0-9a-f]{17})$"),
 }
+# where a cloud image builder (terraform/*-image-builder) installs the lock, and the file it
+# writes beside it, holding the lock's SHA-256, only once all of it installed
+CLOUD_IMAGE_ENV = "/opt/ephemera/image/env"
 REBUILD_FIX = "build it again with `ephemera image build`, or delete it with `ephemera image delete`"
 
 
@@ -116,6 +125,15 @@ def local_lock(requirements: list[str], wheelhouse_sha256: str | None) -> str:
 
 def lock_sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def cloud_lock_sha256(lock: bytes) -> str:
+    """The lock hash of a cloud run and of a cloud image: the SHA-256 of the bundle's
+    ``requirements.lock`` bytes, exactly what a cloud VM installs (every line pinned by
+    hash, Ephemera's own dependencies included; only Ephemera's wheel is not in it). The
+    builder installs these bytes and writes this hash beside the environment; the VM
+    hashes the lock it unpacked and compares both before using the image."""
+    return hashlib.sha256(lock).hexdigest()
 
 
 def image_store(config) -> Path:
@@ -194,11 +212,31 @@ def list_records(storage: Storage, bucket: str) -> list[ImageRecord | ImageError
 
 
 def run_lock_sha256(config, ref) -> str | None:
-    """The lock hash a run of ``config`` with the bundle ``ref`` matches images on; None where
-    this stack has no prepared images yet (only local ones are built today)."""
-    if not config_stack(config).vms_on_host:
-        return None
-    return lock_sha256(local_lock(list(ref.requirements), ref.wheelhouse_sha256))
+    """The lock hash a run of ``config`` with the bundle ``ref`` matches images on: a local
+    stack's :func:`local_lock`, a cloud stack's :func:`cloud_lock_sha256` (recorded in the
+    bundle's manifest); None where the stack boots no prepared image or the bundle has no lock."""
+    spec = config_stack(config)
+    if spec.vms_on_host:
+        return lock_sha256(local_lock(list(ref.requirements), ref.wheelhouse_sha256))
+    return ref.lock_sha256 if spec.prepared_image is not None else None
+
+
+def user_choice(config) -> list[str]:
+    """The ``workspace.variables`` by which the user chose a cloud run's boot image themselves
+    (their choice wins over a prepared image)."""
+    image = config_stack(config).prepared_image
+    if image is None:
+        return []
+    names = (image.variable, image.flag, *image.user_choice)
+    return [n for n in names if n in (config.workspace.variables or {})]
+
+
+def cloud_problem(config, record: ImageRecord) -> str | None:
+    """Why a cloud run of ``config`` must not boot ``record`` (None: it may)."""
+    image = config_stack(config).prepared_image
+    if image is None or record.kind != image.kind:
+        return f"it is a {record.kind} image, and the stack {record.stack} boots {image.kind if image else 'no'} images"
+    return None
 
 
 def find_image(config, storage: Storage, ref) -> ImageRecord | None:
@@ -211,7 +249,12 @@ def find_image(config, storage: Storage, ref) -> ImageRecord | None:
     stack = stack_name(config)
     try:
         record = get_record(storage, config.state_bucket, stack, sha)
-        problem = local_path_problem(config, record) if record is not None and record.kind == "local" else None
+        if record is None:
+            problem = None
+        elif config_stack(config).vms_on_host:
+            problem = local_path_problem(config, record) if record.kind == "local" else f"a {record.kind} image on a local stack"
+        else:
+            problem = cloud_problem(config, record)
     except ImageError as exc:
         record, problem = None, exc.message
     if problem:
@@ -219,9 +262,35 @@ def find_image(config, storage: Storage, ref) -> ImageRecord | None:
             "prepared image for lock %s of stack %s not used: %s; the VMs install the stock way", sha[:12], stack, problem
         )
         return None
+    if record is not None and (chosen := user_choice(config)):
+        log.info(
+            "prepared image %s of lock %s not used: workspace.variables %s choose the boot image",
+            record.id,
+            sha[:12],
+            ", ".join(chosen),
+        )
+        return None
     return record
 
 
 def boot_image(record: ImageRecord) -> dict:
-    """The boot document's ``image``: what a VM needs to check and use it."""
-    return {"id": record.id, "path": record.path, "site": record.site, "digest": record.digest}
+    """The boot document's ``image``: what a VM needs to check and use it (local: its folder
+    and tree digest; cloud: the environment the builder made and the lock it must hold)."""
+    cloud = record.kind != "local"
+    return {
+        "id": record.id,
+        "path": record.path,
+        "site": record.site,
+        "digest": record.digest,
+        "env": CLOUD_IMAGE_ENV if cloud else None,
+        "lock_sha256": record.lock_sha256 if cloud else None,
+    }
+
+
+def image_variables(config, record: ImageRecord | None) -> dict:
+    """The stack variables that boot a cloud run from ``record``: its id, and the flag
+    saying the image has the driver and uv ({} for none, or a local image)."""
+    image = config_stack(config).prepared_image
+    if record is None or image is None or record.kind != image.kind:
+        return {}
+    return {image.variable: record.id, image.flag: True}
