@@ -149,3 +149,23 @@ def test_an_ibm_apply_of_a_recorded_lock_boots_the_image(cos_config, schematics)
     }
     record = Context(load_config(bound)).ledger.get(applied["run_id"])
     assert record.bundle["image"] == IBM_ID and record.bundle["lock_sha256"] == ref.lock_sha256
+
+
+def test_runs_show_names_the_image_and_the_vms_that_could_not_use_it(local_config):
+    from ephemera.cli.runs import run_details
+    from ephemera.model.runs import RunRecord
+
+    ctx = Context(load_config(local_config()))
+    ctx.storage.create_bucket(ctx.config.state_bucket)
+    bundle = {**REF.to_dict(), "image": AMI, "requirements": ["numpy==2.2.6"]}
+    ctx.ledger.create(RunRecord(run_id="ws-1", workspace="ws", engine="terraform", bundle=bundle))
+    vms = [
+        {"worker": 0, "phases": {"booted": "2026-12-07T00:00:00+00:00", "image_used": "2026-12-07T00:00:01+00:00"}},
+        {"worker": 1, "phases": {"booted": "2026-12-07T00:00:00+00:00", "image_rejected": "2026-12-07T00:00:01+00:00"}},
+    ]
+    ctx.ledger.update("ws-1", lambda r: setattr(r, "vms", vms))
+    details = run_details(ctx, ctx.ledger.get("ws-1"))
+    assert f"image: {AMI} (prepared from the bundle's lock" in details
+    assert "not usable on vm1, which installed the stock way" in details and "vm0," not in details
+    ctx.ledger.update("ws-1", lambda r: setattr(r, "bundle", {**bundle, "image": None}))
+    assert "image: none (stock install" in run_details(ctx, ctx.ledger.get("ws-1"))
