@@ -20,6 +20,9 @@ installed the bundle's ``requirements.lock`` into :data:`CLOUD_IMAGE_ENV`; a run
 :func:`cloud_lock_sha256`. A matching record of the kind the stack's spec names
 (``prepared_image``) gives the stack its image variables (the id, ``custom_image = true``),
 unless ``workspace.variables`` chose the boot image (:func:`user_choice`: the user wins).
+The image is the VMs' whole disk, so a record naming one must come from the controller: a
+cloud record is signed with the controller's signing key (:func:`record_signature`, as
+:mod:`ephemera.runkeys` signs what VMs run) and one without a valid signature is ignored.
 
 Who can write an image record? Whoever can write the state bucket -- the controller's
 keys, never a run's VMs (:func:`ephemera.layout.run_prefixes` grants none of
@@ -34,15 +37,17 @@ warning: the run installs the stock way.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import re
 import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from ephemera import layout
 from ephemera.errors import ImageError, NoSuchKeyError
+from ephemera.runkeys import signing_key
 from ephemera.stack import config_stack
 from ephemera.storage.base import Storage
 
@@ -59,6 +64,7 @@ IMAGE_ID_FORMATS = {
 # where a cloud image builder (terraform/*-image-builder) installs the lock, and the file it
 # writes beside it, holding the lock's SHA-256, only once all of it installed
 CLOUD_IMAGE_ENV = "/opt/ephemera/image/env"
+RECORD_DOMAIN = b"ephemera image record\0"  # what a record's signature is over, before its fields
 REBUILD_FIX = "build it again with `ephemera image build`, or delete it with `ephemera image delete`"
 
 
@@ -79,6 +85,7 @@ class ImageRecord:
     site: str | None = None  # local: its site-packages, relative to path
     digest: str | None = None  # local: the folder's tree digest (ephemera.vm.imageboot.tree_digest)
     format: int = IMAGE_FORMAT  # of this record
+    signature: str | None = None  # HMAC-SHA256 of the other fields under the controller's signing key (cloud: required)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -100,6 +107,8 @@ class ImageRecord:
             raise ImageError("id", f"'{record.id[:80]}' is not a {record.kind} image id", REBUILD_FIX)
         if not SHA256.match(record.lock_sha256):
             raise ImageError("lock_sha256", "is not a SHA-256", REBUILD_FIX)
+        if record.signature is not None and not (isinstance(record.signature, str) and SHA256.match(record.signature)):
+            raise ImageError("signature", "is not an HMAC-SHA256 in hex", REBUILD_FIX)
         if record.kind == "local" and not (record.path and record.site and record.digest and SHA256.match(record.digest)):
             raise ImageError("path", "a local image needs its path, site and digest", REBUILD_FIX)
         return record
@@ -192,7 +201,18 @@ def get_record(storage: Storage, bucket: str, stack: str, sha256: str) -> ImageR
     return record
 
 
-def put_record(storage: Storage, bucket: str, record: ImageRecord) -> None:
+def record_signature(signing: str, record: ImageRecord) -> str:
+    """The HMAC-SHA256 under the signing key ``signing`` (:func:`ephemera.runkeys.signing_key`)
+    of every field of ``record`` but its signature."""
+    body = json.dumps({k: v for k, v in record.to_dict().items() if k != "signature"}, sort_keys=True)
+    return hmac.new(signing.encode("utf-8"), RECORD_DOMAIN + body.encode(), hashlib.sha256).hexdigest()
+
+
+def put_record(storage: Storage, bucket: str, record: ImageRecord, signing: str | None = None) -> None:
+    """Store ``record``, signed with ``signing`` when given (a cloud record must be: a run
+    boots a cloud image only from a record signed with its controller's key)."""
+    if signing is not None:
+        record = replace(record, signature=record_signature(signing, record))
     storage.put(bucket, layout.image_key(record.stack, record.lock_sha256), json.dumps(record.to_dict(), indent=1).encode())
 
 
@@ -236,6 +256,8 @@ def cloud_problem(config, record: ImageRecord) -> str | None:
     image = config_stack(config).prepared_image
     if image is None or record.kind != image.kind:
         return f"it is a {record.kind} image, and the stack {record.stack} boots {image.kind if image else 'no'} images"
+    if not record.signature or not hmac.compare_digest(record.signature, record_signature(signing_key(config), record)):
+        return "it is not signed with this controller's signing key (security.signing_key): build it with this controller"
     return None
 
 

@@ -8,12 +8,14 @@ document (the environment and the lock to check) and in the run record's
 ``bundle.image``. The user's own image variables win; a record of another kind or a
 malformed one is ignored with a warning; a changed lock finds no record.
 
-The attack: a record planted in the state bucket naming someone else's image id. Only
-the controller's keys can write ``images/`` (a run's VMs cannot: see
-test_image_records.py); the id must have the stack's cloud format and the record must be
-of that cloud, so a record cannot smuggle a path, a script or another cloud's image in.
-What it can still name is any image id of that format: the image's owner is not
-checked at apply (see docs/trust-model.md).
+The attack: a record planted in the state bucket naming someone else's image id (a
+public AMI its publisher controls). The image is the VMs' whole disk and they would get
+the boot document (the run key), so no check on the VM can help: a cloud record must be
+signed with the controller's signing key (:mod:`ephemera.runkeys`), which never enters
+the bucket. An unsigned record, one signed with another key, or a signed one whose id was
+edited afterwards is ignored with a warning. Besides, the id must have the stack's cloud
+format and the record must be of that cloud, so no path, script or other cloud's image
+gets through.
 """
 
 from __future__ import annotations
@@ -26,9 +28,17 @@ import pytest
 
 from ephemera import layout
 from ephemera.assembly import get_storage, load_config
-from ephemera.bundle.image import ImageRecord, find_image, image_variables, put_record, run_lock_sha256
+from ephemera.bundle.image import (
+    ImageRecord,
+    find_image,
+    image_variables,
+    put_record,
+    record_signature,
+    run_lock_sha256,
+)
 from ephemera.bundle.store import BundleRef, publish_config_bundle
 from ephemera.context import Context
+from ephemera.runkeys import signing_key
 from ephemera.stack import stack_spec
 from tests.ibm.conftest import cos_config, deployed, iam, ibm_config, schematics  # noqa: F401 - the IBM fakes' fixtures
 
@@ -68,7 +78,7 @@ def test_an_aws_run_of_a_recorded_lock_gets_the_ami_and_custom_image(aws_config)
     config = aws_config()
     ctx = Context(config)
     assert run_lock_sha256(config, REF) == LOCK
-    put_record(ctx.storage, config.state_bucket, _record("aws", AMI, "aws-ec2-gpu"))
+    put_record(ctx.storage, config.state_bucket, _record("aws", AMI, "aws-ec2-gpu"), signing_key(config))
     record = find_image(config, ctx.storage, REF)
     assert record is not None and record.id == AMI
     assert image_variables(config, record) == {"image_id": AMI, "custom_image": True}
@@ -77,7 +87,7 @@ def test_an_aws_run_of_a_recorded_lock_gets_the_ami_and_custom_image(aws_config)
 def test_a_changed_lock_finds_no_image(aws_config):
     config = aws_config()
     ctx = Context(config)
-    put_record(ctx.storage, config.state_bucket, _record("aws", AMI, "aws-ec2-gpu"))
+    put_record(ctx.storage, config.state_bucket, _record("aws", AMI, "aws-ec2-gpu"), signing_key(config))
     other = BundleRef(**{**REF.to_dict(), "lock_sha256": "d" * 64})
     assert find_image(config, ctx.storage, other) is None
     unlocked = BundleRef(**{**REF.to_dict(), "lock_sha256": None})  # a bundle published before locks were hashed
@@ -88,7 +98,7 @@ def test_a_changed_lock_finds_no_image(aws_config):
 def test_the_users_own_image_variables_win(aws_config, variables, caplog):
     config = aws_config(**variables)
     ctx = Context(config)
-    put_record(ctx.storage, config.state_bucket, _record("aws", AMI, "aws-ec2-gpu"))
+    put_record(ctx.storage, config.state_bucket, _record("aws", AMI, "aws-ec2-gpu"), signing_key(config))
     with caplog.at_level(logging.INFO, logger="ephemera.image"):
         assert find_image(config, ctx.storage, REF) is None
     assert f"{AMI} of lock {LOCK[:12]} not used: workspace.variables {next(iter(variables))}" in caplog.text
@@ -97,11 +107,34 @@ def test_the_users_own_image_variables_win(aws_config, variables, caplog):
 def test_a_record_of_another_clouds_kind_is_ignored_with_a_warning(aws_config, caplog):
     config = aws_config()
     ctx = Context(config)
-    put_record(ctx.storage, config.state_bucket, _record("ibm", IBM_ID, "aws-ec2-gpu"))
+    put_record(ctx.storage, config.state_bucket, _record("ibm", IBM_ID, "aws-ec2-gpu"), signing_key(config))
     with caplog.at_level(logging.WARNING, logger="ephemera.image"):
         assert find_image(config, ctx.storage, REF) is None
     assert "it is a ibm image, and the stack aws-ec2-gpu boots aws images" in caplog.text
     assert image_variables(config, _record("ibm", IBM_ID, "aws-ec2-gpu")) == {}
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        lambda config, record: record.to_dict(),  # unsigned
+        lambda config, record: {**record.to_dict(), "signature": record_signature("0" * 64, record)},  # another key
+        lambda config, record: {  # signed, then pointed at someone else's AMI
+            **record.to_dict(),
+            "signature": record_signature(signing_key(config), record),
+            "id": "ami-0badbadbadbadbad0",
+        },
+    ],
+    ids=["unsigned", "other-key", "edited-id"],
+)
+def test_a_planted_record_naming_someone_elses_image_is_not_booted(aws_config, caplog, forge):
+    config = aws_config()
+    ctx = Context(config)
+    raw = forge(config, _record("aws", AMI, "aws-ec2-gpu"))
+    ctx.storage.put(config.state_bucket, layout.image_key("aws-ec2-gpu", LOCK), json.dumps(raw).encode())
+    with caplog.at_level(logging.WARNING, logger="ephemera.image"):
+        assert find_image(config, ctx.storage, REF) is None
+    assert "not signed with this controller's signing key" in caplog.text
 
 
 @pytest.mark.parametrize(
@@ -132,7 +165,7 @@ def test_an_ibm_apply_of_a_recorded_lock_boots_the_image(cos_config, schematics)
     storage = get_storage(config)
     ref = publish_config_bundle(config, storage)
     assert ref.lock_sha256 and len(ref.lock_sha256) == 64
-    put_record(storage, config.state_bucket, _record("ibm", IBM_ID, "ibm-vpc-gpu", ref.lock_sha256))
+    put_record(storage, config.state_bucket, _record("ibm", IBM_ID, "ibm-vpc-gpu", ref.lock_sha256), signing_key(config))
     bound = deployed(cfg)
     applied = actions_apply.main({"config": bound, "ephemera_kind": "manual"})
     assert "error" not in applied, applied
