@@ -162,3 +162,52 @@ def test_a_reboot_reinstall_over_the_image_replaces_the_link(vm):
     bootstrap.install(vm["root"], vm["boot"], vm["bundle"])
     bootstrap.install(vm["root"], vm["boot"], vm["bundle"])
     assert (vm["root"] / "env").is_symlink() and vm["env"].is_dir() and _installed(vm["env"]) == {"ephemera", "tinydep"}
+
+
+@pytest.mark.slow
+def test_the_rendered_user_data_boots_over_the_image(vm, tmp_path):
+    """As the VM runs it: the ibm-vpc-gpu user-data module rendered (Terraform, offline) with
+    ``custom_image = true`` and a boot document naming the image, then the bootstrap that
+    the user_data carries, loaded from it, installs over the fake image."""
+    import gzip
+    import importlib.util
+
+    import yaml
+
+    from tests.ibm.tfmodule import apply_module
+
+    doc = {**vm["boot"], "run_id": "gpu-1", "worker": 0}
+    doc.pop("uv")
+    doc.pop("python")
+    doc["image"] = {**doc["image"], "env": CLOUD_IMAGE_ENV}  # as prepare_boot writes it
+    outputs, _state = apply_module(
+        "user-data",
+        {
+            "worker": 0,
+            "run_id": "gpu-1",
+            "vm_boot": base64.b64encode(json.dumps(doc).encode()).decode(),
+            "bootstrap_script": base64.b64encode(gzip.compress(Path(bootstrap.__file__).read_bytes())).decode(),
+            "profile": "gx3-16x80x1l4",
+            "nvidia_driver": "550",
+            "custom_image": True,
+            "hard_deadline": "2026-12-07T12:00:00+00:00",
+            "hard_timeout_seconds": 3600,
+            "heartbeat_interval": 30,
+        },
+        tmp_path / "render",
+    )
+    files = {f["path"]: f for f in yaml.safe_load(outputs["user_data"])["write_files"]}
+    boot = json.loads(base64.b64decode(files["/etc/ephemera/boot.json"]["content"]))
+    # the custom image has the driver and uv where the image builders put them: no setup script
+    assert boot["setup"] is None and boot["uv"] == "/opt/ephemera/uv/bin/uv" and boot["python"] == "/usr/bin/python3"
+    assert boot["image"] == doc["image"]
+    source = tmp_path / "bootstrap_rendered.py"
+    source.write_bytes(gzip.decompress(base64.b64decode(files["/usr/local/lib/ephemera/bootstrap.py"]["content"])))
+    spec = importlib.util.spec_from_file_location("bootstrap_rendered", source)
+    rendered = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rendered)
+    # this machine is not the VM: the image, uv and python live elsewhere here
+    boot.update(uv=UV, python=sys.executable, image={**boot["image"], "env": str(vm["env"])})
+    rendered.install(vm["root"], boot, vm["bundle"])
+    assert (vm["root"] / "env").is_symlink() and _installed(vm["env"]) == {"ephemera", "tinydep"}
+    assert not (vm["root"] / "wheelhouse").exists()
