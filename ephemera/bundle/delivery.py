@@ -147,8 +147,10 @@ def remove_credentials(storage: Storage, bucket: str, run_id: str) -> int:
     return len(left)
 
 
-def prepare_boot(ctx, run) -> Boot:
-    """Pack and store the run's bundle, make the VMs' credentials, and write each VM's boot document."""
+def prepare_boot(ctx, run, user_variables: dict | None = None) -> Boot:
+    """Pack and store the run's bundle, make the VMs' credentials, and write each VM's boot document.
+    ``user_variables``: the user's variables of this apply (a capacity-ladder rung's over
+    ``workspace.variables``; default: those), which may choose the boot image themselves."""
     config, storage, bucket = ctx.config, ctx.storage, ctx.config.state_bucket
     backend = config.storage.backend
     spec = storage_spec(backend)
@@ -156,7 +158,7 @@ def prepare_boot(ctx, run) -> Boot:
     check_vm_access(config_stack(config), backend, access.identity)
     ref = run_bundle(config, storage)
     log.info("run %s: bundle %s (%d bytes, %s)", run.run_id, ref.sha256[:12], ref.size, "reused" if ref.reused else "uploaded")
-    image = find_image(config, storage, ref)
+    image = find_image(config, storage, ref, user_variables)
     if image is not None:
         ref = replace(ref, image=image.id)
         log.info("run %s: its VMs start from the prepared image %s", run.run_id, image.id)

@@ -241,14 +241,16 @@ def run_lock_sha256(config, ref) -> str | None:
     return ref.lock_sha256 if spec.prepared_image is not None else None
 
 
-def user_choice(config) -> list[str]:
-    """The ``workspace.variables`` by which the user chose a cloud run's boot image themselves
-    (their choice wins over a prepared image)."""
+def user_choice(config, variables: dict | None = None) -> list[str]:
+    """The user's variables (``variables``: the run's, a capacity-ladder rung's over
+    ``workspace.variables``; default: those) by which they chose a cloud run's boot image
+    themselves (their choice wins over a prepared image)."""
     image = config_stack(config).prepared_image
     if image is None:
         return []
     names = (image.variable, image.flag, *image.user_choice)
-    return [n for n in names if n in (config.workspace.variables or {})]
+    given = config.workspace.variables if variables is None else variables
+    return [n for n in names if n in (given or {})]
 
 
 def cloud_problem(config, record: ImageRecord) -> str | None:
@@ -261,10 +263,11 @@ def cloud_problem(config, record: ImageRecord) -> str | None:
     return None
 
 
-def find_image(config, storage: Storage, ref) -> ImageRecord | None:
+def find_image(config, storage: Storage, ref, variables: dict | None = None) -> ImageRecord | None:
     """The prepared image a run of ``config`` with the bundle ``ref`` starts from, if one was
-    built from its lock and checks out here; else None (a record that does not check out is
-    named in a warning, and the run installs the stock way)."""
+    built from its lock and checks out here and the user's ``variables`` (see :func:`user_choice`)
+    choose no image; else None (a record that does not check out is named in a warning, and
+    the run installs the stock way)."""
     sha = run_lock_sha256(config, ref)
     if sha is None:
         return None
@@ -284,9 +287,9 @@ def find_image(config, storage: Storage, ref) -> ImageRecord | None:
             "prepared image for lock %s of stack %s not used: %s; the VMs install the stock way", sha[:12], stack, problem
         )
         return None
-    if record is not None and (chosen := user_choice(config)):
+    if record is not None and (chosen := user_choice(config, variables)):
         log.info(
-            "prepared image %s of lock %s not used: workspace.variables %s choose the boot image",
+            "prepared image %s of lock %s not used: the run's variables %s choose the boot image",
             record.id,
             sha[:12],
             ", ".join(chosen),

@@ -101,7 +101,7 @@ def test_the_users_own_image_variables_win(aws_config, variables, caplog):
     put_record(ctx.storage, config.state_bucket, _record("aws", AMI, "aws-ec2-gpu"), signing_key(config))
     with caplog.at_level(logging.INFO, logger="ephemera.image"):
         assert find_image(config, ctx.storage, REF) is None
-    assert f"{AMI} of lock {LOCK[:12]} not used: workspace.variables {next(iter(variables))}" in caplog.text
+    assert f"{AMI} of lock {LOCK[:12]} not used: the run's variables {next(iter(variables))}" in caplog.text
 
 
 def test_a_record_of_another_clouds_kind_is_ignored_with_a_warning(aws_config, caplog):
@@ -202,3 +202,15 @@ def test_runs_show_names_the_image_and_the_vms_that_could_not_use_it(local_confi
     assert "not usable on vm1, which installed the stock way" in details and "vm0," not in details
     ctx.ledger.update("ws-1", lambda r: setattr(r, "bundle", {**bundle, "image": None}))
     assert "image: none (stock install" in run_details(ctx, ctx.ledger.get("ws-1"))
+
+
+def test_a_capacity_ladder_rung_that_pins_an_image_wins_too(aws_config, caplog):
+    """A rung of ``workspace.fallback`` is the user's choice for that apply: the apply passes
+    the rung's variables over ``workspace.variables`` (lifecycle.activities._apply)."""
+    config = aws_config()
+    ctx = Context(config)
+    put_record(ctx.storage, config.state_bucket, _record("aws", AMI, "aws-ec2-gpu"), signing_key(config))
+    assert find_image(config, ctx.storage, REF, {"instance_type": "g6.2xlarge"}).id == AMI
+    with caplog.at_level(logging.INFO, logger="ephemera.image"):
+        assert find_image(config, ctx.storage, REF, {"instance_type": "g6.2xlarge", "image_id": "ami-0fedcba9876543210"}) is None
+    assert "the run's variables image_id choose the boot image" in caplog.text
