@@ -19,6 +19,8 @@ pins and hashes only (the bundle's lock is checked for secrets when it is packed
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import secrets
 import time
@@ -26,7 +28,16 @@ from datetime import timedelta
 from typing import Callable
 
 from ephemera import layout
-from ephemera.bundle.image import IMAGE_ID_FORMATS, ImageRecord, get_record, list_records, lock_sha256, put_record
+from ephemera.runkeys import signing_key
+from ephemera.bundle.image import (
+    IMAGE_ID_FORMATS,
+    ImageRecord,
+    get_record,
+    list_records,
+    lock_sha256,
+    put_record,
+    record_signature,
+)
 from ephemera.bundle.lock import compile_lock, pins, source_only_wheels, vm_requirements
 from ephemera.bundle.pack import requirements, vm_extras
 from ephemera.bundle.imagestacks import BUILD_EVENT, BuildPlace, default_stacks, engine_for, instance_status
@@ -220,7 +231,9 @@ class CloudBuild:
             engine_workspace_id=self.place.image_workspace_id,
             build_id=self.build_id,
         )
-        put_record(self.storage, self.config.state_bucket, record)  # last: a record names a finished image
+        # signed, or no cloud run boots it (bundle.image.cloud_problem); written last: a record names a finished image
+        record = dataclasses.replace(record, signature=record_signature(signing_key(self.config), record))
+        put_record(self.storage, self.config.state_bucket, record)
         return record
 
     # teardown ---------------------------------------------------------------------------

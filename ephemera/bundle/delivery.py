@@ -29,7 +29,8 @@ which Schematics never shows again), the bootstrap program itself
 ``bootstrap_script`` (gzip + base64), so a VM runs the controller's own bootstrap, and
 ``run_prefixes`` (:func:`prefixes_variable`), the run's prefixes for a stack that
 scopes a per-run VM identity to them. Where a prepared image was built from the run's lock
-(:mod:`ephemera.bundle.image`), the documents name it and the run's bundle record its id.
+(:mod:`ephemera.bundle.image`), the documents name it and the run's bundle record its id;
+a cloud stack also gets the image's variables (its spec's ``prepared_image``).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ephemera import layout
-from ephemera.bundle.image import boot_image, find_image
+from ephemera.bundle.image import boot_image, find_image, image_variables
 from ephemera.bundle.inputs import event_inputs
 from ephemera.bundle.store import BundleRef, run_bundle
 from ephemera.engines import engine_spec
@@ -146,8 +147,10 @@ def remove_credentials(storage: Storage, bucket: str, run_id: str) -> int:
     return len(left)
 
 
-def prepare_boot(ctx, run) -> Boot:
-    """Pack and store the run's bundle, make the VMs' credentials, and write each VM's boot document."""
+def prepare_boot(ctx, run, user_variables: dict | None = None) -> Boot:
+    """Pack and store the run's bundle, make the VMs' credentials, and write each VM's boot document.
+    ``user_variables``: the user's variables of this apply (a capacity-ladder rung's over
+    ``workspace.variables``; default: those), which may choose the boot image themselves."""
     config, storage, bucket = ctx.config, ctx.storage, ctx.config.state_bucket
     backend = config.storage.backend
     spec = storage_spec(backend)
@@ -155,7 +158,7 @@ def prepare_boot(ctx, run) -> Boot:
     check_vm_access(config_stack(config), backend, access.identity)
     ref = run_bundle(config, storage)
     log.info("run %s: bundle %s (%d bytes, %s)", run.run_id, ref.sha256[:12], ref.size, "reused" if ref.reused else "uploaded")
-    image = find_image(config, storage, ref)
+    image = find_image(config, storage, ref, user_variables)
     if image is not None:
         ref = replace(ref, image=image.id)
         log.info("run %s: its VMs start from the prepared image %s", run.run_id, image.id)
@@ -210,6 +213,7 @@ def prepare_boot(ctx, run) -> Boot:
         delivery = _credentials(storage, signer, bucket, creds_keys[worker], creds) if creds else None
         documents.append({**common, "worker": worker, "credentials": delivery})  # type: ignore[typeddict-item]  # common is a dict of BootDocument's fields
     variables = {**access.variables, "bootstrap_script": bootstrap_script(), "run_prefixes": prefixes_variable(scope)}
+    variables.update(image_variables(config, image))  # a cloud stack boots the prepared image itself
     return Boot(
         bundle=ref, documents=documents, variables=variables, secure_variables={"vm_boot": [_encode(d) for d in documents]}
     )

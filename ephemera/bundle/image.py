@@ -15,6 +15,15 @@ folder's tree digest. The *lock* of a local run (:func:`local_lock`) is what dec
 environment: the interpreter, the workload's requirements and the wheelhouse's content
 hash (which pins every wheel by its own hash).
 
+On a cloud stack an image is a machine image (an AMI, an IBM VPC image) whose builder
+installed the bundle's ``requirements.lock`` into :data:`CLOUD_IMAGE_ENV`; a run's lock is
+:func:`cloud_lock_sha256`. A matching record of the kind the stack's spec names
+(``prepared_image``) gives the stack its image variables (the id, ``custom_image = true``),
+unless ``workspace.variables`` chose the boot image (:func:`user_choice`: the user wins).
+The image is the VMs' whole disk, so a record naming one must come from the controller: a
+cloud record is signed with the controller's signing key (:func:`record_signature`, as
+:mod:`ephemera.runkeys` signs what VMs run) and one without a valid signature is ignored.
+
 Who can write an image record? Whoever can write the state bucket -- the controller's
 keys, never a run's VMs (:func:`ephemera.layout.run_prefixes` grants none of
 ``images/``). So a record is checked before it is used: a local image's path must be
@@ -28,15 +37,17 @@ warning: the run installs the stock way.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import re
 import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from ephemera import layout
 from ephemera.errors import ImageError, NoSuchKeyError
+from ephemera.runkeys import signing_key
 from ephemera.stack import config_stack
 from ephemera.storage.base import Storage
 
@@ -50,6 +61,10 @@ IMAGE_ID_FORMATS = {
     "ibm": re.compile(r"^r[0-9]{3}-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
     "aws": re.compile(r"^ami-(?:[0-9a-f]{8}|[0-9a-f]{17})$"),
 }
+# where a cloud image builder (terraform/*-image-builder) installs the lock, and the file it
+# writes beside it, holding the lock's SHA-256, only once all of it installed
+CLOUD_IMAGE_ENV = "/opt/ephemera/image/env"
+RECORD_DOMAIN = b"ephemera image record\0"  # what a record's signature is over, before its fields
 REBUILD_FIX = "build it again with `ephemera image build`, or delete it with `ephemera image delete`"
 
 
@@ -74,6 +89,7 @@ class ImageRecord:
     engine: str | None = None  # cloud: the engine of that workspace (terraform | schematics)
     engine_workspace_id: str | None = None  # cloud, schematics: the Schematics workspace id of that workspace
     build_id: str | None = None  # cloud: the build (its ledger record) that made it
+    signature: str | None = None  # HMAC-SHA256 of the other fields under the controller's signing key (cloud: required)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -95,6 +111,8 @@ class ImageRecord:
             raise ImageError("id", f"'{record.id[:80]}' is not a {record.kind} image id", REBUILD_FIX)
         if not SHA256.match(record.lock_sha256):
             raise ImageError("lock_sha256", "is not a SHA-256", REBUILD_FIX)
+        if record.signature is not None and not (isinstance(record.signature, str) and SHA256.match(record.signature)):
+            raise ImageError("signature", "is not an HMAC-SHA256 in hex", REBUILD_FIX)
         if record.kind == "local" and not (record.path and record.site and record.digest and SHA256.match(record.digest)):
             raise ImageError("path", "a local image needs its path, site and digest", REBUILD_FIX)
         return record
@@ -122,6 +140,15 @@ def lock_sha256(text: str) -> str:
     """The SHA-256 of a lock's text. A cloud image's lock is the bundle's hashed
     ``requirements.lock`` (:mod:`ephemera.bundle.lock`), taken as it is."""
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def cloud_lock_sha256(lock: bytes) -> str:
+    """The lock hash of a cloud run and of a cloud image: the SHA-256 of the bundle's
+    ``requirements.lock`` bytes, exactly what a cloud VM installs (every line pinned by
+    hash, Ephemera's own dependencies included; only Ephemera's wheel is not in it). The
+    builder installs these bytes and writes this hash beside the environment; the VM
+    hashes the lock it unpacked and compares both before using the image."""
+    return hashlib.sha256(lock).hexdigest()
 
 
 def image_store(config) -> Path:
@@ -180,7 +207,18 @@ def get_record(storage: Storage, bucket: str, stack: str, sha256: str) -> ImageR
     return record
 
 
-def put_record(storage: Storage, bucket: str, record: ImageRecord) -> None:
+def record_signature(signing: str, record: ImageRecord) -> str:
+    """The HMAC-SHA256 under the signing key ``signing`` (:func:`ephemera.runkeys.signing_key`)
+    of every field of ``record`` but its signature."""
+    body = json.dumps({k: v for k, v in record.to_dict().items() if k != "signature"}, sort_keys=True)
+    return hmac.new(signing.encode("utf-8"), RECORD_DOMAIN + body.encode(), hashlib.sha256).hexdigest()
+
+
+def put_record(storage: Storage, bucket: str, record: ImageRecord, signing: str | None = None) -> None:
+    """Store ``record``, signed with ``signing`` when given (a cloud record must be: a run
+    boots a cloud image only from a record signed with its controller's key)."""
+    if signing is not None:
+        record = replace(record, signature=record_signature(signing, record))
     storage.put(bucket, layout.image_key(record.stack, record.lock_sha256), json.dumps(record.to_dict(), indent=1).encode())
 
 
@@ -200,24 +238,54 @@ def list_records(storage: Storage, bucket: str) -> list[ImageRecord | ImageError
 
 
 def run_lock_sha256(config, ref) -> str | None:
-    """The lock hash a run of ``config`` with the bundle ``ref`` matches images on; None where
-    this stack has no prepared images yet (only local ones are built today)."""
-    if not config_stack(config).vms_on_host:
-        return None
-    return lock_sha256(local_lock(list(ref.requirements), ref.wheelhouse_sha256))
+    """The lock hash a run of ``config`` with the bundle ``ref`` matches images on: a local
+    stack's :func:`local_lock`, a cloud stack's :func:`cloud_lock_sha256` (recorded in the
+    bundle's manifest); None where the stack boots no prepared image or the bundle has no lock."""
+    spec = config_stack(config)
+    if spec.vms_on_host:
+        return lock_sha256(local_lock(list(ref.requirements), ref.wheelhouse_sha256))
+    return ref.lock_sha256 if spec.prepared_image is not None else None
 
 
-def find_image(config, storage: Storage, ref) -> ImageRecord | None:
+def user_choice(config, variables: dict | None = None) -> list[str]:
+    """The user's variables (``variables``: the run's, a capacity-ladder rung's over
+    ``workspace.variables``; default: those) by which they chose a cloud run's boot image
+    themselves (their choice wins over a prepared image)."""
+    image = config_stack(config).prepared_image
+    if image is None:
+        return []
+    names = (image.variable, image.flag, *image.user_choice)
+    given = config.workspace.variables if variables is None else variables
+    return [n for n in names if n in (given or {})]
+
+
+def cloud_problem(config, record: ImageRecord) -> str | None:
+    """Why a cloud run of ``config`` must not boot ``record`` (None: it may)."""
+    image = config_stack(config).prepared_image
+    if image is None or record.kind != image.kind:
+        return f"it is a {record.kind} image, and the stack {record.stack} boots {image.kind if image else 'no'} images"
+    if not record.signature or not hmac.compare_digest(record.signature, record_signature(signing_key(config), record)):
+        return "it is not signed with this controller's signing key (security.signing_key): build it with this controller"
+    return None
+
+
+def find_image(config, storage: Storage, ref, variables: dict | None = None) -> ImageRecord | None:
     """The prepared image a run of ``config`` with the bundle ``ref`` starts from, if one was
-    built from its lock and checks out here; else None (a record that does not check out is
-    named in a warning, and the run installs the stock way)."""
+    built from its lock and checks out here and the user's ``variables`` (see :func:`user_choice`)
+    choose no image; else None (a record that does not check out is named in a warning, and
+    the run installs the stock way)."""
     sha = run_lock_sha256(config, ref)
     if sha is None:
         return None
     stack = stack_name(config)
     try:
         record = get_record(storage, config.state_bucket, stack, sha)
-        problem = local_path_problem(config, record) if record is not None and record.kind == "local" else None
+        if record is None:
+            problem = None
+        elif config_stack(config).vms_on_host:
+            problem = local_path_problem(config, record) if record.kind == "local" else f"a {record.kind} image on a local stack"
+        else:
+            problem = cloud_problem(config, record)
     except ImageError as exc:
         record, problem = None, exc.message
     if problem:
@@ -225,9 +293,35 @@ def find_image(config, storage: Storage, ref) -> ImageRecord | None:
             "prepared image for lock %s of stack %s not used: %s; the VMs install the stock way", sha[:12], stack, problem
         )
         return None
+    if record is not None and (chosen := user_choice(config, variables)):
+        log.info(
+            "prepared image %s of lock %s not used: the run's variables %s choose the boot image",
+            record.id,
+            sha[:12],
+            ", ".join(chosen),
+        )
+        return None
     return record
 
 
 def boot_image(record: ImageRecord) -> dict:
-    """The boot document's ``image``: what a VM needs to check and use it."""
-    return {"id": record.id, "path": record.path, "site": record.site, "digest": record.digest}
+    """The boot document's ``image``: what a VM needs to check and use it (local: its folder
+    and tree digest; cloud: the environment the builder made and the lock it must hold)."""
+    cloud = record.kind != "local"
+    return {
+        "id": record.id,
+        "path": record.path,
+        "site": record.site,
+        "digest": record.digest,
+        "env": CLOUD_IMAGE_ENV if cloud else None,
+        "lock_sha256": record.lock_sha256 if cloud else None,
+    }
+
+
+def image_variables(config, record: ImageRecord | None) -> dict:
+    """The stack variables that boot a cloud run from ``record``: its id, and the flag
+    saying the image has the driver and uv ({} for none, or a local image)."""
+    image = config_stack(config).prepared_image
+    if record is None or image is None or record.kind != image.kind:
+        return {}
+    return {image.variable: record.id, image.flag: True}

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from ephemera.bundle.image import cloud_lock_sha256
 from ephemera.bundle.lock import LOCK_FILE, compile_lock, needs_lock, pins, source_only_wheels, vm_requirements
 from ephemera.bundle.source import DEFAULT_IGNORE, SecretCheck, source_files
 from ephemera.bundle.vmwheels import VM_PYTHONS
@@ -152,6 +153,8 @@ def pack(config, out_dir: str | Path, lock: bool | None = None, vm_pythons: Sequ
             "wheel_sha256": hashlib.sha256(wheel_bytes).hexdigest(),
             "requirements": reqs,
             "lock": LOCK_FILE if locked else None,
+            # what a cloud run matches prepared images on (ephemera.bundle.image.cloud_lock_sha256)
+            "lock_sha256": cloud_lock_sha256(lock_text.encode()) if lock_text is not None else None,
             "wheelhouse": [w.name for w in built],
             "local_wheelhouse": (
                 {"lock": WHEELHOUSE_LOCK, "sha256": house.sha256, "size": house.size, "files": house.files} if house else None

@@ -46,6 +46,7 @@ class BundleRef:
     locked: bool = False  # it carries the hashed lock a cloud VM installs (ephemera.bundle.lock)
     wheelhouse: dict | None = None  # {key, sha256, size} of the wheels its lock pins (wheelhouse.lock, requirements.lock)
     image: str | None = None  # the prepared image the run's VMs start from (ephemera.bundle.image), None: stock
+    lock_sha256: str | None = None  # SHA-256 of its requirements.lock: what cloud runs match prepared images on
 
     @property
     def wheelhouse_sha256(self) -> str | None:
@@ -73,6 +74,7 @@ def _ref(bundle_key: str, sha256: str, size: int, manifest: dict, reused: bool) 
         reused=reused,
         locked=bool(manifest.get("lock")),
         wheelhouse=_wheelhouse(manifest),
+        lock_sha256=manifest.get("lock_sha256"),
     )
 
 

@@ -226,6 +226,17 @@ def vm_time(seconds: dict) -> str:
     )
 
 
+def image_line(bundle: dict, vms: list[dict]) -> str:
+    """What the run's VMs started from: a prepared image (and the VMs that found it unusable
+    and installed the stock way), or the stock install."""
+    image = bundle.get("image")
+    if not image:
+        return "image: none (stock install: no prepared image of the bundle's lock, or the user chose the boot image)"
+    rejected = [f"vm{vm['worker']}" for vm in vms if "image_rejected" in (vm.get("phases") or {})]
+    note = f"; not usable on {', '.join(rejected)}, which installed the stock way" if rejected else ""
+    return f"image: {image} (prepared from the bundle's lock: its VMs install only what it lacks{note})"
+
+
 def results_lines(ctx: Context, run: RunRecord) -> list[str]:
     """What the user cares about first: the outcome, the workload's result, the output
     objects (name, size, link) and, on failure, the error and the workload's traceback."""
@@ -285,6 +296,7 @@ def run_details(ctx: Context, run: RunRecord) -> str:
             f"bundle: {b['sha256'][:16]} ({human_size(b['size'])}: {b['wheel']}, {b['source_files']} source files, "
             f"requirements {', '.join(b['requirements']) or 'none'})"
         )
+        parts.append(image_line(b, vms))
     seconds = run.vm_seconds or (vm_seconds(vms) if vms else {})
     if seconds:
         parts.append(vm_time(seconds) + ("" if run.vm_seconds else " so far"))

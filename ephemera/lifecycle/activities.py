@@ -112,7 +112,8 @@ def _apply(ctx: Context, run: RunRecord, busy_wait: float) -> RunRecord:
     try:
         admit(ctx, run)  # budget caps: refused (BUDGET_EXCEEDED) before anything is paid for
         plain, secure = stack_variables(ctx, run)
-        boot = prepare_boot(ctx, run)  # the run's bundle, and what each VM boots from
+        chosen = {**ctx.config.workspace.variables, **ladder.rung_variables(ctx.config, run)}  # may name a boot image
+        boot = prepare_boot(ctx, run, chosen)  # the run's bundle, and what each VM boots from
         ctx.ledger.update(run.run_id, lambda record: setattr(record, "bundle", boot.bundle.to_dict()))
         plain.update(boot.variables)
         secure.update(boot.secure_variables)

@@ -46,6 +46,8 @@ class ImageRef(TypedDict):
     path: str | None  # local: its folder, inside the home's image store
     site: str | None  # local: its site-packages, relative to path
     digest: str | None  # local: the folder's tree digest, checked before it is used
+    env: str | None  # cloud: the environment the image builder installed the lock into
+    lock_sha256: str | None  # cloud: the lock it must hold (its builder's marker, and the bundle's lock)
 
 
 class CredentialsRef(TypedDict):

@@ -12,6 +12,8 @@ read HCL or know a stack by name:
 - the instance profile its VMs have (a variable naming it, or a fixed one), for the
   cost of a run and of a plan, and the prices of the profiles it knows (on-demand, and
   spot where known); what happens to its VMs when spot capacity is reclaimed (``preemption``);
+- how its runs boot a prepared cloud image (``prepared_image``: the image kind, the variable
+  taking its id and the flag saying it has the driver and uv);
 - where its VMs run (``vms_on_host``: processes on the controller's machine), the VM
   identity kinds and storage backends they can use;
 - its hooks: a class (``"module:Class"``) doing what only this stack needs (the local
@@ -59,9 +61,11 @@ _TOP_KEYS = {
     "vms",
     "prices",
     "preemption",
+    "prepared_image",
 }
 _VAR_KEYS = {"type", "required", "default", "sensitive", "set_by", "max", "description"}
 _VMS_KEYS = {"list", "ids", "addresses", "public_addresses"}
+_IMAGE_KEYS = {"kind", "variable", "flag", "user_choice"}
 _PRICE_KEYS = {"hourly", "spot_hourly", "gpus", "as_of", "source", "estimate"}
 
 
@@ -105,6 +109,17 @@ class StackPrice:
 
 
 @dataclass(frozen=True)
+class PreparedImage:
+    """How a cloud stack boots a prepared image (``[prepared_image]``): a run whose lock has
+    an image of this kind gets ``variable = <image id>`` and ``flag = true``."""
+
+    kind: str  # the image records it takes (ephemera.bundle.image.ImageRecord.kind): "ibm" or "aws"
+    variable: str  # the string variable that takes the image's id
+    flag: str  # the bool variable saying the image has the driver and uv (custom_image)
+    user_choice: tuple[str, ...] = ()  # more variables that, set by the user, choose the boot image (theirs wins)
+
+
+@dataclass(frozen=True)
 class StackSpec:
     name: str  # the stack's registry name (or its folder's name)
     folder: Path  # the folder with its .tf files and stack.toml
@@ -120,6 +135,7 @@ class StackSpec:
     profile_variable: str = ""  # the variable naming the instance profile, if any
     prices: dict[str, StackPrice] = field(default_factory=dict)  # prices of the profiles it knows
     preemption: str = ""  # what happens to a spot VM when its capacity is reclaimed, in words (empty: no spot)
+    prepared_image: PreparedImage | None = None  # how its runs boot a prepared cloud image (None: they do not)
 
     def takes(self, values: dict) -> dict:
         """The part of ``values`` this stack declares as variables."""
@@ -196,6 +212,27 @@ def _price(path: Path, profile: str, data: Any) -> StackPrice:
     )
 
 
+def _prepared_image(path: Path, data: Any, variables: dict[str, VariableSpec]) -> PreparedImage | None:
+    if data is None:
+        return None
+    fix = 'e.g. prepared_image = { kind = "aws", variable = "image_id", flag = "custom_image", user_choice = ["image"] }'
+    if (
+        not isinstance(data, dict)
+        or set(data) - _IMAGE_KEYS
+        or not all(isinstance(data.get(k), str) for k in ("kind", "variable", "flag"))
+    ):
+        raise _fail(path, "prepared_image", "needs kind, variable and flag (strings), and may name user_choice", fix)
+    for key, want in (("variable", "string"), ("flag", "bool")):
+        var = variables.get(data[key])
+        if var is None or var.type != want or var.set_by != "user":
+            raise _fail(path, f"prepared_image.{key}", f"'{data[key]}' is not a {want} variable the user sets", fix)
+    choice = _str_tuple(path, "prepared_image.user_choice", data.get("user_choice", []))
+    for name in choice:
+        if name not in variables:
+            raise _fail(path, "prepared_image.user_choice", f"names '{name}', which is not a variable of the stack", fix)
+    return PreparedImage(data["kind"], data["variable"], data["flag"], choice)
+
+
 def parse_spec(name: str, folder: Path, text: str) -> StackSpec:
     """The spec in ``text`` (a ``stack.toml`` of ``folder``); StackSpecError naming the key and the fix."""
     path = folder / SPEC_FILE
@@ -215,11 +252,12 @@ def parse_spec(name: str, folder: Path, text: str) -> StackSpec:
     for key, out in vms.items():
         if out not in outputs:
             raise _fail(path, f"vms.{key}", f"names '{out}', which is not an output of the stack", "name one of [outputs]")
+    declared = {n: _variable(path, n, v) for n, v in variables.items()}
     spec = StackSpec(
         name=name,
         folder=folder,
         description=str(data.get("description", "")),
-        variables={n: _variable(path, n, v) for n, v in variables.items()},
+        variables=declared,
         outputs={
             n: OutputSpec(n, str((v or {}).get("description", "")) if isinstance(v, dict) else "") for n, v in outputs.items()
         },
@@ -232,6 +270,7 @@ def parse_spec(name: str, folder: Path, text: str) -> StackSpec:
         profile_variable=str(data.get("profile_variable", "")),
         prices={p: _price(path, p, v) for p, v in (data.get("prices") or {}).items()},
         preemption=str(data.get("preemption", "")),
+        prepared_image=_prepared_image(path, data.get("prepared_image"), declared),
     )
     if spec.profile_variable and spec.profile_variable not in spec.variables:
         raise _fail(

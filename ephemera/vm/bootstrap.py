@@ -5,8 +5,8 @@ at every boot until the run ends); local VMs run it too (:mod:`ephemera.vm.local
 (:class:`ephemera.model.vmboot.BootDocument`): 1. read the one-time credentials object (VMs without identity) into a 0600
 file and delete it; 2. run the stack's setup script once; 3. fetch the bundle (presigned URL, or the VM's identity), check
 its SHA-256, unpack it, install it into a virtual environment: on a cloud VM the bundle's lock and Ephemera's wheel,
-hashes required, nothing resolved, with uv (else pip), from the bundle's wheelhouse, never an index; on a local VM over the
-controller's site-packages plus its wheelhouse, or over a prepared image (:mod:`ephemera.vm.imageboot`); a wheelhouse's
+hashes required, nothing resolved, with uv (else pip), from the bundle's wheelhouse, never an index -- over a prepared image's
+environment only what it lacks (:func:`image_env`); a local VM's install step is :mod:`ephemera.vm.localinstall`; a wheelhouse's
 SHA-256 is checked before it is unpacked, each wheel's against the lock. 4. hand over to stage two (``python -m
 ephemera.vm boot``). Phases are stamped in ``<root>/state.json`` (a reboot resumes); a failure writes the failure marker.
 """
@@ -34,11 +34,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # this file ships alone (stdlib only): the documented shape is for the type checker
     from ephemera.model.vmboot import BootDocument, ObjectRef
 
-STATE = "state.json"
-LOG = "bootstrap.log"
+STATE, LOG, LOG_TAIL_LINES, HTTP_TIMEOUT = "state.json", "bootstrap.log", 40, 60
 CREDENTIALS = "credentials.json"  # the one-time storage keys of a VM without identity
-LOG_TAIL_LINES = 40
-HTTP_TIMEOUT = 60
 
 
 class BootError(Exception):
@@ -214,10 +211,7 @@ def fetch_bundle(root: Path, boot: BootDocument) -> Path:
 
 
 def find_uv(boot: BootDocument) -> str | None:
-    for candidate in (boot.get("uv"), shutil.which("uv"), str(Path(sys.executable).parent / "uv")):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    return None
+    return next((c for c in (boot.get("uv"), shutil.which("uv"), str(Path(sys.executable).parent / "uv")) if c and os.access(c, os.X_OK)), None)
 
 
 def env_python(env: Path) -> Path:
@@ -225,11 +219,13 @@ def env_python(env: Path) -> Path:
 
 
 def install(root: Path, boot: BootDocument, bundle: Path, installer: str | None = None) -> Path:
-    """Create ``<root>/env``, install the bundle into it (:func:`install_locked`, :func:`install_local`); its python."""
+    """Create ``<root>/env``, install the bundle into it (:func:`install_locked`, or a local VM's
+    :func:`ephemera.vm.localinstall.install_local`); its python."""
     manifest = json.loads((bundle / "manifest.json").read_text())
     env = root / "env"
-    shutil.rmtree(env, ignore_errors=True)
-    if boot.get("inherit_site"):
+    env.unlink() if env.is_symlink() else shutil.rmtree(env, ignore_errors=True)
+    if boot.get("inherit_site"):  # a local VM, which runs this file from the installed package
+        from ephemera.vm.localinstall import install_local  # never reached on a cloud VM, where this file ships alone
         install_local(root, boot, bundle, manifest, env)
     else:
         install_locked(root, boot, bundle, manifest, env, installer)
@@ -250,26 +246,53 @@ def locked_requirements(root: Path, bundle: Path, manifest: dict) -> list[str]:
 
 
 def install_locked(root: Path, boot: BootDocument, bundle: Path, manifest: dict, env: Path, installer: str | None = None) -> None:
-    """Install exactly the lock and Ephemera's wheel, hashes required, nothing resolved (``--no-deps``)."""
+    """Install exactly the lock and Ephemera's wheel, hashes required, nothing resolved (``--no-deps``);
+    over a prepared image's environment (:func:`image_env`) only what it lacks."""
     files = [arg for path in locked_requirements(root, bundle, manifest) for arg in ("-r", path)]
     files += ["--find-links", str(bundle / "wheels")]  # the wheels built from source-only packages
     python = boot.get("python") or sys.executable
+    uv = None if installer == "pip" else find_uv(boot)
+    uv_env = {"UV_PYTHON_DOWNLOADS": "never", "UV_LINK_MODE": "copy"}
+    if boot.get("image") and (base := image_env(root, boot, bundle / manifest["lock"], uv)) is not None:
+        env.symlink_to(base, target_is_directory=True)  # the image's environment is this VM's own copy of it
+        python = str(env_python(env))
+        try:  # everything the lock pins is there: only Ephemera's wheel is new, and no wheelhouse is fetched
+            return run(root, [uv, "pip", "install", "--python", python, "--require-hashes", "--no-deps", "--no-index", *files], "installing what the image lacks (uv, hashes required, no index)", uv_env)  # type: ignore[list-item]  # image_env needs uv
+        except BootError:
+            log(root, "the image lacks lines of the lock: installing them from the wheelhouse")
     if house := manifest.get("vm_wheelhouse"):
         if (have := subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True, text=True).stdout.strip()) not in house["pythons"]:
             raise BootError(f"this VM's Python {have} is not one the bundle's wheelhouse has wheels for ({', '.join(house['pythons'])}): boot an image with one")
         files += ["--no-index", "--find-links", str(fetch_wheelhouse(root, boot, bundle, house))]
     else:
         log(root, "the bundle was packed without a wheelhouse: installing its lock from the package index")
-    uv = None if installer == "pip" else find_uv(boot)
     if uv:
-        uv_env = {"UV_PYTHON_DOWNLOADS": "never", "UV_LINK_MODE": "copy"}
-        run(root, [uv, "venv", "--quiet", "--python", python, str(env)], "creating the environment (uv)", uv_env)
+        if not env.is_symlink():
+            run(root, [uv, "venv", "--quiet", "--python", python, str(env)], "creating the environment (uv)", uv_env)
         run(root, [uv, "pip", "install", "--python", str(env_python(env)), "--require-hashes", "--no-deps", *files],
             "installing the bundle's lock (uv, hashes required)", uv_env)
     else:
         run(root, [python, "-m", "venv", str(env)], "creating the environment")
         run(root, [str(env_python(env)), "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
                    "--require-hashes", "--no-deps", *files], "installing the bundle's lock (pip, hashes required)")
+
+
+def image_env(root: Path, boot: BootDocument, lock: Path, uv: str | None) -> Path | None:
+    """The prepared image's environment (``image.env``) if the builder's marker beside it (written once all
+    the lock installed) and the document both name this lock's SHA-256 and its python runs; else None, with a warning."""
+    image: dict = dict(boot.get("image") or {})  # untyped here: every field is checked below
+    try:
+        env, want = Path(str(image["env"])), hashlib.sha256(lock.read_bytes()).hexdigest()
+        if image["lock_sha256"] != want:
+            raise BootError(f"it was built from lock {str(image['lock_sha256'])[:12]}, this bundle's is {want[:12]}")
+        if (env.parent / "lock.sha256").read_text().strip() != want:
+            raise BootError(f"{env.parent / 'lock.sha256'} names another lock (a build that did not finish, or another image)")
+        if not uv or subprocess.run([str(env_python(env)), "-c", ""], stdin=subprocess.DEVNULL, capture_output=True).returncode:
+            raise BootError(f"{env_python(env)} does not run" if uv else "no uv on this VM (the image environment has no pip)")
+        return env
+    except (BootError, KeyError, TypeError, OSError) as exc:
+        log(root, f"WARNING: prepared image {image.get('id', '?')} not used ({exc}); installing the stock way")
+        return None
 
 
 def fetch_wheelhouse(root: Path, boot: BootDocument, bundle: Path, house: dict) -> Path:
@@ -291,31 +314,6 @@ def fetch_wheelhouse(root: Path, boot: BootDocument, bundle: Path, house: dict) 
     for name, wheel in wheels.items():  # only now, every member and hash checked
         (folder / name).write_bytes(wheel)
     return folder
-
-
-def install_local(root: Path, boot: BootDocument, bundle: Path, manifest: dict, env: Path) -> None:
-    """A local VM: the controller's site-packages seen through a ``.pth``, Ephemera's wheel over
-    them and the bundle's wheelhouse (what the controller lacks), offline, hashes required."""
-    if boot.get("image"):  # named for local VMs only, which run this file from the installed package (never a cloud VM)
-        from ephemera.vm import imageboot  # local VMs only: this file alone on a cloud VM has no package
-        if (site := imageboot.image_site(root, boot)) is not None:
-            return imageboot.install_over_image(root, boot, bundle, manifest, env, site)
-    wheel = str(bundle / "wheels" / manifest["wheel"])
-    extras = sorted(set(boot.get("extras") or []) | ({"gpu"} if int((boot.get("gpu") or {}).get("count") or 0) else set()))
-    target = f"{wheel}[{','.join(extras)}]" if extras else wheel
-    python = boot.get("python") or sys.executable
-    pip = [python, "-m", "pip", "--python", str(env_python(env)), "install", "--disable-pip-version-check", "--no-input"]
-    pip += ["--no-index"] if boot.get("offline") else []
-    run(root, [python, "-m", "venv", "--without-pip", str(env)], "creating the environment")
-    site = purelib(root, env)
-    (site / "zz-ephemera-host.pth").write_text("".join(p + "\n" for p in boot["inherit_site"]))
-    run(root, pip + ["--ignore-installed", "--no-deps", wheel], "installing Ephemera's wheel (pip)")
-    if manifest.get("local_wheelhouse"):
-        house = ["--no-index", "--find-links", str(fetch_wheelhouse(root, boot, bundle, manifest["local_wheelhouse"]))]
-        run(root, pip + house + ["--require-hashes", "--no-deps", "-r", str(bundle / manifest["local_wheelhouse"]["lock"])],
-            "installing the wheelhouse (pip, offline, hashes required)")
-        pip += house[1:]
-    run(root, pip + [target, "-r", str(bundle / "requirements.txt")], "installing the bundle's requirements (pip)")
 
 
 def purelib(root: Path, env: Path) -> Path:
@@ -363,8 +361,8 @@ def bootstrap(boot_file: Path, root: Path) -> Path:
         if state.data.get("installed") != boot["bundle"]["sha256"] or not env_python(root / "env").exists():
             started = time.monotonic()
             install(root, boot, bundle)
-            if boot.get("image"):  # whether the VM started from it, or found it altered and installed the stock way
-                state.phase("image_used" if any((root / "env").glob("lib/*/site-packages/zy-ephemera-image.pth")) else "image_rejected")
+            if boot.get("image"):  # whether the VM started from it (cloud: a link to it; local: a .pth), or installed the stock way
+                state.phase("image_used" if (root / "env").is_symlink() or any((root / "env").glob("lib/*/site-packages/zy-ephemera-image.pth")) else "image_rejected")
             log(root, f"bundle installed in {time.monotonic() - started:.1f}s")
             state.data["installed"] = boot["bundle"]["sha256"]
         state.phase("bundle_installed")

@@ -20,6 +20,7 @@ locals {
   image_name = var.image_name != "" ? var.image_name : (
     module.newest_image.name != "" ? module.newest_image.name : "no-ubuntu-${var.ubuntu_version}-image-found"
   )
+  image_id = var.image_id != "" ? var.image_id : data.ibm_is_image.boot[0].id
 }
 
 module "newest_image" {
@@ -49,7 +50,8 @@ data "ibm_is_images" "public" {
 }
 
 data "ibm_is_image" "boot" {
-  name = local.image_name
+  count = var.image_id == "" ? 1 : 0 # a pinned image (a prepared one) is used by its id
+  name  = local.image_name
 }
 
 resource "ibm_is_vpc" "run" {
@@ -132,7 +134,7 @@ resource "ibm_is_instance" "worker" {
   count          = var.worker_count
   name           = "${local.name}-w${count.index}"
   profile        = var.profile
-  image          = data.ibm_is_image.boot.id
+  image          = local.image_id
   vpc            = ibm_is_vpc.run.id
   zone           = local.zone
   keys           = var.debug_access ? [ibm_is_ssh_key.debug[0].id] : []

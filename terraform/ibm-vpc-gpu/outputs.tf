@@ -55,7 +55,7 @@ output "floating_ips" {
 
 output "image" {
   description = "The boot image used."
-  value       = data.ibm_is_image.boot.name
+  value       = var.image_id != "" ? var.image_id : data.ibm_is_image.boot[0].name
 }
 
 output "tags" {

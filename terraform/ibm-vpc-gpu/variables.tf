@@ -151,6 +151,16 @@ variable "image_name" {
   description = "Exact boot image name (a custom image too); empty picks the newest ibm-ubuntu-<ubuntu_version>-<n>-minimal-amd64-<build> image, comparing the numbers as numbers."
 }
 
+variable "image_id" {
+  type        = string
+  default     = ""
+  description = "A boot image by its id (a prepared image: Ephemera sets it for a run whose lock has one); empty: image_name, or the newest stock image."
+  validation {
+    condition     = var.image_id == "" || can(regex("^r[0-9]{3}-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", var.image_id))
+    error_message = "image_id must be an IBM VPC image id such as r006-1234abcd-12ab-34cd-56ef-1234567890ab, or empty."
+  }
+}
+
 variable "nvidia_driver" {
   type        = string
   default     = "550"

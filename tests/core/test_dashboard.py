@@ -352,3 +352,14 @@ def test_tls_serves_https_with_a_secure_cookie(ctx, tmp_path):
         server.close()
     with pytest.raises(ParamError, match="--tls-key"):
         DashboardServer(ctx, "127.0.0.1", 0, None, tls_cert=str(cert))
+
+
+def test_the_run_page_names_the_prepared_image_its_vms_started_from(ctx, served):
+    add_run(ctx, "ws-3", [S.APPLYING, S.RUNNING])
+    bundle = {"key": "k", "sha256": "b" * 64, "size": 1, "wheel": "w", "requirements": [], "source_files": 0}
+    ctx.ledger.update("ws-3", lambda r: setattr(r, "bundle", {**bundle, "image": "ami-0123456789abcdef0"}))
+    _, _, page = get(served().base + "/runs/ws-3")
+    assert '<p id="image">image: ami-0123456789abcdef0 (prepared from the bundle&#39;s lock' in page
+    ctx.ledger.update("ws-3", lambda r: setattr(r, "bundle", {**bundle, "image": None}))
+    _, _, page = get(served().base + "/runs/ws-3")
+    assert '<p id="image">image: none (stock install' in page

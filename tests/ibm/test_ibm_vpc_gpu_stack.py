@@ -141,9 +141,12 @@ def test_profile_default_is_current_gpu(stack):
     assert stack["resource"]["ibm_is_instance"]["worker"]["profile"] == "${var.profile}"
 
 
-def test_image_is_looked_up_by_name(stack):
+def test_image_is_looked_up_by_name_unless_pinned_by_id(stack):
+    """A prepared image comes by its id (``image_id``): the name lookup is then skipped."""
     assert stack["data"]["ibm_is_image"]["boot"]["name"] == "${local.image_name}"
-    assert stack["resource"]["ibm_is_instance"]["worker"]["image"] == "${data.ibm_is_image.boot.id}"
+    assert stack["data"]["ibm_is_image"]["boot"]["count"] == '${var.image_id == "" ? 1 : 0}'
+    assert stack["resource"]["ibm_is_instance"]["worker"]["image"] == "${local.image_id}"
+    assert stack["locals"]["image_id"] == '${var.image_id != "" ? var.image_id : data.ibm_is_image.boot[0].id}'
     assert "22-04" in stack["variable"]["ubuntu_version"]["validation"][0]["condition"]
     assert "var.image_name" in stack["locals"]["image_name"] and "module.newest_image.name" in stack["locals"]["image_name"]
 

@@ -27,7 +27,7 @@ import pytest
 
 from ephemera.assembly import load_config
 from ephemera.bundle.cloudimage import build_cloud, delete_cloud, place_of_record
-from ephemera.bundle.image import ImageRecord, get_record, lock_sha256, put_record
+from ephemera.bundle.image import ImageRecord, cloud_problem, get_record, lock_sha256, put_record
 from ephemera.bundle.imagestacks import BuildPlace, default_stacks, engine_for
 from ephemera.context import Context
 from ephemera.errors import ImageBuildError, ImageError
@@ -121,6 +121,7 @@ def test_a_build_against_schematics_records_the_image_and_leaves_no_builder_reso
     assert built and record.id == IMAGE_ID and record.kind == "ibm" and record.stack == "ibm-vpc-gpu"
     assert record.lock_sha256 == lock_sha256(LOCK) and record.workspace == "image-t" and record.engine_workspace_id == IMAGE_WS
     assert get_record(get_storage(config), config.state_bucket, "ibm-vpc-gpu", lock_sha256(LOCK)) == record
+    assert cloud_problem(config, record) is None, "a cloud run of this lock would not boot the image it built"
 
     # the builder is gone, the image workspace holds only the image
     assert schematics.workspaces[BUILDER_WS].resources == [] and schematics.workspaces[BUILDER_WS].status == "INACTIVE"

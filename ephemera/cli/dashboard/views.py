@@ -9,7 +9,7 @@ from datetime import datetime
 
 from ephemera.cli.logs import DEFAULT_SOURCES, RunLogs, format_line
 from ephemera.cli.results import outcome, output_objects_or_note, teardown, workload_result, workload_traceback
-from ephemera.cli.runs import cost_lines, cost_of, last_heartbeat, run_vms
+from ephemera.cli.runs import cost_lines, cost_of, image_line, last_heartbeat, run_vms
 from ephemera.cli.tables import human_duration, human_size
 from ephemera.cli import preemptions
 from ephemera.cli.timeline_svg import timeline_svg
@@ -92,6 +92,7 @@ def run_view(ctx: Context, run_id: str, log_lines: int = 200) -> dict:
         "record": run,
         "svg": timeline_svg(run, vms),
         "cost": cost_lines(cost_of(ctx, run, vms)),
+        "image": image_line(run.bundle, vms) if run.bundle else None,  # what its VMs started from
         "transitions": run.transitions,
         "preemptions": preemptions.rows(run),
         "spot": preemptions.summary(run),

@@ -1,0 +1,53 @@
+"""A local VM's install step: the bundle over the controller's site-packages, or over a prepared image.
+
+Local VMs run the bootstrap (:mod:`ephemera.vm.bootstrap`) from the installed package, so
+their install step lives here, beside it, and the bootstrap -- one stdlib-only file copied
+whole into every cloud VM's user data -- carries only what a cloud VM runs. The
+bootstrap's helpers are reached through its module (``bootstrap.run``), as its own
+functions reach them.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ephemera.vm import bootstrap
+
+if TYPE_CHECKING:
+    from ephemera.model.vmboot import BootDocument
+
+HOST_PTH = "zz-ephemera-host.pth"  # the controller's site-packages, seen by the VM's environment
+
+
+def install_local(root: Path, boot: BootDocument, bundle: Path, manifest: dict, env: Path) -> None:
+    """A local VM: the controller's site-packages seen through a ``.pth``, Ephemera's wheel over
+    them and the bundle's wheelhouse (what the controller lacks), offline, hashes required;
+    over a prepared image (:mod:`ephemera.vm.imageboot`) when the boot document names one
+    that checks out."""
+    if boot.get("image"):
+        from ephemera.vm import imageboot  # imports this module's caller: only once it is loaded
+
+        if (site := imageboot.image_site(root, boot)) is not None:
+            return imageboot.install_over_image(root, boot, bundle, manifest, env, site)
+    run, env_python = bootstrap.run, bootstrap.env_python
+    wheel = str(bundle / "wheels" / manifest["wheel"])
+    extras = sorted(set(boot.get("extras") or []) | ({"gpu"} if int((boot.get("gpu") or {}).get("count") or 0) else set()))
+    target = f"{wheel}[{','.join(extras)}]" if extras else wheel
+    python = boot.get("python") or sys.executable
+    pip = [python, "-m", "pip", "--python", str(env_python(env)), "install", "--disable-pip-version-check", "--no-input"]
+    pip += ["--no-index"] if boot.get("offline") else []
+    run(root, [python, "-m", "venv", "--without-pip", str(env)], "creating the environment")
+    site = bootstrap.purelib(root, env)
+    (site / HOST_PTH).write_text("".join(p + "\n" for p in boot.get("inherit_site") or []))
+    run(root, pip + ["--ignore-installed", "--no-deps", wheel], "installing Ephemera's wheel (pip)")
+    if house_entry := manifest.get("local_wheelhouse"):
+        house = ["--no-index", "--find-links", str(bootstrap.fetch_wheelhouse(root, boot, bundle, house_entry))]
+        run(
+            root,
+            pip + house + ["--require-hashes", "--no-deps", "-r", str(bundle / house_entry["lock"])],
+            "installing the wheelhouse (pip, offline, hashes required)",
+        )
+        pip += house[1:]
+    run(root, pip + [target, "-r", str(bundle / "requirements.txt")], "installing the bundle's requirements (pip)")
