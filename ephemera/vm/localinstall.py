@@ -9,6 +9,7 @@ functions reach them.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,9 +37,14 @@ def install_local(root: Path, boot: BootDocument, bundle: Path, manifest: dict, 
     extras = sorted(set(boot.get("extras") or []) | ({"gpu"} if int((boot.get("gpu") or {}).get("count") or 0) else set()))
     target = f"{wheel}[{','.join(extras)}]" if extras else wheel
     python = boot.get("python") or sys.executable
-    pip = [python, "-m", "pip", "--python", str(env_python(env)), "install", "--disable-pip-version-check", "--no-input"]
-    pip += ["--no-index"] if boot.get("offline") else []
-    run(root, [python, "-m", "venv", "--without-pip", str(env)], "creating the environment")
+    if _has_pip(python):  # pip drives the VM's environment from outside: nothing to install into it first
+        pip = [python, "-m", "pip", "--python", str(env_python(env))]
+        run(root, [python, "-m", "venv", "--without-pip", str(env)], "creating the environment")
+    else:  # a controller installed with uv has no pip: the environment gets its own, offline, from ensurepip
+        pip = [str(env_python(env)), "-m", "pip"]
+        run(root, [python, "-m", "venv", str(env)], "creating the environment (with pip: the controller has none)")
+    # pip, not uv: uv ignores packages a .pth makes visible, and the controller's come in through one
+    pip += ["install", "--disable-pip-version-check", "--no-input"] + (["--no-index"] if boot.get("offline") else [])
     site = bootstrap.purelib(root, env)
     (site / HOST_PTH).write_text("".join(p + "\n" for p in boot.get("inherit_site") or []))
     run(root, pip + ["--ignore-installed", "--no-deps", wheel], "installing Ephemera's wheel (pip)")
@@ -51,3 +57,7 @@ def install_local(root: Path, boot: BootDocument, bundle: Path, manifest: dict, 
         )
         pip += house[1:]
     run(root, pip + [target, "-r", str(bundle / "requirements.txt")], "installing the bundle's requirements (pip)")
+
+
+def _has_pip(python: str) -> bool:
+    return subprocess.run([python, "-c", "import pip"], stdin=subprocess.DEVNULL, capture_output=True).returncode == 0

@@ -1,4 +1,4 @@
-"""A fresh virtual environment installs Ephemera the way README's Makefile does, sdist-only
+"""A fresh virtual environment installs Ephemera with uv, as README's Makefile does, sdist-only
 dependencies included, and the installed (non-editable) package runs the demo from
 an unrelated folder: the stacks and workloads ship inside the wheel."""
 
@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from uv import find_uv_bin
 
 pytestmark = pytest.mark.slow  # builds and installs into a fresh venv
 
@@ -28,10 +29,11 @@ def test_fresh_venv_install_and_demo(tmp_path):
     venv = tmp_path / "venv"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHONPATH", "EPHEMERA_"))}
     env["EPHEMERA_HOME"] = str(tmp_path / "home")
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    # the Makefile's steps: pip bootstraps uv, uv installs the rest
-    run([str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q", "install", "uv>=0.4"], tmp_path, env)
-    pip = [str(venv / "bin" / "uv"), "pip", "install", "-q", "--python", str(venv / "bin" / "python")]
+    # uv makes the venv and installs, as `make` does (and as a user of uv does): the venv has no
+    # pip, so the demo's local VMs prove they install without the controller's pip too
+    uv = find_uv_bin()
+    run([uv, "venv", "-q", "--python", sys.executable, str(venv)], tmp_path, env)
+    pip = [uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python")]
     run(pip + ["setuptools<70", "wheel"], tmp_path, env)
     run(pip + ["--no-build-isolation", "ibm-schematics==1.1.0", "python-terraform==0.10.1"], tmp_path, env)
     # install from a copy, so the build leaves nothing in the working tree
@@ -40,7 +42,18 @@ def test_fresh_venv_install_and_demo(tmp_path):
         REPO,
         src,
         symlinks=True,
-        ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__", ".pytest_cache", ".ephemera-build"),
+        ignore=shutil.ignore_patterns(
+            ".git",
+            ".venv",
+            "build",
+            "*.egg-info",
+            "__pycache__",
+            ".pytest_cache",
+            ".mypy_cache",
+            ".ruff_cache",
+            ".hypothesis",
+            ".ephemera-build",
+        ),
     )
     run(pip + [f"{src}[aws,ibm,cli,workloads]"], tmp_path, env)
 
