@@ -185,7 +185,8 @@ def run_demo(home: str | None = None, timeout: float = 180.0, worker_count: int 
     timer.daemon = True
     timer.start()
     try:
-        run_up(ctx.config, stop=stop, until=watcher)
+        # the alarm is a second away when the config is written: on a busy machine the runtime may start after it
+        run_up(ctx.config, stop=stop, until=watcher, catch_up="latest")
     finally:
         timer.cancel()
     watcher()
