@@ -46,6 +46,7 @@ S3_KEY_ID, S3_SECRET = "BRIDGEVMKEYID0001", "bridge-vm-secret-7Tq2Lr9Xc4"  # the
 _SHARED_VM_FIXTURES = {"vms", "s3_vms", "shared_storage", "config_for", "fexec", "lithops_config"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which turns the mark into the group
 def pytest_collection_modifyitems(items) -> None:
     for item in items:
         if "tests/bridge/" in item.nodeid and _SHARED_VM_FIXTURES & set(getattr(item, "fixturenames", ())):
