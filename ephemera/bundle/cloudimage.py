@@ -40,7 +40,7 @@ from ephemera.bundle.image import (
 )
 from ephemera.bundle.lock import compile_lock, pins, source_only_wheels, vm_requirements
 from ephemera.bundle.pack import requirements, vm_extras
-from ephemera.bundle.imagestacks import BUILD_EVENT, BuildPlace, default_stacks, engine_for, instance_status
+from ephemera.bundle.imagestacks import BUILD_EVENT, BuildPlace, default_region, default_stacks, engine_for, instance_status
 from ephemera.engines.base import WorkspaceEngine
 from ephemera.errors import ImageBuildError, ImageError
 from ephemera.model.ledger import Ledger
@@ -174,7 +174,7 @@ class CloudBuild:
         return activity
 
     def _wait_stopped(self, instance: str) -> None:
-        region = str(self.variables.get("region") or ("us-east-1" if self.place.cloud == "aws" else "us-south"))
+        region = str(self.variables.get("region") or default_region(self.place))
         waited, status = 0.0, "?"
         while waited <= self.timeout:
             status = instance_status(self.config, self.place, instance, region)

@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--builder-workspace", help="build on schematics: the Schematics workspace id made from <cloud>-image-builder")
     p.add_argument("--image-workspace", help="build on schematics: an empty Schematics workspace id made from <cloud>-image")
     p.add_argument("--timeout", type=float, default=3600.0, help="build on a cloud: seconds the builder VM has to power off")
-    p.add_argument("--vpc-url", help="build on ibm: the VPC API endpoint (default https://<region>.iaas.cloud.ibm.com)")
+    p.add_argument("--vpc-url", help="the VPC API endpoint the builder VM's power state is read from; default: the region's")
     p.set_defaults(func=cmd_image)
 
     p = sub.add_parser("lithops-config", help="write a Lithops config for a run's VMs")

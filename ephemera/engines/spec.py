@@ -5,17 +5,20 @@ An engine is a folder ``ephemera/engines/<name>/`` whose ``spec.py`` subclasses
 the config sections it reads (pydantic models the config loader collects), the
 settings checks run at load time when it is the chosen engine, how to build it (its
 module is imported, with its SDK, only then), and the questions other code asks of
-it (may one config drive several workspaces? which region do its VMs live in?).
+it (may one config drive several workspaces? which region do its VMs live in? which engine
+drives a workspace of another stack, such as an image build's?).
 The spec module must not import a cloud SDK: it is imported whenever a config loads.
 """
 
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 if TYPE_CHECKING:
     from ephemera.config import Config
+    from ephemera.engines.base import WorkspaceEngine
     from ephemera.sections import Section
 
 
@@ -37,6 +40,24 @@ class EngineSpec:
         """The engine for a loaded config."""
         module_name, _, cls_name = self.engine_class.partition(":")
         return getattr(importlib.import_module(module_name), cls_name).from_config(config)
+
+    def workspace_engine(
+        self,
+        config: Config,
+        *,
+        stack_dir: Path,
+        workspace: str,
+        workspace_id: str | None,
+        workspaces_dir: Path,
+        state_suffix: str,
+        field: str = "workspace_id",
+    ) -> WorkspaceEngine:
+        """An engine for ``workspace``, made from the stack in ``stack_dir`` rather than the
+        config's: the config's engine settings, with its working directories under
+        ``workspaces_dir`` and its state apart (``state_suffix``), or the engine's existing
+        workspace ``workspace_id`` (``field`` names where that id comes from, for the error
+        when the engine needs one and none is given: a ParamError)."""
+        raise NotImplementedError(f"the {self.name} engine cannot drive a workspace of another stack")
 
     def vm_region(self, config: Config) -> str | None:
         """The cloud region the engine builds VMs in, when the engine itself knows it."""

@@ -9,13 +9,16 @@ the cloud's word that it reclaimed the VM; any other reason (a user's terminate,
 VM's own power-off at its hard deadline) is not a preemption. Instances are found by
 the tag every resource of a run carries, ``ephemera:run``, and their worker by
 ``ephemera:worker``.
+
+An image build's builder VM has powered off when ``DescribeInstances`` reports its
+``State.Name`` as "stopped" (:class:`~ephemera.stack.hooks.PowerStateView`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ephemera.stack.hooks import PreemptionView, StackHooks
+from ephemera.stack.hooks import PowerStateView, PreemptionView, StackHooks
 from ephemera.stack.spec import StackSpec
 
 RUN_TAG = "ephemera:run"  # the stack's default_tags: the run id, on every resource
@@ -33,7 +36,7 @@ def _region(spec: StackSpec, config: Any) -> str:
     return str(region or "us-east-1")
 
 
-class AwsEc2Gpu(PreemptionView, StackHooks):
+class AwsEc2Gpu(PreemptionView, PowerStateView, StackHooks):
     """Hooks of the ``aws-ec2-gpu`` stack. ``client`` (tests) replaces the boto3 EC2 client."""
 
     def __init__(self, client: Any = None):
@@ -45,6 +48,15 @@ class AwsEc2Gpu(PreemptionView, StackHooks):
         import boto3  # lazy: a cloud SDK, needed only when the reaper asks about AWS instances
 
         return boto3.client("ec2", region_name=_region(spec, config))  # endpoint and keys: boto3's own config
+
+    def instance_power_state(self, config: Any, instance_id: str, region: str, endpoint: str | None = None) -> str:
+        client = self.client
+        if client is None:
+            import boto3  # lazy: a cloud SDK, needed only while an image build waits
+
+            client = boto3.client("ec2", region_name=region, endpoint_url=endpoint)  # None: boto3's own config
+        found = client.describe_instances(InstanceIds=[instance_id])
+        return str(found["Reservations"][0]["Instances"][0]["State"]["Name"])
 
     def preempted_workers(self, spec: StackSpec, config: Any, run_id: str, outputs: dict, since: str) -> dict[int, str]:
         current = {vm.id for vm in self.vm_addresses(spec, outputs) if vm.id}  # the apply's instances, not replaced ones

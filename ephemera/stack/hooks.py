@@ -9,7 +9,9 @@ the first group, ``ephemera lithops-config`` the second; neither knows any stack
 
 One capability is optional and checked explicitly (``isinstance``): a stack whose hooks
 are also a :class:`PreemptionView` tells the reaper which of a run's instances the
-cloud reclaimed (:mod:`ephemera.lifecycle.preemption`).
+cloud reclaimed (:mod:`ephemera.lifecycle.preemption`). A stack whose hooks are a
+:class:`PowerStateView` tells a cloud image build (:mod:`ephemera.bundle.cloudimage`)
+whether its builder VM has powered off.
 """
 
 from __future__ import annotations
@@ -97,3 +99,13 @@ class PreemptionView(ABC):
     def preempted_workers(self, spec: StackSpec, config: Any, run_id: str, outputs: dict, since: str) -> dict[int, str]:
         """Worker -> why, for each VM of the run's current apply (started at ``since``, ISO)
         that the cloud reclaimed; ``outputs`` are the apply's Terraform outputs."""
+
+
+class PowerStateView(ABC):
+    """Optional capability of a stack's hooks: the cloud's word on one instance's power state,
+    read while an image build waits for its builder VM to power itself off."""
+
+    @abstractmethod
+    def instance_power_state(self, config: Any, instance_id: str, region: str, endpoint: str | None = None) -> str:
+        """The instance's state as the cloud names it ("running", "stopped", ...); ``endpoint``
+        overrides the region's API endpoint. Raise, never guess, when the cloud cannot be read."""

@@ -17,13 +17,17 @@ read HCL or know a stack by name:
 - where its VMs run (``vms_on_host``: processes on the controller's machine), the VM
   identity kinds and storage backends they can use;
 - its hooks: a class (``"module:Class"``) doing what only this stack needs (the local
-  stack's boot documents, orphan agents and run files; a stack's Lithops backend section).
+  stack's boot documents, orphan agents and run files; a stack's Lithops backend section);
+- where the prepared images of its runs are built (``image_kind``, ``image_builder``,
+  ``image_stack``: the image records' kind and the builder's and the image's stack folders,
+  siblings of the shipped stacks); a stack without them has no cloud image builder.
 
 A test checks each shipped spec against its ``.tf`` files (variables and outputs both ways).
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,7 +66,12 @@ _TOP_KEYS = {
     "prices",
     "preemption",
     "prepared_image",
+    "image_kind",
+    "image_builder",
+    "image_stack",
 }
+_BUILD_KEYS = ("image_kind", "image_builder", "image_stack")  # given all together, or none
+_PLAIN_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")  # a folder name beside the shipped stacks, never a path
 _VAR_KEYS = {"type", "required", "default", "sensitive", "set_by", "max", "description"}
 _VMS_KEYS = {"list", "ids", "addresses", "public_addresses"}
 _IMAGE_KEYS = {"kind", "variable", "flag", "user_choice"}
@@ -136,6 +145,9 @@ class StackSpec:
     prices: dict[str, StackPrice] = field(default_factory=dict)  # prices of the profiles it knows
     preemption: str = ""  # what happens to a spot VM when its capacity is reclaimed, in words (empty: no spot)
     prepared_image: PreparedImage | None = None  # how its runs boot a prepared cloud image (None: they do not)
+    image_kind: str = ""  # the kind of its runs' cloud image records (ImageRecord.kind); empty: no image builder
+    image_builder: str = ""  # the builder's stack folder (beside the shipped stacks), e.g. "aws-image-builder"
+    image_stack: str = ""  # the image's stack folder (beside the shipped stacks), e.g. "aws-image"
 
     def takes(self, values: dict) -> dict:
         """The part of ``values`` this stack declares as variables."""
@@ -233,6 +245,20 @@ def _prepared_image(path: Path, data: Any, variables: dict[str, VariableSpec]) -
     return PreparedImage(data["kind"], data["variable"], data["flag"], choice)
 
 
+def _image_keys(path: Path, data: dict) -> dict[str, str]:
+    """The image-build keys: all three plain folder-style names, or none of them."""
+    given = {k: data[k] for k in _BUILD_KEYS if k in data}
+    if given and len(given) != len(_BUILD_KEYS):
+        missing = [k for k in _BUILD_KEYS if k not in given]
+        raise _fail(
+            path, missing[0], "missing: the image-build keys go together", f"set all of {', '.join(_BUILD_KEYS)}, or none"
+        )
+    for key, value in given.items():
+        if not isinstance(value, str) or not _PLAIN_NAME.match(value):
+            raise _fail(path, key, f"{value!r} is not a plain name", 'lowercase letters, digits and dashes, e.g. "aws-image"')
+    return given
+
+
 def parse_spec(name: str, folder: Path, text: str) -> StackSpec:
     """The spec in ``text`` (a ``stack.toml`` of ``folder``); StackSpecError naming the key and the fix."""
     path = folder / SPEC_FILE
@@ -271,7 +297,15 @@ def parse_spec(name: str, folder: Path, text: str) -> StackSpec:
         prices={p: _price(path, p, v) for p, v in (data.get("prices") or {}).items()},
         preemption=str(data.get("preemption", "")),
         prepared_image=_prepared_image(path, data.get("prepared_image"), declared),
+        **_image_keys(path, data),
     )
+    if spec.image_kind and spec.prepared_image is not None and spec.image_kind != spec.prepared_image.kind:
+        raise _fail(
+            path,
+            "image_kind",
+            f"'{spec.image_kind}' is not prepared_image.kind '{spec.prepared_image.kind}'",
+            "build what the runs boot",
+        )
     if spec.profile_variable and spec.profile_variable not in spec.variables:
         raise _fail(
             path,

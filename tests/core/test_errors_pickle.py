@@ -23,6 +23,7 @@ SAMPLES = {
     errors.AgentConfigError: ("run_id", "missing", "start the VM again"),
     errors.ParamError: ("run_id", "malformed"),
     errors.ImageError: ("path", "is outside the image store", "build it again"),
+    errors.ImageBuildError: ("the builder VM is lost", "build again", {"retryable": True}),
     errors.EventError: ("key", "not a string"),
     errors.AuthError: (),
     errors.NoSuchKeyError: ("b", "k"),

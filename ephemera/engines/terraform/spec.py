@@ -9,6 +9,9 @@ stack takes from the user, and ``worker_count`` must be within the bound its spe
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 from ephemera.engines.spec import EngineSpec
 from ephemera.engines.terraform.config import TerraformSection
 
@@ -30,6 +33,18 @@ class TerraformSpec(EngineSpec):
         )  # cold start: spec modules load with every config, this only when used
 
         return config.section(TerraformSection).state.backend == "s3"
+
+    def workspace_engine(self, config, *, stack_dir: Path, workspace, workspace_id, workspaces_dir: Path, state_suffix, field=""):
+        """A working directory under ``workspaces_dir`` per workspace (the id is not used: the
+        workspace name is the directory); S3 state under ``<prefix><state_suffix>``."""
+        from ephemera.engines.terraform.config import engine_config  # cold start: only when used
+        from ephemera.engines.terraform.engine import TerraformEngine  # ditto
+        from ephemera.stack import stack_spec  # ditto
+
+        base = engine_config(config)
+        state = base.state and dataclasses.replace(base.state, prefix=f"{base.state.prefix}{state_suffix}")
+        settings = dataclasses.replace(base, stack=stack_spec(str(stack_dir)), workspaces_dir=workspaces_dir, state=state)
+        return TerraformEngine(config, settings)
 
     def check(self, config) -> None:
         from ephemera.engines.terraform.checks import (
