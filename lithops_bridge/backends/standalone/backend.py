@@ -117,12 +117,13 @@ class StandaloneBackend:
                 "and that the run is applied and its VMs are up"
             )
         batches = self.batches(job.total_calls, live, job.chunksize)
+        data = job.pack(batches)  # one pickle of arguments per batch; raises before anything is written
         workers = sorted({int(hb["worker"]) for hb in live if str(hb.get("worker", "")).isdigit()})
         payload = {
             "job_key": job.job_key,
             "func": job.func,
             "modules": job.modules,
-            "data": job.data,
+            "data": data,
             "extra_env": job.extra_env,
             "timeout": job.timeout,
             "batches": batches,

@@ -29,6 +29,7 @@ import multiprocessing
 import os
 import threading
 import time
+from typing import Any
 from collections import OrderedDict, deque
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -279,7 +280,7 @@ class TaskServer(ResultWriter):
             job["job_key"],
             job["func"],
             list(range(start, end)),
-            job["data"][start:end],
+            job["data"][b],
             env,
             job.get("timeout"),
             None,
@@ -333,7 +334,7 @@ class TaskServer(ResultWriter):
             outcomes = failure_outcomes(entry["batch"].call_ids, exc)
         self._complete(jk, b, outcomes)
 
-    def _complete(self, jk: str, b: int, outcomes: list) -> None:
+    def _complete(self, jk: str, b: int, outcomes: Any) -> None:
         with self._inflight_lock:
             entry = self._inflight.pop((jk, b), None)
         self._wake.set()
