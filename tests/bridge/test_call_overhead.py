@@ -243,15 +243,19 @@ def test_a_fixed_chunksize_wins_over_the_guided_sizes():
 
 def test_standalone_batches_of_a_large_map_are_few(tmp_path):
     """Every standalone batch costs a claim, a result and a listing in storage: a 1,000-call
-    map over 4 processes is cut into at most 40 batches (single-call batches at its tail
-    made 89), and the batch sizes still shrink towards the end."""
+    map over 4 processes is cut into 16 batches of at most 63 calls (about 4 per process,
+    the chunk size ``multiprocessing.Pool.map`` picks by default; the guided tail of
+    single calls made 89), every call in one of them, in order; ``chunksize`` still wins."""
     from lithops_bridge.backends.standalone.backend import StandaloneBackend
 
     backend = StandaloneBackend.__new__(StandaloneBackend)
     backend.settings = {"worker_processes": 2}
-    batches = backend.batches(1000, [{"worker": 1}, {"worker": 2}], None)
-    assert len(batches) <= 40 and batches[-1][1] == 1000
-    assert batches[0][1] - batches[0][0] > batches[-2][1] - batches[-2][0] >= 1000 // 64
+    live = [{"worker": 1}, {"worker": 2}]
+    batches = backend.batches(1000, live, None)
+    assert len(batches) == 16 and max(end - start for start, end in batches) == 63
+    assert batches[0][0] == 0 and batches[-1][1] == 1000 and all(a[1] == b[0] for a, b in zip(batches, batches[1:]))
+    assert backend.batches(10, live, None) == [(i, i + 1) for i in range(10)]  # fewer calls than 16: one each
+    assert backend.batches(1000, live, 500) == [(0, 500), (500, 1000)]
 
 
 def test_a_batch_of_outcomes_finishes_its_futures_together():

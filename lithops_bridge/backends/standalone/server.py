@@ -82,7 +82,9 @@ class TaskServer(ResultWriter):
         self.seal = RunSeal(parse_key(run_key, "run_key"), run_id)
         self.size = max(1, int(worker_processes))
         self.task_env = dict(task_env)  # environment of the task processes (nested-executor config)
-        self.poll_min, self.poll_max = (0.25, 2.0) if cloud else (0.01, 0.2)
+        # seconds between looks at the queue, backing off while idle; a local VM's look is a
+        # directory listing, so it looks often enough that a new job waits ~10 ms, not ~100
+        self.poll_min, self.poll_max = (0.25, 2.0) if cloud else (0.01, 0.02)
         self.reclaim_every = 5.0 if cloud else 0.5  # seconds between looks for a dead VM's claims
         self._last_reclaim = 0.0
         self.upload_delays = UPLOAD_DELAYS  # backoff of result uploads
