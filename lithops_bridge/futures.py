@@ -240,8 +240,11 @@ class ResponseFuture:
                 if f._callbacks is not None:
                     calls.append((f, f._callbacks))
                     f._callbacks = None
-                if f._group is not None and f._group.watchers:
-                    wake.extend(w for w in f._group.watchers if w.seen(f))
+                group = f._group
+                if group is not None and group.watchers:
+                    for w in group.watchers:
+                        if w.seen(f):
+                            wake.append(w)
         for waiter in wake:
             waiter.wake()
         for event in events:
