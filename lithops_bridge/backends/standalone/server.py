@@ -82,8 +82,7 @@ class TaskServer(ResultWriter):
         self.seal = RunSeal(parse_key(run_key, "run_key"), run_id)
         self.size = max(1, int(worker_processes))
         self.task_env = dict(task_env)  # environment of the task processes (nested-executor config)
-        # seconds between looks at the queue, backing off while idle; a local VM's look is a
-        # directory listing, so it looks often enough that a new job waits ~10 ms, not ~100
+        # seconds between looks at the queue, backing off while idle (a local look is a listing: a new job waits ~10 ms)
         self.poll_min, self.poll_max = (0.25, 2.0) if cloud else (0.01, 0.02)
         self.reclaim_every = 5.0 if cloud else 0.5  # seconds between looks for a dead VM's claims
         self._last_reclaim = 0.0
@@ -278,20 +277,22 @@ class TaskServer(ResultWriter):
         env = dict(job.get("extra_env") or {})
         if not job.get("use_gpu"):
             env.setdefault("CUDA_VISIBLE_DEVICES", "")
+        data = job.get("data")
+        aligned = isinstance(data, list) and len(data) == len(job["batches"])  # one argument pickle per batch
         batch = Batch(
             job["job_key"],
             job["func"],
             list(range(start, end)),
-            job["data"][b],
+            data[b] if aligned else b"",
             env,
             job.get("timeout"),
             None,
             worker_label=f"vm-{self.worker}",
             modules=job.get("modules") or {},
         )
-        self._submit(job, b, slot, batch)
+        self._submit(job, b, slot, batch, aligned)
 
-    def _submit(self, job: dict, b: int, slot: int, batch: Batch) -> None:
+    def _submit(self, job: dict, b: int, slot: int, batch: Batch, aligned: bool = True) -> None:
         entry = {
             "started": time.monotonic(),
             "batch": batch,
@@ -301,6 +302,11 @@ class TaskServer(ResultWriter):
         }
         with self._inflight_lock:
             self._inflight[(job["job_key"], b)] = entry
+        if not aligned:  # its calls fail with the reason, rather than a claim no one runs
+            err = f"job {job['job_key']} was written by a bridge whose job format differs from VM {self.worker}'s "
+            fix = "(one argument pickle per batch): run the same ephemera version on the client and the run's VMs"
+            self._complete(job["job_key"], b, failure_outcomes(batch.call_ids, BridgeError(err + fix)))
+            return
         try:
             cf = self._get_pool().submit(run_batch, batch)
         except Exception as exc:  # noqa: BLE001 - a broken pool: fail this batch, fresh pool next time
