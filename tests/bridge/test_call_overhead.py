@@ -19,7 +19,7 @@ import pytest
 import lithops_bridge as lithops
 from lithops_bridge.backends.standalone import slots
 from lithops_bridge.futures import ResponseFuture
-from lithops_bridge.iterdata import Binder, bind, bound_signature
+from lithops_bridge.iterdata import Binder, bind, bound_signature, call_data
 from lithops_bridge.job import guided_chunks
 from lithops_bridge.outcomes import BatchOutcome, apply_outcomes
 from lithops_bridge.pickling import dumps
@@ -93,6 +93,27 @@ def test_binding_each_shape_once_binds_like_inspect(func, items):
     sig = bound_signature(func)
     binder = Binder(sig)
     assert [binder(item) for item in items] == [bind(sig, item) for item in items]
+
+
+def _no_args():
+    return 0
+
+
+@pytest.mark.parametrize(
+    "func, items",
+    [(funcs.double, list(range(50))), (_star, list(range(5))), (funcs.kw, [1, 2]), (_no_args, [1, 2]), (funcs.double, [])],
+)
+def test_a_map_of_items_of_one_plain_type_binds_like_inspect(func, items):
+    """``call_data`` binds a map whose items are all of one plain type (not dict, not
+    tuple) by the first item's shape: the same dicts as binding each, or the same refusal."""
+    sig = bound_signature(func)
+    try:
+        expected = [bind(sig, item) for item in items]
+    except TypeError as exc:
+        with pytest.raises(TypeError, match=str(exc)):
+            call_data(func, items)
+        return
+    assert call_data(func, items) == expected
 
 
 def test_a_bad_item_of_a_new_shape_is_refused_like_lithops():
