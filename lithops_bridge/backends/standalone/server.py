@@ -277,8 +277,8 @@ class TaskServer(ResultWriter):
         env = dict(job.get("extra_env") or {})
         if not job.get("use_gpu"):
             env.setdefault("CUDA_VISIBLE_DEVICES", "")
-        data = job.get("data")
-        aligned = isinstance(data, list) and len(data) == len(job["batches"])  # one argument pickle per batch
+        data: list = job.get("data") or []
+        aligned = len(data) == len(job["batches"])  # one argument pickle per batch
         batch = Batch(
             job["job_key"],
             job["func"],
