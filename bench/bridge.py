@@ -7,7 +7,9 @@ Two tables. **Per-call overhead** (``--only overhead``): µs per call of a ``map
 warm ``ProcessPoolExecutor(2)`` mapping the same calls in chunks (the floor of
 shipping calls to processes), and the ratio; then 1,000 no-op calls on the
 standalone backend over two local VMs against the localhost backend, both from this
-process with warm pools, and that ratio. Each cell is the median of ``--repeat`` runs.
+process with warm pools, and that ratio. Each cell is the median of ``--repeat`` runs;
+the ``load`` column is ``os.getloadavg()`` (1 minute) when the row was measured: on a
+shared machine, compare rows measured at similar load.
 **Wall time** (``--only wall``), as below.
 
 Cold rows run every measurement in a fresh Python process (the executor and its pool
@@ -140,43 +142,48 @@ def _median_us(runner, n: int, repeat: int) -> float:
     return statistics.median(runner(n) for _ in range(repeat)) / n * 1e6
 
 
-def overhead(local: dict, repeat: int) -> tuple[list[str], float]:
-    """The per-call overhead table (markdown lines) and the localhost µs per call at
-    ``STANDALONE_CALLS``, measured in this process with no VM running."""
+def _load() -> str:
+    return f"{os.getloadavg()[0]:.1f}"
+
+
+def overhead(local: dict, repeat: int) -> tuple[list[str], float, str]:
+    """The per-call overhead table (markdown lines), the localhost µs per call at
+    ``STANDALONE_CALLS`` and the load then, measured in this process with no VM running."""
     run_bridge(local, noop, 10)  # warm-up: the shared pool of this process is up from here on
     lines = [
         f"per-call overhead of a no-op map, µs per call ({os.cpu_count()} CPUs, warm pools, median of {repeat}):",
         "",
-        "| calls | bridge, localhost | ProcessPoolExecutor(2), chunked | ratio |",
-        "|---|---|---|---|",
+        "| calls | bridge, localhost | ProcessPoolExecutor(2), chunked | ratio | load |",
+        "|---|---|---|---|---|",
     ]
-    at_standalone_size = 0.0
+    at_standalone_size, load_then = 0.0, ""
     with ProcessPoolExecutor(2) as pool:
         run_ppe_chunked(pool, 10)  # warm-up
         for n in sorted({*OVERHEAD_SIZES, STANDALONE_CALLS}):
             bridge = _median_us(lambda k: run_bridge(local, noop, k), n, repeat)
             if n == STANDALONE_CALLS:
-                at_standalone_size = bridge
+                at_standalone_size, load_then = bridge, _load()
             if n not in OVERHEAD_SIZES:
                 continue
             ppe = _median_us(lambda k: run_ppe_chunked(pool, k), n, repeat)
             print(f"  measured {n:,} calls: bridge {bridge:.1f} µs, ProcessPoolExecutor {ppe:.1f} µs", file=sys.stderr)
-            lines.append(f"| {n:,} | {bridge:.1f} µs | {ppe:.1f} µs | {bridge / ppe:.1f}x |")
-    return lines, at_standalone_size
+            lines.append(f"| {n:,} | {bridge:.1f} µs | {ppe:.1f} µs | {bridge / ppe:.1f}x | {_load()} |")
+    return lines, at_standalone_size, load_then
 
 
-def standalone_row(vms_config: dict, localhost: float, repeat: int) -> list[str]:
+def standalone_row(vms_config: dict, localhost: float, local_load: str, repeat: int) -> list[str]:
     """Markdown lines: ``STANDALONE_CALLS`` no-op calls over the two local VMs against localhost."""
     n = STANDALONE_CALLS
     run_bridge(vms_config, noop, 10)  # warm-up: the client's storage and the VMs' pools are up
     standalone = _median_us(lambda k: run_bridge(vms_config, noop, k), n, repeat)
+    load = _load()
     print(f"  measured standalone {standalone:.1f} µs, localhost {localhost:.1f} µs", file=sys.stderr)
     return [
         "",
-        f"| {n:,} no-op calls, from this process | µs per call | wall time | ratio to localhost |",
-        "|---|---|---|---|",
-        f"| bridge, localhost backend | {localhost:.1f} µs | {localhost * n / 1e6:.3f} s | 1.0x |",
-        f"| bridge, 2 local VMs (standalone) | {standalone:.1f} µs | {standalone * n / 1e6:.3f} s | {standalone / localhost:.1f}x |",
+        f"| {n:,} no-op calls, from this process | µs per call | wall time | ratio to localhost | load |",
+        "|---|---|---|---|---|",
+        f"| bridge, localhost backend | {localhost:.1f} µs | {localhost * n / 1e6:.3f} s | 1.0x | {local_load} |",
+        f"| bridge, 2 local VMs (standalone) | {standalone:.1f} µs | {standalone * n / 1e6:.3f} s | {standalone / localhost:.2f}x | {load} |",
     ]
 
 
@@ -202,9 +209,9 @@ def main(argv: list[str] | None = None) -> int:
             "lithops": {"backend": "localhost", "storage": "localhost"},
             "localhost": {"storage_root": str(Path(tmp) / "storage")},
         }
-        localhost = 0.0
+        localhost, local_load = 0.0, ""
         if args.only != "wall":
-            table, localhost = overhead(local, args.repeat)
+            table, localhost, local_load = overhead(local, args.repeat)
         if args.only != "overhead":
             rows = wall_rows(local, args, before_vms=True)
         from ephemera.vm.localrun import LocalRun
@@ -212,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         with LocalRun(Path(tmp) / "vms", workers=2) as run:
             run.wait_ready()  # both agents heartbeat with a warm pool, as the VMs of a run would
             if args.only != "wall":
-                table += standalone_row(run.lithops_config, localhost, args.repeat)
+                table += standalone_row(run.lithops_config, localhost, local_load, args.repeat)
             if args.only != "overhead":
                 rows[2:2] = wall_rows(run.lithops_config, args, before_vms=False)
     if table:

@@ -1,5 +1,5 @@
 """How the executor turns a call into a job: it builds the :class:`~lithops_bridge.job.Job`
-(function and modules serialized once, inputs pickled within ``lithops.data_limit``) and
+(function and modules serialized once, inputs checked against ``lithops.data_limit`` as the backend pickles them per batch) and
 its futures, partitions object inputs, and submits the job to the compute backend, or,
 when its inputs are futures (chained maps, reducers), from a background thread once
 those futures are done.
@@ -19,7 +19,6 @@ from lithops_bridge.job import Job, serialize_function
 from lithops_bridge.modules import module_data
 from lithops_bridge.modules import resolve as resolve_modules
 from lithops_bridge.partitioner import create_partitions
-from lithops_bridge.pickling import by_value_modules, dumps
 from lithops_bridge.runner import UPSTREAM_ERROR
 from lithops_bridge.waiting import Group
 
@@ -108,22 +107,9 @@ class JobBuilder:
         self.futures.extend(futures)
         return job, futures
 
-    def _encode(self, datas: list[dict]) -> list[bytes]:
-        limit = self.config["lithops"].get("data_limit")
-        most = float(limit) * 1024 * 1024 if limit else None
-        out, by_value = [], by_value_modules()  # asked once per job, not per call
-        for i, d in enumerate(datas):
-            blob = dumps(d, by_value)
-            if most is not None and len(blob) > most:
-                raise ValueError(
-                    f"the input data of call {i} is {len(blob) / 2**20:.1f} MiB, above lithops.data_limit "
-                    f"({limit} MiB): put large inputs in storage and pass their keys, or raise data_limit"
-                )
-            out.append(blob)
-        return out
-
     def _submit(self, job: Job, futures: list[ResponseFuture], datas: list[dict]) -> None:
-        job.data = self._encode(datas)
+        job.data = datas
+        job.data_limit = self.config["lithops"].get("data_limit")
         if not futures:
             return
         self.compute_handler.submit(job, futures)

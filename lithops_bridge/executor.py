@@ -23,7 +23,7 @@ from lithops_bridge.futures import FuturesList, ResponseFuture
 from lithops_bridge.iterdata import bind, bound_signature
 from lithops_bridge.runner import UPSTREAM_ERROR
 from lithops_bridge.storage import Storage
-from lithops_bridge.wait import THREADPOOL_SIZE, _as_list
+from lithops_bridge.wait import THREADPOOL_SIZE, _as_list, results_of
 from lithops_bridge.wait import wait as wait_futures
 
 log = logging.getLogger("lithops_bridge")
@@ -234,13 +234,11 @@ class FunctionExecutor(JobBuilder):
         if not futures:
             return []
         done, _ = self.wait(futures, throw_except=throw_except, download_results=True, timeout=timeout)
-        result = []
-        for f in done:
-            if not f._produce_output:
-                continue
-            result.append(f.result(throw_except=throw_except))
-            if not fs:
-                f._read = True
+        result = results_of(done, throw_except)
+        if not fs:
+            for f in done:
+                if f._produce_output:
+                    f._read = True
         if len(result) == 1 and self.last_call != "map":
             return result[0]
         return result

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable
+from typing import Any
 
-from lithops_bridge.constants import ALL_COMPLETED
-from lithops_bridge.outcomes import FunctionError, apply_outcome
+from lithops_bridge.outcomes import FunctionError, apply_outcome, returned_stats
 
 __all__ = ["FunctionError", "FuturesList", "RemoteTraceback", "ResponseFuture", "apply_outcome"]
 
@@ -63,13 +62,41 @@ class ResponseFuture:
         self.executor_id = executor_id
         self.job_id = job_id
         self.call_id = call_id
-        self.job_key = f"{executor_id}-{job_id}"
         self.function_name = function_name
         self.execution_timeout = execution_timeout
-        self.stats: dict[str, Any] = {"host_submit_tstamp": submitted if submitted is not None else time.time()}
+        self._submitted = submitted if submitted is not None else time.time()  # Lithops' host_submit_tstamp
         self._group = group
         # the other attributes start at the class-level defaults below (a map makes one
         # future per call: each attribute set here is paid 100,000 times)
+
+    @property
+    def job_key(self) -> str:
+        return f"{self.executor_id}-{self.job_id}"
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """Lithops' stats dict of the call (a real dict, built on first read: a returned
+        call of a batch keeps only its place in the batch's compact outcome until then)."""
+        stats = self._stats
+        if stats is None:
+            with _LOCK:  # against _finish_returned filling it in
+                stats = self._stats
+                if stats is None:
+                    stats = self._stats = {"host_submit_tstamp": self._submitted}
+                    self._fill_returned(stats)
+        return stats
+
+    @stats.setter
+    def stats(self, value: dict[str, Any]) -> None:
+        self._stats = value
+
+    def _fill_returned(self, stats: dict[str, Any]) -> None:
+        """Move a returned call's compact outcome and finish time into ``stats`` (under _LOCK)."""
+        if self._returned is not None:
+            stats.update(returned_stats(self._returned, self._value))
+            self._returned = None
+        if self._done_at is not None and "host_result_done_tstamp" not in stats:
+            stats["host_status_done_tstamp"] = stats["host_result_done_tstamp"] = self._done_at
 
     activation_id: str | None = None
     logs: str | None = None
@@ -80,6 +107,9 @@ class ResponseFuture:
     _exception: BaseException | None = None
     _traceback: str | None = None
     _done = False  # finished (a value or an exception is in); set under _LOCK
+    _stats: dict[str, Any] | None = None  # Lithops' stats, once built (see ``stats``)
+    _returned: tuple | None = None  # a returned call's ((times, host, pid), position) in its batch, until stats are built
+    _done_at: float | None = None  # when a returned call of a batch finished, until stats are built
     # Made only when someone waits on or watches this very future (under _LOCK): a map
     # of 100,000 calls would otherwise build 100,000 Events (a Condition and a lock each).
     _event: threading.Event | None = None
@@ -87,13 +117,16 @@ class ResponseFuture:
 
     # --- pickling: a future that travels (e.g. as iterdata) carries its outcome only ---
     def __getstate__(self) -> dict:
+        stats = self.stats  # built before the compact outcome it is made of is dropped
         state = self.__dict__.copy()
-        state["_event"] = None
-        state["_callbacks"] = None
-        state["_group"] = None
+        state.update(_stats=stats, _returned=None, _event=None, _callbacks=None, _group=None)
         return state
 
     def __setstate__(self, state: dict) -> None:
+        if "stats" in state:  # pickled by an earlier version: stats was a plain attribute
+            state["_stats"] = state.pop("stats")
+        state.pop("job_key", None)
+        state.setdefault("_submitted", (state.get("_stats") or {}).get("host_submit_tstamp"))
         state.setdefault(
             "_done", state.get("_state") in (self.State.Done, self.State.Error, self.State.Success, self.State.Unknown)
         )
@@ -195,11 +228,11 @@ class ResponseFuture:
         wake: list = []
         events: list[threading.Event] = []
         calls: list[tuple["ResponseFuture", list]] = []
-        for f in futures:
-            if "host_result_done_tstamp" not in f.stats:
-                f.stats["host_status_done_tstamp"] = f.stats["host_result_done_tstamp"] = now
         with _LOCK:  # as in _finish: a waiter or callback added concurrently is served exactly once
             for f in futures:
+                f._done_at = now
+                if f._stats is not None:  # already read: fill it in now, else when it is read
+                    f._fill_returned(f._stats)
                 f._state = f.State.Success
                 f._done = True
                 if f._event is not None:
@@ -207,8 +240,11 @@ class ResponseFuture:
                 if f._callbacks is not None:
                     calls.append((f, f._callbacks))
                     f._callbacks = None
-                if f._group is not None and f._group.watchers:
-                    wake.extend(w for w in f._group.watchers if w.seen(f))
+                group = f._group
+                if group is not None and group.watchers:
+                    for w in group.watchers:
+                        if w.seen(f):
+                            wake.append(w)
         for waiter in wake:
             waiter.wake()
         for event in events:
@@ -304,84 +340,4 @@ class ResponseFuture:
         raise exc
 
 
-class FuturesList(list):
-    """A list of futures that can wait, fetch its results and feed further jobs, as in
-    Lithops: with an executor these delegate to it (so ``map_reduce(...).get_result()``
-    is the reducer's single value); without one, to the module-level functions."""
-
-    def __init__(self, futures=(), executor=None):
-        super().__init__(futures)
-        self.executor = executor
-        self.alt_list: list | None = None  # every future, once map()/map_reduce() extended the list
-
-    def _all(self) -> list:
-        return self.alt_list if self.alt_list is not None else list(self)
-
-    # What a list made without an executor (by wait(), unpickled, by hand) runs its next job
-    # on: a new FunctionExecutor. lithops_bridge.executor hands its class in when it is
-    # imported (it imports this module; this module never imports it back).
-    new_executor: Callable[[], Any] | None = None
-
-    def _executor(self):
-        if self.executor is None:
-            if FuturesList.new_executor is None:
-                raise RuntimeError("no executor to run the next job on: import lithops_bridge (it registers FunctionExecutor)")
-            self.executor = FuturesList.new_executor()
-        return self.executor
-
-    def _extend_futures(self, fs: list) -> "FuturesList":
-        """Lithops: the list now holds the new job's futures; ``alt_list`` keeps every one."""
-        for fut in self:
-            fut._produce_output = False
-        if self.alt_list is None:
-            self.alt_list = list(self)
-        self.alt_list.extend(fs)
-        self.clear()
-        self.extend(fs)
-        return self
-
-    def map(self, map_function, sync: bool = False, **kwargs: Any) -> "FuturesList":
-        """Run ``map_function`` over this list's results (one call per future)."""
-        fexec = self._executor()
-        if sync:
-            fexec.wait(self)
-        return self._extend_futures(fexec.map(map_function, FuturesList(self), **kwargs))
-
-    def map_reduce(self, map_function, reduce_function, sync: bool = False, **kwargs: Any) -> "FuturesList":
-        fexec = self._executor()
-        if sync:
-            fexec.wait(self)
-        return self._extend_futures(fexec.map_reduce(map_function, FuturesList(self), reduce_function, **kwargs))
-
-    def wait(
-        self,
-        throw_except: bool = True,
-        return_when: Any = None,
-        download_results: bool = False,
-        timeout: float | None = None,
-        **kwargs: Any,
-    ):
-        return_when = ALL_COMPLETED if return_when is None else return_when
-        if self.executor is not None:
-            return self.executor.wait(
-                self._all(),
-                throw_except=throw_except,
-                return_when=return_when,
-                download_results=download_results,
-                timeout=timeout,
-            )
-        from lithops_bridge.wait import wait  # circle: wait.py builds FuturesLists
-
-        return wait(
-            self._all(), throw_except=throw_except, return_when=return_when, download_results=download_results, timeout=timeout
-        )
-
-    def get_result(self, throw_except: bool = True, timeout: float | None = None, **kwargs: Any):
-        if self.executor is not None:
-            return self.executor.get_result(self._all(), throw_except=throw_except, timeout=timeout)
-        from lithops_bridge.wait import get_result  # circle: wait.py builds FuturesLists
-
-        return get_result(self._all(), throw_except=throw_except, timeout=timeout)
-
-    def __reduce__(self):
-        return FuturesList, (list(self),)
+from lithops_bridge.futures_list import FuturesList  # noqa: E402 - re-exported here, as Lithops has it

@@ -1,11 +1,14 @@
 """A job as the client hands it to a compute backend: the function serialized once,
-the argument dict of every call serialized once, and the job's settings."""
+the argument dict of every call, and the job's settings. The backend cuts the calls
+into batches and pickles each batch's arguments as one object (:meth:`Job.pack`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import cloudpickle
+
+from lithops_bridge.pickling import by_value_modules, dumps
 
 
 @dataclass
@@ -16,12 +19,13 @@ class Job:
     job_id: str  # "A000", "M001", "R001", ...
     func: bytes  # cloudpickled function (serialized once per job)
     function_name: str  # for logs and futures
-    data: list[bytes]  # cloudpickled argument dict of each call, in call order
+    data: list[dict]  # the argument dict of each call, in call order (pickled per batch by pack)
     extra_env: dict = field(default_factory=dict)  # environment of each call
     timeout: float | None = None  # seconds per call before TimeoutError
     chunksize: int | None = None  # calls per batch sent to a worker (None: automatic)
     storage_config: dict | None = None  # bridge storage config for injected `storage` / `obj`
     modules: dict = field(default_factory=dict)  # {relative path: source} of modules that travel (lithops_bridge.modules)
+    data_limit: float | None = None  # lithops.data_limit: MiB of input data a call may have (None: no limit)
 
     @property
     def job_key(self) -> str:
@@ -30,6 +34,27 @@ class Job:
     @property
     def total_calls(self) -> int:
         return len(self.data)
+
+    def pack(self, batches: list[tuple[int, int]]) -> list[bytes]:
+        """The argument dicts of each batch (index ranges) pickled as one object per
+        batch. Raises ValueError naming the first call whose input is above
+        ``data_limit``: a batch's pickle holds each of its calls' data, so only a batch
+        over the limit has its calls measured one by one."""
+        by_value = by_value_modules()  # asked once per job, not per call
+        most = float(self.data_limit) * 1024 * 1024 if self.data_limit else None
+        out = []
+        for start, end in batches:
+            blob = dumps(self.data[start:end], by_value)
+            if most is not None and len(blob) > most:
+                for i in range(start, end):
+                    size = len(dumps(self.data[i], by_value))
+                    if size > most:
+                        raise ValueError(
+                            f"the input data of call {i} is {size / 2**20:.1f} MiB, above lithops.data_limit "
+                            f"({self.data_limit} MiB): put large inputs in storage and pass their keys, or raise data_limit"
+                        )
+            out.append(blob)
+        return out
 
 
 def serialize_function(func) -> bytes:

@@ -1,12 +1,13 @@
 """Runs function calls on a worker process (a localhost pool process or a VM agent's).
 
 A :class:`Batch` carries the cloudpickled function (serialized once per job; cached
-here per process after its first load), the calls' argument dicts, and what the
-calls need injected. :func:`run_batch` runs each call and returns one outcome per
-call (``lithops_bridge.outcomes``): the pickled value, or the exception (pickled when
-possible) with its formatted traceback, and what Lithops' stats are made of. Futures a function returns are
-resolved here, so the caller receives their values. A per-call ``timeout`` raises
-``TimeoutError`` inside the function (SIGALRM, main thread only).
+here per process after its first load), the calls' argument dicts pickled as one
+object, and what the calls need injected. :func:`run_batch` runs each call and
+returns the batch's :class:`~lithops_bridge.outcomes.BatchOutcome`: the returned
+values pickled as one object, each call's timestamps, and each failed call's
+exception (pickled when possible) with its formatted traceback. Futures a function
+returns are resolved here, so the caller receives their values. A per-call
+``timeout`` raises ``TimeoutError`` inside the function (SIGALRM, main thread only).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import socket
 import threading
 import time
 import traceback
+from array import array
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -26,6 +28,7 @@ from typing import Any, Callable, Mapping
 import cloudpickle
 
 from lithops_bridge.futures import ResponseFuture
+from lithops_bridge.outcomes import BatchOutcome
 from lithops_bridge.pickling import by_value_modules, dumps
 
 # (job_key, the function's pickle) -> loaded function (this process): keyed by the bytes
@@ -43,7 +46,7 @@ class Batch:
     job_key: str  # "<executor_id>-<job_id>"
     func: bytes  # cloudpickled function (loaded once per process per job)
     call_ids: list[int]  # the calls in this batch
-    data: list[bytes]  # cloudpickled argument dict of each call, same order
+    data: bytes  # the argument dict of each call, same order, pickled as one list (Job.pack)
     extra_env: dict = field(default_factory=dict)  # environment set around each call
     timeout: float | None = None  # seconds a call may run before TimeoutError
     storage_config: dict | None = None  # bridge storage config for an injected `storage`
@@ -67,30 +70,79 @@ def load_function(job_key: str, func: bytes, modules: dict | None = None) -> Cal
     return fn
 
 
-def run_batch(batch: Batch) -> list[dict]:
-    """Run every call of the batch; never raises for a call's own failure."""
+def _all_failed(call_ids: list[int], exc: BaseException) -> list[dict]:
+    """Every call of a batch failed with ``exc`` (call inside its ``except``: the traceback is read here)."""
+    blob, pickle_error = _dump_exception(exc)
+    tb = traceback.format_exc()
+    return [
+        {
+            "call_id": cid,
+            "ok": False,
+            "exc": blob,
+            "exc_type": type(exc).__name__,
+            "exc_module": type(exc).__module__,
+            "exc_message": str(exc),
+            "traceback": tb,
+            "pickle_error": pickle_error,
+            "stats": {"exception": True},
+        }
+        for cid in call_ids
+    ]
+
+
+def run_batch(batch: Batch) -> BatchOutcome | list[dict]:
+    """Run every call of the batch; never raises for a call's own failure. A function
+    that does not load here, or arguments that do not unpickle (they travel as one
+    object), fail every call of the batch with that error (a list of failure dicts)."""
     try:
         func = load_function(batch.job_key, batch.func, batch.modules)
+        datas = pickle.loads(batch.data)
     except Exception as exc:  # noqa: BLE001 - e.g. its module is not importable here: every call fails with it
-        blob, pickle_error = _dump_exception(exc)
-        return [
-            {
-                "call_id": cid,
-                "ok": False,
-                "exc": blob,
-                "exc_type": type(exc).__name__,
-                "exc_module": type(exc).__module__,
-                "exc_message": str(exc),
-                "traceback": traceback.format_exc(),
-                "pickle_error": pickle_error,
-                "stats": {"exception": True},
-            }
-            for cid in batch.call_ids
-        ]
+        return _all_failed(batch.call_ids, exc)
     plan = _Plan(func, batch)
-    if plan.plain and not batch.extra_env and not batch.timeout:
-        return _run_plain(func, batch, plan)
-    return [run_call(func, cid, data, batch, plan) for cid, data in zip(batch.call_ids, batch.data)]
+    values: list = []
+    times: "array[float]" = array("d")
+    failures: dict[int, dict] = {}
+    with _Alarm(batch.timeout) as alarm:
+        if plan.plain and not batch.extra_env:
+            _run_plain(func, batch, plan, datas, values, times, failures, alarm)
+        else:
+            for pos, (cid, data) in enumerate(zip(batch.call_ids, datas)):
+                _collect(run_call(func, cid, data, batch, plan, alarm), pos, values, times, failures)
+    return BatchOutcome(
+        list(batch.call_ids), _dump_values(batch, plan, values, times, failures), times.tobytes(), plan.host, plan.pid, failures
+    )
+
+
+def _collect(result: Any, pos: int, values: list, times: "array[float]", failures: dict) -> None:
+    """Add one call's :func:`run_call` result to the batch's accumulators."""
+    if type(result) is dict:
+        failures[pos] = result
+        values.append(None)
+        times.extend((0.0, 0.0, 0.0, 0.0))
+    else:
+        values.append(result[0])
+        times.extend(result[1])
+
+
+def _dump_values(batch: Batch, plan: "_Plan", values: list, times: "array[float]", failures: dict) -> bytes:
+    """The batch's returned values as one pickle; a value that does not pickle fails its
+    own call (found by pickling each value alone, only when the whole list fails)."""
+    by_value = by_value_modules()
+    try:
+        return dumps(values, by_value)
+    except Exception:  # noqa: BLE001 - find the calls whose values do not travel
+        pass
+    for pos, value in enumerate(values):
+        if pos in failures or value is None:
+            continue
+        try:
+            dumps(value, by_value)
+        except Exception as exc:  # noqa: BLE001 - the caller gets this call's failure
+            stats = {"worker_start_tstamp": times[4 * pos], "worker_pid": plan.pid, "worker_host": plan.host}
+            failures[pos] = _failure(batch.call_ids[pos], exc, stats)
+            values[pos] = None
+    return dumps(values, by_value)
 
 
 def _storage_for(config: dict | None):
@@ -153,19 +205,39 @@ def _prepare(func: Callable, call_id: int, data: dict, batch: Batch, plan: _Plan
 
 
 class _Alarm:
-    """Raises TimeoutError in the calling (main) thread after ``seconds``."""
+    """Raises TimeoutError in the calling (main) thread when a call of the batch runs
+    longer than ``seconds``, with one SIGALRM timer for the whole batch rather than a
+    handler and a timer set and reset around every call (four system calls and two
+    enum conversions: ~8 µs per call, more than a no-op call itself). The timer is
+    armed for ``seconds``; when it fires, it raises if the running call started
+    ``seconds`` ago or more, else re-arms itself for what that call has left (or, between
+    calls, for ``seconds``: the next call's deadline is later than that)."""
 
     def __init__(self, seconds: float | None):
-        self.seconds = seconds
+        self.seconds = float(seconds or 0)
         self.armed = bool(seconds) and threading.current_thread() is threading.main_thread()
+        self.started: float | None = None  # time.monotonic() at the start of the running call
+
+    def begin(self) -> None:
+        self.started = time.monotonic()
+
+    def end(self) -> None:
+        self.started = None
 
     def _fire(self, signum, frame):  # noqa: ARG002
-        raise TimeoutError(f"function exceeded its timeout of {self.seconds} seconds")
+        started = self.started
+        left = self.seconds if started is None else started + self.seconds - time.monotonic()
+        if left > 0:
+            signal.setitimer(signal.ITIMER_REAL, left)
+            return
+        self.started = None
+        signal.setitimer(signal.ITIMER_REAL, self.seconds)  # for the next call
+        raise TimeoutError(f"function exceeded its timeout of {self.seconds:g} seconds")
 
-    def __enter__(self):
+    def __enter__(self) -> "_Alarm":
         if self.armed:
             self.previous = signal.signal(signal.SIGALRM, self._fire)
-            signal.setitimer(signal.ITIMER_REAL, float(self.seconds))
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
         return self
 
     def __exit__(self, *exc):
@@ -245,54 +317,64 @@ def _failure(call_id: int, exc: BaseException, stats: dict) -> dict:
     }
 
 
-def run_call(func: Callable, call_id: int, raw: bytes, batch: Batch, plan: _Plan | None = None) -> Any:
-    """Run one call; its outcome (``lithops_bridge.outcomes``: a tuple if it returned)."""
-    plan = plan or _Plan(func, batch)
+def run_call(func: Callable, call_id: int, data: dict, batch: Batch, plan: _Plan, alarm: _Alarm) -> Any:
+    """Run one call: ``(value, (start, function start, function end, end))`` if it
+    returned, else its failure dict (``lithops_bridge.outcomes``); ``alarm`` is the
+    batch's (entered by :func:`run_batch`)."""
     start = fstart = time.time()
     try:
-        data = pickle.loads(raw)
         with _Env(batch.extra_env) if batch.extra_env else _NO_ENV:
             args, kwargs = _prepare(func, call_id, data, batch, plan)
             fstart = time.time()
-            if batch.timeout:
-                with _Alarm(batch.timeout):
+            if alarm.armed:
+                alarm.begin()
+                try:
                     value = func(*args, **kwargs)
+                finally:
+                    alarm.end()
             else:
                 value = func(*args, **kwargs)
             if isinstance(value, (ResponseFuture, list)):
                 value = _resolve_futures(value)
             fend = time.time()
-        result = dumps(value)
     except BaseException as exc:  # noqa: BLE001 - the caller gets every failure
         if isinstance(exc, KeyboardInterrupt):
             raise
         return _failure(call_id, exc, {"worker_start_tstamp": start, "worker_pid": plan.pid, "worker_host": plan.host})
-    size = len(result) if value is not None else 0
-    return (call_id, result, size, start, fstart, fend, time.time(), plan.host, plan.pid)
+    return value, (start, fstart, fend, time.time())
 
 
-def _run_plain(func: Callable, batch: Batch, plan: _Plan) -> list:
+def _run_plain(
+    func: Callable, batch: Batch, plan: _Plan, datas: list, values: list, times: "array[float]", failures: dict, alarm: _Alarm
+) -> None:
     """:func:`run_call` over the batch, for a function with nothing to inject and a job
-    with no environment or timeout: the same outcomes, with no per-call set-up."""
-    out: list = []
-    host, pid, by_value, now = plan.host, plan.pid, by_value_modules(), time.time
-    for cid, raw in zip(batch.call_ids, batch.data):
+    with no environment: the same outcomes, with no per-call set-up."""
+    host, pid, now = plan.host, plan.pid, time.time
+    add_value, add_times = values.append, times.extend
+    timed, begin, end = alarm.armed, alarm.begin, alarm.end
+    for pos, (cid, data) in enumerate(zip(batch.call_ids, datas)):
+        if UPSTREAM_ERROR in data or "obj" in data:  # something to raise or to open first
+            _collect(run_call(func, cid, data, batch, plan, alarm), pos, values, times, failures)
+            continue
         start = now()
         try:
-            data = pickle.loads(raw)
-            if UPSTREAM_ERROR in data or "obj" in data:  # something to raise or to open first
-                out.append(run_call(func, cid, raw, batch, plan))
-                continue
-            fstart = now()
-            value = func(**data)
+            if timed:
+                begin()
+                try:
+                    value = func(**data)
+                finally:
+                    end()
+            else:
+                value = func(**data)
             if isinstance(value, (ResponseFuture, list)):
                 value = _resolve_futures(value)
             fend = now()
-            result = dumps(value, by_value)
         except BaseException as exc:  # noqa: BLE001 - the caller gets every failure
             if isinstance(exc, KeyboardInterrupt):
                 raise
-            out.append(_failure(cid, exc, {"worker_start_tstamp": start, "worker_pid": pid, "worker_host": host}))
+            failures[pos] = _failure(cid, exc, {"worker_start_tstamp": start, "worker_pid": pid, "worker_host": host})
+            add_value(None)
+            add_times((0.0, 0.0, 0.0, 0.0))
             continue
-        out.append((cid, result, len(result) if value is not None else 0, start, fstart, fend, now(), host, pid))
-    return out
+        add_value(value)
+        add_times((start, start, fend, fend))

@@ -16,6 +16,7 @@ from lithops_bridge.futures import FuturesList, ResponseFuture
 from lithops_bridge.waiting import Waiter, unwatch, watch
 
 THREADPOOL_SIZE = 64
+_NEW, _SUCCESS, _DONE = ResponseFuture.State.New, ResponseFuture.State.Success, ResponseFuture.State.Done
 
 
 def _as_list(fs: Any) -> list:
@@ -61,9 +62,8 @@ def wait(
     futures = _as_list(fs)
     if not futures:
         return FuturesList(), FuturesList()
-    for f in futures:
-        if f.new:
-            raise ValueError(f"{f!r} was never invoked")
+    if _NEW in {f._state for f in futures}:
+        raise ValueError(f"{next(f for f in futures if f._state == _NEW)!r} was never invoked")
     if futures_from_executor_wait:
         pending = sum(1 for f in futures if not f._finished())
         need = len(futures) - pending + _needed(pending, return_when)
@@ -88,15 +88,22 @@ def wait(
         next(f for f in futures if f.error)._raise()
     # every finished future counts as done (Lithops: a call whose status is in is done);
     # fetching the results moves Success to Done
-    done, not_done = FuturesList(), FuturesList()
-    for f in futures:
-        if f._done:
-            if download_results:
-                f._mark_read()
-            done.append(f)
-        else:
-            not_done.append(f)
+    if waiter.done >= len(futures):  # all of them (the common case of a whole map)
+        done, not_done = FuturesList(futures), FuturesList()
+    else:
+        done, not_done = FuturesList(f for f in futures if f._done), FuturesList(f for f in futures if not f._done)
+    if download_results:
+        for f in done:
+            if f._state == _SUCCESS:
+                f._state = _DONE
     return done, not_done
+
+
+def results_of(done: list, throw_except: bool) -> list:
+    """The values of the finished futures ``done`` that produce output, in order (a
+    future read already, as ``wait(download_results=True)`` leaves them, gives its
+    value directly; a failed one raises, or gives None, through ``result``)."""
+    return [f._value if f._state == _DONE else f.result(throw_except=throw_except) for f in done if f._produce_output]
 
 
 def get_result(
@@ -111,4 +118,4 @@ def get_result(
     """The results of ``fs`` in their order (futures that produce no output skipped)."""
     futures = _as_list(fs)
     done, _ = wait(futures, throw_except=throw_except, download_results=True, timeout=timeout)
-    return [f.result(throw_except=throw_except) for f in done if f._produce_output]
+    return results_of(done, throw_except)

@@ -10,6 +10,7 @@ waiting thread for each, cost more than the calls themselves.
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from lithops_bridge.futures import _LOCK
@@ -37,7 +38,7 @@ class Waiter:
     def __init__(self, need: int, throw_except: bool):
         self.need = need  # futures that must be done
         self.throw_except = throw_except  # a failed future ends the wait
-        self.pending: dict[int, int] = {}  # id of a future not finished yet -> times it is in the waited list
+        self.pending: Counter[int] = Counter()  # id of a future not finished yet -> times it is in the waited list
         self.done = 0  # futures of the list finished
         self.error: "ResponseFuture | None" = None  # the first failed one seen
         self.cond = threading.Condition()
@@ -64,21 +65,20 @@ class Waiter:
 def watch(futures: list, waiter: Waiter) -> list[Group]:
     """Count the finished ``futures`` into ``waiter`` and register it for the others'
     jobs; returns the groups to :func:`unwatch`."""
-    groups: dict[int, Group] = {}
     with _LOCK:
-        for f in futures:
-            if f._done:
-                waiter.done += 1
-                if waiter.error is None and f._state == _ERROR:
-                    waiter.error = f
-                continue
-            waiter.pending[id(f)] = waiter.pending.get(id(f), 0) + 1
+        pending = [f for f in futures if not f._done]
+        if len(pending) < len(futures):
+            waiter.done += len(futures) - len(pending)
+            if waiter.error is None:
+                waiter.error = next((f for f in futures if f._done and f._state == _ERROR), None)
+        for f in pending:
             if f._group is None:  # made by hand or unpickled: a group of its own
                 f._group = Group()
-            groups[id(f._group)] = f._group
-        for group in groups.values():
+        waiter.pending = Counter(map(id, pending))  # counted in C: a map waits on 100,000 futures
+        groups = list({id(g): g for g in {f._group for f in pending}}.values())
+        for group in groups:
             group.watchers.append(waiter)
-    return list(groups.values())
+    return groups
 
 
 def unwatch(groups: list[Group], waiter: Waiter) -> None:

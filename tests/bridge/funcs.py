@@ -231,3 +231,8 @@ def logged_sleep_or_gate(path, call, seconds_or_gate):
     with open(path, "a") as fh:
         fh.write(f"{call} {vm} end\n")
     return call, vm
+
+
+def lock_if(x):
+    """``x``, or a lock (which does not pickle) when ``x`` is "lock"."""
+    return __import__("threading").Lock() if x == "lock" else x

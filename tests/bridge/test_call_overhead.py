@@ -19,9 +19,9 @@ import pytest
 import lithops_bridge as lithops
 from lithops_bridge.backends.standalone import slots
 from lithops_bridge.futures import ResponseFuture
-from lithops_bridge.iterdata import Binder, bind, bound_signature
+from lithops_bridge.iterdata import Binder, bind, bound_signature, call_data
 from lithops_bridge.job import guided_chunks
-from lithops_bridge.outcomes import apply_outcome
+from lithops_bridge.outcomes import BatchOutcome, apply_outcomes
 from lithops_bridge.pickling import dumps
 from lithops_bridge.runner import Batch, run_batch
 from tests.bridge import funcs
@@ -95,6 +95,27 @@ def test_binding_each_shape_once_binds_like_inspect(func, items):
     assert [binder(item) for item in items] == [bind(sig, item) for item in items]
 
 
+def _no_args():
+    return 0
+
+
+@pytest.mark.parametrize(
+    "func, items",
+    [(funcs.double, list(range(50))), (_star, list(range(5))), (funcs.kw, [1, 2]), (_no_args, [1, 2]), (funcs.double, [])],
+)
+def test_a_map_of_items_of_one_plain_type_binds_like_inspect(func, items):
+    """``call_data`` binds a map whose items are all of one plain type (not dict, not
+    tuple) by the first item's shape: the same dicts as binding each, or the same refusal."""
+    sig = bound_signature(func)
+    try:
+        expected = [bind(sig, item) for item in items]
+    except TypeError as exc:
+        with pytest.raises(TypeError, match=str(exc)):
+            call_data(func, items)
+        return
+    assert call_data(func, items) == expected
+
+
 def test_a_bad_item_of_a_new_shape_is_refused_like_lithops():
     binder = Binder(bound_signature(funcs.add))
     assert binder((1, 2)) == {"a": 1, "b": 2}
@@ -106,7 +127,15 @@ def test_a_bad_item_of_a_new_shape_is_refused_like_lithops():
 
 # --- the worker loop and its outcomes ----------------------------------------------------------
 def _batch(func, datas: list[dict], **kwargs) -> Batch:
-    return Batch("job-1", cloudpickle.dumps(func), list(range(len(datas))), [pickle.dumps(d) for d in datas], **kwargs)
+    return Batch("job-1", cloudpickle.dumps(func), list(range(len(datas))), pickle.dumps(datas), **kwargs)
+
+
+def _resolved(outcomes, n: int) -> list[ResponseFuture]:
+    futures = [ResponseFuture("e", "M000", i) for i in range(n)]
+    for f in futures:
+        f._set_invoked()
+    apply_outcomes(futures, outcomes)
+    return futures
 
 
 def test_the_plain_loop_and_the_general_path_give_the_same_outcomes():
@@ -116,29 +145,30 @@ def test_the_plain_loop_and_the_general_path_give_the_same_outcomes():
     results = []
     for extra_env in ({}, {"SOME_VAR": "1"}):
         outcomes = run_batch(_batch(funcs.raise_if_str, datas, extra_env=extra_env, worker_label="vm-7"))
-        futures = [ResponseFuture("e", "M000", i) for i in range(3)]
-        for f, o in zip(futures, outcomes):
-            f._set_invoked()
-            apply_outcome(f, o)
+        futures = _resolved(outcomes, 3)
         assert [f.result() for f in (futures[0], futures[2])] == [2, 6]
         with pytest.raises(ValueError, match="boom") as info:
             futures[1].result()
         assert "raise_if_str" in str(info.value.__cause__)  # the remote traceback
         assert all(f.stats["worker_host"] == "vm-7" for f in futures)
         assert set(LITHOPS_STATS) - {"host_submit_tstamp"} <= set(futures[0].stats)
-        results.append([type(o).__name__ for o in outcomes])
-    assert results == [["tuple", "dict", "tuple"]] * 2
+        assert isinstance(outcomes, BatchOutcome) and sorted(outcomes.failures) == [1]
+        results.append([sorted(f.stats) for f in futures])
+    assert results[0] == results[1]
 
 
-def test_a_returned_call_travels_in_a_result_slot_as_the_dict_form():
-    """Standalone result slots are JSON: a tuple outcome is written as its dict form,
-    and the client resolves the future from it with the same value and stats."""
-    (outcome,) = run_batch(_batch(funcs.double, [{"x": 21}], worker_label="vm-2"))
-    body = slots.decode(slots.encode({"kind": slots.RESULT, "outcomes": [outcome]}))
-    fut = ResponseFuture("e", "M000", 0)
-    fut._set_invoked()
-    apply_outcome(fut, body["outcomes"][0])
-    assert fut.result() == 42 and fut.stats["worker_host"] == "vm-2" and fut.stats["func_result_size"] > 0
+def test_a_batch_travels_in_a_result_slot_and_resolves_the_same():
+    """Standalone result slots are JSON: a batch's outcome (values as one pickle, a
+    failed call's exception beside them) is written as base64 and the client resolves
+    the futures from it with the same values, exceptions and stats."""
+    outcome = run_batch(_batch(funcs.raise_if_str, [{"x": 21}, {"x": "no"}, {"x": None}], worker_label="vm-2"))
+    body = slots.decode(slots.encode({"kind": slots.RESULT, "outcomes": outcome}))
+    assert body["outcomes"] == outcome
+    futures = _resolved(body["outcomes"], 3)
+    assert futures[0].result() == 42 and futures[0].stats["worker_host"] == "vm-2"
+    with pytest.raises(ValueError, match="no"):
+        futures[1].result()
+    assert futures[0].stats["func_result_size"] == len(pickle.dumps(42, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 # --- futures and waits through a real pool ------------------------------------------------------
@@ -208,14 +238,10 @@ def test_chunksize_is_the_number_of_calls_per_batch(fexec):
 def test_two_jobs_that_share_a_key_run_their_own_functions():
     """A worker keeps loaded functions per job: a second job under the same key (another
     executor's, or a test's) must not run the first one's function."""
-    assert run_batch(_batch(funcs.double, [{"x": 4}]))[0][0] == 0
-    (outcome,) = run_batch(_batch(funcs.raise_if_str, [{"x": 4}]))
-    fut = ResponseFuture("e", "M000", 0)
-    fut._set_invoked()
-    apply_outcome(fut, outcome)
-    assert fut.result() == 8
-    (outcome,) = run_batch(_batch(funcs.raise_value_error, [{"x": 4}]))
-    assert outcome["ok"] is False and outcome["exc_type"] == "ValueError"
+    assert _resolved(run_batch(_batch(funcs.double, [{"x": 4}])), 1)[0].result() == 8
+    assert _resolved(run_batch(_batch(funcs.raise_if_str, [{"x": 4}])), 1)[0].result() == 8
+    outcome = run_batch(_batch(funcs.raise_value_error, [{"x": 4}]))
+    assert outcome.failures[0]["ok"] is False and outcome.failures[0]["exc_type"] == "ValueError"
 
 
 # --- how a job is cut into batches ---------------------------------------------------------------
@@ -238,15 +264,19 @@ def test_a_fixed_chunksize_wins_over_the_guided_sizes():
 
 def test_standalone_batches_of_a_large_map_are_few(tmp_path):
     """Every standalone batch costs a claim, a result and a listing in storage: a 1,000-call
-    map over 4 processes is cut into at most 40 batches (single-call batches at its tail
-    made 89), and the batch sizes still shrink towards the end."""
+    map over 4 processes is cut into 16 batches of at most 63 calls (about 4 per process,
+    the chunk size ``multiprocessing.Pool.map`` picks by default; the guided tail of
+    single calls made 89), every call in one of them, in order; ``chunksize`` still wins."""
     from lithops_bridge.backends.standalone.backend import StandaloneBackend
 
     backend = StandaloneBackend.__new__(StandaloneBackend)
     backend.settings = {"worker_processes": 2}
-    batches = backend.batches(1000, [{"worker": 1}, {"worker": 2}], None)
-    assert len(batches) <= 40 and batches[-1][1] == 1000
-    assert batches[0][1] - batches[0][0] > batches[-2][1] - batches[-2][0] >= 1000 // 64
+    live = [{"worker": 1}, {"worker": 2}]
+    batches = backend.batches(1000, live, None)
+    assert len(batches) == 16 and max(end - start for start, end in batches) == 63
+    assert batches[0][0] == 0 and batches[-1][1] == 1000 and all(a[1] == b[0] for a, b in zip(batches, batches[1:]))
+    assert backend.batches(10, live, None) == [(i, i + 1) for i in range(10)]  # fewer calls than 16: one each
+    assert backend.batches(1000, live, 500) == [(0, 500), (500, 1000)]
 
 
 def test_a_batch_of_outcomes_finishes_its_futures_together():
@@ -254,7 +284,6 @@ def test_a_batch_of_outcomes_finishes_its_futures_together():
     one future, a callback on another, and a ``wait()`` over all of them are each served
     once; a failed call still raises its own exception; a future already finished (a
     late duplicate) keeps its first result."""
-    from lithops_bridge.outcomes import apply_outcomes
     from lithops_bridge.waiting import Group
 
     group = Group()

@@ -55,7 +55,7 @@ def _raise(exc):
 
 @pytest.mark.parametrize("exc", ERRORS, ids=lambda e: type(e).__name__)
 def test_an_error_raised_in_a_call_reaches_the_caller_with_its_type(exc):
-    outcome = run_batch(Batch("job-1", cloudpickle.dumps(_raise), [0], [cloudpickle.dumps({"exc": exc})]))[0]
+    outcome = run_batch(Batch("job-1", cloudpickle.dumps(_raise), [0], cloudpickle.dumps([{"exc": exc}]))).failures[0]
     assert outcome["ok"] is False and outcome["exc"] is not None, outcome.get("pickle_error")
     fut = ResponseFuture("ex", "A000", 0)
     fut._set_invoked()

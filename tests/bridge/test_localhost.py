@@ -65,9 +65,7 @@ def test_a_private_pool_is_not_shut_down_under_a_job_being_submitted():
 
     racing_get_pool.threads = []
     backend._get_pool = racing_get_pool
-    job = Job(
-        "race", "M000", serialize_function(funcs.double), "double", [__import__("cloudpickle").dumps({"x": i}) for i in range(4)]
-    )
+    job = Job("race", "M000", serialize_function(funcs.double), "double", [{"x": i} for i in range(4)])
     futures = [ResponseFuture("race", "M000", i) for i in range(4)]
     backend.submit(job, futures)
     for t in racing_get_pool.threads:

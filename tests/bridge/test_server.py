@@ -186,3 +186,19 @@ def test_the_job_names_the_live_vms(vm):
         fexec.compute_handler.store.put = spy
         assert fexec.call_async(funcs.double, 3).result() == 6
     assert seen and seen[0]["workers"] == [1]
+
+
+def test_a_job_in_another_bridge_version_format_fails_its_calls_with_the_fix(vm, monkeypatch):
+    """A job whose argument pickles are not one per batch (a client of another bridge
+    version) fails its calls with a BridgeError naming the fix, instead of leaving a
+    claimed batch that no VM runs (the client would wait forever)."""
+    from lithops_bridge.job import Job
+    from lithops_bridge.pickling import dumps
+
+    monkeypatch.setattr(Job, "pack", lambda self, batches: [dumps(d) for d in self.data] + [b""])
+    with lithops.FunctionExecutor(config=vm.config) as fexec:
+        fs = fexec.map(funcs.double, [1, 2, 3])
+        lithops.wait(fs, timeout=20, throw_except=False)
+        for fut in fs:
+            with pytest.raises(BridgeError, match="job format differs .*same ephemera version"):
+                fut.result()

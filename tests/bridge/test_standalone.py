@@ -196,7 +196,7 @@ def test_no_credentials_travel_in_the_job(vms, config_for):
         "M000",
         serialize_function(funcs.double),
         "double",
-        [__import__("cloudpickle").dumps({"x": 1})],
+        [{"x": 1}],
         storage_config={"backend": "aws_s3", "aws_s3": {"secret_access_key": secret}},
     )
     fut = ResponseFuture("secrettest", "M000", 0)

@@ -3,8 +3,9 @@
 The pool (``worker_processes`` processes, forked) is shared by every executor of
 this process with the same size and stays up between jobs, so a job pays no start-up.
 A job's calls go to the pool in batches (guided self-scheduling: big batches first,
-single calls at the tail), each batch carrying the function serialized once for the
-job; results come straight back through the pool's pipe, with no storage round trip.
+smaller ones at the tail), each batch carrying the function serialized once for the
+job and its calls' arguments as one pickle; each batch's results come straight back
+through the pool's pipe as one outcome (values as one pickle), with no storage round trip.
 Inside a pool worker (a nested executor) the pool is private and shut down when idle,
 so a worker never exits with live children. Workers exit when the process that
 started the pool dies (lithops_bridge.lifeline), so a killed session leaks none.
@@ -92,21 +93,22 @@ class LocalhostBackend:
         return self._pool
 
     def submit(self, job: Job, futures: list) -> None:
+        chunks = list(guided_chunks(job.total_calls, self.workers, job.chunksize))
+        blobs = job.pack(chunks)  # before anything is sent: an input above data_limit sends nothing
         for f in futures:
             f._set_invoked()
-        chunks = list(guided_chunks(job.total_calls, self.workers, job.chunksize))
         # Take the pool and count every batch at once, before submitting any: neither a
         # fast first batch nor a previous job's last one may find the pool idle and shut
         # a private pool down under this job.
         with self._lock:
             pool = self._get_pool()
             self._outstanding += len(chunks)
-        for start, end in chunks:
+        for (start, end), blob in zip(chunks, blobs):
             batch = Batch(
                 job.job_key,
                 job.func,
                 list(range(start, end)),
-                job.data[start:end],
+                blob,
                 job.extra_env,
                 job.timeout,
                 job.storage_config,

@@ -2,7 +2,7 @@
 
 ``submit`` fails with BridgeError when no agent of the run is alive (no presence
 younger than ``presence.STALE_AFTER``: a wrong or destroyed ``run_id``); otherwise it
-cuts the job into batches (guided self-scheduling over every process of every live
+cuts the job into batches (about ``BATCHES_PER_PROCESS`` per process of every live
 VM), writes it once under the run's queue prefix, and registers it with a follower
 thread. The follower lists each active job's batch slots every ``poll_interval``
 seconds (``slots``: a batch's result is the slot after its latest claim), resolves
@@ -43,6 +43,7 @@ from lithops_bridge.outcomes import apply_outcomes
 log = logging.getLogger("lithops_bridge.standalone")
 STALE_AFTER = presence.STALE_AFTER  # seconds without a presence write after which a VM counts as gone
 CHECK_EVERY = 5.0  # seconds between checks of the claims of unfinished batches
+BATCHES_PER_PROCESS = 4  # a job is cut into about this many batches per live process (Pool.map's default)
 
 
 @dataclass
@@ -69,7 +70,7 @@ class StandaloneBackend:
         self.seal = RunSeal(parse_key(self.settings.get("run_key")), self.run_id)
         self.storage = Storage(storage_config=storage_config)
         self.store, self.bucket = self.storage.ephemera_storage, self.storage.bucket
-        default_poll = 0.02 if self.store.traits.same_host else 0.5
+        default_poll = 0.005 if self.store.traits.same_host else 0.5  # while a job is active (idle: it sleeps)
         self.retries = int(self.settings.get("retries", slots.DEFAULT_RETRIES))
         self.stale_after = STALE_AFTER  # seconds of silence after which this client gives up on a VM
         self.check_every = CHECK_EVERY  # seconds between looks at the claims of unfinished batches
@@ -104,8 +105,12 @@ class StandaloneBackend:
         return self.slots(self.live_heartbeats())
 
     def batches(self, n: int, live: list[dict], chunksize: int | None) -> list[tuple[int, int]]:
-        """Call ranges of a job of ``n`` calls: guided over the live VMs' processes."""
-        return guided_chunks(n, self.slots(live), chunksize)
+        """Call ranges of a job of ``n`` calls over the live VMs' processes: about
+        ``BATCHES_PER_PROCESS`` batches each (the chunk size ``multiprocessing.Pool.map``
+        picks by default), since every batch here costs a claim, a result and a listing in
+        storage; ``chunksize`` fixes the size instead."""
+        procs = self.slots(live)
+        return guided_chunks(n, procs, chunksize, min_size=max(1, -(-n // (BATCHES_PER_PROCESS * procs))))
 
     # --- submit ---------------------------------------------------------------------------
     def submit(self, job: Job, futures: list) -> None:
@@ -117,12 +122,13 @@ class StandaloneBackend:
                 "and that the run is applied and its VMs are up"
             )
         batches = self.batches(job.total_calls, live, job.chunksize)
+        data = job.pack(batches)  # one pickle of arguments per batch; raises before anything is written
         workers = sorted({int(hb["worker"]) for hb in live if str(hb.get("worker", "")).isdigit()})
         payload = {
             "job_key": job.job_key,
             "func": job.func,
             "modules": job.modules,
-            "data": job.data,
+            "data": data,
             "extra_env": job.extra_env,
             "timeout": job.timeout,
             "batches": batches,

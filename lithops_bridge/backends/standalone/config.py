@@ -7,8 +7,8 @@ them), ``worker_processes`` (per VM, default the VM's CPU count), ``use_gpu``,
 ``run_key`` (mandatory: the run's key, 64 hex digits, with which jobs and results
 are sealed; ``ephemera lithops-config RUN_ID --bridge`` writes it, and a VM of the run
 puts it into the workload's ``LITHOPS_CONFIG``), ``poll_interval`` (seconds between
-the client's storage polls; default 0.02 on localhost storage, 0.5 on cloud storage)
-and ``retries`` (how many times a batch whose
+the client's storage polls while a job is active; default 0.005 on localhost storage,
+0.5 on cloud storage) and ``retries`` (how many times a batch whose
 VM died is taken over by another VM of the run; default 2, 0 turns it off).
 """
 

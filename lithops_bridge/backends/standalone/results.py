@@ -19,7 +19,7 @@ from ephemera.errors import NoSuchBucketError, NoSuchKeyError
 from lithops_bridge.backends.standalone import keys, slots
 from lithops_bridge.backends.standalone.seal import RunSeal
 from lithops_bridge.errors import BridgeError
-from lithops_bridge.outcomes import call_id_of
+from lithops_bridge.outcomes import outcome_call_ids
 
 log = logging.getLogger("lithops_bridge.agent.server")
 UPLOAD_DELAYS = (0.0, 0.2, 0.5, 1.0, 2.0, 4.0)  # seconds before each attempt to write a results object
@@ -62,7 +62,7 @@ class ResultWriter:
         return f"{self.worker}:{os.getpid()}:{jk}:{b}:{slot}"
 
     def _write_result(
-        self, jk: str, b: int, slot: int, outcomes: list, delays: tuple = ()
+        self, jk: str, b: int, slot: int, outcomes: Any, delays: tuple = ()
     ) -> tuple[bool | None, BaseException | None]:
         """Own the slot after the claim with the results: (True, _), (False, _) if the
         claim was superseded (the results are dropped), (None, last error) if storage
@@ -80,10 +80,11 @@ class ResultWriter:
                 log.warning("writing the results of batch %d of job %s failed: %s", b, jk, exc)
                 continue
             if not won:
+                call_ids = outcome_call_ids(outcomes)
                 log.warning(
                     "the results of calls %d-%d of job %s are dropped: another VM took them over (attempt %d)",
-                    call_id_of(outcomes[0]),
-                    call_id_of(outcomes[-1]),
+                    call_ids[0],
+                    call_ids[-1],
                     jk,
                     slot + 2,
                 )
@@ -101,12 +102,12 @@ class ResultWriter:
         except Exception:  # noqa: BLE001 - best effort: the run's bucket is cleaned with the run
             pass
 
-    def _upload(self, jk: str, b: int, slot: int, outcomes: list) -> None:
+    def _upload(self, jk: str, b: int, slot: int, outcomes: Any) -> None:
         """Write the batch's results; failure outcomes if that keeps failing; else give the claim back."""
         written, last = self._write_result(jk, b, slot, outcomes)
         if written is not None or self.stopping.is_set():
             return
-        call_ids = [call_id_of(o) for o in outcomes]
+        call_ids = outcome_call_ids(outcomes)
         err = BridgeError(
             f"VM {self.worker} of run {self.run_id} ran calls {call_ids[0]}-{call_ids[-1]} of job {jk} but "
             f"could not write their results after {len(self.upload_delays)} attempts: "

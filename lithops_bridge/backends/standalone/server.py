@@ -29,6 +29,7 @@ import multiprocessing
 import os
 import threading
 import time
+from typing import Any
 from collections import OrderedDict, deque
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -81,7 +82,8 @@ class TaskServer(ResultWriter):
         self.seal = RunSeal(parse_key(run_key, "run_key"), run_id)
         self.size = max(1, int(worker_processes))
         self.task_env = dict(task_env)  # environment of the task processes (nested-executor config)
-        self.poll_min, self.poll_max = (0.25, 2.0) if cloud else (0.01, 0.2)
+        # seconds between looks at the queue, backing off while idle (a local look is a listing: a new job waits ~10 ms)
+        self.poll_min, self.poll_max = (0.25, 2.0) if cloud else (0.01, 0.02)
         self.reclaim_every = 5.0 if cloud else 0.5  # seconds between looks for a dead VM's claims
         self._last_reclaim = 0.0
         self.upload_delays = UPLOAD_DELAYS  # backoff of result uploads
@@ -275,20 +277,22 @@ class TaskServer(ResultWriter):
         env = dict(job.get("extra_env") or {})
         if not job.get("use_gpu"):
             env.setdefault("CUDA_VISIBLE_DEVICES", "")
+        data: list = job.get("data") or []
+        aligned = len(data) == len(job["batches"])  # one argument pickle per batch
         batch = Batch(
             job["job_key"],
             job["func"],
             list(range(start, end)),
-            job["data"][start:end],
+            data[b] if aligned else b"",
             env,
             job.get("timeout"),
             None,
             worker_label=f"vm-{self.worker}",
             modules=job.get("modules") or {},
         )
-        self._submit(job, b, slot, batch)
+        self._submit(job, b, slot, batch, aligned)
 
-    def _submit(self, job: dict, b: int, slot: int, batch: Batch) -> None:
+    def _submit(self, job: dict, b: int, slot: int, batch: Batch, aligned: bool = True) -> None:
         entry = {
             "started": time.monotonic(),
             "batch": batch,
@@ -298,6 +302,11 @@ class TaskServer(ResultWriter):
         }
         with self._inflight_lock:
             self._inflight[(job["job_key"], b)] = entry
+        if not aligned:  # its calls fail with the reason, rather than a claim no one runs
+            err = f"job {job['job_key']} was written by a bridge whose job format differs from VM {self.worker}'s "
+            fix = "(one argument pickle per batch): run the same ephemera version on the client and the run's VMs"
+            self._complete(job["job_key"], b, failure_outcomes(batch.call_ids, BridgeError(err + fix)))
+            return
         try:
             cf = self._get_pool().submit(run_batch, batch)
         except Exception as exc:  # noqa: BLE001 - a broken pool: fail this batch, fresh pool next time
@@ -333,7 +342,7 @@ class TaskServer(ResultWriter):
             outcomes = failure_outcomes(entry["batch"].call_ids, exc)
         self._complete(jk, b, outcomes)
 
-    def _complete(self, jk: str, b: int, outcomes: list) -> None:
+    def _complete(self, jk: str, b: int, outcomes: Any) -> None:
         with self._inflight_lock:
             entry = self._inflight.pop((jk, b), None)
         self._wake.set()

@@ -12,8 +12,8 @@ so exactly one writer owns it. Slot 0 holds the first claim. Whoever owns slot
 A claimer that comes back late finds slot ``s + 1`` taken and drops its results, so
 a batch has at most one result, from its latest claim, and the client (which reads
 results only from slots it lists) never sees two. Bodies are JSON dicts with a
-``kind`` (a result's pickled values and exceptions as base64 strings, unpickled only
-by the client, once the slot is authenticated), sealed with the run key (``seal``); a
+``kind`` (a result's pickled values, one object per batch, and exceptions as base64
+strings, unpickled only by the client, once the slot is authenticated), sealed with the run key (``seal``); a
 writer's ``token`` is the same on every retry of one write, so a retried
 ``put_if_absent`` whose first attempt landed is recognised as its own. A slot whose
 seal does not check out reads as ``{"kind": FORGED, "reason": ...}``: nobody owns it
@@ -23,38 +23,28 @@ calls with the reason (whoever planted it can stop a batch, never run code).
 
 from __future__ import annotations
 
-import base64
 import json
 
 from ephemera.errors import NoSuchBucketError, NoSuchKeyError
 from lithops_bridge.backends.standalone.seal import RunSeal, SealError
-from lithops_bridge.outcomes import as_dict
+from lithops_bridge.outcomes import outcomes_from_json, outcomes_to_json
 
 CLAIM, RESULT, ABANDONED, FORGED = "claim", "result", "abandoned", "forged"
 DEFAULT_RETRIES = 2  # claims of a batch after the first one (standalone.retries)
 KIND = "slot"  # the seal's object kind
-_BLOBS = ("value", "exc")  # outcome fields holding pickled bytes
 
 
 def encode(body: dict) -> bytes:
-    """The JSON of a slot body (outcomes in their dict form, their pickled fields as base64)."""
+    """The JSON of a slot body (a result's outcomes as ``outcomes.outcomes_to_json`` spells them)."""
     if "outcomes" in body:
-        body = {
-            **body,
-            "outcomes": [
-                {k: base64.b64encode(v).decode() if k in _BLOBS and isinstance(v, bytes) else v for k, v in as_dict(o).items()}
-                for o in body["outcomes"]
-            ],
-        }
+        body = {**body, "outcomes": outcomes_to_json(body["outcomes"])}
     return json.dumps(body, separators=(",", ":")).encode()
 
 
 def decode(data: bytes) -> dict:
     body = json.loads(data)
     if "outcomes" in body:
-        body["outcomes"] = [
-            {k: base64.b64decode(v) if k in _BLOBS and isinstance(v, str) else v for k, v in o.items()} for o in body["outcomes"]
-        ]
+        body["outcomes"] = outcomes_from_json(body["outcomes"])
     return body
 
 
