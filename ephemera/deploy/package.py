@@ -52,7 +52,7 @@ from ephemera.bundle.sdists import (
 )
 from ephemera.engines import engine_spec
 from ephemera.errors import ConfigError
-from ephemera.stack import STACKS, STACKS_DIR
+from ephemera.stack import STACKS, STACKS_DIR, stack_spec
 from ephemera.stack.spec import SPEC_FILE
 from ephemera.storage import storage_spec
 
@@ -149,8 +149,12 @@ def _copy_sources(dest: Path, main_source: str) -> None:
         if not src.is_dir():
             raise PackageError(f"package folder '{src}' is missing; run from an Ephemera checkout")
         shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns(*LEFT_OUT))
-    # the run stacks' contracts, not their .tf files (the engine has those), nor the image builders'
-    for spec in sorted(p for p in STACKS_DIR.glob(f"*/{SPEC_FILE}") if p.parent.name in STACKS.values()):
+    # the run stacks' contracts, not their .tf files (the engine has those), and their image
+    # stacks' (the deployed reaper destroys a dead image build's builder with its spec)
+    shipped = set(STACKS.values()) | {
+        name for run in STACKS.values() for name in (stack_spec(run).image_builder, stack_spec(run).image_stack) if name
+    }
+    for spec in sorted(p for p in STACKS_DIR.glob(f"*/{SPEC_FILE}") if p.parent.name in shipped):
         target = dest / "ephemera" / "stacks" / spec.parent.name / SPEC_FILE
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(spec, target)

@@ -32,11 +32,16 @@ def test_the_runtime_stays_out_and_the_event_formats_go_in(tmp_path):
     assert {"ephemera/events/formats.py", "ephemera/events/cloud_events.py", "ephemera/events/fields.py"} <= names
     shipped_elsewhere = ("ephemera/runtime/", "ephemera/cli/", "ephemera/workloads/", "lithops_bridge/")
     assert not sorted(n for n in names if n.startswith(shipped_elsewhere))
-    # the stacks' specs go in (an apply checks the run against its stack's), their .tf files stay with the engine
+    # the stacks' specs go in (an apply checks the run against its stack's), their .tf files stay with the engine;
+    # so do the image stacks' (the reaper destroys a dead image build's builder workspace with its spec)
     assert {n for n in names if n.startswith("ephemera/stacks/")} == {
         "ephemera/stacks/local/stack.toml",
         "ephemera/stacks/ibm-vpc-gpu/stack.toml",
         "ephemera/stacks/aws-ec2-gpu/stack.toml",
+        "ephemera/stacks/ibm-image-builder/stack.toml",
+        "ephemera/stacks/ibm-image/stack.toml",
+        "ephemera/stacks/aws-image-builder/stack.toml",
+        "ephemera/stacks/aws-image/stack.toml",
     }
 
 
