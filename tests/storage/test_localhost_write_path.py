@@ -88,3 +88,21 @@ def test_folder_pruned_inside_mkdir_is_not_called_an_object(store, method, monke
     assert raised and store.get("bkt", "run/queue/job.pickle") == b"x"
     assert result is True or result.key == "run/queue/job.pickle"
     assert _tmp_left(store) == []
+
+
+def test_a_put_consumed_at_once_still_returns_what_was_written(store, monkeypatch) -> None:
+    """A queue entry's reader (a VM's server) may claim and delete it between the write and
+    the writer's stat; S3's PUT answers with what was written whatever happens next."""
+    import hashlib
+
+    place = store._place
+
+    def placed_then_consumed(*args, **kwargs):
+        path = place(*args, **kwargs)
+        path.unlink()
+        return path
+
+    monkeypatch.setattr(store, "_place", placed_then_consumed)
+    info = store.put("bkt", "queue/job.pickle", b"abc")
+    assert (info.key, info.size, info.etag) == ("queue/job.pickle", 3, hashlib.md5(b"abc").hexdigest())
+    assert _tmp_left(store) == []
