@@ -37,6 +37,7 @@ from ephemera.bundle.image import (
     lock_sha256,
     put_record,
     record_signature,
+    stack_name,
 )
 from ephemera.bundle.lock import compile_lock, pins, source_only_wheels, vm_requirements
 from ephemera.bundle.pack import requirements, vm_extras
@@ -70,7 +71,7 @@ class CloudBuild:
         self.config, self.storage, self.place = config, storage, place
         self.lock_text, self.requirements = lock_text, list(requirements)
         self.lock = lock_sha256(lock_text)
-        self.stack = str(config.workspace.stack)
+        self.stack = stack_name(config)
         self.timeout = float(opts.get("timeout", 3600))  # seconds the builder VM has to power off
         self.poll = float(opts.get("poll", POLL_SECONDS))
         self.variables = dict(opts.get("variables") or {})  # the builder stack's own variables (region, profile...)
@@ -294,7 +295,7 @@ def build_cloud(config, storage: Storage, place: BuildPlace, lock_text: str, req
     """The image of ``lock_text`` for ``config``'s stack: the recorded one (unless ``force``), or
     one built now; (its record, whether it was built now)."""
     try:
-        existing = get_record(storage, config.state_bucket, str(config.workspace.stack), lock_sha256(lock_text))
+        existing = get_record(storage, config.state_bucket, stack_name(config), lock_sha256(lock_text))
     except ImageError:
         existing = None
     if existing is not None and not force:

@@ -46,7 +46,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from ephemera import layout
-from ephemera.errors import ImageError, NoSuchKeyError
+from ephemera.errors import EphemeraError, ImageError, NoSuchKeyError
 from ephemera.runkeys import signing_key
 from ephemera.stack import config_stack
 from ephemera.storage.base import Storage
@@ -170,7 +170,8 @@ def local_record_file(config, stack: str, sha256: str) -> Path:
 
 
 def stack_name(config) -> str:
-    return str(config.workspace.stack)
+    """The stack name image records are kept under: the registered name, or a stack folder's name."""
+    return config_stack(config).name
 
 
 def local_path_problem(config, record: ImageRecord) -> str | None:
@@ -286,7 +287,7 @@ def find_image(config, storage: Storage, ref, variables: dict | None = None) -> 
             problem = local_path_problem(config, record) if record.kind == "local" else f"a {record.kind} image on a local stack"
         else:
             problem = cloud_problem(config, record)
-    except ImageError as exc:
+    except EphemeraError as exc:  # an image is an optimisation: nothing about it fails a run
         record, problem = None, exc.message
     if problem:
         log.warning(
