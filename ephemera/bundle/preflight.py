@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import threading
 from pathlib import Path
 from typing import Optional
 
@@ -30,6 +31,9 @@ from ephemera.config.paths import workload_source
 from ephemera.errors import ConfigError, ConfigErrors
 
 ENTRY = "workload.entry"
+# CPython before 3.11.8 (gh-106905) can fail ast.parse run in two threads at once with
+# "SystemError: AST constructor recursion depth mismatch"; concurrent applies run this check
+_PARSE = threading.Lock()
 REQUIREMENTS = "workload.requirements"
 
 
@@ -137,7 +141,9 @@ def entry_problems(entry: str, root: Optional[Path], ignore=(), exclude=()) -> l
         if path is None:
             return []  # a compiled or namespace module: importable, not readable here
     try:
-        tree = ast.parse(path.read_bytes(), filename=str(path))
+        source = path.read_bytes()
+        with _PARSE:
+            tree = ast.parse(source, filename=str(path))
     except SyntaxError as exc:
         return [
             ConfigError(

@@ -140,7 +140,8 @@ def test_a_build_against_moto_records_the_image_and_leaves_only_the_image(
     # only the AMI is left: available, tagged with the lock; the builder instance terminated
     (image,) = ec2.describe_images(ImageIds=[record.id])["Images"]
     assert image["State"] == "available" and {t["Key"]: t["Value"] for t in image["Tags"]}["ephemera:lock"] == lock
-    left = [i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]]
+    mine = [{"Name": "tag:ephemera:image-build", "Values": [record.build_id]}]  # the moto server may be shared
+    left = [i for r in ec2.describe_instances(Filters=mine)["Reservations"] for i in r["Instances"]]
     assert [i["State"]["Name"] for i in left] == ["terminated"]  # terminated instances stay visible a while
     builder = engine_for(config, place, "builder")
     assert builder.resources("image-builder-t") == []
