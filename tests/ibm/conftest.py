@@ -13,6 +13,9 @@ API_KEY = "apikey-7Hq2-SECRET-do-not-log"
 HMAC_ID = "hmacid-4c1d-SECRET-id"
 HMAC_SECRET = "hmacsecret-9f8e-SECRET-value"
 SECRETS = (API_KEY, HMAC_ID, HMAC_SECRET)
+# the claim protocol's settle covers a claim PUT's latency plus clock skew: on this machine
+# there is no skew, so a fifth of the 1 s a real COS takes (each locked ledger write waits it)
+CLAIM_SETTLE = 0.2
 VM_PROFILE = "Profile-0b9a2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"  # the run's VMs' identity (a HMAC controller's keys stay on it)
 
 
@@ -55,6 +58,7 @@ def cos_config(ibm_config, s3_endpoint, tmp_path, unique_bucket) -> dict:
             "access_key_id": HMAC_ID,
             "secret_access_key": HMAC_SECRET,
             "trusted_profile_id": VM_PROFILE,
+            "claim_settle": CLAIM_SETTLE,
         },
         "workspace": {"name": "gpu", "stack": "ibm-vpc-gpu"},
         "home": str(tmp_path / "home"),

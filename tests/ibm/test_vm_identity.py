@@ -20,7 +20,7 @@ from ephemera.assembly import get_storage
 from ephemera.storage.ibm_cos.backend import IBMCOSStorage
 from tests.fakes.metadata_server import start_metadata_server
 from tests.fakes.s3_server import start_s3_server
-from tests.ibm.conftest import HMAC_ID, HMAC_SECRET, SECRETS
+from tests.ibm.conftest import CLAIM_SETTLE, HMAC_ID, HMAC_SECRET, SECRETS
 from tests.ibm.tfmodule import apply_module
 
 PROFILE = "Profile-8dd84246-7df4-4667-94e4-8cecde51f3a1"
@@ -102,6 +102,7 @@ def test_schematics_apply_holds_no_secret_and_its_user_data_boots(
             "secret_access_key": HMAC_SECRET,
             "trusted_profile_id": PROFILE,
             "metadata_url": metadata.url,
+            "claim_settle": CLAIM_SETTLE,
         },
         "workspace": {"name": "gpu", "stack": "ibm-vpc-gpu", "variables": {"worker_count": 1, "profile": "gx3-16x80x1l4"}},
     }
@@ -175,7 +176,7 @@ def test_hmac_keys_are_never_handed_to_cloud_vms(ibm_config, schematics, recorde
         **ibm_config,
         "home": str(tmp_path / "home"),
         "storage": {"backend": "ibm_cos", "bucket": unique_bucket},
-        "ibm_cos": {"endpoint": url, "access_key_id": HMAC_ID, "secret_access_key": HMAC_SECRET},
+        "ibm_cos": {"endpoint": url, "access_key_id": HMAC_ID, "secret_access_key": HMAC_SECRET, "claim_settle": CLAIM_SETTLE},
         "workspace": {"name": "gpu", "stack": "ibm-vpc-gpu", "variables": {"worker_count": 1}},
     }
     storage = get_storage(cfg)

@@ -77,6 +77,20 @@ def test_explicit_endpoint_wins_and_is_checked():
     assert err.value.field == "ibm_cos.endpoint"
 
 
+def test_claim_settle_comes_from_the_config_and_is_bounded():
+    """COS has no conditional PUT, so create-only-if-absent waits ``claim_settle`` seconds
+    per claim; the setting reaches the client, and a value the protocol cannot work with
+    (negative, or not below the 60 s after which a claim is taken as stale) is refused by name."""
+    keys = {"endpoint": "http://127.0.0.1:9000", "access_key_id": COS_KEY_ID, "secret_access_key": COS_SECRET}
+    bucket = {"storage": {"backend": "ibm_cos", "bucket": "settle-bucket"}}
+    assert get_storage(load_config({**bucket, "ibm_cos": keys})).claim_settle == 1.0
+    assert get_storage(load_config({**bucket, "ibm_cos": {**keys, "claim_settle": 0.25}})).claim_settle == 0.25
+    for bad in (-0.5, 60, "soon"):
+        with pytest.raises(ConfigError) as err:
+            load_config({**bucket, "ibm_cos": {**keys, "claim_settle": bad}})
+        assert err.value.field == "ibm_cos.claim_settle"
+
+
 def test_hmac_chosen_when_keys_set():
     settings = cos_settings(
         load_config({"ibm_cos": {"access_key_id": COS_KEY_ID, "secret_access_key": COS_SECRET, "api_key": "unused-api-key-123"}})

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ephemera.storage.aws_s3.backend import MAX_ATTEMPTS, S3CompatibleStorage, client_config_options
 from ephemera.storage.base import StorageTraits
-from ephemera.storage.ibm_cos.config import COSSettings, cos_settings
+from ephemera.storage.ibm_cos.config import COSSection, COSSettings, cos_settings
 
 if TYPE_CHECKING:
     from ephemera.config import Config
@@ -82,7 +82,7 @@ class IBMCOSStorage(S3CompatibleStorage):
 
     @classmethod
     def from_config(cls, config: Config, **options: Any) -> "IBMCOSStorage":
-        return cls(cos_settings(config), **options)
+        return cls(cos_settings(config), **{"claim_settle": config.section(COSSection).claim_settle, **options})
 
     def __repr__(self) -> str:
         return f"IBMCOSStorage(endpoint={self.settings.endpoint!r}, auth={self.settings.auth!r})"

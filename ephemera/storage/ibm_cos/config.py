@@ -28,6 +28,7 @@ from pydantic import Field
 from ephemera.errors import ConfigError
 from ephemera.ibm import DEFAULT_IAM_URL, IBMAccount
 from ephemera.sections import Section, check_url, secret
+from ephemera.storage.claims import DEFAULT_SETTLE, DEFAULT_STALE_AFTER
 
 if TYPE_CHECKING:
     from ephemera.config import Config
@@ -57,6 +58,14 @@ class COSSection(Section):
         None, description="IAM trusted profile (Profile-...) the run's VMs authenticate as, through the VPC metadata service"
     )
     metadata_url: str = Field(METADATA_URL, description="the VPC instance metadata service the VMs get their tokens from")
+    claim_settle: float = Field(
+        DEFAULT_SETTLE,
+        ge=0,
+        lt=DEFAULT_STALE_AFTER,
+        description="seconds a create-only-if-absent waits between writing its claim and listing the claims (COS has "
+        "no conditional PUT): must exceed the slowest PUT plus the clock skew between callers; lower it only for a "
+        "store on this machine",
+    )
 
 
 @dataclass(frozen=True)
