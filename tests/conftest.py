@@ -15,6 +15,15 @@ pytest_plugins = ["tests.fakes.fixtures"]
 settings.register_profile("ci", derandomize=True)
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items) -> None:
+    """``slow`` tests first, each kind in its collected order. pytest-xdist hands tests
+    (or whole groups) to idle workers in this order: minute-long tests started first
+    overlap with each other and with the many short ones, instead of one of them
+    starting last and running alone while the other workers idle."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     """A fresh EPHEMERA_HOME; child processes inherit it."""
