@@ -42,13 +42,14 @@ def png_pixels(data: bytes) -> tuple[int, int, bytes]:
     return width, height, zlib.decompress(idat)
 
 
+@pytest.mark.timeout(900)  # the whole demo first: minutes on a loaded 2-core machine
 def test_the_dashboard_lists_the_demos_run_and_draws_its_timeline(home, tmp_path):
     sync_playwright = _browser_or_skip()
     from ephemera.cli.dashboard.server import DashboardServer
     from ephemera.cli.demo import run_demo
     from ephemera.context import Context
 
-    assert run_demo(home=str(home / "demo"), timeout=150) == 0
+    assert run_demo(home=str(home / "demo"), timeout=600) == 0
     ctx = Context(str(home / "demo" / "config.yaml"))
     run = next(iter(ctx.ledger.list()))
     server = DashboardServer(ctx, "127.0.0.1", 0).start()
