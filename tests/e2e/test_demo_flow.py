@@ -9,8 +9,9 @@ import threading
 
 import pytest
 
-from ephemera.cli.demo import demo_config, run_demo
+from ephemera.cli.demo import demo_config
 from ephemera.context import Context
+from ephemera.vm.heartbeats import read_heartbeats
 from ephemera.model.runs import RunState
 from ephemera.runtime.activations import list_activations
 from ephemera.runtime.runtime import run_up
@@ -65,9 +66,16 @@ def assert_successful_run(ctx: Context, folds: int = 5):
     return run
 
 
-def test_demo_flow_on_localhost_storage(home):
-    ctx = run_flow(demo_config(home, worker_count=2))
-    assert_successful_run(ctx)
+def test_demo_flow_on_localhost_storage(demo_run):
+    """The shared demo run (tests/e2e/conftest.py: two local VMs on localhost storage)."""
+    assert demo_run.code == 0, demo_run.out
+    ctx = Context(str(demo_run.home / "config.yaml"))
+    ctx.agent_pids = demo_run.agent_pids  # type: ignore[attr-defined]
+    run = assert_successful_run(ctx)
+    assert (
+        len(run.outputs["agents"]) == 2
+        and len({b.worker for b in read_heartbeats(ctx.storage, ctx.config.state_bucket, run.run_id)}) == 2
+    )
 
 
 def test_demo_flow_on_s3(home, s3_endpoint):
@@ -85,13 +93,14 @@ def test_demo_flow_on_s3(home, s3_endpoint):
     assert ctx.storage.backend == "aws_s3" and run.job.output_bucket == "ephemera-e2e"
 
 
-def test_demo_command_exits_zero_and_reports(home, capsys):
-    assert run_demo(home=str(home / "demo"), timeout=600) == 0
-    out = capsys.readouterr().out
+def test_demo_command_exits_zero_and_reports(demo_run, capsys):
+    """`make demo`'s command (the shared run): exit code 0 and its report, then `ephemera logs`."""
+    assert demo_run.code == 0, demo_run.out
+    out = demo_run.out
     for state in ORDER:
         assert state in out
     assert "metrics.json" in out and "model.pkl" in out and "agent processes left running: 0" in out
-    check_logs_after_the_vms_are_gone(home / "demo", capsys)
+    check_logs_after_the_vms_are_gone(demo_run.home, capsys)
 
 
 def check_logs_after_the_vms_are_gone(demo_home, capsys):
