@@ -43,6 +43,10 @@ def png_pixels(data: bytes) -> tuple[int, int, bytes]:
 
 
 @pytest.mark.timeout(900)  # the shared demo run first when this test is its first reader: minutes on a loaded machine
+# a mark, not only the skip in the body: without Chromium the shared demo run is not started for nothing
+@pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="no Chromium: install the distribution's package (apt-get install chromium); .ci/run does"
+)
 def test_the_dashboard_lists_the_demos_run_and_draws_its_timeline(demo_run, tmp_path):
     """The demo's run (shared with tests/e2e/test_demo_flow.py: tests/e2e/conftest.py)."""
     sync_playwright = _browser_or_skip()
