@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from lithops_bridge import constants as c
 from lithops_bridge.backends.standalone import keys
+from lithops_bridge.threads import thread_caps
 
 if TYPE_CHECKING:  # imported when the service starts (the agent loads every service at start)
     from lithops_bridge.backends.standalone.server import TaskServer
@@ -72,7 +73,9 @@ class BridgeService:
         return cfg
 
     def workload_env(self) -> dict[str, str]:
-        return {"LITHOPS_CONFIG": json.dumps(self.bridge_config(c.STANDALONE))}
+        # a local VM's driver shares the machine with the other VMs: its numeric threads get the VM's share
+        caps = thread_caps(1, cpus=self.vm.worker_processes) if self.vm.same_host else {}
+        return {**caps, "LITHOPS_CONFIG": json.dumps(self.bridge_config(c.STANDALONE))}
 
     # --- serving ----------------------------------------------------------------------------
     def start(self) -> None:

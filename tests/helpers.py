@@ -13,8 +13,9 @@ from ephemera.vm.heartbeats import read_heartbeats
 from ephemera.vm.pids import is_agent_process, read_pid
 
 
-def wait_for(predicate, timeout: float = 90.0, interval: float = 0.05, what: str = "condition"):
-    """Poll until ``predicate()`` is truthy (a safety net, never a timed assertion)."""
+def wait_for(predicate, timeout: float = 240.0, interval: float = 0.05, what: str = "condition"):
+    """Poll until ``predicate()`` is truthy (a safety net, never a timed assertion: generous, for a
+    loaded 2-core machine running 3 test workers, where a local VM's boot and workload may take minutes)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

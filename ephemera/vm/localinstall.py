@@ -47,7 +47,7 @@ def install_local(root: Path, boot: BootDocument, bundle: Path, manifest: dict, 
     pip += ["install", "--disable-pip-version-check", "--no-input"] + (["--no-index"] if boot.get("offline") else [])
     site = bootstrap.purelib(root, env)
     (site / HOST_PTH).write_text("".join(p + "\n" for p in boot.get("inherit_site") or []))
-    run(root, pip + ["--ignore-installed", "--no-deps", wheel], "installing Ephemera's wheel (pip)")
+    install_own_wheel(root, boot, pip, env, wheel)
     if house_entry := manifest.get("local_wheelhouse"):
         house = ["--no-index", "--find-links", str(bootstrap.fetch_wheelhouse(root, boot, bundle, house_entry))]
         run(
@@ -59,5 +59,21 @@ def install_local(root: Path, boot: BootDocument, bundle: Path, manifest: dict, 
     run(root, pip + [target, "-r", str(bundle / "requirements.txt")], "installing the bundle's requirements (pip)")
 
 
+def install_own_wheel(root: Path, boot: BootDocument, pip: list[str], env: Path, wheel: str) -> None:
+    """Ephemera's wheel alone (``--no-deps``, no index) into the environment, over the copy the
+    controller's site-packages show: with uv when there is one (a tenth of pip's time for one
+    wheel on a busy machine), else with ``pip``. The bundle's step after it finds it installed."""
+    if uv := bootstrap.find_uv(boot):
+        cmd = [uv, "pip", "install", "--quiet", "--python", str(bootstrap.env_python(env)), "--no-config", "--no-index"]
+        cmd += ["--no-deps", "--reinstall", "--compile-bytecode", wheel]
+        bootstrap.run(root, cmd, "installing Ephemera's wheel (uv)", {"UV_LINK_MODE": "copy"})
+    else:
+        bootstrap.run(root, pip + ["--ignore-installed", "--no-deps", wheel], "installing Ephemera's wheel (pip)")
+
+
 def _has_pip(python: str) -> bool:
+    if python == sys.executable:  # the usual case: this interpreter, no process to start
+        import importlib.util
+
+        return importlib.util.find_spec("pip") is not None
     return subprocess.run([python, "-c", "import pip"], stdin=subprocess.DEVNULL, capture_output=True).returncode == 0

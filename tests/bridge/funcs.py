@@ -236,3 +236,13 @@ def logged_sleep_or_gate(path, call, seconds_or_gate):
 def lock_if(x):
     """``x``, or a lock (which does not pickle) when ``x`` is "lock"."""
     return __import__("threading").Lock() if x == "lock" else x
+
+
+def blas_threads(x):
+    """The thread counts NumPy's numeric libraries run with in this call's process, and its thread variables."""
+    import numpy  # noqa: F401 - loads the BLAS library the count is read from
+    from threadpoolctl import threadpool_info
+
+    from lithops_bridge.threads import THREAD_VARS
+
+    return sorted({i["num_threads"] for i in threadpool_info()}), {n: os.environ.get(n) for n in THREAD_VARS}

@@ -202,3 +202,19 @@ def test_a_job_in_another_bridge_version_format_fails_its_calls_with_the_fix(vm,
         for fut in fs:
             with pytest.raises(BridgeError, match="job format differs .*same ephemera version"):
                 fut.result()
+
+
+def test_numpy_in_a_call_runs_the_vms_cpus_shared_among_the_pools_processes(vm):
+    """The pool has 2 processes: a call's BLAS library starts ``cpus // 2`` threads (at
+    least one), not one per CPU in each process (see tests/bridge/test_threads.py)."""
+    import os
+
+    from lithops_bridge.threads import THREAD_VARS, usable_cpus
+
+    share = str(max(1, usable_cpus() // 2))
+    expected = {name: os.environ.get(name, share) for name in THREAD_VARS}
+    with lithops.FunctionExecutor(config=vm.config) as fexec:
+        counts, env = fexec.call_async(funcs.blas_threads, 0).result()
+    assert env == expected
+    if "OMP_NUM_THREADS" not in os.environ and "OPENBLAS_NUM_THREADS" not in os.environ:
+        assert counts == [int(share)]

@@ -42,14 +42,19 @@ def png_pixels(data: bytes) -> tuple[int, int, bytes]:
     return width, height, zlib.decompress(idat)
 
 
-def test_the_dashboard_lists_the_demos_run_and_draws_its_timeline(home, tmp_path):
+@pytest.mark.timeout(900)  # the shared demo run first when this test is its first reader: minutes on a loaded machine
+# a mark, not only the skip in the body: without Chromium the shared demo run is not started for nothing
+@pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="no Chromium: install the distribution's package (apt-get install chromium); .ci/run does"
+)
+def test_the_dashboard_lists_the_demos_run_and_draws_its_timeline(demo_run, tmp_path):
+    """The demo's run (shared with tests/e2e/test_demo_flow.py: tests/e2e/conftest.py)."""
     sync_playwright = _browser_or_skip()
     from ephemera.cli.dashboard.server import DashboardServer
-    from ephemera.cli.demo import run_demo
     from ephemera.context import Context
 
-    assert run_demo(home=str(home / "demo"), timeout=150) == 0
-    ctx = Context(str(home / "demo" / "config.yaml"))
+    assert demo_run.code == 0, demo_run.out
+    ctx = Context(str(demo_run.home / "config.yaml"))
     run = next(iter(ctx.ledger.list()))
     server = DashboardServer(ctx, "127.0.0.1", 0).start()
     try:

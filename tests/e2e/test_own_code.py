@@ -19,7 +19,7 @@ from ephemera.lifecycle.reaper import reap
 from ephemera.vm.pids import read_pid
 from tests.helpers import live_agents, marker_event, marker_written, wait_for
 
-pytestmark = pytest.mark.slow  # real applies, VM bootstraps, agents
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # real applies, VM bootstraps, agents
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "train-digits"
 

@@ -25,7 +25,7 @@ from ephemera.model.runids import event_identity
 from ephemera.events.formats import parse_event
 from tests.helpers import agent_pids, marker_event, marker_written, wait_for
 
-pytestmark = pytest.mark.slow  # concurrent real applies
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # concurrent real applies
 
 N = 20
 ALARM_TIME = "2026-11-21T10:00:00+00:00"

@@ -25,7 +25,7 @@ from ephemera.model.runs import RunState
 from ephemera.runtime.activations import list_activations
 from tests.helpers import agent_pids, heartbeat_pids, live_agents, marker_written, wait_for
 
-pytestmark = pytest.mark.slow  # kills and restarts `ephemera up` around real runs
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # kills and restarts `ephemera up` around real runs
 
 S = RunState
 
@@ -161,7 +161,7 @@ def test_up_killed_and_restarted(state, home, faults):
         if state == "BEFORE_ALARM":  # catch-up policy 'latest': the missed alarm fires now, once
             # after `up`'s start-up reaper pass (an action process of its own, seconds on a loaded machine)
             wait_for(lambda: one_run(ctx), timeout=30, what="the run of the missed alarm")
-        run = wait_for(lambda: (r := one_run(ctx)) is not None and r.state == S.DESTROYED and r, timeout=120, what="DESTROYED")
+        run = wait_for(lambda: (r := one_run(ctx)) is not None and r.state == S.DESTROYED and r, timeout=300, what="DESTROYED")
         faults.remember_pids(heartbeat_pids(ctx))
         # killed again once all is done, and restarted: nothing repeats
         up.kill(with_actions=True)

@@ -56,6 +56,7 @@ def test_image_demo_refuses_a_config(home, capsys):
 
 
 @pytest.mark.slow  # builds the image, runs the whole demo (runtime, apply, agent, destroy)
+@pytest.mark.timeout(900)
 def test_the_demo_starts_from_the_image_built_for_it(home, tmp_path, capsys, monkeypatch):
     assert cli.main(["image", "build", "--demo"]) == 0
     built = capsys.readouterr().out
@@ -63,7 +64,7 @@ def test_the_demo_starts_from_the_image_built_for_it(home, tmp_path, capsys, mon
     assert image_id.startswith("local-") and str(home / IMAGES_DIR) in built
 
     demo_home = tmp_path / "demo"
-    assert run_demo(home=str(demo_home), timeout=240) == 0
+    assert run_demo(home=str(demo_home), timeout=600) == 0
     out = capsys.readouterr().out
     assert f"starts from the prepared image {image_id}" in out
     runs = list(Context(demo_config(demo_home)).ledger.list())

@@ -96,3 +96,64 @@ def test_a_local_vm_still_installs_offline_over_the_controllers_packages(tmp_pat
     root.mkdir()
     bootstrap.install(root, {"inherit_site": ["/x"], "offline": True}, _bundle(tmp_path, {"lock": None}))
     assert all("--no-index" in c for c in commands if "install" in c)
+
+
+def _probe_wheel(folder: Path, version: str) -> Path:
+    """A hand-made wheel of a package ``probe`` whose module reports ``version``."""
+    import base64
+    import hashlib
+    import zipfile
+
+    files = {
+        "probe.py": f"VERSION = {version!r}\n",
+        f"probe-{version}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: probe\nVersion: {version}\n",
+        f"probe-{version}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = [
+        f"{name},sha256={base64.urlsafe_b64encode(hashlib.sha256(body.encode()).digest()).rstrip(b'=').decode()},{len(body)}"
+        for name, body in files.items()
+    ]
+    files[f"probe-{version}.dist-info/RECORD"] = "\n".join(record + [f"probe-{version}.dist-info/RECORD,,"]) + "\n"
+    path = folder / f"probe-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, body in files.items():
+            zf.writestr(name, body)
+    return path
+
+
+@pytest.mark.parametrize("installer", ["uv", "pip"])
+def test_a_local_vm_runs_the_bundles_own_wheel_over_the_copy_the_controller_shows(tmp_path, monkeypatch, installer):
+    """A local VM's environment sees the controller's site-packages through a ``.pth``, where
+    an older copy of the same package lies (an editable or older Ephemera): the bundle's
+    wheel is installed over it, offline and without dependencies, with uv where there is one
+    (the fast path) and pip otherwise, and the environment imports the bundle's copy."""
+    import subprocess
+    import sys
+
+    from ephemera.vm import localinstall
+
+    host = tmp_path / "host-site"
+    host.mkdir()
+    (host / "probe.py").write_text("VERSION = '1.0'\n")
+    (host / "probe-1.0.dist-info").mkdir()
+    (host / "probe-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: probe\nVersion: 1.0\n")
+    wheel = _probe_wheel(tmp_path, "2.0")
+    root, env = tmp_path / "vm", tmp_path / "vm" / "env"
+    root.mkdir()
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True)
+    (bootstrap.purelib(root, env) / localinstall.HOST_PTH).write_text(f"{host}\n")
+    seen = []
+    real_run = bootstrap.run
+    monkeypatch.setattr(bootstrap, "run", lambda root, cmd, what, env=None: (seen.append(what), real_run(root, cmd, what, env)))
+    if installer == "pip":
+        monkeypatch.setattr(bootstrap, "find_uv", lambda boot: None)
+    pip = [sys.executable, "-m", "pip", "--python", str(bootstrap.env_python(env)), "install", "--disable-pip-version-check"]
+    localinstall.install_own_wheel(root, {}, pip + ["--no-index"], env, str(wheel))
+    assert seen == [f"installing Ephemera's wheel ({installer})"]
+    probe = subprocess.run(
+        [str(bootstrap.env_python(env)), "-c", "import probe; print(probe.VERSION, probe.__file__)"],
+        capture_output=True,
+        text=True,
+    )
+    version, where = probe.stdout.split()
+    assert version == "2.0" and Path(where).is_relative_to(env), probe.stdout

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow  # load: 10 runs and 100 writes; 12 runs beside CPU burners
+# load: 10 runs and 100 writes; 12 runs beside CPU burners. run_load waits for every run to end, up to
+# its timeout (a safety net); pytest's budget is above it
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,7 +31,7 @@ def load_bench():
 
 def test_ten_runs_and_a_burst_of_writes(home, capsys):
     bench = load_bench()
-    rep = bench.run_load(runs=10, writes=100, home=home / "load", max_concurrent=4, lead=2.0, sleep=1.0, timeout=600)
+    rep = bench.run_load(runs=10, writes=100, home=home / "load", max_concurrent=4, lead=2.0, sleep=1.0, timeout=1200)
     assert rep.destroyed == 10
     assert set(rep.alarms_handled) == {f"alarm-{i:03d}" for i in range(10)}
     assert all(count == 1 for count in rep.alarms_handled.values()), rep.alarms_handled
@@ -47,7 +49,9 @@ def test_every_run_ends_destroyed_on_a_busy_machine(home, capsys):
 
     bench = load_bench()
     burners = os.cpu_count() or 2
-    rep = bench.run_load(runs=12, writes=24, home=home / "busy", max_concurrent=4, lead=2.0, sleep=1.0, timeout=900, busy=burners)
+    rep = bench.run_load(
+        runs=12, writes=24, home=home / "busy", max_concurrent=4, lead=2.0, sleep=1.0, timeout=1200, busy=burners
+    )
     with capsys.disabled():
         print(f"\nwith {burners} CPU burners:", end="")
         bench.print_report(rep)

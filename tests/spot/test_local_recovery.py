@@ -21,7 +21,7 @@ from tests.faults.helpers import FaultyEngine
 from tests.helpers import live_agents, wait_for
 from tests.spot.helpers import preempt_local
 
-pytestmark = pytest.mark.slow  # real applies and agent processes
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # real applies and agent processes
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def _working(ctx, run_id: str, pid_not: int | None = None) -> bool:
     )
 
 
-def _reap_until(config: dict, ctx, run_id: str, state: RunState, timeout: float = 180.0):
+def _reap_until(config: dict, ctx, run_id: str, state: RunState, timeout: float = 300.0):
     def step():
         reap.main({"config": config})
         return ctx.ledger.get(run_id).state == state
@@ -59,7 +59,7 @@ def test_a_run_preempted_once_is_recovered_and_succeeds_with_the_same_run_id(spo
     config = spot_cfg()
     run_id = apply.main({"config": config})["run_id"]
     ctx = Context(config)
-    wait_for(lambda: _working(ctx, run_id), timeout=120, what="the workload started")
+    wait_for(lambda: _working(ctx, run_id), timeout=300, what="the workload started")
     killed = preempt_local(Path(config["home"]), run_id, 0)
     result = reap.main({"config": config})
     assert any(a["why"].startswith("recovering from preemption (1/2)") for a in result["actions"]), result
@@ -80,11 +80,11 @@ def test_preempted_more_than_max_recoveries_ends_failed_preempted_and_destroyed(
     run_id = apply.main({"config": config})["run_id"]
     ctx = Context(config)
     home = Path(config["home"])
-    wait_for(lambda: _working(ctx, run_id), timeout=120, what="the workload started")
+    wait_for(lambda: _working(ctx, run_id), timeout=300, what="the workload started")
     first = preempt_local(home, run_id, 0)
     reap.main({"config": config})
     assert ctx.ledger.get(run_id).recovery == 1
-    wait_for(lambda: _working(ctx, run_id, pid_not=first), timeout=120, what="the replacement's workload started")
+    wait_for(lambda: _working(ctx, run_id, pid_not=first), timeout=300, what="the replacement's workload started")
     preempt_local(home, run_id, 0)
     record = _reap_until(config, ctx, run_id, RunState.DESTROYED)
     assert record.error.code == "PREEMPTED" and "spot.max_recoveries = 1" in record.error.message
@@ -108,14 +108,14 @@ def test_with_fallback_on_demand_the_last_apply_has_spot_false(spot_cfg):
     run = request_run(ctx, parse_event({"idempotency_key": "fallback"})).run
     apply_run(ctx, run)
     run_id = run.run_id
-    wait_for(lambda: _working(ctx, run_id), timeout=120, what="the workload started")
+    wait_for(lambda: _working(ctx, run_id), timeout=300, what="the workload started")
     preempt_local(Path(config["home"]), run_id, 0)
 
     def step():
         reap_pass(ctx)
         return ctx.ledger.get(run_id).state == RunState.DESTROYED
 
-    wait_for(step, timeout=180, interval=0.5, what="the run destroyed")
+    wait_for(step, timeout=300, interval=0.5, what="the run destroyed")
     record = ctx.ledger.get(run_id)
     assert seen == [{"spot": True, "recovery": 0}, {"spot": False, "recovery": 1}]
     assert record.on_demand and RunState.SUCCEEDED.value in [t.state for t in record.transitions]

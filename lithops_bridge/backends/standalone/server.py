@@ -43,6 +43,7 @@ from lithops_bridge.backends.standalone.seal import RunSeal, SealError, parse_ke
 from lithops_bridge.errors import BridgeError
 from lithops_bridge.lifeline import exit_with_owner, exit_with_parent
 from lithops_bridge.runner import Batch, run_batch
+from lithops_bridge.threads import thread_caps
 
 log = logging.getLogger("lithops_bridge.agent.server")
 
@@ -81,7 +82,8 @@ class TaskServer(ResultWriter):
         self.store, self.bucket, self.run_id, self.worker = store, bucket, run_id, worker
         self.seal = RunSeal(parse_key(run_key, "run_key"), run_id)
         self.size = max(1, int(worker_processes))
-        self.task_env = dict(task_env)  # environment of the task processes (nested-executor config)
+        # environment of the task processes (nested-executor config), numeric libraries' threads shared out
+        self.task_env = {**thread_caps(self.size), **task_env}
         # seconds between looks at the queue, backing off while idle (a local look is a listing: a new job waits ~10 ms)
         self.poll_min, self.poll_max = (0.25, 2.0) if cloud else (0.01, 0.02)
         self.reclaim_every = 5.0 if cloud else 0.5  # seconds between looks for a dead VM's claims
