@@ -168,6 +168,7 @@ def run_demo(home: str | None = None, timeout: float = 180.0, worker_count: int 
     home_path.mkdir(parents=True, exist_ok=True)
     mine = user_home()
     os.environ["EPHEMERA_HOME"] = str(home_path)  # children (actions, agents) use the same home
+    made = now_utc()  # the runtime counts its first start from here: the alarm is a second after it
     raw = demo_config(home_path, worker_count)
     (home_path / "config.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     ctx = Context(raw)
@@ -185,8 +186,9 @@ def run_demo(home: str | None = None, timeout: float = 180.0, worker_count: int 
     timer.daemon = True
     timer.start()
     try:
-        # the alarm is a second away when the config is written: on a busy machine the runtime may start after it
-        run_up(ctx.config, stop=stop, until=watcher, catch_up="latest")
+        # the alarm is a second away when the config is written: on a busy machine the runtime
+        # may start after it, and from `made` on it is a missed time that "latest" fires
+        run_up(ctx.config, stop=stop, until=watcher, catch_up="latest", since=made)
     finally:
         timer.cancel()
     watcher()

@@ -17,7 +17,7 @@ import importlib.util
 import logging
 import signal
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Callable
 
 from ephemera.assembly import load_config
@@ -75,6 +75,7 @@ class Runtime:
         on_activation: Callable | None = None,
         warm: bool = True,
         lanes: bool = True,
+        since: datetime | None = None,
     ):
         if catch_up not in CATCH_UP_POLICIES:
             raise ParamError("catch_up", f"'{catch_up}' is not one of {', '.join(CATCH_UP_POLICIES)}", "use skip, latest or all")
@@ -120,7 +121,9 @@ class Runtime:
             )
             self.rules[REAPER_TRIGGER] = [{"name": "ephemera-reaper", "trigger": REAPER_TRIGGER, "action": "reap", "params": {}}]
         if alarms:
-            self._parts.append(AlarmScheduler(alarms, self.dispatch, storage=self.storage, bucket=self.bucket, catch_up=catch_up))
+            self._parts.append(
+                AlarmScheduler(alarms, self.dispatch, storage=self.storage, bucket=self.bucket, catch_up=catch_up, since=since)
+            )
         writes = [t for t in bound if t["kind"] == "object_write"]
         if writes:
             use_events = watch == "events" or (watch == "auto" and self.storage.traits.fs_events)
@@ -273,7 +276,7 @@ def run_up(
     """Run the config's triggers and rules until ``stop`` is set or ``until()`` is
     true (checked every 100 ms), then shut down cleanly. ``options`` are
     :class:`Runtime`'s keyword arguments (action_targets, reap_interval, catch_up,
-    poll_interval, watch, max_concurrent, on_activation, warm, lanes), with its defaults.
+    poll_interval, watch, max_concurrent, on_activation, warm, lanes, since), with its defaults.
 
     ``handle_signals`` (the CLI sets it): the first SIGINT/SIGTERM stops firing and
     waits for running actions; a second one kills them."""

@@ -20,7 +20,10 @@ catch-up policy:
 
 A time less than ``grace`` seconds old is not "missed" but on time, so a quick
 restart loses nothing. On a first start (no record), only the newest time within
-``grace`` before start-up fires.
+``grace`` before start-up fires; a caller that made its alarms earlier and was busy
+since (``since``) has the times after that handled by the catch-up policy instead of
+lost (``ephemera demo``: its alarm is a second away when a slow machine starts the
+runtime).
 """
 
 from __future__ import annotations
@@ -152,6 +155,7 @@ class AlarmScheduler:
         max_catch_up: int = 100,
         grace: float = 5.0,
         clock: Callable[[], datetime] = now_utc,
+        since: datetime | None = None,
     ):
         if catch_up not in CATCH_UP_POLICIES:
             raise ParamError("catch_up", f"'{catch_up}' is not one of {', '.join(CATCH_UP_POLICIES)}", "use skip, latest or all")
@@ -161,6 +165,7 @@ class AlarmScheduler:
         self.storage, self.bucket = storage, bucket  # where last handled times are kept
         self.catch_up, self.max_catch_up, self.grace = catch_up, max_catch_up, float(grace)
         self.clock = clock
+        self.since = since  # a first start counts missed times from here, not from start-up
         self.alarms = [
             _Alarm(t["name"], t["schedule"], dict(t.get("payload") or {}), bool(t.get("persist", True)) and storage is not None)
             for t in triggers
@@ -179,15 +184,20 @@ class AlarmScheduler:
         now = self.clock()
         for alarm in self.alarms:
             if alarm.persist and self._load(alarm)[0] is None:
-                alarm.cursor = now - timedelta(seconds=self.grace)
+                alarm.cursor = self._first_cursor(now)
                 self._save(alarm, now)
+
+    def _first_cursor(self, now: datetime) -> datetime:
+        """Where a first start counts missed times from: ``grace`` before start-up, or
+        before ``since`` when the caller says it has been up since then."""
+        return min(now, self.since or now) - timedelta(seconds=self.grace)
 
     def start(self) -> None:
         """Load each alarm's record, handle what was missed, and start the thread."""
         now = self.clock()
         for alarm in self.alarms:
             last, pending = self._load(alarm) if alarm.persist else (None, [])
-            alarm.cursor = last if last is not None else now - timedelta(seconds=self.grace)
+            alarm.cursor = last if last is not None else self._first_cursor(now)
             if pending:
                 log.warning("alarm '%s': re-firing %d time(s) dispatched before the last stop", alarm.name, len(pending))
                 for t in pending:

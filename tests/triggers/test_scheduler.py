@@ -231,6 +231,29 @@ def test_first_start_records_so_an_alarm_missed_while_down_is_caught_up(make_con
     assert fires.items[0][1]["ephemera_catch_up"] is True
 
 
+@pytest.mark.parametrize("since", [None, "made"])
+def test_a_first_start_long_after_its_alarms_were_made_fires_them_only_from_since(make_config, storage, since):
+    """`ephemera demo` makes its alarm a second ahead, then starts the runtime; a slow
+    machine starts it 20 s later. Counted from start-up the alarm is older than the grace
+    and never fires (the demo then waits out its whole timeout); counted from ``since``
+    (when the alarm was made) it is a missed time, which catch-up "latest" fires once."""
+    made = datetime(2026, 11, 21, 10, 0, 0, tzinfo=timezone.utc)
+    trig = alarm(make_config, once=(made + timedelta(seconds=1)).isoformat())
+    clock = Clock(made + timedelta(seconds=20))
+    fires = Fires()
+    sched = AlarmScheduler(
+        [trig], fires, storage=storage, bucket="state", catch_up="latest", clock=clock, since=made if since else None
+    )
+    sched.mark_started()  # as the runtime does, before its start-up reaper pass
+    sched.start()
+    sched.stop()
+    if since:
+        assert fires.times() == [made + timedelta(seconds=1)]
+        assert fires.items[0][1]["ephemera_catch_up"] is True
+    else:
+        assert fires.times() == []
+
+
 def test_a_fire_whose_invocation_never_finished_is_fired_again_on_restart(make_config, storage):
     from concurrent.futures import Future
 
