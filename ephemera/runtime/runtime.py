@@ -101,9 +101,9 @@ class Runtime:
             lanes=lanes,
         )
         self._parts: list = []  # started schedulers/watchers, stopped in reverse
-        self._build_parts(reap_interval, catch_up, poll_interval, watch)
+        self._build_parts(reap_interval, catch_up, poll_interval, watch, since)
 
-    def _build_parts(self, reap_interval, catch_up, poll_interval, watch) -> None:
+    def _build_parts(self, reap_interval, catch_up, poll_interval, watch, since) -> None:
         bound = [t.to_dict() for t in self.config.triggers if t.name in self.rules]
         for trig in self.config.triggers:
             if trig.name not in self.rules:
