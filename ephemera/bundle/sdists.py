@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ephemera.errors import EphemeraError
+from ephemera.errors import ConfigError, EphemeraError
 
 COS_SDK = "ibm-cos-sdk>=2.13"  # the requirement specs of the source-only packages the cloud actions import
 SCHEMATICS_SDK = "ibm-schematics==1.1.0"
@@ -52,13 +52,13 @@ def wheel_project(wheel: Path) -> str:
 
 
 def _uv() -> str | None:
-    """uv, if this installation has it (the ``uv`` package is one of Ephemera's dependencies)."""
-    try:
-        import uv  # the PyPI package ships the binary and tells where it is
+    """uv, if this installation has it (:func:`ephemera.bundle.lock.find_uv`), else None."""
+    from ephemera.bundle.lock import find_uv  # lock imports this module
 
-        return str(uv.find_uv_bin())
-    except (ImportError, FileNotFoundError):
-        return shutil.which("uv")
+    try:
+        return find_uv()
+    except ConfigError:
+        return None
 
 
 def build_venv(venv: Path) -> None:
