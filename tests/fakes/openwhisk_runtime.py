@@ -39,6 +39,8 @@ from pathlib import Path
 
 from uv import find_uv_bin
 
+from tests.helpers import pip_venv
+
 IMAGE_PACKAGES = (
     "beautifulsoup4==4.11.2",
     "httplib2==0.21.0",
@@ -97,7 +99,7 @@ while True:
 
 def image_python(root: Path, python: str) -> tuple[Path, list[str]]:
     """A venv at ``root`` holding the image's packages: (its python, packages that did not install here)."""
-    subprocess.run([python, "-m", "venv", str(root)], check=True)  # with pip, as the image has it
+    pip_venv(root, python)  # with pip, as the image has it
     # the image's packages, installed by uv: the image's contents matter here, not how they got there
     pip = [find_uv_bin(), "pip", "install", "-q", "--python", str(root / "bin" / "python")]
     if subprocess.run([*pip, *IMAGE_PACKAGES], capture_output=True).returncode == 0:

@@ -28,7 +28,6 @@ import base64
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 
@@ -40,6 +39,7 @@ from ephemera.deploy.package import build_source_bundle
 from ephemera.model import marker as markers
 from ephemera.model.ledger import Ledger
 from ephemera.assembly import get_storage
+from tests.helpers import pip_venv
 from tests.ibm.conftest import SECRETS, deployed
 
 # builds a clean venv first (slow on a busy machine); one worker runs the module, so its venv is built once
@@ -62,8 +62,7 @@ def installed(tmp_path_factory):
     """(the source folder, the clean venv's python) after ``pip install -r requirements.txt``."""
     root = tmp_path_factory.mktemp("ce")
     source = build_source_bundle(root / "source", python="3.13", wheel_dir=root / "wheels")
-    subprocess.run([sys.executable, "-m", "venv", str(root / "venv")], check=True)
-    python = root / "venv" / "bin" / "python"
+    python = pip_venv(root / "venv")
     done = subprocess.run(
         [str(python), "-m", "pip", "install", "-q", "-r", "requirements.txt"],
         cwd=source,

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from ephemera.deploy.package import BASE_IMAGES, DOCKERFILE, SDIST_ONLY, base_image, build_source_bundle
 from ephemera.errors import ConfigError
+from tests.helpers import pip_venv
 
 DIGEST = re.compile(r"^python:3\.\d+-slim@sha256:[0-9a-f]{64}$")
 
@@ -60,10 +60,10 @@ def test_the_source_requirements_are_hashed_and_a_tampered_wheel_is_refused(tmp_
     data = bytearray(wheel.read_bytes())
     data[len(data) // 2] ^= 0x01
     wheel.write_bytes(bytes(data))
-    subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "venv")], check=True)
+    python = pip_venv(tmp_path / "venv")  # a clean venv with pip, as the image's python:3.13-slim has
     done = subprocess.run(
         [
-            str(tmp_path / "venv" / "bin" / "python"),
+            str(python),
             "-m",
             "pip",
             "install",
@@ -79,6 +79,6 @@ def test_the_source_requirements_are_hashed_and_a_tampered_wheel_is_refused(tmp_
         timeout=600,
     )
     assert done.returncode != 0 and "DO NOT MATCH THE HASHES" in done.stderr, done.stderr[-2000:]
-    probe = subprocess.run([str(tmp_path / "venv" / "bin" / "python"), "-c", "import ibm_schematics"], capture_output=True)
+    probe = subprocess.run([str(python), "-c", "import ibm_schematics"], capture_output=True)
     assert probe.returncode != 0, "nothing may be installed when a hash does not match"
     assert Path(source / "Dockerfile").read_text().startswith("# Ephemera job image")

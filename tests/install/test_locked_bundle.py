@@ -132,23 +132,25 @@ def test_a_tampered_ephemera_wheel_is_refused_by_the_installer(tmp_path, install
     assert not (root / "env" / "bin" / "ephemera").exists()
 
 
-@pytest.mark.timeout(600)
-@pytest.mark.parametrize("installer", ["uv", "pip"])
-@pytest.mark.parametrize("tamper", [_tamper_one_byte, _other_wheel_under_the_name], ids=["one-byte", "other-wheel"])
-def test_a_tampered_locked_package_is_refused_by_the_installer(tmp_path, monkeypatch, installer, tamper):
-    """A locked package served with other bytes (a poisoned mirror, here a local index
-    standing in for PyPI) is refused; the genuine one installs."""
-    house = tmp_path / "house"
+@pytest.fixture(scope="module")
+def genuine_six(tmp_path_factory) -> Path:
+    """six 1.16.0's wheel from the index, downloaded once for the module (each test tampers a copy)."""
+    house = tmp_path_factory.mktemp("six")
     subprocess.run(
         [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "-d", str(house), "six==1.16.0"],
         check=True,
         capture_output=True,
     )
-    six = next(house.glob("six-*.whl"))
-    folder = tmp_path / "bundle"
+    return next(house.glob("six-*.whl"))
+
+
+@pytest.fixture(scope="module")
+def six_bundle(tmp_path_factory, genuine_six) -> Path:
+    """A bundle folder whose lock pins the genuine six by its hash, beside Ephemera's wheel (read only)."""
+    folder = tmp_path_factory.mktemp("six-bundle")
     wheel = build_wheel(folder / "wheels")
     (folder / "requirements.lock").write_text(
-        f"six==1.16.0 \\\n    --hash=sha256:{hashlib.sha256(six.read_bytes()).hexdigest()}\n"
+        f"six==1.16.0 \\\n    --hash=sha256:{hashlib.sha256(genuine_six.read_bytes()).hexdigest()}\n"
     )
     (folder / "manifest.json").write_text(
         json.dumps(
@@ -160,28 +162,64 @@ def test_a_tampered_locked_package_is_refused_by_the_installer(tmp_path, monkeyp
             }
         )
     )
-    index = tmp_path / "index"  # a PEP 503 simple index on file:// standing in for a poisoned mirror
+    return folder
+
+
+def _serve(six: Path, index: Path) -> dict[str, str]:
+    """A PEP 503 simple index on file:// serving ``six`` (standing in for a mirror); the
+    environment that makes pip and uv use it and nothing else."""
     (index / "six").mkdir(parents=True)
     (index / "six" / "index.html").write_text(f'<a href="{six.as_uri()}">{six.name}</a>\n')
-    for name, value in {
+    return {
         "PIP_INDEX_URL": index.as_uri(),
         "PIP_FIND_LINKS": "",
         "PIP_CONFIG_FILE": os.devnull,
         "UV_DEFAULT_INDEX": index.as_uri(),
-    }.items():
-        monkeypatch.setenv(name, value)
-    good = tmp_path / "good"
-    good.mkdir()
-    python = bootstrap.install(good, {"python": sys.executable, "uv": UV}, folder, installer=installer)
-    assert {"six", "ephemera"} <= installed(python)
+    }
 
+
+@pytest.fixture(scope="module")
+def genuine_install(tmp_path_factory, genuine_six, six_bundle):
+    """installer -> the packages a bundle's install put into its environment when the index
+    serves the genuine six; installed once per installer for the module (the tampered
+    cases differ only in what the index serves afterwards)."""
+    done: dict[str, set[str]] = {}
+
+    def install(installer: str) -> set[str]:
+        if installer not in done:
+            root = tmp_path_factory.mktemp(f"good-{installer}")
+            with pytest.MonkeyPatch.context() as mp:
+                for name, value in _serve(genuine_six, root / "index").items():
+                    mp.setenv(name, value)
+                python = bootstrap.install(root, {"python": sys.executable, "uv": UV}, six_bundle, installer=installer)
+            done[installer] = installed(python)
+        return done[installer]
+
+    return install
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("installer", ["uv", "pip"])
+@pytest.mark.parametrize("tamper", [_tamper_one_byte, _other_wheel_under_the_name], ids=["one-byte", "other-wheel"])
+def test_a_tampered_locked_package_is_refused_by_the_installer(
+    tmp_path, monkeypatch, installer, tamper, genuine_six, six_bundle, genuine_install
+):
+    """A locked package served with other bytes (a poisoned mirror, here a local index
+    standing in for PyPI) is refused; the genuine one installs."""
+    assert {"six", "ephemera"} <= genuine_install(installer)
+
+    six = tmp_path / "house" / genuine_six.name
+    six.parent.mkdir()
+    six.write_bytes(genuine_six.read_bytes())
     tamper(*([six, tmp_path] if tamper is _other_wheel_under_the_name else [six]))
+    for name, value in _serve(six, tmp_path / "index").items():
+        monkeypatch.setenv(name, value)
     for cache in ("UV_CACHE_DIR", "PIP_CACHE_DIR"):  # a cached genuine copy must not hide the tampered one
         monkeypatch.setenv(cache, str(tmp_path / cache))
     root = tmp_path / "vm"
     root.mkdir()
     with pytest.raises(bootstrap.BootError, match="installing the bundle's lock"):
-        bootstrap.install(root, {"python": sys.executable, "uv": UV}, folder, installer=installer)
+        bootstrap.install(root, {"python": sys.executable, "uv": UV}, six_bundle, installer=installer)
     assert "hash" in (root / "bootstrap.log").read_text().lower()
 
 
