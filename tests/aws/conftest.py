@@ -11,7 +11,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.aws.stackfiles import cli_config, plugin_mirror
+from tests.aws.stackfiles import GO_ENV, cli_config, plugin_mirror
 
 ACCOUNT = "123456789012"  # moto's account: images registered in it are owned by it
 UBUNTU = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-{}"
@@ -77,7 +77,12 @@ def aws_env(aws_mirror, moto_aws, tmp_path, monkeypatch) -> dict:
     default chain, and a CLI config that installs the provider from the mirror only."""
     rc = cli_config(tmp_path / "terraformrc", aws_mirror)
     monkeypatch.setenv("TF_CLI_CONFIG_FILE", str(rc))
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        **GO_ENV,
+    }.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     return moto_aws
@@ -97,7 +102,12 @@ def moto_s3_env(monkeypatch) -> Iterator[str]:
     The tests that need only S3 (Terraform's S3 backend is built into the binary) use it."""
     if shutil.which("terraform") is None:
         pytest.skip("no terraform binary on PATH")
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        **GO_ENV,
+    }.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     with moto_server() as url:

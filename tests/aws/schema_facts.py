@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.aws.stackfiles import PROVIDER, PROVIDER_VERSION, cli_config, plugin_mirror
+from tests.aws.stackfiles import GO_ENV, PROVIDER, PROVIDER_VERSION, cli_config, plugin_mirror
 
 FIXTURE = Path(__file__).resolve().parent / "aws_provider_schema.json"
 RESOURCES = (
@@ -110,6 +110,7 @@ def provider_schema(workdir: Path) -> dict:
         "TF_CLI_CONFIG_FILE": str(cli_config(workdir / "terraformrc", mirror)),
         "CHECKPOINT_DISABLE": "1",
         "PATH": "/usr/local/bin:/usr/bin:/bin",
+        **GO_ENV,
     }
     subprocess.run(
         ["terraform", "init", "-input=false", "-no-color"], cwd=workdir, env=env, check=True, capture_output=True, timeout=300

@@ -35,7 +35,7 @@ import hcl2
 import pytest
 
 from tests.aws.schema_facts import FIXTURE, provider_schema, trimmed
-from tests.aws.stackfiles import STACK, cli_config, plugin_mirror, stack_against
+from tests.aws.stackfiles import GO_ENV, STACK, cli_config, plugin_mirror, stack_against
 
 FACTS = json.loads(FIXTURE.read_text())
 WHERE = f"[{FACTS['provider']['source']} {FACTS['provider']['version']}]"
@@ -284,6 +284,7 @@ def test_terraform_validate_with_the_real_provider(tmp_path):
         "TF_CLI_CONFIG_FILE": str(cli_config(tmp_path / "rc", mirror)),
         "CHECKPOINT_DISABLE": "1",
         "PATH": "/usr/local/bin:/usr/bin:/bin",
+        **GO_ENV,
     }
     for command in (["init", "-backend=false", "-input=false", "-no-color"], ["validate", "-no-color"]):
         done = subprocess.run(["terraform", *command], cwd=work, env=env, capture_output=True, text=True, timeout=300)

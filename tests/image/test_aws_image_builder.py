@@ -38,7 +38,7 @@ from ephemera.model.runs import RunState
 from ephemera.stack import STACKS, stack_spec
 from ephemera.storage import get_storage
 from tests.aws.conftest import aws_client, aws_env, aws_mirror, moto_aws  # noqa: F401 - fixtures
-from tests.aws.stackfiles import cli_config, plugin_mirror, stack_against
+from tests.aws.stackfiles import GO_ENV, cli_config, plugin_mirror, stack_against
 from tests.aws.test_provider_schema import FACTS, check, load
 
 BUILDER = Path(__file__).resolve().parents[2] / "terraform" / "aws-image-builder"
@@ -167,6 +167,7 @@ def test_terraform_validate_the_builder_with_the_real_provider(tmp_path):
         "TF_CLI_CONFIG_FILE": str(cli_config(tmp_path / "rc", mirror)),
         "CHECKPOINT_DISABLE": "1",
         "PATH": "/usr/local/bin:/usr/bin:/bin",
+        **GO_ENV,
     }
     for folder in (BUILDER, IMAGE):
         work = tmp_path / folder.name

@@ -33,11 +33,14 @@ def ec2(monkeypatch):
     import boto3
 
     with moto.mock_aws():
-        yield boto3.client("ec2", region_name="us-east-1")
+        client = boto3.client("ec2", region_name="us-east-1")
+        # an image of the account's own: moto's thousands of built-in Amazon images cost a minute to list
+        client.register_image(Name="ephemera-test-image", RootDeviceName="/dev/sda1", VirtualizationType="hvm")
+        yield client
 
 
 def _launch(ec2, run_id: str, workers: int) -> list[str]:
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    [image] = [i["ImageId"] for i in ec2.describe_images(Owners=["self"])["Images"]]
     ids = []
     for worker in range(workers):
         tags = [{"Key": "ephemera:run", "Value": run_id}, {"Key": "ephemera:worker", "Value": str(worker)}]

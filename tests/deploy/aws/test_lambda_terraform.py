@@ -32,7 +32,7 @@ from ephemera.engines.terraform.engine import TerraformEngine
 from ephemera.deploy.bound import config_digest
 from ephemera.model.runs import RunState
 from tests.aws.conftest import _register_images
-from tests.aws.stackfiles import cli_config, plugin_mirror, stack_against
+from tests.aws.stackfiles import GO_ENV, cli_config, plugin_mirror, stack_against
 from tests.deploy.aws.conftest import FAKE_KEY_ID, FAKE_SECRET, REGION, Function, boto
 
 pytestmark = pytest.mark.slow  # the runtime interface client's processes and a real Terraform apply
@@ -76,6 +76,7 @@ def tf_deployed(local_config, s3_endpoint, unique_bucket, tmp_path) -> Iterator[
         "AWS_DEFAULT_REGION": REGION,
         "AWS_REGION": REGION,
         "TF_CLI_CONFIG_FILE": str(cli_config(tmp_path / "terraformrc", mirror)),  # the image's CLI config
+        **GO_ENV,
     }
     yield config, env
 
