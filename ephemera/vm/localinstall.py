@@ -9,6 +9,7 @@ functions reach them.
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -75,8 +76,6 @@ def install_own_wheel(root: Path, boot: BootDocument, pip: list[str], env: Path,
 
 def _has_pip(python: str) -> bool:
     if python == sys.executable:  # the usual case: this interpreter, no process to start
-        import importlib.util
-
         return importlib.util.find_spec("pip") is not None
     return subprocess.run([python, "-c", "import pip"], stdin=subprocess.DEVNULL, capture_output=True).returncode == 0
 
