@@ -155,3 +155,21 @@ def test_an_etag_read_after_its_object_went_reports_no_content_and_no_path(store
         second.etag  # noqa: B018
     assert "'k2'" in err.value.message and "Input/output error" in err.value.message
     assert str(store.root) not in str(err.value)
+
+
+def test_a_bucket_folder_swapped_for_a_link_after_first_use_is_refused(store, tmp_path) -> None:
+    """The bucket's real path is resolved once: a bucket folder later replaced by a link
+    to another folder does not lead reads or writes there."""
+    from ephemera.errors import InvalidKeyError
+
+    store.put("bkt", "k", b"mine")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "k").write_bytes(b"theirs")
+    (store.root / "bkt").rename(tmp_path / "old-bucket")
+    (store.root / "bkt").symlink_to(elsewhere)
+    with pytest.raises(InvalidKeyError, match="symbolic link"):
+        store.get("bkt", "k")
+    with pytest.raises(InvalidKeyError, match="symbolic link"):
+        store.put("bkt", "k", b"overwrite")
+    assert (elsewhere / "k").read_bytes() == b"theirs"

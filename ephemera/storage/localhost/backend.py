@@ -76,6 +76,7 @@ class LocalhostStorage:
         self.root = Path(root).resolve()
         self.created_buckets: list[str] = []  # configured buckets that from_config() had to make
         self._tmp = self.root / ".tmp"
+        self._real_bases: dict[str, str] = {}  # bucket -> its folder's real path, resolved on first use
         try:
             self._tmp.mkdir(parents=True, exist_ok=True)
         except OSError:  # briefly unusable: each write reports it (retryable)
@@ -104,7 +105,12 @@ class LocalhostStorage:
         path = base / _check_segments(validate_key(key))
         # Defence in depth: the key's rules keep it in the bucket by name; a symbolic link
         # planted in the bucket must not lead it out (to read or overwrite another file).
-        real, real_base = os.path.realpath(path), os.path.realpath(base)
+        # The bucket's own real path is resolved once (the root is resolved already): a
+        # bucket folder swapped for a link later leads its objects out, and is refused.
+        real_base = self._real_bases.get(bucket)
+        if real_base is None:
+            real_base = self._real_bases.setdefault(bucket, os.path.realpath(base))
+        real = os.path.realpath(path)
         if os.path.commonpath([real, real_base]) != real_base:
             raise InvalidKeyError(
                 f"object key {key!r} in bucket '{bucket}' is refused: a symbolic link in the bucket "
