@@ -80,15 +80,19 @@ def test_a_wake_folder_that_is_a_link_is_not_used(private_tmp):
     assert wake.wake_dir() is None
 
 
-def test_bells_left_by_dead_clients_are_swept_and_live_ones_kept(private_tmp):
+def test_bells_left_by_dead_clients_and_agents_are_swept_and_live_ones_kept(private_tmp):
     live, dead = wake.open_bell(wake.client_bell()), wake.open_bell(wake.client_bell())
-    assert live is not None and dead is not None
+    live_vm, dead_vm = wake.open_bell(wake.server_bell("b", "r", 1)), wake.open_bell(wake.server_bell("b", "r", 2))
+    assert live is not None and dead is not None and live_vm is not None and dead_vm is not None
     dead._sock.close()  # killed: its socket file stays behind
+    dead_vm._sock.close()
     folder = private_tmp / f"ephemera-wake-{os.getuid()}"
-    assert sorted(os.listdir(folder)) == sorted([live.name, dead.name])
-    assert wake.sweep() == 1
-    assert os.listdir(folder) == [live.name]
+    (folder / "not-a-bell").write_text("")  # never touched: not a bell name
+    assert sorted(os.listdir(folder)) == sorted([live.name, dead.name, live_vm.name, dead_vm.name, "not-a-bell"])
+    assert wake.sweep() == 2
+    assert sorted(os.listdir(folder)) == sorted([live.name, live_vm.name, "not-a-bell"])
     live.close()
+    live_vm.close()
 
 
 def test_hints_name_only_batches_of_the_job_they_are_for():

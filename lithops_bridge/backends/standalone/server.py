@@ -89,6 +89,8 @@ class TaskServer(ResultWriter):
         self.ready = False  # the pool has answered once (warm)
         self.stopping = threading.Event()
         # a wake-up: the loop's wait, which a client of this machine ends when it submits a job (see wake)
+        if not cloud:
+            wake.sweep()  # first, the bells that killed agents and clients of this user left behind
         self._bell = None if cloud else wake.open_bell(wake.server_bell(bucket, run_id, worker))
         self._wake: threading.Event | wake.Bell = self._bell or threading.Event()
         self._lock = threading.Lock()  # guards _pool

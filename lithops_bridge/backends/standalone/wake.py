@@ -187,11 +187,11 @@ def _unlink(path: str) -> None:
 
 @functools.lru_cache(maxsize=1)
 def sweep() -> int:
-    """Remove the client bells nobody listens on any more (left by killed processes; once per process)."""
+    """Remove the bells nobody listens on any more (left by killed clients and agents; once per process)."""
     folder, removed = wake_dir(), 0
     for name in os.listdir(folder) if folder else []:
         path = os.path.join(folder, name)  # type: ignore[arg-type]
-        if not _CLIENT.match(name):
+        if not is_bell_name(name):
             continue
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as probe:
