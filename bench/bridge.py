@@ -1,13 +1,14 @@
 """Benchmark of the Lithops bridge: wall time from executor creation to results.
 
-    .venv/bin/python bench/bridge.py [--repeat N] [--only overhead|wall] [--with-lithops [--lithops-python PY]]
+    .venv/bin/python bench/bridge.py [--repeat N] [--only overhead|ratio|wall] [--with-lithops [--lithops-python PY]]
 
 Two tables. **Per-call overhead** (``--only overhead``): µs per call of a ``map`` of
 1,000, 10,000 and 100,000 no-op calls on the localhost backend (pool warm), against a
 warm ``ProcessPoolExecutor(2)`` mapping the same calls in chunks (the floor of
 shipping calls to processes), and the ratio; then 1,000 no-op calls on the
 standalone backend over two local VMs against the localhost backend, both from this
-process with warm pools, and that ratio. Each cell is the median of ``--repeat`` runs;
+process with warm pools, and that ratio (``--only ratio``: that row alone, with the
+localhost figure it is compared with). Each cell is the median of ``--repeat`` runs;
 the ``load`` column is ``os.getloadavg()`` (1 minute) when the row was measured: on a
 shared machine, compare rows measured at similar load.
 **Wall time** (``--only wall``), as below.
@@ -190,7 +191,7 @@ def standalone_row(vms_config: dict, localhost: float, local_load: str, repeat: 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--only", choices=("overhead", "wall"), help="print one table only")
+    parser.add_argument("--only", choices=("overhead", "ratio", "wall"), help="print one table only")
     parser.add_argument("--with-lithops", action="store_true", help="also time Lithops' localhost backend")
     parser.add_argument("--lithops-python", default=sys.executable, help="interpreter with lithops installed")
     parser.add_argument("--one", nargs=3, metavar=("KIND", "FUNC", "N"), help=argparse.SUPPRESS)
@@ -210,17 +211,21 @@ def main(argv: list[str] | None = None) -> int:
             "localhost": {"storage_root": str(Path(tmp) / "storage")},
         }
         localhost, local_load = 0.0, ""
-        if args.only != "wall":
+        if args.only in (None, "overhead"):
             table, localhost, local_load = overhead(local, args.repeat)
-        if args.only != "overhead":
+        elif args.only == "ratio":
+            run_bridge(local, noop, 10)  # warm-up: the shared pool of this process is up from here on
+            localhost = _median_us(lambda k: run_bridge(local, noop, k), STANDALONE_CALLS, args.repeat)
+            local_load = _load()
+        if args.only is None or args.only == "wall":
             rows = wall_rows(local, args, before_vms=True)
         from ephemera.vm.localrun import LocalRun
 
         with LocalRun(Path(tmp) / "vms", workers=2) as run:
             run.wait_ready()  # both agents heartbeat with a warm pool, as the VMs of a run would
-            if args.only != "wall":
+            if args.only in (None, "overhead", "ratio"):
                 table += standalone_row(run.lithops_config, localhost, local_load, args.repeat)
-            if args.only != "overhead":
+            if args.only is None or args.only == "wall":
                 rows[2:2] = wall_rows(run.lithops_config, args, before_vms=False)
     if table:
         print()

@@ -106,3 +106,70 @@ def test_a_put_consumed_at_once_still_returns_what_was_written(store, monkeypatc
     info = store.put("bkt", "queue/job.pickle", b"abc")
     assert (info.key, info.size, info.etag) == ("queue/job.pickle", 3, hashlib.md5(b"abc").hexdigest())
     assert _tmp_left(store) == []
+
+
+def test_a_listing_reads_no_object_until_its_etag_is_asked_for(store, monkeypatch) -> None:
+    """A queue polled every few milliseconds lists its prefix each time: the listing stats
+    each object and reads none (a job of many MiB is not hashed per poll); an etag asked
+    for is the object's MD5, as S3 reports for a single-part object."""
+    import builtins
+    import hashlib
+
+    store.put("bkt", "queue/a", b"a" * 100_000)
+    store.put("bkt", "queue/b", b"bb")
+    real_open, opened = builtins.open, []
+
+    def counting_open(path, *args, **kwargs):
+        opened.append(str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    infos = list(store.list("bkt", "queue/"))
+    assert [(i.key, i.size) for i in infos] == [("queue/a", 100_000), ("queue/b", 2)]
+    assert opened == []
+    assert infos[1].etag == hashlib.md5(b"bb").hexdigest() and len(opened) == 1
+    assert store.head("bkt", "queue/a").etag == infos[0].etag == hashlib.md5(b"a" * 100_000).hexdigest()
+
+
+def test_an_etag_read_after_its_object_went_reports_no_content_and_no_path(store, monkeypatch) -> None:
+    """Deleted between the listing and the etag: the MD5 of no content (what a listing
+    taken later would not show at all); any other read error names the key, never the root."""
+    import builtins
+    import errno
+    import hashlib
+
+    store.put("bkt", "k1", b"1")
+    store.put("bkt", "k2", b"2")
+    first, second = list(store.list("bkt"))
+    store.delete("bkt", "k1")
+    assert first.etag == hashlib.md5(b"").hexdigest()
+    real_open = builtins.open
+
+    def failing_open(path, *args, **kwargs):
+        if str(store.root) in str(path):
+            raise OSError(errno.EIO, "Input/output error", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", failing_open)
+    with pytest.raises(StorageError) as err:
+        second.etag  # noqa: B018
+    assert "'k2'" in err.value.message and "Input/output error" in err.value.message
+    assert str(store.root) not in str(err.value)
+
+
+def test_a_bucket_folder_swapped_for_a_link_after_first_use_is_refused(store, tmp_path) -> None:
+    """The bucket's real path is resolved once: a bucket folder later replaced by a link
+    to another folder does not lead reads or writes there."""
+    from ephemera.errors import InvalidKeyError
+
+    store.put("bkt", "k", b"mine")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "k").write_bytes(b"theirs")
+    (store.root / "bkt").rename(tmp_path / "old-bucket")
+    (store.root / "bkt").symlink_to(elsewhere)
+    with pytest.raises(InvalidKeyError, match="symbolic link"):
+        store.get("bkt", "k")
+    with pytest.raises(InvalidKeyError, match="symbolic link"):
+        store.put("bkt", "k", b"overwrite")
+    assert (elsewhere / "k").read_bytes() == b"theirs"

@@ -76,6 +76,7 @@ class LocalhostStorage:
         self.root = Path(root).resolve()
         self.created_buckets: list[str] = []  # configured buckets that from_config() had to make
         self._tmp = self.root / ".tmp"
+        self._real_bases: dict[str, str] = {}  # bucket -> its folder's real path, resolved on first use
         try:
             self._tmp.mkdir(parents=True, exist_ok=True)
         except OSError:  # briefly unusable: each write reports it (retryable)
@@ -104,7 +105,12 @@ class LocalhostStorage:
         path = base / _check_segments(validate_key(key))
         # Defence in depth: the key's rules keep it in the bucket by name; a symbolic link
         # planted in the bucket must not lead it out (to read or overwrite another file).
-        real, real_base = os.path.realpath(path), os.path.realpath(base)
+        # The bucket's own real path is resolved once (the root is resolved already): a
+        # bucket folder swapped for a link later leads its objects out, and is refused.
+        real_base = self._real_bases.get(bucket)
+        if real_base is None:
+            real_base = self._real_bases.setdefault(bucket, os.path.realpath(base))
+        real = os.path.realpath(path)
         if os.path.commonpath([real, real_base]) != real_base:
             raise InvalidKeyError(
                 f"object key {key!r} in bucket '{bucket}' is refused: a symbolic link in the bucket "
@@ -226,7 +232,7 @@ class LocalhostStorage:
                     keys.append(key)
         for key in sorted(keys):
             try:
-                yield self._info(key, base / key)
+                yield self._info(key, base / key, lazy=True)
             except FileNotFoundError:  # deleted while listing
                 continue
 
@@ -268,16 +274,16 @@ class LocalhostStorage:
         return path
 
     @staticmethod
-    def _info(key: str, path: Path, data: bytes | None = None) -> ObjectInfo:
+    def _info(key: str, path: Path, data: bytes | None = None, lazy: bool = False) -> ObjectInfo:
+        """The object's info; ``lazy`` (a listing): its etag is read only if asked for."""
         st = path.stat()
-        if data is None:
-            digest = hashlib.md5(usedforsecurity=False)
-            with open(path, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(chunk)
-        else:
-            digest = hashlib.md5(data, usedforsecurity=False)
-        return ObjectInfo(key, st.st_size, digest.hexdigest(), datetime.fromtimestamp(st.st_mtime, timezone.utc))
+        modified = datetime.fromtimestamp(st.st_mtime, timezone.utc)
+        info = _FileInfo(key, st.st_size, None, modified, path=path)
+        if data is not None:
+            object.__setattr__(info, "_etag", hashlib.md5(data, usedforsecurity=False).hexdigest())
+        elif not lazy:
+            info.etag  # noqa: B018 - read now: a head reports a read error itself
+        return info
 
     @staticmethod
     def _prune(folder: Path, stop: Path) -> None:
@@ -287,3 +293,32 @@ class LocalhostStorage:
             except OSError:  # not empty, or already gone
                 return
             folder = folder.parent
+
+
+class _FileInfo(ObjectInfo):
+    """An object's info whose ``etag`` (the file's MD5, as S3 gives for a single-part
+    object) is computed when first read: a listing or head that wants names, sizes or
+    times reads no file (a queue polled every few milliseconds would otherwise hash
+    every object under its prefix each time)."""
+
+    def __init__(self, key: str, size: int, etag: str | None, last_modified: datetime, *, path: Path | None = None):
+        fields = {"key": key, "size": size, "last_modified": last_modified, "_file": path, "_etag": etag}
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
+
+    @property
+    def etag(self) -> str:
+        cached = self.__dict__.get("_etag")
+        if cached is None:
+            digest = hashlib.md5(usedforsecurity=False)
+            try:
+                with open(self.__dict__["_file"] or os.devnull, "rb") as fh:
+                    for chunk in iter(lambda: fh.read(1 << 20), b""):
+                        digest.update(chunk)
+            except FileNotFoundError:  # deleted since it was listed: what S3 reports of no content
+                digest = hashlib.md5(b"", usedforsecurity=False)
+            except OSError as exc:  # said without the path: it would reveal the storage root
+                raise StorageError(f"cannot read object '{self.key}': {exc.strerror or type(exc).__name__}") from None
+            cached = digest.hexdigest()
+            object.__setattr__(self, "_etag", cached)
+        return cached

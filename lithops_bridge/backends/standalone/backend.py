@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 import cloudpickle
 
 from ephemera.errors import NoSuchBucketError, NoSuchKeyError
-from lithops_bridge.backends.standalone import keys, presence, slots
+from lithops_bridge.backends.standalone import keys, presence, slots, wake
 from lithops_bridge.backends.standalone.reclaim import claimer_gone, listed_slots
 from lithops_bridge.backends.standalone.seal import RunSeal, parse_key
 from lithops_bridge.errors import BridgeError
@@ -59,6 +59,17 @@ class _Active:
     checked: float = field(default_factory=time.monotonic)  # last stale-claim check
 
 
+def _hinted(hints: list[bytes], act: _Active) -> dict[int, set[int]]:
+    """batch -> slots that rings named for ``act``'s job (``<job_key>/<batch>/<slot>``; anything else is ignored)."""
+    out: dict[int, set[int]] = {}
+    for hint in hints:
+        jk, _, rest = hint.decode("ascii", "replace").partition("/")
+        batch, _, slot = rest.partition("/")
+        if jk == act.job.job_key and batch.isdigit() and int(batch) < len(act.batches) and slot.isdigit() and len(slot) <= 2:
+            out.setdefault(int(batch), set()).add(int(slot))
+    return out
+
+
 class StandaloneBackend:
     name = "standalone"
 
@@ -70,14 +81,19 @@ class StandaloneBackend:
         self.seal = RunSeal(parse_key(self.settings.get("run_key")), self.run_id)
         self.storage = Storage(storage_config=storage_config)
         self.store, self.bucket = self.storage.ephemera_storage, self.storage.bucket
-        default_poll = 0.005 if self.store.traits.same_host else 0.5  # while a job is active (idle: it sleeps)
+        self.same_host = bool(self.store.traits.same_host)  # the VMs are processes of this machine: wake-ups (see wake)
+        # seconds between looks while a job is active (idle: it sleeps); on this machine a VM's result
+        # rings the follower's bell, so the look is only the fallback of a lost ring
+        default_poll = (0.02 if wake.wake_dir() else 0.005) if self.same_host else 0.5
         self.retries = int(self.settings.get("retries", slots.DEFAULT_RETRIES))
         self.stale_after = STALE_AFTER  # seconds of silence after which this client gives up on a VM
         self.check_every = CHECK_EVERY  # seconds between looks at the claims of unfinished batches
         self.poll = float(self.settings.get("poll_interval") or default_poll)
         self._active: dict[str, _Active] = {}
         self._lock = threading.Lock()
-        self._wake = threading.Event()
+        self._event = threading.Event()  # the follower's wait without a bell
+        self._bell: wake.Bell | None = None  # the follower's bell while it runs (same machine only)
+        self._wake: threading.Event | wake.Bell = self._event
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -143,6 +159,9 @@ class StandaloneBackend:
             self._active[job.job_key] = _Active(job, futures, batches, self.retries)
         for f in futures:
             f._set_invoked()
+        self._ensure_follower()
+        if self._bell is not None:
+            payload["wake"] = self._bell.name  # the VMs ring it with each result
         key = keys.queue_key(self.run_id, job.job_key)
         try:
             self.store.put(self.bucket, key, self.seal.seal(keys.JOB_KIND, key, cloudpickle.dumps(payload)))
@@ -150,17 +169,33 @@ class StandaloneBackend:
             with self._lock:
                 self._active.pop(job.job_key, None)
             raise BridgeError(f"cannot submit job {job.job_key} to run {self.run_id}: {exc}") from exc
-        self._ensure_follower()
+        if self.same_host:
+            for worker in workers:  # the VMs look at the queue now rather than at their next poll
+                wake.ring(wake.server_bell(self.bucket, self.run_id, worker))
         self._wake.set()
 
     def _ensure_follower(self) -> None:
         if self._thread is None or not self._thread.is_alive():
             self._stop.clear()
+            if self.same_host and self._bell is None:
+                wake.sweep()
+                self._bell = wake.open_bell(wake.client_bell())
+            self._wake = self._bell or self._event
             self._thread = threading.Thread(target=self._follow, name=f"lithops-bridge-follow-{self.run_id}", daemon=True)
             self._thread.start()
 
     # --- follow -----------------------------------------------------------------------------
     def _follow(self) -> None:
+        try:
+            self._follow_loop()
+        finally:
+            bell, self._bell = self._bell, None
+            self._wake = self._event
+            if bell is not None:
+                bell.close()
+
+    def _follow_loop(self) -> None:
+        listed = 0.0  # when the slots of the active jobs were last listed
         while not self._stop.is_set():
             with self._lock:
                 active = list(self._active.values())
@@ -168,23 +203,32 @@ class StandaloneBackend:
                 self._wake.wait(1.0)
                 self._wake.clear()
                 continue
+            # with a bell, a VM's ring names the slot it wrote (a hint: the slot is read and
+            # checked as a listed one); the listing runs every poll interval all the same
+            hints = self._bell.take() if self._bell is not None else []
+            full = self._bell is None or time.monotonic() - listed >= self.poll
+            listed = time.monotonic() if full else listed
             progressed = False
             for act in active:
                 try:
-                    progressed |= self._poll_job(act)
+                    progressed |= self._poll_job(act, None if full else _hinted(hints, act))
                 except Exception as exc:  # noqa: BLE001 - storage hiccup: retry next round
                     log.warning("following job %s: %s", act.job.job_key, exc)
             if not progressed:
-                time.sleep(self.poll)
+                self._wake.wait(self.poll)
+                if self._bell is None:
+                    self._wake.clear()
 
-    def _poll_job(self, act: _Active) -> bool:
+    def _poll_job(self, act: _Active, hinted: dict[int, set[int]] | None = None) -> bool:
+        """Read the new slots of ``act`` (``hinted``: only those, without listing) and resolve its batches."""
         run, jk = self.run_id, act.job.job_key
-        try:
-            taken = listed_slots(self.store, self.bucket, run, jk)
-        except NoSuchBucketError:
-            taken = {}
+        if hinted is None:
+            try:
+                taken = listed_slots(self.store, self.bucket, run, jk)
+            except NoSuchBucketError:
+                taken = {}
         progressed = False
-        for batch, batch_slots in taken.items():
+        for batch, batch_slots in (taken if hinted is None else hinted).items():
             if batch in act.seen:
                 continue
             for slot in sorted(s for s in batch_slots if (batch, s) not in act.claims):
@@ -212,7 +256,7 @@ class StandaloneBackend:
                 act.claims.add((batch, slot))  # a take-over (or our abandon): its result comes in a later slot
         if len(act.seen) == len(act.batches):
             self._finish(act)
-        elif time.monotonic() - act.checked > self.check_every:
+        elif hinted is None and time.monotonic() - act.checked > self.check_every:
             act.checked = time.monotonic()
             self._check_stale_claims(act, taken)
         return progressed

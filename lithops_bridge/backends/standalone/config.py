@@ -7,8 +7,9 @@ them), ``worker_processes`` (per VM, default the VM's CPU count), ``use_gpu``,
 ``run_key`` (mandatory: the run's key, 64 hex digits, with which jobs and results
 are sealed; ``ephemera lithops-config RUN_ID --bridge`` writes it, and a VM of the run
 puts it into the workload's ``LITHOPS_CONFIG``), ``poll_interval`` (seconds between
-the client's storage polls while a job is active; default 0.005 on localhost storage,
-0.5 on cloud storage) and ``retries`` (how many times a batch whose
+the client's storage listings while a job is active; default 0.5 on cloud storage, and
+on localhost storage 0.02, the fallback of the VMs' wake-ups, or 0.005 where this user
+has no private wake folder: see ``wake``) and ``retries`` (how many times a batch whose
 VM died is taken over by another VM of the run; default 2, 0 turns it off).
 """
 

@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 from collections import deque
+from datetime import datetime, timezone
 from typing import Any
 
 import cloudpickle
@@ -18,6 +19,7 @@ import cloudpickle
 from ephemera.errors import NoSuchBucketError, NoSuchKeyError
 from lithops_bridge.backends.standalone import keys, slots
 from lithops_bridge.backends.standalone.seal import RunSeal
+from lithops_bridge.backends.standalone.wake import Bell, ring
 from lithops_bridge.errors import BridgeError
 from lithops_bridge.outcomes import outcome_call_ids
 
@@ -44,7 +46,7 @@ def failure_outcomes(call_ids: list[int], exc: BaseException) -> list[dict]:
 
 
 class ResultWriter:
-    """Writes batches' results for :class:`~lithops_bridge.backends.standalone.server.TaskServer`,
+    """Writes batches' claims and results for :class:`~lithops_bridge.backends.standalone.server.TaskServer`,
     with the server's storage, identity and run seal."""
 
     store: Any  # the run's storage (put_if_absent, head, delete)
@@ -54,12 +56,22 @@ class ResultWriter:
     seal: RunSeal  # seals and checks every object with the run key
     upload_delays: tuple  # backoff of result uploads
     stopping: threading.Event  # set while the agent stops: nothing more is written
-    _wake: threading.Event  # wakes the server's loop
+    _wake: "threading.Event | Bell"  # wakes the server's loop
     _released: deque  # (job_key, batch, slot) whose claim an upload gave back: claim again
 
     def _token(self, jk: str, b: int, slot: int) -> str:
         """What this VM (and this agent process) writes into a slot it owns, to know it again."""
         return f"{self.worker}:{os.getpid()}:{jk}:{b}:{slot}"
+
+    def _claim_body(self, jk: str, b: int, slot: int) -> dict:
+        """What this VM writes into slot ``slot`` of batch ``b`` to claim it."""
+        return {
+            "kind": slots.CLAIM,
+            "worker": self.worker,
+            "pid": os.getpid(),
+            "token": self._token(jk, b, slot),
+            "at": datetime.now(timezone.utc).isoformat(),
+        }
 
     def _write_result(
         self, jk: str, b: int, slot: int, outcomes: Any, delays: tuple = ()
@@ -95,17 +107,20 @@ class ResultWriter:
 
     def _drop_if_cleaned(self, jk: str, key: str) -> None:
         """A job the client already finished (and deleted) must not keep a late result."""
-        try:
-            self.store.head(self.bucket, keys.queue_key(self.run_id, jk))
+        try:  # one byte, not a head: a head may read the whole job to report its hash
+            self.store.get(self.bucket, keys.queue_key(self.run_id, jk), (0, 0))
         except (NoSuchKeyError, NoSuchBucketError):
             self.store.delete(self.bucket, key)
         except Exception:  # noqa: BLE001 - best effort: the run's bucket is cleaned with the run
             pass
 
-    def _upload(self, jk: str, b: int, slot: int, outcomes: Any) -> None:
-        """Write the batch's results; failure outcomes if that keeps failing; else give the claim back."""
+    def _upload(self, jk: str, b: int, slot: int, outcomes: Any, client_bell: str | None = None) -> None:
+        """Write the batch's results; failure outcomes if that keeps failing; else give the claim back.
+        ``client_bell``: the job's client's bell (same machine), rung once a result is written."""
         written, last = self._write_result(jk, b, slot, outcomes)
         if written is not None or self.stopping.is_set():
+            if written and client_bell:
+                ring(client_bell, f"{jk}/{b}/{slot + 1}")
             return
         call_ids = outcome_call_ids(outcomes)
         err = BridgeError(
@@ -114,6 +129,8 @@ class ResultWriter:
             f"{type(last).__name__}: {last}"
         )
         if self._write_result(jk, b, slot, failure_outcomes(call_ids, err), delays=(0.0,))[0] is not None:
+            if client_bell:
+                ring(client_bell, f"{jk}/{b}/{slot + 1}")
             return
         log.error("writing failure results of batch %d of job %s failed; releasing its claim", b, jk)
         claim = keys.slot_key(self.run_id, jk, b, slot)

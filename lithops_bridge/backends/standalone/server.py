@@ -32,12 +32,11 @@ import time
 from typing import Any
 from collections import OrderedDict, deque
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from datetime import datetime, timezone
 
 import cloudpickle
 
 from ephemera.errors import NoSuchBucketError, NoSuchKeyError
-from lithops_bridge.backends.standalone import keys, presence, reclaim, slots
+from lithops_bridge.backends.standalone import keys, presence, reclaim, slots, wake
 from lithops_bridge.backends.standalone.results import UPLOAD_DELAYS, ResultWriter, failure_outcomes
 from lithops_bridge.backends.standalone.seal import RunSeal, SealError, parse_key
 from lithops_bridge.errors import BridgeError
@@ -91,7 +90,11 @@ class TaskServer(ResultWriter):
         self.upload_delays = UPLOAD_DELAYS  # backoff of result uploads
         self.ready = False  # the pool has answered once (warm)
         self.stopping = threading.Event()
-        self._wake = threading.Event()
+        # a wake-up: the loop's wait, which a client of this machine ends when it submits a job (see wake)
+        if not cloud:
+            wake.sweep()  # first, the bells that killed agents and clients of this user left behind
+        self._bell = None if cloud else wake.open_bell(wake.server_bell(bucket, run_id, worker))
+        self._wake: threading.Event | wake.Bell = self._bell or threading.Event()
         self._lock = threading.Lock()  # guards _pool
         self._inflight_lock = threading.Lock()  # guards _inflight (pool callbacks run on other threads)
         self._jobs: "OrderedDict[str, dict]" = OrderedDict()  # job_key -> payload (+ bookkeeping); loop thread only
@@ -114,6 +117,8 @@ class TaskServer(ResultWriter):
         self._wake.set()
         self._kill_pool()
         self._uploads.shutdown(wait=False, cancel_futures=True)
+        if self._bell is not None:
+            self._bell.close()
 
     def warm_up(self) -> None:
         """Start the pool ahead of the first job (in the background of agent start-up)."""
@@ -220,15 +225,6 @@ class TaskServer(ResultWriter):
                     self._run(job, b, slot)
                     took = True
         return took
-
-    def _claim_body(self, jk: str, b: int, slot: int) -> dict:
-        return {
-            "kind": slots.CLAIM,
-            "worker": self.worker,
-            "pid": os.getpid(),
-            "token": self._token(jk, b, slot),
-            "at": datetime.now(timezone.utc).isoformat(),
-        }
 
     def _load(self, jk: str) -> dict | None:
         job = self._jobs.get(jk)
@@ -351,7 +347,7 @@ class TaskServer(ResultWriter):
         if entry is None:
             return
         try:
-            self._uploads.submit(self._upload, jk, b, entry["slot"], outcomes)
+            self._uploads.submit(self._upload, jk, b, entry["slot"], outcomes, entry["job"].get("wake"))
         except RuntimeError:  # shutting down
             pass
 

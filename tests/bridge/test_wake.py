@@ -1,0 +1,127 @@
+"""Wake-ups between the processes of one machine (``standalone.wake``): a client's ring
+ends a VM's wait for a new job, a VM's ring ends the client's wait for a result, and
+neither ring is trusted for more than where to look first."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+import lithops_bridge as lithops
+from lithops_bridge.backends.standalone import wake
+from lithops_bridge.backends.standalone.backend import _Active, _hinted
+from lithops_bridge.job import Job
+from tests.bridge import funcs
+from tests.bridge.test_server import vm  # noqa: F401 - the in-process VM fixture
+
+
+@pytest.fixture
+def private_tmp(monkeypatch):
+    """A temporary folder of this test's own, its wake folder made under it (short: a
+    socket's path has at most about 100 bytes)."""
+    folder = Path(tempfile.mkdtemp(prefix="wk", dir="/tmp"))
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    wake.wake_dir.cache_clear()
+    wake.sweep.cache_clear()
+    yield folder
+    wake.wake_dir.cache_clear()
+    wake.sweep.cache_clear()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_socket_path_too_long_means_no_bell(monkeypatch, tmp_path):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / ("x" * 100)))
+    (tmp_path / ("x" * 100)).mkdir()
+    wake.wake_dir.cache_clear()
+    try:
+        assert wake.open_bell(wake.client_bell()) is None and wake.ring(wake.client_bell()) is False
+    finally:
+        wake.wake_dir.cache_clear()
+
+
+def test_a_ring_ends_the_wait_and_carries_its_hint(private_tmp):
+    bell = wake.open_bell(wake.client_bell())
+    assert bell is not None
+    assert stat.S_IMODE(os.stat(private_tmp / f"ephemera-wake-{os.getuid()}").st_mode) == 0o700
+    start = time.monotonic()
+    assert bell.wait(0.05) is False and time.monotonic() - start >= 0.04
+    assert wake.ring(bell.name, "M000/3/1") is True
+    assert bell.wait(5) is True
+    assert bell.take() == [b"M000/3/1"] and bell.wait(0) is False
+    bell.close()
+    assert wake.ring(bell.name) is False  # nobody listens any more: no error, no wake
+
+
+@pytest.mark.parametrize("name", ["/dev/log", "../../etc/x", "c-../../x", "s-abc-1", "c-" + "0" * 31, "", None, 7])
+def test_only_bell_names_are_rung_never_a_path(private_tmp, name):
+    """A name comes from a job or a presence: a ring must not reach any other socket (syslog's, say)."""
+    assert wake.ring(name) is False
+    assert wake.open_bell(name) is None if isinstance(name, str) else True
+
+
+def test_a_wake_folder_other_users_can_reach_is_not_used(private_tmp):
+    folder = private_tmp / f"ephemera-wake-{os.getuid()}"
+    folder.mkdir(mode=0o777)
+    folder.chmod(0o777)
+    assert wake.wake_dir() is None
+    assert wake.open_bell(wake.client_bell()) is None  # then everyone polls, as before
+
+
+def test_a_wake_folder_that_is_a_link_is_not_used(private_tmp):
+    target = private_tmp / "elsewhere"
+    target.mkdir(mode=0o700)
+    (private_tmp / f"ephemera-wake-{os.getuid()}").symlink_to(target)
+    assert wake.wake_dir() is None
+
+
+def test_bells_left_by_dead_clients_and_agents_are_swept_and_live_ones_kept(private_tmp):
+    live, dead = wake.open_bell(wake.client_bell()), wake.open_bell(wake.client_bell())
+    live_vm, dead_vm = wake.open_bell(wake.server_bell("b", "r", 1)), wake.open_bell(wake.server_bell("b", "r", 2))
+    assert live is not None and dead is not None and live_vm is not None and dead_vm is not None
+    dead._sock.close()  # killed: its socket file stays behind
+    dead_vm._sock.close()
+    folder = private_tmp / f"ephemera-wake-{os.getuid()}"
+    (folder / "not-a-bell").write_text("")  # never touched: not a bell name
+    assert sorted(os.listdir(folder)) == sorted([live.name, dead.name, live_vm.name, dead_vm.name, "not-a-bell"])
+    assert wake.sweep() == 2
+    assert sorted(os.listdir(folder)) == sorted([live.name, live_vm.name, "not-a-bell"])
+    live.close()
+    live_vm.close()
+
+
+def test_hints_name_only_batches_of_the_job_they_are_for():
+    job = Job("ex", "M001", b"", "f", [{}] * 4)
+    act = _Active(job, [None] * 4, [(0, 1), (1, 2), (2, 3), (3, 4)], 2)
+    hints = [
+        b"ex-M001/2/1",
+        b"ex-M001/1/03",
+        b"ex-M002/0/1",
+        b"ex-M001/9/1",
+        b"ex-M001/-1/1",
+        b"ex-M001/0/100",
+        b"\xff/0/1",
+        b"!",
+    ]
+    assert _hinted(hints, act) == {2: {1}, 1: {3}}
+
+
+def test_the_vm_takes_a_job_and_the_client_its_result_on_a_ring_not_a_poll(vm):  # noqa: F811
+    """Both sides poll only once a minute here: the call still comes back at once, since
+    the client rings the VM's bell on submit and the VM rings the client's with the result."""
+    if vm._bell is None:
+        pytest.skip("no private wake folder on this machine")
+    vm.poll_min = vm.poll_max = 60.0
+    time.sleep(0.1)  # the server's loop is now in a minute-long wait
+    config = {**vm.config, "standalone": {**vm.config["standalone"], "poll_interval": 60}}
+    with lithops.FunctionExecutor(config=config) as fexec:
+        start = time.monotonic()
+        fut = fexec.call_async(funcs.double, 21)
+        lithops.wait([fut], timeout=30)
+        assert fut.result() == 42
+        assert time.monotonic() - start < 20
