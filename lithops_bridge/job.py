@@ -84,3 +84,29 @@ def guided_chunks(n: int, workers: int, chunksize: int | None = None, min_size: 
         out.append((start, min(n, start + size)))
         start += size
     return out
+
+
+def factored_chunks(n: int, workers: int, floor: int) -> list[tuple[int, int]]:
+    """Index ranges of the batches by factoring (Hummel, Schonberg and Flynn, 1992):
+    rounds of ``workers`` equal batches, each round half of what is left, none smaller
+    than ``floor`` calls but the last. Against equal batches of ``floor`` calls it makes
+    fewer batches with the same tail: 1,000 calls over 2 workers with a floor of 125 are
+    250, 250, then 125 x 4 (6 batches, not 8)."""
+    out: list[tuple[int, int]] = []
+    start, workers, floor = 0, max(1, workers), max(1, floor)
+    while start < n:
+        size = max(floor, -(-(n - start) // (2 * workers)))
+        for _ in range(workers):
+            if start >= n:
+                break
+            out.append((start, min(n, start + size)))
+            start += size
+    return out
+
+
+def first_round(batches: list[tuple[int, int]]) -> int:
+    """How many batches lead the job at the size of its first: the round its processes start with."""
+    if not batches:
+        return 0
+    size = batches[0][1] - batches[0][0]
+    return next((i for i, (a, b) in enumerate(batches) if b - a != size), len(batches))

@@ -47,7 +47,7 @@ class Batch:
     func: bytes  # cloudpickled function (loaded once per process per job)
     call_ids: list[int]  # the calls in this batch
     data: bytes  # the argument dict of each call, same order, pickled as one list (Job.pack)
-    extra_env: dict = field(default_factory=dict)  # environment set around each call
+    extra_env: dict = field(default_factory=dict)  # environment set around the batch's calls (restored after)
     timeout: float | None = None  # seconds a call may run before TimeoutError
     storage_config: dict | None = None  # bridge storage config for an injected `storage`
     worker_label: str = ""  # where it ran, for stats ("localhost", "vm-1")
@@ -103,8 +103,8 @@ def run_batch(batch: Batch) -> BatchOutcome | list[dict]:
     values: list = []
     times: "array[float]" = array("d")
     failures: dict[int, dict] = {}
-    with _Alarm(batch.timeout) as alarm:
-        if plan.plain and not batch.extra_env:
+    with _Alarm(batch.timeout) as alarm, _Env(batch.extra_env) if batch.extra_env else _NO_ENV:
+        if plan.plain:
             _run_plain(func, batch, plan, datas, values, times, failures, alarm)
         else:
             for pos, (cid, data) in enumerate(zip(batch.call_ids, datas)):
@@ -261,7 +261,7 @@ _NO_ENV = _NoEnv()
 
 
 class _Env:
-    """Sets extra environment variables around one call and restores them."""
+    """Sets extra environment variables around a batch's calls and restores them."""
 
     def __init__(self, env: dict):
         self.env = {str(k): str(v) for k, v in (env or {}).items()}
@@ -323,20 +323,19 @@ def run_call(func: Callable, call_id: int, data: dict, batch: Batch, plan: _Plan
     batch's (entered by :func:`run_batch`)."""
     start = fstart = time.time()
     try:
-        with _Env(batch.extra_env) if batch.extra_env else _NO_ENV:
-            args, kwargs = _prepare(func, call_id, data, batch, plan)
-            fstart = time.time()
-            if alarm.armed:
-                alarm.begin()
-                try:
-                    value = func(*args, **kwargs)
-                finally:
-                    alarm.end()
-            else:
+        args, kwargs = _prepare(func, call_id, data, batch, plan)
+        fstart = time.time()
+        if alarm.armed:
+            alarm.begin()
+            try:
                 value = func(*args, **kwargs)
-            if isinstance(value, (ResponseFuture, list)):
-                value = _resolve_futures(value)
-            fend = time.time()
+            finally:
+                alarm.end()
+        else:
+            value = func(*args, **kwargs)
+        if isinstance(value, (ResponseFuture, list)):
+            value = _resolve_futures(value)
+        fend = time.time()
     except BaseException as exc:  # noqa: BLE001 - the caller gets every failure
         if isinstance(exc, KeyboardInterrupt):
             raise
@@ -347,8 +346,8 @@ def run_call(func: Callable, call_id: int, data: dict, batch: Batch, plan: _Plan
 def _run_plain(
     func: Callable, batch: Batch, plan: _Plan, datas: list, values: list, times: "array[float]", failures: dict, alarm: _Alarm
 ) -> None:
-    """:func:`run_call` over the batch, for a function with nothing to inject and a job
-    with no environment: the same outcomes, with no per-call set-up."""
+    """:func:`run_call` over the batch, for a function with nothing to inject: the same
+    outcomes, with no per-call set-up."""
     host, pid, now = plan.host, plan.pid, time.time
     add_value, add_times = values.append, times.extend
     timed, begin, end = alarm.armed, alarm.begin, alarm.end

@@ -31,6 +31,8 @@ def _short(text: str) -> str:
 
 def hostile_char(text: str) -> str | None:
     """The first character of ``text`` a key must not hold, or None."""
+    if text.isascii() and text.isprintable():  # the usual key: printable ASCII holds none of those categories
+        return None
     return next((c for c in text if unicodedata.category(c) in _HOSTILE_CATEGORIES), None)
 
 

@@ -126,6 +126,10 @@ def env_value(name):
     return os.environ.get(name)
 
 
+def env_value_with_id(name, id):  # noqa: A002 - Lithops injects the call id by this name
+    return os.environ.get(name)
+
+
 def get_missing(key, storage):
     """Reads a key that does not exist: raises StorageNoSuchKeyError on the worker."""
     return storage.get_object(storage.bucket, key)

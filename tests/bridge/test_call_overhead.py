@@ -9,6 +9,7 @@ stats, waits) against what the slow paths give.
 
 from __future__ import annotations
 
+import os
 import pickle
 import sys
 import threading
@@ -20,7 +21,7 @@ import lithops_bridge as lithops
 from lithops_bridge.backends.standalone import slots
 from lithops_bridge.futures import ResponseFuture
 from lithops_bridge.iterdata import Binder, bind, bound_signature, call_data
-from lithops_bridge.job import guided_chunks
+from lithops_bridge.job import factored_chunks, first_round, guided_chunks
 from lithops_bridge.outcomes import BatchOutcome, apply_outcomes
 from lithops_bridge.pickling import dumps
 from lithops_bridge.runner import Batch, run_batch
@@ -139,8 +140,8 @@ def _resolved(outcomes, n: int) -> list[ResponseFuture]:
 
 
 def test_the_plain_loop_and_the_general_path_give_the_same_outcomes():
-    """A job with an environment takes the general path; without, the plain loop: the
-    futures resolve to the same values, exceptions and stats either way."""
+    """A job with an environment and one without resolve to the same values, exceptions
+    and stats (the environment is set once around the batch, not around each call)."""
     datas = [{"x": 1}, {"x": "boom"}, {"x": 3}]
     results = []
     for extra_env in ({}, {"SOME_VAR": "1"}):
@@ -263,20 +264,41 @@ def test_a_fixed_chunksize_wins_over_the_guided_sizes():
 
 
 def test_standalone_batches_of_a_large_map_are_few(tmp_path):
-    """Every standalone batch costs a claim, a result and a listing in storage: a 1,000-call
-    map over 4 processes is cut into 16 batches of at most 63 calls (about 4 per process,
-    the chunk size ``multiprocessing.Pool.map`` picks by default; the guided tail of
-    single calls made 89), every call in one of them, in order; ``chunksize`` still wins."""
+    """Every standalone batch costs a claim, a result, a read and two deletes in storage:
+    a 1,000-call map over 4 processes is cut by factoring into 12 batches (equal batches
+    of the same smallest size, 63 calls, made 16): a first round of 4 batches holding
+    half the calls, then rounds of 63 (a quarter of a process's share, the chunk size
+    ``multiprocessing.Pool.map`` picks by default), every call in one of them, in order;
+    ``chunksize`` still wins."""
     from lithops_bridge.backends.standalone.backend import StandaloneBackend
 
     backend = StandaloneBackend.__new__(StandaloneBackend)
     backend.settings = {"worker_processes": 2}
     live = [{"worker": 1}, {"worker": 2}]
     batches = backend.batches(1000, live, None)
-    assert len(batches) == 16 and max(end - start for start, end in batches) == 63
+    sizes = [end - start for start, end in batches]
+    assert len(batches) == 12 and sizes[:4] == [125] * 4 and sum(sizes[:4]) == 500 and max(sizes[4:]) == 63
     assert batches[0][0] == 0 and batches[-1][1] == 1000 and all(a[1] == b[0] for a, b in zip(batches, batches[1:]))
-    assert backend.batches(10, live, None) == [(i, i + 1) for i in range(10)]  # fewer calls than 16: one each
+    assert backend.batches(7, live, None) == [(i, i + 1) for i in range(7)]  # fewer calls than processes x 2: one each
     assert backend.batches(1000, live, 500) == [(0, 500), (500, 1000)]
+
+
+@pytest.mark.parametrize(
+    "n, workers, floor", [(1, 4, 1), (1000, 2, 125), (1000, 4, 63), (100_000, 8, 3125), (10, 4, 1), (999, 3, 84)]
+)
+def test_factoring_halves_what_is_left_in_rounds_of_one_batch_per_worker(n, workers, floor):
+    """Factoring: each round is ``workers`` equal batches holding half of what is left
+    (the first round half the job), sizes never grow, none is below ``floor`` but the
+    last, and every call is in exactly one batch, in order."""
+    batches = factored_chunks(n, workers, floor)
+    assert batches[0][0] == 0 and batches[-1][1] == n
+    assert all(a[1] == b[0] for a, b in zip(batches, batches[1:]))
+    sizes = [end - start for start, end in batches]
+    assert sizes == sorted(sizes, reverse=True)
+    assert all(size >= min(floor, n) for size in sizes[:-1])
+    first = first_round(batches)
+    assert first == min(workers, len(batches)) or sizes[0] == floor
+    assert sum(sizes[:workers]) >= min(n, n // 2)
 
 
 def test_a_batch_of_outcomes_finishes_its_futures_together():
@@ -319,3 +341,16 @@ def test_the_default_floor_is_a_sixteenth_of_a_workers_share():
     big = guided_chunks(100_000, 2)
     assert len(big) == 19 and min(end - start for start, end in big[:-1]) == 3125
     assert guided_chunks(20, 2)[-3:] == [(17, 18), (18, 19), (19, 20)]
+
+
+def test_a_batchs_environment_is_set_for_every_call_and_restored_after(monkeypatch):
+    """Every call of a batch sees the job's environment, the plain loop and the general
+    path alike; the worker process's own environment is back as it was afterwards."""
+    monkeypatch.setenv("BRIDGE_KEPT", "before")
+    monkeypatch.delenv("BRIDGE_ADDED", raising=False)
+    env = {"BRIDGE_KEPT": "job", "BRIDGE_ADDED": "1"}
+    for func in (funcs.env_value, funcs.env_value_with_id):
+        datas = [{"name": "BRIDGE_KEPT"}, {"name": "BRIDGE_ADDED"}, {"name": "BRIDGE_KEPT"}]
+        futures = _resolved(run_batch(_batch(func, datas, extra_env=env)), 3)
+        assert [f.result() for f in futures] == ["job", "1", "job"]
+        assert os.environ["BRIDGE_KEPT"] == "before" and "BRIDGE_ADDED" not in os.environ

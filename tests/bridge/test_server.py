@@ -17,11 +17,12 @@ from ephemera.errors import StorageError
 from lithops_bridge.backends.standalone import keys
 from lithops_bridge.backends.standalone.keys import JOB_KIND
 from lithops_bridge.backends.standalone.server import TaskServer, start_offset
+from lithops_bridge.job import factored_chunks, first_round
 from lithops_bridge.errors import BridgeError
 from tests.bridge import funcs
 
-RESULT_SLOT = "/00000/01"  # batch 0's slot after its first claim: where its results go
-CLAIM_SLOT = "/00000/00"  # batch 0's first claim
+RESULT_SLOT = "/00000.01"  # batch 0's slot after its first claim: where its results go
+CLAIM_SLOT = "/00000.00"  # batch 0's first claim
 
 
 class FlakyStore:
@@ -167,6 +168,9 @@ def test_the_watchdog_fails_the_other_batches_it_kills_instead_of_running_them_a
 
 
 def test_vms_start_claiming_at_evenly_spread_batches():
+    """Spread over the first round: with factored batches (two of 250 calls, then 125s),
+    two VMs start at the two large ones."""
+    assert [start_offset(w, [1, 2], first_round(factored_chunks(1000, 2, 125))) for w in (1, 2)] == [0, 1]
     assert [start_offset(w, [1, 2], 4) for w in (1, 2)] == [0, 2]
     assert [start_offset(w, [0, 1, 2], 3) for w in (0, 1, 2)] == [0, 1, 2]
     assert [start_offset(w, [0, 1, 2], 7) for w in (0, 1, 2)] == [0, 2, 4]
@@ -218,3 +222,78 @@ def test_numpy_in_a_call_runs_the_vms_cpus_shared_among_the_pools_processes(vm):
     assert env == expected
     if "OMP_NUM_THREADS" not in os.environ and "OPENBLAS_NUM_THREADS" not in os.environ:
         assert counts == [int(share)]
+
+
+class CountingStore(FlakyStore):
+    """FlakyStore that counts conditional writes and listings; ``land_then_fail``: key
+    markers whose first conditional write lands and then reports a failure (a lost reply)."""
+
+    def __init__(self, inner):
+        super().__init__(inner)
+        self.conditional: list[str] = []
+        self.listings = 0
+        self.land_then_fail: set[str] = set()
+
+    def put_if_absent(self, bucket, key, data):
+        self.conditional.append(key)
+        for marker in list(self.land_then_fail):
+            if marker in key:
+                self.land_then_fail.discard(marker)
+                self.inner.put_if_absent(bucket, key, data)
+                raise StorageError(f"injected: the write of {key} landed, its reply was lost")
+        return super().put_if_absent(bucket, key, data)
+
+    def list(self, bucket, prefix="", start_after=""):
+        self.listings += 1
+        return self.inner.list(bucket, prefix, start_after)
+
+
+@pytest.fixture
+def idle_vm(vm):
+    """A TaskServer of the same run that claims but runs nothing (its ``ran`` lists what it would run)."""
+    store = CountingStore(vm.store_.inner)
+    server = TaskServer(store, vm.bucket, vm.run_id, 2, 1, {}, vm.config["standalone"]["run_key"])
+    server.ran = []
+    server._run = lambda job, b, slot: server.ran.append(b)
+    yield server
+    server.stop()
+
+
+def _job(n: int, start: int) -> dict:
+    jk = f"e{uuid.uuid4().hex[:6]}-M000"
+    return {"job_key": jk, "batches": [(i, i + 1) for i in range(n)], "worker_processes": 1, "_next": start}
+
+
+def test_a_vm_that_finds_its_batch_taken_lists_the_job_once_instead_of_trying_each_batch(vm, idle_vm):
+    """Another VM holds batches 1-5 of a 6-batch job and this VM starts at batch 1: its
+    claim fails, one listing of the job's slots names the other taken batches, and it
+    claims batch 0 alone: 2 conditional writes instead of 6 (on IBM COS each waits
+    ``claim_settle``)."""
+    job = {**_job(6, 1), "_tried": set(), "_retry": set(), "_final": set()}
+    for b in range(1, 6):
+        assert _claim_as(vm, job, b)
+    idle_vm._claim_from(job)
+    assert idle_vm.ran == [0]
+    assert [k.rsplit("/", 1)[1] for k in idle_vm.store.conditional] == ["00001.00", "00000.00"]
+    assert idle_vm.store.listings == 1
+
+
+def test_a_claim_whose_reply_was_lost_is_tried_again_not_skipped_as_taken(vm, idle_vm):
+    """This VM's claim of batch 1 lands but its reply is lost (a storage error): the
+    listing after another VM's batch 2 names batch 1 as taken, yet the VM claims it
+    again with the same token, recognises its own claim, and runs it."""
+    job = {**_job(3, 1), "_tried": set(), "_retry": set(), "_final": set()}
+    idle_vm.store.land_then_fail.add("/00001.00")
+    with pytest.raises(StorageError, match="reply was lost"):
+        idle_vm._claim_from(job)
+    _claim_as(vm, job, 2)
+    idle_vm._claim_from(job)
+    assert idle_vm.ran == [0, 1]
+
+
+def _claim_as(server: TaskServer, job: dict, b: int) -> bool:
+    """``server`` (another VM of the run) owns slot 0 of batch ``b``."""
+    from lithops_bridge.backends.standalone import slots
+
+    key = keys.slot_key(server.run_id, job["job_key"], b, 0)
+    return slots.take(server.store, server.bucket, key, server._claim_body(job["job_key"], b, 0), server.seal)

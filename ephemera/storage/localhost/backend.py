@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import stat
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -110,8 +111,7 @@ class LocalhostStorage:
         real_base = self._real_bases.get(bucket)
         if real_base is None:
             real_base = self._real_bases.setdefault(bucket, os.path.realpath(base))
-        real = os.path.realpath(path)
-        if os.path.commonpath([real, real_base]) != real_base:
+        if not _stays_in(str(self.root), [bucket, *key.split("/")], real_base):
             raise InvalidKeyError(
                 f"object key {key!r} in bucket '{bucket}' is refused: a symbolic link in the bucket "
                 "leads it out of the bucket; remove the link"
@@ -119,9 +119,11 @@ class LocalhostStorage:
         return path
 
     def _write_tmp(self, data: bytes) -> str:
-        if not self._tmp.exists():
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self._tmp)
+        except FileNotFoundError:  # the temporary folder was removed: make it again
             self._tmp.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self._tmp)
+            fd, tmp = tempfile.mkstemp(dir=self._tmp)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         return tmp
@@ -152,7 +154,6 @@ class LocalhostStorage:
         try:
             while True:
                 attempt += 1
-                self._make_parent(path, bucket, key)
                 try:
                     (os.link if exclusive else os.replace)(tmp, path)
                     return path
@@ -160,9 +161,10 @@ class LocalhostStorage:
                     if exclusive:
                         return None
                     raise
-                except FileNotFoundError:  # a concurrent delete pruned the parent folder
-                    if attempt == 3:
+                except (FileNotFoundError, NotADirectoryError):  # no folder yet (or pruned), or an object in the way
+                    if attempt == 4:
                         raise
+                    self._make_parent(path, bucket, key)
                 except IsADirectoryError:
                     raise StorageError(
                         f"cannot write '{key}' in bucket '{bucket}': a folder of that name holds other objects "
@@ -171,8 +173,10 @@ class LocalhostStorage:
         except OSError as exc:
             raise _write_error(exc, bucket, key) from None
         finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            try:
+                os.unlink(tmp)  # still there after a link, or after a failed move
+            except FileNotFoundError:
+                pass
 
     def _make_parent(self, path: Path, bucket: str, key: str) -> None:
         """Create the key's folder; a clear error when an object holds one of its names.
@@ -223,16 +227,12 @@ class LocalhostStorage:
         if not base.is_dir():
             raise NoSuchBucketError(bucket)
         # walk only the folder the prefix points into
-        folder = base / prefix.rpartition("/")[0] if "/" in prefix else base
-        keys = []
-        for dirpath, _dirs, files in os.walk(folder):
-            for name in files:
-                key = os.path.relpath(os.path.join(dirpath, name), base).replace(os.sep, "/")
-                if key.startswith(prefix) and key > start_after:
-                    keys.append(key)
-        for key in sorted(keys):
+        folder = prefix.rpartition("/")[0] + "/" if "/" in prefix else ""
+        found: list[tuple[str, str]] = []
+        _walk(os.path.join(str(base), folder) if folder else str(base), folder, prefix, start_after, found)
+        for key, path in sorted(found):
             try:
-                yield self._info(key, base / key, lazy=True)
+                yield self._info(key, path, lazy=True)
             except FileNotFoundError:  # deleted while listing
                 continue
 
@@ -274,9 +274,9 @@ class LocalhostStorage:
         return path
 
     @staticmethod
-    def _info(key: str, path: Path, data: bytes | None = None, lazy: bool = False) -> ObjectInfo:
+    def _info(key: str, path: Path | str, data: bytes | None = None, lazy: bool = False) -> ObjectInfo:
         """The object's info; ``lazy`` (a listing): its etag is read only if asked for."""
-        st = path.stat()
+        st = os.stat(path)
         modified = datetime.fromtimestamp(st.st_mtime, timezone.utc)
         info = _FileInfo(key, st.st_size, None, modified, path=path)
         if data is not None:
@@ -295,13 +295,52 @@ class LocalhostStorage:
             folder = folder.parent
 
 
+def _stays_in(root: str, segments: list[str], real_base: str) -> bool:
+    """Whether ``root/<segments>`` stays in the folder ``real_base`` (a real path) once its
+    symbolic links are followed. Each existing segment is looked at (``lstat``), from the
+    bucket's folder down; only a link on the way needs the whole path resolved, and
+    nothing below a segment that does not exist can lead anywhere."""
+    here = root
+    for i, segment in enumerate(segments):
+        here = os.path.join(here, segment)
+        try:
+            mode = os.lstat(here).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            return True
+        if stat.S_ISLNK(mode):
+            real = os.path.realpath(os.path.join(here, *segments[i + 1 :]))
+            return os.path.commonpath([real, real_base]) == real_base
+    return True
+
+
+def _walk(folder: str, key_prefix: str, prefix: str, start_after: str, found: list[tuple[str, str]]) -> None:
+    """Add ``(key, path)`` of every object under ``folder`` (whose keys start with
+    ``key_prefix``) that matches ``prefix`` and sorts after ``start_after``; links to
+    folders are not followed (as ``os.walk``)."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:  # deleted while listing, no such folder, or unreadable: skipped, as os.walk does
+        return
+    for entry in entries:
+        key = key_prefix + entry.name
+        try:
+            is_dir = entry.is_dir()
+        except OSError:
+            continue
+        if is_dir:
+            if not entry.is_symlink() and (prefix.startswith(key + "/") or key.startswith(prefix)):
+                _walk(entry.path, key + "/", prefix, start_after, found)
+        elif key.startswith(prefix) and key > start_after:
+            found.append((key, entry.path))
+
+
 class _FileInfo(ObjectInfo):
     """An object's info whose ``etag`` (the file's MD5, as S3 gives for a single-part
     object) is computed when first read: a listing or head that wants names, sizes or
     times reads no file (a queue polled every few milliseconds would otherwise hash
     every object under its prefix each time)."""
 
-    def __init__(self, key: str, size: int, etag: str | None, last_modified: datetime, *, path: Path | None = None):
+    def __init__(self, key: str, size: int, etag: str | None, last_modified: datetime, *, path: Path | str | None = None):
         fields = {"key": key, "size": size, "last_modified": last_modified, "_file": path, "_etag": etag}
         for name, value in fields.items():
             object.__setattr__(self, name, value)

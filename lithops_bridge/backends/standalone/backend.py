@@ -2,8 +2,9 @@
 
 ``submit`` fails with BridgeError when no agent of the run is alive (no presence
 younger than ``presence.STALE_AFTER``: a wrong or destroyed ``run_id``); otherwise it
-cuts the job into batches (about ``BATCHES_PER_PROCESS`` per process of every live
-VM), writes it once under the run's queue prefix, and registers it with a follower
+cuts the job into batches (by factoring: a first round of one batch per process of
+every live VM holding half the calls, then rounds that halve what is left, down to
+``1 / BATCHES_PER_PROCESS`` of a process's share), writes it once under the run's queue prefix, and registers it with a follower
 thread. The follower lists each active job's batch slots every ``poll_interval``
 seconds (``slots``: a batch's result is the slot after its latest claim), resolves
 the futures of each batch whose result appears, and, when every call of a job is
@@ -37,13 +38,13 @@ from lithops_bridge.backends.standalone import keys, presence, slots, wake
 from lithops_bridge.backends.standalone.reclaim import claimer_gone, listed_slots
 from lithops_bridge.backends.standalone.seal import RunSeal, parse_key
 from lithops_bridge.errors import BridgeError
-from lithops_bridge.job import Job, guided_chunks
+from lithops_bridge.job import Job, factored_chunks, guided_chunks
 from lithops_bridge.outcomes import apply_outcomes
 
 log = logging.getLogger("lithops_bridge.standalone")
 STALE_AFTER = presence.STALE_AFTER  # seconds without a presence write after which a VM counts as gone
 CHECK_EVERY = 5.0  # seconds between checks of the claims of unfinished batches
-BATCHES_PER_PROCESS = 4  # a job is cut into about this many batches per live process (Pool.map's default)
+BATCHES_PER_PROCESS = 4  # the smallest batch is this fraction of a process's share (Pool.map's chunk size)
 
 
 @dataclass
@@ -121,12 +122,17 @@ class StandaloneBackend:
         return self.slots(self.live_heartbeats())
 
     def batches(self, n: int, live: list[dict], chunksize: int | None) -> list[tuple[int, int]]:
-        """Call ranges of a job of ``n`` calls over the live VMs' processes: about
-        ``BATCHES_PER_PROCESS`` batches each (the chunk size ``multiprocessing.Pool.map``
-        picks by default), since every batch here costs a claim, a result and a listing in
-        storage; ``chunksize`` fixes the size instead."""
+        """Call ranges of a job of ``n`` calls over the live VMs' processes, by factoring
+        (``job.factored_chunks``): every batch here costs a claim, a result, a read and two
+        deletes in storage, so the first round gives the processes half the job in one
+        batch each, and later rounds halve what is left, down to the chunk size
+        ``multiprocessing.Pool.map`` picks by default (``1 / BATCHES_PER_PROCESS`` of a
+        process's share), which bounds the tail as equal batches of that size would;
+        ``chunksize`` fixes the size instead."""
         procs = self.slots(live)
-        return guided_chunks(n, procs, chunksize, min_size=max(1, -(-n // (BATCHES_PER_PROCESS * procs))))
+        if chunksize:
+            return guided_chunks(n, procs, chunksize)
+        return factored_chunks(n, procs, max(1, -(-n // (BATCHES_PER_PROCESS * procs))))
 
     # --- submit ---------------------------------------------------------------------------
     def submit(self, job: Job, futures: list) -> None:

@@ -1,11 +1,12 @@
 """Where standalone jobs live in the storage bucket (the run's state bucket)::
 
     lithops.jobs/<run_id>/queue/<job_key>.pickle             the job; agents list this prefix
-    lithops.jobs/<run_id>/<job_key>/batches/<batch>/<slot>   a batch's slots (created only if absent)
+    lithops.jobs/<run_id>/<job_key>/<batch>.<slot>           a batch's slots (created only if absent)
     lithops.jobs/<run_id>/servers/<worker>.json              each VM's task server: alive, processes, pool warm
 
 A batch's slots are numbered from 0 (``<batch>`` and ``<slot>`` zero-padded to 5 and
-2 digits). Slot 0 is the first claim. Slot ``s + 1`` decides what became of the claim
+2 digits; one folder per job, not per batch: on localhost storage every folder is a
+``mkdir`` and an ``rmdir``). Slot 0 is the first claim. Slot ``s + 1`` decides what became of the claim
 in slot ``s``: the claimer's results (the batch is done), a new claim by another VM
 (the claimer died; its results, should they come, are ignored), or the client's
 abandon (no VM is left to run it, or every attempt was used). See
@@ -19,7 +20,7 @@ import re
 from lithops_bridge.constants import JOBS_PREFIX
 
 JOB_KIND = "job"  # the seal's kind of a queue object
-_SLOT = re.compile(r"^(\d+)/(\d+)$")
+_SLOT = re.compile(r"^(\d+)\.(\d+)$")
 
 
 def queue_prefix(run_id: str) -> str:
@@ -39,11 +40,12 @@ def job_prefix(run_id: str, job_key: str) -> str:
 
 
 def batches_prefix(run_id: str, job_key: str) -> str:
-    return f"{job_prefix(run_id, job_key)}batches/"
+    """Where a job's slots are: its folder holds nothing else."""
+    return job_prefix(run_id, job_key)
 
 
 def slot_key(run_id: str, job_key: str, batch: int, slot: int) -> str:
-    return f"{batches_prefix(run_id, job_key)}{batch:05d}/{slot:02d}"
+    return f"{batches_prefix(run_id, job_key)}{batch:05d}.{slot:02d}"
 
 
 def slot_of(run_id: str, job_key: str, key: str) -> tuple[int, int] | None:

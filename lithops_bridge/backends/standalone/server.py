@@ -4,7 +4,9 @@ The server lists ``lithops.jobs/<run_id>/queue/``, loads each new job once, and
 claims batches by owning their slot 0 (``put_if_absent``, see ``slots``: no batch
 runs twice while its claimer lives, whatever the number of VMs) while it has free
 processes, at most ``worker_processes`` of the job at a time; VMs start claiming at
-evenly spread batches. When the presence of another VM of the run goes silent, the
+evenly spread batches. Once a claim finds its batch taken, one listing of the job's
+slots names the other batches taken, instead of a failed claim each (on IBM COS, every
+claim waits ``claim_settle``). When the presence of another VM of the run goes silent, the
 server takes over that VM's claims with attempts left (``reclaim``) by owning their
 next slot, so a lost VM's calls still run. Batches run in a warm pool (forkserver:
 safe next to the agent's threads); each finished batch's results are written into
@@ -39,7 +41,9 @@ from ephemera.errors import NoSuchBucketError, NoSuchKeyError
 from lithops_bridge.backends.standalone import keys, presence, reclaim, slots, wake
 from lithops_bridge.backends.standalone.results import UPLOAD_DELAYS, ResultWriter, failure_outcomes
 from lithops_bridge.backends.standalone.seal import RunSeal, SealError, parse_key
+from lithops_bridge.backends.standalone.watchdog import Watchdog
 from lithops_bridge.errors import BridgeError
+from lithops_bridge.job import first_round
 from lithops_bridge.lifeline import exit_with_owner, exit_with_parent
 from lithops_bridge.runner import Batch, run_batch
 from lithops_bridge.threads import thread_caps
@@ -54,7 +58,7 @@ def _init_task_process(env: dict, agent_pid: int) -> None:
 
 
 def start_offset(worker: int, workers: list, n: int) -> int:
-    """The batch this VM claims first: VMs of the job start evenly spread over its ``n`` batches."""
+    """The batch this VM claims first: VMs of the job start evenly spread over its first ``n`` batches."""
     if n <= 0:
         return 0
     if worker in workers:
@@ -64,7 +68,7 @@ def start_offset(worker: int, workers: list, n: int) -> int:
     return rank * n // count % n
 
 
-class TaskServer(ResultWriter):
+class TaskServer(ResultWriter, Watchdog):
     """Claims and runs the batches of the run's standalone jobs on this VM."""
 
     def __init__(
@@ -239,8 +243,10 @@ class TaskServer(ResultWriter):
                 self.seal.report(exc, key)
                 return None
             job = cloudpickle.loads(body)  # authenticated: written with this run's key, for this key (the MAC says so)
-            job["_next"] = start_offset(self.worker, list(job.get("workers") or []), len(job["batches"]))
-            job["_tried"] = set()  # batches whose slot 0 this server tried
+            # VMs start spread over the first round (its batches are larger than the later ones)
+            job["_next"] = start_offset(self.worker, list(job.get("workers") or []), first_round(job["batches"]))
+            job["_tried"] = set()  # batches whose slot 0 this server tried, or found taken
+            job["_retry"] = set()  # batches whose claim failed in storage: claimed again (same token) before skipped
             job["_final"] = set()  # batches known to have a result or to be abandoned
             self._jobs[jk] = job
         return job
@@ -262,13 +268,24 @@ class TaskServer(ResultWriter):
                 )
             except Exception:
                 job["_tried"].discard(b)  # not known to be claimed: try it again next round (same token)
+                job["_retry"].add(b)
                 raise
+            job["_retry"].discard(b)
             if won:
                 self._run(job, b, 0)
                 claimed = True
+            else:  # another VM reached this batch: one listing names the others it took
+                self._skip_taken(job)
         if len(job["_tried"]) >= n:
             self._exhausted.add(jk)
         return claimed
+
+    def _skip_taken(self, job: dict) -> None:
+        """Count every batch with a slot in storage as tried, but those whose claim by this
+        server failed in storage: it may have landed unseen, and only its retry (with the
+        same token) says whose it is."""
+        taken = reclaim.listed_slots(self.store, self.bucket, self.run_id, job["job_key"])
+        job["_tried"].update(b for b in taken if b not in job["_retry"])
 
     def _run(self, job: dict, b: int, slot: int) -> None:
         start, end = job["batches"][b]
@@ -350,45 +367,3 @@ class TaskServer(ResultWriter):
             self._uploads.submit(self._upload, jk, b, entry["slot"], outcomes, entry["job"].get("wake"))
         except RuntimeError:  # shutting down
             pass
-
-    # --- hard_dismantle_timeout -------------------------------------------------------------
-    def _watchdog(self) -> None:
-        """Kill the pool under a batch that outlived the job's hard_dismantle_timeout."""
-        now = time.monotonic()
-        with self._inflight_lock:
-            items = list(self._inflight.items())
-            late = [(k, e) for k, e in items if e.get("limit") and now - e["started"] > e["limit"]]
-            if not late:
-                return
-            for _k, entry in items:
-                entry["future"] = None  # detach: the dying pool's callbacks are ignored
-        late_keys = {k for k, _e in late}
-        self._kill_pool()
-        for (jk, b), entry in late:
-            limit = entry["limit"]
-            self._complete(
-                jk,
-                b,
-                failure_outcomes(
-                    entry["batch"].call_ids,
-                    TimeoutError(
-                        f"hard_dismantle_timeout of {limit:g} seconds exceeded on VM {self.worker}: the calls were killed"
-                    ),
-                ),
-            )
-        culprit = ", ".join(sorted({jk for jk, _b in late_keys}))
-        for (jk, b), entry in items:
-            if (jk, b) in late_keys:
-                continue
-            ids = entry["batch"].call_ids
-            self._complete(
-                jk,
-                b,
-                failure_outcomes(
-                    ids,
-                    BridgeError(
-                        f"calls {ids[0]}-{ids[-1]} of job {jk} were killed on VM {self.worker} with the worker pool, when "
-                        f"job {culprit} exceeded its hard_dismantle_timeout; they are not run again, so that no call runs twice"
-                    ),
-                ),
-            )
