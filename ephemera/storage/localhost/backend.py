@@ -139,13 +139,17 @@ class LocalhostStorage:
             return ObjectInfo(key, len(data), digest, datetime.now(timezone.utc))
 
     def put_if_absent(self, bucket: str, key: str, data: bytes) -> bool:
-        return self._place(bucket, key, data, exclusive=True) is not None
+        # a taken key costs one lstat, not a temporary file (the link below still decides a race)
+        path = self._path(bucket, key)
+        if os.path.lexists(path):
+            return False
+        return self._place(bucket, key, data, exclusive=True, path=path) is not None
 
-    def _place(self, bucket: str, key: str, data: bytes, exclusive: bool) -> Path | None:
+    def _place(self, bucket: str, key: str, data: bytes, exclusive: bool, path: Path | None = None) -> Path | None:
         """The one write path: ``data`` into a temporary file, moved into place -- over any
         object (``os.replace``), or, ``exclusive``, only where none is (``os.link`` fails
         atomically when the target exists: then None)."""
-        path = self._path(bucket, key)
+        path = path or self._path(bucket, key)
         try:
             tmp = self._write_tmp(bytes(data))
         except OSError as exc:
