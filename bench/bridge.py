@@ -7,8 +7,10 @@ Two tables. **Per-call overhead** (``--only overhead``): µs per call of a ``map
 warm ``ProcessPoolExecutor(2)`` mapping the same calls in chunks (the floor of
 shipping calls to processes), and the ratio; then 1,000 no-op calls on the
 standalone backend over two local VMs against the localhost backend, both from this
-process with warm pools, and that ratio (``--only ratio``: that row alone, with the
-localhost figure it is compared with). Each cell is the median of ``--repeat`` runs;
+process with warm pools, in series taking turns while the VMs are up (so drift in
+the machine's load falls on both sides alike), and that ratio (``--only ratio``: that
+row alone, with the localhost figure it is compared with; at least 9 maps a side). Each cell
+is the median of ``--repeat`` runs;
 the ``load`` column is ``os.getloadavg()`` (1 minute) when the row was measured: on a
 shared machine, compare rows measured at similar load.
 **Wall time** (``--only wall``), as below.
@@ -147,9 +149,8 @@ def _load() -> str:
     return f"{os.getloadavg()[0]:.1f}"
 
 
-def overhead(local: dict, repeat: int) -> tuple[list[str], float, str]:
-    """The per-call overhead table (markdown lines), the localhost µs per call at
-    ``STANDALONE_CALLS`` and the load then, measured in this process with no VM running."""
+def overhead(local: dict, repeat: int) -> list[str]:
+    """The per-call overhead table (markdown lines), measured in this process with no VM running."""
     run_bridge(local, noop, 10)  # warm-up: the shared pool of this process is up from here on
     lines = [
         f"per-call overhead of a no-op map, µs per call ({os.cpu_count()} CPUs, warm pools, median of {repeat}):",
@@ -157,33 +158,40 @@ def overhead(local: dict, repeat: int) -> tuple[list[str], float, str]:
         "| calls | bridge, localhost | ProcessPoolExecutor(2), chunked | ratio | load |",
         "|---|---|---|---|---|",
     ]
-    at_standalone_size, load_then = 0.0, ""
     with ProcessPoolExecutor(2) as pool:
         run_ppe_chunked(pool, 10)  # warm-up
-        for n in sorted({*OVERHEAD_SIZES, STANDALONE_CALLS}):
+        for n in OVERHEAD_SIZES:
             bridge = _median_us(lambda k: run_bridge(local, noop, k), n, repeat)
-            if n == STANDALONE_CALLS:
-                at_standalone_size, load_then = bridge, _load()
-            if n not in OVERHEAD_SIZES:
-                continue
             ppe = _median_us(lambda k: run_ppe_chunked(pool, k), n, repeat)
             print(f"  measured {n:,} calls: bridge {bridge:.1f} µs, ProcessPoolExecutor {ppe:.1f} µs", file=sys.stderr)
             lines.append(f"| {n:,} | {bridge:.1f} µs | {ppe:.1f} µs | {bridge / ppe:.1f}x | {_load()} |")
-    return lines, at_standalone_size, load_then
+    return lines
 
 
-def standalone_row(vms_config: dict, localhost: float, local_load: str, repeat: int) -> list[str]:
-    """Markdown lines: ``STANDALONE_CALLS`` no-op calls over the two local VMs against localhost."""
+def standalone_row(vms_config: dict, local_config: dict, repeat: int) -> list[str]:
+    """Markdown lines: ``STANDALONE_CALLS`` no-op calls over the two local VMs against
+    localhost while the VMs are up: three rounds of a series of back-to-back maps on
+    each side (``repeat`` maps per side in all), each series after one map not counted.
+    A standalone map's job is cleaned up in the background, so in a series each map
+    pays for the previous one's cleanup, as back-to-back maps do in a script."""
     n = STANDALONE_CALLS
-    run_bridge(vms_config, noop, 10)  # warm-up: the client's storage and the VMs' pools are up
-    standalone = _median_us(lambda k: run_bridge(vms_config, noop, k), n, repeat)
+    local_times: list[float] = []
+    standalone_times: list[float] = []
+    rounds = 3 if repeat >= 3 else 1
+    for r in range(rounds):  # series of back-to-back maps, each side in turn, each after a map not counted
+        per_round = repeat // rounds + (r < repeat % rounds)
+        for config, times in ((local_config, local_times), (vms_config, standalone_times)):
+            run_bridge(config, noop, n)  # the other side's background work (a job's cleanup) ends here
+            times.extend(run_bridge(config, noop, n) for _ in range(per_round))
+    localhost = statistics.median(local_times) / n * 1e6
+    standalone = statistics.median(standalone_times) / n * 1e6
     load = _load()
     print(f"  measured standalone {standalone:.1f} µs, localhost {localhost:.1f} µs", file=sys.stderr)
     return [
         "",
-        f"| {n:,} no-op calls, from this process | µs per call | wall time | ratio to localhost | load |",
+        f"| {n:,} no-op calls, from this process, series in turn | µs per call | wall time | ratio to localhost | load |",
         "|---|---|---|---|---|",
-        f"| bridge, localhost backend | {localhost:.1f} µs | {localhost * n / 1e6:.3f} s | 1.0x | {local_load} |",
+        f"| bridge, localhost backend | {localhost:.1f} µs | {localhost * n / 1e6:.3f} s | 1.0x | {load} |",
         f"| bridge, 2 local VMs (standalone) | {standalone:.1f} µs | {standalone * n / 1e6:.3f} s | {standalone / localhost:.2f}x | {load} |",
     ]
 
@@ -210,13 +218,8 @@ def main(argv: list[str] | None = None) -> int:
             "lithops": {"backend": "localhost", "storage": "localhost"},
             "localhost": {"storage_root": str(Path(tmp) / "storage")},
         }
-        localhost, local_load = 0.0, ""
         if args.only in (None, "overhead"):
-            table, localhost, local_load = overhead(local, args.repeat)
-        elif args.only == "ratio":
-            run_bridge(local, noop, 10)  # warm-up: the shared pool of this process is up from here on
-            localhost = _median_us(lambda k: run_bridge(local, noop, k), STANDALONE_CALLS, args.repeat)
-            local_load = _load()
+            table = overhead(local, args.repeat)
         if args.only is None or args.only == "wall":
             rows = wall_rows(local, args, before_vms=True)
         from ephemera.vm.localrun import LocalRun
@@ -224,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         with LocalRun(Path(tmp) / "vms", workers=2) as run:
             run.wait_ready()  # both agents heartbeat with a warm pool, as the VMs of a run would
             if args.only in (None, "overhead", "ratio"):
-                table += standalone_row(run.lithops_config, localhost, local_load, args.repeat)
+                turns = max(args.repeat, 9) if args.only == "ratio" else args.repeat
+                table += standalone_row(run.lithops_config, local, turns)
             if args.only is None or args.only == "wall":
                 rows[2:2] = wall_rows(run.lithops_config, args, before_vms=False)
     if table:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterator, Protocol, runtime_checkable
+from typing import Iterator, Protocol, Sequence, runtime_checkable
 
 from ephemera.errors import StorageError
 
@@ -87,3 +87,23 @@ class Storage(Protocol):
         """A URL that lets its holder ``method`` (GET, PUT or DELETE) this one object for
         ``expires`` seconds, without credentials; None if this store cannot presign
         (e.g. IBM COS with IAM tokens: presigning needs HMAC keys)."""
+
+
+@runtime_checkable
+class BulkDelete(Protocol):
+    """Optional capability: many objects deleted in one call (S3's DeleteObjects takes
+    1,000 keys a request; the localhost backend checks each folder once). Callers check
+    for it with ``isinstance`` and otherwise delete one object at a time."""
+
+    def delete_many(self, bucket: str, keys: Sequence[str]) -> None:
+        """Delete every object named; a missing one is not an error. A StorageError names
+        the first key the store refused (some of the others may be gone)."""
+
+
+def delete_keys(store: Storage, bucket: str, keys: Sequence[str]) -> None:
+    """Delete ``keys`` in one call where the store can (:class:`BulkDelete`), else one by one."""
+    if isinstance(store, BulkDelete):
+        store.delete_many(bucket, keys)
+        return
+    for key in keys:
+        store.delete(bucket, key)

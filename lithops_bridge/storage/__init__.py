@@ -33,6 +33,7 @@ from email.utils import format_datetime
 from typing import Any, BinaryIO
 
 from ephemera.errors import InvalidKeyError, NoSuchBucketError, NoSuchKeyError, StorageError
+from ephemera.storage.base import delete_keys
 from ephemera.storage.keys import validate_bucket, validate_key, validate_prefix
 from lithops_bridge.storage.globber import match
 from lithops_bridge.storage.utils import CloudObject, StorageNoSuchKeyError
@@ -230,8 +231,7 @@ class Storage:
         out = []
         for i in range(0, len(key_list), 1000):
             chunk = key_list[i : i + 1000]
-            for key in chunk:
-                self._store.delete(bucket, key)
+            delete_keys(self._store, bucket, chunk)
             out.append(response(200, Deleted=[{"Key": k} for k in chunk]))
         return out
 

@@ -95,6 +95,10 @@ def test_a_symlink_in_the_bucket_leads_nowhere_outside(storage, tmp_path):
         storage.upload_file(str(src), b, "link.txt")
     with pytest.raises(InvalidKeyError, match="symbolic link"):
         storage.delete_object(b, "evil/secret.txt")
+    with pytest.raises(InvalidKeyError, match="symbolic link"):
+        storage.delete_objects(b, ["inside/ok.txt", "evil/secret.txt"])  # checked before anything goes
+    storage.ephemera_storage.delete_many(b, ["link.txt"])  # a link named by a key is removed, not what it points to
+    assert not os.path.lexists(bucket_dir / "link.txt")
     assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
     assert (outside / "secret.txt").read_text() == "not yours" and not (tmp_path / "stolen").exists()
     assert storage.get_object(b, "alias.txt") == b"ok"

@@ -183,3 +183,43 @@ def test_no_secret_in_any_log_record_or_error(cloud_config, unique_bucket, caplo
     # the SDK did log its signed requests at DEBUG: redaction, not silence, kept them clean
     signed = [r.getMessage() for r in caplog.records if "Authorization" in r.getMessage()]
     assert signed and all("********" in m for m in signed)
+
+
+class _DeleteObjectsReply:
+    """An S3 client whose DeleteObjects answers 200 with the given per-key ``Errors``
+    (S3 reports refused keys in the body of a successful reply, not as an exception)."""
+
+    def __init__(self, errors: list[dict]):
+        self.errors, self.requests = errors, []
+
+    def delete_objects(self, Bucket, Delete):  # noqa: N803 - boto3's parameter names
+        self.requests.append([o["Key"] for o in Delete["Objects"]])
+        return {"Errors": self.errors} if self.errors else {}
+
+
+@pytest.mark.parametrize(
+    "errors, raised",
+    [
+        ([], None),
+        ([{"Key": "gone", "Code": "NoSuchKey"}], None),
+        ([{"Key": "b", "Code": "AccessDenied", "Message": "no"}], (False, "'b'", "AccessDenied")),
+        ([{"Key": "a", "Code": "SlowDown"}, {"Key": "b", "Code": "SlowDown"}], (True, "'a'", "2 of 3")),
+    ],
+)
+def test_delete_many_reports_the_keys_s3_refused_in_its_reply(errors, raised):
+    """DeleteObjects answers 200 and lists refused keys under ``Errors``: a missing key is
+    no error; any other code raises a StorageError naming the first refused key, retryable
+    only for a named transient code (SlowDown), never with the credentials."""
+    from ephemera.storage.aws_s3.backend import S3CompatibleStorage
+
+    client = _DeleteObjectsReply(errors)
+    store = S3CompatibleStorage(client, [S3_SECRET])
+    if raised is None:
+        store.delete_many("bkt", ["a", "b", "gone"])
+    else:
+        retryable, *said = raised
+        with pytest.raises(StorageError) as err:
+            store.delete_many("bkt", ["a", "b", "gone"])
+        assert err.value.retryable is retryable and all(s in err.value.message for s in said)
+        assert S3_SECRET not in err.value.message
+    assert client.requests == [["a", "b", "gone"]]

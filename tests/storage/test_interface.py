@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from ephemera.errors import InvalidKeyError, NoSuchBucketError, NoSuchKeyError
-from ephemera.storage.base import ObjectInfo, Storage
+from ephemera.storage.base import BulkDelete, ObjectInfo, Storage
 from tests.fakes.s3_server import seed_objects
 
 
@@ -100,6 +100,28 @@ def test_delete(storage, bucket):
     storage.delete(bucket, "d/x")  # missing is fine
     storage.delete(bucket, "never/existed")
     assert list(storage.list(bucket, "d/")) == []
+
+
+def test_delete_many_in_one_call(storage, bucket, backend_name):
+    """Every backend deletes many objects in one call (the ``BulkDelete`` capability):
+    the named objects go, missing ones are no error, others stay; on S3 the 1,013 keys
+    take two DeleteObjects requests (1,000 keys each at most), all gone after."""
+    assert isinstance(storage, BulkDelete)
+    storage.put(bucket, "keep/1", b"k")
+    for key in ("job/a/0", "job/a/1", "job/b", "top"):
+        storage.put(bucket, key, b"x")
+    storage.delete_many(bucket, ["job/a/0", "job/a/1", "job/b", "top", "job/never", "nothing/here"])
+    assert [o.key for o in storage.list(bucket)] == ["keep/1"]
+    many = [f"bulk/{i:05d}" for i in range(1013)]
+    if backend_name == "localhost":
+        for key in many:
+            storage.put(bucket, key, b"")
+    else:
+        seed_objects(bucket, many)
+    storage.delete_many(bucket, many)
+    assert [o.key for o in storage.list(bucket)] == ["keep/1"]
+    with pytest.raises(InvalidKeyError):
+        storage.delete_many(bucket, ["ok/key", "../escape"])
 
 
 def test_missing_key(storage, bucket):

@@ -26,12 +26,12 @@ import logging
 import time
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypeVar
 
 from ephemera.errors import NoSuchBucketError, NoSuchKeyError, StorageError
 from ephemera.storage import claims
 from ephemera.storage.aws_s3.config import S3Settings, s3_settings
-from ephemera.storage.aws_s3.errors import error_code, install_log_redaction, is_client_error, to_storage_error
+from ephemera.storage.aws_s3.errors import TRANSIENT_CODES, error_code, install_log_redaction, is_client_error, to_storage_error
 from ephemera.storage.base import ObjectInfo, StorageTraits, check_presign_method
 from ephemera.storage.keys import validate_bucket, validate_key, validate_prefix
 from ephemera.timeutil import now_utc
@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_ATTEMPTS = 5  # total attempts per call, botocore "standard" retry mode
+DELETE_BATCH = 1000  # keys per DeleteObjects request (the most S3 takes)
 CONFLICT_RETRIES = 5  # repeats of a conditional PUT answered 409 ConditionalRequestConflict
 _UNSUPPORTED_CONDITIONAL = frozenset({"NotImplemented", "501", "NotImplementedException"})
 
@@ -218,6 +219,23 @@ class S3CompatibleStorage:
             self._call("delete", bucket, key, lambda: self._client.delete_object(Bucket=bucket, Key=key))
         except NoSuchKeyError:
             return
+
+    def delete_many(self, bucket: str, keys: Sequence[str]) -> None:
+        """DeleteObjects, 1,000 keys a request (quiet: the reply names only failures)."""
+        for key in keys:
+            self._check(bucket, key)
+        for i in range(0, len(keys), DELETE_BATCH):
+            chunk = keys[i : i + DELETE_BATCH]
+            request = {"Objects": [{"Key": k} for k in chunk], "Quiet": True}
+            resp = self._call("delete", bucket, None, lambda: self._client.delete_objects(Bucket=bucket, Delete=request))
+            refused = [e for e in resp.get("Errors") or [] if e.get("Code") != "NoSuchKey"]
+            if refused:
+                first = refused[0]
+                raise StorageError(
+                    f"cannot delete '{first.get('Key')}' in bucket '{bucket}': {first.get('Code')} "
+                    f"({len(refused)} of {len(chunk)} keys of this request refused)",
+                    retryable=first.get("Code") in TRANSIENT_CODES,
+                )
 
     def create_bucket(self, bucket: str) -> None:
         validate_bucket(bucket)

@@ -19,7 +19,7 @@ import stat
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from ephemera.errors import InvalidKeyError, NoSuchBucketError, NoSuchKeyError, StorageError
 from ephemera.storage.base import ObjectInfo, StorageTraits, check_presign_method
@@ -108,15 +108,19 @@ class LocalhostStorage:
         # planted in the bucket must not lead it out (to read or overwrite another file).
         # The bucket's own real path is resolved once (the root is resolved already): a
         # bucket folder swapped for a link later leads its objects out, and is refused.
-        real_base = self._real_bases.get(bucket)
-        if real_base is None:
-            real_base = self._real_bases.setdefault(bucket, os.path.realpath(base))
-        if not _stays_in(str(self.root), [bucket, *key.split("/")], real_base):
+        if not self._inside(bucket, key.split("/")):
             raise InvalidKeyError(
                 f"object key {key!r} in bucket '{bucket}' is refused: a symbolic link in the bucket "
                 "leads it out of the bucket; remove the link"
             )
         return path
+
+    def _inside(self, bucket: str, segments: list[str]) -> bool:
+        """Whether the path of ``segments`` in the bucket stays in it, links followed."""
+        real_base = self._real_bases.get(bucket)
+        if real_base is None:
+            real_base = self._real_bases.setdefault(bucket, os.path.realpath(self.bucket_path(bucket)))
+        return _stays_in(str(self.root), [bucket, *segments], real_base)
 
     def _write_tmp(self, data: bytes) -> str:
         try:
@@ -251,6 +255,34 @@ class LocalhostStorage:
         except OSError as exc:
             raise _os_error(exc, "delete", bucket, key) from None
         self._prune(path.parent, self.bucket_path(bucket))
+
+    def delete_many(self, bucket: str, keys: Sequence[str]) -> None:
+        """Each folder is checked once (no link on the way leads out of the bucket), all
+        before anything is deleted; then its objects are unlinked (a link named by a key
+        is removed itself, never what it points to) and it is pruned once, if empty."""
+        base = self.bucket_path(bucket)
+        folders: dict[str, list[str]] = {}
+        for key in keys:
+            folder, _, name = _check_segments(validate_key(key)).rpartition("/")
+            folders.setdefault(folder, []).append(name)
+        for folder, names in folders.items():
+            if not self._inside(bucket, folder.split("/") if folder else []):
+                raise InvalidKeyError(
+                    f"object key {folder + '/' + names[0]!r} in bucket '{bucket}' is refused: a symbolic link in the "
+                    "bucket leads it out of the bucket; remove the link"
+                )
+        for folder, names in folders.items():
+            where = os.path.join(str(base), folder) if folder else str(base)
+            for name in names:
+                try:
+                    os.unlink(os.path.join(where, name))
+                except FileNotFoundError:
+                    continue
+                except IsADirectoryError:
+                    raise StorageError(f"'{folder}/{name}' in bucket '{bucket}' is a folder, not an object") from None
+                except OSError as exc:
+                    raise _os_error(exc, "delete", bucket, f"{folder}/{name}".lstrip("/")) from None
+            self._prune(Path(where), base)
 
     def create_bucket(self, bucket: str) -> None:
         self.bucket_path(bucket).mkdir(parents=True, exist_ok=True)

@@ -34,6 +34,7 @@ from datetime import datetime, timezone
 import cloudpickle
 
 from ephemera.errors import NoSuchBucketError, NoSuchKeyError
+from ephemera.storage.base import delete_keys
 from lithops_bridge.backends.standalone import keys, presence, slots, wake
 from lithops_bridge.backends.standalone.reclaim import claimer_gone, listed_slots
 from lithops_bridge.backends.standalone.seal import RunSeal, parse_key
@@ -184,7 +185,7 @@ class StandaloneBackend:
         if self._thread is None or not self._thread.is_alive():
             self._stop.clear()
             if self.same_host and self._bell is None:
-                wake.sweep()
+                wake.sweep_once()
                 self._bell = wake.open_bell(wake.client_bell())
             self._wake = self._bell or self._event
             self._thread = threading.Thread(target=self._follow, name=f"lithops-bridge-follow-{self.run_id}", daemon=True)
@@ -334,9 +335,9 @@ class StandaloneBackend:
                 if jk in self._active:
                     continue
             try:
-                self.store.delete(self.bucket, keys.queue_key(self.run_id, jk))
-                for info in list(self.store.list(self.bucket, keys.job_prefix(self.run_id, jk))):
-                    self.store.delete(self.bucket, info.key)
+                self.store.delete(self.bucket, keys.queue_key(self.run_id, jk))  # first: no VM loads it again
+                slot_keys = [info.key for info in self.store.list(self.bucket, keys.job_prefix(self.run_id, jk))]
+                delete_keys(self.store, self.bucket, slot_keys)
             except (NoSuchBucketError, NoSuchKeyError):
                 continue
             except Exception as exc:  # noqa: BLE001 - cleanup is best effort
