@@ -16,7 +16,7 @@ import lithops_bridge as lithops
 from ephemera.errors import StorageError
 from lithops_bridge.backends.standalone import keys
 from lithops_bridge.backends.standalone.keys import JOB_KIND
-from lithops_bridge.backends.standalone.server import TaskServer, start_offset
+from lithops_bridge.backends.standalone.server import TaskServer, claim_order, start_offset
 from lithops_bridge.job import factored_chunks, first_round
 from lithops_bridge.errors import BridgeError
 from tests.bridge import funcs
@@ -177,6 +177,27 @@ def test_vms_start_claiming_at_evenly_spread_batches():
     assert start_offset(5, [0, 1], 4) in range(4) and start_offset(0, [0], 1) == 0
 
 
+@pytest.mark.parametrize(
+    "n, procs, workers", [(1000, 2, [1, 2]), (1000, 4, [1, 2]), (4, 4, [1, 2]), (7, 2, [0, 1, 2]), (1, 2, [1, 2])]
+)
+def test_each_vm_tries_every_batch_once_from_its_own_share(n, procs, workers):
+    """A VM tries its share of the first round (the large batches) first, then the later
+    batches from its own place: every batch once, and two VMs reach for the same batch
+    only when there are fewer batches than VMs."""
+    batches = factored_chunks(n, procs, max(1, -(-n // (4 * procs))))
+    orders = {w: claim_order(w, workers, batches) for w in workers}
+    assert all(sorted(order) == list(range(len(batches))) for order in orders.values())
+    share = max(1, first_round(batches) // len(workers))
+    for w, order in orders.items():
+        assert all(b < first_round(batches) for b in order[:share])
+    if first_round(batches) >= len(workers):  # no batch in two VMs' shares of the first round
+        shares = [order[:share] for order in orders.values()]
+        assert len({b for f in shares for b in f}) == share * len(workers)
+    if len(batches) - first_round(batches) >= len(workers):  # nor two VMs' first later batch
+        assert len({order[share] for order in orders.values()}) == len(workers)
+    assert sorted(claim_order(9, workers, batches)) == list(range(len(batches)))  # a VM that joined later
+
+
 def test_the_job_names_the_live_vms(vm):
     with lithops.FunctionExecutor(config=vm.config) as fexec:
         seen = []
@@ -261,7 +282,8 @@ def idle_vm(vm):
 
 def _job(n: int, start: int) -> dict:
     jk = f"e{uuid.uuid4().hex[:6]}-M000"
-    return {"job_key": jk, "batches": [(i, i + 1) for i in range(n)], "worker_processes": 1, "_next": start}
+    order = [(start + i) % n for i in range(n)]
+    return {"job_key": jk, "batches": [(i, i + 1) for i in range(n)], "worker_processes": 1, "_order": order, "_next": 0}
 
 
 def test_a_vm_that_finds_its_batch_taken_lists_the_job_once_instead_of_trying_each_batch(vm, idle_vm):

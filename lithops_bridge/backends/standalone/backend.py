@@ -185,7 +185,7 @@ class StandaloneBackend:
         if self._thread is None or not self._thread.is_alive():
             self._stop.clear()
             if self.same_host and self._bell is None:
-                wake.sweep_once()
+                wake.sweep()
                 self._bell = wake.open_bell(wake.client_bell())
             self._wake = self._bell or self._event
             self._thread = threading.Thread(target=self._follow, name=f"lithops-bridge-follow-{self.run_id}", daemon=True)

@@ -68,6 +68,22 @@ def start_offset(worker: int, workers: list, n: int) -> int:
     return rank * n // count % n
 
 
+def claim_order(worker: int, workers: list, batches: list[tuple[int, int]]) -> list[int]:
+    """The order in which this VM tries the job's batches: its share of the first round
+    (the large batches, see ``job.factored_chunks``), then the later batches from its own
+    evenly spread place, then the rest, so that VMs rarely reach for the same batch."""
+    n, first = len(batches), first_round(batches)
+    count = max(1, len(workers))
+    start = start_offset(worker, list(workers), first)
+    share = max(1, first // count)
+    mine = [(start + k) % first for k in range(share)] if first else []
+    rank = workers.index(worker) if worker in workers else worker
+    rest = list(range(first, n))
+    cut = (rank * len(rest) // count) % len(rest) if rest else 0
+    order = mine + rest[cut:] + rest[:cut]
+    return order + [b for b in range(first) if b not in mine]
+
+
 class TaskServer(ResultWriter, Watchdog):
     """Claims and runs the batches of the run's standalone jobs on this VM."""
 
@@ -243,8 +259,8 @@ class TaskServer(ResultWriter, Watchdog):
                 self.seal.report(exc, key)
                 return None
             job = cloudpickle.loads(body)  # authenticated: written with this run's key, for this key (the MAC says so)
-            # VMs start spread over the first round (its batches are larger than the later ones)
-            job["_next"] = start_offset(self.worker, list(job.get("workers") or []), first_round(job["batches"]))
+            job["_order"] = claim_order(self.worker, list(job.get("workers") or []), job["batches"])
+            job["_next"] = 0  # position in _order
             job["_tried"] = set()  # batches whose slot 0 this server tried, or found taken
             job["_retry"] = set()  # batches whose claim failed in storage: claimed again (same token) before skipped
             job["_final"] = set()  # batches known to have a result or to be abandoned
@@ -257,8 +273,8 @@ class TaskServer(ResultWriter, Watchdog):
         while len(job["_tried"]) < n and self._inflight_count() < self.size:
             if self._inflight_count(jk) >= limit:
                 break
-            b = job["_next"]
-            job["_next"] = (b + 1) % n
+            b = job["_order"][job["_next"]]
+            job["_next"] = (job["_next"] + 1) % n
             if b in job["_tried"]:
                 continue
             job["_tried"].add(b)

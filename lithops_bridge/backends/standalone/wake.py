@@ -186,14 +186,8 @@ def _unlink(path: str) -> None:
 
 
 @functools.lru_cache(maxsize=1)
-@functools.lru_cache(maxsize=1)
-def sweep_once() -> int:
-    """:func:`sweep`, the first time this process asks (a client opens a bell per executor)."""
-    return sweep()
-
-
 def sweep() -> int:
-    """Remove the bells nobody listens on any more (left by killed clients and agents)."""
+    """Remove the bells nobody listens on any more (left by killed clients and agents; once per process)."""
     folder, removed = wake_dir(), 0
     for name in os.listdir(folder) if folder else []:
         path = os.path.join(folder, name)  # type: ignore[arg-type]
