@@ -343,6 +343,8 @@ def _stays_in(root: str, segments: list[str], real_base: str) -> bool:
             mode = os.lstat(here).st_mode
         except (FileNotFoundError, NotADirectoryError):
             return True
+        except OSError:  # e.g. a folder it may not search: resolve as far as it can be
+            mode = stat.S_IFLNK
         if stat.S_ISLNK(mode):
             real = os.path.realpath(os.path.join(here, *segments[i + 1 :]))
             return os.path.commonpath([real, real_base]) == real_base

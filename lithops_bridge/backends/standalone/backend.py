@@ -4,8 +4,8 @@
 younger than ``presence.STALE_AFTER``: a wrong or destroyed ``run_id``); otherwise it
 cuts the job into batches (by factoring: a first round of one batch per process of
 every live VM holding half the calls, then rounds that halve what is left, down to
-``1 / BATCHES_PER_PROCESS`` of a process's share), writes it once under the run's queue prefix, and registers it with a follower
-thread. The follower lists each active job's batch slots every ``poll_interval``
+``1 / BATCHES_PER_PROCESS`` of a process's share), writes it once under the run's
+queue prefix, and registers it with a follower thread. The follower lists each active job's batch slots every ``poll_interval``
 seconds (``slots``: a batch's result is the slot after its latest claim), resolves
 the futures of each batch whose result appears, and, when every call of a job is
 resolved, deletes the job's objects. A VM that dies with claimed calls is replaced by

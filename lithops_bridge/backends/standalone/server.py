@@ -3,10 +3,11 @@
 The server lists ``lithops.jobs/<run_id>/queue/``, loads each new job once, and
 claims batches by owning their slot 0 (``put_if_absent``, see ``slots``: no batch
 runs twice while its claimer lives, whatever the number of VMs) while it has free
-processes, at most ``worker_processes`` of the job at a time; VMs start claiming at
-evenly spread batches. Once a claim finds its batch taken, one listing of the job's
-slots names the other batches taken, instead of a failed claim each (on IBM COS, every
-claim waits ``claim_settle``). When the presence of another VM of the run goes silent, the
+processes, at most ``worker_processes`` of the job at a time; each VM tries its share
+of the job's first round, then the later batches from its own evenly spread place
+(``claim_order``). Once a claim finds its batch taken, one listing of the job's slots
+names the other batches taken, instead of a failed claim each (on IBM COS, every claim
+waits ``claim_settle``). When the presence of another VM of the run goes silent, the
 server takes over that VM's claims with attempts left (``reclaim``) by owning their
 next slot, so a lost VM's calls still run. Batches run in a warm pool (forkserver:
 safe next to the agent's threads); each finished batch's results are written into
