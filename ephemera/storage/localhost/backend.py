@@ -15,7 +15,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import stat
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +24,7 @@ from ephemera.errors import InvalidKeyError, NoSuchBucketError, NoSuchKeyError, 
 from ephemera.storage.base import ObjectInfo, StorageTraits, check_presign_method
 from ephemera.storage.keys import validate_bucket, validate_key, validate_prefix
 from ephemera.storage.localhost.config import storage_root
+from ephemera.storage.localhost.paths import stays_in, walk
 
 # OS errors of a write that may pass by themselves: the backend marks them retryable
 TRANSIENT_ERRNOS = frozenset(
@@ -120,7 +120,7 @@ class LocalhostStorage:
         real_base = self._real_bases.get(bucket)
         if real_base is None:
             real_base = self._real_bases.setdefault(bucket, os.path.realpath(self.bucket_path(bucket)))
-        return _stays_in(str(self.root), [bucket, *segments], real_base)
+        return stays_in(str(self.root), [bucket, *segments], real_base)
 
     def _write_tmp(self, data: bytes) -> str:
         try:
@@ -237,7 +237,7 @@ class LocalhostStorage:
         # walk only the folder the prefix points into
         folder = prefix.rpartition("/")[0] + "/" if "/" in prefix else ""
         found: list[tuple[str, str]] = []
-        _walk(os.path.join(str(base), folder) if folder else str(base), folder, prefix, start_after, found)
+        walk(os.path.join(str(base), folder) if folder else str(base), folder, prefix, start_after, found)
         for key, path in sorted(found):
             try:
                 yield self._info(key, path, lazy=True)
@@ -329,47 +329,6 @@ class LocalhostStorage:
             except OSError:  # not empty, or already gone
                 return
             folder = folder.parent
-
-
-def _stays_in(root: str, segments: list[str], real_base: str) -> bool:
-    """Whether ``root/<segments>`` stays in the folder ``real_base`` (a real path) once its
-    symbolic links are followed. Each existing segment is looked at (``lstat``), from the
-    bucket's folder down; only a link on the way needs the whole path resolved, and
-    nothing below a segment that does not exist can lead anywhere."""
-    here = root
-    for i, segment in enumerate(segments):
-        here = os.path.join(here, segment)
-        try:
-            mode = os.lstat(here).st_mode
-        except (FileNotFoundError, NotADirectoryError):
-            return True
-        except OSError:  # e.g. a folder it may not search: resolve as far as it can be
-            mode = stat.S_IFLNK
-        if stat.S_ISLNK(mode):
-            real = os.path.realpath(os.path.join(here, *segments[i + 1 :]))
-            return os.path.commonpath([real, real_base]) == real_base
-    return True
-
-
-def _walk(folder: str, key_prefix: str, prefix: str, start_after: str, found: list[tuple[str, str]]) -> None:
-    """Add ``(key, path)`` of every object under ``folder`` (whose keys start with
-    ``key_prefix``) that matches ``prefix`` and sorts after ``start_after``; links to
-    folders are not followed (as ``os.walk``)."""
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:  # deleted while listing, no such folder, or unreadable: skipped, as os.walk does
-        return
-    for entry in entries:
-        key = key_prefix + entry.name
-        try:
-            is_dir = entry.is_dir()
-        except OSError:
-            continue
-        if is_dir:
-            if not entry.is_symlink() and (prefix.startswith(key + "/") or key.startswith(prefix)):
-                _walk(entry.path, key + "/", prefix, start_after, found)
-        elif key.startswith(prefix) and key > start_after:
-            found.append((key, entry.path))
 
 
 class _FileInfo(ObjectInfo):
