@@ -45,15 +45,20 @@ def _probe(python) -> dict:
     return json.loads(done.stdout)
 
 
-def test_uv_makes_the_environment_with_pip_for_a_controller_without_pip(tmp_path, controller):
+def _install_and_read_log(tmp_path, controller, offline: bool) -> str:
+    """Bootstrap a local VM's environment from ``controller``; check it holds pip and the
+    Ephemera wheel (over the controller's own); its bootstrap log."""
     python, bundle = controller
     root = tmp_path / "vm"
     root.mkdir()
-    env_python = bootstrap.install(root, _boot(python, offline=False), bundle)
-    found = _probe(env_python)
+    found = _probe(bootstrap.install(root, _boot(python, offline=offline), bundle))
     assert found["prefix"] == str(root / "env") and found["pip"]
     assert found["ephemera"].startswith(str(root / "env")), found  # the wheel, over the controller's own
-    log = (root / "bootstrap.log").read_text()
+    return (root / "bootstrap.log").read_text()
+
+
+def test_uv_makes_the_environment_with_pip_for_a_controller_without_pip(tmp_path, controller):
+    log = _install_and_read_log(tmp_path, controller, offline=False)
     assert "creating the environment (uv)" in log and "putting pip in it (uv)" in log
     assert "-m venv" not in log and "ensurepip" not in log
 
@@ -62,13 +67,6 @@ def test_offline_with_an_empty_uv_cache_ensurepip_makes_it(tmp_path, monkeypatch
     """UV_OFFLINE-style: uv may use only its cache, which holds no pip; the fallback is the
     offline ensurepip, and the half-made uv environment is not left in its way."""
     monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "empty-cache"))
-    python, bundle = controller
-    root = tmp_path / "vm"
-    root.mkdir()
-    env_python = bootstrap.install(root, _boot(python, offline=True), bundle)
-    found = _probe(env_python)
-    assert found["prefix"] == str(root / "env") and found["pip"]
-    assert found["ephemera"].startswith(str(root / "env")), found  # the wheel, over the controller's own
-    log = (root / "bootstrap.log").read_text()
+    log = _install_and_read_log(tmp_path, controller, offline=True)
     assert "putting pip in it (uv) failed" in log and "ensurepip puts pip in the environment instead" in log
     assert "creating the environment (with pip: the controller has none)" in log

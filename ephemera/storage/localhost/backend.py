@@ -51,6 +51,14 @@ def _write_error(exc: OSError, bucket: str, key: str) -> StorageError:
     return _os_error(exc, "write", bucket, key)
 
 
+def _leads_out(bucket: str, key: str) -> InvalidKeyError:
+    """The refusal of a key whose path a symbolic link in the bucket leads out of it."""
+    return InvalidKeyError(
+        f"object key {key!r} in bucket '{bucket}' is refused: a symbolic link in the bucket "
+        "leads it out of the bucket; remove the link"
+    )
+
+
 def _os_error(exc: OSError, doing: str, bucket: str, key: str) -> StorageError:
     """A StorageError for an OS error: its reason (``strerror``), never the file's path."""
     reason = exc.strerror or type(exc).__name__
@@ -109,10 +117,7 @@ class LocalhostStorage:
         # The bucket's own real path is resolved once (the root is resolved already): a
         # bucket folder swapped for a link later leads its objects out, and is refused.
         if not self._inside(bucket, key.split("/")):
-            raise InvalidKeyError(
-                f"object key {key!r} in bucket '{bucket}' is refused: a symbolic link in the bucket "
-                "leads it out of the bucket; remove the link"
-            )
+            raise _leads_out(bucket, key)
         return path
 
     def _inside(self, bucket: str, segments: list[str]) -> bool:
@@ -267,10 +272,7 @@ class LocalhostStorage:
             folders.setdefault(folder, []).append(name)
         for folder, names in folders.items():
             if not self._inside(bucket, folder.split("/") if folder else []):
-                raise InvalidKeyError(
-                    f"object key {folder + '/' + names[0]!r} in bucket '{bucket}' is refused: a symbolic link in the "
-                    "bucket leads it out of the bucket; remove the link"
-                )
+                raise _leads_out(bucket, f"{folder}/{names[0]}")
         for folder, names in folders.items():
             where = os.path.join(str(base), folder) if folder else str(base)
             for name in names:
