@@ -280,10 +280,22 @@ def idle_vm(vm):
     server.stop()
 
 
-def _job(n: int, start: int) -> dict:
+def _job(server: TaskServer, n: int, start: int, queued: bool = True) -> dict:
+    """A job as ``server`` holds it once loaded (in the queue unless not ``queued``)."""
     jk = f"e{uuid.uuid4().hex[:6]}-M000"
+    if queued:  # servers only check that it is there
+        server.store.put(server.bucket, keys.queue_key(server.run_id, jk), b"queued")
     order = [(start + i) % n for i in range(n)]
-    return {"job_key": jk, "batches": [(i, i + 1) for i in range(n)], "worker_processes": 1, "_order": order, "_next": 0}
+    return {
+        "job_key": jk,
+        "batches": [(i, i + 1) for i in range(n)],
+        "worker_processes": 1,
+        "_order": order,
+        "_next": 0,
+        "_tried": set(),
+        "_retry": set(),
+        "_final": set(),
+    }
 
 
 def test_a_vm_that_finds_its_batch_taken_lists_the_job_once_instead_of_trying_each_batch(vm, idle_vm):
@@ -291,7 +303,7 @@ def test_a_vm_that_finds_its_batch_taken_lists_the_job_once_instead_of_trying_ea
     claim fails, one listing of the job's slots names the other taken batches, and it
     claims batch 0 alone: 2 conditional writes instead of 6 (on IBM COS each waits
     ``claim_settle``)."""
-    job = {**_job(6, 1), "_tried": set(), "_retry": set(), "_final": set()}
+    job = _job(idle_vm, 6, 1)
     for b in range(1, 6):
         assert _claim_as(vm, job, b)
     idle_vm._claim_from(job)
@@ -304,13 +316,24 @@ def test_a_claim_whose_reply_was_lost_is_tried_again_not_skipped_as_taken(vm, id
     """This VM's claim of batch 1 lands but its reply is lost (a storage error): the
     listing after another VM's batch 2 names batch 1 as taken, yet the VM claims it
     again with the same token, recognises its own claim, and runs it."""
-    job = {**_job(3, 1), "_tried": set(), "_retry": set(), "_final": set()}
+    job = _job(idle_vm, 3, 1)
     idle_vm.store.land_then_fail.add("/00001.00")
     with pytest.raises(StorageError, match="reply was lost"):
         idle_vm._claim_from(job)
     _claim_as(vm, job, 2)
     idle_vm._claim_from(job)
     assert idle_vm.ran == [0, 1]
+
+
+def test_a_job_cleaned_up_after_a_vm_loaded_it_is_not_run_again(vm, idle_vm):
+    """The client finished a job and deleted its queue entry, then its slots, after this
+    VM had loaded it: batch 0's slot 0 is free again, and the VM's claim lands, but the
+    VM sees the job gone, deletes its claim, runs nothing and tries no other batch."""
+    job = _job(idle_vm, 4, 0, queued=False)
+    idle_vm._claim_from(job)
+    assert idle_vm.ran == []
+    assert list(idle_vm.store.list(idle_vm.bucket, keys.job_prefix(idle_vm.run_id, job["job_key"]))) == []
+    assert len(idle_vm.store.conditional) == 1 and job["_tried"] == {0, 1, 2, 3}
 
 
 def _claim_as(server: TaskServer, job: dict, b: int) -> bool:

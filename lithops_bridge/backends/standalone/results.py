@@ -105,14 +105,18 @@ class ResultWriter:
             return True, None
         return None, last
 
-    def _drop_if_cleaned(self, jk: str, key: str) -> None:
-        """A job the client already finished (and deleted) must not keep a late result."""
+    def _drop_if_cleaned(self, jk: str, key: str) -> bool:
+        """A job the client already finished (and deleted) must keep no late slot: delete
+        ``key`` (just written) if the job left the queue; True if so. The client deletes
+        the queue entry before the slots, so a slot written after its cleanup sees it gone."""
         try:  # one byte, not a head: a head may read the whole job to report its hash
             self.store.get(self.bucket, keys.queue_key(self.run_id, jk), (0, 0))
         except (NoSuchKeyError, NoSuchBucketError):
             self.store.delete(self.bucket, key)
+            return True
         except Exception:  # noqa: BLE001 - best effort: the run's bucket is cleaned with the run
             pass
+        return False
 
     def _upload(self, jk: str, b: int, slot: int, outcomes: Any, client_bell: str | None = None) -> None:
         """Write the batch's results; failure outcomes if that keeps failing; else give the claim back.

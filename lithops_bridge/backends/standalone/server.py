@@ -7,7 +7,9 @@ processes, at most ``worker_processes`` of the job at a time; each VM tries its 
 of the job's first round, then the later batches from its own evenly spread place
 (``claim_order``). Once a claim finds its batch taken, one listing of the job's slots
 names the other batches taken, instead of a failed claim each (on IBM COS, every claim
-waits ``claim_settle``). When the presence of another VM of the run goes silent, the
+waits ``claim_settle``); a claim that lands after the client finished the job and
+deleted it (this VM loaded it just before) is deleted again, and nothing of that job
+runs again. When the presence of another VM of the run goes silent, the
 server takes over that VM's claims with attempts left (``reclaim``) by owning their
 next slot, so a lost VM's calls still run. Batches run in a warm pool (forkserver:
 safe next to the agent's threads); each finished batch's results are written into
@@ -288,6 +290,11 @@ class TaskServer(ResultWriter, Watchdog):
                 job["_retry"].add(b)
                 raise
             job["_retry"].discard(b)
+            if won and self._drop_if_cleaned(jk, keys.slot_key(self.run_id, jk, b, 0)):
+                # the slot was free only because the client had finished the job and deleted
+                # its objects (this server loaded it just before): nothing of it runs again
+                job["_tried"].update(range(n))
+                break
             if won:
                 self._run(job, b, 0)
                 claimed = True
