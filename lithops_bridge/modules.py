@@ -26,6 +26,7 @@ name still wins), keyed by the content's hash.
 from __future__ import annotations
 
 import dis
+import functools
 import hashlib
 import importlib.util
 import inspect
@@ -73,7 +74,14 @@ def resolve(config_lithops: dict, include_modules: Any, exclude_modules: Any) ->
 
 def _file_of(module: types.ModuleType) -> str | None:
     path = getattr(module, "__file__", None)
-    return str(Path(path).resolve()) if path else None
+    return _resolved(path) if path else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _resolved(path: str) -> str:
+    """A module file's real path: resolved once per process (every map would otherwise
+    walk the links of each module it looks at)."""
+    return str(Path(path).resolve())
 
 
 def _installed(name: str, path: str | None) -> bool:

@@ -17,4 +17,5 @@ from ephemera.storage.lithops import from_lithops
 def open_lithops_storage(storage_config: dict) -> tuple[Storage, str]:
     """(Storage, bucket) for a Lithops storage config: the backend Lithops code writes to."""
     cfg, bucket = from_lithops(storage_config)
-    return get_storage(load_config(cfg)), bucket
+    # storage only: the engine's settings checks (a terraform binary on PATH, ...) are not its business
+    return get_storage(load_config(cfg, engine_checks=False)), bucket

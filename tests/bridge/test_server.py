@@ -16,7 +16,8 @@ import lithops_bridge as lithops
 from ephemera.errors import StorageError
 from lithops_bridge.backends.standalone import keys
 from lithops_bridge.backends.standalone.keys import JOB_KIND
-from lithops_bridge.backends.standalone.server import TaskServer, claim_order, start_offset
+from lithops_bridge.backends.standalone.order import claim_order, start_offset
+from lithops_bridge.backends.standalone.server import TaskServer
 from lithops_bridge.job import factored_chunks, first_round
 from lithops_bridge.errors import BridgeError
 from tests.bridge import funcs
@@ -342,3 +343,36 @@ def _claim_as(server: TaskServer, job: dict, b: int) -> bool:
 
     key = keys.slot_key(server.run_id, job["job_key"], b, 0)
     return slots.take(server.store, server.bucket, key, server._claim_body(job["job_key"], b, 0), server.seal)
+
+
+def test_back_to_back_submits_of_a_process_reuse_the_live_vms_for_a_second(vm, monkeypatch):
+    """A script's maps, each with its own executor, read the run's presence objects once
+    per ``PRESENCE_FOR`` seconds; finding no live VM is never reused, so a run without one
+    fails every submit at once."""
+    from lithops_bridge.backends.standalone import backend as sa_backend
+
+    reads: list[str] = []
+    original = sa_backend.StandaloneBackend.heartbeats
+
+    def counting(self):
+        reads.append(self.run_id)
+        return original(self)
+
+    monkeypatch.setattr(sa_backend.StandaloneBackend, "heartbeats", counting)
+    monkeypatch.setattr(sa_backend, "PRESENCE_FOR", 60.0)
+    for i in range(3):
+        with lithops.FunctionExecutor(config=vm.config) as fexec:
+            assert fexec.get_result([fexec.call_async(funcs.double, i)], timeout=30) == 2 * i
+    assert reads == [vm.run_id]
+    monkeypatch.setattr(sa_backend, "PRESENCE_FOR", 0.0)
+    with lithops.FunctionExecutor(config=vm.config) as fexec:
+        assert fexec.get_result([fexec.call_async(funcs.double, 5)], timeout=30) == 10
+    assert reads == [vm.run_id] * 2  # older than PRESENCE_FOR: read again
+
+    monkeypatch.setattr(sa_backend, "PRESENCE_FOR", 60.0)
+    nobody = {**vm.config, "standalone": {**vm.config["standalone"], "run_id": "no-such-run"}}
+    for _ in range(2):
+        with lithops.FunctionExecutor(config=nobody) as fexec:
+            with pytest.raises(BridgeError, match="no agent of run 'no-such-run' is alive"):
+                fexec.call_async(funcs.double, 1)
+    assert reads.count("no-such-run") == 2

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import lithops_bridge as lithops
-from lithops_bridge.backends.standalone import wake
+from lithops_bridge.backends.standalone import keys, wake
 from lithops_bridge.backends.standalone.backend import _Active, _hinted
 from lithops_bridge.job import Job
 from tests.bridge import funcs
@@ -27,12 +27,19 @@ def private_tmp(monkeypatch):
     socket's path has at most about 100 bytes)."""
     folder = Path(tempfile.mkdtemp(prefix="wk", dir="/tmp"))
     monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    wake.wake_dir.cache_clear()
-    wake.sweep.cache_clear()
+    _forget_wake_folder()
     yield folder
+    _forget_wake_folder()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _forget_wake_folder() -> None:
+    """This process's bells start over: the folder is looked up again, and the client
+    bells kept from other tests (in the folder they used) are closed."""
     wake.wake_dir.cache_clear()
     wake.sweep.cache_clear()
-    shutil.rmtree(folder, ignore_errors=True)
+    while (kept := wake.reuse_client_bell()) is not None:
+        kept.close()
 
 
 def test_a_socket_path_too_long_means_no_bell(monkeypatch, tmp_path):
@@ -125,3 +132,103 @@ def test_the_vm_takes_a_job_and_the_client_its_result_on_a_ring_not_a_poll(vm): 
         lithops.wait([fut], timeout=30)
         assert fut.result() == 42
         assert time.monotonic() - start < 20
+
+
+def test_one_queue_listing_serves_a_job_its_ring_announced(vm):  # noqa: F811
+    """With a minute between the VM's polls, the client's ring on submit lists the queue
+    at once, and each finished batch claims the next one from that listing instead of
+    listing again (on a cloud every listing is a paid request). Eight one-call batches
+    over two processes: six of them are claimed when a batch ends."""
+    if vm._bell is None:
+        pytest.skip("no private wake folder on this machine")
+    vm.poll_min = vm.poll_max = 60.0
+    time.sleep(0.1)  # the server's loop is now in a minute-long wait
+    queue = keys.queue_prefix(vm.run_id)
+    listings: list[str] = []
+    inner_list = vm.store_.inner.list
+
+    def counting_list(bucket, prefix="", start_after=""):
+        if prefix == queue:
+            listings.append(prefix)
+        return inner_list(bucket, prefix, start_after)
+
+    vm.store_.list = counting_list  # the server's store is this FlakyStore
+    config = {**vm.config, "standalone": {**vm.config["standalone"], "poll_interval": 60}}
+    with lithops.FunctionExecutor(config=config) as fexec:
+        futures = fexec.map(funcs.double, range(8), chunksize=1)
+        assert fexec.get_result(futures, timeout=30) == [2 * i for i in range(8)]
+    assert len(listings) == 1
+
+
+def test_a_ring_without_news_does_not_list_the_queue_but_a_poll_interval_does(vm):  # noqa: F811
+    """The server's own wake-up (a batch ended) reuses the last listing; a hint from
+    anyone else (a client's "job") is news; a listing older than the poll interval is
+    made again whatever woke the server."""
+    if vm._bell is None:
+        pytest.skip("no private wake folder on this machine")
+    vm.poll_min = vm.poll_max = 60.0
+    time.sleep(0.1)
+    assert vm._news() is False  # nothing rang
+    vm._wake.set()  # what the end of a batch does
+    assert vm._wake.wait(5) and vm._news() is False
+    assert wake.ring(vm._bell.name, "job") and vm._wake.wait(5) and vm._news() is True
+    first = vm._queued(news=False)
+    assert vm._queued(news=False) is first  # reused: not a minute old
+    vm.poll_min = 0.0
+    assert vm._queued(news=False) is not first  # listed again
+
+
+def test_a_client_bell_is_kept_for_the_next_follower_and_its_old_rings_are_dropped(private_tmp):
+    bell = wake.open_bell(wake.client_bell())
+    assert bell is not None
+    wake.ring(bell.name, "ex-M000/0/1")  # a late result of the follower that ends now
+    wake.put_back(bell)
+    assert wake.reuse_client_bell() is bell and bell.wait(0) is False  # kept, its old ring gone
+    assert wake.reuse_client_bell() is None
+    folder = private_tmp / f"ephemera-wake-{os.getuid()}"
+    extra = [wake.open_bell(wake.client_bell()) for _ in range(wake.SPARE_BELLS + 1)]
+    for b in [bell, *extra]:
+        wake.put_back(b)  # type: ignore[arg-type]
+    assert len(os.listdir(folder)) == wake.SPARE_BELLS  # the rest were closed, their files removed
+    server = wake.open_bell(wake.server_bell("b", "r", 1))
+    wake.put_back(server)  # type: ignore[arg-type]
+    assert len(os.listdir(folder)) == wake.SPARE_BELLS  # a server's bell is never kept for a client
+    kept = [wake.reuse_client_bell() for _ in range(wake.SPARE_BELLS)]
+    for b in kept:
+        b.close()  # type: ignore[union-attr]
+    assert os.listdir(folder) == []
+
+
+def test_a_forked_child_does_not_take_its_parents_kept_bells(private_tmp):
+    bell = wake.open_bell(wake.client_bell())
+    wake.put_back(bell)  # type: ignore[arg-type]
+    pid = os.fork()
+    if pid == 0:  # the child: nothing kept, and the parent's bell file left alone
+        os._exit(0 if wake.reuse_client_bell() is None else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert wake.reuse_client_bell() is bell and wake.ring(bell.name)  # still the parent's, still listening
+    bell.close()  # type: ignore[union-attr]
+
+
+def test_back_to_back_executors_share_one_client_bell(vm):  # noqa: F811
+    """A script's maps, each with its own executor: the bell of a follower that ended is
+    the next one's (binding a bell creates a file, on every map)."""
+    if vm._bell is None:
+        pytest.skip("no private wake folder on this machine")
+    folder = wake.wake_dir()
+    assert folder is not None
+
+    def clients() -> set[str]:
+        return {n for n in os.listdir(folder) if n.startswith("c-")}
+
+    before = clients()
+    seen: set[str] = set()
+    for i in range(3):
+        with lithops.FunctionExecutor(config=vm.config) as fexec:
+            assert fexec.get_result([fexec.call_async(funcs.double, i)], timeout=30) == 2 * i
+            seen |= clients() - before
+        follower = fexec.compute_handler._thread
+        follower.join(10)  # it ends once the job is cleaned up, and puts its bell back
+        assert not follower.is_alive()
+    assert len(seen) == 1  # one socket file made, not one per executor

@@ -25,6 +25,7 @@ waiting forever for a result that will not come.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -45,6 +46,7 @@ from lithops_bridge.outcomes import apply_outcomes
 log = logging.getLogger("lithops_bridge.standalone")
 STALE_AFTER = presence.STALE_AFTER  # seconds without a presence write after which a VM counts as gone
 CHECK_EVERY = 5.0  # seconds between checks of the claims of unfinished batches
+PRESENCE_FOR = 1.0  # seconds a submit reuses the live VMs another submit of this process read
 BATCHES_PER_PROCESS = 4  # the smallest batch is this fraction of a process's share (Pool.map's chunk size)
 
 
@@ -72,6 +74,10 @@ def _hinted(hints: list[bytes], act: _Active) -> dict[int, set[int]]:
     return out
 
 
+_LIVE: dict[tuple[str, str, str], tuple[float, list[dict]]] = {}  # (storage, bucket, run) -> (when read, live VMs)
+_LIVE_LOCK = threading.Lock()
+
+
 class StandaloneBackend:
     name = "standalone"
 
@@ -83,6 +89,7 @@ class StandaloneBackend:
         self.seal = RunSeal(parse_key(self.settings.get("run_key")), self.run_id)
         self.storage = Storage(storage_config=storage_config)
         self.store, self.bucket = self.storage.ephemera_storage, self.storage.bucket
+        self._storage_id = json.dumps(self.storage.config, sort_keys=True, default=str)  # which storage (memory only)
         self.same_host = bool(self.store.traits.same_host)  # the VMs are processes of this machine: wake-ups (see wake)
         # seconds between looks while a job is active (idle: it sleeps); on this machine a VM's result
         # rings the follower's bell, so the look is only the fallback of a lost ring
@@ -109,8 +116,25 @@ class StandaloneBackend:
         return list(presence.read_all(self.store, self.bucket, self.run_id).values())
 
     def live_heartbeats(self) -> list[dict]:
+        """The presence objects of the run's live VMs. A list with some is reused for
+        ``PRESENCE_FOR`` seconds by the submits of this process (a script's back-to-back
+        maps, each with its own executor); an empty one never is, so a run without a live
+        VM fails the next submit at once. A VM that stopped meanwhile costs nothing but
+        the size of the batches: any live VM claims any batch, and a job nobody can run
+        fails as it would after a later stop."""
+        cache_key = (self._storage_id, self.bucket, self.run_id)
+        with _LIVE_LOCK:
+            cached = _LIVE.get(cache_key)
+        if cached is not None and time.monotonic() - cached[0] < PRESENCE_FOR:
+            return cached[1]
         now = datetime.now(timezone.utc)
-        return [hb for hb in self.heartbeats() if self.is_live(hb, now)]
+        live = [hb for hb in self.heartbeats() if self.is_live(hb, now)]
+        with _LIVE_LOCK:
+            if live:
+                _LIVE[cache_key] = (time.monotonic(), live)
+            else:
+                _LIVE.pop(cache_key, None)
+        return live
 
     def slots(self, live: list[dict]) -> int:
         """Processes across the run's live VMs (at least 1)."""
@@ -178,7 +202,7 @@ class StandaloneBackend:
             raise BridgeError(f"cannot submit job {job.job_key} to run {self.run_id}: {exc}") from exc
         if self.same_host:
             for worker in workers:  # the VMs look at the queue now rather than at their next poll
-                wake.ring(wake.server_bell(self.bucket, self.run_id, worker))
+                wake.ring(wake.server_bell(self.bucket, self.run_id, worker), "job")
         self._wake.set()
 
     def _ensure_follower(self) -> None:
@@ -186,7 +210,7 @@ class StandaloneBackend:
             self._stop.clear()
             if self.same_host and self._bell is None:
                 wake.sweep()
-                self._bell = wake.open_bell(wake.client_bell())
+                self._bell = wake.reuse_client_bell() or wake.open_bell(wake.client_bell())
             self._wake = self._bell or self._event
             self._thread = threading.Thread(target=self._follow, name=f"lithops-bridge-follow-{self.run_id}", daemon=True)
             self._thread.start()
@@ -199,7 +223,7 @@ class StandaloneBackend:
             bell, self._bell = self._bell, None
             self._wake = self._event
             if bell is not None:
-                bell.close()
+                wake.put_back(bell)
 
     def _follow_loop(self) -> None:
         listed = 0.0  # when the slots of the active jobs were last listed

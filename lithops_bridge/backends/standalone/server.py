@@ -1,6 +1,8 @@
 """VM side of the standalone backend: every agent of a run serves its job queue.
 
-The server lists ``lithops.jobs/<run_id>/queue/``, loads each new job once, and
+The server lists ``lithops.jobs/<run_id>/queue/`` (when a client rings, and at least
+every poll interval; the end of a batch alone claims from the last listing), loads each
+new job once, and
 claims batches by owning their slot 0 (``put_if_absent``, see ``slots``: no batch
 runs twice while its claimer lives, whatever the number of VMs) while it has free
 processes, at most ``worker_processes`` of the job at a time; each VM tries its share
@@ -44,9 +46,9 @@ from ephemera.errors import NoSuchBucketError, NoSuchKeyError
 from lithops_bridge.backends.standalone import keys, presence, reclaim, slots, wake
 from lithops_bridge.backends.standalone.results import UPLOAD_DELAYS, ResultWriter, failure_outcomes
 from lithops_bridge.backends.standalone.seal import RunSeal, SealError, parse_key
+from lithops_bridge.backends.standalone.order import claim_order
 from lithops_bridge.backends.standalone.watchdog import Watchdog
 from lithops_bridge.errors import BridgeError
-from lithops_bridge.job import first_round
 from lithops_bridge.lifeline import exit_with_owner, exit_with_parent
 from lithops_bridge.runner import Batch, run_batch
 from lithops_bridge.threads import thread_caps
@@ -58,33 +60,6 @@ def _init_task_process(env: dict, agent_pid: int) -> None:
     os.environ.update(env)
     exit_with_parent(os.getppid())
     exit_with_owner(agent_pid, kill_parent=True)  # a killed agent takes its forkserver and pool with it
-
-
-def start_offset(worker: int, workers: list, n: int) -> int:
-    """The batch this VM claims first: VMs of the job start evenly spread over its first ``n`` batches."""
-    if n <= 0:
-        return 0
-    if worker in workers:
-        rank, count = workers.index(worker), len(workers)
-    else:  # joined after the job was submitted
-        rank, count = worker, max(1, len(workers))
-    return rank * n // count % n
-
-
-def claim_order(worker: int, workers: list, batches: list[tuple[int, int]]) -> list[int]:
-    """The order in which this VM tries the job's batches: its share of the first round
-    (the large batches, see ``job.factored_chunks``), then the later batches from its own
-    evenly spread place, then the rest, so that VMs rarely reach for the same batch."""
-    n, first = len(batches), first_round(batches)
-    count = max(1, len(workers))
-    start = start_offset(worker, list(workers), first)
-    share = max(1, first // count)
-    mine = [(start + k) % first for k in range(share)] if first else []
-    rank = workers.index(worker) if worker in workers else worker
-    rest = list(range(first, n))
-    cut = (rank * len(rest) // count) % len(rest) if rest else 0
-    order = mine + rest[cut:] + rest[:cut]
-    return order + [b for b in range(first) if b not in mine]
 
 
 class TaskServer(ResultWriter, Watchdog):
@@ -123,6 +98,7 @@ class TaskServer(ResultWriter, Watchdog):
         self._jobs: "OrderedDict[str, dict]" = OrderedDict()  # job_key -> payload (+ bookkeeping); loop thread only
         self._exhausted: set[str] = set()  # every batch of these jobs is claimed by someone; loop thread only
         self._refused: set[str] = set()  # queued objects whose seal failed: never loaded again; loop thread only
+        self._listing: tuple[float, list[str]] | None = None  # (monotonic time, job keys) of the last queue listing
         self._released: deque = deque()  # (job_key, batch, slot) whose claim an upload gave back: claim again
         self._inflight: dict[tuple[str, int], dict] = {}  # (job_key, batch) -> {started, future, batch, limit, job, slot}
         self._pool: ProcessPoolExecutor | None = None
@@ -176,27 +152,48 @@ class TaskServer(ResultWriter, Watchdog):
 
     # --- the loop -------------------------------------------------------------------------
     def _loop(self) -> None:
-        delay = self.poll_min
+        delay, news = self.poll_min, True
         while not self.stopping.is_set():
             try:
-                busy = self._round()
+                busy = self._round(news)
                 self._watchdog()
             except Exception as exc:  # noqa: BLE001 - a storage hiccup must not stop the VM
                 log.warning("standalone server round failed: %s", exc)
                 busy = False
             delay = self.poll_min if busy else min(self.poll_max, delay * 1.5)
             self._wake.wait(delay)
-            self._wake.clear()
+            news = self._news()
 
-    def _round(self) -> bool:
+    def _news(self) -> bool:
+        """Whether a ring other than this server's own (a batch done) came: a client
+        submitted a job, so the queue is listed now rather than at the next poll."""
+        if self._bell is None:
+            self._wake.clear()
+            return False
+        return any(hint != wake.SELF for hint in self._bell.take())
+
+    def _queued(self, news: bool) -> list[str] | None:
+        """The job keys in the queue: listed when a client rang or the last listing is a
+        poll interval old; a batch's end alone reuses the last listing (on the cloud every
+        listing is a paid request, and a claim of a job cleaned meanwhile is dropped, see
+        ``_drop_if_cleaned``). None: no bucket."""
+        if news or self._listing is None or time.monotonic() - self._listing[0] >= self.poll_min:
+            try:
+                found = [keys.job_key_of(i.key) for i in self.store.list(self.bucket, keys.queue_prefix(self.run_id))]
+            except NoSuchBucketError:
+                self._listing = None
+                return None
+            self._listing = (time.monotonic(), found)
+        return self._listing[1]
+
+    def _round(self, news: bool = True) -> bool:
         while self._released:
             jk, b, slot = self._released.popleft()
             if jk in self._jobs and slot == 0:  # a later slot is found again by the take-over scan
                 self._jobs[jk]["_tried"].discard(b)
                 self._exhausted.discard(jk)
-        try:
-            queued = [keys.job_key_of(i.key) for i in self.store.list(self.bucket, keys.queue_prefix(self.run_id))]
-        except NoSuchBucketError:
+        queued = self._queued(news)
+        if queued is None:
             return False
         for jk in list(self._jobs):
             if jk not in queued:

@@ -35,16 +35,23 @@ import weakref
 
 log = logging.getLogger("lithops_bridge.standalone")
 MAX_HINT = 200  # bytes of a ring's hint
+SELF = b"!"  # what a holder's own ``set`` sends, and a ring without a hint
 MAX_PATH = 100  # bytes of a socket path (sun_path holds 108 with its terminator on Linux, 104 on macOS)
 _CLIENT = re.compile(r"^c-[0-9a-f]{32}$")
 _SERVER = re.compile(r"^s-[0-9a-f]{24}-[0-9]{1,6}$")
 _sender: socket.socket | None = None
 _sender_lock = threading.Lock()
+SPARE_BELLS = 4  # client bells kept for the next follower of this process (binding one creates a file)
+_spare: list["Bell"] = []
+_spare_lock = threading.Lock()
 
 
 def _after_fork() -> None:
-    global _sender, _sender_lock
+    global _sender, _sender_lock, _spare, _spare_lock
     _sender, _sender_lock = None, threading.Lock()  # the parent's may be mid-send
+    for bell in _spare:  # the parent's: this process must not read its rings, nor remove its files
+        bell._sock.close()
+    _spare, _spare_lock = [], threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -99,10 +106,10 @@ def ring(name: object, hint: str = "") -> bool:
     """Wake the holder of bell ``name``, telling it ``hint`` (what to look at first; it
     checks it as anything it reads); False: no such bell, or not a bell name. Never raises."""
     path = _path(name) if isinstance(name, str) else None
-    return path is not None and _send(path, hint.encode()[:MAX_HINT] or b"!")
+    return path is not None and _send(path, hint.encode()[:MAX_HINT] or SELF)
 
 
-def _send(path: str, message: bytes = b"!") -> bool:
+def _send(path: str, message: bytes = SELF) -> bool:
     global _sender
     try:
         with _sender_lock:
@@ -176,6 +183,24 @@ def open_bell(name: str) -> Bell | None:
     bell = Bell(name, path, sock)
     weakref.finalize(bell, _unlink, path)  # also at interpreter exit, with a daemon thread still waiting
     return bell
+
+
+def reuse_client_bell() -> Bell | None:
+    """A client bell an ended follower of this process put back (``put_back``), or None."""
+    with _spare_lock:
+        return _spare.pop() if _spare else None
+
+
+def put_back(bell: Bell) -> None:
+    """Keep a client bell for the next follower of this process, or close it if enough are
+    kept. Rings still on their way to it name jobs of the follower that ended: the next
+    one reads them as hints, finds them for no job of its own, and ignores them."""
+    bell.take()
+    with _spare_lock:
+        if len(_spare) < SPARE_BELLS and _CLIENT.match(bell.name):
+            _spare.append(bell)
+            return
+    bell.close()
 
 
 def _unlink(path: str) -> None:
