@@ -27,7 +27,12 @@ def pid_alive(pid: int) -> bool:
 
 @pytest.fixture(autouse=True)
 def clean_lithops_env(tmp_path, monkeypatch):
-    """No Lithops config leaks in from the machine: env, cwd and HOME are fresh."""
+    """No Lithops config leaks in from the machine: env, cwd and HOME are fresh; nor does
+    the pace an earlier test's maps taught this process (it would change how the next
+    map of the same function is cut into batches)."""
+    from lithops_bridge.backends.standalone.pace import PACES
+
+    PACES.clear()
     for var in ("LITHOPS_CONFIG", "LITHOPS_CONFIG_FILE", "EPHEMERA_CONFIG_FILE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "userhome"))

@@ -37,6 +37,7 @@ import cloudpickle
 from ephemera.errors import NoSuchBucketError, NoSuchKeyError
 from ephemera.storage.base import delete_keys
 from lithops_bridge.backends.standalone import keys, presence, slots, wake
+from lithops_bridge.backends.standalone.pace import PACES, batch_floor
 from lithops_bridge.backends.standalone.reclaim import claimer_gone, listed_slots
 from lithops_bridge.backends.standalone.seal import RunSeal, parse_key
 from lithops_bridge.errors import BridgeError
@@ -98,6 +99,9 @@ class StandaloneBackend:
         self.stale_after = STALE_AFTER  # seconds of silence after which this client gives up on a VM
         self.check_every = CHECK_EVERY  # seconds between looks at the claims of unfinished batches
         self.poll = float(self.settings.get("poll_interval") or default_poll)
+        # a batch shorter than this (of calls whose pace is known) costs more in storage round
+        # trips than the tail it could balance: milliseconds here, a second on a cloud (claim_settle)
+        self.min_batch_seconds = 0.05 if self.same_host else 1.0
         self._active: dict[str, _Active] = {}
         self._lock = threading.Lock()
         self._event = threading.Event()  # the follower's wait without a bell
@@ -146,18 +150,22 @@ class StandaloneBackend:
         """Calls the run's live VMs run at once."""
         return self.slots(self.live_heartbeats())
 
-    def batches(self, n: int, live: list[dict], chunksize: int | None) -> list[tuple[int, int]]:
+    def batches(self, n: int, live: list[dict], chunksize: int | None, func: bytes | None = None) -> list[tuple[int, int]]:
         """Call ranges of a job of ``n`` calls over the live VMs' processes, by factoring
         (``job.factored_chunks``): every batch here costs a claim, a result, a read and two
         deletes in storage, so the first round gives the processes half the job in one
         batch each, and later rounds halve what is left, down to the chunk size
         ``multiprocessing.Pool.map`` picks by default (``1 / BATCHES_PER_PROCESS`` of a
         process's share), which bounds the tail as equal batches of that size would;
-        ``chunksize`` fixes the size instead."""
+        a function whose calls this process saw run (``func``, see ``pace``) gets no batch
+        shorter than ``min_batch_seconds`` of them. ``chunksize`` fixes the size instead."""
         procs = self.slots(live)
         if chunksize:
             return guided_chunks(n, procs, chunksize)
-        return factored_chunks(n, procs, max(1, -(-n // (BATCHES_PER_PROCESS * procs))))
+        floor = max(1, -(-n // (BATCHES_PER_PROCESS * procs)))
+        if func is not None:
+            floor = batch_floor(PACES.per_call(func), -(-n // procs), floor, self.min_batch_seconds)
+        return factored_chunks(n, procs, floor)
 
     # --- submit ---------------------------------------------------------------------------
     def submit(self, job: Job, futures: list) -> None:
@@ -168,7 +176,7 @@ class StandaloneBackend:
                 f"in bucket '{self.bucket}'), so job {job.job_key} cannot run: check standalone.run_id, "
                 "and that the run is applied and its VMs are up"
             )
-        batches = self.batches(job.total_calls, live, job.chunksize)
+        batches = self.batches(job.total_calls, live, job.chunksize, job.func)
         data = job.pack(batches)  # one pickle of arguments per batch; raises before anything is written
         workers = sorted({int(hb["worker"]) for hb in live if str(hb.get("worker", "")).isdigit()})
         payload = {
@@ -281,6 +289,7 @@ class StandaloneBackend:
                 if body.get("kind") == slots.RESULT:
                     start, end = act.batches[batch]
                     apply_outcomes(act.futures[start:end], body["outcomes"])
+                    PACES.record(act.job.func, body["outcomes"])
                     act.seen.add(batch)
                     progressed = True
                     break
