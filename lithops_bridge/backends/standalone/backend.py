@@ -134,10 +134,10 @@ class StandaloneBackend:
         now = datetime.now(timezone.utc)
         live = [hb for hb in self.heartbeats() if self.is_live(hb, now)]
         with _LIVE_LOCK:
+            for key in [k for k, (when, _l) in _LIVE.items() if time.monotonic() - when >= PRESENCE_FOR]:
+                del _LIVE[key]  # a process that follows many runs keeps only the fresh ones
             if live:
                 _LIVE[cache_key] = (time.monotonic(), live)
-            else:
-                _LIVE.pop(cache_key, None)
         return live
 
     def slots(self, live: list[dict]) -> int:

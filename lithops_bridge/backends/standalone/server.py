@@ -219,10 +219,14 @@ class TaskServer(ResultWriter, Watchdog):
             return False
         self._last_reclaim = time.monotonic()
         beats = presence.read_all(self.store, self.bucket, self.run_id)
-        took = False
+        took, fresh = False, None
         for jk in queued:
             job = self._load(jk)
             if job is None or not reclaim.suspects(beats, job.get("submitted_at")):
+                continue
+            if fresh is None:  # a take-over never reaches for a job cleaned up since the last listing
+                fresh = set(self._queued(news=True) or [])
+            if jk not in fresh:
                 continue
             limit = max(1, int(job.get("worker_processes") or self.size))
             for b, slot in reclaim.orphans(
