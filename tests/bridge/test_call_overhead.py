@@ -13,7 +13,6 @@ import os
 import pickle
 import sys
 import threading
-import time
 
 import cloudpickle
 import pytest
@@ -355,61 +354,3 @@ def test_a_batchs_environment_is_set_for_every_call_and_restored_after(monkeypat
         futures = _resolved(run_batch(_batch(func, datas, extra_env=env)), 3)
         assert [f.result() for f in futures] == ["job", "1", "job"]
         assert os.environ["BRIDGE_KEPT"] == "before" and "BRIDGE_ADDED" not in os.environ
-
-
-def test_a_batchs_pace_is_its_wall_time_on_the_worker_per_call():
-    """``seconds_per_call`` reads a real batch's outcome: first start to last end over its
-    calls; outcomes without times (a batch that did not run) teach nothing."""
-    from lithops_bridge.backends.standalone.pace import seconds_per_call
-
-    batch = Batch("job-pace", cloudpickle.dumps(funcs.sleepy), [0, 1, 2], pickle.dumps([{"seconds": 0.02}] * 3))
-    started = time.time()
-    outcome = run_batch(batch)
-    took = time.time() - started
-    assert 0.02 <= seconds_per_call(outcome) <= took / 3 + 0.001  # type: ignore[operator]
-    assert seconds_per_call([{"ok": False, "call_id": 0}]) is None
-
-
-def test_a_pace_rises_at_once_and_falls_by_halves_and_only_so_many_are_kept():
-    from lithops_bridge.backends.standalone.pace import Paces
-
-    paces = Paces(size=2)
-    slow, fast = _outcome_of(3, 0.3), _outcome_of(3, 0.03)
-    paces.record(b"f", fast)
-    assert paces.per_call(b"f") == pytest.approx(0.01)
-    paces.record(b"f", slow)
-    assert paces.per_call(b"f") == pytest.approx(0.1)  # slower: at once
-    paces.record(b"f", fast)
-    assert paces.per_call(b"f") == pytest.approx(0.055)  # faster: half the way
-    paces.record(b"g", fast)
-    paces.record(b"h", fast)
-    assert paces.per_call(b"f") is None and paces.per_call(b"h") == pytest.approx(0.01)  # the least recent went
-
-
-def _outcome_of(calls: int, seconds: float) -> BatchOutcome:
-    """A batch of ``calls`` that ran from 1000.0 for ``seconds`` in all."""
-    from array import array
-
-    times = array("d")
-    for i in range(calls):
-        times.extend([1000.0 + i * seconds / calls, 0.0, 0.0, 1000.0 + (i + 1) * seconds / calls])
-    return BatchOutcome(list(range(calls)), pickle.dumps([None] * calls), times.tobytes(), "h", 1)
-
-
-@pytest.mark.parametrize(
-    "per_call, share, floor, expected",
-    [
-        (None, 500, 125, 125),  # never seen: a quarter of a process's share
-        (1e-5, 500, 125, 500),  # 500 calls take 5 ms: one batch per process
-        (1e-4, 500, 125, 500),  # 50 ms: still one batch
-        (5e-4, 500, 125, 125),  # 100 calls make 50 ms: below the quarter, which stays
-        (2e-4, 500, 125, 250),  # 250 calls make 50 ms
-        (10.0, 4, 1, 1),  # long calls: as before
-        (0.0, 8, 2, 8),  # no measurable time
-        (1e-5, 1, 1, 1),
-    ],
-)
-def test_a_known_pace_raises_the_smallest_batch_to_min_seconds_of_calls(per_call, share, floor, expected):
-    from lithops_bridge.backends.standalone.pace import batch_floor
-
-    assert batch_floor(per_call, share, floor, 0.05) == expected

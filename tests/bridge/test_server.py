@@ -376,27 +376,3 @@ def test_back_to_back_submits_of_a_process_reuse_the_live_vms_for_a_second(vm, m
             with pytest.raises(BridgeError, match="no agent of run 'no-such-run' is alive"):
                 fexec.call_async(funcs.double, 1)
     assert reads.count("no-such-run") == 2
-
-
-def test_a_functions_next_map_is_cut_by_the_pace_its_calls_ran_at(vm, monkeypatch):
-    """The first map of a function is cut as always (factoring down to a quarter of a
-    process's share: 6 batches for 1,000 calls over 2 processes); once its calls are known
-    to take microseconds, its next map is one batch per process. A function whose calls
-    take 10 ms keeps its batches (5 calls, 50 ms, is already the smallest)."""
-    from lithops_bridge.backends.standalone import backend as sa_backend
-
-    cut: list[int] = []
-    original = sa_backend.StandaloneBackend.batches
-
-    def counting(self, *args, **kwargs):
-        batches = original(self, *args, **kwargs)
-        cut.append(len(batches))
-        return batches
-
-    monkeypatch.setattr(sa_backend.StandaloneBackend, "batches", counting)
-    with lithops.FunctionExecutor(config=vm.config) as fexec:
-        for _ in range(2):
-            assert fexec.get_result(fexec.map(funcs.double, range(1000)), timeout=60) == [2 * i for i in range(1000)]
-        for _ in range(2):
-            assert fexec.get_result(fexec.map(funcs.sleepy, [0.01] * 40), timeout=60) == [0.01] * 40
-    assert cut == [6, 2, 6, 6]

@@ -37,7 +37,7 @@ import cloudpickle
 from ephemera.errors import NoSuchBucketError, NoSuchKeyError
 from ephemera.storage.base import delete_keys
 from lithops_bridge.backends.standalone import keys, presence, slots, wake
-from lithops_bridge.backends.standalone.pace import PACES, batch_floor
+from lithops_bridge.backends.standalone.pace import PACES, batch_floor, pace_key
 from lithops_bridge.backends.standalone.reclaim import claimer_gone, listed_slots
 from lithops_bridge.backends.standalone.seal import RunSeal, parse_key
 from lithops_bridge.errors import BridgeError
@@ -62,6 +62,7 @@ class _Active:
     seen: set[int] = field(default_factory=set)  # batches already resolved
     claims: set[tuple[int, int]] = field(default_factory=set)  # (batch, slot) read and found to be a claim
     checked: float = field(default_factory=time.monotonic)  # last stale-claim check
+    pace: bytes = b""  # what the function's pace is remembered by (pace.pace_key)
 
 
 def _hinted(hints: list[bytes], act: _Active) -> dict[int, set[int]]:
@@ -150,21 +151,21 @@ class StandaloneBackend:
         """Calls the run's live VMs run at once."""
         return self.slots(self.live_heartbeats())
 
-    def batches(self, n: int, live: list[dict], chunksize: int | None, func: bytes | None = None) -> list[tuple[int, int]]:
+    def batches(self, n: int, live: list[dict], chunksize: int | None, pace: bytes | None = None) -> list[tuple[int, int]]:
         """Call ranges of a job of ``n`` calls over the live VMs' processes, by factoring
         (``job.factored_chunks``): every batch here costs a claim, a result, a read and two
         deletes in storage, so the first round gives the processes half the job in one
         batch each, and later rounds halve what is left, down to the chunk size
         ``multiprocessing.Pool.map`` picks by default (``1 / BATCHES_PER_PROCESS`` of a
         process's share), which bounds the tail as equal batches of that size would;
-        a function whose calls this process saw run (``func``, see ``pace``) gets no batch
+        a function whose calls this process saw run (``pace``: its ``pace.pace_key``) gets no batch
         shorter than ``min_batch_seconds`` of them. ``chunksize`` fixes the size instead."""
         procs = self.slots(live)
         if chunksize:
             return guided_chunks(n, procs, chunksize)
         floor = max(1, -(-n // (BATCHES_PER_PROCESS * procs)))
-        if func is not None:
-            floor = batch_floor(PACES.per_call(func), -(-n // procs), floor, self.min_batch_seconds)
+        if pace is not None:
+            floor = batch_floor(PACES.per_call(pace), -(-n // procs), floor, self.min_batch_seconds)
         return factored_chunks(n, procs, floor)
 
     # --- submit ---------------------------------------------------------------------------
@@ -176,7 +177,8 @@ class StandaloneBackend:
                 f"in bucket '{self.bucket}'), so job {job.job_key} cannot run: check standalone.run_id, "
                 "and that the run is applied and its VMs are up"
             )
-        batches = self.batches(job.total_calls, live, job.chunksize, job.func)
+        pace = pace_key(job.func)
+        batches = self.batches(job.total_calls, live, job.chunksize, pace)
         data = job.pack(batches)  # one pickle of arguments per batch; raises before anything is written
         workers = sorted({int(hb["worker"]) for hb in live if str(hb.get("worker", "")).isdigit()})
         payload = {
@@ -195,7 +197,7 @@ class StandaloneBackend:
             "submitted_at": datetime.now(timezone.utc).isoformat(),
         }
         with self._lock:
-            self._active[job.job_key] = _Active(job, futures, batches, self.retries)
+            self._active[job.job_key] = _Active(job, futures, batches, self.retries, pace=pace)
         for f in futures:
             f._set_invoked()
         self._ensure_follower()
@@ -289,7 +291,7 @@ class StandaloneBackend:
                 if body.get("kind") == slots.RESULT:
                     start, end = act.batches[batch]
                     apply_outcomes(act.futures[start:end], body["outcomes"])
-                    PACES.record(act.job.func, body["outcomes"])
+                    PACES.record(act.pace, body["outcomes"])
                     act.seen.add(batch)
                     progressed = True
                     break

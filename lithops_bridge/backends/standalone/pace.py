@@ -9,7 +9,7 @@ so that no batch is shorter than ``min_seconds`` of those calls, up to one batch
 process; a batch that short could only balance a tail shorter still. The first job of a
 function, and every function whose calls are long, is cut as before.
 
-The pace is remembered per function (its pickled bytes), in this process only: it
+The pace is remembered per function (a digest of its pickled bytes), in this process only: it
 rises at once when calls get slower and halves its distance when they get faster, so a
 function that was slow once keeps small batches for a while.
 """
@@ -36,21 +36,17 @@ class Paces:
         self._lock = threading.Lock()
         self._seen: OrderedDict[bytes, float] = OrderedDict()
 
-    @staticmethod
-    def _key(func: bytes) -> bytes:
-        return hashlib.blake2b(func, digest_size=16).digest()
-
-    def per_call(self, func: bytes) -> float | None:
-        """The function's seconds per call, None if this process has not seen it run."""
+    def per_call(self, key: bytes) -> float | None:
+        """The seconds per call of the function of ``key`` (``pace_key``), None if this
+        process has not seen it run."""
         with self._lock:
-            return self._seen.get(self._key(func))
+            return self._seen.get(key)
 
-    def record(self, func: bytes, outcomes: Any) -> None:
+    def record(self, key: bytes, outcomes: Any) -> None:
         """Learn from a batch's outcomes (a batch that did not run teaches nothing)."""
         seconds = seconds_per_call(outcomes)
         if seconds is None:
             return
-        key = self._key(func)
         with self._lock:
             old = self._seen.pop(key, None)
             self._seen[key] = seconds if old is None else max(seconds, (old + seconds) / 2)
@@ -60,6 +56,12 @@ class Paces:
     def clear(self) -> None:
         with self._lock:
             self._seen.clear()
+
+
+def pace_key(func: bytes) -> bytes:
+    """What a function's pace is remembered by: a digest of its pickled bytes (taken once
+    per job: a closure over a large object pickles to megabytes)."""
+    return hashlib.blake2b(func, digest_size=16).digest()
 
 
 def seconds_per_call(outcomes: Any) -> float | None:
