@@ -91,3 +91,19 @@ def test_a_functions_next_map_is_cut_by_the_pace_its_calls_ran_at(vm, monkeypatc
         for _ in range(2):
             assert fexec.get_result(fexec.map(funcs.sleepy, [0.01] * 40), timeout=60) == [0.01] * 40
     assert cut == [6, 2, 6, 6]
+
+
+def test_a_pace_learned_on_one_run_does_not_cut_another_runs_maps():
+    """Another run may have other machines: the same function's pace is learned anew there.
+    1,000 calls over 4 processes at 2 µs a call: one batch per process on the run that
+    ran them; 12 (factoring, as for any first map) on another."""
+    from lithops_bridge.backends.standalone.backend import StandaloneBackend
+    from lithops_bridge.backends.standalone.pace import PACES, pace_key
+
+    backend = StandaloneBackend.__new__(StandaloneBackend)
+    backend.settings, backend.min_batch_seconds = {"worker_processes": 2}, 0.05
+    live = [{"worker": 1}, {"worker": 2}]
+    func = cloudpickle.dumps(funcs.double)
+    PACES.record(pace_key(func, "run-a"), _outcome_of(500, 0.001))
+    assert len(backend.batches(1000, live, None, pace_key(func, "run-a"))) == 4
+    assert len(backend.batches(1000, live, None, pace_key(func, "run-b"))) == 12

@@ -177,7 +177,7 @@ class StandaloneBackend:
                 f"in bucket '{self.bucket}'), so job {job.job_key} cannot run: check standalone.run_id, "
                 "and that the run is applied and its VMs are up"
             )
-        pace = pace_key(job.func)
+        pace = pace_key(job.func, self.run_id)
         batches = self.batches(job.total_calls, live, job.chunksize, pace)
         data = job.pack(batches)  # one pickle of arguments per batch; raises before anything is written
         workers = sorted({int(hb["worker"]) for hb in live if str(hb.get("worker", "")).isdigit()})

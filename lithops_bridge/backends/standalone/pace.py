@@ -9,9 +9,9 @@ so that no batch is shorter than ``min_seconds`` of those calls, up to one batch
 process; a batch that short could only balance a tail shorter still. The first job of a
 function, and every function whose calls are long, is cut as before.
 
-The pace is remembered per function (a digest of its pickled bytes), in this process only: it
-rises at once when calls get slower and halves its distance when they get faster, so a
-function that was slow once keeps small batches for a while.
+The pace is remembered per function and run (another run may have other machines), in
+this process only: it rises at once when calls get slower and halves its distance when
+they get faster, so a function that was slow once keeps small batches for a while.
 """
 
 from __future__ import annotations
@@ -58,10 +58,13 @@ class Paces:
             self._seen.clear()
 
 
-def pace_key(func: bytes) -> bytes:
-    """What a function's pace is remembered by: a digest of its pickled bytes (taken once
-    per job: a closure over a large object pickles to megabytes)."""
-    return hashlib.blake2b(func, digest_size=16).digest()
+def pace_key(func: bytes, run_id: str) -> bytes:
+    """What a function's pace on a run's VMs is remembered by: a digest of the run and of
+    the function's pickled bytes (another run may have other machines; taken once per job:
+    a closure over a large object pickles to megabytes)."""
+    digest = hashlib.blake2b(run_id.encode() + b"\0", digest_size=16)
+    digest.update(func)
+    return digest.digest()
 
 
 def seconds_per_call(outcomes: Any) -> float | None:
