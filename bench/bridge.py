@@ -9,7 +9,9 @@ shipping calls to processes), and the ratio; then 1,000 no-op calls on the
 standalone backend over two local VMs against the localhost backend, both from this
 process with warm pools, in series taking turns while the VMs are up (so drift in
 the machine's load falls on both sides alike), and that ratio (``--only ratio``: that
-row alone, with the localhost figure it is compared with; at least 9 maps a side). Each cell
+row alone, with the localhost figure it is compared with; at least 9 maps a side; a
+function's later maps, and its first map as its own row, beside the time a file takes to
+be created in the storage folder, since every claim and result creates one). Each cell
 is the median of ``--repeat`` runs;
 the ``load`` column is ``os.getloadavg()`` (1 minute) when the row was measured: on a
 shared machine, compare rows measured at similar load.
@@ -145,6 +147,21 @@ def _median_us(runner, n: int, repeat: int) -> float:
     return statistics.median(runner(n) for _ in range(repeat)) / n * 1e6
 
 
+def file_creation_us(folder: Path, files: int = 200) -> float:
+    """Microseconds to create an empty file in ``folder`` (every claim and result of a
+    standalone batch on localhost storage creates one; on a healthy disk some 15 µs, in
+    a long-used ``/tmp`` of one test machine 15 to 400 µs from hour to hour)."""
+    scratch = Path(tempfile.mkdtemp(dir=folder))
+    start = time.perf_counter()
+    for i in range(files):
+        os.close(os.open(scratch / str(i), os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600))
+    took = (time.perf_counter() - start) / files * 1e6
+    for i in range(files):
+        os.unlink(scratch / str(i))
+    scratch.rmdir()
+    return took
+
+
 def _load() -> str:
     return f"{os.getloadavg()[0]:.1f}"
 
@@ -168,7 +185,7 @@ def overhead(local: dict, repeat: int) -> list[str]:
     return lines
 
 
-def standalone_row(vms_config: dict, local_config: dict, repeat: int) -> list[str]:
+def standalone_row(vms_config: dict, local_config: dict, repeat: int, storage: Path) -> list[str]:
     """Markdown lines: ``STANDALONE_CALLS`` no-op calls over the two local VMs against
     localhost while the VMs are up: three rounds of a series of back-to-back maps on
     each side (``repeat`` maps per side in all), each series after one map not counted.
@@ -192,18 +209,20 @@ def standalone_row(vms_config: dict, local_config: dict, repeat: int) -> list[st
             runner(config, noop, n)  # the other side's background work (a job's cleanup) ends here
             sides[side].extend(runner(config, noop, n) for _ in range(per_round))
     localhost, paced, first = (statistics.median(sides[k]) / n * 1e6 for k in ("local", "paced", "first"))
-    load = _load()
+    load, creation = _load(), f"{file_creation_us(storage):.0f} µs"
     print(
-        f"  measured standalone {paced:.1f} µs (first map of a function {first:.1f} µs), localhost {localhost:.1f} µs",
+        f"  measured standalone {paced:.1f} µs (first map of a function {first:.1f} µs), localhost {localhost:.1f} µs;"
+        f" a file created in {storage} in {creation}",
         file=sys.stderr,
     )
+    head = "| {:,} no-op calls, from this process, series in turn | µs per call | wall time | ratio to localhost | load | file creation |"
     return [
         "",
-        f"| {n:,} no-op calls, from this process, series in turn | µs per call | wall time | ratio to localhost | load |",
-        "|---|---|---|---|---|",
-        f"| bridge, localhost backend | {localhost:.1f} µs | {localhost * n / 1e6:.3f} s | 1.0x | {load} |",
-        f"| bridge, 2 local VMs (standalone) | {paced:.1f} µs | {paced * n / 1e6:.3f} s | {paced / localhost:.2f}x | {load} |",
-        f"| bridge, 2 local VMs, first map of a function | {first:.1f} µs | {first * n / 1e6:.3f} s | {first / localhost:.2f}x | {load} |",
+        head.format(n),
+        "|---|---|---|---|---|---|",
+        f"| bridge, localhost backend | {localhost:.1f} µs | {localhost * n / 1e6:.3f} s | 1.0x | {load} | {creation} |",
+        f"| bridge, 2 local VMs (standalone) | {paced:.1f} µs | {paced * n / 1e6:.3f} s | {paced / localhost:.2f}x | {load} | {creation} |",
+        f"| bridge, 2 local VMs, first map of a function | {first:.1f} µs | {first * n / 1e6:.3f} s | {first / localhost:.2f}x | {load} | {creation} |",
     ]
 
 
@@ -239,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             run.wait_ready()  # both agents heartbeat with a warm pool, as the VMs of a run would
             if args.only in (None, "overhead", "ratio"):
                 turns = max(args.repeat, 9) if args.only == "ratio" else args.repeat
-                table += standalone_row(run.lithops_config, local, turns)
+                table += standalone_row(run.lithops_config, local, turns, Path(tmp))
             if args.only is None or args.only == "wall":
                 rows[2:2] = wall_rows(run.lithops_config, args, before_vms=False)
     if table:
