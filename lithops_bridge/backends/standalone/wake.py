@@ -50,6 +50,8 @@ def _after_fork() -> None:
     global _sender, _sender_lock, _spare, _spare_lock
     _sender, _sender_lock = None, threading.Lock()  # the parent's may be mid-send
     for bell in _spare:  # the parent's: this process must not read its rings, nor remove its files
+        if bell._finalizer is not None:
+            bell._finalizer.detach()
         bell._sock.close()
     _spare, _spare_lock = [], threading.Lock()
 
@@ -129,6 +131,7 @@ class Bell:
         self.name = name  # what peers ring
         self._path = path
         self._sock = sock
+        self._finalizer: weakref.finalize | None = None  # removes the socket file (see open_bell)
 
     def set(self) -> None:
         _send(self._path)
@@ -181,7 +184,7 @@ def open_bell(name: str) -> Bell | None:
         log.debug("no wake-ups on %s: %s", path, exc)
         return None
     bell = Bell(name, path, sock)
-    weakref.finalize(bell, _unlink, path)  # also at interpreter exit, with a daemon thread still waiting
+    bell._finalizer = weakref.finalize(bell, _unlink, path)  # also at interpreter exit, with a daemon thread still waiting
     return bell
 
 
