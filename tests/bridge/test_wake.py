@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import lithops_bridge as lithops
-from lithops_bridge.backends.standalone import keys, wake
+from lithops_bridge.backends.standalone import wake
 from lithops_bridge.backends.standalone.backend import _Active, _hinted
 from lithops_bridge.job import Job
 from tests.bridge import funcs
@@ -133,50 +133,6 @@ def test_the_vm_takes_a_job_and_the_client_its_result_on_a_ring_not_a_poll(vm): 
         lithops.wait([fut], timeout=30)
         assert fut.result() == 42
         assert time.monotonic() - start < 20
-
-
-def test_one_queue_listing_serves_a_job_its_ring_announced(vm):  # noqa: F811
-    """With a minute between the VM's polls, the client's ring on submit lists the queue
-    at once, and each finished batch claims the next one from that listing instead of
-    listing again (on a cloud every listing is a paid request). Eight one-call batches
-    over two processes: six of them are claimed when a batch ends."""
-    if vm._bell is None:
-        pytest.skip("no private wake folder on this machine")
-    vm.poll_min = vm.poll_max = 60.0
-    time.sleep(0.1)  # the server's loop is now in a minute-long wait
-    queue = keys.queue_prefix(vm.run_id)
-    listings: list[str] = []
-    inner_list = vm.store_.inner.list
-
-    def counting_list(bucket, prefix="", start_after=""):
-        if prefix == queue:
-            listings.append(prefix)
-        return inner_list(bucket, prefix, start_after)
-
-    vm.store_.list = counting_list  # the server's store is this FlakyStore
-    config = {**vm.config, "standalone": {**vm.config["standalone"], "poll_interval": 60}}
-    with lithops.FunctionExecutor(config=config) as fexec:
-        futures = fexec.map(funcs.double, range(8), chunksize=1)
-        assert fexec.get_result(futures, timeout=30) == [2 * i for i in range(8)]
-    assert len(listings) == 1
-
-
-def test_a_ring_without_news_does_not_list_the_queue_but_a_poll_interval_does(vm):  # noqa: F811
-    """The server's own wake-up (a batch ended) reuses the last listing; a hint from
-    anyone else (a client's "job") is news; a listing older than the poll interval is
-    made again whatever woke the server."""
-    if vm._bell is None:
-        pytest.skip("no private wake folder on this machine")
-    vm.poll_min = vm.poll_max = 60.0
-    time.sleep(0.1)
-    assert vm._news() is False  # nothing rang
-    vm._wake.set()  # what the end of a batch does
-    assert vm._wake.wait(5) and vm._news() is False
-    assert wake.ring(vm._bell.name, "job") and vm._wake.wait(5) and vm._news() is True
-    first = vm._queued(news=False)
-    assert vm._queued(news=False) is first  # reused: not a minute old
-    vm.poll_min = 0.0
-    assert vm._queued(news=False) is not first  # listed again
 
 
 def test_a_client_bell_is_kept_for_the_next_follower_and_its_old_rings_are_dropped(private_tmp):
