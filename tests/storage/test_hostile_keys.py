@@ -12,6 +12,7 @@ import logging
 import pytest
 
 from ephemera.errors import InvalidKeyError, StorageError
+from ephemera.storage.base import delete_keys
 from ephemera.storage.localhost.backend import LocalhostStorage
 from ephemera.runtime.watcher import FilesystemWatcher
 
@@ -37,6 +38,7 @@ def test_hostile_keys_are_refused_by_every_operation(storage, bucket, key):
         lambda: storage.get(bucket, key),
         lambda: storage.head(bucket, key),
         lambda: storage.delete(bucket, key),
+        lambda: delete_keys(storage, bucket, ["fine", key]),  # the bulk delete refuses before it deletes
         lambda: list(storage.list(bucket, key)),
     ):
         with pytest.raises(InvalidKeyError) as err:
@@ -46,6 +48,10 @@ def test_hostile_keys_are_refused_by_every_operation(storage, bucket, key):
         assert "printable characters only" in message
         assert all(c.isprintable() for c in message), message
     assert list(storage.list(bucket)) == []
+    storage.put(bucket, "fine", b"kept")
+    with pytest.raises(InvalidKeyError):
+        delete_keys(storage, bucket, ["fine", key])
+    assert storage.get(bucket, "fine") == b"kept"  # nothing of a refused bulk delete went
 
 
 def test_printable_unicode_keys_still_work(storage, bucket):
